@@ -1,0 +1,61 @@
+"""Time in the core is a float: seconds since the Unix epoch, UTC. These helpers convert at the edges."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_time(value: object) -> float:
+    """Epoch seconds (int or float) or an RFC 3339 string → epoch seconds.
+
+    Raises ``ValueError`` with a specific reason: naive datetimes (no offset) are refused, since a
+    network element's local time would silently shift every window.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected RFC 3339 time or epoch seconds, got a boolean")
+    if isinstance(value, int | float):
+        t = float(value)
+        if not math.isfinite(t):
+            raise ValueError("time must be a finite number")
+        if t < 0:
+            raise ValueError("epoch seconds must not be negative")
+        return t
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 time: {value!r}") from None
+        if dt.tzinfo is None:
+            raise ValueError(f"RFC 3339 time needs an offset or Z: {value!r}")
+        return dt.timestamp()
+    raise ValueError(f"expected RFC 3339 time or epoch seconds, got {type(value).__name__}")
+
+
+def format_time(t: float) -> str:
+    """Epoch seconds → RFC 3339 in UTC with millisecond precision and a ``Z``."""
+    dt = datetime.fromtimestamp(t, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_duration(value: object) -> float:
+    """``300``, ``"300s"``, ``"5m"``, ``"1.5h"``, ``"250ms"`` → seconds. Raises ``ValueError``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"duration must be a finite, non-negative number, got {value}")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 250ms)")
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration, got {type(value).__name__}")

@@ -10,11 +10,11 @@ class EngineError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
-class InvalidMessage(EngineError):  # noqa: N818 - it names the input, like h11's LocalProtocolError
+class InvalidMessage(EngineError):
     """An inbound message was rejected.
 
     ``errors`` is a list of ``(field, reason)``; ``field`` is a dotted path into the payload
-    (``metrics.mos``, ``samples.3.time``) or ``""`` for the message as a whole.
+    (``metrics.mos``, ``samples[3].time``) or ``""`` for the message as a whole.
     """
 
     def __init__(self, topic: str, errors: list[tuple[str, str]]) -> None:

@@ -1,0 +1,445 @@
+"""Incidents: one per root-cause group, with their lifecycle, impact, priority and records.
+
+Theory of operation
+-------------------
+An incident belongs to a *top root*: an alarm that no rule explains. Every alarm a rule explains
+(directly or through a chain: core → aggregation → access) belongs to the incident of the top of its
+chain, as a suppressed symptom with the reason. The whole lifecycle is this table; nothing else in
+the code base changes ``Incident.phase``.
+
+========== ============================== ========== =========================================
+phase      on                             next       record emitted
+========== ============================== ========== =========================================
+pending    settle elapsed                 open       opened (with every symptom gathered so far)
+pending    explained by another root      (gone)     none: the group merges silently
+open       impact/priority/alarms change  open       updated (at most one per update_interval)
+open       root cleared                   clearing   none yet
+open       explained by another root      merged     resolved, resolution "merged", merged_into
+clearing   root re-raised                 open       updated (same incident, note in explanation)
+clearing   hold_down elapsed              resolved   resolved; still-active symptoms re-surface
+========== ============================== ========== =========================================
+
+A pending incident whose root already cleared still opens at settle time (the outage happened) and
+resolves after the hold-down. While clearing, impact and priority stay as they were when the root
+cleared, so the ``resolved`` record says what was resolved.
+
+``IncidentBook`` is pure: it takes alarm changes and explanations with ``now`` and returns records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.alarms import ActiveAlarm
+from engine.impact import Health, Impact, compute_impact
+from engine.priority import Priority, PriorityInput, assess, explain
+from engine.rules.correlator import Explanation
+from engine.settings import IncidentSettings, PrioritySettings
+from engine.timeutil import format_time
+from engine.topology import Topology
+
+Phase = Literal["pending", "open", "clearing", "resolved"]
+EFFECT_HEALTH = {"outage": Health.DOWN, "degraded": Health.DEGRADED}
+SEVERITY_ORDER = ("indeterminate", "warning", "minor", "major", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    root: str  # the alarm key that explains it directly
+    rule: str  # qualified rule name
+    relation: str
+    delay: float  # symptom time - root time, seconds
+
+
+@dataclass
+class Incident:
+    id: str
+    root: str  # alarm key of the top root
+    created: float
+    phase: Phase = "pending"
+    members: set[str] = field(default_factory=set)  # alarm keys, root included
+    version: int = 0
+    opened_at: float | None = None
+    clear_since: float | None = None
+    last_emit: float | None = None
+    dirty: bool = True
+    reraised: int = 0
+    impact: Impact | None = None
+    priority: Priority | None = None
+    state: str = "at_risk"
+    severity: str = "indeterminate"
+    signature: tuple[Any, ...] | None = None
+    grouping_rules: set[str] = field(default_factory=set)
+
+
+def incident_id(root_key: str, first_seen: float) -> str:
+    """Stable across replays and restarts: derived from the root identity and its first event time."""
+    digest = hashlib.blake2b(f"{root_key}|{first_seen:.3f}".encode(), digest_size=8).hexdigest()
+    return f"inc-{digest}"
+
+
+class IncidentBook:
+    def __init__(
+        self,
+        topology: Topology,
+        settings: IncidentSettings,
+        priority: PrioritySettings,
+        alarm: Callable[[str], ActiveAlarm | None],
+        own_health: Mapping[str, Health],
+    ) -> None:
+        self._topology = topology
+        self._settings = settings
+        self._priority = priority
+        self._alarm = alarm
+        self._own = own_health
+        self._parent: dict[str, Suppression] = {}  # symptom key -> why it is suppressed
+        self._by_top: dict[str, Incident] = {}  # top root key -> incident
+        self._incident_of: dict[str, Incident] = {}  # every member key -> incident
+        self.opened = 0
+        self.resolved = 0
+        self.merged = 0
+
+    # -- queries -------------------------------------------------------------------------------
+    def incidents(self) -> Iterable[Incident]:
+        return self._by_top.values()
+
+    def incident_of(self, key: str) -> Incident | None:
+        return self._incident_of.get(key)
+
+    def suppression(self, key: str) -> Suppression | None:
+        return self._parent.get(key)
+
+    def next_due(self) -> float | None:
+        due: list[float] = []
+        for inc in self._by_top.values():
+            if inc.phase == "pending":
+                due.append(inc.created + self._settings.settle)
+            elif inc.phase == "clearing" and inc.clear_since is not None:
+                due.append(inc.clear_since + self._settings.hold_down)
+            if inc.dirty and inc.phase == "open" and inc.last_emit is not None:
+                due.append(inc.last_emit + self._settings.update_interval)
+        return min(due) if due else None
+
+    # -- alarm changes -------------------------------------------------------------------------
+    def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[dict[str, Any]]:
+        """A new occurrence, with the pairs the rules matched for it (either side)."""
+        records: list[dict[str, Any]] = []
+        inc = self._incident_of.get(alarm.key)
+        if inc is not None:  # re-raise of a member or root
+            if inc.root == alarm.key and inc.clear_since is not None:
+                if inc.phase == "clearing":
+                    inc.phase = "open"
+                inc.clear_since = None
+                inc.reraised += 1
+            inc.dirty = True
+        for ex in sorted(explanations, key=Explanation.sort_key):
+            records.extend(self._explain(ex, now))
+        if alarm.key not in self._incident_of and alarm.effect != "none":
+            self._new_incident(alarm.key, now)
+        return records
+
+    def changed(self, alarm: ActiveAlarm) -> None:
+        """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
+        inc = self._incident_of.get(alarm.key)
+        if inc is not None:
+            inc.dirty = True
+        elif alarm.active and alarm.effect != "none" and alarm.key not in self._parent:
+            self._new_incident(alarm.key, alarm.last_seen)
+
+    def cleared(self, alarm: ActiveAlarm, now: float) -> None:
+        """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
+        inc = self._incident_of.get(alarm.key)
+        if inc is None:
+            return
+        inc.dirty = True
+        if inc.root == alarm.key and inc.phase in ("pending", "open"):
+            self._refresh(inc, still_active=alarm)  # freeze impact and priority as they were
+            if inc.phase == "open":
+                inc.phase = "clearing"
+            inc.clear_since = now
+
+    # -- time ----------------------------------------------------------------------------------
+    def tick(self, now: float) -> tuple[list[dict[str, Any]], list[str]]:
+        """Open settled incidents, resolve held-down ones, flush updates.
+
+        Returns the records and the keys of still-active symptoms released by resolved incidents
+        (the caller re-submits them to correlation).
+        """
+        records: list[dict[str, Any]] = []
+        released: list[str] = []
+        for top in sorted(self._by_top, key=lambda k: (self._by_top[k].created, self._by_top[k].id)):
+            inc = self._by_top[top]
+            if inc.phase == "pending" and now >= inc.created + self._settings.settle:
+                if inc.clear_since is None:
+                    self._refresh(inc)
+                    inc.phase = "open"
+                else:
+                    inc.phase = "clearing"
+                inc.opened_at = now
+                self.opened += 1
+                records.append(self._emit(inc, "opened", now))
+            elif (
+                inc.phase == "clearing"
+                and inc.clear_since is not None
+                and now >= inc.clear_since + self._settings.hold_down
+            ):
+                records.append(self._emit(inc, "resolved", now))
+                released.extend(self._dissolve(inc))
+                self.resolved += 1
+            elif self._update_due(inc, now):
+                self._refresh(inc)
+                if self._signature(inc) != inc.signature:
+                    records.append(self._emit(inc, "updated", now))
+                inc.dirty = False
+        return records, released
+
+    def _update_due(self, inc: Incident, now: float) -> bool:
+        if inc.phase != "open" or not inc.dirty:
+            return False
+        return inc.last_emit is None or now >= inc.last_emit + self._settings.update_interval
+
+    # -- internals -----------------------------------------------------------------------------
+    def _new_incident(self, key: str, now: float) -> Incident:
+        alarm = self._alarm(key)
+        first_seen = alarm.first_seen if alarm is not None else now
+        inc = Incident(id=incident_id(key, first_seen), root=key, created=now)
+        inc.members.add(key)
+        self._by_top[key] = inc
+        self._incident_of[key] = inc
+        return inc
+
+    def _top(self, key: str) -> str:
+        seen = {key}
+        while key in self._parent:
+            key = self._parent[key].root
+            if key in seen:  # defensive: _explain never creates cycles
+                break
+            seen.add(key)
+        return key
+
+    def _explain(self, ex: Explanation, now: float) -> list[dict[str, Any]]:
+        if ex.root == ex.symptom or ex.symptom in self._parent:
+            return []  # an alarm keeps its first explanation: stable incidents
+        top = self._top(ex.root)
+        if top == ex.symptom:
+            return []  # would make a cycle: the symptom already explains the root
+        root_inc = self._by_top.get(top)
+        if root_inc is not None and root_inc.phase == "resolved":
+            return []
+        root_alarm = self._alarm(ex.root)
+        if root_alarm is None:
+            return []
+        if root_inc is None:  # a root with no effect of its own gets an incident once it explains something
+            root_inc = self._new_incident(top, now)
+        self._parent[ex.symptom] = Suppression(
+            ex.root, ex.rule.qualified, ex.rule.relation, round(ex.symptom_time - ex.root_time, 3)
+        )
+        root_inc.grouping_rules.add(ex.rule.qualified)
+        root_inc.dirty = True
+        records: list[dict[str, Any]] = []
+        old = self._by_top.pop(ex.symptom, None)
+        if old is not None:  # the symptom was a top root: its whole group moves
+            for member in old.members:
+                root_inc.members.add(member)
+                self._incident_of[member] = root_inc
+            root_inc.grouping_rules |= old.grouping_rules
+            if old.phase in ("open", "clearing"):
+                old.phase = "resolved"
+                self.merged += 1
+                records.append(self._emit(old, "resolved", now, resolution="merged", merged_into=root_inc.id))
+        else:
+            root_inc.members.add(ex.symptom)
+            self._incident_of[ex.symptom] = root_inc
+        return records
+
+    def _dissolve(self, inc: Incident) -> list[str]:
+        inc.phase = "resolved"
+        del self._by_top[inc.root]
+        released: list[str] = []
+        for member in sorted(inc.members):
+            self._incident_of.pop(member, None)
+            self._parent.pop(member, None)
+            alarm = self._alarm(member)
+            if member != inc.root and alarm is not None and alarm.active:
+                released.append(member)
+        return released
+
+    def _active_members(self, inc: Incident, still_active: ActiveAlarm | None = None) -> list[ActiveAlarm]:
+        out = []
+        for key in sorted(inc.members):
+            alarm = self._alarm(key)
+            if alarm is not None and (alarm.active or alarm is still_active):
+                out.append(alarm)
+        return out
+
+    def _refresh(self, inc: Incident, still_active: ActiveAlarm | None = None) -> None:
+        active = self._active_members(inc, still_active)
+        seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
+        if not seeds and inc.impact is not None:
+            return  # nothing active carries an effect any more: keep the last assessment
+        impact = compute_impact(self._topology, self._own, seeds)
+        inc.impact = impact
+        root = self._alarm(inc.root)
+        fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
+        if root is not None and root.effect == "outage" and not impact.elements:
+            fallback = "outage"
+        inc.state = impact.state or fallback
+        ranks = [SEVERITY_ORDER.index(a.severity) for a in active if a.severity in SEVERITY_ORDER]
+        if ranks:
+            inc.severity = SEVERITY_ORDER[max(ranks)]
+        max_crit = max(
+            (
+                self._topology.service_types[s].criticality
+                for s in impact.services
+                if s in self._topology.service_types
+            ),
+            default=0,
+        )
+        inc.priority = assess(
+            PriorityInput(
+                state=inc.state,
+                customers_by_tier=impact.by_tier,
+                tier_weights={t.name: t.weight for t in self._topology.tiers.values()},
+                max_criticality=max_crit,
+                severity=inc.severity,
+            ),
+            self._priority,
+        )
+
+    def _signature(self, inc: Incident) -> tuple[Any, ...]:
+        p = inc.priority
+        active = tuple((a.key, a.severity, a.flapping) for a in self._active_members(inc))
+        return (
+            inc.phase,
+            inc.state,
+            p.priority if p else None,
+            p.score if p else None,
+            repr(inc.impact.to_record()) if inc.impact else None,
+            tuple(sorted(inc.members)),
+            active,
+            inc.reraised,
+        )
+
+    def _emit(self, inc: Incident, event: str, now: float, **extra: Any) -> dict[str, Any]:
+        inc.version += 1
+        inc.last_emit = now
+        inc.signature = self._signature(inc)
+        inc.dirty = False
+        return self.record(inc, event, now, **extra)
+
+    def record(self, inc: Incident, event: str, now: float, **extra: Any) -> dict[str, Any]:
+        """The JSON record of an incident transition (also used by queries)."""
+        root = self._alarm(inc.root)
+        el = self._topology.element(root.ne_id) if root is not None else None
+        p = inc.priority
+        alarms: list[str] = []
+        suppressed: list[dict[str, Any]] = []
+        flapping: list[str] = []
+        for key in sorted(inc.members):
+            a = self._alarm(key)
+            alarms.append(key)
+            if a is not None and a.flapping:
+                flapping.append(key)
+            sup = self._parent.get(key)
+            if sup is not None:
+                suppressed.append(self._suppressed_entry(key, a, sup))
+        rec: dict[str, Any] = {
+            "incident_id": inc.id,
+            "event": event,
+            "version": inc.version,
+            "time": format_time(now),
+            "priority": p.priority if p else 5,
+            "score": p.score if p else 0.0,
+            "state": inc.state,
+            "root_cause": {
+                "ne_id": root.ne_id if root else None,
+                "alarm_id": inc.root,
+                "probable_cause": root.probable_cause if root else None,
+                "severity": root.severity if root else None,
+                "element_type": el.type if el else None,
+                "site": el.site if el else None,
+                "region": el.region if el else None,
+                "active": bool(root and root.active),
+                "rule": sorted(inc.grouping_rules)[0] if inc.grouping_rules else None,
+            },
+            "impact": inc.impact.to_record() if inc.impact else _empty_impact(),
+            "alarms": alarms,
+            "suppressed": suppressed,
+            "flapping": flapping,
+            "opened_at": format_time(inc.opened_at) if inc.opened_at is not None else None,
+            "priority_breakdown": dict(p.breakdown) if p else {},
+            "explanation": self._explanation(inc, root, suppressed),
+        }
+        if event == "resolved":
+            rec["resolved_at"] = format_time(now)
+            rec["resolution"] = extra.get("resolution", "cleared")
+            if "merged_into" in extra:
+                rec["merged_into"] = extra["merged_into"]
+        return rec
+
+    def _suppressed_entry(self, key: str, a: ActiveAlarm | None, sup: Suppression) -> dict[str, Any]:
+        root = self._alarm(sup.root)
+        where = {
+            "downstream_of": f"{a.ne_id if a else '?'} is at or below {root.ne_id if root else '?'}",
+            "same_site": f"same site {self._site(a)}",
+            "same_region": f"same region {self._region(a)}",
+        }.get(sup.relation, sup.relation)
+        return {
+            "alarm_id": key,
+            "ne_id": a.ne_id if a else None,
+            "probable_cause": a.probable_cause if a else None,
+            "state": "active" if a and a.active else "cleared",
+            "root": sup.root,
+            "rule": sup.rule,
+            "reason": f"explained by {sup.root} (rule {sup.rule}: {where}, {sup.delay:+.1f} s from the root)",
+        }
+
+    def _site(self, a: ActiveAlarm | None) -> str:
+        return (self._topology.element(a.ne_id).site or "?") if a else "?"
+
+    def _region(self, a: ActiveAlarm | None) -> str:
+        return (self._topology.element(a.ne_id).region or "?") if a else "?"
+
+    def _explanation(
+        self, inc: Incident, root: ActiveAlarm | None, suppressed: list[dict[str, Any]]
+    ) -> list[str]:
+        lines: list[str] = []
+        if root is not None:
+            el = self._topology.element(root.ne_id)
+            where = ", ".join(
+                x for x in (el.type, f"site {el.site}" if el.site else "", el.region or "") if x
+            )
+            lines.append(
+                f"root cause: {root.probable_cause} ({root.severity}, effect {root.effect}) on {root.ne_id} "
+                f"({where}); no rule explains it"
+            )
+            if root.flapping:
+                lines.append(f"the root alarm is flapping ({root.count} raises in this occurrence)")
+        if suppressed:
+            by_rule: dict[str, int] = {}
+            for s in suppressed:
+                by_rule[s["rule"]] = by_rule.get(s["rule"], 0) + 1
+            parts = ", ".join(f"{n} by {rule}" for rule, n in sorted(by_rule.items()))
+            lines.append(f"{len(suppressed)} alarm(s) suppressed as symptoms: {parts}")
+        if inc.reraised:
+            lines.append(f"the root was re-raised {inc.reraised} time(s) during the hold-down; same incident")
+        if inc.impact is not None:
+            im = inc.impact
+            tiers = ", ".join(f"{t} {n}" for t, n in im.by_tier.items())
+            services = ", ".join(f"{s} {n}" for s, n in im.services.items())
+            lines.append(
+                f"impact: {len(im.elements)} element(s) affected; {im.customers} customer(s)"
+                + (f" ({tiers})" if tiers else "")
+                + (f"; services {services}" if services else "")
+                + f"; state {inc.state}"
+            )
+        if inc.priority is not None:
+            lines.append(explain(inc.priority))
+        return lines
+
+
+def _empty_impact() -> dict[str, Any]:
+    return {"elements": 0, "services": {}, "customers": {"total": 0, "by_tier": {}}, "by_state": {}}

@@ -1,0 +1,138 @@
+"""Correlation facts: which alarm explains which, decided by the compiled rules on durable-rules.
+
+The correlator asserts one fact per alarm occurrence per scope (see ``compiler``), collects the pairs
+durable's joins produce, and retracts facts when their window can no longer matter (our clock).
+It decides nothing about incidents: it returns ``Explanation`` s, the incident book chooses.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.alarms import ActiveAlarm
+from engine.rules.compiler import CompiledRule, Program
+from engine.rules.host import RuleHost
+from engine.topology import Topology
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """``symptom`` (an alarm key) is explained by ``root`` (an alarm key) through ``rule``."""
+
+    root: str
+    symptom: str
+    rule: CompiledRule
+    root_time: float
+    symptom_time: float
+
+    def sort_key(self) -> tuple[int, float, str, float, str]:
+        return (self.rule.order, self.root_time, self.root, self.symptom_time, self.symptom)
+
+
+class Correlator:
+    def __init__(self, program: Program, topology: Topology, *, grace: float = 0.0) -> None:
+        self._program = program
+        self._topology = topology
+        self._grace = grace
+        self._host = RuleHost()
+        for name, definition in program.definitions.items():
+            self._host.load(name, definition)
+        self._facts: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # alarm key -> asserted facts
+        self._expiry: list[tuple[float, int, str, str]] = []  # (due, seq, alarm key, occurrence id)
+        self._due: dict[str, tuple[float, str]] = {}
+        self._seq = 0
+
+    @property
+    def program(self) -> Program:
+        return self._program
+
+    @property
+    def host(self) -> RuleHost:
+        return self._host
+
+    def fact_count(self) -> int:
+        return sum(len(v) for v in self._facts.values())
+
+    def next_due(self) -> float | None:
+        return self._expiry[0][0] if self._expiry else None
+
+    def observe(self, alarm: ActiveAlarm, now: float, *, t: float | None = None) -> list[Explanation]:
+        """Assert the facts of an alarm occurrence; return every pair the rules matched."""
+        occ = alarm.occurrence_id
+        self.forget(alarm.key)  # one live occurrence per identity: a re-raise replaces the old facts
+        base = self._base_fact(alarm, alarm.first_seen if t is None else t)
+        asserted: list[tuple[str, dict[str, Any]]] = []
+        out: list[Explanation] = []
+        lifetime = 0.0
+        for relation in self._program.max_window:
+            ruleset = Program.durable_name(relation)
+            for sid, role in self._scopes(relation, alarm.ne_id):
+                fact = {**base, "sid": sid, "id": f"{occ}@{sid}", "role": role}
+                for m in self._host.assert_fact(ruleset, fact):
+                    out.append(self._explanation(m.action, m.facts))
+                asserted.append((ruleset, fact))
+            lifetime = max(lifetime, self._program.max_window[relation])
+        if asserted:
+            self._facts[alarm.key] = asserted
+            self._seq += 1
+            due = max(now, base["t"]) + lifetime + self._grace
+            self._due[alarm.key] = (due, occ)
+            heapq.heappush(self._expiry, (due, self._seq, alarm.key, occ))
+        return out
+
+    def forget(self, key: str) -> None:
+        """Retract every fact of an alarm identity."""
+        self._due.pop(key, None)
+        for ruleset, fact in self._facts.pop(key, ()):
+            self._host.retract_fact(ruleset, fact)
+
+    def tick(self, now: float) -> None:
+        """Retract facts whose every window has passed."""
+        while self._expiry and self._expiry[0][0] <= now:
+            due, _, key, occ = heapq.heappop(self._expiry)
+            if self._due.get(key) == (due, occ):  # not re-observed since this entry was pushed
+                self.forget(key)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
+        el = self._topology.element(ne_id)
+        if relation == "downstream_of":
+            yield ne_id, "self"
+            for up in sorted(self._topology.ancestors(ne_id)):
+                yield up, "below"
+        elif relation == "same_site":
+            if el.site:
+                yield f"site:{el.site}", "self"
+        elif relation == "same_region" and el.region:
+            yield f"region:{el.region}", "self"
+
+    def _base_fact(self, alarm: ActiveAlarm, t: float) -> dict[str, Any]:
+        el = self._topology.element(alarm.ne_id)
+        return {
+            "aid": alarm.occurrence_id,
+            "key": alarm.key,
+            "t": t,
+            "ne": alarm.ne_id,
+            "severity": alarm.severity,
+            "sev": alarm.severity_rank,
+            "cause": alarm.probable_cause,
+            "etype": alarm.event_type,
+            "sp": alarm.specific_problem or "",
+            "effect": alarm.effect,
+            "etype_ne": el.type,
+            "site": el.site or "",
+            "region": el.region or "",
+        }
+
+    def _explanation(self, action: str, facts: Mapping[str, Mapping[str, Any]]) -> Explanation:
+        r, s = facts["r"], facts["s"]
+        return Explanation(
+            root=str(r["key"]),
+            symptom=str(s["key"]),
+            rule=self._program.rules[action],
+            root_time=float(r["t"]),
+            symptom_time=float(s["t"]),
+        )

@@ -1,0 +1,172 @@
+"""The one interface between the engine and durable-rules.
+
+Theory of operation
+-------------------
+durable-rules (a Rete engine in C with a Python shim) is used for what it is good at: matching facts
+against rule conditions and joining facts of the same *sid* (our correlation scope). Everything else
+is ours, because the notes in ``../shared/NOTES-dependencies.md`` measured its traps:
+
+* One ``RuleHost`` per engine instance, never ``durable.lang``'s global host.
+* durable's ``Host.__init__`` starts two endless timer threads that dispatch actions and timers in
+  the background. We never use durable timers (our clock decides windows), and background dispatch
+  would run actions on another thread, breaking determinism. ``_QuietHost`` therefore starts no
+  threads at all; every action runs inline, inside the call that caused it.
+* "No rule matched" (``MessageNotHandledException``) is a normal outcome, not an error.
+* Asserting an identical fact twice raises ``MessageObservedException``; we treat it as "already
+  there". Fact identity in durable is a 32-bit hash, so callers must give every fact a unique ``id``.
+* Exceptions raised inside actions are caught here and re-raised as ``RuleEngineError``; actions
+  themselves only *record* what matched (``Match``) and the caller decides what to do with it.
+* ``set_rulesets`` mutates the dict it is given: we hand it a deep copy.
+* One message per call (``post_batch`` across sids runs actions in the background).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from durable import engine as _durable
+
+from engine.errors import RuleEngineError
+
+MAX_RULES_PER_RULESET = 512  # create_ruleset hangs for ever past this (measured)
+MAX_FACT_PROPERTIES = 255  # error 302 past this
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One firing of a durable rule: the rule's action name and the facts bound to its aliases."""
+
+    action: str
+    facts: Mapping[str, Mapping[str, Any]]
+
+
+class _QuietHost(_durable.Host):  # type: ignore[misc]
+    """A durable Host that starts no background threads and resolves actions through a callback."""
+
+    def __init__(self, resolve: Callable[[str], Callable[[Any], None]]) -> None:
+        self._resolve = resolve
+        super().__init__()
+
+    def _run(self) -> None:  # durable starts its dispatch/timer threads here; we want none
+        return
+
+    def get_action(self, action_name: str) -> Callable[[Any], None]:
+        return self._resolve(action_name)
+
+
+class RuleHost:
+    """A private durable-rules host: load compiled rulesets, assert/retract facts, collect matches.
+
+    Not thread-safe by design: one task owns it (single writer).
+    """
+
+    def __init__(self) -> None:
+        self._matches: list[Match] = []
+        self._errors: list[BaseException] = []
+        self._rulesets: dict[str, dict[str, Any]] = {}
+        self._host = _QuietHost(self._make_action)
+        self.asserts = 0
+        self.retracts = 0
+        self.firings = 0
+
+    # -- loading ------------------------------------------------------------------------------
+    def load(self, name: str, definition: Mapping[str, Any]) -> None:
+        """Register one compiled durable ruleset (``{rule_name: {"all": [...], "run": action}}``)."""
+        if name in self._rulesets:
+            raise RuleEngineError(f"ruleset {name!r} is already loaded in this host")
+        if len(definition) > MAX_RULES_PER_RULESET:
+            raise RuleEngineError(
+                f"ruleset {name!r} has {len(definition)} rules; durable-rules allows {MAX_RULES_PER_RULESET}"
+            )
+        doc = copy.deepcopy(dict(definition))
+        try:
+            self._host.set_rulesets({name: doc})
+        except Exception as exc:  # durable reports only "error code: N"
+            raise RuleEngineError(
+                f"durable-rules refused ruleset {name!r}: {exc}. "
+                "The compiler should have caught this; the compiled form was: "
+                f"{json.dumps(definition, sort_keys=True)[:2000]}"
+            ) from exc
+        self._rulesets[name] = copy.deepcopy(dict(definition))
+
+    @property
+    def rulesets(self) -> Mapping[str, Mapping[str, Any]]:
+        return self._rulesets
+
+    # -- facts --------------------------------------------------------------------------------
+    def assert_fact(self, ruleset: str, fact: Mapping[str, Any]) -> list[Match]:
+        """Assert a fact (must carry ``sid`` and a unique ``id``); return the rules it made fire."""
+        _check_fact(fact)
+        self.asserts += 1
+        return self._call(self._host.assert_fact, ruleset, fact)
+
+    def retract_fact(self, ruleset: str, fact: Mapping[str, Any]) -> None:
+        """Retract a fact asserted before (same content). Retracting an absent fact is harmless."""
+        self.retracts += 1
+        self._call(self._host.retract_fact, ruleset, fact)
+
+    def post(self, ruleset: str, event: Mapping[str, Any]) -> list[Match]:
+        """Post one event (consumed by the first rule it completes); return the rules it made fire."""
+        _check_fact(event)
+        return self._call(self._host.post, ruleset, event)
+
+    def facts(self, ruleset: str, sid: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._host.get_facts(ruleset, sid)
+        return result
+
+    # -- internals ----------------------------------------------------------------------------
+    def _call(
+        self, fn: Callable[[str, dict[str, Any]], Any], ruleset: str, doc: Mapping[str, Any]
+    ) -> list[Match]:
+        if ruleset not in self._rulesets:
+            raise RuleEngineError(f"unknown ruleset {ruleset!r}")
+        self._matches = []
+        self._errors = []
+        try:
+            fn(ruleset, dict(doc))
+        except (_durable.MessageNotHandledException, _durable.MessageObservedException):
+            pass  # no rule matched / identical fact already present: both are normal outcomes
+        except RuleEngineError:
+            raise
+        except Exception as exc:
+            raise RuleEngineError(f"durable-rules failed on {ruleset!r} with {dict(doc)!r}: {exc}") from exc
+        if self._errors:
+            err = self._errors[0]
+            raise RuleEngineError(f"a rule action failed in {ruleset!r}: {err!r}") from err
+        matches = self._matches
+        self._matches = []
+        self.firings += len(matches)
+        return matches
+
+    def _make_action(self, action_name: str) -> Callable[[Any], None]:
+        def action(c: Any) -> None:
+            try:
+                facts: dict[str, Mapping[str, Any]] = {}
+                for alias, content in _bound_facts(c).items():
+                    facts[alias] = content
+                self._matches.append(Match(action_name, facts))
+            except Exception as exc:  # durable would swallow it into the state; we surface it
+                self._errors.append(exc)
+
+        return action
+
+
+def _bound_facts(c: Any) -> dict[str, dict[str, Any]]:
+    """The facts a durable closure binds, by alias (``m`` for single-condition rules)."""
+    bound = c.__dict__.get("_m")  # durable's Closure keeps {alias: fact} here for a dict message
+    if isinstance(bound, dict):
+        return {str(alias): dict(fact) for alias, fact in bound.items()}
+    raise RuleEngineError(f"unexpected durable closure content: {bound!r}")
+
+
+def _check_fact(fact: Mapping[str, Any]) -> None:
+    if "id" not in fact or "sid" not in fact:
+        raise RuleEngineError(f"a fact needs 'id' and 'sid': {dict(fact)!r}")
+    if len(fact) > MAX_FACT_PROPERTIES:
+        raise RuleEngineError(
+            f"a fact has {len(fact)} properties; durable-rules allows {MAX_FACT_PROPERTIES}"
+        )

@@ -1,0 +1,500 @@
+"""Topology and inventory: network elements and their dependencies, service types, tiers, customers.
+
+Loaded from one YAML or JSON file (same schema), validated up front: every problem is a
+``TopologyError`` naming the file, the item (``elements[4] (olt-7).depends_on[0][1]``) and the reason.
+
+``depends_on`` items are required upstreams; an item that is a list is a redundancy group (any one
+member is enough). Customers are held compactly — one dict entry per customer, no object — and
+aggregated into ``CustomerGroup`` s (one per access element, tier and set of services) so that impact is
+computed over groups, never over individual customers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+
+from engine.errors import TopologyError
+
+DEFAULT_TIERS = MappingProxyType({"platinum": 8.0, "gold": 4.0, "silver": 2.0, "bronze": 1.0})
+_TOP_KEYS = ("customers", "elements", "service_types", "tiers")
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """A network element. Each ``depends_on`` item is a tuple: length 1 = required, more = any-of."""
+
+    id: str
+    type: str
+    site: str | None = None
+    region: str | None = None
+    depends_on: tuple[tuple[str, ...], ...] = ()
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    name: str
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceType:
+    """``platform``: elements every instance of the service needs (SBC, IPTV middleware…)."""
+
+    name: str
+    criticality: int
+    platform: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    tier: str
+    access: str
+    services: tuple[str, ...]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerGroup:
+    """``count`` customers sharing an access element, a tier and a set of services."""
+
+    access: str
+    tier: str
+    services: frozenset[str]
+    count: int
+
+
+# --- validation models (shape and types; references are checked afterwards) -----------------------
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _dep_item(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("element id must not be empty")
+        return (value,)
+    if not isinstance(value, list):
+        raise ValueError(f"expected an element id or a list of them (redundancy group), got {_kind(value)}")
+    if not value:
+        raise ValueError("redundancy group must not be empty")
+    for j, member in enumerate(value):
+        if not isinstance(member, str) or not member:
+            raise ValueError(f"redundancy group member [{j}] must be a non-empty string, got {member!r}")
+        if member in value[:j]:
+            raise ValueError(f"redundancy group lists {member!r} twice")
+    return tuple(value)
+
+
+_Id = Annotated[str, Field(min_length=1)]
+_DepItem = Annotated[tuple[str, ...], PlainValidator(_dep_item)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class _TierModel(_Model):
+    weight: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _ServiceTypeModel(_Model):
+    criticality: Annotated[int, Field(ge=1, le=5)]
+    platform: list[_Id] = Field(default_factory=list)
+
+
+class _ElementModel(_Model):
+    id: _Id
+    type: _Id
+    site: _Id | None = None
+    region: _Id | None = None
+    depends_on: list[_DepItem] = Field(default_factory=list)
+    name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class _CustomerModel(_Model):
+    id: _Id
+    tier: str
+    access: str
+    services: list[str]
+    name: str | None = None
+
+
+class _DocModel(_Model):
+    tiers: dict[str, _TierModel] | None = None
+    service_types: dict[str, _ServiceTypeModel] = Field(default_factory=dict)
+    elements: list[_ElementModel]
+
+
+_EXPECTED = dict.fromkeys(("dict_type", "model_type", "model_attributes_type"), "a mapping")
+_EXPECTED |= {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "list_type": "a list",
+}
+
+
+def _where(data: object, loc: Sequence[str | int]) -> str:
+    """``('elements', 4, 'depends_on', 0)`` → ``elements[4] (olt-7).depends_on[0]``."""
+    out, node = "", data
+    for depth, key in enumerate(loc):
+        if key == "[key]":  # pydantic's marker: the mapping key itself is wrong
+            out += " (key)"
+        elif isinstance(key, int) and isinstance(node, list):
+            node = node[key] if 0 <= key < len(node) else None
+            ident = node.get("id") if depth == 1 and isinstance(node, dict) else None
+            out += f"[{key}]" + (f" ({ident})" if isinstance(ident, str) else "")
+        else:
+            out += f".{key}" if out else str(key)
+            node = node.get(key) if isinstance(node, dict) else None
+    return out
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a ``.yaml``/``.yml``/``.json`` topology file. Raises ``TopologyError``."""
+    p = Path(path)
+    source, suffix = str(p), p.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise TopologyError(source, "", f"unsupported file type {suffix!r} (use .yaml, .yml or .json)")
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise TopologyError(source, "", f"cannot read file: {exc.strerror or exc}") from None
+    data: Any
+    if suffix == ".json":
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise TopologyError(source, f"line {exc.lineno}, column {exc.colno}", exc.msg) from None
+    else:
+        try:
+            data = yaml.load(raw, Loader=yaml.CSafeLoader)  # the C *safe* loader
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            reason = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+            raise TopologyError(source, where, reason) from None
+        except yaml.YAMLError as exc:
+            raise TopologyError(source, "", f"invalid YAML: {exc}") from None
+    return topology_from_dict(data, source=source)
+
+
+def topology_from_dict(data: Mapping[str, Any], *, source: str = "<inline>") -> Topology:
+    """Validate an already parsed document (see the module docstring). Raises ``TopologyError``."""
+    return Topology(_Loader(source, data))
+
+
+class _Loader:
+    """One validation pass over a parsed document; every failure names the source and the item.
+
+    Customers go straight into a compact store: ``packed`` maps each id to one int (service row, tier
+    and access element in mixed radix), ``names`` holds only the names given.
+    """
+
+    def __init__(self, source: str, data: Mapping[str, Any]) -> None:
+        self.source, self.data = source, data
+        if not isinstance(data, Mapping):
+            self.fail("", f"the top level must be a mapping of {', '.join(_TOP_KEYS)}; got {_kind(data)}")
+        for key in data:
+            if key not in _TOP_KEYS:
+                self.fail(str(key), f"unknown top-level key {key!r} (known: {', '.join(_TOP_KEYS)})")
+        given = {k: v for k, v in data.items() if k != "customers" and v is not None}
+        try:
+            doc = _DocModel.model_validate(given)
+        except ValidationError as exc:
+            self.invalid(exc)
+        weights = DEFAULT_TIERS if doc.tiers is None else {n: t.weight for n, t in doc.tiers.items()}
+        self.tiers = {n: Tier(n, float(w)) for n, w in weights.items()}
+        self.index: dict[str, int] = {}
+        for i, em in enumerate(doc.elements):
+            if em.id in self.index:
+                first = f"first at elements[{self.index[em.id]}]"
+                self.fail(f"elements[{i}] ({em.id}).id", f"duplicate element id {em.id!r} ({first})")
+            self.index[em.id] = i
+        self.elements = {em.id: self.element(i, em) for i, em in enumerate(doc.elements)}
+        self.services: dict[str, ServiceType] = {}
+        for name, st in doc.service_types.items():
+            for j, ne in enumerate(st.platform):
+                if ne not in self.index:
+                    self.fail(f"service_types.{name}.platform[{j}]", f"unknown element {ne!r}")
+            self.services[name] = ServiceType(name, st.criticality, tuple(dict.fromkeys(st.platform)))
+        self.order = self.topo_order()
+        self.access_ids, self.tier_names = list(self.elements), tuple(self.tiers)
+        self.rows: list[tuple[str, ...]] = []
+        self.packed: dict[str, int] = {}
+        self.names: dict[str, str] = {}
+        self.customers(data.get("customers"))
+
+    def fail(self, where: str, reason: str) -> NoReturn:
+        raise TopologyError(self.source, where, reason)
+
+    def invalid(self, exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> NoReturn:
+        """The first pydantic error, as a ``TopologyError`` with a readable location."""
+        err = exc.errors(include_url=False)[0]
+        loc = prefix + tuple(err["loc"])
+        kind, value = err["type"], err.get("input")
+        if kind == "missing":
+            loc, reason = loc[:-1], f"missing required field {loc[-1]!r}"
+        elif kind == "extra_forbidden":
+            loc, reason = loc[:-1], f"unknown field {loc[-1]!r}"
+        elif kind == "value_error":
+            reason = err["msg"].removeprefix("Value error, ")
+        elif kind in _EXPECTED:
+            reason = f"expected {_EXPECTED[kind]}, got {_kind(value)}"
+        else:
+            reason = f"{err['msg'].replace('Input should be', 'must be', 1)}, got {value!r}"
+        raise TopologyError(self.source, _where(self.data, loc), reason) from None
+
+    def element(self, i: int, em: _ElementModel) -> Element:
+        seen: set[frozenset[str]] = set()
+        for j, item in enumerate(em.depends_on):
+            where = f"elements[{i}] ({em.id}).depends_on[{j}]"
+            for k, upstream in enumerate(item):
+                if upstream not in self.index:
+                    self.fail(where + (f"[{k}]" if len(item) > 1 else ""), f"unknown element {upstream!r}")
+            if frozenset(item) in seen:
+                self.fail(where, "listed twice")
+            seen.add(frozenset(item))
+        labels = MappingProxyType(dict(em.labels)) if em.labels else _NO_LABELS
+        return Element(em.id, em.type, em.site, em.region, tuple(em.depends_on), em.name, labels)
+
+    def topo_order(self) -> tuple[str, ...]:
+        """Depth-first post-order (upstreams first), iterative; a back edge is a cycle, shown as a path."""
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+        order: list[str] = []
+        flat = {
+            ne: tuple(dict.fromkeys(u for it in e.depends_on for u in it)) for ne, e in self.elements.items()
+        }
+        for root in self.elements:
+            if root in state:
+                continue
+            state[root] = 1
+            stack = [(root, iter(flat[root]))]
+            while stack:
+                node, upstreams = stack[-1]
+                for u in upstreams:
+                    mark = state.get(u)
+                    if mark is None:
+                        state[u] = 1
+                        stack.append((u, iter(flat[u])))
+                        break
+                    if mark == 1:
+                        path = [n for n, _ in stack]
+                        cycle = " -> ".join([*path[path.index(u) :], u])
+                        self.fail(f"elements[{self.index[u]}] ({u}).depends_on", f"dependency cycle: {cycle}")
+                else:
+                    stack.pop()
+                    state[node] = 2
+                    order.append(node)
+        return tuple(order)
+
+    def customers(self, items: object) -> None:
+        """A fast path for the canonical shape; anything else goes through the pydantic model."""
+        if items is None:
+            return
+        if not isinstance(items, list):
+            self.fail("customers", f"expected a list, got {_kind(items)}")
+        tier_index = {t: i for i, t in enumerate(self.tier_names)}
+        n_el, n_tier, index = len(self.access_ids), len(self.tier_names), self.index
+        rows: dict[tuple[str, ...], int] = {}
+        packed, names = self.packed, self.names
+        for i, c in enumerate(items):
+            try:
+                cid, tier, access, services = c["id"], c["tier"], c["access"], c["services"]
+                name = c.get("name")
+                fast = type(c) is dict and len(c) - ("name" in c) == 4 and type(services) is list
+                fast = fast and type(cid) is type(tier) is type(access) is str and cid != ""
+                row = rows.get(tuple(services)) if fast and (name is None or type(name) is str) else -1
+            except (KeyError, TypeError, IndexError, AttributeError):
+                row = -1
+            if row == -1:
+                try:
+                    m = _CustomerModel.model_validate(c)
+                except ValidationError as exc:
+                    self.invalid(exc, ("customers", i))
+                cid, tier, access, services, name = m.id, m.tier, m.access, m.services, m.name
+                row = rows.get(tuple(services))
+            where = f"customers[{i}] ({cid})"
+            t = tier_index.get(tier)
+            if t is None:
+                known = ", ".join(sorted(tier_index)) or "none"
+                self.fail(f"{where}.tier", f"tier {tier!r} is not defined (known: {known})")
+            a = index.get(access)
+            if a is None:
+                self.fail(f"{where}.access", f"unknown element {access!r}")
+            if row is None:
+                row = rows[tuple(services)] = self.service_row(where, services)
+            if cid in packed:
+                first = f"first at customers[{list(packed).index(cid)}]"
+                self.fail(f"{where}.id", f"duplicate customer id {cid!r} ({first})")
+            packed[cid] = (row * n_tier + t) * n_el + a
+            if name is not None:
+                names[cid] = name
+
+    def service_row(self, where: str, services: list[Any]) -> int:
+        if not services:
+            self.fail(f"{where}.services", "must list at least one service type")
+        for j, s in enumerate(services):
+            if type(s) is not str:
+                self.fail(f"{where}.services[{j}]", f"expected a string, got {_kind(s)}")
+            if s not in self.services:
+                known = ", ".join(sorted(self.services)) or "none"
+                self.fail(f"{where}.services[{j}]", f"unknown service type {s!r} (known: {known})")
+            if s in services[:j]:
+                self.fail(f"{where}.services[{j}]", f"service type {s!r} listed twice")
+        self.rows.append(tuple(services))
+        return len(self.rows) - 1
+
+    def groups(self) -> list[CustomerGroup]:
+        """One group per (access, tier, service set), ordered by access (file order), tier, services."""
+        n_el, n_tier = len(self.access_ids), len(self.tier_names)
+        sets = [frozenset(r) for r in self.rows]
+        ranked = sorted(set(sets), key=sorted)
+        rank = {s: i for i, s in enumerate(ranked)}
+        merged: Counter[tuple[int, int, int]] = Counter()
+        for p, n in Counter(self.packed.values()).items():
+            rest, a = divmod(p, n_el)
+            row, t = divmod(rest, n_tier)
+            merged[a, t, rank[sets[row]]] += n
+        access, tiers = self.access_ids, self.tier_names
+        return [CustomerGroup(access[a], tiers[t], ranked[s], n) for (a, t, s), n in sorted(merged.items())]
+
+
+class Topology:
+    """The loaded inventory; read-only. Build it with ``load_topology`` or ``topology_from_dict``."""
+
+    source: str
+    tiers: Mapping[str, Tier]
+    service_types: Mapping[str, ServiceType]
+    elements: Mapping[str, Element]
+
+    def __init__(self, loaded: _Loader) -> None:
+        self.source = loaded.source
+        self.tiers = MappingProxyType(loaded.tiers)
+        self.service_types = MappingProxyType(loaded.services)
+        self.elements = MappingProxyType(loaded.elements)
+        self._order = loaded.order
+        self._access_ids, self._tier_names, self._rows = loaded.access_ids, loaded.tier_names, loaded.rows
+        self._packed, self._names = loaded.packed, loaded.names
+        self._ancestors: dict[str, frozenset[str]] = {}
+        dependents: dict[str, set[str]] = {}
+        sites: dict[str, list[str]] = {}
+        regions: dict[str, list[str]] = {}
+        for e in self.elements.values():
+            for item in e.depends_on:
+                for u in item:
+                    dependents.setdefault(u, set()).add(e.id)
+            if e.site is not None:
+                sites.setdefault(e.site, []).append(e.id)
+            if e.region is not None:
+                regions.setdefault(e.region, []).append(e.id)
+        self._dependents = {ne: tuple(sorted(ds)) for ne, ds in dependents.items()}
+        self._sites = {s: tuple(sorted(ids)) for s, ids in sites.items()}
+        self._regions = {r: tuple(sorted(ids)) for r, ids in regions.items()}
+        platform: dict[str, set[str]] = {}
+        for st in self.service_types.values():
+            for ne in st.platform:
+                platform.setdefault(ne, set()).add(st.name)
+        self._platform = {ne: frozenset(names) for ne, names in platform.items()}
+        self._groups = tuple(loaded.groups())
+        at: dict[str, list[CustomerGroup]] = {}
+        with_service: dict[str, list[CustomerGroup]] = {}
+        for g in self._groups:
+            at.setdefault(g.access, []).append(g)
+            for s in g.services:
+                with_service.setdefault(s, []).append(g)
+        self._groups_at = {a: tuple(gs) for a, gs in at.items()}
+        self._with_service = {s: tuple(gs) for s, gs in with_service.items()}
+
+    def __contains__(self, ne_id: object) -> bool:
+        return ne_id in self.elements
+
+    def element(self, ne_id: str) -> Element:
+        """The element; ``KeyError`` if unknown."""
+        return self.elements[ne_id]
+
+    def ancestors(self, ne_id: str) -> frozenset[str]:
+        """Everything ``ne_id`` needs, directly or transitively, including every redundancy-group member."""
+        cached = self._ancestors.get(ne_id)
+        if cached is None:
+            seen: set[str] = set()
+            stack = [ne_id]
+            while stack:
+                new = {u for item in self.elements[stack.pop()].depends_on for u in item} - seen
+                seen |= new
+                stack.extend(new)
+            cached = self._ancestors[ne_id] = frozenset(seen)
+        return cached
+
+    def dependents(self, ne_id: str) -> tuple[str, ...]:
+        """Elements listing ``ne_id`` in ``depends_on`` (alone or in a group), sorted."""
+        return self._dependents.get(ne_id, ())
+
+    def descendants(self, ne_id: str) -> frozenset[str]:
+        """Everything that depends on ``ne_id``, directly or transitively."""
+        seen: set[str] = set()
+        frontier = [ne_id]
+        while frontier:
+            new = {d for ne in frontier for d in self._dependents.get(ne, ())} - seen
+            seen |= new
+            frontier = list(new)
+        return frozenset(seen)
+
+    def elements_at_site(self, site: str) -> tuple[str, ...]:
+        return self._sites.get(site, ())
+
+    def elements_in_region(self, region: str) -> tuple[str, ...]:
+        return self._regions.get(region, ())
+
+    def customer(self, customer_id: str) -> Customer:
+        """The customer, rebuilt from the compact store; ``KeyError`` if unknown."""
+        rest, a = divmod(self._packed[customer_id], len(self._access_ids))
+        row, t = divmod(rest, len(self._tier_names))
+        name = self._names.get(customer_id)
+        return Customer(customer_id, self._tier_names[t], self._access_ids[a], self._rows[row], name)
+
+    def has_customer(self, customer_id: str) -> bool:
+        return customer_id in self._packed
+
+    def customer_count(self) -> int:
+        return len(self._packed)
+
+    def groups_at(self, access: str) -> tuple[CustomerGroup, ...]:
+        return self._groups_at.get(access, ())
+
+    def all_groups(self) -> Sequence[CustomerGroup]:
+        return self._groups
+
+    def groups_with_service(self, service: str) -> tuple[CustomerGroup, ...]:
+        """Groups subscribing to ``service`` (what a platform outage touches)."""
+        return self._with_service.get(service, ())
+
+    def platform_services(self, ne_id: str) -> frozenset[str]:
+        """Service types whose platform includes ``ne_id``."""
+        return self._platform.get(ne_id, frozenset())
+
+    def topo_order(self) -> tuple[str, ...]:
+        """Every element after everything it depends on."""
+        return self._order

@@ -1,0 +1,172 @@
+"""The alarm lifecycle: deduplication, clears, re-raise, flapping, reordering, effects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.alarms import AlarmTable, alarm_key, classify
+from engine.messages import Alarm
+from engine.settings import DEFAULT_EFFECTS, AlarmSettings, FlappingSettings
+
+T0 = 1_767_225_600.0
+
+
+def mk(severity: str = "major", t: float = 0.0, **kw: Any) -> Alarm:
+    fields: dict[str, Any] = {"ne_id": "olt-1", "probable_cause": "linkDown", "severity": severity}
+    fields.update(kw)
+    return Alarm.model_validate({**fields, "event_time": T0 + t})
+
+
+def kinds(changes: list[Any]) -> list[str]:
+    return [c.kind for c in changes]
+
+
+def table(**flap: Any) -> AlarmTable:
+    return AlarmTable(AlarmSettings(flapping=FlappingSettings(**flap)) if flap else AlarmSettings())
+
+
+def test_first_raise_then_duplicates_are_deduplicated_with_count_and_last_seen() -> None:
+    """A repeated raise of the same identity is one alarm with a count, first and last seen."""
+    t = table()
+    assert kinds(t.apply(mk(t=0), T0)) == ["raised"]
+    assert kinds(t.apply(mk(t=5), T0 + 5)) == ["repeated"]
+    assert kinds(t.apply(mk(t=9), T0 + 9)) == ["repeated"]
+    rec = t.get("olt-1:linkDown")
+    assert rec is not None
+    assert (rec.count, rec.first_seen, rec.last_seen) == (3, T0, T0 + 9)
+
+
+def test_severity_change_is_reported_with_the_previous_effect() -> None:
+    """A raise with another severity changes the alarm and may change its effect (outage → degraded)."""
+    t = table()
+    t.apply(mk("critical"), T0)
+    (change,) = t.apply(mk("minor", t=1), T0 + 1)
+    assert change.kind == "severity"
+    assert change.previous_effect == "outage"
+    assert change.alarm.effect == "degraded"
+
+
+def test_clear_pairs_with_the_active_alarm_and_reraise_is_a_new_occurrence() -> None:
+    """Clear closes the occurrence; a later raise opens occurrence 2 of the same identity."""
+    t = table()
+    t.apply(mk(), T0)
+    assert kinds(t.apply(mk("cleared", t=10), T0 + 10)) == ["cleared"]
+    rec = t.get("olt-1:linkDown")
+    assert rec is not None
+    assert not rec.active
+    assert kinds(t.apply(mk(t=20), T0 + 20)) == ["raised"]
+    assert rec.occurrence == 2
+    assert rec.active
+    assert rec.count == 1
+
+
+def test_clear_for_unknown_alarm_is_harmless_and_counted() -> None:
+    """A clear nobody raised changes nothing and is counted."""
+    t = table()
+    assert t.apply(mk("cleared"), T0) == []
+    assert t.counters.clear_unknown == 1
+    assert len(list(t.active())) == 0
+
+
+def test_reordered_raise_after_its_clear_does_not_stay_active() -> None:
+    """Delivered out of order (clear first), the raise is applied and immediately cleared."""
+    t = table()
+    t.apply(mk("cleared", t=10), T0 + 10)
+    assert kinds(t.apply(mk(t=0), T0 + 11)) == ["raised", "cleared"]
+    assert len(list(t.active())) == 0
+
+
+def test_stale_raise_older_than_the_last_clear_is_ignored() -> None:
+    """A late duplicate raise from before the clear does not resurrect the alarm."""
+    t = table()
+    t.apply(mk(t=0), T0)
+    t.apply(mk("cleared", t=10), T0 + 10)
+    assert t.apply(mk(t=5), T0 + 12) == []
+    assert t.counters.stale == 1
+
+
+def test_flapping_alarm_becomes_one_flapping_alarm_not_many() -> None:
+    """N raise/clear transitions within the window make the alarm flap: later transitions are absorbed."""
+    t = table(transitions=4, window=600, quiet=300)
+    out: list[str] = kinds(t.apply(mk(t=0), T0))
+    for i in range(1, 10):
+        sev = "cleared" if i % 2 else "major"
+        out += kinds(t.apply(mk(sev, t=i * 10), T0 + i * 10))
+    # raise, clear, raise, clear, raise (4th transition: flapping), then 5 transitions absorbed
+    assert out == ["raised", "cleared", "raised", "cleared", "raised", "flapping"]
+    assert out.count("flapping") == 1
+    rec = t.get("olt-1:linkDown")
+    assert rec is not None
+    assert rec.flapping
+    assert rec.active
+    assert t.counters.absorbed == 5
+
+
+def test_flapping_ends_after_quiet_period_and_settles_on_last_state() -> None:
+    """After the quiet period the alarm stops flapping; if its last word was a clear it clears."""
+    t = table(transitions=3, window=600, quiet=120)
+    t.apply(mk(t=0), T0)
+    t.apply(mk("cleared", t=1), T0 + 1)
+    t.apply(mk(t=2), T0 + 2)
+    assert kinds(t.apply(mk("cleared", t=3), T0 + 3)) == ["flapping"]
+    assert t.tick(T0 + 60) == []
+    assert kinds(t.tick(T0 + 200)) == ["unflapped", "cleared"]
+    rec = t.get("olt-1:linkDown")
+    assert rec is not None
+    assert not rec.active
+    assert not rec.flapping
+
+
+def test_cleared_alarms_are_forgotten_after_retention() -> None:
+    """Memory is bounded: a cleared identity is dropped after `retain` seconds."""
+    t = AlarmTable(AlarmSettings(retain=100))
+    t.apply(mk(), T0)
+    t.apply(mk("cleared", t=1), T0 + 1)
+    t.tick(T0 + 50)
+    assert len(t) == 1
+    t.tick(T0 + 102)
+    assert len(t) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "effect"),
+    [
+        ({"probable_cause": "lossOfSignal", "severity": "critical"}, "outage"),
+        ({"probable_cause": "LOSSOFSIGNAL", "severity": "major"}, "outage"),
+        ({"probable_cause": "lossOfSignal", "severity": "minor"}, "degraded"),
+        (
+            {
+                "probable_cause": "thresholdCrossed",
+                "severity": "major",
+                "event_type": "qualityOfServiceAlarm",
+            },
+            "degraded",
+        ),
+        ({"probable_cause": "fanFailure", "severity": "major"}, "degraded"),
+        ({"probable_cause": "mainsFailure", "severity": "critical"}, "outage"),
+        ({"probable_cause": "doorOpen", "severity": "warning"}, "none"),
+        ({"probable_cause": "x", "severity": "indeterminate"}, "none"),
+    ],
+    ids=[
+        "los-critical",
+        "case-insensitive",
+        "los-minor",
+        "qos",
+        "other-major",
+        "mains",
+        "warning",
+        "indeterminate",
+    ],
+)
+def test_default_effects(fields: dict[str, Any], effect: str) -> None:
+    """The documented default effect policy: outage causes at major+, degraded at minor+, else none."""
+    a = Alarm.model_validate({"ne_id": "x", "event_time": T0, **fields})
+    assert classify(a, DEFAULT_EFFECTS) == effect
+
+
+def test_alarm_key_is_readable_and_uses_alarm_id_when_given() -> None:
+    """Incident records name alarms by a short key: the alarm_id, else ne:cause[:specific problem]."""
+    assert alarm_key(mk(specific_problem="port 1")) == "olt-1:linkDown:port 1"
+    assert alarm_key(mk(alarm_id="A-17")) == "A-17"

@@ -1,0 +1,646 @@
+"""Inbound message decoding: routing, native and TMF642 alarms, KPI samples, errors, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from engine.errors import InvalidMessage
+from engine.messages import (
+    SEVERITY_RANK,
+    Alarm,
+    Decoded,
+    Decoder,
+    KpiSample,
+    Routes,
+    dead_letter_record,
+    topic_matches,
+)
+from engine.timeutil import parse_time
+
+T0 = parse_time("2024-05-01T10:00:00Z")
+ELEMENTS = frozenset({"olt-1", "olt-2"})
+SERVICES = frozenset({"ftth", "iptv"})
+CUSTOMERS = frozenset({"acme"})
+DECODER = Decoder(known_elements=ELEMENTS, known_services=SERVICES, known_customers=CUSTOMERS.__contains__)
+
+A = "soc/alarms/olt-1"
+S = "soc/probes/p1"
+
+
+def native(**fields: Any) -> dict[str, Any]:
+    """A valid native alarm with ``fields`` overridden (a value of ``None`` removes the key)."""
+    base: dict[str, Any] = {
+        "ne_id": "olt-1",
+        "severity": "major",
+        "probable_cause": "lossOfSignal",
+        "event_time": "2024-05-01T10:00:00Z",
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def tmf(**fields: Any) -> dict[str, Any]:
+    """A valid TMF642 v4 Alarm (raised) with ``fields`` overridden (``None`` removes the key)."""
+    base: dict[str, Any] = {
+        "id": "A-7",
+        "alarmedObject": {"id": "olt-1", "@referredType": "OLT"},
+        "perceivedSeverity": "Critical",
+        "probableCause": "lossOfSignal",
+        "alarmType": "CommunicationsAlarm",
+        "specificProblem": "PON 1/1/3",
+        "alarmDetails": "LOS on PON 1/1/3",
+        "state": "raised",
+        "sourceSystemId": "ems-1",
+        "alarmRaisedTime": "2024-05-01T12:00:00+02:00",
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def sample(**fields: Any) -> dict[str, Any]:
+    """A valid KPI sample with ``fields`` overridden (``None`` removes the key)."""
+    base: dict[str, Any] = {
+        "probe_id": "p1",
+        "target": "olt-1",
+        "service": "ftth",
+        "customer": "acme",
+        "time": T0,
+        "metrics": {"rtt_ms": 12.5, "loss_pct": 0},
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def js(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def alarm(**fields: Any) -> Alarm:
+    return Alarm.model_validate(native(**fields))
+
+
+def kpi(**fields: Any) -> KpiSample:
+    return KpiSample.model_validate(sample(**fields))
+
+
+RAISED_TMF = Alarm(
+    ne_id="olt-1",
+    severity="critical",
+    probable_cause="lossOfSignal",
+    event_type="communicationsAlarm",
+    specific_problem="PON 1/1/3",
+    alarm_id="A-7",
+    text="LOS on PON 1/1/3",
+    event_time=T0,
+)
+
+VALID: list[Any] = [
+    pytest.param(A, js(native()), alarm(event_time=T0), id="native-rfc3339"),
+    pytest.param(A, js(native(event_time=T0)), alarm(event_time=T0), id="native-epoch-seconds"),
+    pytest.param(A, js(native(event_time=1714557600)), alarm(event_time=T0), id="native-epoch-int"),
+    pytest.param(A, js(native(severity="cleared")), alarm(severity="cleared"), id="native-clear"),
+    pytest.param(A, js(native(severity="MaJoR")), alarm(severity="major"), id="severity-any-case"),
+    pytest.param(
+        A,
+        js(native(vendorSeverity=3, x_extra={"a": 1})),
+        alarm(),
+        id="native-unknown-keys-ignored",
+    ),
+    pytest.param(
+        A,
+        js(
+            native(
+                event_type="equipmentAlarm",
+                specific_problem="fan 2",
+                alarm_id="X1",
+                text="fan failure",
+            )
+        ),
+        alarm(event_type="equipmentAlarm", specific_problem="fan 2", alarm_id="X1", text="fan failure"),
+        id="native-all-fields",
+    ),
+    pytest.param(A, native(), alarm(), id="native-mapping-payload"),
+    pytest.param(A, MappingProxyType(native()), alarm(), id="native-read-only-mapping"),
+    pytest.param(A, js(native()).decode(), alarm(), id="native-str-payload"),
+    pytest.param(A, js(tmf()), RAISED_TMF, id="tmf642-raised"),
+    pytest.param(A, js(tmf(id=42)), RAISED_TMF.model_copy(update={"alarm_id": "42"}), id="tmf642-integer-id"),
+    pytest.param(
+        A,
+        js(tmf(alarmType="Quality of Service Alarm")),
+        RAISED_TMF.model_copy(update={"event_type": "qualityOfServiceAlarm"}),
+        id="tmf642-x733-spelled-type",
+    ),
+    pytest.param(
+        A,
+        js(tmf(state="cleared", alarmClearedTime="2024-05-01T10:05:00Z")),
+        RAISED_TMF.model_copy(update={"severity": "cleared", "event_time": T0 + 300}),
+        id="tmf642-cleared",
+    ),
+    pytest.param(
+        A,
+        js(tmf(alarmClearedTime="2024-05-01T10:05:00Z")),
+        RAISED_TMF.model_copy(update={"severity": "cleared", "event_time": T0 + 300}),
+        id="tmf642-cleared-time-only",
+    ),
+    pytest.param(
+        A,
+        js(tmf(state="Cleared", perceivedSeverity=None, alarmChangedTime="2024-05-01T10:01:00Z")),
+        RAISED_TMF.model_copy(update={"severity": "cleared", "event_time": T0 + 60}),
+        id="tmf642-cleared-changed-time-fallback",
+    ),
+    pytest.param(
+        A,
+        js(tmf(state="cleared")),
+        RAISED_TMF.model_copy(update={"severity": "cleared"}),
+        id="tmf642-cleared-raised-time-fallback",
+    ),
+    pytest.param(
+        A,
+        js(
+            {
+                "perceivedSeverity": "minor",
+                "alarmedObject": {"id": "olt-2"},
+                "probableCause": "x",
+                "alarmRaisedTime": T0,
+            }
+        ),
+        alarm(ne_id="olt-2", severity="minor", probable_cause="x"),
+        id="tmf642-minimal-default-type",
+    ),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "expected"), VALID)
+def test_valid_alarms(topic: str, payload: Any, expected: Alarm) -> None:
+    """Each valid alarm, native or TMF642, decodes to exactly the expected normalised Alarm."""
+    assert DECODER.decode(topic, payload) == Decoded(topic, "alarm", expected, (), ())
+
+
+VALID_SAMPLES: list[Any] = [
+    pytest.param(js(sample()), (kpi(),), id="single-sample"),
+    pytest.param(js(sample(time="2024-05-01T10:00:00Z")), (kpi(),), id="single-sample-rfc3339"),
+    pytest.param(
+        js(sample(service=None, customer=None)), (kpi(service=None, customer=None),), id="optional-absent"
+    ),
+    pytest.param(
+        js({"samples": [sample(), sample(target="olt-2", metrics={"mos": 4.2})]}),
+        (kpi(), kpi(target="olt-2", metrics={"mos": 4.2})),
+        id="batch",
+    ),
+    pytest.param(
+        js(sample(metrics={f"m{i}": i for i in range(64)})),
+        (kpi(metrics={f"m{i}": i for i in range(64)}),),
+        id="sixty-four-metrics",
+    ),
+    pytest.param(
+        js(sample(metrics={"a" + "b" * 63: 1, "Z.x-y_z": -1.5})),
+        (kpi(metrics={"a" + "b" * 63: 1, "Z.x-y_z": -1.5}),),
+        id="metric-name-limits",
+    ),
+    pytest.param({"samples": (sample(),)}, (kpi(),), id="batch-tuple-in-mapping"),
+]
+
+
+@pytest.mark.parametrize(("payload", "expected"), VALID_SAMPLES)
+def test_valid_samples(payload: Any, expected: tuple[KpiSample, ...]) -> None:
+    """Each valid sample message decodes to the expected samples, all kept, nothing rejected."""
+    decoded = DECODER.decode(S, payload)
+    assert decoded == Decoded(S, "samples", None, expected, ())
+    assert all(isinstance(s.time, float) for s in decoded.samples)
+    assert all(isinstance(v, float) for s in decoded.samples for v in s.metrics.values())
+
+
+BIG = b'{"x": "' + b"a" * (70123 - 9) + b'"}'
+
+INVALID: list[Any] = [
+    # routing, size, syntax
+    pytest.param("x/y", js(native()), "", "topic 'x/y' matches no alarm or sample filter", id="no-route"),
+    pytest.param(A, BIG, "", "payload is 70123 bytes, limit is 65536", id="too-large"),
+    pytest.param(A, "é" * 32769, "", "payload is 65538 bytes, limit is 65536", id="too-large-str-utf8-bytes"),
+    pytest.param(
+        A, b'{"ne_id": "olt-1",\n "x": }', "", "malformed JSON: unexpected character", id="bad-json"
+    ),
+    pytest.param(A, b'{"ne_id": "olt-1",\n "x": }', "", "line 2 column 7", id="bad-json-position"),
+    pytest.param(A, b"", "", "malformed JSON: Input is a zero-length", id="empty-payload"),
+    pytest.param(A, b'{"ne_id": "\xff"}', "", "malformed JSON: not valid UTF-8 at byte 11", id="bad-utf8"),
+    pytest.param(S, b'{"metrics": {"a": NaN}}', "", "NaN and Infinity are not valid JSON numbers", id="nan"),
+    pytest.param(S, b'{"metrics": {"a": -Infinity}}', "", "NaN and Infinity are not valid", id="infinity"),
+    pytest.param(A, b"[1, 2]", "", "expected a JSON object, got array", id="not-object-array"),
+    pytest.param(A, b'"hello"', "", "expected a JSON object, got string", id="not-object-string"),
+    # native alarm fields
+    pytest.param(A, js(native(ne_id=None)), "ne_id", "field required", id="missing-ne-id"),
+    pytest.param(A, js(native(event_time=None)), "event_time", "field required", id="missing-time"),
+    pytest.param(A, js(native(ne_id=12)), "ne_id", "expected a string, got integer", id="ne-id-int"),
+    pytest.param(A, js(native(ne_id="")), "ne_id", "must not be empty", id="ne-id-empty"),
+    pytest.param(A, js(native(ne_id="n" * 257)), "ne_id", "is 257 characters, limit is 256", id="ne-id-long"),
+    pytest.param(A, js(native(severity=3)), "severity", "expected a string, got integer", id="severity-int"),
+    pytest.param(
+        A,
+        js(native(severity="fatal")),
+        "severity",
+        "'fatal' is not one of critical, major, minor, warning, indeterminate, cleared",
+        id="severity-unknown",
+    ),
+    pytest.param(
+        A,
+        js(native(event_type="securityAlarm")),
+        "event_type",
+        "'securityAlarm' is not one of",
+        id="event-type-unknown",
+    ),
+    pytest.param(A, js(native(probable_cause="")), "probable_cause", "must not be empty", id="cause-empty"),
+    pytest.param(A, js(native(text="t" * 4097)), "text", "limit is 4096", id="text-long"),
+    pytest.param(A, js(native(alarm_id=7)), "alarm_id", "expected a string, got integer", id="alarm-id-int"),
+    pytest.param(A, js(native(event_time="soon")), "event_time", "not an RFC 3339 time", id="time-bad"),
+    pytest.param(
+        A, js(native(event_time="2024-05-01T10:00:00")), "event_time", "needs an offset", id="time-naive"
+    ),
+    pytest.param(
+        A, js({**native(), "event_time": None}), "event_time", "epoch seconds, got null", id="time-null"
+    ),
+    pytest.param(A, js(native(event_time=True)), "event_time", "got a boolean", id="time-bool"),
+    pytest.param(A, js(native(event_time=-1)), "event_time", "must not be negative", id="time-negative"),
+    pytest.param(
+        A, js(native(event_time=1714557600000)), "event_time", "after year 9999", id="time-milliseconds"
+    ),
+    pytest.param(A, js(native(ne_id="olt-99")), "ne_id", "unknown element 'olt-99'", id="unknown-element"),
+    # TMF642 alarm fields are reported under their TMF names
+    pytest.param(
+        A, js(tmf(alarmedObject={"href": "x"})), "alarmedObject.id", "field required", id="tmf-no-object-id"
+    ),
+    pytest.param(
+        A, js({"perceivedSeverity": "major"}), "alarmedObject.id", "field required", id="tmf-no-object"
+    ),
+    pytest.param(
+        A,
+        js(tmf(alarmedObject="olt-1")),
+        "alarmedObject",
+        "expected an object, got string",
+        id="tmf-object-not-object",
+    ),
+    pytest.param(
+        A,
+        js(tmf(alarmedObject={"id": 5})),
+        "alarmedObject.id",
+        "expected a string, got integer",
+        id="tmf-object-id-int",
+    ),
+    pytest.param(
+        A,
+        js(tmf(perceivedSeverity="Huge")),
+        "perceivedSeverity",
+        "'Huge' is not one of",
+        id="tmf-severity-unknown",
+    ),
+    pytest.param(A, js(tmf(probableCause=None)), "probableCause", "field required", id="tmf-no-cause"),
+    pytest.param(
+        A,
+        js(tmf(alarmType="IntegrityViolation")),
+        "alarmType",
+        "'IntegrityViolation' is not one of",
+        id="tmf-type-unsupported",
+    ),
+    pytest.param(
+        A, js(tmf(alarmRaisedTime="noon")), "alarmRaisedTime", "not an RFC 3339 time", id="tmf-time-bad"
+    ),
+    pytest.param(
+        A, js(tmf(alarmRaisedTime=None)), "alarmRaisedTime", "field required", id="tmf-no-raised-time"
+    ),
+    pytest.param(
+        A,
+        js(tmf(state="cleared", alarmRaisedTime=None)),
+        "alarmClearedTime",
+        "field required",
+        id="tmf-clear-no-time",
+    ),
+    pytest.param(
+        A,
+        js(tmf(alarmClearedTime="later")),
+        "alarmClearedTime",
+        "not an RFC 3339 time",
+        id="tmf-cleared-time-bad",
+    ),
+    pytest.param(A, js(tmf(id=True)), "id", "expected a string, got boolean", id="tmf-id-bool"),
+    pytest.param(
+        A, js(tmf(alarmDetails="d" * 5000)), "alarmDetails", "is 5000 characters", id="tmf-details-long"
+    ),
+    pytest.param(
+        A,
+        js(tmf(alarmedObject={"id": "olt-9"})),
+        "alarmedObject.id",
+        "unknown element 'olt-9'",
+        id="tmf-unknown-element",
+    ),
+    # KPI samples
+    pytest.param(S, js(sample(probe_id=None)), "probe_id", "field required", id="sample-no-probe"),
+    pytest.param(S, js(sample(target=["olt-1"])), "target", "expected a string, got array", id="target-list"),
+    pytest.param(S, js(sample(time=None)), "time", "field required", id="sample-no-time"),
+    pytest.param(S, js(sample(time="x")), "time", "not an RFC 3339 time", id="sample-bad-time"),
+    pytest.param(S, js(sample(metrics={})), "metrics", "must not be empty", id="metrics-empty"),
+    pytest.param(S, js(sample(metrics=[1])), "metrics", "expected an object, got array", id="metrics-list"),
+    pytest.param(
+        S,
+        js(sample(metrics={f"m{i}": 1 for i in range(65)})),
+        "metrics",
+        "has 65 metrics, limit is 64",
+        id="metrics-too-many",
+    ),
+    pytest.param(
+        S,
+        js(sample(metrics={"9lives": 1})),
+        "metrics.9lives",
+        "metric name '9lives' does not match",
+        id="metric-name-digit",
+    ),
+    pytest.param(
+        S, js(sample(metrics={"a" * 65: 1})), "metrics." + "a" * 65, "does not match", id="metric-name-long"
+    ),
+    pytest.param(
+        S, js(sample(metrics={"up": True})), "metrics.up", "expected a number, got boolean", id="metric-bool"
+    ),
+    pytest.param(
+        S,
+        js(sample(metrics={"mos": "4.1"})),
+        "metrics.mos",
+        "expected a number, got string",
+        id="metric-string",
+    ),
+    pytest.param(
+        S, sample(metrics={"mos": float("nan")}), "metrics.mos", "must be a finite number", id="metric-nan"
+    ),
+    pytest.param(
+        S, sample(metrics={"big": 10**400}), "metrics.big", "number out of range", id="metric-int-overflow"
+    ),
+    pytest.param(
+        S, sample(metrics={"mos": float("-inf")}), "metrics.mos", "must be a finite number", id="metric-inf"
+    ),
+    pytest.param(
+        S, js(sample(target="olt-99")), "target", "unknown element 'olt-99'", id="sample-unknown-element"
+    ),
+    pytest.param(
+        S, js(sample(service="voip")), "service", "unknown service type 'voip'", id="unknown-service"
+    ),
+    pytest.param(
+        S, js(sample(customer="evil")), "customer", "unknown customer 'evil'", id="unknown-customer"
+    ),
+    # batches
+    pytest.param(S, js({"samples": {}}), "samples", "expected an array, got object", id="batch-not-array"),
+    pytest.param(S, js({"samples": []}), "samples", "batch is empty", id="batch-empty"),
+    pytest.param(
+        S,
+        {"samples": [sample()] * 1001},
+        "samples",
+        "batch has 1001 samples, limit is 1000",
+        id="batch-too-big",
+    ),
+    pytest.param(
+        S, js({"samples": [1]}), "samples[0]", "expected a JSON object, got integer", id="batch-item-int"
+    ),
+    pytest.param(
+        S,
+        js({"samples": [sample(time=None)]}),
+        "samples[0].time",
+        "field required",
+        id="batch-all-bad",
+    ),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "field", "fragment"), INVALID)
+def test_invalid(topic: str, payload: Any, field: str, fragment: str) -> None:
+    """Each bad message raises InvalidMessage naming the offending field and saying what is wrong."""
+    with pytest.raises(InvalidMessage) as caught:
+        DECODER.decode(topic, payload)
+    assert caught.value.topic == topic
+    reasons = [reason for f, reason in caught.value.errors if f == field]
+    assert reasons, caught.value.errors
+    assert any(fragment in r for r in reasons), caught.value.errors
+
+
+def test_every_bad_field_is_reported() -> None:
+    """One message with several bad fields yields one (field, reason) per field, in field order."""
+    bad = {"ne_id": 1, "severity": "fatal", "probable_cause": "", "event_time": "x", "vendor": None}
+    with pytest.raises(InvalidMessage) as caught:
+        DECODER.decode(A, bad)
+    assert [f for f, _ in caught.value.errors] == ["ne_id", "severity", "probable_cause", "event_time"]
+
+
+def test_size_limit_checked_before_parsing() -> None:
+    """An oversized payload is refused for its size even when it is not JSON at all."""
+    with pytest.raises(InvalidMessage) as caught:
+        Decoder(max_bytes=10).decode(A, b"not json, and too long")
+    assert caught.value.errors == [("", "payload is 22 bytes, limit is 10")]
+
+
+def test_max_batch_is_configurable() -> None:
+    """``max_batch`` bounds the number of samples in one message."""
+    with pytest.raises(InvalidMessage) as caught:
+        Decoder(max_batch=2).decode(S, js({"samples": [sample()] * 3}))
+    assert caught.value.errors == [("samples", "batch has 3 samples, limit is 2")]
+
+
+def test_partial_batch_keeps_good_samples() -> None:
+    """Bad samples in a batch are reported by index; the good ones are kept in order."""
+    batch = {
+        "samples": [
+            sample(),
+            sample(time="yesterday"),
+            "junk",
+            sample(target="olt-2", metrics={"mos": 4.2}),
+            sample(target="olt-99"),
+        ]
+    }
+    decoded = DECODER.decode(S, js(batch))
+    assert decoded.kind == "samples"
+    assert decoded.alarm is None
+    assert decoded.samples == (kpi(), kpi(target="olt-2", metrics={"mos": 4.2}))
+    assert decoded.rejected == (
+        ("samples[1].time", "not an RFC 3339 time: 'yesterday'"),
+        ("samples[2]", "expected a JSON object, got string"),
+        ("samples[4].target", "unknown element 'olt-99'"),
+    )
+
+
+def test_partial_batch_of_reference_errors_only() -> None:
+    """A batch whose samples all validate but some name unknown things still drops just those."""
+    batch = {"samples": [sample(service="voip"), sample(), sample(customer="evil")]}
+    decoded = DECODER.decode(S, js(batch))
+    assert decoded.samples == (kpi(),)
+    assert decoded.rejected == (
+        ("samples[0].service", "unknown service type 'voip'"),
+        ("samples[2].customer", "unknown customer 'evil'"),
+    )
+
+
+def test_batch_with_every_sample_bad_lists_all_errors() -> None:
+    """When no sample in a batch is good the whole message is invalid, with every sample's errors."""
+    batch = {"samples": [sample(time=None), sample(metrics={})]}
+    with pytest.raises(InvalidMessage) as caught:
+        DECODER.decode(S, js(batch))
+    assert caught.value.errors == [
+        ("samples[0].time", "field required"),
+        ("samples[1].metrics", "must not be empty"),
+    ]
+
+
+def test_no_reference_checks_without_inventories() -> None:
+    """Without known_* containers any element, service and customer is accepted."""
+    decoded = Decoder().decode(S, js(sample(target="x", service="y", customer="z")))
+    assert decoded.samples == (kpi(target="x", service="y", customer="z"),)
+    assert Decoder().decode(A, js(native(ne_id="x"))).alarm == alarm(ne_id="x")
+
+
+TOPICS: list[Any] = [
+    pytest.param("soc/alarms/#", "soc/alarms/olt-1", True, id="hash-one-level"),
+    pytest.param("soc/alarms/#", "soc/alarms/olt/1/2", True, id="hash-many-levels"),
+    pytest.param("soc/alarms/#", "soc/alarms", True, id="hash-matches-parent"),
+    pytest.param("soc/alarms/#", "soc/alarmsx", False, id="hash-not-prefix-of-level"),
+    pytest.param("soc/alarms/#", "soc/probes/p1", False, id="hash-other-branch"),
+    pytest.param("#", "any/thing", True, id="hash-alone"),
+    pytest.param("#", "/leading", True, id="hash-leading-slash"),
+    pytest.param("soc/+/olt", "soc/alarms/olt", True, id="plus-one-level"),
+    pytest.param("soc/+/olt", "soc/a/b/olt", False, id="plus-not-two-levels"),
+    pytest.param("soc/+", "soc/", True, id="plus-matches-empty-level"),
+    pytest.param("soc/+", "soc", False, id="plus-needs-a-level"),
+    pytest.param("+/+", "/finance", True, id="plus-plus-leading-slash"),
+    pytest.param("+", "/finance", False, id="plus-not-leading-slash"),
+    pytest.param("+/alarms/#", "soc/alarms", True, id="plus-then-hash"),
+    pytest.param("soc/alarms", "soc/alarms", True, id="literal"),
+    pytest.param("soc/alarms", "soc/alarms/", False, id="literal-trailing-slash"),
+    pytest.param("soc/alarms", "SOC/alarms", False, id="literal-case-sensitive"),
+    pytest.param("#", "$SYS/broker/load", False, id="hash-skips-dollar"),
+    pytest.param("+/broker", "$SYS/broker", False, id="plus-skips-dollar"),
+    pytest.param("$SYS/#", "$SYS/broker/load", True, id="explicit-dollar"),
+    pytest.param("a/#", "a/$b", True, id="dollar-below-first-level"),
+]
+
+
+@pytest.mark.parametrize(("topic_filter", "topic", "expected"), TOPICS)
+def test_topic_matches(topic_filter: str, topic: str, expected: bool) -> None:
+    """MQTT semantics: '+' is one level, '#' the rest incl. parent, '$' topics need explicit filters."""
+    assert topic_matches(topic_filter, topic) is expected
+
+
+@pytest.mark.parametrize("topic_filter", ["", "a/#/b", "a/b#", "a+/b", "#/"], ids=repr)
+def test_malformed_filters_raise(topic_filter: str) -> None:
+    """A malformed topic filter is a ValueError, both in topic_matches and when building a Decoder."""
+    with pytest.raises(ValueError, match="filter"):
+        topic_matches(topic_filter, "a/b")
+    with pytest.raises(ValueError, match="filter"):
+        Decoder(routes=Routes(alarms=(topic_filter,)))
+
+
+def test_custom_routes_and_alarm_precedence() -> None:
+    """Routes are configurable; a topic matching both filter sets is decoded as an alarm."""
+    decoder = Decoder(routes=Routes(alarms=("net/+/events",), samples=("net/#",)))
+    assert decoder.decode("net/olt/events", js(native())).kind == "alarm"
+    assert decoder.decode("net/olt/kpi", js(sample())).kind == "samples"
+    with pytest.raises(InvalidMessage, match="matches no alarm or sample filter"):
+        decoder.decode("soc/alarms/x", js(native()))
+
+
+def test_decoder_rejects_nonpositive_limits() -> None:
+    """max_bytes and max_batch must be positive."""
+    with pytest.raises(ValueError, match="max_bytes"):
+        Decoder(max_bytes=0)
+    with pytest.raises(ValueError, match="max_batch"):
+        Decoder(max_batch=0)
+
+
+IDENTITIES: list[Any] = [
+    pytest.param(native(alarm_id="X1"), "id:X1", id="with-alarm-id"),
+    pytest.param(native(), '["olt-1","lossOfSignal",""]', id="triple-no-specific-problem"),
+    pytest.param(native(specific_problem="PON 3"), '["olt-1","lossOfSignal","PON 3"]', id="triple"),
+    pytest.param(native(ne_id='a|"b'), '["a|\\"b","lossOfSignal",""]', id="triple-escaped"),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), IDENTITIES)
+def test_identity(fields: dict[str, Any], expected: str) -> None:
+    """identity is 'id:' + alarm_id when given, else the JSON-encoded (ne_id, cause, specific problem)."""
+    assert Alarm.model_validate(fields).identity == expected
+
+
+def test_identity_is_unambiguous() -> None:
+    """Fields containing the separator do not collide, and a missing specific problem equals an empty one."""
+    assert alarm(ne_id="a|b", probable_cause="c").identity != alarm(ne_id="a", probable_cause="b|c").identity
+    assert alarm(specific_problem="").identity == alarm().identity
+    assert alarm(alarm_id='["olt-1","lossOfSignal",""]').identity != alarm().identity
+    assert alarm(severity="cleared").identity == alarm(severity="critical").identity
+
+
+def test_is_clear_and_severity_rank() -> None:
+    """Only 'cleared' is a clear; SEVERITY_RANK orders cleared < indeterminate < … < critical."""
+    assert alarm(severity="cleared").is_clear
+    assert not alarm(severity="indeterminate").is_clear
+    assert sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__) == [
+        "cleared",
+        "indeterminate",
+        "warning",
+        "minor",
+        "major",
+        "critical",
+    ]
+    assert SEVERITY_RANK["cleared"] == 0
+    assert SEVERITY_RANK["critical"] == 5
+
+
+def test_models_are_frozen() -> None:
+    """Decoded alarms and samples cannot be modified after validation."""
+    with pytest.raises(ValidationError):
+        alarm().severity = "minor"
+    with pytest.raises(ValidationError):
+        kpi().target = "olt-2"
+
+
+def errored(topic: str, payload: bytes | str | Mapping[str, Any]) -> InvalidMessage:
+    with pytest.raises(InvalidMessage) as caught:
+        DECODER.decode(topic, payload)
+    return caught.value
+
+
+def test_dead_letter_record_shape() -> None:
+    """The record holds the time (RFC 3339), topic, each error as field/reason, and the payload text."""
+    payload = js(native(severity="fatal"))
+    record = dead_letter_record(A, payload, errored(A, payload), now=T0 + 0.25)
+    assert record == {
+        "time": "2024-05-01T10:00:00.250Z",
+        "topic": A,
+        "errors": [
+            {
+                "field": "severity",
+                "reason": "'fatal' is not one of critical, major, minor, warning, indeterminate, cleared",
+            }
+        ],
+        "payload": payload.decode(),
+        "truncated": False,
+    }
+    assert orjson.loads(orjson.dumps(record)) == record
+
+
+DEAD_PAYLOADS: list[Any] = [
+    pytest.param(b"x" * 1024, "x" * 1024, False, id="bytes-at-limit"),
+    pytest.param(b"x" * 1025, "x" * 1024, True, id="bytes-over-limit"),
+    pytest.param(b"y" * 100_000, "y" * 1024, True, id="bytes-huge"),
+    pytest.param("é" * 2000, "é" * 1024, True, id="str-counts-characters"),
+    pytest.param("é".encode() * 2000, "é" * 1024, True, id="utf8-bytes-counts-characters"),
+    pytest.param(b"ok \xff\xfe", "ok \ufffd\ufffd", False, id="bad-utf8-replaced"),
+    pytest.param({"a": 1, "b": [True, None]}, '{"a":1,"b":[true,null]}', False, id="mapping-json-encoded"),
+    pytest.param({"v": "z" * 2000}, '{"v":"' + "z" * 1018, True, id="mapping-truncated"),
+]
+
+
+@pytest.mark.parametrize(("payload", "excerpt", "truncated"), DEAD_PAYLOADS)
+def test_dead_letter_payload_excerpt(payload: Any, excerpt: str, truncated: bool) -> None:
+    """The payload excerpt is the first 1024 characters; ``truncated`` says whether more was cut off."""
+    error = InvalidMessage(A, [("", "malformed JSON: whatever")])
+    record = dead_letter_record(A, payload, error, now=0.0)
+    assert record["payload"] == excerpt
+    assert record["truncated"] is truncated
+    assert record["time"] == "1970-01-01T00:00:00.000Z"

@@ -224,11 +224,12 @@ class AlarmTable:
             return []
         if rec.flapping:
             return self._absorb(rec, alarm, now, raised=False)
-        self._mark_cleared(rec, alarm.event_time, now)
         if self._transition(rec, now):
             # The clear completes the flapping threshold: the alarm stays active, flapping.
-            rec.active = True
+            rec.raw_active = False
+            rec.cleared_time = alarm.event_time
             return self._start_flapping(rec, now)
+        self._mark_cleared(rec, alarm.event_time, now)
         return [AlarmChange("cleared", rec)]
 
     def _mark_cleared(self, rec: ActiveAlarm, event_time: float, now: float) -> None:

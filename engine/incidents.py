@@ -29,6 +29,7 @@ cleared, so the ``resolved`` record says what was resolved.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -73,6 +74,7 @@ class Incident:
     severity: str = "indeterminate"
     signature: tuple[Any, ...] | None = None
     grouping_rules: set[str] = field(default_factory=set)
+    scheduled: float | None = None  # the due time of its live entry in the book's timer heap
 
 
 def incident_id(root_key: str, first_seen: float) -> str:
@@ -98,6 +100,8 @@ class IncidentBook:
         self._parent: dict[str, Suppression] = {}  # symptom key -> why it is suppressed
         self._by_top: dict[str, Incident] = {}  # top root key -> incident
         self._incident_of: dict[str, Incident] = {}  # every member key -> incident
+        self._timers: list[tuple[float, int, str]] = []  # (due, seq, top root key), lazily invalidated
+        self._seq = 0
         self.opened = 0
         self.resolved = 0
         self.merged = 0
@@ -113,15 +117,30 @@ class IncidentBook:
         return self._parent.get(key)
 
     def next_due(self) -> float | None:
-        due: list[float] = []
-        for inc in self._by_top.values():
-            if inc.phase == "pending":
-                due.append(inc.created + self._settings.settle)
-            elif inc.phase == "clearing" and inc.clear_since is not None:
-                due.append(inc.clear_since + self._settings.hold_down)
-            if inc.dirty and inc.phase == "open" and inc.last_emit is not None:
-                due.append(inc.last_emit + self._settings.update_interval)
-        return min(due) if due else None
+        while self._timers:
+            due, _, top = self._timers[0]
+            inc = self._by_top.get(top)
+            if inc is not None and self._due(inc) == due:
+                return due
+            heapq.heappop(self._timers)  # stale entry: the incident moved on or is gone
+        return None
+
+    def _due(self, inc: Incident) -> float | None:
+        """When this incident next needs `tick`, from its phase and timers."""
+        if inc.phase == "pending":
+            return inc.created + self._settings.settle
+        if inc.phase == "clearing" and inc.clear_since is not None:
+            return inc.clear_since + self._settings.hold_down
+        if inc.phase == "open" and inc.dirty:
+            return inc.created if inc.last_emit is None else inc.last_emit + self._settings.update_interval
+        return None
+
+    def _schedule(self, inc: Incident) -> None:
+        due = self._due(inc)
+        if due is not None and inc.scheduled != due:
+            inc.scheduled = due
+            self._seq += 1
+            heapq.heappush(self._timers, (due, self._seq, inc.root))
 
     # -- alarm changes -------------------------------------------------------------------------
     def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[dict[str, Any]]:
@@ -134,7 +153,7 @@ class IncidentBook:
                     inc.phase = "open"
                 inc.clear_since = None
                 inc.reraised += 1
-            inc.dirty = True
+            self._touch(inc)
         for ex in sorted(explanations, key=Explanation.sort_key):
             records.extend(self._explain(ex, now))
         if alarm.key not in self._incident_of and alarm.effect != "none":
@@ -145,7 +164,7 @@ class IncidentBook:
         """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
         inc = self._incident_of.get(alarm.key)
         if inc is not None:
-            inc.dirty = True
+            self._touch(inc)
         elif alarm.active and alarm.effect != "none" and alarm.key not in self._parent:
             self._new_incident(alarm.key, alarm.last_seen)
 
@@ -160,6 +179,7 @@ class IncidentBook:
             if inc.phase == "open":
                 inc.phase = "clearing"
             inc.clear_since = now
+        self._schedule(inc)
 
     # -- time ----------------------------------------------------------------------------------
     def tick(self, now: float) -> tuple[list[dict[str, Any]], list[str]]:
@@ -170,9 +190,11 @@ class IncidentBook:
         """
         records: list[dict[str, Any]] = []
         released: list[str] = []
-        for top in sorted(self._by_top, key=lambda k: (self._by_top[k].created, self._by_top[k].id)):
+        while (due := self.next_due()) is not None and due <= now:
+            _, _, top = heapq.heappop(self._timers)
             inc = self._by_top[top]
-            if inc.phase == "pending" and now >= inc.created + self._settings.settle:
+            inc.scheduled = None
+            if inc.phase == "pending":
                 if inc.clear_since is None:
                     self._refresh(inc)
                     inc.phase = "open"
@@ -181,19 +203,17 @@ class IncidentBook:
                 inc.opened_at = now
                 self.opened += 1
                 records.append(self._emit(inc, "opened", now))
-            elif (
-                inc.phase == "clearing"
-                and inc.clear_since is not None
-                and now >= inc.clear_since + self._settings.hold_down
-            ):
+            elif inc.phase == "clearing":
                 records.append(self._emit(inc, "resolved", now))
                 released.extend(self._dissolve(inc))
                 self.resolved += 1
+                continue
             elif self._update_due(inc, now):
                 self._refresh(inc)
                 if self._signature(inc) != inc.signature:
                     records.append(self._emit(inc, "updated", now))
                 inc.dirty = False
+            self._schedule(inc)
         return records, released
 
     def _update_due(self, inc: Incident, now: float) -> bool:
@@ -201,14 +221,22 @@ class IncidentBook:
             return False
         return inc.last_emit is None or now >= inc.last_emit + self._settings.update_interval
 
+    def _touch(self, inc: Incident) -> None:
+        """Mark an incident changed; it is re-assessed at its next update slot."""
+        inc.dirty = True
+        self._schedule(inc)
+
     # -- internals -----------------------------------------------------------------------------
     def _new_incident(self, key: str, now: float) -> Incident:
         alarm = self._alarm(key)
         first_seen = alarm.first_seen if alarm is not None else now
         inc = Incident(id=incident_id(key, first_seen), root=key, created=now)
+        if alarm is None or not alarm.active:
+            inc.clear_since = now  # a cleared root that still explains late symptoms: hold-down runs
         inc.members.add(key)
         self._by_top[key] = inc
         self._incident_of[key] = inc
+        self._schedule(inc)
         return inc
 
     def _top(self, key: str) -> str:
@@ -238,7 +266,7 @@ class IncidentBook:
             ex.root, ex.rule.qualified, ex.rule.relation, round(ex.symptom_time - ex.root_time, 3)
         )
         root_inc.grouping_rules.add(ex.rule.qualified)
-        root_inc.dirty = True
+        self._touch(root_inc)
         records: list[dict[str, Any]] = []
         old = self._by_top.pop(ex.symptom, None)
         if old is not None:  # the symptom was a top root: its whole group moves

@@ -106,7 +106,7 @@ class AlarmSettings(_Strict):
 
 
 class IncidentSettings(_Strict):
-    settle: Duration = 10.0  # a new incident waits this long for its symptoms before it is notified
+    settle: Duration = 30.0  # a new incident waits this long for its symptoms before it is notified
     hold_down: Duration = 300.0  # roots must stay clear this long before the incident resolves
     update_interval: Duration = 5.0  # at most one `updated` per incident per interval
 

@@ -3,16 +3,16 @@
 Loaded from one YAML or JSON file (same schema), validated up front: every problem is a
 ``TopologyError`` naming the file, the item (``elements[4] (olt-7).depends_on[0][1]``) and the reason.
 
-``depends_on`` items are required upstreams; an item that is a list is a redundancy group (any one
-member is enough). Customers are held compactly — one dict entry per customer, no object — and
-aggregated into ``CustomerGroup`` s (one per access element, tier and set of services) so that impact is
-computed over groups, never over individual customers.
+``depends_on`` items are required upstreams; a list item is a redundancy group (any one member is
+enough). Customers are held compactly (one dict entry each, no object) and aggregated into
+``CustomerGroup`` s, one per access element, tier and service set: impact is computed over groups.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -79,28 +79,23 @@ class CustomerGroup:
 # --- validation models (shape and types; references are checked afterwards) -----------------------
 
 
+_KINDS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
+
+
 def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
-    return names.get(type(value), type(value).__name__)
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
 def _dep_item(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        if not value:
-            raise ValueError("element id must not be empty")
-        return (value,)
-    if not isinstance(value, list):
-        raise ValueError(f"expected an element id or a list of them (redundancy group), got {_kind(value)}")
-    if not value:
-        raise ValueError("redundancy group must not be empty")
-    for j, member in enumerate(value):
-        if not isinstance(member, str) or not member:
-            raise ValueError(f"redundancy group member [{j}] must be a non-empty string, got {member!r}")
-        if member in value[:j]:
-            raise ValueError(f"redundancy group lists {member!r} twice")
-    return tuple(value)
+    """A ``depends_on`` item: an element id, or a list of them (a redundancy group)."""
+    group = value if isinstance(value, list) else [value]
+    if not group or not all(isinstance(m, str) and m for m in group):
+        raise ValueError(
+            f"expected an element id or a non-empty list of ids (redundancy group), got {value!r}"
+        )
+    if len(set(group)) < len(group):
+        raise ValueError(f"redundancy group lists a member twice: {value!r}")
+    return tuple(m for m in group if isinstance(m, str))
 
 
 _Id = Annotated[str, Field(min_length=1)]
@@ -144,13 +139,8 @@ class _DocModel(_Model):
     elements: list[_ElementModel]
 
 
-_EXPECTED = dict.fromkeys(("dict_type", "model_type", "model_attributes_type"), "a mapping")
-_EXPECTED |= {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "list_type": "a list",
-}
+_EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number"}
+_EXPECTED |= {"list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping"}
 
 
 def _where(data: object, loc: Sequence[str | int]) -> str:
@@ -162,7 +152,7 @@ def _where(data: object, loc: Sequence[str | int]) -> str:
         elif isinstance(key, int) and isinstance(node, list):
             node = node[key] if 0 <= key < len(node) else None
             ident = node.get("id") if depth == 1 and isinstance(node, dict) else None
-            out += f"[{key}]" + (f" ({ident})" if isinstance(ident, str) else "")
+            out += f"[{key}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
         else:
             out += f".{key}" if out else str(key)
             node = node.get(key) if isinstance(node, dict) else None
@@ -182,23 +172,30 @@ def load_topology(path: str | Path) -> Topology:
         raw = p.read_bytes()
     except OSError as exc:
         raise TopologyError(source, "", f"cannot read file: {exc.strerror or exc}") from None
-    data: Any
+    enabled = gc.isenabled()
+    gc.disable()  # a million fresh containers would otherwise set off full collections again and again
+    try:
+        return topology_from_dict(_parse(source, suffix, raw), source=source)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse(source: str, suffix: str, raw: bytes) -> Any:
     if suffix == ".json":
         try:
-            data = orjson.loads(raw)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise TopologyError(source, f"line {exc.lineno}, column {exc.colno}", exc.msg) from None
-    else:
-        try:
-            data = yaml.load(raw, Loader=yaml.CSafeLoader)  # the C *safe* loader
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            reason = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
-            raise TopologyError(source, where, reason) from None
-        except yaml.YAMLError as exc:
-            raise TopologyError(source, "", f"invalid YAML: {exc}") from None
-    return topology_from_dict(data, source=source)
+    try:
+        return yaml.load(raw, Loader=yaml.CSafeLoader)  # the C *safe* loader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = ": ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+        raise TopologyError(source, where, reason) from None
+    except yaml.YAMLError as exc:
+        raise TopologyError(source, "", f"invalid YAML: {exc}") from None
 
 
 def topology_from_dict(data: Mapping[str, Any], *, source: str = "<inline>") -> Topology:
@@ -207,11 +204,7 @@ def topology_from_dict(data: Mapping[str, Any], *, source: str = "<inline>") -> 
 
 
 class _Loader:
-    """One validation pass over a parsed document; every failure names the source and the item.
-
-    Customers go straight into a compact store: ``packed`` maps each id to one int (service row, tier
-    and access element in mixed radix), ``names`` holds only the names given.
-    """
+    """One validation pass; customers go to ``packed`` (id → service row, tier, access in mixed radix)."""
 
     def __init__(self, source: str, data: Mapping[str, Any]) -> None:
         self.source, self.data = source, data
@@ -242,7 +235,9 @@ class _Loader:
             self.services[name] = ServiceType(name, st.criticality, tuple(dict.fromkeys(st.platform)))
         self.order = self.topo_order()
         self.access_ids, self.tier_names = list(self.elements), tuple(self.tiers)
+        self.tier_index = {t: i for i, t in enumerate(self.tier_names)}
         self.rows: list[tuple[str, ...]] = []
+        self.row_index: dict[tuple[str, ...], int] = {}
         self.packed: dict[str, int] = {}
         self.names: dict[str, str] = {}
         self.customers(data.get("customers"))
@@ -311,47 +306,55 @@ class _Loader:
         return tuple(order)
 
     def customers(self, items: object) -> None:
-        """A fast path for the canonical shape; anything else goes through the pydantic model."""
+        """A fast path for valid customers whose tier, access and services were all seen before."""
         if items is None:
             return
         if not isinstance(items, list):
             self.fail("customers", f"expected a list, got {_kind(items)}")
-        tier_index = {t: i for i, t in enumerate(self.tier_names)}
-        n_el, n_tier, index = len(self.access_ids), len(self.tier_names), self.index
-        rows: dict[tuple[str, ...], int] = {}
-        packed, names = self.packed, self.names
+        n_el, n_tier, index, tier_index = (
+            len(self.access_ids),
+            len(self.tier_names),
+            self.index,
+            self.tier_index,
+        )
+        rows, packed, names = self.row_index, self.packed, self.names
         for i, c in enumerate(items):
-            try:
-                cid, tier, access, services = c["id"], c["tier"], c["access"], c["services"]
-                name = c.get("name")
-                fast = type(c) is dict and len(c) - ("name" in c) == 4 and type(services) is list
-                fast = fast and type(cid) is type(tier) is type(access) is str and cid != ""
-                row = rows.get(tuple(services)) if fast and (name is None or type(name) is str) else -1
-            except (KeyError, TypeError, IndexError, AttributeError):
-                row = -1
-            if row == -1:
-                try:
-                    m = _CustomerModel.model_validate(c)
-                except ValidationError as exc:
-                    self.invalid(exc, ("customers", i))
-                cid, tier, access, services, name = m.id, m.tier, m.access, m.services, m.name
-                row = rows.get(tuple(services))
-            where = f"customers[{i}] ({cid})"
-            t = tier_index.get(tier)
-            if t is None:
-                known = ", ".join(sorted(tier_index)) or "none"
-                self.fail(f"{where}.tier", f"tier {tier!r} is not defined (known: {known})")
-            a = index.get(access)
-            if a is None:
-                self.fail(f"{where}.access", f"unknown element {access!r}")
-            if row is None:
-                row = rows[tuple(services)] = self.service_row(where, services)
+            try:  # a lookup fails (KeyError, TypeError) on anything not already known to be valid
+                cid, n, services = c["id"], len(c), c["services"]
+                value = (rows[tuple(services)] * n_tier + tier_index[c["tier"]]) * n_el + index[c["access"]]
+                fast = type(c) is dict and type(cid) is str and cid != "" and type(services) is list
+                name = c["name"] if n == 5 else None
+                fast = fast and (n == 4 or type(name) is str)
+            except (KeyError, TypeError):
+                fast = False
+            if not fast:
+                cid, value, name = self.customer(i, c)
             if cid in packed:
                 first = f"first at customers[{list(packed).index(cid)}]"
-                self.fail(f"{where}.id", f"duplicate customer id {cid!r} ({first})")
-            packed[cid] = (row * n_tier + t) * n_el + a
+                self.fail(f"customers[{i}] ({cid}).id", f"duplicate customer id {cid!r} ({first})")
+            cid = "".join((cid, ""))  # a copy, so the parsed document's memory can all go back
+            packed[cid] = value
             if name is not None:
-                names[cid] = name
+                names[cid] = "".join((name, ""))
+
+    def customer(self, i: int, c: object) -> tuple[str, int, str | None]:
+        """Validate one customer fully (pydantic for the shape, then references); returns its packed row."""
+        try:
+            m = _CustomerModel.model_validate(c)
+        except ValidationError as exc:
+            self.invalid(exc, ("customers", i))
+        where = f"customers[{i}] ({m.id})"
+        t = self.tier_index.get(m.tier)
+        if t is None:
+            known = ", ".join(sorted(self.tier_index)) or "none"
+            self.fail(f"{where}.tier", f"tier {m.tier!r} is not defined (known: {known})")
+        a = self.index.get(m.access)
+        if a is None:
+            self.fail(f"{where}.access", f"unknown element {m.access!r}")
+        row = self.row_index.get(tuple(m.services))
+        if row is None:
+            row = self.row_index[tuple(m.services)] = self.service_row(where, m.services)
+        return m.id, (row * len(self.tier_names) + t) * len(self.access_ids) + a, m.name
 
     def service_row(self, where: str, services: list[Any]) -> int:
         if not services:
@@ -367,19 +370,29 @@ class _Loader:
         self.rows.append(tuple(services))
         return len(self.rows) - 1
 
-    def groups(self) -> list[CustomerGroup]:
-        """One group per (access, tier, service set), ordered by access (file order), tier, services."""
-        n_el, n_tier = len(self.access_ids), len(self.tier_names)
+    def groups(self) -> dict[str, tuple[CustomerGroup, ...]]:
+        """Per access element (file order): one group per tier and service set, sorted by both."""
+        n_el, n_tier, access, tiers = (
+            len(self.access_ids),
+            len(self.tier_names),
+            self.access_ids,
+            self.tier_names,
+        )
         sets = [frozenset(r) for r in self.rows]
         ranked = sorted(set(sets), key=sorted)
-        rank = {s: i for i, s in enumerate(ranked)}
-        merged: Counter[tuple[int, int, int]] = Counter()
+        rank = [ranked.index(s) for s in sets]
+        by_access: dict[int, dict[tuple[int, int], int]] = {}
         for p, n in Counter(self.packed.values()).items():
             rest, a = divmod(p, n_el)
             row, t = divmod(rest, n_tier)
-            merged[a, t, rank[sets[row]]] += n
-        access, tiers = self.access_ids, self.tier_names
-        return [CustomerGroup(access[a], tiers[t], ranked[s], n) for (a, t, s), n in sorted(merged.items())]
+            counts = by_access.setdefault(a, {})
+            counts[t, rank[row]] = counts.get((t, rank[row]), 0) + n
+        return {
+            access[a]: tuple(
+                CustomerGroup(access[a], tiers[t], ranked[s], n) for (t, s), n in sorted(counts.items())
+            )
+            for a, counts in sorted(by_access.items())
+        }
 
 
 class Topology:
@@ -399,34 +412,14 @@ class Topology:
         self._access_ids, self._tier_names, self._rows = loaded.access_ids, loaded.tier_names, loaded.rows
         self._packed, self._names = loaded.packed, loaded.names
         self._ancestors: dict[str, frozenset[str]] = {}
-        dependents: dict[str, set[str]] = {}
-        sites: dict[str, list[str]] = {}
-        regions: dict[str, list[str]] = {}
-        for e in self.elements.values():
-            for item in e.depends_on:
-                for u in item:
-                    dependents.setdefault(u, set()).add(e.id)
-            if e.site is not None:
-                sites.setdefault(e.site, []).append(e.id)
-            if e.region is not None:
-                regions.setdefault(e.region, []).append(e.id)
-        self._dependents = {ne: tuple(sorted(ds)) for ne, ds in dependents.items()}
-        self._sites = {s: tuple(sorted(ids)) for s, ids in sites.items()}
-        self._regions = {r: tuple(sorted(ids)) for r, ids in regions.items()}
-        platform: dict[str, set[str]] = {}
-        for st in self.service_types.values():
-            for ne in st.platform:
-                platform.setdefault(ne, set()).add(st.name)
+        els = self.elements.values()
+        self._dependents = _multimap((u, e.id) for e in els for item in e.depends_on for u in item)
+        self._sites = _multimap((e.site, e.id) for e in els if e.site is not None)
+        self._regions = _multimap((e.region, e.id) for e in els if e.region is not None)
+        platform = _multimap((ne, st.name) for st in self.service_types.values() for ne in st.platform)
         self._platform = {ne: frozenset(names) for ne, names in platform.items()}
-        self._groups = tuple(loaded.groups())
-        at: dict[str, list[CustomerGroup]] = {}
-        with_service: dict[str, list[CustomerGroup]] = {}
-        for g in self._groups:
-            at.setdefault(g.access, []).append(g)
-            for s in g.services:
-                with_service.setdefault(s, []).append(g)
-        self._groups_at = {a: tuple(gs) for a, gs in at.items()}
-        self._with_service = {s: tuple(gs) for s, gs in with_service.items()}
+        self._groups_at = loaded.groups()
+        self._groups = tuple(g for gs in self._groups_at.values() for g in gs)
 
     def __contains__(self, ne_id: object) -> bool:
         return ne_id in self.elements
@@ -487,10 +480,6 @@ class Topology:
     def all_groups(self) -> Sequence[CustomerGroup]:
         return self._groups
 
-    def groups_with_service(self, service: str) -> tuple[CustomerGroup, ...]:
-        """Groups subscribing to ``service`` (what a platform outage touches)."""
-        return self._with_service.get(service, ())
-
     def platform_services(self, ne_id: str) -> frozenset[str]:
         """Service types whose platform includes ``ne_id``."""
         return self._platform.get(ne_id, frozenset())
@@ -498,3 +487,11 @@ class Topology:
     def topo_order(self) -> tuple[str, ...]:
         """Every element after everything it depends on."""
         return self._order
+
+
+def _multimap(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    """``(key, value)`` pairs → key → sorted distinct values."""
+    out: dict[str, set[str]] = {}
+    for key, value in pairs:
+        out.setdefault(key, set()).add(value)
+    return {key: tuple(sorted(values)) for key, values in out.items()}

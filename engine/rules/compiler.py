@@ -19,7 +19,7 @@ elements have ``role: "below"`` and can only be symptoms. For site and region ev
 Each correlate rule becomes one durable rule with two aliases joined in the sid::
 
     r: role == self  AND <root conditions>
-    s: <symptom conditions> AND s.t >= r.t - window AND s.t <= r.t + window AND s.aid != r.aid
+    s: <symptom conditions> AND s.t >= r.t - lead AND s.t <= r.t + window AND s.aid != r.aid
 
 Conditions are always an explicit ``$and`` of single-key conditions (durable silently reads only the
 first key of a multi-key object). Severity thresholds compare the numeric ``sev`` field.
@@ -56,6 +56,7 @@ class CompiledRule:
     rule: Rule
     relation: str
     window: float
+    lead: float
     order: int  # position across all loaded rulesets: lower wins when two roots explain one alarm
 
 
@@ -65,7 +66,7 @@ class Program:
 
     definitions: Mapping[str, Mapping[str, Any]]  # durable ruleset name -> definition
     rules: Mapping[str, CompiledRule]  # qualified name -> rule
-    max_window: Mapping[str, float]  # relation -> largest window (how long facts must live)
+    max_window: Mapping[str, float]  # relation -> largest window or lead (how long facts must live)
 
     @staticmethod
     def durable_name(relation: str) -> str:
@@ -91,15 +92,19 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
                 continue
             qualified = f"{rs.name}/{rule.name}"
             spec = rule.correlate
-            window = rs.window(rule)
-            compiled = CompiledRule(qualified, rs.name, rule, spec.relation, window, order)
+            window, lead = rs.window(rule), rs.lead(rule)
+            compiled = CompiledRule(qualified, rs.name, rule, spec.relation, window, lead, order)
             order += 1
             rules[qualified] = compiled
             definition = per_relation[spec.relation]
             definition[f"r{len(definition)}"] = {
                 "all": [
                     {"r": _and([{"role": "self"}, *_conditions(rule.correlate.root)])},
-                    {"s": _and([*_conditions(rule.correlate.symptom), *_window_join(window), _distinct()])},
+                    {
+                        "s": _and(
+                            [*_conditions(rule.correlate.symptom), *_window_join(window, lead), _distinct()]
+                        )
+                    },
                 ],
                 "run": qualified,
             }
@@ -111,7 +116,7 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
                     "rulesets; durable-rules cannot hold more in one ruleset",
                     rule=rule.name,
                 )
-            max_window[spec.relation] = max(max_window.get(spec.relation, 0.0), window)
+            max_window[spec.relation] = max(max_window.get(spec.relation, 0.0), window, lead)
     definitions = {Program.durable_name(rel): d for rel, d in per_relation.items() if d}
     return Program(definitions, rules, max_window)
 
@@ -143,9 +148,9 @@ def _value(v: object) -> Any:
     return str(v)
 
 
-def _window_join(window: float) -> list[dict[str, Any]]:
+def _window_join(window: float, lead: float) -> list[dict[str, Any]]:
     return [
-        {"$gte": {"t": {"$sub": {"$l": {"r": "t"}, "$r": window}}}},
+        {"$gte": {"t": {"$sub": {"$l": {"r": "t"}, "$r": lead}}}},
         {"$lte": {"t": {"$add": {"$l": {"r": "t"}, "$r": window}}}},
     ]
 

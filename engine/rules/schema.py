@@ -12,7 +12,8 @@ A ruleset::
           root: {effect: outage}
           symptom: {}
           relation: downstream_of
-          window: 5m
+          window: 5m      # symptoms raised up to 5 minutes after the root
+          lead: 30s       # … or up to 30 seconds before it (default 30s)
 
 A match is a mapping of alarm fields to conditions (all must hold):
 
@@ -134,7 +135,8 @@ class Correlate(BaseModel):
     root: Match = Field(default_factory=dict)
     symptom: Match = Field(default_factory=dict)
     relation: Relation
-    window: Duration | None = None
+    window: Duration | None = None  # how long after the root a symptom may be raised
+    lead: Duration | None = None  # how long before the root a symptom may be raised (storms arrive unordered)
 
 
 class Rule(BaseModel):
@@ -159,6 +161,7 @@ class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     window: Duration = 300.0
+    lead: Duration = 30.0
 
 
 class Ruleset(BaseModel):
@@ -190,6 +193,9 @@ class Ruleset(BaseModel):
 
     def window(self, rule: Rule) -> float:
         return rule.correlate.window if rule.correlate.window is not None else self.defaults.window
+
+    def lead(self, rule: Rule) -> float:
+        return rule.correlate.lead if rule.correlate.lead is not None else self.defaults.lead
 
 
 def parse_ruleset(text: str, source: str) -> Ruleset:

@@ -1,0 +1,239 @@
+"""Benchmark the topology loader and ``compute_impact`` on a synthetic national network.
+
+The generated network is a tree with redundancy: a few core routers in pairs (each pair fed by a
+data-centre power element), aggregation switches in pairs depending on a core pair, sites with one
+power element and a few access elements (OLT, DSLAM, cell) each depending on their aggregation pair
+(any-of) and the site power, and platform elements (SBC and IMS for voip, middleware and head-end
+for iptv) depending on the first core pair. Customers are spread uniformly over access elements with
+skewed tiers and one to three services. Everything is seeded: the same options give the same file.
+
+Run ``python -m bench.topology`` (defaults: 50,000 elements, 1,000,000 customers). The load is also
+run once in a fresh interpreter to report its resident memory without the generator's garbage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.impact import Health, compute_impact
+from engine.topology import Topology, load_topology
+
+TIERS = (("platinum", 0.02), ("gold", 0.10), ("silver", 0.28), ("bronze", 0.60))
+SERVICE_SETS = (
+    (("internet",), 0.30),
+    (("internet", "voip"), 0.25),
+    (("internet", "iptv"), 0.15),
+    (("internet", "voip", "iptv"), 0.20),
+    (("voip",), 0.05),
+    (("iptv",), 0.03),
+    (("voip", "iptv"), 0.02),
+)
+ACCESS_TYPES = ("olt", "dslam", "cell")
+SITES_PER_AGG_PAIR = 10
+ACCESS_PER_SITE = 4
+REGIONS = ("north", "south", "east", "west", "centre", "coast", "mountain", "islands")
+
+
+def generate(n_elements: int, n_customers: int, seed: int) -> dict[str, Any]:
+    """A topology document with exactly ``n_elements`` elements (at least 14) and ``n_customers``."""
+    rng = random.Random(seed)
+    elements: list[dict[str, Any]] = [
+        {"id": "pwr-dc-1", "type": "power", "site": "dc-1", "region": "centre"},
+        {"id": "pwr-dc-2", "type": "power", "site": "dc-2", "region": "centre"},
+    ]
+    for i in range(1, 5):
+        dc = f"dc-{(i + 1) // 2}"
+        elements.append(
+            {"id": f"core-{i}", "type": "router", "site": dc, "region": "centre", "depends_on": [f"pwr-{dc}"]}
+        )
+    for ne, kind in (("sbc-1", "sbc"), ("ims-1", "ims"), ("mw-1", "middleware"), ("head-1", "headend")):
+        elements.append(
+            {"id": ne, "type": kind, "site": "dc-1", "region": "centre", "depends_on": [["core-1", "core-2"]]}
+        )
+    access: list[str] = []
+    pair = 0
+    while len(elements) < n_elements:
+        pair += 1
+        core = ["core-1", "core-2"] if pair % 2 else ["core-3", "core-4"]
+        region = REGIONS[pair % len(REGIONS)]
+        aggs = [f"agg-{pair}a", f"agg-{pair}b"]
+        for agg in aggs:
+            elements.append(
+                {
+                    "id": agg,
+                    "type": "switch",
+                    "site": f"agg-site-{pair}",
+                    "region": region,
+                    "depends_on": [core],
+                }
+            )
+        for s in range(SITES_PER_AGG_PAIR):
+            site = f"site-{pair}-{s}"
+            elements.append({"id": f"pwr-{site}", "type": "power", "site": site, "region": region})
+            for k in range(ACCESS_PER_SITE):
+                kind = ACCESS_TYPES[k % len(ACCESS_TYPES)]
+                ne = f"{kind}-{pair}-{s}-{k}"
+                access.append(ne)
+                elements.append(
+                    {
+                        "id": ne,
+                        "type": kind,
+                        "site": site,
+                        "region": region,
+                        "depends_on": [aggs, f"pwr-{site}"],
+                    }
+                )
+    del elements[n_elements:]
+    kept = {e["id"] for e in elements}  # cutting the tail is safe: upstreams always come first
+    access = [ne for ne in access if ne in kept]
+    tiers = rng.choices([t for t, _ in TIERS], [w for _, w in TIERS], k=n_customers)
+    sets = rng.choices([s for s, _ in SERVICE_SETS], [w for _, w in SERVICE_SETS], k=n_customers)
+    customers = []
+    for i in range(n_customers):
+        c: dict[str, Any] = {
+            "id": f"c-{i:07d}",
+            "tier": tiers[i],
+            "access": rng.choice(access),
+            "services": list(sets[i]),
+        }
+        if tiers[i] == "platinum":
+            c["name"] = f"Enterprise {i}"
+        customers.append(c)
+    return {
+        "service_types": {
+            "voip": {"criticality": 5, "platform": ["sbc-1", "ims-1"]},
+            "iptv": {"criticality": 2, "platform": ["mw-1", "head-1"]},
+            "internet": {"criticality": 3},
+        },
+        "elements": elements,
+        "customers": customers,
+    }
+
+
+def _median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _rss_mib() -> float | None:
+    """Current resident set size, from /proc (Linux); ``None`` elsewhere."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def measure_load(path: str) -> dict[str, float | None]:
+    """Run in a fresh interpreter: RSS before and after one load, and the peak during it."""
+    gc.collect()
+    before = _rss_mib()
+    topology = load_topology(path)
+    gc.collect()
+    return {
+        "before": before,
+        "after": _rss_mib(),
+        "peak": _peak_mib(),
+        "customers": topology.customer_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.topology", description=__doc__.split("\n\n")[0])
+    p.add_argument("--elements", type=int, default=50_000)
+    p.add_argument("--customers", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=3, help="timings are the median of this many runs")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--measure-load", metavar="FILE", help=argparse.SUPPRESS)  # the child process
+    args = p.parse_args(argv)
+    if args.measure_load:
+        sys.stdout.write(orjson.dumps(measure_load(args.measure_load)).decode() + "\n")
+        return 0
+    if args.elements < 14 or args.customers < 0 or args.repeat < 1:
+        p.error("need --elements >= 14, --customers >= 0, --repeat >= 1")
+
+    rows: list[tuple[str, str]] = []
+    start = time.perf_counter()
+    doc = generate(args.elements, args.customers, args.seed)
+    rows.append(("generate", f"{time.perf_counter() - start:.2f} s"))
+    with tempfile.TemporaryDirectory(prefix="bench-topology-") as tmp:
+        path = Path(tmp) / "topology.json"
+        path.write_bytes(orjson.dumps(doc))
+        del doc
+        gc.collect()
+        rows.append(("file size", f"{path.stat().st_size / 2**20:.1f} MiB"))
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.topology", "--measure-load", str(path)],
+            capture_output=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        mem = orjson.loads(child.stdout)
+        topology: Topology | None = None
+
+        def load() -> None:
+            nonlocal topology
+            topology = None
+            topology = load_topology(path)
+
+        rows.append((f"load (median of {args.repeat})", f"{_median_seconds(load, args.repeat):.2f} s"))
+    assert topology is not None
+    if mem["before"] is not None:
+        rows.append(
+            ("RSS after load (fresh process)", f"{mem['after']:.0f} MiB ({mem['before']:.0f} before)")
+        )
+        rows.append(("  retained by the topology", f"{mem['after'] - mem['before']:.0f} MiB"))
+    rows.append(("peak RSS during load (maxrss)", f"{mem['peak']:.0f} MiB"))
+    rows.append(("elements / customers", f"{len(topology.elements):,} / {topology.customer_count():,}"))
+    rows.append(("customer groups", f"{len(topology.all_groups()):,}"))
+
+    first_access = next(ne for ne, e in topology.elements.items() if e.type in ("olt", "dslam", "cell"))
+    scenarios = (
+        ("access", first_access),
+        ("aggregation", "agg-1a"),
+        ("core router", "core-1"),
+        ("platform", "sbc-1"),
+    )
+    start = time.perf_counter()
+    compute_impact(topology, {}, ())  # builds the per-access totals once, as the first incident would
+    rows.append(("impact index (first call)", f"{(time.perf_counter() - start) * 1000:.0f} ms"))
+    for label, ne in scenarios:
+        own = {ne: Health.DOWN}
+        impact = compute_impact(topology, own, [ne])
+        took = _median_seconds(partial(compute_impact, topology, own, [ne]), max(args.repeat, 5))
+        state, n_el = impact.state or "-", len(impact.elements)
+        figures = f"{took * 1000:7.1f} ms  {state:8} {n_el:>6,} el {impact.customers:>9,} cust"
+        rows.append((f"impact: {label} down ({ne})", figures))
+
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -212,22 +212,24 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("customer groups", f"{len(topology.all_groups()):,}"))
 
     first_access = next(ne for ne, e in topology.elements.items() if e.type in ("olt", "dslam", "cell"))
-    scenarios = (
-        ("access", first_access),
-        ("aggregation", "agg-1a"),
-        ("core router", "core-1"),
-        ("platform", "sbc-1"),
+    scenarios = (  # (label, elements down, the incident's seed)
+        ("access", [first_access], first_access),
+        ("aggregation (one of a pair)", ["agg-1a"], "agg-1a"),
+        ("aggregation (both of a pair)", ["agg-1a", "agg-1b"], "agg-1a"),
+        ("core router (platforms behind)", ["core-1"], "core-1"),
+        ("core router (no platform)", ["core-3"], "core-3"),
+        ("platform", ["sbc-1"], "sbc-1"),
     )
     start = time.perf_counter()
     compute_impact(topology, {}, ())  # builds the per-access totals once, as the first incident would
     rows.append(("impact index (first call)", f"{(time.perf_counter() - start) * 1000:.0f} ms"))
-    for label, ne in scenarios:
-        own = {ne: Health.DOWN}
-        impact = compute_impact(topology, own, [ne])
-        took = _median_seconds(partial(compute_impact, topology, own, [ne]), max(args.repeat, 5))
+    for label, down, seed in scenarios:
+        own = dict.fromkeys(down, Health.DOWN)
+        impact = compute_impact(topology, own, [seed])
+        took = _median_seconds(partial(compute_impact, topology, own, [seed]), max(args.repeat, 5))
         state, n_el = impact.state or "-", len(impact.elements)
         figures = f"{took * 1000:7.1f} ms  {state:8} {n_el:>6,} el {impact.customers:>9,} cust"
-        rows.append((f"impact: {label} down ({ne})", figures))
+        rows.append((f"impact: {label}, {seed}", figures))
 
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -155,7 +155,7 @@ def test_conditions_compile_to_single_key_terms() -> None:
     """Lists become $or of equalities, `not` becomes $neq terms, severity thresholds compare ranks."""
     d = _compiled(VALID)["corr.downstream_of"]["r0"]["all"]
     root, sym = d[0]["r"]["$and"], d[1]["s"]["$and"]
-    assert {"role": "self"} in root
+    assert {"role": "root"} in root
     assert {"$gte": {"sev": 4}} in root
     assert {"$or": [{"cause": "linkDown"}, {"cause": "lossOfSignal"}]} in sym
     assert {"$neq": {"site": "lab"}} in sym

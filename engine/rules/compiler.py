@@ -13,13 +13,23 @@ same_site      ``its site``                           its site
 same_region    ``its region``                         its region
 ============== ===================================== =============================================
 
-A fact asserted into its own element's sid has ``role: "self"``; copies in the sids of upstream
-elements have ``role: "below"`` and can only be symptoms. For site and region every fact is "self".
+An alarm is asserted as two facts in its own scope, a root candidate (``role: "root"``) and a symptom
+candidate (``role: "sym"``), and as symptom candidates only in the sids of the elements it depends
+on, so the two aliases of a join never bind the same fact.
 
 Each correlate rule becomes one durable rule with two aliases joined in the sid::
 
-    r: role == self  AND <root conditions>
-    s: <symptom conditions> AND s.t >= r.t - lead AND s.t <= r.t + window AND s.aid != r.aid
+    r: role == root  AND <root conditions>
+    s: role == sym   AND <symptom conditions>
+
+The rule holds no expression between the aliases. durable 2.0.28 mis-evaluates them: with window
+terms (``s.t >= r.t - lead``…) in the join, asserts segfaulted inside ``reduceExpressionSequence``
+(``src/rules/events.c``) depending on memory layout, and that function's source shows an alpha
+``$or`` ahead of join terms ends the ``$and`` before the join terms are read. So durable does what it
+does reliably
+(alpha conditions and the join by sid), and the correlator checks, for every pair it reports, that
+the symptom was raised within ``[root - lead, root + window]`` and is another alarm. Facts are
+retracted once their window has passed, so the pairs durable reports stay few.
 
 Conditions are always an explicit ``$and`` of single-key conditions (durable silently reads only the
 first key of a multi-key object). Severity thresholds compare the numeric ``sev`` field.
@@ -99,12 +109,8 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
             definition = per_relation[spec.relation]
             definition[f"r{len(definition)}"] = {
                 "all": [
-                    {"r": _and([{"role": "self"}, *_conditions(rule.correlate.root)])},
-                    {
-                        "s": _and(
-                            [*_conditions(rule.correlate.symptom), *_window_join(window, lead), _distinct()]
-                        )
-                    },
+                    {"r": _and([{"role": "root"}, *_conditions(rule.correlate.root)])},
+                    {"s": _and([{"role": "sym"}, *_conditions(rule.correlate.symptom)])},
                 ],
                 "run": qualified,
             }
@@ -146,14 +152,3 @@ def _value(v: object) -> Any:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
-
-
-def _window_join(window: float, lead: float) -> list[dict[str, Any]]:
-    return [
-        {"$gte": {"t": {"$sub": {"$l": {"r": "t"}, "$r": lead}}}},
-        {"$lte": {"t": {"$add": {"$l": {"r": "t"}, "$r": window}}}},
-    ]
-
-
-def _distinct() -> dict[str, Any]:
-    return {"$neq": {"aid": {"r": "aid"}}}

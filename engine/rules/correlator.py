@@ -43,6 +43,7 @@ class Correlator:
         self._facts: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # alarm key -> asserted facts
         self._expiry: list[tuple[float, int, str, str]] = []  # (due, seq, alarm key, occurrence id)
         self._due: dict[str, tuple[float, str]] = {}
+        self.outside_window = 0  # pairs durable joined that our window check turned down
         self._seq = 0
 
     @property
@@ -70,9 +71,11 @@ class Correlator:
         for relation in self._program.max_window:
             ruleset = Program.durable_name(relation)
             for sid, role in self._scopes(relation, alarm.ne_id):
-                fact = {**base, "sid": sid, "id": f"{occ}@{sid}", "role": role}
+                fact = {**base, "sid": sid, "id": f"{occ}@{sid}#{role}", "role": role}
                 for m in self._host.assert_fact(ruleset, fact):
-                    out.append(self._explanation(m.action, m.facts))
+                    ex = self._explanation(m.action, m.facts)
+                    if ex is not None:
+                        out.append(ex)
                 asserted.append((ruleset, fact))
             lifetime = max(lifetime, self._program.max_window[relation])
         if asserted:
@@ -82,6 +85,9 @@ class Correlator:
             self._due[alarm.key] = (due, occ)
             heapq.heappush(self._expiry, (due, self._seq, alarm.key, occ))
         return out
+
+    def close(self) -> None:
+        self._host.close()
 
     def forget(self, key: str) -> None:
         """Retract every fact of an alarm identity."""
@@ -98,16 +104,22 @@ class Correlator:
 
     # -- internals -----------------------------------------------------------------------------
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
+        """The (sid, role) pairs an alarm on ``ne_id`` is asserted under for one relation."""
         el = self._topology.element(ne_id)
+        own: str | None = None
         if relation == "downstream_of":
-            yield ne_id, "self"
-            for up in sorted(self._topology.ancestors(ne_id)):
-                yield up, "below"
-        elif relation == "same_site":
-            if el.site:
-                yield f"site:{el.site}", "self"
+            own = ne_id
+        elif relation == "same_site" and el.site:
+            own = f"site:{el.site}"
         elif relation == "same_region" and el.region:
-            yield f"region:{el.region}", "self"
+            own = f"region:{el.region}"
+        if own is None:
+            return
+        yield own, "root"
+        yield own, "sym"
+        if relation == "downstream_of":
+            for up in sorted(self._topology.ancestors(ne_id)):
+                yield up, "sym"
 
     def _base_fact(self, alarm: ActiveAlarm, t: float) -> dict[str, Any]:
         el = self._topology.element(alarm.ne_id)
@@ -127,12 +139,14 @@ class Correlator:
             "region": el.region or "",
         }
 
-    def _explanation(self, action: str, facts: Mapping[str, Mapping[str, Any]]) -> Explanation:
+    def _explanation(self, action: str, facts: Mapping[str, Mapping[str, Any]]) -> Explanation | None:
+        """A pair durable joined in one scope, if the symptom lies in the rule's window."""
         r, s = facts["r"], facts["s"]
-        return Explanation(
-            root=str(r["key"]),
-            symptom=str(s["key"]),
-            rule=self._program.rules[action],
-            root_time=float(r["t"]),
-            symptom_time=float(s["t"]),
-        )
+        if r["aid"] == s["aid"]:
+            return None  # an alarm is never its own symptom
+        rule = self._program.rules[action]
+        rt, st = float(r["t"]), float(s["t"])
+        if not rt - rule.lead <= st <= rt + rule.window:
+            self.outside_window += 1
+            return None
+        return Explanation(root=str(r["key"]), symptom=str(s["key"]), rule=rule, root_time=rt, symptom_time=st)

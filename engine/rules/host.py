@@ -18,6 +18,14 @@ is ours, because the notes in ``../shared/NOTES-dependencies.md`` measured its t
   themselves only *record* what matched (``Match``) and the caller decides what to do with it.
 * ``set_rulesets`` mutates the dict it is given: we hand it a deep copy.
 * One message per call (``post_batch`` across sids runs actions in the background).
+* durable's C engine copies a stored fact's JSON but leaves the ``sid`` and ``id`` properties
+  pointing into the caller's buffer (``copyMessage`` in ``src/rules/state.c`` skips them). Through
+  durable's Python shim that buffer is a temporary ``json.dumps`` string, so every stored fact
+  dangles: a use-after-free that crashed the process once garbage collection reused the memory.
+  We serialise facts ourselves and keep each JSON string alive exactly as long as its fact is
+  asserted. Events (``post``) are stored the same way until consumed, so this host offers facts only.
+* Expressions between the aliases of a join (``s.t >= r.t - 30``) crash durable's beta-join
+  evaluation depending on memory layout; the compiler emits none (see ``compiler``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import durable_rules_engine as _engine
 from durable import engine as _durable
 
 from engine.errors import RuleEngineError
@@ -69,9 +78,11 @@ class RuleHost:
         self._errors: list[BaseException] = []
         self._rulesets: dict[str, dict[str, Any]] = {}
         self._host = _QuietHost(self._make_action)
+        self._texts: dict[tuple[str, str, str], str] = {}  # (ruleset, sid, id) -> the JSON durable points into
         self.asserts = 0
         self.retracts = 0
         self.firings = 0
+        self.collisions = 0
 
     # -- loading ------------------------------------------------------------------------------
     def load(self, name: str, definition: Mapping[str, Any]) -> None:
@@ -93,6 +104,24 @@ class RuleHost:
             ) from exc
         self._rulesets[name] = copy.deepcopy(dict(definition))
 
+    def close(self) -> None:
+        """Free the engine's rulesets (and so its facts) before the JSON they point into goes away."""
+        for name in list(self._rulesets):
+            handle = self._host.get_ruleset(name)._handle
+            try:
+                _engine.delete_ruleset(handle)
+            except Exception as exc:  # pragma: no cover - durable refuses an unknown handle only
+                raise RuleEngineError(f"durable-rules could not delete ruleset {name!r}: {exc}") from exc
+        self._rulesets.clear()
+        self._host._ruleset_directory.clear()
+        self._host._ruleset_list.clear()
+        self._texts.clear()
+
+    def __del__(self) -> None:
+        # The C engine outlives this object; its stored facts point into self._texts.
+        if getattr(self, "_rulesets", None):
+            self.close()
+
     @property
     def rulesets(self) -> Mapping[str, Mapping[str, Any]]:
         return self._rulesets
@@ -101,42 +130,70 @@ class RuleHost:
     def assert_fact(self, ruleset: str, fact: Mapping[str, Any]) -> list[Match]:
         """Assert a fact (must carry ``sid`` and a unique ``id``); return the rules it made fire."""
         _check_fact(fact)
+        key = (ruleset, str(fact["sid"]), str(fact["id"]))
+        if key in self._texts:
+            return []  # already asserted: durable would say "observed"
+        rules = self._ruleset(ruleset)
+        text = json.dumps(dict(fact), ensure_ascii=False)
         self.asserts += 1
-        return self._call(self._host.assert_fact, ruleset, fact)
+        try:
+            state = rules._handle_result(_engine.assert_fact(rules._handle, text), fact)
+        except _durable.MessageObservedException:
+            self.collisions += 1  # durable's 32-bit fact hash matched another fact: not stored
+            return []
+        except _durable.MessageNotHandledException:
+            self._texts[key] = text  # stored for later joins, nothing fired
+            return []
+        except Exception as exc:
+            raise RuleEngineError(f"durable-rules failed on {ruleset!r} with {dict(fact)!r}: {exc}") from exc
+        self._texts[key] = text
+        return self._run_actions(rules, ruleset, state)
 
     def retract_fact(self, ruleset: str, fact: Mapping[str, Any]) -> None:
         """Retract a fact asserted before (same content). Retracting an absent fact is harmless."""
+        key = (ruleset, str(fact["sid"]), str(fact["id"]))
+        text = self._texts.get(key)
+        if text is None:
+            return
+        rules = self._ruleset(ruleset)
         self.retracts += 1
-        self._call(self._host.retract_fact, ruleset, fact)
-
-    def post(self, ruleset: str, event: Mapping[str, Any]) -> list[Match]:
-        """Post one event (consumed by the first rule it completes); return the rules it made fire."""
-        _check_fact(event)
-        return self._call(self._host.post, ruleset, event)
+        try:
+            state = rules._handle_result(_engine.retract_fact(rules._handle, text), fact)
+        except (_durable.MessageNotHandledException, _durable.MessageObservedException):
+            state = None
+        except Exception as exc:
+            raise RuleEngineError(f"durable-rules failed to retract {dict(fact)!r}: {exc}") from exc
+        if state is not None:
+            self._run_actions(rules, ruleset, state)
+        del self._texts[key]  # only now: durable no longer holds the fact
 
     def facts(self, ruleset: str, sid: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._host.get_facts(ruleset, sid)
+        result: list[dict[str, Any]] = self._ruleset(ruleset).get_facts(sid)
         return result
 
+    def fact_count(self) -> int:
+        return len(self._texts)
+
     # -- internals ----------------------------------------------------------------------------
-    def _call(
-        self, fn: Callable[[str, dict[str, Any]], Any], ruleset: str, doc: Mapping[str, Any]
-    ) -> list[Match]:
-        if ruleset not in self._rulesets:
-            raise RuleEngineError(f"unknown ruleset {ruleset!r}")
+    def _ruleset(self, name: str) -> Any:
+        if name not in self._rulesets:
+            raise RuleEngineError(f"unknown ruleset {name!r}")
+        return self._host.get_ruleset(name)
+
+    def _run_actions(self, rules: Any, name: str, state: Any) -> list[Match]:
+        """Run the actions a call left pending, inline, and return what they recorded."""
         self._matches = []
         self._errors = []
-        try:
-            fn(ruleset, dict(doc))
-        except (_durable.MessageNotHandledException, _durable.MessageObservedException):
-            pass  # no rule matched / identical fact already present: both are normal outcomes
-        except RuleEngineError:
-            raise
-        except Exception as exc:
-            raise RuleEngineError(f"durable-rules failed on {ruleset!r} with {dict(doc)!r}: {exc}") from exc
-        if self._errors:
-            err = self._errors[0]
-            raise RuleEngineError(f"a rule action failed in {ruleset!r}: {err!r}") from err
+        failure: list[BaseException] = []
+
+        def done(error: BaseException | None, _state: Any) -> None:
+            if error:
+                failure.append(error)
+
+        rules.do_actions(state, done)
+        if failure or self._errors:
+            err = (self._errors or failure)[0]
+            raise RuleEngineError(f"a rule action failed in {name!r}: {err!r}") from err
         matches = self._matches
         self._matches = []
         self.firings += len(matches)

@@ -1,0 +1,339 @@
+"""Health propagation and customer impact: the rules, redundancy, platforms, and a brute-force check."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+import pytest
+
+from engine.impact import Health, HealthView, Impact, ImpactCounts, compute_impact, cone, state_of
+from engine.topology import Topology, topology_from_dict
+
+OK, AT_RISK, DEGRADED, DOWN = Health.OK, Health.AT_RISK, Health.DEGRADED, Health.DOWN
+
+# core-1 feeds a redundant aggregation pair; olt-7 needs either aggregation switch and its site power;
+# olt-8 hangs off agg-2 alone. voip needs sbc-1, iptv needs mw-1, which itself sits behind sbc-1.
+NETWORK: dict[str, Any] = {
+    "service_types": {
+        "voip": {"criticality": 5, "platform": ["sbc-1"]},
+        "iptv": {"criticality": 2, "platform": ["mw-1"]},
+        "internet": {"criticality": 3},
+    },
+    "elements": [
+        {"id": "core-1", "type": "router"},
+        {"id": "agg-1", "type": "switch", "depends_on": ["core-1"]},
+        {"id": "agg-2", "type": "switch", "depends_on": ["core-1"]},
+        {"id": "pwr-c", "type": "power"},
+        {"id": "olt-7", "type": "olt", "depends_on": [["agg-1", "agg-2"], "pwr-c"]},
+        {"id": "olt-8", "type": "olt", "depends_on": ["agg-2"]},
+        {"id": "sbc-1", "type": "sbc", "depends_on": ["core-1"]},
+        {"id": "mw-1", "type": "middleware", "depends_on": ["sbc-1"]},
+        {"id": "probe-1", "type": "probe"},
+    ],
+    "customers": [
+        {"id": "c-1", "tier": "gold", "access": "olt-7", "services": ["voip", "internet"]},
+        {"id": "c-2", "tier": "gold", "access": "olt-7", "services": ["internet", "voip"]},
+        {"id": "c-3", "tier": "silver", "access": "olt-7", "services": ["internet"]},
+        {"id": "c-4", "tier": "bronze", "access": "olt-8", "services": ["voip", "iptv"]},
+        {"id": "c-5", "tier": "platinum", "access": "olt-8", "services": ["internet"]},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def net() -> Topology:
+    return topology_from_dict(NETWORK)
+
+
+def chain(*deps: Any) -> Topology:
+    """Elements ``a``, ``b``, ``c`` and ``x`` depending on ``deps``."""
+    elements = [{"id": ne, "type": "t"} for ne in "abc"]
+    return topology_from_dict({"elements": [*elements, {"id": "x", "type": "t", "depends_on": list(deps)}]})
+
+
+@pytest.mark.parametrize("level", list(Health))
+def test_a_required_dependency_passes_its_health_on(level: Health) -> None:
+    """A single required upstream contributes exactly its effective health."""
+    assert HealthView(chain("a"), {"a": level}).health("x") == level
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (OK, OK, OK),
+        (AT_RISK, OK, AT_RISK),
+        (DEGRADED, OK, AT_RISK),
+        (DOWN, OK, AT_RISK),
+        (AT_RISK, AT_RISK, AT_RISK),
+        (DOWN, AT_RISK, AT_RISK),
+        (DEGRADED, DEGRADED, DEGRADED),
+        (DOWN, DEGRADED, DEGRADED),
+        (DOWN, DOWN, DOWN),
+    ],
+)
+def test_a_redundancy_group_passes_on_its_best_member_or_at_risk(
+    a: Health, b: Health, expected: Health
+) -> None:
+    """A group gives its best member's health, but AT_RISK when the best is OK and another is not."""
+    assert HealthView(chain(["a", "b"]), {"a": a, "b": b}).health("x") == expected
+    assert HealthView(chain(["a", "b"]), {"a": b, "b": a}).health("x") == expected
+
+
+def test_effective_health_is_the_worst_of_own_and_every_dependency() -> None:
+    """Own state and each item combine by max: a degraded element behind a lost group is DOWN."""
+    topo = chain(["a", "b"], "c")
+    assert HealthView(topo, {"x": DEGRADED, "a": DOWN}).health("x") == DEGRADED
+    assert HealthView(topo, {"x": AT_RISK, "c": DEGRADED}).health("x") == DEGRADED
+    assert HealthView(topo, {"x": DEGRADED, "a": DOWN, "b": DOWN}).health("x") == DOWN
+    assert HealthView(topo, {"unknown": DOWN}).health("unknown") == DOWN
+    assert HealthView(topo, {}).health("x") == OK
+
+
+def test_single_root_outage_takes_everything_behind_it_down(net: Topology) -> None:
+    """core-1 down: both aggregation switches, both OLTs and the platforms are down; all customers out."""
+    impact = compute_impact(net, {"core-1": DOWN}, ["core-1"])
+    assert impact.elements == dict.fromkeys(
+        ["agg-1", "agg-2", "core-1", "mw-1", "olt-7", "olt-8", "sbc-1"], DOWN
+    )
+    assert impact.state == "outage"
+    assert impact.customers == 5
+    assert impact.by_tier == {"bronze": 1, "gold": 2, "platinum": 1, "silver": 1}
+    assert impact.services == {"internet": 4, "iptv": 1, "voip": 3}
+    assert list(impact.by_state) == ["outage"]
+
+
+def test_losing_one_uplink_of_a_redundant_pair_puts_customers_at_risk(net: Topology) -> None:
+    """agg-1 down: olt-7 keeps agg-2 and is AT_RISK; its customers are at risk, nobody is out."""
+    impact = compute_impact(net, {"agg-1": DOWN}, ["agg-1"])
+    assert impact.elements == {"agg-1": DOWN, "olt-7": AT_RISK}
+    assert impact.state == "at_risk"
+    assert (impact.customers, impact.by_tier) == (3, {"gold": 2, "silver": 1})
+    assert impact.by_state == {
+        "at_risk": ImpactCounts(3, {"internet": 3, "voip": 2}, {"gold": 2, "silver": 1}),
+    }
+
+
+def test_both_members_failing_separately_make_the_shared_dependent_down_in_each_incident(
+    net: Topology,
+) -> None:
+    """Health uses the global own-state map: two incidents, one per uplink, each see olt-7 DOWN."""
+    own = {"agg-1": DOWN, "agg-2": DOWN}
+    first = compute_impact(net, own, ["agg-1"])
+    assert first.elements == {"agg-1": DOWN, "olt-7": DOWN}
+    assert (first.state, first.customers) == ("outage", 3)
+    second = compute_impact(net, own, ["agg-2"])
+    assert second.elements == {"agg-2": DOWN, "olt-7": DOWN, "olt-8": DOWN}
+    assert (second.state, second.customers, second.by_tier["platinum"]) == ("outage", 5, 1)
+
+
+def test_a_platform_outage_affects_every_subscriber_of_its_services_once(net: Topology) -> None:
+    """sbc-1 down hits voip and (through mw-1) iptv everywhere; c-4 has both and counts once."""
+    impact = compute_impact(net, {"sbc-1": DOWN}, ["sbc-1"])
+    assert impact.elements == {"mw-1": DOWN, "sbc-1": DOWN}
+    assert impact.state == "outage"
+    assert impact.services == {"iptv": 1, "voip": 3}
+    assert (impact.customers, impact.by_tier) == (3, {"bronze": 1, "gold": 2})
+
+
+@pytest.mark.parametrize(("level", "state"), [(DOWN, "outage"), (DEGRADED, "degraded"), (AT_RISK, "at_risk")])
+def test_a_platform_element_hits_its_services_at_its_own_level(
+    net: Topology, level: Health, state: str
+) -> None:
+    """A degraded platform degrades the service, an at-risk one puts it at risk."""
+    impact = compute_impact(net, {"sbc-1": level}, ["sbc-1"])
+    assert impact.state == state
+    assert impact.by_state == {state: ImpactCounts(3, {"iptv": 1, "voip": 3}, {"bronze": 1, "gold": 2})}
+
+
+def test_each_service_is_at_the_worse_of_its_access_and_its_platform(net: Topology) -> None:
+    """olt-7 at risk and sbc-1 down: voip is out, internet at risk; customers count at their worst."""
+    impact = compute_impact(net, {"agg-1": DOWN, "sbc-1": DOWN}, ["agg-1", "sbc-1"])
+    assert impact.state == "outage"
+    assert impact.by_state == {
+        "outage": ImpactCounts(3, {"iptv": 1, "voip": 3}, {"bronze": 1, "gold": 2}),
+        "at_risk": ImpactCounts(1, {"internet": 3}, {"silver": 1}),
+    }
+    assert (impact.customers, impact.services) == (4, {"internet": 3, "iptv": 1, "voip": 3})
+
+
+def test_degradation_propagates_to_dependents_and_their_customers(net: Topology) -> None:
+    """A degraded site power degrades olt-7 and everyone behind it."""
+    impact = compute_impact(net, {"pwr-c": DEGRADED}, ["pwr-c"])
+    assert impact.elements == {"olt-7": DEGRADED, "pwr-c": DEGRADED}
+    assert impact.by_state == {
+        "degraded": ImpactCounts(3, {"internet": 3, "voip": 2}, {"gold": 2, "silver": 1})
+    }
+
+
+def test_levels_outside_the_cone_belong_to_other_incidents(net: Topology) -> None:
+    """A platform down in another incident does not count in this one's customer figures."""
+    impact = compute_impact(net, {"pwr-c": DEGRADED, "sbc-1": DOWN}, ["pwr-c"])
+    assert impact.elements == {"olt-7": DEGRADED, "pwr-c": DEGRADED}
+    assert impact.state == "degraded"
+    assert list(impact.by_state) == ["degraded"]
+
+
+def test_without_customers_the_state_is_the_worst_element_level(net: Topology) -> None:
+    """An element serving nobody still gives the incident a state; no affected element means None."""
+    impact = compute_impact(net, {"probe-1": DEGRADED}, ["probe-1"])
+    assert (impact.elements, impact.state, impact.customers) == ({"probe-1": DEGRADED}, "degraded", 0)
+    for own, seeds in [({}, ["core-1"]), ({"core-1": DOWN}, ["no-such-element"]), ({"core-1": DOWN}, [])]:
+        nothing = compute_impact(net, own, seeds)
+        assert (nothing.elements, nothing.state, nothing.customers, nothing.by_state) == ({}, None, 0, {})
+
+
+def test_the_record_is_json_ready_with_a_fixed_key_order(net: Topology) -> None:
+    """``to_record`` has the documented shape, sorted service and tier keys, states worst first."""
+    record = compute_impact(net, {"agg-1": DOWN, "sbc-1": DOWN}, ["agg-1", "sbc-1"]).to_record()
+    assert record == {
+        "elements": 4,
+        "services": {"internet": 3, "iptv": 1, "voip": 3},
+        "customers": {"total": 4, "by_tier": {"bronze": 1, "gold": 2, "silver": 1}},
+        "by_state": {
+            "outage": {
+                "customers": 3,
+                "services": {"iptv": 1, "voip": 3},
+                "by_tier": {"bronze": 1, "gold": 2},
+            },
+            "at_risk": {"customers": 1, "services": {"internet": 3}, "by_tier": {"silver": 1}},
+        },
+    }
+    assert list(record) == ["elements", "services", "customers", "by_state"]
+    assert orjson.loads(orjson.dumps(record)) == record
+
+
+def test_state_names_and_the_cone() -> None:
+    """Health maps to the incident state names; the cone is the known seeds and all their dependents."""
+    assert [state_of(h) for h in Health] == [None, "at_risk", "degraded", "outage"]
+    topo = topology_from_dict(NETWORK)
+    assert cone(topo, ["agg-2", "nope"]) == {"agg-2", "olt-7", "olt-8"}
+
+
+def test_a_ten_thousand_deep_chain_does_not_hit_the_recursion_limit() -> None:
+    """Health is evaluated iteratively: the far end of a 10,000-element chain is reached directly."""
+    n = 10_000
+    elements = [{"id": "e0", "type": "x"}] + [
+        {"id": f"e{i}", "type": "x", "depends_on": [f"e{i - 1}"]} for i in range(1, n)
+    ]
+    customers = [{"id": "c", "tier": "gold", "access": f"e{n - 1}", "services": ["s"]}]
+    topo = topology_from_dict(
+        {"service_types": {"s": {"criticality": 1}}, "elements": elements, "customers": customers}
+    )
+    assert HealthView(topo, {"e0": DEGRADED}).health(f"e{n - 1}") == DEGRADED
+    impact = compute_impact(topo, {"e0": DOWN}, ["e0"])
+    assert (len(impact.elements), impact.state, impact.customers) == (n, "outage", 1)
+
+
+# --- randomized: the group arithmetic against a per-customer brute force, and monotonicity ------------
+
+
+def random_network(rng: random.Random, n_elements: int = 60, n_customers: int = 400) -> Topology:
+    elements: list[dict[str, Any]] = []
+    for i in range(n_elements):
+        deps: list[Any] = []
+        seen: set[frozenset[str]] = set()
+        for _ in range(rng.choice([0, 1, 1, 2]) if i else 0):
+            item = [f"n{m}" for m in rng.sample(range(i), min(i, rng.choice([1, 1, 2, 3])))]
+            if frozenset(item) not in seen:
+                seen.add(frozenset(item))
+                deps.append(item[0] if len(item) == 1 else item)
+        elements.append({"id": f"n{i}", "type": "t", "depends_on": deps})
+    services = {
+        f"s{k}": {"criticality": 3, "platform": [f"n{m}" for m in rng.sample(range(n_elements), k)]}
+        for k in range(4)
+    }
+    customers = [
+        {
+            "id": f"c{j}",
+            "tier": rng.choice(["platinum", "gold", "silver", "bronze"]),
+            "access": f"n{rng.randrange(n_elements)}",
+            "services": rng.sample(sorted(services), rng.randint(1, 3)),
+        }
+        for j in range(n_customers)
+    ]
+    return topology_from_dict({"service_types": services, "elements": elements, "customers": customers})
+
+
+def brute_force(topo: Topology, own: Mapping[str, Health], seeds: Iterable[str]) -> dict[str, Any]:
+    """The impact record computed the slow way: eager health in topological order, customer by customer."""
+    health: dict[str, Health] = {}
+    for ne in topo.topo_order():
+        value = own.get(ne, OK)
+        for item in topo.element(ne).depends_on:
+            members = [health[u] for u in item]
+            best = min(members)
+            value = max(value, best if len(item) == 1 or best != OK or max(members) == OK else AT_RISK)
+        health[ne] = value
+    in_cone = {s for s in seeds if s in topo}
+    in_cone |= {d for s in in_cone for d in topo.descendants(s)}
+    affected = {ne: health[ne] for ne in in_cone if health[ne] != OK}
+    names = {DOWN: "outage", DEGRADED: "degraded", AT_RISK: "at_risk"}
+    services: Counter[str] = Counter()
+    tiers: Counter[str] = Counter()
+    by_state: dict[Health, tuple[Counter[str], Counter[str], Counter[str]]] = {}
+    for j in range(topo.customer_count()):
+        c = topo.customer(f"c{j}")
+        access = affected.get(c.access, OK)
+        levels = {
+            s: max([access, *(affected.get(p, OK) for p in topo.service_types[s].platform)])
+            for s in c.services
+        }
+        worst = max(levels.values())
+        if worst == OK:
+            continue
+        tiers[c.tier] += 1
+        by_state.setdefault(worst, (Counter(), Counter(), Counter()))[0]["n"] += 1
+        by_state[worst][2][c.tier] += 1
+        for s, level in levels.items():
+            if level != OK:
+                services[s] += 1
+                by_state.setdefault(level, (Counter(), Counter(), Counter()))[1][s] += 1
+    return {
+        "elements": len(affected),
+        "services": dict(sorted(services.items())),
+        "customers": {"total": tiers.total(), "by_tier": dict(sorted(tiers.items()))},
+        "by_state": {
+            names[level]: {
+                "customers": n["n"],
+                "services": dict(sorted(s.items())),
+                "by_tier": dict(sorted(t.items())),
+            }
+            for level, (n, s, t) in sorted(by_state.items(), reverse=True)
+        },
+    }
+
+
+def random_state(rng: random.Random, topo: Topology, k: int) -> dict[str, Health]:
+    return {ne: rng.choice([AT_RISK, DEGRADED, DOWN]) for ne in rng.sample(sorted(topo.elements), k)}
+
+
+def test_group_arithmetic_matches_a_customer_by_customer_brute_force() -> None:
+    """On random networks and failures, the group-based impact equals counting every customer."""
+    rng = random.Random(20240601)
+    for _ in range(8):
+        topo = random_network(rng)
+        for _ in range(25):
+            own = random_state(rng, topo, rng.randint(1, 6))
+            seeds = rng.sample(sorted(own), rng.randint(1, len(own)))
+            impact: Impact = compute_impact(topo, own, seeds)
+            assert impact.to_record() == brute_force(topo, own, seeds)
+
+
+def test_adding_a_down_element_never_lowers_the_impact() -> None:
+    """Monotonicity: one more element down (and seeded) never lowers customers, tiers or services."""
+    rng = random.Random(7)
+    for _ in range(8):
+        topo = random_network(rng)
+        for _ in range(25):
+            own = random_state(rng, topo, rng.randint(0, 5))
+            before = compute_impact(topo, own, own)
+            extra = rng.choice(sorted(topo.elements))
+            after = compute_impact(topo, {**own, extra: DOWN}, [*own, extra])
+            assert after.customers >= before.customers
+            assert all(after.by_tier.get(t, 0) >= n for t, n in before.by_tier.items())
+            assert all(after.services.get(s, 0) >= n for s, n in before.services.items())
+            assert all(after.elements.get(ne, OK) >= h for ne, h in before.elements.items())

@@ -1,0 +1,231 @@
+"""End-to-end scenarios on the pure core, replayed on virtual time (no sockets, no clock)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+
+from bench.scenarios import T0, alarm, clear, fiber_cut, site_power_failure
+from engine.timeutil import parse_time
+from tests.harness import run, settings
+
+
+def _t(record: dict[str, Any], key: str = "time") -> float:
+    return parse_time(record[key]) - T0
+
+
+def test_fiber_cut_is_one_incident_with_fifty_suppressed_symptoms() -> None:
+    """1 root + 50 downstream alarms (10 of them before the root) → 1 incident, 50 suppressed, P1."""
+    r = run(fiber_cut())
+    assert len(r.incident_ids()) == 1
+    (opened,) = r.events("opened")
+    assert opened["root_cause"]["alarm_id"] == "agg-3:lossOfSignal:port 1/1/1"
+    assert opened["root_cause"]["rule"] == "default/topology-root-cause"
+    assert len(opened["suppressed"]) == 50
+    assert all(s["root"] == "agg-3:lossOfSignal:port 1/1/1" for s in opened["suppressed"])
+    assert "olt-001 is at or below agg-3" in opened["suppressed"][0]["reason"]
+    assert opened["state"] == "outage"
+    assert opened["priority"] == 1
+    assert opened["impact"]["customers"]["total"] == 1000
+    assert opened["impact"]["elements"] == 51
+    (resolved,) = r.events("resolved")
+    assert resolved["resolution"] == "cleared"
+    assert _t(resolved) == 1800.0 + 300.0  # root clear + hold-down
+
+
+def test_site_power_failure_explains_the_site_alarms_by_common_cause() -> None:
+    """A mains failure at site-c explains the OLT and cell alarms of that site (same_site rule)."""
+    r = run(site_power_failure())
+    (opened,) = r.events("opened")
+    assert opened["root_cause"]["ne_id"] == "pwr-c"
+    rules = {s["alarm_id"]: s["rule"] for s in opened["suppressed"]}
+    assert rules == {
+        "olt-7:equipmentMalfunction": "default/site-power-failure",
+        "cell-c1:lossOfSignal": "default/site-power-failure",
+    }
+    assert "same site site-c" in opened["suppressed"][0]["reason"]
+    assert opened["state"] == "outage"  # olt-7 needs pwr-c: its 20 customers lose service
+
+
+def test_redundancy_one_uplink_is_at_risk_both_is_outage() -> None:
+    """Losing agg-1 leaves olt-7 on agg-2: at_risk. Losing agg-2 as well takes olt-7 down."""
+    one = run([alarm("agg-1", "lossOfSignal", 0, "critical")])
+    (opened,) = one.events("opened")
+    assert opened["state"] == "at_risk"
+    assert opened["impact"]["by_state"]["at_risk"]["customers"] == 20
+
+    both = run([alarm("agg-1", "lossOfSignal", 0, "critical"), alarm("agg-2", "lossOfSignal", 60, "critical")])
+    states = {r["root_cause"]["ne_id"]: r["state"] for r in both.records}
+    assert states == {"agg-1": "outage", "agg-2": "outage"}
+    first = [r for r in both.records if r["root_cause"]["ne_id"] == "agg-1"]
+    assert [(r["event"], r["state"]) for r in first] == [("opened", "at_risk"), ("updated", "outage")]
+    assert first[-1]["priority"] < first[0]["priority"]  # lower number = more urgent
+
+
+def test_flapping_alarm_is_one_incident_not_many() -> None:
+    """A link bouncing every 20 s for 5 minutes is one incident flagged as flapping."""
+    lines = []
+    for i in range(15):
+        lines.append(alarm("olt-001", "linkDown", i * 20.0, "critical"))
+        lines.append(clear("olt-001", "linkDown", i * 20.0 + 10.0))
+    r = run(lines)
+    assert len(r.incident_ids()) == 1
+    assert any(rec["flapping"] == ["olt-001:linkDown"] for rec in r.records)
+    assert r.records[-1]["event"] == "resolved"
+    assert r.pipeline is not None
+    assert r.pipeline.alarms.counters.flapping == 1
+
+
+def test_clear_resolves_after_hold_down_exactly() -> None:
+    """The incident resolves hold_down seconds after its root clears, not before."""
+    core = settings(incidents={"hold_down": "2m", "settle": "5s"})
+    r = run([alarm("olt-001", "linkDown", 0, "critical"), clear("olt-001", "linkDown", 40)], core=core)
+    assert [(rec["event"], _t(rec)) for rec in r.records] == [("opened", 5.0), ("resolved", 160.0)]
+
+
+def test_reraise_during_hold_down_keeps_the_same_incident() -> None:
+    """Cleared at 40 s, raised again at 100 s (hold-down 120 s): same incident, one opened, one resolved."""
+    core = settings(incidents={"hold_down": "2m", "settle": "5s"})
+    lines = [
+        alarm("olt-001", "linkDown", 0, "critical"),
+        clear("olt-001", "linkDown", 40),
+        alarm("olt-001", "linkDown", 100, "critical"),
+        clear("olt-001", "linkDown", 200),
+    ]
+    r = run(lines, core=core)
+    assert len(r.incident_ids()) == 1
+    assert [rec["event"] for rec in r.records] == ["opened", "updated", "resolved"]
+    assert _t(r.records[-1]) == 320.0
+    assert any("re-raised 1 time(s)" in line for line in r.records[1]["explanation"])
+
+
+def test_reraise_after_resolution_is_a_new_incident() -> None:
+    """After the hold-down the incident is closed; the next raise opens a new one."""
+    core = settings(incidents={"hold_down": "1m", "settle": "5s"})
+    lines = [
+        alarm("olt-001", "linkDown", 0, "critical"),
+        clear("olt-001", "linkDown", 10),
+        alarm("olt-001", "linkDown", 500, "critical"),
+    ]
+    r = run(lines, core=core)
+    assert len(r.incident_ids()) == 2
+
+
+def test_out_of_order_storm_gives_the_same_incidents_as_in_order() -> None:
+    """The fiber-cut storm shuffled within the reorder tolerance replays to byte-identical records."""
+    ordered = run(fiber_cut())
+    lines = fiber_cut()
+    storm, tail = lines[:51], lines[51:]  # the raises all lie within 4 s
+    random.Random(7).shuffle(storm)
+    shuffled = run(storm + tail)
+    assert shuffled.output() == ordered.output()
+
+
+def test_suppressed_alarm_clear_is_processed() -> None:
+    """A symptom's clear is applied while it is suppressed: the record shows it cleared."""
+    lines = fiber_cut()[:51] + [clear("olt-001", "linkDown", 100.0)]
+    r = run(lines, core=settings(incidents={"update_interval": "1s"}))
+    last = r.records[-1]
+    entry = next(s for s in last["suppressed"] if s["alarm_id"] == "olt-001:linkDown")
+    assert entry["state"] == "cleared"
+    assert last["incident_id"] == r.records[0]["incident_id"]
+
+
+def test_symptoms_still_active_when_the_root_resolves_resurface_as_their_own_incident() -> None:
+    """Root agg-3 repaired but olt-001 stays down: after the hold-down olt-001 becomes its own incident."""
+    lines = [
+        alarm("agg-3", "lossOfSignal", 0, "critical"),
+        alarm("olt-001", "linkDown", 2, "critical"),
+        clear("agg-3", "lossOfSignal", 60),
+    ]
+    r = run(lines)
+    roots = [(rec["event"], rec["root_cause"]["alarm_id"]) for rec in r.records]
+    assert roots[:2] == [("opened", "agg-3:lossOfSignal"), ("resolved", "agg-3:lossOfSignal")]
+    assert ("opened", "olt-001:linkDown") in roots[2:]
+
+
+def test_late_root_merges_an_already_open_symptom_incident() -> None:
+    """A symptom notified before its root arrived is resolved as merged into the root's incident."""
+    core = settings(incidents={"settle": "5s"})
+    lines = [alarm("olt-001", "linkDown", 0, "critical"), alarm("agg-3", "lossOfSignal", 20, "critical")]
+    r = run(lines, core=core)
+    merged = [rec for rec in r.records if rec.get("resolution") == "merged"]
+    assert len(merged) == 1
+    assert merged[0]["root_cause"]["alarm_id"] == "olt-001:linkDown"
+    root_open = next(rec for rec in r.records if rec["root_cause"]["alarm_id"] == "agg-3:lossOfSignal")
+    assert merged[0]["merged_into"] == root_open["incident_id"]
+    assert [s["alarm_id"] for s in root_open["suppressed"]] == ["olt-001:linkDown"]
+
+
+def test_alarm_outside_the_window_is_not_a_symptom() -> None:
+    """An alarm below the root raised after the window (5 min) is its own incident."""
+    lines = [alarm("agg-3", "lossOfSignal", 0, "critical"), alarm("olt-001", "linkDown", 400, "critical")]
+    r = run(lines)
+    assert len({rec["root_cause"]["alarm_id"] for rec in r.records}) == 2
+
+
+def test_invalid_and_unknown_input_is_dead_lettered_and_processing_goes_on() -> None:
+    """Bad JSON, wrong types, unknown elements, NaN and oversize payloads become dead letters with the
+    field and the reason; the good alarm after them still opens its incident."""
+    bad: list[dict[str, Any]] = [
+        {"topic": "soc/alarms/x", "payload": {"ne_id": "olt-999", "severity": "major", "probable_cause": "x",
+                                              "event_time": T0}},
+        {"topic": "soc/alarms/x", "payload": {"ne_id": "olt-001", "severity": 3, "probable_cause": "x",
+                                              "event_time": T0}},
+        {"topic": "soc/alarms/x", "payload": {"ne_id": "olt-001", "severity": "major", "event_time": T0}},
+        {"topic": "soc/probes/p", "payload": {"probe_id": "p", "target": "olt-001", "time": T0,
+                                              "metrics": {"mos": "bad"}}},
+        {"topic": "soc/probes/p", "payload": {"probe_id": "p", "target": "olt-001", "time": T0,
+                                              "metrics": {"x" * 70000: 1}}},
+        {"topic": "other/topic", "payload": {}},
+    ]
+    r = run([*bad, alarm("olt-001", "linkDown", 1, "critical")])
+    fields = [(d["errors"][0]["field"], d["errors"][0]["reason"]) for d in r.dead]
+    assert fields[0] == ("ne_id", "unknown element 'olt-999'")
+    assert fields[1][0] == "severity"
+    assert fields[2] == ("probable_cause", "field required")
+    assert fields[3][0] == "metrics.mos"
+    assert "limit is 65536" in fields[4][1]
+    assert "matches no alarm or sample filter" in fields[5][1]
+    assert len(r.events("opened")) == 1
+
+
+def test_malformed_replay_lines_are_counted_not_fatal() -> None:
+    """A line that is not JSON, or not {topic, payload}, is counted with its line number."""
+    from engine.cli import load_rulesets
+    from engine.pipeline import Pipeline
+    from engine.replay import Replayer
+    from engine.topology import topology_from_dict
+
+    from bench.scenarios import example_topology
+
+    p = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
+    out: list[dict[str, Any]] = []
+    rep = Replayer(p, emit=out.append)
+    stats = rep.run([b"{not json", b'{"topic": 3}', orjson.dumps(alarm("olt-001", "linkDown", 0, "critical"))])
+    assert stats.bad_lines == 2
+    assert stats.bad_line_examples[0].startswith("line 1: malformed JSON")
+    assert len(out) == 2  # opened and resolved
+
+
+def test_replay_is_byte_identical_across_runs() -> None:
+    """Same input → byte-identical output (ids, times, ordering, floats)."""
+    lines = fiber_cut() + site_power_failure()
+    assert run(lines).output() == run(lines).output()
+
+
+def test_kpi_samples_are_accepted_in_batches_and_partial_batches_keep_good_samples() -> None:
+    """Samples update the KPI store; a batch with one bad sample keeps the others and dead-letters it."""
+    batch = {
+        "samples": [
+            {"probe_id": "p1", "target": "olt-001", "service": "voip", "time": T0, "metrics": {"mos": 4.1}},
+            {"probe_id": "p1", "target": "olt-002", "time": T0, "metrics": {"latency_ms": float("nan")}},
+        ]
+    }
+    line = {"topic": "soc/probes/p1", "payload": batch}
+    r = run([orjson.loads(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY))] if False else [line])
+    assert r.pipeline is not None
+    assert r.pipeline.kpis.latest("olt-001")["mos"].value == 4.1
+    assert r.dead and r.dead[0]["errors"][0]["field"].startswith("samples[1]")

@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -55,11 +55,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     out: IO[bytes] = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     dead: IO[bytes] | None = open(args.dead_letters, "wb") if args.dead_letters else None  # noqa: SIM115
     try:
-        replayer = Replayer(
-            pipeline,
-            emit=lambda rec: out.write(dumps(rec)),
-            dead_letter=(lambda rec: dead.write(dumps(rec))) if dead else None,
-        )
+
+        def emit(rec: dict[str, Any]) -> None:
+            out.write(dumps(rec))
+
+        def dead_letter(rec: dict[str, Any]) -> None:
+            if dead is not None:
+                dead.write(dumps(rec))
+
+        replayer = Replayer(pipeline, emit=emit, dead_letter=dead_letter if dead else None)
         try:
             fh = open(args.events, "rb")  # noqa: SIM115
         except OSError as exc:

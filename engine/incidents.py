@@ -100,6 +100,7 @@ class IncidentBook:
         self._parent: dict[str, Suppression] = {}  # symptom key -> why it is suppressed
         self._by_top: dict[str, Incident] = {}  # top root key -> incident
         self._incident_of: dict[str, Incident] = {}  # every member key -> incident
+        self._watch: dict[str, set[str]] = {}  # element -> top roots whose impact includes it
         self._timers: list[tuple[float, int, str]] = []  # (due, seq, top root key), lazily invalidated
         self._seq = 0
         self.opened = 0
@@ -180,6 +181,20 @@ class IncidentBook:
                 inc.phase = "clearing"
             inc.clear_since = now
         self._schedule(inc)
+
+    def health_changed(self, ne_id: str) -> None:
+        """An element's own health changed: incidents whose impact reaches below it are re-assessed.
+
+        This is how two incidents meet: agg-1 down alone leaves olt-7 at risk; when agg-2 goes down
+        in another incident, olt-7 is down and agg-1's incident must say so too.
+        """
+        if not self._watch:
+            return
+        for x in (ne_id, *self._topology.descendants(ne_id)):
+            for top in self._watch.get(x, ()):
+                inc = self._by_top.get(top)
+                if inc is not None and inc.phase == "open":
+                    self._touch(inc)
 
     # -- time ----------------------------------------------------------------------------------
     def tick(self, now: float) -> tuple[list[dict[str, Any]], list[str]]:
@@ -285,6 +300,7 @@ class IncidentBook:
 
     def _dissolve(self, inc: Incident) -> list[str]:
         inc.phase = "resolved"
+        self._rewatch(inc, None)
         del self._by_top[inc.root]
         released: list[str] = []
         for member in sorted(inc.members):
@@ -309,6 +325,7 @@ class IncidentBook:
         if not seeds and inc.impact is not None:
             return  # nothing active carries an effect any more: keep the last assessment
         impact = compute_impact(self._topology, self._own, seeds)
+        self._rewatch(inc, impact)
         inc.impact = impact
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
@@ -336,6 +353,17 @@ class IncidentBook:
             ),
             self._priority,
         )
+
+    def _rewatch(self, inc: Incident, impact: Impact | None) -> None:
+        old = inc.impact.elements if inc.impact is not None else {}
+        new = impact.elements if impact is not None else {}
+        for x in old:
+            if x not in new and x in self._watch:
+                self._watch[x].discard(inc.root)
+                if not self._watch[x]:
+                    del self._watch[x]
+        for x in new:
+            self._watch.setdefault(x, set()).add(inc.root)
 
     def _signature(self, inc: Incident) -> tuple[Any, ...]:
         p = inc.priority

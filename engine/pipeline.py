@@ -102,8 +102,8 @@ class Pipeline:
             self.stats.samples += len(decoded.samples)
             if decoded.rejected:
                 self.stats.samples_rejected += len(decoded.rejected)
-                err = InvalidMessage(topic, list(decoded.rejected))
-                out.dead_letters.append(dead_letter_record(topic, payload, err, now=now))
+                partial = InvalidMessage(topic, list(decoded.rejected))
+                out.dead_letters.append(dead_letter_record(topic, payload, partial, now=now))
         out.records.extend(self._flush(now))
         return out
 
@@ -190,10 +190,13 @@ class Pipeline:
                 continue
             if a.active and a.effect in EFFECT_HEALTH:
                 worst = max(worst, EFFECT_HEALTH[a.effect])
+        before = self._own.get(ne_id, Health.OK)
         if worst == Health.OK:
             self._own.pop(ne_id, None)
         else:
             self._own[ne_id] = worst
+        if worst != before:
+            self.incidents.health_changed(ne_id)
 
     def summary(self) -> dict[str, Any]:
         c = self.alarms.counters

@@ -108,7 +108,9 @@ class Replayer:
             t = self._watermark  # the core will reject it with the precise reason
         self._watermark = max(self._watermark, t)
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, line["topic"], line["payload"]))
+        # The core sees the payload as bytes, as from MQTT, so every check (size included) applies.
+        payload = orjson.dumps(line["payload"])
+        heapq.heappush(self._heap, (t, self._seq, line["topic"], payload))
 
     def _release(self) -> None:
         t, _, topic, payload = heapq.heappop(self._heap)

@@ -159,4 +159,5 @@ def test_conditions_compile_to_single_key_terms() -> None:
     assert {"$gte": {"sev": 4}} in root
     assert {"$or": [{"cause": "linkDown"}, {"cause": "lossOfSignal"}]} in sym
     assert {"$neq": {"site": "lab"}} in sym
-    assert {"$neq": {"aid": {"r": "aid"}}} in sym
+    # No expression refers to the other alias: durable mis-evaluates them (see engine.rules.compiler).
+    assert "{'r':" not in repr(sym)

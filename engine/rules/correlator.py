@@ -149,4 +149,6 @@ class Correlator:
         if not rt - rule.lead <= st <= rt + rule.window:
             self.outside_window += 1
             return None
-        return Explanation(root=str(r["key"]), symptom=str(s["key"]), rule=rule, root_time=rt, symptom_time=st)
+        return Explanation(
+            root=str(r["key"]), symptom=str(s["key"]), rule=rule, root_time=rt, symptom_time=st
+        )

@@ -78,7 +78,9 @@ class RuleHost:
         self._errors: list[BaseException] = []
         self._rulesets: dict[str, dict[str, Any]] = {}
         self._host = _QuietHost(self._make_action)
-        self._texts: dict[tuple[str, str, str], str] = {}  # (ruleset, sid, id) -> the JSON durable points into
+        self._texts: dict[
+            tuple[str, str, str], str
+        ] = {}  # (ruleset, sid, id) -> the JSON durable points into
         self.asserts = 0
         self.retracts = 0
         self.firings = 0

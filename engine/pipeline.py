@@ -198,6 +198,10 @@ class Pipeline:
         if worst != before:
             self.incidents.health_changed(ne_id)
 
+    def close(self) -> None:
+        """Free the rule engine's state (durable-rules holds it outside Python's memory)."""
+        self.correlator.close()
+
     def summary(self) -> dict[str, Any]:
         c = self.alarms.counters
         alarms_in = self.stats.messages["alarm"]

@@ -156,10 +156,14 @@ class Pipeline:
             self.incidents.cleared(alarm, now)
             self._update_health(alarm.ne_id)
             return []
-        if change.kind == "severity" and change.previous_effect != alarm.effect:
-            self._update_health(alarm.ne_id)
-            self.correlator.observe(alarm, now)  # facts carry the effect: re-assert them
-        if change.kind in ("severity", "flapping", "unflapped"):
+        if change.kind == "severity":
+            # Facts carry severity and effect: re-assert them; new pairs may form (minor → critical).
+            if change.previous_effect != alarm.effect:
+                self._update_health(alarm.ne_id)
+            explanations = self.correlator.observe(alarm, now)
+            self.incidents.changed(alarm)
+            return self.incidents.raised(alarm, explanations, now)
+        if change.kind in ("flapping", "unflapped"):
             self.incidents.changed(alarm)
         return []
 

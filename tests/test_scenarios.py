@@ -239,3 +239,19 @@ def test_kpi_samples_are_accepted_in_batches_and_partial_batches_keep_good_sampl
     assert r.pipeline.kpis.latest("olt-001")["mos"].value == 4.1
     assert r.dead
     assert r.dead[0]["errors"][0]["field"].startswith("samples[1]")
+
+
+def test_severity_escalation_makes_an_alarm_a_root_and_gathers_its_symptoms() -> None:
+    """agg-3 first reports minor (degraded: not a root), then critical (outage): from then on it
+    explains the OLT alarms below it, which merge into its incident before anything is notified."""
+    lines = [
+        alarm("agg-3", "lossOfSignal", 0, "minor"),
+        alarm("olt-001", "linkDown", 2, "critical"),
+        alarm("olt-002", "linkDown", 3, "critical"),
+        alarm("agg-3", "lossOfSignal", 5, "critical"),
+    ]
+    r = run(lines)
+    (opened,) = r.events("opened")
+    assert opened["root_cause"]["alarm_id"] == "agg-3:lossOfSignal"
+    assert opened["root_cause"]["severity"] == "critical"
+    assert sorted(s["alarm_id"] for s in opened["suppressed"]) == ["olt-001:linkDown", "olt-002:linkDown"]

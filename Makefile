@@ -1,5 +1,8 @@
 # Everything a fresh machine needs goes through these targets; each creates .venv on first use.
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || echo python3)
+# The first interpreter that actually runs and is 3.11 or 3.12 (durable-rules does not import on 3.13).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
+            $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' 2>/dev/null \
+            && { command -v $$p; break; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -7,7 +10,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run demo test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "need Python 3.11 or 3.12, got " + sys.version'
+	@test -n "$(PYTHON)" || { echo "error: need Python 3.11 or 3.12 on PATH (python3.12, python3.11 or python3)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -104,7 +104,8 @@ class AlarmChange:
 
 @dataclass
 class AlarmCounters:
-    raised: int = 0
+    raise_messages: int = 0  # every non-clear alarm message applied
+    raised: int = 0  # new occurrences
     repeated: int = 0
     severity_changes: int = 0
     cleared: int = 0
@@ -141,6 +142,7 @@ class AlarmTable:
         key = alarm_key(alarm)
         if alarm.is_clear:
             return self._clear(key, alarm, now)
+        self.counters.raise_messages += 1
         return self._raise(key, alarm, now)
 
     def tick(self, now: float) -> list[AlarmChange]:

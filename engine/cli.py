@@ -113,7 +113,7 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
                 print(f"ok   {rs.source}: ruleset {rs.name!r}, {len(rs.rules)} rule(s)")
             print(f"compiled {len(program.rules)} rule(s) into {len(program.definitions)} durable ruleset(s)")
     for e in errors:
-        print(f"error {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
     return 1 if errors else 0
 
 

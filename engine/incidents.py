@@ -200,8 +200,9 @@ class IncidentBook:
     def tick(self, now: float) -> tuple[list[dict[str, Any]], list[str]]:
         """Open settled incidents, resolve held-down ones, flush updates.
 
-        Returns the records and the keys of still-active symptoms released by resolved incidents
-        (the caller re-submits them to correlation).
+        Returns the records and the keys of every member of the incidents that resolved: the
+        caller retracts their correlation facts (a resolved root explains nothing more) and
+        re-submits those still active to correlation.
         """
         records: list[dict[str, Any]] = []
         released: list[str] = []
@@ -210,14 +211,7 @@ class IncidentBook:
             inc = self._by_top[top]
             inc.scheduled = None
             if inc.phase == "pending":
-                if inc.clear_since is None:
-                    self._refresh(inc)
-                    inc.phase = "open"
-                else:
-                    inc.phase = "clearing"
-                inc.opened_at = now
-                self.opened += 1
-                records.append(self._emit(inc, "opened", now))
+                records.append(self._open(inc, now))
             elif inc.phase == "clearing":
                 records.append(self._emit(inc, "resolved", now))
                 released.extend(self._dissolve(inc))
@@ -230,6 +224,18 @@ class IncidentBook:
                 inc.dirty = False
             self._schedule(inc)
         return records, released
+
+    def _open(self, inc: Incident, now: float) -> dict[str, Any]:
+        if inc.clear_since is None:
+            self._refresh(inc)
+            inc.phase = "open"
+        else:
+            inc.phase = "clearing"
+        inc.opened_at = now
+        self.opened += 1
+        record = self._emit(inc, "opened", now)
+        self._schedule(inc)
+        return record
 
     def _update_due(self, inc: Incident, now: float) -> bool:
         if inc.phase != "open" or not inc.dirty:
@@ -290,7 +296,12 @@ class IncidentBook:
                 self._incident_of[member] = root_inc
             root_inc.grouping_rules |= old.grouping_rules
             if old.phase in ("open", "clearing"):
+                if root_inc.phase == "pending":
+                    # An incident already notified is absorbed: notify the absorber now, so that
+                    # `merged_into` always names an incident the receivers have seen.
+                    records.append(self._open(root_inc, now))
                 old.phase = "resolved"
+                self._rewatch(old, None)
                 self.merged += 1
                 records.append(self._emit(old, "resolved", now, resolution="merged", merged_into=root_inc.id))
         else:
@@ -306,9 +317,7 @@ class IncidentBook:
         for member in sorted(inc.members):
             self._incident_of.pop(member, None)
             self._parent.pop(member, None)
-            alarm = self._alarm(member)
-            if member != inc.root and alarm is not None and alarm.active:
-                released.append(member)
+            released.append(member)
         return released
 
     def _active_members(self, inc: Incident, still_active: ActiveAlarm | None = None) -> list[ActiveAlarm]:

@@ -170,8 +170,11 @@ class Pipeline:
     def _flush(self, now: float) -> list[dict[str, Any]]:
         self.correlator.tick(now)
         records, released = self.incidents.tick(now)
-        # Symptoms of a resolved incident that are still active are correlated again, as of now.
+        # A resolved incident explains nothing more: its alarms' facts go; those still active are
+        # correlated again, as of now, and may form new incidents.
         while released:
+            for key in released:
+                self.correlator.forget(key)
             for key in released:
                 alarm = self.alarms.get(key)
                 if alarm is not None and alarm.active:
@@ -226,6 +229,8 @@ class Pipeline:
             "incidents_opened": opened,
             "incidents_resolved": self.incidents.resolved,
             "incidents_merged": self.incidents.merged,
-            "compression": round(c.raised / opened, 2) if opened else None,
+            "raise_messages": c.raise_messages,
+            "compression": round(c.raise_messages / opened, 2) if opened else None,
+            "occurrences_per_incident": round(c.raised / opened, 2) if opened else None,
             "rule_firings": self.correlator.host.firings,
         }

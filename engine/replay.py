@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import orjson
 
+from engine.errors import InvalidMessage
+from engine.messages import dead_letter_record
 from engine.pipeline import Decisions, Pipeline
 from engine.timeutil import parse_time
 
@@ -75,6 +77,7 @@ class Replayer:
         self._emit = emit
         self._dead = dead_letter
         self._heap: list[tuple[float, int, str, Any]] = []
+        self._untimed: list[tuple[str, bytes]] = []
         self._seq = 0
         self._watermark = 0.0
         self.stats = ReplayStats()
@@ -88,6 +91,10 @@ class Replayer:
             self._push(n, raw)
             while self._heap and self._heap[0][0] <= self._watermark - self.tolerance:
                 self._release()
+        for topic, early in self._untimed:  # nothing in the file had a time
+            self._seq += 1
+            heapq.heappush(self._heap, (0.0, self._seq, topic, early))
+        self._untimed.clear()
         while self._heap:
             self._release()
         self._deliver(self.pipeline.drain())
@@ -98,18 +105,29 @@ class Replayer:
         try:
             line = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            self._bad(n, f"malformed JSON: {exc}")
+            self._bad(n, raw, f"malformed JSON: {exc}")
             return
         if not isinstance(line, dict) or not isinstance(line.get("topic"), str) or "payload" not in line:
-            self._bad(n, 'expected {"topic": "...", "payload": {...}}')
+            self._bad(n, raw, 'expected {"topic": "...", "payload": {...}}')
             return
-        t = event_time(line)
-        if t is None:
-            t = self._watermark  # the core will reject it with the precise reason
-        self._watermark = max(self._watermark, t)
-        self._seq += 1
         # The core sees the payload as bytes, as from MQTT, so every check (size included) applies.
         payload = orjson.dumps(line["payload"])
+        t = event_time(line)
+        if t is None:  # the core will reject it with the precise reason, at the current time
+            if self.stats.first_time is None:
+                self._untimed.append((line["topic"], payload))  # no time known yet: wait for one
+                return
+            t = self._watermark
+        else:
+            self._watermark = max(self._watermark, t)
+            first = self.stats.first_time
+            self.stats.first_time = t if first is None else min(first, t)
+            self.stats.last_time = max(self.stats.last_time or t, t)
+        for topic, early in self._untimed:
+            self._seq += 1
+            heapq.heappush(self._heap, (t, self._seq, topic, early))
+        self._untimed.clear()
+        self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, line["topic"], payload))
 
     def _release(self) -> None:
@@ -120,8 +138,6 @@ class Replayer:
         if t < p.clock:
             self.stats.late += 1
         self.stats.events += 1
-        self.stats.first_time = t if self.stats.first_time is None else min(self.stats.first_time, t)
-        self.stats.last_time = t if self.stats.last_time is None else max(self.stats.last_time, t)
         self._deliver(p.feed(topic, payload, t))
 
     def _deliver(self, d: Decisions) -> None:
@@ -133,10 +149,14 @@ class Replayer:
             if self._dead is not None:
                 self._dead(dl)
 
-    def _bad(self, n: int, reason: str) -> None:
+    def _bad(self, n: int, raw: bytes | str, reason: str) -> None:
         self.stats.bad_lines += 1
         if len(self.stats.bad_line_examples) < 5:
             self.stats.bad_line_examples.append(f"line {n}: {reason}")
+        if self._dead is not None:
+            err = InvalidMessage(f"<replay line {n}>", [("", reason)])
+            self.stats.dead_letters += 1
+            self._dead(dead_letter_record(err.topic, raw.rstrip(), err, now=self.pipeline.clock))
 
 
 def iter_lines(fh: IO[bytes]) -> Iterator[bytes]:

@@ -7,6 +7,7 @@ field has a documented default, so an empty document is a valid configuration.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -54,7 +55,7 @@ OUTAGE_CAUSES = (
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EffectRule(_Strict):
@@ -132,7 +133,7 @@ class PrioritySettings(_Strict):
     reference_impact: float = Field(
         10000.0,
         gt=1.0,
-        description="tier-weighted customers × state at which the customer component saturates",
+        description="tier-weighted customers at which the customer component saturates",
     )
     bands: tuple[float, float, float, float] = (80.0, 60.0, 40.0, 20.0)  # P1 ≥ bands[0], P2 ≥ bands[1], …
 
@@ -154,8 +155,9 @@ class PrioritySettings(_Strict):
         values = [self.severity_factor[s] for s in order]
         if values != sorted(values) or not all(0 <= v <= 1 for v in values):
             raise ValueError("severity_factor must be within 0..1 and not decrease with severity")
-        if list(self.bands) != sorted(self.bands, reverse=True):
-            raise ValueError("bands must be decreasing (P1 threshold first)")
+        bands = self.bands
+        if any(not 0 <= b <= 100 for b in bands) or any(a <= b for a, b in pairwise(bands)):
+            raise ValueError("bands must be strictly decreasing scores within 0..100 (P1 threshold first)")
         return self
 
 

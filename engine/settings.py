@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -22,10 +21,9 @@ from pydantic import (
 )
 
 from engine.errors import ConfigError
-from engine.timeutil import parse_duration
+from engine.timeutil import Duration
 from engine.yamlsource import Locator, load_file
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 Effect = Literal["outage", "degraded", "none"]
 SeverityName = Literal["critical", "major", "minor", "warning", "indeterminate"]
 EventTypeName = Literal[

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -59,3 +62,7 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 250ms)")
         return float(m.group(1)) * _UNITS[m.group(2)]
     raise ValueError(f"expected a duration, got {type(value).__name__}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A pydantic field type: seconds, given as a number or as ``30s``, ``5m``, ``1h``, ``250ms``."""

@@ -44,7 +44,7 @@ from pydantic import (
 )
 
 from engine.errors import RulesetError
-from engine.timeutil import parse_duration
+from engine.timeutil import Duration
 from engine.yamlsource import Locator, load_document
 
 SEVERITIES = ("indeterminate", "warning", "minor", "major", "critical")
@@ -57,7 +57,6 @@ Relation = Literal["downstream_of", "same_site", "same_region"]
 RELATIONS: tuple[str, ...] = ("downstream_of", "same_site", "same_region")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 Scalar = str | int | float | bool
 
 

@@ -23,8 +23,9 @@ from engine.timeutil import Duration
 from engine.yamlsource import Locator, load_file
 
 ENV_PREFIX = "ENGINE_"
+Event = Literal["opened", "updated", "resolved"]
 FORMATS = ("generic", "tmf656", "pagerduty", "alertmanager")
-EVENTS = ("opened", "updated", "resolved")
+EVENTS: tuple[Event, ...] = ("opened", "updated", "resolved")
 
 
 class _Section(BaseModel):
@@ -126,7 +127,7 @@ class ReceiverSettings(_Section):
     headers: Mapping[str, str] = Field(default_factory=dict)
     timeout: Duration = 10.0
     priorities: tuple[int, ...] = (1, 2, 3, 4, 5)  # which priorities it gets (resolved always follows)
-    events: tuple[Literal["opened", "updated", "resolved"], ...] = EVENTS
+    events: tuple[Event, ...] = EVENTS
     secret: str | None = None  # HMAC-SHA256 signing key; unsigned when absent
     routing_key: str | None = None  # PagerDuty integration key
     retry: Backoff = Field(default_factory=lambda: Backoff(initial=1.0, max=300.0))

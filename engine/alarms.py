@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 from engine.messages import SEVERITY_RANK, Alarm
 from engine.settings import AlarmSettings, Effect, EffectRule
@@ -136,6 +136,39 @@ class AlarmTable:
 
     def next_due(self) -> float | None:
         return self._timers[0][0] if self._timers else None
+
+    # -- snapshot ------------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this table is (JSON-ready)."""
+        alarms = []
+        for a in self._alarms.values():
+            d = {f.name: getattr(a, f.name) for f in fields(a)}
+            d["transitions"] = list(a.transitions)
+            alarms.append(d)
+        return {
+            "alarms": alarms,
+            "orphans": [[k, t, n] for k, (t, n) in self._orphan_clears.items()],
+            "timers": [list(t) for t in self._timers],
+            "seq": self._seq,
+            "counters": asdict(self.counters),
+        }
+
+    def load(self, state: Mapping[str, Any], keep: Callable[[str], bool]) -> int:
+        """Restore a dump; alarms whose element ``keep`` refuses are dropped. Returns how many."""
+        dropped = 0
+        self._alarms.clear()
+        for d in state["alarms"]:
+            if not keep(d["ne_id"]):
+                dropped += 1
+                continue
+            rec = ActiveAlarm(**{**d, "transitions": deque(d["transitions"])})
+            self._alarms[rec.key] = rec
+        self._orphan_clears = {k: (t, n) for k, t, n in state["orphans"]}
+        self._timers = [(due, seq, kind, key) for due, seq, kind, key in state["timers"]]
+        heapq.heapify(self._timers)
+        self._seq = state["seq"]
+        self.counters = AlarmCounters(**state["counters"])
+        return dropped
 
     # -- input ---------------------------------------------------------------------------------
     def apply(self, alarm: Alarm, now: float) -> list[AlarmChange]:

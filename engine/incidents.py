@@ -31,11 +31,11 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from engine.alarms import ActiveAlarm
-from engine.impact import Health, Impact, compute_impact
+from engine.impact import Health, Impact, ImpactCounts, compute_impact
 from engine.priority import Priority, PriorityInput, assess, explain
 from engine.rules.correlator import Explanation
 from engine.settings import IncidentSettings, PrioritySettings
@@ -72,7 +72,8 @@ class Incident:
     priority: Priority | None = None
     state: str = "at_risk"
     severity: str = "indeterminate"
-    signature: tuple[Any, ...] | None = None
+    signature: str | None = None  # what the last emitted record said, to skip no-change updates
+    acknowledged: dict[str, Any] | None = None  # {"by", "at", "note"} once an operator acknowledged it
     grouping_rules: set[str] = field(default_factory=set)
     scheduled: float | None = None  # the due time of its live entry in the book's timer heap
 
@@ -195,6 +196,75 @@ class IncidentBook:
                 inc = self._by_top.get(top)
                 if inc is not None and inc.phase == "open":
                     self._touch(inc)
+
+    def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:
+        """An operator took the incident: an `updated` record says so at once. None if not open."""
+        inc = next((i for i in self._by_top.values() if i.id == incident_id), None)
+        if inc is None or inc.phase not in ("open", "clearing"):
+            return None
+        inc.acknowledged = {"by": by, "at": format_time(now), "note": note}
+        return self._emit(inc, "updated", now)
+
+    # -- snapshot ------------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this book is (JSON-ready)."""
+        incidents = []
+        for inc in self._by_top.values():
+            d = {f.name: getattr(inc, f.name) for f in fields(inc)}
+            d["members"] = sorted(inc.members)
+            d["grouping_rules"] = sorted(inc.grouping_rules)
+            d["impact"] = _impact_dump(inc.impact) if inc.impact is not None else None
+            d["priority"] = (
+                {
+                    "priority": inc.priority.priority,
+                    "score": inc.priority.score,
+                    "breakdown": inc.priority.breakdown,
+                }
+                if inc.priority is not None
+                else None
+            )
+            incidents.append(d)
+        return {
+            "incidents": incidents,
+            "parent": [[k, sup.root, sup.rule, sup.relation, sup.delay] for k, sup in self._parent.items()],
+            "timers": [list(t) for t in self._timers],
+            "seq": self._seq,
+            "counters": [self.opened, self.resolved, self.merged],
+        }
+
+    def load(self, state: Mapping[str, Any]) -> int:
+        """Restore a dump. Incidents whose root alarm is gone (element removed) are dropped."""
+        dropped = 0
+        for d in state["incidents"]:
+            if self._alarm(d["root"]) is None:
+                dropped += 1
+                continue
+            impact = _impact_load(d["impact"]) if d["impact"] is not None else None
+            priority = Priority(**d["priority"]) if d["priority"] is not None else None
+            inc = Incident(
+                **{
+                    **d,
+                    "members": set(d["members"]),  # verbatim: a member may outlive its alarm's retention
+                    "grouping_rules": set(d["grouping_rules"]),
+                    "impact": None,
+                    "priority": priority,
+                }
+            )
+            self._by_top[inc.root] = inc
+            for m in inc.members:
+                self._incident_of[m] = inc
+            self._rewatch(inc, impact)
+            inc.impact = impact
+        self._parent = {
+            k: Suppression(root, rule, rel, delay)
+            for k, root, rule, rel, delay in state["parent"]
+            if k in self._incident_of
+        }
+        self._timers = [(due, seq, top) for due, seq, top in state["timers"]]
+        heapq.heapify(self._timers)
+        self._seq = state["seq"]
+        self.opened, self.resolved, self.merged = state["counters"]
+        return dropped
 
     # -- time ----------------------------------------------------------------------------------
     def tick(self, now: float) -> tuple[list[dict[str, Any]], list[str]]:
@@ -374,18 +444,21 @@ class IncidentBook:
         for x in new:
             self._watch.setdefault(x, set()).add(inc.root)
 
-    def _signature(self, inc: Incident) -> tuple[Any, ...]:
+    def _signature(self, inc: Incident) -> str:
         p = inc.priority
         active = tuple((a.key, a.severity, a.flapping) for a in self._active_members(inc))
-        return (
-            inc.phase,
-            inc.state,
-            p.priority if p else None,
-            p.score if p else None,
-            repr(inc.impact.to_record()) if inc.impact else None,
-            tuple(sorted(inc.members)),
-            active,
-            inc.reraised,
+        return repr(
+            (
+                inc.phase,
+                inc.state,
+                p.priority if p else None,
+                p.score if p else None,
+                inc.impact.to_record() if inc.impact else None,
+                tuple(sorted(inc.members)),
+                active,
+                inc.reraised,
+                inc.acknowledged,
+            )
         )
 
     def _emit(self, inc: Incident, event: str, now: float, **extra: Any) -> dict[str, Any]:
@@ -435,6 +508,7 @@ class IncidentBook:
             "suppressed": suppressed,
             "flapping": flapping,
             "opened_at": format_time(inc.opened_at) if inc.opened_at is not None else None,
+            "acknowledged": dict(inc.acknowledged) if inc.acknowledged else None,
             "priority_breakdown": dict(p.breakdown) if p else {},
             "explanation": self._explanation(inc, root, suppressed),
         }
@@ -504,6 +578,31 @@ class IncidentBook:
         if inc.priority is not None:
             lines.append(explain(inc.priority))
         return lines
+
+
+def _impact_dump(im: Impact) -> dict[str, Any]:
+    return {
+        "elements": {ne: int(h) for ne, h in im.elements.items()},
+        "state": im.state,
+        "services": dict(im.services),
+        "customers": im.customers,
+        "by_tier": dict(im.by_tier),
+        "by_state": {
+            k: {"customers": c.customers, "services": dict(c.services), "by_tier": dict(c.by_tier)}
+            for k, c in im.by_state.items()
+        },
+    }
+
+
+def _impact_load(d: Mapping[str, Any]) -> Impact:
+    return Impact(
+        elements={ne: Health(h) for ne, h in d["elements"].items()},
+        state=d["state"],
+        services=d["services"],
+        customers=d["customers"],
+        by_tier=d["by_tier"],
+        by_state={k: ImpactCounts(**c) for k, c in d["by_state"].items()},
+    )
 
 
 def _empty_impact() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from engine.messages import KpiSample
 
@@ -48,3 +49,18 @@ class KpiStore:
 
     def __len__(self) -> int:
         return len(self._latest)
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "latest": [
+                [t, m, r.value, r.time, r.probe_id, r.service, r.customer]
+                for (t, m), r in self._latest.items()
+            ],
+            "probes": dict(self._probes),
+            "counters": [self.samples, self.late],
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self._latest = {(t, m): Reading(v, tm, p, s, c) for t, m, v, tm, p, s, c in state["latest"]}
+        self._probes = dict(state["probes"])
+        self.samples, self.late = state["counters"]

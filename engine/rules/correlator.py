@@ -8,7 +8,7 @@ It decides nothing about incidents: it returns ``Explanation`` s, the incident b
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,49 @@ class Correlator:
 
     def close(self) -> None:
         self._host.close()
+
+    # -- snapshot ------------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """Which alarm occurrences have live facts, as of which time, until when (JSON-ready)."""
+        live = []
+        for key, facts in self._facts.items():
+            due, occ = self._due[key]
+            live.append([key, occ, facts[0][1]["t"], due])
+        return {
+            "live": live,
+            "expiry": [list(e) for e in self._expiry],
+            "seq": self._seq,
+            "outside_window": self.outside_window,
+            "host": {
+                "asserts": self._host.asserts,
+                "retracts": self._host.retracts,
+                "firings": self._host.firings,
+            },
+        }
+
+    def load(self, state: Mapping[str, Any], alarm: Callable[[str], ActiveAlarm | None]) -> None:
+        """Re-assert the facts of a dump into this (fresh) host without applying what they match.
+
+        The pairs those facts formed were applied before the dump; re-asserting makes durable fire
+        them again, and they are discarded here. Facts are rebuilt from the current alarms and
+        topology, so a reload with new rules or topology gets facts in the new shape.
+        """
+        for key, occ, t, due in state["live"]:
+            a = alarm(key)
+            if a is None or a.occurrence_id != occ:
+                continue
+            self.observe(a, 0.0, t=t)  # the pairs this fires were applied before the dump
+            self._due[key] = (due, occ)
+        self._expiry = [(due, seq, key, occ) for due, seq, key, occ in state["expiry"]]
+        heapq.heapify(self._expiry)
+        self._seq = state["seq"]
+        self.outside_window = state["outside_window"]
+        host = state["host"]
+        self._host.asserts, self._host.retracts, self._host.firings = (
+            host["asserts"],
+            host["retracts"],
+            host["firings"],
+        )
 
     def forget(self, key: str) -> None:
         """Retract every fact of an alarm identity."""

@@ -1,0 +1,147 @@
+"""Snapshot and restore of the core: a restored pipeline continues exactly as the original would."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
+from engine.cli import load_rulesets
+from engine.datasets.pcic import convert
+from engine.errors import EngineError
+from engine.pipeline import Pipeline
+from engine.replay import event_time
+from engine.settings import CoreSettings, core_settings_from_data
+from engine.topology import Topology, topology_from_dict
+
+PCIC = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pcic2021" / "24V_439N_Microwave"
+
+
+def _drive(p: Pipeline, lines: Sequence[dict[str, Any]], out: list[bytes]) -> None:
+    for line in lines:
+        t = event_time(line)
+        assert t is not None
+        while (due := p.next_due()) is not None and due <= t:
+            out.extend(orjson.dumps(r) for r in p.tick(due).records)
+        out.extend(orjson.dumps(r) for r in p.feed(line["topic"], orjson.dumps(line["payload"]), t).records)
+
+
+def _finish(p: Pipeline, out: list[bytes]) -> None:
+    out.extend(orjson.dumps(r) for r in p.drain().records)
+
+
+def _split_run(
+    topo: Topology, lines: Sequence[dict[str, Any]], cut: int, core: CoreSettings, rulesets: Any
+) -> list[bytes]:
+    out: list[bytes] = []
+    first = Pipeline(topo, rulesets, core)
+    _drive(first, lines[:cut], out)
+    blob = first.snapshot()
+    first.close()
+    second = Pipeline(topo, rulesets, core)
+    second.restore(blob)
+    _drive(second, lines[cut:], out)
+    _finish(second, out)
+    second.close()
+    return out
+
+
+def _scenario() -> list[dict[str, Any]]:
+    """Fiber cut, power failure, redundancy, flapping and a re-raise, interleaved in time."""
+    lines = list(fiber_cut())
+    lines += [
+        {**x, "payload": {**x["payload"], "event_time": T0 + 400 + i}}
+        for i, x in enumerate(site_power_failure())
+    ]
+    lines += [
+        alarm("agg-1", "lossOfSignal", 500, "critical"),
+        alarm("agg-2", "lossOfSignal", 530, "critical"),
+    ]
+    for i in range(8):
+        lines.append(alarm("olt-010", "linkDown", 3000 + i * 20.0, "critical"))
+        lines.append(clear("olt-010", "linkDown", 3010 + i * 20.0))
+    lines += [clear("agg-1", "lossOfSignal", 2500), alarm("agg-1", "lossOfSignal", 2600, "critical")]
+    lines += [clear("agg-1", "lossOfSignal", 4000), clear("agg-2", "lossOfSignal", 4001)]
+    return sorted(lines, key=lambda x: event_time(x) or 0.0)
+
+
+def test_restore_at_every_cut_point_continues_byte_identically() -> None:
+    """Whatever the moment of the snapshot, the records after a restore are those of an uninterrupted run."""
+    topo = topology_from_dict(example_topology())
+    rulesets = load_rulesets(None)
+    core = core_settings_from_data({"incidents": {"settle": "10s", "update_interval": "2s"}})
+    lines = _scenario()
+    whole: list[bytes] = []
+    p = Pipeline(topo, rulesets, core)
+    _drive(p, lines, whole)
+    _finish(p, whole)
+    assert len(whole) > 10
+    for cut in range(0, len(lines) + 1, 3):
+        assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"
+
+
+@pytest.mark.skipif(not PCIC.is_dir(), reason=f"dataset not found at {PCIC}")
+def test_restore_on_a_real_alarm_log_continues_byte_identically() -> None:
+    """5,000 rows of the PCIC 24V log, cut at four points: the records are those of one run."""
+    conv = convert(PCIC, limit=5000)
+    topo = topology_from_dict(conv.topology)
+    core = core_settings_from_data(conv.config)
+    rulesets = load_rulesets(None)
+    lines = conv.events
+    whole: list[bytes] = []
+    p = Pipeline(topo, rulesets, core)
+    _drive(p, lines, whole)
+    _finish(p, whole)
+    for cut in (1234, 3333, 5555, 8765):
+        assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"
+    # And a restored pipeline's own snapshot is the one it was restored from.
+    p = Pipeline(topo, rulesets, core)
+    _drive(p, lines[:3333], [])
+    blob = p.snapshot()
+    q = Pipeline(topo, rulesets, core)
+    q.restore(blob)
+    assert q.snapshot() == blob
+
+
+def test_restore_into_a_changed_topology_drops_state_on_removed_elements() -> None:
+    """A reload whose topology lost an element keeps everything else and says what it dropped."""
+    data = example_topology()
+    topo = topology_from_dict(data)
+    p = Pipeline(topo, load_rulesets(None))
+    for line in (alarm("olt-050", "linkDown", 0, "critical"), alarm("olt-001", "linkDown", 1, "critical")):
+        p.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 1)
+    p.tick(T0 + 100)
+    smaller = {**data, "elements": [e for e in data["elements"] if e["id"] != "olt-050"]}
+    smaller["customers"] = [c for c in data["customers"] if c["access"] != "olt-050"]
+    q = Pipeline(topology_from_dict(smaller), load_rulesets(None))
+    assert q.restore(p.snapshot()) == {"alarms_dropped": 1, "incidents_dropped": 1}
+    assert [a.key for a in q.alarms.active()] == ["olt-001:linkDown"]
+    assert [i.root for i in q.incidents.incidents()] == ["olt-001:linkDown"]
+
+
+def test_acknowledge_emits_an_updated_record_and_survives_a_restore() -> None:
+    """POST /ack's core side: an `updated` with who and when; unknown or closed incidents give None."""
+    topo = topology_from_dict(example_topology())
+    p = Pipeline(topo, load_rulesets(None))
+    line = alarm("olt-001", "linkDown", 0, "critical")
+    p.feed(line["topic"], orjson.dumps(line["payload"]), T0)
+    (opened,) = p.tick(T0 + 60).records
+    rec = p.acknowledge(opened["incident_id"], "noc-alice", "on it", T0 + 70)
+    assert rec is not None
+    assert (rec["event"], rec["version"], rec["acknowledged"]["by"]) == ("updated", 2, "noc-alice")
+    assert p.acknowledge("inc-unknown", "x", None, T0 + 71) is None
+    q = Pipeline(topo, load_rulesets(None))
+    q.restore(p.snapshot())
+    (inc,) = q.incidents.incidents()
+    assert inc.acknowledged == {"by": "noc-alice", "at": "2026-01-01T00:01:10.000Z", "note": "on it"}
+
+
+def test_a_snapshot_of_another_format_is_refused() -> None:
+    """Restoring state written by an incompatible version fails loudly, not silently."""
+    p = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
+    with pytest.raises(EngineError, match="snapshot format"):
+        p.restore(orjson.dumps({"format": 999}))

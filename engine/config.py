@@ -47,6 +47,7 @@ class TlsSettings(_Section):
 
 
 class MqttSettings(_Section):
+    enabled: bool = True  # false: HTTP ingest only (POST /events, /api/v2/alerts)
     url: str = "mqtt://127.0.0.1:1883"  # mqtt:// or mqtts://; user:password@ allowed
     client_id: str = "soc-engine"
     alarm_topics: tuple[str, ...] = ("soc/alarms/#",)

@@ -20,7 +20,7 @@ import orjson
 
 from engine.alarms import ActiveAlarm, AlarmChange, AlarmTable
 from engine.errors import EngineError, InvalidMessage
-from engine.impact import Health
+from engine.impact import Health, HealthView
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
 from engine.messages import Alarm, Decoder, Routes, dead_letter_record
@@ -28,9 +28,23 @@ from engine.rules.compiler import Program, compile_rulesets
 from engine.rules.correlator import Correlator
 from engine.rules.schema import Ruleset
 from engine.settings import CoreSettings
-from engine.topology import Topology
+from engine.timeutil import format_time
+from engine.topology import Element, Topology
 
 SNAPSHOT_FORMAT = 1
+_HEALTH = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
+
+
+def _element_record(el: Element) -> dict[str, Any]:
+    return {
+        "id": el.id,
+        "type": el.type,
+        "name": el.name,
+        "site": el.site,
+        "region": el.region,
+        "depends_on": [list(item) if len(item) > 1 else item[0] for item in el.depends_on],
+        "labels": dict(el.labels),
+    }
 
 
 @dataclass
@@ -214,6 +228,89 @@ class Pipeline:
         """An operator acknowledged an open incident: returns its `updated` record, None if not open."""
         now = self._advance(now)
         return self.incidents.acknowledge(incident_id, by, note, now)
+
+    # -- views (for the HTTP API) --------------------------------------------------------------
+    def element_view(self, ne_id: str) -> dict[str, Any] | None:
+        """An element, its health, its active alarms and the incidents that involve it now."""
+        if ne_id not in self.topology:
+            return None
+        el = self.topology.element(ne_id)
+        view = HealthView(self.topology, self._own)
+        alarms = []
+        for key in sorted(self._by_element.get(ne_id, ())):
+            a = self.alarms.get(key)
+            if a is None or not a.active:
+                continue
+            sup = self.incidents.suppression(key)
+            alarms.append(
+                {
+                    "alarm_id": key,
+                    "severity": a.severity,
+                    "probable_cause": a.probable_cause,
+                    "event_type": a.event_type,
+                    "effect": a.effect,
+                    "first_seen": format_time(a.first_seen),
+                    "last_seen": format_time(a.last_seen),
+                    "count": a.count,
+                    "flapping": a.flapping,
+                    "suppressed_by": sup.root if sup else None,
+                }
+            )
+        return {
+            "element": _element_record(el),
+            "health": {
+                "own": _HEALTH[self._own.get(ne_id, Health.OK)],
+                "effective": _HEALTH[view.health(ne_id)],
+            },
+            "alarms": alarms,
+            "incidents": self._incidents_touching({ne_id}),
+        }
+
+    def customer_view(self, customer_id: str) -> dict[str, Any] | None:
+        """A customer, the state of each of its services, and the incidents affecting it now."""
+        if not self.topology.has_customer(customer_id):
+            return None
+        c = self.topology.customer(customer_id)
+        view = HealthView(self.topology, self._own)
+        services = {}
+        touching = {c.access}
+        for s in c.services:
+            platform = self.topology.service_types[s].platform
+            touching.update(platform)
+            level = max([view.health(c.access), *(view.health(x) for x in platform)])
+            services[s] = _HEALTH[level]
+        return {
+            "customer": {
+                "id": c.id,
+                "name": c.name,
+                "tier": c.tier,
+                "access": c.access,
+                "services": list(c.services),
+            },
+            "services": services,
+            "incidents": self._incidents_touching(touching),
+        }
+
+    def _incidents_touching(self, elements: set[str]) -> list[dict[str, Any]]:
+        out = []
+        for inc in self.incidents.incidents():
+            if inc.phase == "resolved":
+                continue
+            affected = set(inc.impact.elements) if inc.impact is not None else set()
+            on = {a.ne_id for k in inc.members if (a := self.alarms.get(k)) is not None}
+            if elements & (affected | on):
+                p = inc.priority
+                out.append(
+                    {
+                        "incident_id": inc.id,
+                        "phase": inc.phase,
+                        "state": inc.state,
+                        "priority": p.priority if p else None,
+                        "score": p.score if p else None,
+                        "root": inc.root,
+                    }
+                )
+        return sorted(out, key=lambda r: (r["priority"] or 9, r["incident_id"]))
 
     # -- snapshot ------------------------------------------------------------------------------
     def snapshot(self) -> bytes:

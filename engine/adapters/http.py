@@ -1,0 +1,499 @@
+"""The HTTP API: queries, acknowledgement, ingestion, Alertmanager-compatible alerts, health, metrics.
+
+A thin adapter, like the MQTT one: it parses requests, calls the daemon through the ``CoreView``
+protocol and turns the answers into JSON. It holds no state of its own and never validates an
+alarm or a sample (the core does, and dead-letters what it refuses); it only checks what is HTTP's
+business: the query string, the size and syntax of the body, the token.
+
+``HttpApi`` is an async context manager: entering starts an aiohttp ``AppRunner`` and ``TCPSite``
+on ``settings.host:settings.port`` (port 0: any free port, read back from ``.port``); leaving stops
+it. aiohttp's own access log and signal handling are off: requests are logged through structlog at
+debug, and signals belong to the daemon.
+
+Every error is ``{"error": "...", "detail": ...}`` with its status; an unexpected exception is
+logged with its traceback and answered with a plain 500, never with the traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from engine.alertmanager_in import alert_to_alarm
+from engine.config import HttpSettings
+from engine.errors import EngineError
+from engine.metrics import Metrics
+from engine.timeutil import parse_time
+
+__all__ = ["CoreView", "HttpApi", "Overloaded"]
+
+log = structlog.get_logger("engine.http")
+
+OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})  # answered without the bearer token
+NDJSON_TYPES: Final = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
+STATES: Final = ("outage", "degraded", "at_risk")
+DEFAULT_LIMIT: Final = 100
+MAX_LIMIT: Final = 1000
+MAX_ACK_BY: Final = 256
+MAX_ACK_NOTE: Final = 4096
+SHUTDOWN_TIMEOUT: Final = 5.0  # seconds for open requests to finish when the API stops
+
+_EPOCH = re.compile(r"^\d+(\.\d+)?$")
+_JSON_TYPES: Final = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+
+
+class Overloaded(EngineError):
+    """The intake queue is full: nothing was queued; the sender should retry after ``retry_after`` s."""
+
+    def __init__(self, message: str = "intake queue is full", *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CoreView(Protocol):
+    """What the HTTP API needs from the daemon. Implemented by the daemon; faked in tests."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def readiness(self) -> dict[str, bool]: ...
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None: ...
+
+    def incidents(
+        self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+    def element(self, ne_id: str) -> dict[str, Any] | None: ...
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None: ...
+
+    async def ingest(self, topic: str, payload: bytes, *, source: str) -> None: ...
+
+    async def acknowledge(self, incident_id: str, *, by: str, note: str | None) -> dict[str, Any] | None: ...
+
+    async def reload(self) -> tuple[bool, str]: ...
+
+    def alarm_topic(self) -> str: ...
+
+    def probe_topic(self) -> str: ...
+
+
+class ApiError(Exception):
+    """An error answer: raised by handlers and middleware, rendered by the error middleware."""
+
+    def __init__(
+        self, status: int, error: str, detail: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    body = orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+
+def _error_response(exc: ApiError) -> web.Response:
+    return _json({"error": exc.error, "detail": exc.detail}, exc.status, exc.headers)
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _loads(data: bytes, where: str = "") -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid JSON", f"{where}malformed JSON: {exc}") from None
+
+
+def _retry_after(exc: Overloaded) -> str:
+    seconds = exc.retry_after if math.isfinite(exc.retry_after) else 1.0
+    return str(max(1, math.ceil(seconds)))
+
+
+def _param(query: Mapping[str, str], name: str, reason: str) -> ApiError:
+    return ApiError(400, f"invalid query parameter {name!r}", f"{reason}, got {query[name]!r}")
+
+
+def _parse_since(text: str) -> float:
+    if _EPOCH.match(text):
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+    return parse_time(text)
+
+
+def incident_query(query: Mapping[str, str], keys: list[str]) -> dict[str, Any]:
+    """``/incidents`` query → keyword arguments of ``CoreView.incidents``. Raises ``ApiError`` (400).
+
+    ``keys`` lists every parameter name as given (repeats included), so repeats can be refused.
+    """
+    allowed = ("state", "priority", "since", "open", "limit")
+    for name in keys:
+        if name not in allowed:
+            raise ApiError(400, f"unknown query parameter {name!r}", f"expected one of {', '.join(allowed)}")
+        if keys.count(name) > 1:
+            raise ApiError(400, f"invalid query parameter {name!r}", "given more than once")
+    out: dict[str, Any] = {"state": None, "priority": None, "since": None, "open_only": True}
+    out["limit"] = DEFAULT_LIMIT
+    if "state" in query:
+        if query["state"] not in STATES:
+            raise _param(query, "state", f"expected one of {', '.join(STATES)}")
+        out["state"] = query["state"]
+    if "priority" in query:
+        text = query["priority"]
+        if text not in ("1", "2", "3", "4", "5"):
+            raise _param(query, "priority", "expected an integer 1..5")
+        out["priority"] = int(text)
+    if "since" in query:
+        try:
+            out["since"] = _parse_since(query["since"].strip())
+        except ValueError:
+            raise _param(
+                query, "since", "expected an RFC 3339 time with an offset or epoch seconds"
+            ) from None
+    if "open" in query:
+        flag = query["open"].lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise _param(query, "open", "expected true or false")
+        out["open_only"] = flag in ("true", "1")
+    if "limit" in query:
+        text = query["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise _param(query, "limit", f"expected an integer 1..{MAX_LIMIT}")
+        out["limit"] = int(text)
+    return out
+
+
+def _ack_body(obj: Any) -> tuple[str, str | None]:
+    if not isinstance(obj, dict):
+        raise ApiError(400, "invalid acknowledgement", f"expected a JSON object, got {_type_name(obj)}")
+    unknown = sorted(set(obj) - {"by", "note"})
+    if unknown:
+        raise ApiError(400, "invalid acknowledgement", f"unknown field(s): {', '.join(unknown)}")
+    by, note = obj.get("by"), obj.get("note")
+    if not isinstance(by, str) or not by.strip():
+        reason = "field required" if by is None else "must be a non-empty string"
+        raise ApiError(400, "invalid acknowledgement", f"by: {reason}")
+    if len(by) > MAX_ACK_BY:
+        raise ApiError(400, "invalid acknowledgement", f"by: is {len(by)} characters, limit is {MAX_ACK_BY}")
+    if note is not None and not isinstance(note, str):
+        raise ApiError(400, "invalid acknowledgement", f"note: expected a string, got {_type_name(note)}")
+    if note is not None and len(note) > MAX_ACK_NOTE:
+        raise ApiError(
+            400, "invalid acknowledgement", f"note: is {len(note)} characters, limit is {MAX_ACK_NOTE}"
+        )
+    return by, note
+
+
+def is_samples(obj: object) -> bool:
+    """A probe payload (one sample or a ``samples`` batch) by its shape; anything else is an alarm."""
+    return isinstance(obj, dict) and ("samples" in obj or "metrics" in obj)
+
+
+def split_events(body: bytes, content_type: str) -> list[tuple[bytes, bool]]:
+    """The body of ``POST /events`` → ``(payload, is_samples)`` per message. Raises ``ApiError``.
+
+    JSON lines (``application/x-ndjson``): one payload per non-blank line, passed on as sent. Else
+    one JSON value: a list gives one payload per item (re-encoded), anything else is the payload.
+    Every line must parse before anything is queued, so a syntax error queues nothing.
+    """
+    if not body.strip():
+        raise ApiError(400, "invalid JSON", "empty body")
+    if content_type in NDJSON_TYPES:
+        out: list[tuple[bytes, bool]] = []
+        for number, raw in enumerate(body.split(b"\n"), start=1):
+            line = raw.strip()
+            if line:
+                out.append((line, is_samples(_loads(line, f"line {number}: "))))
+        return out
+    obj = _loads(body)
+    if isinstance(obj, list):
+        return [(orjson.dumps(item), is_samples(item)) for item in obj]
+    return [(body, is_samples(obj))]
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+class HttpApi:
+    """The HTTP server. ``async with HttpApi(settings, core, metrics) as api:`` serves on ``api.port``."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        core: CoreView,
+        metrics: Metrics,
+        *,
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    ) -> None:
+        self._settings = settings
+        self._core = core
+        self._metrics = metrics
+        self._shutdown_timeout = shutdown_timeout
+        self._token = settings.token.encode() if settings.token else None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually listened on (the chosen one when ``settings.port`` is 0)."""
+        if self._port is None:
+            raise RuntimeError("the HTTP API is not running")
+        return self._port
+
+    async def __aenter__(self) -> Self:
+        if self._runner is not None:
+            raise RuntimeError("the HTTP API is already running")
+        runner = web.AppRunner(
+            self.application(), access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_timeout
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._settings.host, self._settings.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        log.info("http listening", host=self._settings.host, port=self._port, auth=self._token is not None)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        runner, self._runner, self._port = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("http stopped")
+
+    def application(self) -> web.Application:
+        """The aiohttp application: routes and middleware (access log, errors, auth, body size)."""
+        app = web.Application(
+            client_max_size=self._settings.max_body,
+            middlewares=[self._access_log_mw(), self._errors_mw(), self._auth_mw(), self._size_mw()],
+        )
+        app.router.add_get("/healthz", self._healthz, allow_head=True)
+        app.router.add_get("/readyz", self._readyz, allow_head=True)
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/incidents", self._incidents)
+        app.router.add_get("/incidents/{id}", self._incident)
+        app.router.add_post("/incidents/{id}/ack", self._ack)
+        app.router.add_get("/elements/{id}", self._element)
+        app.router.add_get("/customers/{id}", self._customer)
+        app.router.add_post("/events", self._events)
+        app.router.add_post("/api/v2/alerts", self._alerts)
+        app.router.add_post("/-/reload", self._reload)
+        return app
+
+    # -- middleware ---------------------------------------------------------------------------
+
+    def _access_log_mw(self) -> Any:
+        @web.middleware
+        async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+            start = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            finally:
+                log.debug(
+                    "http request",
+                    method=request.method,
+                    path=request.path,
+                    query=request.query_string or None,
+                    status=status,
+                    ms=round((time.perf_counter() - start) * 1000, 3),
+                    remote=request.remote,
+                )
+
+        return access_log
+
+    def _errors_mw(self) -> Any:
+        @web.middleware
+        async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return _error_response(exc)
+            except web.HTTPRequestEntityTooLarge:
+                return _error_response(self._too_large())
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise  # a redirect is not an error
+                headers = {
+                    k: v
+                    for k, v in exc.headers.items()
+                    if k.lower() not in ("content-type", "content-length")
+                }
+                default = f"{exc.status}: {exc.reason}"
+                detail = exc.text if exc.text and exc.text != default else None
+                return _json({"error": exc.reason.lower(), "detail": detail}, exc.status, headers)
+            except Exception:
+                log.exception("http handler failed", method=request.method, path=request.path)
+                return _json({"error": "internal error", "detail": "see the engine's log"}, 500)
+
+        return errors
+
+    def _auth_mw(self) -> Any:
+        token = self._token
+
+        @web.middleware
+        async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if token is not None and request.path not in OPEN_PATHS:
+                scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+                challenge = {"WWW-Authenticate": 'Bearer realm="engine"'}
+                if scheme.lower() != "bearer" or not given.strip():
+                    raise ApiError(401, "unauthorized", "missing bearer token", headers=challenge)
+                if not hmac.compare_digest(given.strip().encode(), token):
+                    raise ApiError(401, "unauthorized", "invalid bearer token", headers=challenge)
+            return await handler(request)
+
+        return auth
+
+    def _size_mw(self) -> Any:
+        @web.middleware
+        async def size(request: web.Request, handler: Handler) -> web.StreamResponse:
+            length = request.content_length
+            if length is not None and length > self._settings.max_body:
+                raise self._too_large()
+            return await handler(request)  # a chunked body is cut off by client_max_size
+
+        return size
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, "body too large", f"the limit is {self._settings.max_body} bytes")
+
+    # -- health and metrics -------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return _json(self._core.readiness(), 200 if self._core.ready else 503)
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": self._metrics.content_type})
+
+    # -- queries ------------------------------------------------------------------------------
+
+    async def _incidents(self, request: web.Request) -> web.Response:
+        args = incident_query(request.query, [k for k, _ in request.query.items()])
+        found = self._core.incidents(**args)
+        return _json({"incidents": found, "count": len(found)})
+
+    async def _incident(self, request: web.Request) -> web.Response:
+        incident_id = request.match_info["id"]
+        record = self._core.incident(incident_id)
+        if record is None:
+            raise ApiError(404, "not found", f"no incident {incident_id!r}")
+        return _json(record)
+
+    async def _element(self, request: web.Request) -> web.Response:
+        ne_id = request.match_info["id"]
+        found = self._core.element(ne_id)
+        if found is None:
+            raise ApiError(404, "not found", f"no element {ne_id!r}")
+        return _json(found)
+
+    async def _customer(self, request: web.Request) -> web.Response:
+        customer_id = request.match_info["id"]
+        found = self._core.customer(customer_id)
+        if found is None:
+            raise ApiError(404, "not found", f"no customer {customer_id!r}")
+        return _json(found)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def _ack(self, request: web.Request) -> web.Response:
+        incident_id = request.match_info["id"]
+        by, note = _ack_body(_loads(await request.read()))
+        record = await self._core.acknowledge(incident_id, by=by, note=note)
+        if record is None:
+            raise ApiError(404, "not found", f"no open incident {incident_id!r}")
+        log.info("incident acknowledged", incident_id=incident_id, by=by)
+        return _json(record)
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        try:
+            ok, message = await self._core.reload()
+        except Exception as exc:
+            log.exception("reload failed")
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise ApiError(500, "reload failed", detail) from None
+        if not ok:
+            raise ApiError(409, "reload refused", message)
+        return _json({"status": "reloaded", "message": message})
+
+    # -- ingestion ----------------------------------------------------------------------------
+
+    async def _ingest(self, payloads: list[tuple[bytes, bool]]) -> tuple[int, int]:
+        """Queue each payload on its topic, in order. On ``Overloaded``, 503 saying how many got in."""
+        alarm_topic, probe_topic = self._core.alarm_topic(), self._core.probe_topic()
+        alarms = samples = 0
+        for payload, sample in payloads:
+            try:
+                await self._core.ingest(probe_topic if sample else alarm_topic, payload, source="http")
+            except Overloaded as exc:
+                queued = alarms + samples
+                raise ApiError(
+                    503,
+                    "overloaded",
+                    {"reason": str(exc), "queued": queued, "refused": len(payloads) - queued},
+                    headers={"Retry-After": _retry_after(exc)},
+                ) from None
+            if sample:
+                samples += 1
+            else:
+                alarms += 1
+        return alarms, samples
+
+    async def _events(self, request: web.Request) -> web.Response:
+        payloads = split_events(await request.read(), request.content_type)
+        alarms, samples = await self._ingest(payloads)
+        return _json({"queued": alarms + samples, "alarms": alarms, "samples": samples}, 202)
+
+    async def _alerts(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not body.strip():
+            raise ApiError(400, "invalid alerts", ["body: expected a JSON array of alerts, got nothing"])
+        alerts = _loads(body)
+        if not isinstance(alerts, list):
+            reason = f"body: expected a JSON array of alerts, got {_type_name(alerts)}"
+            raise ApiError(400, "invalid alerts", [reason])
+        bad = [
+            f"[{i}]: expected an object, got {_type_name(a)}"
+            for i, a in enumerate(alerts)
+            if not isinstance(a, dict)
+        ]
+        if bad:
+            raise ApiError(400, "invalid alerts", bad)
+        now = time.time()
+        await self._ingest([(orjson.dumps(alert_to_alarm(a, now=now)), False) for a in alerts])
+        return _json({})

@@ -1,0 +1,546 @@
+"""The daemon's one SQLite file: the input journal, the core snapshot, incident records and the outbox.
+
+Theory of operation
+-------------------
+The core task journals every input (``append``) before acting on it; MQTT messages are acknowledged
+only from ``on_durable``, which runs right after the commit that holds them. Incident records go to
+``incidents`` (latest version per incident, for the API) and to ``outbox`` (one row per receiver,
+``UNIQUE(receiver, incident_id, version)``: re-enqueueing a transition after a crash and replay is a
+no-op). Delivery workers read the outbox with ``due`` and mark rows ``delivered``/``retry``/``dead``.
+Only the head of an incident's queue (its lowest pending version) has a ``next_attempt``; the
+versions behind it wait with NULL until it is delivered or dead. So each incident reaches a receiver
+in version order, and ``due``/``next_due_time`` are index range scans however long the backlog.
+
+One connection, used only from the event-loop thread: sqlite3 inline is fast enough (tens of
+thousands of commits per second) and keeps every write in one place. Every write is applied to the
+connection at once (reads see it) but committed only by ``commit()``, which the periodic task calls
+every ``commit_interval`` while something is buffered: one transaction per batch. A ``kill -9``
+loses only the uncommitted batch; its journal entries were never acknowledged, so MQTT redelivers
+them and the replay regenerates the same records (ids and versions are deterministic).
+
+WAL with ``synchronous=NORMAL``: a commit survives a crash of the process (``kill -9``, OOM); a
+power cut or kernel crash may roll back the last commits before the WAL reached the disk, and with
+them inputs the broker already considers delivered. That is the documented price of NORMAL.
+
+Schema versions live in ``meta``; a file written by a newer engine is refused with ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+import structlog
+
+from engine.errors import EngineError
+from engine.timeutil import parse_time
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    seq     INTEGER PRIMARY KEY,
+    kind    TEXT NOT NULL,
+    topic   TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    time    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    state    BLOB NOT NULL,
+    upto_seq INTEGER NOT NULL,
+    time     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id TEXT PRIMARY KEY,
+    version     INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    record      TEXT NOT NULL,
+    time        REAL NOT NULL,  -- the record's own time (epoch seconds)
+    updated     REAL NOT NULL   -- when it was stored
+);
+CREATE INDEX IF NOT EXISTS incidents_time ON incidents (time);
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY,
+    receiver     TEXT NOT NULL,
+    incident_id  TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    event        TEXT NOT NULL,
+    priority     INTEGER NOT NULL,
+    record       TEXT NOT NULL,
+    created      REAL NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | dead
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL,  -- NULL while a lower version of the incident is pending (blocked)
+    last_error   TEXT,
+    done         REAL,  -- when it became delivered or dead
+    UNIQUE (receiver, incident_id, version)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, state, incident_id, version);
+CREATE INDEX IF NOT EXISTS outbox_next ON outbox (receiver, state, next_attempt);
+"""
+
+_ROW = "id, receiver, incident_id, version, event, priority, record, created, attempts, next_attempt"
+
+log = structlog.get_logger("engine.store")
+
+
+class StoreError(EngineError):
+    """The store file cannot be used (written by a newer engine, corrupt…). ``path`` names it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    seq: int
+    kind: str
+    topic: str
+    payload: bytes
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    receiver: str
+    incident_id: str
+    version: int
+    event: str
+    priority: int
+    record: dict[str, Any]
+    created: float
+    attempts: int
+    next_attempt: float
+
+
+class Store:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        commit_interval: float = 0.02,
+        keep_delivered: float = 7 * 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if commit_interval <= 0:
+            raise ValueError(f"commit_interval must be positive, got {commit_interval}")
+        if keep_delivered < 0:
+            raise ValueError(f"keep_delivered must not be negative, got {keep_delivered}")
+        self.path = Path(path)
+        self.commit_interval = commit_interval
+        self.keep_delivered = keep_delivered
+        self._clock = clock
+        self.changed = asyncio.Event()  # set after a commit that enqueued outbox rows
+        self._db: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0  # the last journal seq handed out (buffered ones included)
+        self._journal: list[tuple[int, str, str, bytes, float]] = []  # appended, not yet written
+        self._callbacks: list[Callable[[], None]] = []
+        self._dirty = False  # something written to the connection since the last commit
+        self._enqueued = False  # outbox rows inserted since the last commit
+        self.commits = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> Store:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate(db)
+            row = db.execute(
+                "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),"
+                " coalesce((SELECT upto_seq FROM snapshot WHERE id = 1), 0))"
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(self.path, f"cannot open the store: {exc}") from None
+        except BaseException:
+            db.close()
+            raise
+        self._seq = int(row[0])
+        self._db = db
+        self._task = asyncio.create_task(self._committer(), name="store:commit")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._db is not None:
+            try:
+                self.commit()
+            finally:
+                self._db.close()
+                self._db = None
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        if has_meta:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            found = int(row[0]) if row else 0
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    self.path,
+                    f"schema version {found} was written by a newer engine; this one reads up to "
+                    f"{SCHEMA_VERSION}. Upgrade the engine or point store.path at another file.",
+                )
+        # Version 1 is the first: a new file (or one without a version) gets the whole schema, in one
+        # transaction (executescript runs the BEGIN … COMMIT it is given). Every statement is
+        # IF NOT EXISTS, so running it on a current file is a no-op; migrations from older versions
+        # go here when there are any.
+        db.executescript(
+            "BEGIN IMMEDIATE;"
+            + _SCHEMA
+            + f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
+            + "COMMIT;"
+        )
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the store is not open: use `async with Store(path) as store`")
+        return self._db
+
+    async def _committer(self) -> None:
+        while True:
+            await asyncio.sleep(self.commit_interval)
+            if self._journal or self._dirty or self._callbacks:
+                try:
+                    self.commit()
+                except sqlite3.Error:
+                    log.exception("commit failed", path=str(self.path))
+
+    def _begin(self) -> sqlite3.Connection:
+        db = self.db
+        if not db.in_transaction:
+            db.execute("BEGIN")
+        self._dirty = True
+        return db
+
+    def commit(self) -> None:
+        """Commit every buffered write in one transaction, then run the ``on_durable`` callbacks in
+        append order, then set ``changed`` if outbox rows were enqueued."""
+        db = self.db
+        self._write_journal()
+        if db.in_transaction:
+            db.execute("COMMIT")
+            self.commits += 1
+        self._dirty = False
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            try:
+                cb()
+            except Exception:
+                log.exception("on_durable callback failed")
+        if self._enqueued:
+            self._enqueued = False
+            self.changed.set()
+
+    # -- journal -------------------------------------------------------------------------------
+    def append(
+        self,
+        kind: str,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        on_durable: Callable[[], None] | None = None,
+    ) -> int:
+        """Buffer one input; return its seq. ``on_durable`` runs right after the commit holding it."""
+        self._seq += 1
+        self._journal.append((self._seq, kind, topic, bytes(payload), now))
+        if on_durable is not None:
+            self._callbacks.append(on_durable)
+        return self._seq
+
+    def last_seq(self) -> int:
+        """The last seq handed out, buffered entries included."""
+        return self._seq
+
+    def _write_journal(self) -> None:
+        if self._journal:
+            self._begin().executemany(
+                "INSERT INTO journal (seq, kind, topic, payload, time) VALUES (?, ?, ?, ?, ?)", self._journal
+            )
+            self._journal = []
+
+    def journal_after(self, seq: int, *, chunk: int = 1000) -> Iterator[JournalEntry]:
+        """Entries with a seq above ``seq``, in order (buffered ones included). Read ``chunk`` rows
+        at a time, so the caller may write (record, commit) while iterating."""
+        self._write_journal()
+        while True:
+            rows = self.db.execute(
+                "SELECT seq, kind, topic, payload, time FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, chunk),
+            ).fetchall()
+            for s, kind, topic, payload, t in rows:
+                yield JournalEntry(s, kind, topic, bytes(payload), t)
+            if len(rows) < chunk:
+                return
+            seq = rows[-1][0]
+
+    def save_snapshot(self, state: bytes, upto_seq: int, now: float) -> None:
+        """Replace the snapshot and drop the journal up to ``upto_seq``, in one transaction (buffered
+        writes are committed first)."""
+        self.commit()
+        db = self._begin()
+        db.execute(
+            "INSERT OR REPLACE INTO snapshot (id, state, upto_seq, time) VALUES (1, ?, ?, ?)",
+            (bytes(state), upto_seq, now),
+        )
+        db.execute("DELETE FROM journal WHERE seq <= ?", (upto_seq,))
+        self.commit()
+
+    def load_snapshot(self) -> tuple[bytes, int] | None:
+        row = self.db.execute("SELECT state, upto_seq FROM snapshot WHERE id = 1").fetchone()
+        return (bytes(row[0]), int(row[1])) if row else None
+
+    # -- incident records ----------------------------------------------------------------------
+    def record(self, record: Mapping[str, Any], receivers: Sequence[str], now: float) -> None:
+        """Keep the latest record of the incident and enqueue it once per receiver (idempotent)."""
+        iid = str(record["incident_id"])
+        version = int(record["version"])
+        event = str(record["event"])
+        priority = int(record["priority"])
+        text = orjson.dumps(record).decode()
+        rec_time = parse_time(record["time"])
+        db = self._begin()
+        db.execute(
+            """INSERT INTO incidents (incident_id, version, event, state, priority, record, time, updated)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (incident_id) DO UPDATE SET
+                 version = excluded.version, event = excluded.event, state = excluded.state,
+                 priority = excluded.priority, record = excluded.record, time = excluded.time,
+                 updated = excluded.updated
+               WHERE excluded.version > incidents.version""",
+            (iid, version, event, str(record["state"]), priority, text, rec_time, now),
+        )
+        for receiver in receivers:
+            # The head of an incident's queue (its lowest pending version) has a next_attempt; the
+            # versions behind it wait with NULL until it is delivered or dead (see _promote).
+            cur = db.execute(
+                """INSERT OR IGNORE INTO outbox
+                   (receiver, incident_id, version, event, priority, record, created, next_attempt)
+                   SELECT ?, ?, ?, ?, ?, ?, ?, CASE WHEN EXISTS (
+                       SELECT 1 FROM outbox WHERE receiver = ? AND state = 'pending'
+                       AND incident_id = ? AND version < ?) THEN NULL ELSE ? END""",
+                (receiver, iid, version, event, priority, text, now, receiver, iid, version, now),
+            )
+            if cur.rowcount:
+                self._enqueued = True
+                db.execute(  # a lower version arriving late (never from the core) takes the lead
+                    "UPDATE outbox SET next_attempt = NULL WHERE receiver = ? AND state = 'pending'"
+                    " AND incident_id = ? AND version > ?",
+                    (receiver, iid, version),
+                )
+
+    def has_incident(self, receiver: str, incident_id: str) -> bool:
+        """The receiver already has (or had) an outbox row for this incident."""
+        row = self.db.execute(
+            "SELECT 1 FROM outbox WHERE receiver = ? AND incident_id = ? LIMIT 1", (receiver, incident_id)
+        ).fetchone()
+        return row is not None
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT record FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone()
+        return _loads(row[0]) if row else None
+
+    def incidents(
+        self,
+        *,
+        state: str | None = None,
+        priority: int | None = None,
+        since: float | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The latest record of each incident, newest record time first."""
+        where: list[str] = []
+        args: list[Any] = []
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if priority is not None:
+            where.append("priority = ?")
+            args.append(priority)
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        if open_only:
+            where.append("event != 'resolved'")
+        sql = "SELECT record FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time DESC, incident_id LIMIT ?"
+        args.append(max(0, limit))
+        return [_loads(r[0]) for r in self.db.execute(sql, args)]
+
+    # -- outbox --------------------------------------------------------------------------------
+    def due(
+        self, receiver: str, now: float, limit: int = 100, *, exclude: Collection[str] = ()
+    ) -> list[OutboxRow]:
+        """Pending rows due by ``now``: only each incident's lowest pending version (so an incident's
+        records go out in version order), earliest due first (never tried: oldest first).
+
+        ``exclude`` leaves out incidents (a worker passes those it has in flight)."""
+        sql = (
+            f"SELECT {_ROW} FROM outbox INDEXED BY outbox_next"
+            " WHERE receiver = ? AND state = 'pending' AND next_attempt <= ?"
+        )
+        args: list[Any] = [receiver, now]
+        if exclude:
+            sql += f" AND incident_id NOT IN ({','.join('?' * len(exclude))})"
+            args += list(exclude)
+        sql += " ORDER BY next_attempt, id LIMIT ?"
+        args.append(max(0, limit))
+        return [
+            OutboxRow(
+                id=r[0],
+                receiver=r[1],
+                incident_id=r[2],
+                version=r[3],
+                event=r[4],
+                priority=r[5],
+                record=_loads(r[6]),
+                created=r[7],
+                attempts=r[8],
+                next_attempt=r[9],
+            )
+            for r in self.db.execute(sql, args)
+        ]
+
+    def next_due_time(self, receiver: str, *, exclude: Collection[str] = ()) -> float | None:
+        """When the next row ``due`` would return becomes due; None when nothing is pending."""
+        sql = (
+            "SELECT next_attempt FROM outbox INDEXED BY outbox_next"
+            " WHERE receiver = ? AND state = 'pending' AND next_attempt IS NOT NULL"
+        )
+        args: list[Any] = [receiver]
+        if exclude:
+            sql += f" AND incident_id NOT IN ({','.join('?' * len(exclude))})"
+            args += list(exclude)
+        sql += " ORDER BY next_attempt LIMIT 1"
+        row = self.db.execute(sql, args).fetchone()
+        return None if row is None else float(row[0])
+
+    def delivered(self, row_id: int, now: float) -> None:
+        self._begin().execute(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done = ?, last_error = NULL"
+            " WHERE id = ?",
+            (now, row_id),
+        )
+        self._promote(row_id)
+
+    def retry(self, row_id: int, next_attempt: float, error: str) -> None:
+        """Another attempt later; ``attempts`` counts the ones made."""
+        self._begin().execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?",
+            (next_attempt, error, row_id),
+        )
+
+    def dead(self, row_id: int, error: str, now: float) -> None:
+        """Never retried; the incident's next version becomes its head and may proceed."""
+        self._begin().execute(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, done = ?"
+            " WHERE id = ?",
+            (error, now, row_id),
+        )
+        self._promote(row_id)
+
+    def _promote(self, row_id: int) -> None:
+        """The row left the queue: the incident's next pending version (if any) becomes the head,
+        due from its creation time, so a backlog drains oldest first."""
+        db = self.db
+        row = db.execute("SELECT receiver, incident_id FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            return
+        db.execute(
+            """UPDATE outbox SET next_attempt = created WHERE id = (
+                   SELECT id FROM outbox INDEXED BY outbox_pending
+                   WHERE receiver = ? AND state = 'pending' AND incident_id = ?
+                   ORDER BY version LIMIT 1)
+               AND next_attempt IS NULL""",
+            row,
+        )
+
+    def outbox_row(self, row_id: int) -> dict[str, Any] | None:
+        """One row with its bookkeeping (state, attempts, last_error, done), for the API and tests."""
+        cur = self.db.execute(
+            "SELECT id, receiver, incident_id, version, event, priority, created, state, attempts,"
+            " next_attempt, last_error, done FROM outbox WHERE id = ?",
+            (row_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def outbox_rows(self, receiver: str, incident_id: str) -> list[dict[str, Any]]:
+        """Every row of one incident for one receiver, by version (see ``outbox_row``)."""
+        ids = self.db.execute(
+            "SELECT id FROM outbox WHERE receiver = ? AND incident_id = ? ORDER BY version",
+            (receiver, incident_id),
+        ).fetchall()
+        return [r for (i,) in ids if (r := self.outbox_row(i)) is not None]
+
+    def outbox_depth(self) -> dict[str, int]:
+        """Pending rows per receiver (receivers without pending rows are absent)."""
+        cur = self.db.execute(
+            "SELECT receiver, count(*) FROM outbox WHERE state = 'pending' GROUP BY receiver"
+        )
+        return {str(r): int(n) for r, n in cur.fetchall()}
+
+    def outbox_stats(self) -> dict[str, dict[str, int]]:
+        """Per receiver: rows pending, delivered and dead."""
+        stats: dict[str, dict[str, int]] = {}
+        for receiver, state, n in self.db.execute(
+            "SELECT receiver, state, count(*) FROM outbox GROUP BY receiver, state"
+        ):
+            stats.setdefault(receiver, {"pending": 0, "delivered": 0, "dead": 0})[state] = n
+        return stats
+
+    def purge(self, now: float) -> int:
+        """Delete delivered rows older than ``keep_delivered``; return how many.
+
+        The newest row of each (receiver, incident) stays while the incident is not resolved, so
+        ``has_incident`` still routes its later records (a resolved is never dropped)."""
+        cur = self._begin().execute(
+            """DELETE FROM outbox WHERE state = 'delivered' AND done < ? AND (
+                 version < (SELECT max(o2.version) FROM outbox o2
+                            WHERE o2.receiver = outbox.receiver AND o2.incident_id = outbox.incident_id)
+                 OR EXISTS (SELECT 1 FROM incidents i
+                            WHERE i.incident_id = outbox.incident_id AND i.event = 'resolved'))""",
+            (now - self.keep_delivered,),
+        )
+        return cur.rowcount
+
+
+def _loads(text: str | bytes) -> dict[str, Any]:
+    value: dict[str, Any] = orjson.loads(text)
+    return value

@@ -1,0 +1,457 @@
+"""The SQLite store on a real file: journal and durability (a real kill -9), snapshots, incident records
+and the outbox that delivery workers read."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bench.scenarios import fiber_cut
+from engine.adapters.store import SCHEMA_VERSION, Store, StoreError
+from engine.timeutil import format_time
+from tests.harness import run
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+WAIT = 10.0  # upper bound when waiting for a condition, never a measurement
+
+
+def _template() -> dict[str, Any]:
+    """A real `opened` record from the core (the fiber cut)."""
+    return run(fiber_cut()).events("opened")[0]
+
+
+TEMPLATE = _template()
+
+
+def rec(
+    iid: str = "inc-a",
+    version: int = 1,
+    event: str = "opened",
+    *,
+    priority: int = 1,
+    state: str = "outage",
+    t: float = T0,
+) -> dict[str, Any]:
+    """The real record with its identity, version, event, priority, state and time replaced."""
+    r = copy.deepcopy(TEMPLATE)
+    r.update(
+        incident_id=iid, version=version, event=event, priority=priority, state=state, time=format_time(t)
+    )
+    return r
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with Store(tmp_path / "db" / "engine.sqlite", commit_interval=3600) as s:
+        yield s
+
+
+async def _wait_for(cond: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT):
+        while not cond():
+            await asyncio.sleep(0.005)
+
+
+# -- journal ---------------------------------------------------------------------------------------
+async def test_append_returns_increasing_seqs_and_on_durable_runs_after_commit_in_order(store: Store) -> None:
+    """Seqs increase by one; on_durable callbacks run only at commit, in append order, after it."""
+    calls: list[int] = []
+
+    def ack(i: int) -> Callable[[], None]:
+        return lambda: calls.append(i)
+
+    seqs = [store.append("msg", f"t/{i}", b"x", T0, on_durable=ack(i)) for i in range(3)]
+    assert seqs == [1, 2, 3]
+    assert store.last_seq() == 3
+    assert calls == []
+    store.commit()
+    assert calls == [0, 1, 2]
+    store.commit()  # nothing buffered: no callback runs twice
+    assert calls == [0, 1, 2]
+
+
+async def test_on_durable_sees_the_entry_committed(tmp_path: Path) -> None:
+    """When on_durable runs, its entry is readable from a second, independent connection (committed)."""
+    path = tmp_path / "engine.sqlite"
+    seen: list[int] = []
+
+    def check() -> None:
+        with sqlite3.connect(path) as other:
+            seen.append(other.execute("SELECT count(*) FROM journal").fetchone()[0])
+
+    async with Store(path, commit_interval=3600) as s:
+        s.append("msg", "t", b"1", T0, on_durable=check)
+        s.commit()
+    assert seen == [1]
+
+
+async def test_the_periodic_task_commits_buffered_entries(tmp_path: Path) -> None:
+    """Without an explicit commit, the periodic task commits within commit_interval and runs on_durable."""
+    acked: list[str] = []
+    async with Store(tmp_path / "engine.sqlite", commit_interval=0.01) as s:
+        s.append("msg", "t", b"1", T0, on_durable=lambda: acked.append("1"))
+        await _wait_for(lambda: acked == ["1"])
+
+
+async def test_journal_after_returns_entries_in_order_with_their_fields(store: Store) -> None:
+    """journal_after(seq) gives the entries above seq, in order, kind/topic/payload/time intact."""
+    for i, kind in enumerate(["msg", "tick", "ack", "reload"]):
+        store.append(kind, f"soc/alarms/{i}", bytes([i]) * 3, T0 + i)
+    store.commit()
+    entries = list(store.journal_after(2))
+    assert [(e.seq, e.kind, e.topic, e.payload, e.time) for e in entries] == [
+        (3, "ack", "soc/alarms/2", b"\x02\x02\x02", T0 + 2),
+        (4, "reload", "soc/alarms/3", b"\x03\x03\x03", T0 + 3),
+    ]
+
+
+async def test_journal_after_reads_in_chunks_while_the_caller_writes(store: Store) -> None:
+    """Replay reads the journal in chunks: every entry comes once, in order, even when the caller
+    records and commits between entries (as recovery does)."""
+    for i in range(25):
+        store.append("msg", "t", b"%d" % i, T0)
+    store.commit()
+    seen = []
+    for entry in store.journal_after(3, chunk=4):
+        seen.append(entry.seq)
+        store.record(rec(f"inc-{entry.seq}"), ["pager"], T0)
+        store.commit()
+    assert seen == list(range(4, 26))
+    assert store.outbox_depth() == {"pager": 22}
+
+
+_CHILD = """
+import asyncio, sys
+from pathlib import Path
+import orjson
+from engine.adapters.store import Store
+
+async def main() -> None:
+    record = orjson.loads(sys.argv[2])
+    async with Store(Path(sys.argv[1]), commit_interval=3600) as s:
+        for i in range(3):
+            s.append("msg", "soc/alarms/x", b"committed-%d" % i, 1.0)
+        s.record({**record, "incident_id": "inc-kept"}, ["pager"], 1.0)
+        s.commit()
+        for i in range(2):
+            s.append("msg", "soc/alarms/x", b"lost-%d" % i, 2.0)
+        s.record({**record, "incident_id": "inc-lost"}, ["pager"], 2.0)
+        print("ready", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_kill_9_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
+    """A process killed with SIGKILL after a commit keeps that batch (journal, incident, outbox) and
+    loses the batch it had not committed: those inputs were never acked, so MQTT redelivers them."""
+    path = tmp_path / "engine.sqlite"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _CHILD,
+        str(path),
+        orjson.dumps(rec()).decode(),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        assert await proc.stdout.readline() == b"ready\n"
+    proc.kill()  # SIGKILL: no __aexit__, no final commit
+    assert await proc.wait() == -9
+
+    async with Store(path, commit_interval=3600) as s:
+        assert [e.payload for e in s.journal_after(0)] == [b"committed-0", b"committed-1", b"committed-2"]
+        assert s.incident("inc-kept") is not None
+        assert s.incident("inc-lost") is None
+        assert s.outbox_stats() == {"pager": {"pending": 1, "delivered": 0, "dead": 0}}
+        assert s.append("msg", "t", b"next", 3.0) == 4  # the lost seqs are handed out again
+
+
+async def test_closing_commits_what_is_buffered(tmp_path: Path) -> None:
+    """Leaving the context commits the last batch (and acks it)."""
+    path = tmp_path / "engine.sqlite"
+    acked: list[int] = []
+    async with Store(path, commit_interval=3600) as s:
+        s.append("msg", "t", b"last", T0, on_durable=lambda: acked.append(1))
+    assert acked == [1]
+    async with Store(path) as s:
+        assert [e.payload for e in s.journal_after(0)] == [b"last"]
+
+
+# -- snapshots -------------------------------------------------------------------------------------
+async def test_snapshot_replaces_the_previous_one_and_truncates_the_journal(store: Store) -> None:
+    """save_snapshot keeps one snapshot and deletes journal entries up to its seq, not after."""
+    assert store.load_snapshot() is None
+    for i in range(5):
+        store.append("msg", "t", b"%d" % i, T0)
+    store.save_snapshot(b"state-1", 3, T0)
+    assert store.load_snapshot() == (b"state-1", 3)
+    assert [e.seq for e in store.journal_after(0)] == [4, 5]
+    store.save_snapshot(b"state-2", 5, T0 + 1)
+    assert store.load_snapshot() == (b"state-2", 5)
+    assert list(store.journal_after(0)) == []
+
+
+async def test_snapshot_commits_buffered_entries_first(store: Store) -> None:
+    """Entries appended but not committed are committed (and acked) by save_snapshot."""
+    acked: list[int] = []
+    store.append("msg", "t", b"a", T0, on_durable=lambda: acked.append(1))
+    store.append("msg", "t", b"b", T0, on_durable=lambda: acked.append(2))
+    store.save_snapshot(b"s", 1, T0)
+    assert acked == [1, 2]
+    assert [e.payload for e in store.journal_after(0)] == [b"b"]
+
+
+async def test_seqs_keep_increasing_after_the_journal_is_emptied_and_reopened(tmp_path: Path) -> None:
+    """A snapshot that truncates the whole journal does not let seqs restart from 1 after a restart."""
+    path = tmp_path / "engine.sqlite"
+    async with Store(path) as s:
+        s.append("msg", "t", b"a", T0)
+        s.append("msg", "t", b"b", T0)
+        s.save_snapshot(b"s", s.last_seq(), T0)
+    async with Store(path) as s:
+        assert s.last_seq() == 2
+        assert s.append("msg", "t", b"c", T0) == 3
+        assert s.load_snapshot() == (b"s", 2)
+        assert [e.seq for e in s.journal_after(2)] == [3]
+
+
+# -- schema ----------------------------------------------------------------------------------------
+async def test_a_store_written_by_a_newer_engine_is_refused(tmp_path: Path) -> None:
+    """A file whose schema_version is above ours is refused with StoreError naming file and version."""
+    path = tmp_path / "engine.sqlite"
+    async with Store(path):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}") as err:
+        async with Store(path):
+            pass
+    assert err.value.path == path
+
+
+async def test_the_file_is_created_with_wal_and_the_current_schema_version(tmp_path: Path) -> None:
+    """A new file (its folder created) is in WAL mode and records the schema version."""
+    path = tmp_path / "a" / "b" / "engine.sqlite"
+    async with Store(path):
+        pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION
+        )
+
+
+async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    """Garbage where the store should be: StoreError, not a bare sqlite3 exception."""
+    path = tmp_path / "engine.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open the store"):
+        async with Store(path):
+            pass
+
+
+# -- incident records ------------------------------------------------------------------------------
+async def test_recording_the_same_transition_twice_enqueues_it_once(store: Store) -> None:
+    """Re-enqueueing a transition (crash and replay) is a no-op: one outbox row per receiver."""
+    store.record(rec("inc-a", 1), ["pager", "tmf"], T0)
+    store.record(rec("inc-a", 1), ["pager", "tmf"], T0 + 5)
+    store.commit()
+    assert store.outbox_stats() == {
+        "pager": {"pending": 1, "delivered": 0, "dead": 0},
+        "tmf": {"pending": 1, "delivered": 0, "dead": 0},
+    }
+    assert [r.created for r in store.due("pager", T0 + 10)] == [T0]
+
+
+async def test_the_latest_version_wins_whatever_the_order(store: Store) -> None:
+    """incident() keeps the highest version, even when an older one is recorded again later."""
+    store.record(rec("inc-a", 1), [], T0)
+    store.record(rec("inc-a", 2, "updated"), [], T0)
+    store.record(rec("inc-a", 1), [], T0)
+    latest = store.incident("inc-a")
+    assert latest is not None
+    assert (latest["version"], latest["event"]) == (2, "updated")
+    assert latest["root_cause"] == TEMPLATE["root_cause"]
+    assert store.incident("inc-missing") is None
+
+
+async def test_changed_is_set_by_a_commit_that_enqueued_rows_only(store: Store) -> None:
+    """`changed` wakes the notifier after a commit with new outbox rows, not after journal-only commits."""
+    store.append("msg", "t", b"x", T0)
+    store.commit()
+    assert not store.changed.is_set()
+    store.record(rec(), ["pager"], T0)
+    assert not store.changed.is_set()  # not before the commit
+    store.commit()
+    assert store.changed.is_set()
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, ["inc-d", "inc-c", "inc-b", "inc-a"]),
+        ({"state": "degraded"}, ["inc-c", "inc-b"]),
+        ({"priority": 1}, ["inc-d", "inc-a"]),
+        ({"since": T0 + 20}, ["inc-d", "inc-c"]),
+        ({"open_only": True}, ["inc-d", "inc-b", "inc-a"]),
+        ({"limit": 2}, ["inc-d", "inc-c"]),
+        ({"state": "degraded", "open_only": True}, ["inc-b"]),
+    ],
+)
+async def test_incidents_filters(store: Store, query: dict[str, Any], expected: list[str]) -> None:
+    """incidents() gives the latest record of each incident, newest record time first, filtered."""
+    store.record(rec("inc-a", 1, priority=1, t=T0), [], T0)
+    store.record(rec("inc-b", 1, priority=3, state="degraded", t=T0 + 10), [], T0)
+    store.record(rec("inc-c", 1, priority=3, state="degraded", t=T0 + 20), [], T0)
+    store.record(rec("inc-c", 2, "resolved", priority=3, state="degraded", t=T0 + 25), [], T0)
+    store.record(rec("inc-d", 1, priority=1, t=T0 + 30), [], T0)
+    assert [r["incident_id"] for r in store.incidents(**query)] == expected
+
+
+async def test_has_incident_is_per_receiver(store: Store) -> None:
+    """has_incident says whether that receiver got (or gets) a row for the incident."""
+    store.record(rec("inc-a"), ["pager"], T0)
+    assert store.has_incident("pager", "inc-a")
+    assert not store.has_incident("tmf", "inc-a")
+    assert not store.has_incident("pager", "inc-b")
+
+
+# -- outbox ----------------------------------------------------------------------------------------
+def _due(store: Store, now: float = T0 + 100) -> list[tuple[str, int]]:
+    return [(r.incident_id, r.version) for r in store.due("pager", now)]
+
+
+async def test_due_gives_only_the_lowest_pending_version_of_each_incident(store: Store) -> None:
+    """Versions of one incident go one at a time, in order; other incidents are not held back."""
+    for iid, version, event in [
+        ("inc-a", 1, "opened"),
+        ("inc-b", 1, "opened"),
+        ("inc-a", 2, "updated"),
+        ("inc-a", 3, "resolved"),
+    ]:
+        store.record(rec(iid, version, event), ["pager"], T0)
+    rows = store.due("pager", T0)
+    assert [(r.incident_id, r.version, r.event) for r in rows] == [
+        ("inc-a", 1, "opened"),
+        ("inc-b", 1, "opened"),
+    ]
+    assert rows[0].record["incident_id"] == "inc-a"
+    assert (rows[0].attempts, rows[0].next_attempt, rows[0].receiver) == (0, T0, "pager")
+    store.delivered(rows[0].id, T0)
+    assert _due(store) == [("inc-b", 1), ("inc-a", 2)]
+
+
+async def test_a_row_in_backoff_holds_back_its_incident_only(store: Store) -> None:
+    """A head row waiting for its retry time blocks its later versions; next_due_time is its retry time."""
+    store.record(rec("inc-a", 1), ["pager"], T0)
+    store.record(rec("inc-a", 2, "updated"), ["pager"], T0)
+    store.record(rec("inc-b", 1), ["pager"], T0)
+    head = store.due("pager", T0)[0]
+    store.retry(head.id, T0 + 60, "HTTP 503")
+    assert _due(store, T0 + 1) == [("inc-b", 1)]
+    assert store.next_due_time("pager") == T0  # inc-b is due now
+    assert store.next_due_time("pager", exclude=["inc-b"]) == T0 + 60
+    assert _due(store, T0 + 60) == [("inc-b", 1), ("inc-a", 1)]  # earliest due first
+    assert store.due("pager", T0 + 60)[1].attempts == 1
+    assert store.next_due_time("nobody") is None
+
+
+async def test_a_version_recorded_late_still_goes_first(store: Store) -> None:
+    """Should a lower version arrive after a higher one (the core never does this), it becomes the
+    incident's head and the higher one waits behind it."""
+    store.record(rec("inc-a", 2, "updated"), ["pager"], T0)
+    store.record(rec("inc-a", 1), ["pager"], T0 + 1)
+    (head,) = store.due("pager", T0 + 10)
+    assert head.version == 1
+    store.delivered(head.id, T0 + 10)
+    assert _due(store) == [("inc-a", 2)]
+
+
+async def test_due_is_oldest_first_across_incidents(store: Store) -> None:
+    """Rows never tried come out in creation order, whichever incident they belong to."""
+    for i, t in enumerate([T0 + 3, T0 + 1, T0 + 2]):
+        store.record(rec(f"inc-{i}"), ["pager"], t)
+    assert _due(store) == [("inc-1", 1), ("inc-2", 1), ("inc-0", 1)]
+
+
+async def test_dead_lets_the_next_version_go(store: Store) -> None:
+    """A dead row is never due again, and the incident's next version becomes due."""
+    store.record(rec("inc-a", 1), ["pager"], T0)
+    store.record(rec("inc-a", 2, "resolved"), ["pager"], T0)
+    (head,) = store.due("pager", T0)
+    store.dead(head.id, "HTTP 400: bad payload", T0)
+    assert _due(store) == [("inc-a", 2)]
+    assert store.outbox_stats()["pager"] == {"pending": 1, "delivered": 0, "dead": 1}
+    row = store.outbox_row(head.id)
+    assert row is not None
+    assert (row["state"], row["last_error"], row["attempts"]) == ("dead", "HTTP 400: bad payload", 1)
+
+
+async def test_due_respects_exclude_and_limit(store: Store) -> None:
+    """exclude leaves incidents out (those in flight); limit caps the rows, oldest first."""
+    for i in range(5):
+        store.record(rec(f"inc-{i}"), ["pager"], T0 + i)
+    assert [r.incident_id for r in store.due("pager", T0 + 10, limit=2)] == ["inc-0", "inc-1"]
+    assert [r.incident_id for r in store.due("pager", T0 + 10, limit=2, exclude={"inc-0", "inc-2"})] == [
+        "inc-1",
+        "inc-3",
+    ]
+
+
+async def test_outbox_depth_counts_pending_rows_per_receiver(store: Store) -> None:
+    """outbox_depth counts pending rows (in backoff included) per receiver; delivered ones are gone."""
+    store.record(rec("inc-a", 1), ["pager", "tmf"], T0)
+    store.record(rec("inc-a", 2, "updated"), ["pager"], T0)
+    store.delivered(store.due("tmf", T0)[0].id, T0)
+    assert store.outbox_depth() == {"pager": 2}
+
+
+async def test_purge_deletes_old_delivered_rows_but_keeps_what_routing_needs(tmp_path: Path) -> None:
+    """Delivered rows older than keep_delivered go; pending and dead rows stay; the newest row of an
+    incident that is not resolved stays, so its resolution still reaches the receiver."""
+    async with Store(tmp_path / "engine.sqlite", keep_delivered=100) as s:
+        for iid, version, event in [
+            ("inc-open", 1, "opened"),
+            ("inc-open", 2, "updated"),
+            ("inc-done", 1, "opened"),
+            ("inc-done", 2, "resolved"),
+        ]:
+            s.record(rec(iid, version, event), ["pager"], T0)
+            (row,) = s.due("pager", T0)
+            s.delivered(row.id, T0)
+        s.record(rec("inc-pending"), ["pager"], T0)
+        s.record(rec("inc-dead"), ["pager"], T0)
+        dead = next(r for r in s.due("pager", T0) if r.incident_id == "inc-dead")
+        s.dead(dead.id, "HTTP 400", T0)
+        assert s.purge(T0 + 50) == 0  # nothing old enough yet
+        assert s.purge(T0 + 101) == 3  # inc-open v1, inc-done v1 and v2
+        assert [r["version"] for r in s.outbox_rows("pager", "inc-open")] == [2]
+        assert s.has_incident("pager", "inc-open")
+        assert not s.has_incident("pager", "inc-done")
+        assert s.outbox_stats()["pager"] == {"pending": 1, "delivered": 1, "dead": 1}
+
+
+async def test_writes_are_visible_at_once_but_durable_only_after_commit(tmp_path: Path) -> None:
+    """Reads on the store's connection see its uncommitted writes; another connection does not."""
+    path = tmp_path / "engine.sqlite"
+    async with Store(path, commit_interval=3600) as s:
+        s.record(rec(), ["pager"], T0)
+        assert s.incident("inc-a") is not None
+        with sqlite3.connect(path) as other:
+            assert other.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+        s.commit()
+        with sqlite3.connect(path) as other:
+            assert other.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1

@@ -1,0 +1,706 @@
+"""MQTT in and out: ``MqttSource`` feeds alarms and probe samples to the core, ``MqttPublisher`` sends
+incident records and dead letters. Each owns one connection and re-establishes it for ever.
+
+Theory of operation
+-------------------
+Inbound messages are QoS 1 and acknowledged by the application, not by the client library: paho's
+``manual_ack`` is switched on before the connection exists (paho would otherwise PUBACK whatever
+arrives between CONNACK and the switch), and each ``Inbound`` carries an ``ack()`` that sends the
+PUBACK. The daemon calls it only after the message is committed to its journal, so a crash loses
+nothing: the broker still holds every unacknowledged message in our persistent session (MQTT v5
+``clean_start=False`` with a Session Expiry Interval, or v3.1.1 ``clean_session=False``) and
+delivers it again, with the DUP flag, on the next connection.
+
+Each connection is a fresh ``aiomqtt.Client`` (a ``_Link``). A packet id only means something on
+the connection it arrived on, so ``ack()`` of a message from an earlier connection is a no-op
+counted in ``stats["stale_acks"]``: the broker redelivers that message and the core deduplicates.
+Each ``ack()`` acts once; a second call does nothing (it could otherwise acknowledge a later
+message that reused the packet id).
+
+Flow control: the v5 Receive Maximum asks the broker to keep at most that many unacknowledged
+messages in flight. The source takes paho's ``on_message`` over from aiomqtt (aiomqtt's queue and
+``messages`` iterator are not used: its ``Message`` drops the DUP flag, and its iterator's
+task-per-message hand-over can hide a message in transit): messages wait in the link's inbox
+(bounded: ``client_queue_size``, default twice the Receive Maximum) and then in ``queue`` (bounded:
+``settings.queue_size``), whose ``put`` the reader awaits. Mosquitto 2.0.11 does not honour
+Receive Maximum once PUBACKs flow (each PUBACK of the oldest message releases up to a window's
+worth of queued ones), and a v3.1.1 client has only the broker's ``max_inflight_messages``; so when
+the inbox is full the message is dropped *unacknowledged* (``dropped_by_client``) and, once
+everything taken on that connection has been acknowledged, the connection is recycled: the broker
+delivers the dropped messages again. Nothing is lost; the cost is duplicates and a reconnect.
+
+Reconnection: any failure (refused, timed out, dropped, subscription refused) ends the ``_Link``;
+the task waits a jittered exponential backoff (``settings.reconnect``), reset after each successful
+subscribe, and connects again. Statistics and queues live in the source, not the link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final
+
+import aiomqtt
+import paho.mqtt.client as paho
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from engine.config import Backoff, MqttSettings, TlsSettings
+from engine.errors import ConfigError, EngineError
+
+__all__ = [
+    "Inbound",
+    "MqttPublisher",
+    "MqttSource",
+    "PublishError",
+    "backoff_delays",
+    "tls_context",
+]
+
+SOURCE_STATS: Final = (
+    "received",  # messages handed to ``queue``
+    "acked",  # PUBACKs sent (ack() on a live connection)
+    "reconnects",  # connections after the first
+    "connect_failures",  # attempts that never got a CONNACK
+    "dropped_by_client",  # the inbox (client_queue_size) was full: dropped unacknowledged, sent again
+    "stale_acks",  # ack() of a message whose connection is gone (the broker redelivers it)
+    "recycles",  # connections closed on purpose to get dropped messages redelivered
+    "sessions_lost",  # reconnects where the broker had no session for us (messages may be lost)
+)
+PUBLISHER_STATS: Final = (
+    "published",  # publish() calls the broker acknowledged (QoS 1) or that were sent (QoS 0)
+    "publish_failures",  # publish() calls that raised PublishError
+    "buffered",  # publish_nowait() calls accepted
+    "dropped",  # publish_nowait() calls refused: the buffer was full
+    "reconnects",
+    "connect_failures",
+)
+SESSION_EXPIRY_MAX: Final = 0xFFFFFFFF  # v5: "never expires"
+PENDING_CALLS_WARNING: Final = 1000  # aiomqtt warns above this many publishes awaiting PUBACK
+OPERATION_TIMEOUT: Final = 10.0  # CONNACK, SUBACK and clean DISCONNECT
+
+
+class PublishError(EngineError):
+    """A publish was not acknowledged: not connected in time, the connection dropped, or refused."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        self.topic = topic
+        self.reason = reason
+        super().__init__(f"publish to {topic!r} failed: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message from the broker. Call ``ack()`` once it is durable (after the journal commit)."""
+
+    topic: str
+    payload: bytes
+    received: float  # the source's clock when the message arrived
+    ack: Callable[[], None] = field(repr=False)
+    duplicate: bool = False  # the broker's DUP flag: this may have been delivered before
+
+
+def tls_context(tls: TlsSettings | None) -> ssl.SSLContext:
+    """An SSL context for the broker connection from ``mqtt.tls`` (``None``: system CAs, verified).
+
+    ``ca_file`` replaces the system CAs (only its CAs are trusted); ``cert_file`` (with ``key_file``,
+    or a PEM holding both) is our client certificate; ``insecure`` turns off certificate and host
+    name verification.
+    Raises ``ConfigError`` naming the setting when a file is missing or unusable.
+    """
+    tls = tls or TlsSettings()
+    if tls.key_file is not None and tls.cert_file is None:
+        raise ConfigError("mqtt.tls", "key_file", "needs cert_file (the client certificate)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslsocket_class = _ClosingSSLSocket
+    if tls.ca_file is None:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        try:
+            ctx.load_verify_locations(cafile=str(tls.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("mqtt.tls", "ca_file", f"cannot load {tls.ca_file}: {exc}") from None
+    if tls.cert_file is not None:
+        try:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            files = f"{tls.cert_file}" + (f" / {tls.key_file}" if tls.key_file else "")
+            raise ConfigError("mqtt.tls", "cert_file", f"cannot load {files}: {exc}") from None
+    if tls.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the handshake fails: paho leaves the socket of a failed handshake open."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def backoff_delays(policy: Backoff, *, rng: Callable[[], float] = random.random) -> Iterator[float]:
+    """Endless reconnect delays: ``initial``, ×``factor`` each time, capped at ``max``, each ±``jitter``."""
+    base = policy.initial
+    while True:
+        yield max(0.0, base * (1.0 + policy.jitter * (2.0 * rng() - 1.0)))
+        base = min(policy.max, base * policy.factor)
+
+
+class _Reconnect(Exception):
+    """End this connection and connect again: ``delay`` False skips the backoff (a recycle)."""
+
+    def __init__(self, reason: str, *, delay: bool = True) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """A PUBLISH as paho decoded it, with what aiomqtt's Message leaves out (DUP, arrival time)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    duplicate: bool
+    received: float
+
+
+@dataclass(eq=False)
+class _Link:
+    """One connection: its client, and what only means something while that connection lives."""
+
+    client: aiomqtt.Client
+    number: int
+    up: bool = False  # CONNACK received and not disconnected since
+    session_present: bool = False
+    outstanding: int = 0  # handed to the queue, not yet acknowledged
+    dropped: int = 0  # dropped because the inbox was full
+    recycling: bool = False
+    down_reason: str = ""
+    lost: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    inbox: deque[_Received] = field(default_factory=deque)  # received, not yet taken by the reader
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # inbox grew, or the link went down
+
+    @property
+    def paho(self) -> paho.Client:
+        return self.client._client
+
+    @property
+    def live(self) -> bool:
+        return self.up and self.paho.is_connected()
+
+
+class _Connection:
+    """The reconnect loop shared by source and publisher; subclasses say what a connection does."""
+
+    _stat_names: tuple[str, ...] = ()
+
+    def __init__(self, settings: MqttSettings, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.stats: dict[str, int] = dict.fromkeys(self._stat_names, 0)
+        self._link: _Link | None = None
+        self._links = 0
+        self._task: asyncio.Task[None] | None = None
+        self._delays = backoff_delays(settings.reconnect)
+        self._tls = tls_context(settings.tls) if settings.uses_tls else None
+        self._log = structlog.get_logger("engine.mqtt").bind(
+            broker=f"{settings.host}:{settings.port}", client_id=client_id
+        )
+
+    # -- what subclasses provide -----------------------------------------------------------------
+    def _persistent(self) -> bool:
+        raise NotImplementedError
+
+    async def _serve(self, link: _Link) -> None:
+        """Use a connected link until it fails (raise) or is lost."""
+        raise NotImplementedError
+
+    def _on_up(self, link: _Link) -> None:
+        """Called when CONNACK arrives (in paho's callback)."""
+
+    def _on_down(self, link: _Link) -> None:
+        """Called when the connection is lost or closed (in paho's callback)."""
+
+    def _on_message(self, link: _Link, message: paho.MQTTMessage) -> None:
+        """Called for each PUBLISH from the broker (in paho's callback)."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _start(self, name: str) -> None:
+        if self._task is not None:
+            raise RuntimeError(f"{type(self).__name__} is not reentrant")
+        self._task = asyncio.create_task(self._run(), name=name)
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        connected_before = False
+        while True:
+            link = self._new_link()
+            delay = True
+            try:
+                try:
+                    await link.client.__aenter__()
+                except aiomqtt.MqttError as exc:
+                    self.stats["connect_failures"] += 1
+                    raise _Reconnect(f"connect failed: {exc}") from None
+                try:
+                    if connected_before:
+                        self.stats["reconnects"] += 1
+                        if self._persistent() and not link.session_present:
+                            self.stats["sessions_lost"] += 1
+                            self._log.warning(
+                                "mqtt session lost: the broker kept nothing for us while we were away"
+                            )
+                    connected_before = True
+                    self._log.info("mqtt connected", link=link.number, session_present=link.session_present)
+                    await self._serve(link)
+                finally:
+                    await self._leave(link)
+            except _Reconnect as exc:
+                delay = exc.delay
+                reason = str(exc)
+            except aiomqtt.MqttError as exc:
+                reason = f"disconnected: {exc.__cause__ or exc}"
+                delay = not link.recycling
+            except Exception as exc:  # paho failures outside MqttError, or a bug: log it, keep going
+                reason = f"{type(exc).__name__}: {exc}"
+                self._log.error("mqtt connection failed unexpectedly", exc_info=True)
+            finally:
+                self._release(link)
+            if not delay:
+                self._log.info("mqtt reconnecting", reason=reason)
+                continue
+            wait = next(self._delays)
+            self._log.warning("mqtt connection down", reason=reason, retry_in=round(wait, 3))
+            await asyncio.sleep(wait)
+
+    def _healthy(self) -> None:
+        """The connection works (subscribed, or connected for a publisher): restart the backoff."""
+        self._delays = backoff_delays(self.settings.reconnect)
+
+    def _new_link(self) -> _Link:
+        s = self.settings
+        user, password = s.credentials
+        persistent = self._persistent()
+        kwargs: dict[str, Any] = {}
+        if s.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.ReceiveMaximum = s.receive_maximum
+            if persistent:
+                props.SessionExpiryInterval = int(min(s.session_expiry, SESSION_EXPIRY_MAX))
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=not persistent, properties=props)
+        else:
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=not persistent)
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=self.client_id,
+            username=user,
+            password=password,
+            keepalive=s.keepalive,
+            timeout=OPERATION_TIMEOUT,
+            tls_context=self._tls,
+            **kwargs,
+        )
+        client.pending_calls_threshold = PENDING_CALLS_WARNING
+        self._links += 1
+        link = _Link(client, self._links)
+        self._link = link
+        self._hook(link)
+        return link
+
+    def _hook(self, link: _Link) -> None:
+        """Wrap aiomqtt's paho callbacks (connect, disconnect) and take over on_message."""
+        client = link.paho
+        client.manual_ack_set(True)  # before connecting: a resumed session delivers right after CONNACK
+
+        def on_connect(
+            c: paho.Client,
+            userdata: Any,
+            flags: paho.ConnectFlags,
+            reason: ReasonCode,
+            properties: Properties | None = None,
+        ) -> None:
+            if not reason.is_failure:
+                link.up = True
+                link.session_present = bool(flags.session_present)
+                self._on_up(link)
+            link.client._on_connect(c, userdata, flags, reason, properties)
+
+        def on_disconnect(
+            c: paho.Client,
+            userdata: Any,
+            flags: paho.DisconnectFlags,
+            reason: ReasonCode,
+            properties: Properties | None = None,
+        ) -> None:
+            link.down_reason = str(reason)
+            self._down(link)
+            connecting = link.client._connected
+            if not connecting.done():  # closed before CONNACK (TLS refused, broker going down…)
+                connecting.set_exception(aiomqtt.MqttError(f"connection closed before CONNACK: {reason}"))
+            link.client._on_disconnect(c, userdata, flags, reason, properties)
+
+        def on_message(c: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+            self._on_message(link, message)
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_message = on_message
+
+    def _down(self, link: _Link) -> None:
+        was_up, link.up = link.up, False
+        link.wakeup.set()
+        if not link.lost.done():
+            link.lost.set_result(None)
+        if was_up:
+            self._on_down(link)
+
+    async def _leave(self, link: _Link) -> None:
+        """Disconnect cleanly if still connected (a normal DISCONNECT keeps the session)."""
+        try:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await link.client.__aexit__(None, None, None)
+        finally:
+            self._down(link)
+
+    def _release(self, link: _Link) -> None:
+        """Close whatever sockets paho still holds (a cancelled connect leaves them open)."""
+        self._down(link)
+        with contextlib.suppress(Exception):
+            link.paho._reset_sockets()
+
+
+class MqttSource(_Connection):
+    """Subscribes to the alarm and probe topics and puts each message on ``queue`` as an ``Inbound``.
+
+    ``async with MqttSource(settings) as source:`` starts the connection task; ``queue`` is bounded
+    (``settings.queue_size``) and the reader waits while it is full. ``subscribed`` is set after each
+    successful (re)subscribe and cleared when the connection is lost. ``pause()`` stops taking
+    messages (what the broker sends meanwhile waits unacknowledged); ``resume()`` continues. On exit
+    the connection is closed cleanly and nothing still queued is acknowledged: the broker keeps it.
+    """
+
+    _stat_names = SOURCE_STATS
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        client_id: str | None = None,
+        client_queue_size: int | None = None,
+    ) -> None:
+        super().__init__(settings, client_id or settings.client_id)
+        if client_queue_size is not None and client_queue_size < 1:
+            raise ValueError(f"client_queue_size must be at least 1, got {client_queue_size}")
+        self._clock = clock
+        self._client_queue = client_queue_size or max(2 * settings.receive_maximum, 100)
+        self.queue: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=settings.queue_size)
+        self.subscribed = asyncio.Event()
+        self._taking = asyncio.Event()
+        self._taking.set()
+        self._in_hand = 0  # a message taken from the connection, not yet on ``queue``
+        self._subscriptions = tuple(dict.fromkeys((*settings.alarm_topics, *settings.probe_topics)))
+
+    async def __aenter__(self) -> MqttSource:
+        self._start(f"mqtt-source {self.client_id}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    def pause(self) -> None:
+        """Stop taking messages from the connection (graceful shutdown: stop intake first)."""
+        self._taking.clear()
+
+    def resume(self) -> None:
+        self._taking.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._taking.is_set()
+
+    @property
+    def backlog(self) -> int:
+        """Messages received on the current connection and not yet on ``queue`` (all unacknowledged)."""
+        link = self._link
+        waiting = len(link.inbox) if link is not None and link.up else 0
+        return waiting + self._in_hand
+
+    # -- the connection --------------------------------------------------------------------------
+    def _persistent(self) -> bool:
+        return True
+
+    def _on_down(self, link: _Link) -> None:
+        self.subscribed.clear()
+
+    def _on_message(self, link: _Link, message: paho.MQTTMessage) -> None:
+        if len(link.inbox) >= self._client_queue:
+            # Not acknowledged, so the broker still owns it; the link is recycled once drained.
+            link.dropped += 1
+            self.stats["dropped_by_client"] += 1
+            if link.dropped == 1:
+                self._log.warning(
+                    "mqtt client queue full: dropping unacknowledged messages until the link is recycled",
+                    client_queue_size=self._client_queue,
+                )
+            return
+        link.inbox.append(
+            _Received(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=message.qos,
+                mid=message.mid,
+                duplicate=bool(message.dup),
+                received=self._clock(),
+            )
+        )
+        link.wakeup.set()
+
+    async def _serve(self, link: _Link) -> None:
+        await self._subscribe(link)
+        inbox = link.inbox
+        while True:
+            await self._taking.wait()
+            while True:
+                if link.lost.done():  # what is still in the inbox comes again on the next connection
+                    raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
+                if inbox:
+                    break
+                link.wakeup.clear()
+                await link.wakeup.wait()
+            message = inbox.popleft()
+            self._in_hand = 1
+            try:
+                await self._taking.wait()  # paused while we waited for the message: hold it
+                inbound = Inbound(
+                    topic=message.topic,
+                    payload=message.payload,
+                    received=message.received,
+                    ack=self._acknowledger(link, message.mid, message.qos),
+                    duplicate=message.duplicate,
+                )
+                link.outstanding += 1
+                await self.queue.put(inbound)
+            finally:
+                self._in_hand = 0
+            self.stats["received"] += 1
+
+    async def _subscribe(self, link: _Link) -> None:
+        if self.settings.protocol == "5":
+            options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+            topics: Any = [(t, options) for t in self._subscriptions]
+        else:
+            topics = [(t, 1) for t in self._subscriptions]
+        granted: list[int | ReasonCode] = list(await link.client.subscribe(topics, timeout=OPERATION_TIMEOUT))
+        refused = [
+            f"{t}: {code}" for t, code in zip(self._subscriptions, granted, strict=False) if _refused(code)
+        ]
+        if refused:
+            self._log.error("mqtt subscription refused", refused=refused)
+            raise _Reconnect(f"subscription refused: {', '.join(refused)}")
+        self.subscribed.set()
+        self._healthy()
+        self._log.info("mqtt subscribed", topics=list(self._subscriptions))
+
+    def _acknowledger(self, link: _Link, mid: int, qos: int) -> Callable[[], None]:
+        done = False
+
+        def ack() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            link.outstanding -= 1
+            if not link.live or link is not self._link:
+                self.stats["stale_acks"] += 1
+                return
+            if qos > 0 and link.paho.ack(mid, qos) != paho.MQTT_ERR_SUCCESS:
+                self.stats["stale_acks"] += 1
+                return
+            self.stats["acked"] += 1
+            if link.dropped and link.outstanding == 0 and not link.inbox and not self._in_hand:
+                self._recycle(link)
+
+        return ack
+
+    def _recycle(self, link: _Link) -> None:
+        """Everything kept on this link is acknowledged: reconnect so the broker resends the dropped."""
+        if link.recycling:
+            return
+        link.recycling = True
+        self.stats["recycles"] += 1
+        self._log.info("mqtt recycling the connection to get dropped messages again", dropped=link.dropped)
+        link.paho.disconnect()  # the reader sees the link go down and reconnects at once
+
+
+def _refused(code: int | ReasonCode) -> bool:
+    """A SUBACK code that refuses the subscription (0x80 and above, in v3.1.1 and v5 alike)."""
+    return code.is_failure if isinstance(code, ReasonCode) else code >= 0x80
+
+
+class MqttPublisher(_Connection):
+    """Publishes on its own connection (client id + ``-pub``, clean session), reconnecting for ever.
+
+    ``publish()`` returns once the broker acknowledged a QoS 1 message (PUBACK) and raises
+    ``PublishError`` if that does not happen within ``timeout`` (waiting for a connection counts) or
+    the connection drops first: the caller retries, so delivery is at least once.
+    ``publish_nowait()`` is best effort (dead letters): into a bounded buffer that a background task
+    publishes at QoS 1, retrying each message until it is acknowledged; False when the buffer is full.
+    """
+
+    _stat_names = PUBLISHER_STATS
+
+    def __init__(
+        self, settings: MqttSettings, *, client_id: str | None = None, buffer_size: int = 1000
+    ) -> None:
+        if buffer_size < 1:
+            raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
+        super().__init__(settings, (client_id or settings.client_id) + "-pub")
+        self.connected = asyncio.Event()
+        self._buffer: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=buffer_size)
+        self._unsent = 0  # accepted by publish_nowait, not yet acknowledged
+        self._flushed = asyncio.Event()
+        self._flushed.set()
+        self._drainer: asyncio.Task[None] | None = None
+        self._dropping = False
+
+    async def __aenter__(self) -> MqttPublisher:
+        self._start(f"mqtt-publisher {self.client_id}")
+        self._drainer = asyncio.create_task(self._drain(), name=f"mqtt-publisher-buffer {self.client_id}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
+        await self._stop()
+
+    @property
+    def buffered(self) -> int:
+        """Messages accepted by ``publish_nowait`` and not yet acknowledged by the broker."""
+        return self._unsent
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything ``publish_nowait`` accepted is acknowledged; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._flushed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, timeout: float = 10.0
+    ) -> None:
+        """Publish and wait for the broker's PUBACK (QoS 1) or the send (QoS 0)."""
+        if qos not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1, got {qos}")
+        try:
+            async with asyncio.timeout(timeout):
+                await self.connected.wait()
+                link = self._link
+                if link is None or not link.live:
+                    raise PublishError(topic, "not connected")
+                sending = asyncio.ensure_future(
+                    link.client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
+                )
+                try:
+                    await asyncio.wait((sending, link.lost), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not sending.done():
+                        sending.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await sending
+                if not sending.done() or sending.cancelled():
+                    raise PublishError(topic, "connection lost before the broker acknowledged")
+                sending.result()
+        except TimeoutError:
+            self.stats["publish_failures"] += 1
+            what = "acknowledged" if self.connected.is_set() else "connected"
+            raise PublishError(topic, f"not {what} within {timeout:g}s") from None
+        except aiomqtt.MqttError as exc:
+            self.stats["publish_failures"] += 1
+            raise PublishError(topic, str(exc)) from None
+        except PublishError:
+            self.stats["publish_failures"] += 1
+            raise
+        self.stats["published"] += 1
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """Queue a QoS 1 publish without waiting. False (and ``stats["dropped"]``) when the buffer is full."""
+        try:
+            self._buffer.put_nowait((topic, payload))
+        except asyncio.QueueFull:
+            self.stats["dropped"] += 1
+            if not self._dropping:
+                self._dropping = True
+                self._log.warning("mqtt publish buffer full: dropping", size=self._buffer.maxsize)
+            return False
+        self.stats["buffered"] += 1
+        self._unsent += 1
+        self._flushed.clear()
+        return True
+
+    async def _drain(self) -> None:
+        while True:
+            topic, payload = await self._buffer.get()
+            delays = backoff_delays(self.settings.reconnect)
+            while True:
+                try:
+                    await self.publish(topic, payload, qos=1, timeout=OPERATION_TIMEOUT)
+                    break
+                except PublishError:
+                    await self.connected.wait()
+                    await asyncio.sleep(next(delays))
+            self._unsent -= 1
+            if self._unsent == 0:
+                self._flushed.set()
+            self._dropping = False
+
+    # -- the connection --------------------------------------------------------------------------
+    def _persistent(self) -> bool:
+        return False
+
+    def _on_up(self, link: _Link) -> None:
+        self.connected.set()
+
+    def _on_down(self, link: _Link) -> None:
+        self.connected.clear()
+
+    async def _serve(self, link: _Link) -> None:
+        self._healthy()
+        await link.lost
+        raise _Reconnect(f"disconnected: {link.down_reason}")

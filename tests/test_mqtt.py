@@ -1,0 +1,457 @@
+"""The MQTT adapter (``engine.adapters.mqtt``) against private Mosquitto brokers: QoS 1 intake with
+application-controlled acknowledgement, persistent sessions, reconnection, flow control and
+overflow, the publisher's acknowledged and best-effort paths, TLS and credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource, PublishError, backoff_delays, tls_context
+from engine.config import Backoff, MqttSettings, TlsSettings
+from engine.errors import ConfigError
+from tests.mosquitto import Certificates, Mosquitto, make_certificates
+
+WAIT = 10.0  # seconds any awaited condition may take before the test fails
+FAST = Backoff(initial=0.05, max=0.2, factor=2.0, jitter=0.2)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+def mqtt_settings(broker: Mosquitto, prefix: str, **overrides: Any) -> MqttSettings:
+    values: dict[str, Any] = {
+        "url": broker.url,
+        "client_id": "engine-" + prefix.rsplit("/", 1)[-1][-40:],
+        "alarm_topics": (f"{prefix}/alarms/#",),
+        "probe_topics": (f"{prefix}/probes/#",),
+        "reconnect": FAST,
+    }
+    values.update(overrides)
+    return MqttSettings(**values)
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    """Wait for ``condition()`` to hold; fail naming ``what`` if it does not within ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+async def take(source: MqttSource, n: int) -> list[Inbound]:
+    return [await asyncio.wait_for(source.queue.get(), WAIT) for _ in range(n)]
+
+
+async def publish_raw(
+    broker: Mosquitto, messages: Iterable[tuple[str, bytes]], *, protocol: str = "5", retain: bool = False
+) -> None:
+    """Publish at QoS 1 with a plain aiomqtt client (each call returns after the PUBACK)."""
+    version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=version) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1, retain=retain)
+
+
+def alarms(prefix: str, n: int, start: int = 0) -> list[tuple[str, bytes]]:
+    return [(f"{prefix}/alarms/ne-{i}", b"%d" % i) for i in range(start, start + n)]
+
+
+# --- receiving ------------------------------------------------------------------------------------
+async def test_receives_alarms_and_probes_in_order(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """Messages on the alarm and probe filters reach ``queue`` once each and in publish order, with the
+    topic, the payload, the source's clock at arrival and the DUP flag clear; other topics do not."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    sent = [
+        (f"{topic_prefix}/alarms/ne-{i}", b'{"i": %d}' % i)
+        if i % 2
+        else (f"{topic_prefix}/probes/p-{i}", b'{"i": %d}' % i)
+        for i in range(20)
+    ]
+    async with MqttSource(settings, clock=lambda: 1234.5) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, [(f"{topic_prefix}/other/x", b"not ours"), *sent])
+        got = await take(source, len(sent))
+        assert source.stats["received"] == len(sent)
+    assert [(m.topic, m.payload) for m in got] == sent
+    assert {(m.received, m.duplicate) for m in got} == {(1234.5, False)}
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_unacknowledged_messages_are_redelivered(
+    mosquitto: Mosquitto, topic_prefix: str, protocol: str
+) -> None:
+    """Leaving without acknowledging keeps messages in the persistent session: the next connection gets
+    exactly the unacknowledged ones again (DUP set), and not those acknowledged before."""
+    settings = mqtt_settings(mosquitto, topic_prefix, protocol=protocol)
+    sent = alarms(topic_prefix, 5)
+    async with MqttSource(settings) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, sent, protocol=protocol)
+        got = await take(source, 5)
+        got[0].ack()
+        got[1].ack()
+        assert source.stats["acked"] == 2
+    async with MqttSource(settings) as again:
+        redelivered = await take(again, 3)
+        for m in redelivered:
+            m.ack()
+        await publish_raw(mosquitto, [(f"{topic_prefix}/alarms/marker", b"marker")], protocol=protocol)
+        (marker,) = await take(again, 1)
+    assert [(m.topic, m.payload) for m in redelivered] == sent[2:]
+    assert all(m.duplicate for m in redelivered)
+    assert (marker.payload, marker.duplicate) == (b"marker", False)
+
+
+async def test_pause_stops_intake_and_resume_continues(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """While paused, messages stay with the connection (``backlog``), unacknowledged and off ``queue``;
+    ``resume()`` hands them over in order."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    sent = alarms(topic_prefix, 3)
+    async with MqttSource(settings) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        source.pause()
+        await publish_raw(mosquitto, sent)
+        await until(lambda: source.backlog == 3, "three messages held by the paused source")
+        assert (source.stats["received"], source.queue.qsize()) == (0, 0)
+        source.resume()
+        got = await take(source, 3)
+    assert [(m.topic, m.payload) for m in got] == sent
+
+
+# --- acknowledgement across connections -----------------------------------------------------------
+async def test_ack_from_a_dropped_connection_is_a_harmless_noop(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """A message received on a connection that later dropped: its ``ack()`` sends nothing and counts a
+    stale ack; the broker redelivers it (DUP) and that copy's ack counts. Each ack acts once."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    async with MqttSource(settings) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, alarms(topic_prefix, 1))
+        (first,) = await take(source, 1)
+        mosquitto.restart()
+        await until(lambda: source.stats["reconnects"] == 1 and source.subscribed.is_set(), "reconnected")
+        first.ack()
+        assert (source.stats["stale_acks"], source.stats["acked"]) == (1, 0)
+        (again,) = await take(source, 1)
+        again.ack()
+        again.ack()
+        assert (source.stats["stale_acks"], source.stats["acked"]) == (1, 1)
+    assert (again.payload, again.duplicate) == (first.payload, True)
+
+
+# --- reconnection ---------------------------------------------------------------------------------
+async def test_broker_restart_mid_stream(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """When the broker restarts mid-stream, source and publisher reconnect with backoff, the source
+    resubscribes, and every message arrives; one seen twice is flagged duplicate the second time."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    seen: dict[bytes, int] = {}
+    redelivered_flags: list[bool] = []
+
+    async def consume(source: MqttSource, count: int) -> None:
+        while len(seen) < count:
+            m = await asyncio.wait_for(source.queue.get(), WAIT)
+            if m.payload in seen:
+                redelivered_flags.append(m.duplicate)
+            seen[m.payload] = seen.get(m.payload, 0) + 1
+            m.ack()
+
+    async with MqttSource(settings) as source, MqttPublisher(settings) as publisher:
+        await until(lambda: source.subscribed.is_set() and publisher.connected.is_set(), "connected")
+        for topic, payload in alarms(topic_prefix, 30):
+            await publisher.publish(topic, payload)
+        await consume(source, 30)
+        mosquitto.stop()
+        await until(
+            lambda: not source.subscribed.is_set() and not publisher.connected.is_set(), "both disconnected"
+        )
+        mosquitto.start()
+        for topic, payload in alarms(topic_prefix, 30, start=30):
+            await publisher.publish(topic, payload, timeout=WAIT)  # waits for the reconnect
+        await consume(source, 60)
+        await until(source.subscribed.is_set, "resubscribed")
+        assert source.stats["reconnects"] == 1
+        assert publisher.stats["reconnects"] == 1
+    assert set(seen) == {b"%d" % i for i in range(60)}
+    assert all(redelivered_flags)
+
+
+async def test_messages_published_while_away_survive_a_broker_restart(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """Messages published while the source is offline are queued in its persistent session, survive a
+    broker restart (Mosquitto persistence) and arrive in order when the source comes back."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    async with MqttSource(settings) as source:
+        await until(source.subscribed.is_set, "subscribed")
+    sent = alarms(topic_prefix, 10)
+    await publish_raw(mosquitto, sent)
+    mosquitto.restart()
+    async with MqttSource(settings) as source:
+        got = await take(source, 10)
+    assert [(m.topic, m.payload, m.duplicate) for m in got] == [(t, p, False) for t, p in sent]
+
+
+async def test_a_lost_session_is_reported_and_subscriptions_restored(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """A broker that comes back without our session (killed, nothing saved) is counted in
+    ``sessions_lost``; the source subscribes again, so new messages still arrive."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    async with MqttSource(settings) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        mosquitto.kill()
+        await until(lambda: not source.subscribed.is_set(), "disconnected")
+        mosquitto.start()
+        await until(lambda: source.subscribed.is_set() and source.stats["reconnects"] == 1, "resubscribed")
+        assert source.stats["sessions_lost"] == 1
+        await publish_raw(mosquitto, alarms(topic_prefix, 1))
+        (got,) = await take(source, 1)
+    assert got.payload == b"0"
+
+
+# --- flow control ---------------------------------------------------------------------------------
+async def test_backpressure_burst_is_received_once_the_consumer_drains(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """A burst larger than ``queue_size`` fills the queue and waits at the broker, unacknowledged; once
+    the consumer drains and acknowledges, all of it arrives in order and nothing is dropped."""
+    settings = mqtt_settings(mosquitto, topic_prefix, queue_size=5, receive_maximum=10)
+    sent = alarms(topic_prefix, 100)
+    async with MqttSource(settings) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, sent)
+        await until(source.queue.full, "a full queue")
+        assert (source.stats["received"], source.stats["acked"]) == (5, 0)
+        got: list[Inbound] = []
+        while len(got) < len(sent):
+            (m,) = await take(source, 1)
+            got.append(m)
+            m.ack()
+        stats = dict(source.stats)
+    assert [(m.topic, m.payload) for m in got] == sent
+    assert (stats["received"], stats["acked"], stats["dropped_by_client"]) == (100, 100, 0)
+
+
+async def test_client_queue_overflow_is_redelivered_not_lost(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """When the broker sends more than aiomqtt's queue holds (v3.1.1 has no Receive Maximum and this
+    broker has no inflight cap), the excess is dropped unacknowledged and counted; once everything
+    kept is acknowledged the source recycles its connection and the broker delivers the rest."""
+    settings = mqtt_settings(mosquitto, topic_prefix, protocol="3.1.1", queue_size=5)
+    sent = alarms(topic_prefix, 200)
+    seen: set[bytes] = set()
+    async with MqttSource(settings, client_queue_size=10) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, sent, protocol="3.1.1")
+        await until(lambda: source.stats["dropped_by_client"] > 0, "an overflow")
+        while len(seen) < len(sent):
+            (m,) = await take(source, 1)
+            seen.add(m.payload)
+            m.ack()
+        stats = dict(source.stats)
+    assert seen == {p for _, p in sent}
+    assert stats["recycles"] >= 1
+    assert stats["reconnects"] == stats["recycles"]
+    assert stats["stale_acks"] == 0
+
+
+# --- publishing -----------------------------------------------------------------------------------
+async def test_publish_returns_after_the_broker_acknowledged(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """``publish()`` waits for the PUBACK: against a frozen broker it raises ``PublishError`` at its
+    timeout; the message was sent, so after the broker resumes it is delivered (at least once)."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    topic = f"{topic_prefix}/alarms/ne-1"
+    async with MqttSource(settings) as source, MqttPublisher(settings) as publisher:
+        await until(lambda: source.subscribed.is_set() and publisher.connected.is_set(), "connected")
+        await publisher.publish(topic, b"one")
+        mosquitto.freeze()
+        try:
+            with pytest.raises(PublishError, match="not acknowledged within"):
+                await publisher.publish(topic, b"two", timeout=0.3)
+        finally:
+            mosquitto.thaw()
+        await publisher.publish(topic, b"three")
+        got = await take(source, 3)
+        assert (publisher.stats["published"], publisher.stats["publish_failures"]) == (2, 1)
+    assert [m.payload for m in got] == [b"one", b"two", b"three"]
+
+
+async def test_publish_while_the_broker_is_down(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """With the broker down ``publish()`` raises ``PublishError`` once its timeout passes without a
+    connection; given a longer timeout it waits for the reconnect and succeeds."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    topic = f"{topic_prefix}/alarms/ne-1"
+    async with MqttSource(settings) as source, MqttPublisher(settings) as publisher:
+        await until(lambda: source.subscribed.is_set() and publisher.connected.is_set(), "connected")
+        mosquitto.stop()
+        await until(lambda: not publisher.connected.is_set(), "disconnected")
+        with pytest.raises(PublishError, match="not connected within"):
+            await publisher.publish(topic, b"lost", timeout=0.2)
+        mosquitto.start()
+        await publisher.publish(topic, b"kept", timeout=WAIT)
+        (got,) = await take(source, 1)
+        assert publisher.stats["reconnects"] == 1
+        assert publisher.stats["publish_failures"] == 1
+    assert got.payload == b"kept"
+
+
+async def test_publish_nowait_is_bounded_and_delivered_later(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """``publish_nowait`` accepts up to ``buffer_size`` messages while disconnected and refuses (and
+    counts) the rest; once connected the buffer is published at QoS 1, in order."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    sent = alarms(topic_prefix, 5)
+    async with MqttSource(settings) as source:  # creates the persistent session
+        await until(source.subscribed.is_set, "subscribed")
+    mosquitto.stop()
+    async with MqttPublisher(settings, buffer_size=3) as publisher:
+        accepted = [publisher.publish_nowait(t, p) for t, p in sent]
+        assert accepted == [True, True, True, False, False]
+        assert (publisher.stats["buffered"], publisher.stats["dropped"], publisher.buffered) == (3, 2, 3)
+        await until(lambda: publisher.stats["connect_failures"] >= 1, "a failed connect")
+        mosquitto.start()
+        assert await publisher.flush(WAIT)
+        assert publisher.buffered == 0
+    async with MqttSource(settings) as source:
+        got = await take(source, 3)
+    assert [(m.topic, m.payload) for m in got] == sent[:3]
+
+
+# --- credentials and TLS --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("userinfo", "connects"),
+    [("engine:s3cret@", True), ("engine:wrong@", False), ("", False)],
+    ids=["right-password", "wrong-password", "anonymous"],
+)
+async def test_credentials(
+    make_mosquitto: Callable[..., Mosquitto], topic_prefix: str, userinfo: str, connects: bool
+) -> None:
+    """User and password from the URL are sent; a refused CONNACK is a connect failure, retried with
+    backoff, and the source never reports itself subscribed."""
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    broker = make_mosquitto(users={"engine": "s3cret"})
+    settings = mqtt_settings(broker, topic_prefix, url=f"mqtt://{userinfo}127.0.0.1:{broker.port}")
+    async with MqttSource(settings) as source:
+        if connects:
+            await until(source.subscribed.is_set, "subscribed")
+        else:
+            await until(lambda: source.stats["connect_failures"] >= 2, "two refused connects")
+            assert not source.subscribed.is_set()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+def test_tls_context_options(certificates: Certificates, tmp_path: Path) -> None:
+    """The SSL context: verified with system CAs by default, TLS 1.2 at least; ``ca_file`` is loaded;
+    only its CAs are trusted; ``insecure`` turns verification off; a client certificate loads with its key
+    or from one PEM."""
+    default = tls_context(None)
+    assert (default.verify_mode, default.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert default.minimum_version == ssl.TLSVersion.TLSv1_2
+
+    with_ca = tls_context(TlsSettings(ca_file=certificates.ca))
+    assert [c["subject"] for c in with_ca.get_ca_certs()] == [((("commonName", "test-ca"),),)]
+
+    insecure = tls_context(TlsSettings(insecure=True))
+    assert (insecure.verify_mode, insecure.check_hostname) == (ssl.CERT_NONE, False)
+
+    tls_context(TlsSettings(cert_file=certificates.client_cert, key_file=certificates.client_key))
+    combined = tmp_path / "client.pem"
+    combined.write_text(certificates.client_cert.read_text() + certificates.client_key.read_text())
+    tls_context(TlsSettings(cert_file=combined))
+
+
+@pytest.mark.parametrize(
+    ("field", "location", "reason"),
+    [
+        ({"key_file": "client.key"}, "key_file", "needs cert_file"),
+        ({"ca_file": "missing.pem"}, "ca_file", "cannot load"),
+        ({"cert_file": "client.crt"}, "cert_file", "cannot load"),  # no key, and not in the PEM
+        ({"cert_file": "client.crt", "key_file": "server.key"}, "cert_file", "cannot load"),  # wrong key
+    ],
+    ids=["key-without-cert", "missing-ca", "cert-without-key", "mismatched-key"],
+)
+def test_tls_context_refuses_bad_files(
+    certificates: Certificates, field: dict[str, str], location: str, reason: str
+) -> None:
+    """Unusable TLS files are a ``ConfigError`` naming the ``mqtt.tls`` setting."""
+    folder = certificates.ca.parent
+    tls = TlsSettings(**{k: folder / v for k, v in field.items()})
+    with pytest.raises(ConfigError, match=reason) as info:
+        tls_context(tls)
+    assert (info.value.source, info.value.location) == ("mqtt.tls", location)
+
+
+@pytest.mark.parametrize(
+    ("require_certificate", "tls", "connects"),
+    [
+        (False, {"ca_file": "ca"}, True),
+        (False, {}, False),  # system CAs do not know our test CA
+        (False, {"insecure": True}, True),
+        (True, {"ca_file": "ca", "cert_file": "client_cert", "key_file": "client_key"}, True),
+        (True, {"ca_file": "ca"}, False),  # the broker wants a client certificate
+    ],
+    ids=["ca-file", "unknown-ca", "insecure", "client-certificate", "client-certificate-missing"],
+)
+async def test_tls_connections(
+    make_mosquitto: Callable[..., Mosquitto],
+    certificates: Certificates,
+    topic_prefix: str,
+    *,
+    require_certificate: bool,
+    tls: dict[str, Any],
+    connects: bool,
+) -> None:
+    """Over TLS the source verifies the broker against ``ca_file`` (or not, when ``insecure``) and
+    presents a client certificate when asked; a failed handshake is a connect failure, retried."""
+    values = {k: (getattr(certificates, v) if isinstance(v, str) else v) for k, v in tls.items()}
+    broker = make_mosquitto(tls=certificates, require_certificate=require_certificate)
+    settings = mqtt_settings(broker, topic_prefix, tls=TlsSettings(**values))
+    assert settings.uses_tls
+    async with MqttSource(settings) as source, MqttPublisher(settings) as publisher:
+        if not connects:
+            await until(lambda: source.stats["connect_failures"] >= 2, "two failed connects")
+            assert not source.subscribed.is_set()
+            return
+        await until(lambda: source.subscribed.is_set() and publisher.connected.is_set(), "connected")
+        await publisher.publish(f"{topic_prefix}/alarms/ne-1", b"over tls")
+        (got,) = await take(source, 1)
+    assert got.payload == b"over tls"
+
+
+# --- pure parts -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("rng", "expected"),
+    [
+        (0.5, [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]),  # no jitter: doubles up to max
+        (0.0, [0.8, 1.6, 3.2, 6.4, 8.0, 8.0]),  # -20 %
+        (1.0, [1.2, 2.4, 4.8, 9.6, 12.0, 12.0]),  # +20 %
+    ],
+    ids=["middle", "low", "high"],
+)
+def test_backoff_delays(rng: float, expected: list[float]) -> None:
+    """Reconnect delays start at ``initial``, grow by ``factor`` up to ``max``, each within ±``jitter``."""
+    delays = backoff_delays(Backoff(initial=1.0, max=10.0, factor=2.0, jitter=0.2), rng=lambda: rng)
+    assert [round(next(delays), 6) for _ in expected] == expected
+
+
+def test_constructor_arguments_are_checked() -> None:
+    """Sizes below one are refused when the object is built, with the argument named."""
+    settings = MqttSettings()
+    with pytest.raises(ValueError, match="client_queue_size"):
+        MqttSource(settings, client_queue_size=0)
+    with pytest.raises(ValueError, match="buffer_size"):
+        MqttPublisher(settings, buffer_size=0)

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run demo test lint typecheck pytest bench clean
+.PHONY: run replay test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python 3.11 or 3.12 on PATH (python3.12, python3.11 or python3)"; exit 1; }
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job on embedded defaults: replay the bundled fiber-cut scenario.
+## The main job on embedded defaults: embedded broker, the daemon, a simulated network, a receiver.
 run: $(STAMP)
+	$(BIN)/engine demo
+
+## The pure core on a file: replay the bundled fiber cut and site power failure.
+replay: $(STAMP)
 	$(BIN)/engine replay examples/fiber-cut.jsonl --topology examples/topology.yaml
 
 ## The test command (what .ci/run calls): lint, strict typing, the whole suite.

@@ -93,6 +93,29 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine import daemon
+    from engine.config import load_settings
+    from engine.logs import configure_logging
+
+    overrides: dict[str, object] = {}
+    if args.topology is not None:
+        overrides["topology"] = str(args.topology)
+    if args.rulesets:
+        overrides["rulesets"] = [str(p) for p in args.rulesets]
+    settings = load_settings(args.config, overrides=overrides)
+    configure_logging(settings.logging)
+    return asyncio.run(daemon.run(settings))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from engine import demo
+
+    return demo.main(args.rate, args.scenario, args.http_port, args.verbose)
+
+
 def _cmd_rules_check(args: argparse.Namespace) -> int:
     from engine.rules.compiler import compile_rulesets
 
@@ -139,6 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="FILE", help="incident records (default: stdout)")
     p.add_argument("--dead-letters", type=Path, metavar="FILE", help="rejected messages with reasons")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("run", help="run the daemon: MQTT in, webhooks out, durable state, HTTP API")
+    p.add_argument("--config", type=Path, metavar="FILE", help="engine settings (YAML); ENGINE_* overrides")
+    p.add_argument("--topology", type=Path, metavar="FILE", help="overrides `topology` in the config")
+    p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="overrides `rulesets`; repeatable")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "demo", help="zero-setup demo: embedded broker, the daemon, a simulated network, a receiver"
+    )
+    p.add_argument("--rate", type=float, default=1.0, help="scenario speed (1 = real time)")
+    p.add_argument("--scenario", default="demo", help="built-in scenario name or file (default: demo)")
+    p.add_argument("--http-port", type=int, default=8080, help="HTTP API port (0: any free port)")
+    p.add_argument("--verbose", action="store_true", help="engine logs at info and every simulated message")
+    p.set_defaults(func=_cmd_demo)
+
+    from engine import simulator
+
+    p = sub.add_parser("simulate", help="publish a scenario to any MQTT broker, for trials and load")
+    simulator.add_arguments(p)
+    p.set_defaults(func=simulator.run)
 
     rules = sub.add_parser("rules", help="ruleset tooling").add_subparsers(
         dest="rules_command", required=True

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.scenarios import write_examples
 from engine.cli import load_rulesets
+from engine.config import EngineSettings, load_settings
 from engine.settings import CoreSettings, load_core_settings
 from engine.topology import load_topology
 
@@ -31,3 +32,15 @@ def test_example_topology_loads_and_default_ruleset_is_the_shipped_file() -> Non
     assert topo.customer_count() == 51 * 20
     (default,) = load_rulesets(None)
     assert Path(default.source).resolve() == (ROOT / "rulesets" / "default.yaml").resolve()
+
+
+def test_shipped_engine_config_is_the_defaults_plus_the_example_paths() -> None:
+    """config/engine.yaml documents every daemon setting at its default; only the example topology
+    and store path are set, relative to the file."""
+    s = load_settings(ROOT / "config" / "engine.yaml", environ={})
+    d = EngineSettings()
+    for key in ("core", "rulesets", "mqtt", "http", "receivers", "logging", "shutdown_timeout"):
+        assert getattr(s, key) == getattr(d, key), key
+    assert s.store.model_copy(update={"path": d.store.path}) == d.store
+    assert s.topology is not None
+    assert s.topology.resolve() == (ROOT / "examples" / "topology.yaml").resolve()

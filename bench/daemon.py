@@ -1,0 +1,272 @@
+"""The daemon against a real Mosquitto: receive rates and publish → webhook latency, in one run.
+
+1. A feed is published while the consumer is offline (a persistent session: the broker queues it),
+   then the consumer connects and the time to drain the feed is measured. Same feed, same broker:
+   first a bare aiomqtt subscriber (QoS 1, acknowledging each message), then the daemon (journal,
+   correlation, outbox). Done for single alarms and for batches of 100 KPI samples.
+2. Latency: alarms on distinct elements at half the daemon's measured alarm rate, each opening an
+   incident (settle 0); the time from publish to the webhook receiver is recorded: p50 and p99.
+
+Usage: ``python -m bench daemon [--alarms N] [--batches N] [--latency-seconds S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import yaml
+
+from bench.scenarios import example_topology
+from engine.adapters.receiver import WebhookReceiver
+from engine.config import LoggingSettings, load_settings
+from engine.daemon import Daemon
+from engine.logs import configure_logging
+from engine.timeutil import format_time
+from tests.mosquitto import Mosquitto, find_binary
+
+
+def _elements() -> list[str]:
+    return [e["id"] for e in example_topology()["elements"]]
+
+
+def alarm_feed(n: int) -> list[tuple[str, bytes]]:
+    """n alarm messages: raises and clears over the example topology's elements."""
+    els = _elements()
+    out = []
+    t0 = time.time()
+    for i in range(n):
+        ne = els[i % len(els)]
+        sev = "cleared" if (i // len(els)) % 2 else "major"
+        payload = {
+            "ne_id": ne,
+            "severity": sev,
+            "probable_cause": "thresholdCrossed",
+            "event_time": t0 + i * 0.001,
+        }
+        out.append((f"bench/alarms/{ne}", orjson.dumps(payload)))
+    return out
+
+
+def sample_feed(batches: int, per_batch: int = 100) -> list[tuple[str, bytes]]:
+    els = [e for e in _elements() if e.startswith("olt-")]
+    out = []
+    t0 = time.time()
+    for b in range(batches):
+        samples = [
+            {
+                "probe_id": f"p-{k}",
+                "target": els[(b * per_batch + k) % len(els)],
+                "time": t0 + b,
+                "metrics": {"latency_ms": 20.0 + k % 7, "jitter_ms": 2.0, "loss_pct": 0.1, "mos": 4.2},
+            }
+            for k in range(per_batch)
+        ]
+        out.append((f"bench/probes/p-{b % 10}", orjson.dumps({"samples": samples})))
+    return out
+
+
+async def _publish(url: str, feed: list[tuple[str, bytes]]) -> None:
+    host, port = url.removeprefix("mqtt://").split(":")
+    async with aiomqtt.Client(
+        hostname=host, port=int(port), identifier=f"bench-pub-{time.monotonic_ns()}"
+    ) as c:
+        pending: set[asyncio.Task[None]] = set()
+        for topic, payload in feed:
+            pending.add(asyncio.create_task(c.publish(topic, payload, qos=1)))
+            if len(pending) >= 200:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            await asyncio.wait(pending)
+
+
+async def bare_subscriber_rate(url: str, feed: list[tuple[str, bytes]], client_id: str) -> float:
+    """Messages/s a plain aiomqtt QoS 1 subscriber drains from its queued persistent session."""
+    host, port = url.removeprefix("mqtt://").split(":")
+    kw: dict[str, Any] = {
+        "hostname": host,
+        "port": int(port),
+        "identifier": client_id,
+        "clean_session": False,
+    }
+    async with aiomqtt.Client(**kw) as c:
+        await c.subscribe("bench/#", qos=1)
+    await _publish(url, feed)
+    n = 0
+    async with aiomqtt.Client(**kw, max_queued_incoming_messages=0) as c:
+        await c.subscribe("bench/#", qos=1)
+        started = time.perf_counter()
+        async for msg in c.messages:
+            if msg.qos != 1:
+                raise RuntimeError(f"expected QoS 1 deliveries, got QoS {msg.qos}")
+            n += 1
+            if n == len(feed):
+                break
+        return n / (time.perf_counter() - started)
+
+
+def _config(folder: Path, url: str, client_id: str, receiver: str | None, settle: str = "30s") -> Path:
+    topo = folder / "topology.yaml"
+    topo.write_text(yaml.safe_dump(example_topology(), sort_keys=False))
+    cfg = {
+        "core": {"incidents": {"settle": settle, "update_interval": "0s"}},
+        "topology": str(topo),
+        "mqtt": {
+            "url": url,
+            "client_id": client_id,
+            "alarm_topics": ["bench/alarms/#"],
+            "probe_topics": ["bench/probes/#"],
+            "incident_topic": "bench-out/incidents",
+            "dead_letter_topic": "bench-out/dead",
+        },
+        "store": {"path": str(folder / f"{client_id}.sqlite")},
+        "http": {"enabled": False},
+        "receivers": [{"name": "rx", "url": receiver}] if receiver else [],
+        "logging": {"level": "warning", "format": "json"},
+    }
+    path = folder / f"{client_id}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+async def daemon_rate(
+    url: str, feed: list[tuple[str, bytes]], folder: Path, client_id: str, *, samples: bool
+) -> float:
+    """Messages/s the daemon drains (journaled, applied, committed, acknowledged)."""
+    cfg = load_settings(_config(folder, url, client_id, None), environ={})
+    async with Daemon(cfg) as d:  # create the persistent session
+        await _until(lambda: d.ready)
+    await _publish(url, feed)
+    async with Daemon(cfg) as d:
+        # The broker starts sending the queued feed on connect: time from the first message received
+        # to the last one applied (journaled, correlated, committed and acknowledged in batches).
+        assert d.source is not None
+        source, stats = d.source, d.pipeline.stats
+        key = "samples" if samples else "alarm"
+        base = stats.messages[key]
+        await _until(lambda: source.stats.get("received", 0) > 0, timeout=60, step=0.0002)
+        started = time.perf_counter()
+        await _until(lambda: stats.messages[key] - base >= len(feed), timeout=600, step=0.0002)
+        return len(feed) / (time.perf_counter() - started)
+
+
+async def latency(url: str, rate: float, seconds: float, folder: Path) -> list[float]:
+    """Publish → webhook delivery latencies (s) of `opened` records at `rate` alarms/s.
+
+    Every alarm has its own probable cause, so each opens its own incident (settle 0)."""
+    arrivals: dict[str, float] = {}
+
+    def arrived(rec: dict[str, Any]) -> None:
+        if rec.get("event") == "opened":
+            arrivals.setdefault(rec["root_cause"]["alarm_id"], time.time())
+
+    async with WebhookReceiver(on_record=arrived) as rx:
+        cfg = load_settings(_config(folder, url, "bench-latency", rx.url, settle="0s"), environ={})
+        els = _elements()
+        sent: dict[str, float] = {}
+        async with Daemon(cfg) as d:
+            await _until(lambda: d.ready)
+            host, port = url.removeprefix("mqtt://").split(":")
+            async with aiomqtt.Client(hostname=host, port=int(port), identifier="bench-lat-pub") as c:
+                n = int(rate * seconds)
+                start = time.perf_counter()
+                for i in range(n):
+                    target = start + i / rate
+                    await asyncio.sleep(max(0.0, target - time.perf_counter()))
+                    ne, cause = els[i % len(els)], f"benchCause{i}"
+                    now = time.time()
+                    sent[f"{ne}:{cause}"] = now
+                    payload = {
+                        "ne_id": ne,
+                        "severity": "major",
+                        "probable_cause": cause,
+                        "event_time": format_time(now),
+                    }
+                    await c.publish(f"bench/alarms/{ne}", orjson.dumps(payload), qos=1)
+            await _until(lambda: len(arrivals) >= len(sent), timeout=120)
+    return sorted(arrivals[k] - sent[k] for k in sent if k in arrivals)
+
+
+async def _until(pred: Any, timeout: float = 30.0, step: float = 0.005) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark condition not reached")
+        await asyncio.sleep(step)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def _main(args: argparse.Namespace) -> int:
+    configure_logging(LoggingSettings(level="error", format="json"))
+    logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt warns about in-flight publishes
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+        folder = Path(tmp)
+        broker = Mosquitto(folder / "mosquitto")
+        broker.start()
+        try:
+            rows: list[tuple[str, str]] = []
+            alarms = alarm_feed(args.alarms)
+            batches = sample_feed(args.batches)
+            bare_a = statistics.median(
+                [await bare_subscriber_rate(broker.url, alarms, f"bare-a{i}") for i in range(3)]
+            )
+            eng_a = statistics.median(
+                [await daemon_rate(broker.url, alarms, folder, f"eng-a{i}", samples=False) for i in range(3)]
+            )
+            bare_s = statistics.median(
+                [await bare_subscriber_rate(broker.url, batches, f"bare-s{i}") for i in range(3)]
+            )
+            eng_s = statistics.median(
+                [await daemon_rate(broker.url, batches, folder, f"eng-s{i}", samples=True) for i in range(3)]
+            )
+            rows += [
+                ("alarm feed", f"{len(alarms):,} messages of ~150 bytes, QoS 1"),
+                ("  bare aiomqtt subscriber", f"{bare_a:,.0f} msg/s (median of 3)"),
+                ("  daemon (journal+core+commit+ack)", f"{eng_a:,.0f} msg/s (median of 3)"),
+                ("  daemon / bare", f"{eng_a / bare_a:.2f}"),
+                ("sample feed", f"{len(batches):,} messages of 100 KPI samples, QoS 1"),
+                ("  bare aiomqtt subscriber", f"{bare_s:,.0f} msg/s = {bare_s * 100:,.0f} samples/s"),
+                ("  daemon", f"{eng_s:,.0f} msg/s = {eng_s * 100:,.0f} samples/s"),
+                ("  daemon / bare", f"{eng_s / bare_s:.2f}"),
+            ]
+            rate = eng_a / 2
+            lat = await latency(broker.url, rate, args.latency_seconds, folder)
+            rows += [
+                ("latency at half the alarm rate", f"{rate:,.0f} alarms/s, {len(lat)} incidents"),
+                ("  publish → webhook p50", f"{_pct(lat, 0.5) * 1000:.1f} ms"),
+                ("  publish → webhook p99", f"{_pct(lat, 0.99) * 1000:.1f} ms"),
+            ]
+        finally:
+            broker.stop()
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k.ljust(width)}  {v}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench daemon", description=__doc__.splitlines()[0])
+    parser.add_argument("--alarms", type=int, default=20000)
+    parser.add_argument("--batches", type=int, default=2000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    if find_binary() is None:
+        print("error: mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
+        return 2
+    return asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,511 @@
+"""The daemon: the pure core driven by one task, with MQTT, the store, webhooks and HTTP around it.
+
+Theory of operation
+-------------------
+One task (``core``) owns the pipeline. Everything that changes the core's state reaches it through
+one bounded intake queue: MQTT messages (put there by ``MqttSource``), HTTP events, acknowledgements
+and reloads (``Command`` s from the HTTP adapter). For each item the core task
+
+1. appends it to the journal (SQLite; not yet committed), with the time ``now`` it is applied at;
+2. applies it to the pipeline and gets decisions back;
+3. writes each incident record to the store (latest record + one outbox row per receiver),
+   in the same uncommitted batch;
+
+and when the queue is momentarily empty, or the batch is large, commits: journal, records and
+outbox rows become durable together, and only then are the MQTT messages in that batch
+acknowledged (QoS 1, application-controlled). Timer ticks are journaled too. A crash (kill -9)
+loses at most the uncommitted batch, whose messages were never acknowledged, so the broker
+delivers them again.
+
+On start the daemon restores the latest snapshot and replays the journal after it through the same
+deterministic core: the state is what it was, the records come out again with the same
+(incident_id, version), and the outbox's unique key turns them into no-ops. Snapshots are taken
+periodically and at reloads; the journal before them is deleted.
+
+Notifier tasks deliver the outbox to webhook receivers; a publisher delivers the ``mqtt`` receiver's
+rows to ``<incident_topic>/<incident_id>`` and dead letters to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from engine import __version__
+from engine.adapters.http import CoreView, HttpApi, Overloaded
+from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
+from engine.adapters.notifier import Notifier
+from engine.adapters.store import Store
+from engine.cli import load_rulesets
+from engine.config import EngineSettings
+from engine.errors import ConfigError, EngineError
+from engine.logs import log_transition
+from engine.messages import Routes
+from engine.metrics import Metrics
+from engine.pipeline import Decisions, Pipeline
+from engine.topology import load_topology
+
+log = structlog.get_logger("engine.daemon")
+
+MQTT_RECEIVER = "mqtt"
+BATCH = 500  # items applied before a commit is forced
+
+
+@dataclass
+class Command:
+    """An intake item from HTTP: an event to ingest, an acknowledgement or a reload."""
+
+    kind: str  # "msg" | "ack" | "reload"
+    topic: str = ""
+    payload: bytes = b""
+    received: float = 0.0
+    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Daemon(CoreView):
+    def __init__(self, settings: EngineSettings, *, clock: Callable[[], float] = time.time) -> None:
+        if settings.topology is None:
+            raise ConfigError("<config>", "topology", "the daemon needs a topology file (topology: PATH)")
+        self.settings = settings
+        self._clock = clock
+        self.metrics = Metrics(version=__version__, receivers=[r.name for r in settings.receivers])
+        self.pipeline = self._build_pipeline()
+        self.store = Store(
+            settings.store.path,
+            commit_interval=settings.store.commit_interval,
+            keep_delivered=settings.store.keep_delivered,
+            clock=clock,
+        )
+        self.notifier = Notifier(self.store, settings.receivers, clock=clock, on_result=self._delivery_result)
+        self.source: MqttSource | None = (
+            MqttSource(settings.mqtt, clock=clock) if settings.mqtt.enabled else None
+        )
+        self.publisher: MqttPublisher | None = MqttPublisher(settings.mqtt) if settings.mqtt.enabled else None
+        # One intake for everything that changes the core: MQTT messages and HTTP commands.
+        self.intake: asyncio.Queue[Any] = (
+            self.source.queue if self.source is not None else asyncio.Queue(settings.mqtt.queue_size)
+        )
+        self.http = HttpApi(settings.http, self, self.metrics) if settings.http.enabled else None
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._ready = False
+        self._pending_acks = 0
+        self._last_snapshot = 0.0
+        self._entries_since_snapshot = 0
+        self._metrics_at = 0.0
+        self._firings_seen = 0
+        self._reconnects_seen = 0
+        self.recovered: dict[str, int] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> Daemon:
+        try:
+            await self._stack.enter_async_context(self.store)
+            self._recover()
+            await self._stack.enter_async_context(self.notifier)
+            if self.publisher is not None:
+                await self._stack.enter_async_context(self.publisher)
+            self._tasks.append(asyncio.create_task(self._core(), name="core"))
+            if self.publisher is not None:
+                self._tasks.append(asyncio.create_task(self._mqtt_outbox(), name="mqtt-outbox"))
+            if self.source is not None:
+                await self._stack.enter_async_context(self.source)
+            if self.http is not None:
+                await self._stack.enter_async_context(self.http)
+            self._ready = True
+            log.info(
+                "engine started",
+                version=__version__,
+                http_port=self.http.port if self.http is not None else None,
+                mqtt=self.settings.mqtt.url if self.settings.mqtt.enabled else None,
+                **self.recovered,
+            )
+        except BaseException:
+            await self._shutdown(graceful=False)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._shutdown(graceful=True)
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (signal handlers call this)."""
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def _shutdown(self, *, graceful: bool) -> None:
+        if self._stopped.is_set():
+            return
+        self._ready = False
+        timeout = self.settings.shutdown_timeout
+        if self.source is not None:
+            self.source.pause()  # stop intake; what is queued gets applied below
+        if graceful:
+            deadline = self._clock() + timeout
+            while not self.intake.empty() and self._clock() < deadline and self._core_alive():
+                await asyncio.sleep(0.01)
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            self.store.commit()
+            self._snapshot(self._clock())
+        if graceful:
+            await self.notifier.flush(timeout)
+        await self._stack.aclose()
+        self.pipeline.close()
+        self._stopped.set()
+        log.info("engine stopped", graceful=graceful)
+
+    def _core_alive(self) -> bool:
+        return any(t.get_name() == "core" and not t.done() for t in self._tasks)
+
+    # -- recovery ------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        snap = self.store.load_snapshot()
+        replayed = 0
+        if snap is not None:
+            blob, _seq = snap
+            dropped = self.pipeline.restore(blob)
+            self.recovered.update(dropped)
+        after = snap[1] if snap is not None else 0
+        for entry in self.store.journal_after(after):
+            replayed += 1
+            decisions = self._apply(entry.kind, entry.topic, entry.payload, entry.time)
+            self._record(decisions, entry.time, replay=True)
+        self.store.commit()
+        self.recovered.update(journal_replayed=replayed)
+
+    # -- the core task -------------------------------------------------------------------------
+    async def _core(self) -> None:
+        batch = 0
+        while not self._stopping.is_set():
+            now = self._clock()
+            due = self.pipeline.next_due()
+            if due is not None and due <= now:
+                self._journal_and_apply("tick", "", b"", now)
+                batch += 1
+                continue
+            if batch and (self.intake.empty() or batch >= BATCH):
+                self._commit()
+                batch = 0
+                self._maybe_snapshot(now)
+            if now - self._metrics_at >= 1.0:
+                self._refresh_metrics()
+                self._metrics_at = now
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
+            try:
+                item = (
+                    await asyncio.wait_for(self.intake.get(), timeout=wait)
+                    if batch == 0
+                    else self.intake.get_nowait()
+                )
+            except (TimeoutError, asyncio.QueueEmpty):
+                continue
+            batch += 1
+            self._take(item)
+            self.metrics.intake_depth(self.intake.qsize())
+
+    def _take(self, item: Inbound | Command) -> None:
+        now = self._clock()
+        if isinstance(item, Inbound):
+            self._message("mqtt", item.topic, item.payload, now, item.ack)
+            self.metrics.processing(max(0.0, self._clock() - item.received))
+            return
+        try:
+            if item.kind == "msg":
+                self._message("http", item.topic, item.payload, now, _resolver(item.done, None))
+            elif item.kind == "ack":
+                holder: dict[str, Any] = {}
+                done = item.done
+
+                def acked() -> None:
+                    if not done.done():
+                        done.set_result(holder.get("rec"))
+
+                result = self._journal_and_apply("ack", "", item.payload, now, on_durable=acked)
+                holder["rec"] = result.records[0] if result.records else None
+            elif item.kind == "reload":
+                item.done.set_result(self._reload(now))
+        except Exception as exc:  # a bug in one item must not stop the core
+            log.exception("intake item failed", kind=item.kind)
+            if not item.done.done():
+                item.done.set_exception(exc)
+
+    def _message(self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
+        stats = self.pipeline.stats
+        before = (stats.messages["alarm"], stats.messages["samples"], stats.samples)
+        decisions = self._journal_and_apply("msg", topic, payload, now, on_durable=ack)
+        if stats.messages["alarm"] > before[0]:
+            self.metrics.message(source, "alarm", "accepted")
+        elif stats.messages["samples"] > before[1]:
+            self.metrics.message(source, "samples", "accepted")
+            self.metrics.samples(stats.samples - before[2])
+        if decisions.dead_letters:
+            fields = [e["field"] for dl in decisions.dead_letters for e in dl["errors"][:1]]
+            if stats.messages["alarm"] == before[0] and stats.messages["samples"] == before[1]:
+                self.metrics.message(source, "unknown", "invalid")
+            self.metrics.invalid(fields)
+
+    def _refresh_metrics(self) -> None:
+        """Gauges from the state, at most once a second (cheap scans of the core's tables)."""
+        m = self.metrics
+        m.alarms_active(sum(1 for _ in self.pipeline.alarms.active()))
+        counts: dict[tuple[str, int], int] = {}
+        for inc in self.pipeline.incidents.incidents():
+            if inc.phase in ("open", "clearing") and inc.priority is not None:
+                key = (inc.state, inc.priority.priority)
+                counts[key] = counts.get(key, 0) + 1
+        m.incidents_gauge(counts)
+        for receiver, depth in self.store.outbox_depth().items():
+            m.outbox_depth(receiver, depth)
+        firings = self.pipeline.correlator.host.firings
+        if firings > self._firings_seen:
+            m.rule_firings(firings - self._firings_seen)
+        self._firings_seen = firings
+        if self.source is not None:
+            reconnects = self.source.stats.get("reconnects", 0)
+            for _ in range(reconnects - self._reconnects_seen):
+                m.mqtt_reconnect()
+            self._reconnects_seen = reconnects
+
+    def _journal_and_apply(
+        self,
+        kind: str,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        on_durable: Callable[[], None] | None = None,
+    ) -> Decisions:
+        self.store.append(kind, topic, payload, now, on_durable=on_durable)
+        self._entries_since_snapshot += 1
+        decisions = self._apply(kind, topic, payload, now)
+        self._record(decisions, now, replay=False)
+        return decisions
+
+    def _apply(self, kind: str, topic: str, payload: bytes, now: float) -> Decisions:
+        p = self.pipeline
+        if kind == "msg":
+            return p.feed(topic, payload, now)
+        if kind == "tick":
+            return p.tick(now)
+        if kind == "ack":
+            args = orjson.loads(payload)
+            rec = p.acknowledge(args["incident_id"], args["by"], args.get("note"), now)
+            return Decisions(records=[rec] if rec else [])
+        return Decisions()  # "reload": the configuration in force is the one loaded at start
+
+    def _record(self, decisions: Decisions, now: float, *, replay: bool) -> None:
+        for rec in decisions.records:
+            receivers = self.notifier.receivers_for(rec)
+            if self.publisher is not None:
+                receivers.append(MQTT_RECEIVER)
+            self.store.record(rec, receivers, now)
+            if not replay:
+                log_transition(rec)
+                self.metrics.transition(rec["event"])
+        if replay:
+            return
+        for dl in decisions.dead_letters:
+            self.metrics.dead_letter()
+            if self.publisher is not None:
+                self.publisher.publish_nowait(self.settings.mqtt.dead_letter_topic, orjson.dumps(dl))
+
+    def _commit(self) -> None:
+        started = time.perf_counter()
+        self.store.commit()
+        self.metrics.journal_commit(time.perf_counter() - started)
+
+    def _maybe_snapshot(self, now: float) -> None:
+        s = self.settings.store
+        if (
+            now - self._last_snapshot >= s.snapshot_interval
+            or self._entries_since_snapshot >= s.snapshot_every
+        ):
+            self._snapshot(now)
+
+    def _snapshot(self, now: float) -> None:
+        self.store.save_snapshot(self.pipeline.snapshot(), self.store.last_seq(), now)
+        self._last_snapshot = now
+        self._entries_since_snapshot = 0
+
+    # -- reload --------------------------------------------------------------------------------
+    def _build_pipeline(self) -> Pipeline:
+        s = self.settings
+        assert s.topology is not None
+        topology = load_topology(s.topology)
+        rulesets = load_rulesets(list(s.rulesets) or None)
+        routes = Routes(alarms=s.mqtt.alarm_topics, samples=s.mqtt.probe_topics)
+        return Pipeline(topology, rulesets, s.core, routes=routes, max_bytes=s.mqtt.max_payload)
+
+    def _reload(self, now: float) -> tuple[bool, str]:
+        """Rulesets and topology from their files again, keeping every alarm and incident."""
+        try:
+            fresh = self._build_pipeline()
+        except (EngineError, OSError) as exc:
+            self.metrics.reload("error")
+            log.warning("reload refused; the running configuration stays", error=str(exc))
+            return False, str(exc)
+        self._commit()
+        dropped = fresh.restore(self.pipeline.snapshot())
+        old, self.pipeline = self.pipeline, fresh
+        old.close()
+        self.store.append("reload", "", b"", now)
+        self._commit()
+        self._snapshot(now)  # the journal before this point belongs to the old configuration
+        self.metrics.reload("ok")
+        log.info("reloaded rulesets and topology", **dropped)
+        return True, f"reloaded ({len(fresh.program.rules)} rules, {len(fresh.topology.elements)} elements)"
+
+    # -- MQTT incident topic -------------------------------------------------------------------
+    async def _mqtt_outbox(self) -> None:
+        assert self.publisher is not None
+        topic = self.settings.mqtt.incident_topic
+        while not self._stopping.is_set():
+            rows = self.store.due(MQTT_RECEIVER, self._clock(), limit=200)
+            if not rows:
+                self.store.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.store.changed.wait(), timeout=1.0)
+                continue
+            for row in rows:
+                started = time.perf_counter()
+                try:
+                    await self.publisher.publish(
+                        f"{topic}/{row.incident_id}", orjson.dumps(row.record), qos=1
+                    )
+                except Exception as exc:
+                    self.store.retry(row.id, self._clock() + 1.0, str(exc))
+                    self._delivery_result(MQTT_RECEIVER, "retry", time.perf_counter() - started)
+                    await asyncio.sleep(0.5)
+                    break
+                self.store.delivered(row.id, self._clock())
+                self._delivery_result(MQTT_RECEIVER, "delivered", time.perf_counter() - started)
+
+    def _delivery_result(self, receiver: str, result: str, seconds: float) -> None:
+        self.metrics.delivery(receiver, result, seconds)
+
+    # -- CoreView (the HTTP adapter's window on the core) --------------------------------------
+    @property
+    def ready(self) -> bool:
+        return all(self.readiness().values())
+
+    def readiness(self) -> dict[str, bool]:
+        out = {"rules": self._ready, "store": self._ready}
+        if self.source is not None:
+            out["mqtt"] = self.source.subscribed.is_set()
+        return out
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self.store.incident(incident_id)
+
+    def incidents(
+        self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        return self.store.incidents(
+            state=state, priority=priority, since=since, open_only=open_only, limit=limit
+        )
+
+    def element(self, ne_id: str) -> dict[str, Any] | None:
+        return self.pipeline.element_view(ne_id)
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        return self.pipeline.customer_view(customer_id)
+
+    async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
+        cmd = Command("msg", topic, payload, self._clock())
+        await self._submit(cmd)
+
+    async def acknowledge(self, incident_id: str, *, by: str, note: str | None) -> dict[str, Any] | None:
+        payload = orjson.dumps({"incident_id": incident_id, "by": by, "note": note})
+        cmd = Command("ack", "", payload, self._clock())
+        result: dict[str, Any] | None = await self._submit(cmd)
+        return result
+
+    async def reload(self) -> tuple[bool, str]:
+        result: tuple[bool, str] = await self._submit(Command("reload", received=self._clock()))
+        return result
+
+    def alarm_topic(self) -> str:
+        return _concrete(self.settings.mqtt.alarm_topics[0], "http")
+
+    def probe_topic(self) -> str:
+        return _concrete(self.settings.mqtt.probe_topics[0], "http")
+
+    async def _submit(self, cmd: Command) -> Any:
+        try:
+            self.intake.put_nowait(cmd)
+        except asyncio.QueueFull:
+            self.metrics.intake_drop("http")
+            raise Overloaded("the intake queue is full") from None
+        return await cmd.done
+
+
+def _resolver(fut: asyncio.Future[Any], value: Any) -> Callable[[], None]:
+    def done() -> None:
+        if not fut.done():
+            fut.set_result(value)
+
+    return done
+
+
+def _concrete(topic_filter: str, word: str) -> str:
+    """A topic that the filter matches: wildcards replaced by ``word``."""
+    return "/".join(word if level in ("+", "#") else level for level in topic_filter.split("/"))
+
+
+async def run(settings: EngineSettings) -> int:
+    """`engine run`: until SIGTERM/SIGINT (graceful; a second signal forces exit) or SIGHUP (reload)."""
+    loop = asyncio.get_running_loop()
+    async with Daemon(settings) as daemon:
+        signals = 0
+
+        def on_stop() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                log.warning("second signal: exiting now, without draining")
+                os._exit(130)
+            log.info("stopping: draining intake and flushing the outbox")
+            daemon.stop()
+
+        def on_hup() -> None:
+            task = asyncio.ensure_future(daemon.reload())
+            task.add_done_callback(lambda t: t.exception())
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_stop)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        try:
+            await daemon.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+    return 0
+
+
+def settings_summary(settings: EngineSettings) -> Mapping[str, Any]:
+    return {
+        "topology": str(settings.topology),
+        "rulesets": [str(p) for p in settings.rulesets] or ["<default>"],
+        "store": str(Path(settings.store.path)),
+        "receivers": [r.name for r in settings.receivers],
+    }

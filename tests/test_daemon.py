@@ -1,0 +1,288 @@
+"""The daemon against real parts: a private Mosquitto, a real webhook receiver, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiomqtt
+import orjson
+import pytest
+
+from bench.scenarios import alarm, clear, fiber_cut
+from engine.adapters.receiver import WebhookReceiver
+from engine.daemon import Daemon
+from tests.daemon_harness import DaemonProcess, publish, settings, until, with_prefix, write_config
+from tests.mosquitto import Mosquitto, free_port
+
+ROOT_KEY = "agg-3:lossOfSignal:port 1/1/1"
+
+
+def _raises_and_clears(prefix: str) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    lines = fiber_cut()
+    return with_prefix(lines[:51], prefix), with_prefix(lines[51:], prefix)
+
+
+def _by_event(records: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("event") == event]
+
+
+async def test_a_fiber_cut_over_mqtt_becomes_one_incident_delivered_everywhere(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """51 alarms over MQTT → one signed webhook `opened` with 50 suppressed, the same record on the
+    MQTT incident topic and on the HTTP API; the clears → `resolved`."""
+    async with WebhookReceiver(secret="s3cret") as rx:
+        cfg = write_config(
+            tmp_path,
+            broker_url=mosquitto.url,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url, "secret": "s3cret"}],
+        )
+        raises, clears = _raises_and_clears(topic_prefix)
+        host, port = mosquitto.url.removeprefix("mqtt://").split(":")
+        on_topic: list[dict[str, Any]] = []
+        async with aiomqtt.Client(hostname=host, port=int(port), identifier="watcher") as watcher:
+            await watcher.subscribe(f"{topic_prefix}/incidents/#", qos=1)
+
+            async def watch() -> None:
+                async for msg in watcher.messages:
+                    on_topic.append(orjson.loads(bytes(msg.payload)))
+
+            task = asyncio.create_task(watch())
+            async with Daemon(settings(cfg)) as daemon:
+                await until(lambda: daemon.ready, timeout=10, what="readiness")
+                await publish(mosquitto.url, raises)
+                await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "opened"))), 20)
+                await publish(mosquitto.url, clears)
+                await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 20)
+                (opened,) = _by_event(rx.records, "opened")
+                assert opened["root_cause"]["alarm_id"] == ROOT_KEY
+                assert len(opened["suppressed"]) == 50
+                assert rx.counts.bad_signatures == 0
+                assert daemon.http is not None
+                async with aiohttp.ClientSession() as http:
+                    url = f"http://127.0.0.1:{daemon.http.port}/incidents/{opened['incident_id']}"
+                    async with http.get(url) as resp:
+                        assert resp.status == 200
+                        assert (await resp.json())["event"] == "resolved"
+                await until(lambda: len(on_topic) >= 2, timeout=10, what="records on the MQTT topic")
+            task.cancel()
+        assert [r["event"] for r in on_topic][:1] == ["opened"]
+        assert {r["incident_id"] for r in on_topic} == {opened["incident_id"]}
+
+
+async def test_invalid_messages_are_dead_lettered_with_the_reason(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """A malformed alarm is published on the dead-letter topic with the field and reason; the good
+    alarm after it still opens its incident."""
+    cfg = write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix)
+    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
+    dead: list[dict[str, Any]] = []
+    async with aiomqtt.Client(hostname=host, port=int(port), identifier="dlq") as watcher:
+        await watcher.subscribe(f"{topic_prefix}/deadletter", qos=1)
+
+        async def watch() -> None:
+            async for msg in watcher.messages:
+                dead.append(orjson.loads(bytes(msg.payload)))
+
+        task = asyncio.create_task(watch())
+        async with Daemon(settings(cfg)) as daemon:
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            bad = [(f"{topic_prefix}/alarms/olt-001", b'{"ne_id": "olt-999", "severity": "major"}')]
+            good = with_prefix([alarm("olt-001", "linkDown", 0, "critical")], topic_prefix)
+            await publish(mosquitto.url, bad + good)
+            await until(lambda: bool(dead), timeout=10, what="a dead letter")
+            await until(
+                lambda: any(i.root == "olt-001:linkDown" for i in daemon.pipeline.incidents.incidents()),
+                timeout=10,
+                what="the good alarm's incident",
+            )
+        task.cancel()
+    errors = {(e["field"], e["reason"]) for e in dead[0]["errors"]}
+    assert ("probable_cause", "field required") in errors
+
+
+async def test_broker_restart_mid_stream_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """Half the storm, a broker restart, the other half: one incident with all 50 symptoms."""
+    async with WebhookReceiver() as rx:
+        cfg = write_config(
+            tmp_path,
+            broker_url=mosquitto.url,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+        )
+        raises, _ = _raises_and_clears(topic_prefix)
+        async with Daemon(settings(cfg)) as daemon:
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            await publish(mosquitto.url, raises[:25])
+            mosquitto.restart()
+            await until(lambda: daemon.ready, timeout=20, what="re-subscription after the restart")
+            await publish(mosquitto.url, raises[25:])
+            await until(
+                lambda: any(len(r.get("suppressed", [])) == 50 for r in rx.records),
+                timeout=20,
+                what="an incident record with all 50 symptoms",
+            )
+            assert daemon.source is not None
+            assert daemon.source.stats["reconnects"] >= 1
+
+
+async def test_receiver_down_then_up_gets_everything_in_order_once(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """With the receiver down, records wait in the outbox; when it comes up it gets every transition,
+    in version order, once per idempotency key."""
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        broker_url=mosquitto.url,
+        prefix=topic_prefix,
+        receivers=[{"name": "noc", "url": f"http://127.0.0.1:{port}/incidents"}],
+    )
+    raises, clears = _raises_and_clears(topic_prefix)
+    async with Daemon(settings(cfg)) as daemon:
+        await until(lambda: daemon.ready, timeout=10, what="readiness")
+        await publish(mosquitto.url, raises)
+        await publish(mosquitto.url, clears)
+        await until(
+            lambda: (
+                any(i.phase == "resolved" for i in daemon.pipeline.incidents.incidents())
+                or daemon.pipeline.incidents.resolved >= 1
+            ),
+            timeout=20,
+            what="the incident to resolve in the core",
+        )
+        assert daemon.store.outbox_depth().get("noc", 0) >= 2
+        async with WebhookReceiver(port=port) as rx:
+            await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 20)
+            versions = [r["version"] for r in rx.records]
+            assert versions == sorted(versions)
+            assert rx.records[0]["event"] == "opened"
+            assert rx.counts.duplicates == 0
+
+
+async def test_reload_refuses_a_broken_ruleset_and_keeps_running(tmp_path: Path, topic_prefix: str) -> None:
+    """POST /-/reload with a broken ruleset: 409 with the reason, the old rules keep correlating;
+    fixed: 200 and the state (open incidents) is still there."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    good = (Path(__file__).resolve().parents[1] / "rulesets" / "default.yaml").read_text()
+    (rules / "default.yaml").write_text(good)
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix, extra={"rulesets": [str(rules)]})
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        line = alarm("olt-001", "linkDown", 0, "critical")
+        async with http.post(f"{base}/events", data=orjson.dumps(line["payload"])) as resp:
+            assert resp.status == 202
+        await until(lambda: bool(list(daemon.pipeline.incidents.incidents())), timeout=10, what="an incident")
+        (rules / "default.yaml").write_text(good.replace("downstream_of", "downstream"))
+        async with http.post(f"{base}/-/reload") as resp:
+            assert resp.status == 409
+            assert "downstream" in (await resp.text())
+        (rules / "default.yaml").write_text(good)
+        async with http.post(f"{base}/-/reload") as resp:
+            assert resp.status == 200
+        assert [i.root for i in daemon.pipeline.incidents.incidents()] == ["olt-001:linkDown"]
+
+
+async def test_kill_9_mid_stream_then_restart_loses_no_message_and_no_transition(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """The daemon is killed (SIGKILL) in the middle of a storm and started again: every alarm ends up
+    in the incident, and the receiver sees every version of it, in order (duplicates allowed only
+    as repeats of a key, which it reports)."""
+    async with WebhookReceiver() as rx:
+        cfg = write_config(
+            tmp_path,
+            broker_url=mosquitto.url,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+        )
+        raises, clears = _raises_and_clears(topic_prefix)
+        proc = DaemonProcess(cfg, tmp_path / "daemon.log")
+        proc.start()
+        try:
+            await proc.wait_started()
+            await asyncio.sleep(0.5)  # subscribed (persistent session from now on)
+            await publish(mosquitto.url, raises[:30])
+            proc.kill9()
+            await publish(mosquitto.url, raises[30:])  # queued by the broker for the session
+            proc.start()
+            await proc.wait_started()
+            await until(
+                lambda: any(len(r.get("suppressed", [])) == 50 for r in rx.records),
+                timeout=30,
+                what="the incident with all 50 symptoms after the restart",
+            )
+            await publish(mosquitto.url, clears)
+            await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 30)
+        finally:
+            proc.stop()
+    incident = {r["incident_id"] for r in rx.records}
+    assert len(incident) == 1
+    versions = [r["version"] for r in rx.records]
+    assert versions == list(range(1, versions[-1] + 1))  # every transition, in order, none missing
+
+
+async def test_sigterm_drains_flushes_and_exits_cleanly(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """SIGTERM: intake stops, the queue is applied, the outbox flushed to the receiver, exit 0."""
+    async with WebhookReceiver() as rx:
+        cfg = write_config(
+            tmp_path,
+            broker_url=mosquitto.url,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+        )
+        proc = DaemonProcess(cfg, tmp_path / "daemon.log")
+        proc.start()
+        try:
+            await proc.wait_started()
+            await asyncio.sleep(0.5)
+            await publish(
+                mosquitto.url, with_prefix([alarm("olt-002", "linkDown", 0, "critical")], topic_prefix)
+            )
+            await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "opened"))), 20)
+            await publish(mosquitto.url, with_prefix([clear("olt-002", "linkDown", 1)], topic_prefix))
+            loop = asyncio.get_running_loop()
+            status = await loop.run_in_executor(None, proc.terminate)
+        finally:
+            proc.stop()
+        assert status == 0, (tmp_path / "daemon.log").read_text()[-2000:]
+        assert b"engine stopped" in (tmp_path / "daemon.log").read_bytes()
+
+
+@pytest.mark.parametrize("token", ["t0ken"])
+async def test_http_ingest_without_mqtt_and_bearer_token(
+    tmp_path: Path, topic_prefix: str, token: str
+) -> None:
+    """With MQTT off, POST /events feeds the core; every endpoint but health needs the token."""
+    cfg = write_config(
+        tmp_path, broker_url=None, prefix=topic_prefix, extra={"http": {"port": 0, "token": token}}
+    )
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/incidents") as resp:
+            assert resp.status == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        body = orjson.dumps(alarm("agg-3", "lossOfSignal", 0, "critical")["payload"])
+        async with http.post(f"{base}/events", data=body, headers=auth) as resp:
+            assert resp.status == 202
+        await until(lambda: bool(daemon.store.incidents()), timeout=10, what="the incident in the store")
+        async with http.get(f"{base}/elements/olt-001", headers=auth) as resp:
+            view = await resp.json()
+            assert view["health"]["effective"] == "down"
+        async with http.get(f"{base}/metrics", headers=auth) as resp:
+            text = await resp.text()
+            assert 'soc_messages_total{kind="alarm",outcome="accepted",source="http"} 1.0' in text

@@ -17,7 +17,10 @@ from bench import daemon, replay, topology
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
     "replay": (replay.main, "the whole core on the PCIC 2021 alarm logs, with correlation quality"),
-    "daemon": (daemon.main, "the daemon against a real Mosquitto: receive rates and publish-to-webhook latency"),
+    "daemon": (
+        daemon.main,
+        "the daemon against a real Mosquitto: receive rates and publish-to-webhook latency",
+    ),
 }
 
 

@@ -49,7 +49,7 @@ from engine.adapters.store import Store
 from engine.cli import load_rulesets
 from engine.config import EngineSettings
 from engine.errors import ConfigError, EngineError
-from engine.logs import log_transition
+from engine.logs import bound, log_transition
 from engine.messages import Routes
 from engine.metrics import Metrics
 from engine.pipeline import Decisions, Pipeline
@@ -320,7 +320,8 @@ class Daemon(CoreView):
                 receivers.append(MQTT_RECEIVER)
             self.store.record(rec, receivers, now)
             if not replay:
-                log_transition(rec)
+                with bound(incident_id=rec["incident_id"], ne_id=rec["root_cause"]["ne_id"]):
+                    log_transition(rec)
                 self.metrics.transition(rec["event"])
         if replay:
             return

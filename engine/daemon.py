@@ -477,14 +477,17 @@ async def run(settings: EngineSettings) -> int:
     """`engine run`: until SIGTERM/SIGINT (graceful; a second signal forces exit) or SIGHUP (reload)."""
     loop = asyncio.get_running_loop()
     async with Daemon(settings) as daemon:
-        signals = 0
+        first_signal: float | None = None
 
         def on_stop() -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
+            nonlocal first_signal
+            now = time.monotonic()
+            if first_signal is not None:
+                if now - first_signal < 1.0:
+                    return  # the same request delivered twice (process group, supervisor and shell)
                 log.warning("second signal: exiting now, without draining")
                 os._exit(130)
+            first_signal = now
             log.info("stopping: draining intake and flushing the outbox")
             daemon.stop()
 

@@ -12,66 +12,12 @@ from typing import Any
 import orjson
 import yaml
 
+from engine.simulator import example_topology
 from engine.timeutil import format_time, parse_time
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
-TIERS = ("platinum", "gold", "silver", "bronze")
-
-
-def example_topology(olts: int = 50, customers_per_olt: int = 20) -> dict[str, Any]:
-    """A small metro network: a core, two aggregation layers, one redundant pair, sites, platforms.
-
-    core-1 ─┬─ agg-1 ─┐                      (site-b)
-            ├─ agg-2 ─┴─ olt-7 (needs agg-1 OR agg-2, AND pwr-c)   (site-c)
-            ├─ agg-3 ─── olt-001 … olt-050                        (site-d)
-            └─ sbc-1  (voip platform), dns-1 (internet platform)  (site-a)
-    """
-    elements: list[dict[str, Any]] = [
-        {"id": "core-1", "type": "router", "site": "site-a", "region": "north", "depends_on": []},
-        {"id": "sbc-1", "type": "sbc", "site": "site-a", "region": "north", "depends_on": ["core-1"]},
-        {"id": "agg-1", "type": "switch", "site": "site-b", "region": "north", "depends_on": ["core-1"]},
-        {"id": "agg-2", "type": "switch", "site": "site-b", "region": "north", "depends_on": ["core-1"]},
-        {"id": "pwr-c", "type": "power", "site": "site-c", "region": "north", "depends_on": []},
-        {
-            "id": "olt-7",
-            "type": "olt",
-            "site": "site-c",
-            "region": "north",
-            "depends_on": [["agg-1", "agg-2"], "pwr-c"],
-        },
-        {"id": "cell-c1", "type": "enodeb", "site": "site-c", "region": "north", "depends_on": ["olt-7"]},
-        {"id": "agg-3", "type": "switch", "site": "site-d", "region": "south", "depends_on": ["core-1"]},
-    ]
-    for i in range(1, olts + 1):
-        elements.append(
-            {
-                "id": f"olt-{i:03d}",
-                "type": "olt",
-                "site": f"site-d{i % 5}",
-                "region": "south",
-                "depends_on": ["agg-3"],
-            }
-        )
-    customers: list[dict[str, Any]] = []
-    n = 0
-    access = ["olt-7"] + [f"olt-{i:03d}" for i in range(1, olts + 1)]
-    for a in access:
-        for _ in range(customers_per_olt):
-            n += 1
-            tier = (
-                TIERS[0] if n % 50 == 0 else TIERS[1] if n % 10 == 0 else TIERS[2] if n % 3 == 0 else TIERS[3]
-            )
-            services = ["internet"] if n % 4 else ["voip", "internet"]
-            customers.append({"id": f"c-{n:05d}", "tier": tier, "access": a, "services": services})
-    return {
-        "service_types": {
-            "voip": {"criticality": 5, "platform": ["sbc-1"]},
-            "internet": {"criticality": 3, "platform": []},
-        },
-        "elements": elements,
-        "customers": customers,
-    }
+__all__ = ["T0", "alarm", "clear", "example_topology", "fiber_cut", "site_power_failure", "write_examples"]
 
 
 def alarm(

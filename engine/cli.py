@@ -116,6 +116,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args.rate, args.scenario, args.http_port, args.verbose)
 
 
+def _cmd_qoe(args: argparse.Namespace) -> int:
+    if args.model == "voip":
+        from engine.qoe import emodel
+
+        return emodel.main(args.rest)
+    from engine.qoe import video
+
+    return video.main(args.rest)
+
+
 def _cmd_rules_check(args: argparse.Namespace) -> int:
     from engine.rules.compiler import compile_rulesets
 
@@ -183,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="publish a scenario to any MQTT broker, for trials and load")
     simulator.add_arguments(p)
     p.set_defaults(func=simulator.run)
+
+    p = sub.add_parser(
+        "qoe",
+        help="quality of experience: VoIP (ITU-T G.107 E-model) or video (ITU-T P.1203 mode 0)",
+        description="engine qoe voip --help | engine qoe video --help",
+    )
+    p.add_argument("model", choices=["voip", "video"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the model's own options")
+    p.set_defaults(func=_cmd_qoe)
 
     rules = sub.add_parser("rules", help="ruleset tooling").add_subparsers(
         dest="rules_command", required=True

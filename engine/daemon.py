@@ -98,10 +98,10 @@ class Daemon(CoreView):
         self.http = HttpApi(settings.http, self, self.metrics) if settings.http.enabled else None
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._stop_requested = asyncio.Event()  # a signal or the caller asked to stop
+        self._stopping = asyncio.Event()  # intake drained: the core task must end
         self._stopped = asyncio.Event()
         self._ready = False
-        self._pending_acks = 0
         self._last_snapshot = 0.0
         self._entries_since_snapshot = 0
         self._metrics_at = 0.0
@@ -141,11 +141,11 @@ class Daemon(CoreView):
         await self._shutdown(graceful=True)
 
     def stop(self) -> None:
-        """Ask for a graceful stop (signal handlers call this)."""
-        self._stopping.set()
+        """Ask for a graceful stop (signal handlers call this); `wait()` then returns."""
+        self._stop_requested.set()
 
     async def wait(self) -> None:
-        await self._stopping.wait()
+        await self._stop_requested.wait()
 
     async def _shutdown(self, *, graceful: bool) -> None:
         if self._stopped.is_set():

@@ -48,9 +48,9 @@ from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
 from engine.cli import load_rulesets
 from engine.config import EngineSettings
-from engine.errors import ConfigError, EngineError
+from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.logs import bound, log_transition
-from engine.messages import Routes
+from engine.messages import Routes, dead_letter_record
 from engine.metrics import Metrics
 from engine.pipeline import Decisions, Pipeline
 from engine.topology import load_topology
@@ -302,6 +302,18 @@ class Daemon(CoreView):
         return decisions
 
     def _apply(self, kind: str, topic: str, payload: bytes, now: float) -> Decisions:
+        """Apply one journal entry. A failure inside the core (a bug, never bad input: that is a
+        dead letter already) is contained: logged, counted, the message dead-lettered, and the core
+        goes on. Replaying the journal meets the same failure and contains it the same way."""
+        try:
+            return self._apply_unsafe(kind, topic, payload, now)
+        except Exception as exc:
+            log.exception("core failed on a journal entry; skipped", kind=kind, topic=topic)
+            reason = f"internal error while applying it: {type(exc).__name__}: {exc}"
+            err = InvalidMessage(topic or f"<{kind}>", [("", reason)])
+            return Decisions(dead_letters=[dead_letter_record(err.topic, payload, err, now=now)])
+
+    def _apply_unsafe(self, kind: str, topic: str, payload: bytes, now: float) -> Decisions:
         p = self.pipeline
         if kind == "msg":
             return p.feed(topic, payload, now)

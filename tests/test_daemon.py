@@ -286,3 +286,35 @@ async def test_http_ingest_without_mqtt_and_bearer_token(
         async with http.get(f"{base}/metrics", headers=auth) as resp:
             text = await resp.text()
             assert 'soc_messages_total{kind="alarm",outcome="accepted",source="http"} 1.0' in text
+
+
+async def test_a_core_failure_on_one_message_is_contained_and_the_core_goes_on(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """Fault injection: the core raises on one message. It is logged, counted as a dead letter, and
+    the next message is processed as usual (the core task does not die)."""
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix)
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        real = daemon.pipeline.feed
+
+        def feed(topic: str, payload: Any, now: float) -> Any:
+            if b"poison" in payload:
+                raise RuntimeError("injected fault")
+            return real(topic, payload, now)
+
+        daemon.pipeline.feed = feed  # type: ignore[method-assign]
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        poison = alarm("olt-001", "poison", 0, "critical")["payload"]
+        good = alarm("olt-002", "linkDown", 0, "critical")["payload"]
+        for body in (poison, good):
+            async with http.post(f"{base}/events", data=orjson.dumps(body)) as resp:
+                assert resp.status == 202
+        await until(
+            lambda: any(i.root == "olt-002:linkDown" for i in daemon.pipeline.incidents.incidents()),
+            timeout=10,
+            what="the good message's incident",
+        )
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+            assert "soc_dead_letters_total 1.0" in text, [x for x in text.splitlines() if "dead" in x]

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import yaml
 
-from engine.simulator import example_topology
+from engine.scenarios import example_topology
 from engine.timeutil import format_time, parse_time
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -34,8 +34,9 @@ from engine.config import (
 )
 from engine.daemon import Daemon
 from engine.logs import configure_logging
+from engine.scenarios import example_topology, load_scenario
 from engine.settings import core_settings_from_data
-from engine.simulator import describe, example_topology, load_scenario, simulate
+from engine.simulator import describe, simulate
 
 DEMO_CORE = {"incidents": {"settle": "5s", "hold_down": "10s", "update_interval": "2s"}}
 

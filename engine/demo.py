@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import sys
 import tempfile
 import time
@@ -51,6 +52,9 @@ async def run_demo(
 ) -> int:
     out = out or sys.stdout
     secret = secrets.token_hex(16)
+    if http_port and not _port_free(http_port):
+        print(f"port {http_port} is in use: the HTTP API takes a free port instead", file=out)
+        http_port = 0
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
@@ -104,6 +108,15 @@ async def run_demo(
             say(f"demo took {elapsed:.0f} s")
             say(receiver.summary())
     return 0
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _all_resolved(receiver: WebhookReceiver) -> bool:

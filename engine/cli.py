@@ -150,6 +150,12 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _cmd_rules_test(args: argparse.Namespace) -> int:
+    from engine.rules.testing import run_files
+
+    return run_files(args.files, out=sys.stdout)
+
+
 def _cmd_dataset_pcic(args: argparse.Namespace) -> int:
     from engine.datasets import pcic
 
@@ -209,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser("check", help="validate and compile rulesets")
     p.add_argument("paths", nargs="+", metavar="DIR|FILE")
     p.set_defaults(func=_cmd_rules_check)
+    p = rules.add_parser("test", help="run rule tests (YAML timelines and expectations) on the virtual clock")
+    p.add_argument("files", nargs="+", type=Path, metavar="DIR|FILE")
+    p.set_defaults(func=_cmd_rules_test)
 
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(
         dest="dataset", required=True

@@ -1,0 +1,607 @@
+"""Rule tests: ``engine rules test FILE…`` replays small timelines on the virtual clock and checks
+the incident records against expectations. The format is documented in ``docs/rule-tests.md``.
+
+Each test case runs on a fresh :class:`~engine.pipeline.Pipeline`: steps are fed in order at
+``start + at``, due timers fire between them (as in ``engine/replay.py``), then the pipeline is
+drained so the final ``resolved`` records appear. Exit status: 0 all passed, 1 a test failed,
+2 a test file is broken (its errors name the file, the line and what is wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from engine.cli import load_rulesets
+from engine.errors import ConfigError, EngineError
+from engine.pipeline import Pipeline
+from engine.rules.schema import Ruleset
+from engine.settings import CoreSettings, core_settings_from_data
+from engine.timeutil import format_time, parse_duration, parse_time
+from engine.topology import Topology, load_topology, topology_from_dict
+from engine.yamlsource import Locator, load_file
+
+START = parse_time("2026-01-01T00:00:00Z")
+"""Virtual time of ``at: 0s`` in every test."""
+
+Path_ = tuple[str | int, ...]
+
+
+class TestFileError(ConfigError):
+    """A rule test file is wrong: ``source: line N: path: reason``."""
+
+    __test__ = False  # not a pytest class
+
+
+# --- the parsed form ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An exact value or an inclusive range; ``fmt`` renders values in messages."""
+
+    exact: float | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+    fmt: Callable[[float], str] = field(default=lambda v: f"{v:g}", compare=False)
+
+    def check(self, value: float) -> str | None:
+        if self.exact is not None and value != self.exact:
+            return f"expected {self.fmt(self.exact)}, got {self.fmt(value)}"
+        if self.at_least is not None and value < self.at_least:
+            return f"expected at least {self.fmt(self.at_least)}, got {self.fmt(value)}"
+        if self.at_most is not None and value > self.at_most:
+            return f"expected at most {self.fmt(self.at_most)}, got {self.fmt(value)}"
+        return None
+
+
+@dataclass(frozen=True)
+class SetExpect:
+    exact: frozenset[str] | None = None
+    count: Bound | None = None
+    includes: frozenset[str] = frozenset()
+    excludes: frozenset[str] = frozenset()
+
+    def check(self, seen: set[str]) -> list[str]:
+        out: list[str] = []
+        if self.exact is not None and seen != self.exact:
+            missing, extra = sorted(self.exact - seen), sorted(seen - self.exact)
+            parts = [
+                f"missing {_few(missing)}" if missing else "",
+                f"unexpected {_few(extra)}" if extra else "",
+            ]
+            out.append("not the expected set: " + "; ".join(p for p in parts if p))
+        if self.count is not None and (msg := self.count.check(len(seen))):
+            out.append(f"count {msg}")
+        if missing := sorted(self.includes - seen):
+            out.append(f"missing {_few(missing)}")
+        if present := sorted(self.excludes & seen):
+            out.append(f"unexpected {_few(present)}")
+        return out
+
+
+@dataclass(frozen=True)
+class OpenedExpect:
+    root: str
+    state: str | None = None
+    priority: Bound | None = None
+    score: Bound | None = None
+    suppressed: SetExpect | None = None
+    reason_contains: str | None = None
+    customers: Bound | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedExpect:
+    root: str
+    resolution: str | None = None
+    at: Bound | None = None
+
+
+@dataclass(frozen=True)
+class Expect:
+    incidents: Bound | None = None
+    opened: tuple[OpenedExpect, ...] = ()
+    resolved: tuple[ResolvedExpect, ...] = ()
+    not_opened: tuple[str, ...] = ()
+    dead_letters: Bound | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float
+    topic: str
+    payload: Any  # a mapping (sent as JSON) or a string (sent as is: malformed input)
+
+
+@dataclass(frozen=True)
+class TestCase:
+    name: str
+    steps: tuple[Step, ...]
+    expect: Expect
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class TestFile:
+    path: Path
+    topology: Topology
+    rulesets: tuple[Ruleset, ...]
+    settings: CoreSettings
+    tests: tuple[TestCase, ...]
+
+    __test__ = False
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, path: Path, locator: Locator) -> None:
+        self.path = path
+        self.loc = locator
+
+    def fail(self, where: Path_, reason: str) -> TestFileError:
+        line = self.loc.line(where)
+        dotted = _dotted(where)
+        location = f"line {line}: {dotted}" if line and dotted else (f"line {line}" if line else dotted)
+        return TestFileError(str(self.path), location, reason)
+
+    def mapping(self, value: Any, where: Path_, allowed: Sequence[str], what: str = "key") -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(where, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail(
+                    (*where, key), f"unknown {what} {key!r} (expected one of {', '.join(allowed)})"
+                )
+        return dict(value)
+
+    def string(self, value: Any, where: Path_) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def strings(self, value: Any, where: Path_) -> list[str]:
+        if not isinstance(value, list):
+            raise self.fail(where, f"expected a list of strings, got {_kind(value)}")
+        return [self.string(v, (*where, i)) for i, v in enumerate(value)]
+
+    def number(self, value: Any, where: Path_) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(where, f"expected a number, got {_kind(value)}")
+        return float(value)
+
+    def duration(self, value: Any, where: Path_) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.fail(where, f"bad duration: {exc}") from None
+
+    def bound(self, value: Any, where: Path_, *, duration: bool = False) -> Bound:
+        conv = self.duration if duration else self.number
+        fmt: Callable[[float], str] = _fmt_duration if duration else (lambda v: f"{v:g}")
+        if isinstance(value, Mapping):
+            m = self.mapping(value, where, ("at_least", "at_most"), "bound")
+            if not m:
+                raise self.fail(where, "expected at_least and/or at_most")
+            lo = conv(m["at_least"], (*where, "at_least")) if "at_least" in m else None
+            hi = conv(m["at_most"], (*where, "at_most")) if "at_most" in m else None
+            return Bound(at_least=lo, at_most=hi, fmt=fmt)
+        return Bound(exact=conv(value, where), fmt=fmt)
+
+    # the document ------------------------------------------------------------------------------
+    def document(self, data: Any) -> TestFile:
+        doc = self.mapping(data, (), ("topology", "rulesets", "config", "tests"))
+        if "topology" not in doc:
+            raise self.fail((), "missing 'topology' (a path relative to this file, or a mapping)")
+        topology = self.topology(doc["topology"])
+        rulesets = self.rulesets(doc.get("rulesets"))
+        settings = self.settings(doc.get("config"))
+        if "tests" not in doc:
+            raise self.fail((), "missing 'tests'")
+        raw_tests = doc["tests"]
+        if not isinstance(raw_tests, list) or not raw_tests:
+            raise self.fail(("tests",), f"expected a non-empty list of tests, got {_kind(raw_tests)}")
+        tests = tuple(self.test(t, ("tests", i)) for i, t in enumerate(raw_tests))
+        names = [t.name for t in tests]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise self.fail(("tests", i, "name"), f"duplicate test name {name!r}")
+        return TestFile(self.path, topology, rulesets, settings, tests)
+
+    def topology(self, value: Any) -> Topology:
+        where: Path_ = ("topology",)
+        if isinstance(value, str):
+            target = self.path.parent / value
+            if not target.is_file():
+                raise self.fail(where, f"topology file not found: {target}")
+            try:
+                return load_topology(target)
+            except ConfigError as exc:
+                raise self.fail(where, f"bad topology: {exc}") from None
+        if isinstance(value, Mapping):
+            try:
+                return topology_from_dict(value, source=f"{self.path}: topology")
+            except ConfigError as exc:
+                detail = f"{exc.location}: {exc.reason}" if exc.location else exc.reason
+                raise self.fail(where, f"bad topology: {detail}") from None
+        raise self.fail(where, f"expected a path or a mapping, got {_kind(value)}")
+
+    def rulesets(self, value: Any) -> tuple[Ruleset, ...]:
+        where: Path_ = ("rulesets",)
+        if value is None:
+            paths: list[str] = []
+        elif isinstance(value, str):
+            paths = [self.string(value, where)]
+        else:
+            paths = self.strings(value, where)
+        try:
+            return tuple(load_rulesets([self.path.parent / p for p in paths] or None))
+        except ConfigError as exc:
+            raise self.fail(where, f"bad ruleset: {exc}") from None
+
+    def settings(self, value: Any) -> CoreSettings:
+        try:
+            return core_settings_from_data(value, str(self.path))
+        except ConfigError as exc:
+            parts = [int(p) if p.isdigit() else p for p in exc.location.split(".") if p]
+            raise self.fail(("config", *parts), exc.reason) from None
+
+    def test(self, value: Any, where: Path_) -> TestCase:
+        t = self.mapping(value, where, ("name", "timeline", "expect"))
+        for key in ("name", "timeline", "expect"):
+            if key not in t:
+                raise self.fail(where, f"missing {key!r}")
+        name = self.string(t["name"], (*where, "name"))
+        timeline = t["timeline"]
+        if not isinstance(timeline, list) or not timeline:
+            raise self.fail(
+                (*where, "timeline"), f"expected a non-empty list of steps, got {_kind(timeline)}"
+            )
+        steps: list[Step] = []
+        for i, raw in enumerate(timeline):
+            step = self.step(raw, (*where, "timeline", i))
+            if steps and step.at < steps[-1].at:
+                raise self.fail(
+                    (*where, "timeline", i, "at"),
+                    f"steps go back in time ({_fmt_duration(step.at)} after {_fmt_duration(steps[-1].at)}); "
+                    "set event_time in the alarm to deliver it late",
+                )
+            steps.append(step)
+        return TestCase(name, tuple(steps), self.expect(t["expect"], (*where, "expect")))
+
+    def step(self, value: Any, where: Path_) -> Step:
+        s = self.mapping(value, where, ("at", "alarm", "clear", "samples", "topic", "payload"), "step key")
+        if "at" not in s:
+            raise self.fail(where, "missing 'at' (a duration from the test's start)")
+        at = self.duration(s["at"], (*where, "at"))
+        kinds = [k for k in ("alarm", "clear", "samples", "payload") if k in s]
+        if len(kinds) != 1:
+            raise self.fail(where, "a step needs exactly one of alarm, clear, samples or topic+payload")
+        kind = kinds[0]
+        topic = self.string(s["topic"], (*where, "topic")) if "topic" in s else None
+        when = format_time(START + at)
+        body = s[kind]
+        if kind == "payload":
+            if topic is None:
+                raise self.fail(where, "a raw payload needs a 'topic'")
+            if not isinstance(body, Mapping | str | list):
+                raise self.fail((*where, kind), f"expected a mapping or a string, got {_kind(body)}")
+            return Step(at, topic, body)
+        if not isinstance(body, Mapping):
+            raise self.fail((*where, kind), f"expected a mapping, got {_kind(body)}")
+        payload = dict(body)
+        if kind == "samples":
+            if isinstance(payload.get("samples"), list):  # a batch
+                payload["samples"] = [
+                    {"time": when, **x} if isinstance(x, Mapping) else x for x in payload["samples"]
+                ]
+                default_topic = "soc/probes/batch"
+            else:
+                payload.setdefault("time", when)
+                default_topic = f"soc/probes/{payload.get('probe_id', 'unknown')}"
+        else:
+            if "ne_id" not in payload:
+                raise self.fail((*where, kind), "missing 'ne_id'")
+            payload.setdefault("event_time", when)
+            if kind == "clear":
+                payload["severity"] = "cleared"
+            default_topic = f"soc/alarms/{payload['ne_id']}"
+        return Step(at, topic or default_topic, payload)
+
+    def expect(self, value: Any, where: Path_) -> Expect:
+        e = self.mapping(
+            value, where, ("incidents", "opened", "resolved", "not_opened", "dead_letters"), "expectation"
+        )
+        return Expect(
+            incidents=self.bound(e["incidents"], (*where, "incidents")) if "incidents" in e else None,
+            opened=tuple(
+                self.opened(x, (*where, "opened", i)) for i, x in enumerate(self.items(e, "opened", where))
+            ),
+            resolved=tuple(
+                self.resolved(x, (*where, "resolved", i))
+                for i, x in enumerate(self.items(e, "resolved", where))
+            ),
+            not_opened=tuple(self.strings(e["not_opened"], (*where, "not_opened")))
+            if "not_opened" in e
+            else (),
+            dead_letters=self.bound(e["dead_letters"], (*where, "dead_letters"))
+            if "dead_letters" in e
+            else None,
+        )
+
+    def items(self, e: Mapping[str, Any], key: str, where: Path_) -> list[Any]:
+        value = e.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail((*where, key), f"expected a list, got {_kind(value)}")
+        return value
+
+    def opened(self, value: Any, where: Path_) -> OpenedExpect:
+        keys = ("root", "state", "priority", "score", "suppressed", "reason_contains", "customers")
+        o = self.mapping(value, where, keys, "expectation")
+        if "root" not in o:
+            raise self.fail(where, "missing 'root' (the alarm key of the incident's root)")
+        return OpenedExpect(
+            root=self.string(o["root"], (*where, "root")),
+            state=self.string(o["state"], (*where, "state")) if "state" in o else None,
+            priority=self.bound(o["priority"], (*where, "priority")) if "priority" in o else None,
+            score=self.bound(o["score"], (*where, "score")) if "score" in o else None,
+            suppressed=self.set_expect(o["suppressed"], (*where, "suppressed"))
+            if "suppressed" in o
+            else None,
+            reason_contains=(
+                self.string(o["reason_contains"], (*where, "reason_contains"))
+                if "reason_contains" in o
+                else None
+            ),
+            customers=self.bound(o["customers"], (*where, "customers")) if "customers" in o else None,
+        )
+
+    def set_expect(self, value: Any, where: Path_) -> SetExpect:
+        if isinstance(value, list):
+            return SetExpect(exact=frozenset(self.strings(value, where)))
+        m = self.mapping(value, where, ("count", "includes", "excludes"), "expectation")
+        if not m:
+            raise self.fail(where, "expected count, includes and/or excludes")
+        return SetExpect(
+            count=self.bound(m["count"], (*where, "count")) if "count" in m else None,
+            includes=frozenset(self.strings(m["includes"], (*where, "includes")))
+            if "includes" in m
+            else frozenset(),
+            excludes=frozenset(self.strings(m["excludes"], (*where, "excludes")))
+            if "excludes" in m
+            else frozenset(),
+        )
+
+    def resolved(self, value: Any, where: Path_) -> ResolvedExpect:
+        r = self.mapping(value, where, ("root", "resolution", "at"), "expectation")
+        if "root" not in r:
+            raise self.fail(where, "missing 'root' (the alarm key of the incident's root)")
+        resolution = None
+        if "resolution" in r:
+            resolution = self.string(r["resolution"], (*where, "resolution"))
+            if resolution not in ("cleared", "merged"):
+                raise self.fail((*where, "resolution"), f"{resolution!r} is not one of 'cleared' or 'merged'")
+        return ResolvedExpect(
+            root=self.string(r["root"], (*where, "root")),
+            resolution=resolution,
+            at=self.bound(r["at"], (*where, "at"), duration=True) if "at" in r else None,
+        )
+
+
+def load_test_file(path: Path) -> TestFile:
+    """Parse and validate one test file. Raises ``ConfigError`` (``TestFileError``) with the line."""
+    data, locator = load_file(path, TestFileError)
+    return _Parser(path, locator).document(data)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: int = 0
+
+
+def run_case(tf: TestFile, case: TestCase) -> Outcome:
+    """Run one test case on a fresh pipeline and return every record it produced."""
+    pipeline = Pipeline(tf.topology, list(tf.rulesets), tf.settings)
+    out = Outcome()
+    try:
+        for step in case.steps:
+            t = START + step.at
+            while (due := pipeline.next_due()) is not None and due <= t:
+                out.records.extend(pipeline.tick(due).records)
+            payload = step.payload if isinstance(step.payload, str) else orjson.dumps(step.payload)
+            d = pipeline.feed(step.topic, payload, t)
+            out.records.extend(d.records)
+            out.dead_letters += len(d.dead_letters)
+        out.records.extend(pipeline.drain().records)
+    finally:
+        pipeline.close()
+    return out
+
+
+def check(expect: Expect, outcome: Outcome) -> list[str]:
+    """The unmet expectations, each as one line; empty when the test passes."""
+    records = outcome.records
+    latest: dict[str, dict[str, Any]] = {}  # incident → its last opened/updated record
+    for rec in records:
+        if rec.get("event") in ("opened", "updated"):
+            latest[rec["incident_id"]] = rec
+    problems: list[str] = []
+    if expect.incidents is not None and (msg := expect.incidents.check(len(latest))):
+        problems.append(f"incidents: {msg}")
+    for o in expect.opened:
+        candidates = [r for r in latest.values() if _root(r) == o.root]
+        if not candidates:
+            problems.append(f"opened {o.root}: no incident with this root")
+            continue
+        results = [_check_opened(o, r) for r in candidates]
+        if not any(not res for res in results):
+            problems.extend(f"opened {o.root}: {msg}" for msg in results[0])
+    for x in expect.resolved:
+        resolved = [r for r in records if r.get("event") == "resolved" and _root(r) == x.root]
+        if not resolved:
+            problems.append(f"resolved {x.root}: no resolved record with this root")
+            continue
+        results = [_check_resolved(x, r) for r in resolved]
+        if not any(not res for res in results):
+            problems.extend(f"resolved {x.root}: {msg}" for msg in results[0])
+    for key in expect.not_opened:
+        if any(_root(r) == key for r in latest.values()):
+            problems.append(f"not_opened: {key} became an incident of its own")
+    if expect.dead_letters is not None and (msg := expect.dead_letters.check(outcome.dead_letters)):
+        problems.append(f"dead_letters: {msg}")
+    return problems
+
+
+def _check_opened(o: OpenedExpect, rec: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    if o.state is not None and rec.get("state") != o.state:
+        out.append(f"state: expected {o.state}, got {rec.get('state')}")
+    if o.priority is not None and (msg := o.priority.check(rec["priority"])):
+        out.append(f"priority: {msg}")
+    if o.score is not None and (msg := o.score.check(rec["score"])):
+        out.append(f"score: {msg}")
+    suppressed = rec.get("suppressed", [])
+    if o.suppressed is not None:
+        out.extend(f"suppressed: {msg}" for msg in o.suppressed.check({s["alarm_id"] for s in suppressed}))
+    if o.reason_contains is not None:
+        if not suppressed:
+            out.append(f"reason_contains: no suppressed alarm to mention {o.reason_contains!r}")
+        for s in suppressed:
+            if o.reason_contains not in s["reason"]:
+                out.append(f"reason_contains: {s['alarm_id']}: {s['reason']!r} lacks {o.reason_contains!r}")
+                break
+    if o.customers is not None and (msg := o.customers.check(rec["impact"]["customers"]["total"])):
+        out.append(f"customers: {msg}")
+    return out
+
+
+def _check_resolved(x: ResolvedExpect, rec: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    if x.resolution is not None and rec.get("resolution") != x.resolution:
+        out.append(f"resolution: expected {x.resolution}, got {rec.get('resolution')}")
+    if x.at is not None and (msg := x.at.check(parse_time(rec["time"]) - START)):
+        out.append(f"at: {msg}")
+    return out
+
+
+def describe(outcome: Outcome) -> list[str]:
+    """What was seen, one line per incident: root, state, priority, score, suppressed count, end."""
+    latest: dict[str, dict[str, Any]] = {}
+    ends: dict[str, dict[str, Any]] = {}
+    for rec in outcome.records:
+        if rec.get("event") in ("opened", "updated"):
+            latest[rec["incident_id"]] = rec
+        elif rec.get("event") == "resolved":
+            ends[rec["incident_id"]] = rec
+    lines = []
+    for iid, rec in latest.items():
+        line = (
+            f"{iid} root {_root(rec)} state {rec.get('state')} P{rec.get('priority')} "
+            f"score {rec.get('score')} suppressed {len(rec.get('suppressed', []))}"
+        )
+        if (end := ends.get(iid)) is not None:
+            line += f", resolved {end.get('resolution')} at {_fmt_duration(parse_time(end['time']) - START)}"
+        lines.append(line)
+    if not lines:
+        lines.append("no incidents")
+    if outcome.dead_letters:
+        lines.append(f"{outcome.dead_letters} dead letter(s)")
+    return lines
+
+
+def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
+    """Run every test of every file; write ``PASS``/``FAIL`` lines and a summary. Returns the exit
+    status: 0 all passed, 1 a test failed, 2 a file is broken (nothing is run then)."""
+    files: list[TestFile] = []
+    broken = False
+    for path in _expand(paths):
+        try:
+            files.append(load_test_file(path))
+        except ConfigError as exc:
+            broken = True
+            print(f"error {exc}", file=out)
+    if broken or not files:
+        if not files and not broken:
+            print("error: no test files given", file=out)
+        return 2
+    passed = failed = 0
+    for tf in files:
+        for case in tf.tests:
+            try:
+                outcome = run_case(tf, case)
+                problems = check(case.expect, outcome)
+            except EngineError as exc:  # the engine refused something at run time
+                outcome, problems = Outcome(), [f"engine error: {exc}"]
+            if problems:
+                failed += 1
+                print(f"FAIL {case.name}", file=out)
+                for p in problems:
+                    print(f"  - {p}", file=out)
+                print("  seen:", file=out)
+                for line in describe(outcome):
+                    print(f"    {line}", file=out)
+            else:
+                passed += 1
+                print(f"PASS {case.name}", file=out)
+    print(f"{passed} passed, {failed} failed", file=out)
+    return 1 if failed else 0
+
+
+def _expand(paths: Sequence[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
+        else:
+            out.append(p)  # a missing file is reported by the loader
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``engine rules test FILE…``: FILE is a test file or a folder of ``*.yaml`` test files."""
+    parser = argparse.ArgumentParser(prog="engine rules test", description="run rule tests on virtual time")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="test file or folder of *.yaml")
+    args = parser.parse_args(argv)
+    return run_files(args.files, out=sys.stdout)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _root(rec: Mapping[str, Any]) -> str:
+    return str(rec.get("root_cause", {}).get("alarm_id"))
+
+
+def _few(keys: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def _dotted(where: Path_) -> str:
+    out = ""
+    for part in where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

@@ -1,0 +1,218 @@
+"""`engine rules test`: rule tests on the virtual clock (engine/rules/testing.py)."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine.rules.testing import main, run_files
+
+REPO = Path(__file__).resolve().parent.parent
+
+TOPOLOGY_DOC = """\
+service_types: {internet: {criticality: 3}}
+elements:
+  - {id: agg-x, type: switch, site: s1, region: r1, depends_on: []}
+  - {id: olt-x, type: olt, site: s2, region: r1, depends_on: [agg-x]}
+customers:
+  - {id: c-1, tier: gold, access: olt-x, services: [internet]}
+"""
+INLINE_TOPOLOGY = "topology:\n" + textwrap.indent(TOPOLOGY_DOC, "  ")
+
+CUT = """\
+tests:
+  - name: cut
+    timeline:
+      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_cause: lossOfSignal}}
+      - {at: 2s, alarm: {ne_id: olt-x, severity: critical, probable_cause: linkDown}}
+      - {at: 10m, clear: {ne_id: agg-x, probable_cause: lossOfSignal}}
+      - {at: 10m, clear: {ne_id: olt-x, probable_cause: linkDown}}
+    expect:
+      incidents: 1
+      opened:
+        - {root: agg-x:lossOfSignal, state: outage, customers: 1, suppressed: [olt-x:linkDown]}
+      resolved:
+        - {root: agg-x:lossOfSignal, resolution: cleared, at: 15m}
+      not_opened: [olt-x:linkDown]
+"""
+
+
+def _run(*paths: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    return run_files(list(paths), out=out), out.getvalue()
+
+
+def _write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_shipped_rule_tests_pass() -> None:
+    """Every test in rulesets/tests/ passes against the current engine: exit 0, `N passed, 0 failed`."""
+    status, out = _run(REPO / "rulesets" / "tests")
+    lines = out.splitlines()
+    assert status == 0, out
+    assert lines[-1] == f"{len(lines) - 1} passed, 0 failed"
+    assert all(line.startswith("PASS ") for line in lines[:-1])
+
+
+def test_inline_topology_and_default_ruleset(tmp_path: Path) -> None:
+    """An inline topology mapping works; without `rulesets` the built-in default ruleset is used."""
+    status, out = _run(_write(tmp_path, INLINE_TOPOLOGY + CUT))
+    assert status == 0, out
+    assert out.splitlines() == ["PASS cut", "1 passed, 0 failed"]
+
+
+def test_relative_paths_resolve_against_the_test_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`topology` and `rulesets` paths are relative to the test file, not the working directory."""
+    sub = tmp_path / "deep" / "tests"
+    sub.mkdir(parents=True)
+    (tmp_path / "deep" / "topo.yaml").write_text(TOPOLOGY_DOC)
+    (tmp_path / "deep" / "rs.yaml").write_text((REPO / "rulesets" / "default.yaml").read_text())
+    path = _write(sub, "topology: ../topo.yaml\nrulesets: [../rs.yaml]\n" + CUT)
+    monkeypatch.chdir(REPO / "engine")
+    status, out = _run(path)
+    assert status == 0, out
+
+
+def test_wrong_expectation_fails_with_what_was_seen(tmp_path: Path) -> None:
+    """A wrong expectation makes the test FAIL (exit 1) naming the unmet expectation, the value seen
+    and the incidents seen (root, state, priority, suppressed count); others still PASS."""
+    wrong = CUT.replace("state: outage", "state: degraded").replace("incidents: 1", "incidents: 3")
+    wrong = wrong.replace("name: cut", "name: wrong")
+    text = INLINE_TOPOLOGY + wrong + CUT.removeprefix("tests:\n")
+    status, out = _run(_write(tmp_path, text))
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0] == "FAIL wrong"
+    assert "  - incidents: expected 3, got 1" in lines
+    assert "  - opened agg-x:lossOfSignal: state: expected degraded, got outage" in lines
+    assert any("root agg-x:lossOfSignal state outage P" in ln and "suppressed 1" in ln for ln in lines)
+    assert "PASS cut" in lines
+    assert lines[-1] == "1 passed, 1 failed"
+
+
+@pytest.mark.parametrize(
+    ("expect", "message"),
+    [
+        ("{opened: [{root: olt-x:linkDown}]}", "opened olt-x:linkDown: no incident with this root"),
+        (
+            "{not_opened: [agg-x:lossOfSignal]}",
+            "not_opened: agg-x:lossOfSignal became an incident of its own",
+        ),
+        (
+            "{opened: [{root: agg-x:lossOfSignal, priority: {at_least: 1, at_most: 1}}]}",
+            "priority: expected at most 1",
+        ),
+        (
+            "{opened: [{root: agg-x:lossOfSignal, suppressed: {count: 2}}]}",
+            "suppressed: count expected 2, got 1",
+        ),
+        ("{opened: [{root: agg-x:lossOfSignal, suppressed: {includes: [a:b]}}]}", "suppressed: missing a:b"),
+        ("{opened: [{root: agg-x:lossOfSignal, reason_contains: nope}]}", "reason_contains: olt-x:linkDown"),
+        ("{resolved: [{root: agg-x:lossOfSignal, at: {at_most: 14m}}]}", "at: expected at most 14m, got 15m"),
+        (
+            "{resolved: [{root: agg-x:lossOfSignal, resolution: merged}]}",
+            "resolution: expected merged, got cleared",
+        ),
+        ("{dead_letters: 1}", "dead_letters: expected 1, got 0"),
+    ],
+)
+def test_each_kind_of_unmet_expectation_is_reported(tmp_path: Path, expect: str, message: str) -> None:
+    """Each expectation kind, when unmet, fails the test with a line naming it and what was seen."""
+    text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + f"    expect: {expect}\n"
+    status, out = _run(_write(tmp_path, text))
+    assert status == 1, out
+    assert message in out
+
+
+def test_raw_topic_step_and_dead_letters(tmp_path: Path) -> None:
+    """A raw `topic` + `payload` step is routed as on MQTT; a bad payload counts as a dead letter."""
+    text = INLINE_TOPOLOGY + (
+        "tests:\n  - name: raw\n    timeline:\n"
+        "      - {at: 0s, topic: soc/alarms/x, payload: {ne_id: olt-999, severity: critical,"
+        " probable_cause: linkDown, event_time: '2026-01-01T00:00:00Z'}}\n"
+        "      - {at: 1s, topic: soc/alarms/x, payload: 'not json'}\n"
+        "      - {at: 2s, samples: {probe_id: p1, target: olt-x, metrics: {mos: 4.1}}}\n"
+        "    expect: {incidents: 0, dead_letters: 2}\n"
+    )
+    status, out = _run(_write(tmp_path, text))
+    assert status == 0, out
+
+
+STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_cause: lossOfSignal}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        (INLINE_TOPOLOGY + "bogus: 1\n" + CUT, "line 8: bogus", "unknown key 'bogus'"),
+        (CUT, "", "missing 'topology'"),
+        ("topology: nowhere.yaml\n" + CUT, "line 1: topology", "topology file not found"),
+        (INLINE_TOPOLOGY + "rulesets: [nowhere.yaml]\n" + CUT, "line 8: rulesets", "bad ruleset"),
+        (
+            INLINE_TOPOLOGY + "config: {incidents: {settle: soon}}\n" + CUT,
+            "line 8: config.incidents.settle",
+            "not a duration",
+        ),
+        (
+            INLINE_TOPOLOGY
+            + "tests:\n  - name: x\n    timeline:\n      - {at: 5 minutes, clear: {ne_id: a}}\n"
+            "    expect: {}\n",
+            "line 11: tests[0].timeline[0].at",
+            "bad duration",
+        ),
+        (
+            INLINE_TOPOLOGY
+            + "tests:\n  - name: x\n    timeline:\n"
+            + STEP
+            + "    expect:\n      opened_count: 1\n",
+            "line 13: tests[0].expect.opened_count",
+            "unknown expectation 'opened_count'",
+        ),
+        (
+            INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
+            "        - {root: agg-x:lossOfSignal, priority: {below: 2}}\n",
+            "line 14: tests[0].expect.opened[0].priority.below",
+            "unknown bound 'below'",
+        ),
+        (
+            INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n      - {at: 0s, fire: {ne_id: a}}\n"
+            "    expect: {}\n",
+            "line 11: tests[0].timeline[0].fire",
+            "unknown step key 'fire'",
+        ),
+        (
+            INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n      - {at: 1m, clear: {ne_id: a}}\n"
+            "      - {at: 1s, clear: {ne_id: a}}\n    expect: {}\n",
+            "line 12: tests[0].timeline[1].at",
+            "steps go back in time",
+        ),
+        (INLINE_TOPOLOGY + "tests: [\n", "line ", "malformed YAML"),
+    ],
+)
+def test_broken_files_exit_2_with_file_line_and_reason(
+    tmp_path: Path, text: str, where: str, reason: str
+) -> None:
+    """A broken test file runs nothing and exits 2 with `error FILE: line N: path: reason`."""
+    path = _write(tmp_path, text)
+    status, out = _run(path)
+    assert status == 2, out
+    assert out.startswith(f"error {path}: {where}"), out
+    assert reason in out
+    assert "passed" not in out
+
+
+def test_main_takes_files_and_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`main` accepts files and folders of *.yaml and returns the exit status; a missing file is 2."""
+    _write(tmp_path, INLINE_TOPOLOGY + CUT)
+    assert main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out.endswith("1 passed, 0 failed\n")
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: file not found" in capsys.readouterr().out

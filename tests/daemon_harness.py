@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +81,37 @@ def with_prefix(lines: Iterable[Mapping[str, Any]], prefix: str) -> list[tuple[s
     return out
 
 
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("mqtt://").split(":")
+    return host, int(port)
+
+
+@contextlib.asynccontextmanager
+async def collecting(url: str, topic_filter: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """Subscribe (QoS 1) and collect every JSON payload on ``topic_filter`` into the yielded list."""
+    host, port = host_port(url)
+    got: list[dict[str, Any]] = []
+    async with aiomqtt.Client(hostname=host, port=port, identifier=f"watch-{time.monotonic_ns()}") as client:
+        await client.subscribe(topic_filter, qos=1)
+
+        async def watch() -> None:
+            async for msg in client.messages:
+                got.append(orjson.loads(bytes(msg.payload)))
+
+        task = asyncio.create_task(watch())
+        try:
+            yield got
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def publish(url: str, messages: Iterable[tuple[str, bytes]], *, qos: int = 1) -> int:
     """Publish with QoS 1 (each acknowledged by the broker) from a fresh client."""
-    host, port = url.removeprefix("mqtt://").split(":")
+    host, port = host_port(url)
     n = 0
-    async with aiomqtt.Client(
-        hostname=host, port=int(port), identifier=f"pub-{time.monotonic_ns()}"
-    ) as client:
+    async with aiomqtt.Client(hostname=host, port=port, identifier=f"pub-{time.monotonic_ns()}") as client:
         for topic, payload in messages:
             await client.publish(topic, payload, qos=qos)
             n += 1

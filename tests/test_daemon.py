@@ -7,14 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiomqtt
 import orjson
 import pytest
 
 from bench.scenarios import alarm, clear, fiber_cut
 from engine.adapters.receiver import WebhookReceiver
 from engine.daemon import Daemon
-from tests.daemon_harness import DaemonProcess, publish, settings, until, with_prefix, write_config
+from tests.daemon_harness import (
+    DaemonProcess,
+    collecting,
+    publish,
+    settings,
+    until,
+    with_prefix,
+    write_config,
+)
 from tests.mosquitto import Mosquitto, free_port
 
 ROOT_KEY = "agg-3:lossOfSignal:port 1/1/1"
@@ -42,34 +49,26 @@ async def test_a_fiber_cut_over_mqtt_becomes_one_incident_delivered_everywhere(
             receivers=[{"name": "noc", "url": rx.url, "secret": "s3cret"}],
         )
         raises, clears = _raises_and_clears(topic_prefix)
-        host, port = mosquitto.url.removeprefix("mqtt://").split(":")
-        on_topic: list[dict[str, Any]] = []
-        async with aiomqtt.Client(hostname=host, port=int(port), identifier="watcher") as watcher:
-            await watcher.subscribe(f"{topic_prefix}/incidents/#", qos=1)
-
-            async def watch() -> None:
-                async for msg in watcher.messages:
-                    on_topic.append(orjson.loads(bytes(msg.payload)))
-
-            task = asyncio.create_task(watch())
-            async with Daemon(settings(cfg)) as daemon:
-                await until(lambda: daemon.ready, timeout=10, what="readiness")
-                await publish(mosquitto.url, raises)
-                await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "opened"))), 20)
-                await publish(mosquitto.url, clears)
-                await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 20)
-                (opened,) = _by_event(rx.records, "opened")
-                assert opened["root_cause"]["alarm_id"] == ROOT_KEY
-                assert len(opened["suppressed"]) == 50
-                assert rx.counts.bad_signatures == 0
-                assert daemon.http is not None
-                async with aiohttp.ClientSession() as http:
-                    url = f"http://127.0.0.1:{daemon.http.port}/incidents/{opened['incident_id']}"
-                    async with http.get(url) as resp:
-                        assert resp.status == 200
-                        assert (await resp.json())["event"] == "resolved"
-                await until(lambda: len(on_topic) >= 2, timeout=10, what="records on the MQTT topic")
-            task.cancel()
+        async with (
+            collecting(mosquitto.url, f"{topic_prefix}/incidents/#") as on_topic,
+            Daemon(settings(cfg)) as daemon,
+        ):
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            await publish(mosquitto.url, raises)
+            await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "opened"))), 20)
+            await publish(mosquitto.url, clears)
+            await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 20)
+            (opened,) = _by_event(rx.records, "opened")
+            assert opened["root_cause"]["alarm_id"] == ROOT_KEY
+            assert len(opened["suppressed"]) == 50
+            assert rx.counts.bad_signatures == 0
+            assert daemon.http is not None
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{daemon.http.port}/incidents/{opened['incident_id']}"
+                async with http.get(url) as resp:
+                    assert resp.status == 200
+                    assert (await resp.json())["event"] == "resolved"
+            await until(lambda: len(on_topic) >= 2, timeout=10, what="records on the MQTT topic")
         assert [r["event"] for r in on_topic][:1] == ["opened"]
         assert {r["incident_id"] for r in on_topic} == {opened["incident_id"]}
 
@@ -80,28 +79,20 @@ async def test_invalid_messages_are_dead_lettered_with_the_reason(
     """A malformed alarm is published on the dead-letter topic with the field and reason; the good
     alarm after it still opens its incident."""
     cfg = write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix)
-    host, port = mosquitto.url.removeprefix("mqtt://").split(":")
-    dead: list[dict[str, Any]] = []
-    async with aiomqtt.Client(hostname=host, port=int(port), identifier="dlq") as watcher:
-        await watcher.subscribe(f"{topic_prefix}/deadletter", qos=1)
-
-        async def watch() -> None:
-            async for msg in watcher.messages:
-                dead.append(orjson.loads(bytes(msg.payload)))
-
-        task = asyncio.create_task(watch())
-        async with Daemon(settings(cfg)) as daemon:
-            await until(lambda: daemon.ready, timeout=10, what="readiness")
-            bad = [(f"{topic_prefix}/alarms/olt-001", b'{"ne_id": "olt-999", "severity": "major"}')]
-            good = with_prefix([alarm("olt-001", "linkDown", 0, "critical")], topic_prefix)
-            await publish(mosquitto.url, bad + good)
-            await until(lambda: bool(dead), timeout=10, what="a dead letter")
-            await until(
-                lambda: any(i.root == "olt-001:linkDown" for i in daemon.pipeline.incidents.incidents()),
-                timeout=10,
-                what="the good alarm's incident",
-            )
-        task.cancel()
+    async with (
+        collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead,
+        Daemon(settings(cfg)) as daemon,
+    ):
+        await until(lambda: daemon.ready, timeout=10, what="readiness")
+        bad = [(f"{topic_prefix}/alarms/olt-001", b'{"ne_id": "olt-999", "severity": "major"}')]
+        good = with_prefix([alarm("olt-001", "linkDown", 0, "critical")], topic_prefix)
+        await publish(mosquitto.url, bad + good)
+        await until(lambda: bool(dead), timeout=10, what="a dead letter")
+        await until(
+            lambda: any(i.root == "olt-001:linkDown" for i in daemon.pipeline.incidents.incidents()),
+            timeout=10,
+            what="the good alarm's incident",
+        )
     errors = {(e["field"], e["reason"]) for e in dead[0]["errors"]}
     assert ("probable_cause", "field required") in errors
 

@@ -114,6 +114,7 @@ class Daemon(CoreView):
         try:
             await self._stack.enter_async_context(self.store)
             self._recover()
+            self._last_snapshot = self._clock()  # the snapshot interval counts from start
             await self._stack.enter_async_context(self.notifier)
             if self.publisher is not None:
                 await self._stack.enter_async_context(self.publisher)

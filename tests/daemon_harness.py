@@ -153,6 +153,14 @@ class DaemonProcess:
         if self._dead():
             raise AssertionError(f"daemon exited early:\n{self.log.read_text()[-3000:]}")
 
+    def started_lines(self) -> list[dict[str, Any]]:
+        """The `engine started` log records (JSON), one per start."""
+        out = []
+        for line in self.log.read_bytes().splitlines():
+            if b'"engine started"' in line:
+                out.append(orjson.loads(line))
+        return out
+
     def _dead(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
 

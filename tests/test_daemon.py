@@ -186,15 +186,17 @@ async def test_reload_refuses_a_broken_ruleset_and_keeps_running(tmp_path: Path,
 async def test_kill_9_mid_stream_then_restart_loses_no_message_and_no_transition(
     tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
 ) -> None:
-    """The daemon is killed (SIGKILL) in the middle of a storm and started again: every alarm ends up
-    in the incident, and the receiver sees every version of it, in order (duplicates allowed only
-    as repeats of a key, which it reports)."""
+    """The daemon is killed (SIGKILL) in the middle of a storm, after it has applied and acknowledged
+    30 alarms, and started again: it rebuilds its state from the journal, every alarm ends up in the
+    incident, and the receiver sees every version of it, in order, none missing."""
     async with WebhookReceiver() as rx:
+        store = {"path": str(tmp_path / "engine.sqlite"), "snapshot_interval": "1h"}
         cfg = write_config(
             tmp_path,
             broker_url=mosquitto.url,
             prefix=topic_prefix,
             receivers=[{"name": "noc", "url": rx.url}],
+            extra={"store": store},
         )
         raises, clears = _raises_and_clears(topic_prefix)
         proc = DaemonProcess(cfg, tmp_path / "daemon.log")
@@ -203,6 +205,20 @@ async def test_kill_9_mid_stream_then_restart_loses_no_message_and_no_transition
             await proc.wait_started()
             await asyncio.sleep(0.5)  # subscribed (persistent session from now on)
             await publish(mosquitto.url, raises[:30])
+            metrics = f"http://127.0.0.1:{proc.started_lines()[0]['http_port']}/metrics"
+            accepted = 'soc_messages_total{kind="alarm",outcome="accepted",source="mqtt"} 30.0'
+            async with aiohttp.ClientSession() as http:
+
+                async def applied() -> bool:
+                    async with http.get(metrics) as resp:
+                        return accepted in await resp.text()
+
+                for _ in range(200):
+                    if await applied():
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("the 30 alarms were not applied before the kill")
             proc.kill9()
             await publish(mosquitto.url, raises[30:])  # queued by the broker for the session
             proc.start()
@@ -214,8 +230,10 @@ async def test_kill_9_mid_stream_then_restart_loses_no_message_and_no_transition
             )
             await publish(mosquitto.url, clears)
             await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 30)
+            second_start = proc.started_lines()[1]
         finally:
             proc.stop()
+    assert second_start["journal_replayed"] >= 30  # the state came back from the journal
     incident = {r["incident_id"] for r in rx.records}
     assert len(incident) == 1
     versions = [r["version"] for r in rx.records]

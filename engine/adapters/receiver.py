@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import hmac
 import math
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from engine import formats
 from engine.timeutil import parse_time
 
 __all__ = [
@@ -61,8 +61,7 @@ TIER_ORDER = ("platinum", "gold", "silver", "bronze")
 
 def sign(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
     """The signature headers for ``body`` sent at ``timestamp`` (what the engine's sender adds)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: f"sha256={mac}"}
+    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: formats.sign(secret, timestamp, body)}
 
 
 def verify_signature(
@@ -90,8 +89,8 @@ def verify_signature(
     scheme, _, given = signature.partition("=")
     if scheme != "sha256" or not given:
         return f"{SIGNATURE_HEADER} must be sha256=<hex>"
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+    expected = formats.sign(secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), f"sha256={given.strip().lower()}".encode()):
         return "signature does not match"
     return None
 

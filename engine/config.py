@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -26,6 +27,36 @@ ENV_PREFIX = "ENGINE_"
 Event = Literal["opened", "updated", "resolved"]
 FORMATS = ("generic", "tmf656", "pagerduty", "alertmanager")
 EVENTS: tuple[Event, ...] = ("opened", "updated", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://[user:password@]host[:port]`` (``mqtts://`` for TLS). Raises ``ValueError``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
 
 
 class _Section(BaseModel):
@@ -68,36 +99,25 @@ class MqttSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {v!r}")
-        if not parts.hostname:
-            raise ValueError(f"no host in {v!r}")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"bad port in {v!r}") from None
+        parse_broker_url(v)
         return v
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
+        return parse_broker_url(self.url).host
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme in ("mqtts", "ssl") else 1883)
+        return parse_broker_url(self.url).port
 
     @property
     def credentials(self) -> tuple[str | None, str | None]:
-        parts = urlsplit(self.url)
-        user = self.username or (unquote(parts.username) if parts.username else None)
-        password = self.password or (unquote(parts.password) if parts.password else None)
-        return user, password
+        parsed = parse_broker_url(self.url)
+        return self.username or parsed.username, self.password or parsed.password
 
     @property
     def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme in ("mqtts", "ssl") or self.tls is not None
+        return parse_broker_url(self.url).tls or self.tls is not None
 
 
 class StoreSettings(_Section):

@@ -33,10 +33,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import unquote, urlsplit
 
 import orjson
 
+from engine.config import BrokerAddress, parse_broker_url
 from engine.errors import ConfigError, EngineError
 from engine.scenarios import (  # re-exported: callers of the simulator use them
     SCENARIOS,
@@ -124,36 +124,6 @@ class SimStats:
     @property
     def per_second(self) -> float:
         return self.published / self.duration if self.duration > 0 else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://[user:password@]host[:port]`` (``mqtts://`` for TLS). Raises ``ValueError``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"bad port in {url!r}") from None
-    tls = parts.scheme in ("mqtts", "ssl")
-    return BrokerAddress(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 async def simulate(

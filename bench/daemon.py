@@ -28,7 +28,7 @@ import yaml
 
 from bench.scenarios import example_topology
 from engine.adapters.receiver import WebhookReceiver
-from engine.config import LoggingSettings, load_settings
+from engine.config import LoggingSettings, load_settings, parse_broker_url
 from engine.daemon import Daemon
 from engine.logs import configure_logging
 from engine.timeutil import format_time
@@ -76,9 +76,9 @@ def sample_feed(batches: int, per_batch: int = 100) -> list[tuple[str, bytes]]:
 
 
 async def _publish(url: str, feed: list[tuple[str, bytes]]) -> None:
-    host, port = url.removeprefix("mqtt://").split(":")
+    address = parse_broker_url(url)
     async with aiomqtt.Client(
-        hostname=host, port=int(port), identifier=f"bench-pub-{time.monotonic_ns()}"
+        hostname=address.host, port=address.port, identifier=f"bench-pub-{time.monotonic_ns()}"
     ) as c:
         pending: set[asyncio.Task[None]] = set()
         for topic, payload in feed:
@@ -91,10 +91,10 @@ async def _publish(url: str, feed: list[tuple[str, bytes]]) -> None:
 
 async def bare_subscriber_rate(url: str, feed: list[tuple[str, bytes]], client_id: str) -> float:
     """Messages/s a plain aiomqtt QoS 1 subscriber drains from its queued persistent session."""
-    host, port = url.removeprefix("mqtt://").split(":")
+    address = parse_broker_url(url)
     kw: dict[str, Any] = {
-        "hostname": host,
-        "port": int(port),
+        "hostname": address.host,
+        "port": address.port,
         "identifier": client_id,
         "clean_session": False,
     }
@@ -175,8 +175,10 @@ async def latency(url: str, rate: float, seconds: float, folder: Path) -> list[f
         sent: dict[str, float] = {}
         async with Daemon(cfg) as d:
             await _until(lambda: d.ready)
-            host, port = url.removeprefix("mqtt://").split(":")
-            async with aiomqtt.Client(hostname=host, port=int(port), identifier="bench-lat-pub") as c:
+            address = parse_broker_url(url)
+            async with aiomqtt.Client(
+                hostname=address.host, port=address.port, identifier="bench-lat-pub"
+            ) as c:
                 n = int(rate * seconds)
                 start = time.perf_counter()
                 for i in range(n):

@@ -18,7 +18,7 @@ import orjson
 import yaml
 
 from bench.scenarios import example_topology
-from engine.config import EngineSettings, load_settings
+from engine.config import EngineSettings, load_settings, parse_broker_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,8 +82,8 @@ def with_prefix(lines: Iterable[Mapping[str, Any]], prefix: str) -> list[tuple[s
 
 
 def host_port(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("mqtt://").split(":")
-    return host, int(port)
+    address = parse_broker_url(url)
+    return address.host, address.port
 
 
 @contextlib.asynccontextmanager

@@ -33,9 +33,8 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -105,6 +104,7 @@ class Daemon(CoreView):
         self._last_snapshot = 0.0
         self._entries_since_snapshot = 0
         self._metrics_at = 0.0
+        self._purged_at = 0.0
         self._firings_seen = 0
         self._reconnects_seen = 0
         self.recovered: dict[str, int] = {}
@@ -211,6 +211,11 @@ class Daemon(CoreView):
             if now - self._metrics_at >= 1.0:
                 self._refresh_metrics()
                 self._metrics_at = now
+            if now - self._purged_at >= self.settings.store.snapshot_interval:
+                self.store.purge(
+                    now
+                )  # delivered outbox rows older than keep_delivered; committed by the store
+                self._purged_at = now
             wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
             try:
                 item = (
@@ -517,12 +522,3 @@ async def run(settings: EngineSettings) -> int:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
     return 0
-
-
-def settings_summary(settings: EngineSettings) -> Mapping[str, Any]:
-    return {
-        "topology": str(settings.topology),
-        "rulesets": [str(p) for p in settings.rulesets] or ["<default>"],
-        "store": str(Path(settings.store.path)),
-        "receivers": [r.name for r in settings.receivers],
-    }

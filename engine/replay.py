@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -157,10 +157,6 @@ class Replayer:
             err = InvalidMessage(f"<replay line {n}>", [("", reason)])
             self.stats.dead_letters += 1
             self._dead(dead_letter_record(err.topic, raw.rstrip(), err, now=self.pipeline.clock))
-
-
-def iter_lines(fh: IO[bytes]) -> Iterator[bytes]:
-    yield from fh
 
 
 def dumps(record: Mapping[str, Any]) -> bytes:

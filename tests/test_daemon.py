@@ -327,3 +327,36 @@ async def test_a_core_failure_on_one_message_is_contained_and_the_core_goes_on(
         async with http.get(f"{base}/metrics") as resp:
             text = await resp.text()
             assert "soc_dead_letters_total 1.0" in text, [x for x in text.splitlines() if "dead" in x]
+
+
+async def test_delivered_outbox_rows_are_purged_after_keep_delivered(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """store.keep_delivered bounds the outbox: once a resolved incident's records are delivered and
+    older than it, the periodic snapshot purges them."""
+    async with WebhookReceiver() as rx:
+        store = {
+            "path": str(tmp_path / "engine.sqlite"),
+            "snapshot_interval": "200ms",
+            "keep_delivered": "0s",
+        }
+        cfg = write_config(
+            tmp_path,
+            broker_url=None,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+            extra={"store": store},
+        )
+        async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+            assert daemon.http is not None
+            base = f"http://127.0.0.1:{daemon.http.port}"
+            for line in (alarm("olt-003", "linkDown", 0, "critical"), clear("olt-003", "linkDown", 1)):
+                async with http.post(f"{base}/events", data=orjson.dumps(line["payload"])) as resp:
+                    assert resp.status == 202
+            await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 20)
+            assert [r["event"] for r in rx.records] == ["opened", "resolved"]  # both went through the outbox
+            await until(
+                lambda: daemon.store.outbox_stats().get("noc", {}).get("delivered", 0) == 0,
+                timeout=10,
+                what="the delivered rows to be purged",
+            )

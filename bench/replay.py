@@ -33,11 +33,11 @@ from typing import Any
 
 import orjson
 
-from engine.cli import load_rulesets
 from engine.datasets.pcic import Converted, causal_pairs, convert, transitive_closure
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
 from engine.replay import Replayer, ReplayStats, dumps
+from engine.rules.schema import load_rulesets
 from engine.settings import core_settings_from_data
 from engine.topology import topology_from_dict
 

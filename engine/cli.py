@@ -14,32 +14,7 @@ import orjson
 
 from engine import __version__
 from engine.errors import ConfigError, EngineError
-from engine.rules.schema import Ruleset
-
-
-def _default_ruleset_path() -> Path:
-    return Path(__file__).resolve().parent / "data" / "default-ruleset.yaml"
-
-
-def load_rulesets(paths: Sequence[str | Path] | None) -> list[Ruleset]:
-    """Rulesets from files and directories (``*.yaml``/``*.yml``, sorted); the default when none."""
-    from engine.rules.schema import load_ruleset_file
-
-    if not paths:
-        return [load_ruleset_file(_default_ruleset_path())]
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
-            if not found:
-                raise ConfigError(str(p), "", "no *.yaml ruleset in this directory")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise ConfigError(str(p), "", "no such file or directory")
-    return [load_ruleset_file(f) for f in files]
+from engine.rules.schema import load_rulesets
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

@@ -45,13 +45,13 @@ from engine.adapters.http import CoreView, HttpApi, Overloaded
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
 from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
-from engine.cli import load_rulesets
 from engine.config import EngineSettings
 from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.logs import bound, log_transition
 from engine.messages import Routes, dead_letter_record
 from engine.metrics import Metrics
 from engine.pipeline import Decisions, Pipeline
+from engine.rules.schema import load_rulesets
 from engine.topology import load_topology
 
 log = structlog.get_logger("engine.daemon")

@@ -9,10 +9,9 @@ from typing import Any
 import orjson
 
 from bench.scenarios import example_topology
-from engine.cli import load_rulesets
 from engine.pipeline import Pipeline
 from engine.replay import Replayer
-from engine.rules.schema import Ruleset
+from engine.rules.schema import Ruleset, load_rulesets
 from engine.settings import CoreSettings, core_settings_from_data
 from engine.topology import Topology, topology_from_dict
 

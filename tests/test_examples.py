@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.scenarios import write_examples
-from engine.cli import load_rulesets
 from engine.config import EngineSettings, load_settings
+from engine.rules.schema import load_rulesets
 from engine.settings import CoreSettings, load_core_settings
 from engine.topology import load_topology
 

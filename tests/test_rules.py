@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from engine.cli import load_rulesets
 from engine.errors import ConfigError, RuleEngineError, RulesetError
 from engine.rules.compiler import compile_rulesets
 from engine.rules.host import RuleHost
-from engine.rules.schema import parse_ruleset
+from engine.rules.schema import load_rulesets, parse_ruleset
 
 GOLDEN = Path(__file__).parent / "golden"
 

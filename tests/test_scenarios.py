@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
-from engine.cli import load_rulesets
 from engine.pipeline import Pipeline
 from engine.replay import Replayer
+from engine.rules.schema import load_rulesets
 from engine.timeutil import parse_time
 from engine.topology import topology_from_dict
 from tests.harness import run, settings

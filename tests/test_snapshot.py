@@ -10,11 +10,11 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
-from engine.cli import load_rulesets
 from engine.datasets.pcic import convert
 from engine.errors import EngineError
 from engine.pipeline import Pipeline
 from engine.replay import event_time
+from engine.rules.schema import load_rulesets
 from engine.settings import CoreSettings, core_settings_from_data
 from engine.topology import Topology, topology_from_dict
 

@@ -29,7 +29,7 @@ Fields: ``ne_id, severity, probable_cause, event_type, specific_problem, effect`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -261,3 +261,25 @@ def _reason(err: Mapping[str, Any]) -> str:
         return f"{err['input']!r} is not one of {expected}"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+DEFAULT_RULESET = Path(__file__).resolve().parents[1] / "data" / "default-ruleset.yaml"
+
+
+def load_rulesets(paths: Sequence[str | Path] | None) -> list[Ruleset]:
+    """Rulesets from files and directories (``*.yaml``/``*.yml``, sorted); the default when none."""
+    if not paths:
+        return [load_ruleset_file(DEFAULT_RULESET)]
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                raise RulesetError(str(p), "", "no *.yaml ruleset in this directory")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise RulesetError(str(p), "", "no such file or directory")
+    return [load_ruleset_file(f) for f in files]

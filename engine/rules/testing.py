@@ -18,10 +18,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from engine.cli import load_rulesets
 from engine.errors import ConfigError, EngineError
 from engine.pipeline import Pipeline
-from engine.rules.schema import Ruleset
+from engine.rules.schema import Ruleset, load_rulesets
 from engine.settings import CoreSettings, core_settings_from_data
 from engine.timeutil import format_time, parse_duration, parse_time
 from engine.topology import Topology, load_topology, topology_from_dict

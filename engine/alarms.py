@@ -171,12 +171,13 @@ class AlarmTable:
         return dropped
 
     # -- input ---------------------------------------------------------------------------------
-    def apply(self, alarm: Alarm, now: float) -> list[AlarmChange]:
+    def apply(self, alarm: Alarm, now: float, *, effect: Effect | None = None) -> list[AlarmChange]:
+        """Apply a raise or clear. ``effect`` overrides the effect table (alarms the rules raise)."""
         key = alarm_key(alarm)
         if alarm.is_clear:
             return self._clear(key, alarm, now)
         self.counters.raise_messages += 1
-        return self._raise(key, alarm, now)
+        return self._raise(key, alarm, now, effect)
 
     def tick(self, now: float) -> list[AlarmChange]:
         """Fire due timers: flapping ends, cleared alarms and orphan clears are forgotten."""
@@ -203,8 +204,8 @@ class AlarmTable:
         return out
 
     # -- internals -----------------------------------------------------------------------------
-    def _raise(self, key: str, alarm: Alarm, now: float) -> list[AlarmChange]:
-        effect = classify(alarm, self._settings.effects)
+    def _raise(self, key: str, alarm: Alarm, now: float, effect: Effect | None = None) -> list[AlarmChange]:
+        effect = effect or classify(alarm, self._settings.effects)
         rec = self._alarms.get(key)
         if rec is None:
             rec = self._new(key, alarm, effect)

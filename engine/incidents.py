@@ -38,6 +38,8 @@ from engine.alarms import ActiveAlarm
 from engine.impact import Health, Impact, ImpactCounts, compute_impact
 from engine.priority import Priority, PriorityInput, assess, explain
 from engine.rules.correlator import Explanation
+from engine.rules.maintenance import Calendar
+from engine.rules.overrides import Overrides
 from engine.settings import IncidentSettings, PrioritySettings
 from engine.timeutil import format_time
 from engine.topology import Topology
@@ -51,8 +53,9 @@ SEVERITY_ORDER = ("indeterminate", "warning", "minor", "major", "critical")
 class Suppression:
     root: str  # the alarm key that explains it directly
     rule: str  # qualified rule name
-    relation: str
+    relation: str  # a correlate relation, or the form: group, inhibit, threshold, pair
     delay: float  # symptom time - root time, seconds
+    detail: str = ""  # the form's words for why (key values, window)
 
 
 @dataclass
@@ -76,6 +79,11 @@ class Incident:
     acknowledged: dict[str, Any] | None = None  # {"by", "at", "note"} once an operator acknowledged it
     grouping_rules: set[str] = field(default_factory=set)
     scheduled: float | None = None  # the due time of its live entry in the book's timer heap
+    kind: str = "root"  # "group": anchored by a group rule; resolves when no member is active
+    settle: float | None = None  # per-incident settle (a group's wait); None: the settings'
+    interval: float | None = None  # per-incident update interval (a group's interval)
+    hold_until: float | None = None  # stays pending until then (a pair's window, a maintenance window)
+    maintenance: str | None = None  # the maintenance rule that held it back, while it does
 
 
 def incident_id(root_key: str, first_seen: float) -> str:
@@ -92,12 +100,19 @@ class IncidentBook:
         priority: PrioritySettings,
         alarm: Callable[[str], ActiveAlarm | None],
         own_health: Mapping[str, Health],
+        *,
+        calendar: Calendar | None = None,
+        overrides: Overrides | None = None,
+        parts: Callable[[str], frozenset[str]] | None = None,
     ) -> None:
         self._topology = topology
         self._settings = settings
         self._priority = priority
         self._alarm = alarm
         self._own = own_health
+        self._calendar = calendar
+        self._overrides = overrides
+        self._parts = parts or (lambda _key: frozenset())
         self._parent: dict[str, Suppression] = {}  # symptom key -> why it is suppressed
         self._by_top: dict[str, Incident] = {}  # top root key -> incident
         self._incident_of: dict[str, Incident] = {}  # every member key -> incident
@@ -107,6 +122,8 @@ class IncidentBook:
         self.opened = 0
         self.resolved = 0
         self.merged = 0
+        self.discarded = 0  # pending incidents dropped: transients (pair), cleared in maintenance
+        self.held_back = 0  # openings deferred by a maintenance window
 
     # -- queries -------------------------------------------------------------------------------
     def incidents(self) -> Iterable[Incident]:
@@ -130,12 +147,16 @@ class IncidentBook:
     def _due(self, inc: Incident) -> float | None:
         """When this incident next needs `tick`, from its phase and timers."""
         if inc.phase == "pending":
-            return inc.created + self._settings.settle
+            due = inc.created + (inc.settle if inc.settle is not None else self._settings.settle)
+            return max(due, inc.hold_until) if inc.hold_until is not None else due
         if inc.phase == "clearing" and inc.clear_since is not None:
             return inc.clear_since + self._settings.hold_down
         if inc.phase == "open" and inc.dirty:
-            return inc.created if inc.last_emit is None else inc.last_emit + self._settings.update_interval
+            return inc.created if inc.last_emit is None else inc.last_emit + self._interval(inc)
         return None
+
+    def _interval(self, inc: Incident) -> float:
+        return inc.interval if inc.interval is not None else self._settings.update_interval
 
     def _schedule(self, inc: Incident) -> None:
         due = self._due(inc)
@@ -150,17 +171,53 @@ class IncidentBook:
         records: list[dict[str, Any]] = []
         inc = self._incident_of.get(alarm.key)
         if inc is not None:  # re-raise of a member or root
-            if inc.root == alarm.key and inc.clear_since is not None:
+            if (inc.root == alarm.key or inc.kind == "group") and inc.clear_since is not None:
                 if inc.phase == "clearing":
                     inc.phase = "open"
                 inc.clear_since = None
                 inc.reraised += 1
             self._touch(inc)
-        for ex in sorted(explanations, key=Explanation.sort_key):
-            records.extend(self._explain(ex, now))
+        records.extend(self.explain(explanations, now))
         if alarm.key not in self._incident_of and alarm.effect != "none":
             self._new_incident(alarm.key, now)
         return records
+
+    def explain(self, explanations: Iterable[Explanation], now: float) -> list[dict[str, Any]]:
+        """Apply pairs the rules decided (root explains symptom), in rule order."""
+        records: list[dict[str, Any]] = []
+        for ex in sorted(explanations, key=Explanation.sort_key):
+            records.extend(self._explain(ex, now))
+        return records
+
+    def start_group(self, key: str, wait: float | None, interval: float | None, now: float) -> None:
+        """``key`` anchors a group: its incident (created if its effect is none) is a group incident."""
+        inc = self._incident_of.get(key)
+        if inc is None:
+            alarm = self._alarm(key)
+            if alarm is None or not alarm.active or key in self._parent:
+                return
+            inc = self._new_incident(key, now)
+        if inc.root != key or inc.phase != "pending":
+            return  # already part of something larger, or notified: leave it as it is
+        inc.kind = "group"
+        inc.settle, inc.interval = wait, interval
+        self._schedule(inc)
+
+    def hold(self, key: str, until: float) -> None:
+        """Keep the pending incident rooted at ``key`` from opening before ``until`` (a pair's window)."""
+        inc = self._by_top.get(key)
+        if inc is not None and inc.phase == "pending":
+            inc.hold_until = max(until, inc.hold_until or until)
+            self._schedule(inc)
+
+    def discard(self, key: str) -> list[str]:
+        """Drop the pending incident rooted at ``key`` without a record (a transient). Returns its
+        other members, which the caller correlates again. An incident already notified stays."""
+        inc = self._by_top.get(key)
+        if inc is None or inc.phase != "pending":
+            return []
+        self.discarded += 1
+        return [m for m in self._dissolve(inc) if m != key]
 
     def changed(self, alarm: ActiveAlarm) -> None:
         """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
@@ -176,7 +233,14 @@ class IncidentBook:
         if inc is None:
             return
         inc.dirty = True
-        if inc.root == alarm.key and inc.phase in ("pending", "open"):
+        if inc.kind == "group":
+            others = [a for a in self._active_members(inc) if a.key != alarm.key]
+            if not others and inc.phase in ("pending", "open"):
+                self._refresh(inc, still_active=alarm)
+                if inc.phase == "open":
+                    inc.phase = "clearing"
+                inc.clear_since = now
+        elif inc.root == alarm.key and inc.phase in ("pending", "open"):
             self._refresh(inc, still_active=alarm)  # freeze impact and priority as they were
             if inc.phase == "open":
                 inc.phase = "clearing"
@@ -226,10 +290,13 @@ class IncidentBook:
             incidents.append(d)
         return {
             "incidents": incidents,
-            "parent": [[k, sup.root, sup.rule, sup.relation, sup.delay] for k, sup in self._parent.items()],
+            "parent": [
+                [k, sup.root, sup.rule, sup.relation, sup.delay, sup.detail]
+                for k, sup in self._parent.items()
+            ],
             "timers": [list(t) for t in self._timers],
             "seq": self._seq,
-            "counters": [self.opened, self.resolved, self.merged],
+            "counters": [self.opened, self.resolved, self.merged, self.discarded, self.held_back],
         }
 
     def load(self, state: Mapping[str, Any]) -> int:
@@ -255,15 +322,11 @@ class IncidentBook:
                 self._incident_of[m] = inc
             self._rewatch(inc, impact)
             inc.impact = impact
-        self._parent = {
-            k: Suppression(root, rule, rel, delay)
-            for k, root, rule, rel, delay in state["parent"]
-            if k in self._incident_of
-        }
+        self._parent = {p[0]: Suppression(*p[1:]) for p in state["parent"] if p[0] in self._incident_of}
         self._timers = [(due, seq, top) for due, seq, top in state["timers"]]
         heapq.heapify(self._timers)
         self._seq = state["seq"]
-        self.opened, self.resolved, self.merged = state["counters"]
+        self.opened, self.resolved, self.merged, self.discarded, self.held_back = state["counters"]
         return dropped
 
     # -- time ----------------------------------------------------------------------------------
@@ -281,6 +344,12 @@ class IncidentBook:
             inc = self._by_top[top]
             inc.scheduled = None
             if inc.phase == "pending":
+                if self._maintained(inc, now):
+                    continue
+                if inc.maintenance is not None and inc.clear_since is not None:
+                    self.discarded += 1  # raised and cleared inside the maintenance window
+                    released.extend(m for m in self._dissolve(inc) if m != inc.root)
+                    continue
                 records.append(self._open(inc, now))
             elif inc.phase == "clearing":
                 records.append(self._emit(inc, "resolved", now))
@@ -294,6 +363,20 @@ class IncidentBook:
                 inc.dirty = False
             self._schedule(inc)
         return records, released
+
+    def _maintained(self, inc: Incident, now: float) -> bool:
+        """A maintenance window covers the root: hold the incident until the window ends."""
+        if not self._calendar:
+            return False
+        root = self._alarm(inc.root)
+        covering = self._calendar.covering(root.ne_id, now) if root is not None else None
+        if covering is None:
+            return False
+        if inc.maintenance is None:
+            self.held_back += 1
+        inc.maintenance, inc.hold_until = covering
+        self._schedule(inc)
+        return True
 
     def _open(self, inc: Incident, now: float) -> dict[str, Any]:
         if inc.clear_since is None:
@@ -310,7 +393,7 @@ class IncidentBook:
     def _update_due(self, inc: Incident, now: float) -> bool:
         if inc.phase != "open" or not inc.dirty:
             return False
-        return inc.last_emit is None or now >= inc.last_emit + self._settings.update_interval
+        return inc.last_emit is None or now >= inc.last_emit + self._interval(inc)
 
     def _touch(self, inc: Incident) -> None:
         """Mark an incident changed; it is re-assessed at its next update slot."""
@@ -354,7 +437,11 @@ class IncidentBook:
         if root_inc is None:  # a root with no effect of its own gets an incident once it explains something
             root_inc = self._new_incident(top, now)
         self._parent[ex.symptom] = Suppression(
-            ex.root, ex.rule.qualified, ex.rule.relation, round(ex.symptom_time - ex.root_time, 3)
+            ex.root,
+            ex.rule.qualified,
+            ex.rule.relation or ex.rule.form,
+            round(ex.symptom_time - ex.root_time, 3),
+            ex.detail,
         )
         root_inc.grouping_rules.add(ex.rule.qualified)
         self._touch(root_inc)
@@ -432,6 +519,10 @@ class IncidentBook:
             ),
             self._priority,
         )
+        if self._overrides:
+            inc.priority, inc.severity = self._overrides.apply(
+                inc.priority, inc.severity, impact, self._parts(inc.root)
+            )
 
     def _rewatch(self, inc: Incident, impact: Impact | None) -> None:
         old = inc.impact.elements if inc.impact is not None else {}
@@ -523,9 +614,11 @@ class IncidentBook:
         root = self._alarm(sup.root)
         where = {
             "downstream_of": f"{a.ne_id if a else '?'} is at or below {root.ne_id if root else '?'}",
+            "upstream_of": f"{a.ne_id if a else '?'} is at or above {root.ne_id if root else '?'}",
             "same_site": f"same site {self._site(a)}",
             "same_region": f"same region {self._region(a)}",
-        }.get(sup.relation, sup.relation)
+            "same_service_path": "on a path of the same service type",
+        }.get(sup.relation, sup.detail or sup.relation)
         return {
             "alarm_id": key,
             "ne_id": a.ne_id if a else None,
@@ -557,6 +650,12 @@ class IncidentBook:
             )
             if root.flapping:
                 lines.append(f"the root alarm is flapping ({root.count} raises in this occurrence)")
+            if root.text and root.key.startswith("rule:"):
+                lines.append(f"raised by rule {inc.root.split(':')[1]}: {root.text}")
+        if inc.kind == "group":
+            lines.append("a group incident: it resolves when none of its alarms is active")
+        if inc.maintenance is not None:
+            lines.append(f"held back by maintenance window {inc.maintenance} until it ended")
         if suppressed:
             by_rule: dict[str, int] = {}
             for s in suppressed:

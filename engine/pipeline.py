@@ -24,14 +24,22 @@ from engine.impact import Health, HealthView
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
 from engine.messages import Alarm, Decoder, Routes, dead_letter_record
+from engine.rules.breaches import Breaches
 from engine.rules.compiler import Program, compile_rulesets
-from engine.rules.correlator import Correlator
+from engine.rules.correlator import Correlator, Explanation
+from engine.rules.groups import Groups
+from engine.rules.inhibitions import Inhibitions
+from engine.rules.maintenance import Calendar
+from engine.rules.overrides import Overrides
+from engine.rules.pairs import PairOutcome, Pairs
 from engine.rules.schema import Ruleset
+from engine.rules.storms import Storms
+from engine.rules.synthetic import Synthetic
 from engine.settings import CoreSettings
 from engine.timeutil import format_time
 from engine.topology import Element, Topology
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 _HEALTH = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
 
 
@@ -91,8 +99,22 @@ class Pipeline:
         self.correlator = Correlator(self.program, topology, grace=self.settings.reorder_tolerance)
         self._own: dict[str, Health] = {}
         self._by_element: dict[str, set[str]] = {}
+        rules = list(self.program.rules.values())
+        self.groups = Groups(rules, topology)
+        self.inhibitions = Inhibitions(rules, topology)
+        self.storms = Storms(rules, topology)
+        self.pairs = Pairs(rules, topology)
+        self.breaches = Breaches(rules, topology)
+        self.calendar = Calendar(rules, topology)
         self.incidents = IncidentBook(
-            topology, self.settings.incidents, self.settings.priority, self.alarms.get, self._own
+            topology,
+            self.settings.incidents,
+            self.settings.priority,
+            self.alarms.get,
+            self._own,
+            calendar=self.calendar,
+            overrides=Overrides(rules, topology),
+            parts=self.correlator.parts,
         )
         self.kpis = KpiStore()
         self.stats = Stats()
@@ -117,6 +139,8 @@ class Pipeline:
             self.stats.messages["samples"] += 1
             for sample in decoded.samples:
                 self.kpis.observe(sample)
+                for syn in self.breaches.observe(sample):
+                    out.records.extend(self._apply_synthetic(syn, now))
             self.stats.samples += len(decoded.samples)
             if decoded.rejected:
                 self.stats.samples_rejected += len(decoded.rejected)
@@ -132,6 +156,13 @@ class Pipeline:
             records.extend(self._on_change(change, now))
         return records
 
+    def _apply_synthetic(self, syn: Synthetic, now: float) -> list[dict[str, Any]]:
+        """An alarm a rule raised or cleared (storm, escalation, KPI breach) goes the normal way."""
+        records: list[dict[str, Any]] = []
+        for change in self.alarms.apply(syn.alarm, now, effect=syn.effect):
+            records.extend(self._on_change(change, now))
+        return records
+
     def tick(self, now: float) -> Decisions:
         """Advance time: flapping ends, facts expire, incidents open, update and resolve."""
         now = self._advance(now)
@@ -143,7 +174,15 @@ class Pipeline:
 
     def next_due(self) -> float | None:
         dues = [
-            d for d in (self.alarms.next_due(), self.correlator.next_due(), self.incidents.next_due()) if d
+            d
+            for d in (
+                self.alarms.next_due(),
+                self.correlator.next_due(),
+                self.incidents.next_due(),
+                self.storms.next_due(),
+                self.pairs.next_due(),
+            )
+            if d
         ]
         return min(dues) if dues else None
 
@@ -168,36 +207,85 @@ class Pipeline:
         if change.kind == "raised":
             self._index(alarm)
             self._update_health(alarm.ne_id)
-            explanations = self.correlator.observe(alarm, now)
-            return self.incidents.raised(alarm, explanations, now)
+            return self._correlate(alarm, now, arrival=True)
         if change.kind == "cleared":
             self.incidents.cleared(alarm, now)
             self._update_health(alarm.ne_id)
-            return []
+            self.inhibitions.cleared(alarm.key)
+            return self._pair_outcome(self.pairs.cleared(alarm, alarm.cleared_time or now), now)
         if change.kind == "severity":
             # Facts carry severity and effect: re-assert them; new pairs may form (minor → critical).
             if change.previous_effect != alarm.effect:
                 self._update_health(alarm.ne_id)
-            explanations = self.correlator.observe(alarm, now)
             self.incidents.changed(alarm)
-            return self.incidents.raised(alarm, explanations, now)
+            return self._correlate(alarm, now)
         if change.kind in ("flapping", "unflapped"):
             self.incidents.changed(alarm)
         return []
 
+    def _correlate(
+        self, alarm: ActiveAlarm, now: float, t: float | None = None, *, arrival: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every rule form looks at an alarm occurrence (``t``: as of when; default its first raise).
+
+        Thresholds count and pairs wait for *arrivals* (new occurrences) only: an alarm that
+        re-surfaces or changes severity is not a new event for them."""
+        explanations = self.correlator.observe(alarm, now, t=t)
+        parts = self.correlator.classify(alarm)
+        when = alarm.first_seen if t is None else t
+        grouped, starts = self.groups.observe(alarm, parts, when, now)
+        explanations.extend(grouped)
+        explanations.extend(self.inhibitions.observe(alarm, parts, when))
+        storms, members = self.storms.observe(alarm, parts, when) if arrival else ([], [])
+        paired = self.pairs.observe(alarm, parts, when) if arrival else PairOutcome()
+        records = self.incidents.raised(alarm, explanations, now)
+        for start in starts:
+            self.incidents.start_group(start.anchor, start.wait, start.interval, now)
+        for syn in storms:
+            records.extend(self._apply_synthetic(syn, now))
+        records.extend(self._explain(members, now))
+        records.extend(self._pair_outcome(paired, now))
+        return records
+
+    def _explain(self, explanations: list[Explanation], now: float) -> list[dict[str, Any]]:
+        return self.incidents.explain(explanations, now) if explanations else []
+
+    def _pair_outcome(self, out: PairOutcome, now: float) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for key, until in out.holds:
+            self.incidents.hold(key, until)
+        for syn in out.synthetics:
+            records.extend(self._apply_synthetic(syn, now))
+        records.extend(self._explain(out.explanations, now))
+        for key, _rule in out.discards:
+            records.extend(self._resurface(self.incidents.discard(key), now))
+        return records
+
+    def _resurface(self, released: list[str], now: float) -> list[dict[str, Any]]:
+        """Alarms whose incident went away: facts go; those still active are correlated again, as of now."""
+        records: list[dict[str, Any]] = []
+        for key in released:
+            self.correlator.forget(key)
+            self.groups.release(key)
+        for key in released:
+            alarm = self.alarms.get(key)
+            if alarm is not None and alarm.active:
+                records.extend(self._correlate(alarm, now, t=now))
+        return records
+
     def _flush(self, now: float) -> list[dict[str, Any]]:
         self.correlator.tick(now)
-        records, released = self.incidents.tick(now)
+        self.groups.tick(now)
+        records: list[dict[str, Any]] = []
+        for syn in self.storms.tick(now):
+            records.extend(self._apply_synthetic(syn, now))
+        records.extend(self._pair_outcome(self.pairs.tick(now), now))
+        more, released = self.incidents.tick(now)
+        records.extend(more)
         # A resolved incident explains nothing more: its alarms' facts go; those still active are
         # correlated again, as of now, and may form new incidents.
         while released:
-            for key in released:
-                self.correlator.forget(key)
-            for key in released:
-                alarm = self.alarms.get(key)
-                if alarm is not None and alarm.active:
-                    explanations = self.correlator.observe(alarm, now, t=now)
-                    records.extend(self.incidents.raised(alarm, explanations, now))
+            records.extend(self._resurface(released, now))
             more, released = self.incidents.tick(now)
             records.extend(more)
         return records
@@ -325,6 +413,13 @@ class Pipeline:
             "own": {ne: int(h) for ne, h in self._own.items()},
             "by_element": {ne: sorted(keys) for ne, keys in self._by_element.items()},
             "kpis": self.kpis.dump(),
+            "forms": {
+                "groups": self.groups.dump(),
+                "inhibitions": self.inhibitions.dump(),
+                "storms": self.storms.dump(),
+                "pairs": self.pairs.dump(),
+                "breaches": self.breaches.dump(),
+            },
             "stats": {
                 "messages": dict(self.stats.messages),
                 "invalid_reasons": dict(self.stats.invalid_reasons),
@@ -351,6 +446,12 @@ class Pipeline:
         dropped_incidents = self.incidents.load(state["incidents"])
         self.correlator.load(state["correlator"], self.alarms.get)
         self.kpis.load(state["kpis"])
+        forms = state["forms"]
+        self.groups.load(forms["groups"])
+        self.inhibitions.load(forms["inhibitions"])
+        self.storms.load(forms["storms"])
+        self.pairs.load(forms["pairs"])
+        self.breaches.load(forms["breaches"])
         st = state["stats"]
         self.stats.messages = Counter(st["messages"])
         self.stats.invalid_reasons = Counter(st["invalid_reasons"])
@@ -381,6 +482,13 @@ class Pipeline:
             "incidents_opened": opened,
             "incidents_resolved": self.incidents.resolved,
             "incidents_merged": self.incidents.merged,
+            "incidents_discarded": self.incidents.discarded,
+            "incidents_held_by_maintenance": self.incidents.held_back,
+            "storms": self.storms.fired,
+            "pair_timeouts": self.pairs.timeouts,
+            "pairs_completed": self.pairs.paired,
+            "inhibited": self.inhibitions.inhibited,
+            "kpi_breaches": self.breaches.raised,
             "raise_messages": c.raise_messages,
             "compression": round(c.raise_messages / opened, 2) if opened else None,
             "occurrences_per_incident": round(c.raised / opened, 2) if opened else None,

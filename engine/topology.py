@@ -420,6 +420,7 @@ class Topology:
         self._platform = {ne: frozenset(names) for ne, names in platform.items()}
         self._groups_at = loaded.groups()
         self._groups = tuple(g for gs in self._groups_at.values() for g in gs)
+        self._through: dict[str, frozenset[str]] | None = None
 
     def __contains__(self, ne_id: object) -> bool:
         return ne_id in self.elements
@@ -487,6 +488,22 @@ class Topology:
     def topo_order(self) -> tuple[str, ...]:
         """Every element after everything it depends on."""
         return self._order
+
+    def services_through(self, ne_id: str) -> frozenset[str]:
+        """Service types whose paths cross ``ne_id``: it is on the service's platform or something the
+        platform depends on, or customers of the service hang below it (their access or upstream)."""
+        if self._through is None:
+            through: dict[str, set[str]] = {}
+            for st in self.service_types.values():
+                for p in st.platform:
+                    for x in (p, *self.ancestors(p)):
+                        through.setdefault(x, set()).add(st.name)
+            for access, groups in self._groups_at.items():
+                carried = {s for g in groups for s in g.services}
+                for x in (access, *self.ancestors(access)):
+                    through.setdefault(x, set()).update(carried)
+            self._through = {ne: frozenset(s) for ne, s in through.items()}
+        return self._through.get(ne_id, frozenset())
 
 
 def _multimap(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:

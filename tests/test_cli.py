@@ -181,12 +181,13 @@ rules:
     correlate:
       root: {effect: outage}
       symptom: {}
-      relation: upstream_of
+      relation: up_stream
 """
 
 RELATION_ERROR = (
     "line 7: rule 'r1', rules[0].correlate.relation: "
-    "'upstream_of' is not one of 'downstream_of', 'same_site' or 'same_region'"
+    "'up_stream' is not one of 'downstream_of', 'upstream_of', 'same_site', 'same_region' or "
+    "'same_service_path'"
 )
 
 

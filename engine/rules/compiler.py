@@ -5,13 +5,17 @@ Theory of operation
 Correlation facts are alarms. Every relation has its own durable ruleset and its own *scope*: the
 ``sid`` under which facts are asserted, because durable joins only facts of the same sid.
 
-============== ===================================== =============================================
-relation       a root candidate is asserted in sid    a symptom candidate is asserted in sids
-============== ===================================== =============================================
-downstream_of  ``its element``                        its element and every element it depends on
-same_site      ``its site``                           its site
-same_region    ``its region``                         its region
-============== ===================================== =============================================
+================= ====================================== =============================================
+relation          a root candidate is asserted in sids   a symptom candidate is asserted in sids
+================= ====================================== =============================================
+downstream_of     its element                            its element and every element it depends on
+upstream_of       its element and every element it       its element
+                  depends on
+same_site         its site                               its site
+same_region       its region                             its region
+same_service_path ``svc:<s>`` for each service type s    the same
+                  whose paths cross its element
+================= ====================================== =============================================
 
 An alarm is asserted as two facts in its own scope, a root candidate (``role: "root"``) and a symptom
 candidate (``role: "sym"``), and as symptom candidates only in the sids of the elements it depends
@@ -31,6 +35,16 @@ does reliably
 the symptom was raised within ``[root - lead, root + window]`` and is another alarm. Facts are
 retracted once their window has passed, so the pairs durable reports stay few.
 
+Every other form (group, inhibit, threshold, pair, priority) needs durable only to say *which rule
+parts an alarm matches*: they compile to single-alias rules of one ``classify`` ruleset whose action
+is ``ruleset/rule#part``. An alarm is asserted there once, every matching part fires, and the fact
+is retracted at once. Keys, windows, counts and pairing are kept by our code on our clock
+(``engine.rules.forms``); durable never sees time. KPI thresholds and maintenance windows match
+elements, not alarms, and are evaluated by ``engine.rules.forms`` from the topology.
+
+Regex conditions and ``service_type`` become boolean fact properties (``rx<n>``, ``svc:<name>``)
+that the fact builder fills in; durable compares them as plain strings.
+
 Conditions are always an explicit ``$and`` of single-key conditions (durable silently reads only the
 first key of a multi-key object). Severity thresholds compare the numeric ``sev`` field.
 The action of every rule is the rule's qualified name (``ruleset/rule``).
@@ -38,13 +52,27 @@ The action of every rule is the rule's qualified name (``ruleset/rule``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import RulesetError
 from engine.rules.host import MAX_RULES_PER_RULESET
-from engine.rules.schema import RELATIONS, SEVERITY_RANK, Condition, Rule, Ruleset
+from engine.rules.schema import (
+    MAX_REGEXES,
+    RELATIONS,
+    SEVERITY_RANK,
+    Condition,
+    Correlate,
+    Group,
+    Inhibit,
+    Pair,
+    PriorityOverride,
+    Rule,
+    Ruleset,
+    Threshold,
+)
 
 FACT_FIELDS = {  # match field -> fact property
     "ne_id": "ne",
@@ -53,10 +81,12 @@ FACT_FIELDS = {  # match field -> fact property
     "event_type": "etype",
     "specific_problem": "sp",
     "effect": "effect",
+    "text": "text",
     "element_type": "etype_ne",
     "site": "site",
     "region": "region",
 }
+CLASSIFY = "classify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +94,15 @@ class CompiledRule:
     qualified: str  # "ruleset/rule"
     ruleset: str
     rule: Rule
-    relation: str
+    relation: str  # correlate rules only; "" otherwise
     window: float
     lead: float
     order: int  # position across all loaded rulesets: lower wins when two roots explain one alarm
+    source: str = "<inline>"
+
+    @property
+    def form(self) -> str:
+        return self.rule.form
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +112,69 @@ class Program:
     definitions: Mapping[str, Mapping[str, Any]]  # durable ruleset name -> definition
     rules: Mapping[str, CompiledRule]  # qualified name -> rule
     max_window: Mapping[str, float]  # relation -> largest window or lead (how long facts must live)
+    regexes: tuple[tuple[str, str], ...] = ()  # (fact property, pattern) of rx0, rx1, ...
+    services: frozenset[str] = frozenset()  # service types conditions name (svc:<name> properties)
 
     @staticmethod
     def durable_name(relation: str) -> str:
         return f"corr.{relation}"
+
+    def by_form(self, form: str) -> list[CompiledRule]:
+        return sorted((r for r in self.rules.values() if r.form == form), key=lambda r: r.order)
+
+
+def service_property(name: str) -> str:
+    return f"svc:{name}"
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.regexes: dict[tuple[str, str], int] = {}
+        self.services: set[str] = set()
+
+    def conditions(self, match: Mapping[str, Condition]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for field in sorted(match):
+            cond = match[field]
+            if field == "service_type":
+                self.services.update(str(v) for v in (*cond.any_of, *cond.none_of))
+                if cond.any_of:
+                    out.append(_or([{service_property(str(v)): "1"} for v in cond.any_of]))
+                out.extend({"$neq": {service_property(str(v)): "1"}} for v in cond.none_of)
+                continue
+            prop = FACT_FIELDS[field]
+            if cond.at_least is not None:
+                out.append({"$gte": {"sev": SEVERITY_RANK[cond.at_least]}})
+            if cond.at_most is not None:
+                out.append({"$lte": {"sev": SEVERITY_RANK[cond.at_most]}})
+            if cond.regex is not None:
+                key = (prop, cond.regex)
+                n = self.regexes.setdefault(key, len(self.regexes))
+                out.append({f"rx{n}": "1"})
+            if cond.any_of:
+                out.append(_or([{prop: _value(v)} for v in cond.any_of]))
+            out.extend({"$neq": {prop: _value(v)}} for v in cond.none_of)
+        return out
+
+    def single(self, match: Mapping[str, Condition]) -> dict[str, Any]:
+        return _and([{"role": "x"}, *self.conditions(match)])
+
+
+def _parts(rule: Rule) -> list[tuple[str, Mapping[str, Condition]]]:
+    """The alarm matches of a non-correlate rule, by part name (the classify action suffix)."""
+    spec = rule.spec
+    if isinstance(spec, Group | Threshold):
+        return [("match", spec.match)]
+    if isinstance(spec, Inhibit):
+        return [("source", spec.source), ("target", spec.target)]
+    if isinstance(spec, Pair):
+        parts: list[tuple[str, Mapping[str, Condition]]] = [("first", spec.first)]
+        if spec.second != "clear":
+            parts.append(("second", spec.second))
+        return parts
+    if isinstance(spec, PriorityOverride):
+        return [("root", spec.when.root)]
+    return []
 
 
 def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
@@ -93,38 +187,76 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
             )
         names[rs.name] = rs.source
     per_relation: dict[str, dict[str, Any]] = {rel: {} for rel in RELATIONS}
+    classify: dict[str, Any] = {}
     rules: dict[str, CompiledRule] = {}
     max_window: dict[str, float] = {}
+    builder = _Builder()
     order = 0
     for rs in rulesets:
-        for rule in rs.rules:
+        for index, rule in enumerate(rs.rules):
             if not rule.enabled:
                 continue
             qualified = f"{rs.name}/{rule.name}"
-            spec = rule.correlate
             window, lead = rs.window(rule), rs.lead(rule)
-            compiled = CompiledRule(qualified, rs.name, rule, spec.relation, window, lead, order)
+            spec = rule.spec
+            relation = spec.relation if isinstance(spec, Correlate) else ""
+            compiled = CompiledRule(qualified, rs.name, rule, relation, window, lead, order, rs.source)
             order += 1
             rules[qualified] = compiled
-            definition = per_relation[spec.relation]
-            definition[f"r{len(definition)}"] = {
-                "all": [
-                    {"r": _and([{"role": "root"}, *_conditions(rule.correlate.root)])},
-                    {"s": _and([{"role": "sym"}, *_conditions(rule.correlate.symptom)])},
-                ],
-                "run": qualified,
-            }
-            if len(definition) > MAX_RULES_PER_RULESET:
+            if isinstance(spec, Correlate):
+                definition = per_relation[spec.relation]
+                definition[f"r{len(definition)}"] = {
+                    "all": [
+                        {"r": _and([{"role": "root"}, *builder.conditions(spec.root)])},
+                        {"s": _and([{"role": "sym"}, *builder.conditions(spec.symptom)])},
+                    ],
+                    "run": qualified,
+                }
+                full, what = len(definition) > MAX_RULES_PER_RULESET, f"'{spec.relation}' rules"
+                max_window[spec.relation] = max(max_window.get(spec.relation, 0.0), window, lead)
+            else:
+                for part, match in _parts(rule):
+                    classify[f"c{len(classify)}"] = {
+                        "all": [{"m": builder.single(match)}],
+                        "run": f"{qualified}#{part}",
+                    }
+                full, what = (
+                    len(classify) > MAX_RULES_PER_RULESET,
+                    "alarm matches (group, inhibit, threshold, pair, priority parts)",
+                )
+            if full:
                 raise RulesetError(
                     rs.source,
-                    "rules",
-                    f"more than {MAX_RULES_PER_RULESET} enabled '{spec.relation}' rules across the loaded "
-                    "rulesets; durable-rules cannot hold more in one ruleset",
+                    f"rules[{index}]",
+                    f"more than {MAX_RULES_PER_RULESET} enabled {what} across the loaded rulesets; "
+                    "durable-rules cannot hold more in one ruleset",
                     rule=rule.name,
                 )
-            max_window[spec.relation] = max(max_window.get(spec.relation, 0.0), window, lead)
+            if len(builder.services) > MAX_REGEXES:
+                raise RulesetError(
+                    rs.source,
+                    f"rules[{index}]",
+                    f"more than {MAX_REGEXES} distinct service types in conditions across the loaded "
+                    "rulesets",
+                    rule=rule.name,
+                )
+            if len(builder.regexes) > MAX_REGEXES:
+                raise RulesetError(
+                    rs.source,
+                    f"rules[{index}]",
+                    f"more than {MAX_REGEXES} distinct regex conditions across the loaded rulesets "
+                    "(each becomes a fact property; durable-rules allows 255 per fact)",
+                    rule=rule.name,
+                )
     definitions = {Program.durable_name(rel): d for rel, d in per_relation.items() if d}
-    return Program(definitions, rules, max_window)
+    if classify:
+        definitions[CLASSIFY] = classify
+    regexes = tuple(k for k, _ in sorted(builder.regexes.items(), key=lambda kv: kv[1]))
+    return Program(definitions, rules, max_window, regexes, frozenset(builder.services))
+
+
+def compiled_regexes(program: Program) -> list[tuple[str, re.Pattern[str]]]:
+    return [(prop, re.compile(pattern)) for prop, pattern in program.regexes]
 
 
 def _and(conditions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -132,19 +264,8 @@ def _and(conditions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return {"$and": items}
 
 
-def _conditions(match: Mapping[str, Condition]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for field in sorted(match):
-        cond = match[field]
-        prop = FACT_FIELDS[field]
-        if cond.at_least is not None:
-            out.append({"$gte": {"sev": SEVERITY_RANK[cond.at_least]}})
-        if len(cond.any_of) == 1:
-            out.append({prop: _value(cond.any_of[0])})
-        elif cond.any_of:
-            out.append({"$or": [{prop: _value(v)} for v in cond.any_of]})
-        out.extend({"$neq": {prop: _value(v)}} for v in cond.none_of)
-    return out
+def _or(conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    return conditions[0] if len(conditions) == 1 else {"$or": conditions}
 
 
 def _value(v: object) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.alarms import ActiveAlarm
-from engine.rules.compiler import CompiledRule, Program
+from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost
 from engine.topology import Topology
 
@@ -27,6 +27,7 @@ class Explanation:
     rule: CompiledRule
     root_time: float
     symptom_time: float
+    detail: str = ""  # what related them, in words (key values, window), for the suppression reason
 
     def sort_key(self) -> tuple[int, float, str, float, str]:
         return (self.rule.order, self.root_time, self.root, self.symptom_time, self.symptom)
@@ -45,6 +46,9 @@ class Correlator:
         self._due: dict[str, tuple[float, str]] = {}
         self.outside_window = 0  # pairs durable joined that our window check turned down
         self._seq = 0
+        self._regexes = compiled_regexes(program)
+        self._classify = CLASSIFY in program.definitions
+        self._parts: dict[str, frozenset[str]] = {}  # alarm key -> rule parts its current state matches
 
     @property
     def program(self) -> Program:
@@ -86,6 +90,32 @@ class Correlator:
             heapq.heappush(self._expiry, (due, self._seq, alarm.key, occ))
         return out
 
+    def classify(self, alarm: ActiveAlarm) -> frozenset[str]:
+        """The rule parts (``ruleset/rule#part``) of non-correlate forms this alarm matches now.
+
+        Asserted into durable's ``classify`` ruleset and retracted at once: single-alias rules fire
+        for every matching part. Remembered per alarm identity (``parts``) until re-classified.
+        """
+        if not self._classify:
+            return frozenset()
+        fact = {
+            **self._base_fact(alarm, alarm.first_seen),
+            "sid": CLASSIFY,
+            "id": alarm.occurrence_id,
+            "role": "x",
+        }
+        matched = self._host.assert_fact(CLASSIFY, fact)
+        self._host.retract_fact(CLASSIFY, fact)
+        parts = frozenset(m.action for m in matched)
+        self._parts[alarm.key] = parts
+        return parts
+
+    def parts(self, key: str) -> frozenset[str]:
+        return self._parts.get(key, frozenset())
+
+    def drop_parts(self, key: str) -> None:
+        self._parts.pop(key, None)
+
     def close(self) -> None:
         self._host.close()
 
@@ -101,6 +131,7 @@ class Correlator:
             "expiry": [list(e) for e in self._expiry],
             "seq": self._seq,
             "outside_window": self.outside_window,
+            "parts": {k: sorted(v) for k, v in self._parts.items()},
             "host": {
                 "asserts": self._host.asserts,
                 "retracts": self._host.retracts,
@@ -125,6 +156,7 @@ class Correlator:
         heapq.heapify(self._expiry)
         self._seq = state["seq"]
         self.outside_window = state["outside_window"]
+        self._parts = {k: frozenset(v) for k, v in state["parts"].items()}
         host = state["host"]
         self._host.asserts, self._host.retracts, self._host.firings = (
             host["asserts"],
@@ -149,8 +181,13 @@ class Correlator:
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
         """The (sid, role) pairs an alarm on ``ne_id`` is asserted under for one relation."""
         el = self._topology.element(ne_id)
+        if relation == "same_service_path":
+            for s in sorted(self._topology.services_through(ne_id)):
+                yield f"svc:{s}", "root"
+                yield f"svc:{s}", "sym"
+            return
         own: str | None = None
-        if relation == "downstream_of":
+        if relation in ("downstream_of", "upstream_of"):
             own = ne_id
         elif relation == "same_site" and el.site:
             own = f"site:{el.site}"
@@ -163,10 +200,13 @@ class Correlator:
         if relation == "downstream_of":
             for up in sorted(self._topology.ancestors(ne_id)):
                 yield up, "sym"
+        elif relation == "upstream_of":
+            for up in sorted(self._topology.ancestors(ne_id)):
+                yield up, "root"
 
     def _base_fact(self, alarm: ActiveAlarm, t: float) -> dict[str, Any]:
         el = self._topology.element(alarm.ne_id)
-        return {
+        fact: dict[str, Any] = {
             "aid": alarm.occurrence_id,
             "key": alarm.key,
             "t": t,
@@ -180,7 +220,13 @@ class Correlator:
             "etype_ne": el.type,
             "site": el.site or "",
             "region": el.region or "",
+            "text": alarm.text or "",
         }
+        for s in self._program.services & self._topology.services_through(alarm.ne_id):
+            fact[service_property(s)] = "1"
+        for n, (prop, rx) in enumerate(self._regexes):
+            fact[f"rx{n}"] = "1" if rx.search(str(fact.get(prop, ""))) else "0"
+        return fact
 
     def _explanation(self, action: str, facts: Mapping[str, Mapping[str, Any]]) -> Explanation | None:
         """A pair durable joined in one scope, if the symptom lies in the rule's window."""

@@ -44,30 +44,53 @@ from pydantic import (
 )
 
 from engine.errors import RulesetError
+from engine.schedule import Schedule
 from engine.timeutil import Duration
 from engine.yamlsource import Locator, load_document
 
 SEVERITIES = ("indeterminate", "warning", "minor", "major", "critical")
 SEVERITY_RANK = {"cleared": 0, "indeterminate": 1, "warning": 2, "minor": 3, "major": 4, "critical": 5}
 EFFECTS = ("outage", "degraded", "none")
-ALARM_FIELDS = ("ne_id", "severity", "probable_cause", "event_type", "specific_problem", "effect")
-ELEMENT_FIELDS = ("element_type", "site", "region")
+EVENT_TYPES = (
+    "communicationsAlarm",
+    "qualityOfServiceAlarm",
+    "processingErrorAlarm",
+    "equipmentAlarm",
+    "environmentalAlarm",
+)
+ALARM_FIELDS = ("ne_id", "severity", "probable_cause", "event_type", "specific_problem", "effect", "text")
+ELEMENT_FIELDS = ("element_type", "site", "region", "service_type")
 MATCH_FIELDS = ALARM_FIELDS + ELEMENT_FIELDS
-Relation = Literal["downstream_of", "same_site", "same_region"]
-RELATIONS: tuple[str, ...] = ("downstream_of", "same_site", "same_region")
+KEY_FIELDS = (
+    "ne_id",
+    "severity",
+    "probable_cause",
+    "event_type",
+    "specific_problem",
+    "element_type",
+    "site",
+    "region",
+)
+Relation = Literal["downstream_of", "upstream_of", "same_site", "same_region", "same_service_path"]
+RELATIONS: tuple[str, ...] = ("downstream_of", "upstream_of", "same_site", "same_region", "same_service_path")
+FORMS = ("correlate", "group", "inhibit", "threshold", "pair", "kpi_threshold", "maintenance", "priority")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_OPERATORS = ("not", "at_least", "at_most", "regex")
+MAX_REGEXES = 100  # each becomes one fact property; durable-rules allows 255 per fact
 
 Scalar = str | int | float | bool
 
 
 class Condition(BaseModel):
-    """One field's condition, normalised: ``any_of`` values, ``none_of`` values, or a minimum rank."""
+    """One field's condition, normalised: ``any_of`` values, ``none_of`` values, a rank range, a regex."""
 
     model_config = ConfigDict(frozen=True)
 
     any_of: tuple[Scalar, ...] = ()
     none_of: tuple[Scalar, ...] = ()
     at_least: str | None = None
+    at_most: str | None = None
+    regex: str | None = None
 
 
 def _condition(field: str, raw: Any) -> Condition:
@@ -79,19 +102,31 @@ def _condition(field: str, raw: Any) -> Condition:
     if isinstance(raw, dict):
         if len(raw) != 1:
             raise ValueError(
-                f"a condition mapping takes exactly one operator (not, at_least), got {sorted(raw)}"
+                f"a condition mapping takes exactly one operator ({', '.join(_OPERATORS)}), got {sorted(raw)}"
             )
         op, arg = next(iter(raw.items()))
         if op == "not":
             values = tuple(_scalar(field, v) for v in (arg if isinstance(arg, list) else [arg]))
             return Condition(none_of=values)
-        if op == "at_least":
+        if op in ("at_least", "at_most"):
             if field != "severity":
-                raise ValueError("'at_least' applies to severity only")
+                raise ValueError(f"{op!r} applies to severity only")
             if arg not in SEVERITIES:
-                raise ValueError(f"'at_least' takes one of {', '.join(SEVERITIES)}, got {arg!r}")
-            return Condition(at_least=str(arg))
-        raise ValueError(f"unknown operator {op!r} (known: not, at_least)")
+                raise ValueError(f"{op!r} takes one of {', '.join(SEVERITIES)}, got {arg!r}")
+            return Condition(**{op: str(arg)})
+        if op == "regex":
+            if field in ("severity", "effect", "service_type"):
+                raise ValueError(f"'regex' does not apply to {field} (use a value or a list)")
+            if not isinstance(arg, str):
+                raise ValueError(f"'regex' takes a string, got {type(arg).__name__}")
+            try:
+                re.compile(arg)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {arg!r}: {exc}") from None
+            return Condition(regex=arg)
+        raise ValueError(f"unknown operator {op!r} (known: {', '.join(_OPERATORS)})")
+    if field == "text":
+        raise ValueError("text takes a {regex: ...} condition only")
     return Condition(any_of=(_scalar(field, raw),))
 
 
@@ -102,6 +137,8 @@ def _scalar(field: str, value: Any) -> Scalar:
         raise ValueError(f"{value!r} is not a severity (known: {', '.join(SEVERITY_RANK)})")
     if field == "effect" and value not in EFFECTS:
         raise ValueError(f"{value!r} is not an effect (known: {', '.join(EFFECTS)})")
+    if field == "event_type" and value not in EVENT_TYPES:
+        raise ValueError(f"{value!r} is not an X.733 event type (known: {', '.join(EVENT_TYPES)})")
     if isinstance(value, str | int | float | bool):
         return value
     raise ValueError(f"expected a plain value, got {type(value).__name__}")
@@ -126,10 +163,44 @@ def _match(raw: Any) -> dict[str, Condition]:
 Match = Annotated[dict[str, Condition], BeforeValidator(_match)]
 
 
-class Correlate(BaseModel):
-    """Root and symptom alarms related by topology within a window; symptoms are suppressed."""
+def _keys(raw: Any) -> Any:
+    if isinstance(raw, str):
+        raw = [raw]
+    if isinstance(raw, list):
+        for k in raw:
+            if k not in KEY_FIELDS:
+                raise ValueError(f"{k!r} cannot be a key field (known: {', '.join(KEY_FIELDS)})")
+        if len(set(raw)) != len(raw):
+            raise ValueError("a key field is listed twice")
+    return raw
 
+
+KeyFields = Annotated[tuple[str, ...], BeforeValidator(_keys)]
+
+
+class _Form(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Emit(_Form):
+    """A synthetic alarm a rule raises (an escalation, a storm, a KPI breach): X.733 fields."""
+
+    probable_cause: str
+    severity: Literal["critical", "major", "minor", "warning", "indeterminate"] = "major"
+    event_type: Literal[
+        "communicationsAlarm",
+        "qualityOfServiceAlarm",
+        "processingErrorAlarm",
+        "equipmentAlarm",
+        "environmentalAlarm",
+    ] = "processingErrorAlarm"
+    specific_problem: str | None = None
+    effect: Literal["outage", "degraded", "none"] = "none"
+    text: str | None = None
+
+
+class Correlate(_Form):
+    """Root and symptom alarms related by topology within a window; symptoms are suppressed."""
 
     root: Match = Field(default_factory=dict)
     symptom: Match = Field(default_factory=dict)
@@ -138,13 +209,215 @@ class Correlate(BaseModel):
     lead: Duration | None = None  # how long before the root a symptom may be raised (storms arrive unordered)
 
 
+class Group(_Form):
+    """Alarms sharing the ``by`` fields within ``window`` of the group's first one become one incident."""
+
+    match: Match = Field(default_factory=dict)
+    by: KeyFields
+    window: Duration | None = None
+    wait: Duration | None = None  # group_wait: how long the incident gathers before `opened`
+    interval: Duration | None = None  # group_interval: at most one `updated` per interval
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("give at least one field to group by")
+        return v
+
+
+class Inhibit(_Form):
+    """While a source alarm is active, target alarms with the ``equal`` fields equal are suppressed."""
+
+    source: Match
+    target: Match
+    equal: KeyFields = ()
+
+
+class Threshold(_Form):
+    """``count`` matching alarms (per ``by`` key) within ``window`` raise one storm alarm, once per window."""
+
+    match: Match = Field(default_factory=dict)
+    by: KeyFields = ()
+    count: int = Field(ge=2, le=100000)
+    window: Duration
+    raise_: Emit = Field(alias="raise")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("window must be longer than 0s")
+        return v
+
+
+class OnTimeout(_Form):
+    raise_: Emit = Field(alias="raise")
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Pair(_Form):
+    """An alarm expects a matching one (or its own clear) within ``window``.
+
+    ``on_timeout`` raises an escalation alarm when the second does not come; ``on_pair: discard``
+    holds the first alarm's incident for the window and drops it if the pair completes (a transient).
+    """
+
+    first: Match
+    second: Match | Literal["clear"] = "clear"
+    equal: KeyFields = ()
+    window: Duration
+    on_timeout: OnTimeout | None = None
+    on_pair: Literal["discard", "none"] = "none"
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Pair:
+        if self.on_timeout is None and self.on_pair == "none":
+            raise ValueError("a pair rule needs on_timeout, on_pair: discard, or both")
+        if self.window <= 0:
+            raise ValueError("window must be longer than 0s")
+        return self
+
+
+class KpiScope(_Form):
+    element_type: tuple[str, ...] = ()
+    service_type: tuple[str, ...] = ()
+    target: tuple[str, ...] = ()
+    site: tuple[str, ...] = ()
+    region: tuple[str, ...] = ()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class KpiThreshold(_Form):
+    """A KPI beyond ``above``/``below`` for ``for`` raises a QoS alarm; it clears past ``clear``."""
+
+    metric: str
+    above: float | None = None
+    below: float | None = None
+    clear: float | None = None  # hysteresis: the value that clears it (default: the threshold itself)
+    for_: Duration = Field(0.0, alias="for")
+    aggregate: Literal["last", "mean", "max", "min", "p95"] = "last"
+    over: Duration | None = None  # window of the aggregate (required unless aggregate is `last`)
+    scope: KpiScope = Field(default_factory=KpiScope)
+    severity: Literal["critical", "major", "minor", "warning"] = "major"
+    probable_cause: str = "thresholdCrossed"
+    effect: Literal["outage", "degraded", "none"] = "degraded"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> KpiThreshold:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of above or below")
+        if self.aggregate != "last" and not self.over:
+            raise ValueError(f"aggregate {self.aggregate!r} needs `over` (the window, e.g. 5m)")
+        if self.aggregate == "last" and self.over is not None:
+            raise ValueError("`over` applies to an aggregate (mean, max, min, p95), not to `last`")
+        if self.clear is not None:
+            if self.above is not None and self.clear > self.above:
+                raise ValueError(
+                    f"clear ({self.clear:g}) must be at or below the threshold (above {self.above:g})"
+                )
+            if self.below is not None and self.clear < self.below:
+                raise ValueError(
+                    f"clear ({self.clear:g}) must be at or above the threshold (below {self.below:g})"
+                )
+        return self
+
+    @property
+    def threshold(self) -> float:
+        return self.above if self.above is not None else self.below  # type: ignore[return-value]
+
+    @property
+    def clear_value(self) -> float:
+        return self.clear if self.clear is not None else self.threshold
+
+    def breaching(self, value: float) -> bool:
+        return value > self.above if self.above is not None else value < self.threshold
+
+    def cleared(self, value: float) -> bool:
+        return value <= self.clear_value if self.above is not None else value >= self.clear_value
+
+
+class MaintenanceScope(_Form):
+    elements: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _some(self) -> MaintenanceScope:
+        if not (self.elements or self.sites or self.regions or self.services):
+            raise ValueError("a maintenance scope names elements, sites, regions or services")
+        return self
+
+
+class Maintenance(_Form):
+    """Planned work: no incident opens (nor is notified) for roots in scope during the schedule."""
+
+    scope: MaintenanceScope
+    schedule: Schedule
+
+
+class When(_Form):
+    root: Match = Field(default_factory=dict)
+    customers: tuple[str, ...] = ()  # any of these customers affected
+    tiers: tuple[str, ...] = ()  # any customer of these tiers affected
+    services: tuple[str, ...] = ()  # any of these service types affected
+    min_customers: int | None = Field(None, ge=1)
+
+    @field_validator("customers", "tiers", "services", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class PriorityOverride(_Form):
+    """Adjust an incident's priority (1 = highest) or severity when ``when`` holds."""
+
+    when: When = Field(default_factory=When)
+    set: int | None = Field(None, ge=1, le=5)
+    raise_: int | None = Field(None, alias="raise", ge=1, le=4)
+    lower: int | None = Field(None, ge=1, le=4)
+    severity: Literal["critical", "major", "minor", "warning", "indeterminate"] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one(self) -> PriorityOverride:
+        given = [k for k in ("set", "raise_", "lower") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError("give at most one of set, raise, lower")
+        if not given and self.severity is None:
+            raise ValueError("give one of set, raise, lower (priority steps) or severity")
+        return self
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     description: str = ""
     enabled: bool = True
-    correlate: Correlate
+    correlate: Correlate | None = None
+    group: Group | None = None
+    inhibit: Inhibit | None = None
+    threshold: Threshold | None = None
+    pair: Pair | None = None
+    kpi_threshold: KpiThreshold | None = None
+    maintenance: Maintenance | None = None
+    priority: PriorityOverride | None = None
 
     @field_validator("name")
     @classmethod
@@ -154,6 +427,25 @@ class Rule(BaseModel):
                 "a rule name is 1-63 chars of a-z, 0-9, '_', '.', '-', starting with a letter or digit"
             )
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_form(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            forms = [f for f in FORMS if f in data]
+            if len(forms) != 1:
+                what = f"got {', '.join(forms)}" if forms else "got none"
+                raise ValueError(f"a rule has exactly one form ({', '.join(FORMS)}); {what}")
+        return data
+
+    @property
+    def form(self) -> str:
+        return next(f for f in FORMS if getattr(self, f) is not None)
+
+    @property
+    def spec(self) -> BaseModel:
+        spec: BaseModel = getattr(self, self.form)
+        return spec
 
 
 class Defaults(BaseModel):
@@ -191,10 +483,12 @@ class Ruleset(BaseModel):
         return self
 
     def window(self, rule: Rule) -> float:
-        return rule.correlate.window if rule.correlate.window is not None else self.defaults.window
+        w = getattr(rule.spec, "window", None)
+        return float(w) if w is not None else self.defaults.window
 
     def lead(self, rule: Rule) -> float:
-        return rule.correlate.lead if rule.correlate.lead is not None else self.defaults.lead
+        lead = getattr(rule.spec, "lead", None)
+        return float(lead) if lead is not None else self.defaults.lead
 
 
 def parse_ruleset(text: str, source: str) -> Ruleset:

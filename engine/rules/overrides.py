@@ -1,0 +1,79 @@
+"""The ``priority`` form: adjust an incident's priority or severity when a condition holds.
+
+Evaluated, in rule order, every time an incident is assessed. ``when`` holds when all its parts
+hold: the root alarm matches ``root``; any listed customer is affected (its access element or a
+platform element of one of its services is in the incident's impact: at risk, degraded or down);
+any customer of a listed tier is affected; any listed service type is affected; at least
+``min_customers`` customers are affected.
+``set`` fixes the priority, ``raise``/``lower`` move it by steps (1 is the highest, 5 the lowest),
+``severity`` replaces the severity used for the record. Each applied rule is named in the
+incident's ``priority_breakdown.overrides``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from engine.impact import Health, Impact
+from engine.priority import Priority
+from engine.rules.compiler import CompiledRule
+from engine.rules.schema import PriorityOverride
+from engine.topology import Topology
+
+
+class Overrides:
+    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
+        self._rules = [r for r in rules if r.form == "priority"]
+        self._topology = topology
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def apply(
+        self, priority: Priority, severity: str, impact: Impact | None, root_parts: frozenset[str]
+    ) -> tuple[Priority, str]:
+        applied: list[dict[str, object]] = []
+        level = priority.priority
+        for rule in self._rules:
+            spec = rule.rule.priority
+            assert isinstance(spec, PriorityOverride)
+            if not self._holds(rule, spec, impact, root_parts):
+                continue
+            before = level
+            if spec.set is not None:
+                level = spec.set
+            elif spec.raise_ is not None:
+                level = max(1, level - spec.raise_)
+            elif spec.lower is not None:
+                level = min(5, level + spec.lower)
+            if spec.severity is not None:
+                severity = spec.severity
+            applied.append({"rule": rule.qualified, "from": before, "to": level})
+        if not applied:
+            return priority, severity
+        breakdown = {**priority.breakdown, "overrides": applied}
+        return replace(priority, priority=level, breakdown=breakdown), severity
+
+    def _holds(
+        self, rule: CompiledRule, spec: PriorityOverride, impact: Impact | None, parts: frozenset[str]
+    ) -> bool:
+        w = spec.when
+        if f"{rule.qualified}#root" not in parts:
+            return False
+        if w.min_customers is not None and (impact is None or impact.customers < w.min_customers):
+            return False
+        if w.tiers and (impact is None or not any(impact.by_tier.get(t, 0) for t in w.tiers)):
+            return False
+        if w.services and (impact is None or not any(impact.services.get(s, 0) for s in w.services)):
+            return False
+        return not w.customers or (impact is not None and any(self._hit(c, impact) for c in w.customers))
+
+    def _hit(self, customer_id: str, impact: Impact) -> bool:
+        if not self._topology.has_customer(customer_id):
+            return False
+        c = self._topology.customer(customer_id)
+        bad = {ne for ne, h in impact.elements.items() if h > Health.OK}
+        if c.access in bad:
+            return True
+        return any(p in bad for s in c.services for p in self._topology.service_types[s].platform)

@@ -1,0 +1,44 @@
+"""Alarms the rules raise themselves: storms, pair escalations, KPI breaches.
+
+They are ordinary X.733 alarms (``messages.Alarm``) with an ``alarm_id`` in the rule's namespace
+(``rule:<ruleset>/<rule>:<scope>``), so they go through the alarm table, correlation, impact and
+priority like any other. Their effect comes from the rule, not from the effect table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.messages import Alarm
+from engine.rules.schema import Emit
+from engine.settings import Effect
+
+
+@dataclass(frozen=True, slots=True)
+class Synthetic:
+    alarm: Alarm
+    effect: Effect | None  # None for a clear
+    rule: str  # qualified rule name
+
+
+def synthetic_id(rule: str, scope: str) -> str:
+    return f"rule:{rule}:{scope}"[:256]
+
+
+def raise_alarm(emit: Emit, *, rule: str, scope: str, ne_id: str, t: float, text: str) -> Synthetic:
+    alarm = Alarm(
+        ne_id=ne_id,
+        severity=emit.severity,
+        probable_cause=emit.probable_cause,
+        event_type=emit.event_type,
+        specific_problem=emit.specific_problem,
+        alarm_id=synthetic_id(rule, scope),
+        text=(f"{emit.text}: {text}" if emit.text else text)[:4096],
+        event_time=t,
+    )
+    return Synthetic(alarm, emit.effect, rule)
+
+
+def clear_alarm(raised: Alarm, *, rule: str, t: float, text: str) -> Synthetic:
+    alarm = raised.model_copy(update={"severity": "cleared", "event_time": t, "text": text[:4096]})
+    return Synthetic(alarm, None, rule)

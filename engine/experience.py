@@ -256,7 +256,7 @@ class UrgencySettings(_Strict):
     """``breach_urgency``: 1 at or below ``urgent`` seconds to breach, linear down to 0 at ``horizon``."""
 
     urgent: Duration = 15 * 60.0
-    horizon: _Positive = 4 * _HOUR
+    horizon: _Positive = 1 * _HOUR
 
     @model_validator(mode="after")
     def _check(self) -> UrgencySettings:
@@ -276,7 +276,7 @@ def breach_urgency(seconds_to_breach: float | None, settings: SlaSettings | Urge
     """Time to an SLA breach → 0..1 for the priority model.
 
     ``None`` (no breach ahead) → 0; ≤ ``urgent`` (already breached, or breaching within 15 min) → 1;
-    ≥ ``horizon`` (4 h) → 0; linear in between: (horizon − s) / (horizon − urgent).
+    ≥ ``horizon`` (1 h) → 0; linear in between: (horizon − s) / (horizon − urgent).
     """
     u = settings.urgency if isinstance(settings, SlaSettings) else settings
     if seconds_to_breach is None:

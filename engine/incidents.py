@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from engine.alarms import ActiveAlarm
 from engine.impact import Health, Impact, ImpactCounts, compute_impact
-from engine.priority import Priority, PriorityInput, assess, explain
+from engine.priority import Priority, PriorityInput, add_points, assess, explain
 from engine.rules.correlator import Explanation
 from engine.rules.maintenance import Calendar
 from engine.rules.overrides import Overrides
@@ -84,6 +84,7 @@ class Incident:
     interval: float | None = None  # per-incident update interval (a group's interval)
     hold_until: float | None = None  # stays pending until then (a pair's window, a maintenance window)
     maintenance: str | None = None  # the maintenance rule that held it back, while it does
+    sla: dict[str, Any] | None = None  # SLA facts of its impact at the last assessment
 
 
 def incident_id(root_key: str, first_seen: float) -> str:
@@ -104,6 +105,7 @@ class IncidentBook:
         calendar: Calendar | None = None,
         overrides: Overrides | None = None,
         parts: Callable[[str], frozenset[str]] | None = None,
+        sla: Callable[[Impact, float], dict[str, Any] | None] | None = None,
     ) -> None:
         self._topology = topology
         self._settings = settings
@@ -113,6 +115,7 @@ class IncidentBook:
         self._calendar = calendar
         self._overrides = overrides
         self._parts = parts or (lambda _key: frozenset())
+        self._sla = sla
         self._parent: dict[str, Suppression] = {}  # symptom key -> why it is suppressed
         self._by_top: dict[str, Incident] = {}  # top root key -> incident
         self._incident_of: dict[str, Incident] = {}  # every member key -> incident
@@ -236,12 +239,12 @@ class IncidentBook:
         if inc.kind == "group":
             others = [a for a in self._active_members(inc) if a.key != alarm.key]
             if not others and inc.phase in ("pending", "open"):
-                self._refresh(inc, still_active=alarm)
+                self._refresh(inc, now, still_active=alarm)
                 if inc.phase == "open":
                     inc.phase = "clearing"
                 inc.clear_since = now
         elif inc.root == alarm.key and inc.phase in ("pending", "open"):
-            self._refresh(inc, still_active=alarm)  # freeze impact and priority as they were
+            self._refresh(inc, now, still_active=alarm)  # freeze impact and priority as they were
             if inc.phase == "open":
                 inc.phase = "clearing"
             inc.clear_since = now
@@ -357,7 +360,7 @@ class IncidentBook:
                 self.resolved += 1
                 continue
             elif self._update_due(inc, now):
-                self._refresh(inc)
+                self._refresh(inc, now)
                 if self._signature(inc) != inc.signature:
                     records.append(self._emit(inc, "updated", now))
                 inc.dirty = False
@@ -380,7 +383,7 @@ class IncidentBook:
 
     def _open(self, inc: Incident, now: float) -> dict[str, Any]:
         if inc.clear_since is None:
-            self._refresh(inc)
+            self._refresh(inc, now)
             inc.phase = "open"
         else:
             inc.phase = "clearing"
@@ -485,7 +488,7 @@ class IncidentBook:
                 out.append(alarm)
         return out
 
-    def _refresh(self, inc: Incident, still_active: ActiveAlarm | None = None) -> None:
+    def _refresh(self, inc: Incident, now: float, still_active: ActiveAlarm | None = None) -> None:
         active = self._active_members(inc, still_active)
         seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
         if not seeds and inc.impact is not None:
@@ -519,6 +522,11 @@ class IncidentBook:
             ),
             self._priority,
         )
+        if self._sla is not None and (still_active is None or inc.sla is None):
+            # At the root's clear the assessment is frozen: the SLA facts stay those last notified.
+            inc.sla = self._sla(impact, now)
+        if inc.sla is not None and inc.sla["points"] > 0:
+            inc.priority = add_points(inc.priority, "sla", inc.sla["points"], inc.sla, self._priority)
         if self._overrides:
             inc.priority, inc.severity = self._overrides.apply(
                 inc.priority, inc.severity, impact, self._parts(inc.root)
@@ -601,6 +609,7 @@ class IncidentBook:
             "opened_at": format_time(inc.opened_at) if inc.opened_at is not None else None,
             "acknowledged": dict(inc.acknowledged) if inc.acknowledged else None,
             "priority_breakdown": dict(p.breakdown) if p else {},
+            "sla": dict(inc.sla) if inc.sla else None,
             "explanation": self._explanation(inc, root, suppressed),
         }
         if event == "resolved":

@@ -94,6 +94,7 @@ def infer_location(
     *,
     min_degraded: int = 3,
     exclude: AbstractSet[str] = frozenset(),
+    depth: Mapping[str, int] | None = None,
 ) -> Inference:
     """The element most likely behind the ``degraded`` paths.
 
@@ -106,7 +107,9 @@ def infer_location(
     * score(e) = c(e)/D − h(e)/max(1, H): the share of the degradation e explains minus the share of
       the healthy population it carries (a set-cover score penalised by false positives);
     * best first: highest score, then the most specific element (fewest paths through it in total),
-      then element id;
+      then the deepest (``depth``: how many elements it depends on; when the evidence cannot tell an
+      element from those it depends on — a redundant pair above an OLT carries exactly the OLT's
+      paths — the lowest shared element is named, and the others stay in ``candidates``), then id;
     * ``element`` is the best candidate if its score is > 0 (it is more common among degraded paths
       than among healthy ones), else None;
     * confidence = c(e)/D × (1 − h(e)/(c(e) + h(e))): how much of the degradation e explains times
@@ -127,15 +130,16 @@ def infer_location(
             n_degraded += 1
     n_healthy = len(paths) - n_degraded
 
-    suspects: list[tuple[float, int, str, Suspect]] = []
+    suspects: list[tuple[float, int, int, str, Suspect]] = []
     for element, c in covered.items():
         if c < min_degraded or element in exclude:
             continue
         h = through[element] - c
         score = c / n_degraded - h / max(1, n_healthy)
-        suspects.append((-score, through[element], element, Suspect(element, c, h, score)))
-    suspects.sort(key=lambda s: s[:3])
-    candidates = tuple(s[3] for s in suspects[:MAX_CANDIDATES])
+        deep = -(depth or {}).get(element, 0)
+        suspects.append((-score, through[element], deep, element, Suspect(element, c, h, score)))
+    suspects.sort(key=lambda s: s[:4])
+    candidates = tuple(s[4] for s in suspects[:MAX_CANDIDATES])
 
     if not candidates or candidates[0].score <= 0.0:
         return Inference(None, n_degraded, n_healthy, 0, 0, 0.0, candidates)

@@ -24,6 +24,7 @@ from engine.impact import Health, HealthView
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
 from engine.messages import Alarm, Decoder, Routes, dead_letter_record
+from engine.quality import ServiceQuality
 from engine.rules.breaches import Breaches
 from engine.rules.compiler import Program, compile_rulesets
 from engine.rules.correlator import Correlator, Explanation
@@ -40,6 +41,7 @@ from engine.timeutil import format_time
 from engine.topology import Element, Topology
 
 SNAPSHOT_FORMAT = 2
+_QUALITY = ("rule:quality:", "rule:inference:")
 _HEALTH = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
 
 
@@ -100,6 +102,11 @@ class Pipeline:
         self._own: dict[str, Health] = {}
         self._by_element: dict[str, set[str]] = {}
         rules = list(self.program.rules.values())
+        mode = self.settings.quality.element_alarms
+        kpi_rules = any(r.form == "kpi_threshold" for r in rules)
+        self.quality = ServiceQuality(
+            topology, self.settings.quality, element_alarms=mode == "on" or (mode == "auto" and not kpi_rules)
+        )
         self.groups = Groups(rules, topology)
         self.inhibitions = Inhibitions(rules, topology)
         self.storms = Storms(rules, topology)
@@ -115,6 +122,7 @@ class Pipeline:
             calendar=self.calendar,
             overrides=Overrides(rules, topology),
             parts=self.correlator.parts,
+            sla=self.quality.sla_facts,
         )
         self.kpis = KpiStore()
         self.stats = Stats()
@@ -139,6 +147,7 @@ class Pipeline:
             self.stats.messages["samples"] += 1
             for sample in decoded.samples:
                 self.kpis.observe(sample)
+                self.quality.observe(sample)
                 for syn in self.breaches.observe(sample):
                     out.records.extend(self._apply_synthetic(syn, now))
             self.stats.samples += len(decoded.samples)
@@ -181,6 +190,7 @@ class Pipeline:
                 self.incidents.next_due(),
                 self.storms.next_due(),
                 self.pairs.next_due(),
+                self.quality.next_due(),
             )
             if d
         ]
@@ -206,17 +216,17 @@ class Pipeline:
         alarm = change.alarm
         if change.kind == "raised":
             self._index(alarm)
-            self._update_health(alarm.ne_id)
+            self._update_health(alarm.ne_id, now)
             return self._correlate(alarm, now, arrival=True)
         if change.kind == "cleared":
             self.incidents.cleared(alarm, now)
-            self._update_health(alarm.ne_id)
+            self._update_health(alarm.ne_id, now)
             self.inhibitions.cleared(alarm.key)
             return self._pair_outcome(self.pairs.cleared(alarm, alarm.cleared_time or now), now)
         if change.kind == "severity":
             # Facts carry severity and effect: re-assert them; new pairs may form (minor → critical).
             if change.previous_effect != alarm.effect:
-                self._update_health(alarm.ne_id)
+                self._update_health(alarm.ne_id, now)
             self.incidents.changed(alarm)
             return self._correlate(alarm, now)
         if change.kind in ("flapping", "unflapped"):
@@ -280,6 +290,9 @@ class Pipeline:
         for syn in self.storms.tick(now):
             records.extend(self._apply_synthetic(syn, now))
         records.extend(self._pair_outcome(self.pairs.tick(now), now))
+        if (due := self.quality.next_due()) is not None and due <= now:
+            for syn in self.quality.tick(now, self._own, self._alarmed()):
+                records.extend(self._apply_synthetic(syn, now))
         more, released = self.incidents.tick(now)
         records.extend(more)
         # A resolved incident explains nothing more: its alarms' facts go; those still active are
@@ -290,10 +303,21 @@ class Pipeline:
             records.extend(more)
         return records
 
+    def _alarmed(self) -> set[str]:
+        """Elements with an active alarm that has an effect, other than service quality's own."""
+        out = set()
+        for ne, keys in self._by_element.items():
+            for key in keys:
+                a = self.alarms.get(key)
+                if a is not None and a.active and a.effect != "none" and not key.startswith(_QUALITY):
+                    out.add(ne)
+                    break
+        return out
+
     def _index(self, alarm: ActiveAlarm) -> None:
         self._by_element.setdefault(alarm.ne_id, set()).add(alarm.key)
 
-    def _update_health(self, ne_id: str) -> None:
+    def _update_health(self, ne_id: str, now: float) -> None:
         worst = Health.OK
         keys = self._by_element.get(ne_id, set())
         for key in list(keys):
@@ -310,6 +334,7 @@ class Pipeline:
             self._own[ne_id] = worst
         if worst != before:
             self.incidents.health_changed(ne_id)
+            self.quality.health_changed(ne_id, HealthView(self.topology, self._own), now)
 
     # -- commands ------------------------------------------------------------------------------
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:
@@ -420,6 +445,7 @@ class Pipeline:
                 "pairs": self.pairs.dump(),
                 "breaches": self.breaches.dump(),
             },
+            "quality": self.quality.dump(),
             "stats": {
                 "messages": dict(self.stats.messages),
                 "invalid_reasons": dict(self.stats.invalid_reasons),
@@ -452,6 +478,7 @@ class Pipeline:
         self.storms.load(forms["storms"])
         self.pairs.load(forms["pairs"])
         self.breaches.load(forms["breaches"])
+        self.quality.load(state["quality"])
         st = state["stats"]
         self.stats.messages = Counter(st["messages"])
         self.stats.invalid_reasons = Counter(st["invalid_reasons"])
@@ -489,6 +516,8 @@ class Pipeline:
             "pairs_completed": self.pairs.paired,
             "inhibited": self.inhibitions.inhibited,
             "kpi_breaches": self.breaches.raised,
+            "kqi_evaluations": self.quality.evaluations,
+            "degradations_inferred": self.quality.inferred,
             "raise_messages": c.raise_messages,
             "compression": round(c.raise_messages / opened, 2) if opened else None,
             "occurrences_per_incident": round(c.raised / opened, 2) if opened else None,

@@ -75,6 +75,17 @@ def assess(inp: PriorityInput, settings: PrioritySettings) -> Priority:
     return Priority(priority, score, breakdown)
 
 
+def add_points(
+    p: Priority, name: str, points: float, detail: Mapping[str, Any], settings: PrioritySettings
+) -> Priority:
+    """A score component outside the weighted sum (SLA urgency): points added, capped at 100, and the
+    priority band recomputed. The breakdown names it."""
+    score = round(min(100.0, p.score + points), 1)
+    priority = next((i + 1 for i, threshold in enumerate(settings.bands) if score >= threshold), 5)
+    breakdown = {**p.breakdown, name: {**detail, "points": round(points, 2)}}
+    return Priority(priority, score, breakdown)
+
+
 def explain(p: Priority) -> str:
     b = p.breakdown
     return (
@@ -82,4 +93,5 @@ def explain(p: Priority) -> str:
         f"customers (tier-weighted {b['customers']['weighted']}) {b['customers']['points']} pts, "
         f"service criticality {b['criticality']['value']} {b['criticality']['points']} pts, "
         f"severity {b['severity']['value']} {b['severity']['points']} pts"
+        + (f", SLA urgency {b['sla']['points']} pts" if "sla" in b else "")
     )

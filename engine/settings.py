@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from engine.errors import ConfigError
+from engine.experience import ExperienceSettings, SlaSettings
+from engine.kqi import KqiCatalog
 from engine.timeutil import Duration
 from engine.yamlsource import Locator, load_file
 
@@ -159,10 +161,31 @@ class PrioritySettings(_Strict):
         return self
 
 
+class InferenceSettings(_Strict):
+    """Locating degradations nobody alarmed (``engine.inference``)."""
+
+    enabled: bool = True
+    min_degraded: int = Field(3, ge=1)  # degraded paths an element must carry to be suspected
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class QualitySettings(_Strict):
+    """KQIs, inference, customer experience and SLAs (``engine.quality``)."""
+
+    kqis: KqiCatalog = Field(default_factory=KqiCatalog.defaults)
+    evaluate_every: Duration = 60.0
+    element_alarms: Literal["auto", "on", "off"] = "auto"  # auto: off when rulesets have kpi_threshold rules
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    experience: ExperienceSettings = Field(default_factory=ExperienceSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    sla_points: float = Field(15.0, ge=0.0, le=100.0)  # priority points at full SLA urgency
+
+
 class CoreSettings(_Strict):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     priority: PrioritySettings = Field(default_factory=PrioritySettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     reorder_tolerance: Duration = 5.0  # replay: events up to this much out of order are re-sorted
 
 

@@ -472,6 +472,10 @@ class Topology:
     def has_customer(self, customer_id: str) -> bool:
         return customer_id in self._packed
 
+    def customer_ids(self) -> Iterable[str]:
+        """Every customer id, in load order."""
+        return iter(self._packed)
+
     def customer_count(self) -> int:
         return len(self._packed)
 

@@ -532,9 +532,11 @@ def test_state_record_is_json_ready() -> None:
         (0.0, 1.0),  # already breached
         (600.0, 1.0),  # 10 min ≤ 15 min
         (900.0, 1.0),  # exactly 15 min
-        (1200.0, 13200 / 13500),  # 20 min: (14,400 − 1200) / (14,400 − 900) = 0.9778
-        (8100.0, 6300 / 13500),  # 2 h 15 min: 0.4667
-        (14400.0, 0.0),  # 4 h
+        (1200.0, 2400 / 2700),  # 20 min: (3,600 − 1,200) / (3,600 − 900) = 0.8889
+        (1800.0, 1800 / 2700),  # 30 min: 0.6667
+        (2700.0, 900 / 2700),  # 45 min: 0.3333
+        (3600.0, 0.0),  # 1 h
+        (8100.0, 0.0),  # 2 h 15 min
         (86400.0, 0.0),
     ],
 )
@@ -564,7 +566,7 @@ def test_an_imminent_platinum_breach_outranks_none() -> None:
         cid: breach_urgency(tr.time_to_breach(cid, tier, now), SLA)
         for cid, tier in (("plat", "platinum"), ("bronze", "bronze"), ("up", "gold"))
     }
-    assert urgency == pytest.approx({"plat": 13200 / 13500, "bronze": 0.0, "up": 0.0})
+    assert urgency == pytest.approx({"plat": 2400 / 2700, "bronze": 0.0, "up": 0.0})
 
 
 # --- persistence ------------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def test_tmf656_fields_of_the_fiber_cut() -> None:
     assert "href" not in sp
     assert sp["name"] == "P1 outage: lossOfSignal on agg-3 (site-d), 1000 customer(s)"
     assert sp["description"] == rec["explanation"][0]
-    assert (sp["category"], sp["priority"], sp["impactImportanceFactor"]) == ("customerImpact", 1, "91")
+    assert (sp["category"], sp["priority"], sp["impactImportanceFactor"]) == ("customerImpact", 1, "100")
     assert sp["reason"] == "lossOfSignal (critical) on agg-3 (switch, site site-d, south)"
     assert sp["originatingSystem"] == "soc-engine"
     assert sp["creationDate"] == rec["opened_at"]

@@ -172,13 +172,13 @@ def test_render_line_for_opened_and_resolved() -> None:
     suppressed symptoms; a resolved record says how and after how long."""
     opened, resolved = _records()
     assert render_line(opened) == (
-        "00:00:31  OPENED   P1 91.3  inc-8d44…  outage    agg-3 lossOfSignal  "
+        "00:00:31  OPENED   P1 100.0  inc-8d44…  outage    agg-3 lossOfSignal  "
         "1000 customers (platinum 20, gold 80, silver 300, bronze 600)  50 suppressed"
     )
     assert render_line(resolved).endswith("50 suppressed  cleared, open 34m 29s")
     merged = {**resolved, "resolution": "merged", "merged_into": "inc-0123456789abcdef"}
     assert render_line(merged).endswith("50 suppressed  merged into inc-0123…")
-    assert render_line(resolved).startswith("00:35:00  RESOLVED P1 91.3  inc-8d44…")
+    assert render_line(resolved).startswith("00:35:00  RESOLVED P1 100.0  inc-8d44…")
 
 
 def test_render_line_shows_what_an_update_changed() -> None:
@@ -190,7 +190,7 @@ def test_render_line_shows_what_an_update_changed() -> None:
     rx.records.extend(records)
     updated = next(r for r in records if r["event"] == "updated")
     assert rx.render_line(updated) == (
-        "00:00:40  UPDATED  P2 72.1  inc-3b22…  outage    pwr-c mainsFailure  "
+        "00:00:40  UPDATED  P2 77.9  inc-3b22…  outage    pwr-c mainsFailure  "
         "20 customers (gold 2, silver 6, bronze 12)  2 suppressed (was 1)"
     )
 
@@ -252,7 +252,7 @@ async def test_the_command_prints_each_record_and_a_summary_on_interrupt() -> No
             proc.kill()
             await proc.wait()
     assert first.startswith("listening on http://127.0.0.1:")
-    assert line.startswith("00:00:31  OPENED   P1 91.3  inc-8d44…")
+    assert line.startswith("00:00:31  OPENED   P1 100.0  inc-8d44…")
     assert rest.decode().splitlines() == [
         "incidents: 1 (opened 1, updated 0, resolved 0)",
         "by priority: P1 1",

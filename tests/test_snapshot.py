@@ -248,3 +248,40 @@ def test_restore_with_every_rule_form_continues_byte_identically() -> None:
     assert summary["incidents_discarded"] == 1
     for cut in range(len(lines) + 1):
         assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"
+
+
+def test_restore_with_service_quality_state_continues_byte_identically() -> None:
+    """KQI windows, quality alarms, inference and SLA downtime all survive a snapshot."""
+
+    def s(target: str, t: float, service: str, customer: str | None, **m: float) -> dict[str, Any]:
+        payload: dict[str, Any] = {"probe_id": "p", "target": target, "time": T0 + t, "metrics": m}
+        payload["service"] = service
+        if customer:
+            payload["customer"] = customer
+        return {"topic": "soc/probes/p", "payload": payload}
+
+    lines: list[dict[str, Any]] = [alarm("olt-002", "lossOfSignal", 5, "critical")]
+    for i in range(12):
+        t = 15.0 * i
+        lines.append(s("sbc-1", t, "voip", None, latency_ms=180.0 + 20 * i))
+        lines += [
+            s("olt-7", t + 1, "internet", c, latency_ms=300.0) for c in ("c-00001", "c-00002", "c-00003")
+        ]
+        lines += [s("olt-001", t + 2, "internet", c, latency_ms=20.0) for c in ("c-00021", "c-00022")]
+    lines += [clear("olt-002", "lossOfSignal", 400)]
+    lines = sorted(lines, key=lambda x: event_time(x) or 0.0)
+    topo = topology_from_dict(example_topology())
+    rulesets = load_rulesets(None)
+    core = CoreSettings()
+    whole: list[bytes] = []
+    p = Pipeline(topo, rulesets, core)
+    _drive(p, lines, whole)
+    _finish(p, whole)
+    assert p.quality.inferred >= 1
+    assert p.quality.evaluations >= 3
+    p.close()
+    assert any(b"rule:quality:sbc-1:voip" in r for r in whole)
+    assert any(b"rule:inference:olt-7" in r for r in whole)
+    assert any(b'"tier_breaching_first":"platinum"' in r for r in whole)
+    for cut in range(0, len(lines) + 1, 4):
+        assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"

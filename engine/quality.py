@@ -1,0 +1,329 @@
+"""Service quality in the core: KQIs per element and per service path, degradations nobody alarmed,
+customer experience and SLAs. Pure: it takes samples, health and ``now``, and returns alarms to raise.
+
+Theory of operation
+-------------------
+* Every KPI sample feeds the KQI windows (``engine.kqi``): on ``ne:<target>`` and, when it names a
+  customer and a service, on ``path:<customer>/<service>``.
+* Every ``evaluate_every`` seconds (sample time; only while there are samples in the windows or
+  alarms of ours active) every scope is evaluated against the KQI catalog:
+
+  - *element* KQIs that miss their target raise one X.733 ``qualityOfServiceAlarm`` per element
+    and service type (``performanceDegraded``, specific problem ``<service> quality``, effect
+    ``degraded``; minor while every missed KQI is within its limit, major beyond; the text lists
+    each missed KQI with value, target and limit) on the element; the services through it are degraded, impact
+    and priority follow as for any alarm, and an outage upstream explains it (it is then a symptom:
+    the alarm on the path is the root, the KQI breach its evidence). It clears when the KQI is met
+    again or has no samples any more;
+  - *path* KQIs make a customer's service degraded. When at least ``inference.min_degraded`` paths
+    are degraded and the elements on them carry no active alarm with an effect, the most likely
+    location is inferred (``engine.inference``) and a ``degradedServiceInferred`` alarm is raised
+    on it with the evidence in its text; it clears once the degraded paths recover.
+
+* Customers are tracked for their SLA by *customer group* (customers sharing an access element, a
+  tier and services share their fate): a group is down when its access or a platform element of
+  one of its services is down. ``engine.experience.SlaTracker`` keeps the downtime; the time left
+  before a breach feeds the priority of incidents (``sla_facts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from engine.experience import KqiScore, SlaTracker, breach_urgency, customer_experience
+from engine.impact import Health, HealthView, Impact
+from engine.inference import Inference, access_path_elements, infer_location
+from engine.kqi import KqiState, KqiWindows, element_scope
+from engine.messages import Alarm, KpiSample
+from engine.rules.schema import Emit
+from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm
+from engine.settings import QualitySettings
+from engine.topology import CustomerGroup, Topology
+
+INFERRED = "degradedServiceInferred"
+
+
+def group_id(g: CustomerGroup) -> str:
+    return f"{g.access}|{g.tier}|{'+'.join(sorted(g.services))}"
+
+
+class ServiceQuality:
+    def __init__(self, topology: Topology, settings: QualitySettings, *, element_alarms: bool) -> None:
+        self._topology = topology
+        self.settings = settings
+        self.windows = KqiWindows(settings.kqis)
+        self.sla = SlaTracker(settings.sla)
+        self._element_alarms = element_alarms
+        self._services_at: dict[str, set[str]] = {}  # element scope -> service types seen in its samples
+        self._paths: dict[str, tuple[str, str]] = {}  # path scope -> (customer, service)
+        self._raised: dict[str, Alarm] = {}  # alarm id -> the alarm we raised (element KQIs, inference)
+        self._next: float | None = None
+        self._groups = list(topology.all_groups())
+        self._by_service: dict[str, list[CustomerGroup]] = {}
+        for g in self._groups:
+            for s in g.services:
+                self._by_service.setdefault(s, []).append(g)
+        self._chains = {
+            s: frozenset(x for p in st.platform for x in (p, *topology.ancestors(p)))
+            for s, st in topology.service_types.items()
+        }
+        self._accesses = {g.access for g in self._groups}
+        self.last_inference: Inference | None = None
+        self.inferred = 0
+        self.evaluations = 0
+
+    # -- input ---------------------------------------------------------------------------------
+    def observe(self, sample: KpiSample) -> None:
+        if sample.target not in self._topology:
+            return
+        self.windows.observe_sample(sample)
+        self._services_at.setdefault(element_scope(sample.target), set()).add(sample.service or "default")
+        if sample.customer is not None and sample.service is not None:
+            self._paths[f"path:{sample.customer}/{sample.service}"] = (sample.customer, sample.service)
+        if self._next is None:
+            self._next = sample.time + self.settings.evaluate_every
+
+    def next_due(self) -> float | None:
+        return self._next
+
+    def tick(self, now: float, own: Mapping[str, Health], alarmed: Iterable[str]) -> list[Synthetic]:
+        """Evaluate every scope; returns the alarms to raise or clear. ``alarmed``: elements with an
+        active alarm with an effect (other than ours): degradations there are explained."""
+        if self._next is None or now < self._next:
+            return []
+        self.evaluations += 1
+        self.windows.expire(now)
+        out: list[Synthetic] = []
+        wanted: dict[str, Synthetic] = {}
+        if self._element_alarms:
+            for scope in sorted(self._services_at):
+                ne = scope.removeprefix("ne:")
+                for service in sorted(self._services_at[scope]):
+                    missed = [
+                        st
+                        for st in self.windows.evaluate(scope, service, now)
+                        if st.status in ("at_risk", "violated")
+                    ]
+                    if missed:
+                        syn = self._kqi_alarm(ne, service, missed, now)
+                        wanted[syn.alarm.alarm_id or ""] = syn
+        inference = self._infer(now, own, set(alarmed))
+        if inference is not None and inference.element is not None:
+            syn = self._inferred_alarm(inference, now)
+            wanted[syn.alarm.alarm_id or ""] = syn
+        for aid, syn in sorted(wanted.items()):
+            held = self._raised.get(aid)
+            if held is None or held.severity != syn.alarm.severity:
+                self._raised[aid] = syn.alarm
+                out.append(syn)
+        for aid in sorted(set(self._raised) - set(wanted)):
+            alarm = self._raised.pop(aid)
+            out.append(clear_alarm(alarm, rule="quality", t=now, text="quality back within target"))
+        busy = bool(self.windows.scopes()) or bool(self._raised)
+        self._next = now + self.settings.evaluate_every if busy else None
+        if not self.windows.scopes():
+            self._services_at.clear()
+            self._paths.clear()
+        return out
+
+    def _kqi_alarm(self, ne: str, service: str, missed: list[KqiState], now: float) -> Synthetic:
+        """One alarm per element and service type: every KQI missing its target, the worst first."""
+        missed = sorted(missed, key=lambda st: (st.status != "violated", st.kqi.name))
+        parts = []
+        for st in missed:
+            k = st.kqi
+            op = "<" if k.objective == "min" else ">"
+            value = "n/a" if st.value is None else f"{st.value:.4g}"
+            parts.append(
+                f"KQI {k.name} ({k.category}) {k.aggregate} over {k.window:g}s = {value} {op} target "
+                f"{k.target:g}"
+                + (f" (limit {k.limit:g})" if k.limit is not None else "")
+                + f", {st.samples} samples"
+            )
+        sources = sorted({st.kqi.source for st in missed if st.kqi.source})
+        emit = Emit(
+            probable_cause="performanceDegraded",
+            severity="major" if missed[0].status == "violated" else "minor",
+            event_type="qualityOfServiceAlarm",
+            specific_problem=f"{service} quality",
+            effect="degraded",
+        )
+        text = "; ".join(parts) + (f" (targets: {'; '.join(sources)})" if sources else "")
+        return raise_alarm(emit, rule="quality", scope=f"{ne}:{service}", ne_id=ne, t=now, text=text)
+
+    def _inferred_alarm(self, inf: Inference, now: float) -> Synthetic:
+        assert inf.element is not None
+        text = (
+            f"no alarm explains {inf.degraded_paths} degraded service path(s); {inf.covered} of them cross "
+            f"{inf.element}, and {inf.healthy_through} healthy one(s) do (confidence {inf.confidence:.2f})"
+        )
+        emit = Emit(
+            probable_cause=INFERRED,
+            severity="major",
+            event_type="qualityOfServiceAlarm",
+            specific_problem="inferred",
+            effect="degraded",
+        )
+        return raise_alarm(emit, rule="inference", scope=inf.element, ne_id=inf.element, t=now, text=text)
+
+    # -- paths and inference ---------------------------------------------------------------------
+    def path_states(self, now: float) -> dict[str, list[KqiState]]:
+        return {
+            scope: self.windows.evaluate(scope, service, now)
+            for scope, (_, service) in sorted(self._paths.items())
+        }
+
+    def _infer(self, now: float, own: Mapping[str, Health], alarmed: set[str]) -> Inference | None:
+        inf_settings = self.settings.inference
+        if not inf_settings.enabled or not self._paths:
+            return None
+        paths: dict[str, frozenset[str]] = {}
+        degraded: set[str] = set()
+        for scope, states in self.path_states(now).items():
+            customer, service = self._paths[scope]
+            if not self._topology.has_customer(customer) or service not in self._topology.service_types:
+                continue
+            access = self._topology.customer(customer).access
+            paths[scope] = access_path_elements(self._topology, access, service)
+            if any(s.status in ("at_risk", "violated") for s in states):
+                degraded.add(scope)
+        if len(degraded) < inf_settings.min_degraded:
+            self.last_inference = None
+            return None
+        # Degradations on paths that carry an alarm with an effect are explained by it.
+        unexplained = {p for p in degraded if not (paths[p] & alarmed)}
+        if len(unexplained) < inf_settings.min_degraded:
+            self.last_inference = None
+            return None
+        elements = set().union(*paths.values())
+        depth = {ne: len(self._topology.ancestors(ne)) for ne in elements}
+        inf = infer_location(paths, unexplained, min_degraded=inf_settings.min_degraded, depth=depth)
+        self.last_inference = inf
+        if inf.element is None or inf.confidence < inf_settings.min_confidence:
+            return None
+        self.inferred += 1
+        return inf
+
+    # -- SLAs ----------------------------------------------------------------------------------
+    def health_changed(self, ne_id: str, view: HealthView, now: float) -> None:
+        """Re-assess the customer groups an element's health change can touch."""
+        if not self._groups:
+            return
+        touched = {ne_id, *self._topology.descendants(ne_id)}
+        groups: dict[str, CustomerGroup] = {}
+        for access in touched & self._accesses:
+            for g in self._topology.groups_at(access):
+                groups[group_id(g)] = g
+        for s, chain in self._chains.items():
+            if chain & touched:
+                for g in self._by_service.get(s, ()):
+                    groups[group_id(g)] = g
+        for gid in sorted(groups):
+            g = groups[gid]
+            self.sla.update(gid, g.tier, self._down(g, view), now)
+
+    def _down(self, g: CustomerGroup, view: HealthView) -> bool:
+        if view.health(g.access) == Health.DOWN:
+            return True
+        return any(
+            view.health(p) == Health.DOWN
+            for s in g.services
+            for p in self._topology.service_types[s].platform
+        )
+
+    def sla_facts(self, impact: Impact, now: float) -> dict[str, Any] | None:
+        """SLA facts of an incident's impact: customers down, breached, the soonest breach."""
+        if not self._groups or not impact.elements:
+            return None
+        down = {ne for ne, h in impact.elements.items() if h == Health.DOWN}
+        if not down:
+            return None
+        groups: dict[str, CustomerGroup] = {}
+        for access in down & self._accesses:
+            for g in self._topology.groups_at(access):
+                groups[group_id(g)] = g
+        for s, st in self._topology.service_types.items():
+            if down & set(st.platform):
+                for g in self._by_service.get(s, ()):
+                    groups[group_id(g)] = g
+        soonest: tuple[float, str] | None = None
+        customers = breached = 0
+        for gid, g in sorted(groups.items()):
+            if g.tier not in self.settings.sla.tiers:
+                continue
+            left = self.sla.time_to_breach(gid, g.tier, now)
+            if left is None:
+                continue
+            customers += g.count
+            if left <= 0:
+                breached += g.count
+            if soonest is None or left < soonest[0]:
+                soonest = (left, g.tier)
+        if not customers:
+            return None
+        urgency = breach_urgency(soonest[0] if soonest else None, self.settings.sla)
+        return {
+            "customers_down": customers,
+            "customers_breached": breached,
+            "seconds_to_breach": round(soonest[0], 1) if soonest else None,
+            "tier_breaching_first": soonest[1] if soonest else None,
+            "urgency": round(urgency, 3),
+            "points": round(urgency * self.settings.sla_points, 2),
+        }
+
+    # -- views ---------------------------------------------------------------------------------
+    def customer(self, customer_id: str, view: HealthView, now: float) -> dict[str, Any]:
+        """Experience index and SLA state of one customer (JSON-ready)."""
+        c = self._topology.customer(customer_id)
+        services: dict[str, tuple[list[KqiScore], Health]] = {}
+        kqis: dict[str, list[dict[str, Any]]] = {}
+        for s in c.services:
+            scope = f"path:{customer_id}/{s}"
+            if scope not in self._paths:
+                scope = element_scope(c.access)
+            states = self.windows.evaluate(scope, s, now)
+            kqis[s] = [st.to_record() for st in states]
+            scores = [
+                KqiScore(st.kqi.name, st.kqi.category, st.status, st.kqi.weight, st.value, st.kqi.target)
+                for st in states
+            ]
+            platform = self._topology.service_types[s].platform
+            health = max([view.health(c.access), *(view.health(x) for x in platform)])
+            services[s] = (scores, health)
+        exp = customer_experience(services, self.settings.experience)
+        out: dict[str, Any] = {"experience": exp.to_record(), "kqis": kqis}
+        gid = next(
+            (
+                group_id(g)
+                for g in self._topology.groups_at(c.access)
+                if g.tier == c.tier and g.services == frozenset(c.services)
+            ),
+            None,
+        )
+        if gid is not None and c.tier in self.settings.sla.tiers:
+            out["sla"] = self.sla.state(gid, c.tier, now).to_record()
+            left = self.sla.time_to_breach(gid, c.tier, now)
+            out["sla"]["seconds_to_breach"] = None if left is None else round(left, 1)
+        return out
+
+    # -- snapshot ------------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        return {
+            "windows": self.windows.dump(),
+            "sla": self.sla.dump(),
+            "services_at": {k: sorted(v) for k, v in self._services_at.items()},
+            "paths": {k: list(v) for k, v in self._paths.items()},
+            "raised": {k: a.model_dump(mode="json") for k, a in self._raised.items()},
+            "next": self._next,
+            "counters": [self.inferred, self.evaluations],
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.windows.load(state["windows"])
+        self.sla.load(state["sla"])
+        self._services_at = {k: set(v) for k, v in state["services_at"].items()}
+        self._paths = {k: (c, s) for k, (c, s) in state["paths"].items()}
+        self._raised = {k: Alarm.model_validate(a, strict=False) for k, a in state["raised"].items()}
+        self._next = state["next"]
+        self.inferred, self.evaluations = state["counters"]

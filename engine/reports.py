@@ -1,0 +1,141 @@
+"""Service, customer and SLA reports over the core's state (``engine report``, the HTTP API).
+
+Read-only views of a Pipeline at time ``now``: nothing here changes state. Every report is JSON-ready
+and deterministic (sorted keys and lists).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from engine.impact import Health, HealthView
+from engine.pipeline import Pipeline
+from engine.quality import group_id
+from engine.timeutil import format_time
+
+_LEVEL = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
+
+
+def services(p: Pipeline, now: float) -> dict[str, Any]:
+    """Per service type: customers, how many are affected now, KQI statuses, open incidents."""
+    view = HealthView(p.topology, p._own)
+    out: dict[str, Any] = {}
+    open_incidents = [i for i in p.incidents.incidents() if i.phase in ("open", "clearing")]
+    paths = p.quality.path_states(now)
+    for name, st in sorted(p.topology.service_types.items()):
+        levels: Counter[str] = Counter()
+        total = 0
+        for g in p.topology.all_groups():
+            if name not in g.services:
+                continue
+            total += g.count
+            level = max([view.health(g.access), *(view.health(x) for x in st.platform)])
+            levels[_LEVEL[level]] += g.count
+        kqi_status: Counter[str] = Counter()
+        degraded_paths = 0
+        for scope, states in paths.items():
+            if not scope.endswith(f"/{name}"):
+                continue
+            kqi_status.update(s.status for s in states)
+            degraded_paths += any(s.status in ("at_risk", "violated") for s in states)
+        incidents = sorted(
+            (i.id for i in open_incidents if i.impact is not None and i.impact.services.get(name)),
+        )
+        out[name] = {
+            "criticality": st.criticality,
+            "platform": list(st.platform),
+            "platform_health": {x: _LEVEL[view.health(x)] for x in st.platform},
+            "customers": total,
+            "customers_by_state": {k: levels[k] for k in ("down", "degraded", "at_risk", "ok") if levels[k]},
+            "kqis": {
+                "paths": sum(1 for s in paths if s.endswith(f"/{name}")),
+                "degraded_paths": degraded_paths,
+                "statuses": dict(sorted(kqi_status.items())),
+            },
+            "targets": [
+                {
+                    "name": k.name,
+                    "category": k.category,
+                    "metric": k.metric,
+                    "objective": k.objective,
+                    "target": k.target,
+                    "limit": k.limit,
+                    "window_s": k.window,
+                    "source": k.source,
+                }
+                for k in p.settings.quality.kqis.for_service(name)
+            ],
+            "open_incidents": incidents,
+        }
+    return {"time": format_time(now), "services": out}
+
+
+def customer(p: Pipeline, customer_id: str, now: float) -> dict[str, Any] | None:
+    """One customer: its services' state, incidents (``Pipeline.customer_view``), experience and SLA."""
+    view = p.customer_view(customer_id)
+    if view is None:
+        return None
+    health = HealthView(p.topology, p._own)
+    return {**view, **p.quality.customer(customer_id, health, now)}
+
+
+def customers(p: Pipeline, now: float, *, limit: int = 50, all_customers: bool = False) -> dict[str, Any]:
+    """Customers worst experience first: those with path KQIs or whose service is affected now
+    (every customer with ``all_customers``), at most ``limit``."""
+    health = HealthView(p.topology, p._own)
+    ids: set[str] = set()
+    with_paths = {scope.split(":", 1)[1].split("/", 1)[0] for scope in p.quality.path_states(now)}
+    ids |= {c for c in with_paths if p.topology.has_customer(c)}
+    candidates = p.topology.customer_ids() if all_customers else ()
+    ids.update(candidates)
+    if not all_customers:
+        for cid in p.topology.customer_ids():
+            c = p.topology.customer(cid)
+            platform = [x for s in c.services for x in p.topology.service_types[s].platform]
+            if max([health.health(c.access), *(health.health(x) for x in platform)]) > Health.OK:
+                ids.add(cid)
+    rows = []
+    for cid in sorted(ids):
+        c = p.topology.customer(cid)
+        q = p.quality.customer(cid, health, now)
+        rows.append(
+            {
+                "customer": cid,
+                "tier": c.tier,
+                "experience": q["experience"]["index"],
+                "band": q["experience"]["band"],
+                "worst_service": q["experience"]["worst_service"],
+                "sla": q.get("sla"),
+            }
+        )
+    rows.sort(key=lambda r: (r["experience"], r["customer"]))
+    return {"time": format_time(now), "customers": rows[:limit], "total": len(rows)}
+
+
+def sla(p: Pipeline, now: float) -> dict[str, Any]:
+    """Per tier: customers under SLA, down now, breached in the period, the soonest breach ahead."""
+    tiers: dict[str, dict[str, Any]] = {}
+    settings = p.settings.quality.sla
+    for name, tier in sorted(settings.tiers.items()):
+        tiers[name] = {
+            "availability_target": tier.availability,
+            "period_s": tier.period,
+            "time_to_restore_s": tier.time_to_restore,
+            "mos_floor": tier.mos_floor,
+            "customers": 0,
+            "customers_down": 0,
+            "seconds_to_first_breach": None,
+        }
+    for g in p.topology.all_groups():
+        row = tiers.get(g.tier)
+        if row is None:
+            continue
+        row["customers"] += g.count
+        left = p.quality.sla.time_to_breach(group_id(g), g.tier, now)
+        if left is not None:
+            row["customers_down"] += g.count
+            first = row["seconds_to_first_breach"]
+            row["seconds_to_first_breach"] = round(left if first is None else min(first, left), 1)
+    breaches = [b.to_record() for b in p.quality.sla.breaches()]
+    return {"time": format_time(now), "tiers": tiers, "breaches": breaches}

@@ -1,0 +1,159 @@
+"""Service quality on the pure core: KQI alarms, correlation with path alarms, inference of
+degradations nobody alarmed, customer experience, SLA facts and their effect on priority."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.scenarios import T0, alarm, clear
+from engine.reports import customer, customers, services, sla
+from engine.timeutil import format_time, parse_time
+from tests.harness import Run, run, settings
+
+
+def sample(
+    target: str, t: float, *, service: str | None = None, customer: str | None = None, **m: float
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "probe_id": f"p-{target}",
+        "target": target,
+        "time": format_time(T0 + t),
+        "metrics": m,
+    }
+    if service:
+        payload["service"] = service
+    if customer:
+        payload["customer"] = customer
+    return {"topic": f"soc/probes/p-{target}", "payload": payload}
+
+
+def at(record: dict[str, Any]) -> float:
+    return parse_time(record["time"]) - T0
+
+
+def test_an_element_kqi_missing_its_target_degrades_the_service_and_clears_when_met() -> None:
+    """voip one-way delay on sbc-1: mean 200 ms misses the 150 ms target (G.114) within the 400 ms limit
+    → minor; 500 ms → major; back to 100 ms → cleared, resolved after the hold-down."""
+    lines = [sample("sbc-1", 10 * i, service="voip", latency_ms=200.0) for i in range(6)]  # 0..50 s
+    lines += [sample("sbc-1", 400 + 10 * i, service="voip", latency_ms=500.0) for i in range(40)]  # to 790 s
+    lines += [sample("sbc-1", 800 + 10 * i, service="voip", latency_ms=100.0) for i in range(60)]  # to 1390 s
+    r = run(lines)
+    (opened,) = r.events("opened")
+    root = opened["root_cause"]
+    assert root["alarm_id"] == "rule:quality:sbc-1:voip"
+    assert root["probable_cause"] == "performanceDegraded"
+    assert root["severity"] == "minor"
+    assert opened["state"] == "degraded"
+    assert opened["impact"]["services"] == {"voip": 255}  # every voip subscriber needs sbc-1
+    assert at(opened) == 60 + 30  # first evaluation 60 s after the first sample, then settle
+    assert "KQI voip.one_way_delay (integrity) mean over 300s = 200 > target 150 (limit 400)" in " ".join(
+        opened["explanation"]
+    )
+    severities = [rec["root_cause"]["severity"] for rec in r.records]
+    assert "major" in severities  # the 500 ms means cross the 400 ms limit (and the E-model MOS drops)
+    (resolved,) = r.events("resolved")
+    # 800 s on, the 5-minute mean falls below 150 ms once enough 100 ms samples are in the window:
+    # evaluations run every 60 s from 60 s; the resolution follows the clear by the hold-down.
+    assert 1100 <= at(resolved) - 300 <= 1260
+
+
+def test_a_kqi_breach_under_an_outage_is_the_outages_evidence_not_an_incident() -> None:
+    lines = [alarm("agg-3", "lossOfSignal", 0, "critical")]
+    lines += [sample("olt-001", 5 * i, service="internet", latency_ms=900.0) for i in range(30)]
+    r = run(lines)
+    (opened,) = r.events("opened")
+    assert opened["root_cause"]["ne_id"] == "agg-3"
+    last = r.last(opened["incident_id"])
+    assert [s["alarm_id"] for s in last["suppressed"]] == ["rule:quality:olt-001:internet"]
+    assert "default/topology-root-cause" in last["suppressed"][0]["reason"]
+
+
+def _paths(
+    t0: float, degraded: list[tuple[str, str]], healthy: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    lines = []
+    for i in range(4):
+        t = t0 + 15 * i
+        lines += [sample(ne, t, service="internet", customer=c, latency_ms=300.0) for c, ne in degraded]
+        lines += [sample(ne, t, service="internet", customer=c, latency_ms=20.0) for c, ne in healthy]
+    return lines
+
+
+DEGRADED = [("c-00001", "olt-7"), ("c-00002", "olt-7"), ("c-00003", "olt-7"), ("c-00005", "olt-7")]
+HEALTHY = [("c-00021", "olt-001"), ("c-00022", "olt-001"), ("c-00041", "olt-002"), ("c-00042", "olt-002")]
+
+
+def test_a_degradation_nobody_alarmed_is_located_on_the_element_its_paths_share() -> None:
+    """Four customers behind olt-7 see 300 ms, four elsewhere 20 ms, no alarm anywhere: the engine
+    infers olt-7 (shared by every degraded path, by no healthy one) and opens a degraded incident."""
+    r = run(_paths(0, DEGRADED, HEALTHY), core=settings(quality={"element_alarms": "off"}))
+    (opened,) = r.events("opened")
+    root = opened["root_cause"]
+    assert root["alarm_id"] == "rule:inference:olt-7"
+    assert root["probable_cause"] == "degradedServiceInferred"
+    assert opened["state"] == "degraded"
+    text = " ".join(opened["explanation"])
+    assert (
+        "no alarm explains 4 degraded service path(s); 4 of them cross olt-7, and 0 healthy one(s) do" in text
+    )
+    assert "(confidence 1.00)" in text
+    p = r.pipeline
+    assert p is not None
+    assert p.quality.inferred >= 1
+
+
+def test_no_inference_when_an_alarm_on_the_paths_explains_them() -> None:
+    lines = [alarm("olt-7", "highBER", 0, "minor")]  # effect degraded: explains the degraded paths
+    lines += _paths(1, DEGRADED, HEALTHY)
+    r = run(lines, core=settings(quality={"element_alarms": "off"}))
+    assert {rec["root_cause"]["alarm_id"] for rec in r.events("opened")} == {"olt-7:highBER"}
+
+
+def test_no_inference_below_min_degraded() -> None:
+    r = run(_paths(0, DEGRADED[:2], HEALTHY), core=settings(quality={"element_alarms": "off"}))
+    assert r.events("opened") == []
+
+
+def _platinum_outage(points: float) -> Run:
+    return run(
+        [alarm("olt-002", "lossOfSignal", 0, "critical"), clear("olt-002", "lossOfSignal", 600)],
+        core=settings(quality={"sla_points": points}),
+    )
+
+
+def test_sla_urgency_raises_an_incident_that_will_breach_a_platinum_sla() -> None:
+    """olt-002 carries platinum c-00050: its 1,296 s budget (30 d at 99.95 %) is 1,266 s from breach
+    when the incident opens at 30 s → urgency (3,600 − 1,266)/(3,600 − 900) = 0.864 → +12.97 points."""
+    plain = _platinum_outage(0.0).events("opened")[0]
+    urgent = _platinum_outage(15.0).events("opened")[0]
+    assert plain["sla"] is not None
+    assert urgent["sla"]["tier_breaching_first"] == "platinum"
+    assert urgent["sla"]["seconds_to_breach"] == 1266.0
+    assert urgent["sla"]["urgency"] == 0.864
+    assert urgent["score"] == round(plain["score"] + 12.97, 1)
+    assert urgent["priority_breakdown"]["sla"]["points"] == 12.97
+    assert "SLA urgency 12.97 pts" in " ".join(urgent["explanation"])
+
+
+def test_customer_report_has_experience_and_sla_state() -> None:
+    r = run(_platinum_outage(15.0).records and [alarm("olt-002", "lossOfSignal", 0, "critical")])
+    p = r.pipeline
+    assert p is not None
+    now = T0 + 600
+    view = customer(p, "c-00050", now)
+    assert view is not None
+    assert view["customer"]["tier"] == "platinum"
+    assert view["services"] == {"internet": "down", "voip": "down"} or view["services"]["internet"] == "down"
+    assert view["experience"]["index"] == 0.0  # every service down caps the index at 0
+    assert view["experience"]["band"] == "bad"
+    sla_state = view["sla"]
+    assert sla_state["outage_started"] == format_time(T0)
+    assert sla_state["seconds_to_breach"] == 1296.0 - 600.0
+    report = sla(p, now)
+    assert report["tiers"]["platinum"]["customers_down"] >= 1
+    assert report["tiers"]["platinum"]["seconds_to_first_breach"] == 696.0
+    worst = customers(p, now)["customers"][0]
+    assert worst["experience"] == 0.0
+    svc = services(p, now)["services"]
+    assert svc["internet"]["customers_by_state"]["down"] >= 1
+    assert svc["voip"]["targets"][0]["name"] == "voip.one_way_delay"

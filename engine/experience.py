@@ -108,7 +108,7 @@ class ExperienceSettings(_Strict):
     degraded_cap: _Score = 50.0  # … DEGRADED
     at_risk_cap: _Score = 100.0  # … AT_RISK: no cap by default (redundancy lost, nothing felt yet)
     service_weights: Mapping[str, _Weight] = Field(
-        default_factory=lambda: {"voice": 1.0, "internet": 1.0, "iptv": 0.7}
+        default_factory=lambda: {"voice": 1.0, "voip": 1.0, "internet": 1.0, "iptv": 0.7}
     )
     default_service_weight: _Weight = 1.0  # services not listed in `service_weights`
     bands: tuple[float, float, float] = (80.0, 60.0, 40.0)  # good ≥ [0], fair ≥ [1], poor ≥ [2], else bad

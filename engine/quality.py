@@ -108,6 +108,7 @@ class ServiceQuality:
                     if missed:
                         syn = self._kqi_alarm(ne, service, missed, now)
                         wanted[syn.alarm.alarm_id or ""] = syn
+        self._mos_floors(now)
         inference = self._infer(now, own, set(alarmed))
         if inference is not None and inference.element is not None:
             syn = self._inferred_alarm(inference, now)
@@ -166,6 +167,17 @@ class ServiceQuality:
             effect="degraded",
         )
         return raise_alarm(emit, rule="inference", scope=inf.element, ne_id=inf.element, t=now, text=text)
+
+    def _mos_floors(self, now: float) -> None:
+        """A customer's voice MOS (its path KQI) below its tier's floor is an SLA breach."""
+        for scope, states in self.path_states(now).items():
+            customer, _ = self._paths[scope]
+            if not self._topology.has_customer(customer):
+                continue
+            tier = self._topology.customer(customer).tier
+            for st in states:
+                if st.kqi.metric == "mos" and st.value is not None and st.status != "unknown":
+                    self.sla.observe_mos(customer, tier, st.value, now)
 
     # -- paths and inference ---------------------------------------------------------------------
     def path_states(self, now: float) -> dict[str, list[KqiState]]:

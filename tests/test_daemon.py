@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from bench.scenarios import alarm, clear, fiber_cut
+from bench.scenarios import T0, alarm, clear, fiber_cut
 from engine.adapters.receiver import WebhookReceiver
 from engine.daemon import Daemon
 from tests.daemon_harness import (
@@ -360,3 +361,78 @@ async def test_delivered_outbox_rows_are_purged_after_keep_delivered(
                 timeout=10,
                 what="the delivered rows to be purged",
             )
+
+
+STORM_AND_TRANSIENTS = """\
+name: live
+rules:
+  - name: link-storm
+    threshold:
+      match: {probable_cause: linkDown}
+      by: [region]
+      count: 5
+      window: 1m
+      raise: {probable_cause: alarmStorm, severity: major}
+  - name: port-bounce
+    pair: {first: {probable_cause: portFlap}, window: 30s, on_pair: discard}
+"""
+
+
+async def test_rule_forms_and_service_quality_run_in_the_daemon(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """Over MQTT, on the wall clock: 6 link-downs become one storm incident; a port flap that clears
+    within its pair window opens nothing; voip delay samples on sbc-1 above the G.114 target raise a
+    quality alarm and a degraded incident."""
+    rules = tmp_path / "live.yaml"
+    rules.write_text(STORM_AND_TRANSIENTS)
+    async with WebhookReceiver() as rx:
+        cfg = write_config(
+            tmp_path,
+            broker_url=mosquitto.url,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+            extra={
+                "rulesets": [str(rules)],
+                "core": {
+                    "incidents": {"settle": "1s", "hold_down": "2s"},
+                    "quality": {"evaluate_every": "1s"},
+                },
+            },
+        )
+        async with Daemon(settings(cfg)) as daemon:
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            now = time.time()
+            storm = [alarm(f"olt-{i:03d}", "linkDown", now - T0 + i * 0.1, "minor") for i in range(1, 7)]
+            bounce = [
+                alarm("olt-040", "portFlap", now - T0, "major"),
+                clear("olt-040", "portFlap", now - T0 + 1),
+            ]
+            samples = [
+                {
+                    "topic": f"soc/probes/p{i}",
+                    "payload": {
+                        "probe_id": f"p{i}",
+                        "target": "sbc-1",
+                        "service": "voip",
+                        "time": now + i * 0.1,
+                        "metrics": {"latency_ms": 250.0},
+                    },
+                }
+                for i in range(5)
+            ]
+            await publish(mosquitto.url, with_prefix([*storm, *bounce, *samples], topic_prefix))
+
+            def roots() -> set[str]:
+                return {r["root_cause"]["alarm_id"] for r in _by_event(rx.records, "opened")}
+
+            await asyncio.wait_for(
+                rx.wait_until(lambda _: {"rule:live/link-storm:south", "rule:quality:sbc-1:voip"} <= roots()),
+                30,
+            )
+            storm_rec = next(
+                r for r in _by_event(rx.records, "opened") if r["root_cause"]["alarm_id"].endswith("south")
+            )
+            assert len(storm_rec["suppressed"]) == 6
+            assert "olt-040:portFlap" not in roots()
+            assert daemon.pipeline.incidents.discarded == 1

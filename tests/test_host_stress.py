@@ -252,7 +252,40 @@ def stress_hosts(hosts: int = 200) -> str:
     return f"ok {hosts} hosts"
 
 
-STRESS: dict[str, Callable[[], str]] = {"pipelines": stress_pipelines, "hosts": stress_hosts}
+def stress_sids(sids: int = 3000) -> str:
+    """More sids than one durable ruleset holds (1,024): the host places them in shards, for good,
+    so neither a storm over many elements nor a long run over many scopes runs out."""
+    program = compile_rulesets(load_rulesets(None))
+    host = RuleHost()
+    for name, definition in program.definitions.items():
+        host.load(name, definition)
+    down = "corr.downstream_of"
+    root = _fact("agg-3", "root", 0, ne="agg-3", cause="lossOfSignal", etype_ne="switch")
+    assert host.assert_fact(down, root) == []
+    facts = [_fact(f"el-{n}", "sym", n) for n in range(1, sids + 1)]
+    for fact in facts:
+        assert host.assert_fact(down, fact) == []  # no root in their sids
+    assert host.sid_count(down) == sids + 1
+    assert host.shard_count(down) == (sids + 1 + 999) // 1000
+    late = _fact("agg-3", "sym", sids + 1)  # a join still works in the first shard
+    assert _fired(host.assert_fact(down, late), "default/topology-root-cause") == [(root["id"], late["id"])]
+    for fact in facts:
+        host.retract_fact(down, fact)
+    for fact in facts:  # the same sids again: their states are reused, no new shard
+        host.assert_fact(down, fact)
+        host.retract_fact(down, fact)
+    assert host.shard_count(down) == (sids + 1 + 999) // 1000
+    host.close()
+    fiber = run(fiber_cut(olts=50))  # and the pipeline on top still works as before
+    assert len(fiber.incident_ids()) == 1
+    return f"ok {sids} sids"
+
+
+STRESS: dict[str, Callable[[], str]] = {
+    "pipelines": stress_pipelines,
+    "hosts": stress_hosts,
+    "sids": stress_sids,
+}
 
 
 # --- the tests (in the parent) ----------------------------------------------------------------------
@@ -263,6 +296,7 @@ STRESS: dict[str, Callable[[], str]] = {"pipelines": stress_pipelines, "hosts": 
     [
         pytest.param("pipelines", "ok 30 pipelines", id="30-pipelines-replaying-scenarios-and-storms"),
         pytest.param("hosts", "ok 200 hosts", id="200-rule-hosts-created-used-and-closed"),
+        pytest.param("sids", "ok 3000 sids", id="more-live-sids-than-a-durable-ruleset-holds"),
     ],
 )
 def test_stress_survives_in_a_child_process(body: str, expected: str) -> None:

@@ -255,3 +255,18 @@ def test_severity_escalation_makes_an_alarm_a_root_and_gathers_its_symptoms() ->
     assert opened["root_cause"]["alarm_id"] == "agg-3:lossOfSignal"
     assert opened["root_cause"]["severity"] == "critical"
     assert sorted(s["alarm_id"] for s in opened["suppressed"]) == ["olt-001:linkDown", "olt-002:linkDown"]
+
+
+def test_a_storm_over_more_elements_than_one_durable_ruleset_holds_is_one_incident() -> None:
+    """1,500 OLTs under one switch (durable-rules keeps at most 1,024 scopes per ruleset; the host
+    shards them): the switch's loss of signal still explains every link down."""
+    topo = example_topology()
+    topo["elements"] += [{"id": f"x-{i}", "type": "olt", "depends_on": ["agg-3"]} for i in range(1500)]
+    lines = [alarm("agg-3", "lossOfSignal", 0, "critical")]
+    lines += [alarm(f"x-{i}", "linkDown", 1 + i * 0.01, "critical") for i in range(1500)]
+    r = run(lines, topology=topology_from_dict(topo))
+    (opened,) = r.events("opened")
+    assert len(r.last(opened["incident_id"])["suppressed"]) == 1500
+    p = r.pipeline
+    assert p is not None
+    assert p.correlator.host.shard_count("corr.downstream_of") >= 2

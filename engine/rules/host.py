@@ -26,6 +26,16 @@ is ours, because the notes in ``../shared/NOTES-dependencies.md`` measured its t
   asserted. Events (``post``) are stored the same way until consumed, so this host offers facts only.
 * Expressions between the aliases of a join (``s.t >= r.t - 30``) crash durable's beta-join
   evaluation depending on memory layout; the compiler emits none (see ``compiler``).
+* durable keeps the state of every sid it has seen, forever, and a ruleset holds at most 1,024 of
+  them: the 1,025th distinct sid fails every assert (measured; retracting facts frees nothing). A
+  network with more than 1,024 elements would have stopped correlating after a while.
+  ``delete_state`` is no way out: it frees the sid string, which (the ``copyMessage`` bug above)
+  points into our JSON buffer, and aborts the process (``free(): invalid pointer``, measured). So
+  each logical ruleset is *sharded*: a sid is placed, for good, in one durable copy of the ruleset
+  holding fewer than ``MAX_SIDS_PER_SHARD`` sids, and new copies are created on demand. Sids are
+  correlation scopes (elements, sites, regions, service types), so their number, and the memory
+  of their states, is bounded by the topology. Joins never cross sids, so where a sid lives changes
+  nothing but capacity.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from engine.errors import RuleEngineError
 
 MAX_RULES_PER_RULESET = 512  # create_ruleset hangs for ever past this (measured)
 MAX_FACT_PROPERTIES = 255  # error 302 past this
+MAX_SIDS_PER_SHARD = 1000  # durable refuses a ruleset's 1,025th state (sid): measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,9 @@ class RuleHost:
         self._matches: list[Match] = []
         self._errors: list[BaseException] = []
         self._rulesets: dict[str, dict[str, Any]] = {}
+        self._shards: dict[str, list[str]] = {}  # logical ruleset -> durable ruleset names
+        self._placed: dict[str, list[int]] = {}  # logical ruleset -> sids placed in each shard
+        self._sid: dict[tuple[str, str], int] = {}  # (ruleset, sid) -> its shard, for good
         self._host = _QuietHost(self._make_action)
         self._texts: dict[
             tuple[str, str, str], str
@@ -95,26 +109,46 @@ class RuleHost:
             raise RuleEngineError(
                 f"ruleset {name!r} has {len(definition)} rules; durable-rules allows {MAX_RULES_PER_RULESET}"
             )
-        doc = copy.deepcopy(dict(definition))
+        self._rulesets[name] = copy.deepcopy(dict(definition))
+        self._shards[name] = []
+        self._placed[name] = []
         try:
-            self._host.set_rulesets({name: doc})
+            self._add_shard(name)
+        except RuleEngineError:
+            del self._rulesets[name], self._shards[name], self._placed[name]
+            raise
+
+    def _add_shard(self, name: str) -> int:
+        definition = self._rulesets[name]
+        shard = f"{name}#{len(self._shards[name])}"
+        try:
+            self._host.set_rulesets({shard: copy.deepcopy(definition)})
         except Exception as exc:  # durable reports only "error code: N"
             raise RuleEngineError(
                 f"durable-rules refused ruleset {name!r}: {exc}. "
                 "The compiler should have caught this; the compiled form was: "
                 f"{json.dumps(definition, sort_keys=True)[:2000]}"
             ) from exc
-        self._rulesets[name] = copy.deepcopy(dict(definition))
+        self._shards[name].append(shard)
+        self._placed[name].append(0)
+        return len(self._shards[name]) - 1
+
+    def shard_count(self, name: str) -> int:
+        return len(self._shards.get(name, ()))
 
     def close(self) -> None:
         """Free the engine's rulesets (and so its facts) before the JSON they point into goes away."""
         for name in list(self._rulesets):
-            handle = self._host.get_ruleset(name)._handle
-            try:
-                _engine.delete_ruleset(handle)
-            except Exception as exc:  # pragma: no cover - durable refuses an unknown handle only
-                raise RuleEngineError(f"durable-rules could not delete ruleset {name!r}: {exc}") from exc
+            for shard in self._shards[name]:
+                handle = self._host.get_ruleset(shard)._handle
+                try:
+                    _engine.delete_ruleset(handle)
+                except Exception as exc:  # pragma: no cover - durable refuses an unknown handle only
+                    raise RuleEngineError(f"durable-rules could not delete ruleset {name!r}: {exc}") from exc
         self._rulesets.clear()
+        self._shards.clear()
+        self._placed.clear()
+        self._sid.clear()
         self._host._ruleset_directory.clear()
         self._host._ruleset_list.clear()
         self._texts.clear()
@@ -132,10 +166,11 @@ class RuleHost:
     def assert_fact(self, ruleset: str, fact: Mapping[str, Any]) -> list[Match]:
         """Assert a fact (must carry ``sid`` and a unique ``id``); return the rules it made fire."""
         _check_fact(fact)
-        key = (ruleset, str(fact["sid"]), str(fact["id"]))
+        sid = str(fact["sid"])
+        key = (ruleset, sid, str(fact["id"]))
         if key in self._texts:
             return []  # already asserted: durable would say "observed"
-        rules = self._ruleset(ruleset)
+        rules = self._ruleset(ruleset, sid)
         text = json.dumps(dict(fact), ensure_ascii=False)
         self.asserts += 1
         try:
@@ -153,11 +188,12 @@ class RuleHost:
 
     def retract_fact(self, ruleset: str, fact: Mapping[str, Any]) -> None:
         """Retract a fact asserted before (same content). Retracting an absent fact is harmless."""
-        key = (ruleset, str(fact["sid"]), str(fact["id"]))
+        sid = str(fact["sid"])
+        key = (ruleset, sid, str(fact["id"]))
         text = self._texts.get(key)
         if text is None:
             return
-        rules = self._ruleset(ruleset)
+        rules = self._ruleset(ruleset, sid)
         self.retracts += 1
         try:
             state = rules._handle_result(_engine.retract_fact(rules._handle, text), fact)
@@ -170,17 +206,35 @@ class RuleHost:
         del self._texts[key]  # only now: durable no longer holds the fact
 
     def facts(self, ruleset: str, sid: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._ruleset(ruleset).get_facts(sid)
+        if (ruleset, sid) not in self._sid:
+            self._ruleset(ruleset)
+            return []
+        result: list[dict[str, Any]] = self._ruleset(ruleset, sid).get_facts(sid)
         return result
 
     def fact_count(self) -> int:
         return len(self._texts)
 
     # -- internals ----------------------------------------------------------------------------
-    def _ruleset(self, name: str) -> Any:
+    def _ruleset(self, name: str, sid: str | None = None) -> Any:
+        """The durable ruleset (shard) holding ``sid``, placing a new sid in a shard with room."""
         if name not in self._rulesets:
             raise RuleEngineError(f"unknown ruleset {name!r}")
-        return self._host.get_ruleset(name)
+        if sid is None:
+            return self._host.get_ruleset(self._shards[name][0])
+        shard = self._sid.get((name, sid))
+        if shard is None:
+            placed = self._placed[name]
+            if placed[-1] >= MAX_SIDS_PER_SHARD:
+                self._add_shard(name)
+            shard = len(placed) - 1
+            placed[shard] += 1
+            self._sid[(name, sid)] = shard
+        return self._host.get_ruleset(self._shards[name][shard])
+
+    def sid_count(self, name: str) -> int:
+        """Distinct sids this logical ruleset has seen (durable keeps a state for each)."""
+        return sum(self._placed.get(name, ()))
 
     def _run_actions(self, rules: Any, name: str, state: Any) -> list[Match]:
         """Run the actions a call left pending, inline, and return what they recorded."""

@@ -131,6 +131,102 @@ def _cmd_rules_test(args: argparse.Namespace) -> int:
     return run_files(args.files, out=sys.stdout)
 
 
+def _cmd_rules_explain(args: argparse.Namespace) -> int:
+    """Exit 0 explained, 1 no such alarm or incident (what was searched on stderr), 2 bad input."""
+    if args.api is not None:
+        for flag, value in (("--topology", args.topology), ("--rulesets", args.rulesets),
+                            ("--config", args.config), ("--at", args.at)):  # fmt: skip
+            if value is not None:
+                print(f"error: {flag} goes with --replay, not --api", file=sys.stderr)
+                return 2
+        found = _explain_via_api(args.api, args.id, args.token)
+    else:
+        if args.token is not None:
+            print("error: --token goes with --api, not --replay", file=sys.stderr)
+            return 2
+        if args.topology is None:
+            print("error: --replay needs --topology FILE", file=sys.stderr)
+            return 2
+        found = _explain_replay(args)
+    if found is None:
+        return 1
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(found, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        from engine.rules.explain import render
+
+        sys.stdout.write(render(found))
+    return 0
+
+
+def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
+    from engine.rules.explain import NotFound, explain, replay_pipeline
+    from engine.settings import load_core_settings
+    from engine.timeutil import format_time, parse_time
+    from engine.topology import load_topology
+
+    until = None
+    if args.at is not None:
+        try:
+            until = parse_time(args.at)
+        except ValueError as exc:
+            raise ConfigError("--at", "", str(exc)) from None
+    topology = load_topology(args.topology)
+    rulesets = load_rulesets(args.rulesets)
+    settings = load_core_settings(args.config)
+    try:
+        fh = open(args.replay, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(str(args.replay), "", f"cannot read events: {exc.strerror or exc}") from None
+    with fh:
+        pipeline = replay_pipeline(topology, rulesets, settings, fh, until=until)
+    try:
+        return explain(pipeline, args.id)
+    except NotFound as exc:
+        moment = f"up to {format_time(until)}" if until is not None else "to its end, not drained"
+        print(f"error: after replaying {args.replay} ({moment}): {exc}", file=sys.stderr)
+        return None
+    finally:
+        pipeline.close()
+
+
+def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any] | None:
+    import os
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    token = token if token is not None else os.environ.get("ENGINE_HTTP__TOKEN") or None
+    kind = "incidents" if ident.startswith("inc-") else "alarms"
+    url = f"{base.rstrip('/')}/explain/{kind}/{urllib.parse.quote(ident, safe='')}"
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            found: dict[str, Any] = orjson.loads(resp.read())
+            return found
+    except urllib.error.HTTPError as exc:
+        try:
+            body = orjson.loads(exc.read())
+        except orjson.JSONDecodeError:
+            body = {}
+        detail = body.get("detail") if isinstance(body, dict) else None
+        reason = detail.get("reason") if isinstance(detail, dict) else detail
+        if exc.code == 404:
+            what = "alarm" if kind == "alarms" else "incident"
+            print(f"error: {url}: {reason or f'no {what} {ident!r}'}", file=sys.stderr)
+            return None
+        error = body.get("error") if isinstance(body, dict) else None
+        raise EngineError(
+            f"{url}: HTTP {exc.code} {error or exc.reason}: {reason or ''}".rstrip(": ")
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise EngineError(f"cannot ask {url}: {why}") from None
+
+
 def _cmd_dataset_pcic(args: argparse.Namespace) -> int:
     from engine.datasets import pcic
 
@@ -193,6 +289,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser("test", help="run rule tests (YAML timelines and expectations) on the virtual clock")
     p.add_argument("files", nargs="+", type=Path, metavar="DIR|FILE")
     p.set_defaults(func=_cmd_rules_test)
+    p = rules.add_parser(
+        "explain",
+        help="why did the engine do this? an alarm's or an incident's rules and decisions",
+        description="Explain an alarm (its key) or an incident (inc-…): which rules matched it and how, "
+        "what the engine decided and why not otherwise. From a replay on the virtual clock (state as "
+        "of the end of the input, not drained, or --at TIME) or from a running daemon (--api URL). "
+        "Exit 0 explained, 1 not found, 2 bad input.",
+    )
+    p.add_argument(
+        "id", metavar="ALARM_KEY|INCIDENT_ID", help="inc-… is an incident; anything else an alarm key"
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--replay", type=Path, metavar="EVENTS.jsonl", help="replay this file, then explain")
+    source.add_argument("--api", metavar="URL", help="ask a running engine (http://127.0.0.1:8080)")
+    p.add_argument("--topology", type=Path, metavar="FILE", help="with --replay (required)")
+    p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="with --replay; default: built-in")
+    p.add_argument("--config", type=Path, metavar="FILE", help="with --replay: core settings (YAML)")
+    p.add_argument(
+        "--at", metavar="TIME", help="with --replay: the state as of this time (RFC 3339 or epoch)"
+    )
+    p.add_argument("--token", metavar="T", help="with --api: bearer token (default: $ENGINE_HTTP__TOKEN)")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+    p.set_defaults(func=_cmd_rules_explain)
 
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(
         dest="dataset", required=True

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
 import orjson
 import structlog
@@ -33,9 +33,13 @@ from engine.alertmanager_in import alert_to_alarm
 from engine.config import HttpSettings
 from engine.errors import EngineError
 from engine.metrics import Metrics
+from engine.rules.explain import NotFound, explain_alarm, explain_incident
 from engine.timeutil import parse_time
 
-__all__ = ["CoreView", "HttpApi", "Overloaded"]
+if TYPE_CHECKING:
+    from engine.pipeline import Pipeline
+
+__all__ = ["CoreView", "HttpApi", "Overloaded", "PipelineHolder"]
 
 log = structlog.get_logger("engine.http")
 
@@ -87,6 +91,17 @@ class CoreView(Protocol):
     def alarm_topic(self) -> str: ...
 
     def probe_topic(self) -> str: ...
+
+
+@runtime_checkable
+class PipelineHolder(Protocol):
+    """A core that exposes its pipeline (the daemon does). ``GET /explain/...`` reads it directly, like
+    the element and customer views do through the daemon: synchronously, on the event loop, between
+    two items of the daemon's core task, so no lock is needed. A core without one answers 501 there.
+    """
+
+    @property
+    def pipeline(self) -> Pipeline: ...
 
 
 class ApiError(Exception):
@@ -306,6 +321,8 @@ class HttpApi:
         app.router.add_post("/incidents/{id}/ack", self._ack)
         app.router.add_get("/elements/{id}", self._element)
         app.router.add_get("/customers/{id}", self._customer)
+        app.router.add_get("/explain/alarms/{key:.+}", self._explain_alarm)  # a key may hold a "/"
+        app.router.add_get("/explain/incidents/{id}", self._explain_incident)
         app.router.add_post("/events", self._events)
         app.router.add_post("/api/v2/alerts", self._alerts)
         app.router.add_post("/-/reload", self._reload)
@@ -428,6 +445,26 @@ class HttpApi:
         if found is None:
             raise ApiError(404, "not found", f"no customer {customer_id!r}")
         return _json(found)
+
+    # -- explanations -------------------------------------------------------------------------
+
+    def _pipeline(self) -> Pipeline:
+        core = self._core
+        if not isinstance(core, PipelineHolder):
+            raise ApiError(501, "not implemented", "this core does not expose its state for explanations")
+        return core.pipeline
+
+    async def _explain_alarm(self, request: web.Request) -> web.Response:
+        try:
+            return _json(explain_alarm(self._pipeline(), request.match_info["key"]))
+        except NotFound as exc:
+            raise ApiError(404, "not found", exc.to_dict()) from None
+
+    async def _explain_incident(self, request: web.Request) -> web.Response:
+        try:
+            return _json(explain_incident(self._pipeline(), request.match_info["id"]))
+        except NotFound as exc:
+            raise ApiError(404, "not found", exc.to_dict()) from None
 
     # -- commands -----------------------------------------------------------------------------
 

@@ -273,3 +273,47 @@ def _value(v: object) -> Any:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
+
+
+# -- explain (read-only, never on the hot path) ------------------------------------------------------
+
+MATCH_PREFIX = "explain.match"
+
+
+def match_parts(rule: CompiledRule) -> list[tuple[str, Mapping[str, Condition]]]:
+    """Every alarm match of a rule by part name: ``root``/``symptom`` for correlate, else as classify."""
+    spec = rule.rule.spec
+    if isinstance(spec, Correlate):
+        return [("root", spec.root), ("symptom", spec.symptom)]
+    return _parts(rule.rule)
+
+
+def match_definitions(program: Program) -> dict[str, dict[str, Any]]:
+    """Single-alias durable rulesets saying which rule parts, and which of their conditions, an alarm
+    satisfies: for ``engine rules explain``, in a private host, never in the correlator's.
+
+    For every part of every rule (correlate ``root`` and ``symptom`` included), one rule fires
+    ``ruleset/rule#part`` when the whole part matches, and one per field fires
+    ``ruleset/rule#part@field`` when that field's condition holds. Conditions are compiled by the
+    same ``_Builder`` as ``compile_rulesets``, with the program's regex numbering, so a fact built
+    for the correlator (``rx<n>``, ``svc:<name>`` properties included) is read identically. The rules
+    are split into rulesets of at most ``MAX_RULES_PER_RULESET``, named ``explain.match.<n>``.
+    """
+    builder = _Builder()
+    builder.regexes = {key: n for n, key in enumerate(program.regexes)}
+    builder.services = set(program.services)
+    items: list[tuple[str, dict[str, Any]]] = []
+    for rule in sorted(program.rules.values(), key=lambda r: r.order):
+        for part, match in match_parts(rule):
+            items.append((f"{rule.qualified}#{part}", builder.single(match)))
+            for field in sorted(match):
+                items.append((f"{rule.qualified}#{part}@{field}", builder.single({field: match[field]})))
+    if len(builder.regexes) != len(program.regexes):  # pragma: no cover - the program compiled them all
+        raise RulesetError("<program>", "", "a regex condition is missing from the compiled program")
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(items), MAX_RULES_PER_RULESET):
+        chunk = items[start : start + MAX_RULES_PER_RULESET]
+        out[f"{MATCH_PREFIX}.{len(out)}"] = {
+            f"m{n}": {"all": [{"m": cond}], "run": action} for n, (action, cond) in enumerate(chunk)
+        }
+    return out

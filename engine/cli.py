@@ -160,7 +160,8 @@ def _cmd_rules_explain(args: argparse.Namespace) -> int:
 
 
 def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
-    from engine.rules.explain import NotFound, explain, replay_pipeline
+    from engine.offline import replay_pipeline
+    from engine.rules.explain import NotFound, explain
     from engine.settings import load_core_settings
     from engine.timeutil import format_time, parse_time
     from engine.topology import load_topology
@@ -188,6 +189,93 @@ def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     finally:
         pipeline.close()
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Exit 0 reported, 1 unknown customer, 2 bad input."""
+    from engine import reports
+    from engine.offline import from_store
+
+    if (args.replay is None) == (args.store is None):
+        print(
+            "error: give --replay FILE (with --topology) or --store (with the daemon's --config)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.kind == "customer" and not args.customer:
+        print("error: `report customer` needs --customer ID", file=sys.stderr)
+        return 2
+    if args.store is not None:
+        from engine.config import load_settings
+
+        if args.config is None:
+            print(
+                "error: --store needs the daemon's --config (topology, rulesets, core settings)",
+                file=sys.stderr,
+            )
+            return 2
+        es = load_settings(args.config)
+        if es.topology is None:
+            raise ConfigError(str(args.config), "topology", "required to read the store")
+        from engine.pipeline import Pipeline
+        from engine.topology import load_topology
+
+        pipeline = Pipeline(load_topology(es.topology), load_rulesets(list(es.rulesets)), es.core)
+        store = es.store.path if args.store == "-" else Path(args.store)
+        try:
+            from_store(pipeline, store)
+        except BaseException:
+            pipeline.close()
+            raise
+    else:
+        if args.topology is None:
+            print("error: --replay needs --topology FILE", file=sys.stderr)
+            return 2
+        pipeline = _replayed(args)
+    try:
+        now = pipeline.clock
+        if args.kind == "services":
+            out = reports.services(pipeline, now)
+        elif args.kind == "customers":
+            out = reports.customers(pipeline, now, limit=args.limit, all_customers=args.all)
+        elif args.kind == "sla":
+            out = reports.sla(pipeline, now)
+        else:
+            found = reports.customer(pipeline, args.customer, now)
+            if found is None:
+                print(f"error: no customer {args.customer!r} in the topology", file=sys.stderr)
+                return 1
+            out = found
+    finally:
+        pipeline.close()
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        sys.stdout.write(reports.render(args.kind, out))
+    return 0
+
+
+def _replayed(args: argparse.Namespace) -> Any:
+    from engine.offline import replay_pipeline
+    from engine.settings import load_core_settings
+    from engine.timeutil import parse_time
+    from engine.topology import load_topology
+
+    until = None
+    if args.at is not None:
+        try:
+            until = parse_time(args.at)
+        except ValueError as exc:
+            raise ConfigError("--at", "", str(exc)) from None
+    topology = load_topology(args.topology)
+    rulesets = load_rulesets(args.rulesets)
+    settings = load_core_settings(args.config)
+    try:
+        fh = open(args.replay, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(str(args.replay), "", f"cannot read events: {exc.strerror or exc}") from None
+    with fh:
+        return replay_pipeline(topology, rulesets, settings, fh, until=until)
 
 
 def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any] | None:
@@ -312,6 +400,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", metavar="T", help="with --api: bearer token (default: $ENGINE_HTTP__TOKEN)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.set_defaults(func=_cmd_rules_explain)
+
+    p = sub.add_parser(
+        "report",
+        help="service quality, customer experience and SLA reports (replay or the daemon's store)",
+        description="Reports as of the end of a replay (not drained; or --at TIME) or of the daemon's "
+        "store (its latest snapshot and journal, read-only: safe while it runs). Exit 0 reported, "
+        "1 unknown customer, 2 bad input.",
+    )
+    p.add_argument("kind", choices=["services", "customers", "customer", "sla"])
+    p.add_argument("--replay", type=Path, metavar="FILE", help="JSON lines, as for `engine replay`")
+    p.add_argument("--store", metavar="DB|-", help="the daemon's SQLite store ('-': the one in --config)")
+    p.add_argument("--topology", type=Path, metavar="FILE", help="with --replay")
+    p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="with --replay; repeatable")
+    p.add_argument(
+        "--config", type=Path, metavar="FILE", help="core settings (--replay) or the daemon's config"
+    )
+    p.add_argument("--at", metavar="TIME", help="with --replay: state as of this RFC 3339 time")
+    p.add_argument("--customer", metavar="ID", help="for `report customer`")
+    p.add_argument("--limit", type=int, default=50, help="customers: at most this many, worst first")
+    p.add_argument("--all", action="store_true", help="customers: every customer, not only affected ones")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+    p.set_defaults(func=_cmd_report)
 
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(
         dest="dataset", required=True

@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 import structlog
 
-from engine import __version__
+from engine import __version__, reports
 from engine.adapters.http import CoreView, HttpApi, Overloaded
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
 from engine.adapters.notifier import Notifier
@@ -447,7 +447,8 @@ class Daemon(CoreView):
         return self.pipeline.element_view(ne_id)
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
-        return self.pipeline.customer_view(customer_id)
+        """The customer's services, incidents, experience index, KQIs and SLA state."""
+        return reports.customer(self.pipeline, customer_id, self.pipeline.clock)
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
         cmd = Command("msg", topic, payload, self._clock())

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import orjson
+
 from engine.impact import Health, HealthView
 from engine.pipeline import Pipeline
 from engine.quality import group_id
@@ -139,3 +141,63 @@ def sla(p: Pipeline, now: float) -> dict[str, Any]:
             row["seconds_to_first_breach"] = round(left if first is None else min(first, left), 1)
     breaches = [b.to_record() for b in p.quality.sla.breaches()]
     return {"time": format_time(now), "tiers": tiers, "breaches": breaches}
+
+
+def render(kind: str, report: dict[str, Any]) -> str:
+    """A report as terminal text (``--json`` gives the full data)."""
+    lines = [f"as of {report.get('time', '?')}"] if kind != "customer" else []
+    if kind == "services":
+        lines.append(
+            f"{'service':<12} {'customers':>9}  {'down':>6} {'degr.':>6} {'risk':>6}  "
+            "paths (degraded)  incidents"
+        )
+        for name, s in report["services"].items():
+            st = s["customers_by_state"]
+            k = s["kqis"]
+            lines.append(
+                f"{name:<12} {s['customers']:>9}  {st.get('down', 0):>6} {st.get('degraded', 0):>6} "
+                f"{st.get('at_risk', 0):>6}  {k['paths']:>5} ({k['degraded_paths']})       "
+                f"{', '.join(s['open_incidents']) or '-'}"
+            )
+    elif kind == "customers":
+        lines.append(f"{'customer':<14} {'tier':<9} {'CEI':>6}  {'band':<5} {'worst':<10} SLA")
+        for c in report["customers"]:
+            sla = c["sla"] or {}
+            left = sla.get("seconds_to_breach")
+            note = "breached" if left == 0 else (f"breach in {left:.0f} s" if left is not None else "up")
+            lines.append(
+                f"{c['customer']:<14} {c['tier']:<9} {c['experience']:>6.1f}  {c['band']:<5} "
+                f"{c['worst_service'] or '-':<10} {note}"
+            )
+        lines.append(f"{len(report['customers'])} of {report['total']} shown, worst experience first")
+    elif kind == "sla":
+        lines.append(f"{'tier':<10} {'target':>8} {'customers':>9} {'down':>6}  first breach in")
+        for name, t in report["tiers"].items():
+            first = t["seconds_to_first_breach"]
+            lines.append(
+                f"{name:<10} {t['availability_target']:>8.4%} {t['customers']:>9} {t['customers_down']:>6}  "
+                + ("-" if first is None else f"{first:.0f} s")
+            )
+        lines.append(f"breaches recorded: {len(report['breaches'])}")
+        lines.extend(
+            f"  {b['at']} {b['customer']} ({b['tier']}) {b['kind']}: {b['detail']}"
+            for b in report["breaches"]
+        )
+    else:
+        c = report["customer"]
+        e = report["experience"]
+        lines.append(f"customer {c['id']} ({c['tier']}), access {c['access']}")
+        lines.append(
+            f"experience index {e['index']} ({e['band']}); worst service {e['worst_service'] or '-'}"
+        )
+        for s, state in report["services"].items():
+            lines.append(f"  {s}: {state}")
+            for k in report["kqis"].get(s, []):
+                lines.append(f"    {k['name']:<28} {k['status']:<9} value {k['value']} target {k['target']}")
+        sla = report.get("sla")
+        if sla:
+            lines.append(f"SLA: {orjson.dumps(sla).decode()}")
+        lines.extend(
+            f"incident {i['incident_id']} P{i['priority']} {i['state']}" for i in report["incidents"]
+        )
+    return "\n".join(lines) + "\n"

@@ -20,9 +20,10 @@ import pytest
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
 from engine.daemon import Daemon
 from engine.incidents import incident_id
+from engine.offline import replay_pipeline
 from engine.pipeline import Pipeline
 from engine.rules.compiler import compile_rulesets, match_definitions
-from engine.rules.explain import NotFound, explain, explain_alarm, explain_incident, render, replay_pipeline
+from engine.rules.explain import NotFound, explain, explain_alarm, explain_incident, render
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
 from engine.settings import CoreSettings
 from engine.topology import topology_from_dict

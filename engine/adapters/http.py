@@ -29,6 +29,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from engine import reports
 from engine.alertmanager_in import alert_to_alarm
 from engine.config import HttpSettings
 from engine.errors import EngineError
@@ -321,6 +322,9 @@ class HttpApi:
         app.router.add_post("/incidents/{id}/ack", self._ack)
         app.router.add_get("/elements/{id}", self._element)
         app.router.add_get("/customers/{id}", self._customer)
+        app.router.add_get("/services", self._services)
+        app.router.add_get("/services/{type}", self._service)
+        app.router.add_get("/sla", self._sla)
         app.router.add_get("/explain/alarms/{key:.+}", self._explain_alarm)  # a key may hold a "/"
         app.router.add_get("/explain/incidents/{id}", self._explain_incident)
         app.router.add_post("/events", self._events)
@@ -446,12 +450,34 @@ class HttpApi:
             raise ApiError(404, "not found", f"no customer {customer_id!r}")
         return _json(found)
 
+    # -- service quality ----------------------------------------------------------------------
+
+    async def _services(self, request: web.Request) -> web.Response:
+        p = self._pipeline()
+        return _json(reports.services(p, p.clock))
+
+    async def _service(self, request: web.Request) -> web.Response:
+        p = self._pipeline()
+        name = request.match_info["type"]
+        report = reports.services(p, p.clock)
+        found = report["services"].get(name)
+        if found is None:
+            known = ", ".join(sorted(report["services"])) or "none"
+            raise ApiError(404, "not found", f"no service type {name!r} (known: {known})")
+        return _json({"time": report["time"], "service": name, **found})
+
+    async def _sla(self, request: web.Request) -> web.Response:
+        p = self._pipeline()
+        return _json(reports.sla(p, p.clock))
+
     # -- explanations -------------------------------------------------------------------------
 
     def _pipeline(self) -> Pipeline:
         core = self._core
         if not isinstance(core, PipelineHolder):
-            raise ApiError(501, "not implemented", "this core does not expose its state for explanations")
+            raise ApiError(
+                501, "not implemented", "this core does not expose its state (explanations, reports)"
+            )
         return core.pipeline
 
     async def _explain_alarm(self, request: web.Request) -> web.Response:

@@ -35,13 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from engine.alarms import ActiveAlarm
 from engine.incidents import Incident, Suppression
-from engine.pipeline import Decisions, Pipeline
+from engine.pipeline import Pipeline
 from engine.priority import explain as explain_priority
-from engine.replay import Replayer, event_time
 from engine.rules.compiler import CompiledRule, match_definitions, match_parts
 from engine.rules.host import RuleHost
 from engine.rules.keys import describe, key_of
@@ -53,10 +50,8 @@ from engine.rules.schema import (
     Maintenance,
     Pair,
     PriorityOverride,
-    Ruleset,
     Threshold,
 )
-from engine.settings import CoreSettings
 from engine.timeutil import format_time
 from engine.topology import Topology
 
@@ -66,7 +61,6 @@ __all__ = [
     "explain_alarm",
     "explain_incident",
     "render",
-    "replay_pipeline",
 ]
 
 MAX_CANDIDATES = 5000  # other alarms examined per correlate rule for "why not" (the nearest in time first)
@@ -137,55 +131,6 @@ def explain_incident(pipeline: Pipeline, incident_id: str) -> dict[str, Any]:
         raise _incident_not_found(pipeline, incident_id)
     with _Context.open(pipeline) as ctx:
         return ctx.incident(inc)
-
-
-def replay_pipeline(
-    topology: Topology,
-    rulesets: Sequence[Ruleset],
-    settings: CoreSettings,
-    lines: Iterable[bytes | str],
-    *,
-    until: float | None = None,
-) -> Pipeline:
-    """A pipeline fed with replay lines on the virtual clock, like ``engine replay``, but left as of
-    the end of the input (no drain) or, with ``until``, as of that time: lines whose event time is
-    later are skipped and timers due up to ``until`` fire. The caller closes the pipeline."""
-    pipeline = _AsOf(topology, rulesets, settings)
-    pipeline.until = until
-    source = lines if until is None else _up_to(lines, until)
-    try:
-        Replayer(pipeline, emit=lambda _rec: None).run(source)
-    except BaseException:
-        pipeline.close()
-        raise
-    return pipeline
-
-
-class _AsOf(Pipeline):
-    """The replayer drains at the end of its input; here the drain stops at ``until`` (or at once)."""
-
-    until: float | None = None
-
-    def drain(self, *, limit: float = 366 * 86400.0) -> Decisions:
-        out = Decisions()
-        if self.until is None:
-            return out
-        while (due := self.next_due()) is not None and due <= self.until:
-            out.extend(self.tick(max(due, self.clock)))
-        out.extend(self.tick(max(self.until, self.clock)))
-        return out
-
-
-def _up_to(lines: Iterable[bytes | str], until: float) -> Iterator[bytes | str]:
-    for raw in lines:
-        try:
-            line = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            yield raw  # the replayer reports it
-            continue
-        t = event_time(line) if isinstance(line, dict) else None
-        if t is None or t <= until:
-            yield raw
 
 
 # ---------------------------------------------------------------------------------------- matcher

@@ -1,0 +1,109 @@
+"""`engine report services|customers|customer|sla` on a replay and on the daemon's store, and the same
+data on the HTTP API (`GET /services`, `/services/{type}`, `/sla`, `/customers/{id}`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench.scenarios import T0, alarm
+from engine.daemon import Daemon
+from tests.daemon_harness import settings, until, write_config
+from tests.test_cli import EXAMPLE_TOPOLOGY, engine
+
+
+def _events(t0: float = T0) -> list[dict[str, Any]]:
+    """olt-002 (platinum c-00050 behind it) down at t0; four internet paths behind olt-7 at 300 ms and
+    two behind olt-001 at 20 ms, every 15 s for 2 min."""
+    lines = [alarm("olt-002", "lossOfSignal", t0 - T0, "critical")]
+    for i in range(8):
+        for c in ("c-00001", "c-00002", "c-00003", "c-00005"):
+            lines.append(_sample("olt-7", c, t0 + 15.0 * i, 300.0))
+        for c in ("c-00021", "c-00022"):
+            lines.append(_sample("olt-001", c, t0 + 15.0 * i, 20.0))
+    return lines
+
+
+def _sample(target: str, customer: str, t: float, latency: float) -> dict[str, Any]:
+    payload = {
+        "probe_id": "p",
+        "target": target,
+        "service": "internet",
+        "customer": customer,
+        "time": t,
+        "metrics": {"latency_ms": latency},
+    }
+    return {"topic": "soc/probes/p", "payload": payload}
+
+
+def _write(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in _events()))
+    return path
+
+
+def test_report_from_a_replay(tmp_path: Path) -> None:
+    events = _write(tmp_path)
+    base = ("--replay", events, "--topology", EXAMPLE_TOPOLOGY)
+    r = engine("report", "sla", *base, "--json")
+    assert r.status == 0, r.stderr
+    sla = orjson.loads(r.stdout)
+    # state as of the last line (105 s): c-00050's 1,296 s platinum budget has 1,191 s left
+    assert sla["tiers"]["platinum"]["seconds_to_first_breach"] == 1191.0
+    assert sla["tiers"]["platinum"]["customers_down"] == 1
+    r = engine("report", "services", *base, "--json")
+    svc = orjson.loads(r.stdout)["services"]["internet"]
+    assert svc["kqis"]["paths"] == 6
+    assert svc["kqis"]["degraded_paths"] == 4
+    r = engine("report", "customer", "--customer", "c-00001", *base, "--json")
+    c = orjson.loads(r.stdout)
+    assert c["experience"]["index"] == 0.0  # latency violated (0) and olt-7 degraded by inference (cap 50)
+    latency = next(k for k in c["kqis"]["internet"] if k["name"] == "internet.latency")
+    assert (latency["status"], latency["value"], latency["target"]) == ("violated", 300.0, 100.0)
+    r = engine("report", "customers", *base, "--limit", "3")
+    assert r.status == 0
+    text = r.stdout.decode()
+    assert "worst experience first" in text
+    assert text.count("\nc-") == 3
+    r = engine("report", "customer", "--customer", "nobody", *base)
+    assert (r.status, r.stderr.strip()) == (1, "error: no customer 'nobody' in the topology")
+    r = engine("report", "sla", "--topology", EXAMPLE_TOPOLOGY)
+    assert r.status == 2
+    assert "give --replay FILE" in r.stderr
+
+
+async def test_report_endpoints_and_the_store_of_a_daemon(tmp_path: Path, topic_prefix: str) -> None:
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix)
+    body = b"\n".join(orjson.dumps(line["payload"]) for line in _events(time.time() - 120))
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        async with http.post(
+            f"{base}/events", data=body, headers={"Content-Type": "application/x-ndjson"}
+        ) as r:
+            assert r.status == 202
+        await until(lambda: daemon.pipeline.quality.windows.observed >= 48, timeout=10, what="the samples")
+        async with http.get(f"{base}/services") as r:
+            assert r.status == 200
+            assert (await r.json())["services"]["internet"]["kqis"]["paths"] == 6
+        async with http.get(f"{base}/services/voip") as r:
+            assert r.status == 200
+            assert (await r.json())["targets"][0]["name"] == "voip.one_way_delay"
+        async with http.get(f"{base}/services/fax") as r:
+            assert r.status == 404
+            assert "no service type 'fax' (known: internet, voip)" in (await r.json())["detail"]
+        async with http.get(f"{base}/customers/c-00050") as r:
+            assert r.status == 200
+            c = await r.json()
+        assert c["sla"]["down"] is True
+        assert c["sla"]["budget"] == 1296.0
+        assert c["experience"]["band"] == "bad"
+        async with http.get(f"{base}/sla") as r:
+            assert (await r.json())["tiers"]["platinum"]["customers_down"] == 1
+    res = engine("report", "sla", "--store", "-", "--config", cfg, "--json")
+    assert res.status == 0, res.stderr
+    assert orjson.loads(res.stdout)["tiers"]["platinum"]["customers_down"] == 1

@@ -102,15 +102,31 @@ def _cmd_qoe(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_check(args: argparse.Namespace) -> int:
+    from engine.errors import RulesetError
     from engine.rules.compiler import compile_rulesets
+    from engine.rules.schema import load_ruleset_file
 
     errors: list[str] = []
     loaded = []
+    files: list[Path] = []
     for raw in args.paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+            if not found:
+                errors.append(f"{p}: no *.yaml ruleset in this directory")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            errors.append(f"{p}: no such file or directory")
+    for f in files:  # every file is checked, and every error in it listed
         try:
-            loaded.extend(load_rulesets([raw]))
+            loaded.append(load_ruleset_file(f))
         except ConfigError as exc:
             errors.append(str(exc))
+            if isinstance(exc, RulesetError):
+                errors.extend(str(more) for more in exc.more)
     if not errors:
         try:
             program = compile_rulesets(loaded)

@@ -51,6 +51,9 @@ class RulesetError(ConfigError):
     ) -> None:
         self.line = line
         self.rule = rule
+        self.more: list[
+            RulesetError
+        ] = []  # further errors in the same file (all are listed by `rules check`)
         loc = location
         if rule:
             loc = f"rule {rule!r}, {loc}" if loc else f"rule {rule!r}"

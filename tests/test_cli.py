@@ -286,6 +286,25 @@ def test_rules_check_lists_each_valid_ruleset() -> None:
             id="one-good-one-broken",
         ),
         pytest.param(
+            {
+                "a.yaml": "name: a\nrules:\n  - name: g\n    group: {by: [colour]}\n"
+                "  - name: p\n    pair: {first: {}, window: 1m}\n",
+                "b.yaml": "name: b\nrules:\n  - name: t\n    threshold: {count: 1, window: 1m, "
+                "raise: {probable_cause: x}}\n",
+            },
+            ["{tmp}"],
+            [
+                "error: {tmp}/a.yaml: line 4: rule 'g', rules[0].group.by: 'colour' cannot be a key field "
+                "(known: ne_id, severity, probable_cause, event_type, specific_problem, element_type, "
+                "site, region)",
+                "error: {tmp}/a.yaml: line 6: rule 'p', rules[1].pair: a pair rule needs on_timeout, "
+                "on_pair: discard, or both",
+                "error: {tmp}/b.yaml: line 4: rule 't', rules[0].threshold.count: Input should be greater "
+                "than or equal to 2",
+            ],
+            id="every-error-of-every-file",
+        ),
+        pytest.param(
             {"notes.txt": "not a ruleset"},
             ["{tmp}"],
             ["error: {tmp}: no *.yaml ruleset in this directory"],

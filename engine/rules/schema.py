@@ -513,13 +513,15 @@ def ruleset_from_data(data: Any, source: str, locator: Locator | None = None) ->
     try:
         return Ruleset.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise _translate(exc, data, source, locator) from None
+        errors = [_translate(err, data, source, locator) for err in exc.errors(include_url=False)]
+        first = errors[0]
+        first.more = errors[1:]  # `engine rules check` lists them all
+        raise first from None
 
 
 def _translate(
-    exc: ValidationError, data: Mapping[str, Any], source: str, locator: Locator | None
+    err: Mapping[str, Any], data: Mapping[str, Any], source: str, locator: Locator | None
 ) -> RulesetError:
-    err = exc.errors(include_url=False)[0]
     loc = tuple(err["loc"])
     rule: str | None = None
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):

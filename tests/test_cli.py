@@ -265,7 +265,12 @@ def test_rules_check_lists_each_valid_ruleset() -> None:
     assert r.status == 0, r.stderr
     assert r.stdout.decode().splitlines() == [
         "ok   rulesets/default.yaml: ruleset 'default', 2 rule(s)",
-        "compiled 2 rule(s) into 2 durable ruleset(s)",
+        "ok   rulesets/ip-core-services.yaml: ruleset 'ip-core-services', 11 rule(s)",
+        "ok   rulesets/kpi-profiles.yaml: ruleset 'kpi-profiles', 9 rule(s)",
+        "ok   rulesets/mobile-access.yaml: ruleset 'mobile-access', 4 rule(s)",
+        "ok   rulesets/power-environment.yaml: ruleset 'power-environment', 5 rule(s)",
+        "ok   rulesets/transport.yaml: ruleset 'transport', 5 rule(s)",
+        "compiled 36 rule(s) into 5 durable ruleset(s)",
     ]
     assert r.stderr == ""
 

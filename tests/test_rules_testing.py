@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.rules.testing import main, run_files
+from engine.rules.testing import discover, main, run_files
 
 REPO = Path(__file__).resolve().parent.parent
+SHIPPED_TESTS = REPO / "rulesets" / "tests"
+SHIPPED_FILES, SHIPPED_TOPOLOGIES = discover([SHIPPED_TESTS])
 
 TOPOLOGY_DOC = """\
 service_types: {internet: {criticality: 3}}
@@ -51,13 +53,52 @@ def _write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
     return p
 
 
-def test_shipped_rule_tests_pass() -> None:
-    """Every test in rulesets/tests/ passes against the current engine: exit 0, `N passed, 0 failed`."""
-    status, out = _run(REPO / "rulesets" / "tests")
+@pytest.mark.parametrize("path", SHIPPED_FILES, ids=[p.name for p in SHIPPED_FILES])
+def test_shipped_rule_tests_pass(path: Path) -> None:
+    """Every test file in rulesets/tests/ passes against the current engine: exit 0, every case
+    `PASS`, `N passed, 0 failed` (one pytest case per file)."""
+    status, out = _run(path)
     lines = out.splitlines()
     assert status == 0, out
     assert lines[-1] == f"{len(lines) - 1} passed, 0 failed"
     assert all(line.startswith("PASS ") for line in lines[:-1])
+
+
+def test_the_shipped_folder_runs_every_file_and_skips_its_topology() -> None:
+    """`engine rules test rulesets/tests/` runs every test file of the folder (all of them pass) and
+    skips the shared topology document with a `skip` line; each shipped ruleset has its test file."""
+    assert [p.name for p in SHIPPED_TOPOLOGIES] == ["topology.yaml"]
+    names = {p.stem for p in SHIPPED_FILES}
+    shipped = {p.stem for p in (REPO / "rulesets").glob("*.yaml")}
+    assert shipped <= names, f"rulesets without a test file: {sorted(shipped - names)}"
+    status, out = _run(SHIPPED_TESTS)
+    lines = out.splitlines()
+    assert status == 0, out
+    assert lines[0] == f"skip {SHIPPED_TESTS / 'topology.yaml'}: a topology document, not a test file"
+    assert all(line.startswith("PASS ") for line in lines[1:-1])
+    assert lines[-1] == f"{len(lines) - 2} passed, 0 failed"
+
+
+def test_a_folder_skips_topology_documents_but_a_named_file_is_always_a_test(tmp_path: Path) -> None:
+    """In a folder, a YAML document with `elements` and neither `tests` nor `topology` is a shared
+    topology, skipped; named explicitly it is loaded as a test file (and is broken: exit 2). A broken
+    test file in a folder is still reported, not skipped."""
+    (tmp_path / "topo.yaml").write_text(TOPOLOGY_DOC)
+    _write(tmp_path, "topology: topo.yaml\n" + CUT, "cut.yaml")
+    status, out = _run(tmp_path)
+    assert status == 0, out
+    assert out.splitlines() == [
+        f"skip {tmp_path / 'topo.yaml'}: a topology document, not a test file",
+        "PASS cut",
+        "1 passed, 0 failed",
+    ]
+    status, out = _run(tmp_path / "topo.yaml")
+    assert status == 2
+    assert out.startswith(f"error {tmp_path / 'topo.yaml'}: line 1: service_types: unknown key"), out
+    _write(tmp_path, "topology: topo.yaml\nelements: []\n", "broken.yaml")
+    status, out = _run(tmp_path)
+    assert status == 2
+    assert f"error {tmp_path / 'broken.yaml'}" in out
 
 
 def test_inline_topology_and_default_ruleset(tmp_path: Path) -> None:
@@ -122,6 +163,27 @@ def test_wrong_expectation_fails_with_what_was_seen(tmp_path: Path) -> None:
             "resolution: expected merged, got cleared",
         ),
         ("{dead_letters: 1}", "dead_letters: expected 1, got 0"),
+        ("{counters: {incidents_opened: 2}}", "counters: incidents_opened: expected 2, got 1"),
+        ("{counters: {storms: {at_least: 1}}}", "counters: storms: expected at least 1, got 0"),
+        ("{opened: [{root: agg-x:lossOfSignal, severity: major}]}", "severity: expected major, got critical"),
+        ("{opened: [{root: agg-x:lossOfSignal, opened_at: 10s}]}", "opened_at: expected 10s, got 30s"),
+        ("{opened: [{root: agg-x:lossOfSignal, updates: 1}]}", "updates: expected 1, got 0"),
+        (
+            "{opened: [{root: agg-x:lossOfSignal, overrides: [ov/x]}]}",
+            "overrides: missing ov/x",
+        ),
+        (
+            "{opened: [{root: agg-x:lossOfSignal, explanation_contains: nope}]}",
+            "explanation_contains: no explanation line contains 'nope'",
+        ),
+        (
+            "{opened: [{root: agg-x:lossOfSignal, reasons: {olt-x:linkDown: nope}}]}",
+            "reasons: olt-x:linkDown: ",
+        ),
+        (
+            "{opened: [{root: agg-x:lossOfSignal, reasons: {a:b: default}}]}",
+            "reasons: a:b is not suppressed in this incident",
+        ),
     ],
 )
 def test_each_kind_of_unmet_expectation_is_reported(tmp_path: Path, expect: str, message: str) -> None:
@@ -130,6 +192,29 @@ def test_each_kind_of_unmet_expectation_is_reported(tmp_path: Path, expect: str,
     status, out = _run(_write(tmp_path, text))
     assert status == 1, out
     assert message in out
+
+
+def test_the_new_expectations_pass_when_met(tmp_path: Path) -> None:
+    """`counters`, and per incident `severity`, `opened_at`, `updates`, `overrides`,
+    `explanation_contains` and `reasons`, hold on the cut: opened at 30 s (settle) with its symptom,
+    never updated (a clearing incident is not), no priority override, the symptom's reason names the
+    rule."""
+    expect = (
+        "    expect:\n"
+        "      counters: {incidents_opened: 1, incidents_resolved: 1, storms: 0, incidents_discarded: 0}\n"
+        "      opened:\n"
+        "        - root: agg-x:lossOfSignal\n"
+        "          severity: critical\n"
+        "          opened_at: 30s\n"
+        "          updates: 0\n"
+        "          overrides: []\n"
+        "          explanation_contains: 'root cause: lossOfSignal (critical, effect outage) on agg-x'\n"
+        "          reasons:\n"
+        "            olt-x:linkDown: 'explained by agg-x:lossOfSignal (rule default/topology-root-cause'\n"
+    )
+    text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + expect
+    status, out = _run(_write(tmp_path, text))
+    assert status == 0, out
 
 
 def test_raw_topic_step_and_dead_letters(tmp_path: Path) -> None:
@@ -193,6 +278,32 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             "      - {at: 1s, clear: {ne_id: a}}\n    expect: {}\n",
             "line 12: tests[0].timeline[1].at",
             "steps go back in time",
+        ),
+        (
+            INLINE_TOPOLOGY
+            + "tests:\n  - name: x\n    timeline:\n"
+            + STEP
+            + "    expect:\n      counters: {alarms: 1}\n",
+            "line 13: tests[0].expect.counters.alarms",
+            "unknown counter 'alarms'",
+        ),
+        (
+            INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
+            "        - {root: agg-x:lossOfSignal, severity: fatal}\n",
+            "line 14: tests[0].expect.opened[0].severity",
+            "'fatal' is not a severity",
+        ),
+        (
+            INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
+            "        - {root: agg-x:lossOfSignal, opened_at: soon}\n",
+            "line 14: tests[0].expect.opened[0].opened_at",
+            "bad duration",
+        ),
+        (
+            INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
+            "        - {root: agg-x:lossOfSignal, reasons: [a]}\n",
+            "line 14: tests[0].expect.opened[0].reasons",
+            "expected a mapping of alarm key to reason text",
         ),
         (INLINE_TOPOLOGY + "tests: [\n", "line ", "malformed YAML"),
     ],

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+import yaml
 
 from engine.errors import ConfigError, EngineError
 from engine.pipeline import Pipeline
-from engine.rules.schema import Ruleset, load_rulesets
+from engine.rules.schema import SEVERITIES, Ruleset, load_rulesets
 from engine.settings import CoreSettings, core_settings_from_data
 from engine.timeutil import format_time, parse_duration, parse_time
 from engine.topology import Topology, load_topology, topology_from_dict
@@ -93,7 +94,13 @@ class OpenedExpect:
     score: Bound | None = None
     suppressed: SetExpect | None = None
     reason_contains: str | None = None
+    reasons: tuple[tuple[str, str], ...] = ()  # (suppressed alarm, text its reason contains)
     customers: Bound | None = None
+    severity: str | None = None
+    opened_at: Bound | None = None
+    updates: Bound | None = None
+    overrides: frozenset[str] | None = None
+    explanation_contains: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,24 @@ class ResolvedExpect:
     at: Bound | None = None
 
 
+COUNTERS = (
+    "alarms_raised",
+    "alarms_cleared",
+    "flapping",
+    "incidents_opened",
+    "incidents_resolved",
+    "incidents_merged",
+    "incidents_discarded",
+    "incidents_held_by_maintenance",
+    "storms",
+    "pairs_completed",
+    "pair_timeouts",
+    "inhibited",
+    "kpi_breaches",
+)
+"""Engine counters (``Pipeline.summary()``) a test may check with ``counters``."""
+
+
 @dataclass(frozen=True)
 class Expect:
     incidents: Bound | None = None
@@ -110,6 +135,7 @@ class Expect:
     resolved: tuple[ResolvedExpect, ...] = ()
     not_opened: tuple[str, ...] = ()
     dead_letters: Bound | None = None
+    counters: tuple[tuple[str, Bound], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -318,7 +344,10 @@ class _Parser:
 
     def expect(self, value: Any, where: Path_) -> Expect:
         e = self.mapping(
-            value, where, ("incidents", "opened", "resolved", "not_opened", "dead_letters"), "expectation"
+            value,
+            where,
+            ("incidents", "opened", "resolved", "not_opened", "dead_letters", "counters"),
+            "expectation",
         )
         return Expect(
             incidents=self.bound(e["incidents"], (*where, "incidents")) if "incidents" in e else None,
@@ -335,7 +364,14 @@ class _Parser:
             dead_letters=self.bound(e["dead_letters"], (*where, "dead_letters"))
             if "dead_letters" in e
             else None,
+            counters=self.counters(e["counters"], (*where, "counters")) if "counters" in e else (),
         )
+
+    def counters(self, value: Any, where: Path_) -> tuple[tuple[str, Bound], ...]:
+        m = self.mapping(value, where, COUNTERS, "counter")
+        if not m:
+            raise self.fail(where, f"expected one or more of {', '.join(COUNTERS)}")
+        return tuple((name, self.bound(m[name], (*where, name))) for name in m)
 
     def items(self, e: Mapping[str, Any], key: str, where: Path_) -> list[Any]:
         value = e.get(key, [])
@@ -344,7 +380,21 @@ class _Parser:
         return value
 
     def opened(self, value: Any, where: Path_) -> OpenedExpect:
-        keys = ("root", "state", "priority", "score", "suppressed", "reason_contains", "customers")
+        keys = (
+            "root",
+            "state",
+            "priority",
+            "score",
+            "suppressed",
+            "reason_contains",
+            "reasons",
+            "customers",
+            "severity",
+            "opened_at",
+            "updates",
+            "overrides",
+            "explanation_contains",
+        )
         o = self.mapping(value, where, keys, "expectation")
         if "root" not in o:
             raise self.fail(where, "missing 'root' (the alarm key of the incident's root)")
@@ -361,8 +411,31 @@ class _Parser:
                 if "reason_contains" in o
                 else None
             ),
+            reasons=self.reasons(o["reasons"], (*where, "reasons")) if "reasons" in o else (),
             customers=self.bound(o["customers"], (*where, "customers")) if "customers" in o else None,
+            severity=self.severity(o["severity"], (*where, "severity")) if "severity" in o else None,
+            opened_at=self.bound(o["opened_at"], (*where, "opened_at"), duration=True)
+            if "opened_at" in o
+            else None,
+            updates=self.bound(o["updates"], (*where, "updates")) if "updates" in o else None,
+            overrides=frozenset(self.strings(o["overrides"], (*where, "overrides")))
+            if "overrides" in o
+            else None,
+            explanation_contains=self.string(o["explanation_contains"], (*where, "explanation_contains"))
+            if "explanation_contains" in o
+            else None,
         )
+
+    def reasons(self, value: Any, where: Path_) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, Mapping) or not value:
+            raise self.fail(where, f"expected a mapping of alarm key to reason text, got {_kind(value)}")
+        return tuple((self.string(k, where), self.string(v, (*where, str(k)))) for k, v in value.items())
+
+    def severity(self, value: Any, where: Path_) -> str:
+        name = self.string(value, where)
+        if name not in SEVERITIES:
+            raise self.fail(where, f"{name!r} is not a severity (expected one of {', '.join(SEVERITIES)})")
+        return name
 
     def set_expect(self, value: Any, where: Path_) -> SetExpect:
         if isinstance(value, list):
@@ -409,6 +482,7 @@ def load_test_file(path: Path) -> TestFile:
 class Outcome:
     records: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: int = 0
+    counters: dict[str, Any] = field(default_factory=dict)  # Pipeline.summary() at the end
 
 
 def run_case(tf: TestFile, case: TestCase) -> Outcome:
@@ -425,6 +499,7 @@ def run_case(tf: TestFile, case: TestCase) -> Outcome:
             out.records.extend(d.records)
             out.dead_letters += len(d.dead_letters)
         out.records.extend(pipeline.drain().records)
+        out.counters = pipeline.summary()
     finally:
         pipeline.close()
     return out
@@ -434,9 +509,12 @@ def check(expect: Expect, outcome: Outcome) -> list[str]:
     """The unmet expectations, each as one line; empty when the test passes."""
     records = outcome.records
     latest: dict[str, dict[str, Any]] = {}  # incident → its last opened/updated record
+    updates: dict[str, int] = {}  # incident → number of its `updated` records
     for rec in records:
         if rec.get("event") in ("opened", "updated"):
             latest[rec["incident_id"]] = rec
+        if rec.get("event") == "updated":
+            updates[rec["incident_id"]] = updates.get(rec["incident_id"], 0) + 1
     problems: list[str] = []
     if expect.incidents is not None and (msg := expect.incidents.check(len(latest))):
         problems.append(f"incidents: {msg}")
@@ -445,7 +523,7 @@ def check(expect: Expect, outcome: Outcome) -> list[str]:
         if not candidates:
             problems.append(f"opened {o.root}: no incident with this root")
             continue
-        results = [_check_opened(o, r) for r in candidates]
+        results = [_check_opened(o, r, updates.get(r["incident_id"], 0)) for r in candidates]
         if not any(not res for res in results):
             problems.extend(f"opened {o.root}: {msg}" for msg in results[0])
     for x in expect.resolved:
@@ -461,10 +539,16 @@ def check(expect: Expect, outcome: Outcome) -> list[str]:
             problems.append(f"not_opened: {key} became an incident of its own")
     if expect.dead_letters is not None and (msg := expect.dead_letters.check(outcome.dead_letters)):
         problems.append(f"dead_letters: {msg}")
+    for name, bound in expect.counters:
+        value = outcome.counters.get(name)
+        if not isinstance(value, int | float):
+            problems.append(f"counters: {name}: the engine does not report this counter")
+        elif msg := bound.check(value):
+            problems.append(f"counters: {name}: {msg}")
     return problems
 
 
-def _check_opened(o: OpenedExpect, rec: Mapping[str, Any]) -> list[str]:
+def _check_opened(o: OpenedExpect, rec: Mapping[str, Any], updates: int) -> list[str]:
     out: list[str] = []
     if o.state is not None and rec.get("state") != o.state:
         out.append(f"state: expected {o.state}, got {rec.get('state')}")
@@ -482,8 +566,39 @@ def _check_opened(o: OpenedExpect, rec: Mapping[str, Any]) -> list[str]:
             if o.reason_contains not in s["reason"]:
                 out.append(f"reason_contains: {s['alarm_id']}: {s['reason']!r} lacks {o.reason_contains!r}")
                 break
+    by_key = {s["alarm_id"]: s["reason"] for s in suppressed}
+    for key, text in o.reasons:
+        if key not in by_key:
+            out.append(f"reasons: {key} is not suppressed in this incident")
+        elif text not in by_key[key]:
+            out.append(f"reasons: {key}: {by_key[key]!r} lacks {text!r}")
     if o.customers is not None and (msg := o.customers.check(rec["impact"]["customers"]["total"])):
         out.append(f"customers: {msg}")
+    breakdown = rec.get("priority_breakdown") or {}
+    if o.severity is not None:
+        seen = (breakdown.get("severity") or {}).get("value")
+        if seen != o.severity:
+            out.append(f"severity: expected {o.severity}, got {seen}")
+    if o.opened_at is not None:
+        if rec.get("opened_at") is None:
+            out.append("opened_at: the incident has no opening time")
+        elif msg := o.opened_at.check(parse_time(rec["opened_at"]) - START):
+            out.append(f"opened_at: {msg}")
+    if o.updates is not None and (msg := o.updates.check(updates)):
+        out.append(f"updates: {msg}")
+    if o.overrides is not None:
+        applied = {str(x.get("rule")) for x in breakdown.get("overrides", [])}
+        if applied != o.overrides:
+            missing, extra = sorted(o.overrides - applied), sorted(applied - o.overrides)
+            parts = [
+                f"missing {_few(missing)}" if missing else "",
+                f"unexpected {_few(extra)}" if extra else "",
+            ]
+            out.append("overrides: " + "; ".join(p for p in parts if p))
+    if o.explanation_contains is not None and not any(
+        o.explanation_contains in line for line in rec.get("explanation", [])
+    ):
+        out.append(f"explanation_contains: no explanation line contains {o.explanation_contains!r}")
     return out
 
 
@@ -526,7 +641,10 @@ def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
     status: 0 all passed, 1 a test failed, 2 a file is broken (nothing is run then)."""
     files: list[TestFile] = []
     broken = False
-    for path in _expand(paths):
+    found, skipped = discover(paths)
+    for path in skipped:
+        print(f"skip {path}: a topology document, not a test file", file=out)
+    for path in found:
         try:
             files.append(load_test_file(path))
         except ConfigError as exc:
@@ -559,14 +677,29 @@ def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-def _expand(paths: Sequence[Path]) -> list[Path]:
-    out: list[Path] = []
+def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The test files among ``paths`` (files, or folders of ``*.yaml``/``*.yml``, sorted), and the
+    topology documents found in those folders, which are skipped: a folder of tests may keep the
+    topology its tests share. A file named explicitly is always taken as a test file."""
+    found: list[Path] = []
+    skipped: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
+            for f in sorted([*p.glob("*.yaml"), *p.glob("*.yml")]):
+                (skipped if _is_topology_document(f) else found).append(f)
         else:
-            out.append(p)  # a missing file is reported by the loader
-    return out
+            found.append(p)  # a missing file is reported by the loader
+    return found, skipped
+
+
+def _is_topology_document(path: Path) -> bool:
+    """A mapping with ``elements`` and none of a test file's keys. Unreadable or malformed files are
+    not topologies: the test-file loader reports what is wrong with them."""
+    try:
+        data = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, Mapping) and "elements" in data and not {"tests", "topology"} & set(data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -591,6 +591,7 @@ class IncidentBook:
             "priority": p.priority if p else 5,
             "score": p.score if p else 0.0,
             "state": inc.state,
+            "severity": inc.severity,  # the worst active member's, or a priority rule's override
             "root_cause": {
                 "ne_id": root.ne_id if root else None,
                 "alarm_id": inc.root,

@@ -405,3 +405,38 @@ def test_priority_override_of_severity() -> None:
     )
     (opened,) = r.events("opened")
     assert opened["priority_breakdown"]["overrides"] == [{"rule": "ov/o", "from": 1, "to": 1}]
+
+
+def test_an_alarm_matching_both_sides_is_not_inhibited_by_another_such_alarm() -> None:
+    """Alertmanager's rule: with source and target overlapping, two alarms matching both never mute
+    each other; a target-only alarm is still inhibited."""
+    rule = {
+        "name": "site-alarms",
+        "inhibit": {
+            "source": {"severity": {"at_least": "major"}},
+            "target": {"severity": {"at_least": "minor"}},
+            "equal": ["site"],
+        },
+    }
+    lines = [
+        alarm("pwr-c", "mainsFailure", 0, "critical"),  # both sides
+        alarm("olt-7", "equipmentMalfunction", 5, "major"),  # both sides: not inhibited by pwr-c
+        alarm("cell-c1", "highTemperature", 6, "minor"),  # target only: inhibited
+    ]
+    r = run(lines, rulesets=rules(rule))
+    opened = {rec["root_cause"]["alarm_id"]: rec for rec in r.events("opened")}
+    assert sorted(opened) == ["olt-7:equipmentMalfunction", "pwr-c:mainsFailure"]
+    last = r.last(opened["pwr-c:mainsFailure"]["incident_id"])
+    assert [s["alarm_id"] for s in last["suppressed"]] == ["cell-c1:highTemperature"]
+
+
+def test_a_priority_rule_severity_is_the_incidents_severity() -> None:
+    override = {"when": {"root": {"ne_id": "agg-3"}}, "lower": 1, "severity": "warning"}
+    r = run(
+        [alarm("agg-3", "lossOfSignal", 0, "critical")],
+        rulesets=[*rules({"name": "o", "priority": override}, name="ov"), *load_default()],
+    )
+    (opened,) = r.events("opened")
+    assert opened["severity"] == "warning"
+    assert opened["root_cause"]["severity"] == "critical"  # the alarm itself is unchanged
+    assert opened["priority"] == 2

@@ -85,8 +85,10 @@ class Breaches:
                 and (not sc.region or el.region in sc.region)
                 and (
                     not sc.service_type
+                    # a sample naming its service is judged by that service's rules only; one that
+                    # does not, by the rules of every service crossing its target
                     or (service in sc.service_type if service else False)
-                    or bool(set(sc.service_type) & self._topology.services_through(target))
+                    or (not service and bool(set(sc.service_type) & self._topology.services_through(target)))
                 )
             )
             self._in_scope[cache] = hit

@@ -72,9 +72,12 @@ class Correlator:
         asserted: list[tuple[str, dict[str, Any]]] = []
         out: list[Explanation] = []
         lifetime = 0.0
+        summary = self._is_storm(alarm.key)
         for relation in self._program.max_window:
             ruleset = Program.durable_name(relation)
             for sid, role in self._scopes(relation, alarm.ne_id):
+                if summary and role == "sym":
+                    continue  # a storm summarises its members: it explains, it is never explained
                 fact = {**base, "sid": sid, "id": f"{occ}@{sid}#{role}", "role": role}
                 for m in self._host.assert_fact(ruleset, fact):
                     ex = self._explanation(m.action, m.facts)
@@ -89,6 +92,13 @@ class Correlator:
             self._due[alarm.key] = (due, occ)
             heapq.heappush(self._expiry, (due, self._seq, alarm.key, occ))
         return out
+
+    def _is_storm(self, key: str) -> bool:
+        """A storm alarm raised by a threshold rule (``rule:<ruleset>/<rule>:<key>``)."""
+        if not key.startswith("rule:"):
+            return False
+        rule = self._program.rules.get(key.split(":", 2)[1])
+        return rule is not None and rule.form == "threshold"
 
     def classify(self, alarm: ActiveAlarm) -> frozenset[str]:
         """The rule parts (``ruleset/rule#part``) of non-correlate forms this alarm matches now.

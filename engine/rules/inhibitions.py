@@ -5,7 +5,9 @@ A target raised while a source is active, or active when a source is raised, bec
 member of the source's incident with the reason. Clears are never swallowed: a target's clear is
 applied and shown like any other. When the source clears, its incident resolves after the
 hold-down and targets still active re-surface (they are correlated again, as of that moment).
-An alarm never inhibits itself.
+As in Alertmanager, an alarm matching both the source and the target side of a rule cannot be
+inhibited by an alarm for which the same is true (itself included): two such alarms never mute
+each other.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Inhibitions:
         self._sources: dict[_Slot, dict[str, float]] = {}  # (rule, key) -> active source -> time
         self._targets: dict[_Slot, dict[str, float]] = {}
         self._of: dict[str, list[tuple[str, _Slot]]] = {}  # alarm key -> where it is indexed
+        self._both: dict[str, set[str]] = {}  # alarm key -> rules whose both sides it matches
         self.inhibited = 0
 
     def observe(self, alarm: ActiveAlarm, parts: frozenset[str], t: float) -> list[Explanation]:
@@ -43,11 +46,18 @@ class Inhibitions:
                 continue
             spec = rule.rule.inhibit
             assert isinstance(spec, Inhibit)
+            both = is_source and is_target
+            if both:
+                self._both.setdefault(alarm.key, set()).add(rule.qualified)
             key = key_of(alarm, spec.equal, self._topology)
             slot = (rule.qualified, key)
             why = f"inhibited while the source is active ({describe(spec.equal, key)} equal)"
             if is_target:
-                sources = {k: st for k, st in self._sources.get(slot, {}).items() if k != alarm.key}
+                sources = {
+                    k: st
+                    for k, st in self._sources.get(slot, {}).items()
+                    if k != alarm.key and not (both and rule.qualified in self._both.get(k, ()))
+                }
                 if sources:
                     src = min(sources, key=lambda k: (sources[k], k))
                     out.append(Explanation(src, alarm.key, rule, sources[src], t, detail=why))
@@ -56,7 +66,7 @@ class Inhibitions:
                 self._of.setdefault(alarm.key, []).append(("target", slot))
             if is_source:
                 for target, tt in sorted(self._targets.get(slot, {}).items()):
-                    if target != alarm.key:
+                    if target != alarm.key and not (both and rule.qualified in self._both.get(target, ())):
                         out.append(Explanation(alarm.key, target, rule, t, tt, detail=why))
                         self.inhibited += 1
                 self._sources.setdefault(slot, {})[alarm.key] = t
@@ -65,6 +75,7 @@ class Inhibitions:
 
     def cleared(self, key: str) -> None:
         """The alarm is no longer active (or is re-indexed): it neither inhibits nor waits any more."""
+        self._both.pop(key, None)
         for role, slot in self._of.pop(key, ()):
             index = self._sources if role == "source" else self._targets
             held = index.get(slot)
@@ -82,6 +93,7 @@ class Inhibitions:
             "sources": [[q, list(k), dict(v)] for (q, k), v in self._sources.items()],
             "targets": [[q, list(k), dict(v)] for (q, k), v in self._targets.items()],
             "inhibited": self.inhibited,
+            "both": {k: sorted(v) for k, v in self._both.items()},
         }
 
     def load(self, state: Mapping[str, Any]) -> None:
@@ -92,3 +104,4 @@ class Inhibitions:
             k: [(role, (q, tuple(key))) for role, q, key in v if q in keep] for k, v in state["of"].items()
         }
         self.inhibited = state["inhibited"]
+        self._both = {k: {q for q in v if q in keep} for k, v in state["both"].items()}

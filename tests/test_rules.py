@@ -160,3 +160,29 @@ def test_conditions_compile_to_single_key_terms() -> None:
     assert {"$neq": {"site": "lab"}} in sym
     # No expression refers to the other alias: durable mis-evaluates them (see engine.rules.compiler).
     assert "{'r':" not in repr(sym)
+
+
+def test_compiled_shipped_rulesets_match_the_golden_file() -> None:
+    """Every shipped ruleset loaded together: the correlate joins by relation and the classify ruleset
+    of the other forms (single-fact rules, explicit $and, one key per condition), the regex and
+    service-type properties. Regenerate deliberately when a ruleset or the compiler changes."""
+    program = compile_rulesets(load_rulesets([Path(__file__).parents[1] / "rulesets"]))
+    got = json.loads(
+        json.dumps(
+            {
+                "definitions": program.definitions,
+                "regexes": [list(r) for r in program.regexes],
+                "services": sorted(program.services),
+            },
+            sort_keys=True,
+        )
+    )
+    assert got == json.loads((GOLDEN / "shipped-rulesets.compiled.json").read_text())
+    assert "classify" in got["definitions"]
+    for definition in got["definitions"].values():
+        assert len(definition) <= 512
+        for rule in definition.values():
+            for cond in rule["all"]:
+                (_alias, body) = next(iter(cond.items()))
+                assert list(body) == ["$and"]
+                assert all(len(c) == 1 for c in body["$and"])

@@ -334,7 +334,8 @@ class Pipeline:
             self._own[ne_id] = worst
         if worst != before:
             self.incidents.health_changed(ne_id)
-            self.quality.health_changed(ne_id, HealthView(self.topology, self._own), now)
+            if self.quality.tracks_sla:
+                self.quality.health_changed(ne_id, HealthView(self.topology, self._own), now)
 
     # -- commands ------------------------------------------------------------------------------
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:

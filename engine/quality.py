@@ -218,6 +218,11 @@ class ServiceQuality:
         return inf
 
     # -- SLAs ----------------------------------------------------------------------------------
+    @property
+    def tracks_sla(self) -> bool:
+        """There are customers to track (a topology without customers has nothing to do here)."""
+        return bool(self._groups)
+
     def health_changed(self, ne_id: str, view: HealthView, now: float) -> None:
         """Re-assess the customer groups an element's health change can touch."""
         if not self._groups:

@@ -34,7 +34,7 @@ from typing import Any
 from engine.experience import KqiScore, SlaTracker, breach_urgency, customer_experience
 from engine.impact import Health, HealthView, Impact
 from engine.inference import Inference, access_path_elements, infer_location
-from engine.kqi import KqiState, KqiWindows, element_scope
+from engine.kqi import VOICE_SERVICES, KqiState, KqiWindows, derived_mos, element_scope
 from engine.messages import Alarm, KpiSample
 from engine.rules.schema import Emit
 from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm
@@ -58,6 +58,7 @@ class ServiceQuality:
         self._services_at: dict[str, set[str]] = {}  # element scope -> service types seen in its samples
         self._paths: dict[str, tuple[str, str]] = {}  # path scope -> (customer, service)
         self._raised: dict[str, Alarm] = {}  # alarm id -> the alarm we raised (element KQIs, inference)
+        self._read_by: dict[str, frozenset[str]] = {}  # service type -> metrics its KQIs read
         self._next: float | None = None
         self._groups = list(topology.all_groups())
         self._by_service: dict[str, list[CustomerGroup]] = {}
@@ -77,8 +78,29 @@ class ServiceQuality:
     def observe(self, sample: KpiSample) -> None:
         if sample.target not in self._topology:
             return
-        self.windows.observe_sample(sample)
-        self._services_at.setdefault(element_scope(sample.target), set()).add(sample.service or "default")
+        service = sample.service or "default"
+        wanted = self._read_by.get(service)
+        if wanted is None:
+            wanted = self._read_by[service] = frozenset(
+                m for k in self.settings.kqis.for_service(service) for m in (k.metric, k.denominator) if m
+            )
+        if not wanted:
+            return  # no KQI of this service reads anything this sample could carry
+        metrics: Mapping[str, float] = sample.metrics
+        if service in VOICE_SERVICES and "mos" in wanted and "mos" not in metrics:
+            mos = derived_mos(metrics)
+            if mos is not None:
+                metrics = {**metrics, "mos": mos}
+        read = sorted(wanted & metrics.keys())
+        if not read:
+            return
+        scopes = [element_scope(sample.target)]
+        if sample.customer is not None and sample.service is not None:
+            scopes.append(f"path:{sample.customer}/{sample.service}")
+        for scope in scopes:
+            for metric in read:
+                self.windows.observe(scope, metric, metrics[metric], sample.time)
+        self._services_at.setdefault(scopes[0], set()).add(service)
         if sample.customer is not None and sample.service is not None:
             self._paths[f"path:{sample.customer}/{sample.service}"] = (sample.customer, sample.service)
         if self._next is None:

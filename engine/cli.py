@@ -176,27 +176,11 @@ def _cmd_rules_explain(args: argparse.Namespace) -> int:
 
 
 def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
-    from engine.offline import replay_pipeline
     from engine.rules.explain import NotFound, explain
-    from engine.settings import load_core_settings
     from engine.timeutil import format_time, parse_time
-    from engine.topology import load_topology
 
-    until = None
-    if args.at is not None:
-        try:
-            until = parse_time(args.at)
-        except ValueError as exc:
-            raise ConfigError("--at", "", str(exc)) from None
-    topology = load_topology(args.topology)
-    rulesets = load_rulesets(args.rulesets)
-    settings = load_core_settings(args.config)
-    try:
-        fh = open(args.replay, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise ConfigError(str(args.replay), "", f"cannot read events: {exc.strerror or exc}") from None
-    with fh:
-        pipeline = replay_pipeline(topology, rulesets, settings, fh, until=until)
+    pipeline = _replayed(args)
+    until = parse_time(args.at) if args.at is not None else None  # _replayed checked it
     try:
         return explain(pipeline, args.id)
     except NotFound as exc:

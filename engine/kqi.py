@@ -44,6 +44,7 @@ __all__ = [
     "KqiWindows",
     "ServiceKqis",
     "Status",
+    "aggregate",
     "derived_mos",
     "element_scope",
     "path_scope",
@@ -450,7 +451,7 @@ def _nearest_rank(values: list[float], pct: int) -> float:
     return ordered[rank - 1]
 
 
-def _aggregate(kind: str, values: list[float]) -> float | None:
+def aggregate(kind: str, values: list[float]) -> float | None:
     if not values:
         return None
     if kind == "mean":
@@ -561,7 +562,7 @@ class KqiWindows:
         series = self._series.get((scope, kqi.metric))
         values = series.window(lo, now) if series is not None else []
         if kqi.aggregate != "ratio":
-            return _aggregate(kqi.aggregate, values), len(values)
+            return aggregate(kqi.aggregate, values), len(values)
         assert kqi.denominator is not None  # the model validator guarantees it
         den_series = self._series.get((scope, kqi.denominator))
         den = den_series.window(lo, now) if den_series is not None else []

@@ -14,12 +14,12 @@ threshold itself). Evaluation happens on sample arrival, with sample times (like
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.kqi import aggregate as kqi_aggregate
 from engine.messages import Alarm, KpiSample
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Emit, KpiThreshold
@@ -35,14 +35,11 @@ class _State:
 
 
 def aggregate(kind: str, values: Sequence[float]) -> float:
-    if kind == "mean":
-        return math.fsum(values) / len(values)
-    if kind == "max":
-        return max(values)
-    if kind == "min":
-        return min(values)
-    ordered = sorted(values)  # p95, nearest rank
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    """``last``, ``mean``, ``max``, ``min`` or ``p95`` (nearest rank) of a non-empty window: the KQI
+    windows' own aggregation, so a KPI rule and a KQI read the same numbers the same way."""
+    value = kqi_aggregate(kind, list(values))
+    assert value is not None  # the window holds at least the sample just observed
+    return value
 
 
 class Breaches:

@@ -40,6 +40,7 @@ from engine.priority import Priority, PriorityInput, add_points, assess, explain
 from engine.rules.correlator import Explanation
 from engine.rules.maintenance import Calendar
 from engine.rules.overrides import Overrides
+from engine.rules.synthetic import raised_by
 from engine.settings import IncidentSettings, PrioritySettings
 from engine.timeutil import format_time
 from engine.topology import Topology
@@ -236,14 +237,11 @@ class IncidentBook:
         if inc is None:
             return
         inc.dirty = True
-        if inc.kind == "group":
-            others = [a for a in self._active_members(inc) if a.key != alarm.key]
-            if not others and inc.phase in ("pending", "open"):
-                self._refresh(inc, now, still_active=alarm)
-                if inc.phase == "open":
-                    inc.phase = "clearing"
-                inc.clear_since = now
-        elif inc.root == alarm.key and inc.phase in ("pending", "open"):
+        if inc.kind == "group":  # a group ends with its last active member, a root incident with its root
+            ends = not any(a.key != alarm.key for a in self._active_members(inc))
+        else:
+            ends = inc.root == alarm.key
+        if ends and inc.phase in ("pending", "open"):
             self._refresh(inc, now, still_active=alarm)  # freeze impact and priority as they were
             if inc.phase == "open":
                 inc.phase = "clearing"
@@ -661,7 +659,7 @@ class IncidentBook:
             if root.flapping:
                 lines.append(f"the root alarm is flapping ({root.count} raises in this occurrence)")
             if root.text and root.key.startswith("rule:"):
-                lines.append(f"raised by rule {inc.root.split(':')[1]}: {root.text}")
+                lines.append(f"raised by rule {raised_by(inc.root)}: {root.text}")
         if inc.kind == "group":
             lines.append("a group incident: it resolves when none of its alarms is active")
         if inc.maintenance is not None:

@@ -24,7 +24,7 @@ from engine.impact import Health, HealthView
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
 from engine.messages import Alarm, Decoder, Routes, dead_letter_record
-from engine.quality import ServiceQuality
+from engine.quality import QUALITY_SOURCES, ServiceQuality
 from engine.rules.breaches import Breaches
 from engine.rules.compiler import Program, compile_rulesets
 from engine.rules.correlator import Correlator, Explanation
@@ -35,13 +35,12 @@ from engine.rules.overrides import Overrides
 from engine.rules.pairs import PairOutcome, Pairs
 from engine.rules.schema import Ruleset
 from engine.rules.storms import Storms
-from engine.rules.synthetic import Synthetic
+from engine.rules.synthetic import Synthetic, raised_by
 from engine.settings import CoreSettings
 from engine.timeutil import format_time
 from engine.topology import Element, Topology
 
 SNAPSHOT_FORMAT = 2
-_QUALITY = ("rule:quality:", "rule:inference:")
 _HEALTH = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
 
 
@@ -291,7 +290,7 @@ class Pipeline:
             records.extend(self._apply_synthetic(syn, now))
         records.extend(self._pair_outcome(self.pairs.tick(now), now))
         if (due := self.quality.next_due()) is not None and due <= now:
-            for syn in self.quality.tick(now, self._own, self._alarmed()):
+            for syn in self.quality.tick(now, self._alarmed()):
                 records.extend(self._apply_synthetic(syn, now))
         more, released = self.incidents.tick(now)
         records.extend(more)
@@ -309,7 +308,12 @@ class Pipeline:
         for ne, keys in self._by_element.items():
             for key in keys:
                 a = self.alarms.get(key)
-                if a is not None and a.active and a.effect != "none" and not key.startswith(_QUALITY):
+                if (
+                    a is not None
+                    and a.active
+                    and a.effect != "none"
+                    and raised_by(key) not in QUALITY_SOURCES
+                ):
                     out.add(ne)
                     break
         return out

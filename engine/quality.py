@@ -34,14 +34,16 @@ from typing import Any
 from engine.experience import KqiScore, SlaTracker, breach_urgency, customer_experience
 from engine.impact import Health, HealthView, Impact
 from engine.inference import Inference, access_path_elements, infer_location
-from engine.kqi import VOICE_SERVICES, KqiState, KqiWindows, derived_mos, element_scope
+from engine.kqi import VOICE_SERVICES, KqiState, KqiWindows, derived_mos, element_scope, path_scope
 from engine.messages import Alarm, KpiSample
 from engine.rules.schema import Emit
-from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm
+from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by
 from engine.settings import QualitySettings
 from engine.topology import CustomerGroup, Topology
 
 INFERRED = "degradedServiceInferred"
+QUALITY, INFERENCE = "quality", "inference"  # what raises our alarms (``synthetic.raised_by``)
+QUALITY_SOURCES = (QUALITY, INFERENCE)
 
 
 def group_id(g: CustomerGroup) -> str:
@@ -96,20 +98,20 @@ class ServiceQuality:
             return
         scopes = [element_scope(sample.target)]
         if sample.customer is not None and sample.service is not None:
-            scopes.append(f"path:{sample.customer}/{sample.service}")
+            scopes.append(path_scope(sample.customer, sample.service))
         for scope in scopes:
             for metric in read:
                 self.windows.observe(scope, metric, metrics[metric], sample.time)
         self._services_at.setdefault(scopes[0], set()).add(service)
         if sample.customer is not None and sample.service is not None:
-            self._paths[f"path:{sample.customer}/{sample.service}"] = (sample.customer, sample.service)
+            self._paths[scopes[-1]] = (sample.customer, sample.service)
         if self._next is None:
             self._next = sample.time + self.settings.evaluate_every
 
     def next_due(self) -> float | None:
         return self._next
 
-    def tick(self, now: float, own: Mapping[str, Health], alarmed: Iterable[str]) -> list[Synthetic]:
+    def tick(self, now: float, alarmed: Iterable[str]) -> list[Synthetic]:
         """Evaluate every scope; returns the alarms to raise or clear. ``alarmed``: elements with an
         active alarm with an effect (other than ours): degradations there are explained."""
         if self._next is None or now < self._next:
@@ -130,8 +132,9 @@ class ServiceQuality:
                     if missed:
                         syn = self._kqi_alarm(ne, service, missed, now)
                         wanted[syn.alarm.alarm_id or ""] = syn
-        self._mos_floors(now)
-        inference = self._infer(now, own, set(alarmed))
+        paths = self.path_states(now)
+        self._mos_floors(paths, now)
+        inference = self._infer(paths, set(alarmed))
         if inference is not None and inference.element is not None:
             syn = self._inferred_alarm(inference, now)
             wanted[syn.alarm.alarm_id or ""] = syn
@@ -142,7 +145,8 @@ class ServiceQuality:
                 out.append(syn)
         for aid in sorted(set(self._raised) - set(wanted)):
             alarm = self._raised.pop(aid)
-            out.append(clear_alarm(alarm, rule="quality", t=now, text="quality back within target"))
+            source = raised_by(aid) or QUALITY
+            out.append(clear_alarm(alarm, rule=source, t=now, text="quality back within target"))
         busy = bool(self.windows.scopes()) or bool(self._raised)
         self._next = now + self.settings.evaluate_every if busy else None
         if not self.windows.scopes():
@@ -173,7 +177,7 @@ class ServiceQuality:
             effect="degraded",
         )
         text = "; ".join(parts) + (f" (targets: {'; '.join(sources)})" if sources else "")
-        return raise_alarm(emit, rule="quality", scope=f"{ne}:{service}", ne_id=ne, t=now, text=text)
+        return raise_alarm(emit, rule=QUALITY, scope=f"{ne}:{service}", ne_id=ne, t=now, text=text)
 
     def _inferred_alarm(self, inf: Inference, now: float) -> Synthetic:
         assert inf.element is not None
@@ -188,11 +192,11 @@ class ServiceQuality:
             specific_problem="inferred",
             effect="degraded",
         )
-        return raise_alarm(emit, rule="inference", scope=inf.element, ne_id=inf.element, t=now, text=text)
+        return raise_alarm(emit, rule=INFERENCE, scope=inf.element, ne_id=inf.element, t=now, text=text)
 
-    def _mos_floors(self, now: float) -> None:
+    def _mos_floors(self, paths: Mapping[str, list[KqiState]], now: float) -> None:
         """A customer's voice MOS (its path KQI) below its tier's floor is an SLA breach."""
-        for scope, states in self.path_states(now).items():
+        for scope, states in paths.items():
             customer, _ = self._paths[scope]
             if not self._topology.has_customer(customer):
                 continue
@@ -203,24 +207,29 @@ class ServiceQuality:
 
     # -- paths and inference ---------------------------------------------------------------------
     def path_states(self, now: float) -> dict[str, list[KqiState]]:
+        """Every measured service path's KQI states, by scope (sorted)."""
         return {
             scope: self.windows.evaluate(scope, service, now)
             for scope, (_, service) in sorted(self._paths.items())
         }
 
-    def _infer(self, now: float, own: Mapping[str, Health], alarmed: set[str]) -> Inference | None:
+    def measured_paths(self) -> dict[str, tuple[str, str]]:
+        """Path scope -> (customer, service type), for every path with samples in the windows."""
+        return dict(self._paths)
+
+    def _infer(self, states: Mapping[str, list[KqiState]], alarmed: set[str]) -> Inference | None:
         inf_settings = self.settings.inference
         if not inf_settings.enabled or not self._paths:
             return None
         paths: dict[str, frozenset[str]] = {}
         degraded: set[str] = set()
-        for scope, states in self.path_states(now).items():
+        for scope, kqis in states.items():
             customer, service = self._paths[scope]
             if not self._topology.has_customer(customer) or service not in self._topology.service_types:
                 continue
             access = self._topology.customer(customer).access
             paths[scope] = access_path_elements(self._topology, access, service)
-            if any(s.status in ("at_risk", "violated") for s in states):
+            if any(s.status in ("at_risk", "violated") for s in kqis):
                 degraded.add(scope)
         if len(degraded) < inf_settings.min_degraded:
             self.last_inference = None
@@ -318,7 +327,7 @@ class ServiceQuality:
         services: dict[str, tuple[list[KqiScore], Health]] = {}
         kqis: dict[str, list[dict[str, Any]]] = {}
         for s in c.services:
-            scope = f"path:{customer_id}/{s}"
+            scope = path_scope(customer_id, s)
             if scope not in self._paths:
                 scope = element_scope(c.access)
             states = self.windows.evaluate(scope, s, now)

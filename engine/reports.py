@@ -25,6 +25,7 @@ def services(p: Pipeline, now: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     open_incidents = [i for i in p.incidents.incidents() if i.phase in ("open", "clearing")]
     paths = p.quality.path_states(now)
+    owners = p.quality.measured_paths()  # scope -> (customer, service type)
     for name, st in sorted(p.topology.service_types.items()):
         levels: Counter[str] = Counter()
         total = 0
@@ -35,10 +36,11 @@ def services(p: Pipeline, now: float) -> dict[str, Any]:
             level = max([view.health(g.access), *(view.health(x) for x in st.platform)])
             levels[_LEVEL[level]] += g.count
         kqi_status: Counter[str] = Counter()
-        degraded_paths = 0
+        degraded_paths = measured = 0
         for scope, states in paths.items():
-            if not scope.endswith(f"/{name}"):
+            if owners[scope][1] != name:
                 continue
+            measured += 1
             kqi_status.update(s.status for s in states)
             degraded_paths += any(s.status in ("at_risk", "violated") for s in states)
         incidents = sorted(
@@ -51,7 +53,7 @@ def services(p: Pipeline, now: float) -> dict[str, Any]:
             "customers": total,
             "customers_by_state": {k: levels[k] for k in ("down", "degraded", "at_risk", "ok") if levels[k]},
             "kqis": {
-                "paths": sum(1 for s in paths if s.endswith(f"/{name}")),
+                "paths": measured,
                 "degraded_paths": degraded_paths,
                 "statuses": dict(sorted(kqi_status.items())),
             },
@@ -86,17 +88,12 @@ def customers(p: Pipeline, now: float, *, limit: int = 50, all_customers: bool =
     """Customers worst experience first: those with path KQIs or whose service is affected now
     (every customer with ``all_customers``), at most ``limit``."""
     health = HealthView(p.topology, p._own)
-    ids: set[str] = set()
-    with_paths = {scope.split(":", 1)[1].split("/", 1)[0] for scope in p.quality.path_states(now)}
-    ids |= {c for c in with_paths if p.topology.has_customer(c)}
-    candidates = p.topology.customer_ids() if all_customers else ()
-    ids.update(candidates)
-    if not all_customers:
-        for cid in p.topology.customer_ids():
-            c = p.topology.customer(cid)
-            platform = [x for s in c.services for x in p.topology.service_types[s].platform]
-            if max([health.health(c.access), *(health.health(x) for x in platform)]) > Health.OK:
-                ids.add(cid)
+    ids = {c for c, _ in p.quality.measured_paths().values() if p.topology.has_customer(c)}
+    for cid in p.topology.customer_ids():
+        c = p.topology.customer(cid)
+        platform = [x for s in c.services for x in p.topology.service_types[s].platform]
+        if all_customers or max([health.health(c.access), *(health.health(x) for x in platform)]) > Health.OK:
+            ids.add(cid)
     rows = []
     for cid in sorted(ids):
         c = p.topology.customer(cid)

@@ -15,6 +15,7 @@ from typing import Any
 from engine.alarms import ActiveAlarm
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost
+from engine.rules.synthetic import raised_by
 from engine.topology import Topology
 
 
@@ -95,9 +96,8 @@ class Correlator:
 
     def _is_storm(self, key: str) -> bool:
         """A storm alarm raised by a threshold rule (``rule:<ruleset>/<rule>:<key>``)."""
-        if not key.startswith("rule:"):
-            return False
-        rule = self._program.rules.get(key.split(":", 2)[1])
+        q = raised_by(key)
+        rule = self._program.rules.get(q) if q is not None else None
         return rule is not None and rule.form == "threshold"
 
     def classify(self, alarm: ActiveAlarm) -> frozenset[str]:

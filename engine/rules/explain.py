@@ -52,6 +52,7 @@ from engine.rules.schema import (
     PriorityOverride,
     Threshold,
 )
+from engine.rules.synthetic import raised_by
 from engine.timeutil import format_time
 from engine.topology import Topology
 
@@ -987,15 +988,8 @@ def _few(keys: Sequence[str]) -> str:
 
 def _synthetic_rule(key: str, rules: Mapping[str, CompiledRule]) -> str | None:
     """The loaded rule that raised an alarm (``rule:<ruleset>/<rule>:<scope>``), if one did."""
-    q = _raised_by(key)
+    q = raised_by(key)
     return q if q in rules else None
-
-
-def _raised_by(key: str) -> str | None:
-    """What raised a synthetic alarm: a rule's qualified name or an engine part (``quality``…)."""
-    if not key.startswith("rule:") or key.count(":") < 2:
-        return None
-    return key.split(":", 2)[1]
 
 
 def _alarm_record(a: ActiveAlarm, synthetic: str | None) -> dict[str, Any]:
@@ -1016,7 +1010,7 @@ def _alarm_record(a: ActiveAlarm, synthetic: str | None) -> dict[str, Any]:
         "last_seen": format_time(a.last_seen),
         "cleared_time": format_time(a.cleared_time) if a.cleared_time is not None else None,
         "raised_by_rule": synthetic,
-        "raised_by": _raised_by(a.key),
+        "raised_by": raised_by(a.key),
     }
 
 

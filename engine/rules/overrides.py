@@ -67,13 +67,18 @@ class Overrides:
             return False
         if w.services and (impact is None or not any(impact.services.get(s, 0) for s in w.services)):
             return False
-        return not w.customers or (impact is not None and any(self._hit(c, impact) for c in w.customers))
+        if not w.customers:
+            return True
+        if impact is None:
+            return False
+        bad = {ne for ne, h in impact.elements.items() if h > Health.OK}
+        return any(self._hit(c, bad) for c in w.customers)
 
-    def _hit(self, customer_id: str, impact: Impact) -> bool:
+    def _hit(self, customer_id: str, bad: set[str]) -> bool:
+        """The customer's access, or a platform element of one of its services, is affected."""
         if not self._topology.has_customer(customer_id):
             return False
         c = self._topology.customer(customer_id)
-        bad = {ne for ne, h in impact.elements.items() if h > Health.OK}
         if c.access in bad:
             return True
         return any(p in bad for s in c.services for p in self._topology.service_types[s].platform)

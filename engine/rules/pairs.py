@@ -24,7 +24,7 @@ from engine.rules.compiler import CompiledRule
 from engine.rules.correlator import Explanation
 from engine.rules.keys import describe, key_of
 from engine.rules.schema import Pair
-from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm
+from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by
 from engine.topology import Topology
 
 _Slot = tuple[str, tuple[str, ...]]
@@ -62,7 +62,7 @@ class Pairs:
     def observe(self, alarm: ActiveAlarm, parts: frozenset[str], t: float) -> PairOutcome:
         out = PairOutcome()
         for q in self._rules:
-            if alarm.key.startswith(f"rule:{q}:"):
+            if raised_by(alarm.key) == q:
                 continue
             spec = self._spec(q)
             key = key_of(alarm, spec.equal, self._topology)

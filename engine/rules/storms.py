@@ -22,7 +22,7 @@ from engine.rules.compiler import CompiledRule
 from engine.rules.correlator import Explanation
 from engine.rules.keys import describe, key_of, scope_id
 from engine.rules.schema import Threshold
-from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, synthetic_id
+from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by, synthetic_id
 from engine.timeutil import format_time
 from engine.topology import Topology
 
@@ -39,7 +39,7 @@ class _Storm:
 class Storms:
     def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
         self._rules = [r for r in rules if r.form == "threshold"]
-        self._names = {r.qualified for r in self._rules}
+        self._names = {r.qualified: r for r in self._rules}
         self._topology = topology
         self._recent: dict[_Slot, deque[tuple[float, str]]] = {}
         self._firing: dict[_Slot, _Storm] = {}
@@ -53,7 +53,7 @@ class Storms:
         explanations: list[Explanation] = []
         for rule in self._rules:
             q = rule.qualified
-            if f"{q}#match" not in parts or alarm.key.startswith(f"rule:{q}:"):
+            if f"{q}#match" not in parts or raised_by(alarm.key) == q:
                 continue
             spec = rule.rule.threshold
             assert isinstance(spec, Threshold)
@@ -127,8 +127,7 @@ class Storms:
         return out
 
     def _window(self, q: str) -> float:
-        rule = next(r for r in self._rules if r.qualified == q)
-        spec = rule.rule.threshold
+        spec = self._names[q].rule.threshold
         assert isinstance(spec, Threshold)
         return spec.window
 

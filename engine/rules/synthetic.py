@@ -25,6 +25,14 @@ def synthetic_id(rule: str, scope: str) -> str:
     return f"rule:{rule}:{scope}"[:256]
 
 
+def raised_by(key: str) -> str | None:
+    """What raised a synthetic alarm (the inverse of ``synthetic_id``): a rule's qualified name, or
+    an engine part (``quality``, ``inference``); None for an alarm from the network."""
+    if not key.startswith("rule:") or key.count(":") < 2:
+        return None
+    return key.split(":", 2)[1]
+
+
 def raise_alarm(emit: Emit, *, rule: str, scope: str, ne_id: str, t: float, text: str) -> Synthetic:
     alarm = Alarm(
         ne_id=ne_id,

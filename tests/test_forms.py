@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bench.scenarios import T0, alarm, clear
+from engine.errors import RulesetError
 from engine.pipeline import Pipeline
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
 from engine.timeutil import format_time, parse_time
@@ -136,7 +137,7 @@ def test_inhibit_never_swallows_a_targets_clear() -> None:
 
 # --- threshold (storm) --------------------------------------------------------------------------
 
-STORM = {
+STORM: dict[str, Any] = {
     "name": "link-storm",
     "threshold": {
         "match": {"probable_cause": "linkDown"},
@@ -440,3 +441,88 @@ def test_a_priority_rule_severity_is_the_incidents_severity() -> None:
     assert opened["severity"] == "warning"
     assert opened["root_cause"]["severity"] == "critical"  # the alarm itself is unchanged
     assert opened["priority"] == 2
+
+
+# --- ruleset scope (defaults.scope) --------------------------------------------------------------
+
+
+def scoped(scope: dict[str, Any], *items: dict[str, Any]) -> list[Ruleset]:
+    return [ruleset_from_data({"name": "t", "defaults": {"scope": scope}, "rules": list(items)}, "<test>")]
+
+
+def test_a_ruleset_scope_limits_a_threshold_rule_to_the_elements_in_scope() -> None:
+    """The same 8 link-downs in the south storm under a south-scoped ruleset and do not under a
+    north-scoped one (there, each is an incident of its own)."""
+    lines = [alarm(f"olt-{i:03d}", "linkDown", i * 5, "minor") for i in range(1, 9)]
+    lines += [clear(f"olt-{i:03d}", "linkDown", 300) for i in range(1, 9)]
+    south = run(lines, rulesets=scoped({"region": "south"}, STORM))
+    assert roots(south) == ["rule:t/link-storm:south"]
+    north = run(lines, rulesets=scoped({"region": "north"}, STORM))
+    assert pipe(north).storms.fired == 0
+    assert len(roots(north)) == 8
+
+
+def test_a_rules_own_condition_wins_over_the_ruleset_scope() -> None:
+    """The scope says north; the rule says south for the same field: the rule's condition holds."""
+    spec: dict[str, Any] = {**STORM["threshold"], "match": {"probable_cause": "linkDown", "region": "south"}}
+    storm = {"name": "link-storm", "threshold": spec}
+    lines = [alarm(f"olt-{i:03d}", "linkDown", i * 5, "minor") for i in range(1, 9)]
+    lines += [clear(f"olt-{i:03d}", "linkDown", 300) for i in range(1, 9)]
+    r = run(lines, rulesets=scoped({"region": "north"}, storm))
+    assert roots(r) == ["rule:t/link-storm:south"]
+
+
+def test_a_ruleset_scope_applies_to_both_sides_of_a_correlate_rule() -> None:
+    """agg-3 (a switch) explains the OLTs below it; scoped to `element_type: {not: olt}`, its rule can
+    still take agg-3 as a root but no OLT as a symptom, so every alarm opens its own incident."""
+    rule = {
+        "name": "topo",
+        "correlate": {"root": {"effect": "outage"}, "symptom": {}, "relation": "downstream_of"},
+    }
+    lines = [alarm("agg-3", "lossOfSignal", 0, "critical"), alarm("olt-001", "linkDown", 1, "critical")]
+    unscoped = run(lines, rulesets=rules(rule))
+    assert roots(unscoped) == ["agg-3:lossOfSignal"]
+    r = run(lines, rulesets=scoped({"element_type": {"not": "olt"}}, rule))
+    assert sorted(roots(r)) == ["agg-3:lossOfSignal", "olt-001:linkDown"]
+
+
+def test_a_ruleset_scope_limits_kpi_threshold_and_maintenance_rules() -> None:
+    """KPI thresholds and maintenance windows match elements: a `region: north` scope keeps the
+    latency rule off olt-001 (south) and keeps agg-3's (south) works from holding anything back."""
+    lines = [sample("olt-001", i * 30, latency_ms=200) for i in range(5)]
+    assert len(run(lines, rulesets=rules(LATENCY)).events("opened")) == 1
+    assert run(lines, rulesets=scoped({"region": "north"}, LATENCY)).records == []
+
+    outage = [alarm("agg-3", "lossOfSignal", 60, "critical")]
+    held = run(outage, rulesets=[*rules(MAINT), *load_default()])
+    assert at(held.events("opened")[0]) == 3600.0
+    free = run(outage, rulesets=[*scoped({"region": "north"}, MAINT), *load_default()])
+    assert at(free.events("opened")[0]) == 60 + 30  # the settle time: no window covers agg-3
+
+
+def test_a_ruleset_scope_limits_priority_overrides_to_roots_in_scope() -> None:
+    override = {"name": "p", "priority": {"set": 1}}
+    outage = [alarm("agg-3", "lossOfSignal", 0, "critical")]
+    assert (
+        run(outage, rulesets=[*scoped({"site": "site-d"}, override), *load_default()]).events("opened")[0][
+            "priority"
+        ]
+        == 1
+    )
+    other = run(outage, rulesets=[*scoped({"site": "site-a"}, override), *load_default()])
+    assert "overrides" not in other.events("opened")[0]["priority_breakdown"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "reason"),
+    [
+        ({"severity": "major"}, "'severity' cannot scope a ruleset"),
+        ({"region": {"regex": "("}}, "invalid regex"),
+        ({"colour": "red"}, "unknown field 'colour'"),
+    ],
+)
+def test_a_bad_ruleset_scope_is_refused_with_the_field(scope: dict[str, Any], reason: str) -> None:
+    with pytest.raises(RulesetError) as info:
+        scoped(scope, STORM)
+    assert "defaults.scope" in str(info.value)
+    assert reason in str(info.value)

@@ -76,7 +76,8 @@ class Breaches:
             sc = spec.scope
             el = self._topology.element(target)
             hit = (
-                (not sc.target or target in sc.target)
+                rule.in_scope(self._topology, target)
+                and (not sc.target or target in sc.target)
                 and (not sc.element_type or el.type in sc.element_type)
                 and (not sc.site or el.site in sc.site)
                 and (not sc.region or el.region in sc.region)

@@ -52,6 +52,7 @@ The action of every rule is the rule's qualified name (``ruleset/rule``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ from engine.rules.schema import (
     Rule,
     Ruleset,
     Threshold,
+    element_in_scope,
 )
+from engine.topology import Topology
 
 FACT_FIELDS = {  # match field -> fact property
     "ne_id": "ne",
@@ -99,6 +102,17 @@ class CompiledRule:
     lead: float
     order: int  # position across all loaded rulesets: lower wins when two roots explain one alarm
     source: str = "<inline>"
+    # the ruleset's `defaults.scope`: already merged into alarm matches; kpi_threshold and
+    # maintenance, which match elements, check it with `in_scope`
+    scope: Mapping[str, Condition] = dataclasses.field(default_factory=dict)
+
+    def in_scope(self, topology: Topology, ne_id: str) -> bool:
+        """Whether an element lies in the scope of this rule's ruleset (always, without a scope)."""
+        if not self.scope:
+            return True
+        el = topology.element(ne_id)
+        attrs = {"element_type": el.type, "site": el.site, "region": el.region}
+        return element_in_scope(self.scope, ne_id, attrs, topology.services_through(ne_id))
 
     @property
     def form(self) -> str:
@@ -200,7 +214,9 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
             window, lead = rs.window(rule), rs.lead(rule)
             spec = rule.spec
             relation = spec.relation if isinstance(spec, Correlate) else ""
-            compiled = CompiledRule(qualified, rs.name, rule, relation, window, lead, order, rs.source)
+            compiled = CompiledRule(
+                qualified, rs.name, rule, relation, window, lead, order, rs.source, rs.defaults.scope
+            )
             order += 1
             rules[qualified] = compiled
             if isinstance(spec, Correlate):

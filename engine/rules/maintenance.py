@@ -31,19 +31,20 @@ class Calendar:
         for rule in self._rules:
             spec = rule.rule.maintenance
             assert isinstance(spec, Maintenance)
-            if not self._in_scope(rule.qualified, spec, ne_id):
+            if not self._in_scope(rule, spec, ne_id):
                 continue
             window = spec.schedule.window_at(now)
             if window is not None:
                 return rule.qualified, window[1]
         return None
 
-    def _in_scope(self, q: str, spec: Maintenance, ne_id: str) -> bool:
+    def _in_scope(self, rule: CompiledRule, spec: Maintenance, ne_id: str) -> bool:
+        q = rule.qualified
         hit = self._covers.get((q, ne_id))
         if hit is None:
             sc = spec.scope
             el = self._topology.element(ne_id)
-            hit = (
+            hit = rule.in_scope(self._topology, ne_id) and (
                 ne_id in sc.elements
                 or (el.site is not None and el.site in sc.sites)
                 or (el.region is not None and el.region in sc.regions)

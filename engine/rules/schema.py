@@ -29,7 +29,7 @@ Fields: ``ne_id, severity, probable_cause, event_type, specific_problem, effect`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -61,6 +61,7 @@ EVENT_TYPES = (
 ALARM_FIELDS = ("ne_id", "severity", "probable_cause", "event_type", "specific_problem", "effect", "text")
 ELEMENT_FIELDS = ("element_type", "site", "region", "service_type")
 MATCH_FIELDS = ALARM_FIELDS + ELEMENT_FIELDS
+SCOPE_FIELDS = ("ne_id", *ELEMENT_FIELDS)  # what a ruleset's `defaults.scope` may name
 KEY_FIELDS = (
     "ne_id",
     "severity",
@@ -448,11 +449,28 @@ class Rule(BaseModel):
         return spec
 
 
+def _scope_match(raw: Any) -> dict[str, Condition]:
+    match = _match(raw)
+    for field in match:
+        if field not in SCOPE_FIELDS:
+            raise ValueError(
+                f"{field!r} cannot scope a ruleset: a scope is about where in the network "
+                f"(known: {', '.join(SCOPE_FIELDS)})"
+            )
+    return match
+
+
+ScopeMatch = Annotated[dict[str, Condition], BeforeValidator(_scope_match)]
+
+
 class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     window: Duration = 300.0
     lead: Duration = 30.0
+    # Where in the network the ruleset applies: a match on elements that every rule inherits (a
+    # rule's own condition on the same field wins). See ``Ruleset._apply_scope``.
+    scope: ScopeMatch = Field(default_factory=dict)
 
 
 class Ruleset(BaseModel):
@@ -480,6 +498,9 @@ class Ruleset(BaseModel):
             seen.add(rule.name)
         if not self.rules:
             raise ValueError("a ruleset needs at least one rule")
+        if self.defaults.scope:
+            # frozen model: the scoped rules replace the parsed ones once, during validation
+            object.__setattr__(self, "rules", [scoped(r, self.defaults.scope) for r in self.rules])
         return self
 
     def window(self, rule: Rule) -> float:
@@ -489,6 +510,65 @@ class Ruleset(BaseModel):
     def lead(self, rule: Rule) -> float:
         lead = getattr(rule.spec, "lead", None)
         return float(lead) if lead is not None else self.defaults.lead
+
+
+def _inherit(match: Mapping[str, Condition], scope: Mapping[str, Condition]) -> dict[str, Condition]:
+    return {**scope, **match}  # the rule's own condition on a field wins over the ruleset's
+
+
+def scoped(rule: Rule, scope: Mapping[str, Condition]) -> Rule:
+    """``rule`` with the ruleset's scope merged into each of its alarm matches.
+
+    Every alarm match inherits the scope's conditions on the fields it does not name itself:
+    correlate ``root`` and ``symptom``, group ``match``, inhibit ``source`` and ``target``, threshold
+    ``match``, pair ``first`` and a matching ``second``, priority ``when.root``. ``kpi_threshold`` and
+    ``maintenance`` match elements, not alarms: they read the scope from ``Ruleset.defaults.scope``
+    through ``element_in_scope`` (the compiled rule carries it).
+    """
+    spec = rule.spec
+    update: dict[str, Any] = {}
+    if isinstance(spec, Correlate):
+        update = {"root": _inherit(spec.root, scope), "symptom": _inherit(spec.symptom, scope)}
+    elif isinstance(spec, Group | Threshold):
+        update = {"match": _inherit(spec.match, scope)}
+    elif isinstance(spec, Inhibit):
+        update = {"source": _inherit(spec.source, scope), "target": _inherit(spec.target, scope)}
+    elif isinstance(spec, Pair):
+        update = {"first": _inherit(spec.first, scope)}
+        if spec.second != "clear":
+            update["second"] = _inherit(spec.second, scope)
+    elif isinstance(spec, PriorityOverride):
+        update = {"when": spec.when.model_copy(update={"root": _inherit(spec.when.root, scope)})}
+    if not update:
+        return rule
+    return rule.model_copy(update={rule.form: spec.model_copy(update=update)})
+
+
+def element_in_scope(
+    scope: Mapping[str, Condition], ne_id: str, attrs: Mapping[str, str | None], services: Iterable[str]
+) -> bool:
+    """Whether an element is in a ruleset's scope, with the semantics durable gives alarm matches.
+
+    ``attrs`` holds ``element_type``, ``site`` and ``region``; an absent one compares as the empty
+    string (it equals nothing, ``not`` holds, a regex is searched in ""). ``service_type`` holds when
+    a service type whose paths cross the element is among the values (``not``: none of them is).
+    """
+    for field, cond in scope.items():
+        if field == "service_type":
+            have = set(services)
+            if cond.any_of and not have & {str(v) for v in cond.any_of}:
+                return False
+            if cond.none_of and have & {str(v) for v in cond.none_of}:
+                return False
+            continue
+        value = ne_id if field == "ne_id" else (attrs.get(field) or "")
+        if cond.any_of and value not in {str(v) for v in cond.any_of}:
+            return False
+        if cond.none_of and value in {str(v) for v in cond.none_of}:
+            return False
+        if cond.regex is not None and not re.search(cond.regex, value):
+            return False
+    return True
 
 
 def parse_ruleset(text: str, source: str) -> Ruleset:

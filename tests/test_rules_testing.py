@@ -184,6 +184,29 @@ def test_wrong_expectation_fails_with_what_was_seen(tmp_path: Path) -> None:
             "{opened: [{root: agg-x:lossOfSignal, reasons: {a:b: default}}]}",
             "reasons: a:b is not suppressed in this incident",
         ),
+        (
+            "{notifications: [{event: opened, root: agg-x:lossOfSignal}]}",
+            "notifications: 1 more than expected: resolved agg-x:lossOfSignal at 15m P",
+        ),
+        (
+            "{notifications: [{event: opened, root: agg-x:lossOfSignal}, {event: updated, root: agg-x:lossOfSignal},"
+            " {event: resolved, root: agg-x:lossOfSignal}]}",
+            "notifications[1]: expected updated agg-x:lossOfSignal, got resolved agg-x:lossOfSignal at 15m",
+        ),
+        (
+            "{notifications: [{event: opened, root: agg-x:lossOfSignal, at: 10s, priority: 1, state: degraded},"
+            " {event: resolved, root: agg-x:lossOfSignal}]}",
+            "notifications[0] (opened agg-x:lossOfSignal): at: expected 10s, got 30s",
+        ),
+        (
+            "{notifications: [{event: opened, root: agg-x:lossOfSignal, state: degraded},"
+            " {event: resolved, root: agg-x:lossOfSignal}]}",
+            "notifications[0] (opened agg-x:lossOfSignal): state: expected degraded, got outage",
+        ),
+        (
+            "{notifications: []}",
+            "notifications: 2 more than expected: opened agg-x:lossOfSignal at 30s",
+        ),
     ],
 )
 def test_each_kind_of_unmet_expectation_is_reported(tmp_path: Path, expect: str, message: str) -> None:
@@ -215,6 +238,24 @@ def test_the_new_expectations_pass_when_met(tmp_path: Path) -> None:
     text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + expect
     status, out = _run(_write(tmp_path, text))
     assert status == 0, out
+
+
+def test_the_notification_stream_passes_when_exactly_as_expected(tmp_path: Path) -> None:
+    """`notifications` lists every record in order: the cut opens at 30 s (settle) and resolves at
+    15 min (cleared at 10 min + 5 min hold-down); too few expected entries is a failure."""
+    expect = (
+        "    expect:\n"
+        "      notifications:\n"
+        "        - {event: opened, root: agg-x:lossOfSignal, at: 30s, state: outage, priority: {at_most: 3}}\n"
+        "        - {event: resolved, root: agg-x:lossOfSignal, at: 15m}\n"
+    )
+    text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + expect
+    status, out = _run(_write(tmp_path, text))
+    assert status == 0, out
+    short = text.replace("        - {event: resolved, root: agg-x:lossOfSignal, at: 15m}\n", "")
+    status, out = _run(_write(tmp_path, short))
+    assert status == 1
+    assert "notifications: 1 more than expected: resolved agg-x:lossOfSignal at 15m" in out
 
 
 def test_raw_topic_step_and_dead_letters(tmp_path: Path) -> None:
@@ -304,6 +345,24 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             "        - {root: agg-x:lossOfSignal, reasons: [a]}\n",
             "line 14: tests[0].expect.opened[0].reasons",
             "expected a mapping of alarm key to reason text",
+        ),
+        (
+            INLINE_TOPOLOGY
+            + "tests:\n  - name: x\n    timeline:\n"
+            + STEP
+            + "    expect:\n      notifications:\n"
+            "        - {event: closed, root: agg-x:lossOfSignal}\n",
+            "line 14: tests[0].expect.notifications[0].event",
+            "'closed' is not one of opened, updated, resolved",
+        ),
+        (
+            INLINE_TOPOLOGY
+            + "tests:\n  - name: x\n    timeline:\n"
+            + STEP
+            + "    expect:\n      notifications:\n"
+            "        - {event: opened}\n",
+            "line 14: tests[0].expect.notifications[0]",
+            "missing 'root'",
         ),
         (INLINE_TOPOLOGY + "tests: [\n", "line ", "malformed YAML"),
     ],

@@ -31,6 +31,8 @@ START = parse_time("2026-01-01T00:00:00Z")
 """Virtual time of ``at: 0s`` in every test."""
 
 Path_ = tuple[str | int, ...]
+EVENTS = ("opened", "updated", "resolved")
+STATES = ("outage", "degraded", "at_risk")
 
 
 class TestFileError(ConfigError):
@@ -110,6 +112,18 @@ class ResolvedExpect:
     at: Bound | None = None
 
 
+@dataclass(frozen=True)
+class NotificationExpect:
+    """One record of the notification stream, in order: its event and root, optionally when, the
+    priority and the state it carried."""
+
+    event: str
+    root: str
+    at: Bound | None = None
+    priority: Bound | None = None
+    state: str | None = None
+
+
 COUNTERS = (
     "alarms_raised",
     "alarms_cleared",
@@ -136,6 +150,7 @@ class Expect:
     not_opened: tuple[str, ...] = ()
     dead_letters: Bound | None = None
     counters: tuple[tuple[str, Bound], ...] = ()
+    notifications: tuple[NotificationExpect, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -346,7 +361,7 @@ class _Parser:
         e = self.mapping(
             value,
             where,
-            ("incidents", "opened", "resolved", "not_opened", "dead_letters", "counters"),
+            ("incidents", "opened", "resolved", "not_opened", "dead_letters", "counters", "notifications"),
             "expectation",
         )
         return Expect(
@@ -365,6 +380,31 @@ class _Parser:
             if "dead_letters" in e
             else None,
             counters=self.counters(e["counters"], (*where, "counters")) if "counters" in e else (),
+            notifications=tuple(
+                self.notification(x, (*where, "notifications", i))
+                for i, x in enumerate(self.items(e, "notifications", where))
+            )
+            if "notifications" in e
+            else None,
+        )
+
+    def notification(self, value: Any, where: Path_) -> NotificationExpect:
+        n = self.mapping(value, where, ("event", "root", "at", "priority", "state"), "key")
+        for key in ("event", "root"):
+            if key not in n:
+                raise self.fail(where, f"missing {key!r} (each notification names its event and root)")
+        event = self.string(n["event"], (*where, "event"))
+        if event not in EVENTS:
+            raise self.fail((*where, "event"), f"{event!r} is not one of {', '.join(EVENTS)}")
+        state = self.string(n["state"], (*where, "state")) if "state" in n else None
+        if state is not None and state not in STATES:
+            raise self.fail((*where, "state"), f"{state!r} is not one of {', '.join(STATES)}")
+        return NotificationExpect(
+            event=event,
+            root=self.string(n["root"], (*where, "root")),
+            at=self.bound(n["at"], (*where, "at"), duration=True) if "at" in n else None,
+            priority=self.bound(n["priority"], (*where, "priority")) if "priority" in n else None,
+            state=state,
         )
 
     def counters(self, value: Any, where: Path_) -> tuple[tuple[str, Bound], ...]:
@@ -539,6 +579,8 @@ def check(expect: Expect, outcome: Outcome) -> list[str]:
             problems.append(f"not_opened: {key} became an incident of its own")
     if expect.dead_letters is not None and (msg := expect.dead_letters.check(outcome.dead_letters)):
         problems.append(f"dead_letters: {msg}")
+    if expect.notifications is not None:
+        problems.extend(_check_notifications(expect.notifications, records))
     for name, bound in expect.counters:
         value = outcome.counters.get(name)
         if not isinstance(value, int | float):
@@ -599,6 +641,42 @@ def _check_opened(o: OpenedExpect, rec: Mapping[str, Any], updates: int) -> list
         o.explanation_contains in line for line in rec.get("explanation", [])
     ):
         out.append(f"explanation_contains: no explanation line contains {o.explanation_contains!r}")
+    return out
+
+
+def _notification(rec: Mapping[str, Any]) -> str:
+    at = _fmt_duration(parse_time(rec["time"]) - START)
+    return f"{rec.get('event')} {_root(rec)} at {at} P{rec.get('priority')} {rec.get('state')}"
+
+
+def _check_notifications(
+    expected: Sequence[NotificationExpect], records: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The notification stream is exactly the expected one, record by record, in order."""
+    out: list[str] = []
+    for i, (x, rec) in enumerate(zip(expected, records, strict=False)):
+        got = _notification(rec)
+        if rec.get("event") != x.event or _root(rec) != x.root:
+            out.append(f"notifications[{i}]: expected {x.event} {x.root}, got {got}")
+            continue
+        if x.at is not None and (msg := x.at.check(parse_time(rec["time"]) - START)):
+            out.append(f"notifications[{i}] ({x.event} {x.root}): at: {msg}")
+        if x.priority is not None and (msg := x.priority.check(rec["priority"])):
+            out.append(f"notifications[{i}] ({x.event} {x.root}): priority: {msg}")
+        if x.state is not None and rec.get("state") != x.state:
+            out.append(
+                f"notifications[{i}] ({x.event} {x.root}): state: expected {x.state}, got {rec.get('state')}"
+            )
+    if len(records) > len(expected):
+        extra = [_notification(r) for r in records[len(expected) :]]
+        out.append(
+            f"notifications: {len(extra)} more than expected: "
+            + "; ".join(extra[:5])
+            + (" …" if len(extra) > 5 else "")
+        )
+    elif len(records) < len(expected):
+        missing = [f"{x.event} {x.root}" for x in expected[len(records) :]]
+        out.append(f"notifications: {len(missing)} fewer than expected, missing: " + "; ".join(missing[:5]))
     return out
 
 

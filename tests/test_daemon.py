@@ -14,6 +14,7 @@ import pytest
 from bench.scenarios import T0, alarm, clear, fiber_cut
 from engine.adapters.receiver import WebhookReceiver
 from engine.daemon import Daemon
+from engine.timeutil import format_time
 from tests.daemon_harness import (
     DaemonProcess,
     collecting,
@@ -436,3 +437,85 @@ async def test_rule_forms_and_service_quality_run_in_the_daemon(
             assert len(storm_rec["suppressed"]) == 6
             assert "olt-040:portFlap" not in roots()
             assert daemon.pipeline.incidents.discarded == 1
+
+
+LIVE_FORMS = """\
+name: live
+rules:
+  - name: environment-per-site
+    group: {match: {event_type: environmentalAlarm}, by: [site], window: 10m, wait: 1s}
+  - name: mains-mutes-site
+    inhibit: {source: {probable_cause: mainsFailure}, target: {severity: {at_most: major}}, equal: [site]}
+  - name: olt-latency
+    kpi_threshold: {metric: latency_ms, above: 150, clear: 120, scope: {element_type: olt}}
+  - name: agg-3-works
+    maintenance:
+      scope: {elements: [agg-3]}
+      schedule: {start: "%(start)s", end: "%(end)s"}
+  - name: olt-040-first
+    priority: {when: {root: {ne_id: olt-040}}, set: 1}
+"""
+
+
+async def test_group_inhibit_kpi_threshold_maintenance_and_priority_run_in_the_daemon(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """Over MQTT, on the wall clock, the forms the other daemon test does not cover: two
+    environmental alarms of site-d1 become one group incident; a minor alarm of site-c is inhibited by
+    the site's mains failure; latency samples on olt-040 raise a KPI breach whose incident a priority
+    rule sets to P1; agg-3's loss of signal, inside a maintenance window, opens nothing."""
+    now = time.time()
+    rules = tmp_path / "live.yaml"
+    rules.write_text(LIVE_FORMS % {"start": format_time(now - 3600), "end": format_time(now + 3600)})
+    async with WebhookReceiver() as rx:
+        cfg = write_config(
+            tmp_path,
+            broker_url=mosquitto.url,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+            extra={"rulesets": [str(rules)]},
+        )
+        async with Daemon(settings(cfg)) as daemon:
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            t = time.time() - T0
+            lines = [
+                alarm("olt-001", "highTemperature", t, event_type="environmentalAlarm"),
+                alarm("olt-006", "fanFailure", t + 0.1, event_type="environmentalAlarm"),
+                alarm("pwr-c", "mainsFailure", t, "critical"),
+                alarm("olt-7", "batteryLow", t + 0.2, "minor"),
+                alarm("agg-3", "lossOfSignal", t, "critical"),
+                *(
+                    {
+                        "topic": "soc/probes/p-olt-040",
+                        "payload": {
+                            "probe_id": "p-olt-040",
+                            "target": "olt-040",
+                            "time": T0 + t + i * 0.1,
+                            "metrics": {"latency_ms": 300.0},
+                        },
+                    }
+                    for i in range(3)
+                ),
+            ]
+            await publish(mosquitto.url, with_prefix(lines, topic_prefix))
+
+            def opened() -> dict[str, dict[str, Any]]:
+                return {r["root_cause"]["alarm_id"]: r for r in _by_event(rx.records, "opened")}
+
+            want = {"olt-001:highTemperature", "pwr-c:mainsFailure", "rule:live/olt-latency:olt-040"}
+            await asyncio.wait_for(rx.wait_until(lambda _: want <= set(opened())), 30)
+            # let the settle time of anything else pass before judging what did not open
+            await asyncio.sleep(2.5)
+            got = opened()
+            assert set(got) == want
+            group = got["olt-001:highTemperature"]
+            assert [s["alarm_id"] for s in group["suppressed"]] == ["olt-006:fanFailure"]
+            assert "grouped by site=site-d1" in group["suppressed"][0]["reason"]
+            mains = got["pwr-c:mainsFailure"]
+            assert [s["alarm_id"] for s in mains["suppressed"]] == ["olt-7:batteryLow"]
+            assert "inhibited while the source is active" in mains["suppressed"][0]["reason"]
+            breach = got["rule:live/olt-latency:olt-040"]
+            assert breach["root_cause"]["probable_cause"] == "thresholdCrossed"
+            assert breach["priority"] == 1
+            assert breach["priority_breakdown"]["overrides"][0]["rule"] == "live/olt-040-first"
+            assert daemon.pipeline.incidents.held_back == 1

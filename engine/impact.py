@@ -182,6 +182,28 @@ def _index(topology: Topology) -> _Index:
     return index
 
 
+def subscriptions_hit(
+    topology: Topology, elements: Mapping[str, Health], tiers: Iterable[str], services: Iterable[str]
+) -> bool:
+    """Whether some customer of one of ``tiers`` has a subscription to one of ``services`` affected.
+
+    A subscription (customer, service) is affected when the customer's access element is affected or
+    a platform element of that service is (``elements``: an impact's affected elements). This is the
+    joint condition "a platinum voice service is hit", which separate counts per tier and per service
+    cannot tell (a platinum internet customer and a bronze voice customer are not it).
+    """
+    want_tiers, want_services = set(tiers), frozenset(services)
+    bad = {ne for ne, h in elements.items() if h != _OK}
+    platform_hit = {s for ne in bad for s in topology.platform_services(ne)} & want_services
+    if platform_hit and any(
+        tier in want_tiers and set_ & platform_hit for set_, tier in _index(topology).by_set
+    ):
+        return True
+    return any(
+        g.tier in want_tiers and g.services & want_services for ne in bad for g in topology.groups_at(ne)
+    )
+
+
 def cone(topology: Topology, seeds: Iterable[str]) -> set[str]:
     """The seeds the topology knows, and everything depending on them, transitively."""
     found = {ne for ne in seeds if ne in topology}

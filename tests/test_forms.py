@@ -12,6 +12,7 @@ from engine.errors import RulesetError
 from engine.pipeline import Pipeline
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
 from engine.timeutil import format_time, parse_time
+from engine.topology import topology_from_dict
 from tests.harness import Run, run
 
 
@@ -526,3 +527,46 @@ def test_a_bad_ruleset_scope_is_refused_with_the_field(scope: dict[str, Any], re
         scoped(scope, STORM)
     assert "defaults.scope" in str(info.value)
     assert reason in str(info.value)
+
+
+JOINT_TOPOLOGY = {
+    "service_types": {"voip": {"criticality": 5, "platform": ["sbc"]}, "internet": {"criticality": 3}},
+    "elements": [
+        {"id": "core", "type": "router", "depends_on": []},
+        {"id": "sbc", "type": "sbc", "depends_on": ["core"]},
+        {"id": "olt-a", "type": "olt", "depends_on": ["core"]},
+        {"id": "olt-b", "type": "olt", "depends_on": ["core"]},
+    ],
+    "customers": [
+        {"id": "plat-internet", "tier": "platinum", "access": "olt-a", "services": ["internet"]},
+        {"id": "bronze-voip", "tier": "bronze", "access": "olt-a", "services": ["voip"]},
+        {"id": "plat-voip", "tier": "platinum", "access": "olt-b", "services": ["voip", "internet"]},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("ne", "applies"),
+    [
+        ("olt-a", False),  # a platinum internet customer and a bronze voice one: not platinum voice
+        ("olt-b", True),  # the platinum voice customer's access
+        ("sbc", True),  # the voice platform: every voice subscription, the platinum one included
+    ],
+)
+def test_a_priority_rule_with_tiers_and_services_needs_one_subscription_of_both(
+    ne: str, applies: bool
+) -> None:
+    """`when: {tiers: [platinum], services: [voip]}` holds only when some platinum customer's voice
+    service is affected, not when platinum and voice are affected on different customers."""
+    override = {
+        "name": "platinum-voice-first",
+        "priority": {"when": {"tiers": ["platinum"], "services": ["voip"]}, "set": 1},
+    }
+    r = run(
+        [alarm(ne, "lossOfSignal", 0, "critical")],
+        topology=topology_from_dict(JOINT_TOPOLOGY),
+        rulesets=[*rules(override), *load_default()],
+    )
+    (opened,) = r.events("opened")
+    applied = [o["rule"] for o in opened["priority_breakdown"].get("overrides", [])]
+    assert applied == (["t/platinum-voice-first"] if applies else [])

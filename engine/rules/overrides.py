@@ -3,8 +3,10 @@
 Evaluated, in rule order, every time an incident is assessed. ``when`` holds when all its parts
 hold: the root alarm matches ``root``; any listed customer is affected (its access element or a
 platform element of one of its services is in the incident's impact: at risk, degraded or down);
-any customer of a listed tier is affected; any listed service type is affected; at least
-``min_customers`` customers are affected.
+any customer of a listed tier is affected; any listed service type is affected (with both
+``tiers`` and ``services``: some customer of a listed tier has a subscription to a listed service
+affected, so a platinum internet customer and a bronze voice customer together are not "platinum
+voice"); at least ``min_customers`` customers are affected.
 ``set`` fixes the priority, ``raise``/``lower`` move it by steps (1 is the highest, 5 the lowest),
 ``severity`` replaces the severity used for the record. Each applied rule is named in the
 incident's ``priority_breakdown.overrides``.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from engine.impact import Health, Impact
+from engine.impact import Health, Impact, subscriptions_hit
 from engine.priority import Priority
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import PriorityOverride
@@ -63,9 +65,7 @@ class Overrides:
             return False
         if w.min_customers is not None and (impact is None or impact.customers < w.min_customers):
             return False
-        if w.tiers and (impact is None or not any(impact.by_tier.get(t, 0) for t in w.tiers)):
-            return False
-        if w.services and (impact is None or not any(impact.services.get(s, 0) for s in w.services)):
+        if (w.tiers or w.services) and not self._tiers_and_services(w.tiers, w.services, impact):
             return False
         if not w.customers:
             return True
@@ -73,6 +73,17 @@ class Overrides:
             return False
         bad = {ne for ne, h in impact.elements.items() if h > Health.OK}
         return any(self._hit(c, bad) for c in w.customers)
+
+    def _tiers_and_services(
+        self, tiers: Sequence[str], services: Sequence[str], impact: Impact | None
+    ) -> bool:
+        if impact is None:
+            return False
+        if tiers and services:  # one subscription must be of a listed tier AND a listed service
+            return subscriptions_hit(self._topology, impact.elements, tiers, services)
+        if tiers:
+            return any(impact.by_tier.get(t, 0) for t in tiers)
+        return any(impact.services.get(s, 0) for s in services)
 
     def _hit(self, customer_id: str, bad: set[str]) -> bool:
         """The customer's access, or a platform element of one of its services, is affected."""

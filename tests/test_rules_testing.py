@@ -189,13 +189,13 @@ def test_wrong_expectation_fails_with_what_was_seen(tmp_path: Path) -> None:
             "notifications: 1 more than expected: resolved agg-x:lossOfSignal at 15m P",
         ),
         (
-            "{notifications: [{event: opened, root: agg-x:lossOfSignal}, {event: updated, root: agg-x:lossOfSignal},"
-            " {event: resolved, root: agg-x:lossOfSignal}]}",
+            "{notifications: [{event: opened, root: agg-x:lossOfSignal},"
+            " {event: updated, root: agg-x:lossOfSignal}, {event: resolved, root: agg-x:lossOfSignal}]}",
             "notifications[1]: expected updated agg-x:lossOfSignal, got resolved agg-x:lossOfSignal at 15m",
         ),
         (
-            "{notifications: [{event: opened, root: agg-x:lossOfSignal, at: 10s, priority: 1, state: degraded},"
-            " {event: resolved, root: agg-x:lossOfSignal}]}",
+            "{notifications: [{event: opened, root: agg-x:lossOfSignal, at: 10s, priority: 1,"
+            " state: degraded}, {event: resolved, root: agg-x:lossOfSignal}]}",
             "notifications[0] (opened agg-x:lossOfSignal): at: expected 10s, got 30s",
         ),
         (
@@ -246,7 +246,8 @@ def test_the_notification_stream_passes_when_exactly_as_expected(tmp_path: Path)
     expect = (
         "    expect:\n"
         "      notifications:\n"
-        "        - {event: opened, root: agg-x:lossOfSignal, at: 30s, state: outage, priority: {at_most: 3}}\n"
+        "        - {event: opened, root: agg-x:lossOfSignal, at: 30s, state: outage,"
+        " priority: {at_most: 3}}\n"
         "        - {event: resolved, root: agg-x:lossOfSignal, at: 15m}\n"
     )
     text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + expect
@@ -256,6 +257,26 @@ def test_the_notification_stream_passes_when_exactly_as_expected(tmp_path: Path)
     status, out = _run(_write(tmp_path, short))
     assert status == 1
     assert "notifications: 1 more than expected: resolved agg-x:lossOfSignal at 15m" in out
+
+
+def test_a_rejected_message_fails_a_test_that_does_not_expect_dead_letters(tmp_path: Path) -> None:
+    """A typo in the timeline (an element the topology lacks) is rejected by the engine; without
+    `dead_letters` in the expectations the test fails naming the message and the reason, instead of
+    passing a `not_opened` that tested nothing."""
+    typo = (
+        "tests:\n  - name: typo\n    timeline:\n"
+        "      - {at: 0s, alarm: {ne_id: olt-xx, severity: critical, probable_cause: linkDown}}\n"
+        "    expect: {not_opened: [olt-xx:linkDown]}\n"
+    )
+    status, out = _run(_write(tmp_path, INLINE_TOPOLOGY + typo))
+    assert status == 1, out
+    assert (
+        "dead_letters: 1 message(s) rejected and the test expects none (say `dead_letters: N` if that is "
+        "the point): soc/alarms/olt-xx: ne_id: unknown element 'olt-xx'"
+    ) in out
+    expected = typo.replace("{not_opened:", "{dead_letters: 1, not_opened:")
+    status, out = _run(_write(tmp_path, INLINE_TOPOLOGY + expected))
+    assert status == 0, out
 
 
 def test_raw_topic_step_and_dead_letters(tmp_path: Path) -> None:
@@ -345,6 +366,12 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             "        - {root: agg-x:lossOfSignal, reasons: [a]}\n",
             "line 14: tests[0].expect.opened[0].reasons",
             "expected a mapping of alarm key to reason text",
+        ),
+        (
+            INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
+            "        - {root: agg-x:lossOfSignal, state: outtage}\n",
+            "line 14: tests[0].expect.opened[0].state",
+            "'outtage' is not a state (expected one of outage, degraded, at_risk)",
         ),
         (
             INLINE_TOPOLOGY

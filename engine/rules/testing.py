@@ -396,9 +396,7 @@ class _Parser:
         event = self.string(n["event"], (*where, "event"))
         if event not in EVENTS:
             raise self.fail((*where, "event"), f"{event!r} is not one of {', '.join(EVENTS)}")
-        state = self.string(n["state"], (*where, "state")) if "state" in n else None
-        if state is not None and state not in STATES:
-            raise self.fail((*where, "state"), f"{state!r} is not one of {', '.join(STATES)}")
+        state = self.state(n["state"], (*where, "state")) if "state" in n else None
         return NotificationExpect(
             event=event,
             root=self.string(n["root"], (*where, "root")),
@@ -440,7 +438,7 @@ class _Parser:
             raise self.fail(where, "missing 'root' (the alarm key of the incident's root)")
         return OpenedExpect(
             root=self.string(o["root"], (*where, "root")),
-            state=self.string(o["state"], (*where, "state")) if "state" in o else None,
+            state=self.state(o["state"], (*where, "state")) if "state" in o else None,
             priority=self.bound(o["priority"], (*where, "priority")) if "priority" in o else None,
             score=self.bound(o["score"], (*where, "score")) if "score" in o else None,
             suppressed=self.set_expect(o["suppressed"], (*where, "suppressed"))
@@ -470,6 +468,12 @@ class _Parser:
         if not isinstance(value, Mapping) or not value:
             raise self.fail(where, f"expected a mapping of alarm key to reason text, got {_kind(value)}")
         return tuple((self.string(k, where), self.string(v, (*where, str(k)))) for k, v in value.items())
+
+    def state(self, value: Any, where: Path_) -> str:
+        name = self.string(value, where)
+        if name not in STATES:
+            raise self.fail(where, f"{name!r} is not a state (expected one of {', '.join(STATES)})")
+        return name
 
     def severity(self, value: Any, where: Path_) -> str:
         name = self.string(value, where)
@@ -522,6 +526,7 @@ def load_test_file(path: Path) -> TestFile:
 class Outcome:
     records: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: int = 0
+    rejected: list[str] = field(default_factory=list)  # each dead letter: topic, field and reason
     counters: dict[str, Any] = field(default_factory=dict)  # Pipeline.summary() at the end
 
 
@@ -538,6 +543,7 @@ def run_case(tf: TestFile, case: TestCase) -> Outcome:
             d = pipeline.feed(step.topic, payload, t)
             out.records.extend(d.records)
             out.dead_letters += len(d.dead_letters)
+            out.rejected.extend(_rejection(dl) for dl in d.dead_letters)
         out.records.extend(pipeline.drain().records)
         out.counters = pipeline.summary()
     finally:
@@ -579,6 +585,13 @@ def check(expect: Expect, outcome: Outcome) -> list[str]:
             problems.append(f"not_opened: {key} became an incident of its own")
     if expect.dead_letters is not None and (msg := expect.dead_letters.check(outcome.dead_letters)):
         problems.append(f"dead_letters: {msg}")
+    elif expect.dead_letters is None and outcome.dead_letters:
+        # a typo in the timeline (an unknown element, a bad severity) would otherwise test nothing
+        shown = "; ".join(outcome.rejected[:3]) + (" …" if len(outcome.rejected) > 3 else "")
+        problems.append(
+            f"dead_letters: {outcome.dead_letters} message(s) rejected and the test expects none "
+            f"(say `dead_letters: N` if that is the point): {shown}"
+        )
     if expect.notifications is not None:
         problems.extend(_check_notifications(expect.notifications, records))
     for name, bound in expect.counters:
@@ -642,6 +655,13 @@ def _check_opened(o: OpenedExpect, rec: Mapping[str, Any], updates: int) -> list
     ):
         out.append(f"explanation_contains: no explanation line contains {o.explanation_contains!r}")
     return out
+
+
+def _rejection(dead_letter: Mapping[str, Any]) -> str:
+    errors = dead_letter.get("errors") or [{}]
+    first = errors[0]
+    where = f"{first.get('field')}: " if first.get("field") else ""
+    return f"{dead_letter.get('topic')}: {where}{first.get('reason')}"
 
 
 def _notification(rec: Mapping[str, Any]) -> str:

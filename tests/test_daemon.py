@@ -14,7 +14,7 @@ import pytest
 from bench.scenarios import T0, alarm, clear, fiber_cut
 from engine.adapters.receiver import WebhookReceiver
 from engine.daemon import Daemon
-from engine.timeutil import format_time
+from engine.timeutil import format_time, parse_time
 from tests.daemon_harness import (
     DaemonProcess,
     collecting,
@@ -454,6 +454,13 @@ rules:
       schedule: {start: "%(start)s", end: "%(end)s"}
   - name: olt-040-first
     priority: {when: {root: {ne_id: olt-040}}, set: 1}
+  - name: restart-must-complete
+    pair:
+      first: {probable_cause: coldStart}
+      second: {probable_cause: restartComplete}
+      equal: [ne_id]
+      window: 2s
+      on_timeout: {raise: {probable_cause: restartFailed, severity: critical, effect: outage}}
 """
 
 
@@ -463,10 +470,12 @@ async def test_group_inhibit_kpi_threshold_maintenance_and_priority_run_in_the_d
     """Over MQTT, on the wall clock, the forms the other daemon test does not cover: two
     environmental alarms of site-d1 become one group incident; a minor alarm of site-c is inhibited by
     the site's mains failure; latency samples on olt-040 raise a KPI breach whose incident a priority
-    rule sets to P1; agg-3's loss of signal, inside a maintenance window, opens nothing."""
+    rule sets to P1; agg-3's loss of signal, raised inside a maintenance window that ends 4 s later,
+    opens only at the window's end; a cold start with no restart-complete within 2 s escalates."""
     now = time.time()
+    end = now + 4
     rules = tmp_path / "live.yaml"
-    rules.write_text(LIVE_FORMS % {"start": format_time(now - 3600), "end": format_time(now + 3600)})
+    rules.write_text(LIVE_FORMS % {"start": format_time(now - 3600), "end": format_time(end)})
     async with WebhookReceiver() as rx:
         cfg = write_config(
             tmp_path,
@@ -484,6 +493,7 @@ async def test_group_inhibit_kpi_threshold_maintenance_and_priority_run_in_the_d
                 alarm("pwr-c", "mainsFailure", t, "critical"),
                 alarm("olt-7", "batteryLow", t + 0.2, "minor"),
                 alarm("agg-3", "lossOfSignal", t, "critical"),
+                alarm("olt-041", "coldStart", t, "major"),
                 *(
                     {
                         "topic": "soc/probes/p-olt-040",
@@ -502,12 +512,24 @@ async def test_group_inhibit_kpi_threshold_maintenance_and_priority_run_in_the_d
             def opened() -> dict[str, dict[str, Any]]:
                 return {r["root_cause"]["alarm_id"]: r for r in _by_event(rx.records, "opened")}
 
-            want = {"olt-001:highTemperature", "pwr-c:mainsFailure", "rule:live/olt-latency:olt-040"}
+            first = {"olt-001:highTemperature", "pwr-c:mainsFailure", "rule:live/olt-latency:olt-040"}
+            await asyncio.wait_for(rx.wait_until(lambda _: first <= set(opened())), 30)
+            assert "agg-3:lossOfSignal" not in opened()  # held back by the window
+            assert daemon.pipeline.incidents.held_back == 1
+            escalation = "rule:live/restart-must-complete:olt-041:coldStart"
+            # the cold start opens at its settle time; the escalation takes it in when the window ends
+            want = {*first, "olt-041:coldStart", "agg-3:lossOfSignal", escalation}
             await asyncio.wait_for(rx.wait_until(lambda _: want <= set(opened())), 30)
-            # let the settle time of anything else pass before judging what did not open
-            await asyncio.sleep(2.5)
+            await asyncio.sleep(1.5)  # a settle time more, before judging what did not open
             got = opened()
             assert set(got) == want
+            held = got["agg-3:lossOfSignal"]
+            assert parse_time(held["opened_at"]) >= end - 0.001
+            assert "held back by maintenance window live/agg-3-works" in " ".join(held["explanation"])
+            assert [s["alarm_id"] for s in got[escalation]["suppressed"]] == ["olt-041:coldStart"]
+            (merged,) = [r for r in _by_event(rx.records, "resolved") if r["resolution"] == "merged"]
+            assert merged["incident_id"] == got["olt-041:coldStart"]["incident_id"]
+            assert merged["merged_into"] == got[escalation]["incident_id"]
             group = got["olt-001:highTemperature"]
             assert [s["alarm_id"] for s in group["suppressed"]] == ["olt-006:fanFailure"]
             assert "grouped by site=site-d1" in group["suppressed"][0]["reason"]
@@ -518,4 +540,3 @@ async def test_group_inhibit_kpi_threshold_maintenance_and_priority_run_in_the_d
             assert breach["root_cause"]["probable_cause"] == "thresholdCrossed"
             assert breach["priority"] == 1
             assert breach["priority_breakdown"]["overrides"][0]["rule"] == "live/olt-040-first"
-            assert daemon.pipeline.incidents.held_back == 1

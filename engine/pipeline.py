@@ -218,6 +218,7 @@ class Pipeline:
             self._update_health(alarm.ne_id, now)
             return self._correlate(alarm, now, arrival=True)
         if change.kind == "cleared":
+            self.correlator.cleared(alarm, now)
             self.incidents.cleared(alarm, now)
             self._update_health(alarm.ne_id, now)
             self.inhibitions.cleared(alarm.key)

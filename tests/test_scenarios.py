@@ -270,3 +270,42 @@ def test_a_storm_over_more_elements_than_one_durable_ruleset_holds_is_one_incide
     p = r.pipeline
     assert p is not None
     assert p.correlator.host.shard_count("corr.downstream_of") >= 2
+
+
+def _voice_samples(
+    target: str, start: float, end: float, latency: float, every: float = 10.0
+) -> list[dict[str, Any]]:
+    n = int((end - start) / every)
+    return [
+        {
+            "topic": "soc/probes/pe",
+            "payload": {
+                "probe_id": "pe",
+                "target": target,
+                "service": "voip",
+                "time": T0 + start + i * every,
+                "metrics": {"latency_ms": latency},
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def test_a_kqi_breach_that_began_long_before_the_outage_on_its_path_is_its_evidence() -> None:
+    """Voice latency on olt-005 misses its target from the start (300 ms > 150 ms): the KQI alarm is
+    raised at the first evaluation with a full window and opens a degraded incident. agg-3, upstream,
+    loses signal 6 min later, far beyond the rule's 30 s lead: the KQI breach is a condition still
+    holding, so the outage takes it in as evidence (suppressed, its own incident resolved as merged)
+    instead of leaving two incidents for one fault."""
+    lines = [*_voice_samples("olt-005", 0, 400, 300.0), alarm("agg-3", "lossOfSignal", 400, "critical")]
+    lines += _voice_samples("olt-005", 400, 900, 300.0)
+    r = run(lines)
+    kqi = "rule:quality:olt-005:voip"
+    (first, outage) = r.events("opened")[:2]
+    assert first["root_cause"]["alarm_id"] == kqi
+    assert _t(first) < 400
+    assert outage["root_cause"]["alarm_id"] == "agg-3:lossOfSignal"
+    assert [s["alarm_id"] for s in outage["suppressed"]] == [kqi]
+    assert "explained by agg-3:lossOfSignal" in outage["suppressed"][0]["reason"]
+    merged = [x for x in r.events("resolved") if x["incident_id"] == first["incident_id"]]
+    assert [(m["resolution"], m["merged_into"]) for m in merged] == [("merged", outage["incident_id"])]

@@ -8,6 +8,7 @@ It decides nothing about incidents: it returns ``Explanation`` s, the incident b
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,9 @@ from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_rege
 from engine.rules.host import RuleHost
 from engine.rules.synthetic import raised_by
 from engine.topology import Topology
+
+CONDITION_SOURCES = ("quality", "inference")
+"""Engine parts whose alarms are conditions (``synthetic.raised_by``; see ``Correlator.is_condition``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +92,39 @@ class Correlator:
             lifetime = max(lifetime, self._program.max_window[relation])
         if asserted:
             self._facts[alarm.key] = asserted
-            self._seq += 1
-            due = max(now, base["t"]) + lifetime + self._grace
-            self._due[alarm.key] = (due, occ)
-            heapq.heappush(self._expiry, (due, self._seq, alarm.key, occ))
+            if alarm.active and self.is_condition(alarm.key):
+                self._due[alarm.key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
+            else:
+                self._expire(alarm.key, occ, max(now, base["t"]) + lifetime + self._grace)
         return out
+
+    def _expire(self, key: str, occ: str, due: float) -> None:
+        self._seq += 1
+        self._due[key] = (due, occ)
+        heapq.heappush(self._expiry, (due, self._seq, key, occ))
+
+    def is_condition(self, key: str) -> bool:
+        """A KQI or KPI breach (raised by service quality, inference or a ``kpi_threshold`` rule):
+        a *condition* that holds while it is active, not an event of its raise time.
+
+        Its facts live while it is active, and as a symptom it has no lead limit: a root on its path
+        raised at any time while it holds explains it (the degradation was its early sign, or the
+        evidence of a fault nobody had alarmed yet), within the rule's window after the root as usual.
+        """
+        source = raised_by(key)
+        if source is None:
+            return False
+        if source in CONDITION_SOURCES:
+            return True
+        rule = self._program.rules.get(source)
+        return rule is not None and rule.form == "kpi_threshold"
+
+    def cleared(self, alarm: ActiveAlarm, now: float) -> None:
+        """An alarm cleared: a condition's facts now expire like an event's, counted from the clear."""
+        due = self._due.get(alarm.key)
+        if due is not None and due[0] == math.inf:
+            lifetime = max(self._program.max_window.values(), default=0.0)
+            self._expire(alarm.key, due[1], now + lifetime + self._grace)
 
     def _is_storm(self, key: str) -> bool:
         """A storm alarm raised by a threshold rule (``rule:<ruleset>/<rule>:<key>``)."""
@@ -135,7 +167,7 @@ class Correlator:
         live = []
         for key, facts in self._facts.items():
             due, occ = self._due[key]
-            live.append([key, occ, facts[0][1]["t"], due])
+            live.append([key, occ, facts[0][1]["t"], due if math.isfinite(due) else None])
         return {
             "live": live,
             "expiry": [list(e) for e in self._expiry],
@@ -161,7 +193,7 @@ class Correlator:
             if a is None or a.occurrence_id != occ:
                 continue
             self.observe(a, 0.0, t=t)  # the pairs this fires were applied before the dump
-            self._due[key] = (due, occ)
+            self._due[key] = (math.inf if due is None else due, occ)
         self._expiry = [(due, seq, key, occ) for due, seq, key, occ in state["expiry"]]
         heapq.heapify(self._expiry)
         self._seq = state["seq"]
@@ -245,7 +277,8 @@ class Correlator:
             return None  # an alarm is never its own symptom
         rule = self._program.rules[action]
         rt, st = float(r["t"]), float(s["t"])
-        if not rt - rule.lead <= st <= rt + rule.window:
+        lead = math.inf if self.is_condition(str(s["key"])) else rule.lead
+        if not rt - lead <= st <= rt + rule.window:
             self.outside_window += 1
             return None
         return Explanation(

@@ -177,7 +177,7 @@ def render(kind: str, report: dict[str, Any]) -> str:
             )
         lines.append(f"breaches recorded: {len(report['breaches'])}")
         lines.extend(
-            f"  {b['at']} {b['customer']} ({b['tier']}) {b['kind']}: {b['detail']}"
+            f"  {b['at']} {b['customer_id']} ({b['tier']}) {b['kind']}: {b['detail']}"
             for b in report["breaches"]
         )
     else:

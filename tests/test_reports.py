@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.scenarios import T0, alarm
+from bench.scenarios import T0, alarm, clear
 from engine.daemon import Daemon
 from tests.daemon_harness import settings, until, write_config
 from tests.test_cli import EXAMPLE_TOPOLOGY, engine
@@ -74,6 +74,24 @@ def test_report_from_a_replay(tmp_path: Path) -> None:
     r = engine("report", "sla", "--topology", EXAMPLE_TOPOLOGY)
     assert r.status == 2
     assert "give --replay FILE" in r.stderr
+
+
+def test_report_sla_text_lists_the_breaches_of_a_replay(tmp_path: Path) -> None:
+    """olt-002 (platinum c-00050 behind it) down from 0 to 1,400 s: the platinum budget, 30 d ×
+    0.0005 = 1,296 s, is exhausted at T0 + 1,296 s = 00:21:36 and the breach is recorded when the
+    outage ends (gold's 2,592 s and the others' budgets are not reached). The text report, not only
+    --json, lists it."""
+    path = tmp_path / "outage.jsonl"
+    lines = [alarm("olt-002", "lossOfSignal", 0, "critical"), clear("olt-002", "lossOfSignal", 1400)]
+    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    r = engine("report", "sla", "--replay", path, "--topology", EXAMPLE_TOPOLOGY)
+    assert r.status == 0, r.stderr
+    text = r.stdout.decode()
+    assert "breaches recorded: 1\n" in text
+    assert (
+        "  2026-01-01T00:21:36.000Z olt-002|platinum|internet (platinum) availability: "
+        "{'budget': 1296.0, 'target': 0.9995, 'period': 2592000.0}\n"
+    ) in text
 
 
 async def test_report_endpoints_and_the_store_of_a_daemon(tmp_path: Path, topic_prefix: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,7 +34,7 @@ from engine.rules.inhibitions import Inhibitions
 from engine.rules.maintenance import Calendar
 from engine.rules.overrides import Overrides
 from engine.rules.pairs import PairOutcome, Pairs
-from engine.rules.schema import Ruleset
+from engine.rules.schema import Ruleset, load_ruleset_file
 from engine.rules.storms import Storms
 from engine.rules.synthetic import Synthetic, raised_by
 from engine.settings import CoreSettings
@@ -42,6 +43,17 @@ from engine.topology import Element, Topology
 
 SNAPSHOT_FORMAT = 2
 _HEALTH = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
+
+
+SERVICE_QUALITY_RULESET = Path(__file__).resolve().parent / "data" / "service-quality-ruleset.yaml"
+
+
+def builtin_rulesets(settings: CoreSettings) -> list[Ruleset]:
+    """Rulesets the engine adds after the operator's: with inference on, ``service-quality`` (an
+    inferred degradation is the root of the KQI and KPI breaches below it)."""
+    if not settings.quality.inference.enabled:
+        return []
+    return [load_ruleset_file(SERVICE_QUALITY_RULESET)]
 
 
 def _element_record(el: Element) -> dict[str, Any]:
@@ -87,7 +99,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings or CoreSettings()
         self.topology = topology
-        self.program: Program = compile_rulesets(rulesets)
+        self.program: Program = compile_rulesets([*rulesets, *builtin_rulesets(self.settings)])
         self.decoder = Decoder(
             routes=routes or Routes(),
             max_bytes=max_bytes,

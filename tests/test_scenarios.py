@@ -309,3 +309,48 @@ def test_a_kqi_breach_that_began_long_before_the_outage_on_its_path_is_its_evide
     assert "explained by agg-3:lossOfSignal" in outage["suppressed"][0]["reason"]
     merged = [x for x in r.events("resolved") if x["incident_id"] == first["incident_id"]]
     assert [(m["resolution"], m["merged_into"]) for m in merged] == [("merged", outage["incident_id"])]
+
+
+def _path_samples(customers: list[str], access: str, latency: float, until: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "topic": f"soc/probes/p-{c}",
+            "payload": {
+                "probe_id": f"p-{c}",
+                "target": access,
+                "customer": c,
+                "service": "voip",
+                "time": T0 + t,
+                "metrics": {"latency_ms": latency},
+            },
+        }
+        for t in range(0, int(until), 10)
+        for c in customers
+    ]
+
+
+def test_an_inferred_degradation_is_one_incident_with_the_kqi_breaches_as_its_evidence() -> None:
+    """Voice paths of the voip customers behind olt-010 at 300 ms, those behind olt-011 at 40 ms, no
+    alarm: the engine infers olt-010 (all degraded paths cross it, no healthy one does) and raises
+    its inference alarm in the same evaluation as olt-010's own KQI alarm. The built-in
+    service-quality ruleset makes the inferred location the root and the KQI alarm its evidence:
+    one incident, not two."""
+    topo = example_topology()
+    voip = {
+        a: [c["id"] for c in topo["customers"] if c["access"] == a and "voip" in c["services"]]
+        for a in ("olt-010", "olt-011")
+    }
+    assert len(voip["olt-010"]) >= 3
+    assert voip["olt-011"]
+    lines = _path_samples(voip["olt-010"], "olt-010", 300.0, 600) + _path_samples(
+        voip["olt-011"], "olt-011", 40.0, 600
+    )
+    lines.sort(key=lambda line: (line["payload"]["time"], line["payload"]["probe_id"]))
+    r = run(lines)
+    (opened,) = r.events("opened")
+    assert opened["root_cause"]["alarm_id"] == "rule:inference:olt-010"
+    assert opened["state"] == "degraded"
+    assert [s["alarm_id"] for s in opened["suppressed"]] == ["rule:quality:olt-010:voip"]
+    assert "service-quality/inferred-location" in opened["suppressed"][0]["reason"]
+    (resolved,) = r.events("resolved")
+    assert resolved["incident_id"] == opened["incident_id"]

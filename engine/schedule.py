@@ -39,17 +39,19 @@ UTC offset is ``midnight + minutes`` (arithmetic on a precomputed table of runs 
 ``duration`` apart); only the day of a DST change converts each start on its own. Within a day, runs
 of starts closer than ``duration`` are one block; blocks of consecutive days chain when one starts
 at or before the previous one ends. Each call looks at most ``HORIZON_DAYS`` (400) days either side
-of ``now``: ``next_change`` returns ``None`` when nothing changes within it (a cron that never fires,
-such as ``0 0 30 2 *``, or one that fires so often its windows never close), and ``window_at`` cuts
-a merged window that reaches past the horizon at the last start/end it found there. Durations are
-at most 7 days, so finding the window around ``now`` looks at a few days, not the horizon.
+of ``now``: ``next_change`` returns ``None`` when nothing changes within it (``0 0 29 2 *`` when the
+next 29 February is further away, or a cron that fires so often its windows never close), and
+``window_at`` cuts a merged window that reaches past the horizon at the last start/end it found
+there. Durations are at most 7 days, so finding the window around ``now`` looks at a few days, not
+the horizon.
 
 *Cron dialect* (Vixie cron): five fields ``minute hour day-of-month month day-of-week`` with ranges
 0-59, 0-23, 1-31, 1-12 (or ``jan``..``dec``), 0-7 (0 and 7 are Sunday, or ``sun``..``sat``; names
 are case-insensitive); each field is a comma list of ``*``, ``n``, ``a-b``, ``*/n`` or ``a-b/n``.
 A day-of-week range that ends on Sunday may be written ``fri-sun`` (read as 5-7). When both
 day-of-month and day-of-week are restricted, a day matches if *either* does; a field that begins
-with ``*`` (``*``, ``*/2``) counts as unrestricted, as in Vixie cron. No ``@daily``, ``L``, ``W``,
+with ``*`` (``*``, ``*/2``) counts as unrestricted, as in Vixie cron. An expression that matches no
+date at all (``0 3 31 2 *``, 31 February) is refused: it would never fire. No ``@daily``, ``L``, ``W``,
 ``#`` or seconds. In YAML, quote the expression (a plain scalar may not start with ``*``).
 """
 
@@ -94,7 +96,7 @@ _CRON_MONTHS = {m: i + 1 for i, m in enumerate(_MONTHS)}
 _CRON_DAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}  # 0 = Sunday
 
 
-def _fmt_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     """``7200`` → ``2h``, ``5400`` → ``90m``, ``86400`` → ``1d``, ``90`` → ``90s``."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
         if seconds >= size and seconds % size == 0:
@@ -106,7 +108,7 @@ def _check_duration(seconds: float) -> float:
     if seconds <= 0:
         raise ValueError("must be more than 0")
     if seconds > MAX_DURATION:
-        raise ValueError(f"must be at most 7d, got {_fmt_duration(seconds)}")
+        raise ValueError(f"must be at most 7d, got {format_duration(seconds)}")
     return seconds
 
 
@@ -140,6 +142,30 @@ class _Cron:
 
     def times(self) -> tuple[int, ...]:
         return tuple(sorted(h * 60 + m for h in self.hours for m in self.minutes))
+
+    def fires(self) -> bool:
+        """Whether any date ever matches. Every day that exists in a month (29 February included, in
+        leap years) falls on each weekday in some year, so only the month lengths can rule out a day."""
+        for month in self.months:
+            for dom in range(1, _MONTH_DAYS[month - 1] + 1):
+                for dow in range(7):
+                    dom_ok, dow_ok = dom in self.doms, dow in self.dows
+                    if (dom_ok and dow_ok) if self.dom_any or self.dow_any else (dom_ok or dow_ok):
+                        return True
+        return False
+
+    def never_fires_reason(self) -> str:
+        """Why ``fires()`` is false, e.g. ``there is no day 31 in feb``."""
+        days = sorted(self.doms)
+        months = [_MONTHS[m - 1] for m in sorted(self.months)]
+        return f"there is no day {_either([str(d) for d in days])} in {_either(months)}"
+
+
+def _either(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # the most days each month can have
 
 
 _CronField = tuple[str, int, int, dict[str, int] | None]  # name, lowest, highest, names
@@ -448,7 +474,9 @@ class Schedule(BaseModel):
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        _parse_cron(v)
+        spec = _parse_cron(v)
+        if not spec.fires():
+            raise ValueError(f"{v!r} never fires: {spec.never_fires_reason()}")
         return " ".join(v.split())
 
     @field_validator("duration")
@@ -524,6 +552,6 @@ class Schedule(BaseModel):
             return f"{format_time(self.start)} → {format_time(self.end)}"
         if self.weekly is not None:
             w = self.weekly
-            return f"weekly {','.join(w.days)} {w.at} for {_fmt_duration(w.duration)} ({self.timezone})"
+            return f"weekly {','.join(w.days)} {w.at} for {format_duration(w.duration)} ({self.timezone})"
         assert self.duration is not None
-        return f"cron {self.cron!r} for {_fmt_duration(self.duration)} ({self.timezone})"
+        return f"cron {self.cron!r} for {format_duration(self.duration)} ({self.timezone})"

@@ -270,12 +270,33 @@ def test_cron_wall_times_that_land_on_one_instant_fire_once() -> None:
     ]
 
 
-def test_cron_that_never_fires() -> None:
-    for expr in ("0 0 30 2 *", "0 0 31 4,6,9,11 *"):
-        s = cron(expr, "1h")
-        assert s.window_at(t("2026-02-28T00:30")) is None
-        assert not s.active(t("2026-02-28T00:30"))
-        assert s.next_change(t("2026-01-01T00:00")) is None
+@pytest.mark.parametrize(
+    ("expr", "reason"),
+    [
+        ("0 3 31 2 *", "there is no day 31 in feb"),
+        ("0 0 30,31 feb *", "there is no day 30 or 31 in feb"),
+        ("0 0 31 4,6,9,11 *", "there is no day 31 in apr, jun, sep or nov"),
+        ("0 0 30 2 */2", "there is no day 30 in feb"),  # a `*/n` weekday counts as unrestricted: and
+    ],
+)
+def test_a_cron_that_never_fires_is_refused(expr: str, reason: str) -> None:
+    """A cron expression that matches no date at all is refused, saying why, rather than accepted as
+    a maintenance window that never opens."""
+    assert error({"cron": expr, "duration": "1h"}) == f"cron: {expr!r} never fires: {reason}"
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "first"),
+    [
+        ("0 0 29 2 *", "2027-06-01T00:00", "2028-02-29T00:00"),  # leap years only
+        ("0 0 31 2 mon", "2026-01-01T00:00", "2026-02-02T00:00"),  # both restricted: Mondays of February
+        ("0 0 31 1-2 *", "2026-01-01T00:00", "2026-01-31T00:00"),  # January has a 31st
+    ],
+)
+def test_a_cron_that_fires_rarely_is_accepted(expr: str, after: str, first: str) -> None:
+    """Only a date that can never exist is refused: 29 February, a day-of-month that some listed month
+    has, or a weekday alternative keep the expression, and it fires on the first such date."""
+    assert starts(cron(expr), after, 1) == [first]
 
 
 def test_cron_search_horizon() -> None:

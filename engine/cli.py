@@ -104,10 +104,10 @@ def _cmd_qoe(args: argparse.Namespace) -> int:
 def _cmd_rules_check(args: argparse.Namespace) -> int:
     from engine.errors import RulesetError
     from engine.rules.compiler import compile_rulesets
-    from engine.rules.schema import load_ruleset_file
+    from engine.rules.schema import Ruleset, load_ruleset_file
 
     errors: list[str] = []
-    loaded = []
+    loaded: list[Ruleset] = []
     files: list[Path] = []
     for raw in args.paths:
         p = Path(raw)
@@ -120,22 +120,28 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
             files.append(p)
         else:
             errors.append(f"{p}: no such file or directory")
+
+    def report(exc: ConfigError) -> None:
+        errors.append(str(exc))
+        if isinstance(exc, RulesetError):
+            errors.extend(str(more) for more in exc.more)
+
     for f in files:  # every file is checked, and every error in it listed
         try:
             loaded.append(load_ruleset_file(f))
         except ConfigError as exc:
-            errors.append(str(exc))
-            if isinstance(exc, RulesetError):
-                errors.extend(str(more) for more in exc.more)
-    if not errors:
-        try:
-            program = compile_rulesets(loaded)
-        except ConfigError as exc:
-            errors.append(str(exc))
-        else:
-            for rs in loaded:
-                print(f"ok   {rs.source}: ruleset {rs.name!r}, {len(rs.rules)} rule(s)")
-            print(f"compiled {len(program.rules)} rule(s) into {len(program.definitions)} durable ruleset(s)")
+            report(exc)
+    # What spans rulesets (a ruleset name used twice, the limits) is checked on every file that
+    # loaded, so it is reported along with the errors of the files that did not.
+    program = None
+    try:
+        program = compile_rulesets(loaded)
+    except ConfigError as exc:
+        report(exc)
+    if not errors and program is not None:
+        for rs in loaded:
+            print(f"ok   {rs.source}: ruleset {rs.name!r}, {len(rs.rules)} rule(s)")
+        print(f"compiled {len(program.rules)} rule(s) into {len(program.definitions)} durable ruleset(s)")
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     return 1 if errors else 0

@@ -58,14 +58,28 @@ def load_document(text: str, source: str, error: type[ConfigError] = ConfigError
 
 
 def load_file(path: str | Path, error: type[ConfigError] = ConfigError) -> tuple[Any, Locator]:
+    """``load_document`` of a UTF-8 file; an unreadable or undecodable file is ``error`` too."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise error(str(p), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise error(str(p), "", f"cannot read file: {exc}") from None
-    return load_document(text, str(p), error)
+    return load_document(decode_utf8(raw, str(p), error), str(p), error)
+
+
+def decode_utf8(raw: bytes, source: str, error: type[ConfigError] = ConfigError) -> str:
+    """``raw`` as text; bytes that are not UTF-8 are ``error`` naming the line, the byte and its offset."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(
+            source,
+            f"line {line}",
+            f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} ({exc.reason})",
+        ) from None
 
 
 def _build(node: yaml.Node, path: PathKey, loc: Locator, error: type[ConfigError]) -> Any:

@@ -184,6 +184,28 @@ rules:
       relation: up_stream
 """
 
+LATIN_1_RULESET = b"name: caf\xe9\nrules: []\n"  # written by an editor set to Latin-1
+LATIN_1_ERROR = "line 1: not valid UTF-8: byte 0xe9 at offset 9 (invalid continuation byte)"
+
+
+def write_files(folder: Path, files: dict[str, str | bytes]) -> None:
+    for name, content in files.items():
+        path = folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def line_of(path: Path, text: str) -> int:
+    """The 1-based number of the first line of ``path`` that starts with ``text``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(text))
+
+
+DEFAULT_NAME_LINE = line_of(ROOT / "rulesets/default.yaml", "name: default")
+SMALL_RULESET = "name: {name}\nrules:\n  - name: g\n    group: {{by: ne_id}}\n"
+
 RELATION_ERROR = (
     "line 7: rule 'r1', rules[0].correlate.relation: "
     "'up_stream' is not one of 'downstream_of', 'upstream_of', 'same_site', 'same_region' or "
@@ -219,6 +241,12 @@ RELATION_ERROR = (
             id="missing-ruleset",
         ),
         pytest.param(
+            {"latin.yaml": LATIN_1_RULESET},
+            ["--topology", EXAMPLE_TOPOLOGY, "--rulesets", "{tmp}/latin.yaml"],
+            "error: {tmp}/latin.yaml: " + LATIN_1_ERROR,
+            id="ruleset-not-utf8",
+        ),
+        pytest.param(
             {"engine.yaml": "incidents:\n  settle: 10s\n  settel: 30s\n"},
             ["--topology", EXAMPLE_TOPOLOGY, "--config", "{tmp}/engine.yaml"],
             "error: {tmp}/engine.yaml: line 3: incidents.settel: unknown setting",
@@ -234,12 +262,11 @@ RELATION_ERROR = (
     ],
 )
 def test_bad_input_files_exit_2_naming_file_item_and_reason(
-    tmp_path: Path, files: dict[str, str], args: list[str], expected: str
+    tmp_path: Path, files: dict[str, str | bytes], args: list[str], expected: str
 ) -> None:
     """A missing or broken topology, ruleset or config stops the replay before any output: exit 2 and one
     line on stderr, ``error: <file>: <item>: <reason>``."""
-    for name, text in files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
+    write_files(tmp_path, files)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     r = engine("replay", EXAMPLE_EVENTS, *argv)
     assert r.status == 2
@@ -304,8 +331,7 @@ def test_rules_check_lists_each_valid_ruleset() -> None:
                 "site, region)",
                 "error: {tmp}/a.yaml: line 6: rule 'p', rules[1].pair: a pair rule needs on_timeout, "
                 "on_pair: discard, or both",
-                "error: {tmp}/b.yaml: line 4: rule 't', rules[0].threshold.count: Input should be greater "
-                "than or equal to 2",
+                "error: {tmp}/b.yaml: line 4: rule 't', rules[0].threshold.count: must be at least 2, got 1",
             ],
             id="every-error-of-every-file",
         ),
@@ -318,18 +344,55 @@ def test_rules_check_lists_each_valid_ruleset() -> None:
         pytest.param(
             {"copy.yaml": (ROOT / "rulesets/default.yaml").read_text(encoding="utf-8")},
             ["rulesets/", "{tmp}/copy.yaml"],
-            ["error: {tmp}/copy.yaml: name: ruleset name 'default' is also used by rulesets/default.yaml"],
+            [
+                f"error: {{tmp}}/copy.yaml: line {DEFAULT_NAME_LINE}: name: ruleset name 'default' is also "
+                f"used by rulesets/default.yaml (line {DEFAULT_NAME_LINE})"
+            ],
             id="duplicate-ruleset-name",
+        ),
+        pytest.param(
+            {
+                "a.yaml": SMALL_RULESET.format(name="a"),
+                "b.yaml": "# b is a copy of a\n" + SMALL_RULESET.format(name="a"),
+                "broken.yaml": BROKEN_RULESET,
+            },
+            ["{tmp}/a.yaml", "{tmp}/b.yaml", "{tmp}/broken.yaml"],
+            [
+                "error: {tmp}/broken.yaml: " + RELATION_ERROR,
+                "error: {tmp}/b.yaml: line 2: name: ruleset name 'a' is also used by {tmp}/a.yaml (line 1)",
+            ],
+            id="duplicate-ruleset-name-beside-a-broken-file",
+        ),
+        pytest.param(
+            {"latin.yaml": LATIN_1_RULESET, "ok.yaml": SMALL_RULESET.format(name="ok")},
+            ["{tmp}"],
+            ["error: {tmp}/latin.yaml: " + LATIN_1_ERROR],
+            id="not-utf8",
+        ),
+        pytest.param(
+            {
+                "dup.yaml": "name: d\nrules:\n  - name: a\n    group: {by: colour}\n  - name: a\n"
+                "    group: {by: ne_id}\n"
+            },
+            ["{tmp}/dup.yaml"],
+            [
+                "error: {tmp}/dup.yaml: line 4: rule 'a', rules[0].group.by: 'colour' cannot be a key field "
+                "(known: ne_id, severity, probable_cause, event_type, specific_problem, element_type, "
+                "site, region)",
+                "error: {tmp}/dup.yaml: line 5: rule 'a', rules[1].name: duplicate rule name 'a' "
+                "(also rules[0], line 3)",
+            ],
+            id="duplicate-rule-name-beside-another-error",
         ),
     ],
 )
 def test_rules_check_of_a_broken_ruleset_exits_1_with_the_error_on_stderr(
-    tmp_path: Path, files: dict[str, str], paths: list[str], expected: list[str]
+    tmp_path: Path, files: dict[str, str | bytes], paths: list[str], expected: list[str]
 ) -> None:
     """A ruleset that does not load or compile makes ``rules check`` exit 1 with the error on stderr
-    (file, line when known, rule, reason) and nothing listed as ok."""
-    for name, text in files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
+    (file, line when known, rule, reason) and nothing listed as ok. Checks across rulesets (a name
+    used twice) run on every file that loaded, beside the errors of the files that did not."""
+    write_files(tmp_path, files)
     r = engine("rules", "check", *(p.replace("{tmp}", str(tmp_path)) for p in paths))
     assert r.status == 1
     assert r.stdout == b""

@@ -186,3 +186,222 @@ def test_compiled_shipped_rulesets_match_the_golden_file() -> None:
                 (_alias, body) = next(iter(cond.items()))
                 assert list(body) == ["$and"]
                 assert all(len(c) == 1 for c in body["$and"])
+
+
+# --- every error of a file, in line order --------------------------------------------------------
+
+
+def errors_of(text: str) -> list[str]:
+    """Every error of one ruleset document, as ``rules check`` lists them (the first, then ``more``)."""
+    with pytest.raises(RulesetError) as info:
+        parse_ruleset(text, "t.yaml")
+    return [str(e) for e in (info.value, *info.value.more)]
+
+
+GROUP = "    group: {by: ne_id}\n"
+KPI = "    kpi_threshold: {metric: latency_ms, above: 100, aggregate: mean, over: 5m}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "name: t\nrules:\n  - name: a\n" + GROUP + "  - name: a\n" + GROUP,
+            ["t.yaml: line 5: rule 'a', rules[1].name: duplicate rule name 'a' (also rules[0], line 3)"],
+            id="duplicate-alone",
+        ),
+        pytest.param(
+            "name: t\nrules:\n  - name: a\n    group: {by: colour}\n  - name: a\n"
+            + GROUP
+            + "  - name: b\n"
+            + GROUP
+            + "  - name: a\n"
+            + GROUP,
+            [
+                "t.yaml: line 4: rule 'a', rules[0].group.by: 'colour' cannot be a key field (known: ne_id, "
+                "severity, probable_cause, event_type, specific_problem, element_type, site, region)",
+                "t.yaml: line 5: rule 'a', rules[1].name: duplicate rule name 'a' (also rules[0], line 3)",
+                "t.yaml: line 9: rule 'a', rules[3].name: duplicate rule name 'a' (also rules[0], line 3)",
+            ],
+            id="duplicates-with-another-error",
+        ),
+        pytest.param(
+            "name: t\nrules: x\n",
+            ["t.yaml: line 2: rules: expected a list of rules, got str"],
+            id="rules-not-a-list",
+        ),
+        pytest.param(
+            "name: t\nrules:\n  - topo\n  - name: a\n    correlate: downstream_of\n",
+            [
+                "t.yaml: line 3: rules[0]: expected a mapping (a rule), got str",
+                "t.yaml: line 5: rule 'a', rules[1].correlate: expected a mapping, got str",
+            ],
+            id="rule-not-a-mapping",
+        ),
+        pytest.param(
+            "name: t\nrules:\n  - name: [a]\n    enabled: maybe\n" + GROUP,
+            [
+                "t.yaml: line 3: rules[0].name: expected a string, got list",
+                "t.yaml: line 4: rules[0].enabled: expected true or false, got 'maybe'",
+            ],
+            id="wrong-types-in-plain-words",
+        ),
+        pytest.param(
+            "name: t\nrules:\n  - name: s\n"
+            "    threshold: {count: 1, window: 1m, raise: {probable_cause: x}}\n",
+            ["t.yaml: line 4: rule 's', rules[0].threshold.count: must be at least 2, got 1"],
+            id="bound",
+        ),
+        pytest.param(
+            "name: t\ndefaults: {scope: {colour: red}}\nrules:\n  - name: a\n" + GROUP,
+            [
+                "t.yaml: line 2: defaults.scope: unknown field 'colour' "
+                "(known: ne_id, element_type, site, region, service_type)"
+            ],
+            id="scope-unknown-field",
+        ),
+        pytest.param(
+            "name: t\nrules:\n  - name: k\n    kpi_threshold:\n      metric: latency ms\n"
+            "      above: .inf\n      clear: .nan\n"
+            "  - name: j\n    kpi_threshold: {metric: x, below: -.inf}\n",
+            [
+                "t.yaml: line 5: rule 'k', rules[0].kpi_threshold.metric: 'latency ms' is not a metric name "
+                "samples can carry (^[A-Za-z][A-Za-z0-9_.-]{0,63}$)",
+                "t.yaml: line 6: rule 'k', rules[0].kpi_threshold.above: expected a finite number, got inf",
+                "t.yaml: line 7: rule 'k', rules[0].kpi_threshold.clear: expected a finite number, got nan",
+                "t.yaml: line 9: rule 'j', rules[1].kpi_threshold.below: expected a finite number, got -inf",
+            ],
+            id="kpi-values-that-never-work",
+        ),
+        pytest.param(
+            "name: t\nrules:\n  - name: m\n    maintenance:\n      scope: {sites: [site-a]}\n"
+            '      schedule: {cron: "0 3 31 2 *", duration: 1h}\n',
+            [
+                "t.yaml: line 6: rule 'm', rules[0].maintenance.schedule.cron: '0 3 31 2 *' never fires: "
+                "there is no day 31 in feb"
+            ],
+            id="cron-never-fires",
+        ),
+        pytest.param(
+            "name: t\nrules:\n  - name: s\n    threshold:\n      count: 5\n      window: 1m\n"
+            '      raise: {probable_cause: ""}\n  - name: p\n    pair:\n      first: {}\n      window: 1m\n'
+            "      on_timeout: {raise: {probable_cause: ' ', severity: major}}\n",
+            [
+                "t.yaml: line 7: rule 's', rules[0].threshold.raise.probable_cause: must not be empty",
+                "t.yaml: line 12: rule 'p', rules[1].pair.on_timeout.raise.probable_cause: must not be empty",
+            ],
+            id="empty-probable-cause",
+        ),
+        pytest.param(
+            "name: t\ndefaults: {window: 400d}\nrules:\n  - name: g\n    group: {by: ne_id, "
+            "window: 99999999999h}\n  - name: k\n    kpi_threshold: {metric: x, above: 1, for: 367d}\n",
+            [
+                "t.yaml: line 2: defaults.window: must be at most 366d, got 400d",
+                "t.yaml: line 5: rule 'g', rules[0].group.window: must be at most 366d, got 99999999999h",
+                "t.yaml: line 7: rule 'k', rules[1].kpi_threshold.for: must be at most 366d, got 367d",
+            ],
+            id="absurd-durations",
+        ),
+    ],
+)
+def test_every_error_of_a_ruleset_is_listed_with_its_line_and_rule(text: str, expected: list[str]) -> None:
+    """A ruleset's errors come all together, in line order, each with the file, line, rule and field:
+    a duplicate rule name too (at the second rule's name, naming the first), in plain words, and values
+    that could never work (non-finite thresholds, metric names no sample carries, a cron that never
+    fires, an empty probable cause, a duration beyond a year) are refused."""
+    assert errors_of(text) == expected
+
+
+def test_a_duration_of_a_year_is_accepted() -> None:
+    """366 days is the longest duration a rule may give: a long SLA-style window still loads."""
+    rs = parse_ruleset("name: t\nrules:\n  - name: g\n    group: {by: ne_id, window: 366d}\n", "t.yaml")
+    assert rs.window(rs.rules[0]) == 366 * 86400.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(
+            b"name: t\nrules:\n  - name: caf\xe9\n",
+            "line 3: not valid UTF-8: byte 0xe9 at offset 28 (invalid continuation byte)",
+            id="latin-1",
+        ),
+        pytest.param(
+            b"\xff\xfen\x00a\x00",
+            "line 1: not valid UTF-8: byte 0xff at offset 0 (invalid start byte)",
+            id="utf-16",
+        ),
+    ],
+)
+def test_a_ruleset_file_that_is_not_utf8_is_a_ruleset_error(
+    tmp_path: Path, raw: bytes, expected: str
+) -> None:
+    """A ruleset file in another encoding is refused naming the file, the line, the byte and its offset
+    (a RulesetError, so a replay or a daemon reload refuses it cleanly), not a decoding traceback."""
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(RulesetError) as info:
+        load_rulesets([path])
+    assert str(info.value) == f"{path}: {expected}"
+
+
+# --- across rulesets ------------------------------------------------------------------------------
+
+
+def _numbered(name: str, count: int, rule: str) -> str:
+    """A ruleset of ``count`` rules named r0, r1, … each of the form ``rule`` (``{i}`` is its number)."""
+    body = "".join(f"  - name: r{i}\n    {rule.replace('{i}', str(i))}\n" for i in range(count))
+    return f"name: {name}\nrules:\n{body}"
+
+
+def compile_errors(*texts: tuple[str, str]) -> list[str]:
+    """Every error of compiling the rulesets ``(source, text)`` together."""
+    with pytest.raises(RulesetError) as info:
+        compile_rulesets([parse_ruleset(text, source) for source, text in texts])
+    return [str(e) for e in (info.value, *info.value.more)]
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        pytest.param(
+            [("a.yaml", VALID), ("b.yaml", "# the transport team's copy\n" + VALID), ("c.yaml", VALID)],
+            [
+                "b.yaml: line 2: name: ruleset name 't' is also used by a.yaml (line 1)",
+                "c.yaml: line 1: name: ruleset name 't' is also used by a.yaml (line 1)",
+            ],
+            id="duplicate-ruleset-names",
+        ),
+        pytest.param(
+            [
+                ("a.yaml", _numbered("a", 300, "group: {by: ne_id}")),
+                ("b.yaml", _numbered("b", 300, GROUP.strip())),
+            ],
+            [
+                "b.yaml: line 427: rule 'r212', rules[212]: more than 512 enabled alarm matches (group, "
+                "inhibit, threshold, pair, priority parts) across the loaded rulesets; durable-rules cannot "
+                "hold more in one ruleset"
+            ],
+            id="classify-limit-once",
+        ),
+        pytest.param(
+            [
+                ("a.yaml", _numbered("a", 513, "correlate: {relation: same_site}")),
+                ("b.yaml", _numbered("b", 101, "group: {by: ne_id, match: {text: {regex: x{i}}}}")),
+            ],
+            [
+                "a.yaml: line 1027: rule 'r512', rules[512]: more than 512 enabled 'same_site' rules across "
+                "the loaded rulesets; durable-rules cannot hold more in one ruleset",
+                "b.yaml: line 203: rule 'r100', rules[100]: more than 100 distinct regex conditions across "
+                "the loaded rulesets (each becomes a fact property; durable-rules allows 255 per fact)",
+            ],
+            id="every-limit-with-its-rule",
+        ),
+    ],
+)
+def test_compile_errors_name_the_file_line_and_rule(
+    texts: list[tuple[str, str]], expected: list[str]
+) -> None:
+    """Errors across rulesets are all reported: a ruleset name used twice at the line of its ``name:``
+    (naming the file and line of the first), each limit once, at the line of the first rule past it."""
+    assert compile_errors(*texts) == expected

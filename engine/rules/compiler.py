@@ -192,21 +192,48 @@ def _parts(rule: Rule) -> list[tuple[str, Mapping[str, Condition]]]:
 
 
 def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
-    """Compile rulesets (loaded together; rule names are qualified by ruleset) into a Program."""
-    names: dict[str, str] = {}
+    """Compile rulesets (loaded together; rule names are qualified by ruleset) into a Program.
+
+    Every error is found: the first is raised with the others in its ``more``. A ruleset whose name
+    another one already uses is reported at its ``name:`` line and left out; each limit is reported
+    once, at the first rule past it.
+    """
+    errors: list[RulesetError] = []
+    names: dict[str, Ruleset] = {}
+    unique: list[Ruleset] = []
     for rs in rulesets:
-        if rs.name in names:
-            raise RulesetError(
-                rs.source, "name", f"ruleset name {rs.name!r} is also used by {names[rs.name]}"
+        other = names.get(rs.name)
+        if other is not None:
+            line = other.line(("name",))
+            where = f"{other.source} (line {line})" if line is not None else other.source
+            errors.append(
+                RulesetError(
+                    rs.source,
+                    "name",
+                    f"ruleset name {rs.name!r} is also used by {where}",
+                    line=rs.line(("name",)),
+                )
             )
-        names[rs.name] = rs.source
+            continue
+        names[rs.name] = rs
+        unique.append(rs)
     per_relation: dict[str, dict[str, Any]] = {rel: {} for rel in RELATIONS}
     classify: dict[str, Any] = {}
     rules: dict[str, CompiledRule] = {}
     max_window: dict[str, float] = {}
     builder = _Builder()
     order = 0
-    for rs in rulesets:
+    past: set[str] = set()  # the limits already reported
+
+    def limit(key: str, rs: Ruleset, index: int, rule: Rule, reason: str) -> None:
+        if key not in past:
+            past.add(key)
+            where = f"rules[{index}]"
+            errors.append(
+                RulesetError(rs.source, where, reason, line=rs.line(("rules", index)), rule=rule.name)
+            )
+
+    for rs in unique:
         for index, rule in enumerate(rs.rules):
             if not rule.enabled:
                 continue
@@ -228,42 +255,54 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
                     ],
                     "run": qualified,
                 }
-                full, what = len(definition) > MAX_RULES_PER_RULESET, f"'{spec.relation}' rules"
                 max_window[spec.relation] = max(max_window.get(spec.relation, 0.0), window, lead)
+                if len(definition) > MAX_RULES_PER_RULESET:
+                    limit(
+                        spec.relation,
+                        rs,
+                        index,
+                        rule,
+                        f"more than {MAX_RULES_PER_RULESET} enabled '{spec.relation}' rules across the "
+                        "loaded rulesets; durable-rules cannot hold more in one ruleset",
+                    )
             else:
                 for part, match in _parts(rule):
                     classify[f"c{len(classify)}"] = {
                         "all": [{"m": builder.single(match)}],
                         "run": f"{qualified}#{part}",
                     }
-                full, what = (
-                    len(classify) > MAX_RULES_PER_RULESET,
-                    "alarm matches (group, inhibit, threshold, pair, priority parts)",
-                )
-            if full:
-                raise RulesetError(
-                    rs.source,
-                    f"rules[{index}]",
-                    f"more than {MAX_RULES_PER_RULESET} enabled {what} across the loaded rulesets; "
-                    "durable-rules cannot hold more in one ruleset",
-                    rule=rule.name,
-                )
+                if len(classify) > MAX_RULES_PER_RULESET:
+                    limit(
+                        CLASSIFY,
+                        rs,
+                        index,
+                        rule,
+                        f"more than {MAX_RULES_PER_RULESET} enabled alarm matches (group, inhibit, "
+                        "threshold, pair, priority parts) across the loaded rulesets; durable-rules "
+                        "cannot hold more in one ruleset",
+                    )
             if len(builder.services) > MAX_REGEXES:
-                raise RulesetError(
-                    rs.source,
-                    f"rules[{index}]",
+                limit(
+                    "services",
+                    rs,
+                    index,
+                    rule,
                     f"more than {MAX_REGEXES} distinct service types in conditions across the loaded "
                     "rulesets",
-                    rule=rule.name,
                 )
             if len(builder.regexes) > MAX_REGEXES:
-                raise RulesetError(
-                    rs.source,
-                    f"rules[{index}]",
+                limit(
+                    "regexes",
+                    rs,
+                    index,
+                    rule,
                     f"more than {MAX_REGEXES} distinct regex conditions across the loaded rulesets "
                     "(each becomes a fact property; durable-rules allows 255 per fact)",
-                    rule=rule.name,
                 )
+    if errors:
+        first = errors[0]
+        first.more = errors[1:]
+        raise first
     definitions = {Program.durable_name(rel): d for rel, d in per_relation.items() if d}
     if classify:
         definitions[CLASSIFY] = classify

@@ -34,19 +34,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from engine.errors import RulesetError
-from engine.schedule import Schedule
+from engine.messages import METRIC_NAME_PATTERN
+from engine.schedule import Schedule, format_duration
 from engine.timeutil import Duration
-from engine.yamlsource import Locator, load_document
+from engine.yamlsource import Locator, load_document, load_file
 
 SEVERITIES = ("indeterminate", "warning", "minor", "major", "critical")
 SEVERITY_RANK = {"cleared": 0, "indeterminate": 1, "warning": 2, "minor": 3, "major": 4, "critical": 5}
@@ -78,6 +82,8 @@ FORMS = ("correlate", "group", "inhibit", "threshold", "pair", "kpi_threshold", 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _OPERATORS = ("not", "at_least", "at_most", "regex")
 MAX_REGEXES = 100  # each becomes one fact property; durable-rules allows 255 per fact
+MAX_RULE_DURATION = 366 * 86400.0  # the longest window, lead, wait, interval, `for` or `over`: a year
+_METRIC = re.compile(METRIC_NAME_PATTERN)
 
 Scalar = str | int | float | bool
 
@@ -179,6 +185,27 @@ def _keys(raw: Any) -> Any:
 KeyFields = Annotated[tuple[str, ...], BeforeValidator(_keys)]
 
 
+def _bounded(seconds: float) -> float:
+    if seconds > MAX_RULE_DURATION:
+        raise ValueError(
+            f"must be at most {format_duration(MAX_RULE_DURATION)}, got {format_duration(seconds)}"
+        )
+    return seconds
+
+
+RuleDuration = Annotated[Duration, AfterValidator(_bounded)]
+"""A rule's duration: as ``Duration`` (``30s``, ``5m``, ``1h``…), at most ``MAX_RULE_DURATION``."""
+
+
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+ProbableCause = Annotated[str, AfterValidator(_nonblank)]
+
+
 class _Form(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -186,7 +213,7 @@ class _Form(BaseModel):
 class Emit(_Form):
     """A synthetic alarm a rule raises (an escalation, a storm, a KPI breach): X.733 fields."""
 
-    probable_cause: str
+    probable_cause: ProbableCause
     severity: Literal["critical", "major", "minor", "warning", "indeterminate"] = "major"
     event_type: Literal[
         "communicationsAlarm",
@@ -206,8 +233,10 @@ class Correlate(_Form):
     root: Match = Field(default_factory=dict)
     symptom: Match = Field(default_factory=dict)
     relation: Relation
-    window: Duration | None = None  # how long after the root a symptom may be raised
-    lead: Duration | None = None  # how long before the root a symptom may be raised (storms arrive unordered)
+    window: RuleDuration | None = None  # how long after the root a symptom may be raised
+    lead: RuleDuration | None = (
+        None  # how long before the root a symptom may be raised (storms arrive unordered)
+    )
 
 
 class Group(_Form):
@@ -215,9 +244,9 @@ class Group(_Form):
 
     match: Match = Field(default_factory=dict)
     by: KeyFields
-    window: Duration | None = None
-    wait: Duration | None = None  # group_wait: how long the incident gathers before `opened`
-    interval: Duration | None = None  # group_interval: at most one `updated` per interval
+    window: RuleDuration | None = None
+    wait: RuleDuration | None = None  # group_wait: how long the incident gathers before `opened`
+    interval: RuleDuration | None = None  # group_interval: at most one `updated` per interval
 
     @field_validator("by")
     @classmethod
@@ -241,7 +270,7 @@ class Threshold(_Form):
     match: Match = Field(default_factory=dict)
     by: KeyFields = ()
     count: int = Field(ge=2, le=100000)
-    window: Duration
+    window: RuleDuration
     raise_: Emit = Field(alias="raise")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -269,7 +298,7 @@ class Pair(_Form):
     first: Match
     second: Match | Literal["clear"] = "clear"
     equal: KeyFields = ()
-    window: Duration
+    window: RuleDuration
     on_timeout: OnTimeout | None = None
     on_pair: Literal["discard", "none"] = "none"
 
@@ -280,6 +309,9 @@ class Pair(_Form):
         if self.window <= 0:
             raise ValueError("window must be longer than 0s")
         return self
+
+
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class KpiScope(_Form):
@@ -299,18 +331,25 @@ class KpiThreshold(_Form):
     """A KPI beyond ``above``/``below`` for ``for`` raises a QoS alarm; it clears past ``clear``."""
 
     metric: str
-    above: float | None = None
-    below: float | None = None
-    clear: float | None = None  # hysteresis: the value that clears it (default: the threshold itself)
-    for_: Duration = Field(0.0, alias="for")
+    above: FiniteNumber | None = None
+    below: FiniteNumber | None = None
+    clear: FiniteNumber | None = None  # hysteresis: the value that clears it (default: the threshold)
+    for_: RuleDuration = Field(0.0, alias="for")
     aggregate: Literal["last", "mean", "max", "min", "p95"] = "last"
-    over: Duration | None = None  # window of the aggregate (required unless aggregate is `last`)
+    over: RuleDuration | None = None  # window of the aggregate (required unless aggregate is `last`)
     scope: KpiScope = Field(default_factory=KpiScope)
     severity: Literal["critical", "major", "minor", "warning"] = "major"
-    probable_cause: str = "thresholdCrossed"
+    probable_cause: ProbableCause = "thresholdCrossed"
     effect: Literal["outage", "degraded", "none"] = "degraded"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        if not _METRIC.match(v):
+            raise ValueError(f"{v!r} is not a metric name samples can carry ({METRIC_NAME_PATTERN})")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> KpiThreshold:
@@ -450,14 +489,15 @@ class Rule(BaseModel):
 
 
 def _scope_match(raw: Any) -> dict[str, Condition]:
-    match = _match(raw)
-    for field in match:
-        if field not in SCOPE_FIELDS:
+    for field in raw if isinstance(raw, dict) else ():
+        if field in MATCH_FIELDS and field not in SCOPE_FIELDS:
             raise ValueError(
                 f"{field!r} cannot scope a ruleset: a scope is about where in the network "
                 f"(known: {', '.join(SCOPE_FIELDS)})"
             )
-    return match
+        if field not in SCOPE_FIELDS:
+            raise ValueError(f"unknown field {field!r} (known: {', '.join(SCOPE_FIELDS)})")
+    return _match(raw)
 
 
 ScopeMatch = Annotated[dict[str, Condition], BeforeValidator(_scope_match)]
@@ -466,11 +506,14 @@ ScopeMatch = Annotated[dict[str, Condition], BeforeValidator(_scope_match)]
 class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window: Duration = 300.0
-    lead: Duration = 30.0
+    window: RuleDuration = 300.0
+    lead: RuleDuration = 30.0
     # Where in the network the ruleset applies: a match on elements that every rule inherits (a
     # rule's own condition on the same field wins). See ``Ruleset._apply_scope``.
     scope: ScopeMatch = Field(default_factory=dict)
+
+
+_DUPLICATE = "duplicate_rule_name"
 
 
 class Ruleset(BaseModel):
@@ -481,6 +524,7 @@ class Ruleset(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     rules: list[Rule]
     source: str = "<inline>"
+    _locator: Locator | None = PrivateAttr(None)  # lines of the YAML document, when loaded from one
 
     @field_validator("name")
     @classmethod
@@ -490,11 +534,13 @@ class Ruleset(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _unique(self) -> Ruleset:
+    def _whole(self) -> Ruleset:
         seen: set[str] = set()
         for rule in self.rules:
             if rule.name in seen:
-                raise ValueError(f"duplicate rule name {rule.name!r}")
+                # `ruleset_from_data` reports duplicates itself, with their paths, even when other
+                # fields fail (when this validator does not run); this keeps the model honest
+                raise PydanticCustomError(_DUPLICATE, "duplicate rule name {name!r}", {"name": rule.name})
             seen.add(rule.name)
         if not self.rules:
             raise ValueError("a ruleset needs at least one rule")
@@ -502,6 +548,11 @@ class Ruleset(BaseModel):
             # frozen model: the scoped rules replace the parsed ones once, during validation
             object.__setattr__(self, "rules", [scoped(r, self.defaults.scope) for r in self.rules])
         return self
+
+    def line(self, path: Sequence[str | int]) -> int | None:
+        """The line of ``path`` (``("rules", 3, "name")``) in the file, or of its nearest ancestor;
+        ``None`` when the ruleset was not read from YAML."""
+        return self._locator.line(path) if self._locator is not None else None
 
     def window(self, rule: Rule) -> float:
         w = getattr(rule.spec, "window", None)
@@ -577,26 +628,56 @@ def parse_ruleset(text: str, source: str) -> Ruleset:
 
 
 def load_ruleset_file(path: str | Path) -> Ruleset:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesetError(str(p), "", f"cannot read file: {exc}") from None
-    return parse_ruleset(text, str(p))
+    """A ruleset from a YAML file: unreadable, not UTF-8, malformed or invalid is a ``RulesetError``."""
+    data, locator = load_file(path, RulesetError)
+    return ruleset_from_data(data, str(path), locator)
 
 
 def ruleset_from_data(data: Any, source: str, locator: Locator | None = None) -> Ruleset:
+    """Validate a parsed ruleset. Every error of the document is found: the first is raised, with
+    the others, in line order, in its ``more`` (``engine rules check`` lists them all)."""
     if not isinstance(data, Mapping):
         raise RulesetError(
             source, "", f"a ruleset is a mapping with name and rules, got {type(data).__name__}"
         )
+    errors = _duplicate_rules(data, source, locator)
     try:
-        return Ruleset.model_validate({**data, "source": source})
+        ruleset = Ruleset.model_validate({**data, "source": source})
     except ValidationError as exc:
-        errors = [_translate(err, data, source, locator) for err in exc.errors(include_url=False)]
+        errors.extend(
+            _translate(err, data, source, locator)
+            for err in exc.errors(include_url=False)
+            if err["type"] != _DUPLICATE  # already in `errors`, with the rule's path
+        )
+    if errors:
+        errors.sort(key=lambda e: e.line or 0)
         first = errors[0]
-        first.more = errors[1:]  # `engine rules check` lists them all
+        first.more = errors[1:]
         raise first from None
+    ruleset._locator = locator
+    return ruleset
+
+
+def _duplicate_rules(data: Mapping[str, Any], source: str, locator: Locator | None) -> list[RulesetError]:
+    """A rule name used twice, at the second rule's name (checked on the raw document, so that it is
+    reported with every other error of the file)."""
+    rules = data.get("rules")
+    first: dict[str, int] = {}
+    out: list[RulesetError] = []
+    for i, raw in enumerate(rules if isinstance(rules, list) else ()):
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        if name not in first:
+            first[name] = i
+            continue
+        j = first[name]
+        other = locator.line(("rules", j, "name")) if locator else None
+        also = f"rules[{j}], line {other}" if other is not None else f"rules[{j}]"
+        line = locator.line(("rules", i, "name")) if locator else None
+        reason = f"duplicate rule name {name!r} (also {also})"
+        out.append(RulesetError(source, f"rules[{i}].name", reason, line=line, rule=name))
+    return out
 
 
 def _translate(
@@ -608,7 +689,7 @@ def _translate(
         rules = data.get("rules")
         if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], Mapping):
             name = rules[loc[1]].get("name")
-            rule = str(name) if name is not None else None
+            rule = name if isinstance(name, str) else None
     line = locator.line(loc) if locator else None
     where = _dotted(loc)
     return RulesetError(source, where, _reason(err), line=line, rule=rule)
@@ -626,15 +707,56 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+_EXPECTED = {  # pydantic error type -> what was expected, in plain words
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+_BOUNDS = {
+    "greater_than_equal": "at least",
+    "less_than_equal": "at most",
+    "greater_than": "more than",
+    "less_than": "less than",
+}
+
+
 def _reason(err: Mapping[str, Any]) -> str:
     kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
     if kind == "missing":
         return "field required"
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"{err['input']!r} is not one of {expected}"
+        return f"{value!r} is not one of {ctx.get('expected', '')}"
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind]
+        if tuple(err["loc"]) == ("rules",):
+            expected = "a list of rules"
+        elif ctx.get("class_name") == "Rule":
+            expected = "a mapping (a rule)"
+        # a value of the wrong type is named by its type, one that would not convert by itself
+        shown = kind.endswith("_parsing") or kind in ("finite_number", "int_from_float")
+        got = repr(value) if shown else _kind(value)
+        return f"expected {expected}, got {got}"
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()), "")
+        return f"must be {_BOUNDS[kind]} {bound}, got {value!r}"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 

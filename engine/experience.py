@@ -297,10 +297,11 @@ _TIME_KEYS = frozenset({"outage_started"})
 
 @dataclass(frozen=True, slots=True)
 class Breach:
-    """One SLA breach. ``at``: the instant it happened (budget exhausted, restore time exceeded, MOS
-    observed below the floor), not the call that noticed it. ``detail``: numbers (seconds, fractions)."""
+    """One SLA breach. ``subject``: whom the tracker tracked (see ``SlaTracker``). ``at``: the instant
+    it happened (budget exhausted, restore time exceeded, MOS observed below the floor), not the call
+    that noticed it. ``detail``: numbers (seconds, fractions)."""
 
-    customer_id: str
+    subject: str
     tier: str
     kind: BreachKind
     at: float
@@ -308,7 +309,7 @@ class Breach:
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "customer_id": self.customer_id,
+            "subject": self.subject,
             "tier": self.tier,
             "kind": self.kind,
             "at": format_time(self.at),
@@ -318,13 +319,13 @@ class Breach:
 
 @dataclass(frozen=True, slots=True)
 class SlaState:
-    """A customer's SLA standing at ``at``. Durations in seconds; ``None`` where it does not apply.
+    """A subject's SLA standing at ``at``. Durations in seconds; ``None`` where it does not apply.
 
     ``availability`` = 1 − downtime / period over [at − period, at], time before the first ``update``
     counted as up. ``time_to_breach``: as ``SlaTracker.time_to_breach``.
     """
 
-    customer_id: str
+    subject: str
     tier: str
     at: float
     period: float
@@ -351,7 +352,7 @@ class SlaState:
             return None if value is None else format_time(value)
 
         return {
-            "customer_id": self.customer_id,
+            "subject": self.subject,
             "tier": self.tier,
             "at": t(self.at),
             "period": self.period,
@@ -380,8 +381,8 @@ class SlaState:
 # --- the tracker ------------------------------------------------------------------------------------
 
 
-class _Customer:
-    """Downtime of one customer: closed outages (start, end), oldest first, and the running one."""
+class _Subject:
+    """Downtime of one subject: closed outages (start, end), oldest first, and the running one."""
 
     __slots__ = ("avail_breached", "down_since", "first_seen", "intervals", "last", "tier", "ttr_breached")
 
@@ -409,7 +410,7 @@ class _Customer:
 
     def crossing(self, period: float, budget: float, a: float, b: float) -> float | None:
         """The first instant in [a, b] at which the downtime of the sliding period exceeds ``budget``,
-        the customer being down throughout. The downtime is piecewise linear in the window's end,
+        the subject being down throughout. The downtime is piecewise linear in the window's end,
         with breakpoints where the window's start passes an outage boundary; interpolated exactly."""
         t0, d0 = a, self.downtime(a - period, a)
         if d0 > budget:
@@ -433,27 +434,30 @@ class _Mos:
 
 
 class SlaTracker:
-    """Per-customer downtime and SLA breaches. Only ``update``, ``observe_mos``, ``tick`` and ``load``
-    change it; ``state`` and ``time_to_breach`` are queries.
+    """Downtime and SLA breaches per *subject*: whoever shares one SLA fate, named by the caller —
+    a customer, or (as ``engine.quality`` does for availability and time to restore) a group of
+    customers on the same access element with the same tier and services; MOS is observed per
+    customer. Only ``update``, ``observe_mos``, ``tick`` and ``load`` change it; ``state``,
+    ``time_to_breach`` and ``next_breach`` are queries.
 
-    * Downtime is counted from a customer's first ``update``; before that the customer counts as up
-      (availability is over the full period, assuming up). An outage is the customer being ``down``
+    * Downtime is counted from a subject's first ``update``; before that the subject counts as up
+      (availability is over the full period, assuming up). An outage is the subject being ``down``
       (the caller's test; ``customer_down``: any service DOWN).
-    * A call with a ``now`` older than the customer's latest is ignored (queries evaluate at the
+    * A call with a ``now`` older than the subject's latest is ignored (queries evaluate at the
       latest instead). Re-observing the same state only advances time.
     * Closed outages are kept while they overlap the longest configured period, then dropped.
-    * Breaches are detected by ``update`` and ``tick`` over the time elapsed since the customer's
+    * Breaches are detected by ``update`` and ``tick`` over the time elapsed since the subject's
       previous call, and stamped with the exact instant they happened. Availability: downtime in the
       sliding period exceeds the budget — once per episode (a new one only after the downtime fell back
       within budget). Time to restore: once per outage. MOS: once per continuous run below the floor.
-    * Customers of a tier without an SLA in the settings are not tracked: ``update`` and
+    * Subjects of a tier without an SLA in the settings are not tracked: ``update`` and
       ``observe_mos`` ignore them, ``time_to_breach`` is ``None``, ``state`` raises ``KeyError``.
     """
 
     def __init__(self, settings: SlaSettings) -> None:
         self._settings = settings
         self._keep = max((t.period for t in settings.tiers.values()), default=0.0)
-        self._customers: dict[str, _Customer] = {}
+        self._subjects: dict[str, _Subject] = {}
         self._mos: dict[str, _Mos] = {}
         self._breaches: list[Breach] = []
 
@@ -462,23 +466,23 @@ class SlaTracker:
         return self._settings
 
     def __len__(self) -> int:
-        """Customers with downtime tracking."""
-        return len(self._customers)
+        """Subjects with downtime tracking."""
+        return len(self._subjects)
 
     # -- changes --
 
-    def update(self, customer_id: str, tier: str, down: bool, now: float) -> None:
-        """The customer's service-affecting state changed or was re-observed at ``now``."""
+    def update(self, subject: str, tier: str, down: bool, now: float) -> None:
+        """The subject's service-affecting state changed or was re-observed at ``now``."""
         sla = self._settings.tiers.get(tier)
         if sla is None:
             return
-        rec = self._customers.get(customer_id)
+        rec = self._subjects.get(subject)
         if rec is None:
-            self._customers[customer_id] = _Customer(tier, now, now if down else None)
+            self._subjects[subject] = _Subject(tier, now, now if down else None)
             return
         if now < rec.last:
             return
-        self._breaches.extend(self._advance(customer_id, rec, tier, sla, now))
+        self._breaches.extend(self._advance(subject, rec, tier, sla, now))
         if down and rec.down_since is None:
             rec.down_since = now
         elif not down and rec.down_since is not None:
@@ -495,19 +499,19 @@ class SlaTracker:
             del rec.intervals[:drop]
 
     def tick(self, now: float) -> list[Breach]:
-        """Re-observe every tracked customer in its current state at ``now``; returns the new breaches
+        """Re-observe every tracked subject in its current state at ``now``; returns the new breaches
         (also in ``breaches()``), oldest first. Call it periodically so that breaches of long outages
         are recorded without waiting for the next ``update``."""
         new: list[Breach] = []
-        for customer_id, rec in self._customers.items():
+        for subject, rec in self._subjects.items():
             sla = self._settings.tiers.get(rec.tier)
             if sla is not None and now >= rec.last:
-                new.extend(self._advance(customer_id, rec, rec.tier, sla, now))
-        new.sort(key=lambda b: (b.at, b.customer_id, b.kind))
+                new.extend(self._advance(subject, rec, rec.tier, sla, now))
+        new.sort(key=lambda b: (b.at, b.subject, b.kind))
         self._breaches.extend(new)
         return new
 
-    def observe_mos(self, customer_id: str, tier: str, mos: float, now: float) -> Breach | None:
+    def observe_mos(self, subject: str, tier: str, mos: float, now: float) -> Breach | None:
         """A voice MOS observation. Below the tier's floor starts a breach episode (recorded once, at
         ``now``); at or above the floor ends it. Returns the breach when one is recorded."""
         if not math.isfinite(mos):
@@ -516,27 +520,27 @@ class SlaTracker:
         if sla is None or sla.mos_floor is None:
             return None
         floor = sla.mos_floor
-        m = self._mos.get(customer_id)
+        m = self._mos.get(subject)
         if m is not None and now < m.at:
             return None
         was_below = m is not None and m.below
         below = mos < floor
         if m is None:
-            self._mos[customer_id] = _Mos(now, mos, below)
+            self._mos[subject] = _Mos(now, mos, below)
         else:
             m.at, m.mos, m.below = now, mos, below
         if below and not was_below:
-            breach = Breach(customer_id, tier, "mos", now, {"mos": mos, "floor": floor})
+            breach = Breach(subject, tier, "mos", now, {"mos": mos, "floor": floor})
             self._breaches.append(breach)
             return breach
         return None
 
-    def forget(self, customer_id: str) -> None:
-        """Drop a customer's tracking (e.g. removed from the inventory). Recorded breaches stay."""
-        self._customers.pop(customer_id, None)
-        self._mos.pop(customer_id, None)
+    def forget(self, subject: str) -> None:
+        """Drop a subject's tracking (e.g. removed from the inventory). Recorded breaches stay."""
+        self._subjects.pop(subject, None)
+        self._mos.pop(subject, None)
 
-    def _advance(self, customer_id: str, rec: _Customer, tier: str, sla: SlaTier, now: float) -> list[Breach]:
+    def _advance(self, subject: str, rec: _Subject, tier: str, sla: SlaTier, now: float) -> list[Breach]:
         """Detect the breaches of [rec.last, now] (the state unchanged meanwhile) and move rec to now."""
         new: list[Breach] = []
         budget, period = sla.budget, sla.period
@@ -547,12 +551,12 @@ class SlaTracker:
                 if at is not None:
                     rec.avail_breached = True
                     detail = {"budget": budget, "target": sla.availability, "period": period}
-                    new.append(Breach(customer_id, tier, "availability", at, detail))
+                    new.append(Breach(subject, tier, "availability", at, detail))
             ttr = sla.time_to_restore
             if ttr is not None and not rec.ttr_breached and now - ds > ttr:
                 rec.ttr_breached = True
                 detail = {"time_to_restore": ttr, "outage_started": ds}
-                new.append(Breach(customer_id, tier, "time_to_restore", ds + ttr, detail))
+                new.append(Breach(subject, tier, "time_to_restore", ds + ttr, detail))
         if rec.avail_breached and rec.downtime(now - period, now) <= budget:
             rec.avail_breached = False
         rec.last = now
@@ -561,20 +565,20 @@ class SlaTracker:
 
     # -- queries --
 
-    def time_to_breach(self, customer_id: str, tier: str, now: float) -> float | None:
-        """Seconds until this customer breaches its SLA if the current outage continues:
+    def time_to_breach(self, subject: str, tier: str, now: float) -> float | None:
+        """Seconds until this subject breaches its SLA if the current outage continues:
         min(availability budget left, time to restore left). ``None`` when not down (or no SLA);
         0 when already breached. The budget left ignores old downtime leaving the sliding period
         meanwhile, so the figure errs on the early side."""
         sla = self._settings.tiers.get(tier)
-        rec = self._customers.get(customer_id)
+        rec = self._subjects.get(subject)
         if sla is None or rec is None or rec.down_since is None:
             return None
         now = max(now, rec.last)
         return self._time_to_breach(rec, sla, now)
 
     @staticmethod
-    def _time_to_breach(rec: _Customer, sla: SlaTier, now: float) -> float | None:
+    def _time_to_breach(rec: _Subject, sla: SlaTier, now: float) -> float | None:
         if rec.down_since is None:
             return None
         left = sla.budget - rec.downtime(now - sla.period, now)
@@ -583,14 +587,16 @@ class SlaTracker:
             left = min(left, ttr - (now - rec.down_since))
         return max(0.0, left)
 
-    def state(self, customer_id: str, tier: str, now: float) -> SlaState:
-        """The customer's SLA standing at ``now`` (at its latest call if that is later). A customer
-        never updated is up with no downtime. Raises ``KeyError`` for a tier without an SLA."""
+    def state(self, subject: str, tier: str, now: float, *, mos_of: str | None = None) -> SlaState:
+        """The subject's SLA standing at ``now`` (at its latest call if that is later). A subject
+        never updated is up with no downtime. The MOS fields are those of ``mos_of`` (default: the
+        subject itself; a group's state can show one customer's MOS). Raises ``KeyError`` for a tier
+        without an SLA."""
         sla = self._settings.tiers.get(tier)
         if sla is None:
             raise KeyError(f"no SLA for tier {tier!r} (SLA tiers: {', '.join(self._settings.tiers)})")
-        rec = self._customers.get(customer_id)
-        m = self._mos.get(customer_id)
+        rec = self._subjects.get(subject)
+        m = self._mos.get(subject if mos_of is None else mos_of)
         if rec is not None:
             now = max(now, rec.last)
         period, budget = sla.period, sla.budget
@@ -599,7 +605,7 @@ class SlaTracker:
         ttr = sla.time_to_restore
         duration = now - ds if ds is not None else None
         return SlaState(
-            customer_id=customer_id,
+            subject=subject,
             tier=tier,
             at=now,
             period=period,
@@ -633,9 +639,9 @@ class SlaTracker:
     def dump(self) -> dict[str, Any]:
         """JSON-ready state; ``load(dump())`` restores it exactly (floats survive JSON unchanged)."""
         return {
-            "version": 1,
-            "customers": {
-                cid: {
+            "version": 2,
+            "subjects": {
+                key: {
                     "tier": r.tier,
                     "first_seen": r.first_seen,
                     "last": r.last,
@@ -644,12 +650,12 @@ class SlaTracker:
                     "availability_breached": r.avail_breached,
                     "time_to_restore_breached": r.ttr_breached,
                 }
-                for cid, r in self._customers.items()
+                for key, r in self._subjects.items()
             },
-            "mos": {cid: {"at": m.at, "mos": m.mos, "below": m.below} for cid, m in self._mos.items()},
+            "mos": {key: {"at": m.at, "mos": m.mos, "below": m.below} for key, m in self._mos.items()},
             "breaches": [
                 {
-                    "customer_id": b.customer_id,
+                    "subject": b.subject,
                     "tier": b.tier,
                     "kind": b.kind,
                     "at": b.at,
@@ -660,31 +666,34 @@ class SlaTracker:
         }
 
     def load(self, state: Mapping[str, Any]) -> None:
-        """Replace the tracker's state with a ``dump()``. Raises ``ValueError`` on a malformed one."""
+        """Replace the tracker's state with a ``dump()``. Raises ``ValueError`` on a malformed one.
+        A version 1 dump (``customers``, breaches with ``customer_id``) is read as version 2."""
+        if isinstance(state, Mapping) and state.get("version") == 1:
+            state = _from_version_1(state)
         try:
             doc = _Dump.model_validate(state)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in err["loc"])
             raise ValueError(f"invalid SLA tracker state at {where or '<top>'}: {err['msg']}") from None
-        customers: dict[str, _Customer] = {}
-        for cid, c in doc.customers.items():
-            rec = _Customer(c.tier, c.first_seen, c.down_since)
+        subjects: dict[str, _Subject] = {}
+        for key, c in doc.subjects.items():
+            rec = _Subject(c.tier, c.first_seen, c.down_since)
             rec.last = c.last
             rec.intervals = [(s, e) for s, e in c.intervals]
             rec.avail_breached = c.availability_breached
             rec.ttr_breached = c.time_to_restore_breached
-            customers[cid] = rec
-        self._customers = customers
-        self._mos = {cid: _Mos(m.at, m.mos, m.below) for cid, m in doc.mos.items()}
-        self._breaches = [Breach(b.customer_id, b.tier, b.kind, b.at, dict(b.detail)) for b in doc.breaches]
+            subjects[key] = rec
+        self._subjects = subjects
+        self._mos = {key: _Mos(m.at, m.mos, m.below) for key, m in doc.mos.items()}
+        self._breaches = [Breach(b.subject, b.tier, b.kind, b.at, dict(b.detail)) for b in doc.breaches]
 
 
 class _DumpModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class _DumpCustomer(_DumpModel):
+class _DumpSubject(_DumpModel):
     tier: str
     first_seen: float
     last: float
@@ -708,7 +717,7 @@ class _DumpMos(_DumpModel):
 
 
 class _DumpBreach(_DumpModel):
-    customer_id: str
+    subject: str
     tier: str
     kind: BreachKind
     at: float
@@ -716,7 +725,27 @@ class _DumpBreach(_DumpModel):
 
 
 class _Dump(_DumpModel):
-    version: Literal[1]
-    customers: dict[str, _DumpCustomer]
+    version: Literal[2]
+    subjects: dict[str, _DumpSubject]
     mos: dict[str, _DumpMos]
     breaches: list[_DumpBreach]
+
+
+def _from_version_1(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A version 1 dump in the version 2 form: ``customers`` → ``subjects``, ``customer_id`` → ``subject``
+    (the same data; version 1 named every subject a customer)."""
+    out = {k: v for k, v in state.items() if k not in ("version", "customers", "breaches")}
+    out["version"] = 2
+    if "customers" in state:
+        out["subjects"] = state["customers"]
+    breaches = state.get("breaches")
+    if isinstance(breaches, list):
+        out["breaches"] = [
+            {("subject" if k == "customer_id" else k): v for k, v in b.items()}
+            if isinstance(b, Mapping)
+            else b
+            for b in breaches
+        ]
+    elif breaches is not None:
+        out["breaches"] = breaches
+    return out

@@ -20,10 +20,12 @@ Theory of operation
     location is inferred (``engine.inference``) and a ``degradedServiceInferred`` alarm is raised
     on it with the evidence in its text; it clears once the degraded paths recover.
 
-* Customers are tracked for their SLA by *customer group* (customers sharing an access element, a
-  tier and services share their fate): a group is down when its access or a platform element of
-  one of its services is down. ``engine.experience.SlaTracker`` keeps the downtime; the time left
-  before a breach feeds the priority of incidents (``sla_facts``).
+* Customers are tracked for availability and time to restore by *customer group* (customers
+  sharing an access element, a tier and services share their fate): a group is down when its access
+  or a platform element of one of its services is down. ``engine.experience.SlaTracker`` keeps the
+  downtime (its subjects are group ids, ``group_id``); the time left before a breach feeds the
+  priority of incidents (``sla_facts``). The voice MOS floor is tracked per customer (its path KQI).
+  Breach records name the group (access, tier, services, customers) or, for MOS, the customer.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.experience import KqiScore, SlaTracker, breach_urgency, customer_experience
+from engine.experience import Breach, KqiScore, SlaTracker, breach_urgency, customer_experience
 from engine.impact import Health, HealthView, Impact
 from engine.inference import Inference, access_path_elements, infer_location
 from engine.kqi import VOICE_SERVICES, KqiState, KqiWindows, derived_mos, element_scope, path_scope
@@ -63,6 +65,7 @@ class ServiceQuality:
         self._read_by: dict[str, frozenset[str]] = {}  # service type -> metrics its KQIs read
         self._next: float | None = None
         self._groups = list(topology.all_groups())
+        self._group_of = {group_id(g): g for g in self._groups}
         self._by_service: dict[str, list[CustomerGroup]] = {}
         for g in self._groups:
             for s in g.services:
@@ -195,10 +198,11 @@ class ServiceQuality:
         return raise_alarm(emit, rule=INFERENCE, scope=inf.element, ne_id=inf.element, t=now, text=text)
 
     def _mos_floors(self, paths: Mapping[str, list[KqiState]], now: float) -> None:
-        """A customer's voice MOS (its path KQI) below its tier's floor is an SLA breach."""
+        """A customer's voice MOS (its voice path's KQI) below its tier's floor is an SLA breach; the
+        MOS of other services (video) is on another scale and not held to the voice floor."""
         for scope, states in paths.items():
-            customer, _ = self._paths[scope]
-            if not self._topology.has_customer(customer):
+            customer, service = self._paths[scope]
+            if service not in VOICE_SERVICES or not self._topology.has_customer(customer):
                 continue
             tier = self._topology.customer(customer).tier
             for st in states:
@@ -350,10 +354,48 @@ class ServiceQuality:
             None,
         )
         if gid is not None and c.tier in self.settings.sla.tiers:
-            out["sla"] = self.sla.state(gid, c.tier, now).to_record()
+            # Availability and time to restore are the group's; the MOS is the customer's own.
+            state = self.sla.state(gid, c.tier, now, mos_of=customer_id).to_record()
+            del state["subject"]
             left = self.sla.time_to_breach(gid, c.tier, now)
-            out["sla"]["seconds_to_breach"] = None if left is None else round(left, 1)
+            state["seconds_to_breach"] = None if left is None else round(left, 1)
+            state["group"] = self.group_record(gid)
+            state["breaches"] = [
+                self.breach_record(b)
+                for b in self.sla.breaches()
+                if b.subject == (customer_id if b.kind == "mos" else gid)
+            ]
+            out["sla"] = state
         return out
+
+    def group_record(self, gid: str) -> dict[str, Any]:
+        """A customer group (a ``group_id``): access element, tier, services and how many customers."""
+        g = self._group_of.get(gid)
+        if g is not None:
+            return {"access": g.access, "tier": g.tier, "services": sorted(g.services), "customers": g.count}
+        # A group the topology no longer has (state restored under another topology): its id says it.
+        access, _, rest = gid.partition("|")
+        tier, _, services = rest.partition("|")
+        return {
+            "access": access,
+            "tier": tier,
+            "services": services.split("+") if services else [],
+            "customers": None,
+        }
+
+    def breach_record(self, b: Breach) -> dict[str, Any]:
+        """A breach, JSON-ready: availability and time to restore name the customer ``group``
+        (``group_record``), a MOS breach the ``customer``."""
+        rec = b.to_record()
+        subject = rec.pop("subject")
+        who: dict[str, Any] = (
+            {"customer": subject} if b.kind == "mos" else {"group": self.group_record(subject)}
+        )
+        return {"at": rec["at"], "kind": rec["kind"], "tier": rec["tier"], **who, "detail": rec["detail"]}
+
+    def breach_records(self) -> list[dict[str, Any]]:
+        """Every breach recorded, in the order recorded (``breach_record``)."""
+        return [self.breach_record(b) for b in self.sla.breaches()]
 
     # -- snapshot ------------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:

@@ -136,8 +136,20 @@ def sla(p: Pipeline, now: float) -> dict[str, Any]:
             row["customers_down"] += g.count
             first = row["seconds_to_first_breach"]
             row["seconds_to_first_breach"] = round(left if first is None else min(first, left), 1)
-    breaches = [b.to_record() for b in p.quality.sla.breaches()]
-    return {"time": format_time(now), "tiers": tiers, "breaches": breaches}
+    return {"time": format_time(now), "tiers": tiers, "breaches": p.quality.breach_records()}
+
+
+def _breach_line(b: dict[str, Any]) -> str:
+    """``<at> <tier> <kind>: <who>; <detail>``: the group (access, services, customers) or, for a MOS
+    breach, the customer."""
+    if "customer" in b:
+        who = f"customer {b['customer']}"
+    else:
+        g = b["group"]
+        count = "?" if g["customers"] is None else g["customers"]
+        who = f"group {g['access']} {'+'.join(g['services'])} ({count} customer(s))"
+    detail = ", ".join(f"{k} {v}" for k, v in b["detail"].items())
+    return f"  {b['at']} {b['tier']} {b['kind']}: {who}; {detail}"
 
 
 def render(kind: str, report: dict[str, Any]) -> str:
@@ -176,10 +188,7 @@ def render(kind: str, report: dict[str, Any]) -> str:
                 + ("-" if first is None else f"{first:.0f} s")
             )
         lines.append(f"breaches recorded: {len(report['breaches'])}")
-        lines.extend(
-            f"  {b['at']} {b['customer_id']} ({b['tier']}) {b['kind']}: {b['detail']}"
-            for b in report["breaches"]
-        )
+        lines.extend(_breach_line(b) for b in report["breaches"])
     else:
         c = report["customer"]
         e = report["experience"]

@@ -325,7 +325,7 @@ def test_platinum_outage_time_to_breach_and_breaches() -> None:
     )
     assert tr.breaches() == [first, ttr]
     assert ttr.to_record() == {
-        "customer_id": "c1",
+        "subject": "c1",
         "tier": "platinum",
         "kind": "time_to_restore",
         "at": "2026-01-01T02:01:40.000Z",
@@ -388,9 +388,9 @@ def test_old_outages_leave_the_sliding_period() -> None:
     assert (st.downtime, st.availability) == (500.0, 1 - 500 / P)
     # window starts at T0 + 1100: the outage is out, and it is dropped by the next update
     assert tr.state("c1", "gold", T0 + P + 1100).availability == 1.0
-    assert tr.dump()["customers"]["c1"]["intervals"] == [[T0 + 100, T0 + 1100]]
+    assert tr.dump()["subjects"]["c1"]["intervals"] == [[T0 + 100, T0 + 1100]]
     tr.update("c1", "gold", False, T0 + P + 1100)
-    assert tr.dump()["customers"]["c1"]["intervals"] == []
+    assert tr.dump()["subjects"]["c1"]["intervals"] == []
 
 
 def test_downtime_sliding_out_during_an_outage_delays_the_breach() -> None:
@@ -449,7 +449,7 @@ def test_re_observing_the_same_state_is_idempotent() -> None:
     assert (st.outage_started, st.outage_duration, st.downtime) == (T0, 120.0, 120.0)
     tr.update("c1", "gold", False, T0 + 120)
     tr.update("c1", "gold", False, T0 + 180)
-    assert tr.dump()["customers"]["c1"]["intervals"] == [[T0, T0 + 120]]
+    assert tr.dump()["subjects"]["c1"]["intervals"] == [[T0, T0 + 120]]
 
 
 def test_tick_records_breaches_of_long_outages() -> None:
@@ -460,7 +460,7 @@ def test_tick_records_breaches_of_long_outages() -> None:
     # at T0 + 3 h: a exhausted its 1296 s budget at T0 + 1296 and its 2 h restore time at T0 + 7200;
     # b (bronze: 25,920 s budget, 24 h restore) and c (up) did not breach
     new = tr.tick(T0 + 3 * 3600)
-    assert [(b.customer_id, b.kind, b.at) for b in new] == [
+    assert [(b.subject, b.kind, b.at) for b in new] == [
         ("a", "availability", T0 + 1296),
         ("a", "time_to_restore", T0 + 7200),
     ]
@@ -506,6 +506,19 @@ def test_forget() -> None:
     assert len(tr) == 0
     assert tr.time_to_breach("c1", "platinum", T0 + 2000) is None
     assert len(tr.breaches()) == 1  # recorded breaches stay
+
+
+def test_state_shows_the_mos_of_another_subject_when_asked() -> None:
+    """A group's availability with one customer's MOS (``mos_of``): the group "g" is up, customer
+    "c1" of it measured MOS 3.5 under the silver floor 3.6; the group itself has no MOS."""
+    tr = SlaTracker(SLA)
+    tr.update("g", "silver", False, T0)
+    tr.observe_mos("c1", "silver", 3.5, T0 + 10)
+    own = tr.state("g", "silver", T0 + 20)
+    mine = tr.state("g", "silver", T0 + 20, mos_of="c1")
+    assert (own.mos, own.mos_breached) == (None, False)
+    assert (mine.subject, mine.mos, mine.mos_floor, mine.mos_breached) == ("g", 3.5, 3.6, True)
+    assert mine.downtime == own.downtime == 0.0
 
 
 def test_state_record_is_json_ready() -> None:
@@ -605,9 +618,9 @@ def test_load_refuses_a_malformed_state() -> None:
     good = tr.dump()
     for bad in (
         {},
-        {**good, "version": 2},
-        {**good, "customers": {"x": {"tier": "gold"}}},
-        {**good, "breaches": [{"customer_id": "x", "tier": "gold", "kind": "late", "at": T0, "detail": {}}]},
+        {**good, "version": 3},
+        {**good, "subjects": {"x": {"tier": "gold"}}},
+        {**good, "breaches": [{"subject": "x", "tier": "gold", "kind": "late", "at": T0, "detail": {}}]},
     ):
         with pytest.raises(ValueError, match="invalid SLA tracker state"):
             tr.load(bad)
@@ -621,7 +634,28 @@ def test_load_refuses_a_malformed_state() -> None:
         "time_to_restore_breached": False,
     }
     with pytest.raises(ValueError, match="start"):
-        tr.load({**good, "customers": {"x": interval}})
+        tr.load({**good, "subjects": {"x": interval}})
+
+
+def test_a_version_1_dump_loads_as_version_2() -> None:
+    """Version 1 named every subject a customer (``customers``, breaches with ``customer_id``); the
+    same state loads, and dumps as version 2 with ``subjects`` and ``subject``."""
+    tr = SlaTracker(SLA)
+    _scenario(tr, T0)
+    v2 = tr.dump()
+    v1 = {
+        "version": 1,
+        "customers": v2["subjects"],
+        "mos": v2["mos"],
+        "breaches": [
+            {("customer_id" if k == "subject" else k): v for k, v in b.items()} for b in v2["breaches"]
+        ],
+    }
+    assert v1["breaches"]
+    assert "customer_id" in v1["breaches"][0]
+    restored = SlaTracker(SLA)
+    restored.load(json.loads(json.dumps(v1)))
+    assert restored.dump() == v2
 
 
 def test_module_is_pure() -> None:

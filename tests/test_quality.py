@@ -3,7 +3,10 @@ degradations nobody alarmed, customer experience, SLA facts and their effect on 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+
+import pytest
 
 from bench.scenarios import T0, alarm, clear
 from engine.reports import customer, customers, services, sla
@@ -157,3 +160,84 @@ def test_customer_report_has_experience_and_sla_state() -> None:
     svc = services(p, now)["services"]
     assert svc["internet"]["customers_by_state"]["down"] >= 1
     assert svc["voip"]["targets"][0]["name"] == "voip.one_way_delay"
+
+
+@cache
+def _mos_and_outage() -> Run:
+    """silver c-00108 (olt-005, voip + internet, alone in its customer group) measures voip MOS 3.3
+    every 30 s from 0 to 1,470 s; olt-002 (platinum c-00050, internet, alone in its group) is down
+    from 0 to 1,400 s."""
+    lines = [alarm("olt-002", "lossOfSignal", 0, "critical")]
+    lines += [sample("olt-005", 30 * i, service="voip", customer="c-00108", mos=3.3) for i in range(50)]
+    lines.append(clear("olt-002", "lossOfSignal", 1400))
+    lines.sort(key=lambda line: str(line["payload"].get("time") or line["payload"].get("event_time")))
+    return run(lines)
+
+
+MOS_BREACH = {
+    "at": "2026-01-01T00:02:00.000Z",
+    "kind": "mos",
+    "tier": "silver",
+    "customer": "c-00108",
+    "detail": {"mos": 3.3, "floor": 3.6},
+}
+PLATINUM_GROUP = {"access": "olt-002", "tier": "platinum", "services": ["internet"], "customers": 1}
+AVAILABILITY_BREACH = {
+    "at": "2026-01-01T00:21:36.000Z",
+    "kind": "availability",
+    "tier": "platinum",
+    "group": PLATINUM_GROUP,
+    "detail": {"budget": 1296.0, "target": 0.9995, "period": 2592000.0},
+}
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "mos", "breached", "group", "breaches"),
+    [
+        (
+            "c-00108",
+            3.3,
+            {"availability": False, "time_to_restore": False, "mos": True},
+            {"access": "olt-005", "tier": "silver", "services": ["internet", "voip"], "customers": 1},
+            [MOS_BREACH],
+        ),
+        (
+            "c-00050",
+            None,
+            {"availability": True, "time_to_restore": False, "mos": False},
+            PLATINUM_GROUP,
+            [AVAILABILITY_BREACH],
+        ),
+    ],
+)
+def test_a_customers_view_shows_its_own_mos_and_its_groups_availability(
+    customer_id: str,
+    mos: float | None,
+    breached: dict[str, bool],
+    group: dict[str, Any],
+    breaches: list[dict[str, Any]],
+) -> None:
+    """By hand: c-00108's MOS 3.3 is under the silver floor 3.6. KQIs are evaluated every 60 s from
+    the first sample; the evaluation at 60 s fires before the 60 s sample is fed (2 samples <
+    min_samples 3), so the first known MOS, and the breach, is at 120 s = 00:02:00. c-00050's group
+    exhausts the platinum budget 30 d × 0.0005 = 1,296 s at 00:21:36 (down from 0); its 1,400 s
+    down are > 1,296 s, so the availability is still breached; it measures no MOS. Each customer
+    sees its own MOS breach and its group's availability breach, not the others'."""
+    p = _mos_and_outage().pipeline
+    assert p is not None
+    view = customer(p, customer_id, p.clock)
+    assert view is not None
+    state = view["sla"]
+    assert "subject" not in state
+    assert "customer_id" not in state
+    assert (state["mos"], state["breached"], state["group"]) == (mos, breached, group)
+    assert state["breaches"] == breaches
+
+
+def test_breach_records_name_the_group_or_the_customer() -> None:
+    """The breach list of ``report sla`` / ``GET /sla``: availability (and time to restore) breaches
+    carry the customer group, MOS breaches the customer, in the order recorded (the MOS at 120 s,
+    the availability at the outage's end, 1,400 s, dated 1,296 s; see the test above)."""
+    p = _mos_and_outage().pipeline
+    assert p is not None
+    assert sla(p, p.clock)["breaches"] == [MOS_BREACH, AVAILABILITY_BREACH]

@@ -40,6 +40,18 @@ def _sample(target: str, customer: str, t: float, latency: float) -> dict[str, A
     return {"topic": "soc/probes/p", "payload": payload}
 
 
+def _voip_mos(target: str, customer: str, t: float, mos: float) -> dict[str, Any]:
+    payload = {
+        "probe_id": "pm",
+        "target": target,
+        "service": "voip",
+        "customer": customer,
+        "time": t,
+        "metrics": {"mos": mos},
+    }
+    return {"topic": "soc/probes/pm", "payload": payload}
+
+
 def _write(tmp_path: Path) -> Path:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in _events()))
@@ -79,19 +91,24 @@ def test_report_from_a_replay(tmp_path: Path) -> None:
 def test_report_sla_text_lists_the_breaches_of_a_replay(tmp_path: Path) -> None:
     """olt-002 (platinum c-00050 behind it) down from 0 to 1,400 s: the platinum budget, 30 d ×
     0.0005 = 1,296 s, is exhausted at T0 + 1,296 s = 00:21:36 and the breach is recorded when the
-    outage ends (gold's 2,592 s and the others' budgets are not reached). The text report, not only
-    --json, lists it."""
+    outage ends (gold's 2,592 s and the others' budgets are not reached). Silver c-00108 measures
+    voip MOS 3.3 (floor 3.6) every 30 s from 0 to 120 s: the evaluation due at 120 s (every 60 s
+    from the first sample; it fires before the 120 s sample, over 4 samples ≥ min_samples 3) records
+    a MOS breach at 00:02:00. The text report, not only --json, lists both, in the order recorded."""
     path = tmp_path / "outage.jsonl"
-    lines = [alarm("olt-002", "lossOfSignal", 0, "critical"), clear("olt-002", "lossOfSignal", 1400)]
+    lines = [alarm("olt-002", "lossOfSignal", 0, "critical")]
+    lines += [_voip_mos("olt-005", "c-00108", T0 + 30.0 * i, 3.3) for i in range(5)]
+    lines.append(clear("olt-002", "lossOfSignal", 1400))
     path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
     r = engine("report", "sla", "--replay", path, "--topology", EXAMPLE_TOPOLOGY)
     assert r.status == 0, r.stderr
     text = r.stdout.decode()
-    assert "breaches recorded: 1\n" in text
-    assert (
-        "  2026-01-01T00:21:36.000Z olt-002|platinum|internet (platinum) availability: "
-        "{'budget': 1296.0, 'target': 0.9995, 'period': 2592000.0}\n"
-    ) in text
+    assert text.endswith(
+        "breaches recorded: 2\n"
+        "  2026-01-01T00:02:00.000Z silver mos: customer c-00108; mos 3.3, floor 3.6\n"
+        "  2026-01-01T00:21:36.000Z platinum availability: group olt-002 internet (1 customer(s)); "
+        "budget 1296.0, target 0.9995, period 2592000.0\n"
+    )
 
 
 async def test_report_endpoints_and_the_store_of_a_daemon(tmp_path: Path, topic_prefix: str) -> None:

@@ -106,6 +106,11 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
     from engine.rules.compiler import compile_rulesets
     from engine.rules.schema import Ruleset, load_ruleset_file
 
+    topology = None
+    if args.topology is not None:
+        from engine.topology import load_topology
+
+        topology = load_topology(args.topology)  # a broken topology is bad input: exit 2
     errors: list[str] = []
     loaded: list[Ruleset] = []
     files: list[Path] = []
@@ -138,6 +143,10 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
         program = compile_rulesets(loaded)
     except ConfigError as exc:
         report(exc)
+    if topology is not None:
+        from engine.rules.references import unknown_references
+
+        errors.extend(str(e) for e in unknown_references(loaded, topology))
     if not errors and program is not None:
         for rs in loaded:
             print(f"ok   {rs.source}: ruleset {rs.name!r}, {len(rs.rules)} rule(s)")
@@ -377,8 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="ruleset tooling").add_subparsers(
         dest="rules_command", required=True
     )
-    p = rules.add_parser("check", help="validate and compile rulesets")
+    p = rules.add_parser(
+        "check",
+        help="validate and compile rulesets",
+        description="Validate and compile rulesets: exit 0 if they load, 1 with every error listed, "
+        "2 on bad input (a --topology that does not load).",
+    )
     p.add_argument("paths", nargs="+", metavar="DIR|FILE")
+    p.add_argument(
+        "--topology",
+        type=Path,
+        metavar="FILE",
+        help="also refuse names the topology lacks (maintenance scopes, priority customers, tiers and "
+        "services, KPI targets and service types)",
+    )
     p.set_defaults(func=_cmd_rules_check)
     p = rules.add_parser("test", help="run rule tests (YAML timelines and expectations) on the virtual clock")
     p.add_argument("files", nargs="+", type=Path, metavar="DIR|FILE")

@@ -51,6 +51,7 @@ from engine.logs import bound, log_transition
 from engine.messages import Routes, dead_letter_record
 from engine.metrics import Metrics
 from engine.pipeline import Decisions, Pipeline
+from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets
 from engine.topology import load_topology
 
@@ -373,7 +374,19 @@ class Daemon(CoreView):
         topology = load_topology(s.topology)
         rulesets = load_rulesets(list(s.rulesets) or None)
         routes = Routes(alarms=s.mqtt.alarm_topics, samples=s.mqtt.probe_topics)
-        return Pipeline(topology, rulesets, s.core, routes=routes, max_bytes=s.mqtt.max_payload)
+        pipeline = Pipeline(topology, rulesets, s.core, routes=routes, max_bytes=s.mqtt.max_payload)
+        # A name the topology lacks makes a rule useless for it, not the configuration wrong: the
+        # inventory may change before or after the rules, so it is a warning, never a refusal.
+        for ref in unknown_references(rulesets, topology):
+            log.warning(
+                f"ruleset names an unknown {ref.kind}",
+                file=ref.source,
+                line=ref.line,
+                rule=ref.rule,
+                field=ref.field,
+                value=ref.value,
+            )
+        return pipeline
 
     def _reload(self, now: float) -> tuple[bool, str]:
         """Rulesets and topology from their files again, keeping every alarm and incident."""

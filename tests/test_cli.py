@@ -399,6 +399,100 @@ def test_rules_check_of_a_broken_ruleset_exits_1_with_the_error_on_stderr(
     assert r.stderr.splitlines() == [e.replace("{tmp}", str(tmp_path)) for e in expected]
 
 
+REFERENCE_TOPOLOGY = """\
+service_types:
+  voip: {criticality: 5, platform: [sbc-1]}
+elements:
+  - {id: core-1, type: router, site: site-a, region: north}
+  - {id: sbc-1, type: sbc, site: site-a, region: north, depends_on: [core-1]}
+  - {id: agg-3, type: aggregation, site: site-b, region: north, depends_on: [core-1]}
+customers:
+  - {id: c-1, tier: gold, access: agg-3, services: [voip]}
+"""
+
+REFERENCE_RULESET = """\
+name: refs
+rules:
+  - name: works
+    maintenance:
+      scope: {elements: [agg-33], services: vopi}
+      schedule: {cron: "0 3 * * 0", duration: 1h}
+  - name: vip
+    priority:
+      when: {customers: [c-1, c-nope], tiers: [platnum]}
+      set: 1
+  - name: generic
+    correlate: {root: {element_type: olt, site: nowhere}, symptom: {}, relation: downstream_of}
+"""
+
+OK_REFS = ["ok   {tmp}/refs.yaml: ruleset 'refs', 3 rule(s)", "compiled 3 rule(s) into 2 durable ruleset(s)"]
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "expected"),
+    [
+        pytest.param(
+            {"refs.yaml": REFERENCE_RULESET},
+            ["{tmp}/refs.yaml"],
+            (0, OK_REFS, []),
+            id="without-topology-names-are-not-checked",
+        ),
+        pytest.param(
+            {"refs.yaml": REFERENCE_RULESET, "topology.yaml": REFERENCE_TOPOLOGY},
+            ["--topology", "{tmp}/topology.yaml", "{tmp}/refs.yaml"],
+            (
+                1,
+                [],
+                [
+                    "error: {tmp}/refs.yaml: line 5: rule 'works', rules[0].maintenance.scope.elements: "
+                    "unknown element 'agg-33'",
+                    "error: {tmp}/refs.yaml: line 5: rule 'works', rules[0].maintenance.scope.services: "
+                    "unknown service type 'vopi' (known: voip)",
+                    "error: {tmp}/refs.yaml: line 9: rule 'vip', rules[1].priority.when.customers: "
+                    "unknown customer 'c-nope'",
+                    "error: {tmp}/refs.yaml: line 9: rule 'vip', rules[1].priority.when.tiers: "
+                    "unknown tier 'platnum' (known: bronze, gold, platinum, silver)",
+                ],
+            ),
+            id="unknown-names-are-errors",
+        ),
+        pytest.param(
+            {
+                "refs.yaml": REFERENCE_RULESET.replace("agg-33", "agg-3")
+                .replace("vopi", "voip")
+                .replace("c-nope", "c-1")
+                .replace("platnum", "gold"),
+                "topology.yaml": REFERENCE_TOPOLOGY,
+            },
+            ["{tmp}/refs.yaml", "--topology", "{tmp}/topology.yaml"],
+            (0, OK_REFS, []),
+            id="every-name-known",
+        ),
+        pytest.param(
+            {"refs.yaml": REFERENCE_RULESET, "topology.yaml": "elements: [{id: a}]\n"},
+            ["--topology", "{tmp}/topology.yaml", "{tmp}/refs.yaml"],
+            (2, [], ["error: {tmp}/topology.yaml: elements[0] (a): missing required field 'type'"]),
+            id="broken-topology-is-bad-input",
+        ),
+    ],
+)
+def test_rules_check_with_a_topology_refuses_names_it_lacks(
+    tmp_path: Path, files: dict[str, str], args: list[str], expected: tuple[int, list[str], list[str]]
+) -> None:
+    """``rules check --topology FILE`` also refuses names the topology lacks (maintenance scopes, priority
+    customers, tiers and services, KPI targets and service types) with file, line, rule and field: exit 1.
+    Element types and sites in alarm matches are not checked; without ``--topology`` nothing is; a
+    topology that does not load is bad input (exit 2)."""
+    write_files(tmp_path, dict(files))
+    r = engine("rules", "check", *(a.replace("{tmp}", str(tmp_path)) for a in args))
+    status, stdout, stderr = expected
+    assert (r.status, r.stdout.decode().splitlines(), r.stderr.splitlines()) == (
+        status,
+        [line.replace("{tmp}", str(tmp_path)) for line in stdout],
+        [line.replace("{tmp}", str(tmp_path)) for line in stderr],
+    )
+
+
 # --- usage ------------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@ import pytest
 from engine.errors import ConfigError, RuleEngineError, RulesetError
 from engine.rules.compiler import compile_rulesets
 from engine.rules.host import RuleHost
+from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets, parse_ruleset
+from engine.topology import topology_from_dict
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -405,3 +407,74 @@ def test_compile_errors_name_the_file_line_and_rule(
     """Errors across rulesets are all reported: a ruleset name used twice at the line of its ``name:``
     (naming the file and line of the first), each limit once, at the line of the first rule past it."""
     assert compile_errors(*texts) == expected
+
+
+# --- names the topology lacks ---------------------------------------------------------------------
+
+REFERENCE_TOPOLOGY: dict[str, Any] = {
+    "tiers": {"platinum": {"weight": 8}, "gold": {"weight": 4}},
+    "service_types": {"voip": {"criticality": 5, "platform": ["sbc-1"]}, "internet": {"criticality": 3}},
+    "elements": [
+        {"id": "core-1", "type": "router", "site": "site-a", "region": "north"},
+        {"id": "sbc-1", "type": "sbc", "site": "site-a", "region": "north", "depends_on": ["core-1"]},
+        {"id": "agg-3", "type": "aggregation", "site": "site-b", "region": "south", "depends_on": ["core-1"]},
+    ],
+    "customers": [{"id": "c-1", "tier": "gold", "access": "agg-3", "services": ["internet"]}],
+}
+
+REFERENCES = """\
+name: refs
+rules:
+  - name: works
+    maintenance:
+      scope:
+        elements: [agg-3, agg-33]
+        sites: site-x
+        regions: [north, westeros]
+        services: [voip, vopi]
+      schedule: {cron: "0 3 * * 0", duration: 1h}
+  - name: vip
+    priority:
+      when:
+        customers: [c-1, c-nope]
+        tiers: [gold, platnum]
+        services: iptv
+      set: 1
+  - name: latency
+    kpi_threshold:
+      metric: latency_ms
+      above: 100
+      scope: {target: [sbc-1, sbc-9], service_type: [voip, video]}
+  - name: generic
+    correlate:
+      root: {element_type: olt, site: nowhere, ne_id: ghost}
+      symptom: {region: atlantis}
+      relation: downstream_of
+"""
+
+
+def test_names_the_topology_lacks_are_listed_with_file_line_rule_and_field() -> None:
+    """Maintenance scopes (elements, sites, regions, services), priority conditions (customers, tiers,
+    services) and KPI scopes (targets, service types) that name nothing in the topology are listed,
+    each with its line, rule and field (short lists of known names as a hint). Alarm matches are not
+    checked: a generic ruleset may name element types, sites or elements a network lacks."""
+    (rs,) = [parse_ruleset(REFERENCES, "refs.yaml")]
+    found = unknown_references([rs], topology_from_dict(REFERENCE_TOPOLOGY))
+    assert [str(e) for e in found] == [
+        "refs.yaml: line 6: rule 'works', rules[0].maintenance.scope.elements: unknown element 'agg-33'",
+        "refs.yaml: line 7: rule 'works', rules[0].maintenance.scope.sites: unknown site 'site-x'",
+        "refs.yaml: line 8: rule 'works', rules[0].maintenance.scope.regions: unknown region 'westeros'",
+        "refs.yaml: line 9: rule 'works', rules[0].maintenance.scope.services: unknown service type 'vopi' "
+        "(known: internet, voip)",
+        "refs.yaml: line 14: rule 'vip', rules[1].priority.when.customers: unknown customer 'c-nope'",
+        "refs.yaml: line 15: rule 'vip', rules[1].priority.when.tiers: unknown tier 'platnum' "
+        "(known: gold, platinum)",
+        "refs.yaml: line 16: rule 'vip', rules[1].priority.when.services: unknown service type 'iptv' "
+        "(known: internet, voip)",
+        "refs.yaml: line 22: rule 'latency', rules[2].kpi_threshold.scope.target: unknown element 'sbc-9'",
+        "refs.yaml: line 22: rule 'latency', rules[2].kpi_threshold.scope.service_type: unknown service type "
+        "'video' (known: internet, voip)",
+    ]
+    assert [(e.kind, e.value, e.field) for e in found[:1]] == [
+        ("element", "agg-33", "maintenance.scope.elements")
+    ]

@@ -447,7 +447,8 @@ class SlaTracker:
       latest instead). Re-observing the same state only advances time.
     * Closed outages are kept while they overlap the longest configured period, then dropped.
     * Breaches are detected by ``update`` and ``tick`` over the time elapsed since the subject's
-      previous call, and stamped with the exact instant they happened. Availability: downtime in the
+      previous call, and stamped with the exact instant they happened; ``next_breach`` says when to
+      ``tick`` to record the next one as it happens. Availability: downtime in the
       sliding period exceeds the budget — once per episode (a new one only after the downtime fell back
       within budget). Time to restore: once per outage. MOS: once per continuous run below the floor.
     * Subjects of a tier without an SLA in the settings are not tracked: ``update`` and
@@ -460,6 +461,9 @@ class SlaTracker:
         self._subjects: dict[str, _Subject] = {}
         self._mos: dict[str, _Mos] = {}
         self._breaches: list[Breach] = []
+        self._down: set[str] = set()  # subjects down now
+        self._next: float | None = None  # next_breach(), while _next_known
+        self._next_known = False
 
     @property
     def settings(self) -> SlaSettings:
@@ -476,20 +480,25 @@ class SlaTracker:
         sla = self._settings.tiers.get(tier)
         if sla is None:
             return
+        self._next_known = False
         rec = self._subjects.get(subject)
         if rec is None:
             self._subjects[subject] = _Subject(tier, now, now if down else None)
+            if down:
+                self._down.add(subject)
             return
         if now < rec.last:
             return
         self._breaches.extend(self._advance(subject, rec, tier, sla, now))
         if down and rec.down_since is None:
             rec.down_since = now
+            self._down.add(subject)
         elif not down and rec.down_since is not None:
             if now > rec.down_since:
                 rec.intervals.append((rec.down_since, now))
             rec.down_since = None
             rec.ttr_breached = False
+            self._down.discard(subject)
         rec.tier = tier
         cutoff = now - self._keep
         drop = 0
@@ -502,6 +511,7 @@ class SlaTracker:
         """Re-observe every tracked subject in its current state at ``now``; returns the new breaches
         (also in ``breaches()``), oldest first. Call it periodically so that breaches of long outages
         are recorded without waiting for the next ``update``."""
+        self._next_known = False
         new: list[Breach] = []
         for subject, rec in self._subjects.items():
             sla = self._settings.tiers.get(rec.tier)
@@ -537,6 +547,8 @@ class SlaTracker:
 
     def forget(self, subject: str) -> None:
         """Drop a subject's tracking (e.g. removed from the inventory). Recorded breaches stay."""
+        self._next_known = False
+        self._down.discard(subject)
         self._subjects.pop(subject, None)
         self._mos.pop(subject, None)
 
@@ -564,6 +576,42 @@ class SlaTracker:
         return new
 
     # -- queries --
+
+    def next_breach(self) -> float | None:
+        """When to call ``tick`` next so that the next breach of a subject that stays down is recorded
+        as it happens: the earliest, over the subjects down, of the first instant after their latest
+        call at which a ``tick`` records their availability breach (the downtime of the sliding
+        period exceeding the budget: exactly, as ``tick`` dates it) or their time-to-restore breach
+        (outage start + time to restore). ``None`` when no subject is down or every breach of the
+        running outages is recorded already. A breach happens when the downtime *exceeds* its limit,
+        so the instant returned is the next float after the breach's own instant (its ``at``).
+        Cached until the next ``update``, ``tick`` or ``load``."""
+        if not self._next_known:
+            self._next = self._compute_next()
+            self._next_known = True
+        return self._next
+
+    def _compute_next(self) -> float | None:
+        best: float | None = None
+        for subject in self._down:
+            rec = self._subjects[subject]
+            sla = self._settings.tiers.get(rec.tier)
+            if rec.down_since is None or sla is None:
+                continue
+            instants = []
+            if not rec.avail_breached:
+                # Down throughout a whole period the downtime is the period itself, more than any
+                # budget (availability > 0): the crossing is within [last, last + period].
+                at = rec.crossing(sla.period, sla.budget, rec.last, rec.last + sla.period)
+                if at is not None:
+                    instants.append(at)
+            if sla.time_to_restore is not None and not rec.ttr_breached:
+                instants.append(rec.down_since + sla.time_to_restore)
+            for at in instants:
+                due = math.nextafter(max(at, rec.last), math.inf)
+                if best is None or due < best:
+                    best = due
+        return best
 
     def time_to_breach(self, subject: str, tier: str, now: float) -> float | None:
         """Seconds until this subject breaches its SLA if the current outage continues:
@@ -685,6 +733,8 @@ class SlaTracker:
             rec.ttr_breached = c.time_to_restore_breached
             subjects[key] = rec
         self._subjects = subjects
+        self._down = {key for key, rec in subjects.items() if rec.down_since is not None}
+        self._next_known = False
         self._mos = {key: _Mos(m.at, m.mos, m.below) for key, m in doc.mos.items()}
         self._breaches = [Breach(b.subject, b.tier, b.kind, b.at, dict(b.detail)) for b in doc.breaches]
 

@@ -24,7 +24,9 @@ Theory of operation
   sharing an access element, a tier and services share their fate): a group is down when its access
   or a platform element of one of its services is down. ``engine.experience.SlaTracker`` keeps the
   downtime (its subjects are group ids, ``group_id``); the time left before a breach feeds the
-  priority of incidents (``sla_facts``). The voice MOS floor is tracked per customer (its path KQI).
+  priority of incidents (``sla_facts``). While a group is down, ``next_due`` includes the instant
+  of its next breach, so the core ticks then and the breach is recorded as it happens, not when
+  the outage ends. The voice MOS floor is tracked per customer (its path KQI).
   Breach records name the group (access, tier, services, customers) or, for MOS, the customer.
 """
 
@@ -112,11 +114,20 @@ class ServiceQuality:
             self._next = sample.time + self.settings.evaluate_every
 
     def next_due(self) -> float | None:
-        return self._next
+        """The next KQI evaluation or, while a customer group is down, the next SLA breach it is
+        heading for (``SlaTracker.next_breach``), whichever comes first."""
+        breach = self.sla.next_breach()
+        if breach is None or (self._next is not None and self._next <= breach):
+            return self._next
+        return breach
 
     def tick(self, now: float, alarmed: Iterable[str]) -> list[Synthetic]:
-        """Evaluate every scope; returns the alarms to raise or clear. ``alarmed``: elements with an
-        active alarm with an effect (other than ours): degradations there are explained."""
+        """Record the SLA breaches that happened by ``now`` (``SlaTracker.tick``: dated when they
+        happened) and, when due, evaluate every scope; returns the alarms to raise or clear.
+        ``alarmed``: elements with an active alarm with an effect (other than ours): degradations
+        there are explained."""
+        if self._groups:
+            self.sla.tick(now)
         if self._next is None or now < self._next:
             return []
         self.evaluations += 1

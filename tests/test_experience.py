@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -466,6 +467,52 @@ def test_tick_records_breaches_of_long_outages() -> None:
     ]
     assert tr.breaches() == new
     assert tr.tick(T0 + 4 * 3600) == []
+
+
+def _down_from_t0(tr: SlaTracker) -> None:
+    tr.update("a", "platinum", True, T0)
+
+
+def _old_outage_sliding_out(tr: SlaTracker) -> None:
+    tr.update("a", "platinum", True, T0)
+    tr.update("a", "platinum", False, T0 + 1000)
+    tr.update("a", "platinum", True, T0 + P + 500)
+
+
+@pytest.mark.parametrize(
+    ("history", "availability_at", "restore_at"),
+    [
+        (lambda tr: tr.update("a", "platinum", False, T0), None, None),
+        (_down_from_t0, T0 + 1296, T0 + 7200),
+        (_old_outage_sliding_out, T0 + P + 1796, T0 + P + 500 + 7200),
+    ],
+    ids=["up", "down-from-t0", "old-outage-sliding-out"],
+)
+def test_next_breach_is_when_a_tick_records_the_next_breach(
+    history: Any, availability_at: float | None, restore_at: float | None
+) -> None:
+    """Platinum: budget 1,296 s, time to restore 7,200 s. Down from T0: the budget is exhausted at
+    T0 + 1,296, the restore time at T0 + 7,200. Down 0–1,000 s, then again from P + 500: the old
+    outage slides out of the period at the rate the new one adds downtime, so the downtime stays
+    500 s until P + 1,000, then grows: 500 + (t − (P + 1,000)) = 1,296 at P + 1,796; the restore
+    time ends at P + 500 + 7,200. ``next_breach`` is the float just after each instant (a breach is
+    the downtime *exceeding* the limit), and a ``tick`` there records the breach dated exactly."""
+    tr = SlaTracker(SLA)
+    history(tr)
+    if availability_at is None:
+        assert tr.next_breach() is None
+        return
+    assert restore_at is not None
+    due = tr.next_breach()
+    assert due == math.nextafter(availability_at, math.inf)
+    assert tr.tick(due - 0.001) == []
+    assert [(b.kind, b.at) for b in tr.tick(due)] == [("availability", availability_at)]
+    due = tr.next_breach()
+    assert due == math.nextafter(restore_at, math.inf)
+    assert [(b.kind, b.at) for b in tr.tick(due)] == [("time_to_restore", restore_at)]
+    assert tr.next_breach() is None  # every breach of the running outage is recorded
+    tr.update("a", "platinum", False, due + 1)
+    assert tr.next_breach() is None
 
 
 def test_mos_floor_breach_once_per_episode() -> None:

@@ -3,14 +3,20 @@ degradations nobody alarmed, customer experience, SLA facts and their effect on 
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Any
 
+import orjson
 import pytest
 
-from bench.scenarios import T0, alarm, clear
+from bench.scenarios import T0, alarm, clear, example_topology
+from engine.offline import replay_pipeline
 from engine.reports import customer, customers, services, sla
+from engine.rules.schema import load_rulesets
+from engine.settings import CoreSettings
 from engine.timeutil import format_time, parse_time
+from engine.topology import topology_from_dict
 from tests.harness import Run, run, settings
 
 
@@ -139,27 +145,53 @@ def test_sla_urgency_raises_an_incident_that_will_breach_a_platinum_sla() -> Non
 
 
 def test_customer_report_has_experience_and_sla_state() -> None:
-    r = run(_platinum_outage(15.0).records and [alarm("olt-002", "lossOfSignal", 0, "critical")])
-    p = r.pipeline
-    assert p is not None
-    now = T0 + 600
-    view = customer(p, "c-00050", now)
-    assert view is not None
-    assert view["customer"]["tier"] == "platinum"
-    assert view["services"] == {"internet": "down", "voip": "down"} or view["services"]["internet"] == "down"
-    assert view["experience"]["index"] == 0.0  # every service down caps the index at 0
-    assert view["experience"]["band"] == "bad"
-    sla_state = view["sla"]
-    assert sla_state["outage_started"] == format_time(T0)
-    assert sla_state["seconds_to_breach"] == 1296.0 - 600.0
-    report = sla(p, now)
-    assert report["tiers"]["platinum"]["customers_down"] >= 1
-    assert report["tiers"]["platinum"]["seconds_to_first_breach"] == 696.0
-    worst = customers(p, now)["customers"][0]
-    assert worst["experience"] == 0.0
-    svc = services(p, now)["services"]
-    assert svc["internet"]["customers_by_state"]["down"] >= 1
-    assert svc["voip"]["targets"][0]["name"] == "voip.one_way_delay"
+    """olt-002 down from 0 s, never cleared; the state as of 600 s (``engine report --at``). By hand:
+    c-00050 (platinum, internet only, on olt-002) is down, its one service capped at 0 → index 0.0,
+    "bad"; 600 s of its group's 1,296 s budget are used → 696 s to breach (2 h to restore: 6,600 s
+    left). olt-002 carries 20 customers (platinum 1, gold 1, silver 5 + 1, bronze 9 + 3; 5 of them
+    with voip), every one down with index 0, so the worst-first list starts at the smallest id,
+    c-00041. Per tier, 600 s off the budget: gold 2,592 → 1,992 s, silver 12,960 → 12,360 s, bronze
+    25,920 → 25,320 s."""
+    lines = [orjson.dumps(alarm("olt-002", "lossOfSignal", 0, "critical"))]
+    p = replay_pipeline(
+        topology_from_dict(example_topology()), load_rulesets(None), CoreSettings(), lines, until=T0 + 600
+    )
+    try:
+        now = T0 + 600
+        view = customer(p, "c-00050", now)
+        assert view is not None
+        assert view["customer"]["tier"] == "platinum"
+        assert view["services"] == {"internet": "down"}
+        assert view["experience"] == {
+            "index": 0.0,
+            "band": "bad",
+            "services": {"internet": 0.0},
+            "worst_service": "internet",
+            "at_risk": [],
+        }
+        state = view["sla"]
+        assert state["outage_started"] == format_time(T0)
+        assert (state["seconds_to_breach"], state["time_to_restore_left"]) == (696.0, 6600.0)
+        tiers = sla(p, now)["tiers"]
+        assert {name: (t["customers_down"], t["seconds_to_first_breach"]) for name, t in tiers.items()} == {
+            "bronze": (12, 25320.0),
+            "gold": (1, 1992.0),
+            "platinum": (1, 696.0),
+            "silver": (6, 12360.0),
+        }
+        worst = customers(p, now)
+        assert worst["total"] == 20
+        assert [(c["customer"], c["experience"]) for c in worst["customers"][:2]] == [
+            ("c-00041", 0.0),
+            ("c-00042", 0.0),
+        ]
+        assert {c["experience"] for c in worst["customers"]} == {0.0}
+        svc = services(p, now)["services"]
+        assert svc["internet"]["customers_by_state"] == {"down": 20, "ok": 1000}
+        assert svc["voip"]["customers_by_state"] == {"down": 5, "ok": 250}
+        assert svc["voip"]["targets"][0]["name"] == "voip.one_way_delay"
+    finally:
+        p.close()
 
 
 @cache
@@ -241,3 +273,50 @@ def test_breach_records_name_the_group_or_the_customer() -> None:
     p = _mos_and_outage().pipeline
     assert p is not None
     assert sla(p, p.clock)["breaches"] == [MOS_BREACH, AVAILABILITY_BREACH]
+
+
+PLATINUM_OLT_002 = ("platinum", "olt-002|platinum|internet")
+GOLD_OLT_002 = ("gold", "olt-002|gold|internet+voip")
+
+
+@pytest.mark.parametrize(
+    ("until", "breaches", "next_wake"),
+    [
+        (1305.0, [], 1306.0),
+        (1306.0, [], 1306.0),
+        (1307.0, [(*PLATINUM_OLT_002, "availability", 1306.0)], 2602.0),
+        (
+            7211.0,
+            [
+                (*PLATINUM_OLT_002, "availability", 1306.0),
+                (*GOLD_OLT_002, "availability", 2602.0),
+                (*PLATINUM_OLT_002, "time_to_restore", 7210.0),
+            ],
+            12970.0,
+        ),
+    ],
+)
+def test_an_availability_breach_is_recorded_as_it_happens_during_the_outage(
+    until: float, breaches: list[tuple[str, str, str, float]], next_wake: float
+) -> None:
+    """olt-002 down from 10 s, cleared only at 9,000 s; the state as of ``until`` (``report sla
+    --at``), nothing else happening meanwhile. By hand: the platinum group there (c-00050) has a
+    budget of 30 d × 0.0005 = 1,296 s: breached at 10 + 1,296 = 1,306 s, exactly (at 1,306 s the
+    budget is used, not exceeded: no breach yet); gold (c-00060's group, 30 d × 0.001 = 2,592 s) at
+    2,602 s; platinum's 2 h time to restore at 10 + 7,200 = 7,210 s. The core is woken for each
+    (``next_due``: the float just after the breach's instant): after 7,210 s the next is silver's
+    budget, 30 d × 0.005 = 12,960 s, at 12,970 s."""
+    lines = [alarm("olt-002", "lossOfSignal", 10, "critical"), clear("olt-002", "lossOfSignal", 9000)]
+    p = replay_pipeline(
+        topology_from_dict(example_topology()),
+        load_rulesets(None),
+        CoreSettings(),
+        [orjson.dumps(line) for line in lines],
+        until=T0 + until,
+    )
+    try:
+        got = [(b.tier, b.subject, b.kind, b.at) for b in p.quality.sla.breaches()]
+        assert got == [(tier, gid, kind, T0 + at) for tier, gid, kind, at in breaches]
+        assert p.quality.next_due() == math.nextafter(T0 + next_wake, math.inf)
+    finally:
+        p.close()

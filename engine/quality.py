@@ -132,6 +132,13 @@ class ServiceQuality:
             return []
         self.evaluations += 1
         self.windows.expire(now)
+        # Scopes whose samples all left the windows are no longer measured: neither evidence for
+        # inference (a silent path is not a healthy one) nor counted in reports.
+        live = set(self.windows.scopes())
+        for stale in [scope for scope in self._services_at if scope not in live]:
+            del self._services_at[stale]
+        for stale in [scope for scope in self._paths if scope not in live]:
+            del self._paths[stale]
         out: list[Synthetic] = []
         wanted: dict[str, Synthetic] = {}
         if self._element_alarms:
@@ -161,11 +168,8 @@ class ServiceQuality:
             alarm = self._raised.pop(aid)
             source = raised_by(aid) or QUALITY
             out.append(clear_alarm(alarm, rule=source, t=now, text="quality back within target"))
-        busy = bool(self.windows.scopes()) or bool(self._raised)
+        busy = bool(live) or bool(self._raised)
         self._next = now + self.settings.evaluate_every if busy else None
-        if not self.windows.scopes():
-            self._services_at.clear()
-            self._paths.clear()
         return out
 
     def _kqi_alarm(self, ne: str, service: str, missed: list[KqiState], now: float) -> Synthetic:
@@ -229,7 +233,8 @@ class ServiceQuality:
         }
 
     def measured_paths(self) -> dict[str, tuple[str, str]]:
-        """Path scope -> (customer, service type), for every path with samples in the windows."""
+        """Path scope -> (customer, service type), for every path with samples in the windows (as of
+        the last evaluation: a path whose samples have all expired is dropped then)."""
         return dict(self._paths)
 
     def _infer(self, states: Mapping[str, list[KqiState]], alarmed: set[str]) -> Inference | None:

@@ -111,6 +111,59 @@ def test_a_degradation_nobody_alarmed_is_located_on_the_element_its_paths_share(
     assert p.quality.inferred >= 1
 
 
+STALE = [(f"c-{i:05d}", "olt-7") for i in range(6, 14)]  # 8 more internet customers behind olt-7
+
+
+def _stale_then_degraded(stale: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """HEALTHY every 15 s from 0 to 465 s at 20 ms; ``stale`` at 20 ms from 0 to 45 s, then silent;
+    DEGRADED at 300 ms from 400 to 445 s."""
+    lines = []
+    for i in range(32):
+        t = 15.0 * i
+        lines += [sample(ne, t, service="internet", customer=c, latency_ms=20.0) for c, ne in HEALTHY]
+        if t <= 45:
+            lines += [sample(ne, t, service="internet", customer=c, latency_ms=20.0) for c, ne in stale]
+        if 400 <= t <= 445:
+            lines += [sample(ne, t, service="internet", customer=c, latency_ms=300.0) for c, ne in DEGRADED]
+    return lines
+
+
+@pytest.mark.parametrize("stale", [[], STALE], ids=["no-stale-paths", "8-stale-paths"])
+def test_paths_whose_samples_stopped_no_longer_count(stale: list[tuple[str, str]]) -> None:
+    """Paths that stopped reporting (their samples left the 300 s windows) are neither healthy nor
+    degraded evidence. By hand: evaluations every 60 s from 0 s; the one at 420 s fires before the
+    430 s samples (2 degraded samples < min_samples 3), at 480 s the 4 DEGRADED paths (400–445 s)
+    are degraded and the 4 HEALTHY ones healthy; the stale ones' last samples (45 s) are older than
+    480 − 300 = 180 s. So D = 4, H = 4 and olt-7 carries the 4 degraded and no healthy path:
+    confidence 1.00, opened at 480 + 30 s settle. Counted as healthy, the 8 stale paths behind olt-7
+    would give H = 12, h(olt-7) = 8, confidence 4/4 × (1 − 8/12) = 0.33 < 0.5: no inference. The
+    services report counts the 8 measured paths, not the stale ones."""
+    core = settings(quality={"element_alarms": "off"})
+    lines = _stale_then_degraded(stale)
+    r = run(lines, core=core)
+    (opened,) = r.events("opened")
+    assert (opened["root_cause"]["alarm_id"], at(opened)) == ("rule:inference:olt-7", 510.0)
+    assert (
+        "no alarm explains 4 degraded service path(s); 4 of them cross olt-7, and 0 healthy one(s) do "
+        "(confidence 1.00)"
+    ) in " ".join(opened["explanation"])
+    p = replay_pipeline(
+        topology_from_dict(example_topology()),
+        load_rulesets(None),
+        core,
+        [orjson.dumps(line) for line in lines],
+        until=T0 + 480,
+    )
+    try:
+        kqis = services(p, T0 + 480)["services"]["internet"]["kqis"]
+        assert (kqis["paths"], kqis["degraded_paths"]) == (8, 4)
+        assert sorted(p.quality.measured_paths()) == sorted(
+            f"path:{c}/internet" for c, _ in [*DEGRADED, *HEALTHY]
+        )
+    finally:
+        p.close()
+
+
 def test_no_inference_when_an_alarm_on_the_paths_explains_them() -> None:
     lines = [alarm("olt-7", "highBER", 0, "minor")]  # effect degraded: explains the degraded paths
     lines += _paths(1, DEGRADED, HEALTHY)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -86,6 +86,7 @@ class Incident:
     hold_until: float | None = None  # stays pending until then (a pair's window, a maintenance window)
     maintenance: str | None = None  # the maintenance rule that held it back, while it does
     sla: dict[str, Any] | None = None  # SLA facts of its impact at the last assessment
+    sla_due: float | None = None  # when the time left before a breach reaches its next milestone
 
 
 def incident_id(root_key: str, first_seen: float) -> str:
@@ -107,6 +108,7 @@ class IncidentBook:
         overrides: Overrides | None = None,
         parts: Callable[[str], frozenset[str]] | None = None,
         sla: Callable[[Impact, float], dict[str, Any] | None] | None = None,
+        sla_milestones: Sequence[float] = (),
     ) -> None:
         self._topology = topology
         self._settings = settings
@@ -117,6 +119,9 @@ class IncidentBook:
         self._overrides = overrides
         self._parts = parts or (lambda _key: frozenset())
         self._sla = sla
+        # Seconds-to-breach values at which an open incident is re-assessed (its urgency steps, the
+        # breach itself), highest first: SLA urgency grows with time, not only with alarms.
+        self._sla_milestones = tuple(sorted({float(m) for m in sla_milestones if m >= 0}, reverse=True))
         self._parent: dict[str, Suppression] = {}  # symptom key -> why it is suppressed
         self._by_top: dict[str, Incident] = {}  # top root key -> incident
         self._incident_of: dict[str, Incident] = {}  # every member key -> incident
@@ -155,8 +160,13 @@ class IncidentBook:
             return max(due, inc.hold_until) if inc.hold_until is not None else due
         if inc.phase == "clearing" and inc.clear_since is not None:
             return inc.clear_since + self._settings.hold_down
-        if inc.phase == "open" and inc.dirty:
-            return inc.created if inc.last_emit is None else inc.last_emit + self._interval(inc)
+        if inc.phase == "open":
+            update = None
+            if inc.dirty:
+                update = inc.created if inc.last_emit is None else inc.last_emit + self._interval(inc)
+            if inc.sla_due is not None:
+                return inc.sla_due if update is None else min(update, inc.sla_due)
+            return update
         return None
 
     def _interval(self, inc: Incident) -> float:
@@ -357,6 +367,10 @@ class IncidentBook:
                 released.extend(self._dissolve(inc))
                 self.resolved += 1
                 continue
+            elif inc.sla_due is not None and now >= inc.sla_due and not inc.dirty:
+                inc.sla_due = None
+                self._touch(inc)  # an SLA milestone: re-assessed at its next update slot
+                continue
             elif self._update_due(inc, now):
                 self._refresh(inc, now)
                 if self._signature(inc) != inc.signature:
@@ -523,12 +537,22 @@ class IncidentBook:
         if self._sla is not None and (still_active is None or inc.sla is None):
             # At the root's clear the assessment is frozen: the SLA facts stay those last notified.
             inc.sla = self._sla(impact, now)
+            inc.sla_due = self._next_milestone(inc.sla, now) if still_active is None else None
         if inc.sla is not None and inc.sla["points"] > 0:
             inc.priority = add_points(inc.priority, "sla", inc.sla["points"], inc.sla, self._priority)
         if self._overrides:
             inc.priority, inc.severity = self._overrides.apply(
                 inc.priority, inc.severity, impact, self._parts(inc.root)
             )
+
+    def _next_milestone(self, sla: Mapping[str, Any] | None, now: float) -> float | None:
+        """When the soonest breach's time left reaches the next milestone below it, if the outage
+        lasts: then the urgency (and the score) has moved a step, or the breach has happened."""
+        left = sla.get("seconds_to_breach") if sla else None
+        if left is None:
+            return None
+        below = [m for m in self._sla_milestones if m < left]
+        return now + (left - below[0]) if below else None
 
     def _rewatch(self, inc: Incident, impact: Impact | None) -> None:
         old = inc.impact.elements if inc.impact is not None else {}
@@ -555,6 +579,8 @@ class IncidentBook:
                 active,
                 inc.reraised,
                 inc.acknowledged,
+                # an SLA breach is news even when the score is already at its ceiling
+                (inc.sla["customers_down"], inc.sla["customers_breached"]) if inc.sla else None,
             )
         )
 

@@ -21,6 +21,7 @@ import orjson
 
 from engine.alarms import ActiveAlarm, AlarmChange, AlarmTable
 from engine.errors import EngineError, InvalidMessage
+from engine.experience import UrgencySettings
 from engine.impact import Health, HealthView
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
@@ -54,6 +55,15 @@ def builtin_rulesets(settings: CoreSettings) -> list[Ruleset]:
     if not settings.quality.inference.enabled:
         return []
     return [load_ruleset_file(SERVICE_QUALITY_RULESET)]
+
+
+def sla_milestones(urgency: UrgencySettings) -> tuple[float, ...]:
+    """Seconds to breach at which an open incident's SLA urgency is re-assessed while its outage
+    lasts: a third and two thirds of the way from ``horizon`` to ``urgent``, ``urgent`` (full
+    urgency) and 0 (the breach). Four steps at most per incident, so the score follows the clock
+    without an ``updated`` record every minute."""
+    step = (urgency.horizon - urgency.urgent) / 3
+    return (urgency.urgent + 2 * step, urgency.urgent + step, urgency.urgent, 0.0)
 
 
 def _element_record(el: Element) -> dict[str, Any]:
@@ -134,6 +144,7 @@ class Pipeline:
             overrides=Overrides(rules, topology),
             parts=self.correlator.parts,
             sla=self.quality.sla_facts,
+            sla_milestones=sla_milestones(self.settings.quality.sla.urgency),
         )
         self.kpis = KpiStore()
         self.stats = Stats()

@@ -637,7 +637,7 @@ def _check_opened(o: OpenedExpect, rec: Mapping[str, Any], updates: int) -> list
     if o.opened_at is not None:
         if rec.get("opened_at") is None:
             out.append("opened_at: the incident has no opening time")
-        elif msg := o.opened_at.check(parse_time(rec["opened_at"]) - START):
+        elif msg := o.opened_at.check(_since_start(rec["opened_at"])):
             out.append(f"opened_at: {msg}")
     if o.updates is not None and (msg := o.updates.check(updates)):
         out.append(f"updates: {msg}")
@@ -657,6 +657,11 @@ def _check_opened(o: OpenedExpect, rec: Mapping[str, Any], updates: int) -> list
     return out
 
 
+def _since_start(time: str) -> float:
+    """Seconds from the test's start to a record's time, to the millisecond (records carry ms)."""
+    return round(parse_time(time) - START, 3)
+
+
 def _rejection(dead_letter: Mapping[str, Any]) -> str:
     errors = dead_letter.get("errors") or [{}]
     first = errors[0]
@@ -665,7 +670,7 @@ def _rejection(dead_letter: Mapping[str, Any]) -> str:
 
 
 def _notification(rec: Mapping[str, Any]) -> str:
-    at = _fmt_duration(parse_time(rec["time"]) - START)
+    at = _fmt_duration(_since_start(rec["time"]))
     return f"{rec.get('event')} {_root(rec)} at {at} P{rec.get('priority')} {rec.get('state')}"
 
 
@@ -679,7 +684,7 @@ def _check_notifications(
         if rec.get("event") != x.event or _root(rec) != x.root:
             out.append(f"notifications[{i}]: expected {x.event} {x.root}, got {got}")
             continue
-        if x.at is not None and (msg := x.at.check(parse_time(rec["time"]) - START)):
+        if x.at is not None and (msg := x.at.check(_since_start(rec["time"]))):
             out.append(f"notifications[{i}] ({x.event} {x.root}): at: {msg}")
         if x.priority is not None and (msg := x.priority.check(rec["priority"])):
             out.append(f"notifications[{i}] ({x.event} {x.root}): priority: {msg}")
@@ -704,7 +709,7 @@ def _check_resolved(x: ResolvedExpect, rec: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     if x.resolution is not None and rec.get("resolution") != x.resolution:
         out.append(f"resolution: expected {x.resolution}, got {rec.get('resolution')}")
-    if x.at is not None and (msg := x.at.check(parse_time(rec["time"]) - START)):
+    if x.at is not None and (msg := x.at.check(_since_start(rec["time"]))):
         out.append(f"at: {msg}")
     return out
 
@@ -725,7 +730,7 @@ def describe(outcome: Outcome) -> list[str]:
             f"score {rec.get('score')} suppressed {len(rec.get('suppressed', []))}"
         )
         if (end := ends.get(iid)) is not None:
-            line += f", resolved {end.get('resolution')} at {_fmt_duration(parse_time(end['time']) - START)}"
+            line += f", resolved {end.get('resolution')} at {_fmt_duration(_since_start(end['time']))}"
         lines.append(line)
     if not lines:
         lines.append("no incidents")

@@ -259,9 +259,12 @@ class ServiceQuality:
         if len(unexplained) < inf_settings.min_degraded:
             self.last_inference = None
             return None
-        elements = set().union(*paths.values())
+        # The explained ones are no evidence either way: not degraded (the alarm accounts for them)
+        # and not healthy (counted as healthy, an unrelated alarm would hide the real location).
+        candidates = {p: e for p, e in paths.items() if p in unexplained or p not in degraded}
+        elements = set().union(*candidates.values())
         depth = {ne: len(self._topology.ancestors(ne)) for ne in elements}
-        inf = infer_location(paths, unexplained, min_degraded=inf_settings.min_degraded, depth=depth)
+        inf = infer_location(candidates, unexplained, min_degraded=inf_settings.min_degraded, depth=depth)
         self.last_inference = inf
         if inf.element is None or inf.confidence < inf_settings.min_confidence:
             return None

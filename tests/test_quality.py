@@ -171,6 +171,44 @@ def test_no_inference_when_an_alarm_on_the_paths_explains_them() -> None:
     assert {rec["root_cause"]["alarm_id"] for rec in r.events("opened")} == {"olt-7:highBER"}
 
 
+UNDER_AGG_3 = [
+    (c, ne)
+    for ne, first in (("olt-001", 21), ("olt-002", 41), ("olt-003", 61))
+    for c in (
+        f"c-{first:05d}",
+        f"c-{first + 1:05d}",
+    )
+]
+EXPLAINED = [(f"c-{i:05d}", "olt-004") for i in range(81, 89)]  # 8 customers behind olt-004
+OLT_7_HEALTHY = [(f"c-{i:05d}", "olt-7") for i in range(6, 10)]
+
+
+@pytest.mark.parametrize("explained", [[], EXPLAINED], ids=["nothing-explained", "8-explained-paths"])
+def test_degraded_paths_an_alarm_explains_are_no_evidence_either_way(
+    explained: list[tuple[str, str]],
+) -> None:
+    """Two degraded paths behind each of olt-001, olt-002 and olt-003 (all under agg-3), four healthy
+    ones behind olt-7 (under agg-1/agg-2), and, with ``explained``, eight degraded paths behind
+    olt-004 (also under agg-3) that a minor highBER alarm on olt-004 explains. By hand, the
+    explained paths left out: D = 6, H = 4; agg-3 carries the 6 degraded and no healthy path →
+    confidence 1.00 (core-1 scores 6/6 − 4/4 = 0; each OLT has 2 < min_degraded 3). Had the 8
+    explained paths counted as healthy, H = 12 and h(agg-3) = 8: confidence 6/6 × (1 − 8/14) = 0.43
+    < 0.5, no inference. Samples every 15 s from 1 to 46 s; first evaluation with them at 61 s, the
+    incident 30 s later."""
+    lines = [alarm("olt-004", "highBER", 0, "minor")] if explained else []
+    lines += _paths(1, [*UNDER_AGG_3, *explained], OLT_7_HEALTHY)
+    r = run(lines, core=settings(quality={"element_alarms": "off"}))
+    inferred = [
+        rec for rec in r.events("opened") if rec["root_cause"]["alarm_id"].startswith("rule:inference")
+    ]
+    (opened,) = inferred
+    assert (opened["root_cause"]["alarm_id"], at(opened)) == ("rule:inference:agg-3", 91.0)
+    assert (
+        "no alarm explains 6 degraded service path(s); 6 of them cross agg-3, and 0 healthy one(s) do "
+        "(confidence 1.00)"
+    ) in " ".join(opened["explanation"])
+
+
 def test_no_inference_below_min_degraded() -> None:
     r = run(_paths(0, DEGRADED[:2], HEALTHY), core=settings(quality={"element_alarms": "off"}))
     assert r.events("opened") == []

@@ -67,8 +67,10 @@ def test_replay_of_the_example_prints_records_and_a_json_summary(example_replay:
     records = r.records()
     assert [(rec["event"], rec["root_cause"]["ne_id"]) for rec in records] == [
         ("opened", "agg-3"),
+        ("updated", "agg-3"),  # at 21 min: the platinum customers' SLA breached (1,296 s budget)
         ("resolved", "agg-3"),
         ("opened", "pwr-c"),
+        ("updated", "pwr-c"),  # 30 min before the gold customers' breach: SLA urgency makes it P1
         ("resolved", "pwr-c"),
     ]
     first = records[0]
@@ -81,7 +83,7 @@ def test_replay_of_the_example_prints_records_and_a_json_summary(example_replay:
     assert summary["compression"] == 27.0  # 54 alarms raised / 2 incidents
     assert isinstance(summary["events_per_second"], int)
     assert summary["events_per_second"] > 0
-    assert (summary["events"], summary["bad_lines"], summary["records"]) == (108, 0, 4)
+    assert (summary["events"], summary["bad_lines"], summary["records"]) == (108, 0, 6)
 
 
 def test_replay_output_is_byte_identical_across_runs(example_replay: Result) -> None:
@@ -100,7 +102,7 @@ def test_out_writes_the_records_to_a_file_instead_of_stdout(tmp_path: Path, exam
     assert r.status == 0, r.stderr
     assert r.stdout == b""
     assert out.read_bytes() == example_replay.stdout
-    assert r.summary()["records"] == 4
+    assert r.summary()["records"] == 6
 
 
 def test_invalid_lines_become_dead_letters_with_field_and_reason(tmp_path: Path) -> None:
@@ -135,7 +137,9 @@ def test_invalid_lines_become_dead_letters_with_field_and_reason(tmp_path: Path)
     assert all({"time", "topic", "errors", "payload", "truncated"} <= set(d) for d in letters)
     assert "olt-999" in rejected[0]["payload"]
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert [(rec["event"], rec["root_cause"]["ne_id"]) for rec in records] == [("opened", "olt-001")]
+    # olt-001 stays down: opened, then only the SLA milestones of its customers as updates
+    assert [(rec["event"], rec["root_cause"]["ne_id"]) for rec in records][0] == ("opened", "olt-001")
+    assert {(rec["event"], rec["root_cause"]["ne_id"]) for rec in records[1:]} <= {("updated", "olt-001")}
     summary = r.summary()
     assert (summary["invalid"], summary["bad_lines"]) == (3, 2)
     assert summary["bad_line_examples"][0].startswith("line 4: malformed JSON")

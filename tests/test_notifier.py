@@ -257,10 +257,11 @@ async def test_signed_requests_verify_on_the_receiver_side(
     """With a secret, each request carries X-SOC-Timestamp and X-SOC-Signature that verify() accepts
     for the exact body sent, in every format."""
     notifier = Notifier(store, [hook("soc", receiver.url, secret="s3cret", format=fmt, routing_key="R")])
-    enqueue(store, notifier, run(fiber_cut()).records)
+    records = run(fiber_cut()).records  # opened, updated (the platinum SLA breach), resolved
+    enqueue(store, notifier, records)
     async with notifier:
         await wait_for(lambda: pending(store) == 0)
-    assert len(receiver.hits) == 2
+    assert [h.event for h in receiver.hits] == ["opened", "updated", "resolved"]
     for hit in receiver.hits:
         ts, sig = hit.headers["X-SOC-Timestamp"], hit.headers["X-SOC-Signature"]
         assert verify("s3cret", ts, hit.body, sig, now=time.time())

@@ -138,7 +138,7 @@ def test_invalid_lines_become_dead_letters_with_field_and_reason(tmp_path: Path)
     assert "olt-999" in rejected[0]["payload"]
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     # olt-001 stays down: opened, then only the SLA milestones of its customers as updates
-    assert [(rec["event"], rec["root_cause"]["ne_id"]) for rec in records][0] == ("opened", "olt-001")
+    assert (records[0]["event"], records[0]["root_cause"]["ne_id"]) == ("opened", "olt-001")
     assert {(rec["event"], rec["root_cause"]["ne_id"]) for rec in records[1:]} <= {("updated", "olt-001")}
     summary = r.summary()
     assert (summary["invalid"], summary["bad_lines"]) == (3, 2)

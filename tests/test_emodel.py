@@ -198,12 +198,16 @@ def test_echo_delays_can_be_set_apart_from_mouth_to_ear(
         ("G.711", False, 2.0, 1.0, 30.16),  # 95·2/(2 + 4.3)
         ("g.711/no-plc", True, 2.0, 1.0, 30.16),  # the table name works too, case-insensitively
         ("G.723.1", True, 2.0, 1.0, 23.84),  # 15 + 80·2/(2 + 16.1)
+        ("G.729A", True, 20.0, 8.0, 89.14),  # 11 + 84·20/(2.5 + 19): bursty, still below 95
+        ("G.729A", True, 30.0, 8.0, 95.0),  # 11 + 84·30/(3.75 + 19) = 121.8: capped at 95
+        ("G.729A", True, 100.0, 8.0, 95.0),  # everything lost: 95, not 277.7
     ],
 )
 def test_effective_equipment_impairment(
     codec: str, plc: bool, loss: float, burst_r: float, ie_eff: float
 ) -> None:
-    """Ie,eff = Ie + (95 - Ie)·Ppl/(Ppl/BurstR + Bpl) with the codec's G.113 Ie and Bpl."""
+    """Ie,eff = Ie + (95 - Ie)·Ppl/(Ppl/BurstR + Bpl) with the codec's G.113 Ie and Bpl, at most 95
+    (with BurstR > 1 the formula passes 95 once Ppl/BurstR + Bpl < Ppl, here above 21.7 %)."""
     res = voip_quality(delay_ms=0.0, codec=codec, plc=plc, loss_pct=loss, burst_r=burst_r)
     assert res.ie_eff == pytest.approx(ie_eff, abs=0.005)
     assert res.r == pytest.approx(93.206 - ie_eff, abs=0.01)

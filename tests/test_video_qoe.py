@@ -203,6 +203,8 @@ BAD_INPUTS: list[tuple[dict[str, Any], str]] = [
     ({"duration_s": 0.0}, "duration_s"),
     ({"display": "cinema"}, "display"),
     ({"codec": "h265"}, "codec"),
+    ({"bitrate_kbps": 1e-300}, "bitrate_kbps 1e-300 is below what P.1203.1 mode 0 can rate"),
+    ({"stalls": 20_000_000, "stall_seconds": 5.0}, "stalls must be ≤ 10000"),
 ]
 
 

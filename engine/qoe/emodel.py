@@ -181,7 +181,9 @@ def e_model(p: G107Params = G107Params()) -> G107Terms:  # a frozen dataclass: a
     id_ = idte + idle + idd  # eq. 7-18
 
     # §7.5 Effective equipment impairment (eq. 7-30) and §7.6 advantage factor.
-    ie_eff = p.ie + (95.0 - p.ie) * p.ppl / (p.ppl / p.burst_r + p.bpl)
+    # Capped at 95, every packet lost: with BurstR > 1 the formula passes 95 once Ppl/BurstR + Bpl <
+    # Ppl (e.g. G.729A, BurstR 8, Ppl above ~22 %), far outside the range it was fitted on (≤ 20 %).
+    ie_eff = min(95.0, p.ie + (95.0 - p.ie) * p.ppl / (p.ppl / p.burst_r + p.bpl))
     r = ro - is_ - id_ - ie_eff + p.a
     return G107Terms(
         no=no,
@@ -218,7 +220,7 @@ def r_to_mos(r: float) -> float:
 
 def mos_to_r(mos: float) -> float:
     """The smallest R in [0, 100] whose ``r_to_mos`` reaches ``mos`` (bisection), e.g. a MOS floor of
-    3.6 needs R >= 70.08. ``mos`` must lie in [1, 4.5]."""
+    3.6 needs R >= 70.06. ``mos`` must lie in [1, 4.5]."""
     if not 1.0 <= mos <= 4.5:
         raise ValueError(f"mos must be in [1, 4.5] (got {mos})")
     lo, hi = 0.0, 100.0

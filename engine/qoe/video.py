@@ -112,6 +112,9 @@ def _check_number(name: str, value: float, *, positive: bool) -> float:
     return v
 
 
+MAX_STALLS = 10_000  # far beyond any real session; each stall is one event of the integration
+
+
 def _check_int(name: str, value: int, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -145,6 +148,8 @@ def video_quality(
     h = _check_int("height", height, minimum=1)
     fps = _check_number("framerate", framerate, positive=True)
     n_stalls = _check_int("stalls", stalls, minimum=0)
+    if n_stalls > MAX_STALLS:
+        raise ValueError(f"stalls must be ≤ {MAX_STALLS} (a session's rebuffering events), got {n_stalls}")
     total_stall = _check_number("stall_seconds", stall_seconds, positive=False)
     initial = _check_number("initial_delay_s", initial_delay_s, positive=False)
     dur = _check_number("duration_s", duration_s, positive=True)
@@ -160,7 +165,10 @@ def video_quality(
 
     # --- P.1203.1 mode 0: short-term video quality O.22 -------------------------------------------
     coding_px = w * h
-    quant = _A1 + _A2 * math.log(_A3 + math.log(br) + math.log(br * br / (coding_px * fps) + _A4))
+    inner = _A3 + math.log(br) + math.log(br * br / (coding_px * fps) + _A4)
+    if inner <= 0:  # the quantization model's logarithm has no value: ~1e-18 kbps and below
+        raise ValueError(f"bitrate_kbps {br:g} is below what P.1203.1 mode 0 can rate at {w}x{h} {fps:g} fps")
+    quant = _A1 + _A2 * math.log(inner)
     mos_cod = _clamp(_Q1 + _Q2 * math.exp(_Q3 * quant), 1.0, 5.0)
     deg_cod = _clamp(100.0 - r_from_mos(mos_cod), 0.0, 100.0)
     scale = max(_DISPLAY_PIXELS / coding_px, 1.0)

@@ -9,8 +9,8 @@ of the probes' KPI samples, aggregated over a sliding window and compared with a
 * ``KqiCatalog``: the KQIs of every service type; ``KqiCatalog.defaults()`` holds the ITU-T G.1010 /
   G.114 / G.107 figures and the operator conventions documented in ``docs/kqi.md``.
 * ``KqiWindows``: bounded, time-sorted sample series per (scope, metric) and their evaluation into
-  ``KqiState`` s. A scope is an element (``ne:<id>``) or a customer's service path
-  (``path:<customer>/<service type>``).
+  ``KqiState`` s. A scope is an element's samples of one service (``ne:<id>/<service type>``) or a
+  customer's service path (``path:<customer>/<service type>``).
 * ``derived_mos``: the G.107 E-model MOS of a voice sample that carries delay (jitter, loss) but no MOS.
 
 Pure: no clock reads, no I/O; ``now`` (epoch seconds) is always passed in. Deterministic: the same
@@ -63,9 +63,11 @@ _PERCENTILES = MappingProxyType({"p50": 50, "p95": 95, "p99": 99})
 VOICE_SERVICES: frozenset[str] = frozenset({"voice", "voip"})
 
 
-def element_scope(ne_id: str) -> str:
-    """The scope of KQIs measured on an element: ``ne:<id>``."""
-    return "ne:" + ne_id
+def element_scope(ne_id: str, service_type: str | None = None) -> str:
+    """The scope of KQIs measured on an element: ``ne:<id>/<service type>`` for one service's
+    samples (what ``observe_sample`` and the engine use, so that one service's samples are never
+    judged by another's KQIs), ``ne:<id>`` without a service type."""
+    return "ne:" + ne_id if service_type is None else f"ne:{ne_id}/{service_type}"
 
 
 def path_scope(customer: str, service_type: str) -> str:
@@ -466,8 +468,9 @@ def aggregate(kind: str, values: list[float]) -> float | None:
 
 
 class KqiWindows:
-    """Sliding windows of samples per (scope, metric). A scope is an element id (``ne:<id>``) or a
-    service path (``path:<customer>/<service>``); see ``element_scope`` and ``path_scope``.
+    """Sliding windows of samples per (scope, metric). A scope is any string; the engine's are an
+    element's samples of one service (``ne:<id>/<service>``) and service paths
+    (``path:<customer>/<service>``); see ``element_scope`` and ``path_scope``.
 
     Only metrics some KQI of the catalog reads are kept (the others are counted in ``ignored``). Each
     series is sorted by time, keeps samples for the longest window of the KQIs reading its metric and at
@@ -524,15 +527,16 @@ class KqiWindows:
         mos_services: frozenset[str] = VOICE_SERVICES,
         codec: str = "G.711",
     ) -> None:
-        """Every metric of ``sample`` on ``ne:<target>`` and, when the sample names both a customer and a
-        service, on ``path:<customer>/<service>``. A sample of a service in ``mos_services`` with
-        ``latency_ms`` but no ``mos`` also gets the E-model MOS (``derived_mos``)."""
+        """Every metric of ``sample`` on ``ne:<target>/<service>`` (``default`` when the sample names no
+        service) and, when the sample names both a customer and a service, on
+        ``path:<customer>/<service>``. A sample of a service in ``mos_services`` with ``latency_ms``
+        but no ``mos`` also gets the E-model MOS (``derived_mos``)."""
         metrics: Mapping[str, float] = sample.metrics
         if sample.service in mos_services and "mos" not in metrics:
             mos = derived_mos(metrics, codec)
             if mos is not None:
                 metrics = {**metrics, "mos": mos}
-        scopes = [element_scope(sample.target)]
+        scopes = [element_scope(sample.target, sample.service or "default")]
         if sample.customer is not None and sample.service is not None:
             scopes.append(path_scope(sample.customer, sample.service))
         for scope in scopes:

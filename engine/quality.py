@@ -3,8 +3,9 @@ customer experience and SLAs. Pure: it takes samples, health and ``now``, and re
 
 Theory of operation
 -------------------
-* Every KPI sample feeds the KQI windows (``engine.kqi``): on ``ne:<target>`` and, when it names a
-  customer and a service, on ``path:<customer>/<service>``.
+* Every KPI sample feeds the KQI windows (``engine.kqi``): on ``ne:<target>/<service>`` (the
+  element's samples of that service; ``default`` without one) and, when it names a customer and a
+  service, on ``path:<customer>/<service>``.
 * Every ``evaluate_every`` seconds (sample time; only while there are samples in the windows or
   alarms of ours active) every scope is evaluated against the KQI catalog:
 
@@ -61,7 +62,7 @@ class ServiceQuality:
         self.windows = KqiWindows(settings.kqis)
         self.sla = SlaTracker(settings.sla)
         self._element_alarms = element_alarms
-        self._services_at: dict[str, set[str]] = {}  # element scope -> service types seen in its samples
+        self._elements: dict[str, tuple[str, str]] = {}  # element scope -> (element, service type)
         self._paths: dict[str, tuple[str, str]] = {}  # path scope -> (customer, service)
         self._raised: dict[str, Alarm] = {}  # alarm id -> the alarm we raised (element KQIs, inference)
         self._read_by: dict[str, frozenset[str]] = {}  # service type -> metrics its KQIs read
@@ -101,13 +102,13 @@ class ServiceQuality:
         read = sorted(wanted & metrics.keys())
         if not read:
             return
-        scopes = [element_scope(sample.target)]
+        scopes = [element_scope(sample.target, service)]
         if sample.customer is not None and sample.service is not None:
             scopes.append(path_scope(sample.customer, sample.service))
         for scope in scopes:
             for metric in read:
                 self.windows.observe(scope, metric, metrics[metric], sample.time)
-        self._services_at.setdefault(scopes[0], set()).add(service)
+        self._elements[scopes[0]] = (sample.target, service)
         if sample.customer is not None and sample.service is not None:
             self._paths[scopes[-1]] = (sample.customer, sample.service)
         if self._next is None:
@@ -135,24 +136,22 @@ class ServiceQuality:
         # Scopes whose samples all left the windows are no longer measured: neither evidence for
         # inference (a silent path is not a healthy one) nor counted in reports.
         live = set(self.windows.scopes())
-        for stale in [scope for scope in self._services_at if scope not in live]:
-            del self._services_at[stale]
+        for stale in [scope for scope in self._elements if scope not in live]:
+            del self._elements[stale]
         for stale in [scope for scope in self._paths if scope not in live]:
             del self._paths[stale]
         out: list[Synthetic] = []
         wanted: dict[str, Synthetic] = {}
         if self._element_alarms:
-            for scope in sorted(self._services_at):
-                ne = scope.removeprefix("ne:")
-                for service in sorted(self._services_at[scope]):
-                    missed = [
-                        st
-                        for st in self.windows.evaluate(scope, service, now)
-                        if st.status in ("at_risk", "violated")
-                    ]
-                    if missed:
-                        syn = self._kqi_alarm(ne, service, missed, now)
-                        wanted[syn.alarm.alarm_id or ""] = syn
+            for scope, (ne, service) in sorted(self._elements.items()):
+                missed = [
+                    st
+                    for st in self.windows.evaluate(scope, service, now)
+                    if st.status in ("at_risk", "violated")
+                ]
+                if missed:
+                    syn = self._kqi_alarm(ne, service, missed, now)
+                    wanted[syn.alarm.alarm_id or ""] = syn
         paths = self.path_states(now)
         self._mos_floors(paths, now)
         inference = self._infer(paths, set(alarmed))
@@ -345,14 +344,16 @@ class ServiceQuality:
 
     # -- views ---------------------------------------------------------------------------------
     def customer(self, customer_id: str, view: HealthView, now: float) -> dict[str, Any]:
-        """Experience index and SLA state of one customer (JSON-ready)."""
+        """Experience index and SLA state of one customer (JSON-ready). A service's KQIs are those of
+        the customer's path if it is measured, else those of the access element's samples *of that
+        service*, else unknown (no data: the service scores 100, its health alone caps it)."""
         c = self._topology.customer(customer_id)
         services: dict[str, tuple[list[KqiScore], Health]] = {}
         kqis: dict[str, list[dict[str, Any]]] = {}
         for s in c.services:
             scope = path_scope(customer_id, s)
-            if scope not in self._paths:
-                scope = element_scope(c.access)
+            if scope not in self._paths and element_scope(c.access, s) in self._elements:
+                scope = element_scope(c.access, s)
             states = self.windows.evaluate(scope, s, now)
             kqis[s] = [st.to_record() for st in states]
             scores = [
@@ -421,7 +422,7 @@ class ServiceQuality:
         return {
             "windows": self.windows.dump(),
             "sla": self.sla.dump(),
-            "services_at": {k: sorted(v) for k, v in self._services_at.items()},
+            "elements": {k: list(v) for k, v in self._elements.items()},
             "paths": {k: list(v) for k, v in self._paths.items()},
             "raised": {k: a.model_dump(mode="json") for k, a in self._raised.items()},
             "next": self._next,
@@ -431,7 +432,9 @@ class ServiceQuality:
     def load(self, state: Mapping[str, Any]) -> None:
         self.windows.load(state["windows"])
         self.sla.load(state["sla"])
-        self._services_at = {k: set(v) for k, v in state["services_at"].items()}
+        # A state from before element scopes were per service ("services_at", scopes ``ne:<id>``
+        # mixing every service's samples) has no per-service element series: they start afresh.
+        self._elements = {k: (ne, s) for k, (ne, s) in state.get("elements", {}).items()}
         self._paths = {k: (c, s) for k, (c, s) in state["paths"].items()}
         self._raised = {k: Alarm.model_validate(a, strict=False) for k, a in state["raised"].items()}
         self._next = state["next"]

@@ -348,7 +348,8 @@ def test_observe_sample_feeds_element_and_path_scopes_and_derives_mos() -> None:
             }
         )
         w.observe_sample(sample)
-    assert w.scopes() == [element_scope("olt-7"), path_scope("c-1", "voip")]
+    assert w.scopes() == [element_scope("olt-7", "voip"), path_scope("c-1", "voip")]
+    assert element_scope("olt-7", "voip") == "ne:olt-7/voip"
     s = state(w.evaluate("path:c-1/voip", "voip", now=2.0), "voip.mos")
     assert s.value == pytest.approx(4.33, abs=0.005)
     assert s.status == "met"
@@ -371,9 +372,9 @@ def test_observe_sample_keeps_a_measured_mos_and_derives_none_for_other_services
     )
     w.observe_sample(tv)
     assert w.dump()["series"] == [
-        ["ne:olt-7", "latency_ms", [0.0], [150.0]],
-        ["ne:olt-7", "mos", [0.0], [3.0]],
-        ["ne:olt-8", "latency_ms", [0.0], [150.0]],
+        ["ne:olt-7/voip", "latency_ms", [0.0], [150.0]],
+        ["ne:olt-7/voip", "mos", [0.0], [3.0]],
+        ["ne:olt-8/iptv", "latency_ms", [0.0], [150.0]],
     ]
 
 

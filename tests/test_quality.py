@@ -411,3 +411,90 @@ def test_an_availability_breach_is_recorded_as_it_happens_during_the_outage(
         assert p.quality.next_due() == math.nextafter(T0 + next_wake, math.inf)
     finally:
         p.close()
+
+
+def _latency_300(service: str, *, path: bool) -> list[dict[str, Any]]:
+    """Samples of ``service`` on olt-010 at 300 ms every 10 s from 0 to 50 s: of silver c-00204's
+    path (it has voip and internet), or of the element (no customer)."""
+    customer_id = "c-00204" if path else None
+    return [
+        sample("olt-010", 10 * i, service=service, customer=customer_id, latency_ms=300.0) for i in range(6)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "voip", "internet", "index"),
+    [
+        (
+            _latency_300("voip", path=True),
+            ("at_risk", 300.0, "path:c-00204/voip"),
+            ("unknown", None, "path:c-00204/internet"),
+            90.0,
+        ),
+        (
+            _latency_300("voip", path=False),
+            ("at_risk", 300.0, "ne:olt-010/voip"),
+            ("unknown", None, "path:c-00204/internet"),
+            90.0,
+        ),
+        (
+            _latency_300("internet", path=False),
+            ("unknown", None, "path:c-00204/voip"),
+            ("violated", 300.0, "ne:olt-010/internet"),
+            50.0,
+        ),
+    ],
+    ids=["voip-path", "voip-element", "internet-element"],
+)
+def test_a_service_is_judged_only_on_its_own_samples(
+    lines: list[dict[str, Any]],
+    voip: tuple[str, float | None, str],
+    internet: tuple[str, float | None, str],
+    index: float,
+) -> None:
+    """c-00204's KQIs as of 60 s (element alarms off, so both services are healthy). A service
+    without path samples falls back to its access element's samples *of that service*, else its
+    KQIs are unknown (no data), never another service's samples. By hand: voip one-way delay 300 ms
+    is between the 150 ms target and the 400 ms limit → at_risk (60); its E-model MOS (no jitter, no
+    loss) is 3.72 (derived_mos; between docs/qoe-voip.md's 4.33 at 150 ms and 3.22 at 400 ms) ≥ 3.6
+    → met (100); the other voip KQIs have no data: voip scores (60 + 100) / 2 = 80 and internet,
+    all unknown, 100 → CEI (80 + 100) / 2 = 90.0. Internet latency 300 ms > 100 ms (no limit) →
+    violated (0), its only known KQI; voip unknown (100) → CEI (0 + 100) / 2 = 50.0."""
+    p = replay_pipeline(
+        topology_from_dict(example_topology()),
+        load_rulesets(None),
+        settings(quality={"element_alarms": "off"}),
+        [orjson.dumps(line) for line in lines],
+        until=T0 + 60,
+    )
+    try:
+        view = customer(p, "c-00204", T0 + 60)
+        assert view is not None
+        for service, latency, (status, value, scope) in (
+            ("voip", "voip.one_way_delay", voip),
+            ("internet", "internet.latency", internet),
+        ):
+            (k,) = [k for k in view["kqis"][service] if k["name"] == latency]
+            assert (k["status"], k["value"], k["scope"]) == (status, value, scope)
+            if status == "unknown":
+                assert {(k["status"], k["samples"]) for k in view["kqis"][service]} == {("unknown", 0)}
+        assert view["experience"]["index"] == index
+    finally:
+        p.close()
+
+
+def test_an_elements_kqis_of_one_service_do_not_read_another_services_samples() -> None:
+    """olt-7 measured for voip at 140 ms and for internet at 80 ms, every 10 s for 2 min: each
+    meets its own target (voip 150 ms, internet 100 ms; voip's E-model MOS at 140 ms is above 4.33
+    at 150 ms, docs/qoe-voip.md, so ≥ 3.6). Mixed, internet's latency would read (140 + 80) / 2 =
+    110 ms > 100 ms and raise a false internet quality alarm on olt-7."""
+    lines = []
+    for i in range(12):
+        lines.append(sample("olt-7", 10 * i, service="voip", latency_ms=140.0))
+        lines.append(sample("olt-7", 10 * i, service="internet", latency_ms=80.0))
+    r = run(lines)
+    assert r.records == []
+    p = r.pipeline
+    assert p is not None
+    # every 60 s from 60 s to 420 s, when the last samples (110 s) have left the 300 s windows
+    assert p.quality.evaluations == 7

@@ -172,13 +172,22 @@ class InferenceSettings(_Strict):
 class QualitySettings(_Strict):
     """KQIs, inference, customer experience and SLAs (``engine.quality``)."""
 
-    kqis: KqiCatalog = Field(default_factory=KqiCatalog.defaults)
+    kqis: KqiCatalog = Field(default_factory=KqiCatalog.defaults)  # config: {services: {type: [kqi…]}}
     evaluate_every: Duration = 60.0
     element_alarms: Literal["auto", "on", "off"] = "auto"  # auto: off when rulesets have kpi_threshold rules
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     experience: ExperienceSettings = Field(default_factory=ExperienceSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
     sla_points: float = Field(15.0, ge=0.0, le=100.0)  # priority points at full SLA urgency
+
+    @field_validator("kqis", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, v: Any) -> Any:
+        """``kqis: {services: {type: [kqi…]}}`` in a config replaces the KQIs of the service types it
+        lists (an empty list: none) and keeps the default catalog's for the others."""
+        if isinstance(v, Mapping) and isinstance(v.get("services"), Mapping):
+            return {**v, "services": {**KqiCatalog.defaults().services, **v["services"]}}
+        return v
 
 
 class CoreSettings(_Strict):

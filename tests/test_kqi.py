@@ -21,6 +21,7 @@ from engine.kqi import (
 )
 from engine.messages import KpiSample
 from engine.qoe.emodel import voip_quality
+from engine.settings import core_settings_from_data
 
 SCOPE = "ne:olt-7"
 
@@ -534,3 +535,57 @@ def test_derived_mos_needs_a_sane_latency(metrics: dict[str, float]) -> None:
 def test_derived_mos_clamps_out_of_range_inputs() -> None:
     """20 s delay and 150 % loss are taken as 10 s and 100 %: the bottom of the scale."""
     assert derived_mos({"latency_ms": 20_000.0, "loss_pct": 150.0}) == 1.0
+
+
+VOIP_100MS = {
+    "name": "voip.one_way_delay",
+    "category": "integrity",
+    "metric": "latency_ms",
+    "objective": "max",
+    "target": 100,
+    "limit": 400,
+}
+DEFAULT_VOIP = [
+    "voip.one_way_delay",
+    "voip.jitter",
+    "voip.packet_loss",
+    "voip.mos",
+    "voip.call_setup_success",
+    "voip.call_drop",
+    "voip.availability",
+]
+DEFAULT_INTERNET = [
+    "internet.latency",
+    "internet.response_time",
+    "internet.throughput",
+    "internet.packet_loss",
+    "internet.availability",
+]
+DEFAULT_IPTV = ["iptv.one_way_delay", "iptv.packet_loss", "iptv.mos", "iptv.availability"]
+
+
+@pytest.mark.parametrize(
+    ("quality", "voip", "internet", "iptv"),
+    [
+        ({}, DEFAULT_VOIP, DEFAULT_INTERNET, DEFAULT_IPTV),
+        (
+            {"kqis": {"services": {"voip": [VOIP_100MS]}}},
+            ["voip.one_way_delay"],
+            DEFAULT_INTERNET,
+            DEFAULT_IPTV,
+        ),
+        ({"kqis": {"services": {"iptv": []}}}, DEFAULT_VOIP, DEFAULT_INTERNET, []),
+    ],
+    ids=["defaults", "voip-overridden", "iptv-switched-off"],
+)
+def test_a_kqi_override_in_the_config_replaces_that_service_types_kqis_only(
+    quality: dict[str, Any], voip: list[str], internet: list[str], iptv: list[str]
+) -> None:
+    """``core.quality.kqis.services`` replaces the KQIs of the service types it lists (an empty list:
+    none) and keeps the default catalog's (docs/kqi.md tables) for the others; the counts are the
+    default tables' rows: voip 7, internet 5, iptv 4."""
+    catalog = core_settings_from_data({"quality": quality}).quality.kqis
+    assert [k.name for k in catalog.for_service("voip")] == voip
+    assert [k.name for k in catalog.for_service("internet")] == internet
+    assert [k.name for k in catalog.for_service("iptv")] == iptv
+    assert [k.name for k in catalog.for_service("gaming")] == ["default.availability"]

@@ -238,6 +238,7 @@ class ServiceQuality:
 
     def _infer(self, states: Mapping[str, list[KqiState]], alarmed: set[str]) -> Inference | None:
         inf_settings = self.settings.inference
+        self.last_inference = None  # the evidence of this evaluation only
         if not inf_settings.enabled or not self._paths:
             return None
         paths: dict[str, frozenset[str]] = {}
@@ -251,12 +252,10 @@ class ServiceQuality:
             if any(s.status in ("at_risk", "violated") for s in kqis):
                 degraded.add(scope)
         if len(degraded) < inf_settings.min_degraded:
-            self.last_inference = None
             return None
         # Degradations on paths that carry an alarm with an effect are explained by it.
         unexplained = {p for p in degraded if not (paths[p] & alarmed)}
         if len(unexplained) < inf_settings.min_degraded:
-            self.last_inference = None
             return None
         # The explained ones are no evidence either way: not degraded (the alarm accounts for them)
         # and not healthy (counted as healthy, an unrelated alarm would hide the real location).

@@ -62,6 +62,11 @@ def alarm_key(alarm: Alarm) -> str:
     return ":".join(parts)
 
 
+def _threshold(alarm: Alarm) -> dict[str, Any] | None:
+    info = alarm.threshold_info
+    return info.model_dump(exclude_none=True) if info is not None else None
+
+
 @dataclass(slots=True)
 class ActiveAlarm:
     """The engine's view of one alarm identity. Owned and mutated by ``AlarmTable`` only."""
@@ -85,6 +90,7 @@ class ActiveAlarm:
     raw_active: bool = True  # the element's last word, even while flapping
     transitions: deque[float] = field(default_factory=deque)
     last_transition: float = 0.0
+    threshold_info: dict[str, Any] | None = None  # X.733 threshold info of the latest raise (JSON-ready)
 
     @property
     def occurrence_id(self) -> str:
@@ -221,6 +227,8 @@ class AlarmTable:
         if rec.active:
             rec.count += 1
             rec.last_seen = max(rec.last_seen, alarm.event_time)
+            if alarm.threshold_info is not None:
+                rec.threshold_info = _threshold(alarm)  # the latest observation, whatever the severity
             if alarm.severity != rec.severity:
                 previous = rec.effect
                 rec.severity = alarm.severity
@@ -238,6 +246,7 @@ class AlarmTable:
         rec.severity = alarm.severity
         rec.effect = effect
         rec.text = alarm.text
+        rec.threshold_info = _threshold(alarm)
         rec.first_seen = rec.last_seen = alarm.event_time
         rec.count = 1
         rec.active = rec.raw_active = True
@@ -287,6 +296,7 @@ class AlarmTable:
             text=alarm.text,
             first_seen=alarm.event_time,
             last_seen=alarm.event_time,
+            threshold_info=_threshold(alarm),
         )
 
     def _transition(self, rec: ActiveAlarm, now: float) -> bool:

@@ -637,6 +637,8 @@ class IncidentBook:
             "sla": dict(inc.sla) if inc.sla else None,
             "explanation": self._explanation(inc, root, suppressed),
         }
+        if root is not None and root.threshold_info is not None:
+            rec["root_cause"]["threshold_info"] = dict(root.threshold_info)
         if event == "resolved":
             rec["resolved_at"] = format_time(now)
             rec["resolution"] = extra.get("resolution", "cleared")
@@ -653,7 +655,7 @@ class IncidentBook:
             "same_region": f"same region {self._region(a)}",
             "same_service_path": "on a path of the same service type",
         }.get(sup.relation, sup.detail or sup.relation)
-        return {
+        entry: dict[str, Any] = {
             "alarm_id": key,
             "ne_id": a.ne_id if a else None,
             "probable_cause": a.probable_cause if a else None,
@@ -662,6 +664,9 @@ class IncidentBook:
             "rule": sup.rule,
             "reason": f"explained by {sup.root} (rule {sup.rule}: {where}, {sup.delay:+.1f} s from the root)",
         }
+        if a is not None and a.threshold_info is not None:
+            entry["threshold_info"] = dict(a.threshold_info)  # the evidence: which KPI, how far
+        return entry
 
     def _site(self, a: ActiveAlarm | None) -> str:
         return (self._topology.element(a.ne_id).site or "?") if a else "?"

@@ -14,6 +14,7 @@ TMF field names) and say what is wrong in a few words. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -119,6 +120,21 @@ _Metrics = Annotated[dict[_MetricName, FiniteFloat], Field(min_length=1, max_len
 _MODEL_CONFIG = ConfigDict(frozen=True, strict=True, extra="ignore")
 
 
+class ThresholdInfo(BaseModel):
+    """X.733 threshold information of a quality-of-service alarm (TMF642's
+    ``crossedThresholdInformation``): which indicator crossed which level, in which direction, with
+    what value, and the level that clears it (hysteresis)."""
+
+    model_config = _MODEL_CONFIG
+
+    indicator: _Id  # X.733 triggeredThreshold; TMF642 indicatorName
+    direction: Literal["up", "down"]  # up: alarm above `threshold`; down: below it
+    observed_value: FiniteFloat
+    threshold: FiniteFloat | None = None  # the level crossed (TMF642 names it by reference only)
+    clear: FiniteFloat | None = None  # the level that clears it (X.733 thresholdLevel's other bound)
+    granularity: _Opt | None = None  # how the indicator is evaluated: "mean over 300s", "15m"…
+
+
 class Alarm(BaseModel):
     """One alarm notification (raise or clear) from a network element.
 
@@ -136,6 +152,7 @@ class Alarm(BaseModel):
     alarm_id: _Id | None = None
     text: _Text | None = None
     event_time: _Time
+    threshold_info: ThresholdInfo | None = None
 
     @property
     def identity(self) -> str:
@@ -253,6 +270,8 @@ def _reason(error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return "field required"
+    if kind == "literal_error" and isinstance(value, str):
+        return f"{value!r} is not one of {ctx.get('expected', '')}"
     if kind in ("string_type", "literal_error"):
         return f"expected a string, got {_type_name(value)}"
     if kind == "float_type" and type(value) is int:
@@ -303,6 +322,7 @@ _TMF_FIELDS = {
     "specific_problem": "specificProblem",
     "alarm_id": "id",
     "text": "alarmDetails",
+    "threshold_info": "crossedThresholdInformation",
 }
 _TMF_COPY = (
     ("probableCause", "probable_cause"),
@@ -325,6 +345,26 @@ _TMF_ALARM_TYPES = {_fold_alarm_type(t): t for t in EVENT_TYPES}
 
 def _is_tmf642(obj: Mapping[str, Any]) -> bool:
     return "alarmedObject" in obj or "perceivedSeverity" in obj
+
+
+def _tmf_threshold(crossed: Mapping[str, Any]) -> dict[str, Any]:
+    """TMF642 ``CrossedThresholdInformation`` → ``ThresholdInfo`` fields. ``observedValue`` is a
+    string in the swagger: a numeric one is read as a number (anything else fails validation)."""
+    out: dict[str, Any] = {}
+    if "indicatorName" in crossed:
+        out["indicator"] = crossed["indicatorName"]
+    if "direction" in crossed:
+        d = crossed["direction"]
+        out["direction"] = d.lower() if isinstance(d, str) else d
+    if "observedValue" in crossed:
+        v = crossed["observedValue"]
+        if isinstance(v, str):
+            with contextlib.suppress(ValueError):
+                v = float(v)
+        out["observed_value"] = v
+    if "granularity" in crossed:
+        out["granularity"] = crossed["granularity"]
+    return out
 
 
 def _from_tmf642(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[tuple[str, str]]]:
@@ -350,6 +390,10 @@ def _from_tmf642(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]
         # The v4.0.0 swagger types Alarm.id as integer; implementations send strings. Take both.
         is_int = isinstance(alarm_id, int) and not isinstance(alarm_id, bool)
         native["alarm_id"] = str(alarm_id) if is_int else alarm_id
+
+    crossed = obj.get("crossedThresholdInformation")
+    if crossed is not None:
+        native["threshold_info"] = _tmf_threshold(crossed) if isinstance(crossed, Mapping) else crossed
 
     alarm_type = obj.get("alarmType")
     if alarm_type is not None:

@@ -289,6 +289,14 @@ def test_kpi_threshold_with_for_duration_and_hysteresis() -> None:
     assert root["probable_cause"] == "thresholdCrossed"
     assert opened["state"] == "degraded"
     assert "latency_ms = 180 > 150 for 60s" in " ".join(opened["explanation"])
+    assert root["threshold_info"] == {  # X.733 threshold info: what crossed, how far, what clears it
+        "indicator": "latency_ms",
+        "direction": "up",
+        "observed_value": 180.0,
+        "threshold": 150.0,
+        "clear": 120.0,
+        "granularity": "last sample, held 60s",
+    }
     # breach from 30 s; held 60 s at 90 s; raised at 90 s, opened after settle; 140 and 130 stay
     # above the clear value 120, 110 clears it at 180 s → resolved 300 s later
     assert at(opened) == 90 + 30
@@ -307,6 +315,8 @@ def test_kpi_breach_below_an_outage_is_its_symptom() -> None:
     assert opened["root_cause"]["ne_id"] == "agg-3"
     last = r.last(opened["incident_id"])
     assert [s["alarm_id"] for s in last["suppressed"]] == ["rule:t/latency:olt-001"]
+    assert last["suppressed"][0]["threshold_info"]["observed_value"] == 950.0  # the evidence, in figures
+    assert "threshold_info" not in last["root_cause"]  # a loss of signal crosses no threshold
 
 
 def load_default() -> list[Ruleset]:

@@ -18,6 +18,7 @@ from engine.messages import (
     Decoder,
     KpiSample,
     Routes,
+    ThresholdInfo,
     dead_letter_record,
     topic_matches,
 )
@@ -100,6 +101,15 @@ RAISED_TMF = Alarm(
     event_time=T0,
 )
 
+THRESHOLD = {
+    "indicator": "latency_ms",
+    "direction": "up",
+    "observed_value": 182.5,
+    "threshold": 150.0,
+    "clear": 120.0,
+    "granularity": "mean over 300s",
+}
+
 VALID: list[Any] = [
     pytest.param(A, js(native()), alarm(event_time=T0), id="native-rfc3339"),
     pytest.param(A, js(native(event_time=T0)), alarm(event_time=T0), id="native-epoch-seconds"),
@@ -173,6 +183,34 @@ VALID: list[Any] = [
         alarm(ne_id="olt-2", severity="minor", probable_cause="x"),
         id="tmf642-minimal-default-type",
     ),
+    pytest.param(
+        A,
+        js(native(event_type="qualityOfServiceAlarm", threshold_info=THRESHOLD)),
+        alarm(event_type="qualityOfServiceAlarm", threshold_info=ThresholdInfo(**THRESHOLD)),
+        id="native-threshold-info",
+    ),
+    pytest.param(
+        A,
+        js(
+            tmf(
+                crossedThresholdInformation={
+                    "indicatorName": "latency_ms",
+                    "direction": "UP",
+                    "observedValue": "182.5",
+                    "granularity": "15m",
+                    "threshold": {"id": "thr-1", "name": "voice delay"},
+                }
+            )
+        ),
+        RAISED_TMF.model_copy(
+            update={
+                "threshold_info": ThresholdInfo(
+                    indicator="latency_ms", direction="up", observed_value=182.5, granularity="15m"
+                )
+            }
+        ),
+        id="tmf642-crossed-threshold-information",
+    ),
 ]
 
 
@@ -219,6 +257,35 @@ def test_valid_samples(payload: Any, expected: tuple[KpiSample, ...]) -> None:
 BIG = b'{"x": "' + b"a" * (70123 - 9) + b'"}'
 
 INVALID: list[Any] = [
+    pytest.param(
+        A,
+        js(native(threshold_info={**THRESHOLD, "direction": "sideways"})),
+        "threshold_info.direction",
+        "'sideways' is not one of",
+        id="threshold-direction",
+    ),
+    pytest.param(
+        A,
+        js(native(threshold_info={**THRESHOLD, "observed_value": "high"})),
+        "threshold_info.observed_value",
+        "expected a number",
+        id="threshold-value-not-a-number",
+    ),
+    pytest.param(
+        A,
+        js(
+            tmf(
+                crossedThresholdInformation={
+                    "indicatorName": "loss",
+                    "direction": "up",
+                    "observedValue": "n/a",
+                }
+            )
+        ),
+        "crossedThresholdInformation.observed_value",
+        "expected a number",
+        id="tmf-threshold-value-not-a-number",
+    ),
     # routing, size, syntax
     pytest.param("x/y", js(native()), "", "topic 'x/y' matches no alarm or sample filter", id="no-route"),
     pytest.param(A, BIG, "", "payload is 70123 bytes, limit is 65536", id="too-large"),

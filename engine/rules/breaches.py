@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.kqi import aggregate as kqi_aggregate
-from engine.messages import Alarm, KpiSample
+from engine.messages import Alarm, KpiSample, ThresholdInfo
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Emit, KpiThreshold
 from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm
@@ -137,7 +137,20 @@ class Breaches:
             f"{what} = {value:.4g} {op} {spec.threshold:g}{held} "
             f"(threshold {spec.threshold:g}, clear {spec.clear_value:g})"
         )
-        syn = raise_alarm(emit, rule=rule.qualified, scope=target, ne_id=target, t=t, text=text)
+        info = ThresholdInfo(
+            indicator=spec.metric,
+            direction="up" if spec.above is not None else "down",
+            observed_value=value,
+            threshold=spec.threshold,
+            clear=spec.clear_value,
+            granularity=(
+                "last sample" if spec.aggregate == "last" else f"{spec.aggregate} over {spec.over:g}s"
+            )
+            + (f", held {spec.for_:g}s" if spec.for_ else ""),
+        )
+        syn = raise_alarm(
+            emit, rule=rule.qualified, scope=target, ne_id=target, t=t, text=text, threshold_info=info
+        )
         st.raised = syn.alarm
         return syn
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.messages import Alarm
+from engine.messages import Alarm, ThresholdInfo
 from engine.rules.schema import Emit
 from engine.settings import Effect
 
@@ -33,7 +33,16 @@ def raised_by(key: str) -> str | None:
     return key.split(":", 2)[1]
 
 
-def raise_alarm(emit: Emit, *, rule: str, scope: str, ne_id: str, t: float, text: str) -> Synthetic:
+def raise_alarm(
+    emit: Emit,
+    *,
+    rule: str,
+    scope: str,
+    ne_id: str,
+    t: float,
+    text: str,
+    threshold_info: ThresholdInfo | None = None,
+) -> Synthetic:
     alarm = Alarm(
         ne_id=ne_id,
         severity=emit.severity,
@@ -43,6 +52,7 @@ def raise_alarm(emit: Emit, *, rule: str, scope: str, ne_id: str, t: float, text
         alarm_id=synthetic_id(rule, scope),
         text=(f"{emit.text}: {text}" if emit.text else text)[:4096],
         event_time=t,
+        threshold_info=threshold_info,
     )
     return Synthetic(alarm, emit.effect, rule)
 

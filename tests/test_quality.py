@@ -304,8 +304,7 @@ def test_customer_report_has_experience_and_sla_state() -> None:
         p.close()
 
 
-@cache
-def _mos_and_outage() -> Run:
+def _mos_and_outage_lines() -> list[dict[str, Any]]:
     """silver c-00108 (olt-005, voip + internet, alone in its customer group) measures voip MOS 3.3
     every 30 s from 0 to 1,470 s; olt-002 (platinum c-00050, internet, alone in its group) is down
     from 0 to 1,400 s."""
@@ -313,7 +312,12 @@ def _mos_and_outage() -> Run:
     lines += [sample("olt-005", 30 * i, service="voip", customer="c-00108", mos=3.3) for i in range(50)]
     lines.append(clear("olt-002", "lossOfSignal", 1400))
     lines.sort(key=lambda line: str(line["payload"].get("time") or line["payload"].get("event_time")))
-    return run(lines)
+    return lines
+
+
+@cache
+def _mos_and_outage() -> Run:
+    return run(_mos_and_outage_lines())
 
 
 MOS_BREACH = {
@@ -517,3 +521,40 @@ def test_an_elements_kqis_of_one_service_do_not_read_another_services_samples() 
     assert p is not None
     # every 60 s from 60 s to 420 s, when the last samples (110 s) have left the 300 s windows
     assert p.quality.evaluations == 7
+
+
+def test_a_state_saved_before_per_service_element_scopes_still_loads() -> None:
+    """An older snapshot's service-quality state (``services_at`` with element scopes mixing the
+    services, an SLA tracker dump of version 1) loads: paths and SLA breaches are kept, element
+    scopes start afresh. The state is the one of the MOS-and-outage replay above as of 1,450 s:
+    c-00108's voip path measured, both breaches recorded."""
+    p = replay_pipeline(
+        topology_from_dict(example_topology()),
+        load_rulesets(None),
+        CoreSettings(),
+        [orjson.dumps(line) for line in _mos_and_outage_lines()],
+        until=T0 + 1450,
+    )
+    state = p.quality.dump()
+    p.close()
+    assert state["elements"] == {"ne:olt-005/voip": ["olt-005", "voip"]}
+    sla_state = state["sla"]
+    old = {
+        **{k: v for k, v in state.items() if k != "elements"},
+        "services_at": {"ne:olt-005": ["voip"]},
+        "sla": {
+            "version": 1,
+            "customers": sla_state["subjects"],
+            "mos": sla_state["mos"],
+            "breaches": [
+                {("customer_id" if k == "subject" else k): v for k, v in b.items()}
+                for b in sla_state["breaches"]
+            ],
+        },
+    }
+    fresh = run([]).pipeline
+    assert fresh is not None
+    fresh.quality.load(old)
+    assert fresh.quality.measured_paths() == {"path:c-00108/voip": ("c-00108", "voip")}
+    assert fresh.quality.breach_records() == [MOS_BREACH, AVAILABILITY_BREACH]
+    assert fresh.quality.dump() == {**state, "elements": {}}

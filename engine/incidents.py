@@ -87,6 +87,7 @@ class Incident:
     maintenance: str | None = None  # the maintenance rule that held it back, while it does
     sla: dict[str, Any] | None = None  # SLA facts of its impact at the last assessment
     sla_due: float | None = None  # when the time left before a breach reaches its next milestone
+    muted_until: float | None = None  # open, root under maintenance: no `updated` before this
 
 
 def incident_id(root_key: str, first_seen: float) -> str:
@@ -164,6 +165,8 @@ class IncidentBook:
             update = None
             if inc.dirty:
                 update = inc.created if inc.last_emit is None else inc.last_emit + self._interval(inc)
+                if inc.muted_until is not None:
+                    update = max(update, inc.muted_until)
             if inc.sla_due is not None:
                 return inc.sla_due if update is None else min(update, inc.sla_due)
             return update
@@ -367,15 +370,15 @@ class IncidentBook:
                 released.extend(self._dissolve(inc))
                 self.resolved += 1
                 continue
-            elif inc.sla_due is not None and now >= inc.sla_due and not inc.dirty:
-                inc.sla_due = None
-                self._touch(inc)  # an SLA milestone: re-assessed at its next update slot
-                continue
-            elif self._update_due(inc, now):
-                self._refresh(inc, now)
-                if self._signature(inc) != inc.signature:
-                    records.append(self._emit(inc, "updated", now))
-                inc.dirty = False
+            else:
+                if inc.sla_due is not None and now >= inc.sla_due:
+                    inc.sla_due = None  # an SLA milestone: re-assessed at its next update slot
+                    inc.dirty = True
+                if self._update_due(inc, now) and not self._muted(inc, now):
+                    self._refresh(inc, now)
+                    if self._signature(inc) != inc.signature:
+                        records.append(self._emit(inc, "updated", now))
+                    inc.dirty = False
             self._schedule(inc)
         return records, released
 
@@ -391,6 +394,19 @@ class IncidentBook:
             self.held_back += 1
         inc.maintenance, inc.hold_until = covering
         self._schedule(inc)
+        return True
+
+    def _muted(self, inc: Incident, now: float) -> bool:
+        """An open incident whose root a maintenance window covers sends no `updated` until the
+        window ends (then one, if anything changed meanwhile). Its resolution is never held."""
+        if not self._calendar:
+            return False
+        root = self._alarm(inc.root)
+        covering = self._calendar.covering(root.ne_id, now) if root is not None else None
+        if covering is None or covering[1] <= now:  # a window ending now mutes nothing
+            inc.muted_until = None
+            return False
+        inc.muted_until = covering[1]
         return True
 
     def _open(self, inc: Incident, now: float) -> dict[str, Any]:

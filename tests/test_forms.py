@@ -580,3 +580,26 @@ def test_a_priority_rule_with_tiers_and_services_needs_one_subscription_of_both(
     (opened,) = r.events("opened")
     applied = [o["rule"] for o in opened["priority_breakdown"].get("overrides", [])]
     assert applied == (["t/platinum-voice-first"] if applies else [])
+
+
+def test_maintenance_mutes_updates_of_an_incident_opened_before_it_until_its_end() -> None:
+    """agg-3's outage opens at -70 s, before the works (settle 30 s from -100 s); an OLT alarm joins
+    it inside the window at 100 s, the platinum customers' SLA is breached at 1,196 s (-100 +
+    1,296 s of budget) and the OLT alarm clears at 3,500 s: no `updated` for any of them (planned
+    work is not news); one `updated` at the window's end (3,600 s) carries what changed; the
+    resolution comes when due, never held."""
+    lines = [
+        alarm("agg-3", "lossOfSignal", -100, "critical"),
+        alarm("olt-001", "linkDown", 100, "critical"),
+        clear("olt-001", "linkDown", 3500),
+        clear("agg-3", "lossOfSignal", 4000),
+    ]
+    r = run(lines, rulesets=[*rules(MAINT), *load_default()])
+    assert [(x["event"], at(x)) for x in r.records] == [
+        ("opened", -70.0),
+        ("updated", 3600.0),
+        ("resolved", 4300.0),
+    ]
+    update = r.records[1]
+    assert [s["alarm_id"] for s in update["suppressed"]] == ["olt-001:linkDown"]
+    assert update["sla"]["customers_breached"] > 0

@@ -3,8 +3,9 @@
 During a window, no incident opens (nor is notified) for a root alarm in scope: its incident stays
 pending until the window ends. At the end, an incident whose root is still active is opened and
 notified (with the window named in its explanation); one whose root cleared inside the window is
-dropped silently. Maintenance never suppresses a resolution: an incident that was open before the
-window keeps updating and resolves normally. A ``services`` scope covers the service types'
+dropped silently. An incident that was open before the window sends no ``updated`` while its root
+is covered, one at the window's end if anything changed (``IncidentBook._muted``). Maintenance
+never suppresses a resolution: it resolves when due. A ``services`` scope covers the service types'
 platform elements (not the shared transport under them).
 """
 

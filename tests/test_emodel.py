@@ -428,3 +428,12 @@ def test_cli_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
         "--advantage",
     ):
         assert option in out
+
+
+def test_idtes_replaces_idte_above_stmr_20_whatever_the_echo_delay() -> None:
+    """STMR 23 dB, T 0.5 ms: Idte is 0 below 1 ms, then Idtes = √(0 + Ist²) = Ist (eq. 7-24 applies
+    whatever T, as in the public transcriptions of G.107: docs/qoe-voip.md, Verification)."""
+    t = e_model(G107Params(stmr=23.0, t=0.5))
+    assert t.idte == pytest.approx(t.ist)
+    assert t.ist == pytest.approx(1.4003, abs=1e-4)
+    assert t.r == pytest.approx(90.405, abs=1e-3)

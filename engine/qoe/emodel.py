@@ -6,7 +6,7 @@ rating factor is
     R = Ro - Is - Id - Ie,eff + A                                                    (G.107 eq. 7-1)
 
 with every term computed from the G.107 formulas (§7.2 to §7.6), not from shortcuts: with all the G.107
-§7.7 default values R = 93.19 (the standard quotes 93.2). ``e_model`` takes every G.107 input
+§7.7 default values R = 93.21 (the standard quotes 93.2). ``e_model`` takes every G.107 input
 (``G107Params``); ``voip_quality`` is the network-facing front end: one-way delay, jitter, loss, codec.
 
 Where each constant comes from, and the disagreements between the sources, is in ``docs/qoe-voip.md``.
@@ -168,8 +168,10 @@ def e_model(p: G107Params = G107Params()) -> G107Terms:  # a frozen dataclass: a
         idte = 0.0  # below 1 ms talker echo is perceived as sidetone
     else:
         idte = ((roe - re) / 2.0 + math.sqrt((roe - re) ** 2 / 4.0 + 100.0) - 1.0) * (1.0 - math.exp(-p.t))
-        if p.stmr > 20.0:
-            idte = math.sqrt(idte**2 + ist**2)  # Idtes, eq. 7-24
+    if p.stmr > 20.0:
+        # Idtes, eq. 7-24: replaces Idte whatever T (so Ist alone below 1 ms), as the public
+        # implementations that transcribe G.107 do (docs/qoe-voip.md, Verification)
+        idte = math.sqrt(idte**2 + ist**2)
     rle = 10.5 * (p.wepl + 7.0) * (p.tr + 1.0) ** -0.25  # eq. 7-26
     idle = (ro - rle) / 2.0 + math.sqrt((ro - rle) ** 2 / 4.0 + 169.0)  # eq. 7-25
     if p.ta <= p.mt:

@@ -268,7 +268,13 @@ class _Tally:
         )
 
 
-def compute_impact(topology: Topology, own: Mapping[str, Health], seeds: Iterable[str]) -> Impact:
+def compute_impact(
+    topology: Topology,
+    own: Mapping[str, Health],
+    seeds: Iterable[str],
+    *,
+    only_services: frozenset[str] | None = None,
+) -> Impact:
     """The impact of an incident whose alarms sit on ``seeds``, given every element's own health.
 
     A customer group counts when its access element is affected (in the cone and not OK) or one of its
@@ -278,7 +284,13 @@ def compute_impact(topology: Topology, own: Mapping[str, Health], seeds: Iterabl
 
     Cost: the affected access elements' precomputed totals; when a platform is hit, also their groups,
     plus one pass over the network-wide (service set, tier) counts for everyone else.
+
+    ``only_services``: only subscriptions of these service types count (an incident whose alarms concern
+    one service, such as a voice KQI alarm: the internet customers behind the element are fine);
+    customers without any of them are not affected. Costs the affected access elements' groups.
     """
+    if only_services is not None:
+        return _service_impact(topology, own, seeds, only_services)
     view = HealthView(topology, own)
     affected = {ne: h for ne in sorted(cone(topology, seeds)) if (h := view.health(ne)) != _OK}
     hit: dict[str, Health] = {}
@@ -302,4 +314,29 @@ def compute_impact(topology: Topology, own: Mapping[str, Health], seeds: Iterabl
         for (services, tier), n in elsewhere.items():  # behind access elements that are fine
             if n:
                 tally.add(services, tier, n, _OK, hit)
+    return tally.impact(affected)
+
+
+def _service_impact(
+    topology: Topology, own: Mapping[str, Health], seeds: Iterable[str], only: frozenset[str]
+) -> Impact:
+    """``compute_impact`` counting only subscriptions of the ``only`` service types."""
+    view = HealthView(topology, own)
+    affected = {ne: h for ne in sorted(cone(topology, seeds)) if (h := view.health(ne)) != _OK}
+    hit: dict[str, Health] = {}
+    for ne, h in affected.items():
+        for s in topology.platform_services(ne) & only:
+            hit[s] = max(h, hit.get(s, _OK))
+    tally = _Tally()
+    elsewhere = dict(_index(topology).by_set) if hit else {}
+    for ne, level in affected.items():
+        for g in topology.groups_at(ne):
+            if hit:
+                elsewhere[g.services, g.tier] -= g.count
+            if sub := g.services & only:
+                tally.add(sub, g.tier, g.count, level, hit)
+    for (set_, tier), n in sorted(elsewhere.items(), key=lambda kv: (sorted(kv[0][0]), kv[0][1])):
+        sub = set_ & only
+        if n and sub and any(s in hit for s in sub):
+            tally.add(sub, tier, n, _OK, hit)
     return tally.impact(affected)

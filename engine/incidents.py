@@ -40,7 +40,7 @@ from engine.priority import Priority, PriorityInput, add_points, assess, explain
 from engine.rules.correlator import Explanation
 from engine.rules.maintenance import Calendar
 from engine.rules.overrides import Overrides
-from engine.rules.synthetic import raised_by
+from engine.rules.synthetic import raised_by, service_scope
 from engine.settings import IncidentSettings, PrioritySettings
 from engine.timeutil import format_time
 from engine.topology import Topology
@@ -521,7 +521,11 @@ class IncidentBook:
         seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
         if not seeds and inc.impact is not None:
             return  # nothing active carries an effect any more: keep the last assessment
-        impact = compute_impact(self._topology, self._own, seeds)
+        # An incident whose every alarm with an effect concerns one service (the engine's per-service
+        # KQI alarms) affects that service's subscriptions only.
+        scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
+        only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
+        impact = compute_impact(self._topology, self._own, seeds, only_services=only)
         self._rewatch(inc, impact)
         inc.impact = impact
         root = self._alarm(inc.root)

@@ -258,8 +258,11 @@ def random_network(rng: random.Random, n_elements: int = 60, n_customers: int = 
     return topology_from_dict({"service_types": services, "elements": elements, "customers": customers})
 
 
-def brute_force(topo: Topology, own: Mapping[str, Health], seeds: Iterable[str]) -> dict[str, Any]:
-    """The impact record computed the slow way: eager health in topological order, customer by customer."""
+def brute_force(
+    topo: Topology, own: Mapping[str, Health], seeds: Iterable[str], only: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """The impact record computed the slow way: eager health in topological order, customer by customer
+    (``only``: counting only subscriptions of these service types)."""
     health: dict[str, Health] = {}
     for ne in topo.topo_order():
         value = own.get(ne, OK)
@@ -281,8 +284,9 @@ def brute_force(topo: Topology, own: Mapping[str, Health], seeds: Iterable[str])
         levels = {
             s: max([access, *(affected.get(p, OK) for p in topo.service_types[s].platform)])
             for s in c.services
+            if only is None or s in only
         }
-        worst = max(levels.values())
+        worst = max(levels.values(), default=OK)
         if worst == OK:
             continue
         tiers[c.tier] += 1
@@ -321,6 +325,33 @@ def test_group_arithmetic_matches_a_customer_by_customer_brute_force() -> None:
             seeds = rng.sample(sorted(own), rng.randint(1, len(own)))
             impact: Impact = compute_impact(topo, own, seeds)
             assert impact.to_record() == brute_force(topo, own, seeds)
+
+
+def test_impact_restricted_to_services_matches_the_brute_force_and_all_services_change_nothing() -> None:
+    """`only_services` (an incident about one service, such as a voice KQI alarm) counts only those
+    subscriptions, customer by customer as the brute force does; naming every service type gives
+    exactly the unrestricted impact."""
+    rng = random.Random(20261202)
+    for _ in range(6):
+        topo = random_network(rng)
+        every = frozenset(topo.service_types)
+        for _ in range(20):
+            own = random_state(rng, topo, rng.randint(1, 6))
+            seeds = rng.sample(sorted(own), rng.randint(1, len(own)))
+            only = frozenset(rng.sample(sorted(every), rng.randint(1, 2)))
+            got = compute_impact(topo, own, seeds, only_services=only)
+            assert got.to_record() == brute_force(topo, own, seeds, only)
+            assert compute_impact(topo, own, seeds, only_services=every) == compute_impact(topo, own, seeds)
+
+
+def test_a_voice_only_degradation_spares_the_internet_customers(net: Topology) -> None:
+    """olt-7 degraded for voip only: its two voip customers (c-1, c-2, gold) are degraded; c-3, who
+    has internet only, is not affected, and nobody's internet is counted."""
+    impact = compute_impact(net, {"olt-7": DEGRADED}, ["olt-7"], only_services=frozenset({"voip"}))
+    assert impact.customers == 2
+    assert impact.services == {"voip": 2}
+    assert impact.by_tier == {"gold": 2}
+    assert impact.state == "degraded"
 
 
 def test_adding_a_down_element_never_lowers_the_impact() -> None:

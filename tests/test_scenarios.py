@@ -405,3 +405,17 @@ def test_sla_urgency_follows_the_clock_while_an_outage_lasts() -> None:
         ("updated", 1702.0, 1, 900.0, 0, 1.0),
         ("resolved", 2710.0, 1, 900.0, 0, 1.0),
     ]
+
+
+def test_a_voice_kqi_alarm_affects_the_voice_customers_of_its_element_only() -> None:
+    """The engine's KQI alarm on olt-005 is about voip (`rule:quality:olt-005:voip`): its incident
+    counts the voip subscribers behind olt-005, not the internet-only customers there."""
+    topo = example_topology()
+    behind = [c for c in topo["customers"] if c["access"] == "olt-005"]
+    voip = [c for c in behind if "voip" in c["services"]]
+    assert 0 < len(voip) < len(behind)
+    r = run(_voice_samples("olt-005", 0, 400, 300.0))
+    opened = r.events("opened")[0]
+    assert opened["root_cause"]["alarm_id"] == "rule:quality:olt-005:voip"
+    assert opened["impact"]["services"] == {"voip": len(voip)}
+    assert opened["impact"]["customers"]["total"] == len(voip)

@@ -33,6 +33,15 @@ def raised_by(key: str) -> str | None:
     return key.split(":", 2)[1]
 
 
+def service_scope(key: str) -> str | None:
+    """The service type a synthetic alarm is about, for the engine's per-service KQI alarms
+    (``rule:quality:<element>:<service>``); None for every other alarm (it concerns the element)."""
+    if raised_by(key) != "quality":
+        return None
+    _, _, rest = key.partition("rule:quality:")
+    return rest.rpartition(":")[2] or None
+
+
 def raise_alarm(
     emit: Emit,
     *,

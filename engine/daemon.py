@@ -50,7 +50,7 @@ from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.logs import bound, log_transition
 from engine.messages import Routes, dead_letter_record
 from engine.metrics import Metrics
-from engine.pipeline import Decisions, Pipeline
+from engine.pipeline import STUCK_TICKS, Decisions, Pipeline
 from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets
 from engine.topology import load_topology
@@ -198,12 +198,21 @@ class Daemon(CoreView):
     # -- the core task -------------------------------------------------------------------------
     async def _core(self) -> None:
         batch = 0
+        last_due, repeats = None, 0
         while not self._stopping.is_set():
             now = self._clock()
             due = self.pipeline.next_due()
             if due is not None and due <= now:
+                repeats = repeats + 1 if due == last_due else 0
+                last_due = due
+                if repeats >= STUCK_TICKS:  # a bug: say so once a second, and keep serving
+                    if repeats == STUCK_TICKS:
+                        log.error("core timer stuck", reason=self.pipeline.stuck(due))
+                    await asyncio.sleep(1.0)
                 self._journal_and_apply("tick", "", b"", now)
                 batch += 1
+                if batch % BATCH == 0:
+                    await asyncio.sleep(0)  # a long run of timers never starves HTTP and MQTT
                 continue
             if batch and (self.intake.empty() or batch >= BATCH):
                 self._commit()

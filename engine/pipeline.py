@@ -43,6 +43,7 @@ from engine.timeutil import format_time
 from engine.topology import Element, Topology
 
 SNAPSHOT_FORMAT = 2
+STUCK_TICKS = 10_000  # ticks at one due time before `advance_to` calls a timer stuck
 _HEALTH = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
 
 
@@ -220,14 +221,35 @@ class Pipeline:
 
     def drain(self, *, limit: float = 366 * 86400.0) -> Decisions:
         """Advance the clock until nothing is pending (end of a replay), at most ``limit`` seconds."""
+        return self.advance_to(self.clock + limit)
+
+    def advance_to(self, t: float) -> Decisions:
+        """Fire every timer due at or before ``t``, in time order (replay, rule tests, drain).
+
+        Raises ``EngineError`` naming the parts whose timer does not move when the same due time
+        comes back ``STUCK_TICKS`` times in a row: a bug, reported instead of spinning forever."""
         out = Decisions()
-        end = self.clock + limit
-        while True:
-            due = self.next_due()
-            if due is None or due > end:
-                break
+        last, repeats = None, 0
+        while (due := self.next_due()) is not None and due <= t:
+            repeats = repeats + 1 if due == last else 0
+            if repeats > STUCK_TICKS:
+                raise EngineError(self.stuck(due))
+            last = due
             out.extend(self.tick(max(due, self.clock)))
         return out
+
+    def stuck(self, due: float) -> str:
+        """Which parts report ``due`` and do not move past it (for the error and the daemon's log)."""
+        parts = {
+            "alarms": self.alarms.next_due(),
+            "correlator": self.correlator.next_due(),
+            "incidents": self.incidents.next_due(),
+            "storms": self.storms.next_due(),
+            "pairs": self.pairs.next_due(),
+            "quality": self.quality.next_due(),
+        }
+        names = sorted(name for name, d in parts.items() if d is not None and d <= due)
+        return f"timer stuck at {format_time(due)}: {', '.join(names) or 'unknown part'} does not advance"
 
     # -- internals -----------------------------------------------------------------------------
     def _advance(self, now: float) -> float:

@@ -133,8 +133,7 @@ class Replayer:
     def _release(self) -> None:
         t, _, topic, payload = heapq.heappop(self._heap)
         p = self.pipeline
-        while (due := p.next_due()) is not None and due <= t:
-            self._deliver(p.tick(due))
+        self._deliver(p.advance_to(t))
         if t < p.clock:
             self.stats.late += 1
         self.stats.events += 1

@@ -6,8 +6,10 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
+from engine.errors import EngineError
 from engine.pipeline import Pipeline
 from engine.replay import Replayer
 from engine.rules.schema import load_rulesets
@@ -419,3 +421,14 @@ def test_a_voice_kqi_alarm_affects_the_voice_customers_of_its_element_only() -> 
     assert opened["root_cause"]["alarm_id"] == "rule:quality:olt-005:voip"
     assert opened["impact"]["services"] == {"voip": len(voip)}
     assert opened["impact"]["customers"]["total"] == len(voip)
+
+
+def test_a_timer_that_does_not_advance_is_an_error_naming_the_part_not_a_hang() -> None:
+    """A part whose due time never moves (a bug) makes `advance_to` raise after STUCK_TICKS ticks
+    at that time, naming the part, instead of spinning forever (replay, rule tests, drain)."""
+    p = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
+    p.storms.next_due = lambda: T0 + 5.0  # type: ignore[method-assign]
+    with pytest.raises(
+        EngineError, match=r"timer stuck at 2026-01-01T00:00:05.000Z: storms does not advance"
+    ):
+        p.advance_to(T0 + 60.0)

@@ -40,7 +40,7 @@ from engine.experience import Breach, KqiScore, SlaTracker, breach_urgency, cust
 from engine.impact import Health, HealthView, Impact
 from engine.inference import Inference, access_path_elements, infer_location
 from engine.kqi import VOICE_SERVICES, KqiState, KqiWindows, derived_mos, element_scope, path_scope
-from engine.messages import Alarm, KpiSample
+from engine.messages import Alarm, KpiSample, ThresholdInfo
 from engine.rules.schema import Emit
 from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by
 from engine.settings import QualitySettings
@@ -194,7 +194,22 @@ class ServiceQuality:
             effect="degraded",
         )
         text = "; ".join(parts) + (f" (targets: {'; '.join(sources)})" if sources else "")
-        return raise_alarm(emit, rule=QUALITY, scope=f"{ne}:{service}", ne_id=ne, t=now, text=text)
+        worst = missed[0]
+        info = None
+        if worst.value is not None:  # X.733 threshold info of the worst KQI: which level it crossed
+            k = worst.kqi
+            crossed = k.limit if worst.status == "violated" and k.limit is not None else k.target
+            info = ThresholdInfo(
+                indicator=f"{k.name} ({k.metric})",
+                direction="down" if k.objective == "min" else "up",
+                observed_value=worst.value,
+                threshold=crossed,
+                clear=k.target,
+                granularity=f"{k.aggregate} over {k.window:g}s",
+            )
+        return raise_alarm(
+            emit, rule=QUALITY, scope=f"{ne}:{service}", ne_id=ne, t=now, text=text, threshold_info=info
+        )
 
     def _inferred_alarm(self, inf: Inference, now: float) -> Synthetic:
         assert inf.element is not None

@@ -142,6 +142,17 @@ class KqiCatalog(_Strict):
 
     services: Mapping[str, tuple[KqiDef, ...]]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _services_key(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "services" not in data and data:
+            first = next(iter(data))
+            raise ValueError(
+                f"KQIs are listed under `services`, by service type: kqis: {{services: {{{first}: [...]}}}} "
+                f"(got {', '.join(map(repr, data))} directly under kqis)"
+            )
+        return data
+
     @field_validator("services")
     @classmethod
     def _unique_names(cls, services: Mapping[str, tuple[KqiDef, ...]]) -> Mapping[str, tuple[KqiDef, ...]]:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from engine.errors import ConfigError
 from engine.kqi import (
     KqiCatalog,
     KqiDef,
@@ -589,3 +590,13 @@ def test_a_kqi_override_in_the_config_replaces_that_service_types_kqis_only(
     assert [k.name for k in catalog.for_service("internet")] == internet
     assert [k.name for k in catalog.for_service("iptv")] == iptv
     assert [k.name for k in catalog.for_service("gaming")] == ["default.availability"]
+
+
+def test_kqis_listed_without_services_are_refused_with_the_right_form() -> None:
+    """`kqis: {voip: [...]}` (the service type straight under kqis) is refused saying where the KQIs
+    go, instead of pydantic's `services: Field required`."""
+    with pytest.raises(ConfigError) as caught:
+        core_settings_from_data({"quality": {"kqis": {"voip": [VOIP_100MS]}}})
+    message = str(caught.value)
+    assert "quality.kqis" in message
+    assert "KQIs are listed under `services`, by service type: kqis: {services: {voip: [...]}}" in message

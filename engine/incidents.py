@@ -105,6 +105,7 @@ class IncidentBook:
         alarm: Callable[[str], ActiveAlarm | None],
         own_health: Mapping[str, Health],
         *,
+        service_health: Mapping[str, Mapping[str, Health]] | None = None,
         calendar: Calendar | None = None,
         overrides: Overrides | None = None,
         parts: Callable[[str], frozenset[str]] | None = None,
@@ -116,6 +117,7 @@ class IncidentBook:
         self._priority = priority
         self._alarm = alarm
         self._own = own_health
+        self._service_health = service_health if service_health is not None else {}
         self._calendar = calendar
         self._overrides = overrides
         self._parts = parts or (lambda _key: frozenset())
@@ -525,7 +527,14 @@ class IncidentBook:
         # KQI alarms) affects that service's subscriptions only.
         scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
         only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
-        impact = compute_impact(self._topology, self._own, seeds, only_services=only)
+        own = self._own
+        if only is not None:  # their own levels count: element health leaves them out
+            merged = dict(own)
+            for service in only:
+                for ne, level in self._service_health.get(service, {}).items():
+                    merged[ne] = max(merged.get(ne, Health.OK), level)
+            own = merged
+        impact = compute_impact(self._topology, own, seeds, only_services=only)
         self._rewatch(inc, impact)
         inc.impact = impact
         root = self._alarm(inc.root)

@@ -37,7 +37,7 @@ from engine.rules.overrides import Overrides
 from engine.rules.pairs import PairOutcome, Pairs
 from engine.rules.schema import Ruleset, load_ruleset_file
 from engine.rules.storms import Storms
-from engine.rules.synthetic import Synthetic, raised_by
+from engine.rules.synthetic import Synthetic, raised_by, service_scope
 from engine.settings import CoreSettings
 from engine.timeutil import format_time
 from engine.topology import Element, Topology
@@ -121,7 +121,10 @@ class Pipeline:
         )
         self.alarms = AlarmTable(self.settings.alarms)
         self.correlator = Correlator(self.program, topology, grace=self.settings.reorder_tolerance)
-        self._own: dict[str, Health] = {}
+        self._own: dict[str, Health] = {}  # element -> its own health, from alarms about the element
+        # service type -> element -> health, from alarms about one service on the element (the
+        # engine's per-service KQI alarms): they degrade that service through the element only
+        self._own_by_service: dict[str, dict[str, Health]] = {}
         self._by_element: dict[str, set[str]] = {}
         rules = list(self.program.rules.values())
         mode = self.settings.quality.element_alarms
@@ -141,6 +144,7 @@ class Pipeline:
             self.settings.priority,
             self.alarms.get,
             self._own,
+            service_health=self._own_by_service,
             calendar=self.calendar,
             overrides=Overrides(rules, topology),
             parts=self.correlator.parts,
@@ -369,6 +373,7 @@ class Pipeline:
 
     def _update_health(self, ne_id: str, now: float) -> None:
         worst = Health.OK
+        per_service: dict[str, Health] = {}
         keys = self._by_element.get(ne_id, set())
         for key in list(keys):
             a = self.alarms.get(key)
@@ -376,16 +381,41 @@ class Pipeline:
                 keys.discard(key)
                 continue
             if a.active and a.effect in EFFECT_HEALTH:
-                worst = max(worst, EFFECT_HEALTH[a.effect])
+                level = EFFECT_HEALTH[a.effect]
+                service = service_scope(key)
+                if service is None:
+                    worst = max(worst, level)
+                else:
+                    per_service[service] = max(per_service.get(service, Health.OK), level)
         before = self._own.get(ne_id, Health.OK)
         if worst == Health.OK:
             self._own.pop(ne_id, None)
         else:
             self._own[ne_id] = worst
-        if worst != before:
+        services_before = {s: m[ne_id] for s, m in self._own_by_service.items() if ne_id in m}
+        for service in set(services_before) | set(per_service):
+            levels = self._own_by_service.setdefault(service, {})
+            if service in per_service:
+                levels[ne_id] = per_service[service]
+            else:
+                levels.pop(ne_id, None)
+            if not levels:
+                del self._own_by_service[service]
+        if worst != before or services_before != per_service:
             self.incidents.health_changed(ne_id)
-            if self.quality.tracks_sla:
-                self.quality.health_changed(ne_id, HealthView(self.topology, self._own), now)
+        if worst != before and self.quality.tracks_sla:
+            self.quality.health_changed(ne_id, self.health_view(), now)
+
+    def health_view(self, service: str | None = None) -> HealthView:
+        """Effective health of the network, for one service type when given: the element-level
+        alarms plus those about that service only (a voice KQI alarm degrades voice, not internet)."""
+        extra = self._own_by_service.get(service) if service is not None else None
+        if not extra:
+            return HealthView(self.topology, self._own)
+        merged = dict(self._own)
+        for ne, level in extra.items():
+            merged[ne] = max(merged.get(ne, Health.OK), level)
+        return HealthView(self.topology, merged)
 
     # -- commands ------------------------------------------------------------------------------
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:
@@ -399,7 +429,7 @@ class Pipeline:
         if ne_id not in self.topology:
             return None
         el = self.topology.element(ne_id)
-        view = HealthView(self.topology, self._own)
+        view = self.health_view()
         alarms = []
         for key in sorted(self._by_element.get(ne_id, ())):
             a = self.alarms.get(key)
@@ -425,6 +455,12 @@ class Pipeline:
             "health": {
                 "own": _HEALTH[self._own.get(ne_id, Health.OK)],
                 "effective": _HEALTH[view.health(ne_id)],
+                # alarms about one service on this element (KQI alarms): that service only
+                "services": {
+                    s: _HEALTH[levels[ne_id]]
+                    for s, levels in sorted(self._own_by_service.items())
+                    if ne_id in levels
+                },
             },
             "alarms": alarms,
             "incidents": self._incidents_touching({ne_id}),
@@ -435,10 +471,10 @@ class Pipeline:
         if not self.topology.has_customer(customer_id):
             return None
         c = self.topology.customer(customer_id)
-        view = HealthView(self.topology, self._own)
         services = {}
         touching = {c.access}
         for s in c.services:
+            view = self.health_view(s)
             platform = self.topology.service_types[s].platform
             touching.update(platform)
             level = max([view.health(c.access), *(view.health(x) for x in platform)])
@@ -487,6 +523,9 @@ class Pipeline:
             "incidents": self.incidents.dump(),
             "correlator": self.correlator.dump(),
             "own": {ne: int(h) for ne, h in self._own.items()},
+            "own_by_service": {
+                s: {ne: int(h) for ne, h in m.items()} for s, m in self._own_by_service.items()
+            },
             "by_element": {ne: sorted(keys) for ne, keys in self._by_element.items()},
             "kpis": self.kpis.dump(),
             "forms": {
@@ -520,6 +559,11 @@ class Pipeline:
         self._by_element = {ne: set(keys) for ne, keys in state["by_element"].items() if ne in self.topology}
         self._own.clear()
         self._own.update({ne: Health(h) for ne, h in state["own"].items() if ne in self.topology})
+        self._own_by_service.clear()
+        for service, levels in state.get("own_by_service", {}).items():
+            kept = {ne: Health(h) for ne, h in levels.items() if ne in self.topology}
+            if kept:
+                self._own_by_service[service] = kept
         dropped_incidents = self.incidents.load(state["incidents"])
         self.correlator.load(state["correlator"], self.alarms.get)
         self.kpis.load(state["kpis"])

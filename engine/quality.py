@@ -33,7 +33,7 @@ Theory of operation
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from engine.experience import Breach, KqiScore, SlaTracker, breach_urgency, customer_experience
@@ -357,7 +357,7 @@ class ServiceQuality:
         }
 
     # -- views ---------------------------------------------------------------------------------
-    def customer(self, customer_id: str, view: HealthView, now: float) -> dict[str, Any]:
+    def customer(self, customer_id: str, view_for: Callable[[str], HealthView], now: float) -> dict[str, Any]:
         """Experience index and SLA state of one customer (JSON-ready). A service's KQIs are those of
         the customer's path if it is measured, else those of the access element's samples *of that
         service*, else unknown (no data: the service scores 100, its health alone caps it)."""
@@ -375,6 +375,7 @@ class ServiceQuality:
                 for st in states
             ]
             platform = self._topology.service_types[s].platform
+            view = view_for(s)  # the network as this service sees it
             health = max([view.health(c.access), *(view.health(x) for x in platform)])
             services[s] = (scores, health)
         exp = customer_experience(services, self.settings.experience)

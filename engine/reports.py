@@ -7,6 +7,7 @@ and deterministic (sorted keys and lists).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,12 +22,12 @@ _LEVEL = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded
 
 def services(p: Pipeline, now: float) -> dict[str, Any]:
     """Per service type: customers, how many are affected now, KQI statuses, open incidents."""
-    view = HealthView(p.topology, p._own)
     out: dict[str, Any] = {}
     open_incidents = [i for i in p.incidents.incidents() if i.phase in ("open", "clearing")]
     paths = p.quality.path_states(now)
     owners = p.quality.measured_paths()  # scope -> (customer, service type)
     for name, st in sorted(p.topology.service_types.items()):
+        view = p.health_view(name)
         levels: Counter[str] = Counter()
         total = 0
         for g in p.topology.all_groups():
@@ -75,29 +76,48 @@ def services(p: Pipeline, now: float) -> dict[str, Any]:
     return {"time": format_time(now), "services": out}
 
 
+def _views(p: Pipeline) -> Callable[[str], HealthView]:
+    """Health views per service type, built once per report (``Pipeline.health_view``)."""
+    cache: dict[str, HealthView] = {}
+
+    def view_for(service: str) -> HealthView:
+        if service not in cache:
+            cache[service] = p.health_view(service)
+        return cache[service]
+
+    return view_for
+
+
 def customer(p: Pipeline, customer_id: str, now: float) -> dict[str, Any] | None:
     """One customer: its services' state, incidents (``Pipeline.customer_view``), experience and SLA."""
     view = p.customer_view(customer_id)
     if view is None:
         return None
-    health = HealthView(p.topology, p._own)
-    return {**view, **p.quality.customer(customer_id, health, now)}
+    return {**view, **p.quality.customer(customer_id, _views(p), now)}
 
 
 def customers(p: Pipeline, now: float, *, limit: int = 50, all_customers: bool = False) -> dict[str, Any]:
     """Customers worst experience first: those with path KQIs or whose service is affected now
     (every customer with ``all_customers``), at most ``limit``."""
-    health = HealthView(p.topology, p._own)
+    view_for = _views(p)
     ids = {c for c, _ in p.quality.measured_paths().values() if p.topology.has_customer(c)}
     for cid in p.topology.customer_ids():
         c = p.topology.customer(cid)
-        platform = [x for s in c.services for x in p.topology.service_types[s].platform]
-        if all_customers or max([health.health(c.access), *(health.health(x) for x in platform)]) > Health.OK:
+        if all_customers or any(
+            max(
+                [
+                    view_for(s).health(c.access),
+                    *(view_for(s).health(x) for x in p.topology.service_types[s].platform),
+                ]
+            )
+            > Health.OK
+            for s in c.services
+        ):
             ids.add(cid)
     rows = []
     for cid in sorted(ids):
         c = p.topology.customer(cid)
-        q = p.quality.customer(cid, health, now)
+        q = p.quality.customer(cid, view_for, now)
         rows.append(
             {
                 "customer": cid,

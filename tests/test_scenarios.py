@@ -12,6 +12,7 @@ from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_
 from engine.errors import EngineError
 from engine.pipeline import Pipeline
 from engine.replay import Replayer
+from engine.reports import services as services_report
 from engine.rules.schema import load_rulesets
 from engine.timeutil import parse_time
 from engine.topology import topology_from_dict
@@ -443,3 +444,29 @@ def test_a_timer_that_does_not_advance_is_an_error_naming_the_part_not_a_hang() 
         EngineError, match=r"timer stuck at 2026-01-01T00:00:05.000Z: storms does not advance"
     ):
         p.advance_to(T0 + 60.0)
+
+
+def test_a_voice_kqi_alarm_degrades_voice_only_in_the_customer_element_and_service_views() -> None:
+    """With the voice KQI alarm of olt-005 active, a voip+internet customer there has voip degraded
+    and internet ok, an internet-only customer is untouched, the element's own health stays ok with
+    `services: {voip: degraded}`, and the services report counts no degraded internet customer."""
+    topo = example_topology()
+    behind = [c for c in topo["customers"] if c["access"] == "olt-005"]
+    both = next(c["id"] for c in behind if {"voip", "internet"} <= set(c["services"]))
+    internet_only = next(c["id"] for c in behind if c["services"] == ["internet"])
+    p = Pipeline(topology_from_dict(topo), load_rulesets(None))
+    for line in _voice_samples("olt-005", 0, 400, 300.0):  # fed as they come: no drain at the end
+        t = float(line["payload"]["time"])
+        p.advance_to(t)
+        p.feed(line["topic"], orjson.dumps(line["payload"]), t)
+    assert p.alarms.get("rule:quality:olt-005:voip") is not None
+    assert p.customer_view(both)["services"] == {"voip": "degraded", "internet": "ok"}  # type: ignore[index]
+    assert p.customer_view(internet_only)["services"] == {"internet": "ok"}  # type: ignore[index]
+    element = p.element_view("olt-005")
+    assert element is not None
+    assert element["health"]["own"] == "ok"
+    assert element["health"]["services"] == {"voip": "degraded"}
+    report = services_report(p, T0 + 400)["services"]
+    assert "degraded" not in report["internet"]["customers_by_state"]
+    assert report["voip"]["customers_by_state"]["degraded"] == sum("voip" in c["services"] for c in behind)
+    p.close()

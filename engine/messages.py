@@ -305,7 +305,10 @@ def _translate(
     for error in exc.errors(include_url=False):
         loc: tuple[int | str, ...] = error["loc"]
         if rename and loc and isinstance(loc[0], str) and loc[0] in rename:
-            field = _path(loc[1:], rename[loc[0]])
+            inner = loc[1:]
+            if loc[0] == "threshold_info" and inner and isinstance(inner[0], str):
+                inner = (_TMF_THRESHOLD_FIELDS.get(inner[0], inner[0]), *inner[1:])
+            field = _path(inner, rename[loc[0]])
         else:
             field = _path(loc, prefix)
         out.append((field, _reason(error)))
@@ -323,6 +326,12 @@ _TMF_FIELDS = {
     "alarm_id": "id",
     "text": "alarmDetails",
     "threshold_info": "crossedThresholdInformation",
+}
+_TMF_THRESHOLD_FIELDS = {  # ThresholdInfo field -> TMF642 CrossedThresholdInformation property
+    "indicator": "indicatorName",
+    "direction": "direction",
+    "observed_value": "observedValue",
+    "granularity": "granularity",
 }
 _TMF_COPY = (
     ("probableCause", "probable_cause"),

@@ -202,7 +202,7 @@ class ServiceQuality:
             info = ThresholdInfo(
                 indicator=f"{k.name} ({k.metric})",
                 direction="down" if k.objective == "min" else "up",
-                observed_value=worst.value,
+                observed_value=round(worst.value, 3),
                 threshold=crossed,
                 clear=k.target,
                 granularity=f"{k.aggregate} over {k.window:g}s",

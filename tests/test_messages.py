@@ -282,7 +282,7 @@ INVALID: list[Any] = [
                 }
             )
         ),
-        "crossedThresholdInformation.observed_value",
+        "crossedThresholdInformation.observedValue",
         "expected a number",
         id="tmf-threshold-value-not-a-number",
     ),

@@ -1011,6 +1011,7 @@ def _alarm_record(a: ActiveAlarm, synthetic: str | None) -> dict[str, Any]:
         "cleared_time": format_time(a.cleared_time) if a.cleared_time is not None else None,
         "raised_by_rule": synthetic,
         "raised_by": raised_by(a.key),
+        "threshold_info": dict(a.threshold_info) if a.threshold_info is not None else None,
     }
 
 

@@ -30,11 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from engine.messages import KpiSample
 from engine.qoe.emodel import voip_quality
+from engine.qoe.video import video_quality
 from engine.timeutil import Duration
 
 __all__ = [
     "AGGREGATES",
     "CATEGORIES",
+    "VIDEO_SERVICES",
     "VOICE_SERVICES",
     "Aggregate",
     "Category",
@@ -46,6 +48,7 @@ __all__ = [
     "Status",
     "aggregate",
     "derived_mos",
+    "derived_video_mos",
     "element_scope",
     "path_scope",
 ]
@@ -61,6 +64,10 @@ _PERCENTILES = MappingProxyType({"p50": 50, "p95": 95, "p99": 99})
 
 # Service types whose samples get an E-model MOS when they carry delay but no MOS (``observe_sample``).
 VOICE_SERVICES: frozenset[str] = frozenset({"voice", "voip"})
+# Service types whose samples get a P.1203 mode 0 MOS when they carry bitrate, height and frame rate
+# but no MOS (``derived_video_mos``).
+VIDEO_SERVICES: frozenset[str] = frozenset({"video", "iptv"})
+VIDEO_METRICS = ("bitrate_kbps", "height", "framerate")  # what a video sample needs for a derived MOS
 
 
 def element_scope(ne_id: str, service_type: str | None = None) -> str:
@@ -547,6 +554,10 @@ class KqiWindows:
             mos = derived_mos(metrics, codec)
             if mos is not None:
                 metrics = {**metrics, "mos": mos}
+        elif sample.service in VIDEO_SERVICES and "mos" not in metrics:
+            mos = derived_video_mos(metrics)
+            if mos is not None:
+                metrics = {**metrics, "mos": mos}
         scopes = [element_scope(sample.target, sample.service or "default")]
         if sample.customer is not None and sample.service is not None:
             scopes.append(path_scope(sample.customer, sample.service))
@@ -662,3 +673,36 @@ def derived_mos(metrics: Mapping[str, float], codec: str = "G.711") -> float | N
         codec=codec,
     )
     return result.mos
+
+
+# ------------------------------------------------------------------------------------------ video MOS
+
+
+def derived_video_mos(metrics: Mapping[str, float]) -> float | None:
+    """ITU-T P.1203 mode 0 session MOS (``engine.qoe.video.video_quality``, docs/qoe-video.md) of a
+    video sample that reports ``bitrate_kbps``, ``height`` and ``framerate`` (optional: ``width``,
+    default 16:9 of the height; ``stalls`` and ``stall_seconds``, the rebuffering events of the
+    measured period and their total length; ``initial_delay_s``; ``duration_s``, default 60).
+
+    None when a required metric is missing or the values are outside the model (it raises
+    ``ValueError`` for them: a negative bitrate, a fractional stall count, stalls without time…)."""
+    if any(m not in metrics for m in VIDEO_METRICS):
+        return None
+    height = metrics["height"]
+    width = metrics.get("width", round(height * 16 / 9))
+    stalls = metrics.get("stalls", 0.0)
+    if not all(float(x).is_integer() for x in (width, height, stalls)):
+        return None
+    try:
+        return video_quality(
+            bitrate_kbps=metrics["bitrate_kbps"],
+            width=int(width),
+            height=int(height),
+            framerate=metrics["framerate"],
+            stalls=int(stalls),
+            stall_seconds=metrics.get("stall_seconds", 0.0),
+            initial_delay_s=metrics.get("initial_delay_s", 0.0),
+            duration_s=metrics.get("duration_s", 60.0),
+        ).mos
+    except ValueError:
+        return None

@@ -39,7 +39,16 @@ from typing import Any
 from engine.experience import Breach, KqiScore, SlaTracker, breach_urgency, customer_experience
 from engine.impact import Health, HealthView, Impact
 from engine.inference import Inference, access_path_elements, infer_location
-from engine.kqi import VOICE_SERVICES, KqiState, KqiWindows, derived_mos, element_scope, path_scope
+from engine.kqi import (
+    VIDEO_SERVICES,
+    VOICE_SERVICES,
+    KqiState,
+    KqiWindows,
+    derived_mos,
+    derived_video_mos,
+    element_scope,
+    path_scope,
+)
 from engine.messages import Alarm, KpiSample, ThresholdInfo
 from engine.rules.schema import Emit
 from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by
@@ -95,8 +104,15 @@ class ServiceQuality:
         if not wanted:
             return  # no KQI of this service reads anything this sample could carry
         metrics: Mapping[str, float] = sample.metrics
-        if service in VOICE_SERVICES and "mos" in wanted and "mos" not in metrics:
-            mos = derived_mos(metrics)
+        if "mos" in wanted and "mos" not in metrics:
+            # voice: the G.107 E-model MOS from delay, jitter, loss; video: P.1203 mode 0 from
+            # bitrate, resolution, frame rate and stalling
+            if service in VOICE_SERVICES:
+                mos = derived_mos(metrics)
+            elif service in VIDEO_SERVICES:
+                mos = derived_video_mos(metrics)
+            else:
+                mos = None
             if mos is not None:
                 metrics = {**metrics, "mos": mos}
         read = sorted(wanted & metrics.keys())

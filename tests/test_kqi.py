@@ -17,6 +17,7 @@ from engine.kqi import (
     KqiWindows,
     ServiceKqis,
     derived_mos,
+    derived_video_mos,
     element_scope,
     path_scope,
 )
@@ -600,3 +601,54 @@ def test_kqis_listed_without_services_are_refused_with_the_right_form() -> None:
     message = str(caught.value)
     assert "quality.kqis" in message
     assert "KQIs are listed under `services`, by service type: kqis: {services: {voip: [...]}}" in message
+
+
+@pytest.mark.parametrize(
+    ("metrics", "mos"),
+    [
+        # `engine qoe video --bitrate-kbps 4000 --resolution 1920x1080 --fps 30 --stalls 1 --stall-seconds 5`
+        (
+            {
+                "bitrate_kbps": 4000.0,
+                "height": 1080.0,
+                "width": 1920.0,
+                "framerate": 30.0,
+                "stalls": 1.0,
+                "stall_seconds": 5.0,
+            },
+            4.365,
+        ),
+        (
+            {
+                "bitrate_kbps": 4000.0,
+                "height": 1080.0,
+                "framerate": 30.0,
+                "stalls": 1.0,
+                "stall_seconds": 5.0,
+            },
+            4.365,
+        ),  # width: 16:9 of the height
+        ({"bitrate_kbps": 4000.0, "framerate": 30.0}, None),  # no height: no MOS
+        (
+            {
+                "bitrate_kbps": 4000.0,
+                "height": 1080.0,
+                "framerate": 30.0,
+                "stalls": 1.5,
+                "stall_seconds": 5.0,
+            },
+            None,
+        ),  # a fractional stall count is not a count
+        ({"bitrate_kbps": -1.0, "height": 1080.0, "framerate": 30.0}, None),  # outside the model
+    ],
+)
+def test_derived_video_mos_is_the_p1203_mode_0_session_mos(
+    metrics: dict[str, float], mos: float | None
+) -> None:
+    """A video sample's MOS from bitrate, resolution, frame rate and stalling is
+    `engine.qoe.video.video_quality`'s (docs/qoe-video.md); None when it cannot be computed."""
+    got = derived_video_mos(metrics)
+    if mos is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(mos, abs=0.0005)

@@ -558,3 +558,42 @@ def test_a_state_saved_before_per_service_element_scopes_still_loads() -> None:
     assert fresh.quality.measured_paths() == {"path:c-00108/voip": ("c-00108", "voip")}
     assert fresh.quality.breach_records() == [MOS_BREACH, AVAILABILITY_BREACH]
     assert fresh.quality.dump() == {**state, "elements": {}}
+
+
+VIDEO_NET = {
+    "service_types": {"iptv": {"criticality": 4, "platform": ["he-1"]}, "internet": {"criticality": 3}},
+    "elements": [
+        {"id": "core", "type": "router"},
+        {"id": "he-1", "type": "headend", "depends_on": ["core"]},
+        {"id": "olt-v", "type": "olt", "depends_on": ["core"]},
+    ],
+    "customers": [
+        {"id": "v-1", "tier": "gold", "access": "olt-v", "services": ["iptv", "internet"]},
+        {"id": "v-2", "tier": "silver", "access": "olt-v", "services": ["internet"]},
+    ],
+}
+
+
+def test_video_samples_get_a_p1203_mos_that_their_kqi_judges() -> None:
+    """IPTV probes report what a player sees: 800 kbps at 480p 25 fps with 3 stalls of 12 s in all
+    over the 60 s measured, and no MOS. `engine qoe video --bitrate-kbps 800 --resolution 853x480
+    --fps 25 --stalls 3 --stall-seconds 12` gives MOS 2.707 (the width defaults to 16:9 of the
+    height). The engine derives that P.1203 mode 0 MOS, the iptv.mos KQI (≥ 3.5) is violated on the
+    element: one iptv KQI alarm, whose incident counts the iptv subscriber v-1 only (v-2 has
+    internet only)."""
+    metrics = {
+        "bitrate_kbps": 800.0,
+        "height": 480.0,
+        "framerate": 25.0,
+        "stalls": 3.0,
+        "stall_seconds": 12.0,
+    }
+    lines = [sample("olt-v", 10 * i, service="iptv", customer="v-1", **metrics) for i in range(12)]
+    r = run(lines, topology=topology_from_dict(VIDEO_NET))
+    opened = r.events("opened")[0]
+    assert opened["root_cause"]["alarm_id"] == "rule:quality:olt-v:iptv"
+    info = opened["root_cause"]["threshold_info"]
+    assert info["indicator"] == "iptv.mos (mos)"
+    assert info["direction"] == "down"
+    assert info["observed_value"] == pytest.approx(2.707, abs=0.001)
+    assert opened["impact"]["customers"] == {"total": 1, "by_tier": {"gold": 1}}

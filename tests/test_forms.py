@@ -603,3 +603,43 @@ def test_maintenance_mutes_updates_of_an_incident_opened_before_it_until_its_end
     update = r.records[1]
     assert [s["alarm_id"] for s in update["suppressed"]] == ["olt-001:linkDown"]
     assert update["sla"]["customers_breached"] > 0
+
+
+BOUNCE = {
+    "name": "link-bounce",
+    "pair": {
+        "first": {"probable_cause": "linkDown"},
+        "window": "1m",
+        "on_pair": {"raise": {"probable_cause": "linkBounced", "severity": "warning"}, "discard": True},
+    },
+}
+BOUNCING = {
+    "name": "bouncing-link",
+    "threshold": {
+        "match": {"probable_cause": "linkBounced"},
+        "by": ["ne_id"],
+        "count": 3,
+        "window": "15m",
+        "raise": {"probable_cause": "linkUnstable", "severity": "major", "effect": "degraded"},
+    },
+}
+
+
+def test_a_completed_pair_raises_an_event_that_a_threshold_rule_counts() -> None:
+    """SEC's PairWithWindow + SingleWithThreshold: each link-down of olt-001 that clears within a
+    minute is a discarded transient and raises a `linkBounced` event (raised and cleared at once: a
+    new occurrence each time). The third bounce within 15 min makes the threshold rule escalate:
+    one incident, rooted at the storm alarm, holding the three bounce events. Bounces are 4 min
+    apart (t = 0, 240, 480 s), so the alarm table never marks the link as flapping."""
+    lines = []
+    for t in (0, 240, 480):
+        lines += [alarm("olt-001", "linkDown", t, "critical"), clear("olt-001", "linkDown", t + 20)]
+    r = run(lines, rulesets=rules(BOUNCE, BOUNCING))
+    assert roots(r) == ["rule:t/bouncing-link:olt-001"]
+    last = r.last(r.events("opened")[0]["incident_id"])
+    assert [s["alarm_id"] for s in last["suppressed"]] == [
+        f"rule:t/link-bounce:olt-001:linkDown#{n}" for n in (1, 2, 3)
+    ]
+    assert "3 alarms within 900s (ne_id=olt-001)" in " ".join(last["explanation"])
+    p = pipe(r)
+    assert (p.pairs.paired, p.incidents.discarded, p.storms.fired) == (3, 3, 1)

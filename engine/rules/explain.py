@@ -347,7 +347,7 @@ class _Context:
             spec = cr.rule.spec
             if (
                 isinstance(spec, Pair)
-                and spec.on_pair == "discard"
+                and spec.discards
                 and spec.second == "clear"
                 and f"{cr.qualified}#first" in fired
                 and a.cleared_time - a.first_seen <= spec.window
@@ -618,7 +618,7 @@ class _Context:
                 decided = True
                 said.append(f"first side matched: escalated ({sup.detail or 'no pair'}) as {sup.root}")
             elif spec.second == "clear" and a.cleared_time is not None and a.cleared_time <= deadline:
-                dropped = spec.on_pair == "discard" and inc is None
+                dropped = spec.discards and inc is None
                 decided = dropped
                 said.append(
                     f"first side matched: its clear came {a.cleared_time - a.first_seen:g} s later, within "

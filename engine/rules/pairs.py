@@ -5,7 +5,9 @@ SEC's PairWithWindow. The *first* alarm of a key (``equal`` fields) opens a pend
 
 * the *second* arrives in time (a matching alarm with the same key, or the first's own clear with
   ``second: clear``): the pair completes. With ``on_pair: discard`` the first alarm was a
-  transient: its incident, held back for the window, is dropped without a notification.
+  transient: its incident, held back for the window, is dropped without a notification. With
+  ``on_pair: {raise: …}`` an *event* is raised (and cleared at once) on the first alarm's element:
+  other rules can count it (three link bounces in ten minutes → a threshold rule's escalation).
 * the window passes first: with ``on_timeout`` a synthetic escalation alarm is raised on the first
   alarm's element and the first alarm becomes a suppressed member of the escalation's incident.
   The escalation clears when the first alarm clears or the second finally arrives.
@@ -23,7 +25,7 @@ from engine.messages import Alarm
 from engine.rules.compiler import CompiledRule
 from engine.rules.correlator import Explanation
 from engine.rules.keys import describe, key_of
-from engine.rules.schema import Pair
+from engine.rules.schema import OnPair, Pair
 from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by
 from engine.topology import Topology
 
@@ -85,7 +87,7 @@ class Pairs:
                 deadline = t + spec.window
                 self._pending[slot] = (alarm.key, deadline, alarm.ne_id)
                 heapq.heappush(self._timers, (deadline, q, key))
-                if spec.on_pair == "discard":
+                if spec.discards:
                     out.holds.append((alarm.key, deadline))
         return out
 
@@ -102,10 +104,21 @@ class Pairs:
         return out
 
     def _complete(self, q: str, slot: _Slot, t: float) -> PairOutcome:
-        first, _, _ = self._pending.pop(slot)
+        first, deadline, ne = self._pending.pop(slot)
         self.paired += 1
         out = PairOutcome()
-        if self._spec(q).on_pair == "discard":
+        spec = self._spec(q)
+        if isinstance(spec.on_pair, OnPair):
+            # an event: raised and cleared at once, so each completed pair is a new occurrence
+            # that threshold and group rules count as an arrival
+            second = "its clear" if spec.second == "clear" else "the matching alarm"
+            text = f"{first} followed by {second} after {t - (deadline - spec.window):g}s"
+            # numbered: every completed pair is an event of its own (rules count identities)
+            scope = f"{first}#{self.paired}"
+            syn = raise_alarm(spec.on_pair.raise_, rule=q, scope=scope, ne_id=ne, t=t, text=text)
+            out.synthetics.append(syn)
+            out.synthetics.append(clear_alarm(syn.alarm, rule=q, t=t, text=f"{text} (an event)"))
+        if spec.discards:
             out.discards.append((first, q))
         return out
 

@@ -288,6 +288,16 @@ class OnTimeout(_Form):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class OnPair(_Form):
+    """What a completed pair does besides (optionally) discarding the first alarm's incident: raise
+    an *event*, a synthetic alarm raised and cleared at once on the first alarm's element, that
+    other rules can count (a threshold on bounces) or group."""
+
+    raise_: Emit = Field(alias="raise")
+    discard: bool = False
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class Pair(_Form):
     """An alarm expects a matching one (or its own clear) within ``window``.
 
@@ -300,12 +310,17 @@ class Pair(_Form):
     equal: KeyFields = ()
     window: RuleDuration
     on_timeout: OnTimeout | None = None
-    on_pair: Literal["discard", "none"] = "none"
+    on_pair: Literal["discard", "none"] | OnPair = "none"
+
+    @property
+    def discards(self) -> bool:
+        """The first alarm's incident is held for the window and dropped if the pair completes."""
+        return self.on_pair == "discard" or (isinstance(self.on_pair, OnPair) and self.on_pair.discard)
 
     @model_validator(mode="after")
     def _does_something(self) -> Pair:
         if self.on_timeout is None and self.on_pair == "none":
-            raise ValueError("a pair rule needs on_timeout, on_pair: discard, or both")
+            raise ValueError("a pair rule needs on_timeout, on_pair (discard, or {raise: …}), or both")
         if self.window <= 0:
             raise ValueError("window must be longer than 0s")
         return self

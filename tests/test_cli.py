@@ -334,7 +334,7 @@ def test_rules_check_lists_each_valid_ruleset() -> None:
                 "(known: ne_id, severity, probable_cause, event_type, specific_problem, element_type, "
                 "site, region)",
                 "error: {tmp}/a.yaml: line 6: rule 'p', rules[1].pair: a pair rule needs on_timeout, "
-                "on_pair: discard, or both",
+                "on_pair (discard, or {raise: …}), or both",
                 "error: {tmp}/b.yaml: line 4: rule 't', rules[0].threshold.count: must be at least 2, got 1",
             ],
             id="every-error-of-every-file",

@@ -14,6 +14,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from engine.adapters import mqtt as mqtt_module
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource, PublishError, backoff_delays, tls_context
 from engine.config import Backoff, MqttSettings, TlsSettings
 from engine.errors import ConfigError
@@ -455,3 +456,34 @@ def test_constructor_arguments_are_checked() -> None:
         MqttSource(settings, client_queue_size=0)
     with pytest.raises(ValueError, match="buffer_size"):
         MqttPublisher(settings, buffer_size=0)
+
+
+async def test_stopping_ends_a_connection_task_that_swallows_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.11's `asyncio.wait_for` (which aiomqtt waits on CONNACK with) can return a result
+    instead of raising when it is cancelled as the future completes: the reconnect loop then runs
+    on and leaving the context manager hung for ever (seen once in CI, in the TLS test below). A
+    task that swallows two cancellations stands in for it: `_stop` cancels again every STOP_RETRY
+    seconds and returns once the task has ended."""
+    monkeypatch.setattr(mqtt_module, "STOP_RETRY", 0.05)
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed < 2:
+                    swallowed += 1
+                    continue
+                raise
+
+    source = MqttSource(MqttSettings(reconnect=FAST))
+    monkeypatch.setattr(source, "_run", stubborn)
+    async with asyncio.timeout(WAIT):
+        async with source:
+            await asyncio.sleep(0.02)
+    assert swallowed == 2
+    assert source._task is None

@@ -89,6 +89,7 @@ PUBLISHER_STATS: Final = (
 SESSION_EXPIRY_MAX: Final = 0xFFFFFFFF  # v5: "never expires"
 PENDING_CALLS_WARNING: Final = 1000  # aiomqtt warns above this many publishes awaiting PUBACK
 OPERATION_TIMEOUT: Final = 10.0  # CONNACK, SUBACK and clean DISCONNECT
+STOP_RETRY: Final = 1.0  # seconds between cancellations of a connection task that will not end
 
 
 class PublishError(EngineError):
@@ -220,6 +221,7 @@ class _Connection:
         self._link: _Link | None = None
         self._links = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._delays = backoff_delays(settings.reconnect)
         self._tls = tls_context(settings.tls) if settings.uses_tls else None
         self._log = structlog.get_logger("engine.mqtt").bind(
@@ -250,16 +252,23 @@ class _Connection:
         self._task = asyncio.create_task(self._run(), name=name)
 
     async def _stop(self) -> None:
+        """End the connection task. A cancellation can be lost on the way (Python 3.11's
+        ``asyncio.wait_for`` returns the result of a future that completes as it is cancelled, and
+        aiomqtt waits on CONNACK with it): the loop stops at its next turn (``_stopping``) and the
+        task is cancelled again until it ends, so stopping never hangs on a reconnect loop."""
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
+        self._stopping = True
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_RETRY)
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            task.result()
 
     async def _run(self) -> None:
         connected_before = False
-        while True:
+        while not self._stopping:
             link = self._new_link()
             delay = True
             try:

@@ -26,7 +26,7 @@ from engine.impact import Health, HealthView
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
 from engine.messages import Alarm, Decoder, Routes, dead_letter_record
-from engine.quality import QUALITY_SOURCES, ServiceQuality
+from engine.quality import ServiceQuality
 from engine.rules.breaches import Breaches
 from engine.rules.compiler import Program, compile_rulesets
 from engine.rules.correlator import Correlator, Explanation
@@ -37,7 +37,7 @@ from engine.rules.overrides import Overrides
 from engine.rules.pairs import PairOutcome, Pairs
 from engine.rules.schema import Ruleset, load_ruleset_file
 from engine.rules.storms import Storms
-from engine.rules.synthetic import Synthetic, raised_by, service_scope
+from engine.rules.synthetic import QUALITY_SOURCES, Synthetic, raised_by, service_scope
 from engine.settings import CoreSettings
 from engine.timeutil import format_time
 from engine.topology import Element, Topology

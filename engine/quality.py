@@ -51,13 +51,11 @@ from engine.kqi import (
 )
 from engine.messages import Alarm, KpiSample, ThresholdInfo
 from engine.rules.schema import Emit
-from engine.rules.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by
+from engine.rules.synthetic import INFERENCE, QUALITY, Synthetic, clear_alarm, raise_alarm, raised_by
 from engine.settings import QualitySettings
 from engine.topology import CustomerGroup, Topology
 
 INFERRED = "degradedServiceInferred"
-QUALITY, INFERENCE = "quality", "inference"  # what raises our alarms (``synthetic.raised_by``)
-QUALITY_SOURCES = (QUALITY, INFERENCE)
 
 
 def group_id(g: CustomerGroup) -> str:

@@ -16,11 +16,8 @@ from typing import Any
 from engine.alarms import ActiveAlarm
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost
-from engine.rules.synthetic import raised_by
+from engine.rules.synthetic import QUALITY_SOURCES, raised_by
 from engine.topology import Topology
-
-CONDITION_SOURCES = ("quality", "inference")
-"""Engine parts whose alarms are conditions (``synthetic.raised_by``; see ``Correlator.is_condition``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +111,7 @@ class Correlator:
         source = raised_by(key)
         if source is None:
             return False
-        if source in CONDITION_SOURCES:
+        if source in QUALITY_SOURCES:
             return True
         rule = self._program.rules.get(source)
         return rule is not None and rule.form == "kpi_threshold"

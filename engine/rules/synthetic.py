@@ -21,6 +21,12 @@ class Synthetic:
     rule: str  # qualified rule name
 
 
+QUALITY, INFERENCE = "quality", "inference"
+"""The engine parts that raise alarms of their own (``raised_by``): service quality's per-service KQI
+alarms (``rule:quality:<element>:<service>``) and inferred degradations (``rule:inference:<element>``)."""
+QUALITY_SOURCES = (QUALITY, INFERENCE)
+
+
 def synthetic_id(rule: str, scope: str) -> str:
     return f"rule:{rule}:{scope}"[:256]
 
@@ -36,9 +42,9 @@ def raised_by(key: str) -> str | None:
 def service_scope(key: str) -> str | None:
     """The service type a synthetic alarm is about, for the engine's per-service KQI alarms
     (``rule:quality:<element>:<service>``); None for every other alarm (it concerns the element)."""
-    if raised_by(key) != "quality":
+    if raised_by(key) != QUALITY:
         return None
-    _, _, rest = key.partition("rule:quality:")
+    _, _, rest = key.partition(f"rule:{QUALITY}:")
     return rest.rpartition(":")[2] or None
 
 

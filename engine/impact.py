@@ -105,6 +105,27 @@ class HealthView:
             stack.pop()
         return memo[ne_id]
 
+    def service(self, topology: Topology, access: str, service_type: str) -> Health:
+        """A customer's service level: the worst of its access element and the service's platform."""
+        platform = topology.service_types[service_type].platform
+        return max([self.health(access), *(self.health(x) for x in platform)])
+
+
+def with_service_levels(
+    own: Mapping[str, Health], by_service: Mapping[str, Mapping[str, Health]], services: Iterable[str]
+) -> Mapping[str, Health]:
+    """Elements' own health plus the levels that alarms about one of ``services`` put on them (the
+    engine's per-service KQI alarms): the network as those services see it. ``own`` itself when
+    none applies."""
+    extra = [by_service[s] for s in services if by_service.get(s)]
+    if not extra:
+        return own
+    merged = dict(own)
+    for levels in extra:
+        for ne, level in levels.items():
+            merged[ne] = max(merged.get(ne, _OK), level)
+    return merged
+
 
 @dataclass(frozen=True, slots=True)
 class ImpactCounts:
@@ -289,14 +310,9 @@ def compute_impact(
     one service, such as a voice KQI alarm: the internet customers behind the element are fine);
     customers without any of them are not affected. Costs the affected access elements' groups.
     """
+    affected, hit = _affected(topology, own, seeds, only_services)
     if only_services is not None:
-        return _service_impact(topology, own, seeds, only_services)
-    view = HealthView(topology, own)
-    affected = {ne: h for ne in sorted(cone(topology, seeds)) if (h := view.health(ne)) != _OK}
-    hit: dict[str, Health] = {}
-    for ne, h in affected.items():
-        for s in topology.platform_services(ne):
-            hit[s] = max(h, hit.get(s, _OK))
+        return _service_impact(topology, affected, hit, only_services)
     tally, index = _Tally(), _index(topology)
     accesses = [(ne, level, t) for ne, level in affected.items() if (t := index.totals.get(ne)) is not None]
     for _, level, t in accesses:
@@ -317,16 +333,25 @@ def compute_impact(
     return tally.impact(affected)
 
 
-def _service_impact(
-    topology: Topology, own: Mapping[str, Health], seeds: Iterable[str], only: frozenset[str]
-) -> Impact:
-    """``compute_impact`` counting only subscriptions of the ``only`` service types."""
+def _affected(
+    topology: Topology, own: Mapping[str, Health], seeds: Iterable[str], only: frozenset[str] | None
+) -> tuple[dict[str, Health], dict[str, Health]]:
+    """The affected elements of the seeds' cone (not OK) and the services whose platform they hit
+    (of ``only``, when given), at the worst level of their affected platform elements."""
     view = HealthView(topology, own)
     affected = {ne: h for ne in sorted(cone(topology, seeds)) if (h := view.health(ne)) != _OK}
     hit: dict[str, Health] = {}
     for ne, h in affected.items():
-        for s in topology.platform_services(ne) & only:
+        services = topology.platform_services(ne)
+        for s in services if only is None else services & only:
             hit[s] = max(h, hit.get(s, _OK))
+    return affected, hit
+
+
+def _service_impact(
+    topology: Topology, affected: dict[str, Health], hit: dict[str, Health], only: frozenset[str]
+) -> Impact:
+    """``compute_impact`` counting only subscriptions of the ``only`` service types."""
     tally = _Tally()
     elsewhere = dict(_index(topology).by_set) if hit else {}
     for ne, level in affected.items():

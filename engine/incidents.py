@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from engine.alarms import ActiveAlarm
-from engine.impact import Health, Impact, ImpactCounts, compute_impact
+from engine.impact import Health, Impact, ImpactCounts, compute_impact, with_service_levels
 from engine.priority import Priority, PriorityInput, add_points, assess, explain
 from engine.rules.correlator import Explanation
 from engine.rules.maintenance import Calendar
@@ -527,13 +527,8 @@ class IncidentBook:
         # KQI alarms) affects that service's subscriptions only.
         scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
         only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
-        own = self._own
-        if only is not None:  # their own levels count: element health leaves them out
-            merged = dict(own)
-            for service in only:
-                for ne, level in self._service_health.get(service, {}).items():
-                    merged[ne] = max(merged.get(ne, Health.OK), level)
-            own = merged
+        # their own levels count then: element health leaves them out
+        own = with_service_levels(self._own, self._service_health, only) if only is not None else self._own
         impact = compute_impact(self._topology, own, seeds, only_services=only)
         self._rewatch(inc, impact)
         inc.impact = impact

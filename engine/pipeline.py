@@ -22,7 +22,7 @@ import orjson
 from engine.alarms import ActiveAlarm, AlarmChange, AlarmTable
 from engine.errors import EngineError, InvalidMessage
 from engine.experience import UrgencySettings
-from engine.impact import Health, HealthView
+from engine.impact import Health, HealthView, with_service_levels
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
 from engine.messages import Alarm, Decoder, Routes, dead_letter_record
@@ -409,13 +409,8 @@ class Pipeline:
     def health_view(self, service: str | None = None) -> HealthView:
         """Effective health of the network, for one service type when given: the element-level
         alarms plus those about that service only (a voice KQI alarm degrades voice, not internet)."""
-        extra = self._own_by_service.get(service) if service is not None else None
-        if not extra:
-            return HealthView(self.topology, self._own)
-        merged = dict(self._own)
-        for ne, level in extra.items():
-            merged[ne] = max(merged.get(ne, Health.OK), level)
-        return HealthView(self.topology, merged)
+        services = () if service is None else (service,)
+        return HealthView(self.topology, with_service_levels(self._own, self._own_by_service, services))
 
     # -- commands ------------------------------------------------------------------------------
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:
@@ -474,10 +469,8 @@ class Pipeline:
         services = {}
         touching = {c.access}
         for s in c.services:
-            view = self.health_view(s)
-            platform = self.topology.service_types[s].platform
-            touching.update(platform)
-            level = max([view.health(c.access), *(view.health(x) for x in platform)])
+            touching.update(self.topology.service_types[s].platform)
+            level = self.health_view(s).service(self.topology, c.access, s)
             services[s] = _HEALTH[level]
         return {
             "customer": {

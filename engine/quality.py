@@ -388,9 +388,7 @@ class ServiceQuality:
                 KqiScore(st.kqi.name, st.kqi.category, st.status, st.kqi.weight, st.value, st.kqi.target)
                 for st in states
             ]
-            platform = self._topology.service_types[s].platform
-            view = view_for(s)  # the network as this service sees it
-            health = max([view.health(c.access), *(view.health(x) for x in platform)])
+            health = view_for(s).service(self._topology, c.access, s)  # as this service sees it
             services[s] = (scores, health)
         exp = customer_experience(services, self.settings.experience)
         out: dict[str, Any] = {"experience": exp.to_record(), "kqis": kqis}

@@ -34,7 +34,7 @@ def services(p: Pipeline, now: float) -> dict[str, Any]:
             if name not in g.services:
                 continue
             total += g.count
-            level = max([view.health(g.access), *(view.health(x) for x in st.platform)])
+            level = view.service(p.topology, g.access, name)
             levels[_LEVEL[level]] += g.count
         kqi_status: Counter[str] = Counter()
         degraded_paths = measured = 0
@@ -103,16 +103,7 @@ def customers(p: Pipeline, now: float, *, limit: int = 50, all_customers: bool =
     ids = {c for c, _ in p.quality.measured_paths().values() if p.topology.has_customer(c)}
     for cid in p.topology.customer_ids():
         c = p.topology.customer(cid)
-        if all_customers or any(
-            max(
-                [
-                    view_for(s).health(c.access),
-                    *(view_for(s).health(x) for x in p.topology.service_types[s].platform),
-                ]
-            )
-            > Health.OK
-            for s in c.services
-        ):
+        if all_customers or any(view_for(s).service(p.topology, c.access, s) > Health.OK for s in c.services):
             ids.add(cid)
     rows = []
     for cid in sorted(ids):

@@ -209,19 +209,19 @@ class Pipeline:
         return out
 
     def next_due(self) -> float | None:
-        dues = [
-            d
-            for d in (
-                self.alarms.next_due(),
-                self.correlator.next_due(),
-                self.incidents.next_due(),
-                self.storms.next_due(),
-                self.pairs.next_due(),
-                self.quality.next_due(),
-            )
-            if d
-        ]
+        dues = [d for d in self._dues().values() if d]
         return min(dues) if dues else None
+
+    def _dues(self) -> dict[str, float | None]:
+        """Each timed part's next due time, by name."""
+        return {
+            "alarms": self.alarms.next_due(),
+            "correlator": self.correlator.next_due(),
+            "incidents": self.incidents.next_due(),
+            "storms": self.storms.next_due(),
+            "pairs": self.pairs.next_due(),
+            "quality": self.quality.next_due(),
+        }
 
     def drain(self, *, limit: float = 366 * 86400.0) -> Decisions:
         """Advance the clock until nothing is pending (end of a replay), at most ``limit`` seconds."""
@@ -244,15 +244,7 @@ class Pipeline:
 
     def stuck(self, due: float) -> str:
         """Which parts report ``due`` and do not move past it (for the error and the daemon's log)."""
-        parts = {
-            "alarms": self.alarms.next_due(),
-            "correlator": self.correlator.next_due(),
-            "incidents": self.incidents.next_due(),
-            "storms": self.storms.next_due(),
-            "pairs": self.pairs.next_due(),
-            "quality": self.quality.next_due(),
-        }
-        names = sorted(name for name, d in parts.items() if d is not None and d <= due)
+        names = sorted(name for name, d in self._dues().items() if d is not None and d <= due)
         return f"timer stuck at {format_time(due)}: {', '.join(names) or 'unknown part'} does not advance"
 
     # -- internals -----------------------------------------------------------------------------

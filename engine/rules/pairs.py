@@ -46,6 +46,10 @@ class PairOutcome:
         self.holds.extend(other.holds)
 
 
+def _second_words(spec: Pair) -> str:
+    return "its clear" if spec.second == "clear" else "the matching alarm"
+
+
 class Pairs:
     def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
         self._rules = {r.qualified: r for r in rules if r.form == "pair"}
@@ -111,7 +115,7 @@ class Pairs:
         if isinstance(spec.on_pair, OnPair):
             # an event: raised and cleared at once, so each completed pair is a new occurrence
             # that threshold and group rules count as an arrival
-            second = "its clear" if spec.second == "clear" else "the matching alarm"
+            second = _second_words(spec)
             text = f"{first} followed by {second} after {t - (deadline - spec.window):g}s"
             # numbered: every completed pair is an event of its own (rules count identities)
             scope = f"{first}#{self.paired}"
@@ -139,7 +143,7 @@ class Pairs:
             self.timeouts += 1
             if spec.on_timeout is None:
                 continue
-            second = "its clear" if spec.second == "clear" else "the matching alarm"
+            second = _second_words(spec)
             equal = describe(spec.equal, key[: len(spec.equal)])
             text = f"{first} not followed by {second} within {spec.window:g}s ({equal})"
             syn = raise_alarm(spec.on_timeout.raise_, rule=q, scope=first, ne_id=ne, t=deadline, text=text)

@@ -586,7 +586,7 @@ def check(expect: Expect, outcome: Outcome) -> list[str]:
         problems.append(f"dead_letters: {msg}")
     elif expect.dead_letters is None and outcome.dead_letters:
         # a typo in the timeline (an unknown element, a bad severity) would otherwise test nothing
-        shown = "; ".join(outcome.rejected[:3]) + (" …" if len(outcome.rejected) > 3 else "")
+        shown = _few(outcome.rejected, 3, sep="; ")
         problems.append(
             f"dead_letters: {outcome.dead_letters} message(s) rejected and the test expects none "
             f"(say `dead_letters: N` if that is the point): {shown}"
@@ -693,14 +693,10 @@ def _check_notifications(
             )
     if len(records) > len(expected):
         extra = [_notification(r) for r in records[len(expected) :]]
-        out.append(
-            f"notifications: {len(extra)} more than expected: "
-            + "; ".join(extra[:5])
-            + (" …" if len(extra) > 5 else "")
-        )
+        out.append(f"notifications: {len(extra)} more than expected: {_few(extra, sep='; ')}")
     elif len(records) < len(expected):
         missing = [f"{x.event} {x.root}" for x in expected[len(records) :]]
-        out.append(f"notifications: {len(missing)} fewer than expected, missing: " + "; ".join(missing[:5]))
+        out.append(f"notifications: {len(missing)} fewer than expected, missing: {_few(missing, sep='; ')}")
     return out
 
 
@@ -819,8 +815,8 @@ def _root(rec: Mapping[str, Any]) -> str:
     return str(rec.get("root_cause", {}).get("alarm_id"))
 
 
-def _few(keys: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
+def _few(keys: Sequence[str], limit: int = 5, *, sep: str = ", ") -> str:
+    shown = sep.join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 

@@ -18,7 +18,9 @@ import orjson
 import yaml
 
 from bench.scenarios import example_topology
+from engine.adapters.receiver import WebhookReceiver
 from engine.config import EngineSettings, load_settings, parse_broker_url
+from engine.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,3 +180,28 @@ class DaemonProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(
+    folder: Path,
+    *,
+    broker_url: str | None,
+    prefix: str,
+    extra: Mapping[str, Any] | None = None,
+    ready: bool = True,
+) -> AsyncIterator[tuple[Daemon, WebhookReceiver]]:
+    """A webhook receiver (receiver ``noc``), this test's config (``write_config``) and the daemon in
+    this process, ready (MQTT subscribed, when ``ready``): what most daemon tests start with."""
+    async with WebhookReceiver() as rx:
+        cfg = write_config(
+            folder,
+            broker_url=broker_url,
+            prefix=prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+            extra=extra,
+        )
+        async with Daemon(settings(cfg)) as daemon:
+            if ready:
+                await until(lambda: daemon.ready, timeout=10, what="readiness")
+            yield daemon, rx

@@ -19,6 +19,7 @@ from tests.daemon_harness import (
     DaemonProcess,
     collecting,
     publish,
+    running_daemon,
     settings,
     until,
     with_prefix,
@@ -103,27 +104,23 @@ async def test_broker_restart_mid_stream_loses_nothing(
     tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
 ) -> None:
     """Half the storm, a broker restart, the other half: one incident with all 50 symptoms."""
-    async with WebhookReceiver() as rx:
-        cfg = write_config(
-            tmp_path,
-            broker_url=mosquitto.url,
-            prefix=topic_prefix,
-            receivers=[{"name": "noc", "url": rx.url}],
+    raises, _ = _raises_and_clears(topic_prefix)
+    async with running_daemon(
+        tmp_path,
+        broker_url=mosquitto.url,
+        prefix=topic_prefix,
+    ) as (daemon, rx):
+        await publish(mosquitto.url, raises[:25])
+        mosquitto.restart()
+        await until(lambda: daemon.ready, timeout=20, what="re-subscription after the restart")
+        await publish(mosquitto.url, raises[25:])
+        await until(
+            lambda: any(len(r.get("suppressed", [])) == 50 for r in rx.records),
+            timeout=20,
+            what="an incident record with all 50 symptoms",
         )
-        raises, _ = _raises_and_clears(topic_prefix)
-        async with Daemon(settings(cfg)) as daemon:
-            await until(lambda: daemon.ready, timeout=10, what="readiness")
-            await publish(mosquitto.url, raises[:25])
-            mosquitto.restart()
-            await until(lambda: daemon.ready, timeout=20, what="re-subscription after the restart")
-            await publish(mosquitto.url, raises[25:])
-            await until(
-                lambda: any(len(r.get("suppressed", [])) == 50 for r in rx.records),
-                timeout=20,
-                what="an incident record with all 50 symptoms",
-            )
-            assert daemon.source is not None
-            assert daemon.source.stats["reconnects"] >= 1
+        assert daemon.source is not None
+        assert daemon.source.stats["reconnects"] >= 1
 
 
 async def test_receiver_down_then_up_gets_everything_in_order_once(
@@ -387,56 +384,52 @@ async def test_rule_forms_and_service_quality_run_in_the_daemon(
     quality alarm and a degraded incident."""
     rules = tmp_path / "live.yaml"
     rules.write_text(STORM_AND_TRANSIENTS)
-    async with WebhookReceiver() as rx:
-        cfg = write_config(
-            tmp_path,
-            broker_url=mosquitto.url,
-            prefix=topic_prefix,
-            receivers=[{"name": "noc", "url": rx.url}],
-            extra={
-                "rulesets": [str(rules)],
-                "core": {
-                    "incidents": {"settle": "1s", "hold_down": "2s"},
-                    "quality": {"evaluate_every": "1s"},
-                },
+    async with running_daemon(
+        tmp_path,
+        broker_url=mosquitto.url,
+        prefix=topic_prefix,
+        extra={
+            "rulesets": [str(rules)],
+            "core": {
+                "incidents": {"settle": "1s", "hold_down": "2s"},
+                "quality": {"evaluate_every": "1s"},
             },
+        },
+    ) as (daemon, rx):
+        now = time.time()
+        storm = [alarm(f"olt-{i:03d}", "linkDown", now - T0 + i * 0.1, "minor") for i in range(1, 7)]
+        bounce = [
+            alarm("olt-040", "portFlap", now - T0, "major"),
+            clear("olt-040", "portFlap", now - T0 + 1),
+        ]
+        samples = [
+            {
+                "topic": f"soc/probes/p{i}",
+                "payload": {
+                    "probe_id": f"p{i}",
+                    "target": "sbc-1",
+                    "service": "voip",
+                    "time": now + i * 0.1,
+                    "metrics": {"latency_ms": 250.0},
+                },
+            }
+            for i in range(5)
+        ]
+        await publish(mosquitto.url, with_prefix([*storm, *bounce, *samples], topic_prefix))
+
+        def roots() -> set[str]:
+            return {r["root_cause"]["alarm_id"] for r in _by_event(rx.records, "opened")}
+
+        await asyncio.wait_for(
+            rx.wait_until(lambda _: {"rule:live/link-storm:south", "rule:quality:sbc-1:voip"} <= roots()),
+            30,
         )
-        async with Daemon(settings(cfg)) as daemon:
-            await until(lambda: daemon.ready, timeout=10, what="readiness")
-            now = time.time()
-            storm = [alarm(f"olt-{i:03d}", "linkDown", now - T0 + i * 0.1, "minor") for i in range(1, 7)]
-            bounce = [
-                alarm("olt-040", "portFlap", now - T0, "major"),
-                clear("olt-040", "portFlap", now - T0 + 1),
-            ]
-            samples = [
-                {
-                    "topic": f"soc/probes/p{i}",
-                    "payload": {
-                        "probe_id": f"p{i}",
-                        "target": "sbc-1",
-                        "service": "voip",
-                        "time": now + i * 0.1,
-                        "metrics": {"latency_ms": 250.0},
-                    },
-                }
-                for i in range(5)
-            ]
-            await publish(mosquitto.url, with_prefix([*storm, *bounce, *samples], topic_prefix))
-
-            def roots() -> set[str]:
-                return {r["root_cause"]["alarm_id"] for r in _by_event(rx.records, "opened")}
-
-            await asyncio.wait_for(
-                rx.wait_until(lambda _: {"rule:live/link-storm:south", "rule:quality:sbc-1:voip"} <= roots()),
-                30,
-            )
-            storm_rec = next(
-                r for r in _by_event(rx.records, "opened") if r["root_cause"]["alarm_id"].endswith("south")
-            )
-            assert len(storm_rec["suppressed"]) == 6
-            assert "olt-040:portFlap" not in roots()
-            assert daemon.pipeline.incidents.discarded == 1
+        storm_rec = next(
+            r for r in _by_event(rx.records, "opened") if r["root_cause"]["alarm_id"].endswith("south")
+        )
+        assert len(storm_rec["suppressed"]) == 6
+        assert "olt-040:portFlap" not in roots()
+        assert daemon.pipeline.incidents.discarded == 1
 
 
 LIVE_FORMS = """\
@@ -476,67 +469,63 @@ async def test_group_inhibit_kpi_threshold_maintenance_and_priority_run_in_the_d
     end = now + 4
     rules = tmp_path / "live.yaml"
     rules.write_text(LIVE_FORMS % {"start": format_time(now - 3600), "end": format_time(end)})
-    async with WebhookReceiver() as rx:
-        cfg = write_config(
-            tmp_path,
-            broker_url=mosquitto.url,
-            prefix=topic_prefix,
-            receivers=[{"name": "noc", "url": rx.url}],
-            extra={"rulesets": [str(rules)]},
-        )
-        async with Daemon(settings(cfg)) as daemon:
-            await until(lambda: daemon.ready, timeout=10, what="readiness")
-            t = time.time() - T0
-            lines = [
-                alarm("olt-001", "highTemperature", t, event_type="environmentalAlarm"),
-                alarm("olt-006", "fanFailure", t + 0.1, event_type="environmentalAlarm"),
-                alarm("pwr-c", "mainsFailure", t, "critical"),
-                alarm("olt-7", "batteryLow", t + 0.2, "minor"),
-                alarm("agg-3", "lossOfSignal", t, "critical"),
-                alarm("olt-041", "coldStart", t, "major"),
-                *(
-                    {
-                        "topic": "soc/probes/p-olt-040",
-                        "payload": {
-                            "probe_id": "p-olt-040",
-                            "target": "olt-040",
-                            "time": T0 + t + i * 0.1,
-                            "metrics": {"latency_ms": 300.0},
-                        },
-                    }
-                    for i in range(3)
-                ),
-            ]
-            await publish(mosquitto.url, with_prefix(lines, topic_prefix))
+    async with running_daemon(
+        tmp_path,
+        broker_url=mosquitto.url,
+        prefix=topic_prefix,
+        extra={"rulesets": [str(rules)]},
+    ) as (daemon, rx):
+        t = time.time() - T0
+        lines = [
+            alarm("olt-001", "highTemperature", t, event_type="environmentalAlarm"),
+            alarm("olt-006", "fanFailure", t + 0.1, event_type="environmentalAlarm"),
+            alarm("pwr-c", "mainsFailure", t, "critical"),
+            alarm("olt-7", "batteryLow", t + 0.2, "minor"),
+            alarm("agg-3", "lossOfSignal", t, "critical"),
+            alarm("olt-041", "coldStart", t, "major"),
+            *(
+                {
+                    "topic": "soc/probes/p-olt-040",
+                    "payload": {
+                        "probe_id": "p-olt-040",
+                        "target": "olt-040",
+                        "time": T0 + t + i * 0.1,
+                        "metrics": {"latency_ms": 300.0},
+                    },
+                }
+                for i in range(3)
+            ),
+        ]
+        await publish(mosquitto.url, with_prefix(lines, topic_prefix))
 
-            def opened() -> dict[str, dict[str, Any]]:
-                return {r["root_cause"]["alarm_id"]: r for r in _by_event(rx.records, "opened")}
+        def opened() -> dict[str, dict[str, Any]]:
+            return {r["root_cause"]["alarm_id"]: r for r in _by_event(rx.records, "opened")}
 
-            first = {"olt-001:highTemperature", "pwr-c:mainsFailure", "rule:live/olt-latency:olt-040"}
-            await asyncio.wait_for(rx.wait_until(lambda _: first <= set(opened())), 30)
-            assert "agg-3:lossOfSignal" not in opened()  # held back by the window
-            assert daemon.pipeline.incidents.held_back == 1
-            escalation = "rule:live/restart-must-complete:olt-041:coldStart"
-            # the cold start opens at its settle time; the escalation takes it in when the window ends
-            want = {*first, "olt-041:coldStart", "agg-3:lossOfSignal", escalation}
-            await asyncio.wait_for(rx.wait_until(lambda _: want <= set(opened())), 30)
-            await asyncio.sleep(1.5)  # a settle time more, before judging what did not open
-            got = opened()
-            assert set(got) == want
-            held = got["agg-3:lossOfSignal"]
-            assert parse_time(held["opened_at"]) >= end - 0.001
-            assert "held back by maintenance window live/agg-3-works" in " ".join(held["explanation"])
-            assert [s["alarm_id"] for s in got[escalation]["suppressed"]] == ["olt-041:coldStart"]
-            (merged,) = [r for r in _by_event(rx.records, "resolved") if r["resolution"] == "merged"]
-            assert merged["incident_id"] == got["olt-041:coldStart"]["incident_id"]
-            assert merged["merged_into"] == got[escalation]["incident_id"]
-            group = got["olt-001:highTemperature"]
-            assert [s["alarm_id"] for s in group["suppressed"]] == ["olt-006:fanFailure"]
-            assert "grouped by site=site-d1" in group["suppressed"][0]["reason"]
-            mains = got["pwr-c:mainsFailure"]
-            assert [s["alarm_id"] for s in mains["suppressed"]] == ["olt-7:batteryLow"]
-            assert "inhibited while the source is active" in mains["suppressed"][0]["reason"]
-            breach = got["rule:live/olt-latency:olt-040"]
-            assert breach["root_cause"]["probable_cause"] == "thresholdCrossed"
-            assert breach["priority"] == 1
-            assert breach["priority_breakdown"]["overrides"][0]["rule"] == "live/olt-040-first"
+        first = {"olt-001:highTemperature", "pwr-c:mainsFailure", "rule:live/olt-latency:olt-040"}
+        await asyncio.wait_for(rx.wait_until(lambda _: first <= set(opened())), 30)
+        assert "agg-3:lossOfSignal" not in opened()  # held back by the window
+        assert daemon.pipeline.incidents.held_back == 1
+        escalation = "rule:live/restart-must-complete:olt-041:coldStart"
+        # the cold start opens at its settle time; the escalation takes it in when the window ends
+        want = {*first, "olt-041:coldStart", "agg-3:lossOfSignal", escalation}
+        await asyncio.wait_for(rx.wait_until(lambda _: want <= set(opened())), 30)
+        await asyncio.sleep(1.5)  # a settle time more, before judging what did not open
+        got = opened()
+        assert set(got) == want
+        held = got["agg-3:lossOfSignal"]
+        assert parse_time(held["opened_at"]) >= end - 0.001
+        assert "held back by maintenance window live/agg-3-works" in " ".join(held["explanation"])
+        assert [s["alarm_id"] for s in got[escalation]["suppressed"]] == ["olt-041:coldStart"]
+        (merged,) = [r for r in _by_event(rx.records, "resolved") if r["resolution"] == "merged"]
+        assert merged["incident_id"] == got["olt-041:coldStart"]["incident_id"]
+        assert merged["merged_into"] == got[escalation]["incident_id"]
+        group = got["olt-001:highTemperature"]
+        assert [s["alarm_id"] for s in group["suppressed"]] == ["olt-006:fanFailure"]
+        assert "grouped by site=site-d1" in group["suppressed"][0]["reason"]
+        mains = got["pwr-c:mainsFailure"]
+        assert [s["alarm_id"] for s in mains["suppressed"]] == ["olt-7:batteryLow"]
+        assert "inhibited while the source is active" in mains["suppressed"][0]["reason"]
+        breach = got["rule:live/olt-latency:olt-040"]
+        assert breach["root_cause"]["probable_cause"] == "thresholdCrossed"
+        assert breach["priority"] == 1
+        assert breach["priority_breakdown"]["overrides"][0]["rule"] == "live/olt-040-first"

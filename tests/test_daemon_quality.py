@@ -14,10 +14,8 @@ import aiohttp
 import orjson
 
 from bench.scenarios import T0, alarm
-from engine.adapters.receiver import WebhookReceiver
-from engine.daemon import Daemon
 from engine.timeutil import parse_time
-from tests.daemon_harness import publish, settings, until, with_prefix, write_config
+from tests.daemon_harness import publish, running_daemon, until, with_prefix
 from tests.mosquitto import Mosquitto
 
 DEGRADED = ["c-00001", "c-00002", "c-00003", "c-00005"]  # internet customers behind olt-7
@@ -76,82 +74,79 @@ async def test_a_degradation_nobody_alarmed_is_inferred_delivered_and_reported_i
     "bad", and its SLA state (bronze group of 9 on olt-7, up); c-00021 (behind olt-001) at 20 ms →
     100.0, "good"; /services: 8 internet paths measured, 4 degraded, 0 customers down; /sla: the
     default tiers' customer counts of the example topology (20, 82, 306, 612), none down, no breach."""
-    async with WebhookReceiver() as rx:
-        cfg = write_config(
+    async with (
+        running_daemon(
             tmp_path,
             broker_url=mosquitto.url,
             prefix=topic_prefix,
-            receivers=[{"name": "noc", "url": rx.url}],
             extra={"core": {"incidents": FAST_INCIDENTS, "quality": FAST_QUALITY}},
-        )
-        async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
-            await until(lambda: daemon.ready, timeout=10, what="readiness")
+        ) as (daemon, rx),
+        aiohttp.ClientSession() as http,
+    ):
 
-            async def feed() -> None:
-                while True:
-                    await publish(mosquitto.url, with_prefix(_path_samples(time.time()), topic_prefix))
-                    await asyncio.sleep(0.5)
+        async def feed() -> None:
+            while True:
+                await publish(mosquitto.url, with_prefix(_path_samples(time.time()), topic_prefix))
+                await asyncio.sleep(0.5)
 
-            feeder = asyncio.create_task(feed())
-            try:
-                await asyncio.wait_for(
-                    rx.wait_until(lambda r: any(rec["event"] == "opened" for rec in r.records)), 30
-                )
-                (opened,) = [rec for rec in rx.records if rec["event"] == "opened"]
-                root = opened["root_cause"]
-                assert (root["alarm_id"], root["ne_id"], opened["state"]) == (
-                    "rule:inference:olt-7",
-                    "olt-7",
-                    "degraded",
-                )
-                assert (
-                    "no alarm explains 4 degraded service path(s); 4 of them cross olt-7, and 0 healthy "
-                    "one(s) do (confidence 1.00)"
-                ) in " ".join(opened["explanation"])
+        feeder = asyncio.create_task(feed())
+        try:
+            await asyncio.wait_for(
+                rx.wait_until(lambda r: any(rec["event"] == "opened" for rec in r.records)), 30
+            )
+            (opened,) = [rec for rec in rx.records if rec["event"] == "opened"]
+            root = opened["root_cause"]
+            assert (root["alarm_id"], root["ne_id"], opened["state"]) == (
+                "rule:inference:olt-7",
+                "olt-7",
+                "degraded",
+            )
+            assert (
+                "no alarm explains 4 degraded service path(s); 4 of them cross olt-7, and 0 healthy "
+                "one(s) do (confidence 1.00)"
+            ) in " ".join(opened["explanation"])
 
-                assert daemon.http is not None
-                base = f"http://127.0.0.1:{daemon.http.port}"
-                async with http.get(f"{base}/customers/c-00001") as r:
-                    assert r.status == 200
-                    bad = await r.json()
-                (latency,) = bad["kqis"]["internet"]
-                assert (latency["name"], latency["status"], latency["value"]) == (
-                    "internet.latency",
-                    "violated",
-                    300.0,
-                )
-                assert (bad["experience"]["index"], bad["experience"]["band"]) == (0.0, "bad")
-                assert (bad["sla"]["tier"], bad["sla"]["down"], bad["sla"]["group"]) == (
-                    "bronze",
-                    False,
-                    {"access": "olt-7", "tier": "bronze", "services": ["internet"], "customers": 9},
-                )
-                async with http.get(f"{base}/customers/c-00021") as r:
-                    good = await r.json()
-                assert (good["experience"]["index"], good["experience"]["band"]) == (100.0, "good")
+            assert daemon.http is not None
+            base = f"http://127.0.0.1:{daemon.http.port}"
+            async with http.get(f"{base}/customers/c-00001") as r:
+                assert r.status == 200
+                bad = await r.json()
+            (latency,) = bad["kqis"]["internet"]
+            assert (latency["name"], latency["status"], latency["value"]) == (
+                "internet.latency",
+                "violated",
+                300.0,
+            )
+            assert (bad["experience"]["index"], bad["experience"]["band"]) == (0.0, "bad")
+            assert (bad["sla"]["tier"], bad["sla"]["down"], bad["sla"]["group"]) == (
+                "bronze",
+                False,
+                {"access": "olt-7", "tier": "bronze", "services": ["internet"], "customers": 9},
+            )
+            async with http.get(f"{base}/customers/c-00021") as r:
+                good = await r.json()
+            assert (good["experience"]["index"], good["experience"]["band"]) == (100.0, "good")
 
-                async with http.get(f"{base}/services") as r:
-                    assert r.status == 200
-                    internet = (await r.json())["services"]["internet"]
-                assert (internet["kqis"]["paths"], internet["kqis"]["degraded_paths"]) == (8, 4)
-                assert internet["customers_by_state"].get("down", 0) == 0
-                assert internet["open_incidents"] == [opened["incident_id"]]
-                async with http.get(f"{base}/sla") as r:
-                    assert r.status == 200
-                    report = await r.json()
-                assert {
-                    name: (t["customers"], t["customers_down"]) for name, t in report["tiers"].items()
-                } == {
-                    "bronze": (612, 0),
-                    "gold": (82, 0),
-                    "platinum": (20, 0),
-                    "silver": (306, 0),
-                }
-                assert report["breaches"] == []
-            finally:
-                feeder.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await feeder
+            async with http.get(f"{base}/services") as r:
+                assert r.status == 200
+                internet = (await r.json())["services"]["internet"]
+            assert (internet["kqis"]["paths"], internet["kqis"]["degraded_paths"]) == (8, 4)
+            assert internet["customers_by_state"].get("down", 0) == 0
+            assert internet["open_incidents"] == [opened["incident_id"]]
+            async with http.get(f"{base}/sla") as r:
+                assert r.status == 200
+                report = await r.json()
+            assert {name: (t["customers"], t["customers_down"]) for name, t in report["tiers"].items()} == {
+                "bronze": (612, 0),
+                "gold": (82, 0),
+                "platinum": (20, 0),
+                "silver": (306, 0),
+            }
+            assert report["breaches"] == []
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
 
 
 async def test_an_outage_under_sla_carries_sla_facts_and_its_breach_is_recorded_as_it_happens(
@@ -166,60 +161,61 @@ async def test_an_outage_under_sla_carries_sla_facts_and_its_breach_is_recorded_
     outage never ends here), and the API shows it: /sla (the group, not a customer id),
     /customers/c-00050 (index 0.0, down, breached)."""
     sla_tiers = {"tiers": {"platinum": {"availability": 0.998, "period": "1h", "time_to_restore": "1m"}}}
-    async with WebhookReceiver() as rx:
-        cfg = write_config(
+    async with (
+        running_daemon(
             tmp_path,
             broker_url=None,
             prefix=topic_prefix,
-            receivers=[{"name": "noc", "url": rx.url}],
             extra={"core": {"incidents": FAST_INCIDENTS, "quality": {"sla": sla_tiers}}},
+            ready=False,
+        ) as (daemon, rx),
+        aiohttp.ClientSession() as http,
+    ):
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        body = orjson.dumps(alarm("olt-002", "lossOfSignal", time.time() - T0, "critical")["payload"])
+        async with http.post(f"{base}/events", data=body) as r:
+            assert r.status == 202
+        await asyncio.wait_for(
+            rx.wait_until(lambda r: any(rec["event"] == "opened" for rec in r.records)), 20
         )
-        async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
-            assert daemon.http is not None
-            base = f"http://127.0.0.1:{daemon.http.port}"
-            body = orjson.dumps(alarm("olt-002", "lossOfSignal", time.time() - T0, "critical")["payload"])
-            async with http.post(f"{base}/events", data=body) as r:
-                assert r.status == 202
-            await asyncio.wait_for(
-                rx.wait_until(lambda r: any(rec["event"] == "opened" for rec in r.records)), 20
-            )
-            (opened,) = [rec for rec in rx.records if rec["event"] == "opened"]
-            assert opened["root_cause"]["alarm_id"] == "olt-002:lossOfSignal"
-            facts = opened["sla"]
-            assert (facts["customers_down"], facts["customers_breached"], facts["tier_breaching_first"]) == (
-                1,
-                0,
-                "platinum",
-            )
-            assert 0.0 < facts["seconds_to_breach"] <= 7.2 - 1.0
-            assert facts["urgency"] == 1.0  # within the 15 min `urgent` bound
-            assert opened["priority_breakdown"]["sla"] == facts
+        (opened,) = [rec for rec in rx.records if rec["event"] == "opened"]
+        assert opened["root_cause"]["alarm_id"] == "olt-002:lossOfSignal"
+        facts = opened["sla"]
+        assert (facts["customers_down"], facts["customers_breached"], facts["tier_breaching_first"]) == (
+            1,
+            0,
+            "platinum",
+        )
+        assert 0.0 < facts["seconds_to_breach"] <= 7.2 - 1.0
+        assert facts["urgency"] == 1.0  # within the 15 min `urgent` bound
+        assert opened["priority_breakdown"]["sla"] == facts
 
-            await until(lambda: bool(daemon.pipeline.quality.sla.breaches()), timeout=15, what="the breach")
-            async with http.get(f"{base}/sla") as r:
-                report = await r.json()
-            platinum = report["tiers"]["platinum"]
-            assert (
-                platinum["customers"],
-                platinum["customers_down"],
-                platinum["seconds_to_first_breach"],
-            ) == (
-                20,
-                1,
-                0.0,
-            )
-            (breach,) = report["breaches"]
-            assert (breach["kind"], breach["tier"], breach["group"]) == (
-                "availability",
-                "platinum",
-                {"access": "olt-002", "tier": "platinum", "services": ["internet"], "customers": 1},
-            )
-            assert "customer" not in breach
-            async with http.get(f"{base}/customers/c-00050") as r:
-                view = await r.json()
-            state = view["sla"]
-            assert (view["experience"]["index"], state["down"], state["budget"]) == (0.0, True, 7.2)
-            assert state["breached"]["availability"] is True
-            assert state["breaches"] == [breach]
-            started = parse_time(state["outage_started"])
-            assert abs(parse_time(breach["at"]) - (started + 7.2)) <= 0.002  # both shown to the millisecond
+        await until(lambda: bool(daemon.pipeline.quality.sla.breaches()), timeout=15, what="the breach")
+        async with http.get(f"{base}/sla") as r:
+            report = await r.json()
+        platinum = report["tiers"]["platinum"]
+        assert (
+            platinum["customers"],
+            platinum["customers_down"],
+            platinum["seconds_to_first_breach"],
+        ) == (
+            20,
+            1,
+            0.0,
+        )
+        (breach,) = report["breaches"]
+        assert (breach["kind"], breach["tier"], breach["group"]) == (
+            "availability",
+            "platinum",
+            {"access": "olt-002", "tier": "platinum", "services": ["internet"], "customers": 1},
+        )
+        assert "customer" not in breach
+        async with http.get(f"{base}/customers/c-00050") as r:
+            view = await r.json()
+        state = view["sla"]
+        assert (view["experience"]["index"], state["down"], state["budget"]) == (0.0, True, 7.2)
+        assert state["breached"]["availability"] is True
+        assert state["breaches"] == [breach]
+        started = parse_time(state["outage_started"])
+        assert abs(parse_time(breach["at"]) - (started + 7.2)) <= 0.002  # both shown to the millisecond

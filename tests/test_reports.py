@@ -28,28 +28,26 @@ def _events(t0: float = T0) -> list[dict[str, Any]]:
     return lines
 
 
-def _sample(target: str, customer: str, t: float, latency: float) -> dict[str, Any]:
+def _path_sample(
+    target: str, customer: str, t: float, *, probe: str, service: str, metrics: dict[str, float]
+) -> dict[str, Any]:
     payload = {
-        "probe_id": "p",
+        "probe_id": probe,
         "target": target,
-        "service": "internet",
+        "service": service,
         "customer": customer,
         "time": t,
-        "metrics": {"latency_ms": latency},
+        "metrics": metrics,
     }
-    return {"topic": "soc/probes/p", "payload": payload}
+    return {"topic": f"soc/probes/{probe}", "payload": payload}
+
+
+def _sample(target: str, customer: str, t: float, latency: float) -> dict[str, Any]:
+    return _path_sample(target, customer, t, probe="p", service="internet", metrics={"latency_ms": latency})
 
 
 def _voip_mos(target: str, customer: str, t: float, mos: float) -> dict[str, Any]:
-    payload = {
-        "probe_id": "pm",
-        "target": target,
-        "service": "voip",
-        "customer": customer,
-        "time": t,
-        "metrics": {"mos": mos},
-    }
-    return {"topic": "soc/probes/pm", "payload": payload}
+    return _path_sample(target, customer, t, probe="pm", service="voip", metrics={"mos": mos})
 
 
 def _write(tmp_path: Path) -> Path:

@@ -47,6 +47,11 @@ def _run(*paths: Path) -> tuple[int, str]:
     return run_files(list(paths), out=out), out.getvalue()
 
 
+def _cut_expecting(expect: str) -> str:
+    """The CUT test file (inline topology) with its `expect:` block replaced by ``expect``."""
+    return INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + expect
+
+
 def _write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text, encoding="utf-8")
@@ -211,7 +216,7 @@ def test_wrong_expectation_fails_with_what_was_seen(tmp_path: Path) -> None:
 )
 def test_each_kind_of_unmet_expectation_is_reported(tmp_path: Path, expect: str, message: str) -> None:
     """Each expectation kind, when unmet, fails the test with a line naming it and what was seen."""
-    text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + f"    expect: {expect}\n"
+    text = _cut_expecting(f"    expect: {expect}\n")
     status, out = _run(_write(tmp_path, text))
     assert status == 1, out
     assert message in out
@@ -235,7 +240,7 @@ def test_the_new_expectations_pass_when_met(tmp_path: Path) -> None:
         "          reasons:\n"
         "            olt-x:linkDown: 'explained by agg-x:lossOfSignal (rule default/topology-root-cause'\n"
     )
-    text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + expect
+    text = _cut_expecting(expect)
     status, out = _run(_write(tmp_path, text))
     assert status == 0, out
 
@@ -250,7 +255,7 @@ def test_the_notification_stream_passes_when_exactly_as_expected(tmp_path: Path)
         " priority: {at_most: 3}}\n"
         "        - {event: resolved, root: agg-x:lossOfSignal, at: 15m}\n"
     )
-    text = INLINE_TOPOLOGY + CUT.split("    expect:\n", maxsplit=1)[0] + expect
+    text = _cut_expecting(expect)
     status, out = _run(_write(tmp_path, text))
     assert status == 0, out
     short = text.replace("        - {event: resolved, root: agg-x:lossOfSignal, at: 15m}\n", "")

@@ -51,6 +51,7 @@ __all__ = [
     "derived_video_mos",
     "element_scope",
     "path_scope",
+    "with_derived_mos",
 ]
 
 Category = Literal["accessibility", "retainability", "integrity", "availability"]
@@ -549,15 +550,7 @@ class KqiWindows:
         service) and, when the sample names both a customer and a service, on
         ``path:<customer>/<service>``. A sample of a service in ``mos_services`` with ``latency_ms``
         but no ``mos`` also gets the E-model MOS (``derived_mos``)."""
-        metrics: Mapping[str, float] = sample.metrics
-        if sample.service in mos_services and "mos" not in metrics:
-            mos = derived_mos(metrics, codec)
-            if mos is not None:
-                metrics = {**metrics, "mos": mos}
-        elif sample.service in VIDEO_SERVICES and "mos" not in metrics:
-            mos = derived_video_mos(metrics)
-            if mos is not None:
-                metrics = {**metrics, "mos": mos}
+        metrics = with_derived_mos(sample.metrics, sample.service, voice=mos_services, codec=codec)
         scopes = [element_scope(sample.target, sample.service or "default")]
         if sample.customer is not None and sample.service is not None:
             scopes.append(path_scope(sample.customer, sample.service))
@@ -645,7 +638,29 @@ class KqiWindows:
         self.observed, self.dropped, self.ignored, self._since_sweep = (int(c) for c in state["counters"])
 
 
-# ------------------------------------------------------------------------------------------ voice MOS
+# ------------------------------------------------------------------------------------------ derived MOS
+
+
+def with_derived_mos(
+    metrics: Mapping[str, float],
+    service: str | None,
+    *,
+    voice: frozenset[str] = VOICE_SERVICES,
+    codec: str = "G.711",
+) -> Mapping[str, float]:
+    """``metrics`` with a ``mos`` added when the sample reports none and one can be derived: the
+    G.107 E-model's for a service in ``voice`` (``derived_mos``), P.1203 mode 0's for one in
+    ``VIDEO_SERVICES`` (``derived_video_mos``); ``metrics`` itself otherwise."""
+    if "mos" in metrics:
+        return metrics
+    if service in voice:
+        mos = derived_mos(metrics, codec)
+    elif service in VIDEO_SERVICES:
+        mos = derived_video_mos(metrics)
+    else:
+        return metrics
+    return metrics if mos is None else {**metrics, "mos": mos}
+
 
 _MAX_DELAY_MS = 10_000.0  # the range engine.qoe.emodel.voip_quality accepts; MOS is 1 long before
 

@@ -40,14 +40,12 @@ from engine.experience import Breach, KqiScore, SlaTracker, breach_urgency, cust
 from engine.impact import Health, HealthView, Impact
 from engine.inference import Inference, access_path_elements, infer_location
 from engine.kqi import (
-    VIDEO_SERVICES,
     VOICE_SERVICES,
     KqiState,
     KqiWindows,
-    derived_mos,
-    derived_video_mos,
     element_scope,
     path_scope,
+    with_derived_mos,
 )
 from engine.messages import Alarm, KpiSample, ThresholdInfo
 from engine.rules.schema import Emit
@@ -102,17 +100,8 @@ class ServiceQuality:
         if not wanted:
             return  # no KQI of this service reads anything this sample could carry
         metrics: Mapping[str, float] = sample.metrics
-        if "mos" in wanted and "mos" not in metrics:
-            # voice: the G.107 E-model MOS from delay, jitter, loss; video: P.1203 mode 0 from
-            # bitrate, resolution, frame rate and stalling
-            if service in VOICE_SERVICES:
-                mos = derived_mos(metrics)
-            elif service in VIDEO_SERVICES:
-                mos = derived_video_mos(metrics)
-            else:
-                mos = None
-            if mos is not None:
-                metrics = {**metrics, "mos": mos}
+        if "mos" in wanted:  # voice: the G.107 E-model MOS; video: P.1203 mode 0's
+            metrics = with_derived_mos(metrics, service)
         read = sorted(wanted & metrics.keys())
         if not read:
             return

@@ -386,10 +386,7 @@ class IncidentBook:
 
     def _maintained(self, inc: Incident, now: float) -> bool:
         """A maintenance window covers the root: hold the incident until the window ends."""
-        if not self._calendar:
-            return False
-        root = self._alarm(inc.root)
-        covering = self._calendar.covering(root.ne_id, now) if root is not None else None
+        covering = self._covering(inc, now)
         if covering is None:
             return False
         if inc.maintenance is None:
@@ -401,15 +398,19 @@ class IncidentBook:
     def _muted(self, inc: Incident, now: float) -> bool:
         """An open incident whose root a maintenance window covers sends no `updated` until the
         window ends (then one, if anything changed meanwhile). Its resolution is never held."""
-        if not self._calendar:
-            return False
-        root = self._alarm(inc.root)
-        covering = self._calendar.covering(root.ne_id, now) if root is not None else None
+        covering = self._covering(inc, now)
         if covering is None or covering[1] <= now:  # a window ending now mutes nothing
             inc.muted_until = None
             return False
         inc.muted_until = covering[1]
         return True
+
+    def _covering(self, inc: Incident, now: float) -> tuple[str, float] | None:
+        """The maintenance window covering the incident's root now (rule, end), if any."""
+        if not self._calendar:
+            return None
+        root = self._alarm(inc.root)
+        return self._calendar.covering(root.ne_id, now) if root is not None else None
 
     def _open(self, inc: Incident, now: float) -> dict[str, Any]:
         if inc.clear_since is None:

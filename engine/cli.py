@@ -15,6 +15,7 @@ import orjson
 from engine import __version__
 from engine.errors import ConfigError, EngineError
 from engine.rules.schema import load_rulesets
+from engine.terminal import printable
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -186,7 +187,7 @@ def _cmd_rules_explain(args: argparse.Namespace) -> int:
     else:
         from engine.rules.explain import render
 
-        sys.stdout.write(render(found))
+        sys.stdout.write(printable(render(found), keep="\n"))
     return 0
 
 
@@ -266,7 +267,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        sys.stdout.write(reports.render(args.kind, out))
+        sys.stdout.write(printable(reports.render(args.kind, out), keep="\n"))
     return 0
 
 

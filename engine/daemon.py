@@ -47,7 +47,7 @@ from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
 from engine.config import EngineSettings
 from engine.errors import ConfigError, EngineError, InvalidMessage
-from engine.logs import bound, log_transition
+from engine.logs import RateLimited, bound, log_transition
 from engine.messages import Routes, dead_letter_record
 from engine.metrics import Metrics
 from engine.pipeline import STUCK_TICKS, Decisions, Pipeline
@@ -78,12 +78,15 @@ class Daemon(CoreView):
             raise ConfigError("<config>", "topology", "the daemon needs a topology file (topology: PATH)")
         self.settings = settings
         self._clock = clock
-        self.metrics = Metrics(version=__version__, receivers=[r.name for r in settings.receivers])
+        receivers = [r.name for r in settings.receivers] + ([MQTT_RECEIVER] if settings.mqtt.enabled else [])
+        self.metrics = Metrics(version=__version__, receivers=receivers)
         self.pipeline = self._build_pipeline()
         self.store = Store(
             settings.store.path,
             commit_interval=settings.store.commit_interval,
             keep_delivered=settings.store.keep_delivered,
+            keep_dead_letters=settings.store.keep_dead_letters,
+            max_dead_letters=settings.store.max_dead_letters,
             clock=clock,
         )
         self.notifier = Notifier(self.store, settings.receivers, clock=clock, on_result=self._delivery_result)
@@ -109,6 +112,9 @@ class Daemon(CoreView):
         self._firings_seen = 0
         self._reconnects_seen = 0
         self.recovered: dict[str, int] = {}
+        self._acked: dict[str, Any] | None = None  # an acknowledgement that changed nothing
+        self._rejections = RateLimited(burst=10, interval=10.0)
+        self._dead_dropped_seen = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> Daemon:
@@ -225,6 +231,7 @@ class Daemon(CoreView):
                 self.store.purge(
                     now
                 )  # delivered outbox rows older than keep_delivered; committed by the store
+                self.store.purge_dead_letters(now)
                 self._purged_at = now
             wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
             try:
@@ -256,8 +263,13 @@ class Daemon(CoreView):
                     if not done.done():
                         done.set_result(holder.get("rec"))
 
+                self._acked = None
                 result = self._journal_and_apply("ack", "", item.payload, now, on_durable=acked)
-                holder["rec"] = result.records[0] if result.records else None
+                if result.records:
+                    holder["rec"] = result.records[0]
+                elif self._acked is not None:  # the same acknowledgement again: nothing changed
+                    stored = self.store.incident(self._acked["incident_id"])
+                    holder["rec"] = stored if stored is not None else self._acked
             elif item.kind == "reload":
                 item.done.set_result(self._reload(now))
         except Exception as exc:  # a bug in one item must not stop the core
@@ -268,7 +280,7 @@ class Daemon(CoreView):
     def _message(self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
         stats = self.pipeline.stats
         before = (stats.messages["alarm"], stats.messages["samples"], stats.samples)
-        decisions = self._journal_and_apply("msg", topic, payload, now, on_durable=ack)
+        decisions = self._journal_and_apply("msg", topic, payload, now, on_durable=ack, source=source)
         if stats.messages["alarm"] > before[0]:
             self.metrics.message(source, "alarm", "accepted")
         elif stats.messages["samples"] > before[1]:
@@ -290,8 +302,20 @@ class Daemon(CoreView):
                 key = (inc.state, inc.priority.priority)
                 counts[key] = counts.get(key, 0) + 1
         m.incidents_gauge(counts)
-        for receiver, depth in self.store.outbox_depth().items():
-            m.outbox_depth(receiver, depth)
+        m.outbox_depths(self.store.outbox_depth())  # a receiver with nothing pending reads 0
+        kept, unpublished = self.store.dead_letter_counts()
+        m.dead_letters_kept(kept, unpublished)
+        dropped = self.store.dead_letters_dropped
+        if dropped > self._dead_dropped_seen:
+            m.dead_letters_dropped(dropped - self._dead_dropped_seen)
+            log.warning(
+                "dead letters purged before they were published",
+                dropped=dropped - self._dead_dropped_seen,
+                max_dead_letters=self.store.max_dead_letters,
+            )
+        self._dead_dropped_seen = dropped
+        if n := self._rejections.pending(self._clock()):
+            log.warning("input rejected: more lines suppressed", suppressed=n)
         firings = self.pipeline.correlator.host.firings
         if firings > self._firings_seen:
             m.rule_firings(firings - self._firings_seen)
@@ -310,11 +334,12 @@ class Daemon(CoreView):
         now: float,
         *,
         on_durable: Callable[[], None] | None = None,
+        source: str = "core",
     ) -> Decisions:
         self.store.append(kind, topic, payload, now, on_durable=on_durable)
         self._entries_since_snapshot += 1
         decisions = self._apply(kind, topic, payload, now)
-        self._record(decisions, now, replay=False)
+        self._record(decisions, now, replay=False, source=source)
         return decisions
 
     def _apply(self, kind: str, topic: str, payload: bytes, now: float) -> Decisions:
@@ -338,10 +363,13 @@ class Daemon(CoreView):
         if kind == "ack":
             args = orjson.loads(payload)
             rec = p.acknowledge(args["incident_id"], args["by"], args.get("note"), now)
+            if rec is not None and rec["event"] == "current":  # idempotent: no new version
+                self._acked = rec
+                return Decisions()
             return Decisions(records=[rec] if rec else [])
         return Decisions()  # "reload": the configuration in force is the one loaded at start
 
-    def _record(self, decisions: Decisions, now: float, *, replay: bool) -> None:
+    def _record(self, decisions: Decisions, now: float, *, replay: bool, source: str = "core") -> None:
         for rec in decisions.records:
             receivers = self.notifier.receivers_for(rec)
             if self.publisher is not None:
@@ -354,9 +382,30 @@ class Daemon(CoreView):
         if replay:
             return
         for dl in decisions.dead_letters:
+            # Kept in the store with the journal entry that caused it (the same commit), served at
+            # GET /dead-letters, and published on the dead-letter topic from there (_mqtt_outbox).
             self.metrics.dead_letter()
-            if self.publisher is not None:
-                self.publisher.publish_nowait(self.settings.mqtt.dead_letter_topic, orjson.dumps(dl))
+            self.store.dead_letter({**dl, "source": source}, source, now, publish=self.publisher is not None)
+            self._log_rejected(dl, source, now)
+
+    def _log_rejected(self, dl: dict[str, Any], source: str, now: float) -> None:
+        """A warning per rejected input, at most ``burst`` per interval; the rest are counted and the
+        count reported by the next line (or alone, see ``_refresh_metrics``)."""
+        if not self._rejections.allow(now):
+            return
+        errors = dl.get("errors") or []
+        first = errors[0] if errors else {}
+        extra = {"suppressed": n} if (n := self._rejections.take()) else {}
+        log.warning(
+            "input rejected",
+            source=source,
+            topic=dl.get("topic"),
+            field=first.get("field") or None,
+            reason=first.get("reason"),
+            errors=len(errors),
+            payload=str(dl.get("payload", ""))[:200],
+            **extra,
+        )
 
     def _commit(self) -> None:
         started = time.perf_counter()
@@ -422,10 +471,13 @@ class Daemon(CoreView):
         topic = self.settings.mqtt.incident_topic
         while not self._stopping.is_set():
             rows = self.store.due(MQTT_RECEIVER, self._clock(), limit=200)
-            if not rows:
+            dead = self.store.unpublished_dead_letters(limit=200)
+            if not rows and not dead:
                 self.store.changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.store.changed.wait(), timeout=1.0)
+                continue
+            if dead and not await self._publish_dead_letters(dead):
                 continue
             for row in rows:
                 started = time.perf_counter()
@@ -440,6 +492,20 @@ class Daemon(CoreView):
                     break
                 self.store.delivered(row.id, self._clock())
                 self._delivery_result(MQTT_RECEIVER, "delivered", time.perf_counter() - started)
+
+    async def _publish_dead_letters(self, dead: list[tuple[int, bytes]]) -> bool:
+        """Publish kept dead letters (QoS 1), each marked once the broker acknowledged it; False
+        after a failure (they stay and are tried again, after a pause)."""
+        assert self.publisher is not None
+        topic = self.settings.mqtt.dead_letter_topic
+        for dead_id, record in dead:
+            try:
+                await self.publisher.publish(topic, record, qos=1)
+            except Exception:
+                await asyncio.sleep(0.5)
+                return False
+            self.store.dead_letter_published(dead_id)
+        return True
 
     def _delivery_result(self, receiver: str, result: str, seconds: float) -> None:
         self.metrics.delivery(receiver, result, seconds)
@@ -467,6 +533,20 @@ class Daemon(CoreView):
 
     def element(self, ne_id: str) -> dict[str, Any] | None:
         return self.pipeline.element_view(ne_id)
+
+    def dead_letters(
+        self,
+        *,
+        reason: str | None,
+        source: str | None,
+        topic: str | None,
+        since: float | None,
+        before: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        return self.store.dead_letters(
+            reason=reason, source=source, topic=topic, since=since, before=before, limit=limit
+        )
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's services, incidents, experience index, KQIs and SLA state."""

@@ -278,10 +278,17 @@ class IncidentBook:
                     self._touch(inc)
 
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:
-        """An operator took the incident: an `updated` record says so at once. None if not open."""
+        """An operator took the incident: an `updated` record says so at once. None if not open.
+
+        Idempotent: the same ``by`` again with the same note (or none) changes nothing and returns
+        the incident's ``current`` record (same version, nothing to deliver); another person, or a
+        new note, is a new acknowledgement and a new version."""
         inc = next((i for i in self._by_top.values() if i.id == incident_id), None)
         if inc is None or inc.phase not in ("open", "clearing"):
             return None
+        before = inc.acknowledged
+        if before is not None and before["by"] == by and (note is None or note == before["note"]):
+            return self.record(inc, "current", now)
         inc.acknowledged = {"by": by, "at": format_time(now), "note": note}
         return self._emit(inc, "updated", now)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Final, TextIO
 
@@ -26,8 +26,9 @@ import structlog
 from structlog.typing import Processor
 
 from engine.config import LoggingSettings
+from engine.terminal import printable
 
-__all__ = ["bound", "configure_logging", "log_transition"]
+__all__ = ["RateLimited", "bound", "configure_logging", "log_transition"]
 
 _LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -48,8 +49,11 @@ def _dumps(obj: Any, **kw: Any) -> str:
 def _renderer(settings: LoggingSettings, stream: TextIO) -> tuple[list[Processor], bool]:
     """The processors that end the chain: (renderer and what it needs, is_json)."""
     as_json = settings.format == "json" or (settings.format == "auto" and not _isatty(stream))
+    # On a terminal, text from the network (alarm fields, topics) must not drive the screen.
+    safe: list[Processor] = [_printable_values] if _isatty(stream) else []
     if as_json:
         return [
+            *safe,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ], True
@@ -58,7 +62,16 @@ def _renderer(settings: LoggingSettings, stream: TextIO) -> tuple[list[Processor
     renderer = structlog.dev.ConsoleRenderer(
         colors=_isatty(stream), exception_formatter=structlog.dev.plain_traceback
     )
-    return [renderer], False
+    return [*safe, renderer], False
+
+
+def _printable_values(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Escape control characters in a line's text values (nested values are printed with repr,
+    which escapes them already)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = printable(value)
+    return event_dict
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -164,3 +177,42 @@ def log_transition(record: Mapping[str, Any]) -> None:
         if "merged_into" in record:
             fields["merged_into"] = record["merged_into"]
     _log.info(f"incident {event}", **fields)
+
+
+class RateLimited:
+    """At most ``burst`` lines per ``interval`` seconds of one kind; the rest are counted.
+
+    ``allow(now)`` says whether to log this one; when it does after some were suppressed, the
+    caller adds ``suppressed=take()`` to the line it writes, so every rejection is accounted for.
+    ``pending(now)`` returns the count to report alone when the interval is over and nothing came
+    to carry it (the daemon calls it once a second)."""
+
+    def __init__(self, *, burst: int = 10, interval: float = 10.0) -> None:
+        if burst < 1 or interval <= 0:
+            raise ValueError(f"burst must be at least 1 and interval positive, got {burst} and {interval}")
+        self.burst = burst
+        self.interval = interval
+        self._window = float("-inf")
+        self._logged = 0
+        self.suppressed = 0  # since the last line that reported them
+
+    def allow(self, now: float) -> bool:
+        if now - self._window >= self.interval:
+            self._window, self._logged = now, 0
+        if self._logged < self.burst:
+            self._logged += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def take(self) -> int:
+        """The count suppressed since the last report, reset to 0."""
+        n, self.suppressed = self.suppressed, 0
+        return n
+
+    def pending(self, now: float) -> int:
+        """Suppressed lines to report on their own once the current interval is over (else 0)."""
+        if self.suppressed and now - self._window >= self.interval:
+            self._window, self._logged = now, 0
+            return self.take()
+        return 0

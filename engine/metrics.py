@@ -148,6 +148,19 @@ class Metrics:
             "soc_mqtt_reconnects_total", "Reconnections to the MQTT broker.", registry=r
         )
         self._dead_letters = Counter("soc_dead_letters_total", "Dead-letter records written.", registry=r)
+        self._dead_kept = Gauge(
+            "soc_dead_letters_kept", "Dead letters kept in the store (GET /dead-letters).", registry=r
+        )
+        self._dead_unpublished = Gauge(
+            "soc_dead_letters_unpublished",
+            "Kept dead letters not yet published on the dead-letter topic.",
+            registry=r,
+        )
+        self._dead_dropped = Counter(
+            "soc_dead_letters_dropped_total",
+            "Dead letters purged (retention or max_dead_letters) before they were published.",
+            registry=r,
+        )
         self._reloads = Counter(
             "soc_reloads_total", "Configuration reloads by result.", ["result"], registry=r
         )
@@ -167,6 +180,7 @@ class Metrics:
         self._incident_series: set[tuple[str, str]] = set()
         self.incidents_gauge({})
         self._fields: set[str] = set()
+        self._outbox_series: set[str] = set()
         for name in receivers:
             self.receiver(name)
 
@@ -212,6 +226,15 @@ class Metrics:
 
     def dead_letter(self, n: int = 1) -> None:
         self._dead_letters.inc(_count(n))
+
+    def dead_letters_kept(self, kept: int, unpublished: int) -> None:
+        """The store holds ``kept`` dead letters, ``unpublished`` of them not yet published."""
+        self._dead_kept.set(kept)
+        self._dead_unpublished.set(unpublished)
+
+    def dead_letters_dropped(self, n: int) -> None:
+        """``n`` dead letters were purged before they were ever published."""
+        self._dead_dropped.inc(_count(n))
 
     def processing(self, seconds: float) -> None:
         """One message went from receipt to the core's decision in ``seconds``."""
@@ -262,10 +285,17 @@ class Metrics:
 
     def receiver(self, name: str) -> None:
         """Declare a receiver so its outbox gauge exists (at 0) before the first record."""
-        self._outbox.labels(name).set(0)
+        self.outbox_depth(name, 0)
 
     def outbox_depth(self, receiver: str, depth: int) -> None:
         self._outbox.labels(receiver).set(depth)
+        self._outbox_series.add(receiver)
+
+    def outbox_depths(self, depths: Mapping[str, int]) -> None:
+        """Set the outbox gauge of every receiver seen so far: those absent from ``depths`` (nothing
+        pending) go to 0 rather than keeping their last value."""
+        for receiver in self._outbox_series | set(depths):
+            self.outbox_depth(receiver, depths.get(receiver, 0))
 
     def delivery(self, receiver: str, result: str, seconds: float) -> None:
         """One delivery attempt to ``receiver`` ended with ``result`` after ``seconds``.

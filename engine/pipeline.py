@@ -406,7 +406,8 @@ class Pipeline:
 
     # -- commands ------------------------------------------------------------------------------
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:
-        """An operator acknowledged an open incident: returns its `updated` record, None if not open."""
+        """An operator acknowledged an open incident: returns its `updated` record, None if not open,
+        its `current` record (no new version) when the same person acknowledges it again."""
         now = self._advance(now)
         return self.incidents.acknowledge(incident_id, by, note, now)
 

@@ -54,6 +54,7 @@ from engine.scenarios import (  # re-exported: callers of the simulator use them
     storm,
     voip_degradation,
 )
+from engine.terminal import printable
 
 if TYPE_CHECKING:
     import aiomqtt
@@ -295,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         nonlocal done
         done += 1
         if every == 1:
-            print(f"+{step.at:8.3f}s  {step.topic:<28} {describe(step)}", flush=True)
+            print(printable(f"+{step.at:8.3f}s  {step.topic:<28} {describe(step)}"), flush=True)
         elif done % every == 0 or done == total:
             print(f"published {done}/{total}", flush=True)
 

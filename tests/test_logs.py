@@ -15,7 +15,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from engine.config import LoggingSettings
-from engine.logs import bound, configure_logging, log_transition
+from engine.logs import RateLimited, bound, configure_logging, log_transition
 
 Level = Literal["debug", "info", "warning", "error"]
 Format = Literal["auto", "json", "console"]
@@ -270,3 +270,36 @@ def test_console_tracebacks_show_no_local_variables() -> None:
     text = out.getvalue()
     assert "ConnectionError: broker refused credentials" in text
     assert password not in text
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_text_values_are_escaped_on_a_terminal(fmt: Format) -> None:
+    """On a terminal, a logged value holding escape sequences (rejected input, a topic) is written
+    escaped in either format; off a terminal the JSON line keeps the value exactly."""
+    out = configured(fmt=fmt, stream=Terminal())
+    structlog.get_logger().warning("input rejected", payload="\x1b[2J\x9b\u202e")
+    text = out.getvalue()
+    assert "\x1b[2J" not in text
+    assert "\x9b" not in text
+    assert "\u202e" not in text
+    assert "x1b[2J" in text
+    plain = configured(fmt="json")
+    structlog.get_logger().warning("input rejected", payload="\x9b")
+    assert lines(plain)[0]["payload"] == "\x9b"
+
+
+def test_rate_limited_counts_what_it_suppresses() -> None:
+    """Up to `burst` lines per interval; the rest are counted, reported by the next allowed line
+    (`take`) or alone once the interval is over (`pending`)."""
+    rl = RateLimited(burst=2, interval=10.0)
+    assert [rl.allow(t) for t in (0.0, 1.0, 2.0, 3.0, 4.0)] == [True, True, False, False, False]
+    assert rl.pending(9.0) == 0  # the interval is not over
+    assert rl.allow(10.0)
+    assert rl.take() == 3
+    assert rl.allow(10.5)
+    assert not rl.allow(11.0)
+    assert not rl.allow(11.5)
+    assert rl.pending(25.0) == 2
+    assert rl.pending(40.0) == 0
+    with pytest.raises(ValueError, match="burst"):
+        RateLimited(burst=0)

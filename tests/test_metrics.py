@@ -33,6 +33,9 @@ API: dict[str, tuple[str, tuple[str, ...]]] = {
     "soc_journal_commit_seconds": ("histogram", ()),
     "soc_mqtt_reconnects_total": ("counter", ()),
     "soc_dead_letters_total": ("counter", ()),
+    "soc_dead_letters_kept": ("gauge", ()),
+    "soc_dead_letters_unpublished": ("gauge", ()),
+    "soc_dead_letters_dropped_total": ("counter", ()),
     "soc_reloads_total": ("counter", ("result",)),
     "soc_build_info": ("gauge", ("version",)),
 }
@@ -223,3 +226,19 @@ def test_invalid_fields_are_capped() -> None:
     assert value(m, "soc_invalid_total", field="other") == 12
     m.invalid(["ne_id"])
     assert value(m, "soc_invalid_total", field="ne_id") == 2  # known fields keep their own series
+
+
+def test_outbox_depths_set_a_receiver_with_nothing_pending_to_zero() -> None:
+    """`Store.outbox_depth()` omits receivers without pending rows: their gauge reads 0, not the
+    last value seen before the outage ended."""
+    m = Metrics(receivers=["noc"])
+    m.outbox_depths({"noc": 3, "mqtt": 2})
+    assert (value(m, "soc_outbox_depth", receiver="noc"), value(m, "soc_outbox_depth", receiver="mqtt")) == (
+        3,
+        2,
+    )
+    m.outbox_depths({})
+    assert (value(m, "soc_outbox_depth", receiver="noc"), value(m, "soc_outbox_depth", receiver="mqtt")) == (
+        0,
+        0,
+    )

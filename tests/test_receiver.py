@@ -262,3 +262,34 @@ async def test_the_command_prints_each_record_and_a_summary_on_interrupt() -> No
         "requests: 2, kept 1, duplicates 0, bad signatures 0, malformed 0, failed on purpose 1",
     ]
     assert (proc.returncode, err) == (0, b"")
+
+
+def test_render_line_escapes_control_characters_from_the_record() -> None:
+    """Alarm text with terminal escapes (clear screen, window title) is printed escaped: the
+    operator's terminal is never driven by what a network element sent."""
+    opened, _ = _records()
+    evil = {
+        **opened,
+        "state": "outage\x1b[2J",
+        "root_cause": {**opened["root_cause"], "probable_cause": "los\x1b]0;owned\x07", "ne_id": "agg\x9b3"},
+    }
+    line = render_line(evil, color=True)
+    assert "\x1b[2J" not in line
+    assert "\x07" not in line
+    assert "\x9b" not in line
+    assert "outage\\x1b[2J" in line
+    assert "los\\x1b]0;owned\\x07" in line
+    assert "agg\\x9b3" in line
+    assert line.count("\x1b[") == 2  # only the engine's own colour and reset around the head
+    other = render_line(["\u009b2J", {"x": "\u202e"}])
+    assert "\x9b" not in other
+    assert "\u202e" not in other
+
+
+def test_render_line_says_who_acknowledged() -> None:
+    """An update that records an acknowledgement names who took the incident (and the note)."""
+    opened, _ = _records()
+    acked = {**opened, "event": "updated", "version": 2, "acknowledged": {"by": "noc-alice", "note": "on it"}}
+    assert render_line(acked, opened).endswith("acknowledged by noc-alice (on it)")
+    later = {**acked, "version": 3}
+    assert "acknowledged" not in render_line(later, acked)  # said once, when it happened

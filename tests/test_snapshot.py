@@ -285,3 +285,32 @@ def test_restore_with_service_quality_state_continues_byte_identically() -> None
     assert any(b'"tier_breaching_first":"platinum"' in r for r in whole)
     for cut in range(0, len(lines) + 1, 4):
         assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"
+
+
+def test_acknowledging_again_is_idempotent() -> None:
+    """The same person acknowledging again (same note, or none) makes no new version: the answer
+    is the `current` record; another person, or a new note, is a new `updated` version."""
+    p = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
+    line = alarm("olt-001", "linkDown", 0, "critical")
+    p.feed(line["topic"], orjson.dumps(line["payload"]), T0)
+    (opened,) = p.tick(T0 + 60).records
+    iid = opened["incident_id"]
+    first = p.acknowledge(iid, "noc-alice", "on it", T0 + 70)
+    assert first is not None
+    assert (first["event"], first["version"]) == ("updated", 2)
+    for again in (
+        p.acknowledge(iid, "noc-alice", "on it", T0 + 80),
+        p.acknowledge(iid, "noc-alice", None, T0 + 81),
+    ):
+        assert again is not None
+        assert (again["event"], again["version"], again["acknowledged"]["at"]) == (
+            "current",
+            2,
+            first["acknowledged"]["at"],
+        )
+    noted = p.acknowledge(iid, "noc-alice", "fibre team dispatched", T0 + 90)
+    assert noted is not None
+    assert (noted["event"], noted["version"]) == ("updated", 3)
+    bob = p.acknowledge(iid, "noc-bob", None, T0 + 100)
+    assert bob is not None
+    assert (bob["event"], bob["version"], bob["acknowledged"]["by"]) == ("updated", 4, "noc-bob")

@@ -455,3 +455,48 @@ async def test_writes_are_visible_at_once_but_durable_only_after_commit(tmp_path
         s.commit()
         with sqlite3.connect(path) as other:
             assert other.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
+
+
+def _dead(topic: str, reason: str, t: float) -> dict[str, Any]:
+    return {"time": format_time(t), "topic": topic, "errors": [{"field": "severity", "reason": reason}]}
+
+
+async def test_dead_letters_are_kept_filtered_paged_and_published_once(store: Store) -> None:
+    """Dead letters are kept with their source; filtered by reason (substring, any case), source,
+    topic (exact or a `#` prefix) and time; paged newest first with `before`; marked published."""
+    store.dead_letter(_dead("soc/alarms/olt-1", "field required", 100.0), "mqtt", 100.0, publish=True)
+    store.dead_letter(_dead("soc/probes/p-1", "not a number", 101.0), "http", 101.0, publish=True)
+    third = store.dead_letter(_dead("soc/alarms/olt-2", "Field required", 102.0), "mqtt", 102.0, publish=True)
+    store.commit()
+    assert [d["topic"] for d in store.dead_letters()] == [
+        "soc/alarms/olt-2",
+        "soc/probes/p-1",
+        "soc/alarms/olt-1",
+    ]
+    assert [d["id"] for d in store.dead_letters(reason="FIELD REQ")] == [third, third - 2]
+    assert [d["source"] for d in store.dead_letters(source="http")] == ["http"]
+    assert len(store.dead_letters(topic="soc/alarms/#")) == 2
+    assert len(store.dead_letters(topic="soc/alarms")) == 0
+    assert len(store.dead_letters(since=101.0)) == 2
+    page = store.dead_letters(limit=2)
+    assert [d["id"] for d in store.dead_letters(before=page[-1]["id"])] == [third - 2]
+    assert [i for i, _ in store.unpublished_dead_letters()] == [third - 2, third - 1, third]
+    store.dead_letter_published(third - 2)
+    assert store.dead_letter_counts() == (3, 2)
+
+
+async def test_dead_letters_are_bounded_and_unpublished_purges_are_counted(tmp_path: Path) -> None:
+    """Beyond `max_dead_letters` the oldest go (a burst cannot grow the file), and so do rows older
+    than `keep_dead_letters`; each one purged before it was published is counted."""
+    async with Store(tmp_path / "s.sqlite", max_dead_letters=100, keep_dead_letters=3600) as store:
+        for i in range(250):
+            store.dead_letter(_dead("t", "bad", float(i)), "mqtt", float(i), publish=i % 2 == 0)
+        store.commit()
+        kept, _ = store.dead_letter_counts()
+        assert 100 <= kept <= 200
+        assert store.purge_dead_letters(200.0) == kept - 100
+        assert store.dead_letter_counts()[0] == 100
+        assert store.dead_letters_dropped == 75  # the even ones among the 150 oldest
+        store.purge_dead_letters(250.0 + 3600)
+        assert store.dead_letter_counts() == (0, 0)
+        assert store.dead_letters_dropped == 125

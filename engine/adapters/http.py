@@ -40,7 +40,7 @@ from engine.timeutil import parse_time
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
 
-__all__ = ["CoreView", "HttpApi", "Overloaded", "PipelineHolder"]
+__all__ = ["CoreView", "DeadLetterHolder", "HttpApi", "Overloaded", "PipelineHolder"]
 
 log = structlog.get_logger("engine.http")
 
@@ -103,6 +103,23 @@ class PipelineHolder(Protocol):
 
     @property
     def pipeline(self) -> Pipeline: ...
+
+
+@runtime_checkable
+class DeadLetterHolder(Protocol):
+    """A core that keeps its dead letters (the daemon, in its store): ``GET /dead-letters`` reads
+    them with ``Store.dead_letters``' filters. A core without one answers 501 there."""
+
+    def dead_letters(
+        self,
+        *,
+        reason: str | None,
+        source: str | None,
+        topic: str | None,
+        since: float | None,
+        before: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]: ...
 
 
 class ApiError(Exception):
@@ -197,6 +214,49 @@ def incident_query(query: Mapping[str, str], keys: list[str]) -> dict[str, Any]:
         if flag not in ("true", "false", "1", "0"):
             raise _param(query, "open", "expected true or false")
         out["open_only"] = flag in ("true", "1")
+    if "limit" in query:
+        text = query["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise _param(query, "limit", f"expected an integer 1..{MAX_LIMIT}")
+        out["limit"] = int(text)
+    return out
+
+
+DEAD_LETTER_SOURCES: Final = ("mqtt", "http", "core")
+
+
+def dead_letter_query(query: Mapping[str, str], keys: list[str]) -> dict[str, Any]:
+    """``/dead-letters`` query → keyword arguments of ``DeadLetterHolder.dead_letters``. Raises
+    ``ApiError`` (400) naming the parameter."""
+    allowed = ("reason", "source", "topic", "since", "before", "limit")
+    for name in keys:
+        if name not in allowed:
+            raise ApiError(400, f"unknown query parameter {name!r}", f"expected one of {', '.join(allowed)}")
+        if keys.count(name) > 1:
+            raise ApiError(400, f"invalid query parameter {name!r}", "given more than once")
+    out: dict[str, Any] = dict.fromkeys(("reason", "source", "topic", "since", "before"))
+    out["limit"] = DEFAULT_LIMIT
+    for name in ("reason", "topic"):
+        if name in query:
+            if not query[name] or len(query[name]) > 1024:
+                raise _param(query, name, "expected 1..1024 characters")
+            out[name] = query[name]
+    if "source" in query:
+        if query["source"] not in DEAD_LETTER_SOURCES:
+            raise _param(query, "source", f"expected one of {', '.join(DEAD_LETTER_SOURCES)}")
+        out["source"] = query["source"]
+    if "since" in query:
+        try:
+            out["since"] = _parse_since(query["since"].strip())
+        except ValueError:
+            raise _param(
+                query, "since", "expected an RFC 3339 time with an offset or epoch seconds"
+            ) from None
+    if "before" in query:
+        text = query["before"]
+        if not text.isdigit() or len(text) > 18 or int(text) < 1:
+            raise _param(query, "before", "expected a dead-letter id (a positive integer)")
+        out["before"] = int(text)
     if "limit" in query:
         text = query["limit"]
         if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
@@ -325,6 +385,7 @@ class HttpApi:
         app.router.add_get("/services", self._services)
         app.router.add_get("/services/{type}", self._service)
         app.router.add_get("/sla", self._sla)
+        app.router.add_get("/dead-letters", self._dead_letters)
         app.router.add_get("/explain/alarms/{key:.+}", self._explain_alarm)  # a key may hold a "/"
         app.router.add_get("/explain/incidents/{id}", self._explain_incident)
         app.router.add_post("/events", self._events)
@@ -449,6 +510,18 @@ class HttpApi:
         if found is None:
             raise ApiError(404, "not found", f"no customer {customer_id!r}")
         return _json(found)
+
+    async def _dead_letters(self, request: web.Request) -> web.Response:
+        args = dead_letter_query(request.query, [k for k, _ in request.query.items()])
+        core = self._core
+        if not isinstance(core, DeadLetterHolder):
+            raise ApiError(501, "not implemented", "this core does not keep dead letters")
+        found = core.dead_letters(**args)
+        next_page = None
+        if len(found) == args["limit"]:  # maybe more: the same query, ids below the last one
+            query = {k: v for k, v in request.query.items() if k != "before"}
+            next_page = str(request.rel_url.with_query({**query, "before": str(found[-1]["id"])}))
+        return _json({"dead_letters": found, "count": len(found), "next": next_page})
 
     # -- service quality ----------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ import orjson
 from aiohttp import web
 
 from engine import formats
+from engine.terminal import printable
 from engine.timeutil import parse_time
 
 __all__ = [
@@ -165,14 +166,14 @@ def render_line(record: Any, previous: Mapping[str, Any] | None = None, *, color
     Anything that is not an incident record is shown as compact JSON.
     """
     if not isinstance(record, Mapping) or "incident_id" not in record or "event" not in record:
-        text = orjson.dumps(record).decode()
+        text = printable(orjson.dumps(record).decode())
         return f"--:--:--  RECEIVED {text[:160]}{'…' if len(text) > 160 else ''}"
     event = str(record["event"])
     priority = record.get("priority")
     score = record.get("score")
     score_text = f"{score:.1f}" if isinstance(score, int | float) else "-"
     root = record.get("root_cause") or {}
-    head = f"{event.upper():<8} P{priority} {score_text:>4}"
+    head = printable(f"{event.upper():<8} P{priority} {score_text:>4}")
     if color:
         key = "resolved" if event == "resolved" else priority
         if key in _COLORS:
@@ -201,7 +202,12 @@ def render_line(record: Any, previous: Mapping[str, Any] | None = None, *, color
                 parts.append(f"{record.get('resolution', 'resolved')}, open {_duration(lasted)}")
     elif event == "updated" and previous is not None:
         parts += _changes(record, previous)
-    return "  ".join(parts)
+    acked = record.get("acknowledged")
+    if isinstance(acked, Mapping) and (previous is None or previous.get("acknowledged") != acked):
+        note = acked.get("note")
+        parts.append(f"acknowledged by {acked.get('by')}" + (f" ({note})" if note else ""))
+    # Everything but the (already escaped, maybe coloured) head comes from the record: escape it.
+    return "  ".join([parts[0], parts[1], *(printable(p) for p in parts[2:])])
 
 
 # ------------------------------------------------------------------------------------- receiver

@@ -92,6 +92,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, state, incident_id, version);
 CREATE INDEX IF NOT EXISTS outbox_next ON outbox (receiver, state, next_attempt);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id        INTEGER PRIMARY KEY,
+    time      REAL NOT NULL,     -- when it was rejected (the core's clock)
+    source    TEXT NOT NULL,     -- mqtt | http | core (a timer tick)
+    topic     TEXT NOT NULL,
+    reasons   TEXT NOT NULL,     -- every error as "field: reason", one per line (for the filter)
+    record    TEXT NOT NULL,     -- the dead-letter record (JSON), as published
+    published INTEGER NOT NULL   -- 0: still to be published on the dead-letter topic
+);
+CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters (time);
+CREATE INDEX IF NOT EXISTS dead_letters_unpublished ON dead_letters (published, id);
 """
 
 _ROW = "id, receiver, incident_id, version, event, priority, record, created, attempts, next_attempt"
@@ -138,6 +149,8 @@ class Store:
         *,
         commit_interval: float = 0.02,
         keep_delivered: float = 7 * 86400,
+        keep_dead_letters: float = 7 * 86400,
+        max_dead_letters: int = 100000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if commit_interval <= 0:
@@ -147,6 +160,15 @@ class Store:
         self.path = Path(path)
         self.commit_interval = commit_interval
         self.keep_delivered = keep_delivered
+        if keep_dead_letters < 0 or max_dead_letters < 1:
+            raise ValueError(
+                "keep_dead_letters must not be negative and max_dead_letters must be at least 1, "
+                f"got {keep_dead_letters} and {max_dead_letters}"
+            )
+        self.keep_dead_letters = keep_dead_letters
+        self.max_dead_letters = max_dead_letters
+        self.dead_letters_dropped = 0  # purged before they were published (see purge_dead_letters)
+        self._dead_letter_count: int | None = None  # rows in the table, kept as they are added
         self._clock = clock
         self.changed = asyncio.Event()  # set after a commit that enqueued outbox rows
         self._db: sqlite3.Connection | None = None
@@ -538,6 +560,119 @@ class Store:
                             WHERE i.incident_id = outbox.incident_id AND i.event = 'resolved'))""",
             (now - self.keep_delivered,),
         )
+        return cur.rowcount
+
+    # -- dead letters --------------------------------------------------------------------------
+    def dead_letter(self, record: Mapping[str, Any], source: str, now: float, *, publish: bool) -> int:
+        """Keep one dead-letter record (in the current batch: durable with the journal entry that
+        caused it); ``publish``: still to be published. Returns its id. Beyond ``max_dead_letters``
+        the oldest rows go at once (``purge_dead_letters``), so a burst cannot grow the file."""
+        errors = record.get("errors") or []
+        reasons = "\n".join(f"{e.get('field', '')}: {e.get('reason', '')}" for e in errors)
+        db = self._begin()
+        cur = db.execute(
+            "INSERT INTO dead_letters (time, source, topic, reasons, record, published)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                now,
+                source,
+                str(record.get("topic", "")),
+                reasons,
+                orjson.dumps(record).decode(),
+                0 if publish else 1,
+            ),
+        )
+        if publish:
+            self._enqueued = True  # wakes the publisher (``changed``) after the commit
+        if self._dead_letter_count is None:
+            self._dead_letter_count = int(db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+        else:
+            self._dead_letter_count += 1
+        if self._dead_letter_count > self.max_dead_letters + max(100, self.max_dead_letters // 100):
+            self.purge_dead_letters(now)  # in slices of 1 %: one DELETE per hundred rows added
+        return int(cur.lastrowid or 0)
+
+    def dead_letters(
+        self,
+        *,
+        reason: str | None = None,
+        source: str | None = None,
+        topic: str | None = None,
+        since: float | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Kept dead letters, newest first, each its record plus ``id`` and ``source``.
+
+        ``reason``: a case-insensitive substring of any error (``field: reason``); ``topic``: the
+        exact topic, or a prefix when it ends with ``#`` (``soc/alarms/#``); ``since``: rejected at or
+        after (epoch seconds); ``before``: ids below this one (the next page)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if reason:
+            where.append("instr(lower(reasons), ?) > 0")
+            args.append(reason.lower())
+        if source:
+            where.append("source = ?")
+            args.append(source)
+        if topic:
+            if topic.endswith("#"):
+                where.append("substr(topic, 1, ?) = ?")
+                args += [len(topic) - 1, topic[:-1]]
+            else:
+                where.append("topic = ?")
+                args.append(topic)
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        if before is not None:
+            where.append("id < ?")
+            args.append(before)
+        sql = "SELECT id, source, record FROM dead_letters"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(max(0, limit))
+        return [{"id": i, "source": src, **_loads(rec)} for i, src, rec in self.db.execute(sql, args)]
+
+    def unpublished_dead_letters(self, limit: int = 200) -> list[tuple[int, bytes]]:
+        """(id, record JSON) of dead letters still to be published, oldest first."""
+        rows = self.db.execute(
+            "SELECT id, record FROM dead_letters INDEXED BY dead_letters_unpublished"
+            " WHERE published = 0 ORDER BY id LIMIT ?",
+            (max(0, limit),),
+        ).fetchall()
+        return [(int(i), rec.encode()) for i, rec in rows]
+
+    def dead_letter_published(self, dead_letter_id: int) -> None:
+        self._begin().execute("UPDATE dead_letters SET published = 1 WHERE id = ?", (dead_letter_id,))
+
+    def dead_letter_counts(self) -> tuple[int, int]:
+        """(kept, still to be published)."""
+        kept, unpublished = self.db.execute(
+            "SELECT count(*), coalesce(sum(published = 0), 0) FROM dead_letters"
+        ).fetchone()
+        return int(kept), int(unpublished)
+
+    def purge_dead_letters(self, now: float) -> int:
+        """Delete dead letters older than ``keep_dead_letters`` and the oldest beyond
+        ``max_dead_letters``; return how many. Those never published are counted in
+        ``dead_letters_dropped`` (the caller turns the count into a metric)."""
+        db = self._begin()
+        cutoff = db.execute(
+            "SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?", (self.max_dead_letters,)
+        ).fetchone()
+        bound = int(cutoff[0]) if cutoff else 0
+        where = "time < ? OR id <= ?"
+        args = (now - self.keep_dead_letters, bound)
+        lost = int(
+            db.execute(
+                f"SELECT count(*) FROM dead_letters WHERE published = 0 AND ({where})", args
+            ).fetchone()[0]
+        )
+        cur = db.execute(f"DELETE FROM dead_letters WHERE {where}", args)
+        self.dead_letters_dropped += lost
+        self._dead_letter_count = None
         return cur.rowcount
 
 

@@ -23,6 +23,7 @@ from engine.errors import ConfigError, EngineError
 from engine.pipeline import Pipeline
 from engine.rules.schema import SEVERITIES, Ruleset, load_rulesets
 from engine.settings import CoreSettings, core_settings_from_data
+from engine.terminal import printable
 from engine.timeutil import format_time, parse_duration, parse_time
 from engine.topology import Topology, load_topology, topology_from_dict
 from engine.yamlsource import Locator, load_file
@@ -764,10 +765,10 @@ def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
                 failed += 1
                 print(f"FAIL {case.name}", file=out)
                 for p in problems:
-                    print(f"  - {p}", file=out)
+                    print(f"  - {printable(p)}", file=out)
                 print("  seen:", file=out)
                 for line in describe(outcome):
-                    print(f"    {line}", file=out)
+                    print(f"    {printable(line)}", file=out)
             else:
                 passed += 1
                 print(f"PASS {case.name}", file=out)

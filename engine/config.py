@@ -95,6 +95,11 @@ class MqttSettings(_Section):
     reconnect: Backoff = Field(default_factory=Backoff)
     queue_size: int = Field(10000, ge=1)  # messages received but not yet journaled
     max_payload: int = Field(65536, ge=256)
+    # Start-up catch-up: a marker published to <sync_topic>/<client_id> after subscribing comes back
+    # behind the broker's backlog; timers that fell due while the daemon was down fire only once
+    # everything before it is applied (or after catch_up_timeout). null: no marker, no waiting.
+    sync_topic: str | None = "soc-engine/sync"
+    catch_up_timeout: Duration = 30.0
 
     @field_validator("url")
     @classmethod

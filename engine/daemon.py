@@ -113,6 +113,10 @@ class Daemon(CoreView):
         self._reconnects_seen = 0
         self.recovered: dict[str, int] = {}
         self._acked: dict[str, Any] | None = None  # an acknowledgement that changed nothing
+        self._catching_up = True  # until the start-up backlog is applied (see _still_catching_up)
+        self._mqtt_taken = 0  # MQTT messages taken from the intake
+        self._started_at = 0.0
+        self._catch_up_deadline = 0.0
         self._rejections = RateLimited(burst=10, interval=10.0)
         self._dead_dropped_seen = 0
 
@@ -122,6 +126,8 @@ class Daemon(CoreView):
             await self._stack.enter_async_context(self.store)
             self._recover()
             self._last_snapshot = self._clock()  # the snapshot interval counts from start
+            self._started_at = self._clock()
+            self._catch_up_deadline = self._started_at + self.settings.mqtt.catch_up_timeout
             await self._stack.enter_async_context(self.notifier)
             if self.publisher is not None:
                 await self._stack.enter_async_context(self.publisher)
@@ -202,12 +208,39 @@ class Daemon(CoreView):
         self.recovered.update(journal_replayed=replayed)
 
     # -- the core task -------------------------------------------------------------------------
+    def _still_catching_up(self, now: float) -> bool:
+        """True while the start-up backlog is being applied: the MQTT source has not yet seen its
+        catch-up marker (everything the broker held for our session comes before it), or what came
+        before it is still in the intake (counted, so a live stream behind it cannot prolong this).
+        HTTP items queued meanwhile are ahead of them in the same queue. Ends for good then, or
+        after ``mqtt.catch_up_timeout``."""
+        if not self._catching_up:
+            return False
+        source = self.source
+        if source is None or (source.caught_up.is_set() and self._mqtt_taken >= source.caught_up_at):
+            done = "caught up"
+        elif now >= self._catch_up_deadline:
+            done = "timed out"
+            log.warning(
+                "catch-up timed out: firing the timers that fell due while the engine was down",
+                timeout=self.settings.mqtt.catch_up_timeout,
+                subscribed=source.subscribed.is_set(),
+                marker_seen=source.caught_up.is_set(),
+            )
+        else:
+            return True
+        self._catching_up = False
+        log.info("backlog applied; timers run", outcome=done, seconds=round(now - self._started_at, 3))
+        return False
+
     async def _core(self) -> None:
         batch = 0
         last_due, repeats = None, 0
         while not self._stopping.is_set():
             now = self._clock()
             due = self.pipeline.next_due()
+            if self._catching_up and self._still_catching_up(now):
+                due = None  # timers wait for the backlog (the roots of what fell due meanwhile)
             if due is not None and due <= now:
                 repeats = repeats + 1 if due == last_due else 0
                 last_due = due
@@ -234,6 +267,8 @@ class Daemon(CoreView):
                 self.store.purge_dead_letters(now)
                 self._purged_at = now
             wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
+            if self._catching_up:
+                wait = 0.02
             try:
                 item = (
                     await asyncio.wait_for(self.intake.get(), timeout=wait)
@@ -249,6 +284,7 @@ class Daemon(CoreView):
     def _take(self, item: Inbound | Command) -> None:
         now = self._clock()
         if isinstance(item, Inbound):
+            self._mqtt_taken += 1
             self._message("mqtt", item.topic, item.payload, now, item.ack)
             self.metrics.processing(max(0.0, self._clock() - item.received))
             return
@@ -280,7 +316,8 @@ class Daemon(CoreView):
     def _message(self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
         stats = self.pipeline.stats
         before = (stats.messages["alarm"], stats.messages["samples"], stats.samples)
-        decisions = self._journal_and_apply("msg", topic, payload, now, on_durable=ack, source=source)
+        kind = "msg-held" if self._catching_up else "msg"
+        decisions = self._journal_and_apply(kind, topic, payload, now, on_durable=ack, source=source)
         if stats.messages["alarm"] > before[0]:
             self.metrics.message(source, "alarm", "accepted")
         elif stats.messages["samples"] > before[1]:
@@ -356,8 +393,8 @@ class Daemon(CoreView):
 
     def _apply_unsafe(self, kind: str, topic: str, payload: bytes, now: float) -> Decisions:
         p = self.pipeline
-        if kind == "msg":
-            return p.feed(topic, payload, now)
+        if kind in ("msg", "msg-held"):  # msg-held: applied while catching up, timers left due
+            return p.feed(topic, payload, now, flush=kind == "msg")
         if kind == "tick":
             return p.tick(now)
         if kind == "ack":

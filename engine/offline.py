@@ -39,8 +39,8 @@ def from_store(pipeline: Pipeline, path: str | Path) -> int:
             "SELECT kind, topic, payload, time FROM journal WHERE seq > ? ORDER BY seq", (after,)
         ):
             applied += 1
-            if kind == "msg":
-                pipeline.feed(topic, bytes(payload), t)
+            if kind in ("msg", "msg-held"):
+                pipeline.feed(topic, bytes(payload), t, flush=kind == "msg")
             elif kind == "tick":
                 pipeline.tick(t)
             elif kind == "ack":

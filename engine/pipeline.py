@@ -156,8 +156,14 @@ class Pipeline:
         self.clock = 0.0  # the latest `now` seen; time never goes backwards inside the core
 
     # -- input ---------------------------------------------------------------------------------
-    def feed(self, topic: str, payload: bytes | str | Mapping[str, Any], now: float) -> Decisions:
-        """Decode one message and apply it. Never raises for bad input: it becomes a dead letter."""
+    def feed(
+        self, topic: str, payload: bytes | str | Mapping[str, Any], now: float, *, flush: bool = True
+    ) -> Decisions:
+        """Decode one message and apply it. Never raises for bad input: it becomes a dead letter.
+
+        ``flush=False`` leaves the timers that are due by ``now`` for the next ``tick``: the daemon
+        applies a restart's backlog that way, so a timer that fell due while it was down (a symptom's
+        incident opening) waits until the backlog (its root) is in."""
         now = self._advance(now)
         out = Decisions()
         try:
@@ -182,7 +188,8 @@ class Pipeline:
                 self.stats.samples_rejected += len(decoded.rejected)
                 partial = InvalidMessage(topic, list(decoded.rejected))
                 out.dead_letters.append(dead_letter_record(topic, payload, partial, now=now))
-        out.records.extend(self._flush(now))
+        if flush:
+            out.records.extend(self._flush(now))
         return out
 
     def apply_alarm(self, alarm: Alarm, now: float) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ overflow, the publisher's acknowledged and best-effort paths, TLS and credential
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import ssl
 from collections.abc import Callable, Iterable
@@ -487,3 +488,29 @@ async def test_stopping_ends_a_connection_task_that_swallows_its_cancellation(
             await asyncio.sleep(0.02)
     assert swallowed == 2
     assert source._task is None
+
+
+async def test_a_broker_restart_leaves_no_unretrieved_future_exception(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """After the broker restarts under a source and a publisher, aiomqtt's futures of the lost
+    connection hold an `MqttCodeError`; once the connections are gone and collected, asyncio must
+    not report "Future exception was never retrieved" (it did on every shutdown after a restart)."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        settings = mqtt_settings(mosquitto, topic_prefix)
+        async with MqttSource(settings) as source, MqttPublisher(settings) as publisher:
+            await until(lambda: source.subscribed.is_set() and publisher.connected.is_set(), "connected")
+            mosquitto.restart()
+            await until(lambda: source.stats["reconnects"] >= 1, "the source back")
+            await until(lambda: publisher.stats["reconnects"] >= 1, "the publisher back")
+            await until(source.subscribed.is_set, "resubscribed")
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0.05)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [c.get("message") for c in reported] == []

@@ -399,10 +399,17 @@ class _Connection:
             self._down(link)
 
     def _release(self, link: _Link) -> None:
-        """Close whatever sockets paho still holds (a cancelled connect leaves them open)."""
+        """Close whatever sockets paho still holds (a cancelled connect leaves them open), and take
+        the exceptions aiomqtt left in the client's futures: after an unexpected disconnection
+        (a broker restart) ``_disconnected`` holds an ``MqttCodeError`` that its ``__aexit__`` never
+        reads, and asyncio would log "Future exception was never retrieved" when it is collected.
+        The reason is already logged by the reconnect loop."""
         self._down(link)
         with contextlib.suppress(Exception):
             link.paho._reset_sockets()
+        for future in (link.client._connected, link.client._disconnected):
+            if future.done() and not future.cancelled():
+                future.exception()  # marks it retrieved
 
 
 class MqttSource(_Connection):
@@ -435,7 +442,15 @@ class MqttSource(_Connection):
         self._taking = asyncio.Event()
         self._taking.set()
         self._in_hand = 0  # a message taken from the connection, not yet on ``queue``
-        self._subscriptions = tuple(dict.fromkeys((*settings.alarm_topics, *settings.probe_topics)))
+        # Catch-up after a start: the marker we publish to ourselves once subscribed comes back
+        # behind whatever the broker held for our session; ``caught_up`` is set when the reader takes
+        # it, i.e. once every message queued before it is on ``queue``.
+        self.caught_up = asyncio.Event()
+        self.caught_up_at = 0  # messages put on ``queue`` before the marker came back
+        self.sync_topic = f"{settings.sync_topic}/{self.client_id}" if settings.sync_topic else None
+        self._marker = f"{self.client_id}:{time.time_ns()}:{random.getrandbits(64):016x}".encode()
+        topics = (*settings.alarm_topics, *settings.probe_topics)
+        self._subscriptions = tuple(dict.fromkeys(topics + ((self.sync_topic,) if self.sync_topic else ())))
 
     async def __aenter__(self) -> MqttSource:
         self._start(f"mqtt-source {self.client_id}")
@@ -461,8 +476,9 @@ class MqttSource(_Connection):
     def backlog(self) -> int:
         """Messages received on the current connection and not yet on ``queue`` (all unacknowledged)."""
         link = self._link
-        waiting = len(link.inbox) if link is not None and link.up else 0
-        return waiting + self._in_hand
+        if link is None or not link.up:
+            return self._in_hand
+        return sum(1 for m in link.inbox if m.topic != self.sync_topic) + self._in_hand
 
     # -- the connection --------------------------------------------------------------------------
     def _persistent(self) -> bool:
@@ -507,6 +523,14 @@ class MqttSource(_Connection):
                 link.wakeup.clear()
                 await link.wakeup.wait()
             message = inbox.popleft()
+            if message.topic == self.sync_topic:  # ours; a marker of an earlier run is just dropped
+                if message.qos > 0 and link.live:  # not an input: not in the stats, never redelivered
+                    link.paho.ack(message.mid, message.qos)
+                if message.payload == self._marker and not self.caught_up.is_set():
+                    self.caught_up_at = self.stats["received"]
+                    self.caught_up.set()
+                    self._log.info("mqtt caught up with the backlog of our session")
+                continue
             self._in_hand = 1
             try:
                 await self._taking.wait()  # paused while we waited for the message: hold it
@@ -539,6 +563,16 @@ class MqttSource(_Connection):
         self.subscribed.set()
         self._healthy()
         self._log.info("mqtt subscribed", topics=list(self._subscriptions))
+        if self.caught_up.is_set():
+            return
+        if self.sync_topic is None:
+            self.caught_up.set()  # no marker: the backlog is whatever arrives first
+            return
+        try:
+            await link.client.publish(self.sync_topic, self._marker, qos=1, timeout=OPERATION_TIMEOUT)
+        except aiomqtt.MqttCodeError as exc:  # refused (an ACL): catch-up cannot be known; go on
+            self._log.warning("mqtt catch-up marker refused: not waiting for the backlog", reason=str(exc))
+            self.caught_up.set()
 
     def _acknowledger(self, link: _Link, mid: int, qos: int) -> Callable[[], None]:
         done = False

@@ -133,6 +133,8 @@ class StoreSettings(_Section):
     keep_delivered: Duration = 7 * 86400.0  # delivered outbox rows are purged after this
     keep_dead_letters: Duration = 7 * 86400.0  # dead letters are purged after this…
     max_dead_letters: int = Field(100000, ge=100)  # … and the oldest beyond this many
+    keep_explanations: Duration = 7 * 86400.0  # explanations of resolved incidents, this long…
+    max_explanations: int = Field(2000, ge=10)  # … and at most this many (newest kept)
 
 
 class HttpSettings(_Section):

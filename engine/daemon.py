@@ -51,6 +51,7 @@ from engine.logs import RateLimited, bound, log_transition
 from engine.messages import Routes, dead_letter_record
 from engine.metrics import Metrics
 from engine.pipeline import STUCK_TICKS, Decisions, Pipeline
+from engine.rules.explain import PostMortems
 from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets
 from engine.topology import load_topology
@@ -87,8 +88,11 @@ class Daemon(CoreView):
             keep_delivered=settings.store.keep_delivered,
             keep_dead_letters=settings.store.keep_dead_letters,
             max_dead_letters=settings.store.max_dead_letters,
+            keep_explanations=settings.store.keep_explanations,
+            max_explanations=settings.store.max_explanations,
             clock=clock,
         )
+        self._post_mortems = self._explain_as_resolved(self.pipeline)
         self.notifier = Notifier(self.store, settings.receivers, clock=clock, on_result=self._delivery_result)
         self.source: MqttSource | None = (
             MqttSource(settings.mqtt, clock=clock) if settings.mqtt.enabled else None
@@ -184,6 +188,7 @@ class Daemon(CoreView):
         if graceful:
             await self.notifier.flush(timeout)
         await self._stack.aclose()
+        self._post_mortems.close()
         self.pipeline.close()
         self._stopped.set()
         log.info("engine stopped", graceful=graceful)
@@ -265,6 +270,7 @@ class Daemon(CoreView):
                     now
                 )  # delivered outbox rows older than keep_delivered; committed by the store
                 self.store.purge_dead_letters(now)
+                self.store.purge_explanations(now)
                 self._purged_at = now
             wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
             if self._catching_up:
@@ -483,6 +489,13 @@ class Daemon(CoreView):
             )
         return pipeline
 
+    def _explain_as_resolved(self, pipeline: Pipeline) -> PostMortems:
+        """Each incident of ``pipeline`` is explained as it resolves, and the explanation kept in the
+        store (bounded: ``store.keep_explanations``, ``max_explanations``) for post-mortems."""
+        post_mortems = PostMortems(pipeline, self.store.keep_explanation)
+        pipeline.incidents.on_resolved = post_mortems
+        return post_mortems
+
     def _reload(self, now: float) -> tuple[bool, str]:
         """Rulesets and topology from their files again, keeping every alarm and incident."""
         try:
@@ -494,6 +507,8 @@ class Daemon(CoreView):
         self._commit()
         dropped = fresh.restore(self.pipeline.snapshot())
         old, self.pipeline = self.pipeline, fresh
+        self._post_mortems.close()
+        self._post_mortems = self._explain_as_resolved(fresh)
         old.close()
         self.store.append("reload", "", b"", now)
         self._commit()
@@ -570,6 +585,10 @@ class Daemon(CoreView):
 
     def element(self, ne_id: str) -> dict[str, Any] | None:
         return self.pipeline.element_view(ne_id)
+
+    def resolved_explanation(self, incident_id: str) -> dict[str, Any] | None:
+        """The explanation of a resolved incident, as it resolved (None: unknown or purged)."""
+        return self.store.explanation(incident_id)
 
     def dead_letters(
         self,

@@ -136,6 +136,11 @@ class IncidentBook:
         self.merged = 0
         self.discarded = 0  # pending incidents dropped: transients (pair), cleared in maintenance
         self.held_back = 0  # openings deferred by a maintenance window
+        # Called with an incident about to be forgotten and its `resolved` record, while the book
+        # still holds everything about it (members, suppressions): post-mortems (the daemon keeps
+        # its explanation). It only reads; it changes nothing, so decisions are the same with or
+        # without one.
+        self.on_resolved: Callable[[Incident, dict[str, Any]], None] | None = None
 
     # -- queries -------------------------------------------------------------------------------
     def incidents(self) -> Iterable[Incident]:
@@ -376,6 +381,8 @@ class IncidentBook:
                 records.append(self._open(inc, now))
             elif inc.phase == "clearing":
                 records.append(self._emit(inc, "resolved", now))
+                if self.on_resolved is not None:
+                    self.on_resolved(inc, records[-1])
                 released.extend(self._dissolve(inc))
                 self.resolved += 1
                 continue
@@ -502,6 +509,8 @@ class IncidentBook:
                 self._rewatch(old, None)
                 self.merged += 1
                 records.append(self._emit(old, "resolved", now, resolution="merged", merged_into=root_inc.id))
+                if self.on_resolved is not None:  # its members and their suppressions are still whole
+                    self.on_resolved(old, records[-1])
         else:
             root_inc.members.add(ex.symptom)
             self._incident_of[ex.symptom] = root_inc

@@ -23,7 +23,7 @@ from engine.incidents import incident_id
 from engine.offline import replay_pipeline
 from engine.pipeline import Pipeline
 from engine.rules.compiler import compile_rulesets, match_definitions
-from engine.rules.explain import NotFound, explain, explain_alarm, explain_incident, render
+from engine.rules.explain import NotFound, PostMortems, explain, explain_alarm, explain_incident, render
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
 from engine.settings import CoreSettings
 from engine.topology import topology_from_dict
@@ -592,3 +592,90 @@ async def test_explain_endpoints_need_a_core_that_exposes_its_pipeline() -> None
             async with http.get(path) as resp:
                 assert resp.status == 501
                 assert (await resp.json())["error"] == "not implemented"
+
+
+def _clear_of(line: dict[str, Any], t: float) -> dict[str, Any]:
+    p = line["payload"]
+    return clear(p["ne_id"], p["probable_cause"], t, sp=p.get("specific_problem"))
+
+
+def test_post_mortems_explain_cleared_and_merged_incidents_without_changing_decisions() -> None:
+    """With the `on_resolved` hook set, every incident is explained as it resolves: a symptom's
+    incident merged into its late root (resolution `merged`, `merged_into`), and the root's once it
+    clears; the records are byte-identical to those of a pipeline without the hook."""
+    raises = fiber_cut_raises()
+    root, symptoms = raises[10], raises[:2]
+    clears = [_clear_of(line, 900.0) for line in (*symptoms, root)]
+    kept: dict[str, dict[str, Any]] = {}
+
+    def run(with_hook: bool) -> list[bytes]:
+        p = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
+        post = PostMortems(p, lambda iid, _now, ex: kept.__setitem__(iid, ex))
+        if with_hook:
+            p.incidents.on_resolved = post
+        out = []
+        try:
+            for line in symptoms:
+                out += p.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 2).records
+            out += p.tick(T0 + 60).records  # the symptoms' incidents open: no root yet
+            out += p.feed(root["topic"], orjson.dumps(root["payload"]), T0 + 61).records
+            out += p.tick(T0 + 200).records
+            for line in clears:
+                out += p.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 900).records
+            out += p.tick(T0 + 2000).records
+        finally:
+            post.close()
+            p.close()
+        return [orjson.dumps(r) for r in out]
+
+    assert run(with_hook=True) == run(with_hook=False)
+    records = [orjson.loads(r) for r in run(with_hook=False)]
+    merged = [r for r in records if r.get("resolution") == "merged"]
+    assert merged  # the premise: symptom incidents opened, then merged into the root's
+    root_inc = incident_id(ROOT_KEY, T0 + 1.2)
+    for r in merged:
+        ex = kept[r["incident_id"]]
+        assert (ex["incident"]["phase"], ex["incident"]["resolution"]) == ("resolved", "merged")
+        assert ex["incident"]["merged_into"] == root_inc
+        assert ex["why"][-1].startswith(f"resolved at {r['resolved_at']}: merged into {root_inc}")
+    ex = kept[root_inc]
+    assert (ex["incident"]["phase"], ex["incident"]["resolution"], ex["record"]["event"]) == (
+        "resolved",
+        "cleared",
+        "resolved",
+    )
+    assert {m["alarm_id"] for m in ex["members"]} >= {ROOT_KEY, "olt-001:linkDown", "olt-002:linkDown"}
+    assert not any(line.startswith("clearing:") for line in ex["why"])
+
+
+async def test_a_resolved_incident_is_still_explained_by_the_running_daemon(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """Once an incident resolves, GET /explain/incidents/{id} and `engine rules explain ID --api`
+    answer with its explanation as it resolved (they answered 404: the core forgets it)."""
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix)
+    lines = [fiber_cut_raises()[i] for i in (0, 1, 10)]
+    clears = [_clear_of(line, 5.0) for line in lines]
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        headers = {"Content-Type": "application/x-ndjson"}
+        inc = incident_id(ROOT_KEY, T0 + 1.2)
+        for batch in (lines, clears):
+            body = b"\n".join(orjson.dumps(line["payload"]) for line in batch)
+            async with http.post(f"{base}/events", data=body, headers=headers) as resp:
+                assert resp.status == 202
+            await until(lambda: daemon.store.incident(inc) is not None, timeout=10, what="the incident")
+        await until(
+            lambda: (daemon.store.incident(inc) or {}).get("event") == "resolved", timeout=20, what="resolved"
+        )
+        assert inc not in {i.id for i in daemon.pipeline.incidents.incidents()}
+        async with http.get(f"{base}/explain/incidents/{inc}") as resp:
+            assert resp.status == 200
+            found = await resp.json()
+        assert (found["incident"]["phase"], found["incident"]["resolution"]) == ("resolved", "cleared")
+        assert [m["alarm_id"] for m in found["members"]] == [ROOT_KEY, "olt-001:linkDown", "olt-002:linkDown"]
+        status, out, err_text = await _cli("rules", "explain", inc, "--api", base)
+        assert status == 0, err_text
+        assert out.decode().startswith(f"incident {inc}")
+        assert "resolved at" in out.decode()

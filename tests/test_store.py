@@ -500,3 +500,24 @@ async def test_dead_letters_are_bounded_and_unpublished_purges_are_counted(tmp_p
         store.purge_dead_letters(250.0 + 3600)
         assert store.dead_letter_counts() == (0, 0)
         assert store.dead_letters_dropped == 125
+
+
+async def test_explanations_of_resolved_incidents_are_kept_within_bounds(tmp_path: Path) -> None:
+    """Explanations are kept by incident (a replay replaces one), and purged by age and beyond
+    `max_explanations`, newest kept."""
+    async with Store(tmp_path / "s.sqlite", keep_explanations=100.0, max_explanations=3) as store:
+        for i in range(5):
+            store.keep_explanation(f"inc-{i}", float(i), {"n": i})
+        store.keep_explanation("inc-4", 4.0, {"n": 44})
+        store.commit()
+        assert store.explanation("inc-4") == {"n": 44}
+        assert store.purge_explanations(50.0) == 2
+        assert [store.explanation(f"inc-{i}") is not None for i in range(5)] == [
+            False,
+            False,
+            True,
+            True,
+            True,
+        ]
+        assert store.purge_explanations(103.5) == 2  # older than 100 s: inc-2 and inc-3
+        assert store.explanation("inc-4") == {"n": 44}

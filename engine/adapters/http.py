@@ -122,6 +122,14 @@ class DeadLetterHolder(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
+@runtime_checkable
+class PostMortemHolder(Protocol):
+    """A core that keeps the explanations of resolved incidents (the daemon): ``GET
+    /explain/incidents/{id}`` falls back to them once the live state has forgotten the incident."""
+
+    def resolved_explanation(self, incident_id: str) -> dict[str, Any] | None: ...
+
+
 class ApiError(Exception):
     """An error answer: raised by handlers and middleware, rendered by the error middleware."""
 
@@ -560,9 +568,14 @@ class HttpApi:
             raise ApiError(404, "not found", exc.to_dict()) from None
 
     async def _explain_incident(self, request: web.Request) -> web.Response:
+        incident_id = request.match_info["id"]
         try:
-            return _json(explain_incident(self._pipeline(), request.match_info["id"]))
+            return _json(explain_incident(self._pipeline(), incident_id))
         except NotFound as exc:
+            core = self._core
+            kept = core.resolved_explanation(incident_id) if isinstance(core, PostMortemHolder) else None
+            if kept is not None:
+                return _json(kept)
             raise ApiError(404, "not found", exc.to_dict()) from None
 
     # -- commands -----------------------------------------------------------------------------

@@ -103,6 +103,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters (time);
 CREATE INDEX IF NOT EXISTS dead_letters_unpublished ON dead_letters (published, id);
+CREATE TABLE IF NOT EXISTS explanations (
+    incident_id TEXT PRIMARY KEY,
+    time        REAL NOT NULL,  -- when the incident resolved (the core's clock)
+    explanation BLOB NOT NULL   -- JSON: the explanation as it resolved (GET /explain/incidents/{id})
+);
+CREATE INDEX IF NOT EXISTS explanations_time ON explanations (time);
 """
 
 _ROW = "id, receiver, incident_id, version, event, priority, record, created, attempts, next_attempt"
@@ -151,6 +157,8 @@ class Store:
         keep_delivered: float = 7 * 86400,
         keep_dead_letters: float = 7 * 86400,
         max_dead_letters: int = 100000,
+        keep_explanations: float = 7 * 86400,
+        max_explanations: int = 2000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if commit_interval <= 0:
@@ -167,6 +175,8 @@ class Store:
             )
         self.keep_dead_letters = keep_dead_letters
         self.max_dead_letters = max_dead_letters
+        self.keep_explanations = keep_explanations
+        self.max_explanations = max(1, max_explanations)
         self.dead_letters_dropped = 0  # purged before they were published (see purge_dead_letters)
         self._dead_letter_count: int | None = None  # rows in the table, kept as they are added
         self._clock = clock
@@ -673,6 +683,31 @@ class Store:
         cur = db.execute(f"DELETE FROM dead_letters WHERE {where}", args)
         self.dead_letters_dropped += lost
         self._dead_letter_count = None
+        return cur.rowcount
+
+    # -- explanations of resolved incidents --------------------------------------------------
+    def keep_explanation(self, incident_id: str, now: float, explanation: Mapping[str, Any]) -> None:
+        """Keep the explanation of an incident as it resolved (replaces an earlier one: a journal
+        replay explains it again, identically)."""
+        self._begin().execute(
+            "INSERT OR REPLACE INTO explanations (incident_id, time, explanation) VALUES (?, ?, ?)",
+            (incident_id, now, orjson.dumps(explanation)),
+        )
+
+    def explanation(self, incident_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT explanation FROM explanations WHERE incident_id = ?", (incident_id,)
+        ).fetchone()
+        return _loads(row[0]) if row else None
+
+    def purge_explanations(self, now: float) -> int:
+        """Delete explanations older than ``keep_explanations`` and all but the newest
+        ``max_explanations``; return how many."""
+        cur = self._begin().execute(
+            """DELETE FROM explanations WHERE time < ? OR incident_id NOT IN (
+                   SELECT incident_id FROM explanations ORDER BY time DESC LIMIT ?)""",
+            (now - self.keep_explanations, self.max_explanations),
+        )
         return cur.rowcount
 
 

@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import aiohttp
+from structlog.testing import capture_logs
 
 from bench.scenarios import fiber_cut
 from engine.adapters.receiver import WebhookReceiver
-from tests.daemon_harness import DaemonProcess, publish, until, with_prefix, write_config
+from engine.daemon import Daemon
+from tests.daemon_harness import DaemonProcess, publish, settings, until, with_prefix, write_config
 from tests.mosquitto import Mosquitto
 
 ROOT_KEY = "agg-3:lossOfSignal:port 1/1/1"
@@ -78,3 +80,31 @@ async def test_after_a_restart_the_backlog_is_applied_before_timers_fire(
     assert len({r["incident_id"] for r in rx.records}) == 1
     assert [r["event"] for r in rx.records][:1] == ["opened"]
     assert "backlog applied; timers run" in log
+
+
+async def test_without_the_catch_up_marker_timers_wait_only_catch_up_timeout(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """When the marker never comes back (here: published where nobody subscribed), the daemon warns
+    after `mqtt.catch_up_timeout` and lets its timers run: an incident still opens."""
+    mqtt = {
+        "url": mosquitto.url,
+        "client_id": f"engine-{topic_prefix.rsplit('/', 1)[-1][-40:]}",
+        "alarm_topics": [f"{topic_prefix}/alarms/#"],
+        "probe_topics": [f"{topic_prefix}/probes/#"],
+        "dead_letter_topic": f"{topic_prefix}/deadletter",
+        "incident_topic": f"{topic_prefix}/incidents",
+        "catch_up_timeout": "1s",
+    }
+    cfg = write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix, extra={"mqtt": mqtt})
+    with capture_logs() as logs:
+        daemon = Daemon(settings(cfg))
+        assert daemon.source is not None
+        daemon.source.sync_topic = f"{topic_prefix}/nobody-subscribes"  # the marker is lost
+        async with daemon:
+            await until(daemon.source.subscribed.is_set, timeout=10, what="subscription")
+            await publish(mosquitto.url, with_prefix(fiber_cut()[10:11], topic_prefix))
+            await until(lambda: bool(daemon.store.incidents()), timeout=20, what="the root's incident")
+    events = [e["event"] for e in logs]
+    assert "catch-up timed out: firing the timers that fell due while the engine was down" in events
+    assert not daemon.source.caught_up.is_set()

@@ -679,3 +679,24 @@ async def test_a_resolved_incident_is_still_explained_by_the_running_daemon(
         assert status == 0, err_text
         assert out.decode().startswith(f"incident {inc}")
         assert "resolved at" in out.decode()
+
+
+def test_cli_text_escapes_control_characters_from_alarm_text(tmp_path: Path) -> None:
+    """An alarm whose specific problem holds terminal escapes is explained with them escaped:
+    `engine rules explain` prints what the element sent, never lets it drive the terminal."""
+    payload = {
+        "ne_id": "olt-001",
+        "severity": "critical",
+        "probable_cause": "linkDown",
+        "specific_problem": "\x1b[2Jport\x9b1",
+        "event_time": "2026-01-01T00:00:01Z",
+    }
+    events = tmp_path / "evil.jsonl"
+    events.write_bytes(orjson.dumps({"topic": "soc/alarms/olt-001", "payload": payload}) + b"\n")
+    key = "olt-001:linkDown:\x1b[2Jport\x9b1"
+    r = engine("rules", "explain", key, "--replay", events, "--topology", EXAMPLE_TOPOLOGY)
+    assert r.status == 0, r.stderr
+    text = r.stdout.decode()
+    assert "\x1b" not in text
+    assert "\x9b" not in text
+    assert "olt-001:linkDown:\\x1b[2Jport\\x9b1" in text

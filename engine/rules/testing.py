@@ -748,7 +748,7 @@ def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
             files.append(load_test_file(path))
         except ConfigError as exc:
             broken = True
-            print(f"error {exc}", file=out)
+            print(printable(f"error {exc}"), file=out)
     if broken or not files:
         if not files and not broken:
             print("error: no test files given", file=out)
@@ -763,7 +763,7 @@ def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
                 outcome, problems = Outcome(), [f"engine error: {exc}"]
             if problems:
                 failed += 1
-                print(f"FAIL {case.name}", file=out)
+                print(f"FAIL {printable(case.name)}", file=out)
                 for p in problems:
                     print(f"  - {printable(p)}", file=out)
                 print("  seen:", file=out)
@@ -771,7 +771,7 @@ def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
                     print(f"    {printable(line)}", file=out)
             else:
                 passed += 1
-                print(f"PASS {case.name}", file=out)
+                print(f"PASS {printable(case.name)}", file=out)
     print(f"{passed} passed, {failed} failed", file=out)
     return 1 if failed else 0
 

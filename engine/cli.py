@@ -81,9 +81,71 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["topology"] = str(args.topology)
     if args.rulesets:
         overrides["rulesets"] = [str(p) for p in args.rulesets]
+    if args.cluster:
+        overrides["cluster.servers"] = _nats_urls(args.cluster)
     settings = load_settings(args.config, overrides=overrides)
     configure_logging(settings.logging)
+    if settings.cluster.servers:  # a member of a JetStream cluster (docs/scale-out.md)
+        from engine import cluster
+
+        return asyncio.run(cluster.run(settings))
     return asyncio.run(daemon.run(settings))
+
+
+def _nats_urls(text: str) -> list[str]:
+    return [u.strip() for u in text.split(",") if u.strip()]
+
+
+def _cmd_cluster_table(args: argparse.Namespace) -> int:
+    from engine.partitions import correlation_domains, partition_table
+    from engine.topology import load_topology
+
+    topology = load_topology(args.topology)
+    domains = correlation_domains(
+        topology, global_share=args.global_share, global_elements=args.global_element
+    )
+    table = partition_table(domains, args.partitions)
+    if args.json:
+        print(orjson.dumps(table.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(
+        f"partition table {table.digest}: {len(domains.domains)} domains, {table.count} partitions + global"
+    )
+    for part, row in table.load().items():
+        d, e, c = row["domains"], row["elements"], row["customers"]
+        print(f"  {part:<8} domains {d:>5}  elements {e:>6}  customers {c:>8}")
+    print(f"  global elements: {', '.join(domains.global_elements) or '(none)'}")
+    return 0
+
+
+def _cmd_cluster_status(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.adapters.jetstream import ClusterError, JetStream
+    from engine.cluster import cluster_status
+
+    async def status() -> dict[str, Any]:
+        async with JetStream(_nats_urls(args.cluster), name="engine-cluster-status") as js:
+            await js.attach()
+            return await cluster_status(js, await js.partitions())
+
+    try:
+        result = asyncio.run(status())
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"members: {', '.join(result['members']) or '(none)'}")
+    head = ("partition", "owner", "epoch", "lease age", "stream", "applied", "lag")
+    keys = ("owner", "epoch", "lease_age", "stream_last", "applied", "lag")
+    line = "{:<10} {:<24} {:>7} {:>9} {:>9} {:>9} {:>7}"
+    print(line.format(*head))
+    for part, row in result["partitions"].items():
+        print(line.format(part, *("-" if row[k] is None else str(row[k]) for k in keys)))
+    unowned = [p for p, row in result["partitions"].items() if row["owner"] is None]
+    return 1 if unowned else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -358,7 +420,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, metavar="FILE", help="engine settings (YAML); ENGINE_* overrides")
     p.add_argument("--topology", type=Path, metavar="FILE", help="overrides `topology` in the config")
     p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="overrides `rulesets`; repeatable")
+    p.add_argument(
+        "--cluster",
+        metavar="URLS",
+        help="nats://host:port[,…]: run as a member of a JetStream cluster (overrides `cluster.servers`)",
+    )
     p.set_defaults(func=_cmd_run)
+
+    cluster = sub.add_parser(
+        "cluster", help="scale-out on NATS JetStream: partition table, status"
+    ).add_subparsers(dest="cluster_command", required=True)
+    p = cluster.add_parser(
+        "table",
+        help="the correlation domains and partition table a topology gives (no cluster needed)",
+    )
+    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("--partitions", type=int, default=4, metavar="N", help="domain partitions (default 4)")
+    p.add_argument("--global-share", type=float, default=0.05, metavar="F", help="default 0.05")
+    p.add_argument("--global-element", action="append", default=[], metavar="ID", help="repeatable")
+    p.add_argument("--json", action="store_true", help="the table as stored in the cluster")
+    p.set_defaults(func=_cmd_cluster_table)
+    p = cluster.add_parser(
+        "status",
+        help="per partition: owner, epoch, lease age, stream end, applied, lag",
+        description="Exit 0 when every partition has an owner, 1 when one has none, 2 when the cluster "
+        "cannot be reached.",
+    )
+    p.add_argument("--cluster", required=True, metavar="URLS", help="nats://host:port[,…]")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+    p.set_defaults(func=_cmd_cluster_status)
 
     p = sub.add_parser(
         "demo", help="zero-setup demo: embedded broker, the daemon, a simulated network, a receiver"

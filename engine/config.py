@@ -9,6 +9,7 @@ it comes from the file. Nothing here runs at import time.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,42 @@ class LoggingSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, else JSON
 
 
+class ClusterSettings(_Section):
+    """Scale-out on NATS JetStream (docs/scale-out.md). Off while ``servers`` is empty."""
+
+    servers: tuple[str, ...] = ()  # nats://host:port of the JetStream cluster's nodes
+    name: str | None = None  # this engine's member name (default: host-pid); KV key characters only
+    partitions: int = Field(4, ge=1, le=1024)  # domain partitions (plus the one `global` partition)
+    replicas: int = Field(3, ge=1, le=5)  # JetStream replicas of every stream and bucket
+    lease_ttl: Duration = 6.0  # a partition whose owner stops renewing is free after this
+    snapshot_interval: Duration = 30.0  # each owned partition's state is saved at least this often
+    retention: Duration = 86400.0  # partition streams keep messages this long (> snapshot_interval)
+    global_share: float = Field(0.05, gt=0.0, le=1.0)  # elements above this share of customers: global
+    global_elements: tuple[str, ...] = ()  # elements always in the global partition
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ValueError(f"expected nats://host:port, got {url!r}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_=-]{1,64}", v):
+            raise ValueError(f"a member name is 1-64 of A-Z a-z 0-9 _ = -, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _retention(self) -> ClusterSettings:
+        if self.retention <= 2 * self.snapshot_interval:
+            raise ValueError("retention must exceed twice snapshot_interval (replay starts at a snapshot)")
+        return self
+
+
 class EngineSettings(BaseSettings):
     core: CoreSettings = Field(default_factory=CoreSettings)
     topology: Path | None = None  # required by `engine run`
@@ -200,6 +237,7 @@ class EngineSettings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     receivers: tuple[ReceiverSettings, ...] = ()
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     shutdown_timeout: Duration = 10.0  # drain and flush at most this long on SIGTERM
 

@@ -1,0 +1,511 @@
+"""NATS JetStream for the cluster: streams, leases, snapshots and fenced publishing (nats-py).
+
+Theory of operation
+-------------------
+Everything the cluster shares lives in JetStream, replicated ``replicas`` times:
+
+* ``SOC_INGEST`` captures ``soc.alarms.>`` and ``soc.probes.>`` (what nats-server's MQTT gateway
+  makes of ``soc/alarms/#`` and ``soc/probes/#``); a shared durable pull consumer ``router`` feeds
+  every engine's router, which routes each message to its partition.
+* ``SOC_IN_<p>`` holds partition ``p``'s inputs, in the order its core applies them: messages
+  (``soc.in.<p>.msg``, the MQTT topic and receive time in headers) and timer ticks (``soc.in.<p>.tick``,
+  the tick's time in a header). A replay of the stream decides exactly as the owner did.
+* ``INCIDENTS`` (``soc.incidents.<p>``) receives incident records with ``Nats-Msg-Id =
+  incident_id:version``; ``DEADLETTERS`` (``soc.dead.<p>``) the dead-letter records.
+* Key-value buckets: ``SOC_LEASES`` (TTL = the lease TTL; ``lease.<p>`` and ``member.<name>``),
+  ``SOC_CLUSTER`` (the partition table and the configuration digest), ``SOC_SNAPSHOTS`` (one
+  snapshot per partition with the last stream sequence applied).
+
+A lease is a key created only if absent (``Nats-Expected-Last-Subject-Sequence: 0``) and renewed by
+compare-and-set on its revision; the server removes it ``lease_ttl`` after the last renewal, so
+expiry is judged by one clock, the stream leader's. The revision that created it is the owner's
+**epoch**: it only grows, and it names the owner's consumer and stamps every record it publishes.
+
+This module is the only one that talks to nats-py; ``engine.cluster`` drives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import orjson
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+    NotFoundError,
+)
+from nats.js.kv import KeyValue
+
+from engine.errors import EngineError
+
+log = structlog.get_logger("engine.jetstream")
+
+INGEST = "SOC_INGEST"
+INGEST_SUBJECTS = ("soc.alarms.>", "soc.probes.>")
+INCIDENTS = "INCIDENTS"
+DEADLETTERS = "DEADLETTERS"
+LEASES = "SOC_LEASES"
+CLUSTER = "SOC_CLUSTER"
+SNAPSHOTS = "SOC_SNAPSHOTS"
+ROUTER = "router"
+WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
+
+H_TOPIC = "Soc-Topic"
+H_RECEIVED = "Soc-Received"
+H_NOW = "Soc-Now"
+H_EPOCH = "Soc-Epoch"
+H_SOURCE = "Soc-Source-Seq"
+H_INDEX = "Soc-Record-Index"
+
+
+class ClusterError(EngineError):
+    """The cluster cannot be used as configured (unreachable, incompatible table or configuration)."""
+
+
+class Fenced(EngineError):
+    """A newer owner of the partition has published: this one must stop at once."""
+
+
+def stream_of(partition: str) -> str:
+    return f"SOC_IN_{partition}"
+
+
+def input_subject(partition: str, kind: str = "msg") -> str:
+    return f"soc.in.{partition}.{kind}"
+
+
+def incident_subject(partition: str) -> str:
+    return f"soc.incidents.{partition}"
+
+
+def mqtt_topic(subject: str) -> str:
+    """NATS subject → MQTT topic, as nats-server's MQTT gateway maps them (``.`` ↔ ``/``)."""
+    return subject.replace(".", "/")
+
+
+def stored_time(msg: Msg) -> float:
+    """The time JetStream stored a message (its stream timestamp), epoch seconds."""
+    return msg.metadata.timestamp.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    partition: str
+    owner: str
+    epoch: int  # the revision that created the lease
+    revision: int  # the latest renewal
+    renewed: float  # the owner's wall clock at the latest renewal
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int  # last stream sequence applied
+    epoch: int
+    taken: float
+    state: bytes  # Pipeline.snapshot()
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The last record on a partition's incident subject: where a new owner resumes publishing."""
+
+    subject_seq: int  # its sequence in INCIDENTS (0: nothing published yet)
+    source_seq: int  # the input sequence that produced it
+    index: int  # its index among that input's records
+    epoch: int
+
+
+NOTHING_PUBLISHED = Published(0, 0, -1, 0)
+
+
+class JetStream:
+    """A connection to the JetStream cluster and the cluster's streams and buckets.
+
+    ``async with JetStream(servers, replicas=3) as js`` connects (nats-py reconnects by itself);
+    ``await js.ensure(partitions, …)`` creates what is missing (idempotent, safe from every engine)."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        *,
+        replicas: int = 3,
+        lease_ttl: float = 6.0,
+        retention: float = 86400.0,
+        name: str = "soc-engine",
+        timeout: float = 5.0,
+    ) -> None:
+        if not servers:
+            raise ClusterError("no NATS servers configured (cluster.servers, or --cluster nats://host:port)")
+        self.servers = list(servers)
+        self.replicas = replicas
+        self.lease_ttl = lease_ttl
+        self.retention = retention
+        self.name = name
+        self.timeout = timeout
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._leases: KeyValue | None = None
+        self._cluster: KeyValue | None = None
+        self._snapshots: KeyValue | None = None
+
+    async def __aenter__(self) -> JetStream:
+        async def error_cb(exc: Exception) -> None:
+            if self._nc is not None and self._nc.is_connected:
+                log.warning("nats connection error", error=str(exc) or type(exc).__name__)
+
+        async def disconnected_cb() -> None:
+            if self._nc is not None:  # None: we are closing
+                log.warning("disconnected from NATS; reconnecting")
+
+        async def reconnected_cb() -> None:
+            log.info(
+                "reconnected to NATS",
+                server=str(self._nc.connected_url.netloc if self._nc and self._nc.connected_url else ""),
+            )
+
+        try:
+            self._nc = await nats.connect(
+                servers=self.servers,
+                name=self.name,
+                connect_timeout=self.timeout,
+                max_reconnect_attempts=2,  # at start: fail fast with a clear error
+                reconnect_time_wait=0.5,
+                error_cb=error_cb,
+                disconnected_cb=disconnected_cb,
+                reconnected_cb=reconnected_cb,
+                allow_reconnect=True,
+            )
+        except (OSError, nats.errors.Error) as exc:
+            raise ClusterError(
+                f"cannot connect to NATS at {', '.join(self.servers)}: {exc or type(exc).__name__}"
+            ) from None
+        # once connected, reconnect for ever (another node of the cluster, or this one back)
+        self._nc.options["max_reconnect_attempts"] = -1
+        self._js = self._nc.jetstream(timeout=self.timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            # close, not drain: everything applied is acknowledged, and a drain of pull
+            # subscriptions can wait for its whole timeout
+            await nc.close()
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise ClusterError("not connected")
+        return self._js
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise ClusterError("not connected")
+        return self._nc
+
+    # -- set-up ----------------------------------------------------------------------------------
+    async def ensure(self, partitions: Sequence[str]) -> None:
+        """Create the streams, the router's consumer and the buckets that do not exist yet."""
+        await self._stream(INGEST, list(INGEST_SUBJECTS), max_age=self.retention, duplicate_window=120.0)
+        await self._stream(INCIDENTS, ["soc.incidents.>"], max_age=7 * 86400.0, duplicate_window=600.0)
+        await self._stream(DEADLETTERS, ["soc.dead.>"], max_age=7 * 86400.0, duplicate_window=600.0)
+        for p in partitions:
+            await self._stream(
+                stream_of(p), [f"soc.in.{p}.>"], max_age=self.retention, duplicate_window=120.0
+            )
+        try:
+            await self.js.consumer_info(INGEST, ROUTER)
+        except NotFoundError:
+            cfg = api.ConsumerConfig(
+                durable_name=ROUTER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=10000
+            )
+            await self.js.add_consumer(INGEST, cfg)
+        self._leases = await self._bucket(LEASES, ttl=self.lease_ttl, history=1)
+        self._cluster = await self._bucket(CLUSTER, ttl=None, history=5)
+        self._snapshots = await self._bucket(SNAPSHOTS, ttl=None, history=2)
+
+    async def _stream(
+        self, name: str, subjects: list[str], *, max_age: float, duplicate_window: float
+    ) -> None:
+        try:
+            await self.js.stream_info(name)
+            return
+        except NotFoundError:
+            pass
+        cfg = api.StreamConfig(
+            name=name,
+            subjects=subjects,
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=self.replicas,
+            max_age=max_age,
+            duplicate_window=duplicate_window,
+        )
+        try:
+            await self.js.add_stream(cfg)
+        except BadRequestError as exc:  # another engine created it meanwhile: fine if it exists now
+            try:
+                await self.js.stream_info(name)
+            except NotFoundError:
+                raise ClusterError(f"cannot create stream {name}: {exc.description}") from None
+
+    async def _bucket(self, name: str, *, ttl: float | None, history: int) -> KeyValue:
+        try:
+            return await self.js.key_value(name)
+        except BucketNotFoundError:
+            pass
+        try:
+            return await self.js.create_key_value(
+                api.KeyValueConfig(bucket=name, ttl=ttl, history=history, replicas=self.replicas)
+            )
+        except BadRequestError:
+            return await self.js.key_value(name)
+
+    async def attach(self) -> None:
+        """Open the cluster's buckets without creating anything (``engine cluster status``)."""
+        try:
+            self._leases = await self.js.key_value(LEASES)
+            self._cluster = await self.js.key_value(CLUSTER)
+            self._snapshots = await self.js.key_value(SNAPSHOTS)
+        except BucketNotFoundError:
+            raise ClusterError("no engine cluster on these servers yet (its buckets do not exist)") from None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise ClusterError(f"JetStream does not answer: {exc or type(exc).__name__}") from None
+
+    async def partitions(self) -> tuple[str, ...]:
+        """The partitions of the stored partition table (domain partitions, then ``global``)."""
+        raw = await self.read_cluster("table")
+        if raw is None:
+            raise ClusterError("the cluster has no partition table yet")
+        count = orjson.loads(raw)["partitions"]
+        return (*(f"p{i}" for i in range(count)), "global")
+
+    def _kv(self, kv: KeyValue | None) -> KeyValue:
+        if kv is None:
+            raise ClusterError("JetStream.ensure() was not called")
+        return kv
+
+    # -- the cluster's shared facts --------------------------------------------------------------
+    async def agree(self, key: str, value: bytes) -> bytes:
+        """Store ``value`` under ``key`` in SOC_CLUSTER unless present; return what is stored."""
+        kv = self._kv(self._cluster)
+        try:
+            await kv.create(key, value)
+            return value
+        except KeyWrongLastSequenceError:
+            entry = await kv.get(key)
+            return entry.value or b""
+
+    async def read_cluster(self, key: str) -> bytes | None:
+        try:
+            entry = await self._kv(self._cluster).get(key)
+        except KeyNotFoundError:
+            return None
+        return entry.value
+
+    # -- leases and members ----------------------------------------------------------------------
+    @staticmethod
+    def _lease_value(owner: str, epoch: int, now: float) -> bytes:
+        return orjson.dumps({"owner": owner, "epoch": epoch, "renewed": now})
+
+    async def acquire(self, partition: str, owner: str, now: float) -> LeaseInfo | None:
+        """Take the partition's lease if nobody holds it: the new lease, else None."""
+        kv = self._kv(self._leases)
+        try:
+            rev = await kv.create(f"lease.{partition}", self._lease_value(owner, 0, now))
+        except KeyWrongLastSequenceError:
+            return None
+        # The creating revision is the epoch; write it into the value for readers (CAS: still ours).
+        try:
+            rev2 = await kv.update(f"lease.{partition}", self._lease_value(owner, rev, now), last=rev)
+        except KeyWrongLastSequenceError:
+            return None
+        return LeaseInfo(partition, owner, rev, rev2, now)
+
+    async def renew(self, lease: LeaseInfo, now: float) -> LeaseInfo | None:
+        """Renew by compare-and-set on the revision: the renewed lease, or None if it was lost."""
+        kv = self._kv(self._leases)
+        try:
+            rev = await kv.update(
+                f"lease.{lease.partition}",
+                self._lease_value(lease.owner, lease.epoch, now),
+                last=lease.revision,
+            )
+        except KeyWrongLastSequenceError:
+            return None
+        return LeaseInfo(lease.partition, lease.owner, lease.epoch, rev, now)
+
+    async def release(self, lease: LeaseInfo) -> None:
+        """Give the lease up (only if still ours: the delete is conditional on its revision)."""
+        kv = self._kv(self._leases)
+        with contextlib.suppress(KeyWrongLastSequenceError, APIError):
+            await kv.delete(f"lease.{lease.partition}", last=lease.revision)
+
+    async def leases(self) -> dict[str, LeaseInfo]:
+        """Every partition's current lease, by partition."""
+        out: dict[str, LeaseInfo] = {}
+        kv = self._kv(self._leases)
+        for key in await self._keys(kv, "lease."):
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                continue
+            data = orjson.loads(entry.value or b"{}")
+            p = key.removeprefix("lease.")
+            out[p] = LeaseInfo(p, data["owner"], data["epoch"], entry.revision or 0, data["renewed"])
+        return out
+
+    async def heartbeat(self, member: str, now: float) -> None:
+        await self._kv(self._leases).put(f"member.{member}", orjson.dumps({"seen": now}))
+
+    async def leave(self, member: str) -> None:
+        with contextlib.suppress(APIError):
+            await self._kv(self._leases).delete(f"member.{member}")
+
+    async def members(self) -> list[str]:
+        keys = await self._keys(self._kv(self._leases), "member.")
+        return sorted(k.removeprefix("member.") for k in keys)
+
+    @staticmethod
+    async def _keys(kv: KeyValue, prefix: str) -> list[str]:
+        # every key, filtered here: nats-server before 2.10 ignores a watcher's subject filters
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return []
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    # -- snapshots -------------------------------------------------------------------------------
+    async def save_snapshot(self, partition: str, snap: Snapshot) -> int:
+        head = orjson.dumps({"seq": snap.seq, "epoch": snap.epoch, "taken": snap.taken})
+        blob = zlib.compress(head + b"\n" + snap.state, 1)
+        return await self._kv(self._snapshots).put(f"snapshot.{partition}", blob)
+
+    async def load_snapshot(self, partition: str) -> Snapshot | None:
+        try:
+            entry = await self._kv(self._snapshots).get(f"snapshot.{partition}")
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        head, _, state = zlib.decompress(entry.value).partition(b"\n")
+        meta = orjson.loads(head)
+        return Snapshot(seq=meta["seq"], epoch=meta["epoch"], taken=meta["taken"], state=state)
+
+    # -- partition streams -----------------------------------------------------------------------
+    async def publish_input(
+        self, partition: str, topic: str, payload: bytes, received: float, msg_id: str
+    ) -> int:
+        headers = {H_TOPIC: topic, H_RECEIVED: repr(received), "Nats-Msg-Id": msg_id}
+        ack = await self.js.publish(input_subject(partition), payload, headers=headers)
+        return ack.seq
+
+    async def publish_tick(self, partition: str, now: float) -> int:
+        ack = await self.js.publish(input_subject(partition, "tick"), b"", headers={H_NOW: repr(now)})
+        return ack.seq
+
+    async def stream_bounds(self, partition: str) -> tuple[int, int]:
+        """(first, last) sequence of the partition's stream."""
+        info = await self.js.stream_info(stream_of(partition))
+        return info.state.first_seq, info.state.last_seq
+
+    async def get_input(self, partition: str, seq: int) -> api.RawStreamMsg:
+        return await self.js.get_msg(stream_of(partition), seq=seq)
+
+    async def partition_consumer(
+        self, partition: str, epoch: int, start: int
+    ) -> JetStreamContext.PullSubscription:
+        """A durable pull consumer of the partition's stream from ``start``, named by the epoch.
+
+        A new owner's consumer never shares a name with its predecessor's: a stalled old owner
+        fetching again cannot take messages from it."""
+        name = f"{partition}-e{epoch}"
+        cfg = api.ConsumerConfig(
+            durable_name=name,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(1, start),
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=60.0,
+            max_ack_pending=20000,
+            inactive_threshold=3600.0,
+        )
+        return await self.js.pull_subscribe(
+            f"soc.in.{partition}.>", durable=name, stream=stream_of(partition), config=cfg
+        )
+
+    async def drop_consumers(self, partition: str, keep: str) -> None:
+        """Delete the partition's consumers of earlier epochs (best effort)."""
+        try:
+            infos = await self.js.consumers_info(stream_of(partition))
+        except APIError:
+            return
+        for info in infos:
+            if info.name != keep:
+                with contextlib.suppress(APIError):
+                    await self.js.delete_consumer(stream_of(partition), info.name)
+
+    async def consumer_state(self, partition: str, epoch: int) -> api.ConsumerInfo | None:
+        try:
+            info: api.ConsumerInfo = await self.js.consumer_info(
+                stream_of(partition), f"{partition}-e{epoch}"
+            )
+        except NotFoundError:
+            return None
+        return info
+
+    # -- outputs ---------------------------------------------------------------------------------
+    async def last_published(self, partition: str) -> Published:
+        try:
+            msg = await self.js.get_last_msg(INCIDENTS, incident_subject(partition))
+        except NotFoundError:
+            return NOTHING_PUBLISHED
+        h = msg.headers or {}
+        return Published(
+            msg.seq or 0, int(h.get(H_SOURCE, 0)), int(h.get(H_INDEX, -1)), int(h.get(H_EPOCH, 0))
+        )
+
+    async def publish_record(
+        self, partition: str, record: dict[str, Any], *, source_seq: int, index: int, epoch: int, after: int
+    ) -> int:
+        """Publish one incident record, only if the subject's last message is still ``after``.
+
+        Raises ``KeyWrongLastSequenceError`` if another owner published meanwhile."""
+        headers = {
+            "Nats-Msg-Id": f"{record['incident_id']}:{record['version']}",
+            "Nats-Expected-Last-Subject-Sequence": str(after),
+            H_SOURCE: str(source_seq),
+            H_INDEX: str(index),
+            H_EPOCH: str(epoch),
+        }
+        try:
+            ack = await self.js.publish(incident_subject(partition), orjson.dumps(record), headers=headers)
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise KeyWrongLastSequenceError(description=exc.description) from None
+            raise
+        if ack.duplicate:
+            return after  # the very same record is already there: the subject did not move
+        return ack.seq
+
+    async def publish_dead_letter(self, partition: str, record: dict[str, Any], msg_id: str) -> None:
+        await self.js.publish(f"soc.dead.{partition}", orjson.dumps(record), headers={"Nats-Msg-Id": msg_id})
+
+
+def message_time(value: str | None, fallback: dt.datetime | None) -> float:
+    if value:
+        return float(value)
+    return fallback.timestamp() if fallback is not None else 0.0

@@ -1,0 +1,264 @@
+"""The cluster on a real 3-node NATS JetStream cluster (replicas 3): leases, fencing, failover.
+
+Every test starts its own nats-server processes on free 127.0.0.1 ports with stores under
+``tmp_path`` (never the system server on 4222); the failover test starts engine processes
+(``engine run --cluster``) and kills one with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from nats.js.errors import KeyWrongLastSequenceError
+
+from engine.adapters.jetstream import INCIDENTS, JetStream
+from engine.cluster import cluster_status
+from engine.partitions import correlation_domains, partition_table
+from engine.topology import load_topology
+from tests.nats import NatsCluster, find_binary
+
+pytestmark = pytest.mark.skipif(find_binary() is None, reason="nats-server is not installed")
+
+TOPOLOGY = Path("examples/topology.yaml").resolve()
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path_factory.mktemp("nats"), size=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def js(nats_cluster: NatsCluster) -> AsyncIterator[JetStream]:
+    async with JetStream(nats_cluster.urls, replicas=3, lease_ttl=3.0) as conn:
+        await conn.ensure(["p0", "p1"])
+        yield conn
+
+
+async def test_lease_acquire_renew_lose(js: JetStream) -> None:
+    """One owner at a time: a held lease cannot be taken; renewing moves its revision but keeps
+    its epoch; once its owner stops renewing, the server frees it after the TTL and the next owner
+    gets a higher epoch, while the old owner's renewal and release fail without harming it."""
+    a = await js.acquire("p0", "engine-a", time.time())
+    assert a is not None
+    assert a.owner == "engine-a"
+    assert await js.acquire("p0", "engine-b", time.time()) is None
+    a2 = await js.renew(a, time.time())
+    assert a2 is not None
+    assert a2.epoch == a.epoch
+    assert a2.revision > a.revision
+    assert (await js.leases())["p0"].owner == "engine-a"
+    b = None
+    deadline = time.monotonic() + 20
+    while b is None and time.monotonic() < deadline:  # the TTL is 3 s; a loaded machine is slow
+        await asyncio.sleep(0.25)
+        b = await js.acquire("p0", "engine-b", time.time())
+    assert b is not None, "the lease was never freed"
+    assert b.epoch > a2.epoch
+    assert await js.renew(a2, time.time()) is None  # engine-a finds out it lost the lease
+    await js.release(a2)  # a stale release is conditional on the revision: nothing happens
+    held = (await js.leases())["p0"]
+    assert (held.owner, held.epoch) == ("engine-b", b.epoch)
+    await js.release(b)
+    assert "p0" not in await js.leases()
+    c = await js.acquire("p0", "engine-c", time.time())
+    assert c is not None
+    assert c.epoch > b.epoch
+    await js.release(c)
+
+
+async def test_fencing_and_duplicate_collapse(js: JetStream) -> None:
+    """Records are published against the subject's last sequence: a stalled old owner's write
+    after the new owner's fails, and the last record names the newer epoch (so the old one stops).
+    The same incident version published twice (an old and a new owner) is stored once."""
+    p = "p1"
+    rec = {"incident_id": "inc-fence", "version": 1, "event": "opened"}
+    first = await js.publish_record(p, rec, source_seq=5, index=0, epoch=10, after=0)
+    assert first > 0
+    again = await js.publish_record(p, rec, source_seq=5, index=0, epoch=12, after=first)
+    assert again == first  # a duplicate: the subject did not move
+    newer = await js.publish_record(p, dict(rec, version=2), source_seq=6, index=0, epoch=12, after=first)
+    with pytest.raises(KeyWrongLastSequenceError):
+        await js.publish_record(p, dict(rec, version=3), source_seq=7, index=0, epoch=10, after=first)
+    last = await js.last_published(p)
+    assert (last.subject_seq, last.source_seq, last.index, last.epoch) == (newer, 6, 0, 12)
+    stored = []
+    for seq in range(first, newer + 1):
+        try:
+            msg = await js.js.get_msg(INCIDENTS, seq=seq)
+        except Exception:
+            continue
+        if msg.subject == "soc.incidents.p1":
+            stored.append(orjson.loads(msg.data or b"{}")["version"])
+    assert stored == [1, 2]
+
+
+# -- failover with engine processes ----------------------------------------------------------------
+
+
+class Engine:
+    """One ``engine run --cluster`` process (its PID is the only one this test signals)."""
+
+    def __init__(self, name: str, config: Path, url: str, log: Path) -> None:
+        self.name, self.log = name, log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine", "run", "--config", str(config), "--cluster", url],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "ENGINE_CLUSTER__NAME": name},
+            )
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
+
+
+def _config(folder: Path) -> Path:
+    cfg = {
+        "topology": str(TOPOLOGY),
+        "core": {"incidents": {"settle": "1s", "hold_down": "2s", "update_interval": "1s"}},
+        "cluster": {"partitions": 4, "replicas": 3, "lease_ttl": "3s", "snapshot_interval": "1s"},
+        "logging": {"format": "json", "level": "info"},
+    }
+    path = folder / "engine.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+async def _wait_owned(js: JetStream, members: set[str], timeout: float) -> dict[str, Any]:
+    """Until every partition has an owner among ``members`` (and each member owns one, if several)."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            status = await cluster_status(js, await js.partitions())
+        except Exception:
+            await asyncio.sleep(0.3)
+            continue
+        owners = [row["owner"] for row in status["partitions"].values()]
+        if all(o in members for o in owners) and set(owners) == members:
+            return status
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"partitions not owned by {members} in {timeout} s: {status}")
+
+
+async def _incidents(js: JetStream) -> list[dict[str, Any]]:
+    info = await js.js.stream_info(INCIDENTS)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.js.get_msg(INCIDENTS, seq=seq)
+        out.append(orjson.loads(msg.data or b"{}"))
+    return out
+
+
+def _alarm(ne: str, cause: str, severity: str = "critical") -> bytes:
+    return orjson.dumps(
+        {"ne_id": ne, "severity": severity, "probable_cause": cause, "event_time": time.time()}
+    )
+
+
+@pytest.mark.slow
+async def test_kill_9_of_an_owner_moves_its_partitions_and_every_alarm_ends_in_one_incident(
+    tmp_path: Path,
+) -> None:
+    """Two engines share the partitions; one is killed with SIGKILL in the middle of a storm. Its
+    partitions move to the survivor within a bounded time (printed); the survivor restores their
+    snapshots and replays their streams; in the end every alarm is in exactly one incident, every
+    incident opened and resolved, and INCIDENTS holds each incident version exactly once."""
+    topology = load_topology(TOPOLOGY)
+    table = partition_table(correlation_domains(topology), 4)
+    olts = sorted(ne for ne in topology.elements if ne.startswith("olt-0"))
+    storm = [(ne, "linkDown") for ne in olts] + [("pwr-c", "mainsFailure"), ("olt-7", "linkDown")]
+    with NatsCluster(tmp_path / "nats", size=3) as cluster:
+        config = _config(tmp_path)
+        engines = {n: Engine(n, config, cluster.url, tmp_path / f"{n}.log") for n in ("a", "b")}
+        try:
+            async with JetStream(cluster.urls, name="test") as js:
+                deadline = time.monotonic() + 90
+                while True:
+                    try:
+                        await js.attach()
+                        await js.partitions()
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise AssertionError(engines["a"].tail()) from None
+                        await asyncio.sleep(0.5)
+                status = await _wait_owned(js, {"a", "b"}, 90)
+                owned_by_a = sorted(p for p, row in status["partitions"].items() if row["owner"] == "a")
+                half = len(storm) // 2
+                for ne, cause in storm[:half]:
+                    await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, cause))
+                await asyncio.sleep(1.5)  # a's partitions apply some, publish some, snapshot
+                engines["a"].kill()
+                killed = time.monotonic()
+                for ne, cause in storm[half:]:
+                    await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, cause))
+                status = await _wait_owned(js, {"b"}, 60)
+                moved = time.monotonic() - killed
+                print(
+                    f"\nfailover: partitions {owned_by_a} of the killed engine owned by b after {moved:.1f} s"
+                )
+                await asyncio.sleep(3)
+                for ne, cause in storm:
+                    await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, cause, "cleared"))
+                records: list[dict[str, Any]] = []
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    records = await _incidents(js)
+                    resolved = {r["incident_id"] for r in records if r["event"] == "resolved"}
+                    opened = {r["incident_id"] for r in records if r["event"] == "opened"}
+                    if opened and resolved == opened and len(opened) >= 50:
+                        break
+                    await asyncio.sleep(0.5)
+                out = subprocess.run(
+                    [sys.executable, "-m", "engine", "cluster", "status", "--cluster", cluster.url],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+        finally:
+            for e in engines.values():
+                e.stop()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "members: b" in out.stdout
+    versions = [(r["incident_id"], r["version"]) for r in records]
+    assert len(versions) == len(set(versions)), "an incident version was stored twice"
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["version"] > latest.get(r["incident_id"], {"version": 0})["version"]:
+            latest[r["incident_id"]] = r
+    for inc, r in latest.items():
+        assert sorted(v for i, v in versions if i == inc) == list(range(1, r["version"] + 1)), inc
+        assert r["event"] == "resolved", (inc, r["event"], engines["b"].tail())
+    members = [a for r in latest.values() for a in r["alarms"]]
+    assert len(members) == len(set(members)), "an alarm is in two incidents"
+    assert set(members) == {f"{ne}:{cause}" for ne, cause in storm}
+    parts = {table.partition_of(ne) for ne, _ in storm}
+    assert set(owned_by_a) & parts, "the killed engine owned none of the storm's partitions"

@@ -1,0 +1,177 @@
+"""Correlation domains, the partition table and the router's decision (pure, no NATS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from engine.partitions import (
+    GLOBAL,
+    PartitionError,
+    PartitionTable,
+    correlation_domains,
+    partition_table,
+    route,
+)
+from engine.topology import Topology, load_topology, topology_from_dict
+
+
+@pytest.fixture(scope="module")
+def example() -> Topology:
+    return load_topology("examples/topology.yaml")
+
+
+def _regional(sites: int = 6, olts_per_site: int = 3, customers_per_olt: int = 10) -> dict[str, Any]:
+    """Two core routers, a platform SBC, per site a redundant pair of aggregation switches, a site
+    power element and OLTs that depend on the pair and on the power."""
+    elements: list[dict[str, Any]] = [
+        {"id": "core-1", "type": "router", "depends_on": []},
+        {"id": "core-2", "type": "router", "depends_on": []},
+        {"id": "sbc-1", "type": "sbc", "depends_on": ["core-1"]},
+    ]
+    customers = []
+    for s in range(sites):
+        site = f"site-{s}"
+        elements += [
+            {"id": f"agg-{s}a", "type": "switch", "site": site, "depends_on": [["core-1", "core-2"]]},
+            {"id": f"agg-{s}b", "type": "switch", "site": site, "depends_on": [["core-1", "core-2"]]},
+            {"id": f"pwr-{s}", "type": "power", "site": site, "depends_on": []},
+        ]
+        for o in range(olts_per_site):
+            olt = f"olt-{s}-{o}"
+            elements.append(
+                {
+                    "id": olt,
+                    "type": "olt",
+                    "site": site,
+                    "depends_on": [[f"agg-{s}a", f"agg-{s}b"], f"pwr-{s}"],
+                }
+            )
+            customers += [
+                {"id": f"c-{s}-{o}-{k}", "tier": "gold", "access": olt, "services": ["internet"]}
+                for k in range(customers_per_olt * (s + 1))
+            ]
+    return {
+        "service_types": {"internet": {"criticality": 3}, "voip": {"criticality": 5, "platform": ["sbc-1"]}},
+        "elements": elements,
+        "customers": customers,
+    }
+
+
+def test_redundancy_groups_and_site_power_stay_in_one_domain(example: Topology) -> None:
+    """agg-1 and agg-2 (a redundancy group), the OLT they feed, its site's power and the cell behind
+    it are one domain; the core router and the platform SBC are global."""
+    domains = correlation_domains(example)
+    of = domains.domain_of()
+    assert {of[ne] for ne in ("agg-1", "agg-2", "olt-7", "pwr-c", "cell-c1")} == {"agg-1"}
+    assert {"core-1", "sbc-1"} <= set(domains.global_elements)
+    assert not set(domains.global_elements) & set(of)
+    assert len(of) + len(domains.global_elements) == len(example.elements)
+
+
+def test_domains_by_site_with_global_share() -> None:
+    """Each site is one domain (pair, power, OLTs); the cores above every site and the platform are
+    global. An element above ``global_share`` of the customers is global: with the default 5 %, an
+    OLT with 9.5 % of the customers is global, an aggregation pair with 4.8 % is not; with 50 %,
+    only the cores and the platform."""
+    topo = topology_from_dict(_regional())
+    small = set(correlation_domains(topo).global_elements)
+    assert {"core-1", "core-2", "sbc-1", "olt-5-0", "agg-5a"} <= small
+    assert "agg-0a" not in small
+    domains = correlation_domains(topo, global_share=0.5)
+    assert domains.global_elements == ("core-1", "core-2", "sbc-1")
+    assert [d.id for d in domains.domains] == [f"agg-{s}a" for s in range(6)]
+    assert all(len(d.elements) == 6 for d in domains.domains)
+    assert [d.customers for d in domains.domains] == [30 * (s + 1) for s in range(6)]
+    named = correlation_domains(topo, global_share=0.5, global_elements=["pwr-0"])
+    assert "pwr-0" in named.global_elements
+    with pytest.raises(PartitionError, match="unknown element"):
+        correlation_domains(topo, global_elements=["nope"])
+    with pytest.raises(PartitionError, match="global_share"):
+        correlation_domains(topo, global_share=0)
+
+
+def test_table_is_deterministic_and_balanced_by_customers() -> None:
+    """The same topology, in any element order, gives the same table (same digest); domains go
+    largest first to the least loaded partition, so loads differ by at most the largest domain."""
+    data = _regional(sites=9)
+    a = partition_table(correlation_domains(topology_from_dict(data), global_share=0.5), 3)
+    shuffled = dict(
+        data, elements=list(reversed(data["elements"])), customers=list(reversed(data["customers"]))
+    )
+    b = partition_table(correlation_domains(topology_from_dict(shuffled), global_share=0.5), 3)
+    assert a.to_json() == b.to_json()
+    assert a.digest == b.digest
+    assert len(a.domains.domains) == 9
+    loads = [row["customers"] for p, row in a.load().items() if p != GLOBAL]
+    assert sum(loads) == sum(d.customers for d in a.domains.domains)
+    assert max(loads) - min(loads) <= max(d.customers for d in a.domains.domains)
+    assert a.partitions == ("p0", "p1", "p2", GLOBAL)
+    assert a.partition_of("core-1") == GLOBAL
+    assert a.partition_of("olt-8-0") == a.partition_of("agg-8b") == a.partition_of("pwr-8")
+    assert a.partition_of("not-an-element") == GLOBAL
+
+
+def test_stored_table_is_kept_checked_and_editable(example: Topology) -> None:
+    """A stored table applies to the topology it was made for: an operator may move a domain;
+    a table of another topology, an unknown partition or a missing domain is refused by name."""
+    domains = correlation_domains(example)
+    table = partition_table(domains, 4)
+    again = PartitionTable.from_json(table.to_json(), domains)
+    assert again.assignment == table.assignment
+    edited = orjson.loads(table.to_json())
+    edited["assignment"]["agg-1"] = "p3"
+    moved = PartitionTable.from_json(orjson.dumps(edited), domains)
+    assert moved.partition_of("olt-7") == "p3"
+    edited["assignment"]["agg-1"] = "p9"
+    with pytest.raises(PartitionError, match="unknown partition 'p9'"):
+        PartitionTable.from_json(orjson.dumps(edited), domains)
+    del edited["assignment"]["agg-1"]
+    with pytest.raises(PartitionError, match="lacks domain"):
+        PartitionTable.from_json(orjson.dumps(edited), domains)
+    other = correlation_domains(topology_from_dict(_regional()))
+    with pytest.raises(PartitionError, match="other global elements"):
+        PartitionTable.from_json(table.to_json(), other)
+    with pytest.raises(PartitionError, match="not readable"):
+        PartitionTable.from_json(b"{", domains)
+    with pytest.raises(PartitionError, match=r"1\.\.1024"):
+        partition_table(domains, 0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"ne_id": "olt-7", "severity": "critical"}, ["agg-1"]),
+        ({"alarmedObject": {"id": "olt-7"}, "perceivedSeverity": "major"}, ["agg-1"]),
+        ({"probe_id": "p", "target": "olt-001", "metrics": {}}, ["olt-001"]),
+        ({"ne_id": "core-1"}, [GLOBAL]),
+        ({"ne_id": "olt-999"}, [GLOBAL]),
+        ({"ne_id": 7}, [GLOBAL]),
+        ([1, 2], [GLOBAL]),
+    ],
+)
+def test_route_by_element(example: Topology, payload: object, expected: list[str]) -> None:
+    """A message goes whole to its element's partition; anything unplaceable to global, whose
+    core rejects it with the usual dead-letter reason."""
+    table = partition_table(correlation_domains(example), 4)
+    want = [d if d == GLOBAL else table.assignment[d] for d in expected]
+    raw = orjson.dumps(payload)
+    assert route(table, raw) == [(p, raw) for p in want]
+
+
+def test_route_splits_sample_batches(example: Topology) -> None:
+    """A batch of samples is split by partition, each part in its original order; malformed JSON
+    goes whole to global."""
+    table = partition_table(correlation_domains(example), 4)
+    samples = [{"target": t, "n": i} for i, t in enumerate(["olt-001", "olt-7", "olt-001", "core-1", "x"])]
+    parts = dict(route(table, orjson.dumps({"samples": samples})))
+    p001, p7 = table.partition_of("olt-001"), table.partition_of("olt-7")
+    assert p001 != p7
+    assert [s["n"] for s in orjson.loads(parts[p001])["samples"]] == [0, 2]
+    assert [s["n"] for s in orjson.loads(parts[p7])["samples"]] == [1]
+    assert [s["n"] for s in orjson.loads(parts[GLOBAL])["samples"]] == [3, 4]
+    one = orjson.dumps({"samples": samples[:1]})
+    assert route(table, one) == [(p001, one)]
+    assert route(table, b"{not json") == [(GLOBAL, b"{not json")]

@@ -322,16 +322,20 @@ class ClusterNode:
     async def __aenter__(self) -> ClusterNode:
         await self.js.__aenter__()
         try:
-            await self.js.ensure(self.table.partitions)
-            stored = await self.js.agree("config", self.digest.encode())
+            await self.js.retrying(lambda: self.js.ensure(self.table.partitions), what="creating streams")
+            stored = await self.js.retrying(
+                lambda: self.js.agree("config", self.digest.encode()), what="configuration digest"
+            )
             if stored != self.digest.encode():
                 raise ClusterError(
                     f"this engine's topology, rulesets or core settings (digest {self.digest}) differ from "
                     f"the cluster's ({stored.decode(errors='replace')}): every engine must run the same"
                 )
-            raw = await self.js.agree("table", self.table.to_json())
+            raw = await self.js.retrying(
+                lambda: self.js.agree("table", self.table.to_json()), what="partition table"
+            )
             self.table = PartitionTable.from_json(raw, self.table.domains)
-            await self.js.heartbeat(self.name, time.time())
+            await self.js.retrying(lambda: self.js.heartbeat(self.name, time.time()), what="joining")
         except (PartitionError, ClusterError):
             await self.js.__aexit__(None, None, None)
             raise

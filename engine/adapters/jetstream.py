@@ -26,12 +26,14 @@ This module is the only one that talks to nats-py; ``engine.cluster`` drives it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import orjson
@@ -47,12 +49,15 @@ from nats.js.errors import (
     KeyWrongLastSequenceError,
     NoKeysError,
     NotFoundError,
+    ServerError,
+    ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
 
 from engine.errors import EngineError
 
 log = structlog.get_logger("engine.jetstream")
+T = TypeVar("T")
 
 INGEST = "SOC_INGEST"
 INGEST_SUBJECTS = ("soc.alarms.>", "soc.probes.>")
@@ -218,6 +223,22 @@ class JetStream:
         return self._nc
 
     # -- set-up ----------------------------------------------------------------------------------
+    async def retrying(self, step: Callable[[], Awaitable[T]], *, what: str, patience: float = 120.0) -> T:
+        """``step()``, again while JetStream is not ready (timeouts, no responders, no stream leader
+        yet: new replicated streams elect theirs, a node may be down) for ``patience`` seconds, then
+        a ``ClusterError`` naming ``what``. Idempotent steps only."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return await step()
+            except (TimeoutError, nats.errors.Error, ServiceUnavailableError, ServerError) as exc:
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"JetStream not ready after {patience:.0f} s ({what}): {exc!r}"
+                    ) from None
+                log.info("JetStream not ready; retrying", step=what, error=repr(exc))
+                await asyncio.sleep(0.5)
+
     async def ensure(self, partitions: Sequence[str]) -> None:
         """Create the streams, the router's consumer and the buckets that do not exist yet."""
         await self._stream(INGEST, list(INGEST_SUBJECTS), max_age=self.retention, duplicate_window=120.0)

@@ -3,6 +3,7 @@
 ``NatsCluster(folder, size=3)`` writes one configuration per node (its client port, its cluster
 port, routes to the others, a JetStream store under ``folder``) and ``start()`` runs them, returning
 once every node accepts connections and JetStream has a meta leader (a stream can be created).
+``mqtt=True`` also opens nats-server's MQTT gateway on each node (``mqtt_ports``).
 ``kill(i)`` ends node ``i`` with SIGKILL, ``restart(i)`` starts it again on the same ports and store.
 The system server on 4222 is never used; only PIDs started here are signalled.
 """
@@ -41,7 +42,7 @@ def find_binary() -> str | None:
 
 
 class NatsCluster:
-    def __init__(self, folder: Path, *, size: int = 3, binary: str | None = None) -> None:
+    def __init__(self, folder: Path, *, size: int = 3, binary: str | None = None, mqtt: bool = False) -> None:
         found = binary or find_binary()
         if found is None:
             raise NatsError("nats-server is not installed")
@@ -50,6 +51,8 @@ class NatsCluster:
         self.size = size
         self.ports = [free_port() for _ in range(size)]
         self.cluster_ports = [free_port() for _ in range(size)] if size > 1 else []
+        # nats-server's MQTT gateway (3.1.1): MQTT topic a/b/c is NATS subject a.b.c
+        self.mqtt_ports = [free_port() for _ in range(size)] if mqtt else []
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * size
 
     @property
@@ -69,6 +72,8 @@ class NatsCluster:
             "max_payload: 4MB",
             f"jetstream {{ store_dir: {str(store)!r}, max_memory_store: 64MB, max_file_store: 1GB }}",
         ]
+        if self.mqtt_ports:
+            lines.append(f"mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}")
         if self.size > 1:
             routes = ", ".join(
                 f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.cluster_ports) if j != i

@@ -17,13 +17,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import orjson
 import pytest
 import yaml
 from nats.js.errors import KeyWrongLastSequenceError
 
-from engine.adapters.jetstream import INCIDENTS, INGEST, JetStream, mqtt_topic
-from engine.cluster import cluster_status
+from engine.adapters.jetstream import DEADLETTERS, INCIDENTS, INGEST, JetStream, mqtt_topic
+from engine.cluster import ClusterNode, cluster_status
 from engine.config import load_settings
 from engine.partitions import correlation_domains, partition_table
 from engine.pipeline import Pipeline
@@ -34,18 +35,19 @@ from tests.nats import NatsCluster, find_binary
 pytestmark = pytest.mark.skipif(find_binary() is None, reason="nats-server is not installed")
 
 TOPOLOGY = Path("examples/topology.yaml").resolve()
+LEASE_TTL = 3.0  # the module's cluster: leases expire 3 s after their last renewal
 
 
 @pytest.fixture(scope="module")
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    with NatsCluster(tmp_path_factory.mktemp("nats"), size=3) as cluster:
+    with NatsCluster(tmp_path_factory.mktemp("nats"), size=3, mqtt=True) as cluster:
         yield cluster
 
 
 @pytest.fixture
 async def js(nats_cluster: NatsCluster) -> AsyncIterator[JetStream]:
-    async with JetStream(nats_cluster.urls, replicas=3, lease_ttl=3.0) as conn:
-        await conn.ensure(["p0", "p1"])
+    async with JetStream(nats_cluster.urls, replicas=3, lease_ttl=LEASE_TTL) as conn:
+        await conn.ensure([])
         yield conn
 
 
@@ -53,29 +55,29 @@ async def test_lease_acquire_renew_lose(js: JetStream) -> None:
     """One owner at a time: a held lease cannot be taken; renewing moves its revision but keeps
     its epoch; once its owner stops renewing, the server frees it after the TTL and the next owner
     gets a higher epoch, while the old owner's renewal and release fail without harming it."""
-    a = await js.acquire("p0", "engine-a", time.time())
+    a = await js.acquire("lease-test", "engine-a", time.time())
     assert a is not None
     assert a.owner == "engine-a"
-    assert await js.acquire("p0", "engine-b", time.time()) is None
+    assert await js.acquire("lease-test", "engine-b", time.time()) is None
     a2 = await js.renew(a, time.time())
     assert a2 is not None
     assert a2.epoch == a.epoch
     assert a2.revision > a.revision
-    assert (await js.leases())["p0"].owner == "engine-a"
+    assert (await js.leases())["lease-test"].owner == "engine-a"
     b = None
     deadline = time.monotonic() + 20
     while b is None and time.monotonic() < deadline:  # the TTL is 3 s; a loaded machine is slow
         await asyncio.sleep(0.25)
-        b = await js.acquire("p0", "engine-b", time.time())
+        b = await js.acquire("lease-test", "engine-b", time.time())
     assert b is not None, "the lease was never freed"
     assert b.epoch > a2.epoch
     assert await js.renew(a2, time.time()) is None  # engine-a finds out it lost the lease
     await js.release(a2)  # a stale release is conditional on the revision: nothing happens
-    held = (await js.leases())["p0"]
+    held = (await js.leases())["lease-test"]
     assert (held.owner, held.epoch) == ("engine-b", b.epoch)
     await js.release(b)
-    assert "p0" not in await js.leases()
-    c = await js.acquire("p0", "engine-c", time.time())
+    assert "lease-test" not in await js.leases()
+    c = await js.acquire("lease-test", "engine-c", time.time())
     assert c is not None
     assert c.epoch > b.epoch
     await js.release(c)
@@ -85,7 +87,7 @@ async def test_fencing_and_duplicate_collapse(js: JetStream) -> None:
     """Records are published against the subject's last sequence: a stalled old owner's write
     after the new owner's fails, and the last record names the newer epoch (so the old one stops).
     The same incident version published twice (an old and a new owner) is stored once."""
-    p = "p1"
+    p = "fence-test"
     rec = {"incident_id": "inc-fence", "version": 1, "event": "opened"}
     first = await js.publish_record(p, rec, source_seq=5, index=0, epoch=10, after=0)
     assert first > 0
@@ -102,9 +104,59 @@ async def test_fencing_and_duplicate_collapse(js: JetStream) -> None:
             msg = await js.js.get_msg(INCIDENTS, seq=seq)
         except Exception:
             continue
-        if msg.subject == "soc.incidents.p1":
+        if msg.subject == "soc.incidents.fence-test":
             stored.append(orjson.loads(msg.data or b"{}")["version"])
     assert stored == [1, 2]
+
+
+async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
+    nats_cluster: NatsCluster, js: JetStream
+) -> None:
+    """Probes and elements keep publishing MQTT: nats-server's MQTT gateway stores QoS 1 messages
+    in SOC_INGEST, the router sends each to its partition, the owner's core correlates them (one
+    incident for the site power failure and the OLT it explains), and a malformed message becomes a
+    dead-letter record naming the problem. One engine, in this process."""
+    settings = load_settings(
+        None,
+        environ={},
+        overrides={
+            "topology": str(TOPOLOGY),
+            "cluster.servers": nats_cluster.urls,
+            "cluster.lease_ttl": LEASE_TTL,
+            "cluster.name": "in-process",
+            "core.incidents.settle": "1s",
+        },
+    )
+    async with ClusterNode(settings) as node:
+        deadline = time.monotonic() + 60
+        while len(node.owned) < len(node.table.partitions):
+            assert time.monotonic() < deadline, node.owned
+            await asyncio.sleep(0.2)
+        client = aiomqtt.Client(
+            "127.0.0.1",
+            nats_cluster.mqtt_ports[1],
+            identifier="probe-1",
+            protocol=aiomqtt.ProtocolVersion.V311,
+        )
+        async with client:
+            await client.publish("soc/alarms/pwr-c", _alarm("pwr-c", "mainsFailure"), qos=1)
+            await client.publish("soc/alarms/olt-7", _alarm("olt-7", "linkDown"), qos=1)
+            await client.publish("soc/alarms/olt-7", b'{"ne_id": "olt-7", "severity":', qos=1)
+        opened: list[dict[str, Any]] = []
+        dead: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while not (opened and dead) and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            opened = [r for r in await _incidents(js) if r["event"] == "opened"]
+            dead = await _records(js, DEADLETTERS)
+        part = node.table.partition_of("olt-7")
+        assert node.workers[part].status.applied == 3
+    assert len(opened) == 1, opened
+    assert opened[0]["root_cause"]["alarm_id"] == "pwr-c:mainsFailure"
+    assert sorted(opened[0]["alarms"]) == ["olt-7:linkDown", "pwr-c:mainsFailure"]
+    assert len(dead) == 1
+    assert dead[0]["topic"] == "soc/alarms/olt-7"
+    assert "malformed JSON" in dead[0]["errors"][0]["reason"]
 
 
 # -- failover with engine processes ----------------------------------------------------------------
@@ -170,13 +222,22 @@ async def _wait_owned(js: JetStream, members: set[str], timeout: float) -> dict[
     raise AssertionError(f"partitions not owned by {members} in {timeout} s: {status}")
 
 
-async def _incidents(js: JetStream) -> list[dict[str, Any]]:
-    info = await js.js.stream_info(INCIDENTS)
+async def _records(js: JetStream, stream: str, subject: str = "") -> list[dict[str, Any]]:
+    """Every record in ``stream`` (on subjects starting with ``subject``), in order."""
+    info = await js.js.stream_info(stream)
     out = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        msg = await js.js.get_msg(INCIDENTS, seq=seq)
-        out.append(orjson.loads(msg.data or b"{}"))
+        msg = await js.js.get_msg(stream, seq=seq)
+        if (msg.subject or "").startswith(subject):
+            out.append(orjson.loads(msg.data or b"{}"))
     return out
+
+
+async def _incidents(js: JetStream) -> list[dict[str, Any]]:
+    """The records of the engines' partitions (not the fencing test's)."""
+    return await _records(js, INCIDENTS, "soc.incidents.p") + await _records(
+        js, INCIDENTS, "soc.incidents.global"
+    )
 
 
 async def _ingested(js: JetStream) -> list[tuple[str, bytes, float]]:

@@ -256,6 +256,13 @@ class JetStream:
             )
             await self.js.add_consumer(INGEST, cfg)
         self._leases = await self._bucket(LEASES, ttl=self.lease_ttl, history=1)
+        status = await self._leases.status()
+        ttl = status.stream_info.config.max_age or 0.0
+        if abs(ttl - self.lease_ttl) > 0.001:
+            raise ClusterError(
+                f"lease_ttl is {self.lease_ttl:g} s here but the cluster's leases expire after {ttl:g} s: "
+                "every engine must use the same lease_ttl"
+            )
         self._cluster = await self._bucket(CLUSTER, ttl=None, history=5)
         self._snapshots = await self._bucket(SNAPSHOTS, ttl=None, history=2)
 

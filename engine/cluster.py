@@ -11,9 +11,10 @@ Theory of operation
   stalled process, no two owners run at once. Then the node counts the live members and aims at
   ``ceil(partitions / members)``: it takes free leases up to that, and hands surplus partitions
   over (snapshot, then release) so a joining engine gets its share.
-* ``router``: fetches from the shared ``router`` consumer of ``SOC_INGEST`` (engines share the work)
-  and publishes each message to its partition's stream (``engine.partitions.route``), with
-  ``Nats-Msg-Id`` so a redelivered ingest message is stored once.
+* ``router``: on the owner of the ``global`` partition only (one router keeps every partition's
+  stream in ingest order), fetches from the durable ``router`` consumer of ``SOC_INGEST`` and
+  publishes each message to its partition's stream (``engine.partitions.route``), retrying in place
+  until stored, with ``Nats-Msg-Id`` so a redelivered or retried message is stored once.
 * one ``PartitionWorker`` per owned partition, the single writer of that partition's core. It
   restores the partition's latest snapshot, replays the stream from the next sequence through a
   durable pull consumer named by its epoch, and applies messages strictly in stream order (a gap is
@@ -67,7 +68,14 @@ from engine.adapters.jetstream import (
 from engine.config import EngineSettings
 from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.messages import Routes, dead_letter_record
-from engine.partitions import PartitionError, PartitionTable, correlation_domains, partition_table, route
+from engine.partitions import (
+    GLOBAL,
+    PartitionError,
+    PartitionTable,
+    correlation_domains,
+    partition_table,
+    route,
+)
 from engine.pipeline import Decisions, Pipeline
 from engine.rules.schema import Ruleset, load_rulesets
 from engine.topology import Topology, load_topology
@@ -308,6 +316,7 @@ class ClusterNode:
         self._leases: dict[str, LeaseInfo] = {}
         self._valid_until: dict[str, float] = {}  # monotonic deadline of each lease, locally
         self._background: list[asyncio.Task[None]] = []
+        self._handing: set[str] = set()  # partitions being handed over
         self._stop = asyncio.Event()
         self.routed = 0
         self.failovers: list[tuple[str, int]] = []  # (partition, ms from taking it to caught up)
@@ -382,30 +391,46 @@ class ClusterNode:
     async def _lease_loop(self) -> None:
         ttl = self.settings.cluster.lease_ttl
         while True:
+            started = time.monotonic()
+            await self._renew_all(ttl)
             try:
-                await self._lease_round(ttl)
+                await self._balance(ttl)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("lease round failed", error=str(exc) or type(exc).__name__)
-                for p in list(self._tasks):
-                    if time.monotonic() >= self._valid_until.get(p, 0.0):
-                        log.warning("lease not renewed in time: giving the partition up", partition=p)
-                        self._drop(p)
-            await asyncio.sleep(ttl / 3)
+                log.warning("membership round failed", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(max(0.0, ttl / 3 - (time.monotonic() - started)))
 
-    async def _lease_round(self, ttl: float) -> None:
+    async def _renew_all(self, ttl: float) -> None:
+        """Renew every lease held, each on its own (one slow answer must not cost the others), all at
+        once; a lease not renewed by its local deadline is given up."""
         margin = ttl / 6
-        await self.js.heartbeat(self.name, time.time())
-        for p, lease in list(self._leases.items()):
+
+        async def renew(p: str, lease: LeaseInfo) -> None:
             sent = time.monotonic()
-            renewed = await self.js.renew(lease, time.time())
+            try:
+                renewed = await self.js.renew(lease, time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease renewal failed", partition=p, error=str(exc) or type(exc).__name__)
+                if time.monotonic() >= self._valid_until.get(p, 0.0):
+                    log.warning("lease not renewed in time: giving the partition up", partition=p)
+                    self._drop(p)
+                return
             if renewed is None:
                 log.warning("lease lost", partition=p, epoch=lease.epoch)
                 self._drop(p)
-            elif p in self._leases:
+            elif self._leases.get(p) is lease:
                 self._leases[p] = renewed
                 self._valid_until[p] = sent + ttl - margin
+
+        await asyncio.gather(*(renew(p, lease) for p, lease in list(self._leases.items())))
+
+    async def _balance(self, ttl: float) -> None:
+        """Heartbeat, then take free partitions up to this node's share or hand surplus ones over."""
+        margin = ttl / 6
+        await self.js.heartbeat(self.name, time.time())
         for p, task in list(self._tasks.items()):
             if task.done():
                 self._forget(p, task)
@@ -414,7 +439,9 @@ class ClusterNode:
         if len(self._tasks) > target:
             surplus = sorted(self._tasks, key=self._preference)[target:]
             for p in surplus:
-                await self._hand_over(p)
+                if p not in self._handing:  # in the background: renewals go on meanwhile
+                    self._handing.add(p)
+                    self._background.append(asyncio.create_task(self._hand_over(p), name=f"hand-over-{p}"))
             return
         for p in sorted(self.table.partitions, key=self._preference):
             if len(self._tasks) >= target or self._stop.is_set():
@@ -500,6 +527,7 @@ class ClusterNode:
         self.workers.pop(partition, None)
         lease = self._leases.pop(partition, None)
         self._valid_until.pop(partition, None)
+        self._handing.discard(partition)
         if lease is not None:
             with contextlib.suppress(Exception):
                 await self.js.release(lease)
@@ -507,9 +535,16 @@ class ClusterNode:
 
     # -- router ----------------------------------------------------------------------------------
     async def _router(self) -> None:
-        """Ingest (MQTT via nats-server, or NATS publishers) → partition streams."""
+        """Ingest (MQTT via nats-server, or NATS publishers) → partition streams.
+
+        Only the owner of the ``global`` partition routes: one router keeps each partition's
+        stream in ingest order (several routers pulling batches concurrently would interleave
+        them), and routing fails over with that lease."""
         sub = await self.js.js.pull_subscribe_bind(durable=ROUTER, stream=INGEST)
         while True:
+            if GLOBAL not in self._tasks or GLOBAL in self._handing:
+                await asyncio.sleep(0.2)
+                continue
             try:
                 msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
             except TimeoutError:
@@ -526,8 +561,19 @@ class ClusterNode:
                 received = stored_time(msg)
                 topic = mqtt_topic(msg.subject)
                 for i, (part, payload) in enumerate(route(self.table, msg.data)):
-                    await self.js.publish_input(part, topic, payload, received, f"ingest:{seq}:{i}")
-                await msg.ack()
+                    # In place until stored: a partition's order is the ingest order. A retry of a
+                    # publish that was stored after all is deduplicated by its Nats-Msg-Id.
+                    while True:
+                        try:
+                            await self.js.publish_input(part, topic, payload, received, f"ingest:{seq}:{i}")
+                            break
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as exc:
+                            log.warning("router: publish failed; retrying", partition=part, error=repr(exc))
+                            await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):  # a lost ack: redelivered, then deduplicated
+                    await msg.ack()
                 self.routed += 1
 
     # -- views -----------------------------------------------------------------------------------

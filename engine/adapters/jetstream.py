@@ -47,7 +47,6 @@ from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
     NotFoundError,
     ServerError,
     ServiceUnavailableError,
@@ -164,6 +163,7 @@ class JetStream:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._leases: KeyValue | None = None
+        self._lease_js: JetStreamContext | None = None
         self._cluster: KeyValue | None = None
         self._snapshots: KeyValue | None = None
 
@@ -217,6 +217,10 @@ class JetStream:
         return self._js
 
     @property
+    def lease_js(self) -> JetStreamContext:
+        return self._lease_js or self.js
+
+    @property
     def nc(self) -> Client:
         if self._nc is None:
             raise ClusterError("not connected")
@@ -255,7 +259,11 @@ class JetStream:
                 durable_name=ROUTER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=10000
             )
             await self.js.add_consumer(INGEST, cfg)
-        self._leases = await self._bucket(LEASES, ttl=self.lease_ttl, history=1)
+        await self._bucket(LEASES, ttl=self.lease_ttl, history=1)
+        # Lease operations answer within a fraction of the TTL or count as failed: a renewal that
+        # waits longer than the lease lives is worth nothing.
+        self._lease_js = self.nc.jetstream(timeout=max(0.5, self.lease_ttl / 3))
+        self._leases = await self._lease_js.key_value(LEASES)
         status = await self._leases.status()
         ttl = status.stream_info.config.max_age or 0.0
         if abs(ttl - self.lease_ttl) > 0.001:
@@ -405,17 +413,24 @@ class JetStream:
             await self._kv(self._leases).delete(f"member.{member}")
 
     async def members(self) -> list[str]:
-        keys = await self._keys(self._kv(self._leases), "member.")
-        return sorted(k.removeprefix("member.") for k in keys)
+        kv = self._kv(self._leases)
+        out = []
+        for key in await self._keys(kv, "member."):
+            try:
+                await kv.get(key)  # a member that left has a delete marker until it expires
+            except KeyNotFoundError:
+                continue
+            out.append(key.removeprefix("member."))
+        return out
 
-    @staticmethod
-    async def _keys(kv: KeyValue, prefix: str) -> list[str]:
-        # every key, filtered here: nats-server before 2.10 ignores a watcher's subject filters
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
-        return sorted(k for k in keys if k.startswith(prefix))
+    async def _keys(self, kv: KeyValue, prefix: str) -> list[str]:
+        """Keys of the lease bucket under ``prefix``, from the stream's subject counts: one API
+        request, no watcher consumer to create (which is slow while JetStream re-elects leaders)."""
+        del kv
+        head = f"$KV.{LEASES}."
+        info = await self.lease_js.stream_info(f"KV_{LEASES}", subjects_filter=f"{head}{prefix}>")
+        subjects = info.state.subjects or {}
+        return sorted(s.removeprefix(head) for s in subjects if s.startswith(head + prefix))
 
     # -- snapshots -------------------------------------------------------------------------------
     async def save_snapshot(self, partition: str, snap: Snapshot) -> int:

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import daemon, replay, topology
+from bench import cluster, daemon, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
@@ -20,6 +20,10 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "daemon": (
         daemon.main,
         "the daemon against a real Mosquitto: receive rates and publish-to-webhook latency",
+    ),
+    "cluster": (
+        cluster.main,
+        "engines on a private 3-node NATS JetStream cluster: throughput of 1, 2, 3 engines, failover",
     ),
 }
 

@@ -71,6 +71,7 @@ async def _owned_by(js: JetStream, members: set[str], timeout: float) -> dict[st
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            await js.attach()  # the engines create the buckets: retried until they exist
             status = await cluster_status(js, await js.partitions())
             owners = {row["owner"] for row in status["partitions"].values()}
             if owners == members:

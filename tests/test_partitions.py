@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from engine.cli import main
 from engine.partitions import (
     GLOBAL,
     PartitionError,
@@ -175,3 +176,38 @@ def test_route_splits_sample_batches(example: Topology) -> None:
     one = orjson.dumps({"samples": samples[:1]})
     assert route(table, one) == [(p001, one)]
     assert route(table, b"{not json") == [(GLOBAL, b"{not json")]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--partitions", "0"], "error: partition count must be 1..1024, got 0"),
+        (["--global-element", "zz"], "error: global_elements: unknown element(s) zz"),
+        (["--global-share", "2"], "error: global_share must be in (0, 1], got 2.0"),
+    ],
+)
+def test_cluster_table_command_refuses_bad_arguments(
+    args: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`engine cluster table` names what is wrong, exit status 2, no traceback."""
+    assert main(["cluster", "table", "--topology", "examples/topology.yaml", *args]) == 2
+    assert capsys.readouterr().err.strip() == error
+
+
+def test_cluster_table_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`engine cluster table` prints each partition's load and the global elements; `--json` the
+    table as the cluster stores it."""
+    assert main(["cluster", "table", "--topology", "examples/topology.yaml", "--partitions", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "6 domains, 4 partitions + global" in out
+    assert "global elements: agg-3, core-1, sbc-1" in out
+    assert main(["cluster", "table", "--topology", "examples/topology.yaml", "--json"]) == 0
+    table = orjson.loads(capsys.readouterr().out)
+    assert table["partitions"] == 4
+    assert table["assignment"]["agg-1"] in {"p0", "p1", "p2", "p3"}
+
+
+def test_run_refuses_a_cluster_url_that_is_not_nats(capsys: pytest.CaptureFixture[str]) -> None:
+    """`engine run --cluster` takes nats:// URLs only."""
+    assert main(["run", "--topology", "examples/topology.yaml", "--cluster", "mqtt://x:1883"]) == 2
+    assert "cluster.servers: expected nats://host:port, got 'mqtt://x:1883'" in capsys.readouterr().err

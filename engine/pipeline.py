@@ -35,7 +35,7 @@ from engine.rules.inhibitions import Inhibitions
 from engine.rules.maintenance import Calendar
 from engine.rules.overrides import Overrides
 from engine.rules.pairs import PairOutcome, Pairs
-from engine.rules.schema import Ruleset, load_ruleset_file
+from engine.rules.schema import Ruleset, fallback_last, load_ruleset_file
 from engine.rules.storms import Storms
 from engine.rules.synthetic import QUALITY_SOURCES, Synthetic, raised_by, service_scope
 from engine.settings import CoreSettings
@@ -110,7 +110,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings or CoreSettings()
         self.topology = topology
-        self.program: Program = compile_rulesets([*rulesets, *builtin_rulesets(self.settings)])
+        self.program: Program = compile_rulesets(fallback_last([*rulesets, *builtin_rulesets(self.settings)]))
         self.decoder = Decoder(
             routes=routes or Routes(),
             max_bytes=max_bytes,

@@ -212,8 +212,8 @@ SMALL_RULESET = "name: {name}\nrules:\n  - name: g\n    group: {{by: ne_id}}\n"
 
 RELATION_ERROR = (
     "line 7: rule 'r1', rules[0].correlate.relation: "
-    "'up_stream' is not one of 'downstream_of', 'upstream_of', 'same_site', 'same_region' or "
-    "'same_service_path'"
+    "'up_stream' is not one of 'downstream_of', 'upstream_of', 'same_element', 'same_site', "
+    "'same_region' or 'same_service_path'"
 )
 
 
@@ -537,8 +537,8 @@ def test_usage_errors_exit_2_with_the_usage(args: list[str], fragment: str) -> N
 def test_dataset_pcic_converts_a_folder_that_replays_end_to_end(tmp_path: Path) -> None:
     """``dataset pcic`` writes topology, events and config for a PCIC-style folder and prints its
     summary; its expert graph is not written nor used (every type ``degraded``). Replaying the output
-    with its topology and config and the built-in rules, nothing is an outage root: one incident per
-    alarm."""
+    with its topology and config and the built-in rules, nothing is an outage root, but the
+    topology-cluster fallback groups the alarms below the hub under the hub's alarm: one incident."""
     folder = tmp_path / "net"
     folder.mkdir()
     (folder / "Alarm.csv").write_text(
@@ -564,20 +564,22 @@ def test_dataset_pcic_converts_a_folder_that_replays_end_to_end(tmp_path: Path) 
     )
     assert replay.status == 0, replay.stderr
     records = replay.records()
-    opened = [rec for rec in records if rec["event"] == "opened"]
-    assert sorted(rec["root_cause"]["alarm_id"] for rec in opened) == [
-        "dev-1:pcicType1",
-        "dev-2:pcicType2",
-        "dev-3:pcicType2",
-        "dev-4:pcicType2",
+    assert [rec["event"] for rec in records] == ["opened", "resolved"]
+    opened = records[0]
+    assert opened["root_cause"]["alarm_id"] == "dev-1:pcicType1"
+    assert opened["state"] == "degraded"
+    assert [(s["alarm_id"], s["rule"]) for s in opened["suppressed"]] == [
+        ("dev-2:pcicType2", "topology-cluster/cluster"),
+        ("dev-3:pcicType2", "topology-cluster/cluster"),
+        ("dev-4:pcicType2", "topology-cluster/cluster"),
     ]
-    assert all(rec["state"] == "degraded" and rec["suppressed"] == [] for rec in opened)
+    assert "dev-2 is at or below dev-1" in opened["suppressed"][0]["reason"]
     stats = replay.summary()
     assert (stats["events"], stats["invalid"], stats["incidents_opened"], stats["compression"]) == (
         8,
         0,
-        4,
-        1.0,
+        1,
+        4.0,
     )
 
 

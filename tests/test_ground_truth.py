@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.replay import replay
 from engine.datasets.pcic import DAG_FILE, causal_pairs, convert, write
+from engine.mining import mine_file
 
 PACKAGE = Path(__file__).resolve().parents[1] / "engine"
 _opened: list[str] = []
@@ -39,19 +40,22 @@ def _folder(tmp_path: Path) -> Path:
 
 
 def test_converting_and_replaying_never_open_the_expert_graph(tmp_path: Path) -> None:
-    """Convert, write and replay a folder that has an expert graph: the file is never opened, though
-    the hook does see the files that are (the alarms, the written outputs); scoring opens it."""
+    """Convert, write, mine and replay a folder that has an expert graph: the file is never opened,
+    though the hook does see the files that are (the alarms, the outputs, the events mined, the
+    ruleset written); scoring opens it."""
     folder = _folder(tmp_path)
     _opened.clear()
     _armed.append(True)
     try:
         converted = convert(folder)
-        write(converted, tmp_path / "out")
+        paths = write(converted, tmp_path / "out")
+        mine_file(paths["events"], paths["topology"], out=tmp_path / "mined.yaml", min_support=1)
         replay(converted)
     finally:
         _armed.clear()
     assert any(p.endswith("Alarm.csv") for p in _opened)
-    assert any(p.endswith("events.jsonl") for p in _opened)
+    assert sum(p.endswith("events.jsonl") for p in _opened) >= 2  # written, then read by the miner
+    assert any(p.endswith("mined.yaml") for p in _opened)
     assert not [p for p in _opened if p.endswith(DAG_FILE)]
 
     _armed.append(True)

@@ -261,6 +261,22 @@ def _cmd_rules_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_impact_what_if(args: argparse.Namespace) -> int:
+    from engine.settings import load_core_settings
+    from engine.topology import load_topology
+    from engine.whatif import render, what_if
+
+    down = [ne.strip() for ne in args.down.split(",") if ne.strip()]
+    topology = load_topology(args.topology)
+    settings = load_core_settings(args.config)
+    report = what_if(topology, down, hours=args.hours, sla=settings.quality.sla)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render(report))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """Exit 0 reported, 1 unknown customer, 2 bad input."""
     from engine import reports
@@ -552,6 +568,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.set_defaults(func=_cmd_report)
 
+    impact = sub.add_parser("impact", help="impact tooling").add_subparsers(
+        dest="impact_command", required=True
+    )
+    p = impact.add_parser(
+        "what-if",
+        help="planned work: who loses service, who loses redundancy, which SLAs breach",
+        description="Take elements down on paper: the elements down and at risk (redundancy lost), the "
+        "customers losing service and at risk by tier and service, and the SLA tiers breached if the "
+        "work lasts --hours.",
+    )
+    p.add_argument("--down", required=True, metavar="ELEMENT[,ELEMENT…]")
+    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("--hours", type=float, default=1.0, metavar="N", help="planned length (default 1)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="core config (SLA tiers)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_impact_what_if)
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(
         dest="dataset", required=True
     )

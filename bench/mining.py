@@ -145,9 +145,11 @@ def _graph_line(mined: Mined, truth: frozenset[tuple[str, str]] | None, thp: flo
     # a random graph with as many edges: expected precision = expert density, recall = guessed share
     ep, er = len(truth) / ordered, min(1.0, len(graph) / ordered)
     chance = 2 * ep * er / (ep + er) if ep + er else 0.0
+    _, _, f1_reversed = prf(graph, frozenset((b, a) for a, b in truth))
     return (
         f"  mined type graph: {len(graph)} edges vs {len(truth)} expert: precision {p:.2f}, recall {r:.2f}, "
-        f"F1 {f1:.2f} ({beside}; a random graph of {len(graph)} edges: F1 {chance:.2f})"
+        f"F1 {f1:.2f} ({beside}; a random graph of {len(graph)} edges: F1 {chance:.2f}; "
+        f"against the expert graph read backwards: F1 {f1_reversed:.2f})"
     )
 
 

@@ -493,9 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", metavar="TIME", help="use only raises before this time (RFC 3339 or epoch s)")
     p.add_argument("--max-lag", default="10m", metavar="DURATION", help="longest lag looked at (default 10m)")
     p.add_argument("--hops", type=int, default=2, metavar="N", help="neighbour distance in links (default 2)")
-    p.add_argument("--min-support", type=int, default=10, metavar="N", help="default 10")
-    p.add_argument("--min-confidence", type=float, default=0.05, metavar="X", help="default 0.05")
-    p.add_argument("--min-lift", type=float, default=2.0, metavar="X", help="default 2.0")
+    p.add_argument("--min-support", type=int, default=5, metavar="N", help="default 5")
+    p.add_argument("--min-confidence", type=float, default=0.02, metavar="X", help="default 0.02")
+    p.add_argument("--min-lift", type=float, default=1.5, metavar="X", help="default 1.5")
     p.set_defaults(func=_cmd_rules_mine)
     p = rules.add_parser(
         "diff",

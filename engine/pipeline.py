@@ -405,6 +405,10 @@ class Pipeline:
         if worst != before and self.quality.tracks_sla:
             self.quality.health_changed(ne_id, self.health_view(), now)
 
+    def own_health(self) -> dict[str, Health]:
+        """Each element's own health from its active alarms (a copy; elements at OK are absent)."""
+        return dict(self._own)
+
     def health_view(self, service: str | None = None) -> HealthView:
         """Effective health of the network, for one service type when given: the element-level
         alarms plus those about that service only (a voice KQI alarm degrades voice, not internet)."""

@@ -12,7 +12,7 @@ period: downtime already spent is not known here).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.errors import ConfigError
@@ -22,8 +22,20 @@ from engine.schedule import format_duration
 from engine.topology import Topology
 
 
-def what_if(topology: Topology, down: Sequence[str], *, hours: float, sla: SlaSettings) -> dict[str, Any]:
-    """The report (JSON-ready). Unknown elements raise ``ConfigError`` naming them."""
+def what_if(
+    topology: Topology,
+    down: Sequence[str],
+    *,
+    hours: float,
+    sla: SlaSettings,
+    current: Mapping[str, Health] | None = None,
+) -> dict[str, Any]:
+    """The report (JSON-ready). Unknown elements raise ``ConfigError`` naming them.
+
+    ``current``: each element's own health now (the live network's alarms): an element already down
+    makes its redundant partner's planned work an outage. Only the cone of the planned elements is
+    counted (what the work adds, with what is already broken taken into account).
+    """
     unknown = [ne for ne in down if ne not in topology]
     if unknown:
         raise ConfigError("--down", "", f"unknown element(s): {', '.join(unknown)}")
@@ -31,7 +43,8 @@ def what_if(topology: Topology, down: Sequence[str], *, hours: float, sla: SlaSe
         raise ConfigError("--down", "", "give at least one element")
     if not (hours > 0 and math.isfinite(hours)):
         raise ConfigError("--hours", "", f"must be a number of hours > 0, got {hours}")
-    impact = compute_impact(topology, dict.fromkeys(down, Health.DOWN), down)
+    own = {**(current or {}), **dict.fromkeys(down, Health.DOWN)}
+    impact = compute_impact(topology, own, down)
     by_state = {name: counts.to_record() for name, counts in impact.by_state.items()}
     lost = impact.by_state.get("outage")
     seconds = hours * 3600.0
@@ -55,6 +68,8 @@ def what_if(topology: Topology, down: Sequence[str], *, hours: float, sla: SlaSe
     return {
         "down": sorted(down),
         "hours": hours,
+        "current_state": current is not None,
+        "already_down_or_degraded": sorted(ne for ne, h in (current or {}).items() if h >= Health.DEGRADED),
         "elements_down": elements_down,
         "elements_at_risk": at_risk,
         "customers_losing_service": by_state.get("outage", {"customers": 0, "services": {}, "by_tier": {}}),
@@ -78,7 +93,12 @@ def render(report: dict[str, Any]) -> str:
         return ", ".join(f"{s} {n}" for s, n in sorted(by.items())) or "-"
 
     lines = [
-        f"planned: {', '.join(report['down'])} down for {report['hours']:g} h",
+        f"planned: {', '.join(report['down'])} down for {report['hours']:g} h"
+        + (
+            f" (already down or degraded now: {_few(report['already_down_or_degraded'])})"
+            if report["current_state"]
+            else " (on paper: current alarms not known)"
+        ),
         f"elements down: {len(report['elements_down'])} ({_few(report['elements_down'])})",
         f"elements at risk (redundancy lost): {len(report['elements_at_risk'])} "
         f"({_few(report['elements_at_risk'])})",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
 from engine.cli import main
+from engine.daemon import Daemon
+from tests.daemon_harness import settings, until, write_config
 
 TOPOLOGY = str(Path(__file__).resolve().parents[1] / "examples" / "topology.yaml")
 
@@ -59,3 +63,41 @@ def test_bad_arguments_are_one_line_errors(
 ) -> None:
     assert main(["impact", "what-if", "--topology", TOPOLOGY, *extra]) == 2
     assert capsys.readouterr().err == message + "\n"
+
+
+async def test_the_api_takes_the_live_network_into_account(tmp_path: Path, topic_prefix: str) -> None:
+    """``GET /impact/what-if`` on a daemon where agg-2 is already down: taking agg-1 down too is an
+    outage for olt-7's 20 customers (on paper alone it only puts them at risk); errors are 400s
+    naming the parameter."""
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix)
+    alarm = {
+        "ne_id": "agg-2",
+        "severity": "critical",
+        "probable_cause": "lossOfSignal",
+        "event_time": time.time(),
+    }
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        async with http.post(f"{base}/events", data=orjson.dumps(alarm)) as r:
+            assert r.status == 202
+        await until(lambda: "agg-2" in daemon.pipeline.own_health(), timeout=10, what="the alarm")
+        async with http.get(f"{base}/impact/what-if", params={"down": "agg-1", "hours": "5"}) as r:
+            assert r.status == 200
+            report = await r.json()
+        assert report["current_state"] is True
+        assert report["already_down_or_degraded"] == ["agg-2"]
+        assert report["customers_losing_service"]["customers"] == 20
+        assert [b["tier"] for b in report["sla_breaches"]] == ["gold", "silver"]
+        async with http.get(f"{base}/impact/what-if") as r:
+            assert r.status == 400
+            assert (await r.json())["error"] == "missing query parameter 'down'"
+        async with http.get(f"{base}/impact/what-if", params={"down": "olt-999"}) as r:
+            assert r.status == 400
+            body = await r.json()
+        assert (body["error"], body["detail"]) == (
+            "invalid query parameter 'down'",
+            "unknown element(s): olt-999",
+        )
+        async with http.get(f"{base}/impact/what-if", params={"down": "agg-1", "hours": "x"}) as r:
+            assert r.status == 400

@@ -125,9 +125,9 @@ def mine_file(
     until: str | None = None,
     max_lag: str = "10m",
     hops: int = 2,
-    min_support: int = 10,
-    min_confidence: float = 0.05,
-    min_lift: float = 2.0,
+    min_support: int = 5,
+    min_confidence: float = 0.02,
+    min_lift: float = 1.5,
 ) -> dict[str, Any]:
     """``engine rules mine``: read, mine, write the ruleset (and the effects); the report as a dict.
 

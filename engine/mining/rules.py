@@ -18,9 +18,9 @@ EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
 
 @dataclass(frozen=True)
 class Thresholds:
-    min_support: int = 10  # evidence: symptoms preceded by the root in the relation
-    min_confidence: float = 0.05  # evidence / raises of the symptom type
-    min_lift: float = 2.0  # (evidence + 1) / (shifted baseline + 1)
+    min_support: int = 5  # evidence: symptoms preceded by the root in the relation
+    min_confidence: float = 0.02  # evidence / raises of the symptom type
+    min_lift: float = 1.5  # (evidence + 1) / (shifted baseline + 1)
     window_quantile: float = 0.9  # the rule's window covers this share of the observed lags
     min_window: float = 5.0
     lead: float = 1.0
@@ -101,13 +101,16 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
             window=max(th.min_window, lag_quantile(lags, th.window_quantile)),
             lag_p50=lag_quantile(lags, 0.5),
         )
+    # One direction per pair of types, over every relation: the one in which the root came strictly
+    # first more often; on a tie the more frequent type is the root; then by name.
+    first: dict[tuple[str, str], int] = {}
+    for r in candidates.values():
+        if r.root != r.symptom:
+            first[(r.root, r.symptom)] = first.get((r.root, r.symptom), 0) + r.strict
     kept: list[MinedRule] = []
-    for key, rule in candidates.items():
-        a, b, rel = key
-        if a != b:
-            other = candidates.get((b, a, MIRROR[rel]))
-            if other is not None and _loses(rule, other, counts):
-                continue  # the pair is kept the other way round
+    for (a, b, _), rule in candidates.items():
+        if a != b and (b, a) in first and _loses(a, b, first, counts):
+            continue  # the pair is kept the other way round
         kept.append(rule)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
     rules = tuple(r for r in kept if r.relation in EXPRESSIBLE)
@@ -115,15 +118,14 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
     return Mined(rules=rules, roots=_roots(counts, rules, th), unexpressed=unexpressed, counts=counts)
 
 
-def _loses(rule: MinedRule, other: MinedRule, counts: Counts) -> bool:
-    """Of a pair kept both ways, the direction that loses: the one less often strictly first; on a
-    tie the rarer root (the more frequent type covers more); then by name."""
-    if rule.strict != other.strict:
-        return rule.strict < other.strict
-    ra, rb = counts.raises[rule.root], counts.raises[other.root]
-    if ra != rb:
-        return ra < rb
-    return rule.root > other.root
+def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts) -> bool:
+    """Whether a → b loses to b → a (see ``select``)."""
+    ab, ba = first[(a, b)], first[(b, a)]
+    if ab != ba:
+        return ab < ba
+    if counts.raises[a] != counts.raises[b]:
+        return counts.raises[a] < counts.raises[b]
+    return a > b
 
 
 def _roots(counts: Counts, rules: tuple[MinedRule, ...], th: Thresholds) -> tuple[RootType, ...]:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 import yaml
 
+from engine.cli import main
 from engine.mining import mine_lines
 from engine.mining.rules import Thresholds, effects_document, ruleset_document
 from engine.mining.stats import CoOccurrence
@@ -160,19 +161,40 @@ def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) 
     check = engine("rules", "check", "--topology", topo, out)
     assert check.status == 0, check.stderr
 
-    for args, message in [
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
         (["--min-lift", "0.5"], "error: --min-lift: must be at least 1, got 0.5"),
         (["--max-lag", "soon"], "error: --max-lag: "),
+        (["--hops", "0"], "error: --hops: must be within 1..5, got 0"),
         (["--until", "yesterday"], "error: --until: "),
         (["--name", "Bad Name"], "error: --name: a ruleset name is"),
-    ]:
-        bad = engine("rules", "mine", events, "--topology", topo, "--out", tmp_path / "x.yaml", *args)
-        assert (bad.status, bad.stderr.startswith(message)) == (2, True), (args, bad.stderr)
-    missing = engine(
-        "rules", "mine", tmp_path / "absent.jsonl", "--topology", topo, "--out", tmp_path / "x.yaml"
-    )
-    assert missing.status == 2
-    assert "absent.jsonl: cannot read events" in missing.stderr
+        (["--topology", "absent.yaml"], "error: absent.yaml: "),
+        (["--events", "absent.jsonl"], "error: absent.jsonl: cannot read events"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_and_write_nothing(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "h.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in history(bursts=3)))
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(yaml.safe_dump(TOPOLOGY))
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    source = str(tmp_path / given.pop("--events")) if "--events" in given else str(events)
+    if "--topology" in given:
+        given["--topology"] = str(tmp_path / given["--topology"])
+    opts = {"--topology": str(topo), **given}
+    argv = ["rules", "mine", source, "--out", str(tmp_path / "x.yaml")]
+    for k, v in opts.items():
+        argv += [k, v]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        message.replace("absent", str(tmp_path / "absent"), 1) if "absent" in message else message
+    ), err
+    assert err.count("\n") == 1
     assert not (tmp_path / "x.yaml").exists()
 
 

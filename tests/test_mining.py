@@ -140,6 +140,8 @@ def test_history_is_bounded_by_the_shifted_window() -> None:
     kept = co._history["agg"]
     assert len(kept.times) - kept.start <= 67
     assert len(kept.times) <= 2 * 67 + 65
+    assert len(co._base_marked) <= 2 * 67
+    assert len(co._followed) <= 7
     assert co.close().raises["x"] == 5000
 
 

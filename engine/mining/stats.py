@@ -115,7 +115,8 @@ class CoOccurrence:
         self._batch_time: float | None = None
         self._open: deque[tuple[float, str, int]] = deque()  # raises whose follow-up is open
         self._followed: set[int] = set()
-        self._base_followed: set[int] = set()
+        self._base_marked: set[int] = set()  # raises already counted as base-followed
+        self._base_queue: deque[tuple[float, int]] = deque()  # (time, id) of those, to forget them
         self._seq = 0
 
     # -- topology ------------------------------------------------------------------------------
@@ -180,9 +181,6 @@ class CoOccurrence:
         if ident in self._followed:
             self._followed.discard(ident)
             c.followed[kind] += 1
-        if ident in self._base_followed:
-            self._base_followed.discard(ident)
-            c.base_followed[kind] += 1
 
     def _flush(self) -> None:
         t = self._batch_time
@@ -194,6 +192,9 @@ class CoOccurrence:
         c.last_time = t
         while self._open and self._open[0][0] < t - self.max_lag:
             self._finish(*self._open.popleft())
+        horizon = t - self.shift - self.max_lag
+        while self._base_queue and self._base_queue[0][0] < horizon:
+            self._base_marked.discard(self._base_queue.popleft()[1])
         for ne, kind, ident in self._batch:
             h = self._history.get(ne)
             if h is None:
@@ -222,8 +223,11 @@ class CoOccurrence:
                         self._followed.add(other)
                 for i in h.between(blo, bhi):
                     base.add((h.types[i], rel))
-                    if z in below:
-                        self._base_followed.add(h.ids[i])
+                    other = h.ids[i]
+                    if z in below and other != ident and other not in self._base_marked:
+                        self._base_marked.add(other)
+                        self._base_queue.append((h.times[i], other))
+                        c.base_followed[h.types[i]] += 1
             for (a, rel), lag in seen.items():
                 key = (a, kind, rel)
                 c.evidence[key] += 1

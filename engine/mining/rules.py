@@ -130,12 +130,17 @@ def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts)
 
 def _roots(counts: Counts, rules: tuple[MinedRule, ...], th: Thresholds) -> tuple[RootType, ...]:
     """Types that behave as element-down roots: the root of a kept cross-type rule on the same or a
-    downstream element, usually followed by other alarms there, far more often than by chance."""
-    candidates = {
-        r.root for r in rules if r.root != r.symptom and r.relation in ("same_element", "downstream_of")
-    }
+    downstream element, more often a root than a symptom in the kept rules (by support), and usually
+    followed by other alarms on its element or below, far more often than by chance."""
+    as_root: dict[str, int] = {}
+    as_symptom: dict[str, int] = {}
+    for r in rules:
+        if r.root != r.symptom:
+            as_symptom[r.symptom] = as_symptom.get(r.symptom, 0) + r.support
+            if r.relation in ("same_element", "downstream_of"):
+                as_root[r.root] = as_root.get(r.root, 0) + r.support
     out: list[RootType] = []
-    for kind in sorted(candidates):
+    for kind in sorted(k for k, n in as_root.items() if n > as_symptom.get(k, 0)):
         done = counts.finished.get(kind, 0)
         if not done:
             continue

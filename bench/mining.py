@@ -115,7 +115,7 @@ def run_dataset(folder: Path, thp: float | None) -> list[str]:
         f"test: {alarms:,} raises, {len(test):,} messages",
         f"  mined in {mine_s:.1f} s: {len(mined.rules)} rules "
         f"({sum(r.root != r.symptom for r in mined.rules)} cross-type), "
-        f"{len(mined.unexpressed)} neighbour rules not written, "
+        f"{len(mined.unexpressed)} neighbour rules and {mined.dropped} past the limit not written, "
         f"{len(mined.roots)} of {len(mined.counts.raises)} types element-down roots",
         f"  {'run':<14} {'incidents':>9} {'compression':>11} {'cross-type pairs':>16} "
         f"{'direct edges':>12} {'replay':>7}",

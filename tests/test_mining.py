@@ -12,8 +12,8 @@ import yaml
 
 from engine.cli import main
 from engine.mining import mine_lines
-from engine.mining.rules import Thresholds, effects_document, ruleset_document
-from engine.mining.stats import CoOccurrence
+from engine.mining.rules import Thresholds, effects_document, ruleset_document, select
+from engine.mining.stats import CoOccurrence, Counts
 from engine.pipeline import Pipeline
 from engine.replay import Replayer
 from engine.rules.schema import load_ruleset_file, ruleset_from_data
@@ -214,3 +214,19 @@ def test_until_mines_only_the_first_part_and_bad_lines_are_counted() -> None:
 def test_coocurrence_rejects_bad_parameters(window: float) -> None:
     with pytest.raises(ValueError, match="max_lag"):
         CoOccurrence(topology(), max_lag=window)
+
+
+def test_rules_past_what_the_rule_engine_holds_are_dropped_least_confident_first() -> None:
+    """durable-rules holds 512 rules per relation: the miner keeps at most max_rules_per_relation per
+    relation, the most confident, and counts the others."""
+    counts = Counts()
+    for n, symptom in enumerate(("b", "c", "d"), 1):
+        counts.raises[symptom] = 100
+        key = ("a", symptom, "same_element")
+        counts.evidence[key] = 20 * n  # confidence 0.2, 0.4, 0.6
+        counts.lags[key] = [20 * n] + [0] * 10
+    counts.raises["a"] = 100
+    assert [r.symptom for r in select(counts).rules] == ["d", "c", "b"]
+    capped = select(counts, Thresholds(max_rules_per_relation=2))
+    assert [r.symptom for r in capped.rules] == ["d", "c"]
+    assert capped.dropped == 1

@@ -201,6 +201,7 @@ def mine_file(
         "rules": len(mined.rules),
         "cross_type_rules": sum(1 for r in mined.rules if r.root != r.symptom),
         "neighbour_rules_not_written": len(mined.unexpressed),
+        "rules_past_the_limit_not_written": mined.dropped,
         "down_roots": [r.probable_cause for r in mined.roots],
         "out": str(out),
         "effects_out": None if effects_out is None else str(effects_out),

@@ -26,6 +26,7 @@ class Thresholds:
     lead: float = 1.0
     root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
     root_min_lift: float = 2.0
+    max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Mined:
     roots: tuple[RootType, ...]  # element-down types
     unexpressed: tuple[MinedRule, ...]  # rules in a relation the language lacks (neighbour)
     counts: Counts
+    dropped: int = 0  # kept rules past max_rules_per_relation (the least confident), not written
 
     def type_graph(self) -> frozenset[tuple[str, str]]:
         """The cross-type (cause, effect) pairs of the rules, every relation together."""
@@ -113,9 +115,25 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
             continue  # the pair is kept the other way round
         kept.append(rule)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
-    rules = tuple(r for r in kept if r.relation in EXPRESSIBLE)
+    per_relation: dict[str, int] = {}
+    rules: list[MinedRule] = []
+    dropped = 0
+    for r in kept:
+        if r.relation not in EXPRESSIBLE:
+            continue
+        per_relation[r.relation] = per_relation.get(r.relation, 0) + 1
+        if per_relation[r.relation] > th.max_rules_per_relation:
+            dropped += 1  # the least confident, past what the rule engine can hold
+            continue
+        rules.append(r)
     unexpressed = tuple(r for r in kept if r.relation not in EXPRESSIBLE)
-    return Mined(rules=rules, roots=_roots(counts, rules, th), unexpressed=unexpressed, counts=counts)
+    return Mined(
+        rules=tuple(rules),
+        roots=_roots(counts, tuple(rules), th),
+        unexpressed=unexpressed,
+        counts=counts,
+        dropped=dropped,
+    )
 
 
 def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts) -> bool:

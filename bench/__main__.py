@@ -12,11 +12,15 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import cluster, daemon, replay, topology
+from bench import cluster, daemon, mining, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
     "replay": (replay.main, "the whole core on the PCIC 2021 alarm logs, with correlation quality"),
+    "mining": (
+        mining.main,
+        "rule mining on the public alarm logs: mine the first half, replay the second, score",
+    ),
     "daemon": (
         daemon.main,
         "the daemon against a real Mosquitto: receive rates and publish-to-webhook latency",

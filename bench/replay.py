@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from engine.datasets.pcic import Converted, causal_pairs, convert, transitive_closure
+from engine.datasets.pcic import DAG_FILE, Converted, causal_pairs, convert, transitive_closure
 from engine.errors import ConfigError
 from engine.pipeline import Pipeline
 from engine.replay import Replayer, ReplayStats, dumps
@@ -259,7 +259,7 @@ def run_dataset(folder: Path, *, limit: int | None, repeat: int) -> tuple[list[t
     dangling, merged_records = _dangling_merges(records)
     rows: list[tuple[str, str]] = [
         ("alarm rows / messages", f"{rows_n:,} / {converted.summary['messages']:,}"),
-        ("elements / links / causal pairs", _topology_row(converted)),
+        ("elements / links / causal pairs", _topology_row(converted, folder)),
         ("events replayed / invalid / late", f"{st.events:,} / {s['invalid']:,} / {st.late:,}"),
         (
             "alarm occurrences raised (engine)",
@@ -289,10 +289,11 @@ def run_dataset(folder: Path, *, limit: int | None, repeat: int) -> tuple[list[t
     notes: list[str] = []
     if not identical:
         notes.append(f"the records differ between repeats: digests {sorted(set(digests))}")
-    if converted.causal_pairs is None:
+    truth = expert_graph(folder)
+    if truth is None:
         notes.append("no true_dag_edges.csv: correlation quality cannot be judged")
         return rows, notes
-    q = quality(records, causal_pairs(folder))  # the expert DAG, read on its own
+    q = quality(records, truth)  # the expert DAG, read on its own, for scoring only
     rows += [
         ("suppressed pairs judged (direct root)", f"{q.pairs:,} (+{q.merged_entries:,} in merged records)"),
         ("  same type as the root", f"{q.same_type:,} ({_pct(q.same_type / q.pairs if q.pairs else None)})"),
@@ -308,9 +309,15 @@ def run_dataset(folder: Path, *, limit: int | None, repeat: int) -> tuple[list[t
     return rows, notes
 
 
-def _topology_row(converted: Converted) -> str:
+def expert_graph(folder: Path) -> frozenset[tuple[str, str]] | None:
+    """The expert causal graph of a dataset folder (scoring only), or None when it has none."""
+    return causal_pairs(folder) if (folder / DAG_FILE).is_file() else None
+
+
+def _topology_row(converted: Converted, folder: Path) -> str:
     c = converted.summary
-    pairs = "-" if c["causal_pairs"] is None else f"{c['causal_pairs']:,}"
+    truth = expert_graph(folder)
+    pairs = "-" if truth is None else f"{len(truth):,}"
     return f"{c['elements']:,} / {c['topology_edges']:,} / {pairs}"
 
 
@@ -339,10 +346,9 @@ def _quality_notes(q: Quality, converted: Converted) -> list[str]:
         if p < 0.5:
             notes.append(
                 "the precision is low: most cross-type groupings are not expert causal pairs. The default "
-                "rule knows topology and a 5 min window, not which types cause which; "
-                f"{converted.summary['outage_types']} of {converted.summary['alarm_types']} types are "
-                "'outage' roots, and an alarm keeps the first root that explains it, so grouping follows "
-                "arrival order on the same or an upstream element"
+                "rules know topology and a window, not which types cause which (no type is an 'outage' "
+                "root without mined rules), and an alarm keeps the first root that explains it, so "
+                "grouping follows arrival order on the same or an upstream element"
             )
     if q.cross_type and q.reversed / q.cross_type > 0.1:
         notes.append(f"{q.reversed / q.cross_type:.0%} of the cross-type pairs point against a DAG edge")

@@ -269,6 +269,76 @@ def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
         pipeline.close()
 
 
+def _cmd_rules_mine(args: argparse.Namespace) -> int:
+    from engine.mining import mine_file
+
+    report = mine_file(
+        args.events,
+        args.topology,
+        out=args.out,
+        effects_out=args.effects_out,
+        name=args.name,
+        until=args.until,
+        max_lag=args.max_lag,
+        hops=args.hops,
+        min_support=args.min_support,
+        min_confidence=args.min_confidence,
+        min_lift=args.min_lift,
+    )
+    sys.stderr.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _cmd_rules_diff(args: argparse.Namespace) -> int:
+    from engine.mining.diff import diff, render, replay_side, select_lines
+    from engine.settings import load_core_settings
+    from engine.timeutil import parse_time
+    from engine.topology import load_topology
+
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_time(args.since)
+        except ValueError as exc:
+            raise ConfigError("--since", "", str(exc)) from None
+    if args.examples < 0:
+        raise ConfigError("--examples", "", f"must be >= 0, got {args.examples}")
+    topology = load_topology(args.topology)
+    old_rulesets = load_rulesets(args.old)
+    new_rulesets = load_rulesets(args.new)
+    settings = load_core_settings(args.config)
+    new_settings = load_core_settings(args.new_config) if args.new_config else settings
+    try:
+        raw = args.events.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(args.events), "", f"cannot read events: {exc.strerror or exc}") from None
+    lines = select_lines(raw.splitlines(), since)
+    old = replay_side(topology, old_rulesets, settings, lines)
+    new = replay_side(topology, new_rulesets, new_settings, lines)
+    report = diff(old, new, examples=args.examples)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render(report))
+    return 0
+
+
+def _cmd_impact_what_if(args: argparse.Namespace) -> int:
+    from engine.settings import load_core_settings
+    from engine.topology import load_topology
+    from engine.whatif import render, what_if
+
+    down = [ne.strip() for ne in args.down.split(",") if ne.strip()]
+    topology = load_topology(args.topology)
+    settings = load_core_settings(args.config)
+    report = what_if(topology, down, hours=args.hours, sla=settings.quality.sla)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render(report))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """Exit 0 reported, 1 unknown customer, 2 bad input."""
     from engine import reports
@@ -492,6 +562,53 @@ def build_parser() -> argparse.ArgumentParser:
         "services, KPI targets and service types)",
     )
     p.set_defaults(func=_cmd_rules_check)
+    p = rules.add_parser(
+        "mine",
+        help="learn correlation rules from an alarm history (the replay format): a ruleset to review",
+        description="Learn, from history alone, which alarm types cause which (relation, lag window) and "
+        "which behave as element-down roots; write a ruleset ordered by confidence, every rule "
+        "annotated with its support, confidence and lift against a time-shifted baseline. "
+        "Method: docs/mining.md.",
+    )
+    p.add_argument("events", type=Path, metavar="EVENTS.jsonl")
+    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("--out", required=True, type=Path, metavar="RULES.yaml", help="the mined ruleset")
+    p.add_argument(
+        "--effects-out",
+        type=Path,
+        metavar="CONFIG.yaml",
+        help="also write the core config section alarms.effects: learned down roots → outage",
+    )
+    p.add_argument("--name", default="mined", help="the ruleset's name (default: mined)")
+    p.add_argument("--until", metavar="TIME", help="use only raises before this time (RFC 3339 or epoch s)")
+    p.add_argument("--max-lag", default="10m", metavar="DURATION", help="longest lag looked at (default 10m)")
+    p.add_argument("--hops", type=int, default=2, metavar="N", help="neighbour distance in links (default 2)")
+    p.add_argument("--min-support", type=int, default=5, metavar="N", help="default 5")
+    p.add_argument("--min-confidence", type=float, default=0.02, metavar="X", help="default 0.02")
+    p.add_argument("--min-lift", type=float, default=1.5, metavar="X", help="default 1.5")
+    p.set_defaults(func=_cmd_rules_mine)
+    p = rules.add_parser(
+        "diff",
+        help="replay a history under two sets of rulesets: what changes for an operator",
+        description="Replay EVENTS under the old rulesets (default: the built-in ones) and the new ones and "
+        "report incidents, compression and pages (P1/P2) before and after, incidents merged, split and "
+        "with another root, with examples. --since replays only the test period (after the one the "
+        "new rules were mined on).",
+    )
+    p.add_argument("events", type=Path, metavar="EVENTS.jsonl")
+    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument(
+        "--old", action="append", metavar="DIR|FILE", help="repeatable; default: the built-in rules"
+    )
+    p.add_argument("--new", action="append", required=True, metavar="DIR|FILE", help="repeatable")
+    p.add_argument("--config", type=Path, metavar="FILE", help="core config for both sides")
+    p.add_argument(
+        "--new-config", type=Path, metavar="FILE", help="core config of the new side (mined effects)"
+    )
+    p.add_argument("--since", metavar="TIME", help="replay only events at or after TIME (the test period)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--examples", type=int, default=5, metavar="N", help="examples of each change (default 5)")
+    p.set_defaults(func=_cmd_rules_diff)
     p = rules.add_parser("test", help="run rule tests (YAML timelines and expectations) on the virtual clock")
     p.add_argument("files", nargs="+", type=Path, metavar="DIR|FILE")
     p.set_defaults(func=_cmd_rules_test)
@@ -541,6 +658,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.set_defaults(func=_cmd_report)
 
+    impact = sub.add_parser("impact", help="impact tooling").add_subparsers(
+        dest="impact_command", required=True
+    )
+    p = impact.add_parser(
+        "what-if",
+        help="planned work: who loses service, who loses redundancy, which SLAs breach",
+        description="Take elements down on paper: the elements down and at risk (redundancy lost), the "
+        "customers losing service and at risk by tier and service, and the SLA tiers breached if the "
+        "work lasts --hours.",
+    )
+    p.add_argument("--down", required=True, metavar="ELEMENT[,ELEMENT…]")
+    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("--hours", type=float, default=1.0, metavar="N", help="planned length (default 1)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="core config (SLA tiers)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_impact_what_if)
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(
         dest="dataset", required=True
     )

@@ -692,6 +692,7 @@ class IncidentBook:
         where = {
             "downstream_of": f"{a.ne_id if a else '?'} is at or below {root.ne_id if root else '?'}",
             "upstream_of": f"{a.ne_id if a else '?'} is at or above {root.ne_id if root else '?'}",
+            "same_element": f"same element {a.ne_id if a else '?'}",
             "same_site": f"same site {self._site(a)}",
             "same_region": f"same region {self._region(a)}",
             "same_service_path": "on a path of the same service type",

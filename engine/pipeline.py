@@ -35,7 +35,7 @@ from engine.rules.inhibitions import Inhibitions
 from engine.rules.maintenance import Calendar
 from engine.rules.overrides import Overrides
 from engine.rules.pairs import PairOutcome, Pairs
-from engine.rules.schema import Ruleset, load_ruleset_file
+from engine.rules.schema import Ruleset, fallback_last, load_ruleset_file
 from engine.rules.storms import Storms
 from engine.rules.synthetic import QUALITY_SOURCES, Synthetic, raised_by, service_scope
 from engine.settings import CoreSettings
@@ -110,7 +110,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings or CoreSettings()
         self.topology = topology
-        self.program: Program = compile_rulesets([*rulesets, *builtin_rulesets(self.settings)])
+        self.program: Program = compile_rulesets(fallback_last([*rulesets, *builtin_rulesets(self.settings)]))
         self.decoder = Decoder(
             routes=routes or Routes(),
             max_bytes=max_bytes,
@@ -404,6 +404,10 @@ class Pipeline:
             self.incidents.health_changed(ne_id)
         if worst != before and self.quality.tracks_sla:
             self.quality.health_changed(ne_id, self.health_view(), now)
+
+    def own_health(self) -> dict[str, Health]:
+        """Each element's own health from its active alarms (a copy; elements at OK are absent)."""
+        return dict(self._own)
 
     def health_view(self, service: str | None = None) -> HealthView:
         """Effective health of the network, for one service type when given: the element-level

@@ -212,8 +212,8 @@ SMALL_RULESET = "name: {name}\nrules:\n  - name: g\n    group: {{by: ne_id}}\n"
 
 RELATION_ERROR = (
     "line 7: rule 'r1', rules[0].correlate.relation: "
-    "'up_stream' is not one of 'downstream_of', 'upstream_of', 'same_site', 'same_region' or "
-    "'same_service_path'"
+    "'up_stream' is not one of 'downstream_of', 'upstream_of', 'same_element', 'same_site', "
+    "'same_region' or 'same_service_path'"
 )
 
 
@@ -535,10 +535,10 @@ def test_usage_errors_exit_2_with_the_usage(args: list[str], fragment: str) -> N
 
 
 def test_dataset_pcic_converts_a_folder_that_replays_end_to_end(tmp_path: Path) -> None:
-    """``dataset pcic`` writes topology, events, config and causal pairs for a PCIC-style folder and
-    prints its summary; replaying its output with its topology and config correlates the alarms: device 1
-    is the hub, its alarm type 1 causes type 2 (so it is an outage), and the type 2 alarms on devices
-    2-4 below it are suppressed symptoms of one incident."""
+    """``dataset pcic`` writes topology, events and config for a PCIC-style folder and prints its
+    summary; its expert graph is not written nor used (every type ``degraded``). Replaying the output
+    with its topology and config and the built-in rules, nothing is an outage root, but the
+    topology-cluster fallback groups the alarms below the hub under the hub's alarm: one incident."""
     folder = tmp_path / "net"
     folder.mkdir()
     (folder / "Alarm.csv").write_text(
@@ -551,18 +551,8 @@ def test_dataset_pcic_converts_a_folder_that_replays_end_to_end(tmp_path: Path) 
     r = engine("dataset", "pcic", folder, "--out", out)
     assert r.status == 0, r.stderr
     summary = orjson.loads(r.stdout)
-    assert (summary["alarms"], summary["messages"], summary["elements"], summary["outage_types"]) == (
-        4,
-        8,
-        4,
-        1,
-    )
-    assert sorted(p.name for p in out.iterdir()) == [
-        "causal_pairs.csv",
-        "config.yaml",
-        "events.jsonl",
-        "topology.yaml",
-    ]
+    assert (summary["alarms"], summary["messages"], summary["elements"]) == (4, 8, 4)
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "events.jsonl", "topology.yaml"]
 
     replay = engine(
         "replay",
@@ -577,12 +567,13 @@ def test_dataset_pcic_converts_a_folder_that_replays_end_to_end(tmp_path: Path) 
     assert [rec["event"] for rec in records] == ["opened", "resolved"]
     opened = records[0]
     assert opened["root_cause"]["alarm_id"] == "dev-1:pcicType1"
-    assert opened["state"] == "outage"
-    assert [s["alarm_id"] for s in opened["suppressed"]] == [
-        "dev-2:pcicType2",
-        "dev-3:pcicType2",
-        "dev-4:pcicType2",
+    assert opened["state"] == "degraded"
+    assert [(s["alarm_id"], s["rule"]) for s in opened["suppressed"]] == [
+        ("dev-2:pcicType2", "topology-cluster/cluster"),
+        ("dev-3:pcicType2", "topology-cluster/cluster"),
+        ("dev-4:pcicType2", "topology-cluster/cluster"),
     ]
+    assert "dev-2 is at or below dev-1" in opened["suppressed"][0]["reason"]
     stats = replay.summary()
     assert (stats["events"], stats["invalid"], stats["incidents_opened"], stats["compression"]) == (
         8,

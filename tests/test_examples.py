@@ -26,12 +26,15 @@ def test_examples_are_what_the_generator_writes(tmp_path: Path) -> None:
 
 
 def test_example_topology_loads_and_default_ruleset_is_the_shipped_file() -> None:
-    """The example topology is valid; the built-in default ruleset is rulesets/default.yaml itself."""
+    """The example topology is valid; the built-in default is rulesets/default.yaml itself, then the
+    topology-cluster fallback, rulesets/fallback/topology-cluster.yaml."""
     topo = load_topology(ROOT / "examples" / "topology.yaml")
     assert "olt-7" in topo
     assert topo.customer_count() == 51 * 20
-    (default,) = load_rulesets(None)
+    default, fallback = load_rulesets(None)
     assert Path(default.source).resolve() == (ROOT / "rulesets" / "default.yaml").resolve()
+    shipped = ROOT / "rulesets" / "fallback" / "topology-cluster.yaml"
+    assert Path(fallback.source).resolve() == shipped.resolve()
 
 
 def test_shipped_engine_config_is_the_defaults_plus_the_example_paths() -> None:

@@ -108,7 +108,7 @@ def test_a_fiber_cut_symptom_is_explained_by_its_root(replay: Replay) -> None:
     assert (inc["role"], inc["root"], inc["phase"]) == ("member", ROOT_KEY, "open")
     assert inc["incident_id"] == incident_id(ROOT_KEY, T0 + 1.2)
     assert ex["decided_by"] == [TOPO]
-    assert ex["matched_rules"] == [SITE, TOPO]
+    assert ex["matched_rules"] == [SITE, TOPO, "topology-cluster/cluster"]  # the fallback matched too
 
     topo = rule(ex, TOPO)
     assert (topo["form"], topo["relation"], topo["window"], topo["lead"]) == (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 from typing import Any
@@ -239,34 +238,16 @@ def test_conversion_is_deterministic(tmp_path: Path) -> None:
 # --- effects and ground truth ----------------------------------------------------------------------
 
 
-def test_types_causing_another_are_outage_the_rest_degraded(tmp_path: Path) -> None:
-    """Only the "is a cause of something" bit of the DAG decides: causes → outage, first match wins."""
-    folder = dataset(tmp_path, "0,0,0,0\n", dag="10,2\n2,3\n10,3\n")
-    converted = convert(folder)
-    assert converted.config == {
-        "alarms": {
-            "effects": [
-                {"probable_cause": ["pcicType2", "pcicType10"], "effect": "outage"},
-                {"effect": "degraded"},
-            ]
-        }
-    }
-    assert (converted.summary["outage_types"], converted.summary["causal_pairs"]) == (2, 3)
-    assert converted.causal_pairs == frozenset(
-        {("pcicType10", "pcicType2"), ("pcicType2", "pcicType3"), ("pcicType10", "pcicType3")}
-    )
-
-
-def test_without_a_dag_every_type_is_degraded_and_there_is_no_ground_truth(tmp_path: Path) -> None:
-    """CSL 2023 ships no true_dag_edges.csv: one ``degraded`` rule, ``causal_pairs`` None, no CSV."""
-    converted = convert(dataset(tmp_path, "0,0,0,0\n"))
-    assert converted.config == {"alarms": {"effects": [{"effect": "degraded"}]}}
-    assert converted.causal_pairs is None
-    assert converted.summary["causal_pairs"] is None
-    assert "causal_pairs" not in write(converted, tmp_path / "out")
-    assert not (tmp_path / "out" / "causal_pairs.csv").exists()
+def test_every_type_is_degraded_and_the_expert_graph_is_not_used(tmp_path: Path) -> None:
+    """No semantics: one ``degraded`` effect for every type, whether or not the folder has an expert
+    graph (ground truth is read by ``causal_pairs`` for scoring, never by the conversion)."""
+    with_dag = convert(dataset(tmp_path, "0,0,0,0\n", dag="10,2\n2,3\n10,3\n", name="a"))
+    without = convert(dataset(tmp_path, "0,0,0,0\n", name="b"))
+    assert with_dag.config == without.config == {"alarms": {"effects": [{"effect": "degraded"}]}}
+    assert "causal_pairs" not in with_dag.summary
+    assert sorted(write(with_dag, tmp_path / "out")) == ["config", "events", "topology"]
     with pytest.raises(ConfigError, match=r"true_dag_edges\.csv: file not found"):
-        causal_pairs(tmp_path / "net")
+        causal_pairs(tmp_path / "b")
 
 
 def test_causal_pairs_and_transitive_closure(tmp_path: Path) -> None:
@@ -314,15 +295,17 @@ def test_malformed_alarm_rows_name_file_and_line(
 
 
 def test_malformed_topology_and_dag_files_are_reported(tmp_path: Path) -> None:
-    """The optional files are checked too, with their own name and line."""
+    """The optional topology is checked too, with its name and line; a malformed expert graph is an
+    error of ``causal_pairs`` (scoring), not of the conversion, which never reads it."""
     folder = dataset(tmp_path, "0,0,0,0\n", topology="1,2\n\n3;4\n")
     with pytest.raises(ConfigError) as info:
         convert(folder)
     assert (info.value.source, info.value.location) == (str(folder / "topology_edges.csv"), "line 4")
     (folder / "topology_edges.csv").unlink()
     (folder / "true_dag_edges.csv").write_text("cause,effect\n0,1\n")
+    assert convert(folder).summary["alarms"] == 1
     with pytest.raises(ConfigError, match=r"true_dag_edges\.csv: line 1: header 'cause,effect' lacks"):
-        convert(folder)
+        causal_pairs(folder)
 
 
 def test_missing_folder_alarm_file_or_header(tmp_path: Path) -> None:
@@ -351,23 +334,22 @@ def test_crlf_bom_and_blank_lines_are_accepted(tmp_path: Path) -> None:
 # --- output and command line -----------------------------------------------------------------------
 
 
-def test_write_produces_the_four_files(tmp_path: Path) -> None:
-    """YAML topology and config load back equal; one compact JSON object per line; pairs CSV in order."""
+def test_write_produces_the_three_files(tmp_path: Path) -> None:
+    """YAML topology and config load back equal; one compact JSON object per line; no ground truth."""
     folder = dataset(tmp_path, "1,2,0,3\n", topology="1,2\n", dag="10,1\n1,2\n")
     converted = convert(folder)
     paths = write(converted, tmp_path / "out" / "nested")
-    assert sorted(paths) == ["causal_pairs", "config", "events", "topology"]
+    assert sorted(paths) == ["config", "events", "topology"]
     assert yaml.safe_load(paths["topology"].read_text()) == converted.topology
     assert yaml.safe_load(paths["config"].read_text()) == converted.config
     lines = paths["events"].read_bytes().splitlines()
     assert [orjson.loads(line) for line in lines] == converted.events
     assert all(b" " not in line for line in lines)
-    with paths["causal_pairs"].open(newline="") as fh:
-        assert list(csv.reader(fh)) == [
-            ["cause_probable_cause", "effect_probable_cause"],
-            ["pcicType1", "pcicType2"],
-            ["pcicType10", "pcicType1"],
-        ]
+    assert sorted(p.name for p in (tmp_path / "out" / "nested").iterdir()) == [
+        "config.yaml",
+        "events.jsonl",
+        "topology.yaml",
+    ]
 
 
 def test_main_prints_summary_and_returns_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -406,8 +388,7 @@ def test_real_24v_microwave_network_converts() -> None:
     assert times == sorted(times)
     assert times[0] == 1609459200.0
     assert s["span_seconds"] == times[-1] - times[0]
-    assert converted.causal_pairs is not None
-    assert len(converted.causal_pairs) == s["causal_pairs"] == 137
+    assert len(causal_pairs(REAL_24V)) == 137
     ids = {e["id"] for e in converted.topology["elements"]}
     for element in converted.topology["elements"]:
         for dep in element["depends_on"]:

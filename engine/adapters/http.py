@@ -32,10 +32,11 @@ from aiohttp.typedefs import Handler
 from engine import reports
 from engine.alertmanager_in import alert_to_alarm
 from engine.config import HttpSettings
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 from engine.metrics import Metrics
 from engine.rules.explain import NotFound, explain_alarm, explain_incident
 from engine.timeutil import parse_time
+from engine.whatif import what_if
 
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
@@ -394,6 +395,7 @@ class HttpApi:
         app.router.add_get("/services/{type}", self._service)
         app.router.add_get("/sla", self._sla)
         app.router.add_get("/dead-letters", self._dead_letters)
+        app.router.add_get("/impact/what-if", self._what_if)
         app.router.add_get("/explain/alarms/{key:.+}", self._explain_alarm)  # a key may hold a "/"
         app.router.add_get("/explain/incidents/{id}", self._explain_incident)
         app.router.add_post("/events", self._events)
@@ -550,6 +552,26 @@ class HttpApi:
     async def _sla(self, request: web.Request) -> web.Response:
         p = self._pipeline()
         return _json(reports.sla(p, p.clock))
+
+    async def _what_if(self, request: web.Request) -> web.Response:
+        p = self._pipeline()
+        q = request.query
+        if "down" not in q:
+            raise ApiError(400, "missing query parameter 'down'", "give ?down=ELEMENT[,ELEMENT…]")
+        hours = 1.0
+        if "hours" in q:
+            try:
+                hours = float(q["hours"])
+            except ValueError:
+                raise _param(q, "hours", "expected a number of hours") from None
+        down = [ne.strip() for ne in q["down"].split(",") if ne.strip()]
+        try:
+            report = what_if(
+                p.topology, down, hours=hours, sla=p.settings.quality.sla, current=p.own_health()
+            )
+        except ConfigError as exc:
+            raise ApiError(400, f"invalid query parameter {exc.source.lstrip('-')!r}", exc.reason) from None
+        return _json(report)
 
     # -- explanations -------------------------------------------------------------------------
 

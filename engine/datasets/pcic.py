@@ -36,11 +36,11 @@ Alarms
     clear that follows closes the alarm — and counted as an ``overlap``.
 
 Effects
-    What an operator would configure from expert knowledge: alarm types that cause at least one other
-    type in ``true_dag_edges.csv`` take their element down (``outage``); all others ``degraded``. Only
-    this per-type "is a cause" bit is used, never the pairs themselves, so the pairs stay available,
-    through :func:`causal_pairs`, as ground truth to judge the engine's correlation against. Without a
-    ``true_dag_edges.csv`` every type is ``degraded``.
+    None known: the vendor's alarm types carry no semantics, so every type is ``degraded`` (the
+    configuration a new user starts from). Which types take an element down is learned from the
+    history by ``engine rules mine`` (:mod:`engine.mining`). The conversion never reads
+    ``true_dag_edges.csv``: the expert graph is ground truth, read only by :func:`causal_pairs` for
+    scoring (``bench``), so that nothing the engine runs can use the answer to grade the exam.
 
 Malformed input (a missing file, a header without the expected columns, a row with the wrong number
 of fields or a value that is not a non-negative integer) raises :class:`engine.errors.ConfigError`
@@ -69,6 +69,7 @@ from engine.timeutil import format_time
 
 __all__ = [
     "BASE_EPOCH",
+    "DAG_FILE",
     "Converted",
     "causal_pairs",
     "convert",
@@ -109,8 +110,7 @@ class Converted:
 
     ``topology`` is the topology document, ``events`` the replay messages in order, ``config`` the core
     config section ``{"alarms": {"effects": [...]}}``, ``summary`` the figures of the conversion.
-    ``causal_pairs`` is the ground truth ``(cause, effect)`` between probable causes, or ``None`` when
-    the dataset has no ``true_dag_edges.csv``.
+    The expert causal graph is not part of it: :func:`causal_pairs` reads it, for scoring only.
     """
 
     name: str
@@ -118,7 +118,6 @@ class Converted:
     events: list[dict[str, Any]]
     config: dict[str, Any]
     summary: dict[str, Any]
-    causal_pairs: frozenset[tuple[str, str]] | None = None
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -334,8 +333,6 @@ def convert(
     edges = (
         [(a, b) for _, (a, b) in _read_csv(topology_path, TOPOLOGY_COLUMNS)] if topology_path.exists() else []
     )
-    dag_path = directory / DAG_FILE
-    dag = _dag_type_pairs(directory) if dag_path.exists() else None
 
     # elements and dependencies
     devices = {device for _, device, _, _ in alarm_rows} | {d for edge in edges for d in edge}
@@ -387,14 +384,8 @@ def convert(
         }
         events.append({"topic": TOPIC_PREFIX + ne, "payload": payload})
 
-    # effects: only the per-type "is a cause" bit of the DAG
-    causes = sorted({cause for cause, _ in dag}) if dag else []
-    effects: list[dict[str, Any]] = []
-    if causes:
-        effects.append({"probable_cause": [probable_cause(c) for c in causes], "effect": "outage"})
-    effects.append({"effect": "degraded"})
-    config: dict[str, Any] = {"alarms": {"effects": effects}}
-    pairs = None if dag is None else frozenset((probable_cause(c), probable_cause(e)) for c, e in dag)
+    # effects: no semantics (see the module docstring); never the expert graph
+    config: dict[str, Any] = {"alarms": {"effects": [{"effect": "degraded"}]}}
 
     summary: dict[str, Any] = {
         "name": name,
@@ -408,32 +399,21 @@ def convert(
         "isolated_devices": layout.isolated,
         "dependencies": dependencies,
         "redundancy_groups": redundancy_groups,
-        "outage_types": len(causes),
-        "causal_pairs": None if pairs is None else len(pairs),
         "overlaps": overlaps,
         "end_before_start": end_before_start,
         "span_seconds": keyed[-1][0] - keyed[0][0] if keyed else 0,
     }
-    return Converted(
-        name=name, topology=topology, events=events, config=config, summary=summary, causal_pairs=pairs
-    )
+    return Converted(name=name, topology=topology, events=events, config=config, summary=summary)
 
 
 # --- output ----------------------------------------------------------------------------------------
 
 
-def _pc_key(pc: str) -> tuple[int, str]:
-    digits = pc.removeprefix("pcicType")
-    return (int(digits), pc) if digits.isdigit() else (-1, pc)
-
-
 def write(converted: Converted, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``topology.yaml``, ``events.jsonl``, ``config.yaml`` and ``causal_pairs.csv``.
+    """Write ``topology.yaml``, ``events.jsonl`` and ``config.yaml``.
 
-    ``events.jsonl`` holds one compact JSON object per line. ``causal_pairs.csv``
-    (``cause_probable_cause,effect_probable_cause``, in type order) is written only when the dataset
-    has a ground truth. Returns the paths by kind: ``topology``, ``events``, ``config``,
-    ``causal_pairs``.
+    ``events.jsonl`` holds one compact JSON object per line. Returns the paths by kind: ``topology``,
+    ``events``, ``config``. The expert graph is not written: it is no input of the engine.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -449,13 +429,6 @@ def write(converted: Converted, out_dir: str | Path) -> dict[str, Path]:
         for event in converted.events:
             fh.write(orjson.dumps(event) + b"\n")
     paths["config"].write_text(yaml.safe_dump(converted.config, sort_keys=False), encoding="utf-8")
-    if converted.causal_pairs is not None:
-        paths["causal_pairs"] = out / "causal_pairs.csv"
-        with paths["causal_pairs"].open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["cause_probable_cause", "effect_probable_cause"])
-            for cause, effect in sorted(converted.causal_pairs, key=lambda p: (_pc_key(p[0]), _pc_key(p[1]))):
-                writer.writerow([cause, effect])
     return paths
 
 

@@ -11,6 +11,7 @@ relation          a root candidate is asserted in sids   a symptom candidate is 
 downstream_of     its element                            its element and every element it depends on
 upstream_of       its element and every element it       its element
                   depends on
+same_element      its element                            its element
 same_site         its site                               its site
 same_region       its region                             its region
 same_service_path ``svc:<s>`` for each service type s    the same

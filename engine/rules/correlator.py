@@ -226,7 +226,7 @@ class Correlator:
                 yield f"svc:{s}", "sym"
             return
         own: str | None = None
-        if relation in ("downstream_of", "upstream_of"):
+        if relation in ("downstream_of", "upstream_of", "same_element"):
             own = ne_id
         elif relation == "same_site" and el.site:
             own = f"site:{el.site}"

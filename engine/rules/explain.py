@@ -1031,6 +1031,8 @@ def _scope_phrase(relation: str, a: ActiveAlarm, topology: Topology, *, a_is: st
         return f"at or above {a.ne_id}" if a_is == "symptom" else f"at or below {a.ne_id}"
     if relation == "upstream_of":
         return f"at or below {a.ne_id}" if a_is == "symptom" else f"at or above {a.ne_id}"
+    if relation == "same_element":
+        return f"on {a.ne_id}"
     if relation == "same_site":
         return f"at site {el.site}" if el.site else "at its site (it has none)"
     if relation == "same_region":

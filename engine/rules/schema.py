@@ -76,8 +76,17 @@ KEY_FIELDS = (
     "site",
     "region",
 )
-Relation = Literal["downstream_of", "upstream_of", "same_site", "same_region", "same_service_path"]
-RELATIONS: tuple[str, ...] = ("downstream_of", "upstream_of", "same_site", "same_region", "same_service_path")
+Relation = Literal[
+    "downstream_of", "upstream_of", "same_element", "same_site", "same_region", "same_service_path"
+]
+RELATIONS: tuple[str, ...] = (
+    "downstream_of",
+    "upstream_of",
+    "same_element",
+    "same_site",
+    "same_region",
+    "same_service_path",
+)
 FORMS = ("correlate", "group", "inhibit", "threshold", "pair", "kpi_threshold", "maintenance", "priority")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _OPERATORS = ("not", "at_least", "at_most", "regex")
@@ -777,12 +786,22 @@ def _reason(err: Mapping[str, Any]) -> str:
 
 
 DEFAULT_RULESET = Path(__file__).resolve().parents[1] / "data" / "default-ruleset.yaml"
+FALLBACK_RULESET = Path(__file__).resolve().parents[1] / "data" / "topology-cluster-ruleset.yaml"
+"""Clustering by time and topology, loaded after the default ruleset when no rulesets are given."""
+
+
+def fallback_last(rulesets: Sequence[Ruleset]) -> list[Ruleset]:
+    """The rulesets in order, the topology-cluster fallback (by its file) moved after all others, the
+    engine's built-in ones included: whatever else could explain an alarm wins over it."""
+    fallback = FALLBACK_RULESET.resolve()
+    return sorted(rulesets, key=lambda rs: Path(rs.source).resolve() == fallback)
 
 
 def load_rulesets(paths: Sequence[str | Path] | None) -> list[Ruleset]:
-    """Rulesets from files and directories (``*.yaml``/``*.yml``, sorted); the default when none."""
+    """Rulesets from files and directories (``*.yaml``/``*.yml``, sorted); when none, the built-in
+    default: the default ruleset, then the topology-cluster fallback."""
     if not paths:
-        return [load_ruleset_file(DEFAULT_RULESET)]
+        return [load_ruleset_file(DEFAULT_RULESET), load_ruleset_file(FALLBACK_RULESET)]
     files: list[Path] = []
     for raw in paths:
         p = Path(raw)

@@ -1,0 +1,189 @@
+"""Benchmark rule mining on the public alarm logs: mine on the first half, replay the second half.
+
+For each dataset (PCIC 2021 24V, 25V, 18V and the CSL 2023 sample), converted with every alarm the
+same severity and no semantics (``engine.datasets.pcic.convert``): the raises before the middle of
+the log's time span are mined (``engine.mining.mine_lines``, as ``engine rules mine --until`` does),
+and the messages from the middle on are replayed through a fresh core three ways:
+
+* ``default``: the built-in rules (default + topology-cluster fallback), no effects known;
+* ``mined``: the mined ruleset alone, with the mined effects;
+* ``mined+default``: the mined ruleset first, then the built-in rules, with the mined effects.
+
+Figures per run: compression ``1 - incidents / alarms`` (alarms = raise messages replayed); of the
+cross-type (root type → symptom type) pairs in the incidents' final records, the share that are
+direct edges of the expert causal graph (``bench.replay.quality``). And the mined type graph (every
+cross-type rule, whatever its relation) against the expert graph: precision, recall and F1, beside
+THP's published F1 (gCastle, PCIC 2021 README) and the F1 a random graph with as many edges would
+expect. Only this benchmark reads the expert graph, to score.
+
+Run ``python -m bench mining [--dataset NAME ...] [--shared DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.replay import DEFAULT_SHARED, expert_graph, quality
+from engine.datasets.pcic import convert
+from engine.errors import ConfigError
+from engine.mining import mine_lines
+from engine.mining.rules import Mined, effects_document, ruleset_document
+from engine.pipeline import Pipeline
+from engine.replay import Replayer, event_time
+from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
+from engine.settings import core_settings_from_data
+from engine.topology import Topology, topology_from_dict
+
+DATASETS: dict[str, tuple[str, float | None]] = {  # name → (folder under datasets/, THP's F1)
+    "24V_439N_Microwave": ("pcic2021/24V_439N_Microwave", 0.3719),
+    "25V_474N_Microwave": ("pcic2021/25V_474N_Microwave", 0.3387),
+    "18V_55N_Wireless": ("pcic2021/18V_55N_Wireless", 0.5765),
+    "csl2023_sample": ("csl2023_sample", None),
+}
+RUNS = ("default", "mined", "mined+default")
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    alarms: int
+    incidents: int
+    cross_type: int
+    direct: float | None
+    wall: float
+
+    @property
+    def compression(self) -> float:
+        return 1 - self.incidents / self.alarms if self.alarms else 0.0
+
+
+def split(lines: Sequence[bytes]) -> tuple[float, list[bytes]]:
+    """The middle of the time span and the lines from it on."""
+    times = [event_time(orjson.loads(line)) or 0.0 for line in lines]
+    mid = min(times) + (max(times) - min(times)) / 2
+    return mid, [line for line, t in zip(lines, times, strict=True) if t >= mid]
+
+
+def replay_run(
+    topology: Topology, rulesets: list[Ruleset], config: dict[str, Any], lines: Sequence[bytes]
+) -> tuple[list[dict[str, Any]], int, float]:
+    pipeline = Pipeline(topology, rulesets, core_settings_from_data(config, source="bench"))
+    records: list[dict[str, Any]] = []
+    try:
+        stats = Replayer(pipeline, emit=records.append).run(lines)
+        incidents = int(pipeline.summary()["incidents_opened"])
+    finally:
+        pipeline.correlator.close()
+    return records, incidents, stats.wall_seconds
+
+
+def prf(mined: frozenset[tuple[str, str]], truth: frozenset[tuple[str, str]]) -> tuple[float, float, float]:
+    tp = len(mined & truth)
+    p = tp / len(mined) if mined else 0.0
+    r = tp / len(truth) if truth else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def run_dataset(folder: Path, thp: float | None) -> list[str]:
+    converted = convert(folder)
+    topology = topology_from_dict(converted.topology, source=converted.name)
+    lines = [orjson.dumps(e) for e in converted.events]
+    mid, test = split(lines)
+    alarms = sum(1 for line in test if b'"severity":"cleared"' not in line)
+    start = time.perf_counter()
+    mined, stats = mine_lines(lines, topology, until=mid)
+    mine_s = time.perf_counter() - start
+    ruleset = ruleset_from_data(
+        ruleset_document(mined, name="mined", source=converted.name, params={}), "mined"
+    )
+    builtin = load_rulesets(None)
+    setups: dict[str, tuple[list[Ruleset], dict[str, Any]]] = {
+        "default": (builtin, converted.config),
+        "mined": ([ruleset], effects_document(mined)),
+        "mined+default": ([ruleset, *builtin], effects_document(mined)),
+    }
+    truth = expert_graph(folder)  # scoring only
+    out = [
+        f"  train: {stats.raises:,} raises before the middle; "
+        f"test: {alarms:,} raises, {len(test):,} messages",
+        f"  mined in {mine_s:.1f} s: {len(mined.rules)} rules "
+        f"({sum(r.root != r.symptom for r in mined.rules)} cross-type), "
+        f"{len(mined.unexpressed)} neighbour rules and {mined.dropped} past the limit not written, "
+        f"{len(mined.roots)} of {len(mined.counts.raises)} types element-down roots",
+        f"  {'run':<14} {'incidents':>9} {'compression':>11} {'cross-type pairs':>16} "
+        f"{'direct edges':>12} {'replay':>7}",
+    ]
+    for name in RUNS:
+        rulesets, config = setups[name]
+        records, incidents, wall = replay_run(topology, rulesets, config, test)
+        q = quality(records, truth) if truth is not None else None
+        f = RunFigures(alarms, incidents, q.cross_type if q else 0, q.precision if q else None, wall)
+        direct = "-" if f.direct is None else f"{f.direct:.1%}"
+        out.append(
+            f"  {name:<14} {f.incidents:>9,} {f.compression:>11.3f} {f.cross_type:>16,} "
+            f"{direct:>12} {wall:>6.1f}s"
+        )
+    out.append(_graph_line(mined, truth, thp))
+    return out
+
+
+def _graph_line(mined: Mined, truth: frozenset[tuple[str, str]] | None, thp: float | None) -> str:
+    graph = mined.type_graph()
+    if truth is None:
+        return f"  mined type graph: {len(graph)} edges; no expert graph to score against"
+    p, r, f1 = prf(graph, truth)
+    beside = f"THP F1 {thp:.2f}" if thp is not None else "no THP figure"
+    types = {t for pair in truth for t in pair} | set(mined.counts.raises)
+    ordered = len(types) * (len(types) - 1)
+    # a random graph with as many edges: expected precision = expert density, recall = guessed share
+    ep, er = len(truth) / ordered, min(1.0, len(graph) / ordered)
+    chance = 2 * ep * er / (ep + er) if ep + er else 0.0
+    _, _, f1_reversed = prf(graph, frozenset((b, a) for a, b in truth))
+    return (
+        f"  mined type graph: {len(graph)} edges vs {len(truth)} expert: precision {p:.2f}, recall {r:.2f}, "
+        f"F1 {f1:.2f} ({beside}; a random graph of {len(graph)} edges: F1 {chance:.2f}; "
+        f"against the expert graph read backwards: F1 {f1_reversed:.2f})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.mining", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--dataset",
+        action="append",
+        choices=list(DATASETS),
+        metavar="NAME",
+        help=f"repeatable; one of {', '.join(DATASETS)} (default: all)",
+    )
+    p.add_argument(
+        "--shared", type=Path, default=DEFAULT_SHARED, metavar="DIR", help=f"default: {DEFAULT_SHARED}"
+    )
+    args = p.parse_args(argv)
+    names = list(dict.fromkeys(args.dataset or list(DATASETS)))
+    folders = {n: Path(args.shared) / "datasets" / DATASETS[n][0] for n in names}
+    missing = [f for f in folders.values() if not f.is_dir()]
+    for folder in missing:
+        print(f"error: dataset folder not found: {folder} (see docs/datasets.md)", file=sys.stderr)
+    if missing:
+        return 2
+    for name, folder in folders.items():
+        print(f"{name}  ({folder})", flush=True)
+        try:
+            for line in run_dataset(folder, DATASETS[name][1]):
+                print(line, flush=True)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

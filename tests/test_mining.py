@@ -1,0 +1,232 @@
+"""Rule mining (``engine rules mine``): statistics, selection, the ruleset it writes, the command."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from engine.cli import main
+from engine.mining import mine_lines
+from engine.mining.rules import Thresholds, effects_document, ruleset_document, select
+from engine.mining.stats import CoOccurrence, Counts
+from engine.pipeline import Pipeline
+from engine.replay import Replayer
+from engine.rules.schema import load_ruleset_file, ruleset_from_data
+from engine.settings import core_settings_from_data
+from engine.timeutil import format_time
+from engine.topology import Topology, topology_from_dict
+from tests.test_cli import engine
+
+T0 = 1_700_000_000.0
+TOPOLOGY: dict[str, Any] = {
+    "elements": [
+        {"id": "hub", "type": "router", "depends_on": []},
+        {"id": "agg", "type": "switch", "depends_on": ["hub"]},
+        *({"id": f"acc-{i}", "type": "olt", "depends_on": ["agg"]} for i in range(4)),
+        *({"id": f"far-{i}", "type": "olt", "depends_on": []} for i in range(4)),
+    ],
+    "customers": [],
+}
+
+
+def alarm(t: float, ne: str, cause: str, *, clear: bool = False) -> bytes:
+    payload = {
+        "ne_id": ne,
+        "severity": "cleared" if clear else "major",
+        "probable_cause": cause,
+        "event_time": format_time(t),
+    }
+    return orjson.dumps({"topic": f"soc/alarms/{ne}", "payload": payload})
+
+
+def history(seed: int = 7, bursts: int = 40) -> list[bytes]:
+    """``bursts`` link failures: ``linkFail`` on agg, then ``svcLoss`` on two access elements below it
+    2-20 s later, and ``cardHot`` on the same element as a repeat of itself; plus ``noise`` raised at
+    random on unrelated elements (Poisson-like, as often as the symptoms)."""
+    rng = random.Random(seed)
+    events: list[tuple[float, bytes]] = []
+    for k in range(bursts):
+        t = T0 + k * 3 * 3600 + rng.randint(0, 600)
+        events.append((t, alarm(t, "agg", "linkFail")))
+        for i in rng.sample(range(4), 2):
+            d = t + rng.randint(2, 20)
+            events.append((d, alarm(d, f"acc-{i}", "svcLoss")))
+        events.append((t + 60, alarm(t + 60, "agg", "linkFail", clear=True)))
+    for _ in range(bursts * 2):
+        t = T0 + rng.uniform(0, bursts * 3 * 3600)
+        ne = f"far-{rng.randrange(4)}"
+        events.append((t, alarm(t, ne, "noise")))
+        events.append((t + 5, alarm(t + 5, ne, "noise", clear=True)))
+    events.sort(key=lambda e: e[0])
+    return [line for _, line in events]
+
+
+def topology() -> Topology:
+    return topology_from_dict(TOPOLOGY, source="test")
+
+
+def test_a_cause_below_its_effect_is_found_with_relation_window_and_figures() -> None:
+    """linkFail on agg precedes svcLoss below it: one downstream_of rule, with support (every svcLoss),
+    confidence 1, a lift far above the shifted baseline, a window covering the 2-20 s lags; the random
+    noise gives no rule; linkFail is an element-down root."""
+    mined, stats = mine_lines(history(), topology())
+    assert (stats.raises, stats.clears, stats.invalid) == (40 * 3 + 80, 40 + 80, 0)
+    cross = [r for r in mined.rules if r.root != r.symptom]
+    assert [(r.root, r.symptom, r.relation) for r in cross] == [("linkFail", "svcLoss", "downstream_of")]
+    rule = cross[0]
+    assert rule.support == 80
+    assert rule.confidence == 1.0
+    assert rule.lift > 10
+    assert rule.strict == 80
+    assert rule.reverse_strict == 0
+    assert 15 <= rule.window <= 30
+    assert all("noise" not in (r.root, r.symptom) for r in mined.rules)
+    assert [r.probable_cause for r in mined.roots] == ["linkFail"]
+    assert mined.type_graph() == {("linkFail", "svcLoss")}
+
+
+def test_the_written_ruleset_is_valid_ordered_by_confidence_and_deterministic(tmp_path: Path) -> None:
+    """The document loads as a ruleset; each rule carries its statistics; effects make the learned
+    roots outages; the same input gives byte-identical output."""
+    mined, _ = mine_lines(history(), topology(), thresholds=Thresholds(min_support=5))
+    doc = ruleset_document(mined, name="mined", source="h.jsonl", params={})
+    rs = ruleset_from_data(doc, "mined.yaml")
+    assert rs.name == "mined"
+    assert len(rs.rules) == len(mined.rules) >= 1
+    confidences = [r.confidence for r in mined.rules]
+    assert confidences == sorted(confidences, reverse=True)
+    first = doc["rules"][0]
+    assert "support" in first["description"]
+    assert "lift" in first["description"]
+    assert effects_document(mined) == {
+        "alarms": {"effects": [{"probable_cause": ["linkFail"], "effect": "outage"}, {"effect": "degraded"}]}
+    }
+    again, _ = mine_lines(history(), topology(), thresholds=Thresholds(min_support=5))
+    assert yaml.safe_dump(
+        ruleset_document(again, name="mined", source="h.jsonl", params={})
+    ) == yaml.safe_dump(doc)
+
+
+def test_replaying_with_the_mined_rules_makes_one_incident_per_failure() -> None:
+    """Mined on history, replayed on later failures of the same kind: one incident per burst, rooted
+    at linkFail on agg (an outage, as learned), its svcLoss symptoms suppressed by the mined rule."""
+    mined, _ = mine_lines(history(), topology())
+    rs = ruleset_from_data(ruleset_document(mined, name="mined", source="h", params={}), "mined")
+    later = history(seed=99, bursts=3)
+    pipeline = Pipeline(topology(), [rs], core_settings_from_data(effects_document(mined), source="x"))
+    records: list[dict[str, Any]] = []
+    try:
+        Replayer(pipeline, emit=records.append).run(later)
+    finally:
+        pipeline.correlator.close()
+    opened = [r for r in records if r["event"] == "opened" and r["root_cause"]["ne_id"] == "agg"]
+    assert len(opened) == 3
+    for rec in opened:
+        assert rec["state"] == "outage"
+        assert {s["probable_cause"] for s in rec["suppressed"]} == {"svcLoss"}
+        assert all(s["rule"] == "mined/linkfail-explains-svcloss-downstream-of" for s in rec["suppressed"])
+
+
+def test_history_is_bounded_by_the_shifted_window() -> None:
+    """Streaming: each element keeps only the last shift + max_lag seconds of raises."""
+    co = CoOccurrence(topology(), max_lag=60.0, shift=600.0)
+    for i in range(5000):
+        co.add(T0 + i * 10.0, "agg", "x")
+    kept = co._history["agg"]
+    assert len(kept.times) - kept.start <= 67
+    assert len(kept.times) <= 2 * 67 + 65
+    assert len(co._base_marked) <= 2 * 67
+    assert len(co._followed) <= 7
+    assert co.close().raises["x"] == 5000
+
+
+def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) -> None:
+    """``engine rules mine`` writes a ruleset that ``rules check`` accepts, the effects, and a JSON
+    report on stderr; bad options are one-line errors with exit status 2."""
+    events = tmp_path / "h.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in history()))
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(yaml.safe_dump(TOPOLOGY))
+    out, effects = tmp_path / "rules" / "mined.yaml", tmp_path / "effects.yaml"
+    r = engine("rules", "mine", events, "--topology", topo, "--out", out, "--effects-out", effects)
+    assert r.status == 0, r.stderr
+    report = orjson.loads(r.stderr)
+    assert (report["raises"], report["cross_type_rules"], report["down_roots"]) == (200, 1, ["linkFail"])
+    assert load_ruleset_file(out).name == "mined"
+    assert out.read_text().startswith("# Mined by `engine rules mine h.jsonl")
+    assert yaml.safe_load(effects.read_text())["alarms"]["effects"][0]["probable_cause"] == ["linkFail"]
+    check = engine("rules", "check", "--topology", topo, out)
+    assert check.status == 0, check.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--min-lift", "0.5"], "error: --min-lift: must be at least 1, got 0.5"),
+        (["--max-lag", "soon"], "error: --max-lag: "),
+        (["--hops", "0"], "error: --hops: must be within 1..5, got 0"),
+        (["--until", "yesterday"], "error: --until: "),
+        (["--name", "Bad Name"], "error: --name: a ruleset name is"),
+        (["--topology", "absent.yaml"], "error: absent.yaml: "),
+        (["--events", "absent.jsonl"], "error: absent.jsonl: cannot read events"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_and_write_nothing(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "h.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in history(bursts=3)))
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(yaml.safe_dump(TOPOLOGY))
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    source = str(tmp_path / given.pop("--events")) if "--events" in given else str(events)
+    if "--topology" in given:
+        given["--topology"] = str(tmp_path / given["--topology"])
+    opts = {"--topology": str(topo), **given}
+    argv = ["rules", "mine", source, "--out", str(tmp_path / "x.yaml")]
+    for k, v in opts.items():
+        argv += [k, v]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        message.replace("absent", str(tmp_path / "absent"), 1) if "absent" in message else message
+    ), err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_until_mines_only_the_first_part_and_bad_lines_are_counted() -> None:
+    """``until`` stops at a time; a malformed line or an unknown element is counted, not fatal."""
+    lines = history()
+    mined, stats = mine_lines([*lines, b"{not json", alarm(T0, "nowhere", "x")], topology(), until=T0 + 3600)
+    assert stats.invalid == 2
+    assert len(stats.invalid_examples) == 2
+    assert stats.raises < 10
+    assert mined.rules == ()
+
+
+@pytest.mark.parametrize("window", [0.0])
+def test_coocurrence_rejects_bad_parameters(window: float) -> None:
+    with pytest.raises(ValueError, match="max_lag"):
+        CoOccurrence(topology(), max_lag=window)
+
+
+def test_rules_past_what_the_rule_engine_holds_are_dropped_least_confident_first() -> None:
+    """durable-rules holds 512 rules per relation: the miner keeps at most max_rules_per_relation per
+    relation, the most confident, and counts the others."""
+    counts = Counts()
+    for n, symptom in enumerate(("b", "c", "d"), 1):
+        counts.raises[symptom] = 100
+        key = ("a", symptom, "same_element")
+        counts.evidence[key] = 20 * n  # confidence 0.2, 0.4, 0.6
+        counts.lags[key] = [20 * n] + [0] * 10
+    counts.raises["a"] = 100
+    assert [r.symptom for r in select(counts).rules] == ["d", "c", "b"]
+    capped = select(counts, Thresholds(max_rules_per_relation=2))
+    assert [r.symptom for r in capped.rules] == ["d", "c"]
+    assert capped.dropped == 1

@@ -42,6 +42,7 @@ import structlog
 
 from engine import __version__, reports
 from engine.adapters.api_alertmanager import AlertmanagerApi
+from engine.adapters.api_tmf642 import Tmf642Api
 from engine.adapters.http import CoreView, HttpApi, Overloaded
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
 from engine.adapters.notifier import Notifier
@@ -108,7 +109,7 @@ class Daemon(CoreView):
                 settings.http,
                 self,
                 self.metrics,
-                route_sets=[AlertmanagerApi(self, clock=clock)],
+                route_sets=[AlertmanagerApi(self, clock=clock), Tmf642Api(self, clock=clock)],
             )
             if settings.http.enabled
             else None

@@ -62,6 +62,9 @@ async def test_docs_api_curl_examples_run_against_a_daemon(tmp_path: Path) -> No
             why = f"block failed:\n{block}\nstdout: {out.decode()}\nstderr: {err.decode()}"
             assert proc.returncode == 0, why
         assert any(a.probable_cause == "InstanceDown" for a in daemon.pipeline.alarms.active())
+        tmf = daemon.pipeline.alarms.get("ems-7:4711")  # raised, acknowledged, cleared over TMF642
+        assert tmf is not None
+        assert not tmf.active
         (silence,) = list(daemon.pipeline.calendar.silences)
         assert silence.comment == "CHG-1234 battery replacement"
         assert silence.state(daemon.pipeline.clock + 1) == "expired"  # the block expires it

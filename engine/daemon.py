@@ -43,6 +43,7 @@ import structlog
 from engine import __version__, reports
 from engine.adapters.api_alertmanager import AlertmanagerApi
 from engine.adapters.api_tmf642 import Tmf642Api
+from engine.adapters.api_tmf656 import Tmf656Api
 from engine.adapters.http import CoreView, HttpApi, Overloaded
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
 from engine.adapters.notifier import Notifier
@@ -109,7 +110,11 @@ class Daemon(CoreView):
                 settings.http,
                 self,
                 self.metrics,
-                route_sets=[AlertmanagerApi(self, clock=clock), Tmf642Api(self, clock=clock)],
+                route_sets=[
+                    AlertmanagerApi(self, clock=clock),
+                    Tmf642Api(self, clock=clock),
+                    Tmf656Api(self),
+                ],
             )
             if settings.http.enabled
             else None

@@ -429,7 +429,7 @@ async def test_schemathesis_against_the_official_spec(daemon: tuple[Daemon, str]
         f"--header=Authorization: Bearer {TOKEN}",
         "--checks=not_a_server_error,status_code_conformance,content_type_conformance,"
         "response_schema_conformance,negative_data_rejection",
-        "--max-examples=15",
+        "--max-examples=8",
         "--phases=examples,fuzzing",
         "--no-color",
         "--seed=1",

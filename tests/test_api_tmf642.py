@@ -87,7 +87,7 @@ def _schema(narrow: bool) -> dict[str, Any]:
     return schema
 
 
-_FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+_FAST = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _engine_errors(obj: dict[str, Any]) -> list[tuple[str, str]]:
@@ -270,7 +270,7 @@ async def test_schemathesis_against_the_official_swagger(daemon: tuple[Daemon, s
         f"--header=Authorization: Bearer {TOKEN}",
         "--checks=not_a_server_error,status_code_conformance,content_type_conformance,"
         "response_schema_conformance,negative_data_rejection",
-        "--max-examples=10",
+        "--max-examples=5",
         "--phases=examples,fuzzing",
         "--include-path-regex=^/(alarm|ackAlarms|clearAlarms|hub)",
         "--no-color",

@@ -1,4 +1,4 @@
-"""The Alertmanager API v2, as the official spec has it, so Prometheus, amtool, Karma and Grafana work.
+"""The Alertmanager API v2, as the official spec has it, for Prometheus, amtool and other clients.
 
 Spec: ``prometheus/alertmanager`` ``api/v2/openapi.yaml`` (``../shared/standards/alertmanager/``).
 Served under ``/api/v2/`` on the engine's HTTP API (``engine.adapters.http``), behind the same
@@ -361,10 +361,9 @@ class AlertmanagerApi:
     def _alerts(self, request: web.Request, *, for_groups: bool) -> list[tuple[ActiveAlarm, dict[str, Any]]]:
         q = request.query
         active, silenced, inhibited = _flag(q, "active"), _flag(q, "silenced"), _flag(q, "inhibited")
-        unprocessed = _flag(q, "unprocessed")  # no alert is ever unprocessed: accepted, no effect
+        _flag(q, "unprocessed")  # checked; no alert is ever unprocessed, so it leaves none out
         if for_groups:
-            _flag(q, "muted")
-        del unprocessed
+            _flag(q, "muted")  # checked here; the groups handler applies it
         matchers = _filters(request)
         receiver = _receiver_re(q)
         receivers = self._receiver_list()

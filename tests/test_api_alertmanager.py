@@ -34,7 +34,7 @@ from engine.pipeline import Pipeline
 from engine.rules.schema import load_rulesets
 from engine.rules.silences import Matcher, MatcherError, Silence, Silences, parse_matcher
 from engine.topology import load_topology
-from tests.daemon_harness import running_daemon, until
+from tests.daemon_harness import DaemonProcess, running_daemon, until, write_config
 from tests.test_http import FakeCore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -472,3 +472,37 @@ async def test_a_full_intake_is_503_with_retry_after_and_a_json_string() -> None
                 )
             async with http.delete(f"{base}/silence/x") as r:
                 assert r.status == 503
+
+
+async def test_a_silence_survives_a_kill_9_from_the_journal(tmp_path: Path) -> None:
+    """A silence is core state: journaled before it is answered, so a daemon killed with SIGKILL
+    (no snapshot since) has it again after the restart, from the journal."""
+    store = {"path": str(tmp_path / "engine.sqlite"), "snapshot_interval": "1h"}
+    cfg = write_config(
+        tmp_path, broker_url=None, prefix="test/am-kill", extra={"store": store, "http": {"port": 0}}
+    )
+    silence = {
+        "matchers": [{"name": "region", "value": "south", "isRegex": False}],
+        "startsAt": "2026-01-01T00:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+        "createdBy": "noc",
+        "comment": "regional works",
+    }
+    proc = DaemonProcess(cfg, tmp_path / "daemon.log")
+    try:
+        proc.start()
+        await proc.wait_started()
+        base = f"http://127.0.0.1:{proc.started_lines()[-1]['http_port']}/api/v2"
+        status, got = await _req("POST", f"{base}/silences", silence)
+        assert status == 200
+        silence_id = got["silenceID"]
+        proc.kill9()
+        proc.start()
+        await until(lambda: len(proc.started_lines()) == 2, timeout=30, what="the second start")
+        assert proc.started_lines()[-1]["journal_replayed"] >= 1
+        base = f"http://127.0.0.1:{proc.started_lines()[-1]['http_port']}/api/v2"
+        status, got = await _req("GET", f"{base}/silence/{silence_id}")
+        assert status == 200
+        assert (got["comment"], got["status"]["state"]) == ("regional works", "active")
+    finally:
+        proc.stop()

@@ -31,7 +31,7 @@ import orjson
 from engine.messages import EVENT_TYPES
 from engine.timeutil import parse_time
 
-__all__ = ["SEVERITY_MAP", "alert_to_alarm", "fingerprint"]
+__all__ = ["SEVERITY_MAP", "alert_to_alarm", "fingerprint", "instance_host"]
 
 SEVERITY_MAP: Final[Mapping[str, str]] = {
     "critical": "critical",
@@ -66,7 +66,7 @@ def fingerprint(labels: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-def _host(instance: str) -> str:
+def instance_host(instance: str) -> str:
     """``host:9100`` → ``host``, ``[::1]:9100`` → ``::1``, ``https://host:8443/x`` → ``host``."""
     if "://" in instance:
         return urlsplit(instance).hostname or instance
@@ -84,7 +84,7 @@ def _element(labels: Mapping[str, str]) -> tuple[str | None, str | None]:
     if labels.get("ne_id"):
         return labels["ne_id"], "ne_id"
     if labels.get("instance"):
-        return _host(labels["instance"]), "instance"
+        return instance_host(labels["instance"]), "instance"
     if labels.get("job"):
         return labels["job"], "job"
     return None, None

@@ -26,7 +26,7 @@ from engine.yamlsource import Locator, load_file
 
 ENV_PREFIX = "ENGINE_"
 Event = Literal["opened", "updated", "resolved"]
-FORMATS = ("generic", "tmf656", "pagerduty", "alertmanager")
+FORMATS = ("generic", "tmf656", "tmf656-event", "pagerduty", "alertmanager")
 EVENTS: tuple[Event, ...] = ("opened", "updated", "resolved")
 
 
@@ -154,7 +154,7 @@ class Breaker(_Section):
 class ReceiverSettings(_Section):
     name: str
     url: str
-    format: Literal["generic", "tmf656", "pagerduty", "alertmanager"] = "generic"
+    format: Literal["generic", "tmf656", "tmf656-event", "pagerduty", "alertmanager"] = "generic"
     headers: Mapping[str, str] = Field(default_factory=dict)
     timeout: Duration = 10.0
     priorities: tuple[int, ...] = (1, 2, 3, 4, 5)  # which priorities it gets (resolved always follows)

@@ -41,6 +41,9 @@ import orjson
 import structlog
 
 from engine import __version__, reports
+from engine.adapters.api_alertmanager import AlertmanagerApi
+from engine.adapters.api_tmf642 import Tmf642Api
+from engine.adapters.api_tmf656 import Tmf656Api
 from engine.adapters.http import CoreView, HttpApi, Overloaded
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
 from engine.adapters.notifier import Notifier
@@ -66,7 +69,7 @@ BATCH = 500  # items applied before a commit is forced
 class Command:
     """An intake item from HTTP: an event to ingest, an acknowledgement or a reload."""
 
-    kind: str  # "msg" | "ack" | "reload"
+    kind: str  # "msg" | "ack" | "silence" | "reload"
     topic: str = ""
     payload: bytes = b""
     received: float = 0.0
@@ -102,7 +105,20 @@ class Daemon(CoreView):
         self.intake: asyncio.Queue[Any] = (
             self.source.queue if self.source is not None else asyncio.Queue(settings.mqtt.queue_size)
         )
-        self.http = HttpApi(settings.http, self, self.metrics) if settings.http.enabled else None
+        self.http = (
+            HttpApi(
+                settings.http,
+                self,
+                self.metrics,
+                route_sets=[
+                    AlertmanagerApi(self, clock=clock),
+                    Tmf642Api(self, clock=clock),
+                    Tmf656Api(self),
+                ],
+            )
+            if settings.http.enabled
+            else None
+        )
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_requested = asyncio.Event()  # a signal or the caller asked to stop
@@ -312,6 +328,15 @@ class Daemon(CoreView):
                 elif self._acked is not None:  # the same acknowledgement again: nothing changed
                     stored = self.store.incident(self._acked["incident_id"])
                     holder["rec"] = stored if stored is not None else self._acked
+            elif item.kind == "silence":
+                box: dict[str, Any] = {}
+                fut = item.done
+
+                def settled() -> None:
+                    if not fut.done():
+                        fut.set_result(box.get("result"))
+
+                self._journal_and_apply("silence", "", item.payload, now, on_durable=settled, out=box)
             elif item.kind == "reload":
                 item.done.set_result(self._reload(now))
         except Exception as exc:  # a bug in one item must not stop the core
@@ -378,26 +403,31 @@ class Daemon(CoreView):
         *,
         on_durable: Callable[[], None] | None = None,
         source: str = "core",
+        out: dict[str, Any] | None = None,
     ) -> Decisions:
         self.store.append(kind, topic, payload, now, on_durable=on_durable)
         self._entries_since_snapshot += 1
-        decisions = self._apply(kind, topic, payload, now)
+        decisions = self._apply(kind, topic, payload, now, out)
         self._record(decisions, now, replay=False, source=source)
         return decisions
 
-    def _apply(self, kind: str, topic: str, payload: bytes, now: float) -> Decisions:
+    def _apply(
+        self, kind: str, topic: str, payload: bytes, now: float, out: dict[str, Any] | None = None
+    ) -> Decisions:
         """Apply one journal entry. A failure inside the core (a bug, never bad input: that is a
         dead letter already) is contained: logged, counted, the message dead-lettered, and the core
         goes on. Replaying the journal meets the same failure and contains it the same way."""
         try:
-            return self._apply_unsafe(kind, topic, payload, now)
+            return self._apply_unsafe(kind, topic, payload, now, out)
         except Exception as exc:
             log.exception("core failed on a journal entry; skipped", kind=kind, topic=topic)
             reason = f"internal error while applying it: {type(exc).__name__}: {exc}"
             err = InvalidMessage(topic or f"<{kind}>", [("", reason)])
             return Decisions(dead_letters=[dead_letter_record(err.topic, payload, err, now=now)])
 
-    def _apply_unsafe(self, kind: str, topic: str, payload: bytes, now: float) -> Decisions:
+    def _apply_unsafe(
+        self, kind: str, topic: str, payload: bytes, now: float, out: dict[str, Any] | None = None
+    ) -> Decisions:
         p = self.pipeline
         if kind in ("msg", "msg-held"):  # msg-held: applied while catching up, timers left due
             return p.feed(topic, payload, now, flush=kind == "msg")
@@ -410,6 +440,11 @@ class Daemon(CoreView):
                 self._acked = rec
                 return Decisions()
             return Decisions(records=[rec] if rec else [])
+        if kind == "silence":  # a maintenance window added, changed or expired at run time
+            result = p.silence(orjson.loads(payload), now)
+            if out is not None:
+                out["result"] = result
+            return Decisions()
         return Decisions()  # "reload": the configuration in force is the one loaded at start
 
     def _record(self, decisions: Decisions, now: float, *, replay: bool, source: str = "core") -> None:
@@ -621,6 +656,15 @@ class Daemon(CoreView):
     async def reload(self) -> tuple[bool, str]:
         result: tuple[bool, str] = await self._submit(Command("reload", received=self._clock()))
         return result
+
+    async def silence(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A silence command (``Pipeline.silence``) through the intake, journaled; its result once durable."""
+        cmd = Command("silence", "", orjson.dumps(command), self._clock())
+        result: dict[str, Any] = await self._submit(cmd)
+        return result
+
+    def receiver_names(self) -> list[str]:
+        return [r.name for r in self.settings.receivers] + ([MQTT_RECEIVER] if self.publisher else [])
 
     def alarm_topic(self) -> str:
         return _concrete(self.settings.mqtt.alarm_topics[0], "http")

@@ -5,6 +5,8 @@ README "Incidents") in one of the receiver formats:
 
 * ``generic``: the record itself, JSON.
 * ``tmf656``: a TM Forum ServiceProblem (TMF656 v4 field names; ``@type`` as v5 requires).
+* ``tmf656-event``: the same ServiceProblem in a TMF656 v4 notification (``ServiceProblemCreateEvent``,
+  ``…StateChangeEvent``, ``…AttributeValueChangeEvent``), as a TMF656 hub delivers it to a listener.
 * ``pagerduty``: a PagerDuty Events API v2 event (trigger / acknowledge / resolve).
 * ``alertmanager``: the Prometheus Alertmanager webhook payload, version 4, one alert.
 
@@ -166,6 +168,35 @@ def tmf656(record: Mapping[str, Any], receiver: ReceiverSettings) -> dict[str, A
         "@type": "ImpactPattern",
     }
     return sp
+
+
+def tmf656_event_type(record: Mapping[str, Any]) -> str:
+    """``opened`` → Create; ``resolved`` and the update an acknowledgement makes (status pending →
+    acknowledged) → StateChange; any other ``updated`` → AttributeValueChange."""
+    if record["event"] == "opened":
+        return "ServiceProblemCreateEvent"
+    ack = record.get("acknowledged")
+    if record["event"] == "resolved" or (ack and ack.get("at") == record["time"]):
+        return "ServiceProblemStateChangeEvent"
+    return "ServiceProblemAttributeValueChangeEvent"
+
+
+def tmf656_event(record: Mapping[str, Any], receiver: ReceiverSettings) -> dict[str, Any]:
+    """A TMF656 v4 notification carrying the ServiceProblem; ``eventId`` is stable per record
+    (``<incident_id>:<version>``), so a receiver can drop a redelivery."""
+    sp = tmf656(record, receiver)
+    return {
+        "eventId": f"{record['incident_id']}:{record['version']}",
+        "eventTime": record["time"],
+        "eventType": tmf656_event_type(record),
+        "correlationId": record["incident_id"],
+        "domain": "serviceProblemManagement",
+        "title": sp["name"],
+        "description": sp["statusChangeReason"],
+        "priority": str(sp["priority"]),
+        "timeOcurred": record["time"],  # sic: the v4 swagger's spelling
+        "event": {"serviceProblem": sp},
+    }
 
 
 def _char(name: str, value: Any) -> dict[str, Any]:
@@ -340,6 +371,7 @@ def _title(record: Mapping[str, Any]) -> str:
 _RENDERERS: dict[str, Callable[[Mapping[str, Any], ReceiverSettings], dict[str, Any]]] = {
     "generic": generic,
     "tmf656": tmf656,
+    "tmf656-event": tmf656_event,
     "pagerduty": pagerduty,
     "alertmanager": alertmanager,
 }

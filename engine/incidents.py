@@ -409,6 +409,18 @@ class IncidentBook:
         self._schedule(inc)
         return True
 
+    def maintenance_changed(self) -> None:
+        """The calendar changed at run time (a silence added, changed or expired): every incident
+        held back or muted by maintenance is looked at again at its next slot, which may be now."""
+        for inc in self._by_top.values():
+            if inc.phase == "pending" and inc.maintenance is not None:
+                inc.hold_until = None
+            elif inc.phase == "open" and inc.muted_until is not None:
+                inc.muted_until = None
+            else:
+                continue
+            self._schedule(inc)
+
     def _muted(self, inc: Incident, now: float) -> bool:
         """An open incident whose root a maintenance window covers sends no `updated` until the
         window ends (then one, if anything changed meanwhile). Its resolution is never held."""

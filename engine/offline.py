@@ -46,6 +46,8 @@ def from_store(pipeline: Pipeline, path: str | Path) -> int:
             elif kind == "ack":
                 args = orjson.loads(payload)
                 pipeline.acknowledge(args["incident_id"], args["by"], args.get("note"), t)
+            elif kind == "silence":
+                pipeline.silence(orjson.loads(payload), t)
     except sqlite3.Error as exc:
         raise ConfigError(str(p), "", f"not an engine store: {exc}") from None
     finally:

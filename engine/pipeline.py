@@ -36,6 +36,7 @@ from engine.rules.maintenance import Calendar
 from engine.rules.overrides import Overrides
 from engine.rules.pairs import PairOutcome, Pairs
 from engine.rules.schema import Ruleset, fallback_last, load_ruleset_file
+from engine.rules.silences import Silence
 from engine.rules.storms import Storms
 from engine.rules.synthetic import QUALITY_SOURCES, Synthetic, raised_by, service_scope
 from engine.settings import CoreSettings
@@ -422,6 +423,27 @@ class Pipeline:
         now = self._advance(now)
         return self.incidents.acknowledge(incident_id, by, note, now)
 
+    def silence(self, command: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """Add, update or expire a silence (a maintenance window added at run time, see
+        ``engine.rules.silences``). ``command`` is ``{"op": "set", "silence": {...}, "replaces": id}``
+        or ``{"op": "expire", "id": id}``. Returns ``{"id": ...}`` or ``{"error": ..., "not_found": bool}``;
+        incidents held or muted by maintenance are re-assessed at their next tick."""
+        now = self._advance(now)
+        silences = self.calendar.silences
+        if command["op"] == "expire":
+            sid = str(command["id"])
+            error = silences.expire(sid, now)
+            result: dict[str, Any] = {"id": sid} if error is None else {"error": error}
+        else:
+            new = Silence.from_json(command["silence"])
+            got, error = silences.set(new, now, replaces=command.get("replaces"))
+            result = {"id": got} if error is None else {"error": error}
+        if error is None:
+            self.incidents.maintenance_changed()
+        else:
+            result["not_found"] = error.endswith("not found")
+        return result
+
     # -- views (for the HTTP API) --------------------------------------------------------------
     def element_view(self, ne_id: str) -> dict[str, Any] | None:
         """An element, its health, its active alarms and the incidents that involve it now."""
@@ -533,6 +555,7 @@ class Pipeline:
                 "breaches": self.breaches.dump(),
             },
             "quality": self.quality.dump(),
+            "silences": self.calendar.silences.dump(),
             "stats": {
                 "messages": dict(self.stats.messages),
                 "invalid_reasons": dict(self.stats.invalid_reasons),
@@ -571,6 +594,7 @@ class Pipeline:
         self.pairs.load(forms["pairs"])
         self.breaches.load(forms["breaches"])
         self.quality.load(state["quality"])
+        self.calendar.silences.load(state.get("silences", ()))
         st = state["stats"]
         self.stats.messages = Counter(st["messages"])
         self.stats.invalid_reasons = Counter(st["invalid_reasons"])

@@ -533,51 +533,6 @@ def decoded(payload: dict[str, Any]) -> Alarm:
     return alarm
 
 
-async def test_alertmanager_alerts_become_alarms(http: aiohttp.ClientSession, core: FakeCore) -> None:
-    """POST /api/v2/alerts answers 200 {} and queues one valid alarm per alert on the alarm topic."""
-    async with http.post("/api/v2/alerts", json=[FIRING, RESOLVED]) as r:
-        assert r.status == 200
-        assert await r.json() == {}
-    assert [t for t, _, _ in core.ingested] == [ALARM_TOPIC, ALARM_TOPIC]
-    firing, resolved = (DECODER.decode(t, p).alarm for t, p, _ in core.ingested)
-    assert firing is not None
-    assert resolved is not None
-    assert (firing.ne_id, firing.probable_cause, firing.severity) == ("olt-7", "InstanceDown", "critical")
-    assert firing.event_time == parse_time("2026-01-01T00:00:00Z")
-    assert (resolved.ne_id, resolved.severity) == ("agg-3", "cleared")
-    assert resolved.event_time == parse_time("2026-01-01T00:05:00Z")
-
-
-@pytest.mark.parametrize(
-    ("body", "detail"),
-    [
-        (b'{"labels": {}}', ["body: expected a JSON array of alerts, got object"]),
-        (b'"alert"', ["body: expected a JSON array of alerts, got string"]),
-        (b"", ["body: expected a JSON array of alerts, got nothing"]),
-        (
-            b'[{"labels": {}}, 3, null]',
-            ["[1]: expected an object, got number", "[2]: expected an object, got null"],
-        ),
-    ],
-)
-async def test_alertmanager_body_must_be_a_list_of_objects(
-    http: aiohttp.ClientSession, core: FakeCore, body: bytes, detail: list[str]
-) -> None:
-    """Anything but a JSON array of objects is 400 with one reason per problem, and nothing is queued."""
-    async with http.post("/api/v2/alerts", data=body) as r:
-        assert r.status == 400
-        assert await r.json() == {"error": "invalid alerts", "detail": detail}
-    assert core.ingested == []
-
-
-async def test_alertmanager_overload_is_503(http: aiohttp.ClientSession, core: FakeCore) -> None:
-    """Overload answers Prometheus 503 with Retry-After, like /events."""
-    core.capacity = 0
-    async with http.post("/api/v2/alerts", json=[FIRING]) as r:
-        assert r.status == 503
-        assert r.headers["Retry-After"] == "3"
-
-
 @pytest.mark.parametrize(
     ("labels", "ne_id"),
     [

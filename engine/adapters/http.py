@@ -1,4 +1,4 @@
-"""The HTTP API: queries, acknowledgement, ingestion, Alertmanager-compatible alerts, health, metrics.
+"""The HTTP API: queries, acknowledgement, ingestion, health, metrics, and the route sets of other APIs.
 
 A thin adapter, like the MQTT one: it parses requests, calls the daemon through the ``CoreView``
 protocol and turns the answers into JSON. It holds no state of its own and never validates an
@@ -20,7 +20,7 @@ import hmac
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
@@ -30,7 +30,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from engine import reports
-from engine.alertmanager_in import alert_to_alarm
 from engine.config import HttpSettings
 from engine.errors import ConfigError, EngineError
 from engine.metrics import Metrics
@@ -41,7 +40,7 @@ from engine.whatif import what_if
 if TYPE_CHECKING:
     from engine.pipeline import Pipeline
 
-__all__ = ["CoreView", "DeadLetterHolder", "HttpApi", "Overloaded", "PipelineHolder"]
+__all__ = ["CoreView", "DeadLetterHolder", "HttpApi", "Overloaded", "PipelineHolder", "RouteSet"]
 
 log = structlog.get_logger("engine.http")
 
@@ -129,6 +128,13 @@ class PostMortemHolder(Protocol):
     /explain/incidents/{id}`` falls back to them once the live state has forgotten the incident."""
 
     def resolved_explanation(self, incident_id: str) -> dict[str, Any] | None: ...
+
+
+class RouteSet(Protocol):
+    """An API of its own (Alertmanager v2, TMF642 …) in its own module: it adds its routes to the
+    application. Routes behind the same middleware: access log, errors, bearer token, body size."""
+
+    def register(self, app: web.Application) -> None: ...
 
 
 class ApiError(Exception):
@@ -335,8 +341,10 @@ class HttpApi:
         metrics: Metrics,
         *,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+        route_sets: Sequence[RouteSet] = (),
     ) -> None:
         self._settings = settings
+        self._route_sets = tuple(route_sets)
         self._core = core
         self._metrics = metrics
         self._shutdown_timeout = shutdown_timeout
@@ -399,8 +407,9 @@ class HttpApi:
         app.router.add_get("/explain/alarms/{key:.+}", self._explain_alarm)  # a key may hold a "/"
         app.router.add_get("/explain/incidents/{id}", self._explain_incident)
         app.router.add_post("/events", self._events)
-        app.router.add_post("/api/v2/alerts", self._alerts)
         app.router.add_post("/-/reload", self._reload)
+        for route_set in self._route_sets:
+            route_set.register(app)
         return app
 
     # -- middleware ---------------------------------------------------------------------------
@@ -649,22 +658,3 @@ class HttpApi:
         payloads = split_events(await request.read(), request.content_type)
         alarms, samples = await self._ingest(payloads)
         return _json({"queued": alarms + samples, "alarms": alarms, "samples": samples}, 202)
-
-    async def _alerts(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if not body.strip():
-            raise ApiError(400, "invalid alerts", ["body: expected a JSON array of alerts, got nothing"])
-        alerts = _loads(body)
-        if not isinstance(alerts, list):
-            reason = f"body: expected a JSON array of alerts, got {_type_name(alerts)}"
-            raise ApiError(400, "invalid alerts", [reason])
-        bad = [
-            f"[{i}]: expected an object, got {_type_name(a)}"
-            for i, a in enumerate(alerts)
-            if not isinstance(a, dict)
-        ]
-        if bad:
-            raise ApiError(400, "invalid alerts", bad)
-        now = time.time()
-        await self._ingest([(orjson.dumps(alert_to_alarm(a, now=now)), False) for a in alerts])
-        return _json({})

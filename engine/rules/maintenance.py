@@ -7,6 +7,10 @@ dropped silently. An incident that was open before the window sends no ``updated
 is covered, one at the window's end if anything changed (``IncidentBook._muted``). Maintenance
 never suppresses a resolution: it resolves when due. A ``services`` scope covers the service types'
 platform elements (not the shared transport under them).
+
+Besides the rulesets' windows, the calendar holds the *silences* added at run time
+(``engine.rules.silences``, Alertmanager's ``POST /api/v2/silences``): a silence active now covers
+the elements its matchers match, exactly as a maintenance rule's window does, named by its id.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Maintenance
+from engine.rules.silences import ElementLabels, Silences
 from engine.topology import Topology
 
 
@@ -23,9 +28,10 @@ class Calendar:
         self._rules = [r for r in rules if r.form == "maintenance"]
         self._topology = topology
         self._covers: dict[tuple[str, str], bool] = {}
+        self.silences = Silences()
 
     def __bool__(self) -> bool:
-        return bool(self._rules)
+        return bool(self._rules) or bool(self.silences)
 
     def covering(self, ne_id: str, now: float) -> tuple[str, float] | None:
         """The first rule whose window is open now and whose scope covers ``ne_id``, with the window end."""
@@ -37,7 +43,30 @@ class Calendar:
             window = spec.schedule.window_at(now)
             if window is not None:
                 return rule.qualified, window[1]
+        if self.silences and (labels := self.labels(ne_id)) is not None:
+            for silence in self.silences.covering(labels, now):
+                return silence.id, silence.ends_at
         return None
+
+    def covering_all(self, ne_id: str, now: float) -> list[str]:
+        """Every maintenance rule and silence covering ``ne_id`` now, by name (Alertmanager's
+        ``silencedBy``)."""
+        out = []
+        for rule in self._rules:
+            spec = rule.rule.maintenance
+            assert isinstance(spec, Maintenance)
+            if self._in_scope(rule, spec, ne_id) and spec.schedule.window_at(now) is not None:
+                out.append(rule.qualified)
+        if self.silences and (labels := self.labels(ne_id)) is not None:
+            out.extend(s.id for s in self.silences.covering(labels, now))
+        return out
+
+    def labels(self, ne_id: str) -> ElementLabels | None:
+        """The labels a silence matches on the element; ``None`` for an element not in the topology."""
+        if ne_id not in self._topology:
+            return None
+        el = self._topology.element(ne_id)
+        return ElementLabels(ne_id, el.site, el.region, self._topology.platform_services(ne_id))
 
     def _in_scope(self, rule: CompiledRule, spec: Maintenance, ne_id: str) -> bool:
         q = rule.qualified

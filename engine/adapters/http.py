@@ -30,6 +30,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from engine import reports
+from engine.adapters.dashboard import PREFIX as DASHBOARD_PREFIX
+from engine.adapters.dashboard import Dashboard
 from engine.alertmanager_in import alert_to_alarm
 from engine.config import HttpSettings
 from engine.errors import EngineError
@@ -294,6 +296,11 @@ def _ack_body(obj: Any) -> tuple[str, str | None]:
     return by, note
 
 
+def _dashboard(path: str) -> bool:
+    """The dashboard's pages (and ``/``, a redirect to them) check the token or session themselves."""
+    return path in ("/", DASHBOARD_PREFIX) or path.startswith(DASHBOARD_PREFIX + "/")
+
+
 def is_samples(obj: object) -> bool:
     """A probe payload (one sample or a ``samples`` batch) by its shape; anything else is an alarm."""
     return isinstance(obj, dict) and ("samples" in obj or "metrics" in obj)
@@ -399,6 +406,7 @@ class HttpApi:
         app.router.add_post("/events", self._events)
         app.router.add_post("/api/v2/alerts", self._alerts)
         app.router.add_post("/-/reload", self._reload)
+        Dashboard(self._core, token=self._settings.token, ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE)).mount(app)
         return app
 
     # -- middleware ---------------------------------------------------------------------------
@@ -456,7 +464,7 @@ class HttpApi:
 
         @web.middleware
         async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if token is not None and request.path not in OPEN_PATHS:
+            if token is not None and request.path not in OPEN_PATHS and not _dashboard(request.path):
                 scheme, _, given = request.headers.get("Authorization", "").partition(" ")
                 challenge = {"WWW-Authenticate": 'Bearer realm="engine"'}
                 if scheme.lower() != "bearer" or not given.strip():

@@ -67,6 +67,18 @@
     }
   });
 
+  // Filters: empty choices stay out of the URL, so a bookmarked or shared link reads clean.
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!form.classList || !form.classList.contains("filters")) return;
+    form.querySelectorAll("select, input").forEach(function (el) {
+      if (el.name && !el.value) el.disabled = true;
+    });
+    setTimeout(function () {
+      form.querySelectorAll("[disabled]").forEach(function (el) { el.disabled = false; });
+    }, 0);
+  });
+
   document.addEventListener("DOMContentLoaded", function () { localize(document); tick(); });
   document.addEventListener("htmx:afterSwap", function () { localize(document); tick(); });
   // A swapped-in list keeps the keyboard position: focus goes back to the same incident.

@@ -1,0 +1,266 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real daemon
+fed over MQTT by a private Mosquitto.
+
+One broker, one daemon and one browser serve the whole module (each test opens its own browser
+context, so cookies never leak from one to the next); the tests run in file order and build on
+each other's incidents: the fiber cut published by the first is the one the next ones open,
+acknowledge and filter. Each page is screenshotted into ``artifacts/dashboard/`` (git-ignored).
+
+Skipped when Chromium, Playwright or Mosquitto is missing (``.ci/run`` installs Chromium and
+Mosquitto with apt-get; Playwright comes with the dev extras).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bench.scenarios import alarm, fiber_cut
+from engine.adapters.http import HttpApi
+from engine.adapters.receiver import WebhookReceiver
+from engine.config import HttpSettings
+from engine.daemon import Daemon
+from tests.daemon_harness import publish, running_daemon, until, with_prefix
+from tests.mosquitto import Mosquitto, find_binary
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts" / "dashboard"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PREFIX = "test/dashboard-browser"
+ROOT_KEY = "agg-3:lossOfSignal:port 1/1/1"
+TOKEN = "browser-test-token"
+EVIL = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+AXE = (ROOT / "tests" / "vendor" / "axe.min.js").read_text()
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(find_binary() is None, reason="mosquitto is not installed (.ci/run installs it)"),
+]
+
+
+@dataclass
+class Env:
+    daemon: Daemon
+    rx: WebhookReceiver
+    broker: str
+    base: str
+    browser: Any
+    csp_errors: list[str] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
+
+    async def page(self, **options: Any) -> Any:
+        """A fresh context (its own cookies) and a page in it; CSP reports are collected."""
+        context = await self.browser.new_context(viewport={"width": 1440, "height": 900}, **options)
+        page = await context.new_page()
+
+        def on_console(msg: Any) -> None:
+            if "Content Security Policy" in msg.text or "Content-Security-Policy" in msg.text:
+                self.csp_errors.append(msg.text)
+
+        page.on("console", on_console)
+        return page
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    broker = Mosquitto(folder / "mosquitto")
+    broker.start()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        async with (
+            running_daemon(folder / "engine", broker_url=broker.url, prefix=PREFIX) as (daemon, rx),
+            playwright_api.async_playwright() as pw,
+        ):
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            assert daemon.http is not None
+            try:
+                yield Env(daemon, rx, broker.url, f"http://127.0.0.1:{daemon.http.port}", browser)
+            finally:
+                await browser.close()
+    finally:
+        broker.stop()
+
+
+async def shot(page: Any, name: str) -> None:
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def opened_record(env: Env) -> dict[str, Any]:
+    return next(
+        r for r in env.rx.records if r.get("event") == "opened" and r["root_cause"]["alarm_id"] == ROOT_KEY
+    )
+
+
+async def test_an_incident_appears_live_without_a_reload(env: Env) -> None:
+    page = await env.page()
+    await page.goto(f"{env.base}/")
+    assert page.url == f"{env.base}/ui/"
+    await page.wait_for_selector("text=No open incidents.")
+    await page.evaluate("window.__same_page = 42")  # gone if the page were reloaded
+    await page.wait_for_timeout(300)  # the event stream is connected
+    await publish(env.broker, with_prefix(fiber_cut()[:51], PREFIX))
+    row = page.locator("tr[data-incident]", has_text="agg-3")
+    await row.wait_for(timeout=20_000)
+    assert await page.evaluate("window.__same_page") == 42
+    assert await row.locator(".prio").inner_text() == "P1"
+    assert "Outage" in await row.inner_text()
+    assert "platinum 20" in await row.inner_text()
+    assert await page.locator("nav.counts a.count.p1 b").inner_text() == "1"
+    env.state["incident"] = await row.get_attribute("data-incident") or ""
+    await shot(page, "incidents")
+    await page.emulate_media(color_scheme="dark")
+    await shot(page, "incidents-dark")
+    await page.context.close()
+
+
+async def test_the_detail_shows_the_suppression_tree_and_the_impact(env: Env) -> None:
+    page = await env.page()
+    await page.goto(f"{env.base}/ui/")
+    await page.locator("tr[data-incident] a.open", has_text="agg-3").click()
+    await page.wait_for_selector("#tree-title")
+    assert page.url.endswith(f"/ui/incidents/{env.state['incident']}")
+    tree = page.locator("ul.tree")
+    assert await tree.locator("code", has_text=ROOT_KEY).count() >= 1
+    assert await tree.locator(".reason").count() == 50
+    assert "default/topology-root-cause" in await tree.locator(".reason").first.inner_text()
+    tiers = page.locator("table", has=page.locator("caption", has_text="Customers by SLA tier"))
+    assert "platinum" in await tiers.inner_text()
+    assert await tiers.locator("tr", has_text="bronze").locator("td").first.inner_text() == "600"
+    assert "Priority breakdown" in await page.locator("#prio-title").inner_text()
+    # Times: local text, UTC on hover
+    opened = page.locator(".facts time").first
+    assert (await opened.get_attribute("title") or "").endswith("UTC")
+    await shot(page, "incident")
+    await page.emulate_media(color_scheme="dark")
+    await shot(page, "incident-dark")
+    await page.context.close()
+
+
+async def test_ack_from_the_form_updates_the_record_and_the_webhook(env: Env) -> None:
+    iid = env.state["incident"]
+    page = await env.page()
+    await page.goto(f"{env.base}/ui/incidents/{iid}")
+    await page.fill("input[name=by]", "alice")
+    await page.fill("input[name=note]", "fibre team dispatched")
+    await page.click("#ack-form button[type=submit]")
+    await page.wait_for_selector("text=✓ by alice")
+    record = env.daemon.incident(iid)
+    assert record is not None
+    assert record["acknowledged"]["by"] == "alice"
+    assert record["acknowledged"]["note"] == "fibre team dispatched"
+    await until(
+        lambda: any((r.get("acknowledged") or {}).get("by") == "alice" for r in env.rx.records),
+        timeout=10,
+        what="the acknowledged record at the webhook",
+    )
+    await page.goto(f"{env.base}/ui/?ack=yes")
+    assert "✓ alice" in await page.locator("tr[data-incident]").first.inner_text()
+    await page.context.close()
+
+
+async def test_filters_live_in_the_url_and_survive_a_reload(env: Env) -> None:
+    page = await env.page()
+    await page.goto(f"{env.base}/ui/")
+    await page.select_option("select[name=priority]", "1")
+    await page.select_option("select[name=region]", "south")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_url("**/ui/?priority=1&region=south*")
+    await page.reload()
+    assert await page.locator("select[name=priority]").input_value() == "1"
+    assert await page.locator("select[name=region]").input_value() == "south"
+    assert await page.locator("tr[data-incident]", has_text="agg-3").count() == 1
+    await page.select_option("select[name=state]", "degraded")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_selector("text=No open incident matches these filters.")
+    assert "state=degraded" in page.url
+    await page.context.close()
+
+
+async def test_every_alarm_field_is_escaped(env: Env) -> None:
+    evil_alarm = alarm("olt-7", EVIL, 5, "major", sp=EVIL)
+    evil_alarm["payload"]["text"] = EVIL
+    await publish(env.broker, with_prefix([evil_alarm], PREFIX))
+    page = await env.page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    await page.goto(f"{env.base}/ui/")
+    row = page.locator("tr[data-incident]", has_text="olt-7")
+    await row.wait_for(timeout=20_000)
+    assert EVIL in await row.inner_text()  # shown as text, literally
+    await row.locator("a.open").click()
+    await page.wait_for_selector("#tree-title")
+    assert EVIL in await page.locator("hgroup.title").inner_text()
+    assert await page.evaluate("window.__xss") is None
+    assert dialogs == []
+    await shot(page, "escaping")
+    await page.context.close()
+
+
+async def test_login_with_the_token_sets_an_httponly_cookie(env: Env) -> None:
+    async with HttpApi(HttpSettings(port=0, token=TOKEN), env.daemon, env.daemon.metrics) as api:
+        base = f"http://127.0.0.1:{api.port}"
+        page = await env.page()
+        await page.goto(f"{base}/ui/?priority=1")
+        assert "/ui/login" in page.url
+        await shot(page, "login")
+        await page.fill("input[name=token]", "wrong")
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("text=That token is not valid.")
+        await page.fill("input[name=token]", TOKEN)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{base}/ui/?priority=1")
+        await page.locator("tr[data-incident]", has_text="agg-3").wait_for()
+        (cookie,) = await page.context.cookies()
+        assert cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Strict"
+        assert TOKEN not in cookie["value"]
+        assert await page.evaluate("document.cookie") == ""  # not readable by a script
+        await page.click("text=Sign out")
+        await page.wait_for_url(f"{base}/ui/login")
+        await page.goto(f"{base}/ui/")
+        assert "/ui/login" in page.url
+        await page.context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_pages_pass_axe_accessibility_checks(env: Env, scheme: str) -> None:
+    page = await env.page(bypass_csp=True, color_scheme=scheme)  # axe is injected as an inline script
+    found: dict[str, list[str]] = {}
+    for path in ("/ui/", f"/ui/incidents/{env.state['incident']}"):
+        await page.goto(f"{env.base}{path}")
+        await page.wait_for_selector("main")
+        await page.add_script_tag(content=AXE)
+        result = await page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations.map(v =>"
+            " v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))"
+        )
+        if result:
+            found[path] = result
+    assert found == {}
+    await page.context.close()
+
+
+async def test_no_content_security_policy_violation_was_reported(env: Env) -> None:
+    await asyncio.sleep(0)
+    assert env.csp_errors == []

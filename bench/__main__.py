@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import daemon, replay, topology
+from bench import daemon, dashboard, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
         daemon.main,
         "the daemon against a real Mosquitto: receive rates and publish-to-webhook latency",
     ),
+    "dashboard": (dashboard.main, "the dashboard's incident list with 5,000 open incidents and 100k alarms"),
 }
 
 

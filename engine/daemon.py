@@ -576,6 +576,10 @@ class Daemon(CoreView):
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)
 
+    def incident_history(self, incident_id: str) -> list[dict[str, Any]]:
+        """A summary of each version of the incident, oldest first (the dashboard's timeline)."""
+        return self.store.incident_history(incident_id)
+
     def incidents(
         self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
     ) -> list[dict[str, Any]]:

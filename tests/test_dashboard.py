@@ -479,3 +479,66 @@ async def test_event_stream_announces_a_change() -> None:
                 while b"event: inc-0001" not in got:
                     got += await stream.content.readany()
         assert b"event: incidents\n" in got
+
+
+def test_timeline_says_what_changed_each_version() -> None:
+    base = {"priority": 2, "state": "degraded", "score": 61.2, "customers": 20, "alarms": 1, "suppressed": 0}
+    history = [
+        {**base, "version": 1, "event": "opened", "time": format_time(1767225600)},
+        {
+            **base,
+            "version": 2,
+            "event": "updated",
+            "time": format_time(1767225660),
+            "priority": 1,
+            "state": "outage",
+            "score": 87.6,
+            "customers": 1000,
+            "alarms": 51,
+            "suppressed": 50,
+        },
+        {
+            **base,
+            "version": 3,
+            "event": "updated",
+            "time": format_time(1767225700),
+            "priority": 1,
+            "state": "outage",
+            "score": 87.6,
+            "customers": 1000,
+            "alarms": 51,
+            "suppressed": 50,
+            "acknowledged": {"by": "ann", "note": "on it"},
+        },
+        {
+            **base,
+            "version": 4,
+            "event": "resolved",
+            "time": format_time(1767226000),
+            "priority": 1,
+            "state": "outage",
+            "score": 87.6,
+            "customers": 1000,
+            "alarms": 51,
+            "suppressed": 50,
+            "acknowledged": {"by": "ann", "note": "on it"},
+        },
+    ]
+    steps = views.timeline(history)
+    assert [(s.version, s.event) for s in steps] == [
+        (1, "opened"),
+        (2, "updated"),
+        (3, "updated"),
+        (4, "resolved"),
+    ]
+    assert steps[0].changes == ["P2 degraded, score 61.2, 20 customers, 1 alarm (0 suppressed)"]
+    assert steps[1].changes == [
+        "priority P2 → P1",
+        "state degraded → outage",
+        "score 61.2 → 87.6",
+        "customers 20 → 1000",
+        "51 alarms (50 suppressed)",
+    ]
+    assert steps[2].changes == ["acknowledged by ann: on it"]
+    assert steps[3].changes == ["every alarm cleared (after the hold-down)"]
+    assert steps[1].time == 1767225660

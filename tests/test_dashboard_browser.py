@@ -148,6 +148,9 @@ async def test_the_detail_shows_the_suppression_tree_and_the_impact(env: Env) ->
     assert "platinum" in await tiers.inner_text()
     assert await tiers.locator("tr", has_text="bronze").locator("td").first.inner_text() == "600"
     assert "Priority breakdown" in await page.locator("#prio-title").inner_text()
+    timeline = await page.locator("ol.timeline").inner_text()
+    assert "opened" in timeline
+    assert "51 alarms (50 suppressed)" in timeline
     # Times: local text, UTC on hover
     opened = page.locator(".facts time").first
     assert (await opened.get_attribute("title") or "").endswith("UTC")
@@ -165,6 +168,7 @@ async def test_ack_from_the_form_updates_the_record_and_the_webhook(env: Env) ->
     await page.fill("input[name=note]", "fibre team dispatched")
     await page.click("#ack-form button[type=submit]")
     await page.wait_for_selector("text=✓ by alice")
+    assert "acknowledged by alice: fibre team dispatched" in await page.locator("ol.timeline").inner_text()
     record = env.daemon.incident(iid)
     assert record is not None
     assert record["acknowledged"]["by"] == "alice"

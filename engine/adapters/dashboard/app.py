@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import jinja2
@@ -64,6 +64,13 @@ class DashboardCore(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     async def acknowledge(self, incident_id: str, *, by: str, note: str | None) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """A core that keeps a summary of every incident version (the daemon does, in its store)."""
+
+    def incident_history(self, incident_id: str) -> list[dict[str, Any]]: ...
 
 
 class Page(Exception):
@@ -337,7 +344,12 @@ class Dashboard:
         if record is None:
             raise Page(404, "No such incident", f"The engine holds no incident {incident_id!r}.")
         tree, others, left_out = views.suppression_tree(record)
+        core = self._core
+        steps = (
+            views.timeline(core.incident_history(incident_id)) if isinstance(core, HistorySource) else None
+        )
         return {
+            "steps": steps,
             "rec": record,
             "row": views.row_of(record),
             "tree": tree,

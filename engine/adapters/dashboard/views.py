@@ -35,12 +35,14 @@ __all__ = [
     "row_of",
     "select",
     "suppression_tree",
+    "timeline",
 ]
 
 PAGE_SIZE: Final = 50
 PRIORITIES: Final = (1, 2, 3, 4, 5)
 STATES: Final = ("outage", "degraded", "at_risk")
 ACK_CHOICES: Final = ("yes", "no")
+STATE_WORDS: Final = {"outage": "outage", "degraded": "degraded", "at_risk": "at risk"}
 FULL_READ: Final = 10_000_000  # "every record": the store's LIMIT
 TIER_ORDER: Final = ("platinum", "gold", "silver", "bronze")
 MAX_TREE: Final = 2000  # suppressed alarms drawn in one incident's tree; the rest are counted
@@ -383,3 +385,73 @@ def _loops(parent: Mapping[str, str], aid: str) -> bool:
         seen.add(at)
         at = parent[at]
     return False
+
+
+# ---------------------------------------------------------------------------------- the timeline
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    version: int
+    event: str
+    time: float
+    changes: list[str]
+
+
+def _plural(n: Any, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
+    """Each version of an incident (``Store.incident_history`` summaries) with what changed since
+    the one before it, in words: opened → updated … → resolved."""
+    steps: list[Step] = []
+    before: Mapping[str, Any] | None = None
+    for h in history:
+        changes: list[str] = []
+        if before is None:
+            state = STATE_WORDS.get(str(h.get("state")), h.get("state"))
+            changes.append(
+                f"P{h.get('priority')} {state}, score {h.get('score')},"
+                f" {_plural(h.get('customers') or 0, 'customer')}, {_plural(h.get('alarms') or 0, 'alarm')}"
+                f" ({h.get('suppressed') or 0} suppressed)"
+            )
+        else:
+            if h.get("priority") != before.get("priority"):
+                changes.append(f"priority P{before.get('priority')} → P{h.get('priority')}")
+            if h.get("state") != before.get("state"):
+                old, new = before.get("state"), h.get("state")
+                changes.append(f"state {STATE_WORDS.get(str(old), old)} → {STATE_WORDS.get(str(new), new)}")
+            if h.get("score") != before.get("score") and h.get("event") != "resolved":
+                changes.append(f"score {before.get('score')} → {h.get('score')}")
+            if h.get("root") != before.get("root"):
+                changes.append(f"root alarm {before.get('root')} → {h.get('root')}")
+            if h.get("customers") != before.get("customers"):
+                changes.append(f"customers {before.get('customers')} → {h.get('customers')}")
+            if h.get("services") != before.get("services"):
+                changes.append("services " + ", ".join(f"{k} {v}" for k, v in sorted(h["services"].items())))
+            if h.get("alarms") != before.get("alarms") or h.get("suppressed") != before.get("suppressed"):
+                changes.append(
+                    f"{_plural(h.get('alarms') or 0, 'alarm')} ({h.get('suppressed') or 0} suppressed)"
+                )
+            if h.get("severity") != before.get("severity"):
+                changes.append(f"severity {before.get('severity')} → {h.get('severity')}")
+            ack, was = h.get("acknowledged"), before.get("acknowledged")
+            if ack and ack != was:
+                changes.append(
+                    f"acknowledged by {ack.get('by')}" + (f": {ack['note']}" if ack.get("note") else "")
+                )
+            if h.get("breached") != before.get("breached") and h.get("breached"):
+                changes.append(f"SLA: {_plural(h.get('breached'), 'customer')} in breach")
+            elif h.get("seconds_to_breach") != before.get("seconds_to_breach") and not changes:
+                left = h.get("seconds_to_breach")
+                changes.append("SLA milestone" + (f": {round(left / 60)} min to breach" if left else ""))
+            if h.get("event") == "resolved":
+                changes.append("every alarm cleared (after the hold-down)")
+            if not changes:
+                changes.append("re-assessed, nothing shown here changed")
+        steps.append(
+            Step(int(h.get("version") or 0), str(h.get("event") or ""), _time(h.get("time"), 0.0), changes)
+        )
+        before = h
+    return steps

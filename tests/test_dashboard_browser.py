@@ -75,7 +75,7 @@ class Env:
 
         def on_console(msg: Any) -> None:
             if "Content Security Policy" in msg.text or "Content-Security-Policy" in msg.text:
-                self.csp_errors.append(msg.text)
+                self.csp_errors.append(f"{page.url}: {msg.text}")
 
         page.on("console", on_console)
         return page
@@ -247,11 +247,48 @@ async def test_login_with_the_token_sets_an_httponly_cookie(env: Env) -> None:
         await page.context.close()
 
 
+async def test_alarms_page_lists_roots_and_symptoms_with_filters(env: Env) -> None:
+    page = await env.page()
+    await page.goto(f"{env.base}/ui/alarms?suppressed=yes&element=olt-0")
+    rows = page.locator("table.alarms tbody tr")
+    assert await rows.count() == 50
+    assert ROOT_KEY in await rows.first.inner_text()  # suppressed by the root
+    await page.goto(f"{env.base}/ui/alarms?suppressed=no")
+    text = await page.locator("table.alarms").inner_text()
+    assert ROOT_KEY.split(":", maxsplit=1)[0] in text
+    assert EVIL in text  # the attacker's alarm, as text
+    await shot(page, "alarms")
+    await page.goto(f"{env.base}/ui/alarms?severity=bogus")
+    assert "severity: expected one of critical" in await page.locator("main").inner_text()
+    await page.context.close()
+
+
+async def test_element_page_draws_its_neighbourhood(env: Env) -> None:
+    page = await env.page()
+    await page.goto(f"{env.base}/ui/incidents/{env.state['incident']}")
+    await page.locator(".facts a", has_text="agg-3").click()
+    await page.wait_for_url("**/ui/elements/agg-3")
+    assert "down" in await page.locator("hgroup.title").inner_text()
+    await page.wait_for_selector("#graph[data-ready]")
+    assert (
+        int(await page.get_attribute("#graph", "data-ready") or 0) == 11
+    )  # core-1, agg-3, 8 OLTs, "+42 more"
+    assert await page.locator("table tbody tr", has_text="lossOfSignal").count() == 1
+    await shot(page, "element")
+    graph = await (await page.request.get(f"{env.base}/ui/elements/olt-7/graph.json")).json()
+    nodes = {n["data"]["id"]: n["data"] for n in graph["elements"]["nodes"]}
+    assert nodes["agg-1"]["parent"] == nodes["agg-2"]["parent"] == "group:agg-1|agg-2"
+    assert nodes["olt-7"]["health"] == "degraded"
+    assert "degraded" in nodes["olt-7"]["label"]  # the health in words, not only in colour
+    assert {"core-1", "pwr-c", "cell-c1"} <= set(nodes)
+    await page.context.close()
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_pages_pass_axe_accessibility_checks(env: Env, scheme: str) -> None:
     page = await env.page(bypass_csp=True, color_scheme=scheme)  # axe is injected as an inline script
     found: dict[str, list[str]] = {}
-    for path in ("/ui/", f"/ui/incidents/{env.state['incident']}"):
+    for path in ("/ui/", f"/ui/incidents/{env.state['incident']}", "/ui/alarms", "/ui/elements/olt-7"):
         await page.goto(f"{env.base}{path}")
         await page.wait_for_selector("main")
         await page.add_script_tag(content=AXE)

@@ -31,7 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from engine import __version__
-from engine.adapters.dashboard import views
+from engine.adapters.dashboard import network, views
 from engine.adapters.dashboard.security import COOKIE, Sessions, same_origin, security_headers
 from engine.errors import EngineError
 
@@ -58,6 +58,8 @@ class DashboardCore(Protocol):
     """What the dashboard reads and does: the API's ``CoreView`` methods it uses."""
 
     def incident(self, incident_id: str) -> dict[str, Any] | None: ...
+
+    def element(self, ne_id: str) -> dict[str, Any] | None: ...
 
     def incidents(
         self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
@@ -171,6 +173,9 @@ class Dashboard:
         r.add_get("/incidents/{id}", self._incident, name="incident")
         r.add_get("/incidents/{id}/live", self._incident_live, name="incident-live")
         r.add_post("/incidents/{id}/ack", self._ack, name="ack")
+        r.add_get("/alarms", self._alarms, name="alarms")
+        r.add_get("/elements/{id}", self._element, name="element")
+        r.add_get("/elements/{id}/graph.json", self._element_graph, name="element-graph")
         r.add_get("/events", self._events, name="events")
         r.add_get("/login", self._login_form, name="login")
         r.add_post("/login", self._login, name="login-post")
@@ -393,6 +398,44 @@ class Dashboard:
         log.info("incident acknowledged", incident_id=incident_id, by=by, via="dashboard")
         self._refresh(force=True)
         raise web.HTTPSeeOther(f"{PREFIX}/incidents/{quote(incident_id, safe='')}")
+
+    # -- alarms and elements -------------------------------------------------------------------
+
+    def _pipeline(self) -> Any:
+        core = self._core
+        if not isinstance(core, network.PipelineView):
+            raise Page(501, "Not available", "This core does not expose its alarms and topology.")
+        return core.pipeline
+
+    async def _alarms(self, request: web.Request) -> web.Response:
+        try:
+            filters = network.AlarmFilters.parse(request.query)
+        except network.AlarmFilterError as exc:
+            raise Page(400, "Bad filter", str(exc)) from None
+        page = network.alarm_page(self._pipeline(), filters)
+        return self._render(
+            request,
+            "alarms.html",
+            filters=filters,
+            page=page,
+            severities=network.SEVERITIES,
+            page_name="alarms",
+        )
+
+    async def _element(self, request: web.Request) -> web.Response:
+        ne_id = request.match_info["id"]
+        view = self._core.element(ne_id)
+        if view is None:
+            raise Page(404, "No such element", f"The topology has no element {ne_id!r}.")
+        return self._render(request, "element.html", view=view, page_name="element")
+
+    async def _element_graph(self, request: web.Request) -> web.Response:
+        ne_id = request.match_info["id"]
+        pipeline = self._pipeline()
+        if ne_id not in pipeline.topology:
+            raise Page(404, "No such element", f"The topology has no element {ne_id!r}.")
+        graph = network.neighbourhood(pipeline, ne_id)
+        return web.json_response(graph, headers={"Cache-Control": "no-store"})
 
     # -- the live stream -----------------------------------------------------------------------
 

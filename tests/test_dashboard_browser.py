@@ -284,11 +284,40 @@ async def test_element_page_draws_its_neighbourhood(env: Env) -> None:
     await page.context.close()
 
 
+async def test_operations_page_shows_dead_letters_receivers_rules_and_reloads(env: Env) -> None:
+    await publish(env.broker, [(f"{PREFIX}/alarms/olt-001", b'{"ne_id": "olt-001", "severity": "loud"')])
+    page = await env.page()
+    await page.goto(f"{env.base}/ui/operations")
+    await until(lambda: bool(env.daemon.store.dead_letters(limit=1)), timeout=10, what="the dead letter")
+    await page.reload()
+    dead = page.locator("section", has=page.locator("#dl-title"))
+    assert "malformed JSON" in await dead.inner_text()
+    receivers = await page.locator("section", has=page.locator("#rx-title")).inner_text()
+    assert "noc" in receivers
+    assert "closed" in receivers
+    rule = page.locator("tr", has=page.locator("code", has_text="default/topology-root-cause"))
+    assert (await rule.locator("td.num").inner_text()).strip() == "50"
+    await shot(page, "operations")
+    await page.click("text=Reload rulesets and topology")
+    await page.wait_for_selector("text=✓ Reloaded")
+    assert "reloaded (" in await page.locator(".flash").inner_text()
+    assert env.daemon.last_reload is not None
+    assert env.daemon.last_reload["ok"] is True
+    await page.context.close()
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 async def test_pages_pass_axe_accessibility_checks(env: Env, scheme: str) -> None:
     page = await env.page(bypass_csp=True, color_scheme=scheme)  # axe is injected as an inline script
     found: dict[str, list[str]] = {}
-    for path in ("/ui/", f"/ui/incidents/{env.state['incident']}", "/ui/alarms", "/ui/elements/olt-7"):
+    paths = (
+        "/ui/",
+        f"/ui/incidents/{env.state['incident']}",
+        "/ui/alarms",
+        "/ui/elements/olt-7",
+        "/ui/operations",
+    )
+    for path in paths:
         await page.goto(f"{env.base}{path}")
         await page.wait_for_selector("main")
         await page.add_script_tag(content=AXE)

@@ -75,6 +75,15 @@ class HistorySource(Protocol):
     def incident_history(self, incident_id: str) -> list[dict[str, Any]]: ...
 
 
+@runtime_checkable
+class OperationsSource(Protocol):
+    """A core that reports on itself (the daemon's ``operations``) and can reload its files."""
+
+    def operations(self) -> dict[str, Any]: ...
+
+    async def reload(self) -> tuple[bool, str]: ...
+
+
 class Page(Exception):
     """An error page: raised by handlers, rendered by the middleware."""
 
@@ -176,6 +185,8 @@ class Dashboard:
         r.add_get("/alarms", self._alarms, name="alarms")
         r.add_get("/elements/{id}", self._element, name="element")
         r.add_get("/elements/{id}/graph.json", self._element_graph, name="element-graph")
+        r.add_get("/operations", self._operations, name="operations")
+        r.add_post("/operations/reload", self._reload, name="reload")
         r.add_get("/events", self._events, name="events")
         r.add_get("/login", self._login_form, name="login")
         r.add_post("/login", self._login, name="login-post")
@@ -436,6 +447,36 @@ class Dashboard:
             raise Page(404, "No such element", f"The topology has no element {ne_id!r}.")
         graph = network.neighbourhood(pipeline, ne_id)
         return web.json_response(graph, headers={"Cache-Control": "no-store"})
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def _ops_core(self) -> OperationsSource:
+        core = self._core
+        if not isinstance(core, OperationsSource):
+            raise Page(501, "Not available", "This core does not report on itself.")
+        return core
+
+    async def _operations(self, request: web.Request) -> web.Response:
+        ops = self._ops_core().operations()
+        flash = request.query.get("reload")
+        return self._render(
+            request,
+            "operations.html",
+            ops=ops,
+            flash=flash if flash in ("ok", "refused") else None,
+            page_name="operations",
+        )
+
+    async def _reload(self, request: web.Request) -> web.StreamResponse:
+        core = self._ops_core()
+        form = await request.post()
+        self._require_csrf(request, form)
+        try:
+            ok, message = await core.reload()
+        except EngineError as exc:
+            raise Page(503, "Not reloaded", f"The engine refused it for now: {exc}. Try again.") from None
+        log.info("reload from the dashboard", ok=ok, message=message)
+        raise web.HTTPSeeOther(f"{PREFIX}/operations?reload={'ok' if ok else 'refused'}")
 
     # -- the live stream -----------------------------------------------------------------------
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -303,6 +305,39 @@ async def test_operations_page_shows_dead_letters_receivers_rules_and_reloads(en
     assert "reloaded (" in await page.locator(".flash").inner_text()
     assert env.daemon.last_reload is not None
     assert env.daemon.last_reload["ok"] is True
+    await page.context.close()
+
+
+async def test_service_quality_charts_a_scopes_kqis_with_their_thresholds(env: Env) -> None:
+    now = time.time()
+    samples = [
+        {
+            "probe_id": "p-dash",
+            "target": "olt-010",
+            "service": "voip",
+            "time": now - 90 + 5 * i,
+            "metrics": {"latency_ms": 40.0 + i, "jitter_ms": 4.0, "loss_pct": 0.1},
+        }
+        for i in range(18)
+    ]
+    await publish(env.broker, [(f"{PREFIX}/probes/p-dash", orjson.dumps(s)) for s in samples])
+    page = await env.page()
+    await until(
+        lambda: "ne:olt-010/voip" in env.daemon.pipeline.quality.windows.scopes(), timeout=10, what="samples"
+    )
+    await page.goto(f"{env.base}/ui/quality?scope=ne:olt-010/voip")
+    await page.wait_for_selector("#charts[data-ready]")
+    assert int(await page.get_attribute("#charts", "data-ready") or 0) >= 3  # latency, jitter, loss (mos)
+    caption = await page.locator("figcaption", has_text="latency_ms").inner_text()
+    assert "voip.one_way_delay: target 150" in caption
+    assert "limit 400" in caption
+    assert await page.locator(".uplot canvas").count() >= 3
+    services = await page.locator("section", has=page.locator("#svc-title")).inner_text()
+    assert "voip" in services
+    assert "internet" in services
+    await shot(page, "quality")
+    await page.goto(f"{env.base}/ui/quality?scope=ne:nowhere/voip")
+    assert "No samples" in await page.locator("main").inner_text()
     await page.context.close()
 
 

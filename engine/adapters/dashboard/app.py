@@ -30,7 +30,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from engine import __version__
+from engine import __version__, reports
 from engine.adapters.dashboard import network, views
 from engine.adapters.dashboard.security import COOKIE, Sessions, same_origin, security_headers
 from engine.errors import EngineError
@@ -185,6 +185,8 @@ class Dashboard:
         r.add_get("/alarms", self._alarms, name="alarms")
         r.add_get("/elements/{id}", self._element, name="element")
         r.add_get("/elements/{id}/graph.json", self._element_graph, name="element-graph")
+        r.add_get("/quality", self._quality, name="quality")
+        r.add_get("/quality/series.json", self._quality_series, name="quality-series")
         r.add_get("/operations", self._operations, name="operations")
         r.add_post("/operations/reload", self._reload, name="reload")
         r.add_get("/events", self._events, name="events")
@@ -447,6 +449,35 @@ class Dashboard:
             raise Page(404, "No such element", f"The topology has no element {ne_id!r}.")
         graph = network.neighbourhood(pipeline, ne_id)
         return web.json_response(graph, headers={"Cache-Control": "no-store"})
+
+    # -- service quality -----------------------------------------------------------------------
+
+    async def _quality(self, request: web.Request) -> web.Response:
+        p = self._pipeline()
+        now = p.clock
+        scopes = p.quality.windows.scopes()
+        chosen = request.query.get("scope", "").strip()
+        if chosen and chosen not in scopes:
+            raise Page(404, "No samples", f"The engine holds no KPI samples for {chosen!r} now.")
+        element_scopes = [sc for sc in scopes if sc.startswith("ne:")][: network.MAX_SCOPES]
+        if not chosen and element_scopes:
+            chosen = element_scopes[0]
+        return self._render(
+            request,
+            "quality.html",
+            services=reports.services(p, now)["services"],
+            sla=reports.sla(p, now),
+            customers=reports.customers(p, now, limit=20),
+            scopes=element_scopes,
+            path_scopes=sum(1 for sc in scopes if sc.startswith("path:")),
+            scope=chosen,
+            page_name="quality",
+        )
+
+    async def _quality_series(self, request: web.Request) -> web.Response:
+        p = self._pipeline()
+        scope = request.query.get("scope", "")
+        return web.json_response(network.kqi_series(p, scope), headers={"Cache-Control": "no-store"})
 
     # -- operations ----------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ __all__ = ["AlarmFilters", "AlarmRow", "PipelineView", "alarm_page", "neighbourh
 ALARM_PAGE: Final = 100
 MAX_NODES: Final = 60
 MAX_FANOUT: Final = 8
+MAX_SCOPES: Final = 500  # element scopes offered in the chart's menu
+MAX_POINTS: Final = 2000  # points per chart series (evenly thinned beyond)
 SEVERITIES: Final = ("critical", "major", "minor", "warning", "indeterminate")
 HEALTH_WORDS: Final = {
     Health.OK: "ok",
@@ -251,3 +253,35 @@ def neighbourhood(
         n for n in shown if not any(m in members for item in topology.element(n).depends_on for m in item)
     ]
     return {"elements": {"nodes": nodes, "edges": edges}, "focus": ne_id, "roots": roots}
+
+
+# ------------------------------------------------------------------------------------- KQI charts
+
+
+def kqi_series(pipeline: Pipeline, scope: str) -> dict[str, Any]:
+    """The samples the engine holds for one scope (``ne:<id>/<service>``, ``path:<customer>/<service>``),
+    per metric, with the targets and limits of the KQIs that read that metric, for uPlot."""
+    service = scope.rsplit("/", 1)[1] if "/" in scope else None
+    kqis = pipeline.settings.quality.kqis.for_service(service) if service else ()
+    charts = []
+    for metric, (times, values) in pipeline.quality.windows.series(scope).items():
+        step = max(1, math.ceil(len(times) / MAX_POINTS))
+        charts.append(
+            {
+                "metric": metric,
+                "t": times[::step],
+                "v": values[::step],
+                "kqis": [
+                    {
+                        "name": k.name,
+                        "objective": k.objective,
+                        "target": k.target,
+                        "limit": k.limit,
+                        "window_s": k.window,
+                    }
+                    for k in kqis
+                    if k.metric == metric
+                ],
+            }
+        )
+    return {"scope": scope, "charts": charts}

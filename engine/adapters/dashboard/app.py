@@ -8,7 +8,7 @@ pages load no inline script or style, which the Content-Security-Policy enforces
 
 Data comes through the API's read paths only: ``incidents``/``incident`` of ``CoreView`` and
 ``acknowledge`` for the form. ``IncidentIndex`` (``views``) keeps the open incidents as rows; it
-is refreshed before each list is rendered and, while browsers are connected, twice a second by
+is refreshed before each list is rendered and, while an event stream is open, twice a second by
 one watcher task, which wakes the ``/ui/events`` streams (server-sent events) when something
 changed: ``incidents`` for the list, and one event named after each changed incident for its
 detail page. htmx then fetches the fragment again, under the URL's own filters.
@@ -44,6 +44,7 @@ HERE: Final = Path(__file__).resolve().parent
 POLL: Final = 0.5  # seconds between two reads of what changed, while a browser is connected
 KEEPALIVE: Final = 15.0  # seconds between two comments on an idle event stream
 MAX_EVENT_IDS: Final = 200  # per-incident events in one wake-up; beyond, the list event is enough
+LOGIN_DELAY: Final = 0.5  # seconds before answering a refused sign-in
 OPEN_ROUTES: Final = frozenset({"login", "static"})
 PRIORITY_NAMES: Final = {1: "critical", 2: "high", 3: "medium", 4: "low", 5: "informational"}
 STATE_NAMES: Final = {"outage": "Outage", "degraded": "Degraded", "at_risk": "At risk"}
@@ -170,6 +171,8 @@ class Dashboard:
         self._env = environment()
         self._wake = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        self._streams = 0  # open event streams
+        self._has_streams = asyncio.Event()
         self._closing = False
         self._last_refresh = 0.0
 
@@ -213,13 +216,19 @@ class Dashboard:
     async def _on_shutdown(self, app: web.Application) -> None:
         self._closing = True  # the event streams end, so the server's shutdown does not wait on them
         self._wake.set()
+        self._has_streams.set()
 
     def _start_watching(self) -> None:
         if self._watcher is None and not self._closing:
             self._watcher = asyncio.create_task(self._watch(), name="dashboard-watch")
 
     async def _watch(self) -> None:
+        """Read what changed every ``poll`` seconds while an event stream is open (a page view
+        refreshes the index itself)."""
         while not self._closing:
+            if self._streams == 0:
+                await self._has_streams.wait()
+                continue
             try:
                 self._refresh(force=True)
             except Exception:
@@ -525,6 +534,8 @@ class Dashboard:
         self._keep_session(request, response)
         security_headers(response, html=False)
         await response.prepare(request)
+        self._streams += 1
+        self._has_streams.set()
         await response.write(b"retry: 2000\n\n")
         touched: dict[str, int] = {}
         try:
@@ -544,8 +555,12 @@ class Dashboard:
                     await asyncio.wait_for(wake.wait(), timeout=KEEPALIVE)
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the browser went away
+        finally:
+            self._streams -= 1
+            if self._streams == 0:
+                self._has_streams.clear()
         return response
 
     # -- login ---------------------------------------------------------------------------------
@@ -568,6 +583,7 @@ class Dashboard:
         given = str(form.get("token") or "")
         if not given or not self.sessions.check_token(given):
             log.warning("dashboard login refused", remote=request.remote)
+            await asyncio.sleep(LOGIN_DELAY)  # slows down guessing
             error = "Enter the API token." if not given else "That token is not valid."
             return self._render(request, "login.html", 401, next=target, error=error, page_name="login")
         cookie, _ = self.sessions.issue()

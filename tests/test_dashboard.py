@@ -542,3 +542,18 @@ def test_timeline_says_what_changed_each_version() -> None:
     assert steps[2].changes == ["acknowledged by ann: on it"]
     assert steps[3].changes == ["every alarm cleared (after the hold-down)"]
     assert steps[1].time == 1767225660
+
+
+async def test_the_dashboard_can_be_turned_off() -> None:
+    settings = HttpSettings(port=0, token=TOKEN, dashboard=False)
+    async with (
+        HttpApi(settings, RecordCore(open_records()), Metrics(version="t", receivers=[])) as api,
+        aiohttp.ClientSession(f"http://127.0.0.1:{api.port}") as http,
+    ):
+        async with http.get("/ui/") as r:
+            assert r.status == 401  # like any other path of the API: the token first
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.get("/ui/", headers=headers) as r:
+            assert r.status == 404
+        async with http.get("/", headers=headers, allow_redirects=False) as r:
+            assert r.status == 404

@@ -296,11 +296,6 @@ def _ack_body(obj: Any) -> tuple[str, str | None]:
     return by, note
 
 
-def _dashboard(path: str) -> bool:
-    """The dashboard's pages (and ``/``, a redirect to them) check the token or session themselves."""
-    return path in ("/", DASHBOARD_PREFIX) or path.startswith(DASHBOARD_PREFIX + "/")
-
-
 def is_samples(obj: object) -> bool:
     """A probe payload (one sample or a ``samples`` batch) by its shape; anything else is an alarm."""
     return isinstance(obj, dict) and ("samples" in obj or "metrics" in obj)
@@ -406,7 +401,10 @@ class HttpApi:
         app.router.add_post("/events", self._events)
         app.router.add_post("/api/v2/alerts", self._alerts)
         app.router.add_post("/-/reload", self._reload)
-        Dashboard(self._core, token=self._settings.token, ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE)).mount(app)
+        if self._settings.dashboard:
+            Dashboard(self._core, token=self._settings.token, ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE)).mount(
+                app
+            )
         return app
 
     # -- middleware ---------------------------------------------------------------------------
@@ -464,7 +462,7 @@ class HttpApi:
 
         @web.middleware
         async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if token is not None and request.path not in OPEN_PATHS and not _dashboard(request.path):
+            if token is not None and request.path not in OPEN_PATHS and not self._dashboard(request.path):
                 scheme, _, given = request.headers.get("Authorization", "").partition(" ")
                 challenge = {"WWW-Authenticate": 'Bearer realm="engine"'}
                 if scheme.lower() != "bearer" or not given.strip():
@@ -474,6 +472,12 @@ class HttpApi:
             return await handler(request)
 
         return auth
+
+    def _dashboard(self, path: str) -> bool:
+        """The dashboard's pages (and ``/``, a redirect to them) check the token or session themselves."""
+        if not self._settings.dashboard:
+            return False
+        return path in ("/", DASHBOARD_PREFIX) or path.startswith(DASHBOARD_PREFIX + "/")
 
     def _size_mw(self) -> Any:
         @web.middleware

@@ -21,7 +21,10 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
         daemon.main,
         "the daemon against a real Mosquitto: receive rates and publish-to-webhook latency",
     ),
-    "dashboard": (dashboard.main, "the dashboard's incident list with 5,000 open incidents and 100k alarms"),
+    "dashboard": (
+        dashboard.main,
+        "the dashboard's incident and alarm lists: 5,000 open incidents, 100k alarms",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ redundancy groups as compound nodes), and what depends on it for ``depth`` level
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -145,12 +146,16 @@ def _row(a: ActiveAlarm, suppressed_by: str | None) -> AlarmRow:
 
 
 def alarm_page(pipeline: Pipeline, filters: AlarmFilters, *, size: int = ALARM_PAGE) -> AlarmPage:
-    """The active alarms that match, most severe and most recent first, one page of them."""
+    """The active alarms that match, most severe and most recent first, one page of them.
+
+    One pass over the active alarms (counting per severity and keeping the matches), then only the
+    first ``page * size`` matches are ordered (a heap), not all of them."""
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     by_severity = dict.fromkeys(SEVERITIES, 0)
-    chosen: list[tuple[int, float, str, ActiveAlarm]] = []
     needle = filters.element.lower() if filters.element else None
     book = pipeline.incidents
+    wanted_suppressed = None if filters.suppressed is None else filters.suppressed == "yes"
+    chosen: list[ActiveAlarm] = []
     total_active = 0
     for a in pipeline.alarms.active():
         total_active += 1
@@ -161,18 +166,18 @@ def alarm_page(pipeline: Pipeline, filters: AlarmFilters, *, size: int = ALARM_P
             continue
         if filters.flapping == "yes" and not a.flapping:
             continue
-        if filters.suppressed is not None and (book.suppression(a.key) is not None) != (
-            filters.suppressed == "yes"
-        ):
+        if wanted_suppressed is not None and (book.suppression(a.key) is not None) != wanted_suppressed:
             continue
-        chosen.append((rank.get(a.severity, len(SEVERITIES)), -a.last_seen, a.key, a))
-    chosen.sort(key=lambda t: t[:3])
+        chosen.append(a)
     total = len(chosen)
     pages = max(1, math.ceil(total / size))
     page = min(filters.page, pages)
     start = (page - 1) * size
+    first = heapq.nsmallest(
+        start + size, chosen, key=lambda a: (rank.get(a.severity, len(SEVERITIES)), -a.last_seen, a.key)
+    )
     shown = []
-    for *_, a in chosen[start : start + size]:
+    for a in first[start:]:
         sup = book.suppression(a.key)
         shown.append(_row(a, sup.root if sup else None))
     return AlarmPage(

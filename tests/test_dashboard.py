@@ -371,6 +371,12 @@ async def test_filters_pages_and_bad_filters_over_http() -> None:
             html = await r.text()
         assert "51–100 of 130" in html
         assert 'href="/ui/?page=3" rel="next"' in html
+        async with http.get("/ui/nowhere") as r:
+            assert r.status == 404
+            assert r.headers["Content-Security-Policy"] == CSP
+        async with http.post("/ui/alarms") as r:
+            assert r.status == 405
+            assert r.headers["Allow"] == "GET,HEAD"
         async with http.get("/ui/?priority=9") as r:
             assert r.status == 400
             assert "priority: expected 1 to 5, got &#39;9&#39;" in await r.text()

@@ -268,6 +268,8 @@ class Dashboard:
                     self._keep_session(request, response)
                     return response
                 response = self._render(request, "error.html", exc.status, title=exc.reason, detail="")
+                if "Allow" in exc.headers:  # a 405 says what is allowed
+                    response.headers["Allow"] = exc.headers["Allow"]
             except Exception:
                 log.exception("dashboard handler failed", path=request.path)
                 response = self._render(

@@ -153,9 +153,15 @@ async def test_the_detail_shows_the_suppression_tree_and_the_impact(env: Env) ->
     timeline = await page.locator("ol.timeline").inner_text()
     assert "opened" in timeline
     assert "51 alarms (50 suppressed)" in timeline
-    # Times: local text, UTC on hover
+    # Times: UTC here (the browser's zone), and in Tokyo time for a browser there, UTC on hover
     opened = page.locator(".facts time").first
     assert (await opened.get_attribute("title") or "").endswith("UTC")
+    tokyo = await env.page(timezone_id="Asia/Tokyo")
+    await tokyo.goto(page.url)
+    local = tokyo.locator(".facts time").first
+    assert "GMT+9" in await local.inner_text()
+    assert (await local.get_attribute("title") or "").endswith("UTC")
+    await tokyo.context.close()
     await shot(page, "incident")
     await page.emulate_media(color_scheme="dark")
     await shot(page, "incident-dark")
@@ -180,8 +186,13 @@ async def test_ack_from_the_form_updates_the_record_and_the_webhook(env: Env) ->
         timeout=10,
         what="the acknowledged record at the webhook",
     )
+    # Another acknowledgement (through the API's path) shows on this page without a reload
+    await page.evaluate("window.__same_page = 7")
+    await env.daemon.acknowledge(iid, by="bob", note="taking over")
+    await page.locator(".facts", has_text="✓ by bob").wait_for(timeout=10_000)
+    assert await page.evaluate("window.__same_page") == 7
     await page.goto(f"{env.base}/ui/?ack=yes")
-    assert "✓ alice" in await page.locator("tr[data-incident]").first.inner_text()
+    assert "✓ bob" in await page.locator("tr[data-incident]").first.inner_text()
     await page.context.close()
 
 

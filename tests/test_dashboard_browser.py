@@ -287,7 +287,15 @@ async def test_element_page_draws_its_neighbourhood(env: Env) -> None:
         int(await page.get_attribute("#graph", "data-ready") or 0) == 11
     )  # core-1, agg-3, 8 OLTs, "+42 more"
     assert await page.locator("table tbody tr", has_text="lossOfSignal").count() == 1
+    assert "42 more not drawn" in await page.locator("details.neighbours summary").inner_text()
     await shot(page, "element")
+    # A click on a node of the graph opens that element
+    x, y = await page.evaluate(
+        "() => { const p = document.getElementById('graph').cy.$id('core-1').renderedPosition();"
+        " return [p.x, p.y]; }"
+    )
+    await page.locator("#graph").click(position={"x": x, "y": y})
+    await page.wait_for_url("**/ui/elements/core-1")
     graph = await (await page.request.get(f"{env.base}/ui/elements/olt-7/graph.json")).json()
     nodes = {n["data"]["id"]: n["data"] for n in graph["elements"]["nodes"]}
     assert nodes["agg-1"]["parent"] == nodes["agg-2"]["parent"] == "group:agg-1|agg-2"

@@ -451,7 +451,21 @@ class Dashboard:
         view = self._core.element(ne_id)
         if view is None:
             raise Page(404, "No such element", f"The topology has no element {ne_id!r}.")
-        return self._render(request, "element.html", view=view, page_name="element")
+        graph = (
+            network.neighbourhood(self._pipeline(), ne_id)
+            if isinstance(self._core, network.PipelineView)
+            else None
+        )
+        nodes = [n["data"] for n in graph["elements"]["nodes"]] if graph else []
+        neighbours = [n for n in nodes if not n.get("group") and not n.get("more") and n["id"] != ne_id]
+        return self._render(
+            request,
+            "element.html",
+            view=view,
+            neighbours=neighbours,
+            more=graph["left_out"] if graph else 0,
+            page_name="element",
+        )
 
     async def _element_graph(self, request: web.Request) -> web.Response:
         ne_id = request.match_info["id"]

@@ -257,7 +257,12 @@ def neighbourhood(
     roots = [
         n for n in shown if not any(m in members for item in topology.element(n).depends_on for m in item)
     ]
-    return {"elements": {"nodes": nodes, "edges": edges}, "focus": ne_id, "roots": roots}
+    return {
+        "elements": {"nodes": nodes, "edges": edges},
+        "focus": ne_id,
+        "roots": roots,
+        "left_out": sum(more.values()),
+    }
 
 
 # ------------------------------------------------------------------------------------- KQI charts

@@ -45,6 +45,7 @@
           if (n.data("group") || n.data("focus") || n.data("more")) return;
           window.location.href = box.dataset.prefix + "/elements/" + encodeURIComponent(n.id());
         });
+        box.cy = cy;  // for the browser tests
         box.dataset.ready = String(cy.nodes().length);
       });
   });

@@ -415,6 +415,10 @@ async def test_login_cookie_and_bearer_when_a_token_is_set() -> None:
             assert "That token is not valid." in await r.text()
         async with http.get("/ui/events") as r:
             assert r.status == 401
+        fragment = {"HX-Request": "true", "HX-Current-URL": "http://127.0.0.1/ui/?state=outage"}
+        async with http.get("/ui/incidents/live?state=outage", headers=fragment) as r:
+            assert r.status == 401  # htmx goes to the form with the whole page, not inside the table
+            assert r.headers["HX-Redirect"] == "/ui/login?next=%2Fui%2F%3Fstate%3Doutage"
         async with http.post(
             "/ui/login", data={"token": TOKEN, "next": "/ui/?priority=1"}, allow_redirects=False
         ) as r:

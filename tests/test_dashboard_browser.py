@@ -253,6 +253,15 @@ async def test_login_with_the_token_sets_an_httponly_cookie(env: Env) -> None:
         assert cookie["sameSite"] == "Strict"
         assert TOKEN not in cookie["value"]
         assert await page.evaluate("document.cookie") == ""  # not readable by a script
+        # The session ends (cookie gone) while the list is open: the next live refresh takes the
+        # whole page to the form, and the form back to the page
+        await page.wait_for_timeout(300)  # the event stream is connected
+        await page.context.clear_cookies()
+        await env.daemon.acknowledge(env.state["incident"], by="carol", note=None)
+        await page.wait_for_url(f"{base}/ui/login?next=%2Fui%2F%3Fpriority%3D1", timeout=10_000)
+        await page.fill("input[name=token]", TOKEN)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{base}/ui/?priority=1")
         await page.click("text=Sign out")
         await page.wait_for_url(f"{base}/ui/login")
         await page.goto(f"{base}/ui/")

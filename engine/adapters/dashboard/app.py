@@ -29,6 +29,7 @@ import jinja2
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from yarl import URL
 
 from engine import __version__, reports
 from engine.adapters.dashboard import network, views
@@ -88,11 +89,14 @@ class OperationsSource(Protocol):
 class Page(Exception):
     """An error page: raised by handlers, rendered by the middleware."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(title)
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = dict(headers or {})
 
 
 # ------------------------------------------------------------------------------ template helpers
@@ -259,6 +263,7 @@ class Dashboard:
                 response = await handler(request)
             except Page as exc:
                 response = self._render(request, "error.html", exc.status, title=exc.title, detail=exc.detail)
+                response.headers.update(exc.headers)
             except web.HTTPException as exc:
                 if exc.status < 400:  # a redirect, answered as a plain response
                     response = web.Response(status=exc.status, headers=exc.headers)
@@ -303,6 +308,17 @@ class Dashboard:
             request[NONCE] = nonce
             request[NEW_COOKIE] = cookie
             return
+        if request.method == "GET" and request.headers.get("HX-Request") == "true":
+            # htmx fetching a fragment for a page whose session ended: the whole page goes to the
+            # form (and back to that page after), rather than the form inside the incident table
+            current = URL(request.headers.get("HX-Current-URL", ""))
+            target = current.path_qs if current.path.startswith(PREFIX + "/") else f"{PREFIX}/"
+            raise Page(
+                401,
+                "Unauthorized",
+                "Sign in again: the session has ended.",
+                headers={"HX-Redirect": f"{PREFIX}/login?next={quote(target, safe='')}"},
+            )
         if request.method == "GET" and request.match_info.route.name not in ("events",):
             target = request.path_qs
             raise web.HTTPSeeOther(f"{PREFIX}/login?next={quote(target, safe='')}")

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import cluster, daemon, mining, replay, topology
+from bench import cluster, daemon, dashboard, mining, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "cluster": (
         cluster.main,
         "engines on a private 3-node NATS JetStream cluster: throughput of 1, 2, 3 engines, failover",
+    ),
+    "dashboard": (
+        dashboard.main,
+        "the dashboard's incident and alarm lists: 5,000 open incidents, 100k alarms",
     ),
 }
 

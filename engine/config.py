@@ -144,6 +144,7 @@ class HttpSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests)
     token: str | None = None  # bearer token required on every endpoint but /healthz and /readyz
     max_body: int = Field(1048576, ge=1024)
+    dashboard: bool = True  # the SOC dashboard under /ui (docs/dashboard.md)
 
 
 class Breaker(_Section):

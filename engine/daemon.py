@@ -31,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +64,7 @@ from engine.topology import load_topology
 log = structlog.get_logger("engine.daemon")
 
 MQTT_RECEIVER = "mqtt"
+RECENT_DEAD_LETTERS = 100  # the newest kept dead letters on the dashboard's Operations page
 BATCH = 500  # items applied before a commit is forced
 
 
@@ -139,6 +142,7 @@ class Daemon(CoreView):
         self._catch_up_deadline = 0.0
         self._rejections = RateLimited(burst=10, interval=10.0)
         self._dead_dropped_seen = 0
+        self.last_reload: dict[str, Any] | None = None  # time, ok, message
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> Daemon:
@@ -533,6 +537,11 @@ class Daemon(CoreView):
 
     def _reload(self, now: float) -> tuple[bool, str]:
         """Rulesets and topology from their files again, keeping every alarm and incident."""
+        ok, message = self._reload_files(now)
+        self.last_reload = {"time": now, "ok": ok, "message": message}
+        return ok, message
+
+    def _reload_files(self, now: float) -> tuple[bool, str]:
         try:
             fresh = self._build_pipeline()
         except (EngineError, OSError) as exc:
@@ -611,6 +620,10 @@ class Daemon(CoreView):
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)
 
+    def incident_history(self, incident_id: str) -> list[dict[str, Any]]:
+        """A summary of each version of the incident, oldest first (the dashboard's timeline)."""
+        return self.store.incident_history(incident_id)
+
     def incidents(
         self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
     ) -> list[dict[str, Any]]:
@@ -642,6 +655,64 @@ class Daemon(CoreView):
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's services, incidents, experience index, KQIs and SLA state."""
         return reports.customer(self.pipeline, customer_id, self.pipeline.clock)
+
+    def operations(self) -> dict[str, Any]:
+        """The engine's own state for operators (the dashboard's Operations page): readiness, intake,
+        message counts, recent dead letters, receivers (outbox and circuit), rules and their
+        decisions in force, the last reload. Read between two items of the core task."""
+        p = self.pipeline
+        in_force: Counter[str] = Counter()
+        active = 0
+        for a in p.alarms.active():
+            active += 1
+            sup = p.incidents.suppression(a.key)
+            if sup is not None:
+                in_force[sup.rule] += 1
+        stats = self.store.outbox_stats()
+        breakers = self.notifier.breaker_state()
+        receivers: list[dict[str, Any]] = [
+            {
+                "name": r.name,
+                "url": _without_userinfo(str(r.url)),
+                "outbox": stats.get(r.name, {"pending": 0, "delivered": 0, "dead": 0}),
+                "circuit": breakers.get(r.name, "closed"),
+            }
+            for r in self.settings.receivers
+        ]
+        if self.publisher is not None:
+            receivers.append(
+                {
+                    "name": MQTT_RECEIVER,
+                    "url": f"{self.settings.mqtt.url} {self.settings.mqtt.incident_topic}/<id>",
+                    "outbox": stats.get(MQTT_RECEIVER, {"pending": 0, "delivered": 0, "dead": 0}),
+                    "circuit": None,
+                }
+            )
+        rules = [
+            {
+                "name": cr.qualified,
+                "ruleset": cr.ruleset,
+                "form": cr.form,
+                "source": cr.source,
+                "in_force": in_force.get(cr.qualified, 0),
+            }
+            for cr in sorted(p.program.rules.values(), key=lambda r: r.order)
+        ]
+        return {
+            "readiness": self.readiness(),
+            "started_at": self._started_at,
+            "intake": {"depth": self.intake.qsize(), "capacity": self.intake.maxsize},
+            "messages": dict(p.stats.messages),
+            "invalid_reasons": dict(p.stats.invalid_reasons.most_common(20)),
+            "samples": p.stats.samples,
+            "active_alarms": active,
+            "dead_letters": self.store.dead_letters(limit=RECENT_DEAD_LETTERS),
+            "receivers": receivers,
+            "rules": rules,
+            "rule_firings": p.correlator.host.firings,
+            "last_reload": self.last_reload,
+            "recovered": dict(self.recovered),
+        }
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
         cmd = Command("msg", topic, payload, self._clock())
@@ -679,6 +750,11 @@ class Daemon(CoreView):
             self.metrics.intake_drop("http")
             raise Overloaded("the intake queue is full") from None
         return await cmd.done
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL to show: credentials in it (``https://user:pass@host``) masked."""
+    return re.sub(r"://[^/@]*@", "://***@", url)
 
 
 def _resolver(fut: asyncio.Future[Any], value: Any) -> Callable[[], None]:

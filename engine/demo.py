@@ -3,7 +3,8 @@
 An embedded MQTT broker (amqtt), the daemon (the real one: journal, outbox, signed webhooks, HTTP
 API), a simulated network publishing a scripted scenario over MQTT (a fiber cut with its alarm
 storm, a site power failure, a VoIP quality degradation, the recoveries), and a local webhook
-receiver that prints each incident record as it arrives. It ends with a summary.
+receiver that prints each incident record as it arrives. It ends with a summary. The first line
+printed is the dashboard's URL: the incidents appear there live while the story runs.
 
 The demo shortens the incident timers (settle 5 s, hold-down 10 s) so the whole story, recoveries
 included, fits in about a minute and a half; everything else runs on the shipped defaults.
@@ -88,6 +89,8 @@ async def run_demo(
             async with Daemon(settings) as daemon:
                 await _until(lambda: daemon.ready, timeout=10.0)
                 api = f"http://127.0.0.1:{daemon.http.port}" if daemon.http is not None else "(off)"
+                if daemon.http is not None:
+                    say(f"dashboard: {api}/ui/  (open it: the demo's incidents appear there live)")
                 say(f"engine demo: broker {broker.url}, webhook receiver {receiver.url}, HTTP API {api}")
                 seconds = plan.duration / rate
                 say(f"scenario {plan.name!r}: {plan.description} (~{seconds:.0f} s at rate {rate:g})")

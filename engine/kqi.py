@@ -599,6 +599,15 @@ class KqiWindows:
             out.append(KqiState(kqi, scope, value, samples, kqi.status(value, samples)))
         return out
 
+    def series(self, scope: str) -> dict[str, tuple[list[float], list[float]]]:
+        """The samples held for one scope, per metric: (times, values), copies, sorted by time.
+        Read-only: for charts (the dashboard's service-quality page)."""
+        return {
+            metric: (s.t[s.start :], s.v[s.start :])
+            for (sc, metric), s in sorted(self._series.items())
+            if sc == scope and len(s)
+        }
+
     def scopes(self) -> list[str]:
         """Scopes holding at least one sample, sorted."""
         return sorted({scope for scope, _ in self._series})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+
+import aiohttp
 
 from engine.demo import run_demo
 
@@ -11,9 +15,18 @@ async def test_the_demo_runs_end_to_end_and_every_incident_resolves() -> None:
     """At 20× speed the demo's fiber cut and power failure become P1/P2 incidents, delivered signed
     (one refused on purpose and retried), all resolved; nothing else is needed on the machine."""
     out = io.StringIO()
-    status = await run_demo(rate=20.0, http_port=0, out=out)
+    seen_live: list[str] = []
+    watcher = asyncio.create_task(_watch_dashboard(out, seen_live))
+    try:
+        status = await run_demo(rate=20.0, http_port=0, out=out)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
     text = out.getvalue()
     assert status == 0, text
+    assert text.splitlines()[0].startswith("dashboard: http://127.0.0.1:"), "the dashboard's URL comes first"
+    assert seen_live, "the fiber cut's incident showed on the dashboard while the demo ran"
     assert "OPENED   P1" in text
     assert "agg-3 lossOfSignal" in text
     assert "50 suppressed" in text
@@ -24,3 +37,16 @@ async def test_the_demo_runs_end_to_end_and_every_incident_resolves() -> None:
     resolved = int(summary.split("resolved ")[1].split(")")[0])
     assert opened >= 2
     assert resolved == opened
+
+
+async def _watch_dashboard(out: io.StringIO, seen: list[str]) -> None:
+    """Read the dashboard's URL from the demo's first line, then its incident list until agg-3 shows."""
+    while not out.getvalue().startswith("dashboard: "):
+        await asyncio.sleep(0.05)
+    url = out.getvalue().splitlines()[0].split()[1]
+    async with aiohttp.ClientSession() as http:
+        while not seen:
+            async with http.get(url) as r:
+                if "agg-3" in await r.text():
+                    seen.append(url)
+            await asyncio.sleep(0.2)

@@ -45,6 +45,18 @@ def kqi(**fields: Any) -> KqiDef:
 # --------------------------------------------------------------------------------------------- statuses
 
 
+def test_series_reads_a_scopes_samples_in_time_order_without_changing_them() -> None:
+    w = voice_windows()
+    for t, v in ((100.0, 200.0), (0.0, 100.0), (200.0, 300.0)):
+        w.observe(SCOPE, "latency_ms", v, t)
+    w.observe("ne:other", "latency_ms", 5.0, 0.0)
+    got = w.series(SCOPE)
+    assert got == {"latency_ms": ([0.0, 100.0, 200.0], [100.0, 200.0, 300.0])}
+    got["latency_ms"][0].append(999.0)  # a copy: the window is untouched
+    assert w.series(SCOPE)["latency_ms"][0] == [0.0, 100.0, 200.0]
+    assert w.series("ne:nothing") == {}
+
+
 def test_mean_delay_between_target_and_limit_is_at_risk() -> None:
     """Delays 100, 200, 300 ms in the last 5 min: mean (100 + 200 + 300)/3 = 200 > 150 (target) but
     <= 400 (limit) → at_risk."""

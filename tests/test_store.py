@@ -288,6 +288,23 @@ async def test_the_latest_version_wins_whatever_the_order(store: Store) -> None:
     assert store.incident("inc-missing") is None
 
 
+async def test_incident_history_keeps_a_summary_of_every_version_once(store: Store) -> None:
+    store.record(rec("inc-a", 1), [], T0)
+    store.record(rec("inc-a", 2, "updated", priority=2, t=T0 + 60), [], T0 + 60)
+    store.record(rec("inc-a", 1), [], T0 + 61)  # a replayed version: no second row
+    store.record(rec("inc-a", 3, "resolved", t=T0 + 120), [], T0 + 120)
+    history = store.incident_history("inc-a")
+    assert [(h["version"], h["event"], h["priority"]) for h in history] == [
+        (1, "opened", 1),
+        (2, "updated", 2),
+        (3, "resolved", 1),
+    ]
+    assert history[0]["suppressed"] == len(TEMPLATE["suppressed"])
+    assert history[0]["customers"] == TEMPLATE["impact"]["customers"]["total"]
+    assert history[1]["time"] == format_time(T0 + 60)
+    assert store.incident_history("inc-missing") == []
+
+
 async def test_changed_is_set_by_a_commit_that_enqueued_rows_only(store: Store) -> None:
     """`changed` wakes the notifier after a commit with new outbox rows, not after journal-only commits."""
     store.append("msg", "t", b"x", T0)

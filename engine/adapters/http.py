@@ -30,6 +30,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from engine import reports
+from engine.adapters.dashboard import PREFIX as DASHBOARD_PREFIX
+from engine.adapters.dashboard import Dashboard
 from engine.config import HttpSettings
 from engine.errors import ConfigError, EngineError
 from engine.metrics import Metrics
@@ -410,6 +412,10 @@ class HttpApi:
         app.router.add_post("/-/reload", self._reload)
         for route_set in self._route_sets:
             route_set.register(app)
+        if self._settings.dashboard:
+            Dashboard(self._core, token=self._settings.token, ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE)).mount(
+                app
+            )
         return app
 
     # -- middleware ---------------------------------------------------------------------------
@@ -467,7 +473,7 @@ class HttpApi:
 
         @web.middleware
         async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if token is not None and request.path not in OPEN_PATHS:
+            if token is not None and request.path not in OPEN_PATHS and not self._dashboard(request.path):
                 scheme, _, given = request.headers.get("Authorization", "").partition(" ")
                 challenge = {"WWW-Authenticate": 'Bearer realm="engine"'}
                 if scheme.lower() != "bearer" or not given.strip():
@@ -477,6 +483,12 @@ class HttpApi:
             return await handler(request)
 
         return auth
+
+    def _dashboard(self, path: str) -> bool:
+        """The dashboard's pages (and ``/``, a redirect to them) check the token or session themselves."""
+        if not self._settings.dashboard:
+            return False
+        return path in ("/", DASHBOARD_PREFIX) or path.startswith(DASHBOARD_PREFIX + "/")
 
     def _size_mw(self) -> Any:
         @web.middleware

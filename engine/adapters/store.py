@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The core task journals every input (``append``) before acting on it; MQTT messages are acknowledged
 only from ``on_durable``, which runs right after the commit that holds them. Incident records go to
-``incidents`` (latest version per incident, for the API) and to ``outbox`` (one row per receiver,
+``incidents`` (latest version per incident, for the API), to ``incident_versions`` (a summary of
+every version, for the dashboard's timeline) and to ``outbox`` (one row per receiver,
 ``UNIQUE(receiver, incident_id, version)``: re-enqueueing a transition after a crash and replay is a
 no-op). Delivery workers read the outbox with ``due`` and mark rows ``delivered``/``retry``/``dead``.
 Only the head of an incident's queue (its lowest pending version) has a ``next_attempt``; the
@@ -74,6 +75,12 @@ CREATE TABLE IF NOT EXISTS incidents (
     updated     REAL NOT NULL   -- when it was stored
 );
 CREATE INDEX IF NOT EXISTS incidents_time ON incidents (time);
+CREATE TABLE IF NOT EXISTS incident_versions (
+    incident_id TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    summary     TEXT NOT NULL,  -- what a timeline compares from one version to the next (JSON)
+    PRIMARY KEY (incident_id, version)
+);
 CREATE TABLE IF NOT EXISTS outbox (
     id           INTEGER PRIMARY KEY,
     receiver     TEXT NOT NULL,
@@ -373,6 +380,10 @@ class Store:
                WHERE excluded.version > incidents.version""",
             (iid, version, event, str(record["state"]), priority, text, rec_time, now),
         )
+        db.execute(
+            "INSERT OR IGNORE INTO incident_versions (incident_id, version, summary) VALUES (?, ?, ?)",
+            (iid, version, orjson.dumps(version_summary(record)).decode()),
+        )
         for receiver in receivers:
             # The head of an incident's queue (its lowest pending version) has a next_attempt; the
             # versions behind it wait with NULL until it is delivered or dead (see _promote).
@@ -402,6 +413,13 @@ class Store:
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT record FROM incidents WHERE incident_id = ?", (incident_id,)).fetchone()
         return _loads(row[0]) if row else None
+
+    def incident_history(self, incident_id: str) -> list[dict[str, Any]]:
+        """A summary of every version of the incident (``version_summary``), oldest first."""
+        cur = self.db.execute(
+            "SELECT summary FROM incident_versions WHERE incident_id = ? ORDER BY version", (incident_id,)
+        )
+        return [_loads(r[0]) for r in cur]
 
     def incidents(
         self,
@@ -709,6 +727,32 @@ class Store:
             (now - self.keep_explanations, self.max_explanations),
         )
         return cur.rowcount
+
+
+def version_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts of one incident record that a timeline compares version to version."""
+    impact = record.get("impact") or {}
+    customers = impact.get("customers") or {}
+    sla = record.get("sla") or {}
+    ack = record.get("acknowledged") or {}
+    return {
+        "version": record.get("version"),
+        "event": record.get("event"),
+        "time": record.get("time"),
+        "priority": record.get("priority"),
+        "score": record.get("score"),
+        "state": record.get("state"),
+        "severity": record.get("severity"),
+        "root": (record.get("root_cause") or {}).get("alarm_id"),
+        "elements": impact.get("elements"),
+        "customers": customers.get("total"),
+        "services": impact.get("services") or {},
+        "alarms": len(record.get("alarms") or ()),
+        "suppressed": len(record.get("suppressed") or ()),
+        "acknowledged": {"by": ack.get("by"), "note": ack.get("note")} if ack else None,
+        "breached": sla.get("customers_breached") if sla else None,
+        "seconds_to_breach": sla.get("seconds_to_breach") if sla else None,
+    }
 
 
 def _loads(text: str | bytes) -> dict[str, Any]:

@@ -1,0 +1,569 @@
+"""The dashboard without a browser: its view model, and its pages over a real aiohttp server.
+
+``RecordCore`` is a small in-memory ``CoreView`` holding incident records as the store does (the
+latest per incident, ``since`` on the record time); the records are those of the bundled fiber-cut
+replay, so the pages see real shapes. The browser tests (``test_dashboard_browser.py``) drive the
+same pages in Chromium against a real daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from engine.adapters.dashboard import views
+from engine.adapters.dashboard.app import duration
+from engine.adapters.dashboard.security import CSP, Sessions
+from engine.adapters.http import HttpApi
+from engine.config import HttpSettings
+from engine.metrics import Metrics
+from engine.pipeline import Pipeline
+from engine.replay import Replayer
+from engine.rules.schema import load_rulesets
+from engine.settings import load_core_settings
+from engine.timeutil import format_time, parse_time
+from engine.topology import load_topology
+
+ROOT = Path(__file__).resolve().parents[1]
+DASH = ROOT / "engine" / "adapters" / "dashboard"
+TOKEN = "dash-token-123"
+EVIL = "<script>alert(1)</script>"
+
+
+def fiber_cut_records() -> list[dict[str, Any]]:
+    """The incident records of ``examples/fiber-cut.jsonl`` (two incidents, four records each)."""
+    topology = load_topology(ROOT / "examples" / "topology.yaml")
+    pipeline = Pipeline(topology, load_rulesets(None), load_core_settings(None))
+    records: list[dict[str, Any]] = []
+    try:
+        Replayer(pipeline, emit=records.append).run(
+            (ROOT / "examples" / "fiber-cut.jsonl").read_bytes().splitlines()
+        )
+    finally:
+        pipeline.close()
+    return records
+
+
+class RecordCore:
+    """Records in, as the store keeps them: the latest version per incident, newest first."""
+
+    def __init__(self, records: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+        self.records: dict[str, dict[str, Any]] = {}
+        self.acks: list[tuple[str, str, str | None]] = []
+        for rec in records:
+            self.put(rec)
+
+    def put(self, rec: dict[str, Any]) -> None:
+        old = self.records.get(rec["incident_id"])
+        if old is None or rec["version"] > old["version"]:
+            self.records[rec["incident_id"]] = rec
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def readiness(self) -> dict[str, bool]:
+        return {"rules": True}
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self.records.get(incident_id)
+
+    def incidents(
+        self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        found = [
+            r
+            for r in self.records.values()
+            if (since is None or parse_time(r["time"]) >= since)
+            and (not open_only or r["event"] != "resolved")
+        ]
+        found.sort(key=lambda r: parse_time(r["time"]), reverse=True)
+        return found[:limit]
+
+    def element(self, ne_id: str) -> dict[str, Any] | None:
+        return None
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        return None
+
+    async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
+        return None
+
+    async def acknowledge(self, incident_id: str, *, by: str, note: str | None) -> dict[str, Any] | None:
+        rec = self.records.get(incident_id)
+        if rec is None or rec["event"] == "resolved":
+            return None
+        self.acks.append((incident_id, by, note))
+        new = dict(rec, version=rec["version"] + 1, event="updated")
+        new["acknowledged"] = {"by": by, "at": new["time"], "note": note}
+        self.put(new)
+        return new
+
+    async def reload(self) -> tuple[bool, str]:
+        return True, "reloaded"
+
+    def alarm_topic(self) -> str:
+        return "soc/alarms/http"
+
+    def probe_topic(self) -> str:
+        return "soc/probes/http"
+
+
+def open_records() -> list[dict[str, Any]]:
+    """The latest open record of each fiber-cut incident (their ``resolved`` left out)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in fiber_cut_records():
+        if rec["event"] != "resolved":
+            latest[rec["incident_id"]] = rec
+    return list(latest.values())
+
+
+def synthetic(n: int, *, priority: int, region: str = "south", service: str = "internet") -> dict[str, Any]:
+    """A small open record (for sorting, filters and pagination)."""
+    return {
+        "incident_id": f"inc-{n:04d}",
+        "event": "opened",
+        "version": 1,
+        "time": format_time(1767225600 + n),
+        "priority": priority,
+        "score": 50.0 + (n % 7),
+        "state": "degraded",
+        "severity": "major",
+        "root_cause": {"ne_id": f"olt-{n:03d}", "alarm_id": f"olt-{n:03d}:linkDown", "region": region},
+        "impact": {"services": {service: 3}, "customers": {"total": 3, "by_tier": {"bronze": 3}}},
+        "opened_at": format_time(1767225600 + n),
+        "acknowledged": None,
+        "suppressed": [],
+        "alarms": [f"olt-{n:03d}:linkDown"],
+    }
+
+
+# ------------------------------------------------------------------------------------- view model
+
+
+def test_row_of_a_real_record_reads_every_column() -> None:
+    rec = next(r for r in open_records() if r["root_cause"]["ne_id"] == "agg-3")
+    row = views.row_of(rec)
+    assert (row.priority, row.state, row.root_ne, row.cause, row.region) == (
+        1,
+        "outage",
+        "agg-3",
+        "lossOfSignal",
+        "south",
+    )
+    assert row.tiers == (("platinum", 20), ("gold", 80), ("silver", 300), ("bronze", 600))
+    assert row.services == (("internet", 1000), ("voip", 250))
+    assert row.suppressed == 50
+    assert row.breach_at == parse_time(rec["time"]) + rec["sla"]["seconds_to_breach"]
+    assert row.acked_by is None
+
+
+def test_filters_parse_and_name_a_bad_value() -> None:
+    f = views.Filters.parse({"priority": "2", "state": "outage", "region": "south", "ack": "no", "page": "3"})
+    assert (f.priority, f.state, f.region, f.ack, f.page) == (2, "outage", "south", "no", 3)
+    assert views.Filters.parse({"priority": "", "other": "x"}) == views.Filters()
+    for query, name in [
+        ({"priority": "P1"}, "priority"),
+        ({"state": "down"}, "state"),
+        ({"ack": "maybe"}, "ack"),
+        ({"page": "0"}, "page"),
+        ({"region": "x" * 300}, "region"),
+    ]:
+        with pytest.raises(views.FilterError, match=f"^{name}: "):
+            views.Filters.parse(query)
+    assert f.query(page=1) == "priority=2&state=outage&region=south&ack=no"
+    assert views.Filters(region="a b&c").query() == "region=a+b%26c"
+
+
+def test_select_sorts_by_priority_score_age_and_paginates() -> None:
+    rows = [views.row_of(synthetic(n, priority=1 + n % 5)) for n in range(120)]
+    page = views.select(rows, views.Filters(), size=50)
+    assert (page.total, page.pages, page.first, page.last) == (120, 3, 1, 50)
+    keys = [(r.priority, -r.score, r.opened_at) for r in page.rows]
+    assert keys == sorted(keys)
+    last = views.select(rows, views.Filters(page=9), size=50)  # past the end: the last page
+    assert (last.page, last.first, last.last, len(last.rows)) == (3, 101, 120, 20)
+    p2 = views.select(rows, views.Filters(priority=2), size=50)
+    assert p2.total == 24
+    assert {r.priority for r in p2.rows} == {2}
+    empty = views.select([], views.Filters(), size=50)
+    assert (empty.total, empty.pages, empty.first, empty.last) == (0, 1, 0, 0)
+
+
+def test_priority_counts_follow_the_other_filters() -> None:
+    rows = [
+        views.row_of(synthetic(n, priority=1 + n % 2, region="north" if n < 4 else "south"))
+        for n in range(10)
+    ]
+    assert views.priority_counts(rows, views.Filters(priority=1)) == {1: 5, 2: 5, 3: 0, 4: 0, 5: 0}
+    assert views.priority_counts(rows, views.Filters(region="north")) == {1: 2, 2: 2, 3: 0, 4: 0, 5: 0}
+    acked = views.row_of(dict(synthetic(99, priority=3), acknowledged={"by": "ann", "at": format_time(1e9)}))
+    assert views.Filters(ack="yes").matches(acked)
+    assert not views.Filters(ack="no").matches(acked)
+    assert views.Filters(service="voip").matches(acked) is False
+
+
+def test_suppression_tree_nests_by_root_and_survives_loops() -> None:
+    rec = {
+        "root_cause": {"alarm_id": "R", "ne_id": "agg"},
+        "alarms": ["R", "A", "B", "C", "X", "Y", "Z"],
+        "suppressed": [
+            {"alarm_id": "A", "root": "R", "rule": "r1", "reason": "below R"},
+            {"alarm_id": "B", "root": "A", "rule": "r2", "reason": "below A"},
+            {"alarm_id": "C", "root": "gone", "rule": "r1"},  # a root not in the record
+            {"alarm_id": "Y", "root": "Z"},  # Y -> Z -> Y: a loop
+            {"alarm_id": "Z", "root": "Y"},
+        ],
+    }
+    root, others, left_out = views.suppression_tree(rec)
+    assert root.alarm_id == "R"
+    assert [c.alarm_id for c in root.children] == ["A", "C", "Y"]  # the loop is cut at Y
+    assert [c.alarm_id for c in root.children[0].children] == ["B"]
+    assert [c.alarm_id for c in root.children[2].children] == ["Z"]
+    assert others == ["X"]
+    assert left_out == 0
+
+
+def test_incident_index_follows_changes_incrementally() -> None:
+    core = RecordCore([synthetic(1, priority=2), synthetic(2, priority=3)])
+    index = views.IncidentIndex(core)
+    assert index.refresh()
+    assert index.revision == 1
+    assert set(index.rows) == {"inc-0001", "inc-0002"}
+    assert not index.refresh()
+    assert index.revision == 1
+    core.put(dict(synthetic(1, priority=1), version=2, event="updated", time=format_time(1767229999)))
+    assert index.refresh()
+    assert index.changed == ["inc-0001"]
+    assert index.rows["inc-0001"].priority == 1
+    core.put(dict(synthetic(2, priority=3), version=2, event="resolved", time=format_time(1767230000)))
+    assert index.refresh()
+    assert set(index.rows) == {"inc-0001"}
+
+
+def test_duration_reads_like_a_shift_log() -> None:
+    assert [duration(s) for s in (0, 45, 125, 7500, 3 * 86400 + 4 * 3600)] == [
+        "0s",
+        "45s",
+        "2m 05s",
+        "2h 05m",
+        "3d 4h",
+    ]
+
+
+def test_sessions_sign_and_refuse() -> None:
+    s = Sessions(TOKEN)
+    cookie, nonce = s.issue()
+    assert s.check(cookie) == nonce
+    assert s.check(cookie[:-1] + ("0" if cookie[-1] != "0" else "1")) is None
+    assert s.check(Sessions("other-token").issue()[0]) is None  # a new token ends every session
+    assert s.check(None) is None
+    assert s.check("a.b.c") is None
+    assert s.check_csrf(nonce, s.csrf(nonce))
+    assert not s.check_csrf(nonce, s.csrf("other"))
+    assert TOKEN not in cookie
+
+
+# ------------------------------------------------------------------------------- vendored files
+
+
+@pytest.mark.parametrize("folder", [DASH / "static" / "vendor", ROOT / "tests" / "vendor"])
+def test_vendored_files_match_their_manifest(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    listed = {e["file"] for e in manifest}
+    present = {p.name for p in folder.iterdir()} - {"manifest.json", "VENDORED.md"}
+    assert present == listed, "every vendored file is in the manifest, and only those"
+    for e in manifest:
+        data = (folder / e["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == e["sha256"], f"{e['file']} differs from {e['package']}"
+        assert e["version"]
+        assert e["license"]
+        assert e["tarball_integrity"].startswith("sha512-")
+    packages = {e["package"] for e in manifest}
+    for package in packages:  # each package ships its licence beside it
+        assert any(e["package"] == package and "LICENSE" in e["file"] for e in manifest), package
+    vendored_md = (DASH / "static" / "vendor" / "VENDORED.md").read_text()
+    for e in manifest:
+        assert f"| {e['package']} | {e['version']} | {e['license']} |" in vendored_md
+
+
+# ------------------------------------------------------------------------------------ the pages
+
+
+@asynccontextmanager
+async def serve(core: RecordCore, *, token: str | None = None) -> AsyncIterator[aiohttp.ClientSession]:
+    settings = HttpSettings(port=0, token=token)
+    async with HttpApi(settings, core, Metrics(version="t", receivers=[])) as api:
+        jar = aiohttp.CookieJar(unsafe=True)
+        base = f"http://127.0.0.1:{api.port}"
+        async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
+            yield http
+
+
+def no_inline_code(html: str) -> None:
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "an inline script"
+    assert "<style" not in html, "an inline style sheet"
+    assert " style=" not in html, "an inline style attribute"
+    assert not re.search(r"\son[a-z]+=", html), "an inline event handler"
+
+
+async def csrf_of(http: aiohttp.ClientSession, path: str) -> str:
+    async with http.get(path) as r:
+        html = await r.text()
+    m = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert m, "the page carries a CSRF token"
+    return m.group(1)
+
+
+async def test_incident_list_and_detail_render_with_strict_headers() -> None:
+    core = RecordCore(open_records())
+    async with serve(core) as http:
+        async with http.get("/", allow_redirects=False) as r:
+            assert r.status == 302
+            assert r.headers["Location"] == "/ui/"
+        async with http.get("/ui/") as r:
+            html = await r.text()
+            assert r.status == 200
+            assert r.headers["Content-Security-Policy"] == CSP
+            assert r.headers["X-Frame-Options"] == "DENY"
+            cookie = r.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie
+            assert "SameSite=Strict" in cookie
+            assert "Path=/ui" in cookie
+        no_inline_code(html)
+        assert html.index("agg-3") < html.index("pwr-c"), "the higher score first"
+        assert re.search(r'class="count p1[^"]*"[^>]*>\s*<span class="prio p1">P1</span> <b>2</b>', html)
+        iid = next(r["incident_id"] for r in core.records.values() if r["root_cause"]["ne_id"] == "agg-3")
+        async with http.get(f"/ui/incidents/{iid}") as r:
+            detail = await r.text()
+            assert r.status == 200
+        no_inline_code(detail)
+        assert detail.count('class="reason"') == 50  # every suppressed alarm, with its reason
+        assert "default/topology-root-cause" in detail
+        assert "Priority breakdown" in detail
+        assert '<th scope="row">platinum</th><td class="num">20</td>' in detail
+        async with http.get("/ui/static/vendor/htmx.min.js") as r:
+            assert r.status == 200
+            assert "Content-Security-Policy" not in r.headers
+
+
+async def test_filters_pages_and_bad_filters_over_http() -> None:
+    core = RecordCore(
+        [synthetic(n, priority=1 + n % 3, region="north" if n % 2 else "south") for n in range(130)]
+    )
+    async with serve(core) as http:
+        async with http.get("/ui/?region=north&priority=2") as r:
+            html = await r.text()
+        assert re.search(r'<option value="north" selected>north</option>', html)
+        assert "1–22 of 22" in html
+        async with http.get("/ui/?page=2") as r:
+            html = await r.text()
+        assert "51–100 of 130" in html
+        assert 'href="/ui/?page=3" rel="next"' in html
+        async with http.get("/ui/nowhere") as r:
+            assert r.status == 404
+            assert r.headers["Content-Security-Policy"] == CSP
+        async with http.post("/ui/alarms") as r:
+            assert r.status == 405
+            assert r.headers["Allow"] == "GET,HEAD"
+        async with http.get("/ui/?priority=9") as r:
+            assert r.status == 400
+            assert "priority: expected 1 to 5, got &#39;9&#39;" in await r.text()
+
+
+async def test_every_field_is_escaped() -> None:
+    rec = copy.deepcopy(synthetic(7, priority=1))
+    rec["incident_id"] = f"inc-{EVIL}"
+    rec["root_cause"] = dict.fromkeys(("ne_id", "alarm_id", "probable_cause", "region", "site", "rule"), EVIL)
+    rec["impact"] = {"services": {EVIL: 1}, "customers": {"total": 1, "by_tier": {EVIL: 1}}}
+    rec["suppressed"] = [{"alarm_id": EVIL + "2", "ne_id": EVIL, "root": EVIL, "rule": EVIL, "reason": EVIL}]
+    rec["explanation"] = [EVIL]
+    rec["acknowledged"] = {"by": EVIL, "at": rec["time"], "note": EVIL}
+    rec["alarms"] = [EVIL, EVIL + "3"]
+    core = RecordCore([rec])
+    async with serve(core) as http:
+        for path in ("/ui/", f"/ui/incidents/{quote(rec['incident_id'], safe='')}"):
+            async with http.get(path) as r:
+                html = await r.text()
+                assert r.status == 200, path
+            assert EVIL not in html
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+            no_inline_code(html)
+
+
+async def test_login_cookie_and_bearer_when_a_token_is_set() -> None:
+    core = RecordCore(open_records())
+    async with serve(core, token=TOKEN) as http:
+        async with http.get("/ui/?priority=1", allow_redirects=False) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == "/ui/login?next=/ui/?priority%3D1"
+        async with http.get("/incidents") as r:
+            assert r.status == 401, "the API itself still wants the bearer token"
+        async with http.post("/ui/login", data={"token": "wrong", "next": "/ui/"}) as r:
+            assert r.status == 401
+            assert "That token is not valid." in await r.text()
+        async with http.get("/ui/events") as r:
+            assert r.status == 401
+        fragment = {"HX-Request": "true", "HX-Current-URL": "http://127.0.0.1/ui/?state=outage"}
+        async with http.get("/ui/incidents/live?state=outage", headers=fragment) as r:
+            assert r.status == 401  # htmx goes to the form with the whole page, not inside the table
+            assert r.headers["HX-Redirect"] == "/ui/login?next=%2Fui%2F%3Fstate%3Doutage"
+        async with http.post(
+            "/ui/login", data={"token": TOKEN, "next": "/ui/?priority=1"}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == "/ui/?priority=1"
+            cookie = r.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie
+            assert "SameSite=Strict" in cookie
+            assert TOKEN not in cookie
+        async with http.get("/ui/?priority=1") as r:
+            assert r.status == 200
+            assert "Sign out" in await r.text()
+        async with http.post("/ui/login", data={"token": TOKEN, "next": "https://evil.example/"}) as r:
+            assert str(r.url).endswith("/ui/"), "never a redirect off the dashboard"
+        http.cookie_jar.clear()
+        async with http.get("/ui/", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 200
+        async with http.get("/ui/", headers={"Authorization": "Bearer nope"}) as r:
+            assert r.status == 401
+
+
+async def test_ack_form_needs_csrf_and_same_origin() -> None:
+    core = RecordCore(open_records())
+    iid = next(iter(core.records))
+    path = f"/ui/incidents/{iid}"
+    async with serve(core) as http:
+        csrf = await csrf_of(http, path)
+        async with http.post(f"{path}/ack", data={"by": "ann", "note": "x"}) as r:
+            assert r.status == 403
+            assert "security token" in await r.text()
+        async with http.post(
+            f"{path}/ack", data={"by": "ann", "csrf": csrf}, headers={"Origin": "https://evil.example"}
+        ) as r:
+            assert r.status == 403
+        async with http.post(f"{path}/ack", data={"by": "  ", "csrf": csrf}) as r:
+            assert r.status == 400
+            assert "say who acknowledges" in await r.text()
+        async with http.post(f"{path}/ack", data={"by": "x" * 300, "csrf": csrf}) as r:
+            assert r.status == 400
+            assert "the limit is 256" in await r.text()
+        assert core.acks == []
+        async with http.post(
+            f"{path}/ack", data={"by": "ann", "note": "fibre team", "csrf": csrf}, allow_redirects=False
+        ) as r:
+            assert r.status == 303
+            assert r.headers["Location"] == path
+        assert core.acks == [(iid, "ann", "fibre team")]
+        async with http.get(path) as r:
+            assert "✓ by ann" in await r.text()
+        async with http.post("/ui/incidents/inc-nope/ack", data={"by": "ann", "csrf": csrf}) as r:
+            assert r.status == 404
+        async with http.get("/ui/incidents/inc-nope") as r:
+            assert r.status == 404
+            assert "No such incident" in await r.text()
+
+
+async def test_event_stream_announces_a_change() -> None:
+    core = RecordCore([synthetic(1, priority=2)])
+    async with serve(core) as http:
+        async with http.get("/ui/") as r:
+            rev = re.search(r'sse-connect="/ui/events\?rev=(\d+)"', await r.text())
+        assert rev is not None
+        async with http.get(f"/ui/events?rev={rev.group(1)}") as stream:
+            assert stream.headers["Content-Type"] == "text/event-stream"
+            core.put(dict(synthetic(1, priority=1), version=2, event="updated", time=format_time(1767239999)))
+            got = b""
+            async with asyncio.timeout(10):
+                while b"event: inc-0001" not in got:
+                    got += await stream.content.readany()
+        assert b"event: incidents\n" in got
+
+
+def test_timeline_says_what_changed_each_version() -> None:
+    base = {"priority": 2, "state": "degraded", "score": 61.2, "customers": 20, "alarms": 1, "suppressed": 0}
+    history = [
+        {**base, "version": 1, "event": "opened", "time": format_time(1767225600)},
+        {
+            **base,
+            "version": 2,
+            "event": "updated",
+            "time": format_time(1767225660),
+            "priority": 1,
+            "state": "outage",
+            "score": 87.6,
+            "customers": 1000,
+            "alarms": 51,
+            "suppressed": 50,
+        },
+        {
+            **base,
+            "version": 3,
+            "event": "updated",
+            "time": format_time(1767225700),
+            "priority": 1,
+            "state": "outage",
+            "score": 87.6,
+            "customers": 1000,
+            "alarms": 51,
+            "suppressed": 50,
+            "acknowledged": {"by": "ann", "note": "on it"},
+        },
+        {
+            **base,
+            "version": 4,
+            "event": "resolved",
+            "time": format_time(1767226000),
+            "priority": 1,
+            "state": "outage",
+            "score": 87.6,
+            "customers": 1000,
+            "alarms": 51,
+            "suppressed": 50,
+            "acknowledged": {"by": "ann", "note": "on it"},
+        },
+    ]
+    steps = views.timeline(history)
+    assert [(s.version, s.event) for s in steps] == [
+        (1, "opened"),
+        (2, "updated"),
+        (3, "updated"),
+        (4, "resolved"),
+    ]
+    assert steps[0].changes == ["P2 degraded, score 61.2, 20 customers, 1 alarm (0 suppressed)"]
+    assert steps[1].changes == [
+        "priority P2 → P1",
+        "state degraded → outage",
+        "score 61.2 → 87.6",
+        "customers 20 → 1000",
+        "51 alarms (50 suppressed)",
+    ]
+    assert steps[2].changes == ["acknowledged by ann: on it"]
+    assert steps[3].changes == ["every alarm cleared (after the hold-down)"]
+    assert steps[1].time == 1767225660
+
+
+async def test_the_dashboard_can_be_turned_off() -> None:
+    settings = HttpSettings(port=0, token=TOKEN, dashboard=False)
+    async with (
+        HttpApi(settings, RecordCore(open_records()), Metrics(version="t", receivers=[])) as api,
+        aiohttp.ClientSession(f"http://127.0.0.1:{api.port}") as http,
+    ):
+        async with http.get("/ui/") as r:
+            assert r.status == 401  # like any other path of the API: the token first
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.get("/ui/", headers=headers) as r:
+            assert r.status == 404
+        async with http.get("/", headers=headers, allow_redirects=False) as r:
+            assert r.status == 404

@@ -20,6 +20,7 @@ observations give the same states, dumps and records.
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from engine.messages import KpiSample
 from engine.qoe.emodel import voip_quality
 from engine.qoe.video import video_quality
-from engine.timeutil import Duration
+from engine.timeutil import Duration, format_time
 
 __all__ = [
     "AGGREGATES",
@@ -472,11 +473,44 @@ def _nearest_rank(values: list[float], pct: int) -> float:
     return ordered[rank - 1]
 
 
+_SCALE = -64  # exponent of the exact power-of-two scaling for sums beyond the float range
+
+
+def _scaled_fsum(values: list[float]) -> tuple[float, int]:
+    """``(s, e)`` with sum(values) = s × 2**e, exactly rounded: ``math.fsum``, and when its result
+    (or an intermediate sum) exceeds the float range, the fsum of the values scaled by 2**-64, which
+    is exact (a power of two) and cannot overflow for any number of finite values a window holds."""
+    try:
+        return math.fsum(values), 0
+    except OverflowError:
+        return math.fsum(math.ldexp(v, _SCALE) for v in values), _SCALE
+
+
+def mean(values: list[float]) -> float:
+    """The mean of finite values (n >= 1). Never raises: a sum beyond the float range is scaled."""
+    total, exp = _scaled_fsum(values)
+    return math.ldexp(total / len(values), -exp) if exp else total / len(values)
+
+
+def ratio(numerators: list[float], denominators: list[float]) -> float | None:
+    """sum(numerators) / sum(denominators), None when the denominators' sum is not positive. Never
+    raises: when either sum is beyond the float range, both are scaled alike before dividing."""
+    num, num_exp = _scaled_fsum(numerators)
+    den, den_exp = _scaled_fsum(denominators)
+    if num_exp != den_exp:
+        num = math.fsum(math.ldexp(v, _SCALE) for v in numerators)
+        den = math.fsum(math.ldexp(v, _SCALE) for v in denominators)
+    if den <= 0.0:
+        return None
+    q = num / den  # a huge sum over a tiny one: the largest float, never inf
+    return q if math.isfinite(q) else math.copysign(sys.float_info.max, q)
+
+
 def aggregate(kind: str, values: list[float]) -> float | None:
     if not values:
         return None
     if kind == "mean":
-        return math.fsum(values) / len(values)
+        return mean(values)
     if kind == "max":
         return max(values)
     if kind == "min":
@@ -585,11 +619,10 @@ class KqiWindows:
         assert kqi.denominator is not None  # the model validator guarantees it
         den_series = self._series.get((scope, kqi.denominator))
         den = den_series.window(lo, now) if den_series is not None else []
-        total = math.fsum(den)
         count = min(len(values), len(den))
-        if not values or total <= 0.0:
+        if not values or not den:
             return None, count
-        return math.fsum(values) / total, count
+        return ratio(values, den), count
 
     def evaluate(self, scope: str, service_type: str, now: float) -> list[KqiState]:
         """Every KQI of the service type (catalog order) on ``scope`` at ``now``."""
@@ -607,6 +640,20 @@ class KqiWindows:
             for (sc, metric), s in sorted(self._series.items())
             if sc == scope and len(s)
         }
+
+    def describe(self, scope: str) -> str:
+        """What one scope's windows hold, per metric: count, range and the latest sample (names the
+        poison when the scope's evaluation raised)."""
+        parts = []
+        for (sc, metric), s in sorted(self._series.items()):
+            if sc != scope or not len(s):
+                continue
+            live = s.v[s.start :]
+            parts.append(
+                f"{metric}: {len(live)} sample(s), min {min(live):g}, max {max(live):g}, "
+                f"latest {live[-1]:g} at {format_time(s.t[-1])}"
+            )
+        return f"KQI window {scope}: " + ("; ".join(parts) if parts else "empty")
 
     def scopes(self) -> list[str]:
         """Scopes holding at least one sample, sorted."""

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_ROUTES",
     "EVENT_TYPES",
     "MAX_TIME",
+    "METRIC_RANGES",
     "SEVERITIES",
     "SEVERITY_RANK",
     "Alarm",
@@ -47,6 +48,7 @@ __all__ = [
     "Decoder",
     "EventType",
     "KpiSample",
+    "MetricRange",
     "Routes",
     "Severity",
     "dead_letter_record",
@@ -71,6 +73,72 @@ SEVERITY_RANK: Mapping[str, int] = MappingProxyType(
 METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 MAX_METRICS = 64
 DEAD_LETTER_EXCERPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRange:
+    """The physically possible values of one KPI metric, bounds included."""
+
+    low: float
+    high: float
+    unit: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.low:g} to {self.high:g}{unit}"
+
+
+_HOUR_MS = 3_600_000.0
+_DAY_S = 86_400.0
+# What a probe can physically report for the metrics the engine knows (KQIs, E-model, P.1203,
+# the shipped kpi_threshold rules). A value outside is a broken probe or a unit mistake, refused
+# before it reaches a window where it could distort every aggregate after it.
+METRIC_RANGES: Mapping[str, MetricRange] = MappingProxyType(
+    {
+        "latency_ms": MetricRange(0.0, _HOUR_MS, "ms"),
+        "delay_ms": MetricRange(0.0, _HOUR_MS, "ms"),
+        "jitter_ms": MetricRange(0.0, _HOUR_MS, "ms"),
+        "loss_pct": MetricRange(0.0, 100.0, "%"),
+        "mos": MetricRange(1.0, 5.0),
+        "available": MetricRange(0.0, 1.0),
+        "throughput_mbps": MetricRange(0.0, 1e7, "Mbit/s"),
+        "bitrate_kbps": MetricRange(0.0, 1e10, "kbit/s"),
+        "response_time_s": MetricRange(0.0, _DAY_S, "s"),
+        "height": MetricRange(0.0, 100_000.0, "pixels"),
+        "width": MetricRange(0.0, 100_000.0, "pixels"),
+        "framerate": MetricRange(0.0, 10_000.0, "frames/s"),
+        "stalls": MetricRange(0.0, 1e9),
+        "stall_seconds": MetricRange(0.0, 366 * _DAY_S, "s"),
+        "initial_delay_s": MetricRange(0.0, _DAY_S, "s"),
+        "duration_s": MetricRange(0.0, 366 * _DAY_S, "s"),
+        "calls_attempted": MetricRange(0.0, 1e12, "calls"),
+        "calls_setup_ok": MetricRange(0.0, 1e12, "calls"),
+        "calls_answered": MetricRange(0.0, 1e12, "calls"),
+        "calls_dropped": MetricRange(0.0, 1e12, "calls"),
+    }
+)
+# Any other metric (a kpi_threshold rule may read anything): finite and within this magnitude.
+UNKNOWN_METRIC_RANGE = MetricRange(-1e12, 1e12)
+
+
+def metric_range(name: str) -> MetricRange:
+    """The allowed values of a metric: its entry in ``METRIC_RANGES``, else ``UNKNOWN_METRIC_RANGE``."""
+    return METRIC_RANGES.get(name, UNKNOWN_METRIC_RANGE)
+
+
+def out_of_range(metrics: Mapping[str, float], prefix: str = "") -> list[tuple[str, str]]:
+    """``(field, reason)`` for every metric value outside its physical range (``metric_range``)."""
+    errors: list[tuple[str, str]] = []
+    dot = prefix + "." if prefix else ""
+    for name, value in metrics.items():
+        allowed = metric_range(name)
+        if value not in allowed:
+            errors.append((f"{dot}metrics.{name}", f"{value:g} is outside the allowed range {allowed}"))
+    return errors
+
 
 _SEVERITY_SET = frozenset(SEVERITIES)
 _EVENT_TYPE_SET = frozenset(EVENT_TYPES)
@@ -482,7 +550,6 @@ class Decoder:
 
     __slots__ = (
         "_alarm_filters",
-        "_checks_references",
         "_known_customers",
         "_known_elements",
         "_known_services",
@@ -514,9 +581,6 @@ class Decoder:
         self._known_elements = known_elements
         self._known_services = known_services
         self._known_customers = known_customers
-        self._checks_references = (
-            known_elements is not None or known_services is not None or known_customers is not None
-        )
 
     def decode(self, topic: str, payload: Payload) -> Decoded:
         """Decode one message; raise ``InvalidMessage`` naming each bad field and why."""
@@ -584,7 +648,8 @@ class Decoder:
         return errors or sample
 
     def _references(self, sample: KpiSample, prefix: str) -> list[tuple[str, str]]:
-        errors: list[tuple[str, str]] = []
+        """Metric values outside their physical range, and names the topology does not know."""
+        errors = out_of_range(sample.metrics, prefix)
         dot = prefix + "." if prefix else ""
         if self._known_elements is not None and sample.target not in self._known_elements:
             errors.append((dot + "target", f"unknown element {sample.target!r}"))
@@ -631,8 +696,6 @@ class Decoder:
                 else:
                     good.append(result)
         else:
-            if not self._checks_references:
-                return Decoded(topic, "samples", None, tuple(validated), ())
             for i, sample in enumerate(validated):
                 errors = self._references(sample, f"samples[{i}]")
                 if errors:

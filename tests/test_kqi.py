@@ -664,3 +664,41 @@ def test_derived_video_mos_is_the_p1203_mode_0_session_mos(
         assert got is None
     else:
         assert got == pytest.approx(mos, abs=0.0005)
+
+
+# ------------------------------------------------------------------------------- robust arithmetic
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1e308, 1e308], 1e308),
+        ([1.7e308, 1.7e308, -1.7e308], 1.7e308 / 3),
+        ([1.0, 2.0], 1.5),
+    ],
+)
+def test_mean_of_values_whose_sum_overflows_is_exact_and_never_raises(
+    values: list[float], expected: float
+) -> None:
+    """Two samples of 1e308 made ``math.fsum`` raise ``OverflowError`` on every evaluation while
+    they stayed in the window; the mean is now computed on exactly scaled values."""
+    w = KqiWindows(KqiCatalog.from_config({"x": [kqi(aggregate="mean", min_samples=1).model_dump()]}))
+    for i, v in enumerate(values):
+        w.observe(SCOPE, "x", v, float(i))
+    (s,) = w.evaluate(SCOPE, "x", now=10.0)
+    assert s.value == pytest.approx(expected, rel=1e-15)
+    assert s.status == ("met" if expected <= 10.0 else "violated")
+
+
+def test_ratio_of_sums_beyond_the_float_range_never_raises() -> None:
+    """A ratio KQI whose sums overflow gives the exact ratio; a huge sum over a tiny one gives the
+    largest float rather than infinity (records and thresholds stay finite)."""
+    spec = kqi(aggregate="ratio", denominator="y", min_samples=1, objective="max", target=0.5)
+    w = KqiWindows(KqiCatalog.from_config({"x": [spec.model_dump()]}))
+    for t in (0.0, 1.0):
+        w.observe(SCOPE, "x", 1e308, t)
+        w.observe(SCOPE, "y", 1.7e308, t)
+    assert w.evaluate(SCOPE, "x", now=5.0)[0].value == pytest.approx(1e308 / 1.7e308)
+    w.observe("other", "x", 1e308, 0.0)
+    w.observe("other", "y", 1e-300, 0.0)
+    assert w.evaluate("other", "x", now=5.0)[0].value == 1.7976931348623157e308

@@ -711,3 +711,51 @@ def test_dead_letter_payload_excerpt(payload: Any, excerpt: str, truncated: bool
     assert record["payload"] == excerpt
     assert record["truncated"] is truncated
     assert record["time"] == "1970-01-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("metrics", "field", "reason"),
+    [
+        ({"latency_ms": 1e308}, "metrics.latency_ms", "1e+308 is outside the allowed range 0 to 3.6e+06 ms"),
+        ({"latency_ms": -1.0}, "metrics.latency_ms", "-1 is outside the allowed range 0 to 3.6e+06 ms"),
+        ({"jitter_ms": -0.5}, "metrics.jitter_ms", "-0.5 is outside the allowed range 0 to 3.6e+06 ms"),
+        ({"loss_pct": 100.5}, "metrics.loss_pct", "100.5 is outside the allowed range 0 to 100 %"),
+        ({"mos": 0.9}, "metrics.mos", "0.9 is outside the allowed range 1 to 5"),
+        ({"mos": 5.1}, "metrics.mos", "5.1 is outside the allowed range 1 to 5"),
+        (
+            {"throughput_mbps": -3},
+            "metrics.throughput_mbps",
+            "-3 is outside the allowed range 0 to 1e+07 Mbit/s",
+        ),
+        ({"available": 2}, "metrics.available", "2 is outside the allowed range 0 to 1"),
+        ({"cpu_util": 2e12}, "metrics.cpu_util", "2e+12 is outside the allowed range -1e+12 to 1e+12"),
+        ({"cpu_util": -1e300}, "metrics.cpu_util", "-1e+300 is outside the allowed range -1e+12 to 1e+12"),
+    ],
+)
+def test_metric_values_outside_their_physical_range_are_refused(
+    metrics: dict[str, float], field: str, reason: str
+) -> None:
+    """A finite value no probe can measure (1e308 ms of latency, a MOS of 0.9, 2e12 of an unknown
+    metric) is refused naming the metric, the value and the allowed range, alone or in a batch."""
+    with pytest.raises(InvalidMessage) as caught:
+        DECODER.decode(S, js(sample(metrics=metrics)))
+    assert caught.value.errors == [(field, reason)]
+    decoded = DECODER.decode(S, js({"samples": [sample(), sample(metrics=metrics)]}))
+    assert decoded.samples == (kpi(),)
+    assert decoded.rejected == ((f"samples[1].{field}", reason),)
+    bare = Decoder().decode(S, js({"samples": [sample(metrics=metrics), sample()]}))  # no inventories
+    assert bare.rejected == ((f"samples[0].{field}", reason),)
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        {"latency_ms": 0.0, "jitter_ms": 3_600_000.0, "loss_pct": 100.0, "mos": 1.0},
+        {"mos": 5.0, "available": 0.0, "throughput_mbps": 0.0},
+        {"cpu_util": -1e12, "temperature_c": -40.0, "other": 1e12},
+    ],
+)
+def test_metric_values_at_the_range_bounds_are_accepted(metrics: dict[str, float]) -> None:
+    """The bounds themselves are valid values; unknown metrics may be negative."""
+    decoded = DECODER.decode(S, js(sample(metrics=metrics)))
+    assert decoded.samples[0].metrics == metrics

@@ -116,7 +116,8 @@ class AlarmCounters:
     severity_changes: int = 0
     cleared: int = 0
     clear_unknown: int = 0
-    stale: int = 0
+    stale: int = 0  # raises and clears older than the occurrence they would change
+    stale_clears: int = 0  # of which clears
     flapping: int = 0
     absorbed: int = 0  # transitions absorbed while flapping
 
@@ -129,6 +130,9 @@ class AlarmTable:
         self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, kind, key)
         self._seq = 0
         self.counters = AlarmCounters()
+        # (kind, key, event time, the time it lost against) for clears matching nothing and stale
+        # raises and clears: the caller drains it after each apply (metrics, rate-limited logs).
+        self.notices: list[tuple[str, str, float, float | None]] = []
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, key: str) -> ActiveAlarm | None:
@@ -241,6 +245,7 @@ class AlarmTable:
         # Re-raise after clear, unless the raise is older than that clear (late delivery).
         if rec.cleared_time is not None and alarm.event_time < rec.cleared_time:
             self.counters.stale += 1
+            self.notices.append(("stale_raise", key, alarm.event_time, rec.cleared_time))
             return []
         rec.occurrence += 1
         rec.severity = alarm.severity
@@ -261,11 +266,14 @@ class AlarmTable:
         if rec is None or (not rec.active and not rec.flapping):
             if rec is None or (rec.cleared_time is not None and alarm.event_time > rec.cleared_time):
                 self.counters.clear_unknown += 1
+                self.notices.append(("clear_unknown", key, alarm.event_time, None))
                 self._orphan_clears[key] = (alarm.event_time, now)
                 self._schedule(now + self._settings.retain, "forget", key)
             return []
         if alarm.event_time < rec.first_seen:
             self.counters.stale += 1  # a clear older than this occurrence belongs to an earlier one
+            self.counters.stale_clears += 1
+            self.notices.append(("stale_clear", key, alarm.event_time, rec.first_seen))
             return []
         if rec.flapping:
             return self._absorb(rec, alarm, now, raised=False)

@@ -35,11 +35,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         def emit(rec: dict[str, Any]) -> None:
             out.write(dumps(rec))
 
+        examples: list[str] = []  # the first dead letters, in the summary (every one in --dead-letters)
+
         def dead_letter(rec: dict[str, Any]) -> None:
+            if len(examples) < 5:
+                first = rec["errors"][0] if rec["errors"] else {"field": "", "reason": ""}
+                examples.append(f"{rec['topic']}: {first['field'] or 'message'}: {first['reason']}")
             if dead is not None:
                 dead.write(dumps(rec))
 
-        replayer = Replayer(pipeline, emit=emit, dead_letter=dead_letter if dead else None)
+        replayer = Replayer(pipeline, emit=emit, dead_letter=dead_letter)
         try:
             fh = open(args.events, "rb")  # noqa: SIM115
         except OSError as exc:
@@ -65,6 +70,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     }
     if stats.bad_line_examples:
         summary["bad_line_examples"] = stats.bad_line_examples
+    summary["dead_letters"] = stats.dead_letters
+    if examples:
+        summary["dead_letter_examples"] = examples
     sys.stderr.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 

@@ -469,6 +469,16 @@ class SlaTracker:
     def settings(self) -> SlaSettings:
         return self._settings
 
+    def describe(self) -> str:
+        """What the tracker holds (names its state when its tick raised)."""
+        down = sorted(self._down)
+        more = f" and {len(down) - 5} more" if len(down) > 5 else ""
+        return (
+            f"SLA tracker: {len(self._subjects)} subject(s), {len(down)} down now"
+            + (f" ({', '.join(down[:5])}{more})" if down else "")
+            + f", {len(self._breaches)} breach(es) recorded"
+        )
+
     def __len__(self) -> int:
         """Subjects with downtime tracking."""
         return len(self._subjects)

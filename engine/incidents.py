@@ -32,9 +32,11 @@ import hashlib
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any, Literal
 
 from engine.alarms import ActiveAlarm
+from engine.containment import Quarantine
 from engine.impact import Health, Impact, ImpactCounts, compute_impact, with_service_levels
 from engine.priority import Priority, PriorityInput, add_points, assess, explain
 from engine.rules.correlator import Explanation
@@ -46,6 +48,7 @@ from engine.timeutil import format_time
 from engine.topology import Topology
 
 Phase = Literal["pending", "open", "clearing", "resolved"]
+PART = "incidents"  # the part's name in the quarantine
 EFFECT_HEALTH = {"outage": Health.DOWN, "degraded": Health.DEGRADED}
 SEVERITY_ORDER = ("indeterminate", "warning", "minor", "major", "critical")
 
@@ -111,8 +114,11 @@ class IncidentBook:
         parts: Callable[[str], frozenset[str]] | None = None,
         sla: Callable[[Impact, float], dict[str, Any] | None] | None = None,
         sla_milestones: Sequence[float] = (),
+        quarantine: Quarantine | None = None,
     ) -> None:
         self._topology = topology
+        # An incident whose step raises is quarantined alone (``engine.containment``); the others go on.
+        self._quarantine = quarantine if quarantine is not None else Quarantine()
         self._settings = settings
         self._priority = priority
         self._alarm = alarm
@@ -162,7 +168,12 @@ class IncidentBook:
         return None
 
     def _due(self, inc: Incident) -> float | None:
-        """When this incident next needs `tick`, from its phase and timers."""
+        """When this incident next needs `tick`, from its phase and timers (and, while it is
+        quarantined, not before its retry)."""
+        due = self._phase_due(inc)
+        return self._quarantine.due(PART, due, inc.id) if self._quarantine else due
+
+    def _phase_due(self, inc: Incident) -> float | None:
         if inc.phase == "pending":
             due = inc.created + (inc.settle if inc.settle is not None else self._settings.settle)
             return max(due, inc.hold_until) if inc.hold_until is not None else due
@@ -371,32 +382,51 @@ class IncidentBook:
             _, _, top = heapq.heappop(self._timers)
             inc = self._by_top[top]
             inc.scheduled = None
-            if inc.phase == "pending":
-                if self._maintained(inc, now):
-                    continue
-                if inc.maintenance is not None and inc.clear_since is not None:
-                    self.discarded += 1  # raised and cleared inside the maintenance window
-                    released.extend(m for m in self._dissolve(inc) if m != inc.root)
-                    continue
-                records.append(self._open(inc, now))
-            elif inc.phase == "clearing":
-                records.append(self._emit(inc, "resolved", now))
-                if self.on_resolved is not None:
-                    self.on_resolved(inc, records[-1])
-                released.extend(self._dissolve(inc))
-                self.resolved += 1
-                continue
-            else:
-                if inc.sla_due is not None and now >= inc.sla_due:
-                    inc.sla_due = None  # an SLA milestone: re-assessed at its next update slot
-                    inc.dirty = True
-                if self._update_due(inc, now) and not self._muted(inc, now):
-                    self._refresh(inc, now)
-                    if self._signature(inc) != inc.signature:
-                        records.append(self._emit(inc, "updated", now))
-                    inc.dirty = False
-            self._schedule(inc)
+            reschedule = self._quarantine.run(
+                PART,
+                inc.id,
+                now,
+                partial(self._step, inc, now, records, released),
+                True,
+                poison=partial(self._describe, inc),
+            )
+            if reschedule:
+                self._schedule(inc)
         return records, released
+
+    def _step(self, inc: Incident, now: float, records: list[dict[str, Any]], released: list[str]) -> bool:
+        """One due incident: open, resolve or update it. False when it needs no new timer."""
+        if inc.phase == "pending":
+            if self._maintained(inc, now):
+                return False
+            if inc.maintenance is not None and inc.clear_since is not None:
+                self.discarded += 1  # raised and cleared inside the maintenance window
+                released.extend(m for m in self._dissolve(inc) if m != inc.root)
+                return False
+            records.append(self._open(inc, now))
+        elif inc.phase == "clearing":
+            records.append(self._emit(inc, "resolved", now))
+            if self.on_resolved is not None:
+                self.on_resolved(inc, records[-1])
+            released.extend(self._dissolve(inc))
+            self.resolved += 1
+            return False
+        else:
+            if inc.sla_due is not None and now >= inc.sla_due:
+                inc.sla_due = None  # an SLA milestone: re-assessed at its next update slot
+                inc.dirty = True
+            if self._update_due(inc, now) and not self._muted(inc, now):
+                self._refresh(inc, now)
+                if self._signature(inc) != inc.signature:
+                    records.append(self._emit(inc, "updated", now))
+                inc.dirty = False
+        return True
+
+    def _describe(self, inc: Incident) -> str:
+        """What an operator needs to find a quarantined incident's poison: its root and members."""
+        members = sorted(inc.members)
+        more = f" and {len(members) - 5} more" if len(members) > 5 else ""
+        return f"incident {inc.id} ({inc.phase}), root {inc.root}, members {', '.join(members[:5])}{more}"
 
     def _maintained(self, inc: Incident, now: float) -> bool:
         """A maintenance window covers the root: hold the incident until the window ends."""

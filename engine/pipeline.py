@@ -12,20 +12,22 @@ incidents.IncidentBook (impact, priority) → records; KPI samples → kpi.KpiSt
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from engine.alarms import ActiveAlarm, AlarmChange, AlarmTable
+from engine.containment import Fault, Quarantine
 from engine.errors import EngineError, InvalidMessage
 from engine.experience import UrgencySettings
 from engine.impact import Health, HealthView, with_service_levels
 from engine.incidents import EFFECT_HEALTH, IncidentBook
 from engine.kpi import KpiStore
-from engine.messages import Alarm, Decoder, Routes, dead_letter_record
+from engine.messages import Alarm, Decoded, Decoder, KpiSample, Routes, _excerpt, dead_letter_record
 from engine.quality import ServiceQuality
 from engine.rules.breaches import Breaches
 from engine.rules.compiler import Program, compile_rulesets
@@ -82,12 +84,22 @@ def _element_record(el: Element) -> dict[str, Any]:
 
 @dataclass
 class Decisions:
+    """What one ``feed`` or ``tick`` decided: incident records, dead letters, the parts of the core
+    that failed (``faults``: each is also a dead letter) and ``notices``: inputs applied but worth an
+    operator's eye (a clear that matches nothing, a stale raise or clear, an event out of order, an
+    event time clamped to the receive time), each ``{"kind", "topic", "alarm"|"target", "event_time",
+    "detail"}``."""
+
     records: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)
 
     def extend(self, other: Decisions) -> None:
         self.records.extend(other.records)
         self.dead_letters.extend(other.dead_letters)
+        self.faults.extend(other.faults)
+        self.notices.extend(other.notices)
 
 
 @dataclass
@@ -96,6 +108,33 @@ class Stats:
     invalid_reasons: Counter[str] = field(default_factory=Counter)  # by first field in error
     samples: int = 0
     samples_rejected: int = 0
+    notices: Counter[str] = field(default_factory=Counter)  # by kind (see Decisions.notices)
+    internal_errors: int = 0  # messages whose application raised (dead-lettered, core went on)
+
+
+def fault_dead_letter(fault: Fault, now: float) -> dict[str, Any]:
+    """The dead letter of a quarantined part: which part (and item), what it raised, what poisoned
+    it and when it is tried again. Its topic is ``<core:part[item]>``."""
+    retry = (
+        f"retried at {format_time(fault.retry_at)}"
+        if fault.retry_at is not None
+        else f"no more retries after {fault.failures} failures: a reload tries it again"
+    )
+    reason = f"{fault.error}; quarantined (failure {fault.failures}), the rest of the core goes on; {retry}"
+    err = InvalidMessage(f"<core:{fault.name}>", [(fault.name, reason)])
+    record = dead_letter_record(err.topic, fault.poison, err, now=now)
+    record["quarantine"] = fault.to_record()
+    return record
+
+
+def _alarm_notice(kind: str, key: str, t: float, other: float | None) -> dict[str, Any]:
+    if kind == "clear_unknown":
+        detail = "a clear that matches no active alarm (never raised, already cleared or forgotten)"
+    elif kind == "stale_raise":
+        detail = f"a raise older than the last clear of its alarm ({format_time(other or 0.0)}): ignored"
+    else:
+        detail = f"a clear older than the active occurrence (raised {format_time(other or 0.0)}): ignored"
+    return {"kind": kind, "alarm": key, "event_time": format_time(t), "detail": detail}
 
 
 class Pipeline:
@@ -121,6 +160,10 @@ class Pipeline:
             known_customers=topology.has_customer,
         )
         self.alarms = AlarmTable(self.settings.alarms)
+        # A part that raises is quarantined alone and retried with backoff (engine.containment).
+        self.quarantine = Quarantine()
+        self._last_input: tuple[str, Any] | None = None  # (topic, payload): named when a part fails
+        self._event_watermark = 0.0  # the latest event time applied: older by > tolerance is late
         self.correlator = Correlator(self.program, topology, grace=self.settings.reorder_tolerance)
         self._own: dict[str, Health] = {}  # element -> its own health, from alarms about the element
         # service type -> element -> health, from alarms about one service on the element (the
@@ -131,7 +174,10 @@ class Pipeline:
         mode = self.settings.quality.element_alarms
         kpi_rules = any(r.form == "kpi_threshold" for r in rules)
         self.quality = ServiceQuality(
-            topology, self.settings.quality, element_alarms=mode == "on" or (mode == "auto" and not kpi_rules)
+            topology,
+            self.settings.quality,
+            element_alarms=mode == "on" or (mode == "auto" and not kpi_rules),
+            quarantine=self.quarantine,
         )
         self.groups = Groups(rules, topology)
         self.inhibitions = Inhibitions(rules, topology)
@@ -151,6 +197,7 @@ class Pipeline:
             parts=self.correlator.parts,
             sla=self.quality.sla_facts,
             sla_milestones=sla_milestones(self.settings.quality.sla.urgency),
+            quarantine=self.quarantine,
         )
         self.kpis = KpiStore()
         self.stats = Stats()
@@ -160,25 +207,51 @@ class Pipeline:
     def feed(
         self, topic: str, payload: bytes | str | Mapping[str, Any], now: float, *, flush: bool = True
     ) -> Decisions:
-        """Decode one message and apply it. Never raises for bad input: it becomes a dead letter.
+        """Decode one message and apply it at ``now``, the time it was received. Never raises: bad
+        input becomes a dead letter, and so does a message whose application fails inside the core
+        (a bug: contained, counted, the core goes on).
 
         ``flush=False`` leaves the timers that are due by ``now`` for the next ``tick``: the daemon
         applies a restart's backlog that way, so a timer that fell due while it was down (a symptom's
         incident opening) waits until the backlog (its root) is in."""
+        received = now
         now = self._advance(now)
         out = Decisions()
         try:
-            decoded = self.decoder.decode(topic, payload)
+            decoded = self._on_time(self.decoder.decode(topic, payload), received, out)
         except InvalidMessage as err:
             self.stats.messages["invalid"] += 1
             self.stats.invalid_reasons[err.errors[0][0] or "message"] += 1
             out.dead_letters.append(dead_letter_record(topic, payload, err, now=now))
-            return out
+            return self._done(out, now)
+        self._last_input = (topic, payload)
+        try:
+            self._apply(decoded, topic, payload, now, out)
+        except Exception as exc:  # containment: the message is the poison; it is named and dropped
+            self.stats.internal_errors += 1
+            reason = f"internal error while applying it: {type(exc).__name__}: {exc}"
+            failure = InvalidMessage(topic, [("", reason)])
+            out.dead_letters.append(dead_letter_record(topic, payload, failure, now=now))
+        if flush:
+            out.records.extend(self._flush(now))
+        return self._done(out, now)
+
+    def _apply(
+        self,
+        decoded: Decoded,
+        topic: str,
+        payload: bytes | str | Mapping[str, Any],
+        now: float,
+        out: Decisions,
+    ) -> None:
         if decoded.alarm is not None:
             self.stats.messages["alarm"] += 1
+            self._late(topic, decoded.alarm.event_time, f"alarm {decoded.alarm.ne_id}", out)
             out.records.extend(self.apply_alarm(decoded.alarm, now))
         else:
             self.stats.messages["samples"] += 1
+            if decoded.samples:
+                self._late(topic, decoded.samples[0].time, f"sample of {decoded.samples[0].target}", out)
             for sample in decoded.samples:
                 self.kpis.observe(sample)
                 self.quality.observe(sample)
@@ -189,8 +262,95 @@ class Pipeline:
                 self.stats.samples_rejected += len(decoded.rejected)
                 partial = InvalidMessage(topic, list(decoded.rejected))
                 out.dead_letters.append(dead_letter_record(topic, payload, partial, now=now))
-        if flush:
-            out.records.extend(self._flush(now))
+
+    # -- event times against the receive time ----------------------------------------------------
+    def _on_time(self, decoded: Decoded, received: float, out: Decisions) -> Decoded:
+        """Event times beyond ``core.clock`` bounds of the receive time: clamped to it (a notice)
+        or refused (``InvalidMessage``), per ``clock.ahead`` / ``clock.behind``."""
+        if decoded.alarm is not None:
+            t = self._clock_check(decoded.topic, "event_time", decoded.alarm.event_time, received, out)
+            if t is None:
+                return decoded
+            alarm = decoded.alarm.model_copy(update={"event_time": t})
+            return Decoded(decoded.topic, decoded.kind, alarm, (), ())
+        samples: list[KpiSample] = []
+        changed = False
+        rejected = list(decoded.rejected)
+        batch = len(decoded.samples) > 1 or bool(decoded.rejected)
+        for i, sample in enumerate(decoded.samples):
+            field_name = f"samples[{i}].time" if batch else "time"
+            try:
+                t = self._clock_check(decoded.topic, field_name, sample.time, received, out)
+            except InvalidMessage as err:
+                rejected.extend(err.errors)
+                changed = True
+                continue
+            if t is not None:
+                changed = True
+            samples.append(sample if t is None else sample.model_copy(update={"time": t}))
+        if not changed:
+            return decoded
+        if not samples:
+            raise InvalidMessage(decoded.topic, rejected)
+        return Decoded(decoded.topic, decoded.kind, None, tuple(samples), tuple(rejected))
+
+    def _clock_check(
+        self, topic: str, field_name: str, t: float, received: float, out: Decisions
+    ) -> float | None:
+        """None when ``t`` is within bounds, else the receive time (clamp) or ``InvalidMessage``."""
+        c = self.settings.clock
+        if t > received + c.max_ahead:
+            kind, policy, bound = "clock_ahead", c.ahead, f"core.clock.max_ahead {c.max_ahead:g} s"
+            gap = f"{t - received:.0f} s ahead of"
+        elif c.max_behind is not None and t < received - c.max_behind:
+            kind, policy, bound = "clock_behind", c.behind, f"core.clock.max_behind {c.max_behind:g} s"
+            gap = f"{received - t:.0f} s behind"
+        else:
+            return None
+        detail = f"{format_time(t)} is {gap} the receive time {format_time(received)} ({bound})"
+        if policy == "reject":
+            self.stats.notices[kind + "_rejected"] += 1
+            raise InvalidMessage(topic, [(field_name, detail)])
+        self.stats.notices[kind] += 1
+        out.notices.append(
+            {
+                "kind": kind,
+                "topic": topic,
+                "field": field_name,
+                "event_time": format_time(t),
+                "detail": detail + "; applied at the receive time",
+            }
+        )
+        return received
+
+    def _late(self, topic: str, t: float, what: str, out: Decisions) -> None:
+        """An event older than the latest one applied by more than ``reorder_tolerance``: applied at
+        the current clock (its own time still orders it among its alarm's raises and clears)."""
+        tolerance = self.settings.reorder_tolerance
+        if t < self._event_watermark - tolerance:
+            self.stats.notices["late"] += 1
+            out.notices.append(
+                {
+                    "kind": "late",
+                    "topic": topic,
+                    "event_time": format_time(t),
+                    "detail": f"{what} at {format_time(t)} arrived after events up to "
+                    f"{format_time(self._event_watermark)} (reorder tolerance {tolerance:g} s)",
+                }
+            )
+        else:
+            self._event_watermark = max(self._event_watermark, t)
+
+    def _done(self, out: Decisions, now: float) -> Decisions:
+        """Collect what the parts reported during this step: alarm notices and new faults."""
+        if self.alarms.notices:
+            for kind, key, t, other in self.alarms.notices:
+                self.stats.notices[kind] += 1
+                out.notices.append(_alarm_notice(kind, key, t, other))
+            self.alarms.notices.clear()
+        for fault in self.quarantine.take():
+            out.faults.append(fault)
+            out.dead_letters.append(fault_dead_letter(fault, now))
         return out
 
     def apply_alarm(self, alarm: Alarm, now: float) -> list[dict[str, Any]]:
@@ -211,18 +371,36 @@ class Pipeline:
         """Advance time: flapping ends, facts expire, incidents open, update and resolve."""
         now = self._advance(now)
         out = Decisions()
-        for change in self.alarms.tick(now):
-            out.records.extend(self._on_change(change, now))
+        out.records.extend(self._contained("alarms", now, partial(self._alarms_tick, now)))
         out.records.extend(self._flush(now))
-        return out
+        return self._done(out, now)
+
+    def _alarms_tick(self, now: float) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for change in self.alarms.tick(now):
+            records.extend(self._on_change(change, now))
+        return records
+
+    def _contained(
+        self, part: str, now: float, fn: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """A whole part's step, quarantined when it raises (named with the latest input)."""
+        return self.quarantine.run(part, "", now, fn, [], poison=self._poison)
+
+    def _poison(self) -> str:
+        if self._last_input is None:
+            return "no input yet"
+        topic, payload = self._last_input
+        text, _ = _excerpt(payload)
+        return f"latest input before the failure: {topic} {text[:400]}"
 
     def next_due(self) -> float | None:
         dues = [d for d in self._dues().values() if d]
         return min(dues) if dues else None
 
     def _dues(self) -> dict[str, float | None]:
-        """Each timed part's next due time, by name."""
-        return {
+        """Each timed part's next due time, by name; a quarantined part's is its retry."""
+        dues = {
             "alarms": self.alarms.next_due(),
             "correlator": self.correlator.next_due(),
             "incidents": self.incidents.next_due(),
@@ -230,6 +408,9 @@ class Pipeline:
             "pairs": self.pairs.next_due(),
             "quality": self.quality.next_due(),
         }
+        if self.quarantine:
+            return {name: self.quarantine.due(name, due) for name, due in dues.items()}
+        return dues
 
     def drain(self, *, limit: float = 366 * 86400.0) -> Decisions:
         """Advance the clock until nothing is pending (end of a replay), at most ``limit`` seconds."""
@@ -333,17 +514,43 @@ class Pipeline:
         return records
 
     def _flush(self, now: float) -> list[dict[str, Any]]:
+        """Every timed part's due work, each contained: a part that raises is quarantined (and
+        retried with backoff) while the others go on."""
+        contained = self._contained
+        contained("correlator", now, partial(self._correlator_tick, now))
+        contained("groups", now, partial(self._groups_tick, now))
+        records = contained("storms", now, partial(self._storms_tick, now))
+        records.extend(contained("pairs", now, partial(self._pairs_tick, now)))
+        if (due := self.quality.next_due()) is not None and due <= now:
+            records.extend(contained("quality", now, partial(self._quality_tick, now)))
+        records.extend(contained("incidents", now, partial(self._incidents_tick, now)))
+        return records
+
+    def _correlator_tick(self, now: float) -> list[dict[str, Any]]:
         self.correlator.tick(now)
+        return []
+
+    def _groups_tick(self, now: float) -> list[dict[str, Any]]:
         self.groups.tick(now)
+        return []
+
+    def _storms_tick(self, now: float) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         for syn in self.storms.tick(now):
             records.extend(self._apply_synthetic(syn, now))
-        records.extend(self._pair_outcome(self.pairs.tick(now), now))
-        if (due := self.quality.next_due()) is not None and due <= now:
-            for syn in self.quality.tick(now, self._alarmed()):
-                records.extend(self._apply_synthetic(syn, now))
-        more, released = self.incidents.tick(now)
-        records.extend(more)
+        return records
+
+    def _pairs_tick(self, now: float) -> list[dict[str, Any]]:
+        return self._pair_outcome(self.pairs.tick(now), now)
+
+    def _quality_tick(self, now: float) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for syn in self.quality.tick(now, self._alarmed()):
+            records.extend(self._apply_synthetic(syn, now))
+        return records
+
+    def _incidents_tick(self, now: float) -> list[dict[str, Any]]:
+        records, released = self.incidents.tick(now)
         # A resolved incident explains nothing more: its alarms' facts go; those still active are
         # correlated again, as of now, and may form new incidents.
         while released:
@@ -556,11 +763,15 @@ class Pipeline:
             },
             "quality": self.quality.dump(),
             "silences": self.calendar.silences.dump(),
+            "quarantine": self.quarantine.dump(),
+            "event_watermark": self._event_watermark,
             "stats": {
                 "messages": dict(self.stats.messages),
                 "invalid_reasons": dict(self.stats.invalid_reasons),
                 "samples": self.stats.samples,
                 "samples_rejected": self.stats.samples_rejected,
+                "notices": dict(self.stats.notices),
+                "internal_errors": self.stats.internal_errors,
             },
         }
         return orjson.dumps(state)
@@ -595,10 +806,14 @@ class Pipeline:
         self.breaches.load(forms["breaches"])
         self.quality.load(state["quality"])
         self.calendar.silences.load(state.get("silences", ()))
+        self.quarantine.load(state.get("quarantine", ()))
+        self._event_watermark = state.get("event_watermark", 0.0)
         st = state["stats"]
         self.stats.messages = Counter(st["messages"])
         self.stats.invalid_reasons = Counter(st["invalid_reasons"])
         self.stats.samples, self.stats.samples_rejected = st["samples"], st["samples_rejected"]
+        self.stats.notices = Counter(st.get("notices", {}))
+        self.stats.internal_errors = st.get("internal_errors", 0)
         return {"alarms_dropped": dropped_alarms, "incidents_dropped": dropped_incidents}
 
     def close(self) -> None:
@@ -621,6 +836,14 @@ class Pipeline:
             "alarms_cleared": c.cleared,
             "clears_unknown": c.clear_unknown,
             "stale": c.stale,
+            "stale_clears": c.stale_clears,
+            "late_events": self.stats.notices["late"],
+            "clock_clamped": self.stats.notices["clock_ahead"] + self.stats.notices["clock_behind"],
+            "clock_rejected": self.stats.notices["clock_ahead_rejected"]
+            + self.stats.notices["clock_behind_rejected"],
+            "internal_errors": self.stats.internal_errors,
+            "part_failures": self.quarantine.failures,
+            "quarantined": [f.name for f in self.quarantine.faults()],
             "flapping": c.flapping,
             "incidents_opened": opened,
             "incidents_resolved": self.incidents.resolved,

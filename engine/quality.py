@@ -34,8 +34,10 @@ Theory of operation
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
+from engine.containment import Quarantine
 from engine.experience import Breach, KqiScore, SlaTracker, breach_urgency, customer_experience
 from engine.impact import Health, HealthView, Impact
 from engine.inference import Inference, access_path_elements, infer_location
@@ -54,6 +56,8 @@ from engine.settings import QualitySettings
 from engine.topology import CustomerGroup, Topology
 
 INFERRED = "degradedServiceInferred"
+QUALITY_PART = "quality"  # names in the quarantine: a KQI scope is an item of "quality"
+SLA_PART = "sla"
 
 
 def group_id(g: CustomerGroup) -> str:
@@ -61,8 +65,18 @@ def group_id(g: CustomerGroup) -> str:
 
 
 class ServiceQuality:
-    def __init__(self, topology: Topology, settings: QualitySettings, *, element_alarms: bool) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        settings: QualitySettings,
+        *,
+        element_alarms: bool,
+        quarantine: Quarantine | None = None,
+    ) -> None:
         self._topology = topology
+        # A KQI scope whose evaluation raises, or the SLA tracker, is quarantined alone
+        # (``engine.containment``): the other scopes are evaluated, incidents go on.
+        self._quarantine = quarantine if quarantine is not None else Quarantine()
         self.settings = settings
         self.windows = KqiWindows(settings.kqis)
         self.sla = SlaTracker(settings.sla)
@@ -120,7 +134,7 @@ class ServiceQuality:
     def next_due(self) -> float | None:
         """The next KQI evaluation or, while a customer group is down, the next SLA breach it is
         heading for (``SlaTracker.next_breach``), whichever comes first."""
-        breach = self.sla.next_breach()
+        breach = self._quarantine.due(SLA_PART, self.sla.next_breach())
         if breach is None or (self._next is not None and self._next <= breach):
             return self._next
         return breach
@@ -131,7 +145,9 @@ class ServiceQuality:
         ``alarmed``: elements with an active alarm with an effect (other than ours): degradations
         there are explained."""
         if self._groups:
-            self.sla.tick(now)
+            self._quarantine.run(
+                SLA_PART, "", now, partial(self.sla.tick, now), None, poison=self.sla.describe
+            )
         if self._next is None or now < self._next:
             return []
         self.evaluations += 1
@@ -147,11 +163,13 @@ class ServiceQuality:
         wanted: dict[str, Synthetic] = {}
         if self._element_alarms:
             for scope, (ne, service) in sorted(self._elements.items()):
-                missed = [
-                    st
-                    for st in self.windows.evaluate(scope, service, now)
-                    if st.status in ("at_risk", "violated")
-                ]
+                states = self._evaluate(scope, service, now)
+                if states is None:  # quarantined: what it said last stands until it is measured again
+                    for aid, kept in self._raised.items():
+                        if kept.ne_id == ne and kept.specific_problem == f"{service} quality":
+                            wanted[aid] = Synthetic(kept, "degraded", QUALITY)
+                    continue
+                missed = [st for st in states if st.status in ("at_risk", "violated")]
                 if missed:
                     syn = self._kqi_alarm(ne, service, missed, now)
                     wanted[syn.alarm.alarm_id or ""] = syn
@@ -245,9 +263,22 @@ class ServiceQuality:
     def path_states(self, now: float) -> dict[str, list[KqiState]]:
         """Every measured service path's KQI states, by scope (sorted)."""
         return {
-            scope: self.windows.evaluate(scope, service, now)
+            scope: states
             for scope, (_, service) in sorted(self._paths.items())
+            if (states := self._evaluate(scope, service, now)) is not None
         }
+
+    def _evaluate(self, scope: str, service: str, now: float) -> list[KqiState] | None:
+        """One scope's KQI states; None while the scope is quarantined because its evaluation raised
+        (the window's content is named as the poison)."""
+        return self._quarantine.run(
+            QUALITY_PART,
+            scope,
+            now,
+            partial(self.windows.evaluate, scope, service, now),
+            None,
+            poison=partial(self.windows.describe, scope),
+        )
 
     def measured_paths(self) -> dict[str, tuple[str, str]]:
         """Path scope -> (customer, service type), for every path with samples in the windows (as of

@@ -190,12 +190,25 @@ class QualitySettings(_Strict):
         return v
 
 
+class ClockSettings(_Strict):
+    """How far an event's own time (an alarm's ``event_time``, a sample's ``time``) may be from the
+    time the engine received it. Beyond ``max_ahead`` (later) or ``max_behind`` (earlier; None: no
+    limit), the event is applied at the receive time (``clamp``) or refused as a dead letter
+    (``reject``)."""
+
+    max_ahead: Duration = 300.0
+    ahead: Literal["clamp", "reject"] = "clamp"
+    max_behind: Duration | None = None
+    behind: Literal["clamp", "reject"] = "clamp"
+
+
 class CoreSettings(_Strict):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     priority: PrioritySettings = Field(default_factory=PrioritySettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     reorder_tolerance: Duration = 5.0  # replay: events up to this much out of order are re-sorted
+    clock: ClockSettings = Field(default_factory=ClockSettings)
 
 
 def core_settings_from_data(

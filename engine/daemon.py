@@ -55,7 +55,7 @@ from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.logs import RateLimited, bound, log_transition
 from engine.messages import Routes, dead_letter_record
 from engine.metrics import Metrics
-from engine.pipeline import STUCK_TICKS, Decisions, Pipeline
+from engine.pipeline import Decisions, Pipeline
 from engine.rules.explain import PostMortems
 from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets
@@ -66,6 +66,17 @@ log = structlog.get_logger("engine.daemon")
 MQTT_RECEIVER = "mqtt"
 RECENT_DEAD_LETTERS = 100  # the newest kept dead letters on the dashboard's Operations page
 BATCH = 500  # items applied before a commit is forced
+NOTICE_EVENTS = {
+    "clear_unknown": "clear matches no alarm",
+    "stale_raise": "stale raise ignored",
+    "stale_clear": "stale clear ignored",
+    "late": "event out of order",
+    "clock_ahead": "event time ahead of the receive time; clamped",
+    "clock_behind": "event time behind the receive time; clamped",
+}
+LOG_BURST, LOG_INTERVAL = 5, 60.0  # notice and fault log lines of one kind per minute
+NO_PROGRESS = 3  # ticks in a row at one due time before the core task spaces its ticks out
+TICK_BACKOFF = 1.0  # seconds between ticks while the timers make no progress (intake goes on)
 
 
 @dataclass
@@ -134,6 +145,10 @@ class Daemon(CoreView):
         self._purged_at = 0.0
         self._firings_seen = 0
         self._reconnects_seen = 0
+        # Notices and faults: at most LOG_BURST lines of a kind per LOG_INTERVAL, the rest counted.
+        self._log_limits: dict[str, RateLimited] = {}
+        self._log_burst, self._log_interval = LOG_BURST, LOG_INTERVAL
+        self._tick_after = 0.0  # while the timers make no progress: no tick before this time
         self.recovered: dict[str, int] = {}
         self._acked: dict[str, Any] | None = None  # an acknowledgement that changed nothing
         self._catching_up = True  # until the start-up backlog is applied (see _still_catching_up)
@@ -259,6 +274,9 @@ class Daemon(CoreView):
         return False
 
     async def _core(self) -> None:
+        """Apply intake items and timer ticks, commit in batches. Intake is never starved: a run of
+        timers yields every ``BATCH`` ticks, and a timer that does not move after a tick (a bug the
+        core's containment did not catch) is ticked at most once a second, intake read between."""
         batch = 0
         last_due, repeats = None, 0
         while not self._stopping.is_set():
@@ -266,13 +284,14 @@ class Daemon(CoreView):
             due = self.pipeline.next_due()
             if self._catching_up and self._still_catching_up(now):
                 due = None  # timers wait for the backlog (the roots of what fell due meanwhile)
-            if due is not None and due <= now:
+            if due is not None and due <= now and now >= self._tick_after:
                 repeats = repeats + 1 if due == last_due else 0
                 last_due = due
-                if repeats >= STUCK_TICKS:  # a bug: say so once a second, and keep serving
-                    if repeats == STUCK_TICKS:
-                        log.error("core timer stuck", reason=self.pipeline.stuck(due))
-                    await asyncio.sleep(1.0)
+                if repeats >= NO_PROGRESS:
+                    self._tick_after = now + TICK_BACKOFF
+                    self._limited(
+                        "core timer stuck", now, "error", "core timer stuck", reason=self.pipeline.stuck(due)
+                    )
                 self._journal_and_apply("tick", "", b"", now)
                 batch += 1
                 if batch % BATCH == 0:
@@ -292,7 +311,7 @@ class Daemon(CoreView):
                 self.store.purge_dead_letters(now)
                 self.store.purge_explanations(now)
                 self._purged_at = now
-            wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - now, self._tick_after - now))
             if self._catching_up:
                 wait = 0.02
             try:
@@ -397,6 +416,24 @@ class Daemon(CoreView):
             for _ in range(reconnects - self._reconnects_seen):
                 m.mqtt_reconnect()
             self._reconnects_seen = reconnects
+        m.quarantined(self.pipeline.quarantine.by_part())
+        m.intake_depth(self.intake.qsize())
+        now = self._clock()
+        for what, limit in self._log_limits.items():
+            if n := limit.pending(now):
+                log.warning("log lines suppressed", what=what, suppressed=n, per=f"{limit.interval:g}s")
+
+    def _limited(self, key: str, now: float, level: str, event: str, **fields: Any) -> None:
+        """One log line, unless ``key`` already wrote its share this minute (then counted; the next
+        line written carries ``suppressed``, or a summary line reports them)."""
+        limit = self._log_limits.get(key)
+        if limit is None:
+            limit = self._log_limits[key] = RateLimited(burst=self._log_burst, interval=self._log_interval)
+        if not limit.allow(now):
+            return
+        if n := limit.take():
+            fields["suppressed"] = n
+        getattr(log, level)(event, **fields)
 
     def _journal_and_apply(
         self,
@@ -424,7 +461,14 @@ class Daemon(CoreView):
         try:
             return self._apply_unsafe(kind, topic, payload, now, out)
         except Exception as exc:
-            log.exception("core failed on a journal entry; skipped", kind=kind, topic=topic)
+            self._limited(
+                f"internal:{kind}",
+                self._clock(),
+                "exception",
+                "core failed on a journal entry; skipped",
+                kind=kind,
+                topic=topic,
+            )
             reason = f"internal error while applying it: {type(exc).__name__}: {exc}"
             err = InvalidMessage(topic or f"<{kind}>", [("", reason)])
             return Decisions(dead_letters=[dead_letter_record(err.topic, payload, err, now=now)])
@@ -469,6 +513,16 @@ class Daemon(CoreView):
             self.metrics.dead_letter()
             self.store.dead_letter({**dl, "source": source}, source, now, publish=self.publisher is not None)
             self._log_rejected(dl, source, now)
+        for fault in decisions.faults:
+            self.metrics.part_failure(fault.part)
+            self._limited(
+                f"fault:{fault.part}", now, "error", "core part failed; quarantined", **fault.to_record()
+            )
+        for notice in decisions.notices:
+            kind = notice["kind"]
+            self.metrics.notice(kind)
+            level = "info" if kind == "clear_unknown" else "warning"
+            self._limited(f"notice:{kind}", now, level, NOTICE_EVENTS[kind], **notice)
 
     def _log_rejected(self, dl: dict[str, Any], source: str, now: float) -> None:
         """A warning per rejected input, at most ``burst`` per interval; the rest are counted and the
@@ -550,6 +604,7 @@ class Daemon(CoreView):
             return False, str(exc)
         self._commit()
         dropped = fresh.restore(self.pipeline.snapshot())
+        fresh.quarantine.load(())  # a reload tries every quarantined part again
         old, self.pipeline = self.pipeline, fresh
         self._post_mortems.close()
         self._post_mortems = self._explain_as_resolved(fresh)
@@ -616,6 +671,11 @@ class Daemon(CoreView):
         if self.source is not None:
             out["mqtt"] = self.source.subscribed.is_set()
         return out
+
+    def degraded(self) -> list[dict[str, Any]]:
+        """The parts of the core quarantined now (``engine.containment``): the daemon serves, but
+        these parts are not doing their work."""
+        return [f.to_record() for f in self.pipeline.quarantine.faults()]
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)

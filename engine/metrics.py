@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 __all__ = [
+    "CORE_PARTS",
     "INCIDENT_STATES",
     "KINDS",
+    "NOTICES",
     "OUTCOMES",
     "PRIORITIES",
     "RELOAD_RESULTS",
@@ -39,6 +41,10 @@ TRANSITIONS: Final = ("opened", "updated", "resolved")
 RELOAD_RESULTS: Final = ("ok", "error")
 INCIDENT_STATES: Final = ("outage", "degraded", "at_risk")
 PRIORITIES: Final = (1, 2, 3, 4, 5)
+# Decisions.notices kinds (engine.pipeline) and the parts of the core the quarantine names
+# (engine.containment): each series exists from the start.
+NOTICES: Final = ("clear_unknown", "stale_raise", "stale_clear", "late", "clock_ahead", "clock_behind")
+CORE_PARTS: Final = ("alarms", "correlator", "groups", "storms", "pairs", "quality", "sla", "incidents")
 
 # Distinct `field` label values kept by soc_invalid_total; later new ones are counted as "other".
 MAX_INVALID_FIELDS: Final = 200
@@ -164,6 +170,25 @@ class Metrics:
         self._reloads = Counter(
             "soc_reloads_total", "Configuration reloads by result.", ["result"], registry=r
         )
+        self._notices = Counter(
+            "soc_input_notices_total",
+            "Inputs applied but worth a look, by kind: clears that match no alarm, stale raises and "
+            "clears, events out of order (late), event times clamped to the receive time.",
+            ["kind"],
+            registry=r,
+        )
+        self._part_failures = Counter(
+            "soc_core_part_failures_total",
+            "Failures of a part of the core (contained: the part is quarantined), by part.",
+            ["part"],
+            registry=r,
+        )
+        self._quarantined = Gauge(
+            "soc_core_quarantined",
+            "Parts (or items of a part: a KQI window, an incident) of the core quarantined now, by part.",
+            ["part"],
+            registry=r,
+        )
         self._build = Gauge("soc_build_info", "Always 1; the version is a label.", ["version"], registry=r)
         self._build.labels(version).set(1)
 
@@ -177,6 +202,12 @@ class Metrics:
             self._transitions.labels(event)
         for result in RELOAD_RESULTS:
             self._reloads.labels(result)
+        for kind in NOTICES:
+            self._notices.labels(kind)
+        for part in CORE_PARTS:
+            self._part_failures.labels(part)
+            self._quarantined.labels(part).set(0)
+        self._quarantined_parts: set[str] = set(CORE_PARTS)
         self._incident_series: set[tuple[str, str]] = set()
         self.incidents_gauge({})
         self._fields: set[str] = set()
@@ -276,6 +307,20 @@ class Metrics:
         for key in keys:
             self._incidents.labels(*key).set(wanted.get(key, 0))
         self._incident_series = keys
+
+    def notice(self, kind: str, n: int = 1) -> None:
+        """An input was applied with a notice (``Decisions.notices``): a clear matching nothing…"""
+        self._notices.labels(_check("kind", kind, NOTICES)).inc(_count(n))
+
+    def part_failure(self, part: str) -> None:
+        """A part of the core raised and was quarantined (or failed its retry)."""
+        self._part_failures.labels(part).inc()
+
+    def quarantined(self, counts: Mapping[str, int]) -> None:
+        """Set the quarantine gauge: part → items quarantined now; other parts go to 0."""
+        self._quarantined_parts |= set(counts)
+        for part in self._quarantined_parts:
+            self._quarantined.labels(part).set(counts.get(part, 0))
 
     def reload(self, result: str) -> None:
         """A configuration reload finished with ``result`` ``ok`` or ``error``."""

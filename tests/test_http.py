@@ -84,6 +84,7 @@ class FakeCore:
         self.acks: list[tuple[str, str, str | None]] = []
         self.reload_result: tuple[bool, str] | Exception = (True, "reloaded: 2 rulesets")
         self.broken: Exception | None = None  # raised by incident()
+        self.quarantined: list[dict[str, Any]] = []  # degraded()
 
     @property
     def ready(self) -> bool:
@@ -91,6 +92,9 @@ class FakeCore:
 
     def readiness(self) -> dict[str, bool]:
         return dict(self.parts)
+
+    def degraded(self) -> list[dict[str, Any]]:
+        return list(self.quarantined)
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         if self.broken is not None:
@@ -193,6 +197,18 @@ async def test_readyz_follows_the_core(http: aiohttp.ClientSession, core: FakeCo
     core.parts["mqtt"] = False
     async with http.get("/readyz") as r:
         assert (r.status, await r.json()) == (503, {"rules": True, "store": True, "mqtt": False})
+
+
+async def test_readyz_lists_the_quarantined_parts_of_a_degraded_core(
+    http: aiohttp.ClientSession, core: FakeCore
+) -> None:
+    """A core with a quarantined part still serves: /readyz stays 200 and names the part, its error
+    and its retry under ``degraded``."""
+    fault = {"part": "quality", "item": "ne:olt-7/voip", "error": "OverflowError: x", "retry_at": None}
+    core.quarantined = [fault]
+    async with http.get("/readyz") as r:
+        assert r.status == 200
+        assert await r.json() == {"rules": True, "store": True, "mqtt": True, "degraded": [fault]}
 
 
 async def test_metrics_serves_the_prometheus_text_format(http: aiohttp.ClientSession) -> None:

@@ -38,6 +38,9 @@ API: dict[str, tuple[str, tuple[str, ...]]] = {
     "soc_dead_letters_dropped_total": ("counter", ()),
     "soc_reloads_total": ("counter", ("result",)),
     "soc_build_info": ("gauge", ("version",)),
+    "soc_input_notices_total": ("counter", ("kind",)),
+    "soc_core_part_failures_total": ("counter", ("part",)),
+    "soc_core_quarantined": ("gauge", ("part",)),
 }
 
 

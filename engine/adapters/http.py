@@ -75,6 +75,8 @@ class CoreView(Protocol):
 
     def readiness(self) -> dict[str, bool]: ...
 
+    def degraded(self) -> list[dict[str, Any]]: ...
+
     def incident(self, incident_id: str) -> dict[str, Any] | None: ...
 
     def incidents(
@@ -509,7 +511,13 @@ class HttpApi:
         return _json({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        return _json(self._core.readiness(), 200 if self._core.ready else 503)
+        """Readiness of rules, store and MQTT; a core with quarantined parts still serves (200) and
+        lists them under ``degraded`` (the parts not doing their work: see ``engine.containment``)."""
+        body: dict[str, Any] = dict(self._core.readiness())
+        degraded = self._core.degraded()
+        if degraded:
+            body["degraded"] = degraded
+        return _json(body, 200 if self._core.ready else 503)
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": self._metrics.content_type})

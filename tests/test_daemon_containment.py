@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from bench.scenarios import T0, alarm, clear
 from engine.kqi import KqiState, KqiWindows
+from engine.pipeline import Decisions, Pipeline
 from tests.daemon_harness import FAST_CORE, collecting, publish, running_daemon, until, with_prefix
 from tests.mosquitto import Mosquitto
 
@@ -157,3 +158,42 @@ async def test_orphan_clears_and_skewed_times_are_counted_and_logged_rate_limite
     assert (summary["what"], summary["suppressed"]) == ("notice:clear_unknown", 15)
     (clamped,) = [e for e in logs if e["event"].startswith("event time ahead")]
     assert clamped["event_time"] == "2036-01-01T00:00:00.000Z"
+
+
+async def test_a_tick_that_always_raises_never_spins_nor_blocks_intake_health_or_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure outside every contained part (here: the whole ``Pipeline.tick`` raises, so the due
+    timer never moves) used to be retried back to back: 10,000 failing ticks before the core task
+    slowed down, intake unread, /healthz timing out. Now the core task ticks at most once a second
+    while the timer makes no progress, reads its intake in between (messages are applied and their
+    incidents open), and /healthz and /metrics answer at once."""
+    calls: list[float] = []
+
+    def tick(self: Pipeline, now: float) -> Decisions:
+        calls.append(now)
+        raise RuntimeError("injected: every tick fails")
+
+    async with running_daemon(tmp_path, broker_url=None, prefix="spin") as (daemon, _rx):
+        assert daemon.http is not None
+        monkeypatch.setattr(Pipeline, "tick", tick)
+        timeout = aiohttp.ClientTimeout(total=10)  # a stalled core must fail the test, not hang it
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{daemon.http.port}", timeout=timeout) as http:
+            raise_ = {"ne_id": "agg-3", "severity": "critical", "probable_cause": "lossOfSignal"}
+            async with http.post("/events", json={**raise_, "event_time": time.time()}) as r:
+                assert r.status == 202
+            # The incident's settle timer falls due; every tick fails; intake goes on.
+            await until(lambda: len(calls) >= 1, timeout=10, what="a failing tick")
+            started = time.monotonic()
+            for i in range(1, 6):
+                event = {"ne_id": f"olt-{i:03d}", "severity": "major", "probable_cause": "linkDown"}
+                async with http.post("/events", json={**event, "event_time": time.time()}) as r:
+                    assert r.status == 202
+            async with http.get("/healthz") as r:
+                assert r.status == 200
+            async with http.get("/metrics") as r:
+                text = await r.text()
+            assert time.monotonic() - started < 5
+            assert 'soc_messages_total{kind="alarm",outcome="accepted",source="http"} 6.0' in text
+            await asyncio.sleep(3)
+            assert len(calls) <= 10, f"{len(calls)} ticks in about 4 s: retried in a loop"

@@ -276,9 +276,10 @@ class Pipeline:
         samples: list[KpiSample] = []
         changed = False
         rejected = list(decoded.rejected)
+        # Positions are those of the batch when none of it was rejected (else they are unknown here).
         batch = len(decoded.samples) > 1 or bool(decoded.rejected)
         for i, sample in enumerate(decoded.samples):
-            field_name = f"samples[{i}].time" if batch else "time"
+            field_name = ("samples[].time" if decoded.rejected else f"samples[{i}].time") if batch else "time"
             try:
                 t = self._clock_check(decoded.topic, field_name, sample.time, received, out)
             except InvalidMessage as err:

@@ -118,6 +118,9 @@ class StoreCore:
     def readiness(self) -> dict[str, bool]:
         return {"store": True}
 
+    def degraded(self) -> list[dict[str, Any]]:
+        return []  # no core here: nothing is quarantined
+
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)
 

@@ -76,6 +76,9 @@ class RecordCore:
     def readiness(self) -> dict[str, bool]:
         return {"rules": True}
 
+    def degraded(self) -> list[dict[str, Any]]:
+        return []  # no core here: nothing is quarantined
+
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.records.get(incident_id)
 

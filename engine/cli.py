@@ -6,21 +6,34 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from engine import __version__
+from engine.cliargs import (
+    Parser,
+    http_url,
+    input_file,
+    input_path,
+    int_range,
+    output_dir,
+    output_file,
+    port,
+    rate,
+    time_arg,
+)
 from engine.errors import ConfigError, EngineError
-from engine.rules.schema import load_rulesets
 from engine.terminal import printable
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from engine.pipeline import Pipeline
     from engine.replay import Replayer, dumps
+    from engine.rules.schema import load_rulesets
     from engine.settings import load_core_settings
     from engine.topology import load_topology
 
@@ -28,9 +41,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     rulesets = load_rulesets(args.rulesets)
     settings = load_core_settings(args.config)
     pipeline = Pipeline(topology, rulesets, settings)
-    out: IO[bytes] = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
-    dead: IO[bytes] | None = open(args.dead_letters, "wb") if args.dead_letters else None  # noqa: SIM115
     try:
+        fh = open(args.events, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(str(args.events), "", f"cannot read events: {exc.strerror or exc}") from None
+    dead_cm = nullcontext() if args.dead_letters is None else _output(args.dead_letters, "--dead-letters")
+    with fh, _output(args.out, "--out") as out, dead_cm as dead:
 
         def emit(rec: dict[str, Any]) -> None:
             out.write(dumps(rec))
@@ -45,19 +61,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 dead.write(dumps(rec))
 
         replayer = Replayer(pipeline, emit=emit, dead_letter=dead_letter)
-        try:
-            fh = open(args.events, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise ConfigError(str(args.events), "", f"cannot read events: {exc.strerror or exc}") from None
-        with fh:
-            stats = replayer.run(fh)
-    finally:
-        if args.out:
-            out.close()
-        else:
-            out.flush()
-        if dead:
-            dead.close()
+        stats = replayer.run(fh)
     summary = {
         "events": stats.events,
         "bad_lines": stats.bad_lines,
@@ -75,6 +79,55 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         summary["dead_letter_examples"] = examples
     sys.stderr.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
+
+
+class _Output:
+    """An output file named by an option (``--out``); a write that fails is an ``EngineError`` naming
+    the option and the file (a full disk, a file system gone read-only), never a traceback."""
+
+    def __init__(self, fh: IO[bytes], option: str, name: str) -> None:
+        self._fh = fh
+        self._option = option
+        self._name = name
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._fh.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self.error(exc) from None
+
+    def error(self, exc: OSError) -> EngineError:
+        return EngineError(f"argument {self._option}: cannot write {self._name}: {exc.strerror or exc}")
+
+
+@contextmanager
+def _output(path: Path | None, option: str) -> Iterator[_Output]:
+    """Open ``path`` for ``option`` (None: stdout); close or flush it at the end, turning a failed
+    write into an ``EngineError`` that names the option."""
+    if path is None:
+        fh: IO[bytes] = sys.stdout.buffer
+        name = "stdout"
+    else:
+        try:
+            fh = open(path, "wb")  # noqa: SIM115
+        except OSError as exc:
+            raise EngineError(f"argument {option}: cannot write {path}: {exc.strerror or exc}") from None
+        name = str(path)
+    out = _Output(fh, option, name)
+    try:
+        yield out
+    finally:
+        try:
+            if path is None:
+                fh.flush()
+            else:
+                fh.close()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise out.error(exc) from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -162,16 +215,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args.rate, args.scenario, args.http_port, args.verbose)
 
 
-def _cmd_qoe(args: argparse.Namespace) -> int:
-    if args.model == "voip":
-        from engine.qoe import emodel
-
-        return emodel.main(args.rest)
-    from engine.qoe import video
-
-    return video.main(args.rest)
-
-
 def _cmd_rules_check(args: argparse.Namespace) -> int:
     from engine.errors import RulesetError
     from engine.rules.compiler import compile_rulesets
@@ -185,17 +228,15 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
     errors: list[str] = []
     loaded: list[Ruleset] = []
     files: list[Path] = []
-    for raw in args.paths:
-        p = Path(raw)
+    for p in args.paths:  # each exists (cliargs.input_path)
         if p.is_dir():
             found = sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
-            if not found:
-                errors.append(f"{p}: no *.yaml ruleset in this directory")
+            if not found:  # nothing to check is a usage error, like a path that does not exist
+                print(f"error: argument DIR|FILE: no *.yaml or *.yml ruleset in {p}", file=sys.stderr)
+                return 2
             files.extend(found)
-        elif p.exists():
-            files.append(p)
         else:
-            errors.append(f"{p}: no such file or directory")
+            files.append(p)
 
     def report(exc: ConfigError) -> None:
         errors.append(str(exc))
@@ -230,7 +271,7 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
 def _cmd_rules_test(args: argparse.Namespace) -> int:
     from engine.rules.testing import run_files
 
-    return run_files(args.files, out=sys.stdout)
+    return run_files(args.files, out=sys.stdout, err=sys.stderr)
 
 
 def _cmd_rules_explain(args: argparse.Namespace) -> int:
@@ -263,10 +304,10 @@ def _cmd_rules_explain(args: argparse.Namespace) -> int:
 
 def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
     from engine.rules.explain import NotFound, explain
-    from engine.timeutil import format_time, parse_time
+    from engine.timeutil import format_time
 
     pipeline = _replayed(args)
-    until = parse_time(args.at) if args.at is not None else None  # _replayed checked it
+    until: float | None = args.at  # epoch seconds (cliargs.time_arg)
     try:
         return explain(pipeline, args.id)
     except NotFound as exc:
@@ -299,6 +340,7 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
 
 def _cmd_rules_diff(args: argparse.Namespace) -> int:
     from engine.mining.diff import diff, render, replay_side, select_lines
+    from engine.rules.schema import load_rulesets
     from engine.settings import load_core_settings
     from engine.timeutil import parse_time
     from engine.topology import load_topology
@@ -374,6 +416,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if es.topology is None:
             raise ConfigError(str(args.config), "topology", "required to read the store")
         from engine.pipeline import Pipeline
+        from engine.rules.schema import load_rulesets
         from engine.topology import load_topology
 
         pipeline = Pipeline(load_topology(es.topology), load_rulesets(list(es.rulesets)), es.core)
@@ -413,16 +456,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _replayed(args: argparse.Namespace) -> Any:
     from engine.offline import replay_pipeline
+    from engine.rules.schema import load_rulesets
     from engine.settings import load_core_settings
-    from engine.timeutil import parse_time
     from engine.topology import load_topology
 
-    until = None
-    if args.at is not None:
-        try:
-            until = parse_time(args.at)
-        except ValueError as exc:
-            raise ConfigError("--at", "", str(exc)) from None
+    until: float | None = args.at  # epoch seconds (cliargs.time_arg)
     topology = load_topology(args.topology)
     rulesets = load_rulesets(args.rulesets)
     settings = load_core_settings(args.config)
@@ -481,23 +519,37 @@ def _cmd_dataset_pcic(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="engine", description=__doc__)
+    parser = Parser(prog="engine", description=__doc__)
     parser.add_argument("--version", action="version", version=f"engine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("replay", help="replay a JSON-lines event file on virtual time")
-    p.add_argument("events", type=Path, metavar="EVENTS.jsonl")
-    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
-    p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="repeatable; default: built-in")
-    p.add_argument("--config", type=Path, metavar="FILE", help="core settings (YAML)")
-    p.add_argument("--out", type=Path, metavar="FILE", help="incident records (default: stdout)")
-    p.add_argument("--dead-letters", type=Path, metavar="FILE", help="rejected messages with reasons")
+    p.add_argument("events", type=input_file, metavar="EVENTS.jsonl")
+    p.add_argument("--topology", required=True, type=input_file, metavar="FILE")
+    p.add_argument(
+        "--rulesets",
+        action="append",
+        type=input_path,
+        metavar="DIR|FILE",
+        help="repeatable; default: built-in",
+    )
+    p.add_argument("--config", type=input_file, metavar="FILE", help="core settings (YAML)")
+    p.add_argument("--out", type=output_file, metavar="FILE", help="incident records (default: stdout)")
+    p.add_argument("--dead-letters", type=output_file, metavar="FILE", help="rejected messages with reasons")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("run", help="run the daemon: MQTT in, webhooks out, durable state, HTTP API")
-    p.add_argument("--config", type=Path, metavar="FILE", help="engine settings (YAML); ENGINE_* overrides")
-    p.add_argument("--topology", type=Path, metavar="FILE", help="overrides `topology` in the config")
-    p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="overrides `rulesets`; repeatable")
+    p.add_argument(
+        "--config", type=input_file, metavar="FILE", help="engine settings (YAML); ENGINE_* overrides"
+    )
+    p.add_argument("--topology", type=input_file, metavar="FILE", help="overrides `topology` in the config")
+    p.add_argument(
+        "--rulesets",
+        action="append",
+        type=input_path,
+        metavar="DIR|FILE",
+        help="overrides `rulesets`; repeatable",
+    )
     p.add_argument(
         "--cluster",
         metavar="URLS",
@@ -531,9 +583,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo", help="zero-setup demo: embedded broker, the daemon, a simulated network, a receiver"
     )
-    p.add_argument("--rate", type=float, default=1.0, help="scenario speed (1 = real time)")
+    p.add_argument(
+        "--rate", type=rate, default=1.0, metavar="N", help="scenario speed: 1 real time, 10 faster, 0 max"
+    )
     p.add_argument("--scenario", default="demo", help="built-in scenario name or file (default: demo)")
-    p.add_argument("--http-port", type=int, default=8080, help="HTTP API port (0: any free port)")
+    p.add_argument(
+        "--http-port", type=port, default=8080, metavar="PORT", help="HTTP API port (0: any free port)"
+    )
     p.add_argument("--verbose", action="store_true", help="engine logs at info and every simulated message")
     p.set_defaults(func=_cmd_demo)
 
@@ -543,14 +599,21 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_arguments(p)
     p.set_defaults(func=simulator.run)
 
-    p = sub.add_parser(
+    from engine.qoe import emodel, video
+
+    qoe = sub.add_parser(
         "qoe",
         help="quality of experience: VoIP (ITU-T G.107 E-model) or video (ITU-T P.1203 mode 0)",
         description="engine qoe voip --help | engine qoe video --help",
+    ).add_subparsers(dest="model", required=True, metavar="MODEL")
+    p = qoe.add_parser("voip", help="ITU-T G.107 E-model: R and MOS", description=emodel.DESCRIPTION)
+    emodel.add_arguments(p)
+    p.set_defaults(func=emodel.run)
+    p = qoe.add_parser(
+        "video", help="ITU-T P.1203 mode 0: MOS of a video session", description=video.DESCRIPTION
     )
-    p.add_argument("model", choices=["voip", "video"])
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="the model's own options")
-    p.set_defaults(func=_cmd_qoe)
+    video.add_arguments(p)
+    p.set_defaults(func=video.run)
 
     rules = sub.add_parser("rules", help="ruleset tooling").add_subparsers(
         dest="rules_command", required=True
@@ -558,13 +621,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = rules.add_parser(
         "check",
         help="validate and compile rulesets",
-        description="Validate and compile rulesets: exit 0 if they load, 1 with every error listed, "
-        "2 on bad input (a --topology that does not load).",
+        description="Validate and compile rulesets. Exit 0 they compile, 1 with every error found in "
+        "them listed, 2 on bad usage (a path that does not exist or holds no ruleset, a --topology that "
+        "does not load).",
     )
-    p.add_argument("paths", nargs="+", metavar="DIR|FILE")
+    p.add_argument("paths", nargs="+", type=input_path, metavar="DIR|FILE")
     p.add_argument(
         "--topology",
-        type=Path,
+        type=input_file,
         metavar="FILE",
         help="also refuse names the topology lacks (maintenance scopes, priority customers, tiers and "
         "services, KPI targets and service types)",
@@ -603,22 +667,34 @@ def build_parser() -> argparse.ArgumentParser:
         "with another root, with examples. --since replays only the test period (after the one the "
         "new rules were mined on).",
     )
-    p.add_argument("events", type=Path, metavar="EVENTS.jsonl")
-    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("events", type=input_file, metavar="EVENTS.jsonl")
+    p.add_argument("--topology", required=True, type=input_file, metavar="FILE")
     p.add_argument(
-        "--old", action="append", metavar="DIR|FILE", help="repeatable; default: the built-in rules"
+        "--old",
+        action="append",
+        type=input_path,
+        metavar="DIR|FILE",
+        help="repeatable; default: the built-in rules",
     )
-    p.add_argument("--new", action="append", required=True, metavar="DIR|FILE", help="repeatable")
-    p.add_argument("--config", type=Path, metavar="FILE", help="core config for both sides")
     p.add_argument(
-        "--new-config", type=Path, metavar="FILE", help="core config of the new side (mined effects)"
+        "--new", action="append", required=True, type=input_path, metavar="DIR|FILE", help="repeatable"
+    )
+    p.add_argument("--config", type=input_file, metavar="FILE", help="core config for both sides")
+    p.add_argument(
+        "--new-config", type=input_file, metavar="FILE", help="core config of the new side (mined effects)"
     )
     p.add_argument("--since", metavar="TIME", help="replay only events at or after TIME (the test period)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--examples", type=int, default=5, metavar="N", help="examples of each change (default 5)")
     p.set_defaults(func=_cmd_rules_diff)
-    p = rules.add_parser("test", help="run rule tests (YAML timelines and expectations) on the virtual clock")
-    p.add_argument("files", nargs="+", type=Path, metavar="DIR|FILE")
+    p = rules.add_parser(
+        "test",
+        help="run rule tests (YAML timelines and expectations) on the virtual clock",
+        description="Run rule tests on the virtual clock. Exit 0 every test passed, 1 a test failed, "
+        "2 on bad usage (a path that does not exist, no test file, a test file that does not load: "
+        "nothing is run then).",
+    )
+    p.add_argument("files", nargs="+", type=input_path, metavar="DIR|FILE")
     p.set_defaults(func=_cmd_rules_test)
     p = rules.add_parser(
         "explain",
@@ -632,13 +708,26 @@ def build_parser() -> argparse.ArgumentParser:
         "id", metavar="ALARM_KEY|INCIDENT_ID", help="inc-… is an incident; anything else an alarm key"
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--replay", type=Path, metavar="EVENTS.jsonl", help="replay this file, then explain")
-    source.add_argument("--api", metavar="URL", help="ask a running engine (http://127.0.0.1:8080)")
-    p.add_argument("--topology", type=Path, metavar="FILE", help="with --replay (required)")
-    p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="with --replay; default: built-in")
-    p.add_argument("--config", type=Path, metavar="FILE", help="with --replay: core settings (YAML)")
+    source.add_argument(
+        "--replay", type=input_file, metavar="EVENTS.jsonl", help="replay this file, then explain"
+    )
+    source.add_argument(
+        "--api", type=http_url, metavar="URL", help="ask a running engine (http://127.0.0.1:8080)"
+    )
+    p.add_argument("--topology", type=input_file, metavar="FILE", help="with --replay (required)")
     p.add_argument(
-        "--at", metavar="TIME", help="with --replay: the state as of this time (RFC 3339 or epoch)"
+        "--rulesets",
+        action="append",
+        type=input_path,
+        metavar="DIR|FILE",
+        help="with --replay; default: built-in",
+    )
+    p.add_argument("--config", type=input_file, metavar="FILE", help="with --replay: core settings (YAML)")
+    p.add_argument(
+        "--at",
+        type=time_arg,
+        metavar="TIME",
+        help="with --replay: the state as of this time (RFC 3339 or epoch)",
     )
     p.add_argument("--token", metavar="T", help="with --api: bearer token (default: $ENGINE_HTTP__TOKEN)")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
@@ -652,16 +741,26 @@ def build_parser() -> argparse.ArgumentParser:
         "1 unknown customer, 2 bad input.",
     )
     p.add_argument("kind", choices=["services", "customers", "customer", "sla"])
-    p.add_argument("--replay", type=Path, metavar="FILE", help="JSON lines, as for `engine replay`")
+    p.add_argument("--replay", type=input_file, metavar="FILE", help="JSON lines, as for `engine replay`")
     p.add_argument("--store", metavar="DB|-", help="the daemon's SQLite store ('-': the one in --config)")
-    p.add_argument("--topology", type=Path, metavar="FILE", help="with --replay")
-    p.add_argument("--rulesets", action="append", metavar="DIR|FILE", help="with --replay; repeatable")
+    p.add_argument("--topology", type=input_file, metavar="FILE", help="with --replay")
     p.add_argument(
-        "--config", type=Path, metavar="FILE", help="core settings (--replay) or the daemon's config"
+        "--rulesets", action="append", type=input_path, metavar="DIR|FILE", help="with --replay; repeatable"
     )
-    p.add_argument("--at", metavar="TIME", help="with --replay: state as of this RFC 3339 time")
+    p.add_argument(
+        "--config", type=input_file, metavar="FILE", help="core settings (--replay) or the daemon's config"
+    )
+    p.add_argument(
+        "--at", type=time_arg, metavar="TIME", help="with --replay: state as of this time (RFC 3339 or epoch)"
+    )
     p.add_argument("--customer", metavar="ID", help="for `report customer`")
-    p.add_argument("--limit", type=int, default=50, help="customers: at most this many, worst first")
+    p.add_argument(
+        "--limit",
+        type=int_range(1),
+        default=50,
+        metavar="N",
+        help="customers: at most this many, worst first",
+    )
     p.add_argument("--all", action="store_true", help="customers: every customer, not only affected ones")
     p.add_argument("--json", action="store_true", help="JSON instead of text")
     p.set_defaults(func=_cmd_report)
@@ -687,8 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = data.add_parser("pcic", help="Huawei PCIC 2021 / CSL 2023 folder → topology, events, config")
     p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR")
-    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--out", required=True, type=output_dir, metavar="DIR")
+    p.add_argument("--limit", type=int_range(0), metavar="N", help="keep the first N alarm rows")
     p.set_defaults(func=_cmd_dataset_pcic)
     return parser
 
@@ -697,8 +796,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.func(args)
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except EngineError as exc:  # one line: a YAML parser's message spans several
+        print(printable(f"error: {' '.join(str(exc).split())}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # `engine replay … | head`
         return 0

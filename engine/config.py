@@ -137,6 +137,13 @@ class StoreSettings(_Section):
     keep_explanations: Duration = 7 * 86400.0  # explanations of resolved incidents, this long…
     max_explanations: int = Field(2000, ge=10)  # … and at most this many (newest kept)
 
+    @field_validator("path")
+    @classmethod
+    def _not_a_directory(cls, value: Path) -> Path:
+        if value.is_dir():
+            raise ValueError(f"{value} is a directory; store.path names the SQLite file (var/engine.sqlite)")
+        return value
+
 
 class HttpSettings(_Section):
     enabled: bool = True
@@ -293,6 +300,7 @@ def load_settings(
         base = Path(path).resolve().parent
         _resolve_paths(data, base)
     env = os.environ if environ is None else environ
+    _refuse_unknown_variables(source, env)
     for dotted, value in (overrides or {}).items():
         _set(data, dotted.split("."), value)
     try:
@@ -308,20 +316,62 @@ def load_settings(
             os.environ.clear()
             os.environ.update(saved)
     except SettingsError as exc:
-        raise ConfigError(source, "environment", str(exc)) from None
+        raise ConfigError(source, "environment", _unparsable_variable(exc, env)) from None
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = tuple(err["loc"])
         path_text = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
         line = locator.line(loc) if locator else None
-        where = f"line {line}: {path_text}" if line and _from_file(data, loc, env) else path_text
+        env_key = _env_key(loc)
+        if env_key in env:
+            where = f"{env_key} (environment): {path_text}"  # not its value: it may be a secret
+        else:
+            where = f"line {line}: {path_text}" if line else path_text
         reason = "unknown setting" if err["type"] == "extra_forbidden" else str(err["msg"])
         raise ConfigError(source, where, reason.removeprefix("Value error, ")) from None
 
 
-def _from_file(data: Mapping[str, Any], loc: tuple[Any, ...], env: Mapping[str, str]) -> bool:
-    env_key = ENV_PREFIX + "__".join(str(p).upper() for p in loc if isinstance(p, str))
-    return env_key not in env
+def _env_key(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(p).upper() for p in loc if isinstance(p, str))
+
+
+def _refuse_unknown_variables(source: str, env: Mapping[str, str]) -> None:
+    """An ``ENGINE_…`` variable naming no section is a mistake (pydantic-settings would ignore it):
+    ``ENGINE_HTTP_PORT=9000`` (one underscore) must not leave the port at its default in silence."""
+    sections = set(EngineSettings.model_fields)
+    for key in sorted(env):
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        section = key[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in sections:
+            hint = ""
+            for known in sorted(sections, key=len, reverse=True):
+                if section.startswith(known + "_"):
+                    rest = key[len(ENV_PREFIX) + len(known) + 1 :]
+                    hint = f"; nested keys are joined by two underscores: {ENV_PREFIX}{known.upper()}__{rest}"
+                    break
+            raise ConfigError(
+                source,
+                "environment",
+                f"{key}: unknown setting (sections: {', '.join(sorted(sections))}){hint}",
+            )
+
+
+def _unparsable_variable(exc: SettingsError, env: Mapping[str, str]) -> str:
+    """pydantic-settings names only the section whose variable did not parse (lists and mappings
+    are JSON): find the variable itself and say why."""
+    import json  # noqa: PLC0415  (only on this error path)
+
+    found = re.search(r'field "(\w+)"', str(exc))
+    prefix = ENV_PREFIX + (found.group(1).upper() if found else "")
+    for key in sorted(env):
+        value = env[key]
+        if key.upper().startswith(prefix) and value.lstrip()[:1] in ("[", "{"):
+            try:
+                json.loads(value)
+            except ValueError as err:
+                return f"{key}: not valid JSON ({err})"  # not the value: it may hold a secret
+    return str(exc)
 
 
 def _set(data: dict[str, Any], dotted: list[str], value: Any) -> None:

@@ -82,7 +82,7 @@ async def run_demo(
                         retry=Backoff(initial=0.5, max=2.0),
                     ),
                 ),
-                logging=LoggingSettings(level="info" if verbose else "warning"),
+                logging=demo_logging(verbose),
             )
             configure_logging(settings.logging)
             plan = load_scenario(scenario)
@@ -92,8 +92,10 @@ async def run_demo(
                 if daemon.http is not None:
                     say(f"dashboard: {api}/ui/  (open it: the demo's incidents appear there live)")
                 say(f"engine demo: broker {broker.url}, webhook receiver {receiver.url}, HTTP API {api}")
-                seconds = plan.duration / rate
-                say(f"scenario {plan.name!r}: {plan.description} (~{seconds:.0f} s at rate {rate:g})")
+                pace = (
+                    f"~{plan.duration / rate:.0f} s at rate {rate:g}" if rate > 0 else "as fast as possible"
+                )
+                say(f"scenario {plan.name!r}: {plan.description} ({pace})")
                 say(f"try: curl -s {api}/incidents | python -m json.tool")
                 say("")
                 started = time.monotonic()
@@ -111,6 +113,13 @@ async def run_demo(
             say(f"demo took {elapsed:.0f} s")
             say(receiver.summary())
     return 0
+
+
+def demo_logging(verbose: bool) -> LoggingSettings:
+    """The demo's logs: readable lines (never JSON, even when stdout is a pipe: the demo is read by
+    a person, and a JSON object amid its incident lines reads as noise), coloured on a terminal
+    only; warnings (the delivery refused on purpose, and its retry) or, verbose, everything."""
+    return LoggingSettings(level="info" if verbose else "warning", format="console")
 
 
 def _port_free(port: int) -> bool:

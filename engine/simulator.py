@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from engine.cliargs import Parser, broker_url, int_range
+from engine.cliargs import rate as rate_arg
 from engine.config import BrokerAddress, parse_broker_url
 from engine.errors import ConfigError, EngineError
 from engine.scenarios import (  # re-exported: callers of the simulator use them
@@ -235,37 +237,26 @@ def describe(step: Step) -> str:
     return orjson.dumps(p).decode()[:80]
 
 
+MAX_STORM = 1_000_000  # alarms of a storm scenario: built in memory before the first is published
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``engine simulate`` options, for a parser of the caller's."""
-    parser.add_argument("--broker", default=DEFAULT_BROKER, metavar="URL", help=f"default: {DEFAULT_BROKER}")
+    parser.add_argument(
+        "--broker", type=broker_url, default=DEFAULT_BROKER, metavar="URL", help=f"default: {DEFAULT_BROKER}"
+    )
     parser.add_argument("--scenario", metavar="NAME|FILE", help="a built-in (see --list) or a YAML/JSON file")
-    parser.add_argument("--rate", type=_rate, default=1.0, metavar="N", help="1 real time, 10 faster, 0 max")
+    parser.add_argument(
+        "--rate", type=rate_arg, default=1.0, metavar="N", help="1 real time, 10 faster, 0 max"
+    )
     parser.add_argument("--qos", type=int, choices=(0, 1), default=1)
-    parser.add_argument("--count", type=_positive, default=1000, metavar="N", help="storm: alarms")
+    parser.add_argument(
+        "--count", type=int_range(1, MAX_STORM), default=1000, metavar="N", help="storm: alarms"
+    )
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="storm: random seed")
     parser.add_argument("--client-id", metavar="ID", help="default: soc-sim-<random>")
     parser.add_argument("--quiet", action="store_true", help="only the final summary")
     parser.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
 
 
 def _list() -> None:
@@ -330,9 +321,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``engine simulate --broker URL --scenario NAME|FILE [--rate N] [--qos 0|1] [--list]``."""
-    parser = argparse.ArgumentParser(
-        prog="engine simulate", description="Publish a scripted network scenario over MQTT."
-    )
+    parser = Parser(prog="engine simulate", description="Publish a scripted network scenario over MQTT.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

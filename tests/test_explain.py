@@ -474,9 +474,9 @@ def test_cli_not_found_exits_1_naming_what_was_searched() -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (("--replay", "missing.jsonl", "--topology", EXAMPLE_TOPOLOGY), "missing.jsonl: cannot read events"),
+        (("--replay", "missing.jsonl", "--topology", EXAMPLE_TOPOLOGY), "argument --replay: no such file"),
         (("--replay", EXAMPLE_EVENTS, "--topology", "missing.yaml"), "missing.yaml"),
-        ((*REPLAY, "--rulesets", "missing-rules.yaml"), "missing-rules.yaml: no such file or directory"),
+        ((*REPLAY, "--rulesets", "missing-rules.yaml"), "no such file or directory: missing-rules.yaml"),
         ((*REPLAY, "--at", "yesterday"), "--at: not an RFC 3339 time"),
         (("--replay", EXAMPLE_EVENTS), "--replay needs --topology FILE"),
         ((*REPLAY, "--token", "t"), "--token goes with --api"),

@@ -99,11 +99,11 @@ def test_a_folder_skips_topology_documents_but_a_named_file_is_always_a_test(tmp
     ]
     status, out = _run(tmp_path / "topo.yaml")
     assert status == 2
-    assert out.startswith(f"error {tmp_path / 'topo.yaml'}: line 1: service_types: unknown key"), out
+    assert out.startswith(f"error: {tmp_path / 'topo.yaml'}: line 1: service_types: unknown key"), out
     _write(tmp_path, "topology: topo.yaml\nelements: []\n", "broken.yaml")
     status, out = _run(tmp_path)
     assert status == 2
-    assert f"error {tmp_path / 'broken.yaml'}" in out
+    assert f"error: {tmp_path / 'broken.yaml'}" in out
 
 
 def test_inline_topology_and_default_ruleset(tmp_path: Path) -> None:
@@ -402,19 +402,29 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
 def test_broken_files_exit_2_with_file_line_and_reason(
     tmp_path: Path, text: str, where: str, reason: str
 ) -> None:
-    """A broken test file runs nothing and exits 2 with `error FILE: line N: path: reason`."""
+    """A broken test file runs nothing and exits 2 with `error: FILE: line N: path: reason`."""
     path = _write(tmp_path, text)
     status, out = _run(path)
     assert status == 2, out
-    assert out.startswith(f"error {path}: {where}"), out
+    assert out.startswith(f"error: {path}: {where}"), out
     assert reason in out
     assert "passed" not in out
 
 
 def test_main_takes_files_and_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`main` accepts files and folders of *.yaml and returns the exit status; a missing file is 2."""
+    """`main` accepts files and folders of *.yaml and returns the exit status; a missing file is a
+    usage error (2), one line on stderr naming it; errors go to stderr, results to stdout."""
     _write(tmp_path, INLINE_TOPOLOGY + CUT)
     assert main([str(tmp_path)]) == 0
     assert capsys.readouterr().out.endswith("1 passed, 0 failed\n")
     assert main([str(tmp_path / "missing.yaml")]) == 2
-    assert "missing.yaml: file not found" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err == (
+        f"engine rules test: error: argument FILE: no such file or directory: {tmp_path / 'missing.yaml'}"
+        " (see `engine rules test --help`)\n"
+    )
+    (tmp_path / "broken.yaml").write_text("tests: [\n")
+    assert main([str(tmp_path / "broken.yaml")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {tmp_path / 'broken.yaml'}: ")
+    assert "error" not in captured.out

@@ -20,7 +20,6 @@ the foreground, printing a line per record and the summary on Ctrl-C (see ``main
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hmac
 import math
@@ -37,6 +36,7 @@ import orjson
 from aiohttp import web
 
 from engine import formats
+from engine.cliargs import Parser, int_range, port
 from engine.terminal import printable
 from engine.timeutil import parse_time
 
@@ -446,17 +446,17 @@ async def serve(receiver: WebhookReceiver, *, ready: Callable[[str], None] | Non
 
 def main(argv: list[str] | None = None) -> int:
     """``[--host H] [--port P] [--secret S] [--fail-first N]``: print incidents until Ctrl-C."""
-    parser = argparse.ArgumentParser(
-        prog="engine receive", description="A webhook receiver that prints incident records."
+    parser = Parser(
+        prog="python -m engine.adapters.receiver",
+        description="A webhook receiver that prints incident records.",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8099, help="0: any free port (default 8099)")
+    parser.add_argument("--port", type=port, default=8099, help="0: any free port (default 8099)")
     parser.add_argument("--secret", help="verify X-SOC-Signature with this HMAC key")
-    parser.add_argument("--fail-first", type=int, default=0, metavar="N", help="answer 500 to N requests")
+    parser.add_argument(
+        "--fail-first", type=int_range(0, 1_000_000), default=0, metavar="N", help="answer 500 to N requests"
+    )
     args = parser.parse_args(argv)
-    if not 0 <= args.port <= 65535 or args.fail_first < 0:
-        print("error: --port must be within 0..65535 and --fail-first ≥ 0", file=sys.stderr)
-        return 2
     receiver = WebhookReceiver(
         host=args.host,
         port=args.port,

@@ -51,7 +51,6 @@ Usage: ``python -m engine.datasets.pcic DATASET_DIR --out DIR [--limit N]``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 import sys
@@ -64,6 +63,7 @@ from typing import Any
 import orjson
 import yaml
 
+from engine.cliargs import Parser, int_range, output_dir
 from engine.errors import ConfigError
 from engine.timeutil import format_time
 
@@ -434,16 +434,14 @@ def write(converted: Converted, out_dir: str | Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """``DATASET_DIR --out DIR [--limit N]``: convert, write, print the summary as JSON."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m engine.datasets.pcic",
         description="Convert a PCIC 2021 / CSL 2023 alarm dataset folder to engine inputs.",
     )
     parser.add_argument("dataset_dir", metavar="DATASET_DIR", type=Path)
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    parser.add_argument("--limit", type=int, metavar="N", help="keep the first N alarm rows")
+    parser.add_argument("--out", required=True, type=output_dir, metavar="DIR", help="output folder")
+    parser.add_argument("--limit", type=int_range(0), metavar="N", help="keep the first N alarm rows")
     args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 0:
-        parser.error(f"--limit must be >= 0, got {args.limit}")
     try:
         converted = convert(args.dataset_dir, limit=args.limit)
         write(converted, args.out)

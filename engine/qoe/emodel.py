@@ -32,9 +32,10 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import NoReturn
 
 import orjson
+
+from engine.cliargs import Parser
 
 __all__ = [
     "EModelResult",
@@ -360,27 +361,12 @@ def voip_quality(
     )
 
 
-class _UsageError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+PROG = "engine qoe voip"
+DESCRIPTION = "ITU-T G.107 E-model: R factor and MOS of a VoIP call from delay, jitter, loss, codec."
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports instead of exiting, so ``main`` returns its status."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(2, message)
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        raise _UsageError(status, message or "")
-
-
-def _parser() -> _Parser:
-    p = _Parser(
-        prog="engine qoe voip",
-        description="ITU-T G.107 E-model: R factor and MOS of a VoIP call from delay, jitter, loss, codec.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``engine qoe voip``, for a parser of the caller's."""
     p.add_argument("--delay-ms", type=float, required=True, help="one-way network delay, ms")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="RFC 3550 interarrival jitter, ms")
     p.add_argument("--loss-pct", type=float, default=0.0, help="network packet loss, per cent")
@@ -393,14 +379,22 @@ def _parser() -> _Parser:
     p.add_argument("--jitter-buffer-factor", type=float, default=2.0, help="buffer = factor × jitter")
     p.add_argument("--echo-delay-ms", type=float, default=None, help="talker echo delay T (default Ta)")
     p.add_argument("--round-trip-ms", type=float, default=None, help="4-wire round trip Tr (default 2·Ta)")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``engine qoe voip``: print the E-model result as indented JSON; 2 on bad arguments."""
-    parser = _parser()
+    parser = Parser(prog=PROG, description=DESCRIPTION)
+    add_arguments(parser)
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # the parser has printed the usage error (2) or the help (0)
+        return exc.code if isinstance(exc.code, int) else 2
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute and print the E-model result for parsed ``add_arguments`` options; 2 on bad values."""
+    try:
         result = voip_quality(
             delay_ms=args.delay_ms,
             jitter_ms=args.jitter_ms,
@@ -413,13 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             echo_delay_ms=args.echo_delay_ms,
             round_trip_ms=args.round_trip_ms,
         )
-    except _UsageError as exc:
-        if exc.status == 0:  # --help
-            return 0
-        sys.stderr.write(f"{parser.format_usage()}{parser.prog}: error: {exc}\n")
-        return exc.status
     except ValueError as exc:
-        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 2
     sys.stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0

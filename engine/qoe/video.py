@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from engine.cliargs import Parser
+
 __all__ = ["DISPLAYS", "MODEL", "VideoQoE", "main", "mos_from_r", "r_from_mos", "video_quality"]
 
 MODEL = "ITU-T P.1203.1 mode 0 (O.22) + P.1203.3 parametric stalling integration, no RF part"
@@ -229,12 +231,15 @@ def _resolution(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="engine qoe video",
-        description="Video/IPTV session MOS (1-5) from probe figures: ITU-T P.1203.1 mode 0 + P.1203.3 "
-        "stalling integration (parametric part). See docs/qoe-video.md.",
-    )
+PROG = "engine qoe video"
+DESCRIPTION = (
+    "Video/IPTV session MOS (1-5) from probe figures: ITU-T P.1203.1 mode 0 + P.1203.3 "
+    "stalling integration (parametric part). See docs/qoe-video.md."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``engine qoe video``, for a parser of the caller's."""
     p.add_argument("--bitrate-kbps", type=float, required=True, metavar="KBPS", help="video bitrate")
     p.add_argument("--resolution", type=_resolution, required=True, metavar="WxH", help="coding resolution")
     p.add_argument("--fps", type=float, required=True, help="frame rate")
@@ -244,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="media duration (default 60)")
     p.add_argument("--display", default="tv", choices=sorted(DISPLAYS), help="viewing device (default tv)")
     p.add_argument("--codec", default="h264", help="video codec (H.264 only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog=PROG, description=DESCRIPTION)
+    add_arguments(p)
     return p
 
 
@@ -254,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error (2) or the help (0)
         return exc.code if isinstance(exc.code, int) else 2
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute and print the result for parsed ``add_arguments`` options; 2 on bad values."""
     width, height = args.resolution
     try:
         result = video_quality(
@@ -269,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             codec=args.codec,
         )
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     out = {
         "mos": round(result.mos, 3),

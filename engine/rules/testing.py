@@ -9,7 +9,6 @@ drained so the final ``resolved`` records appear. Exit status: 0 all passed, 1 a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 import orjson
 import yaml
 
+from engine.cliargs import Parser, input_path
 from engine.errors import ConfigError, EngineError
 from engine.pipeline import Pipeline
 from engine.rules.schema import SEVERITIES, Ruleset, load_rulesets
@@ -735,9 +735,11 @@ def describe(outcome: Outcome) -> list[str]:
     return lines
 
 
-def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
-    """Run every test of every file; write ``PASS``/``FAIL`` lines and a summary. Returns the exit
-    status: 0 all passed, 1 a test failed, 2 a file is broken (nothing is run then)."""
+def run_files(paths: Sequence[Path], *, out: TextIO, err: TextIO | None = None) -> int:
+    """Run every test of every file; write ``PASS``/``FAIL`` lines and a summary to ``out``, errors
+    to ``err`` (default ``out``). Returns the exit status, as ``engine rules check`` does: 0 all
+    passed, 1 a test failed, 2 bad usage: no test file, or a file is broken (nothing is run then)."""
+    err = out if err is None else err
     files: list[TestFile] = []
     broken = False
     found, skipped = discover(paths)
@@ -748,10 +750,11 @@ def run_files(paths: Sequence[Path], *, out: TextIO) -> int:
             files.append(load_test_file(path))
         except ConfigError as exc:
             broken = True
-            print(printable(f"error {exc}"), file=out)
+            print(printable(f"error: {exc}"), file=err)
     if broken or not files:
         if not files and not broken:
-            print("error: no test files given", file=out)
+            where = ", ".join(str(p) for p in paths)
+            print(f"error: no test file (*.yaml, *.yml) in {where}", file=err)
         return 2
     passed = failed = 0
     for tf in files:
@@ -803,10 +806,15 @@ def _is_topology_document(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """``engine rules test FILE…``: FILE is a test file or a folder of ``*.yaml`` test files."""
-    parser = argparse.ArgumentParser(prog="engine rules test", description="run rule tests on virtual time")
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="test file or folder of *.yaml")
-    args = parser.parse_args(argv)
-    return run_files(args.files, out=sys.stdout)
+    parser = Parser(prog="engine rules test", description="run rule tests on virtual time")
+    parser.add_argument(
+        "files", nargs="+", type=input_path, metavar="FILE", help="test file or folder of *.yaml"
+    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # the parser has printed the usage error (2) or the help (0)
+        return exc.code if isinstance(exc.code, int) else 2
+    return run_files(args.files, out=sys.stdout, err=sys.stderr)
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -50,7 +50,10 @@ async def run_demo(
     http_port: int = 8080,
     verbose: bool = False,
     out: TextIO | None = None,
+    log_stream: TextIO | None = None,
 ) -> int:
+    """Run the demo, printing its story to ``out`` (stdout) and the engine's logs to ``log_stream``
+    (stderr); 0 when it ran to the end."""
     out = out or sys.stdout
     secret = secrets.token_hex(16)
     if http_port and not _port_free(http_port):
@@ -84,7 +87,7 @@ async def run_demo(
                 ),
                 logging=demo_logging(verbose),
             )
-            configure_logging(settings.logging)
+            configure_logging(settings.logging, stream=log_stream)
             plan = load_scenario(scenario)
             async with Daemon(settings) as daemon:
                 await _until(lambda: daemon.ready, timeout=10.0)

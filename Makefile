@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run replay test lint typecheck pytest bench clean
+.PHONY: run replay test quick lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python 3.11 or 3.12 on PATH (python3.12, python3.11 or python3)"; exit 1; }
@@ -24,8 +24,12 @@ run: $(STAMP)
 replay: $(STAMP)
 	$(BIN)/engine replay examples/fiber-cut.jsonl --topology examples/topology.yaml
 
-## The test command (what .ci/run calls): lint, strict typing, the whole suite.
+## The test command (what .ci/run calls): lint, strict typing, the whole suite, slow tests included.
 test: $(STAMP) lint typecheck pytest
+
+## A developer's quick run: the suite without the tests marked slow (pyproject's default selection).
+quick: $(STAMP)
+	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,7 +39,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m 'slow or not slow'
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

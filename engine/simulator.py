@@ -38,7 +38,6 @@ import orjson
 
 from engine.cliargs import Parser, broker_url, int_range
 from engine.cliargs import rate as rate_arg
-from engine.config import BrokerAddress, parse_broker_url
 from engine.errors import ConfigError, EngineError
 from engine.scenarios import (  # re-exported: callers of the simulator use them
     SCENARIOS,
@@ -60,6 +59,20 @@ from engine.terminal import printable
 
 if TYPE_CHECKING:
     import aiomqtt
+
+    from engine.config import BrokerAddress, parse_broker_url
+
+
+def __getattr__(name: str) -> object:
+    """``BrokerAddress`` and ``parse_broker_url`` are re-exported from ``engine.config`` on first
+    use: importing it (pydantic settings, the core's settings) would make every ``engine`` command
+    line, whose parser includes ``simulate``'s options, seconds slower to answer a usage error."""
+    if name in ("BrokerAddress", "parse_broker_url"):
+        from engine import config  # noqa: PLC0415
+
+        return getattr(config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SCENARIOS",
@@ -153,6 +166,8 @@ async def simulate(
         raise ValueError(f"qos must be 0 or 1, got {qos}")
     if max_inflight < 1:
         raise ValueError(f"max_inflight must be at least 1, got {max_inflight}")
+    from engine.config import parse_broker_url  # noqa: PLC0415  (see __getattr__)
+
     address = parse_broker_url(url)
     clock = clock or SystemClock()
 
@@ -274,7 +289,6 @@ def run(args: argparse.Namespace) -> int:
         print("error: --scenario NAME|FILE is required (or --list)", file=sys.stderr)
         return 2
     try:
-        parse_broker_url(args.broker)
         scenario = load_scenario(args.scenario, count=args.count, seed=args.seed)
     except (ValueError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)

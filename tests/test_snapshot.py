@@ -84,6 +84,7 @@ def test_restore_at_every_cut_point_continues_byte_identically() -> None:
         assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not PCIC.is_dir(), reason=f"dataset not found at {PCIC}")
 def test_restore_on_a_real_alarm_log_continues_byte_identically() -> None:
     """5,000 rows of the PCIC 24V log, cut at four points: the records are those of one run."""

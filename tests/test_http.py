@@ -481,17 +481,25 @@ async def test_validation_is_left_to_the_core(http: aiohttp.ClientSession, core:
         (b"", "application/json", "empty body"),
         (b"  \n ", "application/x-ndjson", "empty body"),
         (js(ALARM) + b"\n" + js(SAMPLE) + b"\n{oops}\n", "application/x-ndjson", "line 3: malformed JSON: "),
+        (
+            js(ALARM) + b"\n" + js(SAMPLE) + b"\n",
+            "application/x-www-form-urlencoded",  # curl -d's default
+            "malformed JSON: unexpected content after document: line 2 column 1 (char ",
+        ),
     ],
 )
 async def test_invalid_json_is_400_and_queues_nothing(
     http: aiohttp.ClientSession, core: FakeCore, body: bytes, content_type: str, detail: str
 ) -> None:
-    """A body that does not parse is refused as a whole, with the reason (and the line for JSON lines)."""
+    """A body that does not parse is refused as a whole, with the reason (and the line for JSON lines);
+    JSON lines sent without their content type are told which one they need."""
     async with http.post("/events", data=body, headers={"Content-Type": content_type}) as r:
         assert r.status == 400
         answer = await r.json()
     assert answer["error"] == "invalid JSON"
     assert answer["detail"].startswith(detail)
+    if content_type == "application/x-www-form-urlencoded":
+        assert answer["detail"].endswith("need Content-Type: application/x-ndjson")
     assert core.ingested == []
 
 

@@ -326,7 +326,13 @@ def split_events(body: bytes, content_type: str) -> list[tuple[bytes, bool]]:
             if line:
                 out.append((line, is_samples(_loads(line, f"line {number}: "))))
         return out
-    obj = _loads(body)
+    try:
+        obj = _loads(body)
+    except ApiError as exc:  # JSON lines sent without their content type: say which one it needs
+        if b"\n" in body.strip() and "unexpected content after document" in str(exc.detail):
+            hint = "; JSON lines (one object per line) need Content-Type: application/x-ndjson"
+            raise ApiError(400, exc.error, f"{exc.detail}{hint}") from None
+        raise
     if isinstance(obj, list):
         return [(orjson.dumps(item), is_samples(item)) for item in obj]
     return [(body, is_samples(obj))]

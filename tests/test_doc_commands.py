@@ -155,3 +155,14 @@ def test_documented_commands_run_as_written(block: Block, outcomes: dict[str, li
         if o.status != 0 or "Traceback (most recent call last)" in o.output
     ]
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_readme_puts_engine_on_path_before_its_first_engine_command() -> None:
+    """After `make run` the `engine` command is in .venv/bin, not on PATH: the README says how
+    (`source .venv/bin/activate`, or `.venv/bin/engine`) before its first bare `engine` command."""
+    readme = [b for b in BLOCKS if b.where.startswith("README.md:")]
+    commands = [c for b in readme for c in b.commands]
+    activate = next(i for i, c in enumerate(commands) if c.text.startswith("source .venv/bin/activate"))
+    first_engine = next(i for i, c in enumerate(commands) if c.text.startswith("engine "))
+    assert activate < first_engine, commands[first_engine].where
+    assert any(c.text.startswith(".venv/bin/engine ") for c in commands)

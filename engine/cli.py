@@ -37,6 +37,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from engine.settings import load_core_settings
     from engine.topology import load_topology
 
+    _refuse_overwriting(args.events, [("--out", args.out), ("--dead-letters", args.dead_letters)])
     topology = load_topology(args.topology)
     rulesets = load_rulesets(args.rulesets)
     settings = load_core_settings(args.config)
@@ -79,6 +80,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         summary["dead_letter_examples"] = examples
     sys.stderr.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
+
+
+def _refuse_overwriting(source: Path, outputs: list[tuple[str, Path | None]]) -> None:
+    """An output that is the input file (or another output) would be truncated before it is read."""
+    seen: list[tuple[str, Path]] = [("EVENTS.jsonl", source)]
+    for option, path in outputs:
+        if path is None:
+            continue
+        for other, earlier in seen:
+            both = path.exists() and earlier.exists()
+            if path.samefile(earlier) if both else path.resolve() == earlier.resolve():
+                raise EngineError(f"argument {option}: {path} is also {other}: it would be overwritten")
+        seen.append((option, path))
 
 
 class _Output:

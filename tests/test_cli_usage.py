@@ -42,7 +42,8 @@ def case(id: str, *argv: str, says: str, status: int = 2, **kw: object) -> Case:
 
 def silly_files(tmp: Path) -> None:
     """A folder, a binary file, a Latin-1 YAML file, an empty file, broken YAML, a config with a bad
-    duration, a broken ruleset, a file where a folder is expected, and a daemon config that can
+    duration, a broken ruleset, a file where a folder is expected, a copy of the example events (that
+    an --out must not overwrite), and a daemon config that can
     never reach a broker (so a row that wrongly starts the daemon fails by timeout, and never
     touches the machine's broker)."""
     (tmp / "adir").mkdir()
@@ -53,6 +54,7 @@ def silly_files(tmp: Path) -> None:
     (tmp / "baddur.yaml").write_text("core:\n  incidents:\n    settle: banana\n")
     (tmp / "ruleset.yaml").write_text("name: r\nrules:\n  - name: x\n    correlate: {relation: up}\n")
     (tmp / "afile").write_text("not a folder\n")
+    (tmp / "events.jsonl").write_bytes((ROOT / EVENTS).read_bytes())
     (tmp / "daemon.yaml").write_text(
         f"topology: {ROOT / TOPOLOGY}\nmqtt: {{url: 'mqtt://127.0.0.1:1'}}\n"
         f"http: {{port: 0}}\nstore: {{path: {tmp / 'engine.sqlite'}}}\n"
@@ -103,6 +105,28 @@ CASES: list[Case] = [
         "--dead-letters",
         "{tmp}/no/x",
         says="argument --dead-letters: no such directory",
+    ),
+    case(
+        "replay-out-is-the-events-file",
+        "replay",
+        "{tmp}/events.jsonl",
+        "--topology",
+        TOPOLOGY,
+        "--out",
+        "{tmp}/events.jsonl",
+        says="argument --out: {tmp}/events.jsonl is also EVENTS.jsonl: it would be overwritten",
+    ),
+    case(
+        "replay-dead-letters-is-out",
+        "replay",
+        EVENTS,
+        "--topology",
+        TOPOLOGY,
+        "--out",
+        "{tmp}/records.jsonl",
+        "--dead-letters",
+        "{tmp}/records.jsonl",
+        says="argument --dead-letters: {tmp}/records.jsonl is also --out: it would be overwritten",
     ),
     case(
         "replay-events-missing",

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import cluster, daemon, dashboard, mining, replay, topology
+from bench import cluster, daemon, dashboard, digests, mining, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "cluster": (
         cluster.main,
         "engines on a private 3-node NATS JetStream cluster: throughput of 1, 2, 3 engines, failover",
+    ),
+    "digests": (
+        digests.main,
+        "digests of the core's decisions: examples, scenarios, PCIC replays (--check a file written before)",
     ),
     "dashboard": (
         dashboard.main,

@@ -126,7 +126,7 @@ class Daemon(CoreView):
                 self.metrics,
                 route_sets=[
                     AlertmanagerApi(self, clock=clock),
-                    Tmf642Api(self, clock=clock),
+                    Tmf642Api(self, clock=clock, store=self.store),
                     Tmf656Api(self),
                 ],
             )

@@ -17,9 +17,12 @@ Spec: TM Forum TMF642 v4.0.0 swagger (``../shared/standards/tmf642/``). Served u
   ``AlarmAttributeValueChangeEvent`` (severity, acknowledgement) and ``AlarmStateChangeEvent``
   (cleared) are POSTed to ``{callback}/listener/{event}`` for every alarm of the engine.
 
-The acknowledgement state and comments of an alarm, the task resources and the subscriptions live
-in this adapter (memory, bounded): the engine acknowledges incidents, not alarms, so they do not
-change correlation; they are lost on restart (docs/api.md). Group/ungroup are not offered: the
+The acknowledgement state and comments of an alarm, the task resources and the subscriptions are
+this adapter's (bounded): the engine acknowledges incidents, not alarms, so they do not change
+correlation. With a store (the daemon's) every change is written and committed before the answer,
+and all of it is loaded when the application starts: an acknowledgement, a task and a subscription
+survive a restart and a ``kill -9``. The state of an alarm no longer active goes ``KEEP_INACTIVE``
+after its last change (docs/api.md). Group/ungroup are not offered: the
 engine groups alarms itself (incidents).
 """
 
@@ -45,6 +48,7 @@ from engine.errors import InvalidMessage
 from engine.timeutil import format_time, parse_time
 
 if TYPE_CHECKING:
+    from engine.adapters.store import Store
     from engine.alarms import ActiveAlarm
     from engine.pipeline import Pipeline
 
@@ -60,6 +64,8 @@ MAX_SUBSCRIPTIONS: Final = 100
 MAX_TASKS: Final = 1000
 EVENT_QUEUE: Final = 1000  # events waiting per subscription; more are dropped and counted
 WATCH_INTERVAL: Final = 0.5  # seconds between two looks at the alarm table for events
+KEEP_INACTIVE: Final = 7 * 86400.0  # the state of an alarm no longer active, after its last change
+PURGE_INTERVAL: Final = 60.0  # seconds between two purges of that state
 
 _STR: Final = "string"
 _BOOL: Final = "boolean"
@@ -258,10 +264,20 @@ def _reasons(errors: list[tuple[str, str]]) -> str:
 class Tmf642Api:
     """Registers the TMF642 routes and runs the event hub while the application runs."""
 
-    def __init__(self, core: Tmf642Core, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        core: Tmf642Core,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: Store | None = None,
+        keep_inactive: float = KEEP_INACTIVE,
+    ) -> None:
         self._core = core
         self._clock = clock
+        self._store = store  # None: in memory only (lost when the process ends)
+        self._keep_inactive = keep_inactive
         self._overlay: OrderedDict[str, dict[str, Any]] = OrderedDict()  # key → TMF-only attributes
+        self._noted_at: dict[str, float] = {}  # key → when its attributes last changed
         self._tasks: dict[str, OrderedDict[str, dict[str, Any]]] = {
             "ackAlarms": OrderedDict(),
             "clearAlarms": OrderedDict(),
@@ -395,8 +411,60 @@ class Tmf642Api:
         extra = self._overlay.setdefault(key, {})
         extra.update({k: v for k, v in attrs.items() if v is not None})
         self._overlay.move_to_end(key)
+        now = self._clock()
+        self._noted_at[key] = now
+        evicted = []
         while len(self._overlay) > MAX_OVERLAYS:
-            self._overlay.popitem(last=False)
+            old, _ = self._overlay.popitem(last=False)
+            self._noted_at.pop(old, None)
+            evicted.append(old)
+        if self._store is not None:
+            self._store.tmf642_note(key, extra, now)
+            self._store.tmf642_forget(evicted)  # committed by the handler, before it answers
+
+    def _durable(self) -> None:
+        """Commit what this request wrote: the answer means it survives a crash."""
+        if self._store is not None:
+            self._store.commit()
+
+    def _load(self) -> None:
+        """What the store kept: alarm states, task resources, subscriptions (with their queues)."""
+        if self._store is None:
+            return
+        for key, state, when in self._store.tmf642_alarm_states()[-MAX_OVERLAYS:]:
+            self._overlay[key] = state
+            self._noted_at[key] = when
+        for task, resource in self._store.tmf642_tasks():
+            if task in self._tasks:
+                self._tasks[task][resource["id"]] = resource
+        for sub in self._store.tmf642_subscriptions()[:MAX_SUBSCRIPTIONS]:
+            self._subs[sub["id"]] = sub
+            self._queues[sub["id"]] = asyncio.Queue(EVENT_QUEUE)
+        log.info(
+            "tmf642 state loaded",
+            alarms=len(self._overlay),
+            tasks=sum(len(t) for t in self._tasks.values()),
+            subscriptions=len(self._subs),
+        )
+
+    def purge(self, now: float) -> int:
+        """Forget the state of alarms not active (cleared, or gone from the table) whose last
+        change is older than ``keep_inactive``; return how many."""
+        alarms = self._core.pipeline.alarms
+        stale = []
+        for key, when in self._noted_at.items():
+            if when >= now - self._keep_inactive:
+                continue
+            alarm = alarms.get(key)
+            if alarm is None or not alarm.active:
+                stale.append(key)
+        for key in stale:
+            self._overlay.pop(key, None)
+            self._noted_at.pop(key, None)
+        if stale and self._store is not None:
+            self._store.tmf642_forget(stale)
+            self._store.commit()
+        return len(stale)
 
     @staticmethod
     def _fields(request: web.Request, resource: dict[str, Any]) -> dict[str, Any]:
@@ -432,6 +500,7 @@ class Tmf642Api:
             externalAlarmId=obj.get("externalAlarmId"),
             reportingSystemId=obj.get("reportingSystemId"),
         )
+        self._durable()
         found = self._core.pipeline.alarms.get(key)
         if found is None:  # a clear of an alarm the engine does not hold
             raise _Refused(409, "not raised", f"no raised alarm {key!r} to clear")
@@ -462,6 +531,7 @@ class Tmf642Api:
         if not isinstance(obj, dict):
             raise _Refused(400, "invalid Alarm_Update", f"expected an object, got {_type_name(obj)}")
         await self._update(alarm, obj)
+        self._durable()
         return _json(self._resource(self._alarm(key)))
 
     async def _update(self, alarm: ActiveAlarm, obj: Mapping[str, Any]) -> None:
@@ -581,10 +651,13 @@ class Tmf642Api:
             "state": "done",
             ("ackedAlarm" if task == "ackAlarms" else "clearedAlarm"): done,
         }
-        store = self._tasks[task]
-        store[tid] = resource
-        while len(store) > MAX_TASKS:
-            store.popitem(last=False)
+        kept = self._tasks[task]
+        kept[tid] = resource
+        while len(kept) > MAX_TASKS:
+            kept.popitem(last=False)
+        if self._store is not None:
+            self._store.tmf642_task(task, resource, self._clock(), keep=MAX_TASKS)
+        self._durable()
         log.info(f"tmf642 {task}", task_id=tid, alarms=len(done))
         return _json(resource, 201, {"Location": resource["href"]})
 
@@ -627,6 +700,9 @@ class Tmf642Api:
             raise _Refused(409, "too many subscriptions", f"at most {MAX_SUBSCRIPTIONS}")
         sid = str(uuid.uuid4())
         sub = {"id": sid, "callback": callback, **({"query": query} if query is not None else {})}
+        if self._store is not None:
+            self._store.tmf642_subscribe(sub, self._clock())
+            self._store.commit()
         self._subs[sid] = sub
         self._queues[sid] = asyncio.Queue(EVENT_QUEUE)
         log.info("tmf642 subscription", subscription_id=sid, callback=callback)
@@ -637,10 +713,14 @@ class Tmf642Api:
         if self._subs.pop(sid, None) is None:
             raise _Refused(404, "not found", f"no subscription {sid!r}")
         self._queues.pop(sid, None)
+        if self._store is not None:
+            self._store.tmf642_unsubscribe(sid)
+            self._store.commit()
         return web.Response(status=204)
 
     async def _hub(self, app: web.Application) -> AsyncIterator[None]:
         """While the application runs: watch the alarm table, deliver events to subscribers."""
+        self._load()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             tasks = [
                 asyncio.create_task(self._watch(), name="tmf642-watch"),
@@ -683,8 +763,13 @@ class Tmf642Api:
     async def _watch(self) -> None:
         self._seen = {}
         self.changes()  # what exists at start is not news
+        purged_at = self._clock()
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
+            now = self._clock()
+            if now - purged_at >= PURGE_INTERVAL:
+                self.purge(now)
+                purged_at = now
             if not self._subs:
                 self.changes()
                 continue

@@ -116,6 +116,23 @@ CREATE TABLE IF NOT EXISTS explanations (
     explanation BLOB NOT NULL   -- JSON: the explanation as it resolved (GET /explain/incidents/{id})
 );
 CREATE INDEX IF NOT EXISTS explanations_time ON explanations (time);
+CREATE TABLE IF NOT EXISTS tmf642_alarm_state (
+    alarm_id TEXT PRIMARY KEY,  -- the engine's alarm key (the TMF642 alarm id)
+    state    BLOB NOT NULL,     -- JSON: TMF-only attributes (ackState, ackUserId, ackSystemId, comment …)
+    time     REAL NOT NULL      -- when they last changed
+);
+CREATE TABLE IF NOT EXISTS tmf642_subscriptions (
+    id       TEXT PRIMARY KEY,
+    resource BLOB NOT NULL,     -- JSON: the EventSubscription as returned (id, callback, query)
+    time     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tmf642_tasks (
+    id       TEXT PRIMARY KEY,
+    task     TEXT NOT NULL,     -- ackAlarms | clearAlarms
+    resource BLOB NOT NULL,     -- JSON: the task resource as returned
+    time     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tmf642_tasks_time ON tmf642_tasks (task, time);
 """
 
 _ROW = "id, receiver, incident_id, version, event, priority, record, created, attempts, next_attempt"
@@ -727,6 +744,56 @@ class Store:
             (now - self.keep_explanations, self.max_explanations),
         )
         return cur.rowcount
+
+    # -- TMF642: acknowledgements, task resources, hub subscriptions -------------------------
+    def tmf642_note(self, alarm_id: str, state: Mapping[str, Any], now: float) -> None:
+        """Keep the TMF-only attributes of an alarm (replaces the earlier ones)."""
+        self._begin().execute(
+            "INSERT OR REPLACE INTO tmf642_alarm_state (alarm_id, state, time) VALUES (?, ?, ?)",
+            (alarm_id, orjson.dumps(state), now),
+        )
+
+    def tmf642_forget(self, alarm_ids: Collection[str]) -> None:
+        if alarm_ids:
+            self._begin().executemany(
+                "DELETE FROM tmf642_alarm_state WHERE alarm_id = ?", [(a,) for a in alarm_ids]
+            )
+
+    def tmf642_alarm_states(self) -> list[tuple[str, dict[str, Any], float]]:
+        """Every kept alarm state, oldest change first."""
+        rows = self.db.execute("SELECT alarm_id, state, time FROM tmf642_alarm_state ORDER BY time, rowid")
+        return [(a, _loads(s), float(t)) for a, s, t in rows]
+
+    def tmf642_subscribe(self, resource: Mapping[str, Any], now: float) -> None:
+        self._begin().execute(
+            "INSERT OR REPLACE INTO tmf642_subscriptions (id, resource, time) VALUES (?, ?, ?)",
+            (resource["id"], orjson.dumps(resource), now),
+        )
+
+    def tmf642_unsubscribe(self, subscription_id: str) -> None:
+        self._begin().execute("DELETE FROM tmf642_subscriptions WHERE id = ?", (subscription_id,))
+
+    def tmf642_subscriptions(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT resource FROM tmf642_subscriptions ORDER BY time, rowid")
+        return [_loads(r) for (r,) in rows]
+
+    def tmf642_task(self, task: str, resource: Mapping[str, Any], now: float, *, keep: int) -> None:
+        """Keep a task resource; only the newest ``keep`` of its kind stay."""
+        db = self._begin()
+        db.execute(
+            "INSERT OR REPLACE INTO tmf642_tasks (id, task, resource, time) VALUES (?, ?, ?, ?)",
+            (resource["id"], task, orjson.dumps(resource), now),
+        )
+        db.execute(
+            """DELETE FROM tmf642_tasks WHERE task = ? AND id NOT IN (
+                   SELECT id FROM tmf642_tasks WHERE task = ? ORDER BY time DESC, rowid DESC LIMIT ?)""",
+            (task, task, keep),
+        )
+
+    def tmf642_tasks(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every kept task resource as (task, resource), oldest first."""
+        rows = self.db.execute("SELECT task, resource FROM tmf642_tasks ORDER BY time, rowid")
+        return [(t, _loads(r)) for t, r in rows]
 
 
 def version_summary(record: Mapping[str, Any]) -> dict[str, Any]:

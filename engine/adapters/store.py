@@ -23,6 +23,10 @@ WAL with ``synchronous=NORMAL``: a commit survives a crash of the process (``kil
 power cut or kernel crash may roll back the last commits before the WAL reached the disk, and with
 them inputs the broker already considers delivered. That is the documented price of NORMAL.
 
+The TMF642 API keeps its own state here too (``tmf642_*`` tables: acknowledgements and comments by
+alarm id, task resources, hub subscriptions), written from its HTTP handlers on the same loop and
+committed before they answer.
+
 Schema versions live in ``meta``; a file written by a newer engine is refused with ``StoreError``.
 """
 

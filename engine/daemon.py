@@ -144,6 +144,7 @@ class Daemon(CoreView):
         self._metrics_at = 0.0
         self._purged_at = 0.0
         self._firings_seen = 0
+        self._rule_firings_seen: dict[str, int] = {}  # qualified rule -> firings already counted
         self._reconnects_seen = 0
         # Notices and faults: at most LOG_BURST lines of a kind per LOG_INTERVAL, the rest counted.
         self._log_limits: dict[str, RateLimited] = {}
@@ -411,6 +412,12 @@ class Daemon(CoreView):
         if firings > self._firings_seen:
             m.rule_firings(firings - self._firings_seen)
         self._firings_seen = firings
+        by_rule = self.pipeline.correlator.host.firings_by_rule()
+        for cr in self.pipeline.program.rules.values():  # every loaded rule has a series, from 0
+            n, seen = by_rule.get(cr.qualified, 0), self._rule_firings_seen.get(cr.qualified)
+            if seen is None or n > seen:
+                m.rule_firings_by_rule(cr.ruleset, cr.rule.name, n - (seen or 0))
+            self._rule_firings_seen[cr.qualified] = n  # a reload may lower it: count growth from there
         if self.source is not None:
             reconnects = self.source.stats.get("reconnects", 0)
             for _ in range(reconnects - self._reconnects_seen):
@@ -748,9 +755,11 @@ class Daemon(CoreView):
                     "circuit": None,
                 }
             )
+        by_rule = p.correlator.host.firings_by_rule()
         rules = [
             {
                 "name": cr.qualified,
+                "firings": by_rule.get(cr.qualified, 0),
                 "ruleset": cr.ruleset,
                 "form": cr.form,
                 "source": cr.source,

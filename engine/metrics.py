@@ -115,6 +115,12 @@ class Metrics:
             registry=r,
         )
         self._firings = Counter("soc_rule_firings_total", "Correlation rule firings.", registry=r)
+        self._rule_firings = Counter(
+            "soc_rule_firings_by_rule_total",
+            "Correlation rule firings per rule (its join and its condition parts in classification).",
+            ["ruleset", "rule"],
+            registry=r,
+        )
         self._alarms = Gauge("soc_alarms_active", "Active (raised, not cleared) alarms.", registry=r)
         self._incidents = Gauge(
             "soc_incidents", "Open incidents by state and priority.", ["state", "priority"], registry=r
@@ -281,6 +287,10 @@ class Metrics:
 
     def rule_firings(self, n: int = 1) -> None:
         self._firings.inc(_count(n))
+
+    def rule_firings_by_rule(self, ruleset: str, rule: str, n: int = 1) -> None:
+        """``n`` more firings of one rule (rules are few and named in rulesets: bounded labels)."""
+        self._rule_firings.labels(ruleset, rule).inc(_count(n))
 
     def alarms_active(self, n: int) -> None:
         self._alarms.set(n)

@@ -326,7 +326,8 @@ async def test_operations_page_shows_dead_letters_receivers_rules_and_reloads(en
     assert "noc" in receivers
     assert "closed" in receivers
     rule = page.locator("tr", has=page.locator("code", has_text="default/topology-root-cause"))
-    assert (await rule.locator("td.num").inner_text()).strip() == "50"
+    assert (await rule.locator("td.num").last.inner_text()).strip() == "50"  # suppresses now
+    assert int(await rule.locator("td.num").first.inner_text()) >= 50  # firings: one join per symptom
     await shot(page, "operations")
     await page.click("text=Reload rulesets and topology")
     await page.wait_for_selector("text=✓ Reloaded")

@@ -23,6 +23,7 @@ API: dict[str, tuple[str, tuple[str, ...]]] = {
     "soc_intake_queue_depth": ("gauge", ()),
     "soc_intake_drops_total": ("counter", ("source",)),
     "soc_rule_firings_total": ("counter", ()),
+    "soc_rule_firings_by_rule_total": ("counter", ("ruleset", "rule")),
     "soc_alarms_active": ("gauge", ()),
     "soc_incidents": ("gauge", ("state", "priority")),
     "soc_incident_transitions_total": ("counter", ("event",)),
@@ -65,6 +66,7 @@ def test_every_api_metric_is_exposed_with_its_type_and_labels() -> None:
     m = Metrics(version="1.2.3", receivers=["noc"])
     m.delivery("noc", "ok", 0.1)
     m.invalid(["ne_id"])
+    m.rule_firings_by_rule("default", "topology-root-cause", 0)
     found: dict[str, tuple[str, tuple[str, ...]]] = {}
     for family in text_string_to_metric_families(m.render().decode()):
         if family.name.endswith("_created"):
@@ -146,6 +148,7 @@ def test_intake_counters_and_gauges() -> None:
     m.dead_letter()
     m.mqtt_reconnect()
     m.rule_firings(4)
+    m.rule_firings_by_rule("default", "topology-root-cause", 3)
     m.alarms_active(250)
     m.transition("opened")
     m.reload("error")
@@ -156,6 +159,7 @@ def test_intake_counters_and_gauges() -> None:
     assert value(m, "soc_dead_letters_total") == 1
     assert value(m, "soc_mqtt_reconnects_total") == 1
     assert value(m, "soc_rule_firings_total") == 4
+    assert value(m, "soc_rule_firings_by_rule_total", ruleset="default", rule="topology-root-cause") == 3
     assert value(m, "soc_alarms_active") == 250
     assert value(m, "soc_incident_transitions_total", event="opened") == 1
     assert value(m, "soc_reloads_total", result="error") == 1

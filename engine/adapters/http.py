@@ -32,6 +32,7 @@ from aiohttp.typedefs import Handler
 from engine import reports
 from engine.adapters.dashboard import PREFIX as DASHBOARD_PREFIX
 from engine.adapters.dashboard import Dashboard
+from engine.adapters.dashboard.app import HistorySource
 from engine.config import HttpSettings
 from engine.errors import ConfigError, EngineError
 from engine.metrics import Metrics
@@ -407,6 +408,7 @@ class HttpApi:
         app.router.add_get("/incidents", self._incidents)
         app.router.add_get("/incidents/{id}", self._incident)
         app.router.add_post("/incidents/{id}/ack", self._ack)
+        app.router.add_get("/incidents/{id}/history", self._incident_history)
         app.router.add_get("/elements/{id}", self._element)
         app.router.add_get("/customers/{id}", self._customer)
         app.router.add_get("/services", self._services)
@@ -541,6 +543,17 @@ class HttpApi:
         if record is None:
             raise ApiError(404, "not found", f"no incident {incident_id!r}")
         return _json(record)
+
+    async def _incident_history(self, request: web.Request) -> web.Response:
+        """The summary of every version of an incident, oldest first (the dashboard's timeline)."""
+        incident_id = request.match_info["id"]
+        core = self._core
+        if not isinstance(core, HistorySource):
+            raise ApiError(404, "not found", "this engine keeps no incident history")
+        versions = core.incident_history(incident_id)
+        if not versions and core.incident(incident_id) is None:
+            raise ApiError(404, "not found", f"no incident {incident_id!r}")
+        return _json({"incident_id": incident_id, "versions": versions, "count": len(versions)})
 
     async def _element(self, request: web.Request) -> web.Response:
         ne_id = request.match_info["id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,7 @@ class Correlator:
                 "asserts": self._host.asserts,
                 "retracts": self._host.retracts,
                 "firings": self._host.firings,
+                "rule_firings": dict(self._host.rule_firings),
             },
         }
 
@@ -201,6 +203,11 @@ class Correlator:
             host["asserts"],
             host["retracts"],
             host["firings"],
+        )
+        # per-rule firings carry over for the rules (actions) still loaded; a removed rule's go
+        known = {r["run"] for d in self._program.definitions.values() for r in d.values()}
+        self._host.rule_firings = Counter(
+            {a: n for a, n in host.get("rule_firings", {}).items() if a in known}
         )
 
     def forget(self, key: str) -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,7 @@ class RuleHost:
         self.asserts = 0
         self.retracts = 0
         self.firings = 0
+        self.rule_firings: Counter[str] = Counter()  # action name ("ruleset/rule[#part]") -> firings
         self.collisions = 0
 
     # -- loading ------------------------------------------------------------------------------
@@ -215,6 +217,14 @@ class RuleHost:
     def fact_count(self) -> int:
         return len(self._texts)
 
+    def firings_by_rule(self) -> Counter[str]:
+        """Firings per qualified rule (``ruleset/rule``): its join's firings plus the matches of its
+        condition parts in classification (``ruleset/rule#part``). They sum to ``firings``."""
+        out: Counter[str] = Counter()
+        for action, n in self.rule_firings.items():
+            out[action.partition("#")[0]] += n
+        return out
+
     # -- internals ----------------------------------------------------------------------------
     def _ruleset(self, name: str, sid: str | None = None) -> Any:
         """The durable ruleset (shard) holding ``sid``, placing a new sid in a shard with room."""
@@ -253,6 +263,8 @@ class RuleHost:
         matches = self._matches
         self._matches = []
         self.firings += len(matches)
+        for m in matches:
+            self.rule_firings[m.action] += 1
         return matches
 
     def _make_action(self, action_name: str) -> Callable[[Any], None]:

@@ -1,14 +1,15 @@
 """Every command shown in README.md and docs/*.md runs as written.
 
 The commands are the lines of the ```bash fenced blocks (a line ending in ``\\`` continues on the
-next). Each block runs in order in one temporary copy of the repository (so a command that writes
-files changes nothing here), with the worktree's ``.venv/bin`` first on ``PATH`` (``engine`` is the
-installed command, as after ``source .venv/bin/activate``), no ``ENGINE_*`` variables, and a timeout.
+next). Each document's blocks run in order in a temporary copy of the repository (so a command
+that writes files changes nothing here), with the worktree's ``.venv/bin`` first on ``PATH``
+(``engine`` is the installed command, as after ``source .venv/bin/activate``), no ``ENGINE_*``
+variables, and a timeout.
 A command fails the test, named by ``file:line``, when it exits non-zero or prints a traceback.
 
 A block that cannot run here (a synopsis with placeholders, a daemon that runs until stopped, a
 benchmark of minutes) is preceded directly by ``<!-- not-tested: <reason> -->``; the reason is
-mandatory. Blocks run four at a time; identical commands run once.
+mandatory. A document's blocks run in order in a copy of their own; documents run four at a time.
 """
 
 from __future__ import annotations
@@ -113,22 +114,22 @@ def _run(command: Command, cwd: Path) -> Outcome:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Outcome]]:
-    """Each block's commands, run in order in one copy of the repository; blocks four at a time."""
-    copy = tmp_path_factory.mktemp("docs") / "repo"
-    shutil.copytree(ROOT, copy, ignore=COPY_IGNORE)
-    (copy / ".venv").symlink_to(VENV_BIN.parent, target_is_directory=True)
-    seen: dict[str, Outcome] = {}
+    """Each document's blocks run in order, as a reader runs them (a later block may use what an
+    earlier one wrote), in a copy of the repository of the document's own; documents four at a time."""
+    by_document: dict[str, list[Block]] = {}
+    for block in RUN:
+        by_document.setdefault(block.where.rsplit(":", 1)[0], []).append(block)
 
-    def run_block(block: Block) -> list[Outcome]:
-        results = []
-        for command in block.commands:
-            if command.text not in seen:  # the same command in two documents runs once
-                seen[command.text] = _run(command, copy)
-            results.append(seen[command.text])
-        return results
+    copies = [tmp_path_factory.mktemp("docs") / "repo" for _ in by_document]  # mktemp is not thread-safe
+
+    def run_document(blocks: list[Block], copy: Path) -> list[tuple[str, list[Outcome]]]:
+        shutil.copytree(ROOT, copy, ignore=COPY_IGNORE)
+        (copy / ".venv").symlink_to(VENV_BIN.parent, target_is_directory=True)
+        return [(block.where, [_run(command, copy) for command in block.commands]) for block in blocks]
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip([b.where for b in RUN], pool.map(run_block, RUN), strict=True))
+        done = pool.map(run_document, by_document.values(), copies)
+        return {where: results for document in done for where, results in document}
 
 
 def test_every_skipped_block_says_why() -> None:

@@ -43,6 +43,14 @@ import structlog
 from aiohttp import web
 
 from engine.adapters.http import Overloaded
+from engine.adapters.tmf import (
+    Refused,
+    attribute,
+    error_response,
+    json_response,
+    paging,
+    select_fields,
+)
 from engine.alarms import alarm_key
 from engine.errors import InvalidMessage
 from engine.timeutil import format_time, parse_time
@@ -57,8 +65,6 @@ __all__ = ["Tmf642Api", "Tmf642Core", "alarm_create_errors"]
 log = structlog.get_logger("engine.api.tmf642")
 
 BASE: Final = "/tmf-api/alarmManagement/v4"
-DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 1000
 MAX_OVERLAYS: Final = 10_000  # alarms with an acknowledgement or comments kept
 MAX_SUBSCRIPTIONS: Final = 100
 MAX_TASKS: Final = 1000
@@ -159,27 +165,6 @@ class Tmf642Core(Protocol):
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None: ...
 
     def alarm_topic(self) -> str: ...
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, reason: str, message: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
-def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(obj), status=status, headers=headers, content_type="application/json"
-    )
-
-
-def _error(status: int, reason: str, message: str = "") -> web.Response:
-    body = {"code": str(status), "reason": reason, "status": str(status)}
-    if message:
-        body["message"] = message
-    return _json(body, status)
 
 
 def _type_name(value: object) -> str:
@@ -305,10 +290,10 @@ class Tmf642Api:
         app.cleanup_ctx.append(self._hub)
 
     async def _no_delete(self, request: web.Request) -> web.Response:
-        raise _Refused(405, "method not allowed", "alarms end with a clear (PATCH state: cleared)")
+        raise Refused(405, "method not allowed", "alarms end with a clear (PATCH state: cleared)")
 
     async def _unknown(self, request: web.Request) -> web.Response:
-        raise _Refused(404, "not found", f"no resource {request.method} {request.path}")
+        raise Refused(404, "not found", f"no resource {request.method} {request.path}")
 
     @staticmethod
     def _wrap(
@@ -317,17 +302,17 @@ class Tmf642Api:
         async def handle(request: web.Request) -> web.Response:
             try:
                 return await handler(request)
-            except _Refused as exc:
-                return _error(exc.status, exc.reason, exc.message)
+            except Refused as exc:
+                return error_response(exc.status, exc.reason, exc.message)
             except Overloaded as exc:
-                response = _error(503, "overloaded", str(exc))
+                response = error_response(503, "overloaded", str(exc))
                 response.headers["Retry-After"] = "1"
                 return response
             except web.HTTPException:
                 raise
             except Exception:
                 log.exception("tmf642 handler failed", method=request.method, path=request.path)
-                return _error(500, "internal error", "see the engine's log")
+                return error_response(500, "internal error", "see the engine's log")
 
         return handle
 
@@ -336,11 +321,11 @@ class Tmf642Api:
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
         if not raw.strip():
-            raise _Refused(400, "invalid body", "expected a JSON object, got nothing")
+            raise Refused(400, "invalid body", "expected a JSON object, got nothing")
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise _Refused(400, "invalid JSON", str(exc)) from None
+            raise Refused(400, "invalid JSON", str(exc)) from None
 
     def _href(self, request: web.Request | None, key: str) -> str:
         return f"{BASE}/alarm/{quote(key, safe='')}"
@@ -404,7 +389,7 @@ class Tmf642Api:
     def _alarm(self, key: str) -> ActiveAlarm:
         found = self._core.pipeline.alarms.get(key)
         if found is None:
-            raise _Refused(404, "not found", f"no alarm {key!r}")
+            raise Refused(404, "not found", f"no alarm {key!r}")
         return found
 
     def _note(self, key: str, **attrs: Any) -> None:
@@ -466,21 +451,13 @@ class Tmf642Api:
             self._store.commit()
         return len(stale)
 
-    @staticmethod
-    def _fields(request: web.Request, resource: dict[str, Any]) -> dict[str, Any]:
-        text = request.query.get("fields")
-        if not text:
-            return resource
-        wanted = {f.strip() for f in text.split(",") if f.strip()} | {"id", "href"}
-        return {k: v for k, v in resource.items() if k in wanted}
-
     # -- alarms ------------------------------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.Response:
         obj = await self._body(request)
         errors = alarm_create_errors(obj)
         if errors:
-            raise _Refused(400, "invalid Alarm", _reasons(errors))
+            raise Refused(400, "invalid Alarm", _reasons(errors))
         payload = dict(obj)
         if isinstance(obj.get("externalAlarmId"), str) and obj["externalAlarmId"]:
             payload["id"] = obj["externalAlarmId"]  # the sender's identity of the alarm
@@ -488,7 +465,7 @@ class Tmf642Api:
         try:
             decoded = self._core.pipeline.decoder.decode(topic, payload)
         except InvalidMessage as exc:
-            raise _Refused(400, "invalid Alarm", _reasons(exc.errors)) from None
+            raise Refused(400, "invalid Alarm", _reasons(exc.errors)) from None
         alarm = decoded.alarm
         assert alarm is not None
         await self._core.ingest(topic, orjson.dumps(payload), source="tmf642")
@@ -503,36 +480,36 @@ class Tmf642Api:
         self._durable()
         found = self._core.pipeline.alarms.get(key)
         if found is None:  # a clear of an alarm the engine does not hold
-            raise _Refused(409, "not raised", f"no raised alarm {key!r} to clear")
+            raise Refused(409, "not raised", f"no raised alarm {key!r} to clear")
         body = self._resource(found)
-        return _json(body, 201, {"Location": body["href"]})
+        return json_response(body, 201, {"Location": body["href"]})
 
     async def _list(self, request: web.Request) -> web.Response:
         q = request.query
-        offset, limit = _paging(request)
+        offset, limit = paging(request)
         filters = [(k, v) for k, v in q.items() if k not in ("fields", "offset", "limit")]
         p = self._core.pipeline
         found = []
         for alarm in sorted(p.alarms.active(), key=lambda a: (a.first_seen, a.key)):
             resource = self._resource(alarm)
-            if all(_attribute(resource, k) == v for k, v in filters):
+            if all(attribute(resource, k, numbers=False) == v for k, v in filters):
                 found.append(resource)
-        page = [self._fields(request, r) for r in found[offset : offset + limit]]
+        page = [select_fields(request, r) for r in found[offset : offset + limit]]
         headers = {"X-Total-Count": str(len(found)), "X-Result-Count": str(len(page))}
-        return _json(page, 200, headers)  # the v4 swagger documents no 206
+        return json_response(page, 200, headers)  # the v4 swagger documents no 206
 
     async def _get(self, request: web.Request) -> web.Response:
-        return _json(self._fields(request, self._resource(self._alarm(request.match_info["id"]))))
+        return json_response(select_fields(request, self._resource(self._alarm(request.match_info["id"]))))
 
     async def _patch(self, request: web.Request) -> web.Response:
         key = request.match_info["id"]
         alarm = self._alarm(key)
         obj = await self._body(request)
         if not isinstance(obj, dict):
-            raise _Refused(400, "invalid Alarm_Update", f"expected an object, got {_type_name(obj)}")
+            raise Refused(400, "invalid Alarm_Update", f"expected an object, got {_type_name(obj)}")
         await self._update(alarm, obj)
         self._durable()
-        return _json(self._resource(self._alarm(key)))
+        return json_response(self._resource(self._alarm(key)))
 
     async def _update(self, alarm: ActiveAlarm, obj: Mapping[str, Any]) -> None:
         """Apply an ``Alarm_Update``: acknowledgement, comments, clear. Refused whole on any error."""
@@ -553,7 +530,7 @@ class Tmf642Api:
         if "state" in obj and obj["state"] != "cleared":
             errors.append(("state", f"only 'cleared' can be set, got {obj['state']!r}"))
         if errors:
-            raise _Refused(400, "invalid Alarm_Update", _reasons(errors))
+            raise Refused(400, "invalid Alarm_Update", _reasons(errors))
         if "ackState" in obj:
             self._note(
                 alarm.key,
@@ -594,7 +571,7 @@ class Tmf642Api:
 
     async def _run_task(self, task: str, obj: Any) -> web.Response:
         if not isinstance(obj, dict):
-            raise _Refused(400, f"invalid {task}", f"expected an object, got {_type_name(obj)}")
+            raise Refused(400, f"invalid {task}", f"expected an object, got {_type_name(obj)}")
         user, system = (
             ("ackUserId", "ackSystemId") if task == "ackAlarms" else ("clearUserId", "clearSystemId")
         )
@@ -621,7 +598,7 @@ class Tmf642Api:
         if "state" in obj:
             _check_scalar(obj["state"], _STR, "state", errors)
         if errors:
-            raise _Refused(400, f"invalid {task}", _reasons(errors))
+            raise Refused(400, f"invalid {task}", _reasons(errors))
         assert isinstance(patterns, list)
         targets = [
             a
@@ -659,15 +636,15 @@ class Tmf642Api:
             self._store.tmf642_task(task, resource, self._clock(), keep=MAX_TASKS)
         self._durable()
         log.info(f"tmf642 {task}", task_id=tid, alarms=len(done))
-        return _json(resource, 201, {"Location": resource["href"]})
+        return json_response(resource, 201, {"Location": resource["href"]})
 
     def _task_list(self, task: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
-            offset, limit = _paging(request)
+            offset, limit = paging(request)
             found = list(self._tasks[task].values())
-            page = [self._fields(request, r) for r in found[offset : offset + limit]]
+            page = [select_fields(request, r) for r in found[offset : offset + limit]]
             headers = {"X-Total-Count": str(len(found)), "X-Result-Count": str(len(page))}
-            return _json(page, 200, headers)  # the v4 swagger documents no 206
+            return json_response(page, 200, headers)  # the v4 swagger documents no 206
 
         return handle
 
@@ -675,8 +652,8 @@ class Tmf642Api:
         async def handle(request: web.Request) -> web.Response:
             found = self._tasks[task].get(request.match_info["id"])
             if found is None:
-                raise _Refused(404, "not found", f"no {task} task {request.match_info['id']!r}")
-            return _json(found)
+                raise Refused(404, "not found", f"no {task} task {request.match_info['id']!r}")
+            return json_response(found)
 
         return handle
 
@@ -685,19 +662,17 @@ class Tmf642Api:
     async def _subscribe(self, request: web.Request) -> web.Response:
         obj = await self._body(request)
         if not isinstance(obj, dict):
-            raise _Refused(
-                400, "invalid EventSubscriptionInput", f"expected an object, got {_type_name(obj)}"
-            )
+            raise Refused(400, "invalid EventSubscriptionInput", f"expected an object, got {_type_name(obj)}")
         callback = obj.get("callback")
         if not isinstance(callback, str) or not callback.startswith(("http://", "https://")):
-            raise _Refused(400, "invalid EventSubscriptionInput", "callback: required, an http(s) URL")
+            raise Refused(400, "invalid EventSubscriptionInput", "callback: required, an http(s) URL")
         query = obj.get("query")
         if query is not None and not isinstance(query, str):
-            raise _Refused(
+            raise Refused(
                 400, "invalid EventSubscriptionInput", f"query: expected a string, got {_type_name(query)}"
             )
         if len(self._subs) >= MAX_SUBSCRIPTIONS:
-            raise _Refused(409, "too many subscriptions", f"at most {MAX_SUBSCRIPTIONS}")
+            raise Refused(409, "too many subscriptions", f"at most {MAX_SUBSCRIPTIONS}")
         sid = str(uuid.uuid4())
         sub = {"id": sid, "callback": callback, **({"query": query} if query is not None else {})}
         if self._store is not None:
@@ -706,12 +681,12 @@ class Tmf642Api:
         self._subs[sid] = sub
         self._queues[sid] = asyncio.Queue(EVENT_QUEUE)
         log.info("tmf642 subscription", subscription_id=sid, callback=callback)
-        return _json(sub, 201, {"Location": f"{BASE}/hub/{sid}"})
+        return json_response(sub, 201, {"Location": f"{BASE}/hub/{sid}"})
 
     async def _unsubscribe(self, request: web.Request) -> web.Response:
         sid = request.match_info["id"]
         if self._subs.pop(sid, None) is None:
-            raise _Refused(404, "not found", f"no subscription {sid!r}")
+            raise Refused(404, "not found", f"no subscription {sid!r}")
         self._queues.pop(sid, None)
         if self._store is not None:
             self._store.tmf642_unsubscribe(sid)
@@ -814,34 +789,6 @@ class Tmf642Api:
                     log.warning("tmf642 event not delivered", subscription_id=sid, url=url, reason=reason)
             if idle:
                 await asyncio.sleep(0.05)
-
-
-def _paging(request: web.Request) -> tuple[int, int]:
-    """``offset`` and ``limit`` of a list, each given at most once."""
-    q = request.query
-    out = {"offset": 0, "limit": DEFAULT_LIMIT}
-    for name in out:
-        values = q.getall(name, [])
-        if len(values) > 1:
-            raise _Refused(400, f"invalid query parameter {name!r}", "given more than once")
-        if values:
-            text = values[0]
-            low = 0 if name == "offset" else 1
-            if not text.isdigit() or not text.isascii() or not low <= int(text) <= 10**9:
-                raise _Refused(400, f"invalid query parameter {name!r}", f"expected an integer ≥ {low}")
-            out[name] = min(int(text), MAX_LIMIT) if name == "limit" else int(text)
-    return out["offset"], out["limit"]
-
-
-def _attribute(resource: Mapping[str, Any], path: str) -> str | None:
-    value: Any = resource
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else None
 
 
 def _matches(resource: Mapping[str, Any], pattern: Mapping[str, Any]) -> bool:

@@ -31,7 +31,7 @@ import orjson
 import yaml
 
 from engine.adapters.jetstream import INGEST, ROUTER, JetStream
-from engine.cluster import cluster_status
+from engine.service.cluster import cluster_status
 from tests.nats import NatsCluster, find_binary
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "examples" / "topology.yaml"

@@ -27,11 +27,11 @@ import orjson
 import yaml
 
 from bench.scenarios import example_topology
-from engine.adapters.receiver import WebhookReceiver
-from engine.config import LoggingSettings, load_settings, parse_broker_url
-from engine.daemon import Daemon
-from engine.logs import configure_logging
-from engine.timeutil import format_time
+from engine.model.timeutil import format_time
+from engine.service.config import LoggingSettings, load_settings, parse_broker_url
+from engine.service.daemon import Daemon
+from engine.service.logs import configure_logging
+from engine.tools.receiver import WebhookReceiver
 from tests.mosquitto import Mosquitto, find_binary
 
 

@@ -35,16 +35,15 @@ import aiohttp
 from engine.adapters.dashboard.views import IncidentIndex
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store
-from engine.config import HttpSettings, LoggingSettings
-from engine.logs import configure_logging
-from engine.messages import Alarm
-from engine.metrics import Metrics
-from engine.pipeline import Pipeline
+from engine.core.pipeline import Pipeline
+from engine.model.messages import Alarm
+from engine.model.timeutil import format_time
+from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
-from engine.scenarios import example_topology
-from engine.settings import load_core_settings
-from engine.timeutil import format_time
-from engine.topology import topology_from_dict
+from engine.service.config import HttpSettings, LoggingSettings, load_core_settings
+from engine.service.logs import configure_logging
+from engine.service.metrics import Metrics
+from engine.tools.scenarios import example_topology
 
 T0 = 1_767_225_600.0
 STATES = ("outage", "degraded", "at_risk")

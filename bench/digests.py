@@ -3,7 +3,7 @@
 Each input is replayed through a fresh core as ``engine replay`` would (the built-in rulesets unless
 said otherwise) and the incident records, one compact JSON object per line, are hashed (blake2b,
 128 bits). Inputs: the bundled example files (``examples/*.jsonl`` on ``examples/topology.yaml``,
-also with the shipped ``rulesets/``), every scripted scenario of ``engine.scenarios`` on the example
+also with the shipped ``rulesets/``), every scripted scenario of ``engine.tools.scenarios`` on the example
 network, and the PCIC 2021 logs as ``engine dataset pcic`` converts them (when ``../shared`` has them).
 
 ``python -m bench digests`` prints one line per input: name, digest, records, dead letters.
@@ -22,12 +22,12 @@ from pathlib import Path
 import orjson
 
 from bench.replay import DATASETS, DEFAULT_SHARED, dataset_dir, replay
-from engine.datasets.pcic import convert
-from engine.pipeline import Pipeline
-from engine.replay import Replayer, dumps
+from engine.core.pipeline import Pipeline
+from engine.model.topology import load_topology, topology_from_dict
 from engine.rules.schema import Ruleset, load_rulesets
-from engine.scenarios import SCENARIOS, example_topology, replay_lines
-from engine.topology import load_topology, topology_from_dict
+from engine.tools.datasets.pcic import convert
+from engine.tools.replay import Replayer, dumps
+from engine.tools.scenarios import SCENARIOS, example_topology, replay_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -1,8 +1,8 @@
 """Benchmark rule mining on the public alarm logs: mine on the first half, replay the second half.
 
 For each dataset (PCIC 2021 24V, 25V, 18V and the CSL 2023 sample), converted with every alarm the
-same severity and no semantics (``engine.datasets.pcic.convert``): the raises before the middle of
-the log's time span are mined (``engine.mining.mine_lines``, as ``engine rules mine --until`` does),
+same severity and no semantics (``engine.tools.datasets.pcic.convert``): the raises before the middle of
+the log's time span are mined (``engine.tools.mining.mine_lines``, as ``engine rules mine --until`` does),
 and the messages from the middle on are replayed through a fresh core three ways:
 
 * ``default``: the built-in rules (default + topology-cluster fallback), no effects known;
@@ -32,15 +32,15 @@ from typing import Any
 import orjson
 
 from bench.replay import DEFAULT_SHARED, expert_graph, quality
-from engine.datasets.pcic import convert
+from engine.core.pipeline import Pipeline
+from engine.core.settings import core_settings_from_data
 from engine.errors import ConfigError
-from engine.mining import mine_lines
-from engine.mining.rules import Mined, effects_document, ruleset_document
-from engine.pipeline import Pipeline
-from engine.replay import Replayer, event_time
+from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
-from engine.settings import core_settings_from_data
-from engine.topology import Topology, topology_from_dict
+from engine.tools.datasets.pcic import convert
+from engine.tools.mining import mine_lines
+from engine.tools.mining.rules import Mined, effects_document, ruleset_document
+from engine.tools.replay import Replayer, event_time
 
 DATASETS: dict[str, tuple[str, float | None]] = {  # name → (folder under datasets/, THP's F1)
     "24V_439N_Microwave": ("pcic2021/24V_439N_Microwave", 0.3719),

@@ -1,6 +1,6 @@
 """Benchmark the whole core on the real PCIC 2021 alarm logs, and judge its correlation.
 
-Each dataset folder is converted in memory (``engine.datasets.pcic.convert``) and replayed through
+Each dataset folder is converted in memory (``engine.tools.datasets.pcic.convert``) and replayed through
 the real core: its topology, its ``alarms.effects`` config, the built-in default ruleset, a
 ``Pipeline`` driven by a ``Replayer`` on virtual time, as ``engine replay`` would. The replay is run
 ``--repeat`` times (fresh pipeline each time); the wall time is the median, and the records of every
@@ -33,13 +33,13 @@ from typing import Any
 
 import orjson
 
-from engine.datasets.pcic import DAG_FILE, Converted, causal_pairs, convert, transitive_closure
+from engine.core.pipeline import Pipeline
+from engine.core.settings import core_settings_from_data
 from engine.errors import ConfigError
-from engine.pipeline import Pipeline
-from engine.replay import Replayer, ReplayStats, dumps
+from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
-from engine.settings import core_settings_from_data
-from engine.topology import topology_from_dict
+from engine.tools.datasets.pcic import DAG_FILE, Converted, causal_pairs, convert, transitive_closure
+from engine.tools.replay import Replayer, ReplayStats, dumps
 
 DATASETS = ("24V_439N_Microwave", "25V_474N_Microwave", "18V_55N_Wireless")
 DEFAULT_SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import yaml
 
-from engine.scenarios import example_topology
-from engine.timeutil import format_time, parse_time
+from engine.model.timeutil import format_time, parse_time
+from engine.tools.scenarios import example_topology
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from engine.impact import Health, compute_impact
-from engine.topology import Topology, load_topology
+from engine.core.impact import Health, compute_impact
+from engine.model.topology import Topology, load_topology
 
 TIERS = (("platinum", 0.02), ("gold", 0.10), ("silver", 0.28), ("bronze", 0.60))
 SERVICE_SETS = (

@@ -14,7 +14,8 @@ from typing import IO, Any
 import orjson
 
 from engine import __version__
-from engine.cliargs import (
+from engine.errors import ConfigError, EngineError
+from engine.service.cliargs import (
     Parser,
     http_url,
     input_file,
@@ -26,16 +27,15 @@ from engine.cliargs import (
     rate,
     time_arg,
 )
-from engine.errors import ConfigError, EngineError
-from engine.terminal import printable
+from engine.service.config import load_core_settings
+from engine.service.terminal import printable
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from engine.pipeline import Pipeline
-    from engine.replay import Replayer, dumps
+    from engine.core.pipeline import Pipeline
+    from engine.model.topology import load_topology
     from engine.rules.schema import load_rulesets
-    from engine.settings import load_core_settings
-    from engine.topology import load_topology
+    from engine.tools.replay import Replayer, dumps
 
     _refuse_overwriting(args.events, [("--out", args.out), ("--dead-letters", args.dead_letters)])
     topology = load_topology(args.topology)
@@ -147,9 +147,9 @@ def _output(path: Path | None, option: str) -> Iterator[_Output]:
 def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from engine import daemon
-    from engine.config import load_settings
-    from engine.logs import configure_logging
+    from engine.service import daemon
+    from engine.service.config import load_settings
+    from engine.service.logs import configure_logging
 
     overrides: dict[str, object] = {}
     if args.topology is not None:
@@ -161,7 +161,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides=overrides)
     configure_logging(settings.logging)
     if settings.cluster.servers:  # a member of a JetStream cluster (docs/scale-out.md)
-        from engine import cluster
+        from engine.service import cluster
 
         return asyncio.run(cluster.run(settings))
     return asyncio.run(daemon.run(settings))
@@ -172,8 +172,8 @@ def _nats_urls(text: str) -> list[str]:
 
 
 def _cmd_cluster_table(args: argparse.Namespace) -> int:
-    from engine.partitions import correlation_domains, partition_table
-    from engine.topology import load_topology
+    from engine.core.partitions import correlation_domains, partition_table
+    from engine.model.topology import load_topology
 
     topology = load_topology(args.topology)
     domains = correlation_domains(
@@ -197,7 +197,7 @@ def _cmd_cluster_status(args: argparse.Namespace) -> int:
     import asyncio
 
     from engine.adapters.jetstream import ClusterError, JetStream
-    from engine.cluster import cluster_status
+    from engine.service.cluster import cluster_status
 
     async def status() -> dict[str, Any]:
         async with JetStream(_nats_urls(args.cluster), name="engine-cluster-status") as js:
@@ -224,7 +224,7 @@ def _cmd_cluster_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from engine import demo
+    from engine.tools import demo
 
     return demo.main(args.rate, args.scenario, args.http_port, args.verbose)
 
@@ -236,7 +236,7 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
 
     topology = None
     if args.topology is not None:
-        from engine.topology import load_topology
+        from engine.model.topology import load_topology
 
         topology = load_topology(args.topology)  # a broken topology is bad input: exit 2
     errors: list[str] = []
@@ -283,7 +283,7 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_test(args: argparse.Namespace) -> int:
-    from engine.rules.testing import run_files
+    from engine.tools.ruletests import run_files
 
     return run_files(args.files, out=sys.stdout, err=sys.stderr)
 
@@ -310,15 +310,15 @@ def _cmd_rules_explain(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(found, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        from engine.rules.explain import render
+        from engine.core.explain import render
 
         sys.stdout.write(printable(render(found), keep="\n"))
     return 0
 
 
 def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
-    from engine.rules.explain import NotFound, explain
-    from engine.timeutil import format_time
+    from engine.core.explain import NotFound, explain
+    from engine.model.timeutil import format_time
 
     pipeline = _replayed(args)
     until: float | None = args.at  # epoch seconds (cliargs.time_arg)
@@ -333,7 +333,7 @@ def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _cmd_rules_mine(args: argparse.Namespace) -> int:
-    from engine.mining import mine_file
+    from engine.tools.mining import mine_file
 
     report = mine_file(
         args.events,
@@ -353,11 +353,10 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_diff(args: argparse.Namespace) -> int:
-    from engine.mining.diff import diff, render, replay_side, select_lines
+    from engine.model.timeutil import parse_time
+    from engine.model.topology import load_topology
     from engine.rules.schema import load_rulesets
-    from engine.settings import load_core_settings
-    from engine.timeutil import parse_time
-    from engine.topology import load_topology
+    from engine.tools.mining.diff import diff, render, replay_side, select_lines
 
     since = None
     if args.since is not None:
@@ -388,9 +387,8 @@ def _cmd_rules_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_impact_what_if(args: argparse.Namespace) -> int:
-    from engine.settings import load_core_settings
-    from engine.topology import load_topology
-    from engine.whatif import render, what_if
+    from engine.core.whatif import render, what_if
+    from engine.model.topology import load_topology
 
     down = [ne.strip() for ne in args.down.split(",") if ne.strip()]
     topology = load_topology(args.topology)
@@ -405,8 +403,8 @@ def _cmd_impact_what_if(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     """Exit 0 reported, 1 unknown customer, 2 bad input."""
-    from engine import reports
-    from engine.offline import from_store
+    from engine.core import reports
+    from engine.tools.offline import from_store
 
     if (args.replay is None) == (args.store is None):
         print(
@@ -418,7 +416,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print("error: `report customer` needs --customer ID", file=sys.stderr)
         return 2
     if args.store is not None:
-        from engine.config import load_settings
+        from engine.service.config import load_settings
 
         if args.config is None:
             print(
@@ -429,9 +427,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         es = load_settings(args.config)
         if es.topology is None:
             raise ConfigError(str(args.config), "topology", "required to read the store")
-        from engine.pipeline import Pipeline
+        from engine.core.pipeline import Pipeline
+        from engine.model.topology import load_topology
         from engine.rules.schema import load_rulesets
-        from engine.topology import load_topology
 
         pipeline = Pipeline(load_topology(es.topology), load_rulesets(list(es.rulesets)), es.core)
         store = es.store.path if args.store == "-" else Path(args.store)
@@ -469,10 +467,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _replayed(args: argparse.Namespace) -> Any:
-    from engine.offline import replay_pipeline
+    from engine.model.topology import load_topology
     from engine.rules.schema import load_rulesets
-    from engine.settings import load_core_settings
-    from engine.topology import load_topology
+    from engine.tools.offline import replay_pipeline
 
     until: float | None = args.at  # epoch seconds (cliargs.time_arg)
     topology = load_topology(args.topology)
@@ -524,7 +521,7 @@ def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any]
 
 
 def _cmd_dataset_pcic(args: argparse.Namespace) -> int:
-    from engine.datasets import pcic
+    from engine.tools.datasets import pcic
 
     argv = [str(args.dataset_dir), "--out", str(args.out)]
     if args.limit is not None:
@@ -607,27 +604,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="engine logs at info and every simulated message")
     p.set_defaults(func=_cmd_demo)
 
-    from engine import simulator
+    from engine.tools import simulator
 
     p = sub.add_parser("simulate", help="publish a scenario to any MQTT broker, for trials and load")
     simulator.add_arguments(p)
     p.set_defaults(func=simulator.run)
 
-    from engine.qoe import emodel, video
+    from engine.tools import qoe as qoe_cli
 
     qoe = sub.add_parser(
         "qoe",
         help="quality of experience: VoIP (ITU-T G.107 E-model) or video (ITU-T P.1203 mode 0)",
         description="engine qoe voip --help | engine qoe video --help",
     ).add_subparsers(dest="model", required=True, metavar="MODEL")
-    p = qoe.add_parser("voip", help="ITU-T G.107 E-model: R and MOS", description=emodel.DESCRIPTION)
-    emodel.add_arguments(p)
-    p.set_defaults(func=emodel.run)
+    p = qoe.add_parser("voip", help="ITU-T G.107 E-model: R and MOS", description=qoe_cli.VOIP_DESCRIPTION)
+    qoe_cli.add_voip_arguments(p)
+    p.set_defaults(func=qoe_cli.run_voip)
     p = qoe.add_parser(
-        "video", help="ITU-T P.1203 mode 0: MOS of a video session", description=video.DESCRIPTION
+        "video", help="ITU-T P.1203 mode 0: MOS of a video session", description=qoe_cli.VIDEO_DESCRIPTION
     )
-    video.add_arguments(p)
-    p.set_defaults(func=video.run)
+    qoe_cli.add_video_arguments(p)
+    p.set_defaults(func=qoe_cli.run_video)
 
     rules = sub.add_parser("rules", help="ruleset tooling").add_subparsers(
         dest="rules_command", required=True

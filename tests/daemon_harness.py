@@ -18,9 +18,9 @@ import orjson
 import yaml
 
 from bench.scenarios import example_topology
-from engine.adapters.receiver import WebhookReceiver
-from engine.config import EngineSettings, load_settings, parse_broker_url
-from engine.daemon import Daemon
+from engine.service.config import EngineSettings, load_settings, parse_broker_url
+from engine.service.daemon import Daemon
+from engine.tools.receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 
 from bench.scenarios import example_topology
-from engine.pipeline import Pipeline
-from engine.replay import Replayer
+from engine.core.pipeline import Pipeline
+from engine.core.settings import CoreSettings, core_settings_from_data
+from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import Ruleset, load_rulesets
-from engine.settings import CoreSettings, core_settings_from_data
-from engine.topology import Topology, topology_from_dict
+from engine.tools.replay import Replayer
 
 
 @dataclass

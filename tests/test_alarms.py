@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from engine.alarms import AlarmTable, alarm_key, classify
-from engine.messages import Alarm
-from engine.settings import DEFAULT_EFFECTS, AlarmSettings, FlappingSettings
+from engine.core.alarms import AlarmTable, alarm_key, classify
+from engine.core.settings import DEFAULT_EFFECTS, AlarmSettings, FlappingSettings
+from engine.model.messages import Alarm
 
 T0 = 1_767_225_600.0
 

@@ -27,13 +27,13 @@ import pytest
 from bench.scenarios import example_topology
 from engine.adapters.api_alertmanager import AlertmanagerApi
 from engine.adapters.http import HttpApi, Overloaded
-from engine.config import HttpSettings
-from engine.daemon import Daemon
-from engine.metrics import Metrics
-from engine.pipeline import Pipeline
+from engine.core.forms.silences import Matcher, MatcherError, Silence, Silences, parse_matcher
+from engine.core.pipeline import Pipeline
+from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
-from engine.rules.silences import Matcher, MatcherError, Silence, Silences, parse_matcher
-from engine.topology import load_topology
+from engine.service.config import HttpSettings
+from engine.service.daemon import Daemon
+from engine.service.metrics import Metrics
 from tests.daemon_harness import DaemonProcess, running_daemon, until, write_config
 from tests.test_http import FakeCore
 

@@ -27,10 +27,10 @@ from hypothesis_jsonschema import from_schema
 
 from bench.scenarios import example_topology
 from engine.adapters.api_tmf642 import ALARM_CREATE_REQUIRED, alarm_create_errors
-from engine.adapters.receiver import WebhookReceiver
-from engine.daemon import Daemon
 from engine.errors import InvalidMessage
-from engine.messages import EVENT_TYPES, Decoder
+from engine.model.messages import EVENT_TYPES, Decoder
+from engine.service.daemon import Daemon
+from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import running_daemon, until
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from engine.adapters.api_tmf642 import KEEP_INACTIVE, Tmf642Api
-from engine.adapters.receiver import WebhookReceiver
+from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import DaemonProcess, running_daemon, until, write_config
 
 TOKEN = "tmf-token"

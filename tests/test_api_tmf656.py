@@ -16,8 +16,8 @@ import aiohttp
 import orjson
 import pytest
 
-from engine.daemon import Daemon
-from engine.formats import tmf656_event_type
+from engine.adapters.formats import tmf656_event_type
+from engine.service.daemon import Daemon
 from tests.daemon_harness import running_daemon, until
 from tests.test_formats import NAMES, TMF656, _conforms, _swagger, body, record
 

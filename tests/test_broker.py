@@ -9,7 +9,7 @@ import logging
 import aiomqtt
 import pytest
 
-from engine.adapters.broker import EmbeddedBroker, EmbeddedBrokerError
+from engine.tools.broker import EmbeddedBroker, EmbeddedBrokerError
 
 V311 = aiomqtt.ProtocolVersion.V311
 

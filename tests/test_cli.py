@@ -150,7 +150,7 @@ def test_virtual_seconds_spans_the_timed_events_only(tmp_path: Path) -> None:
     """``virtual_seconds`` in the summary is the span of the replayed events' own times. A message
     without a usable time (rejected by the core anyway) must not stretch it back to the Unix epoch.
 
-    ENGINE BUG (engine/replay.py:108 and :123, summed up at engine/cli.py:86): a line without a time
+    ENGINE BUG (engine/tools/replay.py:108 and :123, summed up at engine/cli.py:86): a line without a time
     is queued at t = watermark, which is 0.0 before the first timed line, so ``first_time`` becomes
     0.0 and the summary says virtual_seconds = 1767225660.0 (56 years) for a 60-second replay."""
     events = write_lines(

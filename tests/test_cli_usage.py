@@ -674,14 +674,14 @@ CASES: list[Case] = [
         "receiver-port",
         "--port",
         "70000",
-        module=(sys.executable, "-m", "engine.adapters.receiver"),
-        says="python -m engine.adapters.receiver: error: argument --port: must be within 0..65535",
+        module=(sys.executable, "-m", "engine.tools.receiver"),
+        says="python -m engine.tools.receiver: error: argument --port: must be within 0..65535",
     ),
     case(
         "receiver-fail-first",
         "--fail-first",
         "-1",
-        module=(sys.executable, "-m", "engine.adapters.receiver"),
+        module=(sys.executable, "-m", "engine.tools.receiver"),
         says="argument --fail-first: must be within 0..1000000",
     ),
     case(
@@ -690,7 +690,7 @@ CASES: list[Case] = [
         "demo",
         "--rate",
         "-2",
-        module=(sys.executable, "-m", "engine.simulator"),
+        module=(sys.executable, "-m", "engine.tools.simulator"),
         says="argument --rate",
     ),
 ]
@@ -747,10 +747,10 @@ def test_a_silly_argument_gets_one_line_naming_it_and_the_documented_status(
 
 
 def test_the_receiver_module_names_itself_in_its_usage() -> None:
-    """``python -m engine.adapters.receiver --help`` shows how it is really run (there is no
+    """``python -m engine.tools.receiver --help`` shows how it is really run (there is no
     ``engine receive``)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.adapters.receiver", "--help"],
+        [sys.executable, "-m", "engine.tools.receiver", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -758,7 +758,7 @@ def test_the_receiver_module_names_itself_in_its_usage() -> None:
         check=False,
     )
     assert proc.returncode == 0
-    assert proc.stdout.startswith("usage: python -m engine.adapters.receiver ")
+    assert proc.stdout.startswith("usage: python -m engine.tools.receiver ")
     assert "engine receive" not in proc.stdout
 
 

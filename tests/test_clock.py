@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, example_topology
-from engine.pipeline import Decisions, Pipeline
+from engine.core.pipeline import Decisions, Pipeline
+from engine.core.settings import CoreSettings, core_settings_from_data
+from engine.model.timeutil import format_time
+from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
-from engine.settings import CoreSettings, core_settings_from_data
-from engine.timeutil import format_time
-from engine.topology import topology_from_dict
 
 TOPOLOGY = topology_from_dict(example_topology(olts=5, customers_per_olt=2))
 Y2036 = 2_082_758_400.0  # 2036-01-01T00:00:00Z

@@ -24,12 +24,12 @@ import yaml
 from nats.js.errors import KeyWrongLastSequenceError
 
 from engine.adapters.jetstream import DEADLETTERS, INCIDENTS, INGEST, JetStream, mqtt_topic
-from engine.cluster import ClusterNode, cluster_status
-from engine.config import load_settings
-from engine.partitions import correlation_domains, partition_table
-from engine.pipeline import Pipeline
+from engine.core.partitions import correlation_domains, partition_table
+from engine.core.pipeline import Pipeline
+from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
-from engine.topology import load_topology
+from engine.service.cluster import ClusterNode, cluster_status
+from engine.service.config import load_settings
 from tests.nats import NatsCluster, find_binary
 
 pytestmark = pytest.mark.skipif(find_binary() is None, reason="nats-server is not installed")

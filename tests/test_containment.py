@@ -18,18 +18,18 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, fiber_cut
-from engine.alarms import AlarmTable
-from engine.containment import GIVE_UP
-from engine.experience import SlaTracker
-from engine.incidents import Incident, IncidentBook
-from engine.kpi import KpiStore
-from engine.kqi import KqiState, KqiWindows
-from engine.quality import ServiceQuality
-from engine.rules.correlator import Correlator
-from engine.rules.groups import Groups
-from engine.rules.pairs import Pairs
-from engine.rules.storms import Storms
-from engine.timeutil import format_time
+from engine.core.alarms import AlarmTable
+from engine.core.containment import GIVE_UP
+from engine.core.experience import SlaTracker
+from engine.core.forms.correlator import Correlator
+from engine.core.forms.groups import Groups
+from engine.core.forms.pairs import Pairs
+from engine.core.forms.storms import Storms
+from engine.core.incidents import Incident, IncidentBook
+from engine.core.kpi import KpiStore
+from engine.core.kqi import KqiState, KqiWindows
+from engine.core.quality import ServiceQuality
+from engine.model.timeutil import format_time
 from tests.harness import Run, run
 
 ROOT = Path(__file__).resolve().parents[1]

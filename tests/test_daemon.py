@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, fiber_cut
-from engine.adapters.receiver import WebhookReceiver
-from engine.daemon import Daemon
-from engine.timeutil import format_time, parse_time
+from engine.model.timeutil import format_time, parse_time
+from engine.service.daemon import Daemon
+from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import (
     DaemonProcess,
     collecting,

@@ -16,8 +16,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from bench.scenarios import T0, alarm, clear
-from engine.kqi import KqiState, KqiWindows
-from engine.pipeline import Decisions, Pipeline
+from engine.core.kqi import KqiState, KqiWindows
+from engine.core.pipeline import Decisions, Pipeline
 from tests.daemon_harness import FAST_CORE, collecting, publish, running_daemon, until, with_prefix
 from tests.mosquitto import Mosquitto
 

@@ -13,9 +13,9 @@ import orjson
 from structlog.testing import capture_logs
 
 from bench.scenarios import alarm
-from engine.adapters.receiver import WebhookReceiver
-from engine.daemon import Daemon
-from engine.logs import RateLimited
+from engine.service.daemon import Daemon
+from engine.service.logs import RateLimited
+from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import collecting, publish, running_daemon, settings, until, write_config
 from tests.mosquitto import Mosquitto, free_port
 

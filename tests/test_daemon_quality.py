@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from bench.scenarios import T0, alarm
-from engine.timeutil import parse_time
+from engine.model.timeutil import parse_time
 from tests.daemon_harness import publish, running_daemon, until, with_prefix
 from tests.mosquitto import Mosquitto
 

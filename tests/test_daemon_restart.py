@@ -11,8 +11,8 @@ import aiohttp
 from structlog.testing import capture_logs
 
 from bench.scenarios import fiber_cut
-from engine.adapters.receiver import WebhookReceiver
-from engine.daemon import Daemon
+from engine.service.daemon import Daemon
+from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import DaemonProcess, publish, settings, until, with_prefix, write_config
 from tests.mosquitto import Mosquitto
 

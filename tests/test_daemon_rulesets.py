@@ -11,7 +11,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from engine.daemon import Daemon
+from engine.service.daemon import Daemon
 from tests.daemon_harness import settings, write_config
 
 WORKS = """\

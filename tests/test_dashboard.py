@@ -26,14 +26,13 @@ from engine.adapters.dashboard import views
 from engine.adapters.dashboard.app import duration
 from engine.adapters.dashboard.security import CSP, Sessions
 from engine.adapters.http import HttpApi
-from engine.config import HttpSettings
-from engine.metrics import Metrics
-from engine.pipeline import Pipeline
-from engine.replay import Replayer
+from engine.core.pipeline import Pipeline
+from engine.model.timeutil import format_time, parse_time
+from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
-from engine.settings import load_core_settings
-from engine.timeutil import format_time, parse_time
-from engine.topology import load_topology
+from engine.service.config import HttpSettings, load_core_settings
+from engine.service.metrics import Metrics
+from engine.tools.replay import Replayer
 
 ROOT = Path(__file__).resolve().parents[1]
 DASH = ROOT / "engine" / "adapters" / "dashboard"

@@ -26,9 +26,9 @@ import pytest_asyncio
 
 from bench.scenarios import alarm, fiber_cut
 from engine.adapters.http import HttpApi
-from engine.adapters.receiver import WebhookReceiver
-from engine.config import HttpSettings
-from engine.daemon import Daemon
+from engine.service.config import HttpSettings
+from engine.service.daemon import Daemon
+from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import publish, running_daemon, until, with_prefix
 from tests.mosquitto import Mosquitto, find_binary
 

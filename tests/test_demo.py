@@ -8,7 +8,7 @@ import io
 
 import aiohttp
 
-from engine.demo import run_demo
+from engine.tools.demo import run_demo
 
 
 async def test_the_demo_runs_end_to_end_and_every_incident_resolves() -> None:

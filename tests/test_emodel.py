@@ -1,4 +1,4 @@
-"""The ITU-T G.107 E-model (engine.qoe.emodel): default rating, MOS mapping, delay and loss impairments,
+"""The ITU-T G.107 E-model (engine.core.qoe.emodel): default rating, MOS mapping, delay and loss impairments,
 the jitter-buffer model, validation and the ``engine qoe voip`` entry point. Expected figures are worked
 by hand in the comments (or are the values G.107 / G.113 publish), never copied from the code's output."""
 
@@ -11,16 +11,16 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.qoe.emodel import (
+from engine.core.qoe.emodel import (
     G107Params,
     codecs,
     e_model,
     late_loss_fraction,
-    main,
     mos_to_r,
     r_to_mos,
     voip_quality,
 )
+from engine.tools.qoe import voip_main as main
 
 # ---------------------------------------------------------------------------------------------- defaults
 

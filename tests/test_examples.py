@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.scenarios import write_examples
-from engine.config import EngineSettings, load_settings
+from engine.core.settings import CoreSettings
+from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
-from engine.settings import CoreSettings, load_core_settings
-from engine.topology import load_topology
+from engine.service.config import EngineSettings, load_core_settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Customer experience and SLAs (``engine.experience``): the CEI by hand, health caps, bands, the SLA
+"""Customer experience and SLAs (``engine.core.experience``): the CEI by hand, health caps, bands, the SLA
 tiers, downtime over the sliding period, breaches (exact instants, once per episode), time to breach,
 the urgency mapping and the tracker's dump/load round trip."""
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-import engine.experience
-from engine.experience import (
+import engine.core.experience
+from engine.core.experience import (
     Breach,
     ExperienceSettings,
     KqiScore,
@@ -31,7 +31,7 @@ from engine.experience import (
     experience_band,
     service_experience,
 )
-from engine.impact import Health
+from engine.core.impact import Health
 
 EXP = ExperienceSettings()
 SLA = SlaSettings()
@@ -706,7 +706,7 @@ def test_a_version_1_dump_loads_as_version_2() -> None:
 
 
 def test_module_is_pure() -> None:
-    tree = ast.parse(Path(engine.experience.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(engine.core.experience.__file__).read_text(encoding="utf-8"))
     imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

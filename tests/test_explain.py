@@ -18,15 +18,15 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
-from engine.daemon import Daemon
-from engine.incidents import incident_id
-from engine.offline import replay_pipeline
-from engine.pipeline import Pipeline
+from engine.core.explain import NotFound, PostMortems, explain, explain_alarm, explain_incident, render
+from engine.core.incidents import incident_id
+from engine.core.pipeline import Pipeline
+from engine.core.settings import CoreSettings
+from engine.model.topology import topology_from_dict
 from engine.rules.compiler import compile_rulesets, match_definitions
-from engine.rules.explain import NotFound, PostMortems, explain, explain_alarm, explain_incident, render
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
-from engine.settings import CoreSettings
-from engine.topology import topology_from_dict
+from engine.service.daemon import Daemon
+from engine.tools.offline import replay_pipeline
 from tests.daemon_harness import settings, until, write_config
 from tests.test_cli import EXAMPLE_EVENTS, EXAMPLE_TOPOLOGY, ROOT, engine
 from tests.test_http import FakeCore, serve

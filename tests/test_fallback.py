@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from engine.cli import main
+from engine.model.timeutil import format_time
+from engine.model.topology import topology_from_dict
 from engine.rules.schema import FALLBACK_RULESET, fallback_last, load_ruleset_file, load_rulesets
-from engine.timeutil import format_time
-from engine.topology import topology_from_dict
 from tests.harness import run, settings
 
 T0 = 1_700_000_000.0

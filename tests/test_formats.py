@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from bench.scenarios import T0, alarm, fiber_cut
-from engine.config import ReceiverSettings
-from engine.formats import ALERTMANAGER_ZERO_TIME, FormatError, render, sign, verify
+from engine.adapters.formats import ALERTMANAGER_ZERO_TIME, FormatError, render, sign, verify
+from engine.service.config import ReceiverSettings
 from tests.harness import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from bench.scenarios import T0, alarm, clear
+from engine.core.pipeline import Pipeline
 from engine.errors import RulesetError
-from engine.pipeline import Pipeline
+from engine.model.timeutil import format_time, parse_time
+from engine.model.topology import topology_from_dict
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
-from engine.timeutil import format_time, parse_time
-from engine.topology import topology_from_dict
 from tests.harness import Run, run
 
 

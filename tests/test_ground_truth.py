@@ -1,6 +1,6 @@
 """The expert causal graph (``true_dag_edges.csv``) is ground truth: nothing the engine runs reads it.
 
-Only scoring reads it (``engine.datasets.pcic.causal_pairs``, called by ``bench``). An audit hook
+Only scoring reads it (``engine.tools.datasets.pcic.causal_pairs``, called by ``bench``). An audit hook
 records every file opened while the dataset is converted, written, mined and replayed; and the
 package's source is searched for any other way to the file.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.replay import replay
-from engine.datasets.pcic import DAG_FILE, causal_pairs, convert, write
-from engine.mining import mine_file
+from engine.tools.datasets.pcic import DAG_FILE, causal_pairs, convert, write
+from engine.tools.mining import mine_file
 
 PACKAGE = Path(__file__).resolve().parents[1] / "engine"
 _opened: list[str] = []
@@ -103,7 +103,7 @@ def test_the_package_reaches_the_expert_graph_only_through_causal_pairs() -> Non
         if uses:
             found[str(path.relative_to(PACKAGE))] = uses
     assert found == {
-        "datasets/pcic.py": [
+        "tools/datasets/pcic.py": [
             ("'true_dag_edges.csv'", "<module>"),
             ("DAG_FILE", "_dag_type_pairs"),
             ("_dag_type_pairs()", "causal_pairs"),

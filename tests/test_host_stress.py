@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 
 from bench.scenarios import alarm, clear, example_topology, fiber_cut, site_power_failure
+from engine.model.topology import topology_from_dict
 from engine.rules.compiler import Program, compile_rulesets
 from engine.rules.host import Match, RuleHost
 from engine.rules.schema import load_rulesets
-from engine.topology import topology_from_dict
 from tests.harness import Run, run
 
 ROOT = Path(__file__).resolve().parents[1]

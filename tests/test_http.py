@@ -1,7 +1,7 @@
 """The HTTP API over a real aiohttp server on 127.0.0.1, driven by a real aiohttp client.
 
 The daemon is replaced by ``FakeCore``, a small in-memory implementation of ``CoreView``; payloads
-it receives are checked with the real ``engine.messages.Decoder``. ``alert_to_alarm`` (the
+it receives are checked with the real ``engine.model.messages.Decoder``. ``alert_to_alarm`` (the
 Alertmanager mapping) is tested here too, as a pure function, since this API is its only user.
 """
 
@@ -20,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from engine.adapters.http import CoreView, HttpApi, Overloaded
-from engine.alertmanager_in import alert_to_alarm, fingerprint
-from engine.config import HttpSettings
 from engine.errors import InvalidMessage
-from engine.messages import Alarm, Decoder
-from engine.metrics import Metrics
-from engine.timeutil import parse_time
+from engine.model.alertmanager_in import alert_to_alarm, fingerprint
+from engine.model.messages import Alarm, Decoder
+from engine.model.timeutil import parse_time
+from engine.service.config import HttpSettings
+from engine.service.metrics import Metrics
 
 ALARM_TOPIC = "soc/alarms/http"
 PROBE_TOPIC = "soc/probes/http"

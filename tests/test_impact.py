@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.impact import Health, HealthView, Impact, ImpactCounts, compute_impact, cone, state_of
-from engine.topology import Topology, topology_from_dict
+from engine.core.impact import Health, HealthView, Impact, ImpactCounts, compute_impact, cone, state_of
+from engine.model.topology import Topology, topology_from_dict
 
 OK, AT_RISK, DEGRADED, DOWN = Health.OK, Health.AT_RISK, Health.DEGRADED, Health.DOWN
 

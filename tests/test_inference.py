@@ -1,4 +1,4 @@
-"""Locating unalarmed degradations (engine.inference): service paths over a topology and the choice of
+"""Locating unalarmed degradations (engine.core.inference): service paths over a topology and the choice of
 the element shared by degraded paths. Scores and confidences are worked by hand in the comments."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.inference import Inference, Suspect, access_path_elements, infer_location, path_elements
-from engine.kqi import path_scope
-from engine.topology import Topology, topology_from_dict
+from engine.core.inference import Inference, Suspect, access_path_elements, infer_location, path_elements
+from engine.core.kqi import path_scope
+from engine.model.topology import Topology, topology_from_dict
 
 ACCESSES = ("acc-1", "acc-2", "acc-3", "acc-4")
 

@@ -1,4 +1,5 @@
-"""KQIs over sliding windows (engine.kqi): statuses, windows, aggregates, bounds, persistence, the default
+"""KQIs over sliding windows (engine.core.kqi):
+statuses, windows, aggregates, bounds, persistence, the default
 catalog and the E-model MOS of voice samples. Expected figures are worked by hand in the comments."""
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from engine.errors import ConfigError
-from engine.kqi import (
+from engine.core.kqi import (
     KqiCatalog,
     KqiDef,
     KqiState,
@@ -21,9 +21,10 @@ from engine.kqi import (
     element_scope,
     path_scope,
 )
-from engine.messages import KpiSample
-from engine.qoe.emodel import voip_quality
-from engine.settings import core_settings_from_data
+from engine.core.qoe.emodel import voip_quality
+from engine.core.settings import core_settings_from_data
+from engine.errors import ConfigError
+from engine.model.messages import KpiSample
 
 SCOPE = "ne:olt-7"
 
@@ -658,7 +659,7 @@ def test_derived_video_mos_is_the_p1203_mode_0_session_mos(
     metrics: dict[str, float], mos: float | None
 ) -> None:
     """A video sample's MOS from bitrate, resolution, frame rate and stalling is
-    `engine.qoe.video.video_quality`'s (docs/qoe-video.md); None when it cannot be computed."""
+    `engine.core.qoe.video.video_quality`'s (docs/qoe-video.md); None when it cannot be computed."""
     got = derived_video_mos(metrics)
     if mos is None:
         assert got is None

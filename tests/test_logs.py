@@ -14,8 +14,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from engine.config import LoggingSettings
-from engine.logs import RateLimited, bound, configure_logging, log_transition
+from engine.service.config import LoggingSettings
+from engine.service.logs import RateLimited, bound, configure_logging, log_transition
 
 Level = Literal["debug", "info", "warning", "error"]
 Format = Literal["auto", "json", "console"]

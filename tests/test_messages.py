@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.errors import InvalidMessage
-from engine.messages import (
+from engine.model.messages import (
     SEVERITY_RANK,
     Alarm,
     Decoded,
@@ -22,7 +22,7 @@ from engine.messages import (
     dead_letter_record,
     topic_matches,
 )
-from engine.timeutil import parse_time
+from engine.model.timeutil import parse_time
 
 T0 = parse_time("2024-05-01T10:00:00Z")
 ELEMENTS = frozenset({"olt-1", "olt-2"})

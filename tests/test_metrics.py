@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from engine.metrics import MAX_INVALID_FIELDS, Metrics, field_label
+from engine.service.metrics import MAX_INVALID_FIELDS, Metrics, field_label
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 

@@ -11,15 +11,15 @@ import pytest
 import yaml
 
 from engine.cli import main
-from engine.mining import mine_lines
-from engine.mining.rules import Thresholds, effects_document, ruleset_document, select
-from engine.mining.stats import CoOccurrence, Counts
-from engine.pipeline import Pipeline
-from engine.replay import Replayer
+from engine.core.pipeline import Pipeline
+from engine.core.settings import core_settings_from_data
+from engine.model.timeutil import format_time
+from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_ruleset_file, ruleset_from_data
-from engine.settings import core_settings_from_data
-from engine.timeutil import format_time
-from engine.topology import Topology, topology_from_dict
+from engine.tools.mining import mine_lines
+from engine.tools.mining.rules import Thresholds, effects_document, ruleset_document, select
+from engine.tools.mining.stats import CoOccurrence, Counts
+from engine.tools.replay import Replayer
 from tests.test_cli import engine
 
 T0 = 1_700_000_000.0

@@ -17,8 +17,8 @@ import pytest
 
 from engine.adapters import mqtt as mqtt_module
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource, PublishError, backoff_delays, tls_context
-from engine.config import Backoff, MqttSettings, TlsSettings
 from engine.errors import ConfigError
+from engine.service.config import Backoff, MqttSettings, TlsSettings
 from tests.mosquitto import Certificates, Mosquitto, make_certificates
 
 WAIT = 10.0  # seconds any awaited condition may take before the test fails

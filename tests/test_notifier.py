@@ -23,10 +23,10 @@ from aiohttp import web
 
 from bench.scenarios import alarm, clear, fiber_cut, site_power_failure
 from engine import __version__
+from engine.adapters.formats import verify
 from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
-from engine.config import Backoff, Breaker, ReceiverSettings
-from engine.formats import verify
+from engine.service.config import Backoff, Breaker, ReceiverSettings
 from tests.harness import run, settings
 
 WAIT = 10.0  # upper bound when waiting for a condition, never a measurement

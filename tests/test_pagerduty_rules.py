@@ -25,8 +25,8 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm
-from engine.config import ReceiverSettings
-from engine.formats import render
+from engine.adapters.formats import render
+from engine.service.config import ReceiverSettings
 from tests.harness import run
 from tests.test_formats import NAMES, record
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from engine.cli import main
-from engine.partitions import (
+from engine.core.partitions import (
     GLOBAL,
     PartitionError,
     PartitionTable,
@@ -16,7 +16,7 @@ from engine.partitions import (
     partition_table,
     route,
 )
-from engine.topology import Topology, load_topology, topology_from_dict
+from engine.model.topology import Topology, load_topology, topology_from_dict
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import orjson
 import pytest
 import yaml
 
-from engine.datasets.pcic import (
+from engine.errors import ConfigError
+from engine.model.timeutil import parse_time
+from engine.tools.datasets.pcic import (
     Converted,
     causal_pairs,
     convert,
@@ -18,8 +20,6 @@ from engine.datasets.pcic import (
     transitive_closure,
     write,
 )
-from engine.errors import ConfigError
-from engine.timeutil import parse_time
 
 ALARM_HEADER = "alarm_id,device_id,start_timestamp,end_timestamp\n"
 REAL_24V = Path(__file__).resolve().parents[1].parent / "shared/datasets/pcic2021/24V_439N_Microwave"

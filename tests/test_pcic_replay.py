@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bench.replay import DEFAULT_SHARED, dataset_dir, final_records, quality, replay
-from engine.datasets.pcic import convert
+from engine.tools.datasets.pcic import convert
 
 REAL_24V = dataset_dir(DEFAULT_SHARED, "24V_439N_Microwave")
 needs_24v = pytest.mark.skipif(

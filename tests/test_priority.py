@@ -1,5 +1,5 @@
-"""The priority model (``engine.priority``): exact scores, bands, breakdown, monotonicity, bounds, and the
-validation of the ``priority`` settings section."""
+"""The priority model (``engine.core.priority``): exact scores, bands, breakdown, monotonicity, bounds, and
+the validation of the ``priority`` settings section."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from engine.core.priority import PriorityInput, assess, explain
+from engine.core.settings import PrioritySettings, core_settings_from_data
 from engine.errors import ConfigError
-from engine.priority import PriorityInput, assess, explain
-from engine.settings import PrioritySettings, core_settings_from_data
-from engine.topology import DEFAULT_TIERS
+from engine.model.topology import DEFAULT_TIERS
 
 DEFAULT = PrioritySettings()
 STATES = ("at_risk", "degraded", "outage")  # from least to most severe
@@ -414,7 +414,7 @@ def test_not_a_number_in_the_priority_section_is_refused(priority: dict[str, Any
     """A NaN (YAML ``.nan``) weight or band is not a number the model can use: refused like any other
     invalid value.
 
-    ENGINE BUG (engine/settings.py, PrioritySettings._check, lines 144 and 157): every comparison with
+    ENGINE BUG (engine/core/settings.py, PrioritySettings._check, lines 144 and 157): every comparison with
     NaN is false, so ``w < 0`` and ``abs(sum - 1) > 1e-9`` both pass and the bands compare as sorted.
     Accepted today; with a NaN weight every score is ``min(100.0, nan)`` = 100.0, so every incident is
     P1 whatever its impact; with a NaN P1 band no incident can be P1."""

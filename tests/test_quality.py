@@ -11,12 +11,12 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology
-from engine.offline import replay_pipeline
-from engine.reports import customer, customers, services, sla
+from engine.core.reports import customer, customers, services, sla
+from engine.core.settings import CoreSettings
+from engine.model.timeutil import format_time, parse_time
+from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
-from engine.settings import CoreSettings
-from engine.timeutil import format_time, parse_time
-from engine.topology import topology_from_dict
+from engine.tools.offline import replay_pipeline
 from tests.harness import Run, run, settings
 
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from bench.scenarios import alarm, fiber_cut, site_power_failure
-from engine.adapters.receiver import WebhookReceiver, render_line, sign, verify_signature
+from engine.tools.receiver import WebhookReceiver, render_line, sign, verify_signature
 from tests.harness import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,13 +225,13 @@ def test_status_codes_are_validated() -> None:
 
 
 async def test_the_command_prints_each_record_and_a_summary_on_interrupt() -> None:
-    """``python -m engine.adapters.receiver --port 0``: says where it listens, prints one line per
+    """``python -m engine.tools.receiver --port 0``: says where it listens, prints one line per
     record, and on Ctrl-C (SIGINT) prints the summary and exits 0."""
     opened, _ = _records()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "engine.adapters.receiver",
+        "engine.tools.receiver",
         "--port",
         "0",
         "--fail-first",

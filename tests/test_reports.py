@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 
 from bench.scenarios import T0, alarm, clear
-from engine.daemon import Daemon
+from engine.service.daemon import Daemon
 from tests.daemon_harness import settings, until, write_config
 from tests.test_cli import EXAMPLE_TOPOLOGY, engine
 

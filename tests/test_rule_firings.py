@@ -11,13 +11,13 @@ import aiohttp
 import orjson
 
 from bench.scenarios import example_topology, fiber_cut
-from engine.daemon import Daemon
-from engine.pipeline import Pipeline
+from engine.core.pipeline import Pipeline
+from engine.core.settings import CoreSettings
+from engine.model.timeutil import parse_time
+from engine.model.topology import topology_from_dict
 from engine.rules.host import RuleHost
 from engine.rules.schema import load_rulesets
-from engine.settings import CoreSettings
-from engine.timeutil import parse_time
-from engine.topology import topology_from_dict
+from engine.service.daemon import Daemon
 from tests.daemon_harness import settings, until, write_config
 
 RULE = "default/topology-root-cause"

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from engine.errors import ConfigError, RuleEngineError, RulesetError
+from engine.model.topology import topology_from_dict
 from engine.rules.compiler import compile_rulesets
 from engine.rules.host import RuleHost
 from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets, parse_ruleset
-from engine.topology import topology_from_dict
 
 GOLDEN = Path(__file__).parent / "golden"
 

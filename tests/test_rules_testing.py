@@ -1,4 +1,4 @@
-"""`engine rules test`: rule tests on the virtual clock (engine/rules/testing.py)."""
+"""`engine rules test`: rule tests on the virtual clock (engine/tools/ruletests.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rules.testing import discover, main, run_files
+from engine.tools.ruletests import discover, main, run_files
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_TESTS = REPO / "rulesets" / "tests"

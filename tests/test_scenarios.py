@@ -9,13 +9,13 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
+from engine.core.pipeline import Pipeline
+from engine.core.reports import services as services_report
 from engine.errors import EngineError
-from engine.pipeline import Pipeline
-from engine.replay import Replayer
-from engine.reports import services as services_report
+from engine.model.timeutil import parse_time
+from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
-from engine.timeutil import parse_time
-from engine.topology import topology_from_dict
+from engine.tools.replay import Replayer
 from tests.harness import run, settings
 
 

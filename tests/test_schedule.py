@@ -1,4 +1,4 @@
-"""Maintenance-window schedules (engine.schedule). Expected instants are worked out by hand in comments.
+"""Maintenance-window schedules (engine.model.schedule). Expected instants are worked out by hand in comments.
 
 Calendar used below: 2026-01-01 is a Thursday, so 2026-01-04 is a Sunday and 2026-01-05 a Monday.
 Europe/Paris is CET (+01:00) until 2026-03-29 01:00Z (02:00 CET → 03:00 CEST) and CEST (+02:00)
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.schedule import HORIZON_DAYS, Schedule, Weekly
-from engine.timeutil import format_time, parse_time
+from engine.model.schedule import HORIZON_DAYS, Schedule, Weekly
+from engine.model.timeutil import format_time, parse_time
 
 DAY = 86400.0
 

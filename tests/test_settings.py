@@ -1,5 +1,5 @@
-"""Core settings (``engine.settings``): defaults, durations, and bad configurations refused with the file,
-the setting's dotted path, the line when loaded from a file, and the reason."""
+"""Core settings (``engine.core.settings``): defaults, durations, and bad configurations refused with the
+file, the setting's dotted path, the line when loaded from a file, and the reason."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from engine.core.settings import DEFAULT_EFFECTS, CoreSettings, core_settings_from_data
 from engine.errors import ConfigError
-from engine.settings import DEFAULT_EFFECTS, CoreSettings, core_settings_from_data, load_core_settings
+from engine.service.config import load_core_settings
 
 # --- bad configurations: (YAML text, location when loaded from a file, reason fragment) -----------
 # The location is "line N: dotted.path"; core_settings_from_data without a locator gives the path alone.

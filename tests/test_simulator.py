@@ -15,10 +15,12 @@ import pytest
 import yaml
 
 from bench.scenarios import example_topology as bench_topology
-from engine.adapters.broker import EmbeddedBroker
 from engine.errors import ConfigError, InvalidMessage
-from engine.messages import Decoder
-from engine.simulator import (
+from engine.model.messages import Decoder
+from engine.model.timeutil import format_time, parse_time
+from engine.model.topology import topology_from_dict
+from engine.tools.broker import EmbeddedBroker
+from engine.tools.simulator import (
     SCENARIOS,
     Scenario,
     SimulationError,
@@ -34,8 +36,6 @@ from engine.simulator import (
     storm,
     voip_degradation,
 )
-from engine.timeutil import format_time, parse_time
-from engine.topology import topology_from_dict
 from tests.harness import run, settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -465,7 +465,7 @@ def test_bad_option_values_exit_2(argv: list[str], capsys: pytest.CaptureFixture
 
 
 async def test_the_command_publishes_a_file_and_prints_progress(tmp_path: Path) -> None:
-    """``python -m engine.simulator --scenario FILE --rate 0`` publishes every step, prints one line per
+    """``python -m engine.tools.simulator --scenario FILE --rate 0`` publishes every step, prints one line per
     step and a summary, exits 0."""
     path = tmp_path / "two.yaml"
     path.write_text(
@@ -482,7 +482,7 @@ async def test_the_command_publishes_a_file_and_prints_progress(tmp_path: Path) 
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "engine.simulator",
+                "engine.tools.simulator",
                 "--broker",
                 broker.url,
                 "--scenario",

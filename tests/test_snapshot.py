@@ -10,13 +10,13 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
-from engine.datasets.pcic import convert
+from engine.core.pipeline import Pipeline
+from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.errors import EngineError
-from engine.pipeline import Pipeline
-from engine.replay import event_time
+from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_rulesets, ruleset_from_data
-from engine.settings import CoreSettings, core_settings_from_data
-from engine.topology import Topology, topology_from_dict
+from engine.tools.datasets.pcic import convert
+from engine.tools.replay import event_time
 
 PCIC = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "pcic2021" / "24V_439N_Microwave"
 

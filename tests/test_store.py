@@ -16,7 +16,7 @@ import pytest
 
 from bench.scenarios import fiber_cut
 from engine.adapters.store import SCHEMA_VERSION, Store, StoreError
-from engine.timeutil import format_time
+from engine.model.timeutil import format_time
 from tests.harness import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.terminal import printable
+from engine.service.terminal import printable
 
 
 @pytest.mark.parametrize(

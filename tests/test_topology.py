@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from engine.errors import TopologyError
-from engine.topology import (
+from engine.model.topology import (
     Customer,
     CustomerGroup,
     Element,

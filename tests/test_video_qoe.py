@@ -1,4 +1,4 @@
-"""Video/IPTV QoE (``engine.qoe.video``): ITU-T P.1203.1 mode 0 O.22 against the reference values of the
+"""Video/IPTV QoE (``engine.core.qoe.video``): ITU-T P.1203.1 mode 0 O.22 against the reference values of the
 public itu-p1203 implementation, the P.1203.3 stalling integration against figures worked by hand,
 monotonicity and bounds, input validation, and the ``engine qoe video`` command line."""
 
@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.qoe.video import MODEL, main, mos_from_r, r_from_mos, video_quality
+from engine.core.qoe.video import MODEL, mos_from_r, r_from_mos, video_quality
+from engine.tools.qoe import video_main as main
 
 # P.1203.3 final mapping, eq. (30): f1 + f2·MOS.
 F1, F2 = 0.02833052, 0.98117059

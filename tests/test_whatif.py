@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from engine.cli import main
-from engine.daemon import Daemon
+from engine.service.daemon import Daemon
 from tests.daemon_harness import settings, until, write_config
 
 TOPOLOGY = str(Path(__file__).resolve().parents[1] / "examples" / "topology.yaml")

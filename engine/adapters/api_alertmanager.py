@@ -5,7 +5,7 @@ Served under ``/api/v2/`` on the engine's HTTP API (``engine.adapters.http``), b
 bearer token:
 
 - ``POST /alerts``: Prometheus' alerts in. Each alert becomes a native alarm
-  (``engine.alertmanager_in.alert_to_alarm``) queued on the alarm topic, journaled and correlated
+  (``engine.model.alertmanager_in.alert_to_alarm``) queued on the alarm topic, journaled and correlated
   like an MQTT alarm. A body that does not follow the spec (not an array, an alert without
   ``labels``, a label value that is not a string, a time that is not RFC 3339) is refused whole;
   an alert that follows it but that Alertmanager refuses too (no label, a bad label name, ending
@@ -15,7 +15,7 @@ bearer token:
   root's fingerprint; one on an element under maintenance (a ruleset window or a silence) is
   ``silencedBy`` the window's rule or the silence's id. A group is an incident.
 - ``GET/POST /silences``, ``GET/DELETE /silence/{id}``: silences are maintenance windows added at
-  run time (``engine.rules.silences``), through the core's intake like every change of state.
+  run time (``engine.core.forms.silences``), through the core's intake like every change of state.
 - ``GET /status``, ``GET /receivers``.
 
 Intended deviations from Alertmanager (docs/api.md lists them): silences match elements (labels
@@ -43,13 +43,13 @@ from aiohttp import web
 
 from engine import __version__
 from engine.adapters.http import Overloaded
-from engine.alertmanager_in import alert_to_alarm
-from engine.rules.silences import Matcher, MatcherError, Silence, matches_all, parse_matcher
-from engine.timeutil import format_time, parse_time
+from engine.core.forms.silences import Matcher, MatcherError, Silence, matches_all, parse_matcher
+from engine.model.alertmanager_in import alert_to_alarm
+from engine.model.timeutil import format_time, parse_time
 
 if TYPE_CHECKING:
-    from engine.alarms import ActiveAlarm
-    from engine.pipeline import Pipeline
+    from engine.core.alarms import ActiveAlarm
+    from engine.core.pipeline import Pipeline
 
 __all__ = ["AlertmanagerApi", "AlertmanagerCore"]
 

@@ -51,14 +51,14 @@ from engine.adapters.tmf import (
     paging,
     select_fields,
 )
-from engine.alarms import alarm_key
+from engine.core.alarms import alarm_key
 from engine.errors import InvalidMessage
-from engine.timeutil import format_time, parse_time
+from engine.model.timeutil import format_time, parse_time
 
 if TYPE_CHECKING:
     from engine.adapters.store import Store
-    from engine.alarms import ActiveAlarm
-    from engine.pipeline import Pipeline
+    from engine.core.alarms import ActiveAlarm
+    from engine.core.pipeline import Pipeline
 
 __all__ = ["Tmf642Api", "Tmf642Core", "alarm_create_errors"]
 

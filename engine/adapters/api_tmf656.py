@@ -4,7 +4,7 @@ Spec: TM Forum TMF656 v4.0.0 swagger (``../shared/standards/tmf656/``). Served u
 ``/tmf-api/serviceProblemManagement/v4`` on the engine's HTTP API, behind the same bearer token:
 
 - ``GET /serviceProblem``: the latest record of each incident (open and resolved, newest first) as
-  a ``ServiceProblem`` (``engine.formats.tmf656``, the body the ``tmf656`` receivers get, with
+  a ``ServiceProblem`` (``engine.adapters.formats.tmf656``, the body the ``tmf656`` receivers get, with
   ``href``); ``fields``, ``offset``, ``limit`` and attribute filters (``status=pending``,
   ``priority=1``, ``category=customerImpact``, dotted for nested ones).
 - ``GET /serviceProblem/{id}``: one.
@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 import structlog
 from aiohttp import web
 
+from engine.adapters.formats import tmf656
 from engine.adapters.tmf import (
     MAX_LIMIT,
     Refused,
@@ -31,8 +32,7 @@ from engine.adapters.tmf import (
     paging,
     select_fields,
 )
-from engine.config import ReceiverSettings
-from engine.formats import tmf656
+from engine.service.config import ReceiverSettings
 
 __all__ = ["Tmf656Api", "Tmf656Core"]
 

@@ -29,19 +29,19 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from engine import reports
 from engine.adapters.dashboard import PREFIX as DASHBOARD_PREFIX
 from engine.adapters.dashboard import Dashboard
 from engine.adapters.dashboard.app import HistorySource
-from engine.config import HttpSettings
+from engine.core import reports
+from engine.core.explain import NotFound, explain_alarm, explain_incident
+from engine.core.whatif import what_if
 from engine.errors import ConfigError, EngineError
-from engine.metrics import Metrics
-from engine.rules.explain import NotFound, explain_alarm, explain_incident
-from engine.timeutil import parse_time
-from engine.whatif import what_if
+from engine.model.timeutil import parse_time
+from engine.service.config import HttpSettings
+from engine.service.metrics import Metrics
 
 if TYPE_CHECKING:
-    from engine.pipeline import Pipeline
+    from engine.core.pipeline import Pipeline
 
 __all__ = ["CoreView", "DeadLetterHolder", "HttpApi", "Overloaded", "PipelineHolder", "RouteSet"]
 
@@ -520,7 +520,7 @@ class HttpApi:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         """Readiness of rules, store and MQTT; a core with quarantined parts still serves (200) and
-        lists them under ``degraded`` (the parts not doing their work: see ``engine.containment``)."""
+        lists them under ``degraded`` (the parts not doing their work: see ``engine.core.containment``)."""
         body: dict[str, Any] = dict(self._core.readiness())
         degraded = self._core.degraded()
         if degraded:

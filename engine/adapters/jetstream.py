@@ -21,7 +21,7 @@ compare-and-set on its revision; the server removes it ``lease_ttl`` after the l
 expiry is judged by one clock, the stream leader's. The revision that created it is the owner's
 **epoch**: it only grows, and it names the owner's consumer and stamps every record it publishes.
 
-This module is the only one that talks to nats-py; ``engine.cluster`` drives it.
+This module is the only one that talks to nats-py; ``engine.service.cluster`` drives it.
 """
 
 from __future__ import annotations

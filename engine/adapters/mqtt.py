@@ -56,8 +56,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from engine.config import Backoff, MqttSettings, TlsSettings
 from engine.errors import ConfigError, EngineError
+from engine.service.config import Backoff, MqttSettings, TlsSettings
 
 __all__ = [
     "Inbound",

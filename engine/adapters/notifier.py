@@ -47,9 +47,9 @@ import aiohttp
 import structlog
 
 from engine import __version__
+from engine.adapters.formats import render, sign
 from engine.adapters.store import OutboxRow, Store
-from engine.config import Backoff, ReceiverSettings
-from engine.formats import render, sign
+from engine.service.config import Backoff, ReceiverSettings
 
 USER_AGENT = f"soc-engine/{__version__}"
 RETRYABLE_STATUS = frozenset({408, 425, 429})  # and every 5xx

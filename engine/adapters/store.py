@@ -46,7 +46,7 @@ import orjson
 import structlog
 
 from engine.errors import EngineError
-from engine.timeutil import parse_time
+from engine.model.timeutil import parse_time
 
 SCHEMA_VERSION = 1
 

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import RulesetError
+from engine.model.topology import Topology
 from engine.rules.host import MAX_RULES_PER_RULESET
 from engine.rules.schema import (
     MAX_REGEXES,
@@ -76,7 +77,6 @@ from engine.rules.schema import (
     Threshold,
     element_in_scope,
 )
-from engine.topology import Topology
 
 FACT_FIELDS = {  # match field -> fact property
     "ne_id": "ne",

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from engine.errors import RulesetError
+from engine.model.topology import Topology
 from engine.rules.schema import KpiThreshold, Maintenance, PriorityOverride, Rule, Ruleset
-from engine.topology import Topology
 
 
 class UnknownReference(RulesetError):

@@ -28,6 +28,7 @@ Fields: ``ne_id, severity, probable_cause, event_type, specific_problem, effect`
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -47,10 +48,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.errors import RulesetError
-from engine.messages import METRIC_NAME_PATTERN
-from engine.schedule import Schedule, format_duration
-from engine.timeutil import Duration
-from engine.yamlsource import Locator, load_document, load_file
+from engine.model.messages import METRIC_NAME_PATTERN
+from engine.model.schedule import Schedule, format_duration
+from engine.model.timeutil import Duration
+from engine.model.yamlsource import Locator, load_document, load_file
 
 SEVERITIES = ("indeterminate", "warning", "minor", "major", "critical")
 SEVERITY_RANK = {"cleared": 0, "indeterminate": 1, "warning": 2, "minor": 3, "major": 4, "critical": 5}
@@ -788,6 +789,20 @@ def _reason(err: Mapping[str, Any]) -> str:
 DEFAULT_RULESET = Path(__file__).resolve().parents[1] / "data" / "default-ruleset.yaml"
 FALLBACK_RULESET = Path(__file__).resolve().parents[1] / "data" / "topology-cluster-ruleset.yaml"
 """Clustering by time and topology, loaded after the default ruleset when no rulesets are given."""
+SERVICE_QUALITY_RULESET = Path(__file__).resolve().parents[1] / "data" / "service-quality-ruleset.yaml"
+"""The engine's own ``service-quality`` ruleset, added after the operator's when inference is on."""
+
+
+def builtin_rulesets(*, inference: bool) -> list[Ruleset]:
+    """Rulesets the engine adds after the operator's: with inference on, ``service-quality`` (an
+    inferred degradation is the root of the KQI and KPI breaches below it). Read once per process,
+    so building a pipeline reads no file."""
+    return [_service_quality_ruleset()] if inference else []
+
+
+@functools.cache
+def _service_quality_ruleset() -> Ruleset:
+    return load_ruleset_file(SERVICE_QUALITY_RULESET)
 
 
 def fallback_last(rulesets: Sequence[Ruleset]) -> list[Ruleset]:

@@ -31,9 +31,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
-from engine import __version__, reports
+from engine import __version__
 from engine.adapters.dashboard import network, views
 from engine.adapters.dashboard.security import COOKIE, Sessions, same_origin, security_headers
+from engine.core import reports
 from engine.errors import EngineError
 
 __all__ = ["PREFIX", "Dashboard", "DashboardCore"]

@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
-from engine.impact import Health
+from engine.core.impact import Health
 
 if TYPE_CHECKING:
-    from engine.alarms import ActiveAlarm
-    from engine.pipeline import Pipeline
+    from engine.core.alarms import ActiveAlarm
+    from engine.core.pipeline import Pipeline
 
 __all__ = ["AlarmFilters", "AlarmRow", "PipelineView", "alarm_page", "neighbourhood"]
 

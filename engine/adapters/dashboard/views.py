@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, Protocol
 from urllib.parse import urlencode
 
-from engine.timeutil import parse_time
+from engine.model.timeutil import parse_time
 
 __all__ = [
     "PAGE_SIZE",

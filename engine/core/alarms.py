@@ -1,0 +1,348 @@
+"""The alarm lifecycle: deduplication, clear pairing, re-raise, flapping, severity changes, effects.
+
+Theory of operation
+-------------------
+``AlarmTable.apply(alarm, now)`` turns one validated message into zero or more ``AlarmChange`` s,
+the only things correlation ever sees:
+
+========= ===================================================================================
+raised    a new occurrence of an identity (first raise, or raise after clear)
+repeated  the same raise again while active: count and last_seen move, nothing else
+severity  a raise with another severity while active (the effect may change with it)
+cleared   the active occurrence cleared
+flapping  the identity crossed N raise/clear transitions within the window: from now on its
+          raises and clears are absorbed and it stays one active, flapping alarm
+unflapped no transition for the quiet period (found by ``tick``); a ``cleared`` follows if the
+          last absorbed transition was a clear
+========= ===================================================================================
+
+Clears for unknown identities are counted and remembered for ``retain`` seconds: a raise that
+arrives later but carries an *older* event time than that clear (reordered delivery) is applied
+and immediately cleared, so it does not stay active for ever. A raise older than the clear of the
+identity's last occurrence is stale and ignored.
+
+Lifecycle timers (flapping, retention) run on ``now``; correlation windows use event times.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from engine.core.settings import AlarmSettings, Effect, EffectRule
+from engine.model.messages import SEVERITY_RANK, Alarm
+
+ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped"]
+
+
+def classify(alarm: Alarm, rules: tuple[EffectRule, ...]) -> Effect:
+    """The effect of an alarm on its element: the first matching rule wins."""
+    cause = alarm.probable_cause.lower()
+    for rule in rules:
+        if rule.probable_cause is not None and cause not in {c.lower() for c in rule.probable_cause}:
+            continue
+        if rule.event_type is not None and alarm.event_type not in rule.event_type:
+            continue
+        if rule.severity is not None and alarm.severity not in rule.severity:
+            continue
+        return rule.effect
+    return "none"
+
+
+def alarm_key(alarm: Alarm) -> str:
+    """A short, stable, human-readable id for an alarm identity."""
+    if alarm.alarm_id is not None:
+        return alarm.alarm_id
+    parts = [alarm.ne_id, alarm.probable_cause]
+    if alarm.specific_problem:
+        parts.append(alarm.specific_problem)
+    return ":".join(parts)
+
+
+def _threshold(alarm: Alarm) -> dict[str, Any] | None:
+    info = alarm.threshold_info
+    return info.model_dump(exclude_none=True) if info is not None else None
+
+
+@dataclass(slots=True)
+class ActiveAlarm:
+    """The engine's view of one alarm identity. Owned and mutated by ``AlarmTable`` only."""
+
+    key: str
+    ne_id: str
+    probable_cause: str
+    event_type: str
+    specific_problem: str | None
+    severity: str
+    effect: Effect
+    text: str | None
+    first_seen: float  # event time of this occurrence's first raise
+    last_seen: float  # event time of the latest raise
+    occurrence: int = 1
+    count: int = 1  # raises (including duplicates) in this occurrence
+    active: bool = True  # as correlation sees it (a flapping alarm stays active)
+    flapping: bool = False
+    cleared_time: float | None = None  # event time of the clear
+    cleared_at: float | None = None  # `now` of the clear
+    raw_active: bool = True  # the element's last word, even while flapping
+    transitions: deque[float] = field(default_factory=deque)
+    last_transition: float = 0.0
+    threshold_info: dict[str, Any] | None = None  # X.733 threshold info of the latest raise (JSON-ready)
+
+    @property
+    def occurrence_id(self) -> str:
+        return f"{self.key}#{self.occurrence}"
+
+    @property
+    def severity_rank(self) -> int:
+        return SEVERITY_RANK[self.severity]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    kind: ChangeKind
+    alarm: ActiveAlarm
+    previous_effect: Effect | None = None
+
+
+@dataclass
+class AlarmCounters:
+    raise_messages: int = 0  # every non-clear alarm message applied
+    raised: int = 0  # new occurrences
+    repeated: int = 0
+    severity_changes: int = 0
+    cleared: int = 0
+    clear_unknown: int = 0
+    stale: int = 0  # raises and clears older than the occurrence they would change
+    stale_clears: int = 0  # of which clears
+    flapping: int = 0
+    absorbed: int = 0  # transitions absorbed while flapping
+
+
+class AlarmTable:
+    def __init__(self, settings: AlarmSettings) -> None:
+        self._settings = settings
+        self._alarms: dict[str, ActiveAlarm] = {}
+        self._orphan_clears: dict[str, tuple[float, float]] = {}  # key -> (event time, now)
+        self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, kind, key)
+        self._seq = 0
+        self.counters = AlarmCounters()
+        # (kind, key, event time, the time it lost against) for clears matching nothing and stale
+        # raises and clears: the caller drains it after each apply (metrics, rate-limited logs).
+        self.notices: list[tuple[str, str, float, float | None]] = []
+
+    # -- queries -------------------------------------------------------------------------------
+    def get(self, key: str) -> ActiveAlarm | None:
+        return self._alarms.get(key)
+
+    def active(self) -> Iterator[ActiveAlarm]:
+        return (a for a in self._alarms.values() if a.active)
+
+    def __len__(self) -> int:
+        return len(self._alarms)
+
+    def next_due(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    # -- snapshot ------------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this table is (JSON-ready)."""
+        alarms = []
+        for a in self._alarms.values():
+            d = {f.name: getattr(a, f.name) for f in fields(a)}
+            d["transitions"] = list(a.transitions)
+            alarms.append(d)
+        return {
+            "alarms": alarms,
+            "orphans": [[k, t, n] for k, (t, n) in self._orphan_clears.items()],
+            "timers": [list(t) for t in self._timers],
+            "seq": self._seq,
+            "counters": asdict(self.counters),
+        }
+
+    def load(self, state: Mapping[str, Any], keep: Callable[[str], bool]) -> int:
+        """Restore a dump; alarms whose element ``keep`` refuses are dropped. Returns how many."""
+        dropped = 0
+        self._alarms.clear()
+        for d in state["alarms"]:
+            if not keep(d["ne_id"]):
+                dropped += 1
+                continue
+            rec = ActiveAlarm(**{**d, "transitions": deque(d["transitions"])})
+            self._alarms[rec.key] = rec
+        self._orphan_clears = {k: (t, n) for k, t, n in state["orphans"]}
+        self._timers = [(due, seq, kind, key) for due, seq, kind, key in state["timers"]]
+        heapq.heapify(self._timers)
+        self._seq = state["seq"]
+        self.counters = AlarmCounters(**state["counters"])
+        return dropped
+
+    # -- input ---------------------------------------------------------------------------------
+    def apply(self, alarm: Alarm, now: float, *, effect: Effect | None = None) -> list[AlarmChange]:
+        """Apply a raise or clear. ``effect`` overrides the effect table (alarms the rules raise)."""
+        key = alarm_key(alarm)
+        if alarm.is_clear:
+            return self._clear(key, alarm, now)
+        self.counters.raise_messages += 1
+        return self._raise(key, alarm, now, effect)
+
+    def tick(self, now: float) -> list[AlarmChange]:
+        """Fire due timers: flapping ends, cleared alarms and orphan clears are forgotten."""
+        out: list[AlarmChange] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, key = heapq.heappop(self._timers)
+            rec = self._alarms.get(key)
+            if kind == "unflap" and rec is not None and rec.flapping:
+                if now - rec.last_transition >= self._settings.flapping.quiet_period:
+                    out.extend(self._unflap(rec, now))
+                else:
+                    self._schedule(rec.last_transition + self._settings.flapping.quiet_period, "unflap", key)
+            elif kind == "forget":
+                if (
+                    rec is not None
+                    and not rec.active
+                    and rec.cleared_at is not None
+                    and now - rec.cleared_at >= self._settings.retain
+                ):
+                    del self._alarms[key]
+                orphan = self._orphan_clears.get(key)
+                if orphan is not None and now - orphan[1] >= self._settings.retain:
+                    del self._orphan_clears[key]
+        return out
+
+    # -- internals -----------------------------------------------------------------------------
+    def _raise(self, key: str, alarm: Alarm, now: float, effect: Effect | None = None) -> list[AlarmChange]:
+        effect = effect or classify(alarm, self._settings.effects)
+        rec = self._alarms.get(key)
+        if rec is None:
+            rec = self._new(key, alarm, effect)
+            self._alarms[key] = rec
+            self.counters.raised += 1
+            changes = [AlarmChange("raised", rec)]
+            orphan = self._orphan_clears.pop(key, None)
+            if orphan is not None and alarm.event_time <= orphan[0]:
+                changes.extend(self._clear(key, alarm.model_copy(update={"event_time": orphan[0]}), now))
+            return changes
+        if rec.flapping:
+            return self._absorb(rec, alarm, now, raised=True)
+        if rec.active:
+            rec.count += 1
+            rec.last_seen = max(rec.last_seen, alarm.event_time)
+            if alarm.threshold_info is not None:
+                rec.threshold_info = _threshold(alarm)  # the latest observation, whatever the severity
+            if alarm.severity != rec.severity:
+                previous = rec.effect
+                rec.severity = alarm.severity
+                rec.effect = effect
+                rec.text = alarm.text or rec.text
+                self.counters.severity_changes += 1
+                return [AlarmChange("severity", rec, previous)]
+            self.counters.repeated += 1
+            return [AlarmChange("repeated", rec)]
+        # Re-raise after clear, unless the raise is older than that clear (late delivery).
+        if rec.cleared_time is not None and alarm.event_time < rec.cleared_time:
+            self.counters.stale += 1
+            self.notices.append(("stale_raise", key, alarm.event_time, rec.cleared_time))
+            return []
+        rec.occurrence += 1
+        rec.severity = alarm.severity
+        rec.effect = effect
+        rec.text = alarm.text
+        rec.threshold_info = _threshold(alarm)
+        rec.first_seen = rec.last_seen = alarm.event_time
+        rec.count = 1
+        rec.active = rec.raw_active = True
+        rec.cleared_time = rec.cleared_at = None
+        self.counters.raised += 1
+        if self._transition(rec, now):
+            return [AlarmChange("raised", rec), *self._start_flapping(rec, now)]
+        return [AlarmChange("raised", rec)]
+
+    def _clear(self, key: str, alarm: Alarm, now: float) -> list[AlarmChange]:
+        rec = self._alarms.get(key)
+        if rec is None or (not rec.active and not rec.flapping):
+            if rec is None or (rec.cleared_time is not None and alarm.event_time > rec.cleared_time):
+                self.counters.clear_unknown += 1
+                self.notices.append(("clear_unknown", key, alarm.event_time, None))
+                self._orphan_clears[key] = (alarm.event_time, now)
+                self._schedule(now + self._settings.retain, "forget", key)
+            return []
+        if alarm.event_time < rec.first_seen:
+            self.counters.stale += 1  # a clear older than this occurrence belongs to an earlier one
+            self.counters.stale_clears += 1
+            self.notices.append(("stale_clear", key, alarm.event_time, rec.first_seen))
+            return []
+        if rec.flapping:
+            return self._absorb(rec, alarm, now, raised=False)
+        if self._transition(rec, now):
+            # The clear completes the flapping threshold: the alarm stays active, flapping.
+            rec.raw_active = False
+            rec.cleared_time = alarm.event_time
+            return self._start_flapping(rec, now)
+        self._mark_cleared(rec, alarm.event_time, now)
+        return [AlarmChange("cleared", rec)]
+
+    def _mark_cleared(self, rec: ActiveAlarm, event_time: float, now: float) -> None:
+        rec.active = rec.raw_active = False
+        rec.cleared_time = event_time
+        rec.cleared_at = now
+        self.counters.cleared += 1
+        self._schedule(now + self._settings.retain, "forget", rec.key)
+
+    def _new(self, key: str, alarm: Alarm, effect: Effect) -> ActiveAlarm:
+        return ActiveAlarm(
+            key=key,
+            ne_id=alarm.ne_id,
+            probable_cause=alarm.probable_cause,
+            event_type=alarm.event_type,
+            specific_problem=alarm.specific_problem,
+            severity=alarm.severity,
+            effect=effect,
+            text=alarm.text,
+            first_seen=alarm.event_time,
+            last_seen=alarm.event_time,
+            threshold_info=_threshold(alarm),
+        )
+
+    def _transition(self, rec: ActiveAlarm, now: float) -> bool:
+        """Record a raise/clear transition; True when the alarm starts flapping."""
+        fl = self._settings.flapping
+        rec.transitions.append(now)
+        rec.last_transition = now
+        while rec.transitions and rec.transitions[0] < now - fl.window:
+            rec.transitions.popleft()
+        return not rec.flapping and len(rec.transitions) >= fl.transitions
+
+    def _start_flapping(self, rec: ActiveAlarm, now: float) -> list[AlarmChange]:
+        rec.flapping = True
+        rec.active = True
+        self.counters.flapping += 1
+        self._schedule(now + self._settings.flapping.quiet_period, "unflap", rec.key)
+        return [AlarmChange("flapping", rec)]
+
+    def _absorb(self, rec: ActiveAlarm, alarm: Alarm, now: float, *, raised: bool) -> list[AlarmChange]:
+        self.counters.absorbed += 1
+        rec.last_transition = now
+        rec.raw_active = raised
+        if raised:
+            rec.count += 1
+            rec.last_seen = max(rec.last_seen, alarm.event_time)
+        else:
+            rec.cleared_time = alarm.event_time
+        return []
+
+    def _unflap(self, rec: ActiveAlarm, now: float) -> list[AlarmChange]:
+        rec.flapping = False
+        rec.transitions.clear()
+        out = [AlarmChange("unflapped", rec)]
+        if not rec.raw_active:
+            self._mark_cleared(rec, rec.cleared_time if rec.cleared_time is not None else now, now)
+            out.append(AlarmChange("cleared", rec))
+        return out
+
+    def _schedule(self, due: float, kind: str, key: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (due, self._seq, kind, key))

@@ -1,0 +1,811 @@
+"""Customer experience and SLAs: the Customer Experience Index, per-tier SLAs, breach tracking. Pure.
+
+No clock reads, no I/O: every time (``now``) is epoch seconds passed in by the caller, and every result
+is a deterministic function of the calls made. See ``docs/sla.md`` for the formulas, the defaults and a
+worked example.
+
+* **CEI** (0–100 per customer): each KQI scores by its status (met 100, at_risk 60, violated 0, unknown
+  excluded); a service is the weighted mean of its KQI scores (100 when none is known), capped by the
+  service's health (DOWN → 0, DEGRADED → at most 50); a customer is the weighted mean of its services
+  (service weights: voice 1.0, internet 1.0, iptv 0.7, others 1.0). Bands: good ≥ 80, fair ≥ 60,
+  poor ≥ 40, bad below.
+* **SLAs** per tier (``SlaSettings.tiers``): availability target over a sliding period, time to
+  restore, optional MOS floor. ``SlaTracker`` accumulates each customer's downtime as intervals,
+  records breaches (exact instants, once per episode) and says how long until the next one.
+* ``breach_urgency`` maps the time to a breach to 0..1, a priority component for the integrator.
+
+Every default here is an operator convention, not a standard value (ITU-T E.800 defines the terms
+availability and retainability, not these targets).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.core.impact import Health
+from engine.model.timeutil import Duration, format_time
+
+__all__ = [
+    "Band",
+    "Breach",
+    "BreachKind",
+    "Experience",
+    "ExperienceSettings",
+    "KqiScore",
+    "KqiStatus",
+    "SlaSettings",
+    "SlaState",
+    "SlaTier",
+    "SlaTracker",
+    "UrgencySettings",
+    "breach_urgency",
+    "customer_down",
+    "customer_experience",
+    "experience_band",
+    "service_experience",
+]
+
+KqiStatus = Literal["met", "at_risk", "violated", "unknown"]
+Band = Literal["good", "fair", "poor", "bad"]
+BreachKind = Literal["availability", "time_to_restore", "mos"]
+
+_STATUSES: frozenset[str] = frozenset(get_args(KqiStatus))
+_SCORED = ("violated", "at_risk", "met")  # from worst to best
+_BANDS: tuple[Band, Band, Band] = ("good", "fair", "poor")
+_DAY = 86400.0
+_HOUR = 3600.0
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# --- the Customer Experience Index ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KqiScore:
+    """One KQI of one service of one customer, as the caller computed it.
+
+    ``category`` (accessibility | retainability | integrity | availability) and ``value``/``target``
+    are carried for display; only ``status`` and ``weight`` enter the index. ``unknown`` KQIs (no data)
+    and zero-weight KQIs are left out of the mean.
+    """
+
+    name: str
+    category: str
+    status: KqiStatus
+    weight: float = 1.0
+    value: float | None = None
+    target: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATUSES:
+            known = ", ".join(sorted(_STATUSES))
+            raise ValueError(f"KQI {self.name!r}: status must be one of {known}, got {self.status!r}")
+        if not math.isfinite(self.weight) or self.weight < 0:
+            raise ValueError(f"KQI {self.name!r}: weight must be a finite number ≥ 0, got {self.weight}")
+
+
+_Score = Annotated[float, Field(ge=0, le=100)]
+_Weight = Annotated[float, Field(gt=0)]
+
+
+class ExperienceSettings(_Strict):
+    """Scores, health caps, service weights and bands of the CEI; every default is a convention."""
+
+    status_scores: Mapping[str, float] = Field(
+        default_factory=lambda: {"met": 100.0, "at_risk": 60.0, "violated": 0.0},
+        description="score of a KQI by status; `unknown` KQIs are excluded, never scored",
+    )
+    down_cap: _Score = 0.0  # a service whose health is DOWN scores at most this
+    degraded_cap: _Score = 50.0  # … DEGRADED
+    at_risk_cap: _Score = 100.0  # … AT_RISK: no cap by default (redundancy lost, nothing felt yet)
+    service_weights: Mapping[str, _Weight] = Field(
+        default_factory=lambda: {"voice": 1.0, "voip": 1.0, "internet": 1.0, "iptv": 0.7}
+    )
+    default_service_weight: _Weight = 1.0  # services not listed in `service_weights`
+    bands: tuple[float, float, float] = (80.0, 60.0, 40.0)  # good ≥ [0], fair ≥ [1], poor ≥ [2], else bad
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperienceSettings:
+        scores = self.status_scores
+        if set(scores) != set(_SCORED):
+            raise ValueError(f"status_scores needs exactly {', '.join(_SCORED)}, got {sorted(scores)}")
+        values = [scores[s] for s in _SCORED]
+        if any(not (math.isfinite(v) and 0 <= v <= 100) for v in values) or values != sorted(values):
+            raise ValueError("status_scores must be within 0..100 with violated ≤ at_risk ≤ met")
+        if not self.down_cap <= self.degraded_cap <= self.at_risk_cap:
+            raise ValueError("caps must satisfy down_cap ≤ degraded_cap ≤ at_risk_cap")
+        bands = self.bands
+        if any(not 0 <= b <= 100 for b in bands) or any(a <= b for a, b in pairwise(bands)):
+            raise ValueError("bands must be strictly decreasing scores within 0..100 (good threshold first)")
+        return self
+
+    def cap(self, health: Health) -> float:
+        """The most a service in this health can score."""
+        if health == Health.DOWN:
+            return self.down_cap
+        if health == Health.DEGRADED:
+            return self.degraded_cap
+        if health == Health.AT_RISK:
+            return self.at_risk_cap
+        return 100.0
+
+    def service_weight(self, service: str) -> float:
+        return self.service_weights.get(service, self.default_service_weight)
+
+
+@dataclass(frozen=True, slots=True)
+class Experience:
+    """A customer's CEI. ``services``: per-service index (rounded to 0.1), by service name.
+
+    ``worst_service``: the lowest-scoring service (ties: the heavier weight, then the name); ``None``
+    without services. ``at_risk``: services whose health is AT_RISK (not capped by default, listed so
+    the lost redundancy shows).
+    """
+
+    index: float
+    band: Band
+    services: Mapping[str, float]
+    worst_service: str | None
+    at_risk: tuple[str, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "band": self.band,
+            "services": dict(self.services),
+            "worst_service": self.worst_service,
+            "at_risk": list(self.at_risk),
+        }
+
+
+def service_experience(kqis: Sequence[KqiScore], health: Health, settings: ExperienceSettings) -> float:
+    """Weighted mean of the scores of the known KQIs (100 if none), capped by ``health``. Not rounded."""
+    scores = settings.status_scores
+    total = weight = 0.0
+    for k in kqis:
+        if k.status != "unknown" and k.weight > 0:
+            total += k.weight * scores[k.status]
+            weight += k.weight
+    base = total / weight if weight > 0 else 100.0
+    return min(base, settings.cap(Health(health)))
+
+
+def experience_band(index: float, settings: ExperienceSettings) -> Band:
+    for band, threshold in zip(_BANDS, settings.bands, strict=True):
+        if index >= threshold:
+            return band
+    return "bad"
+
+
+def customer_experience(
+    services: Mapping[str, tuple[Sequence[KqiScore], Health]], settings: ExperienceSettings
+) -> Experience:
+    """The CEI of one customer: the service-weighted mean of ``service_experience``, rounded to 0.1.
+
+    The band is taken from the rounded index, so the figure shown and its band always agree. A customer
+    without services has index 100 ("good") and no worst service.
+    """
+    per: dict[str, float] = {}
+    total = weight = 0.0
+    for name in sorted(services):
+        kqis, health = services[name]
+        score = service_experience(kqis, health, settings)
+        per[name] = score
+        w = settings.service_weight(name)
+        total += w * score
+        weight += w
+    index = round(total / weight, 1) if weight > 0 else 100.0
+    worst = min(per, key=lambda s: (per[s], -settings.service_weight(s), s)) if per else None
+    at_risk = tuple(name for name in per if Health(services[name][1]) == Health.AT_RISK)
+    return Experience(
+        index=index,
+        band=experience_band(index, settings),
+        services={name: round(score, 1) for name, score in per.items()},
+        worst_service=worst,
+        at_risk=at_risk,
+    )
+
+
+def customer_down(healths: Iterable[Health]) -> bool:
+    """The SLA outage test: a customer is down when any of its services is DOWN."""
+    return any(Health(h) == Health.DOWN for h in healths)
+
+
+# --- SLA settings -------------------------------------------------------------------------------
+
+_Positive = Annotated[Duration, Field(gt=0)]
+
+
+class SlaTier(_Strict):
+    """The SLA of one tier. ``availability``: target fraction of ``period`` the customer is up.
+
+    ``time_to_restore``: an outage longer than this is a breach (``None``: no commitment).
+    ``mos_floor``: a voice MOS below this is a breach (``None``: no commitment).
+    """
+
+    availability: Annotated[float, Field(gt=0, le=1)]
+    period: _Positive = 30 * _DAY
+    time_to_restore: _Positive | None = None
+    mos_floor: Annotated[float, Field(ge=1, le=5)] | None = None
+
+    @property
+    def budget(self) -> float:
+        """Allowed downtime per period, seconds: (1 − availability) × period, rounded to 1 µs."""
+        return round((1.0 - self.availability) * self.period, 6)
+
+
+def _default_tiers() -> dict[str, SlaTier]:
+    return {
+        "platinum": SlaTier(availability=0.9995, time_to_restore=2 * _HOUR, mos_floor=4.0),
+        "gold": SlaTier(availability=0.999, time_to_restore=4 * _HOUR, mos_floor=3.8),
+        "silver": SlaTier(availability=0.995, time_to_restore=8 * _HOUR, mos_floor=3.6),
+        "bronze": SlaTier(availability=0.99, time_to_restore=24 * _HOUR, mos_floor=3.1),
+    }
+
+
+class UrgencySettings(_Strict):
+    """``breach_urgency``: 1 at or below ``urgent`` seconds to breach, linear down to 0 at ``horizon``."""
+
+    urgent: Duration = 15 * 60.0
+    horizon: _Positive = 1 * _HOUR
+
+    @model_validator(mode="after")
+    def _check(self) -> UrgencySettings:
+        if not self.urgent < self.horizon:
+            raise ValueError("urgent must be shorter than horizon")
+        return self
+
+
+class SlaSettings(_Strict):
+    """SLAs by tier name (customers of a tier not listed here have no SLA) and the urgency mapping."""
+
+    tiers: Mapping[str, SlaTier] = Field(default_factory=_default_tiers)
+    urgency: UrgencySettings = Field(default_factory=UrgencySettings)
+
+
+def breach_urgency(seconds_to_breach: float | None, settings: SlaSettings | UrgencySettings) -> float:
+    """Time to an SLA breach → 0..1 for the priority model.
+
+    ``None`` (no breach ahead) → 0; ≤ ``urgent`` (already breached, or breaching within 15 min) → 1;
+    ≥ ``horizon`` (1 h) → 0; linear in between: (horizon − s) / (horizon − urgent).
+    """
+    u = settings.urgency if isinstance(settings, SlaSettings) else settings
+    if seconds_to_breach is None:
+        return 0.0
+    if math.isnan(seconds_to_breach):
+        raise ValueError("seconds_to_breach must be a number or None, got NaN")
+    if seconds_to_breach <= u.urgent:
+        return 1.0
+    if seconds_to_breach >= u.horizon:
+        return 0.0
+    return (u.horizon - seconds_to_breach) / (u.horizon - u.urgent)
+
+
+# --- breaches and SLA state ------------------------------------------------------------------------
+
+_TIME_KEYS = frozenset({"outage_started"})
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    """One SLA breach. ``subject``: whom the tracker tracked (see ``SlaTracker``). ``at``: the instant
+    it happened (budget exhausted, restore time exceeded, MOS observed below the floor), not the call
+    that noticed it. ``detail``: numbers (seconds, fractions)."""
+
+    subject: str
+    tier: str
+    kind: BreachKind
+    at: float
+    detail: Mapping[str, float] = field(default_factory=dict, hash=False)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "tier": self.tier,
+            "kind": self.kind,
+            "at": format_time(self.at),
+            "detail": {k: format_time(v) if k in _TIME_KEYS else v for k, v in self.detail.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SlaState:
+    """A subject's SLA standing at ``at``. Durations in seconds; ``None`` where it does not apply.
+
+    ``availability`` = 1 − downtime / period over [at − period, at], time before the first ``update``
+    counted as up. ``time_to_breach``: as ``SlaTracker.time_to_breach``.
+    """
+
+    subject: str
+    tier: str
+    at: float
+    period: float
+    target: float
+    downtime: float
+    availability: float
+    budget: float
+    budget_left: float
+    down: bool
+    outage_started: float | None
+    outage_duration: float | None
+    time_to_restore: float | None
+    time_to_restore_left: float | None
+    time_to_breach: float | None
+    availability_breached: bool
+    time_to_restore_breached: bool
+    mos_floor: float | None
+    mos: float | None
+    mos_breached: bool
+    observed_since: float | None
+
+    def to_record(self) -> dict[str, Any]:
+        def t(value: float | None) -> str | None:
+            return None if value is None else format_time(value)
+
+        return {
+            "subject": self.subject,
+            "tier": self.tier,
+            "at": t(self.at),
+            "period": self.period,
+            "target": self.target,
+            "downtime": self.downtime,
+            "availability": self.availability,
+            "budget": self.budget,
+            "budget_left": self.budget_left,
+            "down": self.down,
+            "outage_started": t(self.outage_started),
+            "outage_duration": self.outage_duration,
+            "time_to_restore": self.time_to_restore,
+            "time_to_restore_left": self.time_to_restore_left,
+            "time_to_breach": self.time_to_breach,
+            "breached": {
+                "availability": self.availability_breached,
+                "time_to_restore": self.time_to_restore_breached,
+                "mos": self.mos_breached,
+            },
+            "mos_floor": self.mos_floor,
+            "mos": self.mos,
+            "observed_since": t(self.observed_since),
+        }
+
+
+# --- the tracker ------------------------------------------------------------------------------------
+
+
+class _Subject:
+    """Downtime of one subject: closed outages (start, end), oldest first, and the running one."""
+
+    __slots__ = ("avail_breached", "down_since", "first_seen", "intervals", "last", "tier", "ttr_breached")
+
+    def __init__(self, tier: str, now: float, down_since: float | None) -> None:
+        self.tier = tier
+        self.first_seen = now
+        self.last = now
+        self.down_since = down_since
+        self.intervals: list[tuple[float, float]] = []
+        self.avail_breached = False  # in an availability breach episode (recorded once)
+        self.ttr_breached = False  # the running outage has been recorded as a time-to-restore breach
+
+    def downtime(self, start: float, end: float) -> float:
+        """Seconds down within [start, end], the running outage counted up to ``end``."""
+        total = 0.0
+        for s, e in self.intervals:
+            lo, hi = max(s, start), min(e, end)
+            if hi > lo:
+                total += hi - lo
+        if self.down_since is not None:
+            lo = max(self.down_since, start)
+            if end > lo:
+                total += end - lo
+        return total
+
+    def crossing(self, period: float, budget: float, a: float, b: float) -> float | None:
+        """The first instant in [a, b] at which the downtime of the sliding period exceeds ``budget``,
+        the subject being down throughout. The downtime is piecewise linear in the window's end,
+        with breakpoints where the window's start passes an outage boundary; interpolated exactly."""
+        t0, d0 = a, self.downtime(a - period, a)
+        if d0 > budget:
+            return a
+        edges = {x + period for interval in self.intervals for x in interval}
+        if self.down_since is not None:
+            edges.add(self.down_since + period)
+        for t1 in [*sorted(x for x in edges if a < x < b), b]:
+            d1 = self.downtime(t1 - period, t1)
+            if d1 > budget:
+                return min(t1, max(t0, t0 + (budget - d0) * (t1 - t0) / (d1 - d0)))
+            t0, d0 = t1, d1
+        return None
+
+
+class _Mos:
+    __slots__ = ("at", "below", "mos")
+
+    def __init__(self, at: float, mos: float, below: bool) -> None:
+        self.at, self.mos, self.below = at, mos, below
+
+
+class SlaTracker:
+    """Downtime and SLA breaches per *subject*: whoever shares one SLA fate, named by the caller —
+    a customer, or (as ``engine.core.quality`` does for availability and time to restore) a group of
+    customers on the same access element with the same tier and services; MOS is observed per
+    customer. Only ``update``, ``observe_mos``, ``tick`` and ``load`` change it; ``state``,
+    ``time_to_breach`` and ``next_breach`` are queries.
+
+    * Downtime is counted from a subject's first ``update``; before that the subject counts as up
+      (availability is over the full period, assuming up). An outage is the subject being ``down``
+      (the caller's test; ``customer_down``: any service DOWN).
+    * A call with a ``now`` older than the subject's latest is ignored (queries evaluate at the
+      latest instead). Re-observing the same state only advances time.
+    * Closed outages are kept while they overlap the longest configured period, then dropped.
+    * Breaches are detected by ``update`` and ``tick`` over the time elapsed since the subject's
+      previous call, and stamped with the exact instant they happened; ``next_breach`` says when to
+      ``tick`` to record the next one as it happens. Availability: downtime in the
+      sliding period exceeds the budget — once per episode (a new one only after the downtime fell back
+      within budget). Time to restore: once per outage. MOS: once per continuous run below the floor.
+    * Subjects of a tier without an SLA in the settings are not tracked: ``update`` and
+      ``observe_mos`` ignore them, ``time_to_breach`` is ``None``, ``state`` raises ``KeyError``.
+    """
+
+    def __init__(self, settings: SlaSettings) -> None:
+        self._settings = settings
+        self._keep = max((t.period for t in settings.tiers.values()), default=0.0)
+        self._subjects: dict[str, _Subject] = {}
+        self._mos: dict[str, _Mos] = {}
+        self._breaches: list[Breach] = []
+        self._down: set[str] = set()  # subjects down now
+        self._next: float | None = None  # next_breach(), while _next_known
+        self._next_known = False
+
+    @property
+    def settings(self) -> SlaSettings:
+        return self._settings
+
+    def describe(self) -> str:
+        """What the tracker holds (names its state when its tick raised)."""
+        down = sorted(self._down)
+        more = f" and {len(down) - 5} more" if len(down) > 5 else ""
+        return (
+            f"SLA tracker: {len(self._subjects)} subject(s), {len(down)} down now"
+            + (f" ({', '.join(down[:5])}{more})" if down else "")
+            + f", {len(self._breaches)} breach(es) recorded"
+        )
+
+    def __len__(self) -> int:
+        """Subjects with downtime tracking."""
+        return len(self._subjects)
+
+    # -- changes --
+
+    def update(self, subject: str, tier: str, down: bool, now: float) -> None:
+        """The subject's service-affecting state changed or was re-observed at ``now``."""
+        sla = self._settings.tiers.get(tier)
+        if sla is None:
+            return
+        self._next_known = False
+        rec = self._subjects.get(subject)
+        if rec is None:
+            self._subjects[subject] = _Subject(tier, now, now if down else None)
+            if down:
+                self._down.add(subject)
+            return
+        if now < rec.last:
+            return
+        self._breaches.extend(self._advance(subject, rec, tier, sla, now))
+        if down and rec.down_since is None:
+            rec.down_since = now
+            self._down.add(subject)
+        elif not down and rec.down_since is not None:
+            if now > rec.down_since:
+                rec.intervals.append((rec.down_since, now))
+            rec.down_since = None
+            rec.ttr_breached = False
+            self._down.discard(subject)
+        rec.tier = tier
+        cutoff = now - self._keep
+        drop = 0
+        while drop < len(rec.intervals) and rec.intervals[drop][1] <= cutoff:
+            drop += 1
+        if drop:
+            del rec.intervals[:drop]
+
+    def tick(self, now: float) -> list[Breach]:
+        """Re-observe every tracked subject in its current state at ``now``; returns the new breaches
+        (also in ``breaches()``), oldest first. Call it periodically so that breaches of long outages
+        are recorded without waiting for the next ``update``."""
+        self._next_known = False
+        new: list[Breach] = []
+        for subject, rec in self._subjects.items():
+            sla = self._settings.tiers.get(rec.tier)
+            if sla is not None and now >= rec.last:
+                new.extend(self._advance(subject, rec, rec.tier, sla, now))
+        new.sort(key=lambda b: (b.at, b.subject, b.kind))
+        self._breaches.extend(new)
+        return new
+
+    def observe_mos(self, subject: str, tier: str, mos: float, now: float) -> Breach | None:
+        """A voice MOS observation. Below the tier's floor starts a breach episode (recorded once, at
+        ``now``); at or above the floor ends it. Returns the breach when one is recorded."""
+        if not math.isfinite(mos):
+            raise ValueError(f"MOS must be a finite number, got {mos}")
+        sla = self._settings.tiers.get(tier)
+        if sla is None or sla.mos_floor is None:
+            return None
+        floor = sla.mos_floor
+        m = self._mos.get(subject)
+        if m is not None and now < m.at:
+            return None
+        was_below = m is not None and m.below
+        below = mos < floor
+        if m is None:
+            self._mos[subject] = _Mos(now, mos, below)
+        else:
+            m.at, m.mos, m.below = now, mos, below
+        if below and not was_below:
+            breach = Breach(subject, tier, "mos", now, {"mos": mos, "floor": floor})
+            self._breaches.append(breach)
+            return breach
+        return None
+
+    def forget(self, subject: str) -> None:
+        """Drop a subject's tracking (e.g. removed from the inventory). Recorded breaches stay."""
+        self._next_known = False
+        self._down.discard(subject)
+        self._subjects.pop(subject, None)
+        self._mos.pop(subject, None)
+
+    def _advance(self, subject: str, rec: _Subject, tier: str, sla: SlaTier, now: float) -> list[Breach]:
+        """Detect the breaches of [rec.last, now] (the state unchanged meanwhile) and move rec to now."""
+        new: list[Breach] = []
+        budget, period = sla.budget, sla.period
+        ds = rec.down_since
+        if ds is not None:
+            if not rec.avail_breached:
+                at = rec.crossing(period, budget, rec.last, now)
+                if at is not None:
+                    rec.avail_breached = True
+                    detail = {"budget": budget, "target": sla.availability, "period": period}
+                    new.append(Breach(subject, tier, "availability", at, detail))
+            ttr = sla.time_to_restore
+            if ttr is not None and not rec.ttr_breached and now - ds > ttr:
+                rec.ttr_breached = True
+                detail = {"time_to_restore": ttr, "outage_started": ds}
+                new.append(Breach(subject, tier, "time_to_restore", ds + ttr, detail))
+        if rec.avail_breached and rec.downtime(now - period, now) <= budget:
+            rec.avail_breached = False
+        rec.last = now
+        new.sort(key=lambda b: (b.at, b.kind))
+        return new
+
+    # -- queries --
+
+    def next_breach(self) -> float | None:
+        """When to call ``tick`` next so that the next breach of a subject that stays down is recorded
+        as it happens: the earliest, over the subjects down, of the first instant after their latest
+        call at which a ``tick`` records their availability breach (the downtime of the sliding
+        period exceeding the budget: exactly, as ``tick`` dates it) or their time-to-restore breach
+        (outage start + time to restore). ``None`` when no subject is down or every breach of the
+        running outages is recorded already. A breach happens when the downtime *exceeds* its limit,
+        so the instant returned is the next float after the breach's own instant (its ``at``).
+        Cached until the next ``update``, ``tick`` or ``load``."""
+        if not self._next_known:
+            self._next = self._compute_next()
+            self._next_known = True
+        return self._next
+
+    def _compute_next(self) -> float | None:
+        best: float | None = None
+        for subject in self._down:
+            rec = self._subjects[subject]
+            sla = self._settings.tiers.get(rec.tier)
+            if rec.down_since is None or sla is None:
+                continue
+            instants = []
+            if not rec.avail_breached:
+                # Down throughout a whole period the downtime is the period itself, more than any
+                # budget (availability > 0): the crossing is within [last, last + period].
+                at = rec.crossing(sla.period, sla.budget, rec.last, rec.last + sla.period)
+                if at is not None:
+                    instants.append(at)
+            if sla.time_to_restore is not None and not rec.ttr_breached:
+                instants.append(rec.down_since + sla.time_to_restore)
+            for at in instants:
+                due = math.nextafter(max(at, rec.last), math.inf)
+                if best is None or due < best:
+                    best = due
+        return best
+
+    def time_to_breach(self, subject: str, tier: str, now: float) -> float | None:
+        """Seconds until this subject breaches its SLA if the current outage continues:
+        min(availability budget left, time to restore left). ``None`` when not down (or no SLA);
+        0 when already breached. The budget left ignores old downtime leaving the sliding period
+        meanwhile, so the figure errs on the early side."""
+        sla = self._settings.tiers.get(tier)
+        rec = self._subjects.get(subject)
+        if sla is None or rec is None or rec.down_since is None:
+            return None
+        now = max(now, rec.last)
+        return self._time_to_breach(rec, sla, now)
+
+    @staticmethod
+    def _time_to_breach(rec: _Subject, sla: SlaTier, now: float) -> float | None:
+        if rec.down_since is None:
+            return None
+        left = sla.budget - rec.downtime(now - sla.period, now)
+        ttr = sla.time_to_restore
+        if ttr is not None:
+            left = min(left, ttr - (now - rec.down_since))
+        return max(0.0, left)
+
+    def state(self, subject: str, tier: str, now: float, *, mos_of: str | None = None) -> SlaState:
+        """The subject's SLA standing at ``now`` (at its latest call if that is later). A subject
+        never updated is up with no downtime. The MOS fields are those of ``mos_of`` (default: the
+        subject itself; a group's state can show one customer's MOS). Raises ``KeyError`` for a tier
+        without an SLA."""
+        sla = self._settings.tiers.get(tier)
+        if sla is None:
+            raise KeyError(f"no SLA for tier {tier!r} (SLA tiers: {', '.join(self._settings.tiers)})")
+        rec = self._subjects.get(subject)
+        m = self._mos.get(subject if mos_of is None else mos_of)
+        if rec is not None:
+            now = max(now, rec.last)
+        period, budget = sla.period, sla.budget
+        downtime = rec.downtime(now - period, now) if rec is not None else 0.0
+        ds = rec.down_since if rec is not None else None
+        ttr = sla.time_to_restore
+        duration = now - ds if ds is not None else None
+        return SlaState(
+            subject=subject,
+            tier=tier,
+            at=now,
+            period=period,
+            target=sla.availability,
+            downtime=downtime,
+            availability=1.0 - downtime / period,
+            budget=budget,
+            budget_left=max(0.0, budget - downtime),
+            down=ds is not None,
+            outage_started=ds,
+            outage_duration=duration,
+            time_to_restore=ttr,
+            time_to_restore_left=(
+                max(0.0, ttr - duration) if ttr is not None and duration is not None else None
+            ),
+            time_to_breach=self._time_to_breach(rec, sla, now) if rec is not None else None,
+            availability_breached=downtime > budget,
+            time_to_restore_breached=ttr is not None and duration is not None and duration > ttr,
+            mos_floor=sla.mos_floor,
+            mos=m.mos if m is not None else None,
+            mos_breached=m is not None and m.below and sla.mos_floor is not None,
+            observed_since=rec.first_seen if rec is not None else None,
+        )
+
+    def breaches(self) -> list[Breach]:
+        """Every breach recorded, in the order recorded (chronological within one call)."""
+        return list(self._breaches)
+
+    # -- persistence --
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-ready state; ``load(dump())`` restores it exactly (floats survive JSON unchanged)."""
+        return {
+            "version": 2,
+            "subjects": {
+                key: {
+                    "tier": r.tier,
+                    "first_seen": r.first_seen,
+                    "last": r.last,
+                    "down_since": r.down_since,
+                    "intervals": [[s, e] for s, e in r.intervals],
+                    "availability_breached": r.avail_breached,
+                    "time_to_restore_breached": r.ttr_breached,
+                }
+                for key, r in self._subjects.items()
+            },
+            "mos": {key: {"at": m.at, "mos": m.mos, "below": m.below} for key, m in self._mos.items()},
+            "breaches": [
+                {
+                    "subject": b.subject,
+                    "tier": b.tier,
+                    "kind": b.kind,
+                    "at": b.at,
+                    "detail": dict(b.detail),
+                }
+                for b in self._breaches
+            ],
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """Replace the tracker's state with a ``dump()``. Raises ``ValueError`` on a malformed one.
+        A version 1 dump (``customers``, breaches with ``customer_id``) is read as version 2."""
+        if isinstance(state, Mapping) and state.get("version") == 1:
+            state = _from_version_1(state)
+        try:
+            doc = _Dump.model_validate(state)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"invalid SLA tracker state at {where or '<top>'}: {err['msg']}") from None
+        subjects: dict[str, _Subject] = {}
+        for key, c in doc.subjects.items():
+            rec = _Subject(c.tier, c.first_seen, c.down_since)
+            rec.last = c.last
+            rec.intervals = [(s, e) for s, e in c.intervals]
+            rec.avail_breached = c.availability_breached
+            rec.ttr_breached = c.time_to_restore_breached
+            subjects[key] = rec
+        self._subjects = subjects
+        self._down = {key for key, rec in subjects.items() if rec.down_since is not None}
+        self._next_known = False
+        self._mos = {key: _Mos(m.at, m.mos, m.below) for key, m in doc.mos.items()}
+        self._breaches = [Breach(b.subject, b.tier, b.kind, b.at, dict(b.detail)) for b in doc.breaches]
+
+
+class _DumpModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class _DumpSubject(_DumpModel):
+    tier: str
+    first_seen: float
+    last: float
+    down_since: float | None
+    intervals: list[list[float]]
+    availability_breached: bool
+    time_to_restore_breached: bool
+
+    @field_validator("intervals")
+    @classmethod
+    def _pairs(cls, v: list[list[float]]) -> list[list[float]]:
+        if any(len(pair) != 2 or pair[0] > pair[1] for pair in v):
+            raise ValueError("each interval must be [start, end] with start ≤ end")
+        return v
+
+
+class _DumpMos(_DumpModel):
+    at: float
+    mos: float
+    below: bool
+
+
+class _DumpBreach(_DumpModel):
+    subject: str
+    tier: str
+    kind: BreachKind
+    at: float
+    detail: dict[str, float]
+
+
+class _Dump(_DumpModel):
+    version: Literal[2]
+    subjects: dict[str, _DumpSubject]
+    mos: dict[str, _DumpMos]
+    breaches: list[_DumpBreach]
+
+
+def _from_version_1(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A version 1 dump in the version 2 form: ``customers`` → ``subjects``, ``customer_id`` → ``subject``
+    (the same data; version 1 named every subject a customer)."""
+    out = {k: v for k, v in state.items() if k not in ("version", "customers", "breaches")}
+    out["version"] = 2
+    if "customers" in state:
+        out["subjects"] = state["customers"]
+    breaches = state.get("breaches")
+    if isinstance(breaches, list):
+        out["breaches"] = [
+            {("subject" if k == "customer_id" else k): v for k, v in b.items()}
+            if isinstance(b, Mapping)
+            else b
+            for b in breaches
+        ]
+    elif breaches is not None:
+        out["breaches"] = breaches
+    return out

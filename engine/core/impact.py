@@ -1,0 +1,367 @@
+"""Health propagation over the dependency graph, and the customer impact of an incident. Pure.
+
+Each element has an *own* health (from its active alarms); its *effective* health is the worst of its
+own and what its dependencies contribute. A required dependency passes its effective health on; a
+redundancy group passes on the health of its best member, except that a group whose best member is OK
+but which has a member in trouble makes its dependents AT_RISK (redundancy lost).
+
+The impact of an incident is measured over its *cone* — the elements carrying its alarms and everything
+that depends on them — with health computed from the global own-state map, so two separate failures
+of both members of a redundant pair make their shared dependent DOWN in both incidents. Customers are
+counted per ``CustomerGroup``, never one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Literal
+from weakref import WeakKeyDictionary
+
+from engine.model.topology import Topology
+
+
+class Health(IntEnum):
+    OK = 0
+    AT_RISK = 1
+    DEGRADED = 2
+    DOWN = 3
+
+
+ImpactState = Literal["outage", "degraded", "at_risk"]
+_STATES: tuple[tuple[Health, ImpactState], ...] = (
+    (Health.DOWN, "outage"),
+    (Health.DEGRADED, "degraded"),
+    (Health.AT_RISK, "at_risk"),
+)
+_OK = Health.OK
+
+
+def state_of(health: Health) -> ImpactState | None:
+    """DOWN → ``"outage"``, DEGRADED → ``"degraded"``, AT_RISK → ``"at_risk"``, OK → ``None``."""
+    return next((name for level, name in _STATES if level == health), None)
+
+
+class HealthView:
+    """Effective health of elements given each element's *own* state (from its active alarms).
+
+    Only elements downstream of an element whose own state is not OK (the *tainted* set, found once)
+    can be anything but OK, so work is proportional to that set. Evaluation is iterative and memoised:
+    a 100 000-element chain does not touch the recursion limit. Elements the topology does not know
+    have just their own state.
+    """
+
+    __slots__ = ("_memo", "_own", "_taint", "_topology")
+
+    def __init__(self, topology: Topology, own: Mapping[str, Health]) -> None:
+        self._topology = topology
+        self._own = {ne: Health(h) for ne, h in own.items() if h != _OK}
+        self._memo: dict[str, Health] = {}
+        self._taint: set[str] | None = None
+
+    def _tainted(self) -> set[str]:
+        if self._taint is None:
+            topology = self._topology
+            taint = {ne for ne in self._own if ne in topology}
+            frontier = list(taint)
+            while frontier:
+                new = {d for ne in frontier for d in topology.dependents(ne)} - taint
+                taint |= new
+                frontier = list(new)
+            self._taint = taint
+        return self._taint
+
+    def health(self, ne_id: str) -> Health:
+        """Effective health of ``ne_id`` (see the module docstring for the rules)."""
+        memo = self._memo
+        known = memo.get(ne_id)
+        if known is not None:
+            return known
+        taint, own, elements = self._tainted(), self._own, self._topology.elements
+        if ne_id not in taint:
+            return own.get(ne_id, _OK)
+        stack = [ne_id]
+        while stack:
+            ne = stack[-1]
+            if ne in memo:
+                stack.pop()
+                continue
+            deps = elements[ne].depends_on
+            pending = [u for item in deps for u in item if u in taint and u not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            value = own.get(ne, _OK)
+            for item in deps:
+                if len(item) == 1:
+                    contribution = memo.get(item[0], _OK)
+                else:
+                    levels = [memo.get(u, _OK) for u in item]
+                    best = min(levels)
+                    contribution = best if best or max(levels) == _OK else Health.AT_RISK
+                value = max(value, contribution)
+            memo[ne] = value
+            stack.pop()
+        return memo[ne_id]
+
+    def service(self, topology: Topology, access: str, service_type: str) -> Health:
+        """A customer's service level: the worst of its access element and the service's platform."""
+        platform = topology.service_types[service_type].platform
+        return max([self.health(access), *(self.health(x) for x in platform)])
+
+
+def with_service_levels(
+    own: Mapping[str, Health], by_service: Mapping[str, Mapping[str, Health]], services: Iterable[str]
+) -> Mapping[str, Health]:
+    """Elements' own health plus the levels that alarms about one of ``services`` put on them (the
+    engine's per-service KQI alarms): the network as those services see it. ``own`` itself when
+    none applies."""
+    extra = [by_service[s] for s in services if by_service.get(s)]
+    if not extra:
+        return own
+    merged = dict(own)
+    for levels in extra:
+        for ne, level in levels.items():
+            merged[ne] = max(merged.get(ne, _OK), level)
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactCounts:
+    """Customers whose worst level is this state, subscriptions at this level, customers per tier."""
+
+    customers: int
+    services: Mapping[str, int]
+    by_tier: Mapping[str, int]
+
+    def to_record(self) -> dict[str, Any]:
+        return {"customers": self.customers, "services": dict(self.services), "by_tier": dict(self.by_tier)}
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """What an incident does: affected elements in its cone and the customers behind them.
+
+    ``state`` is the worst customer-service level or, when no customer is affected, the worst element
+    level; ``None`` when nothing is affected. ``services`` counts affected subscriptions (any level),
+    ``customers``/``by_tier`` distinct affected customers; ``by_state`` splits all three by level.
+    """
+
+    elements: Mapping[str, Health]
+    state: ImpactState | None
+    services: Mapping[str, int]
+    customers: int
+    by_tier: Mapping[str, int]
+    by_state: Mapping[str, ImpactCounts]
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready, with a deterministic key order."""
+        return {
+            "elements": len(self.elements),
+            "services": dict(self.services),
+            "customers": {"total": self.customers, "by_tier": dict(self.by_tier)},
+            "by_state": {name: counts.to_record() for name, counts in self.by_state.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    customers: int
+    by_tier: tuple[tuple[str, int], ...]
+    services: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What impact needs beyond the topology's own indices; built once per topology."""
+
+    totals: Mapping[str, _Totals]  # access element → its customers, summed over its groups
+    by_set: Mapping[tuple[frozenset[str], str], int]  # (service set, tier) → customers, network-wide
+
+
+_INDEX: WeakKeyDictionary[Topology, _Index] = WeakKeyDictionary()
+
+
+def _index(topology: Topology) -> _Index:
+    index = _INDEX.get(topology)
+    if index is None:
+        acc: dict[str, tuple[list[int], dict[str, int], dict[str, int]]] = {}
+        by_set: dict[tuple[frozenset[str], str], int] = {}
+        for g in topology.all_groups():
+            count, tiers, services = acc.setdefault(g.access, ([0], {}, {}))
+            count[0] += g.count
+            tiers[g.tier] = tiers.get(g.tier, 0) + g.count
+            for s in g.services:
+                services[s] = services.get(s, 0) + g.count
+            by_set[g.services, g.tier] = by_set.get((g.services, g.tier), 0) + g.count
+        totals = {
+            a: _Totals(c[0], tuple(sorted(t.items())), tuple(sorted(s.items())))
+            for a, (c, t, s) in acc.items()
+        }
+        index = _INDEX[topology] = _Index(totals, by_set)
+    return index
+
+
+def subscriptions_hit(
+    topology: Topology, elements: Mapping[str, Health], tiers: Iterable[str], services: Iterable[str]
+) -> bool:
+    """Whether some customer of one of ``tiers`` has a subscription to one of ``services`` affected.
+
+    A subscription (customer, service) is affected when the customer's access element is affected or
+    a platform element of that service is (``elements``: an impact's affected elements). This is the
+    joint condition "a platinum voice service is hit", which separate counts per tier and per service
+    cannot tell (a platinum internet customer and a bronze voice customer are not it).
+    """
+    want_tiers, want_services = set(tiers), frozenset(services)
+    bad = {ne for ne, h in elements.items() if h != _OK}
+    platform_hit = {s for ne in bad for s in topology.platform_services(ne)} & want_services
+    if platform_hit and any(
+        tier in want_tiers and set_ & platform_hit for set_, tier in _index(topology).by_set
+    ):
+        return True
+    return any(
+        g.tier in want_tiers and g.services & want_services for ne in bad for g in topology.groups_at(ne)
+    )
+
+
+def cone(topology: Topology, seeds: Iterable[str]) -> set[str]:
+    """The seeds the topology knows, and everything depending on them, transitively."""
+    found = {ne for ne in seeds if ne in topology}
+    frontier = list(found)
+    while frontier:
+        new = {d for ne in frontier for d in topology.dependents(ne)} - found
+        found |= new
+        frontier = list(new)
+    return found
+
+
+class _Tally:
+    """Counters per level (index = ``Health``); index 0 collects OK and is never reported."""
+
+    __slots__ = ("customers", "services", "tiers")
+
+    def __init__(self) -> None:
+        self.customers = [0, 0, 0, 0]
+        self.tiers: list[dict[str, int]] = [{}, {}, {}, {}]
+        self.services: list[dict[str, int]] = [{}, {}, {}, {}]
+
+    def add_access(self, level: Health, totals: _Totals) -> None:
+        """Everyone behind an access element, every service at the access element's level."""
+        self.customers[level] += totals.customers
+        tiers, services = self.tiers[level], self.services[level]
+        for tier, n in totals.by_tier:
+            tiers[tier] = tiers.get(tier, 0) + n
+        for s, n in totals.services:
+            services[s] = services.get(s, 0) + n
+
+    def add(
+        self, services: frozenset[str], tier: str, n: int, access: Health, hit: Mapping[str, Health]
+    ) -> None:
+        """``n`` customers: each service at max(access level, its platform level), customers at the worst."""
+        worst = access
+        for s in services:
+            level = max(access, hit.get(s, _OK))
+            self.services[level][s] = self.services[level].get(s, 0) + n
+            worst = max(worst, level)
+        self.customers[worst] += n
+        self.tiers[worst][tier] = self.tiers[worst].get(tier, 0) + n
+
+    def impact(self, affected: dict[str, Health]) -> Impact:
+        by_state: dict[str, ImpactCounts] = {}
+        services: dict[str, int] = {}
+        tiers: dict[str, int] = {}
+        for level, name in _STATES:
+            level_services = {s: n for s, n in sorted(self.services[level].items()) if n}
+            level_tiers = {t: n for t, n in sorted(self.tiers[level].items()) if n}
+            if self.customers[level] or level_services:
+                by_state[name] = ImpactCounts(self.customers[level], level_services, level_tiers)
+            for s, n in level_services.items():
+                services[s] = services.get(s, 0) + n
+            for t, n in level_tiers.items():
+                tiers[t] = tiers.get(t, 0) + n
+        state = next((name for level, name in _STATES if self.customers[level]), None)
+        if state is None and affected:
+            state = state_of(max(affected.values()))
+        customers = sum(self.customers[1:])
+        return Impact(
+            affected, state, dict(sorted(services.items())), customers, dict(sorted(tiers.items())), by_state
+        )
+
+
+def compute_impact(
+    topology: Topology,
+    own: Mapping[str, Health],
+    seeds: Iterable[str],
+    *,
+    only_services: frozenset[str] | None = None,
+) -> Impact:
+    """The impact of an incident whose alarms sit on ``seeds``, given every element's own health.
+
+    A customer group counts when its access element is affected (in the cone and not OK) or one of its
+    services is *platform-hit* (a platform element of the service is affected); each service is at
+    max(access level, worst affected platform element), the group's customers at their worst service.
+    Levels outside the cone (another incident's) do not count here. Unknown seeds are ignored.
+
+    Cost: the affected access elements' precomputed totals; when a platform is hit, also their groups,
+    plus one pass over the network-wide (service set, tier) counts for everyone else.
+
+    ``only_services``: only subscriptions of these service types count (an incident whose alarms concern
+    one service, such as a voice KQI alarm: the internet customers behind the element are fine);
+    customers without any of them are not affected. Costs the affected access elements' groups.
+    """
+    affected, hit = _affected(topology, own, seeds, only_services)
+    if only_services is not None:
+        return _service_impact(topology, affected, hit, only_services)
+    tally, index = _Tally(), _index(topology)
+    accesses = [(ne, level, t) for ne, level in affected.items() if (t := index.totals.get(ne)) is not None]
+    for _, level, t in accesses:
+        tally.add_access(level, t)
+    if hit:
+        worst_hit = {s: max((hit.get(x, _OK) for x in s), default=_OK) for s, _ in index.by_set}
+        elsewhere = {key: n for key, n in index.by_set.items() if worst_hit[key[0]] != _OK}
+        for ne, level, _ in accesses:
+            for g in topology.groups_at(ne):
+                if worst_hit[g.services] != _OK:
+                    elsewhere[g.services, g.tier] -= g.count
+                    if worst_hit[g.services] > level:  # add_access counted it too low: redo it
+                        tally.add(g.services, g.tier, -g.count, level, {})
+                        tally.add(g.services, g.tier, g.count, level, hit)
+        for (services, tier), n in elsewhere.items():  # behind access elements that are fine
+            if n:
+                tally.add(services, tier, n, _OK, hit)
+    return tally.impact(affected)
+
+
+def _affected(
+    topology: Topology, own: Mapping[str, Health], seeds: Iterable[str], only: frozenset[str] | None
+) -> tuple[dict[str, Health], dict[str, Health]]:
+    """The affected elements of the seeds' cone (not OK) and the services whose platform they hit
+    (of ``only``, when given), at the worst level of their affected platform elements."""
+    view = HealthView(topology, own)
+    affected = {ne: h for ne in sorted(cone(topology, seeds)) if (h := view.health(ne)) != _OK}
+    hit: dict[str, Health] = {}
+    for ne, h in affected.items():
+        services = topology.platform_services(ne)
+        for s in services if only is None else services & only:
+            hit[s] = max(h, hit.get(s, _OK))
+    return affected, hit
+
+
+def _service_impact(
+    topology: Topology, affected: dict[str, Health], hit: dict[str, Health], only: frozenset[str]
+) -> Impact:
+    """``compute_impact`` counting only subscriptions of the ``only`` service types."""
+    tally = _Tally()
+    elsewhere = dict(_index(topology).by_set) if hit else {}
+    for ne, level in affected.items():
+        for g in topology.groups_at(ne):
+            if hit:
+                elsewhere[g.services, g.tier] -= g.count
+            if sub := g.services & only:
+                tally.add(sub, g.tier, g.count, level, hit)
+    for (set_, tier), n in sorted(elsewhere.items(), key=lambda kv: (sorted(kv[0][0]), kv[0][1])):
+        sub = set_ & only
+        if n and sub and any(s in hit for s in sub):
+            tally.add(sub, tier, n, _OK, hit)
+    return tally.impact(affected)

@@ -1,0 +1,743 @@
+"""Inbound messages: routing by MQTT topic, decoding and validation of alarms and KPI samples.
+
+Two kinds of message reach the engine:
+
+* an **alarm** (ITU-T X.733 vocabulary) as a native JSON object, or as a TM Forum TMF642 v4
+  ``Alarm`` resource (recognised by ``alarmedObject`` or ``perceivedSeverity``);
+* a **KPI sample** from a probe, or a batch ``{"samples": [...]}`` of them.
+
+``Decoder.decode`` picks the kind from the topic, bounds the payload size, parses it with orjson and
+validates it with the pydantic models below. Every rejection is an ``InvalidMessage`` whose errors
+name the offending field (a dotted path, ``samples[3].time``; TMF642 input is reported under the
+TMF field names) and say what is wrong in a few words. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, get_args
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic.types import FiniteFloat
+
+from engine.errors import InvalidMessage
+from engine.model.timeutil import format_time, parse_time
+
+__all__ = [
+    "DEFAULT_ROUTES",
+    "EVENT_TYPES",
+    "MAX_TIME",
+    "METRIC_RANGES",
+    "SEVERITIES",
+    "SEVERITY_RANK",
+    "Alarm",
+    "Decoded",
+    "Decoder",
+    "EventType",
+    "KpiSample",
+    "MetricRange",
+    "Routes",
+    "Severity",
+    "dead_letter_record",
+    "topic_matches",
+]
+
+Severity = Literal["critical", "major", "minor", "warning", "indeterminate", "cleared"]
+EventType = Literal[
+    "communicationsAlarm",
+    "qualityOfServiceAlarm",
+    "processingErrorAlarm",
+    "equipmentAlarm",
+    "environmentalAlarm",
+]
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+SEVERITY_RANK: Mapping[str, int] = MappingProxyType(
+    {"cleared": 0, "indeterminate": 1, "warning": 2, "minor": 3, "major": 4, "critical": 5}
+)
+
+METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+MAX_METRICS = 64
+DEAD_LETTER_EXCERPT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRange:
+    """The physically possible values of one KPI metric, bounds included."""
+
+    low: float
+    high: float
+    unit: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.low:g} to {self.high:g}{unit}"
+
+
+_HOUR_MS = 3_600_000.0
+_DAY_S = 86_400.0
+# What a probe can physically report for the metrics the engine knows (KQIs, E-model, P.1203,
+# the shipped kpi_threshold rules). A value outside is a broken probe or a unit mistake, refused
+# before it reaches a window where it could distort every aggregate after it.
+METRIC_RANGES: Mapping[str, MetricRange] = MappingProxyType(
+    {
+        "latency_ms": MetricRange(0.0, _HOUR_MS, "ms"),
+        "delay_ms": MetricRange(0.0, _HOUR_MS, "ms"),
+        "jitter_ms": MetricRange(0.0, _HOUR_MS, "ms"),
+        "loss_pct": MetricRange(0.0, 100.0, "%"),
+        "mos": MetricRange(1.0, 5.0),
+        "available": MetricRange(0.0, 1.0),
+        "throughput_mbps": MetricRange(0.0, 1e7, "Mbit/s"),
+        "bitrate_kbps": MetricRange(0.0, 1e10, "kbit/s"),
+        "response_time_s": MetricRange(0.0, _DAY_S, "s"),
+        "height": MetricRange(0.0, 100_000.0, "pixels"),
+        "width": MetricRange(0.0, 100_000.0, "pixels"),
+        "framerate": MetricRange(0.0, 10_000.0, "frames/s"),
+        "stalls": MetricRange(0.0, 1e9),
+        "stall_seconds": MetricRange(0.0, 366 * _DAY_S, "s"),
+        "initial_delay_s": MetricRange(0.0, _DAY_S, "s"),
+        "duration_s": MetricRange(0.0, 366 * _DAY_S, "s"),
+        "calls_attempted": MetricRange(0.0, 1e12, "calls"),
+        "calls_setup_ok": MetricRange(0.0, 1e12, "calls"),
+        "calls_answered": MetricRange(0.0, 1e12, "calls"),
+        "calls_dropped": MetricRange(0.0, 1e12, "calls"),
+    }
+)
+# Any other metric (a kpi_threshold rule may read anything): finite and within this magnitude.
+UNKNOWN_METRIC_RANGE = MetricRange(-1e12, 1e12)
+
+
+def metric_range(name: str) -> MetricRange:
+    """The allowed values of a metric: its entry in ``METRIC_RANGES``, else ``UNKNOWN_METRIC_RANGE``."""
+    return METRIC_RANGES.get(name, UNKNOWN_METRIC_RANGE)
+
+
+def out_of_range(metrics: Mapping[str, float], prefix: str = "") -> list[tuple[str, str]]:
+    """``(field, reason)`` for every metric value outside its physical range (``metric_range``)."""
+    errors: list[tuple[str, str]] = []
+    dot = prefix + "." if prefix else ""
+    for name, value in metrics.items():
+        allowed = metric_range(name)
+        if value not in allowed:
+            errors.append((f"{dot}metrics.{name}", f"{value:g} is outside the allowed range {allowed}"))
+    return errors
+
+
+_SEVERITY_SET = frozenset(SEVERITIES)
+_EVENT_TYPE_SET = frozenset(EVENT_TYPES)
+_SEVERITY_CHOICES = ", ".join(SEVERITIES)
+_EVENT_TYPE_CHOICES = ", ".join(EVENT_TYPES)
+
+
+def _severity(value: object) -> object:
+    """Fold the case of a severity string; anything that is not a string is left for the type check."""
+    if isinstance(value, str):
+        low = value.lower()
+        if low in _SEVERITY_SET:
+            return low
+        raise ValueError(f"{value!r} is not one of {_SEVERITY_CHOICES}")
+    return value
+
+
+def _event_type(value: object) -> object:
+    if isinstance(value, str) and value not in _EVENT_TYPE_SET:
+        raise ValueError(f"{value!r} is not one of {_EVENT_TYPE_CHOICES}")
+    return value
+
+
+# 9999-12-31T23:59:59Z: later times cannot be formatted (timeutil.format_time) or stored as datetimes.
+MAX_TIME = 253402300799.0
+
+
+def _time(value: object) -> float:
+    if value is None:
+        raise ValueError("expected RFC 3339 time or epoch seconds, got null")
+    return parse_time(value)
+
+
+def _representable(t: float) -> float:
+    if t > MAX_TIME:
+        raise ValueError(f"time {t:.0f} is after year 9999 (epoch milliseconds sent as seconds?)")
+    return t
+
+
+_Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+_Opt = Annotated[str, StringConstraints(max_length=256)]
+_Text = Annotated[str, StringConstraints(max_length=4096)]
+_Time = Annotated[float, BeforeValidator(_time), AfterValidator(_representable)]
+_MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
+_Metrics = Annotated[dict[_MetricName, FiniteFloat], Field(min_length=1, max_length=MAX_METRICS)]
+
+_MODEL_CONFIG = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+
+class ThresholdInfo(BaseModel):
+    """X.733 threshold information of a quality-of-service alarm (TMF642's
+    ``crossedThresholdInformation``): which indicator crossed which level, in which direction, with
+    what value, and the level that clears it (hysteresis)."""
+
+    model_config = _MODEL_CONFIG
+
+    indicator: _Id  # X.733 triggeredThreshold; TMF642 indicatorName
+    direction: Literal["up", "down"]  # up: alarm above `threshold`; down: below it
+    observed_value: FiniteFloat
+    threshold: FiniteFloat | None = None  # the level crossed (TMF642 names it by reference only)
+    clear: FiniteFloat | None = None  # the level that clears it (X.733 thresholdLevel's other bound)
+    granularity: _Opt | None = None  # how the indicator is evaluated: "mean over 300s", "15m"…
+
+
+class Alarm(BaseModel):
+    """One alarm notification (raise or clear) from a network element.
+
+    ``event_time`` is epoch seconds (UTC). Identity: ``alarm_id`` when the sender gives one, otherwise
+    (``ne_id``, ``probable_cause``, ``specific_problem``), as in X.733.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    ne_id: _Id
+    severity: Annotated[Severity, BeforeValidator(_severity)]
+    probable_cause: _Id
+    event_type: Annotated[EventType, BeforeValidator(_event_type)] = "communicationsAlarm"
+    specific_problem: _Opt | None = None
+    alarm_id: _Id | None = None
+    text: _Text | None = None
+    event_time: _Time
+    threshold_info: ThresholdInfo | None = None
+
+    @property
+    def identity(self) -> str:
+        """``"id:<alarm_id>"``, or the JSON array ``[ne_id, probable_cause, specific_problem or ""]``.
+
+        The two forms cannot collide (one starts with ``id:``, the other with ``[``), and JSON
+        encoding keeps a ``|`` or quote inside a field from merging two different triples.
+        """
+        if self.alarm_id is not None:
+            return "id:" + self.alarm_id
+        return orjson.dumps([self.ne_id, self.probable_cause, self.specific_problem or ""]).decode()
+
+    @property
+    def is_clear(self) -> bool:
+        return self.severity == "cleared"
+
+
+class KpiSample(BaseModel):
+    """One measurement from a probe about ``target`` (an element id) at ``time`` (epoch seconds)."""
+
+    model_config = _MODEL_CONFIG
+
+    probe_id: _Id
+    target: _Id
+    service: _Id | None = None
+    customer: _Id | None = None
+    time: _Time
+    metrics: _Metrics
+
+
+# --------------------------------------------------------------------------------------- routing
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """MQTT topic filters for each kind of message. A topic matching both is taken as an alarm."""
+
+    alarms: tuple[str, ...] = ("soc/alarms/#",)
+    samples: tuple[str, ...] = ("soc/probes/#",)
+
+
+DEFAULT_ROUTES = Routes()
+
+
+def _check_filter(topic_filter: str) -> list[str]:
+    levels = topic_filter.split("/")
+    if not topic_filter:
+        raise ValueError("empty MQTT topic filter")
+    for i, level in enumerate(levels):
+        if level == "#":
+            if i != len(levels) - 1:
+                raise ValueError(f"'#' must be the last level of an MQTT topic filter: {topic_filter!r}")
+        elif level != "+" and ("#" in level or "+" in level):
+            raise ValueError(f"wildcard must occupy a whole level of an MQTT topic filter: {topic_filter!r}")
+    return levels
+
+
+def _match_levels(levels: list[str], topic: list[str]) -> bool:
+    if topic[0].startswith("$") and levels[0] in ("+", "#"):
+        return False
+    n = len(topic)
+    for i, level in enumerate(levels):
+        if level == "#":
+            return True
+        if i >= n:
+            return False
+        if level != "+" and level != topic[i]:
+            return False
+    return len(levels) == n
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT 3.1.1/5 matching: ``+`` is one level, ``#`` the rest including the parent level.
+
+    Wildcards in the first level do not match topics starting with ``$`` (``$SYS/...``). A malformed
+    filter (``a/#/b``, ``a+``) raises ``ValueError`` rather than silently never matching.
+    """
+    return _match_levels(_check_filter(topic_filter), topic.split("/"))
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+_JSON_TYPE_NAMES: dict[type, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    tuple: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+def _type_name(value: object) -> str:
+    name = _JSON_TYPE_NAMES.get(type(value))
+    if name is not None:
+        return name
+    return "object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _path(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part != "[key]":
+            out = f"{out}.{part}" if out else part
+    return out
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    value: Any = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "field required"
+    if kind == "literal_error" and isinstance(value, str):
+        return f"{value!r} is not one of {ctx.get('expected', '')}"
+    if kind in ("string_type", "literal_error"):
+        return f"expected a string, got {_type_name(value)}"
+    if kind == "float_type" and type(value) is int:
+        return "number out of range"
+    if kind in ("float_type", "int_type", "float_parsing"):
+        return f"expected a number, got {_type_name(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {value!r}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected an object, got {_type_name(value)}"
+    if kind in ("string_too_short", "too_short"):
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"is {len(value)} characters, limit is {ctx['max_length']}"
+    if kind == "too_long":
+        what = "metrics" if error["loc"] and error["loc"][-1] == "metrics" else "entries"
+        return f"has {len(value)} {what}, limit is {ctx['max_length']}"
+    if kind == "string_pattern_mismatch":
+        if error["loc"] and error["loc"][-1] == "[key]":
+            return f"metric name {value!r} does not match {ctx['pattern']}"
+        return f"{value!r} does not match {ctx['pattern']}"
+    if kind == "value_error":
+        return str(ctx["error"])
+    return str(error["msg"])
+
+
+def _translate(
+    exc: ValidationError, prefix: str = "", rename: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False):
+        loc: tuple[int | str, ...] = error["loc"]
+        if rename and loc and isinstance(loc[0], str) and loc[0] in rename:
+            inner = loc[1:]
+            if loc[0] == "threshold_info" and inner and isinstance(inner[0], str):
+                inner = (_TMF_THRESHOLD_FIELDS.get(inner[0], inner[0]), *inner[1:])
+            field = _path(inner, rename[loc[0]])
+        else:
+            field = _path(loc, prefix)
+        out.append((field, _reason(error)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- TMF642
+
+_TMF_FIELDS = {
+    "ne_id": "alarmedObject.id",
+    "severity": "perceivedSeverity",
+    "probable_cause": "probableCause",
+    "event_type": "alarmType",
+    "specific_problem": "specificProblem",
+    "alarm_id": "id",
+    "text": "alarmDetails",
+    "threshold_info": "crossedThresholdInformation",
+}
+_TMF_THRESHOLD_FIELDS = {  # ThresholdInfo field -> TMF642 CrossedThresholdInformation property
+    "indicator": "indicatorName",
+    "direction": "direction",
+    "observed_value": "observedValue",
+    "granularity": "granularity",
+}
+_TMF_COPY = (
+    ("probableCause", "probable_cause"),
+    ("specificProblem", "specific_problem"),
+    ("alarmDetails", "text"),
+)
+
+
+# Where a clear's event_time comes from, in order of preference.
+_TMF_CLEAR_TIMES = ("alarmClearedTime", "alarmChangedTime", "alarmRaisedTime")
+
+
+def _fold_alarm_type(value: str) -> str:
+    return value.replace(" ", "").replace("_", "").replace("-", "").lower()
+
+
+# TMF642 and X.733 spell the types CommunicationsAlarm, "Communications Alarm", communicationsAlarm…
+_TMF_ALARM_TYPES = {_fold_alarm_type(t): t for t in EVENT_TYPES}
+
+
+def _is_tmf642(obj: Mapping[str, Any]) -> bool:
+    return "alarmedObject" in obj or "perceivedSeverity" in obj
+
+
+def _tmf_threshold(crossed: Mapping[str, Any]) -> dict[str, Any]:
+    """TMF642 ``CrossedThresholdInformation`` → ``ThresholdInfo`` fields. ``observedValue`` is a
+    string in the swagger: a numeric one is read as a number (anything else fails validation)."""
+    out: dict[str, Any] = {}
+    if "indicatorName" in crossed:
+        out["indicator"] = crossed["indicatorName"]
+    if "direction" in crossed:
+        d = crossed["direction"]
+        out["direction"] = d.lower() if isinstance(d, str) else d
+    if "observedValue" in crossed:
+        v = crossed["observedValue"]
+        if isinstance(v, str):
+            with contextlib.suppress(ValueError):
+                v = float(v)
+        out["observed_value"] = v
+    if "granularity" in crossed:
+        out["granularity"] = crossed["granularity"]
+    return out
+
+
+def _from_tmf642(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[tuple[str, str]]]:
+    """TMF642 ``Alarm`` → (native fields, native → TMF field names, structural errors)."""
+    native: dict[str, Any] = {}
+    errors: list[tuple[str, str]] = []
+    rename = dict(_TMF_FIELDS)
+
+    obj_ref = obj.get("alarmedObject")
+    if isinstance(obj_ref, Mapping):
+        if "id" in obj_ref:
+            native["ne_id"] = obj_ref["id"]
+    elif obj_ref is not None:
+        errors.append(("alarmedObject", f"expected an object, got {_type_name(obj_ref)}"))
+        native["ne_id"] = "-"  # placeholder so the missing ne_id is not reported twice
+
+    for tmf, name in _TMF_COPY:
+        if tmf in obj:
+            native[name] = obj[tmf]
+
+    alarm_id = obj.get("id")
+    if alarm_id is not None:
+        # The v4.0.0 swagger types Alarm.id as integer; implementations send strings. Take both.
+        is_int = isinstance(alarm_id, int) and not isinstance(alarm_id, bool)
+        native["alarm_id"] = str(alarm_id) if is_int else alarm_id
+
+    crossed = obj.get("crossedThresholdInformation")
+    if crossed is not None:
+        native["threshold_info"] = _tmf_threshold(crossed) if isinstance(crossed, Mapping) else crossed
+
+    alarm_type = obj.get("alarmType")
+    if alarm_type is not None:
+        if isinstance(alarm_type, str):
+            native["event_type"] = _TMF_ALARM_TYPES.get(_fold_alarm_type(alarm_type), alarm_type)
+        else:
+            native["event_type"] = alarm_type
+
+    state = obj.get("state")
+    severity = obj.get("perceivedSeverity")
+    cleared = (
+        obj.get("alarmClearedTime") is not None
+        or (isinstance(state, str) and state.lower() == "cleared")
+        or (isinstance(severity, str) and severity.lower() == "cleared")
+    )
+    if cleared:
+        native["severity"] = "cleared"
+        time_field = next((f for f in _TMF_CLEAR_TIMES if obj.get(f) is not None), _TMF_CLEAR_TIMES[0])
+    else:
+        if "perceivedSeverity" in obj:
+            native["severity"] = severity
+        time_field = "alarmRaisedTime"
+    if time_field in obj:
+        native["event_time"] = obj[time_field]
+    rename["event_time"] = time_field
+    return native, rename, errors
+
+
+# --------------------------------------------------------------------------------------- decoding
+
+_SAMPLE_LIST: TypeAdapter[list[KpiSample]] = TypeAdapter(list[KpiSample])
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A validated message. ``rejected`` lists the ``(field, reason)`` of bad samples in a kept batch."""
+
+    topic: str
+    kind: Literal["alarm", "samples"]
+    alarm: Alarm | None
+    samples: tuple[KpiSample, ...]
+    rejected: tuple[tuple[str, str], ...]
+
+
+Payload = bytes | str | Mapping[str, Any]
+
+
+def _utf8_error(payload: bytes) -> str | None:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 at byte {exc.start}"
+    return None
+
+
+def _json_error(payload: bytes | str, exc: orjson.JSONDecodeError) -> str:
+    if isinstance(payload, bytes):
+        bad = _utf8_error(payload)
+        if bad is not None:
+            return f"malformed JSON: {bad}"
+    # orjson reports a NaN/Infinity literal as an unexpected character; say what it is.
+    text = exc.doc if isinstance(exc.doc, str) else ""
+    at = text[max(exc.pos - 1, 0) : exc.pos + 8]
+    if "NaN" in at or "Infinity" in at:
+        where = f"line {exc.lineno} column {exc.colno}"
+        return f"malformed JSON: NaN and Infinity are not valid JSON numbers ({where})"
+    return f"malformed JSON: {exc}"
+
+
+class Decoder:
+    """Routes, parses and validates inbound messages. Build one and reuse it; ``decode`` is re-entrant.
+
+    ``known_elements`` / ``known_services`` / ``known_customers`` (optional) reject references to
+    things the topology does not know, so a typo in a probe's config shows up as a dead letter
+    instead of an alarm nobody can place.
+    """
+
+    __slots__ = (
+        "_alarm_filters",
+        "_known_customers",
+        "_known_elements",
+        "_known_services",
+        "_sample_filters",
+        "max_batch",
+        "max_bytes",
+        "routes",
+    )
+
+    def __init__(
+        self,
+        *,
+        routes: Routes = DEFAULT_ROUTES,
+        max_bytes: int = 65536,
+        max_batch: int = 1000,
+        known_elements: Container[str] | None = None,
+        known_services: Container[str] | None = None,
+        known_customers: Callable[[str], bool] | None = None,
+    ) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be positive, got {max_batch}")
+        self.routes = routes
+        self.max_bytes = max_bytes
+        self.max_batch = max_batch
+        self._alarm_filters = tuple(_check_filter(f) for f in routes.alarms)
+        self._sample_filters = tuple(_check_filter(f) for f in routes.samples)
+        self._known_elements = known_elements
+        self._known_services = known_services
+        self._known_customers = known_customers
+
+    def decode(self, topic: str, payload: Payload) -> Decoded:
+        """Decode one message; raise ``InvalidMessage`` naming each bad field and why."""
+        levels = topic.split("/")
+        if any(_match_levels(f, levels) for f in self._alarm_filters):
+            obj = self._load(topic, payload)
+            return Decoded(topic, "alarm", self._alarm(topic, obj), (), ())
+        if any(_match_levels(f, levels) for f in self._sample_filters):
+            obj = self._load(topic, payload)
+            return self._samples(topic, obj)
+        raise InvalidMessage(topic, [("", f"topic {topic!r} matches no alarm or sample filter")])
+
+    # -- parsing
+
+    def _load(self, topic: str, payload: Payload) -> Mapping[str, Any]:
+        if isinstance(payload, Mapping):
+            return payload if isinstance(payload, dict) else dict(payload)
+        if isinstance(payload, str):
+            size = len(payload) if payload.isascii() else len(payload.encode("utf-8", "surrogatepass"))
+        else:
+            size = len(payload)
+        if size > self.max_bytes:
+            raise InvalidMessage(topic, [("", f"payload is {size} bytes, limit is {self.max_bytes}")])
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidMessage(topic, [("", _json_error(payload, exc))]) from None
+        if not isinstance(obj, dict):
+            raise InvalidMessage(topic, [("", f"expected a JSON object, got {_type_name(obj)}")])
+        return obj
+
+    # -- alarms
+
+    def _alarm(self, topic: str, obj: Mapping[str, Any]) -> Alarm:
+        if _is_tmf642(obj):
+            native, rename, errors = _from_tmf642(obj)
+            try:
+                alarm = Alarm.model_validate(native)
+            except ValidationError as exc:
+                raise InvalidMessage(topic, errors + _translate(exc, rename=rename)) from None
+            if errors:
+                raise InvalidMessage(topic, errors)
+            ne_field = "alarmedObject.id"
+        else:
+            try:
+                alarm = Alarm.model_validate(obj)
+            except ValidationError as exc:
+                raise InvalidMessage(topic, _translate(exc)) from None
+            ne_field = "ne_id"
+        known = self._known_elements
+        if known is not None and alarm.ne_id not in known:
+            raise InvalidMessage(topic, [(ne_field, f"unknown element {alarm.ne_id!r}")])
+        return alarm
+
+    # -- samples
+
+    def _sample(self, item: object, prefix: str) -> KpiSample | list[tuple[str, str]]:
+        if not isinstance(item, Mapping):
+            return [(prefix, f"expected a JSON object, got {_type_name(item)}")]
+        try:
+            sample = KpiSample.model_validate(item if isinstance(item, dict) else dict(item))
+        except ValidationError as exc:
+            return _translate(exc, prefix)
+        errors = self._references(sample, prefix)
+        return errors or sample
+
+    def _references(self, sample: KpiSample, prefix: str) -> list[tuple[str, str]]:
+        """Metric values outside their physical range, and names the topology does not know."""
+        errors = out_of_range(sample.metrics, prefix)
+        dot = prefix + "." if prefix else ""
+        if self._known_elements is not None and sample.target not in self._known_elements:
+            errors.append((dot + "target", f"unknown element {sample.target!r}"))
+        if (
+            self._known_services is not None
+            and sample.service is not None
+            and sample.service not in self._known_services
+        ):
+            errors.append((dot + "service", f"unknown service type {sample.service!r}"))
+        if (
+            self._known_customers is not None
+            and sample.customer is not None
+            and not self._known_customers(sample.customer)
+        ):
+            errors.append((dot + "customer", f"unknown customer {sample.customer!r}"))
+        return errors
+
+    def _samples(self, topic: str, obj: Mapping[str, Any]) -> Decoded:
+        if "samples" not in obj:
+            result = self._sample(obj, "")
+            if isinstance(result, list):
+                raise InvalidMessage(topic, result)
+            return Decoded(topic, "samples", None, (result,), ())
+
+        items = obj["samples"]
+        if not isinstance(items, list | tuple):
+            raise InvalidMessage(topic, [("samples", f"expected an array, got {_type_name(items)}")])
+        if not items:
+            raise InvalidMessage(topic, [("samples", "batch is empty")])
+        if len(items) > self.max_batch:
+            raise InvalidMessage(
+                topic, [("samples", f"batch has {len(items)} samples, limit is {self.max_batch}")]
+            )
+        good: list[KpiSample] = []
+        rejected: list[tuple[str, str]] = []
+        try:
+            # Fast path: one validator call for the whole batch (about 1.4x faster than one per sample).
+            validated = _SAMPLE_LIST.validate_python(items)
+        except ValidationError:
+            for i, item in enumerate(items):
+                result = self._sample(item, f"samples[{i}]")
+                if isinstance(result, list):
+                    rejected += result
+                else:
+                    good.append(result)
+        else:
+            for i, sample in enumerate(validated):
+                errors = self._references(sample, f"samples[{i}]")
+                if errors:
+                    rejected += errors
+                else:
+                    good.append(sample)
+        if not good:
+            raise InvalidMessage(topic, rejected)
+        return Decoded(topic, "samples", None, tuple(good), tuple(rejected))
+
+
+# ------------------------------------------------------------------------------------ dead letters
+
+
+def _excerpt(payload: Payload) -> tuple[str, bool]:
+    if isinstance(payload, Mapping):
+        try:
+            text = orjson.dumps(dict(payload), default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError:
+            text = repr(payload)
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        # Each decoded character (or U+FFFD for a bad byte) uses at most 4 bytes, so this prefix
+        # yields more than the excerpt whenever the payload is longer than the excerpt.
+        text = bytes(payload[: 4 * DEAD_LETTER_EXCERPT + 8]).decode("utf-8", "replace")
+    if len(text) > DEAD_LETTER_EXCERPT:
+        return text[:DEAD_LETTER_EXCERPT], True
+    return text, False
+
+
+def dead_letter_record(topic: str, payload: Payload, error: InvalidMessage, *, now: float) -> dict[str, Any]:
+    """A JSON-ready record of a rejected message: when, where, why, and the start of what was sent.
+
+    ``payload`` is the first 1024 characters (bytes decoded as UTF-8 with replacement, a mapping
+    JSON-encoded); ``truncated`` says whether anything was cut.
+    """
+    excerpt, truncated = _excerpt(payload)
+    return {
+        "time": format_time(now),
+        "topic": topic,
+        "errors": [{"field": field, "reason": reason} for field, reason in error.errors],
+        "payload": excerpt,
+        "truncated": truncated,
+    }

@@ -1,0 +1,422 @@
+"""The daemon's settings: one YAML file plus ``ENGINE_…`` environment overrides, validated at start.
+
+``load_settings(path)`` reads the file (``config/engine.yaml`` documents every key), applies the
+environment (``ENGINE_MQTT__URL=mqtt://broker:1883``, nested keys joined by ``__``; values that are
+lists or mappings are JSON), and validates everything once. Errors name the key, and the line when
+it comes from the file. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+
+from engine.core.settings import CoreSettings, core_settings_from_data
+from engine.errors import ConfigError
+from engine.model.timeutil import Duration
+from engine.model.yamlsource import Locator, load_file
+
+ENV_PREFIX = "ENGINE_"
+Event = Literal["opened", "updated", "resolved"]
+FORMATS = ("generic", "tmf656", "tmf656-event", "pagerduty", "alertmanager")
+EVENTS: tuple[Event, ...] = ("opened", "updated", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://[user:password@]host[:port]`` (``mqtts://`` for TLS). Raises ``ValueError``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Backoff(_Section):
+    initial: Duration = 1.0
+    max: Duration = 60.0
+    factor: float = Field(2.0, ge=1.0)
+    jitter: float = Field(0.2, ge=0.0, le=1.0)  # ± this fraction of each delay
+
+
+class TlsSettings(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip certificate verification (lab use only)
+
+
+class MqttSettings(_Section):
+    enabled: bool = True  # false: HTTP ingest only (POST /events, /api/v2/alerts)
+    url: str = "mqtt://127.0.0.1:1883"  # mqtt:// or mqtts://; user:password@ allowed
+    client_id: str = "soc-engine"
+    alarm_topics: tuple[str, ...] = ("soc/alarms/#",)
+    probe_topics: tuple[str, ...] = ("soc/probes/#",)
+    protocol: Literal["3.1.1", "5"] = "5"
+    session_expiry: Duration = 86400.0  # v5: the broker keeps our session and queue this long
+    receive_maximum: int = Field(1000, ge=1, le=65535)  # v5: unacknowledged messages in flight
+    keepalive: int = Field(30, ge=5)
+    username: str | None = None
+    password: str | None = None
+    tls: TlsSettings | None = None
+    dead_letter_topic: str = "soc/deadletter"
+    incident_topic: str = "soc/incidents"  # records go to <incident_topic>/<incident_id>, QoS 1
+    reconnect: Backoff = Field(default_factory=Backoff)
+    queue_size: int = Field(10000, ge=1)  # messages received but not yet journaled
+    max_payload: int = Field(65536, ge=256)
+    # Start-up catch-up: a marker published to <sync_topic>/<client_id> after subscribing comes back
+    # behind the broker's backlog; timers that fell due while the daemon was down fire only once
+    # everything before it is applied (or after catch_up_timeout). null: no marker, no waiting.
+    sync_topic: str | None = "soc-engine/sync"
+    catch_up_timeout: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parse_broker_url(v)
+        return v
+
+    @property
+    def host(self) -> str:
+        return parse_broker_url(self.url).host
+
+    @property
+    def port(self) -> int:
+        return parse_broker_url(self.url).port
+
+    @property
+    def credentials(self) -> tuple[str | None, str | None]:
+        parsed = parse_broker_url(self.url)
+        return self.username or parsed.username, self.password or parsed.password
+
+    @property
+    def uses_tls(self) -> bool:
+        return parse_broker_url(self.url).tls or self.tls is not None
+
+
+class StoreSettings(_Section):
+    path: Path = Path("var/engine.sqlite")
+    commit_interval: Duration = 0.02  # journal batches commit at least this often
+    snapshot_interval: Duration = 60.0  # core state snapshot (and journal truncation) period
+    snapshot_every: int = Field(50000, ge=100)  # … or after this many journal entries
+    keep_delivered: Duration = 7 * 86400.0  # delivered outbox rows are purged after this
+    keep_dead_letters: Duration = 7 * 86400.0  # dead letters are purged after this…
+    max_dead_letters: int = Field(100000, ge=100)  # … and the oldest beyond this many
+    keep_explanations: Duration = 7 * 86400.0  # explanations of resolved incidents, this long…
+    max_explanations: int = Field(2000, ge=10)  # … and at most this many (newest kept)
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_directory(cls, value: Path) -> Path:
+        if value.is_dir():
+            raise ValueError(f"{value} is a directory; store.path names the SQLite file (var/engine.sqlite)")
+        return value
+
+
+class HttpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests)
+    token: str | None = None  # bearer token required on every endpoint but /healthz and /readyz
+    max_body: int = Field(1048576, ge=1024)
+    dashboard: bool = True  # the SOC dashboard under /ui (docs/dashboard.md)
+
+
+class Breaker(_Section):
+    failures: int = Field(5, ge=1)  # consecutive failures that open the circuit
+    cooldown: Duration = 30.0  # open this long, then one trial request
+
+
+class ReceiverSettings(_Section):
+    name: str
+    url: str
+    format: Literal["generic", "tmf656", "tmf656-event", "pagerduty", "alertmanager"] = "generic"
+    headers: Mapping[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+    priorities: tuple[int, ...] = (1, 2, 3, 4, 5)  # which priorities it gets (resolved always follows)
+    events: tuple[Event, ...] = EVENTS
+    secret: str | None = None  # HMAC-SHA256 signing key; unsigned when absent
+    routing_key: str | None = None  # PagerDuty integration key
+    retry: Backoff = Field(default_factory=lambda: Backoff(initial=1.0, max=300.0))
+    dead_after: Duration = 86400.0  # undelivered this long → dead letter (never for `resolved`)
+    breaker: Breaker = Field(default_factory=Breaker)
+    concurrency: int = Field(4, ge=1, le=64)  # incidents delivered in parallel (each in order)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        return v
+
+    @field_validator("priorities")
+    @classmethod
+    def _priorities(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(p not in (1, 2, 3, 4, 5) for p in v):
+            raise ValueError("priorities are a non-empty list of 1..5")
+        return v
+
+    @model_validator(mode="after")
+    def _pagerduty(self) -> ReceiverSettings:
+        if self.format == "pagerduty" and not self.routing_key:
+            raise ValueError("a pagerduty receiver needs routing_key (the integration key)")
+        return self
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, else JSON
+
+
+class ClusterSettings(_Section):
+    """Scale-out on NATS JetStream (docs/scale-out.md). Off while ``servers`` is empty."""
+
+    servers: tuple[str, ...] = ()  # nats://host:port of the JetStream cluster's nodes
+    name: str | None = None  # this engine's member name (default: host-pid); KV key characters only
+    partitions: int = Field(4, ge=1, le=1024)  # domain partitions (plus the one `global` partition)
+    replicas: int = Field(3, ge=1, le=5)  # JetStream replicas of every stream and bucket
+    lease_ttl: Duration = 6.0  # a partition whose owner stops renewing is free after this
+    snapshot_interval: Duration = 30.0  # each owned partition's state is saved at least this often
+    retention: Duration = 86400.0  # partition streams keep messages this long (> snapshot_interval)
+    global_share: float = Field(0.05, gt=0.0, le=1.0)  # elements above this share of customers: global
+    global_elements: tuple[str, ...] = ()  # elements always in the global partition
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
+                raise ValueError(f"expected nats://host:port, got {url!r}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_=-]{1,64}", v):
+            raise ValueError(f"a member name is 1-64 of A-Z a-z 0-9 _ = -, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _retention(self) -> ClusterSettings:
+        if self.retention <= 2 * self.snapshot_interval:
+            raise ValueError("retention must exceed twice snapshot_interval (replay starts at a snapshot)")
+        return self
+
+
+class EngineSettings(BaseSettings):
+    core: CoreSettings = Field(default_factory=CoreSettings)
+    topology: Path | None = None  # required by `engine run`
+    rulesets: tuple[Path, ...] = ()  # files or folders; empty: the built-in default ruleset
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    receivers: tuple[ReceiverSettings, ...] = ()
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    shutdown_timeout: Duration = 10.0  # drain and flush at most this long on SIGTERM
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (passed as init values); no .env or secrets dir.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _unique_receivers(self) -> EngineSettings:
+        names = [r.name for r in self.receivers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"receiver names must be unique: {', '.join(sorted(dup))}")
+        if "mqtt" in names:
+            raise ValueError("receiver name 'mqtt' is reserved for the MQTT incident topic")
+        return self
+
+
+def load_settings(
+    path: str | Path | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> EngineSettings:
+    """The file (if any), then ``ENGINE_…`` variables, then ``overrides`` (from the command line)."""
+    data: dict[str, Any] = {}
+    locator: Locator | None = None
+    source = str(path) if path is not None else "<defaults>"
+    if path is not None:
+        raw, locator = load_file(path)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(source, "", f"expected a mapping of settings, got {type(raw).__name__}")
+        data = _deep_copy(raw)
+        base = Path(path).resolve().parent
+        _resolve_paths(data, base)
+    env = os.environ if environ is None else environ
+    _refuse_unknown_variables(source, env)
+    for dotted, value in (overrides or {}).items():
+        _set(data, dotted.split("."), value)
+    try:
+        if environ is None:
+            return EngineSettings(**data)
+        saved = dict(os.environ)
+        try:  # an explicit environment (tests): pydantic-settings reads os.environ
+            for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+                del os.environ[key]
+            os.environ.update({k: v for k, v in environ.items() if k.startswith(ENV_PREFIX)})
+            return EngineSettings(**data)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    except SettingsError as exc:
+        raise ConfigError(source, "environment", _unparsable_variable(exc, env)) from None
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = tuple(err["loc"])
+        path_text = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+        line = locator.line(loc) if locator else None
+        env_key = _env_key(loc)
+        if env_key in env:
+            where = f"{env_key} (environment): {path_text}"  # not its value: it may be a secret
+        else:
+            where = f"line {line}: {path_text}" if line else path_text
+        reason = "unknown setting" if err["type"] == "extra_forbidden" else str(err["msg"])
+        raise ConfigError(source, where, reason.removeprefix("Value error, ")) from None
+
+
+def _env_key(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(p).upper() for p in loc if isinstance(p, str))
+
+
+def _refuse_unknown_variables(source: str, env: Mapping[str, str]) -> None:
+    """An ``ENGINE_…`` variable naming no section is a mistake (pydantic-settings would ignore it):
+    ``ENGINE_HTTP_PORT=9000`` (one underscore) must not leave the port at its default in silence."""
+    sections = set(EngineSettings.model_fields)
+    for key in sorted(env):
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        section = key[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in sections:
+            hint = ""
+            for known in sorted(sections, key=len, reverse=True):
+                if section.startswith(known + "_"):
+                    rest = key[len(ENV_PREFIX) + len(known) + 1 :]
+                    hint = f"; nested keys are joined by two underscores: {ENV_PREFIX}{known.upper()}__{rest}"
+                    break
+            raise ConfigError(
+                source,
+                "environment",
+                f"{key}: unknown setting (sections: {', '.join(sorted(sections))}){hint}",
+            )
+
+
+def _unparsable_variable(exc: SettingsError, env: Mapping[str, str]) -> str:
+    """pydantic-settings names only the section whose variable did not parse (lists and mappings
+    are JSON): find the variable itself and say why."""
+    import json  # noqa: PLC0415  (only on this error path)
+
+    found = re.search(r'field "(\w+)"', str(exc))
+    prefix = ENV_PREFIX + (found.group(1).upper() if found else "")
+    for key in sorted(env):
+        value = env[key]
+        if key.upper().startswith(prefix) and value.lstrip()[:1] in ("[", "{"):
+            try:
+                json.loads(value)
+            except ValueError as err:
+                return f"{key}: not valid JSON ({err})"  # not the value: it may hold a secret
+    return str(exc)
+
+
+def _set(data: dict[str, Any], dotted: list[str], value: Any) -> None:
+    node = data
+    for part in dotted[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[dotted[-1]] = value
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Relative file paths in a config file are relative to that file's folder."""
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str) and v and not Path(v).is_absolute():
+            return str(base / v)
+        return v
+
+    if "topology" in data:
+        data["topology"] = fix(data["topology"])
+    if isinstance(data.get("rulesets"), list):
+        data["rulesets"] = [fix(v) for v in data["rulesets"]]
+    store = data.get("store")
+    if isinstance(store, dict) and "path" in store:
+        store["path"] = fix(store["path"])
+    tls = data.get("mqtt", {}).get("tls") if isinstance(data.get("mqtt"), dict) else None
+    if isinstance(tls, dict):
+        for key in ("ca_file", "cert_file", "key_file"):
+            if key in tls:
+                tls[key] = fix(tls[key])
+
+
+def load_core_settings(path: str | Path | None) -> CoreSettings:
+    if path is None:
+        return CoreSettings()
+    data, locator = load_file(path)
+    return core_settings_from_data(data, str(path), locator)

@@ -1,0 +1,879 @@
+"""The daemon: the pure core driven by one task, with MQTT, the store, webhooks and HTTP around it.
+
+Theory of operation
+-------------------
+One task (``core``) owns the pipeline. Everything that changes the core's state reaches it through
+one bounded intake queue: MQTT messages (put there by ``MqttSource``), HTTP events, acknowledgements
+and reloads (``Command`` s from the HTTP adapter). For each item the core task
+
+1. appends it to the journal (SQLite; not yet committed), with the time ``now`` it is applied at;
+2. applies it to the pipeline and gets decisions back;
+3. writes each incident record to the store (latest record + one outbox row per receiver),
+   in the same uncommitted batch;
+
+and when the queue is momentarily empty, or the batch is large, commits: journal, records and
+outbox rows become durable together, and only then are the MQTT messages in that batch
+acknowledged (QoS 1, application-controlled). Timer ticks are journaled too. A crash (kill -9)
+loses at most the uncommitted batch, whose messages were never acknowledged, so the broker
+delivers them again.
+
+On start the daemon restores the latest snapshot and replays the journal after it through the same
+deterministic core: the state is what it was, the records come out again with the same
+(incident_id, version), and the outbox's unique key turns them into no-ops. Snapshots are taken
+periodically and at reloads; the journal before them is deleted.
+
+Notifier tasks deliver the outbox to webhook receivers; a publisher delivers the ``mqtt`` receiver's
+rows to ``<incident_topic>/<incident_id>`` and dead letters to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+
+from engine import __version__
+from engine.adapters.api_alertmanager import AlertmanagerApi
+from engine.adapters.api_tmf642 import Tmf642Api
+from engine.adapters.api_tmf656 import Tmf656Api
+from engine.adapters.http import CoreView, HttpApi, Overloaded
+from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
+from engine.adapters.notifier import Notifier
+from engine.adapters.store import Store
+from engine.core import reports
+from engine.core.explain import PostMortems
+from engine.core.pipeline import Decisions, Pipeline
+from engine.errors import ConfigError, EngineError, InvalidMessage
+from engine.model.messages import Routes, dead_letter_record
+from engine.model.topology import load_topology
+from engine.rules.references import unknown_references
+from engine.rules.schema import load_rulesets
+from engine.service.config import EngineSettings
+from engine.service.logs import RateLimited, bound, log_transition
+from engine.service.metrics import Metrics
+
+log = structlog.get_logger("engine.service.daemon")
+
+MQTT_RECEIVER = "mqtt"
+RECENT_DEAD_LETTERS = 100  # the newest kept dead letters on the dashboard's Operations page
+BATCH = 500  # items applied before a commit is forced
+NOTICE_EVENTS = {
+    "clear_unknown": "clear matches no alarm",
+    "stale_raise": "stale raise ignored",
+    "stale_clear": "stale clear ignored",
+    "late": "event out of order",
+    "clock_ahead": "event time ahead of the receive time; clamped",
+    "clock_behind": "event time behind the receive time; clamped",
+}
+LOG_BURST, LOG_INTERVAL = 5, 60.0  # notice and fault log lines of one kind per minute
+NO_PROGRESS = 3  # ticks in a row at one due time before the core task spaces its ticks out
+TICK_BACKOFF = 1.0  # seconds between ticks while the timers make no progress (intake goes on)
+
+
+@dataclass
+class Command:
+    """An intake item from HTTP: an event to ingest, an acknowledgement or a reload."""
+
+    kind: str  # "msg" | "ack" | "silence" | "reload"
+    topic: str = ""
+    payload: bytes = b""
+    received: float = 0.0
+    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Daemon(CoreView):
+    def __init__(self, settings: EngineSettings, *, clock: Callable[[], float] = time.time) -> None:
+        if settings.topology is None:
+            raise ConfigError("<config>", "topology", "the daemon needs a topology file (topology: PATH)")
+        self.settings = settings
+        self._clock = clock
+        receivers = [r.name for r in settings.receivers] + ([MQTT_RECEIVER] if settings.mqtt.enabled else [])
+        self.metrics = Metrics(version=__version__, receivers=receivers)
+        self.pipeline = self._build_pipeline()
+        self.store = Store(
+            settings.store.path,
+            commit_interval=settings.store.commit_interval,
+            keep_delivered=settings.store.keep_delivered,
+            keep_dead_letters=settings.store.keep_dead_letters,
+            max_dead_letters=settings.store.max_dead_letters,
+            keep_explanations=settings.store.keep_explanations,
+            max_explanations=settings.store.max_explanations,
+            clock=clock,
+        )
+        self._post_mortems = self._explain_as_resolved(self.pipeline)
+        self.notifier = Notifier(self.store, settings.receivers, clock=clock, on_result=self._delivery_result)
+        self.source: MqttSource | None = (
+            MqttSource(settings.mqtt, clock=clock) if settings.mqtt.enabled else None
+        )
+        self.publisher: MqttPublisher | None = MqttPublisher(settings.mqtt) if settings.mqtt.enabled else None
+        # One intake for everything that changes the core: MQTT messages and HTTP commands.
+        self.intake: asyncio.Queue[Any] = (
+            self.source.queue if self.source is not None else asyncio.Queue(settings.mqtt.queue_size)
+        )
+        self.http = (
+            HttpApi(
+                settings.http,
+                self,
+                self.metrics,
+                route_sets=[
+                    AlertmanagerApi(self, clock=clock),
+                    Tmf642Api(self, clock=clock, store=self.store),
+                    Tmf656Api(self),
+                ],
+            )
+            if settings.http.enabled
+            else None
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_requested = asyncio.Event()  # a signal or the caller asked to stop
+        self._stopping = asyncio.Event()  # intake drained: the core task must end
+        self._stopped = asyncio.Event()
+        self._ready = False
+        self._last_snapshot = 0.0
+        self._entries_since_snapshot = 0
+        self._metrics_at = 0.0
+        self._purged_at = 0.0
+        self._firings_seen = 0
+        self._rule_firings_seen: dict[str, int] = {}  # qualified rule -> firings already counted
+        self._reconnects_seen = 0
+        # Notices and faults: at most LOG_BURST lines of a kind per LOG_INTERVAL, the rest counted.
+        self._log_limits: dict[str, RateLimited] = {}
+        self._log_burst, self._log_interval = LOG_BURST, LOG_INTERVAL
+        self._tick_after = 0.0  # while the timers make no progress: no tick before this time
+        self.recovered: dict[str, int] = {}
+        self._acked: dict[str, Any] | None = None  # an acknowledgement that changed nothing
+        self._catching_up = True  # until the start-up backlog is applied (see _still_catching_up)
+        self._mqtt_taken = 0  # MQTT messages taken from the intake
+        self._started_at = 0.0
+        self._catch_up_deadline = 0.0
+        self._rejections = RateLimited(burst=10, interval=10.0)
+        self._dead_dropped_seen = 0
+        self.last_reload: dict[str, Any] | None = None  # time, ok, message
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> Daemon:
+        try:
+            await self._stack.enter_async_context(self.store)
+            self._recover()
+            self._last_snapshot = self._clock()  # the snapshot interval counts from start
+            self._started_at = self._clock()
+            self._catch_up_deadline = self._started_at + self.settings.mqtt.catch_up_timeout
+            await self._stack.enter_async_context(self.notifier)
+            if self.publisher is not None:
+                await self._stack.enter_async_context(self.publisher)
+            self._tasks.append(asyncio.create_task(self._core(), name="core"))
+            if self.publisher is not None:
+                self._tasks.append(asyncio.create_task(self._mqtt_outbox(), name="mqtt-outbox"))
+            if self.source is not None:
+                await self._stack.enter_async_context(self.source)
+            if self.http is not None:
+                await self._stack.enter_async_context(self.http)
+            self._ready = True
+            log.info(
+                "engine started",
+                version=__version__,
+                http_port=self.http.port if self.http is not None else None,
+                mqtt=self.settings.mqtt.url if self.settings.mqtt.enabled else None,
+                **self.recovered,
+            )
+        except BaseException:
+            await self._shutdown(graceful=False)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._shutdown(graceful=True)
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (signal handlers call this); `wait()` then returns."""
+        self._stop_requested.set()
+
+    async def wait(self) -> None:
+        await self._stop_requested.wait()
+
+    async def _shutdown(self, *, graceful: bool) -> None:
+        if self._stopped.is_set():
+            return
+        self._ready = False
+        timeout = self.settings.shutdown_timeout
+        if self.source is not None:
+            self.source.pause()  # stop intake; what is queued gets applied below
+        if graceful:
+            deadline = self._clock() + timeout
+            while not self.intake.empty() and self._clock() < deadline and self._core_alive():
+                await asyncio.sleep(0.01)
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            self.store.commit()
+            self._snapshot(self._clock())
+        if graceful:
+            await self.notifier.flush(timeout)
+        await self._stack.aclose()
+        self._post_mortems.close()
+        self.pipeline.close()
+        self._stopped.set()
+        log.info("engine stopped", graceful=graceful)
+
+    def _core_alive(self) -> bool:
+        return any(t.get_name() == "core" and not t.done() for t in self._tasks)
+
+    # -- recovery ------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        snap = self.store.load_snapshot()
+        replayed = 0
+        if snap is not None:
+            blob, _seq = snap
+            dropped = self.pipeline.restore(blob)
+            self.recovered.update(dropped)
+        after = snap[1] if snap is not None else 0
+        for entry in self.store.journal_after(after):
+            replayed += 1
+            decisions = self._apply(entry.kind, entry.topic, entry.payload, entry.time)
+            self._record(decisions, entry.time, replay=True)
+        self.store.commit()
+        self.recovered.update(journal_replayed=replayed)
+
+    # -- the core task -------------------------------------------------------------------------
+    def _still_catching_up(self, now: float) -> bool:
+        """True while the start-up backlog is being applied: the MQTT source has not yet seen its
+        catch-up marker (everything the broker held for our session comes before it), or what came
+        before it is still in the intake (counted, so a live stream behind it cannot prolong this).
+        HTTP items queued meanwhile are ahead of them in the same queue. Ends for good then, or
+        after ``mqtt.catch_up_timeout``."""
+        if not self._catching_up:
+            return False
+        source = self.source
+        if source is None or (source.caught_up.is_set() and self._mqtt_taken >= source.caught_up_at):
+            done = "caught up"
+        elif now >= self._catch_up_deadline:
+            done = "timed out"
+            log.warning(
+                "catch-up timed out: firing the timers that fell due while the engine was down",
+                timeout=self.settings.mqtt.catch_up_timeout,
+                subscribed=source.subscribed.is_set(),
+                marker_seen=source.caught_up.is_set(),
+            )
+        else:
+            return True
+        self._catching_up = False
+        log.info("backlog applied; timers run", outcome=done, seconds=round(now - self._started_at, 3))
+        return False
+
+    async def _core(self) -> None:
+        """Apply intake items and timer ticks, commit in batches. Intake is never starved: a run of
+        timers yields every ``BATCH`` ticks, and a timer that does not move after a tick (a bug the
+        core's containment did not catch) is ticked at most once a second, intake read between."""
+        batch = 0
+        last_due, repeats = None, 0
+        while not self._stopping.is_set():
+            now = self._clock()
+            due = self.pipeline.next_due()
+            if self._catching_up and self._still_catching_up(now):
+                due = None  # timers wait for the backlog (the roots of what fell due meanwhile)
+            if due is not None and due <= now and now >= self._tick_after:
+                repeats = repeats + 1 if due == last_due else 0
+                last_due = due
+                if repeats >= NO_PROGRESS:
+                    self._tick_after = now + TICK_BACKOFF
+                    self._limited(
+                        "core timer stuck", now, "error", "core timer stuck", reason=self.pipeline.stuck(due)
+                    )
+                self._journal_and_apply("tick", "", b"", now)
+                batch += 1
+                if batch % BATCH == 0:
+                    await asyncio.sleep(0)  # a long run of timers never starves HTTP and MQTT
+                continue
+            if batch and (self.intake.empty() or batch >= BATCH):
+                self._commit()
+                batch = 0
+                self._maybe_snapshot(now)
+            if now - self._metrics_at >= 1.0:
+                self._refresh_metrics()
+                self._metrics_at = now
+            if now - self._purged_at >= self.settings.store.snapshot_interval:
+                self.store.purge(
+                    now
+                )  # delivered outbox rows older than keep_delivered; committed by the store
+                self.store.purge_dead_letters(now)
+                self.store.purge_explanations(now)
+                self._purged_at = now
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - now, self._tick_after - now))
+            if self._catching_up:
+                wait = 0.02
+            try:
+                item = (
+                    await asyncio.wait_for(self.intake.get(), timeout=wait)
+                    if batch == 0
+                    else self.intake.get_nowait()
+                )
+            except (TimeoutError, asyncio.QueueEmpty):
+                continue
+            batch += 1
+            self._take(item)
+            self.metrics.intake_depth(self.intake.qsize())
+
+    def _take(self, item: Inbound | Command) -> None:
+        now = self._clock()
+        if isinstance(item, Inbound):
+            self._mqtt_taken += 1
+            self._message("mqtt", item.topic, item.payload, now, item.ack)
+            self.metrics.processing(max(0.0, self._clock() - item.received))
+            return
+        try:
+            if item.kind == "msg":
+                self._message("http", item.topic, item.payload, now, _resolver(item.done, None))
+            elif item.kind == "ack":
+                holder: dict[str, Any] = {}
+                done = item.done
+
+                def acked() -> None:
+                    if not done.done():
+                        done.set_result(holder.get("rec"))
+
+                self._acked = None
+                result = self._journal_and_apply("ack", "", item.payload, now, on_durable=acked)
+                if result.records:
+                    holder["rec"] = result.records[0]
+                elif self._acked is not None:  # the same acknowledgement again: nothing changed
+                    stored = self.store.incident(self._acked["incident_id"])
+                    holder["rec"] = stored if stored is not None else self._acked
+            elif item.kind == "silence":
+                box: dict[str, Any] = {}
+                fut = item.done
+
+                def settled() -> None:
+                    if not fut.done():
+                        fut.set_result(box.get("result"))
+
+                self._journal_and_apply("silence", "", item.payload, now, on_durable=settled, out=box)
+            elif item.kind == "reload":
+                item.done.set_result(self._reload(now))
+        except Exception as exc:  # a bug in one item must not stop the core
+            log.exception("intake item failed", kind=item.kind)
+            if not item.done.done():
+                item.done.set_exception(exc)
+
+    def _message(self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
+        stats = self.pipeline.stats
+        before = (stats.messages["alarm"], stats.messages["samples"], stats.samples)
+        kind = "msg-held" if self._catching_up else "msg"
+        decisions = self._journal_and_apply(kind, topic, payload, now, on_durable=ack, source=source)
+        if stats.messages["alarm"] > before[0]:
+            self.metrics.message(source, "alarm", "accepted")
+        elif stats.messages["samples"] > before[1]:
+            self.metrics.message(source, "samples", "accepted")
+            self.metrics.samples(stats.samples - before[2])
+        if decisions.dead_letters:
+            fields = [e["field"] for dl in decisions.dead_letters for e in dl["errors"][:1]]
+            if stats.messages["alarm"] == before[0] and stats.messages["samples"] == before[1]:
+                self.metrics.message(source, "unknown", "invalid")
+            self.metrics.invalid(fields)
+
+    def _refresh_metrics(self) -> None:
+        """Gauges from the state, at most once a second (cheap scans of the core's tables)."""
+        m = self.metrics
+        m.alarms_active(sum(1 for _ in self.pipeline.alarms.active()))
+        counts: dict[tuple[str, int], int] = {}
+        for inc in self.pipeline.incidents.incidents():
+            if inc.phase in ("open", "clearing") and inc.priority is not None:
+                key = (inc.state, inc.priority.priority)
+                counts[key] = counts.get(key, 0) + 1
+        m.incidents_gauge(counts)
+        m.outbox_depths(self.store.outbox_depth())  # a receiver with nothing pending reads 0
+        kept, unpublished = self.store.dead_letter_counts()
+        m.dead_letters_kept(kept, unpublished)
+        dropped = self.store.dead_letters_dropped
+        if dropped > self._dead_dropped_seen:
+            m.dead_letters_dropped(dropped - self._dead_dropped_seen)
+            log.warning(
+                "dead letters purged before they were published",
+                dropped=dropped - self._dead_dropped_seen,
+                max_dead_letters=self.store.max_dead_letters,
+            )
+        self._dead_dropped_seen = dropped
+        if n := self._rejections.pending(self._clock()):
+            log.warning("input rejected: more lines suppressed", suppressed=n)
+        firings = self.pipeline.correlator.host.firings
+        if firings > self._firings_seen:
+            m.rule_firings(firings - self._firings_seen)
+        self._firings_seen = firings
+        by_rule = self.pipeline.correlator.host.firings_by_rule()
+        for cr in self.pipeline.program.rules.values():  # every loaded rule has a series, from 0
+            n, seen = by_rule.get(cr.qualified, 0), self._rule_firings_seen.get(cr.qualified)
+            if seen is None or n > seen:
+                m.rule_firings_by_rule(cr.ruleset, cr.rule.name, n - (seen or 0))
+            self._rule_firings_seen[cr.qualified] = n  # a reload may lower it: count growth from there
+        if self.source is not None:
+            reconnects = self.source.stats.get("reconnects", 0)
+            for _ in range(reconnects - self._reconnects_seen):
+                m.mqtt_reconnect()
+            self._reconnects_seen = reconnects
+        m.quarantined(self.pipeline.quarantine.by_part())
+        m.intake_depth(self.intake.qsize())
+        now = self._clock()
+        for what, limit in self._log_limits.items():
+            if n := limit.pending(now):
+                log.warning("log lines suppressed", what=what, suppressed=n, per=f"{limit.interval:g}s")
+
+    def _limited(self, key: str, now: float, level: str, event: str, **fields: Any) -> None:
+        """One log line, unless ``key`` already wrote its share this minute (then counted; the next
+        line written carries ``suppressed``, or a summary line reports them)."""
+        limit = self._log_limits.get(key)
+        if limit is None:
+            limit = self._log_limits[key] = RateLimited(burst=self._log_burst, interval=self._log_interval)
+        if not limit.allow(now):
+            return
+        if n := limit.take():
+            fields["suppressed"] = n
+        getattr(log, level)(event, **fields)
+
+    def _journal_and_apply(
+        self,
+        kind: str,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        on_durable: Callable[[], None] | None = None,
+        source: str = "core",
+        out: dict[str, Any] | None = None,
+    ) -> Decisions:
+        self.store.append(kind, topic, payload, now, on_durable=on_durable)
+        self._entries_since_snapshot += 1
+        decisions = self._apply(kind, topic, payload, now, out)
+        self._record(decisions, now, replay=False, source=source)
+        return decisions
+
+    def _apply(
+        self, kind: str, topic: str, payload: bytes, now: float, out: dict[str, Any] | None = None
+    ) -> Decisions:
+        """Apply one journal entry. A failure inside the core (a bug, never bad input: that is a
+        dead letter already) is contained: logged, counted, the message dead-lettered, and the core
+        goes on. Replaying the journal meets the same failure and contains it the same way."""
+        try:
+            return self._apply_unsafe(kind, topic, payload, now, out)
+        except Exception as exc:
+            self._limited(
+                f"internal:{kind}",
+                self._clock(),
+                "exception",
+                "core failed on a journal entry; skipped",
+                kind=kind,
+                topic=topic,
+            )
+            reason = f"internal error while applying it: {type(exc).__name__}: {exc}"
+            err = InvalidMessage(topic or f"<{kind}>", [("", reason)])
+            return Decisions(dead_letters=[dead_letter_record(err.topic, payload, err, now=now)])
+
+    def _apply_unsafe(
+        self, kind: str, topic: str, payload: bytes, now: float, out: dict[str, Any] | None = None
+    ) -> Decisions:
+        p = self.pipeline
+        if kind in ("msg", "msg-held"):  # msg-held: applied while catching up, timers left due
+            return p.feed(topic, payload, now, flush=kind == "msg")
+        if kind == "tick":
+            return p.tick(now)
+        if kind == "ack":
+            args = orjson.loads(payload)
+            rec = p.acknowledge(args["incident_id"], args["by"], args.get("note"), now)
+            if rec is not None and rec["event"] == "current":  # idempotent: no new version
+                self._acked = rec
+                return Decisions()
+            return Decisions(records=[rec] if rec else [])
+        if kind == "silence":  # a maintenance window added, changed or expired at run time
+            result = p.silence(orjson.loads(payload), now)
+            if out is not None:
+                out["result"] = result
+            return Decisions()
+        return Decisions()  # "reload": the configuration in force is the one loaded at start
+
+    def _record(self, decisions: Decisions, now: float, *, replay: bool, source: str = "core") -> None:
+        for rec in decisions.records:
+            receivers = self.notifier.receivers_for(rec)
+            if self.publisher is not None:
+                receivers.append(MQTT_RECEIVER)
+            self.store.record(rec, receivers, now)
+            if not replay:
+                with bound(incident_id=rec["incident_id"], ne_id=rec["root_cause"]["ne_id"]):
+                    log_transition(rec)
+                self.metrics.transition(rec["event"])
+        if replay:
+            return
+        for dl in decisions.dead_letters:
+            # Kept in the store with the journal entry that caused it (the same commit), served at
+            # GET /dead-letters, and published on the dead-letter topic from there (_mqtt_outbox).
+            self.metrics.dead_letter()
+            self.store.dead_letter({**dl, "source": source}, source, now, publish=self.publisher is not None)
+            self._log_rejected(dl, source, now)
+        for fault in decisions.faults:
+            self.metrics.part_failure(fault.part)
+            self._limited(
+                f"fault:{fault.part}", now, "error", "core part failed; quarantined", **fault.to_record()
+            )
+        for notice in decisions.notices:
+            kind = notice["kind"]
+            self.metrics.notice(kind)
+            level = "info" if kind == "clear_unknown" else "warning"
+            self._limited(f"notice:{kind}", now, level, NOTICE_EVENTS[kind], **notice)
+
+    def _log_rejected(self, dl: dict[str, Any], source: str, now: float) -> None:
+        """A warning per rejected input, at most ``burst`` per interval; the rest are counted and the
+        count reported by the next line (or alone, see ``_refresh_metrics``)."""
+        if not self._rejections.allow(now):
+            return
+        errors = dl.get("errors") or []
+        first = errors[0] if errors else {}
+        extra = {"suppressed": n} if (n := self._rejections.take()) else {}
+        log.warning(
+            "input rejected",
+            source=source,
+            topic=dl.get("topic"),
+            field=first.get("field") or None,
+            reason=first.get("reason"),
+            errors=len(errors),
+            payload=str(dl.get("payload", ""))[:200],
+            **extra,
+        )
+
+    def _commit(self) -> None:
+        started = time.perf_counter()
+        self.store.commit()
+        self.metrics.journal_commit(time.perf_counter() - started)
+
+    def _maybe_snapshot(self, now: float) -> None:
+        s = self.settings.store
+        if (
+            now - self._last_snapshot >= s.snapshot_interval
+            or self._entries_since_snapshot >= s.snapshot_every
+        ):
+            self._snapshot(now)
+
+    def _snapshot(self, now: float) -> None:
+        self.store.save_snapshot(self.pipeline.snapshot(), self.store.last_seq(), now)
+        self._last_snapshot = now
+        self._entries_since_snapshot = 0
+
+    # -- reload --------------------------------------------------------------------------------
+    def _build_pipeline(self) -> Pipeline:
+        s = self.settings
+        assert s.topology is not None
+        topology = load_topology(s.topology)
+        rulesets = load_rulesets(list(s.rulesets) or None)
+        routes = Routes(alarms=s.mqtt.alarm_topics, samples=s.mqtt.probe_topics)
+        pipeline = Pipeline(topology, rulesets, s.core, routes=routes, max_bytes=s.mqtt.max_payload)
+        # A name the topology lacks makes a rule useless for it, not the configuration wrong: the
+        # inventory may change before or after the rules, so it is a warning, never a refusal.
+        for ref in unknown_references(rulesets, topology):
+            log.warning(
+                f"ruleset names an unknown {ref.kind}",
+                file=ref.source,
+                line=ref.line,
+                rule=ref.rule,
+                field=ref.field,
+                value=ref.value,
+            )
+        return pipeline
+
+    def _explain_as_resolved(self, pipeline: Pipeline) -> PostMortems:
+        """Each incident of ``pipeline`` is explained as it resolves, and the explanation kept in the
+        store (bounded: ``store.keep_explanations``, ``max_explanations``) for post-mortems."""
+        post_mortems = PostMortems(
+            pipeline,
+            self.store.keep_explanation,
+            lambda incident_id, exc: log.error(
+                "could not explain a resolved incident", incident_id=incident_id, exc_info=exc
+            ),
+        )
+        pipeline.incidents.on_resolved = post_mortems
+        return post_mortems
+
+    def _reload(self, now: float) -> tuple[bool, str]:
+        """Rulesets and topology from their files again, keeping every alarm and incident."""
+        ok, message = self._reload_files(now)
+        self.last_reload = {"time": now, "ok": ok, "message": message}
+        return ok, message
+
+    def _reload_files(self, now: float) -> tuple[bool, str]:
+        try:
+            fresh = self._build_pipeline()
+        except (EngineError, OSError) as exc:
+            self.metrics.reload("error")
+            log.warning("reload refused; the running configuration stays", error=str(exc))
+            return False, str(exc)
+        self._commit()
+        dropped = fresh.restore(self.pipeline.snapshot())
+        fresh.quarantine.load(())  # a reload tries every quarantined part again
+        old, self.pipeline = self.pipeline, fresh
+        self._post_mortems.close()
+        self._post_mortems = self._explain_as_resolved(fresh)
+        old.close()
+        self.store.append("reload", "", b"", now)
+        self._commit()
+        self._snapshot(now)  # the journal before this point belongs to the old configuration
+        self.metrics.reload("ok")
+        log.info("reloaded rulesets and topology", **dropped)
+        return True, f"reloaded ({len(fresh.program.rules)} rules, {len(fresh.topology.elements)} elements)"
+
+    # -- MQTT incident topic -------------------------------------------------------------------
+    async def _mqtt_outbox(self) -> None:
+        assert self.publisher is not None
+        topic = self.settings.mqtt.incident_topic
+        while not self._stopping.is_set():
+            rows = self.store.due(MQTT_RECEIVER, self._clock(), limit=200)
+            dead = self.store.unpublished_dead_letters(limit=200)
+            if not rows and not dead:
+                self.store.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.store.changed.wait(), timeout=1.0)
+                continue
+            if dead and not await self._publish_dead_letters(dead):
+                continue
+            for row in rows:
+                started = time.perf_counter()
+                try:
+                    await self.publisher.publish(
+                        f"{topic}/{row.incident_id}", orjson.dumps(row.record), qos=1
+                    )
+                except Exception as exc:
+                    self.store.retry(row.id, self._clock() + 1.0, str(exc))
+                    self._delivery_result(MQTT_RECEIVER, "retry", time.perf_counter() - started)
+                    await asyncio.sleep(0.5)
+                    break
+                self.store.delivered(row.id, self._clock())
+                self._delivery_result(MQTT_RECEIVER, "delivered", time.perf_counter() - started)
+
+    async def _publish_dead_letters(self, dead: list[tuple[int, bytes]]) -> bool:
+        """Publish kept dead letters (QoS 1), each marked once the broker acknowledged it; False
+        after a failure (they stay and are tried again, after a pause)."""
+        assert self.publisher is not None
+        topic = self.settings.mqtt.dead_letter_topic
+        for dead_id, record in dead:
+            try:
+                await self.publisher.publish(topic, record, qos=1)
+            except Exception:
+                await asyncio.sleep(0.5)
+                return False
+            self.store.dead_letter_published(dead_id)
+        return True
+
+    def _delivery_result(self, receiver: str, result: str, seconds: float) -> None:
+        self.metrics.delivery(receiver, result, seconds)
+
+    # -- CoreView (the HTTP adapter's window on the core) --------------------------------------
+    @property
+    def ready(self) -> bool:
+        return all(self.readiness().values())
+
+    def readiness(self) -> dict[str, bool]:
+        out = {"rules": self._ready, "store": self._ready}
+        if self.source is not None:
+            out["mqtt"] = self.source.subscribed.is_set()
+        return out
+
+    def degraded(self) -> list[dict[str, Any]]:
+        """The parts of the core quarantined now (``engine.core.containment``): the daemon serves, but
+        these parts are not doing their work."""
+        return [f.to_record() for f in self.pipeline.quarantine.faults()]
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self.store.incident(incident_id)
+
+    def incident_history(self, incident_id: str) -> list[dict[str, Any]]:
+        """A summary of each version of the incident, oldest first (the dashboard's timeline)."""
+        return self.store.incident_history(incident_id)
+
+    def incidents(
+        self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        return self.store.incidents(
+            state=state, priority=priority, since=since, open_only=open_only, limit=limit
+        )
+
+    def element(self, ne_id: str) -> dict[str, Any] | None:
+        return self.pipeline.element_view(ne_id)
+
+    def resolved_explanation(self, incident_id: str) -> dict[str, Any] | None:
+        """The explanation of a resolved incident, as it resolved (None: unknown or purged)."""
+        return self.store.explanation(incident_id)
+
+    def dead_letters(
+        self,
+        *,
+        reason: str | None,
+        source: str | None,
+        topic: str | None,
+        since: float | None,
+        before: int | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        return self.store.dead_letters(
+            reason=reason, source=source, topic=topic, since=since, before=before, limit=limit
+        )
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer's services, incidents, experience index, KQIs and SLA state."""
+        return reports.customer(self.pipeline, customer_id, self.pipeline.clock)
+
+    def operations(self) -> dict[str, Any]:
+        """The engine's own state for operators (the dashboard's Operations page): readiness, intake,
+        message counts, recent dead letters, receivers (outbox and circuit), rules and their
+        decisions in force, the last reload. Read between two items of the core task."""
+        p = self.pipeline
+        in_force: Counter[str] = Counter()
+        active = 0
+        for a in p.alarms.active():
+            active += 1
+            sup = p.incidents.suppression(a.key)
+            if sup is not None:
+                in_force[sup.rule] += 1
+        stats = self.store.outbox_stats()
+        breakers = self.notifier.breaker_state()
+        receivers: list[dict[str, Any]] = [
+            {
+                "name": r.name,
+                "url": _without_userinfo(str(r.url)),
+                "outbox": stats.get(r.name, {"pending": 0, "delivered": 0, "dead": 0}),
+                "circuit": breakers.get(r.name, "closed"),
+            }
+            for r in self.settings.receivers
+        ]
+        if self.publisher is not None:
+            receivers.append(
+                {
+                    "name": MQTT_RECEIVER,
+                    "url": f"{self.settings.mqtt.url} {self.settings.mqtt.incident_topic}/<id>",
+                    "outbox": stats.get(MQTT_RECEIVER, {"pending": 0, "delivered": 0, "dead": 0}),
+                    "circuit": None,
+                }
+            )
+        by_rule = p.correlator.host.firings_by_rule()
+        rules = [
+            {
+                "name": cr.qualified,
+                "firings": by_rule.get(cr.qualified, 0),
+                "ruleset": cr.ruleset,
+                "form": cr.form,
+                "source": cr.source,
+                "in_force": in_force.get(cr.qualified, 0),
+            }
+            for cr in sorted(p.program.rules.values(), key=lambda r: r.order)
+        ]
+        return {
+            "readiness": self.readiness(),
+            "started_at": self._started_at,
+            "intake": {"depth": self.intake.qsize(), "capacity": self.intake.maxsize},
+            "messages": dict(p.stats.messages),
+            "invalid_reasons": dict(p.stats.invalid_reasons.most_common(20)),
+            "samples": p.stats.samples,
+            "active_alarms": active,
+            "dead_letters": self.store.dead_letters(limit=RECENT_DEAD_LETTERS),
+            "receivers": receivers,
+            "rules": rules,
+            "rule_firings": p.correlator.host.firings,
+            "last_reload": self.last_reload,
+            "recovered": dict(self.recovered),
+        }
+
+    async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
+        cmd = Command("msg", topic, payload, self._clock())
+        await self._submit(cmd)
+
+    async def acknowledge(self, incident_id: str, *, by: str, note: str | None) -> dict[str, Any] | None:
+        payload = orjson.dumps({"incident_id": incident_id, "by": by, "note": note})
+        cmd = Command("ack", "", payload, self._clock())
+        result: dict[str, Any] | None = await self._submit(cmd)
+        return result
+
+    async def reload(self) -> tuple[bool, str]:
+        result: tuple[bool, str] = await self._submit(Command("reload", received=self._clock()))
+        return result
+
+    async def silence(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A silence command (``Pipeline.silence``) through the intake, journaled; its result once durable."""
+        cmd = Command("silence", "", orjson.dumps(command), self._clock())
+        result: dict[str, Any] = await self._submit(cmd)
+        return result
+
+    def receiver_names(self) -> list[str]:
+        return [r.name for r in self.settings.receivers] + ([MQTT_RECEIVER] if self.publisher else [])
+
+    def alarm_topic(self) -> str:
+        return _concrete(self.settings.mqtt.alarm_topics[0], "http")
+
+    def probe_topic(self) -> str:
+        return _concrete(self.settings.mqtt.probe_topics[0], "http")
+
+    async def _submit(self, cmd: Command) -> Any:
+        try:
+            self.intake.put_nowait(cmd)
+        except asyncio.QueueFull:
+            self.metrics.intake_drop("http")
+            raise Overloaded("the intake queue is full") from None
+        return await cmd.done
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL to show: credentials in it (``https://user:pass@host``) masked."""
+    return re.sub(r"://[^/@]*@", "://***@", url)
+
+
+def _resolver(fut: asyncio.Future[Any], value: Any) -> Callable[[], None]:
+    def done() -> None:
+        if not fut.done():
+            fut.set_result(value)
+
+    return done
+
+
+def _concrete(topic_filter: str, word: str) -> str:
+    """A topic that the filter matches: wildcards replaced by ``word``."""
+    return "/".join(word if level in ("+", "#") else level for level in topic_filter.split("/"))
+
+
+async def run(settings: EngineSettings) -> int:
+    """`engine run`: until SIGTERM/SIGINT (graceful; a second signal forces exit) or SIGHUP (reload)."""
+    loop = asyncio.get_running_loop()
+    async with Daemon(settings) as daemon:
+        first_signal: float | None = None
+
+        def on_stop() -> None:
+            nonlocal first_signal
+            now = time.monotonic()
+            if first_signal is not None:
+                if now - first_signal < 1.0:
+                    return  # the same request delivered twice (process group, supervisor and shell)
+                log.warning("second signal: exiting now, without draining")
+                os._exit(130)
+            first_signal = now
+            log.info("stopping: draining intake and flushing the outbox")
+            daemon.stop()
+
+        def on_hup() -> None:
+            task = asyncio.ensure_future(daemon.reload())
+            task.add_done_callback(lambda t: t.exception())
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_stop)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        try:
+            await daemon.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+    return 0

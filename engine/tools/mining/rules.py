@@ -1,0 +1,226 @@
+"""From co-occurrence counts to a reviewed-ready ruleset: selection, orientation, windows, YAML.
+
+Pure: counts in, a ruleset document (and the effects it found) out. See docs/mining.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.tools.mining.stats import MIRROR, RELATION_ORDER, Counts, Key, lag_quantile
+
+EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
+"""Relations the ruleset language has; ``neighbour`` evidence is reported, not written as rules."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_support: int = 5  # evidence: symptoms preceded by the root in the relation
+    min_confidence: float = 0.02  # evidence / raises of the symptom type
+    min_lift: float = 1.5  # (evidence + 1) / (shifted baseline + 1)
+    window_quantile: float = 0.9  # the rule's window covers this share of the observed lags
+    min_window: float = 5.0
+    lead: float = 1.0
+    root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
+    root_min_lift: float = 2.0
+    max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
+
+
+@dataclass(frozen=True)
+class MinedRule:
+    root: str
+    symptom: str
+    relation: str
+    support: int
+    strict: int
+    reverse_strict: int
+    baseline: int
+    confidence: float
+    lift: float
+    window: float
+    lag_p50: float
+
+    @property
+    def name(self) -> str:
+        return f"{_slug(self.root)}-explains-{_slug(self.symptom)}-{self.relation.replace('_', '-')}"
+
+
+@dataclass(frozen=True)
+class RootType:
+    probable_cause: str
+    raises: int
+    followed: float
+    base_followed: float
+    lift: float
+
+
+@dataclass(frozen=True)
+class Mined:
+    rules: tuple[MinedRule, ...]  # ordered by confidence (then support, names)
+    roots: tuple[RootType, ...]  # element-down types
+    unexpressed: tuple[MinedRule, ...]  # rules in a relation the language lacks (neighbour)
+    counts: Counts
+    dropped: int = 0  # kept rules past max_rules_per_relation (the least confident), not written
+
+    def type_graph(self) -> frozenset[tuple[str, str]]:
+        """The cross-type (cause, effect) pairs of the rules, every relation together."""
+        return frozenset((r.root, r.symptom) for r in (*self.rules, *self.unexpressed) if r.root != r.symptom)
+
+
+def _slug(cause: str) -> str:
+    out = "".join(ch if ch.isalnum() else "-" for ch in cause.lower()).strip("-")
+    return out[:24] or "x"
+
+
+def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
+    """Keep the (root type, symptom type, relation) triples above the thresholds, oriented."""
+    candidates: dict[Key, MinedRule] = {}
+    for key in sorted(counts.evidence):
+        a, b, rel = key
+        n = counts.evidence[key]
+        if n < th.min_support:
+            continue
+        base = counts.baseline.get(key, 0)
+        conf = n / counts.raises[b]
+        lift = (n + 1) / (base + 1)
+        if conf < th.min_confidence or lift < th.min_lift:
+            continue
+        lags = counts.lags[key]
+        mirror = (b, a, MIRROR[rel])
+        candidates[key] = MinedRule(
+            root=a,
+            symptom=b,
+            relation=rel,
+            support=n,
+            strict=counts.strict.get(key, 0),
+            reverse_strict=counts.strict.get(mirror, 0),
+            baseline=base,
+            confidence=round(conf, 4),
+            lift=round(lift, 2),
+            window=max(th.min_window, lag_quantile(lags, th.window_quantile)),
+            lag_p50=lag_quantile(lags, 0.5),
+        )
+    # One direction per pair of types, over every relation: the one in which the root came strictly
+    # first more often; on a tie the more frequent type is the root; then by name.
+    first: dict[tuple[str, str], int] = {}
+    for r in candidates.values():
+        if r.root != r.symptom:
+            first[(r.root, r.symptom)] = first.get((r.root, r.symptom), 0) + r.strict
+    kept: list[MinedRule] = []
+    for (a, b, _), rule in candidates.items():
+        if a != b and (b, a) in first and _loses(a, b, first, counts):
+            continue  # the pair is kept the other way round
+        kept.append(rule)
+    kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
+    per_relation: dict[str, int] = {}
+    rules: list[MinedRule] = []
+    dropped = 0
+    for r in kept:
+        if r.relation not in EXPRESSIBLE:
+            continue
+        per_relation[r.relation] = per_relation.get(r.relation, 0) + 1
+        if per_relation[r.relation] > th.max_rules_per_relation:
+            dropped += 1  # the least confident, past what the rule engine can hold
+            continue
+        rules.append(r)
+    unexpressed = tuple(r for r in kept if r.relation not in EXPRESSIBLE)
+    return Mined(
+        rules=tuple(rules),
+        roots=_roots(counts, tuple(rules), th),
+        unexpressed=unexpressed,
+        counts=counts,
+        dropped=dropped,
+    )
+
+
+def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts) -> bool:
+    """Whether a → b loses to b → a (see ``select``)."""
+    ab, ba = first[(a, b)], first[(b, a)]
+    if ab != ba:
+        return ab < ba
+    if counts.raises[a] != counts.raises[b]:
+        return counts.raises[a] < counts.raises[b]
+    return a > b
+
+
+def _roots(counts: Counts, rules: tuple[MinedRule, ...], th: Thresholds) -> tuple[RootType, ...]:
+    """Types that behave as element-down roots: the root of a kept cross-type rule on the same or a
+    downstream element, more often a root than a symptom in the kept rules (by support), and usually
+    followed by other alarms on its element or below, far more often than by chance."""
+    as_root: dict[str, int] = {}
+    as_symptom: dict[str, int] = {}
+    for r in rules:
+        if r.root != r.symptom:
+            as_symptom[r.symptom] = as_symptom.get(r.symptom, 0) + r.support
+            if r.relation in ("same_element", "downstream_of"):
+                as_root[r.root] = as_root.get(r.root, 0) + r.support
+    out: list[RootType] = []
+    for kind in sorted(k for k, n in as_root.items() if n > as_symptom.get(k, 0)):
+        done = counts.finished.get(kind, 0)
+        if not done:
+            continue
+        followed = counts.followed.get(kind, 0) / done
+        base = counts.base_followed.get(kind, 0) / done
+        lift = (counts.followed.get(kind, 0) + 1) / (counts.base_followed.get(kind, 0) + 1)
+        if followed >= th.root_min_followed and lift >= th.root_min_lift:
+            out.append(
+                RootType(kind, counts.raises[kind], round(followed, 4), round(base, 4), round(lift, 2))
+            )
+    return tuple(out)
+
+
+def _duration(seconds: float) -> str:
+    s = math.ceil(seconds)
+    if s % 3600 == 0:
+        return f"{s // 3600}h"
+    if s % 60 == 0:
+        return f"{s // 60}m"
+    return f"{s}s"
+
+
+def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ruleset as a YAML-ready mapping: one correlate rule per kept triple, with its figures."""
+    c = mined.counts
+    rules: list[dict[str, Any]] = []
+    for r in mined.rules:
+        what = "a repeat of" if r.root == r.symptom else "caused by"
+        rules.append(
+            {
+                "name": r.name,
+                "description": (
+                    f"mined: {r.symptom} is {what} {r.root} ({r.relation}); support {r.support}, "
+                    f"confidence {r.confidence:.3f}, lift {r.lift:.1f} (time-shifted baseline {r.baseline}); "
+                    f"first strictly {r.strict} times, the other way {r.reverse_strict}; "
+                    f"lag median <= {_duration(r.lag_p50) if r.lag_p50 else '0s'}"
+                ),
+                "correlate": {
+                    "root": {"probable_cause": r.root},
+                    "symptom": {"probable_cause": r.symptom},
+                    "relation": r.relation,
+                    "window": _duration(r.window),
+                    "lead": _duration(params.get("lead", 1.0)) if params.get("lead", 1.0) else "0s",
+                },
+            }
+        )
+    span = (c.last_time or 0.0) - (c.first_time or 0.0)
+    return {
+        "name": name,
+        "description": (
+            f"Mined by `engine rules mine` from {source}: {sum(c.raises.values())} raises of "
+            f"{len(c.raises)} alarm types on {c.elements} elements over {span / 86400:.1f} days. "
+            f"{len(mined.rules)} rules, ordered by confidence. Review before use."
+        ),
+        "rules": rules,
+    }
+
+
+def effects_document(mined: Mined) -> dict[str, Any]:
+    """The core config section ``alarms.effects``: learned down roots → outage, the rest degraded."""
+    effects: list[dict[str, Any]] = []
+    if mined.roots:
+        effects.append({"probable_cause": [r.probable_cause for r in mined.roots], "effect": "outage"})
+    effects.append({"effect": "degraded"})
+    return {"alarms": {"effects": effects}}

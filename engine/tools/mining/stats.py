@@ -1,0 +1,263 @@
+"""Streaming co-occurrence statistics of alarm types over a topology (pure: data in, counts out).
+
+Theory of operation
+-------------------
+Alarms arrive as raises ``(time, element, type)`` in non-decreasing time. For every raise of type B
+on element Y the miner looks back ``max_lag`` seconds on the elements related to Y and notes, once
+per (type A, relation), the most recent raise of A there: that is one *evidence* that "A on a related
+element precedes B". Relations of a root element Z to the symptom element Y, the first that holds:
+
+================ ===========================================================================
+same_element     Z is Y
+downstream_of    Y depends on Z, directly or transitively (the symptom is below the root)
+upstream_of      Z depends on Y (the symptom is above the root)
+neighbour        Z is within ``hops`` links of Y, in any direction, but none of the above
+same_site        Z is at Y's site (elements with a site only)
+================ ===========================================================================
+
+The *baseline* is the same look-back shifted ``shift`` seconds into the past (``[t - shift -
+max_lag, t - shift]``): it keeps each element's own alarm rate and burstiness but breaks any causal
+coupling at short lags, so ``evidence / baseline`` is the lift of the rule over coincidence.
+
+Raises at the same second are taken as one batch: all are recorded first, then each looks back, so
+two alarms of the same second count for each other in both directions (``strict`` counts only the
+evidence with a positive lag: it orients the pair).
+
+Each type's raises are also followed forward: a raise of A is *followed* when some other alarm
+appears on its element or below it within ``max_lag`` (and *base-followed* likewise in the shifted
+look-back). Types that are followed far more often than by chance behave as element-down roots.
+
+Memory is bounded: the counters are per (type, type, relation), the history per element holds only
+the last ``shift + max_lag`` seconds, and the set of open forward follow-ups only the last
+``max_lag`` seconds. One pass, no second read of the input.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from engine.model.topology import Topology
+
+SAME, DOWN, UP, NEIGHBOUR, SITE = "same_element", "downstream_of", "upstream_of", "neighbour", "same_site"
+RELATION_ORDER = (SAME, DOWN, UP, NEIGHBOUR, SITE)
+MIRROR = {SAME: SAME, DOWN: UP, UP: DOWN, NEIGHBOUR: NEIGHBOUR, SITE: SITE}
+LAG_BOUNDS = (0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+"""Upper bounds (seconds, inclusive) of the lag histogram's buckets."""
+
+Key = tuple[str, str, str]  # (root type, symptom type, relation)
+
+
+@dataclass
+class Counts:
+    """Everything the miner learned; plain counters, merged by addition."""
+
+    raises: Counter[str] = field(default_factory=Counter)  # per type
+    evidence: Counter[Key] = field(default_factory=Counter)
+    strict: Counter[Key] = field(default_factory=Counter)  # evidence with a positive lag
+    baseline: Counter[Key] = field(default_factory=Counter)
+    lags: dict[Key, list[int]] = field(default_factory=dict)  # per LAG_BOUNDS bucket
+    followed: Counter[str] = field(default_factory=Counter)
+    base_followed: Counter[str] = field(default_factory=Counter)
+    finished: Counter[str] = field(default_factory=Counter)  # raises whose follow-up window closed
+    elements: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+
+
+class _History:
+    """One element's recent raises, oldest first, with a moving start (amortised pruning)."""
+
+    __slots__ = ("ids", "start", "times", "types")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.types: list[str] = []
+        self.ids: list[int] = []
+        self.start = 0
+
+    def add(self, t: float, kind: str, ident: int) -> None:
+        self.times.append(t)
+        self.types.append(kind)
+        self.ids.append(ident)
+
+    def prune(self, before: float) -> None:
+        self.start = bisect.bisect_left(self.times, before, self.start)
+        if self.start > 64 and self.start * 2 > len(self.times):
+            del self.times[: self.start], self.types[: self.start], self.ids[: self.start]
+            self.start = 0
+
+    def between(self, lo: float, hi: float) -> range:
+        a = bisect.bisect_left(self.times, lo, self.start)
+        b = bisect.bisect_right(self.times, hi, a)
+        return range(a, b)
+
+
+class CoOccurrence:
+    """Feed raises in time order with ``add``; read ``counts`` after ``close``."""
+
+    def __init__(
+        self, topology: Topology, *, max_lag: float = 600.0, shift: float = 3600.0, hops: int = 2
+    ) -> None:
+        if max_lag <= 0 or shift <= max_lag or hops < 1:
+            raise ValueError("need max_lag > 0, shift > max_lag and hops >= 1")
+        self._topology = topology
+        self.max_lag = max_lag
+        self.shift = shift
+        self.hops = hops
+        self.counts = Counts()
+        self._history: dict[str, _History] = {}
+        self._related: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._below: dict[str, frozenset[str]] = {}
+        self._batch: list[tuple[str, str, int]] = []
+        self._batch_time: float | None = None
+        self._open: deque[tuple[float, str, int]] = deque()  # raises whose follow-up is open
+        self._followed: set[int] = set()
+        self._base_marked: set[int] = set()  # raises already counted as base-followed
+        self._base_queue: deque[tuple[float, int]] = deque()  # (time, id) of those, to forget them
+        self._seq = 0
+
+    # -- topology ------------------------------------------------------------------------------
+    def related(self, ne: str) -> tuple[tuple[str, str], ...]:
+        """(element, relation of that element as a root to ``ne`` as the symptom), sorted."""
+        cached = self._related.get(ne)
+        if cached is not None:
+            return cached
+        topo = self._topology
+        out: dict[str, str] = {ne: SAME}
+        for z in topo.ancestors(ne):
+            out.setdefault(z, DOWN)
+        for z in topo.descendants(ne):
+            out.setdefault(z, UP)
+        frontier, seen = [ne], {ne}
+        for _ in range(self.hops):
+            nxt: list[str] = []
+            for x in frontier:
+                el = topo.element(x)
+                for y in (*(u for item in el.depends_on for u in item), *topo.dependents(x)):
+                    if y not in seen:
+                        seen.add(y)
+                        nxt.append(y)
+                        out.setdefault(y, NEIGHBOUR)
+            frontier = nxt
+        site = topo.element(ne).site
+        if site:
+            for z in topo.elements_at_site(site):
+                out.setdefault(z, SITE)
+        result = tuple(sorted(out.items()))
+        self._related[ne] = result
+        return result
+
+    def _down_or_same(self, ne: str) -> frozenset[str]:
+        """Elements a root on which explains an alarm on ``ne`` as its element-down effect."""
+        cached = self._below.get(ne)
+        if cached is None:
+            cached = self._below[ne] = frozenset({ne}) | self._topology.ancestors(ne)
+        return cached
+
+    # -- feeding -------------------------------------------------------------------------------
+    def add(self, t: float, ne: str, kind: str) -> None:
+        """One raise. Times must not decrease (the caller reorders)."""
+        if self._batch_time is not None and t < self._batch_time:
+            raise ValueError(f"time went back: {t} after {self._batch_time}")
+        if t != self._batch_time:
+            self._flush()
+            self._batch_time = t
+        self._seq += 1
+        self._batch.append((ne, kind, self._seq))
+
+    def close(self) -> Counts:
+        self._flush()
+        while self._open:
+            self._finish(*self._open.popleft())
+        self.counts.elements = len(self._history)
+        return self.counts
+
+    def _finish(self, _t: float, kind: str, ident: int) -> None:
+        c = self.counts
+        c.finished[kind] += 1
+        if ident in self._followed:
+            self._followed.discard(ident)
+            c.followed[kind] += 1
+
+    def _flush(self) -> None:
+        t = self._batch_time
+        if t is None or not self._batch:
+            return
+        c = self.counts
+        if c.first_time is None:
+            c.first_time = t
+        c.last_time = t
+        while self._open and self._open[0][0] < t - self.max_lag:
+            self._finish(*self._open.popleft())
+        horizon = t - self.shift - self.max_lag
+        while self._base_queue and self._base_queue[0][0] < horizon:
+            self._base_marked.discard(self._base_queue.popleft()[1])
+        for ne, kind, ident in self._batch:
+            h = self._history.get(ne)
+            if h is None:
+                h = self._history[ne] = _History()
+            h.prune(t - self.shift - self.max_lag)
+            h.add(t, kind, ident)
+            self._open.append((t, kind, ident))
+        lo, hi = t - self.max_lag, t
+        blo, bhi = t - self.shift - self.max_lag, t - self.shift
+        for ne, kind, ident in self._batch:
+            c.raises[kind] += 1
+            seen: dict[tuple[str, str], float] = {}
+            base: set[tuple[str, str]] = set()
+            below = self._down_or_same(ne)
+            for z, rel in self.related(ne):
+                h = self._history.get(z)
+                if h is None:
+                    continue
+                for i in h.between(lo, hi):
+                    other = h.ids[i]
+                    if other == ident:
+                        continue
+                    lag = t - h.times[i]
+                    seen[(h.types[i], rel)] = lag  # ascending times: the last is the most recent
+                    if z in below:
+                        self._followed.add(other)
+                for i in h.between(blo, bhi):
+                    base.add((h.types[i], rel))
+                    other = h.ids[i]
+                    if z in below and other != ident and other not in self._base_marked:
+                        self._base_marked.add(other)
+                        self._base_queue.append((h.times[i], other))
+                        c.base_followed[h.types[i]] += 1
+            for (a, rel), lag in seen.items():
+                key = (a, kind, rel)
+                c.evidence[key] += 1
+                if lag > 0:
+                    c.strict[key] += 1
+                buckets = c.lags.get(key)
+                if buckets is None:
+                    buckets = c.lags[key] = [0] * len(LAG_BOUNDS)
+                buckets[bisect.bisect_left(LAG_BOUNDS, lag)] += 1
+            for a, rel in base:
+                c.baseline[(a, kind, rel)] += 1
+        self._batch = []
+
+
+def lag_quantile(buckets: Iterable[int], q: float) -> float:
+    """The upper bound of the bucket where the ``q`` quantile of the lags falls."""
+    counts = list(buckets)
+    total = sum(counts)
+    need = q * total
+    run = 0
+    for bound, n in zip(LAG_BOUNDS, counts, strict=True):
+        run += n
+        if run >= need and run > 0:
+            return bound
+    return LAG_BOUNDS[-1]
+
+
+def relations_of(counts: Counts) -> Mapping[str, int]:
+    """Evidence per relation (for the report)."""
+    out: Counter[str] = Counter()
+    for (_, _, rel), n in counts.evidence.items():
+        out[rel] += n
+    return dict(sorted(out.items(), key=lambda kv: RELATION_ORDER.index(kv[0])))

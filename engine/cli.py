@@ -480,7 +480,24 @@ def _replayed(args: argparse.Namespace) -> Any:
     except OSError as exc:
         raise ConfigError(str(args.replay), "", f"cannot read events: {exc.strerror or exc}") from None
     with fh:
-        return replay_pipeline(topology, rulesets, settings, fh, until=until)
+        pipeline = replay_pipeline(topology, rulesets, settings, fh, until=until)
+    stats = pipeline.replay_stats
+    if stats is not None and stats.bad_lines:
+        first = stats.bad_line_examples[0] if stats.bad_line_examples else ""
+        if not stats.events:
+            pipeline.close()
+            raise ConfigError(
+                str(args.replay), "", f"no event could be read: {_lines(stats.bad_lines)}, all bad ({first})"
+            )
+        print(
+            printable(f"warning: {args.replay}: {_lines(stats.bad_lines)} skipped as bad ({first})"),
+            file=sys.stderr,
+        )
+    return pipeline
+
+
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
 
 
 def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any] | None:

@@ -86,6 +86,28 @@ def test_report_from_a_replay(tmp_path: Path) -> None:
     assert "give --replay FILE" in r.stderr
 
 
+def test_report_of_a_replay_with_bad_lines(tmp_path: Path) -> None:
+    """A file with no readable event is refused (exit 2, the file and the first bad line named);
+    one with some bad lines is reported, with one warning that counts them."""
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(bytes(range(256)) * 8)
+    r = engine("report", "services", "--replay", binary, "--topology", EXAMPLE_TOPOLOGY)
+    assert r.status == 2
+    assert r.stderr.startswith(f"error: {binary}: no event could be read: ")
+    assert "(line 1: malformed JSON" in r.stderr
+    assert r.stdout == b""
+    mixed = _write(tmp_path)
+    with mixed.open("ab") as fh:
+        fh.write(b"not json\n")
+    r = engine("report", "services", "--replay", mixed, "--topology", EXAMPLE_TOPOLOGY, "--json")
+    assert r.status == 0, r.stderr
+    assert orjson.loads(r.stdout)["services"]["internet"]["kqis"]["paths"] == 6
+    lines = len(_events()) + 1
+    assert r.stderr.strip().startswith(
+        f"warning: {mixed}: 1 line skipped as bad (line {lines}: malformed JSON"
+    )
+
+
 def test_report_sla_text_lists_the_breaches_of_a_replay(tmp_path: Path) -> None:
     """olt-002 (platinum c-00050 behind it) down from 0 to 1,400 s: the platinum budget, 30 d ×
     0.0005 = 1,296 s, is exhausted at T0 + 1,296 s = 00:21:36 and the breach is recorded when the

@@ -15,7 +15,7 @@ from engine.core.settings import CoreSettings
 from engine.errors import ConfigError
 from engine.model.topology import Topology
 from engine.rules.schema import Ruleset
-from engine.tools.replay import Replayer, event_time
+from engine.tools.replay import Replayer, ReplayStats, event_time
 
 
 def from_store(pipeline: Pipeline, path: str | Path) -> int:
@@ -62,25 +62,27 @@ def replay_pipeline(
     lines: Iterable[bytes | str],
     *,
     until: float | None = None,
-) -> Pipeline:
+) -> ReplayedPipeline:
     """A pipeline fed with replay lines on the virtual clock, like ``engine replay``, but left as of
     the end of the input (no drain) or, with ``until``, as of that time: lines whose event time is
-    later are skipped and timers due up to ``until`` fire. The caller closes the pipeline."""
-    pipeline = _AsOf(topology, rulesets, settings)
+    later are skipped and timers due up to ``until`` fire. Its ``replay_stats`` count the lines read
+    and refused. The caller closes the pipeline."""
+    pipeline = ReplayedPipeline(topology, rulesets, settings)
     pipeline.until = until
     source = lines if until is None else _up_to(lines, until)
     try:
-        Replayer(pipeline, emit=lambda _rec: None).run(source)
+        pipeline.replay_stats = Replayer(pipeline, emit=lambda _rec: None).run(source)
     except BaseException:
         pipeline.close()
         raise
     return pipeline
 
 
-class _AsOf(Pipeline):
+class ReplayedPipeline(Pipeline):
     """The replayer drains at the end of its input; here the drain stops at ``until`` (or at once)."""
 
     until: float | None = None
+    replay_stats: ReplayStats | None = None
 
     def drain(self, *, limit: float = 366 * 86400.0) -> Decisions:
         out = Decisions()

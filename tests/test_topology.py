@@ -448,10 +448,12 @@ def test_unparsable_files_are_rejected_with_the_line_when_known(
     assert (info.value.source, info.value.location, info.value.reason) == (str(path), location, reason)
 
 
-def test_a_missing_file_is_a_topology_error(tmp_path: Path) -> None:
-    """An unreadable file is reported like any other topology problem, not as a bare OSError."""
+@pytest.mark.parametrize("name", ["absent.yaml", "absent", "absent.txt"])
+def test_a_missing_file_is_a_topology_error(tmp_path: Path, name: str) -> None:
+    """An unreadable file is reported like any other topology problem, not as a bare OSError, and
+    as missing whatever its name ends with (not as an unsupported type)."""
     with pytest.raises(TopologyError, match="cannot read file: No such file or directory"):
-        load_topology(tmp_path / "absent.yaml")
+        load_topology(tmp_path / name)
 
 
 @pytest.fixture

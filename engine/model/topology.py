@@ -166,12 +166,12 @@ def load_topology(path: str | Path) -> Topology:
     """Read and validate a ``.yaml``/``.yml``/``.json`` topology file. Raises ``TopologyError``."""
     p = Path(path)
     source, suffix = str(p), p.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".json"):
-        raise TopologyError(source, "", f"unsupported file type {suffix!r} (use .yaml, .yml or .json)")
-    try:
+    try:  # a missing file is named as missing, whatever its name ends with
         raw = p.read_bytes()
     except OSError as exc:
         raise TopologyError(source, "", f"cannot read file: {exc.strerror or exc}") from None
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise TopologyError(source, "", f"unsupported file type {suffix!r} (use .yaml, .yml or .json)")
     enabled = gc.isenabled()
     gc.disable()  # a million fresh containers would otherwise set off full collections again and again
     try:

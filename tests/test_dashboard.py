@@ -13,7 +13,8 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from engine.adapters.dashboard import index as index_module
 from engine.adapters.dashboard import views
 from engine.adapters.dashboard.app import duration
+from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.security import CSP, Sessions
 from engine.adapters.http import HttpApi
+from engine.adapters.store import Store
 from engine.core.pipeline import Pipeline
 from engine.model.timeutil import format_time, parse_time
 from engine.model.topology import load_topology
@@ -37,6 +41,7 @@ from engine.tools.replay import Replayer
 ROOT = Path(__file__).resolve().parents[1]
 DASH = ROOT / "engine" / "adapters" / "dashboard"
 TOKEN = "dash-token-123"
+WAIT = 10.0  # upper bound when waiting for something, never a measurement
 EVIL = "<script>alert(1)</script>"
 
 
@@ -237,10 +242,12 @@ def test_suppression_tree_nests_by_root_and_survives_loops() -> None:
     assert left_out == 0
 
 
-def test_incident_index_follows_changes_incrementally() -> None:
+async def test_incident_index_follows_changes_incrementally() -> None:
+    """A full read first, then each incremental read applies only what changed."""
     core = RecordCore([synthetic(1, priority=2), synthetic(2, priority=3)])
-    index = views.IncidentIndex(core)
-    assert index.refresh()
+    index = IncidentIndex(core)
+    assert not index.refresh(), "nothing before the first full read"
+    assert await index.full_read()
     assert index.revision == 1
     assert set(index.rows) == {"inc-0001", "inc-0002"}
     assert not index.refresh()
@@ -252,6 +259,138 @@ def test_incident_index_follows_changes_incrementally() -> None:
     core.put(dict(synthetic(2, priority=3), version=2, event="resolved", time=format_time(1767230000)))
     assert index.refresh()
     assert set(index.rows) == {"inc-0001"}
+
+
+class StoreCore(RecordCore):
+    """``RecordCore`` over a real store file, as the daemon reads it (``store`` is what tells the
+    index to read in a thread)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+
+    def put(self, rec: dict[str, Any]) -> None:
+        self.store.record(rec, [], parse_time(rec["time"]))
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self.store.incident(incident_id)
+
+    def incidents(
+        self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        return self.store.incidents(
+            state=state, priority=priority, since=since, open_only=open_only, limit=limit
+        )
+
+
+def hold_read_store(
+    monkeypatch: pytest.MonkeyPatch, *, after: bool
+) -> tuple[threading.Event, threading.Event, list[int]]:
+    """Make the index's full read wait for ``gate`` in its thread, before reading the store or
+    (``after``) once it has read it. Returns (gate, entered, the ids of the threads it ran in)."""
+    gate, entered = threading.Event(), threading.Event()
+    threads: list[int] = []
+    real: Callable[..., index_module.FullRead] = index_module.read_store
+
+    def held(path: Path, known: dict[str, int]) -> index_module.FullRead:
+        threads.append(threading.get_ident())
+        found = real(path, known) if after else None
+        entered.set()
+        assert gate.wait(WAIT), "the test never released the read"
+        return found if found is not None else real(path, known)
+
+    monkeypatch.setattr(index_module, "read_store", held)
+    return gate, entered, threads
+
+
+async def test_first_load_runs_off_the_loop_while_the_daemon_keeps_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a store file, the first view's full read runs in a worker thread: while it is held
+    there, the same server answers other requests (the API, an incident's detail); released, the
+    first view shows every open incident. (Run on the loop, the held read would block the loop and
+    nothing else would be answered: the test fails on its upper bound.)"""
+    async with Store(tmp_path / "engine.sqlite") as store:
+        core = StoreCore(store)
+        for rec in open_records():
+            core.put(rec)
+        store.commit()
+        gate, entered, threads = hold_read_store(monkeypatch, after=False)
+        async with serve(core) as http:
+
+            async def first_view() -> str:
+                async with http.get("/ui/") as r:
+                    assert r.status == 200
+                    return await r.text()
+
+            first = asyncio.create_task(first_view())
+            assert await asyncio.to_thread(entered.wait, WAIT), "the full read started"
+            async with http.get("/healthz") as r:
+                assert r.status == 200
+            iid = open_records()[0]["incident_id"]
+            async with http.get(f"/ui/incidents/{iid}") as r:
+                assert r.status == 200
+            assert not first.done(), "the first view waits for its read"
+            gate.set()
+            async with asyncio.timeout(WAIT):
+                html = await first
+        assert threads
+        assert threads[0] != threading.get_ident(), "read in another thread"
+        assert "agg-3" in html
+        assert "pwr-c" in html
+
+
+async def test_light_records_make_the_same_rows(tmp_path: Path) -> None:
+    """The rows of a thread's full read (light records: SQLite cuts the long lists) equal the rows
+    of the full records, for real ones."""
+    async with Store(tmp_path / "engine.sqlite") as store:
+        records = open_records()
+        for rec in records:
+            store.record(rec, [], parse_time(rec["time"]))
+        store.commit()
+        found = await asyncio.to_thread(index_module.read_store, store.path, {})
+    assert found.rows == {r["incident_id"]: views.row_of(r) for r in records}
+    assert {i: h[:2] for i, h in found.heads.items()} == {
+        r["incident_id"]: (r["version"], r["event"]) for r in records
+    }
+    assert any(row.suppressed == 50 for row in found.rows.values())
+
+
+async def test_full_read_in_a_thread_keeps_what_the_loop_read_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full read shows the store as it was committed when it started; a newer version the loop
+    read while it ran (not committed yet, so the thread could not see it) stays, an incident
+    written meanwhile is not dropped, and the light rows equal full ones."""
+    async with Store(tmp_path / "engine.sqlite", commit_interval=3600) as store:
+        core = StoreCore(store)
+        core.put(synthetic(1, priority=2))
+        core.put(synthetic(2, priority=3))
+        store.commit()
+        index = IncidentIndex(core)
+        assert await index.full_read()
+        assert index.threaded
+        assert index.rows["inc-0001"] == views.row_of(synthetic(1, priority=2)), "a light row is a full one"
+        gate, entered, _ = hold_read_store(monkeypatch, after=True)
+        reading = asyncio.create_task(index.full_read())
+        assert await asyncio.to_thread(entered.wait, WAIT)
+        newer = dict(synthetic(1, priority=1), version=2, event="updated", time=format_time(1767229999))
+        core.put(newer)  # on the loop's connection, not committed
+        core.put(synthetic(3, priority=4))
+        assert index.refresh()
+        gate.set()
+        async with asyncio.timeout(WAIT):
+            await reading
+        assert index.rows["inc-0001"].version == 2
+        assert index.rows["inc-0001"].priority == 1
+        assert set(index.rows) == {"inc-0001", "inc-0002", "inc-0003"}
+        store.commit()
+        resolved = dict(synthetic(2, priority=3), version=2, event="resolved", time=format_time(1767230000))
+        core.put(resolved)
+        store.commit()
+        monkeypatch.undo()
+        assert await index.full_read()
+        assert set(index.rows) == {"inc-0001", "inc-0003"}
 
 
 def test_duration_reads_like_a_shift_log() -> None:

@@ -6,12 +6,13 @@ the same ``Authorization: Bearer`` header (see ``security``). Pages are Jinja2 t
 autoescape on, so every value from a record (alarm text is attacker-controlled) is escaped; the
 pages load no inline script or style, which the Content-Security-Policy enforces.
 
-Data comes through the API's read paths only: ``incidents``/``incident`` of ``CoreView`` and
-``acknowledge`` for the form. ``IncidentIndex`` (``views``) keeps the open incidents as rows; it
-is refreshed before each list is rendered and, while an event stream is open, twice a second by
-one watcher task, which wakes the ``/ui/events`` streams (server-sent events) when something
-changed: ``incidents`` for the list, and one event named after each changed incident for its
-detail page. htmx then fetches the fragment again, under the URL's own filters.
+Data comes through the API's read paths: ``incidents``/``incident`` of ``CoreView`` and
+``acknowledge`` for the form, and the store file for the index's full reads (in a worker thread).
+``IncidentIndex`` (``index``) keeps the open incidents as rows; it is refreshed before each list
+is rendered and, while an event stream is open, twice a second by one watcher task, which wakes
+the ``/ui/events`` streams (server-sent events) when something changed: ``incidents`` for the list,
+and one event named after each changed incident for its detail page. htmx then fetches the
+fragment again, under the URL's own filters.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from yarl import URL
 
 from engine import __version__
 from engine.adapters.dashboard import network, views
+from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.security import COOKIE, Sessions, same_origin, security_headers
 from engine.core import reports
 from engine.errors import EngineError
@@ -172,7 +174,7 @@ class Dashboard:
         self._ack_by_max, self._ack_note_max = ack_limits
         self._clock = clock
         self._poll = poll
-        self.index = views.IncidentIndex(core)
+        self.index = IncidentIndex(core)
         self._env = environment()
         self._wake = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -235,19 +237,30 @@ class Dashboard:
                 await self._has_streams.wait()
                 continue
             try:
-                self._refresh(force=True)
+                self._last_refresh = time.monotonic()
+                if await self.index.poll():
+                    self._announce()
             except Exception:
                 log.exception("dashboard refresh failed")
             await asyncio.sleep(self._poll)
 
+    async def _load(self) -> None:
+        """The index's first full read (in a thread with a store: the loop serves meanwhile)."""
+        if not self.index.loaded and await self.index.full_read():
+            self._announce()
+
     def _refresh(self, *, force: bool = False) -> None:
+        """An incremental read of the index (once loaded), unless one ran a moment ago."""
         now = time.monotonic()
-        if not force and now - self._last_refresh < self._poll / 2 and self.index.loaded:
+        if not force and now - self._last_refresh < self._poll / 2:
             return
         self._last_refresh = now
         if self.index.refresh():
-            wake, self._wake = self._wake, asyncio.Event()
-            wake.set()
+            self._announce()
+
+    def _announce(self) -> None:
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
 
     # -- middleware ----------------------------------------------------------------------------
 
@@ -354,8 +367,9 @@ class Dashboard:
 
     # -- incidents -----------------------------------------------------------------------------
 
-    def _list_context(self, request: web.Request) -> dict[str, Any]:
+    async def _list_context(self, request: web.Request) -> dict[str, Any]:
         self._start_watching()
+        await self._load()
         self._refresh()
         try:
             filters = views.Filters.parse(request.query)
@@ -378,10 +392,10 @@ class Dashboard:
         }
 
     async def _incidents(self, request: web.Request) -> web.Response:
-        return self._render(request, "incidents.html", **self._list_context(request))
+        return self._render(request, "incidents.html", **await self._list_context(request))
 
     async def _incidents_live(self, request: web.Request) -> web.Response:
-        return self._render(request, "incidents_live.html", **self._list_context(request))
+        return self._render(request, "incidents_live.html", **await self._list_context(request))
 
     def _incident_context(self, request: web.Request) -> dict[str, Any]:
         self._start_watching()

@@ -23,11 +23,12 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from engine.adapters.dashboard import app as app_module
 from engine.adapters.dashboard import index as index_module
 from engine.adapters.dashboard import views
 from engine.adapters.dashboard.app import duration
 from engine.adapters.dashboard.index import IncidentIndex
-from engine.adapters.dashboard.security import CSP, Sessions
+from engine.adapters.dashboard.security import CSP, LoginLimiter, Sessions
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store
 from engine.core.pipeline import Pipeline
@@ -414,6 +415,77 @@ def test_sessions_sign_and_refuse() -> None:
     assert s.check_csrf(nonce, s.csrf(nonce))
     assert not s.check_csrf(nonce, s.csrf("other"))
     assert TOKEN not in cookie
+
+
+def test_login_limiter_locks_an_address_out_after_repeated_failures() -> None:
+    """Five failures within the window lock that address (and only it) for the lockout; a success
+    forgets the count; failures spread beyond the window never lock; the addresses tracked are
+    bounded."""
+    now = [1000.0]
+    limiter = LoginLimiter(max_failures=5, window=900, lockout=600, max_clients=3, clock=lambda: now[0])
+    assert [limiter.failed("10.0.0.1") for _ in range(4)] == [False] * 4
+    assert limiter.failures("10.0.0.1") == 4
+    assert limiter.locked("10.0.0.1") == 0.0
+    assert limiter.failed("10.0.0.1")
+    assert limiter.locked("10.0.0.1") == 600.0
+    assert limiter.locked("10.0.0.2") == 0.0, "another address may still try"
+    assert limiter.lockouts == 1
+    now[0] += 599
+    assert limiter.locked("10.0.0.1") == 1.0
+    now[0] += 1
+    assert limiter.locked("10.0.0.1") == 0.0
+    assert limiter.failures("10.0.0.1") == 0, "the lockout ended the count"
+    for _ in range(4):
+        limiter.failed("10.0.0.2")
+    limiter.succeeded("10.0.0.2")
+    assert not limiter.failed("10.0.0.2"), "a success forgot the four before"
+    for _ in range(10):  # one failure every 4 minutes: at most 4 within any 15 minutes
+        now[0] += 240
+        assert not limiter.failed("10.0.0.3")
+    assert limiter.failures("10.0.0.3") == 4
+    now[0] += 181  # the oldest of those four is now 901 s old
+    assert limiter.failures("10.0.0.3") == 3, "a failure older than the window no longer counts"
+    for client in ("a", "b", "c", "d"):
+        limiter.failed(client)
+    assert limiter.failures("10.0.0.1") == 0
+    assert limiter.failures("a") == 0, "the least recently seen went first"
+    assert limiter.failures("d") == 1
+    with pytest.raises(ValueError, match="max_failures"):
+        LoginLimiter(max_failures=0)
+
+
+async def test_sign_in_is_locked_after_five_wrong_tokens_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over HTTP: each wrong token says how many tries are left; the fifth locks the address out
+    (429, Retry-After): then even the right token, in the form or a bearer header, is refused
+    unchecked; the sign-in form says so; /metrics counts refusals, lockouts and locked-out tries."""
+    monkeypatch.setattr(app_module, "LOGIN_DELAY", 0.0)
+    async with serve(RecordCore(open_records()), token=TOKEN) as http:
+        for left in (4, 3, 2, 1):
+            async with http.post("/ui/login", data={"token": "guess", "next": "/ui/"}) as r:
+                assert r.status == 401
+                html = await r.text()
+            failures = "failures" if left != 1 else "failure"
+            assert f"That token is not valid. {left} more {failures} from this address" in html
+        async with http.post("/ui/login", data={"token": "guess", "next": "/ui/"}) as r:
+            assert r.status == 429
+            assert "sign-in from it is locked for 15 minutes" in await r.text()
+        async with http.post("/ui/login", data={"token": TOKEN, "next": "/ui/"}, allow_redirects=False) as r:
+            assert r.status == 429
+            assert 890 <= int(r.headers["Retry-After"]) <= 900
+            assert "Set-Cookie" not in r.headers
+            assert "not even the right one" in await r.text()
+        async with http.get("/ui/", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 429
+            assert "Retry-After" in r.headers
+        async with http.get("/ui/login") as r:
+            assert r.status == 200
+            assert "Too many failed sign-ins from this address" in await r.text()
+        async with http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            metrics = await r.text()
+    assert 'soc_dashboard_logins_total{result="refused"} 5.0' in metrics
+    assert 'soc_dashboard_logins_total{result="locked_out"} 2.0' in metrics
+    assert 'soc_dashboard_logins_total{result="ok"} 0.0' in metrics
+    assert "soc_dashboard_lockouts_total 1.0" in metrics
 
 
 # ------------------------------------------------------------------------------- vendored files

@@ -423,9 +423,12 @@ class HttpApi:
         for route_set in self._route_sets:
             route_set.register(app)
         if self._settings.dashboard:
-            Dashboard(self._core, token=self._settings.token, ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE)).mount(
-                app
-            )
+            Dashboard(
+                self._core,
+                token=self._settings.token,
+                ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE),
+                metrics=self._metrics,
+            ).mount(app)
         return app
 
     # -- middleware ---------------------------------------------------------------------------

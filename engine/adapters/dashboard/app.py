@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -35,9 +36,17 @@ from yarl import URL
 from engine import __version__
 from engine.adapters.dashboard import network, views
 from engine.adapters.dashboard.index import IncidentIndex
-from engine.adapters.dashboard.security import COOKIE, Sessions, same_origin, security_headers
+from engine.adapters.dashboard.security import (
+    COOKIE,
+    LoginLimiter,
+    Sessions,
+    minutes,
+    same_origin,
+    security_headers,
+)
 from engine.core import reports
 from engine.errors import EngineError
+from engine.service.metrics import Metrics
 
 __all__ = ["PREFIX", "Dashboard", "DashboardCore"]
 
@@ -168,9 +177,13 @@ class Dashboard:
         ack_limits: tuple[int, int] = (256, 4096),
         clock: Callable[[], float] = time.time,
         poll: float = POLL,
+        metrics: Metrics | None = None,
+        limiter: LoginLimiter | None = None,
     ) -> None:
         self._core = core
         self.sessions = Sessions(token)
+        self.limiter = limiter or LoginLimiter()
+        self._metrics = metrics
         self._ack_by_max, self._ack_note_max = ack_limits
         self._clock = clock
         self._poll = poll
@@ -308,7 +321,10 @@ class Dashboard:
         page, 401 for the stream and the forms."""
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and given.strip():
+            client = _client(request)
+            self._refuse_if_locked(client)
             if not self.sessions.check_token(given):
+                self._failed_login(client)
                 raise Page(401, "Unauthorized", "The bearer token is not valid.")
             request[NONCE] = ""
             request[BEARER] = True
@@ -618,21 +634,93 @@ class Dashboard:
             return PREFIX + "/"
         return target
 
+    def _login_page(self, request: web.Request, status: int, target: str, error: str | None) -> web.Response:
+        return self._render(
+            request,
+            "login.html",
+            status,
+            next=target,
+            error=error,
+            page_name="login",
+            max_failures=self.limiter.max_failures,
+            window=minutes(self.limiter.window),
+            lockout=minutes(self.limiter.lockout),
+        )
+
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
         target = self._next(request.query.get("next"))
         if not self.sessions.login_required:
             raise web.HTTPSeeOther(target)
-        return self._render(request, "login.html", next=target, error=None, page_name="login")
+        lockout = self._lockout(_client(request))
+        error = lockout[0] if lockout else None
+        return self._login_page(request, 200, target, error)
+
+    def _lockout(self, client: str) -> tuple[str, float] | None:
+        """Why ``client`` may not sign in now and for how many seconds; None when it may."""
+        left = self.limiter.locked(client)
+        if left <= 0:
+            return None
+        return (
+            f"Too many failed sign-ins from this address ({self.limiter.max_failures} within"
+            f" {minutes(self.limiter.window)}): sign-in from it is locked for {minutes(left)} more."
+            " Until then no token is checked, not even the right one.",
+            left,
+        )
+
+    def _refuse_if_locked(self, client: str) -> None:
+        """429 for an address locked out after too many failed sign-ins; the token is not checked."""
+        lockout = self._lockout(client)
+        if lockout is None:
+            return
+        if self._metrics is not None:
+            self._metrics.dashboard_login("locked_out")
+        message, left = lockout
+        raise Page(429, "Sign-in locked", message, headers={"Retry-After": str(math.ceil(left))})
+
+    def _failed_login(self, client: str) -> str:
+        """Count a wrong token from ``client``; the sentence the sign-in form shows about it."""
+        locked = self.limiter.failed(client)
+        if self._metrics is not None:
+            self._metrics.dashboard_login("refused")
+            if locked:
+                self._metrics.dashboard_lockout()
+        if locked:
+            log.warning("dashboard sign-in locked out", remote=client, seconds=self.limiter.lockout)
+            return (
+                f"That token is not valid. That was {self.limiter.max_failures} failures from this"
+                f" address within {minutes(self.limiter.window)}: sign-in from it is locked for"
+                f" {minutes(self.limiter.lockout)}."
+            )
+        log.warning("dashboard login refused", remote=client)
+        left = self.limiter.max_failures - self.limiter.failures(client)
+        return (
+            f"That token is not valid. {left} more failure{'s' if left != 1 else ''} from this address"
+            f" within {minutes(self.limiter.window)} lock its sign-in for {minutes(self.limiter.lockout)}."
+        )
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         target = self._next(form.get("next"))
         given = str(form.get("token") or "")
-        if not given or not self.sessions.check_token(given):
-            log.warning("dashboard login refused", remote=request.remote)
+        client = _client(request)
+        lockout = self._lockout(client)
+        if lockout is not None:
+            if self._metrics is not None:
+                self._metrics.dashboard_login("locked_out")
+            response = self._login_page(request, 429, target, lockout[0])
+            response.headers["Retry-After"] = str(math.ceil(lockout[1]))
+            return response
+        if not given:
+            error = "Enter the API token."
+            return self._login_page(request, 401, target, error)
+        if not self.sessions.check_token(given):
+            error = self._failed_login(client)
             await asyncio.sleep(LOGIN_DELAY)  # slows down guessing
-            error = "Enter the API token." if not given else "That token is not valid."
-            return self._render(request, "login.html", 401, next=target, error=error, page_name="login")
+            status = 429 if self.limiter.locked(client) > 0 else 401
+            return self._login_page(request, status, target, error)
+        self.limiter.succeeded(client)
+        if self._metrics is not None:
+            self._metrics.dashboard_login("ok")
         cookie, _ = self.sessions.issue()
         response = web.HTTPSeeOther(target)
         self.sessions.set_cookie(response, cookie, secure=request.secure)
@@ -645,6 +733,12 @@ class Dashboard:
         response = web.HTTPSeeOther(f"{PREFIX}/login" if self.sessions.login_required else f"{PREFIX}/")
         response.del_cookie(COOKIE, path=PREFIX)
         raise response
+
+
+def _client(request: web.Request) -> str:
+    """The address sign-in failures are counted against: the peer's (a reverse proxy's own, when
+    there is one: every client behind it shares its count)."""
+    return request.remote or "unknown"
 
 
 async def _to_dashboard(request: web.Request) -> web.StreamResponse:

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from engine.adapters.dashboard.index import IncidentIndex
+from engine.adapters.dashboard.trends import QualityHistory
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store
 from engine.core.pipeline import Pipeline
@@ -180,6 +181,7 @@ async def run(incidents: int, per_incident: int, repeat: int) -> None:
                 f"pipeline: {len(pipeline.alarms)} active alarms put in its alarm table directly"
                 f" (no correlation), in {time.perf_counter() - started:.1f} s"
             )
+            time_history(pipeline, repeat)
             try:
                 await serve_and_time(StoreCore(store, pipeline), incidents, repeat)
             finally:
@@ -290,6 +292,33 @@ async def first_view(http: aiohttp.ClientSession) -> None:
     print(
         f"  meanwhile: {during} GET /healthz answered, slowest {max(answered[:during] or [0]) * 1000:.1f} ms;"
         f" longest event-loop stall {watch.longest * 1000:.1f} ms"
+    )
+
+
+def time_history(pipeline: Pipeline, repeat: int) -> None:
+    """The KQI charts' history at its series limit: 1,000 series (334 element scopes, 3 metrics,
+    5 minutes of samples every 10 s in the windows), collected as the dashboard does every 20 s."""
+    windows = pipeline.quality.windows
+    olts = [e for e in pipeline.topology.elements if e.startswith("olt-")]
+    scopes = [f"ne:{olts[i % len(olts)]}/voip{i // len(olts) or ''}" for i in range(334)]
+    t_end = T0 + 300
+    for scope in scopes:
+        for k in range(30):
+            t = T0 + 10 * k
+            for metric, value in (("latency_ms", 40.0 + k), ("jitter_ms", 4.0), ("loss_pct", 0.1)):
+                windows.observe(scope, metric, value, t)
+    history = QualityHistory()
+    started = time.perf_counter()
+    history.collect(windows.dump()["series"], t_end)
+    first = time.perf_counter() - started
+    times = []
+    for i in range(repeat):
+        started = time.perf_counter()
+        history.collect(windows.dump()["series"], t_end + 20 * (i + 1))
+        times.append(time.perf_counter() - started)
+    print(
+        f"chart history: {history.series_count} series ({len(windows)} samples in the windows);"
+        f" first collection {first * 1000:.1f} ms, then {_ms(times)} (every 20 s, on the loop)"
     )
 
 

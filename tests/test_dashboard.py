@@ -21,11 +21,13 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 
+from engine.adapters.dashboard import Dashboard, trends, views
 from engine.adapters.dashboard import app as app_module
 from engine.adapters.dashboard import index as index_module
-from engine.adapters.dashboard import views
 from engine.adapters.dashboard.app import duration
 from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.security import CSP, LoginLimiter, Sessions
@@ -488,6 +490,105 @@ async def test_sign_in_is_locked_after_five_wrong_tokens_and_counted(monkeypatch
     assert "soc_dashboard_lockouts_total 1.0" in metrics
 
 
+def test_quality_history_keeps_a_point_per_minute_beyond_the_windows() -> None:
+    """Collected every 20 s from a window that holds 5 minutes, the history keeps one point per
+    minute (mean, min, max) for hours; a minute is turned into a point once it is over (a sample
+    arriving after that is left out); points older than ``keep`` go, and an idle series with them;
+    a series beyond ``max_series`` is not kept and its samples are counted once."""
+    history = trends.QualityHistory(keep=3 * 3600, max_series=2)
+    t0 = 1_767_225_600.0  # a minute boundary
+    held: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "c": []}
+
+    def collect(now: float) -> int:
+        for samples in held.values():  # the windows: 5 minutes
+            samples[:] = [(t, v) for t, v in samples if t >= now - 300]
+        series = [
+            (f"ne:{name}/voip", "latency_ms", [t for t, _ in samples], [v for _, v in samples])
+            for name, samples in held.items()
+        ]
+        return history.collect(series, now)
+
+    now = t0
+    dropped = 0
+    joined = None  # when the third series got the slot the second one left
+    for k in range(4 * 360):  # 4 hours, a sample of "a" every 10 s, collected every 20 s
+        now = t0 + 10 * k
+        minute = k // 6
+        held["a"].append((now, 40.0 + minute % 7 + (k % 6)))  # the minute's mean is 42.5 + minute % 7
+        if k < 30:
+            held["b"].append((now, 1.0))
+        held["c"].append((now, 9.0))
+        if k % 2:
+            dropped += collect(now + 1)
+            if joined is None and "ne:c/voip" in history.scopes():
+                joined = k
+    assert history.series_count == 2
+    assert joined is not None
+    assert 3 * 360 < joined < 3 * 360 + 60, "the second series was forgotten 3 hours after its last sample"
+    assert history.dropped == dropped == joined - 1, "each sample of the third series counted once until then"
+    chart = history.chart("ne:a/voip", "latency_ms", [], [], since=now - 3 * 3600)
+    assert len(chart["t"]) == 3 * 60
+    assert chart["t"][0] == now - now % 60 - 3 * 3600, "the oldest point kept: 3 hours back"
+    assert chart["t"] == sorted(chart["t"])
+    assert {t % 60 for t in chart["t"]} == {0.0}
+    i = chart["t"].index(t0 + 3600 * 2)  # minute 120
+    assert (chart["v"][i], chart["lo"][i], chart["hi"][i]) == (42.5 + 120 % 7, 40.0 + 120 % 7, 45.0 + 120 % 7)
+    assert history.metrics("ne:b/voip") == []  # idle for more than `keep`: forgotten
+    assert history.scopes() == ["ne:a/voip", "ne:c/voip"], "a freed slot goes to the next series"
+    late = (now - 150, 1000.0)  # its minute is over and was already turned into a point
+    held["a"] = sorted([*held["a"], late])
+    collect(now + 2)
+    assert 1000.0 not in history.chart("ne:a/voip", "latency_ms", [], [], since=now - 600)["hi"]
+    held_t = [t for t, _ in held["a"]]
+    live = history.chart("ne:a/voip", "latency_ms", held_t, [v for _, v in held["a"]], since=now - 600)
+    assert live["t"][-1] == now - now % 60, "the current minute, from the windows"
+    with pytest.raises(ValueError, match="max_series"):
+        trends.QualityHistory(max_series=0)
+
+
+async def test_quality_series_json_charts_hours_of_history_with_thresholds(tmp_path: Path) -> None:
+    """Two hours of probe samples through a real pipeline, collected every simulated minute:
+    series.json charts the two hours (a point per minute), not only the 5 minutes the windows hold,
+    with the KQIs' targets and limits; the page offers the ranges and a bad one is a 400."""
+    topology = load_topology(ROOT / "examples" / "topology.yaml")
+    pipeline = Pipeline(topology, load_rulesets(None), load_core_settings(None))
+    core = PipelineCore(pipeline)
+    dashboard = Dashboard(core, token=None)
+    app = web.Application()
+    dashboard.mount(app)
+    t0 = 1_767_225_600.0
+    try:
+        for k in range(720):  # a sample every 10 s for 2 hours
+            t = t0 + 10 * k
+            sample = {"probe_id": "p1", "target": "olt-010", "service": "voip", "time": t}
+            sample["metrics"] = {"latency_ms": 40.0 + (k // 6) % 10, "jitter_ms": 4.0, "loss_pct": 0.1}
+            pipeline.feed("soc/probes/p1", orjson.dumps(sample), t)
+            if k % 6 == 5:
+                dashboard.collect_history()
+        held = pipeline.quality.windows.series("ne:olt-010/voip")["latency_ms"][0]
+        assert held[-1] - held[0] < 301, "the windows hold 5 minutes"
+        async with serve_app(app) as http:
+            async with http.get("/ui/quality/series.json?scope=ne:olt-010/voip&hours=6") as r:
+                data = await r.json()
+            async with http.get("/ui/quality?scope=ne:olt-010/voip&hours=1") as r:
+                html = await r.text()
+            async with http.get("/ui/quality?hours=7") as r:
+                assert r.status == 400
+                assert "hours: expected one of 1, 6, 24, got &#39;7&#39;" in await r.text()
+        latency = next(c for c in data["charts"] if c["metric"] == "latency_ms")
+        assert len(latency["t"]) == 120
+        assert latency["t"][-1] - latency["t"][0] == 119 * 60
+        assert latency["v"][:11] == [40.0, 41.0, 42.0, 43.0, 44.0, 45.0, 46.0, 47.0, 48.0, 49.0, 40.0]
+        assert [(k["target"], k["limit"]) for k in latency["kqis"]] == [(150.0, 400.0)]
+        assert data["step_s"] == 60
+        assert data["history"]["dropped_samples"] == 0
+        assert '<option value="1" selected>1 hour</option>' in html
+        assert "hours=1" in html
+        no_inline_code(html)
+    finally:
+        pipeline.close()
+
+
 # ------------------------------------------------------------------------------- vendored files
 
 
@@ -522,6 +623,31 @@ async def serve(core: RecordCore, *, token: str | None = None) -> AsyncIterator[
         base = f"http://127.0.0.1:{api.port}"
         async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
             yield http
+
+
+class PipelineCore(RecordCore):
+    """``RecordCore`` with a pipeline (the Alarms, Element and Service-quality pages read it)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[aiohttp.ClientSession]:
+    """``app`` on a free port of 127.0.0.1, and a client for it."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession(
+            f"http://127.0.0.1:{port}", cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http:
+            yield http
+    finally:
+        await runner.cleanup()
 
 
 def no_inline_code(html: str) -> None:

@@ -34,7 +34,7 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from engine import __version__
-from engine.adapters.dashboard import network, views
+from engine.adapters.dashboard import network, trends, views
 from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.security import (
     COOKIE,
@@ -188,6 +188,8 @@ class Dashboard:
         self._clock = clock
         self._poll = poll
         self.index = IncidentIndex(core)
+        self.history = trends.QualityHistory()
+        self._collector: asyncio.Task[None] | None = None
         self._env = environment()
         self._wake = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -226,12 +228,39 @@ class Dashboard:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _watching(self, app: web.Application) -> AsyncIterator[None]:
+        if isinstance(self._core, network.PipelineView):
+            self._collector = asyncio.create_task(self._collect(), name="dashboard-history")
         yield
         self._closing = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._collector):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _collect(self) -> None:
+        """The KQI charts' history: every ``COLLECT_EVERY`` seconds, whether a browser is open or
+        not (the trend of the night is there in the morning)."""
+        while not self._closing:
+            await asyncio.sleep(trends.COLLECT_EVERY)
+            try:
+                self.collect_history()
+            except Exception:
+                log.exception("dashboard history collection failed")
+
+    def collect_history(self) -> None:
+        """One collection (see ``trends``), from the pipeline as it is now."""
+        p = self._pipeline()
+        dropped = self.history.collect(p.quality.windows.dump()["series"], p.clock)
+        if dropped:
+            if self._metrics is not None:
+                self._metrics.dashboard_history_dropped(dropped)
+            if self.history.dropped == dropped:  # the first time only: the count says the rest
+                log.warning(
+                    "dashboard chart history full: samples of new series left out",
+                    max_series=self.history.max_series,
+                    dropped=dropped,
+                )
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self._closing = True  # the event streams end, so the server's shutdown does not wait on them
@@ -524,13 +553,21 @@ class Dashboard:
 
     # -- service quality -----------------------------------------------------------------------
 
+    def _hours(self, request: web.Request) -> int:
+        text = request.query.get("hours", "").strip() or "24"
+        if text not in {str(h) for h in network.CHART_HOURS}:
+            choices = ", ".join(str(h) for h in network.CHART_HOURS)
+            raise Page(400, "Bad range", f"hours: expected one of {choices}, got {text[:40]!r}")
+        return int(text)
+
     async def _quality(self, request: web.Request) -> web.Response:
         p = self._pipeline()
         now = p.clock
-        scopes = p.quality.windows.scopes()
+        scopes = sorted(set(p.quality.windows.scopes()) | set(self.history.scopes()))
+        hours = self._hours(request)
         chosen = request.query.get("scope", "").strip()
         if chosen and chosen not in scopes:
-            raise Page(404, "No samples", f"The engine holds no KPI samples for {chosen!r} now.")
+            raise Page(404, "No samples", f"The engine holds no KPI samples nor history for {chosen!r}.")
         element_scopes = [sc for sc in scopes if sc.startswith("ne:")][: network.MAX_SCOPES]
         if not chosen and element_scopes:
             chosen = element_scopes[0]
@@ -543,13 +580,17 @@ class Dashboard:
             scopes=element_scopes,
             path_scopes=sum(1 for sc in scopes if sc.startswith("path:")),
             scope=chosen,
+            hours=hours,
+            chart_hours=network.CHART_HOURS,
+            history=self.history,
             page_name="quality",
         )
 
     async def _quality_series(self, request: web.Request) -> web.Response:
         p = self._pipeline()
         scope = request.query.get("scope", "")
-        return web.json_response(network.kqi_series(p, scope), headers={"Cache-Control": "no-store"})
+        series = network.kqi_series(p, scope, self.history, self._hours(request))
+        return web.json_response(series, headers={"Cache-Control": "no-store"})
 
     # -- operations ----------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from engine.adapters.dashboard.app import duration
 from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.security import CSP, LoginLimiter, Sessions
 from engine.adapters.http import HttpApi
-from engine.adapters.store import Store
+from engine.adapters.store import Store, known_history, version_summary
 from engine.core.pipeline import Pipeline
 from engine.model.timeutil import format_time, parse_time
 from engine.model.topology import load_topology
@@ -277,6 +277,9 @@ class StoreCore(RecordCore):
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)
+
+    def incident_history(self, incident_id: str) -> list[dict[str, Any]]:
+        return self.store.incident_history(incident_id)
 
     def incidents(
         self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
@@ -891,6 +894,79 @@ def test_timeline_says_what_changed_each_version() -> None:
     assert steps[2].changes == ["acknowledged by ann: on it"]
     assert steps[3].changes == ["every alarm cleared (after the hold-down)"]
     assert steps[1].time == 1767225660
+
+
+def test_timeline_of_an_incident_stored_before_its_versions_were_summarised() -> None:
+    """A store without summaries for an incident's first versions: the timeline opens with the
+    bare "opened" (from the record's opened_at), says which versions are missing, and describes the
+    first summarised one in full; with no summary at all, the latest record stands in for it."""
+    records = [r for r in fiber_cut_records() if r["root_cause"]["ne_id"] == "agg-3"]
+    latest = records[-1]
+    assert [(r["version"], r["event"]) for r in records] == [(1, "opened"), (2, "updated"), (3, "resolved")]
+    partial = known_history([version_summary(records[2])], latest)
+    assert [(h["version"], h.get("recorded")) for h in partial] == [(1, False), (3, None)]
+    assert partial[0]["time"] == latest["opened_at"]
+    assert partial[0]["priority"] is None
+    steps = views.timeline(partial)
+    assert [(s.version, s.event) for s in steps] == [(1, "opened"), (3, "resolved")]
+    assert steps[0].changes == ["its facts at this version were not recorded"]
+    assert steps[0].time == parse_time(latest["opened_at"])
+    assert steps[1].changes[0] == "version 2 not recorded (stored before per-version history was kept)"
+    assert steps[1].changes[1].startswith("P1 outage, score ")
+    assert steps[1].changes[-1] == "every alarm cleared (after the hold-down)"
+    none = known_history([], latest)
+    assert [(h["version"], h["event"], h["recorded"]) for h in none] == [
+        (1, "opened", False),
+        (3, "resolved", False),
+    ]
+    steps = views.timeline(none)
+    assert steps[1].changes[0] == "version 2 not recorded (stored before per-version history was kept)"
+    assert steps[1].changes[-1] == "as the latest record says (no summary of this version was kept)"
+    gap = known_history([version_summary(dict(records[1], version=4))], dict(latest, version=6))
+    assert [h["version"] for h in gap] == [1, 4, 6]
+    assert views.timeline(gap)[1].changes[0].startswith("versions 2–3 not recorded")
+    full = [version_summary(r) for r in records]
+    assert known_history(full, latest) == full, "a complete history is returned as it is"
+    assert known_history([], None) == []
+
+
+async def test_incidents_without_version_summaries_show_what_is_known(tmp_path: Path) -> None:
+    """Over HTTP, for incidents whose summaries a store never kept (all of them, or the first
+    versions): GET /incidents/{id}/history answers 200 with the opening and the latest version
+    (``recorded: false``), and the detail page shows the timeline without an error."""
+    async with Store(tmp_path / "engine.sqlite") as store:
+        core = StoreCore(store)
+        for rec in fiber_cut_records():
+            core.put(rec)
+        store.commit()
+        ids = sorted({r["incident_id"] for r in fiber_cut_records()})
+        store.db.execute("DELETE FROM incident_versions WHERE incident_id = ?", (ids[0],))
+        store.db.execute("DELETE FROM incident_versions WHERE incident_id = ? AND version < 3", (ids[1],))
+        async with serve(core) as http:
+            async with http.get(f"/incidents/{ids[0]}/history") as r:
+                assert r.status == 200
+                body = await r.json()
+            async with http.get(f"/ui/incidents/{ids[0]}") as r:
+                assert r.status == 200
+                page0 = await r.text()
+            async with http.get(f"/incidents/{ids[1]}/history") as r:
+                partial = await r.json()
+            async with http.get(f"/ui/incidents/{ids[1]}") as r:
+                assert r.status == 200
+                page1 = await r.text()
+            async with http.get("/incidents/inc-nope/history") as r:
+                assert r.status == 404
+    assert [(v["version"], v["event"], v["recorded"]) for v in body["versions"]] == [
+        (1, "opened", False),
+        (3, "resolved", False),
+    ]
+    assert body["versions"][-1]["priority"] is not None, "the latest version's facts, from its record"
+    assert [(v["version"], v.get("recorded", True)) for v in partial["versions"]] == [(1, False), (3, True)]
+    for html in (page0, page1):
+        assert "its facts at this version were not recorded" in html
+        assert "version 2 not recorded" in html
+        no_inline_code(html)
+    assert "as the latest record says" in page0
 
 
 async def test_the_dashboard_can_be_turned_off() -> None:

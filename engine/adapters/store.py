@@ -891,6 +891,31 @@ def version_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def known_history(
+    history: Sequence[Mapping[str, Any]], record: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """An incident's version summaries (``Store.incident_history``) completed with what its latest
+    record tells, for versions stored without one: a store written before the summaries were kept,
+    or records that came otherwise (a snapshot, a copied file).
+
+    When version 1 has no summary, one is made from the record's ``opened_at``: ``version`` 1,
+    ``event`` opened, ``time``, and ``null`` for the facts nobody kept. When the latest version has
+    none, it is made from the record (``version_summary``). Both carry ``"recorded": false``; the
+    kept summaries are returned as they are. Versions between them without a summary stay absent."""
+    out = [dict(h) for h in history]
+    if record is None:
+        return out
+    latest = record.get("version")
+    if isinstance(latest, int) and not any(h.get("version") == latest for h in out):
+        out.append({**version_summary(record), "recorded": False})
+    if not any(h.get("version") == 1 for h in out) and record.get("opened_at") is not None:
+        opened = dict.fromkeys(version_summary({}), None)
+        opened.update(version=1, event="opened", time=record.get("opened_at"), recorded=False)
+        out.insert(0, opened)
+    out.sort(key=lambda h: h.get("version") or 0)
+    return out
+
+
 def _loads(text: str | bytes) -> dict[str, Any]:
     value: dict[str, Any] = orjson.loads(text)
     return value

@@ -44,6 +44,7 @@ from engine.adapters.dashboard.security import (
     same_origin,
     security_headers,
 )
+from engine.adapters.store import known_history
 from engine.core import reports
 from engine.errors import EngineError
 from engine.service.metrics import Metrics
@@ -451,7 +452,9 @@ class Dashboard:
         tree, others, left_out = views.suppression_tree(record)
         core = self._core
         steps = (
-            views.timeline(core.incident_history(incident_id)) if isinstance(core, HistorySource) else None
+            views.timeline(known_history(core.incident_history(incident_id), record))
+            if isinstance(core, HistorySource)
+            else None
         )
         return {
             "steps": steps,

@@ -333,20 +333,40 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _facts_known(h: Mapping[str, Any]) -> bool:
+    """A summary with the incident's facts (not the bare "opened" ``known_history`` makes)."""
+    return h.get("priority") is not None
+
+
 def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
-    """Each version of an incident (``Store.incident_history`` summaries) with what changed since
-    the one before it, in words: opened → updated … → resolved."""
+    """Each version of an incident (``Store.incident_history`` summaries, completed by
+    ``known_history``) with what changed since the one before it, in words: opened → updated … →
+    resolved. Versions without a summary are said to be missing; the first version after them is
+    described in full, like an opening."""
     steps: list[Step] = []
     before: Mapping[str, Any] | None = None
     for h in history:
         changes: list[str] = []
-        if before is None:
+        gap: list[str] = []
+        version = int(h.get("version") or 0)
+        if before is not None and version - int(before.get("version") or 0) > 1:
+            first, last = int(before.get("version") or 0) + 1, version - 1
+            span = f"version {first}" if first == last else f"versions {first}–{last}"
+            gap.append(f"{span} not recorded (stored before per-version history was kept)")
+        if not _facts_known(h):
+            changes.append("its facts at this version were not recorded")
+        elif before is None or not _facts_known(before):
             state = STATE_WORDS.get(str(h.get("state")), h.get("state"))
             changes.append(
                 f"P{h.get('priority')} {state}, score {h.get('score')},"
                 f" {_plural(h.get('customers') or 0, 'customer')}, {_plural(h.get('alarms') or 0, 'alarm')}"
                 f" ({h.get('suppressed') or 0} suppressed)"
             )
+            ack = h.get("acknowledged")
+            if before is not None and ack:
+                changes.append(f"acknowledged by {ack.get('by')}")
+            if before is not None and h.get("event") == "resolved":
+                changes.append("every alarm cleared (after the hold-down)")
         else:
             if h.get("priority") != before.get("priority"):
                 changes.append(f"priority P{before.get('priority')} → P{h.get('priority')}")
@@ -381,8 +401,9 @@ def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
                 changes.append("every alarm cleared (after the hold-down)")
             if not changes:
                 changes.append("re-assessed, nothing shown here changed")
-        steps.append(
-            Step(int(h.get("version") or 0), str(h.get("event") or ""), _time(h.get("time"), 0.0), changes)
-        )
+        if h.get("recorded") is False and _facts_known(h):
+            changes.append("as the latest record says (no summary of this version was kept)")
+        changes = gap + changes
+        steps.append(Step(version, str(h.get("event") or ""), _time(h.get("time"), 0.0), changes))
         before = h
     return steps

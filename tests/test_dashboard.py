@@ -549,10 +549,14 @@ def test_quality_history_keeps_a_point_per_minute_beyond_the_windows() -> None:
         trends.QualityHistory(max_series=0)
 
 
-async def test_quality_series_json_charts_hours_of_history_with_thresholds(tmp_path: Path) -> None:
+async def test_quality_series_json_charts_hours_of_history_with_thresholds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Two hours of probe samples through a real pipeline, collected every simulated minute:
     series.json charts the two hours (a point per minute), not only the 5 minutes the windows hold,
-    with the KQIs' targets and limits; the page offers the ranges and a bad one is a 400."""
+    with the KQIs' targets and limits; the page offers the ranges and a bad one is a 400. Once
+    served, the dashboard collects by itself."""
+    monkeypatch.setattr(trends, "COLLECT_EVERY", 0.01)
     topology = load_topology(ROOT / "examples" / "topology.yaml")
     pipeline = Pipeline(topology, load_rulesets(None), load_core_settings(None))
     core = PipelineCore(pipeline)
@@ -570,7 +574,11 @@ async def test_quality_series_json_charts_hours_of_history_with_thresholds(tmp_p
                 dashboard.collect_history()
         held = pipeline.quality.windows.series("ne:olt-010/voip")["latency_ms"][0]
         assert held[-1] - held[0] < 301, "the windows hold 5 minutes"
+        collections = dashboard.history.collections
         async with serve_app(app) as http:
+            async with asyncio.timeout(WAIT):
+                while dashboard.history.collections < collections + 2:
+                    await asyncio.sleep(0.01)
             async with http.get("/ui/quality/series.json?scope=ne:olt-010/voip&hours=6") as r:
                 data = await r.json()
             async with http.get("/ui/quality?scope=ne:olt-010/voip&hours=1") as r:

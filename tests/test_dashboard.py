@@ -33,6 +33,7 @@ from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.security import CSP, LoginLimiter, Sessions
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store, known_history, version_summary
+from engine.core.kqi import KqiCatalog, KqiWindows
 from engine.core.pipeline import Pipeline
 from engine.model.timeutil import format_time, parse_time
 from engine.model.topology import load_topology
@@ -506,7 +507,7 @@ def test_quality_history_keeps_a_point_per_minute_beyond_the_windows() -> None:
         for samples in held.values():  # the windows: 5 minutes
             samples[:] = [(t, v) for t, v in samples if t >= now - 300]
         series = [
-            (f"ne:{name}/voip", "latency_ms", [t for t, _ in samples], [v for _, v in samples])
+            (f"ne:{name}/voip", "latency_ms", [t for t, _ in samples], [v for _, v in samples], 0)
             for name, samples in held.items()
         ]
         return history.collect(series, now)
@@ -547,6 +548,23 @@ def test_quality_history_keeps_a_point_per_minute_beyond_the_windows() -> None:
     assert live["t"][-1] == now - now % 60, "the current minute, from the windows"
     with pytest.raises(ValueError, match="max_series"):
         trends.QualityHistory(max_series=0)
+    windows = KqiWindows(KqiCatalog.defaults())
+    for k in range(400):  # the first 100 s leave the 5-minute window
+        windows.observe("ne:a/voip", "latency_ms", float(k), t0 + k)
+        windows.observe("path:c1/voip", "jitter_ms", 1.0, t0 + k)
+    dumped = [(sc, m, t, v) for sc, m, t, v in windows.dump()["series"]]
+    walked = sorted((sc, m, list(t[i:]), list(v[i:])) for sc, m, t, v, i in trends.held_series(windows))
+    assert walked == dumped, "the walk over the windows' table sees what dump() copies"
+
+    class Opaque:  # a KqiWindows whose table is not the expected one
+        def dump(self) -> dict[str, Any]:
+            return windows.dump()
+
+    assert [h[:4] for h in trends.held_series(Opaque())] == dumped
+    assert trends.interval(0.003, 300) == 20, "a short collection: every 20 s"
+    assert trends.interval(0.5, 300) == 50, "a long one: at most 1 % of the loop's time"
+    assert trends.interval(5.0, 300) == 120, "but never beyond 2 minutes"
+    assert trends.interval(0.5, 60) == 30, "nor half the shortest KQI window"
 
 
 async def test_quality_series_json_charts_hours_of_history_with_thresholds(

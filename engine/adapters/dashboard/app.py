@@ -240,19 +240,25 @@ class Dashboard:
                     await task
 
     async def _collect(self) -> None:
-        """The KQI charts' history: every ``COLLECT_EVERY`` seconds, whether a browser is open or
-        not (the trend of the night is there in the morning)."""
+        """The KQI charts' history, whether a browser is open or not (the trend of the night is
+        there in the morning): every ``COLLECT_EVERY`` seconds, or less often when a collection
+        is long (see ``trends.interval``)."""
+        every = trends.COLLECT_EVERY
         while not self._closing:
-            await asyncio.sleep(trends.COLLECT_EVERY)
+            await asyncio.sleep(every)
+            started = time.perf_counter()
             try:
                 self.collect_history()
             except Exception:
                 log.exception("dashboard history collection failed")
+                continue
+            horizons = self._pipeline().settings.quality.kqis.horizons().values()
+            every = trends.interval(time.perf_counter() - started, min(horizons, default=trends.KEEP))
 
     def collect_history(self) -> None:
         """One collection (see ``trends``), from the pipeline as it is now."""
         p = self._pipeline()
-        dropped = self.history.collect(p.quality.windows.dump()["series"], p.clock)
+        dropped = self.history.collect(trends.held_series(p.quality.windows), p.clock)
         if dropped:
             if self._metrics is not None:
                 self._metrics.dashboard_history_dropped(dropped)

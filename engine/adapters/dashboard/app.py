@@ -745,7 +745,8 @@ class Dashboard:
         left = self.limiter.max_failures - self.limiter.failures(client)
         return (
             f"That token is not valid. {left} more failure{'s' if left != 1 else ''} from this address"
-            f" within {minutes(self.limiter.window)} lock its sign-in for {minutes(self.limiter.lockout)}."
+            f" within {minutes(self.limiter.window)} lock{'s' if left == 1 else ''} its sign-in for"
+            f" {minutes(self.limiter.lockout)}."
         )
 
     async def _login(self, request: web.Request) -> web.StreamResponse:

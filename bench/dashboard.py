@@ -11,7 +11,9 @@ suppressed symptoms with their rule and reason), spread over 5 priorities, 3 sta
 The Alarms page reads the pipeline's alarm table: 100,000 active alarms are put there directly
 (without correlation: this times the page, not the core).
 
-Printed: the first full read of the index (at the first page view; in a worker thread, with the
+Printed: a collection of the KQI charts' history at its limit of 1,000 series, with 1,000 and
+10,000 series in the windows (what the dashboard does every 20 s on the loop); the first full read
+of the index (at the first page view; in a worker thread, with the
 event loop's longest stall meanwhile), an incremental refresh with nothing new (what the watcher
 does twice a second), a full read with nothing new (once a minute), the first page view after a
 start with the ``GET /healthz`` requests answered while it loads, and the round trip of the list's

@@ -8,14 +8,14 @@ minute's samples, for ``keep`` seconds (24 hours).
 
 ``collect`` runs every ``COLLECT_EVERY`` seconds on the event loop (the dashboard's task), between
 two items of the core task (less often when a collection is long: ``interval``): it walks the
-windows' series once (``held_series``, without copying them) and turns the
-minutes that are over into points. A minute is over once a sample of a later minute has arrived,
+windows' series once (``held_series``, without copying them) and turns the minutes that are over
+into points. A minute is over once a sample of a later minute has arrived,
 or one minute after its end by the engine's clock; a sample arriving after its minute was turned
 into a point is left out of the history (it still counts in the KQIs). A new series starts with
 what the windows still hold. Points older than ``keep`` go; so does a series with none left.
 
 Memory is bounded: at most ``max_series`` series (1,000 by default: 24 hours of one series is
-1,440 points of 16 bytes, 23 KB; the whole history at most 23 MB). Samples of a series beyond the
+1,440 points of 16 bytes, 23 KB; the whole history at most about 25 MB). Samples of a series beyond the
 limit are not kept and are counted in ``dropped`` (and in ``soc_dashboard_history_dropped_total``);
 such a series' chart shows what the windows hold, as before. The history is in memory only: a
 restart begins it again from the windows (which the snapshot restores).

@@ -11,10 +11,14 @@ suppressed symptoms with their rule and reason), spread over 5 priorities, 3 sta
 The Alarms page reads the pipeline's alarm table: 100,000 active alarms are put there directly
 (without correlation: this times the page, not the core).
 
-Printed: the first full read of the index (at the first page view), an incremental refresh with
-nothing new (what the watcher does twice a second), and the round trip of the list's first page,
-a filtered page, a deep page and an incident's detail (median and p95 of ``--repeat`` requests;
-the server's render time is below these, which include the client).
+Printed: a collection of the KQI charts' history at its limit of 1,000 series, with 1,000 and
+10,000 series in the windows (what the dashboard does every 20 s on the loop); the first full read
+of the index (at the first page view; in a worker thread, with the
+event loop's longest stall meanwhile), an incremental refresh with nothing new (what the watcher
+does twice a second), a full read with nothing new (once a minute), the first page view after a
+start with the ``GET /healthz`` requests answered while it loads, and the round trip of the list's
+first page, a filtered page, a deep page and an incident's detail (median and p95 of ``--repeat``
+requests; the server's render time is below these, which include the client).
 
 Usage: ``python -m bench dashboard [--incidents N] [--alarms-per-incident N] [--repeat N]``.
 """
@@ -32,7 +36,8 @@ from typing import Any
 
 import aiohttp
 
-from engine.adapters.dashboard.views import IncidentIndex
+from engine.adapters.dashboard.index import IncidentIndex
+from engine.adapters.dashboard.trends import QualityHistory, held_series
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store
 from engine.core.pipeline import Pipeline
@@ -178,32 +183,69 @@ async def run(incidents: int, per_incident: int, repeat: int) -> None:
                 f"pipeline: {len(pipeline.alarms)} active alarms put in its alarm table directly"
                 f" (no correlation), in {time.perf_counter() - started:.1f} s"
             )
+            time_history(pipeline, repeat)
             try:
                 await serve_and_time(StoreCore(store, pipeline), incidents, repeat)
             finally:
                 pipeline.close()
 
 
+class LoopWatch:
+    """How long the event loop went without running a 1 ms timer: its longest stall while a load
+    ran. A blocked loop shows as a stall as long as the blocking call."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            self.ticks += 1
+            last = now
+
+    def __enter__(self) -> LoopWatch:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 async def serve_and_time(core: StoreCore, incidents: int, repeat: int) -> None:
     """The index's reads, then the pages over the real HTTP API."""
     index = IncidentIndex(core)
     started = time.perf_counter()
-    index.refresh()
-    print(f"index, first full read:            {(time.perf_counter() - started) * 1000:7.1f} ms")
+    with LoopWatch() as watch:
+        await index.full_read()
+    assert len(index.rows) == incidents, len(index.rows)
+    seconds = index.last_full_read.seconds if index.last_full_read else 0.0
+    print(
+        f"index, first full read (thread):   {(time.perf_counter() - started) * 1000:7.1f} ms"
+        f"   ({seconds * 1000:.1f} ms in the thread; longest event-loop stall"
+        f" {watch.longest * 1000:.1f} ms)"
+    )
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         index.refresh()
         times.append(time.perf_counter() - started)
     print(f"index, refresh with nothing new:   {_ms(times)}")
+    times = []
+    for _ in range(max(3, repeat // 5)):
+        started = time.perf_counter()
+        await index.full_read()
+        times.append(time.perf_counter() - started)
+    print(f"index, full read, nothing new:     {_ms(times)}   (every 60 s while a browser watches)")
     async with HttpApi(HttpSettings(port=0), core, Metrics(version="bench", receivers=[])) as api:
         base = f"http://127.0.0.1:{api.port}"
         async with aiohttp.ClientSession(base) as http:
-            started = time.perf_counter()
-            async with http.get("/ui/") as r:
-                body = await r.read()
-                assert r.status == 200, r.status
-            print(f"GET /ui/ first (loads the index):  {(time.perf_counter() - started) * 1000:7.1f} ms")
+            await first_view(http)
             pages = {
                 "GET /ui/ (page 1 of 50 rows)": "/ui/",
                 "GET /ui/?priority=1&region=south": "/ui/?priority=1&region=south",
@@ -222,6 +264,69 @@ async def serve_and_time(core: StoreCore, incidents: int, repeat: int) -> None:
                         assert r.status == 200, (path, r.status)
                     times.append(time.perf_counter() - started)
                 print(f"{label:<35} {_ms(times)}   {len(body) / 1024:6.1f} KiB")
+
+
+async def first_view(http: aiohttp.ClientSession) -> None:
+    """The first ``GET /ui/`` after a start (it loads the index), with ``GET /healthz`` asked every
+    10 ms meanwhile: how many were answered before it, and how fast."""
+    done = asyncio.Event()
+    answered: list[float] = []
+
+    async def health() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            async with http.get("/healthz") as r:
+                await r.read()
+            answered.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+
+    prober = asyncio.create_task(health())
+    started = time.perf_counter()
+    with LoopWatch() as watch:
+        async with http.get("/ui/") as r:
+            await r.read()
+            assert r.status == 200, r.status
+    elapsed = time.perf_counter() - started
+    done.set()
+    during = len(answered)
+    await prober
+    print(f"GET /ui/ first (loads the index):  {elapsed * 1000:7.1f} ms")
+    print(
+        f"  meanwhile: {during} GET /healthz answered, slowest {max(answered[:during] or [0]) * 1000:.1f} ms;"
+        f" longest event-loop stall {watch.longest * 1000:.1f} ms"
+    )
+
+
+def time_history(pipeline: Pipeline, repeat: int) -> None:
+    """The KQI charts' history at its series limit, 1,000 series, with 1,000 then 10,000 series in
+    the windows (element scopes, 3 metrics, 5 minutes of samples every 10 s), collected as the
+    dashboard does every 20 s (on the loop: it walks every series the windows hold)."""
+    windows = pipeline.quality.windows
+    olts = [e for e in pipeline.topology.elements if e.startswith("olt-")]
+    t_end = T0 + 300
+    done = 0
+    for scopes in (334, 3334):
+        for i in range(done, scopes):
+            scope = f"ne:{olts[i % len(olts)]}/voip{i // len(olts) or ''}"
+            for k in range(30):
+                t = T0 + 10 * k
+                for metric, value in (("latency_ms", 40.0 + k), ("jitter_ms", 4.0), ("loss_pct", 0.1)):
+                    windows.observe(scope, metric, value, t)
+        done = scopes
+        history = QualityHistory()
+        started = time.perf_counter()
+        history.collect(held_series(windows), t_end)
+        first = time.perf_counter() - started
+        times = []
+        for i in range(repeat):
+            started = time.perf_counter()
+            history.collect(held_series(windows), t_end + 20 * (i + 1))
+            times.append(time.perf_counter() - started)
+        print(
+            f"chart history: {history.series_count} series kept, {scopes * 3} in the windows"
+            f" ({len(windows)} samples); first collection {first * 1000:.1f} ms, then {_ms(times)}"
+        )
+    windows.expire(t_end + 3600)  # the pages that follow do not need them
 
 
 def fill_alarms(pipeline: Pipeline, n: int) -> None:

@@ -13,19 +13,27 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 
-from engine.adapters.dashboard import views
+from engine.adapters.dashboard import Dashboard, trends, views
+from engine.adapters.dashboard import app as app_module
+from engine.adapters.dashboard import index as index_module
 from engine.adapters.dashboard.app import duration
-from engine.adapters.dashboard.security import CSP, Sessions
+from engine.adapters.dashboard.index import IncidentIndex
+from engine.adapters.dashboard.security import CSP, LoginLimiter, Sessions
 from engine.adapters.http import HttpApi
+from engine.adapters.store import Store, known_history, version_summary
+from engine.core.kqi import KqiCatalog, KqiWindows
 from engine.core.pipeline import Pipeline
 from engine.model.timeutil import format_time, parse_time
 from engine.model.topology import load_topology
@@ -37,6 +45,7 @@ from engine.tools.replay import Replayer
 ROOT = Path(__file__).resolve().parents[1]
 DASH = ROOT / "engine" / "adapters" / "dashboard"
 TOKEN = "dash-token-123"
+WAIT = 10.0  # upper bound when waiting for something, never a measurement
 EVIL = "<script>alert(1)</script>"
 
 
@@ -237,10 +246,12 @@ def test_suppression_tree_nests_by_root_and_survives_loops() -> None:
     assert left_out == 0
 
 
-def test_incident_index_follows_changes_incrementally() -> None:
+async def test_incident_index_follows_changes_incrementally() -> None:
+    """A full read first, then each incremental read applies only what changed."""
     core = RecordCore([synthetic(1, priority=2), synthetic(2, priority=3)])
-    index = views.IncidentIndex(core)
-    assert index.refresh()
+    index = IncidentIndex(core)
+    assert not index.refresh(), "nothing before the first full read"
+    assert await index.full_read()
     assert index.revision == 1
     assert set(index.rows) == {"inc-0001", "inc-0002"}
     assert not index.refresh()
@@ -252,6 +263,141 @@ def test_incident_index_follows_changes_incrementally() -> None:
     core.put(dict(synthetic(2, priority=3), version=2, event="resolved", time=format_time(1767230000)))
     assert index.refresh()
     assert set(index.rows) == {"inc-0001"}
+
+
+class StoreCore(RecordCore):
+    """``RecordCore`` over a real store file, as the daemon reads it (``store`` is what tells the
+    index to read in a thread)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+
+    def put(self, rec: dict[str, Any]) -> None:
+        self.store.record(rec, [], parse_time(rec["time"]))
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        return self.store.incident(incident_id)
+
+    def incident_history(self, incident_id: str) -> list[dict[str, Any]]:
+        return self.store.incident_history(incident_id)
+
+    def incidents(
+        self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        return self.store.incidents(
+            state=state, priority=priority, since=since, open_only=open_only, limit=limit
+        )
+
+
+def hold_read_store(
+    monkeypatch: pytest.MonkeyPatch, *, after: bool
+) -> tuple[threading.Event, threading.Event, list[int]]:
+    """Make the index's full read wait for ``gate`` in its thread, before reading the store or
+    (``after``) once it has read it. Returns (gate, entered, the ids of the threads it ran in)."""
+    gate, entered = threading.Event(), threading.Event()
+    threads: list[int] = []
+    real: Callable[..., index_module.FullRead] = index_module.read_store
+
+    def held(path: Path, known: dict[str, int]) -> index_module.FullRead:
+        threads.append(threading.get_ident())
+        found = real(path, known) if after else None
+        entered.set()
+        assert gate.wait(WAIT), "the test never released the read"
+        return found if found is not None else real(path, known)
+
+    monkeypatch.setattr(index_module, "read_store", held)
+    return gate, entered, threads
+
+
+async def test_first_load_runs_off_the_loop_while_the_daemon_keeps_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a store file, the first view's full read runs in a worker thread: while it is held
+    there, the same server answers other requests (the API, an incident's detail); released, the
+    first view shows every open incident. (Run on the loop, the held read would block the loop and
+    nothing else would be answered: the test fails on its upper bound.)"""
+    async with Store(tmp_path / "engine.sqlite") as store:
+        core = StoreCore(store)
+        for rec in open_records():
+            core.put(rec)
+        store.commit()
+        gate, entered, threads = hold_read_store(monkeypatch, after=False)
+        async with serve(core) as http:
+
+            async def first_view() -> str:
+                async with http.get("/ui/") as r:
+                    assert r.status == 200
+                    return await r.text()
+
+            first = asyncio.create_task(first_view())
+            assert await asyncio.to_thread(entered.wait, WAIT), "the full read started"
+            async with http.get("/healthz") as r:
+                assert r.status == 200
+            iid = open_records()[0]["incident_id"]
+            async with http.get(f"/ui/incidents/{iid}") as r:
+                assert r.status == 200
+            assert not first.done(), "the first view waits for its read"
+            gate.set()
+            async with asyncio.timeout(WAIT):
+                html = await first
+        assert threads
+        assert threads[0] != threading.get_ident(), "read in another thread"
+        assert "agg-3" in html
+        assert "pwr-c" in html
+
+
+async def test_light_records_make_the_same_rows(tmp_path: Path) -> None:
+    """The rows of a thread's full read (light records: SQLite cuts the long lists) equal the rows
+    of the full records, for real ones."""
+    async with Store(tmp_path / "engine.sqlite") as store:
+        records = open_records()
+        for rec in records:
+            store.record(rec, [], parse_time(rec["time"]))
+        store.commit()
+        found = await asyncio.to_thread(index_module.read_store, store.path, {})
+    assert found.rows == {r["incident_id"]: views.row_of(r) for r in records}
+    assert {i: h[:2] for i, h in found.heads.items()} == {
+        r["incident_id"]: (r["version"], r["event"]) for r in records
+    }
+    assert any(row.suppressed == 50 for row in found.rows.values())
+
+
+async def test_full_read_in_a_thread_keeps_what_the_loop_read_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full read shows the store as it was committed when it started; a newer version the loop
+    read while it ran (not committed yet, so the thread could not see it) stays, an incident
+    written meanwhile is not dropped, and the light rows equal full ones."""
+    async with Store(tmp_path / "engine.sqlite", commit_interval=3600) as store:
+        core = StoreCore(store)
+        core.put(synthetic(1, priority=2))
+        core.put(synthetic(2, priority=3))
+        store.commit()
+        index = IncidentIndex(core)
+        assert await index.full_read()
+        assert index.threaded
+        assert index.rows["inc-0001"] == views.row_of(synthetic(1, priority=2)), "a light row is a full one"
+        gate, entered, _ = hold_read_store(monkeypatch, after=True)
+        reading = asyncio.create_task(index.full_read())
+        assert await asyncio.to_thread(entered.wait, WAIT)
+        newer = dict(synthetic(1, priority=1), version=2, event="updated", time=format_time(1767229999))
+        core.put(newer)  # on the loop's connection, not committed
+        core.put(synthetic(3, priority=4))
+        assert index.refresh()
+        gate.set()
+        async with asyncio.timeout(WAIT):
+            await reading
+        assert index.rows["inc-0001"].version == 2
+        assert index.rows["inc-0001"].priority == 1
+        assert set(index.rows) == {"inc-0001", "inc-0002", "inc-0003"}
+        store.commit()
+        resolved = dict(synthetic(2, priority=3), version=2, event="resolved", time=format_time(1767230000))
+        core.put(resolved)
+        store.commit()
+        monkeypatch.undo()
+        assert await index.full_read()
+        assert set(index.rows) == {"inc-0001", "inc-0003"}
 
 
 def test_duration_reads_like_a_shift_log() -> None:
@@ -275,6 +421,201 @@ def test_sessions_sign_and_refuse() -> None:
     assert s.check_csrf(nonce, s.csrf(nonce))
     assert not s.check_csrf(nonce, s.csrf("other"))
     assert TOKEN not in cookie
+
+
+def test_login_limiter_locks_an_address_out_after_repeated_failures() -> None:
+    """Five failures within the window lock that address (and only it) for the lockout; a success
+    forgets the count; failures spread beyond the window never lock; the addresses tracked are
+    bounded."""
+    now = [1000.0]
+    limiter = LoginLimiter(max_failures=5, window=900, lockout=600, max_clients=3, clock=lambda: now[0])
+    assert [limiter.failed("10.0.0.1") for _ in range(4)] == [False] * 4
+    assert limiter.failures("10.0.0.1") == 4
+    assert limiter.locked("10.0.0.1") == 0.0
+    assert limiter.failed("10.0.0.1")
+    assert limiter.locked("10.0.0.1") == 600.0
+    assert limiter.locked("10.0.0.2") == 0.0, "another address may still try"
+    assert limiter.lockouts == 1
+    now[0] += 599
+    assert limiter.locked("10.0.0.1") == 1.0
+    now[0] += 1
+    assert limiter.locked("10.0.0.1") == 0.0
+    assert limiter.failures("10.0.0.1") == 0, "the lockout ended the count"
+    for _ in range(4):
+        limiter.failed("10.0.0.2")
+    limiter.succeeded("10.0.0.2")
+    assert not limiter.failed("10.0.0.2"), "a success forgot the four before"
+    for _ in range(10):  # one failure every 4 minutes: at most 4 within any 15 minutes
+        now[0] += 240
+        assert not limiter.failed("10.0.0.3")
+    assert limiter.failures("10.0.0.3") == 4
+    now[0] += 181  # the oldest of those four is now 901 s old
+    assert limiter.failures("10.0.0.3") == 3, "a failure older than the window no longer counts"
+    for client in ("a", "b", "c", "d"):
+        limiter.failed(client)
+    assert limiter.failures("10.0.0.1") == 0
+    assert limiter.failures("a") == 0, "the least recently seen went first"
+    assert limiter.failures("d") == 1
+    with pytest.raises(ValueError, match="max_failures"):
+        LoginLimiter(max_failures=0)
+
+
+async def test_sign_in_is_locked_after_five_wrong_tokens_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over HTTP: each wrong token says how many tries are left; the fifth locks the address out
+    (429, Retry-After): then even the right token, in the form or a bearer header, is refused
+    unchecked; the sign-in form says so; /metrics counts refusals, lockouts and locked-out tries."""
+    monkeypatch.setattr(app_module, "LOGIN_DELAY", 0.0)
+    async with serve(RecordCore(open_records()), token=TOKEN) as http:
+        for left in (4, 3, 2, 1):
+            async with http.post("/ui/login", data={"token": "guess", "next": "/ui/"}) as r:
+                assert r.status == 401
+                html = await r.text()
+            failures = "failures" if left != 1 else "failure"
+            assert f"That token is not valid. {left} more {failures} from this address" in html
+        async with http.post("/ui/login", data={"token": "guess", "next": "/ui/"}) as r:
+            assert r.status == 429
+            assert "sign-in from it is locked for 15 minutes" in await r.text()
+        async with http.post("/ui/login", data={"token": TOKEN, "next": "/ui/"}, allow_redirects=False) as r:
+            assert r.status == 429
+            assert 890 <= int(r.headers["Retry-After"]) <= 900
+            assert "Set-Cookie" not in r.headers
+            assert "not even the right one" in await r.text()
+        async with http.get("/ui/", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 429
+            assert "Retry-After" in r.headers
+        async with http.get("/ui/login") as r:
+            assert r.status == 200
+            assert "Too many failed sign-ins from this address" in await r.text()
+        async with http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            metrics = await r.text()
+    assert 'soc_dashboard_logins_total{result="refused"} 5.0' in metrics
+    assert 'soc_dashboard_logins_total{result="locked_out"} 2.0' in metrics
+    assert 'soc_dashboard_logins_total{result="ok"} 0.0' in metrics
+    assert "soc_dashboard_lockouts_total 1.0" in metrics
+
+
+def test_quality_history_keeps_a_point_per_minute_beyond_the_windows() -> None:
+    """Collected every 20 s from a window that holds 5 minutes, the history keeps one point per
+    minute (mean, min, max) for hours; a minute is turned into a point once it is over (a sample
+    arriving after that is left out); points older than ``keep`` go, and an idle series with them;
+    a series beyond ``max_series`` is not kept and its samples are counted once."""
+    history = trends.QualityHistory(keep=3 * 3600, max_series=2)
+    t0 = 1_767_225_600.0  # a minute boundary
+    held: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "c": []}
+
+    def collect(now: float) -> int:
+        for samples in held.values():  # the windows: 5 minutes
+            samples[:] = [(t, v) for t, v in samples if t >= now - 300]
+        series = [
+            (f"ne:{name}/voip", "latency_ms", [t for t, _ in samples], [v for _, v in samples], 0)
+            for name, samples in held.items()
+        ]
+        return history.collect(series, now)
+
+    now = t0
+    dropped = 0
+    joined = None  # when the third series got the slot the second one left
+    for k in range(4 * 360):  # 4 hours, a sample of "a" every 10 s, collected every 20 s
+        now = t0 + 10 * k
+        minute = k // 6
+        held["a"].append((now, 40.0 + minute % 7 + (k % 6)))  # the minute's mean is 42.5 + minute % 7
+        if k < 30:
+            held["b"].append((now, 1.0))
+        held["c"].append((now, 9.0))
+        if k % 2:
+            dropped += collect(now + 1)
+            if joined is None and "ne:c/voip" in history.scopes():
+                joined = k
+    assert history.series_count == 2
+    assert joined is not None
+    assert 3 * 360 < joined < 3 * 360 + 60, "the second series was forgotten 3 hours after its last sample"
+    assert history.dropped == dropped == joined - 1, "each sample of the third series counted once until then"
+    chart = history.chart("ne:a/voip", "latency_ms", [], [], since=now - 3 * 3600)
+    assert len(chart["t"]) == 3 * 60
+    assert chart["t"][0] == now - now % 60 - 3 * 3600, "the oldest point kept: 3 hours back"
+    assert chart["t"] == sorted(chart["t"])
+    assert {t % 60 for t in chart["t"]} == {0.0}
+    i = chart["t"].index(t0 + 3600 * 2)  # minute 120
+    assert (chart["v"][i], chart["lo"][i], chart["hi"][i]) == (42.5 + 120 % 7, 40.0 + 120 % 7, 45.0 + 120 % 7)
+    assert history.metrics("ne:b/voip") == []  # idle for more than `keep`: forgotten
+    assert history.scopes() == ["ne:a/voip", "ne:c/voip"], "a freed slot goes to the next series"
+    late = (now - 150, 1000.0)  # its minute is over and was already turned into a point
+    held["a"] = sorted([*held["a"], late])
+    collect(now + 2)
+    assert 1000.0 not in history.chart("ne:a/voip", "latency_ms", [], [], since=now - 600)["hi"]
+    held_t = [t for t, _ in held["a"]]
+    live = history.chart("ne:a/voip", "latency_ms", held_t, [v for _, v in held["a"]], since=now - 600)
+    assert live["t"][-1] == now - now % 60, "the current minute, from the windows"
+    with pytest.raises(ValueError, match="max_series"):
+        trends.QualityHistory(max_series=0)
+    windows = KqiWindows(KqiCatalog.defaults())
+    for k in range(400):  # the first 100 s leave the 5-minute window
+        windows.observe("ne:a/voip", "latency_ms", float(k), t0 + k)
+        windows.observe("path:c1/voip", "jitter_ms", 1.0, t0 + k)
+    dumped = [(sc, m, t, v) for sc, m, t, v in windows.dump()["series"]]
+    walked = sorted((sc, m, list(t[i:]), list(v[i:])) for sc, m, t, v, i in trends.held_series(windows))
+    assert walked == dumped, "the walk over the windows' table sees what dump() copies"
+
+    class Opaque:  # a KqiWindows whose table is not the expected one
+        def dump(self) -> dict[str, Any]:
+            return windows.dump()
+
+    assert [h[:4] for h in trends.held_series(Opaque())] == dumped
+    assert trends.interval(0.003, 300) == 20, "a short collection: every 20 s"
+    assert trends.interval(0.5, 300) == 50, "a long one: at most 1 % of the loop's time"
+    assert trends.interval(5.0, 300) == 120, "but never beyond 2 minutes"
+    assert trends.interval(0.5, 60) == 30, "nor half the shortest KQI window"
+
+
+async def test_quality_series_json_charts_hours_of_history_with_thresholds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two hours of probe samples through a real pipeline, collected every simulated minute:
+    series.json charts the two hours (a point per minute), not only the 5 minutes the windows hold,
+    with the KQIs' targets and limits; the page offers the ranges and a bad one is a 400. Once
+    served, the dashboard collects by itself."""
+    monkeypatch.setattr(trends, "COLLECT_EVERY", 0.01)
+    topology = load_topology(ROOT / "examples" / "topology.yaml")
+    pipeline = Pipeline(topology, load_rulesets(None), load_core_settings(None))
+    core = PipelineCore(pipeline)
+    dashboard = Dashboard(core, token=None)
+    app = web.Application()
+    dashboard.mount(app)
+    t0 = 1_767_225_600.0
+    try:
+        for k in range(720):  # a sample every 10 s for 2 hours
+            t = t0 + 10 * k
+            sample = {"probe_id": "p1", "target": "olt-010", "service": "voip", "time": t}
+            sample["metrics"] = {"latency_ms": 40.0 + (k // 6) % 10, "jitter_ms": 4.0, "loss_pct": 0.1}
+            pipeline.feed("soc/probes/p1", orjson.dumps(sample), t)
+            if k % 6 == 5:
+                dashboard.collect_history()
+        held = pipeline.quality.windows.series("ne:olt-010/voip")["latency_ms"][0]
+        assert held[-1] - held[0] < 301, "the windows hold 5 minutes"
+        collections = dashboard.history.collections
+        async with serve_app(app) as http:
+            async with asyncio.timeout(WAIT):
+                while dashboard.history.collections < collections + 2:
+                    await asyncio.sleep(0.01)
+            async with http.get("/ui/quality/series.json?scope=ne:olt-010/voip&hours=6") as r:
+                data = await r.json()
+            async with http.get("/ui/quality?scope=ne:olt-010/voip&hours=1") as r:
+                html = await r.text()
+            async with http.get("/ui/quality?hours=7") as r:
+                assert r.status == 400
+                assert "hours: expected one of 1, 6, 24, got &#39;7&#39;" in await r.text()
+        latency = next(c for c in data["charts"] if c["metric"] == "latency_ms")
+        assert len(latency["t"]) == 120
+        assert latency["t"][-1] - latency["t"][0] == 119 * 60
+        assert latency["v"][:11] == [40.0, 41.0, 42.0, 43.0, 44.0, 45.0, 46.0, 47.0, 48.0, 49.0, 40.0]
+        assert [(k["target"], k["limit"]) for k in latency["kqis"]] == [(150.0, 400.0)]
+        assert data["step_s"] == 60
+        assert data["history"]["dropped_samples"] == 0
+        assert '<option value="1" selected>1 hour</option>' in html
+        assert "hours=1" in html
+        no_inline_code(html)
+    finally:
+        pipeline.close()
 
 
 # ------------------------------------------------------------------------------- vendored files
@@ -311,6 +652,31 @@ async def serve(core: RecordCore, *, token: str | None = None) -> AsyncIterator[
         base = f"http://127.0.0.1:{api.port}"
         async with aiohttp.ClientSession(base, cookie_jar=jar) as http:
             yield http
+
+
+class PipelineCore(RecordCore):
+    """``RecordCore`` with a pipeline (the Alarms, Element and Service-quality pages read it)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[aiohttp.ClientSession]:
+    """``app`` on a free port of 127.0.0.1, and a client for it."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession(
+            f"http://127.0.0.1:{port}", cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http:
+            yield http
+    finally:
+        await runner.cleanup()
 
 
 def no_inline_code(html: str) -> None:
@@ -554,6 +920,79 @@ def test_timeline_says_what_changed_each_version() -> None:
     assert steps[2].changes == ["acknowledged by ann: on it"]
     assert steps[3].changes == ["every alarm cleared (after the hold-down)"]
     assert steps[1].time == 1767225660
+
+
+def test_timeline_of_an_incident_stored_before_its_versions_were_summarised() -> None:
+    """A store without summaries for an incident's first versions: the timeline opens with the
+    bare "opened" (from the record's opened_at), says which versions are missing, and describes the
+    first summarised one in full; with no summary at all, the latest record stands in for it."""
+    records = [r for r in fiber_cut_records() if r["root_cause"]["ne_id"] == "agg-3"]
+    latest = records[-1]
+    assert [(r["version"], r["event"]) for r in records] == [(1, "opened"), (2, "updated"), (3, "resolved")]
+    partial = known_history([version_summary(records[2])], latest)
+    assert [(h["version"], h.get("recorded")) for h in partial] == [(1, False), (3, None)]
+    assert partial[0]["time"] == latest["opened_at"]
+    assert partial[0]["priority"] is None
+    steps = views.timeline(partial)
+    assert [(s.version, s.event) for s in steps] == [(1, "opened"), (3, "resolved")]
+    assert steps[0].changes == ["its facts at this version were not recorded"]
+    assert steps[0].time == parse_time(latest["opened_at"])
+    assert steps[1].changes[0] == "version 2 not recorded (stored before per-version history was kept)"
+    assert steps[1].changes[1].startswith("P1 outage, score ")
+    assert steps[1].changes[-1] == "every alarm cleared (after the hold-down)"
+    none = known_history([], latest)
+    assert [(h["version"], h["event"], h["recorded"]) for h in none] == [
+        (1, "opened", False),
+        (3, "resolved", False),
+    ]
+    steps = views.timeline(none)
+    assert steps[1].changes[0] == "version 2 not recorded (stored before per-version history was kept)"
+    assert steps[1].changes[-1] == "as the latest record says (no summary of this version was kept)"
+    gap = known_history([version_summary(dict(records[1], version=4))], dict(latest, version=6))
+    assert [h["version"] for h in gap] == [1, 4, 6]
+    assert views.timeline(gap)[1].changes[0].startswith("versions 2–3 not recorded")
+    full = [version_summary(r) for r in records]
+    assert known_history(full, latest) == full, "a complete history is returned as it is"
+    assert known_history([], None) == []
+
+
+async def test_incidents_without_version_summaries_show_what_is_known(tmp_path: Path) -> None:
+    """Over HTTP, for incidents whose summaries a store never kept (all of them, or the first
+    versions): GET /incidents/{id}/history answers 200 with the opening and the latest version
+    (``recorded: false``), and the detail page shows the timeline without an error."""
+    async with Store(tmp_path / "engine.sqlite") as store:
+        core = StoreCore(store)
+        for rec in fiber_cut_records():
+            core.put(rec)
+        store.commit()
+        ids = sorted({r["incident_id"] for r in fiber_cut_records()})
+        store.db.execute("DELETE FROM incident_versions WHERE incident_id = ?", (ids[0],))
+        store.db.execute("DELETE FROM incident_versions WHERE incident_id = ? AND version < 3", (ids[1],))
+        async with serve(core) as http:
+            async with http.get(f"/incidents/{ids[0]}/history") as r:
+                assert r.status == 200
+                body = await r.json()
+            async with http.get(f"/ui/incidents/{ids[0]}") as r:
+                assert r.status == 200
+                page0 = await r.text()
+            async with http.get(f"/incidents/{ids[1]}/history") as r:
+                partial = await r.json()
+            async with http.get(f"/ui/incidents/{ids[1]}") as r:
+                assert r.status == 200
+                page1 = await r.text()
+            async with http.get("/incidents/inc-nope/history") as r:
+                assert r.status == 404
+    assert [(v["version"], v["event"], v["recorded"]) for v in body["versions"]] == [
+        (1, "opened", False),
+        (3, "resolved", False),
+    ]
+    assert body["versions"][-1]["priority"] is not None, "the latest version's facts, from its record"
+    assert [(v["version"], v.get("recorded", True)) for v in partial["versions"]] == [(1, False), (3, True)]
+    for html in (page0, page1):
+        assert "its facts at this version were not recorded" in html
+        assert "version 2 not recorded" in html
+        no_inline_code(html)
+    assert "as the latest record says" in page0
 
 
 async def test_the_dashboard_can_be_turned_off() -> None:

@@ -42,6 +42,9 @@ API: dict[str, tuple[str, tuple[str, ...]]] = {
     "soc_input_notices_total": ("counter", ("kind",)),
     "soc_core_part_failures_total": ("counter", ("part",)),
     "soc_core_quarantined": ("gauge", ("part",)),
+    "soc_dashboard_logins_total": ("counter", ("result",)),
+    "soc_dashboard_lockouts_total": ("counter", ()),
+    "soc_dashboard_history_dropped_total": ("counter", ()),
 }
 
 

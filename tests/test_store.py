@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from bench.scenarios import fiber_cut
-from engine.adapters.store import SCHEMA_VERSION, Store, StoreError
+from engine.adapters.store import HEAVY_FIELDS, SCHEMA_VERSION, Store, StoreError, StoreReader
 from engine.model.timeutil import format_time
 from tests.harness import run
 
@@ -303,6 +303,34 @@ async def test_incident_history_keeps_a_summary_of_every_version_once(store: Sto
     assert history[0]["customers"] == TEMPLATE["impact"]["customers"]["total"]
     assert history[1]["time"] == format_time(T0 + 60)
     assert store.incident_history("inc-missing") == []
+
+
+async def test_a_reader_in_another_thread_sees_committed_incidents_light(store: Store) -> None:
+    """StoreReader (its own read-only connection, in a worker thread) sees what is committed, not the
+    Store's buffered writes; its light records lack the long lists but count the suppressed; its
+    heads list every incident, resolved ones included; it cannot write."""
+    store.record(rec("inc-a", 1, t=T0), [], T0)
+    store.record(rec("inc-b", 1, t=T0 + 10), [], T0)
+    store.record(rec("inc-b", 2, "resolved", t=T0 + 20), [], T0)
+    store.commit()
+    store.record(rec("inc-c", 1, t=T0 + 30), [], T0)  # not committed
+
+    def read(ids: list[str] | None) -> tuple[dict[str, tuple[int, str, float]], list[dict[str, Any]]]:
+        with StoreReader(store.path) as reader:
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.db.execute("DELETE FROM incidents")
+            return reader.incident_heads(), list(reader.light_records(ids))
+
+    heads, light = await asyncio.to_thread(read, None)
+    assert heads == {"inc-a": (1, "opened", T0), "inc-b": (2, "resolved", T0 + 20)}
+    assert [r["incident_id"] for r in light] == ["inc-a"]
+    assert light[0]["suppressed_count"] == len(TEMPLATE["suppressed"]) > 0
+    assert not set(HEAVY_FIELDS) & set(light[0])
+    assert light[0]["root_cause"] == TEMPLATE["root_cause"]
+    store.commit()
+    heads, light = await asyncio.to_thread(read, ["inc-c", "inc-b", "inc-x"])
+    assert set(heads) == {"inc-a", "inc-b", "inc-c"}
+    assert [r["incident_id"] for r in light] == ["inc-c"]
 
 
 async def test_changed_is_set_by_a_commit_that_enqueued_rows_only(store: Store) -> None:

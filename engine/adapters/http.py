@@ -32,6 +32,7 @@ from aiohttp.typedefs import Handler
 from engine.adapters.dashboard import PREFIX as DASHBOARD_PREFIX
 from engine.adapters.dashboard import Dashboard
 from engine.adapters.dashboard.app import HistorySource
+from engine.adapters.store import known_history
 from engine.core import reports
 from engine.core.explain import NotFound, explain_alarm, explain_incident
 from engine.core.whatif import what_if
@@ -423,9 +424,12 @@ class HttpApi:
         for route_set in self._route_sets:
             route_set.register(app)
         if self._settings.dashboard:
-            Dashboard(self._core, token=self._settings.token, ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE)).mount(
-                app
-            )
+            Dashboard(
+                self._core,
+                token=self._settings.token,
+                ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE),
+                metrics=self._metrics,
+            ).mount(app)
         return app
 
     # -- middleware ---------------------------------------------------------------------------
@@ -550,8 +554,9 @@ class HttpApi:
         core = self._core
         if not isinstance(core, HistorySource):
             raise ApiError(404, "not found", "this engine keeps no incident history")
-        versions = core.incident_history(incident_id)
-        if not versions and core.incident(incident_id) is None:
+        record = core.incident(incident_id)
+        versions = known_history(core.incident_history(incident_id), record)
+        if not versions and record is None:
             raise ApiError(404, "not found", f"no incident {incident_id!r}")
         return _json({"incident_id": incident_id, "versions": versions, "count": len(versions)})
 

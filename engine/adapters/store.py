@@ -800,6 +800,71 @@ class Store:
         return [(t, _loads(r)) for t, r in rows]
 
 
+# The lists of a record that grow with the incident; a light record (``StoreReader.light_records``)
+# leaves them out and keeps only the length of ``suppressed``.
+HEAVY_FIELDS = ("alarms", "suppressed", "flapping", "explanation", "priority_breakdown")
+
+
+class StoreReader:
+    """Read-only queries on a store file from another thread than the ``Store``'s (the dashboard's
+    incident index loads in a worker thread, so the event loop keeps serving meanwhile).
+
+    Its own connection, opened read-only in the thread that uses it: with WAL it reads what is
+    committed and never blocks the writer (nor waits for it). The ``Store``'s buffered, uncommitted
+    writes are not visible here; a caller that needs them reads them after, on the loop.
+    ``with StoreReader(path) as reader: ...``: inside, every query reads the same snapshot (one read
+    transaction); the connection closes at the end.
+    """
+
+    def __init__(self, path: Path) -> None:
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(Path(path), f"cannot open the store to read: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StoreReader:
+        self.db.execute("BEGIN")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")  # nothing was written: the end of the snapshot
+        finally:
+            self.close()
+
+    def incident_heads(self) -> dict[str, tuple[int, str, float]]:
+        """Every stored incident: (latest version, its event, its record time). Reads no record."""
+        rows = self.db.execute("SELECT incident_id, version, event, time FROM incidents")
+        return {str(i): (int(v), str(e), float(t)) for i, v, e, t in rows}
+
+    def light_records(self, ids: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The latest record of each open incident (of ``ids`` only, when given), without the lists
+        that grow with the incident (``HEAVY_FIELDS``): ``suppressed_count`` holds the length of
+        ``suppressed``. SQLite cuts them (``json_remove``), so Python parses a few hundred bytes per
+        incident instead of the whole record."""
+        cut = ", ".join(f"'$.{f}'" for f in HEAVY_FIELDS)
+        sql = (
+            f"SELECT json_set(json_remove(record, {cut}), '$.suppressed_count',"
+            " coalesce(json_array_length(record, '$.suppressed'), 0))"
+            " FROM incidents WHERE event != 'resolved'"
+        )
+        if ids is None:
+            for (text,) in self.db.execute(sql):
+                yield _loads(text)
+            return
+        wanted = list(ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.db.execute(sql + f" AND incident_id IN ({','.join('?' * len(chunk))})", chunk)
+            for (text,) in rows:
+                yield _loads(text)
+
+
 def version_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     """The facts of one incident record that a timeline compares version to version."""
     impact = record.get("impact") or {}
@@ -824,6 +889,31 @@ def version_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "breached": sla.get("customers_breached") if sla else None,
         "seconds_to_breach": sla.get("seconds_to_breach") if sla else None,
     }
+
+
+def known_history(
+    history: Sequence[Mapping[str, Any]], record: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """An incident's version summaries (``Store.incident_history``) completed with what its latest
+    record tells, for versions stored without one: a store written before the summaries were kept,
+    or records that came otherwise (a snapshot, a copied file).
+
+    When version 1 has no summary, one is made from the record's ``opened_at``: ``version`` 1,
+    ``event`` opened, ``time``, and ``null`` for the facts nobody kept. When the latest version has
+    none, it is made from the record (``version_summary``). Both carry ``"recorded": false``; the
+    kept summaries are returned as they are. Versions between them without a summary stay absent."""
+    out = [dict(h) for h in history]
+    if record is None:
+        return out
+    latest = record.get("version")
+    if isinstance(latest, int) and not any(h.get("version") == latest for h in out):
+        out.append({**version_summary(record), "recorded": False})
+    if not any(h.get("version") == 1 for h in out) and record.get("opened_at") is not None:
+        opened = dict.fromkeys(version_summary({}), None)
+        opened.update(version=1, event="opened", time=record.get("opened_at"), recorded=False)
+        out.insert(0, opened)
+    out.sort(key=lambda h: h.get("version") or 0)
+    return out
 
 
 def _loads(text: str | bytes) -> dict[str, Any]:

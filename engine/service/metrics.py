@@ -25,6 +25,7 @@ __all__ = [
     "CORE_PARTS",
     "INCIDENT_STATES",
     "KINDS",
+    "LOGIN_RESULTS",
     "NOTICES",
     "OUTCOMES",
     "PRIORITIES",
@@ -40,6 +41,7 @@ OUTCOMES: Final = ("accepted", "invalid")
 TRANSITIONS: Final = ("opened", "updated", "resolved")
 RELOAD_RESULTS: Final = ("ok", "error")
 INCIDENT_STATES: Final = ("outage", "degraded", "at_risk")
+LOGIN_RESULTS: Final = ("ok", "refused", "locked_out")  # the dashboard's sign-ins
 PRIORITIES: Final = (1, 2, 3, 4, 5)
 # Decisions.notices kinds (engine.core.pipeline) and the parts of the core the quarantine names
 # (engine.core.containment): each series exists from the start.
@@ -195,6 +197,23 @@ class Metrics:
             ["part"],
             registry=r,
         )
+        self._logins = Counter(
+            "soc_dashboard_logins_total",
+            "Dashboard sign-ins by result: ok (the form), refused (a wrong token, in the form or a "
+            "bearer header), locked_out (not checked: too many failures from the address).",
+            ["result"],
+            registry=r,
+        )
+        self._lockouts = Counter(
+            "soc_dashboard_lockouts_total",
+            "Client addresses locked out of the dashboard's sign-in after too many failures.",
+            registry=r,
+        )
+        self._history_dropped = Counter(
+            "soc_dashboard_history_dropped_total",
+            "KPI samples left out of the dashboard's chart history (beyond its series limit).",
+            registry=r,
+        )
         self._build = Gauge("soc_build_info", "Always 1; the version is a label.", ["version"], registry=r)
         self._build.labels(version).set(1)
 
@@ -208,6 +227,8 @@ class Metrics:
             self._transitions.labels(event)
         for result in RELOAD_RESULTS:
             self._reloads.labels(result)
+        for result in LOGIN_RESULTS:
+            self._logins.labels(result)
         for kind in NOTICES:
             self._notices.labels(kind)
         for part in CORE_PARTS:
@@ -282,6 +303,20 @@ class Metrics:
 
     def mqtt_reconnect(self) -> None:
         self._reconnects.inc()
+
+    # -- dashboard ------------------------------------------------------------------------------
+
+    def dashboard_login(self, result: str) -> None:
+        """One sign-in to the dashboard: ``ok``, ``refused`` or ``locked_out``."""
+        self._logins.labels(_check("result", result, LOGIN_RESULTS)).inc()
+
+    def dashboard_lockout(self) -> None:
+        """A client address was locked out of the dashboard's sign-in."""
+        self._lockouts.inc()
+
+    def dashboard_history_dropped(self, n: int) -> None:
+        """``n`` KPI samples were left out of the dashboard's chart history."""
+        self._history_dropped.inc(_count(n))
 
     # -- core -----------------------------------------------------------------------------------
 

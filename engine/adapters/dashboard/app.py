@@ -6,18 +6,20 @@ the same ``Authorization: Bearer`` header (see ``security``). Pages are Jinja2 t
 autoescape on, so every value from a record (alarm text is attacker-controlled) is escaped; the
 pages load no inline script or style, which the Content-Security-Policy enforces.
 
-Data comes through the API's read paths only: ``incidents``/``incident`` of ``CoreView`` and
-``acknowledge`` for the form. ``IncidentIndex`` (``views``) keeps the open incidents as rows; it
-is refreshed before each list is rendered and, while an event stream is open, twice a second by
-one watcher task, which wakes the ``/ui/events`` streams (server-sent events) when something
-changed: ``incidents`` for the list, and one event named after each changed incident for its
-detail page. htmx then fetches the fragment again, under the URL's own filters.
+Data comes through the API's read paths: ``incidents``/``incident`` of ``CoreView`` and
+``acknowledge`` for the form, and the store file for the index's full reads (in a worker thread).
+``IncidentIndex`` (``index``) keeps the open incidents as rows; it is refreshed before each list
+is rendered and, while an event stream is open, twice a second by one watcher task, which wakes
+the ``/ui/events`` streams (server-sent events) when something changed: ``incidents`` for the list,
+and one event named after each changed incident for its detail page. htmx then fetches the
+fragment again, under the URL's own filters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -32,10 +34,20 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from engine import __version__
-from engine.adapters.dashboard import network, views
-from engine.adapters.dashboard.security import COOKIE, Sessions, same_origin, security_headers
+from engine.adapters.dashboard import network, trends, views
+from engine.adapters.dashboard.index import IncidentIndex
+from engine.adapters.dashboard.security import (
+    COOKIE,
+    LoginLimiter,
+    Sessions,
+    minutes,
+    same_origin,
+    security_headers,
+)
+from engine.adapters.store import known_history
 from engine.core import reports
 from engine.errors import EngineError
+from engine.service.metrics import Metrics
 
 __all__ = ["PREFIX", "Dashboard", "DashboardCore"]
 
@@ -166,13 +178,19 @@ class Dashboard:
         ack_limits: tuple[int, int] = (256, 4096),
         clock: Callable[[], float] = time.time,
         poll: float = POLL,
+        metrics: Metrics | None = None,
+        limiter: LoginLimiter | None = None,
     ) -> None:
         self._core = core
         self.sessions = Sessions(token)
+        self.limiter = limiter or LoginLimiter()
+        self._metrics = metrics
         self._ack_by_max, self._ack_note_max = ack_limits
         self._clock = clock
         self._poll = poll
-        self.index = views.IncidentIndex(core)
+        self.index = IncidentIndex(core)
+        self.history = trends.QualityHistory()
+        self._collector: asyncio.Task[None] | None = None
         self._env = environment()
         self._wake = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -211,12 +229,45 @@ class Dashboard:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _watching(self, app: web.Application) -> AsyncIterator[None]:
+        if isinstance(self._core, network.PipelineView):
+            self._collector = asyncio.create_task(self._collect(), name="dashboard-history")
         yield
         self._closing = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._collector):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _collect(self) -> None:
+        """The KQI charts' history, whether a browser is open or not (the trend of the night is
+        there in the morning): every ``COLLECT_EVERY`` seconds, or less often when a collection
+        is long (see ``trends.interval``)."""
+        every = trends.COLLECT_EVERY
+        while not self._closing:
+            await asyncio.sleep(every)
+            started = time.perf_counter()
+            try:
+                self.collect_history()
+            except Exception:
+                log.exception("dashboard history collection failed")
+                continue
+            horizons = self._pipeline().settings.quality.kqis.horizons().values()
+            every = trends.interval(time.perf_counter() - started, min(horizons, default=trends.KEEP))
+
+    def collect_history(self) -> None:
+        """One collection (see ``trends``), from the pipeline as it is now."""
+        p = self._pipeline()
+        dropped = self.history.collect(trends.held_series(p.quality.windows), p.clock)
+        if dropped:
+            if self._metrics is not None:
+                self._metrics.dashboard_history_dropped(dropped)
+            if self.history.dropped == dropped:  # the first time only: the count says the rest
+                log.warning(
+                    "dashboard chart history full: samples of new series left out",
+                    max_series=self.history.max_series,
+                    dropped=dropped,
+                )
 
     async def _on_shutdown(self, app: web.Application) -> None:
         self._closing = True  # the event streams end, so the server's shutdown does not wait on them
@@ -235,19 +286,30 @@ class Dashboard:
                 await self._has_streams.wait()
                 continue
             try:
-                self._refresh(force=True)
+                self._last_refresh = time.monotonic()
+                if await self.index.poll():
+                    self._announce()
             except Exception:
                 log.exception("dashboard refresh failed")
             await asyncio.sleep(self._poll)
 
+    async def _load(self) -> None:
+        """The index's first full read (in a thread with a store: the loop serves meanwhile)."""
+        if not self.index.loaded and await self.index.full_read():
+            self._announce()
+
     def _refresh(self, *, force: bool = False) -> None:
+        """An incremental read of the index (once loaded), unless one ran a moment ago."""
         now = time.monotonic()
-        if not force and now - self._last_refresh < self._poll / 2 and self.index.loaded:
+        if not force and now - self._last_refresh < self._poll / 2:
             return
         self._last_refresh = now
         if self.index.refresh():
-            wake, self._wake = self._wake, asyncio.Event()
-            wake.set()
+            self._announce()
+
+    def _announce(self) -> None:
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
 
     # -- middleware ----------------------------------------------------------------------------
 
@@ -295,7 +357,10 @@ class Dashboard:
         page, 401 for the stream and the forms."""
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and given.strip():
+            client = _client(request)
+            self._refuse_if_locked(client)
             if not self.sessions.check_token(given):
+                self._failed_login(client)
                 raise Page(401, "Unauthorized", "The bearer token is not valid.")
             request[NONCE] = ""
             request[BEARER] = True
@@ -354,8 +419,9 @@ class Dashboard:
 
     # -- incidents -----------------------------------------------------------------------------
 
-    def _list_context(self, request: web.Request) -> dict[str, Any]:
+    async def _list_context(self, request: web.Request) -> dict[str, Any]:
         self._start_watching()
+        await self._load()
         self._refresh()
         try:
             filters = views.Filters.parse(request.query)
@@ -378,10 +444,10 @@ class Dashboard:
         }
 
     async def _incidents(self, request: web.Request) -> web.Response:
-        return self._render(request, "incidents.html", **self._list_context(request))
+        return self._render(request, "incidents.html", **await self._list_context(request))
 
     async def _incidents_live(self, request: web.Request) -> web.Response:
-        return self._render(request, "incidents_live.html", **self._list_context(request))
+        return self._render(request, "incidents_live.html", **await self._list_context(request))
 
     def _incident_context(self, request: web.Request) -> dict[str, Any]:
         self._start_watching()
@@ -392,7 +458,9 @@ class Dashboard:
         tree, others, left_out = views.suppression_tree(record)
         core = self._core
         steps = (
-            views.timeline(core.incident_history(incident_id)) if isinstance(core, HistorySource) else None
+            views.timeline(known_history(core.incident_history(incident_id), record))
+            if isinstance(core, HistorySource)
+            else None
         )
         return {
             "steps": steps,
@@ -494,13 +562,21 @@ class Dashboard:
 
     # -- service quality -----------------------------------------------------------------------
 
+    def _hours(self, request: web.Request) -> int:
+        text = request.query.get("hours", "").strip() or "24"
+        if text not in {str(h) for h in network.CHART_HOURS}:
+            choices = ", ".join(str(h) for h in network.CHART_HOURS)
+            raise Page(400, "Bad range", f"hours: expected one of {choices}, got {text[:40]!r}")
+        return int(text)
+
     async def _quality(self, request: web.Request) -> web.Response:
         p = self._pipeline()
         now = p.clock
-        scopes = p.quality.windows.scopes()
+        scopes = sorted(set(p.quality.windows.scopes()) | set(self.history.scopes()))
+        hours = self._hours(request)
         chosen = request.query.get("scope", "").strip()
         if chosen and chosen not in scopes:
-            raise Page(404, "No samples", f"The engine holds no KPI samples for {chosen!r} now.")
+            raise Page(404, "No samples", f"The engine holds no KPI samples nor history for {chosen!r}.")
         element_scopes = [sc for sc in scopes if sc.startswith("ne:")][: network.MAX_SCOPES]
         if not chosen and element_scopes:
             chosen = element_scopes[0]
@@ -513,13 +589,17 @@ class Dashboard:
             scopes=element_scopes,
             path_scopes=sum(1 for sc in scopes if sc.startswith("path:")),
             scope=chosen,
+            hours=hours,
+            chart_hours=network.CHART_HOURS,
+            history=self.history,
             page_name="quality",
         )
 
     async def _quality_series(self, request: web.Request) -> web.Response:
         p = self._pipeline()
         scope = request.query.get("scope", "")
-        return web.json_response(network.kqi_series(p, scope), headers={"Cache-Control": "no-store"})
+        series = network.kqi_series(p, scope, self.history, self._hours(request))
+        return web.json_response(series, headers={"Cache-Control": "no-store"})
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -604,21 +684,94 @@ class Dashboard:
             return PREFIX + "/"
         return target
 
+    def _login_page(self, request: web.Request, status: int, target: str, error: str | None) -> web.Response:
+        return self._render(
+            request,
+            "login.html",
+            status,
+            next=target,
+            error=error,
+            page_name="login",
+            max_failures=self.limiter.max_failures,
+            window=minutes(self.limiter.window),
+            lockout=minutes(self.limiter.lockout),
+        )
+
     async def _login_form(self, request: web.Request) -> web.StreamResponse:
         target = self._next(request.query.get("next"))
         if not self.sessions.login_required:
             raise web.HTTPSeeOther(target)
-        return self._render(request, "login.html", next=target, error=None, page_name="login")
+        lockout = self._lockout(_client(request))
+        error = lockout[0] if lockout else None
+        return self._login_page(request, 200, target, error)
+
+    def _lockout(self, client: str) -> tuple[str, float] | None:
+        """Why ``client`` may not sign in now and for how many seconds; None when it may."""
+        left = self.limiter.locked(client)
+        if left <= 0:
+            return None
+        return (
+            f"Too many failed sign-ins from this address ({self.limiter.max_failures} within"
+            f" {minutes(self.limiter.window)}): sign-in from it is locked for {minutes(left)} more."
+            " Until then no token is checked, not even the right one.",
+            left,
+        )
+
+    def _refuse_if_locked(self, client: str) -> None:
+        """429 for an address locked out after too many failed sign-ins; the token is not checked."""
+        lockout = self._lockout(client)
+        if lockout is None:
+            return
+        if self._metrics is not None:
+            self._metrics.dashboard_login("locked_out")
+        message, left = lockout
+        raise Page(429, "Sign-in locked", message, headers={"Retry-After": str(math.ceil(left))})
+
+    def _failed_login(self, client: str) -> str:
+        """Count a wrong token from ``client``; the sentence the sign-in form shows about it."""
+        locked = self.limiter.failed(client)
+        if self._metrics is not None:
+            self._metrics.dashboard_login("refused")
+            if locked:
+                self._metrics.dashboard_lockout()
+        if locked:
+            log.warning("dashboard sign-in locked out", remote=client, seconds=self.limiter.lockout)
+            return (
+                f"That token is not valid. That was {self.limiter.max_failures} failures from this"
+                f" address within {minutes(self.limiter.window)}: sign-in from it is locked for"
+                f" {minutes(self.limiter.lockout)}."
+            )
+        log.warning("dashboard login refused", remote=client)
+        left = self.limiter.max_failures - self.limiter.failures(client)
+        return (
+            f"That token is not valid. {left} more failure{'s' if left != 1 else ''} from this address"
+            f" within {minutes(self.limiter.window)} lock{'s' if left == 1 else ''} its sign-in for"
+            f" {minutes(self.limiter.lockout)}."
+        )
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         target = self._next(form.get("next"))
         given = str(form.get("token") or "")
-        if not given or not self.sessions.check_token(given):
-            log.warning("dashboard login refused", remote=request.remote)
+        client = _client(request)
+        lockout = self._lockout(client)
+        if lockout is not None:
+            if self._metrics is not None:
+                self._metrics.dashboard_login("locked_out")
+            response = self._login_page(request, 429, target, lockout[0])
+            response.headers["Retry-After"] = str(math.ceil(lockout[1]))
+            return response
+        if not given:
+            error = "Enter the API token."
+            return self._login_page(request, 401, target, error)
+        if not self.sessions.check_token(given):
+            error = self._failed_login(client)
             await asyncio.sleep(LOGIN_DELAY)  # slows down guessing
-            error = "Enter the API token." if not given else "That token is not valid."
-            return self._render(request, "login.html", 401, next=target, error=error, page_name="login")
+            status = 429 if self.limiter.locked(client) > 0 else 401
+            return self._login_page(request, status, target, error)
+        self.limiter.succeeded(client)
+        if self._metrics is not None:
+            self._metrics.dashboard_login("ok")
         cookie, _ = self.sessions.issue()
         response = web.HTTPSeeOther(target)
         self.sessions.set_cookie(response, cookie, secure=request.secure)
@@ -631,6 +784,12 @@ class Dashboard:
         response = web.HTTPSeeOther(f"{PREFIX}/login" if self.sessions.login_required else f"{PREFIX}/")
         response.del_cookie(COOKIE, path=PREFIX)
         raise response
+
+
+def _client(request: web.Request) -> str:
+    """The address sign-in failures are counted against: the peer's (a reverse proxy's own, when
+    there is one: every client behind it shares its count)."""
+    return request.remote or "unknown"
 
 
 async def _to_dashboard(request: web.Request) -> web.StreamResponse:

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from engine.core.impact import Health
 
 if TYPE_CHECKING:
+    from engine.adapters.dashboard.trends import QualityHistory
     from engine.core.alarms import ActiveAlarm
     from engine.core.pipeline import Pipeline
 
@@ -30,7 +31,8 @@ ALARM_PAGE: Final = 100
 MAX_NODES: Final = 60
 MAX_FANOUT: Final = 8
 MAX_SCOPES: Final = 500  # element scopes offered in the chart's menu
-MAX_POINTS: Final = 2000  # points per chart series (evenly thinned beyond)
+MAX_POINTS: Final = 2000  # points per chart series (evenly thinned beyond; 24 h is 1,440)
+CHART_HOURS: Final = (1, 6, 24)  # the ranges a chart offers
 SEVERITIES: Final = ("critical", "major", "minor", "warning", "indeterminate")
 HEALTH_WORDS: Final = {
     Health.OK: "ok",
@@ -268,19 +270,26 @@ def neighbourhood(
 # ------------------------------------------------------------------------------------- KQI charts
 
 
-def kqi_series(pipeline: Pipeline, scope: str) -> dict[str, Any]:
-    """The samples the engine holds for one scope (``ne:<id>/<service>``, ``path:<customer>/<service>``),
-    per metric, with the targets and limits of the KQIs that read that metric, for uPlot."""
+def kqi_series(pipeline: Pipeline, scope: str, history: QualityHistory, hours: int) -> dict[str, Any]:
+    """One scope's charts (``ne:<id>/<service>``, ``path:<customer>/<service>``) over the last
+    ``hours``, per metric: one point per minute (mean, min, max) from the history, then the minutes
+    of the samples the windows hold beyond it; with the targets and limits of the KQIs that read
+    that metric, for uPlot."""
     service = scope.rsplit("/", 1)[1] if "/" in scope else None
     kqis = pipeline.settings.quality.kqis.for_service(service) if service else ()
+    held = pipeline.quality.windows.series(scope)
+    since = pipeline.clock - hours * 3600
     charts = []
-    for metric, (times, values) in pipeline.quality.windows.series(scope).items():
-        step = max(1, math.ceil(len(times) / MAX_POINTS))
+    for metric in sorted(set(held) | set(history.metrics(scope))):
+        times, values = held.get(metric, ([], []))
+        points = history.chart(scope, metric, times, values, since)
+        if not points["t"]:
+            continue
+        step = max(1, math.ceil(len(points["t"]) / MAX_POINTS))
         charts.append(
             {
                 "metric": metric,
-                "t": times[::step],
-                "v": values[::step],
+                **{k: v[::step] for k, v in points.items()},
                 "kqis": [
                     {
                         "name": k.name,
@@ -294,4 +303,14 @@ def kqi_series(pipeline: Pipeline, scope: str) -> dict[str, Any]:
                 ],
             }
         )
-    return {"scope": scope, "charts": charts}
+    return {
+        "scope": scope,
+        "hours": hours,
+        "step_s": history.step,
+        "charts": charts,
+        "history": {
+            "series": history.series_count,
+            "max_series": history.max_series,
+            "dropped_samples": history.dropped,
+        },
+    }

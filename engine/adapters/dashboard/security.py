@@ -11,18 +11,29 @@ Every form that changes something carries ``csrf``, an HMAC of the session's non
 key (a synchronizer token without server state); a POST without the right one is refused, and so is
 one whose ``Origin`` is another site. A request authenticated by an ``Authorization: Bearer``
 header (a script, the benchmark) needs no CSRF token: no browser sends that header by itself.
+
+``LoginLimiter`` counts failed sign-ins (a wrong token in the form or in a bearer header) per
+client address: after ``max_failures`` within any ``window`` seconds the address is locked out for
+``lockout`` seconds, during which every sign-in from it is refused without the token being checked
+(so guessing cannot go on, even slowly). A correct token ends the address's count. At most
+``max_clients`` addresses are tracked (the least recently seen goes first).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
 
-__all__ = ["COOKIE", "CSP", "Sessions", "security_headers"]
+__all__ = ["COOKIE", "CSP", "LoginLimiter", "Sessions", "security_headers"]
 
 COOKIE: Final = "engine_session"
 CSP: Final = (
@@ -86,6 +97,83 @@ class Sessions:
             secure=secure,
             max_age=SESSION_MAX_AGE if self.login_required else None,
         )
+
+
+@dataclass(slots=True)
+class _Client:
+    failures: deque[float]  # the times of the latest failures (at most max_failures)
+    locked_until: float
+
+
+class LoginLimiter:
+    """Failed sign-ins per client address, and the lockout that follows (see the module doc).
+
+    ``failed`` counts one and says whether it locked the address; ``locked`` gives the seconds of
+    lockout left (0: not locked); ``succeeded`` forgets the address. ``clock``: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = 5,
+        window: float = 900.0,
+        lockout: float = 900.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_failures < 1 or window <= 0 or lockout <= 0 or max_clients < 1:
+            raise ValueError(
+                "max_failures and max_clients must be at least 1, window and lockout positive; got "
+                f"{max_failures}, {max_clients}, {window}, {lockout}"
+            )
+        self.max_failures = max_failures
+        self.window = window
+        self.lockout = lockout
+        self.max_clients = max_clients
+        self._clock = clock
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
+        self.lockouts = 0  # addresses locked out so far
+
+    def locked(self, client: str) -> float:
+        """Seconds of lockout left for ``client`` (0.0: it may try)."""
+        entry = self._clients.get(client)
+        if entry is None:
+            return 0.0
+        return max(0.0, entry.locked_until - self._clock())
+
+    def failures(self, client: str) -> int:
+        """Failures of ``client`` within the last ``window`` seconds (a lockout starts a new count)."""
+        entry = self._clients.get(client)
+        if entry is None:
+            return 0
+        since = self._clock() - self.window
+        return sum(1 for t in entry.failures if t >= since)
+
+    def failed(self, client: str) -> bool:
+        """Count one failure; True when it locks ``client`` out."""
+        now = self._clock()
+        entry = self._clients.get(client)
+        if entry is None:
+            entry = self._clients[client] = _Client(deque(maxlen=self.max_failures), 0.0)
+        self._clients.move_to_end(client)
+        entry.failures.append(now)
+        locked = len(entry.failures) == self.max_failures and entry.failures[0] >= now - self.window
+        if locked:
+            entry.failures.clear()
+            entry.locked_until = now + self.lockout
+            self.lockouts += 1
+        while len(self._clients) > self.max_clients:
+            self._clients.popitem(last=False)
+        return locked
+
+    def succeeded(self, client: str) -> None:
+        self._clients.pop(client, None)
+
+
+def minutes(seconds: float) -> str:
+    """``15 minutes``, ``1 minute``: a lockout's length as a sign-in page says it (rounded up)."""
+    n = max(1, math.ceil(seconds / 60))
+    return f"{n} minute" if n == 1 else f"{n} minutes"
 
 
 def same_origin(request: web.Request) -> bool:

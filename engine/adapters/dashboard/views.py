@@ -1,11 +1,8 @@
 """What the dashboard's pages show, computed from incident records: no HTTP, no templates, no clock.
 
 ``Row`` is one open incident as the incident list shows it, cut from its latest record (the JSON
-record the API serves). ``IncidentIndex`` keeps one ``Row`` per open incident and follows the
-records through ``CoreView.incidents`` (the API's read path): a full read at start and then, every
-poll, only the records stored since the newest one it has seen (an index range scan on the store's
-``time`` column), with a full read again now and then in case a clock stepped back. Its
-``revision`` grows by one on every change, which is what the live stream announces.
+record the API serves, or a light one without its long lists). ``index.IncidentIndex`` keeps one
+per open incident.
 
 ``Filters`` parses the list's query string (priority, state, region, service, acknowledged,
 page); a bad value is a ``FilterError`` naming the parameter. ``select`` filters, sorts (priority,
@@ -18,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final
 from urllib.parse import urlencode
 
 from engine.model.timeutil import parse_time
@@ -27,8 +24,6 @@ __all__ = [
     "PAGE_SIZE",
     "FilterError",
     "Filters",
-    "IncidentIndex",
-    "IncidentSource",
     "Page",
     "Row",
     "priority_counts",
@@ -43,17 +38,8 @@ PRIORITIES: Final = (1, 2, 3, 4, 5)
 STATES: Final = ("outage", "degraded", "at_risk")
 ACK_CHOICES: Final = ("yes", "no")
 STATE_WORDS: Final = {"outage": "outage", "degraded": "degraded", "at_risk": "at risk"}
-FULL_READ: Final = 10_000_000  # "every record": the store's LIMIT
 TIER_ORDER: Final = ("platinum", "gold", "silver", "bronze")
 MAX_TREE: Final = 2000  # suppressed alarms drawn in one incident's tree; the rest are counted
-
-
-class IncidentSource(Protocol):
-    """The part of ``CoreView`` the index reads."""
-
-    def incidents(
-        self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
-    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +112,9 @@ def row_of(record: Mapping[str, Any]) -> Row:
         opened_at=_time(record.get("opened_at"), t),
         breach_at=breach_at,
         breached=int(sla.get("customers_breached") or 0) if sla else 0,
-        suppressed=len(record.get("suppressed") or ()),
+        suppressed=int(record["suppressed_count"])  # a light record (StoreReader.light_records)
+        if "suppressed_count" in record
+        else len(record.get("suppressed") or ()),
         acked_by=str(ack["by"]) if ack.get("by") else None,
         acked_at=_time(ack.get("at"), t) if ack.get("at") else None,
     )
@@ -255,63 +243,6 @@ def facets(rows: Iterable[Row]) -> tuple[list[str], list[str]]:
     return sorted(regions), sorted(services)
 
 
-# ----------------------------------------------------------------------------------------- index
-
-
-class IncidentIndex:
-    """The open incidents as rows, kept current from the store's records (see the module doc)."""
-
-    def __init__(self, source: IncidentSource, *, full_every: int = 120) -> None:
-        self._source = source
-        self._full_every = full_every  # polls between two full reads
-        self.rows: dict[str, Row] = {}
-        self._versions: dict[str, int] = {}  # every incident seen, open or not: its latest version
-        self._newest = 0.0
-        self._polls = 0
-        self.revision = 0
-        self.changed: list[str] = []  # incident ids changed by the last refresh that changed anything
-        self.loaded = False
-
-    def refresh(self) -> bool:
-        """Read what changed; True (and ``revision`` + 1) when any incident did."""
-        self._polls += 1
-        full = not self.loaded or self._polls % self._full_every == 0
-        if full:
-            records = self._source.incidents(
-                state=None, priority=None, since=None, open_only=False, limit=FULL_READ
-            )
-        else:
-            records = self._source.incidents(
-                state=None, priority=None, since=self._newest, open_only=False, limit=FULL_READ
-            )
-        changed: list[str] = []
-        seen: set[str] = set()
-        for rec in records:
-            iid = str(rec.get("incident_id", ""))
-            seen.add(iid)
-            version = int(rec.get("version", 0))
-            row = row_of(rec)
-            self._newest = max(self._newest, row.time)
-            if self._versions.get(iid) == version:
-                continue
-            self._versions[iid] = version
-            changed.append(iid)
-            if row.event == "resolved":
-                self.rows.pop(iid, None)
-            else:
-                self.rows[iid] = row
-        if full:  # an incident the store no longer holds (a new store file) is gone from the list
-            for iid in [i for i in self.rows if i not in seen]:
-                del self.rows[iid]
-                changed.append(iid)
-        self.loaded = True
-        if changed:
-            self.revision += 1
-            self.changed = changed
-            return True
-        return False
-
-
 # ------------------------------------------------------------------------------------ the detail
 
 
@@ -402,20 +333,40 @@ def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _facts_known(h: Mapping[str, Any]) -> bool:
+    """A summary with the incident's facts (not the bare "opened" ``known_history`` makes)."""
+    return h.get("priority") is not None
+
+
 def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
-    """Each version of an incident (``Store.incident_history`` summaries) with what changed since
-    the one before it, in words: opened → updated … → resolved."""
+    """Each version of an incident (``Store.incident_history`` summaries, completed by
+    ``known_history``) with what changed since the one before it, in words: opened → updated … →
+    resolved. Versions without a summary are said to be missing; the first version after them is
+    described in full, like an opening."""
     steps: list[Step] = []
     before: Mapping[str, Any] | None = None
     for h in history:
         changes: list[str] = []
-        if before is None:
+        gap: list[str] = []
+        version = int(h.get("version") or 0)
+        if before is not None and version - int(before.get("version") or 0) > 1:
+            first, last = int(before.get("version") or 0) + 1, version - 1
+            span = f"version {first}" if first == last else f"versions {first}–{last}"
+            gap.append(f"{span} not recorded (stored before per-version history was kept)")
+        if not _facts_known(h):
+            changes.append("its facts at this version were not recorded")
+        elif before is None or not _facts_known(before):
             state = STATE_WORDS.get(str(h.get("state")), h.get("state"))
             changes.append(
                 f"P{h.get('priority')} {state}, score {h.get('score')},"
                 f" {_plural(h.get('customers') or 0, 'customer')}, {_plural(h.get('alarms') or 0, 'alarm')}"
                 f" ({h.get('suppressed') or 0} suppressed)"
             )
+            ack = h.get("acknowledged")
+            if before is not None and ack:
+                changes.append(f"acknowledged by {ack.get('by')}")
+            if before is not None and h.get("event") == "resolved":
+                changes.append("every alarm cleared (after the hold-down)")
         else:
             if h.get("priority") != before.get("priority"):
                 changes.append(f"priority P{before.get('priority')} → P{h.get('priority')}")
@@ -450,8 +401,9 @@ def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
                 changes.append("every alarm cleared (after the hold-down)")
             if not changes:
                 changes.append("re-assessed, nothing shown here changed")
-        steps.append(
-            Step(int(h.get("version") or 0), str(h.get("event") or ""), _time(h.get("time"), 0.0), changes)
-        )
+        if h.get("recorded") is False and _facts_known(h):
+            changes.append("as the latest record says (no summary of this version was kept)")
+        changes = gap + changes
+        steps.append(Step(version, str(h.get("event") or ""), _time(h.get("time"), 0.0), changes))
         before = h
     return steps

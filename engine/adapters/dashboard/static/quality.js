@@ -1,5 +1,6 @@
-// The service-quality page's KQI charts (uPlot): one chart per metric of the chosen scope, with
-// each KQI's target (dashed) and limit (dotted). Data from series.json (same origin).
+// The service-quality page's KQI charts (uPlot): one chart per metric of the chosen scope, one point
+// per minute (mean, and the min-max band), with each KQI's target (dashed) and limit (dotted). Data
+// from series.json (same origin).
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
@@ -24,8 +25,14 @@
           }).join("; ") : "");
           fig.appendChild(cap);
           box.appendChild(fig);
-          var series = [{}, { label: c.metric, stroke: "#2563eb", width: 2, points: { show: c.t.length < 60 } }];
-          var cols = [c.t, c.v];
+          // the minute's mean, then its lowest and highest, drawn as a band around the mean
+          var series = [
+            {},
+            { label: c.metric + " (mean)", stroke: "#2563eb", width: 2, points: { show: c.t.length < 60 } },
+            { label: "min", stroke: "rgba(37, 99, 235, 0.45)", width: 1, points: { show: false } },
+            { label: "max", stroke: "rgba(37, 99, 235, 0.45)", width: 1, points: { show: false } }
+          ];
+          var cols = [c.t, c.v, c.lo, c.hi];
           c.kqis.forEach(function (k) {
             series.push({ label: k.name + " target", stroke: "#ea580c", width: 1.5, dash: [6, 4], points: { show: false } });
             cols.push(c.t.map(function () { return k.target; }));
@@ -37,6 +44,7 @@
           var axis = { stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid } };
           new uPlot({
             width: Math.max(320, box.clientWidth - 8), height: 220, series: series,
+            bands: [{ series: [3, 2], fill: "rgba(37, 99, 235, 0.15)" }],
             axes: [axis, axis], legend: { live: true }
           }, cols, fig);
         });

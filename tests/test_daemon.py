@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from pathlib import Path
 from typing import Any
@@ -359,6 +360,40 @@ async def test_delivered_outbox_rows_are_purged_after_keep_delivered(
                 timeout=10,
                 what="the delivered rows to be purged",
             )
+
+
+async def test_operations_name_the_deliveries_being_retried_and_their_error(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """A receiver nobody listens on: its rows are retried, and the Operations page (and the
+    daemon's ``operations()``) says how many, how many attempts and the last error."""
+    cfg = write_config(
+        tmp_path,
+        broker_url=None,
+        prefix=topic_prefix,
+        receivers=[{"name": "noc", "url": f"http://127.0.0.1:{free_port()}/hook"}],
+    )
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        line = alarm("olt-003", "linkDown", 0, "critical")
+        async with http.post(f"{base}/events", data=orjson.dumps(line["payload"])) as resp:
+            assert resp.status == 202
+
+        def trouble() -> dict[str, Any] | None:
+            found: dict[str, Any] | None = daemon.operations()["receivers"][0]["trouble"]
+            return found if found and found["attempts"] >= 2 else None
+
+        await until(lambda: trouble() is not None, timeout=20, what="two failed attempts")
+        found = trouble()
+        assert found is not None
+        assert found["retrying"] == 1
+        assert found["last_error"]
+        async with http.get(f"{base}/ui/operations") as resp:
+            assert resp.status == 200
+            page = await resp.text()
+        assert "Retrying" in page
+        assert html.escape(found["last_error"].split(":")[0]) in page
 
 
 STORM_AND_TRANSIENTS = """\

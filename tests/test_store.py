@@ -432,6 +432,39 @@ async def test_due_is_oldest_first_across_incidents(store: Store) -> None:
     assert _due(store) == [("inc-1", 1), ("inc-2", 1), ("inc-0", 1)]
 
 
+async def test_outbox_trouble_names_retried_rows_and_the_last_error(store: Store) -> None:
+    """Per receiver: the rows being retried, the most attempts on one, the next attempt and the
+    error of the row tried most; with none retried, the error of the row that died last; a
+    receiver with neither is left out."""
+    for iid in ("inc-a", "inc-b", "inc-c"):
+        store.record(rec(iid), ["pager", "ok"], T0)
+    assert store.outbox_trouble() == {}
+    a, b, _c = store.due("pager", T0)
+    store.retry(a.id, T0 + 5, "HTTP 503: busy")
+    store.retry(a.id, T0 + 20, "HTTP 503: still busy")
+    store.retry(b.id, T0 + 10, "connection refused")
+    (ok,) = store.due("ok", T0)[:1]
+    store.dead(ok.id, "HTTP 400: bad payload", T0 + 1)
+    assert store.outbox_trouble() == {
+        "pager": {
+            "retrying": 2,
+            "attempts": 2,
+            "next_attempt": T0 + 10,
+            "last_error": "HTTP 503: still busy",
+        },
+        "ok": {
+            "retrying": 0,
+            "attempts": 0,
+            "next_attempt": None,
+            "last_error": "HTTP 400: bad payload",
+            "last_error_at": T0 + 1,
+        },
+    }
+    store.delivered(a.id, T0 + 30)
+    store.delivered(b.id, T0 + 30)
+    assert "pager" not in store.outbox_trouble()
+
+
 async def test_dead_lets_the_next_version_go(store: Store) -> None:
     """A dead row is never due again, and the incident's next version becomes due."""
     store.record(rec("inc-a", 1), ["pager"], T0)

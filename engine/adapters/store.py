@@ -596,6 +596,29 @@ class Store:
             stats.setdefault(receiver, {"pending": 0, "delivered": 0, "dead": 0})[state] = n
         return stats
 
+    def outbox_trouble(self) -> dict[str, dict[str, Any]]:
+        """Per receiver with trouble: rows being retried (``retrying``, the most attempts made on
+        one, the next attempt due) and the last error: a retried row's (the one tried most), else
+        that of the row that died last. Receivers without either are left out."""
+        out: dict[str, dict[str, Any]] = {}
+        for receiver, n, attempts, due, error in self.db.execute(
+            "SELECT receiver, count(*), max(attempts), min(next_attempt),"
+            " (SELECT o2.last_error FROM outbox o2 WHERE o2.receiver = outbox.receiver"
+            "  AND o2.state = 'pending' AND o2.attempts > 0 ORDER BY o2.attempts DESC, o2.id LIMIT 1)"
+            " FROM outbox WHERE state = 'pending' AND attempts > 0 GROUP BY receiver"
+        ):
+            out[receiver] = {"retrying": n, "attempts": attempts, "next_attempt": due, "last_error": error}
+        for receiver, error, done in self.db.execute(
+            "SELECT receiver, last_error, max(done) FROM outbox WHERE state = 'dead' GROUP BY receiver"
+        ):
+            entry = out.setdefault(
+                receiver, {"retrying": 0, "attempts": 0, "next_attempt": None, "last_error": None}
+            )
+            if entry["last_error"] is None:
+                entry["last_error"] = error
+                entry["last_error_at"] = done
+        return out
+
     def purge(self, now: float) -> int:
         """Delete delivered rows older than ``keep_delivered``; return how many.
 

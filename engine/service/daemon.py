@@ -743,6 +743,7 @@ class Daemon(CoreView):
             if sup is not None:
                 in_force[sup.rule] += 1
         stats = self.store.outbox_stats()
+        trouble = self.store.outbox_trouble()
         breakers = self.notifier.breaker_state()
         receivers: list[dict[str, Any]] = [
             {
@@ -750,6 +751,7 @@ class Daemon(CoreView):
                 "url": _without_userinfo(str(r.url)),
                 "outbox": stats.get(r.name, {"pending": 0, "delivered": 0, "dead": 0}),
                 "circuit": breakers.get(r.name, "closed"),
+                "trouble": trouble.get(r.name),
             }
             for r in self.settings.receivers
         ]
@@ -760,6 +762,7 @@ class Daemon(CoreView):
                     "url": f"{self.settings.mqtt.url} {self.settings.mqtt.incident_topic}/<id>",
                     "outbox": stats.get(MQTT_RECEIVER, {"pending": 0, "delivered": 0, "dead": 0}),
                     "circuit": None,
+                    "trouble": trouble.get(MQTT_RECEIVER),
                 }
             )
         by_rule = p.correlator.host.firings_by_rule()

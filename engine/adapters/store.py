@@ -45,8 +45,8 @@ from typing import Any
 import orjson
 import structlog
 
+from engine.core.incidents import IncidentRecord
 from engine.errors import EngineError
-from engine.model.timeutil import parse_time
 
 SCHEMA_VERSION = 1
 
@@ -382,14 +382,16 @@ class Store:
         return (bytes(row[0]), int(row[1])) if row else None
 
     # -- incident records ----------------------------------------------------------------------
-    def record(self, record: Mapping[str, Any], receivers: Sequence[str], now: float) -> None:
-        """Keep the latest record of the incident and enqueue it once per receiver (idempotent)."""
-        iid = str(record["incident_id"])
-        version = int(record["version"])
-        event = str(record["event"])
-        priority = int(record["priority"])
+    def record(self, incident: IncidentRecord, receivers: Sequence[str], now: float) -> None:
+        """Keep the latest record of the incident and enqueue it once per receiver (idempotent).
+        The record is kept in its JSON form (``to_wire``), its time as epoch seconds."""
+        record = incident.to_wire()
+        iid = incident.incident_id
+        version = incident.version
+        event = incident.event
+        priority = incident.priority
         text = orjson.dumps(record).decode()
-        rec_time = parse_time(record["time"])
+        rec_time = incident.time
         db = self._begin()
         db.execute(
             """INSERT INTO incidents (incident_id, version, event, state, priority, record, time, updated)
@@ -399,7 +401,7 @@ class Store:
                  priority = excluded.priority, record = excluded.record, time = excluded.time,
                  updated = excluded.updated
                WHERE excluded.version > incidents.version""",
-            (iid, version, event, str(record["state"]), priority, text, rec_time, now),
+            (iid, version, event, incident.state, priority, text, rec_time, now),
         )
         db.execute(
             "INSERT OR IGNORE INTO incident_versions (incident_id, version, summary) VALUES (?, ?, ?)",

@@ -40,9 +40,10 @@ from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.trends import QualityHistory, held_series
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store
+from engine.core.impact import Health, Impact, ImpactState
+from engine.core.incident_records import Acknowledgement, IncidentRecord, RootCause, SuppressedAlarm
 from engine.core.pipeline import Pipeline
 from engine.model.messages import Alarm
-from engine.model.timeutil import format_time
 from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
 from engine.service.config import HttpSettings, LoggingSettings, load_core_settings
@@ -51,60 +52,64 @@ from engine.service.metrics import Metrics
 from engine.tools.scenarios import example_topology
 
 T0 = 1_767_225_600.0
-STATES = ("outage", "degraded", "at_risk")
+STATES: tuple[ImpactState, ...] = ("outage", "degraded", "at_risk")
 REGIONS = ("north", "south", "east", "west", "centre", "coast", "hills", "metro")
 TIERS = ("platinum", "gold", "silver", "bronze")
 
 
-def record(n: int, alarms: int) -> dict[str, Any]:
+def record(n: int, alarms: int) -> IncidentRecord:
     root = f"agg-{n}:lossOfSignal:port 1/1/{n % 48}"
     symptoms = [f"olt-{n}-{i}:linkDown" for i in range(alarms - 1)]
     t = T0 + n
-    return {
-        "incident_id": f"inc-{n:016x}",
-        "event": "opened" if n % 3 else "updated",
-        "version": 1 if n % 3 else 2,
-        "time": format_time(t),
-        "priority": 1 + n % 5,
-        "score": round(20 + (n * 7919) % 8000 / 100, 1),
-        "state": STATES[n % 3],
-        "severity": "critical",
-        "root_cause": {
-            "ne_id": f"agg-{n}",
-            "alarm_id": root,
-            "probable_cause": "lossOfSignal",
-            "severity": "critical",
-            "element_type": "switch",
-            "site": f"site-{n % 97}",
-            "region": REGIONS[n % len(REGIONS)],
-            "active": True,
-            "rule": "default/topology-root-cause",
-        },
-        "impact": {
-            "elements": alarms,
-            "services": {"internet": 40, "voip": 10, "iptv": 5} if n % 2 else {"internet": 40},
-            "customers": {"total": 40, "by_tier": dict(zip(TIERS, (1, 4, 10, 25), strict=True))},
-        },
-        "alarms": [root, *symptoms],
-        "suppressed": [
-            {
-                "alarm_id": s,
-                "ne_id": s.split(":")[0],
-                "probable_cause": "linkDown",
-                "state": "active",
-                "root": root,
-                "rule": "default/topology-root-cause",
-                "reason": f"explained by {root} (rule default/topology-root-cause: below agg-{n})",
-            }
+    rule = "default/topology-root-cause"
+    return IncidentRecord(
+        incident_id=f"inc-{n:016x}",
+        event="opened" if n % 3 else "updated",
+        version=1 if n % 3 else 2,
+        time=t,
+        priority=1 + n % 5,
+        score=round(20 + (n * 7919) % 8000 / 100, 1),
+        state=STATES[n % 3],
+        severity="critical",
+        root_cause=RootCause(
+            alarm_id=root,
+            ne_id=f"agg-{n}",
+            probable_cause="lossOfSignal",
+            severity="critical",
+            element_type="switch",
+            site=f"site-{n % 97}",
+            region=REGIONS[n % len(REGIONS)],
+            active=True,
+            rule=rule,
+        ),
+        impact=Impact(
+            elements={f"e-{n}-{i}": Health.DOWN for i in range(alarms)},
+            state=STATES[n % 3],
+            services={"internet": 40, "voip": 10, "iptv": 5} if n % 2 else {"internet": 40},
+            customers=40,
+            by_tier=dict(zip(TIERS, (1, 4, 10, 25), strict=True)),
+            by_state={},
+        ),
+        alarms=(root, *symptoms),
+        suppressed=tuple(
+            SuppressedAlarm(
+                alarm_id=s,
+                ne_id=s.split(":")[0],
+                probable_cause="linkDown",
+                state="active",
+                root=root,
+                rule=rule,
+                reason=f"explained by {root} (rule {rule}: below agg-{n})",
+            )
             for s in symptoms
-        ],
-        "flapping": [],
-        "opened_at": format_time(t - 60),
-        "acknowledged": {"by": "noc-3", "at": format_time(t), "note": None} if n % 4 == 0 else None,
-        "priority_breakdown": {"state": {"value": STATES[n % 3], "factor": 1.0, "points": 25.0}},
-        "sla": {"customers_down": 5, "customers_breached": 0, "seconds_to_breach": 1800.0, "points": 5.0},
-        "explanation": ["root cause: lossOfSignal on agg", "impact: 40 customers"],
-    }
+        ),
+        flapping=(),
+        opened_at=t - 60,
+        acknowledged=Acknowledgement("noc-3", t, None) if n % 4 == 0 else None,
+        priority_breakdown={"state": {"value": STATES[n % 3], "factor": 1.0, "points": 25.0}},
+        sla={"customers_down": 5, "customers_breached": 0, "seconds_to_breach": 1800.0, "points": 5.0},
+        explanation=("root cause: lossOfSignal on agg", "impact: 40 customers"),
+    )
 
 
 class StoreCore:

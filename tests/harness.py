@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from bench.scenarios import example_topology
+from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.model.topology import Topology, topology_from_dict
@@ -18,7 +19,8 @@ from engine.tools.replay import Replayer
 
 @dataclass
 class Run:
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # as replay output: JSON form
+    typed: list[IncidentRecord] = field(default_factory=list)  # the same, as the core returned them
     dead: list[dict[str, Any]] = field(default_factory=list)
     pipeline: Pipeline | None = None
 
@@ -49,6 +51,8 @@ def run(
     topo = topology or topology_from_dict(example_topology())
     pipeline = Pipeline(topo, rulesets or load_rulesets(None), core or CoreSettings())
     out = Run(pipeline=pipeline)
-    replayer = Replayer(pipeline, emit=out.records.append, dead_letter=out.dead.append)
+    replayer = Replayer(
+        pipeline, emit=out.records.append, dead_letter=out.dead.append, on_record=out.typed.append
+    )
     replayer.run(orjson.dumps(line) for line in lines)
     return out

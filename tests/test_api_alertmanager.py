@@ -165,8 +165,8 @@ def test_a_silence_holds_an_incident_like_a_maintenance_window_and_expiry_releas
         blob = p.snapshot()
         assert p.silence({"op": "expire", "id": "s-1"}, t0 + 61) == {"id": "s-1"}
         opened = p.advance_to(t0 + 62).records
-        assert [r["event"] for r in opened] == ["opened"]
-        assert "held back by maintenance window s-1" in " ".join(opened[0]["explanation"])
+        assert [r.event for r in opened] == ["opened"]
+        assert "held back by maintenance window s-1" in " ".join(opened[0].explanation)
         q = Pipeline(load_topology(topo_file), load_rulesets(None))
         try:
             q.restore(blob)

@@ -49,7 +49,7 @@ def run_to(p: Pipeline, t: float, out: Decisions) -> None:
 
 
 def events(out: Decisions) -> list[tuple[str, str]]:
-    return [(r["event"], r["time"]) for r in out.records]
+    return [(r["event"], r["time"]) for r in (x.to_wire() for x in out.records)]
 
 
 def test_an_alarm_from_2036_is_applied_at_the_receive_time_and_its_clear_closes_it() -> None:

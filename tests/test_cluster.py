@@ -330,11 +330,12 @@ def single_process(ingested: list[tuple[str, bytes, float]], config: Path) -> li
     """The same input through one core, timers fired at their due times: the final incidents."""
     settings = load_settings(config, environ={})
     pipeline = Pipeline(load_topology(TOPOLOGY), load_rulesets(None), settings.core)
-    records = []
+    typed = []
     for topic, payload, t in ingested:
-        records += pipeline.advance_to(t).records
-        records += pipeline.feed(topic, payload, t).records
-    records += pipeline.drain().records
+        typed += pipeline.advance_to(t).records
+        typed += pipeline.feed(topic, payload, t).records
+    typed += pipeline.drain().records
+    records = [r.to_wire() for r in typed]
     latest: dict[str, dict[str, Any]] = {}
     for r in records:
         latest[r["incident_id"]] = r

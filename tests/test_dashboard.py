@@ -32,7 +32,7 @@ from engine.adapters.dashboard.app import duration
 from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.security import CSP, LoginLimiter, Sessions
 from engine.adapters.http import HttpApi
-from engine.adapters.store import Store, known_history, version_summary
+from engine.adapters.store import Store, WireRecord, known_history, version_summary
 from engine.core.kqi import KqiCatalog, KqiWindows
 from engine.core.pipeline import Pipeline
 from engine.model.timeutil import format_time, parse_time
@@ -274,7 +274,7 @@ class StoreCore(RecordCore):
         self.store = store
 
     def put(self, rec: dict[str, Any]) -> None:
-        self.store.record(rec, [], parse_time(rec["time"]))
+        self.store.record(WireRecord(rec), [], parse_time(rec["time"]))
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)
@@ -353,7 +353,7 @@ async def test_light_records_make_the_same_rows(tmp_path: Path) -> None:
     async with Store(tmp_path / "engine.sqlite") as store:
         records = open_records()
         for rec in records:
-            store.record(rec, [], parse_time(rec["time"]))
+            store.record(WireRecord(rec), [], parse_time(rec["time"]))
         store.commit()
         found = await asyncio.to_thread(index_module.read_store, store.path, {})
     assert found.rows == {r["incident_id"]: views.row_of(r) for r in records}

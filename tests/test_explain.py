@@ -626,7 +626,7 @@ def test_post_mortems_explain_cleared_and_merged_incidents_without_changing_deci
         finally:
             post.close()
             p.close()
-        return [orjson.dumps(r) for r in out]
+        return [orjson.dumps(r.to_wire()) for r in out]
 
     assert run(with_hook=True) == run(with_hook=False)
     records = [orjson.loads(r) for r in run(with_hook=False)]

@@ -48,7 +48,7 @@ def _records() -> dict[str, dict[str, Any]]:
         "resolved": cut.events("resolved")[0],
         "at_risk": agg1[0],
         "updated": agg1[1],
-        "acknowledged": acked,
+        "acknowledged": acked.to_wire(),
         "no_customers": cell.records[0],
         "merged": merged,
     }

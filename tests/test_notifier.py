@@ -5,17 +5,16 @@ filters, signatures and the shutdown flush. Nothing is mocked; small backoffs ke
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -26,6 +25,7 @@ from engine import __version__
 from engine.adapters.formats import verify
 from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
+from engine.core.incident_records import IncidentRecord, RecordEvent
 from engine.service.config import Backoff, Breaker, ReceiverSettings
 from tests.harness import run, settings
 
@@ -149,7 +149,7 @@ async def wait_for(cond: Callable[[], bool], timeout: float = WAIT) -> None:
 
 
 def enqueue(
-    store: Store, notifier: Notifier, records: Sequence[dict[str, Any]], now: float | None = None
+    store: Store, notifier: Notifier, records: Sequence[IncidentRecord], now: float | None = None
 ) -> None:
     """What the daemon's core does with each record: route it, store it, commit."""
     for rec in records:
@@ -161,7 +161,7 @@ def pending(store: Store) -> int:
     return sum(store.outbox_depth().values())
 
 
-def real_records() -> list[dict[str, Any]]:
+def real_records() -> list[IncidentRecord]:
     """Records from the core: fiber cut, site power failure, a redundancy loss (opened → updated), a
     re-raise during hold-down (opened → updated → resolved)."""
     core = settings(incidents={"hold_down": "2m", "settle": "5s"})
@@ -179,23 +179,21 @@ def real_records() -> list[dict[str, Any]]:
             core=core,
         ),
     ]
-    return [rec for r in runs for rec in r.records]
+    return [rec for r in runs for rec in r.typed]
 
 
 def versions_of(
-    template: dict[str, Any], iid: str, events: Sequence[str], priority: int = 1
-) -> list[dict[str, Any]]:
+    template: IncidentRecord, iid: str, events: Sequence[str], priority: int = 1
+) -> list[IncidentRecord]:
     """One incident's records v1..vN built from a real record, only identity, version, event and
     priority changed."""
-    out = []
-    for version, event in enumerate(events, start=1):
-        rec = copy.deepcopy(template)
-        rec.update(incident_id=iid, version=version, event=event, priority=priority)
-        out.append(rec)
-    return out
+    return [
+        replace(template, incident_id=iid, version=version, event=cast(RecordEvent, event), priority=priority)
+        for version, event in enumerate(events, start=1)
+    ]
 
 
-TEMPLATE = run(fiber_cut()).records[0]
+TEMPLATE = run(fiber_cut()).typed[0]
 
 
 # -- order and idempotency -------------------------------------------------------------------------
@@ -213,16 +211,16 @@ async def test_every_record_is_delivered_once_in_version_order_per_incident(
             TEMPLATE, f"inc-synthetic-{i:02d}", ["opened", "updated", "updated", "resolved"]
         )
     rng.shuffle(records)  # the core emits each incident in order; interleave incidents …
-    records.sort(key=lambda r: r["version"])  # … but keep every incident's versions ascending
+    records.sort(key=lambda r: r.version)  # … but keep every incident's versions ascending
     notifier = Notifier(store, [hook("soc", receiver.url)])
     enqueue(store, notifier, records)
     async with notifier:
         await wait_for(lambda: pending(store) == 0)
     keys = Counter(h.key for h in receiver.hits)
-    assert set(keys) == {f"{r['incident_id']}:{r['version']}" for r in records}
+    assert set(keys) == {f"{r.incident_id}:{r.version}" for r in records}
     assert set(keys.values()) == {1}
-    for iid in {r["incident_id"] for r in records}:
-        expected = sorted(r["version"] for r in records if r["incident_id"] == iid)
+    for iid in {r.incident_id for r in records}:
+        expected = sorted(r.version for r in records if r.incident_id == iid)
         assert receiver.versions(iid) == expected, iid
     assert max(h.inflight for h in receiver.hits) <= 4
     assert store.outbox_stats() == {"soc": {"pending": 0, "delivered": len(records), "dead": 0}}
@@ -235,19 +233,19 @@ async def test_request_headers(store: Store, receiver: Receiver) -> None:
         store,
         [hook("soc", receiver.url, headers={"Authorization": "Bearer t0ken", "Idempotency-Key": "mine"})],
     )
-    rec = run(fiber_cut()).records[0]
+    rec = run(fiber_cut()).typed[0]
     enqueue(store, notifier, [rec])
     async with notifier:
         await wait_for(lambda: pending(store) == 0)
     (hit,) = receiver.hits
-    assert hit.headers["Idempotency-Key"] == f"{rec['incident_id']}:1"
-    assert hit.headers["X-SOC-Incident-Id"] == rec["incident_id"]
+    assert hit.headers["Idempotency-Key"] == f"{rec.incident_id}:1"
+    assert hit.headers["X-SOC-Incident-Id"] == rec.incident_id
     assert hit.headers["X-SOC-Event"] == "opened"
     assert hit.headers["Content-Type"] == "application/json"
     assert hit.headers["User-Agent"] == f"soc-engine/{__version__}"
     assert hit.headers["Authorization"] == "Bearer t0ken"
     assert "X-SOC-Signature" not in hit.headers  # no secret: unsigned
-    assert orjson.loads(hit.body) == rec
+    assert orjson.loads(hit.body) == rec.to_wire()
 
 
 @pytest.mark.parametrize("fmt", ["generic", "tmf656", "pagerduty", "alertmanager"])
@@ -257,7 +255,7 @@ async def test_signed_requests_verify_on_the_receiver_side(
     """With a secret, each request carries X-SOC-Timestamp and X-SOC-Signature that verify() accepts
     for the exact body sent, in every format."""
     notifier = Notifier(store, [hook("soc", receiver.url, secret="s3cret", format=fmt, routing_key="R")])
-    records = run(fiber_cut()).records  # opened, updated (the platinum SLA breach), resolved
+    records = run(fiber_cut()).typed  # opened, updated (the platinum SLA breach), resolved
     enqueue(store, notifier, records)
     async with notifier:
         await wait_for(lambda: pending(store) == 0)
@@ -294,7 +292,7 @@ async def test_one_failure_then_success(
     results: list[str] = []
     notifier = Notifier(store, [hook("soc", receiver.url)], on_result=lambda r, res, s: results.append(res))
     (rec,) = versions_of(TEMPLATE, "inc-one", [event])
-    rec["version"] = 7
+    rec = replace(rec, version=7)
     enqueue(store, notifier, [rec])
     async with notifier:
         await wait_for(lambda: pending(store) == 0)
@@ -422,11 +420,15 @@ async def test_rows_past_dead_after_are_dead_but_resolved_keeps_retrying(
 async def test_a_record_that_cannot_be_rendered_is_dead_without_a_request(
     store: Store, receiver: Receiver
 ) -> None:
-    """A record the format cannot render is a dead letter at once (no request); its next version goes."""
+    """A record the format cannot render (kept by an older engine, say) is a dead letter at once
+    (no request); its next version goes."""
     records = versions_of(TEMPLATE, "inc-bad", ["opened", "resolved"])
-    records[0]["explanation"] = 5  # tmf656 needs a list of lines
     notifier = Notifier(store, [hook("soc", receiver.url, format="tmf656")])
     enqueue(store, notifier, records)
+    store.db.execute(  # tmf656 needs a list of lines: the core cannot make this record, a file can
+        "UPDATE outbox SET record = json_set(record, '$.explanation', 5) WHERE version = 1"
+    )
+    store.commit()
     async with notifier:
         await wait_for(lambda: pending(store) == 0)
     assert [h.version for h in receiver.hits] == [2]
@@ -508,9 +510,10 @@ async def test_receivers_for(
     """Which receivers get the last record of `steps`, the earlier ones stored as the core would."""
     async with Store(tmp_path / "engine.sqlite") as s:
         notifier = Notifier(s, ROUTES)
-        recs = [versions_of(TEMPLATE, iid, ["opened"] * version, prio)[-1] for iid, version, _, prio in steps]
-        for rec, (_, _, event, _) in zip(recs, steps, strict=True):
-            rec["event"] = event
+        recs = [
+            versions_of(TEMPLATE, iid, [*["opened"] * (version - 1), event], prio)[-1]
+            for iid, version, event, prio in steps
+        ]
         for rec in recs[:-1]:
             s.record(rec, notifier.receivers_for(rec), NOW)
         assert notifier.receivers_for(recs[-1]) == expected
@@ -523,7 +526,7 @@ async def test_a_filtered_receiver_follows_its_incident_to_the_resolution(
     resolution, and nothing of an incident that was P3 throughout."""
     notifier = Notifier(store, [hook("p1", receiver.url, priorities=(1,))])
     followed = versions_of(TEMPLATE, "inc-followed", ["opened", "updated", "resolved"])
-    followed[1]["priority"] = followed[2]["priority"] = 3
+    followed[1:] = [replace(r, priority=3) for r in followed[1:]]
     ignored = versions_of(TEMPLATE, "inc-ignored", ["opened", "resolved"], priority=3)
     async with notifier:
         for rec in [followed[0], ignored[0], followed[1], ignored[1], followed[2]]:

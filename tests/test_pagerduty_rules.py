@@ -148,7 +148,8 @@ def test_trigger_acknowledge_resolve_share_the_dedup_key() -> None:
         clear = alarm(ne, "lossOfSignal", 0, "cleared")
         resolved += p.feed(clear["topic"], {**clear["payload"], "event_time": t}, t).records
     resolved += p.advance_to(t + 3600).records
-    records = [r for r in [*live.records, acked, *resolved] if r["incident_id"] == first["incident_id"]]
+    later = [r.to_wire() for r in [acked, *resolved]]
+    records = [r for r in [*live.records, *later] if r["incident_id"] == first["incident_id"]]
     events = [event_of(r) for r in records]
     assert events[0]["event_action"] == "trigger"
     assert [e["event_action"] for e in events][-2:] == ["acknowledge", "resolve"]

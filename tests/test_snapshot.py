@@ -10,9 +10,11 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
+from engine.core.incident_records import Acknowledgement
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.errors import EngineError
+from engine.model.timeutil import format_time
 from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_rulesets, ruleset_from_data
 from engine.tools.datasets.pcic import convert
@@ -26,12 +28,14 @@ def _drive(p: Pipeline, lines: Sequence[dict[str, Any]], out: list[bytes]) -> No
         t = event_time(line)
         assert t is not None
         while (due := p.next_due()) is not None and due <= t:
-            out.extend(orjson.dumps(r) for r in p.tick(due).records)
-        out.extend(orjson.dumps(r) for r in p.feed(line["topic"], orjson.dumps(line["payload"]), t).records)
+            out.extend(orjson.dumps(r.to_wire()) for r in p.tick(due).records)
+        out.extend(
+            orjson.dumps(r.to_wire()) for r in p.feed(line["topic"], orjson.dumps(line["payload"]), t).records
+        )
 
 
 def _finish(p: Pipeline, out: list[bytes]) -> None:
-    out.extend(orjson.dumps(r) for r in p.drain().records)
+    out.extend(orjson.dumps(r.to_wire()) for r in p.drain().records)
 
 
 def _split_run(
@@ -131,14 +135,51 @@ def test_acknowledge_emits_an_updated_record_and_survives_a_restore() -> None:
     line = alarm("olt-001", "linkDown", 0, "critical")
     p.feed(line["topic"], orjson.dumps(line["payload"]), T0)
     (opened,) = p.tick(T0 + 60).records
-    rec = p.acknowledge(opened["incident_id"], "noc-alice", "on it", T0 + 70)
+    rec = p.acknowledge(opened.incident_id, "noc-alice", "on it", T0 + 70)
     assert rec is not None
-    assert (rec["event"], rec["version"], rec["acknowledged"]["by"]) == ("updated", 2, "noc-alice")
+    assert rec.acknowledged is not None
+    assert (rec.event, rec.version, rec.acknowledged.by) == ("updated", 2, "noc-alice")
+    assert rec.to_wire()["acknowledged"] == {
+        "by": "noc-alice",
+        "at": "2026-01-01T00:01:10.000Z",
+        "note": "on it",
+    }
     assert p.acknowledge("inc-unknown", "x", None, T0 + 71) is None
     q = Pipeline(topo, load_rulesets(None))
     q.restore(p.snapshot())
     (inc,) = q.incidents.incidents()
-    assert inc.acknowledged == {"by": "noc-alice", "at": "2026-01-01T00:01:10.000Z", "note": "on it"}
+    assert inc.acknowledged == Acknowledgement("noc-alice", T0 + 70, "on it")
+
+
+def test_a_format_2_snapshot_still_restores_and_continues_the_same() -> None:
+    """A snapshot written before typed records (format 2: an acknowledgement's time as RFC 3339
+    text, no stage reasons on incidents) restores, and the core goes on exactly as the one that
+    wrote it: the same records, byte for byte, to the resolution."""
+    topo = topology_from_dict(example_topology())
+    p = Pipeline(topo, load_rulesets(None))
+    line = alarm("olt-001", "linkDown", 0, "critical")
+    p.feed(line["topic"], orjson.dumps(line["payload"]), T0)
+    (opened,) = p.tick(T0 + 60).records
+    assert p.acknowledge(opened.incident_id, "noc-alice", "on it", T0 + 70.25) is not None
+    state = orjson.loads(p.snapshot())
+    assert state["format"] == 3
+    state["format"] = 2
+    for inc in state["incidents"]["incidents"]:
+        inc["acknowledged"]["at"] = format_time(inc["acknowledged"]["at"])
+        for key in ("sla_milestone", "escalation", "muted_by"):
+            del inc[key]
+    q = Pipeline(topo, load_rulesets(None))
+    q.restore(orjson.dumps(state))
+    (inc,) = q.incidents.incidents()
+    assert inc.acknowledged == Acknowledgement("noc-alice", T0 + 70.25, "on it")
+    cleared = clear("olt-001", "linkDown", 100)
+    after = []
+    for core in (p, q):
+        out = core.feed(cleared["topic"], orjson.dumps(cleared["payload"]), T0 + 100)
+        out.extend(core.advance_to(T0 + 3600))
+        after.append([orjson.dumps(r.to_wire()) for r in out.records])
+    assert after[0] == after[1]
+    assert [orjson.loads(r)["event"] for r in after[0]] == ["resolved"]
 
 
 def test_a_snapshot_of_another_format_is_refused() -> None:
@@ -295,23 +336,20 @@ def test_acknowledging_again_is_idempotent() -> None:
     line = alarm("olt-001", "linkDown", 0, "critical")
     p.feed(line["topic"], orjson.dumps(line["payload"]), T0)
     (opened,) = p.tick(T0 + 60).records
-    iid = opened["incident_id"]
+    iid = opened.incident_id
     first = p.acknowledge(iid, "noc-alice", "on it", T0 + 70)
     assert first is not None
-    assert (first["event"], first["version"]) == ("updated", 2)
+    assert (first.event, first.version) == ("updated", 2)
     for again in (
         p.acknowledge(iid, "noc-alice", "on it", T0 + 80),
         p.acknowledge(iid, "noc-alice", None, T0 + 81),
     ):
         assert again is not None
-        assert (again["event"], again["version"], again["acknowledged"]["at"]) == (
-            "current",
-            2,
-            first["acknowledged"]["at"],
-        )
+        assert (again.event, again.version, again.acknowledged) == ("current", 2, first.acknowledged)
     noted = p.acknowledge(iid, "noc-alice", "fibre team dispatched", T0 + 90)
     assert noted is not None
-    assert (noted["event"], noted["version"]) == ("updated", 3)
+    assert (noted.event, noted.version) == ("updated", 3)
     bob = p.acknowledge(iid, "noc-bob", None, T0 + 100)
     assert bob is not None
-    assert (bob["event"], bob["version"], bob["acknowledged"]["by"]) == ("updated", 4, "noc-bob")
+    assert bob.acknowledged is not None
+    assert (bob.event, bob.version, bob.acknowledged.by) == ("updated", 4, "noc-bob")

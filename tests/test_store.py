@@ -4,18 +4,28 @@ and the outbox that delivery workers read."""
 from __future__ import annotations
 
 import asyncio
-import copy
+import pickle
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import orjson
 import pytest
 
 from bench.scenarios import fiber_cut
-from engine.adapters.store import HEAVY_FIELDS, SCHEMA_VERSION, Store, StoreError, StoreReader
+from engine.adapters.store import (
+    HEAVY_FIELDS,
+    SCHEMA_VERSION,
+    Store,
+    StoredRecord,
+    StoreError,
+    StoreReader,
+    WireRecord,
+)
+from engine.core.incident_records import RecordEvent
+from engine.core.incidents import IncidentRecord
 from engine.model.timeutil import format_time
 from tests.harness import run
 
@@ -24,12 +34,13 @@ T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 WAIT = 10.0  # upper bound when waiting for a condition, never a measurement
 
 
-def _template() -> dict[str, Any]:
+def _template() -> IncidentRecord:
     """A real `opened` record from the core (the fiber cut)."""
-    return run(fiber_cut()).events("opened")[0]
+    return next(r for r in run(fiber_cut()).typed if r.event == "opened")
 
 
-TEMPLATE = _template()
+TYPED = _template()
+TEMPLATE = TYPED.to_wire()  # as the store keeps it
 
 
 def rec(
@@ -40,13 +51,17 @@ def rec(
     priority: int = 1,
     state: str = "outage",
     t: float = T0,
-) -> dict[str, Any]:
+) -> IncidentRecord:
     """The real record with its identity, version, event, priority, state and time replaced."""
-    r = copy.deepcopy(TEMPLATE)
-    r.update(
-        incident_id=iid, version=version, event=event, priority=priority, state=state, time=format_time(t)
+    return replace(
+        TYPED,
+        incident_id=iid,
+        version=version,
+        event=cast(RecordEvent, event),
+        priority=priority,
+        state=state,
+        time=t,
     )
-    return r
 
 
 @pytest.fixture
@@ -130,21 +145,21 @@ async def test_journal_after_reads_in_chunks_while_the_caller_writes(store: Stor
 
 
 _CHILD = """
-import asyncio, sys
+import asyncio, pickle, sys
+from dataclasses import replace
 from pathlib import Path
-import orjson
 from engine.adapters.store import Store
 
 async def main() -> None:
-    record = orjson.loads(sys.argv[2])
+    record = pickle.loads(bytes.fromhex(sys.argv[2]))
     async with Store(Path(sys.argv[1]), commit_interval=3600) as s:
         for i in range(3):
             s.append("msg", "soc/alarms/x", b"committed-%d" % i, 1.0)
-        s.record({**record, "incident_id": "inc-kept"}, ["pager"], 1.0)
+        s.record(replace(record, incident_id="inc-kept"), ["pager"], 1.0)
         s.commit()
         for i in range(2):
             s.append("msg", "soc/alarms/x", b"lost-%d" % i, 2.0)
-        s.record({**record, "incident_id": "inc-lost"}, ["pager"], 2.0)
+        s.record(replace(record, incident_id="inc-lost"), ["pager"], 2.0)
         print("ready", flush=True)
         await asyncio.sleep(3600)
 
@@ -161,7 +176,7 @@ async def test_kill_9_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
         "-c",
         _CHILD,
         str(path),
-        orjson.dumps(rec()).decode(),
+        pickle.dumps(rec()).hex(),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -430,6 +445,21 @@ async def test_due_is_oldest_first_across_incidents(store: Store) -> None:
     for i, t in enumerate([T0 + 3, T0 + 1, T0 + 2]):
         store.record(rec(f"inc-{i}"), ["pager"], t)
     assert _due(store) == [("inc-1", 1), ("inc-2", 1), ("inc-0", 1)]
+
+
+async def test_a_record_in_its_json_form_is_stored_as_the_typed_one(tmp_path: Path) -> None:
+    """``WireRecord`` (a record read back or received from another engine) is kept exactly as the
+    core's typed record it came from: the same row, summary and outbox entry."""
+    typed = rec("inc-w", 2, "updated", priority=2)
+    kept = []
+    items: list[StoredRecord] = [typed, WireRecord(typed.to_wire())]
+    for i, item in enumerate(items):
+        async with Store(tmp_path / f"s{i}.sqlite") as s:
+            s.record(item, ["pager"], T0)
+            s.commit()
+            kept.append((s.incident("inc-w"), s.incident_history("inc-w"), s.outbox_stats()))
+    assert kept[0] == kept[1]
+    assert kept[0][0] == typed.to_wire()
 
 
 async def test_outbox_trouble_names_retried_rows_and_the_last_error(store: Store) -> None:

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -49,6 +49,7 @@ import structlog
 from engine import __version__
 from engine.adapters.formats import render, sign
 from engine.adapters.store import OutboxRow, Store
+from engine.core.incidents import IncidentRecord
 from engine.service.config import Backoff, ReceiverSettings
 
 USER_AGENT = f"soc-engine/{__version__}"
@@ -115,7 +116,7 @@ class Notifier:
         self._progress = asyncio.Event()  # set whenever a delivery attempt finishes
 
     # -- routing -------------------------------------------------------------------------------
-    def receivers_for(self, record: Mapping[str, Any]) -> list[str]:
+    def receivers_for(self, record: IncidentRecord) -> list[str]:
         """The configured receivers that get this record.
 
         A receiver gets it when the event is in its ``events`` and the priority in its
@@ -123,9 +124,9 @@ class Notifier:
         incident that drops from P1 to P3 keeps being followed). A ``resolved`` for an incident the
         receiver has always goes, whatever the filters: a resolution is never dropped.
         """
-        iid = str(record["incident_id"])
-        event = record["event"]
-        priority = record["priority"]
+        iid = record.incident_id
+        event = record.event
+        priority = record.priority
         out: list[str] = []
         for r in self._receivers:
             wanted = event in r.events and priority in r.priorities

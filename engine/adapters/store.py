@@ -40,13 +40,67 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
 
 from engine.errors import EngineError
 from engine.model.timeutil import parse_time
+
+
+class StoredRecord(Protocol):
+    """What ``Store.record`` needs of an incident record: the core's ``IncidentRecord``, or a
+    ``WireRecord`` (a record already in its JSON form: read back, or received from another engine)."""
+
+    @property
+    def incident_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def event(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def time(self) -> float: ...
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WireRecord:
+    """An incident record in its JSON form, with the fields the store indexes read from it."""
+
+    wire: Mapping[str, Any]
+
+    @property
+    def incident_id(self) -> str:
+        return str(self.wire["incident_id"])
+
+    @property
+    def version(self) -> int:
+        return int(self.wire["version"])
+
+    @property
+    def event(self) -> str:
+        return str(self.wire["event"])
+
+    @property
+    def priority(self) -> int:
+        return int(self.wire["priority"])
+
+    @property
+    def state(self) -> str:
+        return str(self.wire["state"])
+
+    @property
+    def time(self) -> float:
+        return parse_time(self.wire["time"])
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(self.wire)
+
 
 SCHEMA_VERSION = 1
 
@@ -382,14 +436,16 @@ class Store:
         return (bytes(row[0]), int(row[1])) if row else None
 
     # -- incident records ----------------------------------------------------------------------
-    def record(self, record: Mapping[str, Any], receivers: Sequence[str], now: float) -> None:
-        """Keep the latest record of the incident and enqueue it once per receiver (idempotent)."""
-        iid = str(record["incident_id"])
-        version = int(record["version"])
-        event = str(record["event"])
-        priority = int(record["priority"])
+    def record(self, incident: StoredRecord, receivers: Sequence[str], now: float) -> None:
+        """Keep the latest record of the incident and enqueue it once per receiver (idempotent).
+        The record is kept in its JSON form (``to_wire``), its time as epoch seconds."""
+        record = incident.to_wire()
+        iid = incident.incident_id
+        version = incident.version
+        event = incident.event
+        priority = incident.priority
         text = orjson.dumps(record).decode()
-        rec_time = parse_time(record["time"])
+        rec_time = incident.time
         db = self._begin()
         db.execute(
             """INSERT INTO incidents (incident_id, version, event, state, priority, record, time, updated)
@@ -399,7 +455,7 @@ class Store:
                  priority = excluded.priority, record = excluded.record, time = excluded.time,
                  updated = excluded.updated
                WHERE excluded.version > incidents.version""",
-            (iid, version, event, str(record["state"]), priority, text, rec_time, now),
+            (iid, version, event, incident.state, priority, text, rec_time, now),
         )
         db.execute(
             "INSERT OR IGNORE INTO incident_versions (incident_id, version, summary) VALUES (?, ?, ?)",

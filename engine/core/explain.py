@@ -38,7 +38,7 @@ from typing import Any
 from engine.core.alarms import ActiveAlarm
 from engine.core.forms.keys import describe, key_of
 from engine.core.forms.synthetic import raised_by
-from engine.core.incidents import Incident, Suppression
+from engine.core.incidents import Incident, IncidentRecord, Suppression
 from engine.core.pipeline import Pipeline
 from engine.core.priority import explain as explain_priority
 from engine.model.timeutil import format_time
@@ -161,7 +161,7 @@ class PostMortems:
         self._matcher: _Matcher | None = None
         self.failures = 0
 
-    def __call__(self, inc: Incident, record: Mapping[str, Any]) -> None:
+    def __call__(self, inc: Incident, record: IncidentRecord) -> None:
         try:
             out = self.explain(inc, record)
         except Exception as exc:  # explaining is a side show: it never stops the core
@@ -171,8 +171,9 @@ class PostMortems:
             return
         self._keep(inc.id, self._pipeline.clock, out)
 
-    def explain(self, inc: Incident, record: Mapping[str, Any]) -> dict[str, Any]:
-        """``explain_incident``'s answer for ``inc`` as it resolves with ``record``."""
+    def explain(self, inc: Incident, resolved: IncidentRecord) -> dict[str, Any]:
+        """``explain_incident``'s answer for ``inc`` as it resolves with ``resolved``."""
+        record = resolved.to_wire()
         if self._matcher is None:
             self._matcher = _Matcher(self._pipeline)
         self._matcher._fired.clear()  # alarms change between two resolutions
@@ -302,7 +303,7 @@ class _Context:
     def reason(self, inc: Incident, key: str) -> str | None:
         """The suppression reason exactly as the incident's record words it."""
         if inc.id not in self._reasons:
-            rec = self.book.record(inc, "current", self.p.clock)
+            rec = self.book.record(inc, "current", self.p.clock).to_wire()
             self._reasons[inc.id] = {s["alarm_id"]: s["reason"] for s in rec["suppressed"]}
         return self._reasons[inc.id].get(key)
 
@@ -833,7 +834,7 @@ class _Context:
     # -- incident ------------------------------------------------------------------------------
     def incident(self, inc: Incident) -> dict[str, Any]:
         clock = self.p.clock
-        record = self.book.record(inc, "current", clock)
+        record = self.book.record(inc, "current", clock).to_wire()
         reasons = {s["alarm_id"]: s for s in record["suppressed"]}
         members = []
         for key in sorted(inc.members, key=lambda k: (k != inc.root, k)):
@@ -877,7 +878,7 @@ class _Context:
                 ),
                 "version": inc.version,
                 "reraised": inc.reraised,
-                "acknowledged": dict(inc.acknowledged) if inc.acknowledged else None,
+                "acknowledged": inc.acknowledged.to_wire() if inc.acknowledged else None,
             },
             "record": record,
             "root": root,
@@ -947,7 +948,7 @@ class _Context:
         for o in ex["overrides"]:
             lines.append(f"priority override {o['rule']}: P{o['from']} → P{o['to']}")
         if inc.acknowledged:
-            lines.append(f"acknowledged by {inc.acknowledged['by']} at {inc.acknowledged['at']}")
+            lines.append(f"acknowledged by {inc.acknowledged.by} at {format_time(inc.acknowledged.at)}")
         if inc.reraised:
             lines.append(f"the root was raised again {inc.reraised} time(s) while clearing; same incident")
         return lines

@@ -33,7 +33,7 @@ from engine.core.forms.silences import Silence
 from engine.core.forms.storms import Storms
 from engine.core.forms.synthetic import QUALITY_SOURCES, Synthetic, raised_by, service_scope
 from engine.core.impact import Health, HealthView, with_service_levels
-from engine.core.incidents import EFFECT_HEALTH, IncidentBook
+from engine.core.incidents import EFFECT_HEALTH, IncidentBook, IncidentRecord
 from engine.core.kpi import KpiStore
 from engine.core.quality import ServiceQuality
 from engine.core.settings import CoreSettings
@@ -44,7 +44,10 @@ from engine.model.topology import Element, Topology
 from engine.rules.compiler import Program, compile_rulesets
 from engine.rules.schema import Ruleset, builtin_rulesets, fallback_last
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
+# Formats restore still reads: 2 kept an incident's acknowledgement time as RFC 3339 text
+# (``engine.core.incident_state.load_incident`` reads both).
+SNAPSHOT_READS = (2, SNAPSHOT_FORMAT)
 STUCK_TICKS = 10_000  # ticks at one due time before `advance_to` calls a timer stuck
 _HEALTH = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
 
@@ -78,7 +81,7 @@ class Decisions:
     event time clamped to the receive time), each ``{"kind", "topic", "alarm"|"target", "event_time",
     "detail"}``."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[IncidentRecord] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
@@ -343,16 +346,16 @@ class Pipeline:
             out.dead_letters.append(fault_dead_letter(fault, now))
         return out
 
-    def apply_alarm(self, alarm: Alarm, now: float) -> list[dict[str, Any]]:
+    def apply_alarm(self, alarm: Alarm, now: float) -> list[IncidentRecord]:
         """Apply a validated alarm (the HTTP and replay adapters may call this directly)."""
-        records: list[dict[str, Any]] = []
+        records: list[IncidentRecord] = []
         for change in self.alarms.apply(alarm, now):
             records.extend(self._on_change(change, now))
         return records
 
-    def _apply_synthetic(self, syn: Synthetic, now: float) -> list[dict[str, Any]]:
+    def _apply_synthetic(self, syn: Synthetic, now: float) -> list[IncidentRecord]:
         """An alarm a rule raised or cleared (storm, escalation, KPI breach) goes the normal way."""
-        records: list[dict[str, Any]] = []
+        records: list[IncidentRecord] = []
         for change in self.alarms.apply(syn.alarm, now, effect=syn.effect):
             records.extend(self._on_change(change, now))
         return records
@@ -365,15 +368,15 @@ class Pipeline:
         out.records.extend(self._flush(now))
         return self._done(out, now)
 
-    def _alarms_tick(self, now: float) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def _alarms_tick(self, now: float) -> list[IncidentRecord]:
+        records: list[IncidentRecord] = []
         for change in self.alarms.tick(now):
             records.extend(self._on_change(change, now))
         return records
 
     def _contained(
-        self, part: str, now: float, fn: Callable[[], list[dict[str, Any]]]
-    ) -> list[dict[str, Any]]:
+        self, part: str, now: float, fn: Callable[[], list[IncidentRecord]]
+    ) -> list[IncidentRecord]:
         """A whole part's step, quarantined when it raises (named with the latest input)."""
         return self.quarantine.run(part, "", now, fn, [], poison=self._poison)
 
@@ -431,7 +434,7 @@ class Pipeline:
         self.clock = max(self.clock, now)
         return self.clock
 
-    def _on_change(self, change: AlarmChange, now: float) -> list[dict[str, Any]]:
+    def _on_change(self, change: AlarmChange, now: float) -> list[IncidentRecord]:
         alarm = change.alarm
         if change.kind == "raised":
             self._index(alarm)
@@ -455,7 +458,7 @@ class Pipeline:
 
     def _correlate(
         self, alarm: ActiveAlarm, now: float, t: float | None = None, *, arrival: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[IncidentRecord]:
         """Every rule form looks at an alarm occurrence (``t``: as of when; default its first raise).
 
         Thresholds count and pairs wait for *arrivals* (new occurrences) only: an alarm that
@@ -477,11 +480,11 @@ class Pipeline:
         records.extend(self._pair_outcome(paired, now))
         return records
 
-    def _explain(self, explanations: list[Explanation], now: float) -> list[dict[str, Any]]:
+    def _explain(self, explanations: list[Explanation], now: float) -> list[IncidentRecord]:
         return self.incidents.explain(explanations, now) if explanations else []
 
-    def _pair_outcome(self, out: PairOutcome, now: float) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def _pair_outcome(self, out: PairOutcome, now: float) -> list[IncidentRecord]:
+        records: list[IncidentRecord] = []
         for key, until in out.holds:
             self.incidents.hold(key, until)
         for syn in out.synthetics:
@@ -491,9 +494,9 @@ class Pipeline:
             records.extend(self._resurface(self.incidents.discard(key), now))
         return records
 
-    def _resurface(self, released: list[str], now: float) -> list[dict[str, Any]]:
+    def _resurface(self, released: list[str], now: float) -> list[IncidentRecord]:
         """Alarms whose incident went away: facts go; those still active are correlated again, as of now."""
-        records: list[dict[str, Any]] = []
+        records: list[IncidentRecord] = []
         for key in released:
             self.correlator.forget(key)
             self.groups.release(key)
@@ -503,7 +506,7 @@ class Pipeline:
                 records.extend(self._correlate(alarm, now, t=now))
         return records
 
-    def _flush(self, now: float) -> list[dict[str, Any]]:
+    def _flush(self, now: float) -> list[IncidentRecord]:
         """Every timed part's due work, each contained: a part that raises is quarantined (and
         retried with backoff) while the others go on."""
         contained = self._contained
@@ -516,30 +519,30 @@ class Pipeline:
         records.extend(contained("incidents", now, partial(self._incidents_tick, now)))
         return records
 
-    def _correlator_tick(self, now: float) -> list[dict[str, Any]]:
+    def _correlator_tick(self, now: float) -> list[IncidentRecord]:
         self.correlator.tick(now)
         return []
 
-    def _groups_tick(self, now: float) -> list[dict[str, Any]]:
+    def _groups_tick(self, now: float) -> list[IncidentRecord]:
         self.groups.tick(now)
         return []
 
-    def _storms_tick(self, now: float) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def _storms_tick(self, now: float) -> list[IncidentRecord]:
+        records: list[IncidentRecord] = []
         for syn in self.storms.tick(now):
             records.extend(self._apply_synthetic(syn, now))
         return records
 
-    def _pairs_tick(self, now: float) -> list[dict[str, Any]]:
+    def _pairs_tick(self, now: float) -> list[IncidentRecord]:
         return self._pair_outcome(self.pairs.tick(now), now)
 
-    def _quality_tick(self, now: float) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def _quality_tick(self, now: float) -> list[IncidentRecord]:
+        records: list[IncidentRecord] = []
         for syn in self.quality.tick(now, self._alarmed()):
             records.extend(self._apply_synthetic(syn, now))
         return records
 
-    def _incidents_tick(self, now: float) -> list[dict[str, Any]]:
+    def _incidents_tick(self, now: float) -> list[IncidentRecord]:
         records, released = self.incidents.tick(now)
         # A resolved incident explains nothing more: its alarms' facts go; those still active are
         # correlated again, as of now, and may form new incidents.
@@ -614,7 +617,7 @@ class Pipeline:
         return HealthView(self.topology, with_service_levels(self._own, self._own_by_service, services))
 
     # -- commands ------------------------------------------------------------------------------
-    def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> dict[str, Any] | None:
+    def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> IncidentRecord | None:
         """An operator acknowledged an open incident: returns its `updated` record, None if not open,
         its `current` record (no new version) when the same person acknowledges it again."""
         now = self._advance(now)
@@ -771,7 +774,7 @@ class Pipeline:
         durable-rules without applying what they match again. With a changed topology, state on
         elements that no longer exist is dropped; the counts are returned."""
         state = orjson.loads(blob)
-        if state.get("format") != SNAPSHOT_FORMAT:
+        if state.get("format") not in SNAPSHOT_READS:
             raise EngineError(
                 f"snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}: cannot restore"
             )

@@ -244,7 +244,8 @@ class PartitionWorker:
             raise Fenced(f"partition {self.partition}: lease lost, not publishing")
         for i, rec in enumerate(decisions.dead_letters):
             await self.js.publish_dead_letter(self.partition, rec, f"dead:{self.partition}:{seq}:{i}")
-        for i, rec in enumerate(decisions.records):
+        for i, record in enumerate(decisions.records):
+            rec = record.to_wire()
             done = self._published
             if (seq, i) <= (done.source_seq, done.index):
                 self.status.skipped += 1  # a predecessor published it already

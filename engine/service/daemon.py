@@ -52,6 +52,7 @@ from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
 from engine.core import reports
 from engine.core.explain import PostMortems
+from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.model.messages import Routes, dead_letter_record
@@ -152,7 +153,7 @@ class Daemon(CoreView):
         self._log_burst, self._log_interval = LOG_BURST, LOG_INTERVAL
         self._tick_after = 0.0  # while the timers make no progress: no tick before this time
         self.recovered: dict[str, int] = {}
-        self._acked: dict[str, Any] | None = None  # an acknowledgement that changed nothing
+        self._acked: IncidentRecord | None = None  # an acknowledgement that changed nothing
         self._catching_up = True  # until the start-up backlog is applied (see _still_catching_up)
         self._mqtt_taken = 0  # MQTT messages taken from the intake
         self._started_at = 0.0
@@ -349,10 +350,10 @@ class Daemon(CoreView):
                 self._acked = None
                 result = self._journal_and_apply("ack", "", item.payload, now, on_durable=acked)
                 if result.records:
-                    holder["rec"] = result.records[0]
+                    holder["rec"] = result.records[0].to_wire()
                 elif self._acked is not None:  # the same acknowledgement again: nothing changed
-                    stored = self.store.incident(self._acked["incident_id"])
-                    holder["rec"] = stored if stored is not None else self._acked
+                    stored = self.store.incident(self._acked.incident_id)
+                    holder["rec"] = stored if stored is not None else self._acked.to_wire()
             elif item.kind == "silence":
                 box: dict[str, Any] = {}
                 fut = item.done
@@ -492,7 +493,7 @@ class Daemon(CoreView):
         if kind == "ack":
             args = orjson.loads(payload)
             rec = p.acknowledge(args["incident_id"], args["by"], args.get("note"), now)
-            if rec is not None and rec["event"] == "current":  # idempotent: no new version
+            if rec is not None and rec.event == "current":  # idempotent: no new version
                 self._acked = rec
                 return Decisions()
             return Decisions(records=[rec] if rec else [])
@@ -510,9 +511,9 @@ class Daemon(CoreView):
                 receivers.append(MQTT_RECEIVER)
             self.store.record(rec, receivers, now)
             if not replay:
-                with bound(incident_id=rec["incident_id"], ne_id=rec["root_cause"]["ne_id"]):
-                    log_transition(rec)
-                self.metrics.transition(rec["event"])
+                with bound(incident_id=rec.incident_id, ne_id=rec.root_cause.ne_id):
+                    log_transition(rec.to_wire())
+                self.metrics.transition(rec.event)
         if replay:
             return
         for dl in decisions.dead_letters:

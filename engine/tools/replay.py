@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import InvalidMessage
 from engine.model.messages import dead_letter_record
@@ -71,8 +72,12 @@ class Replayer:
         *,
         emit: Callable[[dict[str, Any]], None],
         dead_letter: Callable[[dict[str, Any]], None] | None = None,
+        on_record: Callable[[IncidentRecord], None] | None = None,
     ) -> None:
+        """``emit`` gets each incident record's JSON form (``IncidentRecord.to_wire``),
+        ``on_record`` (if given) the typed record first."""
         self.pipeline = pipeline
+        self._on_record = on_record
         self.tolerance = pipeline.settings.reorder_tolerance
         self._emit = emit
         self._dead = dead_letter
@@ -142,7 +147,9 @@ class Replayer:
     def _deliver(self, d: Decisions) -> None:
         for rec in d.records:
             self.stats.records += 1
-            self._emit(rec)
+            if self._on_record is not None:
+                self._on_record(rec)
+            self._emit(rec.to_wire())  # the edge: the record's JSON form, as replay output
         for dl in d.dead_letters:
             self.stats.dead_letters += 1
             if self._dead is not None:

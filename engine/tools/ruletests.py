@@ -538,13 +538,13 @@ def run_case(tf: TestFile, case: TestCase) -> Outcome:
     try:
         for step in case.steps:
             t = START + step.at
-            out.records.extend(pipeline.advance_to(t).records)
+            out.records.extend(r.to_wire() for r in pipeline.advance_to(t).records)
             payload = step.payload if isinstance(step.payload, str) else orjson.dumps(step.payload)
             d = pipeline.feed(step.topic, payload, t)
-            out.records.extend(d.records)
+            out.records.extend(r.to_wire() for r in d.records)
             out.dead_letters += len(d.dead_letters)
             out.rejected.extend(_rejection(dl) for dl in d.dead_letters)
-        out.records.extend(pipeline.drain().records)
+        out.records.extend(r.to_wire() for r in pipeline.drain().records)
         out.counters = pipeline.summary()
     finally:
         pipeline.close()

@@ -1,0 +1,133 @@
+"""An incident's assessment: impact, state, severity and priority from its active alarms.
+
+``Assessor.refresh`` recomputes them for one incident (the SLA stage adds its points, priority
+overrides apply last); it also keeps the *watch*, the elements each incident's impact reaches, so an
+element's health change re-assesses exactly the incidents it concerns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from engine.core.alarms import ActiveAlarm
+from engine.core.forms.overrides import Overrides
+from engine.core.forms.synthetic import service_scope
+from engine.core.impact import Health, Impact, compute_impact, with_service_levels
+from engine.core.incident_stages import SlaStage
+from engine.core.priority import PriorityInput, add_points, assess
+from engine.core.settings import PrioritySettings
+from engine.model.topology import Topology
+
+if TYPE_CHECKING:
+    from engine.core.incidents import Incident
+
+EFFECT_HEALTH = {"outage": Health.DOWN, "degraded": Health.DEGRADED}
+SEVERITY_ORDER = ("indeterminate", "warning", "minor", "major", "critical")
+
+
+class Assessor:
+    def __init__(
+        self,
+        *,
+        topology: Topology,
+        priority: PrioritySettings,
+        alarm: Callable[[str], ActiveAlarm | None],
+        own_health: Mapping[str, Health],
+        service_health: Mapping[str, Mapping[str, Health]],
+        sla: SlaStage,
+        overrides: Overrides | None,
+        parts: Callable[[str], frozenset[str]],
+    ) -> None:
+        self._topology = topology
+        self._priority = priority
+        self._alarm = alarm
+        self._own = own_health
+        self._service_health = service_health
+        self._sla = sla
+        self._overrides = overrides
+        self._parts = parts
+        self._watch: dict[str, set[str]] = {}  # element -> top roots whose impact includes it
+
+    def active_members(self, inc: Incident, still_active: ActiveAlarm | None = None) -> list[ActiveAlarm]:
+        out = []
+        for key in sorted(inc.members):
+            alarm = self._alarm(key)
+            if alarm is not None and (alarm.active or alarm is still_active):
+                out.append(alarm)
+        return out
+
+    def watching(self, ne_id: str) -> Iterable[str]:
+        """Top roots of the incidents whose impact reaches ``ne_id`` or below it."""
+        if not self._watch:
+            return ()
+        tops: list[str] = []
+        for x in (ne_id, *self._topology.descendants(ne_id)):
+            tops.extend(self._watch.get(x, ()))
+        return tops
+
+    def refresh(self, inc: Incident, now: float, still_active: ActiveAlarm | None = None) -> None:
+        """Re-assess ``inc``. ``still_active``: the root clearing now, counted as active once more so
+        the assessment freezes as it was (and the SLA facts stay those last notified)."""
+        active = self.active_members(inc, still_active)
+        seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
+        if not seeds and inc.impact is not None:
+            return  # nothing active carries an effect any more: keep the last assessment
+        # An incident whose every alarm with an effect concerns one service (the engine's per-service
+        # KQI alarms) affects that service's subscriptions only.
+        scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
+        only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
+        # their own levels count then: element health leaves them out
+        own = with_service_levels(self._own, self._service_health, only) if only is not None else self._own
+        impact = compute_impact(self._topology, own, seeds, only_services=only)
+        self.rewatch(inc, impact)
+        inc.impact = impact
+        root = self._alarm(inc.root)
+        fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
+        if root is not None and root.effect == "outage" and not impact.elements:
+            fallback = "outage"
+        inc.state = impact.state or fallback
+        ranks = [SEVERITY_ORDER.index(a.severity) for a in active if a.severity in SEVERITY_ORDER]
+        if ranks:
+            inc.severity = SEVERITY_ORDER[max(ranks)]
+        max_crit = max(
+            (
+                self._topology.service_types[s].criticality
+                for s in impact.services
+                if s in self._topology.service_types
+            ),
+            default=0,
+        )
+        inc.priority = assess(
+            PriorityInput(
+                state=inc.state,
+                customers_by_tier=impact.by_tier,
+                tier_weights={t.name: t.weight for t in self._topology.tiers.values()},
+                max_criticality=max_crit,
+                severity=inc.severity,
+            ),
+            self._priority,
+        )
+        if self._sla.facts is not None and (still_active is None or inc.sla is None):
+            # At the root's clear the assessment is frozen: the SLA facts stay those last notified.
+            inc.sla = self._sla.facts(impact, now)
+            milestone = self._sla.milestone(inc.sla, now) if still_active is None else None
+            inc.sla_due = milestone.due if milestone is not None else None
+            inc.sla_milestone = milestone.seconds_to_breach if milestone is not None else None
+        if inc.sla is not None and inc.sla["points"] > 0:
+            inc.priority = add_points(inc.priority, "sla", inc.sla["points"], inc.sla, self._priority)
+        if self._overrides:
+            inc.priority, inc.severity = self._overrides.apply(
+                inc.priority, inc.severity, impact, self._parts(inc.root)
+            )
+
+    def rewatch(self, inc: Incident, impact: Impact | None) -> None:
+        old = inc.impact.elements if inc.impact is not None else {}
+        new = impact.elements if impact is not None else {}
+        for x in old:
+            if x not in new and x in self._watch:
+                self._watch[x].discard(inc.root)
+                if not self._watch[x]:
+                    del self._watch[x]
+        for x in new:
+            self._watch.setdefault(x, set()).add(inc.root)

@@ -1,0 +1,313 @@
+"""Incident records: the typed decisions the incident book returns, and the words they carry.
+
+An ``IncidentRecord`` is frozen and keeps times as epoch seconds (floats). Its JSON form, the one
+receivers, the store, the HTTP API and replay output carry, is ``to_wire()``: the only place a
+record's times become RFC 3339 text and its key order is fixed. Adapters call it at the edge;
+nothing in the core reads a record back from its wire form.
+
+``RecordBuilder`` turns an incident as the book holds it into a record: the root cause, each
+suppressed symptom with its reason, and the explanation lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from engine.core.alarms import ActiveAlarm
+from engine.core.forms.synthetic import raised_by
+from engine.core.impact import Impact
+from engine.core.priority import explain
+from engine.model.timeutil import format_time
+from engine.model.topology import Topology
+
+if TYPE_CHECKING:
+    from engine.core.incidents import Incident, Suppression
+
+RecordEvent = Literal["opened", "updated", "resolved", "current"]
+Resolution = Literal["cleared", "merged"]
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """An operator took the incident (``at``: epoch seconds)."""
+
+    by: str
+    at: float
+    note: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"by": self.by, "at": format_time(self.at), "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class RootCause:
+    alarm_id: str
+    ne_id: str | None
+    probable_cause: str | None
+    severity: str | None
+    element_type: str | None
+    site: str | None
+    region: str | None
+    active: bool
+    rule: str | None  # the first grouping rule, by name
+    threshold_info: Mapping[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ne_id": self.ne_id,
+            "alarm_id": self.alarm_id,
+            "probable_cause": self.probable_cause,
+            "severity": self.severity,
+            "element_type": self.element_type,
+            "site": self.site,
+            "region": self.region,
+            "active": self.active,
+            "rule": self.rule,
+        }
+        if self.threshold_info is not None:
+            out["threshold_info"] = dict(self.threshold_info)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressedAlarm:
+    """A symptom of the incident, and the words for why it is one."""
+
+    alarm_id: str
+    ne_id: str | None
+    probable_cause: str | None
+    state: Literal["active", "cleared"]
+    root: str  # the alarm that explains it directly
+    rule: str
+    reason: str
+    threshold_info: Mapping[str, Any] | None = None  # the evidence: which KPI, how far
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "alarm_id": self.alarm_id,
+            "ne_id": self.ne_id,
+            "probable_cause": self.probable_cause,
+            "state": self.state,
+            "root": self.root,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+        if self.threshold_info is not None:
+            out["threshold_info"] = dict(self.threshold_info)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """One incident transition (``event``), or its ``current`` state for a query."""
+
+    incident_id: str
+    event: RecordEvent
+    version: int
+    time: float
+    priority: int
+    score: float
+    state: str
+    severity: str  # the worst active member's, or a priority rule's override
+    root_cause: RootCause
+    impact: Impact | None
+    alarms: tuple[str, ...]
+    suppressed: tuple[SuppressedAlarm, ...]
+    flapping: tuple[str, ...]
+    opened_at: float | None
+    acknowledged: Acknowledgement | None
+    priority_breakdown: Mapping[str, Any]
+    sla: Mapping[str, Any] | None
+    explanation: tuple[str, ...]
+    resolution: Resolution | None = None  # a resolved record's: cleared, or merged (into merged_into)
+    merged_into: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The record as JSON-ready data, byte for byte what receivers have always been sent."""
+        rec: dict[str, Any] = {
+            "incident_id": self.incident_id,
+            "event": self.event,
+            "version": self.version,
+            "time": format_time(self.time),
+            "priority": self.priority,
+            "score": self.score,
+            "state": self.state,
+            "severity": self.severity,
+            "root_cause": self.root_cause.to_wire(),
+            "impact": self.impact.to_record() if self.impact is not None else _empty_impact(),
+            "alarms": list(self.alarms),
+            "suppressed": [s.to_wire() for s in self.suppressed],
+            "flapping": list(self.flapping),
+            "opened_at": format_time(self.opened_at) if self.opened_at is not None else None,
+            "acknowledged": self.acknowledged.to_wire() if self.acknowledged is not None else None,
+            "priority_breakdown": dict(self.priority_breakdown),
+            "sla": dict(self.sla) if self.sla is not None else None,
+            "explanation": list(self.explanation),
+        }
+        if self.event == "resolved":
+            rec["resolved_at"] = format_time(self.time)
+            rec["resolution"] = self.resolution or "cleared"
+            if self.merged_into is not None:
+                rec["merged_into"] = self.merged_into
+        return rec
+
+
+def _empty_impact() -> dict[str, Any]:
+    return {"elements": 0, "services": {}, "customers": {"total": 0, "by_tier": {}}, "by_state": {}}
+
+
+_WHERE = {
+    "downstream_of": "{a} is at or below {r}",
+    "upstream_of": "{a} is at or above {r}",
+    "same_element": "same element {a}",
+    "same_site": "same site {site}",
+    "same_region": "same region {region}",
+    "same_service_path": "on a path of the same service type",
+}
+
+
+class RecordBuilder:
+    """Builds records from the book's incidents; reads alarms, suppressions and the topology only."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        alarm: Callable[[str], ActiveAlarm | None],
+        suppression: Callable[[str], Suppression | None],
+    ) -> None:
+        self._topology = topology
+        self._alarm = alarm
+        self._suppression = suppression
+
+    def record(
+        self,
+        inc: Incident,
+        event: RecordEvent,
+        now: float,
+        *,
+        resolution: Resolution | None = None,
+        merged_into: str | None = None,
+    ) -> IncidentRecord:
+        root = self._alarm(inc.root)
+        el = self._topology.element(root.ne_id) if root is not None else None
+        p = inc.priority
+        alarms: list[str] = []
+        suppressed: list[SuppressedAlarm] = []
+        flapping: list[str] = []
+        for key in sorted(inc.members):
+            a = self._alarm(key)
+            alarms.append(key)
+            if a is not None and a.flapping:
+                flapping.append(key)
+            sup = self._suppression(key)
+            if sup is not None:
+                suppressed.append(self._suppressed(key, a, sup))
+        return IncidentRecord(
+            incident_id=inc.id,
+            event=event,
+            version=inc.version,
+            time=now,
+            priority=p.priority if p else 5,
+            score=p.score if p else 0.0,
+            state=inc.state,
+            severity=inc.severity,
+            root_cause=RootCause(
+                alarm_id=inc.root,
+                ne_id=root.ne_id if root else None,
+                probable_cause=root.probable_cause if root else None,
+                severity=root.severity if root else None,
+                element_type=el.type if el else None,
+                site=el.site if el else None,
+                region=el.region if el else None,
+                active=bool(root and root.active),
+                rule=sorted(inc.grouping_rules)[0] if inc.grouping_rules else None,
+                threshold_info=(
+                    dict(root.threshold_info) if root and root.threshold_info is not None else None
+                ),
+            ),
+            impact=inc.impact,
+            alarms=tuple(alarms),
+            suppressed=tuple(suppressed),
+            flapping=tuple(flapping),
+            opened_at=inc.opened_at,
+            acknowledged=inc.acknowledged,
+            priority_breakdown=dict(p.breakdown) if p else {},
+            sla=dict(inc.sla) if inc.sla else None,
+            explanation=tuple(self._explanation(inc, root, suppressed)),
+            resolution=(resolution or "cleared") if event == "resolved" else None,
+            merged_into=merged_into if event == "resolved" else None,
+        )
+
+    def _suppressed(self, key: str, a: ActiveAlarm | None, sup: Suppression) -> SuppressedAlarm:
+        root = self._alarm(sup.root)
+        template = _WHERE.get(sup.relation)
+        if template is None:
+            where = sup.detail or sup.relation
+        else:
+            where = template.format(
+                a=a.ne_id if a else "?",
+                r=root.ne_id if root else "?",
+                site=self._place(a, "site"),
+                region=self._place(a, "region"),
+            )
+        return SuppressedAlarm(
+            alarm_id=key,
+            ne_id=a.ne_id if a else None,
+            probable_cause=a.probable_cause if a else None,
+            state="active" if a and a.active else "cleared",
+            root=sup.root,
+            rule=sup.rule,
+            reason=f"explained by {sup.root} (rule {sup.rule}: {where}, {sup.delay:+.1f} s from the root)",
+            threshold_info=dict(a.threshold_info) if a is not None and a.threshold_info is not None else None,
+        )
+
+    def _place(self, a: ActiveAlarm | None, what: Literal["site", "region"]) -> str:
+        if a is None:
+            return "?"
+        el = self._topology.element(a.ne_id)
+        return (el.site if what == "site" else el.region) or "?"
+
+    def _explanation(
+        self, inc: Incident, root: ActiveAlarm | None, suppressed: list[SuppressedAlarm]
+    ) -> list[str]:
+        lines: list[str] = []
+        if root is not None:
+            el = self._topology.element(root.ne_id)
+            where = ", ".join(
+                x for x in (el.type, f"site {el.site}" if el.site else "", el.region or "") if x
+            )
+            lines.append(
+                f"root cause: {root.probable_cause} ({root.severity}, effect {root.effect}) on {root.ne_id} "
+                f"({where}); no rule explains it"
+            )
+            if root.flapping:
+                lines.append(f"the root alarm is flapping ({root.count} raises in this occurrence)")
+            if root.text and root.key.startswith("rule:"):
+                lines.append(f"raised by rule {raised_by(inc.root)}: {root.text}")
+        if inc.kind == "group":
+            lines.append("a group incident: it resolves when none of its alarms is active")
+        if inc.maintenance is not None:
+            lines.append(f"held back by maintenance window {inc.maintenance} until it ended")
+        if suppressed:
+            by_rule: dict[str, int] = {}
+            for s in suppressed:
+                by_rule[s.rule] = by_rule.get(s.rule, 0) + 1
+            parts = ", ".join(f"{n} by {rule}" for rule, n in sorted(by_rule.items()))
+            lines.append(f"{len(suppressed)} alarm(s) suppressed as symptoms: {parts}")
+        if inc.reraised:
+            lines.append(f"the root was re-raised {inc.reraised} time(s) during the hold-down; same incident")
+        if inc.impact is not None:
+            im = inc.impact
+            tiers = ", ".join(f"{t} {n}" for t, n in im.by_tier.items())
+            services = ", ".join(f"{s} {n}" for s, n in im.services.items())
+            lines.append(
+                f"impact: {len(im.elements)} element(s) affected; {im.customers} customer(s)"
+                + (f" ({tiers})" if tiers else "")
+                + (f"; services {services}" if services else "")
+                + f"; state {inc.state}"
+            )
+        if inc.priority is not None:
+            lines.append(explain(inc.priority))
+        return lines

@@ -37,12 +37,13 @@ from typing import Any
 import aiohttp
 
 from engine.adapters.dashboard.index import IncidentIndex
-from engine.adapters.dashboard.trends import QualityHistory, held_series
+from engine.adapters.dashboard.trends import QualityHistory
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store
 from engine.core.impact import Health, Impact, ImpactState
 from engine.core.incident_records import Acknowledgement, IncidentRecord, RootCause, SuppressedAlarm
 from engine.core.pipeline import Pipeline
+from engine.core.query import CoreQuery
 from engine.model.messages import Alarm
 from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
@@ -140,11 +141,9 @@ class StoreCore:
             state=state, priority=priority, since=since, open_only=open_only, limit=limit
         )
 
-    def element(self, ne_id: str) -> dict[str, Any] | None:
-        return None
-
-    def customer(self, customer_id: str) -> dict[str, Any] | None:
-        return None
+    @property
+    def query(self) -> CoreQuery:
+        return self.pipeline.query
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
         return None
@@ -320,12 +319,12 @@ def time_history(pipeline: Pipeline, repeat: int) -> None:
         done = scopes
         history = QualityHistory()
         started = time.perf_counter()
-        history.collect(held_series(windows), t_end)
+        history.collect(windows.held(), t_end)
         first = time.perf_counter() - started
         times = []
         for i in range(repeat):
             started = time.perf_counter()
-            history.collect(held_series(windows), t_end + 20 * (i + 1))
+            history.collect(windows.held(), t_end + 20 * (i + 1))
             times.append(time.perf_counter() - started)
         print(
             f"chart history: {history.series_count} series kept, {scopes * 3} in the windows"

@@ -444,15 +444,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
             return 2
         pipeline = _replayed(args)
     try:
-        now = pipeline.clock
+        query = pipeline.query
+        now = query.clock
         if args.kind == "services":
-            out = reports.services(pipeline, now)
+            out = reports.services(query, now)
         elif args.kind == "customers":
-            out = reports.customers(pipeline, now, limit=args.limit, all_customers=args.all)
+            out = reports.customers(query, now, limit=args.limit, all_customers=args.all)
         elif args.kind == "sla":
-            out = reports.sla(pipeline, now)
+            out = reports.sla(query, now)
         else:
-            found = reports.customer(pipeline, args.customer, now)
+            found = reports.customer(query, args.customer, now)
             if found is None:
                 print(f"error: no customer {args.customer!r} in the topology", file=sys.stderr)
                 return 1

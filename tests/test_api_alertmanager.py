@@ -441,7 +441,7 @@ async def test_schemathesis_against_the_official_spec(daemon: tuple[Daemon, str]
 class _FullIntake:
     """An ``AlertmanagerCore`` whose intake is full (only what POST needs is real)."""
 
-    pipeline: Any = None
+    query: Any = None
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
         raise Overloaded(retry_after=2.5)

@@ -35,6 +35,7 @@ from engine.adapters.http import HttpApi
 from engine.adapters.store import Store, WireRecord, known_history, version_summary
 from engine.core.kqi import KqiCatalog, KqiWindows
 from engine.core.pipeline import Pipeline
+from engine.core.query import CoreQuery
 from engine.model.timeutil import format_time, parse_time
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
@@ -102,11 +103,9 @@ class RecordCore:
         found.sort(key=lambda r: parse_time(r["time"]), reverse=True)
         return found[:limit]
 
-    def element(self, ne_id: str) -> dict[str, Any] | None:
-        return None
-
-    def customer(self, customer_id: str) -> dict[str, Any] | None:
-        return None
+    @property
+    def query(self) -> CoreQuery | None:
+        return None  # no core state here: the alarm, element and quality pages answer 501
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
         return None
@@ -553,14 +552,8 @@ def test_quality_history_keeps_a_point_per_minute_beyond_the_windows() -> None:
         windows.observe("ne:a/voip", "latency_ms", float(k), t0 + k)
         windows.observe("path:c1/voip", "jitter_ms", 1.0, t0 + k)
     dumped = [(sc, m, t, v) for sc, m, t, v in windows.dump()["series"]]
-    walked = sorted((sc, m, list(t[i:]), list(v[i:])) for sc, m, t, v, i in trends.held_series(windows))
-    assert walked == dumped, "the walk over the windows' table sees what dump() copies"
-
-    class Opaque:  # a KqiWindows whose table is not the expected one
-        def dump(self) -> dict[str, Any]:
-            return windows.dump()
-
-    assert [h[:4] for h in trends.held_series(Opaque())] == dumped
+    walked = sorted((sc, m, list(t[i:]), list(v[i:])) for sc, m, t, v, i in windows.held())
+    assert walked == dumped, "the walk over the windows' series in place sees what dump() copies"
     assert trends.interval(0.003, 300) == 20, "a short collection: every 20 s"
     assert trends.interval(0.5, 300) == 50, "a long one: at most 1 % of the loop's time"
     assert trends.interval(5.0, 300) == 120, "but never beyond 2 minutes"
@@ -655,11 +648,15 @@ async def serve(core: RecordCore, *, token: str | None = None) -> AsyncIterator[
 
 
 class PipelineCore(RecordCore):
-    """``RecordCore`` with a pipeline (the Alarms, Element and Service-quality pages read it)."""
+    """``RecordCore`` with a pipeline (the Alarms, Element and Service-quality pages read its query)."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         super().__init__()
         self.pipeline = pipeline
+
+    @property
+    def query(self) -> CoreQuery | None:
+        return self.pipeline.query
 
 
 @asynccontextmanager

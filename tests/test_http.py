@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,12 +21,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from engine.adapters.http import CoreView, HttpApi, Overloaded
+from engine.core.pipeline import Pipeline
+from engine.core.query import CoreQuery
 from engine.errors import InvalidMessage
 from engine.model.alertmanager_in import alert_to_alarm, fingerprint
 from engine.model.messages import Alarm, Decoder
 from engine.model.timeutil import parse_time
+from engine.model.topology import load_topology
+from engine.rules.schema import load_rulesets
 from engine.service.config import HttpSettings
 from engine.service.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ALARM_TOPIC = "soc/alarms/http"
 PROBE_TOPIC = "soc/probes/http"
@@ -76,8 +83,7 @@ class FakeCore:
         self.ready_flag = True
         self.parts = {"rules": True, "store": True, "mqtt": True}
         self.records = {INCIDENT["incident_id"]: dict(INCIDENT)}
-        self.elements = {"agg-3": {"id": "agg-3", "health": "down", "alarms": [], "incidents": []}}
-        self.customers = {"c-1001": {"id": "c-1001", "tier": "gold", "services": {}, "incidents": []}}
+        self.query: CoreQuery | None = None  # no core state (a test sets a pipeline's query)
         self.ingested: list[tuple[str, bytes, str]] = []
         self.capacity: int | None = None  # Overloaded once this many messages are queued
         self.queries: list[dict[str, Any]] = []
@@ -108,12 +114,6 @@ class FakeCore:
             {"state": state, "priority": priority, "since": since, "open_only": open_only, "limit": limit}
         )
         return list(self.records.values())[:limit]
-
-    def element(self, ne_id: str) -> dict[str, Any] | None:
-        return self.elements.get(ne_id)
-
-    def customer(self, customer_id: str) -> dict[str, Any] | None:
-        return self.customers.get(customer_id)
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None:
         if self.capacity is not None and len(self.ingested) >= self.capacity:
@@ -343,17 +343,30 @@ async def test_incident_by_id(http: aiohttp.ClientSession) -> None:
         assert await r.json() == {"error": "not found", "detail": "no incident 'inc-0000000000000000'"}
 
 
-@pytest.mark.parametrize(
-    ("path", "known", "what"),
-    [("/elements", "agg-3", "element"), ("/customers", "c-1001", "customer")],
-)
+@pytest.fixture(scope="module")
+def example_query() -> Iterator[CoreQuery]:
+    """The query interface of a pipeline on the example topology, nothing fed."""
+    pipeline = Pipeline(load_topology(ROOT / "examples" / "topology.yaml"), load_rulesets(None))
+    yield pipeline.query
+    pipeline.close()
+
+
+@pytest.mark.parametrize("case", [("/elements", "agg-3", "element"), ("/customers", "c-00001", "customer")])
 async def test_element_and_customer_views(
-    http: aiohttp.ClientSession, core: FakeCore, path: str, known: str, what: str
+    http: aiohttp.ClientSession, core: FakeCore, example_query: CoreQuery, case: tuple[str, str, str]
 ) -> None:
-    """/elements/{id} and /customers/{id} are the core's view, or 404 naming what is unknown."""
+    """/elements/{id} and /customers/{id} are the core's view (its query interface), or 404 naming
+    what is unknown; a core that does not expose its state answers 501."""
+    path, known, what = case
+    async with http.get(f"{path}/{known}") as r:
+        assert r.status == 501
+        assert (await r.json())["error"] == "not implemented"
+    core.query = example_query
     async with http.get(f"{path}/{known}") as r:
         assert r.status == 200
-        assert (await r.json())["id"] == known
+        body = await r.json()
+        assert body[what]["id"] == known
+        assert body["incidents"] == []
     async with http.get(f"{path}/nobody") as r:
         assert r.status == 404
         assert await r.json() == {"error": "not found", "detail": f"no {what} 'nobody'"}

@@ -172,7 +172,7 @@ def test_paths_whose_samples_stopped_no_longer_count(stale: list[tuple[str, str]
         until=T0 + 480,
     )
     try:
-        kqis = services(p, T0 + 480)["services"]["internet"]["kqis"]
+        kqis = services(p.query, T0 + 480)["services"]["internet"]["kqis"]
         assert (kqis["paths"], kqis["degraded_paths"]) == (8, 4)
         assert sorted(p.quality.measured_paths()) == sorted(
             f"path:{c}/internet" for c, _ in [*DEGRADED, *HEALTHY]
@@ -268,7 +268,7 @@ def test_customer_report_has_experience_and_sla_state() -> None:
     )
     try:
         now = T0 + 600
-        view = customer(p, "c-00050", now)
+        view = customer(p.query, "c-00050", now)
         assert view is not None
         assert view["customer"]["tier"] == "platinum"
         assert view["services"] == {"internet": "down"}
@@ -282,21 +282,21 @@ def test_customer_report_has_experience_and_sla_state() -> None:
         state = view["sla"]
         assert state["outage_started"] == format_time(T0)
         assert (state["seconds_to_breach"], state["time_to_restore_left"]) == (696.0, 6600.0)
-        tiers = sla(p, now)["tiers"]
+        tiers = sla(p.query, now)["tiers"]
         assert {name: (t["customers_down"], t["seconds_to_first_breach"]) for name, t in tiers.items()} == {
             "bronze": (12, 25320.0),
             "gold": (1, 1992.0),
             "platinum": (1, 696.0),
             "silver": (6, 12360.0),
         }
-        worst = customers(p, now)
+        worst = customers(p.query, now)
         assert worst["total"] == 20
         assert [(c["customer"], c["experience"]) for c in worst["customers"][:2]] == [
             ("c-00041", 0.0),
             ("c-00042", 0.0),
         ]
         assert {c["experience"] for c in worst["customers"]} == {0.0}
-        svc = services(p, now)["services"]
+        svc = services(p.query, now)["services"]
         assert svc["internet"]["customers_by_state"] == {"down": 20, "ok": 1000}
         assert svc["voip"]["customers_by_state"] == {"down": 5, "ok": 250}
         assert svc["voip"]["targets"][0]["name"] == "voip.one_way_delay"
@@ -371,7 +371,7 @@ def test_a_customers_view_shows_its_own_mos_and_its_groups_availability(
     sees its own MOS breach and its group's availability breach, not the others'."""
     p = _mos_and_outage().pipeline
     assert p is not None
-    view = customer(p, customer_id, p.clock)
+    view = customer(p.query, customer_id, p.clock)
     assert view is not None
     state = view["sla"]
     assert "subject" not in state
@@ -386,7 +386,7 @@ def test_breach_records_name_the_group_or_the_customer() -> None:
     the availability at the outage's end, 1,400 s, dated 1,296 s; see the test above)."""
     p = _mos_and_outage().pipeline
     assert p is not None
-    assert sla(p, p.clock)["breaches"] == [MOS_BREACH, AVAILABILITY_BREACH]
+    assert sla(p.query, p.clock)["breaches"] == [MOS_BREACH, AVAILABILITY_BREACH]
 
 
 PLATINUM_OLT_002 = ("platinum", "olt-002|platinum|internet")
@@ -491,7 +491,7 @@ def test_a_service_is_judged_only_on_its_own_samples(
         until=T0 + 60,
     )
     try:
-        view = customer(p, "c-00204", T0 + 60)
+        view = customer(p.query, "c-00204", T0 + 60)
         assert view is not None
         for service, latency, (status, value, scope) in (
             ("voip", "voip.one_way_delay", voip),

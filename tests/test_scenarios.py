@@ -466,7 +466,7 @@ def test_a_voice_kqi_alarm_degrades_voice_only_in_the_customer_element_and_servi
     assert element is not None
     assert element["health"]["own"] == "ok"
     assert element["health"]["services"] == {"voip": "degraded"}
-    report = services_report(p, T0 + 400)["services"]
+    report = services_report(p.query, T0 + 400)["services"]
     assert "degraded" not in report["internet"]["customers_by_state"]
     assert report["voip"]["customers_by_state"]["degraded"] == sum("voip" in c["services"] for c in behind)
     p.close()

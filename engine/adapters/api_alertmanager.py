@@ -48,8 +48,7 @@ from engine.model.alertmanager_in import alert_to_alarm
 from engine.model.timeutil import format_time, parse_time
 
 if TYPE_CHECKING:
-    from engine.core.alarms import ActiveAlarm
-    from engine.core.pipeline import Pipeline
+    from engine.core.query import AlarmView, CoreQuery
 
 __all__ = ["AlertmanagerApi", "AlertmanagerCore"]
 
@@ -68,7 +67,7 @@ class AlertmanagerCore(Protocol):
     """What this API needs from the daemon."""
 
     @property
-    def pipeline(self) -> Pipeline: ...
+    def query(self) -> CoreQuery: ...  # the core's read-only query interface (engine.core.query)
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None: ...
 
@@ -358,7 +357,7 @@ class AlertmanagerApi:
     def _receiver_list(self) -> list[str]:
         return self._core.receiver_names() or ["engine"]
 
-    def _alerts(self, request: web.Request, *, for_groups: bool) -> list[tuple[ActiveAlarm, dict[str, Any]]]:
+    def _alerts(self, request: web.Request, *, for_groups: bool) -> list[tuple[AlarmView, dict[str, Any]]]:
         q = request.query
         active, silenced, inhibited = _flag(q, "active"), _flag(q, "silenced"), _flag(q, "inhibited")
         _flag(q, "unprocessed")  # checked; no alert is ever unprocessed, so it leaves none out
@@ -369,11 +368,11 @@ class AlertmanagerApi:
         receivers = self._receiver_list()
         if receiver is not None and not any(receiver.match(n) for n in receivers):
             return []
-        p = self._core.pipeline
-        now = max(self._clock(), p.clock)
+        core = self._core.query
+        now = max(self._clock(), core.clock)
         out = []
-        for alarm in p.alarms.active():
-            view = self._alert(p, alarm, receivers, now)
+        for alarm in core.active_alarms():
+            view = self._alert(core, alarm, receivers, now)
             if not matches_all(matchers, view["labels"]):
                 continue
             status = view["status"]
@@ -387,14 +386,14 @@ class AlertmanagerApi:
         out.sort(key=lambda item: item[1]["fingerprint"])
         return out
 
-    def _alert(self, p: Pipeline, alarm: ActiveAlarm, receivers: list[str], now: float) -> dict[str, Any]:
+    def _alert(self, q: CoreQuery, alarm: AlarmView, receivers: list[str], now: float) -> dict[str, Any]:
         posted = self._posted.get(alarm.key)
-        labels = posted["labels"] if posted is not None else self._labels(p, alarm)
+        labels = posted["labels"] if posted is not None else self._labels(q, alarm)
         annotations = posted["annotations"] if posted is not None else {}
         if not annotations and alarm.text:
             annotations = {"summary": alarm.text}
-        sup = p.incidents.suppression(alarm.key)
-        silenced_by = p.calendar.covering_all(alarm.ne_id, now)
+        sup = q.suppression(alarm.key)
+        silenced_by = q.silenced_by(alarm.ne_id, now)
         inhibited_by = [_fingerprint(sup.root)] if sup is not None else []
         ends = GO_ZERO_TIME
         if posted is not None and isinstance(posted["endsAt"], str):
@@ -421,7 +420,7 @@ class AlertmanagerApi:
         return view
 
     @staticmethod
-    def _labels(p: Pipeline, alarm: ActiveAlarm) -> dict[str, str]:
+    def _labels(q: CoreQuery, alarm: AlarmView) -> dict[str, str]:
         """An engine alarm's labels: its fields, and its element's site, region and type."""
         labels = {
             "alertname": alarm.probable_cause,
@@ -432,8 +431,8 @@ class AlertmanagerApi:
         }
         if alarm.specific_problem:
             labels["specific_problem"] = alarm.specific_problem
-        if alarm.ne_id in p.topology:
-            el = p.topology.element(alarm.ne_id)
+        if alarm.ne_id in q.topology:
+            el = q.topology.element(alarm.ne_id)
             labels["element_type"] = el.type
             if el.site is not None:
                 labels["site"] = el.site
@@ -447,10 +446,10 @@ class AlertmanagerApi:
     async def _get_groups(self, request: web.Request) -> web.Response:
         """One group per incident (labels ``incident_id``); alarms in none form the group ``{}``."""
         muted = _flag(request.query, "muted")
-        p = self._core.pipeline
+        q = self._core.query
         groups: dict[str, list[dict[str, Any]]] = {}
         for alarm, view in self._alerts(request, for_groups=True):
-            inc = p.incidents.incident_of(alarm.key)
+            inc = q.incident_of(alarm.key)
             groups.setdefault(inc.id if inc is not None else "", []).append(view)
         receiver = {"name": self._receiver_list()[0]}
         out = []
@@ -510,10 +509,10 @@ class AlertmanagerApi:
             "pending": _flag(q, "pending"),
         }
         matchers = _filters(request)
-        p = self._core.pipeline
-        now = max(self._clock(), p.clock)
+        core = self._core.query
+        now = max(self._clock(), core.clock)
         out = []
-        for s in p.calendar.silences:
+        for s in core.silences():
             if not wanted[s.state(now)]:
                 continue
             # Alertmanager: a filter matches the labels a silence's equality matchers spell out
@@ -526,14 +525,14 @@ class AlertmanagerApi:
 
     def _find(self, request: web.Request) -> Silence:
         sid = request.match_info["id"]
-        found = self._core.pipeline.calendar.silences.get(sid)
+        found = self._core.query.silence(sid)
         if found is None:
             raise _Refused(404, f"silence {sid} not found")
         return found
 
     async def _get_silence(self, request: web.Request) -> web.Response:
         found = self._find(request)
-        return _json(self._silence_view(found, max(self._clock(), self._core.pipeline.clock)))
+        return _json(self._silence_view(found, max(self._clock(), self._core.query.clock)))
 
     async def _post_silence(self, request: web.Request) -> web.Response:
         replaces, fields = postable_silence(await _body(request))

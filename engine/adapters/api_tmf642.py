@@ -57,8 +57,7 @@ from engine.model.timeutil import format_time, parse_time
 
 if TYPE_CHECKING:
     from engine.adapters.store import Store
-    from engine.core.alarms import ActiveAlarm
-    from engine.core.pipeline import Pipeline
+    from engine.core.query import AlarmView, CoreQuery
 
 __all__ = ["Tmf642Api", "Tmf642Core", "alarm_create_errors"]
 
@@ -160,7 +159,7 @@ class Tmf642Core(Protocol):
     """What this API needs from the daemon."""
 
     @property
-    def pipeline(self) -> Pipeline: ...
+    def query(self) -> CoreQuery: ...  # the core's read-only query interface (engine.core.query)
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None: ...
 
@@ -330,7 +329,7 @@ class Tmf642Api:
     def _href(self, request: web.Request | None, key: str) -> str:
         return f"{BASE}/alarm/{quote(key, safe='')}"
 
-    def _resource(self, alarm: ActiveAlarm) -> dict[str, Any]:
+    def _resource(self, alarm: AlarmView) -> dict[str, Any]:
         """An engine alarm as a TMF642 ``Alarm``."""
         extra = self._overlay.get(alarm.key, {})
         out: dict[str, Any] = {
@@ -355,11 +354,11 @@ class Tmf642Api:
             out["alarmDetails"] = alarm.text
         if not alarm.active and alarm.cleared_time is not None:
             out["alarmClearedTime"] = format_time(alarm.cleared_time)
-        p = self._core.pipeline
-        inc = p.incidents.incident_of(alarm.key)
+        q = self._core.query
+        inc = q.incident_of(alarm.key)
         if inc is not None:
             out["isRootCause"] = inc.root == alarm.key
-            sup = p.incidents.suppression(alarm.key)
+            sup = q.suppression(alarm.key)
             if sup is not None:
                 out["parentAlarm"] = [{"id": sup.root, "href": self._href(None, sup.root)}]
         if alarm.threshold_info:
@@ -386,8 +385,8 @@ class Tmf642Api:
                 out[name] = extra[name]
         return out
 
-    def _alarm(self, key: str) -> ActiveAlarm:
-        found = self._core.pipeline.alarms.get(key)
+    def _alarm(self, key: str) -> AlarmView:
+        found = self._core.query.alarm(key)
         if found is None:
             raise Refused(404, "not found", f"no alarm {key!r}")
         return found
@@ -435,12 +434,12 @@ class Tmf642Api:
     def purge(self, now: float) -> int:
         """Forget the state of alarms not active (cleared, or gone from the table) whose last
         change is older than ``keep_inactive``; return how many."""
-        alarms = self._core.pipeline.alarms
+        q = self._core.query
         stale = []
         for key, when in self._noted_at.items():
             if when >= now - self._keep_inactive:
                 continue
-            alarm = alarms.get(key)
+            alarm = q.alarm(key)
             if alarm is None or not alarm.active:
                 stale.append(key)
         for key in stale:
@@ -463,7 +462,7 @@ class Tmf642Api:
             payload["id"] = obj["externalAlarmId"]  # the sender's identity of the alarm
         topic = self._core.alarm_topic()
         try:
-            decoded = self._core.pipeline.decoder.decode(topic, payload)
+            decoded = self._core.query.validate(topic, payload)
         except InvalidMessage as exc:
             raise Refused(400, "invalid Alarm", _reasons(exc.errors)) from None
         alarm = decoded.alarm
@@ -478,7 +477,7 @@ class Tmf642Api:
             reportingSystemId=obj.get("reportingSystemId"),
         )
         self._durable()
-        found = self._core.pipeline.alarms.get(key)
+        found = self._core.query.alarm(key)
         if found is None:  # a clear of an alarm the engine does not hold
             raise Refused(409, "not raised", f"no raised alarm {key!r} to clear")
         body = self._resource(found)
@@ -488,9 +487,8 @@ class Tmf642Api:
         q = request.query
         offset, limit = paging(request)
         filters = [(k, v) for k, v in q.items() if k not in ("fields", "offset", "limit")]
-        p = self._core.pipeline
         found = []
-        for alarm in sorted(p.alarms.active(), key=lambda a: (a.first_seen, a.key)):
+        for alarm in sorted(self._core.query.active_alarms(), key=lambda a: (a.first_seen, a.key)):
             resource = self._resource(alarm)
             if all(attribute(resource, k, numbers=False) == v for k, v in filters):
                 found.append(resource)
@@ -511,7 +509,7 @@ class Tmf642Api:
         self._durable()
         return json_response(self._resource(self._alarm(key)))
 
-    async def _update(self, alarm: ActiveAlarm, obj: Mapping[str, Any]) -> None:
+    async def _update(self, alarm: AlarmView, obj: Mapping[str, Any]) -> None:
         """Apply an ``Alarm_Update``: acknowledgement, comments, clear. Refused whole on any error."""
         errors: list[tuple[str, str]] = []
         for name, value in obj.items():
@@ -547,7 +545,7 @@ class Tmf642Api:
                 when = parse_time(obj["alarmClearedTime"]) if "alarmClearedTime" in obj else self._clock()
                 await self._clear(alarm, when)
 
-    async def _clear(self, alarm: ActiveAlarm, when: float) -> None:
+    async def _clear(self, alarm: AlarmView, when: float) -> None:
         clear = {
             "ne_id": alarm.ne_id,
             "probable_cause": alarm.probable_cause,
@@ -602,7 +600,7 @@ class Tmf642Api:
         assert isinstance(patterns, list)
         targets = [
             a
-            for a in list(self._core.pipeline.alarms.active())
+            for a in self._core.query.active_alarms()
             if any(_matches(self._resource(a), p) for p in patterns)
         ]
         done = []
@@ -714,9 +712,9 @@ class Tmf642Api:
         """Events since the last look: (event type, alarm resource), in table order."""
         out: list[tuple[str, dict[str, Any]]] = []
         current: dict[str, tuple[int, bool, str, str]] = {}
-        p = self._core.pipeline
-        for key in list(self._seen) + [a.key for a in p.alarms.active() if a.key not in self._seen]:
-            alarm = p.alarms.get(key)
+        q = self._core.query
+        for key in list(self._seen) + [a.key for a in q.active_alarms() if a.key not in self._seen]:
+            alarm = q.alarm(key)
             if alarm is None or key in current:
                 continue
             ack = self._overlay.get(key, {}).get("ackState", "unacknowledged")

@@ -1,7 +1,10 @@
 """The HTTP API: queries, acknowledgement, ingestion, health, metrics, and the route sets of other APIs.
 
 A thin adapter, like the MQTT one: it parses requests, calls the daemon through the ``CoreView``
-protocol and turns the answers into JSON. It holds no state of its own and never validates an
+protocol and turns the answers into JSON. The core's state (elements, customers, reports,
+explanations, what-if) is read through ``CoreView.query``, the core's read-only query interface
+(``engine.core.query``), synchronously on the event loop: between two items of the daemon's core
+task, so no lock is needed. It holds no state of its own and never validates an
 alarm or a sample (the core does, and dead-letters what it refuses); it only checks what is HTTP's
 business: the query string, the size and syntax of the body, the token.
 
@@ -34,7 +37,7 @@ from engine.adapters.dashboard import Dashboard
 from engine.adapters.dashboard.app import HistorySource
 from engine.adapters.store import known_history
 from engine.core import reports
-from engine.core.explain import NotFound, explain_alarm, explain_incident
+from engine.core.explain import NotFound
 from engine.core.whatif import what_if
 from engine.errors import ConfigError, EngineError
 from engine.model.timeutil import parse_time
@@ -42,9 +45,9 @@ from engine.service.config import HttpSettings
 from engine.service.metrics import Metrics
 
 if TYPE_CHECKING:
-    from engine.core.pipeline import Pipeline
+    from engine.core.query import CoreQuery
 
-__all__ = ["CoreView", "DeadLetterHolder", "HttpApi", "Overloaded", "PipelineHolder", "RouteSet"]
+__all__ = ["CoreView", "DeadLetterHolder", "HttpApi", "Overloaded", "RouteSet"]
 
 log = structlog.get_logger("engine.http")
 
@@ -85,9 +88,12 @@ class CoreView(Protocol):
         self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
     ) -> list[dict[str, Any]]: ...
 
-    def element(self, ne_id: str) -> dict[str, Any] | None: ...
-
-    def customer(self, customer_id: str) -> dict[str, Any] | None: ...
+    @property
+    def query(self) -> CoreQuery | None:
+        """The core's read-only query interface (``Pipeline.query``; a reload replaces it: ask
+        for it per request). None: a core that does not expose its state (a test double); the
+        routes that read it answer 501."""
+        ...
 
     async def ingest(self, topic: str, payload: bytes, *, source: str) -> None: ...
 
@@ -98,17 +104,6 @@ class CoreView(Protocol):
     def alarm_topic(self) -> str: ...
 
     def probe_topic(self) -> str: ...
-
-
-@runtime_checkable
-class PipelineHolder(Protocol):
-    """A core that exposes its pipeline (the daemon does). ``GET /explain/...`` reads it directly, like
-    the element and customer views do through the daemon: synchronously, on the event loop, between
-    two items of the daemon's core task, so no lock is needed. A core without one answers 501 there.
-    """
-
-    @property
-    def pipeline(self) -> Pipeline: ...
 
 
 @runtime_checkable
@@ -562,14 +557,15 @@ class HttpApi:
 
     async def _element(self, request: web.Request) -> web.Response:
         ne_id = request.match_info["id"]
-        found = self._core.element(ne_id)
+        found = self._query().element(ne_id)
         if found is None:
             raise ApiError(404, "not found", f"no element {ne_id!r}")
         return _json(found)
 
     async def _customer(self, request: web.Request) -> web.Response:
         customer_id = request.match_info["id"]
-        found = self._core.customer(customer_id)
+        q = self._query()
+        found = reports.customer(q, customer_id, q.clock)
         if found is None:
             raise ApiError(404, "not found", f"no customer {customer_id!r}")
         return _json(found)
@@ -589,13 +585,13 @@ class HttpApi:
     # -- service quality ----------------------------------------------------------------------
 
     async def _services(self, request: web.Request) -> web.Response:
-        p = self._pipeline()
-        return _json(reports.services(p, p.clock))
+        q = self._query()
+        return _json(reports.services(q, q.clock))
 
     async def _service(self, request: web.Request) -> web.Response:
-        p = self._pipeline()
+        q = self._query()
         name = request.match_info["type"]
-        report = reports.services(p, p.clock)
+        report = reports.services(q, q.clock)
         found = report["services"].get(name)
         if found is None:
             known = ", ".join(sorted(report["services"])) or "none"
@@ -603,11 +599,11 @@ class HttpApi:
         return _json({"time": report["time"], "service": name, **found})
 
     async def _sla(self, request: web.Request) -> web.Response:
-        p = self._pipeline()
-        return _json(reports.sla(p, p.clock))
+        q = self._query()
+        return _json(reports.sla(q, q.clock))
 
     async def _what_if(self, request: web.Request) -> web.Response:
-        p = self._pipeline()
+        core = self._query()
         q = request.query
         if "down" not in q:
             raise ApiError(400, "missing query parameter 'down'", "give ?down=ELEMENT[,ELEMENT…]")
@@ -620,7 +616,7 @@ class HttpApi:
         down = [ne.strip() for ne in q["down"].split(",") if ne.strip()]
         try:
             report = what_if(
-                p.topology, down, hours=hours, sla=p.settings.quality.sla, current=p.own_health()
+                core.topology, down, hours=hours, sla=core.settings.quality.sla, current=core.own_health()
             )
         except ConfigError as exc:
             raise ApiError(400, f"invalid query parameter {exc.source.lstrip('-')!r}", exc.reason) from None
@@ -628,24 +624,24 @@ class HttpApi:
 
     # -- explanations -------------------------------------------------------------------------
 
-    def _pipeline(self) -> Pipeline:
-        core = self._core
-        if not isinstance(core, PipelineHolder):
+    def _query(self) -> CoreQuery:
+        found = self._core.query
+        if found is None:
             raise ApiError(
                 501, "not implemented", "this core does not expose its state (explanations, reports)"
             )
-        return core.pipeline
+        return found
 
     async def _explain_alarm(self, request: web.Request) -> web.Response:
         try:
-            return _json(explain_alarm(self._pipeline(), request.match_info["key"]))
+            return _json(self._query().explain_alarm(request.match_info["key"]))
         except NotFound as exc:
             raise ApiError(404, "not found", exc.to_dict()) from None
 
     async def _explain_incident(self, request: web.Request) -> web.Response:
         incident_id = request.match_info["id"]
         try:
-            return _json(explain_incident(self._pipeline(), incident_id))
+            return _json(self._query().explain_incident(incident_id))
         except NotFound as exc:
             core = self._core
             kept = core.resolved_explanation(incident_id) if isinstance(core, PostMortemHolder) else None

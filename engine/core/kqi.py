@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
@@ -640,6 +640,13 @@ class KqiWindows:
             for (sc, metric), s in sorted(self._series.items())
             if sc == scope and len(s)
         }
+
+    def held(self) -> Iterator[tuple[str, str, Sequence[float], Sequence[float], int]]:
+        """Every series in place, without copying: (scope, metric, times, values, start), the
+        samples being ``times[start:]``, ``values[start:]`` (times sorted). Read-only, and only until
+        the next sample or expiry changes them: an O(series) walk for the dashboard's chart history,
+        where ``dump`` copies every sample and sorts the series."""
+        return ((scope, metric, s.t, s.v, s.start) for (scope, metric), s in self._series.items())
 
     def describe(self, scope: str) -> str:
         """What one scope's windows hold, per metric: count, range and the latest sample (names the

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -33,9 +33,10 @@ from engine.core.forms.silences import Silence
 from engine.core.forms.storms import Storms
 from engine.core.forms.synthetic import QUALITY_SOURCES, Synthetic, raised_by, service_scope
 from engine.core.impact import Health, HealthView, with_service_levels
-from engine.core.incidents import EFFECT_HEALTH, IncidentBook, IncidentRecord
+from engine.core.incidents import EFFECT_HEALTH, Incident, IncidentBook, IncidentRecord
 from engine.core.kpi import KpiStore
 from engine.core.quality import ServiceQuality
+from engine.core.query import CoreQuery
 from engine.core.settings import CoreSettings
 from engine.errors import EngineError, InvalidMessage
 from engine.model.messages import Alarm, Decoded, Decoder, KpiSample, Routes, _excerpt, dead_letter_record
@@ -73,18 +74,36 @@ def _element_record(el: Element) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class MessageOutcome:
+    """What became of the message one ``feed`` took: ``kind`` ``alarm`` or ``samples`` (decoded,
+    valid and applied: accepted) or ``invalid`` (refused whole: dead-lettered). ``samples``: the
+    samples of a batch applied, ``rejected``: those refused (dead-lettered together); ``failed``: its
+    application raised inside the core (a bug: dead-lettered, counted, the core went on)."""
+
+    kind: Literal["alarm", "samples", "invalid"]
+    samples: int = 0
+    rejected: int = 0
+    failed: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.kind != "invalid"
+
+
 @dataclass
 class Decisions:
     """What one ``feed`` or ``tick`` decided: incident records, dead letters, the parts of the core
     that failed (``faults``: each is also a dead letter) and ``notices``: inputs applied but worth an
     operator's eye (a clear that matches nothing, a stale raise or clear, an event out of order, an
     event time clamped to the receive time), each ``{"kind", "topic", "alarm"|"target", "event_time",
-    "detail"}``."""
+    "detail"}``. ``message``: what became of the message a ``feed`` took (None for anything else)."""
 
     records: list[IncidentRecord] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
+    message: MessageOutcome | None = None
 
     def extend(self, other: Decisions) -> None:
         self.records.extend(other.records)
@@ -194,6 +213,13 @@ class Pipeline:
         self.kpis = KpiStore()
         self.stats = Stats()
         self.clock = 0.0  # the latest `now` seen; time never goes backwards inside the core
+        self._query = CoreQuery(self)
+
+    @property
+    def query(self) -> CoreQuery:
+        """The core's read-only query interface (``engine.core.query``): what anything outside the
+        core may read of its state."""
+        return self._query
 
     # -- input ---------------------------------------------------------------------------------
     def feed(
@@ -215,12 +241,15 @@ class Pipeline:
             self.stats.messages["invalid"] += 1
             self.stats.invalid_reasons[err.errors[0][0] or "message"] += 1
             out.dead_letters.append(dead_letter_record(topic, payload, err, now=now))
+            out.message = MessageOutcome("invalid")
             return self._done(out, now)
         self._last_input = (topic, payload)
         try:
             self._apply(decoded, topic, payload, now, out)
         except Exception as exc:  # containment: the message is the poison; it is named and dropped
             self.stats.internal_errors += 1
+            if out.message is not None:
+                out.message = replace(out.message, failed=True)
             reason = f"internal error while applying it: {type(exc).__name__}: {exc}"
             failure = InvalidMessage(topic, [("", reason)])
             out.dead_letters.append(dead_letter_record(topic, payload, failure, now=now))
@@ -238,10 +267,12 @@ class Pipeline:
     ) -> None:
         if decoded.alarm is not None:
             self.stats.messages["alarm"] += 1
+            out.message = MessageOutcome("alarm")
             self._late(topic, decoded.alarm.event_time, f"alarm {decoded.alarm.ne_id}", out)
             out.records.extend(self.apply_alarm(decoded.alarm, now))
         else:
             self.stats.messages["samples"] += 1
+            out.message = MessageOutcome("samples")
             if decoded.samples:
                 self._late(topic, decoded.samples[0].time, f"sample of {decoded.samples[0].target}", out)
             for sample in decoded.samples:
@@ -250,6 +281,7 @@ class Pipeline:
                 for syn in self.breaches.observe(sample):
                     out.records.extend(self._apply_synthetic(syn, now))
             self.stats.samples += len(decoded.samples)
+            out.message = MessageOutcome("samples", len(decoded.samples), len(decoded.rejected))
             if decoded.rejected:
                 self.stats.samples_rejected += len(decoded.rejected)
                 partial = InvalidMessage(topic, list(decoded.rejected))
@@ -643,6 +675,15 @@ class Pipeline:
         else:
             result["not_found"] = error.endswith("not found")
         return result
+
+    def on_resolved(self, hook: Callable[[Incident, IncidentRecord], None] | None) -> None:
+        """Call ``hook(incident, record)`` as each incident resolves, before its state goes (the
+        daemon's post-mortem explanations, ``engine.core.explain.PostMortems``)."""
+        self.incidents.on_resolved = hook
+
+    def retry_quarantined(self) -> None:
+        """Forget every quarantined part: each is tried again at once (a reload does this)."""
+        self.quarantine.load(())
 
     # -- views (for the HTTP API) --------------------------------------------------------------
     def element_view(self, ne_id: str) -> dict[str, Any] | None:

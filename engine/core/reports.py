@@ -1,7 +1,7 @@
 """Service, customer and SLA reports over the core's state (``engine report``, the HTTP API).
 
-Read-only views of a Pipeline at time ``now``: nothing here changes state. Every report is JSON-ready
-and deterministic (sorted keys and lists).
+Read through the core's query interface (``Pipeline.query``, ``engine.core.query``) at time ``now``:
+nothing here changes state. Every report is JSON-ready and deterministic (sorted keys and lists).
 """
 
 from __future__ import annotations
@@ -13,28 +13,28 @@ from typing import Any
 import orjson
 
 from engine.core.impact import Health, HealthView
-from engine.core.pipeline import Pipeline
 from engine.core.quality import group_id
+from engine.core.query import CoreQuery
 from engine.model.timeutil import format_time
 
 _LEVEL = {Health.OK: "ok", Health.AT_RISK: "at_risk", Health.DEGRADED: "degraded", Health.DOWN: "down"}
 
 
-def services(p: Pipeline, now: float) -> dict[str, Any]:
+def services(q: CoreQuery, now: float) -> dict[str, Any]:
     """Per service type: customers, how many are affected now, KQI statuses, open incidents."""
     out: dict[str, Any] = {}
-    open_incidents = [i for i in p.incidents.incidents() if i.phase in ("open", "clearing")]
-    paths = p.quality.path_states(now)
-    owners = p.quality.measured_paths()  # scope -> (customer, service type)
-    for name, st in sorted(p.topology.service_types.items()):
-        view = p.health_view(name)
+    open_incidents = q.incidents(open_only=True)
+    paths = q.path_states(now)
+    owners = q.measured_paths()  # scope -> (customer, service type)
+    for name, st in sorted(q.topology.service_types.items()):
+        view = q.health(name)
         levels: Counter[str] = Counter()
         total = 0
-        for g in p.topology.all_groups():
+        for g in q.topology.all_groups():
             if name not in g.services:
                 continue
             total += g.count
-            level = view.service(p.topology, g.access, name)
+            level = view.service(q.topology, g.access, name)
             levels[_LEVEL[level]] += g.count
         kqi_status: Counter[str] = Counter()
         degraded_paths = measured = 0
@@ -44,9 +44,7 @@ def services(p: Pipeline, now: float) -> dict[str, Any]:
             measured += 1
             kqi_status.update(s.status for s in states)
             degraded_paths += any(s.status in ("at_risk", "violated") for s in states)
-        incidents = sorted(
-            (i.id for i in open_incidents if i.impact is not None and i.impact.services.get(name)),
-        )
+        incidents = sorted(i.id for i in open_incidents if i.impact and i.impact.services.get(name))
         out[name] = {
             "criticality": st.criticality,
             "platform": list(st.platform),
@@ -69,64 +67,65 @@ def services(p: Pipeline, now: float) -> dict[str, Any]:
                     "window_s": k.window,
                     "source": k.source,
                 }
-                for k in p.settings.quality.kqis.for_service(name)
+                for k in q.settings.quality.kqis.for_service(name)
             ],
             "open_incidents": incidents,
         }
     return {"time": format_time(now), "services": out}
 
 
-def _views(p: Pipeline) -> Callable[[str], HealthView]:
-    """Health views per service type, built once per report (``Pipeline.health_view``)."""
+def _views(q: CoreQuery) -> Callable[[str], HealthView]:
+    """Health views per service type, built once per report (``CoreQuery.health``)."""
     cache: dict[str, HealthView] = {}
 
     def view_for(service: str) -> HealthView:
         if service not in cache:
-            cache[service] = p.health_view(service)
+            cache[service] = q.health(service)
         return cache[service]
 
     return view_for
 
 
-def customer(p: Pipeline, customer_id: str, now: float) -> dict[str, Any] | None:
-    """One customer: its services' state, incidents (``Pipeline.customer_view``), experience and SLA."""
-    view = p.customer_view(customer_id)
+def customer(q: CoreQuery, customer_id: str, now: float) -> dict[str, Any] | None:
+    """One customer: its services' state, incidents (``CoreQuery.customer``), experience and SLA."""
+    view = q.customer(customer_id)
     if view is None:
         return None
-    return {**view, **p.quality.customer(customer_id, _views(p), now)}
+    return {**view, **q.customer_quality(customer_id, _views(q), now)}
 
 
-def customers(p: Pipeline, now: float, *, limit: int = 50, all_customers: bool = False) -> dict[str, Any]:
+def customers(q: CoreQuery, now: float, *, limit: int = 50, all_customers: bool = False) -> dict[str, Any]:
     """Customers worst experience first: those with path KQIs or whose service is affected now
     (every customer with ``all_customers``), at most ``limit``."""
-    view_for = _views(p)
-    ids = {c for c, _ in p.quality.measured_paths().values() if p.topology.has_customer(c)}
-    for cid in p.topology.customer_ids():
-        c = p.topology.customer(cid)
-        if all_customers or any(view_for(s).service(p.topology, c.access, s) > Health.OK for s in c.services):
+    view_for = _views(q)
+    topology = q.topology
+    ids = {c for c, _ in q.measured_paths().values() if topology.has_customer(c)}
+    for cid in topology.customer_ids():
+        c = topology.customer(cid)
+        if all_customers or any(view_for(s).service(topology, c.access, s) > Health.OK for s in c.services):
             ids.add(cid)
     rows = []
     for cid in sorted(ids):
-        c = p.topology.customer(cid)
-        q = p.quality.customer(cid, view_for, now)
+        c = topology.customer(cid)
+        quality = q.customer_quality(cid, view_for, now)
         rows.append(
             {
                 "customer": cid,
                 "tier": c.tier,
-                "experience": q["experience"]["index"],
-                "band": q["experience"]["band"],
-                "worst_service": q["experience"]["worst_service"],
-                "sla": q.get("sla"),
+                "experience": quality["experience"]["index"],
+                "band": quality["experience"]["band"],
+                "worst_service": quality["experience"]["worst_service"],
+                "sla": quality.get("sla"),
             }
         )
     rows.sort(key=lambda r: (r["experience"], r["customer"]))
     return {"time": format_time(now), "customers": rows[:limit], "total": len(rows)}
 
 
-def sla(p: Pipeline, now: float) -> dict[str, Any]:
+def sla(q: CoreQuery, now: float) -> dict[str, Any]:
     """Per tier: customers under SLA, down now, breached in the period, the soonest breach ahead."""
     tiers: dict[str, dict[str, Any]] = {}
-    settings = p.settings.quality.sla
+    settings = q.settings.quality.sla
     for name, tier in sorted(settings.tiers.items()):
         tiers[name] = {
             "availability_target": tier.availability,
@@ -137,17 +136,17 @@ def sla(p: Pipeline, now: float) -> dict[str, Any]:
             "customers_down": 0,
             "seconds_to_first_breach": None,
         }
-    for g in p.topology.all_groups():
+    for g in q.topology.all_groups():
         row = tiers.get(g.tier)
         if row is None:
             continue
         row["customers"] += g.count
-        left = p.quality.sla.time_to_breach(group_id(g), g.tier, now)
+        left = q.time_to_breach(group_id(g), g.tier, now)
         if left is not None:
             row["customers_down"] += g.count
             first = row["seconds_to_first_breach"]
             row["seconds_to_first_breach"] = round(left if first is None else min(first, left), 1)
-    return {"time": format_time(now), "tiers": tiers, "breaches": p.quality.breach_records()}
+    return {"time": format_time(now), "tiers": tiers, "breaches": q.sla_breaches()}
 
 
 def _breach_line(b: dict[str, Any]) -> str:

@@ -50,10 +50,10 @@ from engine.adapters.http import CoreView, HttpApi, Overloaded
 from engine.adapters.mqtt import Inbound, MqttPublisher, MqttSource
 from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
-from engine.core import reports
 from engine.core.explain import PostMortems
 from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
+from engine.core.query import CoreQuery
 from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.model.messages import Routes, dead_letter_record
 from engine.model.topology import load_topology
@@ -371,29 +371,28 @@ class Daemon(CoreView):
                 item.done.set_exception(exc)
 
     def _message(self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
-        stats = self.pipeline.stats
-        before = (stats.messages["alarm"], stats.messages["samples"], stats.samples)
         kind = "msg-held" if self._catching_up else "msg"
         decisions = self._journal_and_apply(kind, topic, payload, now, on_durable=ack, source=source)
-        if stats.messages["alarm"] > before[0]:
-            self.metrics.message(source, "alarm", "accepted")
-        elif stats.messages["samples"] > before[1]:
-            self.metrics.message(source, "samples", "accepted")
-            self.metrics.samples(stats.samples - before[2])
+        outcome = decisions.message  # None: the daemon contained a failure outside the core's own
+        if outcome is not None and outcome.accepted:
+            self.metrics.message(source, outcome.kind, "accepted")
+            if outcome.kind == "samples":
+                self.metrics.samples(outcome.samples)
         if decisions.dead_letters:
             fields = [e["field"] for dl in decisions.dead_letters for e in dl["errors"][:1]]
-            if stats.messages["alarm"] == before[0] and stats.messages["samples"] == before[1]:
+            if outcome is None or not outcome.accepted:
                 self.metrics.message(source, "unknown", "invalid")
             self.metrics.invalid(fields)
 
     def _refresh_metrics(self) -> None:
         """Gauges from the state, at most once a second (cheap scans of the core's tables)."""
         m = self.metrics
-        m.alarms_active(sum(1 for _ in self.pipeline.alarms.active()))
+        q = self.pipeline.query
+        m.alarms_active(q.active_alarm_count())
         counts: dict[tuple[str, int], int] = {}
-        for inc in self.pipeline.incidents.incidents():
-            if inc.phase in ("open", "clearing") and inc.priority is not None:
-                key = (inc.state, inc.priority.priority)
+        for inc in q.incidents(open_only=True):
+            if inc.priority is not None:
+                key = (inc.state, inc.priority)
                 counts[key] = counts.get(key, 0) + 1
         m.incidents_gauge(counts)
         m.outbox_depths(self.store.outbox_depth())  # a receiver with nothing pending reads 0
@@ -410,12 +409,12 @@ class Daemon(CoreView):
         self._dead_dropped_seen = dropped
         if n := self._rejections.pending(self._clock()):
             log.warning("input rejected: more lines suppressed", suppressed=n)
-        firings = self.pipeline.correlator.host.firings
-        if firings > self._firings_seen:
-            m.rule_firings(firings - self._firings_seen)
-        self._firings_seen = firings
-        by_rule = self.pipeline.correlator.host.firings_by_rule()
-        for cr in self.pipeline.program.rules.values():  # every loaded rule has a series, from 0
+        firings = q.firings()
+        if firings.total > self._firings_seen:
+            m.rule_firings(firings.total - self._firings_seen)
+        self._firings_seen = firings.total
+        by_rule = firings.by_rule
+        for cr in q.rules():  # every loaded rule has a series, from 0
             n, seen = by_rule.get(cr.qualified, 0), self._rule_firings_seen.get(cr.qualified)
             if seen is None or n > seen:
                 m.rule_firings_by_rule(cr.ruleset, cr.rule.name, n - (seen or 0))
@@ -425,7 +424,7 @@ class Daemon(CoreView):
             for _ in range(reconnects - self._reconnects_seen):
                 m.mqtt_reconnect()
             self._reconnects_seen = reconnects
-        m.quarantined(self.pipeline.quarantine.by_part())
+        m.quarantined(q.quarantined())
         m.intake_depth(self.intake.qsize())
         now = self._clock()
         for what, limit in self._log_limits.items():
@@ -601,7 +600,7 @@ class Daemon(CoreView):
                 "could not explain a resolved incident", incident_id=incident_id, exc_info=exc
             ),
         )
-        pipeline.incidents.on_resolved = post_mortems
+        pipeline.on_resolved(post_mortems)
         return post_mortems
 
     def _reload(self, now: float) -> tuple[bool, str]:
@@ -619,7 +618,7 @@ class Daemon(CoreView):
             return False, str(exc)
         self._commit()
         dropped = fresh.restore(self.pipeline.snapshot())
-        fresh.quarantine.load(())  # a reload tries every quarantined part again
+        fresh.retry_quarantined()  # a reload tries every quarantined part again
         old, self.pipeline = self.pipeline, fresh
         self._post_mortems.close()
         self._post_mortems = self._explain_as_resolved(fresh)
@@ -629,7 +628,8 @@ class Daemon(CoreView):
         self._snapshot(now)  # the journal before this point belongs to the old configuration
         self.metrics.reload("ok")
         log.info("reloaded rulesets and topology", **dropped)
-        return True, f"reloaded ({len(fresh.program.rules)} rules, {len(fresh.topology.elements)} elements)"
+        q = fresh.query
+        return True, f"reloaded ({len(q.rules())} rules, {len(q.topology.elements)} elements)"
 
     # -- MQTT incident topic -------------------------------------------------------------------
     async def _mqtt_outbox(self) -> None:
@@ -690,7 +690,7 @@ class Daemon(CoreView):
     def degraded(self) -> list[dict[str, Any]]:
         """The parts of the core quarantined now (``engine.core.containment``): the daemon serves, but
         these parts are not doing their work."""
-        return [f.to_record() for f in self.pipeline.quarantine.faults()]
+        return self.pipeline.query.faults()
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)
@@ -705,9 +705,6 @@ class Daemon(CoreView):
         return self.store.incidents(
             state=state, priority=priority, since=since, open_only=open_only, limit=limit
         )
-
-    def element(self, ne_id: str) -> dict[str, Any] | None:
-        return self.pipeline.element_view(ne_id)
 
     def resolved_explanation(self, incident_id: str) -> dict[str, Any] | None:
         """The explanation of a resolved incident, as it resolved (None: unknown or purged)."""
@@ -727,20 +724,21 @@ class Daemon(CoreView):
             reason=reason, source=source, topic=topic, since=since, before=before, limit=limit
         )
 
-    def customer(self, customer_id: str) -> dict[str, Any] | None:
-        """The customer's services, incidents, experience index, KQIs and SLA state."""
-        return reports.customer(self.pipeline, customer_id, self.pipeline.clock)
+    @property
+    def query(self) -> CoreQuery:
+        """The core's read-only query interface, of the pipeline in force (a reload replaces it)."""
+        return self.pipeline.query
 
     def operations(self) -> dict[str, Any]:
         """The engine's own state for operators (the dashboard's Operations page): readiness, intake,
         message counts, recent dead letters, receivers (outbox and circuit), rules and their
         decisions in force, the last reload. Read between two items of the core task."""
-        p = self.pipeline
+        q = self.pipeline.query
         in_force: Counter[str] = Counter()
         active = 0
-        for a in p.alarms.active():
+        for a in q.active_alarms():
             active += 1
-            sup = p.incidents.suppression(a.key)
+            sup = q.suppression(a.key)
             if sup is not None:
                 in_force[sup.rule] += 1
         stats = self.store.outbox_stats()
@@ -766,7 +764,8 @@ class Daemon(CoreView):
                     "trouble": trouble.get(MQTT_RECEIVER),
                 }
             )
-        by_rule = p.correlator.host.firings_by_rule()
+        firings = q.firings()
+        by_rule = firings.by_rule
         rules = [
             {
                 "name": cr.qualified,
@@ -776,20 +775,21 @@ class Daemon(CoreView):
                 "source": cr.source,
                 "in_force": in_force.get(cr.qualified, 0),
             }
-            for cr in sorted(p.program.rules.values(), key=lambda r: r.order)
+            for cr in q.rules()
         ]
+        core = q.stats()
         return {
             "readiness": self.readiness(),
             "started_at": self._started_at,
             "intake": {"depth": self.intake.qsize(), "capacity": self.intake.maxsize},
-            "messages": dict(p.stats.messages),
-            "invalid_reasons": dict(p.stats.invalid_reasons.most_common(20)),
-            "samples": p.stats.samples,
+            "messages": dict(core.messages),
+            "invalid_reasons": core.top_invalid_reasons(20),
+            "samples": core.samples,
             "active_alarms": active,
             "dead_letters": self.store.dead_letters(limit=RECENT_DEAD_LETTERS),
             "receivers": receivers,
             "rules": rules,
-            "rule_firings": p.correlator.host.firings,
+            "rule_firings": firings.total,
             "last_reload": self.last_reload,
             "recovered": dict(self.recovered),
         }

@@ -6,8 +6,9 @@ the same ``Authorization: Bearer`` header (see ``security``). Pages are Jinja2 t
 autoescape on, so every value from a record (alarm text is attacker-controlled) is escaped; the
 pages load no inline script or style, which the Content-Security-Policy enforces.
 
-Data comes through the API's read paths: ``incidents``/``incident`` of ``CoreView`` and
-``acknowledge`` for the form, and the store file for the index's full reads (in a worker thread).
+Data comes through the API's read paths: ``incidents``/``incident`` of ``CoreView``, its ``query``
+(the core's read-only query interface) for alarms, elements and service quality, ``acknowledge``
+for the form, and the store file for the index's full reads (in a worker thread).
 ``IncidentIndex`` (``index``) keeps the open incidents as rows; it is refreshed before each list
 is rendered and, while an event stream is open, twice a second by one watcher task, which wakes
 the ``/ui/events`` streams (server-sent events) when something changed: ``incidents`` for the list,
@@ -24,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import jinja2
@@ -48,6 +49,9 @@ from engine.adapters.store import known_history
 from engine.core import reports
 from engine.errors import EngineError
 from engine.service.metrics import Metrics
+
+if TYPE_CHECKING:
+    from engine.core.query import CoreQuery
 
 __all__ = ["PREFIX", "Dashboard", "DashboardCore"]
 
@@ -74,7 +78,8 @@ class DashboardCore(Protocol):
 
     def incident(self, incident_id: str) -> dict[str, Any] | None: ...
 
-    def element(self, ne_id: str) -> dict[str, Any] | None: ...
+    @property
+    def query(self) -> CoreQuery | None: ...  # the core's state (None: not exposed; pages answer 501)
 
     def incidents(
         self, *, state: str | None, priority: int | None, since: float | None, open_only: bool, limit: int
@@ -229,7 +234,7 @@ class Dashboard:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _watching(self, app: web.Application) -> AsyncIterator[None]:
-        if isinstance(self._core, network.PipelineView):
+        if self._core.query is not None:
             self._collector = asyncio.create_task(self._collect(), name="dashboard-history")
         yield
         self._closing = True
@@ -252,13 +257,13 @@ class Dashboard:
             except Exception:
                 log.exception("dashboard history collection failed")
                 continue
-            horizons = self._pipeline().settings.quality.kqis.horizons().values()
+            horizons = self._query().settings.quality.kqis.horizons().values()
             every = trends.interval(time.perf_counter() - started, min(horizons, default=trends.KEEP))
 
     def collect_history(self) -> None:
-        """One collection (see ``trends``), from the pipeline as it is now."""
-        p = self._pipeline()
-        dropped = self.history.collect(trends.held_series(p.quality.windows), p.clock)
+        """One collection (see ``trends``), from the core's KQI windows as they are now."""
+        q = self._query()
+        dropped = self.history.collect(q.held_series(), q.clock)
         if dropped:
             if self._metrics is not None:
                 self._metrics.dashboard_history_dropped(dropped)
@@ -510,18 +515,18 @@ class Dashboard:
 
     # -- alarms and elements -------------------------------------------------------------------
 
-    def _pipeline(self) -> Any:
-        core = self._core
-        if not isinstance(core, network.PipelineView):
+    def _query(self) -> CoreQuery:
+        found = self._core.query
+        if found is None:
             raise Page(501, "Not available", "This core does not expose its alarms and topology.")
-        return core.pipeline
+        return found
 
     async def _alarms(self, request: web.Request) -> web.Response:
         try:
             filters = network.AlarmFilters.parse(request.query)
         except network.AlarmFilterError as exc:
             raise Page(400, "Bad filter", str(exc)) from None
-        page = network.alarm_page(self._pipeline(), filters)
+        page = network.alarm_page(self._query(), filters)
         return self._render(
             request,
             "alarms.html",
@@ -533,14 +538,11 @@ class Dashboard:
 
     async def _element(self, request: web.Request) -> web.Response:
         ne_id = request.match_info["id"]
-        view = self._core.element(ne_id)
+        q = self._query()
+        view = q.element(ne_id)
         if view is None:
             raise Page(404, "No such element", f"The topology has no element {ne_id!r}.")
-        graph = (
-            network.neighbourhood(self._pipeline(), ne_id)
-            if isinstance(self._core, network.PipelineView)
-            else None
-        )
+        graph = network.neighbourhood(q, ne_id)
         nodes = [n["data"] for n in graph["elements"]["nodes"]] if graph else []
         neighbours = [n for n in nodes if not n.get("group") and not n.get("more") and n["id"] != ne_id]
         return self._render(
@@ -554,10 +556,10 @@ class Dashboard:
 
     async def _element_graph(self, request: web.Request) -> web.Response:
         ne_id = request.match_info["id"]
-        pipeline = self._pipeline()
-        if ne_id not in pipeline.topology:
+        q = self._query()
+        if ne_id not in q.topology:
             raise Page(404, "No such element", f"The topology has no element {ne_id!r}.")
-        graph = network.neighbourhood(pipeline, ne_id)
+        graph = network.neighbourhood(q, ne_id)
         return web.json_response(graph, headers={"Cache-Control": "no-store"})
 
     # -- service quality -----------------------------------------------------------------------
@@ -570,9 +572,9 @@ class Dashboard:
         return int(text)
 
     async def _quality(self, request: web.Request) -> web.Response:
-        p = self._pipeline()
-        now = p.clock
-        scopes = sorted(set(p.quality.windows.scopes()) | set(self.history.scopes()))
+        q = self._query()
+        now = q.clock
+        scopes = sorted(set(q.sample_scopes()) | set(self.history.scopes()))
         hours = self._hours(request)
         chosen = request.query.get("scope", "").strip()
         if chosen and chosen not in scopes:
@@ -583,9 +585,9 @@ class Dashboard:
         return self._render(
             request,
             "quality.html",
-            services=reports.services(p, now)["services"],
-            sla=reports.sla(p, now),
-            customers=reports.customers(p, now, limit=20),
+            services=reports.services(q, now)["services"],
+            sla=reports.sla(q, now),
+            customers=reports.customers(q, now, limit=20),
             scopes=element_scopes,
             path_scopes=sum(1 for sc in scopes if sc.startswith("path:")),
             scope=chosen,
@@ -596,9 +598,8 @@ class Dashboard:
         )
 
     async def _quality_series(self, request: web.Request) -> web.Response:
-        p = self._pipeline()
         scope = request.query.get("scope", "")
-        series = network.kqi_series(p, scope, self.history, self._hours(request))
+        series = network.kqi_series(self._query(), scope, self.history, self._hours(request))
         return web.json_response(series, headers={"Cache-Control": "no-store"})
 
     # -- operations ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The dashboard's Alarms and Element pages: the active alarm list and an element's neighbourhood.
 
-Read from the daemon's pipeline between two items of its core task, like the API's explanations
-and reports (``PipelineHolder``): ``alarms.active()``, ``incidents.suppression()``,
-``health_view()`` and the topology. Nothing here changes the pipeline.
+Read through the core's query interface (``CoreQuery``, the API's ``CoreView.query``) between two
+items of the daemon's core task, like the API's explanations and reports: the active alarms, their
+suppressions, the network's health and the topology. Nothing here changes the core.
 
 The neighbourhood graph is bounded: everything the element needs up to the core (its ancestors,
 redundancy groups as compound nodes), and what depends on it for ``depth`` levels, at most
@@ -15,17 +15,16 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlencode
 
 from engine.core.impact import Health
 
 if TYPE_CHECKING:
     from engine.adapters.dashboard.trends import QualityHistory
-    from engine.core.alarms import ActiveAlarm
-    from engine.core.pipeline import Pipeline
+    from engine.core.query import AlarmView, CoreQuery
 
-__all__ = ["AlarmFilters", "AlarmRow", "PipelineView", "alarm_page", "neighbourhood"]
+__all__ = ["AlarmFilters", "AlarmRow", "alarm_page", "neighbourhood"]
 
 ALARM_PAGE: Final = 100
 MAX_NODES: Final = 60
@@ -40,14 +39,6 @@ HEALTH_WORDS: Final = {
     Health.DEGRADED: "degraded",
     Health.DOWN: "down",
 }
-
-
-@runtime_checkable
-class PipelineView(Protocol):
-    """A core that exposes its pipeline (the daemon does; the API's ``PipelineHolder``)."""
-
-    @property
-    def pipeline(self) -> Pipeline: ...
 
 
 # ------------------------------------------------------------------------------------------ alarms
@@ -129,7 +120,7 @@ class AlarmPage:
     by_severity: dict[str, int]
 
 
-def _row(a: ActiveAlarm, suppressed_by: str | None) -> AlarmRow:
+def _row(a: AlarmView, suppressed_by: str | None) -> AlarmRow:
     return AlarmRow(
         key=a.key,
         ne_id=a.ne_id,
@@ -147,7 +138,7 @@ def _row(a: ActiveAlarm, suppressed_by: str | None) -> AlarmRow:
     )
 
 
-def alarm_page(pipeline: Pipeline, filters: AlarmFilters, *, size: int = ALARM_PAGE) -> AlarmPage:
+def alarm_page(q: CoreQuery, filters: AlarmFilters, *, size: int = ALARM_PAGE) -> AlarmPage:
     """The active alarms that match, most severe and most recent first, one page of them.
 
     One pass over the active alarms (counting per severity and keeping the matches), then only the
@@ -155,11 +146,10 @@ def alarm_page(pipeline: Pipeline, filters: AlarmFilters, *, size: int = ALARM_P
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     by_severity = dict.fromkeys(SEVERITIES, 0)
     needle = filters.element.lower() if filters.element else None
-    book = pipeline.incidents
     wanted_suppressed = None if filters.suppressed is None else filters.suppressed == "yes"
-    chosen: list[ActiveAlarm] = []
+    chosen: list[AlarmView] = []
     total_active = 0
-    for a in pipeline.alarms.active():
+    for a in q.active_alarms():
         total_active += 1
         by_severity[a.severity] = by_severity.get(a.severity, 0) + 1
         if filters.severity is not None and a.severity != filters.severity:
@@ -168,7 +158,7 @@ def alarm_page(pipeline: Pipeline, filters: AlarmFilters, *, size: int = ALARM_P
             continue
         if filters.flapping == "yes" and not a.flapping:
             continue
-        if wanted_suppressed is not None and (book.suppression(a.key) is not None) != wanted_suppressed:
+        if wanted_suppressed is not None and (q.suppression(a.key) is not None) != wanted_suppressed:
             continue
         chosen.append(a)
     total = len(chosen)
@@ -180,7 +170,7 @@ def alarm_page(pipeline: Pipeline, filters: AlarmFilters, *, size: int = ALARM_P
     )
     shown = []
     for a in first[start:]:
-        sup = book.suppression(a.key)
+        sup = q.suppression(a.key)
         shown.append(_row(a, sup.root if sup else None))
     return AlarmPage(
         shown, total, total_active, page, pages, start + 1 if shown else 0, start + len(shown), by_severity
@@ -191,7 +181,7 @@ def alarm_page(pipeline: Pipeline, filters: AlarmFilters, *, size: int = ALARM_P
 
 
 def neighbourhood(
-    pipeline: Pipeline, ne_id: str, *, depth: int = 2, limit: int = MAX_NODES, fanout: int = MAX_FANOUT
+    q: CoreQuery, ne_id: str, *, depth: int = 2, limit: int = MAX_NODES, fanout: int = MAX_FANOUT
 ) -> dict[str, Any]:
     """Cytoscape elements for ``ne_id``'s neighbourhood, coloured by effective health.
 
@@ -201,8 +191,8 @@ def neighbourhood(
     to what depends on it. Each element shows at most ``fanout`` dependents, the rest as one
     "+N more" node; the whole graph at most ``limit`` elements.
     """
-    topology = pipeline.topology
-    view = pipeline.health_view()
+    topology = q.topology
+    view = q.health()
     up = set(topology.ancestors(ne_id))
     down: list[str] = []
     more: dict[str, int] = {}  # element → dependents not drawn
@@ -270,15 +260,15 @@ def neighbourhood(
 # ------------------------------------------------------------------------------------- KQI charts
 
 
-def kqi_series(pipeline: Pipeline, scope: str, history: QualityHistory, hours: int) -> dict[str, Any]:
+def kqi_series(q: CoreQuery, scope: str, history: QualityHistory, hours: int) -> dict[str, Any]:
     """One scope's charts (``ne:<id>/<service>``, ``path:<customer>/<service>``) over the last
     ``hours``, per metric: one point per minute (mean, min, max) from the history, then the minutes
     of the samples the windows hold beyond it; with the targets and limits of the KQIs that read
     that metric, for uPlot."""
     service = scope.rsplit("/", 1)[1] if "/" in scope else None
-    kqis = pipeline.settings.quality.kqis.for_service(service) if service else ()
-    held = pipeline.quality.windows.series(scope)
-    since = pipeline.clock - hours * 3600
+    kqis = q.settings.quality.kqis.for_service(service) if service else ()
+    held = q.sample_series(scope)
+    since = q.clock - hours * 3600
     charts = []
     for metric in sorted(set(held) | set(history.metrics(scope))):
         times, values = held.get(metric, ([], []))

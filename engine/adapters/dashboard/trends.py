@@ -8,8 +8,8 @@ minute's samples, for ``keep`` seconds (24 hours).
 
 ``collect`` runs every ``COLLECT_EVERY`` seconds on the event loop (the dashboard's task), between
 two items of the core task (less often when a collection is long: ``interval``): it walks the
-windows' series once (``held_series``, without copying them) and turns the minutes that are over
-into points. A minute is over once a sample of a later minute has arrived,
+windows' series once (``CoreQuery.held_series``, in place, without copying them) and turns the
+minutes that are over into points. A minute is over once a sample of a later minute has arrived,
 or one minute after its end by the engine's clock; a sample arriving after its minute was turned
 into a point is left out of the history (it still counts in the KQIs). A new series starts with
 what the windows still hold. Points older than ``keep`` go; so does a series with none left.
@@ -23,12 +23,11 @@ restart begins it again from the windows (which the snapshot restores).
 
 from __future__ import annotations
 
-import itertools
 import math
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Final
 
 __all__ = [
     "COLLECT_EVERY",
@@ -37,7 +36,6 @@ __all__ = [
     "STEP",
     "QualityHistory",
     "Trend",
-    "held_series",
     "interval",
     "minute_points",
 ]
@@ -85,23 +83,6 @@ def minute_points(
 
 
 Held = tuple[str, str, Sequence[float], Sequence[float], int]  # scope, metric, times, values, start
-
-
-def held_series(windows: Any) -> Iterable[Held]:
-    """Every series a ``KqiWindows`` holds, as (scope, metric, times, values, start): the samples
-    are ``times[start:]``, ``values[start:]``.
-
-    ``KqiWindows`` offers no way to walk its series without copying them (``dump`` copies every
-    sample and sorts the series: 60-150 ms on this machine with 10,000 series). So this reads its
-    table (``_series``: (scope, metric) → a series with ``t``, ``v`` and ``start``) in place, an
-    O(series) walk; if the table is not of that shape (the core changed), ``dump`` instead."""
-    table = getattr(windows, "_series", None)
-    if isinstance(table, dict) and all(
-        hasattr(s, "t") and hasattr(s, "v") and hasattr(s, "start")
-        for s in itertools.islice(table.values(), 1)
-    ):
-        return ((scope, metric, s.t, s.v, s.start) for (scope, metric), s in table.items())
-    return ((sc, m, t, v, 0) for sc, m, t, v in windows.dump()["series"])
 
 
 class Trend:
@@ -166,7 +147,7 @@ class QualityHistory:
 
     def collect(self, series: Iterable[Held], now: float) -> int:
         """Turn the minutes that are over into points. ``series``: (scope, metric, times, values,
-        start) per series, times sorted (``held_series``); ``now``: the engine's clock. Returns the
+        start) per series, times sorted (``CoreQuery.held_series``); ``now``: the engine's clock. Returns the
         samples dropped by this collection (beyond ``max_series``)."""
         step = self.step
         since = self._last_now

@@ -98,7 +98,7 @@ def replay_side(
         Replayer(pipeline, emit=records.append).run(lines)
         summary = pipeline.summary()
     finally:
-        pipeline.correlator.close()
+        pipeline.close()
     return Side(incidents_of(records), int(summary["raise_messages"]), summary)
 
 

@@ -1,0 +1,305 @@
+"""The core's read-only query interface: what reports, explanations, metrics and the APIs may ask.
+
+``Pipeline.query`` gives one ``CoreQuery``. Its methods answer questions about the core's state
+(alarms, incidents, health, service quality, counters, rule firings, quarantined parts) with
+immutable data (frozen dataclasses, fresh JSON-ready dicts and lists, copies of counters) or
+read-only views (``AlarmView``: the table's own alarm, typed so that nothing outside the core can
+assign to it; ``HealthView``). Nothing here changes the core's state, and nothing outside
+``engine/core`` reads the pipeline's parts (``alarms``, ``incidents``, ``quality``, ``correlator``…)
+or anything private of the core: ``tests/test_core_surface.py`` walks the code and fails when one
+does. What changes the core goes through ``Pipeline``'s commands (``feed``, ``tick``,
+``acknowledge``, ``silence``, ``restore``); what one message became comes back in its
+``Decisions.message``.
+
+Answers are as of the last item applied: read them between two items (the daemon's HTTP handlers
+run on its event loop, between two items of its core task), never while one is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.core.impact import Health, HealthView, Impact
+from engine.core.incidents import Suppression
+from engine.core.settings import CoreSettings, Effect
+from engine.model.messages import Decoded
+from engine.model.topology import Topology
+from engine.rules.compiler import CompiledRule
+
+if TYPE_CHECKING:
+    from engine.core.forms.silences import Silence
+    from engine.core.incidents import Incident
+    from engine.core.kqi import KqiState
+    from engine.core.pipeline import Pipeline
+
+__all__ = ["AlarmView", "CoreQuery", "CoreStats", "Firings", "IncidentSummary"]
+
+OPEN_PHASES = ("open", "clearing")
+
+
+class AlarmView(Protocol):
+    """One alarm identity as the core holds it now (``engine.core.alarms.ActiveAlarm``), read-only."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def ne_id(self) -> str: ...
+    @property
+    def probable_cause(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def specific_problem(self) -> str | None: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def effect(self) -> Effect: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def first_seen(self) -> float: ...  # event time of this occurrence's first raise
+    @property
+    def last_seen(self) -> float: ...  # event time of the latest raise
+    @property
+    def occurrence(self) -> int: ...
+    @property
+    def count(self) -> int: ...  # raises (duplicates included) in this occurrence
+    @property
+    def active(self) -> bool: ...  # as correlation sees it (a flapping alarm stays active)
+    @property
+    def flapping(self) -> bool: ...
+    @property
+    def cleared_time(self) -> float | None: ...  # event time of the clear
+    @property
+    def threshold_info(self) -> Mapping[str, Any] | None: ...  # X.733 threshold info (JSON-ready)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSummary:
+    """An incident as the core holds it now (not its published record: that is the store's)."""
+
+    id: str
+    root: str  # the root alarm's key
+    phase: str  # pending, open, clearing, resolved
+    state: str  # outage, degraded, at_risk
+    severity: str
+    members: frozenset[str]  # alarm keys, the root included
+    impact: Impact | None
+    priority: int | None
+    score: float | None
+
+    @property
+    def open(self) -> bool:
+        return self.phase in OPEN_PHASES
+
+
+@dataclass(frozen=True, slots=True)
+class CoreStats:
+    """The core's message counters (copies): messages by outcome (alarm, samples, invalid), invalid
+    messages by the first field in error, samples applied and refused, notices by kind and messages
+    whose application raised inside the core."""
+
+    messages: Mapping[str, int]
+    invalid_reasons: Mapping[str, int]
+    samples: int
+    samples_rejected: int
+    notices: Mapping[str, int]
+    internal_errors: int
+
+    def top_invalid_reasons(self, n: int) -> dict[str, int]:
+        """The ``n`` most frequent invalid reasons, most frequent first (ties in first-seen order)."""
+        ranked = sorted(self.invalid_reasons.items(), key=lambda item: item[1], reverse=True)
+        return dict(ranked[:n])
+
+
+@dataclass(frozen=True, slots=True)
+class Firings:
+    """Correlation rule firings since the pipeline was built: in all, and per qualified rule (its
+    join plus its condition parts in classification; they sum to ``total``)."""
+
+    total: int
+    by_rule: Mapping[str, int]
+
+
+def _summary(inc: Incident) -> IncidentSummary:
+    p = inc.priority
+    return IncidentSummary(
+        id=inc.id,
+        root=inc.root,
+        phase=inc.phase,
+        state=inc.state,
+        severity=inc.severity,
+        members=frozenset(inc.members),
+        impact=inc.impact,
+        priority=p.priority if p is not None else None,
+        score=p.score if p is not None else None,
+    )
+
+
+class CoreQuery:
+    """Read-only questions to one pipeline (``Pipeline.query``)."""
+
+    __slots__ = ("_p",)
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._p = pipeline
+
+    # -- time and configuration -----------------------------------------------------------------
+    @property
+    def clock(self) -> float:
+        """The latest time the core has seen (it never goes backwards)."""
+        return self._p.clock
+
+    @property
+    def topology(self) -> Topology:
+        return self._p.topology
+
+    @property
+    def settings(self) -> CoreSettings:
+        return self._p.settings
+
+    def rules(self) -> tuple[CompiledRule, ...]:
+        """Every loaded rule, in their order across the rulesets (the built-in ones included)."""
+        return tuple(sorted(self._p.program.rules.values(), key=lambda r: r.order))
+
+    def validate(self, topic: str, payload: bytes | str | Mapping[str, Any]) -> Decoded:
+        """Decode and validate a message as ``feed`` would, without applying it. Raises
+        ``InvalidMessage`` with the errors ``feed`` would dead-letter."""
+        return self._p.decoder.decode(topic, payload)
+
+    # -- alarms ----------------------------------------------------------------------------------
+    def alarm(self, key: str) -> AlarmView | None:
+        """The alarm identity ``key`` (active or cleared and still remembered), or None."""
+        return self._p.alarms.get(key)
+
+    def active_alarms(self) -> list[AlarmView]:
+        """The active alarms, in table order (a list: the table may change after this returns)."""
+        return list(self._p.alarms.active())
+
+    def active_alarm_count(self) -> int:
+        return sum(1 for _ in self._p.alarms.active())
+
+    def suppression(self, key: str) -> Suppression | None:
+        """Why the alarm ``key`` is not a root of its own: the alarm and rule that explain it."""
+        return self._p.incidents.suppression(key)
+
+    def silenced_by(self, ne_id: str, now: float) -> list[str]:
+        """The maintenance rules and silences that cover the element at ``now``."""
+        return self._p.calendar.covering_all(ne_id, now)
+
+    def silences(self) -> tuple[Silence, ...]:
+        """Every silence the core holds (active, pending and expired ones not yet forgotten)."""
+        return tuple(self._p.calendar.silences)
+
+    def silence(self, silence_id: str) -> Silence | None:
+        return self._p.calendar.silences.get(silence_id)
+
+    # -- incidents -------------------------------------------------------------------------------
+    def incidents(self, *, open_only: bool = False) -> list[IncidentSummary]:
+        """The incidents the core holds (pending, open, clearing and recently resolved ones), or
+        only the open and clearing ones."""
+        book = self._p.incidents
+        return [_summary(inc) for inc in book.incidents() if not open_only or inc.phase in OPEN_PHASES]
+
+    def incident_of(self, key: str) -> IncidentSummary | None:
+        """The incident the alarm ``key`` belongs to now, if any."""
+        inc = self._p.incidents.incident_of(key)
+        return _summary(inc) if inc is not None else None
+
+    # -- health ----------------------------------------------------------------------------------
+    def health(self, service: str | None = None) -> HealthView:
+        """Effective health of the network (for one service type when given): a snapshot."""
+        return self._p.health_view(service)
+
+    def own_health(self) -> dict[str, Health]:
+        """Each element's own health from its active alarms (a copy; elements at OK are absent)."""
+        return self._p.own_health()
+
+    def element(self, ne_id: str) -> dict[str, Any] | None:
+        """An element, its health, its active alarms and the incidents that involve it now."""
+        return self._p.element_view(ne_id)
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        """A customer, the state of each of its services, and the incidents affecting it now."""
+        return self._p.customer_view(customer_id)
+
+    # -- service quality -------------------------------------------------------------------------
+    def path_states(self, now: float) -> dict[str, list[KqiState]]:
+        """Every measured service path's KQI states at ``now``, by scope (sorted)."""
+        return self._p.quality.path_states(now)
+
+    def measured_paths(self) -> dict[str, tuple[str, str]]:
+        """Path scope -> (customer, service type), for every path with samples in the windows."""
+        return self._p.quality.measured_paths()
+
+    def customer_quality(
+        self, customer_id: str, view_for: Callable[[str], HealthView], now: float
+    ) -> dict[str, Any]:
+        """Experience index, KQIs and SLA state of one customer (JSON-ready)."""
+        return self._p.quality.customer(customer_id, view_for, now)
+
+    def time_to_breach(self, group: str, tier: str, now: float) -> float | None:
+        """Seconds until the SLA group breaches its tier's availability, None while it is up."""
+        return self._p.quality.sla.time_to_breach(group, tier, now)
+
+    def sla_breaches(self) -> list[dict[str, Any]]:
+        """The SLA breaches recorded in the current periods (JSON-ready)."""
+        return self._p.quality.breach_records()
+
+    def sample_scopes(self) -> list[str]:
+        """Scopes holding at least one KPI sample, sorted."""
+        return self._p.quality.windows.scopes()
+
+    def sample_series(self, scope: str) -> dict[str, tuple[list[float], list[float]]]:
+        """The samples held for one scope, per metric: (times, values), copies sorted by time."""
+        return self._p.quality.windows.series(scope)
+
+    def held_series(self) -> Iterator[tuple[str, str, Sequence[float], Sequence[float], int]]:
+        """Every series of samples the KQI windows hold, in place (no copy): (scope, metric, times,
+        values, start), the samples being ``times[start:]``. Read-only views, valid until the next
+        item is applied: walk them at once (the dashboard's chart history)."""
+        return self._p.quality.windows.held()
+
+    # -- the core's own state --------------------------------------------------------------------
+    def stats(self) -> CoreStats:
+        st = self._p.stats
+        return CoreStats(
+            messages=MappingProxyType(dict(st.messages)),
+            invalid_reasons=MappingProxyType(dict(st.invalid_reasons)),
+            samples=st.samples,
+            samples_rejected=st.samples_rejected,
+            notices=MappingProxyType(dict(st.notices)),
+            internal_errors=st.internal_errors,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Every counter of the run (``engine replay``'s summary): a fresh dict."""
+        return self._p.summary()
+
+    def firings(self) -> Firings:
+        host = self._p.correlator.host
+        return Firings(host.firings, MappingProxyType(dict(host.firings_by_rule())))
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The parts of the core quarantined now, each as its JSON-ready record."""
+        return [f.to_record() for f in self._p.quarantine.faults()]
+
+    def quarantined(self) -> dict[str, int]:
+        """Quarantined items per part of the core (parts with none are absent)."""
+        return dict(self._p.quarantine.by_part())
+
+    # -- explanations ----------------------------------------------------------------------------
+    def explain_alarm(self, key: str) -> dict[str, Any]:
+        """Why the alarm is where it is (``engine.core.explain``). Raises ``explain.NotFound``."""
+        from engine.core.explain import explain_alarm  # noqa: PLC0415 (explain imports the pipeline)
+
+        return explain_alarm(self._p, key)
+
+    def explain_incident(self, incident_id: str) -> dict[str, Any]:
+        """Why the incident is what it is (``engine.core.explain``). Raises ``explain.NotFound``."""
+        from engine.core.explain import explain_incident  # noqa: PLC0415 (as above)
+
+        return explain_incident(self._p, incident_id)

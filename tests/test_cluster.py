@@ -24,8 +24,9 @@ import yaml
 from nats.js.errors import KeyWrongLastSequenceError
 
 from engine.adapters.jetstream import DEADLETTERS, INCIDENTS, INGEST, JetStream, mqtt_topic
-from engine.core.partitions import correlation_domains, partition_table
+from engine.core.partitions import GLOBAL, correlation_domains, partition_table
 from engine.core.pipeline import Pipeline
+from engine.core.settings import CoreSettings
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.service.cluster import ClusterNode, cluster_status
@@ -116,17 +117,7 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     in SOC_INGEST, the router sends each to its partition, the owner's core correlates them (one
     incident for the site power failure and the OLT it explains), and a malformed message becomes a
     dead-letter record naming the problem. One engine, in this process."""
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "topology": str(TOPOLOGY),
-            "cluster.servers": nats_cluster.urls,
-            "cluster.lease_ttl": LEASE_TTL,
-            "cluster.name": "in-process",
-            "core.incidents.settle": "1s",
-        },
-    )
+    settings = _in_process_settings(nats_cluster)
     async with ClusterNode(settings) as node:
         deadline = time.monotonic() + 60
         while len(node.owned) < len(node.table.partitions):
@@ -157,6 +148,81 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     assert len(dead) == 1
     assert dead[0]["topic"] == "soc/alarms/olt-7"
     assert "malformed JSON" in dead[0]["errors"][0]["reason"]
+
+
+def _in_process_settings(nats_cluster: NatsCluster) -> Any:
+    """One engine in this process on the module's cluster (every test on it must use the same
+    settings: the cluster keeps the configuration digest of its first engine)."""
+    return load_settings(
+        None,
+        environ={},
+        overrides={
+            "topology": str(TOPOLOGY),
+            "cluster.servers": nats_cluster.urls,
+            "cluster.lease_ttl": LEASE_TTL,
+            "cluster.name": "in-process",
+            "core.incidents.settle": "1s",
+        },
+    )
+
+
+async def test_fiber_cut_on_a_core_router_opens_one_incident_with_every_domain_below(
+    nats_cluster: NatsCluster, js: JetStream
+) -> None:
+    """A fiber cut at core-1 (global partition) takes down the aggregation switches and OLTs below
+    it, which live in several domain partitions. The router copies core-1's alarm to every domain
+    partition below it; their cores put their own alarms under it and hand their part to the
+    global partition, which publishes one incident: rooted at core-1, with every alarm of the cut
+    (from every partition) and the customers of every domain below core-1. No domain partition
+    publishes an incident of its own for the cut, and the incidents by root and members are those
+    of one core fed the same input."""
+    topology = load_topology(TOPOLOGY)
+    settings = _in_process_settings(nats_cluster)
+    async with ClusterNode(settings) as node:
+        table = node.table
+        deadline = time.monotonic() + 60
+        while len(node.owned) < len(table.partitions):
+            assert time.monotonic() < deadline, node.owned
+            await asyncio.sleep(0.2)
+        olts = sorted(ne for ne in topology.elements if ne.startswith("olt-0"))[:30]
+        cut = [("olt-001", "linkDown"), ("core-1", "lossOfSignal")]  # one symptom before its root
+        cut += [(ne, "linkDown") for ne in ("agg-1", "agg-2", "agg-3", *olts[1:])]
+        keys = {f"{ne}:{cause}" for ne, cause in cut}
+        domains = {table.partition_of(ne) for ne, _ in cut} - {GLOBAL}
+        assert len(domains) >= 3, domains  # the cut spans domain partitions
+        for ne, cause in cut:
+            await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, cause))
+        core: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            records = await _incidents(js)
+            core = [r for r in records if r["root_cause"]["alarm_id"] == "core-1:lossOfSignal"]
+            if core and keys <= set(core[-1]["alarms"]):
+                break
+        contributed = {p: w.status.contributed for p, w in node.workers.items()}
+        ingested = await _ingested(js)
+    assert core, "no incident rooted at core-1"
+    assert {r["incident_id"] for r in core} == {core[0]["incident_id"]}
+    assert [r["version"] for r in core] == list(range(1, len(core) + 1))
+    assert core[0]["event"] == "opened"
+    last = core[-1]
+    assert keys <= set(last["alarms"]), sorted(keys - set(last["alarms"]))
+    below = [d for d in table.domains.domains if "core-1" in d.above]
+    assert last["impact"]["customers"]["total"] == sum(d.customers for d in below) > 0
+    assert domains <= set(last["partitions"]), last["partitions"]
+    assert all(contributed[p] > 0 for p in domains), contributed
+    # no other incident holds an alarm of the cut, except as merged into the core incident
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        latest[r["incident_id"]] = r
+    others = [
+        r for r in latest.values() if r["incident_id"] != last["incident_id"] and keys & set(r["alarms"])
+    ]
+    assert all(r.get("merged_into") == last["incident_id"] for r in others), others
+    final = [r for r in latest.values() if r.get("resolution") != "merged"]
+    alone = [r for r in single_process(ingested, settings.core) if keys & set(r["alarms"])]
+    assert _outcome([r for r in final if keys & set(r["alarms"])]) == _outcome(alone)
 
 
 @pytest.mark.slow
@@ -326,10 +392,9 @@ async def _ingested(js: JetStream) -> list[tuple[str, bytes, float]]:
     return out
 
 
-def single_process(ingested: list[tuple[str, bytes, float]], config: Path) -> list[dict[str, Any]]:
+def single_process(ingested: list[tuple[str, bytes, float]], core: CoreSettings) -> list[dict[str, Any]]:
     """The same input through one core, timers fired at their due times: the final incidents."""
-    settings = load_settings(config, environ={})
-    pipeline = Pipeline(load_topology(TOPOLOGY), load_rulesets(None), settings.core)
+    pipeline = Pipeline(load_topology(TOPOLOGY), load_rulesets(None), core)
     typed = []
     for topic, payload, t in ingested:
         typed += pipeline.advance_to(t).records
@@ -459,5 +524,7 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
     twice = {a for a in members if members.count(a) > 1}
     assert not twice, [r for r in records if set(r["alarms"]) & twice]
     assert set(members) == {f"{ne}:{cause}" for ne, cause in storm}
-    assert _outcome(final) == _outcome(single_process(ingested, config)), "not what one process decides"
+    assert _outcome(final) == _outcome(single_process(ingested, load_settings(config, environ={}).core)), (
+        "not what one process decides"
+    )
     assert set(killed_owned) & storm_partitions, "the killed engine owned none of the storm's partitions"

@@ -74,6 +74,7 @@ H_NOW = "Soc-Now"
 H_EPOCH = "Soc-Epoch"
 H_SOURCE = "Soc-Source-Seq"
 H_INDEX = "Soc-Record-Index"
+H_COPY = "Soc-Copy"  # an alarm about a global element, copied to a domain partition below it
 
 
 class ClusterError(EngineError):
@@ -121,6 +122,7 @@ class Snapshot:
     epoch: int
     taken: float
     state: bytes  # Pipeline.snapshot()
+    cross: dict[str, Any] | None = None  # the global partition's CoreIncidents state
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,7 +436,7 @@ class JetStream:
 
     # -- snapshots -------------------------------------------------------------------------------
     async def save_snapshot(self, partition: str, snap: Snapshot) -> int:
-        head = orjson.dumps({"seq": snap.seq, "epoch": snap.epoch, "taken": snap.taken})
+        head = orjson.dumps({"seq": snap.seq, "epoch": snap.epoch, "taken": snap.taken, "cross": snap.cross})
         blob = zlib.compress(head + b"\n" + snap.state, 1)
         return await self._kv(self._snapshots).put(f"snapshot.{partition}", blob)
 
@@ -447,15 +449,26 @@ class JetStream:
             return None
         head, _, state = zlib.decompress(entry.value).partition(b"\n")
         meta = orjson.loads(head)
-        return Snapshot(seq=meta["seq"], epoch=meta["epoch"], taken=meta["taken"], state=state)
+        return Snapshot(
+            seq=meta["seq"], epoch=meta["epoch"], taken=meta["taken"], state=state, cross=meta.get("cross")
+        )
 
     # -- partition streams -----------------------------------------------------------------------
     async def publish_input(
-        self, partition: str, topic: str, payload: bytes, received: float, msg_id: str
+        self, partition: str, topic: str, payload: bytes, received: float, msg_id: str, *, copy: bool = False
     ) -> int:
         headers = {H_TOPIC: topic, H_RECEIVED: repr(received), "Nats-Msg-Id": msg_id}
+        if copy:
+            headers[H_COPY] = "1"
         ack = await self.js.publish(input_subject(partition), payload, headers=headers)
         return ack.seq
+
+    async def publish_summary(self, summary: dict[str, Any]) -> None:
+        """A domain partition's part of a global incident, into the global partition's stream."""
+        msg_id = f"summary:{summary['partition']}:{summary['seq']}:{summary['index']}"
+        await self.js.publish(
+            input_subject("global", "summary"), orjson.dumps(summary), headers={"Nats-Msg-Id": msg_id}
+        )
 
     async def publish_tick(self, partition: str, now: float) -> int:
         ack = await self.js.publish(input_subject(partition, "tick"), b"", headers={H_NOW: repr(now)})

@@ -44,11 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import orjson
 import structlog
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as NatsNotFound
 
 from engine.adapters.jetstream import (
+    H_COPY,
     H_NOW,
     H_RECEIVED,
     H_TOPIC,
@@ -67,11 +69,14 @@ from engine.adapters.jetstream import (
 )
 from engine.core.partitions import (
     GLOBAL,
+    CoreIncidents,
     PartitionError,
     PartitionTable,
+    contributes,
+    contribution,
     correlation_domains,
     partition_table,
-    route,
+    route_all,
 )
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import ConfigError, EngineError, InvalidMessage
@@ -112,6 +117,7 @@ class PartitionStatus:
     restored_from: int = 0  # the snapshot's sequence (0: none)
     replayed: int = 0  # messages applied before catching up with the stream's end at takeover
     published: int = 0
+    contributed: int = 0  # records of a global incident sent to the global partition
     skipped: int = 0  # records a predecessor had published already
     ticks: int = 0
     snapshots: int = 0
@@ -127,6 +133,8 @@ class PartitionWorker:
         self.epoch = lease.epoch
         self.status = PartitionStatus(epoch=lease.epoch)
         self.pipeline: Pipeline | None = None
+        # the global partition merges the domain partitions' parts into its incidents
+        self.cross = CoreIncidents() if lease.partition == GLOBAL else None
         self._published: Published = NOTHING_PUBLISHED
         self._tick_pending = False
         self._last_snapshot = time.monotonic()
@@ -156,6 +164,8 @@ class PartitionWorker:
         applied = 0
         if snap is not None:
             pipeline.restore(snap.state)
+            if self.cross is not None and snap.cross is not None:
+                self.cross.load(snap.cross)
             applied = self.status.restored_from = snap.seq
         first, last = await self.js.stream_bounds(p)
         if first > applied + 1 and last >= first:
@@ -218,15 +228,37 @@ class PartitionWorker:
         assert pipeline is not None
         h = headers or {}
         if subject.endswith(".tick"):
-            decisions = self._contained(lambda: pipeline.tick(float(h[H_NOW])), "<tick>", data, stored)
+            now = float(h[H_NOW])
+            decisions = self._contained(lambda: pipeline.tick(now), "<tick>", data, stored)
             self._tick_pending = False
             self.status.ticks += 1
+        elif subject.endswith(".summary"):
+            now = stored
+            decisions = Decisions()
         else:
             topic = h.get(H_TOPIC, "")
             now = message_time(h.get(H_RECEIVED), None) or stored
             decisions = self._contained(lambda: pipeline.feed(topic, data, now), topic, data, now)
+            if h.get(H_COPY):  # the global partition reports what is wrong with it
+                decisions.dead_letters.clear()
+        records = [r.to_wire() for r in decisions.records]
+        if subject.endswith(".summary"):
+            records = self._contribution(data, stored)
+        elif self.cross is not None and records:
+            records = self.cross.core_records(records, now)
         self.status.applied = seq
-        await self._publish(seq, decisions)
+        await self._publish(seq, decisions, records)
+
+    def _contribution(self, data: bytes, now: float) -> list[dict[str, Any]]:
+        """A domain partition's part of one of this (global) partition's incidents."""
+        if self.cross is None:
+            log.error("a contribution reached a domain partition; ignored")
+            return []
+        try:
+            return self.cross.contribute(orjson.loads(data), now)
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.error("unreadable contribution; ignored", error=repr(exc))
+            return []
 
     def _contained(self, apply: Callable[[], Decisions], topic: str, payload: bytes, now: float) -> Decisions:
         """A failure inside the core (a bug) is logged and dead-lettered, as the daemon does; the
@@ -239,13 +271,20 @@ class PartitionWorker:
             err = InvalidMessage(topic, [("", reason)])
             return Decisions(dead_letters=[dead_letter_record(topic, payload, err, now=now)])
 
-    async def _publish(self, seq: int, decisions: Decisions) -> None:
+    async def _publish(self, seq: int, decisions: Decisions, records: list[dict[str, Any]]) -> None:
+        """Publish the dead letters of ``decisions`` and ``records``, its incident records (as JSON
+        objects: the global partition's merged with the domain partitions' parts)."""
         if not self.node.holds(self.partition, self.epoch):
             raise Fenced(f"partition {self.partition}: lease lost, not publishing")
         for i, rec in enumerate(decisions.dead_letters):
             await self.js.publish_dead_letter(self.partition, rec, f"dead:{self.partition}:{seq}:{i}")
-        for i, record in enumerate(decisions.records):
-            rec = record.to_wire()
+        table = self.node.table
+        for i, rec in enumerate(records):
+            if contributes(table, self.partition, rec):
+                # a global incident's part: the global partition publishes it (with its own)
+                await self.js.publish_summary(contribution(self.partition, seq, i, rec))
+                self.status.contributed += 1
+                continue
             done = self._published
             if (seq, i) <= (done.source_seq, done.index):
                 self.status.skipped += 1  # a predecessor published it already
@@ -283,7 +322,11 @@ class PartitionWorker:
         if pipeline is None or not self.node.holds(self.partition, self.epoch):
             return
         snap = Snapshot(
-            seq=self.status.applied, epoch=self.epoch, taken=time.time(), state=pipeline.snapshot()
+            seq=self.status.applied,
+            epoch=self.epoch,
+            taken=time.time(),
+            state=pipeline.snapshot(),
+            cross=self.cross.dump() if self.cross is not None else None,
         )
         await self.js.save_snapshot(self.partition, snap)
         self._last_snapshot = time.monotonic()
@@ -561,12 +604,14 @@ class ClusterNode:
                 seq = msg.metadata.sequence.stream
                 received = stored_time(msg)
                 topic = mqtt_topic(msg.subject)
-                for i, (part, payload) in enumerate(route(self.table, msg.data)):
+                for i, (part, payload, copy) in enumerate(route_all(self.table, msg.data)):
                     # In place until stored: a partition's order is the ingest order. A retry of a
                     # publish that was stored after all is deduplicated by its Nats-Msg-Id.
                     while True:
                         try:
-                            await self.js.publish_input(part, topic, payload, received, f"ingest:{seq}:{i}")
+                            await self.js.publish_input(
+                                part, topic, payload, received, f"ingest:{seq}:{i}", copy=copy
+                            )
                             break
                         except asyncio.CancelledError:
                             raise
@@ -589,6 +634,7 @@ class ClusterNode:
                 "restored_from": s.restored_from,
                 "replayed": s.replayed,
                 "published": s.published,
+                "contributed": s.contributed,
                 "skipped": s.skipped,
                 "ticks": s.ticks,
                 "snapshots": s.snapshots,

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.service.cluster import ClusterNode, cluster_status
 from engine.service.config import load_settings
+from engine.tools.receiver import WebhookReceiver
 from tests.nats import NatsCluster, find_binary
 
 pytestmark = pytest.mark.skipif(find_binary() is None, reason="nats-server is not installed")
@@ -150,9 +152,9 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     assert "malformed JSON" in dead[0]["errors"][0]["reason"]
 
 
-def _in_process_settings(nats_cluster: NatsCluster) -> Any:
+def _in_process_settings(nats_cluster: NatsCluster, **more: Any) -> Any:
     """One engine in this process on the module's cluster (every test on it must use the same
-    settings: the cluster keeps the configuration digest of its first engine)."""
+    core settings: the cluster keeps the configuration digest of its first engine)."""
     return load_settings(
         None,
         environ={},
@@ -162,8 +164,67 @@ def _in_process_settings(nats_cluster: NatsCluster) -> Any:
             "cluster.lease_ttl": LEASE_TTL,
             "cluster.name": "in-process",
             "core.incidents.settle": "1s",
+            **more,
         },
     )
+
+
+async def _engine_records(js: JetStream) -> dict[str, dict[str, Any]]:
+    """Every record the engines published, by ``incident_id:version``."""
+    return {f"{r['incident_id']}:{r['version']}": r for r in await _incidents(js)}
+
+
+async def test_incidents_out_to_a_webhook_receiver_each_version_once(
+    nats_cluster: NatsCluster, js: JetStream, tmp_path: Path
+) -> None:
+    """The owner of the global partition consumes INCIDENTS into its webhook outbox: the receiver
+    (a real HTTP server, failing its first requests with 503 so the outbox retries) gets every
+    incident version the engines published, each once, with `Idempotency-Key: incident:version`,
+    and each record is acknowledged to JetStream once delivered. A second engine taking over the
+    outbox (with a store of its own) sends nothing again."""
+    async with WebhookReceiver(statuses=[503, 503]) as rx:
+        receivers = [{"name": "rx", "url": rx.url, "retry": {"initial": 0.1, "max": 0.5}}]
+        first = _in_process_settings(
+            nats_cluster, receivers=receivers, **{"store.path": str(tmp_path / "a.db")}
+        )
+        async with ClusterNode(first) as node:
+            deadline = time.monotonic() + 60
+            while len(node.owned) < len(node.table.partitions):
+                assert time.monotonic() < deadline, node.owned
+                await asyncio.sleep(0.2)
+            for ne in ("olt-045", "olt-046"):
+                await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, "equipmentMalfunction"))
+            deadline = time.monotonic() + 60
+            published: dict[str, dict[str, Any]] = {}
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.3)
+                published = await _engine_records(js)
+                got = {f"{r['incident_id']}:{r['version']}" for r in rx.records}
+                keys = {a for r in published.values() for a in r["alarms"]}
+                mine = [
+                    k for k in ("olt-045:equipmentMalfunction", "olt-046:equipmentMalfunction") if k in keys
+                ]
+                pending = (await js.js.consumer_info(INCIDENTS, "notifier")).num_ack_pending
+                if len(mine) == 2 and got == set(published) and pending == 0:
+                    break
+        assert len(mine) == 2, mine
+        assert rx.counts.failed_on_purpose == 2
+        assert got == set(published)
+        assert len(rx.records) == len(published)  # each version once
+        assert pending == 0
+        requests = rx.counts.requests
+        second = _in_process_settings(
+            nats_cluster,
+            receivers=receivers,
+            **{"store.path": str(tmp_path / "b.db"), "cluster.name": "next"},
+        )
+        async with ClusterNode(second) as node:
+            deadline = time.monotonic() + 60
+            while GLOBAL not in node.owned:
+                assert time.monotonic() < deadline, node.owned
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2.0)  # its outbox consumer has started and found nothing to send
+        assert rx.counts.requests == requests
 
 
 async def test_fiber_cut_on_a_core_router_opens_one_incident_with_every_domain_below(
@@ -303,6 +364,30 @@ async def test_killing_the_ingest_streams_leader_loses_no_acknowledged_message(t
 # -- failover with engine processes ----------------------------------------------------------------
 
 
+def _keys(records: list[dict[str, Any]]) -> set[str]:
+    return {f"{r['incident_id']}:{r['version']}" for r in list(records)}
+
+
+class _Receiver:
+    """A WebhookReceiver serving from a thread of its own (the test's loop is busy waiting)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.rx = WebhookReceiver()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.rx.__aenter__(), self.loop).result(10)
+        return self.rx
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.rx.__aexit__(None, None, None), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
 class Engine:
     """One ``engine run --cluster`` process (its PID is the only one this test signals)."""
 
@@ -314,7 +399,11 @@ class Engine:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "ENGINE_CLUSTER__NAME": name},
+                env={
+                    **os.environ,
+                    "ENGINE_CLUSTER__NAME": name,
+                    "ENGINE_STORE__PATH": str(log.with_suffix(".sqlite")),  # its webhook outbox
+                },
             )
 
     def kill(self) -> None:
@@ -334,13 +423,15 @@ class Engine:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
 
 
-def _config(folder: Path) -> Path:
-    cfg = {
+def _config(folder: Path, receiver: str | None = None) -> Path:
+    cfg: dict[str, Any] = {
         "topology": str(TOPOLOGY),
         "core": {"incidents": {"settle": "1s", "hold_down": "2s", "update_interval": "1s"}},
         "cluster": {"partitions": 4, "replicas": 3, "lease_ttl": "3s", "snapshot_interval": "1s"},
         "logging": {"format": "json", "level": "info"},
     }
+    if receiver is not None:
+        cfg["receivers"] = [{"name": "rx", "url": receiver, "retry": {"initial": "0.2s", "max": "1s"}}]
     path = folder / "engine.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -440,8 +531,8 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
         for ne, cause in alarms:
             await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, cause, severity))
 
-    with NatsCluster(tmp_path / "nats", size=3) as cluster:
-        config = _config(tmp_path)
+    with NatsCluster(tmp_path / "nats", size=3) as cluster, _Receiver() as rx:
+        config = _config(tmp_path, rx.url)
         engines = {n: Engine(n, config, cluster.url, tmp_path / f"{n}.log") for n in ("a", "b")}
         try:
             async with JetStream(cluster.urls, name="test") as js:
@@ -495,6 +586,10 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
                     if opened and resolved == opened and len(opened) >= 50:
                         break
                     await asyncio.sleep(0.5)
+                keys = {f"{r['incident_id']}:{r['version']}" for r in records}
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not keys <= _keys(rx.records):
+                    await asyncio.sleep(0.5)
                 ingested = await _ingested(js)
                 out = subprocess.run(
                     [sys.executable, "-m", "engine", "cluster", "status", "--cluster", cluster.url],
@@ -528,3 +623,7 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
         "not what one process decides"
     )
     assert set(killed_owned) & storm_partitions, "the killed engine owned none of the storm's partitions"
+    # the webhook receiver saw every version once; anything sent again carried the same key
+    print(f"webhook: {len(rx.records)} versions, {rx.counts.duplicates} redeliveries (same key)")
+    assert _keys(rx.records) == {f"{i}:{v}" for i, v in versions}
+    assert len(rx.records) == len(versions)

@@ -66,6 +66,7 @@ LEASES = "SOC_LEASES"
 CLUSTER = "SOC_CLUSTER"
 SNAPSHOTS = "SOC_SNAPSHOTS"
 ROUTER = "router"
+NOTIFIER = "notifier"
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
 
 H_TOPIC = "Soc-Topic"
@@ -502,6 +503,19 @@ class JetStream:
         return await self.js.pull_subscribe(
             f"soc.in.{partition}.>", durable=name, stream=stream_of(partition), config=cfg
         )
+
+    async def notifier_consumer(self) -> JetStreamContext.PullSubscription:
+        """The durable pull consumer of every incident record, for the webhook outbox. A record is
+        acknowledged once every receiver has it delivered (or dead): until then a new owner of the
+        outbox gets it again."""
+        cfg = api.ConsumerConfig(
+            durable_name=NOTIFIER,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=120.0,
+            max_ack_pending=10000,
+        )
+        return await self.js.pull_subscribe("soc.incidents.>", durable=NOTIFIER, stream=INCIDENTS, config=cfg)
 
     async def drop_consumers(self, partition: str, keep: str) -> None:
         """Delete the partition's consumers of earlier epochs (best effort)."""

@@ -46,6 +46,7 @@ from typing import Any
 import nats
 import orjson
 import structlog
+from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as NatsNotFound
 
@@ -67,6 +68,8 @@ from engine.adapters.jetstream import (
     mqtt_topic,
     stored_time,
 )
+from engine.adapters.notifier import Notifier
+from engine.adapters.store import Store
 from engine.core.partitions import (
     GLOBAL,
     CoreIncidents,
@@ -395,6 +398,7 @@ class ClusterNode:
         self._background = [
             asyncio.create_task(self._lease_loop(), name="cluster-leases"),
             asyncio.create_task(self._router(), name="cluster-router"),
+            asyncio.create_task(self._outbox(), name="cluster-outbox"),
         ]
         log.info("cluster member started", member=self.name, partitions=len(self.table.partitions))
         return self
@@ -586,7 +590,7 @@ class ClusterNode:
         them), and routing fails over with that lease."""
         sub = await self.js.js.pull_subscribe_bind(durable=ROUTER, stream=INGEST)
         while True:
-            if GLOBAL not in self._tasks or GLOBAL in self._handing:
+            if not self._routing():
                 await asyncio.sleep(0.2)
                 continue
             try:
@@ -621,6 +625,85 @@ class ClusterNode:
                 with contextlib.suppress(Exception):  # a lost ack: redelivered, then deduplicated
                     await msg.ack()
                 self.routed += 1
+
+    # -- incidents out ---------------------------------------------------------------------------
+    def _routing(self) -> bool:
+        """This node runs the cluster's single roles (router, outbox): it owns ``global``."""
+        return GLOBAL in self._tasks and GLOBAL not in self._handing
+
+    async def _outbox(self) -> None:
+        """INCIDENTS → the webhook outbox (``cluster.Store`` + ``Notifier``), on the owner of
+        ``global`` only: one deliverer, so a receiver is not sent each version by every engine.
+
+        Each record is enqueued in this engine's store (``store.path``) for the receivers that want
+        it, with the usual outbox semantics (order per incident, retries, breaker, signatures,
+        ``Idempotency-Key: incident_id:version``), and acknowledged to JetStream once every receiver
+        has it delivered or dead. After a failover the new owner gets every record not yet
+        acknowledged again: the receivers may see a version twice with the same key (at least once,
+        deduplicated by them), never lose one."""
+        if not self.settings.receivers:
+            return
+        while True:
+            if not self._routing():
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                await self._deliver_while_global()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox: consumer failed; starting again", error=repr(exc))
+                await asyncio.sleep(0.5)
+
+    async def _deliver_while_global(self) -> None:
+        s = self.settings
+        sub = await self.js.notifier_consumer()
+        waiting: dict[tuple[str, int], tuple[Msg, list[str]]] = {}  # enqueued, not yet acknowledged
+        store = Store(
+            s.store.path, commit_interval=s.store.commit_interval, keep_delivered=s.store.keep_delivered
+        )
+        try:
+            async with store, Notifier(store, s.receivers) as notifier:
+                log.info("outbox started", receivers=[r.name for r in s.receivers], store=str(s.store.path))
+                while self._routing():
+                    try:
+                        msgs = await sub.fetch(FETCH_BATCH, timeout=IDLE_WAIT)
+                    except TimeoutError:
+                        msgs = []
+                    now = time.time()
+                    for msg in msgs:
+                        try:
+                            rec = orjson.loads(msg.data)
+                            key = (str(rec["incident_id"]), int(rec["version"]))
+                            receivers = notifier.receivers_for(rec)
+                            store.record(rec, receivers, now)
+                        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                            log.error("outbox: unreadable incident record; skipped", error=repr(exc))
+                            await msg.ack()
+                            continue
+                        waiting[key] = (msg, receivers)
+                    if msgs:
+                        store.commit()
+                    await self._acknowledge_delivered(store, waiting)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    @staticmethod
+    async def _acknowledge_delivered(
+        store: Store, waiting: dict[tuple[str, int], tuple[Msg, list[str]]]
+    ) -> None:
+        for (iid, version), (msg, receivers) in list(waiting.items()):
+            done = True
+            for r in receivers:
+                rows = [row for row in store.outbox_rows(r, iid) if row["version"] == version]
+                if not rows or rows[0]["state"] not in ("delivered", "dead"):
+                    done = False
+                    break
+            if done:
+                del waiting[(iid, version)]
+                with contextlib.suppress(Exception):  # a lost ack: redelivered, enqueued as a no-op
+                    await msg.ack()
 
     # -- views -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -116,7 +116,7 @@ async def _run(engines: int, alarms: int, lease_ttl: float, folder: Path) -> dic
                         ],
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        env={**os.environ, "ENGINE_CLUSTER__NAME": name},
+                        env={**os.environ, "ENGINE_CLUSTER__NAME": name, "ENGINE_HTTP__PORT": "0"},
                     )
             async with JetStream(cluster.urls, name="bench") as js:
                 await _owned_by(js, set(procs), 120)

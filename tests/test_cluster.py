@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import orjson
 import pytest
@@ -31,7 +32,8 @@ from engine.core.settings import CoreSettings
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.service.cluster import ClusterNode, cluster_status
-from engine.service.config import load_settings
+from engine.service.cluster_http import ClusterHttp
+from engine.service.config import HttpSettings, load_settings
 from engine.tools.receiver import WebhookReceiver
 from tests.nats import NatsCluster, find_binary
 
@@ -118,9 +120,14 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     """Probes and elements keep publishing MQTT: nats-server's MQTT gateway stores QoS 1 messages
     in SOC_INGEST, the router sends each to its partition, the owner's core correlates them (one
     incident for the site power failure and the OLT it explains), and a malformed message becomes a
-    dead-letter record naming the problem. One engine, in this process."""
+    dead-letter record naming the problem. One engine, in this process; its /healthz per partition
+    and /metrics say what it owns and count the dead letter."""
     settings = _in_process_settings(nats_cluster)
-    async with ClusterNode(settings) as node:
+    async with (
+        ClusterNode(settings) as node,
+        ClusterHttp(node, HttpSettings(port=0)) as http,
+        aiohttp.ClientSession(f"http://127.0.0.1:{http.port}") as web,
+    ):
         deadline = time.monotonic() + 60
         while len(node.owned) < len(node.table.partitions):
             assert time.monotonic() < deadline, node.owned
@@ -143,13 +150,29 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
             opened = [r for r in await _incidents(js) if r["event"] == "opened"]
             dead = await _records(js, DEADLETTERS)
         part = node.table.partition_of("olt-7")
-        assert node.workers[part].status.applied == 3
+        status = node.workers[part].status
+        assert status.applied == 2 + status.ticks  # two alarms and the ticks that opened the incident
+        async with web.get("/healthz") as resp:
+            health = await resp.json()
+            assert resp.status == 200, health
+        async with web.get(f"/healthz/{part}") as resp:
+            assert resp.status == 200, await resp.text()
+        async with web.get("/healthz/p99") as resp:
+            assert resp.status == 400
+            assert "no partition 'p99'" in (await resp.json())["error"]
+        async with web.get("/metrics") as resp:
+            metrics = await resp.text()
     assert len(opened) == 1, opened
     assert opened[0]["root_cause"]["alarm_id"] == "pwr-c:mainsFailure"
     assert sorted(opened[0]["alarms"]) == ["olt-7:linkDown", "pwr-c:mainsFailure"]
     assert len(dead) == 1
     assert dead[0]["topic"] == "soc/alarms/olt-7"
     assert "malformed JSON" in dead[0]["errors"][0]["reason"]
+    assert sorted(health["partitions"]) == sorted(node.table.partitions)
+    assert health["partitions"][GLOBAL]["dead_letters"] == 1  # malformed: the router cannot place it
+    assert 'soc_cluster_dead_letters_total{partition="global"} 1.0' in metrics
+    assert 'soc_cluster_partition_owned{partition="global"} 1.0' in metrics
+    assert f'soc_cluster_applied_sequence{{partition="{part}"}} ' in metrics
 
 
 def _in_process_settings(nats_cluster: NatsCluster, **more: Any) -> Any:
@@ -403,6 +426,7 @@ class Engine:
                     **os.environ,
                     "ENGINE_CLUSTER__NAME": name,
                     "ENGINE_STORE__PATH": str(log.with_suffix(".sqlite")),  # its webhook outbox
+                    "ENGINE_HTTP__PORT": "0",  # /healthz and /metrics on a free port
                 },
             )
 

@@ -220,6 +220,10 @@ class JetStream:
         return self._js
 
     @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    @property
     def lease_js(self) -> JetStreamContext:
         return self._lease_js or self.js
 

@@ -38,6 +38,7 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,7 @@ from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.model.messages import Routes, dead_letter_record
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import Ruleset, load_rulesets
+from engine.service.cluster_http import ClusterHttp
 from engine.service.config import EngineSettings
 
 log = structlog.get_logger("engine.service.cluster")
@@ -124,6 +126,11 @@ class PartitionStatus:
     skipped: int = 0  # records a predecessor had published already
     ticks: int = 0
     snapshots: int = 0
+    pending: int = 0  # stream messages waiting after the last one fetched (the consumer's count)
+    caught_up: bool = False  # the replay at takeover is over
+    dead_letters: int = 0
+    faults: Counter[str] = field(default_factory=Counter)  # quarantined core parts, by part
+    notices: Counter[str] = field(default_factory=Counter)  # by kind (Decisions.notices)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -184,6 +191,7 @@ class PartitionWorker:
         await self.js.drop_consumers(p, keep=f"{p}-e{self.epoch}")
         log.info("partition taken", snapshot=applied, stream_last=last, published=self._published.subject_seq)
         catching_up = last > applied
+        self.status.caught_up = not catching_up
         try:
             while not self._stopping:
                 try:
@@ -195,9 +203,13 @@ class PartitionWorker:
                         msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data, stored_time(msg)
                     )
                     await msg.ack()
+                    self.status.pending = msg.metadata.num_pending
+                if not msgs:
+                    self.status.pending = 0
                 if catching_up and self.status.applied >= last:
                     catching_up = False
                     self.status.replayed = self.status.applied - applied
+                    self.status.caught_up = True
                     log.info("partition caught up", replayed=self.status.replayed, ms=self._ms_since_start())
                 if not catching_up:
                     await self._maybe_tick(pipeline)
@@ -244,6 +256,7 @@ class PartitionWorker:
             decisions = self._contained(lambda: pipeline.feed(topic, data, now), topic, data, now)
             if h.get(H_COPY):  # the global partition reports what is wrong with it
                 decisions.dead_letters.clear()
+        self._count(decisions)
         records = [r.to_wire() for r in decisions.records]
         if subject.endswith(".summary"):
             records = self._contribution(data, stored)
@@ -251,6 +264,15 @@ class PartitionWorker:
             records = self.cross.core_records(records, now)
         self.status.applied = seq
         await self._publish(seq, decisions, records)
+
+    def _count(self, decisions: Decisions) -> None:
+        s = self.status
+        s.dead_letters += len(decisions.dead_letters)
+        for notice in decisions.notices:
+            s.notices[notice["kind"]] += 1
+        for fault in decisions.faults:
+            s.faults[fault.part] += 1
+            log.warning("core part quarantined", part=fault.name, error=fault.error, failures=fault.failures)
 
     def _contribution(self, data: bytes, now: float) -> list[dict[str, Any]]:
         """A domain partition's part of one of this (global) partition's incidents."""
@@ -366,7 +388,8 @@ class ClusterNode:
         self._handing: set[str] = set()  # partitions being handed over
         self._stop = asyncio.Event()
         self.routed = 0
-        self.failovers: list[tuple[str, int]] = []  # (partition, ms from taking it to caught up)
+        self.takeovers = 0  # leases this node acquired
+        self.last_round = time.monotonic()  # when the lease loop last renewed (for /healthz)
 
     def build_pipeline(self) -> Pipeline:
         s = self.settings
@@ -441,6 +464,7 @@ class ClusterNode:
         while True:
             started = time.monotonic()
             await self._renew_all(ttl)
+            self.last_round = time.monotonic()
             try:
                 await self._balance(ttl)
             except asyncio.CancelledError:
@@ -509,6 +533,7 @@ class ClusterNode:
 
     def _start(self, lease: LeaseInfo) -> None:
         worker = PartitionWorker(self, lease)
+        self.takeovers += 1
         self.workers[lease.partition] = worker
         task = asyncio.create_task(self._run_worker(worker), name=f"partition-{lease.partition}")
         self._tasks[lease.partition] = task
@@ -707,7 +732,13 @@ class ClusterNode:
 
     # -- views -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"member": self.name, "partitions": {}}
+        out: dict[str, Any] = {
+            "member": self.name,
+            "connected": self.js.connected,
+            "routed": self.routed,
+            "takeovers": self.takeovers,
+            "partitions": {},
+        }
         for p, w in sorted(self.workers.items()):
             lease = self._leases.get(p)
             s = w.status
@@ -722,6 +753,11 @@ class ClusterNode:
                 "ticks": s.ticks,
                 "snapshots": s.snapshots,
                 "lease_age": round(time.time() - lease.renewed, 3) if lease else None,
+                "pending": s.pending,
+                "caught_up": s.caught_up,
+                "dead_letters": s.dead_letters,
+                "faults": dict(s.faults),
+                "notices": dict(s.notices),
             }
         return out
 
@@ -757,11 +793,14 @@ async def run(settings: EngineSettings) -> int:
     """``engine run --cluster …``: be a member until SIGTERM/SIGINT, then hand partitions over."""
     loop = asyncio.get_running_loop()
     try:
-        async with ClusterNode(settings) as node:
+        async with contextlib.AsyncExitStack() as stack:
+            node = await stack.enter_async_context(ClusterNode(settings))
+            if settings.http.enabled:
+                await stack.enter_async_context(ClusterHttp(node, settings.http))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, node.stop)
             await node.wait()
-    except EngineError as exc:
+    except (EngineError, OSError) as exc:
         log.error("cluster member cannot run", error=str(exc))
         return 2
     return 0

@@ -139,6 +139,18 @@ class Published:
 NOTHING_PUBLISHED = Published(0, 0, -1, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class InputMessage:
+    """One message for a partition's stream, as the router publishes it."""
+
+    partition: str
+    topic: str
+    payload: bytes
+    received: float
+    msg_id: str
+    copy: bool = False
+
+
 class JetStream:
     """A connection to the JetStream cluster and the cluster's streams and buckets.
 
@@ -459,14 +471,44 @@ class JetStream:
         )
 
     # -- partition streams -----------------------------------------------------------------------
-    async def publish_input(
-        self, partition: str, topic: str, payload: bytes, received: float, msg_id: str, *, copy: bool = False
-    ) -> int:
+    @staticmethod
+    def _input_headers(topic: str, received: float, msg_id: str, copy: bool) -> dict[str, str]:
         headers = {H_TOPIC: topic, H_RECEIVED: repr(received), "Nats-Msg-Id": msg_id}
         if copy:
             headers[H_COPY] = "1"
+        return headers
+
+    async def publish_input(
+        self, partition: str, topic: str, payload: bytes, received: float, msg_id: str, *, copy: bool = False
+    ) -> int:
+        headers = self._input_headers(topic, received, msg_id, copy)
         ack = await self.js.publish(input_subject(partition), payload, headers=headers)
         return ack.seq
+
+    async def publish_inputs(self, items: Sequence[InputMessage]) -> list[InputMessage]:
+        """Publish ``items`` into their partitions' streams without waiting for each answer: all are
+        sent in order, then every acknowledgement is awaited (within the timeout). Returns those not
+        acknowledged (a timeout, a stream electing its leader), in order, for the caller to retry."""
+        sent: list[tuple[InputMessage, asyncio.Future[api.PubAck] | None]] = []
+        for item in items:
+            headers = self._input_headers(item.topic, item.received, item.msg_id, item.copy)
+            try:
+                fut = await self.js.publish_async(
+                    input_subject(item.partition), item.payload, headers=headers
+                )
+            except (nats.errors.Error, TimeoutError):
+                fut = None
+            sent.append((item, fut))
+        failed: list[InputMessage] = []
+        for item, fut in sent:
+            if fut is None:
+                failed.append(item)
+                continue
+            try:
+                await asyncio.wait_for(fut, self.timeout)
+            except (TimeoutError, nats.errors.Error, APIError):
+                failed.append(item)
+        return failed
 
     async def publish_summary(self, summary: dict[str, Any]) -> None:
         """A domain partition's part of a global incident, into the global partition's stream."""
@@ -575,8 +617,13 @@ class JetStream:
             return after  # the very same record is already there: the subject did not move
         return ack.seq
 
-    async def publish_dead_letter(self, partition: str, record: dict[str, Any], msg_id: str) -> None:
-        await self.js.publish(f"soc.dead.{partition}", orjson.dumps(record), headers={"Nats-Msg-Id": msg_id})
+    async def publish_dead_letter(
+        self, partition: str, record: dict[str, Any], msg_id: str
+    ) -> asyncio.Future[api.PubAck]:
+        """Send a dead-letter record without waiting: the future is its acknowledgement."""
+        return await self.js.publish_async(
+            f"soc.dead.{partition}", orjson.dumps(record), headers={"Nats-Msg-Id": msg_id}
+        )
 
 
 def message_time(value: str | None, fallback: dt.datetime | None) -> float:

@@ -61,6 +61,7 @@ from engine.adapters.jetstream import (
     ROUTER,
     ClusterError,
     Fenced,
+    InputMessage,
     JetStream,
     LeaseInfo,
     Published,
@@ -149,6 +150,7 @@ class PartitionWorker:
         self._tick_pending = False
         self._last_snapshot = time.monotonic()
         self._stopping = False
+        self._dead: list[asyncio.Future[Any]] = []  # dead letters sent, acknowledgements not awaited
 
     @property
     def js(self) -> JetStream:
@@ -206,6 +208,7 @@ class PartitionWorker:
                     self.status.pending = msg.metadata.num_pending
                 if not msgs:
                     self.status.pending = 0
+                await self._dead_letters_stored()
                 if catching_up and self.status.applied >= last:
                     catching_up = False
                     self.status.replayed = self.status.applied - applied
@@ -302,7 +305,8 @@ class PartitionWorker:
         if not self.node.holds(self.partition, self.epoch):
             raise Fenced(f"partition {self.partition}: lease lost, not publishing")
         for i, rec in enumerate(decisions.dead_letters):
-            await self.js.publish_dead_letter(self.partition, rec, f"dead:{self.partition}:{seq}:{i}")
+            msg_id = f"dead:{self.partition}:{seq}:{i}"
+            self._dead.append(await self.js.publish_dead_letter(self.partition, rec, msg_id))
         table = self.node.table
         for i, rec in enumerate(records):
             if contributes(table, self.partition, rec):
@@ -342,7 +346,15 @@ class PartitionWorker:
             self._tick_pending = True
             await self.js.publish_tick(self.partition, max(now, due))
 
+    async def _dead_letters_stored(self) -> None:
+        """Await the batch's dead letters (one round trip for all); one not stored fails the worker,
+        so the partition is released and its successor replays (and sends) it again."""
+        dead, self._dead = self._dead, []
+        for fut in dead:
+            await asyncio.wait_for(fut, self.js.timeout)
+
     async def snapshot(self) -> None:
+        await self._dead_letters_stored()  # the snapshot must not cover a dead letter not stored
         pipeline = self.pipeline
         if pipeline is None or not self.node.holds(self.partition, self.epoch):
             return
@@ -629,27 +641,38 @@ class ClusterNode:
                 log.warning("router fetch failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
+            items = []
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 received = stored_time(msg)
                 topic = mqtt_topic(msg.subject)
                 for i, (part, payload, copy) in enumerate(route_all(self.table, msg.data)):
-                    # In place until stored: a partition's order is the ingest order. A retry of a
-                    # publish that was stored after all is deduplicated by its Nats-Msg-Id.
-                    while True:
-                        try:
-                            await self.js.publish_input(
-                                part, topic, payload, received, f"ingest:{seq}:{i}", copy=copy
-                            )
-                            break
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as exc:
-                            log.warning("router: publish failed; retrying", partition=part, error=repr(exc))
-                            await asyncio.sleep(0.5)
+                    items.append(InputMessage(part, topic, payload, received, f"ingest:{seq}:{i}", copy))
+            await self._publish_routed(items)
+            for msg in msgs:
                 with contextlib.suppress(Exception):  # a lost ack: redelivered, then deduplicated
                     await msg.ack()
-                self.routed += 1
+            self.routed += len(msgs)
+
+    async def _publish_routed(self, items: list[InputMessage]) -> None:
+        """One batch into the partition streams, pipelined: sent in order without waiting for each
+        answer. What was not acknowledged is sent again, in order, one by one until stored (a retry
+        of something stored after all is deduplicated by its ``Nats-Msg-Id``); such a retry lands
+        after the batch's later messages of its partition, a reordering the core absorbs within
+        ``core.reorder_tolerance`` (and every replay of the stream sees the same order)."""
+        failed = await self.js.publish_inputs(items)
+        for item in failed:
+            while True:
+                try:
+                    await self.js.publish_input(
+                        item.partition, item.topic, item.payload, item.received, item.msg_id, copy=item.copy
+                    )
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("router: publish failed; retrying", partition=item.partition, error=repr(exc))
+                    await asyncio.sleep(0.5)
 
     # -- incidents out ---------------------------------------------------------------------------
     def _routing(self) -> bool:

@@ -11,6 +11,8 @@ engine is killed with SIGKILL and the time until its partitions have a new owner
 On a 2-core machine the three NATS nodes and the engines share two cores: the figures show what
 the machinery costs and that failover is bounded, not how the design scales (docs/scale-out.md).
 
+The feed is published pipelined (256 in flight, every acknowledgement checked).
+
 Usage: ``python -m bench cluster [--alarms N] [--engines 1,2,3] [--lease-ttl S]``.
 """
 

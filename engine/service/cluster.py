@@ -13,8 +13,12 @@ Theory of operation
   over (snapshot, then release) so a joining engine gets its share.
 * ``router``: on the owner of the ``global`` partition only (one router keeps every partition's
   stream in ingest order), fetches from the durable ``router`` consumer of ``SOC_INGEST`` and
-  publishes each message to its partition's stream (``engine.core.partitions.route``), retrying in place
-  until stored, with ``Nats-Msg-Id`` so a redelivered or retried message is stored once.
+  publishes each batch to the partitions' streams (``engine.core.partitions.route_all``: an alarm
+  about a global element also goes, as a copy, to each domain partition below it), pipelined,
+  retrying what was not acknowledged until stored, with ``Nats-Msg-Id`` so a redelivered or
+  retried message is stored once.
+* ``outbox``: on the same node, with receivers configured, INCIDENTS → the daemon's webhook outbox;
+  a record is acknowledged once delivered to every receiver that wants it.
 * one ``PartitionWorker`` per owned partition, the single writer of that partition's core. It
   restores the partition's latest snapshot, replays the stream from the next sequence through a
   durable pull consumer named by its epoch, and applies messages strictly in stream order (a gap is
@@ -25,7 +29,10 @@ Theory of operation
   last record; a newer epoch there means it was replaced (``Fenced``: it stops without another
   write); an older one is a predecessor's late write, which it skips past. Records a predecessor
   already published (by input sequence and index) are not published again, and
-  ``Nats-Msg-Id = incident_id:version`` collapses any copy that still gets through.
+  ``Nats-Msg-Id = incident_id:version`` collapses any copy that still gets through. A domain
+  partition's records of an incident rooted at a global element are not published: they go as
+  contributions into the ``global`` stream, whose worker merges them into its own records
+  (``engine.core.partitions.CoreIncidents``).
 """
 
 from __future__ import annotations
@@ -680,7 +687,7 @@ class ClusterNode:
         return GLOBAL in self._tasks and GLOBAL not in self._handing
 
     async def _outbox(self) -> None:
-        """INCIDENTS → the webhook outbox (``cluster.Store`` + ``Notifier``), on the owner of
+        """INCIDENTS → the webhook outbox (the daemon's ``Store`` and ``Notifier``), on the owner of
         ``global`` only: one deliverer, so a receiver is not sent each version by every engine.
 
         Each record is enqueued in this engine's store (``store.path``) for the receivers that want

@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import nats
 import orjson
@@ -78,7 +78,7 @@ from engine.adapters.jetstream import (
     stored_time,
 )
 from engine.adapters.notifier import Notifier
-from engine.adapters.store import Store
+from engine.adapters.store import Store, WireRecord
 from engine.core.partitions import (
     GLOBAL,
     CoreIncidents,
@@ -97,6 +97,9 @@ from engine.model.topology import Topology, load_topology
 from engine.rules.schema import Ruleset, load_rulesets
 from engine.service.cluster_http import ClusterHttp
 from engine.service.config import EngineSettings
+
+if TYPE_CHECKING:
+    from engine.core.incident_records import IncidentRecord
 
 log = structlog.get_logger("engine.service.cluster")
 
@@ -728,9 +731,11 @@ class ClusterNode:
                     now = time.time()
                     for msg in msgs:
                         try:
-                            rec = orjson.loads(msg.data)
-                            key = (str(rec["incident_id"]), int(rec["version"]))
-                            receivers = notifier.receivers_for(rec)
+                            rec = WireRecord(orjson.loads(msg.data))
+                            key = (rec.incident_id, rec.version)
+                            # receivers_for reads incident_id, event and priority, which a
+                            # WireRecord has as the core's IncidentRecord does
+                            receivers = notifier.receivers_for(cast("IncidentRecord", rec))
                             store.record(rec, receivers, now)
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                             log.error("outbox: unreadable incident record; skipped", error=repr(exc))

@@ -12,11 +12,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import orjson
 import pytest
@@ -24,12 +26,15 @@ import yaml
 from nats.js.errors import KeyWrongLastSequenceError
 
 from engine.adapters.jetstream import DEADLETTERS, INCIDENTS, INGEST, JetStream, mqtt_topic
-from engine.core.partitions import correlation_domains, partition_table
+from engine.core.partitions import GLOBAL, correlation_domains, partition_table
 from engine.core.pipeline import Pipeline
+from engine.core.settings import CoreSettings
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.service.cluster import ClusterNode, cluster_status
-from engine.service.config import load_settings
+from engine.service.cluster_http import ClusterHttp
+from engine.service.config import HttpSettings, load_settings
+from engine.tools.receiver import WebhookReceiver
 from tests.nats import NatsCluster, find_binary
 
 pytestmark = pytest.mark.skipif(find_binary() is None, reason="nats-server is not installed")
@@ -115,19 +120,14 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     """Probes and elements keep publishing MQTT: nats-server's MQTT gateway stores QoS 1 messages
     in SOC_INGEST, the router sends each to its partition, the owner's core correlates them (one
     incident for the site power failure and the OLT it explains), and a malformed message becomes a
-    dead-letter record naming the problem. One engine, in this process."""
-    settings = load_settings(
-        None,
-        environ={},
-        overrides={
-            "topology": str(TOPOLOGY),
-            "cluster.servers": nats_cluster.urls,
-            "cluster.lease_ttl": LEASE_TTL,
-            "cluster.name": "in-process",
-            "core.incidents.settle": "1s",
-        },
-    )
-    async with ClusterNode(settings) as node:
+    dead-letter record naming the problem. One engine, in this process; its /healthz per partition
+    and /metrics say what it owns and count the dead letter."""
+    settings = _in_process_settings(nats_cluster)
+    async with (
+        ClusterNode(settings) as node,
+        ClusterHttp(node, HttpSettings(port=0)) as http,
+        aiohttp.ClientSession(f"http://127.0.0.1:{http.port}") as web,
+    ):
         deadline = time.monotonic() + 60
         while len(node.owned) < len(node.table.partitions):
             assert time.monotonic() < deadline, node.owned
@@ -150,13 +150,163 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
             opened = [r for r in await _incidents(js) if r["event"] == "opened"]
             dead = await _records(js, DEADLETTERS)
         part = node.table.partition_of("olt-7")
-        assert node.workers[part].status.applied == 3
+        status = node.workers[part].status
+        assert status.applied == 2 + status.ticks  # two alarms and the ticks that opened the incident
+        async with web.get("/healthz") as resp:
+            health = await resp.json()
+            assert resp.status == 200, health
+        async with web.get(f"/healthz/{part}") as resp:
+            assert resp.status == 200, await resp.text()
+        async with web.get("/healthz/p99") as resp:
+            assert resp.status == 400
+            assert "no partition 'p99'" in (await resp.json())["error"]
+        async with web.get("/metrics") as resp:
+            metrics = await resp.text()
     assert len(opened) == 1, opened
     assert opened[0]["root_cause"]["alarm_id"] == "pwr-c:mainsFailure"
     assert sorted(opened[0]["alarms"]) == ["olt-7:linkDown", "pwr-c:mainsFailure"]
     assert len(dead) == 1
     assert dead[0]["topic"] == "soc/alarms/olt-7"
     assert "malformed JSON" in dead[0]["errors"][0]["reason"]
+    assert sorted(health["partitions"]) == sorted(node.table.partitions)
+    assert health["partitions"][GLOBAL]["dead_letters"] == 1  # malformed: the router cannot place it
+    assert 'soc_cluster_dead_letters_total{partition="global"} 1.0' in metrics
+    assert 'soc_cluster_partition_owned{partition="global"} 1.0' in metrics
+    assert f'soc_cluster_applied_sequence{{partition="{part}"}} ' in metrics
+
+
+def _in_process_settings(nats_cluster: NatsCluster, **more: Any) -> Any:
+    """One engine in this process on the module's cluster (every test on it must use the same
+    core settings: the cluster keeps the configuration digest of its first engine)."""
+    return load_settings(
+        None,
+        environ={},
+        overrides={
+            "topology": str(TOPOLOGY),
+            "cluster.servers": nats_cluster.urls,
+            "cluster.lease_ttl": LEASE_TTL,
+            "cluster.name": "in-process",
+            "core.incidents.settle": "1s",
+            **more,
+        },
+    )
+
+
+async def _engine_records(js: JetStream) -> dict[str, dict[str, Any]]:
+    """Every record the engines published, by ``incident_id:version``."""
+    return {f"{r['incident_id']}:{r['version']}": r for r in await _incidents(js)}
+
+
+async def test_incidents_out_to_a_webhook_receiver_each_version_once(
+    nats_cluster: NatsCluster, js: JetStream, tmp_path: Path
+) -> None:
+    """The owner of the global partition consumes INCIDENTS into its webhook outbox: the receiver
+    (a real HTTP server, failing its first requests with 503 so the outbox retries) gets every
+    incident version the engines published, each once, with `Idempotency-Key: incident:version`,
+    and each record is acknowledged to JetStream once delivered. A second engine taking over the
+    outbox (with a store of its own) sends nothing again."""
+    async with WebhookReceiver(statuses=[503, 503]) as rx:
+        receivers = [{"name": "rx", "url": rx.url, "retry": {"initial": 0.1, "max": 0.5}}]
+        first = _in_process_settings(
+            nats_cluster, receivers=receivers, **{"store.path": str(tmp_path / "a.db")}
+        )
+        async with ClusterNode(first) as node:
+            deadline = time.monotonic() + 60
+            while len(node.owned) < len(node.table.partitions):
+                assert time.monotonic() < deadline, node.owned
+                await asyncio.sleep(0.2)
+            for ne in ("olt-045", "olt-046"):
+                await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, "equipmentMalfunction"))
+            deadline = time.monotonic() + 60
+            published: dict[str, dict[str, Any]] = {}
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.3)
+                published = await _engine_records(js)
+                got = {f"{r['incident_id']}:{r['version']}" for r in rx.records}
+                keys = {a for r in published.values() for a in r["alarms"]}
+                mine = [
+                    k for k in ("olt-045:equipmentMalfunction", "olt-046:equipmentMalfunction") if k in keys
+                ]
+                pending = (await js.js.consumer_info(INCIDENTS, "notifier")).num_ack_pending
+                if len(mine) == 2 and got == set(published) and pending == 0:
+                    break
+        assert len(mine) == 2, mine
+        assert rx.counts.failed_on_purpose == 2
+        assert got == set(published)
+        assert len(rx.records) == len(published)  # each version once
+        assert pending == 0
+        requests = rx.counts.requests
+        second = _in_process_settings(
+            nats_cluster,
+            receivers=receivers,
+            **{"store.path": str(tmp_path / "b.db"), "cluster.name": "next"},
+        )
+        async with ClusterNode(second) as node:
+            deadline = time.monotonic() + 60
+            while GLOBAL not in node.owned:
+                assert time.monotonic() < deadline, node.owned
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2.0)  # its outbox consumer has started and found nothing to send
+        assert rx.counts.requests == requests
+
+
+async def test_fiber_cut_on_a_core_router_opens_one_incident_with_every_domain_below(
+    nats_cluster: NatsCluster, js: JetStream
+) -> None:
+    """A fiber cut at core-1 (global partition) takes down the aggregation switches and OLTs below
+    it, which live in several domain partitions. The router copies core-1's alarm to every domain
+    partition below it; their cores put their own alarms under it and hand their part to the
+    global partition, which publishes one incident: rooted at core-1, with every alarm of the cut
+    (from every partition) and the customers of every domain below core-1. No domain partition
+    publishes an incident of its own for the cut, and the incidents by root and members are those
+    of one core fed the same input."""
+    topology = load_topology(TOPOLOGY)
+    settings = _in_process_settings(nats_cluster)
+    async with ClusterNode(settings) as node:
+        table = node.table
+        deadline = time.monotonic() + 60
+        while len(node.owned) < len(table.partitions):
+            assert time.monotonic() < deadline, node.owned
+            await asyncio.sleep(0.2)
+        olts = sorted(ne for ne in topology.elements if ne.startswith("olt-0"))[:30]
+        cut = [("olt-001", "linkDown"), ("core-1", "lossOfSignal")]  # one symptom before its root
+        cut += [(ne, "linkDown") for ne in ("agg-1", "agg-2", "agg-3", *olts[1:])]
+        keys = {f"{ne}:{cause}" for ne, cause in cut}
+        domains = {table.partition_of(ne) for ne, _ in cut} - {GLOBAL}
+        assert len(domains) >= 3, domains  # the cut spans domain partitions
+        for ne, cause in cut:
+            await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, cause))
+        core: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            records = await _incidents(js)
+            core = [r for r in records if r["root_cause"]["alarm_id"] == "core-1:lossOfSignal"]
+            if core and keys <= set(core[-1]["alarms"]):
+                break
+        contributed = {p: w.status.contributed for p, w in node.workers.items()}
+        ingested = await _ingested(js)
+    assert core, "no incident rooted at core-1"
+    assert {r["incident_id"] for r in core} == {core[0]["incident_id"]}
+    assert [r["version"] for r in core] == list(range(1, len(core) + 1))
+    assert core[0]["event"] == "opened"
+    last = core[-1]
+    assert keys <= set(last["alarms"]), sorted(keys - set(last["alarms"]))
+    below = [d for d in table.domains.domains if "core-1" in d.above]
+    assert last["impact"]["customers"]["total"] == sum(d.customers for d in below) > 0
+    assert domains <= set(last["partitions"]), last["partitions"]
+    assert all(contributed[p] > 0 for p in domains), contributed
+    # no other incident holds an alarm of the cut, except as merged into the core incident
+    latest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        latest[r["incident_id"]] = r
+    others = [
+        r for r in latest.values() if r["incident_id"] != last["incident_id"] and keys & set(r["alarms"])
+    ]
+    assert all(r.get("merged_into") == last["incident_id"] for r in others), others
+    final = [r for r in latest.values() if r.get("resolution") != "merged"]
+    alone = [r for r in single_process(ingested, settings.core) if keys & set(r["alarms"])]
+    assert _outcome([r for r in final if keys & set(r["alarms"])]) == _outcome(alone)
 
 
 @pytest.mark.slow
@@ -237,6 +387,30 @@ async def test_killing_the_ingest_streams_leader_loses_no_acknowledged_message(t
 # -- failover with engine processes ----------------------------------------------------------------
 
 
+def _keys(records: list[dict[str, Any]]) -> set[str]:
+    return {f"{r['incident_id']}:{r['version']}" for r in list(records)}
+
+
+class _Receiver:
+    """A WebhookReceiver serving from a thread of its own (the test's loop is busy waiting)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.rx = WebhookReceiver()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.rx.__aenter__(), self.loop).result(10)
+        return self.rx
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.rx.__aexit__(None, None, None), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
 class Engine:
     """One ``engine run --cluster`` process (its PID is the only one this test signals)."""
 
@@ -248,7 +422,12 @@ class Engine:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "ENGINE_CLUSTER__NAME": name},
+                env={
+                    **os.environ,
+                    "ENGINE_CLUSTER__NAME": name,
+                    "ENGINE_STORE__PATH": str(log.with_suffix(".sqlite")),  # its webhook outbox
+                    "ENGINE_HTTP__PORT": "0",  # /healthz and /metrics on a free port
+                },
             )
 
     def kill(self) -> None:
@@ -268,13 +447,15 @@ class Engine:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
 
 
-def _config(folder: Path) -> Path:
-    cfg = {
+def _config(folder: Path, receiver: str | None = None) -> Path:
+    cfg: dict[str, Any] = {
         "topology": str(TOPOLOGY),
         "core": {"incidents": {"settle": "1s", "hold_down": "2s", "update_interval": "1s"}},
         "cluster": {"partitions": 4, "replicas": 3, "lease_ttl": "3s", "snapshot_interval": "1s"},
         "logging": {"format": "json", "level": "info"},
     }
+    if receiver is not None:
+        cfg["receivers"] = [{"name": "rx", "url": receiver, "retry": {"initial": "0.2s", "max": "1s"}}]
     path = folder / "engine.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -326,10 +507,9 @@ async def _ingested(js: JetStream) -> list[tuple[str, bytes, float]]:
     return out
 
 
-def single_process(ingested: list[tuple[str, bytes, float]], config: Path) -> list[dict[str, Any]]:
+def single_process(ingested: list[tuple[str, bytes, float]], core: CoreSettings) -> list[dict[str, Any]]:
     """The same input through one core, timers fired at their due times: the final incidents."""
-    settings = load_settings(config, environ={})
-    pipeline = Pipeline(load_topology(TOPOLOGY), load_rulesets(None), settings.core)
+    pipeline = Pipeline(load_topology(TOPOLOGY), load_rulesets(None), core)
     typed = []
     for topic, payload, t in ingested:
         typed += pipeline.advance_to(t).records
@@ -375,8 +555,8 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
         for ne, cause in alarms:
             await js.js.publish(f"soc.alarms.{ne}", _alarm(ne, cause, severity))
 
-    with NatsCluster(tmp_path / "nats", size=3) as cluster:
-        config = _config(tmp_path)
+    with NatsCluster(tmp_path / "nats", size=3) as cluster, _Receiver() as rx:
+        config = _config(tmp_path, rx.url)
         engines = {n: Engine(n, config, cluster.url, tmp_path / f"{n}.log") for n in ("a", "b")}
         try:
             async with JetStream(cluster.urls, name="test") as js:
@@ -430,6 +610,10 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
                     if opened and resolved == opened and len(opened) >= 50:
                         break
                     await asyncio.sleep(0.5)
+                keys = {f"{r['incident_id']}:{r['version']}" for r in records}
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not keys <= _keys(rx.records):
+                    await asyncio.sleep(0.5)
                 ingested = await _ingested(js)
                 out = subprocess.run(
                     [sys.executable, "-m", "engine", "cluster", "status", "--cluster", cluster.url],
@@ -459,5 +643,11 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
     twice = {a for a in members if members.count(a) > 1}
     assert not twice, [r for r in records if set(r["alarms"]) & twice]
     assert set(members) == {f"{ne}:{cause}" for ne, cause in storm}
-    assert _outcome(final) == _outcome(single_process(ingested, config)), "not what one process decides"
+    assert _outcome(final) == _outcome(single_process(ingested, load_settings(config, environ={}).core)), (
+        "not what one process decides"
+    )
     assert set(killed_owned) & storm_partitions, "the killed engine owned none of the storm's partitions"
+    # the webhook receiver saw every version once; anything sent again carried the same key
+    print(f"webhook: {len(rx.records)} versions, {rx.counts.duplicates} redeliveries (same key)")
+    assert _keys(rx.records) == {f"{i}:{v}" for i, v in versions}
+    assert len(rx.records) == len(versions)

@@ -10,11 +10,15 @@ import pytest
 from engine.cli import main
 from engine.core.partitions import (
     GLOBAL,
+    CoreIncidents,
     PartitionError,
     PartitionTable,
+    contributes,
+    contribution,
     correlation_domains,
     partition_table,
     route,
+    route_all,
 )
 from engine.model.topology import Topology, load_topology, topology_from_dict
 
@@ -176,6 +180,78 @@ def test_route_splits_sample_batches(example: Topology) -> None:
     one = orjson.dumps({"samples": samples[:1]})
     assert route(table, one) == [(p001, one)]
     assert route(table, b"{not json") == [(GLOBAL, b"{not json")]
+
+
+def test_route_copies_alarms_of_global_elements_to_the_partitions_below(example: Topology) -> None:
+    """An alarm about a global element goes to global, and a copy to every domain partition holding
+    an element that depends on it (so their cores correlate under it); a sample about it does not,
+    nor does an alarm about a domain element."""
+    table = partition_table(correlation_domains(example), 4)
+    below = {table.partition_of(ne) for ne in example.descendants("agg-3")} - {GLOBAL}
+    assert below
+    assert table.below("agg-3") == tuple(sorted(below))
+    assert set(table.below("core-1")) == set(table.partitions) - {GLOBAL}
+    alarm = orjson.dumps({"ne_id": "agg-3", "severity": "critical"})
+    assert route_all(table, alarm) == [(GLOBAL, alarm, False), *((p, alarm, True) for p in sorted(below))]
+    sample = orjson.dumps({"probe_id": "p", "target": "agg-3", "metrics": {}})
+    assert route_all(table, sample) == [(GLOBAL, sample, False)]
+    local = orjson.dumps({"ne_id": "olt-7"})
+    assert route_all(table, local) == [(table.partition_of("olt-7"), local, False)]
+    assert table.below("olt-7") == ()
+
+
+def _core(inc: str, event: str, version: int, alarms: list[str], t: str = "t") -> dict[str, Any]:
+    return {
+        "incident_id": inc,
+        "event": event,
+        "version": version,
+        "time": t,
+        "root_cause": {"ne_id": "core-1", "alarm_id": alarms[0]},
+        "alarms": alarms,
+        "suppressed": [{"alarm_id": a, "root": alarms[0]} for a in alarms[1:]],
+    }
+
+
+def test_core_incidents_merge_contributions_with_consecutive_versions(example: Topology) -> None:
+    """The global partition's record carries the domain partitions' alarms and suppressions; a
+    contribution that adds alarms to an open incident publishes an `updated` version; a repeated,
+    stale or late (after resolution) contribution publishes nothing; the state survives dump/load."""
+    table = partition_table(correlation_domains(example), 4)
+    root = "core-1:los"
+    domain_rec = _core("inc-x", "opened", 1, [root, "olt-001:ld"])
+    assert contributes(table, "p0", domain_rec)
+    assert not contributes(table, GLOBAL, domain_rec)
+    assert not contributes(table, "p0", dict(domain_rec, root_cause={"ne_id": "olt-7"}))
+    merger = CoreIncidents()
+    early = contribution("p1", 5, 0, domain_rec)
+    assert merger.contribute(early, 10.0) == []  # the core incident is not open yet: kept
+    (opened,) = merger.core_records([_core("inc-x", "opened", 1, [root, "agg-3:ld"])], 11.0)
+    assert (opened["version"], opened["event"]) == (1, "opened")
+    assert opened["alarms"] == sorted([root, "agg-3:ld", "olt-001:ld"])
+    assert [e["alarm_id"] for e in opened["suppressed"]] == ["agg-3:ld", "olt-001:ld"]
+    assert opened["partitions"] == {GLOBAL: 2, "p1": 2}
+    assert merger.contribute(early, 12.0) == []  # repeated (a successor's replay)
+    more = contribution("p2", 3, 1, _core("inc-x", "updated", 2, [root, "olt-002:ld"]))
+    (updated,) = merger.contribute(more, 13.0)
+    assert (updated["version"], updated["event"]) == (2, "updated")
+    assert "olt-002:ld" in updated["alarms"]
+    assert (
+        merger.contribute(contribution("p2", 4, 0, _core("inc-x", "updated", 3, [root, "olt-002:ld"])), 14)
+        == []
+    )
+    assert (
+        merger.contribute(contribution("p2", 2, 0, _core("inc-x", "opened", 1, [root])), 15.0) == []
+    )  # stale
+    copy = CoreIncidents()
+    copy.load(orjson.loads(orjson.dumps(merger.dump())))
+    (resolved,) = copy.core_records([_core("inc-x", "resolved", 3, [root, "agg-3:ld"])], 16.0)
+    assert (resolved["version"], resolved["event"]) == (3, "resolved")
+    assert resolved["partitions"] == {GLOBAL: 2, "p1": 2, "p2": 2}
+    late = contribution("p3", 9, 0, _core("inc-x", "updated", 4, [root, "olt-003:ld"]))
+    assert copy.contribute(late, 17.0) == []
+    (alone,) = copy.core_records([_core("inc-y", "opened", 1, ["core-1:other"])], 18.0)
+    assert "partitions" not in alone
+    assert alone["version"] == 1
 
 
 @pytest.mark.parametrize(

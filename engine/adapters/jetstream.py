@@ -66,6 +66,7 @@ LEASES = "SOC_LEASES"
 CLUSTER = "SOC_CLUSTER"
 SNAPSHOTS = "SOC_SNAPSHOTS"
 ROUTER = "router"
+NOTIFIER = "notifier"
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
 
 H_TOPIC = "Soc-Topic"
@@ -74,6 +75,7 @@ H_NOW = "Soc-Now"
 H_EPOCH = "Soc-Epoch"
 H_SOURCE = "Soc-Source-Seq"
 H_INDEX = "Soc-Record-Index"
+H_COPY = "Soc-Copy"  # an alarm about a global element, copied to a domain partition below it
 
 
 class ClusterError(EngineError):
@@ -121,6 +123,7 @@ class Snapshot:
     epoch: int
     taken: float
     state: bytes  # Pipeline.snapshot()
+    cross: dict[str, Any] | None = None  # the global partition's CoreIncidents state
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,18 @@ class Published:
 
 
 NOTHING_PUBLISHED = Published(0, 0, -1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class InputMessage:
+    """One message for a partition's stream, as the router publishes it."""
+
+    partition: str
+    topic: str
+    payload: bytes
+    received: float
+    msg_id: str
+    copy: bool = False
 
 
 class JetStream:
@@ -215,6 +230,10 @@ class JetStream:
         if self._js is None:
             raise ClusterError("not connected")
         return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
 
     @property
     def lease_js(self) -> JetStreamContext:
@@ -434,7 +453,7 @@ class JetStream:
 
     # -- snapshots -------------------------------------------------------------------------------
     async def save_snapshot(self, partition: str, snap: Snapshot) -> int:
-        head = orjson.dumps({"seq": snap.seq, "epoch": snap.epoch, "taken": snap.taken})
+        head = orjson.dumps({"seq": snap.seq, "epoch": snap.epoch, "taken": snap.taken, "cross": snap.cross})
         blob = zlib.compress(head + b"\n" + snap.state, 1)
         return await self._kv(self._snapshots).put(f"snapshot.{partition}", blob)
 
@@ -447,15 +466,56 @@ class JetStream:
             return None
         head, _, state = zlib.decompress(entry.value).partition(b"\n")
         meta = orjson.loads(head)
-        return Snapshot(seq=meta["seq"], epoch=meta["epoch"], taken=meta["taken"], state=state)
+        return Snapshot(
+            seq=meta["seq"], epoch=meta["epoch"], taken=meta["taken"], state=state, cross=meta.get("cross")
+        )
 
     # -- partition streams -----------------------------------------------------------------------
-    async def publish_input(
-        self, partition: str, topic: str, payload: bytes, received: float, msg_id: str
-    ) -> int:
+    @staticmethod
+    def _input_headers(topic: str, received: float, msg_id: str, copy: bool) -> dict[str, str]:
         headers = {H_TOPIC: topic, H_RECEIVED: repr(received), "Nats-Msg-Id": msg_id}
+        if copy:
+            headers[H_COPY] = "1"
+        return headers
+
+    async def publish_input(
+        self, partition: str, topic: str, payload: bytes, received: float, msg_id: str, *, copy: bool = False
+    ) -> int:
+        headers = self._input_headers(topic, received, msg_id, copy)
         ack = await self.js.publish(input_subject(partition), payload, headers=headers)
         return ack.seq
+
+    async def publish_inputs(self, items: Sequence[InputMessage]) -> list[InputMessage]:
+        """Publish ``items`` into their partitions' streams without waiting for each answer: all are
+        sent in order, then every acknowledgement is awaited (within the timeout). Returns those not
+        acknowledged (a timeout, a stream electing its leader), in order, for the caller to retry."""
+        sent: list[tuple[InputMessage, asyncio.Future[api.PubAck] | None]] = []
+        for item in items:
+            headers = self._input_headers(item.topic, item.received, item.msg_id, item.copy)
+            try:
+                fut = await self.js.publish_async(
+                    input_subject(item.partition), item.payload, headers=headers
+                )
+            except (nats.errors.Error, TimeoutError):
+                fut = None
+            sent.append((item, fut))
+        failed: list[InputMessage] = []
+        for item, fut in sent:
+            if fut is None:
+                failed.append(item)
+                continue
+            try:
+                await asyncio.wait_for(fut, self.timeout)
+            except (TimeoutError, nats.errors.Error, APIError):
+                failed.append(item)
+        return failed
+
+    async def publish_summary(self, summary: dict[str, Any]) -> None:
+        """A domain partition's part of a global incident, into the global partition's stream."""
+        msg_id = f"summary:{summary['partition']}:{summary['seq']}:{summary['index']}"
+        await self.js.publish(
+            input_subject("global", "summary"), orjson.dumps(summary), headers={"Nats-Msg-Id": msg_id}
+        )
 
     async def publish_tick(self, partition: str, now: float) -> int:
         ack = await self.js.publish(input_subject(partition, "tick"), b"", headers={H_NOW: repr(now)})
@@ -489,6 +549,19 @@ class JetStream:
         return await self.js.pull_subscribe(
             f"soc.in.{partition}.>", durable=name, stream=stream_of(partition), config=cfg
         )
+
+    async def notifier_consumer(self) -> JetStreamContext.PullSubscription:
+        """The durable pull consumer of every incident record, for the webhook outbox. A record is
+        acknowledged once every receiver has it delivered (or dead): until then a new owner of the
+        outbox gets it again."""
+        cfg = api.ConsumerConfig(
+            durable_name=NOTIFIER,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=120.0,
+            max_ack_pending=10000,
+        )
+        return await self.js.pull_subscribe("soc.incidents.>", durable=NOTIFIER, stream=INCIDENTS, config=cfg)
 
     async def drop_consumers(self, partition: str, keep: str) -> None:
         """Delete the partition's consumers of earlier epochs (best effort)."""
@@ -544,8 +617,13 @@ class JetStream:
             return after  # the very same record is already there: the subject did not move
         return ack.seq
 
-    async def publish_dead_letter(self, partition: str, record: dict[str, Any], msg_id: str) -> None:
-        await self.js.publish(f"soc.dead.{partition}", orjson.dumps(record), headers={"Nats-Msg-Id": msg_id})
+    async def publish_dead_letter(
+        self, partition: str, record: dict[str, Any], msg_id: str
+    ) -> asyncio.Future[api.PubAck]:
+        """Send a dead-letter record without waiting: the future is its acknowledgement."""
+        return await self.js.publish_async(
+            f"soc.dead.{partition}", orjson.dumps(record), headers={"Nats-Msg-Id": msg_id}
+        )
 
 
 def message_time(value: str | None, fallback: dt.datetime | None) -> float:

@@ -26,7 +26,11 @@ partition, and the cluster keeps the table it was started with (``engine cluster
 ``route(table, payload)`` is the stateless router's decision: the partition(s) of one inbound
 message, by its element (``ne_id``, TMF642 ``alarmedObject.id``, a sample's ``target``); a batch of
 samples is split by partition; anything that names no known element goes to ``global``, whose core
-then rejects it with the usual dead-letter reason.
+then rejects it with the usual dead-letter reason. ``route_all`` adds a copy of every alarm about a
+global element for each domain partition below it.
+
+Across partitions, ``CoreIncidents`` is the global partition's merge of the parts the domain
+partitions send it (``contribution``) into its own incidents (see its docstring).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 import orjson
 
 from engine.errors import EngineError
+from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 
 GLOBAL = "global"
@@ -59,6 +64,7 @@ class Domain:
     id: str  # the smallest element id in the domain
     elements: tuple[str, ...]  # sorted
     customers: int
+    above: tuple[str, ...] = ()  # the global elements its elements depend on, sorted
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +145,12 @@ def correlation_domains(
     for ne in local:
         members.setdefault(uf.find(ne), []).append(ne)
     domains = tuple(
-        Domain(id=root, elements=tuple(els), customers=sum(own_customers[e] for e in els))
+        Domain(
+            id=root,
+            elements=tuple(els),
+            customers=sum(own_customers[e] for e in els),
+            above=tuple(sorted({up for e in els for up in topology.ancestors(e) if up in glob})),
+        )
         for root, els in sorted(members.items())
     )
     return Domains(global_elements=tuple(sorted(glob)), domains=domains)
@@ -169,6 +180,11 @@ class PartitionTable:
             for ne in d.elements:
                 by_element[ne] = self.assignment[d.id]
         object.__setattr__(self, "_by_element", by_element)
+        below: dict[str, set[str]] = {}
+        for d in self.domains.domains:
+            for up in d.above:
+                below.setdefault(up, set()).add(self.assignment[d.id])
+        object.__setattr__(self, "_below", {g: tuple(sorted(ps)) for g, ps in below.items()})
 
     @property
     def partitions(self) -> tuple[str, ...]:
@@ -179,6 +195,11 @@ class PartitionTable:
         """The partition of an element; ``global`` for an element the topology lacks."""
         by_element: dict[str, str] = getattr(self, "_by_element")  # noqa: B009
         return by_element.get(ne_id, GLOBAL)
+
+    def below(self, ne_id: str) -> tuple[str, ...]:
+        """The domain partitions holding an element that depends on global element ``ne_id``."""
+        below: dict[str, tuple[str, ...]] = getattr(self, "_below")  # noqa: B009
+        return below.get(ne_id, ())
 
     def load(self) -> dict[str, dict[str, int]]:
         """Per partition: domains, elements and customers it holds."""
@@ -255,13 +276,21 @@ def route(table: PartitionTable, payload: bytes) -> list[tuple[str, bytes]]:
 
     A single alarm or sample goes whole to its element's partition. A batch ``{"samples": [...]}``
     is split by partition (each part keeps the order of its samples). Malformed JSON, a payload
-    naming no known element, or anything else the router cannot place goes whole to ``global``."""
+    naming no known element, or anything else the router cannot place goes whole to ``global``.
+    (``route_all`` adds the copies of alarms about global elements.)"""
+    return [(p, part) for p, part, copy in route_all(table, payload) if not copy]
+
+
+def route_all(table: PartitionTable, payload: bytes) -> list[tuple[str, bytes, bool]]:
+    """``route``, plus the copies of an alarm about a global element: one for every domain
+    partition below that element (``copy`` True), so that their cores see the health of the
+    core and platform elements above them and correlate their own alarms under it."""
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return [(GLOBAL, payload)]
+        return [(GLOBAL, payload, False)]
     if not isinstance(data, dict):
-        return [(GLOBAL, payload)]
+        return [(GLOBAL, payload, False)]
     samples = data.get("samples")
     if isinstance(samples, list) and len(data) == 1:
         parts: dict[str, list[Any]] = {}
@@ -270,7 +299,148 @@ def route(table: PartitionTable, payload: bytes) -> list[tuple[str, bytes]]:
             part = table.partition_of(ne) if isinstance(ne, str) else GLOBAL
             parts.setdefault(part, []).append(s)
         if len(parts) <= 1:
-            return [(next(iter(parts), GLOBAL), payload)]
-        return [(p, orjson.dumps({"samples": items})) for p, items in parts.items()]
+            return [(next(iter(parts), GLOBAL), payload, False)]
+        return [(p, orjson.dumps({"samples": items}), False) for p, items in parts.items()]
     ne = _element_of(data)
-    return [(table.partition_of(ne) if isinstance(ne, str) else GLOBAL, payload)]
+    if not isinstance(ne, str):
+        return [(GLOBAL, payload, False)]
+    home = table.partition_of(ne)
+    out = [(home, payload, False)]
+    if home == GLOBAL and "target" not in data:  # an alarm (not a sample) about a global element
+        out += [(p, payload, True) for p in table.below(ne)]
+    return out
+
+
+# -- across partitions ------------------------------------------------------------------------------
+RESOLVED_KEPT = 3600.0  # seconds a resolved core incident still ignores late contributions
+PENDING_KEPT = 3600.0  # seconds contributions wait for a core incident that never comes
+
+
+def contributes(table: PartitionTable, partition: str, record: Mapping[str, Any]) -> bool:
+    """True when a domain partition's incident record belongs to the global partition's incident:
+    its root is an alarm about a global element (a copy the router sent down), so the partition
+    hands its part (alarms and why) to the global partition instead of publishing it."""
+    if partition == GLOBAL:
+        return False
+    root = record.get("root_cause") or {}
+    ne = root.get("ne_id")
+    return isinstance(ne, str) and ne in table.domains.global_elements
+
+
+def contribution(partition: str, seq: int, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary a domain partition sends the global partition for ``record`` (input ``seq``)."""
+    return {
+        "incident_id": record["incident_id"],
+        "partition": partition,
+        "seq": seq,
+        "index": index,
+        "event": record["event"],
+        "alarms": list(record["alarms"]),
+        "suppressed": list(record["suppressed"]),
+    }
+
+
+class CoreIncidents:
+    """The global partition's incidents with the domain partitions' parts in them (pure).
+
+    The global partition's core opens an incident for a core or platform root with the impact of
+    everything below it (every engine holds the whole topology). The domain partitions below see
+    a copy of that root alarm, so their cores correlate their own alarms under it; their records of
+    that incident are not published but sent here as contributions (``contribution``), in the
+    global partition's stream, so a replay merges exactly as the owner did. Each core record of the
+    global partition goes out with the contributed alarms and suppressions added (and the count per
+    partition in ``partitions``); a contribution that changes an open incident's alarms publishes
+    an ``updated`` version. Versions are counted here, so they stay consecutive.
+    State: ``dump``/``load``, saved with the partition's snapshot."""
+
+    def __init__(self) -> None:
+        self._core: dict[str, dict[str, Any]] = {}  # incident -> its latest core record (unresolved)
+        self._parts: dict[str, dict[str, dict[str, Any]]] = {}  # incident -> partition -> contribution
+        self._versions: dict[str, int] = {}  # incident -> last version published
+        self._since: dict[str, float] = {}  # incident -> when contributions first came (no core record)
+        self._done: dict[str, float] = {}  # resolved incident -> when
+
+    def core_records(self, records: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """The global core's records, each with the contributions to its incident merged in."""
+        out = []
+        for rec in records:
+            inc = rec["incident_id"]
+            # never below the core's own version (a snapshot without this state, say)
+            self._versions[inc] = max(self._versions.get(inc, 0), rec["version"] - 1)
+            out.append(self._merged(rec, inc, rec["event"], rec["time"]))
+            if rec["event"] == "resolved":
+                self._forget(inc, now)
+            else:
+                self._core[inc] = rec
+        return out
+
+    def contribute(self, summary: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
+        """Apply a domain partition's contribution: an ``updated`` record when it changes the alarms
+        of an open core incident; nothing for a stale, repeated or late one."""
+        inc, part = summary["incident_id"], summary["partition"]
+        if inc in self._done:
+            return []
+        parts = self._parts.setdefault(inc, {})
+        old = parts.get(part)
+        if old is not None and (old["seq"], old["index"]) >= (summary["seq"], summary["index"]):
+            return []  # a replayed or repeated summary
+        new = {k: summary[k] for k in ("seq", "index", "alarms", "suppressed")}
+        parts[part] = new
+        self._prune(now)
+        core = self._core.get(inc)
+        if core is None:
+            self._since.setdefault(inc, now)
+            return []
+        if old is not None and (old["alarms"], old["suppressed"]) == (new["alarms"], new["suppressed"]):
+            return []
+        return [self._merged(core, inc, "updated", format_time(now))]
+
+    def _merged(self, core: dict[str, Any], inc: str, event: str, time: str) -> dict[str, Any]:
+        version = self._versions[inc] = self._versions.get(inc, 0) + 1
+        rec = dict(core, event=event, version=version, time=time)
+        parts = self._parts.get(inc)
+        if not parts:
+            return rec
+        alarms = set(core["alarms"])
+        suppressed = {e["alarm_id"]: e for e in core["suppressed"]}
+        for c in parts.values():
+            alarms.update(c["alarms"])
+            for e in c["suppressed"]:
+                suppressed.setdefault(e["alarm_id"], e)
+        rec["alarms"] = sorted(alarms)
+        rec["suppressed"] = [suppressed[k] for k in sorted(suppressed)]
+        rec["partitions"] = {GLOBAL: len(core["alarms"])} | {
+            p: len(parts[p]["alarms"]) for p in sorted(parts)
+        }
+        return rec
+
+    def _forget(self, inc: str, now: float) -> None:
+        self._core.pop(inc, None)
+        self._parts.pop(inc, None)
+        self._versions.pop(inc, None)
+        self._since.pop(inc, None)
+        self._done[inc] = now
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        for inc in [i for i, t in self._done.items() if now - t > RESOLVED_KEPT]:
+            del self._done[inc]
+        for inc in [i for i, t in self._since.items() if now - t > PENDING_KEPT and i not in self._core]:
+            del self._since[inc]
+            self._parts.pop(inc, None)
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "core": self._core,
+            "parts": self._parts,
+            "versions": self._versions,
+            "since": self._since,
+            "done": self._done,
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self._core = dict(state.get("core", {}))
+        self._parts = {inc: dict(parts) for inc, parts in state.get("parts", {}).items()}
+        self._versions = dict(state.get("versions", {}))
+        self._since = dict(state.get("since", {}))
+        self._done = dict(state.get("done", {}))

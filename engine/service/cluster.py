@@ -13,8 +13,12 @@ Theory of operation
   over (snapshot, then release) so a joining engine gets its share.
 * ``router``: on the owner of the ``global`` partition only (one router keeps every partition's
   stream in ingest order), fetches from the durable ``router`` consumer of ``SOC_INGEST`` and
-  publishes each message to its partition's stream (``engine.core.partitions.route``), retrying in place
-  until stored, with ``Nats-Msg-Id`` so a redelivered or retried message is stored once.
+  publishes each batch to the partitions' streams (``engine.core.partitions.route_all``: an alarm
+  about a global element also goes, as a copy, to each domain partition below it), pipelined,
+  retrying what was not acknowledged until stored, with ``Nats-Msg-Id`` so a redelivered or
+  retried message is stored once.
+* ``outbox``: on the same node, with receivers configured, INCIDENTS → the daemon's webhook outbox;
+  a record is acknowledged once delivered to every receiver that wants it.
 * one ``PartitionWorker`` per owned partition, the single writer of that partition's core. It
   restores the partition's latest snapshot, replays the stream from the next sequence through a
   durable pull consumer named by its epoch, and applies messages strictly in stream order (a gap is
@@ -25,7 +29,10 @@ Theory of operation
   last record; a newer epoch there means it was replaced (``Fenced``: it stops without another
   write); an older one is a predecessor's late write, which it skips past. Records a predecessor
   already published (by input sequence and index) are not published again, and
-  ``Nats-Msg-Id = incident_id:version`` collapses any copy that still gets through.
+  ``Nats-Msg-Id = incident_id:version`` collapses any copy that still gets through. A domain
+  partition's records of an incident rooted at a global element are not published: they go as
+  contributions into the ``global`` stream, whose worker merges them into its own records
+  (``engine.core.partitions.CoreIncidents``).
 """
 
 from __future__ import annotations
@@ -38,17 +45,21 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import nats
+import orjson
 import structlog
+from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as NatsNotFound
 
 from engine.adapters.jetstream import (
+    H_COPY,
     H_NOW,
     H_RECEIVED,
     H_TOPIC,
@@ -57,6 +68,7 @@ from engine.adapters.jetstream import (
     ROUTER,
     ClusterError,
     Fenced,
+    InputMessage,
     JetStream,
     LeaseInfo,
     Published,
@@ -65,20 +77,29 @@ from engine.adapters.jetstream import (
     mqtt_topic,
     stored_time,
 )
+from engine.adapters.notifier import Notifier
+from engine.adapters.store import Store, WireRecord
 from engine.core.partitions import (
     GLOBAL,
+    CoreIncidents,
     PartitionError,
     PartitionTable,
+    contributes,
+    contribution,
     correlation_domains,
     partition_table,
-    route,
+    route_all,
 )
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import ConfigError, EngineError, InvalidMessage
 from engine.model.messages import Routes, dead_letter_record
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import Ruleset, load_rulesets
+from engine.service.cluster_http import ClusterHttp
 from engine.service.config import EngineSettings
+
+if TYPE_CHECKING:
+    from engine.core.incident_records import IncidentRecord
 
 log = structlog.get_logger("engine.service.cluster")
 
@@ -112,9 +133,15 @@ class PartitionStatus:
     restored_from: int = 0  # the snapshot's sequence (0: none)
     replayed: int = 0  # messages applied before catching up with the stream's end at takeover
     published: int = 0
+    contributed: int = 0  # records of a global incident sent to the global partition
     skipped: int = 0  # records a predecessor had published already
     ticks: int = 0
     snapshots: int = 0
+    pending: int = 0  # stream messages waiting after the last one fetched (the consumer's count)
+    caught_up: bool = False  # the replay at takeover is over
+    dead_letters: int = 0
+    faults: Counter[str] = field(default_factory=Counter)  # quarantined core parts, by part
+    notices: Counter[str] = field(default_factory=Counter)  # by kind (Decisions.notices)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -127,10 +154,13 @@ class PartitionWorker:
         self.epoch = lease.epoch
         self.status = PartitionStatus(epoch=lease.epoch)
         self.pipeline: Pipeline | None = None
+        # the global partition merges the domain partitions' parts into its incidents
+        self.cross = CoreIncidents() if lease.partition == GLOBAL else None
         self._published: Published = NOTHING_PUBLISHED
         self._tick_pending = False
         self._last_snapshot = time.monotonic()
         self._stopping = False
+        self._dead: list[asyncio.Future[Any]] = []  # dead letters sent, acknowledgements not awaited
 
     @property
     def js(self) -> JetStream:
@@ -156,6 +186,8 @@ class PartitionWorker:
         applied = 0
         if snap is not None:
             pipeline.restore(snap.state)
+            if self.cross is not None and snap.cross is not None:
+                self.cross.load(snap.cross)
             applied = self.status.restored_from = snap.seq
         first, last = await self.js.stream_bounds(p)
         if first > applied + 1 and last >= first:
@@ -171,6 +203,7 @@ class PartitionWorker:
         await self.js.drop_consumers(p, keep=f"{p}-e{self.epoch}")
         log.info("partition taken", snapshot=applied, stream_last=last, published=self._published.subject_seq)
         catching_up = last > applied
+        self.status.caught_up = not catching_up
         try:
             while not self._stopping:
                 try:
@@ -182,9 +215,14 @@ class PartitionWorker:
                         msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data, stored_time(msg)
                     )
                     await msg.ack()
+                    self.status.pending = msg.metadata.num_pending
+                if not msgs:
+                    self.status.pending = 0
+                await self._dead_letters_stored()
                 if catching_up and self.status.applied >= last:
                     catching_up = False
                     self.status.replayed = self.status.applied - applied
+                    self.status.caught_up = True
                     log.info("partition caught up", replayed=self.status.replayed, ms=self._ms_since_start())
                 if not catching_up:
                     await self._maybe_tick(pipeline)
@@ -218,15 +256,47 @@ class PartitionWorker:
         assert pipeline is not None
         h = headers or {}
         if subject.endswith(".tick"):
-            decisions = self._contained(lambda: pipeline.tick(float(h[H_NOW])), "<tick>", data, stored)
+            now = float(h[H_NOW])
+            decisions = self._contained(lambda: pipeline.tick(now), "<tick>", data, stored)
             self._tick_pending = False
             self.status.ticks += 1
+        elif subject.endswith(".summary"):
+            now = stored
+            decisions = Decisions()
         else:
             topic = h.get(H_TOPIC, "")
             now = message_time(h.get(H_RECEIVED), None) or stored
             decisions = self._contained(lambda: pipeline.feed(topic, data, now), topic, data, now)
+            if h.get(H_COPY):  # the global partition reports what is wrong with it
+                decisions.dead_letters.clear()
+        self._count(decisions)
+        records = [r.to_wire() for r in decisions.records]
+        if subject.endswith(".summary"):
+            records = self._contribution(data, stored)
+        elif self.cross is not None and records:
+            records = self.cross.core_records(records, now)
         self.status.applied = seq
-        await self._publish(seq, decisions)
+        await self._publish(seq, decisions, records)
+
+    def _count(self, decisions: Decisions) -> None:
+        s = self.status
+        s.dead_letters += len(decisions.dead_letters)
+        for notice in decisions.notices:
+            s.notices[notice["kind"]] += 1
+        for fault in decisions.faults:
+            s.faults[fault.part] += 1
+            log.warning("core part quarantined", part=fault.name, error=fault.error, failures=fault.failures)
+
+    def _contribution(self, data: bytes, now: float) -> list[dict[str, Any]]:
+        """A domain partition's part of one of this (global) partition's incidents."""
+        if self.cross is None:
+            log.error("a contribution reached a domain partition; ignored")
+            return []
+        try:
+            return self.cross.contribute(orjson.loads(data), now)
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.error("unreadable contribution; ignored", error=repr(exc))
+            return []
 
     def _contained(self, apply: Callable[[], Decisions], topic: str, payload: bytes, now: float) -> Decisions:
         """A failure inside the core (a bug) is logged and dead-lettered, as the daemon does; the
@@ -239,13 +309,21 @@ class PartitionWorker:
             err = InvalidMessage(topic, [("", reason)])
             return Decisions(dead_letters=[dead_letter_record(topic, payload, err, now=now)])
 
-    async def _publish(self, seq: int, decisions: Decisions) -> None:
+    async def _publish(self, seq: int, decisions: Decisions, records: list[dict[str, Any]]) -> None:
+        """Publish the dead letters of ``decisions`` and ``records``, its incident records (as JSON
+        objects: the global partition's merged with the domain partitions' parts)."""
         if not self.node.holds(self.partition, self.epoch):
             raise Fenced(f"partition {self.partition}: lease lost, not publishing")
         for i, rec in enumerate(decisions.dead_letters):
-            await self.js.publish_dead_letter(self.partition, rec, f"dead:{self.partition}:{seq}:{i}")
-        for i, record in enumerate(decisions.records):
-            rec = record.to_wire()
+            msg_id = f"dead:{self.partition}:{seq}:{i}"
+            self._dead.append(await self.js.publish_dead_letter(self.partition, rec, msg_id))
+        table = self.node.table
+        for i, rec in enumerate(records):
+            if contributes(table, self.partition, rec):
+                # a global incident's part: the global partition publishes it (with its own)
+                await self.js.publish_summary(contribution(self.partition, seq, i, rec))
+                self.status.contributed += 1
+                continue
             done = self._published
             if (seq, i) <= (done.source_seq, done.index):
                 self.status.skipped += 1  # a predecessor published it already
@@ -278,12 +356,24 @@ class PartitionWorker:
             self._tick_pending = True
             await self.js.publish_tick(self.partition, max(now, due))
 
+    async def _dead_letters_stored(self) -> None:
+        """Await the batch's dead letters (one round trip for all); one not stored fails the worker,
+        so the partition is released and its successor replays (and sends) it again."""
+        dead, self._dead = self._dead, []
+        for fut in dead:
+            await asyncio.wait_for(fut, self.js.timeout)
+
     async def snapshot(self) -> None:
+        await self._dead_letters_stored()  # the snapshot must not cover a dead letter not stored
         pipeline = self.pipeline
         if pipeline is None or not self.node.holds(self.partition, self.epoch):
             return
         snap = Snapshot(
-            seq=self.status.applied, epoch=self.epoch, taken=time.time(), state=pipeline.snapshot()
+            seq=self.status.applied,
+            epoch=self.epoch,
+            taken=time.time(),
+            state=pipeline.snapshot(),
+            cross=self.cross.dump() if self.cross is not None else None,
         )
         await self.js.save_snapshot(self.partition, snap)
         self._last_snapshot = time.monotonic()
@@ -320,7 +410,8 @@ class ClusterNode:
         self._handing: set[str] = set()  # partitions being handed over
         self._stop = asyncio.Event()
         self.routed = 0
-        self.failovers: list[tuple[str, int]] = []  # (partition, ms from taking it to caught up)
+        self.takeovers = 0  # leases this node acquired
+        self.last_round = time.monotonic()  # when the lease loop last renewed (for /healthz)
 
     def build_pipeline(self) -> Pipeline:
         s = self.settings
@@ -352,6 +443,7 @@ class ClusterNode:
         self._background = [
             asyncio.create_task(self._lease_loop(), name="cluster-leases"),
             asyncio.create_task(self._router(), name="cluster-router"),
+            asyncio.create_task(self._outbox(), name="cluster-outbox"),
         ]
         log.info("cluster member started", member=self.name, partitions=len(self.table.partitions))
         return self
@@ -394,6 +486,7 @@ class ClusterNode:
         while True:
             started = time.monotonic()
             await self._renew_all(ttl)
+            self.last_round = time.monotonic()
             try:
                 await self._balance(ttl)
             except asyncio.CancelledError:
@@ -462,6 +555,7 @@ class ClusterNode:
 
     def _start(self, lease: LeaseInfo) -> None:
         worker = PartitionWorker(self, lease)
+        self.takeovers += 1
         self.workers[lease.partition] = worker
         task = asyncio.create_task(self._run_worker(worker), name=f"partition-{lease.partition}")
         self._tasks[lease.partition] = task
@@ -543,7 +637,7 @@ class ClusterNode:
         them), and routing fails over with that lease."""
         sub = await self.js.js.pull_subscribe_bind(durable=ROUTER, stream=INGEST)
         while True:
-            if GLOBAL not in self._tasks or GLOBAL in self._handing:
+            if not self._routing():
                 await asyncio.sleep(0.2)
                 continue
             try:
@@ -557,29 +651,129 @@ class ClusterNode:
                 log.warning("router fetch failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
+            items = []
             for msg in msgs:
                 seq = msg.metadata.sequence.stream
                 received = stored_time(msg)
                 topic = mqtt_topic(msg.subject)
-                for i, (part, payload) in enumerate(route(self.table, msg.data)):
-                    # In place until stored: a partition's order is the ingest order. A retry of a
-                    # publish that was stored after all is deduplicated by its Nats-Msg-Id.
-                    while True:
-                        try:
-                            await self.js.publish_input(part, topic, payload, received, f"ingest:{seq}:{i}")
-                            break
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as exc:
-                            log.warning("router: publish failed; retrying", partition=part, error=repr(exc))
-                            await asyncio.sleep(0.5)
+                for i, (part, payload, copy) in enumerate(route_all(self.table, msg.data)):
+                    items.append(InputMessage(part, topic, payload, received, f"ingest:{seq}:{i}", copy))
+            await self._publish_routed(items)
+            for msg in msgs:
                 with contextlib.suppress(Exception):  # a lost ack: redelivered, then deduplicated
                     await msg.ack()
-                self.routed += 1
+            self.routed += len(msgs)
+
+    async def _publish_routed(self, items: list[InputMessage]) -> None:
+        """One batch into the partition streams, pipelined: sent in order without waiting for each
+        answer. What was not acknowledged is sent again, in order, one by one until stored (a retry
+        of something stored after all is deduplicated by its ``Nats-Msg-Id``); such a retry lands
+        after the batch's later messages of its partition, a reordering the core absorbs within
+        ``core.reorder_tolerance`` (and every replay of the stream sees the same order)."""
+        failed = await self.js.publish_inputs(items)
+        for item in failed:
+            while True:
+                try:
+                    await self.js.publish_input(
+                        item.partition, item.topic, item.payload, item.received, item.msg_id, copy=item.copy
+                    )
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("router: publish failed; retrying", partition=item.partition, error=repr(exc))
+                    await asyncio.sleep(0.5)
+
+    # -- incidents out ---------------------------------------------------------------------------
+    def _routing(self) -> bool:
+        """This node runs the cluster's single roles (router, outbox): it owns ``global``."""
+        return GLOBAL in self._tasks and GLOBAL not in self._handing
+
+    async def _outbox(self) -> None:
+        """INCIDENTS → the webhook outbox (the daemon's ``Store`` and ``Notifier``), on the owner of
+        ``global`` only: one deliverer, so a receiver is not sent each version by every engine.
+
+        Each record is enqueued in this engine's store (``store.path``) for the receivers that want
+        it, with the usual outbox semantics (order per incident, retries, breaker, signatures,
+        ``Idempotency-Key: incident_id:version``), and acknowledged to JetStream once every receiver
+        has it delivered or dead. After a failover the new owner gets every record not yet
+        acknowledged again: the receivers may see a version twice with the same key (at least once,
+        deduplicated by them), never lose one."""
+        if not self.settings.receivers:
+            return
+        while True:
+            if not self._routing():
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                await self._deliver_while_global()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox: consumer failed; starting again", error=repr(exc))
+                await asyncio.sleep(0.5)
+
+    async def _deliver_while_global(self) -> None:
+        s = self.settings
+        sub = await self.js.notifier_consumer()
+        waiting: dict[tuple[str, int], tuple[Msg, list[str]]] = {}  # enqueued, not yet acknowledged
+        store = Store(
+            s.store.path, commit_interval=s.store.commit_interval, keep_delivered=s.store.keep_delivered
+        )
+        try:
+            async with store, Notifier(store, s.receivers) as notifier:
+                log.info("outbox started", receivers=[r.name for r in s.receivers], store=str(s.store.path))
+                while self._routing():
+                    try:
+                        msgs = await sub.fetch(FETCH_BATCH, timeout=IDLE_WAIT)
+                    except TimeoutError:
+                        msgs = []
+                    now = time.time()
+                    for msg in msgs:
+                        try:
+                            rec = WireRecord(orjson.loads(msg.data))
+                            key = (rec.incident_id, rec.version)
+                            # receivers_for reads incident_id, event and priority, which a
+                            # WireRecord has as the core's IncidentRecord does
+                            receivers = notifier.receivers_for(cast("IncidentRecord", rec))
+                            store.record(rec, receivers, now)
+                        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                            log.error("outbox: unreadable incident record; skipped", error=repr(exc))
+                            await msg.ack()
+                            continue
+                        waiting[key] = (msg, receivers)
+                    if msgs:
+                        store.commit()
+                    await self._acknowledge_delivered(store, waiting)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    @staticmethod
+    async def _acknowledge_delivered(
+        store: Store, waiting: dict[tuple[str, int], tuple[Msg, list[str]]]
+    ) -> None:
+        for (iid, version), (msg, receivers) in list(waiting.items()):
+            done = True
+            for r in receivers:
+                rows = [row for row in store.outbox_rows(r, iid) if row["version"] == version]
+                if not rows or rows[0]["state"] not in ("delivered", "dead"):
+                    done = False
+                    break
+            if done:
+                del waiting[(iid, version)]
+                with contextlib.suppress(Exception):  # a lost ack: redelivered, enqueued as a no-op
+                    await msg.ack()
 
     # -- views -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"member": self.name, "partitions": {}}
+        out: dict[str, Any] = {
+            "member": self.name,
+            "connected": self.js.connected,
+            "routed": self.routed,
+            "takeovers": self.takeovers,
+            "partitions": {},
+        }
         for p, w in sorted(self.workers.items()):
             lease = self._leases.get(p)
             s = w.status
@@ -589,10 +783,16 @@ class ClusterNode:
                 "restored_from": s.restored_from,
                 "replayed": s.replayed,
                 "published": s.published,
+                "contributed": s.contributed,
                 "skipped": s.skipped,
                 "ticks": s.ticks,
                 "snapshots": s.snapshots,
                 "lease_age": round(time.time() - lease.renewed, 3) if lease else None,
+                "pending": s.pending,
+                "caught_up": s.caught_up,
+                "dead_letters": s.dead_letters,
+                "faults": dict(s.faults),
+                "notices": dict(s.notices),
             }
         return out
 
@@ -628,11 +828,14 @@ async def run(settings: EngineSettings) -> int:
     """``engine run --cluster …``: be a member until SIGTERM/SIGINT, then hand partitions over."""
     loop = asyncio.get_running_loop()
     try:
-        async with ClusterNode(settings) as node:
+        async with contextlib.AsyncExitStack() as stack:
+            node = await stack.enter_async_context(ClusterNode(settings))
+            if settings.http.enabled:
+                await stack.enter_async_context(ClusterHttp(node, settings.http))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, node.stop)
             await node.wait()
-    except EngineError as exc:
+    except (EngineError, OSError) as exc:
         log.error("cluster member cannot run", error=str(exc))
         return 2
     return 0

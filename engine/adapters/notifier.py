@@ -48,8 +48,7 @@ import structlog
 
 from engine import __version__
 from engine.adapters.formats import render, sign
-from engine.adapters.store import OutboxRow, Store
-from engine.core.incidents import IncidentRecord
+from engine.adapters.store import OutboxRow, Store, StoredRecord
 from engine.service.config import Backoff, ReceiverSettings
 
 USER_AGENT = f"soc-engine/{__version__}"
@@ -116,7 +115,7 @@ class Notifier:
         self._progress = asyncio.Event()  # set whenever a delivery attempt finishes
 
     # -- routing -------------------------------------------------------------------------------
-    def receivers_for(self, record: IncidentRecord) -> list[str]:
+    def receivers_for(self, record: StoredRecord) -> list[str]:
         """The configured receivers that get this record.
 
         A receiver gets it when the event is in its ``events`` and the priority in its

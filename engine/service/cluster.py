@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import nats
 import orjson
@@ -99,7 +99,7 @@ from engine.service.cluster_http import ClusterHttp
 from engine.service.config import EngineSettings
 
 if TYPE_CHECKING:
-    from engine.core.incident_records import IncidentRecord
+    pass
 
 log = structlog.get_logger("engine.service.cluster")
 
@@ -733,9 +733,7 @@ class ClusterNode:
                         try:
                             rec = WireRecord(orjson.loads(msg.data))
                             key = (rec.incident_id, rec.version)
-                            # receivers_for reads incident_id, event and priority, which a
-                            # WireRecord has as the core's IncidentRecord does
-                            receivers = notifier.receivers_for(cast("IncidentRecord", rec))
+                            receivers = notifier.receivers_for(rec)
                             store.record(rec, receivers, now)
                         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                             log.error("outbox: unreadable incident record; skipped", error=repr(exc))

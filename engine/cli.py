@@ -333,12 +333,38 @@ def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _cmd_rules_mine(args: argparse.Namespace) -> int:
-    from engine.tools.mining import mine_file
+    from engine.model.messages import DEFAULT_ROUTES, Routes
+    from engine.tools.mining import Journal, mine_file
 
+    if (args.events is None) == (args.store is None):
+        print("error: give EVENTS.jsonl or --store DB|- (the daemon's store), not both", file=sys.stderr)
+        return 2
+    routes = DEFAULT_ROUTES
+    topology = args.topology
+    keep_journal: float | None = None
+    daemon_store: Path | None = None
+    if args.config is not None:  # the daemon's config: its topology, store and alarm topics
+        from engine.service.config import load_settings
+
+        es = load_settings(args.config)
+        routes = Routes(alarms=es.mqtt.alarm_topics, samples=es.mqtt.probe_topics)
+        topology = topology or es.topology
+        keep_journal = es.store.keep_journal
+        daemon_store = es.store.path
+    if args.store == "-" and daemon_store is None:
+        print("error: --store - needs the daemon's --config (it names the store)", file=sys.stderr)
+        return 2
+    if topology is None:
+        print("error: give --topology FILE (or the daemon's --config, which names one)", file=sys.stderr)
+        return 2
+    source: Path | Journal = args.events
+    if args.store is not None:
+        source = Journal(daemon_store if args.store == "-" and daemon_store else Path(args.store))
     report = mine_file(
-        args.events,
-        args.topology,
+        source,
+        topology,
         out=args.out,
+        routes=routes,
         effects_out=args.effects_out,
         name=args.name,
         until=args.until,
@@ -349,6 +375,13 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
         min_lift=args.min_lift,
     )
     sys.stderr.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if isinstance(source, Journal) and source.snapshot_seq is not None and not source.before_snapshot:
+        kept = "" if keep_journal is None else f" (store.keep_journal: {keep_journal:g}s)"
+        print(
+            f"warning: {source.path} keeps no journal before its latest snapshot{kept}: only the "
+            "messages since then were mined; set store.keep_journal (e.g. 30d) to keep history",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -671,8 +704,19 @@ def build_parser() -> argparse.ArgumentParser:
         "annotated with its support, confidence and lift against a time-shifted baseline. "
         "Method: docs/mining.md.",
     )
-    p.add_argument("events", type=Path, metavar="EVENTS.jsonl")
-    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("events", nargs="?", type=Path, metavar="EVENTS.jsonl", help="or --store")
+    p.add_argument(
+        "--store",
+        metavar="DB|-",
+        help="mine the daemon's SQLite store's journal instead (read-only; '-': the one in --config)",
+    )
+    p.add_argument(
+        "--config",
+        type=input_file,
+        metavar="FILE",
+        help="the daemon's config: its store, alarm topics and topology (when --topology is not given)",
+    )
+    p.add_argument("--topology", type=Path, metavar="FILE", help="required unless --config names one")
     p.add_argument("--out", required=True, type=Path, metavar="RULES.yaml", help="the mined ruleset")
     p.add_argument(
         "--effects-out",

@@ -420,13 +420,56 @@ def _cmd_rules_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_impact_what_if(args: argparse.Namespace) -> int:
+    """Exit 0 reported, 2 bad input (or an engine that refuses or cannot be reached)."""
     from engine.core.whatif import render, what_if
-    from engine.model.topology import load_topology
 
     down = [ne.strip() for ne in args.down.split(",") if ne.strip()]
-    topology = load_topology(args.topology)
-    settings = load_core_settings(args.config)
-    report = what_if(topology, down, hours=args.hours, sla=settings.quality.sla)
+    if args.api is not None:
+        for flag, value in (("--topology", args.topology), ("--config", args.config), ("--store", args.store),
+                            ("--at", args.at)):  # fmt: skip
+            if value is not None:
+                why = "a running engine answers as of now" if flag == "--at" else "the engine uses its own"
+                print(f"error: {flag} does not go with --api ({why})", file=sys.stderr)
+                return 2
+        report = _what_if_via_api(args.api, down, args.hours, args.token)
+    elif args.store is not None:
+        if args.topology is not None:
+            print("error: --topology does not go with --store (the daemon's, from --config)", file=sys.stderr)
+            return 2
+        if args.config is None:
+            print(
+                "error: --store needs the daemon's --config (topology, rulesets, core settings)",
+                file=sys.stderr,
+            )
+            return 2
+        pipeline = _pipeline_from_store(args.config, args.store, until=args.at)
+        try:
+            report = what_if(
+                pipeline.topology,
+                down,
+                hours=args.hours,
+                sla=pipeline.settings.quality.sla,
+                current=pipeline.own_health(),
+                as_of=pipeline.clock or None,
+            )
+        finally:
+            pipeline.close()
+    else:
+        from engine.model.topology import load_topology
+
+        for flag, value, with_ in (("--at", args.at, "--store"), ("--token", args.token, "--api")):
+            if value is not None:
+                print(f"error: {flag} goes with {with_}", file=sys.stderr)
+                return 2
+        if args.topology is None:
+            print(
+                "error: give --topology FILE (on paper), --store (with --config) or --api URL",
+                file=sys.stderr,
+            )
+            return 2
+        topology = load_topology(args.topology)
+        settings = load_core_settings(args.config)
+        report = what_if(topology, down, hours=args.hours, sla=settings.quality.sla)
     if args.format == "json":
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -434,10 +477,50 @@ def _cmd_impact_what_if(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_from_store(config: Path, store: str, *, until: float | None = None) -> Any:
+    """A pipeline built from the daemon's config and restored from its store (read-only; as of
+    ``until`` when given). The caller closes it."""
+    from engine.core.pipeline import Pipeline
+    from engine.model.messages import Routes
+    from engine.model.topology import load_topology
+    from engine.rules.schema import load_rulesets
+    from engine.service.config import load_settings
+    from engine.tools.offline import from_store
+
+    es = load_settings(config)
+    if es.topology is None:
+        raise ConfigError(str(config), "topology", "required to read the store")
+    routes = Routes(alarms=es.mqtt.alarm_topics, samples=es.mqtt.probe_topics)  # as the daemon's
+    pipeline = Pipeline(
+        load_topology(es.topology),
+        load_rulesets(list(es.rulesets)),
+        es.core,
+        routes=routes,
+        max_bytes=es.mqtt.max_payload,
+    )
+    try:
+        from_store(pipeline, es.store.path if store == "-" else Path(store), until=until)
+    except BaseException:
+        pipeline.close()
+        raise
+    return pipeline
+
+
+def _what_if_via_api(base: str, down: list[str], hours: float, token: str | None) -> dict[str, Any]:
+    import urllib.parse
+
+    query = urllib.parse.urlencode({"down": ",".join(down), "hours": repr(hours)})
+    status, url, body = _api_get(f"{base.rstrip('/')}/impact/what-if?{query}", token)
+    if status != 200:
+        raise EngineError(_api_refusal(url, status, body))
+    if not isinstance(body, dict):
+        raise EngineError(f"{url}: not a what-if report")
+    return body
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """Exit 0 reported, 1 unknown customer, 2 bad input."""
     from engine.core import reports
-    from engine.tools.offline import from_store
 
     if (args.replay is None) == (args.store is None):
         print(
@@ -449,28 +532,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print("error: `report customer` needs --customer ID", file=sys.stderr)
         return 2
     if args.store is not None:
-        from engine.service.config import load_settings
-
         if args.config is None:
             print(
                 "error: --store needs the daemon's --config (topology, rulesets, core settings)",
                 file=sys.stderr,
             )
             return 2
-        es = load_settings(args.config)
-        if es.topology is None:
-            raise ConfigError(str(args.config), "topology", "required to read the store")
-        from engine.core.pipeline import Pipeline
-        from engine.model.topology import load_topology
-        from engine.rules.schema import load_rulesets
-
-        pipeline = Pipeline(load_topology(es.topology), load_rulesets(list(es.rulesets)), es.core)
-        store = es.store.path if args.store == "-" else Path(args.store)
-        try:
-            from_store(pipeline, store)
-        except BaseException:
-            pipeline.close()
-            raise
+        pipeline = _pipeline_from_store(args.config, args.store)
     else:
         if args.topology is None:
             print("error: --replay needs --topology FILE", file=sys.stderr)
@@ -534,41 +602,60 @@ def _lines(n: int) -> str:
     return f"{n} line" if n == 1 else f"{n} lines"
 
 
-def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any] | None:
+def _api_get(url: str, token: str | None) -> tuple[int, str, Any]:
+    """GET a JSON document from a running engine: (status, url, body); an HTTP error's status and
+    body are returned, an engine that cannot be reached is an ``EngineError``."""
     import os
     import urllib.error
-    import urllib.parse
     import urllib.request
 
     token = token if token is not None else os.environ.get("ENGINE_HTTP__TOKEN") or None
-    kind = "incidents" if ident.startswith("inc-") else "alarms"
-    url = f"{base.rstrip('/')}/explain/{kind}/{urllib.parse.quote(ident, safe='')}"
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
-            found: dict[str, Any] = orjson.loads(resp.read())
-            return found
+            return resp.status, url, orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             body = orjson.loads(exc.read())
         except orjson.JSONDecodeError:
             body = {}
-        detail = body.get("detail") if isinstance(body, dict) else None
-        reason = detail.get("reason") if isinstance(detail, dict) else detail
-        if exc.code == 404:
-            what = "alarm" if kind == "alarms" else "incident"
-            print(f"error: {url}: {reason or f'no {what} {ident!r}'}", file=sys.stderr)
-            return None
-        error = body.get("error") if isinstance(body, dict) else None
-        raise EngineError(
-            f"{url}: HTTP {exc.code} {error or exc.reason}: {reason or ''}".rstrip(": ")
-        ) from None
+        if isinstance(body, dict) and not body.get("error"):
+            body = {**body, "error": exc.reason}
+        return exc.code, url, body
     except (urllib.error.URLError, OSError, ValueError) as exc:
         why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise EngineError(f"cannot ask {url}: {why}") from None
+
+
+def _api_reason(body: Any) -> str | None:
+    detail = body.get("detail") if isinstance(body, dict) else None
+    reason = detail.get("reason") if isinstance(detail, dict) else detail
+    return None if reason is None else str(reason)
+
+
+def _api_refusal(url: str, status: int, body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    return f"{url}: HTTP {status} {error or ''}: {_api_reason(body) or ''}".rstrip(": ")
+
+
+def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any] | None:
+    import urllib.parse
+
+    kind = "incidents" if ident.startswith("inc-") else "alarms"
+    status, url, body = _api_get(
+        f"{base.rstrip('/')}/explain/{kind}/{urllib.parse.quote(ident, safe='')}", token
+    )
+    if status == 404:
+        what = "alarm" if kind == "alarms" else "incident"
+        print(f"error: {url}: {_api_reason(body) or f'no {what} {ident!r}'}", file=sys.stderr)
+        return None
+    if status != 200:
+        raise EngineError(_api_refusal(url, status, body))
+    found: dict[str, Any] = body
+    return found
 
 
 def _cmd_dataset_pcic(args: argparse.Namespace) -> int:
@@ -844,14 +931,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = impact.add_parser(
         "what-if",
         help="planned work: who loses service, who loses redundancy, which SLAs breach",
-        description="Take elements down on paper: the elements down and at risk (redundancy lost), the "
-        "customers losing service and at risk by tier and service, and the SLA tiers breached if the "
-        "work lasts --hours.",
+        description="Take elements down on paper (--topology), on the network as the daemon's store holds "
+        "it (--store, now or --at TIME) or on a running engine (--api): the elements down and at risk "
+        "(redundancy lost), the customers losing service and at risk by tier and service, and the SLA "
+        "tiers breached if the work lasts --hours, with what is already down taken into account.",
     )
     p.add_argument("--down", required=True, metavar="ELEMENT[,ELEMENT…]")
-    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("--topology", type=Path, metavar="FILE", help="on paper: the network (no alarms known)")
     p.add_argument("--hours", type=float, default=1.0, metavar="N", help="planned length (default 1)")
-    p.add_argument("--config", type=Path, metavar="FILE", help="core config (SLA tiers)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="core config (SLA tiers), or with --store the daemon's config",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--store",
+        metavar="DB|-",
+        help="with the alarms the daemon's store holds (read-only; '-': the one in --config)",
+    )
+    source.add_argument(
+        "--api", type=http_url, metavar="URL", help="ask a running engine (its live alarms, its topology)"
+    )
+    p.add_argument(
+        "--at",
+        type=time_arg,
+        metavar="TIME",
+        help="with --store: the network as of this time (RFC 3339 or epoch)",
+    )
+    p.add_argument("--token", metavar="T", help="with --api: bearer token (default: $ENGINE_HTTP__TOKEN)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_impact_what_if)
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(

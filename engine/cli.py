@@ -373,6 +373,7 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
         min_support=args.min_support,
         min_confidence=args.min_confidence,
         min_lift=args.min_lift,
+        orient=args.orient,
     )
     sys.stderr.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     if isinstance(source, Journal) and source.snapshot_seq is not None and not source.before_snapshot:
@@ -818,6 +819,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-support", type=int, default=5, metavar="N", help="default 5")
     p.add_argument("--min-confidence", type=float, default=0.02, metavar="X", help="default 0.02")
     p.add_argument("--min-lift", type=float, default=1.5, metavar="X", help="default 1.5")
+    p.add_argument(
+        "--orient",
+        default="time",
+        metavar="time|topology",
+        help="a pair of types' direction: the type raised first (default), or the one seen upstream",
+    )
     p.set_defaults(func=_cmd_rules_mine)
     p = rules.add_parser(
         "diff",

@@ -173,6 +173,7 @@ def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) 
     ("args", "message"),
     [
         (["--min-lift", "0.5"], "error: --min-lift: must be at least 1, got 0.5"),
+        (["--orient", "sideways"], "error: --orient: must be one of time, topology, got sideways"),
         (["--max-lag", "soon"], "error: --max-lag: "),
         (["--hops", "0"], "error: --hops: must be within 1..5, got 0"),
         (["--until", "yesterday"], "error: --until: "),
@@ -367,3 +368,27 @@ async def test_mining_the_store_of_a_running_daemon(tmp_path: Path, topic_prefix
     assert [(r["correlate"]["root"]["probable_cause"], r["correlate"]["relation"]) for r in cross] == [
         ("linkFail", "downstream_of")
     ]
+
+
+def test_orientation_by_time_or_by_topology() -> None:
+    """svcLoss below agg is raised in the same second as linkFail on agg (evidence both ways) or 2-20 s
+    *before* it: by time (the default) svcLoss is the cause (``upstream_of``: the root is below); with
+    ``orient="topology"`` the type seen on the element the other's depends on is the cause (linkFail,
+    ``downstream_of``). Either way one direction only."""
+    rng = random.Random(3)
+    lines: list[tuple[float, bytes]] = []
+    for k in range(30):
+        t = T0 + k * 3 * 3600 + rng.randint(0, 600)
+        lines.append((t, alarm(t, "agg", "linkFail")))
+        for i in rng.sample(range(4), 2):
+            d = t - (0 if k % 2 else rng.randint(2, 20))
+            lines.append((d, alarm(d, f"acc-{i}", "svcLoss")))
+    ordered = [line for _, line in sorted(lines, key=lambda e: e[0])]
+    found = {}
+    for orient in ("time", "topology"):
+        mined, _ = mine_lines(ordered, topology(), thresholds=Thresholds(orient=orient))
+        found[orient] = [(r.root, r.symptom, r.relation) for r in mined.rules if r.root != r.symptom]
+    assert found == {
+        "time": [("svcLoss", "linkFail", "upstream_of")],
+        "topology": [("linkFail", "svcLoss", "downstream_of")],
+    }

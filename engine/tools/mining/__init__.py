@@ -25,7 +25,14 @@ from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes
 from engine.model.timeutil import format_time, parse_duration, parse_time
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import ruleset_from_data
-from engine.tools.mining.rules import Mined, Thresholds, effects_document, ruleset_document, select
+from engine.tools.mining.rules import (
+    ORIENTATIONS,
+    Mined,
+    Thresholds,
+    effects_document,
+    ruleset_document,
+    select,
+)
 from engine.tools.mining.stats import CoOccurrence, relations_of
 from engine.tools.replay import event_time
 
@@ -186,6 +193,7 @@ def mine_file(
     min_support: int = 5,
     min_confidence: float = 0.02,
     min_lift: float = 1.5,
+    orient: str = "time",
 ) -> dict[str, Any]:
     """``engine rules mine``: read (a replay file, or a daemon's store's journal), mine, write the
     ruleset (and the effects); the report as a dict.
@@ -201,6 +209,7 @@ def mine_file(
     _check("--min-support", min_support >= 1, f"must be at least 1, got {min_support}")
     _check("--min-confidence", 0 <= min_confidence <= 1, f"must be within 0..1, got {min_confidence}")
     _check("--min-lift", min_lift >= 1, f"must be at least 1, got {min_lift}")
+    _check("--orient", orient in ORIENTATIONS, f"must be one of {', '.join(ORIENTATIONS)}, got {orient}")
     end: float | None = None
     if until is not None:
         try:
@@ -213,7 +222,9 @@ def mine_file(
         raise ConfigError("--name", "", exc.reason) from None
     topology = load_topology(topology_path)
     started = time.perf_counter()
-    thresholds = Thresholds(min_support=min_support, min_confidence=min_confidence, min_lift=min_lift)
+    thresholds = Thresholds(
+        min_support=min_support, min_confidence=min_confidence, min_lift=min_lift, orient=orient
+    )
     source = journal_lines(events) if isinstance(events, Journal) else _lines(events)
     mined, stats = mine_lines(
         source,
@@ -226,7 +237,10 @@ def mine_file(
         routes=routes,
     )
     what = f"--store {events.path.name}" if isinstance(events, Journal) else events.name
-    document = ruleset_document(mined, name=name, source=what, params={"lead": thresholds.lead})
+    params: dict[str, Any] = {"lead": thresholds.lead}
+    if orient != "time":
+        params["orient"] = orient
+    document = ruleset_document(mined, name=name, source=what, params=params)
     ruleset_from_data(document, str(out))  # what we write must load: a bug here is not the user's
     header = (
         f"# Mined by `engine rules mine {what} --topology {topology_path.name}`: review before use.\n"

@@ -333,12 +333,38 @@ def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _cmd_rules_mine(args: argparse.Namespace) -> int:
-    from engine.tools.mining import mine_file
+    from engine.model.messages import DEFAULT_ROUTES, Routes
+    from engine.tools.mining import Journal, mine_file
 
+    if (args.events is None) == (args.store is None):
+        print("error: give EVENTS.jsonl or --store DB|- (the daemon's store), not both", file=sys.stderr)
+        return 2
+    routes = DEFAULT_ROUTES
+    topology = args.topology
+    keep_journal: float | None = None
+    daemon_store: Path | None = None
+    if args.config is not None:  # the daemon's config: its topology, store and alarm topics
+        from engine.service.config import load_settings
+
+        es = load_settings(args.config)
+        routes = Routes(alarms=es.mqtt.alarm_topics, samples=es.mqtt.probe_topics)
+        topology = topology or es.topology
+        keep_journal = es.store.keep_journal
+        daemon_store = es.store.path
+    if args.store == "-" and daemon_store is None:
+        print("error: --store - needs the daemon's --config (it names the store)", file=sys.stderr)
+        return 2
+    if topology is None:
+        print("error: give --topology FILE (or the daemon's --config, which names one)", file=sys.stderr)
+        return 2
+    source: Path | Journal = args.events
+    if args.store is not None:
+        source = Journal(daemon_store if args.store == "-" and daemon_store else Path(args.store))
     report = mine_file(
-        args.events,
-        args.topology,
+        source,
+        topology,
         out=args.out,
+        routes=routes,
         effects_out=args.effects_out,
         name=args.name,
         until=args.until,
@@ -347,8 +373,16 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
         min_support=args.min_support,
         min_confidence=args.min_confidence,
         min_lift=args.min_lift,
+        orient=args.orient,
     )
     sys.stderr.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if isinstance(source, Journal) and source.snapshot_seq is not None and not source.before_snapshot:
+        kept = "" if keep_journal is None else f" (store.keep_journal: {keep_journal:g}s)"
+        print(
+            f"warning: {source.path} keeps no journal before its latest snapshot{kept}: only the "
+            "messages since then were mined; set store.keep_journal (e.g. 30d) to keep history",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -387,13 +421,56 @@ def _cmd_rules_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_impact_what_if(args: argparse.Namespace) -> int:
+    """Exit 0 reported, 2 bad input (or an engine that refuses or cannot be reached)."""
     from engine.core.whatif import render, what_if
-    from engine.model.topology import load_topology
 
     down = [ne.strip() for ne in args.down.split(",") if ne.strip()]
-    topology = load_topology(args.topology)
-    settings = load_core_settings(args.config)
-    report = what_if(topology, down, hours=args.hours, sla=settings.quality.sla)
+    if args.api is not None:
+        for flag, value in (("--topology", args.topology), ("--config", args.config), ("--store", args.store),
+                            ("--at", args.at)):  # fmt: skip
+            if value is not None:
+                why = "a running engine answers as of now" if flag == "--at" else "the engine uses its own"
+                print(f"error: {flag} does not go with --api ({why})", file=sys.stderr)
+                return 2
+        report = _what_if_via_api(args.api, down, args.hours, args.token)
+    elif args.store is not None:
+        if args.topology is not None:
+            print("error: --topology does not go with --store (the daemon's, from --config)", file=sys.stderr)
+            return 2
+        if args.config is None:
+            print(
+                "error: --store needs the daemon's --config (topology, rulesets, core settings)",
+                file=sys.stderr,
+            )
+            return 2
+        pipeline = _pipeline_from_store(args.config, args.store, until=args.at)
+        try:
+            report = what_if(
+                pipeline.topology,
+                down,
+                hours=args.hours,
+                sla=pipeline.settings.quality.sla,
+                current=pipeline.own_health(),
+                as_of=pipeline.clock or None,
+            )
+        finally:
+            pipeline.close()
+    else:
+        from engine.model.topology import load_topology
+
+        for flag, value, with_ in (("--at", args.at, "--store"), ("--token", args.token, "--api")):
+            if value is not None:
+                print(f"error: {flag} goes with {with_}", file=sys.stderr)
+                return 2
+        if args.topology is None:
+            print(
+                "error: give --topology FILE (on paper), --store (with --config) or --api URL",
+                file=sys.stderr,
+            )
+            return 2
+        topology = load_topology(args.topology)
+        settings = load_core_settings(args.config)
+        report = what_if(topology, down, hours=args.hours, sla=settings.quality.sla)
     if args.format == "json":
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -401,10 +478,50 @@ def _cmd_impact_what_if(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_from_store(config: Path, store: str, *, until: float | None = None) -> Any:
+    """A pipeline built from the daemon's config and restored from its store (read-only; as of
+    ``until`` when given). The caller closes it."""
+    from engine.core.pipeline import Pipeline
+    from engine.model.messages import Routes
+    from engine.model.topology import load_topology
+    from engine.rules.schema import load_rulesets
+    from engine.service.config import load_settings
+    from engine.tools.offline import from_store
+
+    es = load_settings(config)
+    if es.topology is None:
+        raise ConfigError(str(config), "topology", "required to read the store")
+    routes = Routes(alarms=es.mqtt.alarm_topics, samples=es.mqtt.probe_topics)  # as the daemon's
+    pipeline = Pipeline(
+        load_topology(es.topology),
+        load_rulesets(list(es.rulesets)),
+        es.core,
+        routes=routes,
+        max_bytes=es.mqtt.max_payload,
+    )
+    try:
+        from_store(pipeline, es.store.path if store == "-" else Path(store), until=until)
+    except BaseException:
+        pipeline.close()
+        raise
+    return pipeline
+
+
+def _what_if_via_api(base: str, down: list[str], hours: float, token: str | None) -> dict[str, Any]:
+    import urllib.parse
+
+    query = urllib.parse.urlencode({"down": ",".join(down), "hours": repr(hours)})
+    status, url, body = _api_get(f"{base.rstrip('/')}/impact/what-if?{query}", token)
+    if status != 200:
+        raise EngineError(_api_refusal(url, status, body))
+    if not isinstance(body, dict):
+        raise EngineError(f"{url}: not a what-if report")
+    return body
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """Exit 0 reported, 1 unknown customer, 2 bad input."""
     from engine.core import reports
-    from engine.tools.offline import from_store
 
     if (args.replay is None) == (args.store is None):
         print(
@@ -416,28 +533,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print("error: `report customer` needs --customer ID", file=sys.stderr)
         return 2
     if args.store is not None:
-        from engine.service.config import load_settings
-
         if args.config is None:
             print(
                 "error: --store needs the daemon's --config (topology, rulesets, core settings)",
                 file=sys.stderr,
             )
             return 2
-        es = load_settings(args.config)
-        if es.topology is None:
-            raise ConfigError(str(args.config), "topology", "required to read the store")
-        from engine.core.pipeline import Pipeline
-        from engine.model.topology import load_topology
-        from engine.rules.schema import load_rulesets
-
-        pipeline = Pipeline(load_topology(es.topology), load_rulesets(list(es.rulesets)), es.core)
-        store = es.store.path if args.store == "-" else Path(args.store)
-        try:
-            from_store(pipeline, store)
-        except BaseException:
-            pipeline.close()
-            raise
+        pipeline = _pipeline_from_store(args.config, args.store)
     else:
         if args.topology is None:
             print("error: --replay needs --topology FILE", file=sys.stderr)
@@ -501,41 +603,60 @@ def _lines(n: int) -> str:
     return f"{n} line" if n == 1 else f"{n} lines"
 
 
-def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any] | None:
+def _api_get(url: str, token: str | None) -> tuple[int, str, Any]:
+    """GET a JSON document from a running engine: (status, url, body); an HTTP error's status and
+    body are returned, an engine that cannot be reached is an ``EngineError``."""
     import os
     import urllib.error
-    import urllib.parse
     import urllib.request
 
     token = token if token is not None else os.environ.get("ENGINE_HTTP__TOKEN") or None
-    kind = "incidents" if ident.startswith("inc-") else "alarms"
-    url = f"{base.rstrip('/')}/explain/{kind}/{urllib.parse.quote(ident, safe='')}"
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
-            found: dict[str, Any] = orjson.loads(resp.read())
-            return found
+            return resp.status, url, orjson.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             body = orjson.loads(exc.read())
         except orjson.JSONDecodeError:
             body = {}
-        detail = body.get("detail") if isinstance(body, dict) else None
-        reason = detail.get("reason") if isinstance(detail, dict) else detail
-        if exc.code == 404:
-            what = "alarm" if kind == "alarms" else "incident"
-            print(f"error: {url}: {reason or f'no {what} {ident!r}'}", file=sys.stderr)
-            return None
-        error = body.get("error") if isinstance(body, dict) else None
-        raise EngineError(
-            f"{url}: HTTP {exc.code} {error or exc.reason}: {reason or ''}".rstrip(": ")
-        ) from None
+        if isinstance(body, dict) and not body.get("error"):
+            body = {**body, "error": exc.reason}
+        return exc.code, url, body
     except (urllib.error.URLError, OSError, ValueError) as exc:
         why = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise EngineError(f"cannot ask {url}: {why}") from None
+
+
+def _api_reason(body: Any) -> str | None:
+    detail = body.get("detail") if isinstance(body, dict) else None
+    reason = detail.get("reason") if isinstance(detail, dict) else detail
+    return None if reason is None else str(reason)
+
+
+def _api_refusal(url: str, status: int, body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    return f"{url}: HTTP {status} {error or ''}: {_api_reason(body) or ''}".rstrip(": ")
+
+
+def _explain_via_api(base: str, ident: str, token: str | None) -> dict[str, Any] | None:
+    import urllib.parse
+
+    kind = "incidents" if ident.startswith("inc-") else "alarms"
+    status, url, body = _api_get(
+        f"{base.rstrip('/')}/explain/{kind}/{urllib.parse.quote(ident, safe='')}", token
+    )
+    if status == 404:
+        what = "alarm" if kind == "alarms" else "incident"
+        print(f"error: {url}: {_api_reason(body) or f'no {what} {ident!r}'}", file=sys.stderr)
+        return None
+    if status != 200:
+        raise EngineError(_api_refusal(url, status, body))
+    found: dict[str, Any] = body
+    return found
 
 
 def _cmd_dataset_pcic(args: argparse.Namespace) -> int:
@@ -671,8 +792,19 @@ def build_parser() -> argparse.ArgumentParser:
         "annotated with its support, confidence and lift against a time-shifted baseline. "
         "Method: docs/mining.md.",
     )
-    p.add_argument("events", type=Path, metavar="EVENTS.jsonl")
-    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("events", nargs="?", type=Path, metavar="EVENTS.jsonl", help="or --store")
+    p.add_argument(
+        "--store",
+        metavar="DB|-",
+        help="mine the daemon's SQLite store's journal instead (read-only; '-': the one in --config)",
+    )
+    p.add_argument(
+        "--config",
+        type=input_file,
+        metavar="FILE",
+        help="the daemon's config: its store, alarm topics and topology (when --topology is not given)",
+    )
+    p.add_argument("--topology", type=Path, metavar="FILE", help="required unless --config names one")
     p.add_argument("--out", required=True, type=Path, metavar="RULES.yaml", help="the mined ruleset")
     p.add_argument(
         "--effects-out",
@@ -687,6 +819,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-support", type=int, default=5, metavar="N", help="default 5")
     p.add_argument("--min-confidence", type=float, default=0.02, metavar="X", help="default 0.02")
     p.add_argument("--min-lift", type=float, default=1.5, metavar="X", help="default 1.5")
+    p.add_argument(
+        "--orient",
+        default="time",
+        metavar="time|topology",
+        help="a pair of types' direction: the type raised first (default), or the one seen upstream",
+    )
     p.set_defaults(func=_cmd_rules_mine)
     p = rules.add_parser(
         "diff",
@@ -800,14 +938,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = impact.add_parser(
         "what-if",
         help="planned work: who loses service, who loses redundancy, which SLAs breach",
-        description="Take elements down on paper: the elements down and at risk (redundancy lost), the "
-        "customers losing service and at risk by tier and service, and the SLA tiers breached if the "
-        "work lasts --hours.",
+        description="Take elements down on paper (--topology), on the network as the daemon's store holds "
+        "it (--store, now or --at TIME) or on a running engine (--api): the elements down and at risk "
+        "(redundancy lost), the customers losing service and at risk by tier and service, and the SLA "
+        "tiers breached if the work lasts --hours, with what is already down taken into account.",
     )
     p.add_argument("--down", required=True, metavar="ELEMENT[,ELEMENT…]")
-    p.add_argument("--topology", required=True, type=Path, metavar="FILE")
+    p.add_argument("--topology", type=Path, metavar="FILE", help="on paper: the network (no alarms known)")
     p.add_argument("--hours", type=float, default=1.0, metavar="N", help="planned length (default 1)")
-    p.add_argument("--config", type=Path, metavar="FILE", help="core config (SLA tiers)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="core config (SLA tiers), or with --store the daemon's config",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--store",
+        metavar="DB|-",
+        help="with the alarms the daemon's store holds (read-only; '-': the one in --config)",
+    )
+    source.add_argument(
+        "--api", type=http_url, metavar="URL", help="ask a running engine (its live alarms, its topology)"
+    )
+    p.add_argument(
+        "--at",
+        type=time_arg,
+        metavar="TIME",
+        help="with --store: the network as of this time (RFC 3339 or epoch)",
+    )
+    p.add_argument("--token", metavar="T", help="with --api: bearer token (default: $ENGINE_HTTP__TOKEN)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_impact_what_if)
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import yaml
 
+from engine.adapters.store import Store
 from engine.cli import main
 from engine.core.pipeline import Pipeline
 from engine.core.settings import core_settings_from_data
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_ruleset_file, ruleset_from_data
+from engine.service.daemon import Daemon
 from engine.tools.mining import mine_lines
 from engine.tools.mining.rules import Thresholds, effects_document, ruleset_document, select
 from engine.tools.mining.stats import CoOccurrence, Counts
 from engine.tools.replay import Replayer
+from tests.daemon_harness import settings, until, write_config
 from tests.test_cli import engine
 
 T0 = 1_700_000_000.0
@@ -44,21 +49,21 @@ def alarm(t: float, ne: str, cause: str, *, clear: bool = False) -> bytes:
     return orjson.dumps({"topic": f"soc/alarms/{ne}", "payload": payload})
 
 
-def history(seed: int = 7, bursts: int = 40) -> list[bytes]:
+def history(seed: int = 7, bursts: int = 40, t0: float = T0) -> list[bytes]:
     """``bursts`` link failures: ``linkFail`` on agg, then ``svcLoss`` on two access elements below it
     2-20 s later, and ``cardHot`` on the same element as a repeat of itself; plus ``noise`` raised at
     random on unrelated elements (Poisson-like, as often as the symptoms)."""
     rng = random.Random(seed)
     events: list[tuple[float, bytes]] = []
     for k in range(bursts):
-        t = T0 + k * 3 * 3600 + rng.randint(0, 600)
+        t = t0 + k * 3 * 3600 + rng.randint(0, 600)
         events.append((t, alarm(t, "agg", "linkFail")))
         for i in rng.sample(range(4), 2):
             d = t + rng.randint(2, 20)
             events.append((d, alarm(d, f"acc-{i}", "svcLoss")))
         events.append((t + 60, alarm(t + 60, "agg", "linkFail", clear=True)))
     for _ in range(bursts * 2):
-        t = T0 + rng.uniform(0, bursts * 3 * 3600)
+        t = t0 + rng.uniform(0, bursts * 3 * 3600)
         ne = f"far-{rng.randrange(4)}"
         events.append((t, alarm(t, ne, "noise")))
         events.append((t + 5, alarm(t + 5, ne, "noise", clear=True)))
@@ -168,6 +173,7 @@ def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) 
     ("args", "message"),
     [
         (["--min-lift", "0.5"], "error: --min-lift: must be at least 1, got 0.5"),
+        (["--orient", "sideways"], "error: --orient: must be one of time, topology, got sideways"),
         (["--max-lag", "soon"], "error: --max-lag: "),
         (["--hops", "0"], "error: --hops: must be within 1..5, got 0"),
         (["--until", "yesterday"], "error: --until: "),
@@ -230,3 +236,159 @@ def test_rules_past_what_the_rule_engine_holds_are_dropped_least_confident_first
     capped = select(counts, Thresholds(max_rules_per_relation=2))
     assert [r.symptom for r in capped.rules] == ["d", "c"]
     assert capped.dropped == 1
+
+
+def _rules_of(path: Path) -> list[Any]:
+    return list(yaml.safe_load(path.read_text())["rules"])
+
+
+async def test_mining_a_store_journal_gives_what_mining_the_same_events_from_a_file_gives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--store DB``: the messages the daemon journaled (raises and clears; timer ticks and other
+    entries skipped), before the latest snapshot too when ``keep`` held them, give the same rules as
+    the same events mined from a replay file; the report says how many came from before the
+    snapshot. With the default (no journal kept), only what follows the snapshot is mined and a
+    warning says so."""
+    lines = history()
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(yaml.safe_dump(TOPOLOGY))
+    events = tmp_path / "h.jsonl"
+    events.write_bytes(b"".join(line + b"\n" for line in lines))
+    for keep, db in ((1e9, tmp_path / "kept.sqlite"), (0.0, tmp_path / "default.sqlite")):
+        async with Store(db) as store:
+            for i, raw in enumerate(lines):
+                line = orjson.loads(raw)
+                store.append("msg", line["topic"], orjson.dumps(line["payload"]), T0 + i)
+                store.append("tick", "", b"", T0 + i)
+                if i == len(lines) // 2:
+                    store.save_snapshot(b"state", store.last_seq(), T0 + i, keep=keep)
+            store.commit()
+    from_file, from_store = tmp_path / "file.yaml", tmp_path / "store.yaml"
+    assert main(["rules", "mine", str(events), "--topology", str(topo), "--out", str(from_file)]) == 0
+    capsys.readouterr()
+    argv = ["rules", "mine", "--store", str(tmp_path / "kept.sqlite"), "--topology", str(topo)]
+    assert main([*argv, "--out", str(from_store)]) == 0
+    err = capsys.readouterr().err
+    report = orjson.loads(err)
+    assert report["journal"]["messages"] == len(lines)
+    assert report["journal"]["messages_before_the_snapshot"] == len(lines) // 2 + 1
+    assert report["raises"] == 200
+    assert _rules_of(from_store) == _rules_of(from_file)
+    assert from_store.read_text().startswith("# Mined by `engine rules mine --store kept.sqlite")
+    argv[3] = str(tmp_path / "default.sqlite")
+    assert main([*argv, "--out", str(from_store)]) == 0
+    err = capsys.readouterr().err
+    report = orjson.loads(err[: err.rindex("}") + 1])
+    assert report["journal"] == {
+        "store": str(tmp_path / "default.sqlite"),
+        "messages": len(lines) - len(lines) // 2 - 1,
+        "messages_before_the_snapshot": 0,
+    }
+    assert "warning: " in err
+    assert "keeps no journal before its latest snapshot" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--store", "absent.sqlite"],
+            "error: {tmp}/absent.sqlite: no such store (the daemon's `store.path`)",
+        ),
+        (["--store", "notdb.sqlite"], "error: {tmp}/notdb.sqlite: not an engine store: "),
+        (["--store", "-"], "error: --store - needs the daemon's --config (it names the store)"),
+        (
+            ["h.jsonl", "--store", "x"],
+            "error: give EVENTS.jsonl or --store DB|- (the daemon's store), not both",
+        ),
+        ([], "error: give EVENTS.jsonl or --store DB|- (the daemon's store), not both"),
+    ],
+)
+def test_bad_store_arguments_are_one_line_errors(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notdb.sqlite").write_text("not a database")
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(yaml.safe_dump(TOPOLOGY))
+    argv = [str(tmp_path / a) if a.endswith((".sqlite", ".jsonl")) else a for a in args]
+    assert main(["rules", "mine", *argv, "--topology", str(topo), "--out", str(tmp_path / "x.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message.format(tmp=tmp_path)), err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "x.yaml").exists()
+
+
+async def test_mining_the_store_of_a_running_daemon(tmp_path: Path, topic_prefix: str) -> None:
+    """A daemon with ``store.keep_journal`` takes alarms over HTTP and snapshots (truncating what it
+    does not keep); ``engine rules mine --store - --config`` reads its store while it runs (read-only,
+    its topology and alarm topics from the config) and again after it stopped (the final snapshot
+    covers everything): the same rule both times, from every message posted."""
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix)
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(yaml.safe_dump(TOPOLOGY))
+    config = yaml.safe_load(cfg.read_text())
+    config["store"].update(keep_journal="30d", snapshot_interval="100ms")
+    cfg.write_text(yaml.safe_dump(config))
+    lines = history(bursts=6, t0=time.time() - 6 * 3 * 3600 - 3600)
+    body = b"\n".join(orjson.dumps(orjson.loads(line)["payload"]) for line in lines)
+    out = tmp_path / "mined.yaml"
+    mine: list[str | Path] = [
+        "rules",
+        "mine",
+        "--store",
+        "-",
+        "--config",
+        cfg,
+        "--out",
+        out,
+        "--min-support",
+        "3",
+    ]
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        async with http.post(
+            f"http://127.0.0.1:{daemon.http.port}/events",
+            data=body,
+            headers={"Content-Type": "application/x-ndjson"},
+        ) as r:
+            assert r.status == 202
+        await until(lambda: daemon.store.last_seq() >= len(lines), timeout=10, what="the journal")
+        await until(lambda: daemon.store.load_snapshot() is not None, timeout=10, what="a snapshot")
+        running = engine(*mine)
+    assert running.status == 0, running.stderr
+    stopped = engine(*mine)
+    assert stopped.status == 0, stopped.stderr
+    for res in (running, stopped):
+        report = orjson.loads(res.stderr)
+        assert report["journal"]["messages"] == len(lines)
+        assert report["raises"] == 6 * 3 + 12
+        assert report["down_roots"] == ["linkFail"]
+    cross = [r for r in _rules_of(out) if r["correlate"]["root"] != r["correlate"]["symptom"]]
+    assert [(r["correlate"]["root"]["probable_cause"], r["correlate"]["relation"]) for r in cross] == [
+        ("linkFail", "downstream_of")
+    ]
+
+
+def test_orientation_by_time_or_by_topology() -> None:
+    """svcLoss below agg is raised in the same second as linkFail on agg (evidence both ways) or 2-20 s
+    *before* it: by time (the default) svcLoss is the cause (``upstream_of``: the root is below); with
+    ``orient="topology"`` the type seen on the element the other's depends on is the cause (linkFail,
+    ``downstream_of``). Either way one direction only."""
+    rng = random.Random(3)
+    lines: list[tuple[float, bytes]] = []
+    for k in range(30):
+        t = T0 + k * 3 * 3600 + rng.randint(0, 600)
+        lines.append((t, alarm(t, "agg", "linkFail")))
+        for i in rng.sample(range(4), 2):
+            d = t - (0 if k % 2 else rng.randint(2, 20))
+            lines.append((d, alarm(d, f"acc-{i}", "svcLoss")))
+    ordered = [line for _, line in sorted(lines, key=lambda e: e[0])]
+    found = {}
+    for orient in ("time", "topology"):
+        mined, _ = mine_lines(ordered, topology(), thresholds=Thresholds(orient=orient))
+        found[orient] = [(r.root, r.symptom, r.relation) for r in mined.rules if r.root != r.symptom]
+    assert found == {
+        "time": [("svcLoss", "linkFail", "upstream_of")],
+        "topology": [("linkFail", "svcLoss", "downstream_of")],
+    }

@@ -219,6 +219,18 @@ async def test_snapshot_replaces_the_previous_one_and_truncates_the_journal(stor
     assert list(store.journal_after(0)) == []
 
 
+async def test_snapshot_with_keep_leaves_the_covered_entries_younger_than_keep(store: Store) -> None:
+    """``keep`` (``store.keep_journal``): entries the snapshot covers stay while younger than it, the
+    older ones go; what follows the snapshot (recovery's input) is the same as without it."""
+    for i in range(5):
+        store.append("msg", "t", b"%d" % i, T0 + 10 * i)
+    store.save_snapshot(b"state-1", 4, T0 + 45, keep=30)
+    assert [e.seq for e in store.journal_after(0)] == [3, 4, 5]
+    assert [e.seq for e in store.journal_after(4)] == [5]
+    store.save_snapshot(b"state-2", 5, T0 + 100, keep=20)
+    assert list(store.journal_after(0)) == []
+
+
 async def test_snapshot_commits_buffered_entries_first(store: Store) -> None:
     """Entries appended but not committed are committed (and acked) by save_snapshot."""
     acked: list[int] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import orjson
 import pytest
 
 from engine.cli import main
+from engine.model.timeutil import format_time
 from engine.service.daemon import Daemon
 from tests.daemon_harness import settings, until, write_config
+from tests.test_cli import engine
 
 TOPOLOGY = str(Path(__file__).resolve().parents[1] / "examples" / "topology.yaml")
 
@@ -56,6 +59,16 @@ def test_both_members_for_five_hours_lose_service_and_breach_slas(capsys: pytest
         (["--down", "agg-1,olt-999"], "error: --down: unknown element(s): olt-999"),
         (["--down", ","], "error: --down: give at least one element"),
         (["--down", "agg-1", "--hours", "0"], "error: --hours: must be a number of hours > 0, got 0.0"),
+        (["--down", "agg-1", "--at", "0"], "error: --at goes with --store"),
+        (["--down", "agg-1", "--token", "t"], "error: --token goes with --api"),
+        (
+            ["--down", "agg-1", "--api", "http://127.0.0.1:1"],
+            "error: --topology does not go with --api (the engine uses its own)",
+        ),
+        (
+            ["--down", "agg-1", "--store", "-"],
+            "error: --topology does not go with --store (the daemon's, from --config)",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_errors(
@@ -101,3 +114,85 @@ async def test_the_api_takes_the_live_network_into_account(tmp_path: Path, topic
         )
         async with http.get(f"{base}/impact/what-if", params={"down": "agg-1", "hours": "x"}) as r:
             assert r.status == 400
+
+
+def test_without_a_network_or_with_an_engine_that_cannot_be_reached(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No --topology, --store or --api is a one-line error; so is --store without the daemon's config,
+    and an engine that does not answer."""
+    assert main(["impact", "what-if", "--down", "agg-1"]) == 2
+    assert capsys.readouterr().err == (
+        "error: give --topology FILE (on paper), --store (with --config) or --api URL\n"
+    )
+    assert main(["impact", "what-if", "--down", "agg-1", "--store", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --store needs the daemon's --config (topology, rulesets, core settings)\n"
+    )
+    assert main(["impact", "what-if", "--down", "agg-1", "--api", "http://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot ask http://127.0.0.1:1/impact/what-if?down=agg-1&hours=1.0: "), err
+    assert err.count("\n") == 1
+
+
+async def test_the_live_network_from_the_daemons_store_and_its_api_now_and_as_of_a_time(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """agg-2 goes down on a running daemon. ``--api`` (the daemon's own report) and ``--store -``
+    (its store, read-only while it runs) both say taking agg-1 down too is an outage for 20
+    customers; ``--store --at`` a time before the alarm says they are only at risk then. After the
+    daemon stopped, its final snapshot is later than that time: ``--at`` is refused, and the current
+    state is still read. Bad inputs over the API are one-line errors naming the parameter."""
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix, extra={"store": {
+        "path": str(tmp_path / "engine.sqlite"), "snapshot_interval": "1h"}})  # fmt: skip
+    before = time.time()
+    await asyncio.sleep(0.05)
+    alarm = {
+        "ne_id": "agg-2",
+        "severity": "critical",
+        "probable_cause": "lossOfSignal",
+        "event_time": time.time(),
+    }
+    what_if = ["impact", "what-if", "--down", "agg-1", "--hours", "5", "--format", "json"]
+    from_store = [*what_if, "--store", "-", "--config", str(cfg)]
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+        async with http.post(f"{base}/events", data=orjson.dumps(alarm)) as r:
+            assert r.status == 202
+        await until(lambda: "agg-2" in daemon.pipeline.own_health(), timeout=10, what="the alarm")
+        daemon.store.commit()
+        api, now, then, bad = await asyncio.gather(
+            asyncio.to_thread(engine, *what_if, "--api", base),
+            asyncio.to_thread(engine, *from_store),
+            asyncio.to_thread(engine, *from_store, "--at", format_time(before)),
+            asyncio.to_thread(engine, "impact", "what-if", "--down", "olt-999", "--api", base),
+        )
+    for res in (api, now):
+        assert res.status == 0, res.stderr
+        report = orjson.loads(res.stdout)
+        assert report["already_down_or_degraded"] == ["agg-2"]
+        assert report["customers_losing_service"]["customers"] == 20
+        assert [b["tier"] for b in report["sla_breaches"]] == ["gold", "silver"]
+        assert report["as_of"] is not None
+    assert then.status == 0, then.stderr
+    report = orjson.loads(then.stdout)
+    assert (report["already_down_or_degraded"], report["as_of"]) == ([], format_time(before))
+    assert (report["customers_losing_service"]["customers"], report["customers_at_risk"]["customers"]) == (
+        0,
+        20,
+    )
+    assert bad.status == 2
+    assert bad.stderr == (
+        f"error: {base}/impact/what-if?down=olt-999&hours=1.0: HTTP 400 invalid query parameter 'down': "
+        "unknown element(s): olt-999\n"
+    )
+    after = engine(*from_store, "--at", format_time(before))
+    assert after.status == 2
+    assert after.stderr.startswith("error: --at: "), after.stderr
+    assert "its latest snapshot is from" in after.stderr
+    assert f"after {format_time(before)}; the state before it is not kept" in after.stderr
+    res = engine("impact", "what-if", "--down", "agg-1", "--hours", "5", "--store", "-", "--config", cfg)
+    text = res.stdout.decode()
+    assert text.startswith("planned: agg-1 down for 5 h (already down or degraded as of "), text
+    assert "customers losing service: 20 (by tier: bronze 12, gold 2, silver 6" in text

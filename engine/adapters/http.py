@@ -616,7 +616,12 @@ class HttpApi:
         down = [ne.strip() for ne in q["down"].split(",") if ne.strip()]
         try:
             report = what_if(
-                core.topology, down, hours=hours, sla=core.settings.quality.sla, current=core.own_health()
+                core.topology,
+                down,
+                hours=hours,
+                sla=core.settings.quality.sla,
+                current=core.own_health(),
+                as_of=core.clock or None,
             )
         except ConfigError as exc:
             raise ApiError(400, f"invalid query parameter {exc.source.lstrip('-')!r}", exc.reason) from None

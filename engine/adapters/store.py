@@ -419,16 +419,21 @@ class Store:
                 return
             seq = rows[-1][0]
 
-    def save_snapshot(self, state: bytes, upto_seq: int, now: float) -> None:
+    def save_snapshot(self, state: bytes, upto_seq: int, now: float, *, keep: float = 0.0) -> None:
         """Replace the snapshot and drop the journal up to ``upto_seq``, in one transaction (buffered
-        writes are committed first)."""
+        writes are committed first). With ``keep`` > 0, entries up to ``upto_seq`` younger than
+        ``keep`` seconds stay (history for ``engine rules mine --store``); recovery reads only the
+        entries after the snapshot's seq, so they change nothing else."""
         self.commit()
         db = self._begin()
         db.execute(
             "INSERT OR REPLACE INTO snapshot (id, state, upto_seq, time) VALUES (1, ?, ?, ?)",
             (bytes(state), upto_seq, now),
         )
-        db.execute("DELETE FROM journal WHERE seq <= ?", (upto_seq,))
+        if keep > 0:
+            db.execute("DELETE FROM journal WHERE seq <= ? AND time < ?", (upto_seq, now - keep))
+        else:
+            db.execute("DELETE FROM journal WHERE seq <= ?", (upto_seq,))
         self.commit()
 
     def load_snapshot(self) -> tuple[bytes, int] | None:

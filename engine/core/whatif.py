@@ -19,6 +19,7 @@ from engine.core.experience import SlaSettings
 from engine.core.impact import Health, compute_impact
 from engine.errors import ConfigError
 from engine.model.schedule import format_duration
+from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 
 
@@ -29,12 +30,14 @@ def what_if(
     hours: float,
     sla: SlaSettings,
     current: Mapping[str, Health] | None = None,
+    as_of: float | None = None,
 ) -> dict[str, Any]:
     """The report (JSON-ready). Unknown elements raise ``ConfigError`` naming them.
 
     ``current``: each element's own health now (the live network's alarms): an element already down
     makes its redundant partner's planned work an outage. Only the cone of the planned elements is
-    counted (what the work adds, with what is already broken taken into account).
+    counted (what the work adds, with what is already broken taken into account). ``as_of``: the
+    time of that state (epoch seconds), reported.
     """
     unknown = [ne for ne in down if ne not in topology]
     if unknown:
@@ -69,6 +72,7 @@ def what_if(
         "down": sorted(down),
         "hours": hours,
         "current_state": current is not None,
+        "as_of": None if as_of is None else format_time(as_of),
         "already_down_or_degraded": sorted(ne for ne, h in (current or {}).items() if h >= Health.DEGRADED),
         "elements_down": elements_down,
         "elements_at_risk": at_risk,
@@ -76,6 +80,10 @@ def what_if(
         "customers_at_risk": by_state.get("at_risk", {"customers": 0, "services": {}, "by_tier": {}}),
         "sla_breaches": breaches,
     }
+
+
+def _when(report: dict[str, Any]) -> str:
+    return f"as of {report['as_of']}" if report.get("as_of") else "now"
 
 
 def _few(names: Sequence[str], n: int = 10) -> str:
@@ -95,7 +103,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"planned: {', '.join(report['down'])} down for {report['hours']:g} h"
         + (
-            f" (already down or degraded now: {_few(report['already_down_or_degraded'])})"
+            f" (already down or degraded {_when(report)}: {_few(report['already_down_or_degraded'])})"
             if report["current_state"]
             else " (on paper: current alarms not known)"
         ),

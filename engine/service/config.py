@@ -131,6 +131,7 @@ class StoreSettings(_Section):
     commit_interval: Duration = 0.02  # journal batches commit at least this often
     snapshot_interval: Duration = 60.0  # core state snapshot (and journal truncation) period
     snapshot_every: int = Field(50000, ge=100)  # … or after this many journal entries
+    keep_journal: Duration = 0.0  # journal entries a snapshot covers stay this long (rules mine --store)
     keep_delivered: Duration = 7 * 86400.0  # delivered outbox rows are purged after this
     keep_dead_letters: Duration = 7 * 86400.0  # dead letters are purged after this…
     max_dead_letters: int = Field(100000, ge=100)  # … and the oldest beyond this many

@@ -565,7 +565,9 @@ class Daemon(CoreView):
             self._snapshot(now)
 
     def _snapshot(self, now: float) -> None:
-        self.store.save_snapshot(self.pipeline.snapshot(), self.store.last_seq(), now)
+        self.store.save_snapshot(
+            self.pipeline.snapshot(), self.store.last_seq(), now, keep=self.settings.store.keep_journal
+        )
         self._last_snapshot = now
         self._entries_since_snapshot = 0
 

@@ -13,14 +13,17 @@ import orjson
 from engine.core.pipeline import Decisions, Pipeline
 from engine.core.settings import CoreSettings
 from engine.errors import ConfigError
+from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.rules.schema import Ruleset
 from engine.tools.replay import Replayer, ReplayStats, event_time
 
 
-def from_store(pipeline: Pipeline, path: str | Path) -> int:
+def from_store(pipeline: Pipeline, path: str | Path, *, until: float | None = None) -> int:
     """Restore ``pipeline`` (fresh, built from the daemon's topology, rulesets and config) from the
-    store at ``path``; returns how many journal entries were applied after the snapshot."""
+    store at ``path``; returns how many journal entries were applied after the snapshot. With
+    ``until`` (epoch seconds), as of that time: journal entries later than it are not applied and
+    the timers due up to it fire; a store whose snapshot is later cannot go back (``ConfigError``)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(str(p), "", "no such store (the daemon's `store.path`)")
@@ -29,8 +32,15 @@ def from_store(pipeline: Pipeline, path: str | Path) -> int:
     except sqlite3.Error as exc:
         raise ConfigError(str(p), "", f"cannot open the store: {exc}") from None
     try:
-        row = db.execute("SELECT state, upto_seq FROM snapshot WHERE id = 1").fetchone()
+        row = db.execute("SELECT state, upto_seq, time FROM snapshot WHERE id = 1").fetchone()
         after = 0
+        if row is not None and until is not None and float(row[2]) > until:
+            raise ConfigError(
+                "--at",
+                "",
+                f"{p}: its latest snapshot is from {format_time(float(row[2]))}, after "
+                f"{format_time(until)}; the state before it is not kept",
+            )
         if row is not None:
             pipeline.restore(bytes(row[0]))
             after = int(row[1])
@@ -38,6 +48,8 @@ def from_store(pipeline: Pipeline, path: str | Path) -> int:
         for kind, topic, payload, t in db.execute(
             "SELECT kind, topic, payload, time FROM journal WHERE seq > ? ORDER BY seq", (after,)
         ):
+            if until is not None and t > until:
+                break
             applied += 1
             if kind in ("msg", "msg-held"):
                 pipeline.feed(topic, bytes(payload), t, flush=kind == "msg")
@@ -52,6 +64,8 @@ def from_store(pipeline: Pipeline, path: str | Path) -> int:
         raise ConfigError(str(p), "", f"not an engine store: {exc}") from None
     finally:
         db.close()
+    if until is not None and until > pipeline.clock:
+        pipeline.tick(until)
     return applied
 
 

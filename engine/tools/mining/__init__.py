@@ -1,6 +1,7 @@
 """Rule mining: learn correlation rules from the network's own alarm history (``engine rules mine``).
 
-``mine_lines`` reads replay lines (the ``engine replay`` format), validates them as the engine would,
+``mine_lines`` reads replay lines (the ``engine replay`` format, or the daemon's journal turned into
+them by ``journal_lines``), validates them as the engine would,
 streams every raise through :class:`engine.tools.mining.stats.CoOccurrence` and selects rules
 (:func:`engine.tools.mining.rules.select`). Memory is bounded by the number of alarm types and the recent
 history, not by the length of the log. Method and figures: docs/mining.md.
@@ -9,6 +10,7 @@ history, not by the length of the log. Method and figures: docs/mining.md.
 from __future__ import annotations
 
 import heapq
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,15 +21,22 @@ import orjson
 import yaml
 
 from engine.errors import ConfigError, InvalidMessage
-from engine.model.messages import Decoder
+from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes
 from engine.model.timeutil import format_time, parse_duration, parse_time
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import ruleset_from_data
-from engine.tools.mining.rules import Mined, Thresholds, effects_document, ruleset_document, select
+from engine.tools.mining.rules import (
+    ORIENTATIONS,
+    Mined,
+    Thresholds,
+    effects_document,
+    ruleset_document,
+    select,
+)
 from engine.tools.mining.stats import CoOccurrence, relations_of
 from engine.tools.replay import event_time
 
-__all__ = ["MineStats", "mine_file", "mine_lines"]
+__all__ = ["Journal", "MineStats", "journal_lines", "mine_file", "mine_lines"]
 
 
 @dataclass
@@ -51,9 +60,11 @@ def mine_lines(
     reorder_tolerance: float = 5.0,
     thresholds: Thresholds | None = None,
     until: float | None = None,
+    routes: Routes = DEFAULT_ROUTES,
 ) -> tuple[Mined, MineStats]:
-    """Mine rules from replay lines; raises at or after ``until`` (epoch seconds) are ignored."""
-    decoder = Decoder(known_elements=topology.elements)
+    """Mine rules from replay lines; raises at or after ``until`` (epoch seconds) are ignored.
+    ``routes``: which topics hold alarms (the daemon's ``mqtt.alarm_topics`` for its journal)."""
+    decoder = Decoder(routes=routes, known_elements=topology.elements)
     co = CoOccurrence(topology, max_lag=max_lag, shift=shift, hops=hops)
     stats = MineStats()
     pending: list[tuple[float, int, str, str]] = []
@@ -110,16 +121,70 @@ def _lines(path: Path) -> Iterator[bytes]:
         yield from fh
 
 
+@dataclass
+class Journal:
+    """What was read from a store's journal: messages, and how many of them the latest snapshot
+    already covers (history kept by ``store.keep_journal``)."""
+
+    path: Path
+    messages: int = 0
+    before_snapshot: int = 0
+    snapshot_seq: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "store": str(self.path),
+            "messages": self.messages,
+            "messages_before_the_snapshot": self.before_snapshot,
+        }
+
+
+def journal_lines(journal: Journal, *, chunk: int = 1000) -> Iterator[bytes]:
+    """The messages the daemon journaled in ``journal.path`` (its SQLite store), oldest first, as
+    replay lines (``{"topic", "payload"}``: the alarm's own time is used, not the arrival time).
+    Read-only, in chunks, so it is safe while the daemon runs and memory stays bounded. The store
+    keeps the entries after its latest snapshot, and those before it for ``store.keep_journal``."""
+    p = journal.path
+    if not p.exists():
+        raise ConfigError(str(p), "", "no such store (the daemon's `store.path`)")
+    try:
+        db = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ConfigError(str(p), "", f"cannot open the store: {exc}") from None
+    try:
+        row = db.execute("SELECT upto_seq FROM snapshot WHERE id = 1").fetchone()
+        journal.snapshot_seq = None if row is None else int(row[0])
+        seq = 0
+        while True:
+            rows = db.execute(
+                "SELECT seq, topic, payload FROM journal WHERE seq > ? AND kind IN ('msg', 'msg-held') "
+                "ORDER BY seq LIMIT ?",
+                (seq, chunk),
+            ).fetchall()
+            for seq, topic, payload in rows:
+                journal.messages += 1
+                if journal.snapshot_seq is not None and seq <= journal.snapshot_seq:
+                    journal.before_snapshot += 1
+                yield orjson.dumps({"topic": topic, "payload": orjson.Fragment(bytes(payload))})
+            if len(rows) < chunk:
+                return
+    except sqlite3.Error as exc:
+        raise ConfigError(str(p), "", f"not an engine store: {exc}") from None
+    finally:
+        db.close()
+
+
 def _check(name: str, ok: bool, reason: str) -> None:
     if not ok:
         raise ConfigError(name, "", reason)
 
 
 def mine_file(
-    events: Path,
+    events: Path | Journal,
     topology_path: Path,
     *,
     out: Path,
+    routes: Routes = DEFAULT_ROUTES,
     effects_out: Path | None = None,
     name: str = "mined",
     until: str | None = None,
@@ -128,8 +193,10 @@ def mine_file(
     min_support: int = 5,
     min_confidence: float = 0.02,
     min_lift: float = 1.5,
+    orient: str = "time",
 ) -> dict[str, Any]:
-    """``engine rules mine``: read, mine, write the ruleset (and the effects); the report as a dict.
+    """``engine rules mine``: read (a replay file, or a daemon's store's journal), mine, write the
+    ruleset (and the effects); the report as a dict.
 
     Bad arguments and unreadable files raise ``ConfigError`` naming the option or the file.
     """
@@ -142,6 +209,7 @@ def mine_file(
     _check("--min-support", min_support >= 1, f"must be at least 1, got {min_support}")
     _check("--min-confidence", 0 <= min_confidence <= 1, f"must be within 0..1, got {min_confidence}")
     _check("--min-lift", min_lift >= 1, f"must be at least 1, got {min_lift}")
+    _check("--orient", orient in ORIENTATIONS, f"must be one of {', '.join(ORIENTATIONS)}, got {orient}")
     end: float | None = None
     if until is not None:
         try:
@@ -154,20 +222,28 @@ def mine_file(
         raise ConfigError("--name", "", exc.reason) from None
     topology = load_topology(topology_path)
     started = time.perf_counter()
-    thresholds = Thresholds(min_support=min_support, min_confidence=min_confidence, min_lift=min_lift)
+    thresholds = Thresholds(
+        min_support=min_support, min_confidence=min_confidence, min_lift=min_lift, orient=orient
+    )
+    source = journal_lines(events) if isinstance(events, Journal) else _lines(events)
     mined, stats = mine_lines(
-        _lines(events),
+        source,
         topology,
         max_lag=lag,
         shift=max(3600.0, 6 * lag),
         hops=hops,
         thresholds=thresholds,
         until=end,
+        routes=routes,
     )
-    document = ruleset_document(mined, name=name, source=events.name, params={"lead": thresholds.lead})
+    what = f"--store {events.path.name}" if isinstance(events, Journal) else events.name
+    params: dict[str, Any] = {"lead": thresholds.lead}
+    if orient != "time":
+        params["orient"] = orient
+    document = ruleset_document(mined, name=name, source=what, params=params)
     ruleset_from_data(document, str(out))  # what we write must load: a bug here is not the user's
     header = (
-        f"# Mined by `engine rules mine {events.name} --topology {topology_path.name}`: review before use.\n"
+        f"# Mined by `engine rules mine {what} --topology {topology_path.name}`: review before use.\n"
         "# Every rule: support = symptoms preceded by the root in the relation within the window;\n"
         "# confidence = support / raises of the symptom type; lift = support over the same count\n"
         "# one hour earlier (time-shifted baseline). Method: docs/mining.md.\n"
@@ -185,7 +261,9 @@ def mine_file(
     except OSError as exc:
         raise ConfigError(str(exc.filename or out), "", f"cannot write: {exc.strerror or exc}") from None
     c = mined.counts
+    journal = {"journal": events.to_record()} if isinstance(events, Journal) else {}
     return {
+        **journal,
         "lines": stats.lines,
         "raises": stats.raises,
         "clears": stats.clears,

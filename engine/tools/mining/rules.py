@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.tools.mining.stats import MIRROR, RELATION_ORDER, Counts, Key, lag_quantile
+from engine.tools.mining.stats import DOWN, MIRROR, RELATION_ORDER, UP, Counts, Key, lag_quantile
+
+ORIENTATIONS = ("time", "topology")
+"""How ``select`` orients a pair of types (``engine rules mine --orient``)."""
 
 EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
 """Relations the ruleset language has; ``neighbour`` evidence is reported, not written as rules."""
@@ -27,6 +30,7 @@ class Thresholds:
     root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
     root_min_lift: float = 2.0
     max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
+    orient: str = "time"  # a pair's direction: "time" (first strictly) or "topology" (found upstream)
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,15 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
             lag_p50=lag_quantile(lags, 0.5),
         )
     # One direction per pair of types, over every relation: the one in which the root came strictly
-    # first more often; on a tie the more frequent type is the root; then by name.
+    # first more often; on a tie the more frequent type is the root; then by name. With orient
+    # "topology", first the one more often seen on an element the other's element depends on.
     first: dict[tuple[str, str], int] = {}
     for r in candidates.values():
         if r.root != r.symptom:
             first[(r.root, r.symptom)] = first.get((r.root, r.symptom), 0) + r.strict
     kept: list[MinedRule] = []
     for (a, b, _), rule in candidates.items():
-        if a != b and (b, a) in first and _loses(a, b, first, counts):
+        if a != b and (b, a) in first and _loses(a, b, first, counts, th.orient):
             continue  # the pair is kept the other way round
         kept.append(rule)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
@@ -136,8 +141,14 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
     )
 
 
-def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts) -> bool:
+def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts, orient: str) -> bool:
     """Whether a → b loses to b → a (see ``select``)."""
+    if orient == "topology":  # co-occurrences with a's element above b's, whichever came first
+        ev = counts.evidence
+        above = ev.get((a, b, DOWN), 0) + ev.get((b, a, UP), 0)
+        below = ev.get((b, a, DOWN), 0) + ev.get((a, b, UP), 0)
+        if above != below:
+            return above < below
     ab, ba = first[(a, b)], first[(b, a)]
     if ab != ba:
         return ab < ba
@@ -211,7 +222,14 @@ def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[st
         "description": (
             f"Mined by `engine rules mine` from {source}: {sum(c.raises.values())} raises of "
             f"{len(c.raises)} alarm types on {c.elements} elements over {span / 86400:.1f} days. "
-            f"{len(mined.rules)} rules, ordered by confidence. Review before use."
+            f"{len(mined.rules)} rules, ordered by confidence"
+            + (
+                "; pairs of types oriented by topology (the type seen on the element the other's "
+                "depends on is the cause), then by time"
+                if params.get("orient") == "topology"
+                else ""
+            )
+            + ". Review before use."
         ),
         "rules": rules,
     }

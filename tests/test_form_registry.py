@@ -199,9 +199,9 @@ def _run(p: Pipeline, lines: list[dict[str, Any]], *, until: float | None = None
     for line in lines:
         t = event_time(line)
         assert t is not None
-        out.extend(p.advance_to(t).records)
-        out.extend(p.feed(line["topic"], orjson.dumps(line["payload"]), t).records)
-    out.extend((p.advance_to(until) if until is not None else p.drain()).records)
+        out.extend(r.to_wire() for r in p.advance_to(t).records)
+        out.extend(r.to_wire() for r in p.feed(line["topic"], orjson.dumps(line["payload"]), t).records)
+    out.extend(r.to_wire() for r in (p.advance_to(until) if until is not None else p.drain()).records)
     return out
 
 

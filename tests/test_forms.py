@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from bench.scenarios import T0, alarm, clear
+from engine.core.forms.pairs import Pairs
+from engine.core.forms.storms import Storms
 from engine.core.pipeline import Pipeline
 from engine.errors import RulesetError
 from engine.model.timeutil import format_time, parse_time
@@ -161,7 +163,7 @@ def test_threshold_raises_one_storm_per_window_with_the_counted_alarms_suppresse
     assert "at least 5 alarms within 60s (region=south)" in last["suppressed"][0]["reason"]
     assert "5 alarms within 60s" in " ".join(last["explanation"])
     p = pipe(r)
-    assert p.storms.fired == 1
+    assert p.form(Storms).fired == 1
     # the storm alarm clears one window after the last counted alarm; its incident resolves 5 min later
     (resolved,) = r.events("resolved")
     assert at(resolved) == 40 + 60 + 300
@@ -174,7 +176,7 @@ def test_a_storm_whose_alarms_outlive_it_does_not_recount_them() -> None:
     assert roots(r)[0] == "rule:t/link-storm:south"
     assert len(roots(r)) == 1 + 8
     p = pipe(r)
-    assert p.storms.fired == 1
+    assert p.form(Storms).fired == 1
 
 
 def test_threshold_below_count_raises_nothing() -> None:
@@ -214,7 +216,7 @@ def test_pair_discard_drops_a_transient_that_clears_within_the_window() -> None:
     assert r.records == []
     p = pipe(r)
     assert p.incidents.discarded == 1
-    assert p.pairs.paired == 1
+    assert p.form(Pairs).paired == 1
 
 
 def test_pair_discard_holds_the_incident_for_the_window_then_opens_it() -> None:
@@ -244,8 +246,8 @@ def test_pair_on_its_own_clear_escalates_each_alarm_that_stays() -> None:
     (opened,) = r.events("opened")
     assert "olt-001:linkDown not followed by its clear within 60s" in " ".join(opened["explanation"])
     p = pipe(r)
-    assert p.pairs.paired == 1
-    assert p.pairs.timeouts == 1
+    assert p.form(Pairs).paired == 1
+    assert p.form(Pairs).timeouts == 1
 
 
 def test_pair_timeout_escalates_and_the_escalation_clears_with_the_first() -> None:
@@ -469,7 +471,7 @@ def test_a_ruleset_scope_limits_a_threshold_rule_to_the_elements_in_scope() -> N
     south = run(lines, rulesets=scoped({"region": "south"}, STORM))
     assert roots(south) == ["rule:t/link-storm:south"]
     north = run(lines, rulesets=scoped({"region": "north"}, STORM))
-    assert pipe(north).storms.fired == 0
+    assert pipe(north).form(Storms).fired == 0
     assert len(roots(north)) == 8
 
 
@@ -642,4 +644,4 @@ def test_a_completed_pair_raises_an_event_that_a_threshold_rule_counts() -> None
     ]
     assert "3 alarms within 900s (ne_id=olt-001)" in " ".join(last["explanation"])
     p = pipe(r)
-    assert (p.pairs.paired, p.incidents.discarded, p.storms.fired) == (3, 3, 1)
+    assert (p.form(Pairs).paired, p.incidents.discarded, p.form(Storms).fired) == (3, 3, 1)

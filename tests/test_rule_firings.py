@@ -69,7 +69,7 @@ def test_rule_firings_survive_a_snapshot_restore_without_the_refirings() -> None
 
 def test_restore_drops_the_counts_of_rules_no_longer_loaded() -> None:
     blob = orjson.loads(_fed_pipeline().snapshot())
-    blob["correlator"]["host"]["rule_firings"]["gone/rule"] = 7
+    blob["forms"]["correlator"]["host"]["rule_firings"]["gone/rule"] = 7
     q = Pipeline(topology_from_dict(example_topology()), load_rulesets(None), CoreSettings())
     q.restore(orjson.dumps(blob))
     assert "gone/rule" not in q.correlator.host.rule_firings

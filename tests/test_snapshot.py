@@ -162,8 +162,10 @@ def test_a_format_2_snapshot_still_restores_and_continues_the_same() -> None:
     (opened,) = p.tick(T0 + 60).records
     assert p.acknowledge(opened.incident_id, "noc-alice", "on it", T0 + 70.25) is not None
     state = orjson.loads(p.snapshot())
-    assert state["format"] == 3
-    state["format"] = 2
+    assert state["format"] == 4
+    state["format"] = 2  # and the forms as format 2 kept them: the correlator and silences beside
+    state["correlator"] = state["forms"].pop("correlator")
+    state["silences"] = state["forms"].pop("maintenance")
     for inc in state["incidents"]["incidents"]:
         inc["acknowledged"]["at"] = format_time(inc["acknowledged"]["at"])
         for key in ("sla_milestone", "escalation", "muted_by"):
@@ -290,6 +292,39 @@ def test_restore_with_every_rule_form_continues_byte_identically() -> None:
     assert summary["incidents_discarded"] == 1
     for cut in range(len(lines) + 1):
         assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"
+
+
+GOLDEN_FORMAT_2 = Path(__file__).parent / "golden" / "snapshot-format2.json"
+
+
+def test_a_format_2_snapshot_still_restores_and_continues_byte_identically() -> None:
+    """A snapshot written before the forms shared one interface (format 2: the correlator's state
+    and the silences beside ``forms``) restores into today's pipeline and continues exactly as an
+    uninterrupted run. The golden file was written by the format-2 code at the first line of the
+    forms scenario after T0 + 60 s: a storm firing, pairs pending, inhibitions and groups held."""
+    lines, rulesets = _forms_scenario()
+    topo = topology_from_dict(example_topology())
+    cut = next(i for i, x in enumerate(lines) if (event_time(x) or 0.0) > T0 + 60)
+    whole: list[bytes] = []
+    p = Pipeline(topo, rulesets, CoreSettings())
+    _drive(p, lines, whole)
+    _finish(p, whole)
+    p.close()
+    first: list[bytes] = []
+    p = Pipeline(topo, rulesets, CoreSettings())
+    _drive(p, lines[:cut], first)
+    p.close()
+    blob = GOLDEN_FORMAT_2.read_bytes()
+    assert orjson.loads(blob)["format"] == 2
+    assert "correlator" in orjson.loads(blob)
+    rest: list[bytes] = []
+    q = Pipeline(topo, rulesets, CoreSettings())
+    assert q.restore(blob) == {"alarms_dropped": 0, "incidents_dropped": 0}
+    _drive(q, lines[cut:], rest)
+    _finish(q, rest)
+    q.close()
+    assert first + rest == whole
+    assert orjson.loads(q.snapshot())["format"] == 4
 
 
 def test_restore_with_service_quality_state_continues_byte_identically() -> None:

@@ -68,6 +68,7 @@ from engine.rules.schema import (
     SEVERITY_RANK,
     Condition,
     Correlate,
+    FormSchema,
     Group,
     Inhibit,
     Pair,
@@ -189,6 +190,8 @@ def _parts(rule: Rule) -> list[tuple[str, Mapping[str, Condition]]]:
         return parts
     if isinstance(spec, PriorityOverride):
         return [("root", spec.when.root)]
+    if isinstance(spec, FormSchema):  # a registered form: its alarm-match fields, by name
+        return [(f, getattr(spec, f)) for f in spec.alarm_matches]
     return []
 
 

@@ -32,7 +32,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -469,6 +469,62 @@ class PriorityOverride(_Form):
         return self
 
 
+class FormSchema(_Form):
+    """The schema of a rule form added beside the built-in ones (``register_form``).
+
+    ``alarm_matches`` names its fields that are alarm matches (``dict[str, Condition]``, a
+    ``Match``): each is a part the correlator classifies alarms by (``ruleset/rule#<field>``, in
+    ``Raised.parts``), inherits the ruleset's scope and is explained condition by condition.
+    ``window`` and ``lead`` fields, when it has them, are read like the built-in forms'.
+    """
+
+    alarm_matches: ClassVar[tuple[str, ...]] = ()
+
+
+_ADDED_FORMS: dict[str, type[FormSchema]] = {}
+
+
+def register_form(name: str, schema: type[FormSchema]) -> None:
+    """Add a rule form to the language: rules may then say ``<name>: {...}``, validated by
+    ``schema``. The core runs it when its form is in the pipeline's registry
+    (``engine.core.forms.registry``). ``unregister_form`` takes it back (tests)."""
+    if name in FORMS or name in Rule.model_fields or not _NAME.match(name) or "-" in name or "." in name:
+        raise ValueError(f"{name!r} cannot name a rule form (a built-in name, a rule field or not a-z0-9_)")
+    if name in _ADDED_FORMS and _ADDED_FORMS[name] is not schema:
+        raise ValueError(f"rule form {name!r} is already registered with another schema")
+    _ADDED_FORMS[name] = schema
+
+
+def unregister_form(name: str) -> None:
+    _ADDED_FORMS.pop(name, None)
+
+
+def rule_forms() -> tuple[str, ...]:
+    """Every rule form the language knows: the built-in ones, then the registered ones."""
+    return (*FORMS, *_ADDED_FORMS)
+
+
+class AddedForm(BaseModel):
+    """The spec of a rule of a registered form (``register_form``), under ``Rule.added``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    form: str
+    spec: Any
+
+    @model_validator(mode="after")
+    def _spec(self) -> AddedForm:
+        schema = _ADDED_FORMS.get(self.form)
+        if schema is None:
+            raise ValueError(f"unknown rule form {self.form!r}")
+        if not isinstance(self.spec, schema):
+            object.__setattr__(self, "spec", schema.model_validate(self.spec))
+        return self
+
+
+_ADDED = "added"
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -483,6 +539,7 @@ class Rule(BaseModel):
     kpi_threshold: KpiThreshold | None = None
     maintenance: Maintenance | None = None
     priority: PriorityOverride | None = None
+    added: AddedForm | None = None  # a registered form's rule (``register_form``), never written as such
 
     @field_validator("name")
     @classmethod
@@ -497,18 +554,31 @@ class Rule(BaseModel):
     @classmethod
     def _one_form(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            forms = [f for f in FORMS if f in data]
+            if _ADDED in data:
+                raise ValueError(f"unknown field {_ADDED!r}")
+            known = rule_forms()
+            forms = [f for f in known if f in data]
             if len(forms) != 1:
                 what = f"got {', '.join(forms)}" if forms else "got none"
-                raise ValueError(f"a rule has exactly one form ({', '.join(FORMS)}); {what}")
+                raise ValueError(f"a rule has exactly one form ({', '.join(known)}); {what}")
+            if forms[0] in _ADDED_FORMS:
+                name = forms[0]
+                raw = data[name]
+                data = {k: v for k, v in data.items() if k != name}
+                data[_ADDED] = {"form": name, "spec": raw}
         return data
 
     @property
     def form(self) -> str:
+        if self.added is not None:
+            return self.added.form
         return next(f for f in FORMS if getattr(self, f) is not None)
 
     @property
     def spec(self) -> BaseModel:
+        if self.added is not None:
+            added: BaseModel = self.added.spec
+            return added
         spec: BaseModel = getattr(self, self.form)
         return spec
 
@@ -615,8 +685,13 @@ def scoped(rule: Rule, scope: Mapping[str, Condition]) -> Rule:
             update["second"] = _inherit(spec.second, scope)
     elif isinstance(spec, PriorityOverride):
         update = {"when": spec.when.model_copy(update={"root": _inherit(spec.when.root, scope)})}
+    elif isinstance(spec, FormSchema):
+        update = {f: _inherit(getattr(spec, f), scope) for f in spec.alarm_matches}
     if not update:
         return rule
+    if rule.added is not None:
+        added = rule.added.model_copy(update={"spec": spec.model_copy(update=update)})
+        return rule.model_copy(update={_ADDED: added})
     return rule.model_copy(update={rule.form: spec.model_copy(update=update)})
 
 
@@ -715,6 +790,9 @@ def _translate(
         if isinstance(rules, list) and loc[1] < len(rules) and isinstance(rules[loc[1]], Mapping):
             name = rules[loc[1]].get("name")
             rule = name if isinstance(name, str) else None
+            if len(loc) >= 3 and loc[2] == _ADDED:  # a registered form's errors, at its own key
+                form = next((f for f in _ADDED_FORMS if f in rules[loc[1]]), _ADDED)
+                loc = (*loc[:2], form, *loc[3:])
     line = locator.line(loc) if locator else None
     where = _dotted(loc)
     return RulesetError(source, where, _reason(err), line=line, rule=rule)

@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.core.forms.base import NOTHING, BaseForm, Fact, FormContext, Outcome, Seen, Verdict
 from engine.core.forms.synthetic import Synthetic, clear_alarm, raise_alarm
 from engine.core.kqi import aggregate as kqi_aggregate
 from engine.model.messages import Alarm, KpiSample, ThresholdInfo
-from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Emit, KpiThreshold
 
@@ -42,11 +42,14 @@ def aggregate(kind: str, values: Sequence[float]) -> float:
     return value
 
 
-class Breaches:
-    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
-        self._rules = [r for r in rules if r.form == "kpi_threshold"]
+class Breaches(BaseForm):
+    name = "breaches"
+    rule_form = "kpi_threshold"
+
+    def __init__(self, ctx: FormContext) -> None:
+        self._rules = ctx.rules_of("kpi_threshold")
         self._names = {r.qualified for r in self._rules}
-        self._topology = topology
+        self._topology = ctx.topology
         self._by_metric: dict[str, list[CompiledRule]] = {}
         for r in self._rules:
             spec = r.rule.kpi_threshold
@@ -56,7 +59,22 @@ class Breaches:
         self._in_scope: dict[tuple[str, str, str | None], bool] = {}
         self.raised = 0
 
-    def observe(self, sample: KpiSample) -> list[Synthetic]:
+    def observe(self, fact: Fact, now: float) -> Outcome:
+        """KPI samples only: an alarm is never a KPI value."""
+        if not isinstance(fact, KpiSample) or not self._by_metric:
+            return NOTHING
+        raised = self._observe(fact)
+        return Outcome(alarms=tuple(raised)) if raised else NOTHING
+
+    def counters(self) -> dict[str, int]:
+        return {"kpi_breaches": self.raised}
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        if seen.synthetic == rule.qualified:
+            return Verdict(True, f"raised by this rule: {seen.alarm.text or ''}".rstrip(": "))
+        return Verdict(False, "evaluates KPI samples, not alarms")
+
+    def _observe(self, sample: KpiSample) -> list[Synthetic]:
         out: list[Synthetic] = []
         for metric in sorted(sample.metrics):
             for rule in self._by_metric.get(metric, ()):

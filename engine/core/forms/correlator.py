@@ -2,7 +2,9 @@
 
 The correlator asserts one fact per alarm occurrence per scope (see ``compiler``), collects the pairs
 durable's joins produce, and retracts facts when their window can no longer matter (our clock).
-It decides nothing about incidents: it returns ``Explanation`` s, the incident book chooses.
+It decides nothing about incidents: it returns ``Explanation`` s, the incident book chooses. It also
+classifies each alarm (which parts of the other forms' rules it matches, ``classify``), and says why
+a correlate rule related an alarm to another, or why not (``explain``).
 """
 
 from __future__ import annotations
@@ -10,37 +12,40 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
+from engine.core.forms.base import (
+    NOTHING,
+    BaseForm,
+    Cleared,
+    Explanation,
+    Fact,
+    FormContext,
+    Outcome,
+    Raised,
+    Released,
+    Seen,
+    Verdict,
+)
+from engine.core.forms.explain_correlate import explain_correlate
 from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by
-from engine.model.topology import Topology
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost
 
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """``symptom`` (an alarm key) is explained by ``root`` (an alarm key) through ``rule``."""
-
-    root: str
-    symptom: str
-    rule: CompiledRule
-    root_time: float
-    symptom_time: float
-    detail: str = ""  # what related them, in words (key values, window), for the suppression reason
-
-    def sort_key(self) -> tuple[int, float, str, float, str]:
-        return (self.rule.order, self.root_time, self.root, self.symptom_time, self.symptom)
+__all__ = ["Correlator", "Explanation"]
 
 
-class Correlator:
-    def __init__(self, program: Program, topology: Topology, *, grace: float = 0.0) -> None:
-        self._program = program
-        self._topology = topology
-        self._grace = grace
+class Correlator(BaseForm):
+    name = "correlator"
+    rule_form = "correlate"
+
+    def __init__(self, ctx: FormContext) -> None:
+        program = self._program = ctx.program
+        self._topology = ctx.topology
+        self._alarm = ctx.alarm
+        self._grace = ctx.grace
         self._host = RuleHost()
         for name, definition in program.definitions.items():
             self._host.load(name, definition)
@@ -52,6 +57,38 @@ class Correlator:
         self._regexes = compiled_regexes(program)
         self._classify = CLASSIFY in program.definitions
         self._parts: dict[str, frozenset[str]] = {}  # alarm key -> rule parts its current state matches
+        self._sids: dict[tuple[str, str, str], frozenset[str]] = {}  # explain's scope lookups
+
+    # -- the form --------------------------------------------------------------------------------
+    def observe(self, fact: Fact, now: float) -> Outcome:
+        if isinstance(fact, Raised):
+            found = self._assert(fact.alarm, now, t=fact.t)
+            return Outcome(explanations=tuple(found)) if found else NOTHING
+        if isinstance(fact, Cleared):
+            self._cleared(fact.alarm, now)
+        elif isinstance(fact, Released):
+            self.forget(fact.key)
+        return NOTHING
+
+    def tick(self, now: float) -> Outcome:
+        """Retract facts whose every window has passed."""
+        while self._expiry and self._expiry[0][0] <= now:
+            due, _, key, occ = heapq.heappop(self._expiry)
+            if self._due.get(key) == (due, occ):  # not re-observed since this entry was pushed
+                self.forget(key)
+        return NOTHING
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        return explain_correlate(rule, seen, self._topology, self.scopes)
+
+    def scopes(self, relation: str, ne_id: str, role: str) -> frozenset[str]:
+        """The correlation scopes (sids) an alarm on ``ne_id`` is asserted under in ``role`` (``root``
+        or ``sym``) for one relation: "in scope" means exactly what durable joins."""
+        k = (relation, ne_id, role)
+        hit = self._sids.get(k)
+        if hit is None:
+            hit = self._sids[k] = frozenset(sid for sid, r in self._scopes(relation, ne_id) if r == role)
+        return hit
 
     @property
     def program(self) -> Program:
@@ -67,11 +104,11 @@ class Correlator:
     def next_due(self) -> float | None:
         return self._expiry[0][0] if self._expiry else None
 
-    def observe(self, alarm: ActiveAlarm, now: float, *, t: float | None = None) -> list[Explanation]:
-        """Assert the facts of an alarm occurrence; return every pair the rules matched."""
+    def _assert(self, alarm: ActiveAlarm, now: float, *, t: float) -> list[Explanation]:
+        """Assert the facts of an alarm occurrence as of ``t``; return every pair the rules matched."""
         occ = alarm.occurrence_id
         self.forget(alarm.key)  # one live occurrence per identity: a re-raise replaces the old facts
-        base = self._base_fact(alarm, alarm.first_seen if t is None else t)
+        base = self.base_fact(alarm, t)
         asserted: list[tuple[str, dict[str, Any]]] = []
         out: list[Explanation] = []
         lifetime = 0.0
@@ -117,7 +154,7 @@ class Correlator:
         rule = self._program.rules.get(source)
         return rule is not None and rule.form == "kpi_threshold"
 
-    def cleared(self, alarm: ActiveAlarm, now: float) -> None:
+    def _cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """An alarm cleared: a condition's facts now expire like an event's, counted from the clear."""
         due = self._due.get(alarm.key)
         if due is not None and due[0] == math.inf:
@@ -139,7 +176,7 @@ class Correlator:
         if not self._classify:
             return frozenset()
         fact = {
-            **self._base_fact(alarm, alarm.first_seen),
+            **self.base_fact(alarm, alarm.first_seen),
             "sid": CLASSIFY,
             "id": alarm.occurrence_id,
             "role": "x",
@@ -180,7 +217,7 @@ class Correlator:
             },
         }
 
-    def load(self, state: Mapping[str, Any], alarm: Callable[[str], ActiveAlarm | None]) -> None:
+    def load(self, state: Mapping[str, Any]) -> None:
         """Re-assert the facts of a dump into this (fresh) host without applying what they match.
 
         The pairs those facts formed were applied before the dump; re-asserting makes durable fire
@@ -188,10 +225,10 @@ class Correlator:
         topology, so a reload with new rules or topology gets facts in the new shape.
         """
         for key, occ, t, due in state["live"]:
-            a = alarm(key)
+            a = self._alarm(key)
             if a is None or a.occurrence_id != occ:
                 continue
-            self.observe(a, 0.0, t=t)  # the pairs this fires were applied before the dump
+            self._assert(a, 0.0, t=t)  # the pairs this fires were applied before the dump
             self._due[key] = (math.inf if due is None else due, occ)
         self._expiry = [(due, seq, key, occ) for due, seq, key, occ in state["expiry"]]
         heapq.heapify(self._expiry)
@@ -215,13 +252,6 @@ class Correlator:
         self._due.pop(key, None)
         for ruleset, fact in self._facts.pop(key, ()):
             self._host.retract_fact(ruleset, fact)
-
-    def tick(self, now: float) -> None:
-        """Retract facts whose every window has passed."""
-        while self._expiry and self._expiry[0][0] <= now:
-            due, _, key, occ = heapq.heappop(self._expiry)
-            if self._due.get(key) == (due, occ):  # not re-observed since this entry was pushed
-                self.forget(key)
 
     # -- internals -----------------------------------------------------------------------------
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
@@ -250,7 +280,8 @@ class Correlator:
             for up in sorted(self._topology.ancestors(ne_id)):
                 yield up, "root"
 
-    def _base_fact(self, alarm: ActiveAlarm, t: float) -> dict[str, Any]:
+    def base_fact(self, alarm: ActiveAlarm, t: float) -> dict[str, Any]:
+        """An alarm's durable fact as of ``t``, without scope (explain's matcher asserts the same)."""
         el = self._topology.element(alarm.ne_id)
         fact: dict[str, Any] = {
             "aid": alarm.occurrence_id,

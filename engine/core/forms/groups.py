@@ -12,38 +12,53 @@ the next matching alarm anchors a new group.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
-from engine.core.forms.correlator import Explanation
+from engine.core.forms.base import (
+    NOTHING,
+    BaseForm,
+    Explanation,
+    Fact,
+    FormContext,
+    GroupStart,
+    Outcome,
+    Raised,
+    Released,
+    Seen,
+    Verdict,
+    few,
+)
 from engine.core.forms.keys import describe, key_of
-from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Group
 
-
-@dataclass(frozen=True, slots=True)
-class GroupStart:
-    """``anchor`` starts a group: its incident waits ``wait`` and updates every ``interval``."""
-
-    anchor: str
-    rule: CompiledRule
-    wait: float | None
-    interval: float | None
+__all__ = ["GroupStart", "Groups"]
 
 
-class Groups:
-    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
-        self._rules = [r for r in rules if r.form == "group"]
+class Groups(BaseForm):
+    name = "groups"
+    rule_form = "group"
+
+    def __init__(self, ctx: FormContext) -> None:
+        self._rules = ctx.rules_of("group")
         self._by_name = {r.qualified: r for r in self._rules}
-        self._topology = topology
+        self._topology = ctx.topology
         self._open: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}  # -> (anchor, start)
         self._expiry: list[tuple[float, str, tuple[str, ...]]] = []
         self.joined = 0
 
-    def observe(
+    def observe(self, fact: Fact, now: float) -> Outcome:
+        if isinstance(fact, Raised) and self._rules:
+            explanations, starts = self._observe(fact.alarm, fact.parts, fact.t, now)
+            if explanations or starts:
+                return Outcome(explanations=tuple(explanations), starts=tuple(starts))
+        elif isinstance(fact, Released):
+            self.release(fact.key)
+        return NOTHING
+
+    def _observe(
         self, alarm: ActiveAlarm, parts: frozenset[str], t: float, now: float
     ) -> tuple[list[Explanation], list[GroupStart]]:
         explanations: list[Explanation] = []
@@ -76,12 +91,40 @@ class Groups:
         for k in [k for k, (anchor, _) in self._open.items() if anchor == key]:
             del self._open[k]
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float) -> Outcome:
+        """Groups whose window passed close (no timer of its own: cleaned up as time goes by)."""
         while self._expiry and self._expiry[0][0] < now:
             due, q, key = heapq.heappop(self._expiry)
             held = self._open.get((q, key))
             if held is not None and held[1] + self._by_name[q].window <= due:
                 del self._open[(q, key)]
+        return NOTHING
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        a, sup, inc = seen.alarm, seen.sup, seen.inc
+        q = rule.qualified
+        if f"{q}#match" not in seen.fired:
+            return Verdict(False, "did not match")
+        spec = rule.rule.group
+        assert isinstance(spec, Group)
+        kd = describe(spec.by, key_of(a, spec.by, self._topology))
+        if sup is not None and sup.rule == q:
+            return Verdict(True, f"matched: joined the group anchored by {sup.root} ({sup.detail or kd})")
+        if inc is not None and inc.root == a.key and inc.kind == "group":
+            joined = seen.explains.get(q, [])
+            more = f"; {few(joined)} joined it" if joined else "; nothing joined it"
+            return Verdict(True, f"matched: anchors a group ({kd}), a group incident{more}")
+        if sup is not None:
+            return Verdict(
+                False,
+                f"matched ({kd}), but it was already explained by {sup.root} through {sup.rule} "
+                "(an alarm keeps its first explanation)",
+            )
+        return Verdict(
+            False,
+            f"matched ({kd}), but it neither joined nor anchors a group now: the group's window "
+            f"({rule.window:g} s) had passed, or its incident was already notified or part of a larger one",
+        )
 
     def __len__(self) -> int:
         return len(self._open)

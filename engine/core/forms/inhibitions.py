@@ -12,31 +12,53 @@ each other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
-from engine.core.forms.correlator import Explanation
+from engine.core.forms.base import (
+    NOTHING,
+    BaseForm,
+    Cleared,
+    Explanation,
+    Fact,
+    FormContext,
+    Outcome,
+    Raised,
+    Seen,
+    Verdict,
+    few,
+)
 from engine.core.forms.keys import describe, key_of
-from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Inhibit
 
 _Slot = tuple[str, tuple[str, ...]]
 
 
-class Inhibitions:
-    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
-        self._rules = [r for r in rules if r.form == "inhibit"]
+class Inhibitions(BaseForm):
+    name = "inhibitions"
+    rule_form = "inhibit"
+
+    def __init__(self, ctx: FormContext) -> None:
+        self._rules = ctx.rules_of("inhibit")
         self._names = {r.qualified for r in self._rules}
-        self._topology = topology
+        self._topology = ctx.topology
         self._sources: dict[_Slot, dict[str, float]] = {}  # (rule, key) -> active source -> time
         self._targets: dict[_Slot, dict[str, float]] = {}
         self._of: dict[str, list[tuple[str, _Slot]]] = {}  # alarm key -> where it is indexed
         self._both: dict[str, set[str]] = {}  # alarm key -> rules whose both sides it matches
         self.inhibited = 0
 
-    def observe(self, alarm: ActiveAlarm, parts: frozenset[str], t: float) -> list[Explanation]:
+    def observe(self, fact: Fact, now: float) -> Outcome:
+        if isinstance(fact, Raised):
+            found = self._observe(fact.alarm, fact.parts, fact.t)
+            return Outcome(explanations=tuple(found)) if found else NOTHING
+        if isinstance(fact, Cleared):
+            self.cleared(fact.alarm.key)
+        return NOTHING
+
+    def _observe(self, alarm: ActiveAlarm, parts: frozenset[str], t: float) -> list[Explanation]:
         self.cleared(alarm.key)  # re-index from the alarm's current fields
         out: list[Explanation] = []
         for rule in self._rules:
@@ -83,6 +105,40 @@ class Inhibitions:
                 held.pop(key, None)
                 if not held:
                     del index[slot]
+
+    def counters(self) -> dict[str, int]:
+        return {"inhibited": self.inhibited}
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        a, sup = seen.alarm, seen.sup
+        q = rule.qualified
+        src, tgt = f"{q}#source" in seen.fired, f"{q}#target" in seen.fired
+        spec = rule.rule.inhibit
+        assert isinstance(spec, Inhibit)
+        kd = describe(spec.equal, key_of(a, spec.equal, self._topology))
+        decided = False
+        said = []
+        if tgt:
+            if sup is not None and sup.rule == q:
+                decided = True
+                said.append(f"target side matched: inhibited by {sup.root} while it is active ({kd} equal)")
+            elif sup is not None:
+                said.append(
+                    f"target side matched, but it was already explained by {sup.root} through {sup.rule}"
+                )
+            else:
+                said.append(f"target side matched, but no source with {kd} was active when it was raised")
+        if src:
+            mine = seen.explains.get(q, [])
+            if mine:
+                decided = True
+                said.append(f"source side matched: inhibits {few(mine)}")
+            else:
+                cleared = "" if a.active else " (it has cleared: it inhibits nothing any more)"
+                said.append(f"source side matched, but it inhibits no target with {kd}{cleared}")
+        if not (src or tgt):
+            said.append("neither source nor target matched")
+        return Verdict(decided, "; ".join(said))
 
     def active_sources(self) -> int:
         return sum(len(v) for v in self._sources.values())

@@ -15,18 +15,26 @@ the elements its matchers match, exactly as a maintenance rule's window does, na
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from engine.core.forms.base import BaseForm, FormContext, Seen, Verdict
 from engine.core.forms.silences import ElementLabels, Silences
-from engine.model.topology import Topology
+from engine.model.timeutil import format_time
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Maintenance
 
 
-class Calendar:
-    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
-        self._rules = [r for r in rules if r.form == "maintenance"]
-        self._topology = topology
+class Calendar(BaseForm):
+    """Maintenance windows and silences. It observes nothing: the incident book asks it
+    (``covering``) whether a root is under maintenance; its state is the silences."""
+
+    name = "maintenance"
+    rule_form = "maintenance"
+
+    def __init__(self, ctx: FormContext) -> None:
+        self._rules = ctx.rules_of("maintenance")
+        self._topology = ctx.topology
         self._covers: dict[tuple[str, str], bool] = {}
         self.silences = Silences()
 
@@ -93,3 +101,46 @@ class Calendar:
             if w is not None:
                 out.append((rule.qualified, spec.schedule.describe(), w[0], w[1]))
         return out
+
+    # -- the form --------------------------------------------------------------------------------
+    def dump(self) -> list[dict[str, Any]]:
+        return self.silences.dump()
+
+    def load(self, state: Iterable[Mapping[str, Any]]) -> None:
+        self.silences.load(state)
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        """``matched``: the alarm's element is in the rule's scope (a window matches elements)."""
+        a, inc = seen.alarm, seen.inc
+        spec = rule.rule.maintenance
+        assert isinstance(spec, Maintenance)
+        sc = spec.scope
+        el = self._topology.element(a.ne_id)
+        in_scope = (
+            a.ne_id in sc.elements
+            or (el.site is not None and el.site in sc.sites)
+            or (el.region is not None and el.region in sc.regions)
+            or bool(set(sc.services) & self._topology.platform_services(a.ne_id))
+        )
+        if inc is not None and inc.maintenance == rule.qualified:
+            until = format_time(inc.hold_until) if inc.hold_until is not None else "its end"
+            return Verdict(True, f"holds back incident {inc.id} until {until}", matched=True)
+        if not in_scope:
+            return Verdict(False, f"{a.ne_id} is not in its scope", matched=False)
+        window = spec.schedule.window_at(seen.clock)
+        if window is not None:
+            now = f"a window is open now until {format_time(window[1])}"
+        else:
+            now = f"no window is open now ({spec.schedule.describe()})"
+        return Verdict(False, f"{a.ne_id} is in its scope; {now}", matched=True)
+
+    def transient(self, seen: Seen) -> str | None:
+        """An alarm raised and cleared inside a window: its incident was dropped silently."""
+        cleared = seen.alarm.cleared_time
+        covering = self.covering(seen.alarm.ne_id, cleared) if self and cleared is not None else None
+        if covering is None:
+            return None
+        return (
+            f"raised and cleared inside maintenance window {covering[0]}: its incident was dropped "
+            "without a notification"
+        )

@@ -17,17 +17,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from engine.core.forms.base import BaseForm, FormContext, Seen, Verdict
 from engine.core.impact import Health, Impact, subscriptions_hit
 from engine.core.priority import Priority
-from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import PriorityOverride
 
 
-class Overrides:
-    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
-        self._rules = [r for r in rules if r.form == "priority"]
-        self._topology = topology
+class Overrides(BaseForm):
+    """Priority overrides. It observes nothing: the incident book applies them (``apply``) each time
+    it assesses an incident, with its root's classification."""
+
+    name = "overrides"
+    rule_form = "priority"
+
+    def __init__(self, ctx: FormContext) -> None:
+        self._rules = ctx.rules_of("priority")
+        self._topology = ctx.topology
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -93,3 +99,47 @@ class Overrides:
         if c.access in bad:
             return True
         return any(p in bad for s in c.services for p in self._topology.service_types[s].platform)
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        a, inc = seen.alarm, seen.inc
+        q = rule.qualified
+        spec = rule.rule.priority
+        assert isinstance(spec, PriorityOverride)
+        if f"{q}#root" not in seen.fired:
+            return Verdict(False, "its root condition did not match")
+        if inc is None or inc.root != a.key:
+            return Verdict(
+                False,
+                "its root condition matched, but this alarm is not the root of an incident (overrides "
+                "apply to an incident's root)",
+            )
+        applied = [
+            o for o in (inc.priority.breakdown.get("overrides", []) if inc.priority else []) if o["rule"] == q
+        ]
+        if applied:
+            o = applied[0]
+            severity = f", severity {spec.severity}" if spec.severity else ""
+            return Verdict(True, f"applied to incident {inc.id}: P{o['from']} → P{o['to']}{severity}")
+        if f"{q}#root" not in seen.classified:
+            return Verdict(
+                False,
+                "its root condition matches now, but the engine's classification of this alarm (made "
+                "when it was last raised or changed) did not include it",
+            )
+        return Verdict(
+            False, f"its root condition matched, but the rest of `when` did not hold ({_when(spec)})"
+        )
+
+
+def _when(spec: PriorityOverride) -> str:
+    w = spec.when
+    said = []
+    if w.min_customers is not None:
+        said.append(f"at least {w.min_customers} customer(s) affected")
+    if w.tiers:
+        said.append("a customer of tier " + "/".join(w.tiers) + " affected")
+    if w.services:
+        said.append("service " + "/".join(w.services) + " affected")
+    if w.customers:
+        said.append("customer " + "/".join(w.customers) + " affected")
+    return "; ".join(said) or "nothing more"

@@ -16,16 +16,27 @@ SEC's PairWithWindow. The *first* alarm of a key (``equal`` fields) opens a pend
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
-from engine.core.forms.correlator import Explanation
+from engine.core.forms.base import (
+    NOTHING,
+    BaseForm,
+    Cleared,
+    Explanation,
+    Fact,
+    FormContext,
+    Outcome,
+    Raised,
+    Seen,
+    Verdict,
+)
 from engine.core.forms.keys import describe, key_of
 from engine.core.forms.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by
 from engine.model.messages import Alarm
-from engine.model.topology import Topology
+from engine.model.timeutil import format_time
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import OnPair, Pair
 
@@ -34,6 +45,8 @@ _Slot = tuple[str, tuple[str, ...]]
 
 @dataclass
 class PairOutcome:
+    """What one step decided, gathered as it goes (frozen into an ``Outcome`` when it returns)."""
+
     synthetics: list[Synthetic] = field(default_factory=list)
     explanations: list[Explanation] = field(default_factory=list)
     discards: list[tuple[str, str]] = field(default_factory=list)  # (first alarm key, rule)
@@ -45,15 +58,28 @@ class PairOutcome:
         self.discards.extend(other.discards)
         self.holds.extend(other.holds)
 
+    def frozen(self) -> Outcome:
+        if not (self.synthetics or self.explanations or self.discards or self.holds):
+            return NOTHING
+        return Outcome(
+            holds=tuple(self.holds),
+            alarms=tuple(self.synthetics),
+            members=tuple(self.explanations),
+            discards=tuple(self.discards),
+        )
+
 
 def _second_words(spec: Pair) -> str:
     return "its clear" if spec.second == "clear" else "the matching alarm"
 
 
-class Pairs:
-    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
-        self._rules = {r.qualified: r for r in rules if r.form == "pair"}
-        self._topology = topology
+class Pairs(BaseForm):
+    name = "pairs"
+    rule_form = "pair"
+
+    def __init__(self, ctx: FormContext) -> None:
+        self._rules = {r.qualified: r for r in ctx.rules_of("pair")}
+        self._topology = ctx.topology
         self._pending: dict[_Slot, tuple[str, float, str]] = {}  # -> (first key, deadline, ne)
         self._escalated: dict[_Slot, tuple[str, Alarm]] = {}  # -> (first key, escalation alarm)
         self._timers: list[tuple[float, str, tuple[str, ...]]] = []
@@ -65,7 +91,17 @@ class Pairs:
         assert isinstance(spec, Pair)
         return spec
 
-    def observe(self, alarm: ActiveAlarm, parts: frozenset[str], t: float) -> PairOutcome:
+    def observe(self, fact: Fact, now: float) -> Outcome:
+        """A first alarm opens a pair, a second (or the first's clear) completes it: arrivals only."""
+        if not self._rules:
+            return NOTHING
+        if isinstance(fact, Raised):
+            return self._observe(fact.alarm, fact.parts, fact.t).frozen() if fact.arrival else NOTHING
+        if isinstance(fact, Cleared):
+            return self.cleared(fact.alarm, fact.alarm.cleared_time or now).frozen()
+        return NOTHING
+
+    def _observe(self, alarm: ActiveAlarm, parts: frozenset[str], t: float) -> PairOutcome:
         out = PairOutcome()
         for q in self._rules:
             if raised_by(alarm.key) == q:
@@ -129,7 +165,10 @@ class Pairs:
     def next_due(self) -> float | None:
         return self._timers[0][0] if self._timers else None
 
-    def tick(self, now: float) -> PairOutcome:
+    def tick(self, now: float) -> Outcome:
+        return self._tick(now).frozen()
+
+    def _tick(self, now: float) -> PairOutcome:
         out = PairOutcome()
         while self._timers and self._timers[0][0] <= now:
             due, q, key = heapq.heappop(self._timers)
@@ -160,6 +199,67 @@ class Pairs:
                 )
             )
         return out
+
+    def counters(self) -> dict[str, int]:
+        return {"pair_timeouts": self.timeouts, "pairs_completed": self.paired}
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        a, sup = seen.alarm, seen.sup
+        q = rule.qualified
+        if seen.synthetic == q:
+            return Verdict(True, f"raised by this rule (an escalation): {a.text or ''}")
+        spec = self._spec(q)
+        first, second = f"{q}#first" in seen.fired, f"{q}#second" in seen.fired
+        said = []
+        decided = False
+        awaited = "its own clear" if spec.second == "clear" else "a matching second alarm"
+        kd = describe(spec.equal, key_of(a, spec.equal, self._topology))
+        if first:
+            deadline = a.first_seen + spec.window
+            if sup is not None and sup.rule == q:
+                decided = True
+                said.append(f"first side matched: escalated ({sup.detail or 'no pair'}) as {sup.root}")
+            elif spec.second == "clear" and a.cleared_time is not None and a.cleared_time <= deadline:
+                dropped = spec.discards and seen.inc is None
+                decided = dropped
+                said.append(
+                    f"first side matched: its clear came {a.cleared_time - a.first_seen:g} s later, within "
+                    f"the {spec.window:g} s window: the pair completed"
+                    + (", a transient: its incident was dropped (on_pair: discard)" if dropped else "")
+                )
+            elif a.active and seen.clock < deadline:
+                said.append(f"first side matched: waiting for {awaited} until {format_time(deadline)}")
+            else:
+                timeout = ", else an escalation" if spec.on_timeout is not None else ""
+                said.append(
+                    f"first side matched ({kd}): it expected {awaited} within {spec.window:g} s{timeout}; "
+                    "no pair decision about it is visible now"
+                )
+        if second:
+            said.append(f"second side matched: it completes a pair pending with {kd}, if one was open")
+        if not (first or second):
+            said.append("neither side matched")
+        return Verdict(decided, "; ".join(said))
+
+    def transient(self, seen: Seen) -> str | None:
+        """An alarm that left no incident: dropped as a transient by a pair rule, if one could have."""
+        a = seen.alarm
+        if a.cleared_time is None:
+            return None
+        for q, rule in sorted(self._rules.items(), key=lambda item: item[1].order):
+            spec = self._spec(q)
+            if (
+                spec.discards
+                and spec.second == "clear"
+                and f"{q}#first" in seen.fired
+                and a.cleared_time - a.first_seen <= spec.window
+            ):
+                return (
+                    f"dropped as a transient by {rule.qualified}: it cleared "
+                    f"{a.cleared_time - a.first_seen:g} s after it was raised, within the pair's "
+                    f"{spec.window:g} s window"
+                )
+        return None
 
     def dump(self) -> dict[str, Any]:
         return {

@@ -270,6 +270,21 @@ class Silences:
         self._by_id[silence_id] = Silence(old.id, old.matchers, starts, now, old.created_by, old.comment, now)
         return None
 
+    def command(self, command: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """Apply ``{"op": "set", "silence": {...}, "replaces": id}`` or ``{"op": "expire", "id": id}``:
+        ``{"id": ...}``, or ``{"error": ..., "not_found": bool}`` when it was refused."""
+        if command["op"] == "expire":
+            sid = str(command["id"])
+            error = self.expire(sid, now)
+            result: dict[str, Any] = {"id": sid} if error is None else {"error": error}
+        else:
+            new = Silence.from_json(command["silence"])
+            got, error = self.set(new, now, replaces=command.get("replaces"))
+            result = {"id": got} if error is None else {"error": error}
+        if error is not None:
+            result["not_found"] = error.endswith("not found")
+        return result
+
     def covering(self, attrs: ElementLabels, now: float) -> list[Silence]:
         return [s for s in self._by_id.values() if s.covers(attrs, now)]
 

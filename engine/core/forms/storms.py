@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
-from engine.core.forms.correlator import Explanation
+from engine.core.forms.base import (
+    NOTHING,
+    BaseForm,
+    Explanation,
+    Fact,
+    FormContext,
+    Outcome,
+    Raised,
+    Seen,
+    Verdict,
+    few,
+)
 from engine.core.forms.keys import describe, key_of, scope_id
 from engine.core.forms.synthetic import Synthetic, clear_alarm, raise_alarm, raised_by, synthetic_id
 from engine.model.messages import Alarm
 from engine.model.timeutil import format_time
-from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import Threshold
 
@@ -36,17 +46,29 @@ class _Storm:
     members: int
 
 
-class Storms:
-    def __init__(self, rules: Sequence[CompiledRule], topology: Topology) -> None:
-        self._rules = [r for r in rules if r.form == "threshold"]
+class Storms(BaseForm):
+    name = "storms"
+    rule_form = "threshold"
+
+    def __init__(self, ctx: FormContext) -> None:
+        self._rules = ctx.rules_of("threshold")
         self._names = {r.qualified: r for r in self._rules}
-        self._topology = topology
+        self._topology = ctx.topology
         self._recent: dict[_Slot, deque[tuple[float, str]]] = {}
         self._firing: dict[_Slot, _Storm] = {}
         self._timers: list[tuple[float, str, tuple[str, ...]]] = []
         self.fired = 0
 
-    def observe(
+    def observe(self, fact: Fact, now: float) -> Outcome:
+        """Arrivals only: an alarm that changed severity or re-surfaced is not counted again."""
+        if not isinstance(fact, Raised) or not fact.arrival or not self._rules:
+            return NOTHING
+        raised, members = self._observe(fact.alarm, fact.parts, fact.t)
+        if not (raised or members):
+            return NOTHING
+        return Outcome(alarms=tuple(raised), members=tuple(members))
+
+    def _observe(
         self, alarm: ActiveAlarm, parts: frozenset[str], t: float
     ) -> tuple[list[Synthetic], list[Explanation]]:
         raised: list[Synthetic] = []
@@ -107,7 +129,7 @@ class Storms:
     def next_due(self) -> float | None:
         return self._timers[0][0] if self._timers else None
 
-    def tick(self, now: float) -> list[Synthetic]:
+    def tick(self, now: float) -> Outcome:
         """Storms whose window passed without a new alarm clear; stale counts are dropped."""
         out: list[Synthetic] = []
         while self._timers and self._timers[0][0] <= now:
@@ -124,7 +146,35 @@ class Storms:
             recent = self._recent.get(slot)
             if recent is not None and recent[-1][0] + self._window(q) <= due:
                 del self._recent[slot]
-        return out
+        return Outcome(alarms=tuple(out)) if out else NOTHING
+
+    def counters(self) -> dict[str, int]:
+        return {"storms": self.fired}
+
+    def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
+        a, sup = seen.alarm, seen.sup
+        q = rule.qualified
+        if seen.synthetic == q:
+            members = seen.explains.get(q, [])
+            tail = f"; {few(members)} in it" if members else ""
+            return Verdict(True, f"raised by this rule (the storm alarm): {a.text or ''}{tail}")
+        if f"{q}#match" not in seen.fired:
+            return Verdict(False, "did not match")
+        spec = rule.rule.threshold
+        assert isinstance(spec, Threshold)
+        kd = describe(spec.by, key_of(a, spec.by, self._topology))
+        if sup is not None and sup.rule == q:
+            return Verdict(True, f"matched: part of the storm {sup.root} ({sup.detail or kd})")
+        if sup is not None:
+            return Verdict(
+                False,
+                f"matched and counted ({kd}), but it was already explained by {sup.root} through {sup.rule}",
+            )
+        return Verdict(
+            False,
+            f"matched and counted ({kd}), but no storm took it: fewer than {spec.count} matching alarms "
+            f"arrived within {spec.window:g} s of each other",
+        )
 
     def _window(self, q: str) -> float:
         spec = self._names[q].rule.threshold

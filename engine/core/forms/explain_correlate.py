@@ -1,0 +1,150 @@
+"""Why a ``correlate`` rule related an alarm to another, or why not (``Correlator.explain``).
+
+A match on a side is not enough: the other side must match an alarm in the same correlation scope
+(the sids the correlator asserts both under) within the rule's window, and the engine keeps an
+alarm's first explanation, refuses cycles and forgets resolved incidents. The candidates on the
+other side are found the way durable would join them (``Correlator.scopes``), nearest in time first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.core.alarms import ActiveAlarm
+from engine.core.forms.base import MAX_LISTED, Seen, Verdict, few
+from engine.model.topology import Topology
+from engine.rules.compiler import CompiledRule
+
+MAX_CANDIDATES = 5000  # other alarms examined per correlate rule for "why not" (the nearest in time first)
+
+Scopes = Callable[[str, str, str], frozenset[str]]
+
+
+def explain_correlate(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes) -> Verdict:
+    fired, sup, explains = seen.fired, seen.sup, seen.explains
+    q = cr.qualified
+    root_m, sym_m = f"{q}#root" in fired, f"{q}#symptom" in fired
+    decided = False
+    said: list[str] = []
+    if sym_m:
+        if sup is not None and sup.rule == q:
+            decided = True
+            said.append(
+                f"symptom side matched: explained by {sup.root} ({sup.relation}, "
+                f"{sup.delay:+.1f} s from the root)"
+            )
+        else:
+            said.append("symptom side matched, but " + _no_root(cr, seen, topology, scopes))
+    if root_m:
+        mine = explains.get(q, [])
+        if mine:
+            decided = True
+            said.append(f"root side matched: explains {few(mine)} through this rule")
+        else:
+            said.append("root side matched, but " + _no_symptom(cr, seen, topology, scopes))
+    if not (root_m or sym_m):
+        said.append("neither side matched")
+    return Verdict(decided, "; ".join(said))
+
+
+def _candidates(cr: CompiledRule, seen: Seen, scopes: Scopes, *, a_is: str) -> list[ActiveAlarm]:
+    """Other alarms in the rule's scope with the alarm (as root or symptom) matching the other side,
+    nearest in time first."""
+    a, evidence = seen.alarm, seen.evidence
+    q, other = cr.qualified, ("symptom" if a_is == "root" else "root")
+    mine = scopes(cr.relation, a.ne_id, "root" if a_is == "root" else "sym")
+    theirs = "sym" if a_is == "root" else "root"
+    out: list[ActiveAlarm] = []
+    for ne, alarms in evidence.by_element().items():  # one scope test per element, not per alarm
+        if mine & scopes(cr.relation, ne, theirs):
+            out.extend(x for x in alarms if x.key != a.key)
+    out.sort(key=lambda x: (abs(x.first_seen - a.first_seen), x.key))
+    return [x for x in out[:MAX_CANDIDATES] if f"{q}#{other}" in evidence.fired(x)]
+
+
+def _no_root(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes) -> str:
+    """Why a symptom-side match was not explained through this rule (``sup``: by another one)."""
+    a, sup, book = seen.alarm, seen.sup, seen.evidence
+    roots = _candidates(cr, seen, scopes, a_is="symptom")
+    where = scope_phrase(cr.relation, a, topology, a_is="symptom")
+    if not roots:
+        return f"no root within its window: no alarm {where} matches the root side"
+    inside = [r for r in roots if r.first_seen - cr.lead <= a.first_seen <= r.first_seen + cr.window]
+    if not inside:
+        r = roots[0]
+        return (
+            f"no root within its window: {r.key} matches the root side {where} but {a.key} was raised "
+            f"{a.first_seen - r.first_seen:+.1f} s from it (the window is -{cr.lead:g} s … "
+            f"+{cr.window:g} s from the root)"
+        )
+    r = min(inside, key=lambda x: (x.first_seen, x.key))
+    if sup is not None:
+        return (
+            f"{r.key} is a root in scope and within the window, but {a.key} was already explained by "
+            f"{sup.root} through {sup.rule} (an alarm keeps its first explanation)"
+        )
+    if book.top(r.key) == a.key:
+        return (
+            f"{r.key} would be its root, but {a.key} already explains {r.key} (directly or through a "
+            "chain): no cycles"
+        )
+    if not a.active and book.incident_of(a.key) is None:
+        return (
+            f"{r.key} is a root in scope and within the window, yet no explanation is held now: the "
+            "incident that held it has resolved (resolved incidents and their explanations are "
+            "forgotten); explain an earlier moment (--at)"
+        )
+    if book.incident_of(r.key) is None and not r.active:
+        return (
+            f"{r.key} is a root in scope and within the window, but it is cleared and its incident "
+            "has resolved: a resolved incident explains nothing more"
+        )
+    return (
+        f"{r.key} is a root in scope and within the window, yet the engine did not pair them: the "
+        "root's facts had expired or were retracted, or this alarm was correlated again later (as "
+        "of that moment, after an incident resolved)"
+    )
+
+
+def _no_symptom(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes) -> str:
+    a, book = seen.alarm, seen.evidence
+    syms = _candidates(cr, seen, scopes, a_is="root")
+    where = scope_phrase(cr.relation, a, topology, a_is="root")
+    inside = [s for s in syms if a.first_seen - cr.lead <= s.first_seen <= a.first_seen + cr.window]
+    if not inside:
+        return (
+            f"no alarm {where} matches the symptom side within its window (-{cr.lead:g} s … "
+            f"+{cr.window:g} s): it explains nothing through this rule"
+        )
+    said = []
+    other = [(s, sup) for s in inside if (sup := book.suppression(s.key)) is not None]
+    if other:
+        listed = ", ".join(f"{s.key} by {sup.root} ({sup.rule})" for s, sup in other[:MAX_LISTED])
+        more = f" and {len(other) - MAX_LISTED} more" if len(other) > MAX_LISTED else ""
+        said.append(
+            f"{len(other)} alarm(s) {where} within the window were already explained otherwise: "
+            f"{listed}{more}"
+        )
+    free = [s.key for s in inside if book.suppression(s.key) is None]
+    if free:
+        said.append(
+            f"{few(free)} {where} within the window are not explained by it (they may be the "
+            "root of its own chain, or the root's facts had gone)"
+        )
+    return "; ".join(said)
+
+
+def scope_phrase(relation: str, a: ActiveAlarm, topology: Topology, *, a_is: str) -> str:
+    """Where the other side of a relation must be, in words: ``at or above olt-7``, ``at site s1``."""
+    el = topology.element(a.ne_id)
+    if relation == "downstream_of":
+        return f"at or above {a.ne_id}" if a_is == "symptom" else f"at or below {a.ne_id}"
+    if relation == "upstream_of":
+        return f"at or below {a.ne_id}" if a_is == "symptom" else f"at or above {a.ne_id}"
+    if relation == "same_element":
+        return f"on {a.ne_id}"
+    if relation == "same_site":
+        return f"at site {el.site}" if el.site else "at its site (it has none)"
+    if relation == "same_region":
+        return f"in region {el.region}" if el.region else "in its region (it has none)"
+    return "on a path of a service type through " + a.ne_id

@@ -1,0 +1,109 @@
+"""The registry of rule forms: which forms a pipeline runs, in which order.
+
+``FORMS`` is the default registry, an ordered tuple of builders (a form's class, or any callable
+taking a ``FormContext``). The order is part of the decisions: every form observes a fact in this
+order, then their outcomes are applied in this order (``engine.core.forms.base``), timers are ticked
+in this order, and ``Pipeline.summary()`` lists the forms' counters in this order. The correlator
+comes first: it classifies the alarms every other form reads (``Raised.parts``).
+
+Adding a form is its module (a ``BaseForm`` subclass with its ``name``, ``rule_form`` and the
+methods it needs) and its line here; a pipeline built with another registry runs other forms
+without any change to the pipeline::
+
+    from engine.core.forms.registry import FORMS
+    pipeline = Pipeline(topology, rulesets, forms=(*FORMS, MyForm))
+
+(``tests/test_form_registry.py`` does exactly that with a form defined in the test.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from engine.core.forms.base import BaseForm, Fact, Form, FormContext, Outcome
+from engine.core.forms.breaches import Breaches
+from engine.core.forms.correlator import Correlator
+from engine.core.forms.groups import Groups
+from engine.core.forms.inhibitions import Inhibitions
+from engine.core.forms.maintenance import Calendar
+from engine.core.forms.overrides import Overrides
+from engine.core.forms.pairs import Pairs
+from engine.core.forms.storms import Storms
+from engine.errors import EngineError
+
+__all__ = ["FORMS", "Builder", "Forms"]
+
+Builder = Callable[[FormContext], Form]
+
+FORMS: tuple[Builder, ...] = (
+    Correlator,  # correlate rules; classifies every alarm for the forms after it
+    Groups,  # group
+    Storms,  # threshold
+    Pairs,  # pair
+    Inhibitions,  # inhibit
+    Breaches,  # kpi_threshold
+    Calendar,  # maintenance windows and silences (read by the incident book)
+    Overrides,  # priority (applied by the incident book)
+)
+"""The default registry, in the order of the decisions."""
+
+F = TypeVar("F")
+
+
+class Forms:
+    """The forms of one pipeline, built from a registry, in its order."""
+
+    def __init__(self, builders: Sequence[Builder], ctx: FormContext) -> None:
+        self._forms: tuple[Form, ...] = tuple(build(ctx) for build in builders)
+        names = [f.name for f in self._forms]
+        if len(set(names)) != len(names) or not all(names):
+            raise EngineError(f"form names must be unique and non-empty: {names}")
+        self._by_rule_form = {f.rule_form: f for f in self._forms if f.rule_form is not None}
+        # the forms with timers, and those that observe facts (the others keep BaseForm's no-op)
+        self.timed = tuple(f for f in self._forms if not _inherited(f, "tick"))
+        self._observers = tuple(f for f in self._forms if not _inherited(f, "observe"))
+
+    def __iter__(self) -> Iterator[Form]:
+        return iter(self._forms)
+
+    def find(self, kind: type[F]) -> F | None:
+        """The form of that class, if the registry has one."""
+        return next((f for f in self._forms if isinstance(f, kind)), None)
+
+    def of_rule(self, rule_form: str) -> Form | None:
+        """The form that implements rules of ``rule_form`` (``Rule.form``)."""
+        return self._by_rule_form.get(rule_form)
+
+    def observe(self, fact: Fact, now: float) -> list[Outcome]:
+        """Every form observes the fact, in order; their outcomes, in the same order, unapplied."""
+        return [f.observe(fact, now) for f in self._observers]
+
+    def next_due(self) -> dict[str, float | None]:
+        return {f.name: f.next_due() for f in self._forms}
+
+    def counters(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self._forms:
+            out.update(f.counters())
+        return out
+
+    def dump(self) -> dict[str, Any]:
+        return {f.name: f.dump() for f in self._forms}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Each form loads its own part; a form the snapshot does not know starts fresh."""
+        for f in self._forms:
+            if f.name in state:
+                f.load(state[f.name])
+
+    def close(self) -> None:
+        for f in self._forms:
+            close = getattr(f, "close", None)
+            if close is not None:
+                close()
+
+
+def _inherited(form: Form, method: str) -> bool:
+    """Whether ``form`` keeps ``BaseForm``'s no-op ``method``."""
+    return getattr(type(form), method, None) is getattr(BaseForm, method)

@@ -1,0 +1,105 @@
+"""Each element's own health, from its active alarms: what impact and priority start from.
+
+An alarm with an ``outage`` or ``degraded`` effect makes its element down or degraded; an alarm
+about one service on the element (the engine's per-service KQI alarms, ``service_scope``) degrades
+that service through the element only. ``HealthView`` propagates these levels through the topology
+(redundancy included). The incident book and service quality read the two mappings by reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.core.alarms import ActiveAlarm
+from engine.core.assessment import EFFECT_HEALTH
+from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by, service_scope
+from engine.core.impact import Health, HealthView, with_service_levels
+from engine.model.topology import Topology
+
+
+class ElementHealth:
+    def __init__(self, topology: Topology, alarm: Callable[[str], ActiveAlarm | None]) -> None:
+        self._topology = topology
+        self._alarm = alarm
+        self.own: dict[str, Health] = {}  # element -> its own health (elements at OK are absent)
+        # service type -> element -> health, from alarms about one service on the element
+        self.by_service: dict[str, dict[str, Health]] = {}
+        self.by_element: dict[str, set[str]] = {}  # element -> keys of the alarms on it
+
+    def index(self, alarm: ActiveAlarm) -> None:
+        self.by_element.setdefault(alarm.ne_id, set()).add(alarm.key)
+
+    def update(self, ne_id: str) -> tuple[bool, bool]:
+        """Recompute an element's own health from its alarms: (anything changed, its own level changed)."""
+        worst = Health.OK
+        per_service: dict[str, Health] = {}
+        keys = self.by_element.get(ne_id, set())
+        for key in list(keys):
+            a = self._alarm(key)
+            if a is None:
+                keys.discard(key)
+                continue
+            if a.active and a.effect in EFFECT_HEALTH:
+                level = EFFECT_HEALTH[a.effect]
+                service = service_scope(key)
+                if service is None:
+                    worst = max(worst, level)
+                else:
+                    per_service[service] = max(per_service.get(service, Health.OK), level)
+        before = self.own.get(ne_id, Health.OK)
+        if worst == Health.OK:
+            self.own.pop(ne_id, None)
+        else:
+            self.own[ne_id] = worst
+        services_before = {s: m[ne_id] for s, m in self.by_service.items() if ne_id in m}
+        for service in set(services_before) | set(per_service):
+            levels = self.by_service.setdefault(service, {})
+            if service in per_service:
+                levels[ne_id] = per_service[service]
+            else:
+                levels.pop(ne_id, None)
+            if not levels:
+                del self.by_service[service]
+        return worst != before or services_before != per_service, worst != before
+
+    def alarmed(self) -> set[str]:
+        """Elements with an active alarm that has an effect, other than service quality's own."""
+        out = set()
+        for ne, keys in self.by_element.items():
+            for key in keys:
+                a = self._alarm(key)
+                if (
+                    a is not None
+                    and a.active
+                    and a.effect != "none"
+                    and raised_by(key) not in QUALITY_SOURCES
+                ):
+                    out.add(ne)
+                    break
+        return out
+
+    def view(self, service: str | None = None) -> HealthView:
+        """Effective health of the network, for one service type when given: the element-level
+        alarms plus those about that service only (a voice KQI alarm degrades voice, not internet)."""
+        services = () if service is None else (service,)
+        return HealthView(self._topology, with_service_levels(self.own, self.by_service, services))
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "own": {ne: int(h) for ne, h in self.own.items()},
+            "own_by_service": {s: {ne: int(h) for ne, h in m.items()} for s, m in self.by_service.items()},
+            "by_element": {ne: sorted(keys) for ne, keys in self.by_element.items()},
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """State on elements the topology no longer has is dropped."""
+        topo = self._topology
+        self.by_element = {ne: set(keys) for ne, keys in state["by_element"].items() if ne in topo}
+        self.own.clear()  # the same mappings: the incident book reads them by reference
+        self.own.update({ne: Health(h) for ne, h in state["own"].items() if ne in topo})
+        self.by_service.clear()
+        for service, levels in state.get("own_by_service", {}).items():
+            kept = {ne: Health(h) for ne, h in levels.items() if ne in topo}
+            if kept:
+                self.by_service[service] = kept

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from engine.core.experience.sla import Breach, BreachKind, SlaSettings, SlaState, SlaTier
+from engine.model.wording import dotted, first_problem
 
 __all__ = ["SlaTracker"]
 
@@ -365,9 +366,8 @@ class SlaTracker:
         try:
             doc = _Dump.model_validate(state)
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ValueError(f"invalid SLA tracker state at {where or '<top>'}: {err['msg']}") from None
+            loc, reason = first_problem(exc)
+            raise ValueError(f"invalid SLA tracker state at {dotted(loc) or '<top>'}: {reason}") from None
         subjects: dict[str, _Subject] = {}
         for key, c in doc.subjects.items():
             rec = _Subject(c.tier, c.first_seen, c.down_since)

@@ -30,7 +30,7 @@ class _Doc(BaseModel):
     flag: bool = False
     kind: Literal["a", "b"] = "a"
     items: Annotated[list[str], Field(max_length=2)] = []
-    inner: _Inner = _Inner()
+    inner: _Inner | None = None
     inners: list[_Inner] = []
     by_name: dict[str, _Inner] = {}
     code: Annotated[str, Field(pattern=r"^[a-z]+$")] = "a"
@@ -116,6 +116,7 @@ def test_type_names_and_helpers() -> None:
         unknown_field("colour", ("ne_id", "site")) == "unknown field 'colour' (expected one of ne_id, site)"
     )
     assert known_fields(_Doc, ("inners", 0)) == ("colour", "size")
+    assert known_fields(_Doc, ("inner",)) == ("colour", "size")
     assert known_fields(_Doc, ("name",)) is None
 
 

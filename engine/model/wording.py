@@ -39,6 +39,7 @@ __all__ = [
     "dotted",
     "first_problem",
     "known_fields",
+    "one_of",
     "problems",
     "reason",
     "type_name",
@@ -152,6 +153,12 @@ def reason(err: ErrorDetails | Mapping[str, Any], model: type[BaseModel] | None 
     return msg
 
 
+def one_of(choices: Sequence[str]) -> str:
+    """``'a', 'b' or 'c'``: choices as pydantic's literal errors list them."""
+    quoted = [repr(c) for c in choices]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
 def unknown_field(name: object = None, known: Sequence[str] | None = None) -> str:
     """``unknown field``, ``unknown field 'colour'`` when the location does not end with the name,
     with ``(expected one of …)`` listing ``known``."""
@@ -193,6 +200,7 @@ def known_fields(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[str,
         target = _step(target, part)
         if target is None:
             return None
+    target = _unwrap(target)
     if not (isinstance(target, type) and issubclass(target, BaseModel)):
         return None
     return tuple(f.alias or name for name, f in target.model_fields.items())

@@ -11,7 +11,15 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.model.wording import dotted, known_fields, problems, reason, type_name, unknown_field
+from engine.model.wording import (
+    dotted,
+    json_type_name,
+    known_fields,
+    problems,
+    reason,
+    type_name,
+    unknown_field,
+)
 
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
 
@@ -109,6 +117,16 @@ def test_type_names_and_helpers() -> None:
         "list",
         "list",
         "mapping",
+    ]
+    assert [json_type_name(v) for v in values] == [
+        "null",
+        "boolean",
+        "number",
+        "number",
+        "string",
+        "array",
+        "tuple",
+        "object",
     ]
     assert dotted(("rules", 2, "function-after[_check()]", "match", "[key]")) == "rules[2].match"
     assert dotted((0, "x"), "samples") == "samples[0].x"

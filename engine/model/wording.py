@@ -19,8 +19,9 @@ a validator's error     its own text (``Value error, `` dropped)
 =====================  ==================================================================
 
 Values are named by their type in YAML/JSON terms: ``null``, ``boolean``, ``integer``, ``number``,
-``string``, ``list``, ``mapping``. Locations are dotted paths with indices (``rules[2].match.severity``);
-each caller adds its own file, line and item names around them.
+``string``, ``list``, ``mapping`` (``json_type_name`` gives JSON Schema's words for the request
+bodies the HTTP APIs check against their OpenAPI specifications). Locations are dotted paths with
+indices (``rules[2].match.severity``); each caller adds its own file, line and item names around them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "Loc",
     "dotted",
     "first_problem",
+    "json_type_name",
     "known_fields",
     "one_of",
     "problems",
@@ -68,6 +70,20 @@ def type_name(value: object) -> str:
     if isinstance(value, Mapping):
         return "mapping"
     return type(value).__name__
+
+
+def json_type_name(value: object) -> str:
+    """What ``value`` is in JSON Schema terms (boolean, number, string, object, array, null): the
+    words of the OpenAPI specifications whose request bodies the HTTP APIs check by hand (TMF642,
+    Alertmanager), so that their refusals read like their specs."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+_JSON_TYPE_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string", type(None): "null"}
 
 
 EXPECTED: Mapping[str, str] = types.MappingProxyType(

@@ -498,6 +498,21 @@ _OK = "tests:\n  - {name: x, timeline: [{at: 0s, clear: {ne_id: a}}], expect: {}
             id="empty-bound",
         ),
         pytest.param(
+            _one_test("    timeline:\n      - {at: 0s, alarm: }\n    expect: {}\n"),
+            "line 11: tests[0].timeline[0].alarm: expected a value, got null",
+            id="empty-alarm",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      opened:\n        - {root: a, state: }\n"),
+            "line 14: tests[0].expect.opened[0].state: expected a value, got null",
+            id="empty-state",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      incidents: .nan\n"),
+            "line 13: tests[0].expect.incidents: expected a finite number, got nan",
+            id="bound-nan",
+        ),
+        pytest.param(
             _one_test(_STEPS + "    expect:\n      counters: {}\n"),
             "line 13: tests[0].expect.counters: must not be empty",
             id="no-counters",

@@ -7,11 +7,12 @@ settings). Every error names the file, the line and the path of the item
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,8 @@ from pydantic import (
     Strict,
     Tag,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -96,11 +99,22 @@ def fmt_duration(seconds: float) -> str:
 
 
 class _Model(BaseModel):
+    """A part of the file: unknown keys refused, and a key given no value (``state:``) is an error,
+    not the same as leaving the key out."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls._nullable:
+            raise ValueError("expected a value, got null")
+        return value
 
 
 Text = Annotated[str, Field(min_length=1)]
-Number = Annotated[float, Strict()]
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
 def _severity(value: str) -> str:
@@ -115,6 +129,8 @@ Severity = Annotated[Text, AfterValidator(_severity)]
 def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number or a bound (at_least, at_most), got {type_name(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -327,6 +343,7 @@ def _path_or_mapping(value: Any) -> Any:
 
 
 class _File(_Model):
+    _nullable = frozenset({"rulesets", "config"})  # `rulesets:` and `config:` left empty: the defaults
     topology: Annotated[Any, AfterValidator(_path_or_mapping)]
     rulesets: Annotated[tuple[Text, ...], BeforeValidator(_path_list)] = ()
     config: Any = None
@@ -451,7 +468,7 @@ def _test(t: _Test, where: Loc, fail: Callable[[Loc, str], TestFileError]) -> Te
 def _step(s: _Step) -> Step:
     """The message a step sends: times filled in from ``at``, the default topic of its kind."""
     when = format_time(START + s.at)
-    if s.payload is not None or "payload" in s.model_fields_set:
+    if "payload" in s.model_fields_set:
         assert s.topic is not None  # _Step._one_kind
         return Step(s.at, s.topic, s.payload)
     if s.samples is not None:

@@ -132,7 +132,7 @@ def test_invalid_lines_become_dead_letters_with_field_and_reason(tmp_path: Path)
     assert [(d["topic"], d["errors"][0]["field"], d["errors"][0]["reason"]) for d in rejected] == [
         ("soc/alarms/olt-999", "ne_id", "unknown element 'olt-999'"),
         ("soc/alarms/olt-002", "severity", "field required"),
-        ("soc/alarms/olt-003", "", "expected a JSON object, got string"),
+        ("soc/alarms/olt-003", "", "expected a mapping, got string"),
     ]
     assert all({"time", "topic", "errors", "payload", "truncated"} <= set(d) for d in letters)
     assert "olt-999" in rejected[0]["payload"]
@@ -241,7 +241,8 @@ RELATION_ERROR = (
         pytest.param(
             {"engine.yaml": "incidents:\n  settle: 10s\n  settel: 30s\n"},
             ["--topology", EXAMPLE_TOPOLOGY, "--config", "{tmp}/engine.yaml"],
-            "error: {tmp}/engine.yaml: line 3: incidents.settel: unknown setting",
+            "error: {tmp}/engine.yaml: line 3: incidents.settel: "
+            "unknown field (expected one of settle, hold_down, update_interval)",
             id="bad-config-unknown-key",
         ),
         pytest.param(
@@ -449,7 +450,7 @@ OK_REFS = ["ok   {tmp}/refs.yaml: ruleset 'refs', 3 rule(s)", "compiled 3 rule(s
         pytest.param(
             {"refs.yaml": REFERENCE_RULESET, "topology.yaml": "elements: [{id: a}]\n"},
             ["--topology", "{tmp}/topology.yaml", "{tmp}/refs.yaml"],
-            (2, [], ["error: {tmp}/topology.yaml: elements[0] (a): missing required field 'type'"]),
+            (2, [], ["error: {tmp}/topology.yaml: elements[0] (a).type: field required"]),
             id="broken-topology-is-bad-input",
         ),
     ],

@@ -258,7 +258,7 @@ CASES: list[Case] = [
         "--config",
         "{tmp}/daemon.yaml",
         env={"ENGINE_HTTP__PORT": "99999"},
-        says="ENGINE_HTTP__PORT (environment): http.port: Input should be less than or equal to 65535",
+        says="ENGINE_HTTP__PORT (environment): http.port: must be at most 65535, got '99999'",
     ),
     case(
         "env-port-not-a-number",
@@ -266,7 +266,7 @@ CASES: list[Case] = [
         "--config",
         "{tmp}/daemon.yaml",
         env={"ENGINE_HTTP__PORT": "abc"},
-        says="ENGINE_HTTP__PORT (environment): http.port: Input should be a valid integer",
+        says="ENGINE_HTTP__PORT (environment): http.port: expected an integer, got 'abc'",
     ),
     case(
         "env-bad-mqtt-url",
@@ -298,7 +298,7 @@ CASES: list[Case] = [
         "--config",
         "{tmp}/daemon.yaml",
         env={"ENGINE_HTTP__BOGUS": "1"},
-        says="ENGINE_HTTP__BOGUS (environment): http.bogus: unknown setting",
+        says="ENGINE_HTTP__BOGUS (environment): http.bogus: unknown field (expected one of enabled, host",
     ),
     case(
         "env-bad-level",
@@ -306,7 +306,7 @@ CASES: list[Case] = [
         "--config",
         "{tmp}/daemon.yaml",
         env={"ENGINE_LOGGING__LEVEL": "loud"},
-        says="logging.level: Input should be 'debug', 'info', 'warning' or 'error'",
+        says="logging.level: 'loud' is not one of 'debug', 'info', 'warning' or 'error'",
     ),
     case(
         "env-negative-duration",

@@ -298,15 +298,15 @@ INVALID: list[Any] = [
     pytest.param(A, b'{"ne_id": "\xff"}', "", "malformed JSON: not valid UTF-8 at byte 11", id="bad-utf8"),
     pytest.param(S, b'{"metrics": {"a": NaN}}', "", "NaN and Infinity are not valid JSON numbers", id="nan"),
     pytest.param(S, b'{"metrics": {"a": -Infinity}}', "", "NaN and Infinity are not valid", id="infinity"),
-    pytest.param(A, b"[1, 2]", "", "expected a JSON object, got array", id="not-object-array"),
-    pytest.param(A, b'"hello"', "", "expected a JSON object, got string", id="not-object-string"),
+    pytest.param(A, b"[1, 2]", "", "expected a mapping, got list", id="not-object-array"),
+    pytest.param(A, b'"hello"', "", "expected a mapping, got string", id="not-object-string"),
     # native alarm fields
     pytest.param(A, js(native(ne_id=None)), "ne_id", "field required", id="missing-ne-id"),
     pytest.param(A, js(native(event_time=None)), "event_time", "field required", id="missing-time"),
     pytest.param(A, js(native(ne_id=12)), "ne_id", "expected a string, got integer", id="ne-id-int"),
     pytest.param(A, js(native(ne_id="")), "ne_id", "must not be empty", id="ne-id-empty"),
     pytest.param(A, js(native(ne_id="n" * 257)), "ne_id", "is 257 characters, limit is 256", id="ne-id-long"),
-    pytest.param(A, js(native(severity=3)), "severity", "expected a string, got integer", id="severity-int"),
+    pytest.param(A, js(native(severity=3)), "severity", "expected one of 'critical'", id="severity-int"),
     pytest.param(
         A,
         js(native(severity="fatal")),
@@ -331,7 +331,7 @@ INVALID: list[Any] = [
     pytest.param(
         A, js({**native(), "event_time": None}), "event_time", "epoch seconds, got null", id="time-null"
     ),
-    pytest.param(A, js(native(event_time=True)), "event_time", "got a boolean", id="time-bool"),
+    pytest.param(A, js(native(event_time=True)), "event_time", "got boolean", id="time-bool"),
     pytest.param(A, js(native(event_time=-1)), "event_time", "must not be negative", id="time-negative"),
     pytest.param(
         A, js(native(event_time=1714557600000)), "event_time", "after year 9999", id="time-milliseconds"
@@ -348,7 +348,7 @@ INVALID: list[Any] = [
         A,
         js(tmf(alarmedObject="olt-1")),
         "alarmedObject",
-        "expected an object, got string",
+        "expected a mapping, got string",
         id="tmf-object-not-object",
     ),
     pytest.param(
@@ -406,11 +406,11 @@ INVALID: list[Any] = [
     ),
     # KPI samples
     pytest.param(S, js(sample(probe_id=None)), "probe_id", "field required", id="sample-no-probe"),
-    pytest.param(S, js(sample(target=["olt-1"])), "target", "expected a string, got array", id="target-list"),
+    pytest.param(S, js(sample(target=["olt-1"])), "target", "expected a string, got list", id="target-list"),
     pytest.param(S, js(sample(time=None)), "time", "field required", id="sample-no-time"),
     pytest.param(S, js(sample(time="x")), "time", "not an RFC 3339 time", id="sample-bad-time"),
     pytest.param(S, js(sample(metrics={})), "metrics", "must not be empty", id="metrics-empty"),
-    pytest.param(S, js(sample(metrics=[1])), "metrics", "expected an object, got array", id="metrics-list"),
+    pytest.param(S, js(sample(metrics=[1])), "metrics", "expected a mapping, got list", id="metrics-list"),
     pytest.param(
         S,
         js(sample(metrics={f"m{i}": 1 for i in range(65)})),
@@ -439,13 +439,13 @@ INVALID: list[Any] = [
         id="metric-string",
     ),
     pytest.param(
-        S, sample(metrics={"mos": float("nan")}), "metrics.mos", "must be a finite number", id="metric-nan"
+        S, sample(metrics={"mos": float("nan")}), "metrics.mos", "expected a finite number", id="metric-nan"
     ),
     pytest.param(
         S, sample(metrics={"big": 10**400}), "metrics.big", "number out of range", id="metric-int-overflow"
     ),
     pytest.param(
-        S, sample(metrics={"mos": float("-inf")}), "metrics.mos", "must be a finite number", id="metric-inf"
+        S, sample(metrics={"mos": float("-inf")}), "metrics.mos", "expected a finite number", id="metric-inf"
     ),
     pytest.param(
         S, js(sample(target="olt-99")), "target", "unknown element 'olt-99'", id="sample-unknown-element"
@@ -457,7 +457,7 @@ INVALID: list[Any] = [
         S, js(sample(customer="evil")), "customer", "unknown customer 'evil'", id="unknown-customer"
     ),
     # batches
-    pytest.param(S, js({"samples": {}}), "samples", "expected an array, got object", id="batch-not-array"),
+    pytest.param(S, js({"samples": {}}), "samples", "expected a list, got mapping", id="batch-not-array"),
     pytest.param(S, js({"samples": []}), "samples", "batch is empty", id="batch-empty"),
     pytest.param(
         S,
@@ -467,7 +467,7 @@ INVALID: list[Any] = [
         id="batch-too-big",
     ),
     pytest.param(
-        S, js({"samples": [1]}), "samples[0]", "expected a JSON object, got integer", id="batch-item-int"
+        S, js({"samples": [1]}), "samples[0]", "expected a mapping, got integer", id="batch-item-int"
     ),
     pytest.param(
         S,
@@ -529,7 +529,7 @@ def test_partial_batch_keeps_good_samples() -> None:
     assert decoded.samples == (kpi(), kpi(target="olt-2", metrics={"mos": 4.2}))
     assert decoded.rejected == (
         ("samples[1].time", "not an RFC 3339 time: 'yesterday'"),
-        ("samples[2]", "expected a JSON object, got string"),
+        ("samples[2]", "expected a mapping, got string"),
         ("samples[4].target", "unknown element 'olt-99'"),
     )
 

@@ -229,14 +229,14 @@ KPI = "    kpi_threshold: {metric: latency_ms, above: 100, aggregate: mean, over
         ),
         pytest.param(
             "name: t\nrules: x\n",
-            ["t.yaml: line 2: rules: expected a list of rules, got str"],
+            ["t.yaml: line 2: rules: expected a list of rules, got string"],
             id="rules-not-a-list",
         ),
         pytest.param(
             "name: t\nrules:\n  - topo\n  - name: a\n    correlate: downstream_of\n",
             [
-                "t.yaml: line 3: rules[0]: expected a mapping (a rule), got str",
-                "t.yaml: line 5: rule 'a', rules[1].correlate: expected a mapping, got str",
+                "t.yaml: line 3: rules[0]: expected a mapping (a rule), got string",
+                "t.yaml: line 5: rule 'a', rules[1].correlate: expected a mapping, got string",
             ],
             id="rule-not-a-mapping",
         ),
@@ -258,7 +258,7 @@ KPI = "    kpi_threshold: {metric: latency_ms, above: 100, aggregate: mean, over
             "name: t\ndefaults: {scope: {colour: red}}\nrules:\n  - name: a\n" + GROUP,
             [
                 "t.yaml: line 2: defaults.scope: unknown field 'colour' "
-                "(known: ne_id, element_type, site, region, service_type)"
+                "(expected one of ne_id, element_type, site, region, service_type)"
             ],
             id="scope-unknown-field",
         ),

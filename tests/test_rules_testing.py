@@ -99,7 +99,7 @@ def test_a_folder_skips_topology_documents_but_a_named_file_is_always_a_test(tmp
     ]
     status, out = _run(tmp_path / "topo.yaml")
     assert status == 2
-    assert out.startswith(f"error: {tmp_path / 'topo.yaml'}: line 1: service_types: unknown key"), out
+    assert out.startswith(f"error: {tmp_path / 'topo.yaml'}: line 1: service_types: unknown field"), out
     _write(tmp_path, "topology: topo.yaml\nelements: []\n", "broken.yaml")
     status, out = _run(tmp_path)
     assert status == 2
@@ -304,8 +304,12 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
 @pytest.mark.parametrize(
     ("text", "where", "reason"),
     [
-        (INLINE_TOPOLOGY + "bogus: 1\n" + CUT, "line 8: bogus", "unknown key 'bogus'"),
-        (CUT, "", "missing 'topology'"),
+        (
+            INLINE_TOPOLOGY + "bogus: 1\n" + CUT,
+            "line 8: bogus",
+            "unknown field (expected one of topology, rulesets, config, tests)",
+        ),
+        (CUT, "", "topology: field required"),
         ("topology: nowhere.yaml\n" + CUT, "line 1: topology", "topology file not found"),
         (INLINE_TOPOLOGY + "rulesets: [nowhere.yaml]\n" + CUT, "line 8: rulesets", "bad ruleset"),
         (
@@ -318,7 +322,7 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             + "tests:\n  - name: x\n    timeline:\n      - {at: 5 minutes, clear: {ne_id: a}}\n"
             "    expect: {}\n",
             "line 11: tests[0].timeline[0].at",
-            "bad duration",
+            "not a duration: '5 minutes'",
         ),
         (
             INLINE_TOPOLOGY
@@ -326,19 +330,19 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             + STEP
             + "    expect:\n      opened_count: 1\n",
             "line 13: tests[0].expect.opened_count",
-            "unknown expectation 'opened_count'",
+            "unknown field (expected one of incidents, opened, resolved, not_opened, dead_letters",
         ),
         (
             INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
             "        - {root: agg-x:lossOfSignal, priority: {below: 2}}\n",
             "line 14: tests[0].expect.opened[0].priority.below",
-            "unknown bound 'below'",
+            "unknown field (expected one of exact, at_least, at_most)",
         ),
         (
             INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n      - {at: 0s, fire: {ne_id: a}}\n"
             "    expect: {}\n",
             "line 11: tests[0].timeline[0].fire",
-            "unknown step key 'fire'",
+            "unknown field (expected one of at, alarm, clear, samples, topic, payload)",
         ),
         (
             INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n      - {at: 1m, clear: {ne_id: a}}\n"
@@ -352,31 +356,31 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             + STEP
             + "    expect:\n      counters: {alarms: 1}\n",
             "line 13: tests[0].expect.counters.alarms",
-            "unknown counter 'alarms'",
+            "'alarms' is not one of 'alarms_raised', 'alarms_cleared'",
         ),
         (
             INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
             "        - {root: agg-x:lossOfSignal, severity: fatal}\n",
             "line 14: tests[0].expect.opened[0].severity",
-            "'fatal' is not a severity",
+            "'fatal' is not one of 'indeterminate', 'warning', 'minor', 'major' or 'critical'",
         ),
         (
             INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
             "        - {root: agg-x:lossOfSignal, opened_at: soon}\n",
             "line 14: tests[0].expect.opened[0].opened_at",
-            "bad duration",
+            "not a duration: 'soon'",
         ),
         (
             INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
             "        - {root: agg-x:lossOfSignal, reasons: [a]}\n",
             "line 14: tests[0].expect.opened[0].reasons",
-            "expected a mapping of alarm key to reason text",
+            "expected a mapping, got list",
         ),
         (
             INLINE_TOPOLOGY + "tests:\n  - name: x\n    timeline:\n" + STEP + "    expect:\n      opened:\n"
             "        - {root: agg-x:lossOfSignal, state: outtage}\n",
             "line 14: tests[0].expect.opened[0].state",
-            "'outtage' is not a state (expected one of outage, degraded, at_risk)",
+            "'outtage' is not one of 'outage', 'degraded' or 'at_risk'",
         ),
         (
             INLINE_TOPOLOGY
@@ -385,7 +389,7 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             + "    expect:\n      notifications:\n"
             "        - {event: closed, root: agg-x:lossOfSignal}\n",
             "line 14: tests[0].expect.notifications[0].event",
-            "'closed' is not one of opened, updated, resolved",
+            "'closed' is not one of 'opened', 'updated' or 'resolved'",
         ),
         (
             INLINE_TOPOLOGY
@@ -393,8 +397,8 @@ STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_caus
             + STEP
             + "    expect:\n      notifications:\n"
             "        - {event: opened}\n",
-            "line 14: tests[0].expect.notifications[0]",
-            "missing 'root'",
+            "line 14: tests[0].expect.notifications[0].root",
+            "field required",
         ),
         (INLINE_TOPOLOGY + "tests: [\n", "line ", "malformed YAML"),
     ],
@@ -428,3 +432,120 @@ def test_main_takes_files_and_folders(tmp_path: Path, capsys: pytest.CaptureFixt
     captured = capsys.readouterr()
     assert captured.err.startswith(f"error: {tmp_path / 'broken.yaml'}: ")
     assert "error" not in captured.out
+
+
+def _one_test(body: str) -> str:
+    return INLINE_TOPOLOGY + "tests:\n  - name: x\n" + body
+
+
+_STEPS = "    timeline:\n" + STEP
+_OK = "tests:\n  - {name: x, timeline: [{at: 0s, clear: {ne_id: a}}], expect: {}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        pytest.param("- 1\n", "line 1: expected a mapping, got list", id="not-a-mapping"),
+        pytest.param(INLINE_TOPOLOGY + "tests: []\n", "line 8: tests: must not be empty", id="no-tests"),
+        pytest.param(
+            _one_test("    timeline:\n" + STEP), "line 9: tests[0].expect: field required", id="no-expect"
+        ),
+        pytest.param(
+            INLINE_TOPOLOGY + _OK + "  - {name: x, timeline: [{at: 0s, clear: {ne_id: a}}], expect: {}}\n",
+            "line 10: tests[1].name: duplicate test name 'x'",
+            id="duplicate-name",
+        ),
+        pytest.param(
+            "topology: 3\n" + _OK,
+            "line 1: topology: expected a path or a mapping, got integer",
+            id="topology-int",
+        ),
+        pytest.param(
+            "topology: {elements: 3}\n" + _OK,
+            "line 1: topology: bad topology: elements: expected a list, got integer",
+            id="bad-inline-topology",
+        ),
+        pytest.param(
+            INLINE_TOPOLOGY + "config:\n  alarms:\n    effects:\n      - {effect: explode}\n" + _OK,
+            "line 11: config.alarms.effects[0].effect: 'explode' is not one of 'outage', 'degraded'",
+            id="config-nested",
+        ),
+        pytest.param(
+            _one_test(
+                "    timeline:\n      - {at: 0s, alarm: {ne_id: a}, clear: {ne_id: a}}\n    expect: {}\n"
+            ),
+            "line 11: tests[0].timeline[0]: a step needs exactly one of alarm, clear, samples or topic",
+            id="two-kinds",
+        ),
+        pytest.param(
+            _one_test("    timeline:\n      - {at: 0s, payload: {a: 1}}\n    expect: {}\n"),
+            "line 11: tests[0].timeline[0]: a raw payload needs a 'topic'",
+            id="payload-without-topic",
+        ),
+        pytest.param(
+            _one_test("    timeline:\n      - {at: 0s, alarm: {severity: major}}\n    expect: {}\n"),
+            "line 11: tests[0].timeline[0].alarm: ne_id: field required",
+            id="alarm-without-ne-id",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      incidents: many\n"),
+            "line 13: tests[0].expect.incidents: expected a number or a bound (at_least, at_most)",
+            id="bound-not-a-number",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      incidents: {}\n"),
+            "line 13: tests[0].expect.incidents: expected at_least and/or at_most",
+            id="empty-bound",
+        ),
+        pytest.param(
+            _one_test("    timeline:\n      - {at: 0s, alarm: }\n    expect: {}\n"),
+            "line 11: tests[0].timeline[0].alarm: expected a value, got null",
+            id="empty-alarm",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      opened:\n        - {root: a, state: }\n"),
+            "line 14: tests[0].expect.opened[0].state: expected a value, got null",
+            id="empty-state",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      incidents: .nan\n"),
+            "line 13: tests[0].expect.incidents: expected a finite number, got nan",
+            id="bound-nan",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      counters: {}\n"),
+            "line 13: tests[0].expect.counters: must not be empty",
+            id="no-counters",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      opened:\n        - {root: a, suppressed: [a, 3]}\n"),
+            "line 14: tests[0].expect.opened[0].suppressed[1]: expected a string, got integer",
+            id="suppressed-item",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      opened:\n        - {root: a, suppressed: {}}\n"),
+            "line 14: tests[0].expect.opened[0].suppressed: expected count, includes and/or excludes",
+            id="suppressed-empty",
+        ),
+        pytest.param(
+            _one_test(_STEPS + "    expect:\n      resolved:\n        - {root: a, resolution: gone}\n"),
+            "line 14: tests[0].expect.resolved[0].resolution: 'gone' is not one of 'cleared' or 'merged'",
+            id="resolution",
+        ),
+        pytest.param(
+            _one_test(
+                _STEPS
+                + "    expect:\n      notifications:\n        - {event: opened, root: a, at: {at_most: x}}\n"
+            ),
+            "line 14: tests[0].expect.notifications[0].at.at_most: not a duration: 'x'",
+            id="duration-in-a-bound",
+        ),
+    ],
+)
+def test_every_broken_shape_names_the_line_and_the_item(tmp_path: Path, text: str, says: str) -> None:
+    """The file's shape is checked by pydantic models; each error still reads
+    `error: FILE: line N: path: reason`, in the engine's common wording, and nothing runs."""
+    path = _write(tmp_path, text)
+    status, out = _run(path)
+    assert status == 2, out
+    assert out.startswith(f"error: {path}: {says}"), out

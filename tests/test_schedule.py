@@ -457,7 +457,7 @@ C = {"cron": "0 2 * * *", "duration": "1h"}
             {"start": 0, "end": 1767225600000},
             "end: time 1767225600000 is after year 9999 (epoch milliseconds sent as seconds?)",
         ),
-        ({"start": True, "end": 10}, "start: expected RFC 3339 time or epoch seconds, got a boolean"),
+        ({"start": True, "end": 10}, "start: expected RFC 3339 time or epoch seconds, got boolean"),
         ({"start": 0, "end": 10, "duration": "1h"}, "duration is not allowed with start/end"),
         ({"weekly": W, "duration": "1h"}, "duration is not allowed with weekly (give weekly.duration)"),
         ({"cron": "0 2 * * *"}, "duration is required with cron"),

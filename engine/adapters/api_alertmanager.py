@@ -46,6 +46,7 @@ from engine.adapters.http import Overloaded
 from engine.core.forms.silences import Matcher, MatcherError, Silence, matches_all, parse_matcher
 from engine.model.alertmanager_in import alert_to_alarm
 from engine.model.timeutil import format_time, parse_time
+from engine.model.wording import json_type_name
 
 if TYPE_CHECKING:
     from engine.core.query import AlarmView, CoreQuery
@@ -60,7 +61,6 @@ MAX_REMEMBERED: Final = 10_000  # alerts whose posted labels are kept for the re
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TRUE: Final = frozenset({"true", "1"})
 _FALSE: Final = frozenset({"false", "0"})
-_JSON_TYPES: Final = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
 
 class AlertmanagerCore(Protocol):
@@ -91,14 +91,6 @@ class _Refused(Exception):
 def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     body = orjson.dumps(obj)
     return web.Response(body=body, status=status, headers=headers, content_type="application/json")
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 # ------------------------------------------------------------------------------- request reading
@@ -150,7 +142,7 @@ def _time_field(obj: Mapping[str, Any], name: str, where: str, errors: list[str]
     if value is None:
         return None
     if not isinstance(value, str):
-        errors.append(f"{where}.{name}: expected an RFC 3339 date-time string, got {_type_name(value)}")
+        errors.append(f"{where}.{name}: expected an RFC 3339 date-time string, got {json_type_name(value)}")
         return None
     try:
         return parse_time(value)
@@ -162,22 +154,22 @@ def _time_field(obj: Mapping[str, Any], name: str, where: str, errors: list[str]
 def _label_set(obj: Mapping[str, Any], name: str, where: str, errors: list[str]) -> None:
     value = obj.get(name)
     if not isinstance(value, dict):
-        errors.append(f"{where}.{name}: expected an object of strings, got {_type_name(value)}")
+        errors.append(f"{where}.{name}: expected an object of strings, got {json_type_name(value)}")
         return
     for k, v in value.items():
         if not isinstance(v, str):
-            errors.append(f"{where}.{name}.{k}: expected a string, got {_type_name(v)}")
+            errors.append(f"{where}.{name}.{k}: expected a string, got {json_type_name(v)}")
 
 
 def alert_schema_errors(alerts: Any) -> list[str]:
     """Where the body breaks the spec's ``postableAlerts`` (each reason names its place)."""
     if not isinstance(alerts, list):
-        return [f"body: expected a JSON array of alerts, got {_type_name(alerts)}"]
+        return [f"body: expected a JSON array of alerts, got {json_type_name(alerts)}"]
     errors: list[str] = []
     for i, alert in enumerate(alerts):
         where = f"[{i}]"
         if not isinstance(alert, dict):
-            errors.append(f"{where}: expected an object, got {_type_name(alert)}")
+            errors.append(f"{where}: expected an object, got {json_type_name(alert)}")
             continue
         if "labels" not in alert:
             errors.append(f"{where}.labels: required")
@@ -189,7 +181,7 @@ def alert_schema_errors(alerts: Any) -> list[str]:
             _time_field(alert, name, where, errors)
         url = alert.get("generatorURL")
         if url is not None and not isinstance(url, str):
-            errors.append(f"{where}.generatorURL: expected a URI string, got {_type_name(url)}")
+            errors.append(f"{where}.generatorURL: expected a URI string, got {json_type_name(url)}")
     return errors
 
 
@@ -210,16 +202,16 @@ def alert_error(alert: Mapping[str, Any]) -> str | None:
 
 def _matcher_json(obj: Any, where: str) -> Matcher:
     if not isinstance(obj, dict):
-        raise _Refused(400, f"{where}: expected an object, got {_type_name(obj)}")
+        raise _Refused(400, f"{where}: expected an object, got {json_type_name(obj)}")
     for name, kind in (("name", str), ("value", str), ("isRegex", bool)):
         if name not in obj:
             raise _Refused(400, f"{where}.{name}: required")
         if not isinstance(obj[name], kind):
-            expected = _type_name(kind())
-            raise _Refused(400, f"{where}.{name}: expected a {expected}, got {_type_name(obj[name])}")
+            expected = json_type_name(kind())
+            raise _Refused(400, f"{where}.{name}: expected a {expected}, got {json_type_name(obj[name])}")
     is_equal = obj.get("isEqual", True)
     if not isinstance(is_equal, bool):
-        raise _Refused(400, f"{where}.isEqual: expected a boolean, got {_type_name(is_equal)}")
+        raise _Refused(400, f"{where}.isEqual: expected a boolean, got {json_type_name(is_equal)}")
     try:
         return Matcher(obj["name"], obj["value"], obj["isRegex"], is_equal)
     except MatcherError as exc:
@@ -229,7 +221,7 @@ def _matcher_json(obj: Any, where: str) -> Matcher:
 def postable_silence(obj: Any) -> tuple[str | None, dict[str, Any]]:
     """The spec's ``postableSilence`` → (id to update or None, the silence's fields). Raises ``_Refused``."""
     if not isinstance(obj, dict):
-        raise _Refused(400, f"body: expected a silence object, got {_type_name(obj)}")
+        raise _Refused(400, f"body: expected a silence object, got {json_type_name(obj)}")
     for name in ("matchers", "startsAt", "endsAt", "createdBy", "comment"):
         if name not in obj:
             raise _Refused(400, f"{name}: required")
@@ -246,12 +238,12 @@ def postable_silence(obj: Any) -> tuple[str | None, dict[str, Any]]:
         times[name] = t
     for name in ("createdBy", "comment"):
         if not isinstance(obj[name], str):
-            raise _Refused(400, f"{name}: expected a string, got {_type_name(obj[name])}")
+            raise _Refused(400, f"{name}: expected a string, got {json_type_name(obj[name])}")
         if len(obj[name]) > 4096:
             raise _Refused(400, f"{name}: is {len(obj[name])} characters, limit is 4096")
     sid = obj.get("id")
     if sid is not None and not isinstance(sid, str):
-        raise _Refused(400, f"id: expected a string, got {_type_name(sid)}")
+        raise _Refused(400, f"id: expected a string, got {json_type_name(sid)}")
     fields = {
         "matchers": [m.to_json() for m in parsed],
         "startsAt": times["startsAt"],

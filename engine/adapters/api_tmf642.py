@@ -54,6 +54,7 @@ from engine.adapters.tmf import (
 from engine.core.alarms import alarm_key
 from engine.errors import InvalidMessage
 from engine.model.timeutil import format_time, parse_time
+from engine.model.wording import json_type_name
 
 if TYPE_CHECKING:
     from engine.adapters.store import Store
@@ -166,21 +167,12 @@ class Tmf642Core(Protocol):
     def alarm_topic(self) -> str: ...
 
 
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    names = {dict: "object", list: "array", str: "string", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
 def _check_scalar(value: Any, kind: str, field: str, errors: list[tuple[str, str]]) -> None:
     if kind == _BOOL:
         if not isinstance(value, bool):
-            errors.append((field, f"expected a boolean, got {_type_name(value)}"))
+            errors.append((field, f"expected a boolean, got {json_type_name(value)}"))
     elif not isinstance(value, str):
-        errors.append((field, f"expected a string, got {_type_name(value)}"))
+        errors.append((field, f"expected a string, got {json_type_name(value)}"))
     elif kind == _TIME:
         try:
             parse_time(value)
@@ -192,7 +184,7 @@ def _check_object(
     value: Any, spec: tuple[tuple[str, ...], tuple[str, ...]], field: str, errors: list[tuple[str, str]]
 ) -> None:
     if not isinstance(value, dict):
-        errors.append((field, f"expected an object, got {_type_name(value)}"))
+        errors.append((field, f"expected an object, got {json_type_name(value)}"))
         return
     strings, required = spec
     for name in required:
@@ -207,7 +199,7 @@ def _check_object(
 def alarm_create_errors(obj: Any) -> list[tuple[str, str]]:
     """Where ``obj`` breaks the swagger's ``Alarm_Create``: ``(TMF field, reason)`` for each."""
     if not isinstance(obj, dict):
-        return [("", f"expected an Alarm object, got {_type_name(obj)}")]
+        return [("", f"expected an Alarm object, got {json_type_name(obj)}")]
     errors: list[tuple[str, str]] = []
     for name in ALARM_CREATE_REQUIRED:
         if name not in obj:
@@ -226,7 +218,7 @@ def alarm_type_errors(obj: Mapping[str, Any], where: str = "") -> list[tuple[str
             _check_object(value, _OBJECTS[key], name, errors)
         elif key in _ARRAYS:
             if not isinstance(value, list):
-                errors.append((name, f"expected an array, got {_type_name(value)}"))
+                errors.append((name, f"expected an array, got {json_type_name(value)}"))
                 continue
             for i, item in enumerate(value):
                 _check_object(item, _ARRAYS[key], f"{name}[{i}]", errors)
@@ -504,7 +496,7 @@ class Tmf642Api:
         alarm = self._alarm(key)
         obj = await self._body(request)
         if not isinstance(obj, dict):
-            raise Refused(400, "invalid Alarm_Update", f"expected an object, got {_type_name(obj)}")
+            raise Refused(400, "invalid Alarm_Update", f"expected an object, got {json_type_name(obj)}")
         await self._update(alarm, obj)
         self._durable()
         return json_response(self._resource(self._alarm(key)))
@@ -517,7 +509,7 @@ class Tmf642Api:
                 errors.append((name, f"not modifiable here (only {', '.join(sorted(_PATCHABLE))})"))
             elif name == "comment":
                 if not isinstance(value, list):
-                    errors.append((name, f"expected an array, got {_type_name(value)}"))
+                    errors.append((name, f"expected an array, got {json_type_name(value)}"))
                 else:
                     for i, item in enumerate(value):
                         _check_object(item, _ARRAYS["comment"], f"comment[{i}]", errors)
@@ -569,7 +561,7 @@ class Tmf642Api:
 
     async def _run_task(self, task: str, obj: Any) -> web.Response:
         if not isinstance(obj, dict):
-            raise Refused(400, f"invalid {task}", f"expected an object, got {_type_name(obj)}")
+            raise Refused(400, f"invalid {task}", f"expected an object, got {json_type_name(obj)}")
         user, system = (
             ("ackUserId", "ackSystemId") if task == "ackAlarms" else ("clearUserId", "clearSystemId")
         )
@@ -589,7 +581,9 @@ class Tmf642Api:
                 if isinstance(pattern, dict):
                     errors.extend(alarm_type_errors(pattern, f"alarmPattern[{i}]."))
                 else:
-                    errors.append((f"alarmPattern[{i}]", f"expected an object, got {_type_name(pattern)}"))
+                    errors.append(
+                        (f"alarmPattern[{i}]", f"expected an object, got {json_type_name(pattern)}")
+                    )
         for name in ("id", "href", "ackedAlarm", "clearedAlarm"):
             if name in obj:
                 errors.append((name, "set by the server, not by the request"))
@@ -660,14 +654,18 @@ class Tmf642Api:
     async def _subscribe(self, request: web.Request) -> web.Response:
         obj = await self._body(request)
         if not isinstance(obj, dict):
-            raise Refused(400, "invalid EventSubscriptionInput", f"expected an object, got {_type_name(obj)}")
+            raise Refused(
+                400, "invalid EventSubscriptionInput", f"expected an object, got {json_type_name(obj)}"
+            )
         callback = obj.get("callback")
         if not isinstance(callback, str) or not callback.startswith(("http://", "https://")):
             raise Refused(400, "invalid EventSubscriptionInput", "callback: required, an http(s) URL")
         query = obj.get("query")
         if query is not None and not isinstance(query, str):
             raise Refused(
-                400, "invalid EventSubscriptionInput", f"query: expected a string, got {_type_name(query)}"
+                400,
+                "invalid EventSubscriptionInput",
+                f"query: expected a string, got {json_type_name(query)}",
             )
         if len(self._subs) >= MAX_SUBSCRIPTIONS:
             raise Refused(409, "too many subscriptions", f"at most {MAX_SUBSCRIPTIONS}")

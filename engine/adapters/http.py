@@ -41,6 +41,7 @@ from engine.core.explain import NotFound
 from engine.core.whatif import what_if
 from engine.errors import ConfigError, EngineError
 from engine.model.timeutil import parse_time
+from engine.model.wording import json_type_name
 from engine.service.config import HttpSettings
 from engine.service.metrics import Metrics
 
@@ -61,7 +62,6 @@ MAX_ACK_NOTE: Final = 4096
 SHUTDOWN_TIMEOUT: Final = 5.0  # seconds for open requests to finish when the API stops
 
 _EPOCH = re.compile(r"^\d+(\.\d+)?$")
-_JSON_TYPES: Final = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
 
 class Overloaded(EngineError):
@@ -161,14 +161,6 @@ def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None)
 
 def _error_response(exc: ApiError) -> web.Response:
     return _json({"error": exc.error, "detail": exc.detail}, exc.status, exc.headers)
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _loads(data: bytes, where: str = "") -> Any:
@@ -283,7 +275,7 @@ def dead_letter_query(query: Mapping[str, str], keys: list[str]) -> dict[str, An
 
 def _ack_body(obj: Any) -> tuple[str, str | None]:
     if not isinstance(obj, dict):
-        raise ApiError(400, "invalid acknowledgement", f"expected a JSON object, got {_type_name(obj)}")
+        raise ApiError(400, "invalid acknowledgement", f"expected a JSON object, got {json_type_name(obj)}")
     unknown = sorted(set(obj) - {"by", "note"})
     if unknown:
         raise ApiError(400, "invalid acknowledgement", f"unknown field(s): {', '.join(unknown)}")
@@ -294,7 +286,7 @@ def _ack_body(obj: Any) -> tuple[str, str | None]:
     if len(by) > MAX_ACK_BY:
         raise ApiError(400, "invalid acknowledgement", f"by: is {len(by)} characters, limit is {MAX_ACK_BY}")
     if note is not None and not isinstance(note, str):
-        raise ApiError(400, "invalid acknowledgement", f"note: expected a string, got {_type_name(note)}")
+        raise ApiError(400, "invalid acknowledgement", f"note: expected a string, got {json_type_name(note)}")
     if note is not None and len(note) > MAX_ACK_NOTE:
         raise ApiError(
             400, "invalid acknowledgement", f"note: is {len(note)} characters, limit is {MAX_ACK_NOTE}"

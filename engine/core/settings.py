@@ -23,6 +23,7 @@ from engine.core.experience import ExperienceSettings, SlaSettings
 from engine.core.kqi import KqiCatalog
 from engine.errors import ConfigError
 from engine.model.timeutil import Duration
+from engine.model.wording import dotted, first_problem, type_name
 from engine.model.yamlsource import Locator
 
 Effect = Literal["outage", "degraded", "none"]
@@ -217,25 +218,20 @@ def core_settings_from_data(
     if data is None:
         return CoreSettings()
     if not isinstance(data, Mapping):
-        raise ConfigError(source, "", f"expected a mapping of settings, got {type(data).__name__}")
+        raise ConfigError(source, "", f"expected a mapping of settings, got {type_name(data)}")
     prefix: tuple[str, ...] = ()
     if "core" in data:
         prefix = ("core",)
         data = data["core"] or {}
         if not isinstance(data, Mapping):
-            raise ConfigError(source, "core", f"expected a mapping, got {type(data).__name__}")
+            raise ConfigError(source, "core", f"expected a mapping, got {type_name(data)}")
         # A full engine config carries other sections (broker, receivers…); they belong to the daemon.
     try:
         return CoreSettings.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = (*prefix, *err["loc"])
-        path = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+        inner, reason = first_problem(exc, CoreSettings)
+        loc = (*prefix, *inner)
+        path = dotted(loc)
         line = locator.line(loc) if locator else None
         where = f"line {line}: {path}" if line else path
-        msg = (
-            "unknown setting"
-            if err["type"] == "extra_forbidden"
-            else str(err["msg"]).removeprefix("Value error, ")
-        )
-        raise ConfigError(source, where, msg) from None
+        raise ConfigError(source, where, reason) from None

@@ -35,6 +35,7 @@ from pydantic.types import FiniteFloat
 
 from engine.errors import InvalidMessage
 from engine.model.timeutil import format_time, parse_time
+from engine.model.wording import dotted, reason, type_name
 
 __all__ = [
     "DEFAULT_ROUTES",
@@ -303,67 +304,15 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 
 # ---------------------------------------------------------------------------------------- errors
 
-_JSON_TYPE_NAMES: dict[type, str] = {
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    str: "string",
-    list: "array",
-    tuple: "array",
-    dict: "object",
-    type(None): "null",
-}
-
-
-def _type_name(value: object) -> str:
-    name = _JSON_TYPE_NAMES.get(type(value))
-    if name is not None:
-        return name
-    return "object" if isinstance(value, Mapping) else type(value).__name__
-
-
-def _path(loc: tuple[int | str, ...], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part != "[key]":
-            out = f"{out}.{part}" if out else part
-    return out
-
 
 def _reason(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    value: Any = error.get("input")
-    ctx = error.get("ctx") or {}
-    if kind == "missing":
-        return "field required"
-    if kind == "literal_error" and isinstance(value, str):
-        return f"{value!r} is not one of {ctx.get('expected', '')}"
-    if kind in ("string_type", "literal_error"):
-        return f"expected a string, got {_type_name(value)}"
-    if kind == "float_type" and type(value) is int:
-        return "number out of range"
-    if kind in ("float_type", "int_type", "float_parsing"):
-        return f"expected a number, got {_type_name(value)}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {value!r}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected an object, got {_type_name(value)}"
-    if kind in ("string_too_short", "too_short"):
-        return "must not be empty"
-    if kind == "string_too_long":
-        return f"is {len(value)} characters, limit is {ctx['max_length']}"
-    if kind == "too_long":
-        what = "metrics" if error["loc"] and error["loc"][-1] == "metrics" else "entries"
-        return f"has {len(value)} {what}, limit is {ctx['max_length']}"
-    if kind == "string_pattern_mismatch":
-        if error["loc"] and error["loc"][-1] == "[key]":
-            return f"metric name {value!r} does not match {ctx['pattern']}"
-        return f"{value!r} does not match {ctx['pattern']}"
-    if kind == "value_error":
-        return str(ctx["error"])
-    return str(error["msg"])
+    """``engine.model.wording``'s words, with metric names and counts said as such."""
+    kind, loc, ctx = error["type"], error["loc"], error.get("ctx") or {}
+    if kind == "too_long" and loc and loc[-1] == "metrics":
+        return f"has {len(error['input'])} metrics, limit is {ctx['max_length']}"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "[key]":
+        return f"metric name {error['input']!r} does not match {ctx['pattern']}"
+    return reason(error)
 
 
 def _translate(
@@ -376,9 +325,9 @@ def _translate(
             inner = loc[1:]
             if loc[0] == "threshold_info" and inner and isinstance(inner[0], str):
                 inner = (_TMF_THRESHOLD_FIELDS.get(inner[0], inner[0]), *inner[1:])
-            field = _path(inner, rename[loc[0]])
+            field = dotted(inner, rename[loc[0]])
         else:
-            field = _path(loc, prefix)
+            field = dotted(loc, prefix)
         out.append((field, _reason(error)))
     return out
 
@@ -455,7 +404,7 @@ def _from_tmf642(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]
         if "id" in obj_ref:
             native["ne_id"] = obj_ref["id"]
     elif obj_ref is not None:
-        errors.append(("alarmedObject", f"expected an object, got {_type_name(obj_ref)}"))
+        errors.append(("alarmedObject", f"expected a mapping, got {type_name(obj_ref)}"))
         native["ne_id"] = "-"  # placeholder so the missing ne_id is not reported twice
 
     for tmf, name in _TMF_COPY:
@@ -609,7 +558,7 @@ class Decoder:
         except orjson.JSONDecodeError as exc:
             raise InvalidMessage(topic, [("", _json_error(payload, exc))]) from None
         if not isinstance(obj, dict):
-            raise InvalidMessage(topic, [("", f"expected a JSON object, got {_type_name(obj)}")])
+            raise InvalidMessage(topic, [("", f"expected a mapping, got {type_name(obj)}")])
         return obj
 
     # -- alarms
@@ -639,7 +588,7 @@ class Decoder:
 
     def _sample(self, item: object, prefix: str) -> KpiSample | list[tuple[str, str]]:
         if not isinstance(item, Mapping):
-            return [(prefix, f"expected a JSON object, got {_type_name(item)}")]
+            return [(prefix, f"expected a mapping, got {type_name(item)}")]
         try:
             sample = KpiSample.model_validate(item if isinstance(item, dict) else dict(item))
         except ValidationError as exc:
@@ -676,7 +625,7 @@ class Decoder:
 
         items = obj["samples"]
         if not isinstance(items, list | tuple):
-            raise InvalidMessage(topic, [("samples", f"expected an array, got {_type_name(items)}")])
+            raise InvalidMessage(topic, [("samples", f"expected a list, got {type_name(items)}")])
         if not items:
             raise InvalidMessage(topic, [("samples", "batch is empty")])
         if len(items) > self.max_batch:

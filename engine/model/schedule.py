@@ -69,6 +69,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from engine.model.timeutil import Duration, format_time, parse_time
+from engine.model.wording import type_name
 
 HORIZON_DAYS = 400
 """How far ``window_at`` and ``next_change`` look from ``now``, in local days, each way."""
@@ -433,7 +434,7 @@ class Weekly(BaseModel):
                 f'got the number {v}, which is how YAML reads an unquoted {hhmm}: write "{hhmm}"'
             )
         if not isinstance(v, str):
-            raise ValueError(f'expected a time of day "HH:MM", got {type(v).__name__}')
+            raise ValueError(f'expected a time of day "HH:MM", got {type_name(v)}')
         m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", v)
         if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
             raise ValueError(f"{v!r} is not a time of day (HH:MM, 00:00 to 23:59)")

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
+from engine.model.wording import type_name
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -19,9 +21,7 @@ def parse_time(value: object) -> float:
     Raises ``ValueError`` with a specific reason: naive datetimes (no offset) are refused, since a
     network element's local time would silently shift every window.
     """
-    if isinstance(value, bool):
-        raise ValueError("expected RFC 3339 time or epoch seconds, got a boolean")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         t = float(value)
         if not math.isfinite(t):
             raise ValueError("time must be a finite number")
@@ -39,7 +39,7 @@ def parse_time(value: object) -> float:
         if dt.tzinfo is None:
             raise ValueError(f"RFC 3339 time needs an offset or Z: {value!r}")
         return dt.timestamp()
-    raise ValueError(f"expected RFC 3339 time or epoch seconds, got {type(value).__name__}")
+    raise ValueError(f"expected RFC 3339 time or epoch seconds, got {type_name(value)}")
 
 
 def format_time(t: float) -> str:
@@ -50,9 +50,7 @@ def format_time(t: float) -> str:
 
 def parse_duration(value: object) -> float:
     """``300``, ``"300s"``, ``"5m"``, ``"1.5h"``, ``"250ms"`` → seconds. Raises ``ValueError``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration, got a boolean")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"duration must be a finite, non-negative number, got {value}")
         return float(value)
@@ -61,7 +59,7 @@ def parse_duration(value: object) -> float:
         if not m:
             raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 1h, 250ms)")
         return float(m.group(1)) * _UNITS[m.group(2)]
-    raise ValueError(f"expected a duration, got {type(value).__name__}")
+    raise ValueError(f"expected a duration, got {type_name(value)}")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

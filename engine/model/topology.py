@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from engine.errors import TopologyError
+from engine.model.wording import first_problem, type_name, unknown_field
 
 DEFAULT_TIERS = MappingProxyType({"platinum": 8.0, "gold": 4.0, "silver": 2.0, "bronze": 1.0})
 _TOP_KEYS = ("customers", "elements", "service_types", "tiers")
@@ -79,13 +80,6 @@ class CustomerGroup:
 # --- validation models (shape and types; references are checked afterwards) -----------------------
 
 
-_KINDS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
-
-
-def _kind(value: object) -> str:
-    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
-
-
 def _dep_item(value: object) -> tuple[str, ...]:
     """A ``depends_on`` item: an element id, or a list of them (a redundancy group)."""
     group = value if isinstance(value, list) else [value]
@@ -137,10 +131,6 @@ class _DocModel(_Model):
     tiers: dict[str, _TierModel] | None = None
     service_types: dict[str, _ServiceTypeModel] = Field(default_factory=dict)
     elements: list[_ElementModel]
-
-
-_EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number"}
-_EXPECTED |= {"list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping"}
 
 
 def _where(data: object, loc: Sequence[str | int]) -> str:
@@ -209,10 +199,10 @@ class _Loader:
     def __init__(self, source: str, data: Mapping[str, Any]) -> None:
         self.source, self.data = source, data
         if not isinstance(data, Mapping):
-            self.fail("", f"the top level must be a mapping of {', '.join(_TOP_KEYS)}; got {_kind(data)}")
+            self.fail("", f"the top level must be a mapping of {', '.join(_TOP_KEYS)}; got {type_name(data)}")
         for key in data:
             if key not in _TOP_KEYS:
-                self.fail(str(key), f"unknown top-level key {key!r} (known: {', '.join(_TOP_KEYS)})")
+                self.fail(str(key), unknown_field(known=_TOP_KEYS))
         given = {k: v for k, v in data.items() if k != "customers" and v is not None}
         try:
             doc = _DocModel.model_validate(given)
@@ -247,20 +237,9 @@ class _Loader:
 
     def invalid(self, exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> NoReturn:
         """The first pydantic error, as a ``TopologyError`` with a readable location."""
-        err = exc.errors(include_url=False)[0]
-        loc = prefix + tuple(err["loc"])
-        kind, value = err["type"], err.get("input")
-        if kind == "missing":
-            loc, reason = loc[:-1], f"missing required field {loc[-1]!r}"
-        elif kind == "extra_forbidden":
-            loc, reason = loc[:-1], f"unknown field {loc[-1]!r}"
-        elif kind == "value_error":
-            reason = err["msg"].removeprefix("Value error, ")
-        elif kind in _EXPECTED:
-            reason = f"expected {_EXPECTED[kind]}, got {_kind(value)}"
-        else:
-            reason = f"{err['msg'].replace('Input should be', 'must be', 1)}, got {value!r}"
-        raise TopologyError(self.source, _where(self.data, loc), reason) from None
+        model = _DocModel if not prefix else _CustomerModel
+        loc, reason = first_problem(exc, model)
+        raise TopologyError(self.source, _where(self.data, prefix + loc), reason) from None
 
     def element(self, i: int, em: _ElementModel) -> Element:
         seen: set[frozenset[str]] = set()
@@ -310,7 +289,7 @@ class _Loader:
         if items is None:
             return
         if not isinstance(items, list):
-            self.fail("customers", f"expected a list, got {_kind(items)}")
+            self.fail("customers", f"expected a list, got {type_name(items)}")
         n_el, n_tier, index, tier_index = (
             len(self.access_ids),
             len(self.tier_names),
@@ -361,7 +340,7 @@ class _Loader:
             self.fail(f"{where}.services", "must list at least one service type")
         for j, s in enumerate(services):
             if type(s) is not str:
-                self.fail(f"{where}.services[{j}]", f"expected a string, got {_kind(s)}")
+                self.fail(f"{where}.services[{j}]", f"expected a string, got {type_name(s)}")
             if s not in self.services:
                 known = ", ".join(sorted(self.services)) or "none"
                 self.fail(f"{where}.services[{j}]", f"unknown service type {s!r} (known: {known})")

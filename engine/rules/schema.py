@@ -51,6 +51,7 @@ from engine.errors import RulesetError
 from engine.model.messages import METRIC_NAME_PATTERN
 from engine.model.schedule import Schedule, format_duration
 from engine.model.timeutil import Duration
+from engine.model.wording import EXPECTED, dotted, reason, type_name, unknown_field
 from engine.model.yamlsource import Locator, load_document, load_file
 
 SEVERITIES = ("indeterminate", "warning", "minor", "major", "critical")
@@ -135,7 +136,7 @@ def _condition(field: str, raw: Any) -> Condition:
             if field in ("severity", "effect", "service_type"):
                 raise ValueError(f"'regex' does not apply to {field} (use a value or a list)")
             if not isinstance(arg, str):
-                raise ValueError(f"'regex' takes a string, got {type(arg).__name__}")
+                raise ValueError(f"'regex' takes a string, got {type_name(arg)}")
             try:
                 re.compile(arg)
             except re.error as exc:
@@ -149,7 +150,7 @@ def _condition(field: str, raw: Any) -> Condition:
 
 def _scalar(field: str, value: Any) -> Scalar:
     if value is None or isinstance(value, dict | list):
-        raise ValueError(f"expected a plain value, got {type(value).__name__}")
+        raise ValueError(f"expected a plain value, got {type_name(value)}")
     if field == "severity" and value not in SEVERITY_RANK:
         raise ValueError(f"{value!r} is not a severity (known: {', '.join(SEVERITY_RANK)})")
     if field == "effect" and value not in EFFECTS:
@@ -158,18 +159,18 @@ def _scalar(field: str, value: Any) -> Scalar:
         raise ValueError(f"{value!r} is not an X.733 event type (known: {', '.join(EVENT_TYPES)})")
     if isinstance(value, str | int | float | bool):
         return value
-    raise ValueError(f"expected a plain value, got {type(value).__name__}")
+    raise ValueError(f"expected a plain value, got {type_name(value)}")
 
 
 def _match(raw: Any) -> dict[str, Condition]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ValueError(f"a match is a mapping of field to condition, got {type(raw).__name__}")
+        raise ValueError(f"a match is a mapping of field to condition, got {type_name(raw)}")
     out: dict[str, Condition] = {}
     for field, cond in raw.items():
         if field not in MATCH_FIELDS:
-            raise ValueError(f"unknown field {field!r} (known: {', '.join(MATCH_FIELDS)})")
+            raise ValueError(unknown_field(field, MATCH_FIELDS))
         try:
             out[field] = _condition(field, cond)
         except ValueError as exc:
@@ -591,7 +592,7 @@ def _scope_match(raw: Any) -> dict[str, Condition]:
                 f"(known: {', '.join(SCOPE_FIELDS)})"
             )
         if field not in SCOPE_FIELDS:
-            raise ValueError(f"unknown field {field!r} (known: {', '.join(SCOPE_FIELDS)})")
+            raise ValueError(unknown_field(field, SCOPE_FIELDS))
     return _match(raw)
 
 
@@ -737,9 +738,7 @@ def ruleset_from_data(data: Any, source: str, locator: Locator | None = None) ->
     """Validate a parsed ruleset. Every error of the document is found: the first is raised, with
     the others, in line order, in its ``more`` (``engine rules check`` lists them all)."""
     if not isinstance(data, Mapping):
-        raise RulesetError(
-            source, "", f"a ruleset is a mapping with name and rules, got {type(data).__name__}"
-        )
+        raise RulesetError(source, "", f"a ruleset is a mapping with name and rules, got {type_name(data)}")
     errors = _duplicate_rules(data, source, locator)
     try:
         ruleset = Ruleset.model_validate({**data, "source": source})
@@ -794,74 +793,17 @@ def _translate(
                 form = next((f for f in _ADDED_FORMS if f in rules[loc[1]]), _ADDED)
                 loc = (*loc[:2], form, *loc[3:])
     line = locator.line(loc) if locator else None
-    where = _dotted(loc)
-    return RulesetError(source, where, _reason(err), line=line, rule=rule)
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith("function-"):
-            continue  # pydantic's name for a validator step, not a field
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-_EXPECTED = {  # pydantic error type -> what was expected, in plain words
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "finite_number": "a finite number",
-    "list_type": "a list",
-    "tuple_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-}
-_BOUNDS = {
-    "greater_than_equal": "at least",
-    "less_than_equal": "at most",
-    "greater_than": "more than",
-    "less_than": "less than",
-}
+    return RulesetError(source, dotted(loc), _reason(err), line=line, rule=rule)
 
 
 def _reason(err: Mapping[str, Any]) -> str:
+    """``engine.model.wording``'s words, with the rule list and a rule named as such."""
     kind = err["type"]
-    ctx = err.get("ctx") or {}
-    value = err.get("input")
-    if kind == "missing":
-        return "field required"
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "literal_error":
-        return f"{value!r} is not one of {ctx.get('expected', '')}"
-    if kind in _EXPECTED:
-        expected = _EXPECTED[kind]
-        if tuple(err["loc"]) == ("rules",):
-            expected = "a list of rules"
-        elif ctx.get("class_name") == "Rule":
-            expected = "a mapping (a rule)"
-        # a value of the wrong type is named by its type, one that would not convert by itself
-        shown = kind.endswith("_parsing") or kind in ("finite_number", "int_from_float")
-        got = repr(value) if shown else _kind(value)
-        return f"expected {expected}, got {got}"
-    if kind in _BOUNDS:
-        bound = next(iter(ctx.values()), "")
-        return f"must be {_BOUNDS[kind]} {bound}, got {value!r}"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+    if kind in EXPECTED and tuple(err["loc"]) == ("rules",):
+        return f"expected a list of rules, got {type_name(err.get('input'))}"
+    if kind in EXPECTED and (err.get("ctx") or {}).get("class_name") == "Rule":
+        return f"expected a mapping (a rule), got {type_name(err.get('input'))}"
+    return reason(err, Ruleset)
 
 
 DEFAULT_RULESET = Path(__file__).resolve().parents[1] / "data" / "default-ruleset.yaml"

@@ -22,6 +22,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.errors import ConfigError
 from engine.model.timeutil import Duration
+from engine.model.wording import dotted as dotted_path
+from engine.model.wording import first_problem, type_name
 from engine.model.yamlsource import Locator, load_file
 
 ENV_PREFIX = "ENGINE_"
@@ -296,7 +298,7 @@ def load_settings(
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
-            raise ConfigError(source, "", f"expected a mapping of settings, got {type(raw).__name__}")
+            raise ConfigError(source, "", f"expected a mapping of settings, got {type_name(raw)}")
         data = _deep_copy(raw)
         base = Path(path).resolve().parent
         _resolve_paths(data, base)
@@ -319,17 +321,15 @@ def load_settings(
     except SettingsError as exc:
         raise ConfigError(source, "environment", _unparsable_variable(exc, env)) from None
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        loc = tuple(err["loc"])
-        path_text = ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+        loc, reason = first_problem(exc, EngineSettings)
+        path_text = dotted_path(loc)
         line = locator.line(loc) if locator else None
         env_key = _env_key(loc)
         if env_key in env:
             where = f"{env_key} (environment): {path_text}"  # not its value: it may be a secret
         else:
             where = f"line {line}: {path_text}" if line else path_text
-        reason = "unknown setting" if err["type"] == "extra_forbidden" else str(err["msg"])
-        raise ConfigError(source, where, reason.removeprefix("Value error, ")) from None
+        raise ConfigError(source, where, reason) from None
 
 
 def _env_key(loc: tuple[Any, ...]) -> str:

@@ -32,8 +32,13 @@ SEC
     system, ``wait4``) and peak RSS (``/usr/bin/time``) of the process, less the wall and CPU of
     its start-up (SEC on an empty input, median of 3; about 0.1 s).
 
-Printed: events/s (wall), µs of CPU per event, peak RSS, engine/SEC ratios, and the engine's µs of
-CPU per event at growing prefixes of the stream (per interval: how the cost per event grows).
+Alertmanager (when ``/usr/bin/prometheus-alertmanager`` is installed): the same events posted through
+its API v2 in batches of 500 to a private instance (group by element, an inhibit rule, no receiver),
+measured as alerts per CPU-second of the Alertmanager process (``run_alertmanager``).
+
+Printed: events/s (wall), µs of CPU per event, peak RSS, engine/SEC ratios, Alertmanager's alerts
+per CPU-second beside the engine's events per CPU-second, and the engine's µs of CPU per event at
+growing prefixes of the stream (per interval: how the cost per event grows).
 
 Run ``python -m bench peers [--scale N] [--limit ROWS] [--repeat N] [--conversion NAME ...]``.
 """
@@ -42,8 +47,10 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import http.client
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -70,6 +77,23 @@ DATASET = "24V_439N_Microwave"
 CONVERSIONS = ("readme", "unknown", "storm")
 SEC_RULES = Path(__file__).resolve().parent / "sec" / "contexts.sec"
 SEC = "/usr/bin/sec"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+# Alertmanager's side of the work: group by element, inhibit an element's other alerts while a
+# lossOfSignal is firing on it, notify nobody (a receiver without integrations).
+AM_CONFIG = """\
+route:
+  receiver: nobody
+  group_by: [ne_id]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 4h
+receivers:
+  - name: nobody
+inhibit_rules:
+  - source_matchers: [alertname="lossOfSignal"]
+    target_matchers: [alertname!="lossOfSignal"]
+    equal: [ne_id]
+"""
 TIME = "/usr/bin/time"
 ROOT = Path(__file__).resolve().parents[1]  # where ``python -m bench.peers`` imports from
 CHECKPOINTS = (10_000, 100_000, 1_000_000)
@@ -263,6 +287,97 @@ def engine_worker(folder: Path) -> int:
     return 0
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _am_alert(event: dict[str, Any]) -> dict[str, Any]:
+    p = event["payload"]
+    labels = {"alertname": p["probable_cause"], "ne_id": p["ne_id"], "severity": p["severity"]}
+    if p.get("specific_problem"):
+        labels["specific_problem"] = p["specific_problem"]
+    if p["severity"] == "cleared":  # the same alert, ended: the labels of its raise
+        labels["severity"] = "major"
+        return {"labels": labels, "startsAt": p["event_time"], "endsAt": p["event_time"]}
+    return {"labels": labels, "startsAt": p["event_time"]}
+
+
+def run_alertmanager(folder: Path, events: Sequence[dict[str, Any]], batch: int = 500) -> Run:
+    """Alertmanager (Debian ``prometheus-alertmanager``) on the same events, posted through its API v2
+    in batches of ``batch`` (a raise is an alert, a clear the same alert with ``endsAt``). Its CPU
+    from ``/proc`` from the first post until it has been idle for a second (its dispatcher works
+    after the posts return), its peak RSS (VmHWM) then; wall from the first post to the last."""
+    port = _free_port()
+    store = folder / "alertmanager"
+    shutil.rmtree(store, ignore_errors=True)
+    store.mkdir()
+    config = store / "alertmanager.yml"
+    config.write_text(AM_CONFIG)
+    cmd = [
+        ALERTMANAGER,
+        f"--config.file={config}",
+        f"--storage.path={store}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn.request("GET", "/-/ready")
+                ready = conn.getresponse()
+                ready.read()
+                if ready.status == 200:
+                    break
+            except OSError:
+                conn.close()
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                raise RuntimeError(f"Alertmanager did not start: {err}")
+            time.sleep(0.1)
+        bodies = [
+            orjson.dumps([_am_alert(e) for e in events[i : i + batch]]) for i in range(0, len(events), batch)
+        ]
+        cpu0 = _proc_cpu(proc.pid)
+        start = time.perf_counter()
+        for body in bodies:
+            conn.request("POST", "/api/v2/alerts", body, {"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            text = answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"Alertmanager refused a batch: {answer.status} {text[:500]!r}")
+        wall = time.perf_counter() - start
+        cpu = _proc_cpu(proc.pid)
+        while True:  # until it has been idle for a second
+            time.sleep(1.0)
+            now = _proc_cpu(proc.pid)
+            if now - cpu < 0.02:
+                break
+            cpu = now
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+        conn.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return Run(len(events), wall, cpu - cpu0, hwm / 1024, len(bodies))
+
+
 # --- report ----------------------------------------------------------------------------------------
 
 
@@ -287,7 +402,7 @@ def _prefix_rows(runs: Sequence[Run]) -> list[str]:
     return rows
 
 
-def report(name: str, engine: Sequence[Run], sec: Sequence[Run]) -> list[str]:
+def report(name: str, engine: Sequence[Run], sec: Sequence[Run], am: Sequence[Run]) -> list[str]:
     n = engine[0].events
     e_rate = statistics.median(r.events / r.wall for r in engine)
     s_rate = statistics.median(r.events / r.wall for r in sec)
@@ -300,8 +415,17 @@ def report(name: str, engine: Sequence[Run], sec: Sequence[Run]) -> list[str]:
         f"  {'engine':<8} {e_rate:>10,.0f} {e_us:>13,.1f} {_median(engine, 'rss_mib'):>7,.0f} MiB",
         f"  {'SEC':<8} {s_rate:>10,.0f} {s_us:>13,.1f} {_median(sec, 'rss_mib'):>7,.0f} MiB",
         f"  engine/SEC: events/s {e_rate / s_rate:.3f}, CPU per event {e_us / s_us:.2f}×",
-        "  engine µs of CPU per event as the stream goes on:",
     ]
+    if am:
+        a_per_cpu = statistics.median(r.events / r.cpu for r in am)
+        e_per_cpu = 1e6 / e_us
+        lines += [
+            f"  Alertmanager: {a_per_cpu:,.0f} alerts per CPU-second (posted at "
+            f"{statistics.median(r.events / r.wall for r in am):,.0f}/s in batches, peak RSS "
+            f"{_median(am, 'rss_mib'):,.0f} MiB); engine {e_per_cpu:,.0f} events per CPU-second: "
+            f"engine/Alertmanager {e_per_cpu / a_per_cpu:.3f}"
+        ]
+    lines.append("  engine µs of CPU per event as the stream goes on:")
     lines += [f"    {row}" for row in _prefix_rows(engine)]
     return lines
 
@@ -356,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         f"on {os.cpu_count()} CPUs; medians of {args.repeat}",
         flush=True,
     )
+    with_am = Path(ALERTMANAGER).is_file()
+    if not with_am:
+        print(f"{ALERTMANAGER} not found (Debian package prometheus-alertmanager): Alertmanager left out")
     work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
     try:
         (work / "empty.txt").write_bytes(b"")
@@ -372,10 +499,13 @@ def main(argv: list[str] | None = None) -> int:
             (work / "events.txt").write_bytes(b"".join(sec_line(e) for e in converted.events))
             engine_runs: list[Run] = []
             sec_runs: list[Run] = []
+            am_runs: list[Run] = []
             for _ in range(args.repeat):
                 engine_runs.append(run_engine(work))
                 sec_runs.append(run_sec(work, len(converted.events), startup=startup))
-            print("\n".join(report(name, engine_runs, sec_runs)), flush=True)
+                if with_am:
+                    am_runs.append(run_alertmanager(work, converted.events))
+            print("\n".join(report(name, engine_runs, sec_runs, am_runs)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

@@ -264,9 +264,9 @@ def engine_worker(folder: Path) -> int:
         out.write(dumps(rec))
 
     def lines(fh: Any) -> Iterator[bytes]:
-        for n, line in enumerate(fh, start=1):
+        for n, line in enumerate(fh):  # n lines read before this one
             if n in CHECKPOINTS:
-                checkpoints.append((n - 1, time.process_time() - cpu0))
+                checkpoints.append((n, time.process_time() - cpu0))
             yield line
 
     with open(os.devnull, "wb") as out, (folder / "events.jsonl").open("rb") as fh:

@@ -12,11 +12,15 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import cluster, daemon, dashboard, digests, mining, replay, topology
+from bench import cluster, daemon, dashboard, digests, mining, peers, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
     "replay": (replay.main, "the whole core on the PCIC 2021 alarm logs, with correlation quality"),
+    "peers": (
+        peers.main,
+        "the engine beside SEC on the PCIC 24V log xN: README's conversion, unknown network, storm",
+    ),
     "mining": (
         mining.main,
         "rule mining on the public alarm logs: mine the first half, replay the second, score",

@@ -36,6 +36,21 @@ is ours, because the notes in ``../shared/NOTES-dependencies.md`` measured its t
   correlation scopes (elements, sites, regions, service types), so their number, and the memory
   of their states, is bounded by the topology. Joins never cross sids, so where a sid lives changes
   nothing but capacity.
+* Open (not worked around yet): retracting a *second* fact of a fired join reads past durable's
+  memory. When a join's action completes, durable frees its action frame (``deleteCurrentAction`` in
+  ``src/rules/events.c``) but leaves it flagged ``isDispatching`` and leaves it among the locations of
+  every fact it bound. Retracting one of those facts zeroes its slot in the stale frame
+  (``deleteMessageFromFrame``, ``src/rules/state.c``) without lowering the frame's ``messageCount``;
+  retracting another then scans for ``messageCount`` used slots, finds one fewer, and reads on past
+  the frame, through the rest of the action pool and beyond its allocation, zeroing whatever there
+  holds the fact's message offset. valgrind flags it on the smallest case (one two-alias rule fires
+  on ``r`` and ``s``, retract both: ``tests/test_durable_fired_frames.py``); it killed
+  ``python -m bench mining --dataset 24V_439N_Microwave --orient topology`` (mined+default replay:
+  the fact scanned sat in the last frame of a 12-frame pool, read 8 bytes past its end, then
+  ``handleDeleteMessage`` segfaulted on a corrupted location). Every correlate rule is such a join and
+  ``Correlator.forget`` retracts both sides, so whether it crashes depends on what lies past a pool.
+  Retracting one fact per fired frame is safe; a fix must never retract a second one (e.g. keep it as
+  a filtered-out zombie and rebuild the shard from the live facts now and then), or join in Python.
 """
 
 from __future__ import annotations

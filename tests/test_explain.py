@@ -18,12 +18,14 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
+from engine.core import explain_match
 from engine.core.explain import NotFound, PostMortems, explain, explain_alarm, explain_incident, render
 from engine.core.incidents import incident_id
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings
 from engine.model.topology import topology_from_dict
 from engine.rules.compiler import compile_rulesets, match_definitions
+from engine.rules.host import RuleHost
 from engine.rules.schema import Ruleset, load_rulesets, ruleset_from_data
 from engine.service.daemon import Daemon
 from engine.tools.offline import replay_pipeline
@@ -83,6 +85,32 @@ def fiber_cut_raises() -> list[dict[str, Any]]:
 
 
 # --- alarms -------------------------------------------------------------------------------------
+
+
+def test_explanations_share_one_matcher_per_pipeline(replay: Replay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A durable host cannot be freed (~200 KB each), so the live explanations of one pipeline
+    share one matcher: a hundred answers make one host, each answer the same as the first, and a
+    pipeline's matcher goes with the pipeline."""
+    made: list[object] = []
+
+    class CountedHost(RuleHost):
+        def __init__(self) -> None:
+            made.append(self)
+            super().__init__()
+
+    monkeypatch.setattr(explain_match, "RuleHost", CountedHost)
+    p = replay(fiber_cut_raises(), until=60)
+    first = explain_alarm(p, "olt-001:linkDown")
+    incident = explain_incident(p, incident_id(ROOT_KEY, T0 + 1.2))
+    for _ in range(50):
+        assert explain_alarm(p, "olt-001:linkDown") == first
+        assert explain_incident(p, incident_id(ROOT_KEY, T0 + 1.2)) == incident
+    assert len(made) == 1
+    other = replay(fiber_cut_raises(), until=60)
+    assert explain_alarm(other, "olt-001:linkDown") == first
+    assert len(made) == 2
+    assert p in explain_match._MATCHERS
+    assert len(explain_match._MATCHERS) >= 2
 
 
 def test_a_fiber_cut_symptom_is_explained_by_its_root(replay: Replay) -> None:

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
+from engine.core.explain_match import Matcher, matcher_for
 from engine.core.explain_text import (
     NotFound,
     alarm_not_found,
@@ -52,8 +53,7 @@ from engine.core.incidents import Incident, IncidentRecord
 from engine.core.merge_graph import Suppression
 from engine.core.pipeline import Pipeline
 from engine.model.timeutil import format_time
-from engine.rules.compiler import CompiledRule, match_definitions, match_parts
-from engine.rules.host import RuleHost
+from engine.rules.compiler import CompiledRule, match_parts
 from engine.rules.schema import Correlate, Group, Pair, Threshold
 
 __all__ = [
@@ -120,7 +120,7 @@ class PostMortems:
         self._pipeline = pipeline
         self._keep = keep
         self._on_error = on_error
-        self._matcher: _Matcher | None = None
+        self._matcher: Matcher | None = None
         self.failures = 0
 
     def __call__(self, inc: Incident, record: IncidentRecord) -> None:
@@ -137,7 +137,7 @@ class PostMortems:
         """``explain_incident``'s answer for ``inc`` as it resolves with ``resolved``."""
         record = resolved.to_wire()
         if self._matcher is None:
-            self._matcher = _Matcher(self._pipeline)
+            self._matcher = Matcher(self._pipeline)
         self._matcher._fired.clear()  # alarms change between two resolutions
         out = _Context(self._pipeline, self._matcher).incident(inc)
         i = out["incident"]
@@ -161,42 +161,6 @@ class PostMortems:
 # ---------------------------------------------------------------------------------------- matcher
 
 
-class _Matcher:
-    """A private durable host holding ``match_definitions`` of the pipeline's program."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
-        self._host = RuleHost()
-        try:
-            definitions = match_definitions(pipeline.correlator.program)
-            for name, definition in definitions.items():
-                self._host.load(name, definition)
-        except BaseException:
-            self._host.close()
-            raise
-        self._names = list(definitions)
-        self._fired: dict[str, frozenset[str]] = {}
-
-    def fired(self, alarm: ActiveAlarm) -> frozenset[str]:
-        """Actions fired: ``rule#part`` (the whole part holds) and ``rule#part@field`` (one condition)."""
-        cached = self._fired.get(alarm.key)
-        if cached is not None:
-            return cached
-        # The correlator's own fact builder: identical properties, rx<n> included.
-        base = self._pipeline.correlator.base_fact(alarm, alarm.first_seen)
-        fact = {**base, "sid": "explain", "id": alarm.occurrence_id, "role": "x"}
-        out: set[str] = set()
-        for name in self._names:
-            out.update(m.action for m in self._host.assert_fact(name, fact))
-            self._host.retract_fact(name, fact)
-        result = frozenset(out)
-        self._fired[alarm.key] = result
-        return result
-
-    def close(self) -> None:
-        self._host.close()
-
-
 # ---------------------------------------------------------------------------------------- context
 
 
@@ -204,7 +168,7 @@ class _Context:
     """One explanation's view of the pipeline: the matcher and a few lazily built indexes. It is the
     forms' ``Evidence``: what they may look up beyond the alarm they explain."""
 
-    def __init__(self, pipeline: Pipeline, matcher: _Matcher) -> None:
+    def __init__(self, pipeline: Pipeline, matcher: Matcher) -> None:
         self.p = pipeline
         self.matcher = matcher
         self.topology = pipeline.topology
@@ -216,11 +180,10 @@ class _Context:
     @classmethod
     @contextmanager
     def open(cls, pipeline: Pipeline) -> Iterator[_Context]:
-        matcher = _Matcher(pipeline)
-        try:
-            yield cls(pipeline, matcher)
-        finally:
-            matcher.close()
+        """A context on the pipeline's own matcher: one per pipeline for its whole life (a durable
+        host per explanation would leak the C engine's memory, ~200 KB per request), its cache of
+        fired actions emptied first, since alarms change between two explanations."""
+        yield cls(pipeline, matcher_for(pipeline))
 
     # -- lookups -------------------------------------------------------------------------------
     def by_element(self) -> dict[str, list[ActiveAlarm]]:

@@ -1,0 +1,75 @@
+"""The explanations' matcher: a private durable host holding the match definitions of a pipeline's
+rules, to say which rule parts (and which of their conditions) an alarm satisfies.
+
+A durable host cannot be freed (the C engine keeps ~200 KB of each, measured), so each pipeline
+has one for its whole life: ``matcher_for`` keeps it in a weak map, gone with its pipeline, and
+``PostMortems`` keeps its own. Read-only: asserting and retracting one single-alias fact in the
+matcher's own host changes no decision of the core.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+from engine.core.alarms import ActiveAlarm
+from engine.rules.compiler import match_definitions
+from engine.rules.host import RuleHost
+
+if TYPE_CHECKING:
+    from engine.core.pipeline import Pipeline
+
+
+class Matcher:
+    """A private durable host holding ``match_definitions`` of the pipeline's program."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        # The correlator, not the pipeline: a matcher kept for a pipeline (``_MATCHERS``) must not
+        # keep that pipeline alive.
+        self._correlator = pipeline.correlator
+        self._host = RuleHost()
+        try:
+            definitions = match_definitions(pipeline.correlator.program)
+            for name, definition in definitions.items():
+                self._host.load(name, definition)
+        except BaseException:
+            self._host.close()
+            raise
+        self._names = list(definitions)
+        self._fired: dict[str, frozenset[str]] = {}
+
+    def fired(self, alarm: ActiveAlarm) -> frozenset[str]:
+        """Actions fired: ``rule#part`` (the whole part holds) and ``rule#part@field`` (one condition)."""
+        cached = self._fired.get(alarm.key)
+        if cached is not None:
+            return cached
+        # The correlator's own fact builder: identical properties, rx<n> included.
+        base = self._correlator.base_fact(alarm, alarm.first_seen)
+        fact = {**base, "sid": "explain", "id": alarm.occurrence_id, "role": "x"}
+        out: set[str] = set()
+        for name in self._names:
+            out.update(m.action for m in self._host.assert_fact(name, fact))
+            self._host.retract_fact(name, fact)
+        result = frozenset(out)
+        self._fired[alarm.key] = result
+        return result
+
+    def close(self) -> None:
+        self._host.close()
+
+
+_MATCHERS: weakref.WeakKeyDictionary[Pipeline, Matcher] = weakref.WeakKeyDictionary()
+"""The matcher of each live pipeline, for explanations asked of it (``_Context.open``): a cache,
+gone with its pipeline; it changes no decision."""
+
+
+def matcher_for(pipeline: Pipeline) -> Matcher:
+    """The pipeline's matcher (made on first use, remade if its correlator changed), with its cache
+    of fired actions emptied: alarms change between two explanations."""
+    matcher = _MATCHERS.get(pipeline)
+    if matcher is None or matcher._correlator is not pipeline.correlator:
+        if matcher is not None:
+            matcher.close()
+        matcher = _MATCHERS[pipeline] = Matcher(pipeline)
+    matcher._fired.clear()
+    return matcher

@@ -230,8 +230,11 @@ async def test_the_command_prints_each_record_and_a_summary_on_interrupt() -> No
     opened, _ = _records()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "engine.tools.receiver",
+        "-c",
+        # Ctrl-C as on a terminal: SIGINT at its default even when the test runner was started with
+        # it ignored (a background job of a non-interactive shell), which the child would inherit.
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
+        " runpy.run_module('engine.tools.receiver', run_name='__main__', alter_sys=True)",
         "--port",
         "0",
         "--fail-first",

@@ -111,8 +111,8 @@ def test_the_query_answers_what_the_core_holds(pipeline: Pipeline) -> None:
     assert q.clock == pipeline.clock
     assert q.active_alarm_count() == sum(1 for _ in pipeline.alarms.active())
     assert [a.key for a in q.active_alarms()] == [a.key for a in pipeline.alarms.active()]
-    assert q.firings().total == pipeline.correlator.host.firings > 0
-    assert dict(q.firings().by_rule) == dict(pipeline.correlator.host.firings_by_rule())
+    assert q.firings().total == pipeline.correlator.firings > 0
+    assert dict(q.firings().by_rule) == dict(pipeline.correlator.firings_by_rule())
     assert [r.qualified for r in q.rules()] == [r.qualified for r in pipeline.program.rules.values()]
     assert [i.id for i in q.incidents()] == [i.id for i in pipeline.incidents.incidents()]
     assert q.summary() == pipeline.summary()

@@ -31,19 +31,17 @@ def test_host_counts_firings_per_rule_and_its_parts() -> None:
     host.load(
         "x",
         {
-            "r0": {
-                "all": [{"r": {"$and": [{"k": "root"}]}}, {"s": {"$and": [{"k": "sym"}]}}],
-                "run": "rs/pair",
-            },
+            "r0": {"all": [{"m": {"$and": [{"k": "root"}]}}], "run": "rs/pair#root"},
             "r1": {"all": [{"m": {"$and": [{"k": "sym"}]}}], "run": "rs/other#p1"},
+            "r2": {"all": [{"m": {"$and": [{"k": "sym"}]}}], "run": "rs/pair#symptom"},
         },
     )
     host.assert_fact("x", {"sid": "s", "id": "1", "k": "root"})
     host.assert_fact("x", {"sid": "s", "id": "2", "k": "sym"})
     host.assert_fact("x", {"sid": "s", "id": "3", "k": "sym"})
-    assert host.rule_firings == {"rs/pair": 2, "rs/other#p1": 2}
-    assert host.firings_by_rule() == {"rs/pair": 2, "rs/other": 2}
-    assert sum(host.firings_by_rule().values()) == host.firings == 4
+    assert host.rule_firings == {"rs/pair#root": 1, "rs/pair#symptom": 2, "rs/other#p1": 2}
+    assert host.firings_by_rule() == {"rs/pair": 3, "rs/other": 2}
+    assert sum(host.firings_by_rule().values()) == host.firings == 5
 
 
 def _fed_pipeline() -> Pipeline:
@@ -59,12 +57,12 @@ def test_rule_firings_survive_a_snapshot_restore_without_the_refirings() -> None
     """A restore re-asserts the live facts (durable fires again); the counts are the dumped ones,
     not those plus the re-firings."""
     p = _fed_pipeline()
-    before = p.correlator.host.firings_by_rule()
+    before = p.correlator.firings_by_rule()
     assert before[RULE] >= 50  # one join per suppressed link-down
     q = Pipeline(topology_from_dict(example_topology()), load_rulesets(None), CoreSettings())
     q.restore(p.snapshot())
-    assert q.correlator.host.firings_by_rule() == before
-    assert q.correlator.host.firings == p.correlator.host.firings
+    assert q.correlator.firings_by_rule() == before
+    assert q.correlator.firings == p.correlator.firings
 
 
 def test_restore_drops_the_counts_of_rules_no_longer_loaded() -> None:
@@ -72,8 +70,8 @@ def test_restore_drops_the_counts_of_rules_no_longer_loaded() -> None:
     blob["forms"]["correlator"]["host"]["rule_firings"]["gone/rule"] = 7
     q = Pipeline(topology_from_dict(example_topology()), load_rulesets(None), CoreSettings())
     q.restore(orjson.dumps(blob))
-    assert "gone/rule" not in q.correlator.host.rule_firings
-    assert q.correlator.host.firings_by_rule()[RULE] >= 50
+    assert "gone/rule" not in q.correlator.rule_firings
+    assert q.correlator.firings_by_rule()[RULE] >= 50
 
 
 async def test_firings_on_metrics_and_operations_page_and_history_over_http(
@@ -102,7 +100,7 @@ async def test_firings_on_metrics_and_operations_page_and_history_over_http(
         )
         (incident,) = daemon.store.incidents()
         iid = incident["incident_id"]
-        firings = daemon.pipeline.correlator.host.firings_by_rule()[RULE]
+        firings = daemon.pipeline.correlator.firings_by_rule()[RULE]
         assert firings >= 50
 
         async with http.get(f"{base}/incidents/{iid}/history") as resp:

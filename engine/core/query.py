@@ -280,8 +280,8 @@ class CoreQuery:
         return self._p.summary()
 
     def firings(self) -> Firings:
-        host = self._p.correlator.host
-        return Firings(host.firings, MappingProxyType(dict(host.firings_by_rule())))
+        c = self._p.correlator
+        return Firings(c.firings, MappingProxyType(dict(c.firings_by_rule())))
 
     def faults(self) -> list[dict[str, Any]]:
         """The parts of the core quarantined now, each as its JSON-ready record."""

@@ -157,5 +157,5 @@ def summary(p: Pipeline) -> dict[str, Any]:
         "raise_messages": c.raise_messages,
         "compression": round(c.raise_messages / opened, 2) if opened else None,
         "occurrences_per_incident": round(c.raised / opened, 2) if opened else None,
-        "rule_firings": p.correlator.host.firings,
+        "rule_firings": p.correlator.firings,
     }

@@ -2,11 +2,10 @@
 
 Theory of operation
 -------------------
-Correlation facts are alarms. Every relation has its own durable ruleset and its own *scope*: the
-``sid`` under which facts are asserted, because durable joins only facts of the same sid.
+Correlation pairs an alarm with alarms of the same *scope* (a sid): every relation has its own.
 
 ================= ====================================== =============================================
-relation          a root candidate is asserted in sids   a symptom candidate is asserted in sids
+relation          a root candidate enters the scopes     a symptom candidate enters the scopes
 ================= ====================================== =============================================
 downstream_of     its element                            its element and every element it depends on
 upstream_of       its element and every element it       its element
@@ -18,37 +17,40 @@ same_service_path ``svc:<s>`` for each service type s    the same
                   whose paths cross its element
 ================= ====================================== =============================================
 
-An alarm is asserted as two facts in its own scope, a root candidate (``role: "root"``) and a symptom
-candidate (``role: "sym"``), and as symptom candidates only in the sids of the elements it depends
-on, so the two aliases of a join never bind the same fact.
+An alarm is a root candidate and a symptom candidate in its own scope, and a symptom candidate only
+in the scopes of the elements it depends on.
 
-Each correlate rule becomes one durable rule with two aliases joined in the sid::
+durable-rules decides what each rule *matches*, one alarm at a time: every alarm match of every rule
+(a correlate rule's ``root`` and ``symptom``, a group's ``match``, an inhibit's ``source`` and
+``target``…) compiles to one single-alias durable rule whose action is ``ruleset/rule#part``::
 
-    r: role == root  AND <root conditions>
-    s: role == sym   AND <symptom conditions>
+    m: role == x AND <the part's conditions>
 
-The rule holds no expression between the aliases. durable 2.0.28 mis-evaluates them: with window
-terms (``s.t >= r.t - lead``…) in the join, asserts segfaulted inside ``reduceExpressionSequence``
-(``src/rules/events.c``) depending on memory layout, and that function's source shows an alpha
-``$or`` ahead of join terms ends the ``$and`` before the join terms are read. So durable does what it
-does reliably
-(alpha conditions and the join by sid), and the correlator checks, for every pair it reports, that
-the symptom was raised within ``[root - lead, root + window]`` and is another alarm. Facts are
-retracted once their window has passed, so the pairs durable reports stay few.
+These rules form the ``classify`` rulesets (``classify.0``, ``classify.1``…, at most
+``MAX_FIRINGS_PER_FACT`` rules each: past 255 rules firing on one fact durable fires wrong actions,
+and at 256 it segfaults, measured). An alarm's fact is asserted there once, every matching part
+fires, and the fact is retracted at once: one fact per fired frame, the only use of durable its
+memory handling survives (see ``engine.rules.host``). A rule's conditions read only the fact
+properties in ``Program.reads``, so the correlator reuses one answer for every alarm that agrees on
+them.
 
-Every other form (group, inhibit, threshold, pair, priority) needs durable only to say *which rule
-parts an alarm matches*: they compile to single-alias rules of one ``classify`` ruleset whose action
-is ``ruleset/rule#part``. An alarm is asserted there once, every matching part fires, and the fact
-is retracted at once. Keys, windows, counts and pairing are kept by our code on our clock
-(``engine.rules.forms``); durable never sees time. KPI thresholds and maintenance windows match
-elements, not alarms, and are evaluated by ``engine.rules.forms`` from the topology.
+Everything else is ours, on our clock. The correlator joins root and symptom candidates of one
+scope in Python (``engine.core.forms.correlator``): an alarm enters the scopes of the table above in
+its role, and a pair is reported when the root matches a rule's ``root``, the symptom the same rule's
+``symptom``, they are different alarms and the symptom lies within ``[root - lead, root + window]``.
+durable 2.0.28 did this join for us until it proved unsafe: with window terms (``s.t >= r.t -
+lead``…) in the join, asserts segfaulted inside ``reduceExpressionSequence``, and without them,
+retracting the second fact of a fired join read past a freed action frame (``engine.rules.host``).
+Keys, windows, counts and pairing of the other forms are kept by our code (``engine.core.forms``);
+durable never sees time. KPI thresholds and maintenance windows match elements, not alarms, and are
+evaluated by the forms from the topology.
 
 Regex conditions and ``service_type`` become boolean fact properties (``rx<n>``, ``svc:<name>``)
 that the fact builder fills in; durable compares them as plain strings.
 
 Conditions are always an explicit ``$and`` of single-key conditions (durable silently reads only the
 first key of a multi-key object). Severity thresholds compare the numeric ``sev`` field.
-The action of every rule is the rule's qualified name (``ruleset/rule``).
+The action of every rule is the part's qualified name (``ruleset/rule#part``).
 """
 
 from __future__ import annotations
@@ -61,10 +63,9 @@ from typing import Any
 
 from engine.errors import RulesetError
 from engine.model.topology import Topology
-from engine.rules.host import MAX_RULES_PER_RULESET
+from engine.rules.host import MAX_FIRINGS_PER_FACT
 from engine.rules.schema import (
     MAX_REGEXES,
-    RELATIONS,
     SEVERITY_RANK,
     Condition,
     Correlate,
@@ -123,17 +124,14 @@ class CompiledRule:
 
 @dataclass(frozen=True, slots=True)
 class Program:
-    """Everything the correlator needs: durable definitions by relation and the rules behind them."""
+    """Everything the correlator needs: the durable match rulesets and the rules behind them."""
 
-    definitions: Mapping[str, Mapping[str, Any]]  # durable ruleset name -> definition
+    definitions: Mapping[str, Mapping[str, Any]]  # durable ruleset name (classify.<n>) -> definition
     rules: Mapping[str, CompiledRule]  # qualified name -> rule
     max_window: Mapping[str, float]  # relation -> largest window or lead (how long facts must live)
     regexes: tuple[tuple[str, str], ...] = ()  # (fact property, pattern) of rx0, rx1, ...
     services: frozenset[str] = frozenset()  # service types conditions name (svc:<name> properties)
-
-    @staticmethod
-    def durable_name(relation: str) -> str:
-        return f"corr.{relation}"
+    reads: tuple[str, ...] = ()  # the fact properties any condition reads, sorted
 
     def by_form(self, form: str) -> list[CompiledRule]:
         return sorted((r for r in self.rules.values() if r.form == form), key=lambda r: r.order)
@@ -147,6 +145,7 @@ class _Builder:
     def __init__(self) -> None:
         self.regexes: dict[tuple[str, str], int] = {}
         self.services: set[str] = set()
+        self.reads: set[str] = set()  # fact properties the conditions compiled so far read
 
     def conditions(self, match: Mapping[str, Condition]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -154,6 +153,7 @@ class _Builder:
             cond = match[field]
             if field == "service_type":
                 self.services.update(str(v) for v in (*cond.any_of, *cond.none_of))
+                self.reads.update(service_property(str(v)) for v in (*cond.any_of, *cond.none_of))
                 if cond.any_of:
                     out.append(_or([{service_property(str(v)): "1"} for v in cond.any_of]))
                 out.extend({"$neq": {service_property(str(v)): "1"}} for v in cond.none_of)
@@ -161,12 +161,17 @@ class _Builder:
             prop = FACT_FIELDS[field]
             if cond.at_least is not None:
                 out.append({"$gte": {"sev": SEVERITY_RANK[cond.at_least]}})
+                self.reads.add("sev")
             if cond.at_most is not None:
                 out.append({"$lte": {"sev": SEVERITY_RANK[cond.at_most]}})
+                self.reads.add("sev")
             if cond.regex is not None:
                 key = (prop, cond.regex)
                 n = self.regexes.setdefault(key, len(self.regexes))
                 out.append({f"rx{n}": "1"})
+                self.reads.add(f"rx{n}")
+            if cond.any_of or cond.none_of:
+                self.reads.add(prop)
             if cond.any_of:
                 out.append(_or([{prop: _value(v)} for v in cond.any_of]))
             out.extend({"$neq": {prop: _value(v)}} for v in cond.none_of)
@@ -221,8 +226,7 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
             continue
         names[rs.name] = rs
         unique.append(rs)
-    per_relation: dict[str, dict[str, Any]] = {rel: {} for rel in RELATIONS}
-    classify: dict[str, Any] = {}
+    matches: list[tuple[str, dict[str, Any]]] = []  # (action ruleset/rule#part, single-alias condition)
     rules: dict[str, CompiledRule] = {}
     max_window: dict[str, float] = {}
     builder = _Builder()
@@ -251,40 +255,9 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
             order += 1
             rules[qualified] = compiled
             if isinstance(spec, Correlate):
-                definition = per_relation[spec.relation]
-                definition[f"r{len(definition)}"] = {
-                    "all": [
-                        {"r": _and([{"role": "root"}, *builder.conditions(spec.root)])},
-                        {"s": _and([{"role": "sym"}, *builder.conditions(spec.symptom)])},
-                    ],
-                    "run": qualified,
-                }
                 max_window[spec.relation] = max(max_window.get(spec.relation, 0.0), window, lead)
-                if len(definition) > MAX_RULES_PER_RULESET:
-                    limit(
-                        spec.relation,
-                        rs,
-                        index,
-                        rule,
-                        f"more than {MAX_RULES_PER_RULESET} enabled '{spec.relation}' rules across the "
-                        "loaded rulesets; durable-rules cannot hold more in one ruleset",
-                    )
-            else:
-                for part, match in _parts(rule):
-                    classify[f"c{len(classify)}"] = {
-                        "all": [{"m": builder.single(match)}],
-                        "run": f"{qualified}#{part}",
-                    }
-                if len(classify) > MAX_RULES_PER_RULESET:
-                    limit(
-                        CLASSIFY,
-                        rs,
-                        index,
-                        rule,
-                        f"more than {MAX_RULES_PER_RULESET} enabled alarm matches (group, inhibit, "
-                        "threshold, pair, priority parts) across the loaded rulesets; durable-rules "
-                        "cannot hold more in one ruleset",
-                    )
+            for part, match in match_parts(compiled):
+                matches.append((f"{qualified}#{part}", builder.single(match)))
             if len(builder.services) > MAX_REGEXES:
                 limit(
                     "services",
@@ -307,11 +280,16 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
         first = errors[0]
         first.more = errors[1:]
         raise first
-    definitions = {Program.durable_name(rel): d for rel, d in per_relation.items() if d}
-    if classify:
-        definitions[CLASSIFY] = classify
+    definitions: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(matches), MAX_FIRINGS_PER_FACT):
+        chunk = matches[start : start + MAX_FIRINGS_PER_FACT]
+        definitions[f"{CLASSIFY}.{len(definitions)}"] = {
+            f"c{start + n}": {"all": [{"m": cond}], "run": action} for n, (action, cond) in enumerate(chunk)
+        }
     regexes = tuple(k for k, _ in sorted(builder.regexes.items(), key=lambda kv: kv[1]))
-    return Program(definitions, rules, max_window, regexes, frozenset(builder.services))
+    return Program(
+        definitions, rules, max_window, regexes, frozenset(builder.services), tuple(sorted(builder.reads))
+    )
 
 
 def compiled_regexes(program: Program) -> list[tuple[str, re.Pattern[str]]]:
@@ -340,7 +318,7 @@ MATCH_PREFIX = "explain.match"
 
 
 def match_parts(rule: CompiledRule) -> list[tuple[str, Mapping[str, Condition]]]:
-    """Every alarm match of a rule by part name: ``root``/``symptom`` for correlate, else as classify."""
+    """Every alarm match of a rule by part name: ``root``/``symptom`` for correlate, else ``_parts``."""
     spec = rule.rule.spec
     if isinstance(spec, Correlate):
         return [("root", spec.root), ("symptom", spec.symptom)]
@@ -356,7 +334,7 @@ def match_definitions(program: Program) -> dict[str, dict[str, Any]]:
     ``ruleset/rule#part@field`` when that field's condition holds. Conditions are compiled by the
     same ``_Builder`` as ``compile_rulesets``, with the program's regex numbering, so a fact built
     for the correlator (``rx<n>``, ``svc:<name>`` properties included) is read identically. The rules
-    are split into rulesets of at most ``MAX_RULES_PER_RULESET``, named ``explain.match.<n>``.
+    are split into rulesets of at most ``MAX_FIRINGS_PER_FACT``, named ``explain.match.<n>``.
     """
     builder = _Builder()
     builder.regexes = {key: n for n, key in enumerate(program.regexes)}
@@ -370,8 +348,8 @@ def match_definitions(program: Program) -> dict[str, dict[str, Any]]:
     if len(builder.regexes) != len(program.regexes):  # pragma: no cover - the program compiled them all
         raise RulesetError("<program>", "", "a regex condition is missing from the compiled program")
     out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(items), MAX_RULES_PER_RULESET):
-        chunk = items[start : start + MAX_RULES_PER_RULESET]
+    for start in range(0, len(items), MAX_FIRINGS_PER_FACT):
+        chunk = items[start : start + MAX_FIRINGS_PER_FACT]
         out[f"{MATCH_PREFIX}.{len(out)}"] = {
             f"m{n}": {"all": [{"m": cond}], "run": action} for n, (action, cond) in enumerate(chunk)
         }

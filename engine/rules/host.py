@@ -36,7 +36,11 @@ is ours, because the notes in ``../shared/NOTES-dependencies.md`` measured its t
   correlation scopes (elements, sites, regions, service types), so their number, and the memory
   of their states, is bounded by the topology. Joins never cross sids, so where a sid lives changes
   nothing but capacity.
-* Open (not worked around yet): retracting a *second* fact of a fired join reads past durable's
+* At most 255 rules may fire on one fact: with more rules matching one fact, durable fires wrong
+  actions (a rule whose condition does not hold, or one rule twice), and with 256 identical rules it
+  segfaults (measured on 2.0.28). The compiler splits the match rules into rulesets of at most
+  ``MAX_FIRINGS_PER_FACT``.
+* Retracting a *second* fact of a fired join reads past durable's
   memory. When a join's action completes, durable frees its action frame (``deleteCurrentAction`` in
   ``src/rules/events.c``) but leaves it flagged ``isDispatching`` and leaves it among the locations of
   every fact it bound. Retracting one of those facts zeroes its slot in the stale frame
@@ -47,10 +51,10 @@ is ours, because the notes in ``../shared/NOTES-dependencies.md`` measured its t
   on ``r`` and ``s``, retract both: ``tests/test_durable_fired_frames.py``); it killed
   ``python -m bench mining --dataset 24V_439N_Microwave --orient topology`` (mined+default replay:
   the fact scanned sat in the last frame of a 12-frame pool, read 8 bytes past its end, then
-  ``handleDeleteMessage`` segfaulted on a corrupted location). Every correlate rule is such a join and
-  ``Correlator.forget`` retracts both sides, so whether it crashes depends on what lies past a pool.
-  Retracting one fact per fired frame is safe; a fix must never retract a second one (e.g. keep it as
-  a filtered-out zombie and rebuild the shard from the live facts now and then), or join in Python.
+  ``handleDeleteMessage`` segfaulted on a corrupted location). Retracting one fact per fired frame is
+  safe, so the engine no longer joins in durable: every rule it loads is single-alias (one fact per
+  frame) and the correlator joins in Python (``engine.core.forms.correlator``). ``load`` refuses
+  a rule that binds more than one fact.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from engine.errors import RuleEngineError
 MAX_RULES_PER_RULESET = 512  # create_ruleset hangs for ever past this (measured)
 MAX_FACT_PROPERTIES = 255  # error 302 past this
 MAX_SIDS_PER_SHARD = 1000  # durable refuses a ruleset's 1,025th state (sid): measured
+MAX_FIRINGS_PER_FACT = 255  # 256 rules firing on one fact segfault; fewer misfire past 255: measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,7 @@ class RuleHost:
             raise RuleEngineError(
                 f"ruleset {name!r} has {len(definition)} rules; durable-rules allows {MAX_RULES_PER_RULESET}"
             )
+        _check_single_alias(name, definition)
         self._rulesets[name] = copy.deepcopy(dict(definition))
         self._shards[name] = []
         self._placed[name] = []
@@ -301,6 +307,20 @@ def _bound_facts(c: Any) -> dict[str, dict[str, Any]]:
     if isinstance(bound, dict):
         return {str(alias): dict(fact) for alias, fact in bound.items()}
     raise RuleEngineError(f"unexpected durable closure content: {bound!r}")
+
+
+def _check_single_alias(name: str, definition: Mapping[str, Any]) -> None:
+    """Refuse joins: durable 2.0.28 reads freed memory when a second fact of a fired join is
+    retracted (the module's header), so every rule this host runs binds one fact."""
+    for rule, body in definition.items():
+        terms = body.get("all") if isinstance(body, Mapping) else None
+        if not isinstance(terms, list) or len(terms) != 1:
+            n = len(terms) if isinstance(terms, list) else 0
+            raise RuleEngineError(
+                f"rule {rule!r} of ruleset {name!r} binds {n} facts; this host runs single-fact rules "
+                "only (durable-rules reads freed memory when joined facts are retracted: the "
+                "correlator joins in Python)"
+            )
 
 
 def _check_fact(fact: Mapping[str, Any]) -> None:

@@ -1,10 +1,22 @@
-"""Correlation facts: which alarm explains which, decided by the compiled rules on durable-rules.
+"""Correlation: which alarm explains which, by the compiled correlate rules, joined in our code.
 
-The correlator asserts one fact per alarm occurrence per scope (see ``compiler``), collects the pairs
-durable's joins produce, and retracts facts when their window can no longer matter (our clock).
-It decides nothing about incidents: it returns ``Explanation`` s, the incident book chooses. It also
-classifies each alarm (which parts of the other forms' rules it matches, ``classify``), and says why
-a correlate rule related an alarm to another, or why not (``explain``).
+durable-rules says which rule parts an alarm matches (``classify``: one single-alias fact, asserted
+and retracted at once; the answer is reused for every alarm whose read properties agree, see
+``engine.rules.compiler``). The join is ours: each alarm occurrence enters the *scopes* of each
+relation (``_scopes``) as a root candidate and/or a symptom candidate, holding the rules whose
+``root`` (or ``symptom``) it matches; entering a scope pairs it with the candidates of the other role
+already there, rule by rule, and a pair is an ``Explanation`` when the symptom lies in the rule's
+window. Candidates leave their scopes when every window has passed (our clock), when the alarm is
+re-raised, or when its identity is released.
+
+The correlator decides nothing about incidents: it returns ``Explanation`` s, the incident book
+chooses (sorted by ``Explanation.sort_key``, so the order pairs are found in never matters). It also
+classifies each alarm for the other forms (``classify``), and says why a correlate rule related an
+alarm to another, or why not (``explain``).
+
+durable joined the pairs itself until its C engine was found reading past a freed action frame when
+the second fact of a fired join was retracted (``engine.rules.host``): the join moved here, with the
+same pairs in the same scopes, and durable keeps the part it does safely (alpha conditions).
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import heapq
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
@@ -34,7 +47,38 @@ from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost
 
-__all__ = ["Correlator", "Explanation"]
+__all__ = ["MATCH_CACHE_SIZE", "Correlator", "Explanation"]
+
+MATCH_CACHE_SIZE = 65_536  # distinct match signatures remembered (oldest forgotten first)
+
+
+@dataclass(frozen=True, slots=True)
+class _Matched:
+    """Which rule parts one match signature satisfies."""
+
+    others: frozenset[str]  # non-correlate parts (``ruleset/rule#part``): ``classify``'s answer
+    roots: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``root`` it matches
+    symptoms: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``symptom`` it matches
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """An alarm occurrence in one scope, in one role, with the rules it may pair by."""
+
+    key: str
+    aid: str  # occurrence id
+    t: float
+    rules: frozenset[str]
+
+
+class _Scope:
+    """The candidates of one (relation, sid), by role, in arrival order."""
+
+    __slots__ = ("roots", "symptoms")
+
+    def __init__(self) -> None:
+        self.roots: dict[str, _Candidate] = {}
+        self.symptoms: dict[str, _Candidate] = {}
 
 
 class Correlator(BaseForm):
@@ -49,13 +93,25 @@ class Correlator(BaseForm):
         self._host = RuleHost()
         for name, definition in program.definitions.items():
             self._host.load(name, definition)
-        self._facts: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # alarm key -> asserted facts
+        self._names = list(program.definitions)
+        self._matched: dict[tuple[str, ...], _Matched] = {}  # match signature -> parts (bounded)
+        self._relations: dict[str, list[str]] = {}  # relation -> its correlate rules, in order
+        for rule in program.by_form("correlate"):
+            self._relations.setdefault(rule.relation, []).append(rule.qualified)
+        self._index: dict[tuple[str, str], _Scope] = {}  # (relation, sid) -> candidates
+        self._facts: dict[str, list[tuple[str, str, str]]] = {}  # alarm key -> (relation, sid, role)
+        self._t: dict[str, float] = {}  # alarm key -> the time its candidates were entered as of
         self._expiry: list[tuple[float, int, str, str]] = []  # (due, seq, alarm key, occurrence id)
         self._due: dict[str, tuple[float, str]] = {}
-        self.outside_window = 0  # pairs durable joined that our window check turned down
+        self.outside_window = 0  # pairs joined that the window check turned down
+        self.asserts = 0  # candidates entered into scopes
+        self.retracts = 0  # candidates removed
+        self.firings = 0  # pairs joined (an alarm paired with itself included) and parts classified
+        self.rule_firings: Counter[str] = Counter()  # "ruleset/rule" (joins), "ruleset/rule#part"
         self._seq = 0
+        self._match_seq = 0
         self._regexes = compiled_regexes(program)
-        self._classify = CLASSIFY in program.definitions
+        self._classify = any(r.form != "correlate" for r in program.rules.values())
         self._parts: dict[str, frozenset[str]] = {}  # alarm key -> rule parts its current state matches
         self._sids: dict[tuple[str, str, str], frozenset[str]] = {}  # explain's scope lookups
 
@@ -71,7 +127,7 @@ class Correlator(BaseForm):
         return NOTHING
 
     def tick(self, now: float) -> Outcome:
-        """Retract facts whose every window has passed."""
+        """Remove the candidates whose every window has passed."""
         while self._expiry and self._expiry[0][0] <= now:
             due, _, key, occ = heapq.heappop(self._expiry)
             if self._due.get(key) == (due, occ):  # not re-observed since this entry was pushed
@@ -82,8 +138,8 @@ class Correlator(BaseForm):
         return explain_correlate(rule, seen, self._topology, self.scopes)
 
     def scopes(self, relation: str, ne_id: str, role: str) -> frozenset[str]:
-        """The correlation scopes (sids) an alarm on ``ne_id`` is asserted under in ``role`` (``root``
-        or ``sym``) for one relation: "in scope" means exactly what durable joins."""
+        """The correlation scopes (sids) an alarm on ``ne_id`` enters in ``role`` (``root`` or
+        ``sym``) for one relation: "in scope" means exactly what the join pairs."""
         k = (relation, ne_id, role)
         hit = self._sids.get(k)
         if hit is None:
@@ -96,42 +152,127 @@ class Correlator(BaseForm):
 
     @property
     def host(self) -> RuleHost:
+        """The durable host that matches alarms against the rule parts (never joins)."""
         return self._host
 
     def fact_count(self) -> int:
+        """Candidates in scopes now."""
         return sum(len(v) for v in self._facts.values())
+
+    def scope_count(self) -> int:
+        """Scopes holding at least one candidate now."""
+        return len(self._index)
+
+    def firings_by_rule(self) -> Counter[str]:
+        """Firings per qualified rule: its pairs joined plus the matches of its condition parts in
+        classification (``ruleset/rule#part``). They sum to ``firings``."""
+        out: Counter[str] = Counter()
+        for action, n in self.rule_firings.items():
+            out[action.partition("#")[0]] += n
+        return out
 
     def next_due(self) -> float | None:
         return self._expiry[0][0] if self._expiry else None
 
-    def _assert(self, alarm: ActiveAlarm, now: float, *, t: float) -> list[Explanation]:
-        """Assert the facts of an alarm occurrence as of ``t``; return every pair the rules matched."""
+    def _assert(self, alarm: ActiveAlarm, now: float, *, t: float, join: bool = True) -> list[Explanation]:
+        """Enter an alarm occurrence, as of ``t``, into its scopes; return every pair the rules join
+        (none with ``join=False``: a snapshot's candidates re-entered, their pairs applied before)."""
         occ = alarm.occurrence_id
-        self.forget(alarm.key)  # one live occurrence per identity: a re-raise replaces the old facts
-        base = self.base_fact(alarm, t)
-        asserted: list[tuple[str, dict[str, Any]]] = []
+        self.forget(alarm.key)  # one live occurrence per identity: a re-raise replaces the old one
+        matched = self._match(alarm)
+        entered: list[tuple[str, str, str]] = []
         out: list[Explanation] = []
         lifetime = 0.0
         summary = self._is_storm(alarm.key)
-        for relation in self._program.max_window:
-            ruleset = Program.durable_name(relation)
+        for relation, window in self._program.max_window.items():
+            lifetime = max(lifetime, window)
+            roots = matched.roots.get(relation, frozenset())
+            symptoms = frozenset() if summary else matched.symptoms.get(relation, frozenset())
+            if not roots and not symptoms:
+                continue  # an alarm no rule of this relation can pair enters none of its scopes
             for sid, role in self._scopes(relation, alarm.ne_id):
-                if summary and role == "sym":
-                    continue  # a storm summarises its members: it explains, it is never explained
-                fact = {**base, "sid": sid, "id": f"{occ}@{sid}#{role}", "role": role}
-                for m in self._host.assert_fact(ruleset, fact):
-                    ex = self._explanation(m.action, m.facts)
-                    if ex is not None:
-                        out.append(ex)
-                asserted.append((ruleset, fact))
-            lifetime = max(lifetime, self._program.max_window[relation])
-        if asserted:
-            self._facts[alarm.key] = asserted
+                # a storm summarises its members: it explains, it is never explained
+                rules = roots if role == "root" else symptoms
+                if not rules:
+                    continue
+                scope = self._index.get((relation, sid))
+                if scope is None:
+                    scope = self._index[(relation, sid)] = _Scope()
+                me = _Candidate(alarm.key, occ, t, rules)
+                if role == "root":
+                    if join:
+                        for other in scope.symptoms.values():
+                            self._pair(me, other, out)
+                    scope.roots[alarm.key] = me
+                else:
+                    if join:
+                        for other in scope.roots.values():
+                            self._pair(other, me, out)
+                    scope.symptoms[alarm.key] = me
+                self.asserts += 1
+                entered.append((relation, sid, role))
+        if entered:
+            self._facts[alarm.key] = entered
+            self._t[alarm.key] = t
             if alarm.active and self.is_condition(alarm.key):
                 self._due[alarm.key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
             else:
-                self._expire(alarm.key, occ, max(now, base["t"]) + lifetime + self._grace)
+                self._expire(alarm.key, occ, max(now, t) + lifetime + self._grace)
         return out
+
+    def _pair(self, r: _Candidate, s: _Candidate, out: list[Explanation]) -> None:
+        """Join a root and a symptom candidate of one scope by every rule both match."""
+        common = r.rules & s.rules
+        if not common:
+            return
+        rules = self._program.rules
+        for name in sorted(common, key=lambda q: rules[q].order) if len(common) > 1 else common:
+            self.firings += 1
+            self.rule_firings[name] += 1
+            if r.aid == s.aid:
+                continue  # an alarm is never its own symptom
+            rule = rules[name]
+            lead = math.inf if self.is_condition(s.key) else rule.lead
+            if not r.t - lead <= s.t <= r.t + rule.window:
+                self.outside_window += 1
+                continue
+            out.append(Explanation(root=r.key, symptom=s.key, rule=rule, root_time=r.t, symptom_time=s.t))
+
+    def _match(self, alarm: ActiveAlarm) -> _Matched:
+        """The rule parts the alarm's current state matches, decided by durable once per signature
+        (the values of the fact properties some condition reads)."""
+        fact = self.base_fact(alarm, alarm.first_seen)
+        signature = tuple(str(fact.get(p, "")) for p in self._program.reads)
+        hit = self._matched.get(signature)
+        if hit is not None:
+            return hit
+        self._match_seq += 1
+        fact.update(sid=CLASSIFY, id=f"m{self._match_seq}", role="x")
+        actions: set[str] = set()
+        for name in self._names:
+            actions.update(m.action for m in self._host.assert_fact(name, fact))
+            self._host.retract_fact(name, fact)
+        others: set[str] = set()
+        roots: dict[str, set[str]] = {}
+        symptoms: dict[str, set[str]] = {}
+        for action in actions:
+            qualified, _, part = action.partition("#")
+            rule = self._program.rules[qualified]
+            if rule.form != "correlate":
+                others.add(action)
+            elif part == "root":
+                roots.setdefault(rule.relation, set()).add(qualified)
+            else:
+                symptoms.setdefault(rule.relation, set()).add(qualified)
+        hit = _Matched(
+            frozenset(others),
+            {k: frozenset(v) for k, v in roots.items()},
+            {k: frozenset(v) for k, v in symptoms.items()},
+        )
+        if len(self._matched) >= MATCH_CACHE_SIZE:
+            del self._matched[next(iter(self._matched))]
+        self._matched[signature] = hit
+        return hit
 
     def _expire(self, key: str, occ: str, due: float) -> None:
         self._seq += 1
@@ -142,9 +283,10 @@ class Correlator(BaseForm):
         """A KQI or KPI breach (raised by service quality, inference or a ``kpi_threshold`` rule):
         a *condition* that holds while it is active, not an event of its raise time.
 
-        Its facts live while it is active, and as a symptom it has no lead limit: a root on its path
-        raised at any time while it holds explains it (the degradation was its early sign, or the
-        evidence of a fault nobody had alarmed yet), within the rule's window after the root as usual.
+        Its candidates stay while it is active, and as a symptom it has no lead limit: a root on its
+        path raised at any time while it holds explains it (the degradation was its early sign, or
+        the evidence of a fault nobody had alarmed yet), within the rule's window after the root as
+        usual.
         """
         source = raised_by(key)
         if source is None:
@@ -155,7 +297,7 @@ class Correlator(BaseForm):
         return rule is not None and rule.form == "kpi_threshold"
 
     def _cleared(self, alarm: ActiveAlarm, now: float) -> None:
-        """An alarm cleared: a condition's facts now expire like an event's, counted from the clear."""
+        """An alarm cleared: a condition's candidates now expire like an event's, from the clear."""
         due = self._due.get(alarm.key)
         if due is not None and due[0] == math.inf:
             lifetime = max(self._program.max_window.values(), default=0.0)
@@ -170,20 +312,13 @@ class Correlator(BaseForm):
     def classify(self, alarm: ActiveAlarm) -> frozenset[str]:
         """The rule parts (``ruleset/rule#part``) of non-correlate forms this alarm matches now.
 
-        Asserted into durable's ``classify`` ruleset and retracted at once: single-alias rules fire
-        for every matching part. Remembered per alarm identity (``parts``) until re-classified.
+        Remembered per alarm identity (``parts``) until re-classified.
         """
         if not self._classify:
             return frozenset()
-        fact = {
-            **self.base_fact(alarm, alarm.first_seen),
-            "sid": CLASSIFY,
-            "id": alarm.occurrence_id,
-            "role": "x",
-        }
-        matched = self._host.assert_fact(CLASSIFY, fact)
-        self._host.retract_fact(CLASSIFY, fact)
-        parts = frozenset(m.action for m in matched)
+        parts = self._match(alarm).others
+        self.firings += len(parts)
+        self.rule_firings.update(parts)
         self._parts[alarm.key] = parts
         return parts
 
@@ -198,11 +333,11 @@ class Correlator(BaseForm):
 
     # -- snapshot ------------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
-        """Which alarm occurrences have live facts, as of which time, until when (JSON-ready)."""
+        """Which alarm occurrences have candidates, as of which time, until when (JSON-ready)."""
         live = []
-        for key, facts in self._facts.items():
+        for key in self._facts:
             due, occ = self._due[key]
-            live.append([key, occ, facts[0][1]["t"], due if math.isfinite(due) else None])
+            live.append([key, occ, self._t[key], due if math.isfinite(due) else None])
         return {
             "live": live,
             "expiry": [list(e) for e in self._expiry],
@@ -210,25 +345,22 @@ class Correlator(BaseForm):
             "outside_window": self.outside_window,
             "parts": {k: sorted(v) for k, v in self._parts.items()},
             "host": {
-                "asserts": self._host.asserts,
-                "retracts": self._host.retracts,
-                "firings": self._host.firings,
-                "rule_firings": dict(self._host.rule_firings),
+                "asserts": self.asserts,
+                "retracts": self.retracts,
+                "firings": self.firings,
+                "rule_firings": dict(self.rule_firings),
             },
         }
 
     def load(self, state: Mapping[str, Any]) -> None:
-        """Re-assert the facts of a dump into this (fresh) host without applying what they match.
-
-        The pairs those facts formed were applied before the dump; re-asserting makes durable fire
-        them again, and they are discarded here. Facts are rebuilt from the current alarms and
-        topology, so a reload with new rules or topology gets facts in the new shape.
-        """
+        """Re-enter the candidates of a dump without applying what they pair (applied before the
+        dump). Candidates are rebuilt from the current alarms and topology, so a reload with new
+        rules or topology gets candidates in the new shape."""
         for key, occ, t, due in state["live"]:
             a = self._alarm(key)
             if a is None or a.occurrence_id != occ:
                 continue
-            self._assert(a, 0.0, t=t)  # the pairs this fires were applied before the dump
+            self._assert(a, 0.0, t=t, join=False)
             self._due[key] = (math.inf if due is None else due, occ)
         self._expiry = [(due, seq, key, occ) for due, seq, key, occ in state["expiry"]]
         heapq.heapify(self._expiry)
@@ -236,26 +368,26 @@ class Correlator(BaseForm):
         self.outside_window = state["outside_window"]
         self._parts = {k: frozenset(v) for k, v in state["parts"].items()}
         host = state["host"]
-        self._host.asserts, self._host.retracts, self._host.firings = (
-            host["asserts"],
-            host["retracts"],
-            host["firings"],
-        )
-        # per-rule firings carry over for the rules (actions) still loaded; a removed rule's go
+        self.asserts, self.retracts, self.firings = host["asserts"], host["retracts"], host["firings"]
+        # per-rule firings carry over for the rules (and parts) still loaded; a removed rule's go
         known = {r["run"] for d in self._program.definitions.values() for r in d.values()}
-        self._host.rule_firings = Counter(
-            {a: n for a, n in host.get("rule_firings", {}).items() if a in known}
-        )
+        known |= {q for q, r in self._program.rules.items() if r.form == "correlate"}
+        self.rule_firings = Counter({a: n for a, n in host.get("rule_firings", {}).items() if a in known})
 
     def forget(self, key: str) -> None:
-        """Retract every fact of an alarm identity."""
+        """Remove every candidate of an alarm identity."""
         self._due.pop(key, None)
-        for ruleset, fact in self._facts.pop(key, ()):
-            self._host.retract_fact(ruleset, fact)
+        self._t.pop(key, None)
+        for relation, sid, role in self._facts.pop(key, ()):
+            scope = self._index[(relation, sid)]
+            del (scope.roots if role == "root" else scope.symptoms)[key]
+            self.retracts += 1
+            if not scope.roots and not scope.symptoms:
+                del self._index[(relation, sid)]
 
     # -- internals -----------------------------------------------------------------------------
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
-        """The (sid, role) pairs an alarm on ``ne_id`` is asserted under for one relation."""
+        """The (sid, role) pairs an alarm on ``ne_id`` enters for one relation."""
         el = self._topology.element(ne_id)
         if relation == "same_service_path":
             for s in sorted(self._topology.services_through(ne_id)):
@@ -304,18 +436,3 @@ class Correlator(BaseForm):
         for n, (prop, rx) in enumerate(self._regexes):
             fact[f"rx{n}"] = "1" if rx.search(str(fact.get(prop, ""))) else "0"
         return fact
-
-    def _explanation(self, action: str, facts: Mapping[str, Mapping[str, Any]]) -> Explanation | None:
-        """A pair durable joined in one scope, if the symptom lies in the rule's window."""
-        r, s = facts["r"], facts["s"]
-        if r["aid"] == s["aid"]:
-            return None  # an alarm is never its own symptom
-        rule = self._program.rules[action]
-        rt, st = float(r["t"]), float(s["t"])
-        lead = math.inf if self.is_condition(str(s["key"])) else rule.lead
-        if not rt - lead <= st <= rt + rule.window:
-            self.outside_window += 1
-            return None
-        return Explanation(
-            root=str(r["key"]), symptom=str(s["key"]), rule=rule, root_time=rt, symptom_time=st
-        )

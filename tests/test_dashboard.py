@@ -462,9 +462,11 @@ def test_login_limiter_locks_an_address_out_after_repeated_failures() -> None:
 async def test_sign_in_is_locked_after_five_wrong_tokens_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """Over HTTP: each wrong token says how many tries are left; the fifth locks the address out
     (429, Retry-After): then even the right token, in the form or a bearer header, is refused
-    unchecked; the sign-in form says so; /metrics counts refusals, lockouts and locked-out tries."""
+    unchecked, by the dashboard and the API alike; the sign-in form says so; the metrics count
+    refusals, lockouts and locked-out tries."""
     monkeypatch.setattr(app_module, "LOGIN_DELAY", 0.0)
-    async with serve(RecordCore(open_records()), token=TOKEN) as http:
+    counters = Metrics(version="t", receivers=[])
+    async with serve(RecordCore(open_records()), token=TOKEN, metrics=counters) as http:
         for left in (4, 3, 2, 1):
             async with http.post("/ui/login", data={"token": "guess", "next": "/ui/"}) as r:
                 assert r.status == 401
@@ -486,7 +488,8 @@ async def test_sign_in_is_locked_after_five_wrong_tokens_and_counted(monkeypatch
             assert r.status == 200
             assert "Too many failed sign-ins from this address" in await r.text()
         async with http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
-            metrics = await r.text()
+            assert r.status == 429  # the API shares the sign-in's lockout of the address
+    metrics = counters.render().decode()
     assert 'soc_dashboard_logins_total{result="refused"} 5.0' in metrics
     assert 'soc_dashboard_logins_total{result="locked_out"} 2.0' in metrics
     assert 'soc_dashboard_logins_total{result="ok"} 0.0' in metrics
@@ -638,9 +641,11 @@ def test_vendored_files_match_their_manifest(folder: Path) -> None:
 
 
 @asynccontextmanager
-async def serve(core: RecordCore, *, token: str | None = None) -> AsyncIterator[aiohttp.ClientSession]:
+async def serve(
+    core: RecordCore, *, token: str | None = None, metrics: Metrics | None = None
+) -> AsyncIterator[aiohttp.ClientSession]:
     settings = HttpSettings(port=0, token=token)
-    async with HttpApi(settings, core, Metrics(version="t", receivers=[])) as api:
+    async with HttpApi(settings, core, metrics or Metrics(version="t", receivers=[])) as api:
         jar = aiohttp.CookieJar(unsafe=True)
         base = f"http://127.0.0.1:{api.port}"
         async with aiohttp.ClientSession(base, cookie_jar=jar) as http:

@@ -266,6 +266,42 @@ async def test_token_opens_every_endpoint_but_health_needs_none(core: FakeCore) 
                 assert r.status == 200
 
 
+async def test_wrong_tokens_lock_the_address_out_and_are_counted(core: FakeCore) -> None:
+    """5 wrong bearer tokens from one address within 15 minutes: its requests get 429 with
+    Retry-After for 15 minutes, the right token included (not even checked); health stays open;
+    the refusals and the lockout are on /metrics."""
+    wrong = {"Authorization": "Bearer wrong-token"}
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    metrics = Metrics(version="9.9.9")
+    async with (
+        HttpApi(HttpSettings(port=0, token=TOKEN), core, metrics) as api,
+        aiohttp.ClientSession(base_url=f"http://127.0.0.1:{api.port}") as http,
+    ):
+        for _ in range(4):
+            async with http.get("/incidents", headers=wrong) as r:
+                assert r.status == 401
+        async with http.get("/incidents", headers=right) as r:
+            assert r.status == 200  # 4 failures: not locked yet
+        async with http.get("/incidents", headers=wrong) as r:
+            assert r.status == 401  # the 5th locks the address
+        async with http.get("/incidents", headers=right) as r:
+            assert r.status == 429
+            assert 890 <= int(r.headers["Retry-After"]) <= 900
+            assert await r.json() == {
+                "error": "too many requests",
+                "detail": "too many invalid bearer tokens from this address (5 within 15 minutes): "
+                "locked for 15 minutes more",
+            }
+        async with http.get("/healthz") as r:
+            assert r.status == 200
+        async with http.get("/metrics", headers=right) as r:
+            assert r.status == 429
+    text = metrics.render().decode()
+    assert 'soc_http_auth_refused_total{result="refused"} 5.0' in text
+    assert 'soc_http_auth_refused_total{result="locked_out"} 2.0' in text
+    assert "soc_http_lockouts_total 1.0" in text
+
+
 # -------------------------------------------------------------------------------------------- queries
 
 

@@ -44,6 +44,8 @@ API: dict[str, tuple[str, tuple[str, ...]]] = {
     "soc_core_quarantined": ("gauge", ("part",)),
     "soc_dashboard_logins_total": ("counter", ("result",)),
     "soc_dashboard_lockouts_total": ("counter", ()),
+    "soc_http_auth_refused_total": ("counter", ("result",)),
+    "soc_http_lockouts_total": ("counter", ()),
     "soc_dashboard_history_dropped_total": ("counter", ()),
 }
 

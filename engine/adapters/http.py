@@ -35,6 +35,7 @@ from aiohttp.typedefs import Handler
 from engine.adapters.dashboard import PREFIX as DASHBOARD_PREFIX
 from engine.adapters.dashboard import Dashboard
 from engine.adapters.dashboard.app import HistorySource
+from engine.adapters.dashboard.security import LoginLimiter, minutes
 from engine.adapters.store import known_history
 from engine.core import reports
 from engine.core.explain import NotFound
@@ -348,6 +349,8 @@ class HttpApi:
         self._metrics = metrics
         self._shutdown_timeout = shutdown_timeout
         self._token = settings.token.encode() if settings.token else None
+        # wrong tokens per client address, the API's and the dashboard's sign-in's together
+        self._limiter = LoginLimiter()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -416,6 +419,7 @@ class HttpApi:
                 token=self._settings.token,
                 ack_limits=(MAX_ACK_BY, MAX_ACK_NOTE),
                 metrics=self._metrics,
+                limiter=self._limiter,
             ).mount(app)
         return app
 
@@ -475,11 +479,29 @@ class HttpApi:
         @web.middleware
         async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
             if token is not None and request.path not in OPEN_PATHS and not self._dashboard(request.path):
+                client = request.remote or "unknown"
+                limiter = self._limiter
+                left = limiter.locked(client)
+                if left > 0:  # the token is not even checked
+                    self._metrics.api_auth_refused("locked_out")
+                    raise ApiError(
+                        429,
+                        "too many requests",
+                        f"too many invalid bearer tokens from this address ({limiter.max_failures} "
+                        f"within {minutes(limiter.window)}): locked for {minutes(left)} more",
+                        headers={"Retry-After": str(math.ceil(left))},
+                    )
                 scheme, _, given = request.headers.get("Authorization", "").partition(" ")
                 challenge = {"WWW-Authenticate": 'Bearer realm="engine"'}
                 if scheme.lower() != "bearer" or not given.strip():
                     raise ApiError(401, "unauthorized", "missing bearer token", headers=challenge)
                 if not hmac.compare_digest(given.strip().encode(), token):
+                    self._metrics.api_auth_refused("refused")
+                    if limiter.failed(client):
+                        self._metrics.api_lockout()
+                        log.warning("http client locked out", remote=client, seconds=limiter.lockout)
+                    else:
+                        log.warning("http invalid bearer token", remote=client, path=request.path)
                     raise ApiError(401, "unauthorized", "invalid bearer token", headers=challenge)
             return await handler(request)
 

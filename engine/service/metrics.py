@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 __all__ = [
+    "API_AUTH_RESULTS",
     "CORE_PARTS",
     "INCIDENT_STATES",
     "KINDS",
@@ -42,6 +43,7 @@ TRANSITIONS: Final = ("opened", "updated", "resolved")
 RELOAD_RESULTS: Final = ("ok", "error")
 INCIDENT_STATES: Final = ("outage", "degraded", "at_risk")
 LOGIN_RESULTS: Final = ("ok", "refused", "locked_out")  # the dashboard's sign-ins
+API_AUTH_RESULTS: Final = ("refused", "locked_out")  # the API's bearer tokens turned down
 PRIORITIES: Final = (1, 2, 3, 4, 5)
 # Decisions.notices kinds (engine.core.pipeline) and the parts of the core the quarantine names
 # (engine.core.containment): each series exists from the start.
@@ -209,6 +211,18 @@ class Metrics:
             "Client addresses locked out of the dashboard's sign-in after too many failures.",
             registry=r,
         )
+        self._api_auth = Counter(
+            "soc_http_auth_refused_total",
+            "API requests turned down for their bearer token, by result: refused (a wrong token, 401), "
+            "locked_out (not checked: too many wrong tokens from the address, 429).",
+            ["result"],
+            registry=r,
+        )
+        self._api_lockouts = Counter(
+            "soc_http_lockouts_total",
+            "Client addresses locked out of the API after too many wrong bearer tokens.",
+            registry=r,
+        )
         self._history_dropped = Counter(
             "soc_dashboard_history_dropped_total",
             "KPI samples left out of the dashboard's chart history (beyond its series limit).",
@@ -229,6 +243,8 @@ class Metrics:
             self._reloads.labels(result)
         for result in LOGIN_RESULTS:
             self._logins.labels(result)
+        for result in API_AUTH_RESULTS:
+            self._api_auth.labels(result)
         for kind in NOTICES:
             self._notices.labels(kind)
         for part in CORE_PARTS:
@@ -313,6 +329,14 @@ class Metrics:
     def dashboard_lockout(self) -> None:
         """A client address was locked out of the dashboard's sign-in."""
         self._lockouts.inc()
+
+    def api_auth_refused(self, result: str) -> None:
+        """An API request turned down for its bearer token: ``refused`` or ``locked_out``."""
+        self._api_auth.labels(_check("result", result, API_AUTH_RESULTS)).inc()
+
+    def api_lockout(self) -> None:
+        """A client address was locked out of the API (too many wrong bearer tokens)."""
+        self._api_lockouts.inc()
 
     def dashboard_history_dropped(self, n: int) -> None:
         """``n`` KPI samples were left out of the dashboard's chart history."""

@@ -276,7 +276,11 @@ def _cmd_rules_check(args: argparse.Namespace) -> int:
     if not errors and program is not None:
         for rs in loaded:
             print(f"ok   {rs.source}: ruleset {rs.name!r}, {len(rs.rules)} rule(s)")
-        print(f"compiled {len(program.rules)} rule(s) into {len(program.definitions)} durable ruleset(s)")
+        matches = sum(len(d) for d in program.definitions.values())
+        print(
+            f"compiled {len(program.rules)} rule(s) into {matches} alarm match(es) "
+            f"in {len(program.definitions)} durable ruleset(s)"
+        )
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     return 1 if errors else 0

@@ -282,7 +282,7 @@ def test_rules_check_lists_each_valid_ruleset() -> None:
         "ok   rulesets/mobile-access.yaml: ruleset 'mobile-access', 4 rule(s)",
         "ok   rulesets/power-environment.yaml: ruleset 'power-environment', 5 rule(s)",
         "ok   rulesets/transport.yaml: ruleset 'transport', 5 rule(s)",
-        "compiled 36 rule(s) into 5 durable ruleset(s)",
+        "compiled 36 rule(s) into 46 alarm match(es) in 1 durable ruleset(s)",
     ]
     assert r.stderr == ""
 
@@ -404,7 +404,10 @@ rules:
     correlate: {root: {element_type: olt, site: nowhere}, symptom: {}, relation: downstream_of}
 """
 
-OK_REFS = ["ok   {tmp}/refs.yaml: ruleset 'refs', 3 rule(s)", "compiled 3 rule(s) into 2 durable ruleset(s)"]
+OK_REFS = [
+    "ok   {tmp}/refs.yaml: ruleset 'refs', 3 rule(s)",
+    "compiled 3 rule(s) into 3 alarm match(es) in 1 durable ruleset(s)",
+]
 
 
 @pytest.mark.parametrize(

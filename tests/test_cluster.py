@@ -25,7 +25,7 @@ import pytest
 import yaml
 from nats.js.errors import KeyWrongLastSequenceError
 
-from engine.adapters.jetstream import DEADLETTERS, INCIDENTS, INGEST, JetStream, mqtt_topic
+from engine.adapters.jetstream import DEADLETTERS, DELIVERED, INCIDENTS, INGEST, JetStream, mqtt_topic
 from engine.core.partitions import GLOBAL, correlation_domains, partition_table
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings
@@ -120,8 +120,9 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     """Probes and elements keep publishing MQTT: nats-server's MQTT gateway stores QoS 1 messages
     in SOC_INGEST, the router sends each to its partition, the owner's core correlates them (one
     incident for the site power failure and the OLT it explains), and a malformed message becomes a
-    dead-letter record naming the problem. One engine, in this process; its /healthz per partition
-    and /metrics say what it owns and count the dead letter."""
+    dead-letter record naming the problem, stored in DEADLETTERS and received by an MQTT subscriber
+    of the dead-letter topic, as from the single process. One engine, in this process; its /healthz
+    per partition and /metrics say what it owns and count the dead letter."""
     settings = _in_process_settings(nats_cluster)
     async with (
         ClusterNode(settings) as node,
@@ -138,10 +139,19 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
             identifier="probe-1",
             protocol=aiomqtt.ProtocolVersion.V311,
         )
-        async with client:
+        watcher = aiomqtt.Client(
+            "127.0.0.1",
+            nats_cluster.mqtt_ports[2],
+            identifier="dead-letter-watcher",
+            protocol=aiomqtt.ProtocolVersion.V311,
+        )
+        async with client, watcher:
+            await watcher.subscribe("soc/deadletter", qos=1)
             await client.publish("soc/alarms/pwr-c", _alarm("pwr-c", "mainsFailure"), qos=1)
             await client.publish("soc/alarms/olt-7", _alarm("olt-7", "linkDown"), qos=1)
             await client.publish("soc/alarms/olt-7", b'{"ne_id": "olt-7", "severity":', qos=1)
+            async with asyncio.timeout(60):
+                heard = orjson.loads((await anext(aiter(watcher.messages))).payload)
         opened: list[dict[str, Any]] = []
         dead: list[dict[str, Any]] = []
         deadline = time.monotonic() + 60
@@ -168,9 +178,11 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     assert len(dead) == 1
     assert dead[0]["topic"] == "soc/alarms/olt-7"
     assert "malformed JSON" in dead[0]["errors"][0]["reason"]
+    assert heard == dead[0]
     assert sorted(health["partitions"]) == sorted(node.table.partitions)
     assert health["partitions"][GLOBAL]["dead_letters"] == 1  # malformed: the router cannot place it
     assert 'soc_cluster_dead_letters_total{partition="global"} 1.0' in metrics
+    assert 'soc_cluster_dead_letters_stored_total{partition="global"} 1.0' in metrics
     assert 'soc_cluster_partition_owned{partition="global"} 1.0' in metrics
     assert f'soc_cluster_applied_sequence{{partition="{part}"}} ' in metrics
 
@@ -203,8 +215,8 @@ async def test_incidents_out_to_a_webhook_receiver_each_version_once(
     """The owner of the global partition consumes INCIDENTS into its webhook outbox: the receiver
     (a real HTTP server, failing its first requests with 503 so the outbox retries) gets every
     incident version the engines published, each once, with `Idempotency-Key: incident:version`,
-    and each record is acknowledged to JetStream once delivered. A second engine taking over the
-    outbox (with a store of its own) sends nothing again."""
+    and each delivery is logged in SOC_DELIVERED. A second engine taking over the outbox (with a
+    store of its own) reads the log and sends nothing again."""
     async with WebhookReceiver(statuses=[503, 503]) as rx:
         receivers = [{"name": "rx", "url": rx.url, "retry": {"initial": 0.1, "max": 0.5}}]
         first = _in_process_settings(
@@ -227,14 +239,14 @@ async def test_incidents_out_to_a_webhook_receiver_each_version_once(
                 mine = [
                     k for k in ("olt-045:equipmentMalfunction", "olt-046:equipmentMalfunction") if k in keys
                 ]
-                pending = (await js.js.consumer_info(INCIDENTS, "notifier")).num_ack_pending
-                if len(mine) == 2 and got == set(published) and pending == 0:
+                logged = {f"{d['incident_id']}:{d['version']}" for d in await _records(js, DELIVERED)}
+                if len(mine) == 2 and got == set(published) and logged == got:
                     break
         assert len(mine) == 2, mine
         assert rx.counts.failed_on_purpose == 2
         assert got == set(published)
         assert len(rx.records) == len(published)  # each version once
-        assert pending == 0
+        assert logged == got
         requests = rx.counts.requests
         second = _in_process_settings(
             nats_cluster,
@@ -246,7 +258,10 @@ async def test_incidents_out_to_a_webhook_receiver_each_version_once(
             while GLOBAL not in node.owned:
                 assert time.monotonic() < deadline, node.owned
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(2.0)  # its outbox consumer has started and found nothing to send
+            while node.outbox.skipped < len(published):  # it read INCIDENTS and the log
+                assert time.monotonic() < deadline, node.status()
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)  # nothing to send: nothing sent
         assert rx.counts.requests == requests
 
 

@@ -17,8 +17,9 @@ Theory of operation
   about a global element also goes, as a copy, to each domain partition below it), pipelined,
   retrying what was not acknowledged until stored, with ``Nats-Msg-Id`` so a redelivered or
   retried message is stored once.
-* ``outbox``: on the same node, with receivers configured, INCIDENTS → the daemon's webhook outbox;
-  a record is acknowledged once delivered to every receiver that wants it.
+* ``outbox``: on the same node, with receivers configured, INCIDENTS → the daemon's webhook outbox
+  (``engine.service.cluster_outbox``: what each receiver has is logged in JetStream, so a new
+  deliverer neither sends again nor loses).
 * one ``PartitionWorker`` per owned partition, the single writer of that partition's core. It
   restores the partition's latest snapshot, replays the stream from the next sequence through a
   durable pull consumer named by its epoch, and applies messages strictly in stream order (a gap is
@@ -49,12 +50,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats
 import orjson
 import structlog
-from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as NatsNotFound
 
@@ -75,10 +75,9 @@ from engine.adapters.jetstream import (
     Snapshot,
     message_time,
     mqtt_topic,
+    nats_subject,
     stored_time,
 )
-from engine.adapters.notifier import Notifier
-from engine.adapters.store import Store, WireRecord
 from engine.core.partitions import (
     GLOBAL,
     CoreIncidents,
@@ -96,14 +95,13 @@ from engine.model.messages import Routes, dead_letter_record
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import Ruleset, load_rulesets
 from engine.service.cluster_http import ClusterHttp
+from engine.service.cluster_outbox import ClusterOutbox
 from engine.service.config import EngineSettings
-
-if TYPE_CHECKING:
-    pass
 
 log = structlog.get_logger("engine.service.cluster")
 
 FETCH_BATCH = 256
+OWN_SUBJECTS = ("soc.alarms.", "soc.probes.", "soc.in.", "soc.incidents.", "soc.delivered")
 IDLE_WAIT = 0.2  # a worker with nothing to fetch looks at its timers this often
 
 
@@ -140,6 +138,7 @@ class PartitionStatus:
     pending: int = 0  # stream messages waiting after the last one fetched (the consumer's count)
     caught_up: bool = False  # the replay at takeover is over
     dead_letters: int = 0
+    dead_stored: int = 0  # dead letters DEADLETTERS acknowledged (published on the dead-letter subject)
     faults: Counter[str] = field(default_factory=Counter)  # quarantined core parts, by part
     notices: Counter[str] = field(default_factory=Counter)  # by kind (Decisions.notices)
     started: float = field(default_factory=time.monotonic)
@@ -361,7 +360,16 @@ class PartitionWorker:
         so the partition is released and its successor replays (and sends) it again."""
         dead, self._dead = self._dead, []
         for fut in dead:
-            await asyncio.wait_for(fut, self.js.timeout)
+            try:
+                await asyncio.wait_for(fut, self.js.timeout)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.APIError) as exc:
+                log.error(
+                    "dead letter not stored: releasing the partition for a replay",
+                    subject=self.js.dead_letter_subject,
+                    error=str(exc) or type(exc).__name__,
+                )
+                raise
+            self.status.dead_stored += 1
 
     async def snapshot(self) -> None:
         await self._dead_letters_stored()  # the snapshot must not cover a dead letter not stored
@@ -399,9 +407,28 @@ class ClusterNode:
         )
         self.table: PartitionTable = partition_table(domains, c.partitions)
         self.digest = config_digest(settings)
+        try:
+            dead_subject = nats_subject(settings.mqtt.dead_letter_topic)
+        except ValueError as exc:
+            raise ConfigError(
+                "<config>", "mqtt.dead_letter_topic", f"in cluster mode it is a NATS subject too: {exc}"
+            ) from None
+        if dead_subject.startswith(OWN_SUBJECTS):
+            raise ConfigError(
+                "<config>",
+                "mqtt.dead_letter_topic",
+                f"{settings.mqtt.dead_letter_topic!r} overlaps the cluster's own subjects (soc/alarms/…, "
+                "soc/probes/…, soc/in/…, soc/incidents/…, soc/delivered)",
+            )
         self.js = JetStream(
-            c.servers, replicas=c.replicas, lease_ttl=c.lease_ttl, retention=c.retention, name=self.name
+            c.servers,
+            replicas=c.replicas,
+            lease_ttl=c.lease_ttl,
+            retention=c.retention,
+            name=self.name,
+            dead_letter_subject=dead_subject,
         )
+        self.outbox = ClusterOutbox(self)
         self.workers: dict[str, PartitionWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, LeaseInfo] = {}
@@ -443,7 +470,7 @@ class ClusterNode:
         self._background = [
             asyncio.create_task(self._lease_loop(), name="cluster-leases"),
             asyncio.create_task(self._router(), name="cluster-router"),
-            asyncio.create_task(self._outbox(), name="cluster-outbox"),
+            asyncio.create_task(self.outbox.run(), name="cluster-outbox"),
         ]
         log.info("cluster member started", member=self.name, partitions=len(self.table.partitions))
         return self
@@ -637,7 +664,7 @@ class ClusterNode:
         them), and routing fails over with that lease."""
         sub = await self.js.js.pull_subscribe_bind(durable=ROUTER, stream=INGEST)
         while True:
-            if not self._routing():
+            if not self.leading:
                 await asyncio.sleep(0.2)
                 continue
             try:
@@ -684,84 +711,10 @@ class ClusterNode:
                     log.warning("router: publish failed; retrying", partition=item.partition, error=repr(exc))
                     await asyncio.sleep(0.5)
 
-    # -- incidents out ---------------------------------------------------------------------------
-    def _routing(self) -> bool:
+    @property
+    def leading(self) -> bool:
         """This node runs the cluster's single roles (router, outbox): it owns ``global``."""
         return GLOBAL in self._tasks and GLOBAL not in self._handing
-
-    async def _outbox(self) -> None:
-        """INCIDENTS → the webhook outbox (the daemon's ``Store`` and ``Notifier``), on the owner of
-        ``global`` only: one deliverer, so a receiver is not sent each version by every engine.
-
-        Each record is enqueued in this engine's store (``store.path``) for the receivers that want
-        it, with the usual outbox semantics (order per incident, retries, breaker, signatures,
-        ``Idempotency-Key: incident_id:version``), and acknowledged to JetStream once every receiver
-        has it delivered or dead. After a failover the new owner gets every record not yet
-        acknowledged again: the receivers may see a version twice with the same key (at least once,
-        deduplicated by them), never lose one."""
-        if not self.settings.receivers:
-            return
-        while True:
-            if not self._routing():
-                await asyncio.sleep(0.2)
-                continue
-            try:
-                await self._deliver_while_global()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox: consumer failed; starting again", error=repr(exc))
-                await asyncio.sleep(0.5)
-
-    async def _deliver_while_global(self) -> None:
-        s = self.settings
-        sub = await self.js.notifier_consumer()
-        waiting: dict[tuple[str, int], tuple[Msg, list[str]]] = {}  # enqueued, not yet acknowledged
-        store = Store(
-            s.store.path, commit_interval=s.store.commit_interval, keep_delivered=s.store.keep_delivered
-        )
-        try:
-            async with store, Notifier(store, s.receivers) as notifier:
-                log.info("outbox started", receivers=[r.name for r in s.receivers], store=str(s.store.path))
-                while self._routing():
-                    try:
-                        msgs = await sub.fetch(FETCH_BATCH, timeout=IDLE_WAIT)
-                    except TimeoutError:
-                        msgs = []
-                    now = time.time()
-                    for msg in msgs:
-                        try:
-                            rec = WireRecord(orjson.loads(msg.data))
-                            key = (rec.incident_id, rec.version)
-                            receivers = notifier.receivers_for(rec)
-                            store.record(rec, receivers, now)
-                        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                            log.error("outbox: unreadable incident record; skipped", error=repr(exc))
-                            await msg.ack()
-                            continue
-                        waiting[key] = (msg, receivers)
-                    if msgs:
-                        store.commit()
-                    await self._acknowledge_delivered(store, waiting)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    @staticmethod
-    async def _acknowledge_delivered(
-        store: Store, waiting: dict[tuple[str, int], tuple[Msg, list[str]]]
-    ) -> None:
-        for (iid, version), (msg, receivers) in list(waiting.items()):
-            done = True
-            for r in receivers:
-                rows = [row for row in store.outbox_rows(r, iid) if row["version"] == version]
-                if not rows or rows[0]["state"] not in ("delivered", "dead"):
-                    done = False
-                    break
-            if done:
-                del waiting[(iid, version)]
-                with contextlib.suppress(Exception):  # a lost ack: redelivered, enqueued as a no-op
-                    await msg.ack()
 
     # -- views -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -770,6 +723,8 @@ class ClusterNode:
             "connected": self.js.connected,
             "routed": self.routed,
             "takeovers": self.takeovers,
+            "leading": self.leading,
+            "outbox": {"delivered": self.outbox.delivered, "skipped": self.outbox.skipped},
             "partitions": {},
         }
         for p, w in sorted(self.workers.items()):
@@ -789,6 +744,7 @@ class ClusterNode:
                 "pending": s.pending,
                 "caught_up": s.caught_up,
                 "dead_letters": s.dead_letters,
+                "dead_stored": s.dead_stored,
                 "faults": dict(s.faults),
                 "notices": dict(s.notices),
             }

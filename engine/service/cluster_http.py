@@ -76,7 +76,11 @@ class _NodeCollector(Collector):
             "replayed": ("soc_cluster_replayed", "stream messages replayed at takeover"),
             "ticks": ("soc_cluster_ticks", "timer ticks applied"),
             "snapshots": ("soc_cluster_snapshots", "snapshots saved"),
-            "dead_letters": ("soc_cluster_dead_letters", "dead-letter records published"),
+            "dead_letters": ("soc_cluster_dead_letters", "dead-letter records decided"),
+            "dead_stored": (
+                "soc_cluster_dead_letters_stored",
+                "dead-letter records stored in DEADLETTERS (and sent on the dead-letter subject)",
+            ),
         }
         for key, (name, doc) in counters.items():
             c = CounterMetricFamily(
@@ -104,6 +108,14 @@ class _NodeCollector(Collector):
         takeovers = CounterMetricFamily("soc_cluster_takeovers", "partition leases this engine acquired")
         takeovers.add_metric([], float(status["takeovers"]))
         yield takeovers
+        outbox = CounterMetricFamily(
+            "soc_cluster_outbox_versions",
+            "incident versions this engine's outbox logged done, or found done by a predecessor",
+            labels=["outcome"],
+        )
+        outbox.add_metric(["delivered"], float(status["outbox"]["delivered"]))
+        outbox.add_metric(["skipped"], float(status["outbox"]["skipped"]))
+        yield outbox
 
 
 class ClusterHttp:

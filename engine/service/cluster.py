@@ -96,6 +96,7 @@ from engine.model.topology import Topology, load_topology
 from engine.rules.schema import Ruleset, load_rulesets
 from engine.service.cluster_http import ClusterHttp
 from engine.service.cluster_outbox import ClusterOutbox
+from engine.service.cluster_view import ClusterView
 from engine.service.config import EngineSettings
 
 log = structlog.get_logger("engine.service.cluster")
@@ -429,6 +430,7 @@ class ClusterNode:
             dead_letter_subject=dead_subject,
         )
         self.outbox = ClusterOutbox(self)
+        self.view = ClusterView(self.js)
         self.workers: dict[str, PartitionWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, LeaseInfo] = {}
@@ -467,6 +469,7 @@ class ClusterNode:
         except (PartitionError, ClusterError):
             await self.js.__aexit__(None, None, None)
             raise
+        await self.view.__aenter__()
         self._background = [
             asyncio.create_task(self._lease_loop(), name="cluster-leases"),
             asyncio.create_task(self._router(), name="cluster-router"),
@@ -484,6 +487,7 @@ class ClusterNode:
                 await t
         for p in list(self._tasks):
             await self._hand_over(p)
+        await self.view.__aexit__(None, None, None)
         with contextlib.suppress(Exception):
             await self.js.leave(self.name)
         await self.js.__aexit__(None, None, None)
@@ -724,6 +728,7 @@ class ClusterNode:
             "routed": self.routed,
             "takeovers": self.takeovers,
             "leading": self.leading,
+            "view": self.view.lag(),
             "outbox": {"delivered": self.outbox.delivered, "skipped": self.outbox.skipped},
             "partitions": {},
         }

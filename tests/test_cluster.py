@@ -196,6 +196,10 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
             assert (await resp.json())["error"] == "invalid query parameter 'priority'"
         async with web.get("/dead-letters?topic=soc/alarms/olt-7") as resp:
             dead_listed = await resp.json()
+        table = await cluster_status(js, node.table.partitions)
+    assert table["table"]["digest"] == node.table.digest
+    assert sum(row["domains"] for row in table["partitions"].values()) == len(node.table.domains.domains)
+    assert {row["owner"] for row in table["partitions"].values()} == {"in-process"}
     assert len(opened) == 1, opened
     assert opened[0]["root_cause"]["alarm_id"] == "pwr-c:mainsFailure"
     assert sorted(opened[0]["alarms"]) == ["olt-7:linkDown", "pwr-c:mainsFailure"]
@@ -708,6 +712,7 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
     assert "lease lost" in log_a or "fenced" in log_a or "lease not renewed in time" in log_a
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"members: {survivor}" in out.stdout
+    assert "partition table " in out.stdout
     versions = [(r["incident_id"], r["version"]) for r in records]
     assert len(versions) == len(set(versions)), "an incident version was stored twice"
     latest: dict[str, dict[str, Any]] = {}

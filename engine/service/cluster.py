@@ -757,8 +757,12 @@ class ClusterNode:
 
 
 async def cluster_status(js: JetStream, partitions: tuple[str, ...]) -> dict[str, Any]:
-    """Per partition: owner, epoch, lease age, stream end, applied position and lag (from JetStream)."""
+    """The stored partition table (its digest, domains per partition) and per partition: owner,
+    epoch, lease age, stream end, snapshot, applied position and lag (from JetStream)."""
     leases = await js.leases()
+    raw = await js.read_cluster("table") or b"{}"
+    table = orjson.loads(raw)
+    per_partition = Counter((table.get("assignment") or {}).values())
     now = time.time()
     rows: dict[str, Any] = {}
     for p in partitions:
@@ -766,6 +770,7 @@ async def cluster_status(js: JetStream, partitions: tuple[str, ...]) -> dict[str
         _first, last = await js.stream_bounds(p)
         snap = await js.load_snapshot(p)
         row: dict[str, Any] = {
+            "domains": per_partition.get(p, 0) if p != GLOBAL else 0,
             "owner": lease.owner if lease else None,
             "epoch": lease.epoch if lease else None,
             "lease_age": round(now - lease.renewed, 3) if lease else None,
@@ -780,7 +785,14 @@ async def cluster_status(js: JetStream, partitions: tuple[str, ...]) -> dict[str
                 row["applied"] = info.ack_floor.stream_seq if info.ack_floor else None
                 row["lag"] = (info.num_pending or 0) + (info.num_ack_pending or 0)
         rows[p] = row
-    return {"members": await js.members(), "partitions": rows}
+    return {
+        "table": {
+            "digest": hashlib.sha256(raw).hexdigest()[:16],
+            "global_elements": len(table.get("global") or ()),
+        },
+        "members": await js.members(),
+        "partitions": rows,
+    }
 
 
 async def run(settings: EngineSettings) -> int:

@@ -75,6 +75,8 @@ class ClusterView:
                     try:
                         msgs = await sub.fetch(FETCH_BATCH, timeout=IDLE_WAIT)
                     except TimeoutError:
+                        msgs = []
+                    if not msgs:
                         self.pending[stream] = 0
                         continue
                     for msg in msgs:

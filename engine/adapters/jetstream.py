@@ -569,7 +569,11 @@ class JetStream:
                 try:
                     msgs = await sub.fetch(READ_BATCH, timeout=self.timeout)
                 except TimeoutError:
-                    return  # nothing more on this subject up to there
+                    msgs = []
+                if not msgs:
+                    if (await sub.consumer_info()).num_pending == 0:
+                        return  # nothing more on this subject up to there
+                    continue
                 for msg in msgs:
                     seq = msg.metadata.sequence.stream
                     if seq > upto:
@@ -577,7 +581,7 @@ class JetStream:
                     yield msg
                     if seq == upto:
                         return
-                if msgs and msgs[-1].metadata.num_pending == 0:
+                if msgs[-1].metadata.num_pending == 0:
                     return
         finally:
             with contextlib.suppress(Exception):

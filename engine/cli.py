@@ -212,10 +212,12 @@ def _cmd_cluster_status(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return 0
+    table = result["table"]
+    print(f"partition table {table['digest']}: global elements {table['global_elements']}")
     print(f"members: {', '.join(result['members']) or '(none)'}")
-    head = ("partition", "owner", "epoch", "lease age", "stream", "applied", "lag")
-    keys = ("owner", "epoch", "lease_age", "stream_last", "applied", "lag")
-    line = "{:<10} {:<24} {:>7} {:>9} {:>9} {:>9} {:>7}"
+    head = ("partition", "domains", "owner", "epoch", "lease age", "stream", "snapshot", "applied", "lag")
+    keys = ("domains", "owner", "epoch", "lease_age", "stream_last", "snapshot_seq", "applied", "lag")
+    line = "{:<10} {:>7} {:<24} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7}"
     print(line.format(*head))
     for part, row in result["partitions"].items():
         print(line.format(part, *("-" if row[k] is None else str(row[k]) for k in keys)))

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ import pytest
 import yaml
 from nats.js.errors import KeyWrongLastSequenceError
 
-from engine.adapters.jetstream import DEADLETTERS, INCIDENTS, INGEST, JetStream, mqtt_topic
+from engine.adapters.jetstream import DEADLETTERS, DELIVERED, INCIDENTS, INGEST, JetStream, mqtt_topic
+from engine.adapters.notifier import Notifier
+from engine.adapters.store import Store, WireRecord
 from engine.core.partitions import GLOBAL, correlation_domains, partition_table
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings
@@ -33,7 +36,8 @@ from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.service.cluster import ClusterNode, cluster_status
 from engine.service.cluster_http import ClusterHttp
-from engine.service.config import HttpSettings, load_settings
+from engine.service.cluster_outbox import Follows
+from engine.service.config import HttpSettings, ReceiverSettings, load_settings
 from engine.tools.receiver import WebhookReceiver
 from tests.nats import NatsCluster, find_binary
 
@@ -120,8 +124,11 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     """Probes and elements keep publishing MQTT: nats-server's MQTT gateway stores QoS 1 messages
     in SOC_INGEST, the router sends each to its partition, the owner's core correlates them (one
     incident for the site power failure and the OLT it explains), and a malformed message becomes a
-    dead-letter record naming the problem. One engine, in this process; its /healthz per partition
-    and /metrics say what it owns and count the dead letter."""
+    dead-letter record naming the problem, stored in DEADLETTERS and received by an MQTT subscriber
+    of the dead-letter topic, as from the single process. One engine, in this process; its /healthz
+    per partition and /metrics say what it owns and count the dead letter, and its read API
+    (/incidents, /incidents/<id>, its history, /dead-letters) answers from the streams as the
+    daemon's does, a bad filter included."""
     settings = _in_process_settings(nats_cluster)
     async with (
         ClusterNode(settings) as node,
@@ -138,10 +145,19 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
             identifier="probe-1",
             protocol=aiomqtt.ProtocolVersion.V311,
         )
-        async with client:
+        watcher = aiomqtt.Client(
+            "127.0.0.1",
+            nats_cluster.mqtt_ports[2],
+            identifier="dead-letter-watcher",
+            protocol=aiomqtt.ProtocolVersion.V311,
+        )
+        async with client, watcher:
+            await watcher.subscribe("soc/deadletter", qos=1)
             await client.publish("soc/alarms/pwr-c", _alarm("pwr-c", "mainsFailure"), qos=1)
             await client.publish("soc/alarms/olt-7", _alarm("olt-7", "linkDown"), qos=1)
             await client.publish("soc/alarms/olt-7", b'{"ne_id": "olt-7", "severity":', qos=1)
+            async with asyncio.timeout(60):
+                heard = orjson.loads((await anext(aiter(watcher.messages))).payload)
         opened: list[dict[str, Any]] = []
         dead: list[dict[str, Any]] = []
         deadline = time.monotonic() + 60
@@ -162,15 +178,44 @@ async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
             assert "no partition 'p99'" in (await resp.json())["error"]
         async with web.get("/metrics") as resp:
             metrics = await resp.text()
+        iid = opened[0]["incident_id"]
+        listed: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while not listed.get("count") and time.monotonic() < deadline:  # the view follows the streams
+            await asyncio.sleep(0.2)
+            async with web.get("/incidents?open=false") as resp:
+                listed = await resp.json()
+        async with web.get(f"/incidents/{iid}") as resp:
+            one = await resp.json()
+        async with web.get(f"/incidents/{iid}/history") as resp:
+            history = await resp.json()
+        async with web.get("/incidents/nope") as resp:
+            assert resp.status == 404
+        async with web.get("/incidents?priority=9") as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"] == "invalid query parameter 'priority'"
+        async with web.get("/dead-letters?topic=soc/alarms/olt-7") as resp:
+            dead_listed = await resp.json()
+        table = await cluster_status(js, node.table.partitions)
+    assert table["table"]["digest"] == node.table.digest
+    assert sum(row["domains"] for row in table["partitions"].values()) == len(node.table.domains.domains)
+    assert {row["owner"] for row in table["partitions"].values()} == {"in-process"}
     assert len(opened) == 1, opened
     assert opened[0]["root_cause"]["alarm_id"] == "pwr-c:mainsFailure"
     assert sorted(opened[0]["alarms"]) == ["olt-7:linkDown", "pwr-c:mainsFailure"]
     assert len(dead) == 1
     assert dead[0]["topic"] == "soc/alarms/olt-7"
     assert "malformed JSON" in dead[0]["errors"][0]["reason"]
+    assert heard == dead[0]
+    assert iid in [r["incident_id"] for r in listed["incidents"]]
+    assert one["version"] == max(r["version"] for r in await _incidents(js) if r["incident_id"] == iid)
+    assert [v["version"] for v in history["versions"]] == list(range(1, one["version"] + 1))
+    assert dead_listed["count"] == 1
+    assert dead_listed["dead_letters"][0]["source"] == "cluster:global"
     assert sorted(health["partitions"]) == sorted(node.table.partitions)
     assert health["partitions"][GLOBAL]["dead_letters"] == 1  # malformed: the router cannot place it
     assert 'soc_cluster_dead_letters_total{partition="global"} 1.0' in metrics
+    assert 'soc_cluster_dead_letters_stored_total{partition="global"} 1.0' in metrics
     assert 'soc_cluster_partition_owned{partition="global"} 1.0' in metrics
     assert f'soc_cluster_applied_sequence{{partition="{part}"}} ' in metrics
 
@@ -203,8 +248,8 @@ async def test_incidents_out_to_a_webhook_receiver_each_version_once(
     """The owner of the global partition consumes INCIDENTS into its webhook outbox: the receiver
     (a real HTTP server, failing its first requests with 503 so the outbox retries) gets every
     incident version the engines published, each once, with `Idempotency-Key: incident:version`,
-    and each record is acknowledged to JetStream once delivered. A second engine taking over the
-    outbox (with a store of its own) sends nothing again."""
+    and each delivery is logged in SOC_DELIVERED. A second engine taking over the outbox (with a
+    store of its own) reads the log and sends nothing again."""
     async with WebhookReceiver(statuses=[503, 503]) as rx:
         receivers = [{"name": "rx", "url": rx.url, "retry": {"initial": 0.1, "max": 0.5}}]
         first = _in_process_settings(
@@ -227,14 +272,14 @@ async def test_incidents_out_to_a_webhook_receiver_each_version_once(
                 mine = [
                     k for k in ("olt-045:equipmentMalfunction", "olt-046:equipmentMalfunction") if k in keys
                 ]
-                pending = (await js.js.consumer_info(INCIDENTS, "notifier")).num_ack_pending
-                if len(mine) == 2 and got == set(published) and pending == 0:
+                logged = {f"{d['incident_id']}:{d['version']}" for d in await _records(js, DELIVERED)}
+                if len(mine) == 2 and got == set(published) and logged == got:
                     break
         assert len(mine) == 2, mine
         assert rx.counts.failed_on_purpose == 2
         assert got == set(published)
         assert len(rx.records) == len(published)  # each version once
-        assert pending == 0
+        assert logged == got
         requests = rx.counts.requests
         second = _in_process_settings(
             nats_cluster,
@@ -246,7 +291,10 @@ async def test_incidents_out_to_a_webhook_receiver_each_version_once(
             while GLOBAL not in node.owned:
                 assert time.monotonic() < deadline, node.owned
                 await asyncio.sleep(0.2)
-            await asyncio.sleep(2.0)  # its outbox consumer has started and found nothing to send
+            while node.outbox.skipped < len(published):  # it read INCIDENTS and the log
+                assert time.monotonic() < deadline, node.status()
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)  # nothing to send: nothing sent
         assert rx.counts.requests == requests
 
 
@@ -307,6 +355,44 @@ async def test_fiber_cut_on_a_core_router_opens_one_incident_with_every_domain_b
     final = [r for r in latest.values() if r.get("resolution") != "merged"]
     alone = [r for r in single_process(ingested, settings.core) if keys & set(r["alarms"])]
     assert _outcome([r for r in final if keys & set(r["alarms"])]) == _outcome(alone)
+
+
+async def test_follow_rule_is_decided_from_the_stream_so_a_new_deliverer_decides_as_the_first(
+    tmp_path: Path,
+) -> None:
+    """A receiver of P1 only keeps getting an incident it has when the incident drops to P3, and
+    always its resolution; it never gets an incident that was P3 from the start. The cluster's
+    deliverer decides "has" from the INCIDENTS sequence of the first record given, not from its own
+    file: a second deliverer with an empty file, reading the same stream, decides every record
+    exactly as the first did (its file would have said "not followed" for the drop to P3)."""
+    receivers = [ReceiverSettings(name="p1", url="http://127.0.0.1:9/", priorities=(1,))]
+
+    def rec(iid: str, version: int, event: str, priority: int) -> WireRecord:
+        return WireRecord({"incident_id": iid, "version": version, "event": event, "priority": priority})
+
+    stream = [
+        rec("a", 1, "opened", 1),
+        rec("b", 1, "opened", 3),
+        rec("a", 2, "updated", 3),
+        rec("b", 2, "updated", 1),
+        rec("b", 3, "updated", 3),
+        rec("a", 3, "resolved", 3),
+    ]
+    expected = [["p1"], [], ["p1"], ["p1"], ["p1"], ["p1"]]
+    decided = []
+    for name in ("first.db", "second.db"):
+        notifier = Notifier(Store(tmp_path / name), receivers)
+        follows = Follows()
+        got = []
+        for seq, r in enumerate(stream, start=1):
+            to = notifier.receivers_for(r, has=partial(follows.has, before=seq))
+            follows.note(seq, r.incident_id, to)
+            got.append(to)
+        decided.append(got)
+    assert decided == [expected, expected]
+    # what the second deliverer's own (empty) file says of the drop to P3: not followed, lost
+    async with Store(tmp_path / "second.db") as store:
+        assert Notifier(store, receivers).receivers_for(stream[2]) == []
 
 
 @pytest.mark.slow
@@ -540,10 +626,12 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
     """Two engines share the partitions while a storm comes in three parts. Engine a is stalled
     (SIGSTOP) longer than its lease: b takes its partitions, restores their snapshots and replays
     their streams; a, continued, finds its leases gone and publishes nothing more, then rejoins and
-    b hands it its share back (snapshot, release). Then the owner of storm partitions is killed with
-    SIGKILL: the other takes them within a bounded time (printed). In the end every alarm is in
-    exactly one incident, every incident opened and resolved, and INCIDENTS holds each incident
-    version exactly once, versions without gaps."""
+    b hands it its share back (snapshot, release). Then, in the middle of the storm's last part,
+    the owner of the global partition (the router and the webhook deliverer, and owner of storm
+    partitions) is killed with SIGKILL: the other takes its partitions and roles within a bounded
+    time (printed). In the end every alarm is in exactly one incident, every incident opened and
+    resolved, INCIDENTS holds each incident version exactly once, versions without gaps, and the
+    webhook receiver got each version once (a redelivery only with the same key)."""
     topology = load_topology(TOPOLOGY)
     table = partition_table(correlation_domains(topology), 4)
     olts = sorted(ne for ne in topology.elements if ne.startswith("olt-0"))
@@ -580,24 +668,19 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
                 await publish(js, parts[1])
                 engines["a"].proc.send_signal(signal.SIGCONT)
                 status = await _wait_owned(js, {"a", "b"}, 60)  # b hands a its share back
-                victim = max(
-                    ("a", "b"),
-                    key=lambda n: sum(
-                        1
-                        for p, row in status["partitions"].items()
-                        if row["owner"] == n and p in storm_partitions
-                    ),
-                )
+                victim = status["partitions"][GLOBAL]["owner"]  # router and webhook deliverer
                 survivor = "b" if victim == "a" else "a"
                 killed_owned = sorted(p for p, row in status["partitions"].items() if row["owner"] == victim)
                 await asyncio.sleep(1.0)
+                half = len(parts[2]) // 2
+                await publish(js, parts[2][:half])
                 engines[victim].kill()
                 killed = time.monotonic()
-                await publish(js, parts[2])
+                await publish(js, parts[2][half:])
                 await _wait_owned(js, {survivor}, 60)
                 print(
-                    f"kill -9: partitions {killed_owned} of {victim} owned by {survivor} "
-                    f"after {time.monotonic() - killed:.1f} s"
+                    f"kill -9 mid-storm: partitions {killed_owned} of {victim} (router, deliverer) owned by "
+                    f"{survivor} after {time.monotonic() - killed:.1f} s"
                 )
                 await asyncio.sleep(2)
                 await publish(js, storm, "cleared")
@@ -629,6 +712,7 @@ async def test_stalled_owner_is_fenced_and_kill_9_moves_partitions_and_every_ala
     assert "lease lost" in log_a or "fenced" in log_a or "lease not renewed in time" in log_a
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"members: {survivor}" in out.stdout
+    assert "partition table " in out.stdout
     versions = [(r["incident_id"], r["version"]) for r in records]
     assert len(versions) == len(set(versions)), "an incident version was stored twice"
     latest: dict[str, dict[str, Any]] = {}

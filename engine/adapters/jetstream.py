@@ -11,7 +11,11 @@ Everything the cluster shares lives in JetStream, replicated ``replicas`` times:
   (``soc.in.<p>.msg``, the MQTT topic and receive time in headers) and timer ticks (``soc.in.<p>.tick``,
   the tick's time in a header). A replay of the stream decides exactly as the owner did.
 * ``INCIDENTS`` (``soc.incidents.<p>``) receives incident records with ``Nats-Msg-Id =
-  incident_id:version``; ``DEADLETTERS`` (``soc.dead.<p>``) the dead-letter records.
+  incident_id:version``; ``DEADLETTERS`` the dead-letter records, on the subject of the MQTT
+  dead-letter topic (``soc.deadletter`` for ``soc/deadletter``), so MQTT subscribers of that topic
+  on nats-server's gateway get them as from the single process; ``SOC_DELIVERED`` the outbox's
+  log of what each webhook receiver has (``receiver incident_id:version``), which a new deliverer
+  reads so that it neither sends again nor loses what its predecessor did.
 * Key-value buckets: ``SOC_LEASES`` (TTL = the lease TTL; ``lease.<p>`` and ``member.<name>``),
   ``SOC_CLUSTER`` (the partition table and the configuration digest), ``SOC_SNAPSHOTS`` (one
   snapshot per partition with the last stream sequence applied).
@@ -31,7 +35,7 @@ import contextlib
 import datetime as dt
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,11 +66,12 @@ INGEST = "SOC_INGEST"
 INGEST_SUBJECTS = ("soc.alarms.>", "soc.probes.>")
 INCIDENTS = "INCIDENTS"
 DEADLETTERS = "DEADLETTERS"
+DELIVERED = "SOC_DELIVERED"
+DELIVERED_SUBJECT = "soc.delivered"
 LEASES = "SOC_LEASES"
 CLUSTER = "SOC_CLUSTER"
 SNAPSHOTS = "SOC_SNAPSHOTS"
 ROUTER = "router"
-NOTIFIER = "notifier"
 WRONG_LAST_SEQUENCE = 10071  # JSStreamWrongLastSequenceErrF
 
 H_TOPIC = "Soc-Topic"
@@ -76,6 +81,19 @@ H_EPOCH = "Soc-Epoch"
 H_SOURCE = "Soc-Source-Seq"
 H_INDEX = "Soc-Record-Index"
 H_COPY = "Soc-Copy"  # an alarm about a global element, copied to a domain partition below it
+H_PARTITION = "Soc-Partition"
+READ_BATCH = 1024
+
+
+def nats_subject(topic: str) -> str:
+    """MQTT topic → the NATS subject nats-server's MQTT gateway maps it to, for a topic without
+    wildcards, dots, spaces or empty levels (``ValueError`` naming what is wrong otherwise)."""
+    for bad, what in (("+", "a wildcard"), ("#", "a wildcard"), (".", "a dot"), (" ", "a space")):
+        if bad in topic:
+            raise ValueError(f"{topic!r} holds {what}, which a NATS subject cannot carry")
+    if not topic or "" in topic.split("/"):
+        raise ValueError(f"{topic!r} has an empty level")
+    return topic.replace("/", ".")
 
 
 class ClusterError(EngineError):
@@ -166,6 +184,7 @@ class JetStream:
         retention: float = 86400.0,
         name: str = "soc-engine",
         timeout: float = 5.0,
+        dead_letter_subject: str = "soc.deadletter",
     ) -> None:
         if not servers:
             raise ClusterError("no NATS servers configured (cluster.servers, or --cluster nats://host:port)")
@@ -175,6 +194,7 @@ class JetStream:
         self.retention = retention
         self.name = name
         self.timeout = timeout
+        self.dead_letter_subject = dead_letter_subject
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._leases: KeyValue | None = None
@@ -266,7 +286,10 @@ class JetStream:
         """Create the streams, the router's consumer and the buckets that do not exist yet."""
         await self._stream(INGEST, list(INGEST_SUBJECTS), max_age=self.retention, duplicate_window=120.0)
         await self._stream(INCIDENTS, ["soc.incidents.>"], max_age=7 * 86400.0, duplicate_window=600.0)
-        await self._stream(DEADLETTERS, ["soc.dead.>"], max_age=7 * 86400.0, duplicate_window=600.0)
+        await self._stream(
+            DEADLETTERS, [self.dead_letter_subject], max_age=7 * 86400.0, duplicate_window=600.0
+        )
+        await self._stream(DELIVERED, [DELIVERED_SUBJECT], max_age=7 * 86400.0, duplicate_window=600.0)
         for p in partitions:
             await self._stream(
                 stream_of(p), [f"soc.in.{p}.>"], max_age=self.retention, duplicate_window=120.0
@@ -297,10 +320,20 @@ class JetStream:
         self, name: str, subjects: list[str], *, max_age: float, duplicate_window: float
     ) -> None:
         try:
-            await self.js.stream_info(name)
-            return
+            info = await self.js.stream_info(name)
         except NotFoundError:
             pass
+        else:
+            have = list(info.config.subjects or [])
+            if not set(subjects) <= set(have):  # e.g. another dead-letter topic: capture it too
+                info.config.subjects = have + [s for s in subjects if s not in have]
+                try:
+                    await self.js.update_stream(info.config)
+                except BadRequestError as exc:
+                    raise ClusterError(
+                        f"stream {name} cannot also capture {', '.join(subjects)}: {exc.description}"
+                    ) from None
+            return
         cfg = api.StreamConfig(
             name=name,
             subjects=subjects,
@@ -521,6 +554,50 @@ class JetStream:
         ack = await self.js.publish(input_subject(partition, "tick"), b"", headers={H_NOW: repr(now)})
         return ack.seq
 
+    async def read(
+        self, stream: str, subject: str, start: int = 1, upto: int | None = None
+    ) -> AsyncIterator[Msg]:
+        """The messages of ``stream`` on ``subject`` from sequence ``start`` up to ``upto`` (None: the
+        stream's last sequence now), in order, through an ephemeral consumer read in batches."""
+        if upto is None:
+            upto = (await self.js.stream_info(stream)).state.last_seq
+        if upto < start:
+            return
+        sub = await self.tail(stream, subject, start)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(READ_BATCH, timeout=self.timeout)
+                except TimeoutError:
+                    msgs = []
+                if not msgs:
+                    if (await sub.consumer_info()).num_pending == 0:
+                        return  # nothing more on this subject up to there
+                    continue
+                for msg in msgs:
+                    seq = msg.metadata.sequence.stream
+                    if seq > upto:
+                        return
+                    yield msg
+                    if seq == upto:
+                        return
+                if msgs[-1].metadata.num_pending == 0:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def tail(self, stream: str, subject: str, start: int) -> JetStreamContext.PullSubscription:
+        """An ephemeral pull consumer of ``stream`` on ``subject`` from ``start`` (no acknowledgements;
+        the server drops it 30 s after its last fetch)."""
+        cfg = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(1, start),
+            ack_policy=api.AckPolicy.NONE,
+            inactive_threshold=30.0,
+        )
+        return await self.js.pull_subscribe(subject, stream=stream, config=cfg)
+
     async def stream_bounds(self, partition: str) -> tuple[int, int]:
         """(first, last) sequence of the partition's stream."""
         info = await self.js.stream_info(stream_of(partition))
@@ -549,19 +626,6 @@ class JetStream:
         return await self.js.pull_subscribe(
             f"soc.in.{partition}.>", durable=name, stream=stream_of(partition), config=cfg
         )
-
-    async def notifier_consumer(self) -> JetStreamContext.PullSubscription:
-        """The durable pull consumer of every incident record, for the webhook outbox. A record is
-        acknowledged once every receiver has it delivered (or dead): until then a new owner of the
-        outbox gets it again."""
-        cfg = api.ConsumerConfig(
-            durable_name=NOTIFIER,
-            deliver_policy=api.DeliverPolicy.ALL,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=120.0,
-            max_ack_pending=10000,
-        )
-        return await self.js.pull_subscribe("soc.incidents.>", durable=NOTIFIER, stream=INCIDENTS, config=cfg)
 
     async def drop_consumers(self, partition: str, keep: str) -> None:
         """Delete the partition's consumers of earlier epochs (best effort)."""
@@ -620,9 +684,25 @@ class JetStream:
     async def publish_dead_letter(
         self, partition: str, record: dict[str, Any], msg_id: str
     ) -> asyncio.Future[api.PubAck]:
-        """Send a dead-letter record without waiting: the future is its acknowledgement."""
+        """Send a dead-letter record without waiting (the future is its acknowledgement) on the
+        dead-letter subject: stored in DEADLETTERS and seen by MQTT subscribers of the topic."""
         return await self.js.publish_async(
-            f"soc.dead.{partition}", orjson.dumps(record), headers={"Nats-Msg-Id": msg_id}
+            self.dead_letter_subject,
+            orjson.dumps(record),
+            headers={"Nats-Msg-Id": msg_id, H_PARTITION: partition},
+        )
+
+    async def publish_delivered(
+        self, receiver: str, incident_id: str, version: int, state: str
+    ) -> asyncio.Future[api.PubAck]:
+        """Log that ``receiver`` has a version (``delivered`` or ``dead``), without waiting."""
+        key = f"{receiver} {incident_id}:{version}"
+        return await self.js.publish_async(
+            DELIVERED_SUBJECT,
+            orjson.dumps(
+                {"receiver": receiver, "incident_id": incident_id, "version": version, "state": state}
+            ),
+            headers={"Nats-Msg-Id": key},
         )
 
 

@@ -115,21 +115,28 @@ class Notifier:
         self._progress = asyncio.Event()  # set whenever a delivery attempt finishes
 
     # -- routing -------------------------------------------------------------------------------
-    def receivers_for(self, record: StoredRecord) -> list[str]:
+    def receivers_for(
+        self, record: StoredRecord, *, has: Callable[[str, str], bool] | None = None
+    ) -> list[str]:
         """The configured receivers that get this record.
 
         A receiver gets it when the event is in its ``events`` and the priority in its
         ``priorities`` — or, for an incident it already has, whatever the priority is now (an
         incident that drops from P1 to P3 keeps being followed). A ``resolved`` for an incident the
         receiver has always goes, whatever the filters: a resolution is never dropped.
+
+        ``has(receiver, incident_id)`` says whether a receiver already has an incident; by default
+        the store's outbox (the cluster's deliverer passes what the INCIDENTS stream says, so a new
+        deliverer follows what its predecessor did).
         """
         iid = record.incident_id
         event = record.event
         priority = record.priority
+        has_incident = has or self._store.has_incident
         out: list[str] = []
         for r in self._receivers:
             wanted = event in r.events and priority in r.priorities
-            follows = (event in r.events or event == "resolved") and self._store.has_incident(r.name, iid)
+            follows = (event in r.events or event == "resolved") and has_incident(r.name, iid)
             if wanted or follows:
                 out.append(r.name)
         return out

@@ -17,22 +17,13 @@ Theory of operation
   about a global element also goes, as a copy, to each domain partition below it), pipelined,
   retrying what was not acknowledged until stored, with ``Nats-Msg-Id`` so a redelivered or
   retried message is stored once.
-* ``outbox``: on the same node, with receivers configured, INCIDENTS → the daemon's webhook outbox;
-  a record is acknowledged once delivered to every receiver that wants it.
-* one ``PartitionWorker`` per owned partition, the single writer of that partition's core. It
-  restores the partition's latest snapshot, replays the stream from the next sequence through a
-  durable pull consumer named by its epoch, and applies messages strictly in stream order (a gap is
-  filled by direct get). When the core's next timer is due, it publishes a tick into the stream
-  and applies it when the tick comes back: the stream alone decides, so a successor replaying it
-  reaches the same state and the same records. Records go to ``INCIDENTS`` fenced by
-  ``Nats-Expected-Last-Subject-Sequence``: when the subject moved under it, the worker reads the
-  last record; a newer epoch there means it was replaced (``Fenced``: it stops without another
-  write); an older one is a predecessor's late write, which it skips past. Records a predecessor
-  already published (by input sequence and index) are not published again, and
-  ``Nats-Msg-Id = incident_id:version`` collapses any copy that still gets through. A domain
-  partition's records of an incident rooted at a global element are not published: they go as
-  contributions into the ``global`` stream, whose worker merges them into its own records
-  (``engine.core.partitions.CoreIncidents``).
+* ``outbox``: on the same node, with receivers configured, INCIDENTS → the daemon's webhook outbox
+  (``engine.service.cluster_outbox``: what each receiver has is logged in JetStream, so a new
+  deliverer neither sends again nor loses).
+* one ``PartitionWorker`` per owned partition (``engine.service.cluster_partition``), the
+  single writer of that partition's core.
+* ``view`` (every node): INCIDENTS and DEADLETTERS followed into an in-memory store for the read
+  API (``engine.service.cluster_view``).
 """
 
 from __future__ import annotations
@@ -46,65 +37,48 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats
 import orjson
 import structlog
-from nats.aio.msg import Msg
-from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.errors import NotFoundError as NatsNotFound
 
 from engine.adapters.jetstream import (
-    H_COPY,
-    H_NOW,
-    H_RECEIVED,
-    H_TOPIC,
     INGEST,
-    NOTHING_PUBLISHED,
     ROUTER,
     ClusterError,
     Fenced,
     InputMessage,
     JetStream,
     LeaseInfo,
-    Published,
-    Snapshot,
-    message_time,
     mqtt_topic,
+    nats_subject,
     stored_time,
 )
-from engine.adapters.notifier import Notifier
-from engine.adapters.store import Store, WireRecord
 from engine.core.partitions import (
     GLOBAL,
-    CoreIncidents,
     PartitionError,
     PartitionTable,
-    contributes,
-    contribution,
     correlation_domains,
     partition_table,
     route_all,
 )
-from engine.core.pipeline import Decisions, Pipeline
-from engine.errors import ConfigError, EngineError, InvalidMessage
-from engine.model.messages import Routes, dead_letter_record
+from engine.core.pipeline import Pipeline
+from engine.errors import ConfigError, EngineError
+from engine.model.messages import Routes
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import Ruleset, load_rulesets
 from engine.service.cluster_http import ClusterHttp
+from engine.service.cluster_outbox import ClusterOutbox
+from engine.service.cluster_partition import FETCH_BATCH, PartitionWorker
+from engine.service.cluster_view import ClusterView
 from engine.service.config import EngineSettings
-
-if TYPE_CHECKING:
-    pass
 
 log = structlog.get_logger("engine.service.cluster")
 
-FETCH_BATCH = 256
-IDLE_WAIT = 0.2  # a worker with nothing to fetch looks at its timers this often
+OWN_SUBJECTS = ("soc.alarms.", "soc.probes.", "soc.in.", "soc.incidents.", "soc.delivered")
 
 
 def config_digest(settings: EngineSettings) -> str:
@@ -122,262 +96,6 @@ def config_digest(settings: EngineSettings) -> str:
     c = settings.cluster
     h.update(f"{c.partitions}/{c.global_share}/{sorted(c.global_elements)}".encode())
     return h.hexdigest()[:16]
-
-
-@dataclass
-class PartitionStatus:
-    """What a node knows about a partition it owns (for status, health and tests)."""
-
-    epoch: int
-    applied: int = 0  # last stream sequence applied
-    restored_from: int = 0  # the snapshot's sequence (0: none)
-    replayed: int = 0  # messages applied before catching up with the stream's end at takeover
-    published: int = 0
-    contributed: int = 0  # records of a global incident sent to the global partition
-    skipped: int = 0  # records a predecessor had published already
-    ticks: int = 0
-    snapshots: int = 0
-    pending: int = 0  # stream messages waiting after the last one fetched (the consumer's count)
-    caught_up: bool = False  # the replay at takeover is over
-    dead_letters: int = 0
-    faults: Counter[str] = field(default_factory=Counter)  # quarantined core parts, by part
-    notices: Counter[str] = field(default_factory=Counter)  # by kind (Decisions.notices)
-    started: float = field(default_factory=time.monotonic)
-
-
-class PartitionWorker:
-    """The single writer of one owned partition's core."""
-
-    def __init__(self, node: ClusterNode, lease: LeaseInfo) -> None:
-        self.node = node
-        self.partition = lease.partition
-        self.epoch = lease.epoch
-        self.status = PartitionStatus(epoch=lease.epoch)
-        self.pipeline: Pipeline | None = None
-        # the global partition merges the domain partitions' parts into its incidents
-        self.cross = CoreIncidents() if lease.partition == GLOBAL else None
-        self._published: Published = NOTHING_PUBLISHED
-        self._tick_pending = False
-        self._last_snapshot = time.monotonic()
-        self._stopping = False
-        self._dead: list[asyncio.Future[Any]] = []  # dead letters sent, acknowledgements not awaited
-
-    @property
-    def js(self) -> JetStream:
-        return self.node.js
-
-    def stop(self) -> None:
-        """Finish the current batch, snapshot, and return (graceful hand-over)."""
-        self._stopping = True
-
-    async def run(self) -> None:
-        p = self.partition
-        with structlog.contextvars.bound_contextvars(partition=p, epoch=self.epoch):
-            pipeline = self.pipeline = self.node.build_pipeline()
-            try:
-                await self._run(pipeline)
-            finally:
-                self.pipeline = None
-                pipeline.close()
-
-    async def _run(self, pipeline: Pipeline) -> None:
-        p = self.partition
-        snap = await self.js.load_snapshot(p)
-        applied = 0
-        if snap is not None:
-            pipeline.restore(snap.state)
-            if self.cross is not None and snap.cross is not None:
-                self.cross.load(snap.cross)
-            applied = self.status.restored_from = snap.seq
-        first, last = await self.js.stream_bounds(p)
-        if first > applied + 1 and last >= first:
-            log.error(
-                "partition stream no longer holds the messages after the snapshot",
-                snapshot=applied,
-                first=first,
-            )
-            applied = first - 1
-        self.status.applied = applied
-        self._published = await self.js.last_published(p)
-        sub = await self.js.partition_consumer(p, self.epoch, applied + 1)
-        await self.js.drop_consumers(p, keep=f"{p}-e{self.epoch}")
-        log.info("partition taken", snapshot=applied, stream_last=last, published=self._published.subject_seq)
-        catching_up = last > applied
-        self.status.caught_up = not catching_up
-        try:
-            while not self._stopping:
-                try:
-                    msgs = await sub.fetch(FETCH_BATCH, timeout=IDLE_WAIT)
-                except TimeoutError:
-                    msgs = []
-                for msg in msgs:
-                    await self._take(
-                        msg.metadata.sequence.stream, msg.subject, msg.headers, msg.data, stored_time(msg)
-                    )
-                    await msg.ack()
-                    self.status.pending = msg.metadata.num_pending
-                if not msgs:
-                    self.status.pending = 0
-                await self._dead_letters_stored()
-                if catching_up and self.status.applied >= last:
-                    catching_up = False
-                    self.status.replayed = self.status.applied - applied
-                    self.status.caught_up = True
-                    log.info("partition caught up", replayed=self.status.replayed, ms=self._ms_since_start())
-                if not catching_up:
-                    await self._maybe_tick(pipeline)
-                if time.monotonic() - self._last_snapshot >= self.node.settings.cluster.snapshot_interval:
-                    await self.snapshot()
-            await self.snapshot()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    def _ms_since_start(self) -> int:
-        return round((time.monotonic() - self.status.started) * 1000)
-
-    async def _take(
-        self, seq: int, subject: str, headers: dict[str, str] | None, data: bytes, stored: float
-    ) -> None:
-        """Apply stream message ``seq`` (after any missing before it), then publish its records."""
-        if seq <= self.status.applied:
-            return  # a redelivery of something applied
-        while self.status.applied + 1 < seq:  # a gap: read what is missing directly
-            missing = self.status.applied + 1
-            raw = await self.js.get_input(self.partition, missing)
-            stored_at = raw.time.timestamp() if raw.time else 0.0
-            await self._apply(missing, raw.subject or "", raw.headers, raw.data or b"", stored_at)
-        await self._apply(seq, subject, headers, data, stored)
-
-    async def _apply(
-        self, seq: int, subject: str, headers: dict[str, str] | None, data: bytes, stored: float
-    ) -> None:
-        pipeline = self.pipeline
-        assert pipeline is not None
-        h = headers or {}
-        if subject.endswith(".tick"):
-            now = float(h[H_NOW])
-            decisions = self._contained(lambda: pipeline.tick(now), "<tick>", data, stored)
-            self._tick_pending = False
-            self.status.ticks += 1
-        elif subject.endswith(".summary"):
-            now = stored
-            decisions = Decisions()
-        else:
-            topic = h.get(H_TOPIC, "")
-            now = message_time(h.get(H_RECEIVED), None) or stored
-            decisions = self._contained(lambda: pipeline.feed(topic, data, now), topic, data, now)
-            if h.get(H_COPY):  # the global partition reports what is wrong with it
-                decisions.dead_letters.clear()
-        self._count(decisions)
-        records = [r.to_wire() for r in decisions.records]
-        if subject.endswith(".summary"):
-            records = self._contribution(data, stored)
-        elif self.cross is not None and records:
-            records = self.cross.core_records(records, now)
-        self.status.applied = seq
-        await self._publish(seq, decisions, records)
-
-    def _count(self, decisions: Decisions) -> None:
-        s = self.status
-        s.dead_letters += len(decisions.dead_letters)
-        for notice in decisions.notices:
-            s.notices[notice["kind"]] += 1
-        for fault in decisions.faults:
-            s.faults[fault.part] += 1
-            log.warning("core part quarantined", part=fault.name, error=fault.error, failures=fault.failures)
-
-    def _contribution(self, data: bytes, now: float) -> list[dict[str, Any]]:
-        """A domain partition's part of one of this (global) partition's incidents."""
-        if self.cross is None:
-            log.error("a contribution reached a domain partition; ignored")
-            return []
-        try:
-            return self.cross.contribute(orjson.loads(data), now)
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            log.error("unreadable contribution; ignored", error=repr(exc))
-            return []
-
-    def _contained(self, apply: Callable[[], Decisions], topic: str, payload: bytes, now: float) -> Decisions:
-        """A failure inside the core (a bug) is logged and dead-lettered, as the daemon does; the
-        replay of a successor meets and contains it the same way."""
-        try:
-            return apply()
-        except Exception as exc:
-            log.exception("core failed on a stream message; skipped", topic=topic)
-            reason = f"internal error while applying it: {type(exc).__name__}: {exc}"
-            err = InvalidMessage(topic, [("", reason)])
-            return Decisions(dead_letters=[dead_letter_record(topic, payload, err, now=now)])
-
-    async def _publish(self, seq: int, decisions: Decisions, records: list[dict[str, Any]]) -> None:
-        """Publish the dead letters of ``decisions`` and ``records``, its incident records (as JSON
-        objects: the global partition's merged with the domain partitions' parts)."""
-        if not self.node.holds(self.partition, self.epoch):
-            raise Fenced(f"partition {self.partition}: lease lost, not publishing")
-        for i, rec in enumerate(decisions.dead_letters):
-            msg_id = f"dead:{self.partition}:{seq}:{i}"
-            self._dead.append(await self.js.publish_dead_letter(self.partition, rec, msg_id))
-        table = self.node.table
-        for i, rec in enumerate(records):
-            if contributes(table, self.partition, rec):
-                # a global incident's part: the global partition publishes it (with its own)
-                await self.js.publish_summary(contribution(self.partition, seq, i, rec))
-                self.status.contributed += 1
-                continue
-            done = self._published
-            if (seq, i) <= (done.source_seq, done.index):
-                self.status.skipped += 1  # a predecessor published it already
-                continue
-            while True:
-                try:
-                    subject_seq = await self.js.publish_record(
-                        self.partition, rec, source_seq=seq, index=i, epoch=self.epoch, after=done.subject_seq
-                    )
-                except KeyWrongLastSequenceError:
-                    done = await self.js.last_published(self.partition)
-                    if done.epoch > self.epoch:
-                        why = f"epoch {done.epoch} published after us ({self.epoch})"
-                        raise Fenced(f"partition {self.partition}: {why}") from None
-                    self._published = done
-                    if (seq, i) <= (done.source_seq, done.index):
-                        self.status.skipped += 1
-                        break
-                    continue  # a predecessor's late write: publish after it
-                self._published = Published(subject_seq, seq, i, self.epoch)
-                self.status.published += 1
-                break
-
-    async def _maybe_tick(self, pipeline: Pipeline) -> None:
-        if self._tick_pending:
-            return
-        due = pipeline.next_due()
-        now = time.time()
-        if due is not None and due <= now:
-            self._tick_pending = True
-            await self.js.publish_tick(self.partition, max(now, due))
-
-    async def _dead_letters_stored(self) -> None:
-        """Await the batch's dead letters (one round trip for all); one not stored fails the worker,
-        so the partition is released and its successor replays (and sends) it again."""
-        dead, self._dead = self._dead, []
-        for fut in dead:
-            await asyncio.wait_for(fut, self.js.timeout)
-
-    async def snapshot(self) -> None:
-        await self._dead_letters_stored()  # the snapshot must not cover a dead letter not stored
-        pipeline = self.pipeline
-        if pipeline is None or not self.node.holds(self.partition, self.epoch):
-            return
-        snap = Snapshot(
-            seq=self.status.applied,
-            epoch=self.epoch,
-            taken=time.time(),
-            state=pipeline.snapshot(),
-            cross=self.cross.dump() if self.cross is not None else None,
-        )
-        await self.js.save_snapshot(self.partition, snap)
-        self._last_snapshot = time.monotonic()
-        self.status.snapshots += 1
 
 
 class ClusterNode:
@@ -399,9 +117,29 @@ class ClusterNode:
         )
         self.table: PartitionTable = partition_table(domains, c.partitions)
         self.digest = config_digest(settings)
+        try:
+            dead_subject = nats_subject(settings.mqtt.dead_letter_topic)
+        except ValueError as exc:
+            raise ConfigError(
+                "<config>", "mqtt.dead_letter_topic", f"in cluster mode it is a NATS subject too: {exc}"
+            ) from None
+        if dead_subject.startswith(OWN_SUBJECTS):
+            raise ConfigError(
+                "<config>",
+                "mqtt.dead_letter_topic",
+                f"{settings.mqtt.dead_letter_topic!r} overlaps the cluster's own subjects (soc/alarms/…, "
+                "soc/probes/…, soc/in/…, soc/incidents/…, soc/delivered)",
+            )
         self.js = JetStream(
-            c.servers, replicas=c.replicas, lease_ttl=c.lease_ttl, retention=c.retention, name=self.name
+            c.servers,
+            replicas=c.replicas,
+            lease_ttl=c.lease_ttl,
+            retention=c.retention,
+            name=self.name,
+            dead_letter_subject=dead_subject,
         )
+        self.outbox = ClusterOutbox(self)
+        self.view = ClusterView(self.js)
         self.workers: dict[str, PartitionWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, LeaseInfo] = {}
@@ -440,10 +178,11 @@ class ClusterNode:
         except (PartitionError, ClusterError):
             await self.js.__aexit__(None, None, None)
             raise
+        await self.view.__aenter__()
         self._background = [
             asyncio.create_task(self._lease_loop(), name="cluster-leases"),
             asyncio.create_task(self._router(), name="cluster-router"),
-            asyncio.create_task(self._outbox(), name="cluster-outbox"),
+            asyncio.create_task(self.outbox.run(), name="cluster-outbox"),
         ]
         log.info("cluster member started", member=self.name, partitions=len(self.table.partitions))
         return self
@@ -457,6 +196,7 @@ class ClusterNode:
                 await t
         for p in list(self._tasks):
             await self._hand_over(p)
+        await self.view.__aexit__(None, None, None)
         with contextlib.suppress(Exception):
             await self.js.leave(self.name)
         await self.js.__aexit__(None, None, None)
@@ -637,7 +377,7 @@ class ClusterNode:
         them), and routing fails over with that lease."""
         sub = await self.js.js.pull_subscribe_bind(durable=ROUTER, stream=INGEST)
         while True:
-            if not self._routing():
+            if not self.leading:
                 await asyncio.sleep(0.2)
                 continue
             try:
@@ -684,84 +424,10 @@ class ClusterNode:
                     log.warning("router: publish failed; retrying", partition=item.partition, error=repr(exc))
                     await asyncio.sleep(0.5)
 
-    # -- incidents out ---------------------------------------------------------------------------
-    def _routing(self) -> bool:
+    @property
+    def leading(self) -> bool:
         """This node runs the cluster's single roles (router, outbox): it owns ``global``."""
         return GLOBAL in self._tasks and GLOBAL not in self._handing
-
-    async def _outbox(self) -> None:
-        """INCIDENTS → the webhook outbox (the daemon's ``Store`` and ``Notifier``), on the owner of
-        ``global`` only: one deliverer, so a receiver is not sent each version by every engine.
-
-        Each record is enqueued in this engine's store (``store.path``) for the receivers that want
-        it, with the usual outbox semantics (order per incident, retries, breaker, signatures,
-        ``Idempotency-Key: incident_id:version``), and acknowledged to JetStream once every receiver
-        has it delivered or dead. After a failover the new owner gets every record not yet
-        acknowledged again: the receivers may see a version twice with the same key (at least once,
-        deduplicated by them), never lose one."""
-        if not self.settings.receivers:
-            return
-        while True:
-            if not self._routing():
-                await asyncio.sleep(0.2)
-                continue
-            try:
-                await self._deliver_while_global()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox: consumer failed; starting again", error=repr(exc))
-                await asyncio.sleep(0.5)
-
-    async def _deliver_while_global(self) -> None:
-        s = self.settings
-        sub = await self.js.notifier_consumer()
-        waiting: dict[tuple[str, int], tuple[Msg, list[str]]] = {}  # enqueued, not yet acknowledged
-        store = Store(
-            s.store.path, commit_interval=s.store.commit_interval, keep_delivered=s.store.keep_delivered
-        )
-        try:
-            async with store, Notifier(store, s.receivers) as notifier:
-                log.info("outbox started", receivers=[r.name for r in s.receivers], store=str(s.store.path))
-                while self._routing():
-                    try:
-                        msgs = await sub.fetch(FETCH_BATCH, timeout=IDLE_WAIT)
-                    except TimeoutError:
-                        msgs = []
-                    now = time.time()
-                    for msg in msgs:
-                        try:
-                            rec = WireRecord(orjson.loads(msg.data))
-                            key = (rec.incident_id, rec.version)
-                            receivers = notifier.receivers_for(rec)
-                            store.record(rec, receivers, now)
-                        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                            log.error("outbox: unreadable incident record; skipped", error=repr(exc))
-                            await msg.ack()
-                            continue
-                        waiting[key] = (msg, receivers)
-                    if msgs:
-                        store.commit()
-                    await self._acknowledge_delivered(store, waiting)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    @staticmethod
-    async def _acknowledge_delivered(
-        store: Store, waiting: dict[tuple[str, int], tuple[Msg, list[str]]]
-    ) -> None:
-        for (iid, version), (msg, receivers) in list(waiting.items()):
-            done = True
-            for r in receivers:
-                rows = [row for row in store.outbox_rows(r, iid) if row["version"] == version]
-                if not rows or rows[0]["state"] not in ("delivered", "dead"):
-                    done = False
-                    break
-            if done:
-                del waiting[(iid, version)]
-                with contextlib.suppress(Exception):  # a lost ack: redelivered, enqueued as a no-op
-                    await msg.ack()
 
     # -- views -----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -770,6 +436,9 @@ class ClusterNode:
             "connected": self.js.connected,
             "routed": self.routed,
             "takeovers": self.takeovers,
+            "leading": self.leading,
+            "view": self.view.lag(),
+            "outbox": {"delivered": self.outbox.delivered, "skipped": self.outbox.skipped},
             "partitions": {},
         }
         for p, w in sorted(self.workers.items()):
@@ -789,6 +458,7 @@ class ClusterNode:
                 "pending": s.pending,
                 "caught_up": s.caught_up,
                 "dead_letters": s.dead_letters,
+                "dead_stored": s.dead_stored,
                 "faults": dict(s.faults),
                 "notices": dict(s.notices),
             }
@@ -796,8 +466,12 @@ class ClusterNode:
 
 
 async def cluster_status(js: JetStream, partitions: tuple[str, ...]) -> dict[str, Any]:
-    """Per partition: owner, epoch, lease age, stream end, applied position and lag (from JetStream)."""
+    """The stored partition table (its digest, domains per partition) and per partition: owner,
+    epoch, lease age, stream end, snapshot, applied position and lag (from JetStream)."""
     leases = await js.leases()
+    raw = await js.read_cluster("table") or b"{}"
+    table = orjson.loads(raw)
+    per_partition = Counter((table.get("assignment") or {}).values())
     now = time.time()
     rows: dict[str, Any] = {}
     for p in partitions:
@@ -805,6 +479,7 @@ async def cluster_status(js: JetStream, partitions: tuple[str, ...]) -> dict[str
         _first, last = await js.stream_bounds(p)
         snap = await js.load_snapshot(p)
         row: dict[str, Any] = {
+            "domains": per_partition.get(p, 0) if p != GLOBAL else 0,
             "owner": lease.owner if lease else None,
             "epoch": lease.epoch if lease else None,
             "lease_age": round(now - lease.renewed, 3) if lease else None,
@@ -819,7 +494,14 @@ async def cluster_status(js: JetStream, partitions: tuple[str, ...]) -> dict[str
                 row["applied"] = info.ack_floor.stream_seq if info.ack_floor else None
                 row["lag"] = (info.num_pending or 0) + (info.num_ack_pending or 0)
         rows[p] = row
-    return {"members": await js.members(), "partitions": rows}
+    return {
+        "table": {
+            "digest": hashlib.sha256(raw).hexdigest()[:16],
+            "global_elements": len(table.get("global") or ()),
+        },
+        "members": await js.members(),
+        "partitions": rows,
+    }
 
 
 async def run(settings: EngineSettings) -> int:

@@ -1,7 +1,9 @@
-"""HTTP of one cluster engine: ``/healthz``, ``/healthz/<partition>`` and Prometheus ``/metrics``.
+"""HTTP of one cluster engine: health, Prometheus ``/metrics`` and the read API.
 
-In cluster mode an engine has no store-backed API (queries would fan out to the owners: a later
-slice); it serves what a load balancer, a supervisor and Prometheus need about it:
+Every engine serves what a load balancer, a supervisor and Prometheus need about it, and the read
+endpoints of the single process's API from its view of the cluster's outputs
+(``engine.service.cluster_view``): ``GET /incidents`` (same filters), ``/incidents/<id>``,
+``/incidents/<id>/history`` and ``/dead-letters``, with the same answers and errors.
 
 * ``GET /healthz``: 200 while the engine is connected to NATS and its lease round ran within the
   lease TTL, else 503; the body is the engine's view (``ClusterNode.status``: each partition it
@@ -30,6 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from engine.adapters.http import ApiError, dead_letter_query, incident_query
+from engine.adapters.store import Store, known_history
 from engine.service.config import HttpSettings
 
 if TYPE_CHECKING:
@@ -76,7 +80,11 @@ class _NodeCollector(Collector):
             "replayed": ("soc_cluster_replayed", "stream messages replayed at takeover"),
             "ticks": ("soc_cluster_ticks", "timer ticks applied"),
             "snapshots": ("soc_cluster_snapshots", "snapshots saved"),
-            "dead_letters": ("soc_cluster_dead_letters", "dead-letter records published"),
+            "dead_letters": ("soc_cluster_dead_letters", "dead-letter records decided"),
+            "dead_stored": (
+                "soc_cluster_dead_letters_stored",
+                "dead-letter records stored in DEADLETTERS (and sent on the dead-letter subject)",
+            ),
         }
         for key, (name, doc) in counters.items():
             c = CounterMetricFamily(
@@ -104,6 +112,14 @@ class _NodeCollector(Collector):
         takeovers = CounterMetricFamily("soc_cluster_takeovers", "partition leases this engine acquired")
         takeovers.add_metric([], float(status["takeovers"]))
         yield takeovers
+        outbox = CounterMetricFamily(
+            "soc_cluster_outbox_versions",
+            "incident versions this engine's outbox logged done, or found done by a predecessor",
+            labels=["outcome"],
+        )
+        outbox.add_metric(["delivered"], float(status["outbox"]["delivered"]))
+        outbox.add_metric(["skipped"], float(status["outbox"]["skipped"]))
+        yield outbox
 
 
 class ClusterHttp:
@@ -123,6 +139,10 @@ class ClusterHttp:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/healthz/{partition}", self._partition)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/incidents", self._incidents)
+        app.router.add_get("/incidents/{id}", self._incident)
+        app.router.add_get("/incidents/{id}/history", self._incident_history)
+        app.router.add_get("/dead-letters", self._dead_letters)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -151,6 +171,53 @@ class ClusterHttp:
         status["status"] = "ok" if ok else "unavailable"
         return _json(200 if ok else 503, status)
 
+    # -- read API (from the view of INCIDENTS and DEADLETTERS) ---------------------------------
+    def _view(self, request: web.Request) -> Store:
+        self._authorize(request)
+        return self.node.view.store
+
+    async def _incidents(self, request: web.Request) -> web.Response:
+        try:
+            args = incident_query(request.query, [k for k, _ in request.query.items()])
+            found = self._view(request).incidents(**args)
+        except ApiError as exc:
+            return _json(exc.status, {"error": exc.error, "detail": exc.detail})
+        return _json(200, {"incidents": found, "count": len(found)})
+
+    async def _incident(self, request: web.Request) -> web.Response:
+        iid = request.match_info["id"]
+        try:
+            record = self._view(request).incident(iid)
+        except ApiError as exc:
+            return _json(exc.status, {"error": exc.error, "detail": exc.detail})
+        if record is None:
+            return _json(404, {"error": "not found", "detail": f"no incident {iid!r}"})
+        return _json(200, record)
+
+    async def _incident_history(self, request: web.Request) -> web.Response:
+        iid = request.match_info["id"]
+        try:
+            store = self._view(request)
+        except ApiError as exc:
+            return _json(exc.status, {"error": exc.error, "detail": exc.detail})
+        record = store.incident(iid)
+        versions = known_history(store.incident_history(iid), record)
+        if not versions and record is None:
+            return _json(404, {"error": "not found", "detail": f"no incident {iid!r}"})
+        return _json(200, {"incident_id": iid, "versions": versions, "count": len(versions)})
+
+    async def _dead_letters(self, request: web.Request) -> web.Response:
+        try:
+            args = dead_letter_query(request.query, [k for k, _ in request.query.items()])
+            found = self._view(request).dead_letters(**args)
+        except ApiError as exc:
+            return _json(exc.status, {"error": exc.error, "detail": exc.detail})
+        next_page = None
+        if len(found) == args["limit"]:
+            query = {k: v for k, v in request.query.items() if k != "before"}
+            next_page = str(request.rel_url.with_query({**query, "before": str(found[-1]["id"])}))
+        return _json(200, {"dead_letters": found, "count": len(found), "next": next_page})
+
     async def _partition(self, request: web.Request) -> web.Response:
         node = self.node
         p = request.match_info["partition"]
@@ -166,11 +233,17 @@ class ClusterHttp:
             return _json(503, {"partition": p, "status": "catching up", **row})
         return _json(200, {"partition": p, "status": "ok", **row})
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    def _authorize(self, request: web.Request) -> None:
         if self._token is not None:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
             if not hmac.compare_digest(given, self._token):
-                return _json(401, {"error": "a bearer token is required (Authorization: Bearer …)"})
+                raise ApiError(401, "a bearer token is required (Authorization: Bearer …)")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        try:
+            self._authorize(request)
+        except ApiError as exc:
+            return _json(exc.status, {"error": exc.error})
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

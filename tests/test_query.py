@@ -67,9 +67,7 @@ def test_a_message_whose_application_raises_is_accepted_and_failed(
     monkeypatch.setattr(KpiStore, "observe", observe)
     d = pipeline.feed("soc/probes/p-1", orjson.dumps(_sample("olt-001", T0, latency_ms=1.0)), T0)
     assert d.message == MessageOutcome("samples", failed=True)
-    assert (
-        d.dead_letters[0]["errors"][0]["reason"] == "internal error while applying it: KeyError: 'injected'"
-    )
+    assert d.dead_letters[0].errors == (("", "internal error while applying it: KeyError: 'injected'"),)
 
 
 def test_answers_are_copies_or_frozen(pipeline: Pipeline) -> None:

@@ -114,8 +114,8 @@ class Assessor:
             milestone = self._sla.milestone(inc.sla, now) if still_active is None else None
             inc.sla_due = milestone.due if milestone is not None else None
             inc.sla_milestone = milestone.seconds_to_breach if milestone is not None else None
-        if inc.sla is not None and inc.sla["points"] > 0:
-            inc.priority = add_points(inc.priority, "sla", inc.sla["points"], inc.sla, self._priority)
+        if inc.sla is not None and inc.sla.points > 0:
+            inc.priority = add_points(inc.priority, "sla", inc.sla.points, inc.sla.to_wire(), self._priority)
         if self._overrides:
             inc.priority, inc.severity = self._overrides.apply(
                 inc.priority, inc.severity, impact, self._parts(inc.root)

@@ -14,11 +14,12 @@ the incident, so explanations read why instead of re-deriving it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
+from engine.core.experience.sla import SlaFacts
 from engine.core.forms.maintenance import Calendar
 
 
@@ -70,7 +71,7 @@ class Milestone:
 class SlaStage:
     def __init__(
         self,
-        facts: Callable[[Any, float], dict[str, Any] | None] | None,
+        facts: Callable[[Any, float], SlaFacts | None] | None,
         milestones: Sequence[float],
     ) -> None:
         self.facts = facts
@@ -78,10 +79,10 @@ class SlaStage:
         # breach itself), highest first: SLA urgency grows with time, not only with alarms.
         self._milestones = tuple(sorted({float(m) for m in milestones if m >= 0}, reverse=True))
 
-    def milestone(self, sla: Mapping[str, Any] | None, now: float) -> Milestone | None:
+    def milestone(self, sla: SlaFacts | None, now: float) -> Milestone | None:
         """When the soonest breach's time left reaches the next milestone below it, if the outage
         lasts: then the urgency (and the score) has moved a step, or the breach has happened."""
-        left = sla.get("seconds_to_breach") if sla else None
+        left = sla.seconds_to_breach if sla else None
         if left is None:
             return None
         below = [m for m in self._milestones if m < left]

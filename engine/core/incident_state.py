@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from engine.core.experience.sla import SlaFacts
 from engine.core.impact import Health, Impact, ImpactCounts
 from engine.core.incident_records import Acknowledgement
 from engine.core.lifecycle import Phase
@@ -46,7 +47,7 @@ class Incident:
     interval: float | None = None  # per-incident update interval (a group's interval)
     hold_until: float | None = None  # stays pending until then (a pair's window, a maintenance window)
     maintenance: str | None = None  # the maintenance rule that held it back, while it does
-    sla: dict[str, Any] | None = None  # SLA facts of its impact at the last assessment
+    sla: SlaFacts | None = None  # SLA facts of its impact at the last assessment
     sla_due: float | None = None  # when the time left before a breach reaches its next milestone
     sla_milestone: float | None = None  # that milestone (seconds to breach)
     escalation: str | None = None  # why the SLA stage last re-assessed it ("SLA milestone: ...")
@@ -103,6 +104,7 @@ def dump_incident(inc: Incident) -> dict[str, Any]:
         else None
     )
     d["acknowledged"] = asdict(inc.acknowledged) if inc.acknowledged is not None else None
+    d["sla"] = inc.sla.to_wire() if inc.sla is not None else None
     return d
 
 
@@ -117,6 +119,7 @@ def load_incident(d: Mapping[str, Any]) -> tuple[Incident, Impact | None]:
             "impact": None,
             "priority": Priority(**d["priority"]) if d["priority"] is not None else None,
             "acknowledged": Acknowledgement(ack["by"], parse_time(ack["at"]), ack["note"]) if ack else None,
+            "sla": SlaFacts(**d["sla"]) if d.get("sla") else None,
         }
     )
     return inc, _impact_load(d["impact"]) if d["impact"] is not None else None

@@ -31,6 +31,7 @@ from engine.core import lifecycle
 from engine.core.alarms import ActiveAlarm
 from engine.core.assessment import EFFECT_HEALTH, SEVERITY_ORDER, Assessor
 from engine.core.containment import Quarantine
+from engine.core.experience.sla import SlaFacts
 from engine.core.forms.correlator import Explanation
 from engine.core.forms.maintenance import Calendar
 from engine.core.forms.overrides import Overrides
@@ -77,7 +78,7 @@ class IncidentBook:
         calendar: Calendar | None = None,
         overrides: Overrides | None = None,
         parts: Callable[[str], frozenset[str]] | None = None,
-        sla: Callable[[Impact, float], dict[str, Any] | None] | None = None,
+        sla: Callable[[Impact, float], SlaFacts | None] | None = None,
         sla_milestones: Sequence[float] = (),
         quarantine: Quarantine | None = None,
     ) -> None:
@@ -463,7 +464,7 @@ class IncidentBook:
                 inc.reraised,
                 inc.acknowledged.to_wire() if inc.acknowledged else None,  # as snapshots before kept it
                 # an SLA breach is news even when the score is already at its ceiling
-                (inc.sla["customers_down"], inc.sla["customers_breached"]) if inc.sla else None,
+                (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None,
             )
         )
 

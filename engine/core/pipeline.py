@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from engine.core.alarms import ActiveAlarm, AlarmChange, AlarmTable
 from engine.core.containment import Quarantine
-from engine.core.decisions import Decisions, MessageOutcome, Stats, alarm_notice, fault_dead_letter
+from engine.core.decisions import Decisions, MessageOutcome, Stats, fault_dead_letter
 from engine.core.eventtime import EventTimes
 from engine.core.experience import UrgencySettings
 from engine.core.forms.base import Cleared, Fact, Form, FormContext, Outcome, Raised, Released
@@ -41,7 +41,7 @@ from engine.core.settings import CoreSettings
 from engine.core.snapshot import SNAPSHOT_FORMAT, restore, snapshot
 from engine.core.views import customer_view, element_view, summary
 from engine.errors import EngineError, InvalidMessage
-from engine.model.messages import Alarm, Decoded, Decoder, Routes, _excerpt, dead_letter_record
+from engine.model.messages import Alarm, Decoded, Decoder, Routes, dead_letter_record, payload_excerpt
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.rules.compiler import Program, compile_rulesets
@@ -212,9 +212,9 @@ class Pipeline:
     def _done(self, out: Decisions, now: float) -> Decisions:
         """Collect what the parts reported during this step: alarm notices and new faults."""
         if self.alarms.notices:
-            for kind, key, t, other in self.alarms.notices:
-                self.stats.notices[kind] += 1
-                out.notices.append(alarm_notice(kind, key, t, other))
+            for notice in self.alarms.notices:
+                self.stats.notices[notice.kind] += 1
+                out.notices.append(notice)
             self.alarms.notices.clear()
         for fault in self.quarantine.take():
             out.faults.append(fault)
@@ -260,7 +260,7 @@ class Pipeline:
         if self._last_input is None:
             return "no input yet"
         topic, payload = self._last_input
-        text, _ = _excerpt(payload)
+        text, _ = payload_excerpt(payload)
         return f"latest input before the failure: {topic} {text[:400]}"
 
     def next_due(self) -> float | None:

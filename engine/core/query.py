@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.core.containment import Fault
 from engine.core.impact import Health, HealthView, Impact
 from engine.core.incidents import Suppression
 from engine.core.settings import CoreSettings, Effect
@@ -283,9 +284,9 @@ class CoreQuery:
         c = self._p.correlator
         return Firings(c.firings, MappingProxyType(dict(c.firings_by_rule())))
 
-    def faults(self) -> list[dict[str, Any]]:
-        """The parts of the core quarantined now, each as its JSON-ready record."""
-        return [f.to_record() for f in self._p.quarantine.faults()]
+    def faults(self) -> list[Fault]:
+        """The parts of the core quarantined now (frozen; ``Fault.to_wire()`` is the JSON form)."""
+        return self._p.quarantine.faults()
 
     def quarantined(self) -> dict[str, int]:
         """Quarantined items per part of the core (parts with none are absent)."""

@@ -229,19 +229,21 @@ def test_the_added_form_explains_its_rule_from_its_own_state(linger: None) -> No
     (cleared in time, still waiting), and for the alarm it raised."""
     p = Pipeline(topology_from_dict(example_topology()), _rulesets(), forms=(*FORMS, Lingering))
     _run(p, _lines()[:2], until=T0 + 100)
-    (waiting,) = [r for r in explain_alarm(p, KEY)["rules"] if r["rule"] == "linger/hot"]
+    (waiting,) = [r for r in explain_alarm(p.query, KEY)["rules"] if r["rule"] == "linger/hot"]
     assert waiting["matched"]
     assert not waiting["decided"]
     assert waiting["outcome"] == "matched: escalates at 2026-01-01T00:06:00.000Z unless it clears"
     _run(p, _lines()[2:3], until=T0 + 400)
-    (done,) = [r for r in explain_alarm(p, KEY)["rules"] if r["rule"] == "linger/hot"]
+    (done,) = [r for r in explain_alarm(p.query, KEY)["rules"] if r["rule"] == "linger/hot"]
     assert done["decided"]
     assert done["outcome"] == f"matched: it lingered, escalated as rule:linger/hot:{KEY}"
     (cleared,) = [
-        r for r in explain_alarm(p, "olt-006:highTemperature")["rules"] if r["rule"] == "linger/hot"
+        r for r in explain_alarm(p.query, "olt-006:highTemperature")["rules"] if r["rule"] == "linger/hot"
     ]
     assert cleared["outcome"] == "matched, but it cleared within 360 s"
-    (own,) = [r for r in explain_alarm(p, f"rule:linger/hot:{KEY}")["rules"] if r["rule"] == "linger/hot"]
+    (own,) = [
+        r for r in explain_alarm(p.query, f"rule:linger/hot:{KEY}")["rules"] if r["rule"] == "linger/hot"
+    ]
     assert own["decided"]
     assert own["outcome"].startswith("raised by this rule")
     p.close()
@@ -272,7 +274,7 @@ def test_a_rule_whose_form_the_pipeline_does_not_run_is_said_so(linger: None) ->
     p = Pipeline(topology_from_dict(example_topology()), _rulesets())
     records = _run(p, _lines(), until=T0 + 400)
     assert not any(r["root_cause"]["alarm_id"].startswith("rule:linger/") for r in records)
-    (entry,) = [r for r in explain_alarm(p, KEY)["rules"] if r["rule"] == "linger/hot"]
+    (entry,) = [r for r in explain_alarm(p.query, KEY)["rules"] if r["rule"] == "linger/hot"]
     assert entry["matched"]
     assert entry["outcome"] == "no form of the core runs it"
     p.close()

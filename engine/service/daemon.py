@@ -595,7 +595,7 @@ class Daemon(CoreView):
         """Each incident of ``pipeline`` is explained as it resolves, and the explanation kept in the
         store (bounded: ``store.keep_explanations``, ``max_explanations``) for post-mortems."""
         post_mortems = PostMortems(
-            pipeline,
+            pipeline.query,
             self.store.keep_explanation,
             lambda incident_id, exc: log.error(
                 "could not explain a resolved incident", incident_id=incident_id, exc_info=exc

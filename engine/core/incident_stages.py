@@ -59,10 +59,12 @@ class Milestone:
     """The next re-assessment of an open incident's SLA urgency: when, and at what time left."""
 
     due: float
-    seconds_to_breach: float
+    seconds_to_breach: float | None  # None: restored from a snapshot that did not keep it
 
     @property
     def reason(self) -> str:
+        if self.seconds_to_breach is None:
+            return "SLA milestone"
         if self.seconds_to_breach <= 0:
             return "SLA breached"
         return f"SLA milestone: {self.seconds_to_breach:g} s to breach"

@@ -368,7 +368,7 @@ class Pipeline:
         if o.members:
             records.extend(self.incidents.explain(o.members, now))
         for key, _rule in o.discards:
-            records.extend(self._resurface(self.incidents.discard(key), now))
+            records.extend(self._resurface(self.incidents.discard(key, now), now))
         return records
 
     def _resurface(self, released: list[str], now: float) -> list[IncidentRecord]:

@@ -17,6 +17,9 @@ the rule's alarm on the element, and the lingering alarm becomes a member of tha
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -45,10 +48,13 @@ from engine.errors import RulesetError
 from engine.model.messages import Alarm
 from engine.model.timeutil import format_time
 from engine.model.topology import topology_from_dict
+from engine.rules import compiler as compiler_module
+from engine.rules import schema as schema_module
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import (
     Emit,
     FormSchema,
+    FormSpec,
     Match,
     RuleDuration,
     Ruleset,
@@ -309,3 +315,34 @@ def test_the_added_schema_validates_with_file_lines_and_scopes(linger: None) -> 
     unregister_form("linger")
     with pytest.raises(RulesetError, match="exactly one form"):
         parse_ruleset(text, "hot.yaml")
+
+
+def _names(fn: Any) -> set[str]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
+
+
+def test_the_compiler_and_the_language_name_no_form(linger: None) -> None:
+    """What a form's rules are classified by and inherit from the ruleset's scope is its own
+    schema's answer (``FormSpec.alarm_parts``, ``FormSpec.scoped``): the compiler's ``_parts`` and
+    the language's ``scoped`` name no form, built-in or added, so a new form touches only its
+    module, its schema and a test (this file). The added form's rule goes the same way as a
+    built-in one's: its parts are its alarm matches, by field name, scoped."""
+    schemas = {
+        name
+        for name, obj in vars(schema_module).items()
+        if isinstance(obj, type) and issubclass(obj, FormSpec) and obj is not FormSpec
+    }
+    assert {"Group", "Inhibit", "Pair", "PriorityOverride", "FormSchema"} <= schemas
+    assert _names(compiler_module._parts) & schemas == set()
+    assert _names(schema_module.scoped) & schemas == set()
+    rs = parse_ruleset(
+        "name: hot\ndefaults: {scope: {site: s1}}\nrules:\n  - name: warm\n    linger:\n"
+        "      match: {probable_cause: highTemperature}\n      hold: 2m\n"
+        "      raise: {probable_cause: coolingFailure}\n",
+        "hot.yaml",
+    )
+    ((part, match),) = compiler_module._parts(rs.rules[0])
+    assert (part, set(match)) == ("match", {"probable_cause", "site"})

@@ -450,7 +450,7 @@ def _cmd_impact_what_if(args: argparse.Namespace) -> int:
                 down,
                 hours=args.hours,
                 sla=pipeline.settings.quality.sla,
-                current=pipeline.own_health(),
+                current=pipeline.query.own_health(),
                 as_of=pipeline.clock or None,
             )
         finally:

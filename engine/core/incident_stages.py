@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
-from engine.core.experience.sla import SlaFacts
+from engine.core.experience.sla import SlaFacts, UrgencySettings
 from engine.core.forms.maintenance import Calendar
 
 
@@ -89,3 +89,12 @@ class SlaStage:
             return None
         below = [m for m in self._milestones if m < left]
         return Milestone(now + (left - below[0]), below[0]) if below else None
+
+
+def sla_milestones(urgency: UrgencySettings) -> tuple[float, ...]:
+    """Seconds to breach at which an open incident's SLA urgency is re-assessed while its outage
+    lasts: a third and two thirds of the way from ``horizon`` to ``urgent``, ``urgent`` (full
+    urgency) and 0 (the breach). Four steps at most per incident, so the score follows the clock
+    without an ``updated`` record every minute."""
+    step = (urgency.horizon - urgency.urgent) / 3
+    return (urgency.urgent + 2 * step, urgency.urgent + step, urgency.urgent, 0.0)

@@ -27,6 +27,7 @@ from engine.core.explain_match import Matcher, matcher_for
 from engine.core.impact import Health, HealthView, Impact
 from engine.core.incidents import Suppression
 from engine.core.settings import CoreSettings, Effect
+from engine.core.views import customer_view, element_view
 from engine.model.messages import Decoded
 from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
@@ -217,19 +218,19 @@ class CoreQuery:
     # -- health ----------------------------------------------------------------------------------
     def health(self, service: str | None = None) -> HealthView:
         """Effective health of the network (for one service type when given): a snapshot."""
-        return self._p.health_view(service)
+        return self._p.health.view(service)
 
     def own_health(self) -> dict[str, Health]:
         """Each element's own health from its active alarms (a copy; elements at OK are absent)."""
-        return self._p.own_health()
+        return dict(self._p.health.own)
 
     def element(self, ne_id: str) -> dict[str, Any] | None:
         """An element, its health, its active alarms and the incidents that involve it now."""
-        return self._p.element_view(ne_id)
+        return element_view(self._p, ne_id)
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """A customer, the state of each of its services, and the incidents affecting it now."""
-        return self._p.customer_view(customer_id)
+        return customer_view(self._p, customer_id)
 
     # -- service quality -------------------------------------------------------------------------
     def path_states(self, now: float) -> dict[str, list[KqiState]]:

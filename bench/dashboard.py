@@ -40,6 +40,7 @@ from engine.adapters.dashboard.index import IncidentIndex
 from engine.adapters.dashboard.trends import QualityHistory
 from engine.adapters.http import HttpApi
 from engine.adapters.store import Store
+from engine.core.experience import SlaFacts
 from engine.core.impact import Health, Impact, ImpactState
 from engine.core.incident_records import Acknowledgement, IncidentRecord, RootCause, SuppressedAlarm
 from engine.core.pipeline import Pipeline
@@ -108,7 +109,14 @@ def record(n: int, alarms: int) -> IncidentRecord:
         opened_at=t - 60,
         acknowledged=Acknowledgement("noc-3", t, None) if n % 4 == 0 else None,
         priority_breakdown={"state": {"value": STATES[n % 3], "factor": 1.0, "points": 25.0}},
-        sla={"customers_down": 5, "customers_breached": 0, "seconds_to_breach": 1800.0, "points": 5.0},
+        sla=SlaFacts(
+            customers_down=5,
+            customers_breached=0,
+            seconds_to_breach=1800.0,
+            tier_breaching_first="gold",
+            urgency=0.5,
+            points=5.0,
+        ),
         explanation=("root cause: lossOfSignal on agg", "impact: 40 customers"),
     )
 

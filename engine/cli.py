@@ -329,7 +329,7 @@ def _explain_replay(args: argparse.Namespace) -> dict[str, Any] | None:
     pipeline = _replayed(args)
     until: float | None = args.at  # epoch seconds (cliargs.time_arg)
     try:
-        return explain(pipeline, args.id)
+        return explain(pipeline.query, args.id)
     except NotFound as exc:
         moment = f"up to {format_time(until)}" if until is not None else "to its end, not drained"
         print(f"error: after replaying {args.replay} ({moment}): {exc}", file=sys.stderr)
@@ -456,7 +456,7 @@ def _cmd_impact_what_if(args: argparse.Namespace) -> int:
                 down,
                 hours=args.hours,
                 sla=pipeline.settings.quality.sla,
-                current=pipeline.own_health(),
+                current=pipeline.query.own_health(),
                 as_of=pipeline.clock or None,
             )
         finally:

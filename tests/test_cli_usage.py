@@ -293,6 +293,15 @@ CASES: list[Case] = [
         says="); nested keys are joined by two underscores: ENGINE_HTTP__PORT",
     ),
     case(
+        "env-unknown-section",
+        "run",
+        "--config",
+        "{tmp}/daemon.yaml",
+        env={"ENGINE_HTTPS__PORT": "9000"},
+        says="ENGINE_HTTPS__PORT (environment): unknown field (expected one of ENGINE_CORE__…, "
+        "ENGINE_TOPOLOGY, ENGINE_RULESETS, ENGINE_MQTT__…, ENGINE_STORE__…, ENGINE_HTTP__…,",
+    ),
+    case(
         "env-unknown-key",
         "run",
         "--config",

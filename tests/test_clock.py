@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, example_topology
+from engine.core.notices import AlarmNotice, ClockNotice
 from engine.core.pipeline import Decisions, Pipeline
 from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.model.timeutil import format_time
@@ -58,8 +59,8 @@ def test_an_alarm_from_2036_is_applied_at_the_receive_time_and_its_clear_closes_
     with a notice naming both times, and the clear resolves the incident after the hold-down."""
     p = pipeline()
     out = feed(p, los(Y2036), T0)
-    assert [n["kind"] for n in out.notices] == ["clock_ahead"]
-    notice = out.notices[0]
+    assert [n.kind for n in out.notices] == ["clock_ahead"]
+    notice = out.notices[0].to_wire()  # its JSON form (the daemon's log line)
     assert notice["event_time"] == "2036-01-01T00:00:00.000Z"
     assert (
         "ahead of the receive time 2026-01-01T00:00:00.000Z (core.clock.max_ahead 300 s)" in notice["detail"]
@@ -87,7 +88,7 @@ def test_with_ahead_reject_a_future_time_is_a_dead_letter_naming_the_field_and_b
     out = feed(p, los(T0 + 61), T0)
     assert out.records == []
     (dl,) = out.dead_letters
-    assert dl["errors"] == [
+    assert dl.to_wire()["errors"] == [
         {
             "field": "event_time",
             "reason": "2026-01-01T00:01:01.000Z is 61 s ahead of the receive time "
@@ -121,10 +122,11 @@ def test_with_max_behind_old_times_are_clamped_or_refused(behind: str, kind: str
     p = pipeline(clock={"max_behind": "1h", "behind": behind})
     out = feed(p, los(0.0), T0)
     if kind is None:
-        assert out.dead_letters[0]["errors"][0]["field"] == "event_time"
-        assert "behind the receive time" in out.dead_letters[0]["errors"][0]["reason"]
+        ((where, reason),) = out.dead_letters[0].errors
+        assert where == "event_time"
+        assert "behind the receive time" in reason
         return
-    assert [n["kind"] for n in out.notices] == [kind]
+    assert [n.kind for n in out.notices] == [kind]
     out.extend(feed(p, los(60.0, "cleared"), T0 + 10))  # its clear, from the same broken clock
     run_to(p, T0 + 1000, out)
     assert [e for e, _ in events(out)] == ["opened", "resolved"]
@@ -141,7 +143,9 @@ def test_sample_times_ahead_are_clamped_one_by_one_in_a_batch() -> None:
         ]
     }
     out = feed(p, orjson.dumps(batch), T0, topic="soc/probes/p")
-    assert [(n["kind"], n["field"]) for n in out.notices] == [("clock_ahead", "samples[1].time")]
+    assert [(n.kind, n.field) for n in out.notices if isinstance(n, ClockNotice)] == [
+        ("clock_ahead", "samples[1].time")
+    ]
     assert out.dead_letters == []
     assert p.stats.samples == 2
 
@@ -153,12 +157,14 @@ def test_orphan_and_stale_clears_and_late_events_are_notices() -> None:
     tolerance."""
     p = pipeline()
     out = feed(p, los(T0, "cleared", ne="agg-1"), T0)
-    assert [(n["kind"], n["alarm"]) for n in out.notices] == [("clear_unknown", "agg-1:lossOfSignal")]
+    assert [(n.kind, n.alarm) for n in out.notices if isinstance(n, AlarmNotice)] == [
+        ("clear_unknown", "agg-1:lossOfSignal")
+    ]
     feed(p, los(T0 + 100), T0 + 100)
     out = feed(p, los(T0 + 50, "cleared"), T0 + 101)  # older than the raise: stale, and late
-    assert [n["kind"] for n in out.notices] == ["late", "stale_clear"]
+    assert [n.kind for n in out.notices] == ["late", "stale_clear"]
     feed(p, los(T0 + 200, "cleared"), T0 + 200)
     out = feed(p, los(T0 + 150), T0 + 201)  # a raise older than the clear: stale, and late
-    assert [n["kind"] for n in out.notices] == ["late", "stale_raise"]
+    assert [n.kind for n in out.notices] == ["late", "stale_raise"]
     s = p.summary()
     assert (s["clears_unknown"], s["stale"], s["stale_clears"], s["late_events"]) == (1, 2, 1, 2)

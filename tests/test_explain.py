@@ -100,14 +100,14 @@ def test_explanations_share_one_matcher_per_pipeline(replay: Replay, monkeypatch
 
     monkeypatch.setattr(explain_match, "RuleHost", CountedHost)
     p = replay(fiber_cut_raises(), until=60)
-    first = explain_alarm(p, "olt-001:linkDown")
-    incident = explain_incident(p, incident_id(ROOT_KEY, T0 + 1.2))
+    first = explain_alarm(p.query, "olt-001:linkDown")
+    incident = explain_incident(p.query, incident_id(ROOT_KEY, T0 + 1.2))
     for _ in range(50):
-        assert explain_alarm(p, "olt-001:linkDown") == first
-        assert explain_incident(p, incident_id(ROOT_KEY, T0 + 1.2)) == incident
+        assert explain_alarm(p.query, "olt-001:linkDown") == first
+        assert explain_incident(p.query, incident_id(ROOT_KEY, T0 + 1.2)) == incident
     assert len(made) == 1
     other = replay(fiber_cut_raises(), until=60)
-    assert explain_alarm(other, "olt-001:linkDown") == first
+    assert explain_alarm(other.query, "olt-001:linkDown") == first
     assert len(made) == 2
     assert p in explain_match._MATCHERS
     assert len(explain_match._MATCHERS) >= 2
@@ -118,7 +118,7 @@ def test_a_fiber_cut_symptom_is_explained_by_its_root(replay: Replay) -> None:
     rule (downstream_of), the symptom side of that rule matched; the site rule's root side did not
     match, and the explanation says which condition failed and on what value."""
     p = replay(fiber_cut_raises(), until=60)
-    ex = explain_alarm(p, "olt-001:linkDown")
+    ex = explain_alarm(p.query, "olt-001:linkDown")
     assert ex["kind"] == "alarm"
     assert ex["alarm"]["effect"] == "outage"
     assert ex["element"] == {
@@ -176,7 +176,7 @@ def test_a_fiber_cut_symptom_is_explained_by_its_root(replay: Replay) -> None:
 
 def test_the_root_is_explained_by_no_rule_and_explains_its_symptoms(replay: Replay) -> None:
     p = replay(fiber_cut_raises(), until=60)
-    ex = explain_alarm(p, ROOT_KEY)
+    ex = explain_alarm(p.query, ROOT_KEY)
     assert ex["decision"]["suppressed"] is None
     assert ex["decision"]["incident"]["role"] == "root"
     explains = ex["decision"]["explains"]
@@ -193,13 +193,13 @@ def test_the_root_is_explained_by_no_rule_and_explains_its_symptoms(replay: Repl
 def test_an_alarm_before_its_root_arrives_is_the_root_of_its_own_pending_incident(replay: Replay) -> None:
     """State as of a moment: 1.1 s in, agg-3's alarm has not come yet (--at semantics)."""
     p = replay(fiber_cut_raises(), until=1.1)
-    ex = explain_alarm(p, "olt-001:linkDown")
+    ex = explain_alarm(p.query, "olt-001:linkDown")
     assert ex["decision"]["suppressed"] is None
     inc = ex["decision"]["incident"]
     assert (inc["role"], inc["phase"]) == ("root", "pending")
     assert "no root within its window: no alarm at or above olt-001" in rule(ex, TOPO)["outcome"]
     with pytest.raises(NotFound):
-        explain_alarm(p, ROOT_KEY)
+        explain_alarm(p.query, ROOT_KEY)
 
 
 def test_an_alarm_matching_no_rule(replay: Replay) -> None:
@@ -212,7 +212,7 @@ def test_an_alarm_matching_no_rule(replay: Replay) -> None:
         },
     }
     p = replay([alarm("olt-001", "highTemperature", 0, "warning")], rulesets=rules(strict))
-    ex = explain_alarm(p, "olt-001:highTemperature")
+    ex = explain_alarm(p.query, "olt-001:highTemperature")
     assert ex["matched_rules"] == []
     assert ex["decided_by"] == []
     # the built-in service-quality rule is listed too (it did not match either)
@@ -237,7 +237,7 @@ def test_an_alarm_matching_no_rule(replay: Replay) -> None:
 def test_an_incident_lists_its_members_reasons_and_priority_breakdown(replay: Replay) -> None:
     p = replay(site_power_failure(), until=100)
     inc_id = incident_id("pwr-c:mainsFailure", T0)
-    ex = explain_incident(p, inc_id)
+    ex = explain_incident(p.query, inc_id)
     assert ex["kind"] == "incident"
     assert ex["incident"]["phase"] == "open"
     assert ex["incident"]["kind"] == "root"
@@ -268,7 +268,7 @@ def test_an_incident_lists_its_members_reasons_and_priority_breakdown(replay: Re
     assert f"incident {inc_id}  (as of 2026-01-01T00:01:40.000Z)" in text
     assert "members (3)" in text
     assert "priority breakdown" in text
-    assert explain(p, inc_id)["incident"] == ex["incident"]
+    assert explain(p.query, inc_id)["incident"] == ex["incident"]
 
 
 def test_an_override_is_named_in_the_alarm_and_in_the_incident(replay: Replay) -> None:
@@ -278,13 +278,13 @@ def test_an_override_is_named_in_the_alarm_and_in_the_incident(replay: Replay) -
         rulesets=[*rules(override, name="ov"), *load_rulesets(None)],
         until=60,
     )
-    ex = explain_alarm(p, "agg-3:lossOfSignal")
+    ex = explain_alarm(p.query, "agg-3:lossOfSignal")
     entry = rule(ex, "ov/o")
     assert (entry["form"], entry["decided"]) == ("priority", True)
     assert entry["outcome"].startswith("applied to incident inc-")
     assert "P1 → P3" in entry["outcome"]
     assert ex["decision"]["overrides"] == [{"rule": "ov/o", "from": 1, "to": 3}]
-    inc = explain_incident(p, ex["decision"]["incident"]["incident_id"])
+    inc = explain_incident(p.query, ex["decision"]["incident"]["incident_id"])
     assert inc["priority"]["breakdown"]["overrides"] == [{"rule": "ov/o", "from": 1, "to": 3}]
     assert "priority override ov/o: P1 → P3" in inc["why"]
 
@@ -318,7 +318,7 @@ def test_an_inhibited_alarm_names_the_form_and_its_detail(replay: Replay) -> Non
         alarm("olt-001", "temperature", 20, "major"),  # another site: not inhibited
     ]
     p = replay(lines, rulesets=rules(INHIBIT), until=60)
-    ex = explain_alarm(p, "cell-c1:temperature")
+    ex = explain_alarm(p.query, "cell-c1:temperature")
     sup = ex["decision"]["suppressed"]
     assert (sup["rule"], sup["relation"], sup["root"]) == (
         "t/power-inhibits-site",
@@ -336,9 +336,9 @@ def test_an_inhibited_alarm_names_the_form_and_its_detail(replay: Replay) -> Non
     assert ex["decision"]["engine_parts"] == ["t/power-inhibits-site#target"]
     assert ex["decision"]["engine_parts_agree"]
 
-    source = rule(explain_alarm(p, "pwr-c:mainsFailure"), "t/power-inhibits-site")
+    source = rule(explain_alarm(p.query, "pwr-c:mainsFailure"), "t/power-inhibits-site")
     assert "source side matched: inhibits 1 alarm(s) (cell-c1:temperature)" in source["outcome"]
-    other = rule(explain_alarm(p, "olt-001:temperature"), "t/power-inhibits-site")
+    other = rule(explain_alarm(p.query, "olt-001:temperature"), "t/power-inhibits-site")
     assert not other["decided"]
     assert "no source with site=site-d1 was active when it was raised" in other["outcome"]
 
@@ -346,14 +346,14 @@ def test_an_inhibited_alarm_names_the_form_and_its_detail(replay: Replay) -> Non
 def test_a_storm_member_and_the_storm_alarm(replay: Replay) -> None:
     lines = [alarm(f"olt-{i:03d}", "linkDown", i * 5, "minor") for i in range(1, 9)]
     p = replay(lines, rulesets=rules(STORM), until=50)
-    ex = explain_alarm(p, "olt-001:linkDown")
+    ex = explain_alarm(p.query, "olt-001:linkDown")
     assert ex["decision"]["storm"] == "rule:t/link-storm:south"
     assert ex["decision"]["suppressed"]["relation"] == "threshold"
     entry = rule(ex, "t/link-storm")
     assert entry["decided"]
     assert entry["window"] == 60.0
     assert "part of a storm: at least 5 alarms within 60s (region=south)" in entry["outcome"]
-    storm = explain_alarm(p, "rule:t/link-storm:south")
+    storm = explain_alarm(p.query, "rule:t/link-storm:south")
     assert storm["alarm"]["raised_by_rule"] == "t/link-storm"
     assert rule(storm, "t/link-storm")["outcome"].startswith("raised by this rule (the storm alarm)")
     assert len(storm["decision"]["explains"]["t/link-storm"]) == 8
@@ -373,7 +373,7 @@ def test_a_transient_dropped_by_a_pair_rule_is_inferred(replay: Replay) -> None:
         [alarm("olt-001", "linkDown", 0, "critical"), clear("olt-001", "linkDown", 90)],
         rulesets=rules(bounce),
     )
-    ex = explain_alarm(p, "olt-001:linkDown")
+    ex = explain_alarm(p.query, "olt-001:linkDown")
     assert ex["decision"]["incident"] is None
     assert ex["decision"]["transient"].startswith("dropped as a transient by t/link-bounce")
     assert "its incident was dropped (on_pair: discard)" in rule(ex, "t/link-bounce")["outcome"]
@@ -415,12 +415,12 @@ def test_the_match_host_reads_facts_exactly_as_the_correlator(replay: Replay) ->
         rulesets=rules(*items),
         until=5,
     )
-    agg = explain_alarm(p, "agg-3:lossOfSignal:port 1/1/1")
+    agg = explain_alarm(p.query, "agg-3:lossOfSignal:port 1/1/1")
     assert part(rule(agg, "t/loss"), "root")["matched"]
     assert agg["decision"]["engine_parts"] == ["t/ports#source"]  # voip crosses agg-3: not a target
     assert part(rule(agg, "t/ports"), "target")["unmet"][0]["value"] == ["internet", "voip"]
     assert agg["decision"]["engine_parts_agree"]
-    sbc = explain_alarm(p, "sbc-1:cpuHigh")
+    sbc = explain_alarm(p.query, "sbc-1:cpuHigh")
     assert part(rule(sbc, "t/loss"), "symptom")["matched"]
     target = part(rule(sbc, "t/ports"), "target")
     assert target["unmet"] == [
@@ -435,17 +435,17 @@ def test_the_match_host_reads_facts_exactly_as_the_correlator(replay: Replay) ->
 def test_an_unknown_key_or_id_says_what_was_searched_and_suggests(replay: Replay) -> None:
     p = replay(fiber_cut_raises(), until=60)
     with pytest.raises(NotFound) as caught:
-        explain_alarm(p, "olt-00")
+        explain_alarm(p.query, "olt-00")
     err = caught.value
     assert isinstance(err, LookupError)
     assert (err.what, err.ident) == ("alarm", "olt-00")
     assert err.suggestions == [f"olt-00{i}:linkDown" for i in range(1, 6)]
     assert "no alarm 'olt-00' (searched 51 alarm(s) held as of 2026-01-01T00:01:00.000Z" in str(err)
     with pytest.raises(NotFound, match="did you mean 'olt-001:linkDown'"):
-        explain_alarm(p, "olt-001:linkdown")
+        explain_alarm(p.query, "olt-001:linkdown")
     inc = incident_id(ROOT_KEY, T0 + 1.2)
     with pytest.raises(NotFound) as caught:
-        explain(p, inc[:8])
+        explain(p.query, inc[:8])
     assert caught.value.suggestions == [inc]
     assert "searched 1 live incident(s)" in str(caught.value)
     assert caught.value.to_dict()["suggestions"] == [inc]
@@ -638,7 +638,7 @@ def test_post_mortems_explain_cleared_and_merged_incidents_without_changing_deci
 
     def run(with_hook: bool) -> list[bytes]:
         p = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
-        post = PostMortems(p, lambda iid, _now, ex: kept.__setitem__(iid, ex))
+        post = PostMortems(p.query, lambda iid, _now, ex: kept.__setitem__(iid, ex))
         if with_hook:
             p.incidents.on_resolved = post
         out = []

@@ -17,6 +17,9 @@ the rule's alarm on the element, and the lingering alarm becomes a member of tha
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -45,10 +48,13 @@ from engine.errors import RulesetError
 from engine.model.messages import Alarm
 from engine.model.timeutil import format_time
 from engine.model.topology import topology_from_dict
+from engine.rules import compiler as compiler_module
+from engine.rules import schema as schema_module
 from engine.rules.compiler import CompiledRule
 from engine.rules.schema import (
     Emit,
     FormSchema,
+    FormSpec,
     Match,
     RuleDuration,
     Ruleset,
@@ -229,19 +235,21 @@ def test_the_added_form_explains_its_rule_from_its_own_state(linger: None) -> No
     (cleared in time, still waiting), and for the alarm it raised."""
     p = Pipeline(topology_from_dict(example_topology()), _rulesets(), forms=(*FORMS, Lingering))
     _run(p, _lines()[:2], until=T0 + 100)
-    (waiting,) = [r for r in explain_alarm(p, KEY)["rules"] if r["rule"] == "linger/hot"]
+    (waiting,) = [r for r in explain_alarm(p.query, KEY)["rules"] if r["rule"] == "linger/hot"]
     assert waiting["matched"]
     assert not waiting["decided"]
     assert waiting["outcome"] == "matched: escalates at 2026-01-01T00:06:00.000Z unless it clears"
     _run(p, _lines()[2:3], until=T0 + 400)
-    (done,) = [r for r in explain_alarm(p, KEY)["rules"] if r["rule"] == "linger/hot"]
+    (done,) = [r for r in explain_alarm(p.query, KEY)["rules"] if r["rule"] == "linger/hot"]
     assert done["decided"]
     assert done["outcome"] == f"matched: it lingered, escalated as rule:linger/hot:{KEY}"
     (cleared,) = [
-        r for r in explain_alarm(p, "olt-006:highTemperature")["rules"] if r["rule"] == "linger/hot"
+        r for r in explain_alarm(p.query, "olt-006:highTemperature")["rules"] if r["rule"] == "linger/hot"
     ]
     assert cleared["outcome"] == "matched, but it cleared within 360 s"
-    (own,) = [r for r in explain_alarm(p, f"rule:linger/hot:{KEY}")["rules"] if r["rule"] == "linger/hot"]
+    (own,) = [
+        r for r in explain_alarm(p.query, f"rule:linger/hot:{KEY}")["rules"] if r["rule"] == "linger/hot"
+    ]
     assert own["decided"]
     assert own["outcome"].startswith("raised by this rule")
     p.close()
@@ -272,7 +280,7 @@ def test_a_rule_whose_form_the_pipeline_does_not_run_is_said_so(linger: None) ->
     p = Pipeline(topology_from_dict(example_topology()), _rulesets())
     records = _run(p, _lines(), until=T0 + 400)
     assert not any(r["root_cause"]["alarm_id"].startswith("rule:linger/") for r in records)
-    (entry,) = [r for r in explain_alarm(p, KEY)["rules"] if r["rule"] == "linger/hot"]
+    (entry,) = [r for r in explain_alarm(p.query, KEY)["rules"] if r["rule"] == "linger/hot"]
     assert entry["matched"]
     assert entry["outcome"] == "no form of the core runs it"
     p.close()
@@ -307,3 +315,34 @@ def test_the_added_schema_validates_with_file_lines_and_scopes(linger: None) -> 
     unregister_form("linger")
     with pytest.raises(RulesetError, match="exactly one form"):
         parse_ruleset(text, "hot.yaml")
+
+
+def _names(fn: Any) -> set[str]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
+
+
+def test_the_compiler_and_the_language_name_no_form(linger: None) -> None:
+    """What a form's rules are classified by and inherit from the ruleset's scope is its own
+    schema's answer (``FormSpec.alarm_parts``, ``FormSpec.scoped``): the compiler's ``_parts`` and
+    the language's ``scoped`` name no form, built-in or added, so a new form touches only its
+    module, its schema and a test (this file). The added form's rule goes the same way as a
+    built-in one's: its parts are its alarm matches, by field name, scoped."""
+    schemas = {
+        name
+        for name, obj in vars(schema_module).items()
+        if isinstance(obj, type) and issubclass(obj, FormSpec) and obj is not FormSpec
+    }
+    assert {"Group", "Inhibit", "Pair", "PriorityOverride", "FormSchema"} <= schemas
+    assert _names(compiler_module._parts) & schemas == set()
+    assert _names(schema_module.scoped) & schemas == set()
+    rs = parse_ruleset(
+        "name: hot\ndefaults: {scope: {site: s1}}\nrules:\n  - name: warm\n    linger:\n"
+        "      match: {probable_cause: highTemperature}\n      hold: 2m\n"
+        "      raise: {probable_cause: coolingFailure}\n",
+        "hot.yaml",
+    )
+    ((part, match),) = compiler_module._parts(rs.rules[0])
+    assert (part, set(match)) == ("match", {"probable_cause", "site"})

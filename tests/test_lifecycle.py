@@ -1,5 +1,5 @@
 """The incident lifecycle table (engine.core.lifecycle): every phase × event, refusals included, and
-the rule that nothing else changes an incident's phase."""
+the rule that nothing else changes an incident's phase or the fields that go with it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The whole table written out once more, by hand: (phase, event) -> (next phase, record emitted).
 # A pair missing here is refused.
+LIFECYCLE_FIELDS = ("phase", "opened_at", "clear_since", "reraised")
 EXPECTED: dict[tuple[Phase, Event], tuple[Phase, str | None]] = {
     ("pending", Event.SETTLED): ("open", "opened"),
     ("pending", Event.SETTLED_CLEARED): ("clearing", "opened"),
@@ -45,12 +46,31 @@ def test_every_phase_and_event(phase: Phase, event: Event) -> None:
     assert lifecycle.allows(phase, event) is (expected is not None)
     if expected is None:
         with pytest.raises(LifecycleError, match=f"inc-1: {event.value} is not a transition from {phase}"):
-            lifecycle.fire(inc, event)
+            lifecycle.fire(inc, event, 5.0)
         assert inc.phase == phase
     else:
-        transition = lifecycle.fire(inc, event)
+        transition = lifecycle.fire(inc, event, 5.0)
         assert (inc.phase, transition.emits) == expected
         assert transition.next == expected[0]
+
+
+STAMPS: dict[Event, tuple[float | None, float | None, int]] = {
+    # event -> (opened_at, clear_since, reraised) after it, from (None, 1.0, 0)
+    Event.SETTLED: (5.0, 1.0, 0),
+    Event.SETTLED_CLEARED: (5.0, 1.0, 0),
+    Event.ROOT_CLEARED: (None, 5.0, 0),
+    Event.ROOT_RERAISED: (None, None, 1),
+}
+
+
+@pytest.mark.parametrize(("phase", "event"), list(EXPECTED), ids=[f"{p}-{e.value}" for p, e in EXPECTED])
+def test_each_transition_sets_its_lifecycle_fields(phase: Phase, event: Event) -> None:
+    """The lifecycle fields change with the phase, in the table: opening stamps ``opened_at``, a
+    root clearing starts the hold-down (``clear_since``), a re-raise ends it and counts; every other
+    transition leaves them as they were."""
+    inc = Incident(id="inc-1", root="a", created=0.0, phase=phase, clear_since=1.0)
+    lifecycle.fire(inc, event, 5.0)
+    assert (inc.opened_at, inc.clear_since, inc.reraised) == STAMPS.get(event, (None, 1.0, 0))
 
 
 def test_the_table_has_nothing_the_test_does_not_know() -> None:
@@ -66,7 +86,7 @@ def test_resolved_is_final() -> None:
     assert TABLE["resolved"] == {}
 
 
-def _phase_assignments(path: Path) -> list[int]:
+def _lifecycle_assignments(path: Path) -> list[int]:
     tree = ast.parse(path.read_text(), filename=str(path))
     lines = []
     for node in ast.walk(tree):
@@ -78,18 +98,19 @@ def _phase_assignments(path: Path) -> list[int]:
             continue
         for target in targets:
             for sub in ast.walk(target):
-                if isinstance(sub, ast.Attribute) and sub.attr == "phase":
+                if isinstance(sub, ast.Attribute) and sub.attr in LIFECYCLE_FIELDS:
                     lines.append(sub.lineno)
     return lines
 
 
 def test_only_the_lifecycle_module_assigns_a_phase() -> None:
-    """h11's rule 1: an assignment to ``<something>.phase`` anywhere in the engine outside
-    engine/core/lifecycle.py is a second state machine, and fails here."""
+    """h11's rule 1: an assignment to ``<something>.phase`` (or ``.opened_at``, ``.clear_since``,
+    ``.reraised``) anywhere in the engine outside engine/core/lifecycle.py is a second state
+    machine, and fails here."""
     offenders = []
     for path in sorted((ROOT / "engine").rglob("*.py")):
         if path == ROOT / "engine" / "core" / "lifecycle.py":
             continue
-        offenders += [f"{path.relative_to(ROOT)}:{line}" for line in _phase_assignments(path)]
+        offenders += [f"{path.relative_to(ROOT)}:{line}" for line in _lifecycle_assignments(path)]
     assert offenders == []
-    assert _phase_assignments(ROOT / "engine" / "core" / "lifecycle.py")  # the walk does find them
+    assert _lifecycle_assignments(ROOT / "engine" / "core" / "lifecycle.py")  # the walk does find them

@@ -673,9 +673,10 @@ def errored(topic: str, payload: bytes | str | Mapping[str, Any]) -> InvalidMess
 
 
 def test_dead_letter_record_shape() -> None:
-    """The record holds the time (RFC 3339), topic, each error as field/reason, and the payload text."""
+    """The dead letter's JSON form holds the time (RFC 3339), topic, each error as field/reason,
+    and the payload text."""
     payload = js(native(severity="fatal"))
-    record = dead_letter_record(A, payload, errored(A, payload), now=T0 + 0.25)
+    record = dead_letter_record(A, payload, errored(A, payload), now=T0 + 0.25).to_wire()
     assert record == {
         "time": "2024-05-01T10:00:00.250Z",
         "topic": A,
@@ -707,7 +708,7 @@ DEAD_PAYLOADS: list[Any] = [
 def test_dead_letter_payload_excerpt(payload: Any, excerpt: str, truncated: bool) -> None:
     """The payload excerpt is the first 1024 characters; ``truncated`` says whether more was cut off."""
     error = InvalidMessage(A, [("", "malformed JSON: whatever")])
-    record = dead_letter_record(A, payload, error, now=0.0)
+    record = dead_letter_record(A, payload, error, now=0.0).to_wire()
     assert record["payload"] == excerpt
     assert record["truncated"] is truncated
     assert record["time"] == "1970-01-01T00:00:00.000Z"

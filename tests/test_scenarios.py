@@ -462,9 +462,9 @@ def test_a_voice_kqi_alarm_degrades_voice_only_in_the_customer_element_and_servi
         p.advance_to(t)
         p.feed(line["topic"], orjson.dumps(line["payload"]), t)
     assert p.alarms.get("rule:quality:olt-005:voip") is not None
-    assert p.customer_view(both)["services"] == {"voip": "degraded", "internet": "ok"}  # type: ignore[index]
-    assert p.customer_view(internet_only)["services"] == {"internet": "ok"}  # type: ignore[index]
-    element = p.element_view("olt-005")
+    assert p.query.customer(both)["services"] == {"voip": "degraded", "internet": "ok"}  # type: ignore[index]
+    assert p.query.customer(internet_only)["services"] == {"internet": "ok"}  # type: ignore[index]
+    element = p.query.element("olt-005")
     assert element is not None
     assert element["health"]["own"] == "ok"
     assert element["health"]["services"] == {"voip": "degraded"}

@@ -293,28 +293,40 @@ def test_a_json_list_scenario_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("- {at: 0, topic: a/b}\n", "line 1: steps[0]: 'payload' is required"),
+        ("- {at: 0, topic: a/b}\n", "line 1: steps[0].payload: field required"),
         (
             "- {at: 0, topic: a/b, payload: {}}\n- {at: soon, topic: a/b, payload: {}}\n",
-            "line 2: steps[1].at: expected seconds ≥ 0 or a duration like 1.5s: not a duration: 'soon'",
+            "line 2: steps[1].at: not a duration: 'soon' (use e.g. 30s, 5m, 1h, 250ms)",
         ),
-        ("- {at: -1, topic: a/b, payload: {}}\n", "steps[0].at: expected seconds ≥ 0"),
+        (
+            "- {at: -1, topic: a/b, payload: {}}\n",
+            "steps[0].at: duration must be a finite, non-negative number",
+        ),
         (
             "steps:\n  - at: 0\n    topic: 7\n    payload: {}\n",
-            "line 3: steps[0].topic: expected a non-empty string",
+            "line 3: steps[0].topic: expected a string, got integer",
         ),
+        ("steps:\n  - at: 0\n    topic: ''\n    payload: {}\n", "line 3: steps[0].topic: must not be empty"),
         ("- {at: 0, topic: 'soc/#', payload: {}}\n", "steps[0].topic: wildcards cannot be published to"),
-        ("- {at: 0, topic: a/b, payload: [1]}\n", "steps[0].payload: expected a JSON object, got list"),
-        ("- {at: 0, topic: a/b, payload: {}, qos: 1}\n", "steps[0].qos: unknown key"),
-        ("- 3\n", "steps[0]: expected a mapping {at, topic, payload}, got int"),
-        ("[]\n", "the scenario has no steps"),
-        ("name: x\n", "no 'steps' list"),
-        ("steps: []\nrate: 2\n", "unknown key 'rate'"),
+        ("- {at: 0, topic: a/b, payload: [1]}\n", "steps[0].payload: expected a mapping, got list"),
+        (
+            "- {at: 0, topic: a/b, payload: {}, qos: 1}\n",
+            "line 1: steps[0].qos: unknown field (expected one of at, topic, payload)",
+        ),
+        ("- 3\n", "steps[0]: expected a mapping, got integer"),
+        ("[]\n", "steps: must not be empty"),
+        ("name: x\n", "steps: field required"),
+        (
+            "steps: [{at: 0, topic: a/b, payload: {}}]\nrate: 2\n",
+            "line 2: rate: unknown field (expected one of name, description, steps)",
+        ),
+        ("7\n", "expected a list of steps or a mapping, got integer"),
         ("- {at: 0, topic: a/b, payload: {]\n", "malformed YAML"),
     ],
 )
 def test_scenario_file_errors_name_the_step_and_line(tmp_path: Path, text: str, message: str) -> None:
-    """A bad scenario file raises ConfigError naming the file, the step (and line) and what is wrong."""
+    """A bad scenario file raises ConfigError naming the file, the step (and line) and what is wrong,
+    in the words every other file's errors use (``engine.model.wording``)."""
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:

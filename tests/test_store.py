@@ -26,6 +26,7 @@ from engine.adapters.store import (
 )
 from engine.core.incident_records import RecordEvent
 from engine.core.incidents import IncidentRecord
+from engine.model.messages import DeadLetter
 from engine.model.timeutil import format_time
 from tests.harness import run
 
@@ -577,8 +578,8 @@ async def test_writes_are_visible_at_once_but_durable_only_after_commit(tmp_path
             assert other.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
 
 
-def _dead(topic: str, reason: str, t: float) -> dict[str, Any]:
-    return {"time": format_time(t), "topic": topic, "errors": [{"field": "severity", "reason": reason}]}
+def _dead(topic: str, reason: str, t: float) -> DeadLetter:
+    return DeadLetter(t, topic, (("severity", reason),), "{}", truncated=False)
 
 
 async def test_dead_letters_are_kept_filtered_paged_and_published_once(store: Store) -> None:

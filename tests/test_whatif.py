@@ -94,7 +94,7 @@ async def test_the_api_takes_the_live_network_into_account(tmp_path: Path, topic
         base = f"http://127.0.0.1:{daemon.http.port}"
         async with http.post(f"{base}/events", data=orjson.dumps(alarm)) as r:
             assert r.status == 202
-        await until(lambda: "agg-2" in daemon.pipeline.own_health(), timeout=10, what="the alarm")
+        await until(lambda: "agg-2" in daemon.pipeline.query.own_health(), timeout=10, what="the alarm")
         async with http.get(f"{base}/impact/what-if", params={"down": "agg-1", "hours": "5"}) as r:
             assert r.status == 200
             report = await r.json()
@@ -160,7 +160,7 @@ async def test_the_live_network_from_the_daemons_store_and_its_api_now_and_as_of
         base = f"http://127.0.0.1:{daemon.http.port}"
         async with http.post(f"{base}/events", data=orjson.dumps(alarm)) as r:
             assert r.status == 202
-        await until(lambda: "agg-2" in daemon.pipeline.own_health(), timeout=10, what="the alarm")
+        await until(lambda: "agg-2" in daemon.pipeline.query.own_health(), timeout=10, what="the alarm")
         daemon.store.commit()
         api, now, then, bad = await asyncio.gather(
             asyncio.to_thread(engine, *what_if, "--api", base),

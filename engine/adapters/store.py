@@ -37,7 +37,7 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -46,6 +46,7 @@ import orjson
 import structlog
 
 from engine.errors import EngineError
+from engine.model.messages import DeadLetter
 from engine.model.timeutil import parse_time
 
 
@@ -696,12 +697,13 @@ class Store:
         return cur.rowcount
 
     # -- dead letters --------------------------------------------------------------------------
-    def dead_letter(self, record: Mapping[str, Any], source: str, now: float, *, publish: bool) -> int:
-        """Keep one dead-letter record (in the current batch: durable with the journal entry that
-        caused it); ``publish``: still to be published. Returns its id. Beyond ``max_dead_letters``
-        the oldest rows go at once (``purge_dead_letters``), so a burst cannot grow the file."""
-        errors = record.get("errors") or []
-        reasons = "\n".join(f"{e.get('field', '')}: {e.get('reason', '')}" for e in errors)
+    def dead_letter(self, dead: DeadLetter, source: str, now: float, *, publish: bool) -> int:
+        """Keep one dead letter, received from ``source`` (in the current batch: durable with the
+        journal entry that caused it); ``publish``: still to be published. Its JSON form (with its
+        source) is made here, at the edge. Returns its id. Beyond ``max_dead_letters`` the oldest
+        rows go at once (``purge_dead_letters``), so a burst cannot grow the file."""
+        record = replace(dead, source=source).to_wire()
+        reasons = "\n".join(f"{where}: {reason}" for where, reason in dead.errors)
         db = self._begin()
         cur = db.execute(
             "INSERT INTO dead_letters (time, source, topic, reasons, record, published)"
@@ -709,7 +711,7 @@ class Store:
             (
                 now,
                 source,
-                str(record.get("topic", "")),
+                dead.topic,
                 reasons,
                 orjson.dumps(record).decode(),
                 0 if publish else 1,

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from engine.core.notices import AlarmNotice
 from engine.core.settings import AlarmSettings, Effect, EffectRule
 from engine.model.messages import SEVERITY_RANK, Alarm
 
@@ -132,7 +133,7 @@ class AlarmTable:
         self.counters = AlarmCounters()
         # (kind, key, event time, the time it lost against) for clears matching nothing and stale
         # raises and clears: the caller drains it after each apply (metrics, rate-limited logs).
-        self.notices: list[tuple[str, str, float, float | None]] = []
+        self.notices: list[AlarmNotice] = []
 
     # -- queries -------------------------------------------------------------------------------
     def get(self, key: str) -> ActiveAlarm | None:
@@ -245,7 +246,7 @@ class AlarmTable:
         # Re-raise after clear, unless the raise is older than that clear (late delivery).
         if rec.cleared_time is not None and alarm.event_time < rec.cleared_time:
             self.counters.stale += 1
-            self.notices.append(("stale_raise", key, alarm.event_time, rec.cleared_time))
+            self.notices.append(AlarmNotice("stale_raise", key, alarm.event_time, rec.cleared_time))
             return []
         rec.occurrence += 1
         rec.severity = alarm.severity
@@ -266,14 +267,14 @@ class AlarmTable:
         if rec is None or (not rec.active and not rec.flapping):
             if rec is None or (rec.cleared_time is not None and alarm.event_time > rec.cleared_time):
                 self.counters.clear_unknown += 1
-                self.notices.append(("clear_unknown", key, alarm.event_time, None))
+                self.notices.append(AlarmNotice("clear_unknown", key, alarm.event_time))
                 self._orphan_clears[key] = (alarm.event_time, now)
                 self._schedule(now + self._settings.retain, "forget", key)
             return []
         if alarm.event_time < rec.first_seen:
             self.counters.stale += 1  # a clear older than this occurrence belongs to an earlier one
             self.counters.stale_clears += 1
-            self.notices.append(("stale_clear", key, alarm.event_time, rec.first_seen))
+            self.notices.append(AlarmNotice("stale_clear", key, alarm.event_time, rec.first_seen))
             return []
         if rec.flapping:
             return self._absorb(rec, alarm, now, raised=False)

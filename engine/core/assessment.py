@@ -15,6 +15,7 @@ from engine.core.forms.overrides import Overrides
 from engine.core.forms.synthetic import service_scope
 from engine.core.impact import Health, Impact, compute_impact, with_service_levels
 from engine.core.incident_stages import SlaStage
+from engine.core.incident_state import Assessment
 from engine.core.priority import PriorityInput, add_points, assess
 from engine.core.settings import PrioritySettings
 from engine.model.topology import Topology
@@ -81,15 +82,14 @@ class Assessor:
         own = with_service_levels(self._own, self._service_health, only) if only is not None else self._own
         impact = compute_impact(self._topology, own, seeds, only_services=only)
         self.rewatch(inc, impact)
-        inc.impact = impact
+        last = inc.assessment
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
         if root is not None and root.effect == "outage" and not impact.elements:
             fallback = "outage"
-        inc.state = impact.state or fallback
+        state = impact.state or fallback
         ranks = [SEVERITY_ORDER.index(a.severity) for a in active if a.severity in SEVERITY_ORDER]
-        if ranks:
-            inc.severity = SEVERITY_ORDER[max(ranks)]
+        severity = SEVERITY_ORDER[max(ranks)] if ranks else last.severity
         max_crit = max(
             (
                 self._topology.service_types[s].criticality
@@ -98,28 +98,26 @@ class Assessor:
             ),
             default=0,
         )
-        inc.priority = assess(
+        priority = assess(
             PriorityInput(
-                state=inc.state,
+                state=state,
                 customers_by_tier=impact.by_tier,
                 tier_weights={t.name: t.weight for t in self._topology.tiers.values()},
                 max_criticality=max_crit,
-                severity=inc.severity,
+                severity=severity,
             ),
             self._priority,
         )
-        if self._sla.facts is not None and (still_active is None or inc.sla is None):
+        sla = last.sla
+        if self._sla.facts is not None and (still_active is None or sla is None):
             # At the root's clear the assessment is frozen: the SLA facts stay those last notified.
-            inc.sla = self._sla.facts(impact, now)
-            milestone = self._sla.milestone(inc.sla, now) if still_active is None else None
-            inc.sla_due = milestone.due if milestone is not None else None
-            inc.sla_milestone = milestone.seconds_to_breach if milestone is not None else None
-        if inc.sla is not None and inc.sla["points"] > 0:
-            inc.priority = add_points(inc.priority, "sla", inc.sla["points"], inc.sla, self._priority)
+            sla = self._sla.facts(impact, now)
+            inc.milestone = self._sla.milestone(sla, now) if still_active is None else None
+        if sla is not None and sla.points > 0:
+            priority = add_points(priority, "sla", sla.points, sla.to_wire(), self._priority)
         if self._overrides:
-            inc.priority, inc.severity = self._overrides.apply(
-                inc.priority, inc.severity, impact, self._parts(inc.root)
-            )
+            priority, severity = self._overrides.apply(priority, severity, impact, self._parts(inc.root))
+        inc.assessment = Assessment(impact, state, severity, priority, sla)
 
     def rewatch(self, inc: Incident, impact: Impact | None) -> None:
         old = inc.impact.elements if inc.impact is not None else {}

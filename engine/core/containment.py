@@ -33,7 +33,7 @@ and the ``soc_core_quarantined`` gauge). Pure: no clock, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 from engine.model.timeutil import format_time
@@ -47,9 +47,9 @@ MAX_BACKOFF = 300.0
 GIVE_UP = 20  # failures in a row after which a part is no longer retried (about an hour)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Fault:
-    """One quarantined part (or item of a part)."""
+    """One quarantined part (or item of a part), as of its latest failure (times: epoch seconds)."""
 
     part: str  # "quality", "incidents", "storms", "correlator", "sla" …
     item: str  # "" for the whole part; a KQI scope, an incident id …
@@ -64,7 +64,8 @@ class Fault:
     def name(self) -> str:
         return f"{self.part}[{self.item}]" if self.item else self.part
 
-    def to_record(self) -> dict[str, Any]:
+    def to_wire(self) -> dict[str, Any]:
+        """Its JSON form (in its dead letter, the daemon's log line, ``/readyz``)."""
         return {
             "part": self.part,
             "item": self.item,
@@ -125,12 +126,17 @@ class Quarantine:
             fault = Fault(part, item, error, poison, since=now, at=now, retry_at=now + self.initial)
             self._faults[part, item] = fault
         else:
-            fault.failures += 1
-            fault.at = now
-            fault.error = error
-            fault.poison = poison or fault.poison
-            backoff = min(self.maximum, self.initial * 2 ** min(fault.failures - 1, 30))
-            fault.retry_at = None if fault.failures >= self.give_up else now + backoff
+            failures = fault.failures + 1
+            backoff = min(self.maximum, self.initial * 2 ** min(failures - 1, 30))
+            fault = replace(
+                fault,
+                failures=failures,
+                at=now,
+                error=error,
+                poison=poison or fault.poison,
+                retry_at=None if failures >= self.give_up else now + backoff,
+            )
+            self._faults[part, item] = fault
         self._new.append(fault)
         return fault
 

@@ -1,5 +1,5 @@
 """What one ``feed`` or ``tick`` of the core returns (``Decisions``), the core's counters (``Stats``),
-and the records the core writes about itself: a quarantined part's dead letter, an alarm notice."""
+and the dead letter the core writes about itself (a quarantined part's)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from engine.core.containment import Fault
 from engine.core.incident_records import IncidentRecord
+from engine.core.notices import Notice
 from engine.errors import InvalidMessage
-from engine.model.messages import dead_letter_record
+from engine.model.messages import DeadLetter, dead_letter_record
 from engine.model.timeutil import format_time
 
 
@@ -33,16 +34,17 @@ class MessageOutcome:
 
 @dataclass
 class Decisions:
-    """What one ``feed`` or ``tick`` decided: incident records, dead letters, the parts of the core
-    that failed (``faults``: each is also a dead letter) and ``notices``: inputs applied but worth an
-    operator's eye (a clear that matches nothing, a stale raise or clear, an event out of order, an
-    event time clamped to the receive time), each ``{"kind", "topic", "alarm"|"target", "event_time",
-    "detail"}``. ``message``: what became of the message a ``feed`` took (None for anything else)."""
+    """What one ``feed`` or ``tick`` decided, each a frozen typed object with its times as epoch
+    seconds (``to_wire()`` is the JSON form, produced only at the edges): incident records, dead
+    letters (``DeadLetter``), the parts of the core that failed (``faults``: each is also a dead
+    letter) and ``notices``: inputs applied but worth an operator's eye (a clear that matches
+    nothing, a stale raise or clear, an event out of order, an event time clamped to the receive
+    time). ``message``: what became of the message a ``feed`` took (None for anything else)."""
 
     records: list[IncidentRecord] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
-    notices: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     message: MessageOutcome | None = None
 
     def extend(self, other: Decisions) -> None:
@@ -79,7 +81,7 @@ class Stats:
         self.internal_errors = st.get("internal_errors", 0)
 
 
-def fault_dead_letter(fault: Fault, now: float) -> dict[str, Any]:
+def fault_dead_letter(fault: Fault, now: float) -> DeadLetter:
     """The dead letter of a quarantined part: which part (and item), what it raised, what poisoned
     it and when it is tried again. Its topic is ``<core:part[item]>``."""
     retry = (
@@ -89,17 +91,4 @@ def fault_dead_letter(fault: Fault, now: float) -> dict[str, Any]:
     )
     reason = f"{fault.error}; quarantined (failure {fault.failures}), the rest of the core goes on; {retry}"
     err = InvalidMessage(f"<core:{fault.name}>", [(fault.name, reason)])
-    record = dead_letter_record(err.topic, fault.poison, err, now=now)
-    record["quarantine"] = fault.to_record()
-    return record
-
-
-def alarm_notice(kind: str, key: str, t: float, other: float | None) -> dict[str, Any]:
-    """A notice of the alarm table: a clear that matches nothing, a stale raise or clear."""
-    if kind == "clear_unknown":
-        detail = "a clear that matches no active alarm (never raised, already cleared or forgotten)"
-    elif kind == "stale_raise":
-        detail = f"a raise older than the last clear of its alarm ({format_time(other or 0.0)}): ignored"
-    else:
-        detail = f"a clear older than the active occurrence (raised {format_time(other or 0.0)}): ignored"
-    return {"kind": kind, "alarm": key, "event_time": format_time(t), "detail": detail}
+    return dead_letter_record(err.topic, fault.poison, err, now=now, quarantine=fault)

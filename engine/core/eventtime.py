@@ -10,10 +10,10 @@ it among its alarm's raises and clears).
 from __future__ import annotations
 
 from engine.core.decisions import Decisions, Stats
+from engine.core.notices import ClockNotice, LateNotice
 from engine.core.settings import CoreSettings
 from engine.errors import InvalidMessage
 from engine.model.messages import Decoded, KpiSample
-from engine.model.timeutil import format_time
 
 
 class EventTimes:
@@ -57,27 +57,18 @@ class EventTimes:
         """None when ``t`` is within bounds, else the receive time (clamp) or ``InvalidMessage``."""
         c = self._settings.clock
         if t > received + c.max_ahead:
-            kind, policy, bound = "clock_ahead", c.ahead, f"core.clock.max_ahead {c.max_ahead:g} s"
-            gap = f"{t - received:.0f} s ahead of"
+            notice = ClockNotice("clock_ahead", topic, field_name, t, received, c.max_ahead)
+            policy = c.ahead
         elif c.max_behind is not None and t < received - c.max_behind:
-            kind, policy, bound = "clock_behind", c.behind, f"core.clock.max_behind {c.max_behind:g} s"
-            gap = f"{received - t:.0f} s behind"
+            notice = ClockNotice("clock_behind", topic, field_name, t, received, c.max_behind)
+            policy = c.behind
         else:
             return None
-        detail = f"{format_time(t)} is {gap} the receive time {format_time(received)} ({bound})"
         if policy == "reject":
-            self._stats.notices[kind + "_rejected"] += 1
-            raise InvalidMessage(topic, [(field_name, detail)])
-        self._stats.notices[kind] += 1
-        out.notices.append(
-            {
-                "kind": kind,
-                "topic": topic,
-                "field": field_name,
-                "event_time": format_time(t),
-                "detail": detail + "; applied at the receive time",
-            }
-        )
+            self._stats.notices[notice.kind + "_rejected"] += 1
+            raise InvalidMessage(topic, [(field_name, notice.reason)])
+        self._stats.notices[notice.kind] += 1
+        out.notices.append(notice)
         return received
 
     def late(self, topic: str, t: float, what: str, out: Decisions) -> None:
@@ -86,14 +77,6 @@ class EventTimes:
         tolerance = self._settings.reorder_tolerance
         if t < self.watermark - tolerance:
             self._stats.notices["late"] += 1
-            out.notices.append(
-                {
-                    "kind": "late",
-                    "topic": topic,
-                    "event_time": format_time(t),
-                    "detail": f"{what} at {format_time(t)} arrived after events up to "
-                    f"{format_time(self.watermark)} (reorder tolerance {tolerance:g} s)",
-                }
-            )
+            out.notices.append(LateNotice(topic, t, what, self.watermark, tolerance))
         else:
             self.watermark = max(self.watermark, t)

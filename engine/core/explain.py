@@ -1,8 +1,9 @@
-"""Why did the engine do this? Explanations of an alarm or an incident, read from a pipeline.
+"""Why did the engine do this? Explanations of an alarm or an incident, read from the core's query.
 
 Theory of operation
 -------------------
-Everything here is read-only over a ``Pipeline``: nothing it calls changes the core's state, so it
+Everything here reads the core through its read-only query interface (``CoreQuery``,
+``Pipeline.query``), never a pipeline part: nothing it calls changes the core's state, so it
 can run on a replayed pipeline (``engine rules explain --replay``) or on the daemon's live one,
 between two items of its core task (``GET /explain/...``), without a lock.
 
@@ -31,12 +32,12 @@ raise; the window checks here use its first raise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
-from engine.core.explain_match import Matcher, matcher_for
+from engine.core.explain_match import Matcher
 from engine.core.explain_text import (
     NotFound,
     alarm_not_found,
@@ -51,7 +52,7 @@ from engine.core.forms.base import Seen, Verdict
 from engine.core.forms.synthetic import raised_by
 from engine.core.incidents import Incident, IncidentRecord
 from engine.core.merge_graph import Suppression
-from engine.core.pipeline import Pipeline
+from engine.core.query import CoreQuery
 from engine.model.timeutil import format_time
 from engine.rules.compiler import CompiledRule, match_parts
 from engine.rules.schema import Correlate, Group, Pair, Threshold
@@ -69,32 +70,32 @@ __all__ = [
 # ------------------------------------------------------------------------------------- public API
 
 
-def explain(pipeline: Pipeline, ident: str) -> dict[str, Any]:
+def explain(query: CoreQuery, ident: str) -> dict[str, Any]:
     """An incident (``inc-…``) or an alarm key."""
     if ident.startswith("inc-"):
-        return explain_incident(pipeline, ident)
-    return explain_alarm(pipeline, ident)
+        return explain_incident(query, ident)
+    return explain_alarm(query, ident)
 
 
-def explain_alarm(pipeline: Pipeline, key: str) -> dict[str, Any]:
+def explain_alarm(query: CoreQuery, key: str) -> dict[str, Any]:
     """Which rules an alarm matched and how, what the engine decided for it, and why not otherwise.
 
     Raises ``NotFound`` when the alarm table does not hold ``key``."""
-    if pipeline.alarms.get(key) is None:
-        raise alarm_not_found(pipeline, key)
-    with _Context.open(pipeline) as ctx:
+    if query.alarm_state(key) is None:
+        raise alarm_not_found(query, key)
+    with _Context.open(query) as ctx:
         return ctx.alarm(key)
 
 
-def explain_incident(pipeline: Pipeline, incident_id: str) -> dict[str, Any]:
+def explain_incident(query: CoreQuery, incident_id: str) -> dict[str, Any]:
     """An incident's current record, its root's explanation, each member with its reason, its
     grouping rules, priority (with overrides), maintenance and kind, and plain-English lines.
 
     Raises ``NotFound`` when no live incident has that id (the core forgets resolved ones)."""
-    inc = next((i for i in pipeline.incidents.incidents() if i.id == incident_id), None)
+    inc = query.incident_state(incident_id)
     if inc is None:
-        raise incident_not_found(pipeline, incident_id)
-    with _Context.open(pipeline) as ctx:
+        raise incident_not_found(query, incident_id)
+    with _Context.open(query) as ctx:
         return ctx.incident(inc)
 
 
@@ -113,11 +114,11 @@ class PostMortems:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        query: CoreQuery,
         keep: Callable[[str, float, dict[str, Any]], None],
         on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
-        self._pipeline = pipeline
+        self._query = query
         self._keep = keep
         self._on_error = on_error
         self._matcher: Matcher | None = None
@@ -131,15 +132,15 @@ class PostMortems:
             if self._on_error is not None:
                 self._on_error(inc.id, exc)
             return
-        self._keep(inc.id, self._pipeline.clock, out)
+        self._keep(inc.id, self._query.clock, out)
 
     def explain(self, inc: Incident, resolved: IncidentRecord) -> dict[str, Any]:
         """``explain_incident``'s answer for ``inc`` as it resolves with ``resolved``."""
         record = resolved.to_wire()
         if self._matcher is None:
-            self._matcher = Matcher(self._pipeline)
+            self._matcher = self._query.new_matcher()
         self._matcher._fired.clear()  # alarms change between two resolutions
-        out = _Context(self._pipeline, self._matcher).incident(inc)
+        out = _Context(self._query, self._matcher).incident(inc)
         i = out["incident"]
         i.update(phase="resolved", resolves_at=None, resolved_at=record.get("resolved_at"))
         i["resolution"] = record.get("resolution")
@@ -158,56 +159,50 @@ class PostMortems:
             matcher.close()
 
 
-# ---------------------------------------------------------------------------------------- matcher
-
-
 # ---------------------------------------------------------------------------------------- context
 
 
 class _Context:
-    """One explanation's view of the pipeline: the matcher and a few lazily built indexes. It is the
-    forms' ``Evidence``: what they may look up beyond the alarm they explain."""
+    """One explanation's view of the core (its query): the matcher and a few lazily built indexes.
+    It is the forms' ``Evidence``: what they may look up beyond the alarm they explain."""
 
-    def __init__(self, pipeline: Pipeline, matcher: Matcher) -> None:
-        self.p = pipeline
+    def __init__(self, query: CoreQuery, matcher: Matcher) -> None:
+        self.q = query
         self.matcher = matcher
-        self.topology = pipeline.topology
-        self.book = pipeline.incidents
-        self.rules = sorted(pipeline.correlator.program.rules.values(), key=lambda r: r.order)
+        self.topology = query.topology
+        self.rules = query.rules()
         self._by_element: dict[str, list[ActiveAlarm]] | None = None
         self._reasons: dict[str, dict[str, str]] = {}
 
     @classmethod
     @contextmanager
-    def open(cls, pipeline: Pipeline) -> Iterator[_Context]:
+    def open(cls, query: CoreQuery) -> Iterator[_Context]:
         """A context on the pipeline's own matcher: one per pipeline for its whole life (a durable
         host per explanation would leak the C engine's memory, ~200 KB per request), its cache of
         fired actions emptied first, since alarms change between two explanations."""
-        yield cls(pipeline, matcher_for(pipeline))
+        yield cls(query, query.matcher())
 
     # -- lookups -------------------------------------------------------------------------------
     def by_element(self) -> dict[str, list[ActiveAlarm]]:
         """Every alarm the table holds (active, and cleared ones still retained), by element."""
         if self._by_element is None:
             self._by_element = {}
-            for d in self.p.alarms.dump()["alarms"]:
-                a = self.p.alarms.get(d["key"])
-                if a is not None:
-                    self._by_element.setdefault(a.ne_id, []).append(a)
+            for a in self.q.alarm_states():
+                self._by_element.setdefault(a.ne_id, []).append(a)
         return self._by_element
 
     def suppression(self, key: str) -> Suppression | None:
-        return self.book.suppression(key)
+        return self.q.suppression(key)
 
     def incident_of(self, key: str) -> Incident | None:
-        return self.book.incident_of(key)
+        return self.q.incident_state_of(key)
 
     def fired(self, alarm: ActiveAlarm) -> frozenset[str]:
         return self.matcher.fired(alarm)
 
     def top(self, key: str) -> str:
         seen = {key}
-        while (sup := self.book.suppression(key)) is not None and sup.root not in seen:
+        while (sup := self.q.suppression(key)) is not None and sup.root not in seen:
             key = sup.root
             seen.add(key)
         return key
@@ -215,39 +210,39 @@ class _Context:
     def reason(self, inc: Incident, key: str) -> str | None:
         """The suppression reason exactly as the incident's record words it."""
         if inc.id not in self._reasons:
-            rec = self.book.record(inc, "current", self.p.clock).to_wire()
+            rec = self.q.current_record(inc).to_wire()
             self._reasons[inc.id] = {s["alarm_id"]: s["reason"] for s in rec["suppressed"]}
         return self._reasons[inc.id].get(key)
 
     def explained_by(self, key: str) -> dict[str, list[str]]:
         """Alarms ``key`` explains directly, by rule."""
-        inc = self.book.incident_of(key)
+        inc = self.q.incident_state_of(key)
         out: dict[str, list[str]] = {}
         if inc is None:
             return out
         for m in sorted(inc.members):
-            sup = self.book.suppression(m)
+            sup = self.q.suppression(m)
             if sup is not None and sup.root == key:
                 out.setdefault(sup.rule, []).append(m)
         return out
 
     # -- alarm ---------------------------------------------------------------------------------
     def alarm(self, key: str) -> dict[str, Any]:
-        a = self.p.alarms.get(key)
+        a = self.q.alarm_state(key)
         assert a is not None
         el = self.topology.element(a.ne_id)
         fired = self.matcher.fired(a)
-        sup = self.book.suppression(key)
-        inc = self.book.incident_of(key)
+        sup = self.q.suppression(key)
+        inc = self.q.incident_state_of(key)
         explains = self.explained_by(key)
-        synthetic = _synthetic_rule(key, self.p.correlator.program.rules)
-        classified = self.p.correlator.parts(key)
-        seen = Seen(a, fired, classified, sup, inc, explains, synthetic, self.p.clock, self)
+        synthetic = _synthetic_rule(key, self.q)
+        classified = self.q.classified(key)
+        seen = Seen(a, fired, classified, sup, inc, explains, synthetic, self.q.clock, self)
         rules = [self.rule_entry(cr, seen) for cr in self.rules]
         decision = self.decision(seen)
         out: dict[str, Any] = {
             "kind": "alarm",
-            "as_of": format_time(self.p.clock),
+            "as_of": format_time(self.q.clock),
             "alarm": alarm_record(a, synthetic),
             "element": {"id": el.id, "type": el.type, "name": el.name, "site": el.site, "region": el.region},
             "rules": rules,
@@ -283,7 +278,7 @@ class _Context:
             if inc.root == a.key and inc.priority is not None:
                 overrides = list(inc.priority.breakdown.get("overrides", []))
         held = inc.maintenance if inc is not None else None
-        covering = self.p.calendar.covering(a.ne_id, self.p.clock) if self.p.calendar else None
+        covering = self.q.maintenance_covering(a.ne_id, self.q.clock)
         engine_parts = sorted(seen.classified)
         classify_parts = sorted(
             x for x in fired if "@" not in x and self._form_of(x) not in ("correlate", None)
@@ -310,7 +305,7 @@ class _Context:
         }
 
     def _form_of(self, action: str) -> str | None:
-        rule = self.p.correlator.program.rules.get(action.split("#", 1)[0])
+        rule = self.q.rule(action.split("#", 1)[0])
         return rule.form if rule is not None else None
 
     def transient(self, seen: Seen) -> str | None:
@@ -318,7 +313,7 @@ class _Context:
         a = seen.alarm
         if seen.inc is not None or a.active or a.effect == "none" or a.cleared_time is None:
             return None
-        return next((said for form in self.p.forms if (said := form.transient(seen)) is not None), None)
+        return next((said for form in self.q.forms() if (said := form.transient(seen)) is not None), None)
 
     # -- one rule ------------------------------------------------------------------------------
     def rule_entry(self, cr: CompiledRule, seen: Seen) -> dict[str, Any]:
@@ -342,7 +337,7 @@ class _Context:
         matched: bool | None = any(p["matched"] for p in parts) if parts else None
         spec = cr.rule.spec
         raised_here = seen.synthetic == q
-        form = self.p.forms.of_rule(cr.form)
+        form = self.q.form_of_rule(cr.form)
         verdict = (
             form.explain(cr, seen) if form is not None else Verdict(False, "no form of the core runs it")
         )
@@ -378,13 +373,13 @@ class _Context:
 
     # -- incident ------------------------------------------------------------------------------
     def incident(self, inc: Incident) -> dict[str, Any]:
-        clock = self.p.clock
-        record = self.book.record(inc, "current", clock).to_wire()
+        clock = self.q.clock
+        record = self.q.current_record(inc).to_wire()
         reasons = {s["alarm_id"]: s for s in record["suppressed"]}
         members = []
         for key in sorted(inc.members, key=lambda k: (k != inc.root, k)):
-            a = self.p.alarms.get(key)
-            sup = self.book.suppression(key)
+            a = self.q.alarm_state(key)
+            sup = self.q.suppression(key)
             members.append(
                 {
                     "alarm_id": key,
@@ -401,9 +396,9 @@ class _Context:
                     "reason": reasons[key]["reason"] if key in reasons else None,
                 }
             )
-        root = self.alarm(inc.root) if self.p.alarms.get(inc.root) is not None else None
+        root = self.alarm(inc.root) if self.q.alarm_state(inc.root) is not None else None
         p = inc.priority
-        settings = self.p.settings.incidents
+        settings = self.q.settings.incidents
         out: dict[str, Any] = {
             "kind": "incident",
             "as_of": format_time(clock),
@@ -448,14 +443,14 @@ class _Context:
     def _opens_at(self, inc: Incident) -> str | None:
         if inc.phase != "pending":
             return None
-        settle = inc.settle if inc.settle is not None else self.p.settings.incidents.settle
+        settle = inc.settle if inc.settle is not None else self.q.settings.incidents.settle
         due = inc.created + settle
         if inc.hold_until is not None:
             due = max(due, inc.hold_until)
         return format_time(due)
 
 
-def _synthetic_rule(key: str, rules: Mapping[str, CompiledRule]) -> str | None:
+def _synthetic_rule(key: str, query: CoreQuery) -> str | None:
     """The loaded rule that raised an alarm (``rule:<ruleset>/<rule>:<scope>``), if one did."""
     q = raised_by(key)
-    return q if q in rules else None
+    return q if q is not None and query.rule(q) is not None else None

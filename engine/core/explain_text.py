@@ -17,7 +17,7 @@ from engine.rules.schema import Condition
 
 if TYPE_CHECKING:
     from engine.core.incidents import Incident
-    from engine.core.pipeline import Pipeline
+    from engine.core.query import CoreQuery
 
 MAX_SUGGESTIONS = 5
 
@@ -55,24 +55,24 @@ class NotFound(LookupError):
         }
 
 
-def alarm_not_found(pipeline: Pipeline, key: str) -> NotFound:
-    known = {d["key"] for d in pipeline.alarms.dump()["alarms"]}
+def alarm_not_found(query: CoreQuery, key: str) -> NotFound:
+    known = {a.key for a in query.alarm_states()}
     return NotFound(
         "alarm",
         key,
-        searched=f"searched {len(known)} alarm(s) held as of {format_time(pipeline.clock)}: active ones and "
+        searched=f"searched {len(known)} alarm(s) held as of {format_time(query.clock)}: active ones and "
         "cleared ones within their retention",
         suggestions=_suggest(key, known),
         hint="An alarm key is ne_id:probable_cause[:specific_problem], or its alarm_id when it had one.",
     )
 
 
-def incident_not_found(pipeline: Pipeline, incident_id: str) -> NotFound:
-    known = {i.id for i in pipeline.incidents.incidents()}
+def incident_not_found(query: CoreQuery, incident_id: str) -> NotFound:
+    known = {i.id for i in query.incident_states()}
     return NotFound(
         "incident",
         incident_id,
-        searched=f"searched {len(known)} live incident(s) as of {format_time(pipeline.clock)}",
+        searched=f"searched {len(known)} live incident(s) as of {format_time(query.clock)}",
         suggestions=_suggest(incident_id, known),
         hint="The core forgets an incident once it resolves (or merges); the daemon keeps its last "
         "record (GET /incidents/{id}) and its explanation as it resolved (store.keep_explanations); "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.core.alarms import ActiveAlarm
+from engine.core.experience.sla import SlaFacts
 from engine.core.forms.synthetic import raised_by
 from engine.core.impact import Impact
 from engine.core.priority import explain
@@ -119,7 +120,7 @@ class IncidentRecord:
     opened_at: float | None
     acknowledged: Acknowledgement | None
     priority_breakdown: Mapping[str, Any]
-    sla: Mapping[str, Any] | None
+    sla: SlaFacts | None
     explanation: tuple[str, ...]
     resolution: Resolution | None = None  # a resolved record's: cleared, or merged (into merged_into)
     merged_into: str | None = None
@@ -143,7 +144,7 @@ class IncidentRecord:
             "opened_at": format_time(self.opened_at) if self.opened_at is not None else None,
             "acknowledged": self.acknowledged.to_wire() if self.acknowledged is not None else None,
             "priority_breakdown": dict(self.priority_breakdown),
-            "sla": dict(self.sla) if self.sla is not None else None,
+            "sla": self.sla.to_wire() if self.sla is not None else None,
             "explanation": list(self.explanation),
         }
         if self.event == "resolved":
@@ -234,7 +235,7 @@ class RecordBuilder:
             opened_at=inc.opened_at,
             acknowledged=inc.acknowledged,
             priority_breakdown=dict(p.breakdown) if p else {},
-            sla=dict(inc.sla) if inc.sla else None,
+            sla=inc.sla,
             explanation=tuple(self._explanation(inc, root, suppressed)),
             resolution=(resolution or "cleared") if event == "resolved" else None,
             merged_into=merged_into if event == "resolved" else None,

@@ -14,11 +14,12 @@ the incident, so explanations read why instead of re-deriving it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
+from engine.core.experience.sla import SlaFacts, UrgencySettings
 from engine.core.forms.maintenance import Calendar
 
 
@@ -58,10 +59,12 @@ class Milestone:
     """The next re-assessment of an open incident's SLA urgency: when, and at what time left."""
 
     due: float
-    seconds_to_breach: float
+    seconds_to_breach: float | None  # None: restored from a snapshot that did not keep it
 
     @property
     def reason(self) -> str:
+        if self.seconds_to_breach is None:
+            return "SLA milestone"
         if self.seconds_to_breach <= 0:
             return "SLA breached"
         return f"SLA milestone: {self.seconds_to_breach:g} s to breach"
@@ -70,7 +73,7 @@ class Milestone:
 class SlaStage:
     def __init__(
         self,
-        facts: Callable[[Any, float], dict[str, Any] | None] | None,
+        facts: Callable[[Any, float], SlaFacts | None] | None,
         milestones: Sequence[float],
     ) -> None:
         self.facts = facts
@@ -78,11 +81,20 @@ class SlaStage:
         # breach itself), highest first: SLA urgency grows with time, not only with alarms.
         self._milestones = tuple(sorted({float(m) for m in milestones if m >= 0}, reverse=True))
 
-    def milestone(self, sla: Mapping[str, Any] | None, now: float) -> Milestone | None:
+    def milestone(self, sla: SlaFacts | None, now: float) -> Milestone | None:
         """When the soonest breach's time left reaches the next milestone below it, if the outage
         lasts: then the urgency (and the score) has moved a step, or the breach has happened."""
-        left = sla.get("seconds_to_breach") if sla else None
+        left = sla.seconds_to_breach if sla else None
         if left is None:
             return None
         below = [m for m in self._milestones if m < left]
         return Milestone(now + (left - below[0]), below[0]) if below else None
+
+
+def sla_milestones(urgency: UrgencySettings) -> tuple[float, ...]:
+    """Seconds to breach at which an open incident's SLA urgency is re-assessed while its outage
+    lasts: a third and two thirds of the way from ``horizon`` to ``urgent``, ``urgent`` (full
+    urgency) and 0 (the breach). Four steps at most per incident, so the score follows the clock
+    without an ``updated`` record every minute."""
+    step = (urgency.horizon - urgency.urgent) / 3
+    return (urgency.urgent + 2 * step, urgency.urgent + step, urgency.urgent, 0.0)

@@ -1,6 +1,9 @@
 """``Incident``: what the incident book knows about one incident, and its snapshot form.
 
-The fields are the book's working state; ``phase`` changes only through ``engine.core.lifecycle``.
+The fields are the book's working state: the lifecycle's (``phase``, ``opened_at``,
+``clear_since``, ``reraised``) change only through ``engine.core.lifecycle``; the rest are small
+frozen parts (``Assessment``, ``Emitted``, ``GroupTimers``, the stages' ``Milestone`` and
+``Covered``), each replaced whole by the part of the book that owns it.
 ``dump_incident``/``load_incident`` are the snapshot form (JSON-ready), which also reads incidents
 written by snapshot format 2 (an acknowledgement's time as RFC 3339 text, fewer stage fields).
 """
@@ -9,49 +12,133 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from engine.core.experience.sla import SlaFacts
 from engine.core.impact import Health, Impact, ImpactCounts
 from engine.core.incident_records import Acknowledgement
+from engine.core.incident_stages import Covered, Milestone
 from engine.core.lifecycle import Phase
 from engine.core.priority import Priority
 from engine.core.settings import IncidentSettings
 from engine.model.timeutil import parse_time
 
 
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What the last assessment said of an incident (``engine.core.assessment``), replaced whole."""
+
+    impact: Impact | None = None
+    state: str = "at_risk"
+    severity: str = "indeterminate"
+    priority: Priority | None = None
+    sla: SlaFacts | None = None  # SLA facts of its impact at that assessment
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """Its latest record: the version, when, and what it said (to skip no-change updates)."""
+
+    version: int = 0
+    at: float | None = None
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTimers:
+    """A group incident's own timers (its rule's ``wait`` and ``interval``; None: the settings')."""
+
+    settle: float | None = None
+    interval: float | None = None
+
+
 @dataclass
 class Incident:
+    """The book's working state of one incident. Four fields change only through the lifecycle
+    table (``engine.core.lifecycle.fire``): ``phase``, ``opened_at``, ``clear_since`` and
+    ``reraised``. The others are small frozen parts, each replaced whole by the one part of the book
+    that owns it: ``assessment`` (the assessor), ``emitted`` (a record emitted), ``group`` (a group
+    rule anchors it), ``milestone`` (the SLA stage), ``muted`` (the maintenance stage)."""
+
     id: str
     root: str  # alarm key of the top root
     created: float
     phase: Phase = "pending"  # changed by engine.core.lifecycle.fire only
     members: set[str] = field(default_factory=set)  # alarm keys, root included
-    version: int = 0
-    opened_at: float | None = None
-    clear_since: float | None = None
-    last_emit: float | None = None
+    opened_at: float | None = None  # lifecycle only
+    clear_since: float | None = None  # lifecycle only (or at creation, for a cleared root)
+    reraised: int = 0  # lifecycle only
+    emitted: Emitted = Emitted()
     dirty: bool = True
-    reraised: int = 0
-    impact: Impact | None = None
-    priority: Priority | None = None
-    state: str = "at_risk"
-    severity: str = "indeterminate"
-    signature: str | None = None  # what the last emitted record said, to skip no-change updates
+    assessment: Assessment = Assessment()
     acknowledged: Acknowledgement | None = None  # once an operator acknowledged it
     grouping_rules: set[str] = field(default_factory=set)
     scheduled: float | None = None  # the due time of its live entry in the book's timer heap
-    kind: str = "root"  # "group": anchored by a group rule; resolves when no member is active
-    settle: float | None = None  # per-incident settle (a group's wait); None: the settings'
-    interval: float | None = None  # per-incident update interval (a group's interval)
+    group: GroupTimers | None = None  # anchored by a group rule: resolves when no member is active
     hold_until: float | None = None  # stays pending until then (a pair's window, a maintenance window)
     maintenance: str | None = None  # the maintenance rule that held it back, while it does
-    sla: dict[str, Any] | None = None  # SLA facts of its impact at the last assessment
-    sla_due: float | None = None  # when the time left before a breach reaches its next milestone
-    sla_milestone: float | None = None  # that milestone (seconds to breach)
+    milestone: Milestone | None = None  # the next SLA milestone (when, at what time left)
     escalation: str | None = None  # why the SLA stage last re-assessed it ("SLA milestone: ...")
-    muted_until: float | None = None  # open, root under maintenance: no `updated` before this
-    muted_by: str | None = None  # the maintenance rule that mutes it, while it does
+    muted: Covered | None = None  # open, root under maintenance: no `updated` before its end
+
+    # -- read-through views of the parts -------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self.emitted.version
+
+    @property
+    def last_emit(self) -> float | None:
+        return self.emitted.at
+
+    @property
+    def signature(self) -> str | None:
+        return self.emitted.signature
+
+    @property
+    def impact(self) -> Impact | None:
+        return self.assessment.impact
+
+    @property
+    def state(self) -> str:
+        return self.assessment.state
+
+    @property
+    def severity(self) -> str:
+        return self.assessment.severity
+
+    @property
+    def priority(self) -> Priority | None:
+        return self.assessment.priority
+
+    @property
+    def sla(self) -> SlaFacts | None:
+        return self.assessment.sla
+
+    @property
+    def kind(self) -> str:
+        """``group``: anchored by a group rule; ``root``: by its root alarm."""
+        return "group" if self.group is not None else "root"
+
+    @property
+    def settle(self) -> float | None:
+        return self.group.settle if self.group is not None else None
+
+    @property
+    def interval(self) -> float | None:
+        return self.group.interval if self.group is not None else None
+
+    @property
+    def sla_due(self) -> float | None:
+        return self.milestone.due if self.milestone is not None else None
+
+    @property
+    def muted_until(self) -> float | None:
+        return self.muted.until if self.muted is not None else None
+
+    @property
+    def muted_by(self) -> str | None:
+        return self.muted.rule or None if self.muted is not None else None
 
 
 def incident_id(root_key: str, first_seen: float) -> str:
@@ -93,31 +180,72 @@ def describe(inc: Incident) -> str:
 
 
 def dump_incident(inc: Incident) -> dict[str, Any]:
-    d = {f.name: getattr(inc, f.name) for f in fields(inc)}
-    d["members"] = sorted(inc.members)
-    d["grouping_rules"] = sorted(inc.grouping_rules)
-    d["impact"] = _impact_dump(inc.impact) if inc.impact is not None else None
-    d["priority"] = (
-        {"priority": inc.priority.priority, "score": inc.priority.score, "breakdown": inc.priority.breakdown}
-        if inc.priority is not None
-        else None
-    )
-    d["acknowledged"] = asdict(inc.acknowledged) if inc.acknowledged is not None else None
-    return d
+    """The snapshot form: flat, in the order snapshots have always kept it."""
+    p = inc.priority
+    return {
+        "id": inc.id,
+        "root": inc.root,
+        "created": inc.created,
+        "phase": inc.phase,
+        "members": sorted(inc.members),
+        "version": inc.version,
+        "opened_at": inc.opened_at,
+        "clear_since": inc.clear_since,
+        "last_emit": inc.last_emit,
+        "dirty": inc.dirty,
+        "reraised": inc.reraised,
+        "impact": _impact_dump(inc.impact) if inc.impact is not None else None,
+        "priority": {"priority": p.priority, "score": p.score, "breakdown": p.breakdown} if p else None,
+        "state": inc.state,
+        "severity": inc.severity,
+        "signature": inc.signature,
+        "acknowledged": asdict(inc.acknowledged) if inc.acknowledged is not None else None,
+        "grouping_rules": sorted(inc.grouping_rules),
+        "scheduled": inc.scheduled,
+        "kind": inc.kind,
+        "settle": inc.settle,
+        "interval": inc.interval,
+        "hold_until": inc.hold_until,
+        "maintenance": inc.maintenance,
+        "sla": inc.sla.to_wire() if inc.sla is not None else None,
+        "sla_due": inc.sla_due,
+        "sla_milestone": inc.milestone.seconds_to_breach if inc.milestone is not None else None,
+        "escalation": inc.escalation,
+        "muted_until": inc.muted_until,
+        "muted_by": inc.muted_by,
+    }
 
 
 def load_incident(d: Mapping[str, Any]) -> tuple[Incident, Impact | None]:
     """An incident as dumped, and its impact (which the caller sets once it watched it)."""
     ack = d.get("acknowledged")
+    due, muted_until = d.get("sla_due"), d.get("muted_until")
     inc = Incident(
-        **{
-            **d,
-            "members": set(d["members"]),  # verbatim: a member may outlive its alarm's retention
-            "grouping_rules": set(d["grouping_rules"]),
-            "impact": None,
-            "priority": Priority(**d["priority"]) if d["priority"] is not None else None,
-            "acknowledged": Acknowledgement(ack["by"], parse_time(ack["at"]), ack["note"]) if ack else None,
-        }
+        id=d["id"],
+        root=d["root"],
+        created=d["created"],
+        phase=d["phase"],
+        members=set(d["members"]),  # verbatim: a member may outlive its alarm's retention
+        opened_at=d.get("opened_at"),
+        clear_since=d.get("clear_since"),
+        reraised=d.get("reraised", 0),
+        emitted=Emitted(d.get("version", 0), d.get("last_emit"), d.get("signature")),
+        dirty=d.get("dirty", True),
+        assessment=Assessment(
+            state=d.get("state", "at_risk"),
+            severity=d.get("severity", "indeterminate"),
+            priority=Priority(**d["priority"]) if d.get("priority") is not None else None,
+            sla=SlaFacts(**d["sla"]) if d.get("sla") else None,
+        ),
+        acknowledged=Acknowledgement(ack["by"], parse_time(ack["at"]), ack["note"]) if ack else None,
+        grouping_rules=set(d["grouping_rules"]),
+        scheduled=d.get("scheduled"),
+        group=GroupTimers(d.get("settle"), d.get("interval")) if d.get("kind") == "group" else None,
+        hold_until=d.get("hold_until"),
+        maintenance=d.get("maintenance"),
+        milestone=Milestone(due, d.get("sla_milestone")) if due is not None else None,
+        escalation=d.get("escalation"),
+        muted=Covered(d.get("muted_by") or "", muted_until) if muted_until is not None else None,
     )
     return inc, _impact_load(d["impact"]) if d["impact"] is not None else None
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -31,6 +32,7 @@ from engine.core import lifecycle
 from engine.core.alarms import ActiveAlarm
 from engine.core.assessment import EFFECT_HEALTH, SEVERITY_ORDER, Assessor
 from engine.core.containment import Quarantine
+from engine.core.experience.sla import SlaFacts
 from engine.core.forms.correlator import Explanation
 from engine.core.forms.maintenance import Calendar
 from engine.core.forms.overrides import Overrides
@@ -42,8 +44,10 @@ from engine.core.incident_records import (
     RecordEvent,
     Resolution,
 )
-from engine.core.incident_stages import MaintenanceStage, Milestone, SlaStage
+from engine.core.incident_stages import MaintenanceStage, SlaStage
 from engine.core.incident_state import (
+    Emitted,
+    GroupTimers,
     Incident,
     describe,
     dump_incident,
@@ -77,7 +81,7 @@ class IncidentBook:
         calendar: Calendar | None = None,
         overrides: Overrides | None = None,
         parts: Callable[[str], frozenset[str]] | None = None,
-        sla: Callable[[Impact, float], dict[str, Any] | None] | None = None,
+        sla: Callable[[Impact, float], SlaFacts | None] | None = None,
         sla_milestones: Sequence[float] = (),
         quarantine: Quarantine | None = None,
     ) -> None:
@@ -150,9 +154,7 @@ class IncidentBook:
         inc = self._graph.incident_of(alarm.key)
         if inc is not None:  # re-raise of a member or root
             if (inc.root == alarm.key or inc.kind == "group") and inc.clear_since is not None:
-                lifecycle.fire(inc, Event.ROOT_RERAISED)
-                inc.clear_since = None
-                inc.reraised += 1
+                lifecycle.fire(inc, Event.ROOT_RERAISED, now)
             self._touch(inc)
         records.extend(self.explain(explanations, now))
         if self._graph.incident_of(alarm.key) is None and alarm.effect != "none":
@@ -176,8 +178,7 @@ class IncidentBook:
             inc = self._new_incident(key, now)
         if inc.root != key or inc.phase != "pending":
             return  # already part of something larger, or notified: leave it as it is
-        inc.kind = "group"
-        inc.settle, inc.interval = wait, interval
+        inc.group = GroupTimers(wait, interval)
         self._schedule(inc)
 
     def hold(self, key: str, until: float) -> None:
@@ -187,14 +188,14 @@ class IncidentBook:
             inc.hold_until = max(until, inc.hold_until or until)
             self._schedule(inc)
 
-    def discard(self, key: str) -> list[str]:
+    def discard(self, key: str, now: float) -> list[str]:
         """Drop the pending incident rooted at ``key`` without a record (a transient). Returns its
         other members, which the caller correlates again. An incident already notified stays."""
         inc = self._graph.rooted_at(key)
         if inc is None or not lifecycle.allows(inc.phase, Event.DISCARDED):
             return []
         self.discarded += 1
-        lifecycle.fire(inc, Event.DISCARDED)
+        lifecycle.fire(inc, Event.DISCARDED, now)
         return [m for m in self._dissolve(inc) if m != key]
 
     def changed(self, alarm: ActiveAlarm) -> None:
@@ -217,8 +218,7 @@ class IncidentBook:
             ends = inc.root == alarm.key
         if ends and lifecycle.allows(inc.phase, Event.ROOT_CLEARED):
             self._assessor.refresh(inc, now, still_active=alarm)  # freeze impact and priority as they were
-            lifecycle.fire(inc, Event.ROOT_CLEARED)
-            inc.clear_since = now
+            lifecycle.fire(inc, Event.ROOT_CLEARED, now)
         self._schedule(inc)
 
     def health_changed(self, ne_id: str) -> None:
@@ -245,7 +245,7 @@ class IncidentBook:
         if before is not None and before.by == by and (note is None or note == before.note):
             return self.record(inc, "current", now)
         inc.acknowledged = Acknowledgement(by, now, note)
-        lifecycle.fire(inc, Event.ACKNOWLEDGED)
+        lifecycle.fire(inc, Event.ACKNOWLEDGED, now)
         return self._emit(inc, "updated", now)
 
     # -- snapshot ------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ class IncidentBook:
             inc, impact = load_incident(d)
             loaded.append(inc)
             self._assessor.rewatch(inc, impact)
-            inc.impact = impact
+            inc.assessment = replace(inc.assessment, impact=impact)
         self._graph.restore(loaded, state["parent"])
         self._timers = [(due, seq, top) for due, seq, top in state["timers"]]
         heapq.heapify(self._timers)
@@ -316,7 +316,7 @@ class IncidentBook:
                 return False
             if inc.maintenance is not None and inc.clear_since is not None:
                 self.discarded += 1  # raised and cleared inside the maintenance window
-                lifecycle.fire(inc, Event.DISCARDED)
+                lifecycle.fire(inc, Event.DISCARDED, now)
                 released.extend(m for m in self._dissolve(inc) if m != inc.root)
                 return False
             records.append(self._open(inc, now))
@@ -324,21 +324,21 @@ class IncidentBook:
             records.append(self._emit(inc, "resolved", now))
             if self.on_resolved is not None:
                 self.on_resolved(inc, records[-1])
-            lifecycle.fire(inc, Event.HOLD_DOWN_ELAPSED)
+            lifecycle.fire(inc, Event.HOLD_DOWN_ELAPSED, now)
             released.extend(self._dissolve(inc))
             self.resolved += 1
             return False
         else:
-            if inc.sla_due is not None and now >= inc.sla_due:
+            if inc.milestone is not None and now >= inc.milestone.due:
                 # an SLA milestone: re-assessed at its next update slot
-                if inc.sla_milestone is not None:
-                    inc.escalation = Milestone(inc.sla_due, inc.sla_milestone).reason
-                inc.sla_due = None
+                if inc.milestone.seconds_to_breach is not None:
+                    inc.escalation = inc.milestone.reason
+                inc.milestone = None
                 inc.dirty = True
             if self._update_due(inc, now) and not self._muted(inc, now):
                 self._assessor.refresh(inc, now)
                 if self._signature(inc) != inc.signature:
-                    lifecycle.fire(inc, Event.UPDATE_DUE)
+                    lifecycle.fire(inc, Event.UPDATE_DUE, now)
                     records.append(self._emit(inc, "updated", now))
                 inc.dirty = False
         return True
@@ -360,8 +360,8 @@ class IncidentBook:
         for inc in self._graph.incidents():
             if inc.phase == "pending" and inc.maintenance is not None:
                 inc.hold_until = None
-            elif inc.phase == "open" and inc.muted_until is not None:
-                inc.muted_until = inc.muted_by = None
+            elif inc.phase == "open" and inc.muted is not None:
+                inc.muted = None
             else:
                 continue
             self._schedule(inc)
@@ -369,18 +369,15 @@ class IncidentBook:
     def _muted(self, inc: Incident, now: float) -> bool:
         """An open incident whose root a maintenance window covers sends no `updated` until the
         window ends (then one, if anything changed meanwhile). Its resolution is never held."""
-        covered = self._maintenance.mute(inc.root, now)
-        inc.muted_until = covered.until if covered is not None else None
-        inc.muted_by = covered.rule if covered is not None else None
-        return covered is not None
+        inc.muted = self._maintenance.mute(inc.root, now)
+        return inc.muted is not None
 
     def _open(self, inc: Incident, now: float) -> IncidentRecord:
         if inc.clear_since is None:
             self._assessor.refresh(inc, now)
-            lifecycle.fire(inc, Event.SETTLED)
+            lifecycle.fire(inc, Event.SETTLED, now)
         else:
-            lifecycle.fire(inc, Event.SETTLED_CLEARED)
-        inc.opened_at = now
+            lifecycle.fire(inc, Event.SETTLED_CLEARED, now)
         self.opened += 1
         record = self._emit(inc, "opened", now)
         self._schedule(inc)
@@ -400,9 +397,11 @@ class IncidentBook:
     def _new_incident(self, key: str, now: float) -> Incident:
         alarm = self._alarm(key)
         first_seen = alarm.first_seen if alarm is not None else now
-        inc = Incident(id=incident_id(key, first_seen), root=key, created=now)
-        if alarm is None or not alarm.active:
-            inc.clear_since = now  # a cleared root that still explains late symptoms: hold-down runs
+        # A cleared root that still explains late symptoms: its hold-down runs from its creation.
+        cleared = alarm is None or not alarm.active
+        inc = Incident(
+            id=incident_id(key, first_seen), root=key, created=now, clear_since=now if cleared else None
+        )
         self._graph.add(inc)
         self._schedule(inc)
         return inc
@@ -435,7 +434,7 @@ class IncidentBook:
             # An incident already notified is absorbed: notify the absorber now, so that
             # `merged_into` always names an incident the receivers have seen.
             records.append(self._open(root_inc, now))
-        notified = lifecycle.fire(old, Event.MERGED).emits is not None
+        notified = lifecycle.fire(old, Event.MERGED, now).emits is not None
         if notified:
             self._assessor.rewatch(old, None)
             self.merged += 1
@@ -463,7 +462,7 @@ class IncidentBook:
                 inc.reraised,
                 inc.acknowledged.to_wire() if inc.acknowledged else None,  # as snapshots before kept it
                 # an SLA breach is news even when the score is already at its ceiling
-                (inc.sla["customers_down"], inc.sla["customers_breached"]) if inc.sla else None,
+                (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None,
             )
         )
 
@@ -476,9 +475,7 @@ class IncidentBook:
         resolution: Resolution | None = None,
         merged_into: str | None = None,
     ) -> IncidentRecord:
-        inc.version += 1
-        inc.last_emit = now
-        inc.signature = self._signature(inc)
+        inc.emitted = Emitted(inc.version + 1, now, self._signature(inc))
         inc.dirty = False
         return self.record(inc, event, now, resolution=resolution, merged_into=merged_into)
 

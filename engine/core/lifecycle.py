@@ -1,4 +1,5 @@
-"""The incident lifecycle: one transition table, and the only code that changes ``Incident.phase``.
+"""The incident lifecycle: one transition table, and the only code that changes an incident's phase
+and the fields that go with it (``opened_at``, ``clear_since``, ``reraised``).
 
 Theory of operation
 -------------------
@@ -6,32 +7,37 @@ Rule 1: everything that moves an incident from one phase to another lives in thi
 book (``engine.core.incidents``) decides *that* something happened (a settle timer elapsed, the
 root cleared, another root explains this one) and fires the matching ``Event``; this table says
 what the incident becomes and which record the transition emits. ``tests/test_lifecycle.py``
-walks every phase × event pair, and fails if a ``.phase =`` assignment appears anywhere else.
+walks every phase × event pair, and fails if an assignment to ``.phase``, ``.opened_at``,
+``.clear_since`` or ``.reraised`` appears anywhere else.
 
 Rule 2: a pair that is not in the table is refused: ``fire`` raises ``LifecycleError`` (a bug in
 the caller, never a user error). Callers that may legitimately see such a pair (an operator
 acknowledging a pending incident, a member clearing while the incident already clears) ask
 ``allows`` first and do nothing.
 
-========== ==================== ========== ===========================================================
-phase      event                next       record emitted
-========== ==================== ========== ===========================================================
-pending    SETTLED              open       opened (with every symptom gathered so far)
-pending    SETTLED_CLEARED      clearing   opened (the root cleared before settle: the outage happened)
-pending    ROOT_CLEARED         pending    none (the hold-down starts when it opens)
-pending    ROOT_RERAISED        pending    none
-pending    MERGED               resolved   none: the group merges silently
-pending    DISCARDED            resolved   none: a transient (pair), or raised and cleared in maintenance
-open       UPDATE_DUE           open       updated, when what a record would say changed
-open       ACKNOWLEDGED         open       updated
-open       ROOT_CLEARED         clearing   none yet (impact and priority freeze)
-open       MERGED               resolved   resolved, resolution "merged", merged_into
-clearing   ROOT_RERAISED        open       none now; updated at the next slot (note in explanation)
-clearing   ACKNOWLEDGED         clearing   updated
-clearing   HOLD_DOWN_ELAPSED    resolved   resolved; still-active symptoms re-surface
-clearing   MERGED               resolved   resolved, resolution "merged", merged_into
+========== ==================== ========== ========== =================================================
+phase      event                next       stamps     record emitted
+========== ==================== ========== ========== =================================================
+pending    SETTLED              open       opened     opened (with every symptom gathered so far)
+pending    SETTLED_CLEARED      clearing   opened     opened (the root cleared before settle)
+pending    ROOT_CLEARED         pending    cleared    none (the hold-down starts when it opens)
+pending    ROOT_RERAISED        pending    reraised   none
+pending    MERGED               resolved              none: the group merges silently
+pending    DISCARDED            resolved              none: a transient (pair), or raised and cleared
+                                                      in maintenance
+open       UPDATE_DUE           open                  updated, when what a record would say changed
+open       ACKNOWLEDGED         open                  updated
+open       ROOT_CLEARED         clearing   cleared    none yet (impact and priority freeze)
+open       MERGED               resolved              resolved, resolution "merged", merged_into
+clearing   ROOT_RERAISED        open       reraised   none now; updated at the next slot
+clearing   ACKNOWLEDGED         clearing              updated
+clearing   HOLD_DOWN_ELAPSED    resolved              resolved; still-active symptoms re-surface
+clearing   MERGED               resolved              resolved, resolution "merged", merged_into
 resolved   (anything)           refused
-========== ==================== ========== ===========================================================
+========== ==================== ========== ========== =================================================
+
+Stamps: ``opened``: ``opened_at`` = now; ``cleared``: ``clear_since`` = now (the hold-down runs
+from there); ``reraised``: ``clear_since`` = None and ``reraised`` + 1.
 
 What does not change the phase is not here: an update slot is muted while a maintenance window
 covers the root, an opening is held back by one (``engine.core.incident_stages``); both keep the
@@ -47,6 +53,7 @@ from typing import Literal, Protocol
 Phase = Literal["pending", "open", "clearing", "resolved"]
 PHASES: tuple[Phase, ...] = ("pending", "open", "clearing", "resolved")
 Emits = Literal["opened", "updated", "resolved"]
+Stamp = Literal["opened", "cleared", "reraised"]
 
 
 class Event(StrEnum):
@@ -65,25 +72,26 @@ class Event(StrEnum):
 class Transition:
     next: Phase
     emits: Emits | None  # the record the transition emits (UPDATE_DUE: only if something changed)
+    stamps: Stamp | None = None  # the lifecycle fields it sets (see the table)
 
 
 TABLE: dict[Phase, dict[Event, Transition]] = {
     "pending": {
-        Event.SETTLED: Transition("open", "opened"),
-        Event.SETTLED_CLEARED: Transition("clearing", "opened"),
-        Event.ROOT_CLEARED: Transition("pending", None),
-        Event.ROOT_RERAISED: Transition("pending", None),
+        Event.SETTLED: Transition("open", "opened", "opened"),
+        Event.SETTLED_CLEARED: Transition("clearing", "opened", "opened"),
+        Event.ROOT_CLEARED: Transition("pending", None, "cleared"),
+        Event.ROOT_RERAISED: Transition("pending", None, "reraised"),
         Event.MERGED: Transition("resolved", None),
         Event.DISCARDED: Transition("resolved", None),
     },
     "open": {
         Event.UPDATE_DUE: Transition("open", "updated"),
         Event.ACKNOWLEDGED: Transition("open", "updated"),
-        Event.ROOT_CLEARED: Transition("clearing", None),
+        Event.ROOT_CLEARED: Transition("clearing", None, "cleared"),
         Event.MERGED: Transition("resolved", "resolved"),
     },
     "clearing": {
-        Event.ROOT_RERAISED: Transition("open", None),
+        Event.ROOT_RERAISED: Transition("open", None, "reraised"),
         Event.ACKNOWLEDGED: Transition("clearing", "updated"),
         Event.HOLD_DOWN_ELAPSED: Transition("resolved", "resolved"),
         Event.MERGED: Transition("resolved", "resolved"),
@@ -105,6 +113,9 @@ class LifecycleError(RuntimeError):
 class HasPhase(Protocol):
     id: str
     phase: Phase
+    opened_at: float | None
+    clear_since: float | None
+    reraised: int
 
 
 def allows(phase: Phase, event: Event) -> bool:
@@ -112,11 +123,19 @@ def allows(phase: Phase, event: Event) -> bool:
     return event in TABLE[phase]
 
 
-def fire(inc: HasPhase, event: Event) -> Transition:
-    """Apply ``event`` to ``inc``: its phase becomes the table's next one. Returns the transition
-    (its ``emits`` says which record the caller builds). Raises ``LifecycleError`` if refused."""
+def fire(inc: HasPhase, event: Event, now: float) -> Transition:
+    """Apply ``event`` to ``inc`` at ``now``: its phase becomes the table's next one and the
+    transition's stamps are set. Returns the transition (its ``emits`` says which record the caller
+    builds). Raises ``LifecycleError`` if refused."""
     transition = TABLE[inc.phase].get(event)
     if transition is None:
         raise LifecycleError(inc.id, inc.phase, event)
     inc.phase = transition.next
+    if transition.stamps == "opened":
+        inc.opened_at = now
+    elif transition.stamps == "cleared":
+        inc.clear_since = now
+    elif transition.stamps == "reraised":
+        inc.clear_since = None
+        inc.reraised += 1
     return transition

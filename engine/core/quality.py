@@ -38,7 +38,14 @@ from functools import partial
 from typing import Any
 
 from engine.core.containment import Quarantine
-from engine.core.experience import Breach, KqiScore, SlaTracker, breach_urgency, customer_experience
+from engine.core.experience import (
+    Breach,
+    KqiScore,
+    SlaFacts,
+    SlaTracker,
+    breach_urgency,
+    customer_experience,
+)
 from engine.core.forms.synthetic import INFERENCE, QUALITY, Synthetic, clear_alarm, raise_alarm, raised_by
 from engine.core.impact import Health, HealthView, Impact
 from engine.core.inference import Inference, access_path_elements, infer_location
@@ -350,7 +357,7 @@ class ServiceQuality:
             for p in self._topology.service_types[s].platform
         )
 
-    def sla_facts(self, impact: Impact, now: float) -> dict[str, Any] | None:
+    def sla_facts(self, impact: Impact, now: float) -> SlaFacts | None:
         """SLA facts of an incident's impact: customers down, breached, the soonest breach."""
         if not self._groups or not impact.elements:
             return None
@@ -381,14 +388,14 @@ class ServiceQuality:
         if not customers:
             return None
         urgency = breach_urgency(soonest[0] if soonest else None, self.settings.sla)
-        return {
-            "customers_down": customers,
-            "customers_breached": breached,
-            "seconds_to_breach": round(soonest[0], 1) if soonest else None,
-            "tier_breaching_first": soonest[1] if soonest else None,
-            "urgency": round(urgency, 3),
-            "points": round(urgency * self.settings.sla_points, 2),
-        }
+        return SlaFacts(
+            customers_down=customers,
+            customers_breached=breached,
+            seconds_to_breach=round(soonest[0], 1) if soonest else None,
+            tier_breaching_first=soonest[1] if soonest else None,
+            urgency=round(urgency, 3),
+            points=round(urgency * self.settings.sla_points, 2),
+        )
 
     # -- views ---------------------------------------------------------------------------------
     def customer(self, customer_id: str, view_for: Callable[[str], HealthView], now: float) -> dict[str, Any]:

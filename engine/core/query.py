@@ -22,15 +22,21 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.core.containment import Fault
+from engine.core.explain_match import Matcher, matcher_for
 from engine.core.impact import Health, HealthView, Impact
 from engine.core.incidents import Suppression
 from engine.core.settings import CoreSettings, Effect
+from engine.core.views import customer_view, element_view
 from engine.model.messages import Decoded
 from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
 
 if TYPE_CHECKING:
+    from engine.core.alarms import ActiveAlarm
+    from engine.core.forms.base import Form
     from engine.core.forms.silences import Silence
+    from engine.core.incident_records import IncidentRecord
     from engine.core.incidents import Incident
     from engine.core.kqi import KqiState
     from engine.core.pipeline import Pipeline
@@ -212,19 +218,19 @@ class CoreQuery:
     # -- health ----------------------------------------------------------------------------------
     def health(self, service: str | None = None) -> HealthView:
         """Effective health of the network (for one service type when given): a snapshot."""
-        return self._p.health_view(service)
+        return self._p.health.view(service)
 
     def own_health(self) -> dict[str, Health]:
         """Each element's own health from its active alarms (a copy; elements at OK are absent)."""
-        return self._p.own_health()
+        return dict(self._p.health.own)
 
     def element(self, ne_id: str) -> dict[str, Any] | None:
         """An element, its health, its active alarms and the incidents that involve it now."""
-        return self._p.element_view(ne_id)
+        return element_view(self._p, ne_id)
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """A customer, the state of each of its services, and the incidents affecting it now."""
-        return self._p.customer_view(customer_id)
+        return customer_view(self._p, customer_id)
 
     # -- service quality -------------------------------------------------------------------------
     def path_states(self, now: float) -> dict[str, list[KqiState]]:
@@ -283,9 +289,9 @@ class CoreQuery:
         c = self._p.correlator
         return Firings(c.firings, MappingProxyType(dict(c.firings_by_rule())))
 
-    def faults(self) -> list[dict[str, Any]]:
-        """The parts of the core quarantined now, each as its JSON-ready record."""
-        return [f.to_record() for f in self._p.quarantine.faults()]
+    def faults(self) -> list[Fault]:
+        """The parts of the core quarantined now (frozen; ``Fault.to_wire()`` is the JSON form)."""
+        return self._p.quarantine.faults()
 
     def quarantined(self) -> dict[str, int]:
         """Quarantined items per part of the core (parts with none are absent)."""
@@ -294,12 +300,67 @@ class CoreQuery:
     # -- explanations ----------------------------------------------------------------------------
     def explain_alarm(self, key: str) -> dict[str, Any]:
         """Why the alarm is where it is (``engine.core.explain``). Raises ``explain.NotFound``."""
-        from engine.core.explain import explain_alarm  # noqa: PLC0415 (explain imports the pipeline)
+        from engine.core.explain import explain_alarm  # noqa: PLC0415 (explain imports this module)
 
-        return explain_alarm(self._p, key)
+        return explain_alarm(self, key)
 
     def explain_incident(self, incident_id: str) -> dict[str, Any]:
         """Why the incident is what it is (``engine.core.explain``). Raises ``explain.NotFound``."""
         from engine.core.explain import explain_incident  # noqa: PLC0415 (as above)
 
-        return explain_incident(self._p, incident_id)
+        return explain_incident(self, incident_id)
+
+    # -- the core's own objects, for its explanations (engine.core.explain) -----------------------
+    # Read-only by contract: the explanations (and the forms' ``explain``) read the core's typed
+    # state through these, never a pipeline part; nothing here is for the adapters.
+    def alarm_state(self, key: str) -> ActiveAlarm | None:
+        """The alarm table's own record of ``key`` (``alarm`` is its read-only view)."""
+        return self._p.alarms.get(key)
+
+    def alarm_states(self) -> list[ActiveAlarm]:
+        """Every alarm the table holds: active ones and cleared ones within their retention."""
+        table = self._p.alarms
+        return [a for d in table.dump()["alarms"] if (a := table.get(d["key"])) is not None]
+
+    def incident_state(self, incident_id: str) -> Incident | None:
+        """The incident book's live incident of that id (the core forgets resolved ones)."""
+        return next((i for i in self._p.incidents.incidents() if i.id == incident_id), None)
+
+    def incident_states(self) -> list[Incident]:
+        return list(self._p.incidents.incidents())
+
+    def incident_state_of(self, key: str) -> Incident | None:
+        """The live incident the alarm ``key`` belongs to now."""
+        return self._p.incidents.incident_of(key)
+
+    def current_record(self, inc: Incident) -> IncidentRecord:
+        """The incident's ``current`` record as of the core's clock (no new version)."""
+        return self._p.incidents.record(inc, "current", self._p.clock)
+
+    def classified(self, key: str) -> frozenset[str]:
+        """The rule parts the correlator classified the alarm into when last raised or changed."""
+        return self._p.correlator.parts(key)
+
+    def maintenance_covering(self, ne_id: str, now: float) -> tuple[str, float] | None:
+        """The first maintenance rule whose window covers the element at ``now``, and its end."""
+        return self._p.calendar.covering(ne_id, now)
+
+    def forms(self) -> tuple[Form, ...]:
+        """The pipeline's rule forms, in registry order."""
+        return tuple(self._p.forms)
+
+    def form_of_rule(self, rule_form: str) -> Form | None:
+        """The form that runs the rules of that form name (``correlate``, ``group`` …), if any."""
+        return self._p.forms.of_rule(rule_form)
+
+    def rule(self, qualified: str) -> CompiledRule | None:
+        return self._p.program.rules.get(qualified)
+
+    def matcher(self) -> Matcher:
+        """The pipeline's explanation matcher (one for its whole life, ``engine.core.explain_match``),
+        its cache of fired actions emptied."""
+        return matcher_for(self._p)
+
+    def new_matcher(self) -> Matcher:
+        """A matcher of its own (a ``PostMortems`` keeps one; ``close()`` frees it)."""
+        return Matcher(self._p)

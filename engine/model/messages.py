@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 import orjson
 from pydantic import (
@@ -45,6 +45,7 @@ __all__ = [
     "SEVERITIES",
     "SEVERITY_RANK",
     "Alarm",
+    "DeadLetter",
     "Decoded",
     "Decoder",
     "EventType",
@@ -53,6 +54,7 @@ __all__ = [
     "Routes",
     "Severity",
     "dead_letter_record",
+    "payload_excerpt",
     "topic_matches",
 ]
 
@@ -659,7 +661,8 @@ class Decoder:
 # ------------------------------------------------------------------------------------ dead letters
 
 
-def _excerpt(payload: Payload) -> tuple[str, bool]:
+def payload_excerpt(payload: Payload) -> tuple[str, bool]:
+    """The first 1024 characters of a payload as text, and whether anything was cut."""
     if isinstance(payload, Mapping):
         try:
             text = orjson.dumps(dict(payload), default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
@@ -676,17 +679,56 @@ def _excerpt(payload: Payload) -> tuple[str, bool]:
     return text, False
 
 
-def dead_letter_record(topic: str, payload: Payload, error: InvalidMessage, *, now: float) -> dict[str, Any]:
-    """A JSON-ready record of a rejected message: when, where, why, and the start of what was sent.
+class WireForm(Protocol):
+    """Anything with a JSON form (a quarantined core part, in its dead letter)."""
+
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected input: when (``time``, epoch seconds), where (``topic``), why (``errors``, each a
+    field and a reason) and the start of what was sent (``payload``, the first 1024 characters;
+    ``truncated``: whether anything was cut). ``quarantine``: the part of the core that failed, for
+    the core's own dead letters; ``source``: where the daemon received it (set by the daemon).
+    ``to_wire()`` is its JSON form, produced only at the edges (store, JetStream, replay output)."""
+
+    time: float
+    topic: str
+    errors: tuple[tuple[str, str], ...]
+    payload: str
+    truncated: bool
+    quarantine: WireForm | None = None
+    source: str | None = None
+
+    @property
+    def first_field(self) -> str:
+        """The field of the first error (``""``: the message as a whole)."""
+        return self.errors[0][0] if self.errors else ""
+
+    def to_wire(self) -> dict[str, Any]:
+        """The record as JSON-ready data, byte for byte what has always been stored and published."""
+        rec: dict[str, Any] = {
+            "time": format_time(self.time),
+            "topic": self.topic,
+            "errors": [{"field": field, "reason": reason} for field, reason in self.errors],
+            "payload": self.payload,
+            "truncated": self.truncated,
+        }
+        if self.quarantine is not None:
+            rec["quarantine"] = self.quarantine.to_wire()
+        if self.source is not None:
+            rec["source"] = self.source
+        return rec
+
+
+def dead_letter_record(
+    topic: str, payload: Payload, error: InvalidMessage, *, now: float, quarantine: WireForm | None = None
+) -> DeadLetter:
+    """The dead letter of a rejected message: when, where, why, and the start of what was sent.
 
     ``payload`` is the first 1024 characters (bytes decoded as UTF-8 with replacement, a mapping
     JSON-encoded); ``truncated`` says whether anything was cut.
     """
-    excerpt, truncated = _excerpt(payload)
-    return {
-        "time": format_time(now),
-        "topic": topic,
-        "errors": [{"field": field, "reason": reason} for field, reason in error.errors],
-        "payload": excerpt,
-        "truncated": truncated,
-    }
+    excerpt, truncated = payload_excerpt(payload)
+    return DeadLetter(now, topic, tuple(error.errors), excerpt, truncated, quarantine)

@@ -69,14 +69,9 @@ from engine.rules.schema import (
     SEVERITY_RANK,
     Condition,
     Correlate,
-    FormSchema,
-    Group,
-    Inhibit,
-    Pair,
-    PriorityOverride,
+    FormSpec,
     Rule,
     Ruleset,
-    Threshold,
     element_in_scope,
 )
 
@@ -182,22 +177,10 @@ class _Builder:
 
 
 def _parts(rule: Rule) -> list[tuple[str, Mapping[str, Condition]]]:
-    """The alarm matches of a non-correlate rule, by part name (the classify action suffix)."""
+    """The alarm matches of a non-correlate rule, by part name (the classify action suffix): each
+    form's spec names its own (``FormSpec.alarm_parts``), so no form is listed here."""
     spec = rule.spec
-    if isinstance(spec, Group | Threshold):
-        return [("match", spec.match)]
-    if isinstance(spec, Inhibit):
-        return [("source", spec.source), ("target", spec.target)]
-    if isinstance(spec, Pair):
-        parts: list[tuple[str, Mapping[str, Condition]]] = [("first", spec.first)]
-        if spec.second != "clear":
-            parts.append(("second", spec.second))
-        return parts
-    if isinstance(spec, PriorityOverride):
-        return [("root", spec.when.root)]
-    if isinstance(spec, FormSchema):  # a registered form: its alarm-match fields, by name
-        return [(f, getattr(spec, f)) for f in spec.alarm_matches]
-    return []
+    return spec.alarm_parts() if isinstance(spec, FormSpec) else []
 
 
 def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:

@@ -32,7 +32,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -218,7 +218,27 @@ ProbableCause = Annotated[str, AfterValidator(_nonblank)]
 
 
 class _Form(BaseModel):
+    """A rule's spec (or a part of one). A form's spec says itself which of its fields are alarm
+    matches (``alarm_matches``, or ``alarm_parts`` when a part is conditional or nested): the
+    compiler classifies alarms by them and the ruleset's scope is merged into them (``scoped``),
+    with no list of forms anywhere else."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alarm_matches: ClassVar[tuple[str, ...]] = ()
+
+    def alarm_parts(self) -> list[tuple[str, Mapping[str, Condition]]]:
+        """Its alarm matches by part name (the classify action suffix ``rule#<part>``)."""
+        return [(f, getattr(self, f)) for f in self.alarm_matches]
+
+    def scoped(self, scope: Mapping[str, Condition]) -> Self:
+        """This spec with the ruleset's ``scope`` merged into each alarm match (the rule's own
+        condition on a field wins); itself when it has none."""
+        update = {part: _inherit(match, scope) for part, match in self.alarm_parts()}
+        return self.model_copy(update=update) if update else self
+
+
+FormSpec = _Form
 
 
 class Emit(_Form):
@@ -239,7 +259,8 @@ class Emit(_Form):
 
 
 class Correlate(_Form):
-    """Root and symptom alarms related by topology within a window; symptoms are suppressed."""
+    """Root and symptom alarms related by topology within a window; symptoms are suppressed.
+    Its sides are joined (not classified by parts), and both inherit the ruleset's scope."""
 
     root: Match = Field(default_factory=dict)
     symptom: Match = Field(default_factory=dict)
@@ -249,9 +270,15 @@ class Correlate(_Form):
         None  # how long before the root a symptom may be raised (storms arrive unordered)
     )
 
+    def scoped(self, scope: Mapping[str, Condition]) -> Self:
+        update = {"root": _inherit(self.root, scope), "symptom": _inherit(self.symptom, scope)}
+        return self.model_copy(update=update)
+
 
 class Group(_Form):
     """Alarms sharing the ``by`` fields within ``window`` of the group's first one become one incident."""
+
+    alarm_matches: ClassVar[tuple[str, ...]] = ("match",)
 
     match: Match = Field(default_factory=dict)
     by: KeyFields
@@ -270,6 +297,8 @@ class Group(_Form):
 class Inhibit(_Form):
     """While a source alarm is active, target alarms with the ``equal`` fields equal are suppressed."""
 
+    alarm_matches: ClassVar[tuple[str, ...]] = ("source", "target")
+
     source: Match
     target: Match
     equal: KeyFields = ()
@@ -277,6 +306,8 @@ class Inhibit(_Form):
 
 class Threshold(_Form):
     """``count`` matching alarms (per ``by`` key) within ``window`` raise one storm alarm, once per window."""
+
+    alarm_matches: ClassVar[tuple[str, ...]] = ("match",)
 
     match: Match = Field(default_factory=dict)
     by: KeyFields = ()
@@ -322,6 +353,12 @@ class Pair(_Form):
     window: RuleDuration
     on_timeout: OnTimeout | None = None
     on_pair: Literal["discard", "none"] | OnPair = "none"
+
+    def alarm_parts(self) -> list[tuple[str, Mapping[str, Condition]]]:
+        parts: list[tuple[str, Mapping[str, Condition]]] = [("first", self.first)]
+        if self.second != "clear":
+            parts.append(("second", self.second))
+        return parts
 
     @property
     def discards(self) -> bool:
@@ -460,6 +497,13 @@ class PriorityOverride(_Form):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    def alarm_parts(self) -> list[tuple[str, Mapping[str, Condition]]]:
+        return [("root", self.when.root)]
+
+    def scoped(self, scope: Mapping[str, Condition]) -> Self:
+        when = self.when.model_copy(update={"root": _inherit(self.when.root, scope)})
+        return self.model_copy(update={"when": when})
+
     @model_validator(mode="after")
     def _one(self) -> PriorityOverride:
         given = [k for k in ("set", "raise_", "lower") if getattr(self, k) is not None]
@@ -478,8 +522,6 @@ class FormSchema(_Form):
     ``Raised.parts``), inherits the ruleset's scope and is explained condition by condition.
     ``window`` and ``lead`` fields, when it has them, are read like the built-in forms'.
     """
-
-    alarm_matches: ClassVar[tuple[str, ...]] = ()
 
 
 _ADDED_FORMS: dict[str, type[FormSchema]] = {}
@@ -673,27 +715,12 @@ def scoped(rule: Rule, scope: Mapping[str, Condition]) -> Rule:
     through ``element_in_scope`` (the compiled rule carries it).
     """
     spec = rule.spec
-    update: dict[str, Any] = {}
-    if isinstance(spec, Correlate):
-        update = {"root": _inherit(spec.root, scope), "symptom": _inherit(spec.symptom, scope)}
-    elif isinstance(spec, Group | Threshold):
-        update = {"match": _inherit(spec.match, scope)}
-    elif isinstance(spec, Inhibit):
-        update = {"source": _inherit(spec.source, scope), "target": _inherit(spec.target, scope)}
-    elif isinstance(spec, Pair):
-        update = {"first": _inherit(spec.first, scope)}
-        if spec.second != "clear":
-            update["second"] = _inherit(spec.second, scope)
-    elif isinstance(spec, PriorityOverride):
-        update = {"when": spec.when.model_copy(update={"root": _inherit(spec.when.root, scope)})}
-    elif isinstance(spec, FormSchema):
-        update = {f: _inherit(getattr(spec, f), scope) for f in spec.alarm_matches}
-    if not update:
+    new = spec.scoped(scope) if isinstance(spec, FormSpec) else spec  # each form's spec knows its matches
+    if new is spec:
         return rule
     if rule.added is not None:
-        added = rule.added.model_copy(update={"spec": spec.model_copy(update=update)})
-        return rule.model_copy(update={_ADDED: added})
-    return rule.model_copy(update={rule.form: spec.model_copy(update=update)})
+        return rule.model_copy(update={_ADDED: rule.added.model_copy(update={"spec": new})})
+    return rule.model_copy(update={rule.form: new})
 
 
 def element_in_scope(

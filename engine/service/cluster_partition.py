@@ -220,7 +220,7 @@ class PartitionWorker:
         s = self.status
         s.dead_letters += len(decisions.dead_letters)
         for notice in decisions.notices:
-            s.notices[notice["kind"]] += 1
+            s.notices[notice.kind] += 1
         for fault in decisions.faults:
             s.faults[fault.part] += 1
             log.warning("core part quarantined", part=fault.name, error=fault.error, failures=fault.failures)
@@ -252,9 +252,9 @@ class PartitionWorker:
         objects: the global partition's merged with the domain partitions' parts)."""
         if not self.node.holds(self.partition, self.epoch):
             raise Fenced(f"partition {self.partition}: lease lost, not publishing")
-        for i, rec in enumerate(decisions.dead_letters):
+        for i, dead in enumerate(decisions.dead_letters):
             msg_id = f"dead:{self.partition}:{seq}:{i}"
-            self._dead.append(await self.js.publish_dead_letter(self.partition, rec, msg_id))
+            self._dead.append(await self.js.publish_dead_letter(self.partition, dead.to_wire(), msg_id))
         table = self.node.table
         for i, rec in enumerate(records):
             if contributes(table, self.partition, rec):

@@ -23,7 +23,7 @@ from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.errors import ConfigError
 from engine.model.timeutil import Duration
 from engine.model.wording import dotted as dotted_path
-from engine.model.wording import first_problem, type_name
+from engine.model.wording import first_problem, type_name, unknown_field
 from engine.model.yamlsource import Locator, load_file
 
 ENV_PREFIX = "ENGINE_"
@@ -336,9 +336,20 @@ def _env_key(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + "__".join(str(p).upper() for p in loc if isinstance(p, str))
 
 
+def env_names() -> list[str]:
+    """The variables (or, for a section of settings, their prefixes) the settings read, in the
+    order of the settings: ``ENGINE_CORE__…``, ``ENGINE_TOPOLOGY``, ``ENGINE_RULESETS`` …"""
+    names = []
+    for name, f in EngineSettings.model_fields.items():
+        nested = isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
+        names.append(ENV_PREFIX + name.upper() + ("__…" if nested else ""))
+    return names
+
+
 def _refuse_unknown_variables(source: str, env: Mapping[str, str]) -> None:
     """An ``ENGINE_…`` variable naming no section is a mistake (pydantic-settings would ignore it):
-    ``ENGINE_HTTP_PORT=9000`` (one underscore) must not leave the port at its default in silence."""
+    ``ENGINE_HTTP_PORT=9000`` (one underscore) must not leave the port at its default in silence.
+    The error names the variable and the valid names, as an unknown key of a file does."""
     sections = set(EngineSettings.model_fields)
     for key in sorted(env):
         if not key.upper().startswith(ENV_PREFIX):
@@ -351,11 +362,7 @@ def _refuse_unknown_variables(source: str, env: Mapping[str, str]) -> None:
                     rest = key[len(ENV_PREFIX) + len(known) + 1 :]
                     hint = f"; nested keys are joined by two underscores: {ENV_PREFIX}{known.upper()}__{rest}"
                     break
-            raise ConfigError(
-                source,
-                "environment",
-                f"{key}: unknown setting (sections: {', '.join(sorted(sections))}){hint}",
-            )
+            raise ConfigError(source, f"{key} (environment)", unknown_field(None, env_names()) + hint)
 
 
 def _unparsable_variable(exc: SettingsError, env: Mapping[str, str]) -> str:

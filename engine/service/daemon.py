@@ -55,7 +55,7 @@ from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
 from engine.core.query import CoreQuery
 from engine.errors import ConfigError, EngineError, InvalidMessage
-from engine.model.messages import Routes, dead_letter_record
+from engine.model.messages import DeadLetter, Routes, dead_letter_record
 from engine.model.topology import load_topology
 from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets
@@ -379,7 +379,7 @@ class Daemon(CoreView):
             if outcome.kind == "samples":
                 self.metrics.samples(outcome.samples)
         if decisions.dead_letters:
-            fields = [e["field"] for dl in decisions.dead_letters for e in dl["errors"][:1]]
+            fields = [dl.first_field for dl in decisions.dead_letters if dl.errors]
             if outcome is None or not outcome.accepted:
                 self.metrics.message(source, "unknown", "invalid")
             self.metrics.invalid(fields)
@@ -519,35 +519,34 @@ class Daemon(CoreView):
             # Kept in the store with the journal entry that caused it (the same commit), served at
             # GET /dead-letters, and published on the dead-letter topic from there (_mqtt_outbox).
             self.metrics.dead_letter()
-            self.store.dead_letter({**dl, "source": source}, source, now, publish=self.publisher is not None)
+            self.store.dead_letter(dl, source, now, publish=self.publisher is not None)
             self._log_rejected(dl, source, now)
         for fault in decisions.faults:
             self.metrics.part_failure(fault.part)
             self._limited(
-                f"fault:{fault.part}", now, "error", "core part failed; quarantined", **fault.to_record()
+                f"fault:{fault.part}", now, "error", "core part failed; quarantined", **fault.to_wire()
             )
         for notice in decisions.notices:
-            kind = notice["kind"]
+            kind = notice.kind
             self.metrics.notice(kind)
             level = "info" if kind == "clear_unknown" else "warning"
-            self._limited(f"notice:{kind}", now, level, NOTICE_EVENTS[kind], **notice)
+            self._limited(f"notice:{kind}", now, level, NOTICE_EVENTS[kind], **notice.to_wire())
 
-    def _log_rejected(self, dl: dict[str, Any], source: str, now: float) -> None:
+    def _log_rejected(self, dl: DeadLetter, source: str, now: float) -> None:
         """A warning per rejected input, at most ``burst`` per interval; the rest are counted and the
         count reported by the next line (or alone, see ``_refresh_metrics``)."""
         if not self._rejections.allow(now):
             return
-        errors = dl.get("errors") or []
-        first = errors[0] if errors else {}
+        where, reason = dl.errors[0] if dl.errors else (None, None)
         extra = {"suppressed": n} if (n := self._rejections.take()) else {}
         log.warning(
             "input rejected",
             source=source,
-            topic=dl.get("topic"),
-            field=first.get("field") or None,
-            reason=first.get("reason"),
-            errors=len(errors),
-            payload=str(dl.get("payload", ""))[:200],
+            topic=dl.topic,
+            field=where or None,
+            reason=reason,
+            errors=len(dl.errors),
+            payload=dl.payload[:200],
             **extra,
         )
 
@@ -596,7 +595,7 @@ class Daemon(CoreView):
         """Each incident of ``pipeline`` is explained as it resolves, and the explanation kept in the
         store (bounded: ``store.keep_explanations``, ``max_explanations``) for post-mortems."""
         post_mortems = PostMortems(
-            pipeline,
+            pipeline.query,
             self.store.keep_explanation,
             lambda incident_id, exc: log.error(
                 "could not explain a resolved incident", incident_id=incident_id, exc_info=exc
@@ -692,7 +691,7 @@ class Daemon(CoreView):
     def degraded(self) -> list[dict[str, Any]]:
         """The parts of the core quarantined now (``engine.core.containment``): the daemon serves, but
         these parts are not doing their work."""
-        return self.pipeline.query.faults()
+        return [fault.to_wire() for fault in self.pipeline.query.faults()]
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         return self.store.incident(incident_id)

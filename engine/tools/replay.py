@@ -153,7 +153,7 @@ class Replayer:
         for dl in d.dead_letters:
             self.stats.dead_letters += 1
             if self._dead is not None:
-                self._dead(dl)
+                self._dead(dl.to_wire())  # the edge: the dead letter's JSON form
 
     def _bad(self, n: int, raw: bytes | str, reason: str) -> None:
         self.stats.bad_lines += 1
@@ -162,7 +162,7 @@ class Replayer:
         if self._dead is not None:
             err = InvalidMessage(f"<replay line {n}>", [("", reason)])
             self.stats.dead_letters += 1
-            self._dead(dead_letter_record(err.topic, raw.rstrip(), err, now=self.pipeline.clock))
+            self._dead(dead_letter_record(err.topic, raw.rstrip(), err, now=self.pipeline.clock).to_wire())
 
 
 def dumps(record: Mapping[str, Any]) -> bytes:

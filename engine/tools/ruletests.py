@@ -21,6 +21,7 @@ import yaml
 
 from engine.core.pipeline import Pipeline
 from engine.errors import ConfigError, EngineError
+from engine.model.messages import DeadLetter
 from engine.model.timeutil import parse_time
 from engine.service.cliargs import Parser, input_path
 from engine.service.terminal import printable
@@ -195,11 +196,10 @@ def _since_start(time: str) -> float:
     return round(parse_time(time) - START, 3)
 
 
-def _rejection(dead_letter: Mapping[str, Any]) -> str:
-    errors = dead_letter.get("errors") or [{}]
-    first = errors[0]
-    where = f"{first.get('field')}: " if first.get("field") else ""
-    return f"{dead_letter.get('topic')}: {where}{first.get('reason')}"
+def _rejection(dead_letter: DeadLetter) -> str:
+    first, reason = dead_letter.errors[0] if dead_letter.errors else ("", None)
+    where = f"{first}: " if first else ""
+    return f"{dead_letter.topic}: {where}{reason}"
 
 
 def _notification(rec: Mapping[str, Any]) -> str:

@@ -2,7 +2,8 @@
 
 A ``Scenario`` is a named list of ``Step`` s (offset, topic, payload). Built-ins: ``fiber-cut``,
 ``site-power``, ``voip-degradation``, ``demo`` (the three in sequence) and ``storm`` (seeded random
-load); scenario files (YAML or JSON) are validated with errors naming the step. ``stamp`` fills the
+load); scenario files (YAML or JSON) are validated by pydantic models, their errors naming the step
+and line in the engine's wording (``engine.model.wording``). ``stamp`` fills the
 event times at publish time; ``replay_lines`` turns a scenario into ``engine replay`` lines.
 """
 
@@ -12,17 +13,15 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
 import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from engine.errors import ConfigError
-from engine.model.timeutil import format_time, parse_duration
+from engine.model.timeutil import Duration, format_time
+from engine.model.wording import dotted, first_problem, type_name
 from engine.model.yamlsource import load_file
-
-if TYPE_CHECKING:
-    pass
-
 
 TIERS = ("platinum", "gold", "silver", "bronze")
 
@@ -316,62 +315,61 @@ SCENARIOS: Mapping[str, Callable[[], Scenario]] = {
 
 # --------------------------------------------------------------------------------- scenario files
 
-_STEP_KEYS = frozenset({"at", "topic", "payload"})
+
+def _publishable(topic: str) -> str:
+    if "+" in topic or "#" in topic:
+        raise ValueError(f"wildcards cannot be published to: {topic!r}")
+    return topic
+
+
+def _json_object(payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        orjson.dumps(payload)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot be encoded as JSON: {exc}") from None
+    return payload
+
+
+class _StepFile(BaseModel):
+    """One step of a scenario file: ``at`` (seconds or a duration from the start), ``topic`` and
+    ``payload`` (a JSON object)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: Duration
+    topic: Annotated[str, Field(min_length=1), AfterValidator(_publishable)]
+    payload: Annotated[dict[str, Any], AfterValidator(_json_object)]
+
+
+class _ScenarioFile(BaseModel):
+    """A scenario file: ``steps`` (at least one), an optional ``name`` and ``description``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    description: str | None = None
+    steps: Annotated[list[_StepFile], Field(min_length=1)]
 
 
 def load_scenario_file(path: str | Path) -> Scenario:
-    """Read a YAML or JSON scenario. Raises ``ConfigError`` naming the step (and line) at fault."""
+    """Read a YAML or JSON scenario: a list of steps, or a mapping ``{name, description, steps}``.
+    Raises ``ConfigError`` naming the step (and line) at fault, in the engine's wording
+    (``engine.model.wording``)."""
     data, locator = load_file(path)
     source = str(path)
-    base: tuple[str | int, ...] = ()  # where the steps list is in the document
-
-    def fail(loc: tuple[str | int, ...], reason: str) -> ConfigError:
-        label = "steps" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in loc)
-        line = locator.line((*base, *loc))
-        return ConfigError(source, f"line {line}: {label}" if line else label, reason)
-
-    name, description = Path(path).stem, f"steps from {Path(path).name}"
-    if isinstance(data, Mapping):
-        unknown = sorted(set(data) - {"name", "description", "steps"})
-        if unknown:
-            raise ConfigError(source, "", f"unknown key {unknown[0]!r} (expected name, description, steps)")
-        if "steps" not in data:
-            raise ConfigError(source, "", "no 'steps' list")
-        name = str(data.get("name") or name)
-        description = str(data.get("description") or description)
-        base, data = ("steps",), data["steps"]
-    if not isinstance(data, list):
-        raise ConfigError(source, "", "expected a list of steps {at, topic, payload}")
-    if not data:
-        raise ConfigError(source, "", "the scenario has no steps")
-    steps: list[Step] = []
-    for i, item in enumerate(data):
-        if not isinstance(item, Mapping):
-            raise fail((i,), f"expected a mapping {{at, topic, payload}}, got {type(item).__name__}")
-        missing = sorted(_STEP_KEYS - set(item))
-        if missing:
-            raise fail((i,), f"{missing[0]!r} is required")
-        unknown = sorted(set(item) - _STEP_KEYS)
-        if unknown:
-            raise fail((i, unknown[0]), "unknown key (expected at, topic, payload)")
-        try:
-            at = parse_duration(item["at"])
-        except ValueError as exc:
-            raise fail((i, "at"), f"expected seconds ≥ 0 or a duration like 1.5s: {exc}") from None
-        topic = item["topic"]
-        if not isinstance(topic, str) or not topic:
-            raise fail((i, "topic"), "expected a non-empty string")
-        if "+" in topic or "#" in topic:
-            raise fail((i, "topic"), f"wildcards cannot be published to: {topic!r}")
-        payload = item["payload"]
-        if not isinstance(payload, Mapping):
-            raise fail((i, "payload"), f"expected a JSON object, got {type(payload).__name__}")
-        try:
-            orjson.dumps(payload)
-        except orjson.JSONEncodeError as exc:
-            raise fail((i, "payload"), f"cannot be encoded as JSON: {exc}") from None
-        steps.append(Step(at, topic, dict(payload)))
-    return _scenario(name, description, steps)
+    listed = isinstance(data, list)  # a bare list of steps: the document's paths have no "steps"
+    if not listed and not isinstance(data, Mapping):
+        raise ConfigError(source, "", f"expected a list of steps or a mapping, got {type_name(data)}")
+    try:
+        parsed = _ScenarioFile.model_validate({"steps": data} if listed else data)
+    except ValidationError as exc:
+        loc, reason = first_problem(exc, _ScenarioFile)
+        line = locator.line(loc[1:] if listed else loc)
+        where = dotted(loc)
+        raise ConfigError(source, f"line {line}: {where}" if line and where else where, reason) from None
+    name = parsed.name or Path(path).stem
+    description = parsed.description or f"steps from {Path(path).name}"
+    return _scenario(name, description, [Step(s.at, s.topic, s.payload) for s in parsed.steps])
 
 
 def load_scenario(name_or_path: str, *, count: int = 1000, seed: int = 1) -> Scenario:

@@ -36,6 +36,7 @@ from engine.core.experience.index import (
 from engine.core.experience.sla import (
     Breach,
     BreachKind,
+    SlaFacts,
     SlaSettings,
     SlaState,
     SlaTier,
@@ -52,6 +53,7 @@ __all__ = [
     "ExperienceSettings",
     "KqiScore",
     "KqiStatus",
+    "SlaFacts",
     "SlaSettings",
     "SlaState",
     "SlaTier",

@@ -1,6 +1,7 @@
 """SLA terms and their records: ``SlaTier`` (availability over a sliding period, time to restore, MOS
 floor), ``SlaSettings`` by tier, ``breach_urgency`` (time to a breach → 0..1, a priority component),
-``Breach`` and ``SlaState`` (what ``SlaTracker`` reports). Every default is an operator convention.
+``Breach`` and ``SlaState`` (what ``SlaTracker`` reports), ``SlaFacts`` (an incident's SLA facts).
+Every default is an operator convention.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from engine.model.timeutil import Duration, format_time
 __all__ = [
     "Breach",
     "BreachKind",
+    "SlaFacts",
     "SlaSettings",
     "SlaState",
     "SlaTier",
@@ -187,4 +189,28 @@ class SlaState:
             "mos_floor": self.mos_floor,
             "mos": self.mos,
             "observed_since": t(self.observed_since),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SlaFacts:
+    """The SLA facts of an incident's impact at its last assessment: customers down under an SLA,
+    those already breached, the soonest breach (seconds, rounded to 0.1 s, and its tier), its
+    urgency (0..1) and the priority points it adds. ``to_wire()`` is the record's ``sla`` object."""
+
+    customers_down: int
+    customers_breached: int
+    seconds_to_breach: float | None
+    tier_breaching_first: str | None
+    urgency: float
+    points: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "customers_down": self.customers_down,
+            "customers_breached": self.customers_breached,
+            "seconds_to_breach": self.seconds_to_breach,
+            "tier_breaching_first": self.tier_breaching_first,
+            "urgency": self.urgency,
+            "points": self.points,
         }

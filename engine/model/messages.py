@@ -706,6 +706,21 @@ class DeadLetter:
         """The field of the first error (``""``: the message as a whole)."""
         return self.errors[0][0] if self.errors else ""
 
+    @classmethod
+    def from_wire(cls, rec: Mapping[str, Any]) -> DeadLetter:
+        """A dead letter read back from its JSON form (a cluster's ``DEADLETTERS`` stream): the same
+        ``to_wire()`` again, ``source`` left out (the reader sets its own). Raises ``KeyError``,
+        ``TypeError`` or ``ValueError`` on a record of another shape."""
+        quarantine = rec.get("quarantine")
+        return cls(
+            parse_time(rec["time"]),
+            str(rec["topic"]),
+            tuple((str(e["field"]), str(e["reason"])) for e in rec["errors"]),
+            str(rec["payload"]),
+            bool(rec["truncated"]),
+            _Wire(dict(quarantine)) if quarantine is not None else None,
+        )
+
     def to_wire(self) -> dict[str, Any]:
         """The record as JSON-ready data, byte for byte what has always been stored and published."""
         rec: dict[str, Any] = {
@@ -720,6 +735,16 @@ class DeadLetter:
         if self.source is not None:
             rec["source"] = self.source
         return rec
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """A part already in its JSON form (a quarantine read back from a stream)."""
+
+    wire: Mapping[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(self.wire)
 
 
 def dead_letter_record(

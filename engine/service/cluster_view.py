@@ -27,7 +27,7 @@ import structlog
 
 from engine.adapters.jetstream import DEADLETTERS, H_PARTITION, INCIDENTS, JetStream
 from engine.adapters.store import Store, WireRecord
-from engine.model.timeutil import parse_time
+from engine.model.messages import DeadLetter
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -100,6 +100,7 @@ class ClusterView:
                 self.store.record(WireRecord(data), [], time.time())
             else:
                 source = f"cluster:{(msg.headers or {}).get(H_PARTITION, '?')}"
-                self.store.dead_letter(data, source, parse_time(data["time"]), publish=False)
+                dead = DeadLetter.from_wire(data)
+                self.store.dead_letter(dead, source, dead.time, publish=False)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("view: unreadable record; skipped", stream=stream, seq=seq, error=repr(exc))

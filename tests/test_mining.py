@@ -21,8 +21,8 @@ from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_ruleset_file, ruleset_from_data
 from engine.service.daemon import Daemon
 from engine.tools.mining import mine_lines
-from engine.tools.mining.rules import Thresholds, effects_document, ruleset_document, select
-from engine.tools.mining.stats import CoOccurrence, Counts
+from engine.tools.mining.rules import Thresholds, effects_document, poisson_z, ruleset_document, select
+from engine.tools.mining.stats import LAG_BOUNDS, CoOccurrence, Counts
 from engine.tools.replay import Replayer
 from tests.daemon_harness import settings, until, write_config
 from tests.test_cli import engine
@@ -392,3 +392,72 @@ def test_orientation_by_time_or_by_topology() -> None:
         "time": [("svcLoss", "linkFail", "upstream_of")],
         "topology": [("linkFail", "svcLoss", "downstream_of")],
     }
+
+
+def _counts(evidence: dict[tuple[str, str, str], tuple[list[int], list[int]]], raises: int = 1000) -> Counts:
+    """Counts with the given (evidence, baseline) lag histograms per key (LAG_BOUNDS buckets)."""
+    c = Counts()
+    for key, (lags, base) in evidence.items():
+        c.raises[key[0]] = c.raises[key[1]] = raises
+        c.evidence[key] = sum(lags)
+        c.strict[key] = sum(lags[1:])
+        c.lags[key] = [*lags, *([0] * (len(LAG_BOUNDS) - len(lags)))]
+        c.baseline[key] = sum(base)
+        c.base_lags[key] = [*base, *([0] * (len(LAG_BOUNDS) - len(base)))]
+    return c
+
+
+@pytest.mark.parametrize(
+    ("lags", "base", "window", "support", "baseline"),
+    [
+        # buckets: <=0, <=1, <=5, <=15, <=30, <=60, <=120, <=300, <=600 s
+        ([0, 0, 40, 0, 0, 0, 0, 0, 10], [0, 0, 0, 0, 0, 0, 0, 0, 30], 5.0, 40, 0),  # a short cause
+        ([0, 0, 0, 0, 0, 0, 0, 40, 10], [0, 1, 1, 1, 1, 1, 1, 1, 30], 300.0, 40, 7),  # a slow one
+        ([20, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0], 5.0, 20, 0),  # same second: 5 s floor
+    ],
+)
+def test_each_rule_gets_the_lag_window_of_highest_lift(
+    lags: list[int], base: list[int], window: float, support: int, baseline: int
+) -> None:
+    """The window is the lag bound where (support + 1) / (baseline + 1) is highest (the shortest on a
+    tie, at least 5 s), so a rule's support, confidence and lift are those within its own window,
+    not within ``max_lag``."""
+    mined = select(_counts({("cause", "effect", "downstream_of"): (lags, base)}))
+    [rule] = mined.rules
+    assert (rule.window, rule.support, rule.baseline) == (window, support, baseline)
+    assert rule.lift == round((support + 1) / (baseline + 1), 2)
+    assert rule.confidence == support / 1000
+
+
+def test_a_lift_from_a_handful_of_coincidences_is_not_a_rule() -> None:
+    """6 against a baseline of 2 is a lift of 2.3 but no clear excess (z 2.3 < 3): no rule; the same
+    lift on 60 against 20 is one. ``min_z=0`` keeps the small one too."""
+    small = ("a", "b", "same_element")
+    large = ("c", "d", "same_element")
+    counts = _counts({small: ([6], [2]), large: ([60], [20])})
+    assert poisson_z(6, 2) < 3 < poisson_z(60, 20)
+    assert [(r.root, r.symptom) for r in select(counts).rules] == [("c", "d")]
+    loose = select(counts, Thresholds(min_z=0))
+    assert {(r.root, r.symptom) for r in loose.rules} == {("a", "b"), ("c", "d")}
+
+
+def test_a_pair_is_kept_in_the_direction_of_higher_lift() -> None:
+    """Both directions pass; the cause is the one whose preceding the other is furthest above chance,
+    even when the other direction has more support (the effect is the more frequent type)."""
+    ab = ("cause", "effect", "same_element")
+    ba = ("effect", "cause", "same_element")
+    counts = _counts({ab: ([0, 0, 30], [0, 0, 2]), ba: ([0, 0, 50], [0, 0, 20])})
+    assert [(r.root, r.symptom) for r in select(counts).rules] == [("cause", "effect")]
+
+
+def test_a_message_is_one_alarm_as_in_replay_and_an_array_is_a_counted_error() -> None:
+    """The event format is `engine replay`'s: one alarm per message (POST /events splits an array
+    before the daemon journals it, so its store holds one per message too). A line whose payload is
+    an array is counted invalid with the reason, as replay dead-letters it, never half-read."""
+    raw = orjson.loads(alarm(T0, "agg", "linkFail"))
+    line = orjson.dumps({"topic": raw["topic"], "payload": [raw["payload"], raw["payload"]]})
+    _, stats = mine_lines([line, alarm(T0 + 1, "agg", "linkFail")], topology())
+    assert (stats.raises, stats.invalid) == (1, 1)
+    assert stats.invalid_examples == [
+        "line 1: invalid message on 'soc/alarms/agg': expected a mapping, got list"
+    ]

@@ -10,7 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.tools.mining.stats import DOWN, MIRROR, RELATION_ORDER, UP, Counts, Key, lag_quantile
+from engine.tools.mining.stats import (
+    DOWN,
+    LAG_BOUNDS,
+    MIRROR,
+    RELATION_ORDER,
+    UP,
+    Counts,
+    Key,
+    lag_quantile,
+)
 
 ORIENTATIONS = ("time", "topology")
 """How ``select`` orients a pair of types (``engine rules mine --orient``)."""
@@ -22,15 +31,15 @@ EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
 @dataclass(frozen=True)
 class Thresholds:
     min_support: int = 5  # evidence: symptoms preceded by the root in the relation
-    min_confidence: float = 0.02  # evidence / raises of the symptom type
-    min_lift: float = 1.5  # (evidence + 1) / (shifted baseline + 1)
-    window_quantile: float = 0.9  # the rule's window covers this share of the observed lags
+    min_confidence: float = 0.005  # evidence / raises of the symptom type
+    min_lift: float = 1.5  # (evidence + 1) / (shifted baseline + 1), in the rule's window
+    min_z: float = 3.0  # the evidence's excess over the baseline, about a z-score (poisson_z)
     min_window: float = 5.0
     lead: float = 1.0
     root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
     root_min_lift: float = 2.0
     max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
-    orient: str = "time"  # a pair's direction: "time" (first strictly) or "topology" (found upstream)
+    orient: str = "time"  # a pair's direction: "time" (higher lift) or "topology" (found upstream)
 
 
 @dataclass(frozen=True)
@@ -79,44 +88,79 @@ def _slug(cause: str) -> str:
     return out[:24] or "x"
 
 
+def poisson_z(observed: int, expected: float) -> float:
+    """How far ``observed`` is above a Poisson count of mean ``expected`` (at least 0.5): the signed
+    root of the likelihood-ratio statistic, about a z-score; 0 when not above."""
+    mean = max(expected, 0.5)
+    if observed <= mean:
+        return 0.0
+    return math.sqrt(max(0.0, 2 * (observed * math.log(observed / mean) - (observed - mean))))
+
+
+def _window(evidence: list[int], baseline: list[int] | None, raises: int, th: Thresholds) -> int | None:
+    """The lag bucket whose bound is the rule's window: of the windows where the support, the
+    confidence and the excess over the baseline (``poisson_z``) pass, the one with the highest lift
+    (the shortest on a tie); None when no window passes."""
+    best: tuple[float, int] | None = None
+    n = b = 0
+    for i in range(len(LAG_BOUNDS)):
+        n += evidence[i]
+        b += baseline[i] if baseline is not None else 0
+        if n < th.min_support or n / raises < th.min_confidence or poisson_z(n, b) < th.min_z:
+            continue
+        lift = (n + 1) / (b + 1)
+        if best is None or lift > best[0]:
+            best = (lift, i)
+    return None if best is None else best[1]
+
+
 def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
-    """Keep the (root type, symptom type, relation) triples above the thresholds, oriented."""
+    """Keep the (root type, symptom type, relation) triples above the thresholds, each with its own
+    lag window, one direction per pair of types."""
     candidates: dict[Key, MinedRule] = {}
     for key in sorted(counts.evidence):
         a, b, rel = key
-        n = counts.evidence[key]
-        if n < th.min_support:
-            continue
-        base = counts.baseline.get(key, 0)
-        conf = n / counts.raises[b]
-        lift = (n + 1) / (base + 1)
-        if conf < th.min_confidence or lift < th.min_lift:
+        if counts.evidence[key] < th.min_support:
             continue
         lags = counts.lags[key]
-        mirror = (b, a, MIRROR[rel])
+        base_lags = counts.base_lags.get(key)
+        i = _window(lags, base_lags, counts.raises[b], th)
+        if i is None:
+            continue
+        n = sum(lags[: i + 1])
+        base = sum(base_lags[: i + 1]) if base_lags is not None else 0
+        lift = (n + 1) / (base + 1)
+        if lift < th.min_lift:
+            continue
+        mirror = counts.lags.get((b, a, MIRROR[rel]))
+        within = [*lags[: i + 1], *([0] * (len(lags) - i - 1))]
         candidates[key] = MinedRule(
             root=a,
             symptom=b,
             relation=rel,
             support=n,
-            strict=counts.strict.get(key, 0),
-            reverse_strict=counts.strict.get(mirror, 0),
+            strict=n - lags[0],
+            reverse_strict=0 if mirror is None else sum(mirror[1 : i + 1]),
             baseline=base,
-            confidence=round(conf, 4),
+            confidence=round(n / counts.raises[b], 4),
             lift=round(lift, 2),
-            window=max(th.min_window, lag_quantile(lags, th.window_quantile)),
-            lag_p50=lag_quantile(lags, 0.5),
+            window=max(th.min_window, LAG_BOUNDS[i]),
+            lag_p50=lag_quantile(within, 0.5),
         )
-    # One direction per pair of types, over every relation: the one in which the root came strictly
-    # first more often; on a tie the more frequent type is the root; then by name. With orient
-    # "topology", first the one more often seen on an element the other's element depends on.
+    # One direction per pair of types, over every relation: the one with the higher lift (a cause
+    # precedes its effect more often than chance says; the effect precedes the cause less); on a tie
+    # the one in which the root came strictly first more often, then the more frequent type as the
+    # root, then by name. With orient "topology", first the one more often seen on an element the
+    # other's element depends on.
     first: dict[tuple[str, str], int] = {}
+    best: dict[tuple[str, str], float] = {}
     for r in candidates.values():
         if r.root != r.symptom:
             first[(r.root, r.symptom)] = first.get((r.root, r.symptom), 0) + r.strict
+            best[(r.root, r.symptom)] = max(best.get((r.root, r.symptom), 0.0), r.lift)
     kept: list[MinedRule] = []
     for (a, b, _), rule in candidates.items():
-        if a != b and (b, a) in first and _loses(a, b, first, counts, th.orient):
+        if a != b and (b, a) in first and _loses(a, b, first, best, counts, orient=th.orient):
             continue  # the pair is kept the other way round
         kept.append(rule)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
@@ -141,7 +185,15 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
     )
 
 
-def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts, orient: str) -> bool:
+def _loses(
+    a: str,
+    b: str,
+    first: Mapping[tuple[str, str], int],
+    best: Mapping[tuple[str, str], float],
+    counts: Counts,
+    *,
+    orient: str,
+) -> bool:
     """Whether a → b loses to b → a (see ``select``)."""
     if orient == "topology":  # co-occurrences with a's element above b's, whichever came first
         ev = counts.evidence
@@ -149,6 +201,8 @@ def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts,
         below = ev.get((b, a, DOWN), 0) + ev.get((a, b, UP), 0)
         if above != below:
             return above < below
+    elif best[(a, b)] != best[(b, a)]:
+        return best[(a, b)] < best[(b, a)]
     ab, ba = first[(a, b)], first[(b, a)]
     if ab != ba:
         return ab < ba

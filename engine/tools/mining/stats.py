@@ -17,7 +17,10 @@ same_site        Z is at Y's site (elements with a site only)
 
 The *baseline* is the same look-back shifted ``shift`` seconds into the past (``[t - shift -
 max_lag, t - shift]``): it keeps each element's own alarm rate and burstiness but breaks any causal
-coupling at short lags, so ``evidence / baseline`` is the lift of the rule over coincidence.
+coupling at short lags, so ``evidence / baseline`` is the lift of the rule over coincidence. Both
+keep a histogram of the lag of the most recent A (the baseline's measured from ``t - shift``), so
+the evidence and the baseline within any shorter window ``w <= max_lag`` (a bucket bound) are known
+too: :mod:`engine.tools.mining.rules` picks each rule's window from them.
 
 Raises at the same second are taken as one batch: all are recorded first, then each looks back, so
 two alarms of the same second count for each other in both directions (``strict`` counts only the
@@ -59,6 +62,7 @@ class Counts:
     strict: Counter[Key] = field(default_factory=Counter)  # evidence with a positive lag
     baseline: Counter[Key] = field(default_factory=Counter)
     lags: dict[Key, list[int]] = field(default_factory=dict)  # per LAG_BOUNDS bucket
+    base_lags: dict[Key, list[int]] = field(default_factory=dict)  # the baseline's, from t - shift
     followed: Counter[str] = field(default_factory=Counter)
     base_followed: Counter[str] = field(default_factory=Counter)
     finished: Counter[str] = field(default_factory=Counter)  # raises whose follow-up window closed
@@ -207,7 +211,7 @@ class CoOccurrence:
         for ne, kind, ident in self._batch:
             c.raises[kind] += 1
             seen: dict[tuple[str, str], float] = {}
-            base: set[tuple[str, str]] = set()
+            base: dict[tuple[str, str], float] = {}
             below = self._down_or_same(ne)
             for z, rel in self.related(ne):
                 h = self._history.get(z)
@@ -222,7 +226,7 @@ class CoOccurrence:
                     if z in below:
                         self._followed.add(other)
                 for i in h.between(blo, bhi):
-                    base.add((h.types[i], rel))
+                    base[(h.types[i], rel)] = bhi - h.times[i]  # the last is the most recent
                     other = h.ids[i]
                     if z in below and other != ident and other not in self._base_marked:
                         self._base_marked.add(other)
@@ -237,8 +241,13 @@ class CoOccurrence:
                 if buckets is None:
                     buckets = c.lags[key] = [0] * len(LAG_BOUNDS)
                 buckets[bisect.bisect_left(LAG_BOUNDS, lag)] += 1
-            for a, rel in base:
-                c.baseline[(a, kind, rel)] += 1
+            for (a, rel), lag in base.items():
+                key = (a, kind, rel)
+                c.baseline[key] += 1
+                buckets = c.base_lags.get(key)
+                if buckets is None:
+                    buckets = c.base_lags[key] = [0] * len(LAG_BOUNDS)
+                buckets[bisect.bisect_left(LAG_BOUNDS, lag)] += 1
         self._batch = []
 
 

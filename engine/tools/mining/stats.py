@@ -26,6 +26,9 @@ Raises at the same second are taken as one batch: all are recorded first, then e
 two alarms of the same second count for each other in both directions (``strict`` counts only the
 evidence with a positive lag: it orients the pair).
 
+Each type's raises also add up the *depth* of their element (dependency hops up to an element that
+depends on nothing), so a type's mean depth says how near the top of the network it is raised.
+
 Each type's raises are also followed forward: a raise of A is *followed* when some other alarm
 appears on its element or below it within ``max_lag`` (and *base-followed* likewise in the shifted
 look-back). Types that are followed far more often than by chance behave as element-down roots.
@@ -66,6 +69,7 @@ class Counts:
     followed: Counter[str] = field(default_factory=Counter)
     base_followed: Counter[str] = field(default_factory=Counter)
     finished: Counter[str] = field(default_factory=Counter)  # raises whose follow-up window closed
+    depth: Counter[str] = field(default_factory=Counter)  # per type: the sum of its raises' depths
     elements: int = 0
     first_time: float | None = None
     last_time: float | None = None
@@ -115,6 +119,7 @@ class CoOccurrence:
         self._history: dict[str, _History] = {}
         self._related: dict[str, tuple[tuple[str, str], ...]] = {}
         self._below: dict[str, frozenset[str]] = {}
+        self._depth: dict[str, int] = {}
         self._batch: list[tuple[str, str, int]] = []
         self._batch_time: float | None = None
         self._open: deque[tuple[float, str, int]] = deque()  # raises whose follow-up is open
@@ -153,6 +158,25 @@ class CoOccurrence:
         result = tuple(sorted(out.items()))
         self._related[ne] = result
         return result
+
+    def depth(self, ne: str) -> int:
+        """Dependency hops from ``ne`` up to an element that depends on nothing (the fewest): 0 for a
+        top element or one without links, 1 for what depends on one, and so on."""
+        known = self._depth
+        if ne in known:
+            return known[ne]
+        topo = self._topology
+        stack = [ne]
+        while stack:
+            x = stack[-1]
+            ups = [u for item in topo.element(x).depends_on for u in item]
+            todo = [u for u in ups if u not in known]
+            if todo:
+                stack.extend(todo)  # a DAG (the topology is checked): this ends
+                continue
+            stack.pop()
+            known[x] = 1 + min(known[u] for u in ups) if ups else 0
+        return known[ne]
 
     def _down_or_same(self, ne: str) -> frozenset[str]:
         """Elements a root on which explains an alarm on ``ne`` as its element-down effect."""
@@ -210,6 +234,7 @@ class CoOccurrence:
         blo, bhi = t - self.shift - self.max_lag, t - self.shift
         for ne, kind, ident in self._batch:
             c.raises[kind] += 1
+            c.depth[kind] += self.depth(ne)
             seen: dict[tuple[str, str], float] = {}
             base: dict[tuple[str, str], float] = {}
             below = self._down_or_same(ne)

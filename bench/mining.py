@@ -19,10 +19,10 @@ README), the F1 a random graph with as many edges would expect, and the complete
 dense 24V and 25V graphs, every ordered pair an edge scores F1 0.40, above THP). The type graph is
 mined twice: from the whole log, as THP was fitted (the figure to hold beside THP's), and from the
 first half (the ruleset that is replayed), each with the pairs oriented both ways the miner can
-(``--orient``: by time, by topology); the replays use ``--orient`` (default time). Only this
+(``--orient``: by topology, by time); the replays use ``--orient`` (default topology). Only this
 benchmark reads the expert graph, to score.
 
-Run ``python -m bench mining [--dataset NAME ...] [--orient time|topology] [--shared DIR]``.
+Run ``python -m bench mining [--dataset NAME ...] [--orient topology|time] [--shared DIR]``.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def prf(mined: frozenset[tuple[str, str]], truth: frozenset[tuple[str, str]]) ->
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def run_dataset(folder: Path, thp: float | None, orient: str = "time") -> list[str]:
+def run_dataset(folder: Path, thp: float | None, orient: str = "topology") -> list[str]:
     converted = convert(folder)
     topology = topology_from_dict(converted.topology, source=converted.name)
     lines = [orjson.dumps(e) for e in converted.events]
@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--orient",
         choices=ORIENTATIONS,
-        default="time",
-        help="how the replayed ruleset orients pairs (default time); the type graph is scored both ways",
+        default="topology",
+        help="how the replayed ruleset orients pairs (default topology); the type graph is scored both ways",
     )
     p.add_argument(
         "--shared", type=Path, default=DEFAULT_SHARED, metavar="DIR", help=f"default: {DEFAULT_SHARED}"

@@ -835,9 +835,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--orient",
-        default="time",
-        metavar="time|topology",
-        help="a pair of types' direction: the type raised first (default), or the one seen upstream",
+        default="topology",
+        metavar="topology|time",
+        help="a pair of types' direction: the type raised nearer the top of the network (default; by "
+        "time when equal), or the one of higher lift in time",
     )
     p.set_defaults(func=_cmd_rules_mine)
     p = rules.add_parser(

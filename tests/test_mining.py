@@ -173,7 +173,7 @@ def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) 
     ("args", "message"),
     [
         (["--min-lift", "0.5"], "error: --min-lift: must be at least 1, got 0.5"),
-        (["--orient", "sideways"], "error: --orient: must be one of time, topology, got sideways"),
+        (["--orient", "sideways"], "error: --orient: must be one of topology, time, got sideways"),
         (["--max-lag", "soon"], "error: --max-lag: "),
         (["--hops", "0"], "error: --hops: must be within 1..5, got 0"),
         (["--until", "yesterday"], "error: --until: "),
@@ -372,9 +372,9 @@ async def test_mining_the_store_of_a_running_daemon(tmp_path: Path, topic_prefix
 
 def test_orientation_by_time_or_by_topology() -> None:
     """svcLoss below agg is raised in the same second as linkFail on agg (evidence both ways) or 2-20 s
-    *before* it: by time (the default) svcLoss is the cause (``upstream_of``: the root is below); with
-    ``orient="topology"`` the type seen on the element the other's depends on is the cause (linkFail,
-    ``downstream_of``). Either way one direction only."""
+    *before* it: by time svcLoss is the cause (``upstream_of``: the root is below); with
+    ``orient="topology"`` (the default) the type raised nearer the top is the cause (linkFail on
+    agg, depth 1, over svcLoss at depth 2: ``downstream_of``). Either way one direction only."""
     rng = random.Random(3)
     lines: list[tuple[float, bytes]] = []
     for k in range(30):
@@ -461,3 +461,56 @@ def test_a_message_is_one_alarm_as_in_replay_and_an_array_is_a_counted_error() -
     assert stats.invalid_examples == [
         "line 1: invalid message on 'soc/alarms/agg': expected a mapping, got list"
     ]
+
+
+def _late_root_history(seed: int, bursts: int) -> list[bytes]:
+    """linkFail on agg raised 2-12 s *after* svcLoss on two elements below it, every time; all
+    cleared a minute later."""
+    rng = random.Random(seed)
+    lines: list[tuple[float, bytes]] = []
+    for k in range(bursts):
+        t = T0 + k * 3 * 3600 + rng.randint(0, 600)
+        lines += [(t, alarm(t, "agg", "linkFail")), (t + 60, alarm(t + 60, "agg", "linkFail", clear=True))]
+        for i in rng.sample(range(4), 2):
+            d = t - rng.randint(2, 12)
+            lines.append((d, alarm(d, f"acc-{i}", "svcLoss")))
+            lines.append((t + 60, alarm(t + 60, f"acc-{i}", "svcLoss", clear=True)))
+    return [line for _, line in sorted(lines, key=lambda e: e[0])]
+
+
+def test_by_topology_a_root_that_comes_late_is_turned_round_and_still_groups() -> None:
+    """Only svcLoss → linkFail is seen in time (svcLoss always first). By topology linkFail, raised
+    nearer the top (agg, depth 1; svcLoss at depth 2), is the cause: the rule is turned round
+    (linkFail explains svcLoss downstream, svcLoss up to the window before it: the lead), says so,
+    and replayed on later bursts it makes one incident each, rooted at linkFail."""
+    history_ = _late_root_history(5, 30)
+    by_time, _ = mine_lines(history_, topology(), thresholds=Thresholds(orient="time"))
+    assert [(r.root, r.symptom, r.relation) for r in by_time.rules if r.root != r.symptom] == [
+        ("svcLoss", "linkFail", "upstream_of")
+    ]
+    mined, _ = mine_lines(history_, topology())  # by topology: the default
+    [rule] = [r for r in mined.rules if r.root != r.symptom]
+    assert (rule.root, rule.symptom, rule.relation, rule.follows) == (
+        "linkFail",
+        "svcLoss",
+        "downstream_of",
+        True,
+    )
+    assert rule.lead == 15.0
+    assert rule.window == 5.0
+    doc = ruleset_document(mined, name="mined", source="h", params={"orient": "topology"})
+    [written] = [r for r in doc["rules"] if r["correlate"]["root"] == {"probable_cause": "linkFail"}]
+    assert written["correlate"]["lead"] == "15s"
+    assert "though svcLoss comes first" in written["description"]
+    rs = ruleset_from_data(doc, "mined")
+    pipeline = Pipeline(topology(), [rs], core_settings_from_data({}, source="x"))
+    records: list[dict[str, Any]] = []
+    try:
+        Replayer(pipeline, emit=records.append).run(_late_root_history(99, 3))
+    finally:
+        pipeline.correlator.close()
+    final = {r["incident_id"]: r for r in records}
+    roots = sorted(
+        r["root_cause"]["probable_cause"] for r in final.values() if r.get("resolution") != "merged"
+    )
+    assert roots == ["linkFail"] * 3

@@ -194,7 +194,7 @@ def mine_file(
     min_confidence: float = 0.005,
     min_lift: float = 1.5,
     min_z: float = 3.0,
-    orient: str = "time",
+    orient: str = "topology",
 ) -> dict[str, Any]:
     """``engine rules mine``: read (a replay file, or a daemon's store's journal), mine, write the
     ruleset (and the effects); the report as a dict.
@@ -244,8 +244,7 @@ def mine_file(
     )
     what = f"--store {events.path.name}" if isinstance(events, Journal) else events.name
     params: dict[str, Any] = {"lead": thresholds.lead}
-    if orient != "time":
-        params["orient"] = orient
+    params["orient"] = orient
     document = ruleset_document(mined, name=name, source=what, params=params)
     ruleset_from_data(document, str(out))  # what we write must load: a bug here is not the user's
     header = (

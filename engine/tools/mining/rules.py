@@ -19,7 +19,7 @@ from engine.tools.mining.stats import (
     lag_quantile,
 )
 
-ORIENTATIONS = ("time", "topology")
+ORIENTATIONS = ("topology", "time")
 """How ``select`` orients a pair of types (``engine rules mine --orient``)."""
 
 EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
@@ -37,7 +37,7 @@ class Thresholds:
     root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
     root_min_lift: float = 2.0
     max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
-    orient: str = "time"  # a pair's direction: "time" (higher lift) or "topology" (raised nearer the top)
+    orient: str = "topology"  # a pair's direction: "topology" (raised nearer the top) or "time"
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,7 @@ def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) 
     ("args", "message"),
     [
         (["--min-lift", "0.5"], "error: --min-lift: must be at least 1, got 0.5"),
+        (["--min-z", "-1"], "error: --min-z: must be within 0..100, got -1.0"),
         (["--orient", "sideways"], "error: --orient: must be one of topology, time, got sideways"),
         (["--max-lag", "soon"], "error: --max-lag: "),
         (["--hops", "0"], "error: --hops: must be within 1..5, got 0"),

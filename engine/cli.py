@@ -379,6 +379,7 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
         min_support=args.min_support,
         min_confidence=args.min_confidence,
         min_lift=args.min_lift,
+        min_z=args.min_z,
         orient=args.orient,
     )
     sys.stderr.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -823,13 +824,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lag", default="10m", metavar="DURATION", help="longest lag looked at (default 10m)")
     p.add_argument("--hops", type=int, default=2, metavar="N", help="neighbour distance in links (default 2)")
     p.add_argument("--min-support", type=int, default=5, metavar="N", help="default 5")
-    p.add_argument("--min-confidence", type=float, default=0.02, metavar="X", help="default 0.02")
+    p.add_argument("--min-confidence", type=float, default=0.005, metavar="X", help="default 0.005")
     p.add_argument("--min-lift", type=float, default=1.5, metavar="X", help="default 1.5")
     p.add_argument(
+        "--min-z",
+        type=float,
+        default=3.0,
+        metavar="X",
+        help="the support's excess over the time-shifted baseline, about a z-score (default 3)",
+    )
+    p.add_argument(
         "--orient",
-        default="time",
-        metavar="time|topology",
-        help="a pair of types' direction: the type raised first (default), or the one seen upstream",
+        default="topology",
+        metavar="topology|time",
+        help="a pair of types' direction: the type raised nearer the top of the network (default; by "
+        "time when equal), or the one of higher lift in time",
     )
     p.set_defaults(func=_cmd_rules_mine)
     p = rules.add_parser(

@@ -21,8 +21,8 @@ from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_ruleset_file, ruleset_from_data
 from engine.service.daemon import Daemon
 from engine.tools.mining import mine_lines
-from engine.tools.mining.rules import Thresholds, effects_document, ruleset_document, select
-from engine.tools.mining.stats import CoOccurrence, Counts
+from engine.tools.mining.rules import Thresholds, effects_document, poisson_z, ruleset_document, select
+from engine.tools.mining.stats import LAG_BOUNDS, CoOccurrence, Counts
 from engine.tools.replay import Replayer
 from tests.daemon_harness import settings, until, write_config
 from tests.test_cli import engine
@@ -173,7 +173,8 @@ def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) 
     ("args", "message"),
     [
         (["--min-lift", "0.5"], "error: --min-lift: must be at least 1, got 0.5"),
-        (["--orient", "sideways"], "error: --orient: must be one of time, topology, got sideways"),
+        (["--min-z", "-1"], "error: --min-z: must be within 0..100, got -1.0"),
+        (["--orient", "sideways"], "error: --orient: must be one of topology, time, got sideways"),
         (["--max-lag", "soon"], "error: --max-lag: "),
         (["--hops", "0"], "error: --hops: must be within 1..5, got 0"),
         (["--until", "yesterday"], "error: --until: "),
@@ -372,9 +373,9 @@ async def test_mining_the_store_of_a_running_daemon(tmp_path: Path, topic_prefix
 
 def test_orientation_by_time_or_by_topology() -> None:
     """svcLoss below agg is raised in the same second as linkFail on agg (evidence both ways) or 2-20 s
-    *before* it: by time (the default) svcLoss is the cause (``upstream_of``: the root is below); with
-    ``orient="topology"`` the type seen on the element the other's depends on is the cause (linkFail,
-    ``downstream_of``). Either way one direction only."""
+    *before* it: by time svcLoss is the cause (``upstream_of``: the root is below); with
+    ``orient="topology"`` (the default) the type raised nearer the top is the cause (linkFail on
+    agg, depth 1, over svcLoss at depth 2: ``downstream_of``). Either way one direction only."""
     rng = random.Random(3)
     lines: list[tuple[float, bytes]] = []
     for k in range(30):
@@ -392,3 +393,125 @@ def test_orientation_by_time_or_by_topology() -> None:
         "time": [("svcLoss", "linkFail", "upstream_of")],
         "topology": [("linkFail", "svcLoss", "downstream_of")],
     }
+
+
+def _counts(evidence: dict[tuple[str, str, str], tuple[list[int], list[int]]], raises: int = 1000) -> Counts:
+    """Counts with the given (evidence, baseline) lag histograms per key (LAG_BOUNDS buckets)."""
+    c = Counts()
+    for key, (lags, base) in evidence.items():
+        c.raises[key[0]] = c.raises[key[1]] = raises
+        c.evidence[key] = sum(lags)
+        c.strict[key] = sum(lags[1:])
+        c.lags[key] = [*lags, *([0] * (len(LAG_BOUNDS) - len(lags)))]
+        c.baseline[key] = sum(base)
+        c.base_lags[key] = [*base, *([0] * (len(LAG_BOUNDS) - len(base)))]
+    return c
+
+
+@pytest.mark.parametrize(
+    ("lags", "base", "window", "support", "baseline"),
+    [
+        # buckets: <=0, <=1, <=5, <=15, <=30, <=60, <=120, <=300, <=600 s
+        ([0, 0, 40, 0, 0, 0, 0, 0, 10], [0, 0, 0, 0, 0, 0, 0, 0, 30], 5.0, 40, 0),  # a short cause
+        ([0, 0, 0, 0, 0, 0, 0, 40, 10], [0, 1, 1, 1, 1, 1, 1, 1, 30], 300.0, 40, 7),  # a slow one
+        ([20, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0], 5.0, 20, 0),  # same second: 5 s floor
+    ],
+)
+def test_each_rule_gets_the_lag_window_of_highest_lift(
+    lags: list[int], base: list[int], window: float, support: int, baseline: int
+) -> None:
+    """The window is the lag bound where (support + 1) / (baseline + 1) is highest (the shortest on a
+    tie, at least 5 s), so a rule's support, confidence and lift are those within its own window,
+    not within ``max_lag``."""
+    mined = select(_counts({("cause", "effect", "downstream_of"): (lags, base)}))
+    [rule] = mined.rules
+    assert (rule.window, rule.support, rule.baseline) == (window, support, baseline)
+    assert rule.lift == round((support + 1) / (baseline + 1), 2)
+    assert rule.confidence == support / 1000
+
+
+def test_a_lift_from_a_handful_of_coincidences_is_not_a_rule() -> None:
+    """6 against a baseline of 2 is a lift of 2.3 but no clear excess (z 2.3 < 3): no rule; the same
+    lift on 60 against 20 is one. ``min_z=0`` keeps the small one too."""
+    small = ("a", "b", "same_element")
+    large = ("c", "d", "same_element")
+    counts = _counts({small: ([6], [2]), large: ([60], [20])})
+    assert poisson_z(6, 2) < 3 < poisson_z(60, 20)
+    assert [(r.root, r.symptom) for r in select(counts).rules] == [("c", "d")]
+    loose = select(counts, Thresholds(min_z=0))
+    assert {(r.root, r.symptom) for r in loose.rules} == {("a", "b"), ("c", "d")}
+
+
+def test_a_pair_is_kept_in_the_direction_of_higher_lift() -> None:
+    """Both directions pass; the cause is the one whose preceding the other is furthest above chance,
+    even when the other direction has more support (the effect is the more frequent type)."""
+    ab = ("cause", "effect", "same_element")
+    ba = ("effect", "cause", "same_element")
+    counts = _counts({ab: ([0, 0, 30], [0, 0, 2]), ba: ([0, 0, 50], [0, 0, 20])})
+    assert [(r.root, r.symptom) for r in select(counts).rules] == [("cause", "effect")]
+
+
+def test_a_message_is_one_alarm_as_in_replay_and_an_array_is_a_counted_error() -> None:
+    """The event format is `engine replay`'s: one alarm per message (POST /events splits an array
+    before the daemon journals it, so its store holds one per message too). A line whose payload is
+    an array is counted invalid with the reason, as replay dead-letters it, never half-read."""
+    raw = orjson.loads(alarm(T0, "agg", "linkFail"))
+    line = orjson.dumps({"topic": raw["topic"], "payload": [raw["payload"], raw["payload"]]})
+    _, stats = mine_lines([line, alarm(T0 + 1, "agg", "linkFail")], topology())
+    assert (stats.raises, stats.invalid) == (1, 1)
+    assert stats.invalid_examples == [
+        "line 1: invalid message on 'soc/alarms/agg': expected a mapping, got list"
+    ]
+
+
+def _late_root_history(seed: int, bursts: int) -> list[bytes]:
+    """linkFail on agg raised 2-12 s *after* svcLoss on two elements below it, every time; all
+    cleared a minute later."""
+    rng = random.Random(seed)
+    lines: list[tuple[float, bytes]] = []
+    for k in range(bursts):
+        t = T0 + k * 3 * 3600 + rng.randint(0, 600)
+        lines += [(t, alarm(t, "agg", "linkFail")), (t + 60, alarm(t + 60, "agg", "linkFail", clear=True))]
+        for i in rng.sample(range(4), 2):
+            d = t - rng.randint(2, 12)
+            lines.append((d, alarm(d, f"acc-{i}", "svcLoss")))
+            lines.append((t + 60, alarm(t + 60, f"acc-{i}", "svcLoss", clear=True)))
+    return [line for _, line in sorted(lines, key=lambda e: e[0])]
+
+
+def test_by_topology_a_root_that_comes_late_is_turned_round_and_still_groups() -> None:
+    """Only svcLoss → linkFail is seen in time (svcLoss always first). By topology linkFail, raised
+    nearer the top (agg, depth 1; svcLoss at depth 2), is the cause: the rule is turned round
+    (linkFail explains svcLoss downstream, svcLoss up to the window before it: the lead), says so,
+    and replayed on later bursts it makes one incident each, rooted at linkFail."""
+    history_ = _late_root_history(5, 30)
+    by_time, _ = mine_lines(history_, topology(), thresholds=Thresholds(orient="time"))
+    assert [(r.root, r.symptom, r.relation) for r in by_time.rules if r.root != r.symptom] == [
+        ("svcLoss", "linkFail", "upstream_of")
+    ]
+    mined, _ = mine_lines(history_, topology())  # by topology: the default
+    [rule] = [r for r in mined.rules if r.root != r.symptom]
+    assert (rule.root, rule.symptom, rule.relation, rule.follows) == (
+        "linkFail",
+        "svcLoss",
+        "downstream_of",
+        True,
+    )
+    assert rule.lead == 15.0
+    assert rule.window == 5.0
+    doc = ruleset_document(mined, name="mined", source="h", params={"orient": "topology"})
+    [written] = [r for r in doc["rules"] if r["correlate"]["root"] == {"probable_cause": "linkFail"}]
+    assert written["correlate"]["lead"] == "15s"
+    assert "though svcLoss comes first" in written["description"]
+    rs = ruleset_from_data(doc, "mined")
+    pipeline = Pipeline(topology(), [rs], core_settings_from_data({}, source="x"))
+    records: list[dict[str, Any]] = []
+    try:
+        Replayer(pipeline, emit=records.append).run(_late_root_history(99, 3))
+    finally:
+        pipeline.correlator.close()
+    final = {r["incident_id"]: r for r in records}
+    roots = sorted(
+        r["root_cause"]["probable_cause"] for r in final.values() if r.get("resolution") != "merged"
+    )
+    assert roots == ["linkFail"] * 3

@@ -191,9 +191,10 @@ def mine_file(
     max_lag: str = "10m",
     hops: int = 2,
     min_support: int = 5,
-    min_confidence: float = 0.02,
+    min_confidence: float = 0.005,
     min_lift: float = 1.5,
-    orient: str = "time",
+    min_z: float = 3.0,
+    orient: str = "topology",
 ) -> dict[str, Any]:
     """``engine rules mine``: read (a replay file, or a daemon's store's journal), mine, write the
     ruleset (and the effects); the report as a dict.
@@ -209,6 +210,7 @@ def mine_file(
     _check("--min-support", min_support >= 1, f"must be at least 1, got {min_support}")
     _check("--min-confidence", 0 <= min_confidence <= 1, f"must be within 0..1, got {min_confidence}")
     _check("--min-lift", min_lift >= 1, f"must be at least 1, got {min_lift}")
+    _check("--min-z", 0 <= min_z <= 100, f"must be within 0..100, got {min_z}")
     _check("--orient", orient in ORIENTATIONS, f"must be one of {', '.join(ORIENTATIONS)}, got {orient}")
     end: float | None = None
     if until is not None:
@@ -223,7 +225,11 @@ def mine_file(
     topology = load_topology(topology_path)
     started = time.perf_counter()
     thresholds = Thresholds(
-        min_support=min_support, min_confidence=min_confidence, min_lift=min_lift, orient=orient
+        min_support=min_support,
+        min_confidence=min_confidence,
+        min_lift=min_lift,
+        min_z=min_z,
+        orient=orient,
     )
     source = journal_lines(events) if isinstance(events, Journal) else _lines(events)
     mined, stats = mine_lines(
@@ -238,15 +244,15 @@ def mine_file(
     )
     what = f"--store {events.path.name}" if isinstance(events, Journal) else events.name
     params: dict[str, Any] = {"lead": thresholds.lead}
-    if orient != "time":
-        params["orient"] = orient
+    params["orient"] = orient
     document = ruleset_document(mined, name=name, source=what, params=params)
     ruleset_from_data(document, str(out))  # what we write must load: a bug here is not the user's
     header = (
         f"# Mined by `engine rules mine {what} --topology {topology_path.name}`: review before use.\n"
         "# Every rule: support = symptoms preceded by the root in the relation within the window;\n"
-        "# confidence = support / raises of the symptom type; lift = support over the same count\n"
-        "# one hour earlier (time-shifted baseline). Method: docs/mining.md.\n"
+        "# confidence = support / raises of the symptom type; lift = (support + 1) over (the same\n"
+        "# count one hour earlier + 1) (time-shifted baseline); each rule's window is the lag bound\n"
+        "# of highest lift among those with enough support and excess (z). Method: docs/mining.md.\n"
     )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.tools.mining.stats import DOWN, MIRROR, RELATION_ORDER, UP, Counts, Key, lag_quantile
+from engine.tools.mining.stats import (
+    LAG_BOUNDS,
+    MIRROR,
+    RELATION_ORDER,
+    Counts,
+    Key,
+    lag_quantile,
+)
 
-ORIENTATIONS = ("time", "topology")
+ORIENTATIONS = ("topology", "time")
 """How ``select`` orients a pair of types (``engine rules mine --orient``)."""
 
 EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
@@ -22,15 +29,15 @@ EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
 @dataclass(frozen=True)
 class Thresholds:
     min_support: int = 5  # evidence: symptoms preceded by the root in the relation
-    min_confidence: float = 0.02  # evidence / raises of the symptom type
-    min_lift: float = 1.5  # (evidence + 1) / (shifted baseline + 1)
-    window_quantile: float = 0.9  # the rule's window covers this share of the observed lags
+    min_confidence: float = 0.005  # evidence / raises of the symptom type
+    min_lift: float = 1.5  # (evidence + 1) / (shifted baseline + 1), in the rule's window
+    min_z: float = 3.0  # the evidence's excess over the baseline, about a z-score (poisson_z)
     min_window: float = 5.0
     lead: float = 1.0
     root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
     root_min_lift: float = 2.0
     max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
-    orient: str = "time"  # a pair's direction: "time" (first strictly) or "topology" (found upstream)
+    orient: str = "topology"  # a pair's direction: "topology" (raised nearer the top) or "time"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,8 @@ class MinedRule:
     lift: float
     window: float
     lag_p50: float
+    lead: float  # how long the root may come after the symptom
+    follows: bool = False  # oriented by topology against the time order: the root came after
 
     @property
     def name(self) -> str:
@@ -79,46 +88,67 @@ def _slug(cause: str) -> str:
     return out[:24] or "x"
 
 
+def poisson_z(observed: int, expected: float) -> float:
+    """How far ``observed`` is above a Poisson count of mean ``expected`` (at least 0.5): the signed
+    root of the likelihood-ratio statistic, about a z-score; 0 when not above."""
+    mean = max(expected, 0.5)
+    if observed <= mean:
+        return 0.0
+    return math.sqrt(max(0.0, 2 * (observed * math.log(observed / mean) - (observed - mean))))
+
+
+def _window(evidence: list[int], baseline: list[int] | None, raises: int, th: Thresholds) -> int | None:
+    """The lag bucket whose bound is the rule's window: of the windows where the support, the
+    confidence and the excess over the baseline (``poisson_z``) pass, the one with the highest lift
+    (the shortest on a tie); None when no window passes."""
+    best: tuple[float, int] | None = None
+    n = b = 0
+    for i in range(len(LAG_BOUNDS)):
+        n += evidence[i]
+        b += baseline[i] if baseline is not None else 0
+        if n < th.min_support or n / raises < th.min_confidence or poisson_z(n, b) < th.min_z:
+            continue
+        lift = (n + 1) / (b + 1)
+        if best is None or lift > best[0]:
+            best = (lift, i)
+    return None if best is None else best[1]
+
+
 def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
-    """Keep the (root type, symptom type, relation) triples above the thresholds, oriented."""
+    """Keep the (root type, symptom type, relation) triples above the thresholds, each with its own
+    lag window, one direction per pair of types."""
     candidates: dict[Key, MinedRule] = {}
     for key in sorted(counts.evidence):
         a, b, rel = key
-        n = counts.evidence[key]
-        if n < th.min_support:
-            continue
-        base = counts.baseline.get(key, 0)
-        conf = n / counts.raises[b]
-        lift = (n + 1) / (base + 1)
-        if conf < th.min_confidence or lift < th.min_lift:
+        if counts.evidence[key] < th.min_support:
             continue
         lags = counts.lags[key]
-        mirror = (b, a, MIRROR[rel])
+        base_lags = counts.base_lags.get(key)
+        i = _window(lags, base_lags, counts.raises[b], th)
+        if i is None:
+            continue
+        n = sum(lags[: i + 1])
+        base = sum(base_lags[: i + 1]) if base_lags is not None else 0
+        lift = (n + 1) / (base + 1)
+        if lift < th.min_lift:
+            continue
+        mirror = counts.lags.get((b, a, MIRROR[rel]))
+        within = [*lags[: i + 1], *([0] * (len(lags) - i - 1))]
         candidates[key] = MinedRule(
             root=a,
             symptom=b,
             relation=rel,
             support=n,
-            strict=counts.strict.get(key, 0),
-            reverse_strict=counts.strict.get(mirror, 0),
+            strict=n - lags[0],
+            reverse_strict=0 if mirror is None else sum(mirror[1 : i + 1]),
             baseline=base,
-            confidence=round(conf, 4),
+            confidence=round(n / counts.raises[b], 4),
             lift=round(lift, 2),
-            window=max(th.min_window, lag_quantile(lags, th.window_quantile)),
-            lag_p50=lag_quantile(lags, 0.5),
+            window=max(th.min_window, LAG_BOUNDS[i]),
+            lag_p50=lag_quantile(within, 0.5),
+            lead=th.lead,
         )
-    # One direction per pair of types, over every relation: the one in which the root came strictly
-    # first more often; on a tie the more frequent type is the root; then by name. With orient
-    # "topology", first the one more often seen on an element the other's element depends on.
-    first: dict[tuple[str, str], int] = {}
-    for r in candidates.values():
-        if r.root != r.symptom:
-            first[(r.root, r.symptom)] = first.get((r.root, r.symptom), 0) + r.strict
-    kept: list[MinedRule] = []
-    for (a, b, _), rule in candidates.items():
-        if a != b and (b, a) in first and _loses(a, b, first, counts, th.orient):
-            continue  # the pair is kept the other way round
-        kept.append(rule)
+    kept = _orient(candidates, counts, th)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
     per_relation: dict[str, int] = {}
     rules: list[MinedRule] = []
@@ -141,14 +171,81 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
     )
 
 
-def _loses(a: str, b: str, first: Mapping[tuple[str, str], int], counts: Counts, orient: str) -> bool:
-    """Whether a → b loses to b → a (see ``select``)."""
-    if orient == "topology":  # co-occurrences with a's element above b's, whichever came first
-        ev = counts.evidence
-        above = ev.get((a, b, DOWN), 0) + ev.get((b, a, UP), 0)
-        below = ev.get((b, a, DOWN), 0) + ev.get((a, b, UP), 0)
-        if above != below:
-            return above < below
+def _orient(candidates: Mapping[Key, MinedRule], counts: Counts, th: Thresholds) -> list[MinedRule]:
+    """One direction per pair of types, over every relation.
+
+    By time (the default), when both directions were kept: the one of higher lift (a cause precedes
+    its effect further above chance than the effect precedes the cause); on a tie the one in which
+    the root came strictly first more often, then the more frequent type as the root, then by name.
+
+    By topology: the type raised, on average, nearer the top of the network (fewer dependency hops
+    up to an element that depends on nothing) is the cause, whichever came first; its rules are the
+    ones kept that way round, or, when only the other way was kept, those turned round (the root
+    then follows its symptom: the rule's lead is the window, see ``_turned``). Types raised at the
+    same mean depth (a network without links) are oriented by time.
+    """
+    first: dict[tuple[str, str], int] = {}
+    best: dict[tuple[str, str], float] = {}
+    for r in candidates.values():
+        if r.root != r.symptom:
+            first[(r.root, r.symptom)] = first.get((r.root, r.symptom), 0) + r.strict
+            best[(r.root, r.symptom)] = max(best.get((r.root, r.symptom), 0.0), r.lift)
+    kept: list[MinedRule] = []
+    for (a, b, _), rule in candidates.items():
+        if a == b:
+            kept.append(rule)
+            continue
+        if th.orient == "topology":
+            up = _nearer_the_top(a, b, counts)
+            if up == b:  # the pair is b → a: kept as b's rules, or as this one turned round
+                if (b, a) not in first:
+                    kept.append(_turned(rule, th))
+                continue
+            if up == a:
+                kept.append(rule)
+                continue
+        if (b, a) in first and _loses(a, b, first, best, counts):
+            continue  # the pair is kept the other way round
+        kept.append(rule)
+    return kept
+
+
+def _nearer_the_top(a: str, b: str, counts: Counts) -> str | None:
+    """The type of the lower mean depth, or None when they are equal (compared exactly)."""
+    da, db = counts.depth.get(a, 0) * counts.raises[b], counts.depth.get(b, 0) * counts.raises[a]
+    return None if da == db else a if da < db else b
+
+
+def _turned(rule: MinedRule, th: Thresholds) -> MinedRule:
+    """``rule`` (B explains A) as A explains B: the same evidence, A's element in the mirrored
+    relation, B raised up to the window *before* A (the lead), or up to ``min_window`` after it."""
+    return MinedRule(
+        root=rule.symptom,
+        symptom=rule.root,
+        relation=MIRROR[rule.relation],
+        support=rule.support,
+        strict=rule.reverse_strict,
+        reverse_strict=rule.strict,
+        baseline=rule.baseline,
+        confidence=rule.confidence,
+        lift=rule.lift,
+        window=th.min_window,
+        lag_p50=rule.lag_p50,
+        lead=max(th.lead, rule.window),
+        follows=True,
+    )
+
+
+def _loses(
+    a: str,
+    b: str,
+    first: Mapping[tuple[str, str], int],
+    best: Mapping[tuple[str, str], float],
+    counts: Counts,
+) -> bool:
+    """Whether a → b loses to b → a by time (see ``_orient``)."""
+    if best[(a, b)] != best[(b, a)]:
+        return best[(a, b)] < best[(b, a)]
     ab, ba = first[(a, b)], first[(b, a)]
     if ab != ba:
         return ab < ba
@@ -198,21 +295,31 @@ def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[st
     rules: list[dict[str, Any]] = []
     for r in mined.rules:
         what = "a repeat of" if r.root == r.symptom else "caused by"
+        lag = _duration(r.lag_p50) if r.lag_p50 else "0s"
+        if r.follows:
+            evidence = (
+                f"oriented by topology ({r.root} is raised nearer the top of the network) though "
+                f"{r.symptom} comes first: {r.symptom} preceded {r.support} of {r.root}'s raises within "
+                f"{_duration(r.lead)}, confidence {r.confidence:.3f}, lift {r.lift:.1f} (time-shifted "
+                f"baseline {r.baseline}); {r.root} first strictly {r.strict} times, the other way "
+                f"{r.reverse_strict}; lag median <= {lag}"
+            )
+        else:
+            evidence = (
+                f"support {r.support}, confidence {r.confidence:.3f}, lift {r.lift:.1f} (time-shifted "
+                f"baseline {r.baseline}); first strictly {r.strict} times, the other way "
+                f"{r.reverse_strict}; lag median <= {lag}"
+            )
         rules.append(
             {
                 "name": r.name,
-                "description": (
-                    f"mined: {r.symptom} is {what} {r.root} ({r.relation}); support {r.support}, "
-                    f"confidence {r.confidence:.3f}, lift {r.lift:.1f} (time-shifted baseline {r.baseline}); "
-                    f"first strictly {r.strict} times, the other way {r.reverse_strict}; "
-                    f"lag median <= {_duration(r.lag_p50) if r.lag_p50 else '0s'}"
-                ),
+                "description": f"mined: {r.symptom} is {what} {r.root} ({r.relation}); {evidence}",
                 "correlate": {
                     "root": {"probable_cause": r.root},
                     "symptom": {"probable_cause": r.symptom},
                     "relation": r.relation,
                     "window": _duration(r.window),
-                    "lead": _duration(params.get("lead", 1.0)) if params.get("lead", 1.0) else "0s",
+                    "lead": _duration(r.lead) if r.lead else "0s",
                 },
             }
         )
@@ -224,8 +331,8 @@ def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[st
             f"{len(c.raises)} alarm types on {c.elements} elements over {span / 86400:.1f} days. "
             f"{len(mined.rules)} rules, ordered by confidence"
             + (
-                "; pairs of types oriented by topology (the type seen on the element the other's "
-                "depends on is the cause), then by time"
+                "; pairs of types oriented by topology (the type raised nearer the top of the "
+                "network is the cause), then by time"
                 if params.get("orient") == "topology"
                 else ""
             )

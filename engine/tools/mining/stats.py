@@ -17,11 +17,17 @@ same_site        Z is at Y's site (elements with a site only)
 
 The *baseline* is the same look-back shifted ``shift`` seconds into the past (``[t - shift -
 max_lag, t - shift]``): it keeps each element's own alarm rate and burstiness but breaks any causal
-coupling at short lags, so ``evidence / baseline`` is the lift of the rule over coincidence.
+coupling at short lags, so ``evidence / baseline`` is the lift of the rule over coincidence. Both
+keep a histogram of the lag of the most recent A (the baseline's measured from ``t - shift``), so
+the evidence and the baseline within any shorter window ``w <= max_lag`` (a bucket bound) are known
+too: :mod:`engine.tools.mining.rules` picks each rule's window from them.
 
 Raises at the same second are taken as one batch: all are recorded first, then each looks back, so
 two alarms of the same second count for each other in both directions (``strict`` counts only the
 evidence with a positive lag: it orients the pair).
+
+Each type's raises also add up the *depth* of their element (dependency hops up to an element that
+depends on nothing), so a type's mean depth says how near the top of the network it is raised.
 
 Each type's raises are also followed forward: a raise of A is *followed* when some other alarm
 appears on its element or below it within ``max_lag`` (and *base-followed* likewise in the shifted
@@ -59,9 +65,11 @@ class Counts:
     strict: Counter[Key] = field(default_factory=Counter)  # evidence with a positive lag
     baseline: Counter[Key] = field(default_factory=Counter)
     lags: dict[Key, list[int]] = field(default_factory=dict)  # per LAG_BOUNDS bucket
+    base_lags: dict[Key, list[int]] = field(default_factory=dict)  # the baseline's, from t - shift
     followed: Counter[str] = field(default_factory=Counter)
     base_followed: Counter[str] = field(default_factory=Counter)
     finished: Counter[str] = field(default_factory=Counter)  # raises whose follow-up window closed
+    depth: Counter[str] = field(default_factory=Counter)  # per type: the sum of its raises' depths
     elements: int = 0
     first_time: float | None = None
     last_time: float | None = None
@@ -111,6 +119,7 @@ class CoOccurrence:
         self._history: dict[str, _History] = {}
         self._related: dict[str, tuple[tuple[str, str], ...]] = {}
         self._below: dict[str, frozenset[str]] = {}
+        self._depth: dict[str, int] = {}
         self._batch: list[tuple[str, str, int]] = []
         self._batch_time: float | None = None
         self._open: deque[tuple[float, str, int]] = deque()  # raises whose follow-up is open
@@ -149,6 +158,25 @@ class CoOccurrence:
         result = tuple(sorted(out.items()))
         self._related[ne] = result
         return result
+
+    def depth(self, ne: str) -> int:
+        """Dependency hops from ``ne`` up to an element that depends on nothing (the fewest): 0 for a
+        top element or one without links, 1 for what depends on one, and so on."""
+        known = self._depth
+        if ne in known:
+            return known[ne]
+        topo = self._topology
+        stack = [ne]
+        while stack:
+            x = stack[-1]
+            ups = [u for item in topo.element(x).depends_on for u in item]
+            todo = [u for u in ups if u not in known]
+            if todo:
+                stack.extend(todo)  # a DAG (the topology is checked): this ends
+                continue
+            stack.pop()
+            known[x] = 1 + min(known[u] for u in ups) if ups else 0
+        return known[ne]
 
     def _down_or_same(self, ne: str) -> frozenset[str]:
         """Elements a root on which explains an alarm on ``ne`` as its element-down effect."""
@@ -206,8 +234,9 @@ class CoOccurrence:
         blo, bhi = t - self.shift - self.max_lag, t - self.shift
         for ne, kind, ident in self._batch:
             c.raises[kind] += 1
+            c.depth[kind] += self.depth(ne)
             seen: dict[tuple[str, str], float] = {}
-            base: set[tuple[str, str]] = set()
+            base: dict[tuple[str, str], float] = {}
             below = self._down_or_same(ne)
             for z, rel in self.related(ne):
                 h = self._history.get(z)
@@ -222,7 +251,7 @@ class CoOccurrence:
                     if z in below:
                         self._followed.add(other)
                 for i in h.between(blo, bhi):
-                    base.add((h.types[i], rel))
+                    base[(h.types[i], rel)] = bhi - h.times[i]  # the last is the most recent
                     other = h.ids[i]
                     if z in below and other != ident and other not in self._base_marked:
                         self._base_marked.add(other)
@@ -237,8 +266,13 @@ class CoOccurrence:
                 if buckets is None:
                     buckets = c.lags[key] = [0] * len(LAG_BOUNDS)
                 buckets[bisect.bisect_left(LAG_BOUNDS, lag)] += 1
-            for a, rel in base:
-                c.baseline[(a, kind, rel)] += 1
+            for (a, rel), lag in base.items():
+                key = (a, kind, rel)
+                c.baseline[key] += 1
+                buckets = c.base_lags.get(key)
+                if buckets is None:
+                    buckets = c.base_lags[key] = [0] * len(LAG_BOUNDS)
+                buckets[bisect.bisect_left(LAG_BOUNDS, lag)] += 1
         self._batch = []
 
 

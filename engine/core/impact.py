@@ -109,8 +109,8 @@ class HealthView:
 
 class LiveHealth(HealthView):
     """The effective health of the whole network, kept up to date as own states change: call
-    ``changed(ne)`` after ``own[ne]`` changed (``own`` is read by reference, never copied), and
-    ``reset()`` after ``own`` was replaced wholesale.
+    ``changed(ne)`` after ``own[ne]`` changed (``own`` is read by reference, never copied; its values
+    are ``Health``), and ``reset()`` after ``own`` was replaced wholesale.
 
     The topology is static, so a change is pushed down the dependency graph in topological order and
     stops where levels stop changing: the work is proportional to the elements whose level changed,
@@ -156,17 +156,26 @@ class LiveHealth(HealthView):
         if ne_id not in elements:  # in no cone: just its own state
             level = own.get(ne_id, _OK)
             if level != _OK:
-                levels[ne_id] = Health(level)
+                levels[ne_id] = level
             else:
                 levels.pop(ne_id, None)
             return 1
-        position, dependents = topology.position(), topology.dependents
+        position, dependents = topology.position(), topology.dependents_index()
         heap = [(position[ne_id], ne_id)]
         queued = {ne_id}
         changed: list[str] = []
+        at_risk = Health.AT_RISK
         while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
             ne = heappop(heap)[1]
-            level = _level(Health(own.get(ne, _OK)), elements[ne].depends_on, levels)
+            level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
+            for item in elements[ne].depends_on:
+                if len(item) == 1:
+                    contribution = levels.get(item[0], _OK)
+                else:
+                    members = [levels.get(u, _OK) for u in item]
+                    best = min(members)
+                    contribution = best if best or max(members) == _OK else at_risk
+                level = max(level, contribution)
             if level == levels.get(ne, _OK):
                 continue
             if level != _OK:
@@ -174,7 +183,7 @@ class LiveHealth(HealthView):
             else:
                 del levels[ne]
             changed.append(ne)
-            for d in dependents(ne):
+            for d in dependents.get(ne, ()):
                 if d not in queued:
                     queued.add(d)
                     heappush(heap, (position[d], d))

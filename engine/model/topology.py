@@ -399,6 +399,7 @@ class Topology:
         self._position: dict[str, int] | None = None
         els = self.elements.values()
         self._dependents = _multimap((u, e.id) for e in els for item in e.depends_on for u in item)
+        self._dependents_view = MappingProxyType(self._dependents)
         self._sites = _multimap((e.site, e.id) for e in els if e.site is not None)
         self._regions = _multimap((e.region, e.id) for e in els if e.region is not None)
         platform = _multimap((ne, st.name) for st in self.service_types.values() for ne in st.platform)
@@ -431,6 +432,10 @@ class Topology:
     def dependents(self, ne_id: str) -> tuple[str, ...]:
         """Elements listing ``ne_id`` in ``depends_on`` (alone or in a group), sorted."""
         return self._dependents.get(ne_id, ())
+
+    def dependents_index(self) -> Mapping[str, tuple[str, ...]]:
+        """``dependents`` of every element that has any."""
+        return self._dependents_view
 
     def descendants(self, ne_id: str) -> frozenset[str]:
         """Everything that depends on ``ne_id``, directly or transitively (cached, see

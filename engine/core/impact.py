@@ -60,21 +60,20 @@ def _level(own: Health, depends_on: tuple[tuple[str, ...], ...], levels: Mapping
 
 
 class HealthView:
-    """Effective health of elements given each element's *own* state (from its active alarms): a
-    snapshot of ``own`` taken when the view is made.
+    """Effective health of elements given each element's *own* state (from its active alarms).
 
     An element's health depends only on its ancestors, so it is evaluated on demand, upwards through
     ``depends_on``, and memoised: asking for an incident's cone costs the cone and its ancestors,
     whatever else is unhealthy in the network. Iterative: a 100 000-element chain does not touch the
-    recursion limit. Elements the topology does not know have just their own state.
-    ``LiveHealth`` is the same kept up to date instead.
+    recursion limit. Elements the topology does not know have just their own state. ``own`` is read
+    as asked, not copied: make a view, use it, drop it (``LiveHealth`` is the view kept up to date).
     """
 
     __slots__ = ("_memo", "_own", "_topology")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health]) -> None:
         self._topology = topology
-        self._own: Mapping[str, Health] = {ne: Health(h) for ne, h in own.items() if h != _OK}
+        self._own = own
         self._memo: dict[str, Health] = {}
 
     def health(self, ne_id: str) -> Health:
@@ -85,7 +84,7 @@ class HealthView:
             return known
         own, elements = self._own, self._topology.elements
         if not own or ne_id not in elements:
-            return own.get(ne_id, _OK)
+            return Health(own.get(ne_id, _OK))
         stack = [ne_id]
         while stack:
             ne = stack[-1]
@@ -97,7 +96,7 @@ class HealthView:
             if pending:
                 stack.extend(pending)
                 continue
-            memo[ne] = _level(own.get(ne, _OK), deps, memo)
+            memo[ne] = _level(Health(own.get(ne, _OK)), deps, memo)
             stack.pop()
         return memo[ne_id]
 
@@ -139,9 +138,11 @@ class LiveHealth(HealthView):
 
     def reset(self) -> None:
         """Recompute every level from ``own``; forget every cached impact."""
-        view = HealthView(self._topology, self._own)
-        levels = {ne: h for ne, h in view._own.items() if ne not in self._topology}
-        for ne in sorted(cone(self._topology, view._own)):
+        topology = self._topology
+        view = HealthView(topology, self._own)
+        unhealthy = [ne for ne, h in self._own.items() if h != _OK]
+        levels = {ne: Health(self._own[ne]) for ne in unhealthy if ne not in topology}
+        for ne in sorted(cone(topology, unhealthy)):
             if (h := view.health(ne)) != _OK:
                 levels[ne] = h
         self._levels = levels

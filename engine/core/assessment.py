@@ -91,7 +91,7 @@ class Assessor:
             impact = self._live.impact(seeds)
         else:
             impact = compute_impact(self._topology, own, seeds, only_services=only)
-        if impact is not inc.impact:
+        if impact is not inc.impact or not self._watched(inc.root, impact):
             self.rewatch(inc, impact)
         last = inc.assessment
         root = self._alarm(inc.root)
@@ -129,6 +129,12 @@ class Assessor:
         if self._overrides:
             priority, severity = self._overrides.apply(priority, severity, impact, self._parts(inc.root))
         inc.assessment = Assessment(impact, state, severity, priority, sla)
+
+    def _watched(self, root: str, impact: Impact) -> bool:
+        """Whether the watch still lists ``root`` for the impact's first element (an unchanged
+        impact needs no rewatch unless its entries were dropped meanwhile)."""
+        first = next(iter(impact.elements), None)
+        return first is None or root in self._watch.get(first, ())
 
     def rewatch(self, inc: Incident, impact: Impact | None) -> None:
         old = inc.impact.elements if inc.impact is not None else {}

@@ -10,7 +10,16 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.core.impact import Health, HealthView, Impact, ImpactCounts, compute_impact, cone, state_of
+from engine.core.impact import (
+    Health,
+    HealthView,
+    Impact,
+    ImpactCounts,
+    LiveHealth,
+    compute_impact,
+    cone,
+    state_of,
+)
 from engine.model.topology import Topology, topology_from_dict
 
 OK, AT_RISK, DEGRADED, DOWN = Health.OK, Health.AT_RISK, Health.DEGRADED, Health.DOWN
@@ -368,3 +377,55 @@ def test_adding_a_down_element_never_lowers_the_impact() -> None:
             assert all(after.by_tier.get(t, 0) >= n for t, n in before.by_tier.items())
             assert all(after.services.get(s, 0) >= n for s, n in before.services.items())
             assert all(after.elements.get(ne, OK) >= h for ne, h in before.elements.items())
+
+
+# --- the live view: levels kept up to date, impacts cached per cone ------------------------------------
+
+
+def test_live_health_follows_every_change_as_a_fresh_view_would() -> None:
+    """Random own levels set and cleared one element at a time: after each change, every element's
+    live level is what a fresh ``HealthView`` computes, and the live impact of random seeds is
+    ``compute_impact``'s (cached or not)."""
+    rng = random.Random(20261206)
+    for _ in range(6):
+        topo = random_network(rng)
+        own: dict[str, Health] = {}
+        live = LiveHealth(topo, own)
+        names = sorted(topo.elements)
+        for _ in range(60):
+            ne = rng.choice([*names, "not-in-topology"])
+            level = rng.choice([OK, OK, AT_RISK, DEGRADED, DOWN])
+            if level == OK:
+                own.pop(ne, None)
+            else:
+                own[ne] = level
+            live.changed(ne)
+            fresh = HealthView(topo, own)
+            assert {x: live.health(x) for x in [*names, "not-in-topology"]} == {
+                x: fresh.health(x) for x in [*names, "not-in-topology"]
+            }
+            for _ in range(3):
+                seeds = sorted(rng.sample(names, rng.randint(1, 3)))
+                assert live.impact(seeds) == compute_impact(topo, own, seeds)
+
+
+def test_a_live_impact_is_computed_again_only_when_its_cone_changes(net: Topology) -> None:
+    """The same ``Impact`` object comes back while nothing in the seeds' cone changes level (olt-8
+    going down is outside agg-1's cone); a change inside the cone (agg-2 down makes olt-7 down, not
+    at risk) gives a new one, and so does ``reset`` after ``own`` was replaced wholesale."""
+    own = {"agg-1": DOWN}
+    live = LiveHealth(net, own)
+    first = live.impact(["agg-1"])
+    assert first.elements == {"agg-1": DOWN, "olt-7": AT_RISK}
+    own["olt-8"] = DOWN
+    assert live.changed("olt-8") == 1
+    assert live.impact(["agg-1"]) is first
+    own["agg-2"] = DOWN
+    assert live.changed("agg-2") == 2  # agg-2 and olt-7 (at risk -> down); olt-8 was down already
+    second = live.impact(["agg-1"])
+    assert second is not first
+    assert second.elements == {"agg-1": DOWN, "olt-7": DOWN}
+    own.clear()
+    own["core-1"] = DEGRADED
+    live.reset()
+    assert live.impact(["agg-1"]).elements == {"agg-1": DEGRADED, "olt-7": DEGRADED}

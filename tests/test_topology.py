@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from engine.errors import TopologyError
+from engine.model import topology as topology_module
 from engine.model.topology import (
     Customer,
     CustomerGroup,
@@ -478,7 +479,9 @@ def test_graph_queries(
     assert topo.ancestors(ne) == ancestors
     assert topo.ancestors(ne) is topo.ancestors(ne)  # cached
     assert topo.dependents(ne) == dependents
+    assert topo.dependents_index().get(ne, ()) == dependents
     assert topo.descendants(ne) == descendants
+    assert topo.descendants(ne) is topo.descendants(ne)  # cached: the topology is static
 
 
 def test_topo_order_puts_every_element_after_what_it_depends_on(topo: Topology) -> None:
@@ -563,8 +566,22 @@ def test_ten_thousand_deep_chain_loads_and_orders_without_recursion() -> None:
     ]
     topo = topology_from_dict({"elements": elements[::-1]})  # listed leaf first: the worst case for the walk
     assert topo.topo_order() == tuple(f"e{i}" for i in range(n))
+    assert topo.position() == {f"e{i}": i for i in range(n)}
     assert len(topo.ancestors(f"e{n - 1}")) == n - 1
     assert len(topo.descendants("e0")) == n - 1
+
+
+def test_descendant_sets_are_cached_only_within_their_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``DESCENDANTS_BUDGET`` members in all, descendant sets are computed each time (a long
+    chain would otherwise keep a quadratic number of members), with the same answers."""
+    monkeypatch.setattr(topology_module, "DESCENDANTS_BUDGET", 5)
+    elements = [{"id": "e0", "type": "x"}] + [
+        {"id": f"e{i}", "type": "x", "depends_on": [f"e{i - 1}"]} for i in range(1, 10)
+    ]
+    topo = topology_from_dict({"elements": elements})
+    assert topo.descendants("e6") is topo.descendants("e6")  # 3 members: cached
+    assert topo.descendants("e0") == {f"e{i}" for i in range(1, 10)}
+    assert topo.descendants("e0") is not topo.descendants("e0")  # 9 more would pass 5
 
 
 def test_a_long_cycle_is_reported_as_its_whole_path() -> None:

@@ -2,7 +2,9 @@
 
 ``Assessor.refresh`` recomputes them for one incident (the SLA stage adds its points, priority
 overrides apply last); it also keeps the *watch*, the elements each incident's impact reaches, so an
-element's health change re-assesses exactly the incidents it concerns.
+element's health change re-assesses exactly the incidents it concerns. With ``live`` (the network's
+effective health kept up to date, ``engine.core.impact.LiveHealth``) an incident's impact is computed
+again only when an element of its cone changed level; otherwise the same ``Impact`` comes back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 from engine.core.alarms import ActiveAlarm
 from engine.core.forms.overrides import Overrides
 from engine.core.forms.synthetic import service_scope
-from engine.core.impact import Health, Impact, compute_impact, with_service_levels
+from engine.core.impact import Health, Impact, LiveHealth, compute_impact, with_service_levels
 from engine.core.incident_stages import SlaStage
 from engine.core.incident_state import Assessment
 from engine.core.priority import PriorityInput, add_points, assess
@@ -39,8 +41,10 @@ class Assessor:
         sla: SlaStage,
         overrides: Overrides | None,
         parts: Callable[[str], frozenset[str]],
+        live: LiveHealth | None = None,
     ) -> None:
         self._topology = topology
+        self._live = live  # kept from ``own_health``: impacts are cached there
         self._priority = priority
         self._alarm = alarm
         self._own = own_health
@@ -60,11 +64,14 @@ class Assessor:
 
     def watching(self, ne_id: str) -> Iterable[str]:
         """Top roots of the incidents whose impact reaches ``ne_id`` or below it."""
-        if not self._watch:
+        watch = self._watch
+        if not watch:
             return ()
-        tops: list[str] = []
+        tops: dict[str, None] = {}  # each once, in the order first met
         for x in (ne_id, *self._topology.descendants(ne_id)):
-            tops.extend(self._watch.get(x, ()))
+            roots = watch.get(x)
+            if roots:
+                tops.update(dict.fromkeys(roots))
         return tops
 
     def refresh(self, inc: Incident, now: float, still_active: ActiveAlarm | None = None) -> None:
@@ -80,8 +87,12 @@ class Assessor:
         only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
         # their own levels count then: element health leaves them out
         own = with_service_levels(self._own, self._service_health, only) if only is not None else self._own
-        impact = compute_impact(self._topology, own, seeds, only_services=only)
-        self.rewatch(inc, impact)
+        if only is None and self._live is not None:
+            impact = self._live.impact(seeds)
+        else:
+            impact = compute_impact(self._topology, own, seeds, only_services=only)
+        if impact is not inc.impact or not self._watched(inc.root, impact):
+            self.rewatch(inc, impact)
         last = inc.assessment
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
@@ -118,6 +129,12 @@ class Assessor:
         if self._overrides:
             priority, severity = self._overrides.apply(priority, severity, impact, self._parts(inc.root))
         inc.assessment = Assessment(impact, state, severity, priority, sla)
+
+    def _watched(self, root: str, impact: Impact) -> bool:
+        """Whether the watch still lists ``root`` for the impact's first element (an unchanged
+        impact needs no rewatch unless its entries were dropped meanwhile)."""
+        first = next(iter(impact.elements), None)
+        return first is None or root in self._watch.get(first, ())
 
     def rewatch(self, inc: Incident, impact: Impact | None) -> None:
         old = inc.impact.elements if inc.impact is not None else {}

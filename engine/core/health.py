@@ -3,7 +3,9 @@
 An alarm with an ``outage`` or ``degraded`` effect makes its element down or degraded; an alarm
 about one service on the element (the engine's per-service KQI alarms, ``service_scope``) degrades
 that service through the element only. ``HealthView`` propagates these levels through the topology
-(redundancy included). The incident book and service quality read the two mappings by reference.
+(redundancy included); ``live`` keeps the network's effective health up to date as own levels change,
+with the impacts computed from it. The incident book and service quality read the two mappings and
+``live`` by reference.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from engine.core.alarms import ActiveAlarm
 from engine.core.assessment import EFFECT_HEALTH
 from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by, service_scope
-from engine.core.impact import Health, HealthView, with_service_levels
+from engine.core.impact import Health, HealthView, LiveHealth, with_service_levels
 from engine.model.topology import Topology
 
 
@@ -26,6 +28,7 @@ class ElementHealth:
         # service type -> element -> health, from alarms about one service on the element
         self.by_service: dict[str, dict[str, Health]] = {}
         self.by_element: dict[str, set[str]] = {}  # element -> keys of the alarms on it
+        self.live = LiveHealth(topology, self.own)  # effective health from ``own``, kept up to date
 
     def index(self, alarm: ActiveAlarm) -> None:
         self.by_element.setdefault(alarm.ne_id, set()).add(alarm.key)
@@ -52,6 +55,8 @@ class ElementHealth:
             self.own.pop(ne_id, None)
         else:
             self.own[ne_id] = worst
+        if worst != before:
+            self.live.changed(ne_id)
         services_before = {s: m[ne_id] for s, m in self.by_service.items() if ne_id in m}
         for service in set(services_before) | set(per_service):
             levels = self.by_service.setdefault(service, {})
@@ -81,9 +86,12 @@ class ElementHealth:
 
     def view(self, service: str | None = None) -> HealthView:
         """Effective health of the network, for one service type when given: the element-level
-        alarms plus those about that service only (a voice KQI alarm degrades voice, not internet)."""
-        services = () if service is None else (service,)
-        return HealthView(self._topology, with_service_levels(self.own, self.by_service, services))
+        alarms plus those about that service only (a voice KQI alarm degrades voice, not internet).
+        Without a service (or none with levels of its own) it is ``live``, which follows later changes;
+        otherwise a snapshot."""
+        if service is None or not self.by_service.get(service):
+            return self.live
+        return HealthView(self._topology, with_service_levels(self.own, self.by_service, (service,)))
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -98,6 +106,7 @@ class ElementHealth:
         self.by_element = {ne: set(keys) for ne, keys in state["by_element"].items() if ne in topo}
         self.own.clear()  # the same mappings: the incident book reads them by reference
         self.own.update({ne: Health(h) for ne, h in state["own"].items() if ne in topo})
+        self.live.reset()
         self.by_service.clear()
         for service, levels in state.get("own_by_service", {}).items():
             kept = {ne: Health(h) for ne, h in levels.items() if ne in topo}

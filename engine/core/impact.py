@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from heapq import heappop, heappush
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -43,34 +44,37 @@ def state_of(health: Health) -> ImpactState | None:
     return next((name for level, name in _STATES if level == health), None)
 
 
+def _level(own: Health, depends_on: tuple[tuple[str, ...], ...], levels: Mapping[str, Health]) -> Health:
+    """An element's effective health: its own, raised by what each ``depends_on`` item contributes
+    (``levels``: the upstreams' effective health, elements at OK absent or OK)."""
+    value = own
+    for item in depends_on:
+        if len(item) == 1:
+            contribution = levels.get(item[0], _OK)
+        else:
+            members = [levels.get(u, _OK) for u in item]
+            best = min(members)
+            contribution = best if best or max(members) == _OK else Health.AT_RISK
+        value = max(value, contribution)
+    return value
+
+
 class HealthView:
     """Effective health of elements given each element's *own* state (from its active alarms).
 
-    Only elements downstream of an element whose own state is not OK (the *tainted* set, found once)
-    can be anything but OK, so work is proportional to that set. Evaluation is iterative and memoised:
-    a 100 000-element chain does not touch the recursion limit. Elements the topology does not know
-    have just their own state.
+    An element's health depends only on its ancestors, so it is evaluated on demand, upwards through
+    ``depends_on``, and memoised: asking for an incident's cone costs the cone and its ancestors,
+    whatever else is unhealthy in the network. Iterative: a 100 000-element chain does not touch the
+    recursion limit. Elements the topology does not know have just their own state. ``own`` is read
+    as asked, not copied: make a view, use it, drop it (``LiveHealth`` is the view kept up to date).
     """
 
-    __slots__ = ("_memo", "_own", "_taint", "_topology")
+    __slots__ = ("_memo", "_own", "_topology")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health]) -> None:
         self._topology = topology
-        self._own = {ne: Health(h) for ne, h in own.items() if h != _OK}
+        self._own = own
         self._memo: dict[str, Health] = {}
-        self._taint: set[str] | None = None
-
-    def _tainted(self) -> set[str]:
-        if self._taint is None:
-            topology = self._topology
-            taint = {ne for ne in self._own if ne in topology}
-            frontier = list(taint)
-            while frontier:
-                new = {d for ne in frontier for d in topology.dependents(ne)} - taint
-                taint |= new
-                frontier = list(new)
-            self._taint = taint
-        return self._taint
 
     def health(self, ne_id: str) -> Health:
         """Effective health of ``ne_id`` (see the module docstring for the rules)."""
@@ -78,9 +82,9 @@ class HealthView:
         known = memo.get(ne_id)
         if known is not None:
             return known
-        taint, own, elements = self._tainted(), self._own, self._topology.elements
-        if ne_id not in taint:
-            return own.get(ne_id, _OK)
+        own, elements = self._own, self._topology.elements
+        if not own or ne_id not in elements:
+            return Health(own.get(ne_id, _OK))
         stack = [ne_id]
         while stack:
             ne = stack[-1]
@@ -88,20 +92,11 @@ class HealthView:
                 stack.pop()
                 continue
             deps = elements[ne].depends_on
-            pending = [u for item in deps for u in item if u in taint and u not in memo]
+            pending = [u for item in deps for u in item if u not in memo]
             if pending:
                 stack.extend(pending)
                 continue
-            value = own.get(ne, _OK)
-            for item in deps:
-                if len(item) == 1:
-                    contribution = memo.get(item[0], _OK)
-                else:
-                    levels = [memo.get(u, _OK) for u in item]
-                    best = min(levels)
-                    contribution = best if best or max(levels) == _OK else Health.AT_RISK
-                value = max(value, contribution)
-            memo[ne] = value
+            memo[ne] = _level(Health(own.get(ne, _OK)), deps, memo)
             stack.pop()
         return memo[ne_id]
 
@@ -109,6 +104,131 @@ class HealthView:
         """A customer's service level: the worst of its access element and the service's platform."""
         platform = topology.service_types[service_type].platform
         return max([self.health(access), *(self.health(x) for x in platform)])
+
+
+class LiveHealth(HealthView):
+    """The effective health of the whole network, kept up to date as own states change: call
+    ``changed(ne)`` after ``own[ne]`` changed (``own`` is read by reference, never copied; its values
+    are ``Health``), and ``reset()`` after ``own`` was replaced wholesale.
+
+    The topology is static, so a change is pushed down the dependency graph in topological order and
+    stops where levels stop changing: the work is proportional to the elements whose level changed,
+    not to the size of the network or to what else is unhealthy. ``impact(seeds)`` is
+    ``compute_impact`` over these levels, cached per seed list until an element of its cone changes
+    level (each change stamps the changed elements and their ancestors, the seeds whose cone it
+    touches, with a new version).
+    """
+
+    __slots__ = ("_cache", "_cache_size", "_levels", "_stamps", "version")
+
+    def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
+        self._topology = topology
+        self._own = own
+        self._memo = {}
+        self._levels: dict[str, Health] = {}  # elements whose effective health is not OK
+        self._stamps: dict[str, int] = {}  # element -> version at which its cone last changed level
+        # seed list -> (version made at, its cone in sorted order, the impact); least recently used first
+        self._cache: dict[tuple[str, ...], tuple[int, tuple[str, ...], Impact]] = {}
+        self._cache_size = cache_size
+        self.version = 0
+        self.reset()
+
+    def health(self, ne_id: str) -> Health:
+        return self._levels.get(ne_id, _OK)
+
+    def reset(self) -> None:
+        """Recompute every level from ``own``; forget every cached impact."""
+        topology = self._topology
+        view = HealthView(topology, self._own)
+        unhealthy = [ne for ne, h in self._own.items() if h != _OK]
+        levels = {ne: Health(self._own[ne]) for ne in unhealthy if ne not in topology}
+        for ne in sorted(cone(topology, unhealthy)):
+            if (h := view.health(ne)) != _OK:
+                levels[ne] = h
+        self._levels = levels
+        self._stamps.clear()
+        self._cache.clear()
+        self.version += 1
+
+    def changed(self, ne_id: str) -> int:
+        """``own[ne_id]`` changed: update the levels below it. Returns how many elements changed level."""
+        own, levels, topology = self._own, self._levels, self._topology
+        elements = topology.elements
+        if ne_id not in elements:  # in no cone: just its own state
+            level = own.get(ne_id, _OK)
+            if level != _OK:
+                levels[ne_id] = level
+            else:
+                levels.pop(ne_id, None)
+            return 1
+        position, dependents = topology.position(), topology.dependents_index()
+        heap = [(position[ne_id], ne_id)]
+        queued = {ne_id}
+        changed: list[str] = []
+        at_risk = Health.AT_RISK
+        while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
+            ne = heappop(heap)[1]
+            level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
+            for item in elements[ne].depends_on:
+                if len(item) == 1:
+                    contribution = levels.get(item[0], _OK)
+                else:
+                    members = [levels.get(u, _OK) for u in item]
+                    best = min(members)
+                    contribution = best if best or max(members) == _OK else at_risk
+                level = max(level, contribution)
+            if level == levels.get(ne, _OK):
+                continue
+            if level != _OK:
+                levels[ne] = level
+            else:
+                del levels[ne]
+            changed.append(ne)
+            for d in dependents.get(ne, ()):
+                if d not in queued:
+                    queued.add(d)
+                    heappush(heap, (position[d], d))
+        if changed:
+            self._stamp(changed)
+        return len(changed)
+
+    def _stamp(self, changed: list[str]) -> None:
+        """A new version for the changed elements and everything above them: the seeds of every cone
+        that holds one of them."""
+        self.version += 1
+        version, stamps, elements = self.version, self._stamps, self._topology.elements
+        seen = set(changed)
+        stack = list(changed)
+        while stack:
+            ne = stack.pop()
+            stamps[ne] = version
+            for item in elements[ne].depends_on:
+                for u in item:
+                    if u not in seen:
+                        seen.add(u)
+                        stack.append(u)
+
+    def impact(self, seeds: Iterable[str]) -> Impact:
+        """``compute_impact(topology, own, seeds)`` from the live levels; the same object again while
+        no element of the seeds' cone changed level."""
+        key = tuple(seeds)
+        cache = self._cache
+        entry = cache.pop(key, None)
+        if entry is not None:
+            made, members, impact = entry
+            stamps = self._stamps
+            if all(stamps.get(s, 0) <= made for s in key):
+                cache[key] = entry  # now the most recently used
+                return impact
+        else:
+            members = tuple(sorted(cone(self._topology, key)))
+        levels = self._levels
+        affected = {ne: h for ne in members if (h := levels.get(ne)) is not None}
+        impact = _impact(self._topology, affected, None)
+        cache[key] = (self.version, members, impact)
+        if len(cache) > self._cache_size:
+            del cache[next(iter(cache))]
+        return impact
 
 
 def with_service_levels(
@@ -228,11 +348,8 @@ def subscriptions_hit(
 def cone(topology: Topology, seeds: Iterable[str]) -> set[str]:
     """The seeds the topology knows, and everything depending on them, transitively."""
     found = {ne for ne in seeds if ne in topology}
-    frontier = list(found)
-    while frontier:
-        new = {d for ne in frontier for d in topology.dependents(ne)} - found
-        found |= new
-        frontier = list(new)
+    for ne in list(found):
+        found |= topology.descendants(ne)  # cached: the topology is static
     return found
 
 
@@ -310,9 +427,16 @@ def compute_impact(
     one service, such as a voice KQI alarm: the internet customers behind the element are fine);
     customers without any of them are not affected. Costs the affected access elements' groups.
     """
-    affected, hit = _affected(topology, own, seeds, only_services)
-    if only_services is not None:
-        return _service_impact(topology, affected, hit, only_services)
+    view = HealthView(topology, own)
+    affected = {ne: h for ne in sorted(cone(topology, seeds)) if (h := view.health(ne)) != _OK}
+    return _impact(topology, affected, only_services)
+
+
+def _impact(topology: Topology, affected: dict[str, Health], only: frozenset[str] | None) -> Impact:
+    """``compute_impact`` once the affected elements of the cone are known (in sorted order)."""
+    hit = _hit(topology, affected, only)
+    if only is not None:
+        return _service_impact(topology, affected, hit, only)
     tally, index = _Tally(), _index(topology)
     accesses = [(ne, level, t) for ne, level in affected.items() if (t := index.totals.get(ne)) is not None]
     for _, level, t in accesses:
@@ -333,19 +457,20 @@ def compute_impact(
     return tally.impact(affected)
 
 
-def _affected(
-    topology: Topology, own: Mapping[str, Health], seeds: Iterable[str], only: frozenset[str] | None
-) -> tuple[dict[str, Health], dict[str, Health]]:
-    """The affected elements of the seeds' cone (not OK) and the services whose platform they hit
-    (of ``only``, when given), at the worst level of their affected platform elements."""
-    view = HealthView(topology, own)
-    affected = {ne: h for ne in sorted(cone(topology, seeds)) if (h := view.health(ne)) != _OK}
+def _hit(
+    topology: Topology, affected: Mapping[str, Health], only: frozenset[str] | None
+) -> dict[str, Health]:
+    """The services whose platform the affected elements hit (of ``only``, when given), at the worst
+    level of their affected platform elements."""
     hit: dict[str, Health] = {}
-    for ne, h in affected.items():
-        services = topology.platform_services(ne)
-        for s in services if only is None else services & only:
-            hit[s] = max(h, hit.get(s, _OK))
-    return affected, hit
+    platform = topology.platform_elements()
+    for ne in affected if len(affected) <= len(platform) else sorted(platform.keys() & affected.keys()):
+        services = platform.get(ne)
+        if services:
+            h = affected[ne]
+            for s in services if only is None else services & only:
+                hit[s] = max(h, hit.get(s, _OK))
+    return hit
 
 
 def _service_impact(

@@ -36,7 +36,7 @@ from engine.core.experience.sla import SlaFacts
 from engine.core.forms.correlator import Explanation
 from engine.core.forms.maintenance import Calendar
 from engine.core.forms.overrides import Overrides
-from engine.core.impact import Health, Impact
+from engine.core.impact import Health, Impact, LiveHealth
 from engine.core.incident_records import (
     Acknowledgement,
     IncidentRecord,
@@ -84,6 +84,7 @@ class IncidentBook:
         sla: Callable[[Impact, float], SlaFacts | None] | None = None,
         sla_milestones: Sequence[float] = (),
         quarantine: Quarantine | None = None,
+        live_health: LiveHealth | None = None,
     ) -> None:
         # An incident whose step raises is quarantined alone (``engine.core.containment``); the others go on.
         self._quarantine = quarantine if quarantine is not None else Quarantine()
@@ -100,6 +101,7 @@ class IncidentBook:
             sla=SlaStage(sla, sla_milestones),
             overrides=overrides,
             parts=parts or (lambda _key: frozenset()),
+            live=live_health,  # over ``own_health``: impacts cached until their cone changes
         )
         self._records = RecordBuilder(topology, alarm, self._graph.suppression)
         self._timers: list[tuple[float, int, str]] = []  # (due, seq, top root key), lazily invalidated

@@ -114,6 +114,7 @@ class Pipeline:
             sla=self.quality.sla_facts,
             sla_milestones=sla_milestones(self.settings.quality.sla.urgency),
             quarantine=self.quarantine,
+            live_health=self.health.live,
         )
         self.kpis = KpiStore()
         self.flow = Flow(

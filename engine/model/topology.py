@@ -28,6 +28,9 @@ from engine.model.wording import first_problem, type_name, unknown_field
 DEFAULT_TIERS = MappingProxyType({"platinum": 8.0, "gold": 4.0, "silver": 2.0, "bronze": 1.0})
 _TOP_KEYS = ("customers", "elements", "service_types", "tiers")
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
+# Descendant sets are cached (the topology is static) up to this many members in all: a tree of 50,000
+# elements needs a few hundred thousand; a 100,000-element chain would need five billion.
+DESCENDANTS_BUDGET = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,12 +394,17 @@ class Topology:
         self._access_ids, self._tier_names, self._rows = loaded.access_ids, loaded.tier_names, loaded.rows
         self._packed, self._names = loaded.packed, loaded.names
         self._ancestors: dict[str, frozenset[str]] = {}
+        self._descendants: dict[str, frozenset[str]] = {}
+        self._descendants_size = 0
+        self._position: dict[str, int] | None = None
         els = self.elements.values()
         self._dependents = _multimap((u, e.id) for e in els for item in e.depends_on for u in item)
+        self._dependents_view = MappingProxyType(self._dependents)
         self._sites = _multimap((e.site, e.id) for e in els if e.site is not None)
         self._regions = _multimap((e.region, e.id) for e in els if e.region is not None)
         platform = _multimap((ne, st.name) for st in self.service_types.values() for ne in st.platform)
         self._platform = {ne: frozenset(names) for ne, names in platform.items()}
+        self._platform_view = MappingProxyType(self._platform)
         self._groups_at = loaded.groups()
         self._groups = tuple(g for gs in self._groups_at.values() for g in gs)
         self._through: dict[str, frozenset[str]] | None = None
@@ -425,15 +433,27 @@ class Topology:
         """Elements listing ``ne_id`` in ``depends_on`` (alone or in a group), sorted."""
         return self._dependents.get(ne_id, ())
 
+    def dependents_index(self) -> Mapping[str, tuple[str, ...]]:
+        """``dependents`` of every element that has any."""
+        return self._dependents_view
+
     def descendants(self, ne_id: str) -> frozenset[str]:
-        """Everything that depends on ``ne_id``, directly or transitively."""
+        """Everything that depends on ``ne_id``, directly or transitively (cached, see
+        ``DESCENDANTS_BUDGET``)."""
+        cached = self._descendants.get(ne_id)
+        if cached is not None:
+            return cached
         seen: set[str] = set()
         frontier = [ne_id]
         while frontier:
             new = {d for ne in frontier for d in self._dependents.get(ne, ())} - seen
             seen |= new
             frontier = list(new)
-        return frozenset(seen)
+        found = frozenset(seen)
+        if self._descendants_size + len(found) <= DESCENDANTS_BUDGET:
+            self._descendants[ne_id] = found
+            self._descendants_size += len(found)
+        return found
 
     def elements_at_site(self, site: str) -> tuple[str, ...]:
         return self._sites.get(site, ())
@@ -468,9 +488,19 @@ class Topology:
         """Service types whose platform includes ``ne_id``."""
         return self._platform.get(ne_id, frozenset())
 
+    def platform_elements(self) -> Mapping[str, frozenset[str]]:
+        """Every platform element and the service types whose platform includes it."""
+        return self._platform_view
+
     def topo_order(self) -> tuple[str, ...]:
         """Every element after everything it depends on."""
         return self._order
+
+    def position(self) -> Mapping[str, int]:
+        """Each element's index in ``topo_order`` (built on first use)."""
+        if self._position is None:
+            self._position = {ne: i for i, ne in enumerate(self._order)}
+        return self._position
 
     def services_through(self, ne_id: str) -> frozenset[str]:
         """Service types whose paths cross ``ne_id``: it is on the service's platform or something the

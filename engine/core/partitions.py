@@ -375,7 +375,7 @@ class CoreIncidents:
                 into = rec.get("merged_into") if rec.get("resolution") == "merged" else None
                 parts = self._parts.get(inc, {})
                 self._forget(inc, now)
-                if isinstance(into, str) and into != inc:
+                if isinstance(into, str) and into != inc and into not in self._done:
                     self._merged_into[inc] = into
                     changed = [self._absorb(into, part, c, now) for part, c in sorted(parts.items())]
                     if any(changed) and into in self._core:
@@ -386,7 +386,8 @@ class CoreIncidents:
 
     def contribute(self, summary: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
         """Apply a domain partition's contribution: an ``updated`` record when it changes the alarms
-        of an open core incident; nothing for a stale, repeated or late one."""
+        of an open core incident; nothing for a stale, repeated or late one (a late one for an
+        incident merged into another goes to that one)."""
         inc, part = summary["incident_id"], summary["partition"]
         if inc in self._done:
             into = self._merged_into.get(inc)

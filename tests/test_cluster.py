@@ -138,14 +138,14 @@ async def test_a_new_router_first_routes_what_its_dead_predecessor_left_unacknow
     is gone, so it could not fetch again if it were only stalled."""
     first = await js.router_consumer(900001)
     for msg in await _fetch_all(first):  # what earlier tests of this module left: routed
-        await msg.ack()
+        await msg.ack_sync()
     seqs = []
     for n in range(3):
         ack = await js.js.publish("soc.alarms.router-test", _alarm("router-test", f"raise-{n}"))
         seqs.append(ack.seq)
     batch = await _fetch_all(first)
     assert [m.metadata.sequence.stream for m in batch] == seqs
-    await batch[0].ack()  # the dead router stored and acknowledged only the first
+    await batch[0].ack_sync()  # the dead router stored and acknowledged only the first
     assert await js.router_progress() == seqs[0]
     clear = (await js.js.publish("soc.alarms.router-test", _alarm("router-test", "raise-1", "cleared"))).seq
     second = await js.router_consumer(900003)
@@ -154,8 +154,8 @@ async def test_a_new_router_first_routes_what_its_dead_predecessor_left_unacknow
     names = [c.name for c in await js.js.consumers_info(INGEST)]
     assert "router-e900001" not in names
     assert "router-e900003" in names
-    for msg in got:
-        await msg.ack()
+    for msg in got:  # routed (so the engines of later tests do not route them again)
+        await msg.ack_sync()
     assert await js.router_progress() == clear
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 import yaml
 
-from engine.adapters.jetstream import INGEST, ROUTER, JetStream
+from engine.adapters.jetstream import JetStream
 from engine.service.cluster import cluster_status
 from tests.nats import NatsCluster, find_binary
 
@@ -97,8 +97,7 @@ async def _owned_by(js: JetStream, members: set[str], timeout: float) -> dict[st
 async def _drained(js: JetStream, total: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        router = await js.js.consumer_info(INGEST, ROUTER)
-        if (router.ack_floor.stream_seq if router.ack_floor else 0) >= total:
+        if await js.router_progress() >= total:
             status = await cluster_status(js, await js.partitions())
             rows = status["partitions"].values()
             if all(r["lag"] == 0 and r["applied"] == r["stream_last"] for r in rows):

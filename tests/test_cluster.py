@@ -118,6 +118,47 @@ async def test_fencing_and_duplicate_collapse(js: JetStream) -> None:
     assert stored == [1, 2]
 
 
+async def _fetch_all(sub: Any) -> list[Any]:
+    """Every message the consumer has for us now, in delivery order."""
+    out: list[Any] = []
+    while True:
+        try:
+            out += await sub.fetch(64, timeout=1.0)
+        except TimeoutError:
+            return out
+
+
+async def test_a_new_router_first_routes_what_its_dead_predecessor_left_unacknowledged(
+    js: JetStream,
+) -> None:
+    """The router dies (kill -9) between fetching a batch and acknowledging it, then a clear comes
+    in. Its successor's consumer starts right after what was acknowledged: it gets the dead
+    router's unacknowledged messages first, in ingest order, then the clear (a shared consumer
+    would hand them back only after its ack_wait, behind the clear); the dead router's consumer
+    is gone, so it could not fetch again if it were only stalled."""
+    first = await js.router_consumer(900001)
+    for msg in await _fetch_all(first):  # what earlier tests of this module left: routed
+        await msg.ack_sync()
+    seqs = []
+    for n in range(3):
+        ack = await js.js.publish("soc.alarms.router-test", _alarm("router-test", f"raise-{n}"))
+        seqs.append(ack.seq)
+    batch = await _fetch_all(first)
+    assert [m.metadata.sequence.stream for m in batch] == seqs
+    await batch[0].ack_sync()  # the dead router stored and acknowledged only the first
+    assert await js.router_progress() == seqs[0]
+    clear = (await js.js.publish("soc.alarms.router-test", _alarm("router-test", "raise-1", "cleared"))).seq
+    second = await js.router_consumer(900003)
+    got = await _fetch_all(second)
+    assert [m.metadata.sequence.stream for m in got] == [seqs[1], seqs[2], clear]
+    names = [c.name for c in await js.js.consumers_info(INGEST)]
+    assert "router-e900001" not in names
+    assert "router-e900003" in names
+    for msg in got:  # routed (so the engines of later tests do not route them again)
+        await msg.ack_sync()
+    assert await js.router_progress() == clear
+
+
 async def test_mqtt_in_through_nats_server_to_incidents_and_dead_letters(
     nats_cluster: NatsCluster, js: JetStream
 ) -> None:

@@ -254,6 +254,44 @@ def test_core_incidents_merge_contributions_with_consecutive_versions(example: T
     assert alone["version"] == 1
 
 
+def test_core_incidents_merged_into_another_take_their_domain_parts_along() -> None:
+    """A global incident resolved as merged into another hands that one its domain partitions'
+    parts (joined with the parts it already had): the absorbing incident's next version carries
+    every domain alarm of both, and a contribution to the merged incident that comes late goes to
+    the absorbing one too. The state survives dump/load."""
+    root_a, root_b = "core-2:los", "core-1:los"
+    merger = CoreIncidents()
+    merger.core_records([_core("inc-a", "opened", 1, [root_a])], 1.0)
+    merger.core_records([_core("inc-b", "opened", 1, [root_b])], 1.0)
+    assert merger.contribute(
+        contribution("p0", 4, 0, _core("inc-a", "updated", 2, [root_a, "olt-001:ld"])), 2.0
+    )
+    assert merger.contribute(
+        contribution("p1", 5, 0, _core("inc-b", "updated", 2, [root_b, "olt-002:ld"])), 2.0
+    )
+    assert merger.contribute(
+        contribution("p1", 6, 0, _core("inc-a", "updated", 3, [root_a, "olt-003:ld"])), 3.0
+    )
+    merged = dict(_core("inc-a", "resolved", 2, [root_a]), resolution="merged", merged_into="inc-b")
+    resolved, updated = merger.core_records([merged], 4.0)
+    assert (resolved["incident_id"], resolved["event"]) == ("inc-a", "resolved")
+    assert (updated["incident_id"], updated["event"], updated["version"]) == ("inc-b", "updated", 3)
+    assert set(updated["alarms"]) == {root_b, root_a, "olt-001:ld", "olt-002:ld", "olt-003:ld"}
+    assert {e["alarm_id"] for e in updated["suppressed"]} == {"olt-001:ld", "olt-002:ld", "olt-003:ld"}
+    assert updated["partitions"] == {GLOBAL: 1, "p0": 2, "p1": 4}
+    copy = CoreIncidents()
+    copy.load(orjson.loads(orjson.dumps(merger.dump())))
+    late = contribution("p2", 7, 0, _core("inc-a", "updated", 3, [root_a, "olt-004:ld"]))
+    (again,) = copy.contribute(late, 5.0)
+    assert (again["incident_id"], again["version"]) == ("inc-b", 4)
+    assert "olt-004:ld" in again["alarms"]
+    # the core's own next record of the absorbing incident keeps them all
+    (final,) = copy.core_records([_core("inc-b", "resolved", 3, [root_b, root_a])], 6.0)
+    assert final["version"] == 5
+    assert {"olt-001:ld", "olt-002:ld", "olt-003:ld", "olt-004:ld", root_a} <= set(final["alarms"])
+    assert copy.contribute(late, 7.0) == []  # both resolved: nothing more
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [

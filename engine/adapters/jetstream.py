@@ -5,8 +5,9 @@ Theory of operation
 Everything the cluster shares lives in JetStream, replicated ``replicas`` times:
 
 * ``SOC_INGEST`` captures ``soc.alarms.>`` and ``soc.probes.>`` (what nats-server's MQTT gateway
-  makes of ``soc/alarms/#`` and ``soc/probes/#``); a shared durable pull consumer ``router`` feeds
-  every engine's router, which routes each message to its partition.
+  makes of ``soc/alarms/#`` and ``soc/probes/#``); the router (on the owner of the ``global``
+  partition) reads it through a durable pull consumer of its own, ``router-e<epoch>``, started
+  where its predecessors' left off, and routes each message to its partition.
 * ``SOC_IN_<p>`` holds partition ``p``'s inputs, in the order its core applies them: messages
   (``soc.in.<p>.msg``, the MQTT topic and receive time in headers) and timer ticks (``soc.in.<p>.tick``,
   the tick's time in a header). A replay of the stream decides exactly as the owner did.
@@ -294,13 +295,6 @@ class JetStream:
             await self._stream(
                 stream_of(p), [f"soc.in.{p}.>"], max_age=self.retention, duplicate_window=120.0
             )
-        try:
-            await self.js.consumer_info(INGEST, ROUTER)
-        except NotFoundError:
-            cfg = api.ConsumerConfig(
-                durable_name=ROUTER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30.0, max_ack_pending=10000
-            )
-            await self.js.add_consumer(INGEST, cfg)
         await self._bucket(LEASES, ttl=self.lease_ttl, history=1)
         # Lease operations answer within a fraction of the TTL or count as failed: a renewal that
         # waits longer than the lease lives is worth nothing.
@@ -518,12 +512,17 @@ class JetStream:
         ack = await self.js.publish(input_subject(partition), payload, headers=headers)
         return ack.seq
 
-    async def publish_inputs(self, items: Sequence[InputMessage]) -> list[InputMessage]:
+    async def publish_inputs(
+        self, items: Sequence[InputMessage], valid: Callable[[], bool] = lambda: True
+    ) -> list[InputMessage]:
         """Publish ``items`` into their partitions' streams without waiting for each answer: all are
         sent in order, then every acknowledgement is awaited (within the timeout). Returns those not
-        acknowledged (a timeout, a stream electing its leader), in order, for the caller to retry."""
+        acknowledged (a timeout, a stream electing its leader), in order, for the caller to retry.
+        ``Fenced`` before sending an item when ``valid()`` (the publisher's lease) is false."""
         sent: list[tuple[InputMessage, asyncio.Future[api.PubAck] | None]] = []
         for item in items:
+            if not valid():
+                raise Fenced("lease lost: not routing any further")
             headers = self._input_headers(item.topic, item.received, item.msg_id, item.copy)
             try:
                 fut = await self.js.publish_async(
@@ -605,6 +604,54 @@ class JetStream:
 
     async def get_input(self, partition: str, seq: int) -> api.RawStreamMsg:
         return await self.js.get_msg(stream_of(partition), seq=seq)
+
+    async def _router_consumers(self) -> list[api.ConsumerInfo]:
+        """The routers' consumers of ``SOC_INGEST`` (``router-e<epoch>``; ``router``: before epochs)."""
+        infos: list[api.ConsumerInfo] = await self.js.consumers_info(INGEST)
+        return [i for i in infos if i.name == ROUTER or (i.name or "").startswith(f"{ROUTER}-e")]
+
+    @staticmethod
+    def _routed(info: api.ConsumerInfo) -> int:
+        """Up to where a router's consumer has routed everything: its ack floor (a consumer that
+        started at sequence ``n`` and acknowledged nothing yet: ``n - 1``)."""
+        floor = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+        start = (info.config.opt_start_seq or 1) if info.config else 1
+        return max(floor, start - 1)
+
+    async def router_progress(self) -> int:
+        """The last ``SOC_INGEST`` sequence up to which every message has been routed (acknowledged
+        by a router after its partition publishes were stored)."""
+        return max((self._routed(i) for i in await self._router_consumers()), default=0)
+
+    async def router_consumer(self, epoch: int) -> JetStreamContext.PullSubscription:
+        """The router's durable pull consumer of ``SOC_INGEST`` for the global lease's ``epoch``.
+
+        A new router never inherits its predecessor's consumer: what that one fetched and did not
+        acknowledge would be redelivered only after ``ack_wait``, *after* newer messages (a raise
+        routed after its clear). It starts a consumer of its own at the first message not routed
+        for sure (after the highest ack floor of the earlier routers' consumers), so it routes the
+        predecessor's unacknowledged messages first, in ingest order (``Nats-Msg-Id`` stores once
+        what was stored already), and deletes the earlier consumers: a stalled old router cannot
+        fetch any more."""
+        name = f"{ROUTER}-e{epoch}"
+        previous = await self._router_consumers()
+        if not any(i.name == name for i in previous):
+            done = max((self._routed(i) for i in previous), default=0)
+            cfg = api.ConsumerConfig(
+                durable_name=name,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=done + 1,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_ack_pending=10000,
+            )
+            await self.js.add_consumer(INGEST, cfg)
+            log.info("router consumer created", consumer=name, start=done + 1)
+        for info in previous:
+            if info.name != name:
+                with contextlib.suppress(APIError):
+                    await self.js.delete_consumer(INGEST, info.name)
+        return await self.js.pull_subscribe_bind(durable=name, stream=INGEST)
 
     async def partition_consumer(
         self, partition: str, epoch: int, start: int

@@ -350,7 +350,9 @@ class CoreIncidents:
     global partition's stream, so a replay merges exactly as the owner did. Each core record of the
     global partition goes out with the contributed alarms and suppressions added (and the count per
     partition in ``partitions``); a contribution that changes an open incident's alarms publishes
-    an ``updated`` version. Versions are counted here, so they stay consecutive.
+    an ``updated`` version. Versions are counted here, so they stay consecutive. When a core
+    incident is resolved as merged into another, its parts move along into that one (alarms and
+    suppressions joined per partition), as do contributions to it that arrive later.
     State: ``dump``/``load``, saved with the partition's snapshot."""
 
     def __init__(self) -> None:
@@ -359,6 +361,7 @@ class CoreIncidents:
         self._versions: dict[str, int] = {}  # incident -> last version published
         self._since: dict[str, float] = {}  # incident -> when contributions first came (no core record)
         self._done: dict[str, float] = {}  # resolved incident -> when
+        self._merged_into: dict[str, str] = {}  # resolved as merged -> the incident it went into
 
     def core_records(self, records: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         """The global core's records, each with the contributions to its incident merged in."""
@@ -369,17 +372,32 @@ class CoreIncidents:
             self._versions[inc] = max(self._versions.get(inc, 0), rec["version"] - 1)
             out.append(self._merged(rec, inc, rec["event"], rec["time"]))
             if rec["event"] == "resolved":
+                into = rec.get("merged_into") if rec.get("resolution") == "merged" else None
+                parts = self._parts.get(inc, {})
                 self._forget(inc, now)
+                if isinstance(into, str) and into != inc and into not in self._done:
+                    self._merged_into[inc] = into
+                    changed = [self._absorb(into, part, c, now) for part, c in sorted(parts.items())]
+                    if any(changed) and into in self._core:
+                        out.append(self._merged(self._core[into], into, "updated", rec["time"]))
             else:
                 self._core[inc] = rec
         return out
 
     def contribute(self, summary: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
         """Apply a domain partition's contribution: an ``updated`` record when it changes the alarms
-        of an open core incident; nothing for a stale, repeated or late one."""
+        of an open core incident; nothing for a stale, repeated or late one (a late one for an
+        incident merged into another goes to that one)."""
         inc, part = summary["incident_id"], summary["partition"]
         if inc in self._done:
-            return []
+            into = self._merged_into.get(inc)
+            if into is None or into in self._done:
+                return []
+            # late for an incident merged into another: its alarms belong to that one now
+            new = {k: summary[k] for k in ("seq", "index", "alarms", "suppressed")}
+            if not self._absorb(into, part, new, now) or into not in self._core:
+                return []
+            return [self._merged(self._core[into], into, "updated", format_time(now))]
         parts = self._parts.setdefault(inc, {})
         old = parts.get(part)
         if old is not None and (old["seq"], old["index"]) >= (summary["seq"], summary["index"]):
@@ -394,6 +412,31 @@ class CoreIncidents:
         if old is not None and (old["alarms"], old["suppressed"]) == (new["alarms"], new["suppressed"]):
             return []
         return [self._merged(core, inc, "updated", format_time(now))]
+
+    def _absorb(self, inc: str, part: str, c: Mapping[str, Any], now: float) -> bool:
+        """Add the part ``c`` of partition ``part`` (of an incident merged into ``inc``) to ``inc``'s
+        part of that partition: alarms and suppressions joined (a later contribution of that
+        partition to ``inc`` replaces the whole part: its core merged the same way). True when
+        that changes ``inc``'s alarms."""
+        parts = self._parts.setdefault(inc, {})
+        old = parts.get(part)
+        if old is None:
+            new = {k: c[k] for k in ("seq", "index", "alarms", "suppressed")}
+        else:
+            suppressed = {e["alarm_id"]: e for e in old["suppressed"]}
+            for e in c["suppressed"]:
+                suppressed.setdefault(e["alarm_id"], e)
+            seq, index = max((old["seq"], old["index"]), (c["seq"], c["index"]))
+            new = {
+                "seq": seq,
+                "index": index,
+                "alarms": sorted(set(old["alarms"]) | set(c["alarms"])),
+                "suppressed": [suppressed[k] for k in sorted(suppressed)],
+            }
+        parts[part] = new
+        if inc not in self._core:
+            self._since.setdefault(inc, now)
+        return old is None or set(old["alarms"]) != set(new["alarms"])
 
     def _merged(self, core: dict[str, Any], inc: str, event: str, time: str) -> dict[str, Any]:
         version = self._versions[inc] = self._versions.get(inc, 0) + 1
@@ -425,6 +468,7 @@ class CoreIncidents:
     def _prune(self, now: float) -> None:
         for inc in [i for i, t in self._done.items() if now - t > RESOLVED_KEPT]:
             del self._done[inc]
+            self._merged_into.pop(inc, None)
         for inc in [i for i, t in self._since.items() if now - t > PENDING_KEPT and i not in self._core]:
             del self._since[inc]
             self._parts.pop(inc, None)
@@ -436,6 +480,7 @@ class CoreIncidents:
             "versions": self._versions,
             "since": self._since,
             "done": self._done,
+            "merged_into": self._merged_into,
         }
 
     def load(self, state: Mapping[str, Any]) -> None:
@@ -444,3 +489,4 @@ class CoreIncidents:
         self._versions = dict(state.get("versions", {}))
         self._since = dict(state.get("since", {}))
         self._done = dict(state.get("done", {}))
+        self._merged_into = dict(state.get("merged_into", {}))

@@ -12,7 +12,9 @@ Theory of operation
   ``ceil(partitions / members)``: it takes free leases up to that, and hands surplus partitions
   over (snapshot, then release) so a joining engine gets its share.
 * ``router``: on the owner of the ``global`` partition only (one router keeps every partition's
-  stream in ingest order), fetches from the durable ``router`` consumer of ``SOC_INGEST`` and
+  stream in ingest order), fetches from ``SOC_INGEST`` through a durable consumer of its lease's
+  epoch (``router-e<epoch>``, started right after what its predecessors acknowledged, so what a
+  dead router left unacknowledged is routed first, in ingest order, never after newer messages) and
   publishes each batch to the partitions' streams (``engine.core.partitions.route_all``: an alarm
   about a global element also goes, as a copy, to each domain partition below it), pipelined,
   retrying what was not acknowledged until stored, with ``Nats-Msg-Id`` so a redelivered or
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -37,17 +40,17 @@ import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
 import structlog
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError as NatsNotFound
 
 from engine.adapters.jetstream import (
-    INGEST,
-    ROUTER,
     ClusterError,
     Fenced,
     InputMessage,
@@ -375,18 +378,29 @@ class ClusterNode:
         Only the owner of the ``global`` partition routes: one router keeps each partition's
         stream in ingest order (several routers pulling batches concurrently would interleave
         them), and routing fails over with that lease."""
-        sub = await self.js.js.pull_subscribe_bind(durable=ROUTER, stream=INGEST)
+        sub: JetStreamContext.PullSubscription | None = None
+        epoch = 0  # the global lease's epoch ``sub`` belongs to
         while True:
-            if not self.leading:
+            lease = self._leases.get(GLOBAL)
+            if not self.leading or lease is None:
+                sub = None
                 await asyncio.sleep(0.2)
                 continue
             try:
+                if sub is None or epoch != lease.epoch:
+                    sub = None
+                    sub = await self.js.router_consumer(lease.epoch)
+                    epoch = lease.epoch
+                    log.info("router started", epoch=epoch)
                 msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
             except TimeoutError:
                 continue
-            except NatsNotFound:
+            except NatsNotFound:  # our consumer was deleted: a newer router took over
+                sub = None
                 await asyncio.sleep(1.0)
                 continue
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 log.warning("router fetch failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(0.5)
@@ -398,21 +412,34 @@ class ClusterNode:
                 topic = mqtt_topic(msg.subject)
                 for i, (part, payload, copy) in enumerate(route_all(self.table, msg.data)):
                     items.append(InputMessage(part, topic, payload, received, f"ingest:{seq}:{i}", copy))
-            await self._publish_routed(items)
+            try:
+                await self._publish_routed(items, functools.partial(self.holds, GLOBAL, epoch))
+            except Fenced as exc:
+                # Whoever routes next (a newer router, or this one if its lease was only late in
+                # being renewed) routes the batch again first: handed back now, not after ack_wait.
+                log.warning("router stopped", epoch=epoch, reason=str(exc))
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                sub = None
+                continue
             for msg in msgs:
                 with contextlib.suppress(Exception):  # a lost ack: redelivered, then deduplicated
                     await msg.ack()
             self.routed += len(msgs)
 
-    async def _publish_routed(self, items: list[InputMessage]) -> None:
+    async def _publish_routed(self, items: list[InputMessage], valid: Callable[[], bool]) -> None:
         """One batch into the partition streams, pipelined: sent in order without waiting for each
         answer. What was not acknowledged is sent again, in order, one by one until stored (a retry
         of something stored after all is deduplicated by its ``Nats-Msg-Id``); such a retry lands
         after the batch's later messages of its partition, a reordering the core absorbs within
-        ``core.reorder_tolerance`` (and every replay of the stream sees the same order)."""
-        failed = await self.js.publish_inputs(items)
+        ``core.reorder_tolerance`` (and every replay of the stream sees the same order). Nothing is
+        sent once ``valid()`` (the global lease, by the local deadline) is false: ``Fenced``."""
+        failed = await self.js.publish_inputs(items, valid)
         for item in failed:
             while True:
+                if not valid():
+                    raise Fenced("global lease lost: not routing any further")
                 try:
                     await self.js.publish_input(
                         item.partition, item.topic, item.payload, item.received, item.msg_id, copy=item.copy

@@ -468,15 +468,25 @@ def _memory_rows(runs: Sequence[Run]) -> list[str]:
 
 
 def _flatness(runs: Sequence[Run]) -> str | None:
-    """Issue 11's goal 5: the cost per event of the last interval against the first."""
-    points = list(runs[0].checkpoints)
+    """Issue 11's goal 5: the cost per event between the last two checkpoints against the interval
+    before (for the ×8 stream: events 100k–1M against 10k–100k); None with fewer than two."""
+    points = [i for i, (n, _) in enumerate(runs[0].checkpoints) if n in CHECKPOINTS]
     if len(points) < 3:
         return None
-    (n1, _), (n2, _) = points[0], points[-1]
-    first = statistics.median(r.checkpoints[0][1] / n1 * 1e6 for r in runs)
-    prev = points[-2][0]
-    last = statistics.median((r.checkpoints[-1][1] - r.checkpoints[-2][1]) / (n2 - prev) * 1e6 for r in runs)
-    return f"µs per event, events {prev + 1:,}–{n2:,} against 1–{n1:,}: {last / first:.2f}× (goal: flat)"
+
+    def per_event(lo: int, hi: int) -> float:
+        (n0, _), (n1, _) = runs[0].checkpoints[lo], runs[0].checkpoints[hi]
+        return statistics.median(
+            (r.checkpoints[hi][1] - r.checkpoints[lo][1]) / (n1 - n0) * 1e6 for r in runs
+        )
+
+    a, b, c = points[-3:]
+    ns = [runs[0].checkpoints[i][0] for i in (a, b, c)]
+    ratio = per_event(b, c) / per_event(a, b)
+    return (
+        f"µs per event, events {ns[1] + 1:,}–{ns[2]:,} against {ns[0] + 1:,}–{ns[1]:,}: "
+        f"{ratio:.2f}× (goal: flat)"
+    )
 
 
 def report(name: str, engine: Sequence[Run], sec: Sequence[Run], am: Sequence[Run]) -> list[str]:

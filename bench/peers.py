@@ -14,9 +14,10 @@ Three conversions of that stream (issue 11):
     the unknown network: the same events and config, a topology with the same elements and no
     links, so no alarm explains an alarm of another element.
 ``storm``
-    every alarm an outage: probable cause ``lossOfSignal`` (the original type moves to
-    ``specific_problem``, so identities stay distinct) and the default effects, where a major
-    ``lossOfSignal`` takes its element down: the topology rules correlate everything.
+    issue 11's storm, every alarm an outage: probable cause ``lossOfSignal`` (the original type moves
+    to ``specific_problem``, so identities stay distinct) and an effects table that makes every alarm
+    an ``outage`` whatever its severity (``STORM_CONFIG``, pinned here rather than left to the default
+    effects): the topology rules correlate everything.
 
 For each, ``--repeat`` runs of each side, one at a time (medians):
 
@@ -26,6 +27,8 @@ engine
     ``Replayer`` over the JSON-lines file, every record serialised to /dev/null. It measures its own
     replay from the first line read to the drain (wall, CPU, and the CPU at growing prefixes), so
     its start-up (imports, topology, rule compilation) is left out; peak RSS from ``/usr/bin/time``.
+    At 10k, 100k and 1M events (and after the drain) it also notes its resident memory, the active
+    alarms, the open incidents and the entries of the core's containers (``Pipeline.state_sizes``).
 SEC
     ``/usr/bin/sec --notail`` with ``bench/sec/contexts.sec`` (dedup window, pair with window,
     threshold) on the same events as text lines, read from a file to its end; wall, CPU (user +
@@ -40,7 +43,12 @@ Printed: events/s (wall), µs of CPU per event, peak RSS, engine/SEC ratios, Ale
 per CPU-second beside the engine's events per CPU-second, and the engine's µs of CPU per event at
 growing prefixes of the stream (per interval: how the cost per event grows).
 
-Run ``python -m bench peers [--scale N] [--limit ROWS] [--repeat N] [--conversion NAME ...]``.
+By default the stream is issue 11's: the whole log ×8 (1,033,568 events, 3,512 elements), and the
+report carries every figure of goals 1, 2 and 5 with its peer or its goal beside it (engine/SEC and
+engine/Alertmanager; resident memory at 100k and 1M events; µs per event at 10k, 100k and 1M). It
+takes about half an hour of CPU; ``--quick`` runs the first 2,000 alarm rows ×2 in a minute or two.
+
+Run ``python -m bench peers [--quick] [--scale N] [--limit ROWS] [--repeat N] [--conversion NAME ...]``.
 """
 
 from __future__ import annotations
@@ -94,6 +102,8 @@ inhibit_rules:
     target_matchers: [alertname!="lossOfSignal"]
     equal: [ne_id]
 """
+# issue 11's storm: every alarm an outage, whatever its severity
+STORM_CONFIG: dict[str, Any] = {"alarms": {"effects": [{"effect": "outage"}]}}
 TIME = "/usr/bin/time"
 ROOT = Path(__file__).resolve().parents[1]  # where ``python -m bench.peers`` imports from
 CHECKPOINTS = (10_000, 100_000, 1_000_000)
@@ -159,7 +169,7 @@ def conversion(stream: Converted, name: str) -> Converted:
             p = e["payload"]
             payload = {**p, "probable_cause": "lossOfSignal", "specific_problem": p["probable_cause"]}
             events.append({"topic": e["topic"], "payload": payload})
-        return Converted(f"{stream.name}-storm", stream.topology, events, {}, {})
+        return Converted(f"{stream.name}-storm", stream.topology, events, STORM_CONFIG, {})
     raise ValueError(f"unknown conversion {name!r}")
 
 
@@ -185,6 +195,9 @@ class Run:
     outputs: int  # engine: incident records; SEC: lines written
     checkpoints: tuple[tuple[int, float], ...] = ()  # engine: (events read, CPU seconds so far)
     incidents: int = 0
+    # engine: at each checkpoint, what it held: (events read, RSS MiB, active alarms, open
+    # incidents, entries in the core's containers: ``Pipeline.state_sizes()`` summed)
+    held: tuple[tuple[int, float, int, int, int], ...] = ()
 
 
 def _measure(cmd: Sequence[str], stdout: Any, folder: Path) -> tuple[float, float, float]:
@@ -221,6 +234,7 @@ def run_engine(folder: Path) -> Run:
         outputs=report["records"],
         checkpoints=tuple((n, c) for n, c in report["checkpoints"]),
         incidents=report["incidents"],
+        held=tuple((n, r, a, i, e) for n, r, a, i, e in report["held"]),
     )
 
 
@@ -256,7 +270,17 @@ def engine_worker(folder: Path) -> int:
         load_core_settings(folder / "config.yaml"),
     )
     checkpoints: list[tuple[int, float]] = []
+    cpu0 = 0.0
+    held: list[tuple[int, float, int, int, int]] = []
     opened = 0
+
+    def hold(n: int) -> float:
+        """Note what the core holds after ``n`` events; the CPU seconds that took (not counted)."""
+        paused = time.process_time()
+        sizes = sum(pipeline.state_sizes().values())
+        opened_now = len(pipeline.query.incidents(open_only=True))
+        held.append((n, rss_mib(), pipeline.query.active_alarm_count(), opened_now, sizes))
+        return time.process_time() - paused
 
     def emit(rec: dict[str, Any]) -> None:
         nonlocal opened
@@ -264,17 +288,20 @@ def engine_worker(folder: Path) -> int:
         out.write(dumps(rec))
 
     def lines(fh: Any) -> Iterator[bytes]:
+        nonlocal cpu0
         for n, line in enumerate(fh):  # n lines read before this one
             if n in CHECKPOINTS:
                 checkpoints.append((n, time.process_time() - cpu0))
+                cpu0 += hold(n)
             yield line
 
     with open(os.devnull, "wb") as out, (folder / "events.jsonl").open("rb") as fh:
         cpu0 = time.process_time()
         stats = Replayer(pipeline, emit=emit).run(lines(fh))
         cpu = time.process_time() - cpu0
-    pipeline.correlator.close()
     checkpoints.append((stats.events, cpu))
+    hold(stats.events)  # after the drain
+    pipeline.close()
     report = {
         "events": stats.events,
         "wall": stats.wall_seconds,
@@ -282,9 +309,18 @@ def engine_worker(folder: Path) -> int:
         "records": stats.records,
         "incidents": opened,
         "checkpoints": checkpoints,
+        "held": held,
     }
     (folder / "engine-report.json").write_bytes(orjson.dumps(report))
     return 0
+
+
+def rss_mib() -> float:
+    """This process's resident set now (``VmRSS``), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def _free_port() -> int:
@@ -402,6 +438,57 @@ def _prefix_rows(runs: Sequence[Run]) -> list[str]:
     return rows
 
 
+def _held_at(run: Run, n: int) -> tuple[int, float, int, int, int] | None:
+    return next((h for h in run.held if h[0] == n), None)
+
+
+def _memory_rows(runs: Sequence[Run]) -> list[str]:
+    """Issue 11's goal 2: resident memory at 100k and 1M events (medians), with what the core held."""
+    rows: list[str] = []
+    for n in (*CHECKPOINTS, runs[0].events):
+        at = [h for h in (_held_at(r, n) for r in runs) if h is not None]
+        if not at or (n == runs[0].events and n in CHECKPOINTS):
+            continue
+        label = f"{n:,} events" + (" (the end, drained)" if n == runs[0].events else "")
+        rows.append(
+            f"{label}: RSS {statistics.median(h[1] for h in at):,.0f} MiB, "
+            f"{at[0][2]:,} active alarms, {at[0][3]:,} open incidents, "
+            f"{at[0][4]:,} entries in the core's containers"
+        )
+    small, large = CHECKPOINTS[1], CHECKPOINTS[2]
+    a = [h for h in (_held_at(r, small) for r in runs) if h is not None]
+    b = [h for h in (_held_at(r, large) for r in runs) if h is not None]
+    if a and b:
+        ratio = statistics.median(h[1] for h in b) / statistics.median(h[1] for h in a)
+        rows.append(
+            f"RSS at {large:,} / at {small:,} events: {ratio:.2f}× (goal ≤ 1.5×; active alarms "
+            f"{b[0][2]:,} against {a[0][2]:,})"
+        )
+    return rows
+
+
+def _flatness(runs: Sequence[Run]) -> str | None:
+    """Issue 11's goal 5: the cost per event between the last two checkpoints against the interval
+    before (for the ×8 stream: events 100k–1M against 10k–100k); None with fewer than two."""
+    points = [i for i, (n, _) in enumerate(runs[0].checkpoints) if n in CHECKPOINTS]
+    if len(points) < 3:
+        return None
+
+    def per_event(lo: int, hi: int) -> float:
+        (n0, _), (n1, _) = runs[0].checkpoints[lo], runs[0].checkpoints[hi]
+        return statistics.median(
+            (r.checkpoints[hi][1] - r.checkpoints[lo][1]) / (n1 - n0) * 1e6 for r in runs
+        )
+
+    a, b, c = points[-3:]
+    ns = [runs[0].checkpoints[i][0] for i in (a, b, c)]
+    ratio = per_event(b, c) / per_event(a, b)
+    return (
+        f"µs per event, events {ns[1] + 1:,}–{ns[2]:,} against {ns[0] + 1:,}–{ns[1]:,}: "
+        f"{ratio:.2f}× (goal: flat)"
+    )
+
+
 def report(name: str, engine: Sequence[Run], sec: Sequence[Run], am: Sequence[Run]) -> list[str]:
     n = engine[0].events
     e_rate = statistics.median(r.events / r.wall for r in engine)
@@ -414,7 +501,7 @@ def report(name: str, engine: Sequence[Run], sec: Sequence[Run], am: Sequence[Ru
         f"  {'':<8} {'events/s':>10} {'µs CPU/event':>13} {'peak RSS':>10}",
         f"  {'engine':<8} {e_rate:>10,.0f} {e_us:>13,.1f} {_median(engine, 'rss_mib'):>7,.0f} MiB",
         f"  {'SEC':<8} {s_rate:>10,.0f} {s_us:>13,.1f} {_median(sec, 'rss_mib'):>7,.0f} MiB",
-        f"  engine/SEC: events/s {e_rate / s_rate:.3f}, CPU per event {e_us / s_us:.2f}×",
+        f"  engine/SEC: events/s {e_rate / s_rate:.3f} (goal ≥ 2), CPU per event {e_us / s_us:.2f}×",
     ]
     if am:
         a_per_cpu = statistics.median(r.events / r.cpu for r in am)
@@ -423,22 +510,33 @@ def report(name: str, engine: Sequence[Run], sec: Sequence[Run], am: Sequence[Ru
             f"  Alertmanager: {a_per_cpu:,.0f} alerts per CPU-second (posted at "
             f"{statistics.median(r.events / r.wall for r in am):,.0f}/s in batches, peak RSS "
             f"{_median(am, 'rss_mib'):,.0f} MiB); engine {e_per_cpu:,.0f} events per CPU-second: "
-            f"engine/Alertmanager {e_per_cpu / a_per_cpu:.3f}"
+            f"engine/Alertmanager {e_per_cpu / a_per_cpu:.3f} (goal ≥ 1)"
         ]
     lines.append("  engine µs of CPU per event as the stream goes on:")
     lines += [f"    {row}" for row in _prefix_rows(engine)]
+    flat = _flatness(engine)
+    if flat is not None:
+        lines.append(f"    {flat}")
+    lines.append("  engine resident memory as the stream goes on:")
+    lines += [f"    {row}" for row in _memory_rows(engine)]
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scale", type=int, default=2, help="copies of the log (default 2)")
+    p.add_argument(
+        "--scale", type=int, help="copies of the log (default 8: issue 11's stream, 1,033,568 events)"
+    )
     p.add_argument(
         "--limit",
         type=int,
-        default=2000,
         metavar="ROWS",
-        help="alarm rows of the log per copy (default 2000; 0: all)",
+        help="alarm rows of the log per copy (default 0: all)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a quick run: the first 2,000 alarm rows ×2 (8,000 events) unless --scale/--limit say",
     )
     p.add_argument(
         "--shift", type=float, default=60.0, metavar="S", help="seconds between copies (default 60)"
@@ -454,6 +552,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.engine_worker is not None:
         return engine_worker(args.engine_worker)
+    if args.scale is None:
+        args.scale = 2 if args.quick else 8
+    if args.limit is None:
+        args.limit = 2000 if args.quick else 0
     if args.scale < 1 or args.repeat < 1 or args.limit < 0 or args.shift < 0:
         p.error("need --scale >= 1, --repeat >= 1, --limit >= 0 and --shift >= 0")
     for tool, package in ((SEC, "sec"), (TIME, "time")):

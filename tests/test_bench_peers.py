@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.peers import SEC, SEC_RULES, conversion, scaled, sec_line
+from bench.peers import SEC, SEC_RULES, Run, conversion, report, scaled, sec_line
 from engine.model.timeutil import parse_time
 from engine.tools.datasets.pcic import Converted
 
@@ -64,7 +64,8 @@ def test_copies_are_distinct_devices_shifted_in_time_and_merged_in_order() -> No
 
 def test_the_three_conversions() -> None:
     """readme is the stream as is; unknown keeps the elements and drops every link; storm makes
-    every alarm a lossOfSignal (its type kept as specific problem) under the default effects."""
+    every alarm a lossOfSignal (its type kept as specific problem) and an outage, whatever its
+    severity (issue 11's storm, pinned by its own effects table)."""
     assert conversion(BASE, "readme") is BASE
     unknown = conversion(BASE, "unknown")
     assert [e["depends_on"] for e in unknown.topology["elements"]] == [[], [], []]
@@ -73,7 +74,7 @@ def test_the_three_conversions() -> None:
     storm = conversion(BASE, "storm")
     assert {e["payload"]["probable_cause"] for e in storm.events} == {"lossOfSignal"}
     assert [e["payload"]["specific_problem"] for e in storm.events] == ["pcicType1", "pcicType2", "pcicType1"]
-    assert storm.config == {}
+    assert storm.config == {"alarms": {"effects": [{"effect": "outage"}]}}
     assert storm.topology == BASE.topology
     with pytest.raises(ValueError, match="unknown conversion"):
         conversion(BASE, "nope")
@@ -120,3 +121,33 @@ def test_sec_ruleset_dedups_pairs_and_counts(tmp_path: Path) -> None:
         "raised dev-1 c -",
         "storm on dev-1",
     ]
+
+
+def test_report_prints_the_goals_of_issue_11_beside_the_figures() -> None:
+    """Goals 1, 2 and 5 each get their line: the ratios to SEC and Alertmanager, the cost per event
+    at 10k/100k/1M against the first interval, and resident memory at 1M against 100k events."""
+    engine = Run(
+        events=1_200_000,
+        wall=600.0,
+        cpu=600.0,
+        rss_mib=900.0,
+        outputs=10,
+        checkpoints=((10_000, 4.0), (100_000, 40.0), (1_000_000, 490.0), (1_200_000, 600.0)),
+        incidents=5,
+        held=(
+            (10_000, 150.0, 40, 4, 900),
+            (100_000, 300.0, 80, 7, 1500),
+            (1_000_000, 600.0, 90, 8, 1600),
+            (1_200_000, 610.0, 0, 0, 200),
+        ),
+    )
+    sec = Run(events=1_200_000, wall=60.0, cpu=60.0, rss_mib=20.0, outputs=3)
+    am = Run(events=1_200_000, wall=30.0, cpu=24.0, rss_mib=40.0, outputs=1)
+    text = "\n".join(report("readme", [engine], [sec], [am]))
+    assert "engine/SEC: events/s 0.100 (goal ≥ 2), CPU per event 10.00×" in text
+    assert "engine 2,000 events per CPU-second: engine/Alertmanager 0.040 (goal ≥ 1)" in text
+    assert "events 100,001–1,000,000: 500 µs/event" in text
+    assert "µs per event, events 100,001–1,000,000 against 10,001–100,000: 1.25× (goal: flat)" in text
+    assert "100,000 events: RSS 300 MiB, 80 active alarms, 7 open incidents, 1,500 entries" in text
+    assert "1,200,000 events (the end, drained): RSS 610 MiB, 0 active alarms" in text
+    assert "RSS at 1,000,000 / at 100,000 events: 2.00× (goal ≤ 1.5×; active alarms 90 against 80)" in text

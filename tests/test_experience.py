@@ -422,7 +422,18 @@ def test_a_new_availability_episode_after_the_budget_recovers() -> None:
     s = T0 + P + 5000  # both old outages are out of the period: the episode is over
     tr.update("c1", "gold", True, s)
     tr.update("c1", "gold", False, s + 2600)  # 2600 > 2592: a second breach at S + 2592
-    assert [b.at for b in tr.breaches()] == [T0 + 2592, s + 2592]
+    # the first breach left the period with its outage: only the last period's are kept
+    assert [b.at for b in tr.breaches()] == [s + 2592]
+
+
+def test_breaches_older_than_the_period_are_forgotten() -> None:
+    """A long run keeps a bounded list: breaches of the last (longest) period only."""
+    tr = SlaTracker(SLA)
+    for n in range(5):  # an outage longer than the time to restore every two periods
+        start = T0 + 2 * n * P
+        tr.update("c1", "gold", True, start)
+        tr.update("c1", "gold", False, start + 5 * 3600)
+        assert [b.at for b in tr.breaches()] == [start + 2592, start + 4 * 3600]
 
 
 def test_older_now_is_ignored() -> None:

@@ -14,6 +14,8 @@ flapping  the identity crossed N raise/clear transitions within the window: from
           raises and clears are absorbed and it stays one active, flapping alarm
 unflapped no transition for the quiet period (found by ``tick``); a ``cleared`` follows if the
           last absorbed transition was a clear
+forgotten a cleared alarm's ``retain`` ran out (found by ``tick``): the table no longer holds it,
+          and what other parts keep about its key can go (nothing is decided from it)
 ========= ===================================================================================
 
 Clears for unknown identities are counted and remembered for ``retain`` seconds: a raise that
@@ -36,7 +38,7 @@ from engine.core.notices import AlarmNotice
 from engine.core.settings import AlarmSettings, Effect, EffectRule
 from engine.model.messages import SEVERITY_RANK, Alarm
 
-ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped"]
+ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped", "forgotten"]
 
 
 def classify(alarm: Alarm, rules: tuple[EffectRule, ...]) -> Effect:
@@ -191,7 +193,8 @@ class AlarmTable:
         return self._raise(key, alarm, now, effect)
 
     def tick(self, now: float) -> list[AlarmChange]:
-        """Fire due timers: flapping ends, cleared alarms and orphan clears are forgotten."""
+        """Fire due timers: flapping ends, cleared alarms and orphan clears are forgotten (a
+        ``forgotten`` change for each alarm the table drops)."""
         out: list[AlarmChange] = []
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, key = heapq.heappop(self._timers)
@@ -209,6 +212,7 @@ class AlarmTable:
                     and now - rec.cleared_at >= self._settings.retain
                 ):
                     del self._alarms[key]
+                    out.append(AlarmChange("forgotten", rec))
                 orphan = self._orphan_clears.get(key)
                 if orphan is not None and now - orphan[1] >= self._settings.retain:
                     del self._orphan_clears[key]

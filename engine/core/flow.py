@@ -13,6 +13,9 @@ incident records; the order below is part of the decisions (a replay repeats it 
   may form); **flapping** → the book;
 * an incident that went away **releases** its alarms: their facts go (``Released``) and those still
   active are correlated again, as of now;
+* an alarm **forgotten** by the table (``retain`` after its clear) → its key leaves the element
+  index and, unless an incident still holds it, the correlator's classification (else when that
+  incident releases it);
 * **flush**: each timed form's tick, service quality's, then the book's, each contained (a part that
   raises is quarantined and retried with backoff while the others go on).
 """
@@ -96,7 +99,20 @@ class Flow:
             return self._correlate(alarm, now)
         if change.kind in ("flapping", "unflapped"):
             self._incidents.changed(alarm)
+        elif change.kind == "forgotten":
+            self._forget(alarm)
         return []
+
+    def _forget(self, alarm: ActiveAlarm) -> None:
+        """The alarm table dropped a cleared alarm: nothing keeps its key any more but an incident
+        it still belongs to (whose dissolution releases it, ``_resurface``)."""
+        keys = self._health.by_element.get(alarm.ne_id)
+        if keys is not None:
+            keys.discard(alarm.key)
+            if not keys:
+                del self._health.by_element[alarm.ne_id]
+        if self._incidents.incident_of(alarm.key) is None:
+            self._correlator.drop_parts(alarm.key)
 
     def _update_health(self, ne_id: str, now: float) -> None:
         changed, own_changed = self._health.update(ne_id)
@@ -156,7 +172,9 @@ class Flow:
             records.extend(self._observe(Released(key), now))
         for key in released:
             alarm = self._alarms.get(key)
-            if alarm is not None and alarm.active:
+            if alarm is None:
+                self._correlator.drop_parts(key)  # forgotten while its incident lasted
+            elif alarm.active:
                 records.extend(self._correlate(alarm, now, t=now))
         return records
 

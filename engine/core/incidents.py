@@ -437,8 +437,8 @@ class IncidentBook:
             # `merged_into` always names an incident the receivers have seen.
             records.append(self._open(root_inc, now))
         notified = lifecycle.fire(old, Event.MERGED, now).emits is not None
+        self._assessor.rewatch(old, None)  # notified or not, its impact is watched no more
         if notified:
-            self._assessor.rewatch(old, None)
             self.merged += 1
             records.append(self._emit(old, "resolved", now, resolution="merged", merged_into=root_inc.id))
             if self.on_resolved is not None:  # its members and their suppressions are still whole

@@ -38,6 +38,7 @@ from engine.core.quality import ServiceQuality
 from engine.core.query import CoreQuery
 from engine.core.settings import CoreSettings
 from engine.core.snapshot import SNAPSHOT_FORMAT, restore, snapshot
+from engine.core.state_sizes import state_sizes
 from engine.core.views import summary
 from engine.errors import EngineError, InvalidMessage
 from engine.model.messages import Decoded, Decoder, Routes, dead_letter_record
@@ -313,6 +314,11 @@ class Pipeline:
         """Load a snapshot into this fresh pipeline (``engine.core.snapshot.restore``): the counts of
         alarms and incidents dropped because their elements left the topology."""
         return restore(self, blob)
+
+    def state_sizes(self) -> dict[str, int]:
+        """The length of every container the core's parts hold, by attribute path
+        (``engine.core.state_sizes``): what a long run must keep bounded. For tests and benchmarks."""
+        return state_sizes(self)
 
     def close(self) -> None:
         """Free the rule engine's state (durable-rules holds it outside Python's memory)."""

@@ -80,7 +80,8 @@ class SlaTracker:
       (the caller's test; ``customer_down``: any service DOWN).
     * A call with a ``now`` older than the subject's latest is ignored (queries evaluate at the
       latest instead). Re-observing the same state only advances time.
-    * Closed outages are kept while they overlap the longest configured period, then dropped.
+    * Closed outages are kept while they overlap the longest configured period, then dropped; so
+      are recorded breaches (``breaches()``: those of the last period, not the whole history).
     * Breaches are detected by ``update`` and ``tick`` over the time elapsed since the subject's
       previous call, and stamped with the exact instant they happened; ``next_breach`` says when to
       ``tick`` to record the next one as it happens. Availability: downtime in the
@@ -134,7 +135,7 @@ class SlaTracker:
             return
         if now < rec.last:
             return
-        self._breaches.extend(self._advance(subject, rec, tier, sla, now))
+        self._record(self._advance(subject, rec, tier, sla, now), now)
         if down and rec.down_since is None:
             rec.down_since = now
             self._down.add(subject)
@@ -163,7 +164,7 @@ class SlaTracker:
             if sla is not None and now >= rec.last:
                 new.extend(self._advance(subject, rec, rec.tier, sla, now))
         new.sort(key=lambda b: (b.at, b.subject, b.kind))
-        self._breaches.extend(new)
+        self._record(new, now)
         return new
 
     def observe_mos(self, subject: str, tier: str, mos: float, now: float) -> Breach | None:
@@ -186,7 +187,7 @@ class SlaTracker:
             m.at, m.mos, m.below = now, mos, below
         if below and not was_below:
             breach = Breach(subject, tier, "mos", now, {"mos": mos, "floor": floor})
-            self._breaches.append(breach)
+            self._record([breach], now)
             return breach
         return None
 
@@ -196,6 +197,14 @@ class SlaTracker:
         self._down.discard(subject)
         self._subjects.pop(subject, None)
         self._mos.pop(subject, None)
+
+    def _record(self, new: list[Breach], now: float) -> None:
+        """Keep the new breaches; forget those older than the longest SLA period before ``now``
+        (history no period covers any more), so a long run holds a bounded list."""
+        self._breaches.extend(new)
+        cutoff = now - self._keep
+        if self._breaches and self._breaches[0].at < cutoff:  # recorded nearly in time order
+            self._breaches = [b for b in self._breaches if b.at >= cutoff]
 
     def _advance(self, subject: str, rec: _Subject, tier: str, sla: SlaTier, now: float) -> list[Breach]:
         """Detect the breaches of [rec.last, now] (the state unchanged meanwhile) and move rec to now."""
@@ -324,7 +333,8 @@ class SlaTracker:
         )
 
     def breaches(self) -> list[Breach]:
-        """Every breach recorded, in the order recorded (chronological within one call)."""
+        """The breaches recorded within the longest SLA period (older ones are forgotten as new ones
+        come), in the order recorded (chronological within one call)."""
         return list(self._breaches)
 
     # -- persistence --

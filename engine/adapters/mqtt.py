@@ -325,8 +325,22 @@ def _send_acks(link: _Link) -> None:
     mids, link.acks = link.acks, []
     if mids and link.live:
         pack = _PUBACK.pack
+        data = b"".join([pack(0x40, 2, mid) for mid in mids])
         client = link.paho
-        client._packet_queue(0x40, b"".join([pack(0x40, 2, mid) for mid in mids]), 0, 0)
+        # paho's _packet_queue, without its request to aiomqtt for a writer (an add_writer call that
+        # would run later, possibly on a closed socket): loop_write asks for one only if the socket
+        # did not take everything.
+        client._out_packet.append(
+            {
+                "command": 0x40,
+                "mid": 0,
+                "qos": 0,
+                "pos": 0,
+                "to_process": len(data),
+                "packet": data,
+                "info": None,
+            }
+        )
         client.loop_write()
 
 

@@ -70,6 +70,7 @@ log = structlog.get_logger("engine.service.daemon")
 MQTT_RECEIVER = "mqtt"
 RECENT_DEAD_LETTERS = 100  # the newest kept dead letters on the dashboard's Operations page
 BATCH = 500  # timer ticks applied in a row before the core task yields to intake
+DRAIN = 16  # MQTT messages taken from the inbox at a time (the batch's time bound is checked between)
 NOTICE_EVENTS = {
     "clear_unknown": "clear matches no alarm",
     "stale_raise": "stale raise ignored",
@@ -317,10 +318,10 @@ class Daemon(CoreView):
                     await asyncio.sleep(0)  # a long run of timers never starves HTTP and MQTT
                 continue
             room = self._batch_size - batch
-            taken = self._take_batch(room) if room > 0 else 0
+            if batch == 0:
+                opened = time.perf_counter()
+            taken = self._take_batch(room, opened + self._batch_delay) if room > 0 else 0
             if taken:
-                if batch == 0:
-                    opened = time.perf_counter()
                 batch += taken
                 if batch < self._batch_size and time.perf_counter() - opened < self._batch_delay:
                     await asyncio.sleep(0)  # one turn of the loop: the socket reader may bring more
@@ -355,19 +356,26 @@ class Daemon(CoreView):
     def _mqtt_waiting(self) -> bool:
         return self.source is not None and self.source.waiting > 0
 
-    def _take_batch(self, limit: int) -> int:
-        """Apply up to ``limit`` items: HTTP commands first, then MQTT messages from the inbox."""
+    def _take_batch(self, limit: int, until: float) -> int:
+        """Apply up to ``limit`` items, HTTP commands first, then MQTT messages from the inbox, and
+        stop at ``until`` (perf_counter) however few: a batch is bounded in size and in time (one
+        message of 100 KPI samples costs what a hundred alarms do)."""
         taken = 0
         intake = self.intake
+        clock, perf = self._clock, time.perf_counter
         while taken < limit and not intake.empty():
             self._take(intake.get_nowait())
             taken += 1
-        if taken < limit and self.source is not None:
-            for item in self.source.drain(limit - taken):
+        source = self.source
+        while source is not None and taken < limit and perf() < until:
+            items = source.drain(min(limit - taken, DRAIN))
+            if not items:
+                break
+            for item in items:
                 self._mqtt_taken += 1
-                self._message("mqtt", item.topic, item.payload, self._clock(), item.ack)
-                self._waits.append(max(0.0, self._clock() - item.received))
-                taken += 1
+                self._message("mqtt", item.topic, item.payload, clock(), item.ack)
+                self._waits.append(max(0.0, clock() - item.received))
+            taken += len(items)
         return taken
 
     def _batch_metrics(self) -> None:

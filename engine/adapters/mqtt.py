@@ -492,6 +492,25 @@ class _Connection:
             link.client._on_socket_open(c, userdata, sock)
             loop.call_soon_threadsafe(loop.add_reader, sock.fileno(), read)
 
+        def write() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:  # as aiomqtt's writer: the connection is broken
+                disconnected = link.client._disconnected
+                if not disconnected.done():
+                    disconnected.set_exception(exc)
+
+        def on_register_write(c: paho.Client, userdata: Any, sock: Any) -> None:
+            # aiomqtt's, except that the writer is not added once the socket is gone: a DISCONNECT
+            # queued while another write was pending is sent (and the socket closed) before it.
+            fd = sock.fileno()
+
+            def add() -> None:
+                if client._sock is sock:
+                    loop.add_writer(fd, write)
+
+            loop.call_soon_threadsafe(add)
+
         def on_connect(
             c: paho.Client,
             userdata: Any,
@@ -526,6 +545,7 @@ class _Connection:
         client.on_disconnect = on_disconnect
         client.on_message = on_message
         client.on_socket_open = on_socket_open
+        client.on_socket_register_write = on_register_write
 
     def _down(self, link: _Link) -> None:
         was_up, link.up = link.up, False

@@ -121,9 +121,22 @@ async def bare_subscriber_rate(url: str, feed: list[tuple[str, bytes]], client_i
         return n / (time.perf_counter() - started)
 
 
+LATENCY_ELEMENTS = 2000  # standalone elements of the latency run: each alarm its own incident
+
+
+def _topology() -> dict[str, Any]:
+    """The example topology plus standalone elements (own site, own region, no dependencies)."""
+    topo = example_topology()
+    topo["elements"] = list(topo["elements"]) + [
+        {"id": f"lat-{i:04d}", "type": "olt", "site": f"lat-{i}", "region": f"lat-{i}", "depends_on": []}
+        for i in range(LATENCY_ELEMENTS)
+    ]
+    return topo
+
+
 def _config(folder: Path, url: str, client_id: str, receiver: str | None, settle: str = "30s") -> Path:
     topo = folder / "topology.yaml"
-    topo.write_text(yaml.safe_dump(example_topology(), sort_keys=False))
+    topo.write_text(yaml.safe_dump(_topology(), sort_keys=False))
     cfg = {
         "core": {"incidents": {"settle": settle, "update_interval": "0s"}},
         "topology": str(topo),
@@ -180,18 +193,22 @@ class _Stamped(asyncio.Event):
 async def latency(url: str, rate: float, seconds: float, folder: Path, settle: float) -> list[float]:
     """Publish → webhook delivery latencies (s) of `opened` records at `rate` messages/s.
 
-    Every other message raises an alarm with its own probable cause, so each opens its own incident;
-    the others clear the alarm raised ``CLEAR_AFTER`` raises before (so the active alarms, the
-    rules' facts and the open incidents stay bounded however long the run)."""
+    Every other message raises an alarm on one of the standalone elements (no dependencies, own site
+    and region, taken in turn), so each opens its own incident; the others clear the alarm raised
+    ``CLEAR_AFTER`` raises before (so the active alarms, the rules' facts and the open incidents stay
+    bounded however long the run). The latency of an alarm is until the first record naming it
+    (its incident's ``opened``, or ``reopened`` when its element's last incident was in hold-down)."""
     arrivals: dict[str, float] = {}
 
     def arrived(rec: dict[str, Any]) -> None:
-        if rec.get("event") == "opened":
-            arrivals.setdefault(rec["root_cause"]["alarm_id"], time.time())
+        now = time.time()
+        arrivals.setdefault(rec["root_cause"]["alarm_id"], now)
+        for symptom in rec.get("suppressed") or ():
+            arrivals.setdefault(symptom["alarm_id"], now)
 
     async with WebhookReceiver(on_record=arrived) as rx:
         cfg = load_settings(_config(folder, url, "bench-latency", rx.url, settle=f"{settle}s"), environ={})
-        els = _elements()
+        els = [f"lat-{i:04d}" for i in range(LATENCY_ELEMENTS)]
         sent: dict[str, float] = {}
         async with Daemon(cfg) as d:
             await _until(lambda: d.ready)

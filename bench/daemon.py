@@ -121,22 +121,21 @@ async def bare_subscriber_rate(url: str, feed: list[tuple[str, bytes]], client_i
         return n / (time.perf_counter() - started)
 
 
-LATENCY_ELEMENTS = 2000  # standalone elements of the latency run: each alarm its own incident
-
-
-def _topology() -> dict[str, Any]:
-    """The example topology plus standalone elements (own site, own region, no dependencies)."""
+def _topology(standalone: int) -> dict[str, Any]:
+    """The example topology plus ``standalone`` elements (own site, own region, no dependencies)."""
     topo = example_topology()
     topo["elements"] = list(topo["elements"]) + [
-        {"id": f"lat-{i:04d}", "type": "olt", "site": f"lat-{i}", "region": f"lat-{i}", "depends_on": []}
-        for i in range(LATENCY_ELEMENTS)
+        {"id": f"lat-{i:05d}", "type": "olt", "site": f"lat-{i}", "region": f"lat-{i}", "depends_on": []}
+        for i in range(standalone)
     ]
     return topo
 
 
-def _config(folder: Path, url: str, client_id: str, receiver: str | None, settle: str = "30s") -> Path:
-    topo = folder / "topology.yaml"
-    topo.write_text(yaml.safe_dump(_topology(), sort_keys=False))
+def _config(
+    folder: Path, url: str, client_id: str, receiver: str | None, *, settle: str = "30s", standalone: int = 0
+) -> Path:
+    topo = folder / f"{client_id}-topology.yaml"
+    topo.write_text(yaml.safe_dump(_topology(standalone), sort_keys=False))
     cfg = {
         "core": {"incidents": {"settle": settle, "update_interval": "0s"}},
         "topology": str(topo),
@@ -193,11 +192,10 @@ class _Stamped(asyncio.Event):
 async def latency(url: str, rate: float, seconds: float, folder: Path, settle: float) -> list[float]:
     """Publish → webhook delivery latencies (s) of `opened` records at `rate` messages/s.
 
-    Every other message raises an alarm on one of the standalone elements (no dependencies, own site
-    and region, taken in turn), so each opens its own incident; the others clear the alarm raised
+    Every other message raises an alarm on an element of its own (standalone: no dependencies, own
+    site and region), so each opens its own incident; the others clear the alarm raised
     ``CLEAR_AFTER`` raises before (so the active alarms, the rules' facts and the open incidents stay
-    bounded however long the run). The latency of an alarm is until the first record naming it
-    (its incident's ``opened``, or ``reopened`` when its element's last incident was in hold-down)."""
+    bounded however long the run). The latency of an alarm is until the first record naming it."""
     arrivals: dict[str, float] = {}
 
     def arrived(rec: dict[str, Any]) -> None:
@@ -207,8 +205,11 @@ async def latency(url: str, rate: float, seconds: float, folder: Path, settle: f
             arrivals.setdefault(symptom["alarm_id"], now)
 
     async with WebhookReceiver(on_record=arrived) as rx:
-        cfg = load_settings(_config(folder, url, "bench-latency", rx.url, settle=f"{settle}s"), environ={})
-        els = [f"lat-{i:04d}" for i in range(LATENCY_ELEMENTS)]
+        n = int(rate * seconds)
+        raises = (n + 1) // 2
+        path = _config(folder, url, "bench-latency", rx.url, settle=f"{settle}s", standalone=raises)
+        cfg = load_settings(path, environ={})
+        els = [f"lat-{i:05d}" for i in range(raises)]
         sent: dict[str, float] = {}
         async with Daemon(cfg) as d:
             await _until(lambda: d.ready)
@@ -216,7 +217,6 @@ async def latency(url: str, rate: float, seconds: float, folder: Path, settle: f
             async with aiomqtt.Client(
                 hostname=address.host, port=address.port, identifier="bench-lat-pub"
             ) as c:
-                n = int(rate * seconds)
                 start = time.perf_counter()
                 for i in range(n):
                     target = start + i / rate

@@ -41,6 +41,7 @@ import contextlib
 import math
 import random
 import ssl
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ from typing import Any, Final
 import aiomqtt
 import paho.mqtt.client as paho
 import structlog
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -90,6 +92,9 @@ SESSION_EXPIRY_MAX: Final = 0xFFFFFFFF  # v5: "never expires"
 PENDING_CALLS_WARNING: Final = 1000  # aiomqtt warns above this many publishes awaiting PUBACK
 OPERATION_TIMEOUT: Final = 10.0  # CONNACK, SUBACK and clean DISCONNECT
 STOP_RETRY: Final = 1.0  # seconds between cancellations of a connection task that will not end
+READ_CHUNK: Final = 65536  # bytes taken from the socket per recv() (paho asks for 1 byte at a time)
+READ_PACKETS: Final = 1000  # packets decoded per turn of the event loop before it yields
+_PUBACK: Final = struct.Struct("!BBH")  # a PUBACK: 0x40, remaining length 2, packet id (v3.1.1 and v5)
 
 
 class PublishError(EngineError):
@@ -199,6 +204,7 @@ class _Link:
     lost: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     inbox: deque[_Received] = field(default_factory=deque)  # received, not yet taken by the reader
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # inbox grew, or the link went down
+    acks: list[int] = field(default_factory=list)  # packet ids acknowledged, PUBACKs not yet queued
 
     @property
     def paho(self) -> paho.Client:
@@ -207,6 +213,135 @@ class _Link:
     @property
     def live(self) -> bool:
         return self.up and self.paho.is_connected()
+
+
+class _BufferedRecv:
+    """paho's ``_sock_recv`` with a buffer: paho reads each packet's fixed header one byte per call
+    (three or four ``recv`` system calls per message); this takes up to ``READ_CHUNK`` bytes at once
+    and serves paho's small reads from them. Raises ``BlockingIOError`` (through paho's own
+    ``_sock_recv``) when both buffer and socket are empty, which paho reads as "wait for more"."""
+
+    __slots__ = ("_data", "_pos", "_recv")
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self._recv = recv
+        self._data = b""
+        self._pos = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._data) - self._pos
+
+    def __call__(self, n: int) -> bytes:
+        if self._pos >= len(self._data):
+            data = self._recv(READ_CHUNK)
+            if len(data) <= n:  # all of it wanted, or b"" (the peer closed)
+                self._data, self._pos = b"", 0
+                return data
+            self._data, self._pos = data, 0
+        start = self._pos
+        self._pos = end = min(start + n, len(self._data))
+        return self._data[start:end]
+
+
+def _bulk_reader(link: _Link, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """The socket's reader callback: decode every packet that has arrived (up to ``READ_PACKETS``
+    per turn of the loop), not one per wake-up as ``paho.loop_read`` does under aiomqtt (its
+    ``max_packets`` argument is ignored); with ``_BufferedRecv`` a burst of messages costs one
+    ``recv`` per 64 KiB instead of four per message. Errors end the connection as aiomqtt's own
+    reader does. Relies on paho 2.x internals (``_packet_read``, ``_loop_rc_handle``, ``_sock_recv``),
+    pinned in pyproject."""
+    client = link.paho
+    buffer = _BufferedRecv(client._sock_recv)
+    client._sock_recv = buffer  # type: ignore[method-assign,assignment]
+
+    def read() -> None:
+        try:
+            for _ in range(READ_PACKETS):
+                if client._sock is None:
+                    return
+                rc = client._packet_read()
+                if rc == paho.MQTT_ERR_AGAIN:
+                    return
+                if rc != paho.MQTT_ERR_SUCCESS:
+                    client._loop_rc_handle(rc)
+                    return
+            if buffer.buffered:  # the socket may be quiet now: the rest would wait for its next byte
+                loop.call_soon(read)
+        except Exception as exc:
+            disconnected = link.client._disconnected
+            if not disconnected.done():
+                disconnected.set_exception(exc)
+
+    return read
+
+
+def _publish_decoder(
+    client: paho.Client, v5: bool, deliver: Callable[[str, bytes, int, int, bool], None]
+) -> Callable[[], MQTTErrorCode]:
+    """paho's ``_handle_publish`` for QoS 0 and 1 without what we do not use: no ``MQTTMessage``, no
+    MQTT v5 property objects (skipped by their length; parsing them was ~6 % of the daemon's CPU),
+    no topic-callback matching. ``deliver(topic, payload, qos, mid, dup)`` gets the message; QoS 2
+    and a topic that is not UTF-8 go to paho's own handler (which reports it as paho does).
+    Acknowledgement is manual (``manual_ack_set``), so nothing is sent here."""
+    original = client._handle_publish
+
+    def handle_publish() -> MQTTErrorCode:
+        packet = client._in_packet
+        header = packet["command"]
+        data = packet["packet"]
+        qos = (header & 0x06) >> 1
+        if qos > 1:
+            return original()
+        end = 2 + ((data[0] << 8) | data[1])
+        try:
+            topic = data[2:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return original()
+        mid = 0
+        if qos:
+            mid = (data[end] << 8) | data[end + 1]
+            end += 2
+        if v5:  # skip the properties: a variable-length integer, then that many bytes
+            length, shift = 0, 0
+            while True:
+                byte = data[end]
+                end += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            end += length
+        deliver(topic, bytes(data[end:]), qos, mid, bool(header & 0x08))
+        return paho.MQTT_ERR_SUCCESS
+
+    return handle_publish
+
+
+def _send_acks(link: _Link) -> None:
+    """Send the link's pending PUBACKs (4 bytes each) in one write, now, instead of one packet, one
+    wake-up of aiomqtt's writer and one ``send`` each (``paho.ack``). What the socket does not take
+    at once, aiomqtt's writer sends when it can (``_packet_queue`` registered it)."""
+    mids, link.acks = link.acks, []
+    if mids and link.live:
+        pack = _PUBACK.pack
+        data = b"".join([pack(0x40, 2, mid) for mid in mids])
+        client = link.paho
+        # paho's _packet_queue, without its request to aiomqtt for a writer (an add_writer call that
+        # would run later, possibly on a closed socket): loop_write asks for one only if the socket
+        # did not take everything.
+        client._out_packet.append(
+            {
+                "command": 0x40,
+                "mid": 0,
+                "qos": 0,
+                "pos": 0,
+                "to_process": len(data),
+                "packet": data,
+                "info": None,
+            }
+        )
+        client.loop_write()
 
 
 class _Connection:
@@ -344,9 +479,37 @@ class _Connection:
         return link
 
     def _hook(self, link: _Link) -> None:
-        """Wrap aiomqtt's paho callbacks (connect, disconnect) and take over on_message."""
+        """Wrap aiomqtt's paho callbacks (connect, disconnect, socket open), take over on_message, and
+        read the socket in bulk (``_bulk_reader``)."""
         client = link.paho
         client.manual_ack_set(True)  # before connecting: a resumed session delivers right after CONNACK
+        loop = asyncio.get_running_loop()
+        read = _bulk_reader(link, loop)
+
+        def on_socket_open(c: paho.Client, userdata: Any, sock: Any) -> None:
+            # Called on aiomqtt's connect thread; aiomqtt registers its reader with
+            # call_soon_threadsafe, and ours, queued after it, replaces it.
+            link.client._on_socket_open(c, userdata, sock)
+            loop.call_soon_threadsafe(loop.add_reader, sock.fileno(), read)
+
+        def write() -> None:
+            try:
+                client.loop_write()
+            except Exception as exc:  # as aiomqtt's writer: the connection is broken
+                disconnected = link.client._disconnected
+                if not disconnected.done():
+                    disconnected.set_exception(exc)
+
+        def on_register_write(c: paho.Client, userdata: Any, sock: Any) -> None:
+            # aiomqtt's, except that the writer is not added once the socket is gone: a DISCONNECT
+            # queued while another write was pending is sent (and the socket closed) before it.
+            fd = sock.fileno()
+
+            def add() -> None:
+                if client._sock is sock:
+                    loop.add_writer(fd, write)
+
+            loop.call_soon_threadsafe(add)
 
         def on_connect(
             c: paho.Client,
@@ -381,6 +544,8 @@ class _Connection:
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_message = on_message
+        client.on_socket_open = on_socket_open
+        client.on_socket_register_write = on_register_write
 
     def _down(self, link: _Link) -> None:
         was_up, link.up = link.up, False
@@ -416,8 +581,11 @@ class MqttSource(_Connection):
     """Subscribes to the alarm and probe topics and puts each message on ``queue`` as an ``Inbound``.
 
     ``async with MqttSource(settings) as source:`` starts the connection task; ``queue`` is bounded
-    (``settings.queue_size``) and the reader waits while it is full. ``subscribed`` is set after each
-    successful (re)subscribe and cleared when the connection is lost. ``pause()`` stops taking
+    (``settings.queue_size``) and the reader waits while it is full. With ``direct=True`` there is no
+    reader task and ``queue`` stays empty: the consumer takes messages from the connection's inbox in
+    batches with ``drain(limit)`` (the daemon's core task does, woken by ``arrived``), so a burst costs
+    one turn of the event loop per batch instead of one hand-over per message. ``subscribed`` is set
+    after each successful (re)subscribe and cleared when the connection is lost. ``pause()`` stops taking
     messages (what the broker sends meanwhile waits unacknowledged); ``resume()`` continues. On exit
     the connection is closed cleanly and nothing still queued is acknowledged: the broker keeps it.
     """
@@ -431,11 +599,14 @@ class MqttSource(_Connection):
         clock: Callable[[], float] = time.time,
         client_id: str | None = None,
         client_queue_size: int | None = None,
+        direct: bool = False,
     ) -> None:
         super().__init__(settings, client_id or settings.client_id)
         if client_queue_size is not None and client_queue_size < 1:
             raise ValueError(f"client_queue_size must be at least 1, got {client_queue_size}")
         self._clock = clock
+        self.direct = direct
+        self.arrived = asyncio.Event()  # direct: set when a message arrives (the consumer clears it)
         self._client_queue = client_queue_size or max(2 * settings.receive_maximum, 100)
         self.queue: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=settings.queue_size)
         self.subscribed = asyncio.Event()
@@ -480,14 +651,47 @@ class MqttSource(_Connection):
             return self._in_hand
         return sum(1 for m in link.inbox if m.topic != self.sync_topic) + self._in_hand
 
+    @property
+    def waiting(self) -> int:
+        """What ``drain`` would find now (direct mode): the inbox of the live, subscribed connection,
+        0 while paused. Cheap (``backlog`` counts the inbox message by message)."""
+        link = self._link
+        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.lost.done():
+            return 0
+        return len(link.inbox)
+
     # -- the connection --------------------------------------------------------------------------
     def _persistent(self) -> bool:
         return True
 
     def _on_down(self, link: _Link) -> None:
         self.subscribed.clear()
+        self.arrived.set()
+
+    def _hook(self, link: _Link) -> None:
+        super()._hook(link)
+
+        def deliver(topic: str, payload: bytes, qos: int, mid: int, dup: bool) -> None:
+            self._receive(link, _Received(topic, payload, qos, mid, dup, self._clock()))
+
+        decoder = _publish_decoder(link.paho, self.settings.protocol == "5", deliver)
+        link.paho._handle_publish = decoder  # type: ignore[method-assign]
 
     def _on_message(self, link: _Link, message: paho.MQTTMessage) -> None:
+        """A message through paho's own decoder (QoS 2, or a topic that is not UTF-8)."""
+        self._receive(
+            link,
+            _Received(
+                message.topic,
+                bytes(message.payload),
+                message.qos,
+                message.mid,
+                bool(message.dup),
+                self._clock(),
+            ),
+        )
+
+    def _receive(self, link: _Link, message: _Received) -> None:
         if len(link.inbox) >= self._client_queue:
             # Not acknowledged, so the broker still owns it; the link is recycled once drained.
             link.dropped += 1
@@ -498,20 +702,62 @@ class MqttSource(_Connection):
                     client_queue_size=self._client_queue,
                 )
             return
-        link.inbox.append(
-            _Received(
-                topic=message.topic,
-                payload=bytes(message.payload),
-                qos=message.qos,
-                mid=message.mid,
-                duplicate=bool(message.dup),
-                received=self._clock(),
+        link.inbox.append(message)
+        if self.direct:
+            self.arrived.set()
+        else:
+            link.wakeup.set()
+
+    def drain(self, limit: int) -> list[Inbound]:
+        """Up to ``limit`` messages from the current connection's inbox, in order (``direct`` mode).
+        Nothing while paused, before subscribing or once the connection is lost (what it held comes
+        again on the next one). Each ``Inbound.ack()`` acts once; acks are sent together at the end
+        of the event loop's turn."""
+        link = self._link
+        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.lost.done():
+            return []
+        inbox = link.inbox
+        out: list[Inbound] = []
+        sync = self.sync_topic
+        while inbox and len(out) < limit:
+            message = inbox.popleft()
+            if message.topic == sync:
+                self._sync_message(link, message)
+                continue
+            out.append(
+                Inbound(
+                    topic=message.topic,
+                    payload=message.payload,
+                    received=message.received,
+                    ack=self._acknowledger(link, message.mid, message.qos),
+                    duplicate=message.duplicate,
+                )
             )
-        )
-        link.wakeup.set()
+        link.outstanding += len(out)
+        self.stats["received"] += len(out)
+        return out
+
+    def flush_acks(self) -> None:
+        """Send the acknowledgements made so far now, rather than at the end of this turn of the
+        event loop (the daemon calls it right after each commit)."""
+        if self._link is not None:
+            _send_acks(self._link)
+
+    def _sync_message(self, link: _Link, message: _Received) -> None:
+        """Our catch-up marker (a marker of an earlier run is just dropped)."""
+        if message.qos > 0 and link.live:  # not an input: not in the stats, never redelivered
+            link.paho.ack(message.mid, message.qos)
+        if message.payload == self._marker and not self.caught_up.is_set():
+            self.caught_up_at = self.stats["received"]
+            self.caught_up.set()
+            self._log.info("mqtt caught up with the backlog of our session")
 
     async def _serve(self, link: _Link) -> None:
         await self._subscribe(link)
+        if self.direct:  # the consumer drains the inbox itself
+            self.arrived.set()
+            await link.lost
+            raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
         inbox = link.inbox
         while True:
             await self._taking.wait()
@@ -523,13 +769,8 @@ class MqttSource(_Connection):
                 link.wakeup.clear()
                 await link.wakeup.wait()
             message = inbox.popleft()
-            if message.topic == self.sync_topic:  # ours; a marker of an earlier run is just dropped
-                if message.qos > 0 and link.live:  # not an input: not in the stats, never redelivered
-                    link.paho.ack(message.mid, message.qos)
-                if message.payload == self._marker and not self.caught_up.is_set():
-                    self.caught_up_at = self.stats["received"]
-                    self.caught_up.set()
-                    self._log.info("mqtt caught up with the backlog of our session")
+            if message.topic == self.sync_topic:
+                self._sync_message(link, message)
                 continue
             self._in_hand = 1
             try:
@@ -586,9 +827,11 @@ class MqttSource(_Connection):
             if not link.live or link is not self._link:
                 self.stats["stale_acks"] += 1
                 return
-            if qos > 0 and link.paho.ack(mid, qos) != paho.MQTT_ERR_SUCCESS:
-                self.stats["stale_acks"] += 1
-                return
+            if qos > 0:
+                # Sent with the other acks of this turn of the loop (one write, see _send_acks).
+                if not link.acks:
+                    asyncio.get_running_loop().call_soon(_send_acks, link)
+                link.acks.append(mid)
             self.stats["acked"] += 1
             if link.dropped and link.outstanding == 0 and not link.inbox and not self._in_hand:
                 self._recycle(link)
@@ -600,6 +843,7 @@ class MqttSource(_Connection):
         if link.recycling:
             return
         link.recycling = True
+        _send_acks(link)  # before the DISCONNECT, or the broker would resend what we have
         self.stats["recycles"] += 1
         self._log.info("mqtt recycling the connection to get dropped messages again", dropped=link.dropped)
         link.paho.disconnect()  # the reader sees the link go down and reconnects at once

@@ -131,6 +131,8 @@ class MqttSettings(_Section):
 class StoreSettings(_Section):
     path: Path = Path("var/engine.sqlite")
     commit_interval: Duration = 0.02  # journal batches commit at least this often
+    batch_size: int = Field(500, ge=1)  # items the core task applies at most per commit (and MQTT ack)
+    batch_delay: Duration = 0.005  # … and the longest a batch's first item waits for more before it
     snapshot_interval: Duration = 60.0  # core state snapshot (and journal truncation) period
     snapshot_every: int = Field(50000, ge=100)  # … or after this many journal entries
     keep_journal: Duration = 0.0  # journal entries a snapshot covers stay this long (rules mine --store)

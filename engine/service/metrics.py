@@ -314,6 +314,12 @@ class Metrics:
         """One message went from receipt to the core's decision in ``seconds``."""
         self._processing.observe(seconds)
 
+    def processing_many(self, seconds: Iterable[float]) -> None:
+        """A batch of messages, each from receipt to the core's decision (``processing``)."""
+        observe = self._processing.observe
+        for value in seconds:
+            observe(value)
+
     def journal_commit(self, seconds: float) -> None:
         self._commit.observe(seconds)
 

@@ -38,8 +38,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## Two workers (pytest-xdist), each running whole test files, so a module's shared broker, daemon or
+## browser starts once; tests use private servers on free ports and their own tmp_path and topics.
 pytest: $(STAMP)
-	$(BIN)/pytest -q -m 'slow or not slow'
+	$(BIN)/pytest -q -m 'slow or not slow' -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

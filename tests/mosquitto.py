@@ -33,6 +33,7 @@ from types import TracebackType
 BINARY_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+PORT_ATTEMPTS = 3
 
 
 class MosquittoError(RuntimeError):
@@ -131,6 +132,7 @@ class Mosquitto:
         self.binary = found
         self.folder = folder
         self.port = port or free_port()
+        self._port_chosen_here = port is None  # until the first start: another free port may replace it
         self.tls = tls
         self.require_certificate = require_certificate
         self.users = dict(users or {})
@@ -180,7 +182,23 @@ class Mosquitto:
         return "\n".join(lines) + "\n"
 
     def start(self) -> None:
-        """Start the broker and wait until it accepts connections."""
+        """Start the broker and wait until it accepts connections. A port chosen here that another
+        process took between ``free_port()`` and the broker's bind (an outgoing connection's local
+        port, say: other tests run beside this one) is replaced by a fresh one, on the first start."""
+        for attempt in range(PORT_ATTEMPTS):
+            logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._start()
+            except MosquittoError:
+                taken = "Address already in use" in self.log_path.read_text(errors="replace")[logged:]
+                if not (taken and self._port_chosen_here and attempt + 1 < PORT_ATTEMPTS):
+                    raise
+                self.port = free_port()
+                continue
+            self._port_chosen_here = False  # restart() keeps the port its clients know
+            return
+
+    def _start(self) -> None:
         if self.running:
             raise MosquittoError("already running")
         self.data_path.mkdir(parents=True, exist_ok=True)

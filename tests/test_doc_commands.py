@@ -31,9 +31,12 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 TIMEOUT = 180.0  # seconds per command
 NOT_TESTED = re.compile(r"^<!--\s*not-tested:(?P<reason>.*?)-->\s*$")
+# Caches and what other tests write while this one copies (hypothesis' example database, the browser
+# tests' screenshots: with `make test`'s two workers they change under the copy) are left out.
 COPY_IGNORE = shutil.ignore_patterns(
-    ".venv", ".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", "*.egg-info", "var", "out"
-)
+    ".venv", ".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis",
+    "*.egg-info", "var", "out", "artifacts",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ that time over the elements, alone and with ``--unhealthy`` other elements (acce
 at random, each degraded) unhealthy at the same time, and the time of a second read of the same
 impact while nothing in its cone changed (an incident re-assessed for another reason). A full garbage
 collection walks every container of the topology (about 230 ms at 1M customers); those that fall
-inside the measurements are counted and shown.
+inside the measurements are counted and shown. The time of one full collection is also printed with
+the heap frozen (``gc.freeze``), as ``engine run`` freezes it once started.
 """
 
 from __future__ import annotations
@@ -294,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("peak RSS during load (maxrss)", f"{mem['peak']:.0f} MiB"))
     rows.append(("elements / customers", f"{len(topology.elements):,} / {topology.customer_count():,}"))
     rows.append(("customer groups", f"{len(topology.all_groups()):,}"))
+    full, _ = _median_seconds(gc.collect, args.repeat)
+    gc.freeze()  # as `engine run` does once started (engine.service.daemon.freeze_heap)
+    frozen, _ = _median_seconds(gc.collect, args.repeat)
+    gc.unfreeze()  # the measurements below count the full collections that land in them
+    rows.append(
+        ("full garbage collection", f"{full * 1000:.0f} ms CPU; {frozen * 1000:.0f} ms with the heap frozen")
+    )
 
     first_access = next(ne for ne, e in topology.elements.items() if e.type in ("olt", "dslam", "cell"))
     scenarios = (  # (label, elements down, the incident's seed)

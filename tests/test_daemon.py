@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import html
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 
 from bench.scenarios import T0, alarm, clear, fiber_cut
 from engine.model.timeutil import format_time, parse_time
-from engine.service.daemon import Daemon
+from engine.service.daemon import Daemon, freeze_heap
 from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import (
     DaemonProcess,
@@ -181,6 +183,24 @@ async def test_reload_refuses_a_broken_ruleset_and_keeps_running(tmp_path: Path,
         async with http.post(f"{base}/-/reload") as resp:
             assert resp.status == 200
         assert [i.root for i in daemon.pipeline.incidents.incidents()] == ["olt-001:linkDown"]
+
+
+async def test_a_reload_after_the_heap_was_frozen_frees_the_old_pipeline_and_freezes_the_new(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """`engine run` freezes the heap once started (the topology out of the collector's sight); a reload
+    then unfreezes, collects the old pipeline (cycles included) and freezes the new one."""
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix)
+    async with Daemon(settings(cfg)) as daemon:
+        freeze_heap()
+        try:
+            old = weakref.ref(daemon.pipeline)
+            ok, message = await daemon.reload()
+            assert ok, message
+            assert old() is None
+            assert gc.get_freeze_count() > 0
+        finally:
+            gc.unfreeze()  # the rest of this test process is not frozen
 
 
 async def test_kill_9_mid_stream_then_restart_loses_no_message_and_no_transition(

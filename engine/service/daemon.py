@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import signal
@@ -675,6 +676,9 @@ class Daemon(CoreView):
     def _reload(self, now: float) -> tuple[bool, str]:
         """Rulesets and topology from their files again, keeping every alarm and incident."""
         ok, message = self._reload_files(now)
+        if ok and gc.get_freeze_count():  # `engine run` froze the heap: the old pipeline's cycles
+            gc.unfreeze()  # are collected now, and the new topology is frozen in its turn
+            freeze_heap()
         self.last_reload = {"time": now, "ok": ok, "message": message}
         return ok, message
 
@@ -920,10 +924,22 @@ def _concrete(topic_filter: str, word: str) -> str:
     return "/".join(word if level in ("+", "#") else level for level in topic_filter.split("/"))
 
 
+def freeze_heap() -> None:
+    """Hide every object alive now from the garbage collector (``gc.freeze``), after one collection.
+
+    The topology is static and holds most of the process's containers: at 1,000,000 customers one
+    full collection walks about 600,000 of them, 200-310 ms of CPU in the core task, and frees none
+    (docs/performance.md, "Topology load"). Frozen objects are still freed by reference counting;
+    only reference cycles among them would stay, hence a reload unfreezes and freezes again."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(settings: EngineSettings) -> int:
     """`engine run`: until SIGTERM/SIGINT (graceful; a second signal forces exit) or SIGHUP (reload)."""
     loop = asyncio.get_running_loop()
     async with Daemon(settings) as daemon:
+        freeze_heap()  # started: topology, rules and recovered state loaded (see freeze_heap)
         first_signal: float | None = None
 
         def on_stop() -> None:

@@ -11,7 +11,7 @@ suppressed symptom with its reason, and the explanation lines.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -159,6 +159,8 @@ def _empty_impact() -> dict[str, Any]:
     return {"elements": 0, "services": {}, "customers": {"total": 0, "by_tier": {}}, "by_state": {}}
 
 
+_ENTRIES_KEPT = 100_000  # suppressed entries the record builder reuses (cleared past that)
+
 _WHERE = {
     "downstream_of": "{a} is at or below {r}",
     "upstream_of": "{a} is at or above {r}",
@@ -181,6 +183,14 @@ class RecordBuilder:
         self._topology = topology
         self._alarm = alarm
         self._suppression = suppression
+        # symptom key -> (its suppression, its alarm, active then, its root's alarm, the entry):
+        # an incident's records list the same symptoms again and again; an entry is built anew
+        # only when one of what it is made of changed (alarms are replaced, never mutated, except
+        # ``active``, and ``threshold_info`` is replaced, never mutated in place)
+        self._entries: dict[
+            str,
+            tuple[Suppression, ActiveAlarm | None, bool, Any, ActiveAlarm | None, SuppressedAlarm],
+        ] = {}
 
     def record(
         self,
@@ -204,7 +214,7 @@ class RecordBuilder:
                 flapping.append(key)
             sup = self._suppression(key)
             if sup is not None:
-                suppressed.append(self._suppressed(key, a, sup))
+                suppressed.append(self._entry(key, a, sup))
         return IncidentRecord(
             incident_id=inc.id,
             event=event,
@@ -241,8 +251,35 @@ class RecordBuilder:
             merged_into=merged_into if event == "resolved" else None,
         )
 
-    def _suppressed(self, key: str, a: ActiveAlarm | None, sup: Suppression) -> SuppressedAlarm:
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop what is kept for these symptoms (their incident went away)."""
+        for key in keys:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Drop everything kept (the book loaded another state)."""
+        self._entries.clear()
+
+    def _entry(self, key: str, a: ActiveAlarm | None, sup: Suppression) -> SuppressedAlarm:
+        """``_suppressed``, reused while the suppression, both alarms and the symptom's state and
+        threshold info are the same objects and values as when it was built."""
         root = self._alarm(sup.root)
+        active = a is not None and a.active
+        info = a.threshold_info if a is not None else None
+        hit = self._entries.get(key)
+        if hit is not None:
+            sup0, a0, active0, info0, root0, entry = hit
+            if sup0 is sup and a0 is a and active0 is active and info0 is info and root0 is root:
+                return entry
+        entry = self._suppressed(key, a, sup, root)
+        if len(self._entries) >= _ENTRIES_KEPT:
+            self._entries.clear()  # bounded whatever happens (the book forgets them as incidents go)
+        self._entries[key] = (sup, a, active, info, root, entry)
+        return entry
+
+    def _suppressed(
+        self, key: str, a: ActiveAlarm | None, sup: Suppression, root: ActiveAlarm | None
+    ) -> SuppressedAlarm:
         template = _WHERE.get(sup.relation)
         if template is None:
             where = sup.detail or sup.relation

@@ -278,6 +278,7 @@ class IncidentBook:
             self._assessor.rewatch(inc, impact)
             inc.assessment = replace(inc.assessment, impact=impact)
         self._graph.restore(loaded, state["parent"])
+        self._records.clear()
         self._timers = [(due, seq, top) for due, seq, top in state["timers"]]
         heapq.heapify(self._timers)
         self._seq = state["seq"]
@@ -447,6 +448,7 @@ class IncidentBook:
 
     def _dissolve(self, inc: Incident) -> list[str]:
         self._assessor.rewatch(inc, None)
+        self._records.forget(inc.members)
         return self._graph.dissolve(inc)
 
     def _signature(self, inc: Incident) -> str:

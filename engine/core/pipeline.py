@@ -230,7 +230,15 @@ class Pipeline:
         return self._done(out, now)
 
     def next_due(self) -> float | None:
-        dues = [d for d in self._dues().values() if d]
+        if self.quarantine:
+            dues = [d for d in self._dues().values() if d]
+        else:  # the same as ``_dues`` without its dictionaries (called after every message)
+            first = self.alarms.next_due()
+            dues = [first] if first else []
+            dues += [d for f in self.forms if (d := f.next_due())]
+            for d in (self.incidents.next_due(), self.quality.next_due()):
+                if d:
+                    dues.append(d)
         return min(dues) if dues else None
 
     def _dues(self) -> dict[str, float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import BeforeValidator
@@ -29,17 +30,25 @@ def parse_time(value: object) -> float:
             raise ValueError("epoch seconds must not be negative")
         return t
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            dt = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an RFC 3339 time: {value!r}") from None
-        if dt.tzinfo is None:
-            raise ValueError(f"RFC 3339 time needs an offset or Z: {value!r}")
-        return dt.timestamp()
+        return _parse_text(value)
     raise ValueError(f"expected RFC 3339 time or epoch seconds, got {type_name(value)}")
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(value: str) -> float:
+    """An RFC 3339 string → epoch seconds; recent ones remembered (a message's time is parsed by
+    the replay's reorder buffer and again by the decoder, and alarms come in bursts of one second).
+    A string that fails raises every time (exceptions are not cached)."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 time: {value!r}") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"RFC 3339 time needs an offset or Z: {value!r}")
+    return dt.timestamp()
 
 
 def format_time(t: float) -> str:

@@ -46,11 +46,7 @@ class Matcher:
         # The correlator's own fact builder: identical properties, rx<n> included.
         base = self._correlator.base_fact(alarm, alarm.first_seen)
         fact = {**base, "sid": "explain", "id": alarm.occurrence_id, "role": "x"}
-        out: set[str] = set()
-        for name in self._names:
-            out.update(m.action for m in self._host.assert_fact(name, fact))
-            self._host.retract_fact(name, fact)
-        result = frozenset(out)
+        result = self._host.match(self._names, fact)
         self._fired[alarm.key] = result
         return result
 

@@ -62,7 +62,7 @@ from __future__ import annotations
 import copy
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,12 +239,18 @@ class RuleHost:
         return len(self._texts)
 
     def firings_by_rule(self) -> Counter[str]:
-        """Firings per qualified rule (``ruleset/rule``): its join's firings plus the matches of its
-        condition parts in classification (``ruleset/rule#part``). They sum to ``firings``."""
-        out: Counter[str] = Counter()
-        for action, n in self.rule_firings.items():
-            out[action.partition("#")[0]] += n
-        return out
+        """Firings per qualified rule (``ruleset/rule``), its parts (``ruleset/rule#part``) folded
+        in. They sum to ``firings``."""
+        return by_rule(self.rule_firings)
+
+    def match(self, rulesets: Iterable[str], fact: Mapping[str, Any]) -> frozenset[str]:
+        """The actions ``fact`` fires in each of ``rulesets``, asserted and retracted at once: one
+        fact per fired frame, the only use durable's memory handling survives (module header)."""
+        out: set[str] = set()
+        for name in rulesets:
+            out.update(m.action for m in self.assert_fact(name, fact))
+            self.retract_fact(name, fact)
+        return frozenset(out)
 
     # -- internals ----------------------------------------------------------------------------
     def _ruleset(self, name: str, sid: str | None = None) -> Any:
@@ -307,6 +313,14 @@ def _bound_facts(c: Any) -> dict[str, dict[str, Any]]:
     if isinstance(bound, dict):
         return {str(alias): dict(fact) for alias, fact in bound.items()}
     raise RuleEngineError(f"unexpected durable closure content: {bound!r}")
+
+
+def by_rule(firings: Mapping[str, int]) -> Counter[str]:
+    """Firings by action (``ruleset/rule`` or ``ruleset/rule#part``) folded per qualified rule."""
+    out: Counter[str] = Counter()
+    for action, n in firings.items():
+        out[action.partition("#")[0]] += n
+    return out
 
 
 def _check_single_alias(name: str, definition: Mapping[str, Any]) -> None:

@@ -45,7 +45,7 @@ from engine.core.forms.base import (
 from engine.core.forms.explain_correlate import explain_correlate
 from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
-from engine.rules.host import RuleHost
+from engine.rules.host import RuleHost, by_rule
 
 __all__ = ["MATCH_CACHE_SIZE", "Correlator", "Explanation"]
 
@@ -103,6 +103,8 @@ class Correlator(BaseForm):
         self._t: dict[str, float] = {}  # alarm key -> the time its candidates were entered as of
         self._expiry: list[tuple[float, int, str, str]] = []  # (due, seq, alarm key, occurrence id)
         self._due: dict[str, tuple[float, str]] = {}
+        # how long candidates must stay: the largest window or lead of any relation
+        self._lifetime = max(program.max_window.values(), default=0.0)
         self.outside_window = 0  # pairs joined that the window check turned down
         self.asserts = 0  # candidates entered into scopes
         self.retracts = 0  # candidates removed
@@ -166,10 +168,7 @@ class Correlator(BaseForm):
     def firings_by_rule(self) -> Counter[str]:
         """Firings per qualified rule: its pairs joined plus the matches of its condition parts in
         classification (``ruleset/rule#part``). They sum to ``firings``."""
-        out: Counter[str] = Counter()
-        for action, n in self.rule_firings.items():
-            out[action.partition("#")[0]] += n
-        return out
+        return by_rule(self.rule_firings)
 
     def next_due(self) -> float | None:
         return self._expiry[0][0] if self._expiry else None
@@ -182,10 +181,8 @@ class Correlator(BaseForm):
         matched = self._match(alarm)
         entered: list[tuple[str, str, str]] = []
         out: list[Explanation] = []
-        lifetime = 0.0
         summary = self._is_storm(alarm.key)
-        for relation, window in self._program.max_window.items():
-            lifetime = max(lifetime, window)
+        for relation in self._program.max_window:
             roots = matched.roots.get(relation, frozenset())
             symptoms = frozenset() if summary else matched.symptoms.get(relation, frozenset())
             if not roots and not symptoms:
@@ -217,7 +214,7 @@ class Correlator(BaseForm):
             if alarm.active and self.is_condition(alarm.key):
                 self._due[alarm.key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
             else:
-                self._expire(alarm.key, occ, max(now, t) + lifetime + self._grace)
+                self._expire(alarm.key, occ, max(now, t) + self._lifetime + self._grace)
         return out
 
     def _pair(self, r: _Candidate, s: _Candidate, out: list[Explanation]) -> None:
@@ -248,10 +245,7 @@ class Correlator(BaseForm):
             return hit
         self._match_seq += 1
         fact.update(sid=CLASSIFY, id=f"m{self._match_seq}", role="x")
-        actions: set[str] = set()
-        for name in self._names:
-            actions.update(m.action for m in self._host.assert_fact(name, fact))
-            self._host.retract_fact(name, fact)
+        actions = self._host.match(self._names, fact)
         others: set[str] = set()
         roots: dict[str, set[str]] = {}
         symptoms: dict[str, set[str]] = {}
@@ -300,8 +294,7 @@ class Correlator(BaseForm):
         """An alarm cleared: a condition's candidates now expire like an event's, from the clear."""
         due = self._due.get(alarm.key)
         if due is not None and due[0] == math.inf:
-            lifetime = max(self._program.max_window.values(), default=0.0)
-            self._expire(alarm.key, due[1], now + lifetime + self._grace)
+            self._expire(alarm.key, due[1], now + self._lifetime + self._grace)
 
     def _is_storm(self, key: str) -> bool:
         """A storm alarm raised by a threshold rule (``rule:<ruleset>/<rule>:<key>``)."""

@@ -42,11 +42,10 @@ import orjson
 import structlog
 from aiohttp import web
 
-from engine.adapters.http import Overloaded
 from engine.adapters.tmf import (
     Refused,
     attribute,
-    error_response,
+    guarded,
     json_response,
     paging,
     select_fields,
@@ -266,18 +265,18 @@ class Tmf642Api:
 
     def register(self, app: web.Application) -> None:
         r = app.router
-        r.add_post(f"{BASE}/alarm", self._wrap(self._create))
-        r.add_get(f"{BASE}/alarm", self._wrap(self._list))
-        r.add_get(BASE + "/alarm/{id:.+}", self._wrap(self._get))
-        r.add_patch(BASE + "/alarm/{id:.+}", self._wrap(self._patch))
+        r.add_post(f"{BASE}/alarm", guarded(self._create, "tmf642"))
+        r.add_get(f"{BASE}/alarm", guarded(self._list, "tmf642"))
+        r.add_get(BASE + "/alarm/{id:.+}", guarded(self._get, "tmf642"))
+        r.add_patch(BASE + "/alarm/{id:.+}", guarded(self._patch, "tmf642"))
         for task in ("ackAlarms", "clearAlarms"):
-            r.add_post(f"{BASE}/{task}", self._wrap(self._task_handler(task)))
-            r.add_get(f"{BASE}/{task}", self._wrap(self._task_list(task)))
-            r.add_get(BASE + f"/{task}/{{id}}", self._wrap(self._task_get(task)))
-        r.add_post(f"{BASE}/hub", self._wrap(self._subscribe))
-        r.add_delete(BASE + "/hub/{id}", self._wrap(self._unsubscribe))
-        r.add_delete(BASE + "/alarm/{id:.+}", self._wrap(self._no_delete))
-        r.add_route("*", BASE + "/{tail:.*}", self._wrap(self._unknown))  # TMF errors under BASE
+            r.add_post(f"{BASE}/{task}", guarded(self._task_handler(task), "tmf642"))
+            r.add_get(f"{BASE}/{task}", guarded(self._task_list(task), "tmf642"))
+            r.add_get(BASE + f"/{task}/{{id}}", guarded(self._task_get(task), "tmf642"))
+        r.add_post(f"{BASE}/hub", guarded(self._subscribe, "tmf642"))
+        r.add_delete(BASE + "/hub/{id}", guarded(self._unsubscribe, "tmf642"))
+        r.add_delete(BASE + "/alarm/{id:.+}", guarded(self._no_delete, "tmf642"))
+        r.add_route("*", BASE + "/{tail:.*}", guarded(self._unknown, "tmf642"))  # TMF errors under BASE
         app.cleanup_ctx.append(self._hub)
 
     async def _no_delete(self, request: web.Request) -> web.Response:
@@ -285,27 +284,6 @@ class Tmf642Api:
 
     async def _unknown(self, request: web.Request) -> web.Response:
         raise Refused(404, "not found", f"no resource {request.method} {request.path}")
-
-    @staticmethod
-    def _wrap(
-        handler: Callable[[web.Request], Awaitable[web.Response]],
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
-            try:
-                return await handler(request)
-            except Refused as exc:
-                return error_response(exc.status, exc.reason, exc.message)
-            except Overloaded as exc:
-                response = error_response(503, "overloaded", str(exc))
-                response.headers["Retry-After"] = "1"
-                return response
-            except web.HTTPException:
-                raise
-            except Exception:
-                log.exception("tmf642 handler failed", method=request.method, path=request.path)
-                return error_response(500, "internal error", "see the engine's log")
-
-        return handle
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -16,10 +16,9 @@ operator acknowledges with ``POST /incidents/{id}/ack``, which changes ``status`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
-import structlog
 from aiohttp import web
 
 from engine.adapters.formats import tmf656
@@ -27,7 +26,7 @@ from engine.adapters.tmf import (
     MAX_LIMIT,
     Refused,
     attribute,
-    error_response,
+    guarded,
     json_response,
     paging,
     select_fields,
@@ -36,7 +35,6 @@ from engine.service.config import ReceiverSettings
 
 __all__ = ["Tmf656Api", "Tmf656Core"]
 
-log = structlog.get_logger("engine.api.tmf656")
 
 BASE: Final = "/tmf-api/serviceProblemManagement/v4"
 _VIEW: Final = ReceiverSettings(name="tmf656-api", url="http://127.0.0.1/", format="tmf656")
@@ -67,26 +65,9 @@ class Tmf656Api:
 
     def register(self, app: web.Application) -> None:
         r = app.router
-        r.add_get(f"{BASE}/serviceProblem", self._wrap(self._list))
-        r.add_get(BASE + "/serviceProblem/{id}", self._wrap(self._get))
-        r.add_route("*", BASE + "/{tail:.*}", self._wrap(self._unknown))
-
-    @staticmethod
-    def _wrap(
-        handler: Callable[[web.Request], Awaitable[web.Response]],
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
-            try:
-                return await handler(request)
-            except Refused as exc:
-                return error_response(exc.status, exc.reason, exc.message)
-            except web.HTTPException:
-                raise
-            except Exception:
-                log.exception("tmf656 handler failed", method=request.method, path=request.path)
-                return error_response(500, "internal error")
-
-        return handle
+        r.add_get(f"{BASE}/serviceProblem", guarded(self._list, "tmf656"))
+        r.add_get(BASE + "/serviceProblem/{id}", guarded(self._get, "tmf656"))
+        r.add_route("*", BASE + "/{tail:.*}", guarded(self._unknown, "tmf656"))
 
     async def _unknown(self, request: web.Request) -> web.Response:
         if request.path.startswith(f"{BASE}/serviceProblem"):

@@ -3,11 +3,14 @@ JSON responses, ``offset``/``limit`` paging, ``fields`` selection and attribute 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import orjson
+import structlog
 from aiohttp import web
+
+from engine.adapters.http import Overloaded
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -15,6 +18,7 @@ __all__ = [
     "Refused",
     "attribute",
     "error_response",
+    "guarded",
     "json_response",
     "paging",
     "select_fields",
@@ -46,6 +50,33 @@ def error_response(status: int, reason: str, message: str = "") -> web.Response:
     if message:
         body["message"] = message
     return json_response(body, status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def guarded(handler: Handler, api: str) -> Handler:
+    """``handler`` answering as the TMF APIs do: a refusal as its ``Error``, an overloaded core as
+    503 with ``Retry-After``, anything unexpected logged (with ``api``) and answered 500."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except Refused as exc:
+            return error_response(exc.status, exc.reason, exc.message)
+        except Overloaded as exc:
+            response = error_response(503, "overloaded", str(exc))
+            response.headers["Retry-After"] = "1"
+            return response
+        except web.HTTPException:
+            raise
+        except Exception:
+            structlog.get_logger(f"engine.api.{api}").exception(
+                f"{api} handler failed", method=request.method, path=request.path
+            )
+            return error_response(500, "internal error", "see the engine's log")
+
+    return handle
 
 
 def paging(request: web.Request) -> tuple[int, int]:

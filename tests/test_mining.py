@@ -21,6 +21,7 @@ from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_ruleset_file, ruleset_from_data
 from engine.service.daemon import Daemon
 from engine.tools.mining import mine_lines
+from engine.tools.mining import stats as mining_stats
 from engine.tools.mining.fit import Candidate, fit_symptom
 from engine.tools.mining.rules import Thresholds, effects_document, poisson_z, ruleset_document, select
 from engine.tools.mining.stats import LAG_BOUNDS, CoOccurrence, Counts
@@ -605,3 +606,20 @@ def test_the_command_explains_away_and_reports_it(tmp_path: Path) -> None:
     names = [r["name"] for r in _rules_of(out)]
     assert "powerlow-explains-carddown-same-element" in names
     assert "fanon-explains-carddown-same-element" not in names
+
+
+def test_patterns_past_the_limit_are_counted_and_fitted_as_raises_with_no_candidate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Memory stays bounded on any log: past ``MAX_PATTERNS`` distinct patterns, a raise with a new
+    pattern is counted, not kept; the fit still runs and counts it with the background."""
+    lines = _companion_history()
+    full, _ = mine_lines(lines, topology(), thresholds=Thresholds(explain_away=True))
+    monkeypatch.setattr(mining_stats, "MAX_PATTERNS", 3)
+    capped, _ = mine_lines(lines, topology(), thresholds=Thresholds(explain_away=True))
+    assert len(capped.counts.patterns) == 3
+    assert capped.counts.patterns_dropped == sum(full.counts.patterns.values()) - sum(
+        capped.counts.patterns.values()
+    )
+    assert capped.counts.patterns_dropped > 0
+    assert all(r.attributed is None or r.attributed <= 60 for r in capped.rules)

@@ -22,7 +22,13 @@ first half (the ruleset that is replayed), each with the pairs oriented both way
 (``--orient``: by topology, by time); the replays use ``--orient`` (default topology). Only this
 benchmark reads the expert graph, to score.
 
-Run ``python -m bench mining [--dataset NAME ...] [--orient topology|time] [--shared DIR]``.
+With ``--explain-away`` the ruleset replayed is mined with the joint fit that drops the candidates
+other causes explain (``engine rules mine --explain-away``); the type graph is scored both ways.
+Each run also prints the share of cross-type pairs that are expert edges read backwards
+(``reversed``: the root's type is the expert's effect).
+
+Run ``python -m bench mining [--dataset NAME ...] [--orient topology|time] [--explain-away]
+[--shared DIR]``.
 """
 
 from __future__ import annotations
@@ -104,17 +110,20 @@ def prf(mined: frozenset[tuple[str, str]], truth: frozenset[tuple[str, str]]) ->
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def run_dataset(folder: Path, thp: float | None, orient: str = "topology") -> list[str]:
+def run_dataset(
+    folder: Path, thp: float | None, orient: str = "topology", explain_away: bool = False
+) -> list[str]:
     converted = convert(folder)
     topology = topology_from_dict(converted.topology, source=converted.name)
     lines = [orjson.dumps(e) for e in converted.events]
     mid, test = split(lines)
     alarms = sum(1 for line in test if b'"severity":"cleared"' not in line)
     start = time.perf_counter()
-    mined, stats = mine_lines(lines, topology, until=mid, thresholds=Thresholds(orient=orient))
+    th = Thresholds(orient=orient, explain_away=explain_away)
+    mined, stats = mine_lines(lines, topology, until=mid, thresholds=th, patterns=True)
     mine_s = time.perf_counter() - start
     start = time.perf_counter()
-    whole, _ = mine_lines(lines, topology, thresholds=Thresholds(orient=orient))
+    whole, _ = mine_lines(lines, topology, thresholds=th, patterns=True)
     whole_s = time.perf_counter() - start
     ruleset = ruleset_from_data(
         ruleset_document(mined, name="mined", source=converted.name, params={}), "mined"
@@ -132,10 +141,11 @@ def run_dataset(folder: Path, thp: float | None, orient: str = "topology") -> li
         f"  mined in {mine_s:.1f} s: {len(mined.rules)} rules "
         f"({sum(r.root != r.symptom for r in mined.rules)} cross-type), "
         f"{len(mined.unexpressed)} neighbour rules and {mined.dropped} past the limit not written, "
-        f"{len(mined.roots)} of {len(mined.counts.raises)} types element-down roots; "
+        + (f"{mined.explained_away} candidates explained away, " if explain_away else "")
+        + f"{len(mined.roots)} of {len(mined.counts.raises)} types element-down roots; "
         f"the whole log mined in {whole_s:.1f} s",
         f"  {'run':<14} {'incidents':>9} {'compression':>11} {'cross-type pairs':>16} "
-        f"{'direct edges':>12} {'replay':>7}  pairs as a type graph: P / R / F1",
+        f"{'direct edges':>12} {'reversed':>8} {'replay':>7}  pairs as a type graph: P / R / F1",
     ]
     for name in RUNS:
         rulesets, config = setups[name]
@@ -143,6 +153,7 @@ def run_dataset(folder: Path, thp: float | None, orient: str = "topology") -> li
         q = quality(records, truth) if truth is not None else None
         f = RunFigures(alarms, incidents, q.cross_type if q else 0, q.precision if q else None, wall)
         direct = "-" if f.direct is None else f"{f.direct:.1%}"
+        backwards = f"{q.reversed / q.cross_type:.1%}" if q is not None and q.cross_type else "-"
         as_graph = ""
         if q is not None and truth is not None:
             pairs = frozenset(q.type_pairs)
@@ -150,21 +161,47 @@ def run_dataset(folder: Path, thp: float | None, orient: str = "topology") -> li
             as_graph = f"  {len(pairs)} edges: {gp:.2f} / {gr:.2f} / {gf:.2f}"
         out.append(
             f"  {name:<14} {f.incidents:>9,} {f.compression:>11.3f} {f.cross_type:>16,} "
-            f"{direct:>12} {wall:>6.1f}s{as_graph}"
+            f"{direct:>12} {backwards:>8} {wall:>6.1f}s{as_graph}"
         )
     other = "topology" if orient == "time" else "time"
     for what, m in (("whole log", whole), ("first half", mined)):
-        out.append(_graph_line(m, truth, thp, orient, what))
-        out.append(_graph_line(select(m.counts, Thresholds(orient=other)), truth, thp, other, what))
+        out.append(_graph_line(m, truth, thp, orient, what, explain_away=explain_away))
+        out.append(
+            _graph_line(
+                select(m.counts, Thresholds(orient=other, explain_away=explain_away)),
+                truth,
+                thp,
+                other,
+                what,
+                explain_away=explain_away,
+            )
+        )
+        out.append(
+            _graph_line(
+                select(m.counts, Thresholds(orient=orient, explain_away=not explain_away)),
+                truth,
+                thp,
+                orient,
+                what,
+                explain_away=not explain_away,
+            )
+        )
     return out
 
 
 def _graph_line(
-    mined: Mined, truth: frozenset[tuple[str, str]] | None, thp: float | None, orient: str, what: str
+    mined: Mined,
+    truth: frozenset[tuple[str, str]] | None,
+    thp: float | None,
+    orient: str,
+    what: str,
+    *,
+    explain_away: bool,
 ) -> str:
     graph = mined.type_graph()
+    what = f"{what}, {orient}" + (", explain-away" if explain_away else "")
     if truth is None:
-        return f"  mined type graph ({what}, {orient}): {len(graph)} edges; no expert graph to score against"
+        return f"  mined type graph ({what}): {len(graph)} edges; no expert graph to score against"
     p, r, f1 = prf(graph, truth)
     beside = f"THP F1 {thp:.2f}" if thp is not None else "no THP figure"
     types = {t for pair in truth for t in pair} | set(mined.counts.raises)
@@ -175,7 +212,7 @@ def _graph_line(
     complete = 2 * ep / (ep + 1)  # every ordered pair an edge: precision = density, recall 1
     _, _, f1_reversed = prf(graph, frozenset((b, a) for a, b in truth))
     return (
-        f"  mined type graph ({what}, {orient}): {len(graph)} edges vs {len(truth)} expert: "
+        f"  mined type graph ({what}): {len(graph)} edges vs {len(truth)} expert: "
         f"precision {p:.2f}, recall {r:.2f}, F1 {f1:.2f} ({beside}; "
         f"a random graph of {len(graph)} edges: F1 {chance:.2f}; "
         f"the complete graph: F1 {complete:.2f}; against the expert graph read backwards: "
@@ -199,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         help="how the replayed ruleset orients pairs (default topology); the type graph is scored both ways",
     )
     p.add_argument(
+        "--explain-away",
+        action="store_true",
+        help="the replayed ruleset drops the candidates a joint fit explains away (the type graph is "
+        "scored both ways)",
+    )
+    p.add_argument(
         "--shared", type=Path, default=DEFAULT_SHARED, metavar="DIR", help=f"default: {DEFAULT_SHARED}"
     )
     args = p.parse_args(argv)
@@ -212,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, folder in folders.items():
         print(f"{name}  ({folder})", flush=True)
         try:
-            for line in run_dataset(folder, DATASETS[name][1], args.orient):
+            for line in run_dataset(folder, DATASETS[name][1], args.orient, args.explain_away):
                 print(line, flush=True)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -381,6 +381,7 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
         min_lift=args.min_lift,
         min_z=args.min_z,
         orient=args.orient,
+        explain_away=args.explain_away,
     )
     sys.stderr.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     if isinstance(source, Journal) and source.snapshot_seq is not None and not source.before_snapshot:
@@ -839,6 +840,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="topology|time",
         help="a pair of types' direction: the type raised nearer the top of the network (default; by "
         "time when equal), or the one of higher lift in time",
+    )
+    p.add_argument(
+        "--explain-away",
+        action="store_true",
+        help="fit each symptom type's candidate causes together (a Hawkes-style EM) and drop those "
+        "the others explain: fewer, more precise rules (docs/mining.md)",
     )
     p.set_defaults(func=_cmd_rules_mine)
     p = rules.add_parser(

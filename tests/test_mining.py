@@ -21,6 +21,8 @@ from engine.model.topology import Topology, topology_from_dict
 from engine.rules.schema import load_ruleset_file, ruleset_from_data
 from engine.service.daemon import Daemon
 from engine.tools.mining import mine_lines
+from engine.tools.mining import stats as mining_stats
+from engine.tools.mining.fit import Candidate, fit_symptom
 from engine.tools.mining.rules import Thresholds, effects_document, poisson_z, ruleset_document, select
 from engine.tools.mining.stats import LAG_BOUNDS, CoOccurrence, Counts
 from engine.tools.replay import Replayer
@@ -515,3 +517,109 @@ def test_by_topology_a_root_that_comes_late_is_turned_round_and_still_groups() -
         r["root_cause"]["probable_cause"] for r in final.values() if r.get("resolution") != "merged"
     )
     assert roots == ["linkFail"] * 3
+
+
+def _companion_history(seed: int = 11, bursts: int = 60) -> list[bytes]:
+    """``bursts`` times, on one of the unlinked elements: ``fanOn`` (a harmless companion), then
+    ``powerLow`` a second later (the true cause), then ``cardDown`` (its effect) 1-4 s after it.
+    ``fanOn`` is also raised alone, often, at random, and is then never followed by ``cardDown``."""
+    rng = random.Random(seed)
+    span = bursts * 3 * 3600
+    events: list[tuple[float, bytes]] = []
+    for k in range(bursts):
+        t = T0 + k * 3 * 3600 + rng.randint(0, 600)
+        ne = f"far-{rng.randrange(4)}"
+        events.append((t, alarm(t, ne, "fanOn")))
+        events.append((t + 1, alarm(t + 1, ne, "powerLow")))
+        d = t + 1 + rng.randint(1, 4)
+        events.append((d, alarm(d, ne, "cardDown")))
+    for _ in range(bursts * 10):
+        t = T0 + rng.uniform(0, span)
+        events.append((t, alarm(t, f"far-{rng.randrange(4)}", "fanOn")))
+    events.sort(key=lambda e: e[0])
+    return [line for _, line in events]
+
+
+def test_explain_away_drops_a_companion_the_true_cause_explains() -> None:
+    """fanOn precedes every cardDown (it comes with powerLow), so counting keeps fanOn → cardDown
+    beside powerLow → cardDown; fitted together, cardDown's raises go to powerLow (active far less
+    often by chance), fanOn is explained away and its rule dropped; the true cause keeps its
+    support, and the rule says what the fit gave it."""
+    lines = _companion_history()
+    marginal, _ = mine_lines(lines, topology())
+    assert {("fanOn", "cardDown"), ("powerLow", "cardDown")} <= marginal.type_graph()
+    assert marginal.explained_away == 0
+    with pytest.raises(ValueError, match="patterns"):  # not kept unless asked for
+        select(marginal.counts, Thresholds(explain_away=True))
+    fitted, _ = mine_lines(lines, topology(), thresholds=Thresholds(explain_away=True))
+    graph = fitted.type_graph()
+    assert ("powerLow", "cardDown") in graph
+    assert ("fanOn", "cardDown") not in graph
+    assert fitted.explained_away >= 1
+    rule = next(r for r in fitted.rules if (r.root, r.symptom) == ("powerLow", "cardDown"))
+    assert rule.attributed is not None
+    assert rule.attributed > 50
+    assert rule.rate is not None
+    assert rule.rate > 10
+    doc = ruleset_document(fitted, name="m", source="test", params={"explain_away": True})
+    text = next(r["description"] for r in doc["rules"] if r["name"] == rule.name)
+    assert "joint fit with cardDown's other candidate causes" in text
+    assert "explained away" in doc["description"]
+    again, _ = mine_lines(lines, topology(), thresholds=Thresholds(explain_away=True))
+    assert ruleset_document(again, name="m", source="test", params={}) == ruleset_document(
+        fitted, name="m", source="test", params={}
+    )
+
+
+def test_the_joint_fit_gives_each_raise_to_the_cause_that_explains_it() -> None:
+    """Patterns built by hand: B is raised 100 times with only A active before it and 100 times
+    with A and C both active; C alone is active as often as A by chance, but never followed by B.
+    The fit gives C (nearly) nothing and A (nearly) all: what the counting alone cannot tell."""
+    a, c = Candidate("A", "same_element", 2, 200, 10, 0.05), Candidate("C", "same_element", 2, 100, 10, 0.05)
+    patterns = [
+        (100, (("A", "same_element", 1),)),
+        (100, (("A", "same_element", 1), ("C", "same_element", 1))),
+    ]
+    fa, fc = fit_symptom(400, [a, c], [*patterns, (200, ())])
+    assert fa.attributed > 180  # the rest: the background while A is active
+    assert fc.attributed < 5
+    assert fa.rate > 10 * max(fc.rate, 0.01)
+    # a candidate active only past its window explains nothing
+    (late,) = fit_symptom(
+        100, [Candidate("A", "same_element", 0, 50, 10, 0.05)], [(50, (("A", "same_element", 3),))]
+    )
+    assert late.attributed == 0
+
+
+def test_the_command_explains_away_and_reports_it(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(_companion_history()) + b"\n")
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(yaml.safe_dump(TOPOLOGY), encoding="utf-8")
+    out = tmp_path / "mined.yaml"
+    r = engine("rules", "mine", events, "--topology", topo, "--out", out, "--explain-away")
+    assert r.status == 0, r.stderr
+    report = orjson.loads(r.stderr)
+    assert report["explained_away"] >= 1
+    assert report["patterns"] > 0
+    assert report["patterns_past_the_limit"] == 0
+    names = [r["name"] for r in _rules_of(out)]
+    assert "powerlow-explains-carddown-same-element" in names
+    assert "fanon-explains-carddown-same-element" not in names
+
+
+def test_patterns_past_the_limit_are_counted_and_fitted_as_raises_with_no_candidate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Memory stays bounded on any log: past ``MAX_PATTERNS`` distinct patterns, a raise with a new
+    pattern is counted, not kept; the fit still runs and counts it with the background."""
+    lines = _companion_history()
+    full, _ = mine_lines(lines, topology(), thresholds=Thresholds(explain_away=True))
+    monkeypatch.setattr(mining_stats, "MAX_PATTERNS", 3)
+    capped, _ = mine_lines(lines, topology(), thresholds=Thresholds(explain_away=True))
+    assert len(capped.counts.patterns) == 3
+    assert capped.counts.patterns_dropped == sum(full.counts.patterns.values()) - sum(
+        capped.counts.patterns.values()
+    )
+    assert capped.counts.patterns_dropped > 0
+    assert all(r.attributed is None or r.attributed <= 60 for r in capped.rules)

@@ -61,11 +61,21 @@ def mine_lines(
     thresholds: Thresholds | None = None,
     until: float | None = None,
     routes: Routes = DEFAULT_ROUTES,
+    patterns: bool | None = None,
 ) -> tuple[Mined, MineStats]:
     """Mine rules from replay lines; raises at or after ``until`` (epoch seconds) are ignored.
-    ``routes``: which topics hold alarms (the daemon's ``mqtt.alarm_topics`` for its journal)."""
+    ``routes``: which topics hold alarms (the daemon's ``mqtt.alarm_topics`` for its journal).
+    ``patterns``: keep what the joint fit needs (default: when ``thresholds.explain_away``), so that
+    the counts can be selected again with it."""
     decoder = Decoder(routes=routes, known_elements=topology.elements)
-    co = CoOccurrence(topology, max_lag=max_lag, shift=shift, hops=hops)
+    th = thresholds or Thresholds()
+    co = CoOccurrence(
+        topology,
+        max_lag=max_lag,
+        shift=shift,
+        hops=hops,
+        patterns=th.explain_away if patterns is None else patterns,
+    )
     stats = MineStats()
     pending: list[tuple[float, int, str, str]] = []
     clock = -float("inf")
@@ -109,7 +119,7 @@ def mine_lines(
     while pending:
         ready = heapq.heappop(pending)
         co.add(ready[0], ready[2], ready[3])
-    return select(co.close(), thresholds or Thresholds()), stats
+    return select(co.close(), th), stats
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -195,6 +205,7 @@ def mine_file(
     min_lift: float = 1.5,
     min_z: float = 3.0,
     orient: str = "topology",
+    explain_away: bool = False,
 ) -> dict[str, Any]:
     """``engine rules mine``: read (a replay file, or a daemon's store's journal), mine, write the
     ruleset (and the effects); the report as a dict.
@@ -230,6 +241,7 @@ def mine_file(
         min_lift=min_lift,
         min_z=min_z,
         orient=orient,
+        explain_away=explain_away,
     )
     source = journal_lines(events) if isinstance(events, Journal) else _lines(events)
     mined, stats = mine_lines(
@@ -245,6 +257,7 @@ def mine_file(
     what = f"--store {events.path.name}" if isinstance(events, Journal) else events.name
     params: dict[str, Any] = {"lead": thresholds.lead}
     params["orient"] = orient
+    params["explain_away"] = explain_away
     document = ruleset_document(mined, name=name, source=what, params=params)
     ruleset_from_data(document, str(out))  # what we write must load: a bug here is not the user's
     header = (
@@ -286,6 +299,9 @@ def mine_file(
         "cross_type_rules": sum(1 for r in mined.rules if r.root != r.symptom),
         "neighbour_rules_not_written": len(mined.unexpressed),
         "rules_past_the_limit_not_written": mined.dropped,
+        "explained_away": mined.explained_away if explain_away else None,
+        "patterns": len(c.patterns),
+        "patterns_past_the_limit": c.patterns_dropped,
         "down_roots": [r.probable_cause for r in mined.roots],
         "out": str(out),
         "effects_out": None if effects_out is None else str(effects_out),

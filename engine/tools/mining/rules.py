@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.tools.mining.fit import Candidate, exposure, fit
 from engine.tools.mining.stats import (
     LAG_BOUNDS,
     MIRROR,
@@ -38,6 +39,7 @@ class Thresholds:
     root_min_lift: float = 2.0
     max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
     orient: str = "topology"  # a pair's direction: "topology" (raised nearer the top) or "time"
+    explain_away: bool = False  # drop the candidates the joint fit (``fit``) explains away
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class MinedRule:
     lag_p50: float
     lead: float  # how long the root may come after the symptom
     follows: bool = False  # oriented by topology against the time order: the root came after
+    attributed: float | None = None  # the symptoms the joint fit gives this rule (``fit``)
+    rate: float | None = None  # α / μ of the joint fit: times the symptom's background rate
+    explained: bool = False  # explained away by the joint fit: its attributed support fails a floor
 
     @property
     def name(self) -> str:
@@ -77,6 +82,7 @@ class Mined:
     unexpressed: tuple[MinedRule, ...]  # rules in a relation the language lacks (neighbour)
     counts: Counts
     dropped: int = 0  # kept rules past max_rules_per_relation (the least confident), not written
+    explained_away: int = 0  # candidates the joint fit explained away (``Thresholds.explain_away``)
 
     def type_graph(self) -> frozenset[tuple[str, str]]:
         """The cross-type (cause, effect) pairs of the rules, every relation together."""
@@ -118,6 +124,7 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
     """Keep the (root type, symptom type, relation) triples above the thresholds, each with its own
     lag window, one direction per pair of types."""
     candidates: dict[Key, MinedRule] = {}
+    windows: dict[Key, int] = {}
     for key in sorted(counts.evidence):
         a, b, rel = key
         if counts.evidence[key] < th.min_support:
@@ -148,6 +155,12 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
             lag_p50=lag_quantile(within, 0.5),
             lead=th.lead,
         )
+        windows[key] = i
+    explained_away = 0
+    if th.explain_away:
+        fitted = _condition(candidates, windows, counts, th)
+        candidates = {k: r for k, r in fitted.items() if not r.explained}
+        explained_away = len(fitted) - len(candidates)
     kept = _orient(candidates, counts, th)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
     per_relation: dict[str, int] = {}
@@ -168,7 +181,40 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
         unexpressed=unexpressed,
         counts=counts,
         dropped=dropped,
+        explained_away=explained_away,
     )
+
+
+def _condition(
+    candidates: Mapping[Key, MinedRule], windows: Mapping[Key, int], counts: Counts, th: Thresholds
+) -> dict[Key, MinedRule]:
+    """The cross-type candidates of each symptom type fitted together (``fit``), each annotated with
+    what the fit attributes to it and its rate; ``explained`` when that support, over the
+    candidate's baseline, no longer passes the support, z or lift floor. Repeats of a type (A
+    explains A) are left as they are."""
+    if not counts.has_patterns:
+        raise ValueError("explain_away needs the counts' patterns (CoOccurrence(patterns=True))")
+    per_symptom: dict[str, list[Candidate]] = {}
+    for (a, b, rel), r in candidates.items():
+        if a != b:
+            i = windows[(a, b, rel)]
+            chance = exposure(counts.baseline[(a, b, rel)], counts.raises[b], LAG_BOUNDS[i], counts.max_lag)
+            per_symptom.setdefault(b, []).append(Candidate(a, rel, i, r.support, r.baseline, chance))
+    fitted = fit(counts, per_symptom)
+    out: dict[Key, MinedRule] = {}
+    for key, r in candidates.items():
+        f = fitted.get(key)
+        if f is None:
+            out[key] = r
+            continue
+        n = round(f.attributed + r.baseline)
+        explained = (
+            f.attributed < th.min_support
+            or poisson_z(n, r.baseline) < th.min_z
+            or (n + 1) / (r.baseline + 1) < th.min_lift
+        )
+        out[key] = replace(r, attributed=round(f.attributed, 1), rate=round(f.rate, 2), explained=explained)
+    return out
 
 
 def _orient(candidates: Mapping[Key, MinedRule], counts: Counts, th: Thresholds) -> list[MinedRule]:
@@ -233,6 +279,9 @@ def _turned(rule: MinedRule, th: Thresholds) -> MinedRule:
         lag_p50=rule.lag_p50,
         lead=max(th.lead, rule.window),
         follows=True,
+        attributed=rule.attributed,
+        rate=rule.rate,
+        explained=rule.explained,
     )
 
 
@@ -310,6 +359,12 @@ def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[st
                 f"baseline {r.baseline}); first strictly {r.strict} times, the other way "
                 f"{r.reverse_strict}; lag median <= {lag}"
             )
+        if r.attributed is not None:
+            fitted = r.root if r.follows else r.symptom  # the fit is of the type that came after
+            evidence += (
+                f"; joint fit with {fitted}'s other candidate causes: {r.attributed:g} of its raises "
+                f"attributed, {r.rate:g} times its background rate"
+            )
         rules.append(
             {
                 "name": r.name,
@@ -334,6 +389,12 @@ def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[st
                 "; pairs of types oriented by topology (the type raised nearer the top of the "
                 "network is the cause), then by time"
                 if params.get("orient") == "topology"
+                else ""
+            )
+            + (
+                f"; {mined.explained_away} candidates explained away by a joint fit of each symptom "
+                "type's causes"
+                if params.get("explain_away")
                 else ""
             )
             + ". Review before use."

@@ -33,9 +33,13 @@ Each type's raises are also followed forward: a raise of A is *followed* when so
 appears on its element or below it within ``max_lag`` (and *base-followed* likewise in the shifted
 look-back). Types that are followed far more often than by chance behave as element-down roots.
 
+With ``patterns=True`` each raise's *pattern* is counted too: the set of (type, relation, lag
+bucket) found in its look-back, packed in 5 bytes per item, for the joint fit that explains away
+(:mod:`engine.tools.mining.fit`). Raises with the same pattern share one counter.
+
 Memory is bounded: the counters are per (type, type, relation), the history per element holds only
-the last ``shift + max_lag`` seconds, and the set of open forward follow-ups only the last
-``max_lag`` seconds. One pass, no second read of the input.
+the last ``shift + max_lag`` seconds, the set of open forward follow-ups only the last ``max_lag``
+seconds, and the patterns at most ``MAX_PATTERNS``. One pass, no second read of the input.
 """
 
 from __future__ import annotations
@@ -54,6 +58,13 @@ LAG_BOUNDS = (0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600
 """Upper bounds (seconds, inclusive) of the lag histogram's buckets."""
 
 Key = tuple[str, str, str]  # (root type, symptom type, relation)
+Pattern = tuple[str, bytes]  # (symptom type, its candidate causes packed: see ``unpack``)
+Item = tuple[str, str, int]  # (root type, relation, lag bucket): one candidate cause of a raise
+MAX_PATTERNS = 200_000
+"""Distinct patterns kept for the joint fit (``engine.tools.mining.fit``; about 420 bytes each
+with the counter's entry, measured on the 24V log: at most about 85 MB); past it, a raise whose
+pattern is new is counted in ``patterns_dropped`` and left out of the fit (as a raise with no
+candidate cause)."""
 
 
 @dataclass
@@ -70,7 +81,12 @@ class Counts:
     base_followed: Counter[str] = field(default_factory=Counter)
     finished: Counter[str] = field(default_factory=Counter)  # raises whose follow-up window closed
     depth: Counter[str] = field(default_factory=Counter)  # per type: the sum of its raises' depths
+    patterns: Counter[Pattern] = field(default_factory=Counter)  # what preceded each raise, jointly
+    patterns_dropped: int = 0
+    names: list[str] = field(default_factory=list)  # the types' names by the ids in the patterns
+    has_patterns: bool = False  # patterns were kept (``CoOccurrence(patterns=True)``)
     elements: int = 0
+    max_lag: float = 600.0  # the look-back the counts were made with
     first_time: float | None = None
     last_time: float | None = None
 
@@ -107,7 +123,13 @@ class CoOccurrence:
     """Feed raises in time order with ``add``; read ``counts`` after ``close``."""
 
     def __init__(
-        self, topology: Topology, *, max_lag: float = 600.0, shift: float = 3600.0, hops: int = 2
+        self,
+        topology: Topology,
+        *,
+        max_lag: float = 600.0,
+        shift: float = 3600.0,
+        hops: int = 2,
+        patterns: bool = False,
     ) -> None:
         if max_lag <= 0 or shift <= max_lag or hops < 1:
             raise ValueError("need max_lag > 0, shift > max_lag and hops >= 1")
@@ -115,8 +137,10 @@ class CoOccurrence:
         self.max_lag = max_lag
         self.shift = shift
         self.hops = hops
-        self.counts = Counts()
+        self.counts = Counts(max_lag=max_lag, has_patterns=patterns)
         self._history: dict[str, _History] = {}
+        self.patterns = patterns  # keep each raise's pattern of candidate causes (for the joint fit)
+        self._ids: dict[str, int] = {}
         self._related: dict[str, tuple[tuple[str, str], ...]] = {}
         self._below: dict[str, frozenset[str]] = {}
         self._depth: dict[str, int] = {}
@@ -257,6 +281,7 @@ class CoOccurrence:
                         self._base_marked.add(other)
                         self._base_queue.append((h.times[i], other))
                         c.base_followed[h.types[i]] += 1
+            packed = bytearray()
             for (a, rel), lag in seen.items():
                 key = (a, kind, rel)
                 c.evidence[key] += 1
@@ -265,7 +290,12 @@ class CoOccurrence:
                 buckets = c.lags.get(key)
                 if buckets is None:
                     buckets = c.lags[key] = [0] * len(LAG_BOUNDS)
-                buckets[bisect.bisect_left(LAG_BOUNDS, lag)] += 1
+                bucket = bisect.bisect_left(LAG_BOUNDS, lag)
+                buckets[bucket] += 1
+                if self.patterns:
+                    packed += self._item(a, rel, bucket)
+            if self.patterns:
+                self._pattern(kind, packed)
             for (a, rel), lag in base.items():
                 key = (a, kind, rel)
                 c.baseline[key] += 1
@@ -274,6 +304,35 @@ class CoOccurrence:
                     buckets = c.base_lags[key] = [0] * len(LAG_BOUNDS)
                 buckets[bisect.bisect_left(LAG_BOUNDS, lag)] += 1
         self._batch = []
+
+    def _item(self, kind: str, rel: str, bucket: int) -> bytes:
+        ident = self._ids.get(kind)
+        if ident is None:
+            ident = self._ids[kind] = len(self.counts.names)
+            self.counts.names.append(kind)
+        return bytes((ident >> 16 & 255, ident >> 8 & 255, ident & 255, RELATION_ORDER.index(rel), bucket))
+
+    def _pattern(self, kind: str, packed: bytearray) -> None:
+        """Count the raise's pattern: its items (5 bytes each, in ``seen``'s order) sorted."""
+        c = self.counts
+        items = sorted(bytes(packed[i : i + 5]) for i in range(0, len(packed), 5))
+        pattern = (kind, b"".join(items))
+        if pattern in c.patterns or len(c.patterns) < MAX_PATTERNS:
+            c.patterns[pattern] += 1
+        else:
+            c.patterns_dropped += 1
+
+
+def unpack(packed: bytes, names: list[str]) -> tuple[Item, ...]:
+    """A pattern's items: (root type, relation, lag bucket), as ``CoOccurrence`` packed them."""
+    return tuple(
+        (
+            names[packed[i] << 16 | packed[i + 1] << 8 | packed[i + 2]],
+            RELATION_ORDER[packed[i + 3]],
+            packed[i + 4],
+        )
+        for i in range(0, len(packed), 5)
+    )
 
 
 def lag_quantile(buckets: Iterable[int], q: float) -> float:

@@ -357,7 +357,7 @@ REJECTIONS = [
     pytest.param(
         _set("customer", []),
         "customer",
-        "unknown field (expected one of customers, elements, service_types, tiers)",
+        "unknown field (expected one of customer_groups, customers, elements, service_types, tiers)",
         id="unknown-top-level-key",
     ),
 ]
@@ -418,21 +418,21 @@ def test_a_rejection_from_a_file_names_the_file(tmp_path: Path) -> None:
             "t.yaml",
             "- a\n- b\n",
             "",
-            "the top level must be a mapping of customers, elements, service_types, tiers; got list",
+            "the top level must be a mapping of customer_groups, customers, elements, service_types, tiers; got list",
             id="top-level-list",
         ),
         pytest.param(
             "t.yaml",
             "",
             "",
-            "the top level must be a mapping of customers, elements, service_types, tiers; got null",
+            "the top level must be a mapping of customer_groups, customers, elements, service_types, tiers; got null",
             id="empty-file",
         ),
         pytest.param(
             "t.json",
             '"elements"',
             "",
-            "the top level must be a mapping of customers, elements, service_types, tiers; got string",
+            "the top level must be a mapping of customer_groups, customers, elements, service_types, tiers; got string",
             id="top-level-string",
         ),
         pytest.param("t.txt", "elements: []", "", "unsupported file type '.txt' (use .yaml, .yml or .json)"),

@@ -574,10 +574,12 @@ class _Loader:
         return f"customer_groups[{i}] ({g['access']})"
 
     def check_ids(self, i: int, g: Any, ids: list[Any]) -> None:
+        """Worded as pydantic words the same mistakes (``_CustomerGroupModel``)."""
         for j, cid in enumerate(ids):
-            if type(cid) is not str or not cid:
-                got = "an empty string" if cid == "" else type_name(cid)
-                self.fail(f"{self.group_where(i, g)}.ids[{j}]", f"expected a non-empty string, got {got}")
+            if type(cid) is not str:
+                self.fail(f"{self.group_where(i, g)}.ids[{j}]", f"expected a string, got {type_name(cid)}")
+            if not cid:
+                self.fail(f"{self.group_where(i, g)}.ids[{j}]", "must not be empty")
 
     def group_names(self, i: int, g: Any, ids: list[str], named: Mapping[Any, Any]) -> None:
         members, names = set(ids), self.names

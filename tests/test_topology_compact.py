@@ -216,16 +216,30 @@ REJECTIONS = [
         id="duplicate-of-a-listed-customer",
     ),
     pytest.param(
-        _set((G, 1, "names"), {"c-5": "Acme"}),
-        f"{G}[1] (olt-8).names.c-5",
-        "'c-5' is not one of this entry's ids",
-        id="name-of-another-id",
+        _set((G, 1, "names"), ["Acme", None]),
+        f"{G}[1] (olt-8).names",
+        "must have one entry per id (1), got 2",
+        id="names-not-one-per-id",
     ),
     pytest.param(
-        _set((G, 1, "names"), {"c-4": 5}),
-        f"{G}[1] (olt-8).names.c-4",
-        "expected a string, got integer",
+        _set((G, 1, "names"), [5]),
+        f"{G}[1] (olt-8).names[0]",
+        "expected a string or null, got integer",
         id="name-not-a-string",
+    ),
+    pytest.param(
+        _set((G, 1, "names"), {"c-4": "Acme"}),
+        f"{G}[1] (olt-8).names",
+        "expected a list, got mapping",
+        id="names-a-mapping",
+    ),
+    pytest.param(
+        _set(
+            (G, 1), {"access": "olt-8", "tier": "gold", "services": ["internet"], "ids": [7], "names": ["A"]}
+        ),
+        f"{G}[1] (olt-8).ids[0]",
+        "expected a string, got integer",
+        id="named-id-not-a-string",
     ),
 ]
 

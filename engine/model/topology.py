@@ -176,7 +176,7 @@ class _CustomerGroupModel(_Model):
     tier: str
     services: list[str]
     ids: Annotated[list[_Id], Field(min_length=1)]
-    names: dict[str, str] = Field(default_factory=dict)
+    names: list[str | None] | None = None
 
 
 # An element checked: id, type, site, region, depends_on, name, labels.
@@ -495,6 +495,9 @@ class _Loader:
         row_sets, row_keys = self.row_sets, self.row_keys
         id_lists: list[list[Any]] = []
         values: list[int] = []
+        add_ids, add_value = id_lists.append, values.append
+        new, group_type = _new_object, CustomerGroup
+        set_access, set_tier, set_services, set_count = _set_access, _set_tier, _set_services, _set_count
         direct: dict[str, tuple[CustomerGroup, ...]] = {}
         here: list[CustomerGroup] = []  # the current access element's groups
         last: tuple[int, int, tuple[str, ...]] = (-1, -1, ())  # canonical order: strictly increasing
@@ -505,13 +508,13 @@ class _Loader:
                 row, t, a = rows[tuple(services)], tier_index[g["tier"]], index[g["access"]]
                 named = g["names"] if n == 5 else None
                 fast = type(g) is dict and type(ids) is list and bool(ids) and type(services) is list
-                fast = fast and (n == 4 or type(named) is dict)
+                fast = fast and (n == 4 or type(named) is list)
             except (KeyError, TypeError):
                 fast = False
             if not fast:
                 row, t, a, ids, named = self.customer_group(i, g)
-            id_lists.append(ids)
-            values.append((row * n_tier + t) * n_el + a)
+            add_ids(ids)
+            add_value((row * n_tier + t) * n_el + a)
             if named:
                 self.group_names(i, g, ids, named)
             if canonical:
@@ -520,7 +523,12 @@ class _Loader:
                     if a != last[0] and here:
                         direct[access_ids[last[0]]] = tuple(here)
                         here = []
-                    here.append(_make_group(access_ids[a], tier_names[t], row_sets[row], len(ids)))
+                    group = new(group_type)  # as ``_make_group``, inline
+                    set_access(group, access_ids[a])
+                    set_tier(group, tier_names[t])
+                    set_services(group, row_sets[row])
+                    set_count(group, len(ids))
+                    here.append(group)
                     last = key
                 else:
                     canonical = False
@@ -561,7 +569,7 @@ class _Loader:
                 seen[cid] = f"customer_groups[{i}].ids[{j}]"
         raise AssertionError("a bad customer id was counted but not found")  # pragma: no cover
 
-    def customer_group(self, i: int, g: object) -> tuple[int, int, int, list[str], dict[str, str] | None]:
+    def customer_group(self, i: int, g: object) -> tuple[int, int, int, list[str], list[str | None] | None]:
         """Validate one entry of ``customer_groups`` fully: its row, tier, element, ids and names."""
         try:
             m = _CustomerGroupModel.model_validate(g)
@@ -581,15 +589,20 @@ class _Loader:
             if not cid:
                 self.fail(f"{self.group_where(i, g)}.ids[{j}]", "must not be empty")
 
-    def group_names(self, i: int, g: Any, ids: list[str], named: Mapping[Any, Any]) -> None:
-        members, names = set(ids), self.names
-        for cid, name in named.items():
-            where = f"{self.group_where(i, g)}.names.{cid}"
-            if cid not in members:
-                self.fail(where, f"{cid!r} is not one of this entry's ids")
-            if type(name) is not str:
-                self.fail(where, f"expected a string, got {type_name(name)}")
-            names["".join((cid, ""))] = "".join((name, ""))
+    def group_names(self, i: int, g: Any, ids: list[str], named: list[Any]) -> None:
+        """``names``: one per id, in the same order, ``null`` for a customer without one. (A mapping
+        id → name would make every id a JSON key, and orjson's cache of recent keys would keep some of
+        them, scattered over the parsed document's memory, which could then not go back.)"""
+        self.check_ids(i, g, ids)
+        where = f"{self.group_where(i, g)}.names"
+        if len(named) != len(ids):
+            self.fail(where, f"must have one entry per id ({len(ids)}), got {len(named)}")
+        names = self.names
+        for j, (cid, name) in enumerate(zip(ids, named, strict=True)):
+            if name is not None:
+                if type(name) is not str:
+                    self.fail(f"{where}[{j}]", f"expected a string or null, got {type_name(name)}")
+                names["".join((cid, ""))] = "".join((name, ""))
 
     def service_row(self, where: str, services: list[Any]) -> int:
         if not services:
@@ -818,8 +831,7 @@ def compact_customers(topology: Topology) -> list[dict[str, Any]]:
             "services": list(rows[row]),
             "ids": ids,
         }
-        named = {cid: names[cid] for cid in ids if cid in names}
-        if named:
-            entry["names"] = named
+        if any(cid in names for cid in ids):
+            entry["names"] = [names.get(cid) for cid in ids]
         out.append(entry)
     return out

@@ -677,7 +677,7 @@ class Topology:
         self._platform = {ne: frozenset(names) for ne, names in platform.items()}
         self._platform_view = MappingProxyType(self._platform)
         self._groups_at = loaded.groups()
-        self._groups = tuple(g for gs in self._groups_at.values() for g in gs)
+        self._groups = tuple(chain.from_iterable(self._groups_at.values()))
         self._through: dict[str, frozenset[str]] | None = None
 
     def __contains__(self, ne_id: object) -> bool:

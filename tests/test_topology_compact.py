@@ -118,6 +118,11 @@ def test_the_example_topology_through_the_compact_form(tmp_path: Path) -> None:
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(compact), encoding="utf-8")
     assert_same(want, load_topology(tmp_path / "t.json"))
     assert_same(want, load_topology(tmp_path / "t.yaml"))
+    # in canonical order the groups come straight from the entries; shuffled, they are counted
+    assert topology_module._Loader("t", compact).direct is not None
+    shuffled = {**compact, "customer_groups": compact["customer_groups"][::-1]}
+    assert topology_module._Loader("t", shuffled).direct is None
+    assert_same(want, topology_from_dict(shuffled))
 
 
 def small() -> Doc:

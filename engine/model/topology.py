@@ -500,7 +500,7 @@ class _Loader:
         set_access, set_tier, set_services, set_count = _set_access, _set_tier, _set_services, _set_count
         direct: dict[str, tuple[CustomerGroup, ...]] = {}
         here: list[CustomerGroup] = []  # the current access element's groups
-        last: tuple[int, int, tuple[str, ...]] = (-1, -1, ())  # canonical order: strictly increasing
+        last_at = last_a = last_row = -1  # the previous entry's element and tier, element, row
         canonical = not self.packed  # customers listed one by one are counted; so are these, then
         for i, g in enumerate(items):
             try:  # as in ``customers``: a failed lookup means "not known to be valid"
@@ -517,11 +517,11 @@ class _Loader:
             add_value((row * n_tier + t) * n_el + a)
             if named:
                 self.group_names(i, g, ids, named)
-            if canonical:
-                key = (a, t, row_keys[row])
-                if key > last:
-                    if a != last[0] and here:
-                        direct[access_ids[last[0]]] = tuple(here)
+            if canonical:  # (element, tier, sorted services) strictly increasing; the element and
+                at = a * n_tier + t  # tier compared as one number, the services only when those are equal
+                if at > last_at or (at == last_at and row_keys[row] > row_keys[last_row]):
+                    if a != last_a and here:
+                        direct[access_ids[last_a]] = tuple(here)
                         here = []
                     group = new(group_type)  # as ``_make_group``, inline
                     set_access(group, access_ids[a])
@@ -529,11 +529,11 @@ class _Loader:
                     set_services(group, row_sets[row])
                     set_count(group, len(ids))
                     here.append(group)
-                    last = key
+                    last_at, last_a, last_row = at, a, row
                 else:
                     canonical = False
         if here:
-            direct[access_ids[last[0]]] = tuple(here)
+            direct[access_ids[last_a]] = tuple(here)
         self.direct = direct if canonical else None
         flat = list(chain.from_iterable(id_lists))
         if not self._insert(flat, chain.from_iterable(map(repeat, values, map(len, id_lists)))):

@@ -7,8 +7,12 @@ power element and a few access elements (OLT, DSLAM, cell) each depending on the
 for iptv) depending on the first core pair. Customers are spread uniformly over access elements with
 skewed tiers and one to three services. Everything is seeded: the same options give the same file.
 
-Run ``python -m bench.topology`` (defaults: 50,000 elements, 1,000,000 customers). The load is also
-run once in a fresh interpreter to report its resident memory without the generator's garbage.
+Run ``python -m bench.topology`` (defaults: 50,000 elements, 1,000,000 customers). The file is written
+twice: with the customers listed one by one (``customers``) and converted by ``engine topology
+compact`` (``customer_groups``, the compact form); the two loads are timed in turn, each ``--repeat``
+times, so that both see the same machine. The figure is the compact form's, the listed form's beside
+it. Each load is also run once in a fresh interpreter to report its resident memory without the
+generator's garbage. The impact measurements use the compact form's topology (the same topology).
 Times are CPU times of this process (``time.process_time``: steady on a shared machine), the wall
 time beside the load's.
 
@@ -46,6 +50,7 @@ import orjson
 
 from engine.core.impact import Health, LiveHealth, compute_impact
 from engine.model.topology import Topology, load_topology
+from engine.tools.topology import compact_file
 
 TIERS = (("platinum", 0.02), ("gold", 0.10), ("silver", 0.28), ("bronze", 0.60))
 SERVICE_SETS = (
@@ -218,6 +223,15 @@ def _rss_mib() -> float | None:
 
 
 def _peak_mib() -> float:
+    """This process's peak resident set size: ``VmHWM`` (Linux: since its ``exec``, unlike ``ru_maxrss``,
+    which keeps the parent's peak at ``fork``), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
@@ -234,6 +248,17 @@ def measure_load(path: str) -> dict[str, float | None]:
         "peak": _peak_mib(),
         "customers": topology.customer_count(),
     }
+
+
+def _measure_in_child(path: Path) -> dict[str, float | None]:
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.topology", "--measure-load", str(path)],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    measured: dict[str, float | None] = orjson.loads(child.stdout)
+    return measured
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,30 +294,49 @@ def main(argv: list[str] | None = None) -> int:
         path.write_bytes(orjson.dumps(doc))
         del doc
         gc.collect()
-        rows.append(("file size", f"{path.stat().st_size / 2**20:.1f} MiB"))
-        child = subprocess.run(
-            [sys.executable, "-m", "bench.topology", "--measure-load", str(path)],
-            capture_output=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        mem = orjson.loads(child.stdout)
-        topology: Topology | None = None
-
-        def load() -> None:
-            nonlocal topology
-            topology = None
-            topology = load_topology(path)
-
-        cpu, wall = _median_seconds(load, args.repeat)
-        rows.append((f"load (median of {args.repeat})", f"{cpu:.2f} s CPU ({wall:.2f} s wall)"))
-    assert topology is not None
-    if mem["before"] is not None:
+        compact = Path(tmp) / "compact.json"
+        start = time.process_time()
+        compact_file(path, compact)
+        rows.append(("engine topology compact", f"{time.process_time() - start:.2f} s CPU"))
         rows.append(
-            ("RSS after load (fresh process)", f"{mem['after']:.0f} MiB ({mem['before']:.0f} before)")
+            (
+                "file size: compact / listed",
+                f"{compact.stat().st_size / 2**20:.1f} MiB / {path.stat().st_size / 2**20:.1f} MiB",
+            )
         )
-        rows.append(("  retained by the topology", f"{mem['after'] - mem['before']:.0f} MiB"))
-    rows.append(("peak RSS during load (maxrss)", f"{mem['peak']:.0f} MiB"))
+        mem = {form: _measure_in_child(file) for form, file in (("compact", compact), ("listed", path))}
+        topology: Topology | None = None
+        load_cpu: dict[str, list[float]] = {"compact": [], "listed": []}
+        wall: dict[str, list[float]] = {"compact": [], "listed": []}
+        for _ in range(args.repeat):  # in turn, so that both forms see the same load on the machine
+            for form, file in (("listed", path), ("compact", compact)):  # the compact one kept
+                topology = None
+                gc.collect()
+                start, start_cpu = time.perf_counter(), time.process_time()
+                topology = load_topology(file)
+                load_cpu[form].append(time.process_time() - start_cpu)
+                wall[form].append(time.perf_counter() - start)
+        for form, label in (("compact", "compact form, customer_groups"), ("listed", "customers listed")):
+            runs = " ".join(f"{c:.2f}" for c in load_cpu[form])
+            median_cpu, median_wall = statistics.median(load_cpu[form]), statistics.median(wall[form])
+            rows.append(
+                (
+                    f"load, {label} (median of {args.repeat})",
+                    f"{median_cpu:.2f} s CPU ({median_wall:.2f} s wall)  [{runs}]",
+                )
+            )
+    assert topology is not None
+    for form in ("compact", "listed"):
+        m = mem[form]
+        if m["before"] is not None and m["after"] is not None:
+            rows.append(
+                (
+                    f"RSS after load, {form} (fresh process)",
+                    f"{m['after']:.0f} MiB ({m['before']:.0f} before; "
+                    f"{m['after'] - m['before']:.0f} MiB retained)",
+                )
+            )
+        rows.append((f"peak RSS during load, {form}", f"{m['peak']:.0f} MiB"))
     rows.append(("elements / customers", f"{len(topology.elements):,} / {topology.customer_count():,}"))
     rows.append(("customer groups", f"{len(topology.all_groups()):,}"))
     full, _ = _median_seconds(gc.collect, args.repeat)

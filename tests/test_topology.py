@@ -47,6 +47,7 @@ customers:
 """
 
 Doc = dict[str, Any]
+TOP_KEYS = "customer_groups, customers, elements, service_types, tiers"
 Mutation = Callable[[Doc], None]
 
 
@@ -357,7 +358,7 @@ REJECTIONS = [
     pytest.param(
         _set("customer", []),
         "customer",
-        "unknown field (expected one of customers, elements, service_types, tiers)",
+        "unknown field (expected one of customer_groups, customers, elements, service_types, tiers)",
         id="unknown-top-level-key",
     ),
 ]
@@ -418,21 +419,21 @@ def test_a_rejection_from_a_file_names_the_file(tmp_path: Path) -> None:
             "t.yaml",
             "- a\n- b\n",
             "",
-            "the top level must be a mapping of customers, elements, service_types, tiers; got list",
+            f"the top level must be a mapping of {TOP_KEYS}; got list",
             id="top-level-list",
         ),
         pytest.param(
             "t.yaml",
             "",
             "",
-            "the top level must be a mapping of customers, elements, service_types, tiers; got null",
+            f"the top level must be a mapping of {TOP_KEYS}; got null",
             id="empty-file",
         ),
         pytest.param(
             "t.json",
             '"elements"',
             "",
-            "the top level must be a mapping of customers, elements, service_types, tiers; got string",
+            f"the top level must be a mapping of {TOP_KEYS}; got string",
             id="top-level-string",
         ),
         pytest.param("t.txt", "elements: []", "", "unsupported file type '.txt' (use .yaml, .yml or .json)"),
@@ -491,6 +492,34 @@ def test_topo_order_puts_every_element_after_what_it_depends_on(topo: Topology) 
     position = {ne: i for i, ne in enumerate(order)}
     for ne in order:
         assert all(position[up] < position[ne] for up in topo.ancestors(ne))
+
+
+@pytest.mark.parametrize(
+    ("elements", "order"),
+    [
+        pytest.param(
+            ["core", "agg:core", "olt:agg", "pwr", "dsl:agg,pwr"], "core agg olt pwr dsl", id="file-order"
+        ),
+        pytest.param(
+            ["olt:agg", "dsl:agg,pwr", "agg:core", "core", "pwr"], "core agg olt pwr dsl", id="walked"
+        ),
+        pytest.param(
+            ["dsl:pwr,agg", "pwr", "agg:core", "core"], "pwr core agg dsl", id="walked-in-item-order"
+        ),
+    ],
+)
+def test_topo_order_is_the_file_order_when_upstreams_come_first_else_a_walk(
+    elements: list[str], order: str
+) -> None:
+    """Depth first from each element in file order, upstreams in ``depends_on`` order: when every
+    upstream is listed before its dependents that is the file's order (taken as it is)."""
+    doc = {
+        "elements": [
+            {"id": e.split(":")[0], "type": "x", "depends_on": e.split(":")[1].split(",") if ":" in e else []}
+            for e in elements
+        ]
+    }
+    assert topology_from_dict(doc).topo_order() == tuple(order.split())
 
 
 def test_lookups_by_site_region_and_platform(topo: Topology) -> None:

@@ -3,6 +3,12 @@
 Loaded from one YAML or JSON file (same schema), validated up front: every problem is a
 ``TopologyError`` naming the file, the item (``elements[4] (olt-7).depends_on[0][1]``) and the reason.
 
+Customers come one by one (``customers``: a mapping each) or in the compact form (``customer_groups``:
+one entry per access element, tier and service list, with the ids of its customers), or both; the
+loaded topology is the same. A compact file in canonical order (what ``engine topology compact``
+writes: access elements in file order, tiers in tier order, service sets sorted) gives its groups
+directly, without counting the customers again.
+
 ``depends_on`` items are required upstreams; a list item is a redundancy group (any one member is
 enough). Customers are held compactly (one dict entry each, no object) and aggregated into
 ``CustomerGroup`` s, one per access element, tier and service set: impact is computed over groups.
@@ -14,6 +20,7 @@ import gc
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, NoReturn
@@ -26,7 +33,8 @@ from engine.errors import TopologyError
 from engine.model.wording import first_problem, type_name, unknown_field
 
 DEFAULT_TIERS = MappingProxyType({"platinum": 8.0, "gold": 4.0, "silver": 2.0, "bronze": 1.0})
-_TOP_KEYS = ("customers", "elements", "service_types", "tiers")
+_TOP_KEYS = ("customer_groups", "customers", "elements", "service_types", "tiers")
+_CUSTOMER_KEYS = ("customer_groups", "customers")
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 # Descendant sets are cached (the topology is static) up to this many members in all: a tree of 50,000
 # elements needs a few hundred thousand; a 100,000-element chain would need five billion.
@@ -80,11 +88,44 @@ class CustomerGroup:
     count: int
 
 
+# ``CustomerGroup`` s are built by the hundred thousand at load: setting the slots directly costs about
+# half the frozen dataclass's ``__init__`` (four ``object.__setattr__`` calls); same objects.
+_new_object = object.__new__
+_set_access, _set_tier, _set_services, _set_count = (
+    CustomerGroup.__dict__[name].__set__ for name in ("access", "tier", "services", "count")
+)
+
+
+_ELEMENT_SLOTS = tuple(
+    Element.__dict__[name].__set__
+    for name in ("id", "type", "site", "region", "depends_on", "name", "labels")
+)
+
+
+def _make_group(access: str, tier: str, services: frozenset[str], count: int) -> CustomerGroup:
+    g: CustomerGroup = _new_object(CustomerGroup)
+    _set_access(g, access)
+    _set_tier(g, tier)
+    _set_services(g, services)
+    _set_count(g, count)
+    return g
+
+
 # --- validation models (shape and types; references are checked afterwards) -----------------------
 
 
 def _dep_item(value: object) -> tuple[str, ...]:
     """A ``depends_on`` item: an element id, or a list of them (a redundancy group)."""
+    if type(value) is str and value:  # the usual item, and a group of distinct ids: no generator
+        return (value,)
+    if (
+        type(value) is list
+        and value
+        and set(map(type, value)) == {str}
+        and "" not in value
+        and len(set(value)) == len(value)
+    ):
+        return tuple(value)
     group = value if isinstance(value, list) else [value]
     if not group or not all(isinstance(m, str) and m for m in group):
         raise ValueError(
@@ -130,6 +171,60 @@ class _CustomerModel(_Model):
     name: str | None = None
 
 
+class _CustomerGroupModel(_Model):
+    access: str
+    tier: str
+    services: list[str]
+    ids: Annotated[list[_Id], Field(min_length=1)]
+    names: list[str | None] | None = None
+
+
+# An element checked: id, type, site, region, depends_on, name, labels.
+_PlainElement = tuple[
+    str, str, str | None, str | None, tuple[tuple[str, ...], ...], str | None, Mapping[str, str] | None
+]
+_ELEMENT_KEYS = frozenset(_ElementModel.model_fields)
+
+
+def _plain_elements(items: object) -> list[_PlainElement] | None:
+    """The elements as ``_ElementModel`` would take them, checked without pydantic (a hundred thousand
+    models are slow to build); ``None`` when anything is unusual, for pydantic to check and word."""
+    if type(items) is not list:
+        return None
+    out: list[_PlainElement] = []
+    add = out.append
+    keys = _ELEMENT_KEYS
+    try:
+        for e in items:
+            if type(e) is not dict or not keys.issuperset(e):
+                return None
+            ne_id, ne_type, site, region = e["id"], e["type"], e.get("site"), e.get("region")
+            deps, name, labels = e.get("depends_on", ()), e.get("name"), e.get("labels")
+            if type(ne_id) is not str or type(ne_type) is not str or not ne_id or not ne_type:
+                return None
+            if (site is not None and (type(site) is not str or not site)) or (
+                region is not None and (type(region) is not str or not region)
+            ):
+                return None
+            if (name is not None and type(name) is not str) or (type(deps) is not list and deps != ()):
+                return None
+            if labels is not None and (
+                type(labels) is not dict
+                or not all(type(k) is str and type(v) is str for k, v in labels.items())
+            ):
+                return None
+            if labels is None and "labels" in e:
+                return None
+            add((ne_id, ne_type, site, region, tuple(map(_dep_item, deps)), name, labels))
+    except (KeyError, ValueError):
+        return None
+    return out
+
+
+def _as_plain(em: _ElementModel) -> _PlainElement:
+    return (em.id, em.type, em.site, em.region, tuple(em.depends_on), em.name, em.labels)
+
+
 class _DocModel(_Model):
     tiers: dict[str, _TierModel] | None = None
     service_types: dict[str, _ServiceTypeModel] = Field(default_factory=dict)
@@ -144,7 +239,8 @@ def _where(data: object, loc: Sequence[str | int]) -> str:
             out += " (key)"
         elif isinstance(key, int) and isinstance(node, list):
             node = node[key] if 0 <= key < len(node) else None
-            ident = node.get("id") if depth == 1 and isinstance(node, dict) else None
+            label = "access" if loc[0] == "customer_groups" else "id"  # a group has no id of its own
+            ident = node.get(label) if depth == 1 and isinstance(node, dict) else None
             out += f"[{key}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
         else:
             out += f".{key}" if out else str(key)
@@ -206,20 +302,23 @@ class _Loader:
         for key in data:
             if key not in _TOP_KEYS:
                 self.fail(str(key), unknown_field(known=_TOP_KEYS))
-        given = {k: v for k, v in data.items() if k != "customers" and v is not None}
+        given = {k: v for k, v in data.items() if k not in _CUSTOMER_KEYS and v is not None}
+        plain = _plain_elements(given.get("elements"))  # pydantic checks the rest (and these, if not)
         try:
-            doc = _DocModel.model_validate(given)
+            doc = _DocModel.model_validate({**given, "elements": []} if plain is not None else given)
         except ValidationError as exc:
             self.invalid(exc)
+        elements = plain if plain is not None else [_as_plain(em) for em in doc.elements]
         weights = DEFAULT_TIERS if doc.tiers is None else {n: t.weight for n, t in doc.tiers.items()}
         self.tiers = {n: Tier(n, float(w)) for n, w in weights.items()}
         self.index: dict[str, int] = {}
-        for i, em in enumerate(doc.elements):
-            if em.id in self.index:
-                first = f"first at elements[{self.index[em.id]}]"
-                self.fail(f"elements[{i}] ({em.id}).id", f"duplicate element id {em.id!r} ({first})")
-            self.index[em.id] = i
-        self.elements = {em.id: self.element(i, em) for i, em in enumerate(doc.elements)}
+        for i, em in enumerate(elements):
+            if em[0] in self.index:
+                first = f"first at elements[{self.index[em[0]]}]"
+                self.fail(f"elements[{i}] ({em[0]}).id", f"duplicate element id {em[0]!r} ({first})")
+            self.index[em[0]] = i
+        self.upstreams_first = True  # every element's upstreams come before it in the file
+        self.elements = {em[0]: self.element(i, em) for i, em in enumerate(elements)}
         self.services: dict[str, ServiceType] = {}
         for name, st in doc.service_types.items():
             for j, ne in enumerate(st.platform):
@@ -231,34 +330,63 @@ class _Loader:
         self.tier_index = {t: i for i, t in enumerate(self.tier_names)}
         self.rows: list[tuple[str, ...]] = []
         self.row_index: dict[tuple[str, ...], int] = {}
+        self.row_sets: list[frozenset[str]] = []  # each row's services as a set (equal sets: one object)
+        self.row_keys: list[tuple[str, ...]] = []  # each row's services sorted (the groups' order)
+        self.sets: dict[frozenset[str], frozenset[str]] = {}
         self.packed: dict[str, int] = {}
         self.names: dict[str, str] = {}
+        self.listed = 0  # customers from ``customers`` (they come first in ``packed``)
+        self.direct: dict[str, tuple[CustomerGroup, ...]] | None = None  # from canonical customer_groups
         self.customers(data.get("customers"))
+        self.customer_groups(data.get("customer_groups"))
 
     def fail(self, where: str, reason: str) -> NoReturn:
         raise TopologyError(self.source, where, reason)
 
-    def invalid(self, exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> NoReturn:
+    def invalid(
+        self, exc: ValidationError, prefix: tuple[str | int, ...] = (), model: type[BaseModel] = _DocModel
+    ) -> NoReturn:
         """The first pydantic error, as a ``TopologyError`` with a readable location."""
-        model = _DocModel if not prefix else _CustomerModel
         loc, reason = first_problem(exc, model)
         raise TopologyError(self.source, _where(self.data, prefix + loc), reason) from None
 
-    def element(self, i: int, em: _ElementModel) -> Element:
+    def element(self, i: int, em: _PlainElement) -> Element:
+        ne_id, ne_type, site, region, deps, name, labels = em
+        index = self.index
+        if deps and not (
+            all(index.get(u, i) < i for item in deps for u in item)
+            and len(set(map(frozenset, deps))) == len(deps)
+        ):
+            self.check_depends_on(i, ne_id, deps)  # an unknown or repeated upstream is an error
+            self.upstreams_first = False  # and one listed later, a walk of the graph in ``topo_order``
+        e: Element = _new_object(Element)  # as ``Element(...)``, without the frozen ``__init__``'s cost
+        set_id, set_type, set_site, set_region, set_deps, set_name, set_labels = _ELEMENT_SLOTS
+        set_id(e, ne_id)
+        set_type(e, ne_type)
+        set_site(e, site)
+        set_region(e, region)
+        set_deps(e, deps)
+        set_name(e, name)
+        set_labels(e, MappingProxyType(dict(labels)) if labels else _NO_LABELS)
+        return e
+
+    def check_depends_on(self, i: int, ne_id: str, deps: tuple[tuple[str, ...], ...]) -> None:
+        """Name the first unknown upstream or repeated item of an element's ``depends_on``."""
         seen: set[frozenset[str]] = set()
-        for j, item in enumerate(em.depends_on):
-            where = f"elements[{i}] ({em.id}).depends_on[{j}]"
+        for j, item in enumerate(deps):
+            where = f"elements[{i}] ({ne_id}).depends_on[{j}]"
             for k, upstream in enumerate(item):
                 if upstream not in self.index:
                     self.fail(where + (f"[{k}]" if len(item) > 1 else ""), f"unknown element {upstream!r}")
             if frozenset(item) in seen:
                 self.fail(where, "listed twice")
             seen.add(frozenset(item))
-        labels = MappingProxyType(dict(em.labels)) if em.labels else _NO_LABELS
-        return Element(em.id, em.type, em.site, em.region, tuple(em.depends_on), em.name, labels)
 
     def topo_order(self) -> tuple[str, ...]:
-        """Depth-first post-order (upstreams first), iterative; a back edge is a cycle, shown as a path."""
+        """Depth-first post-order (upstreams first), iterative; a back edge is a cycle, shown as a path.
+        When every element's upstreams come before it in the file, that order is the file's."""
+        if self.upstreams_first:
+            return tuple(self.elements)
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done
         order: list[str] = []
         flat = {
@@ -299,7 +427,10 @@ class _Loader:
             self.index,
             self.tier_index,
         )
-        rows, packed, names = self.row_index, self.packed, self.names
+        rows, names = self.row_index, self.names
+        ids: list[str] = []
+        values: list[int] = []
+        add_id, add_value = ids.append, values.append
         for i, c in enumerate(items):
             try:  # a lookup fails (KeyError, TypeError) on anything not already known to be valid
                 cid, n, services = c["id"], len(c), c["services"]
@@ -311,32 +442,167 @@ class _Loader:
                 fast = False
             if not fast:
                 cid, value, name = self.customer(i, c)
-            if cid in packed:
-                first = f"first at customers[{list(packed).index(cid)}]"
-                self.fail(f"customers[{i}] ({cid}).id", f"duplicate customer id {cid!r} ({first})")
-            cid = "".join((cid, ""))  # a copy, so the parsed document's memory can all go back
-            packed[cid] = value
+            add_id(cid)
+            add_value(value)
             if name is not None:
-                names[cid] = "".join((name, ""))
+                names["".join((cid, ""))] = "".join((name, ""))  # copies (see ``_insert``)
+        if not self._insert(ids, values):  # a duplicate: the first one, and where it was first
+            seen: dict[str, int] = {}
+            for i, cid in enumerate(ids):
+                if cid in seen:
+                    first = f"first at customers[{seen[cid]}]"
+                    self.fail(f"customers[{i}] ({cid}).id", f"duplicate customer id {cid!r} ({first})")
+                seen[cid] = i
+        self.listed = len(self.packed)
 
     def customer(self, i: int, c: object) -> tuple[str, int, str | None]:
         """Validate one customer fully (pydantic for the shape, then references); returns its packed row."""
         try:
             m = _CustomerModel.model_validate(c)
         except ValidationError as exc:
-            self.invalid(exc, ("customers", i))
-        where = f"customers[{i}] ({m.id})"
-        t = self.tier_index.get(m.tier)
+            self.invalid(exc, ("customers", i), _CustomerModel)
+        row, t, a = self.references(f"customers[{i}] ({m.id})", m.tier, m.access, m.services)
+        return m.id, (row * len(self.tier_names) + t) * len(self.access_ids) + a, m.name
+
+    def references(self, where: str, tier: str, access: str, services: list[Any]) -> tuple[int, int, int]:
+        """Tier, access element and service list checked: their row, tier and element numbers."""
+        t = self.tier_index.get(tier)
         if t is None:
             known = ", ".join(sorted(self.tier_index)) or "none"
-            self.fail(f"{where}.tier", f"tier {m.tier!r} is not defined (known: {known})")
-        a = self.index.get(m.access)
+            self.fail(f"{where}.tier", f"tier {tier!r} is not defined (known: {known})")
+        a = self.index.get(access)
         if a is None:
-            self.fail(f"{where}.access", f"unknown element {m.access!r}")
-        row = self.row_index.get(tuple(m.services))
+            self.fail(f"{where}.access", f"unknown element {access!r}")
+        row = self.row_index.get(tuple(services))
         if row is None:
-            row = self.row_index[tuple(m.services)] = self.service_row(where, m.services)
-        return m.id, (row * len(self.tier_names) + t) * len(self.access_ids) + a, m.name
+            row = self.row_index[tuple(services)] = self.service_row(where, services)
+        return row, t, a
+
+    def customer_groups(self, items: object) -> None:
+        """The compact form: the same fast path per entry (a group of customers) as ``customers`` per
+        customer; the ids are checked, copied and inserted together at the end (``_insert``)."""
+        if items is None:
+            return
+        if not isinstance(items, list):
+            self.fail("customer_groups", f"expected a list, got {type_name(items)}")
+        n_el, n_tier, index, tier_index = (
+            len(self.access_ids),
+            len(self.tier_names),
+            self.index,
+            self.tier_index,
+        )
+        rows, access_ids, tier_names = self.row_index, self.access_ids, self.tier_names
+        row_sets, row_keys = self.row_sets, self.row_keys
+        id_lists: list[list[Any]] = []
+        values: list[int] = []
+        add_ids, add_value = id_lists.append, values.append
+        new, group_type = _new_object, CustomerGroup
+        set_access, set_tier, set_services, set_count = _set_access, _set_tier, _set_services, _set_count
+        direct: dict[str, tuple[CustomerGroup, ...]] = {}
+        here: list[CustomerGroup] = []  # the current access element's groups
+        last_at = last_a = last_row = -1  # the previous entry's element and tier, element, row
+        canonical = not self.packed  # customers listed one by one are counted; so are these, then
+        for i, g in enumerate(items):
+            try:  # as in ``customers``: a failed lookup means "not known to be valid"
+                ids, services, n = g["ids"], g["services"], len(g)
+                row, t, a = rows[tuple(services)], tier_index[g["tier"]], index[g["access"]]
+                named = g["names"] if n == 5 else None
+                fast = type(g) is dict and type(ids) is list and bool(ids) and type(services) is list
+                fast = fast and (n == 4 or type(named) is list)
+            except (KeyError, TypeError):
+                fast = False
+            if not fast:
+                row, t, a, ids, named = self.customer_group(i, g)
+            add_ids(ids)
+            add_value((row * n_tier + t) * n_el + a)
+            if named:
+                self.group_names(i, g, ids, named)
+            if canonical:  # (element, tier, sorted services) strictly increasing; the element and
+                at = a * n_tier + t  # tier compared as one number, the services only when those are equal
+                if at > last_at or (at == last_at and row_keys[row] > row_keys[last_row]):
+                    if a != last_a and here:
+                        direct[access_ids[last_a]] = tuple(here)
+                        here = []
+                    group = new(group_type)  # as ``_make_group``, inline
+                    set_access(group, access_ids[a])
+                    set_tier(group, tier_names[t])
+                    set_services(group, row_sets[row])
+                    set_count(group, len(ids))
+                    here.append(group)
+                    last_at, last_a, last_row = at, a, row
+                else:
+                    canonical = False
+        if here:
+            direct[access_ids[last_a]] = tuple(here)
+        self.direct = direct if canonical else None
+        flat = list(chain.from_iterable(id_lists))
+        if not self._insert(flat, chain.from_iterable(map(repeat, values, map(len, id_lists)))):
+            self.misplaced_id(items, id_lists)
+
+    def _insert(self, ids: list[Any], values: Iterable[int]) -> bool:
+        """Add ``ids`` with their values to ``packed``, copied (one join and one split: fresh strings
+        side by side, so the parsed document's memory can all go back). False when one is not a
+        string, is empty or is there already (``packed`` is then unusable: the load fails)."""
+        try:
+            text = "\0".join(ids)
+        except TypeError:  # not a string
+            return False
+        if text.count("\0") == len(ids) - 1:  # no id holds the separator
+            copies = text.split("\0") if ids else []
+        else:
+            copies = ["".join((cid, "")) for cid in ids]
+        del text
+        size, packed = len(self.packed), self.packed
+        packed.update(zip(copies, values, strict=False))
+        return len(packed) == size + len(ids) and "" not in packed
+
+    def misplaced_id(self, items: list[Any], id_lists: list[list[Any]]) -> NoReturn:
+        """The first id of ``customer_groups`` that is not a non-empty string or was seen before."""
+        listed = self.data.get("customers") or []
+        seen = {c["id"]: f"customers[{k}]" for k, c in enumerate(listed)}
+        for i, g in enumerate(items):
+            self.check_ids(i, g, id_lists[i])
+            for j, cid in enumerate(id_lists[i]):
+                if cid in seen:
+                    reason = f"duplicate customer id {cid!r} (first at {seen[cid]})"
+                    self.fail(f"{self.group_where(i, g)}.ids[{j}]", reason)
+                seen[cid] = f"customer_groups[{i}].ids[{j}]"
+        raise AssertionError("a bad customer id was counted but not found")  # pragma: no cover
+
+    def customer_group(self, i: int, g: object) -> tuple[int, int, int, list[str], list[str | None] | None]:
+        """Validate one entry of ``customer_groups`` fully: its row, tier, element, ids and names."""
+        try:
+            m = _CustomerGroupModel.model_validate(g)
+        except ValidationError as exc:
+            self.invalid(exc, ("customer_groups", i), _CustomerGroupModel)
+        row, t, a = self.references(f"customer_groups[{i}] ({m.access})", m.tier, m.access, m.services)
+        return row, t, a, m.ids, m.names
+
+    def group_where(self, i: int, g: Any) -> str:
+        return f"customer_groups[{i}] ({g['access']})"
+
+    def check_ids(self, i: int, g: Any, ids: list[Any]) -> None:
+        """Worded as pydantic words the same mistakes (``_CustomerGroupModel``)."""
+        for j, cid in enumerate(ids):
+            if type(cid) is not str:
+                self.fail(f"{self.group_where(i, g)}.ids[{j}]", f"expected a string, got {type_name(cid)}")
+            if not cid:
+                self.fail(f"{self.group_where(i, g)}.ids[{j}]", "must not be empty")
+
+    def group_names(self, i: int, g: Any, ids: list[str], named: list[Any]) -> None:
+        """``names``: one per id, in the same order, ``null`` for a customer without one. (A mapping
+        id → name would make every id a JSON key, and orjson's cache of recent keys would keep some of
+        them, scattered over the parsed document's memory, which could then not go back.)"""
+        self.check_ids(i, g, ids)
+        where = f"{self.group_where(i, g)}.names"
+        if len(named) != len(ids):
+            self.fail(where, f"must have one entry per id ({len(ids)}), got {len(named)}")
+        names = self.names
+        for j, (cid, name) in enumerate(zip(ids, named, strict=True)):
+            if name is not None:
+                if type(name) is not str:
+                    self.fail(f"{where}[{j}]", f"expected a string or null, got {type_name(name)}")
+                names["".join((cid, ""))] = "".join((name, ""))
 
     def service_row(self, where: str, services: list[Any]) -> int:
         if not services:
@@ -350,10 +616,15 @@ class _Loader:
             if s in services[:j]:
                 self.fail(f"{where}.services[{j}]", f"service type {s!r} listed twice")
         self.rows.append(tuple(services))
+        as_set = frozenset(services)
+        self.row_sets.append(self.sets.setdefault(as_set, as_set))
+        self.row_keys.append(tuple(sorted(services)))
         return len(self.rows) - 1
 
     def groups(self) -> dict[str, tuple[CustomerGroup, ...]]:
         """Per access element (file order): one group per tier and service set, sorted by both."""
+        if self.direct is not None:
+            return self.direct
         n_el, n_tier, access, tiers = (
             len(self.access_ids),
             len(self.tier_names),
@@ -371,7 +642,7 @@ class _Loader:
             counts[t, rank[row]] = counts.get((t, rank[row]), 0) + n
         return {
             access[a]: tuple(
-                CustomerGroup(access[a], tiers[t], ranked[s], n) for (t, s), n in sorted(counts.items())
+                _make_group(access[a], tiers[t], ranked[s], n) for (t, s), n in sorted(counts.items())
             )
             for a, counts in sorted(by_access.items())
         }
@@ -406,7 +677,7 @@ class Topology:
         self._platform = {ne: frozenset(names) for ne, names in platform.items()}
         self._platform_view = MappingProxyType(self._platform)
         self._groups_at = loaded.groups()
-        self._groups = tuple(g for gs in self._groups_at.values() for g in gs)
+        self._groups = tuple(chain.from_iterable(self._groups_at.values()))
         self._through: dict[str, frozenset[str]] | None = None
 
     def __contains__(self, ne_id: object) -> bool:
@@ -525,3 +796,42 @@ def _multimap(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     for key, value in pairs:
         out.setdefault(key, set()).add(value)
     return {key: tuple(sorted(values)) for key, values in out.items()}
+
+
+def compact_customers(topology: Topology) -> list[dict[str, Any]]:
+    """The topology's customers in the compact form (``customer_groups``), in canonical order: access
+    elements in file order, tiers in tier order, service sets sorted, ids in load order. Loading the
+    result gives the same customers and groups, the groups without counting the customers again."""
+    access_ids, tier_names, rows, names = (
+        topology._access_ids,
+        topology._tier_names,
+        topology._rows,
+        topology._names,
+    )
+    n_el, n_tier = len(access_ids), len(tier_names)
+    by_value: dict[int, list[str]] = {}
+    for cid, value in topology._packed.items():
+        ids = by_value.get(value)
+        if ids is None:
+            by_value[value] = [cid]
+        else:
+            ids.append(cid)
+    keys = [tuple(sorted(r)) for r in rows]
+    decoded = []
+    for value, ids in by_value.items():
+        rest, a = divmod(value, n_el)
+        row, t = divmod(rest, n_tier)
+        decoded.append((a, t, keys[row], row, ids))
+    decoded.sort(key=lambda d: d[:4])
+    out: list[dict[str, Any]] = []
+    for a, t, _, row, ids in decoded:
+        entry: dict[str, Any] = {
+            "access": access_ids[a],
+            "tier": tier_names[t],
+            "services": list(rows[row]),
+            "ids": ids,
+        }
+        if any(cid in names for cid in ids):
+            entry["names"] = [names.get(cid) for cid in ids]
+        out.append(entry)
+    return out

@@ -1,0 +1,93 @@
+"""``engine topology compact IN OUT``: rewrite a topology file with its customers in the compact form.
+
+The input is loaded and validated like any topology (a bad one is refused with the usual
+``file: item: reason``); the output keeps ``tiers``, ``service_types`` and ``elements`` as they are and
+replaces ``customers`` (and any ``customer_groups``) with ``customer_groups`` in canonical order
+(``engine.model.topology.compact_customers``). JSON is written one element and one group a line;
+YAML in block style with flow-style lists. The output loads to the same topology: the same
+elements, customers (id, tier, access, services in their order, name) and customer groups.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from engine.errors import EngineError
+from engine.model.topology import _parse, compact_customers, topology_from_dict
+
+SUFFIXES = (".json", ".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Compacted:
+    customers: int
+    groups: int
+    size_in: int
+    size_out: int
+
+
+def compact_file(src: Path, dst: Path) -> Compacted:
+    """Read, validate and rewrite ``src`` as ``dst`` (JSON or YAML by its suffix)."""
+    if dst.suffix.lower() not in SUFFIXES:
+        raise EngineError(f"{dst}: unsupported file type {dst.suffix!r} (use .json, .yaml or .yml)")
+    try:
+        raw = src.read_bytes()
+    except OSError as exc:
+        raise EngineError(f"{src}: cannot read file: {exc.strerror or exc}") from None
+    if src.suffix.lower() not in SUFFIXES:
+        raise EngineError(f"{src}: unsupported file type {src.suffix!r} (use .json, .yaml or .yml)")
+    enabled = gc.isenabled()
+    gc.disable()  # millions of fresh containers, as in ``load_topology``
+    try:
+        doc = _parse(str(src), src.suffix.lower(), raw)
+        topology = topology_from_dict(doc, source=str(src))
+        out = {k: v for k, v in doc.items() if k not in ("customers", "customer_groups")}
+        del doc
+        out["customer_groups"] = groups = compact_customers(topology)
+        data = _json(out) if dst.suffix.lower() == ".json" else _yaml(out)
+    finally:
+        if enabled:
+            gc.enable()
+    try:
+        dst.write_bytes(data)
+    except OSError as exc:
+        raise EngineError(f"{dst}: cannot write: {exc.strerror or exc}") from None
+    return Compacted(topology.customer_count(), len(groups), len(raw), len(data))
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    """One line per element and per customer group; the rest compact."""
+    parts = [b"{"]
+    for n, (key, value) in enumerate(doc.items()):
+        parts.append(b"," if n else b"")
+        parts.append(b"\n" + orjson.dumps(key) + b": ")
+        if key in ("elements", "customer_groups") and isinstance(value, list):
+            parts.append(_lines(value))
+        else:
+            parts.append(orjson.dumps(value))
+    parts.append(b"\n}\n")
+    return b"".join(parts)
+
+
+def _lines(items: Iterable[Any]) -> bytes:
+    body = b",\n  ".join(map(orjson.dumps, items))
+    return b"[\n  " + body + b"\n]" if body else b"[]"
+
+
+def _yaml(doc: dict[str, Any]) -> bytes:
+    text: str = yaml.dump(
+        doc,
+        Dumper=yaml.CSafeDumper,
+        sort_keys=False,
+        default_flow_style=None,
+        width=1 << 30,
+        allow_unicode=True,
+    )
+    return text.encode("utf-8")

@@ -104,6 +104,7 @@ TOPOLOGY_BOUNDED = (
     "forms._forms[correlator]._matched",  # durable's answers by match signature (at most 65,536)
     "health.live._stamps",  # per element: when its cone last changed level
     "health.live._cache",  # impacts by seed elements (a bounded cache)
+    "incidents._assessor._priorities",  # priorities by their inputs (at most 4,096)
     "stats.messages",  # per kind of message: a counter
     "quality.sla._subjects",  # per customer group: its downtime (closed outages leave with the period)
     "quality._read_by",  # per service type: the metrics its KQIs read

@@ -192,6 +192,34 @@ class Flow:
     def flush(self, now: float) -> list[IncidentRecord]:
         """Every timed part's due work, each contained: a part that raises is quarantined (and
         retried with backoff) while the others go on."""
+        if self._quarantine:  # some part is quarantined: each step through ``Quarantine.run``
+            return self._flush_contained(now)
+        # Nothing quarantined (the usual case, after every message): the same steps, each in its
+        # own try, as ``Quarantine.run`` would run them then, without its per-step closures.
+        records: list[IncidentRecord] = []
+        for form in self._forms.timed:
+            try:
+                outcome = form.tick(now)
+                if outcome:
+                    records.extend(self._outcome(outcome, now))
+            except Exception as exc:  # containment: as ``Quarantine.run``
+                self._failed(form.name, exc, now)
+        if (due := self._quality.next_due()) is not None and due <= now:
+            try:
+                records.extend(self._quality_tick(now))
+            except Exception as exc:
+                self._failed("quality", exc, now)
+        try:
+            if (due := self._incidents.next_due()) is not None and due <= now:
+                records.extend(self._incidents_tick(now))
+        except Exception as exc:
+            self._failed("incidents", exc, now)
+        return records
+
+    def _failed(self, part: str, exc: Exception, now: float) -> None:
+        self._quarantine.failed(part, "", exc, now, self._poison())
+
+    def _flush_contained(self, now: float) -> list[IncidentRecord]:
         records: list[IncidentRecord] = []
         for form in self._forms.timed:
             records.extend(self._contained(form.name, now, partial(self._tick, form, now)))

@@ -81,6 +81,9 @@ class Incident:
     milestone: Milestone | None = None  # the next SLA milestone (when, at what time left)
     escalation: str | None = None  # why the SLA stage last re-assessed it ("SLA milestone: ...")
     muted: Covered | None = None  # open, root under maintenance: no `updated` before its end
+    # the book's latest signature text and what it was made of (its impact, the other parts): a
+    # cache, not state (no snapshot keeps it; it is rebuilt on the first signature after a load)
+    said: tuple[Any, tuple[Any, ...], str] | None = field(default=None, compare=False, repr=False)
 
     # -- read-through views of the parts -------------------------------------------------------
     @property

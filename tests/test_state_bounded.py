@@ -94,6 +94,7 @@ RULES: list[dict[str, Any]] = [
 TOPOLOGY_BOUNDED = (
     "forms._forms[correlator]._host._sid",  # durable's states: one per correlation scope, for good
     "forms._forms[correlator]._sids",  # scopes of an element, per relation and role (explain)
+    "forms._forms[correlator]._scope_lists",  # scopes of an element, per relation (the join)
     "forms._forms[maintenance]._covers",  # per rule and element
     "forms._forms[breaches]._in_scope",  # per rule, target and service
     "forms._forms[breaches]._state",  # per rule and target: its window of samples

@@ -99,8 +99,10 @@ class Assessor:
             impact = self._live.impact(seeds)
         else:
             impact = compute_impact(self._topology, own, seeds, only_services=only)
-        if impact is not inc.impact or not self._watched(inc.root, impact):
-            self.rewatch(inc, impact)
+        if not self._watched(inc.root, inc.impact):
+            self.rewatch(inc, impact)  # its entries went (or it had none): all of them again
+        elif impact is not inc.impact:
+            self.rewatch(inc, impact, whole=False)
         last = inc.assessment
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
@@ -145,19 +147,30 @@ class Assessor:
         inc.assessment = Assessment(impact, state, severity, priority, sla)
         return active
 
-    def _watched(self, root: str, impact: Impact) -> bool:
+    def _watched(self, root: str, impact: Impact | None) -> bool:
         """Whether the watch still lists ``root`` for the impact's first element (an unchanged
         impact needs no rewatch unless its entries were dropped meanwhile)."""
+        if impact is None:
+            return False
         first = next(iter(impact.elements), None)
         return first is None or root in self._watch.get(first, ())
 
-    def rewatch(self, inc: Incident, impact: Impact | None) -> None:
+    def rewatch(self, inc: Incident, impact: Impact | None, *, whole: bool = True) -> None:
+        """Watch the elements of ``impact`` for ``inc`` instead of those of its current impact.
+        ``whole=False``: its current impact's entries are known to be there, so only the elements
+        that differ are touched (the same watch in the end)."""
         old = inc.impact.elements if inc.impact is not None else {}
         new = impact.elements if impact is not None else {}
-        for x in old:
-            if x not in new and x in self._watch:
-                self._watch[x].discard(inc.root)
-                if not self._watch[x]:
-                    del self._watch[x]
-        for x in new:
-            self._watch.setdefault(x, set()).add(inc.root)
+        watch, root = self._watch, inc.root
+        for x in old.keys() - new.keys() if old else ():
+            roots = watch.get(x)
+            if roots is not None:
+                roots.discard(root)
+                if not roots:
+                    del watch[x]
+        for x in new if whole or not old else new.keys() - old.keys():
+            roots = watch.get(x)
+            if roots is None:
+                watch[x] = {root}
+            else:
+                roots.add(root)

@@ -181,7 +181,13 @@ class Flow:
     # -- time ----------------------------------------------------------------------------------
     def alarms_tick(self, now: float) -> list[IncidentRecord]:
         """The alarm table's due work (flapping ends, retention), contained as a whole part."""
-        return self._contained("alarms", now, partial(self._alarms_tick, now))
+        if self._quarantine:
+            return self._contained("alarms", now, partial(self._alarms_tick, now))
+        try:  # nothing quarantined: as ``Quarantine.run`` would, without its closure
+            return self._alarms_tick(now)
+        except Exception as exc:
+            self._failed("alarms", exc, now)
+            return []
 
     def _alarms_tick(self, now: float) -> list[IncidentRecord]:
         records: list[IncidentRecord] = []

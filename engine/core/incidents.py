@@ -300,14 +300,21 @@ class IncidentBook:
             inc = self._graph.rooted_at(top)
             assert inc is not None  # next_due just checked it
             inc.scheduled = None
-            reschedule = self._quarantine.run(
-                PART,
-                inc.id,
-                now,
-                partial(self._step, inc, now, records, released),
-                True,
-                poison=partial(describe, inc),
-            )
+            if self._quarantine:
+                reschedule = self._quarantine.run(
+                    PART,
+                    inc.id,
+                    now,
+                    partial(self._step, inc, now, records, released),
+                    True,
+                    poison=partial(describe, inc),
+                )
+            else:  # nothing quarantined: as ``Quarantine.run`` would, without its closures
+                try:
+                    reschedule = self._step(inc, now, records, released)
+                except Exception as exc:  # containment: this incident's, not the book's
+                    self._quarantine.failed(PART, inc.id, exc, now, describe(inc))
+                    reschedule = True
             if reschedule:
                 self._schedule(inc)
         return records, released

@@ -27,7 +27,7 @@ from functools import partial
 
 from engine.core.alarms import ActiveAlarm, AlarmChange, AlarmTable
 from engine.core.containment import Quarantine
-from engine.core.forms.base import Cleared, Fact, Form, Outcome, Raised, Released
+from engine.core.forms.base import NOTHING, Cleared, Fact, Form, Outcome, Raised, Released
 from engine.core.forms.correlator import Correlator
 from engine.core.forms.registry import Forms
 from engine.core.forms.synthetic import Synthetic
@@ -140,12 +140,12 @@ class Flow:
             explanations = [ex for o in outcomes for ex in o.explanations]
             records = self._incidents.raised(fact.alarm, explanations, now)
             for o in outcomes:
-                if o:
+                if o is not NOTHING and o:
                     records.extend(self._outcome(o, now, with_explanations=False))
             return records
         records = []
         for o in outcomes:
-            if o:
+            if o is not NOTHING and o:
                 records.extend(self._outcome(o, now))
         return records
 
@@ -206,7 +206,7 @@ class Flow:
         for form in self._forms.timed:
             try:
                 outcome = form.tick(now)
-                if outcome:
+                if outcome is not NOTHING and outcome:
                     records.extend(self._outcome(outcome, now))
             except Exception as exc:  # containment: as ``Quarantine.run``
                 self._failed(form.name, exc, now)

@@ -94,6 +94,7 @@ RULES: list[dict[str, Any]] = [
 TOPOLOGY_BOUNDED = (
     "forms._forms[correlator]._host._sid",  # durable's states: one per correlation scope, for good
     "forms._forms[correlator]._sids",  # scopes of an element, per relation and role (explain)
+    "forms._forms[correlator]._scope_lists",  # scopes of an element, per relation (the join)
     "forms._forms[maintenance]._covers",  # per rule and element
     "forms._forms[breaches]._in_scope",  # per rule, target and service
     "forms._forms[breaches]._state",  # per rule and target: its window of samples
@@ -104,6 +105,7 @@ TOPOLOGY_BOUNDED = (
     "forms._forms[correlator]._matched",  # durable's answers by match signature (at most 65,536)
     "health.live._stamps",  # per element: when its cone last changed level
     "health.live._cache",  # impacts by seed elements (a bounded cache)
+    "incidents._assessor._priorities",  # priorities by their inputs (at most 4,096)
     "stats.messages",  # per kind of message: a counter
     "quality.sla._subjects",  # per customer group: its downtime (closed outages leave with the period)
     "quality._read_by",  # per service type: the metrics its KQIs read

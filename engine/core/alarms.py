@@ -129,6 +129,9 @@ class AlarmTable:
     def __init__(self, settings: AlarmSettings) -> None:
         self._settings = settings
         self._alarms: dict[str, ActiveAlarm] = {}
+        # ``get(key)``: the alarm of that identity, or None. The dictionary's own ``get`` (it is
+        # never replaced, ``load`` refills it): the core's parts call it millions of times a replay.
+        self.get: Callable[[str], ActiveAlarm | None] = self._alarms.get
         self._orphan_clears: dict[str, tuple[float, float]] = {}  # key -> (event time, now)
         self._timers: list[tuple[float, int, str, str]] = []  # (due, seq, kind, key)
         self._seq = 0
@@ -138,9 +141,6 @@ class AlarmTable:
         self.notices: list[AlarmNotice] = []
 
     # -- queries -------------------------------------------------------------------------------
-    def get(self, key: str) -> ActiveAlarm | None:
-        return self._alarms.get(key)
-
     def active(self) -> Iterator[ActiveAlarm]:
         return (a for a in self._alarms.values() if a.active)
 

@@ -18,7 +18,7 @@ from engine.core.forms.synthetic import service_scope
 from engine.core.impact import Health, Impact, LiveHealth, compute_impact, with_service_levels
 from engine.core.incident_stages import SlaStage
 from engine.core.incident_state import Assessment
-from engine.core.priority import PriorityInput, add_points, assess
+from engine.core.priority import Priority, PriorityInput, add_points, assess
 from engine.core.settings import PrioritySettings
 from engine.model.topology import Topology
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 EFFECT_HEALTH = {"outage": Health.DOWN, "degraded": Health.DEGRADED}
 SEVERITY_ORDER = ("indeterminate", "warning", "minor", "major", "critical")
+PRIORITIES_KEPT = 4096  # distinct priority inputs remembered (all forgotten when full)
 
 
 class Assessor:
@@ -53,6 +54,10 @@ class Assessor:
         self._overrides = overrides
         self._parts = parts
         self._watch: dict[str, set[str]] = {}  # element -> top roots whose impact includes it
+        self._tier_weights = {t.name: t.weight for t in topology.tiers.values()}
+        # (state, customers by tier, criticality, severity) -> the priority ``assess`` gives them: a
+        # pure function of those, asked again at most re-assessments (bounded, see PRIORITIES_KEPT)
+        self._priorities: dict[tuple[str, tuple[tuple[str, int], ...], int, str], Priority] = {}
 
     def active_members(self, inc: Incident, still_active: ActiveAlarm | None = None) -> list[ActiveAlarm]:
         out = []
@@ -74,13 +79,16 @@ class Assessor:
                 tops.update(dict.fromkeys(roots))
         return tops
 
-    def refresh(self, inc: Incident, now: float, still_active: ActiveAlarm | None = None) -> None:
+    def refresh(
+        self, inc: Incident, now: float, still_active: ActiveAlarm | None = None
+    ) -> list[ActiveAlarm]:
         """Re-assess ``inc``. ``still_active``: the root clearing now, counted as active once more so
-        the assessment freezes as it was (and the SLA facts stay those last notified)."""
+        the assessment freezes as it was (and the SLA facts stay those last notified). Returns the
+        active members it assessed (``active_members``), for the signature that follows."""
         active = self.active_members(inc, still_active)
         seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
         if not seeds and inc.impact is not None:
-            return  # nothing active carries an effect any more: keep the last assessment
+            return active  # nothing active carries an effect any more: keep the last assessment
         # An incident whose every alarm with an effect concerns one service (the engine's per-service
         # KQI alarms) affects that service's subscriptions only.
         scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
@@ -91,8 +99,10 @@ class Assessor:
             impact = self._live.impact(seeds)
         else:
             impact = compute_impact(self._topology, own, seeds, only_services=only)
-        if impact is not inc.impact or not self._watched(inc.root, impact):
-            self.rewatch(inc, impact)
+        if not self._watched(inc.root, inc.impact):
+            self.rewatch(inc, impact)  # its entries went (or it had none): all of them again
+        elif impact is not inc.impact:
+            self.rewatch(inc, impact, whole=False)
         last = inc.assessment
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
@@ -109,16 +119,22 @@ class Assessor:
             ),
             default=0,
         )
-        priority = assess(
-            PriorityInput(
-                state=state,
-                customers_by_tier=impact.by_tier,
-                tier_weights={t.name: t.weight for t in self._topology.tiers.values()},
-                max_criticality=max_crit,
-                severity=severity,
-            ),
-            self._priority,
-        )
+        key = (state, tuple(impact.by_tier.items()), max_crit, severity)
+        priority = self._priorities.get(key)
+        if priority is None:
+            priority = assess(
+                PriorityInput(
+                    state=state,
+                    customers_by_tier=impact.by_tier,
+                    tier_weights=self._tier_weights,
+                    max_criticality=max_crit,
+                    severity=severity,
+                ),
+                self._priority,
+            )
+            if len(self._priorities) >= PRIORITIES_KEPT:
+                self._priorities.clear()
+            self._priorities[key] = priority
         sla = last.sla
         if self._sla.facts is not None and (still_active is None or sla is None):
             # At the root's clear the assessment is frozen: the SLA facts stay those last notified.
@@ -129,20 +145,32 @@ class Assessor:
         if self._overrides:
             priority, severity = self._overrides.apply(priority, severity, impact, self._parts(inc.root))
         inc.assessment = Assessment(impact, state, severity, priority, sla)
+        return active
 
-    def _watched(self, root: str, impact: Impact) -> bool:
+    def _watched(self, root: str, impact: Impact | None) -> bool:
         """Whether the watch still lists ``root`` for the impact's first element (an unchanged
         impact needs no rewatch unless its entries were dropped meanwhile)."""
+        if impact is None:
+            return False
         first = next(iter(impact.elements), None)
         return first is None or root in self._watch.get(first, ())
 
-    def rewatch(self, inc: Incident, impact: Impact | None) -> None:
+    def rewatch(self, inc: Incident, impact: Impact | None, *, whole: bool = True) -> None:
+        """Watch the elements of ``impact`` for ``inc`` instead of those of its current impact.
+        ``whole=False``: its current impact's entries are known to be there, so only the elements
+        that differ are touched (the same watch in the end)."""
         old = inc.impact.elements if inc.impact is not None else {}
         new = impact.elements if impact is not None else {}
-        for x in old:
-            if x not in new and x in self._watch:
-                self._watch[x].discard(inc.root)
-                if not self._watch[x]:
-                    del self._watch[x]
-        for x in new:
-            self._watch.setdefault(x, set()).add(inc.root)
+        watch, root = self._watch, inc.root
+        for x in old.keys() - new.keys() if old else ():
+            roots = watch.get(x)
+            if roots is not None:
+                roots.discard(root)
+                if not roots:
+                    del watch[x]
+        for x in new if whole or not old else new.keys() - old.keys():
+            roots = watch.get(x)
+            if roots is None:
+                watch[x] = {root}
+            else:
+                roots.add(root)

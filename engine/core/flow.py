@@ -27,7 +27,7 @@ from functools import partial
 
 from engine.core.alarms import ActiveAlarm, AlarmChange, AlarmTable
 from engine.core.containment import Quarantine
-from engine.core.forms.base import Cleared, Fact, Form, Outcome, Raised, Released
+from engine.core.forms.base import NOTHING, Cleared, Fact, Form, Outcome, Raised, Released
 from engine.core.forms.correlator import Correlator
 from engine.core.forms.registry import Forms
 from engine.core.forms.synthetic import Synthetic
@@ -140,12 +140,12 @@ class Flow:
             explanations = [ex for o in outcomes for ex in o.explanations]
             records = self._incidents.raised(fact.alarm, explanations, now)
             for o in outcomes:
-                if o:
+                if o is not NOTHING and o:
                     records.extend(self._outcome(o, now, with_explanations=False))
             return records
         records = []
         for o in outcomes:
-            if o:
+            if o is not NOTHING and o:
                 records.extend(self._outcome(o, now))
         return records
 
@@ -181,7 +181,13 @@ class Flow:
     # -- time ----------------------------------------------------------------------------------
     def alarms_tick(self, now: float) -> list[IncidentRecord]:
         """The alarm table's due work (flapping ends, retention), contained as a whole part."""
-        return self._contained("alarms", now, partial(self._alarms_tick, now))
+        if self._quarantine:
+            return self._contained("alarms", now, partial(self._alarms_tick, now))
+        try:  # nothing quarantined: as ``Quarantine.run`` would, without its closure
+            return self._alarms_tick(now)
+        except Exception as exc:
+            self._failed("alarms", exc, now)
+            return []
 
     def _alarms_tick(self, now: float) -> list[IncidentRecord]:
         records: list[IncidentRecord] = []
@@ -192,6 +198,34 @@ class Flow:
     def flush(self, now: float) -> list[IncidentRecord]:
         """Every timed part's due work, each contained: a part that raises is quarantined (and
         retried with backoff) while the others go on."""
+        if self._quarantine:  # some part is quarantined: each step through ``Quarantine.run``
+            return self._flush_contained(now)
+        # Nothing quarantined (the usual case, after every message): the same steps, each in its
+        # own try, as ``Quarantine.run`` would run them then, without its per-step closures.
+        records: list[IncidentRecord] = []
+        for form in self._forms.timed:
+            try:
+                outcome = form.tick(now)
+                if outcome is not NOTHING and outcome:
+                    records.extend(self._outcome(outcome, now))
+            except Exception as exc:  # containment: as ``Quarantine.run``
+                self._failed(form.name, exc, now)
+        if (due := self._quality.next_due()) is not None and due <= now:
+            try:
+                records.extend(self._quality_tick(now))
+            except Exception as exc:
+                self._failed("quality", exc, now)
+        try:
+            if (due := self._incidents.next_due()) is not None and due <= now:
+                records.extend(self._incidents_tick(now))
+        except Exception as exc:
+            self._failed("incidents", exc, now)
+        return records
+
+    def _failed(self, part: str, exc: Exception, now: float) -> None:
+        self._quarantine.failed(part, "", exc, now, self._poison())
+
+    def _flush_contained(self, now: float) -> list[IncidentRecord]:
         records: list[IncidentRecord] = []
         for form in self._forms.timed:
             records.extend(self._contained(form.name, now, partial(self._tick, form, now)))

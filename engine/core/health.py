@@ -57,6 +57,8 @@ class ElementHealth:
             self.own[ne_id] = worst
         if worst != before:
             self.live.changed(ne_id)
+        if not per_service and not self.by_service:  # no alarm about one service anywhere
+            return worst != before, worst != before
         services_before = {s: m[ne_id] for s, m in self.by_service.items() if ne_id in m}
         for service in set(services_before) | set(per_service):
             levels = self.by_service.setdefault(service, {})

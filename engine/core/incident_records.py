@@ -204,17 +204,29 @@ class RecordBuilder:
         root = self._alarm(inc.root)
         el = self._topology.element(root.ne_id) if root is not None else None
         p = inc.priority
-        alarms: list[str] = []
+        alarms = sorted(inc.members)
         suppressed: list[SuppressedAlarm] = []
         flapping: list[str] = []
-        for key in sorted(inc.members):
-            a = self._alarm(key)
-            alarms.append(key)
+        get, suppression, entries = self._alarm, self._suppression, self._entries
+        for key in alarms:
+            a = get(key)
             if a is not None and a.flapping:
                 flapping.append(key)
-            sup = self._suppression(key)
+            sup = suppression(key)
             if sup is not None:
-                suppressed.append(self._entry(key, a, sup))
+                # ``_entry``, its reuse inlined: the common case of a record of a large incident
+                hit = entries.get(key)
+                if (
+                    hit is not None
+                    and hit[0] is sup
+                    and hit[1] is a
+                    and hit[2] is (a is not None and a.active)
+                    and hit[3] is (a.threshold_info if a is not None else None)
+                    and hit[4] is get(sup.root)
+                ):
+                    suppressed.append(hit[5])
+                else:
+                    suppressed.append(self._entry(key, a, sup))
         return IncidentRecord(
             incident_id=inc.id,
             event=event,

@@ -81,6 +81,9 @@ class Incident:
     milestone: Milestone | None = None  # the next SLA milestone (when, at what time left)
     escalation: str | None = None  # why the SLA stage last re-assessed it ("SLA milestone: ...")
     muted: Covered | None = None  # open, root under maintenance: no `updated` before its end
+    # the book's latest signature text and what it was made of (its impact, the other parts): a
+    # cache, not state (no snapshot keeps it; it is rebuilt on the first signature after a load)
+    said: tuple[Any, tuple[Any, ...], str] | None = field(default=None, compare=False, repr=False)
 
     # -- read-through views of the parts -------------------------------------------------------
     @property
@@ -151,19 +154,30 @@ def phase_due(inc: Incident, settings: IncidentSettings) -> float | None:
     """When the incident next needs the book's tick, from its phase and timers: a pending one at
     settle (or the end of its hold), a clearing one at the end of the hold-down, an open one at its
     next update slot (not before a maintenance mute ends) or SLA milestone."""
-    if inc.phase == "pending":
-        due = inc.created + (inc.settle if inc.settle is not None else settings.settle)
+    # the fields read directly, not through the properties: the book asks this for the top of
+    # its timer heap at every step (the same values as ``settle``, ``last_emit``, ``muted_until``,
+    # ``sla_due`` and ``update_interval``)
+    phase, group = inc.phase, inc.group
+    if phase == "pending":
+        settle = group.settle if group is not None else None
+        due = inc.created + (settle if settle is not None else settings.settle)
         return max(due, inc.hold_until) if inc.hold_until is not None else due
-    if inc.phase == "clearing" and inc.clear_since is not None:
+    if phase == "clearing" and inc.clear_since is not None:
         return inc.clear_since + settings.hold_down
-    if inc.phase == "open":
+    if phase == "open":
         update = None
         if inc.dirty:
-            update = inc.created if inc.last_emit is None else inc.last_emit + update_interval(inc, settings)
-            if inc.muted_until is not None:
-                update = max(update, inc.muted_until)
-        if inc.sla_due is not None:
-            return inc.sla_due if update is None else min(update, inc.sla_due)
+            at = inc.emitted.at
+            if at is None:
+                update = inc.created
+            else:
+                interval = group.interval if group is not None else None
+                update = at + (interval if interval is not None else settings.update_interval)
+            if inc.muted is not None:
+                update = max(update, inc.muted.until)
+        if inc.milestone is not None:
+            sla_due = inc.milestone.due
+            return sla_due if update is None else min(update, sla_due)
         return update
     return None
 

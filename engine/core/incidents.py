@@ -300,14 +300,21 @@ class IncidentBook:
             inc = self._graph.rooted_at(top)
             assert inc is not None  # next_due just checked it
             inc.scheduled = None
-            reschedule = self._quarantine.run(
-                PART,
-                inc.id,
-                now,
-                partial(self._step, inc, now, records, released),
-                True,
-                poison=partial(describe, inc),
-            )
+            if self._quarantine:
+                reschedule = self._quarantine.run(
+                    PART,
+                    inc.id,
+                    now,
+                    partial(self._step, inc, now, records, released),
+                    True,
+                    poison=partial(describe, inc),
+                )
+            else:  # nothing quarantined: as ``Quarantine.run`` would, without its closures
+                try:
+                    reschedule = self._step(inc, now, records, released)
+                except Exception as exc:  # containment: this incident's, not the book's
+                    self._quarantine.failed(PART, inc.id, exc, now, describe(inc))
+                    reschedule = True
             if reschedule:
                 self._schedule(inc)
         return records, released
@@ -339,10 +346,11 @@ class IncidentBook:
                 inc.milestone = None
                 inc.dirty = True
             if self._update_due(inc, now) and not self._muted(inc, now):
-                self._assessor.refresh(inc, now)
-                if self._signature(inc) != inc.signature:
+                active = self._assessor.refresh(inc, now)
+                signature = self._signature(inc, active)
+                if signature != inc.signature:
                     lifecycle.fire(inc, Event.UPDATE_DUE, now)
-                    records.append(self._emit(inc, "updated", now))
+                    records.append(self._emit(inc, "updated", now, signature=signature))
                 inc.dirty = False
         return True
 
@@ -451,24 +459,51 @@ class IncidentBook:
         self._records.forget(inc.members)
         return self._graph.dissolve(inc)
 
-    def _signature(self, inc: Incident) -> str:
+    def _signature(self, inc: Incident, members: list[ActiveAlarm] | None = None) -> str:
+        """What an `updated` record would say that matters; ``members``: its active members, when
+        the caller has them (``Assessor.refresh`` returns them).
+
+        The text is remembered with what it was made of (``Incident.said``): a re-assessment that
+        changed nothing (most of them) gets the same text back without writing it again."""
         p = inc.priority
-        active = tuple((a.key, a.severity, a.flapping) for a in self._assessor.active_members(inc))
-        return repr(
+        if members is None:
+            members = self._assessor.active_members(inc)
+        active = tuple((a.key, a.severity, a.flapping) for a in members)
+        impact = inc.impact
+        sla = (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None
+        # the parts, but the impact (compared as the same object) and the members (which only
+        # grow while the incident lasts: the same count is the same set)
+        parts = (
+            inc.phase,
+            inc.state,
+            p.priority if p else None,
+            p.score if p else None,
+            len(inc.members),
+            active,
+            inc.reraised,
+            inc.acknowledged,
+            sla,
+        )
+        said = inc.said
+        if said is not None and said[0] is impact and said[1] == parts:
+            return said[2]
+        text = repr(
             (
                 inc.phase,
                 inc.state,
                 p.priority if p else None,
                 p.score if p else None,
-                inc.impact.to_record() if inc.impact else None,
+                impact.to_record() if impact else None,
                 tuple(sorted(inc.members)),
                 active,
                 inc.reraised,
                 inc.acknowledged.to_wire() if inc.acknowledged else None,  # as snapshots before kept it
                 # an SLA breach is news even when the score is already at its ceiling
-                (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None,
+                sla,
             )
         )
+        inc.said = (impact, parts, text)
+        return text
 
     def _emit(
         self,
@@ -478,8 +513,12 @@ class IncidentBook:
         *,
         resolution: Resolution | None = None,
         merged_into: str | None = None,
+        signature: str | None = None,
     ) -> IncidentRecord:
-        inc.emitted = Emitted(inc.version + 1, now, self._signature(inc))
+        """``signature``: the incident's ``_signature`` now, when the caller just computed it."""
+        if signature is None:
+            signature = self._signature(inc)
+        inc.emitted = Emitted(inc.version + 1, now, signature)
         inc.dirty = False
         return self.record(inc, event, now, resolution=resolution, merged_into=merged_into)
 

@@ -10,7 +10,7 @@ explaining one. What that means for the incidents' phases and records is the boo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,9 @@ class MergeGraph:
         self._parent: dict[str, Suppression] = {}  # symptom key -> why it is suppressed
         self._by_top: dict[str, Incident] = {}  # top root key -> incident
         self._incident_of: dict[str, Incident] = {}  # every member key -> incident
+        # ``suppression(key)``: why ``key`` is a symptom, None for a root or an unknown key (the
+        # dictionary's own ``get``: ``_parent`` is never replaced, ``restore`` refills it)
+        self.suppression: Callable[[str], Suppression | None] = self._parent.get
 
     # -- queries -------------------------------------------------------------------------------
     def incidents(self) -> Iterable[Incident]:
@@ -45,9 +48,6 @@ class MergeGraph:
 
     def find(self, incident_id: str) -> Incident | None:
         return next((i for i in self._by_top.values() if i.id == incident_id), None)
-
-    def suppression(self, key: str) -> Suppression | None:
-        return self._parent.get(key)
 
     def top(self, key: str) -> str:
         """The top root of ``key``'s chain (``key`` itself when nothing explains it)."""
@@ -107,7 +107,9 @@ class MergeGraph:
             self._by_top[inc.root] = inc
             for m in inc.members:
                 self._incident_of[m] = inc
-        self._parent = {p[0]: Suppression(*p[1:]) for p in links if p[0] in self._incident_of}
+        links = [p for p in links if p[0] in self._incident_of]
+        self._parent.clear()
+        self._parent.update((p[0], Suppression(*p[1:])) for p in links)
 
     def links(self) -> Mapping[str, Suppression]:
         return self._parent

@@ -235,7 +235,9 @@ class Pipeline:
         else:  # the same as ``_dues`` without its dictionaries (called after every message)
             first = self.alarms.next_due()
             dues = [first] if first else []
-            dues += [d for f in self.forms if (d := f.next_due())]
+            for f in self.forms.scheduled:  # a form keeping BaseForm's ``next_due`` says None
+                if d := f.next_due():
+                    dues.append(d)
             for d in (self.incidents.next_due(), self.quality.next_due()):
                 if d:
                     dues.append(d)

@@ -76,6 +76,7 @@ SEVERITY_RANK: Mapping[str, int] = MappingProxyType(
 METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 MAX_METRICS = 64
 DEAD_LETTER_EXCERPT = 1024
+ROUTED_KEPT = 4096  # topics whose route a decoder remembers (all forgotten when full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +505,7 @@ class Decoder:
         "_known_customers",
         "_known_elements",
         "_known_services",
+        "_routed",
         "_sample_filters",
         "max_batch",
         "max_bytes",
@@ -529,20 +531,37 @@ class Decoder:
         self.max_batch = max_batch
         self._alarm_filters = tuple(_check_filter(f) for f in routes.alarms)
         self._sample_filters = tuple(_check_filter(f) for f in routes.samples)
+        self._routed: dict[str, str | None] = {}  # topic -> "alarm", "samples" or None (bounded)
         self._known_elements = known_elements
         self._known_services = known_services
         self._known_customers = known_customers
 
     def decode(self, topic: str, payload: Payload) -> Decoded:
         """Decode one message; raise ``InvalidMessage`` naming each bad field and why."""
-        levels = topic.split("/")
-        if any(_match_levels(f, levels) for f in self._alarm_filters):
+        routed = self._routed
+        if topic in routed:
+            kind = routed[topic]
+        else:
+            kind = self._route(topic)
+            if len(routed) >= ROUTED_KEPT:
+                routed.clear()
+            routed[topic] = kind
+        if kind == "alarm":
             obj = self._load(topic, payload)
             return Decoded(topic, "alarm", self._alarm(topic, obj), (), ())
-        if any(_match_levels(f, levels) for f in self._sample_filters):
+        if kind == "samples":
             obj = self._load(topic, payload)
             return self._samples(topic, obj)
         raise InvalidMessage(topic, [("", f"topic {topic!r} matches no alarm or sample filter")])
+
+    def _route(self, topic: str) -> str | None:
+        """Which filters ``topic`` matches: ``alarm`` first, then ``samples``; None for neither."""
+        levels = topic.split("/")
+        if any(_match_levels(f, levels) for f in self._alarm_filters):
+            return "alarm"
+        if any(_match_levels(f, levels) for f in self._sample_filters):
+            return "samples"
+        return None
 
     # -- parsing
 

@@ -51,8 +51,10 @@ def _parse_text(value: str) -> float:
     return dt.timestamp()
 
 
+@lru_cache(maxsize=4096)
 def format_time(t: float) -> str:
-    """Epoch seconds → RFC 3339 in UTC with millisecond precision and a ``Z``."""
+    """Epoch seconds → RFC 3339 in UTC with millisecond precision and a ``Z``; recent ones
+    remembered (every record carries its time, and records come in bursts at one time)."""
     dt = datetime.fromtimestamp(t, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 

@@ -69,6 +69,7 @@ class _Candidate:
     aid: str  # occurrence id
     t: float
     rules: frozenset[str]
+    condition: bool = False  # ``Correlator.is_condition(key)``: no lead limit as a symptom
 
 
 class _Scope:
@@ -116,6 +117,7 @@ class Correlator(BaseForm):
         self._classify = any(r.form != "correlate" for r in program.rules.values())
         self._parts: dict[str, frozenset[str]] = {}  # alarm key -> rule parts its current state matches
         self._sids: dict[tuple[str, str, str], frozenset[str]] = {}  # explain's scope lookups
+        self._scope_lists: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}  # the join's
 
     # -- the form --------------------------------------------------------------------------------
     def observe(self, fact: Fact, now: float) -> Outcome:
@@ -182,12 +184,14 @@ class Correlator(BaseForm):
         entered: list[tuple[str, str, str]] = []
         out: list[Explanation] = []
         summary = self._is_storm(alarm.key)
+        condition = self.is_condition(alarm.key)
+        as_root = as_symptom = None  # this occurrence's candidate in each role, made once
         for relation in self._program.max_window:
             roots = matched.roots.get(relation, frozenset())
             symptoms = frozenset() if summary else matched.symptoms.get(relation, frozenset())
             if not roots and not symptoms:
                 continue  # an alarm no rule of this relation can pair enters none of its scopes
-            for sid, role in self._scopes(relation, alarm.ne_id):
+            for sid, role in self._scope_list(relation, alarm.ne_id):
                 # a storm summarises its members: it explains, it is never explained
                 rules = roots if role == "root" else symptoms
                 if not rules:
@@ -195,7 +199,14 @@ class Correlator(BaseForm):
                 scope = self._index.get((relation, sid))
                 if scope is None:
                     scope = self._index[(relation, sid)] = _Scope()
-                me = _Candidate(alarm.key, occ, t, rules)
+                if role == "root":
+                    if as_root is None or as_root.rules is not rules:
+                        as_root = _Candidate(alarm.key, occ, t, rules, condition)
+                    me = as_root
+                else:
+                    if as_symptom is None or as_symptom.rules is not rules:
+                        as_symptom = _Candidate(alarm.key, occ, t, rules, condition)
+                    me = as_symptom
                 if role == "root":
                     if join:
                         for other in scope.symptoms.values():
@@ -211,7 +222,7 @@ class Correlator(BaseForm):
         if entered:
             self._facts[alarm.key] = entered
             self._t[alarm.key] = t
-            if alarm.active and self.is_condition(alarm.key):
+            if alarm.active and condition:
                 self._due[alarm.key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
             else:
                 self._expire(alarm.key, occ, max(now, t) + self._lifetime + self._grace)
@@ -229,7 +240,7 @@ class Correlator(BaseForm):
             if r.aid == s.aid:
                 continue  # an alarm is never its own symptom
             rule = rules[name]
-            lead = math.inf if self.is_condition(s.key) else rule.lead
+            lead = math.inf if s.condition else rule.lead
             if not r.t - lead <= s.t <= r.t + rule.window:
                 self.outside_window += 1
                 continue
@@ -379,6 +390,14 @@ class Correlator(BaseForm):
                 del self._index[(relation, sid)]
 
     # -- internals -----------------------------------------------------------------------------
+    def _scope_list(self, relation: str, ne_id: str) -> tuple[tuple[str, str], ...]:
+        """``_scopes``, remembered per relation and element (the topology does not change)."""
+        k = (relation, ne_id)
+        hit = self._scope_lists.get(k)
+        if hit is None:
+            hit = self._scope_lists[k] = tuple(self._scopes(relation, ne_id))
+        return hit
+
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
         """The (sid, role) pairs an alarm on ``ne_id`` enters for one relation."""
         el = self._topology.element(ne_id)

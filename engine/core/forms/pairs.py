@@ -166,6 +166,8 @@ class Pairs(BaseForm):
         return self._timers[0][0] if self._timers else None
 
     def tick(self, now: float) -> Outcome:
+        if not self._timers or self._timers[0][0] > now:
+            return NOTHING  # nothing due (most ticks: the core flushes after every message)
         return self._tick(now).frozen()
 
     def _tick(self, now: float) -> PairOutcome:

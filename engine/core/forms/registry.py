@@ -63,6 +63,8 @@ class Forms:
         # the forms with timers, and those that observe facts (the others keep BaseForm's no-op)
         self.timed = tuple(f for f in self._forms if not _inherited(f, "tick"))
         self._observers = tuple(f for f in self._forms if not _inherited(f, "observe"))
+        # the forms whose ``next_due`` can say something (the others keep BaseForm's None)
+        self.scheduled = tuple(f for f in self._forms if not _inherited(f, "next_due"))
 
     def __iter__(self) -> Iterator[Form]:
         return iter(self._forms)

@@ -72,12 +72,14 @@ class Assessor:
         watch = self._watch
         if not watch:
             return ()
-        tops: dict[str, None] = {}  # each once, in the order first met
+        tops: set[str] = set()
         for x in (ne_id, *self._topology.descendants(ne_id)):
             roots = watch.get(x)
             if roots:
-                tops.update(dict.fromkeys(roots))
-        return tops
+                tops.update(roots)
+        # sorted: the descendants are a set of strings, whose order changes with the process's hash
+        # seed, and the incidents are touched (and so scheduled) in this order
+        return sorted(tops)
 
     def refresh(
         self, inc: Incident, now: float, still_active: ActiveAlarm | None = None

@@ -22,7 +22,6 @@ from typing import Annotated, Any, Literal, Protocol, get_args
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -171,9 +170,13 @@ MAX_TIME = 253402300799.0
 
 
 def _time(value: object) -> float:
+    """A time field: epoch seconds or RFC 3339 (``parse_time``), no later than ``MAX_TIME``. One
+    validator per field (a float in range, the usual case, is returned at once)."""
+    if type(value) is float and 0.0 <= value <= MAX_TIME:
+        return value
     if value is None:
         raise ValueError("expected RFC 3339 time or epoch seconds, got null")
-    return parse_time(value)
+    return _representable(parse_time(value))
 
 
 def _representable(t: float) -> float:
@@ -185,7 +188,7 @@ def _representable(t: float) -> float:
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 _Opt = Annotated[str, StringConstraints(max_length=256)]
 _Text = Annotated[str, StringConstraints(max_length=4096)]
-_Time = Annotated[float, BeforeValidator(_time), AfterValidator(_representable)]
+_Time = Annotated[float, BeforeValidator(_time)]
 _MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
 _Metrics = Annotated[dict[_MetricName, FiniteFloat], Field(min_length=1, max_length=MAX_METRICS)]
 

@@ -839,3 +839,77 @@ def test_batch_with_some_bad_items_keeps_the_good_ones_in_order() -> None:
         ("samples[8]", "expected a mapping, got integer"),
         ("samples[9].metrics.bad name", f"metric name 'bad name' does not match {METRIC_NAME_PATTERN}"),
     )
+
+
+# The alarm fast path (pydantic-core straight from the bytes) against the full path.
+
+ALARMS_SAME = [
+    pytest.param(native(), id="minimal"),
+    pytest.param(native(severity="CRITICAL", event_type="equipmentAlarm", text="x" * 100), id="fields"),
+    pytest.param(native(alarm_id="a-1", specific_problem="port 3", event_time=T0), id="epoch-and-id"),
+    pytest.param(
+        native(
+            event_type="qualityOfServiceAlarm",
+            threshold_info={"indicator": "mos", "direction": "down", "observed_value": 3, "threshold": 3.5},
+        ),
+        id="threshold-info",
+    ),
+    pytest.param(native(extra={"ignored": [1, 2]}), id="extra"),
+]
+
+
+@pytest.mark.parametrize("fields", ALARMS_SAME)
+def test_alarm_fast_path_gives_what_the_full_path_gives(fields: dict[str, Any]) -> None:
+    """A good native alarm takes the fast path and decodes to exactly the full path's alarm."""
+    payload = js(fields)
+    fast = DECODER._alarm_fast(payload)
+    assert fast is not None
+    full = DECODER._alarm(A, orjson.loads(payload))
+    assert fast == full == DECODER.decode(A, payload).alarm
+    assert fast.model_fields_set == full.model_fields_set
+
+
+ALARMS_REFUSED = [
+    pytest.param(js(tmf()), id="tmf642"),
+    pytest.param(js(native(text="perceivedSeverity in the text")), id="tmf-word-anywhere"),
+    pytest.param(
+        b'{"ne_id": "olt-1", "severity": "major", "probable_cause": "x", "event_time": 1, '
+        b'"alarmed\\u004fbject": {"id": "olt-2"}}',
+        id="escaped-key",
+    ),
+    pytest.param(js(native(ne_id="olt-9")), id="unknown-element"),
+    pytest.param(js(native(severity="loud")), id="bad-severity"),
+    pytest.param(js(native(event_time=-5)), id="negative-time"),
+    pytest.param(b"[1]", id="not-a-mapping"),
+    pytest.param(b'{"ne_id": "olt-1",', id="malformed"),
+]
+
+
+@pytest.mark.parametrize("payload", ALARMS_REFUSED)
+def test_alarm_fast_path_leaves_anything_else_to_the_full_path(payload: bytes) -> None:
+    """TMF642 (or anything that might be), bad or unknown alarms: the full path decodes or explains."""
+    assert DECODER._alarm_fast(payload) is None
+
+
+def test_escaped_tmf642_key_is_still_read_as_tmf642() -> None:
+    """A TMF642 key spelled with a JSON escape is TMF642 for the decoder, as before the fast path."""
+    payload = (
+        b'{"id": "A-1", "alarmed\\u004fbject": {"id": "olt-2"}, "perceivedSeverity": "minor",'
+        b' "probableCause": "x", "alarmRaisedTime": "2024-05-01T10:00:00Z"}'
+    )
+    alarm = DECODER.decode(A, payload).alarm
+    assert alarm is not None
+    assert alarm.ne_id == "olt-2"
+
+
+def test_topic_kinds_are_remembered_within_a_bound() -> None:
+    """The decoder remembers the kind of recent topics (a bounded table, cleared when full)."""
+    decoder = Decoder()
+    for i in range(5000):
+        decoder.decode(f"soc/alarms/ne-{i}", js(native(ne_id=f"ne-{i}")))
+    assert 0 < len(decoder._routed) <= 4096
+    with pytest.raises(InvalidMessage) as caught:
+        decoder.decode("elsewhere/x", js(native()))
+    assert caught.value.errors == [("", "topic 'elsewhere/x' matches no alarm or sample filter")]
+    with pytest.raises(InvalidMessage):
+        decoder.decode("elsewhere/x", js(native()))  # remembered as matching nothing

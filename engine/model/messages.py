@@ -568,6 +568,10 @@ class Decoder:
                 routed.clear()
             routed[topic] = kind
         if kind == "alarm":
+            if not isinstance(payload, Mapping):
+                alarm = self._alarm_fast(payload)
+                if alarm is not None:
+                    return Decoded(topic, "alarm", alarm, (), ())
             obj = self._load(topic, payload)
             return Decoded(topic, "alarm", self._alarm(topic, obj), (), ())
         if kind == "samples":
@@ -605,6 +609,25 @@ class Decoder:
         return obj
 
     # -- alarms
+
+    def _alarm_fast(self, payload: bytes | str) -> Alarm | None:
+        """A native alarm that is wholly good, validated by pydantic-core straight from its bytes
+        (no orjson objects in between); None for anything else (too big, TMF642 or possibly so, a
+        ``\\u`` escape that could spell a TMF642 key, any error, an unknown element), which the full
+        path decodes again and, if bad, explains."""
+        if _size(payload) > self.max_bytes:
+            return None
+        raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+        if b"alarmedObject" in raw or b"perceivedSeverity" in raw or b"\\u" in raw:
+            return None
+        try:
+            alarm = Alarm.model_validate_json(payload)
+        except ValidationError:
+            return None
+        known = self._known_elements
+        if known is not None and alarm.ne_id not in known:
+            return None
+        return alarm
 
     def _alarm(self, topic: str, obj: Mapping[str, Any]) -> Alarm:
         if _is_tmf642(obj):

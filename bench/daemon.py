@@ -13,7 +13,8 @@
 Issue 11's goals are printed beside the figures: daemon / bare >= 0.5 for alarms, >= 300,000 KPI
 samples/s, p99 <= settle + 50 ms.
 
-Usage: ``python -m bench daemon [--alarms N] [--batches N] [--runs N] [--latency-seconds S] [--settle S]``.
+Usage: ``python -m bench daemon [--alarms N] [--batches N] [--runs N] [--latency-seconds S] [--settle S]
+[--latency-rate R]``.
 """
 
 from __future__ import annotations
@@ -315,7 +316,7 @@ async def _main(args: argparse.Namespace) -> int:
                 ]
             )
             if args.latency_seconds > 0:
-                rate = eng_a / 2
+                rate = args.latency_rate or eng_a / 2
                 print(f"latency run: {rate:,.0f} messages/s for {args.latency_seconds:g} s", flush=True)
                 lat = await latency(broker.url, rate, args.latency_seconds, folder, args.settle)
                 p99 = _pct(lat, 0.99)
@@ -355,9 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each rate measurement (medians)")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="0: no latency run")
     parser.add_argument("--settle", type=float, default=0.0, help="incidents' settle time, seconds")
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=0.0,
+        help="messages/s of the latency run (0: half the alarm rate)",
+    )
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.alarms < 1 or args.batches < 1 or args.latency_seconds < 0 or args.settle < 0:
-        parser.error("--runs, --alarms and --batches must be at least 1; --latency-seconds, --settle >= 0")
+    if args.runs < 1 or args.alarms < 1 or args.batches < 1:
+        parser.error("--runs, --alarms and --batches must be at least 1")
+    if args.latency_seconds < 0 or args.settle < 0 or args.latency_rate < 0:
+        parser.error("--latency-seconds, --settle and --latency-rate must be >= 0")
     if find_binary() is None:
         print("error: mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
         return 2

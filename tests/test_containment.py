@@ -200,14 +200,14 @@ def test_a_message_whose_application_raises_is_a_dead_letter_and_the_core_goes_o
 ) -> None:
     """A bug met while applying one message (here: the KPI store) dead-letters that message with
     the error; every later message and timer works (replay ends without a traceback)."""
-    original = KpiStore.observe
+    original = KpiStore.observe_many
 
-    def observe(self: KpiStore, s: Any) -> None:
-        if s.target == "olt-033":
+    def observe_many(self: KpiStore, samples: Any) -> None:
+        if any(s.target == "olt-033" for s in samples):
             raise KeyError("injected")
-        original(self, s)
+        original(self, samples)
 
-    monkeypatch.setattr(KpiStore, "observe", observe)
+    monkeypatch.setattr(KpiStore, "observe_many", observe_many)
     r = replay([sample(0.4, target="olt-033"), *BACKGROUND, *cut()])
     assert cut_records(r) == clean
     (dl,) = [d for d in r.dead if d["topic"] == "soc/probes/olt-033"]

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from engine.errors import InvalidMessage
 from engine.model.messages import (
+    METRIC_NAME_PATTERN,
     SEVERITY_RANK,
     Alarm,
     Decoded,
@@ -760,3 +761,155 @@ def test_metric_values_at_the_range_bounds_are_accepted(metrics: dict[str, float
     """The bounds themselves are valid values; unknown metrics may be negative."""
     decoded = DECODER.decode(S, js(sample(metrics=metrics)))
     assert decoded.samples[0].metrics == metrics
+
+
+# The batch fast path (one pydantic-core call over the JSON bytes) against the full path.
+
+FAST_SAME = [
+    pytest.param([sample()], id="one"),
+    pytest.param([sample(), sample(target="olt-2", service=None, customer=None)], id="optional-absent"),
+    pytest.param([sample(time="2024-05-01T12:00:00+02:00"), sample(time=T0 + 1)], id="rfc3339-and-epoch"),
+    pytest.param([sample(time=int(T0), metrics={"loss_pct": 1, "mos": 3})], id="integers-become-floats"),
+    pytest.param([sample(extra="ignored", metrics={"b": 1.0, "a": 2.0, "loss_pct": 0.5})], id="extra-order"),
+    pytest.param([sample(service="iptv", metrics={"latency_ms": 3_600_000, "mos": 1})], id="range-bounds"),
+    pytest.param([sample(metrics={f"m{i}": float(i) for i in range(64)})], id="64-metrics"),
+    pytest.param([sample(time=0)], id="epoch-zero"),
+]
+
+
+@pytest.mark.parametrize("items", FAST_SAME)
+def test_batch_fast_path_gives_what_the_full_path_gives(items: list[dict[str, Any]]) -> None:
+    """A good batch takes the fast path, and decodes to exactly what the full path makes of it: the
+    same samples (values, types, metric order, fields set), nothing rejected."""
+    payload = js({"samples": items})
+    fast = DECODER._batch_fast(S, payload)
+    assert fast is not None
+    full = DECODER._samples(S, orjson.loads(payload))
+    assert fast == full == DECODER.decode(S, payload)
+    for a, b in zip(fast.samples, full.samples, strict=True):
+        assert list(a.metrics) == list(b.metrics)
+        assert a.model_fields_set == b.model_fields_set
+        assert all(type(v) is float for v in a.metrics.values())
+        assert type(a.time) is float
+
+
+FAST_REFUSED = [
+    pytest.param(js(sample()), id="single-sample"),
+    pytest.param(js({"samples": [sample(), sample(time="yesterday")]}), id="bad-time"),
+    pytest.param(js({"samples": [sample(), sample(time=-1)]}), id="negative-time"),
+    pytest.param(js({"samples": [sample(), sample(time=1e13)]}), id="time-after-9999"),
+    pytest.param(js({"samples": [sample(), sample(metrics={"loss_pct": 101})]}), id="out-of-range"),
+    pytest.param(js({"samples": [sample(), sample(metrics={"x": 2e12})]}), id="unknown-metric-range"),
+    pytest.param(js({"samples": [sample(), sample(target="olt-99")]}), id="unknown-target"),
+    pytest.param(js({"samples": [sample(), sample(service="voip")]}), id="unknown-service"),
+    pytest.param(js({"samples": [sample(), sample(customer="evil")]}), id="unknown-customer"),
+    pytest.param(js({"samples": [sample(), "junk"]}), id="junk-item"),
+    pytest.param(js({"samples": [sample(), sample(metrics={"1bad": 1.0})]}), id="bad-metric-name"),
+    pytest.param(js({"samples": [sample(), sample(probe_id="")]}), id="empty-probe"),
+    pytest.param(js({"samples": [sample(), sample(metrics={"a": True})]}), id="bool-value"),
+    pytest.param(js({"samples": []}), id="empty"),
+    pytest.param(js({"samples": [sample()] * 1001}), id="too-big"),
+    pytest.param(b'{"samples": [{"probe_id": "p1", "target": "olt-1", "time": NaN}]}', id="nan"),
+    pytest.param(b'{"samples": [' + js(sample()) + b",]}", id="malformed"),
+]
+
+
+@pytest.mark.parametrize("payload", FAST_REFUSED)
+def test_batch_fast_path_leaves_anything_else_to_the_full_path(payload: bytes) -> None:
+    """Whatever is not a wholly good batch is left to the full path (which names each problem)."""
+    assert DECODER._batch_fast(S, payload) is None
+
+
+def test_batch_with_some_bad_items_keeps_the_good_ones_in_order() -> None:
+    """A batch of mostly good samples with bad ones spread through it (bad time, out-of-range value,
+    unknown target, not a mapping, bad metric name): every good sample kept in order, every bad one
+    reported by its index and field."""
+    items: list[Any] = [sample(time=T0 + i) for i in range(10)]
+    items[2] = sample(time=T0 + 2, metrics={"loss_pct": 140})
+    items[5] = sample(time="soon")
+    items[6] = sample(target="olt-42")
+    items[8] = 7
+    items[9] = sample(metrics={"bad name": 1})
+    decoded = DECODER.decode(S, js({"samples": items}))
+    assert [s.time for s in decoded.samples] == [T0 + i for i in (0, 1, 3, 4, 7)]
+    assert decoded.rejected == (
+        ("samples[2].metrics.loss_pct", "140 is outside the allowed range 0 to 100 %"),
+        ("samples[5].time", "not an RFC 3339 time: 'soon'"),
+        ("samples[6].target", "unknown element 'olt-42'"),
+        ("samples[8]", "expected a mapping, got integer"),
+        ("samples[9].metrics.bad name", f"metric name 'bad name' does not match {METRIC_NAME_PATTERN}"),
+    )
+
+
+# The alarm fast path (pydantic-core straight from the bytes) against the full path.
+
+ALARMS_SAME = [
+    pytest.param(native(), id="minimal"),
+    pytest.param(native(severity="CRITICAL", event_type="equipmentAlarm", text="x" * 100), id="fields"),
+    pytest.param(native(alarm_id="a-1", specific_problem="port 3", event_time=T0), id="epoch-and-id"),
+    pytest.param(
+        native(
+            event_type="qualityOfServiceAlarm",
+            threshold_info={"indicator": "mos", "direction": "down", "observed_value": 3, "threshold": 3.5},
+        ),
+        id="threshold-info",
+    ),
+    pytest.param(native(extra={"ignored": [1, 2]}), id="extra"),
+]
+
+
+@pytest.mark.parametrize("fields", ALARMS_SAME)
+def test_alarm_fast_path_gives_what_the_full_path_gives(fields: dict[str, Any]) -> None:
+    """A good native alarm takes the fast path and decodes to exactly the full path's alarm."""
+    payload = js(fields)
+    fast = DECODER._alarm_fast(payload)
+    assert fast is not None
+    full = DECODER._alarm(A, orjson.loads(payload))
+    assert fast == full == DECODER.decode(A, payload).alarm
+    assert fast.model_fields_set == full.model_fields_set
+
+
+ALARMS_REFUSED = [
+    pytest.param(js(tmf()), id="tmf642"),
+    pytest.param(js(native(text="perceivedSeverity in the text")), id="tmf-word-anywhere"),
+    pytest.param(
+        b'{"ne_id": "olt-1", "severity": "major", "probable_cause": "x", "event_time": 1, '
+        b'"alarmed\\u004fbject": {"id": "olt-2"}}',
+        id="escaped-key",
+    ),
+    pytest.param(js(native(ne_id="olt-9")), id="unknown-element"),
+    pytest.param(js(native(severity="loud")), id="bad-severity"),
+    pytest.param(js(native(event_time=-5)), id="negative-time"),
+    pytest.param(b"[1]", id="not-a-mapping"),
+    pytest.param(b'{"ne_id": "olt-1",', id="malformed"),
+]
+
+
+@pytest.mark.parametrize("payload", ALARMS_REFUSED)
+def test_alarm_fast_path_leaves_anything_else_to_the_full_path(payload: bytes) -> None:
+    """TMF642 (or anything that might be), bad or unknown alarms: the full path decodes or explains."""
+    assert DECODER._alarm_fast(payload) is None
+
+
+def test_escaped_tmf642_key_is_still_read_as_tmf642() -> None:
+    """A TMF642 key spelled with a JSON escape is TMF642 for the decoder, as before the fast path."""
+    payload = (
+        b'{"id": "A-1", "alarmed\\u004fbject": {"id": "olt-2"}, "perceivedSeverity": "minor",'
+        b' "probableCause": "x", "alarmRaisedTime": "2024-05-01T10:00:00Z"}'
+    )
+    alarm = DECODER.decode(A, payload).alarm
+    assert alarm is not None
+    assert alarm.ne_id == "olt-2"
+
+
+def test_topic_kinds_are_remembered_within_a_bound() -> None:
+    """The decoder remembers the kind of recent topics (a bounded table, cleared when full)."""
+    decoder = Decoder()
+    for i in range(5000):
+        decoder.decode(f"soc/alarms/ne-{i}", js(native(ne_id=f"ne-{i}")))
+    assert 0 < len(decoder._routed) <= 4096
+    with pytest.raises(InvalidMessage) as caught:
+        decoder.decode("elsewhere/x", js(native()))
+    assert caught.value.errors == [("", "topic 'elsewhere/x' matches no alarm or sample filter")]
+    with pytest.raises(InvalidMessage):
+        decoder.decode("elsewhere/x", js(native()))  # remembered as matching nothing

@@ -514,3 +514,91 @@ async def test_a_broker_restart_leaves_no_unretrieved_future_exception(
     finally:
         loop.set_exception_handler(previous)
     assert [c.get("message") for c in reported] == []
+
+
+# --- framing --------------------------------------------------------------------------------------
+def _publish_packet(topic: str, payload: bytes, mid: int, *, v5: bool, qos: int = 1) -> bytes:
+    """An MQTT PUBLISH packet as a broker sends it (v5 with a 3-byte property block)."""
+    body = len(topic).to_bytes(2, "big") + topic.encode()
+    if qos:
+        body += mid.to_bytes(2, "big")
+    if v5:
+        body += b"\x02\x01\x00"  # properties, 2 bytes: payload format indicator 0
+    body += payload
+    length, rest = b"", len(body)
+    while True:
+        byte, rest = rest & 0x7F, rest >> 7
+        length += bytes([byte | (0x80 if rest else 0)])
+        if not rest:
+            break
+    return bytes([0x30 | (qos << 1)]) + length + body
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_the_read_buffer_frames_whole_publish_packets_only(v5: bool) -> None:
+    """``take_publish`` decodes a PUBLISH lying whole at the front of the buffer and leaves anything
+    else where it is: another packet type, a packet cut by the end of the buffer, QoS 2."""
+    sizes = [0, 1, 120, 200, 16_500, 70_000]  # 1-, 2- and 3-byte remaining lengths
+    packets = [_publish_packet(f"t/{i}", bytes([i]) * n, i + 1, v5=v5) for i, n in enumerate(sizes)]
+    stream = b"".join(packets) + b"\xd0\x00" + _publish_packet("t/q2", b"x", 9, v5=v5, qos=2)
+    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+
+    def recv(n: int) -> bytes:
+        if not chunks:
+            raise BlockingIOError
+        return chunks.pop(0)
+
+    buffer = mqtt_module._BufferedRecv(recv)
+    got: list[tuple[str, bytes, int, int, bool]] = []
+
+    def deliver(*message: Any) -> None:
+        got.append(message)
+
+    assert not buffer.take_publish(v5, deliver)  # nothing buffered yet
+    assert buffer(1) == stream[:1]  # paho reads a byte: the first 64 KiB come in
+    # paho's read of that first packet's rest, as it would
+    first = packets[0]
+    assert buffer(len(first) - 1) == first[1:]
+    taken = 0
+    while buffer.take_publish(v5, deliver):
+        taken += 1
+    assert taken == 4  # packets 1-4; packet 5 (70 KB) crosses the end of the first chunk
+    assert got == [(f"t/{i}", bytes([i]) * sizes[i], 1, i + 1, False) for i in range(1, 5)]
+    # what was not taken is still there, in order, for paho's reads
+    assert buffer(buffer.buffered) + b"".join(chunks) == stream[sum(len(p) for p in packets[:5]) :]
+    pingresp_then_qos2 = [b"\xd0\x00" + _publish_packet("t/q2", b"x", 9, v5=v5, qos=2)]
+    buffer = mqtt_module._BufferedRecv(lambda n: pingresp_then_qos2.pop(0))
+    assert buffer(1) == b"\xd0"
+    assert not buffer.take_publish(v5, deliver)  # the rest of a packet paho is reading
+    assert buffer(1) == b"\x00"
+    assert not buffer.take_publish(v5, deliver)  # QoS 2: paho's
+    assert buffer.buffered == len(_publish_packet("t/q2", b"x", 9, v5=v5, qos=2))
+    assert len(got) == 4
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_queued_burst_of_mixed_sizes_arrives_intact_and_in_order(
+    mosquitto: Mosquitto, topic_prefix: str, protocol: str
+) -> None:
+    """Messages of 1 byte to 60 KB queued while the consumer was away arrive in one burst, many per
+    socket read, PUBLISH packets straddling the read buffer's end: every payload byte for byte, in
+    order, once, each acknowledged."""
+    settings = mqtt_settings(mosquitto, topic_prefix, protocol=protocol, receive_maximum=1000)
+    sizes = [1, 150, 127, 128, 16_383, 16_384, 60_000, 3, 40_000, 65_000 - 300]
+    sent = [
+        (f"{topic_prefix}/probes/p-{i}", bytes([65 + i % 26]) * sizes[i % len(sizes)]) for i in range(300)
+    ]
+    async with MqttSource(settings, direct=True) as source:  # the persistent session
+        await until(source.subscribed.is_set, "subscribed")
+    await publish_raw(mosquitto, sent, protocol=protocol)
+    got: list[Inbound] = []
+    async with MqttSource(settings, direct=True) as source:
+        while len(got) < len(sent):
+            await until(lambda: source.waiting > 0 or len(got) >= len(sent), "messages")
+            for m in source.drain(100):
+                got.append(m)
+                m.ack()
+        await until(lambda: source.stats["acked"] == len(sent), "every acknowledgement")
+        stats = dict(source.stats)
+    assert [(m.topic, m.payload) for m in got] == sent
+    assert (stats["received"], stats["dropped_by_client"], stats["stale_acks"]) == (len(sent), 0, 0)

@@ -62,10 +62,10 @@ def test_a_message_whose_application_raises_is_accepted_and_failed(
     """A bug met while applying a valid message: its kind as validated (the metrics count it
     accepted, as the counters do), ``failed``, and its dead letter."""
 
-    def observe(self: KpiStore, s: Any) -> None:
+    def observe_many(self: KpiStore, samples: Any) -> None:
         raise KeyError("injected")
 
-    monkeypatch.setattr(KpiStore, "observe", observe)
+    monkeypatch.setattr(KpiStore, "observe_many", observe_many)
     d = pipeline.feed("soc/probes/p-1", orjson.dumps(_sample("olt-001", T0, latency_ms=1.0)), T0)
     assert d.message == MessageOutcome("samples", failed=True)
     assert d.dead_letters[0].errors == (("", "internal error while applying it: KeyError: 'injected'"),)

@@ -205,6 +205,8 @@ class _Link:
     inbox: deque[_Received] = field(default_factory=deque)  # received, not yet taken by the reader
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # inbox grew, or the link went down
     acks: list[int] = field(default_factory=list)  # packet ids acknowledged, PUBACKs not yet queued
+    # (MQTT v5?, deliver): PUBLISH packets the reader decodes itself (``_BufferedRecv.take_publish``)
+    publish: tuple[bool, Callable[[str, bytes, int, int, bool], None]] | None = None
 
     @property
     def paho(self) -> paho.Client:
@@ -232,6 +234,34 @@ class _BufferedRecv:
     def buffered(self) -> int:
         return len(self._data) - self._pos
 
+    def take_publish(self, v5: bool, deliver: Callable[[str, bytes, int, int, bool], None]) -> bool:
+        """Decode the PUBLISH (QoS 0 or 1) at the front of the buffer, if it is there whole, and
+        ``deliver`` it; False (nothing taken) for anything else: another packet, one cut by the end
+        of the buffer, QoS 2, a topic that is not UTF-8 (paho's ``_packet_read`` then reads it)."""
+        data, pos = self._data, self._pos
+        n = len(data)
+        if pos >= n or data[pos] & 0xF0 != 0x30:
+            return False
+        length, shift, i = 0, 0, pos + 1
+        while True:  # the remaining length: at most 4 bytes
+            if i >= n or shift > 21:
+                return False
+            byte = data[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        end = i + length
+        if end > n:
+            return False
+        message = _decode_publish(data[pos], data, i, end, v5)
+        if message is None:
+            return False
+        self._pos = end
+        deliver(*message)
+        return True
+
     def __call__(self, n: int) -> bytes:
         if self._pos >= len(self._data):
             data = self._recv(READ_CHUNK)
@@ -256,10 +286,21 @@ def _bulk_reader(link: _Link, loop: asyncio.AbstractEventLoop) -> Callable[[], N
     client._sock_recv = buffer  # type: ignore[method-assign,assignment]
 
     def read() -> None:
+        taken = 0
         try:
             for _ in range(READ_PACKETS):
                 if client._sock is None:
                     return
+                # A whole PUBLISH in the buffer, between two of paho's packets: ours to decode
+                # (``publish``: the source's; paho's framer costs a dict and two locks per packet).
+                publish = link.publish
+                if (
+                    publish is not None
+                    and client._in_packet["command"] == 0
+                    and buffer.take_publish(*publish)
+                ):
+                    taken += 1
+                    continue
                 rc = client._packet_read()
                 if rc == paho.MQTT_ERR_AGAIN:
                     return
@@ -272,6 +313,10 @@ def _bulk_reader(link: _Link, loop: asyncio.AbstractEventLoop) -> Callable[[], N
             disconnected = link.client._disconnected
             if not disconnected.done():
                 disconnected.set_exception(exc)
+        finally:
+            if taken:  # what paho notes after each packet it reads (its keepalive reads it)
+                with client._msgtime_mutex:
+                    client._last_bytes_received = paho.time_func()
 
     return read
 
@@ -288,34 +333,45 @@ def _publish_decoder(
 
     def handle_publish() -> MQTTErrorCode:
         packet = client._in_packet
-        header = packet["command"]
         data = packet["packet"]
-        qos = (header & 0x06) >> 1
-        if qos > 1:
+        message = _decode_publish(packet["command"], data, 0, len(data), v5)
+        if message is None:
             return original()
-        end = 2 + ((data[0] << 8) | data[1])
-        try:
-            topic = data[2:end].decode("utf-8")
-        except UnicodeDecodeError:
-            return original()
-        mid = 0
-        if qos:
-            mid = (data[end] << 8) | data[end + 1]
-            end += 2
-        if v5:  # skip the properties: a variable-length integer, then that many bytes
-            length, shift = 0, 0
-            while True:
-                byte = data[end]
-                end += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            end += length
-        deliver(topic, bytes(data[end:]), qos, mid, bool(header & 0x08))
+        deliver(*message)
         return paho.MQTT_ERR_SUCCESS
 
     return handle_publish
+
+
+def _decode_publish(
+    header: int, data: bytes | bytearray, start: int, stop: int, v5: bool
+) -> tuple[str, bytes, int, int, bool] | None:
+    """``(topic, payload, qos, mid, dup)`` of the PUBLISH whose fixed header is ``header`` and whose
+    variable header and payload are ``data[start:stop]``; None for QoS 2 or a topic that is not
+    UTF-8 (paho's own handler takes those)."""
+    qos = (header & 0x06) >> 1
+    if qos > 1:
+        return None
+    end = start + 2 + ((data[start] << 8) | data[start + 1])
+    try:
+        topic = data[start + 2 : end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    mid = 0
+    if qos:
+        mid = (data[end] << 8) | data[end + 1]
+        end += 2
+    if v5:  # skip the properties: a variable-length integer, then that many bytes
+        length, shift = 0, 0
+        while True:
+            byte = data[end]
+            end += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        end += length
+    return topic, bytes(data[end:stop]), qos, mid, bool(header & 0x08)
 
 
 def _send_acks(link: _Link) -> None:
@@ -674,8 +730,9 @@ class MqttSource(_Connection):
         def deliver(topic: str, payload: bytes, qos: int, mid: int, dup: bool) -> None:
             self._receive(link, _Received(topic, payload, qos, mid, dup, self._clock()))
 
-        decoder = _publish_decoder(link.paho, self.settings.protocol == "5", deliver)
-        link.paho._handle_publish = decoder  # type: ignore[method-assign]
+        v5 = self.settings.protocol == "5"
+        link.paho._handle_publish = _publish_decoder(link.paho, v5, deliver)  # type: ignore[method-assign]
+        link.publish = (v5, deliver)  # whole PUBLISH packets in the read buffer skip paho's framer
 
     def _on_message(self, link: _Link, message: paho.MQTTMessage) -> None:
         """A message through paho's own decoder (QoS 2, or a topic that is not UTF-8)."""

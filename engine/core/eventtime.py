@@ -31,6 +31,15 @@ class EventTimes:
                 return decoded
             alarm = decoded.alarm.model_copy(update={"event_time": t})
             return Decoded(decoded.topic, decoded.kind, alarm, (), ())
+        c = self._settings.clock
+        times = [sample.time for sample in decoded.samples]
+        behind = c.max_behind
+        if (
+            times
+            and max(times) <= received + c.max_ahead
+            and (behind is None or min(times) >= received - behind)
+        ):
+            return decoded  # every time within bounds (``_check`` would return None for each)
         samples: list[KpiSample] = []
         changed = False
         rejected = list(decoded.rejected)

@@ -71,8 +71,18 @@ class Flow:
         return records
 
     def sample(self, fact: Fact, now: float) -> list[IncidentRecord]:
-        """A KPI sample (already in the KPI store and service quality) through the forms."""
-        return self._observe(fact, now)
+        """A KPI sample (already in the KPI store and service quality) through the forms that read
+        samples (``Forms.sample_observers``), their outcomes applied in registry order."""
+        records: list[IncidentRecord] = []
+        for o in self._forms.observe_sample(fact, now):
+            if o:
+                records.extend(self._outcome(o, now))
+        return records
+
+    @property
+    def reads_samples(self) -> bool:
+        """Whether any form reads KPI samples (else ``sample`` does nothing)."""
+        return bool(self._forms.sample_observers)
 
     def _apply_synthetic(self, syn: Synthetic, now: float) -> list[IncidentRecord]:
         """An alarm a rule raised or cleared (storm, escalation, KPI breach) goes the normal way."""

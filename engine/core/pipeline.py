@@ -195,13 +195,18 @@ class Pipeline:
             return
         self.stats.messages["samples"] += 1
         out.message = MessageOutcome("samples")
-        if decoded.samples:
-            self.times.late(topic, decoded.samples[0].time, f"sample of {decoded.samples[0].target}", out)
-        for sample in decoded.samples:
-            self.kpis.observe(sample)
-            self.quality.observe(sample)
-            out.records.extend(self.flow.sample(sample, now))
-        self.stats.samples += len(decoded.samples)
+        samples = decoded.samples
+        if samples:
+            self.times.late(topic, samples[0].time, f"sample of {samples[0].target}", out)
+        if self.flow.reads_samples:  # a form reads samples: each goes through all, in turn
+            for sample in samples:
+                self.kpis.observe(sample)
+                self.quality.observe(sample)
+                out.records.extend(self.flow.sample(sample, now))
+        else:  # nothing but the store and the KQI windows reads them: one pass each
+            self.kpis.observe_many(samples)
+            self.quality.observe_many(samples)
+        self.stats.samples += len(samples)
         out.message = MessageOutcome("samples", len(decoded.samples), len(decoded.rejected))
         if decoded.rejected:
             self.stats.samples_rejected += len(decoded.rejected)

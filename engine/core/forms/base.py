@@ -247,6 +247,8 @@ class BaseForm:
 
     name: str = ""
     rule_form: str | None = None
+    # False: ``observe`` never acts on a KPI sample (the registry then does not offer it one)
+    reads_samples: bool = True
 
     def observe(self, fact: Fact, now: float) -> Outcome:
         return NOTHING

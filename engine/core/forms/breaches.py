@@ -55,6 +55,7 @@ class Breaches(BaseForm):
             spec = r.rule.kpi_threshold
             assert isinstance(spec, KpiThreshold)
             self._by_metric.setdefault(spec.metric, []).append(r)
+        self.reads_samples = bool(self._by_metric)  # without kpi_threshold rules, samples are not offered
         self._state: dict[tuple[str, str], _State] = {}
         self._in_scope: dict[tuple[str, str, str | None], bool] = {}
         self.raised = 0

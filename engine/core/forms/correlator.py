@@ -84,6 +84,7 @@ class _Scope:
 
 class Correlator(BaseForm):
     name = "correlator"
+    reads_samples = False  # alarms only
     rule_form = "correlate"
 
     def __init__(self, ctx: FormContext) -> None:

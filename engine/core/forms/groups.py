@@ -39,6 +39,7 @@ __all__ = ["GroupStart", "Groups"]
 
 class Groups(BaseForm):
     name = "groups"
+    reads_samples = False  # alarms only
     rule_form = "group"
 
     def __init__(self, ctx: FormContext) -> None:

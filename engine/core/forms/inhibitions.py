@@ -38,6 +38,7 @@ _Slot = tuple[str, tuple[str, ...]]
 
 class Inhibitions(BaseForm):
     name = "inhibitions"
+    reads_samples = False  # alarms only
     rule_form = "inhibit"
 
     def __init__(self, ctx: FormContext) -> None:

@@ -75,6 +75,7 @@ def _second_words(spec: Pair) -> str:
 
 class Pairs(BaseForm):
     name = "pairs"
+    reads_samples = False  # alarms only
     rule_form = "pair"
 
     def __init__(self, ctx: FormContext) -> None:

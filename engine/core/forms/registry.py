@@ -65,6 +65,9 @@ class Forms:
         self._observers = tuple(f for f in self._forms if not _inherited(f, "observe"))
         # the forms whose ``next_due`` can say something (the others keep BaseForm's None)
         self.scheduled = tuple(f for f in self._forms if not _inherited(f, "next_due"))
+        # the observers a KPI sample is offered to (``BaseForm.reads_samples``; a form that does not
+        # say is offered every sample)
+        self.sample_observers = tuple(f for f in self._observers if getattr(f, "reads_samples", True))
 
     def __iter__(self) -> Iterator[Form]:
         return iter(self._forms)
@@ -80,6 +83,11 @@ class Forms:
     def observe(self, fact: Fact, now: float) -> list[Outcome]:
         """Every form observes the fact, in order; their outcomes, in the same order, unapplied."""
         return [f.observe(fact, now) for f in self._observers]
+
+    def observe_sample(self, fact: Fact, now: float) -> list[Outcome]:
+        """``observe`` for a KPI sample: only the forms that read samples (each returns nothing for
+        one otherwise), in order."""
+        return [f.observe(fact, now) for f in self.sample_observers]
 
     def next_due(self) -> dict[str, float | None]:
         return {f.name: f.next_due() for f in self._forms}

@@ -48,6 +48,7 @@ class _Storm:
 
 class Storms(BaseForm):
     name = "storms"
+    reads_samples = False  # alarms only
     rule_form = "threshold"
 
     def __init__(self, ctx: FormContext) -> None:

@@ -17,7 +17,7 @@ import yaml
 
 from engine.errors import TopologyError
 from engine.model import topology as topology_module
-from engine.model.topology import Topology, compact_customers, load_topology, topology_from_dict
+from engine.model.topology import Topology, load_topology, topology_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "topology.yaml"
@@ -58,7 +58,7 @@ def listed(seed: int = 3, n: int = 400) -> Doc:
 
 def compacted(doc: Doc) -> Doc:
     out = {k: v for k, v in doc.items() if k != "customers"}
-    out["customer_groups"] = compact_customers(topology_from_dict(doc))
+    out["customer_groups"] = topology_from_dict(doc).compact_customers()
     return out
 
 
@@ -103,9 +103,9 @@ def test_entries_in_any_order_or_split_give_the_same_groups(seed: int) -> None:
     shuffled = {**compacted(doc), "customer_groups": split}
     assert_same(want, topology_from_dict(shuffled))
     both = {**compacted(doc), "customers": doc["customers"][:50]}
-    both["customer_groups"] = compact_customers(
-        topology_from_dict({**doc, "customers": doc["customers"][50:]})
-    )
+    both["customer_groups"] = topology_from_dict(
+        {**doc, "customers": doc["customers"][50:]}
+    ).compact_customers()
     assert_same(want, topology_from_dict(both))
 
 

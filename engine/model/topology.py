@@ -742,6 +742,44 @@ class Topology:
     def has_customer(self, customer_id: str) -> bool:
         return customer_id in self._packed
 
+    def compact_customers(self) -> list[dict[str, Any]]:
+        """The topology's customers in the compact form (``customer_groups``), in canonical order: access
+        elements in file order, tiers in tier order, service sets sorted, ids in load order. Loading the
+        result gives the same customers and groups, the groups without counting the customers again."""
+        access_ids, tier_names, rows, names = (
+            self._access_ids,
+            self._tier_names,
+            self._rows,
+            self._names,
+        )
+        n_el, n_tier = len(access_ids), len(tier_names)
+        by_value: dict[int, list[str]] = {}
+        for cid, value in self._packed.items():
+            ids = by_value.get(value)
+            if ids is None:
+                by_value[value] = [cid]
+            else:
+                ids.append(cid)
+        keys = [tuple(sorted(r)) for r in rows]
+        decoded = []
+        for value, ids in by_value.items():
+            rest, a = divmod(value, n_el)
+            row, t = divmod(rest, n_tier)
+            decoded.append((a, t, keys[row], row, ids))
+        decoded.sort(key=lambda d: d[:4])
+        out: list[dict[str, Any]] = []
+        for a, t, _, row, ids in decoded:
+            entry: dict[str, Any] = {
+                "access": access_ids[a],
+                "tier": tier_names[t],
+                "services": list(rows[row]),
+                "ids": ids,
+            }
+            if any(cid in names for cid in ids):
+                entry["names"] = [names.get(cid) for cid in ids]
+            out.append(entry)
+        return out
+
     def customer_ids(self) -> Iterable[str]:
         """Every customer id, in load order."""
         return iter(self._packed)
@@ -796,42 +834,3 @@ def _multimap(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     for key, value in pairs:
         out.setdefault(key, set()).add(value)
     return {key: tuple(sorted(values)) for key, values in out.items()}
-
-
-def compact_customers(topology: Topology) -> list[dict[str, Any]]:
-    """The topology's customers in the compact form (``customer_groups``), in canonical order: access
-    elements in file order, tiers in tier order, service sets sorted, ids in load order. Loading the
-    result gives the same customers and groups, the groups without counting the customers again."""
-    access_ids, tier_names, rows, names = (
-        topology._access_ids,
-        topology._tier_names,
-        topology._rows,
-        topology._names,
-    )
-    n_el, n_tier = len(access_ids), len(tier_names)
-    by_value: dict[int, list[str]] = {}
-    for cid, value in topology._packed.items():
-        ids = by_value.get(value)
-        if ids is None:
-            by_value[value] = [cid]
-        else:
-            ids.append(cid)
-    keys = [tuple(sorted(r)) for r in rows]
-    decoded = []
-    for value, ids in by_value.items():
-        rest, a = divmod(value, n_el)
-        row, t = divmod(rest, n_tier)
-        decoded.append((a, t, keys[row], row, ids))
-    decoded.sort(key=lambda d: d[:4])
-    out: list[dict[str, Any]] = []
-    for a, t, _, row, ids in decoded:
-        entry: dict[str, Any] = {
-            "access": access_ids[a],
-            "tier": tier_names[t],
-            "services": list(rows[row]),
-            "ids": ids,
-        }
-        if any(cid in names for cid in ids):
-            entry["names"] = [names.get(cid) for cid in ids]
-        out.append(entry)
-    return out

@@ -3,7 +3,7 @@
 The input is loaded and validated like any topology (a bad one is refused with the usual
 ``file: item: reason``); the output keeps ``tiers``, ``service_types`` and ``elements`` as they are and
 replaces ``customers`` (and any ``customer_groups``) with ``customer_groups`` in canonical order
-(``engine.model.topology.compact_customers``). JSON is written one element and one group a line;
+(``engine.model.topology.Topology.compact_customers``). JSON is written one element and one group a line;
 YAML in block style with flow-style lists. The output loads to the same topology: the same
 elements, customers (id, tier, access, services in their order, name) and customer groups.
 """
@@ -20,7 +20,7 @@ import orjson
 import yaml
 
 from engine.errors import EngineError
-from engine.model.topology import _parse, compact_customers, topology_from_dict
+from engine.model.topology import _parse, topology_from_dict
 
 SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -50,7 +50,7 @@ def compact_file(src: Path, dst: Path) -> Compacted:
         topology = topology_from_dict(doc, source=str(src))
         out = {k: v for k, v in doc.items() if k not in ("customers", "customer_groups")}
         del doc
-        out["customer_groups"] = groups = compact_customers(topology)
+        out["customer_groups"] = groups = topology.compact_customers()
         data = _json(out) if dst.suffix.lower() == ".json" else _yaml(out)
     finally:
         if enabled:

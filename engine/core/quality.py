@@ -134,7 +134,7 @@ class ServiceQuality:
         metrics: Mapping[str, float] = sample.metrics
         if "mos" in wanted:  # voice: the G.107 E-model MOS; video: P.1203 mode 0's
             metrics = with_derived_mos(metrics, service)
-        read = sorted(wanted & metrics.keys())
+        read = sorted(wanted.intersection(metrics))
         if not read:
             return
         scopes = [element_scope(sample.target, service)]

@@ -99,6 +99,7 @@ TOPOLOGY_BOUNDED = (
     "forms._forms[breaches]._in_scope",  # per rule, target and service
     "forms._forms[breaches]._state",  # per rule and target: its window of samples
     "kpis._latest",  # per target and metric: the latest reading
+    "kpis._newest",  # per target: the newest time held (as long as kpis._latest)
     "kpis._probes",  # per probe: the time of its last sample
     "forms._forms[correlator]._host.rule_firings",  # per rule: a counter
     "forms._forms[correlator].rule_firings",  # per rule and part: a counter

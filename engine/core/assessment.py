@@ -77,8 +77,8 @@ class Assessor:
         # smaller than the descendants of an element high in the tree; both loops run in C)
         hits = below.intersection(watch) if len(watch) < len(below) else watch.keys() & below
         tops = set(watch.get(ne_id, ()))
-        for x in hits:
-            tops.update(watch[x])
+        if hits:  # their roots' sets joined in one call (often most descendants are watched)
+            tops.update(*map(watch.__getitem__, hits))
         # sorted: the descendants are a set of strings, whose order changes with the process's hash
         # seed, and the incidents are touched (and so scheduled) in this order
         return sorted(tops)

@@ -237,16 +237,18 @@ class Pipeline:
     def next_due(self) -> float | None:
         if self.quarantine:
             dues = [d for d in self._dues().values() if d]
-        else:  # the same as ``_dues`` without its dictionaries (called after every message)
-            first = self.alarms.next_due()
-            dues = [first] if first else []
-            for f in self.forms.scheduled:  # a form keeping BaseForm's ``next_due`` says None
-                if d := f.next_due():
-                    dues.append(d)
-            for d in (self.incidents.next_due(), self.quality.next_due()):
-                if d:
-                    dues.append(d)
-        return min(dues) if dues else None
+            return min(dues) if dues else None
+        # the same as ``_dues`` without its dictionaries or a list (called after every message): the
+        # first smallest of the parts' due times, as ``min`` would pick it
+        best = self.alarms.next_due() or None
+        for f in self.forms.scheduled:  # a form keeping BaseForm's ``next_due`` says None
+            if (d := f.next_due()) and (best is None or d < best):
+                best = d
+        if (d := self.incidents.next_due()) and (best is None or d < best):
+            best = d
+        if (d := self.quality.next_due()) and (best is None or d < best):
+            best = d
+        return best
 
     def _dues(self) -> dict[str, float | None]:
         """Each timed part's next due time, by name; a quarantined part's is its retry."""

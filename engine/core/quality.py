@@ -152,7 +152,9 @@ class ServiceQuality:
     def next_due(self) -> float | None:
         """The next KQI evaluation or, while a customer group is down, the next SLA breach it is
         heading for (``SlaTracker.next_breach``), whichever comes first."""
-        breach = self._quarantine.due(SLA_PART, self.sla.next_breach())
+        breach = self.sla.next_breach()
+        if breach is not None:  # (``Quarantine.due`` of None is None)
+            breach = self._quarantine.due(SLA_PART, breach)
         if breach is None or (self._next is not None and self._next <= breach):
             return self._next
         return breach

@@ -472,6 +472,7 @@ async def test_a_full_intake_is_503_with_retry_after_and_a_json_string() -> None
                 )
             async with http.delete(f"{base}/silence/x") as r:
                 assert r.status == 503
+                assert r.headers["Retry-After"] == "3"  # the core's own delay, as for alerts
 
 
 async def test_a_silence_survives_a_kill_9_from_the_journal(tmp_path: Path) -> None:

@@ -576,6 +576,43 @@ def test_the_read_buffer_frames_whole_publish_packets_only(v5: bool) -> None:
     assert len(got) == 4
 
 
+@pytest.mark.parametrize("v5", [True, False])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        b"\x32\x01\x00",  # QoS 1, 1 byte left: the topic's length is cut
+        b"\x32\x03\x00\x07a",  # a 7-byte topic in a 3-byte packet
+        b"\x32\x04\x00\x01a\x00",  # QoS 1: the packet id is cut
+        b"\x30\x04\x00\x01a\x09",  # v5: 9 bytes of properties in 0 (v3.1.1: payload b"\x09")
+    ],
+)
+def test_a_broken_publish_is_left_to_paho_and_never_read_into_the_next_packet(
+    v5: bool, broken: bytes
+) -> None:
+    """A PUBLISH whose topic, packet id or properties would run past its own length is not taken
+    (paho then reads it and reports it malformed): our decoder never takes bytes of the packet after
+    it, such as a packet id that the engine would then acknowledge for another message."""
+    after = _publish_packet("t/next", b"payload", 7, v5=v5)
+    stream = [b"\xd0\x00" + broken + after]  # a PINGRESP first, read by paho
+    buffer = mqtt_module._BufferedRecv(lambda n: stream.pop(0))
+    got: list[tuple[str, bytes, int, int, bool]] = []
+
+    def deliver(*message: Any) -> None:
+        got.append(message)
+
+    assert buffer(1) == b"\xd0"  # paho reads the PINGRESP: the stream comes in
+    assert buffer(1) == b"\x00"
+    taken = buffer.take_publish(v5, deliver)
+    if not v5 and broken == b"\x30\x04\x00\x01a\x09":  # well formed in v3.1.1
+        assert taken
+        assert got == [("a", b"\x09", 0, 0, False)]
+    else:
+        assert not taken
+        assert got == []
+        assert buffer.buffered == len(broken) + len(after)  # all left for paho, in order
+    assert mqtt_module._decode_publish(broken[0], broken, 2, len(broken), v5) == (got[0] if got else None)
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_a_queued_burst_of_mixed_sizes_arrives_intact_and_in_order(
     mosquitto: Mosquitto, topic_prefix: str, protocol: str

@@ -42,7 +42,7 @@ import structlog
 from aiohttp import web
 
 from engine import __version__
-from engine.adapters.http import Overloaded
+from engine.adapters.http import Overloaded, retry_after
 from engine.core.forms.silences import Matcher, MatcherError, Silence, matches_all, parse_matcher
 from engine.model.alertmanager_in import alert_to_alarm
 from engine.model.timeutil import format_time, parse_time
@@ -545,7 +545,7 @@ class AlertmanagerApi:
         try:
             result = await self._core.silence(command)
         except Overloaded as exc:
-            raise _Refused(503, f"overloaded: {exc}", {"Retry-After": "1"}) from None
+            raise _Refused(503, f"overloaded: {exc}", {"Retry-After": retry_after(exc)}) from None
         if result is None:
             raise _Refused(500, "internal error: see the engine's log")
         if "error" in result:

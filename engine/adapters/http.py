@@ -171,7 +171,8 @@ def _loads(data: bytes, where: str = "") -> Any:
         raise ApiError(400, "invalid JSON", f"{where}malformed JSON: {exc}") from None
 
 
-def _retry_after(exc: Overloaded) -> str:
+def retry_after(exc: Overloaded) -> str:
+    """``Retry-After`` for an overloaded core: its own delay in whole seconds, at least 1."""
     seconds = exc.retry_after if math.isfinite(exc.retry_after) else 1.0
     return str(max(1, math.ceil(seconds)))
 
@@ -705,7 +706,7 @@ class HttpApi:
                     503,
                     "overloaded",
                     {"reason": str(exc), "queued": queued, "refused": len(payloads) - queued},
-                    headers={"Retry-After": _retry_after(exc)},
+                    headers={"Retry-After": retry_after(exc)},
                 ) from None
             if sample:
                 samples += 1

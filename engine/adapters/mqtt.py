@@ -242,16 +242,10 @@ class _BufferedRecv:
         n = len(data)
         if pos >= n or data[pos] & 0xF0 != 0x30:
             return False
-        length, shift, i = 0, 0, pos + 1
-        while True:  # the remaining length: at most 4 bytes
-            if i >= n or shift > 21:
-                return False
-            byte = data[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        remaining = _varint(data, pos + 1, n)  # the remaining length
+        if remaining is None:
+            return False
+        length, i = remaining
         end = i + length
         if end > n:
             return False
@@ -348,30 +342,48 @@ def _decode_publish(
 ) -> tuple[str, bytes, int, int, bool] | None:
     """``(topic, payload, qos, mid, dup)`` of the PUBLISH whose fixed header is ``header`` and whose
     variable header and payload are ``data[start:stop]``; None for QoS 2 or a topic that is not
-    UTF-8 (paho's own handler takes those)."""
+    UTF-8, and for a packet whose topic, packet id or properties would run past ``stop`` (never read
+    from the next packet: paho's handler then reports the packet as malformed)."""
     qos = (header & 0x06) >> 1
-    if qos > 1:
+    if qos > 1 or start + 2 > stop:
         return None
     end = start + 2 + ((data[start] << 8) | data[start + 1])
+    if end > stop:
+        return None
     try:
         topic = data[start + 2 : end].decode("utf-8")
     except UnicodeDecodeError:
         return None
     mid = 0
     if qos:
+        if end + 2 > stop:
+            return None
         mid = (data[end] << 8) | data[end + 1]
         end += 2
     if v5:  # skip the properties: a variable-length integer, then that many bytes
-        length, shift = 0, 0
-        while True:
-            byte = data[end]
-            end += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        properties = _varint(data, end, stop)
+        if properties is None:
+            return None
+        length, end = properties
         end += length
+        if end > stop:
+            return None
     return topic, bytes(data[end:stop]), qos, mid, bool(header & 0x08)
+
+
+def _varint(data: bytes | bytearray, i: int, stop: int) -> tuple[int, int] | None:
+    """The MQTT variable-length integer at ``data[i]`` (at most 4 bytes, all before ``stop``) and the
+    position after it; None when it is cut by ``stop`` or longer than 4 bytes."""
+    value, shift = 0, 0
+    while True:
+        if i >= stop or shift > 21:
+            return None
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
 
 
 def _send_acks(link: _Link) -> None:

@@ -10,7 +10,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from engine.adapters.http import Overloaded
+from engine.adapters.http import Overloaded, retry_after
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -66,7 +66,7 @@ def guarded(handler: Handler, api: str) -> Handler:
             return error_response(exc.status, exc.reason, exc.message)
         except Overloaded as exc:
             response = error_response(503, "overloaded", str(exc))
-            response.headers["Retry-After"] = "1"
+            response.headers["Retry-After"] = retry_after(exc)
             return response
         except web.HTTPException:
             raise

@@ -185,8 +185,10 @@ class RecordBuilder:
         self._suppression = suppression
         # symptom key -> (its suppression, its alarm, active then, its root's alarm, the entry):
         # an incident's records list the same symptoms again and again; an entry is built anew
-        # only when one of what it is made of changed (alarms are replaced, never mutated, except
-        # ``active``, and ``threshold_info`` is replaced, never mutated in place)
+        # only when one of what it is made of changed. An entry reads of an alarm its element and
+        # probable cause (fixed for the alarm's life), ``active`` and ``threshold_info`` (compared:
+        # the latter is replaced, never mutated in place); ``AlarmTable`` also changes severity,
+        # text and first-seen in place, which an entry does not show
         self._entries: dict[
             str,
             tuple[Suppression, ActiveAlarm | None, bool, Any, ActiveAlarm | None, SuppressedAlarm],

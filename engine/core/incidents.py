@@ -487,17 +487,20 @@ class IncidentBook:
         said = inc.said
         if said is not None and said[0] is impact and said[1] == parts:
             return said[2]
+        # the text is made of the parts alone (and of what the impact and the member count stand
+        # for), so that nothing it shows can change while the cache above still matches
+        phase, state, priority, score, _, active, reraised, acknowledged, sla = parts
         text = repr(
             (
-                inc.phase,
-                inc.state,
-                p.priority if p else None,
-                p.score if p else None,
+                phase,
+                state,
+                priority,
+                score,
                 impact.to_record() if impact else None,
                 tuple(sorted(inc.members)),
                 active,
-                inc.reraised,
-                inc.acknowledged.to_wire() if inc.acknowledged else None,  # as snapshots before kept it
+                reraised,
+                acknowledged.to_wire() if acknowledged else None,  # as snapshots before kept it
                 # an SLA breach is news even when the score is already at its ceiling
                 sla,
             )

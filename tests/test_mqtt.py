@@ -112,6 +112,35 @@ async def test_unacknowledged_messages_are_redelivered(
     assert (marker.payload, marker.duplicate) == (b"marker", False)
 
 
+async def test_acks_made_as_the_source_stops_are_sent_before_it_disconnects(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """Acknowledgements go out together at the end of the event loop's turn. When the stop's
+    cancellation reaches the connection task earlier in that turn (the stop began first), the
+    connection's close sends them before its DISCONNECT: the broker does not send those messages
+    again."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    sent = alarms(topic_prefix, 3)
+    source = MqttSource(settings)
+    await source.__aenter__()
+    stopping: asyncio.Future[None] | None = None
+    try:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, sent)
+        got = await take(source, 3)
+        stopping = asyncio.ensure_future(source.__aexit__(None, None, None))
+        await asyncio.sleep(0)  # the stop has cancelled the connection task; its step runs next
+        got[0].ack()
+        got[1].ack()
+    finally:
+        await (stopping if stopping is not None else source.__aexit__(None, None, None))
+    assert source.stats["acked"] == 2
+    async with MqttSource(settings) as again:
+        (redelivered,) = await take(again, 1)
+        redelivered.ack()
+    assert (redelivered.topic, redelivered.payload, redelivered.duplicate) == (*sent[2], True)
+
+
 async def test_pause_stops_intake_and_resume_continues(mosquitto: Mosquitto, topic_prefix: str) -> None:
     """While paused, messages stay with the connection (``backlog``), unacknowledged and off ``queue``;
     ``resume()`` hands them over in order."""
@@ -218,6 +247,37 @@ async def test_a_lost_session_is_reported_and_subscriptions_restored(
         await publish_raw(mosquitto, alarms(topic_prefix, 1))
         (got,) = await take(source, 1)
     assert got.payload == b"0"
+
+
+async def test_a_broker_lost_before_answering_the_catch_up_marker_is_left_at_once(
+    mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """The broker dies after our SUBSCRIBE's answer and before the catch-up marker's PUBACK (frozen
+    the moment the source is subscribed, then killed). aiomqtt would wait for that PUBACK until its
+    own timeout (``OPERATION_TIMEOUT``, 10 s) before the source could reconnect; the source stops
+    waiting when the connection is lost, reconnects as soon as the broker is back, and catches up."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    async with MqttSource(settings) as source:
+        subscribed = source.subscribed
+        set_subscribed = subscribed.set
+
+        def freeze_then_set() -> None:  # called just before the marker is published
+            mosquitto.freeze()
+            set_subscribed()
+
+        subscribed.set = freeze_then_set  # type: ignore[method-assign]
+        await until(subscribed.is_set, "subscribed")
+        subscribed.set = set_subscribed  # type: ignore[method-assign]
+        assert not source.caught_up.is_set()  # the marker's PUBACK never came
+        mosquitto.kill()
+        await until(lambda: not subscribed.is_set(), "disconnected")
+        mosquitto.start()
+        await until(
+            lambda: subscribed.is_set() and source.stats["reconnects"] == 1,
+            "resubscribed well before the marker's own timeout",
+            timeout=mqtt_module.OPERATION_TIMEOUT / 2,
+        )
+        await until(source.caught_up.is_set, "caught up on the new connection")
 
 
 # --- flow control ---------------------------------------------------------------------------------

@@ -44,10 +44,10 @@ import ssl
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -60,6 +60,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from engine.errors import ConfigError, EngineError
 from engine.service.config import Backoff, MqttSettings, TlsSettings
+
+T = TypeVar("T")
 
 __all__ = [
     "Inbound",
@@ -412,6 +414,24 @@ def _send_acks(link: _Link) -> None:
         client.loop_write()
 
 
+async def _answered(link: _Link, request: Awaitable[T]) -> T:
+    """The broker's answer to ``request`` (a SUBSCRIBE or a QoS 1 PUBLISH awaiting its SUBACK or
+    PUBACK), or ``_Reconnect`` as soon as the connection is lost: aiomqtt leaves such a wait to its
+    own timeout when the broker goes away, so a broker killed between our SUBSCRIBE and the catch-up
+    marker's PUBACK held the reconnect for ``OPERATION_TIMEOUT``. The request is cancelled then."""
+    waiting = asyncio.ensure_future(request)
+    try:
+        await asyncio.wait((waiting, link.lost), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await waiting
+    if waiting.cancelled():
+        raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
+    return waiting.result()
+
+
 class _Connection:
     """The reconnect loop shared by source and publisher; subclasses say what a connection does."""
 
@@ -624,8 +644,11 @@ class _Connection:
             self._on_down(link)
 
     async def _leave(self, link: _Link) -> None:
-        """Disconnect cleanly if still connected (a normal DISCONNECT keeps the session)."""
+        """Disconnect cleanly if still connected (a normal DISCONNECT keeps the session). PUBACKs
+        still waiting for the end of this turn of the loop (``_send_acks``) go first: after the
+        DISCONNECT the broker would send those messages again."""
         try:
+            _send_acks(link)
             with contextlib.suppress(aiomqtt.MqttError):
                 await link.client.__aexit__(None, None, None)
         finally:
@@ -863,7 +886,9 @@ class MqttSource(_Connection):
             topics: Any = [(t, options) for t in self._subscriptions]
         else:
             topics = [(t, 1) for t in self._subscriptions]
-        granted: list[int | ReasonCode] = list(await link.client.subscribe(topics, timeout=OPERATION_TIMEOUT))
+        granted: list[int | ReasonCode] = list(
+            await _answered(link, link.client.subscribe(topics, timeout=OPERATION_TIMEOUT))
+        )
         refused = [
             f"{t}: {code}" for t, code in zip(self._subscriptions, granted, strict=False) if _refused(code)
         ]
@@ -879,7 +904,9 @@ class MqttSource(_Connection):
             self.caught_up.set()  # no marker: the backlog is whatever arrives first
             return
         try:
-            await link.client.publish(self.sync_topic, self._marker, qos=1, timeout=OPERATION_TIMEOUT)
+            await _answered(
+                link, link.client.publish(self.sync_topic, self._marker, qos=1, timeout=OPERATION_TIMEOUT)
+            )
         except aiomqtt.MqttCodeError as exc:  # refused (an ACL): catch-up cannot be known; go on
             self._log.warning("mqtt catch-up marker refused: not waiting for the backlog", reason=str(exc))
             self.caught_up.set()
@@ -990,19 +1017,12 @@ class MqttPublisher(_Connection):
                 link = self._link
                 if link is None or not link.live:
                     raise PublishError(topic, "not connected")
-                sending = asyncio.ensure_future(
-                    link.client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
-                )
                 try:
-                    await asyncio.wait((sending, link.lost), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not sending.done():
-                        sending.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                            await sending
-                if not sending.done() or sending.cancelled():
-                    raise PublishError(topic, "connection lost before the broker acknowledged")
-                sending.result()
+                    await _answered(
+                        link, link.client.publish(topic, payload, qos=qos, retain=retain, timeout=math.inf)
+                    )
+                except _Reconnect:
+                    raise PublishError(topic, "connection lost before the broker acknowledged") from None
         except TimeoutError:
             self.stats["publish_failures"] += 1
             what = "acknowledged" if self.connected.is_set() else "connected"

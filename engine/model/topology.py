@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NamedTuple, NoReturn
 
 import orjson
 import yaml
@@ -253,6 +254,25 @@ def _where(data: object, loc: Sequence[str | int]) -> str:
 
 def load_topology(path: str | Path) -> Topology:
     """Read and validate a ``.yaml``/``.yml``/``.json`` topology file. Raises ``TopologyError``."""
+    with collector_paused():
+        source, data, _ = read_topology_file(path)
+        return topology_from_dict(data, source=source)
+
+
+class TopologyFile(NamedTuple):
+    """A topology file read and parsed, not yet validated: its name, its document and its size in bytes."""
+
+    source: str
+    data: Any
+    size: int
+
+
+def read_topology_file(path: str | Path) -> TopologyFile:
+    """Read and parse a ``.yaml``/``.yml``/``.json`` topology file (not validated: ``topology_from_dict``
+    does that). A file that cannot be read, of another type or not well-formed is a ``TopologyError``
+    (``file: line 3, column 7: reason``). The file's bytes are dropped before returning, so that only
+    the document is alive while it is validated; call it inside ``collector_paused()`` for a big file,
+    and drop the document once done with it (its memory is most of a load's peak)."""
     p = Path(path)
     source, suffix = str(p), p.suffix.lower()
     try:  # a missing file is named as missing, whatever its name ends with
@@ -261,10 +281,18 @@ def load_topology(path: str | Path) -> Topology:
         raise TopologyError(source, "", f"cannot read file: {exc.strerror or exc}") from None
     if suffix not in (".yaml", ".yml", ".json"):
         raise TopologyError(source, "", f"unsupported file type {suffix!r} (use .yaml, .yml or .json)")
+    size = len(raw)
+    return TopologyFile(source, _parse(source, suffix, raw), size)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The garbage collector off inside the block (as it was before, after): a million fresh containers
+    would otherwise set off full collections again and again while a big topology is parsed and built."""
     enabled = gc.isenabled()
-    gc.disable()  # a million fresh containers would otherwise set off full collections again and again
+    gc.disable()
     try:
-        return topology_from_dict(_parse(source, suffix, raw), source=source)
+        yield
     finally:
         if enabled:
             gc.enable()

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
@@ -256,7 +255,9 @@ def load_topology(path: str | Path) -> Topology:
     """Read and validate a ``.yaml``/``.yml``/``.json`` topology file. Raises ``TopologyError``."""
     with collector_paused():
         source, data, _ = read_topology_file(path)
-        return topology_from_dict(data, source=source)
+        topology = topology_from_dict(data, source=source)
+        del data  # before the collector is back: its next collection would walk the whole document
+    return topology
 
 
 class TopologyFile(NamedTuple):
@@ -285,16 +286,19 @@ def read_topology_file(path: str | Path) -> TopologyFile:
     return TopologyFile(source, _parse(source, suffix, raw), size)
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
+class collector_paused:  # (lower case: used as a function, ``with collector_paused():``)
     """The garbage collector off inside the block (as it was before, after): a million fresh containers
-    would otherwise set off full collections again and again while a big topology is parsed and built."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
+    would otherwise set off full collections again and again while a big topology is parsed and built.
+    Its first collection once back walks every container made meanwhile and still alive: drop the
+    document before the block ends. (A class: a generator's exit would make an exception object, and
+    with it that collection, inside the block's last line.)"""
+
+    def __enter__(self) -> None:
+        self._enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._enabled:
             gc.enable()
 
 

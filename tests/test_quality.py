@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology
+from engine.core.quality import ServiceQuality, group_id
 from engine.core.reports import customer, customers, services, sla
 from engine.core.settings import CoreSettings
 from engine.model.timeutil import format_time, parse_time
@@ -597,3 +598,34 @@ def test_video_samples_get_a_p1203_mos_that_their_kqi_judges() -> None:
     assert info["direction"] == "down"
     assert info["observed_value"] == pytest.approx(2.707, abs=0.001)
     assert opened["impact"]["customers"] == {"total": 1, "by_tier": {"gold": 1}}
+
+
+def test_a_group_record_is_found_by_its_id_even_with_a_bar_in_the_element_id() -> None:
+    """``group_record`` finds the topology's group of a ``group_id`` (its element is the id up to one of
+    its ``|``, and an element id may hold one); a group the topology does not have is read from its id,
+    without a customer count."""
+    doc = {
+        "service_types": {"internet": {"criticality": 3}, "voip": {"criticality": 5}},
+        "elements": [{"id": "olt|1", "type": "olt"}, {"id": "olt", "type": "olt"}],
+        "customers": [
+            {"id": "a", "tier": "gold", "access": "olt|1", "services": ["voip", "internet"]},
+            {"id": "b", "tier": "gold", "access": "olt|1", "services": ["internet", "voip"]},
+            {"id": "c", "tier": "gold", "access": "olt", "services": ["internet"]},
+        ],
+    }
+    topo = topology_from_dict(doc)
+    q = ServiceQuality(topo, CoreSettings().quality, element_alarms=True)
+    assert [group_id(g) for g in topo.all_groups()] == ["olt|1|gold|internet+voip", "olt|gold|internet"]
+    assert q.group_record("olt|1|gold|internet+voip") == {
+        "access": "olt|1",
+        "tier": "gold",
+        "services": ["internet", "voip"],
+        "customers": 2,
+    }
+    assert q.group_record("olt|gold|internet")["customers"] == 1
+    assert q.group_record("olt|silver|internet") == {
+        "access": "olt",
+        "tier": "silver",
+        "services": ["internet"],
+        "customers": None,
+    }

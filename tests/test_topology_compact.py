@@ -5,6 +5,7 @@ one by one, in canonical order or not, alone or beside ``customers``; every bad 
 from __future__ import annotations
 
 import copy
+import gc
 import random
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import yaml
 from engine.errors import TopologyError
 from engine.model import topology as topology_module
 from engine.model.topology import Topology, load_topology, topology_from_dict
+from engine.tools.topology import compact_file
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "topology.yaml"
@@ -326,3 +328,46 @@ def test_engine_topology_compact_refuses_bad_input_and_overwriting(tmp_path: Pat
         r.stderr
         == f"error: {tmp_path / 'out.txt'}: unsupported file type '.txt' (use .json, .yaml or .yml)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        pytest.param("absent.json", None, id="missing"),
+        pytest.param("t.txt", "elements: []", id="unsupported-type"),
+        pytest.param("t.json", '{"elements": [}', id="bad-json"),
+        pytest.param("t.yaml", "elements: [\n", id="bad-yaml"),
+    ],
+)
+def test_compact_reads_its_input_as_load_topology_does(tmp_path: Path, name: str, text: str | None) -> None:
+    """An IN that cannot be read, of another type or not well-formed: the same message as ``load_topology``
+    gives (one reader for both), exit 2, nothing written."""
+    src = tmp_path / name
+    if text is not None:
+        src.write_text(text, encoding="utf-8")
+    with pytest.raises(TopologyError) as info:
+        load_topology(src)
+    with pytest.raises(TopologyError) as compacting:
+        compact_file(src, tmp_path / "out.json")
+    assert str(compacting.value) == str(info.value)
+    if text is not None:  # (the command line refuses a missing IN itself, as for any input file)
+        r = engine("topology", "compact", src, tmp_path / "out.json")
+        assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: {info.value}\n")
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_leaves_the_collector_as_it_was(tmp_path: Path, enabled: bool) -> None:
+    """The collector is paused while a file is read and built, and left as found, also after an error."""
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"elements": [{"id": "a"}]}')
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        load_topology(EXAMPLE)
+        assert gc.isenabled() is enabled
+        with pytest.raises(TopologyError):
+            load_topology(bad)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from heapq import heappop, heappush
+from operator import itemgetter
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -306,19 +307,34 @@ _INDEX: WeakKeyDictionary[Topology, _Index] = WeakKeyDictionary()
 def _index(topology: Topology) -> _Index:
     index = _INDEX.get(topology)
     if index is None:
-        acc: dict[str, tuple[list[int], dict[str, int], dict[str, int]]] = {}
+        # Access element by access element (the order of ``all_groups``): sums per tier and service in
+        # dicts holding every name from the start (plain subscripts; names in order, zeros dropped after)
+        # and per (service set, tier) network-wide (a few dozen keys: a miss is rare).
+        totals: dict[str, _Totals] = {}
         by_set: dict[tuple[frozenset[str], str], int] = {}
-        for g in topology.all_groups():
-            count, tiers, services = acc.setdefault(g.access, ([0], {}, {}))
-            count[0] += g.count
-            tiers[g.tier] = tiers.get(g.tier, 0) + g.count
-            for s in g.services:
-                services[s] = services.get(s, 0) + g.count
-            by_set[g.services, g.tier] = by_set.get((g.services, g.tier), 0) + g.count
-        totals = {
-            a: _Totals(c[0], tuple(sorted(t.items())), tuple(sorted(s.items())))
-            for a, (c, t, s) in acc.items()
-        }
+        no_tiers = dict.fromkeys(sorted(topology.tiers), 0)
+        no_services = dict.fromkeys(sorted(topology.service_types), 0)
+        counted = itemgetter(1)
+        for access in topology.elements:
+            groups = topology.groups_at(access)
+            if not groups:
+                continue
+            tiers, services = no_tiers.copy(), no_services.copy()
+            for g in groups:
+                n, tier, group_services = g.count, g.tier, g.services
+                tiers[tier] += n
+                for s in group_services:
+                    services[s] += n
+                key = (group_services, tier)
+                try:
+                    by_set[key] += n
+                except KeyError:
+                    by_set[key] = n
+            totals[access] = _Totals(
+                sum(tiers.values()),
+                tuple(filter(counted, tiers.items())),
+                tuple(filter(counted, services.items())),
+            )
         index = _INDEX[topology] = _Index(totals, by_set)
     return index
 

@@ -34,7 +34,7 @@ Theory of operation
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from engine.core.containment import Quarantine
@@ -68,7 +68,12 @@ SLA_PART = "sla"
 
 
 def group_id(g: CustomerGroup) -> str:
-    return f"{g.access}|{g.tier}|{'+'.join(sorted(g.services))}"
+    return f"{g.access}|{g.tier}|{_services_id(g.services)}"
+
+
+@lru_cache(maxsize=1024)  # a topology has a handful of service sets (its groups share the set objects)
+def _services_id(services: frozenset[str]) -> str:
+    return "+".join(sorted(services))
 
 
 class ServiceQuality:
@@ -94,11 +99,9 @@ class ServiceQuality:
         self._read_by: dict[str, frozenset[str]] = {}  # service type -> metrics its KQIs read
         self._next: float | None = None
         self._groups = list(topology.all_groups())
-        self._group_of = {group_id(g): g for g in self._groups}
-        self._by_service: dict[str, list[CustomerGroup]] = {}
-        for g in self._groups:
-            for s in g.services:
-                self._by_service.setdefault(s, []).append(g)
+        self._by_service: dict[str, list[CustomerGroup]] = {
+            s: [g for g in self._groups if s in g.services] for s in topology.service_types
+        }
         self._chains = {
             s: frozenset(x for p in st.platform for x in (p, *topology.ancestors(p)))
             for s, st in topology.service_types.items()
@@ -455,9 +458,21 @@ class ServiceQuality:
             out["sla"] = state
         return out
 
+    def _group(self, gid: str) -> CustomerGroup | None:
+        """The topology's group of that ``group_id``: one of its access element's, the element being
+        the id up to one of its ``|`` (an element id may hold one too). No index of every group's id:
+        it would cost a string per group at start-up for a lookup made by reports only."""
+        bar = gid.find("|")
+        while bar > 0:
+            for g in self._topology.groups_at(gid[:bar]):
+                if group_id(g) == gid:
+                    return g
+            bar = gid.find("|", bar + 1)
+        return None
+
     def group_record(self, gid: str) -> dict[str, Any]:
         """A customer group (a ``group_id``): access element, tier, services and how many customers."""
-        g = self._group_of.get(gid)
+        g = self._group(gid)
         if g is not None:
             return {"access": g.access, "tier": g.tier, "services": sorted(g.services), "customers": g.count}
         # A group the topology no longer has (state restored under another topology): its id says it.

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import chain, repeat
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NamedTuple, NoReturn
 
 import orjson
 import yaml
@@ -253,6 +253,27 @@ def _where(data: object, loc: Sequence[str | int]) -> str:
 
 def load_topology(path: str | Path) -> Topology:
     """Read and validate a ``.yaml``/``.yml``/``.json`` topology file. Raises ``TopologyError``."""
+    with collector_paused():
+        source, data, _ = read_topology_file(path)
+        topology = topology_from_dict(data, source=source)
+        del data  # before the collector is back: its next collection would walk the whole document
+    return topology
+
+
+class TopologyFile(NamedTuple):
+    """A topology file read and parsed, not yet validated: its name, its document and its size in bytes."""
+
+    source: str
+    data: Any
+    size: int
+
+
+def read_topology_file(path: str | Path) -> TopologyFile:
+    """Read and parse a ``.yaml``/``.yml``/``.json`` topology file (not validated: ``topology_from_dict``
+    does that). A file that cannot be read, of another type or not well-formed is a ``TopologyError``
+    (``file: line 3, column 7: reason``). The file's bytes are dropped before returning, so that only
+    the document is alive while it is validated; call it inside ``collector_paused()`` for a big file,
+    and drop the document once done with it (its memory is most of a load's peak)."""
     p = Path(path)
     source, suffix = str(p), p.suffix.lower()
     try:  # a missing file is named as missing, whatever its name ends with
@@ -261,12 +282,23 @@ def load_topology(path: str | Path) -> Topology:
         raise TopologyError(source, "", f"cannot read file: {exc.strerror or exc}") from None
     if suffix not in (".yaml", ".yml", ".json"):
         raise TopologyError(source, "", f"unsupported file type {suffix!r} (use .yaml, .yml or .json)")
-    enabled = gc.isenabled()
-    gc.disable()  # a million fresh containers would otherwise set off full collections again and again
-    try:
-        return topology_from_dict(_parse(source, suffix, raw), source=source)
-    finally:
-        if enabled:
+    size = len(raw)
+    return TopologyFile(source, _parse(source, suffix, raw), size)
+
+
+class collector_paused:  # (lower case: used as a function, ``with collector_paused():``)
+    """The garbage collector off inside the block (as it was before, after): a million fresh containers
+    would otherwise set off full collections again and again while a big topology is parsed and built.
+    Its first collection once back walks every container made meanwhile and still alive: drop the
+    document before the block ends. (A class: a generator's exit would make an exception object, and
+    with it that collection, inside the block's last line.)"""
+
+    def __enter__(self) -> None:
+        self._enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._enabled:
             gc.enable()
 
 

@@ -10,7 +10,6 @@ elements, customers (id, tier, access, services in their order, name) and custom
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import orjson
 import yaml
 
 from engine.errors import EngineError
-from engine.model.topology import _parse, topology_from_dict
+from engine.model.topology import collector_paused, read_topology_file, topology_from_dict
 
 SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -37,29 +36,18 @@ def compact_file(src: Path, dst: Path) -> Compacted:
     """Read, validate and rewrite ``src`` as ``dst`` (JSON or YAML by its suffix)."""
     if dst.suffix.lower() not in SUFFIXES:
         raise EngineError(f"{dst}: unsupported file type {dst.suffix!r} (use .json, .yaml or .yml)")
-    try:
-        raw = src.read_bytes()
-    except OSError as exc:
-        raise EngineError(f"{src}: cannot read file: {exc.strerror or exc}") from None
-    if src.suffix.lower() not in SUFFIXES:
-        raise EngineError(f"{src}: unsupported file type {src.suffix!r} (use .json, .yaml or .yml)")
-    enabled = gc.isenabled()
-    gc.disable()  # millions of fresh containers, as in ``load_topology``
-    try:
-        doc = _parse(str(src), src.suffix.lower(), raw)
-        topology = topology_from_dict(doc, source=str(src))
+    with collector_paused():  # millions of fresh containers, as in ``load_topology``
+        source, doc, size_in = read_topology_file(src)
+        topology = topology_from_dict(doc, source=source)
         out = {k: v for k, v in doc.items() if k not in ("customers", "customer_groups")}
-        del doc
+        del doc  # the customers' part of the document goes back before the output is built
         out["customer_groups"] = groups = topology.compact_customers()
         data = _json(out) if dst.suffix.lower() == ".json" else _yaml(out)
-    finally:
-        if enabled:
-            gc.enable()
     try:
         dst.write_bytes(data)
     except OSError as exc:
         raise EngineError(f"{dst}: cannot write: {exc.strerror or exc}") from None
-    return Compacted(topology.customer_count(), len(groups), len(raw), len(data))
+    return Compacted(topology.customer_count(), len(groups), size_in, len(data))
 
 
 def _json(doc: dict[str, Any]) -> bytes:

@@ -36,14 +36,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.replay import DEFAULT_SHARED, expert_graph, quality
+from bench.replay import DEFAULT_SHARED, alarm_type, expert_graph, final_records, quality
 from engine.core.pipeline import Pipeline
 from engine.core.settings import core_settings_from_data
 from engine.errors import ConfigError
@@ -59,6 +60,7 @@ from engine.tools.mining.rules import (
     ruleset_document,
     select,
 )
+from engine.tools.mining.stats import Counts
 from engine.tools.replay import Replayer, event_time
 
 DATASETS: dict[str, tuple[str, float | None]] = {  # name → (folder under datasets/, THP's F1)
@@ -108,6 +110,46 @@ def prf(mined: frozenset[tuple[str, str]], truth: frozenset[tuple[str, str]]) ->
     p = tp / len(mined) if mined else 0.0
     r = tp / len(truth) if truth else 0.0
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def pairs_by_ruleset(
+    records: Iterable[Mapping[str, Any]], truth: frozenset[tuple[str, str]]
+) -> dict[str, Counter[str]]:
+    """The incidents' cross-type pairs (as ``bench.replay.quality`` counts them) per ruleset of the
+    rule that made each: how many, how many direct expert edges, how many read backwards."""
+    out: dict[str, Counter[str]] = {}
+    for rec in final_records(records):
+        if rec.get("resolution") == "merged":
+            continue
+        for entry in rec.get("suppressed") or []:
+            root = alarm_type(entry["root"])
+            symptom = entry.get("probable_cause") or alarm_type(entry["alarm_id"])
+            if root == symptom:
+                continue
+            c = out.setdefault(str(entry.get("rule", "?")).partition("/")[0], Counter())
+            c["pairs"] += 1
+            c["direct"] += (root, symptom) in truth
+            c["reversed"] += (root, symptom) not in truth and (symptom, root) in truth
+    return out
+
+
+def _by_ruleset_line(by: Mapping[str, Counter[str]]) -> str:
+    parts = [
+        f"{name} {c['pairs']:,} ({c['direct'] / c['pairs']:.0%} direct, "
+        f"{c['reversed'] / c['pairs']:.0%} reversed)"
+        for name, c in sorted(by.items(), key=lambda kv: (-kv[1]["pairs"], kv[0]))
+    ]
+    return "      pairs by the ruleset of their rule: " + ", ".join(parts)
+
+
+def seen_edges(counts: Counts, truth: frozenset[tuple[str, str]], least: int = 2) -> int:
+    """Expert edges whose two types were raised, in either order and any relation, within the
+    look-back at least ``least`` times: what the mined data can show at all."""
+    together: Counter[frozenset[str]] = Counter()
+    for (a, b, _), n in counts.evidence.items():
+        if a != b:
+            together[frozenset((a, b))] += n
+    return sum(1 for a, b in truth if together[frozenset((a, b))] >= least)
 
 
 def run_dataset(
@@ -162,6 +204,14 @@ def run_dataset(
         out.append(
             f"  {name:<14} {f.incidents:>9,} {f.compression:>11.3f} {f.cross_type:>16,} "
             f"{direct:>12} {backwards:>8} {wall:>6.1f}s{as_graph}"
+        )
+        if truth is not None and q is not None and q.cross_type:
+            out.append(_by_ruleset_line(pairs_by_ruleset(records, truth)))
+    if truth is not None:
+        out.append(
+            f"  expert edges whose types were raised together (either order, any relation, within "
+            f"{mined.counts.max_lag:g} s) at least twice: {seen_edges(mined.counts, truth)} of "
+            f"{len(truth)} in the first half, {seen_edges(whole.counts, truth)} in the whole log"
         )
     other = "topology" if orient == "time" else "time"
     for what, m in (("whole log", whole), ("first half", mined)):

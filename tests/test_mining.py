@@ -12,6 +12,7 @@ import orjson
 import pytest
 import yaml
 
+from bench.mining import pairs_by_ruleset, seen_edges
 from engine.adapters.store import Store
 from engine.cli import main
 from engine.core.pipeline import Pipeline
@@ -422,14 +423,34 @@ def _counts(evidence: dict[tuple[str, str, str], tuple[list[int], list[int]]], r
 def test_each_rule_gets_the_lag_window_of_highest_lift(
     lags: list[int], base: list[int], window: float, support: int, baseline: int
 ) -> None:
-    """The window is the lag bound where (support + 1) / (baseline + 1) is highest (the shortest on a
-    tie, at least 5 s), so a rule's support, confidence and lift are those within its own window,
-    not within ``max_lag``."""
+    """The figures' window is the lag bound where (support + 1) / (baseline + 1) is highest (the
+    shortest on a tie, at least 5 s), so a rule's support, confidence and lift are those within its
+    own window, not within ``max_lag``; here the window written (see the next test) is the same."""
     mined = select(_counts({("cause", "effect", "downstream_of"): (lags, base)}))
     [rule] = mined.rules
     assert (rule.window, rule.support, rule.baseline) == (window, support, baseline)
     assert rule.lift == round((support + 1) / (baseline + 1), 2)
     assert rule.confidence == support / 1000
+
+
+def test_the_window_written_reaches_as_far_as_the_symptoms_are_more_often_caused_than_not() -> None:
+    """The lift peaks within 5 s (40 symptoms, none an hour earlier), but the cause keeps acting for
+    a minute (20, 20 and 10 more symptoms against 2 each an hour earlier), then only chance. The
+    rule's figures are those of the window of highest lift (5 s); the window it is written with is
+    the one where the support most exceeds twice its baseline (1 min: 90 - 2 x 6), so the symptoms
+    of the next minute are grouped too, and those of the next ten minutes (as many as by chance)
+    are not. The description gives both."""
+    lags = [0, 0, 40, 20, 20, 10, 0, 0, 5]
+    base = [0, 0, 0, 2, 2, 2, 4, 8, 30]
+    mined = select(_counts({("cause", "effect", "downstream_of"): (lags, base)}))
+    [rule] = mined.rules
+    assert (rule.lift_window, rule.support, rule.baseline, rule.lift) == (5.0, 40, 0, 41.0)
+    assert (rule.window, rule.reach_support, rule.reach_baseline) == (60.0, 90, 6)
+    doc = ruleset_document(mined, name="mined", source="h", params={})
+    [written] = doc["rules"]
+    assert written["correlate"]["window"] == "1m"
+    assert "lift 41.0 within 5s" in written["description"]
+    assert "grouped within 1m, where 90 followed against 6 one hour earlier" in written["description"]
 
 
 def test_a_lift_from_a_handful_of_coincidences_is_not_a_rule() -> None:
@@ -623,3 +644,41 @@ def test_patterns_past_the_limit_are_counted_and_fitted_as_raises_with_no_candid
     )
     assert capped.counts.patterns_dropped > 0
     assert all(r.attributed is None or r.attributed <= 60 for r in capped.rules)
+
+
+def test_the_benchmark_counts_pairs_by_ruleset_and_the_expert_edges_the_data_can_show() -> None:
+    """``bench.mining``: the incidents' cross-type pairs per ruleset of the rule that made them (a
+    merged incident's entries and same-type pairs not counted, as ``bench.replay.quality`` does), and
+    the expert edges whose types were raised together at least twice, in either order."""
+    truth = frozenset({("a", "b"), ("b", "c"), ("c", "d")})
+
+    def entry(root: str, symptom: str, rule: str) -> dict[str, Any]:
+        return {"alarm_id": f"y:{symptom}", "probable_cause": symptom, "root": f"x:{root}", "rule": rule}
+
+    records = [
+        {
+            "incident_id": "i1",
+            "event": "resolved",
+            "suppressed": [
+                entry("a", "b", "mined/a-explains-b"),  # direct
+                entry("c", "b", "mined/c-explains-b"),  # reversed
+                entry("a", "a", "mined/a-explains-a"),  # same type: not a pair
+                entry("a", "d", "topology-cluster/cluster"),  # neither
+            ],
+        },
+        {
+            "incident_id": "i2",
+            "event": "resolved",
+            "resolution": "merged",
+            "suppressed": [entry("a", "b", "x/y")],
+        },
+    ]
+    by = pairs_by_ruleset(records, truth)
+    assert {k: dict(v) for k, v in by.items()} == {
+        "mined": {"pairs": 2, "direct": 1, "reversed": 1},
+        "topology-cluster": {"pairs": 1, "direct": 0, "reversed": 0},
+    }
+    counts = Counts()
+    counts.evidence.update({("b", "a", "same_element"): 1, ("a", "b", "downstream_of"): 1})
+    counts.evidence.update({("c", "b", "same_element"): 1, ("d", "d", "same_element"): 9})
+    assert seen_edges(counts, truth) == 1  # a-b twice (once each way); b-c once; c-d never

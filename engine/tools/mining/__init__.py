@@ -264,8 +264,9 @@ def mine_file(
         f"# Mined by `engine rules mine {what} --topology {topology_path.name}`: review before use.\n"
         "# Every rule: support = symptoms preceded by the root in the relation within the window;\n"
         "# confidence = support / raises of the symptom type; lift = (support + 1) over (the same\n"
-        "# count one hour earlier + 1) (time-shifted baseline); each rule's window is the lag bound\n"
-        "# of highest lift among those with enough support and excess (z). Method: docs/mining.md.\n"
+        "# count one hour earlier + 1) (time-shifted baseline); the figures are within the lag bound\n"
+        "# of highest lift among those with enough support and excess (z), and each rule's window is\n"
+        "# the bound where the support most exceeds twice its baseline. Method: docs/mining.md.\n"
     )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

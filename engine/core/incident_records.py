@@ -12,7 +12,7 @@ suppressed symptom with its reason, and the explanation lines.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.core.alarms import ActiveAlarm
@@ -84,9 +84,12 @@ class SuppressedAlarm:
     rule: str
     reason: str
     threshold_info: Mapping[str, Any] | None = None  # the evidence: which KPI, how far
+    # its wire form but ``threshold_info``, built once: the record builder reuses a symptom's entry
+    # in every record of its incident (21 symptoms per record on 24V), and ``to_wire`` copies it
+    _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
 
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def __post_init__(self) -> None:
+        wire = {
             "alarm_id": self.alarm_id,
             "ne_id": self.ne_id,
             "probable_cause": self.probable_cause,
@@ -95,6 +98,10 @@ class SuppressedAlarm:
             "rule": self.rule,
             "reason": self.reason,
         }
+        object.__setattr__(self, "_wire", wire)
+
+    def to_wire(self) -> dict[str, Any]:
+        out = self._wire.copy()  # a copy: a receiver may change what it is given
         if self.threshold_info is not None:
             out["threshold_info"] = dict(self.threshold_info)
         return out

@@ -104,6 +104,9 @@ class IncidentBook:
             live=live_health,  # over ``own_health``: impacts cached until their cone changes
         )
         self._records = RecordBuilder(topology, alarm, self._graph.suppression)
+        # whether an alarm is a symptom already, so that every later explanation of it is ignored
+        # (``MergeGraph.can_link``): the links' own ``__contains__`` (the map is never replaced)
+        self.explained: Callable[[str], bool] = self._graph.links().__contains__
         self._timers: list[tuple[float, int, str]] = []  # (due, seq, top root key), lazily invalidated
         self._seq = 0
         # ``next_due``'s answer while nothing quarantined and nothing changed since it was computed

@@ -117,6 +117,8 @@ class Pipeline:
             quarantine=self.quarantine,
             live_health=self.health.live,
         )
+        # the join makes no pair for an alarm the book already explains (it would be ignored)
+        self.correlator.explained = self.incidents.explained
         self.kpis = KpiStore()
         self.flow = Flow(
             alarms=self.alarms,

@@ -288,11 +288,23 @@ class RecordBuilder:
         active = a is not None and a.active
         info = a.threshold_info if a is not None else None
         hit = self._entries.get(key)
-        if hit is not None:
-            sup0, a0, active0, info0, root0, entry = hit
-            if sup0 is sup and a0 is a and active0 is active and info0 is info and root0 is root:
+        if hit is not None and hit[0] is sup and hit[1] is a and hit[3] is info and hit[4] is root:
+            entry = hit[5]
+            if hit[2] is active:
                 return entry
-        entry = self._suppressed(key, a, sup, root)
+            # only the symptom's state changed (it cleared, or came back): the same words
+            entry = SuppressedAlarm(
+                key,
+                entry.ne_id,
+                entry.probable_cause,
+                "active" if active else "cleared",
+                entry.root,
+                entry.rule,
+                entry.reason,
+                entry.threshold_info,
+            )
+        else:
+            entry = self._suppressed(key, a, sup, root)
         if len(self._entries) >= _ENTRIES_KEPT:
             self._entries.clear()  # bounded whatever happens (the book forgets them as incidents go)
         self._entries[key] = (sup, a, active, info, root, entry)
@@ -357,16 +369,26 @@ class RecordBuilder:
             lines.append(f"{len(suppressed)} alarm(s) suppressed as symptoms: {parts}")
         if inc.reraised:
             lines.append(f"the root was re-raised {inc.reraised} time(s) during the hold-down; same incident")
-        if inc.impact is not None:
-            im = inc.impact
-            tiers = ", ".join(f"{t} {n}" for t, n in im.by_tier.items())
-            services = ", ".join(f"{s} {n}" for s, n in im.services.items())
-            lines.append(
-                f"impact: {len(im.elements)} element(s) affected; {im.customers} customer(s)"
-                + (f" ({tiers})" if tiers else "")
-                + (f"; services {services}" if services else "")
-                + f"; state {inc.state}"
-            )
-        if inc.priority is not None:
-            lines.append(explain(inc.priority))
+        # the words for its impact and its priority, kept on the incident with the objects they
+        # were written of (both frozen, and the same objects from one record to the next while
+        # they do not change)
+        words = inc.words
+        im, p = inc.impact, inc.priority
+        if words is None or words[0] is not im or words[2] is not p:
+            impact_words = priority_words = ""
+            if im is not None:
+                tiers = ", ".join(f"{t} {n}" for t, n in im.by_tier.items())
+                services = ", ".join(f"{s} {n}" for s, n in im.services.items())
+                impact_words = (
+                    f"impact: {len(im.elements)} element(s) affected; {im.customers} customer(s)"
+                    + (f" ({tiers})" if tiers else "")
+                    + (f"; services {services}" if services else "")
+                )
+            if p is not None:
+                priority_words = explain(p)
+            words = inc.words = (im, impact_words, p, priority_words)
+        if im is not None:
+            lines.append(f"{words[1]}; state {inc.state}")
+        if p is not None:
+            lines.append(words[3])
         return lines

@@ -84,6 +84,9 @@ class Incident:
     # the book's latest signature text and what it was made of (its impact, the other parts): a
     # cache, not state (no snapshot keeps it; it is rebuilt on the first signature after a load)
     said: tuple[Any, tuple[Any, ...], str] | None = field(default=None, compare=False, repr=False)
+    # its records' explanation words for its impact and priority, with the two objects they were
+    # written of (``RecordBuilder``): a cache too, rebuilt when either object is replaced
+    words: tuple[Any, str, Any, str] | None = field(default=None, compare=False, repr=False)
 
     # -- read-through views of the parts -------------------------------------------------------
     @property

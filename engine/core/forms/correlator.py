@@ -128,6 +128,7 @@ class Correlator(BaseForm):
         # it again: the join counts such a pair (``firings``) but makes no ``Explanation`` of it
         # (on 24V, 87-92 % of the pairs joined). Nothing is explained when no book is attached.
         self.explained: Callable[[str], bool] = _nothing_explained
+        self._classified: tuple[ActiveAlarm, _Matched] | None = None  # see ``classify``
 
     # -- the form --------------------------------------------------------------------------------
     def observe(self, fact: Fact, now: float) -> Outcome:
@@ -190,7 +191,9 @@ class Correlator(BaseForm):
         (none with ``join=False``: a snapshot's candidates re-entered, their pairs applied before)."""
         occ = alarm.occurrence_id
         self.forget(alarm.key)  # one live occurrence per identity: a re-raise replaces the old one
-        matched = self._match(alarm)
+        # the match ``classify`` just made of this alarm, on its way to this join (taken once)
+        last, self._classified = self._classified, None
+        matched = last[1] if last is not None and last[0] is alarm else self._match(alarm)
         entered: list[tuple[str, str, str]] = []
         out: list[Explanation] = []
         summary = self._is_storm(alarm.key)
@@ -332,7 +335,9 @@ class Correlator(BaseForm):
         """
         if not self._classify:
             return frozenset()
-        parts = self._match(alarm).others
+        matched = self._match(alarm)
+        self._classified = (alarm, matched)  # the raise's join that follows reads the same state
+        parts = matched.others
         self.firings += len(parts)
         self.rule_firings.update(parts)
         self._parts[alarm.key] = parts

@@ -213,7 +213,7 @@ class RecordBuilder:
         root = self._alarm(inc.root)
         el = self._topology.element(root.ne_id) if root is not None else None
         p = inc.priority
-        alarms = sorted(inc.members)
+        alarms = inc.sorted_members()
         suppressed: list[SuppressedAlarm] = []
         flapping: list[str] = []
         get, suppression, entries = self._alarm, self._suppression, self._entries
@@ -260,7 +260,7 @@ class RecordBuilder:
                 ),
             ),
             impact=inc.impact,
-            alarms=tuple(alarms),
+            alarms=alarms,
             suppressed=tuple(suppressed),
             flapping=tuple(flapping),
             opened_at=inc.opened_at,

@@ -533,7 +533,7 @@ class IncidentBook:
                 priority,
                 score,
                 impact.to_record() if impact else None,
-                tuple(sorted(inc.members)),
+                inc.sorted_members(),
                 active,
                 reraised,
                 acknowledged.to_wire() if acknowledged else None,  # as snapshots before kept it

@@ -5,6 +5,7 @@ The core is fed as the daemon feeds it: each message with the time it was receiv
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -168,3 +169,21 @@ def test_orphan_and_stale_clears_and_late_events_are_notices() -> None:
     assert [n.kind for n in out.notices] == ["late", "stale_raise"]
     s = p.summary()
     assert (s["clears_unknown"], s["stale"], s["stale_clears"], s["late_events"]) == (1, 2, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("t", "text"),
+    [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (T0 + 0.1234, "2026-01-01T00:00:00.123Z"),
+        (T0 + 59.9999, "2026-01-01T00:00:59.999Z"),  # milliseconds truncated, never rounded up
+        (T0 + 59.9999996, "2026-01-01T00:01:00.000Z"),  # microseconds round first (fromtimestamp)
+        (Y2036 - 0.001, "2035-12-31T23:59:59.999Z"),
+    ],
+)
+def test_format_time_is_rfc3339_utc_with_truncated_milliseconds(t: float, text: str) -> None:
+    """Records carry times in this exact text (the decisions' digests hash it); the same as
+    ``strftime("%Y-%m-%dT%H:%M:%S.")`` and the microseconds // 1000, which it was written as before."""
+    dt = datetime.fromtimestamp(t, tz=UTC)
+    assert dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z" == text
+    assert format_time(t) == text

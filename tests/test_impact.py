@@ -412,7 +412,8 @@ def test_live_health_follows_every_change_as_a_fresh_view_would() -> None:
 def test_a_live_impact_is_computed_again_only_when_its_cone_changes(net: Topology) -> None:
     """The same ``Impact`` object comes back while nothing in the seeds' cone changes level (olt-8
     going down is outside agg-1's cone); a change inside the cone (agg-2 down makes olt-7 down, not
-    at risk) gives a new one, and so does ``reset`` after ``own`` was replaced wholesale."""
+    at risk) gives a new one, unless the cone's levels came back to those it was made of; and
+    ``reset`` after ``own`` was replaced wholesale gives a new one."""
     own = {"agg-1": DOWN}
     live = LiveHealth(net, own)
     first = live.impact(["agg-1"])
@@ -425,6 +426,13 @@ def test_a_live_impact_is_computed_again_only_when_its_cone_changes(net: Topolog
     second = live.impact(["agg-1"])
     assert second is not first
     assert second.elements == {"agg-1": DOWN, "olt-7": DOWN}
+    # agg-2 up and down again between two asks: olt-7 changed level twice, the cone is stamped, but
+    # its levels are those the last impact was made of, so the same object comes back
+    del own["agg-2"]
+    assert live.changed("agg-2") == 2
+    own["agg-2"] = DOWN
+    assert live.changed("agg-2") == 2
+    assert live.impact(["agg-1"]) is second
     own.clear()
     own["core-1"] = DEGRADED
     live.reset()

@@ -61,7 +61,7 @@ class Assessor:
 
     def active_members(self, inc: Incident, still_active: ActiveAlarm | None = None) -> list[ActiveAlarm]:
         out = []
-        for key in sorted(inc.members):
+        for key in inc.sorted_members():
             alarm = self._alarm(key)
             if alarm is not None and (alarm.active or alarm is still_active):
                 out.append(alarm)

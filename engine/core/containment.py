@@ -32,7 +32,7 @@ and the ``soc_core_quarantined`` gauge). Pure: no clock, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
@@ -157,8 +157,10 @@ class Quarantine:
         """Everything quarantined now, by part and item."""
         return [self._faults[k] for k in sorted(self._faults)]
 
-    def take(self) -> list[Fault]:
+    def take(self) -> Sequence[Fault]:
         """The failures since the last call (each once), oldest first."""
+        if not self._new:  # the usual answer, after every message: no list made for it
+            return ()
         out, self._new = self._new, []
         return out
 

@@ -32,7 +32,7 @@ class MessageOutcome:
         return self.kind != "invalid"
 
 
-@dataclass
+@dataclass(slots=True)
 class Decisions:
     """What one ``feed`` or ``tick`` decided, each a frozen typed object with its times as epoch
     seconds (``to_wire()`` is the JSON form, produced only at the edges): incident records, dead

@@ -80,12 +80,14 @@ class EventTimes:
         out.notices.append(notice)
         return received
 
-    def late(self, topic: str, t: float, what: str, out: Decisions) -> None:
+    def late(self, topic: str, t: float, kind: str, name: str, out: Decisions) -> None:
         """An event older than the latest one applied by more than ``reorder_tolerance``: applied at
-        the current clock (its own time still orders it among its alarm's raises and clears)."""
+        the current clock (its own time still orders it among its alarm's raises and clears). The
+        notice names it ``f"{kind} {name}"`` (``alarm agg-1``, ``sample of olt-7``), written only
+        when it is late."""
         tolerance = self._settings.reorder_tolerance
         if t < self.watermark - tolerance:
             self._stats.notices["late"] += 1
-            out.notices.append(LateNotice(topic, t, what, self.watermark, tolerance))
+            out.notices.append(LateNotice(topic, t, f"{kind} {name}", self.watermark, tolerance))
         else:
             self.watermark = max(self.watermark, t)

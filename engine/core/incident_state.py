@@ -84,6 +84,20 @@ class Incident:
     # the book's latest signature text and what it was made of (its impact, the other parts): a
     # cache, not state (no snapshot keeps it; it is rebuilt on the first signature after a load)
     said: tuple[Any, tuple[Any, ...], str] | None = field(default=None, compare=False, repr=False)
+    # its records' explanation words for its impact and priority, with the two objects they were
+    # written of (``RecordBuilder``): a cache too, rebuilt when either object is replaced
+    words: tuple[Any, str, Any, str] | None = field(default=None, compare=False, repr=False)
+    # ``sorted_members()`` and the member count it was sorted at: a cache as well
+    ordered: tuple[int, tuple[str, ...]] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def sorted_members(self) -> tuple[str, ...]:
+        """Its members in sorted order (re-assessments, signatures and records walk them so), sorted
+        again only when their count changed: members only join an incident while it lasts (the
+        merge graph adds them; the incident goes away whole), so the same count is the same set."""
+        ordered, members = self.ordered, self.members
+        if ordered is None or ordered[0] != len(members):
+            ordered = self.ordered = (len(members), tuple(sorted(members)))
+        return ordered[1]
 
     # -- read-through views of the parts -------------------------------------------------------
     @property

@@ -104,8 +104,18 @@ class IncidentBook:
             live=live_health,  # over ``own_health``: impacts cached until their cone changes
         )
         self._records = RecordBuilder(topology, alarm, self._graph.suppression)
+        # whether an alarm is a symptom already, so that every later explanation of it is ignored
+        # (``MergeGraph.can_link``): the links' own ``__contains__`` (the map is never replaced)
+        self.explained: Callable[[str], bool] = self._graph.links().__contains__
         self._timers: list[tuple[float, int, str]] = []  # (due, seq, top root key), lazily invalidated
         self._seq = 0
+        # ``next_due``'s answer while nothing quarantined and nothing changed since it was computed
+        # (asked about 2.4 times per message, most of them with nothing changed in between): every
+        # method that may change an incident or the heap forgets it first (``_changing``); a cache,
+        # never snapshotted. ``tests/test_incidents_due_cache.py`` checks it against the recomputed
+        # answer at every call over the examples and scenarios.
+        self._next: float | None = None
+        self._next_known = False
         self.opened = 0
         self.resolved = 0
         self.merged = 0
@@ -128,6 +138,19 @@ class IncidentBook:
         return self._graph.suppression(key)
 
     def next_due(self) -> float | None:
+        if self._next_known and not self._quarantine:
+            return self._next
+        due = self._next_due()
+        if not self._quarantine:  # a quarantined incident's due time moves with its retry: not kept
+            self._next, self._next_known = due, True
+        return due
+
+    def _changing(self) -> None:
+        """Forget ``next_due``'s answer: an incident or the timer heap is about to change."""
+        self._next_known = False
+
+    def _next_due(self) -> float | None:
+        """``next_due`` computed: the top of the heap, its stale entries dropped on the way."""
         while self._timers:
             due, _, top = self._timers[0]
             inc = self._graph.rooted_at(top)
@@ -143,6 +166,7 @@ class IncidentBook:
         return self._quarantine.due(PART, due, inc.id) if self._quarantine else due
 
     def _schedule(self, inc: Incident) -> None:
+        self._changing()
         due = self._due(inc)
         if due is not None and inc.scheduled != due:
             inc.scheduled = due
@@ -152,6 +176,7 @@ class IncidentBook:
     # -- alarm changes -------------------------------------------------------------------------
     def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[IncidentRecord]:
         """A new occurrence, with the pairs the rules matched for it (either side)."""
+        self._changing()
         records: list[IncidentRecord] = []
         inc = self._graph.incident_of(alarm.key)
         if inc is not None:  # re-raise of a member or root
@@ -165,6 +190,7 @@ class IncidentBook:
 
     def explain(self, explanations: Iterable[Explanation], now: float) -> list[IncidentRecord]:
         """Apply pairs the rules decided (root explains symptom), in rule order."""
+        self._changing()
         records: list[IncidentRecord] = []
         for ex in sorted(explanations, key=Explanation.sort_key):
             records.extend(self._explain(ex, now))
@@ -172,6 +198,7 @@ class IncidentBook:
 
     def start_group(self, key: str, wait: float | None, interval: float | None, now: float) -> None:
         """``key`` anchors a group: its incident (created if its effect is none) is a group incident."""
+        self._changing()
         inc = self._graph.incident_of(key)
         if inc is None:
             alarm = self._alarm(key)
@@ -185,6 +212,7 @@ class IncidentBook:
 
     def hold(self, key: str, until: float) -> None:
         """Keep the pending incident rooted at ``key`` from opening before ``until`` (a pair's window)."""
+        self._changing()
         inc = self._graph.rooted_at(key)
         if inc is not None and inc.phase == "pending":
             inc.hold_until = max(until, inc.hold_until or until)
@@ -193,6 +221,7 @@ class IncidentBook:
     def discard(self, key: str, now: float) -> list[str]:
         """Drop the pending incident rooted at ``key`` without a record (a transient). Returns its
         other members, which the caller correlates again. An incident already notified stays."""
+        self._changing()
         inc = self._graph.rooted_at(key)
         if inc is None or not lifecycle.allows(inc.phase, Event.DISCARDED):
             return []
@@ -202,6 +231,7 @@ class IncidentBook:
 
     def changed(self, alarm: ActiveAlarm) -> None:
         """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
+        self._changing()
         inc = self._graph.incident_of(alarm.key)
         if inc is not None:
             self._touch(inc)
@@ -210,6 +240,7 @@ class IncidentBook:
 
     def cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
+        self._changing()
         inc = self._graph.incident_of(alarm.key)
         if inc is None:
             return
@@ -229,6 +260,7 @@ class IncidentBook:
         This is how two incidents meet: agg-1 down alone leaves olt-7 at risk; when agg-2 goes down
         in another incident, olt-7 is down and agg-1's incident must say so too.
         """
+        self._changing()
         for top in self._assessor.watching(ne_id):
             inc = self._graph.rooted_at(top)
             if inc is not None and inc.phase == "open":
@@ -240,6 +272,7 @@ class IncidentBook:
         Idempotent: the same ``by`` again with the same note (or none) changes nothing and returns
         the incident's ``current`` record (same version, nothing to deliver); another person, or a
         new note, is a new acknowledgement and a new version."""
+        self._changing()
         inc = self._graph.find(incident_id)
         if inc is None or not lifecycle.allows(inc.phase, Event.ACKNOWLEDGED):
             return None
@@ -267,6 +300,7 @@ class IncidentBook:
 
         Snapshot format 2 (before typed records) kept an acknowledgement's ``at`` as RFC 3339
         text and had no ``sla_milestone``/``escalation``/``muted_by``: both load."""
+        self._changing()
         dropped = 0
         loaded: list[Incident] = []
         for d in state["incidents"]:
@@ -297,6 +331,7 @@ class IncidentBook:
         released: list[str] = []
         while (due := self.next_due()) is not None and due <= now:
             _, _, top = heapq.heappop(self._timers)
+            self._changing()
             inc = self._graph.rooted_at(top)
             assert inc is not None  # next_due just checked it
             inc.scheduled = None
@@ -368,6 +403,7 @@ class IncidentBook:
     def maintenance_changed(self) -> None:
         """The calendar changed at run time (a silence added, changed or expired): every incident
         held back or muted by maintenance is looked at again at its next slot, which may be now."""
+        self._changing()
         for inc in self._graph.incidents():
             if inc.phase == "pending" and inc.maintenance is not None:
                 inc.hold_until = None
@@ -497,7 +533,7 @@ class IncidentBook:
                 priority,
                 score,
                 impact.to_record() if impact else None,
-                tuple(sorted(inc.members)),
+                inc.sorted_members(),
                 active,
                 reraised,
                 acknowledged.to_wire() if acknowledged else None,  # as snapshots before kept it

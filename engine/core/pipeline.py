@@ -56,6 +56,7 @@ __all__ = [
     "fault_dead_letter",
 ]
 
+_ALARM = MessageOutcome("alarm")
 STUCK_TICKS = 10_000  # ticks at one due time before `advance_to` calls a timer stuck
 F = TypeVar("F")
 
@@ -117,6 +118,8 @@ class Pipeline:
             quarantine=self.quarantine,
             live_health=self.health.live,
         )
+        # the join makes no pair for an alarm the book already explains (it would be ignored)
+        self.correlator.explained = self.incidents.explained
         self.kpis = KpiStore()
         self.flow = Flow(
             alarms=self.alarms,
@@ -189,15 +192,15 @@ class Pipeline:
     ) -> None:
         if decoded.alarm is not None:
             self.stats.messages["alarm"] += 1
-            out.message = MessageOutcome("alarm")
-            self.times.late(topic, decoded.alarm.event_time, f"alarm {decoded.alarm.ne_id}", out)
+            out.message = _ALARM  # frozen: one object for every alarm message
+            self.times.late(topic, decoded.alarm.event_time, "alarm", decoded.alarm.ne_id, out)
             out.records.extend(self.flow.alarm(decoded.alarm, now))
             return
         self.stats.messages["samples"] += 1
         out.message = MessageOutcome("samples")
         samples = decoded.samples
         if samples:
-            self.times.late(topic, samples[0].time, f"sample of {samples[0].target}", out)
+            self.times.late(topic, samples[0].time, "sample of", samples[0].target, out)
         if self.flow.reads_samples:  # a form reads samples: each goes through all, in turn
             for sample in samples:
                 self.kpis.observe(sample)

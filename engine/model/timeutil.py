@@ -55,8 +55,9 @@ def _parse_text(value: str) -> float:
 def format_time(t: float) -> str:
     """Epoch seconds → RFC 3339 in UTC with millisecond precision and a ``Z``; recent ones
     remembered (every record carries its time, and records come in bursts at one time)."""
-    dt = datetime.fromtimestamp(t, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    # the same text as ``strftime("%Y-%m-%dT%H:%M:%S.")`` and the milliseconds truncated
+    # (``isoformat`` truncates to its ``timespec`` too), in one C call instead of two and a format
+    return datetime.fromtimestamp(t, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_duration(value: object) -> float:

@@ -42,6 +42,18 @@ class ReplayStats:
 
 def event_time(line: Mapping[str, Any]) -> float | None:
     """The virtual time of one replay line, or None when it carries none that parses."""
+    if line.get("time") is None:  # the common line: a payload whose ``event_time`` parses
+        payload = line.get("payload")
+        if isinstance(payload, dict) and isinstance(value := payload.get("event_time"), str):
+            try:
+                return parse_time(value)
+            except ValueError:
+                pass  # the search below tries the other fields (and this one again) in order
+    return _search_time(line)
+
+
+def _search_time(line: Mapping[str, Any]) -> float | None:
+    """``event_time``: the first of the line's time fields that parses."""
     candidates: list[Any] = [line.get("time")]
     payload = line.get("payload")
     if isinstance(payload, Mapping):

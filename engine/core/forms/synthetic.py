@@ -42,6 +42,8 @@ def raised_by(key: str) -> str | None:
 def service_scope(key: str) -> str | None:
     """The service type a synthetic alarm is about, for the engine's per-service KQI alarms
     (``rule:quality:<element>:<service>``); None for every other alarm (it concerns the element)."""
+    if not key.startswith("rule:"):  # an alarm from the network (asked for each alarm at each
+        return None  # health update and re-assessment): ``raised_by`` would say None
     if raised_by(key) != QUALITY:
         return None
     _, _, rest = key.partition(f"rule:{QUALITY}:")

@@ -45,8 +45,11 @@ def _by_event(records: list[dict[str, Any]], event: str) -> list[dict[str, Any]]
 async def test_a_fiber_cut_over_mqtt_becomes_one_incident_delivered_everywhere(
     tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
 ) -> None:
-    """51 alarms over MQTT → one signed webhook `opened` with 50 suppressed, the same record on the
-    MQTT incident topic and on the HTTP API; the clears → `resolved`."""
+    """51 alarms over MQTT → one signed webhook `opened` rooted at the fiber cut, the same incident
+    on the MQTT incident topic and on the HTTP API; the clears → `resolved`, with all 50 symptoms
+    suppressed under the root. (The `opened` record holds the symptoms that arrived within the
+    settle time: all 50 on a quiet machine, fewer when publishing the 51 takes longer than that;
+    the rest come in `updated` records.)"""
     async with WebhookReceiver(secret="s3cret") as rx:
         cfg = write_config(
             tmp_path,
@@ -66,7 +69,10 @@ async def test_a_fiber_cut_over_mqtt_becomes_one_incident_delivered_everywhere(
             await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "resolved"))), 20)
             (opened,) = _by_event(rx.records, "opened")
             assert opened["root_cause"]["alarm_id"] == ROOT_KEY
-            assert len(opened["suppressed"]) == 50
+            assert 0 < len(opened["suppressed"]) <= 50
+            (resolved,) = _by_event(rx.records, "resolved")
+            assert resolved["incident_id"] == opened["incident_id"]
+            assert len({s["alarm_id"] for s in resolved["suppressed"]}) == 50
             assert rx.counts.bad_signatures == 0
             assert daemon.http is not None
             async with aiohttp.ClientSession() as http:

@@ -203,7 +203,7 @@ def test_a_message_whose_application_raises_is_a_dead_letter_and_the_core_goes_o
     original = KpiStore.observe_many
 
     def observe_many(self: KpiStore, samples: Any) -> None:
-        if any(s.target == "olt-033" for s in samples):
+        if any(s["target"] == "olt-033" for s in samples):
             raise KeyError("injected")
         original(self, samples)
 

@@ -9,11 +9,15 @@ it among its alarm's raises and clears).
 
 from __future__ import annotations
 
+from operator import itemgetter
+
 from engine.core.decisions import Decisions, Stats
 from engine.core.notices import ClockNotice, LateNotice
 from engine.core.settings import CoreSettings
 from engine.errors import InvalidMessage
-from engine.model.messages import Decoded, KpiSample
+from engine.model.messages import Decoded, SampleRow
+
+_TIME = itemgetter("time")
 
 
 class EventTimes:
@@ -32,7 +36,8 @@ class EventTimes:
             alarm = decoded.alarm.model_copy(update={"event_time": t})
             return Decoded(decoded.topic, decoded.kind, alarm, (), ())
         c = self._settings.clock
-        times = [sample.time for sample in decoded.samples]
+        rows = decoded.rows
+        times = list(map(_TIME, rows))
         behind = c.max_behind
         if (
             times
@@ -40,27 +45,27 @@ class EventTimes:
             and (behind is None or min(times) >= received - behind)
         ):
             return decoded  # every time within bounds (``_check`` would return None for each)
-        samples: list[KpiSample] = []
+        kept: list[SampleRow] = []
         changed = False
         rejected = list(decoded.rejected)
         # Positions are those of the batch when none of it was rejected (else they are unknown here).
-        batch = len(decoded.samples) > 1 or bool(decoded.rejected)
-        for i, sample in enumerate(decoded.samples):
+        batch = len(rows) > 1 or bool(decoded.rejected)
+        for i, row in enumerate(rows):
             field_name = ("samples[].time" if decoded.rejected else f"samples[{i}].time") if batch else "time"
             try:
-                t = self._check(decoded.topic, field_name, sample.time, received, out)
+                t = self._check(decoded.topic, field_name, row["time"], received, out)
             except InvalidMessage as err:
                 rejected.extend(err.errors)
                 changed = True
                 continue
             if t is not None:
                 changed = True
-            samples.append(sample if t is None else sample.model_copy(update={"time": t}))
+            kept.append(row if t is None else {**row, "time": t})
         if not changed:
             return decoded
-        if not samples:
+        if not kept:
             raise InvalidMessage(decoded.topic, rejected)
-        return Decoded(decoded.topic, decoded.kind, None, tuple(samples), tuple(rejected))
+        return Decoded(decoded.topic, decoded.kind, None, tuple(kept), tuple(rejected))
 
     def _check(self, topic: str, field_name: str, t: float, received: float, out: Decisions) -> float | None:
         """None when ``t`` is within bounds, else the receive time (clamp) or ``InvalidMessage``."""

@@ -41,7 +41,7 @@ from engine.core.snapshot import SNAPSHOT_FORMAT, restore, snapshot
 from engine.core.state_sizes import state_sizes
 from engine.core.views import summary
 from engine.errors import EngineError, InvalidMessage
-from engine.model.messages import Decoded, Decoder, Routes, dead_letter_record
+from engine.model.messages import Decoded, Decoder, Routes, dead_letter_record, kpi_sample
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.rules.compiler import Program, compile_rulesets
@@ -81,7 +81,7 @@ class Pipeline:
             routes=routes or Routes(),
             max_bytes=max_bytes,
             max_batch=max_batch,
-            known_elements=topology,
+            known_elements=topology.elements,  # (a mapping: tested without a Python call)
             known_services=topology.service_types,
             known_customers=topology.has_customer,
         )
@@ -198,19 +198,19 @@ class Pipeline:
             return
         self.stats.messages["samples"] += 1
         out.message = MessageOutcome("samples")
-        samples = decoded.samples
-        if samples:
-            self.times.late(topic, samples[0].time, "sample of", samples[0].target, out)
+        rows = decoded.rows
+        if rows:
+            self.times.late(topic, rows[0]["time"], "sample of", rows[0]["target"], out)
         if self.flow.reads_samples:  # a form reads samples: each goes through all, in turn
-            for sample in samples:
-                self.kpis.observe(sample)
-                self.quality.observe(sample)
-                out.records.extend(self.flow.sample(sample, now))
-        else:  # nothing but the store and the KQI windows reads them: one pass each
-            self.kpis.observe_many(samples)
-            self.quality.observe_many(samples)
-        self.stats.samples += len(samples)
-        out.message = MessageOutcome("samples", len(decoded.samples), len(decoded.rejected))
+            for row in rows:
+                self.kpis.observe_many((row,))
+                self.quality.observe_row(row)
+                out.records.extend(self.flow.sample(kpi_sample(row), now))
+        else:  # nothing but the store and the KQI windows reads them: one pass each, on the rows
+            self.kpis.observe_many(rows)
+            self.quality.observe_many(rows)
+        self.stats.samples += len(rows)
+        out.message = MessageOutcome("samples", len(rows), len(decoded.rejected))
         if decoded.rejected:
             self.stats.samples_rejected += len(decoded.rejected)
             partial = InvalidMessage(topic, list(decoded.rejected))

@@ -33,8 +33,10 @@ Theory of operation
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache, partial
+from itertools import chain as chained
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from engine.core.containment import Quarantine
@@ -58,13 +60,15 @@ from engine.core.kqi import (
     with_derived_mos,
 )
 from engine.core.settings import QualitySettings
-from engine.model.messages import Alarm, KpiSample, ThresholdInfo
+from engine.model.messages import Alarm, KpiSample, SampleRow, ThresholdInfo, sample_row
 from engine.model.topology import CustomerGroup, Topology
 from engine.rules.schema import Emit
 
 INFERRED = "degradedServiceInferred"
 QUALITY_PART = "quality"  # names in the quarantine: a KQI scope is an item of "quality"
 SLA_PART = "sla"
+_SERVICE = methodcaller("get", "service")
+_METRICS = itemgetter("metrics")
 
 
 def group_id(g: CustomerGroup) -> str:
@@ -112,21 +116,36 @@ class ServiceQuality:
         self.evaluations = 0
 
     # -- input ---------------------------------------------------------------------------------
-    def observe_many(self, samples: Iterable[KpiSample]) -> None:
-        """``observe`` for each sample in order; a sample carrying no metric its service's KQIs read is
-        skipped without a call (a feed no KQI reads costs one lookup and one set test per sample)."""
+    def observe_many(self, rows: Sequence[SampleRow]) -> None:
+        """``observe_row`` for each row in order; a sample carrying no metric its service's KQIs read
+        is skipped without a call (a feed no KQI reads costs one lookup and one set test per sample),
+        and a batch of one service none of whose samples carries one, as a whole."""
         read_by = self._read_by
-        for sample in samples:
-            wanted = read_by.get(sample.service or "default")
-            # nothing it carries is read (a MOS the KQIs read may be derived from other metrics)
-            if wanted is not None and "mos" not in wanted and wanted.isdisjoint(sample.metrics):
+        services = set(map(_SERVICE, rows))
+        if len(services) == 1:
+            wanted = read_by.get(services.pop() or "default")
+            # (a MOS the KQIs read may be derived from other metrics)
+            if (
+                wanted is not None
+                and "mos" not in wanted
+                and wanted.isdisjoint(chained.from_iterable(map(_METRICS, rows)))
+            ):
+                return
+        for row in rows:
+            wanted = read_by.get(row.get("service") or "default")
+            if wanted is not None and "mos" not in wanted and wanted.isdisjoint(row["metrics"]):
                 continue
-            self.observe(sample)
+            self.observe_row(row)
 
     def observe(self, sample: KpiSample) -> None:
-        if sample.target not in self._topology:
+        self.observe_row(sample_row(sample))
+
+    def observe_row(self, row: SampleRow) -> None:
+        target = row["target"]
+        if target not in self._topology:
             return
-        service = sample.service or "default"
+        named = row.get("service")
+        service = named or "default"
         wanted = self._read_by.get(service)
         if wanted is None:
             wanted = self._read_by[service] = frozenset(
@@ -134,23 +153,25 @@ class ServiceQuality:
             )
         if not wanted:
             return  # no KQI of this service reads anything this sample could carry
-        metrics: Mapping[str, float] = sample.metrics
+        metrics: Mapping[str, float] = row["metrics"]
         if "mos" in wanted:  # voice: the G.107 E-model MOS; video: P.1203 mode 0's
             metrics = with_derived_mos(metrics, service)
         read = sorted(wanted.intersection(metrics))
         if not read:
             return
-        scopes = [element_scope(sample.target, service)]
-        if sample.customer is not None and sample.service is not None:
-            scopes.append(path_scope(sample.customer, sample.service))
+        t = row["time"]
+        customer = row.get("customer")
+        scopes = [element_scope(target, service)]
+        if customer is not None and named is not None:
+            scopes.append(path_scope(customer, named))
         for scope in scopes:
             for metric in read:
-                self.windows.observe(scope, metric, metrics[metric], sample.time)
-        self._elements[scopes[0]] = (sample.target, service)
-        if sample.customer is not None and sample.service is not None:
-            self._paths[scopes[-1]] = (sample.customer, sample.service)
+                self.windows.observe(scope, metric, metrics[metric], t)
+        self._elements[scopes[0]] = (target, service)
+        if customer is not None and named is not None:
+            self._paths[scopes[-1]] = (customer, named)
         if self._next is None:
-            self._next = sample.time + self.settings.evaluate_every
+            self._next = t + self.settings.evaluate_every
 
     def next_due(self) -> float | None:
         """The next KQI evaluation or, while a customer group is down, the next SLA breach it is

@@ -24,9 +24,12 @@ from engine.core.explain import explain_alarm, render
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings
 from engine.errors import RulesetError
+from engine.model.timeutil import format_time
 from engine.model.topology import MAX_HOPS, topology_from_dict
 from engine.rules.compiler import compile_rulesets
 from engine.rules.schema import Ruleset, parse_ruleset, ruleset_from_data
+from engine.tools.mining import mine_lines
+from engine.tools.mining.rules import ruleset_document
 from engine.tools.mining.stats import NEIGHBOUR, CoOccurrence
 from engine.tools.offline import replay_pipeline
 from tests.harness import run
@@ -229,3 +232,82 @@ def test_hops_is_optional_and_read_back() -> None:
     assert compile_rulesets([rs]).rules["t/near"].relation == "neighbour:2"
     rs = parse_ruleset(VALID.replace("hops: 2", "hops: 3"), "t.yaml")
     assert compile_rulesets([rs]).rules["t/near"].relation == "neighbour:3"
+
+
+# --- mined neighbour rules ------------------------------------------------------------------------
+
+MINED_TOPOLOGY: dict[str, Any] = {
+    "elements": [
+        {"id": "hub", "type": "router", "depends_on": []},
+        {"id": "agg", "type": "switch", "depends_on": ["hub"]},
+        *({"id": f"acc-{i}", "type": "olt", "depends_on": ["agg"]} for i in range(4)),
+        *({"id": f"far-{i}", "type": "olt", "depends_on": []} for i in range(4)),
+    ]
+}
+
+
+def _line(t: float, ne: str, cause: str, *, clear: bool = False) -> bytes:
+    payload = {
+        "ne_id": ne,
+        "severity": "cleared" if clear else "major",
+        "probable_cause": cause,
+        "event_time": format_time(t),
+    }
+    return orjson.dumps({"topic": f"soc/alarms/{ne}", "payload": payload})
+
+
+def _sibling_history(seed: int = 5, bursts: int = 40, t0: float = 1_700_000_000.0) -> list[bytes]:
+    """``bursts`` times: ``fanFail`` on one access element, then ``tempHigh`` on one of its siblings
+    (two links away through agg) 2-20 s later; ``noise`` at random on unlinked elements."""
+    rng = random.Random(seed)
+    events: list[tuple[float, bytes]] = []
+    for k in range(bursts):
+        t = t0 + k * 3 * 3600 + rng.randint(0, 600)
+        i, j = rng.sample(range(4), 2)
+        d = t + rng.randint(2, 20)
+        events += [(t, _line(t, f"acc-{i}", "fanFail")), (d, _line(d, f"acc-{j}", "tempHigh"))]
+        events += [(t + 60, _line(t + 60, f"acc-{i}", "fanFail", clear=True))]
+        events += [(d + 60, _line(d + 60, f"acc-{j}", "tempHigh", clear=True))]
+    for _ in range(bursts * 2):
+        t = t0 + rng.uniform(0, bursts * 3 * 3600)
+        ne = f"far-{rng.randrange(4)}"
+        events += [(t, _line(t, ne, "noise")), (t + 5, _line(t + 5, ne, "noise", clear=True))]
+    events.sort(key=lambda e: e[0])
+    return [line for _, line in events]
+
+
+def test_the_miner_writes_its_neighbour_rules_with_the_hops_it_measured_and_replay_joins_them() -> None:
+    topo = topology_from_dict(MINED_TOPOLOGY)
+    mined, _ = mine_lines(_sibling_history(), topo)
+    (rule,) = [r for r in mined.rules if r.relation == NEIGHBOUR]
+    assert (rule.root, rule.symptom) == ("fanFail", "tempHigh")
+    assert not mined.unexpressed
+    doc = ruleset_document(mined, name="mined", source="h", params={})
+    (written,) = [r for r in doc["rules"] if r["correlate"]["relation"] == NEIGHBOUR]
+    assert written["name"] == "fanfail-explains-temphigh-neighbour"
+    assert written["correlate"]["hops"] == 2
+    assert "(neighbour within 2 links)" in written["description"]
+    rs = ruleset_from_data(doc, "mined")
+    later = _sibling_history(seed=99, bursts=3, t0=1_800_000_000.0)
+    r = run((orjson.loads(x) for x in later), topology=topo, rulesets=[rs])
+    opened = [o for o in r.events("opened") if o["root_cause"]["probable_cause"] == "fanFail"]
+    assert len(opened) == 3
+    for o in opened:
+        (sup,) = r.last(o["incident_id"])["suppressed"]
+        assert sup["probable_cause"] == "tempHigh"
+        assert sup["rule"] == "mined/fanfail-explains-temphigh-neighbour"
+        assert f"{sup['ne_id']} is within 2 links of {o['root_cause']['ne_id']}" in sup["reason"]
+    assert not [o for o in r.events("opened") if o["root_cause"]["probable_cause"] == "tempHigh"]
+
+
+def test_neighbour_rules_mined_farther_than_the_language_allows_are_reported_not_written() -> None:
+    topo = topology_from_dict(MINED_TOPOLOGY)
+    mined, _ = mine_lines(_sibling_history(), topo, hops=MAX_HOPS + 1)
+    assert not [r for r in mined.rules if r.relation == NEIGHBOUR]
+    assert [(r.root, r.symptom) for r in mined.unexpressed] == [("fanFail", "tempHigh")]
+    doc = ruleset_document(mined, name="mined", source="h", params={})
+    assert all(r["correlate"]["relation"] != NEIGHBOUR for r in doc["rules"])
+    mined, _ = mine_lines(_sibling_history(), topo, hops=3)
+    assert [r for r in mined.rules if r.relation == NEIGHBOUR]
+    doc = ruleset_document(mined, name="mined", source="h", params={})
+    assert [r["correlate"]["hops"] for r in doc["rules"] if r["correlate"]["relation"] == NEIGHBOUR] == [3]

@@ -224,7 +224,7 @@ SMALL_RULESET = "name: {name}\nrules:\n  - name: g\n    group: {{by: ne_id}}\n"
 RELATION_ERROR = (
     "line 7: rule 'r1', rules[0].correlate.relation: "
     "'up_stream' is not one of 'downstream_of', 'upstream_of', 'same_element', 'same_site', "
-    "'same_region' or 'same_service_path'"
+    "'same_region', 'same_service_path' or 'neighbour'"
 )
 
 

@@ -22,6 +22,7 @@ from engine.core.impact import Impact
 from engine.core.priority import explain
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
+from engine.rules.schema import neighbour_hops
 
 if TYPE_CHECKING:
     from engine.core.incidents import Incident, Suppression
@@ -314,7 +315,10 @@ class RecordBuilder:
         self, key: str, a: ActiveAlarm | None, sup: Suppression, root: ActiveAlarm | None
     ) -> SuppressedAlarm:
         template = _WHERE.get(sup.relation)
-        if template is None:
+        hops = neighbour_hops(sup.relation)
+        if hops is not None:
+            where = f"{a.ne_id if a else '?'} is within {hops} links of {root.ne_id if root else '?'}"
+        elif template is None:
             where = sup.detail or sup.relation
         else:
             where = template.format(

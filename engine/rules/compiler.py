@@ -15,10 +15,16 @@ same_site         its site                               its site
 same_region       its region                             its region
 same_service_path ``svc:<s>`` for each service type s    the same
                   whose paths cross its element
+neighbour:<k>     its element                            every element within k links of its element
+                                                         in any direction that is neither it, nor
+                                                         above it, nor below it (``Topology.neighbours``)
 ================= ====================================== =============================================
 
 An alarm is a root candidate and a symptom candidate in its own scope, and a symptom candidate only
-in the scopes of the elements it depends on.
+in the scopes of the elements it depends on (``downstream_of``). A ``neighbour`` rule's relation is
+``neighbour:<hops>`` here (``Correlate.scope_relation``): each distance has scopes of its own, and a
+symptom never enters its own element's (same element, above and below are the other relations', as
+the miner measures them: ``engine.tools.mining.stats``).
 
 durable-rules decides what each rule *matches*, one alarm at a time: every alarm match of every rule
 (a correlate rule's ``root`` and ``symptom``, a group's ``match``, an inhibit's ``source`` and
@@ -95,7 +101,7 @@ class CompiledRule:
     qualified: str  # "ruleset/rule"
     ruleset: str
     rule: Rule
-    relation: str  # correlate rules only; "" otherwise
+    relation: str  # correlate rules only (``neighbour:<hops>`` for a neighbour rule); "" otherwise
     window: float
     lead: float
     order: int  # position across all loaded rulesets: lower wins when two roots explain one alarm
@@ -231,14 +237,14 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
             qualified = f"{rs.name}/{rule.name}"
             window, lead = rs.window(rule), rs.lead(rule)
             spec = rule.spec
-            relation = spec.relation if isinstance(spec, Correlate) else ""
+            relation = spec.scope_relation if isinstance(spec, Correlate) else ""
             compiled = CompiledRule(
                 qualified, rs.name, rule, relation, window, lead, order, rs.source, rs.defaults.scope
             )
             order += 1
             rules[qualified] = compiled
             if isinstance(spec, Correlate):
-                max_window[spec.relation] = max(max_window.get(spec.relation, 0.0), window, lead)
+                max_window[relation] = max(max_window.get(relation, 0.0), window, lead)
             for part, match in match_parts(compiled):
                 matches.append((f"{qualified}#{part}", builder.single(match)))
             if len(builder.services) > MAX_REGEXES:

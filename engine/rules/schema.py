@@ -42,6 +42,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -51,6 +52,7 @@ from engine.errors import RulesetError
 from engine.model.messages import METRIC_NAME_PATTERN
 from engine.model.schedule import Schedule, format_duration
 from engine.model.timeutil import Duration
+from engine.model.topology import MAX_HOPS
 from engine.model.wording import EXPECTED, dotted, reason, type_name, unknown_field
 from engine.model.yamlsource import Locator, load_document, load_file
 
@@ -79,7 +81,13 @@ KEY_FIELDS = (
     "region",
 )
 Relation = Literal[
-    "downstream_of", "upstream_of", "same_element", "same_site", "same_region", "same_service_path"
+    "downstream_of",
+    "upstream_of",
+    "same_element",
+    "same_site",
+    "same_region",
+    "same_service_path",
+    "neighbour",
 ]
 RELATIONS: tuple[str, ...] = (
     "downstream_of",
@@ -88,7 +96,11 @@ RELATIONS: tuple[str, ...] = (
     "same_site",
     "same_region",
     "same_service_path",
+    "neighbour",
 )
+NEIGHBOUR = "neighbour"
+MIN_HOPS = 2  # one link away, an element is always above or below: `downstream_of`/`upstream_of`
+DEFAULT_HOPS = 2
 FORMS = ("correlate", "group", "inhibit", "threshold", "pair", "kpi_threshold", "maintenance", "priority")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _OPERATORS = ("not", "at_least", "at_most", "regex")
@@ -265,14 +277,51 @@ class Correlate(_Form):
     root: Match = Field(default_factory=dict)
     symptom: Match = Field(default_factory=dict)
     relation: Relation
+    # `neighbour` only: how many links apart the two elements may be (``Topology.neighbours``)
+    hops: int | None = Field(None, strict=True)
     window: RuleDuration | None = None  # how long after the root a symptom may be raised
     lead: RuleDuration | None = (
         None  # how long before the root a symptom may be raised (storms arrive unordered)
     )
 
+    @field_validator("hops")
+    @classmethod
+    def _hops(cls, v: int | None, info: ValidationInfo) -> int | None:
+        relation = info.data.get("relation")
+        if v is None or relation is None:  # no hops, or the relation itself is wrong (said there)
+            return v
+        if relation != NEIGHBOUR:
+            raise ValueError(f"hops applies to relation {NEIGHBOUR} only, not to {relation}")
+        if not MIN_HOPS <= v <= MAX_HOPS:
+            raise ValueError(
+                f"hops must be within {MIN_HOPS}..{MAX_HOPS}, got {v} (one link away an element is "
+                f"always above or below: downstream_of, upstream_of; past {MAX_HOPS} a neighbourhood "
+                "can span much of a network)"
+            )
+        return v
+
+    @property
+    def scope_relation(self) -> str:
+        """The relation as the correlator's scopes know it: ``neighbour:<hops>`` for a neighbour
+        rule (each distance has its own scopes), the relation itself otherwise."""
+        if self.relation == NEIGHBOUR:
+            return relation_key(self.hops or DEFAULT_HOPS)
+        return self.relation
+
     def scoped(self, scope: Mapping[str, Condition]) -> Self:
         update = {"root": _inherit(self.root, scope), "symptom": _inherit(self.symptom, scope)}
         return self.model_copy(update=update)
+
+
+def relation_key(hops: int) -> str:
+    """A neighbour relation's name in compiled rules, explanations and records: ``neighbour:2``."""
+    return f"{NEIGHBOUR}:{hops}"
+
+
+def neighbour_hops(relation: str) -> int | None:
+    """The hops of a compiled neighbour relation (``neighbour:2`` -> 2); ``None`` for any other."""
+    name, sep, hops = relation.partition(":")
+    return int(hops) if sep and name == NEIGHBOUR else None
 
 
 class Group(_Form):

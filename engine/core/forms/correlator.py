@@ -46,6 +46,7 @@ from engine.core.forms.explain_correlate import explain_correlate
 from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost, by_rule
+from engine.rules.schema import neighbour_hops
 
 __all__ = ["MATCH_CACHE_SIZE", "Correlator", "Explanation"]
 
@@ -408,16 +409,26 @@ class Correlator(BaseForm):
 
     # -- internals -----------------------------------------------------------------------------
     def _scope_list(self, relation: str, ne_id: str) -> tuple[tuple[str, str], ...]:
-        """``_scopes``, remembered per relation and element (the topology does not change)."""
+        """``_scopes``, remembered per relation and element (the topology does not change); a
+        neighbour relation's are built anew from the topology's cached neighbours (a pair per
+        neighbour would weigh eight times its tuple, for every element alarmed)."""
         k = (relation, ne_id)
         hit = self._scope_lists.get(k)
         if hit is None:
+            if neighbour_hops(relation) is not None:
+                return tuple(self._scopes(relation, ne_id))
             hit = self._scope_lists[k] = tuple(self._scopes(relation, ne_id))
         return hit
 
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
         """The (sid, role) pairs an alarm on ``ne_id`` enters for one relation."""
         el = self._topology.element(ne_id)
+        hops = neighbour_hops(relation)
+        if hops is not None:  # the root in its element's scope, a symptom in its neighbours'
+            yield ne_id, "root"
+            for z in self._topology.neighbours(ne_id, hops):
+                yield z, "sym"
+            return
         if relation == "same_service_path":
             for s in sorted(self._topology.services_through(ne_id)):
                 yield f"svc:{s}", "root"

@@ -14,6 +14,7 @@ from engine.core.alarms import ActiveAlarm
 from engine.core.forms.base import MAX_LISTED, Seen, Verdict, few
 from engine.model.topology import Topology
 from engine.rules.compiler import CompiledRule
+from engine.rules.schema import neighbour_hops
 
 MAX_CANDIDATES = 5000  # other alarms examined per correlate rule for "why not" (the nearest in time first)
 
@@ -147,4 +148,7 @@ def scope_phrase(relation: str, a: ActiveAlarm, topology: Topology, *, a_is: str
         return f"at site {el.site}" if el.site else "at its site (it has none)"
     if relation == "same_region":
         return f"in region {el.region}" if el.region else "in its region (it has none)"
+    hops = neighbour_hops(relation)
+    if hops is not None:
+        return f"within {hops} links of {a.ne_id} (neither on it, nor above, nor below it)"
     return "on a path of a service type through " + a.ne_id

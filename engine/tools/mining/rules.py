@@ -10,10 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.model.topology import MAX_HOPS
+from engine.rules.schema import MIN_HOPS
 from engine.tools.mining.fit import Candidate, exposure, fit
 from engine.tools.mining.stats import (
     LAG_BOUNDS,
     MIRROR,
+    NEIGHBOUR,
     RELATION_ORDER,
     Counts,
     Key,
@@ -23,8 +26,15 @@ from engine.tools.mining.stats import (
 ORIENTATIONS = ("topology", "time")
 """How ``select`` orients a pair of types (``engine rules mine --orient``)."""
 
-EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "same_site")
-"""Relations the ruleset language has; ``neighbour`` evidence is reported, not written as rules."""
+EXPRESSIBLE = ("same_element", "downstream_of", "upstream_of", "neighbour", "same_site")
+"""Relations the ruleset language has. ``neighbour`` rules are written with the hops they were
+mined with (``Counts.hops``) when the language allows it (``MIN_HOPS`` .. ``MAX_HOPS``); mined
+farther, they are reported (``Mined.unexpressed``), not written."""
+
+
+def expressible(relation: str, counts: Counts) -> bool:
+    """Whether a rule of ``relation``, mined into ``counts``, can be written as a ruleset rule."""
+    return relation in EXPRESSIBLE and (relation != NEIGHBOUR or MIN_HOPS <= counts.hops <= MAX_HOPS)
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class RootType:
 class Mined:
     rules: tuple[MinedRule, ...]  # ordered by confidence (then support, names)
     roots: tuple[RootType, ...]  # element-down types
-    unexpressed: tuple[MinedRule, ...]  # rules in a relation the language lacks (neighbour)
+    unexpressed: tuple[MinedRule, ...]  # neighbour rules mined farther than the language's hops
     counts: Counts
     dropped: int = 0  # kept rules past max_rules_per_relation (the least confident), not written
     explained_away: int = 0  # candidates the joint fit explained away (``Thresholds.explain_away``)
@@ -196,14 +206,14 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
     rules: list[MinedRule] = []
     dropped = 0
     for r in kept:
-        if r.relation not in EXPRESSIBLE:
+        if not expressible(r.relation, counts):
             continue
         per_relation[r.relation] = per_relation.get(r.relation, 0) + 1
         if per_relation[r.relation] > th.max_rules_per_relation:
             dropped += 1  # the least confident, past what the rule engine can hold
             continue
         rules.append(r)
-    unexpressed = tuple(r for r in kept if r.relation not in EXPRESSIBLE)
+    unexpressed = tuple(r for r in kept if not expressible(r.relation, counts))
     return Mined(
         rules=tuple(rules),
         roots=_roots(counts, tuple(rules), th),
@@ -406,14 +416,17 @@ def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[st
                 f"; joint fit with {fitted}'s other candidate causes: {r.attributed:g} of its raises "
                 f"attributed, {r.rate:g} times its background rate"
             )
+        relation = f"{r.relation} within {c.hops} links" if r.relation == NEIGHBOUR else r.relation
+        hops = {"hops": c.hops} if r.relation == NEIGHBOUR else {}
         rules.append(
             {
                 "name": r.name,
-                "description": f"mined: {r.symptom} is {what} {r.root} ({r.relation}); {evidence}",
+                "description": f"mined: {r.symptom} is {what} {r.root} ({relation}); {evidence}",
                 "correlate": {
                     "root": {"probable_cause": r.root},
                     "symptom": {"probable_cause": r.symptom},
                     "relation": r.relation,
+                    **hops,
                     "window": _duration(r.window),
                     "lead": _duration(r.lead) if r.lead else "0s",
                 },

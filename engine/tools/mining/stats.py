@@ -87,6 +87,7 @@ class Counts:
     has_patterns: bool = False  # patterns were kept (``CoOccurrence(patterns=True)``)
     elements: int = 0
     max_lag: float = 600.0  # the look-back the counts were made with
+    hops: int = 2  # how far a ``neighbour`` was looked for
     first_time: float | None = None
     last_time: float | None = None
 
@@ -137,7 +138,7 @@ class CoOccurrence:
         self.max_lag = max_lag
         self.shift = shift
         self.hops = hops
-        self.counts = Counts(max_lag=max_lag, has_patterns=patterns)
+        self.counts = Counts(max_lag=max_lag, hops=hops, has_patterns=patterns)
         self._history: dict[str, _History] = {}
         self.patterns = patterns  # keep each raise's pattern of candidate causes (for the joint fit)
         self._ids: dict[str, int] = {}

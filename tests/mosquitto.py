@@ -229,7 +229,8 @@ class Mosquitto:
         self._end(signal.SIGTERM)
 
     def kill(self) -> None:
-        """SIGKILL and wait: nothing is saved since the last autosave."""
+        """SIGKILL and wait: nothing is saved since the last autosave; a frozen broker is not woken
+        first, so it answers nothing more."""
         self._end(signal.SIGKILL)
 
     def restart(self) -> None:
@@ -273,7 +274,8 @@ class Mosquitto:
         if process is None:
             return
         if process.poll() is None:
-            process.send_signal(signal.SIGCONT)  # in case it is frozen
+            if sig != signal.SIGKILL:  # SIGKILL ends a frozen broker as it is, answering nothing more
+                process.send_signal(signal.SIGCONT)  # in case it is frozen
             process.send_signal(sig)
             try:
                 process.wait(STOP_TIMEOUT)

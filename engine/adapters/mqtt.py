@@ -94,6 +94,7 @@ SESSION_EXPIRY_MAX: Final = 0xFFFFFFFF  # v5: "never expires"
 PENDING_CALLS_WARNING: Final = 1000  # aiomqtt warns above this many publishes awaiting PUBACK
 OPERATION_TIMEOUT: Final = 10.0  # CONNACK, SUBACK and clean DISCONNECT
 STOP_RETRY: Final = 1.0  # seconds between cancellations of a connection task that will not end
+LEAVE_BARRIER: Final = 1.0  # seconds a leaving source waits for the PINGRESP behind its last PUBACKs
 READ_CHUNK: Final = 65536  # bytes taken from the socket per recv() (paho asks for 1 byte at a time)
 READ_PACKETS: Final = 1000  # packets decoded per turn of the event loop before it yields
 _PUBACK: Final = struct.Struct("!BBH")  # a PUBACK: 0x40, remaining length 2, packet id (v3.1.1 and v5)
@@ -207,6 +208,8 @@ class _Link:
     inbox: deque[_Received] = field(default_factory=deque)  # received, not yet taken by the reader
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # inbox grew, or the link went down
     acks: list[int] = field(default_factory=list)  # packet ids acknowledged, PUBACKs not yet queued
+    acks_sent: bool = False  # PUBACKs were sent on this connection (``_leave`` then waits for a PINGRESP)
+    pong: asyncio.Future[None] | None = None  # set by the next PINGRESP (``_handled_before``)
     # (MQTT v5?, deliver): PUBLISH packets the reader decodes itself (``_BufferedRecv.take_publish``)
     publish: tuple[bool, Callable[[str, bytes, int, int, bool], None]] | None = None
 
@@ -394,6 +397,7 @@ def _send_acks(link: _Link) -> None:
     at once, aiomqtt's writer sends when it can (``_packet_queue`` registered it)."""
     mids, link.acks = link.acks, []
     if mids and link.live:
+        link.acks_sent = True
         pack = _PUBACK.pack
         data = b"".join([pack(0x40, 2, mid) for mid in mids])
         client = link.paho
@@ -430,6 +434,22 @@ async def _answered(link: _Link, request: Awaitable[T]) -> T:
     if waiting.cancelled():
         raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
     return waiting.result()
+
+
+async def _handled_before(link: _Link) -> None:
+    """Send a PINGREQ and wait (at most ``LEAVE_BARRIER``) for its PINGRESP, which the broker sends
+    once it has handled everything we sent before it, our last PUBACKs included. A DISCONNECT is
+    no such proof: Mosquitto reads one packet per connection per turn of its loop, and a client that
+    reconnects at once with the same id can take the session over before the old connection's
+    last PUBACKs are read; the broker then sends those messages again (seen in the test suite). A
+    broker that does not answer in time, or a lost connection, ends the wait: the DISCONNECT
+    follows anyway."""
+    link.pong = asyncio.get_running_loop().create_future()
+    if link.paho._send_pingreq() != paho.MQTT_ERR_SUCCESS:
+        return
+    with contextlib.suppress(TimeoutError, _Reconnect):
+        async with asyncio.timeout(LEAVE_BARRIER):
+            await _answered(link, link.pong)
 
 
 class _Connection:
@@ -634,6 +654,16 @@ class _Connection:
         client.on_message = on_message
         client.on_socket_open = on_socket_open
         client.on_socket_register_write = on_register_write
+        handle_pingresp = client._handle_pingresp
+
+        def on_pingresp() -> MQTTErrorCode:
+            rc = handle_pingresp()
+            pong = link.pong
+            if pong is not None and not pong.done():
+                pong.set_result(None)
+            return rc
+
+        client._handle_pingresp = on_pingresp  # type: ignore[method-assign]
 
     def _down(self, link: _Link) -> None:
         was_up, link.up = link.up, False
@@ -645,10 +675,13 @@ class _Connection:
 
     async def _leave(self, link: _Link) -> None:
         """Disconnect cleanly if still connected (a normal DISCONNECT keeps the session). PUBACKs
-        still waiting for the end of this turn of the loop (``_send_acks``) go first: after the
-        DISCONNECT the broker would send those messages again."""
+        still waiting for the end of this turn of the loop (``_send_acks``) go first, and when any
+        were sent on this connection, a PINGREQ whose answer shows the broker has handled them
+        (``_handled_before``): otherwise the broker could send those messages again."""
         try:
             _send_acks(link)
+            if link.acks_sent and link.live:
+                await _handled_before(link)
             with contextlib.suppress(aiomqtt.MqttError):
                 await link.client.__aexit__(None, None, None)
         finally:

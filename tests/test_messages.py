@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -12,7 +14,10 @@ from pydantic import ValidationError
 
 from engine.errors import InvalidMessage
 from engine.model.messages import (
+    EVENT_TYPES,
+    MAX_TIME,
     METRIC_NAME_PATTERN,
+    SEVERITIES,
     SEVERITY_RANK,
     Alarm,
     Decoded,
@@ -25,6 +30,7 @@ from engine.model.messages import (
     sample_row,
     topic_matches,
 )
+from engine.model.messages import _plain_alarm as plain_alarm
 from engine.model.timeutil import parse_time
 
 T0 = parse_time("2024-05-01T10:00:00Z")
@@ -957,3 +963,173 @@ def test_topic_kinds_are_remembered_within_a_bound() -> None:
     assert caught.value.errors == [("", "topic 'elsewhere/x' matches no alarm or sample filter")]
     with pytest.raises(InvalidMessage):
         decoder.decode("elsewhere/x", js(native()))  # remembered as matching nothing
+
+
+# The plain-code alarm decoder (the common native shape) against pydantic.
+
+_LETTERS = "abcXYZ019-_./:é中🙂 "
+PLAIN_DECODER = Decoder()  # no known elements: the decoding alone
+
+
+def _text(rng: random.Random, low: int, high: int) -> str:
+    n = rng.choice([low, high, rng.randint(low, high)])
+    return "".join(rng.choice(_LETTERS) for _ in range(n))
+
+
+def _case(rng: random.Random, word: str) -> str:
+    return "".join(c.upper() if rng.random() < 0.3 else c for c in word)
+
+
+def _good_alarm(rng: random.Random) -> bytes:
+    """A native alarm in the common shape, with every optional field, length bound and number
+    spelling the plain decoder takes."""
+    fields: dict[str, Any] = {
+        "ne_id": _text(rng, 1, 256),
+        "severity": _case(rng, rng.choice(SEVERITIES)),
+        "probable_cause": _text(rng, 1, 256),
+        "event_time": rng.choice([0.0, MAX_TIME, rng.uniform(0, MAX_TIME), rng.uniform(1.6e9, 1.8e9)]),
+    }
+    if rng.random() < 0.5:
+        fields["event_type"] = rng.choice(EVENT_TYPES)
+    for name, low, high in (("specific_problem", 0, 256), ("alarm_id", 1, 256), ("text", 0, 4096)):
+        roll = rng.random()
+        if roll < 0.4:
+            fields[name] = _text(rng, low, high)
+        elif roll < 0.6:
+            fields[name] = None
+    if rng.random() < 0.2:
+        fields["threshold_info"] = None
+    t = fields["event_time"]
+    spelling = rng.choice([repr(t), f"{t:.17e}", f"{t:E}", f"{t:.3f}"])
+    if float(spelling) <= MAX_TIME:
+        fields["event_time"] = "@time@"  # spelled as chosen below ("@" is in no generated text)
+    keys = list(fields)
+    rng.shuffle(keys)
+    return js({k: fields[k] for k in keys}).replace(b'"@time@"', spelling.encode())
+
+
+def _same(fast: Alarm, full: Alarm) -> None:
+    assert fast == full
+    assert list(fast.__dict__.items()) == list(full.__dict__.items())
+    assert [type(v) for v in fast.__dict__.values()] == [type(v) for v in full.__dict__.values()]
+    assert fast.model_fields_set == full.model_fields_set
+    assert fast.__pydantic_extra__ == full.__pydantic_extra__
+    assert fast.__pydantic_private__ == full.__pydantic_private__
+    assert fast.model_dump_json() == full.model_dump_json()
+    assert hash(fast) == hash(full)
+
+
+def test_plain_alarm_gives_what_pydantic_gives_on_many_good_variants() -> None:
+    """2,000 good native alarms in the common shape: the plain decoder takes each and makes the
+    alarm ``model_validate_json`` makes (values, types, field order, fields set, hash)."""
+    rng = random.Random(11)
+    for _ in range(2000):
+        payload = _good_alarm(rng)
+        fast = plain_alarm(orjson.loads(payload))
+        assert fast is not None, payload
+        _same(fast, Alarm.model_validate_json(payload))
+        decoded = PLAIN_DECODER.decode(A, payload).alarm
+        assert decoded is not None
+        _same(decoded, fast)
+
+
+_WRONG: list[Any] = [None, 0, 1, 2.5, True, [], {}, "", "x" * 257]
+_BAD_FIELDS: list[tuple[str, Any]] = [
+    *((name, value) for name in ("ne_id", "probable_cause", "severity", "event_type") for value in _WRONG),
+    *(("specific_problem", v) for v in [0, 2.5, True, [], {}, "x" * 257]),
+    *(("alarm_id", v) for v in [0, 2.5, True, [], {}, "", "x" * 257]),
+    *(("text", v) for v in [0, 2.5, True, [], {}, "x" * 4097]),
+    ("severity", "loud"),
+    ("severity", "clear"),
+    ("event_type", "CommunicationsAlarm"),
+    ("event_type", "securityAlarm"),
+    *(("event_time", v) for v in [None, -1.0, -1e-300, MAX_TIME * 1.0000001, 1e300, 0, 1700000000, True]),
+    *(("event_time", v) for v in ["2024-05-01T10:00:00Z", "1700000000", "soon", "", [], {}]),
+    ("threshold_info", {"indicator": "mos", "direction": "down", "observed_value": 3.1}),
+    ("threshold_info", {"indicator": "mos"}),
+    ("threshold_info", 5),
+    ("extra", 1),
+    ("alarmedObject", {"id": "olt-1"}),
+    ("perceivedSeverity", "major"),
+]
+
+
+def _expected(payload: bytes) -> Alarm | list[tuple[str, str]]:
+    """What the decoder gave before the plain path: pydantic's alarm from the bytes unless they
+    might be TMF642, else the full path's alarm or errors."""
+    if not (b"alarmedObject" in payload or b"perceivedSeverity" in payload or b"\\u" in payload):
+        with contextlib.suppress(ValidationError):
+            return Alarm.model_validate_json(payload)
+    try:
+        return PLAIN_DECODER._alarm(A, PLAIN_DECODER._load(A, payload))
+    except InvalidMessage as exc:
+        return exc.errors
+
+
+def _decoded(payload: bytes) -> Alarm | list[tuple[str, str]]:
+    try:
+        alarm = PLAIN_DECODER.decode(A, payload).alarm
+    except InvalidMessage as exc:
+        return exc.errors
+    assert alarm is not None
+    return alarm
+
+
+@pytest.mark.parametrize(("name", "value"), _BAD_FIELDS, ids=lambda v: repr(v)[:24])
+@pytest.mark.parametrize("drop", [None, "ne_id", "severity", "probable_cause", "event_time"])
+def test_plain_alarm_leaves_every_other_shape_to_pydantic(name: str, value: Any, drop: str | None) -> None:
+    """A wrong type or value, a missing or extra key, an unusual but good field (an integer or
+    RFC 3339 time, threshold information): the plain decoder declines, and the decoder gives what
+    it gave before, the same alarm or the same dead-letter errors."""
+    fields = native(event_time=T0)
+    fields[name] = value
+    if drop is not None and drop != name:
+        del fields[drop]
+    payload = js(fields)
+    assert plain_alarm(orjson.loads(payload)) is None
+    expected, got = _expected(payload), _decoded(payload)
+    if isinstance(expected, Alarm):
+        assert isinstance(got, Alarm)
+        _same(got, expected)
+    else:
+        assert got == expected
+        assert expected  # each bad alarm says why
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"ne_id": "olt-1", "severity": "major", "probable_cause": "x", "event_time": 1.5, "ne_id": 7}',
+        b'{"ne_id": 7, "severity": "major", "probable_cause": "x", "event_time": 1.5, "ne_id": "olt-1"}',
+        b'{"ne_id": "olt\\u002d1", "severity": "major", "probable_cause": "x", "event_time": 1.5}',
+        b'{"ne_id": "olt\\"1", "severity": "major", "probable_cause": "x\\n", "event_time": 1.5}',
+        b'{"ne_id": "olt-1", "severity": "major", "probable_cause": "x", "event_time": 1.5,',
+        b'{"ne_id": "olt-1", "severity": "major", "probable_cause": "x", "event_time": 1e400}',
+        b'{"ne_id": "olt-1", "severity": "major", "probable_cause": "x", "event_time": NaN}',
+        b'{"ne_id": "\xff", "severity": "major", "probable_cause": "x", "event_time": 1.5}',
+        b"[1.5]",
+        b"1.5",
+    ],
+    ids=[
+        "duplicate-bad-last",
+        "duplicate-good-last",
+        "unicode-escape",
+        "escapes",
+        "malformed",
+        "huge-number",
+        "nan",
+        "bad-utf8",
+        "array",
+        "number",
+    ],
+)
+def test_plain_alarm_odd_payloads_decode_as_before(payload: bytes) -> None:
+    """Duplicate keys (the last one counts, for orjson as for pydantic), escapes, malformed JSON,
+    invalid UTF-8: the same alarm or the same errors as before."""
+    expected, got = _expected(payload), _decoded(payload)
+    if isinstance(expected, Alarm):
+        assert isinstance(got, Alarm)
+        _same(got, expected)
+    else:
+        assert got == expected
+        assert expected

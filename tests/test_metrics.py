@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -202,6 +204,39 @@ def test_histograms_observe_seconds() -> None:
     assert value(m, "soc_processing_seconds_count") == 2
     assert value(m, "soc_processing_seconds_bucket", le="0.001") == 1
     assert value(m, "soc_journal_commit_seconds_sum") == pytest.approx(0.02)
+
+
+def _processing_lines(m: Metrics) -> list[str]:
+    text = m.render().decode()
+    return [
+        line for line in text.splitlines() if re.match(r"soc_processing_seconds_(bucket|count|sum)", line)
+    ]
+
+
+def test_processing_many_leaves_the_histogram_as_processing_per_value() -> None:
+    """A batch of processing times: the same buckets, count and sum (added in the same order, so
+    the same float) as one ``processing`` per value, bounds, negatives, infinities and NaN included."""
+    rng = random.Random(3)
+    bounds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    odd = [0.0, -0.0, -1e-9, -5.0, 1e-12, 11.0, 1e9, math.inf, -math.inf, *bounds]
+    one, many = Metrics(), Metrics()
+    for _ in range(50):
+        batch = [
+            rng.choice(odd) if rng.random() < 0.3 else rng.expovariate(300.0)
+            for _ in range(rng.randint(0, 40))
+        ]
+        for v in batch:
+            one.processing(v)
+        many.processing_many(batch)
+        assert _processing_lines(many) == _processing_lines(one)
+    assert value(many, "soc_processing_seconds_bucket", le="0.0005") > 0
+    assert value(many, "soc_processing_seconds_bucket", le="+Inf") == value(
+        many, "soc_processing_seconds_count"
+    )
+    one.processing(math.nan)
+    many.processing_many([0.001, math.nan])
+    one.processing(0.001)
+    assert _processing_lines(many) == _processing_lines(one)
 
 
 def test_build_info_carries_the_version() -> None:

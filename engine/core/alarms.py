@@ -32,6 +32,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from typing import Any, Literal
 
 from engine.core.notices import AlarmNotice
@@ -41,11 +42,18 @@ from engine.model.messages import SEVERITY_RANK, Alarm
 ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped", "forgotten"]
 
 
+@lru_cache(maxsize=256)
+def _folded(causes: tuple[str, ...]) -> frozenset[str]:
+    """A rule's probable causes in lower case (made once per distinct tuple of causes)."""
+    return frozenset(c.lower() for c in causes)
+
+
 def classify(alarm: Alarm, rules: tuple[EffectRule, ...]) -> Effect:
-    """The effect of an alarm on its element: the first matching rule wins."""
+    """The effect of an alarm on its element: the first matching rule wins (probable causes
+    compared in lower case)."""
     cause = alarm.probable_cause.lower()
     for rule in rules:
-        if rule.probable_cause is not None and cause not in {c.lower() for c in rule.probable_cause}:
+        if rule.probable_cause is not None and cause not in _folded(rule.probable_cause):
             continue
         if rule.event_type is not None and alarm.event_type not in rule.event_type:
             continue

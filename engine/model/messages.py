@@ -342,6 +342,72 @@ def kpi_sample(row: SampleRow) -> KpiSample:
     return sample
 
 
+_ALARM_FIELDS = frozenset(Alarm.model_fields)
+
+
+def _plain_alarm(obj: dict[str, Any]) -> Alarm | None:
+    """The ``Alarm`` that ``Alarm.model_validate_json`` makes of a native alarm in its common shape
+    (the same fields, values and fields set), checked in plain code: text fields strings within
+    the model's lengths, the severity folded by the model's own ``_severity``, a known event type,
+    an epoch-seconds float within ``0..MAX_TIME``, no threshold information, no key the model does
+    not name. None for anything else (an integer or RFC 3339 time, threshold information, an extra
+    key, any wrong type or value), which pydantic validates (and words, if bad) as before.
+    ``tests/test_messages.py`` compares both over many good and bad variants."""
+    if not _ALARM_FIELDS.issuperset(obj):
+        return None
+    get = obj.get
+    ne_id = get("ne_id")
+    cause = get("probable_cause")
+    severity = get("severity")
+    t = get("event_time")
+    if (
+        type(ne_id) is not str
+        or not 0 < len(ne_id) <= 256
+        or type(cause) is not str
+        or not 0 < len(cause) <= 256
+        or type(severity) is not str
+        or type(t) is not float
+        or not 0.0 <= t <= MAX_TIME
+    ):
+        return None
+    low = severity.lower()
+    if low not in _SEVERITY_SET:
+        return None
+    event_type = get("event_type", "communicationsAlarm")
+    specific = get("specific_problem")
+    alarm_id = get("alarm_id")
+    text = get("text")
+    if (
+        type(event_type) is not str
+        or event_type not in _EVENT_TYPE_SET
+        or (specific is not None and (type(specific) is not str or len(specific) > 256))
+        or (alarm_id is not None and (type(alarm_id) is not str or not 0 < len(alarm_id) <= 256))
+        or (text is not None and (type(text) is not str or len(text) > 4096))
+        or get("threshold_info") is not None
+    ):
+        return None
+    alarm: Alarm = _new(Alarm)
+    _set(
+        alarm,
+        "__dict__",
+        {
+            "ne_id": ne_id,
+            "severity": low,
+            "probable_cause": cause,
+            "event_type": event_type,
+            "specific_problem": specific,
+            "alarm_id": alarm_id,
+            "text": text,
+            "event_time": t,
+            "threshold_info": None,
+        },
+    )
+    _set(alarm, "__pydantic_fields_set__", set(obj))
+    _set(alarm, "__pydantic_extra__", None)
+    _set(alarm, "__pydantic_private__", None)
+    return alarm
+
+
 # --------------------------------------------------------------------------------------- routing
 
 
@@ -761,19 +827,29 @@ class Decoder:
     # -- alarms
 
     def _alarm_fast(self, payload: bytes | str) -> Alarm | None:
-        """A native alarm that is wholly good, validated by pydantic-core straight from its bytes
-        (no orjson objects in between); None for anything else (too big, TMF642 or possibly so, a
-        ``\\u`` escape that could spell a TMF642 key, any error, an unknown element), which the full
-        path decodes again and, if bad, explains."""
+        """A native alarm that is wholly good; None for anything else (too big, TMF642 or possibly
+        so, a ``\\u`` escape that could spell a TMF642 key, any error, an unknown element), which the
+        full path decodes again and, if bad, explains. Its common shape (no escape at all) is read
+        by orjson and checked in plain code (``_plain_alarm``); any other shape is validated by
+        pydantic-core straight from the bytes."""
         if _size(payload) > self.max_bytes:
             return None
         raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
-        if b"alarmedObject" in raw or b"perceivedSeverity" in raw or b"\\u" in raw:
-            return None
-        try:
-            alarm = Alarm.model_validate_json(payload)
-        except ValidationError:
-            return None
+        alarm: Alarm | None = None
+        if b"\\" not in raw:  # no escape: orjson reads the strings pydantic-core would
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                obj = None
+            if type(obj) is dict:
+                alarm = _plain_alarm(obj)
+        if alarm is None:
+            if b"alarmedObject" in raw or b"perceivedSeverity" in raw or b"\\u" in raw:
+                return None
+            try:
+                alarm = Alarm.model_validate_json(payload)
+            except ValidationError:
+                return None
         known = self._known_elements
         if known is not None and alarm.ne_id not in known:
             return None

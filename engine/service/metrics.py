@@ -15,7 +15,9 @@ bounded set, so a sender cannot grow the registry without limit.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from math import isnan
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -157,6 +159,7 @@ class Metrics:
             buckets=_FAST,
             registry=r,
         )
+        self._processing_bounds = tuple(self._processing._upper_bounds)
         self._commit = Histogram(
             "soc_journal_commit_seconds", "Duration of one journal commit.", buckets=_FAST, registry=r
         )
@@ -315,10 +318,25 @@ class Metrics:
         self._processing.observe(seconds)
 
     def processing_many(self, seconds: Iterable[float]) -> None:
-        """A batch of messages, each from receipt to the core's decision (``processing``)."""
-        observe = self._processing.observe
+        """A batch of messages, each from receipt to the core's decision (``processing``).
+
+        The histogram ends as ``processing`` per value leaves it (each value in the first bucket
+        whose bound is not below it, none for a NaN; the sum added to value by value, in order), with
+        one update per bucket touched instead of a locked update per value and bucket.
+        ``tests/test_metrics.py`` compares the exposition of both."""
+        histogram = self._processing
+        bounds = self._processing_bounds
+        counts = [0] * len(bounds)
+        total = histogram._sum.get()
         for value in seconds:
-            observe(value)
+            total += value
+            if not isnan(value):  # a NaN is in no bucket (``observe``: no bound is >= it)
+                counts[bisect_left(bounds, value)] += 1
+        histogram._sum.set(total)
+        buckets = histogram._buckets
+        for i, n in enumerate(counts):
+            if n:
+                buckets[i].inc(n)
 
     def journal_commit(self, seconds: float) -> None:
         self._commit.observe(seconds)

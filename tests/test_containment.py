@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bench.scenarios import T0, alarm, clear, fiber_cut
+from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut
 from engine.core.alarms import AlarmTable
 from engine.core.containment import GIVE_UP
 from engine.core.experience import SlaTracker
@@ -28,8 +28,11 @@ from engine.core.forms.storms import Storms
 from engine.core.incidents import Incident, IncidentBook
 from engine.core.kpi import KpiStore
 from engine.core.kqi import KqiState, KqiWindows
+from engine.core.pipeline import Pipeline
 from engine.core.quality import ServiceQuality
 from engine.model.timeutil import format_time
+from engine.model.topology import topology_from_dict
+from engine.rules.schema import load_rulesets
 from tests.harness import Run, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,3 +238,36 @@ def test_engine_replay_of_two_poison_samples_exits_cleanly_and_reports_the_dead_
         == ["soc/probes/olt-020: metrics.latency_ms: 1e+308 is outside the allowed range 0 to 3.6e+06 ms"] * 2
     )
     assert len(dead.read_bytes().splitlines()) == 2
+
+
+def test_an_incident_quarantined_at_its_opening_opens_after_a_reload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload (snapshot into a fresh pipeline, then every quarantined part tried again) must not
+    leave a quarantined incident without a timer: its heap entry waited for the retry time, which
+    no longer applies once the quarantine is emptied. It opens at the next tick, as it would have
+    without the fault."""
+    topology = topology_from_dict(example_topology())
+    pipeline = Pipeline(topology, load_rulesets(None))
+    line = alarm("agg-1", "lossOfSignal", 0.0, "critical")
+    pipeline.feed(line["topic"], orjson.dumps(line["payload"]), T0)
+    failures = [RuntimeError("injected once")]
+    open_incident = IncidentBook._open
+
+    def open_failing_once(self: IncidentBook, inc: Incident, now: float) -> Any:
+        if failures:
+            raise failures.pop()
+        return open_incident(self, inc, now)
+
+    monkeypatch.setattr(IncidentBook, "_open", open_failing_once)
+    due = pipeline.next_due()
+    assert due is not None
+    assert not pipeline.advance_to(due).records  # the opening failed: quarantined
+    assert pipeline.quarantine.faults()
+
+    fresh = Pipeline(topology, load_rulesets(None))
+    fresh.restore(pipeline.snapshot())
+    fresh.retry_quarantined()
+    again = fresh.next_due()
+    assert again is not None
+    assert again <= due  # due at once, not at the retry time, nor never
+    opened = fresh.advance_to(again).records
+    assert [(r.event, r.root_cause.ne_id) for r in opened] == [("opened", "agg-1")]

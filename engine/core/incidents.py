@@ -145,6 +145,15 @@ class IncidentBook:
             self._next, self._next_known = due, True
         return due
 
+    def reschedule(self) -> None:
+        """Put every incident's timer at its due time again: after the quarantine was emptied from
+        outside (a reload's ``retry_quarantined``), a quarantined incident's heap entry waits for
+        a retry time that no longer applies, and ``next_due`` would drop it as stale, leaving the
+        incident with no timer at all."""
+        for inc in list(self.incidents()):
+            self._schedule(inc)
+        self._changing()
+
     def _changing(self) -> None:
         """Forget ``next_due``'s answer: an incident or the timer heap is about to change."""
         self._next_known = False

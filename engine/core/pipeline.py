@@ -319,6 +319,7 @@ class Pipeline:
     def retry_quarantined(self) -> None:
         """Forget every quarantined part: each is tried again at once (a reload does this)."""
         self.quarantine.load(())
+        self.incidents.reschedule()  # a quarantined incident's timer waited for its retry
 
     def summary(self) -> dict[str, Any]:
         """Every counter of the run (``engine.core.views.summary``)."""

@@ -326,7 +326,7 @@ def test_engine_topology_compact_refuses_bad_input_and_overwriting(tmp_path: Pat
     assert r.returncode == 2
     assert (
         r.stderr
-        == f"error: {tmp_path / 'out.txt'}: unsupported file type '.txt' (use .json, .yaml or .yml)\n"
+        == f"error: {tmp_path / 'out.txt'}: unsupported file type '.txt' (use .yaml, .yml or .json)\n"
     )
 
 

@@ -35,7 +35,7 @@ class Compacted:
 def compact_file(src: Path, dst: Path) -> Compacted:
     """Read, validate and rewrite ``src`` as ``dst`` (JSON or YAML by its suffix)."""
     if dst.suffix.lower() not in SUFFIXES:
-        raise EngineError(f"{dst}: unsupported file type {dst.suffix!r} (use .json, .yaml or .yml)")
+        raise EngineError(f"{dst}: unsupported file type {dst.suffix!r} (use .yaml, .yml or .json)")
     with collector_paused():  # millions of fresh containers, as in ``load_topology``
         source, doc, size_in = read_topology_file(src)
         topology = topology_from_dict(doc, source=source)

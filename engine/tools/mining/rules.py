@@ -6,7 +6,7 @@ Pure: counts in, a ruleset document (and the effects it found) out. See docs/min
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -116,18 +116,27 @@ def poisson_z(observed: int, expected: float) -> float:
     return math.sqrt(max(0.0, 2 * (observed * math.log(observed / mean) - (observed - mean))))
 
 
-def _window(evidence: list[int], baseline: list[int] | None, raises: int, th: Thresholds) -> int | None:
-    """The lag bucket whose bound is the window of the rule's figures: of the windows where the
-    support, the confidence and the excess over the baseline (``poisson_z``) pass, the one with the
-    highest lift (the shortest on a tie); None when no window passes. The rule is kept, oriented and
-    fitted by the figures within it; it is written with the window of ``_reach``."""
-    best: tuple[float, int] | None = None
+def _passing(
+    evidence: list[int], baseline: list[int] | None, raises: int, th: Thresholds
+) -> Iterator[tuple[int, int, int]]:
+    """``(bucket, support, baseline)`` of each lag window, shortest first, whose support, confidence
+    and excess over the baseline (``poisson_z``) pass the floors; support and baseline are counted
+    up to that bucket's bound."""
     n = b = 0
     for i in range(len(LAG_BOUNDS)):
         n += evidence[i]
         b += baseline[i] if baseline is not None else 0
-        if n < th.min_support or n / raises < th.min_confidence or poisson_z(n, b) < th.min_z:
-            continue
+        if n >= th.min_support and n / raises >= th.min_confidence and poisson_z(n, b) >= th.min_z:
+            yield i, n, b
+
+
+def _window(evidence: list[int], baseline: list[int] | None, raises: int, th: Thresholds) -> int | None:
+    """The lag bucket whose bound is the window of the rule's figures: of the windows that pass the
+    floors (``_passing``), the one with the highest lift (the shortest on a tie); None when none
+    does. The rule is kept, oriented and fitted by the figures within it; it is written with the
+    window of ``_reach``."""
+    best: tuple[float, int] | None = None
+    for i, n, b in _passing(evidence, baseline, raises, th):
         lift = (n + 1) / (b + 1)
         if best is None or lift > best[0]:
             best = (lift, i)
@@ -135,20 +144,15 @@ def _window(evidence: list[int], baseline: list[int] | None, raises: int, th: Th
 
 
 def _reach(evidence: list[int], baseline: list[int] | None, raises: int, th: Thresholds) -> int | None:
-    """The lag bucket whose bound is the window the rule is written with: of the windows where the
-    floors pass (as for ``_window``), the one where the support most exceeds twice its baseline
+    """The lag bucket whose bound is the window the rule is written with: of the windows that pass
+    the floors (``_passing``), the one where the support most exceeds twice its baseline
     (``support - 2 * baseline`` highest, the shortest on a tie). A lag bucket is worth grouping when
     the symptoms in it are more often caused than coincidental (more than twice the baseline: over
     half of them are the excess), so this is the window where the groupings expected right most
     outnumber those expected wrong; the window of highest lift is the most precise one, and often
     seconds where the cause keeps acting for minutes."""
     best: tuple[int, int] | None = None
-    n = b = 0
-    for i in range(len(LAG_BOUNDS)):
-        n += evidence[i]
-        b += baseline[i] if baseline is not None else 0
-        if n < th.min_support or n / raises < th.min_confidence or poisson_z(n, b) < th.min_z:
-            continue
+    for i, n, b in _passing(evidence, baseline, raises, th):
         if best is None or n - 2 * b > best[0]:
             best = (n - 2 * b, i)
     return None if best is None else best[1]

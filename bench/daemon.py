@@ -165,10 +165,14 @@ def _config(
 
 
 async def daemon_rate(
-    url: str, feed: list[tuple[str, bytes]], folder: Path, client_id: str
+    url: str, feed: list[tuple[str, bytes]], folder: Path, client_id: str, overruns: list[dict[str, int]]
 ) -> tuple[float, float]:
     """Messages/s the daemon drains (journaled, applied, committed, acknowledged), per second of
-    wall time and per second of this process's CPU time."""
+    wall time and per second of this process's CPU time. A run where the client's inbox overflowed
+    (Mosquitto 2.0.11 stops honouring Receive Maximum once PUBACKs flow: docs/mqtt.md) is counted,
+    not refused: the dropped messages were unacknowledged and came again after a recycle, which is
+    part of the cost measured; its source statistics go to ``overruns``. A message not acknowledged
+    is an error."""
     cfg = load_settings(_config(folder, url, client_id, None), environ={})
     async with Daemon(cfg) as d:  # create the persistent session
         await _until(lambda: d.ready)
@@ -184,8 +188,11 @@ async def daemon_rate(
         await _until(lambda: source.stats["acked"] >= len(feed), timeout=600, step=0.001)
         elapsed = time.perf_counter() - subscribed.at
         cpu = time.process_time() - subscribed.cpu
-        if source.stats["acked"] != len(feed) or source.stats["dropped_by_client"]:
-            raise RuntimeError(f"expected {len(feed)} messages once each, got {dict(source.stats)}")
+        stats = dict(source.stats)
+        if stats["received"] < len(feed) or stats["acked"] != stats["received"]:
+            raise RuntimeError(f"expected {len(feed)} messages, each acknowledged, got {stats}")
+        if stats["dropped_by_client"] or stats["received"] != len(feed):
+            overruns.append(stats)
         return len(feed) / elapsed, len(feed) / cpu
 
 
@@ -282,12 +289,13 @@ async def _main(args: argparse.Namespace) -> int:
         try:
             rates: dict[str, list[float]] = {"bare-a": [], "eng-a": [], "bare-s": [], "eng-s": []}
             per_cpu: dict[str, list[float]] = {k: [] for k in rates}
+            overruns: dict[str, list[dict[str, int]]] = {"a": [], "s": []}
             for kind, feed in (("a", alarm_feed(args.alarms)), ("s", sample_feed(args.batches))):
                 for i in range(runs):  # taking turns: a change in the machine's load hits both
                     wall, cpu = await bare_subscriber_rate(broker.url, feed, f"bare-{kind}{i}")
                     rates[f"bare-{kind}"].append(wall)
                     per_cpu[f"bare-{kind}"].append(cpu)
-                    wall, cpu = await daemon_rate(broker.url, feed, folder, f"eng-{kind}{i}")
+                    wall, cpu = await daemon_rate(broker.url, feed, folder, f"eng-{kind}{i}", overruns[kind])
                     rates[f"eng-{kind}"].append(wall)
                     per_cpu[f"eng-{kind}"].append(cpu)
             bare_a, eng_a, bare_s, eng_s = (statistics.median(rates[k]) for k in rates)
@@ -318,6 +326,18 @@ async def _main(args: argparse.Namespace) -> int:
                     ("  KPI samples per CPU-second", f"{cpu_eng_s * 100:,.0f} (daemon)"),
                 ]
             )
+            for kind, name, size in (("a", "alarm", args.alarms), ("s", "sample", args.batches)):
+                over = overruns[kind]
+                if over:
+                    dropped = sum(o["dropped_by_client"] for o in over)
+                    twice = sum(o["received"] for o in over) - len(over) * size
+                    print(
+                        f"{name} feed: in {len(over)} of {runs} daemon runs the broker sent past Receive"
+                        " Maximum (Mosquitto 2.0.11, docs/mqtt.md): dropped unacknowledged by the client"
+                        f" {dropped:,}, recycles {sum(o['recycles'] for o in over)}, delivered twice"
+                        f" {twice:,}; included in the daemon's rates",
+                        flush=True,
+                    )
             if args.latency_seconds > 0:
                 rate = args.latency_rate or eng_a / 2
                 print(f"latency run: {rate:,.0f} messages/s for {args.latency_seconds:g} s", flush=True)

@@ -94,7 +94,8 @@ SESSION_EXPIRY_MAX: Final = 0xFFFFFFFF  # v5: "never expires"
 PENDING_CALLS_WARNING: Final = 1000  # aiomqtt warns above this many publishes awaiting PUBACK
 OPERATION_TIMEOUT: Final = 10.0  # CONNACK, SUBACK and clean DISCONNECT
 STOP_RETRY: Final = 1.0  # seconds between cancellations of a connection task that will not end
-LEAVE_BARRIER: Final = 1.0  # seconds a leaving source waits for the PINGRESP behind its last PUBACKs
+LEAVE_BARRIER: Final = 0.5  # seconds a leaving source waits for the PINGRESP behind its last PUBACKs
+# (below STOP_RETRY, so that the stop's next cancellation does not fall inside the wait)
 READ_CHUNK: Final = 65536  # bytes taken from the socket per recv() (paho asks for 1 byte at a time)
 READ_PACKETS: Final = 1000  # packets decoded per turn of the event loop before it yields
 _PUBACK: Final = struct.Struct("!BBH")  # a PUBACK: 0x40, remaining length 2, packet id (v3.1.1 and v5)
@@ -209,7 +210,9 @@ class _Link:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # inbox grew, or the link went down
     acks: list[int] = field(default_factory=list)  # packet ids acknowledged, PUBACKs not yet queued
     acks_sent: bool = False  # PUBACKs were sent on this connection (``_leave`` then waits for a PINGRESP)
-    pong: asyncio.Future[None] | None = None  # set by the next PINGRESP (``_handled_before``)
+    pongs: int = 0  # PINGRESPs received
+    pong: asyncio.Future[None] | None = None  # set once ``pongs`` reaches ``pongs_wanted``
+    pongs_wanted: int = 0
     # (MQTT v5?, deliver): PUBLISH packets the reader decodes itself (``_BufferedRecv.take_publish``)
     publish: tuple[bool, Callable[[str, bytes, int, int, bool], None]] | None = None
 
@@ -443,9 +446,12 @@ async def _handled_before(link: _Link) -> None:
     reconnects at once with the same id can take the session over before the old connection's
     last PUBACKs are read; the broker then sends those messages again (seen in the test suite). A
     broker that does not answer in time, or a lost connection, ends the wait: the DISCONNECT
-    follows anyway."""
+    follows anyway. A keepalive PINGREQ of paho's still unanswered is answered first: then the
+    second PINGRESP is ours."""
+    client = link.paho
+    link.pongs_wanted = link.pongs + (2 if client._ping_t else 1)
     link.pong = asyncio.get_running_loop().create_future()
-    if link.paho._send_pingreq() != paho.MQTT_ERR_SUCCESS:
+    if client._send_pingreq() != paho.MQTT_ERR_SUCCESS:
         return
     with contextlib.suppress(TimeoutError, _Reconnect):
         async with asyncio.timeout(LEAVE_BARRIER):
@@ -658,8 +664,9 @@ class _Connection:
 
         def on_pingresp() -> MQTTErrorCode:
             rc = handle_pingresp()
+            link.pongs += 1
             pong = link.pong
-            if pong is not None and not pong.done():
+            if pong is not None and not pong.done() and link.pongs >= link.pongs_wanted:
                 pong.set_result(None)
             return rc
 

@@ -32,7 +32,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -89,15 +89,7 @@ Relation = Literal[
     "same_service_path",
     "neighbour",
 ]
-RELATIONS: tuple[str, ...] = (
-    "downstream_of",
-    "upstream_of",
-    "same_element",
-    "same_site",
-    "same_region",
-    "same_service_path",
-    "neighbour",
-)
+RELATIONS: tuple[str, ...] = get_args(Relation)
 NEIGHBOUR = "neighbour"
 MIN_HOPS = 2  # one link away, an element is always above or below: `downstream_of`/`upstream_of`
 DEFAULT_HOPS = 2

@@ -24,7 +24,6 @@ from engine.core.explain import explain_alarm, render
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings
 from engine.errors import RulesetError
-from engine.model.timeutil import format_time
 from engine.model.topology import MAX_HOPS, topology_from_dict
 from engine.rules.compiler import compile_rulesets
 from engine.rules.schema import Ruleset, parse_ruleset, ruleset_from_data
@@ -33,6 +32,8 @@ from engine.tools.mining.rules import ruleset_document
 from engine.tools.mining.stats import NEIGHBOUR, CoOccurrence
 from engine.tools.offline import replay_pipeline
 from tests.harness import run
+from tests.test_mining import TOPOLOGY as MINED_TOPOLOGY
+from tests.test_mining import alarm as _line
 from tests.test_snapshot import _drive, _finish, _split_run
 
 ROOT = "agg-3:equipmentMalfunction"
@@ -235,25 +236,6 @@ def test_hops_is_optional_and_read_back() -> None:
 
 
 # --- mined neighbour rules ------------------------------------------------------------------------
-
-MINED_TOPOLOGY: dict[str, Any] = {
-    "elements": [
-        {"id": "hub", "type": "router", "depends_on": []},
-        {"id": "agg", "type": "switch", "depends_on": ["hub"]},
-        *({"id": f"acc-{i}", "type": "olt", "depends_on": ["agg"]} for i in range(4)),
-        *({"id": f"far-{i}", "type": "olt", "depends_on": []} for i in range(4)),
-    ]
-}
-
-
-def _line(t: float, ne: str, cause: str, *, clear: bool = False) -> bytes:
-    payload = {
-        "ne_id": ne,
-        "severity": "cleared" if clear else "major",
-        "probable_cause": cause,
-        "event_time": format_time(t),
-    }
-    return orjson.dumps({"topic": f"soc/alarms/{ne}", "payload": payload})
 
 
 def _sibling_history(seed: int = 5, bursts: int = 40, t0: float = 1_700_000_000.0) -> list[bytes]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter, methodcaller
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NotRequired, Protocol, get_args
+from typing import Annotated, Any, Literal, NotRequired, Protocol, TypeVar, get_args
 
 import orjson
 from pydantic import (
@@ -315,31 +315,35 @@ def sample_row(sample: KpiSample) -> SampleRow:
     return row  # type: ignore[return-value]  # the model's fields are the row's keys
 
 
+_M = TypeVar("_M", bound=BaseModel)
 _new = object.__new__
 _set = object.__setattr__
 
 
+def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
+    """A model of ``cls`` holding ``values`` (every field, already valid) with ``fields_set``, not
+    validated again: what ``model_construct`` does, in a quarter of its time."""
+    model: _M = _new(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", fields_set)
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
+
+
 def kpi_sample(row: SampleRow) -> KpiSample:
     """The ``KpiSample`` of a row, as ``KpiSample.model_validate(row)`` would make it (the same
-    fields, fields set and metrics), without validating again: what ``model_construct`` does, in
-    a quarter of its time (``tests/test_messages.py`` compares the two)."""
-    sample: KpiSample = _new(KpiSample)
-    _set(
-        sample,
-        "__dict__",
-        {
-            "probe_id": row["probe_id"],
-            "target": row["target"],
-            "service": row.get("service"),
-            "customer": row.get("customer"),
-            "time": row["time"],
-            "metrics": row["metrics"],
-        },
-    )
-    _set(sample, "__pydantic_fields_set__", set(row))
-    _set(sample, "__pydantic_extra__", None)
-    _set(sample, "__pydantic_private__", None)
-    return sample
+    fields, fields set and metrics), without validating again (``tests/test_messages.py``
+    compares the two)."""
+    values = {
+        "probe_id": row["probe_id"],
+        "target": row["target"],
+        "service": row.get("service"),
+        "customer": row.get("customer"),
+        "time": row["time"],
+        "metrics": row["metrics"],
+    }
+    return _built(KpiSample, values, set(row))
 
 
 _ALARM_FIELDS = frozenset(Alarm.model_fields)
@@ -386,26 +390,18 @@ def _plain_alarm(obj: dict[str, Any]) -> Alarm | None:
         or get("threshold_info") is not None
     ):
         return None
-    alarm: Alarm = _new(Alarm)
-    _set(
-        alarm,
-        "__dict__",
-        {
-            "ne_id": ne_id,
-            "severity": low,
-            "probable_cause": cause,
-            "event_type": event_type,
-            "specific_problem": specific,
-            "alarm_id": alarm_id,
-            "text": text,
-            "event_time": t,
-            "threshold_info": None,
-        },
-    )
-    _set(alarm, "__pydantic_fields_set__", set(obj))
-    _set(alarm, "__pydantic_extra__", None)
-    _set(alarm, "__pydantic_private__", None)
-    return alarm
+    values = {
+        "ne_id": ne_id,
+        "severity": low,
+        "probable_cause": cause,
+        "event_type": event_type,
+        "specific_problem": specific,
+        "alarm_id": alarm_id,
+        "text": text,
+        "event_time": t,
+        "threshold_info": None,
+    }
+    return _built(Alarm, values, set(obj))
 
 
 # --------------------------------------------------------------------------------------- routing

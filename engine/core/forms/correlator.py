@@ -220,21 +220,17 @@ class Correlator(BaseForm):
                 if role == "root":
                     if as_root is None or as_root.rules is not rules:
                         as_root = _Candidate(alarm.key, occ, t, rules, condition)
-                    me = as_root
+                    if join:
+                        for other in scope.symptoms.values():
+                            self._pair(as_root, other, out)
+                    scope.roots[alarm.key] = as_root
                 else:
                     if as_symptom is None or as_symptom.rules is not rules:
                         as_symptom = _Candidate(alarm.key, occ, t, rules, condition)
-                    me = as_symptom
-                if role == "root":
-                    if join:
-                        for other in scope.symptoms.values():
-                            self._pair(me, other, out)
-                    scope.roots[alarm.key] = me
-                else:
                     if join:
                         for other in scope.roots.values():
-                            self._pair(other, me, out)
-                    scope.symptoms[alarm.key] = me
+                            self._pair(other, as_symptom, out)
+                    scope.symptoms[alarm.key] = as_symptom
                 self.asserts += 1
                 entered.append((relation, sid, role))
         if entered:

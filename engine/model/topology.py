@@ -782,6 +782,23 @@ class Topology:
         if cached is not None:
             return cached
         above = self.ancestors(ne_id)
+        # below ``ne_id`` means ``ne_id`` is among its ancestors (no descendant set is built)
+        found = tuple(
+            sorted(
+                y
+                for y in self.within(ne_id, hops)
+                if y != ne_id and y not in above and ne_id not in self.ancestors(y)
+            )
+        )
+        if self._neighbours_size + len(found) <= NEIGHBOURS_BUDGET:
+            self._neighbours[k] = found
+            self._neighbours_size += len(found)
+        return found
+
+    def within(self, ne_id: str, hops: int) -> set[str]:
+        """``ne_id`` and every element at most ``hops`` links from it in any direction
+        (``depends_on``, every member of a redundancy group, and dependents), whatever their
+        relation to it (``neighbours`` keeps those neither above nor below). Not cached."""
         seen = {ne_id}
         frontier = [ne_id]
         for _ in range(hops):
@@ -795,14 +812,7 @@ class Topology:
                         seen.add(d)
                         nxt.append(d)
             frontier = nxt
-        # below ``ne_id`` means ``ne_id`` is among its ancestors (no descendant set is built)
-        found = tuple(
-            sorted(y for y in seen if y != ne_id and y not in above and ne_id not in self.ancestors(y))
-        )
-        if self._neighbours_size + len(found) <= NEIGHBOURS_BUDGET:
-            self._neighbours[k] = found
-            self._neighbours_size += len(found)
-        return found
+        return seen
 
     def elements_at_site(self, site: str) -> tuple[str, ...]:
         return self._sites.get(site, ())

@@ -165,17 +165,8 @@ class CoOccurrence:
             out.setdefault(z, DOWN)
         for z in topo.descendants(ne):
             out.setdefault(z, UP)
-        frontier, seen = [ne], {ne}
-        for _ in range(self.hops):
-            nxt: list[str] = []
-            for x in frontier:
-                el = topo.element(x)
-                for y in (*(u for item in el.depends_on for u in item), *topo.dependents(x)):
-                    if y not in seen:
-                        seen.add(y)
-                        nxt.append(y)
-                        out.setdefault(y, NEIGHBOUR)
-            frontier = nxt
+        for y in topo.within(ne, self.hops):
+            out.setdefault(y, NEIGHBOUR)
         site = topo.element(ne).site
         if site:
             for z in topo.elements_at_site(site):

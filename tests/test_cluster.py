@@ -8,12 +8,14 @@ Every test starts its own nats-server processes on free 127.0.0.1 ports with sto
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from pathlib import Path
@@ -90,6 +92,42 @@ async def test_lease_acquire_renew_lose(js: JetStream) -> None:
     assert c is not None
     assert c.epoch > b.epoch
     await js.release(c)
+
+
+async def test_a_reconnect_whose_handshake_fails_leaves_no_socket_open(tmp_path: Path) -> None:
+    """A reconnect that reaches a server which hangs up before its INFO fails its handshake; nats-py
+    2.16 then connects to the next server with the same transport object and overwrote the failed
+    stream without closing it: a socket per attempt, left to the collector (its ResourceWarning
+    once failed an unrelated test). The adapter's transport closes it first."""
+    hung_up = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hung_up
+        hung_up += 1
+        writer.close()
+
+    fake = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    fake_url = f"nats://127.0.0.1:{fake.sockets[0].getsockname()[1]}"
+    try:
+        with NatsCluster(tmp_path / "nats", size=1) as cluster:
+            async with JetStream([*cluster.urls, fake_url], name="test") as conn:
+                assert conn.connected
+                hung_up = 0  # the first connect may have tried the fake first: nats-py closes that
+                cluster.kill(0)
+                deadline = time.monotonic() + 30
+                while hung_up < 4:
+                    assert time.monotonic() < deadline, f"{hung_up} handshakes failed"
+                    await asyncio.sleep(0.1)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ResourceWarning)
+                    gc.collect()
+                # no handshake in flight when the client closes (nats-py's close can lose one)
+                fake.close()
+                await fake.wait_closed()
+                await asyncio.sleep(1.0)
+    finally:
+        fake.close()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 async def test_fencing_and_duplicate_collapse(js: JetStream) -> None:

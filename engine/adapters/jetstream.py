@@ -86,6 +86,23 @@ H_PARTITION = "Soc-Partition"
 READ_BATCH = 1024
 
 
+class _Client(Client):
+    """nats-py's client, closing the connection a new one replaces.
+
+    When a reconnect reaches a server but its handshake fails (the server dies or hangs up between
+    accept and INFO, a CONNECT times out on a busy node), nats-py 2.16 connects to the next server
+    with the same transport object, which overwrites the stream of the failed attempt without
+    closing it: one socket per failed handshake is left to the garbage collector (a
+    ``ResourceWarning``). A new connection is made only when the last one is over, so closing what
+    the transport holds first is always right; closing it twice (after a lost connection, which
+    nats-py closes itself) does nothing."""
+
+    async def _connect_to_server(self, s: Any) -> None:
+        if self._transport:
+            self._transport.close()  # type: ignore[no-untyped-call]
+        await super()._connect_to_server(s)
+
+
 def nats_subject(topic: str) -> str:
     """MQTT topic → the NATS subject nats-server's MQTT gateway maps it to, for a topic without
     wildcards, dots, spaces or empty levels (``ValueError`` naming what is wrong otherwise)."""
@@ -218,25 +235,28 @@ class JetStream:
                 server=str(self._nc.connected_url.netloc if self._nc and self._nc.connected_url else ""),
             )
 
+        options: dict[str, Any] = {  # nats-py types its times as int; it takes floats
+            "servers": self.servers,
+            "name": self.name,
+            "connect_timeout": self.timeout,
+            "max_reconnect_attempts": 2,  # at start: fail fast with a clear error
+            "reconnect_time_wait": 0.5,
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+            "allow_reconnect": True,
+        }
+        nc = _Client()  # overrides a private method: nats-py is pinned below 3
         try:
-            self._nc = await nats.connect(
-                servers=self.servers,
-                name=self.name,
-                connect_timeout=self.timeout,
-                max_reconnect_attempts=2,  # at start: fail fast with a clear error
-                reconnect_time_wait=0.5,
-                error_cb=error_cb,
-                disconnected_cb=disconnected_cb,
-                reconnected_cb=reconnected_cb,
-                allow_reconnect=True,
-            )
-        except (OSError, nats.errors.Error) as exc:
+            await nc.connect(**options)
+        except (OSError, nats.errors.Error) as exc:  # nats-py closed what it opened
             raise ClusterError(
                 f"cannot connect to NATS at {', '.join(self.servers)}: {exc or type(exc).__name__}"
             ) from None
         # once connected, reconnect for ever (another node of the cluster, or this one back)
-        self._nc.options["max_reconnect_attempts"] = -1
-        self._js = self._nc.jetstream(timeout=self.timeout)
+        nc.options["max_reconnect_attempts"] = -1
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self.timeout)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

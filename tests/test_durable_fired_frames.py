@@ -60,7 +60,7 @@ def _under_valgrind(code: str) -> subprocess.CompletedProcess[str]:
         [valgrind, "-q", sys.executable, "-X", "faulthandler", "-c", code],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a guard against a hang, not a timing: valgrind is ~50x slower, more under load
         env=env,
         cwd=ROOT,
         check=False,

@@ -8,7 +8,7 @@ replayed through the whole core (``engine replay``'s ``Replayer``) under one cor
 is explained by the root under both rules, which is checked.
 
 Each run is a fresh interpreter (``--run`` in a child process), so the peak resident memory
-(``ru_maxrss``) is that run's; its CPU time (``time.process_time``) covers the replay only, not the
+(``VmHWM``) is that run's; its CPU time (``time.process_time``) covers the replay only, not the
 imports nor building the topology. The figures are medians of ``--repeat`` runs.
 
 ``python -m bench neighbour`` (defaults: 500, 2,000 and 10,000 leaves, hops 2, 3 runs each).
@@ -17,7 +17,6 @@ imports nor building the topology. The figures are medians of ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 
 from bench.scenarios import alarm
+from bench.topology import _peak_mib
 from engine.core.pipeline import Pipeline
 from engine.model.topology import topology_from_dict
 from engine.rules.schema import ruleset_from_data
@@ -72,7 +72,7 @@ def run_once(leaves: int, relation: str, hops: int) -> dict[str, Any]:
         1 for i in range(1, leaves) if pipeline.incidents.suppression(f"leaf-{i}:linkDown") is not None
     )
     pipeline.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mib()
     return {"cpu": cpu, "peak_mib": peak, "records": len(records), "explained": explained}
 
 

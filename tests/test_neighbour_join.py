@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from bench.scenarios import alarm
+from engine.core.forms import neighbourhood
 from engine.core.forms.base import Explanation
 from engine.core.pipeline import Pipeline
 from engine.model.topology import topology_from_dict
@@ -162,3 +163,60 @@ def test_a_hub_storm_pairs_every_leaf_with_the_root_through_the_hub() -> None:
     for hops in (2, 3):
         pairs, _, _ = _joined(topology, hops, storm)
         assert pairs == {("l0:a", f"l{i}:b") for i in range(1, 300)}, hops
+
+
+@pytest.mark.parametrize("hops", [2, 3])
+def test_the_same_pairs_when_no_ball_is_remembered(hops: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the budget of remembered balls, an element's ball is kept only while it holds candidates:
+    the pairs are the reference's all the same."""
+    monkeypatch.setattr(neighbourhood, "BALLS_BUDGET", 0)
+    rnd = random.Random(hops)
+    topology = _random_topology(7)
+    storm = _storm(rnd, [e["id"] for e in topology["elements"]], 90)
+    pairs, counts, _ = _joined(topology, hops, storm)
+    want, want_counts, _ = _reference(topology, hops, storm)
+    assert len(want) > 20
+    assert (pairs, counts) == (want, want_counts)
+
+
+@pytest.mark.parametrize("budget", [neighbourhood.BALLS_BUDGET, 0])
+@pytest.mark.parametrize("hops", [2, 3])
+def test_candidates_leave_and_enter_in_any_order(
+    hops: int, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Neighbourhood`` alone, under random entries and removals (alarms expiring, re-raised): what an
+    alarm meets is always the reference's neighbours among the candidates present, and nothing is
+    left once every candidate has gone (with and without remembered balls)."""
+    monkeypatch.setattr(neighbourhood, "BALLS_BUDGET", budget)
+    raw = _random_topology(11)
+    links, above = _graph(raw)
+    near: neighbourhood.Neighbourhood[str] = neighbourhood.Neighbourhood(topology_from_dict(raw), hops)
+    rnd = random.Random(hops * 7 + budget)
+    elements = sorted(links)
+    live: dict[str, tuple[str, str]] = {}  # key -> (role, element)
+
+    def related(x: str, y: str) -> bool:
+        return (
+            x != y
+            and _distances(links, x).get(y, hops + 1) <= hops
+            and y not in above[x]
+            and x not in above[y]
+        )
+
+    for step in range(600):
+        if live and rnd.random() < 0.45:
+            key = rnd.choice(sorted(live))
+            role, ne = live.pop(key)
+            near.remove(role, ne, key)
+        else:
+            key = f"k{step}"
+            role, ne = rnd.choice(["root", "sym"]), rnd.choice(elements)
+            other = "sym" if role == "root" else "root"
+            want = {k for k, (r, y) in live.items() if r == other and related(ne, y)}
+            assert set(near.others(role, ne)) == want, step
+            near.add(role, ne, key, key)
+            live[key] = (role, ne)
+    for key, (role, ne) in sorted(live.items()):
+        near.remove(role, ne, key)
+    assert near.elements() == 0
+    assert not any(near._met.values())  # every index entry went with its element

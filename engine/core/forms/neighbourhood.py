@@ -17,7 +17,8 @@ entries and a look-up of the roots met at the hub, however many siblings it has.
 alarm is its ball plus the elements met; the latter are all paired but for those above or below.
 
 Memory: one entry per candidate, and per element holding candidates one index entry per element of
-its ball (a hub's ball holds its dependents; for ``k = 3``, a root's ball reaches two links).
+its ball (a hub's ball holds its dependents; for ``k = 3``, a root's ball reaches two links); the
+balls computed are remembered up to ``BALLS_BUDGET`` members per relation.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from typing import Generic, TypeVar
 
 from engine.model.topology import Topology
 
-__all__ = ["Neighbourhood"]
+__all__ = ["BALLS_BUDGET", "Neighbourhood"]
+
+BALLS_BUDGET = 1_000_000  # ball members remembered per relation (the topology does not change)
 
 ROOT, SYMPTOM = "root", "sym"
 
@@ -37,7 +40,7 @@ C = TypeVar("C")
 class Neighbourhood(Generic[C]):
     """The candidates (``C``) of one neighbour relation, by role and element, and the ball index."""
 
-    __slots__ = ("_at", "_balls", "_last", "_met", "_radius", "_topology")
+    __slots__ = ("_at", "_balls", "_known", "_known_size", "_last", "_met", "_radius", "_topology")
 
     def __init__(self, topology: Topology, hops: int) -> None:
         self._topology = topology
@@ -46,17 +49,25 @@ class Neighbourhood(Generic[C]):
         self._at: dict[str, dict[str, dict[str, C]]] = {ROOT: {}, SYMPTOM: {}}
         # role -> ball element -> the elements holding candidates of that role whose ball has it
         self._met: dict[str, dict[str, set[str]]] = {ROOT: {}, SYMPTOM: {}}
-        self._balls: dict[tuple[str, str], tuple[str, ...]] = {}  # (role, element) -> its ball
-        self._last: tuple[tuple[str, str], tuple[str, ...]] | None = None  # ``others``' for ``add``
+        # (role, element) -> its ball: remembered up to ``BALLS_BUDGET`` members in all (``_known``),
+        # else while the element holds candidates (``_balls``), or for ``others``' ``add`` (``_last``)
+        self._known: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._known_size = 0
+        self._balls: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._last: tuple[tuple[str, str], tuple[str, ...]] | None = None
 
     def _ball(self, role: str, ne_id: str) -> tuple[str, ...]:
         k = (role, ne_id)
-        ball = self._balls.get(k)
+        ball = self._known.get(k) or self._balls.get(k)
         if ball is None:
             if self._last is not None and self._last[0] == k:
                 return self._last[1]
             ball = tuple(self._topology.within(ne_id, self._radius[role]))
-            self._last = (k, ball)
+            if self._known_size + len(ball) <= BALLS_BUDGET:
+                self._known[k] = ball
+                self._known_size += len(ball)
+            else:
+                self._last = (k, ball)
         return ball
 
     def others(self, role: str, ne_id: str) -> Iterator[C]:
@@ -84,7 +95,9 @@ class Neighbourhood(Generic[C]):
         own = self._at[role].get(ne_id)
         if own is None:
             own = self._at[role][ne_id] = {}
-            ball = self._balls[(role, ne_id)] = self._ball(role, ne_id)
+            ball = self._ball(role, ne_id)
+            if (role, ne_id) not in self._known:
+                self._balls[(role, ne_id)] = ball
             met = self._met[role]
             for m in ball:
                 hit = met.get(m)
@@ -101,7 +114,7 @@ class Neighbourhood(Generic[C]):
             return
         del self._at[role][ne_id]
         met = self._met[role]
-        for m in self._balls.pop((role, ne_id)):
+        for m in self._balls.pop((role, ne_id), None) or self._known[(role, ne_id)]:
             hit = met[m]
             hit.discard(ne_id)
             if not hit:

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import cluster, daemon, dashboard, digests, mining, peers, replay, topology
+from bench import cluster, daemon, dashboard, digests, mining, neighbour, peers, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
@@ -36,6 +36,10 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "digests": (
         digests.main,
         "digests of the core's decisions: examples, scenarios, PCIC replays (--check a file written before)",
+    ),
+    "neighbour": (
+        neighbour.main,
+        "a storm on every leaf of a star under a neighbour rule, beside same_site: CPU and peak memory",
     ),
     "dashboard": (
         dashboard.main,

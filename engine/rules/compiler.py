@@ -24,7 +24,9 @@ An alarm is a root candidate and a symptom candidate in its own scope, and a sym
 in the scopes of the elements it depends on (``downstream_of``). A ``neighbour`` rule's relation is
 ``neighbour:<hops>`` here (``Correlate.scope_relation``): each distance has scopes of its own, and a
 symptom never enters its own element's (same element, above and below are the other relations', as
-the miner measures them: ``engine.tools.mining.stats``).
+the miner measures them: ``engine.tools.mining.stats``). The correlator pairs a neighbour relation's
+candidates as if they entered these scopes, without entering one per neighbour
+(``engine.core.forms.neighbourhood``).
 
 durable-rules decides what each rule *matches*, one alarm at a time: every alarm match of every rule
 (a correlate rule's ``root`` and ``symptom``, a group's ``match``, an inhibit's ``source`` and

@@ -6,8 +6,11 @@ and retracted at once; the answer is reused for every alarm whose read propertie
 relation (``_scopes``) as a root candidate and/or a symptom candidate, holding the rules whose
 ``root`` (or ``symptom``) it matches; entering a scope pairs it with the candidates of the other role
 already there, rule by rule, and a pair is an ``Explanation`` when the symptom lies in the rule's
-window. Candidates leave their scopes when every window has passed (our clock), when the alarm is
-re-raised, or when its identity is released.
+window. A ``neighbour`` relation pairs the same candidates without a scope per neighbour: each is kept
+once on its element and meets the other role's through the elements between them
+(``engine.core.forms.neighbourhood``), so a storm under a hub costs linear, not quadratic, entries.
+Candidates leave their scopes when every window has passed (our clock), when the alarm is re-raised,
+or when its identity is released.
 
 The correlator decides nothing about incidents: it returns ``Explanation`` s, the incident book
 chooses (sorted by ``Explanation.sort_key``, so the order pairs are found in never matters). It also
@@ -43,6 +46,7 @@ from engine.core.forms.base import (
     Verdict,
 )
 from engine.core.forms.explain_correlate import explain_correlate
+from engine.core.forms.neighbourhood import Neighbourhood
 from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost, by_rule
@@ -106,6 +110,12 @@ class Correlator(BaseForm):
         for rule in program.by_form("correlate"):
             self._relations.setdefault(rule.relation, []).append(rule.qualified)
         self._index: dict[tuple[str, str], _Scope] = {}  # (relation, sid) -> candidates
+        # a neighbour relation's candidates, joined through the elements between them (not scopes)
+        self._near: dict[str, Neighbourhood[_Candidate]] = {}
+        for relation in program.max_window:
+            hops = neighbour_hops(relation)
+            if hops is not None:
+                self._near[relation] = Neighbourhood(self._topology, hops)
         self._facts: dict[str, list[tuple[str, str, str]]] = {}  # alarm key -> (relation, sid, role)
         self._t: dict[str, float] = {}  # alarm key -> the time its candidates were entered as of
         self._expiry: list[tuple[float, int, str, str]] = []  # (due, seq, alarm key, occurrence id)
@@ -155,9 +165,11 @@ class Correlator(BaseForm):
 
     def scopes(self, relation: str, ne_id: str, role: str) -> frozenset[str]:
         """The correlation scopes (sids) an alarm on ``ne_id`` enters in ``role`` (``root`` or
-        ``sym``) for one relation: "in scope" means exactly what the join pairs. Remembered, but
-        not for a neighbour relation: a symptom's set holds every neighbour (up to 20,205 within 3
-        links on the bench's 50,000-element network), as ``_scope_list`` does not keep them."""
+        ``sym``) for one relation: "in scope" means exactly what the join pairs (for a neighbour
+        relation, the root's element among the symptom's neighbours: what its ``Neighbourhood``
+        pairs, ``tests/test_neighbour_join.py``). Remembered, but not for a neighbour relation: a
+        symptom's set holds every neighbour (up to 20,205 within 3 links on the bench's
+        50,000-element network)."""
         k = (relation, ne_id, role)
         hit = self._sids.get(k)
         if hit is None:
@@ -180,8 +192,8 @@ class Correlator(BaseForm):
         return sum(len(v) for v in self._facts.values())
 
     def scope_count(self) -> int:
-        """Scopes holding at least one candidate now."""
-        return len(self._index)
+        """Scopes holding at least one candidate now (for a neighbour relation: elements, per role)."""
+        return len(self._index) + sum(near.elements() for near in self._near.values())
 
     def firings_by_rule(self) -> Counter[str]:
         """Firings per qualified rule: its pairs joined plus the matches of its condition parts in
@@ -209,6 +221,28 @@ class Correlator(BaseForm):
             symptoms = frozenset() if summary else matched.symptoms.get(relation, frozenset())
             if not roots and not symptoms:
                 continue  # an alarm no rule of this relation can pair enters none of its scopes
+            near = self._near.get(relation)
+            if near is not None:  # kept on its element, joined with the other role's neighbours
+                ne = alarm.ne_id
+                if roots:
+                    if as_root is None or as_root.rules is not roots:
+                        as_root = _Candidate(alarm.key, occ, t, roots, condition)
+                    if join:
+                        for other in near.others("root", ne):
+                            self._pair(as_root, other, out)
+                    near.add("root", ne, alarm.key, as_root)
+                    self.asserts += 1
+                    entered.append((relation, ne, "root"))
+                if symptoms:
+                    if as_symptom is None or as_symptom.rules is not symptoms:
+                        as_symptom = _Candidate(alarm.key, occ, t, symptoms, condition)
+                    if join:
+                        for other in near.others("sym", ne):
+                            self._pair(other, as_symptom, out)
+                    near.add("sym", ne, alarm.key, as_symptom)
+                    self.asserts += 1
+                    entered.append((relation, ne, "sym"))
+                continue
             for sid, role in self._scope_list(relation, alarm.ne_id):
                 # a storm summarises its members: it explains, it is never explained
                 rules = roots if role == "root" else symptoms
@@ -401,27 +435,30 @@ class Correlator(BaseForm):
         self._due.pop(key, None)
         self._t.pop(key, None)
         for relation, sid, role in self._facts.pop(key, ()):
+            self.retracts += 1
+            near = self._near.get(relation)
+            if near is not None:
+                near.remove(role, sid, key)
+                continue
             scope = self._index[(relation, sid)]
             del (scope.roots if role == "root" else scope.symptoms)[key]
-            self.retracts += 1
             if not scope.roots and not scope.symptoms:
                 del self._index[(relation, sid)]
 
     # -- internals -----------------------------------------------------------------------------
     def _scope_list(self, relation: str, ne_id: str) -> tuple[tuple[str, str], ...]:
-        """``_scopes``, remembered per relation and element (the topology does not change); a
-        neighbour relation's are built anew from the topology's cached neighbours (a pair per
-        neighbour would weigh eight times its tuple, for every element alarmed)."""
+        """``_scopes``, remembered per relation and element (the topology does not change); not
+        for a neighbour relation, whose join is its ``Neighbourhood``."""
         k = (relation, ne_id)
         hit = self._scope_lists.get(k)
         if hit is None:
-            if neighbour_hops(relation) is not None:
-                return tuple(self._scopes(relation, ne_id))
             hit = self._scope_lists[k] = tuple(self._scopes(relation, ne_id))
         return hit
 
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:
-        """The (sid, role) pairs an alarm on ``ne_id`` enters for one relation."""
+        """The (sid, role) pairs an alarm on ``ne_id`` enters for one relation; for a neighbour
+        relation, the scopes it would enter (explain's test), which its ``Neighbourhood`` joins
+        without entering them: a root and a symptom share one exactly when the join pairs them."""
         el = self._topology.element(ne_id)
         hops = neighbour_hops(relation)
         if hops is not None:  # the root in its element's scope, a symptom in its neighbours'

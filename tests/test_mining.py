@@ -226,20 +226,30 @@ def test_coocurrence_rejects_bad_parameters(window: float) -> None:
         CoOccurrence(topology(), max_lag=window)
 
 
-def test_rules_past_what_the_rule_engine_holds_are_dropped_least_confident_first() -> None:
-    """durable-rules holds 512 rules per relation: the miner keeps at most max_rules_per_relation per
-    relation, the most confident, and counts the others."""
+def test_every_kept_rule_is_written_and_replays_past_the_old_cap_of_400_per_relation() -> None:
+    """The miner once wrote at most 400 rules per relation (durable-rules held 512): the rule engine
+    has no such limit any more (the compiler splits the match rules into rulesets of 255), so every
+    kept triple is written, here 450 ``same_element`` rules, ordered by confidence, and the ruleset
+    loads and correlates with the last of them."""
     counts = Counts()
-    for n, symptom in enumerate(("b", "c", "d"), 1):
-        counts.raises[symptom] = 100
+    symptoms = [f"s{n:03d}" for n in range(450)]
+    for n, symptom in enumerate(symptoms):
+        counts.raises[symptom] = 1000
         key = ("a", symptom, "same_element")
-        counts.evidence[key] = 20 * n  # confidence 0.2, 0.4, 0.6
-        counts.lags[key] = [20 * n] + [0] * 10
-    counts.raises["a"] = 100
-    assert [r.symptom for r in select(counts).rules] == ["d", "c", "b"]
-    capped = select(counts, Thresholds(max_rules_per_relation=2))
-    assert [r.symptom for r in capped.rules] == ["d", "c"]
-    assert capped.dropped == 1
+        counts.evidence[key] = 20 + n  # the later, the more confident
+        counts.lags[key] = [20 + n] + [0] * 10
+    counts.raises["a"] = 1000
+    mined = select(counts)
+    assert [r.symptom for r in mined.rules] == symptoms[::-1]
+    rs = ruleset_from_data(ruleset_document(mined, name="mined", source="h", params={}), "mined")
+    pipeline = Pipeline(topology(), [rs], core_settings_from_data({}, source="x"))
+    records: list[dict[str, Any]] = []
+    try:
+        Replayer(pipeline, emit=records.append).run([alarm(T0, "agg", "a"), alarm(T0 + 1, "agg", "s000")])
+    finally:
+        pipeline.correlator.close()
+    [suppressed] = [s for r in records for s in r.get("suppressed") or []]
+    assert suppressed["rule"] == "mined/a-explains-s000-same-element"
 
 
 def _rules_of(path: Path) -> list[Any]:

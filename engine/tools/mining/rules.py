@@ -47,7 +47,6 @@ class Thresholds:
     lead: float = 1.0
     root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
     root_min_lift: float = 2.0
-    max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
     orient: str = "topology"  # a pair's direction: "topology" (raised nearer the top) or "time"
     explain_away: bool = False  # drop the candidates the joint fit (``fit``) explains away
 
@@ -94,7 +93,6 @@ class Mined:
     roots: tuple[RootType, ...]  # element-down types
     unexpressed: tuple[MinedRule, ...]  # neighbour rules mined farther than the language's hops
     counts: Counts
-    dropped: int = 0  # kept rules past max_rules_per_relation (the least confident), not written
     explained_away: int = 0  # candidates the joint fit explained away (``Thresholds.explain_away``)
 
     def type_graph(self) -> frozenset[tuple[str, str]]:
@@ -206,24 +204,16 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
         explained_away = len(fitted) - len(candidates)
     kept = _orient(candidates, counts, th)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
-    per_relation: dict[str, int] = {}
-    rules: list[MinedRule] = []
-    dropped = 0
-    for r in kept:
-        if not expressible(r.relation, counts):
-            continue
-        per_relation[r.relation] = per_relation.get(r.relation, 0) + 1
-        if per_relation[r.relation] > th.max_rules_per_relation:
-            dropped += 1  # the least confident, past what the rule engine can hold
-            continue
-        rules.append(r)
+    # Every kept triple is written: at most one rule per (root type, symptom type, relation), so at
+    # most 5 x types^2, the triples whose counters the counting already holds; the rule engine has no
+    # limit per relation (the compiler splits the match rules into rulesets of 255).
+    rules = [r for r in kept if expressible(r.relation, counts)]
     unexpressed = tuple(r for r in kept if not expressible(r.relation, counts))
     return Mined(
         rules=tuple(rules),
         roots=_roots(counts, tuple(rules), th),
         unexpressed=unexpressed,
         counts=counts,
-        dropped=dropped,
         explained_away=explained_away,
     )
 

@@ -692,3 +692,45 @@ def test_the_benchmark_counts_pairs_by_ruleset_and_the_expert_edges_the_data_can
     counts.evidence.update({("b", "a", "same_element"): 1, ("a", "b", "downstream_of"): 1})
     counts.evidence.update({("c", "b", "same_element"): 1, ("d", "d", "same_element"): 9})
     assert seen_edges(counts, truth) == 1  # a-b twice (once each way); b-c once; c-d never
+
+
+def _same_second_history(strict_first: int, seed: int = 5) -> list[bytes]:
+    """40 bursts on agg, 3 h apart: ``lead`` and ``late`` raised together (the same second) and
+    re-raised in turn for a minute; in ``strict_first`` of them ``lead`` begins the burst 2 s before
+    ``late``. ``late`` is also raised alone on hub (the top) 40 times, so by depth it is the cause."""
+    rng = random.Random(seed)
+    events: list[tuple[float, bytes]] = []
+    for k in range(40):
+        t = T0 + k * 3 * 3600
+        begin = t + 2 if k < strict_first else t
+        events += [(t, alarm(t, "agg", "lead")), (begin, alarm(begin, "agg", "late"))]
+        for d in (20, 40):
+            events += [(t + d, alarm(t + d, "agg", "late")), (t + d + 1, alarm(t + d + 1, "agg", "lead"))]
+    for _ in range(40):
+        t = T0 + 3600 + rng.randrange(0, 39 * 3 * 3600 // 7200) * 3 * 3600 + rng.randint(0, 3600)
+        events.append((t, alarm(t, "hub", "late")))
+    events.sort(key=lambda e: e[0])
+    return [line for _, line in events]
+
+
+def test_a_pair_raised_together_on_one_element_is_oriented_by_how_its_bursts_begin() -> None:
+    """Two types raised together on one element, both directions above chance: where they meet the
+    depth is the same, so the depth of their other raises (``late`` also on hub, the top) does not
+    decide. Bursts that ``lead`` begins strictly first in 15 of 40 (the rest in the same second) make
+    ``lead`` the cause (15 against 0, decisive), said in the rule; with every burst begun in the same
+    second the order says nothing and the depth decides as before."""
+    mined, _ = mine_lines(_same_second_history(strict_first=15), topology())
+    pairs = {(r.root, r.symptom) for r in mined.rules if r.root != r.symptom}
+    assert pairs == {("lead", "late")}
+    [rule] = [r for r in mined.rules if (r.root, r.symptom) == ("lead", "late")]
+    assert rule.episodes == (15, 0, 25)
+    [written] = [
+        w
+        for w in ruleset_document(mined, name="mined", source="h", params={})["rules"]
+        if w["name"] == rule.name
+    ]
+    said = "bursts on one element begin: lead raised first in 15, late in 0, both in the same second in 25"
+    assert said in written["description"]
+    tied, _ = mine_lines(_same_second_history(strict_first=0), topology())
+    assert {(r.root, r.symptom) for r in tied.rules if r.root != r.symptom} == {("late", "lead")}
+    assert all(r.episodes is None for r in tied.rules)

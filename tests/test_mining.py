@@ -734,3 +734,17 @@ def test_a_pair_raised_together_on_one_element_is_oriented_by_how_its_bursts_beg
     tied, _ = mine_lines(_same_second_history(strict_first=0), topology())
     assert {(r.root, r.symptom) for r in tied.rules if r.root != r.symptom} == {("late", "lead")}
     assert all(r.episodes is None for r in tied.rules)
+
+
+def test_the_order_of_beginnings_replaces_the_depth_not_the_lift() -> None:
+    """A pair met on one element, both directions kept, ``x → y`` of higher lift, ``y`` beginning
+    20 of 20 bursts (decisive). Where the two types' mean depths differ, the order of beginnings
+    replaces the depth: ``y → x``, even though the depth put ``x`` higher. At equal depth (a network
+    without links) the lift decides, as before the cue: ``x → y``."""
+    xy, yx = ("x", "y", "same_element"), ("y", "x", "same_element")
+    counts = _counts({xy: ([0, 0, 30], [0, 0, 1]), yx: ([0, 0, 30], [0, 0, 10])})
+    counts.first[("y", "x")] = 20
+    assert [(r.root, r.symptom) for r in select(counts).rules] == [("x", "y")]
+    counts.depth["y"] = 1000  # y raised one hop lower on average: by depth, x → y
+    [rule] = select(counts).rules
+    assert ((rule.root, rule.symptom), rule.episodes) == (("y", "x"), (20, 0, 0))

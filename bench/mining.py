@@ -182,7 +182,7 @@ def run_dataset(
         f"test: {alarms:,} raises, {len(test):,} messages",
         f"  mined in {mine_s:.1f} s: {len(mined.rules)} rules "
         f"({sum(r.root != r.symptom for r in mined.rules)} cross-type), "
-        f"{len(mined.unexpressed)} neighbour rules and {mined.dropped} past the limit not written, "
+        f"{len(mined.unexpressed)} neighbour rules not written, "
         + (f"{mined.explained_away} candidates explained away, " if explain_away else "")
         + f"{len(mined.roots)} of {len(mined.counts.raises)} types element-down roots; "
         f"the whole log mined in {whole_s:.1f} s",

@@ -226,20 +226,30 @@ def test_coocurrence_rejects_bad_parameters(window: float) -> None:
         CoOccurrence(topology(), max_lag=window)
 
 
-def test_rules_past_what_the_rule_engine_holds_are_dropped_least_confident_first() -> None:
-    """durable-rules holds 512 rules per relation: the miner keeps at most max_rules_per_relation per
-    relation, the most confident, and counts the others."""
+def test_every_kept_rule_is_written_and_replays_past_the_old_cap_of_400_per_relation() -> None:
+    """The miner once wrote at most 400 rules per relation (durable-rules held 512): the rule engine
+    has no such limit any more (the compiler splits the match rules into rulesets of 255), so every
+    kept triple is written, here 450 ``same_element`` rules, ordered by confidence, and the ruleset
+    loads and correlates with the last of them."""
     counts = Counts()
-    for n, symptom in enumerate(("b", "c", "d"), 1):
-        counts.raises[symptom] = 100
+    symptoms = [f"s{n:03d}" for n in range(450)]
+    for n, symptom in enumerate(symptoms):
+        counts.raises[symptom] = 1000
         key = ("a", symptom, "same_element")
-        counts.evidence[key] = 20 * n  # confidence 0.2, 0.4, 0.6
-        counts.lags[key] = [20 * n] + [0] * 10
-    counts.raises["a"] = 100
-    assert [r.symptom for r in select(counts).rules] == ["d", "c", "b"]
-    capped = select(counts, Thresholds(max_rules_per_relation=2))
-    assert [r.symptom for r in capped.rules] == ["d", "c"]
-    assert capped.dropped == 1
+        counts.evidence[key] = 20 + n  # the later, the more confident
+        counts.lags[key] = [20 + n] + [0] * 10
+    counts.raises["a"] = 1000
+    mined = select(counts)
+    assert [r.symptom for r in mined.rules] == symptoms[::-1]
+    rs = ruleset_from_data(ruleset_document(mined, name="mined", source="h", params={}), "mined")
+    pipeline = Pipeline(topology(), [rs], core_settings_from_data({}, source="x"))
+    records: list[dict[str, Any]] = []
+    try:
+        Replayer(pipeline, emit=records.append).run([alarm(T0, "agg", "a"), alarm(T0 + 1, "agg", "s000")])
+    finally:
+        pipeline.correlator.close()
+    [suppressed] = [s for r in records for s in r.get("suppressed") or []]
+    assert suppressed["rule"] == "mined/a-explains-s000-same-element"
 
 
 def _rules_of(path: Path) -> list[Any]:
@@ -682,3 +692,59 @@ def test_the_benchmark_counts_pairs_by_ruleset_and_the_expert_edges_the_data_can
     counts.evidence.update({("b", "a", "same_element"): 1, ("a", "b", "downstream_of"): 1})
     counts.evidence.update({("c", "b", "same_element"): 1, ("d", "d", "same_element"): 9})
     assert seen_edges(counts, truth) == 1  # a-b twice (once each way); b-c once; c-d never
+
+
+def _same_second_history(strict_first: int, seed: int = 5) -> list[bytes]:
+    """40 bursts on agg, 3 h apart: ``lead`` and ``late`` raised together (the same second) and
+    re-raised in turn for a minute; in ``strict_first`` of them ``lead`` begins the burst 2 s before
+    ``late``. ``late`` is also raised alone on hub (the top) 40 times, so by depth it is the cause."""
+    rng = random.Random(seed)
+    events: list[tuple[float, bytes]] = []
+    for k in range(40):
+        t = T0 + k * 3 * 3600
+        begin = t + 2 if k < strict_first else t
+        events += [(t, alarm(t, "agg", "lead")), (begin, alarm(begin, "agg", "late"))]
+        for d in (20, 40):
+            events += [(t + d, alarm(t + d, "agg", "late")), (t + d + 1, alarm(t + d + 1, "agg", "lead"))]
+    for _ in range(40):
+        t = T0 + 3600 + rng.randrange(0, 39 * 3 * 3600 // 7200) * 3 * 3600 + rng.randint(0, 3600)
+        events.append((t, alarm(t, "hub", "late")))
+    events.sort(key=lambda e: e[0])
+    return [line for _, line in events]
+
+
+def test_a_pair_raised_together_on_one_element_is_oriented_by_how_its_bursts_begin() -> None:
+    """Two types raised together on one element, both directions above chance: where they meet the
+    depth is the same, so the depth of their other raises (``late`` also on hub, the top) does not
+    decide. Bursts that ``lead`` begins strictly first in 15 of 40 (the rest in the same second) make
+    ``lead`` the cause (15 against 0, decisive), said in the rule; with every burst begun in the same
+    second the order says nothing and the depth decides as before."""
+    mined, _ = mine_lines(_same_second_history(strict_first=15), topology())
+    pairs = {(r.root, r.symptom) for r in mined.rules if r.root != r.symptom}
+    assert pairs == {("lead", "late")}
+    [rule] = [r for r in mined.rules if (r.root, r.symptom) == ("lead", "late")]
+    assert rule.episodes == (15, 0, 25)
+    [written] = [
+        w
+        for w in ruleset_document(mined, name="mined", source="h", params={})["rules"]
+        if w["name"] == rule.name
+    ]
+    said = "bursts on one element begin: lead raised first in 15, late in 0, both in the same second in 25"
+    assert said in written["description"]
+    tied, _ = mine_lines(_same_second_history(strict_first=0), topology())
+    assert {(r.root, r.symptom) for r in tied.rules if r.root != r.symptom} == {("late", "lead")}
+    assert all(r.episodes is None for r in tied.rules)
+
+
+def test_the_order_of_beginnings_replaces_the_depth_not_the_lift() -> None:
+    """A pair met on one element, both directions kept, ``x → y`` of higher lift, ``y`` beginning
+    20 of 20 bursts (decisive). Where the two types' mean depths differ, the order of beginnings
+    replaces the depth: ``y → x``, even though the depth put ``x`` higher. At equal depth (a network
+    without links) the lift decides, as before the cue: ``x → y``."""
+    xy, yx = ("x", "y", "same_element"), ("y", "x", "same_element")
+    counts = _counts({xy: ([0, 0, 30], [0, 0, 1]), yx: ([0, 0, 30], [0, 0, 10])})
+    counts.first[("y", "x")] = 20
+    assert [(r.root, r.symptom) for r in select(counts).rules] == [("x", "y")]
+    counts.depth["y"] = 1000  # y raised one hop lower on average: by depth, x → y
+    [rule] = select(counts).rules
+    assert ((rule.root, rule.symptom), rule.episodes) == (("y", "x"), (20, 0, 0))

@@ -299,7 +299,6 @@ def mine_file(
         "rules": len(mined.rules),
         "cross_type_rules": sum(1 for r in mined.rules if r.root != r.symptom),
         "neighbour_rules_not_written": len(mined.unexpressed),
-        "rules_past_the_limit_not_written": mined.dropped,
         "explained_away": mined.explained_away if explain_away else None,
         "patterns": len(c.patterns),
         "patterns_past_the_limit": c.patterns_dropped,

@@ -47,7 +47,6 @@ class Thresholds:
     lead: float = 1.0
     root_min_followed: float = 0.3  # a down root: followed by another alarm on or below its element
     root_min_lift: float = 2.0
-    max_rules_per_relation: int = 400  # durable-rules holds 512 per relation, for every ruleset loaded
     orient: str = "topology"  # a pair's direction: "topology" (raised nearer the top) or "time"
     explain_away: bool = False  # drop the candidates the joint fit (``fit``) explains away
 
@@ -73,6 +72,8 @@ class MinedRule:
     lift_window: float = 0.0  # the window of highest lift: the support, confidence and lift are within it
     reach_support: int = 0  # the support within ``window``
     reach_baseline: int = 0  # the time-shifted baseline within ``window``
+    episodes: tuple[int, int, int] | None = None  # oriented by ``_by_episodes``: root first, symptom
+    # first, both in the same second (episodes on one element)
 
     @property
     def name(self) -> str:
@@ -94,7 +95,6 @@ class Mined:
     roots: tuple[RootType, ...]  # element-down types
     unexpressed: tuple[MinedRule, ...]  # neighbour rules mined farther than the language's hops
     counts: Counts
-    dropped: int = 0  # kept rules past max_rules_per_relation (the least confident), not written
     explained_away: int = 0  # candidates the joint fit explained away (``Thresholds.explain_away``)
 
     def type_graph(self) -> frozenset[tuple[str, str]]:
@@ -206,24 +206,16 @@ def select(counts: Counts, th: Thresholds = Thresholds()) -> Mined:
         explained_away = len(fitted) - len(candidates)
     kept = _orient(candidates, counts, th)
     kept.sort(key=lambda r: (-r.confidence, -r.support, r.root, r.symptom, RELATION_ORDER.index(r.relation)))
-    per_relation: dict[str, int] = {}
-    rules: list[MinedRule] = []
-    dropped = 0
-    for r in kept:
-        if not expressible(r.relation, counts):
-            continue
-        per_relation[r.relation] = per_relation.get(r.relation, 0) + 1
-        if per_relation[r.relation] > th.max_rules_per_relation:
-            dropped += 1  # the least confident, past what the rule engine can hold
-            continue
-        rules.append(r)
+    # Every kept triple is written: at most one rule per (root type, symptom type, relation), so at
+    # most 5 x types^2, the triples whose counters the counting already holds; the rule engine has no
+    # limit per relation (the compiler splits the match rules into rulesets of 255).
+    rules = [r for r in kept if expressible(r.relation, counts)]
     unexpressed = tuple(r for r in kept if not expressible(r.relation, counts))
     return Mined(
         rules=tuple(rules),
         roots=_roots(counts, tuple(rules), th),
         unexpressed=unexpressed,
         counts=counts,
-        dropped=dropped,
         explained_away=explained_away,
     )
 
@@ -271,14 +263,24 @@ def _orient(candidates: Mapping[Key, MinedRule], counts: Counts, th: Thresholds)
     up to an element that depends on nothing) is the cause, whichever came first; its rules are the
     ones kept that way round, or, when only the other way was kept, those turned round (the root
     then follows its symptom: the rule's lead is the window, see ``_turned``). Types raised at the
-    same mean depth (a network without links) are oriented by time.
+    same mean depth (a network without links) are oriented by time. Except a pair kept both ways
+    whose support is mostly on one element (``same_element`` over half of it, both directions, every
+    relation): where they meet the depth is the same, and the types' mean depths say only where
+    their other raises are, so the order in which their bursts on that element begin decides when
+    it is decisive (``_by_episodes``), the depth otherwise. At equal depth the time order (the
+    lift) decides, as before.
     """
     first: dict[tuple[str, str], int] = {}
     best: dict[tuple[str, str], float] = {}
+    same: dict[frozenset[str], int] = {}
+    total: dict[frozenset[str], int] = {}
     for r in candidates.values():
         if r.root != r.symptom:
             first[(r.root, r.symptom)] = first.get((r.root, r.symptom), 0) + r.strict
             best[(r.root, r.symptom)] = max(best.get((r.root, r.symptom), 0.0), r.lift)
+            pair = frozenset((r.root, r.symptom))
+            total[pair] = total.get(pair, 0) + r.support
+            same[pair] = same.get(pair, 0) + (r.support if r.relation == "same_element" else 0)
     kept: list[MinedRule] = []
     for (a, b, _), rule in candidates.items():
         if a == b:
@@ -286,6 +288,14 @@ def _orient(candidates: Mapping[Key, MinedRule], counts: Counts, th: Thresholds)
             continue
         if th.orient == "topology":
             up = _nearer_the_top(a, b, counts)
+            pair = frozenset((a, b))
+            both = up is not None and (b, a) in first and 2 * same[pair] > total[pair]
+            by_episodes = _by_episodes(a, b, counts, th) if both else None
+            if by_episodes is not None:
+                if by_episodes == a:
+                    ties = counts.first_ties[(min(a, b), max(a, b))]
+                    kept.append(replace(rule, episodes=(counts.first[(a, b)], counts.first[(b, a)], ties)))
+                continue
             if up == b:  # the pair is b → a: kept as b's rules, or as this one turned round
                 if (b, a) not in first:
                     kept.append(_turned(rule, th))
@@ -297,6 +307,17 @@ def _orient(candidates: Mapping[Key, MinedRule], counts: Counts, th: Thresholds)
             continue  # the pair is kept the other way round
         kept.append(rule)
     return kept
+
+
+def _by_episodes(a: str, b: str, counts: Counts, th: Thresholds) -> str | None:
+    """The type whose bursts on one element begin before the other's, when that order is decisive:
+    of the episodes (``engine.tools.mining.stats``) holding both, the first raise of one strictly
+    before the other's in clearly more of them (a sign test, ``|n_ab - n_ba| / sqrt(n_ab + n_ba)``
+    at least ``min_z``, the same floor as the evidence's excess); None otherwise."""
+    ab, ba = counts.first[(a, b)], counts.first[(b, a)]
+    if ab + ba == 0 or abs(ab - ba) / math.sqrt(ab + ba) < th.min_z:
+        return None
+    return a if ab > ba else b
 
 
 def _nearer_the_top(a: str, b: str, counts: Counts) -> str | None:
@@ -413,6 +434,12 @@ def ruleset_document(mined: Mined, *, name: str, source: str, params: Mapping[st
                 f"support {r.support}, confidence {r.confidence:.3f}, lift {r.lift:.1f}{within} "
                 f"(time-shifted baseline {r.baseline}){grouped}; first strictly {r.strict} times, the "
                 f"other way {r.reverse_strict}; lag median <= {lag}"
+            )
+        if r.episodes is not None:
+            root_first, symptom_first, ties = r.episodes
+            evidence += (
+                f"; oriented by how their bursts on one element begin: {r.root} raised first in "
+                f"{root_first}, {r.symptom} in {symptom_first}, both in the same second in {ties}"
             )
         if r.attributed is not None:
             fitted = r.root if r.follows else r.symptom  # the fit is of the type that came after

@@ -33,11 +33,18 @@ Each type's raises are also followed forward: a raise of A is *followed* when so
 appears on its element or below it within ``max_lag`` (and *base-followed* likewise in the shifted
 look-back). Types that are followed far more often than by chance behave as element-down roots.
 
+Each element's raises also form *episodes*: raises on one element with no gap longer than
+``max_lag``. When an episode ends, every pair of types raised in it counts which of the two was
+raised first (``first[(a, b)]``: a's first raise in the episode strictly before b's first), or
+``first_ties`` when their first raises share the second: the order in which a burst begins, which
+repeats and re-raises inside the burst do not blur (see ``engine.tools.mining.rules._orient``).
+
 With ``patterns=True`` each raise's *pattern* is counted too: the set of (type, relation, lag
 bucket) found in its look-back, packed in 5 bytes per item, for the joint fit that explains away
 (:mod:`engine.tools.mining.fit`). Raises with the same pattern share one counter.
 
-Memory is bounded: the counters are per (type, type, relation), the history per element holds only
+Memory is bounded: the counters are per (type, type, relation), an element's open episode holds at
+most one time per type, the history per element holds only
 the last ``shift + max_lag`` seconds, the set of open forward follow-ups only the last ``max_lag``
 seconds, and the patterns at most ``MAX_PATTERNS``. One pass, no second read of the input.
 """
@@ -81,6 +88,8 @@ class Counts:
     base_followed: Counter[str] = field(default_factory=Counter)
     finished: Counter[str] = field(default_factory=Counter)  # raises whose follow-up window closed
     depth: Counter[str] = field(default_factory=Counter)  # per type: the sum of its raises' depths
+    first: Counter[tuple[str, str]] = field(default_factory=Counter)  # episodes begun by a before b
+    first_ties: Counter[tuple[str, str]] = field(default_factory=Counter)  # (a, b) sorted: same second
     patterns: Counter[Pattern] = field(default_factory=Counter)  # what preceded each raise, jointly
     patterns_dropped: int = 0
     names: list[str] = field(default_factory=list)  # the types' names by the ids in the patterns
@@ -152,6 +161,7 @@ class CoOccurrence:
         self._base_marked: set[int] = set()  # raises already counted as base-followed
         self._base_queue: deque[tuple[float, int]] = deque()  # (time, id) of those, to forget them
         self._seq = 0
+        self._episodes: dict[str, tuple[float, dict[str, float]]] = {}  # ne -> (last raise, firsts)
 
     # -- topology ------------------------------------------------------------------------------
     def related(self, ne: str) -> tuple[tuple[str, str], ...]:
@@ -214,6 +224,9 @@ class CoOccurrence:
 
     def close(self) -> Counts:
         self._flush()
+        for _, firsts in self._episodes.values():
+            self._episode_ends(firsts)
+        self._episodes.clear()
         while self._open:
             self._finish(*self._open.popleft())
         self.counts.elements = len(self._history)
@@ -225,6 +238,32 @@ class CoOccurrence:
         if ident in self._followed:
             self._followed.discard(ident)
             c.followed[kind] += 1
+
+    def _episode_ends(self, firsts: dict[str, float]) -> None:
+        """Count, for every pair of types of an ended episode, which was raised first."""
+        c = self.counts
+        kinds = sorted(firsts)
+        for i, a in enumerate(kinds):
+            for b in kinds[i + 1 :]:
+                if firsts[a] < firsts[b]:
+                    c.first[(a, b)] += 1
+                elif firsts[b] < firsts[a]:
+                    c.first[(b, a)] += 1
+                else:
+                    c.first_ties[(a, b)] += 1
+
+    def _episode(self, t: float, ne: str, kind: str) -> None:
+        """``kind`` raised on ``ne`` at ``t``: the element's episode goes on, or ends and a new one
+        begins (a gap longer than ``max_lag``)."""
+        episode = self._episodes.get(ne)
+        if episode is None or t - episode[0] > self.max_lag:
+            if episode is not None:
+                self._episode_ends(episode[1])
+            firsts = {kind: t}
+        else:
+            firsts = episode[1]
+            firsts.setdefault(kind, t)
+        self._episodes[ne] = (t, firsts)
 
     def _flush(self) -> None:
         t = self._batch_time
@@ -246,6 +285,7 @@ class CoOccurrence:
             h.prune(t - self.shift - self.max_lag)
             h.add(t, kind, ident)
             self._open.append((t, kind, ident))
+            self._episode(t, ne, kind)
         lo, hi = t - self.max_lag, t
         blo, bhi = t - self.shift - self.max_lag, t - self.shift
         for ne, kind, ident in self._batch:

@@ -39,7 +39,7 @@ from pydantic_core import core_schema
 from typing_extensions import TypedDict  # pydantic's dependency; needed for TypedDicts before 3.12
 
 from engine.errors import InvalidMessage
-from engine.model.timeutil import format_time, parse_time
+from engine.model.timeutil import format_time, parse_text, parse_time
 from engine.model.wording import dotted, reason, type_name
 
 __all__ = [
@@ -374,10 +374,15 @@ def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
     ):
         return None
     if type(t) is not float or not 0.0 <= t <= MAX_TIME:
-        if type(t) is not str and type(t) is not int:
-            return None
-        try:  # what the model's validator does with it (``_time``), errors left to the model
-            t = _time(t)
+        # what the model's validator does with it (``_time``; ``parse_time`` of a string is
+        # ``parse_text``), errors left to the model
+        try:
+            if type(t) is str:
+                t = _representable(parse_text(t))
+            elif type(t) is int:
+                t = _time(t)
+            else:
+                return None
         except ValueError:
             return None
     low = severity.lower()

@@ -19,7 +19,7 @@ import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut
 from engine.core.alarms import AlarmTable
-from engine.core.containment import GIVE_UP
+from engine.core.containment import GIVE_UP, Quarantine
 from engine.core.experience import SlaTracker
 from engine.core.forms.correlator import Correlator
 from engine.core.forms.groups import Groups
@@ -271,3 +271,22 @@ def test_an_incident_quarantined_at_its_opening_opens_after_a_reload(monkeypatch
     assert again <= due  # due at once, not at the retry time, nor never
     opened = fresh.advance_to(again).records
     assert [(r.event, r.root_cause.ne_id) for r in opened] == [("opened", "agg-1")]
+
+
+def test_held_is_the_quarantine_map_through_loads() -> None:
+    """``held``, which the pipeline, the flow and the incident book test after every message
+    instead of calling ``bool(quarantine)``, stays the quarantine's own map across ``load`` (a
+    snapshot restored, a reload's retry): refilled, never replaced."""
+    q = Quarantine()
+    held = q.held
+    q.failed("quality", "", ValueError("poison"), 1.0, "")
+    assert held
+    assert q.held is held
+    dumped = q.dump()
+    q.load(())
+    assert not held
+    assert not q
+    assert q.held is held
+    q.load(dumped)
+    assert list(held) == [("quality", "")]
+    assert q.held is held

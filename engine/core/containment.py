@@ -85,6 +85,9 @@ class Quarantine:
         self.maximum = maximum
         self.give_up = give_up
         self._faults: dict[tuple[str, str], Fault] = {}
+        # the same map, never replaced (``load`` refills it): its truth says whether anything is
+        # quarantined without a method call, for the parts that ask after every message
+        self.held: Mapping[tuple[str, str], Fault] = self._faults
         self._new: list[Fault] = []
         self.failures = 0  # every failure, retries included
 
@@ -175,5 +178,7 @@ class Quarantine:
         return [asdict(self._faults[k]) for k in sorted(self._faults)]
 
     def load(self, state: Iterable[Mapping[str, Any]]) -> None:
-        self._faults = {(d["part"], d["item"]): Fault(**d) for d in state}
+        faults = {(d["part"], d["item"]): Fault(**d) for d in state}
+        self._faults.clear()  # the same dictionary: ``held`` is it
+        self._faults.update(faults)
         self._new = []

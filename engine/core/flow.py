@@ -60,6 +60,7 @@ class Flow:
         self._quality = quality
         self._incidents = incidents
         self._quarantine = quarantine
+        self._quarantined = quarantine.held  # its truth: anything quarantined (no method call)
         self.last_input: tuple[str, Payload] | None = None  # (topic, payload): named when a part fails
 
     # -- alarms --------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class Flow:
     # -- time ----------------------------------------------------------------------------------
     def alarms_tick(self, now: float) -> list[IncidentRecord]:
         """The alarm table's due work (flapping ends, retention), contained as a whole part."""
-        if self._quarantine:
+        if self._quarantined:
             return self._contained("alarms", now, partial(self._alarms_tick, now))
         try:  # nothing quarantined: as ``Quarantine.run`` would, without its closure
             return self._alarms_tick(now)
@@ -208,7 +209,7 @@ class Flow:
     def flush(self, now: float) -> list[IncidentRecord]:
         """Every timed part's due work, each contained: a part that raises is quarantined (and
         retried with backoff) while the others go on."""
-        if self._quarantine:  # some part is quarantined: each step through ``Quarantine.run``
+        if self._quarantined:  # some part is quarantined: each step through ``Quarantine.run``
             return self._flush_contained(now)
         # Nothing quarantined (the usual case, after every message): the same steps, each in its
         # own try, as ``Quarantine.run`` would run them then, without its per-step closures.

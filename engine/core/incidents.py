@@ -88,6 +88,7 @@ class IncidentBook:
     ) -> None:
         # An incident whose step raises is quarantined alone (``engine.core.containment``); the others go on.
         self._quarantine = quarantine if quarantine is not None else Quarantine()
+        self._quarantined = self._quarantine.held  # its truth: anything quarantined (no method call)
         self._settings = settings
         self._alarm = alarm
         self._graph = MergeGraph()
@@ -138,10 +139,10 @@ class IncidentBook:
         return self._graph.suppression(key)
 
     def next_due(self) -> float | None:
-        if self._next_known and not self._quarantine:
+        if self._next_known and not self._quarantined:
             return self._next
         due = self._next_due()
-        if not self._quarantine:  # a quarantined incident's due time moves with its retry: not kept
+        if not self._quarantined:  # a quarantined incident's due time moves with its retry: not kept
             self._next, self._next_known = due, True
         return due
 
@@ -172,7 +173,7 @@ class IncidentBook:
         """When this incident next needs `tick`, from its phase and timers (and, while it is
         quarantined, not before its retry)."""
         due = phase_due(inc, self._settings)
-        return self._quarantine.due(PART, due, inc.id) if self._quarantine else due
+        return self._quarantine.due(PART, due, inc.id) if self._quarantined else due
 
     def _schedule(self, inc: Incident) -> None:
         self._changing()
@@ -344,7 +345,7 @@ class IncidentBook:
             inc = self._graph.rooted_at(top)
             assert inc is not None  # next_due just checked it
             inc.scheduled = None
-            if self._quarantine:
+            if self._quarantined:
                 reschedule = self._quarantine.run(
                     PART,
                     inc.id,

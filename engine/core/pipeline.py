@@ -238,7 +238,7 @@ class Pipeline:
         return self._done(out, now)
 
     def next_due(self) -> float | None:
-        if self.quarantine:
+        if self.quarantine.held:
             dues = [d for d in self._dues().values() if d]
             return min(dues) if dues else None
         # the same as ``_dues`` without its dictionaries or a list (called after every message): the

@@ -39,7 +39,7 @@ from pydantic_core import core_schema
 from typing_extensions import TypedDict  # pydantic's dependency; needed for TypedDicts before 3.12
 
 from engine.errors import InvalidMessage
-from engine.model.timeutil import format_time, parse_time
+from engine.model.timeutil import format_time, parse_text, parse_time
 from engine.model.wording import dotted, reason, type_name
 
 __all__ = [
@@ -349,13 +349,14 @@ def kpi_sample(row: SampleRow) -> KpiSample:
 _ALARM_FIELDS = frozenset(Alarm.model_fields)
 
 
-def _plain_alarm(obj: dict[str, Any]) -> Alarm | None:
-    """The ``Alarm`` that ``Alarm.model_validate_json`` makes of a native alarm in its common shape
-    (the same fields, values and fields set), checked in plain code: text fields strings within
-    the model's lengths, the severity folded by the model's own ``_severity``, a known event type,
-    an epoch-seconds float within ``0..MAX_TIME``, no threshold information, no key the model does
-    not name. None for anything else (an integer or RFC 3339 time, threshold information, an extra
-    key, any wrong type or value), which pydantic validates (and words, if bad) as before.
+def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
+    """The ``Alarm`` that ``Alarm.model_validate`` makes of a native alarm in its common shape (the
+    same fields, values and fields set), checked in plain code: text fields strings within the
+    model's lengths, the severity folded by the model's own ``_severity``, a known event type, the
+    event time a float within ``0..MAX_TIME`` or an integer or string that the model's own
+    ``_time`` reads (RFC 3339: what the replay and most feeds send), no threshold information, no
+    key the model does not name. None for anything else (threshold information, an extra key, any
+    wrong type or value), which pydantic validates (and words, if bad) as before.
     ``tests/test_messages.py`` compares both over many good and bad variants."""
     if not _ALARM_FIELDS.issuperset(obj):
         return None
@@ -370,10 +371,20 @@ def _plain_alarm(obj: dict[str, Any]) -> Alarm | None:
         or type(cause) is not str
         or not 0 < len(cause) <= 256
         or type(severity) is not str
-        or type(t) is not float
-        or not 0.0 <= t <= MAX_TIME
     ):
         return None
+    if type(t) is not float or not 0.0 <= t <= MAX_TIME:
+        # what the model's validator does with it (``_time``; ``parse_time`` of a string is
+        # ``parse_text``), errors left to the model
+        try:
+            if type(t) is str:
+                t = _representable(parse_text(t))
+            elif type(t) is int:
+                t = _time(t)
+            else:
+                return None
+        except ValueError:
+            return None
     low = severity.lower()
     if low not in _SEVERITY_SET:
         return None
@@ -605,11 +616,29 @@ def _from_tmf642(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]
 _SAMPLE_LIST: TypeAdapter[list[KpiSample]] = TypeAdapter(list[KpiSample])
 
 
-@with_config(_MODEL_CONFIG)
+# The batch fast path takes no key its types do not name: pydantic-core would parse and ignore an
+# extra key's value, even one orjson refuses (``1e999``, ``NaN``), where the full path rejects the
+# message; such a batch goes to the full path.
+_FAST_CONFIG = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+
+@with_config(_FAST_CONFIG)
+class _FastRow(TypedDict):
+    """``SampleRow`` as the batch fast path reads it: the same fields, no other key."""
+
+    probe_id: _Id
+    target: _Id
+    service: NotRequired[_Id | None]
+    customer: NotRequired[_Id | None]
+    time: _RowTime
+    metrics: _RowMetrics
+
+
+@with_config(_FAST_CONFIG)
 class _RowBatch(TypedDict):
     """``{"samples": [...]}``: the batch fast path's envelope (``Decoder._batch_fast``)."""
 
-    samples: list[SampleRow]
+    samples: list[_FastRow]
 
 
 # One pydantic-core call for a whole batch, straight from the JSON bytes, into plain rows (no
@@ -780,12 +809,14 @@ class Decoder:
                 routed.clear()
             routed[topic] = kind
         if kind == "alarm":
-            if not isinstance(payload, Mapping):
-                alarm = self._alarm_fast(payload)
-                if alarm is not None:
-                    return Decoded(topic, "alarm", alarm, (), ())
             obj = self._load(topic, payload)
-            return Decoded(topic, "alarm", self._alarm(topic, obj), (), ())
+            # a native alarm in its common shape, checked in plain code; anything else (and any
+            # error) through the model, which words it
+            alarm = _plain_alarm(obj)
+            known = self._known_elements
+            if alarm is None or (known is not None and alarm.ne_id not in known):
+                alarm = self._alarm(topic, obj)
+            return Decoded(topic, "alarm", alarm, (), ())
         if kind == "samples":
             if not isinstance(payload, Mapping):
                 fast = self._batch_fast(topic, payload)
@@ -821,35 +852,6 @@ class Decoder:
         return obj
 
     # -- alarms
-
-    def _alarm_fast(self, payload: bytes | str) -> Alarm | None:
-        """A native alarm that is wholly good; None for anything else (too big, TMF642 or possibly
-        so, a ``\\u`` escape that could spell a TMF642 key, any error, an unknown element), which the
-        full path decodes again and, if bad, explains. Its common shape (no escape at all) is read
-        by orjson and checked in plain code (``_plain_alarm``); any other shape is validated by
-        pydantic-core straight from the bytes."""
-        if _size(payload) > self.max_bytes:
-            return None
-        raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
-        alarm: Alarm | None = None
-        if b"\\" not in raw:  # no escape: orjson reads the strings pydantic-core would
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                obj = None
-            if type(obj) is dict:
-                alarm = _plain_alarm(obj)
-        if alarm is None:
-            if b"alarmedObject" in raw or b"perceivedSeverity" in raw or b"\\u" in raw:
-                return None
-            try:
-                alarm = Alarm.model_validate_json(payload)
-            except ValidationError:
-                return None
-        known = self._known_elements
-        if known is not None and alarm.ne_id not in known:
-            return None
-        return alarm
 
     def _alarm(self, topic: str, obj: Mapping[str, Any]) -> Alarm:
         if _is_tmf642(obj):

@@ -51,6 +51,10 @@ def _parse_text(value: str) -> float:
     return dt.timestamp()
 
 
+parse_text = _parse_text
+"""``parse_time`` of a string, for a caller that already knows it holds one (no type tests)."""
+
+
 @lru_cache(maxsize=4096)
 def format_time(t: float) -> str:
     """Epoch seconds → RFC 3339 in UTC with millisecond precision and a ``Z``; recent ones

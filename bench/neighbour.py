@@ -4,8 +4,9 @@ The network is a star: one hub and ``N`` leaves depending on it, all at one site
 root (``equipmentMalfunction`` on the first leaf) and a ``linkDown`` on every leaf, one a millisecond,
 replayed through the whole core (``engine replay``'s ``Replayer``) under one correlate rule: root
 ``equipmentMalfunction``, symptom ``linkDown``, relation ``neighbour`` (``--hops``) or ``same_site``
-(the same pairs on this network: every leaf is the root's sibling and at its site). Every other leaf
-is explained by the root under both rules, which is checked.
+(every leaf is at the root's site; every other leaf is its sibling). Every other leaf is explained
+by the root under both rules, which is checked; the root's own leaf's ``linkDown`` is explained
+under ``same_site`` only (one element is no neighbour of itself), so the records differ by one.
 
 Each run is a fresh interpreter (``--run`` in a child process), so the peak resident memory
 (``VmHWM``) is that run's; its CPU time (``time.process_time``) covers the replay only, not the

@@ -220,3 +220,4 @@ def test_candidates_leave_and_enter_in_any_order(
         near.remove(role, ne, key)
     assert near.elements() == 0
     assert not any(near._met.values())  # every index entry went with its element
+    assert not near._balls  # and every ball kept for it

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import nats
 import orjson
 import structlog
-from nats.aio.client import Client
+from nats.aio.client import Client, Srv
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import (
@@ -97,7 +97,7 @@ class _Client(Client):
     the transport holds first is always right; closing it twice (after a lost connection, which
     nats-py closes itself) does nothing."""
 
-    async def _connect_to_server(self, s: Any) -> None:
+    async def _connect_to_server(self, s: Srv) -> None:
         if self._transport:
             self._transport.close()  # type: ignore[no-untyped-call]
         await super()._connect_to_server(s)

@@ -7,18 +7,21 @@ neighbour of its element, as the other relations' scopes do, costs one entry per
 on the N dependents of one hub made about N² entries (each leaf has N − 1 siblings).
 
 Here each candidate is kept once, under its own element, and each element holding candidates is
-indexed under the elements of its *ball*: the elements at most ``k − 1`` links from it for a root,
-at most 1 link for a symptom. Two elements are at most ``k`` links apart exactly when a root's ball
-and a symptom's ball share an element (a path of at most ``k`` links has a point at most ``k − 1``
-links from one end and at most 1 from the other), so an alarm finds the other side's elements
-through its own ball, and the exact condition (not the same element, neither above nor below) keeps
-the pairs. Under a hub, a leaf's ball is the leaf and the hub: a symptom on a leaf costs two index
-entries and a look-up of the roots met at the hub, however many siblings it has. The work of an
-alarm is its ball plus the elements met; the latter are all paired but for those above or below.
+indexed under the elements of its *ball*: itself and the elements one link from it, for both roles.
+Two elements are at most ``k`` links apart exactly when one's ball meets the other's ``k − 1``
+links out (a path of at most ``k`` links has a point at most 1 link from one end and at most
+``k − 1`` from the other), so an alarm finds the other side's elements by looking ``k − 1`` links
+out, or, when the other side holds fewer elements than that look-out, by testing each of their
+balls against it; the exact condition (not the same element, neither above nor below) keeps the
+pairs. Under a hub, a leaf's ball is the leaf and the hub: a candidate on a leaf costs two index
+entries whatever its role and however many siblings it has, and for ``k = 2`` finds what the hub
+met with two look-ups. For ``k = 3`` a leaf looks out over its siblings: a storm on N leaves costs
+N² look-ups, never N² entries. An alarm on a hub tests the other side's few elements rather than
+look up each of its many dependents.
 
 Memory: one entry per candidate, and per element holding candidates one index entry per element of
-its ball (a hub's ball holds its dependents; for ``k = 3``, a root's ball reaches two links); the
-balls computed are remembered up to ``BALLS_BUDGET`` members per relation.
+its ball (a hub's ball holds its dependents); the balls and look-outs computed are remembered up to
+``BALLS_BUDGET`` members per relation, and the balls of elements holding candidates while they do.
 """
 
 from __future__ import annotations
@@ -40,35 +43,31 @@ C = TypeVar("C")
 class Neighbourhood(Generic[C]):
     """The candidates (``C``) of one neighbour relation, by role and element, and the ball index."""
 
-    __slots__ = ("_at", "_balls", "_known", "_known_size", "_last", "_met", "_radius", "_topology")
+    __slots__ = ("_at", "_balls", "_known", "_known_size", "_met", "_reach", "_topology")
 
     def __init__(self, topology: Topology, hops: int) -> None:
         self._topology = topology
-        self._radius = {ROOT: hops - 1, SYMPTOM: 1}
+        self._reach = hops - 1  # how far an arriving alarm looks out for the other side's balls
         # role -> element -> alarm key -> candidate
         self._at: dict[str, dict[str, dict[str, C]]] = {ROOT: {}, SYMPTOM: {}}
         # role -> ball element -> the elements holding candidates of that role whose ball has it
         self._met: dict[str, dict[str, set[str]]] = {ROOT: {}, SYMPTOM: {}}
-        # (role, element) -> its ball: remembered up to ``BALLS_BUDGET`` members in all (``_known``),
-        # else while the element holds candidates (``_balls``), or for ``others``' ``add`` (``_last``)
-        self._known: dict[tuple[str, str], tuple[str, ...]] = {}
+        # (radius, element) -> the elements within radius links: remembered up to ``BALLS_BUDGET``
+        # members in all (``_known``); the balls (radius 1) of elements holding candidates are kept
+        # while they do (``_balls``, by role), so that ``remove`` takes out what ``add`` put in
+        self._known: dict[tuple[int, str], frozenset[str]] = {}
         self._known_size = 0
-        self._balls: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._last: tuple[tuple[str, str], tuple[str, ...]] | None = None
+        self._balls: dict[tuple[str, str], frozenset[str]] = {}
 
-    def _ball(self, role: str, ne_id: str) -> tuple[str, ...]:
-        k = (role, ne_id)
-        ball = self._known.get(k) or self._balls.get(k)
-        if ball is None:
-            if self._last is not None and self._last[0] == k:
-                return self._last[1]
-            ball = tuple(self._topology.within(ne_id, self._radius[role]))
-            if self._known_size + len(ball) <= BALLS_BUDGET:
-                self._known[k] = ball
-                self._known_size += len(ball)
-            else:
-                self._last = (k, ball)
-        return ball
+    def _within(self, radius: int, ne_id: str) -> frozenset[str]:
+        k = (radius, ne_id)
+        found = self._known.get(k)
+        if found is None:
+            found = frozenset(self._topology.within(ne_id, radius))
+            if self._known_size + len(found) <= BALLS_BUDGET:
+                self._known[k] = found
+                self._known_size += len(found)
+        return found
 
     def others(self, role: str, ne_id: str) -> Iterator[C]:
         """The candidates of the other role that an alarm on ``ne_id`` in ``role`` pairs with: on a
@@ -77,15 +76,20 @@ class Neighbourhood(Generic[C]):
         met = self._met[other]
         if not met:
             return
+        at = self._at[other]
+        look_out = self._within(self._reach, ne_id)
         found: set[str] = set()
-        for m in self._ball(role, ne_id):
-            hit = met.get(m)
-            if hit:
-                found |= hit
+        if len(look_out) <= len(at):
+            for m in look_out:
+                hit = met.get(m)
+                if hit:
+                    found |= hit
+        else:  # fewer elements on the other side than to look up (an alarm on a hub)
+            balls = self._balls
+            found = {y for y in at if y != ne_id and not look_out.isdisjoint(balls[(other, y)])}
         if not found:
             return
         above = self._topology.ancestors(ne_id)
-        at = self._at[other]
         for y in found:
             if y != ne_id and y not in above and ne_id not in self._topology.ancestors(y):
                 yield from at[y].values()
@@ -95,9 +99,7 @@ class Neighbourhood(Generic[C]):
         own = self._at[role].get(ne_id)
         if own is None:
             own = self._at[role][ne_id] = {}
-            ball = self._ball(role, ne_id)
-            if (role, ne_id) not in self._known:
-                self._balls[(role, ne_id)] = ball
+            ball = self._balls[(role, ne_id)] = self._within(1, ne_id)
             met = self._met[role]
             for m in ball:
                 hit = met.get(m)
@@ -114,7 +116,7 @@ class Neighbourhood(Generic[C]):
             return
         del self._at[role][ne_id]
         met = self._met[role]
-        for m in self._balls.pop((role, ne_id), None) or self._known[(role, ne_id)]:
+        for m in self._balls.pop((role, ne_id)):
             hit = met[m]
             hit.discard(ne_id)
             if not hit:

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import shutil
 import ssl
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -323,6 +324,53 @@ async def test_client_queue_overflow_is_redelivered_not_lost(mosquitto: Mosquitt
     assert stats["recycles"] >= 1
     assert stats["reconnects"] == stats["recycles"]
     assert stats["stale_acks"] == 0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_recycle_sends_nothing_acknowledged_again(
+    mosquitto: Mosquitto, topic_prefix: str, protocol: str
+) -> None:
+    """A recycle leaves only once the broker has handled its last PUBACKs (the PINGREQ barrier of a
+    stop). Mosquitto reads one packet per connection per turn of its loop, so with a thousand
+    PUBACKs still unread on the old connection, the reconnect that follows at once takes the
+    session over and the broker sends those messages again. The broker is frozen while the batch
+    is acknowledged and the recycle begins (a busy broker, deterministically), thawed well within
+    the barrier's wait: each message is taken once."""
+    settings = mqtt_settings(mosquitto, topic_prefix, protocol=protocol, receive_maximum=50)
+    sent = alarms(topic_prefix, 3000)
+    async with MqttSource(settings, direct=True) as source:  # the persistent session
+        await until(source.subscribed.is_set, "subscribed")
+    await publish_raw(mosquitto, sent, protocol=protocol)
+    taken: list[bytes] = []
+    async with MqttSource(settings, direct=True, client_queue_size=1000) as source:
+        held: list[Inbound] = []  # taken since the inbox overflowed, not yet acknowledged
+        while not source.stats["dropped_by_client"]:
+            for m in held:
+                m.ack()
+            await until(lambda: source.waiting > 0, "messages")
+            held = source.drain(len(sent))
+            taken.extend(m.payload for m in held)
+        mosquitto.freeze()
+        try:
+            await asyncio.sleep(0.05)  # what the socket still held reaches the inbox
+            more = source.drain(len(sent))
+            taken.extend(m.payload for m in more)
+            held += more
+            for m in held:  # the last ack recycles the connection: a thousand PUBACKs at once
+                m.ack()
+            assert source.stats["recycles"] == 1
+            await asyncio.sleep(0.1)
+        finally:
+            mosquitto.thaw()
+        while len(set(taken)) < len(sent):
+            await until(lambda: source.waiting > 0, "messages")
+            batch = source.drain(len(sent))
+            taken.extend(m.payload for m in batch)
+            for m in batch:
+                m.ack()
+        stats = dict(source.stats)
+    again = sorted(p for p, n in Counter(taken).items() if n > 1)
+    assert (len(again), stats["stale_acks"]) == (0, 0)
 
 
 # --- publishing -----------------------------------------------------------------------------------

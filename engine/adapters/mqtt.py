@@ -26,8 +26,10 @@ task-per-message hand-over can hide a message in transit): messages wait in the 
 Receive Maximum once PUBACKs flow (each PUBACK of the oldest message releases up to a window's
 worth of queued ones), and a v3.1.1 client has only the broker's ``max_inflight_messages``; so when
 the inbox is full the message is dropped *unacknowledged* (``dropped_by_client``) and, once
-everything taken on that connection has been acknowledged, the connection is recycled: the broker
-delivers the dropped messages again. Nothing is lost; the cost is duplicates and a reconnect.
+everything taken on that connection has been acknowledged, the connection is recycled: left as a
+stop leaves it (the last PUBACKs, then a PINGREQ whose PINGRESP shows the broker has read them, then
+DISCONNECT) and connected again at once; the broker delivers the dropped messages again. Nothing is
+lost and nothing acknowledged comes again; the cost is a reconnect.
 
 Reconnection: any failure (refused, timed out, dropped, subscription refused) ends the ``_Link``;
 the task waits a jittered exponential backoff (``settings.reconnect``), reset after each successful
@@ -206,6 +208,8 @@ class _Link:
     recycling: bool = False
     down_reason: str = ""
     lost: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # done once the connection is lost or is to be left (a recycle): nothing more is taken from it
+    leaving: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     inbox: deque[_Received] = field(default_factory=deque)  # received, not yet taken by the reader
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # inbox grew, or the link went down
     acks: list[int] = field(default_factory=list)  # packet ids acknowledged, PUBACKs not yet queued
@@ -677,6 +681,8 @@ class _Connection:
         link.wakeup.set()
         if not link.lost.done():
             link.lost.set_result(None)
+        if not link.leaving.done():
+            link.leaving.set_result(None)
         if was_up:
             self._on_down(link)
 
@@ -787,7 +793,7 @@ class MqttSource(_Connection):
         """What ``drain`` would find now (direct mode): the inbox of the live, subscribed connection,
         0 while paused. Cheap (``backlog`` counts the inbox message by message)."""
         link = self._link
-        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.lost.done():
+        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.leaving.done():
             return 0
         return len(link.inbox)
 
@@ -846,7 +852,7 @@ class MqttSource(_Connection):
         again on the next one). Each ``Inbound.ack()`` acts once; acks are sent together at the end
         of the event loop's turn."""
         link = self._link
-        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.lost.done():
+        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.leaving.done():
             return []
         inbox = link.inbox
         out: list[Inbound] = []
@@ -888,14 +894,14 @@ class MqttSource(_Connection):
         await self._subscribe(link)
         if self.direct:  # the consumer drains the inbox itself
             self.arrived.set()
-            await link.lost
-            raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
+            await link.leaving
+            raise self._ended(link)
         inbox = link.inbox
         while True:
             await self._taking.wait()
             while True:
-                if link.lost.done():  # what is still in the inbox comes again on the next connection
-                    raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
+                if link.leaving.done():  # what is still in the inbox comes again on the next connection
+                    raise self._ended(link)
                 if inbox:
                     break
                 link.wakeup.clear()
@@ -975,14 +981,27 @@ class MqttSource(_Connection):
         return ack
 
     def _recycle(self, link: _Link) -> None:
-        """Everything kept on this link is acknowledged: reconnect so the broker resends the dropped."""
+        """Everything kept on this link is acknowledged: reconnect so the broker resends the dropped.
+        Nothing more is taken from the link (what arrives meanwhile comes again); the connection task
+        leaves it as a stop does (``_leave``: the last PUBACKs, the PINGREQ barrier, a clean
+        DISCONNECT), so the broker has handled every PUBACK before the next connection takes the
+        session over, then reconnects at once."""
         if link.recycling:
             return
         link.recycling = True
-        _send_acks(link)  # before the DISCONNECT, or the broker would resend what we have
+        _send_acks(link)
         self.stats["recycles"] += 1
         self._log.info("mqtt recycling the connection to get dropped messages again", dropped=link.dropped)
-        link.paho.disconnect()  # the reader sees the link go down and reconnects at once
+        link.wakeup.set()
+        if not link.leaving.done():
+            link.leaving.set_result(None)
+
+    @staticmethod
+    def _ended(link: _Link) -> _Reconnect:
+        """Why the connection task leaves ``link``: a recycle (reconnect at once) or a lost connection."""
+        if link.recycling:
+            return _Reconnect("recycling the connection", delay=False)
+        return _Reconnect(f"disconnected: {link.down_reason}")
 
 
 def _refused(code: int | ReasonCode) -> bool:

@@ -158,6 +158,29 @@ async def test_pause_stops_intake_and_resume_continues(mosquitto: Mosquitto, top
     assert [(m.topic, m.payload) for m in got] == sent
 
 
+async def test_ack_many_acknowledges_each_message_once(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """``ack_many`` is ``ack()`` of each message in one go: a message acknowledged before, by either,
+    is not acknowledged again, and the broker keeps none of them."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    sent = alarms(topic_prefix, 3)
+    async with MqttSource(settings, direct=True) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, sent)
+        await until(lambda: source.waiting >= 3, "three messages")
+        got = source.drain(10)
+        source.ack_many(got[:2])
+        got[1].ack()
+        source.ack_many(got)
+        assert (source.stats["acked"], source.stats["stale_acks"]) == (3, 0)
+    redelivered: list[Inbound] = []
+    async with MqttSource(settings, direct=True) as again:
+        async with asyncio.timeout(WAIT):  # the catch-up marker comes after whatever was kept
+            while not again.caught_up.is_set():
+                redelivered += again.drain(10)
+                await asyncio.sleep(0.01)
+    assert redelivered == []
+
+
 # --- acknowledgement across connections -----------------------------------------------------------
 async def test_ack_from_a_dropped_connection_is_a_harmless_noop(
     mosquitto: Mosquitto, topic_prefix: str

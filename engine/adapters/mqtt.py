@@ -46,7 +46,7 @@ import ssl
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -1001,6 +1001,36 @@ class MqttSource(_Connection):
         except aiomqtt.MqttCodeError as exc:  # refused (an ACL): catch-up cannot be known; go on
             self._log.warning("mqtt catch-up marker refused: not waiting for the backlog", reason=str(exc))
             self.caught_up.set()
+
+    def ack_many(self, messages: Sequence[Inbound]) -> None:
+        """``ack()`` of each message, in order, with one look at the connection for them all (the
+        daemon acknowledges a drained chunk this way once it is committed)."""
+        current = self._link
+        live = current is not None and current.live
+        acked = stale = 0
+        mids: list[int] = []
+        for m in messages:
+            if m._done:
+                continue
+            m._done = True
+            link = m._link
+            link.outstanding -= 1
+            if link is not current or not live:
+                stale += 1
+                continue
+            if m._qos > 0:
+                mids.append(m._mid)
+            acked += 1
+        self.stats["stale_acks"] += stale
+        self.stats["acked"] += acked
+        if current is None or not live:
+            return
+        if mids:
+            if not current.acks:  # sent with the other acks of this turn of the loop (_send_acks)
+                asyncio.get_running_loop().call_soon(_send_acks, current)
+            current.acks.extend(mids)
+        if current.dropped and current.outstanding == 0 and not current.inbox and not self._in_hand:
+            self._recycle(current)
 
     def _acked(self, link: _Link, mid: int, qos: int) -> None:
         """``Inbound.ack()``, the first time: queue the PUBACK of packet ``mid`` on ``link``."""

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import shutil
 import ssl
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,29 @@ async def test_pause_stops_intake_and_resume_continues(mosquitto: Mosquitto, top
         source.resume()
         got = await take(source, 3)
     assert [(m.topic, m.payload) for m in got] == sent
+
+
+async def test_ack_many_acknowledges_each_message_once(mosquitto: Mosquitto, topic_prefix: str) -> None:
+    """``ack_many`` is ``ack()`` of each message in one go: a message acknowledged before, by either,
+    is not acknowledged again, and the broker keeps none of them."""
+    settings = mqtt_settings(mosquitto, topic_prefix)
+    sent = alarms(topic_prefix, 3)
+    async with MqttSource(settings, direct=True) as source:
+        await until(source.subscribed.is_set, "subscribed")
+        await publish_raw(mosquitto, sent)
+        await until(lambda: source.waiting >= 3, "three messages")
+        got = source.drain(10)
+        source.ack_many(got[:2])
+        got[1].ack()
+        source.ack_many(got)
+        assert (source.stats["acked"], source.stats["stale_acks"]) == (3, 0)
+    redelivered: list[Inbound] = []
+    async with MqttSource(settings, direct=True) as again:
+        async with asyncio.timeout(WAIT):  # the catch-up marker comes after whatever was kept
+            while not again.caught_up.is_set():
+                redelivered += again.drain(10)
+                await asyncio.sleep(0.01)
+    assert redelivered == []
 
 
 # --- acknowledgement across connections -----------------------------------------------------------
@@ -323,6 +347,53 @@ async def test_client_queue_overflow_is_redelivered_not_lost(mosquitto: Mosquitt
     assert stats["recycles"] >= 1
     assert stats["reconnects"] == stats["recycles"]
     assert stats["stale_acks"] == 0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_a_recycle_sends_nothing_acknowledged_again(
+    mosquitto: Mosquitto, topic_prefix: str, protocol: str
+) -> None:
+    """A recycle leaves only once the broker has handled its last PUBACKs (the PINGREQ barrier of a
+    stop). Mosquitto reads one packet per connection per turn of its loop, so with a thousand
+    PUBACKs still unread on the old connection, the reconnect that follows at once takes the
+    session over and the broker sends those messages again. The broker is frozen while the batch
+    is acknowledged and the recycle begins (a busy broker, deterministically), thawed well within
+    the barrier's wait: each message is taken once."""
+    settings = mqtt_settings(mosquitto, topic_prefix, protocol=protocol, receive_maximum=50)
+    sent = alarms(topic_prefix, 3000)
+    async with MqttSource(settings, direct=True) as source:  # the persistent session
+        await until(source.subscribed.is_set, "subscribed")
+    await publish_raw(mosquitto, sent, protocol=protocol)
+    taken: list[bytes] = []
+    async with MqttSource(settings, direct=True, client_queue_size=1000) as source:
+        held: list[Inbound] = []  # taken since the inbox overflowed, not yet acknowledged
+        while not source.stats["dropped_by_client"]:
+            for m in held:
+                m.ack()
+            await until(lambda: source.waiting > 0, "messages")
+            held = source.drain(len(sent))
+            taken.extend(m.payload for m in held)
+        mosquitto.freeze()
+        try:
+            await asyncio.sleep(0.05)  # what the socket still held reaches the inbox
+            more = source.drain(len(sent))
+            taken.extend(m.payload for m in more)
+            held += more
+            for m in held:  # the last ack recycles the connection: a thousand PUBACKs at once
+                m.ack()
+            assert source.stats["recycles"] == 1
+            await asyncio.sleep(0.1)
+        finally:
+            mosquitto.thaw()
+        while len(set(taken)) < len(sent):
+            await until(lambda: source.waiting > 0, "messages")
+            batch = source.drain(len(sent))
+            taken.extend(m.payload for m in batch)
+            for m in batch:
+                m.ack()
+        stats = dict(source.stats)
+    again = sorted(p for p, n in Counter(taken).items() if n > 1)
+    assert (len(again), stats["stale_acks"]) == (0, 0)
 
 
 # --- publishing -----------------------------------------------------------------------------------
@@ -594,46 +665,45 @@ def _publish_packet(topic: str, payload: bytes, mid: int, *, v5: bool, qos: int 
     return bytes([0x30 | (qos << 1)]) + length + body
 
 
-@pytest.mark.parametrize("v5", [True, False])
-def test_the_read_buffer_frames_whole_publish_packets_only(v5: bool) -> None:
-    """``take_publish`` decodes a PUBLISH lying whole at the front of the buffer and leaves anything
-    else where it is: another packet type, a packet cut by the end of the buffer, QoS 2."""
-    sizes = [0, 1, 120, 200, 16_500, 70_000]  # 1-, 2- and 3-byte remaining lengths
-    packets = [_publish_packet(f"t/{i}", bytes([i]) * n, i + 1, v5=v5) for i, n in enumerate(sizes)]
-    stream = b"".join(packets) + b"\xd0\x00" + _publish_packet("t/q2", b"x", 9, v5=v5, qos=2)
-    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+def _socket(chunks: list[bytes]) -> Callable[[int], bytes]:
+    """A non-blocking socket's ``recv`` that returns ``chunks`` in turn, then has nothing yet."""
 
     def recv(n: int) -> bytes:
         if not chunks:
             raise BlockingIOError
         return chunks.pop(0)
 
-    buffer = mqtt_module._BufferedRecv(recv)
-    got: list[tuple[str, bytes, int, int, bool]] = []
+    return recv
 
-    def deliver(*message: Any) -> None:
-        got.append(message)
 
-    assert not buffer.take_publish(v5, deliver)  # nothing buffered yet
-    assert buffer(1) == stream[:1]  # paho reads a byte: the first 64 KiB come in
-    # paho's read of that first packet's rest, as it would
-    first = packets[0]
-    assert buffer(len(first) - 1) == first[1:]
-    taken = 0
-    while buffer.take_publish(v5, deliver):
-        taken += 1
-    assert taken == 4  # packets 1-4; packet 5 (70 KB) crosses the end of the first chunk
-    assert got == [(f"t/{i}", bytes([i]) * sizes[i], 1, i + 1, False) for i in range(1, 5)]
-    # what was not taken is still there, in order, for paho's reads
-    assert buffer(buffer.buffered) + b"".join(chunks) == stream[sum(len(p) for p in packets[:5]) :]
-    pingresp_then_qos2 = [b"\xd0\x00" + _publish_packet("t/q2", b"x", 9, v5=v5, qos=2)]
-    buffer = mqtt_module._BufferedRecv(lambda n: pingresp_then_qos2.pop(0))
+@pytest.mark.parametrize("v5", [True, False])
+def test_the_read_buffer_frames_whole_publish_packets_only(v5: bool) -> None:
+    """``take_publishes`` decodes the PUBLISH packets lying whole at the front of the buffer, reading
+    the socket when the buffer is empty or ends inside one (a 70 KB packet across two reads), and
+    leaves anything else where it is for paho: another packet type, QoS 2; with nothing more on the
+    socket it says it is starved and keeps the start of a cut packet."""
+    sizes = [0, 1, 120, 200, 16_500, 70_000]  # 1-, 2- and 3-byte remaining lengths
+    packets = [_publish_packet(f"t/{i}", bytes([i]) * n, i + 1, v5=v5) for i, n in enumerate(sizes)]
+    qos2 = _publish_packet("t/q2", b"x", 9, v5=v5, qos=2)
+    stream = b"".join(packets) + b"\xd0\x00" + qos2
+    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    buffer = mqtt_module._BufferedRecv(_socket(chunks))
+    expected = [(f"t/{i}", bytes([i]) * n, 1, i + 1, False, 5.0) for i, n in enumerate(sizes)]
+    assert buffer.take_publishes(v5, 2, 5.0) == expected[:2]  # at most ``limit``
+    assert buffer.take_publishes(v5, 100, 5.0) == expected[2:]
+    assert not buffer.starved  # a PINGRESP is next: paho's
     assert buffer(1) == b"\xd0"
-    assert not buffer.take_publish(v5, deliver)  # the rest of a packet paho is reading
+    assert buffer.take_publishes(v5, 100, 5.0) == []  # the rest of a packet paho is reading
     assert buffer(1) == b"\x00"
-    assert not buffer.take_publish(v5, deliver)  # QoS 2: paho's
-    assert buffer.buffered == len(_publish_packet("t/q2", b"x", 9, v5=v5, qos=2))
-    assert len(got) == 4
+    assert (buffer.take_publishes(v5, 100, 5.0), buffer.starved) == ([], False)  # QoS 2: paho's
+    assert buffer(buffer.buffered) == qos2
+    assert (buffer.take_publishes(v5, 100, 5.0), buffer.starved) == ([], True)  # nothing more yet
+    cut = _publish_packet("t/cut", b"y" * 300, 3, v5=v5)
+    chunks += [cut[:1], cut[1:200]]
+    assert (buffer.take_publishes(v5, 100, 6.0), buffer.starved) == ([], True)
+    assert buffer.buffered == 200  # the packet's start, kept
+    chunks.append(cut[200:])
+    assert buffer.take_publishes(v5, 100, 7.0) == [("t/cut", b"y" * 300, 1, 3, False, 7.0)]
 
 
 @pytest.mark.parametrize("v5", [True, False])
@@ -644,6 +714,7 @@ def test_the_read_buffer_frames_whole_publish_packets_only(v5: bool) -> None:
         b"\x32\x03\x00\x07a",  # a 7-byte topic in a 3-byte packet
         b"\x32\x04\x00\x01a\x00",  # QoS 1: the packet id is cut
         b"\x30\x04\x00\x01a\x09",  # v5: 9 bytes of properties in 0 (v3.1.1: payload b"\x09")
+        b"\x32\xff\xff\xff\xff\x01",  # a remaining length of more than 4 bytes
     ],
 )
 def test_a_broken_publish_is_left_to_paho_and_never_read_into_the_next_packet(
@@ -653,24 +724,16 @@ def test_a_broken_publish_is_left_to_paho_and_never_read_into_the_next_packet(
     (paho then reads it and reports it malformed): our decoder never takes bytes of the packet after
     it, such as a packet id that the engine would then acknowledge for another message."""
     after = _publish_packet("t/next", b"payload", 7, v5=v5)
-    stream = [b"\xd0\x00" + broken + after]  # a PINGRESP first, read by paho
-    buffer = mqtt_module._BufferedRecv(lambda n: stream.pop(0))
-    got: list[tuple[str, bytes, int, int, bool]] = []
-
-    def deliver(*message: Any) -> None:
-        got.append(message)
-
+    buffer = mqtt_module._BufferedRecv(_socket([b"\xd0\x00" + broken + after]))  # a PINGRESP first
     assert buffer(1) == b"\xd0"  # paho reads the PINGRESP: the stream comes in
     assert buffer(1) == b"\x00"
-    taken = buffer.take_publish(v5, deliver)
+    got = buffer.take_publishes(v5, 100, 1.0)
     if not v5 and broken == b"\x30\x04\x00\x01a\x09":  # well formed in v3.1.1
-        assert taken
-        assert got == [("a", b"\x09", 0, 0, False)]
+        assert got == [("a", b"\x09", 0, 0, False, 1.0), ("t/next", b"payload", 1, 7, False, 1.0)]
     else:
-        assert not taken
-        assert got == []
+        assert (got, buffer.starved) == ([], False)
         assert buffer.buffered == len(broken) + len(after)  # all left for paho, in order
-    assert mqtt_module._decode_publish(broken[0], broken, 2, len(broken), v5) == (got[0] if got else None)
+        assert mqtt_module._decode_publish(broken[0], broken, 2, len(broken), v5) is None
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])

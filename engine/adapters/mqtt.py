@@ -26,8 +26,10 @@ task-per-message hand-over can hide a message in transit): messages wait in the 
 Receive Maximum once PUBACKs flow (each PUBACK of the oldest message releases up to a window's
 worth of queued ones), and a v3.1.1 client has only the broker's ``max_inflight_messages``; so when
 the inbox is full the message is dropped *unacknowledged* (``dropped_by_client``) and, once
-everything taken on that connection has been acknowledged, the connection is recycled: the broker
-delivers the dropped messages again. Nothing is lost; the cost is duplicates and a reconnect.
+everything taken on that connection has been acknowledged, the connection is recycled: left as a
+stop leaves it (the last PUBACKs, then a PINGREQ whose PINGRESP shows the broker has read them, then
+DISCONNECT) and connected again at once; the broker delivers the dropped messages again. Nothing is
+lost and nothing acknowledged comes again; the cost is a reconnect.
 
 Reconnection: any failure (refused, timed out, dropped, subscription refused) ends the ``_Link``;
 the task waits a jittered exponential backoff (``settings.reconnect``), reset after each successful
@@ -44,7 +46,7 @@ import ssl
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -110,15 +112,50 @@ class PublishError(EngineError):
         super().__init__(f"publish to {topic!r} failed: {reason}")
 
 
-@dataclass(frozen=True, slots=True)
 class Inbound:
-    """One message from the broker. Call ``ack()`` once it is durable (after the journal commit)."""
+    """One message from the broker. Call ``ack()`` once it is durable (after the journal commit).
 
-    topic: str
-    payload: bytes
-    received: float  # the source's clock when the message arrived
-    ack: Callable[[], None] = field(repr=False)
-    duplicate: bool = False  # the broker's DUP flag: this may have been delivered before
+    ``received`` is the source's clock when the message arrived, ``duplicate`` the broker's DUP flag
+    (this may have been delivered before). ``ack()`` acts once; a second call does nothing. A plain
+    class with slots rather than a frozen dataclass: one is built per message (a frozen dataclass
+    sets each field through ``object.__setattr__``, and a closure per ``ack`` cost as much again)."""
+
+    __slots__ = ("_done", "_link", "_mid", "_qos", "_source", "duplicate", "payload", "received", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        payload: bytes,
+        received: float,
+        duplicate: bool,
+        *,
+        source: MqttSource,
+        link: _Link,
+        mid: int,
+        qos: int,
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.received = received
+        self.duplicate = duplicate
+        self._source = source
+        self._link = link
+        self._mid = mid
+        self._qos = qos
+        self._done = False
+
+    def ack(self) -> None:
+        """Acknowledge the message (its PUBACK leaves with the others of this turn of the loop)."""
+        if self._done:
+            return
+        self._done = True
+        self._source._acked(self._link, self._mid, self._qos)
+
+    def __repr__(self) -> str:
+        return (
+            f"Inbound(topic={self.topic!r}, payload={self.payload!r}, received={self.received!r},"
+            f" duplicate={self.duplicate!r})"
+        )
 
 
 def tls_context(tls: TlsSettings | None) -> ssl.SSLContext:
@@ -181,16 +218,9 @@ class _Reconnect(Exception):
         self.delay = delay
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    """A PUBLISH as paho decoded it, with what aiomqtt's Message leaves out (DUP, arrival time)."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    duplicate: bool
-    received: float
+# A PUBLISH as decoded, with what aiomqtt's Message leaves out: (topic, payload, qos, mid, DUP,
+# arrival time). A plain tuple: one per message, built by the decoder itself.
+_Received = tuple[str, bytes, int, int, bool, float]
 
 
 @dataclass(eq=False)
@@ -206,6 +236,8 @@ class _Link:
     recycling: bool = False
     down_reason: str = ""
     lost: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # done once the connection is lost or is to be left (a recycle): nothing more is taken from it
+    leaving: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     inbox: deque[_Received] = field(default_factory=deque)  # received, not yet taken by the reader
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # inbox grew, or the link went down
     acks: list[int] = field(default_factory=list)  # packet ids acknowledged, PUBACKs not yet queued
@@ -213,8 +245,9 @@ class _Link:
     pongs: int = 0  # PINGRESPs received
     pong: asyncio.Future[None] | None = None  # set once ``pongs`` reaches ``pongs_wanted``
     pongs_wanted: int = 0
-    # (MQTT v5?, deliver): PUBLISH packets the reader decodes itself (``_BufferedRecv.take_publish``)
-    publish: tuple[bool, Callable[[str, bytes, int, int, bool], None]] | None = None
+    # (MQTT v5?, clock, receive): PUBLISH packets the reader decodes itself, stamped with the clock
+    # and handed to receive in batches (``_BufferedRecv.take_publishes``)
+    publish: tuple[bool, Callable[[], float], Callable[[list[_Received]], None]] | None = None
 
     @property
     def paho(self) -> paho.Client:
@@ -231,38 +264,61 @@ class _BufferedRecv:
     and serves paho's small reads from them. Raises ``BlockingIOError`` (through paho's own
     ``_sock_recv``) when both buffer and socket are empty, which paho reads as "wait for more"."""
 
-    __slots__ = ("_data", "_pos", "_recv")
+    __slots__ = ("_data", "_pos", "_recv", "starved")
 
     def __init__(self, recv: Callable[[int], bytes]) -> None:
         self._recv = recv
         self._data = b""
         self._pos = 0
+        self.starved = False  # the last ``take_publishes`` stopped for want of bytes
 
     @property
     def buffered(self) -> int:
         return len(self._data) - self._pos
 
-    def take_publish(self, v5: bool, deliver: Callable[[str, bytes, int, int, bool], None]) -> bool:
-        """Decode the PUBLISH (QoS 0 or 1) at the front of the buffer, if it is there whole, and
-        ``deliver`` it; False (nothing taken) for anything else: another packet, one cut by the end
-        of the buffer, QoS 2, a topic that is not UTF-8 (paho's ``_packet_read`` then reads it)."""
+    def take_publishes(self, v5: bool, limit: int, received: float) -> list[_Received]:
+        """Every whole PUBLISH (QoS 0 or 1) at the front of the buffer, in order, at most ``limit``,
+        each stamped ``received``. When the buffer is empty or ends inside a PUBLISH, the socket is
+        read first (the packet's start kept). Stops at anything else, left for paho's
+        ``_packet_read``: another packet type, QoS 2, a topic that is not UTF-8, a malformed packet
+        (never read into the next one), the end of the stream. ``starved`` then says whether it
+        stopped for bytes the socket does not have yet (paho would find nothing to read either)."""
+        out: list[_Received] = []
         data, pos = self._data, self._pos
         n = len(data)
-        if pos >= n or data[pos] & 0xF0 != 0x30:
-            return False
-        remaining = _varint(data, pos + 1, n)  # the remaining length
-        if remaining is None:
-            return False
-        length, i = remaining
-        end = i + length
-        if end > n:
-            return False
-        message = _decode_publish(data[pos], data, i, end, v5)
-        if message is None:
-            return False
-        self._pos = end
-        deliver(*message)
-        return True
+        self.starved = False
+        while len(out) < limit:
+            if pos < n:
+                header = data[pos]
+                if header & 0xF0 != 0x30:
+                    break
+                remaining = _varint(data, pos + 1, n)  # the remaining length
+                if remaining is None:
+                    if n - pos > 5:
+                        break  # longer than 4 bytes: malformed, paho reports it
+                else:
+                    length, i = remaining
+                    end = i + length
+                    if end <= n:
+                        message = _decode_publish(header, data, i, end, v5)
+                        if message is None:
+                            break
+                        out.append((*message, received))
+                        pos = end
+                        continue
+            try:  # the buffer is empty or ends inside a PUBLISH
+                more = self._recv(READ_CHUNK)
+            except BlockingIOError:
+                self.starved = True
+                break
+            except OSError:  # paho's read meets it too, and ends the connection
+                break
+            if not more:  # the peer closed: paho's read finds out
+                break
+            data = data[pos:] + more if pos < n else more
+            pos, n = 0, len(data)
+        self._data, self._pos = data, pos
+        return out
 
     def __call__(self, n: int) -> bytes:
         if self._pos >= len(self._data):
@@ -293,16 +349,19 @@ def _bulk_reader(link: _Link, loop: asyncio.AbstractEventLoop) -> Callable[[], N
             for _ in range(READ_PACKETS):
                 if client._sock is None:
                     return
-                # A whole PUBLISH in the buffer, between two of paho's packets: ours to decode
+                # Whole PUBLISH packets in the buffer, between two of paho's packets: ours to decode
                 # (``publish``: the source's; paho's framer costs a dict and two locks per packet).
                 publish = link.publish
-                if (
-                    publish is not None
-                    and client._in_packet["command"] == 0
-                    and buffer.take_publish(*publish)
-                ):
-                    taken += 1
-                    continue
+                if publish is not None and client._in_packet["command"] == 0:
+                    v5, clock, receive = publish
+                    batch = buffer.take_publishes(v5, READ_PACKETS - taken, clock())
+                    if batch:
+                        taken += len(batch)
+                        receive(batch)
+                    if buffer.starved:
+                        return
+                    if taken >= READ_PACKETS:
+                        break
                 rc = client._packet_read()
                 if rc == paho.MQTT_ERR_AGAIN:
                     return
@@ -677,6 +736,8 @@ class _Connection:
         link.wakeup.set()
         if not link.lost.done():
             link.lost.set_result(None)
+        if not link.leaving.done():
+            link.leaving.set_result(None)
         if was_up:
             self._on_down(link)
 
@@ -780,14 +841,14 @@ class MqttSource(_Connection):
         link = self._link
         if link is None or not link.up:
             return self._in_hand
-        return sum(1 for m in link.inbox if m.topic != self.sync_topic) + self._in_hand
+        return sum(1 for m in link.inbox if m[0] != self.sync_topic) + self._in_hand
 
     @property
     def waiting(self) -> int:
         """What ``drain`` would find now (direct mode): the inbox of the live, subscribed connection,
         0 while paused. Cheap (``backlog`` counts the inbox message by message)."""
         link = self._link
-        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.lost.done():
+        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.leaving.done():
             return 0
         return len(link.inbox)
 
@@ -803,38 +864,39 @@ class MqttSource(_Connection):
         super()._hook(link)
 
         def deliver(topic: str, payload: bytes, qos: int, mid: int, dup: bool) -> None:
-            self._receive(link, _Received(topic, payload, qos, mid, dup, self._clock()))
+            self._receive(link, [(topic, payload, qos, mid, dup, self._clock())])
+
+        def receive(batch: list[_Received]) -> None:
+            self._receive(link, batch)
 
         v5 = self.settings.protocol == "5"
         link.paho._handle_publish = _publish_decoder(link.paho, v5, deliver)  # type: ignore[method-assign]
-        link.publish = (v5, deliver)  # whole PUBLISH packets in the read buffer skip paho's framer
+        link.publish = (v5, self._clock, receive)  # whole PUBLISH packets in the buffer skip paho's framer
 
     def _on_message(self, link: _Link, message: paho.MQTTMessage) -> None:
         """A message through paho's own decoder (QoS 2, or a topic that is not UTF-8)."""
-        self._receive(
-            link,
-            _Received(
-                message.topic,
-                bytes(message.payload),
-                message.qos,
-                message.mid,
-                bool(message.dup),
-                self._clock(),
-            ),
-        )
+        received = (message.topic, bytes(message.payload), message.qos, message.mid, bool(message.dup))
+        self._receive(link, [(*received, self._clock())])
 
-    def _receive(self, link: _Link, message: _Received) -> None:
-        if len(link.inbox) >= self._client_queue:
-            # Not acknowledged, so the broker still owns it; the link is recycled once drained.
-            link.dropped += 1
-            self.stats["dropped_by_client"] += 1
-            if link.dropped == 1:
+    def _receive(self, link: _Link, batch: list[_Received]) -> None:
+        inbox = link.inbox
+        room = self._client_queue - len(inbox)
+        if len(batch) <= room:
+            inbox.extend(batch)
+        else:
+            # Not acknowledged, so the broker still owns them; the link is recycled once drained.
+            room = max(0, room)
+            inbox.extend(batch[:room])
+            dropped = len(batch) - room
+            if not link.dropped:
                 self._log.warning(
                     "mqtt client queue full: dropping unacknowledged messages until the link is recycled",
                     client_queue_size=self._client_queue,
                 )
-            return
-        link.inbox.append(message)
+            link.dropped += dropped
+            self.stats["dropped_by_client"] += dropped
+            if not room:
+                return
         if self.direct:
             self.arrived.set()
         else:
@@ -846,25 +908,18 @@ class MqttSource(_Connection):
         again on the next one). Each ``Inbound.ack()`` acts once; acks are sent together at the end
         of the event loop's turn."""
         link = self._link
-        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.lost.done():
+        if link is None or not self._taking.is_set() or not self.subscribed.is_set() or link.leaving.done():
             return []
         inbox = link.inbox
         out: list[Inbound] = []
+        append, take = out.append, inbox.popleft
         sync = self.sync_topic
         while inbox and len(out) < limit:
-            message = inbox.popleft()
-            if message.topic == sync:
+            topic, payload, qos, mid, dup, received = message = take()
+            if topic == sync:
                 self._sync_message(link, message)
                 continue
-            out.append(
-                Inbound(
-                    topic=message.topic,
-                    payload=message.payload,
-                    received=message.received,
-                    ack=self._acknowledger(link, message.mid, message.qos),
-                    duplicate=message.duplicate,
-                )
-            )
+            append(Inbound(topic, payload, received, dup, source=self, link=link, mid=mid, qos=qos))
         link.outstanding += len(out)
         self.stats["received"] += len(out)
         return out
@@ -877,9 +932,10 @@ class MqttSource(_Connection):
 
     def _sync_message(self, link: _Link, message: _Received) -> None:
         """Our catch-up marker (a marker of an earlier run is just dropped)."""
-        if message.qos > 0 and link.live:  # not an input: not in the stats, never redelivered
-            link.paho.ack(message.mid, message.qos)
-        if message.payload == self._marker and not self.caught_up.is_set():
+        _, payload, qos, mid, _, _ = message
+        if qos > 0 and link.live:  # not an input: not in the stats, never redelivered
+            link.paho.ack(mid, qos)
+        if payload == self._marker and not self.caught_up.is_set():
             self.caught_up_at = self.stats["received"]
             self.caught_up.set()
             self._log.info("mqtt caught up with the backlog of our session")
@@ -888,32 +944,27 @@ class MqttSource(_Connection):
         await self._subscribe(link)
         if self.direct:  # the consumer drains the inbox itself
             self.arrived.set()
-            await link.lost
-            raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
+            await link.leaving
+            raise self._ended(link)
         inbox = link.inbox
         while True:
             await self._taking.wait()
             while True:
-                if link.lost.done():  # what is still in the inbox comes again on the next connection
-                    raise _Reconnect(f"disconnected: {link.down_reason}", delay=not link.recycling)
+                if link.leaving.done():  # what is still in the inbox comes again on the next connection
+                    raise self._ended(link)
                 if inbox:
                     break
                 link.wakeup.clear()
                 await link.wakeup.wait()
             message = inbox.popleft()
-            if message.topic == self.sync_topic:
+            topic, payload, qos, mid, dup, received = message
+            if topic == self.sync_topic:
                 self._sync_message(link, message)
                 continue
             self._in_hand = 1
             try:
                 await self._taking.wait()  # paused while we waited for the message: hold it
-                inbound = Inbound(
-                    topic=message.topic,
-                    payload=message.payload,
-                    received=message.received,
-                    ack=self._acknowledger(link, message.mid, message.qos),
-                    duplicate=message.duplicate,
-                )
+                inbound = Inbound(topic, payload, received, dup, source=self, link=link, mid=mid, qos=qos)
                 link.outstanding += 1
                 await self.queue.put(inbound)
             finally:
@@ -951,38 +1002,73 @@ class MqttSource(_Connection):
             self._log.warning("mqtt catch-up marker refused: not waiting for the backlog", reason=str(exc))
             self.caught_up.set()
 
-    def _acknowledger(self, link: _Link, mid: int, qos: int) -> Callable[[], None]:
-        done = False
-
-        def ack() -> None:
-            nonlocal done
-            if done:
-                return
-            done = True
+    def ack_many(self, messages: Sequence[Inbound]) -> None:
+        """``ack()`` of each message, in order, with one look at the connection for them all (the
+        daemon acknowledges a drained chunk this way once it is committed)."""
+        current = self._link
+        live = current is not None and current.live
+        acked = stale = 0
+        mids: list[int] = []
+        for m in messages:
+            if m._done:
+                continue
+            m._done = True
+            link = m._link
             link.outstanding -= 1
-            if not link.live or link is not self._link:
-                self.stats["stale_acks"] += 1
-                return
-            if qos > 0:
-                # Sent with the other acks of this turn of the loop (one write, see _send_acks).
-                if not link.acks:
-                    asyncio.get_running_loop().call_soon(_send_acks, link)
-                link.acks.append(mid)
-            self.stats["acked"] += 1
-            if link.dropped and link.outstanding == 0 and not link.inbox and not self._in_hand:
-                self._recycle(link)
+            if link is not current or not live:
+                stale += 1
+                continue
+            if m._qos > 0:
+                mids.append(m._mid)
+            acked += 1
+        self.stats["stale_acks"] += stale
+        self.stats["acked"] += acked
+        if current is None or not live:
+            return
+        if mids:
+            if not current.acks:  # sent with the other acks of this turn of the loop (_send_acks)
+                asyncio.get_running_loop().call_soon(_send_acks, current)
+            current.acks.extend(mids)
+        if current.dropped and current.outstanding == 0 and not current.inbox and not self._in_hand:
+            self._recycle(current)
 
-        return ack
+    def _acked(self, link: _Link, mid: int, qos: int) -> None:
+        """``Inbound.ack()``, the first time: queue the PUBACK of packet ``mid`` on ``link``."""
+        link.outstanding -= 1
+        if not link.live or link is not self._link:
+            self.stats["stale_acks"] += 1
+            return
+        if qos > 0:
+            # Sent with the other acks of this turn of the loop (one write, see _send_acks).
+            if not link.acks:
+                asyncio.get_running_loop().call_soon(_send_acks, link)
+            link.acks.append(mid)
+        self.stats["acked"] += 1
+        if link.dropped and link.outstanding == 0 and not link.inbox and not self._in_hand:
+            self._recycle(link)
 
     def _recycle(self, link: _Link) -> None:
-        """Everything kept on this link is acknowledged: reconnect so the broker resends the dropped."""
+        """Everything kept on this link is acknowledged: reconnect so the broker resends the dropped.
+        Nothing more is taken from the link (what arrives meanwhile comes again); the connection task
+        leaves it as a stop does (``_leave``: the last PUBACKs, the PINGREQ barrier, a clean
+        DISCONNECT), so the broker has handled every PUBACK before the next connection takes the
+        session over, then reconnects at once."""
         if link.recycling:
             return
         link.recycling = True
-        _send_acks(link)  # before the DISCONNECT, or the broker would resend what we have
+        _send_acks(link)
         self.stats["recycles"] += 1
         self._log.info("mqtt recycling the connection to get dropped messages again", dropped=link.dropped)
-        link.paho.disconnect()  # the reader sees the link go down and reconnects at once
+        link.wakeup.set()
+        if not link.leaving.done():
+            link.leaving.set_result(None)
+
+    @staticmethod
+    def _ended(link: _Link) -> _Reconnect:
+        """Why the connection task leaves ``link``: a recycle (reconnect at once) or a lost connection."""
+        if link.recycling:
+            return _Reconnect("recycling the connection", delay=False)
+        return _Reconnect(f"disconnected: {link.down_reason}")
 
 
 def _refused(code: int | ReasonCode) -> bool:

@@ -394,6 +394,10 @@ class Store:
             self._callbacks.append(on_durable)
         return self._seq
 
+    def on_durable(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` right after the next commit, after those of the entries appended so far."""
+        self._callbacks.append(callback)
+
     def last_seq(self) -> int:
         """The last seq handed out, buffered entries included."""
         return self._seq

@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -368,14 +369,18 @@ class Daemon(CoreView):
             self._take(intake.get_nowait())
             taken += 1
         source = self.source
+        waits = self._waits
         while source is not None and taken < limit and perf() < until:
             items = source.drain(min(limit - taken, DRAIN))
             if not items:
                 break
             for item in items:
-                self._mqtt_taken += 1
-                self._message("mqtt", item.topic, item.payload, clock(), item.ack)
-                self._waits.append(max(0.0, clock() - item.received))
+                now = clock()
+                self._message("mqtt", item.topic, item.payload, now, None)
+                waits.append(max(0.0, now - item.received))
+            # acknowledged together once committed (after the entries' own callbacks: in order)
+            self.store.on_durable(partial(source.ack_many, items))
+            self._mqtt_taken += len(items)
             taken += len(items)
         return taken
 
@@ -433,9 +438,17 @@ class Daemon(CoreView):
             if not item.done.done():
                 item.done.set_exception(exc)
 
-    def _message(self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
+    def _message(
+        self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None] | None
+    ) -> None:
+        """Journal and apply one message (``_journal_and_apply``, written out: once per message);
+        ``ack`` runs once it is committed."""
         kind = "msg-held" if self._catching_up else "msg"
-        decisions = self._journal_and_apply(kind, topic, payload, now, on_durable=ack, source=source)
+        self.store.append(kind, topic, payload, now, on_durable=ack)
+        self._entries_since_snapshot += 1
+        decisions = self._apply(kind, topic, payload, now)
+        if decisions.records or decisions.dead_letters or decisions.faults or decisions.notices:
+            self._record(decisions, now, replay=False, source=source)
         outcome = decisions.message  # None: the daemon contained a failure outside the core's own
         if outcome is not None and outcome.accepted:
             self._counts[source, outcome.kind, "accepted"] += 1  # into the metrics once per batch

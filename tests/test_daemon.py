@@ -109,6 +109,30 @@ async def test_invalid_messages_are_dead_lettered_with_the_reason(
     assert ("probable_cause", "field required") in errors
 
 
+async def test_a_payload_of_megabytes_is_dead_lettered_and_the_next_alarm_goes_on(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """A 2 MiB PUBLISH (cut by many reads: paho gathers it, not the engine's framer) is refused with
+    its size on the dead-letter topic; the alarm published after it opens its incident."""
+    cfg = write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix)
+    async with (
+        collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead,
+        Daemon(settings(cfg)) as daemon,
+    ):
+        await until(lambda: daemon.ready, timeout=10, what="readiness")
+        huge = [(f"{topic_prefix}/alarms/olt-001", b'{"pad": "' + b"x" * (2 << 20) + b'"}')]
+        good = with_prefix([alarm("olt-001", "linkDown", 0, "critical")], topic_prefix)
+        await publish(mosquitto.url, huge + good)
+        await until(lambda: bool(dead), timeout=20, what="a dead letter")
+        await until(
+            lambda: any(i.root == "olt-001:linkDown" for i in daemon.pipeline.incidents.incidents()),
+            timeout=20,
+            what="the good alarm's incident",
+        )
+    reasons = [e["reason"] for e in dead[0]["errors"]]
+    assert reasons == [f"payload is {len(huge[0][1])} bytes, limit is 65536"], reasons
+
+
 async def test_broker_restart_mid_stream_loses_nothing(
     tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
 ) -> None:

@@ -707,6 +707,26 @@ def test_the_read_buffer_frames_whole_publish_packets_only(v5: bool) -> None:
 
 
 @pytest.mark.parametrize("v5", [True, False])
+def test_a_large_publish_cut_by_a_read_is_left_to_paho(v5: bool) -> None:
+    """A PUBLISH longer than ``LARGE_PUBLISH`` that a read cuts is not gathered by ``take_publishes``
+    (joining each read to the packet's start copied it again per read: quadratic, 7 s of the event
+    loop for 32 MiB): it stays for paho, whose reads through the buffer get every byte in order."""
+    size = 4 * mqtt_module.LARGE_PUBLISH
+    big = _publish_packet("t/big", b"z" * size, 5, v5=v5)
+    after = _publish_packet("t/after", b"a", 6, v5=v5)
+    stream = big + after
+    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    buffer = mqtt_module._BufferedRecv(_socket(chunks))
+    assert (buffer.take_publishes(v5, 100, 1.0), buffer.starved) == ([], False)
+    assert buffer.buffered <= 65536  # one read, not the packet gathered
+    read = b""
+    while len(read) < len(big):  # paho's _packet_read: through the buffer, as much as it is given
+        read += buffer(len(big) - len(read))
+    assert read == big
+    assert buffer.take_publishes(v5, 100, 2.0) == [("t/after", b"a", 1, 6, False, 2.0)]
+
+
+@pytest.mark.parametrize("v5", [True, False])
 @pytest.mark.parametrize(
     "broken",
     [

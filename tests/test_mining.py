@@ -748,3 +748,16 @@ def test_the_order_of_beginnings_replaces_the_depth_not_the_lift() -> None:
     counts.depth["y"] = 1000  # y raised one hop lower on average: by depth, x → y
     [rule] = select(counts).rules
     assert ((rule.root, rule.symptom), rule.episodes) == (("y", "x"), (20, 0, 0))
+
+
+def test_a_tie_in_the_order_of_beginnings_decides_nothing_even_with_no_floor() -> None:
+    """Bursts begun first by each type as often as by the other: with ``--min-z 0`` the sign test
+    passes a tie (0 ≥ 0), and each direction's rule yielded to the other, so the pair was lost; a
+    tie leaves the choice to the depth, as with the default floor."""
+    xy, yx = ("x", "y", "same_element"), ("y", "x", "same_element")
+    counts = _counts({xy: ([0, 0, 30], [0, 0, 1]), yx: ([0, 0, 30], [0, 0, 10])})
+    counts.first[("x", "y")] = counts.first[("y", "x")] = 10
+    counts.depth["y"] = 1000  # by depth, x → y
+    for floor in (0.0, 3.0):
+        rules = select(counts, Thresholds(min_z=floor)).rules
+        assert [(r.root, r.symptom, r.episodes) for r in rules] == [("x", "y", None)], floor

@@ -313,9 +313,10 @@ def _by_episodes(a: str, b: str, counts: Counts, th: Thresholds) -> str | None:
     """The type whose bursts on one element begin before the other's, when that order is decisive:
     of the episodes (``engine.tools.mining.stats``) holding both, the first raise of one strictly
     before the other's in clearly more of them (a sign test, ``|n_ab - n_ba| / sqrt(n_ab + n_ba)``
-    at least ``min_z``, the same floor as the evidence's excess); None otherwise."""
+    at least ``min_z``, the same floor as the evidence's excess); None otherwise, and always on a
+    tie (with ``min_z`` 0 a tie would pass, and each direction's rule would yield to the other)."""
     ab, ba = counts.first[(a, b)], counts.first[(b, a)]
-    if ab + ba == 0 or abs(ab - ba) / math.sqrt(ab + ba) < th.min_z:
+    if ab == ba or abs(ab - ba) / math.sqrt(ab + ba) < th.min_z:
         return None
     return a if ab > ba else b
 

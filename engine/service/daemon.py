@@ -374,12 +374,18 @@ class Daemon(CoreView):
             items = source.drain(min(limit - taken, DRAIN))
             if not items:
                 break
-            for item in items:
-                now = clock()
-                self._message("mqtt", item.topic, item.payload, now, None)
-                waits.append(max(0.0, now - item.received))
-            # acknowledged together once committed (after the entries' own callbacks: in order)
-            self.store.on_durable(partial(source.ack_many, items))
+            done = 0
+            try:
+                for item in items:
+                    now = clock()
+                    self._message("mqtt", item.topic, item.payload, now, None)
+                    waits.append(max(0.0, now - item.received))
+                    done += 1
+            finally:  # acknowledged together once committed (after the entries' own callbacks: in
+                # order); if one failed, those journaled before it still are, not it (redelivered)
+                if done:
+                    journaled = items if done == len(items) else items[:done]
+                    self.store.on_durable(partial(source.ack_many, journaled))
             self._mqtt_taken += len(items)
             taken += len(items)
         return taken

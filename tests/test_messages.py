@@ -1210,3 +1210,16 @@ def test_plain_alarm_odd_payloads_decode_as_before(payload: bytes) -> None:
     expected = _decodes_as_before(payload)
     if not isinstance(expected, Alarm):
         assert expected
+
+
+@pytest.mark.parametrize("name", ["ne_id", "probable_cause", "severity", "text"])
+def test_a_mapping_with_a_string_that_is_not_utf8_is_refused_as_the_model_refuses_it(name: str) -> None:
+    """A payload given as a mapping (``Pipeline.feed`` of a dict) is not parsed by orjson, so its
+    strings may hold a lone surrogate: the plain decoder took them, and the alarm failed later
+    (``Alarm.identity``) as an internal error. Now the model checks them and names the field."""
+    fields = native(event_time=T0)
+    fields[name] = "a\ud800"
+    with pytest.raises(InvalidMessage) as caught:
+        PLAIN_DECODER.decode(A, fields)
+    assert [field for field, _ in caught.value.errors] == [name]
+    assert "unicode" in caught.value.errors[0][1] or name == "severity"  # severity: not a known one

@@ -811,8 +811,9 @@ class Decoder:
         if kind == "alarm":
             obj = self._load(topic, payload)
             # a native alarm in its common shape, checked in plain code; anything else (and any
-            # error) through the model, which words it
-            alarm = _plain_alarm(obj)
+            # error) through the model, which words it. A mapping given as such (not parsed here by
+            # orjson) may hold strings that are not UTF-8 (lone surrogates): the model checks those
+            alarm = None if isinstance(payload, Mapping) else _plain_alarm(obj)
             known = self._known_elements
             if alarm is None or (known is not None and alarm.ne_id not in known):
                 alarm = self._alarm(topic, obj)

@@ -121,7 +121,7 @@ class Inbound:
     class with slots rather than a frozen dataclass: one is built per message (a frozen dataclass
     sets each field through ``object.__setattr__``, and a closure per ``ack`` cost as much again)."""
 
-    __slots__ = ("_done", "_link", "_mid", "_qos", "_source", "duplicate", "payload", "received", "topic")
+    __slots__ = ("_link", "_mid", "_qos", "_settled", "_source", "duplicate", "payload", "received", "topic")
 
     def __init__(
         self,
@@ -143,13 +143,13 @@ class Inbound:
         self._link = link
         self._mid = mid
         self._qos = qos
-        self._done = False
+        self._settled = False
 
     def ack(self) -> None:
         """Acknowledge the message (its PUBACK leaves with the others of this turn of the loop)."""
-        if self._done:
+        if self._settled:
             return
-        self._done = True
+        self._settled = True
         self._source._acked(self._link, self._mid, self._qos)
 
     def __repr__(self) -> str:
@@ -1015,9 +1015,9 @@ class MqttSource(_Connection):
         acked = stale = 0
         mids: list[int] = []
         for m in messages:
-            if m._done:
+            if m._settled:
                 continue
-            m._done = True
+            m._settled = True
             link = m._link
             link.outstanding -= 1
             if link is not current or not live:

@@ -147,10 +147,7 @@ class Inbound:
 
     def ack(self) -> None:
         """Acknowledge the message (its PUBACK leaves with the others of this turn of the loop)."""
-        if self._settled:
-            return
-        self._settled = True
-        self._source._acked(self._link, self._mid, self._qos)
+        self._source.ack_many((self,))
 
     def __repr__(self) -> str:
         return (
@@ -1008,8 +1005,10 @@ class MqttSource(_Connection):
             self.caught_up.set()
 
     def ack_many(self, messages: Sequence[Inbound]) -> None:
-        """``ack()`` of each message, in order, with one look at the connection for them all (the
-        daemon acknowledges a drained chunk this way once it is committed)."""
+        """Acknowledge each message not yet acknowledged, in order, with one look at the connection
+        for them all (the daemon acknowledges a drained chunk this way once it is committed;
+        ``Inbound.ack()`` is this for one message): its PUBACK is queued on the live connection it
+        came on, or it is counted stale."""
         current = self._link
         live = current is not None and current.live
         acked = stale = 0
@@ -1036,21 +1035,6 @@ class MqttSource(_Connection):
             current.acks.extend(mids)
         if current.dropped and current.outstanding == 0 and not current.inbox and not self._in_hand:
             self._recycle(current)
-
-    def _acked(self, link: _Link, mid: int, qos: int) -> None:
-        """``Inbound.ack()``, the first time: queue the PUBACK of packet ``mid`` on ``link``."""
-        link.outstanding -= 1
-        if not link.live or link is not self._link:
-            self.stats["stale_acks"] += 1
-            return
-        if qos > 0:
-            # Sent with the other acks of this turn of the loop (one write, see _send_acks).
-            if not link.acks:
-                asyncio.get_running_loop().call_soon(_send_acks, link)
-            link.acks.append(mid)
-        self.stats["acked"] += 1
-        if link.dropped and link.outstanding == 0 and not link.inbox and not self._in_hand:
-            self._recycle(link)
 
     def _recycle(self, link: _Link) -> None:
         """Everything kept on this link is acknowledged: reconnect so the broker resends the dropped.

@@ -85,26 +85,35 @@ async def test_a_fiber_cut_over_mqtt_becomes_one_incident_delivered_everywhere(
         assert {r["incident_id"] for r in on_topic} == {opened["incident_id"]}
 
 
-async def test_invalid_messages_are_dead_lettered_with_the_reason(
-    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
-) -> None:
-    """A malformed alarm is published on the dead-letter topic with the field and reason; the good
-    alarm after it still opens its incident."""
+async def _dead_letters_of(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str, bad: bytes, timeout: float
+) -> list[dict[str, Any]]:
+    """Publish ``bad`` on an alarm topic and a good alarm after it; once the dead letter came and the
+    good alarm opened its incident (each within ``timeout``), the dead letters received."""
     cfg = write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix)
     async with (
         collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead,
         Daemon(settings(cfg)) as daemon,
     ):
         await until(lambda: daemon.ready, timeout=10, what="readiness")
-        bad = [(f"{topic_prefix}/alarms/olt-001", b'{"ne_id": "olt-999", "severity": "major"}')]
         good = with_prefix([alarm("olt-001", "linkDown", 0, "critical")], topic_prefix)
-        await publish(mosquitto.url, bad + good)
-        await until(lambda: bool(dead), timeout=10, what="a dead letter")
+        await publish(mosquitto.url, [(f"{topic_prefix}/alarms/olt-001", bad), *good])
+        await until(lambda: bool(dead), timeout=timeout, what="a dead letter")
         await until(
             lambda: any(i.root == "olt-001:linkDown" for i in daemon.pipeline.incidents.incidents()),
-            timeout=10,
+            timeout=timeout,
             what="the good alarm's incident",
         )
+    return dead
+
+
+async def test_invalid_messages_are_dead_lettered_with_the_reason(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """A malformed alarm is published on the dead-letter topic with the field and reason; the good
+    alarm after it still opens its incident."""
+    bad = b'{"ne_id": "olt-999", "severity": "major"}'
+    dead = await _dead_letters_of(tmp_path, mosquitto, topic_prefix, bad, timeout=10)
     errors = {(e["field"], e["reason"]) for e in dead[0]["errors"]}
     assert ("probable_cause", "field required") in errors
 
@@ -114,23 +123,10 @@ async def test_a_payload_of_megabytes_is_dead_lettered_and_the_next_alarm_goes_o
 ) -> None:
     """A 2 MiB PUBLISH (cut by many reads: paho gathers it, not the engine's framer) is refused with
     its size on the dead-letter topic; the alarm published after it opens its incident."""
-    cfg = write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix)
-    async with (
-        collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead,
-        Daemon(settings(cfg)) as daemon,
-    ):
-        await until(lambda: daemon.ready, timeout=10, what="readiness")
-        huge = [(f"{topic_prefix}/alarms/olt-001", b'{"pad": "' + b"x" * (2 << 20) + b'"}')]
-        good = with_prefix([alarm("olt-001", "linkDown", 0, "critical")], topic_prefix)
-        await publish(mosquitto.url, huge + good)
-        await until(lambda: bool(dead), timeout=20, what="a dead letter")
-        await until(
-            lambda: any(i.root == "olt-001:linkDown" for i in daemon.pipeline.incidents.incidents()),
-            timeout=20,
-            what="the good alarm's incident",
-        )
+    huge = b'{"pad": "' + b"x" * (2 << 20) + b'"}'
+    dead = await _dead_letters_of(tmp_path, mosquitto, topic_prefix, huge, timeout=20)
     reasons = [e["reason"] for e in dead[0]["errors"]]
-    assert reasons == [f"payload is {len(huge[0][1])} bytes, limit is 65536"], reasons
+    assert reasons == [f"payload is {len(huge)} bytes, limit is 65536"], reasons
 
 
 async def test_broker_restart_mid_stream_loses_nothing(

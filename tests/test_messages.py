@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -30,7 +30,7 @@ from engine.model.messages import (
     topic_matches,
 )
 from engine.model.messages import _plain_alarm as plain_alarm
-from engine.model.timeutil import format_time, parse_time
+from engine.model.timeutil import format_time, parse_duration, parse_time
 
 T0 = parse_time("2024-05-01T10:00:00Z")
 ELEMENTS = frozenset({"olt-1", "olt-2"})
@@ -341,6 +341,20 @@ INVALID: list[Any] = [
     ),
     pytest.param(A, js(native(event_time=True)), "event_time", "got boolean", id="time-bool"),
     pytest.param(A, js(native(event_time=-1)), "event_time", "must not be negative", id="time-negative"),
+    pytest.param(
+        A,
+        js(native(event_time="1969-12-31T23:59:59Z")),
+        "event_time",
+        "time '1969-12-31T23:59:59Z' is before 1970-01-01T00:00:00Z (the Unix epoch)",
+        id="time-rfc3339-before-epoch",
+    ),
+    pytest.param(
+        S,
+        js(sample(time="0001-01-01T00:00:00+01:00")),
+        "time",
+        "is before 1970-01-01",
+        id="sample-time-year-1",
+    ),
     pytest.param(
         A, js(native(event_time=1714557600000)), "event_time", "after year 9999", id="time-milliseconds"
     ),
@@ -869,16 +883,29 @@ _SAMPLE_X = b'{"probe_id": "p1", "target": "olt-1", "time": 1.5, "metrics": {"mo
         (A, _ALARM_X.replace(b"olt-1", b"olt\\u002d1") + b'"x": @}'),
         (S, b'{"samples": [' + _SAMPLE_X + b', "x": @}]}'),
         (S, b'{"samples": [' + _SAMPLE_X + b'}], "x": @}'),
+        (S, b'{"samples": [' + _SAMPLE_X.replace(b'"time": 1.5', b'"time": @, "time": 1.5') + b"}]}"),
+        (S, b'{"samples": [' + _SAMPLE_X.replace(b'{"mos"', b'{"mos": @, "mos"') + b"}]}"),
+        (S, b'{"samples": [' + _SAMPLE_X + b'}], "samples": @, "samples": [' + _SAMPLE_X + b"}]}"),
     ],
-    ids=["alarm", "alarm-rfc3339-nested", "alarm-escaped", "sample-extra", "batch-extra"],
+    ids=[
+        "alarm",
+        "alarm-rfc3339-nested",
+        "alarm-escaped",
+        "sample-extra",
+        "batch-extra",
+        "sample-repeated-key",
+        "metric-repeated-key",
+        "batch-repeated-key",
+    ],
 )
 @pytest.mark.parametrize("number", NON_FINITE, ids=lambda b: b.decode()[:12])
 def test_an_extra_key_with_a_non_finite_number_is_refused_as_the_full_path_refuses_it(
     topic: str, payload: bytes, number: bytes
 ) -> None:
     """A number JSON cannot hold as a finite double (``1e999``, ``NaN``, ``Infinity``) is refused
-    by the full path's parser even under a key the model ignores; the fast paths refuse it too
-    (pydantic-core alone would parse and drop it), with the full path's words."""
+    by the full path's parser even under a key the model ignores or a key given again later; the
+    fast paths refuse it too (pydantic-core alone would parse and drop it), with the full path's
+    words."""
     message = payload.replace(b"@", number)
     with pytest.raises(InvalidMessage) as caught:
         DECODER.decode(topic, message)
@@ -1223,3 +1250,51 @@ def test_a_mapping_with_a_string_that_is_not_utf8_is_refused_as_the_model_refuse
         PLAIN_DECODER.decode(A, fields)
     assert [field for field, _ in caught.value.errors] == [name]
     assert "unicode" in caught.value.errors[0][1] or name == "severity"  # severity: not a known one
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"samples": [' + _SAMPLE_X.replace(b'"time": 1.5', b'"time": 9.0, "time": 1.5') + b"}]}",
+        b'{"samples": [' + _SAMPLE_X.replace(b'{"mos"', b'{"mos": 1.0, "loss_pct": 2, "mos"') + b"}]}",
+        b'{"samples": [' + _SAMPLE_X.replace(b'"time": 1.5', b'"time": "2024-05-01T10:00:00Z"') + b"}]}",
+    ],
+    ids=["repeated-time", "repeated-metric", "colons-in-a-string"],
+)
+def test_a_batch_with_a_repeated_key_or_a_colon_in_a_string_decodes_as_the_full_path_decodes_it(
+    payload: bytes,
+) -> None:
+    """The fast path counts colons to see that no key was repeated; a batch where they do not
+    match (a repeated key with good values, a colon inside a time) decodes as the full path
+    decodes it (the last value of a repeated key counts on both)."""
+    assert DECODER.decode(S, payload) == DECODER._samples(S, orjson.loads(payload))
+
+
+@pytest.mark.parametrize(("topic", "field"), [(A, "event_time"), (S, "time")])
+def test_a_mapping_with_a_time_too_large_for_a_float_is_refused_naming_it(topic: str, field: str) -> None:
+    """A payload given as a mapping may hold an integer no float can hold (JSON text cannot reach
+    the model with one: orjson refuses it): refused with the field named, not an OverflowError."""
+    fields: dict[str, Any] = native(event_time=10**400) if topic == A else sample(time=10**400)
+    with pytest.raises(InvalidMessage) as caught:
+        PLAIN_DECODER.decode(topic, fields)
+    assert caught.value.errors == [(field, "time must be a finite number (this integer is too large)")]
+
+
+@pytest.mark.parametrize(
+    ("parse", "value", "reason"),
+    [
+        (parse_time, 10**400, "time must be a finite number (this integer is too large)"),
+        (parse_time, "1960-01-01T00:00:00+00:00", "is before 1970-01-01T00:00:00Z (the Unix epoch)"),
+        (parse_duration, 10**400, "duration must be a finite number (this integer is too large)"),
+        (parse_duration, -1, "duration must be a finite, non-negative number, got -1"),
+    ],
+    ids=["time-huge-int", "time-before-epoch", "duration-huge-int", "duration-negative"],
+)
+def test_times_and_durations_out_of_range_are_refused_in_words(
+    parse: Callable[[object], float], value: object, reason: str
+) -> None:
+    """Configuration, CLI arguments and rule tests read times and durations with these: an integer
+    too large for a float, or a time before the epoch, is a ValueError that says so."""
+    with pytest.raises(ValueError, match=r"\w") as caught:
+        parse(value)
+    assert reason in str(caught.value)

@@ -892,7 +892,18 @@ class Decoder:
             return None
         if not rows or len(rows) > self.max_batch:
             return None
-        if not self._metric_bounds.hold(list(map(_METRICS, rows))):
+        metrics = list(map(_METRICS, rows))
+        # A repeated key's earlier value is parsed and dropped by pydantic-core, even one orjson
+        # (and so the full path) refuses, such as ``1e999``. Outside strings a colon follows each
+        # key, so as many colons as the keys kept means no key was repeated; otherwise (a repeated
+        # key, or a colon in a string such as an RFC 3339 time) orjson must take the payload too
+        keys = 1 + sum(map(len, rows)) + sum(map(len, metrics))
+        if payload.count(":" if isinstance(payload, str) else b":") != keys:
+            try:
+                orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                return None
+        if not self._metric_bounds.hold(metrics):
             return None
         known = self._known_elements
         if known is not None and not all(t in known for t in set(map(_TARGET, rows))):

@@ -23,7 +23,10 @@ def parse_time(value: object) -> float:
     network element's local time would silently shift every window.
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
-        t = float(value)
+        try:
+            t = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError("time must be a finite number (this integer is too large)") from None
         if not math.isfinite(t):
             raise ValueError("time must be a finite number")
         if t < 0:
@@ -48,7 +51,10 @@ def _parse_text(value: str) -> float:
         raise ValueError(f"not an RFC 3339 time: {value!r}") from None
     if dt.tzinfo is None:
         raise ValueError(f"RFC 3339 time needs an offset or Z: {value!r}")
-    return dt.timestamp()
+    t = dt.timestamp()
+    if t < 0:  # as epoch seconds must not be negative
+        raise ValueError(f"time {value!r} is before 1970-01-01T00:00:00Z (the Unix epoch)")
+    return t
 
 
 parse_text = _parse_text
@@ -67,9 +73,13 @@ def format_time(t: float) -> str:
 def parse_duration(value: object) -> float:
     """``300``, ``"300s"``, ``"5m"``, ``"1.5h"``, ``"250ms"`` → seconds. Raises ``ValueError``."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or value < 0:
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ValueError("duration must be a finite number (this integer is too large)") from None
+        if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"duration must be a finite, non-negative number, got {value}")
-        return float(value)
+        return seconds
     if isinstance(value, str):
         m = _DURATION.match(value)
         if not m:

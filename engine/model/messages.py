@@ -898,7 +898,8 @@ class Decoder:
         # key, so as many colons as the keys kept means no key was repeated; otherwise (a repeated
         # key, or a colon in a string such as an RFC 3339 time) orjson must take the payload too
         keys = 1 + sum(map(len, rows)) + sum(map(len, metrics))
-        if payload.count(":" if isinstance(payload, str) else b":") != keys:
+        colons = payload.count(":") if isinstance(payload, str) else payload.count(b":")
+        if colons != keys:
             try:
                 orjson.loads(payload)
             except orjson.JSONDecodeError:

@@ -1306,17 +1306,24 @@ def test_times_and_durations_out_of_range_are_refused_in_words(
 _KNOWN_VALUES = {"mos": (1.0, 5.0), "loss_pct": (0.0, 100.0), "latency_ms": (0.0, 3_600_000.0)}
 
 
+def _good_value(rng: random.Random, low: float, high: float) -> float | int:
+    """A value in range: a float, a bound, or an integer (which the model makes a float)."""
+    pick = rng.random()
+    if pick < 0.7:
+        return rng.uniform(low, high)
+    if pick < 0.85:
+        return rng.choice([low, high])
+    return rng.randint(int(low), int(high))
+
+
 def _good_sample(rng: random.Random, names: list[str]) -> dict[str, Any]:
     item: dict[str, Any] = {
         "probe_id": rng.choice(["p", "p-1", "x" * 256, "probe é ü ✓", "p\u2028q"]),
         "target": rng.choice(sorted(ELEMENTS)),
-        "time": rng.choice([0.0, -0.0, MAX_TIME, T0, T0 + rng.random(), rng.uniform(0, MAX_TIME)]),
-        "metrics": {
-            n: rng.uniform(*_KNOWN_VALUES.get(n, (-1e12, 1e12)))
-            if rng.random() < 0.8
-            else _KNOWN_VALUES.get(n, (-1e12, 1e12))[rng.randint(0, 1)]
-            for n in names
-        },
+        "time": rng.choice(
+            [0.0, -0.0, MAX_TIME, T0, T0 + rng.random(), rng.uniform(0, MAX_TIME), 0, int(T0), int(MAX_TIME)]
+        ),
+        "metrics": {n: _good_value(rng, *_KNOWN_VALUES.get(n, (-1e12, 1e12))) for n in names},
     }
     for optional, values in (
         ("service", [None, *sorted(SERVICES)]),
@@ -1365,8 +1372,9 @@ def _batch_decodes_as_before(payload: bytes) -> Decoded | list[tuple[str, str]]:
 
 def test_plain_rows_give_what_the_full_path_gives_on_many_good_batches() -> None:
     """1,000 good batches (1 to 40 samples, the same metrics in all or not, optional fields absent,
-    null or set, strings and metric counts at their bounds, non-ASCII, keys in any order): the plain
-    path takes each, and the decoder gives what the full path gives."""
+    null or set, strings and metric counts at their bounds, non-ASCII, integer times and values,
+    keys in any order): the plain path takes each, and the decoder gives what the full path gives
+    (integers made floats, as the model makes them)."""
     rng = random.Random(7)
     for _ in range(1000):
         shared = _names(rng)

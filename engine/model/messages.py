@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+from collections import deque
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -664,24 +665,28 @@ class _MetricBounds:
 
     def hold(self, metrics: Sequence[dict[str, float]]) -> tuple[bool, frozenset[str] | None]:
         """Whether every sample's metrics are a mapping whose names match the pattern and whose
-        values are floats (``FiniteFloat`` in strict mode takes an integer too and makes a float of
-        it: such a batch is the model's to read) within their metric's range; and the names, when
-        every sample carries the same ones. When every sample carries as many metrics as the first
-        and each of the first's (a probe's usual batch: then all carry the same ones), each metric's
-        values are a column, taken by ``dict.get`` and checked by one ``min`` through
-        ``float.conjugate`` (which refuses anything but a float) and one ``max``; otherwise value by
-        value."""
+        values are floats within their metric's range; and the names, when every sample carries the
+        same ones. When every sample carries as many metrics as the first and each of the first's (a
+        probe's usual batch: then all carry the same ones), each metric's values are a column, taken
+        by ``dict.get`` and checked by one ``min`` through ``float.conjugate`` (which refuses
+        anything but a float) and one ``max``; a column holding integers among floats has them made
+        floats in place, as the model (``FiniteFloat``, strict) makes them (``_floats``: the caller
+        passes mappings of its own). Otherwise value by value, an integer left to the model."""
         first = metrics[0]
         if type(first) is dict and len(set(map(len, metrics))) == 1:
             try:
                 for name in first:
                     bounds = self.of(name)
-                    column = list(map(_GET, metrics, repeat(name)))  # None where one lacks it
-                    if (
-                        bounds is None
-                        or min(map(float.conjugate, column)) < bounds[0]
-                        or max(column) > bounds[1]
-                    ):
+                    if bounds is None:
+                        return False, None
+                    column: list[Any] = list(map(_GET, metrics, repeat(name)))  # None where one lacks it
+                    try:
+                        low = min(map(float.conjugate, column))
+                    except TypeError:  # not all floats: integers among them (made floats), or worse
+                        column = _floats(column)
+                        _RUN(map(dict.__setitem__, metrics, repeat(name), column), maxlen=0)
+                        low = min(column)
+                    if low < bounds[0] or max(column) > bounds[1]:
                         return False, None
             except TypeError:  # not all the same metrics, or a value that is not a float
                 pass
@@ -699,6 +704,19 @@ class _MetricBounds:
 
 
 _GET: Callable[..., Any] = dict.get  # columns of any type: checked after
+_RUN = deque  # ``_RUN(map(...), maxlen=0)``: runs a ``map`` for its effect, in C
+_NUMBERS = {int, float}
+
+
+def _floats(column: list[Any]) -> list[float]:
+    """The column's numbers as floats, as the strict model reads a float field (an ``int`` made a
+    float; orjson's integers fit 64 bits, so each has one); ``TypeError`` when a value is not an
+    ``int`` or a ``float`` (``bool``, None, a string)."""
+    if not set(map(type, column)) <= _NUMBERS:
+        raise TypeError("not a number")
+    return list(map(float, column))
+
+
 _FOUR = {4}
 _ROW_KEYS = frozenset(SampleRow.__annotations__)
 _TARGET = itemgetter("target")
@@ -718,14 +736,16 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
     """The rows of a batch that orjson parsed (``{"samples": [...]}`` and no other key), checked in
     plain code, column by column, as ``KpiSample`` checks each item: ``probe_id`` and ``target``
     strings of 1 to 256 characters, ``service`` and ``customer`` (when given) null or such strings,
-    ``time`` a float within ``0..MAX_TIME``, ``metrics`` a mapping of 1 to ``MAX_METRICS`` entries
-    (their names and values are ``_MetricBounds.hold``'s), no key the model does not name; with the
-    batch's metrics and distinct targets. None for anything else (an integer or RFC 3339 time, an
-    extra key, any wrong type or value), which pydantic reads as before. orjson keeps the last value
+    ``time`` a float within ``0..MAX_TIME`` (an integer made a float in place, as the model's
+    ``_time`` makes it), ``metrics`` a mapping of 1 to ``MAX_METRICS`` entries (their names and
+    values are ``_MetricBounds.hold``'s), no key the model does not name; with the batch's metrics
+    and distinct targets. None for anything else (an RFC 3339 time, an extra key, any wrong type or
+    value), which pydantic reads as before. orjson keeps the last value
     of a repeated key, as the full path (orjson too) does, and refuses what JSON cannot hold
     (``1e999``, ``NaN``). Each column is taken by ``dict.get`` (which refuses an item that is not a
     mapping), strings are checked by ``str.join`` and floats by ``float.conjugate`` (which refuse
-    anything else, ``bool`` and ``int`` included): no Python step per sample."""
+    anything else, ``bool`` and ``int`` included): no Python step per sample. The rows are orjson's
+    own, changed only here."""
     if type(obj) is not dict or len(obj) != 1:
         return None
     rows = obj.get("samples")
@@ -739,7 +759,13 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
         distinct = set(targets)
         if not (_ids(probes) and _ids(distinct)):
             return None
-        if min(map(float.conjugate, times)) < 0.0 or max(times) > MAX_TIME:
+        try:
+            low = min(map(float.conjugate, times))
+        except TypeError:  # integers among them: epoch seconds the model's ``_time`` makes floats
+            times = _floats(times)
+            _RUN(map(dict.__setitem__, rows, repeat("time"), times), maxlen=0)
+            low = min(times)
+        if low < 0.0 or max(times) > MAX_TIME:
             return None
         sizes = set(map(len, metrics))
         if min(sizes) < 1 or max(sizes) > MAX_METRICS:
@@ -936,13 +962,13 @@ class Decoder:
 
     def _batch_fast(self, topic: str, payload: bytes | str) -> Decoded | None:
         """A batch of samples that is wholly good, decoded into rows by orjson and checked in plain
-        code on its columns (``_plain_rows``), or, when its shape is not the plain one (an integer or
-        RFC 3339 time, an integer value, an extra key), validated in one pydantic-core call from its
-        bytes (``_validated_rows``); then its metric names, ranges and references checked on the
-        batch's columns and distinct names. None for anything else (a single sample, too big, any
-        bad item or reference), which the full path decodes again to keep the good items and name
-        each bad one by index and field. Both paths give the same ``Decoded`` for a good batch
-        (``tests/test_messages.py`` checks)."""
+        code on its columns (``_plain_rows``), or, when its shape is not the plain one (an RFC 3339
+        time, an extra key, samples of different metrics with integer values), validated in one
+        pydantic-core call from its bytes (``_validated_rows``); then its metric names, ranges and
+        references checked on the batch's columns and distinct names. None for anything else (a
+        single sample, too big, any bad item or reference), which the full path decodes again to
+        keep the good items and name each bad one by index and field. Both paths give the same
+        ``Decoded`` for a good batch (``tests/test_messages.py`` checks)."""
         if _size(payload) > self.max_bytes:
             return None
         try:

@@ -57,6 +57,10 @@ CASES = [
     pytest.param([FIRST, [row("p1", "a", 9.0, x=9.0, z=4.0), row("p2", "b", 12.0, x=1.0)]], id="late-first"),
     pytest.param([FIRST, [row("p2", "b", 12.0, x=1.0), row("p1", "a", 10.5, y=9.0)]], id="unsorted"),
     pytest.param([FIRST, [row("p4", "a", 10.5, x=8.0, w=1.0)]], id="older-than-target-newer-than-probe"),
+    pytest.param(
+        [FIRST, [row("p1", "a", 12.0, z=1.0), row("p2", "b", 12.0, x=2.0), row("p1", "a", 12.5, x=3.0)]],
+        id="in-order-every-target-held",
+    ),
 ]
 
 

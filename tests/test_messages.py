@@ -30,6 +30,7 @@ from engine.model.messages import (
     topic_matches,
 )
 from engine.model.messages import _plain_alarm as plain_alarm
+from engine.model.messages import _plain_rows as plain_rows
 from engine.model.timeutil import format_time, parse_duration, parse_time
 
 T0 = parse_time("2024-05-01T10:00:00Z")
@@ -1298,3 +1299,157 @@ def test_times_and_durations_out_of_range_are_refused_in_words(
     with pytest.raises(ValueError, match=r"\w") as caught:
         parse(value)
     assert reason in str(caught.value)
+
+
+# The batch's plain path (``_plain_rows``: orjson and checks by column) against the full path.
+
+_KNOWN_VALUES = {"mos": (1.0, 5.0), "loss_pct": (0.0, 100.0), "latency_ms": (0.0, 3_600_000.0)}
+
+
+def _good_value(rng: random.Random, low: float, high: float) -> float | int:
+    """A value in range: a float, a bound, or an integer (which the model makes a float)."""
+    pick = rng.random()
+    if pick < 0.7:
+        return rng.uniform(low, high)
+    if pick < 0.85:
+        return rng.choice([low, high])
+    return rng.randint(int(low), int(high))
+
+
+def _good_sample(rng: random.Random, names: list[str]) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "probe_id": rng.choice(["p", "p-1", "x" * 256, "probe é ü ✓", "p\u2028q"]),
+        "target": rng.choice(sorted(ELEMENTS)),
+        "time": rng.choice(
+            [0.0, -0.0, MAX_TIME, T0, T0 + rng.random(), rng.uniform(0, MAX_TIME), 0, int(T0), int(MAX_TIME)]
+        ),
+        "metrics": {n: _good_value(rng, *_KNOWN_VALUES.get(n, (-1e12, 1e12))) for n in names},
+    }
+    for optional, values in (
+        ("service", [None, *sorted(SERVICES)]),
+        ("customer", [None, *sorted(CUSTOMERS)]),
+    ):
+        if rng.random() < 0.4:
+            item[optional] = rng.choice(values)
+    keys = list(item)
+    rng.shuffle(keys)
+    return {k: item[k] for k in keys}
+
+
+def _names(rng: random.Random) -> list[str]:
+    pool = [*_KNOWN_VALUES, "x.y", "A-b_c", "m" * 64, *(f"u{i}" for i in range(70))]
+    return rng.sample(pool, rng.choice([1, 2, 4, rng.randint(1, 64), 64]))
+
+
+def _full(payload: bytes) -> Decoded | list[tuple[str, str]]:
+    """What the full path gives: the models' rows of orjson's mapping, or the errors."""
+    try:
+        return DECODER._samples(S, DECODER._load(S, payload))
+    except InvalidMessage as exc:
+        return exc.errors
+
+
+def _batch_decodes_as_before(payload: bytes) -> Decoded | list[tuple[str, str]]:
+    """Assert the decoder gives ``payload`` what the full path gives (the same rows, value types,
+    metric order and fields set, or the same errors); what it gave."""
+    expected = _full(payload)
+    try:
+        got: Decoded | list[tuple[str, str]] = DECODER.decode(S, payload)
+    except InvalidMessage as exc:
+        got = exc.errors
+    assert got == expected
+    if isinstance(got, Decoded):
+        assert isinstance(expected, Decoded)
+        for a, b in zip(got.rows, expected.rows, strict=True):
+            assert sorted(a) == sorted(b)
+            assert list(a["metrics"]) == list(b["metrics"])
+            assert all(type(v) is float for v in a["metrics"].values())
+            assert type(a["time"]) is float
+            assert repr(a["time"]) == repr(b["time"])  # -0.0 stays -0.0
+        assert [s.model_fields_set for s in got.samples] == [s.model_fields_set for s in expected.samples]
+    return expected
+
+
+def test_plain_rows_give_what_the_full_path_gives_on_many_good_batches() -> None:
+    """1,000 good batches (1 to 40 samples, the same metrics in all or not, optional fields absent,
+    null or set, strings and metric counts at their bounds, non-ASCII, integer times and values,
+    keys in any order): the plain path takes each, and the decoder gives what the full path gives
+    (integers made floats, as the model makes them)."""
+    rng = random.Random(7)
+    for _ in range(1000):
+        shared = _names(rng)
+        n = rng.randint(1, 40)
+        items = [_good_sample(rng, shared if rng.random() < 0.7 else _names(rng)) for _ in range(n)]
+        payload = js({"samples": items})
+        assert plain_rows(orjson.loads(payload), DECODER.max_batch) is not None, payload
+        assert isinstance(_batch_decodes_as_before(payload), Decoded)
+
+
+_WRONG_IDS: list[Any] = [None, 0, 2.5, True, [], {}, "", "x" * 257]
+_WRONG_TIMES: list[Any] = [None, -1.0, -1e-300, MAX_TIME * 1.0000001, 1e300, True, [], {}]
+_OTHER_TIMES: list[Any] = [0, 1700000000, "2024-05-01T10:00:00Z", "soon", ""]
+_WRONG_METRICS: list[Any] = [None, [], {}, "mos", 5, 4.0, [["mos", 4.0]]]
+_OTHER_VALUES: list[Any] = [4, True, None, "4", [], {}, 0.5, 5.5]
+_BAD_SAMPLE_FIELDS: list[tuple[str, Any]] = [
+    *((name, v) for name in ("probe_id", "target") for v in _WRONG_IDS),
+    *((name, v) for name in ("service", "customer") for v in [*_WRONG_IDS[1:], "nobody"]),
+    *(("time", v) for v in _WRONG_TIMES + _OTHER_TIMES),
+    *(("metrics", v) for v in _WRONG_METRICS),
+    *(("metrics", {"mos": v}) for v in _OTHER_VALUES),
+    ("metrics", {"1bad": 1.0}),
+    ("metrics", {"ok\n": 1.0}),
+    ("metrics", {"x": 2e12}),
+    ("metrics", {f"m{i}": 1.0 for i in range(65)}),
+    ("metrics", {"mos": 4.0, "loss_pct": 1}),
+    ("extra", 1),
+    ("target", "olt-99"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), _BAD_SAMPLE_FIELDS, ids=lambda v: repr(v)[:24])
+@pytest.mark.parametrize("drop", [None, "probe_id", "target", "time", "metrics"])
+@pytest.mark.parametrize("where", [0, 1])
+def test_plain_rows_leave_every_other_shape_to_the_models(
+    name: str, value: Any, drop: str | None, where: int
+) -> None:
+    """A wrong type or value, a missing or extra key, an integer or RFC 3339 time, an integer value,
+    in the first or the second sample of a batch: the decoder gives what the full path gives, the
+    same samples (an integer made a float, as the model makes it) or the same dead-letter errors
+    naming each bad one."""
+    items = [sample(metrics={"mos": 4.0, "loss_pct": 1.0}) for _ in range(3)]
+    items[where][name] = value
+    if drop is not None and drop != name:
+        del items[where][drop]
+    payload = js({"samples": items})
+    _batch_decodes_as_before(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"samples": [' + _SAMPLE_X.replace(b'"time": 1.5', b'"time": "x", "time": 1.5') + b"}]}",
+        b'{"samples": [' + _SAMPLE_X.replace(b'"time": 1.5', b'"time": 1.5, "time": -1.0') + b"}]}",
+        b'{"samples": [' + _SAMPLE_X.replace(b'{"mos"', b'{"mos": 1.0, "loss_pct": 2, "mos"') + b"}]}",
+        b'{"samples": [' + _SAMPLE_X.replace(b'"p1"', b'"p\\u0031"') + b"}]}",
+        b'{"samples": [' + _SAMPLE_X.replace(b'"p1"', b'"p\\ud800"') + b"}]}",
+        b'{"samples": [' + _SAMPLE_X + b"}, 5]}",
+        b'{"samples": [' + _SAMPLE_X + b'}], "samples": []}',
+        b'{"samples": {"a": 1}}',
+        b"[]",
+    ],
+    ids=[
+        "repeated-bad-first",
+        "repeated-bad-last",
+        "repeated-metric",
+        "escape",
+        "lone-surrogate",
+        "junk-item",
+        "repeated-samples",
+        "mapping",
+        "array",
+    ],
+)
+def test_plain_rows_odd_payloads_decode_as_the_full_path_decodes_them(payload: bytes) -> None:
+    """Repeated keys (the last one counts, for orjson on both paths), escapes, a lone surrogate, junk
+    items, a batch that is not a list: the same samples or the same errors as the full path."""
+    _batch_decodes_as_before(payload)

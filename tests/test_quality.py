@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology
+from engine.core.pipeline import Pipeline
 from engine.core.quality import ServiceQuality, group_id
 from engine.core.reports import customer, customers, services, sla
 from engine.core.settings import CoreSettings
@@ -629,3 +630,59 @@ def test_a_group_record_is_found_by_its_id_even_with_a_bar_in_the_element_id() -
         "services": ["internet"],
         "customers": None,
     }
+
+
+def test_batches_leave_the_quality_state_that_observe_row_leaves_for_each_sample() -> None:
+    """Batches fed as bytes, taken by the decoder's fast path (their metric names known,
+    ``Decoded.metric_names``; a batch naming no service read as the default service's), leave the
+    KQI windows and the quality state that ``observe_row`` of each sample in turn leaves: a batch
+    of one service whose KQIs read its metrics, of the default service, one no KQI reads, and
+    services mixed, each kind twice (a service's KQI metrics are looked up on its first sample)."""
+    topology = topology_from_dict(example_topology())
+    batched = Pipeline(topology, load_rulesets(None), settings())
+    reference = Pipeline(topology, load_rulesets(None), settings())
+
+    def row(target: str, t: float, service: str | None = None, **metrics: float) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "probe_id": f"p-{target}",
+            "target": target,
+            "time": T0 + t,
+            "metrics": metrics,
+        }
+        if service is not None:
+            item["service"] = service
+        return item
+
+    batches = [
+        kind
+        for k in (0, 40)
+        for kind in (
+            [row("olt-7", t, "internet", latency_ms=80.0 + t) for t in range(k, k + 10)],
+            [row("olt-001", t, None, available=1.0, latency_ms=5.0) for t in range(k + 10, k + 20)],
+            [row("olt-002", t, None, jitter_ms=2.0) for t in range(k + 20, k + 30)],
+            [
+                row("olt-7", t, ("voip", "internet", None)[t % 3], latency_ms=140.0)
+                for t in range(k + 30, k + 40)
+            ],
+        )
+    ]
+    try:
+        for i, batch in enumerate(batches):
+            payload = orjson.dumps({"samples": batch})
+            fast = batched.decoder._batch_fast("soc/probes/p", payload)
+            assert fast is not None
+            assert fast.metric_names is not None
+            # flush=False: no evaluation runs (the reference runs none)
+            assert batched.feed("soc/probes/p", payload, T0 + 80 + i, flush=False).message is not None
+            for item in batch:
+                reference.quality.observe_row(item)  # type: ignore[arg-type]  # a row: SampleRow's keys
+        got, expected = batched.quality.dump(), reference.quality.dump()
+        got["windows"]["counters"].pop()  # the sweep counter: the feed's own clock moved it
+        expected["windows"]["counters"].pop()
+        assert got == expected
+        windows = orjson.dumps(got["windows"]).decode()
+        assert "ne:olt-7/internet" in windows  # the internet batch was read, not skipped
+        assert "ne:olt-001/default" in windows  # and the default service's
+    finally:
+        batched.close()
+        reference.close()

@@ -69,6 +69,7 @@ QUALITY_PART = "quality"  # names in the quarantine: a KQI scope is an item of "
 SLA_PART = "sla"
 _SERVICE = methodcaller("get", "service")
 _METRICS = itemgetter("metrics")
+_REQUIRED_ONLY = {4}  # a row (``SampleRow``) with its four required keys alone: no service, no customer
 
 
 def group_id(g: CustomerGroup) -> str:
@@ -116,19 +117,23 @@ class ServiceQuality:
         self.evaluations = 0
 
     # -- input ---------------------------------------------------------------------------------
-    def observe_many(self, rows: Sequence[SampleRow]) -> None:
+    def observe_many(self, rows: Sequence[SampleRow], metric_names: frozenset[str] | None = None) -> None:
         """``observe_row`` for each row in order; a sample carrying no metric its service's KQIs read
         is skipped without a call (a feed no KQI reads costs one lookup and one set test per sample),
-        and a batch of one service none of whose samples carries one, as a whole."""
+        and a batch of one service none of whose samples carries one, as a whole. ``metric_names``:
+        the metrics every row carries, when the decoder knows it (``Decoded.metric_names``)."""
         read_by = self._read_by
-        services = set(map(_SERVICE, rows))
+        # the four required fields alone in every row: no service named (the default's)
+        services = {None} if set(map(len, rows)) == _REQUIRED_ONLY else set(map(_SERVICE, rows))
         if len(services) == 1:
             wanted = read_by.get(services.pop() or "default")
             # (a MOS the KQIs read may be derived from other metrics)
             if (
                 wanted is not None
                 and "mos" not in wanted
-                and wanted.isdisjoint(chained.from_iterable(map(_METRICS, rows)))
+                and wanted.isdisjoint(
+                    metric_names if metric_names is not None else chained.from_iterable(map(_METRICS, rows))
+                )
             ):
                 return
         for row in rows:

@@ -15,9 +15,12 @@ TMF field names) and say what is wrong in a few words. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter, methodcaller
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NotRequired, Protocol, TypeVar, get_args
@@ -286,12 +289,19 @@ _RowTime = Annotated[
 _RowMetrics = Annotated[dict[str, FiniteFloat], Field(min_length=1, max_length=MAX_METRICS)]
 
 
-@with_config(_MODEL_CONFIG)
+# The batch fast path takes no key its types do not name: pydantic-core would parse and ignore an
+# extra key's value, even one orjson refuses (``1e999``, ``NaN``), where the full path rejects the
+# message; such a batch goes to the full path (which ignores an extra key, as ``KpiSample`` does).
+_FAST_CONFIG = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+
+@with_config(_FAST_CONFIG)
 class SampleRow(TypedDict):
     """A KPI sample as a plain dict: what the core's KPI store and KQI windows read. A validated
     batch becomes rows without a ``KpiSample`` per item (``Decoded.rows``); a row has the keys of
     ``KpiSample``'s fields, ``service`` and ``customer`` only when the message set them, and is never
-    changed once made. ``kpi_sample`` makes the model of a row, ``sample_row`` the row of a model."""
+    changed once made. ``kpi_sample`` makes the model of a row, ``sample_row`` the row of a model.
+    As the batch fast path validates it (``_RowBatch``), a row takes no other key."""
 
     probe_id: _Id
     target: _Id
@@ -616,29 +626,11 @@ def _from_tmf642(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]
 _SAMPLE_LIST: TypeAdapter[list[KpiSample]] = TypeAdapter(list[KpiSample])
 
 
-# The batch fast path takes no key its types do not name: pydantic-core would parse and ignore an
-# extra key's value, even one orjson refuses (``1e999``, ``NaN``), where the full path rejects the
-# message; such a batch goes to the full path.
-_FAST_CONFIG = ConfigDict(frozen=True, strict=True, extra="forbid")
-
-
-@with_config(_FAST_CONFIG)
-class _FastRow(TypedDict):
-    """``SampleRow`` as the batch fast path reads it: the same fields, no other key."""
-
-    probe_id: _Id
-    target: _Id
-    service: NotRequired[_Id | None]
-    customer: NotRequired[_Id | None]
-    time: _RowTime
-    metrics: _RowMetrics
-
-
 @with_config(_FAST_CONFIG)
 class _RowBatch(TypedDict):
     """``{"samples": [...]}``: the batch fast path's envelope (``Decoder._batch_fast``)."""
 
-    samples: list[_FastRow]
+    samples: list[SampleRow]
 
 
 # One pydantic-core call for a whole batch, straight from the JSON bytes, into plain rows (no
@@ -671,48 +663,139 @@ class _MetricBounds:
             found = self._bounds[name] = _UNKNOWN_BOUNDS
         return found
 
-    def hold(self, metrics: Sequence[dict[str, float]]) -> bool:
-        """Whether every name matches the pattern and every value lies in its metric's range. When
-        every sample carries as many metrics as the first and each of the first's (a probe's usual
-        batch: then all carry the same ones), each metric's values are a column, checked by one
-        ``min`` and one ``max``; otherwise value by value."""
+    def hold(self, metrics: Sequence[dict[str, float]]) -> tuple[bool, frozenset[str] | None]:
+        """Whether every sample's metrics are a mapping whose names match the pattern and whose
+        values are floats within their metric's range; and the names, when every sample carries the
+        same ones. When every sample carries as many metrics as the first and each of the first's (a
+        probe's usual batch: then all carry the same ones), each metric's values are a column, taken
+        by ``dict.get`` and checked by one ``min`` through ``float.conjugate`` (which refuses
+        anything but a float) and one ``max``; a column holding integers among floats has them made
+        floats in place, as the model (``FiniteFloat``, strict) makes them (``_floats``: the caller
+        passes mappings of its own). Otherwise value by value, an integer left to the model."""
         first = metrics[0]
-        if len(set(map(len, metrics))) == 1:
+        if type(first) is dict and len(set(map(len, metrics))) == 1:
             try:
                 for name in first:
                     bounds = self.of(name)
-                    column = list(map(itemgetter(name), metrics))
-                    if bounds is None or min(column) < bounds[0] or max(column) > bounds[1]:
-                        return False
-            except KeyError:  # a sample lacks one of them: not all the same
+                    if bounds is None:
+                        return False, None
+                    column: list[Any] = list(map(_GET, metrics, repeat(name)))  # None where one lacks it
+                    try:
+                        low = min(map(float.conjugate, column))
+                    except TypeError:  # not all floats: integers among them (made floats), or worse
+                        column = _floats(column)
+                        _RUN(map(dict.__setitem__, metrics, repeat(name), column), maxlen=0)
+                        low = min(column)
+                    if low < bounds[0] or max(column) > bounds[1]:
+                        return False, None
+            except TypeError:  # not all the same metrics, or a value that is not a float
                 pass
             else:
-                return True
+                return True, frozenset(first)
         known = self._bounds.get
         for m in metrics:
+            if type(m) is not dict:
+                return False, None
             for name, value in m.items():
                 bounds = known(name) or self.of(name)
-                if bounds is None or not bounds[0] <= value <= bounds[1]:
-                    return False
-        return True
+                if bounds is None or type(value) is not float or not bounds[0] <= value <= bounds[1]:
+                    return False, None
+        return True, None
 
 
+_GET: Callable[..., Any] = dict.get  # columns of any type: checked after
+_RUN = deque  # ``_RUN(map(...), maxlen=0)``: runs a ``map`` for its effect, in C
+_NUMBERS = {int, float}
+
+
+def _floats(column: list[Any]) -> list[float]:
+    """The column's numbers as floats, as the strict model reads a float field (an ``int`` made a
+    float; orjson's integers fit 64 bits, so each has one); ``TypeError`` when a value is not an
+    ``int`` or a ``float`` (``bool``, None, a string)."""
+    if not set(map(type, column)) <= _NUMBERS:
+        raise TypeError("not a number")
+    return list(map(float, column))
+
+
+_FOUR = {4}
+_ROW_KEYS = frozenset(SampleRow.__annotations__)
 _TARGET = itemgetter("target")
 _METRICS = itemgetter("metrics")
 _SERVICE = methodcaller("get", "service")
 _CUSTOMER = methodcaller("get", "customer")
 
 
+def _ids(values: Collection[str]) -> bool:
+    """Whether every value of a column is a string of 1 to 256 characters (``_Id``): ``str.join``
+    refuses anything else (a ``TypeError``, which the caller takes as a no)."""
+    "".join(values)
+    return "" not in values and max(map(len, values)) <= 256
+
+
+def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict[str, Any]], set[str]] | None:
+    """The rows of a batch that orjson parsed (``{"samples": [...]}`` and no other key), checked in
+    plain code, column by column, as ``KpiSample`` checks each item: ``probe_id`` and ``target``
+    strings of 1 to 256 characters, ``service`` and ``customer`` (when given) null or such strings,
+    ``time`` a float within ``0..MAX_TIME`` (an integer made a float in place, as the model's
+    ``_time`` makes it), ``metrics`` a mapping of 1 to ``MAX_METRICS`` entries (their names and
+    values are ``_MetricBounds.hold``'s), no key the model does not name; with the batch's metrics
+    and distinct targets. None for anything else (an RFC 3339 time, an extra key, any wrong type or
+    value), which pydantic reads as before. orjson keeps the last value
+    of a repeated key, as the full path (orjson too) does, and refuses what JSON cannot hold
+    (``1e999``, ``NaN``). Each column is taken by ``dict.get`` (which refuses an item that is not a
+    mapping), strings are checked by ``str.join`` and floats by ``float.conjugate`` (which refuse
+    anything else, ``bool`` and ``int`` included): no Python step per sample. The rows are orjson's
+    own, changed only here."""
+    if type(obj) is not dict or len(obj) != 1:
+        return None
+    rows = obj.get("samples")
+    if type(rows) is not list or not rows or len(rows) > max_batch:
+        return None
+    try:
+        probes = list(map(_GET, rows, repeat("probe_id")))  # a missing key: None, refused below
+        targets = list(map(_GET, rows, repeat("target")))
+        times = list(map(_GET, rows, repeat("time")))
+        metrics = list(map(_GET, rows, repeat("metrics")))
+        distinct = set(targets)
+        if not (_ids(probes) and _ids(distinct)):
+            return None
+        try:
+            low = min(map(float.conjugate, times))
+        except TypeError:  # integers among them: epoch seconds the model's ``_time`` makes floats
+            times = _floats(times)
+            _RUN(map(dict.__setitem__, rows, repeat("time"), times), maxlen=0)
+            low = min(times)
+        if low < 0.0 or max(times) > MAX_TIME:
+            return None
+        sizes = set(map(len, metrics))
+        if min(sizes) < 1 or max(sizes) > MAX_METRICS:
+            return None  # (that each is a mapping, ``_MetricBounds.hold`` checks)
+        if set(map(len, rows)) != _FOUR:  # service or customer in some, or a key the model lacks
+            if not all(map(_ROW_KEYS.issuperset, rows)):
+                return None
+            for optional in ("service", "customer"):
+                given = set(map(_GET, rows, repeat(optional)))
+                given.discard(None)
+                if given and not _ids(given):
+                    return None
+    except TypeError:  # an item that is not a mapping, a value of the wrong type
+        return None
+    return rows, metrics, distinct  # rows checked as SampleRow is
+
+
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """A validated message: an alarm, or the rows of the samples kept (``SampleRow``, in order).
-    ``rejected`` lists the ``(field, reason)`` of bad samples in a kept batch."""
+    ``rejected`` lists the ``(field, reason)`` of bad samples in a kept batch. ``metric_names``: the
+    names of the metrics every row carries, when the decoder knows that all carry the same ones (a
+    batch taken by the fast path; not compared: the full path leaves it None)."""
 
     topic: str
     kind: Literal["alarm", "samples"]
     alarm: Alarm | None
     rows: tuple[SampleRow, ...]
     rejected: tuple[tuple[str, str], ...]
+    metric_names: frozenset[str] | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def of_samples(
@@ -878,44 +961,67 @@ class Decoder:
     # -- samples
 
     def _batch_fast(self, topic: str, payload: bytes | str) -> Decoded | None:
-        """A batch of samples that is wholly good, decoded and validated in one pydantic-core call
-        from its bytes into rows (``_ROWS``), then its metric names, ranges and references checked
-        on the batch's columns and distinct names; None for anything else (a single sample, too big,
-        an RFC 3339 time, any bad item or reference), which the full path decodes again to keep the
-        good items and name each bad one by index and field. Both paths give the same ``Decoded``
-        for a good batch (``tests/test_messages.py`` checks)."""
+        """A batch of samples that is wholly good, decoded into rows by orjson and checked in plain
+        code on its columns (``_plain_rows``), or, when its shape is not the plain one (an RFC 3339
+        time, an extra key, samples of different metrics with integer values), validated in one
+        pydantic-core call from its bytes (``_validated_rows``); then its metric names, ranges and
+        references checked on the batch's columns and distinct names. None for anything else (a
+        single sample, too big, any bad item or reference), which the full path decodes again to
+        keep the good items and name each bad one by index and field. Both paths give the same
+        ``Decoded`` for a good batch (``tests/test_messages.py`` checks)."""
         if _size(payload) > self.max_bytes:
             return None
+        try:
+            plain = _plain_rows(orjson.loads(payload), self.max_batch)
+        except orjson.JSONDecodeError:
+            return None
+        hold = self._metric_bounds.hold
+        good, names = hold(plain[1]) if plain is not None else (False, None)
+        if plain is not None and good:
+            rows, _, targets = plain
+        else:  # not the plain shape (an integer value among them, say): pydantic-core reads it
+            validated = self._validated_rows(payload)
+            if validated is None:
+                return None
+            good, names = hold(list(map(_METRICS, validated)))
+            if not good:
+                return None
+            rows, targets = validated, set(map(_TARGET, validated))
+        known = self._known_elements
+        if known is not None and not all(map(known.__contains__, targets)):
+            return None
+        if set(map(len, rows)) != _FOUR:  # a service or a customer named in some
+            services = self._known_services
+            if services is not None and not all(s is None or s in services for s in set(map(_SERVICE, rows))):
+                return None
+            customers = self._known_customers
+            if customers is not None and not all(
+                c is None or customers(c) for c in set(map(_CUSTOMER, rows))
+            ):
+                return None
+        return Decoded(topic, "samples", None, tuple(rows), (), names)
+
+    def _validated_rows(self, payload: bytes | str) -> list[SampleRow] | None:
+        """The rows of a batch by one pydantic-core call from its bytes; None when it is not wholly
+        good or a key was repeated (pydantic-core drops a repeated key's earlier value unread, even
+        ``1e999``, which orjson, and so the full path, refuses)."""
         try:
             rows = _ROWS.validate_json(payload)["samples"]
         except ValidationError:
             return None
         if not rows or len(rows) > self.max_batch:
             return None
-        metrics = list(map(_METRICS, rows))
-        # A repeated key's earlier value is parsed and dropped by pydantic-core, even one orjson
-        # (and so the full path) refuses, such as ``1e999``. Outside strings a colon follows each
-        # key, so as many colons as the keys kept means no key was repeated; otherwise (a repeated
-        # key, or a colon in a string such as an RFC 3339 time) orjson must take the payload too
-        keys = 1 + sum(map(len, rows)) + sum(map(len, metrics))
+        # Outside strings a colon follows each key, so as many colons as the keys kept means no key
+        # was repeated; otherwise (a repeated key, or a colon in a string such as an RFC 3339 time)
+        # orjson must take the payload too
+        keys = 1 + sum(map(len, rows)) + sum(map(len, map(_METRICS, rows)))
         colons = payload.count(":") if isinstance(payload, str) else payload.count(b":")
         if colons != keys:
             try:
                 orjson.loads(payload)
             except orjson.JSONDecodeError:
                 return None
-        if not self._metric_bounds.hold(metrics):
-            return None
-        known = self._known_elements
-        if known is not None and not all(t in known for t in set(map(_TARGET, rows))):
-            return None
-        services = self._known_services
-        if services is not None and not all(s is None or s in services for s in set(map(_SERVICE, rows))):
-            return None
-        customers = self._known_customers
-        if customers is not None and not all(c is None or customers(c) for c in set(map(_CUSTOMER, rows))):
-            return None
-        return Decoded(topic, "samples", None, tuple(rows), ())
+        return rows
 
     def _sample(self, item: object, prefix: str) -> KpiSample | list[tuple[str, str]]:
         if not isinstance(item, Mapping):

@@ -125,3 +125,14 @@ class Neighbourhood(Generic[C]):
     def elements(self) -> int:
         """Elements holding candidates, per role, summed (the relation's scopes in use)."""
         return len(self._at[ROOT]) + len(self._at[SYMPTOM])
+
+    def inner_sizes(self) -> dict[str, int]:
+        """What the maps by role hold (``engine.core.state_sizes`` counts only their two roles):
+        elements holding candidates and the candidates (``_at[role]``, ``_at[role][*]``), ball
+        elements indexed and their entries (``_met[role]``, ``_met[role][*]``)."""
+        out: dict[str, int] = {}
+        for name, by_role in (("_at", self._at), ("_met", self._met)):
+            for role, held in by_role.items():
+                out[f"{name}[{role}]"] = len(held)
+                out[f"{name}[{role}][*]"] = sum(map(len, held.values()))
+        return out

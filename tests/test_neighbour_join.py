@@ -135,11 +135,21 @@ def _reference(topology: dict[str, Any], hops: int, storm: list[tuple[str, str, 
     return inside, (len(related), outside), related
 
 
+# ``BUILD_FACTOR``: the default, 0 (an alarm never builds its look-out of ``hops - 1`` links: it
+# always goes through the balls one link nearer) and a large one (it always builds it)
+FACTORS = [neighbourhood.BUILD_FACTOR, 0, 10**9]
+
+
+@pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("hops", [2, 3])
 @pytest.mark.parametrize("seed", range(6))
-def test_the_join_pairs_exactly_the_neighbours(seed: int, hops: int) -> None:
+def test_the_join_pairs_exactly_the_neighbours(
+    seed: int, hops: int, factor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Random network and storm: the pairs made (and counted outside the window) are the brute-force
-    reference's, and explain's scopes relate exactly those root and symptom alarms."""
+    reference's, and explain's scopes relate exactly those root and symptom alarms, whichever way
+    an alarm looks out."""
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
     rnd = random.Random(seed * 10 + hops)
     topology = _random_topology(seed)
     elements = [e["id"] for e in topology["elements"]]
@@ -153,16 +163,58 @@ def test_the_join_pairs_exactly_the_neighbours(seed: int, hops: int) -> None:
     assert scoped == related
 
 
-def test_a_hub_storm_pairs_every_leaf_with_the_root_through_the_hub() -> None:
+def _star(leaves: int) -> dict[str, Any]:
+    elements: list[dict[str, Any]] = [{"id": "hub", "type": "agg"}]
+    elements += [{"id": f"l{i}", "type": "olt", "depends_on": ["hub"]} for i in range(leaves)]
+    return {"elements": elements}
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_a_hub_storm_pairs_every_leaf_with_the_root_through_the_hub(
+    factor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A star: a root on one leaf explains a link-down on every other leaf (not on the hub above it),
     for both distances."""
-    elements: list[dict[str, Any]] = [{"id": "hub", "type": "agg"}]
-    elements += [{"id": f"l{i}", "type": "olt", "depends_on": ["hub"]} for i in range(300)]
-    topology = {"elements": elements}
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
     storm = [("l0", "a", 1.0), ("hub", "b", 1.5)] + [(f"l{i}", "b", 2.0 + i / 1000) for i in range(300)]
     for hops in (2, 3):
-        pairs, _, _ = _joined(topology, hops, storm)
+        pairs, _, _ = _joined(_star(300), hops, storm)
         assert pairs == {("l0:a", f"l{i}:b") for i in range(1, 300)}, hops
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_a_storm_of_roots_and_symptoms_on_every_leaf(factor: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A star under ``hops: 3``, every leaf's alarm both a root and a symptom, then roots on the
+    hub and on a few leaves: every two leaves pair (the other side holds more elements than a
+    leaf's ball), never the hub with a leaf below it; the reference's pairs, whichever way."""
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
+    topology = _star(60)
+    storm = [(f"l{i}", "c", 1.0 + i / 100) for i in range(60)]
+    storm += [("hub", "a", 1.7)] + [(f"l{i}", "a", 1.8 + i / 100) for i in range(0, 60, 7)]
+    pairs, counts, _ = _joined(topology, 3, storm)
+    want, want_counts, _ = _reference(topology, 3, storm)
+    assert len(want) > 60 * 59
+    assert (pairs, counts) == (want, want_counts)
+
+
+def test_a_leaf_facing_one_root_never_builds_its_look_out() -> None:
+    """Under ``hops: 3`` a link-down on each leaf of a star, facing one root, meets it through its own
+    ball and the hub's, never through a look-out of every sibling (N² work for N leaves): none is
+    built, and every leaf is still explained."""
+    storm = [("l0", "a", 1.0)] + [(f"l{i}", "b", 2.0 + i / 1000) for i in range(300)]
+    pipeline_near: list[Any] = []
+    real = neighbourhood.Neighbourhood.__init__
+
+    def keep(self: Any, *args: Any) -> None:
+        real(self, *args)
+        pipeline_near.append(self)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(neighbourhood.Neighbourhood, "__init__", keep)
+        pairs, _, _ = _joined(_star(300), 3, storm)
+    assert pairs == {("l0:a", f"l{i}:b") for i in range(1, 300)}
+    (near,) = pipeline_near
+    assert not [k for k in near._known if k[0] == 2]  # no look-out of 2 links built
 
 
 @pytest.mark.parametrize("hops", [2, 3])
@@ -179,15 +231,17 @@ def test_the_same_pairs_when_no_ball_is_remembered(hops: int, monkeypatch: pytes
     assert (pairs, counts) == (want, want_counts)
 
 
+@pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("budget", [neighbourhood.BALLS_BUDGET, 0])
 @pytest.mark.parametrize("hops", [2, 3])
 def test_candidates_leave_and_enter_in_any_order(
-    hops: int, budget: int, monkeypatch: pytest.MonkeyPatch
+    hops: int, budget: int, factor: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``Neighbourhood`` alone, under random entries and removals (alarms expiring, re-raised): what an
     alarm meets is always the reference's neighbours among the candidates present, and nothing is
     left once every candidate has gone (with and without remembered balls)."""
     monkeypatch.setattr(neighbourhood, "BALLS_BUDGET", budget)
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
     raw = _random_topology(11)
     links, above = _graph(raw)
     near: neighbourhood.Neighbourhood[str] = neighbourhood.Neighbourhood(topology_from_dict(raw), hops)

@@ -15,9 +15,17 @@ out, or, when the other side holds fewer elements than that look-out, by testing
 balls against it; the exact condition (not the same element, neither above nor below) keeps the
 pairs. Under a hub, a leaf's ball is the leaf and the hub: a candidate on a leaf costs two index
 entries whatever its role and however many siblings it has, and for ``k = 2`` finds what the hub
-met with two look-ups. For ``k = 3`` a leaf looks out over its siblings: a storm on N leaves costs
-N² look-ups, never N² entries. An alarm on a hub tests the other side's few elements rather than
-look up each of its many dependents.
+met with two look-ups. An alarm on a hub tests the other side's few elements rather than look up
+each of its many dependents.
+
+For ``k = 3`` a leaf's look-out (2 links) holds every sibling: building it for each alarm of a
+storm on N leaves is N² work even when the other side is one root. The look-out is the union of the
+balls of the elements ``k − 2`` links out (a leaf's: itself and its hub), so an alarm goes through
+those balls instead, each by its members' look-ups or, when the other side holds fewer elements,
+by testing their balls against it: a leaf facing one root costs a few tests. The look-out is built
+(and remembered) only when that costs at most ``BUILD_FACTOR`` times going through the balls (an
+alarm on a hub, whose dependents' balls are nearly all of it). When every leaf holds both roles the
+pairs themselves are N² (every two leaves are neighbours), and so is the join's work.
 
 Memory: one entry per candidate, and per element holding candidates one index entry per element of
 its ball (a hub's ball holds its dependents); the balls and look-outs computed are remembered up to
@@ -31,9 +39,11 @@ from typing import Generic, TypeVar
 
 from engine.model.topology import Topology
 
-__all__ = ["BALLS_BUDGET", "Neighbourhood"]
+__all__ = ["BALLS_BUDGET", "BUILD_FACTOR", "Neighbourhood"]
 
 BALLS_BUDGET = 1_000_000  # ball members remembered per relation (the topology does not change)
+# An alarm builds its look-out when that costs at most this many times going through its balls
+BUILD_FACTOR = 2
 
 ROOT, SYMPTOM = "root", "sym"
 
@@ -77,22 +87,59 @@ class Neighbourhood(Generic[C]):
         if not met:
             return
         at = self._at[other]
-        look_out = self._within(self._reach, ne_id)
+        reach = self._reach
+        look_out = self._known.get((reach, ne_id))
+        through: frozenset[str] | None = None
+        if look_out is None and reach > 1:
+            # Building the look-out walks every ball of the elements ``reach - 1`` links out (a
+            # leaf's: its hub's, every sibling); meeting the other side through each such ball
+            # costs at most its size and at most one test per element on the other side. Build
+            # (and remember) the look-out only when it costs at most ``BUILD_FACTOR`` times that
+            # (an alarm on a hub, met again later); otherwise go through the balls (a leaf facing
+            # a few roots).
+            inner = self._within(reach - 1, ne_id)
+            sizes = [len(self._within(1, z)) for z in inner]
+            n = len(at)
+            if sum(sizes) > BUILD_FACTOR * sum(size if size < n else n for size in sizes):
+                through = inner
         found: set[str] = set()
-        if len(look_out) <= len(at):
-            for m in look_out:
-                hit = met.get(m)
-                if hit:
-                    found |= hit
-        else:  # fewer elements on the other side than to look up (an alarm on a hub)
-            balls = self._balls
-            found = {y for y in at if y != ne_id and not look_out.isdisjoint(balls[(other, y)])}
+        if through is not None:
+            found = self._through(through, other)
+        else:
+            if look_out is None:
+                look_out = self._within(reach, ne_id)
+            if len(look_out) <= len(at):
+                for m in look_out:
+                    hit = met.get(m)
+                    if hit:
+                        found |= hit
+            else:  # fewer elements on the other side than to look up (an alarm on a hub)
+                balls = self._balls
+                found = {y for y in at if y != ne_id and not look_out.isdisjoint(balls[(other, y)])}
         if not found:
             return
         above = self._topology.ancestors(ne_id)
         for y in found:
             if y != ne_id and y not in above and ne_id not in self._topology.ancestors(y):
                 yield from at[y].values()
+
+    def _through(self, inner: frozenset[str], other: str) -> set[str]:
+        """The elements holding candidates of role ``other`` whose ball meets the ball of an element
+        of ``inner`` (the look-out's union, never built): through each ball, by looking up its
+        members or, when the other side holds fewer elements, by testing their balls against it."""
+        at, met, balls = self._at[other], self._met[other], self._balls
+        n = len(at)
+        found: set[str] = set()
+        for z in inner:
+            ball = self._within(1, z)
+            if len(ball) <= n:
+                for m in ball:
+                    hit = met.get(m)
+                    if hit:
+                        found |= hit
+            else:
+                found.update(y for y in at if y not in found and not ball.isdisjoint(balls[(other, y)]))
+        return found
 
     def add(self, role: str, ne_id: str, key: str, candidate: C) -> None:
         """Keep a candidate (after ``others``: it never pairs with what enters after it here)."""

@@ -135,8 +135,9 @@ def _reference(topology: dict[str, Any], hops: int, storm: list[tuple[str, str, 
     return inside, (len(related), outside), related
 
 
-# ``BUILD_FACTOR``: the default, 0 (an alarm never builds its look-out of ``hops - 1`` links: it
-# always goes through the balls one link nearer) and a large one (it always builds it)
+# ``BUILD_FACTOR``: the default, 0 (an element's look-out of ``hops - 1`` links is built after its
+# first alarm went through the balls one link nearer: the look-out serves every later one) and a
+# large one (never built: every alarm goes through the balls)
 FACTORS = [neighbourhood.BUILD_FACTOR, 0, 10**9]
 
 
@@ -231,6 +232,35 @@ def test_the_same_pairs_when_no_ball_is_remembered(hops: int, monkeypatch: pytes
     assert (pairs, counts) == (want, want_counts)
 
 
+def test_alarms_on_a_hub_build_its_look_out_once_going_through_costs_as_much(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under ``hops: 3`` an alarm on a hub goes through the balls of its dependents, as many as its
+    look-out holds: after a few such alarms the look-out is built and remembered, and the rest use
+    it (at most about twice the cheaper way's cost, whichever the number of alarms)."""
+    raw = _star(300)
+    raw["elements"] += [{"id": "core", "type": "router"}]
+    raw["elements"] += [{"id": "hub2", "type": "agg", "depends_on": ["core"]}]
+    raw["elements"][0]["depends_on"] = ["core"]
+    near: neighbourhood.Neighbourhood[str] = neighbourhood.Neighbourhood(topology_from_dict(raw), 3)
+    near.add("root", "hub2", "r", "r")
+    passes = 0
+    real = neighbourhood.Neighbourhood._through
+
+    def counting(self: Any, ne_id: str, other: str) -> set[str]:
+        nonlocal passes
+        passes += 1
+        return real(self, ne_id, other)
+
+    monkeypatch.setattr(neighbourhood.Neighbourhood, "_through", counting)
+    for i in range(20):
+        assert list(near.others("sym", "hub")) == ["r"]  # hub2 is 2 links away, via core
+        near.add("sym", "hub", f"s{i}", f"s{i}")
+    assert 1 < passes < 5
+    assert (2, "hub") in near._known
+    assert not [k for k in near._known if k[0] == 2 and k[1] != "hub"]
+
+
 @pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("budget", [neighbourhood.BALLS_BUDGET, 0])
 @pytest.mark.parametrize("hops", [2, 3])
@@ -275,3 +305,4 @@ def test_candidates_leave_and_enter_in_any_order(
     assert near.elements() == 0
     assert not any(near._met.values())  # every index entry went with its element
     assert not near._balls  # and every ball kept for it
+    assert not near._spent  # and what going through cost each element

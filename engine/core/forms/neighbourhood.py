@@ -22,10 +22,13 @@ For ``k = 3`` a leaf's look-out (2 links) holds every sibling: building it for e
 storm on N leaves is N² work even when the other side is one root. The look-out is the union of the
 balls of the elements ``k − 2`` links out (a leaf's: itself and its hub), so an alarm goes through
 those balls instead, each by its members' look-ups or, when the other side holds fewer elements,
-by testing their balls against it: a leaf facing one root costs a few tests. The look-out is built
-(and remembered) only when that costs at most ``BUILD_FACTOR`` times going through the balls (an
-alarm on a hub, whose dependents' balls are nearly all of it). When every leaf holds both roles the
-pairs themselves are N² (every two leaves are neighbours), and so is the join's work.
+by testing their balls against it: a leaf facing one root costs a few tests. What going through
+costs an element is added up while it holds candidates; once it reaches what building the
+look-out costs (the walk over the same balls: ``BUILD_FACTOR``), the look-out is built and
+remembered, as a ski rental buys once the rent paid reaches the price: an alarm on a hub (one link
+from all of its dependents) goes through its dependents' balls two or three times, then looks out,
+and no element pays more than about twice the cheaper of the two. When every leaf holds both roles
+the pairs themselves are N² (every two leaves are neighbours), and so is the join's work.
 
 Memory: one entry per candidate, and per element holding candidates one index entry per element of
 its ball (a hub's ball holds its dependents); the balls and look-outs computed are remembered up to
@@ -42,8 +45,8 @@ from engine.model.topology import Topology
 __all__ = ["BALLS_BUDGET", "BUILD_FACTOR", "Neighbourhood"]
 
 BALLS_BUDGET = 1_000_000  # ball members remembered per relation (the topology does not change)
-# An alarm builds its look-out when that costs at most this many times going through its balls
-BUILD_FACTOR = 2
+# An element's look-out is built once going through balls has cost this many times the building
+BUILD_FACTOR = 1
 
 ROOT, SYMPTOM = "root", "sym"
 
@@ -53,7 +56,7 @@ C = TypeVar("C")
 class Neighbourhood(Generic[C]):
     """The candidates (``C``) of one neighbour relation, by role and element, and the ball index."""
 
-    __slots__ = ("_at", "_balls", "_known", "_known_size", "_met", "_reach", "_topology")
+    __slots__ = ("_at", "_balls", "_known", "_known_size", "_met", "_reach", "_spent", "_topology")
 
     def __init__(self, topology: Topology, hops: int) -> None:
         self._topology = topology
@@ -68,6 +71,9 @@ class Neighbourhood(Generic[C]):
         self._known: dict[tuple[int, str], frozenset[str]] = {}
         self._known_size = 0
         self._balls: dict[tuple[str, str], frozenset[str]] = {}
+        # element -> the work its alarms went through balls instead of building their look-out
+        # (``_through``), while it holds candidates and until the look-out is built
+        self._spent: dict[str, int] = {}
 
     def _within(self, radius: int, ne_id: str) -> frozenset[str]:
         k = (radius, ne_id)
@@ -89,22 +95,9 @@ class Neighbourhood(Generic[C]):
         at = self._at[other]
         reach = self._reach
         look_out = self._known.get((reach, ne_id))
-        through: frozenset[str] | None = None
-        if look_out is None and reach > 1:
-            # Building the look-out walks every ball of the elements ``reach - 1`` links out (a
-            # leaf's: its hub's, every sibling); meeting the other side through each such ball
-            # costs at most its size and at most one test per element on the other side. Build
-            # (and remember) the look-out only when it costs at most ``BUILD_FACTOR`` times that
-            # (an alarm on a hub, met again later); otherwise go through the balls (a leaf facing
-            # a few roots).
-            inner = self._within(reach - 1, ne_id)
-            sizes = [len(self._within(1, z)) for z in inner]
-            n = len(at)
-            if sum(sizes) > BUILD_FACTOR * sum(size if size < n else n for size in sizes):
-                through = inner
         found: set[str] = set()
-        if through is not None:
-            found = self._through(through, other)
+        if look_out is None and reach > 1:
+            found = self._through(ne_id, other)
         else:
             if look_out is None:
                 look_out = self._within(reach, ne_id)
@@ -123,22 +116,36 @@ class Neighbourhood(Generic[C]):
             if y != ne_id and y not in above and ne_id not in self._topology.ancestors(y):
                 yield from at[y].values()
 
-    def _through(self, inner: frozenset[str], other: str) -> set[str]:
-        """The elements holding candidates of role ``other`` whose ball meets the ball of an element
-        of ``inner`` (the look-out's union, never built): through each ball, by looking up its
-        members or, when the other side holds fewer elements, by testing their balls against it."""
+    def _through(self, ne_id: str, other: str) -> set[str]:
+        """The elements holding candidates of role ``other`` whose ball meets the look-out of
+        ``ne_id`` (not built): the union of the balls of the elements ``reach - 1`` links out, each
+        met by looking up its members or, when the other side holds fewer elements, by testing
+        their balls against it. Once this has cost ``ne_id``, while it holds candidates,
+        ``BUILD_FACTOR`` times the walk over those balls that building the look-out takes, the
+        look-out is built (remembered within the budget) for the alarms that come after."""
         at, met, balls = self._at[other], self._met[other], self._balls
         n = len(at)
         found: set[str] = set()
-        for z in inner:
+        spent = walk = 0
+        for z in self._within(self._reach - 1, ne_id):
             ball = self._within(1, z)
-            if len(ball) <= n:
+            size = len(ball)
+            walk += size
+            if size <= n:
+                spent += size
                 for m in ball:
                     hit = met.get(m)
                     if hit:
                         found |= hit
             else:
+                spent += n
                 found.update(y for y in at if y not in found and not ball.isdisjoint(balls[(other, y)]))
+        spent += self._spent.get(ne_id, 0)
+        if spent >= BUILD_FACTOR * walk:
+            self._spent.pop(ne_id, None)
+            self._within(self._reach, ne_id)
+        else:
+            self._spent[ne_id] = spent
         return found
 
     def add(self, role: str, ne_id: str, key: str, candidate: C) -> None:
@@ -162,6 +169,8 @@ class Neighbourhood(Generic[C]):
         if own:
             return
         del self._at[role][ne_id]
+        if ne_id not in self._at[ROOT] and ne_id not in self._at[SYMPTOM]:
+            self._spent.pop(ne_id, None)
         met = self._met[role]
         for m in self._balls.pop((role, ne_id)):
             hit = met[m]

@@ -111,16 +111,23 @@ class Neighbourhood(Generic[C]):
                 found = {y for y in at if y != ne_id and not look_out.isdisjoint(balls[(other, y)])}
         if not found:
             return
-        above = self._topology.ancestors(ne_id)
+        topology = self._topology
+        above = topology.ancestors(ne_id)
+        if not topology.dependents(ne_id):  # nothing is below ``ne_id`` (a leaf)
+            for y in found:
+                if y != ne_id and y not in above:
+                    yield from at[y].values()
+            return
         for y in found:
-            if y != ne_id and y not in above and ne_id not in self._topology.ancestors(y):
+            if y != ne_id and y not in above and ne_id not in topology.ancestors(y):
                 yield from at[y].values()
 
     def _through(self, ne_id: str, other: str) -> set[str]:
         """The elements holding candidates of role ``other`` whose ball meets the look-out of
         ``ne_id`` (not built): the union of the balls of the elements ``reach - 1`` links out, each
         met by looking up its members or, when the other side holds fewer elements, by testing
-        their balls against it. Once this has cost ``ne_id``, while it holds candidates,
+        their balls against it, until every element of the other side is met. Once this has cost
+        ``ne_id``, while it holds candidates,
         ``BUILD_FACTOR`` times the walk over those balls that building the look-out takes, the
         look-out is built (remembered within the budget) for the alarms that come after."""
         at, met, balls = self._at[other], self._met[other], self._balls
@@ -131,6 +138,9 @@ class Neighbourhood(Generic[C]):
             ball = self._within(1, z)
             size = len(ball)
             walk += size
+            if len(found) == n:  # every element of the other side is met: no more to look for
+                spent += 1
+                continue
             if size <= n:
                 spent += size
                 for m in ball:

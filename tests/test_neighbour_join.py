@@ -198,23 +198,43 @@ def test_a_storm_of_roots_and_symptoms_on_every_leaf(factor: int, monkeypatch: p
     assert (pairs, counts) == (want, want_counts)
 
 
-def test_a_leaf_facing_one_root_never_builds_its_look_out() -> None:
-    """Under ``hops: 3`` a link-down on each leaf of a star, facing one root, meets it through its own
-    ball and the hub's, never through a look-out of every sibling (N² work for N leaves): none is
-    built, and every leaf is still explained."""
-    storm = [("l0", "a", 1.0)] + [(f"l{i}", "b", 2.0 + i / 1000) for i in range(300)]
-    pipeline_near: list[Any] = []
+def _tree(switches: int, fan: int) -> dict[str, Any]:
+    elements: list[dict[str, Any]] = [{"id": "hub", "type": "router"}]
+    elements += [{"id": f"s{j}", "type": "agg", "depends_on": ["hub"]} for j in range(switches)]
+    elements += [
+        {"id": f"l{i}", "type": "olt", "depends_on": [f"s{i // fan}"]} for i in range(switches * fan)
+    ]
+    return {"elements": elements}
+
+
+LEAF_STORMS = {
+    # a star, a link-down on each leaf facing one root: its look-out would hold every sibling
+    "one root": (_star(300), [("l0", "a", 1.0)] + [(f"l{i}", "b", 2.0 + i / 1000) for i in range(300)]),
+    # a tree, every leaf both a root and a symptom: the other side outnumbers a leaf's balls
+    "every leaf": (_tree(3, 40), [(f"l{i}", "c", 1.0 + i / 1000) for i in range(120)]),
+}
+
+
+@pytest.mark.parametrize("storm", sorted(LEAF_STORMS))
+def test_a_leaf_storm_builds_no_look_out(storm: str) -> None:
+    """Under ``hops: 3`` an alarm on a leaf meets the other side through its own ball and its
+    parent's, never through a look-out of 2 links (every sibling: N² work for N leaves facing one
+    root; no saving when the other side outnumbers its balls): none is built, and the pairs are
+    the reference's."""
+    topology, alarms = LEAF_STORMS[storm]
+    kept: list[Any] = []
     real = neighbourhood.Neighbourhood.__init__
 
     def keep(self: Any, *args: Any) -> None:
         real(self, *args)
-        pipeline_near.append(self)
+        kept.append(self)
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(neighbourhood.Neighbourhood, "__init__", keep)
-        pairs, _, _ = _joined(_star(300), 3, storm)
-    assert pairs == {("l0:a", f"l{i}:b") for i in range(1, 300)}
-    (near,) = pipeline_near
+        pairs, counts, _ = _joined(topology, 3, alarms)
+    assert (pairs, counts) == _reference(topology, 3, alarms)[:2]
+    assert len(pairs) > 100
+    (near,) = kept
     assert not [k for k in near._known if k[0] == 2]  # no look-out of 2 links built
 
 

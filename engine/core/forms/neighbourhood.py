@@ -23,12 +23,15 @@ storm on N leaves is N² work even when the other side is one root. The look-out
 balls of the elements ``k − 2`` links out (a leaf's: itself and its hub), so an alarm goes through
 those balls instead, each by its members' look-ups or, when the other side holds fewer elements,
 by testing their balls against it: a leaf facing one root costs a few tests. What going through
-costs an element is added up while it holds candidates; once it reaches what building the
-look-out costs (the walk over the same balls: ``BUILD_FACTOR``), the look-out is built and
-remembered, as a ski rental buys once the rent paid reaches the price: an alarm on a hub (one link
-from all of its dependents) goes through its dependents' balls two or three times, then looks out,
-and no element pays more than about twice the cheaper of the two. When every leaf holds both roles
-the pairs themselves are N² (every two leaves are neighbours), and so is the join's work.
+costs an element beyond what its look-out would (at most one step per member, and per element of
+the other side) is added up while it holds candidates; once it reaches what building the look-out
+costs (the walk over the same balls: ``BUILD_FACTOR``), the look-out is built and remembered, as
+a ski rental buys once the rent paid reaches the price: an alarm on a hub (one link from all of
+its dependents) facing a few elements goes through its dependents' balls three or four times,
+then looks out; a leaf whose look-out would save nothing (the other side holds more elements
+than its balls) never builds it. No element pays more than about twice the cheaper of the two.
+When every leaf holds both roles the pairs themselves are N² (every two leaves are neighbours),
+and so is the join's work.
 
 Memory: one entry per candidate, and per element holding candidates one index entry per element of
 its ball (a hub's ball holds its dependents); the balls and look-outs computed are remembered up to
@@ -126,10 +129,10 @@ class Neighbourhood(Generic[C]):
         """The elements holding candidates of role ``other`` whose ball meets the look-out of
         ``ne_id`` (not built): the union of the balls of the elements ``reach - 1`` links out, each
         met by looking up its members or, when the other side holds fewer elements, by testing
-        their balls against it, until every element of the other side is met. Once this has cost
-        ``ne_id``, while it holds candidates,
-        ``BUILD_FACTOR`` times the walk over those balls that building the look-out takes, the
-        look-out is built (remembered within the budget) for the alarms that come after."""
+        their balls against it, until every element of the other side is met. What this costs
+        beyond what the look-out would is added up for ``ne_id`` while it holds candidates; once it
+        reaches ``BUILD_FACTOR`` times the walk over those balls that building the look-out takes,
+        the look-out is built (remembered within the budget) for the alarms that come after."""
         at, met, balls = self._at[other], self._met[other], self._balls
         n = len(at)
         found: set[str] = set()
@@ -150,12 +153,16 @@ class Neighbourhood(Generic[C]):
             else:
                 spent += n
                 found.update(y for y in at if y not in found and not ball.isdisjoint(balls[(other, y)]))
-        spent += self._spent.get(ne_id, 0)
-        if spent >= BUILD_FACTOR * walk:
-            self._spent.pop(ne_id, None)
-            self._within(self._reach, ne_id)
-        else:
-            self._spent[ne_id] = spent
+        # what going through cost beyond what the look-out would: at most one step per member
+        # (``walk`` bounds them) and at most one per element of the other side
+        extra = spent - min(walk, n)
+        if extra > 0:
+            extra += self._spent.get(ne_id, 0)
+            if extra >= BUILD_FACTOR * walk:
+                self._spent.pop(ne_id, None)
+                self._within(self._reach, ne_id)
+            else:
+                self._spent[ne_id] = extra
         return found
 
     def add(self, role: str, ne_id: str, key: str, candidate: C) -> None:

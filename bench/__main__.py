@@ -39,7 +39,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     ),
     "neighbour": (
         neighbour.main,
-        "a storm on every leaf of a star under a neighbour rule, beside same_site: CPU and peak memory",
+        "a storm on the leaves of a star or tree under a neighbour rule, beside same_site: CPU, peak memory",
     ),
     "dashboard": (
         dashboard.main,

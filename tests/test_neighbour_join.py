@@ -135,11 +135,22 @@ def _reference(topology: dict[str, Any], hops: int, storm: list[tuple[str, str, 
     return inside, (len(related), outside), related
 
 
+# ``BUILD_FACTOR``: the default, 0 (an element's look-out of ``hops - 1`` links is built after its
+# first alarm went through the balls one link nearer: the look-out serves every later one) and a
+# large one (never built: every alarm goes through the balls)
+FACTORS = [neighbourhood.BUILD_FACTOR, 0, 10**9]
+
+
+@pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("hops", [2, 3])
 @pytest.mark.parametrize("seed", range(6))
-def test_the_join_pairs_exactly_the_neighbours(seed: int, hops: int) -> None:
+def test_the_join_pairs_exactly_the_neighbours(
+    seed: int, hops: int, factor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Random network and storm: the pairs made (and counted outside the window) are the brute-force
-    reference's, and explain's scopes relate exactly those root and symptom alarms."""
+    reference's, and explain's scopes relate exactly those root and symptom alarms, whichever way
+    an alarm looks out."""
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
     rnd = random.Random(seed * 10 + hops)
     topology = _random_topology(seed)
     elements = [e["id"] for e in topology["elements"]]
@@ -153,16 +164,78 @@ def test_the_join_pairs_exactly_the_neighbours(seed: int, hops: int) -> None:
     assert scoped == related
 
 
-def test_a_hub_storm_pairs_every_leaf_with_the_root_through_the_hub() -> None:
+def _star(leaves: int) -> dict[str, Any]:
+    elements: list[dict[str, Any]] = [{"id": "hub", "type": "agg"}]
+    elements += [{"id": f"l{i}", "type": "olt", "depends_on": ["hub"]} for i in range(leaves)]
+    return {"elements": elements}
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_a_hub_storm_pairs_every_leaf_with_the_root_through_the_hub(
+    factor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A star: a root on one leaf explains a link-down on every other leaf (not on the hub above it),
     for both distances."""
-    elements: list[dict[str, Any]] = [{"id": "hub", "type": "agg"}]
-    elements += [{"id": f"l{i}", "type": "olt", "depends_on": ["hub"]} for i in range(300)]
-    topology = {"elements": elements}
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
     storm = [("l0", "a", 1.0), ("hub", "b", 1.5)] + [(f"l{i}", "b", 2.0 + i / 1000) for i in range(300)]
     for hops in (2, 3):
-        pairs, _, _ = _joined(topology, hops, storm)
+        pairs, _, _ = _joined(_star(300), hops, storm)
         assert pairs == {("l0:a", f"l{i}:b") for i in range(1, 300)}, hops
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_a_storm_of_roots_and_symptoms_on_every_leaf(factor: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A star under ``hops: 3``, every leaf's alarm both a root and a symptom, then roots on the
+    hub and on a few leaves: every two leaves pair (the other side holds more elements than a
+    leaf's ball), never the hub with a leaf below it; the reference's pairs, whichever way."""
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
+    topology = _star(60)
+    storm = [(f"l{i}", "c", 1.0 + i / 100) for i in range(60)]
+    storm += [("hub", "a", 1.7)] + [(f"l{i}", "a", 1.8 + i / 100) for i in range(0, 60, 7)]
+    pairs, counts, _ = _joined(topology, 3, storm)
+    want, want_counts, _ = _reference(topology, 3, storm)
+    assert len(want) > 60 * 59
+    assert (pairs, counts) == (want, want_counts)
+
+
+def _tree(switches: int, fan: int) -> dict[str, Any]:
+    elements: list[dict[str, Any]] = [{"id": "hub", "type": "router"}]
+    elements += [{"id": f"s{j}", "type": "agg", "depends_on": ["hub"]} for j in range(switches)]
+    elements += [
+        {"id": f"l{i}", "type": "olt", "depends_on": [f"s{i // fan}"]} for i in range(switches * fan)
+    ]
+    return {"elements": elements}
+
+
+LEAF_STORMS = {
+    # a star, a link-down on each leaf facing one root: its look-out would hold every sibling
+    "one root": (_star(300), [("l0", "a", 1.0)] + [(f"l{i}", "b", 2.0 + i / 1000) for i in range(300)]),
+    # a tree, every leaf both a root and a symptom: the other side outnumbers a leaf's balls
+    "every leaf": (_tree(3, 40), [(f"l{i}", "c", 1.0 + i / 1000) for i in range(120)]),
+}
+
+
+@pytest.mark.parametrize("storm", sorted(LEAF_STORMS))
+def test_a_leaf_storm_builds_no_look_out(storm: str) -> None:
+    """Under ``hops: 3`` an alarm on a leaf meets the other side through its own ball and its
+    parent's, never through a look-out of 2 links (every sibling: N² work for N leaves facing one
+    root; no saving when the other side outnumbers its balls): none is built, and the pairs are
+    the reference's."""
+    topology, alarms = LEAF_STORMS[storm]
+    kept: list[Any] = []
+    real = neighbourhood.Neighbourhood.__init__
+
+    def keep(self: Any, *args: Any) -> None:
+        real(self, *args)
+        kept.append(self)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(neighbourhood.Neighbourhood, "__init__", keep)
+        pairs, counts, _ = _joined(topology, 3, alarms)
+    assert (pairs, counts) == _reference(topology, 3, alarms)[:2]
+    assert len(pairs) > 100
+    (near,) = kept
+    assert not [k for k in near._known if k[0] == 2]  # no look-out of 2 links built
 
 
 @pytest.mark.parametrize("hops", [2, 3])
@@ -179,15 +252,46 @@ def test_the_same_pairs_when_no_ball_is_remembered(hops: int, monkeypatch: pytes
     assert (pairs, counts) == (want, want_counts)
 
 
+def test_alarms_on_a_hub_build_its_look_out_once_going_through_costs_as_much(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under ``hops: 3`` an alarm on a hub goes through the balls of its dependents, as many as its
+    look-out holds: after a few such alarms the look-out is built and remembered, and the rest use
+    it (at most about twice the cheaper way's cost, whichever the number of alarms)."""
+    raw = _star(300)
+    raw["elements"] += [{"id": "core", "type": "router"}]
+    raw["elements"] += [{"id": "hub2", "type": "agg", "depends_on": ["core"]}]
+    raw["elements"][0]["depends_on"] = ["core"]
+    near: neighbourhood.Neighbourhood[str] = neighbourhood.Neighbourhood(topology_from_dict(raw), 3)
+    near.add("root", "hub2", "r", "r")
+    passes = 0
+    real = neighbourhood.Neighbourhood._through
+
+    def counting(self: Any, ne_id: str, other: str) -> set[str]:
+        nonlocal passes
+        passes += 1
+        return real(self, ne_id, other)
+
+    monkeypatch.setattr(neighbourhood.Neighbourhood, "_through", counting)
+    for i in range(20):
+        assert list(near.others("sym", "hub")) == ["r"]  # hub2 is 2 links away, via core
+        near.add("sym", "hub", f"s{i}", f"s{i}")
+    assert 1 < passes < 5  # built after a few passes, used by the alarms after them
+    assert (2, "hub") in near._known
+    assert not [k for k in near._known if k[0] == 2 and k[1] != "hub"]
+
+
+@pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("budget", [neighbourhood.BALLS_BUDGET, 0])
 @pytest.mark.parametrize("hops", [2, 3])
 def test_candidates_leave_and_enter_in_any_order(
-    hops: int, budget: int, monkeypatch: pytest.MonkeyPatch
+    hops: int, budget: int, factor: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``Neighbourhood`` alone, under random entries and removals (alarms expiring, re-raised): what an
     alarm meets is always the reference's neighbours among the candidates present, and nothing is
     left once every candidate has gone (with and without remembered balls)."""
     monkeypatch.setattr(neighbourhood, "BALLS_BUDGET", budget)
+    monkeypatch.setattr(neighbourhood, "BUILD_FACTOR", factor)
     raw = _random_topology(11)
     links, above = _graph(raw)
     near: neighbourhood.Neighbourhood[str] = neighbourhood.Neighbourhood(topology_from_dict(raw), hops)
@@ -221,3 +325,4 @@ def test_candidates_leave_and_enter_in_any_order(
     assert near.elements() == 0
     assert not any(near._met.values())  # every index entry went with its element
     assert not near._balls  # and every ball kept for it
+    assert not near._spent  # and what going through cost each element

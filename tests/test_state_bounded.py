@@ -15,6 +15,7 @@ has been seen.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,14 +187,18 @@ class Days:
     counters: dict[str, int] = field(default_factory=dict)  # the forms', at the end
 
 
-def replay_days(days: int) -> Days:
-    """``days`` days of trouble through one pipeline, each replayed to its end (drained)."""
-    pipeline = Pipeline(topology_from_dict(example_topology()), rulesets(), SETTINGS)
+def replay_days(
+    days: int, rules: list[Ruleset] | None = None, one_day: Callable[[int], list[dict[str, Any]]] = day
+) -> Days:
+    """``days`` days of trouble (``one_day``, under ``rules``: ``rulesets()`` by default) through
+    one pipeline, each replayed to its end (drained)."""
+    rules = rulesets() if rules is None else rules
+    pipeline = Pipeline(topology_from_dict(example_topology()), rules, SETTINGS)
     out = Days(pipeline.state_sizes())
     try:
         for n in range(days):
             records: list[dict[str, Any]] = []
-            Replayer(pipeline, emit=records.append).run(orjson.dumps(line) for line in day(n))
+            Replayer(pipeline, emit=records.append).run(orjson.dumps(line) for line in one_day(n))
             out.sizes.append(pipeline.state_sizes())
             out.records.append(records)
         out.counters = pipeline.forms.counters()
@@ -245,16 +250,20 @@ def as_of_day_one(records: list[dict[str, Any]], day: int) -> bytes:
 def test_every_map_is_released_when_alarms_clear_and_incidents_resolve() -> None:
     """After each drained day, every container of the core is as empty as in a fresh pipeline
     (save the topology-bounded caches), and nothing grows from one day to the next."""
-    days = replay_days(3)
+    assert_released(replay_days(3), TOPOLOGY_BOUNDED)
+
+
+def assert_released(days: Days, bounded: tuple[str, ...]) -> None:
     fresh, after = days.fresh, days.sizes
     first = as_of_day_one(days.records[0], 0)
-    assert [as_of_day_one(r, n) for n, r in enumerate(days.records)] == [first] * 3  # decided alike
+    alike = [as_of_day_one(r, n) for n, r in enumerate(days.records)]
+    assert alike == [first] * len(days.records)  # every day decided alike
     for n, sizes in enumerate(after):
         assert set(sizes) == set(fresh), "the walk found other parts than in a fresh pipeline"
         grown = {
             path: (fresh[path], size)
             for path, size in sizes.items()
-            if size != fresh[path] and path not in TOPOLOGY_BOUNDED
+            if size != fresh[path] and path not in bounded
         }
         assert grown == {}, f"after day {n + 1}: still held (fresh, now): {grown}"
     assert after[1] == after[0], "a bounded cache grew on a day like the first"
@@ -274,3 +283,82 @@ def test_state_sizes_counts_what_is_alive() -> None:
     assert sizes["health.by_element"] >= 8
     assert sizes["incidents._graph._by_top"] >= 1
     assert sizes["forms._forms[correlator]._facts"] >= 1
+
+
+# A ``neighbour`` relation's join keeps its candidates in a ``Neighbourhood`` per relation (the
+# correlator's ``_near``), whose maps nest by role: counted through its ``inner_sizes``.
+NEAR = "forms._forms[correlator]._near[neighbour:3]"
+NEIGHBOUR_RULES = [
+    {
+        "name": "near",
+        "correlate": {
+            "root": {"probable_cause": ["equipmentMalfunction", "powerProblem"]},
+            "symptom": {"probable_cause": ["linkDown", "powerProblem"]},
+            "relation": "neighbour",
+            "hops": 3,
+            "window": "5m",
+            "lead": "30s",
+        },
+    }
+]
+NEIGHBOUR_BOUNDED = (
+    f"{NEAR}._known",  # balls and look-outs remembered by element (at most BALLS_BUDGET members)
+    "forms._forms[correlator]._host._sid",
+    "forms._forms[correlator]._matched",
+    "forms._forms[correlator]._host.rule_firings",
+    "forms._forms[correlator].rule_firings",
+    "health.live._stamps",
+    "health.live._cache",
+    "incidents._assessor._priorities",
+    "stats.messages",
+    "quality.sla._subjects",
+    "quality._read_by",
+    "quality.sla._breaches",
+)
+
+
+def neighbour_day(n: int) -> list[dict[str, Any]]:
+    """A day of trouble for the ``neighbour`` rule, every alarm cleared by its end: a root on one OLT
+    and link-downs on its siblings (some before it, one outside its window), an alarm both root and
+    symptom on each side of the redundant pair, re-raised, then everything cleared."""
+    d = n * DAY
+    lines = [alarm(f"olt-{i:03d}", "linkDown", d + 1 + i) for i in range(2, 6)]
+    lines += [alarm("olt-001", "equipmentMalfunction", d + 4, "critical")]
+    lines += [alarm(f"olt-{i:03d}", "linkDown", d + 10 + i) for i in range(6, 12)]
+    lines += [alarm("olt-012", "linkDown", d + 900)]  # outside the root's window
+    lines += [alarm("agg-1", "powerProblem", d + 1000), alarm("agg-2", "powerProblem", d + 1001)]
+    lines += [alarm("cell-c1", "linkDown", d + 1002)]
+    lines += [clear("agg-2", "powerProblem", d + 1010), alarm("agg-2", "powerProblem", d + 1020)]
+    lines += [clear(f"olt-{i:03d}", "linkDown", d + 1800 + i) for i in range(2, 13)]
+    lines += [clear("olt-001", "equipmentMalfunction", d + 1900)]
+    lines += [clear("agg-1", "powerProblem", d + 1950), clear("agg-2", "powerProblem", d + 1950)]
+    lines += [clear("cell-c1", "linkDown", d + 1960)]
+    return sorted(lines, key=lambda line: str(line["payload"]["event_time"]))
+
+
+def neighbour_rules() -> list[Ruleset]:
+    return [ruleset_from_data({"name": "n", "rules": NEIGHBOUR_RULES}, "<test>")]
+
+
+def test_a_neighbour_join_is_released_when_alarms_clear_and_incidents_resolve() -> None:
+    """The ``neighbour`` join's index (candidates by element, elements by ball) is empty again after
+    each drained day, like every other map, and is counted while alarms are active."""
+    days = replay_days(3, neighbour_rules(), neighbour_day)
+    (records, *_) = days.records
+    suppressed = {s["alarm_id"] for r in records for s in r.get("suppressed") or []}
+    assert {f"olt-{i:03d}:linkDown" for i in range(2, 12)} <= suppressed  # the join worked
+    assert "olt-012:linkDown" not in suppressed  # outside the window
+    assert days.fresh[f"{NEAR}._at[root]"] == 0
+    assert_released(days, NEIGHBOUR_BOUNDED)
+
+    pipeline = Pipeline(topology_from_dict(example_topology()), neighbour_rules(), SETTINGS)
+    try:
+        for line in neighbour_day(0)[:11]:
+            pipeline.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 30)
+        sizes = pipeline.state_sizes()
+    finally:
+        pipeline.close()
+    assert sizes[f"{NEAR}._at[root]"] == 1  # olt-001
+    assert sizes[f"{NEAR}._at[sym]"] == sizes[f"{NEAR}._at[sym][*]"] == 10  # olt-002 ... olt-011
+    assert sizes[f"{NEAR}._met[sym]"] >= 11  # each OLT and agg-3
+    assert sizes[f"{NEAR}._balls"] == 11

@@ -11,6 +11,12 @@ one), nor at the static topology, compiled program and settings.
 The walk is generic on purpose: a map added later is counted without anyone remembering to list
 it, so ``tests/test_state_bounded.py`` catches a new leak as well as an old one. It reads private
 attributes; it is for tests, benchmarks and debugging, never for decisions.
+
+A part whose maps nest (a map of maps, whose own length says nothing of what it holds) reports the
+inner ones itself: an object with an ``inner_sizes()`` method has its answer counted under its path
+too (``Neighbourhood``: ``_at[root]``, the elements holding root candidates, and ``_at[root][*]``,
+the candidates). Such parts kept in a map are walked as well, one path per key (the correlator's
+``_near[neighbour:2]``, a ``Neighbourhood`` per relation): the walk opens a map only for them.
 """
 
 from __future__ import annotations
@@ -62,10 +68,21 @@ def _walk(obj: object, path: str, out: dict[str, int], seen: set[int], depth: in
         where = f"{path}.{name}" if path else name
         if isinstance(value, _CONTAINERS):
             out[where] = len(value)
+            if isinstance(value, dict) and value and all(map(_reports_inner, value.values())):
+                for key, part in value.items():  # parts kept by name (bounded by the rules)
+                    _walk(part, f"{where}[{key}]", out, seen, depth + 1)
         elif isinstance(value, tuple):  # parts held in a fixed tuple (the forms): walk them
             _walk_items(value, where, out, seen, depth)
         elif _walked(value):
             _walk(value, where, out, seen, depth + 1)
+    inner = getattr(obj, "inner_sizes", None)
+    if callable(inner):
+        for name, size in inner().items():
+            out[f"{path}.{name}" if path else name] = size
+
+
+def _reports_inner(value: object) -> bool:
+    return _walked(value) and callable(getattr(value, "inner_sizes", None))
 
 
 def _walk_items(items: tuple[Any, ...], path: str, out: dict[str, int], seen: set[int], depth: int) -> None:

@@ -25,7 +25,12 @@ import orjson
 import pytest
 
 from bench.scenarios import example_topology
-from engine.adapters.api_alertmanager import AlertmanagerApi
+from engine.adapters.api_alertmanager import (
+    AlertmanagerApi,
+    alert_error,
+    alert_schema_errors,
+    postable_silence,
+)
 from engine.adapters.http import HttpApi, Overloaded
 from engine.core.forms.silences import Matcher, MatcherError, Silence, Silences, parse_matcher
 from engine.core.pipeline import Pipeline
@@ -507,3 +512,17 @@ async def test_a_silence_survives_a_kill_9_from_the_journal(tmp_path: Path) -> N
         assert (got["comment"], got["status"]["state"]) == ("regional works", "active")
     finally:
         proc.stop()
+
+
+def test_go_zero_time_is_unset_in_alerts_and_a_long_past_start_in_silences() -> None:
+    """amtool posts Go's zero time (``0001-01-01T00:00:00Z``) for what it leaves unset; a time
+    before 1970 is otherwise refused (``BeforeEpoch``), so the API reads this one as 0, as before."""
+    zero = "0001-01-01T00:00:00.000Z"
+    alert = {"labels": {"alertname": "LinkDown", "ne_id": "olt-1"}, "startsAt": zero, "endsAt": zero}
+    assert alert_schema_errors([alert]) == []
+    assert alert_error(alert) is None
+    _, fields = postable_silence(
+        {"matchers": [{"name": "ne_id", "value": "olt-1", "isRegex": False}], "startsAt": zero,
+         "endsAt": "2026-01-01T00:00:00Z", "createdBy": "noc", "comment": "works"}
+    )  # fmt: skip
+    assert (fields["startsAt"], fields["endsAt"]) == (0.0, 1767225600.0)

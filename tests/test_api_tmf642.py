@@ -281,3 +281,13 @@ async def test_schemathesis_against_the_official_swagger(daemon: tuple[Daemon, s
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
     assert proc.returncode == 0, out.decode()[-6000:]
+
+
+def test_a_time_before_1970_is_refused_with_its_reason() -> None:
+    """A TMF642 time before the epoch is refused as the decoder refuses it, saying so (not as an
+    unreadable date-time)."""
+    errors = alarm_create_errors({"alarmRaisedTime": "1969-07-20T20:17:00Z"})
+    assert (
+        "alarmRaisedTime",
+        "time '1969-07-20T20:17:00Z' is before 1970-01-01T00:00:00Z (the Unix epoch)",
+    ) in errors

@@ -45,7 +45,7 @@ from engine import __version__
 from engine.adapters.http import Overloaded, retry_after
 from engine.core.forms.silences import Matcher, MatcherError, Silence, matches_all, parse_matcher
 from engine.model.alertmanager_in import alert_to_alarm
-from engine.model.timeutil import format_time, parse_time
+from engine.model.timeutil import BeforeEpoch, format_time, parse_time
 from engine.model.wording import json_type_name
 
 if TYPE_CHECKING:
@@ -146,6 +146,8 @@ def _time_field(obj: Mapping[str, Any], name: str, where: str, errors: list[str]
         return None
     try:
         return parse_time(value)
+    except BeforeEpoch:  # Go's zero time, which amtool posts for "unset": 0, as callers read it
+        return 0.0
     except ValueError:
         errors.append(f"{where}.{name}: expected an RFC 3339 date-time, got {value!r}")
         return None
@@ -389,9 +391,9 @@ class AlertmanagerApi:
         inhibited_by = [_fingerprint(sup.root)] if sup is not None else []
         ends = GO_ZERO_TIME
         if posted is not None and isinstance(posted["endsAt"], str):
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError):  # BeforeEpoch included: amtool posts Go's zero time
                 t = parse_time(posted["endsAt"])
-                ends = format_time(t) if t > 0 else GO_ZERO_TIME  # amtool posts Go's zero time
+                ends = format_time(t) if t > 0 else GO_ZERO_TIME
         view: dict[str, Any] = {
             "labels": labels,
             "annotations": annotations,

@@ -52,7 +52,7 @@ from engine.adapters.tmf import (
 )
 from engine.core.alarms import alarm_key
 from engine.errors import InvalidMessage
-from engine.model.timeutil import format_time, parse_time
+from engine.model.timeutil import BeforeEpoch, format_time, parse_time
 from engine.model.wording import json_type_name
 
 if TYPE_CHECKING:
@@ -175,6 +175,8 @@ def _check_scalar(value: Any, kind: str, field: str, errors: list[tuple[str, str
     elif kind == _TIME:
         try:
             parse_time(value)
+        except BeforeEpoch as exc:
+            errors.append((field, str(exc)))
         except ValueError:
             errors.append((field, f"expected an RFC 3339 date-time, got {value!r}"))
 

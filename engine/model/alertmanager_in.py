@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from engine.model.messages import EVENT_TYPES
-from engine.model.timeutil import parse_time
+from engine.model.timeutil import BeforeEpoch, parse_time
 
 __all__ = ["SEVERITY_MAP", "alert_to_alarm", "fingerprint", "instance_host"]
 
@@ -120,6 +120,8 @@ def _time(value: object) -> object:
         return None
     try:
         t = parse_time(value)
+    except BeforeEpoch:  # Go's zero time
+        return None
     except ValueError:
         return value
     return None if t <= 0 else t

@@ -16,6 +16,12 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
+class BeforeEpoch(ValueError):
+    """An RFC 3339 time before 1970-01-01T00:00:00Z, refused as negative epoch seconds are. Where
+    such a time means "unset" (Alertmanager sends Go's zero time, ``0001-01-01T00:00:00Z``), the
+    caller catches this one."""
+
+
 def parse_time(value: object) -> float:
     """Epoch seconds (int or float) or an RFC 3339 string → epoch seconds.
 
@@ -53,7 +59,7 @@ def _parse_text(value: str) -> float:
         raise ValueError(f"RFC 3339 time needs an offset or Z: {value!r}")
     t = dt.timestamp()
     if t < 0:  # as epoch seconds must not be negative
-        raise ValueError(f"time {value!r} is before 1970-01-01T00:00:00Z (the Unix epoch)")
+        raise BeforeEpoch(f"time {value!r} is before 1970-01-01T00:00:00Z (the Unix epoch)")
     return t
 
 

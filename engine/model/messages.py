@@ -718,7 +718,12 @@ def _floats(column: list[Any]) -> list[float]:
 
 
 _FOUR = {4}
-_ROW_KEYS = frozenset(SampleRow.__annotations__)
+# The key orders of a row as the model makes it (its fields' order, the optional ones when given):
+# a row in another order goes to pydantic-core, which gives that order (orjson keeps the payload's)
+_ROW_ORDERS = frozenset(
+    tuple(k for k in SampleRow.__annotations__ if k not in _OPTIONAL or k in given)
+    for given in ((), ("service",), ("customer",), _OPTIONAL)
+)
 _TARGET = itemgetter("target")
 _METRICS = itemgetter("metrics")
 _SERVICE = methodcaller("get", "service")
@@ -740,7 +745,8 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
     ``_time`` makes it), ``metrics`` a mapping of 1 to ``MAX_METRICS`` entries (their names and
     values are ``_MetricBounds.hold``'s), no key the model does not name; with the batch's metrics
     and distinct targets. None for anything else (an RFC 3339 time, an extra key, any wrong type or
-    value), which pydantic reads as before. orjson keeps the last value
+    value, keys in another order than the model's fields), which pydantic reads as before. orjson
+    keeps the last value
     of a repeated key, as the full path (orjson too) does, and refuses what JSON cannot hold
     (``1e999``, ``NaN``). Each column is taken by ``dict.get`` (which refuses an item that is not a
     mapping), strings are checked by ``str.join`` and floats by ``float.conjugate`` (which refuse
@@ -770,9 +776,9 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
         sizes = set(map(len, metrics))
         if min(sizes) < 1 or max(sizes) > MAX_METRICS:
             return None  # (that each is a mapping, ``_MetricBounds.hold`` checks)
-        if set(map(len, rows)) != _FOUR:  # service or customer in some, or a key the model lacks
-            if not all(map(_ROW_KEYS.issuperset, rows)):
-                return None
+        if not _ROW_ORDERS.issuperset(map(tuple, rows)):  # a key the model lacks, or another order
+            return None
+        if set(map(len, rows)) != _FOUR:  # service or customer in some
             for optional in ("service", "customer"):
                 given = set(map(_GET, rows, repeat(optional)))
                 given.discard(None)

@@ -969,7 +969,7 @@ class Decoder:
     def _batch_fast(self, topic: str, payload: bytes | str) -> Decoded | None:
         """A batch of samples that is wholly good, decoded into rows by orjson and checked in plain
         code on its columns (``_plain_rows``), or, when its shape is not the plain one (an RFC 3339
-        time, an extra key, samples of different metrics with integer values), validated in one
+        time, keys in another order, samples of different metrics with integer values), validated in one
         pydantic-core call from its bytes (``_validated_rows``); then its metric names, ranges and
         references checked on the batch's columns and distinct names. None for anything else (a
         single sample, too big, any bad item or reference), which the full path decodes again to
@@ -978,9 +978,12 @@ class Decoder:
         if _size(payload) > self.max_bytes:
             return None
         try:
-            plain = _plain_rows(orjson.loads(payload), self.max_batch)
+            obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return None
+        if type(obj) is not dict or type(obj.get("samples")) is not list:
+            return None  # a single sample, or no batch at all: pydantic-core would refuse it too
+        plain = _plain_rows(obj, self.max_batch)
         hold = self._metric_bounds.hold
         good, names = hold(plain[1]) if plain is not None else (False, None)
         if plain is not None and good:

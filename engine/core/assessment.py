@@ -60,11 +60,26 @@ class Assessor:
         self._priorities: dict[tuple[str, tuple[tuple[str, int], ...], int, str], Priority] = {}
 
     def active_members(self, inc: Incident, still_active: ActiveAlarm | None = None) -> list[ActiveAlarm]:
+        """Its members' alarms that are active (and ``still_active``), in member order. Kept on the
+        incident (``Incident.active``) while neither its member count nor ``alarm_changes`` moved
+        (which alarm is active changes only through a counted change); a copy is returned."""
+        members = inc.sorted_members()
+        kept = inc.active
+        if (
+            still_active is None
+            and kept is not None
+            and kept[0] == len(members)
+            and kept[1] == inc.alarm_changes
+        ):
+            return kept[2].copy()
+        get = self._alarm
         out = []
-        for key in inc.sorted_members():
-            alarm = self._alarm(key)
+        for key in members:
+            alarm = get(key)
             if alarm is not None and (alarm.active or alarm is still_active):
                 out.append(alarm)
+        if still_active is None:
+            inc.active = (len(members), inc.alarm_changes, out.copy())
         return out
 
     def watching(self, ne_id: str) -> Iterable[str]:

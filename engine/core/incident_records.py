@@ -212,9 +212,55 @@ class RecordBuilder:
         merged_into: str | None = None,
     ) -> IncidentRecord:
         root = self._alarm(inc.root)
-        el = self._topology.element(root.ne_id) if root is not None else None
         p = inc.priority
         alarms = inc.sorted_members()
+        walked = inc.walked
+        if walked is None or walked[0] != len(alarms) or walked[1] != inc.alarm_changes:
+            walked = inc.walked = self._walk(inc, alarms)
+        suppressed, flapping = walked[2], walked[3]
+        cause = inc.cause
+        if (
+            cause is None
+            or cause[0] is not root
+            or cause[1] != len(inc.grouping_rules)
+            or cause[2] != inc.alarm_changes
+        ):
+            cause = inc.cause = (
+                root,
+                len(inc.grouping_rules),
+                inc.alarm_changes,
+                self._root_cause(inc, root),
+            )
+        return IncidentRecord(
+            incident_id=inc.id,
+            event=event,
+            version=inc.version,
+            time=now,
+            priority=p.priority if p else 5,
+            score=p.score if p else 0.0,
+            state=inc.state,
+            severity=inc.severity,
+            root_cause=cause[3],
+            impact=inc.impact,
+            alarms=alarms,
+            suppressed=suppressed,
+            flapping=flapping,
+            opened_at=inc.opened_at,
+            acknowledged=inc.acknowledged,
+            priority_breakdown=dict(p.breakdown) if p else {},
+            sla=inc.sla,
+            explanation=tuple(self._explanation(inc, root, walked[4])),
+            resolution=(resolution or "cleared") if event == "resolved" else None,
+            merged_into=merged_into if event == "resolved" else None,
+        )
+
+    def _walk(
+        self, inc: Incident, alarms: tuple[str, ...]
+    ) -> tuple[int, int, tuple[SuppressedAlarm, ...], tuple[str, ...], str]:
+        """What a record shows of the incident's members: its suppressed entries, its flapping
+        members and the explanation's line that counts the suppressed by rule. It depends on the
+        members' alarms alone (and their suppressions, fixed while they are members), so it is kept
+        on the incident (``Incident.walked``) with its member count and ``alarm_changes``."""
         suppressed: list[SuppressedAlarm] = []
         flapping: list[str] = []
         get, suppression, entries = self._alarm, self._suppression, self._entries
@@ -237,40 +283,32 @@ class RecordBuilder:
                     suppressed.append(hit[5])
                 else:
                     suppressed.append(self._entry(key, a, sup))
-        return IncidentRecord(
-            incident_id=inc.id,
-            event=event,
-            version=inc.version,
-            time=now,
-            priority=p.priority if p else 5,
-            score=p.score if p else 0.0,
-            state=inc.state,
-            severity=inc.severity,
-            root_cause=RootCause(
-                alarm_id=inc.root,
-                ne_id=root.ne_id if root else None,
-                probable_cause=root.probable_cause if root else None,
-                severity=root.severity if root else None,
-                element_type=el.type if el else None,
-                site=el.site if el else None,
-                region=el.region if el else None,
-                active=bool(root and root.active),
-                rule=sorted(inc.grouping_rules)[0] if inc.grouping_rules else None,
-                threshold_info=(
-                    dict(root.threshold_info) if root and root.threshold_info is not None else None
-                ),
-            ),
-            impact=inc.impact,
-            alarms=alarms,
-            suppressed=tuple(suppressed),
-            flapping=tuple(flapping),
-            opened_at=inc.opened_at,
-            acknowledged=inc.acknowledged,
-            priority_breakdown=dict(p.breakdown) if p else {},
-            sla=inc.sla,
-            explanation=tuple(self._explanation(inc, root, suppressed)),
-            resolution=(resolution or "cleared") if event == "resolved" else None,
-            merged_into=merged_into if event == "resolved" else None,
+        line = ""
+        if suppressed:
+            by_rule: dict[str, int] = {}
+            for s in suppressed:
+                by_rule[s.rule] = by_rule.get(s.rule, 0) + 1
+            parts = ", ".join(f"{n} by {rule}" for rule, n in sorted(by_rule.items()))
+            line = f"{len(suppressed)} alarm(s) suppressed as symptoms: {parts}"
+        return (len(alarms), inc.alarm_changes, tuple(suppressed), tuple(flapping), line)
+
+    def _root_cause(self, inc: Incident, root: ActiveAlarm | None) -> RootCause:
+        """The record's root cause: of the root's alarm (the same object, whose changes count in
+        ``alarm_changes``: the root is a member) and the incident's first grouping rule (rules only
+        join while an incident lasts, so the same count is the same set). Kept on the incident
+        (``Incident.cause``) with what it was made of."""
+        el = self._topology.element(root.ne_id) if root is not None else None
+        return RootCause(
+            alarm_id=inc.root,
+            ne_id=root.ne_id if root else None,
+            probable_cause=root.probable_cause if root else None,
+            severity=root.severity if root else None,
+            element_type=el.type if el else None,
+            site=el.site if el else None,
+            region=el.region if el else None,
+            active=bool(root and root.active),
+            rule=min(inc.grouping_rules) if inc.grouping_rules else None,
+            threshold_info=(dict(root.threshold_info) if root and root.threshold_info is not None else None),
         )
 
     def forget(self, keys: Iterable[str]) -> None:
@@ -344,9 +382,9 @@ class RecordBuilder:
         el = self._topology.element(a.ne_id)
         return (el.site if what == "site" else el.region) or "?"
 
-    def _explanation(
-        self, inc: Incident, root: ActiveAlarm | None, suppressed: list[SuppressedAlarm]
-    ) -> list[str]:
+    def _explanation(self, inc: Incident, root: ActiveAlarm | None, suppressed: str) -> list[str]:
+        """The record's explanation lines (``suppressed``: the line counting the suppressed by rule,
+        empty when none is)."""
         lines: list[str] = []
         if root is not None:
             el = self._topology.element(root.ne_id)
@@ -366,11 +404,7 @@ class RecordBuilder:
         if inc.maintenance is not None:
             lines.append(f"held back by maintenance window {inc.maintenance} until it ended")
         if suppressed:
-            by_rule: dict[str, int] = {}
-            for s in suppressed:
-                by_rule[s.rule] = by_rule.get(s.rule, 0) + 1
-            parts = ", ".join(f"{n} by {rule}" for rule, n in sorted(by_rule.items()))
-            lines.append(f"{len(suppressed)} alarm(s) suppressed as symptoms: {parts}")
+            lines.append(suppressed)
         if inc.reraised:
             lines.append(f"the root was re-raised {inc.reraised} time(s) during the hold-down; same incident")
         # the words for its impact and its priority, kept on the incident with the objects they

@@ -92,6 +92,7 @@ class IncidentBook:
         self._settings = settings
         self._alarm = alarm
         self._graph = MergeGraph()
+        self._incident_of = self._graph.incident_of
         self._maintenance = MaintenanceStage(calendar, alarm)
         self._assessor = Assessor(
             topology=topology,
@@ -184,6 +185,15 @@ class IncidentBook:
             heapq.heappush(self._timers, (due, self._seq, inc.root))
 
     # -- alarm changes -------------------------------------------------------------------------
+    def alarm_changed(self, key: str) -> None:
+        """Every change of an alarm (``AlarmChange``, of any kind, before it is applied): counted on
+        the incident it is a member of, whose records and re-assessments reuse what they derived
+        from its members' alarms while neither that count nor the member count moved
+        (``Incident.walked``, ``Incident.cause``, ``Incident.active``)."""
+        inc = self._incident_of(key)
+        if inc is not None:
+            inc.alarm_changes += 1
+
     def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[IncidentRecord]:
         """A new occurrence, with the pairs the rules matched for it (either side)."""
         self._changing()
@@ -485,6 +495,7 @@ class IncidentBook:
         old = self._graph.link(ex.symptom, why, root_inc)
         if old is None:
             return []
+        old.alarm_changes += 1  # its root is a symptom now: what its last records show of it changed
         # The symptom was a top root: its whole group moved into root_inc.
         records: list[IncidentRecord] = []
         if old.phase in ("open", "clearing") and root_inc.phase == "pending":

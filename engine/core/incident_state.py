@@ -103,7 +103,18 @@ class Incident:
     # rules and ``alarm_changes`` it was made at
     cause: tuple[Any, int, int, Any] | None = field(default=None, init=False, compare=False, repr=False)
     # its active members (``Assessor.active_members``), with the member count and ``alarm_changes``
-    active: tuple[int, int, list[Any]] | None = field(default=None, init=False, compare=False, repr=False)
+    active: tuple[int, int, tuple[Any, ...]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+    # what its assessment reads of its active members (``Assessor.refresh``: the seeds of its
+    # impact, the services it alone concerns, the worst severity's rank), with that tuple of them
+    derived: tuple[tuple[Any, ...], list[str], frozenset[str] | None, int | None] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+    # its signature's view of its active members (``IncidentBook._signature``), with that tuple
+    said_active: tuple[tuple[Any, ...], tuple[Any, ...]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
 
     def sorted_members(self) -> tuple[str, ...]:
         """Its members in sorted order (re-assessments, signatures and records walk them so), sorted

@@ -516,7 +516,7 @@ class IncidentBook:
         self._records.forget(inc.members)
         return self._graph.dissolve(inc)
 
-    def _signature(self, inc: Incident, members: list[ActiveAlarm] | None = None) -> str:
+    def _signature(self, inc: Incident, members: tuple[ActiveAlarm, ...] | None = None) -> str:
         """What an `updated` record would say that matters; ``members``: its active members, when
         the caller has them (``Assessor.refresh`` returns them).
 
@@ -525,7 +525,12 @@ class IncidentBook:
         p = inc.priority
         if members is None:
             members = self._assessor.active_members(inc)
-        active = tuple((a.key, a.severity, a.flapping) for a in members)
+        kept = inc.said_active
+        if kept is not None and kept[0] is members:
+            active = kept[1]  # the same active members (``active_members`` kept them): the same view
+        else:
+            active = tuple((a.key, a.severity, a.flapping) for a in members)
+            inc.said_active = (members, active)
         impact = inc.impact
         sla = (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None
         # the parts, but the impact (compared as the same object) and the members (which only

@@ -147,7 +147,10 @@ class IncidentRecord:
             "root_cause": self.root_cause.to_wire(),
             "impact": self.impact.to_record() if self.impact is not None else _empty_impact(),
             "alarms": list(self.alarms),
-            "suppressed": [s.to_wire() for s in self.suppressed],
+            # ``SuppressedAlarm.to_wire`` inlined for the common entry (21 per record on 24V)
+            "suppressed": [
+                s._wire.copy() if s.threshold_info is None else s.to_wire() for s in self.suppressed
+            ],
             "flapping": list(self.flapping),
             "opened_at": format_time(self.opened_at) if self.opened_at is not None else None,
             "acknowledged": self.acknowledged.to_wire() if self.acknowledged is not None else None,
@@ -218,19 +221,22 @@ class RecordBuilder:
         if walked is None or walked[0] != len(alarms) or walked[1] != inc.alarm_changes:
             walked = inc.walked = self._walk(inc, alarms)
         suppressed, flapping = walked[2], walked[3]
+        # the root cause, made again only when what it shows of the root's alarm changed
         cause = inc.cause
+        rules = len(inc.grouping_rules)
+        if root is None:
+            shown: tuple[Any, ...] = (None, False)
+            info = None
+        else:
+            shown, info = (root.severity, root.active), root.threshold_info
         if (
             cause is None
             or cause[0] is not root
-            or cause[1] != len(inc.grouping_rules)
-            or cause[2] != inc.alarm_changes
+            or cause[1] != shown
+            or cause[2] is not info
+            or cause[3] != rules
         ):
-            cause = inc.cause = (
-                root,
-                len(inc.grouping_rules),
-                inc.alarm_changes,
-                self._root_cause(inc, root),
-            )
+            cause = inc.cause = (root, shown, info, rules, self._root_cause(inc, root))
         return IncidentRecord(
             incident_id=inc.id,
             event=event,
@@ -240,7 +246,7 @@ class RecordBuilder:
             score=p.score if p else 0.0,
             state=inc.state,
             severity=inc.severity,
-            root_cause=cause[3],
+            root_cause=cause[4],
             impact=inc.impact,
             alarms=alarms,
             suppressed=suppressed,
@@ -293,10 +299,11 @@ class RecordBuilder:
         return (len(alarms), inc.alarm_changes, tuple(suppressed), tuple(flapping), line)
 
     def _root_cause(self, inc: Incident, root: ActiveAlarm | None) -> RootCause:
-        """The record's root cause: of the root's alarm (the same object, whose changes count in
-        ``alarm_changes``: the root is a member) and the incident's first grouping rule (rules only
-        join while an incident lasts, so the same count is the same set). Kept on the incident
-        (``Incident.cause``) with what it was made of."""
+        """The record's root cause: of the root's alarm (its element and probable cause are fixed
+        for the alarm object's life; its severity, state and threshold info, replaced whole, are
+        compared) and the incident's first grouping rule (rules only join while an incident lasts,
+        so the same count is the same set). Kept on the incident (``Incident.cause``) with what it
+        was made of."""
         el = self._topology.element(root.ne_id) if root is not None else None
         return RootCause(
             alarm_id=inc.root,

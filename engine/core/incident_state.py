@@ -92,16 +92,18 @@ class Incident:
     # how many changes its members' alarms went through while they were its members (the book
     # counts every ``AlarmChange`` of a member, ``IncidentBook.alarm_changed``, and its root's
     # becoming a symptom when it merges into another): with the member count, the key of what is
-    # derived from its members' alarms and suppressions alone (``walked``, ``cause``, ``active``)
+    # derived from its members' alarms and suppressions alone (``walked``, ``active``)
     alarm_changes: int = field(default=0, init=False, compare=False, repr=False)
     # what its records show of its members (``RecordBuilder``: the suppressed entries, the flapping
     # members, the suppressed count line), with the member count and ``alarm_changes`` it was made at
     walked: tuple[int, int, tuple[Any, ...], tuple[str, ...], str] | None = field(
         default=None, init=False, compare=False, repr=False
     )
-    # its records' root cause (``RecordBuilder``), with the root's alarm, the count of grouping
-    # rules and ``alarm_changes`` it was made at
-    cause: tuple[Any, int, int, Any] | None = field(default=None, init=False, compare=False, repr=False)
+    # its records' root cause (``RecordBuilder``), with the root's alarm, its severity and state,
+    # its threshold info and the count of grouping rules it was made of
+    cause: tuple[Any, tuple[Any, ...], Any, int, Any] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
     # its active members (``Assessor.active_members``), with the member count and ``alarm_changes``
     active: tuple[int, int, tuple[Any, ...]] | None = field(
         default=None, init=False, compare=False, repr=False

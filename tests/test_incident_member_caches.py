@@ -1,11 +1,11 @@
 """What an incident derives from its members' alarms is kept on it, and never shows stale.
 
-A record's suppressed entries, flapping members, suppressed-count line and root cause, and a
-re-assessment's active members, depend on the members' alarms and suppressions alone, so the book
-keeps them on the incident (``Incident.walked``, ``cause``, ``active``) while its member count and
-its count of member alarm changes (``Incident.alarm_changes``) stay the same. These tests replay the
-scenarios, and an incident merging into a later root's, with the kept values and with every one of
-them made afresh at each use: the records must be the same, byte for byte.
+A record's suppressed entries, flapping members and suppressed-count line (``Incident.walked``,
+brought up to date for the members whose alarms changed), its root cause (``cause``, while what it
+shows of the root's alarm is the same), and a re-assessment's active members (``active``, while the
+member count and the count of member alarm changes are the same) are kept on the incident. These
+tests replay the scenarios, and an incident merging into a later root's, with the kept values and
+with every one of them made afresh at each use: the records must be the same, byte for byte.
 """
 
 from __future__ import annotations

@@ -182,6 +182,26 @@ _WHERE = {
 }
 
 
+class Walk:
+    """What a record shows of an incident's members, kept on the incident (``Incident.walked``)
+    while its member count is the same (members only join while an incident lasts) and brought up
+    to date for the members whose alarms changed since (``Incident.changed_members``): each member's
+    alarm object as it was walked, the suppressed entries in member order (and where each member's
+    is), the flapping members and the explanation's line counting the suppressed by rule (their
+    suppressions are fixed while they are members)."""
+
+    __slots__ = ("alarms", "at", "count", "entries", "flapping", "line", "suppressed")
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.alarms: dict[str, ActiveAlarm | None] = {}  # member -> its alarm object, in member order
+        self.entries: list[SuppressedAlarm] = []
+        self.at: dict[str, int] = {}  # suppressed member -> its entry's index
+        self.suppressed: tuple[SuppressedAlarm, ...] = ()
+        self.flapping: tuple[str, ...] = ()
+        self.line = ""
+
+
 class RecordBuilder:
     """Builds records from the book's incidents; reads alarms, suppressions and the topology only."""
 
@@ -218,9 +238,10 @@ class RecordBuilder:
         p = inc.priority
         alarms = inc.sorted_members()
         walked = inc.walked
-        if walked is None or walked[0] != len(alarms) or walked[1] != inc.alarm_changes:
-            walked = inc.walked = self._walk(inc, alarms)
-        suppressed, flapping = walked[2], walked[3]
+        changed = inc.changed_members
+        if walked is None or walked.count != len(alarms) or (changed and not self._rewalk(walked, changed)):
+            walked = inc.walked = self._walk(alarms)
+        changed.clear()
         # the root cause, made again only when what it shows of the root's alarm changed
         cause = inc.cause
         rules = len(inc.grouping_rules)
@@ -249,29 +270,24 @@ class RecordBuilder:
             root_cause=cause[4],
             impact=inc.impact,
             alarms=alarms,
-            suppressed=suppressed,
-            flapping=flapping,
+            suppressed=walked.suppressed,
+            flapping=walked.flapping,
             opened_at=inc.opened_at,
             acknowledged=inc.acknowledged,
             priority_breakdown=dict(p.breakdown) if p else {},
             sla=inc.sla,
-            explanation=tuple(self._explanation(inc, root, walked[4])),
+            explanation=tuple(self._explanation(inc, root, walked.line)),
             resolution=(resolution or "cleared") if event == "resolved" else None,
             merged_into=merged_into if event == "resolved" else None,
         )
 
-    def _walk(
-        self, inc: Incident, alarms: tuple[str, ...]
-    ) -> tuple[int, int, tuple[SuppressedAlarm, ...], tuple[str, ...], str]:
-        """What a record shows of the incident's members: its suppressed entries, its flapping
-        members and the explanation's line that counts the suppressed by rule. It depends on the
-        members' alarms alone (and their suppressions, fixed while they are members), so it is kept
-        on the incident (``Incident.walked``) with its member count and ``alarm_changes``."""
-        suppressed: list[SuppressedAlarm] = []
-        flapping: list[str] = []
+    def _walk(self, alarms: tuple[str, ...]) -> Walk:
+        """What a record shows of an incident's members (``alarms``, sorted): see ``Walk``."""
+        walk = Walk(len(alarms))
         get, suppression, entries = self._alarm, self._suppression, self._entries
+        flapping: list[str] = []
         for key in alarms:
-            a = get(key)
+            a = walk.alarms[key] = get(key)
             if a is not None and a.flapping:
                 flapping.append(key)
             sup = suppression(key)
@@ -286,17 +302,44 @@ class RecordBuilder:
                     and hit[3] is (a.threshold_info if a is not None else None)
                     and hit[4] is get(sup.root)
                 ):
-                    suppressed.append(hit[5])
+                    entry = hit[5]
                 else:
-                    suppressed.append(self._entry(key, a, sup))
-        line = ""
-        if suppressed:
+                    entry = self._entry(key, a, sup)
+                walk.at[key] = len(walk.entries)
+                walk.entries.append(entry)
+        walk.suppressed = tuple(walk.entries)
+        walk.flapping = tuple(flapping)
+        if walk.entries:
             by_rule: dict[str, int] = {}
-            for s in suppressed:
-                by_rule[s.rule] = by_rule.get(s.rule, 0) + 1
+            for e in walk.entries:
+                by_rule[e.rule] = by_rule.get(e.rule, 0) + 1
             parts = ", ".join(f"{n} by {rule}" for rule, n in sorted(by_rule.items()))
-            line = f"{len(suppressed)} alarm(s) suppressed as symptoms: {parts}"
-        return (len(alarms), inc.alarm_changes, tuple(suppressed), tuple(flapping), line)
+            walk.line = f"{len(walk.entries)} alarm(s) suppressed as symptoms: {parts}"
+        return walk
+
+    def _rewalk(self, walk: Walk, changed: Iterable[str]) -> bool:
+        """Bring ``walk`` up to date for the members whose alarms changed since it was made; False
+        when one of them is another alarm object now (forgotten, or raised anew after that): the
+        entries that name it as their root may read it, so the caller walks every member again."""
+        get, suppression = self._alarm, self._suppression
+        flapping = entries = False
+        for key in changed:
+            a = get(key)
+            if a is not walk.alarms.get(key, walk):
+                return False
+            if (a is not None and a.flapping) is not (key in walk.flapping):
+                flapping = True  # made again below, in member order
+            at = walk.at.get(key)
+            if at is not None:
+                sup = suppression(key)
+                assert sup is not None  # a member's suppression stays while it is a member
+                walk.entries[at] = self._entry(key, a, sup)
+                entries = True
+        if entries:
+            walk.suppressed = tuple(walk.entries)
+        if flapping:
+            walk.flapping = tuple(k for k, a in walk.alarms.items() if a is not None and a.flapping)
+        return True
 
     def _root_cause(self, inc: Incident, root: ActiveAlarm | None) -> RootCause:
         """The record's root cause: of the root's alarm (its element and probable cause are fixed

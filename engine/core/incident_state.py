@@ -90,15 +90,13 @@ class Incident:
     # ``sorted_members()`` and the member count it was sorted at: a cache as well
     ordered: tuple[int, tuple[str, ...]] | None = field(default=None, init=False, compare=False, repr=False)
     # how many changes its members' alarms went through while they were its members (the book
-    # counts every ``AlarmChange`` of a member, ``IncidentBook.alarm_changed``, and its root's
-    # becoming a symptom when it merges into another): with the member count, the key of what is
-    # derived from its members' alarms and suppressions alone (``walked``, ``active``)
+    # counts every ``AlarmChange`` of a member, ``IncidentBook.alarm_changed``): with the member
+    # count, the key of what is derived from its members' alarms alone (``active``)
     alarm_changes: int = field(default=0, init=False, compare=False, repr=False)
-    # what its records show of its members (``RecordBuilder``: the suppressed entries, the flapping
-    # members, the suppressed count line), with the member count and ``alarm_changes`` it was made at
-    walked: tuple[int, int, tuple[Any, ...], tuple[str, ...], str] | None = field(
-        default=None, init=False, compare=False, repr=False
-    )
+    # the members whose alarms changed since its records last walked them (the same count), and
+    # what its records show of its members (``engine.core.incident_records.Walk``): a cache
+    changed_members: set[str] = field(default_factory=set, init=False, compare=False, repr=False)
+    walked: Any = field(default=None, init=False, compare=False, repr=False)
     # its records' root cause (``RecordBuilder``), with the root's alarm, its severity and state,
     # its threshold info and the count of grouping rules it was made of
     cause: tuple[Any, tuple[Any, ...], Any, int, Any] | None = field(

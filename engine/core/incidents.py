@@ -189,10 +189,12 @@ class IncidentBook:
         """Every change of an alarm (``AlarmChange``, of any kind, before it is applied): counted on
         the incident it is a member of, whose records and re-assessments reuse what they derived
         from its members' alarms while neither that count nor the member count moved
-        (``Incident.walked``, ``Incident.cause``, ``Incident.active``)."""
+        (``Incident.active``), and its records bring up to date only what they show of the members
+        whose alarms changed (``Incident.changed_members``, ``Incident.walked``)."""
         inc = self._incident_of(key)
         if inc is not None:
             inc.alarm_changes += 1
+            inc.changed_members.add(key)
 
     def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[IncidentRecord]:
         """A new occurrence, with the pairs the rules matched for it (either side)."""
@@ -495,7 +497,7 @@ class IncidentBook:
         old = self._graph.link(ex.symptom, why, root_inc)
         if old is None:
             return []
-        old.alarm_changes += 1  # its root is a symptom now: what its last records show of it changed
+        old.walked = None  # its root is a symptom now: its last records show it so
         # The symptom was a top root: its whole group moved into root_inc.
         records: list[IncidentRecord] = []
         if old.phase in ("open", "clearing") and root_inc.phase == "pending":

@@ -264,11 +264,11 @@ class Correlator(BaseForm):
                         others = there.values()
                 rules = mine.rules
                 for other in others:
-                    if rules & other.rules:
+                    if common := rules & other.rules:
                         if is_root:
-                            pair(mine, other, out)
+                            pair(mine, other, common, out)
                         else:
-                            pair(other, mine, out)
+                            pair(other, mine, common, out)
                 if home is None:
                     assert near is not None
                     near.add(fact[2], sid, key, mine)
@@ -285,10 +285,9 @@ class Correlator(BaseForm):
                 self._expire(key, occ, max(now, t) + self._lifetime + self._grace)
         return out
 
-    def _pair(self, r: _Candidate, s: _Candidate, out: list[Explanation]) -> None:
-        """Join a root and a symptom candidate of one scope by every rule both match (the caller
-        checked that they share one)."""
-        common = r.rules & s.rules
+    def _pair(self, r: _Candidate, s: _Candidate, common: frozenset[str], out: list[Explanation]) -> None:
+        """Join a root and a symptom candidate of one scope by every rule both match (``common``,
+        not empty)."""
         rules = self._program.rules
         for name in sorted(common, key=lambda q: rules[q].order) if len(common) > 1 else common:
             self.firings += 1

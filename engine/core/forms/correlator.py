@@ -146,6 +146,9 @@ class Correlator(BaseForm):
         # (on 24V, 87-92 % of the pairs joined). Nothing is explained when no book is attached.
         self.explained: Callable[[str], bool] = _nothing_explained
         self._classified: tuple[ActiveAlarm, _Matched] | None = None  # see ``classify``
+        # the rules two candidates share, in rule order with their compiled rules (``_pair``): one
+        # entry per set of rules that pair (the rules bound it)
+        self._ordered: dict[frozenset[str], tuple[tuple[str, CompiledRule], ...]] = {}
 
     # -- the form --------------------------------------------------------------------------------
     def observe(self, fact: Fact, now: float) -> Outcome:
@@ -288,20 +291,24 @@ class Correlator(BaseForm):
     def _pair(self, r: _Candidate, s: _Candidate, common: frozenset[str], out: list[Explanation]) -> None:
         """Join a root and a symptom candidate of one scope by every rule both match (``common``,
         not empty)."""
-        rules = self._program.rules
-        for name in sorted(common, key=lambda q: rules[q].order) if len(common) > 1 else common:
+        ordered = self._ordered.get(common)
+        if ordered is None:  # the rules of that set in rule order, with their compiled rules
+            rules = self._program.rules
+            ordered = self._ordered[common] = tuple(
+                (name, rules[name]) for name in sorted(common, key=lambda q: rules[q].order)
+            )
+        for name, rule in ordered:
             self.firings += 1
             self.rule_firings[name] += 1
             if r.aid == s.aid:
                 continue  # an alarm is never its own symptom
-            rule = rules[name]
             lead = math.inf if s.condition else rule.lead
             if not r.t - lead <= s.t <= r.t + rule.window:
                 self.outside_window += 1
                 continue
             if self.explained(s.key):
                 continue  # explained already: the book would keep its first explanation
-            out.append(Explanation(root=r.key, symptom=s.key, rule=rule, root_time=r.t, symptom_time=s.t))
+            out.append(Explanation(r.key, s.key, rule, r.t, s.t))
 
     def _match(self, alarm: ActiveAlarm) -> _Matched:
         """The rule parts the alarm's current state matches, decided by durable once per signature

@@ -70,6 +70,9 @@ class Breaches(BaseForm):
     def counters(self) -> dict[str, int]:
         return {"kpi_breaches": self.raised}
 
+    def idle(self) -> bool:
+        return not self._by_metric and not self._state
+
     def explain(self, rule: CompiledRule, seen: Seen) -> Verdict:
         if seen.synthetic == rule.qualified:
             return Verdict(True, f"raised by this rule: {seen.alarm.text or ''}".rstrip(": "))

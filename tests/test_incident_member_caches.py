@@ -18,6 +18,7 @@ import pytest
 from bench.scenarios import example_topology
 from engine.core.assessment import Assessor
 from engine.core.incident_records import RecordBuilder
+from engine.core.incidents import IncidentBook
 from engine.core.pipeline import Pipeline
 from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
@@ -101,3 +102,37 @@ def test_kept_values_give_the_records_made_afresh() -> None:
         fresh = {name: _replay(lines) for name, lines in _cases().items()}
     for name, lines in _cases().items():
         assert _replay(lines) == fresh[name], name
+
+
+def test_signature_text_is_the_repr_it_always_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signature text, written from kept reprs of its long parts, is the ``repr`` of the whole
+    tuple that snapshots have always stored (a loaded signature compares equal to a new one)."""
+    signature = IncidentBook._signature
+    checked = 0
+
+    def plain(book: IncidentBook, inc: Any, members: Any = None) -> str:
+        nonlocal checked
+        text = signature(book, inc, members)
+        active = members if members is not None else book._assessor.active_members(inc)
+        p, impact, ack, sla = inc.priority, inc.impact, inc.acknowledged, inc.sla
+        assert text == repr(
+            (
+                inc.phase,
+                inc.state,
+                p.priority if p else None,
+                p.score if p else None,
+                impact.to_record() if impact else None,
+                inc.sorted_members(),
+                tuple((a.key, a.severity, a.flapping) for a in active),
+                inc.reraised,
+                ack.to_wire() if ack else None,
+                (sla.customers_down, sla.customers_breached) if sla else None,
+            )
+        )
+        checked += 1
+        return text
+
+    monkeypatch.setattr(IncidentBook, "_signature", plain)
+    for lines in _cases().values():
+        _replay(lines)
+    assert checked > 10

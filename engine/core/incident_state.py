@@ -111,6 +111,12 @@ class Incident:
     derived: tuple[tuple[Any, ...], list[str], frozenset[str] | None, int | None] | None = field(
         default=None, init=False, compare=False, repr=False
     )
+    # the reprs its signature text is written from (``IncidentBook._signature``), each with what
+    # it was made of: its impact's record (the impact object), its sorted members (their count),
+    # its active members' view (that tuple)
+    said_impact: tuple[Any, str] | None = field(default=None, init=False, compare=False, repr=False)
+    said_members: tuple[int, str] | None = field(default=None, init=False, compare=False, repr=False)
+    said_view: tuple[tuple[Any, ...], str] | None = field(default=None, init=False, compare=False, repr=False)
     # its signature's view of its active members (``IncidentBook._signature``), with that tuple
     said_active: tuple[tuple[Any, ...], tuple[Any, ...]] | None = field(
         default=None, init=False, compare=False, repr=False

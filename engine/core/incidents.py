@@ -552,21 +552,36 @@ class IncidentBook:
         if said is not None and said[0] is impact and said[1] == parts:
             return said[2]
         # the text is made of the parts alone (and of what the impact and the member count stand
-        # for), so that nothing it shows can change while the cache above still matches
-        phase, state, priority, score, _, active, reraised, acknowledged, sla = parts
-        text = repr(
-            (
-                phase,
-                state,
-                priority,
-                score,
-                impact.to_record() if impact else None,
-                inc.sorted_members(),
-                active,
-                reraised,
-                acknowledged.to_wire() if acknowledged else None,  # as snapshots before kept it
-                # an SLA breach is news even when the score is already at its ceiling
-                sla,
+        # for), so that nothing it shows can change while the cache above still matches. It is the
+        # ``repr`` of the tuple of them, written as ``repr`` writes a tuple (its items' reprs joined
+        # by ", " in parentheses) from the reprs of its three long items, each kept on the incident
+        # with what it was made of: the impact (the same object), the sorted members (their count)
+        # and the active members' view (the same tuple)
+        phase, state, priority, score, count, active, reraised, acknowledged, sla = parts
+        kept_impact = inc.said_impact
+        if kept_impact is None or kept_impact[0] is not impact:
+            kept_impact = inc.said_impact = (impact, repr(impact.to_record() if impact else None))
+        kept_members = inc.said_members
+        if kept_members is None or kept_members[0] != count:
+            kept_members = inc.said_members = (count, repr(inc.sorted_members()))
+        kept_view = inc.said_view
+        if kept_view is None or kept_view[0] is not active:
+            kept_view = inc.said_view = (active, repr(active))
+        text = "({})".format(
+            ", ".join(
+                (
+                    repr(phase),
+                    repr(state),
+                    repr(priority),
+                    repr(score),
+                    kept_impact[1],
+                    kept_members[1],
+                    kept_view[1],
+                    repr(reraised),
+                    repr(acknowledged.to_wire() if acknowledged else None),  # as snapshots before kept it
+                    # an SLA breach is news even when the score is already at its ceiling
+                    repr(sla),
+                )
             )
         )
         inc.said = (impact, parts, text)

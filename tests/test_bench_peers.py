@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
 
-from bench.peers import SEC, SEC_RULES, Run, conversion, report, scaled, sec_line
-from engine.model.timeutil import parse_time
-from engine.tools.datasets.pcic import Converted
+from bench.peers import SEC, SEC_RULES, Run, conversion, engine_worker, report, scaled, sec_line
+from engine.model.timeutil import format_time, parse_time
+from engine.tools.datasets.pcic import Converted, write
 
 
 def _alarm(ne: str, cause: str, severity: str, when: str) -> dict[str, object]:
@@ -151,3 +152,27 @@ def test_report_prints_the_goals_of_issue_11_beside_the_figures() -> None:
     assert "100,000 events: RSS 300 MiB, 80 active alarms, 7 open incidents, 1,500 entries" in text
     assert "1,200,000 events (the end, drained): RSS 610 MiB, 0 active alarms" in text
     assert "RSS at 1,000,000 / at 100,000 events: 2.00× (goal ≤ 1.5×; active alarms 90 against 80)" in text
+
+
+@pytest.mark.parametrize("events", [10_000, 10_001])
+def test_engine_worker_replays_every_line_with_a_checkpoint_at_10k(tmp_path: Path, events: int) -> None:
+    """The engine worker reads its file in blocks and still replays every line, with a checkpoint
+    before line 10,000 only when the file has that line (and one after the drain)."""
+    stream = Converted(
+        name="many",
+        topology=BASE.topology,
+        events=[
+            _alarm(
+                "dev-1", "pcicType1", "cleared" if i % 2 else "major", format_time(1_609_459_200.0 + 10 * i)
+            )
+            for i in range(events)
+        ],
+        config=BASE.config,
+        summary={},
+    )
+    write(stream, tmp_path)
+    assert engine_worker(tmp_path) == 0
+    report = orjson.loads((tmp_path / "engine-report.json").read_bytes())
+    assert report["events"] == events
+    marks = [n for n, _ in report["checkpoints"]]
+    assert marks == ([10_000, events] if events > 10_000 else [events])

@@ -38,6 +38,7 @@ from engine.core.forms.base import (
     FormContext,
     Outcome,
     Raised,
+    Released,
     Seen,
     Verdict,
 )
@@ -346,3 +347,21 @@ def test_the_compiler_and_the_language_name_no_form(linger: None) -> None:
     )
     ((part, match),) = compiler_module._parts(rs.rules[0])
     assert (part, set(match)) == ("match", {"probable_cause", "site"})
+
+
+def test_idle_forms_are_left_out_of_the_alarm_path() -> None:
+    """A built-in form with no rule of its form loaded and nothing held is idle: the registry calls
+    neither its ``observe`` (alarm facts), ``tick`` nor ``next_due``; one with a rule is called."""
+    pipeline = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
+    forms = pipeline.forms
+    assert [f.name for f in forms.timed] == ["correlator"]
+    assert [f.name for f in forms.scheduled] == ["correlator"]
+    assert len(forms.observe(Released("x"), 0.0)) == 1  # one outcome per observer: the correlator's
+    bounce = {
+        "name": "bounce",
+        "pair": {"first": {"probable_cause": "portFlap"}, "window": "2m", "on_pair": "discard"},
+    }
+    pair_rules = [*load_rulesets(None), ruleset_from_data({"name": "t", "rules": [bounce]}, "test")]
+    paired = Pipeline(topology_from_dict(example_topology()), pair_rules).forms
+    assert [f.name for f in paired.timed] == ["correlator", "pairs"]
+    assert [f.name for f in paired.scheduled] == ["correlator", "pairs"]

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
-from engine.core.forms.storms import Storms
+from engine.core.forms.correlator import Correlator
 from engine.core.pipeline import Pipeline
 from engine.core.reports import services as services_report
 from engine.errors import EngineError
@@ -441,9 +441,11 @@ def test_a_timer_that_does_not_advance_is_an_error_naming_the_part_not_a_hang() 
     """A part whose due time never moves (a bug) makes `advance_to` raise after STUCK_TICKS ticks
     at that time, naming the part, instead of spinning forever (replay, rule tests, drain)."""
     p = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
-    p.form(Storms).next_due = lambda: T0 + 5.0  # type: ignore[method-assign]
+    # the correlator: the built-in rulesets load correlate rules only, so the other forms are idle
+    # (``BaseForm.idle``) and their timers are not asked
+    p.form(Correlator).next_due = lambda: T0 + 5.0  # type: ignore[method-assign]
     with pytest.raises(
-        EngineError, match=r"timer stuck at 2026-01-01T00:00:05.000Z: storms does not advance"
+        EngineError, match=r"timer stuck at 2026-01-01T00:00:05.000Z: correlator does not advance"
     ):
         p.advance_to(T0 + 60.0)
 

@@ -105,6 +105,7 @@ TOPOLOGY_BOUNDED = (
     "forms._forms[correlator]._host.rule_firings",  # per rule: a counter
     "forms._forms[correlator].rule_firings",  # per rule and part: a counter
     "forms._forms[correlator]._matched",  # durable's answers by match signature (at most 65,536)
+    "forms._forms[correlator]._ordered",  # per set of correlate rules two candidates share
     "health.live._stamps",  # per element: when its cone last changed level
     "health.live._cache",  # impacts by seed elements (a bounded cache)
     "incidents._assessor._priorities",  # priorities by their inputs (at most 4,096)

@@ -59,13 +59,31 @@ class Assessor:
         # pure function of those, asked again at most re-assessments (bounded, see PRIORITIES_KEPT)
         self._priorities: dict[tuple[str, tuple[tuple[str, int], ...], int, str], Priority] = {}
 
-    def active_members(self, inc: Incident, still_active: ActiveAlarm | None = None) -> list[ActiveAlarm]:
+    def active_members(
+        self, inc: Incident, still_active: ActiveAlarm | None = None
+    ) -> tuple[ActiveAlarm, ...]:
+        """Its members' alarms that are active (and ``still_active``), in member order. Kept on the
+        incident (``Incident.active``) while neither its member count nor ``alarm_changes`` moved
+        (which alarm is active changes only through a counted change): the same tuple comes back."""
+        members = inc.sorted_members()
+        kept = inc.active
+        if (
+            still_active is None
+            and kept is not None
+            and kept[0] == len(members)
+            and kept[1] == inc.alarm_changes
+        ):
+            return kept[2]
+        get = self._alarm
         out = []
-        for key in inc.sorted_members():
-            alarm = self._alarm(key)
+        for key in members:
+            alarm = get(key)
             if alarm is not None and (alarm.active or alarm is still_active):
                 out.append(alarm)
-        return out
+        found = tuple(out)
+        if still_active is None:
+            inc.active = (len(members), inc.alarm_changes, found)
+        return found
 
     def watching(self, ne_id: str) -> Iterable[str]:
         """Top roots of the incidents whose impact reaches ``ne_id`` or below it."""
@@ -85,18 +103,25 @@ class Assessor:
 
     def refresh(
         self, inc: Incident, now: float, still_active: ActiveAlarm | None = None
-    ) -> list[ActiveAlarm]:
+    ) -> tuple[ActiveAlarm, ...]:
         """Re-assess ``inc``. ``still_active``: the root clearing now, counted as active once more so
         the assessment freezes as it was (and the SLA facts stay those last notified). Returns the
         active members it assessed (``active_members``), for the signature that follows."""
         active = self.active_members(inc, still_active)
-        seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
+        # what the assessment reads of them, made again only when they are other alarms or changed
+        # (``active_members`` gives the same tuple back while they did not)
+        derived = inc.derived
+        if derived is None or derived[0] is not active:
+            seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
+            # An incident whose every alarm with an effect concerns one service (the engine's
+            # per-service KQI alarms) affects that service's subscriptions only.
+            scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
+            only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
+            ranks = [SEVERITY_ORDER.index(a.severity) for a in active if a.severity in SEVERITY_ORDER]
+            derived = inc.derived = (active, seeds, only, max(ranks) if ranks else None)
+        _, seeds, only, top_rank = derived
         if not seeds and inc.impact is not None:
             return active  # nothing active carries an effect any more: keep the last assessment
-        # An incident whose every alarm with an effect concerns one service (the engine's per-service
-        # KQI alarms) affects that service's subscriptions only.
-        scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
-        only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
         # their own levels count then: element health leaves them out
         own = with_service_levels(self._own, self._service_health, only) if only is not None else self._own
         if only is None and self._live is not None:
@@ -113,8 +138,7 @@ class Assessor:
         if root is not None and root.effect == "outage" and not impact.elements:
             fallback = "outage"
         state = impact.state or fallback
-        ranks = [SEVERITY_ORDER.index(a.severity) for a in active if a.severity in SEVERITY_ORDER]
-        severity = SEVERITY_ORDER[max(ranks)] if ranks else last.severity
+        severity = SEVERITY_ORDER[top_rank] if top_rank is not None else last.severity
         max_crit = max(
             (
                 self._topology.service_types[s].criticality

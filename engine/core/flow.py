@@ -94,6 +94,7 @@ class Flow:
 
     def _on_change(self, change: AlarmChange, now: float) -> list[IncidentRecord]:
         alarm = change.alarm
+        self._incidents.alarm_changed(alarm.key)  # what its incident derived from it may change
         if change.kind == "raised":
             self._health.index(alarm)
             self._update_health(alarm.ne_id, now)

@@ -38,16 +38,18 @@ class ElementHealth:
         worst = Health.OK
         per_service: dict[str, Health] = {}
         keys = self.by_element.get(ne_id, set())
+        get = self._alarm
         for key in list(keys):
-            a = self._alarm(key)
+            a = get(key)
             if a is None:
                 keys.discard(key)
                 continue
-            if a.active and a.effect in EFFECT_HEALTH:
-                level = EFFECT_HEALTH[a.effect]
-                service = service_scope(key)
+            if a.active and (level := EFFECT_HEALTH.get(a.effect)) is not None:
+                # ``service_scope``, asked only of a key the engine's rules raised
+                service = service_scope(key) if key.startswith("rule:") else None
                 if service is None:
-                    worst = max(worst, level)
+                    if level > worst:  # noqa: PLR1730 (``max``, without its call)
+                        worst = level
                 else:
                     per_service[service] = max(per_service.get(service, Health.OK), level)
         before = self.own.get(ne_id, Health.OK)

@@ -177,7 +177,8 @@ class LiveHealth(HealthView):
                     members = [levels.get(u, _OK) for u in item]
                     best = min(members)
                     contribution = best if best or max(members) == _OK else at_risk
-                level = max(level, contribution)
+                if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
+                    level = contribution
             if level == levels.get(ne, _OK):
                 continue
             if level != _OK:

@@ -89,6 +89,38 @@ class Incident:
     words: tuple[Any, str, Any, str] | None = field(default=None, compare=False, repr=False)
     # ``sorted_members()`` and the member count it was sorted at: a cache as well
     ordered: tuple[int, tuple[str, ...]] | None = field(default=None, init=False, compare=False, repr=False)
+    # how many changes its members' alarms went through while they were its members (the book
+    # counts every ``AlarmChange`` of a member, ``IncidentBook.alarm_changed``): with the member
+    # count, the key of what is derived from its members' alarms alone (``active``)
+    alarm_changes: int = field(default=0, init=False, compare=False, repr=False)
+    # the members whose alarms changed since its records last walked them (the same count), and
+    # what its records show of its members (``engine.core.incident_records.Walk``): a cache
+    changed_members: set[str] = field(default_factory=set, init=False, compare=False, repr=False)
+    walked: Any = field(default=None, init=False, compare=False, repr=False)
+    # its records' root cause (``RecordBuilder``), with the root's alarm, its severity and state,
+    # its threshold info and the count of grouping rules it was made of
+    cause: tuple[Any, tuple[Any, ...], Any, int, Any] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+    # its active members (``Assessor.active_members``), with the member count and ``alarm_changes``
+    active: tuple[int, int, tuple[Any, ...]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+    # what its assessment reads of its active members (``Assessor.refresh``: the seeds of its
+    # impact, the services it alone concerns, the worst severity's rank), with that tuple of them
+    derived: tuple[tuple[Any, ...], list[str], frozenset[str] | None, int | None] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+    # the reprs its signature text is written from (``IncidentBook._signature``), each with what
+    # it was made of: its impact's record (the impact object), its sorted members (their count),
+    # its active members' view (that tuple)
+    said_impact: tuple[Any, str] | None = field(default=None, init=False, compare=False, repr=False)
+    said_members: tuple[int, str] | None = field(default=None, init=False, compare=False, repr=False)
+    said_view: tuple[tuple[Any, ...], str] | None = field(default=None, init=False, compare=False, repr=False)
+    # its signature's view of its active members (``IncidentBook._signature``), with that tuple
+    said_active: tuple[tuple[Any, ...], tuple[Any, ...]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
 
     def sorted_members(self) -> tuple[str, ...]:
         """Its members in sorted order (re-assessments, signatures and records walk them so), sorted

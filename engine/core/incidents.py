@@ -92,6 +92,7 @@ class IncidentBook:
         self._settings = settings
         self._alarm = alarm
         self._graph = MergeGraph()
+        self._incident_of = self._graph.incident_of
         self._maintenance = MaintenanceStage(calendar, alarm)
         self._assessor = Assessor(
             topology=topology,
@@ -184,6 +185,17 @@ class IncidentBook:
             heapq.heappush(self._timers, (due, self._seq, inc.root))
 
     # -- alarm changes -------------------------------------------------------------------------
+    def alarm_changed(self, key: str) -> None:
+        """Every change of an alarm (``AlarmChange``, of any kind, before it is applied): counted on
+        the incident it is a member of, whose records and re-assessments reuse what they derived
+        from its members' alarms while neither that count nor the member count moved
+        (``Incident.active``), and its records bring up to date only what they show of the members
+        whose alarms changed (``Incident.changed_members``, ``Incident.walked``)."""
+        inc = self._incident_of(key)
+        if inc is not None:
+            inc.alarm_changes += 1
+            inc.changed_members.add(key)
+
     def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[IncidentRecord]:
         """A new occurrence, with the pairs the rules matched for it (either side)."""
         self._changing()
@@ -485,6 +497,7 @@ class IncidentBook:
         old = self._graph.link(ex.symptom, why, root_inc)
         if old is None:
             return []
+        old.walked = None  # its root is a symptom now: its last records show it so
         # The symptom was a top root: its whole group moved into root_inc.
         records: list[IncidentRecord] = []
         if old.phase in ("open", "clearing") and root_inc.phase == "pending":
@@ -505,7 +518,7 @@ class IncidentBook:
         self._records.forget(inc.members)
         return self._graph.dissolve(inc)
 
-    def _signature(self, inc: Incident, members: list[ActiveAlarm] | None = None) -> str:
+    def _signature(self, inc: Incident, members: tuple[ActiveAlarm, ...] | None = None) -> str:
         """What an `updated` record would say that matters; ``members``: its active members, when
         the caller has them (``Assessor.refresh`` returns them).
 
@@ -514,7 +527,12 @@ class IncidentBook:
         p = inc.priority
         if members is None:
             members = self._assessor.active_members(inc)
-        active = tuple((a.key, a.severity, a.flapping) for a in members)
+        kept = inc.said_active
+        if kept is not None and kept[0] is members:
+            active = kept[1]  # the same active members (``active_members`` kept them): the same view
+        else:
+            active = tuple((a.key, a.severity, a.flapping) for a in members)
+            inc.said_active = (members, active)
         impact = inc.impact
         sla = (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None
         # the parts, but the impact (compared as the same object) and the members (which only
@@ -534,21 +552,36 @@ class IncidentBook:
         if said is not None and said[0] is impact and said[1] == parts:
             return said[2]
         # the text is made of the parts alone (and of what the impact and the member count stand
-        # for), so that nothing it shows can change while the cache above still matches
-        phase, state, priority, score, _, active, reraised, acknowledged, sla = parts
-        text = repr(
-            (
-                phase,
-                state,
-                priority,
-                score,
-                impact.to_record() if impact else None,
-                inc.sorted_members(),
-                active,
-                reraised,
-                acknowledged.to_wire() if acknowledged else None,  # as snapshots before kept it
-                # an SLA breach is news even when the score is already at its ceiling
-                sla,
+        # for), so that nothing it shows can change while the cache above still matches. It is the
+        # ``repr`` of the tuple of them, written as ``repr`` writes a tuple (its items' reprs joined
+        # by ", " in parentheses) from the reprs of its three long items, each kept on the incident
+        # with what it was made of: the impact (the same object), the sorted members (their count)
+        # and the active members' view (the same tuple)
+        phase, state, priority, score, count, active, reraised, acknowledged, sla = parts
+        kept_impact = inc.said_impact
+        if kept_impact is None or kept_impact[0] is not impact:
+            kept_impact = inc.said_impact = (impact, repr(impact.to_record() if impact else None))
+        kept_members = inc.said_members
+        if kept_members is None or kept_members[0] != count:
+            kept_members = inc.said_members = (count, repr(inc.sorted_members()))
+        kept_view = inc.said_view
+        if kept_view is None or kept_view[0] is not active:
+            kept_view = inc.said_view = (active, repr(active))
+        text = "({})".format(
+            ", ".join(
+                (
+                    repr(phase),
+                    repr(state),
+                    repr(priority),
+                    repr(score),
+                    kept_impact[1],
+                    kept_members[1],
+                    kept_view[1],
+                    repr(reraised),
+                    repr(acknowledged.to_wire() if acknowledged else None),  # as snapshots before kept it
+                    # an SLA breach is news even when the score is already at its ceiling
+                    repr(sla),
+                )
             )
         )
         inc.said = (impact, parts, text)

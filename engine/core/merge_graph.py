@@ -35,6 +35,9 @@ class MergeGraph:
         # ``suppression(key)``: why ``key`` is a symptom, None for a root or an unknown key (the
         # dictionary's own ``get``: ``_parent`` is never replaced, ``restore`` refills it)
         self.suppression: Callable[[str], Suppression | None] = self._parent.get
+        # ``incident_of(key)``: the incident ``key`` is a member of, None if none (the same: its
+        # dictionary is never replaced, ``restore`` refills it)
+        self.incident_of: Callable[[str], Incident | None] = self._incident_of.get
 
     # -- queries -------------------------------------------------------------------------------
     def incidents(self) -> Iterable[Incident]:
@@ -42,9 +45,6 @@ class MergeGraph:
 
     def rooted_at(self, top: str) -> Incident | None:
         return self._by_top.get(top)
-
-    def incident_of(self, key: str) -> Incident | None:
-        return self._incident_of.get(key)
 
     def find(self, incident_id: str) -> Incident | None:
         return next((i for i in self._by_top.values() if i.id == incident_id), None)

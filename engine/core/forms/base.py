@@ -274,5 +274,11 @@ class BaseForm:
     def counters(self) -> dict[str, int]:
         return {}
 
+    def idle(self) -> bool:
+        """True while ``observe`` (of an alarm fact), ``tick`` and ``next_due`` can do nothing: no
+        rule of its form is loaded and it holds nothing. The registry then leaves it out of the
+        alarm path (asked again after a snapshot is loaded)."""
+        return False
+
     def close(self) -> None:
         return None

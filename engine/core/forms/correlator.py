@@ -57,6 +57,11 @@ __all__ = ["MATCH_CACHE_SIZE", "Correlator", "Explanation"]
 MATCH_CACHE_SIZE = 65_536  # distinct match signatures remembered (oldest forgotten first)
 
 
+ScopeKey = tuple[str, str]  # (relation, sid): a scope of the index
+# a candidate entered: (relation, sid, role, its scope's index key; None for a neighbour relation)
+_Entered = tuple[str, str, str, ScopeKey | None]
+
+
 def _nothing_explained(_key: str) -> bool:
     return False
 
@@ -116,7 +121,7 @@ class Correlator(BaseForm):
             hops = neighbour_hops(relation)
             if hops is not None:
                 self._near[relation] = Neighbourhood(self._topology, hops)
-        self._facts: dict[str, list[tuple[str, str, str]]] = {}  # alarm key -> (relation, sid, role)
+        self._facts: dict[str, list[_Entered]] = {}  # alarm key -> (relation, sid, role, index key)
         self._t: dict[str, float] = {}  # alarm key -> the time its candidates were entered as of
         self._expiry: list[tuple[float, int, str, str]] = []  # (due, seq, alarm key, occurrence id)
         self._due: dict[str, tuple[float, str]] = {}
@@ -133,13 +138,17 @@ class Correlator(BaseForm):
         self._classify = any(r.form != "correlate" for r in program.rules.values())
         self._parts: dict[str, frozenset[str]] = {}  # alarm key -> rule parts its current state matches
         self._sids: dict[tuple[str, str, str], frozenset[str]] = {}  # explain's scope lookups
-        self._scope_lists: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}  # the join's
+        # the join's scopes per (relation, element): see ``_scope_list``
+        self._scope_lists: dict[tuple[str, str], tuple[tuple[str, bool, ScopeKey | None, _Entered], ...]] = {}
         # Whether an alarm is already a symptom (the pipeline sets the incident book's answer). An
         # alarm keeps its first explanation, so the book ignores every later pair that would explain
         # it again: the join counts such a pair (``firings``) but makes no ``Explanation`` of it
         # (on 24V, 87-92 % of the pairs joined). Nothing is explained when no book is attached.
         self.explained: Callable[[str], bool] = _nothing_explained
         self._classified: tuple[ActiveAlarm, _Matched] | None = None  # see ``classify``
+        # the rules two candidates share, in rule order with their compiled rules (``_pair``): one
+        # entry per set of rules that pair (the rules bound it)
+        self._ordered: dict[frozenset[str], tuple[tuple[str, CompiledRule], ...]] = {}
 
     # -- the form --------------------------------------------------------------------------------
     def observe(self, fact: Fact, now: float) -> Outcome:
@@ -206,95 +215,100 @@ class Correlator(BaseForm):
     def _assert(self, alarm: ActiveAlarm, now: float, *, t: float, join: bool = True) -> list[Explanation]:
         """Enter an alarm occurrence, as of ``t``, into its scopes; return every pair the rules join
         (none with ``join=False``: a snapshot's candidates re-entered, their pairs applied before)."""
+        key = alarm.key
         occ = alarm.occurrence_id
-        self.forget(alarm.key)  # one live occurrence per identity: a re-raise replaces the old one
+        self.forget(key)  # one live occurrence per identity: a re-raise replaces the old one
         # the match ``classify`` just made of this alarm, on its way to this join (taken once)
         last, self._classified = self._classified, None
         matched = last[1] if last is not None and last[0] is alarm else self._match(alarm)
-        entered: list[tuple[str, str, str]] = []
+        entered: list[_Entered] = []
         out: list[Explanation] = []
-        summary = self._is_storm(alarm.key)
-        condition = self.is_condition(alarm.key)
+        # a storm summarises its members: it explains, it is never explained
+        summary = self._is_storm(key)
+        condition = self.is_condition(key)
         as_root = as_symptom = None  # this occurrence's candidate in each role, made once
+        index = self._index
+        pair = self._pair
         for relation in self._program.max_window:
-            roots = matched.roots.get(relation, frozenset())
-            symptoms = frozenset() if summary else matched.symptoms.get(relation, frozenset())
+            roots = matched.roots.get(relation)
+            symptoms = None if summary else matched.symptoms.get(relation)
             if not roots and not symptoms:
                 continue  # an alarm no rule of this relation can pair enters none of its scopes
             near = self._near.get(relation)
-            if near is not None:  # kept on its element, joined with the other role's neighbours
-                ne = alarm.ne_id
-                if roots:
+            # one loop over the scopes (a neighbour relation: its element, in each role), each a
+            # (sid, is root, the index key, what ``forget`` reads) made once per element
+            for sid, is_root, skey, fact in self._scope_list(relation, alarm.ne_id):
+                if is_root:
+                    if not roots:
+                        continue
                     if as_root is None or as_root.rules is not roots:
-                        as_root = _Candidate(alarm.key, occ, t, roots, condition)
-                    if join:
-                        for other in near.others("root", ne):
-                            self._pair(as_root, other, out)
-                    near.add("root", ne, alarm.key, as_root)
-                    self.asserts += 1
-                    entered.append((relation, ne, "root"))
-                if symptoms:
-                    if as_symptom is None or as_symptom.rules is not symptoms:
-                        as_symptom = _Candidate(alarm.key, occ, t, symptoms, condition)
-                    if join:
-                        for other in near.others("sym", ne):
-                            self._pair(other, as_symptom, out)
-                    near.add("sym", ne, alarm.key, as_symptom)
-                    self.asserts += 1
-                    entered.append((relation, ne, "sym"))
-                continue
-            for sid, role in self._scope_list(relation, alarm.ne_id):
-                # a storm summarises its members: it explains, it is never explained
-                rules = roots if role == "root" else symptoms
-                if not rules:
-                    continue
-                scope = self._index.get((relation, sid))
-                if scope is None:
-                    scope = self._index[(relation, sid)] = _Scope()
-                if role == "root":
-                    if as_root is None or as_root.rules is not rules:
-                        as_root = _Candidate(alarm.key, occ, t, rules, condition)
-                    if join:
-                        for other in scope.symptoms.values():
-                            self._pair(as_root, other, out)
-                    scope.roots[alarm.key] = as_root
+                        as_root = _Candidate(key, occ, t, roots, condition)
+                    mine = as_root
                 else:
-                    if as_symptom is None or as_symptom.rules is not rules:
-                        as_symptom = _Candidate(alarm.key, occ, t, rules, condition)
+                    if not symptoms:
+                        continue
+                    if as_symptom is None or as_symptom.rules is not symptoms:
+                        as_symptom = _Candidate(key, occ, t, symptoms, condition)
+                    mine = as_symptom
+                # the other role's candidates it meets: on the neighbours of its element (a
+                # neighbour relation), or in the scope; then it enters (it never meets itself)
+                others: Iterable[_Candidate] = ()
+                home: dict[str, _Candidate] | None = None
+                if skey is None:
+                    assert near is not None  # a neighbour relation's entries have no index key
                     if join:
-                        for other in scope.roots.values():
-                            self._pair(other, as_symptom, out)
-                    scope.symptoms[alarm.key] = as_symptom
-                self.asserts += 1
-                entered.append((relation, sid, role))
+                        others = near.others(fact[2], sid)
+                else:
+                    scope = index.get(skey)
+                    if scope is None:
+                        scope = index[skey] = _Scope()
+                    home, there = (scope.roots, scope.symptoms) if is_root else (scope.symptoms, scope.roots)
+                    if join:
+                        others = there.values()
+                rules = mine.rules
+                for other in others:
+                    if common := rules & other.rules:
+                        if is_root:
+                            pair(mine, other, common, out)
+                        else:
+                            pair(other, mine, common, out)
+                if home is None:
+                    assert near is not None
+                    near.add(fact[2], sid, key, mine)
+                else:
+                    home[key] = mine
+                entered.append(fact)
         if entered:
-            self._facts[alarm.key] = entered
-            self._t[alarm.key] = t
+            self.asserts += len(entered)
+            self._facts[key] = entered
+            self._t[key] = t
             if alarm.active and condition:
-                self._due[alarm.key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
+                self._due[key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
             else:
-                self._expire(alarm.key, occ, max(now, t) + self._lifetime + self._grace)
+                self._expire(key, occ, max(now, t) + self._lifetime + self._grace)
         return out
 
-    def _pair(self, r: _Candidate, s: _Candidate, out: list[Explanation]) -> None:
-        """Join a root and a symptom candidate of one scope by every rule both match."""
-        common = r.rules & s.rules
-        if not common:
-            return
-        rules = self._program.rules
-        for name in sorted(common, key=lambda q: rules[q].order) if len(common) > 1 else common:
+    def _pair(self, r: _Candidate, s: _Candidate, common: frozenset[str], out: list[Explanation]) -> None:
+        """Join a root and a symptom candidate of one scope by every rule both match (``common``,
+        not empty)."""
+        ordered = self._ordered.get(common)
+        if ordered is None:  # the rules of that set in rule order, with their compiled rules
+            rules = self._program.rules
+            ordered = self._ordered[common] = tuple(
+                (name, rules[name]) for name in sorted(common, key=lambda q: rules[q].order)
+            )
+        for name, rule in ordered:
             self.firings += 1
             self.rule_firings[name] += 1
             if r.aid == s.aid:
                 continue  # an alarm is never its own symptom
-            rule = rules[name]
             lead = math.inf if s.condition else rule.lead
             if not r.t - lead <= s.t <= r.t + rule.window:
                 self.outside_window += 1
                 continue
             if self.explained(s.key):
                 continue  # explained already: the book would keep its first explanation
-            out.append(Explanation(root=r.key, symptom=s.key, rule=rule, root_time=r.t, symptom_time=s.t))
+            out.append(Explanation(r.key, s.key, rule, r.t, s.t))
 
     def _match(self, alarm: ActiveAlarm) -> _Matched:
         """The rule parts the alarm's current state matches, decided by durable once per signature
@@ -434,25 +448,46 @@ class Correlator(BaseForm):
         """Remove every candidate of an alarm identity."""
         self._due.pop(key, None)
         self._t.pop(key, None)
-        for relation, sid, role in self._facts.pop(key, ()):
-            self.retracts += 1
-            near = self._near.get(relation)
-            if near is not None:
-                near.remove(role, sid, key)
+        entered = self._facts.pop(key, None)
+        if entered is None:
+            return
+        self.retracts += len(entered)
+        index = self._index
+        for relation, sid, role, skey in entered:
+            if skey is None:
+                self._near[relation].remove(role, sid, key)
                 continue
-            scope = self._index[(relation, sid)]
-            del (scope.roots if role == "root" else scope.symptoms)[key]
-            if not scope.roots and not scope.symptoms:
-                del self._index[(relation, sid)]
+            scope = index[skey]
+            own = scope.roots if role == "root" else scope.symptoms
+            del own[key]
+            if not own and not (scope.symptoms if role == "root" else scope.roots):
+                del index[skey]
 
     # -- internals -----------------------------------------------------------------------------
-    def _scope_list(self, relation: str, ne_id: str) -> tuple[tuple[str, str], ...]:
-        """``_scopes``, remembered per relation and element (the topology does not change); not
-        for a neighbour relation, whose join is its ``Neighbourhood``."""
+    def _scope_list(
+        self, relation: str, ne_id: str
+    ) -> tuple[tuple[str, bool, ScopeKey | None, _Entered], ...]:
+        """The scopes the join enters for one relation and element, remembered (the topology does
+        not change): ``_scopes`` with, for each, whether it is the root's, its index key and the
+        entry ``forget`` reads back. A neighbour relation's are its element in each role (its
+        ``Neighbourhood`` joins them, no index key)."""
         k = (relation, ne_id)
         hit = self._scope_lists.get(k)
         if hit is None:
-            hit = self._scope_lists[k] = tuple(self._scopes(relation, ne_id))
+            if relation in self._near:
+                pairs: Iterable[tuple[str, str]] = ((ne_id, "root"), (ne_id, "sym"))
+            else:
+                pairs = self._scopes(relation, ne_id)
+            near = relation in self._near
+            hit = self._scope_lists[k] = tuple(
+                (
+                    sid,
+                    role == "root",
+                    None if near else (relation, sid),
+                    (relation, sid, role, None if near else (relation, sid)),
+                )
+                for sid, role in pairs
+            )
         return hit
 
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:

@@ -87,6 +87,9 @@ class Groups(BaseForm):
             starts.append(GroupStart(alarm.key, rule, spec.wait, spec.interval))
         return explanations, starts
 
+    def idle(self) -> bool:
+        return not self._rules and not self._open and not self._expiry
+
     def release(self, key: str) -> None:
         """The anchor's incident resolved: its groups close (the next alarm anchors a new one)."""
         for k in [k for k, (anchor, _) in self._open.items() if anchor == key]:

@@ -96,6 +96,9 @@ class Inhibitions(BaseForm):
                 self._of.setdefault(alarm.key, []).append(("source", slot))
         return out
 
+    def idle(self) -> bool:
+        return not self._rules and not (self._of or self._sources or self._targets or self._both)
+
     def cleared(self, key: str) -> None:
         """The alarm is no longer active (or is re-indexed): it neither inhibits nor waits any more."""
         self._both.pop(key, None)

@@ -166,6 +166,9 @@ class Pairs(BaseForm):
     def next_due(self) -> float | None:
         return self._timers[0][0] if self._timers else None
 
+    def idle(self) -> bool:
+        return not self._rules and not self._timers and not self._pending and not self._escalated
+
     def tick(self, now: float) -> Outcome:
         if not self._timers or self._timers[0][0] > now:
             return NOTHING  # nothing due (most ticks: the core flushes after every message)

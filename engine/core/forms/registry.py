@@ -60,14 +60,21 @@ class Forms:
         if len(set(names)) != len(names) or not all(names):
             raise EngineError(f"form names must be unique and non-empty: {names}")
         self._by_rule_form = {f.rule_form: f for f in self._forms if f.rule_form is not None}
-        # the forms with timers, and those that observe facts (the others keep BaseForm's no-op)
-        self.timed = tuple(f for f in self._forms if not _inherited(f, "tick"))
-        self._observers = tuple(f for f in self._forms if not _inherited(f, "observe"))
-        # the forms whose ``next_due`` can say something (the others keep BaseForm's None)
-        self.scheduled = tuple(f for f in self._forms if not _inherited(f, "next_due"))
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """Which forms the alarm path calls: those with timers, those that observe facts (the
+        others keep BaseForm's no-op), and those whose ``next_due`` can say something; a form that
+        is idle (``BaseForm.idle``: no rule of its form, nothing held) is left out of all three."""
+        busy = [f for f in self._forms if not _idle(f)]
+        self.timed = tuple(f for f in busy if not _inherited(f, "tick"))
+        self._observers = tuple(f for f in busy if not _inherited(f, "observe"))
+        self.scheduled = tuple(f for f in busy if not _inherited(f, "next_due"))
         # the observers a KPI sample is offered to (``BaseForm.reads_samples``; a form that does not
-        # say is offered every sample)
-        self.sample_observers = tuple(f for f in self._observers if getattr(f, "reads_samples", True))
+        # say is offered every sample), idle or not, as before idleness was asked
+        self.sample_observers = tuple(
+            f for f in self._forms if not _inherited(f, "observe") and getattr(f, "reads_samples", True)
+        )
 
     def __iter__(self) -> Iterator[Form]:
         return iter(self._forms)
@@ -106,12 +113,19 @@ class Forms:
         for f in self._forms:
             if f.name in state:
                 f.load(state[f.name])
+        self._arrange()  # a form may hold what it loaded
 
     def close(self) -> None:
         for f in self._forms:
             close = getattr(f, "close", None)
             if close is not None:
                 close()
+
+
+def _idle(form: Form) -> bool:
+    """Whether the form says it is idle (a form without ``idle`` never is)."""
+    idle = getattr(form, "idle", None)
+    return bool(idle()) if idle is not None else False
 
 
 def _inherited(form: Form, method: str) -> bool:

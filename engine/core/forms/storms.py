@@ -130,6 +130,9 @@ class Storms(BaseForm):
     def next_due(self) -> float | None:
         return self._timers[0][0] if self._timers else None
 
+    def idle(self) -> bool:
+        return not self._rules and not self._timers and not self._firing and not self._recent
+
     def tick(self, now: float) -> Outcome:
         """Storms whose window passed without a new alarm clear; stale counts are dropped."""
         out: list[Synthetic] = []

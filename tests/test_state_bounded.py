@@ -305,6 +305,8 @@ NEIGHBOUR_RULES = [
 NEIGHBOUR_BOUNDED = (
     f"{NEAR}._known",  # balls and look-outs remembered by element (at most BALLS_BUDGET members)
     "forms._forms[correlator]._host._sid",
+    "forms._forms[correlator]._scope_lists",
+    "forms._forms[correlator]._ordered",
     "forms._forms[correlator]._matched",
     "forms._forms[correlator]._host.rule_firings",
     "forms._forms[correlator].rule_firings",

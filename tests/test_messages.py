@@ -1360,7 +1360,7 @@ def _batch_decodes_as_before(payload: bytes) -> Decoded | list[tuple[str, str]]:
     if isinstance(got, Decoded):
         assert isinstance(expected, Decoded)
         for a, b in zip(got.rows, expected.rows, strict=True):
-            assert list(a) == list(b)  # the model's field order, whatever the payload's
+            assert sorted(a) == sorted(b)  # the same keys (the plain path keeps the payload's order)
             assert list(a["metrics"]) == list(b["metrics"])
             assert all(type(v) is float for v in a["metrics"].values())
             assert type(a["time"]) is float
@@ -1372,21 +1372,15 @@ def _batch_decodes_as_before(payload: bytes) -> Decoded | list[tuple[str, str]]:
 def test_plain_rows_give_what_the_full_path_gives_on_many_good_batches() -> None:
     """1,000 good batches (1 to 40 samples, the same metrics in all or not, optional fields absent,
     null or set, strings and metric counts at their bounds, non-ASCII, integer times and values,
-    keys in the model's order in half of them, in any order in the others): the plain path takes
-    each whose keys are in the model's order (orjson keeps the payload's, the model its own), and
-    the decoder gives what the full path gives (integers made floats, as the model makes them;
-    the rows' keys in the model's order)."""
+    keys in any order): the plain path takes each, and the decoder gives what the full path gives
+    (integers made floats, as the model makes them)."""
     rng = random.Random(7)
-    order = [*KpiSample.model_fields]
     for _ in range(1000):
         shared = _names(rng)
         n = rng.randint(1, 40)
         items = [_good_sample(rng, shared if rng.random() < 0.7 else _names(rng)) for _ in range(n)]
-        if rng.random() < 0.5:
-            items = [{k: item[k] for k in order if k in item} for item in items]
         payload = js({"samples": items})
-        in_order = all(list(item) == [k for k in order if k in item] for item in items)
-        assert (plain_rows(orjson.loads(payload), DECODER.max_batch) is not None) == in_order, payload
+        assert plain_rows(orjson.loads(payload), DECODER.max_batch) is not None, payload
         assert isinstance(_batch_decodes_as_before(payload), Decoded)
 
 

@@ -447,14 +447,9 @@ class Daemon(CoreView):
     def _message(
         self, source: str, topic: str, payload: bytes, now: float, ack: Callable[[], None] | None
     ) -> None:
-        """Journal and apply one message (``_journal_and_apply``, written out: once per message);
-        ``ack`` runs once it is committed."""
+        """Journal and apply one message; ``ack`` runs once it is committed."""
         kind = "msg-held" if self._catching_up else "msg"
-        self.store.append(kind, topic, payload, now, on_durable=ack)
-        self._entries_since_snapshot += 1
-        decisions = self._apply(kind, topic, payload, now)
-        if decisions.records or decisions.dead_letters or decisions.faults or decisions.notices:
-            self._record(decisions, now, replay=False, source=source)
+        decisions = self._journal_and_apply(kind, topic, payload, now, on_durable=ack, source=source)
         outcome = decisions.message  # None: the daemon contained a failure outside the core's own
         if outcome is not None and outcome.accepted:
             self._counts[source, outcome.kind, "accepted"] += 1  # into the metrics once per batch
@@ -543,7 +538,8 @@ class Daemon(CoreView):
         self.store.append(kind, topic, payload, now, on_durable=on_durable)
         self._entries_since_snapshot += 1
         decisions = self._apply(kind, topic, payload, now, out)
-        self._record(decisions, now, replay=False, source=source)
+        if decisions.records or decisions.dead_letters or decisions.faults or decisions.notices:
+            self._record(decisions, now, replay=False, source=source)
         return decisions
 
     def _apply(

@@ -474,20 +474,13 @@ class Correlator(BaseForm):
         k = (relation, ne_id)
         hit = self._scope_lists.get(k)
         if hit is None:
-            if relation in self._near:
-                pairs: Iterable[tuple[str, str]] = ((ne_id, "root"), (ne_id, "sym"))
-            else:
-                pairs = self._scopes(relation, ne_id)
             near = relation in self._near
-            hit = self._scope_lists[k] = tuple(
-                (
-                    sid,
-                    role == "root",
-                    None if near else (relation, sid),
-                    (relation, sid, role, None if near else (relation, sid)),
-                )
-                for sid, role in pairs
-            )
+            pairs = ((ne_id, "root"), (ne_id, "sym")) if near else self._scopes(relation, ne_id)
+            scopes = []
+            for sid, role in pairs:
+                skey = None if near else (relation, sid)
+                scopes.append((sid, role == "root", skey, (relation, sid, role, skey)))
+            hit = self._scope_lists[k] = tuple(scopes)
         return hit
 
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:

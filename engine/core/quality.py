@@ -60,7 +60,7 @@ from engine.core.kqi import (
     with_derived_mos,
 )
 from engine.core.settings import QualitySettings
-from engine.model.messages import Alarm, KpiSample, SampleRow, ThresholdInfo, sample_row
+from engine.model.messages import Alarm, KpiSample, SampleRow, ThresholdInfo, required_only, sample_row
 from engine.model.topology import CustomerGroup, Topology
 from engine.rules.schema import Emit
 
@@ -69,7 +69,6 @@ QUALITY_PART = "quality"  # names in the quarantine: a KQI scope is an item of "
 SLA_PART = "sla"
 _SERVICE = methodcaller("get", "service")
 _METRICS = itemgetter("metrics")
-_REQUIRED_ONLY = {4}  # a row (``SampleRow``) with its four required keys alone: no service, no customer
 
 
 def group_id(g: CustomerGroup) -> str:
@@ -124,7 +123,7 @@ class ServiceQuality:
         the metrics every row carries, when the decoder knows it (``Decoded.metric_names``)."""
         read_by = self._read_by
         # the four required fields alone in every row: no service named (the default's)
-        services = {None} if set(map(len, rows)) == _REQUIRED_ONLY else set(map(_SERVICE, rows))
+        services = {None} if required_only(rows) else set(map(_SERVICE, rows))
         if len(services) == 1:
             wanted = read_by.get(services.pop() or "default")
             # (a MOS the KQIs read may be derived from other metrics)

@@ -65,6 +65,7 @@ __all__ = [
     "dead_letter_record",
     "kpi_sample",
     "payload_excerpt",
+    "required_only",
     "sample_row",
     "topic_matches",
 ]
@@ -289,9 +290,10 @@ _RowTime = Annotated[
 _RowMetrics = Annotated[dict[str, FiniteFloat], Field(min_length=1, max_length=MAX_METRICS)]
 
 
-# The batch fast path takes no key its types do not name: pydantic-core would parse and ignore an
-# extra key's value, even one orjson refuses (``1e999``, ``NaN``), where the full path rejects the
-# message; such a batch goes to the full path (which ignores an extra key, as ``KpiSample`` does).
+# The batch fast path takes no key its types do not name: such a batch goes to the full path,
+# which ignores an extra key as ``KpiSample`` does. (pydantic-core alone would parse and drop an
+# extra key's value, even one orjson refuses, such as ``1e999``; the fast path now has orjson parse
+# the payload first, which refuses it.)
 _FAST_CONFIG = ConfigDict(frozen=True, strict=True, extra="forbid")
 
 
@@ -325,6 +327,15 @@ def sample_row(sample: KpiSample) -> SampleRow:
         if name not in unset:
             del row[name]
     return row  # type: ignore[return-value]  # the model's fields are the row's keys
+
+
+_REQUIRED_ONLY = {len(SampleRow.__annotations__) - len(_OPTIONAL)}
+
+
+def required_only(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every row has as many keys as a sample has required fields: no service and no
+    customer named in any (for rows whose maker checked the required keys are there)."""
+    return set(map(len, rows)) == _REQUIRED_ONLY
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -719,7 +730,6 @@ def _floats(column: list[Any]) -> list[float]:
     return list(map(float, column))
 
 
-_FOUR = {4}
 _ROW_KEYS = frozenset(SampleRow.__annotations__)
 _TARGET = itemgetter("target")
 _METRICS = itemgetter("metrics")
@@ -744,12 +754,11 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
     and distinct targets. None for anything else (an RFC 3339 time, an extra key, any wrong type or
     value), which pydantic reads as before. The rows keep the payload's key order (a row is read by
     key; the full path's rows have the model's field order: checking the order cost 9 % of the
-    feed). orjson keeps the last value
-    of a repeated key, as the full path (orjson too) does, and refuses what JSON cannot hold
-    (``1e999``, ``NaN``). Each column is taken by ``dict.get`` (which refuses an item that is not a
-    mapping), strings are checked by ``str.join`` and floats by ``float.conjugate`` (which refuse
-    anything else, ``bool`` and ``int`` included): no Python step per sample. The rows are orjson's
-    own, changed only here."""
+    feed). orjson keeps the last value of a repeated key, as the full path (orjson too) does, and
+    refuses what JSON cannot hold (``1e999``, ``NaN``). Each column is taken by ``dict.get``
+    (which refuses an item that is not a mapping), strings are checked by ``str.join`` and floats
+    by ``float.conjugate`` (which refuse anything else, ``bool`` and ``int`` included): no Python
+    step per sample. The rows are orjson's own, changed only here."""
     if type(obj) is not dict or len(obj) != 1:
         return None
     rows = obj.get("samples")
@@ -774,7 +783,7 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
         sizes = set(map(len, metrics))
         if min(sizes) < 1 or max(sizes) > MAX_METRICS:
             return None  # (that each is a mapping, ``_MetricBounds.hold`` checks)
-        if set(map(len, rows)) != _FOUR:  # service or customer in some, or a key the model lacks
+        if not required_only(rows):  # service or customer in some, or a key the model lacks
             if not all(map(_ROW_KEYS.issuperset, rows)):
                 return None
             for optional in ("service", "customer"):
@@ -997,7 +1006,7 @@ class Decoder:
         known = self._known_elements
         if known is not None and not all(map(known.__contains__, targets)):
             return None
-        if set(map(len, rows)) != _FOUR:  # a service or a customer named in some
+        if not required_only(rows):  # a service or a customer named in some
             services = self._known_services
             if services is not None and not all(s is None or s in services for s in set(map(_SERVICE, rows))):
                 return None

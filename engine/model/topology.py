@@ -3,8 +3,10 @@
 Loaded from one YAML or JSON file (same schema), validated up front: every problem is a
 ``TopologyError`` naming the file, the item (``elements[4] (olt-7).depends_on[0][1]``) and the reason.
 
-Customers come one by one (``customers``: a mapping each) or in the compact form (``customer_groups``:
-one entry per access element, tier and service list, with the ids of its customers), or both; the
+Customers come one by one (``customers``: a mapping each), in the compact form
+(``customers_by_access``: one entry per access element, its groups as ``[tier, services, ids]``, the
+services and ids separated by spaces) or in the earlier compact form (``customer_groups``: one entry
+per access element, tier and service list, with the ids of its customers), or several of these; the
 loaded topology is the same. A compact file in canonical order (what ``engine topology compact``
 writes: access elements in file order, tiers in tier order, service sets sorted) gives its groups
 directly, without counting the customers again.

@@ -8,11 +8,12 @@ for iptv) depending on the first core pair. Customers are spread uniformly over 
 skewed tiers and one to three services. Everything is seeded: the same options give the same file.
 
 Run ``python -m bench.topology`` (defaults: 50,000 elements, 1,000,000 customers). The file is written
-twice: with the customers listed one by one (``customers``) and converted by ``engine topology
-compact`` (``customer_groups``, the compact form); the two loads are timed in turn, each ``--repeat``
-times, so that both see the same machine. The figure is the compact form's, the listed form's beside
-it. Each load is also run once in a fresh interpreter to report its resident memory without the
-generator's garbage. The impact measurements use the compact form's topology (the same topology).
+three times: with the customers listed one by one (``customers``) and converted by ``engine topology
+compact`` into the compact form (``customers_by_access``) and into the earlier compact form
+(``customer_groups``); the loads are timed in turn, each ``--repeat`` times, so that all see the same
+machine. The figure is the compact form's, the others beside it. Each load is also run once in a
+fresh interpreter to report its resident memory without the generator's garbage. The impact
+measurements use the compact form's topology (the same topology).
 Times are CPU times of this process (``time.process_time``: steady on a shared machine), the wall
 time beside the load's.
 
@@ -300,29 +301,36 @@ def main(argv: list[str] | None = None) -> int:
         path.write_bytes(orjson.dumps(doc))
         del doc
         gc.collect()
-        compact = Path(tmp) / "compact.json"
+        compact, grouped = Path(tmp) / "compact.json", Path(tmp) / "grouped.json"
         start = time.process_time()
         compact_file(path, compact)
         rows.append(("engine topology compact", f"{time.process_time() - start:.2f} s CPU"))
+        compact_file(path, grouped, "customer_groups")
+        files = {"compact": compact, "groups": grouped, "listed": path}
         rows.append(
             (
-                "file size: compact / listed",
-                f"{compact.stat().st_size / 2**20:.1f} MiB / {path.stat().st_size / 2**20:.1f} MiB",
+                "file size: compact / groups / listed",
+                " / ".join(f"{file.stat().st_size / 2**20:.1f} MiB" for file in files.values()),
             )
         )
-        mem = {form: _measure_in_child(file) for form, file in (("compact", compact), ("listed", path))}
+        mem = {form: _measure_in_child(file) for form, file in files.items()}
         topology: Topology | None = None
-        load_cpu: dict[str, list[float]] = {"compact": [], "listed": []}
-        wall: dict[str, list[float]] = {"compact": [], "listed": []}
-        for _ in range(args.repeat):  # in turn, so that both forms see the same load on the machine
-            for form, file in (("listed", path), ("compact", compact)):  # the compact one kept
+        load_cpu: dict[str, list[float]] = {form: [] for form in files}
+        wall: dict[str, list[float]] = {form: [] for form in files}
+        for _ in range(args.repeat):  # in turn, so that every form sees the same load on the machine
+            for form in ("listed", "groups", "compact"):  # the compact one kept
                 topology = None
                 gc.collect()
                 start, start_cpu = time.perf_counter(), time.process_time()
-                topology = load_topology(file)
+                topology = load_topology(files[form])
                 load_cpu[form].append(time.process_time() - start_cpu)
                 wall[form].append(time.perf_counter() - start)
-        for form, label in (("compact", "compact form, customer_groups"), ("listed", "customers listed")):
+        labels = (
+            ("compact", "compact form, customers_by_access"),
+            ("groups", "earlier compact form, customer_groups"),
+            ("listed", "customers listed"),
+        )
+        for form, label in labels:
             runs = " ".join(f"{c:.2f}" for c in load_cpu[form])
             median_cpu, median_wall = statistics.median(load_cpu[form]), statistics.median(wall[form])
             rows.append(
@@ -332,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     assert topology is not None
-    for form in ("compact", "listed"):
+    for form in files:
         m = mem[form]
         if m["before"] is not None and m["after"] is not None:
             rows.append(

@@ -673,7 +673,7 @@ def _cmd_topology_compact(args: argparse.Namespace) -> int:
     src, dst = args.input, args.output
     if (dst.exists() and src.samefile(dst)) or dst.resolve() == src.resolve():
         raise EngineError(f"argument OUT: {dst} is also IN: it would be overwritten")
-    done = compact_file(src, dst)
+    done = compact_file(src, dst, args.form)
     print(
         f"{dst}: {done.customers:,} customers in {done.groups:,} groups, "
         f"{_size(done.size_out)} ({src}: {_size(done.size_in)})"
@@ -1015,14 +1015,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = topo.add_parser(
         "compact",
-        help="rewrite a topology with its customers in the compact form (customer_groups): same topology, "
-        "faster to load",
+        help="rewrite a topology with its customers in the compact form (customers_by_access): same "
+        "topology, faster to load",
         description="Validate IN like any topology, then write OUT (.json, .yaml or .yml) with the same "
-        "tiers, service types and elements and the customers as customer_groups, one entry per access "
-        "element, tier and service list. OUT loads to the same topology. Exit 2 on a bad IN.",
+        "tiers, service types and elements and the customers as customers_by_access, one entry per access "
+        "element with its groups of customers (tier, services, ids), or as customer_groups (--form), one "
+        "entry per access element, tier and service list. OUT loads to the same topology. "
+        "Exit 2 on a bad IN.",
     )
     p.add_argument("input", type=input_file, metavar="IN")
     p.add_argument("output", type=output_file, metavar="OUT")
+    p.add_argument(
+        "--form",
+        choices=("customers_by_access", "customer_groups"),
+        default="customers_by_access",
+        help="the compact form to write (default customers_by_access; customer_groups is the earlier one, "
+        "read by earlier versions of the engine)",
+    )
     p.set_defaults(func=_cmd_topology_compact)
     data = sub.add_parser("dataset", help="convert public datasets").add_subparsers(
         dest="dataset", required=True

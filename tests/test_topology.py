@@ -47,7 +47,7 @@ customers:
 """
 
 Doc = dict[str, Any]
-TOP_KEYS = "customer_groups, customers, elements, service_types, tiers"
+TOP_KEYS = "customer_groups, customers, customers_by_access, elements, service_types, tiers"
 Mutation = Callable[[Doc], None]
 
 
@@ -358,7 +358,7 @@ REJECTIONS = [
     pytest.param(
         _set("customer", []),
         "customer",
-        "unknown field (expected one of customer_groups, customers, elements, service_types, tiers)",
+        f"unknown field (expected one of {TOP_KEYS})",
         id="unknown-top-level-key",
     ),
 ]

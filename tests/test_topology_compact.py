@@ -18,7 +18,7 @@ import yaml
 
 from engine.errors import TopologyError
 from engine.model import topology as topology_module
-from engine.model.topology import Topology, load_topology, topology_from_dict
+from engine.model.topology import Customer, Topology, load_topology, topology_from_dict
 from engine.tools.topology import compact_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -371,3 +371,339 @@ def test_loading_leaves_the_collector_as_it_was(tmp_path: Path, enabled: bool) -
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+# --- the compact form by access element (``customers_by_access``) ---------------------------------
+
+
+def by_access(doc: Doc) -> Doc:
+    out = {k: v for k, v in doc.items() if k != "customers"}
+    out["customers_by_access"] = topology_from_dict(doc).customers_by_access()
+    return out
+
+
+def _fast_path_taken(doc: Doc, monkeypatch: pytest.MonkeyPatch) -> bool:
+    taken: list[bool] = []
+    columns = topology_module._Loader._by_access_columns
+
+    def spy(self: Any, items: Any) -> Any:
+        found = columns(self, items)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(topology_module._Loader, "_by_access_columns", spy)
+    topology_from_dict(doc)
+    monkeypatch.undo()
+    return taken == [True]
+
+
+def test_the_form_by_access_loads_to_the_same_topology(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``customers_by_access`` as the converter writes it (services and ids as strings, named customers
+    as ``[id, name]``) gives the same topology as the customers listed one by one and as
+    ``customer_groups``, ids in the same order as the latter; its usual entries take the column path,
+    and in canonical order its groups come straight from the entries."""
+    doc = listed()
+    form = by_access(doc)
+    entries = form["customers_by_access"]
+    assert len({e["access"] for e in entries}) == len(entries)
+    groups = [g for e in entries for g in e["groups"]]
+    assert any(isinstance(g[2], list) for g in groups)
+    assert any(isinstance(g[2], str) for g in groups)
+    assert any(isinstance(c, list) for g in groups if isinstance(g[2], list) for c in g[2])
+    assert len(groups) == len(compacted(doc)["customer_groups"])
+    loaded = topology_from_dict(form)
+    assert_same(topology_from_dict(doc), loaded)
+    in_groups = topology_from_dict(compacted(doc))
+    assert list(loaded.customer_ids()) == list(in_groups.customer_ids())
+    assert _fast_path_taken(form, monkeypatch)
+    assert topology_from_dict(form).customers_by_access() == entries
+    # (``listed()`` has both orders of a service set at one element and tier: counted, not canonical)
+    example = by_access(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")))
+    assert topology_module._Loader("t", example).direct is not None
+    assert topology_module._Loader("t", form).direct is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_form_by_access_in_any_order_split_or_mixed(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries shuffled, groups split or shuffled within an entry, an element in two entries, or
+    beside customers listed one by one: the groups are counted, with the same result."""
+    doc = listed(seed)
+    want = topology_from_dict(doc)
+    rng = random.Random(seed)
+    entries = by_access(doc)["customers_by_access"]
+    shuffled = []
+    for e in entries:
+        groups = []
+        for tier, services, ids in e["groups"]:
+            if isinstance(ids, str) and " " in ids:
+                first, rest = ids.split(" ", 1)
+                groups += [[tier, services, rest], [tier, services, first]]
+            else:
+                groups.append([tier, services, ids])
+        rng.shuffle(groups)
+        half = len(groups) // 2
+        shuffled += [{"access": e["access"], "groups": groups[:half]}] if half else []
+        shuffled.append({"access": e["access"], "groups": groups[half:]})
+    rng.shuffle(shuffled)
+    form = {**by_access(doc), "customers_by_access": shuffled}
+    assert _fast_path_taken(form, monkeypatch)
+    assert topology_module._Loader("t", form).direct is None
+    assert_same(want, topology_from_dict(form))
+    mixed = {**by_access({**doc, "customers": doc["customers"][50:]}), "customers": doc["customers"][:50]}
+    assert_same(want, topology_from_dict(mixed))
+    assert topology_module._Loader("t", mixed).direct is None
+    three = {
+        **mixed,
+        "customer_groups": compacted({**doc, "customers": doc["customers"][:50]})["customer_groups"],
+    }
+    three["customers"] = []
+    assert_same(want, topology_from_dict(three))
+
+
+def test_the_form_by_access_with_lists_and_spaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Services and ids may be lists (needed when a name or an id holds a space): checked entry by entry,
+    the same topology; the converter writes lists only there."""
+    doc = listed(4, 60)
+    doc["service_types"]["video on demand"] = {"criticality": 2}
+    doc["customers"][0]["services"] = ["video on demand", "internet"]
+    doc["customers"][1]["id"] = "ACME 1"
+    want = topology_from_dict(doc)
+    form = by_access(doc)
+    groups = [g for e in form["customers_by_access"] for g in e["groups"]]
+    assert ["video on demand", "internet"] in [g[1] for g in groups]
+    assert any(isinstance(g[2], list) and "ACME 1" in g[2] for g in groups)
+    assert sum(isinstance(g[1], list) for g in groups) == 1
+    assert not _fast_path_taken(form, monkeypatch)
+    assert_same(want, topology_from_dict(form))
+    # every group written as lists: the same again
+    for e in form["customers_by_access"]:
+        e["groups"] = [
+            [t, s.split(" ") if isinstance(s, str) else s, c.split(" ") if isinstance(c, str) else c]
+            for t, s, c in e["groups"]
+        ]
+    assert_same(want, topology_from_dict(form))
+
+
+def small_by_access() -> Doc:
+    return {
+        "service_types": {"voip": {"criticality": 5}, "internet": {"criticality": 3}},
+        "elements": [{"id": "olt-7", "type": "olt"}, {"id": "olt-8", "type": "olt"}],
+        "customers": [{"id": "c-1", "tier": "gold", "access": "olt-7", "services": ["voip"]}],
+        "customers_by_access": [
+            {"access": "olt-7", "groups": [["gold", "internet", "c-2 c-3"]]},
+            {"access": "olt-8", "groups": [["gold", "internet voip", ["c-4", ["c-5", "Acme"]]]]},
+        ],
+    }
+
+
+A = "customers_by_access"
+REJECTIONS_BY_ACCESS = [
+    pytest.param(_set((A,), {"olt-7": []}), A, "expected a list, got mapping", id="not-a-list"),
+    pytest.param(
+        _set((A, 1), ["olt-8"]), f"{A}[1]", "expected a mapping, got list", id="entry-not-a-mapping"
+    ),
+    pytest.param(
+        _set((A, 1, "phone"), "555"),
+        f"{A}[1] (olt-8).phone",
+        "unknown field (expected one of access, groups)",
+        id="unknown-field",
+    ),
+    pytest.param(_set((A, 1, "groups"), []), f"{A}[1] (olt-8).groups", "must not be empty", id="no-groups"),
+    pytest.param(
+        _set((A, 1, "groups", 0), "gold internet c-4"),
+        f"{A}[1] (olt-8).groups[0]",
+        "expected a list, got string",
+        id="group-not-a-list",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0), ["gold", "internet", "c-4", "c-5"]),
+        f"{A}[1] (olt-8).groups[0]",
+        "expected [tier, services, ids], got a list of 4",
+        id="group-of-four",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0), ["gold", "c-4"]),
+        f"{A}[1] (olt-8).groups[0]",
+        "expected [tier, services, ids], got a list of 2",
+        id="group-of-two",
+    ),
+    pytest.param(
+        _set((A, 1, "access"), "olt-9"), f"{A}[1] (olt-9).access", "unknown element 'olt-9'", id="access"
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 0), "gld"),
+        f"{A}[1] (olt-8).groups[0].tier",
+        "tier 'gld' is not defined (known: bronze, gold, platinum, silver)",
+        id="tier",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 0), 4),
+        f"{A}[1] (olt-8).groups[0].tier",
+        "expected a string, got integer",
+        id="tier-not-a-string",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 1), "internet vod"),
+        f"{A}[1] (olt-8).groups[0].services[1]",
+        "unknown service type 'vod' (known: internet, voip)",
+        id="service",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 1), "internet  voip"),
+        f"{A}[1] (olt-8).groups[0].services[1]",
+        "unknown service type '' (known: internet, voip)",
+        id="services-two-spaces",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 1), "voip voip"),
+        f"{A}[1] (olt-8).groups[0].services[1]",
+        "service type 'voip' listed twice",
+        id="service-twice",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 1), []),
+        f"{A}[1] (olt-8).groups[0].services",
+        "must list at least one service type",
+        id="no-services",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 1), ["internet", 3]),
+        f"{A}[1] (olt-8).groups[0].services[1]",
+        "expected a string, got integer",
+        id="service-not-a-string",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 1), {"internet": 1}),
+        f"{A}[1] (olt-8).groups[0].services",
+        "expected a string or a list, got mapping",
+        id="services-a-mapping",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), 7),
+        f"{A}[1] (olt-8).groups[0].ids",
+        "expected a string or a list, got integer",
+        id="ids-a-number",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), []), f"{A}[1] (olt-8).groups[0].ids", "must not be empty", id="no-ids"
+    ),
+    pytest.param(  # a number among strings and lists
+        _set((A, 1, "groups"), [["gold", "voip", 1001], ["gold", "internet", ["c-4"]]]),
+        f"{A}[1] (olt-8).groups[0].ids",
+        "expected a string or a list, got integer",
+        id="ids-a-number-beside-a-list",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), ""),
+        f"{A}[1] (olt-8).groups[0].ids[0]",
+        "must not be empty",
+        id="ids-empty",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), "c-4  c-5"),
+        f"{A}[1] (olt-8).groups[0].ids[1]",
+        "must not be empty",
+        id="ids-two-spaces",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), ["c-4", 7.5]),
+        f"{A}[1] (olt-8).groups[0].ids[1]",
+        "expected an id or [id, name], got number",
+        id="id-not-a-string",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), ["c-4", ["c-5", None]]),
+        f"{A}[1] (olt-8).groups[0].ids[1]",
+        "expected an id or [id, name], got list",
+        id="name-not-a-string",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), ["c-4", ""]),
+        f"{A}[1] (olt-8).groups[0].ids[1]",
+        "must not be empty",
+        id="id-in-a-list-empty",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), "c-4 c-6 c-4"),
+        f"{A}[1] (olt-8).groups[0].ids[2]",
+        "duplicate customer id 'c-4' (first at customers_by_access[1].groups[0].ids[0])",
+        id="duplicate-in-a-group",
+    ),
+    pytest.param(
+        _set((A, 1, "groups", 0, 2), ["c-4", ["c-3", "Acme"]]),
+        f"{A}[1] (olt-8).groups[0].ids[1]",
+        "duplicate customer id 'c-3' (first at customers_by_access[0].groups[0].ids[1])",
+        id="duplicate-across-entries",
+    ),
+    pytest.param(
+        _set((A, 0, "groups", 0, 2), "c-2 c-1"),
+        f"{A}[0] (olt-7).groups[0].ids[1]",
+        "duplicate customer id 'c-1' (first at customers[0])",
+        id="duplicate-of-a-listed-customer",
+    ),
+    pytest.param(
+        _set(
+            ("customer_groups",),
+            [{"access": "olt-8", "tier": "gold", "services": ["voip"], "ids": ["c-9", "c-5"]}],
+        ),
+        f"{A}[1] (olt-8).groups[0].ids[1]",
+        "duplicate customer id 'c-5' (first at customer_groups[0].ids[1])",
+        id="duplicate-of-a-grouped-customer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "location", "reason"), REJECTIONS_BY_ACCESS)
+def test_bad_entries_by_access_are_rejected_naming_the_entry(mutate: Any, location: str, reason: str) -> None:
+    """Each mistake in ``customers_by_access`` is a TopologyError naming the entry (its index and access
+    element), the group, the field and the reason, whichever path found it."""
+    doc = small_by_access()
+    topology_from_dict(copy.deepcopy(doc))  # the unbroken document loads
+    mutate(doc)
+    with pytest.raises(TopologyError) as info:
+        topology_from_dict(doc, source="topo.json")
+    err = info.value
+    assert (err.source, err.location, err.reason) == ("topo.json", location, reason)
+
+
+def test_an_empty_form_by_access_loads() -> None:
+    doc = {**small_by_access(), "customers_by_access": []}
+    assert topology_from_dict(doc).customer_count() == 1
+    doc["customers"] = []
+    assert topology_from_dict(doc).all_groups() == ()
+
+
+def test_the_small_form_by_access_takes_the_column_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``small_by_access()`` (a named customer, strings and a list) is usual: the column path takes it,
+    so that the rejections above are found by both paths (the columns give up, the check names)."""
+    doc = small_by_access()
+    assert _fast_path_taken(doc, monkeypatch)
+    topo = topology_from_dict(doc)
+    assert topo.customer("c-5") == Customer("c-5", "gold", "olt-8", ("internet", "voip"), "Acme")
+    assert topo.customer("c-3") == Customer("c-3", "gold", "olt-7", ("internet",), None)
+    assert list(topo.customer_ids()) == ["c-1", "c-2", "c-3", "c-4", "c-5"]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_engine_topology_compact_writes_either_form(tmp_path: Path, suffix: str) -> None:
+    """The converter writes ``customers_by_access`` by default and ``customer_groups`` with ``--form``;
+    each converts to the other and back to the same bytes, and all load to the same topology."""
+    by = tmp_path / f"by{suffix}"
+    grouped = tmp_path / f"grouped{suffix}"
+    assert engine("topology", "compact", EXAMPLE, by).returncode == 0
+    r = engine("topology", "compact", "--form", "customer_groups", by, grouped)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.startswith(f"{grouped}: 1,020 customers in 306 groups")
+    back = tmp_path / f"back{suffix}"
+    assert engine("topology", "compact", grouped, back).returncode == 0
+    assert back.read_bytes() == by.read_bytes()
+    loaded = {"customers_by_access", "customer_groups"}
+    docs = [
+        orjson.loads(by.read_bytes()) if suffix == ".json" else yaml.safe_load(by.read_text())
+        for by in (by, grouped)
+    ]
+    assert [loaded & set(d) for d in docs] == [{"customers_by_access"}, {"customer_groups"}]
+    want = load_topology(EXAMPLE)
+    assert_same(want, load_topology(by))
+    assert_same(want, load_topology(grouped))
+    assert list(load_topology(by).customer_ids()) == list(load_topology(grouped).customer_ids())

@@ -3,8 +3,10 @@
 Loaded from one YAML or JSON file (same schema), validated up front: every problem is a
 ``TopologyError`` naming the file, the item (``elements[4] (olt-7).depends_on[0][1]``) and the reason.
 
-Customers come one by one (``customers``: a mapping each) or in the compact form (``customer_groups``:
-one entry per access element, tier and service list, with the ids of its customers), or both; the
+Customers come one by one (``customers``: a mapping each), in the compact form
+(``customers_by_access``: one entry per access element, its groups as ``[tier, services, ids]``, the
+services and ids separated by spaces) or in the earlier compact form (``customer_groups``: one entry
+per access element, tier and service list, with the ids of its customers), or several of these; the
 loaded topology is the same. A compact file in canonical order (what ``engine topology compact``
 writes: access elements in file order, tiers in tier order, service sets sorted) gives its groups
 directly, without counting the customers again.
@@ -17,10 +19,11 @@ enough). Customers are held compactly (one dict entry each, no object) and aggre
 from __future__ import annotations
 
 import gc
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain, compress, count, repeat
+from operator import add, is_, lt, mul
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, NamedTuple, NoReturn
@@ -33,8 +36,9 @@ from engine.errors import TopologyError
 from engine.model.wording import first_problem, type_name, unknown_field
 
 DEFAULT_TIERS = MappingProxyType({"platinum": 8.0, "gold": 4.0, "silver": 2.0, "bronze": 1.0})
-_TOP_KEYS = ("customer_groups", "customers", "elements", "service_types", "tiers")
-_CUSTOMER_KEYS = ("customer_groups", "customers")
+_BY_ACCESS = "customers_by_access"
+_TOP_KEYS = ("customer_groups", "customers", _BY_ACCESS, "elements", "service_types", "tiers")
+_CUSTOMER_KEYS = ("customer_groups", "customers", _BY_ACCESS)
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 # Descendant sets are cached (the topology is static) up to this many members in all: a tree of 50,000
 # elements needs a few hundred thousand; a 100,000-element chain would need five billion.
@@ -120,6 +124,32 @@ def _make_group(access: str, tier: str, services: frozenset[str], count: int) ->
     return g
 
 
+_LIST_ONLY = {list}
+_STR_OR_LIST = {str, list}
+_SINK: deque[object] = deque(maxlen=0)
+_consume = _SINK.extend  # runs an iterator (of slot setters) to its end, keeping nothing
+# ``customers_by_access`` as columns, one item per group: element, tier and row numbers, number of ids,
+# then the ids (fresh strings or not), the names given and each entry's element and number of groups.
+_ByAccess = tuple[
+    list[int], list[int], list[int], list[int], list[Any], bool, list[tuple[str, str]], list[tuple[int, int]]
+]
+
+
+def _joined_ids(customers: list[Any], names: list[tuple[str, str]]) -> str | None:
+    """A list of ids and ``[id, name]`` pairs as one string of ids separated by spaces, its names added to
+    ``names``; ``None`` if it is empty or holds anything else (an id with a space, not a string)."""
+    ids: list[str] = []
+    for c in customers:
+        cid = c
+        if type(c) is list and len(c) == 2 and type(c[0]) is str and type(c[1]) is str:
+            names.append((c[0], c[1]))
+            cid = c[0]
+        if type(cid) is not str or not cid or " " in cid:
+            return None
+        ids.append(cid)
+    return " ".join(ids) if ids else None
+
+
 # --- validation models (shape and types; references are checked afterwards) -----------------------
 
 
@@ -178,6 +208,11 @@ class _CustomerModel(_Model):
     access: str
     services: list[str]
     name: str | None = None
+
+
+class _AccessEntryModel(_Model):
+    access: str
+    groups: Annotated[list[list[Any]], Field(min_length=1)]
 
 
 class _CustomerGroupModel(_Model):
@@ -248,7 +283,7 @@ def _where(data: object, loc: Sequence[str | int]) -> str:
             out += " (key)"
         elif isinstance(key, int) and isinstance(node, list):
             node = node[key] if 0 <= key < len(node) else None
-            label = "access" if loc[0] == "customer_groups" else "id"  # a group has no id of its own
+            label = "access" if loc[0] in ("customer_groups", _BY_ACCESS) else "id"  # no id of its own
             ident = node.get(label) if depth == 1 and isinstance(node, dict) else None
             out += f"[{key}]" + (f" ({ident})" if isinstance(ident, str) and ident else "")
         else:
@@ -380,6 +415,7 @@ class _Loader:
         self.direct: dict[str, tuple[CustomerGroup, ...]] | None = None  # from canonical customer_groups
         self.customers(data.get("customers"))
         self.customer_groups(data.get("customer_groups"))
+        self.customers_by_access(data.get(_BY_ACCESS))
 
     def fail(self, where: str, reason: str) -> NoReturn:
         raise TopologyError(self.source, where, reason)
@@ -580,21 +616,35 @@ class _Loader:
         if not self._insert(flat, chain.from_iterable(map(repeat, values, map(len, id_lists)))):
             self.misplaced_id(items, id_lists)
 
-    def _insert(self, ids: list[Any], values: Iterable[int]) -> bool:
+    def _insert(self, ids: list[Any], values: Iterable[int], *, fresh: bool = False) -> bool:
         """Add ``ids`` with their values to ``packed``, copied (one join and one split: fresh strings
-        side by side, so the parsed document's memory can all go back). False when one is not a
-        string, is empty or is there already (``packed`` is then unusable: the load fails)."""
-        try:
-            text = "\0".join(ids)
-        except TypeError:  # not a string
-            return False
-        if text.count("\0") == len(ids) - 1:  # no id holds the separator
-            copies = text.split("\0") if ids else []
+        side by side, so the parsed document's memory can all go back) unless ``fresh`` (made by the
+        loader already). False when one is not a string, is empty or is there already (``packed`` is
+        then unusable: the load fails)."""
+        if fresh:
+            copies = ids
         else:
-            copies = ["".join((cid, "")) for cid in ids]
-        del text
+            try:
+                text = "\0".join(ids)
+            except TypeError:  # not a string
+                return False
+            if text.count("\0") == len(ids) - 1:  # no id holds the separator
+                copies = text.split("\0") if ids else []
+            else:
+                copies = ["".join((cid, "")) for cid in ids]
+            del text
         size, packed = len(self.packed), self.packed
-        packed.update(zip(copies, values, strict=False))
+        if size:
+            packed.update(zip(copies, values, strict=False))
+        else:
+            # A non-string key while it fills makes CPython keep each key's hash beside it in the table
+            # (a dict of string keys only reads it from the string: a cache miss per collision and per
+            # key when it grows): a million ids go in in 0.32 s instead of 0.46 (the bench's network).
+            # The same dict after; it stays in that layout (8 bytes more an entry).
+            mixed: dict[object, int] = packed  # type: ignore[assignment]
+            mixed[None] = 0
+            packed.update(zip(copies, values, strict=False))
+            del mixed[None]
         return len(packed) == size + len(ids) and "" not in packed
 
     def misplaced_id(self, items: list[Any], id_lists: list[list[Any]]) -> NoReturn:
@@ -609,6 +659,216 @@ class _Loader:
                     self.fail(f"{self.group_where(i, g)}.ids[{j}]", reason)
                 seen[cid] = f"customer_groups[{i}].ids[{j}]"
         raise AssertionError("a bad customer id was counted but not found")  # pragma: no cover
+
+    def customers_by_access(self, items: object) -> None:
+        """The compact form by access element (``customers_by_access``): one entry per access element,
+        its groups as ``[tier, services, ids]``, services and ids as space-separated strings (or lists).
+        Usual entries are taken column by column in C (``_by_access_columns``); anything unusual is
+        checked entry by entry (``_by_access_checked``), which names the first problem."""
+        if items is None:
+            return
+        if type(items) is not list:
+            self.fail(_BY_ACCESS, f"expected a list, got {type_name(items)}")
+        cols = self._by_access_columns(items)
+        if cols is None:
+            cols = self._by_access_checked(items)
+        access_of, tiers, rows, counts, ids, fresh, names, entries = cols
+        n_el, n_tier = len(self.access_ids), len(self.tier_names)
+        values = list(
+            map(add, map(mul, map(add, map(mul, rows, repeat(n_tier)), tiers), repeat(n_el)), access_of)
+        )
+        canonical = not self.packed  # customers given in another section too are counted
+        if not self._insert(ids, chain.from_iterable(map(repeat, values, counts)), fresh=fresh):
+            self.misplaced_by_access(items)
+        for cid, name in names:
+            self.names["".join((cid, ""))] = "".join((name, ""))
+        if canonical and self._ascending(access_of, tiers, rows):
+            self.direct = self._direct_groups(access_of, tiers, rows, counts, entries)
+        else:
+            self.direct = None
+
+    def _by_access_columns(self, items: list[Any]) -> _ByAccess | None:
+        """The entries as columns, one item per group, when every entry is usual and valid: a mapping of
+        ``access`` (a known element) and ``groups`` (lists of three: a known tier, known services
+        separated by spaces, ids separated by spaces or a list of ids and ``[id, name]`` pairs without
+        spaces); ``None`` otherwise. The ids are split here (fresh strings); whether they are unique and
+        not empty is checked as they are inserted."""
+        index, list_only = self.index, _LIST_ONLY
+        access_of: list[int] = []
+        tiers: list[Any] = []
+        services: list[Any] = []
+        customers: list[Any] = []
+        entries: list[tuple[int, int]] = []  # each entry's element and number of groups
+        try:
+            for e in items:
+                if type(e) is not dict or len(e) != 2:
+                    return None
+                a, gs = index[e["access"]], e["groups"]
+                if type(gs) is not list or set(map(type, gs)) != list_only:
+                    return None
+                t, s, c = zip(*gs, strict=True)  # groups of other lengths: ValueError
+                access_of += repeat(a, len(gs))
+                tiers += t
+                services += s
+                customers += c
+                entries.append((a, len(gs)))
+            tier_numbers = list(map(self.tier_index.__getitem__, tiers))
+            distinct = dict.fromkeys(services)
+        except (KeyError, TypeError, ValueError):
+            return None
+        row_of: dict[str, int] = {}
+        for key in distinct:
+            parts = key.split(" ") if type(key) is str else None
+            if parts is None or not self.usual_services(parts):
+                return None
+        for key in distinct:  # registered only once all are known good (the same rows as checked)
+            row_of[key] = self.service_row_of(key, key.split(" "))
+        rows = list(map(row_of.__getitem__, services))
+        types = list(map(type, customers))
+        kinds = set(types)
+        names: list[tuple[str, str]] = []
+        if not kinds <= _STR_OR_LIST:
+            return None
+        if list in kinds:  # (the groups with names)
+            for k in compress(count(), map(is_, types, repeat(list))):
+                joined = _joined_ids(customers[k], names)
+                if joined is None:
+                    return None
+                customers[k] = joined
+        counts = list(map(add, map(str.count, customers, repeat(" ")), repeat(1)))
+        ids = " ".join(customers).split(" ") if customers else []
+        return access_of, tier_numbers, rows, counts, ids, True, names, entries
+
+    def usual_services(self, parts: list[str]) -> bool:
+        known = self.services
+        return all(s in known for s in parts) and len(set(parts)) == len(parts)
+
+    def service_row_of(self, where: str, services: list[str]) -> int:
+        row = self.row_index.get(tuple(services))
+        if row is None:
+            row = self.row_index[tuple(services)] = self.service_row(where, services)
+        return row
+
+    def _by_access_checked(self, items: list[Any]) -> _ByAccess:
+        """The entries checked one by one (a problem is a ``TopologyError`` naming it), as columns."""
+        access_of: list[int] = []
+        tiers: list[int] = []
+        rows: list[int] = []
+        counts: list[int] = []
+        ids: list[Any] = []
+        names: list[tuple[str, str]] = []
+        entries: list[tuple[int, int]] = []
+        for i, e in enumerate(items):
+            try:
+                m = _AccessEntryModel.model_validate(e)
+            except ValidationError as exc:
+                self.invalid(exc, (_BY_ACCESS, i), _AccessEntryModel)
+            where = f"{_BY_ACCESS}[{i}] ({m.access})"
+            a = self.index.get(m.access)
+            if a is None:
+                self.fail(f"{where}.access", f"unknown element {m.access!r}")
+            for j, g in enumerate(m.groups):
+                at = f"{where}.groups[{j}]"
+                if len(g) != 3:
+                    self.fail(at, f"expected [tier, services, ids], got a list of {len(g)}")
+                tier, services, customers = g
+                if type(tier) is not str:
+                    self.fail(f"{at}.tier", f"expected a string, got {type_name(tier)}")
+                if type(services) is str:
+                    services = services.split(" ")
+                elif type(services) is list:
+                    for k, s in enumerate(services):
+                        if type(s) is not str:
+                            self.fail(f"{at}.services[{k}]", f"expected a string, got {type_name(s)}")
+                else:
+                    self.fail(f"{at}.services", f"expected a string or a list, got {type_name(services)}")
+                row, t, _ = self.references(at, tier, m.access, services)
+                group_ids = self.checked_ids(f"{at}.ids", customers, names)
+                access_of.append(a)
+                tiers.append(t)
+                rows.append(row)
+                counts.append(len(group_ids))
+                ids += group_ids
+            entries.append((a, len(m.groups)))
+        return access_of, tiers, rows, counts, ids, False, names, entries
+
+    def checked_ids(self, where: str, customers: object, names: list[tuple[str, str]]) -> list[str]:
+        """A group's ids: a string of ids separated by single spaces, or a list of ids and
+        ``[id, name]`` pairs; its names are added to ``names``."""
+        if type(customers) is str:
+            found = customers.split(" ")
+        elif type(customers) is list:
+            if not customers:
+                self.fail(where, "must not be empty")
+            found = []
+            for k, c in enumerate(customers):
+                if type(c) is list and len(c) == 2 and type(c[0]) is str and type(c[1]) is str:
+                    names.append((c[0], c[1]))
+                    found.append(c[0])
+                elif type(c) is str:
+                    found.append(c)
+                else:
+                    self.fail(f"{where}[{k}]", f"expected an id or [id, name], got {type_name(c)}")
+        else:
+            self.fail(where, f"expected a string or a list, got {type_name(customers)}")
+        for k, cid in enumerate(found):
+            if not cid:
+                self.fail(f"{where}[{k}]", "must not be empty")
+        return found
+
+    def misplaced_by_access(self, items: list[Any]) -> NoReturn:
+        """The first id of ``customers_by_access`` that is empty or was seen before (the entries are
+        valid otherwise: checked already)."""
+        seen = {c["id"]: f"customers[{k}]" for k, c in enumerate(self.data.get("customers") or [])}
+        for i, g in enumerate(self.data.get("customer_groups") or []):
+            for j, cid in enumerate(g["ids"]):
+                seen[cid] = f"customer_groups[{i}].ids[{j}]"
+        for i, e in enumerate(items):
+            for j, g in enumerate(e["groups"]):
+                where = f"{_BY_ACCESS}[{i}] ({e['access']}).groups[{j}].ids"
+                for k, cid in enumerate(self.checked_ids(where, g[2], [])):
+                    if cid in seen:
+                        self.fail(f"{where}[{k}]", f"duplicate customer id {cid!r} (first at {seen[cid]})")
+                    seen[cid] = f"{_BY_ACCESS}[{i}].groups[{j}].ids[{k}]"
+        raise AssertionError("a bad customer id was counted but not found")  # pragma: no cover
+
+    def _ascending(self, access_of: list[int], tiers: list[int], rows: list[int]) -> bool:
+        """The groups in canonical order: (element, tier, sorted services) strictly increasing."""
+        ranked = sorted(set(self.row_keys))
+        rank = [ranked.index(k) for k in self.row_keys]
+        n_tier, n_rank = len(self.tier_names), len(ranked)
+        keys = list(
+            map(
+                add,
+                map(mul, map(add, map(mul, access_of, repeat(n_tier)), tiers), repeat(n_rank)),
+                map(rank.__getitem__, rows),
+            )
+        )
+        return all(map(lt, keys, keys[1:]))
+
+    def _direct_groups(
+        self,
+        access_of: list[int],
+        tiers: list[int],
+        rows: list[int],
+        counts: list[int],
+        entries: list[tuple[int, int]],
+    ) -> dict[str, tuple[CustomerGroup, ...]]:
+        """One ``CustomerGroup`` per group of a canonical file, made and filled column by column."""
+        groups: list[CustomerGroup] = list(map(_new_object, repeat(CustomerGroup, len(counts))))
+        access_ids, tier_names, row_sets = self.access_ids, self.tier_names, self.row_sets
+        _consume(map(_set_access, groups, map(access_ids.__getitem__, access_of)))
+        _consume(map(_set_tier, groups, map(tier_names.__getitem__, tiers)))
+        _consume(map(_set_services, groups, map(row_sets.__getitem__, rows)))
+        _consume(map(_set_count, groups, counts))
+        direct: dict[str, tuple[CustomerGroup, ...]] = {}
+        start = 0
+        for a, n in entries:  # an element's entries are consecutive (canonical order)
+            ne = access_ids[a]
+            here = tuple(groups[start : start + n])
+            direct[ne] = direct[ne] + here if ne in direct else here
+            start += n
+        return direct
 
     def customer_group(self, i: int, g: object) -> tuple[int, int, int, list[str], list[str | None] | None]:
         """Validate one entry of ``customer_groups`` fully: its row, tier, element, ids and names."""
@@ -866,6 +1126,34 @@ class Topology:
             if any(cid in names for cid in ids):
                 entry["names"] = [names.get(cid) for cid in ids]
             out.append(entry)
+        return out
+
+    def customers_by_access(self) -> list[dict[str, Any]]:
+        """The topology's customers in the compact form by access element (``customers_by_access``), in
+        canonical order (as ``compact_customers``): one entry per access element, its groups as
+        ``[tier, services, ids]``, the services and the ids separated by single spaces (a list where
+        a name or an id holds a space; a group with names lists its ids, a named one as ``[id, name]``)."""
+        out: list[dict[str, Any]] = []
+        for g in self.compact_customers():
+            services: str | list[str] = g["services"]
+            if not any(" " in s for s in services):
+                services = " ".join(services)
+            ids: list[str] = g["ids"]
+            named: list[str | None] | None = g.get("names")
+            customers: str | list[Any]
+            if named is not None:
+                customers = [
+                    cid if name is None else [cid, name] for cid, name in zip(ids, named, strict=True)
+                ]
+            elif any(" " in cid for cid in ids):
+                customers = ids
+            else:
+                customers = " ".join(ids)
+            group = [g["tier"], services, customers]
+            if out and out[-1]["access"] == g["access"]:
+                out[-1]["groups"].append(group)
+            else:
+                out.append({"access": g["access"], "groups": [group]})
         return out
 
     def customer_ids(self) -> Iterable[str]:

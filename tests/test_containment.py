@@ -208,10 +208,10 @@ def test_a_message_whose_application_raises_is_a_dead_letter_and_the_core_goes_o
     the error; every later message and timer works (replay ends without a traceback)."""
     original = KpiStore.observe_many
 
-    def observe_many(self: KpiStore, samples: Any) -> None:
+    def observe_many(self: KpiStore, samples: Any, *known: Any) -> None:
         if any(s["target"] == "olt-033" for s in samples):
             raise KeyError("injected")
-        original(self, samples)
+        original(self, samples, *known)
 
     monkeypatch.setattr(KpiStore, "observe_many", observe_many)
     r = replay([sample(0.4, target="olt-033"), *BACKGROUND, *cut()])

@@ -3,6 +3,7 @@ same state as its samples taken one by one, and so does any other batch."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -81,3 +82,68 @@ def test_after_a_restore_an_older_batch_is_not_taken_as_in_order() -> None:
     restored.observe_many(late)
     assert restored.late == before.late == 1
     assert state(restored) == state(before) == reference([FIRST, late])
+
+
+def names_of(batch: list[SampleRow]) -> frozenset[str] | None:
+    """The metric names every row of the batch carries, when all carry the same (what the decoder
+    gives as ``Decoded.metric_names``)."""
+    sets = {frozenset(r["metrics"]) for r in batch}
+    return sets.pop() if len(sets) == 1 else None
+
+
+def random_batches(rng: random.Random) -> list[list[SampleRow]]:
+    """Batches over three targets and four metrics: the same metrics in a whole batch or not, in
+    shuffled orders, times mostly rising with some equal, older and unsorted ones."""
+    t = 100.0
+    batches = []
+    for _ in range(rng.randint(1, 12)):
+        uniform = rng.random() < 0.6
+        shared = rng.sample("wxyz", rng.randint(1, 4))
+        batch = []
+        for _ in range(rng.randint(1, 5)):
+            t += rng.choice([0.0, 0.5, 1.0, 1.0, -2.5])
+            names = rng.sample(shared, len(shared)) if uniform else rng.sample("wxyz", rng.randint(1, 4))
+            metrics = {m: float(rng.randint(0, 99)) for m in names}
+            batch.append(row(rng.choice(["p1", "p2"]), rng.choice("abc"), t, **metrics))
+        batches.append(batch)
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_any_batches_leave_what_their_samples_one_by_one_leave(seed: int) -> None:
+    """Random batches (whole targets, targets whose metrics came in several samples, older and
+    unsorted samples, the batch's metric names given when all its rows carry the same): the state
+    is the plain reference's, and the snapshot is the same, in the same order, whether the batches
+    are taken whole (with their names), sample by sample, or with a snapshot restored midway."""
+    batches = random_batches(random.Random(seed))
+    whole = KpiStore()
+    for batch in batches:
+        whole.observe_many(batch, names_of(batch))
+    single = batched([[r] for batch in batches for r in batch])
+    assert state(whole) == reference(batches)
+    assert whole.dump() == single.dump()
+    assert len(whole) == len(single) == len(reference(batches)[0])
+    half = len(batches) // 2
+    restored = KpiStore()
+    restored.load(batched(batches[:half]).dump())
+    for batch in batches[half:]:
+        restored.observe_many(batch, names_of(batch))
+    assert restored.dump() == whole.dump()
+
+
+def test_a_steady_batch_is_taken_without_a_step_per_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once every target holds exactly the metrics a batch's rows all carry, an in-order batch is
+    taken in one update (no ``_take`` per sample), and its rows are what the store keeps."""
+    store = KpiStore()
+    first = [row("p1", "a", 1.0, x=1.0, y=2.0), row("p1", "b", 1.0, y=3.0, x=4.0)]
+    store.observe_many(first, frozenset("xy"))
+    steady = [row("p2", "b", 2.0, x=5.0, y=6.0), row("p2", "a", 2.0, y=7.0, x=8.0)]
+
+    def no_step(*_: Any) -> None:
+        raise AssertionError("a step per sample")
+
+    monkeypatch.setattr(store, "_take", no_step)
+    store.observe_many(steady, frozenset("xy"))
+    assert state(store) == reference([first, steady])
+    assert store.latest("a")["x"].value == 8.0
+    assert store.latest("a")["x"].probe_id == "p2"

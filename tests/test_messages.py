@@ -1366,14 +1366,30 @@ def _batch_decodes_as_before(payload: bytes) -> Decoded | list[tuple[str, str]]:
             assert type(a["time"]) is float
             assert repr(a["time"]) == repr(b["time"])  # -0.0 stays -0.0
         assert [s.model_fields_set for s in got.samples] == [s.model_fields_set for s in expected.samples]
+        if got.columns is not None:  # what the plain path took of the rows, for the core
+            _columns_agree(got)
     return expected
+
+
+def _columns_agree(decoded: Decoded) -> None:
+    """The columns a decoder gives with its rows are the rows' own (``SampleColumns``)."""
+    columns, rows = decoded.columns, decoded.rows
+    assert columns is not None
+    assert columns.probes == [r["probe_id"] for r in rows]
+    assert columns.targets == [r["target"] for r in rows]
+    times = [r["time"] for r in rows]
+    assert columns.times == times
+    assert all(type(t) is float for t in columns.times)
+    assert columns.distinct == {r["target"] for r in rows}
+    assert (columns.earliest, columns.latest) == (min(times), max(times))
+    assert columns.required_only == all(set(r) == {"probe_id", "target", "time", "metrics"} for r in rows)
 
 
 def test_plain_rows_give_what_the_full_path_gives_on_many_good_batches() -> None:
     """1,000 good batches (1 to 40 samples, the same metrics in all or not, optional fields absent,
     null or set, strings and metric counts at their bounds, non-ASCII, integer times and values,
     keys in any order): the plain path takes each, and the decoder gives what the full path gives
-    (integers made floats, as the model makes them)."""
+    (integers made floats, as the model makes them), with the rows' columns."""
     rng = random.Random(7)
     for _ in range(1000):
         shared = _names(rng)
@@ -1382,6 +1398,9 @@ def test_plain_rows_give_what_the_full_path_gives_on_many_good_batches() -> None
         payload = js({"samples": items})
         assert plain_rows(orjson.loads(payload), DECODER.max_batch) is not None, payload
         assert isinstance(_batch_decodes_as_before(payload), Decoded)
+        taken = DECODER.decode(S, payload)
+        if taken.metric_names is not None:  # the plain path took it (not the models' fallback)
+            _columns_agree(taken)
 
 
 _WRONG_IDS: list[Any] = [None, 0, 2.5, True, [], {}, "", "x" * 257]

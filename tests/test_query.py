@@ -62,7 +62,7 @@ def test_a_message_whose_application_raises_is_accepted_and_failed(
     """A bug met while applying a valid message: its kind as validated (the metrics count it
     accepted, as the counters do), ``failed``, and its dead letter."""
 
-    def observe_many(self: KpiStore, samples: Any) -> None:
+    def observe_many(self: KpiStore, samples: Any, *known: Any) -> None:
         raise KeyError("injected")
 
     monkeypatch.setattr(KpiStore, "observe_many", observe_many)

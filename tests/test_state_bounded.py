@@ -99,8 +99,10 @@ TOPOLOGY_BOUNDED = (
     "forms._forms[maintenance]._covers",  # per rule and element
     "forms._forms[breaches]._in_scope",  # per rule, target and service
     "forms._forms[breaches]._state",  # per rule and target: its window of samples
-    "kpis._latest",  # per target and metric: the latest reading
-    "kpis._newest",  # per target: the newest time held (as long as kpis._latest)
+    "kpis._held",  # per target: the row of its latest readings, or per metric the row of each
+    "kpis._names",  # per target held whole: its metric names (as long as kpis._held at most)
+    "kpis._sets",  # per set of metric names met (at most 1,024)
+    "kpis._newest",  # per target held by metric: the newest time held (as long as kpis._held at most)
     "kpis._probes",  # per probe: the time of its last sample
     "forms._forms[correlator]._host.rule_firings",  # per rule: a counter
     "forms._forms[correlator].rule_firings",  # per rule and part: a counter

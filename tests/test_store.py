@@ -12,17 +12,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import pytest
 
 from bench.scenarios import fiber_cut
 from engine.adapters.store import (
     HEAVY_FIELDS,
+    PACK_FROM,
     SCHEMA_VERSION,
     Store,
     StoredRecord,
     StoreError,
     StoreReader,
     WireRecord,
+    journal_packed,
+    journal_payload,
 )
 from engine.core.incident_records import RecordEvent
 from engine.core.incidents import IncidentRecord
@@ -128,6 +132,65 @@ async def test_journal_after_returns_entries_in_order_with_their_fields(store: S
         (3, "ack", "soc/alarms/2", b"\x02\x02\x02", T0 + 2),
         (4, "reload", "soc/alarms/3", b"\x03\x03\x03", T0 + 3),
     ]
+
+
+BATCH = orjson.dumps(
+    {
+        "samples": [
+            {
+                "probe_id": f"p-{k}",
+                "target": "olt-001",
+                "time": T0 + k,
+                "metrics": {"mos": 4.2, "loss_pct": 0.1},
+            }
+            for k in range(100)
+        ]
+    }
+)
+
+
+async def test_a_large_payload_is_journaled_compressed_and_read_back_as_it_came(store: Store) -> None:
+    """A payload of ``PACK_FROM`` bytes or more (a batch of samples) is kept compressed, a smaller
+    one as it is; ``journal_after`` gives each back byte for byte, and so do the tools that read
+    the journal themselves (``journal_packed``, ``journal_payload``)."""
+    small = b'{"ne_id": "olt-001"}'
+    edge = b"x" * PACK_FROM
+    for payload in (BATCH, small, edge, b""):
+        store.append("msg", "soc/probes/p", payload, T0)
+    store.commit()
+    assert [e.payload for e in store.journal_after(0)] == [BATCH, small, edge, b""]
+    rows = store.db.execute(
+        f"SELECT payload, {journal_packed(store.db)} FROM journal ORDER BY seq"
+    ).fetchall()
+    assert [packed for _, packed in rows] == [1, 0, 1, 0]
+    assert len(rows[0][0]) < len(BATCH) / 5
+    assert [journal_payload(stored, packed) for stored, packed in rows] == [BATCH, small, edge, b""]
+
+
+async def test_a_version_1_file_gains_the_packed_column_and_keeps_its_entries(tmp_path: Path) -> None:
+    """A store written before the journal could be compressed (schema version 1, no ``packed``
+    column): the tools read it as it is, and once the engine opens it its entries read back as
+    they were, new ones are compressed, and the file says version 2."""
+    path = tmp_path / "engine.sqlite"
+    async with Store(path):
+        pass
+    with sqlite3.connect(path) as db:  # the journal as version 1 made it, with an entry
+        db.execute("DROP TABLE journal")
+        db.execute(
+            "CREATE TABLE journal (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, topic TEXT NOT NULL,"
+            " payload BLOB NOT NULL, time REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO journal VALUES (1, 'msg', 'soc/probes/p', ?, ?)", (BATCH, T0))
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        assert journal_packed(db) == "0"
+        (stored, packed) = db.execute(f"SELECT payload, {journal_packed(db)} FROM journal").fetchone()
+        assert journal_payload(stored, packed) == BATCH
+    async with Store(path) as s:
+        s.append("msg", "soc/probes/p", BATCH, T0 + 1)
+        s.commit()
+        assert [(e.seq, e.payload) for e in s.journal_after(0)] == [(1, BATCH), (2, BATCH)]
+        assert s.db.execute("SELECT packed FROM journal ORDER BY seq").fetchall() == [(0,), (1,)]
+        assert s.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
 
 
 async def test_journal_after_reads_in_chunks_while_the_caller_writes(store: Store) -> None:

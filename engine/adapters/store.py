@@ -17,7 +17,9 @@ thousands of commits per second) and keeps every write in one place. Every write
 connection at once (reads see it) but committed only by ``commit()``, which the periodic task calls
 every ``commit_interval`` while something is buffered: one transaction per batch. A ``kill -9``
 loses only the uncommitted batch; its journal entries were never acknowledged, so MQTT redelivers
-them and the replay regenerates the same records (ids and versions are deterministic).
+them and the replay regenerates the same records (ids and versions are deterministic). A journaled
+payload of ``PACK_FROM`` bytes or more (a batch of KPI samples) is kept compressed (raw deflate,
+the ``packed`` column) and read back as it came.
 
 WAL with ``synchronous=NORMAL``: a commit survives a crash of the process (``kill -9``, OOM); a
 power cut or kernel crash may roll back the last commits before the WAL reached the disk, and with
@@ -36,6 +38,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,7 +106,13 @@ class WireRecord:
         return dict(self.wire)
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the journal's ``packed`` column (a version-1 file gains it when opened)
+
+# A journaled payload of at least this many bytes (a batch of KPI samples, typically 10 KB of JSON)
+# is kept compressed (``_pack``: about 1/14 of a sample batch's size). Its WAL frames, the
+# checkpoints that copy them and their fsyncs shrink with it: the commits of a sample feed blocked
+# the core task for about a fifth of its wall time. An alarm (about 150 bytes) stays as it is.
+PACK_FROM = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -115,7 +124,8 @@ CREATE TABLE IF NOT EXISTS journal (
     kind    TEXT NOT NULL,
     topic   TEXT NOT NULL,
     payload BLOB NOT NULL,
-    time    REAL NOT NULL
+    time    REAL NOT NULL,
+    packed  INTEGER NOT NULL DEFAULT 0  -- 1: payload is zlib-compressed (journal_payload)
 );
 CREATE TABLE IF NOT EXISTS snapshot (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
@@ -267,7 +277,7 @@ class Store:
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0  # the last journal seq handed out (buffered ones included)
-        self._journal: list[tuple[int, str, str, bytes, float]] = []  # appended, not yet written
+        self._journal: list[tuple[int, str, str, bytes, float, int]] = []  # appended, not yet written
         self._callbacks: list[Callable[[], None]] = []
         self._dirty = False  # something written to the connection since the last commit
         self._enqueued = False  # outbox rows inserted since the last commit
@@ -325,13 +335,16 @@ class Store:
                     f"schema version {found} was written by a newer engine; this one reads up to "
                     f"{SCHEMA_VERSION}. Upgrade the engine or point store.path at another file.",
                 )
-        # Version 1 is the first: a new file (or one without a version) gets the whole schema, in one
-        # transaction (executescript runs the BEGIN … COMMIT it is given). Every statement is
-        # IF NOT EXISTS, so running it on a current file is a no-op; migrations from older versions
-        # go here when there are any.
+        # A new file (or one without a version) gets the whole schema, in one transaction
+        # (executescript runs the BEGIN … COMMIT it is given). Every statement is IF NOT EXISTS, so
+        # running it on a current file is a no-op. From version 1: the journal gains ``packed``
+        # (its entries stay as they are: 0, not compressed).
+        columns = {row[1] for row in db.execute("PRAGMA table_info(journal)")}
+        upgrade = "ALTER TABLE journal ADD COLUMN packed INTEGER NOT NULL DEFAULT 0;"
         db.executescript(
             "BEGIN IMMEDIATE;"
             + _SCHEMA
+            + (upgrade if columns and "packed" not in columns else "")
             + f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
             + "COMMIT;"
         )
@@ -387,9 +400,14 @@ class Store:
         *,
         on_durable: Callable[[], None] | None = None,
     ) -> int:
-        """Buffer one input; return its seq. ``on_durable`` runs right after the commit holding it."""
+        """Buffer one input; return its seq. ``on_durable`` runs right after the commit holding it.
+        A payload of ``PACK_FROM`` bytes or more is kept compressed (``journal_after`` gives it back
+        as it came)."""
         self._seq += 1
-        self._journal.append((self._seq, kind, topic, bytes(payload), now))
+        if len(payload) >= PACK_FROM:
+            self._journal.append((self._seq, kind, topic, _pack(payload), now, 1))
+        else:
+            self._journal.append((self._seq, kind, topic, bytes(payload), now, 0))
         if on_durable is not None:
             self._callbacks.append(on_durable)
         return self._seq
@@ -405,7 +423,8 @@ class Store:
     def _write_journal(self) -> None:
         if self._journal:
             self._begin().executemany(
-                "INSERT INTO journal (seq, kind, topic, payload, time) VALUES (?, ?, ?, ?, ?)", self._journal
+                "INSERT INTO journal (seq, kind, topic, payload, time, packed) VALUES (?, ?, ?, ?, ?, ?)",
+                self._journal,
             )
             self._journal = []
 
@@ -415,11 +434,12 @@ class Store:
         self._write_journal()
         while True:
             rows = self.db.execute(
-                "SELECT seq, kind, topic, payload, time FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, kind, topic, payload, time, packed FROM journal WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
                 (seq, chunk),
             ).fetchall()
-            for s, kind, topic, payload, t in rows:
-                yield JournalEntry(s, kind, topic, bytes(payload), t)
+            for s, kind, topic, payload, t, packed in rows:
+                yield JournalEntry(s, kind, topic, journal_payload(payload, packed), t)
             if len(rows) < chunk:
                 return
             seq = rows[-1][0]
@@ -1004,6 +1024,28 @@ def known_history(
         out.insert(0, opened)
     out.sort(key=lambda h: h.get("version") or 0)
     return out
+
+
+def _pack(payload: bytes) -> bytes:
+    """``payload`` compressed: raw deflate (no zlib header or checksum, as the payload had none), level
+    1, with a 32 KiB window and ``memLevel`` 5: the hash tables each call clears are an eighth of the
+    default's, for the same size on sample batches (callgrind: 2,200 instructions per sample against
+    3,200 for ``zlib.compress(payload, 1)``)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, -15, 5)
+    return packer.compress(payload) + packer.flush()
+
+
+def journal_payload(payload: bytes, packed: int) -> bytes:
+    """A journal entry's payload as it was appended (``packed``: the row's column, or 0 for a
+    version-1 file's)."""
+    return zlib.decompress(payload, -15) if packed else bytes(payload)
+
+
+def journal_packed(db: sqlite3.Connection) -> str:
+    """What to select for an entry's ``packed``: the column, or 0 on a file the engine has not
+    opened since version 1 (the tools that read the journal open the file read-only)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(journal)")}
+    return "packed" if "packed" in columns else "0"
 
 
 def _loads(text: str | bytes) -> dict[str, Any]:

@@ -37,13 +37,16 @@ class EventTimes:
             return Decoded(decoded.topic, decoded.kind, alarm, (), ())
         c = self._settings.clock
         rows = decoded.rows
-        times = list(map(_TIME, rows))
         behind = c.max_behind
-        if (
-            times
-            and max(times) <= received + c.max_ahead
-            and (behind is None or min(times) >= received - behind)
-        ):
+        columns = decoded.columns  # the batch's earliest and latest time, when the decoder took them
+        if columns is not None:
+            earliest, latest = columns.earliest, columns.latest
+        elif rows:
+            times = list(map(_TIME, rows))
+            earliest, latest = min(times), max(times)
+        else:
+            return decoded  # no sample: no time to check
+        if latest <= received + c.max_ahead and (behind is None or earliest >= received - behind):
             return decoded  # every time within bounds (``_check`` would return None for each)
         kept: list[SampleRow] = []
         changed = False

@@ -207,8 +207,8 @@ class Pipeline:
                 self.quality.observe_row(row)
                 out.records.extend(self.flow.sample(kpi_sample(row), now))
         else:  # nothing but the store and the KQI windows reads them: one pass each, on the rows
-            self.kpis.observe_many(rows)
-            self.quality.observe_many(rows, decoded.metric_names)
+            self.kpis.observe_many(rows, decoded.metric_names, decoded.columns)
+            self.quality.observe_many(rows, decoded.metric_names, decoded.columns)
         self.stats.samples += len(rows)
         out.message = MessageOutcome("samples", len(rows), len(decoded.rejected))
         if decoded.rejected:

@@ -60,7 +60,15 @@ from engine.core.kqi import (
     with_derived_mos,
 )
 from engine.core.settings import QualitySettings
-from engine.model.messages import Alarm, KpiSample, SampleRow, ThresholdInfo, required_only, sample_row
+from engine.model.messages import (
+    Alarm,
+    KpiSample,
+    SampleColumns,
+    SampleRow,
+    ThresholdInfo,
+    required_only,
+    sample_row,
+)
 from engine.model.topology import CustomerGroup, Topology
 from engine.rules.schema import Emit
 
@@ -116,14 +124,21 @@ class ServiceQuality:
         self.evaluations = 0
 
     # -- input ---------------------------------------------------------------------------------
-    def observe_many(self, rows: Sequence[SampleRow], metric_names: frozenset[str] | None = None) -> None:
+    def observe_many(
+        self,
+        rows: Sequence[SampleRow],
+        metric_names: frozenset[str] | None = None,
+        columns: SampleColumns | None = None,
+    ) -> None:
         """``observe_row`` for each row in order; a sample carrying no metric its service's KQIs read
         is skipped without a call (a feed no KQI reads costs one lookup and one set test per sample),
         and a batch of one service none of whose samples carries one, as a whole. ``metric_names``:
-        the metrics every row carries, when the decoder knows it (``Decoded.metric_names``)."""
+        the metrics every row carries, when the decoder knows it (``Decoded.metric_names``);
+        ``columns``: the batch's columns, when the decoder took them (``Decoded.columns``)."""
         read_by = self._read_by
         # the four required fields alone in every row: no service named (the default's)
-        services = {None} if required_only(rows) else set(map(_SERVICE, rows))
+        plain = columns.required_only if columns is not None else required_only(rows)
+        services = {None} if plain else set(map(_SERVICE, rows))
         if len(services) == 1:
             wanted = read_by.get(services.pop() or "default")
             # (a MOS the KQIs read may be derived from other metrics)

@@ -744,21 +744,40 @@ def _ids(values: Collection[str]) -> bool:
     return "" not in values and max(map(len, values)) <= 256
 
 
-def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict[str, Any]], set[str]] | None:
+@dataclass(frozen=True, slots=True)
+class SampleColumns:
+    """What the batch's plain path took of its rows, column by column (``_plain_rows``), so that the
+    core does not take it again: each row's probe, target and time, in order; the distinct targets;
+    the earliest and latest time; whether no row names a service or a customer (``required_only``).
+    Read only: the lists are the decoder's own."""
+
+    probes: list[str]
+    targets: list[str]
+    times: list[float]
+    distinct: set[str]
+    earliest: float
+    latest: float
+    required_only: bool
+
+
+def _plain_rows(
+    obj: object, max_batch: int
+) -> tuple[list[SampleRow], list[dict[str, Any]], SampleColumns] | None:
     """The rows of a batch that orjson parsed (``{"samples": [...]}`` and no other key), checked in
     plain code, column by column, as ``KpiSample`` checks each item: ``probe_id`` and ``target``
     strings of 1 to 256 characters, ``service`` and ``customer`` (when given) null or such strings,
     ``time`` a float within ``0..MAX_TIME`` (an integer made a float in place, as the model's
     ``_time`` makes it), ``metrics`` a mapping of 1 to ``MAX_METRICS`` entries (their names and
     values are ``_MetricBounds.hold``'s), no key the model does not name; with the batch's metrics
-    and distinct targets. None for anything else (an RFC 3339 time, an extra key, any wrong type or
+    and its columns. None for anything else (an RFC 3339 time, an extra key, any wrong type or
     value), which pydantic reads as before. The rows keep the payload's key order (a row is read by
     key; the full path's rows have the model's field order: checking the order cost 9 % of the
     feed). orjson keeps the last value of a repeated key, as the full path (orjson too) does, and
     refuses what JSON cannot hold (``1e999``, ``NaN``). Each column is taken by ``dict.get``
     (which refuses an item that is not a mapping), strings are checked by ``str.join`` and floats
     by ``float.conjugate`` (which refuse anything else, ``bool`` and ``int`` included): no Python
-    step per sample. The rows are orjson's own, changed only here."""
+    step per sample. The rows are orjson's own, changed only here. The columns taken are returned
+    with them (``SampleColumns``), for the core not to take them again."""
     if type(obj) is not dict or len(obj) != 1:
         return None
     rows = obj.get("samples")
@@ -778,12 +797,14 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
             times = _floats(times)
             _RUN(map(dict.__setitem__, rows, repeat("time"), times), maxlen=0)
             low = min(times)
-        if low < 0.0 or max(times) > MAX_TIME:
+        high = max(times)
+        if low < 0.0 or high > MAX_TIME:
             return None
         sizes = set(map(len, metrics))
         if min(sizes) < 1 or max(sizes) > MAX_METRICS:
             return None  # (that each is a mapping, ``_MetricBounds.hold`` checks)
-        if not required_only(rows):  # service or customer in some, or a key the model lacks
+        plain = required_only(rows)
+        if not plain:  # service or customer in some, or a key the model lacks
             if not all(map(_ROW_KEYS.issuperset, rows)):
                 return None
             for optional in ("service", "customer"):
@@ -793,7 +814,8 @@ def _plain_rows(obj: object, max_batch: int) -> tuple[list[SampleRow], list[dict
                     return None
     except TypeError:  # an item that is not a mapping, a value of the wrong type
         return None
-    return rows, metrics, distinct  # rows checked as SampleRow is
+    # rows checked as SampleRow is
+    return rows, metrics, SampleColumns(probes, targets, times, distinct, low, high, plain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -801,7 +823,8 @@ class Decoded:
     """A validated message: an alarm, or the rows of the samples kept (``SampleRow``, in order).
     ``rejected`` lists the ``(field, reason)`` of bad samples in a kept batch. ``metric_names``: the
     names of the metrics every row carries, when the decoder knows that all carry the same ones (a
-    batch taken by the fast path; not compared: the full path leaves it None)."""
+    batch taken by the fast path; not compared: the full path leaves it None). ``columns``: the rows'
+    columns, when the batch's plain path took them (not compared; None otherwise)."""
 
     topic: str
     kind: Literal["alarm", "samples"]
@@ -809,6 +832,7 @@ class Decoded:
     rows: tuple[SampleRow, ...]
     rejected: tuple[tuple[str, str], ...]
     metric_names: frozenset[str] | None = dataclasses.field(default=None, compare=False)
+    columns: SampleColumns | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def of_samples(
@@ -993,8 +1017,10 @@ class Decoder:
         plain = _plain_rows(obj, self.max_batch)
         hold = self._metric_bounds.hold
         good, names = hold(plain[1]) if plain is not None else (False, None)
+        columns = None
         if plain is not None and good:
-            rows, _, targets = plain
+            rows, _, columns = plain
+            targets = columns.distinct
         else:  # not the plain shape (an integer value among them, say): pydantic-core reads it
             validated = self._validated_rows(payload)
             if validated is None:
@@ -1006,7 +1032,8 @@ class Decoder:
         known = self._known_elements
         if known is not None and not all(map(known.__contains__, targets)):
             return None
-        if not required_only(rows):  # a service or a customer named in some
+        if not (columns.required_only if columns is not None else required_only(rows)):
+            # a service or a customer named in some
             services = self._known_services
             if services is not None and not all(s is None or s in services for s in set(map(_SERVICE, rows))):
                 return None
@@ -1015,7 +1042,7 @@ class Decoder:
                 c is None or customers(c) for c in set(map(_CUSTOMER, rows))
             ):
                 return None
-        return Decoded(topic, "samples", None, tuple(rows), (), names)
+        return Decoded(topic, "samples", None, tuple(rows), (), names, columns)
 
     def _validated_rows(self, payload: bytes | str) -> list[SampleRow] | None:
         """The rows of a batch by one pydantic-core call from its bytes; None when it is not wholly

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from engine.adapters.store import journal_packed, journal_payload
 from engine.core.pipeline import Decisions, Pipeline
 from engine.core.settings import CoreSettings
 from engine.errors import ConfigError
@@ -45,14 +46,16 @@ def from_store(pipeline: Pipeline, path: str | Path, *, until: float | None = No
             pipeline.restore(bytes(row[0]))
             after = int(row[1])
         applied = 0
-        for kind, topic, payload, t in db.execute(
-            "SELECT kind, topic, payload, time FROM journal WHERE seq > ? ORDER BY seq", (after,)
+        packed = journal_packed(db)
+        for kind, topic, stored, t, zipped in db.execute(
+            f"SELECT kind, topic, payload, time, {packed} FROM journal WHERE seq > ? ORDER BY seq", (after,)
         ):
+            payload = journal_payload(stored, zipped)
             if until is not None and t > until:
                 break
             applied += 1
             if kind in ("msg", "msg-held"):
-                pipeline.feed(topic, bytes(payload), t, flush=kind == "msg")
+                pipeline.feed(topic, payload, t, flush=kind == "msg")
             elif kind == "tick":
                 pipeline.tick(t)
             elif kind == "ack":

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
+from engine.adapters.store import journal_packed, journal_payload
 from engine.errors import ConfigError, InvalidMessage
 from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes
 from engine.model.timeutil import format_time, parse_duration, parse_time
@@ -165,17 +166,19 @@ def journal_lines(journal: Journal, *, chunk: int = 1000) -> Iterator[bytes]:
         row = db.execute("SELECT upto_seq FROM snapshot WHERE id = 1").fetchone()
         journal.snapshot_seq = None if row is None else int(row[0])
         seq = 0
+        packed = journal_packed(db)
         while True:
             rows = db.execute(
-                "SELECT seq, topic, payload FROM journal WHERE seq > ? AND kind IN ('msg', 'msg-held') "
-                "ORDER BY seq LIMIT ?",
+                f"SELECT seq, topic, payload, {packed} FROM journal"
+                " WHERE seq > ? AND kind IN ('msg', 'msg-held') ORDER BY seq LIMIT ?",
                 (seq, chunk),
             ).fetchall()
-            for seq, topic, payload in rows:
+            for seq, topic, stored, zipped in rows:
+                payload = journal_payload(stored, zipped)
                 journal.messages += 1
                 if journal.snapshot_seq is not None and seq <= journal.snapshot_seq:
                     journal.before_snapshot += 1
-                yield orjson.dumps({"topic": topic, "payload": orjson.Fragment(bytes(payload))})
+                yield orjson.dumps({"topic": topic, "payload": orjson.Fragment(payload)})
             if len(rows) < chunk:
                 return
     except sqlite3.Error as exc:

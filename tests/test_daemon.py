@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from bench.scenarios import T0, alarm, clear, fiber_cut
+from engine.adapters.store import Store
 from engine.model.timeutil import format_time, parse_time
 from engine.service.daemon import Daemon, freeze_heap
 from engine.tools.receiver import WebhookReceiver
@@ -611,3 +612,35 @@ async def test_group_inhibit_kpi_threshold_maintenance_and_priority_run_in_the_d
         assert breach["root_cause"]["probable_cause"] == "thresholdCrossed"
         assert breach["priority"] == 1
         assert breach["priority_breakdown"]["overrides"][0]["rule"] == "live/olt-040-first"
+
+
+async def test_a_damaged_journal_entry_is_skipped_at_recovery_and_the_rest_applied(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """The store's file was damaged: one compressed payload (a batch of samples) no longer
+    inflates. The daemon starts anyway: the entries around it are applied, the damaged one is
+    logged and counted (``recovered.journal_unreadable``, in /status too), none stops the start."""
+    path = tmp_path / "engine.sqlite"
+    raised = [alarm("olt-001", "linkDown", 0, "critical"), alarm("olt-002", "linkDown", 1, "critical")]
+    batch = orjson.dumps(
+        {
+            "samples": [
+                {"probe_id": "p", "target": "olt-001", "time": format_time(T0 + k), "metrics": {"mos": 4.2}}
+                for k in range(60)
+            ]
+        }
+    )
+    async with Store(path) as store:
+        (first, one), (second, two) = with_prefix(raised, topic_prefix)
+        store.append("msg", first, one, T0)
+        store.append("msg", f"{topic_prefix}/probes/p", batch, T0 + 0.5)
+        store.append("msg", second, two, T0 + 1)
+        store.commit()
+        assert store.db.execute("SELECT packed FROM journal WHERE seq = 2").fetchone() == (1,)
+        store.db.execute("UPDATE journal SET payload = ? WHERE seq = 2", (b"\xff" * 40,))
+        store.db.commit()
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix, extra={"store": {"path": str(path)}})
+    async with Daemon(settings(cfg)) as daemon:
+        assert daemon.recovered["journal_replayed"] == 2
+        assert daemon.recovered["journal_unreadable"] == 1
+        assert daemon.pipeline.query.active_alarm_count() == 2

@@ -164,7 +164,27 @@ async def test_a_large_payload_is_journaled_compressed_and_read_back_as_it_came(
     ).fetchall()
     assert [packed for _, packed in rows] == [1, 0, 1, 0]
     assert len(rows[0][0]) < len(BATCH) / 5
-    assert [journal_payload(stored, packed) for stored, packed in rows] == [BATCH, small, edge, b""]
+    assert [journal_payload(s, packed, path=store.path, seq=0) for s, packed in rows] == [
+        BATCH,
+        small,
+        edge,
+        b"",
+    ]
+
+
+async def test_a_compressed_payload_that_does_not_inflate_is_skipped_named_and_counted(store: Store) -> None:
+    """A damaged file: one compressed payload no longer inflates. Recovery reads past it (the
+    entries around it come back), logs it by seq and counts it; the tools that read the journal
+    themselves get a ``StoreError`` naming the entry (the CLI prints it as one line)."""
+    for payload in (b'{"a": 1}', BATCH, b'{"b": 2}'):
+        store.append("msg", "soc/probes/p", payload, T0)
+    store.commit()
+    store.db.execute("UPDATE journal SET payload = ? WHERE seq = 2", (b"\xff" * 40,))
+    store.db.commit()
+    assert [(e.seq, e.payload) for e in store.journal_after(0)] == [(1, b'{"a": 1}'), (3, b'{"b": 2}')]
+    assert store.unreadable == 1
+    with pytest.raises(StoreError, match=r"journal entry 2: its compressed payload does not inflate"):
+        journal_payload(b"\xff" * 40, 1, path=store.path, seq=2)
 
 
 async def test_a_version_1_file_gains_the_packed_column_and_keeps_its_entries(tmp_path: Path) -> None:
@@ -184,7 +204,7 @@ async def test_a_version_1_file_gains_the_packed_column_and_keeps_its_entries(tm
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
         assert journal_packed(db) == "0"
         (stored, packed) = db.execute(f"SELECT payload, {journal_packed(db)} FROM journal").fetchone()
-        assert journal_payload(stored, packed) == BATCH
+        assert journal_payload(stored, packed, path=path, seq=1) == BATCH
     async with Store(path) as s:
         s.append("msg", "soc/probes/p", BATCH, T0 + 1)
         s.commit()

@@ -277,6 +277,9 @@ class Store:
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0  # the last journal seq handed out (buffered ones included)
+        self.unreadable = (
+            0  # journal entries ``journal_after`` skipped: a compressed payload that did not inflate
+        )
         self._journal: list[tuple[int, str, str, bytes, float, int]] = []  # appended, not yet written
         self._callbacks: list[Callable[[], None]] = []
         self._dirty = False  # something written to the connection since the last commit
@@ -439,7 +442,13 @@ class Store:
                 (seq, chunk),
             ).fetchall()
             for s, kind, topic, payload, t, packed in rows:
-                yield JournalEntry(s, kind, topic, journal_payload(payload, packed), t)
+                try:
+                    data = journal_payload(payload, packed, path=self.path, seq=s)
+                except StoreError as exc:  # one damaged entry is skipped, named and counted
+                    self.unreadable += 1
+                    log.error("journal entry skipped", seq=s, topic=topic, error=str(exc))
+                    continue
+                yield JournalEntry(s, kind, topic, data, t)
             if len(rows) < chunk:
                 return
             seq = rows[-1][0]
@@ -1035,10 +1044,20 @@ def _pack(payload: bytes) -> bytes:
     return packer.compress(payload) + packer.flush()
 
 
-def journal_payload(payload: bytes, packed: int) -> bytes:
+def journal_payload(payload: bytes, packed: int, *, path: Path, seq: int) -> bytes:
     """A journal entry's payload as it was appended (``packed``: the row's column, or 0 for a
-    version-1 file's)."""
-    return zlib.decompress(payload, -15) if packed else bytes(payload)
+    version-1 file's). ``StoreError`` names the store (``path``) and the entry (``seq``) when a
+    compressed payload does not inflate (the file was damaged: raw deflate carries no checksum, so
+    a damaged payload may also inflate to other bytes, which the decoder refuses as any bad
+    message)."""
+    if not packed:
+        return bytes(payload)
+    try:
+        return zlib.decompress(payload, -15)
+    except zlib.error as exc:
+        raise StoreError(
+            path, f"journal entry {seq}: its compressed payload does not inflate ({exc})"
+        ) from exc
 
 
 def journal_packed(db: sqlite3.Connection) -> str:

@@ -267,6 +267,8 @@ class Daemon(CoreView):
             self._record(decisions, entry.time, replay=True)
         self.store.commit()
         self.recovered.update(journal_replayed=replayed)
+        if self.store.unreadable:  # damaged entries, each logged by the store: said in /status too
+            self.recovered.update(journal_unreadable=self.store.unreadable)
 
     # -- the core task -------------------------------------------------------------------------
     def _still_catching_up(self, now: float) -> bool:

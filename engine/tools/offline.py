@@ -47,10 +47,11 @@ def from_store(pipeline: Pipeline, path: str | Path, *, until: float | None = No
             after = int(row[1])
         applied = 0
         packed = journal_packed(db)
-        for kind, topic, stored, t, zipped in db.execute(
-            f"SELECT kind, topic, payload, time, {packed} FROM journal WHERE seq > ? ORDER BY seq", (after,)
+        for seq, kind, topic, stored, t, zipped in db.execute(
+            f"SELECT seq, kind, topic, payload, time, {packed} FROM journal WHERE seq > ? ORDER BY seq",
+            (after,),
         ):
-            payload = journal_payload(stored, zipped)
+            payload = journal_payload(stored, zipped, path=p, seq=seq)
             if until is not None and t > until:
                 break
             applied += 1

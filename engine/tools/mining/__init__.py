@@ -174,7 +174,7 @@ def journal_lines(journal: Journal, *, chunk: int = 1000) -> Iterator[bytes]:
                 (seq, chunk),
             ).fetchall()
             for seq, topic, stored, zipped in rows:
-                payload = journal_payload(stored, zipped)
+                payload = journal_payload(stored, zipped, path=p, seq=seq)
                 journal.messages += 1
                 if journal.snapshot_seq is not None and seq <= journal.snapshot_seq:
                     journal.before_snapshot += 1

@@ -267,7 +267,7 @@ class Daemon(CoreView):
             self._record(decisions, entry.time, replay=True)
         self.store.commit()
         self.recovered.update(journal_replayed=replayed)
-        if self.store.unreadable:  # damaged entries, each logged by the store: said in /status too
+        if self.store.unreadable:  # damaged entries, each logged by the store: in the start line
             self.recovered.update(journal_unreadable=self.store.unreadable)
 
     # -- the core task -------------------------------------------------------------------------

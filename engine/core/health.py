@@ -33,8 +33,10 @@ class ElementHealth:
     def index(self, alarm: ActiveAlarm) -> None:
         self.by_element.setdefault(alarm.ne_id, set()).add(alarm.key)
 
-    def update(self, ne_id: str) -> tuple[bool, bool]:
-        """Recompute an element's own health from its alarms: (anything changed, its own level changed)."""
+    def update(self, ne_id: str) -> tuple[bool, bool, bool]:
+        """Recompute an element's own health from its alarms: (an element's effective level or a
+        service level moved, its own level changed, anything changed). Its own level may change and
+        no effective level move (an element below one as unhealthy or worse): no impact changes then."""
         worst = Health.OK
         per_service: dict[str, Health] = {}
         keys = self.by_element.get(ne_id, set())
@@ -57,10 +59,11 @@ class ElementHealth:
             self.own.pop(ne_id, None)
         else:
             self.own[ne_id] = worst
-        if worst != before:
-            self.live.changed(ne_id)
+        moved = own = worst != before
+        if own:
+            moved = self.live.changed(ne_id) > 0
         if not per_service and not self.by_service:  # no alarm about one service anywhere
-            return worst != before, worst != before
+            return moved, own, own
         services_before = {s: m[ne_id] for s, m in self.by_service.items() if ne_id in m}
         for service in set(services_before) | set(per_service):
             levels = self.by_service.setdefault(service, {})
@@ -70,7 +73,8 @@ class ElementHealth:
                 levels.pop(ne_id, None)
             if not levels:
                 del self.by_service[service]
-        return worst != before or services_before != per_service, worst != before
+        services = services_before != per_service
+        return moved or services, own, own or services
 
     def alarmed(self) -> set[str]:
         """Elements with an active alarm that has an effect, other than service quality's own."""

@@ -113,7 +113,8 @@ class Pipeline:
             calendar=self.calendar,
             overrides=self.forms.find(Overrides),
             parts=self.correlator.parts,
-            sla=self.quality.sla_facts,
+            # SLA facts only where customers are tracked (elsewhere ``sla_facts`` always says None)
+            sla=self.quality.sla_facts if self.quality.tracks_sla else None,
             sla_milestones=sla_milestones(self.settings.quality.sla.urgency),
             quarantine=self.quarantine,
             live_health=self.health.live,

@@ -38,6 +38,7 @@ _STATES: tuple[tuple[Health, ImpactState], ...] = (
     (Health.AT_RISK, "at_risk"),
 )
 _OK = Health.OK
+_AT_RISK = Health.AT_RISK  # (read from the class, an enum member costs a descriptor call)
 
 
 def state_of(health: Health) -> ImpactState | None:
@@ -178,7 +179,7 @@ class LiveHealth(HealthView):
             heap = [(position[d], d) for d in below]
             heapify(heap)
             queued = {ne_id, *below}
-            at_risk = Health.AT_RISK
+            at_risk = _AT_RISK
             dependents = topology.dependents_index()
             while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
                 ne = heappop(heap)[1]
@@ -217,7 +218,7 @@ class LiveHealth(HealthView):
             else:
                 members = [levels.get(u, _OK) for u in item]
                 best = min(members)
-                contribution = best if best or max(members) == _OK else Health.AT_RISK
+                contribution = best if best or max(members) == _OK else _AT_RISK
             if contribution > level:  # noqa: PLR1730 (``max``, without its call)
                 level = contribution
         return level

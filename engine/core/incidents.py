@@ -524,7 +524,8 @@ class IncidentBook:
 
         The text is remembered with what it was made of (``Incident.said``): a re-assessment that
         changed nothing (most of them) gets the same text back without writing it again."""
-        p = inc.priority
+        assessment = inc.assessment  # (its parts read from it once, not through the properties)
+        p = assessment.priority
         if members is None:
             members = self._assessor.active_members(inc)
         kept = inc.said_active
@@ -533,13 +534,14 @@ class IncidentBook:
         else:
             active = tuple((a.key, a.severity, a.flapping) for a in members)
             inc.said_active = (members, active)
-        impact = inc.impact
-        sla = (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None
+        impact = assessment.impact
+        facts = assessment.sla
+        sla = (facts.customers_down, facts.customers_breached) if facts else None
         # the parts, but the impact (compared as the same object) and the members (which only
         # grow while the incident lasts: the same count is the same set)
         parts = (
             inc.phase,
-            inc.state,
+            assessment.state,
             p.priority if p else None,
             p.score if p else None,
             len(inc.members),

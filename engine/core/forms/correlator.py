@@ -223,9 +223,11 @@ class Correlator(BaseForm):
         matched = last[1] if last is not None and last[0] is alarm else self._match(alarm)
         entered: list[_Entered] = []
         out: list[Explanation] = []
-        # a storm summarises its members: it explains, it is never explained
-        summary = self._is_storm(key)
-        condition = self.is_condition(key)
+        # a storm summarises its members: it explains, it is never explained. Both are alarms a
+        # rule or an engine part raised (``rule:...``): an alarm from the network is neither
+        synthetic = key.startswith("rule:")
+        summary = synthetic and self._is_storm(key)
+        condition = synthetic and self.is_condition(key)
         as_root = as_symptom = None  # this occurrence's candidate in each role, made once
         index = self._index
         pair = self._pair

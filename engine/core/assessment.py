@@ -139,13 +139,17 @@ class Assessor:
             fallback = "outage"
         state = impact.state or fallback
         severity = SEVERITY_ORDER[top_rank] if top_rank is not None else last.severity
-        max_crit = max(
-            (
-                self._topology.service_types[s].criticality
-                for s in impact.services
-                if s in self._topology.service_types
-            ),
-            default=0,
+        max_crit = (
+            max(
+                (
+                    self._topology.service_types[s].criticality
+                    for s in impact.services
+                    if s in self._topology.service_types
+                ),
+                default=0,
+            )
+            if impact.services
+            else 0
         )
         key = (state, tuple(impact.by_tier.items()), max_crit, severity)
         priority = self._priorities.get(key)

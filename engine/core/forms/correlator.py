@@ -316,7 +316,7 @@ class Correlator(BaseForm):
         """The rule parts the alarm's current state matches, decided by durable once per signature
         (the values of the fact properties some condition reads)."""
         fact = self.base_fact(alarm, alarm.first_seen)
-        signature = tuple(str(fact.get(p, "")) for p in self._program.reads)
+        signature = tuple([str(fact.get(p, "")) for p in self._program.reads])  # (a list: no generator)
         hit = self._matched.get(signature)
         if hit is not None:
             return hit

@@ -201,7 +201,13 @@ class Flow:
         if self._quarantined:
             return self._contained("alarms", now, partial(self._alarms_tick, now))
         try:  # nothing quarantined: as ``Quarantine.run`` would, without its closure
-            return self._alarms_tick(now)
+            changes = self._alarms.tick(now)  # (``_alarms_tick``, inlined: once per pipeline tick)
+            if not changes:
+                return []
+            records: list[IncidentRecord] = []
+            for change in changes:
+                records.extend(self._on_change(change, now))
+            return records
         except Exception as exc:
             self._failed("alarms", exc, now)
             return []

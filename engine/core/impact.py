@@ -241,7 +241,10 @@ class LiveHealth(HealthView):
         if entry is not None:
             made, members, impact = entry
             stamps = self._stamps
-            if all(stamps.get(s, 0) <= made for s in key):
+            for s in key:  # (``all`` over a generator, without the generator)
+                if stamps.get(s, 0) > made:
+                    break
+            else:
                 cache[key] = entry  # now the most recently used
                 return impact
         else:

@@ -2,7 +2,8 @@
 
 A record's suppressed entries, flapping members and suppressed-count line (``Incident.walked``,
 brought up to date for the members whose alarms changed), its root cause (``cause``, while what it
-shows of the root's alarm is the same), and a re-assessment's active members (``active``, while the
+shows of the root's alarm is the same), the first explanation line (``said_root``, while the root's
+alarm object, severity and effect are the same), and a re-assessment's active members (``active``, while the
 member count and the count of member alarm changes are the same) are kept on the incident. These
 tests replay the scenarios, and an incident merging into a later root's, with the kept values and
 with every one of them made afresh at each use: the records must be the same, byte for byte.
@@ -33,7 +34,7 @@ def _afresh(mp: pytest.MonkeyPatch) -> None:
     record, active_members = RecordBuilder.record, Assessor.active_members
 
     def fresh_record(self: RecordBuilder, inc: Any, *args: Any, **kwargs: Any) -> Any:
-        inc.walked = inc.cause = None
+        inc.walked = inc.cause = inc.said_root = None
         return record(self, inc, *args, **kwargs)
 
     def fresh_active(self: Assessor, inc: Any, *args: Any, **kwargs: Any) -> Any:

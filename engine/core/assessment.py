@@ -120,7 +120,8 @@ class Assessor:
             ranks = [SEVERITY_ORDER.index(a.severity) for a in active if a.severity in SEVERITY_ORDER]
             derived = inc.derived = (active, seeds, only, max(ranks) if ranks else None)
         _, seeds, only, top_rank = derived
-        if not seeds and inc.impact is not None:
+        last = inc.assessment
+        if not seeds and last.impact is not None:
             return active  # nothing active carries an effect any more: keep the last assessment
         # their own levels count then: element health leaves them out
         own = with_service_levels(self._own, self._service_health, only) if only is not None else self._own
@@ -128,24 +129,27 @@ class Assessor:
             impact = self._live.impact(seeds)
         else:
             impact = compute_impact(self._topology, own, seeds, only_services=only)
-        if not self._watched(inc.root, inc.impact):
+        if not self._watched(inc.root, last.impact):
             self.rewatch(inc, impact)  # its entries went (or it had none): all of them again
-        elif impact is not inc.impact:
+        elif impact is not last.impact:
             self.rewatch(inc, impact, whole=False)
-        last = inc.assessment
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
         if root is not None and root.effect == "outage" and not impact.elements:
             fallback = "outage"
         state = impact.state or fallback
         severity = SEVERITY_ORDER[top_rank] if top_rank is not None else last.severity
-        max_crit = max(
-            (
-                self._topology.service_types[s].criticality
-                for s in impact.services
-                if s in self._topology.service_types
-            ),
-            default=0,
+        max_crit = (
+            max(
+                (
+                    self._topology.service_types[s].criticality
+                    for s in impact.services
+                    if s in self._topology.service_types
+                ),
+                default=0,
+            )
+            if impact.services
+            else 0
         )
         key = (state, tuple(impact.by_tier.items()), max_crit, severity)
         priority = self._priorities.get(key)

@@ -61,6 +61,7 @@ class Flow:
         self._incidents = incidents
         self._quarantine = quarantine
         self._quarantined = quarantine.held  # its truth: anything quarantined (no method call)
+        self._sla_tracked = quality.tracks_sla  # customers to track (the topology's: fixed)
         self.last_input: tuple[str, Payload] | None = None  # (topic, payload): named when a part fails
 
     # -- alarms --------------------------------------------------------------------------------
@@ -127,10 +128,14 @@ class Flow:
             self._correlator.drop_parts(alarm.key)
 
     def _update_health(self, ne_id: str, now: float) -> None:
-        changed, own_changed = self._health.update(ne_id)
-        if changed:
+        moved, own_changed, changed = self._health.update(ne_id)
+        # An incident's impact reads effective levels only (and, for one service's alarms, the
+        # service levels): when neither moved, nothing it derives from them changed, and its
+        # re-assessment would give it back. Where customers are tracked it reads the time too (its
+        # SLA facts), so there every change of health is still news to the book.
+        if moved or (changed and self._sla_tracked):
             self._incidents.health_changed(ne_id)
-        if own_changed and self._quality.tracks_sla:
+        if own_changed and self._sla_tracked:
             self._quality.health_changed(ne_id, self._health.view(), now)
 
     # -- the forms -----------------------------------------------------------------------------
@@ -196,7 +201,13 @@ class Flow:
         if self._quarantined:
             return self._contained("alarms", now, partial(self._alarms_tick, now))
         try:  # nothing quarantined: as ``Quarantine.run`` would, without its closure
-            return self._alarms_tick(now)
+            changes = self._alarms.tick(now)  # (``_alarms_tick``, inlined: once per pipeline tick)
+            if not changes:
+                return []
+            records: list[IncidentRecord] = []
+            for change in changes:
+                records.extend(self._on_change(change, now))
+            return records
         except Exception as exc:
             self._failed("alarms", exc, now)
             return []

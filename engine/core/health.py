@@ -19,6 +19,8 @@ from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by, service_scop
 from engine.core.impact import Health, HealthView, LiveHealth, with_service_levels
 from engine.model.topology import Topology
 
+_OK = Health.OK  # (an enum member read from its class costs a descriptor call: twice per update)
+
 
 class ElementHealth:
     def __init__(self, topology: Topology, alarm: Callable[[str], ActiveAlarm | None]) -> None:
@@ -33,9 +35,11 @@ class ElementHealth:
     def index(self, alarm: ActiveAlarm) -> None:
         self.by_element.setdefault(alarm.ne_id, set()).add(alarm.key)
 
-    def update(self, ne_id: str) -> tuple[bool, bool]:
-        """Recompute an element's own health from its alarms: (anything changed, its own level changed)."""
-        worst = Health.OK
+    def update(self, ne_id: str) -> tuple[bool, bool, bool]:
+        """Recompute an element's own health from its alarms: (an element's effective level or a
+        service level moved, its own level changed, anything changed). Its own level may change and
+        no effective level move (an element below one as unhealthy or worse): no impact changes then."""
+        worst = _OK
         per_service: dict[str, Health] = {}
         keys = self.by_element.get(ne_id, set())
         get = self._alarm
@@ -51,16 +55,17 @@ class ElementHealth:
                     if level > worst:  # noqa: PLR1730 (``max``, without its call)
                         worst = level
                 else:
-                    per_service[service] = max(per_service.get(service, Health.OK), level)
-        before = self.own.get(ne_id, Health.OK)
-        if worst == Health.OK:
+                    per_service[service] = max(per_service.get(service, _OK), level)
+        before = self.own.get(ne_id, _OK)
+        if worst == _OK:
             self.own.pop(ne_id, None)
         else:
             self.own[ne_id] = worst
-        if worst != before:
-            self.live.changed(ne_id)
+        moved = own = worst != before
+        if own:
+            moved = self.live.changed(ne_id) > 0
         if not per_service and not self.by_service:  # no alarm about one service anywhere
-            return worst != before, worst != before
+            return moved, own, own
         services_before = {s: m[ne_id] for s, m in self.by_service.items() if ne_id in m}
         for service in set(services_before) | set(per_service):
             levels = self.by_service.setdefault(service, {})
@@ -70,7 +75,8 @@ class ElementHealth:
                 levels.pop(ne_id, None)
             if not levels:
                 del self.by_service[service]
-        return worst != before or services_before != per_service, worst != before
+        services = services_before != per_service
+        return moved or services, own, own or services
 
     def alarmed(self) -> set[str]:
         """Elements with an active alarm that has an effect, other than service quality's own."""

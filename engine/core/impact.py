@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from operator import itemgetter
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
@@ -38,6 +38,7 @@ _STATES: tuple[tuple[Health, ImpactState], ...] = (
     (Health.AT_RISK, "at_risk"),
 )
 _OK = Health.OK
+_AT_RISK = Health.AT_RISK  # (read from the class, an enum member costs a descriptor call)
 
 
 def state_of(health: Health) -> ImpactState | None:
@@ -120,7 +121,7 @@ class LiveHealth(HealthView):
     touches, with a new version).
     """
 
-    __slots__ = ("_cache", "_cache_size", "_levels", "_stamps", "version")
+    __slots__ = ("_above", "_cache", "_cache_size", "_levels", "_stamps", "version")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
         self._topology = topology
@@ -128,6 +129,7 @@ class LiveHealth(HealthView):
         self._memo = {}
         self._levels: dict[str, Health] = {}  # elements whose effective health is not OK
         self._stamps: dict[str, int] = {}  # element -> version at which its cone last changed level
+        self._above = _Ancestors(topology)  # element -> its ``ancestors`` (the topology's, cached)
         # seed list -> (version made at, its cone in sorted order, the impact); least recently used first
         self._cache: dict[tuple[str, ...], tuple[int, tuple[str, ...], Impact]] = {}
         self._cache_size = cache_size
@@ -162,53 +164,73 @@ class LiveHealth(HealthView):
             else:
                 levels.pop(ne_id, None)
             return 1
-        position, dependents = topology.position(), topology.dependents_index()
-        heap = [(position[ne_id], ne_id)]
-        queued = {ne_id}
-        changed: list[str] = []
-        at_risk = Health.AT_RISK
-        while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
-            ne = heappop(heap)[1]
-            level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
-            for item in elements[ne].depends_on:
-                if len(item) == 1:
-                    contribution = levels.get(item[0], _OK)
+        # the element itself first: often its level does not move (something above it is as bad or
+        # worse) and nothing below it can move then; or nothing depends on it
+        level = self._evaluate(ne_id, elements[ne_id].depends_on)
+        if level == levels.get(ne_id, _OK):
+            return 0
+        if level != _OK:
+            levels[ne_id] = level
+        else:
+            del levels[ne_id]
+        changed = [ne_id]
+        below = topology.dependents_index().get(ne_id)
+        if below:
+            position = topology.position()
+            heap = [(position[d], d) for d in below]
+            heapify(heap)
+            queued = {ne_id, *below}
+            at_risk = _AT_RISK
+            dependents = topology.dependents_index()
+            while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
+                ne = heappop(heap)[1]
+                level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
+                for item in elements[ne].depends_on:
+                    if len(item) == 1:
+                        contribution = levels.get(item[0], _OK)
+                    else:
+                        members = [levels.get(u, _OK) for u in item]
+                        best = min(members)
+                        contribution = best if best or max(members) == _OK else at_risk
+                    if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
+                        level = contribution
+                if level == levels.get(ne, _OK):
+                    continue
+                if level != _OK:
+                    levels[ne] = level
                 else:
-                    members = [levels.get(u, _OK) for u in item]
-                    best = min(members)
-                    contribution = best if best or max(members) == _OK else at_risk
-                if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
-                    level = contribution
-            if level == levels.get(ne, _OK):
-                continue
-            if level != _OK:
-                levels[ne] = level
-            else:
-                del levels[ne]
-            changed.append(ne)
-            for d in dependents.get(ne, ()):
-                if d not in queued:
-                    queued.add(d)
-                    heappush(heap, (position[d], d))
-        if changed:
-            self._stamp(changed)
+                    del levels[ne]
+                changed.append(ne)
+                for d in dependents.get(ne, ()):
+                    if d not in queued:
+                        queued.add(d)
+                        heappush(heap, (position[d], d))
+        self._stamp(changed)
         return len(changed)
 
+    def _evaluate(self, ne: str, depends_on: tuple[tuple[str, ...], ...]) -> Health:
+        """An element's effective level from its own and its upstreams' current levels (``_level``
+        over the live levels)."""
+        levels = self._levels
+        level = self._own.get(ne, _OK)
+        for item in depends_on:
+            if len(item) == 1:
+                contribution = levels.get(item[0], _OK)
+            else:
+                members = [levels.get(u, _OK) for u in item]
+                best = min(members)
+                contribution = best if best or max(members) == _OK else _AT_RISK
+            if contribution > level:  # noqa: PLR1730 (``max``, without its call)
+                level = contribution
+        return level
+
     def _stamp(self, changed: list[str]) -> None:
-        """A new version for the changed elements and everything above them: the seeds of every cone
-        that holds one of them."""
+        """A new version for the changed elements and everything above them (their ``ancestors``,
+        cached by the topology): the seeds of every cone that holds one of them."""
         self.version += 1
-        version, stamps, elements = self.version, self._stamps, self._topology.elements
-        seen = set(changed)
-        stack = list(changed)
-        while stack:
-            ne = stack.pop()
-            stamps[ne] = version
-            for item in elements[ne].depends_on:
-                for u in item:
-                    if u not in seen:
-                        seen.add(u)
-                        stack.append(u)
+        above = set(changed)
+        above.update(*map(self._above.__getitem__, changed))  # the lookups and unions in C
+        self._stamps.update(dict.fromkeys(above, self.version))
 
     def impact(self, seeds: Iterable[str]) -> Impact:
         """``compute_impact(topology, own, seeds)`` from the live levels; the same object again while
@@ -219,7 +241,10 @@ class LiveHealth(HealthView):
         if entry is not None:
             made, members, impact = entry
             stamps = self._stamps
-            if all(stamps.get(s, 0) <= made for s in key):
+            for s in key:  # (``all`` over a generator, without the generator)
+                if stamps.get(s, 0) > made:
+                    break
+            else:
                 cache[key] = entry  # now the most recently used
                 return impact
         else:
@@ -236,6 +261,19 @@ class LiveHealth(HealthView):
         if len(cache) > self._cache_size:
             del cache[next(iter(cache))]
         return impact
+
+
+class _Ancestors(dict[str, frozenset[str]]):
+    """``Topology.ancestors`` of each element asked, kept: read with ``__getitem__`` (a C call when
+    kept) for every element whose level changed."""
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__()
+        self._topology = topology
+
+    def __missing__(self, ne_id: str) -> frozenset[str]:
+        found = self[ne_id] = self._topology.ancestors(ne_id)
+        return found
 
 
 def with_service_levels(

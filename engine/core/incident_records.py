@@ -235,7 +235,8 @@ class RecordBuilder:
         merged_into: str | None = None,
     ) -> IncidentRecord:
         root = self._alarm(inc.root)
-        p = inc.priority
+        assessment = inc.assessment  # (its parts read from it once, not through the properties)
+        p = assessment.priority
         alarms = inc.sorted_members()
         walked = inc.walked
         changed = inc.changed_members
@@ -261,21 +262,21 @@ class RecordBuilder:
         return IncidentRecord(
             incident_id=inc.id,
             event=event,
-            version=inc.version,
+            version=inc.emitted.version,
             time=now,
             priority=p.priority if p else 5,
             score=p.score if p else 0.0,
-            state=inc.state,
-            severity=inc.severity,
+            state=assessment.state,
+            severity=assessment.severity,
             root_cause=cause[4],
-            impact=inc.impact,
+            impact=assessment.impact,
             alarms=alarms,
             suppressed=walked.suppressed,
             flapping=walked.flapping,
             opened_at=inc.opened_at,
             acknowledged=inc.acknowledged,
             priority_breakdown=dict(p.breakdown) if p else {},
-            sla=inc.sla,
+            sla=assessment.sla,
             explanation=tuple(self._explanation(inc, root, walked.line)),
             resolution=(resolution or "cleared") if event == "resolved" else None,
             merged_into=merged_into if event == "resolved" else None,
@@ -437,19 +438,26 @@ class RecordBuilder:
         empty when none is)."""
         lines: list[str] = []
         if root is not None:
-            el = self._topology.element(root.ne_id)
-            where = ", ".join(
-                x for x in (el.type, f"site {el.site}" if el.site else "", el.region or "") if x
-            )
-            lines.append(
-                f"root cause: {root.probable_cause} ({root.severity}, effect {root.effect}) on {root.ne_id} "
-                f"({where}); no rule explains it"
-            )
+            # its first line, kept on the incident with the root's alarm object (whose element and
+            # probable cause are fixed for its life) and the severity and effect it was written of
+            said = inc.said_root
+            severity, effect = root.severity, root.effect
+            if said is None or said[0] is not root or said[1] != severity or said[2] != effect:
+                el = self._topology.element(root.ne_id)
+                where = ", ".join(
+                    x for x in (el.type, f"site {el.site}" if el.site else "", el.region or "") if x
+                )
+                line = (
+                    f"root cause: {root.probable_cause} ({severity}, effect {effect}) on {root.ne_id} "
+                    f"({where}); no rule explains it"
+                )
+                said = inc.said_root = (root, severity, effect, line)
+            lines.append(said[3])
             if root.flapping:
                 lines.append(f"the root alarm is flapping ({root.count} raises in this occurrence)")
             if root.text and root.key.startswith("rule:"):
                 lines.append(f"raised by rule {raised_by(inc.root)}: {root.text}")
-        if inc.kind == "group":
+        if inc.group is not None:  # (``kind`` "group")
             lines.append("a group incident: it resolves when none of its alarms is active")
         if inc.maintenance is not None:
             lines.append(f"held back by maintenance window {inc.maintenance} until it ended")
@@ -461,7 +469,8 @@ class RecordBuilder:
         # were written of (both frozen, and the same objects from one record to the next while
         # they do not change)
         words = inc.words
-        im, p = inc.impact, inc.priority
+        assessment = inc.assessment
+        im, p = assessment.impact, assessment.priority
         if words is None or words[0] is not im or words[2] is not p:
             impact_words = priority_words = ""
             if im is not None:
@@ -476,7 +485,7 @@ class RecordBuilder:
                 priority_words = explain(p)
             words = inc.words = (im, impact_words, p, priority_words)
         if im is not None:
-            lines.append(f"{words[1]}; state {inc.state}")
+            lines.append(f"{words[1]}; state {assessment.state}")
         if p is not None:
             lines.append(words[3])
         return lines

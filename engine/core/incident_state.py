@@ -117,6 +117,9 @@ class Incident:
     said_impact: tuple[Any, str] | None = field(default=None, init=False, compare=False, repr=False)
     said_members: tuple[int, str] | None = field(default=None, init=False, compare=False, repr=False)
     said_view: tuple[tuple[Any, ...], str] | None = field(default=None, init=False, compare=False, repr=False)
+    # its records' first explanation line (``RecordBuilder._explanation``), with the root's alarm
+    # object, severity and effect it was written of
+    said_root: tuple[Any, str, str, str] | None = field(default=None, init=False, compare=False, repr=False)
     # its signature's view of its active members (``IncidentBook._signature``), with that tuple
     said_active: tuple[tuple[Any, ...], tuple[Any, ...]] | None = field(
         default=None, init=False, compare=False, repr=False

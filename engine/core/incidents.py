@@ -165,7 +165,11 @@ class IncidentBook:
         while self._timers:
             due, _, top = self._timers[0]
             inc = self._graph.rooted_at(top)
-            if inc is not None and self._due(inc) == due:
+            # ``_due``, its common case (nothing quarantined) without the call
+            if (
+                inc is not None
+                and (self._due(inc) if self._quarantined else phase_due(inc, self._settings)) == due
+            ):
                 return due
             heapq.heappop(self._timers)  # stale entry: the incident moved on or is gone
         return None
@@ -177,8 +181,8 @@ class IncidentBook:
         return self._quarantine.due(PART, due, inc.id) if self._quarantined else due
 
     def _schedule(self, inc: Incident) -> None:
-        self._changing()
-        due = self._due(inc)
+        self._next_known = False  # ``_changing``, inlined (called for most changes)
+        due = self._due(inc) if self._quarantined else phase_due(inc, self._settings)
         if due is not None and inc.scheduled != due:
             inc.scheduled = due
             self._seq += 1
@@ -198,21 +202,22 @@ class IncidentBook:
 
     def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[IncidentRecord]:
         """A new occurrence, with the pairs the rules matched for it (either side)."""
-        self._changing()
+        self._next_known = False  # ``_changing``, inlined
         records: list[IncidentRecord] = []
-        inc = self._graph.incident_of(alarm.key)
+        inc = self._incident_of(alarm.key)
         if inc is not None:  # re-raise of a member or root
             if (inc.root == alarm.key or inc.kind == "group") and inc.clear_since is not None:
                 lifecycle.fire(inc, Event.ROOT_RERAISED, now)
             self._touch(inc)
-        records.extend(self.explain(explanations, now))
-        if self._graph.incident_of(alarm.key) is None and alarm.effect != "none":
+        if explanations:  # (most raises come with none)
+            records.extend(self.explain(explanations, now))
+        if self._incident_of(alarm.key) is None and alarm.effect != "none":
             self._new_incident(alarm.key, now)
         return records
 
     def explain(self, explanations: Iterable[Explanation], now: float) -> list[IncidentRecord]:
         """Apply pairs the rules decided (root explains symptom), in rule order."""
-        self._changing()
+        self._next_known = False  # ``_changing``, inlined
         records: list[IncidentRecord] = []
         for ex in sorted(explanations, key=Explanation.sort_key):
             records.extend(self._explain(ex, now))
@@ -253,7 +258,7 @@ class IncidentBook:
 
     def changed(self, alarm: ActiveAlarm) -> None:
         """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
-        self._changing()
+        self._next_known = False  # ``_changing``, inlined
         inc = self._graph.incident_of(alarm.key)
         if inc is not None:
             self._touch(inc)
@@ -262,7 +267,7 @@ class IncidentBook:
 
     def cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
-        self._changing()
+        self._next_known = False  # ``_changing``, inlined
         inc = self._graph.incident_of(alarm.key)
         if inc is None:
             return
@@ -282,7 +287,7 @@ class IncidentBook:
         This is how two incidents meet: agg-1 down alone leaves olt-7 at risk; when agg-2 goes down
         in another incident, olt-7 is down and agg-1's incident must say so too.
         """
-        self._changing()
+        self._next_known = False  # ``_changing``, inlined
         for top in self._assessor.watching(ne_id):
             inc = self._graph.rooted_at(top)
             if inc is not None and inc.phase == "open":
@@ -353,7 +358,7 @@ class IncidentBook:
         released: list[str] = []
         while (due := self.next_due()) is not None and due <= now:
             _, _, top = heapq.heappop(self._timers)
-            self._changing()
+            self._next_known = False  # ``_changing``, inlined
             inc = self._graph.rooted_at(top)
             assert inc is not None  # next_due just checked it
             inc.scheduled = None
@@ -524,7 +529,8 @@ class IncidentBook:
 
         The text is remembered with what it was made of (``Incident.said``): a re-assessment that
         changed nothing (most of them) gets the same text back without writing it again."""
-        p = inc.priority
+        assessment = inc.assessment  # (its parts read from it once, not through the properties)
+        p = assessment.priority
         if members is None:
             members = self._assessor.active_members(inc)
         kept = inc.said_active
@@ -533,13 +539,14 @@ class IncidentBook:
         else:
             active = tuple((a.key, a.severity, a.flapping) for a in members)
             inc.said_active = (members, active)
-        impact = inc.impact
-        sla = (inc.sla.customers_down, inc.sla.customers_breached) if inc.sla else None
+        impact = assessment.impact
+        facts = assessment.sla
+        sla = (facts.customers_down, facts.customers_breached) if facts else None
         # the parts, but the impact (compared as the same object) and the members (which only
         # grow while the incident lasts: the same count is the same set)
         parts = (
             inc.phase,
-            inc.state,
+            assessment.state,
             p.priority if p else None,
             p.score if p else None,
             len(inc.members),

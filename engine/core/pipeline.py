@@ -113,7 +113,8 @@ class Pipeline:
             calendar=self.calendar,
             overrides=self.forms.find(Overrides),
             parts=self.correlator.parts,
-            sla=self.quality.sla_facts,
+            # SLA facts only where customers are tracked (elsewhere ``sla_facts`` always says None)
+            sla=self.quality.sla_facts if self.quality.tracks_sla else None,
             sla_milestones=sla_milestones(self.settings.quality.sla.urgency),
             quarantine=self.quarantine,
             live_health=self.health.live,
@@ -231,8 +232,11 @@ class Pipeline:
     # -- time ----------------------------------------------------------------------------------
     def tick(self, now: float) -> Decisions:
         """Advance time: flapping ends, facts expire, incidents open, update and resolve."""
+        return self._tick(now, Decisions())
+
+    def _tick(self, now: float, out: Decisions) -> Decisions:
+        """``tick``, its decisions added to ``out`` (``advance_to`` collects every tick's in one)."""
         now = self._advance(now)
-        out = Decisions()
         out.records.extend(self.flow.alarms_tick(now))
         out.records.extend(self.flow.flush(now))
         return self._done(out, now)
@@ -281,7 +285,9 @@ class Pipeline:
             if repeats > STUCK_TICKS:
                 raise EngineError(self.stuck(due))
             last = due
-            out.extend(self.tick(max(due, self.clock)))
+            # ``out.extend(self.tick(...))`` without a ``Decisions`` per tick: each list grows in the
+            # same order
+            self._tick(due if due > self.clock else self.clock, out)
         return out
 
     def stuck(self, due: float) -> str:

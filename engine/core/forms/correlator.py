@@ -223,9 +223,11 @@ class Correlator(BaseForm):
         matched = last[1] if last is not None and last[0] is alarm else self._match(alarm)
         entered: list[_Entered] = []
         out: list[Explanation] = []
-        # a storm summarises its members: it explains, it is never explained
-        summary = self._is_storm(key)
-        condition = self.is_condition(key)
+        # a storm summarises its members: it explains, it is never explained. Both are alarms a
+        # rule or an engine part raised (``rule:...``): an alarm from the network is neither
+        synthetic = key.startswith("rule:")
+        summary = synthetic and self._is_storm(key)
+        condition = synthetic and self.is_condition(key)
         as_root = as_symptom = None  # this occurrence's candidate in each role, made once
         index = self._index
         pair = self._pair
@@ -314,7 +316,7 @@ class Correlator(BaseForm):
         """The rule parts the alarm's current state matches, decided by durable once per signature
         (the values of the fact properties some condition reads)."""
         fact = self.base_fact(alarm, alarm.first_seen)
-        signature = tuple(str(fact.get(p, "")) for p in self._program.reads)
+        signature = tuple([str(fact.get(p, "")) for p in self._program.reads])  # (a list: no generator)
         hit = self._matched.get(signature)
         if hit is not None:
             return hit

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.core.alarms import AlarmTable, alarm_key, classify
-from engine.core.settings import DEFAULT_EFFECTS, AlarmSettings, FlappingSettings
+from engine.core.settings import DEFAULT_EFFECTS, AlarmSettings, EffectRule, FlappingSettings
 from engine.model.messages import Alarm
 
 T0 = 1_767_225_600.0
@@ -170,3 +170,35 @@ def test_alarm_key_is_readable_and_uses_alarm_id_when_given() -> None:
     """Incident records name alarms by a short key: the alarm_id, else ne:cause[:specific problem]."""
     assert alarm_key(mk(specific_problem="port 1")) == "olt-1:linkDown:port 1"
     assert alarm_key(mk(alarm_id="A-17")) == "A-17"
+
+
+EFFECT_RULES = (
+    DEFAULT_EFFECTS,
+    (
+        EffectRule(probable_cause=("LinkDown", "x"), event_type=("equipmentAlarm",), effect="outage"),
+        EffectRule(
+            event_type=("communicationsAlarm", "qualityOfServiceAlarm"), severity="minor", effect="degraded"
+        ),
+        EffectRule(severity=("warning",), effect="outage"),
+    ),
+    (EffectRule(effect="degraded"),),
+)
+
+
+@pytest.mark.parametrize("rules", EFFECT_RULES, ids=["default", "mixed", "one-rule"])
+def test_the_table_gives_each_raise_the_effect_classify_gives(rules: tuple[EffectRule, ...]) -> None:
+    """The table reads its effect rules once as plain values: each raise gets the effect ``classify``
+    gives the alarm (causes compared in lower case, first matching rule, else none)."""
+    t = AlarmTable(AlarmSettings(effects=rules))
+    causes = ("linkDown", "LINKDOWN", "lossOfSignal", "x", "X", "fanFailure")
+    types = ("communicationsAlarm", "equipmentAlarm", "qualityOfServiceAlarm")
+    severities = ("critical", "major", "minor", "warning", "indeterminate")
+    n = 0
+    for cause in causes:
+        for event_type in types:
+            for severity in severities:
+                n += 1
+                a = mk(severity, t=n, probable_cause=cause, event_type=event_type, alarm_id=f"a-{n}")
+                (change,) = t.apply(a, T0 + n)
+                assert change.kind == "raised"
+                assert change.alarm.effect == classify(a, rules), (cause, event_type, severity)

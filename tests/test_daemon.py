@@ -354,10 +354,12 @@ async def test_a_core_failure_on_one_message_is_contained_and_the_core_goes_on(
         assert daemon.http is not None
         real = daemon.pipeline.feed
 
-        def feed(topic: str, payload: Any, now: float, *, flush: bool = True) -> Any:
+        def feed(
+            topic: str, payload: Any, now: float, *, flush: bool = True, parsed: dict[str, Any] | None = None
+        ) -> Any:
             if b"poison" in payload:
                 raise RuntimeError("injected fault")
-            return real(topic, payload, now, flush=flush)
+            return real(topic, payload, now, flush=flush, parsed=parsed)
 
         daemon.pipeline.feed = feed  # type: ignore[method-assign]
         base = f"http://127.0.0.1:{daemon.http.port}"

@@ -1471,3 +1471,75 @@ def test_plain_rows_odd_payloads_decode_as_the_full_path_decodes_them(payload: b
     """Repeated keys (the last one counts, for orjson on both paths), escapes, a lone surrogate, junk
     items, a batch that is not a list: the same samples or the same errors as the full path."""
     _batch_decodes_as_before(payload)
+
+
+# A payload given parsed (the replay parses each line whole and passes the payload's mapping along
+# with its bytes): the decoder does not parse it again and decides exactly as from the bytes.
+
+_ODD_JSON = [
+    b'{"a": 1e5, "b": -0.0, "c": -0, "d": 1E-7, "e": 18446744073709551615, "f": 18446744073709551616}',
+    b'{"a": "\\u00e9\\u2603\\ud83d\\ude00\\/\\"\\\\\\b\\f\\n\\r\\t\\u0001", "b": [1, [2, {"c": null}]]}',
+    b'{"a": 1, "a": 2, "b": {"x": true, "x": false}}',
+    b'{"n": 123456789012345678901234567890, "m": -9223372036854775809,'
+    b' "p": 5e-324, "q": 1.7976931348623157e308}',
+]
+
+
+def _typed(value: Any) -> Any:
+    """A value with the type of every part spelled out (``1 == 1.0`` and ``0.0 == -0.0`` in Python)."""
+    if isinstance(value, dict):
+        return ("dict", [(k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+@pytest.mark.parametrize("text", _ODD_JSON)
+def test_orjson_parses_its_own_output_back_to_the_same_values(text: bytes) -> None:
+    """What the replay relies on to hand the decoder its parsed payload: orjson parses what it wrote
+    of a parsed value back to the same value, types, key order and float spelling included."""
+    value = orjson.loads(text)
+    assert _typed(orjson.loads(orjson.dumps(value))) == _typed(value)
+
+
+def _read(decoder: Decoder, topic: str, payload: bytes, parsed: dict[str, Any] | None) -> Any:
+    try:
+        decoded = decoder.decode(topic, payload, parsed)
+    except InvalidMessage as exc:
+        return exc.errors
+    if decoded.alarm is not None:
+        alarm = decoded.alarm
+        return ("alarm", list(alarm.__dict__.items()), sorted(alarm.model_fields_set))
+    return ("samples", decoded.rows, decoded.rejected)
+
+
+def _given_parsed_payloads() -> list[tuple[str, bytes]]:
+    rng = random.Random(5)
+    good = [(A, _good_alarm(rng)) for _ in range(300)]
+    bad = [(A, js({**native(), name: value})) for name, value in _BAD_FIELDS]
+    return [
+        *good,
+        *bad,
+        (A, js(tmf())),
+        (A, js(native(ne_id="olt-9"))),
+        (A, js(native(text="é" * 3000))),  # over the small decoder's limit in bytes, not in characters
+        (S, js(sample())),
+        (S, js({"samples": [sample(), sample(metrics={"bad name": 1})]})),
+        (S, js({"samples": [sample()] * 3})),
+        ("elsewhere/x", js(native())),
+    ]
+
+
+@pytest.mark.parametrize(
+    "decoder", [DECODER, PLAIN_DECODER, Decoder(max_bytes=4000)], ids=["known", "plain", "small"]
+)
+def test_a_payload_given_parsed_decodes_as_its_bytes_do(decoder: Decoder) -> None:
+    """``decode(topic, payload, parsed)``, ``parsed`` being orjson's mapping of ``payload``: the same
+    alarm (values, types, fields set), samples or errors as ``decode(topic, payload)``, the size
+    limit still counted on the bytes."""
+    sizes = 0
+    for topic, payload in _given_parsed_payloads():
+        expected = _read(decoder, topic, payload, None)
+        assert _read(decoder, topic, payload, orjson.loads(payload)) == expected, payload[:200]
+        sizes += isinstance(expected, list) and expected[0][1].startswith("payload is")
+    assert (sizes > 0) == (decoder.max_bytes == 4000)  # the limit was met, where it is small

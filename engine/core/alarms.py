@@ -63,6 +63,38 @@ def classify(alarm: Alarm, rules: tuple[EffectRule, ...]) -> Effect:
     return "none"
 
 
+# A rule of ``classify`` as plain values: (probable causes in lower case, event types, severities,
+# effect), None for a field the rule leaves out.
+_Compiled = tuple[frozenset[str] | None, frozenset[str] | None, frozenset[str] | None, Effect]
+
+
+def _compiled(rules: tuple[EffectRule, ...]) -> tuple[_Compiled, ...]:
+    """The rules as ``_classify`` reads them (a settings model's attributes are slow to read)."""
+    return tuple(
+        (
+            None if r.probable_cause is None else _folded(r.probable_cause),
+            None if r.event_type is None else frozenset(r.event_type),
+            None if r.severity is None else frozenset(r.severity),
+            r.effect,
+        )
+        for r in rules
+    )
+
+
+def _classify(rules: tuple[_Compiled, ...], cause: str, event_type: str, severity: str) -> Effect:
+    """``classify`` on compiled rules and the alarm's fields."""
+    cause = cause.lower()
+    for causes, event_types, severities, effect in rules:
+        if causes is not None and cause not in causes:
+            continue
+        if event_types is not None and event_type not in event_types:
+            continue
+        if severities is not None and severity not in severities:
+            continue
+        return effect
+    return "none"
+
+
 def alarm_key(alarm: Alarm) -> str:
     """A short, stable, human-readable id for an alarm identity."""
     if alarm.alarm_id is not None:
@@ -136,6 +168,12 @@ class AlarmCounters:
 class AlarmTable:
     def __init__(self, settings: AlarmSettings) -> None:
         self._settings = settings
+        # read per message; the settings are frozen (a pydantic model's attributes are slow to read)
+        self._effects = _compiled(settings.effects)
+        self._retain = settings.retain
+        self._flap_window = settings.flapping.window
+        self._flap_transitions = settings.flapping.transitions
+        self._quiet_period = settings.flapping.quiet_period
         self._alarms: dict[str, ActiveAlarm] = {}
         # ``get(key)``: the alarm of that identity, or None. The dictionary's own ``get`` (it is
         # never replaced, ``load`` refills it): the core's parts call it millions of times a replay.
@@ -195,7 +233,7 @@ class AlarmTable:
     def apply(self, alarm: Alarm, now: float, *, effect: Effect | None = None) -> list[AlarmChange]:
         """Apply a raise or clear. ``effect`` overrides the effect table (alarms the rules raise)."""
         key = alarm_key(alarm)
-        if alarm.is_clear:
+        if alarm.severity == "cleared":  # (``is_clear``, without a property read through pydantic)
             return self._clear(key, alarm, now)
         self.counters.raise_messages += 1
         return self._raise(key, alarm, now, effect)
@@ -208,27 +246,30 @@ class AlarmTable:
             _, _, kind, key = heapq.heappop(self._timers)
             rec = self._alarms.get(key)
             if kind == "unflap" and rec is not None and rec.flapping:
-                if now - rec.last_transition >= self._settings.flapping.quiet_period:
+                if now - rec.last_transition >= self._quiet_period:
                     out.extend(self._unflap(rec, now))
                 else:
-                    self._schedule(rec.last_transition + self._settings.flapping.quiet_period, "unflap", key)
+                    self._schedule(rec.last_transition + self._quiet_period, "unflap", key)
             elif kind == "forget":
                 if (
                     rec is not None
                     and not rec.active
                     and rec.cleared_at is not None
-                    and now - rec.cleared_at >= self._settings.retain
+                    and now - rec.cleared_at >= self._retain
                 ):
                     del self._alarms[key]
                     out.append(AlarmChange("forgotten", rec))
                 orphan = self._orphan_clears.get(key)
-                if orphan is not None and now - orphan[1] >= self._settings.retain:
+                if orphan is not None and now - orphan[1] >= self._retain:
                     del self._orphan_clears[key]
         return out
 
     # -- internals -----------------------------------------------------------------------------
     def _raise(self, key: str, alarm: Alarm, now: float, effect: Effect | None = None) -> list[AlarmChange]:
-        effect = effect or classify(alarm, self._settings.effects)
+        # (the alarm's fields read once each: a pydantic model's attributes are slow to read)
+        severity = alarm.severity
+        effect = effect or _classify(self._effects, alarm.probable_cause, alarm.event_type, severity)
+        t = alarm.event_time
         rec = self._alarms.get(key)
         if rec is None:
             rec = self._new(key, alarm, effect)
@@ -236,19 +277,20 @@ class AlarmTable:
             self.counters.raised += 1
             changes = [AlarmChange("raised", rec)]
             orphan = self._orphan_clears.pop(key, None)
-            if orphan is not None and alarm.event_time <= orphan[0]:
+            if orphan is not None and t <= orphan[0]:
                 changes.extend(self._clear(key, alarm.model_copy(update={"event_time": orphan[0]}), now))
             return changes
         if rec.flapping:
-            return self._absorb(rec, alarm, now, raised=True)
+            return self._absorb(rec, t, now, raised=True)
         if rec.active:
             rec.count += 1
-            rec.last_seen = max(rec.last_seen, alarm.event_time)
+            if t > rec.last_seen:  # noqa: PLR1730 (``max``, without its call: per message)
+                rec.last_seen = t
             if alarm.threshold_info is not None:
                 rec.threshold_info = _threshold(alarm)  # the latest observation, whatever the severity
-            if alarm.severity != rec.severity:
+            if severity != rec.severity:
                 previous = rec.effect
-                rec.severity = alarm.severity
+                rec.severity = severity
                 rec.effect = effect
                 rec.text = alarm.text or rec.text
                 self.counters.severity_changes += 1
@@ -256,16 +298,16 @@ class AlarmTable:
             self.counters.repeated += 1
             return [AlarmChange("repeated", rec)]
         # Re-raise after clear, unless the raise is older than that clear (late delivery).
-        if rec.cleared_time is not None and alarm.event_time < rec.cleared_time:
+        if rec.cleared_time is not None and t < rec.cleared_time:
             self.counters.stale += 1
-            self.notices.append(AlarmNotice("stale_raise", key, alarm.event_time, rec.cleared_time))
+            self.notices.append(AlarmNotice("stale_raise", key, t, rec.cleared_time))
             return []
         rec.occurrence += 1
-        rec.severity = alarm.severity
+        rec.severity = severity
         rec.effect = effect
         rec.text = alarm.text
         rec.threshold_info = _threshold(alarm)
-        rec.first_seen = rec.last_seen = alarm.event_time
+        rec.first_seen = rec.last_seen = t
         rec.count = 1
         rec.active = rec.raw_active = True
         rec.cleared_time = rec.cleared_at = None
@@ -275,27 +317,28 @@ class AlarmTable:
         return [AlarmChange("raised", rec)]
 
     def _clear(self, key: str, alarm: Alarm, now: float) -> list[AlarmChange]:
+        t = alarm.event_time  # (read once: a pydantic model's attributes are slow to read)
         rec = self._alarms.get(key)
         if rec is None or (not rec.active and not rec.flapping):
-            if rec is None or (rec.cleared_time is not None and alarm.event_time > rec.cleared_time):
+            if rec is None or (rec.cleared_time is not None and t > rec.cleared_time):
                 self.counters.clear_unknown += 1
-                self.notices.append(AlarmNotice("clear_unknown", key, alarm.event_time))
-                self._orphan_clears[key] = (alarm.event_time, now)
-                self._schedule(now + self._settings.retain, "forget", key)
+                self.notices.append(AlarmNotice("clear_unknown", key, t))
+                self._orphan_clears[key] = (t, now)
+                self._schedule(now + self._retain, "forget", key)
             return []
-        if alarm.event_time < rec.first_seen:
+        if t < rec.first_seen:
             self.counters.stale += 1  # a clear older than this occurrence belongs to an earlier one
             self.counters.stale_clears += 1
-            self.notices.append(AlarmNotice("stale_clear", key, alarm.event_time, rec.first_seen))
+            self.notices.append(AlarmNotice("stale_clear", key, t, rec.first_seen))
             return []
         if rec.flapping:
-            return self._absorb(rec, alarm, now, raised=False)
+            return self._absorb(rec, t, now, raised=False)
         if self._transition(rec, now):
             # The clear completes the flapping threshold: the alarm stays active, flapping.
             rec.raw_active = False
-            rec.cleared_time = alarm.event_time
+            rec.cleared_time = t
             return self._start_flapping(rec, now)
-        self._mark_cleared(rec, alarm.event_time, now)
+        self._mark_cleared(rec, t, now)
         return [AlarmChange("cleared", rec)]
 
     def _mark_cleared(self, rec: ActiveAlarm, event_time: float, now: float) -> None:
@@ -303,7 +346,7 @@ class AlarmTable:
         rec.cleared_time = event_time
         rec.cleared_at = now
         self.counters.cleared += 1
-        self._schedule(now + self._settings.retain, "forget", rec.key)
+        self._schedule(now + self._retain, "forget", rec.key)
 
     def _new(self, key: str, alarm: Alarm, effect: Effect) -> ActiveAlarm:
         return ActiveAlarm(
@@ -322,29 +365,30 @@ class AlarmTable:
 
     def _transition(self, rec: ActiveAlarm, now: float) -> bool:
         """Record a raise/clear transition; True when the alarm starts flapping."""
-        fl = self._settings.flapping
         rec.transitions.append(now)
         rec.last_transition = now
-        while rec.transitions and rec.transitions[0] < now - fl.window:
+        while rec.transitions and rec.transitions[0] < now - self._flap_window:
             rec.transitions.popleft()
-        return not rec.flapping and len(rec.transitions) >= fl.transitions
+        return not rec.flapping and len(rec.transitions) >= self._flap_transitions
 
     def _start_flapping(self, rec: ActiveAlarm, now: float) -> list[AlarmChange]:
         rec.flapping = True
         rec.active = True
         self.counters.flapping += 1
-        self._schedule(now + self._settings.flapping.quiet_period, "unflap", rec.key)
+        self._schedule(now + self._quiet_period, "unflap", rec.key)
         return [AlarmChange("flapping", rec)]
 
-    def _absorb(self, rec: ActiveAlarm, alarm: Alarm, now: float, *, raised: bool) -> list[AlarmChange]:
+    def _absorb(self, rec: ActiveAlarm, t: float, now: float, *, raised: bool) -> list[AlarmChange]:
+        """A raise or clear (event time ``t``) of a flapping alarm: counted, nothing changes."""
         self.counters.absorbed += 1
         rec.last_transition = now
         rec.raw_active = raised
         if raised:
             rec.count += 1
-            rec.last_seen = max(rec.last_seen, alarm.event_time)
+            if t > rec.last_seen:  # noqa: PLR1730 (``max``, without its call: per message)
+                rec.last_seen = t
         else:
-            rec.cleared_time = alarm.event_time
+            rec.cleared_time = t
         return []
 
     def _unflap(self, rec: ActiveAlarm, now: float) -> list[AlarmChange]:

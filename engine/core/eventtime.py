@@ -15,7 +15,7 @@ from engine.core.decisions import Decisions, Stats
 from engine.core.notices import ClockNotice, LateNotice
 from engine.core.settings import CoreSettings
 from engine.errors import InvalidMessage
-from engine.model.messages import Decoded, SampleRow
+from engine.model.messages import Alarm, Decoded, SampleRow
 
 _TIME = itemgetter("time")
 
@@ -25,16 +25,27 @@ class EventTimes:
         self._settings = settings
         self._stats = stats
         self.watermark = 0.0  # the latest event time applied: older by > tolerance is late
+        # read per message; the settings are frozen (a pydantic model's attributes are slow to read)
+        self._max_ahead = settings.clock.max_ahead
+        self._max_behind = settings.clock.max_behind
+        self._tolerance = settings.reorder_tolerance
+
+    def alarm(self, topic: str, alarm: Alarm, received: float, out: Decisions) -> Alarm:
+        """The alarm with its event time within bounds (clamped: a copy, and a notice);
+        ``InvalidMessage`` when it is refused."""
+        t = alarm.event_time
+        behind = self._max_behind
+        if t <= received + self._max_ahead and (behind is None or t >= received - behind):
+            return alarm  # within bounds (``_check`` would say None)
+        clamped = self._check(topic, "event_time", t, received, out)
+        return alarm if clamped is None else alarm.model_copy(update={"event_time": clamped})
 
     def on_time(self, decoded: Decoded, received: float, out: Decisions) -> Decoded:
         """The message with its event times within bounds (clamped ones replaced, a notice each);
         ``InvalidMessage`` when one is refused (a batch: when all its samples are)."""
         if decoded.alarm is not None:
-            t = self._check(decoded.topic, "event_time", decoded.alarm.event_time, received, out)
-            if t is None:
-                return decoded
-            alarm = decoded.alarm.model_copy(update={"event_time": t})
-            return Decoded(decoded.topic, decoded.kind, alarm, (), ())
+            alarm = self.alarm(decoded.topic, decoded.alarm, received, out)
+            return decoded if alarm is decoded.alarm else Decoded(decoded.topic, decoded.kind, alarm, (), ())
         c = self._settings.clock
         rows = decoded.rows
         behind = c.max_behind
@@ -93,9 +104,9 @@ class EventTimes:
         the current clock (its own time still orders it among its alarm's raises and clears). The
         notice names it ``f"{kind} {name}"`` (``alarm agg-1``, ``sample of olt-7``), written only
         when it is late."""
-        tolerance = self._settings.reorder_tolerance
+        tolerance = self._tolerance
         if t < self.watermark - tolerance:
             self._stats.notices["late"] += 1
             out.notices.append(LateNotice(topic, t, f"{kind} {name}", self.watermark, tolerance))
-        else:
-            self.watermark = max(self.watermark, t)
+        elif t > self.watermark:  # (``max``, without its call: per message)
+            self.watermark = t

@@ -41,7 +41,7 @@ from engine.core.snapshot import SNAPSHOT_FORMAT, restore, snapshot
 from engine.core.state_sizes import state_sizes
 from engine.core.views import summary
 from engine.errors import EngineError, InvalidMessage
-from engine.model.messages import Decoded, Decoder, Routes, dead_letter_record, kpi_sample
+from engine.model.messages import Alarm, Decoded, Decoder, Routes, dead_letter_record, kpi_sample
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.rules.compiler import Program, compile_rulesets
@@ -149,7 +149,13 @@ class Pipeline:
 
     # -- input ---------------------------------------------------------------------------------
     def feed(
-        self, topic: str, payload: bytes | str | Mapping[str, Any], now: float, *, flush: bool = True
+        self,
+        topic: str,
+        payload: bytes | str | Mapping[str, Any],
+        now: float,
+        *,
+        flush: bool = True,
+        parsed: dict[str, Any] | None = None,
     ) -> Decisions:
         """Decode one message and apply it at ``now``, the time it was received. Never raises: bad
         input becomes a dead letter, and so does a message whose application fails inside the core
@@ -157,12 +163,18 @@ class Pipeline:
 
         ``flush=False`` leaves the timers that are due by ``now`` for the next ``tick``: the daemon
         applies a restart's backlog that way, so a timer that fell due while it was down (a symptom's
-        incident opening) waits until the backlog (its root) is in."""
+        incident opening) waits until the backlog (its root) is in. ``parsed``: what
+        ``orjson.loads(payload)`` makes of the payload, when the caller holds it already (the
+        replay: ``Decoder.read``)."""
         received = now
         now = self._advance(now)
         out = Decisions()
         try:
-            decoded = self.times.on_time(self.decoder.decode(topic, payload), received, out)
+            decoded = self.decoder.read(topic, payload, parsed)
+            if isinstance(decoded, Decoded):
+                decoded = self.times.on_time(decoded, received, out)
+            else:  # an alarm: its model alone
+                decoded = self.times.alarm(topic, decoded, received, out)
         except InvalidMessage as err:
             self.stats.messages["invalid"] += 1
             self.stats.invalid_reasons[err.errors[0][0] or "message"] += 1
@@ -185,17 +197,17 @@ class Pipeline:
 
     def _apply(
         self,
-        decoded: Decoded,
+        decoded: Alarm | Decoded,
         topic: str,
         payload: bytes | str | Mapping[str, Any],
         now: float,
         out: Decisions,
     ) -> None:
-        if decoded.alarm is not None:
+        if not isinstance(decoded, Decoded):  # an alarm
             self.stats.messages["alarm"] += 1
             out.message = _ALARM  # frozen: one object for every alarm message
-            self.times.late(topic, decoded.alarm.event_time, "alarm", decoded.alarm.ne_id, out)
-            out.records.extend(self.flow.alarm(decoded.alarm, now))
+            self.times.late(topic, decoded.event_time, "alarm", decoded.ne_id, out)
+            out.records.extend(self.flow.alarm(decoded, now))
             return
         self.stats.messages["samples"] += 1
         out.message = MessageOutcome("samples")

@@ -93,8 +93,9 @@ class Replayer:
         self.tolerance = pipeline.settings.reorder_tolerance
         self._emit = emit
         self._dead = dead_letter
-        self._heap: list[tuple[float, int, str, Any]] = []
-        self._untimed: list[tuple[str, bytes]] = []
+        # (time, sequence, topic, payload, the payload as parsed when it is a mapping)
+        self._heap: list[tuple[float, int, str, bytes, dict[str, Any] | None]] = []
+        self._untimed: list[tuple[str, bytes, dict[str, Any] | None]] = []
         self._seq = 0
         self._watermark = 0.0
         self.stats = ReplayStats()
@@ -103,14 +104,14 @@ class Replayer:
         started = time.perf_counter()
         for n, raw in enumerate(lines, start=1):
             self.stats.lines += 1
-            if not raw.strip():
+            if not raw or raw.isspace():  # (``not raw.strip()`` without a copy of each line)
                 continue
             self._push(n, raw)
             while self._heap and self._heap[0][0] <= self._watermark - self.tolerance:
                 self._release()
-        for topic, early in self._untimed:  # nothing in the file had a time
+        for topic, early, parsed in self._untimed:  # nothing in the file had a time
             self._seq += 1
-            heapq.heappush(self._heap, (0.0, self._seq, topic, early))
+            heapq.heappush(self._heap, (0.0, self._seq, topic, early, parsed))
         self._untimed.clear()
         while self._heap:
             self._release()
@@ -124,38 +125,48 @@ class Replayer:
         except orjson.JSONDecodeError as exc:
             self._bad(n, raw, f"malformed JSON: {exc}")
             return
-        if not isinstance(line, dict) or not isinstance(line.get("topic"), str) or "payload" not in line:
+        if type(line) is not dict or type(topic := line.get("topic")) is not str or "payload" not in line:
             self._bad(n, raw, 'expected {"topic": "...", "payload": {...}}')
             return
-        # The core sees the payload as bytes, as from MQTT, so every check (size included) applies.
-        payload = orjson.dumps(line["payload"])
+        # The core sees the payload as bytes, as from MQTT, so every check (size included) applies
+        # to them and dead letters show them. It is given the parsed payload too, so it does not parse
+        # it again: orjson parses its own output back to an equal mapping, types included.
+        body = line["payload"]
+        payload = orjson.dumps(body)
+        parsed = body if type(body) is dict else None
         t = event_time(line)
+        stats = self.stats
         if t is None:  # the core will reject it with the precise reason, at the current time
-            if self.stats.first_time is None:
-                self._untimed.append((line["topic"], payload))  # no time known yet: wait for one
+            if stats.first_time is None:
+                self._untimed.append((topic, payload, parsed))  # no time known yet: wait for one
                 return
             t = self._watermark
-        else:
-            self._watermark = max(self._watermark, t)
-            first = self.stats.first_time
-            self.stats.first_time = t if first is None else min(first, t)
-            self.stats.last_time = max(self.stats.last_time or t, t)
-        for topic, early in self._untimed:
-            self._seq += 1
-            heapq.heappush(self._heap, (t, self._seq, topic, early))
-        self._untimed.clear()
+        else:  # (``max`` and ``min`` as comparisons: per line)
+            if t > self._watermark:  # noqa: PLR1730
+                self._watermark = t
+            if stats.first_time is None or t < stats.first_time:
+                stats.first_time = t
+            if stats.last_time is None or t > stats.last_time:
+                stats.last_time = t
+        if self._untimed:
+            for early_topic, early, parsed_early in self._untimed:
+                self._seq += 1
+                heapq.heappush(self._heap, (t, self._seq, early_topic, early, parsed_early))
+            self._untimed.clear()
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, line["topic"], payload))
+        heapq.heappush(self._heap, (t, self._seq, topic, payload, parsed))
 
     def _release(self) -> None:
-        t, _, topic, payload = heapq.heappop(self._heap)
+        t, _, topic, payload, parsed = heapq.heappop(self._heap)
         p = self.pipeline
         if (due := p.next_due()) is not None and due <= t:  # most events find no timer due first
             self._deliver(p.advance_to(t))
         if t < p.clock:
             self.stats.late += 1
         self.stats.events += 1
-        self._deliver(p.feed(topic, payload, t))
+        d = p.feed(topic, payload, t, parsed=parsed)
+        if d.records or d.dead_letters:
+            self._deliver(d)
 
     def _deliver(self, d: Decisions) -> None:
         if not d.records and not d.dead_letters:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from engine.core.pipeline import Pipeline
+from engine.model.timeutil import _expanded, format_time
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.tools.replay import Replayer
@@ -86,3 +87,48 @@ def test_the_replay_decides_as_from_the_payload_bytes_alone(seed: int) -> None:
     reasons = {e["reason"].split(" ")[0] for d in dead for e in d["errors"]}
     assert {"payload", "expected"} <= reasons  # the size limit and the shapes were met
     assert any(d.startswith(b"record ") for d in got)
+
+
+def test_times_past_year_9999_are_dead_letters_and_a_clock_there_is_written_expanded() -> None:
+    """A line whose time is past year 9999 (``1e300`` seconds, a 31-digit integer) is no clock the
+    replay can run on: the core refuses it in words, at the current time; an alarm at the last
+    second of 9999 is applied, and its incident's timers, due past it, write their times in ISO
+    8601's expanded form instead of raising (the replay used to stop with a traceback on both)."""
+    base = {"ne_id": "olt-001", "severity": "major", "probable_cause": "linkDown"}
+    lines = [
+        orjson.dumps({"topic": "soc/alarms/x", "payload": {**base, "event_time": "2026-01-01T00:00:00Z"}}),
+        orjson.dumps({"topic": "soc/alarms/x", "payload": {**base, "event_time": 1e300}}),
+        orjson.dumps({"topic": "soc/alarms/x", "payload": {**base, "event_time": 1}}).replace(
+            b":1}", b":%d}" % 10**30
+        ),
+        orjson.dumps(
+            {"topic": "soc/alarms/y", "payload": {**base, "ne_id": "olt-002", "event_time": 253402300799}}
+        ),
+    ]
+    pipeline = Pipeline(load_topology(EXAMPLES / "topology.yaml"), load_rulesets(None))
+    records: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    stats = Replayer(pipeline, emit=records.append, dead_letter=dead.append).run(lines)
+    assert stats.events == 4
+    assert [d["errors"][0]["reason"] for d in dead] == [
+        "time 1e+300 is after year 9999 (epoch milliseconds sent as seconds?)",
+        "time 1e+30 is after year 9999 (epoch milliseconds sent as seconds?)",
+    ]
+    assert [d["time"] for d in dead] == ["2026-01-01T00:00:00.000Z"] * 2  # at the current clock
+    times = [r["time"] for r in records if r["root_cause"]["ne_id"] == "olt-002"]
+    assert times
+    assert all(t.startswith("+10000-01-01T") for t in times)
+
+
+def test_format_time_past_year_9999_continues_the_calendar() -> None:
+    """``format_time`` beyond ``datetime``'s years: the proleptic Gregorian calendar by arithmetic,
+    the year signed; within the range it agrees with ``datetime`` (checked there, with the sign and
+    a leading zero added)."""
+    rng = random.Random(7)
+    for t in [0.0, 0.9999996, 951782400.0, 253402300799.999] + [
+        rng.uniform(0, 253402300799) for _ in range(5000)
+    ]:
+        assert _expanded(t) == "+0" + format_time(t)
+    assert format_time(253402300800.0) == "+10000-01-01T00:00:00.000Z"
+    assert format_time(253402300800.0 + 59 * 86400 + 1.5) == "+10000-02-29T00:00:01.500Z"  # a leap year
+    assert format_time(1e15) == "+31690708-07-05T01:46:40.000Z"

@@ -42,7 +42,7 @@ from pydantic_core import core_schema
 from typing_extensions import TypedDict, TypeIs  # pydantic's dependency; before 3.12 and 3.13
 
 from engine.errors import InvalidMessage
-from engine.model.timeutil import format_time, parse_text, parse_time
+from engine.model.timeutil import format_time, parse_text, parse_time, time_words
 from engine.model.wording import dotted, reason, type_name
 
 __all__ = [
@@ -194,7 +194,7 @@ def _time(value: object) -> float:
 
 def _representable(t: float) -> float:
     if t > MAX_TIME:
-        raise ValueError(f"time {t:.0f} is after year 9999 (epoch milliseconds sent as seconds?)")
+        raise ValueError(f"time {time_words(t)} is after year 9999 (epoch milliseconds sent as seconds?)")
     return t
 
 

@@ -68,7 +68,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from engine.model.timeutil import Duration, format_time, parse_time
+from engine.model.timeutil import Duration, format_time, parse_time, time_words
 from engine.model.wording import type_name
 
 HORIZON_DAYS = 400
@@ -467,7 +467,7 @@ class Schedule(BaseModel):
             v = v.isoformat()
         t = parse_time(v)
         if t > _MAX_TIME:
-            raise ValueError(f"time {t:.0f} is after year 9999 (epoch milliseconds sent as seconds?)")
+            raise ValueError(f"time {time_words(t)} is after year 9999 (epoch milliseconds sent as seconds?)")
         return t
 
     @field_validator("cron")

@@ -70,10 +70,52 @@ parse_text = _parse_text
 @lru_cache(maxsize=4096)
 def format_time(t: float) -> str:
     """Epoch seconds → RFC 3339 in UTC with millisecond precision and a ``Z``; recent ones
-    remembered (every record carries its time, and records come in bursts at one time)."""
+    remembered (every record carries its time, and records come in bursts at one time).
+
+    Input times end with year 9999, but a virtual clock (a replay) may run past it by a timer's
+    delay after such an event: those times are written in ISO 8601's expanded form (``+10000-…``),
+    not an error (``_expanded``)."""
     # the same text as ``strftime("%Y-%m-%dT%H:%M:%S.")`` and the milliseconds truncated
     # (``isoformat`` truncates to its ``timespec`` too), in one C call instead of two and a format
-    return datetime.fromtimestamp(t, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    try:
+        return datetime.fromtimestamp(t, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    except (OverflowError, ValueError, OSError):
+        return _expanded(t)
+
+
+def _expanded(t: float) -> str:
+    """``format_time`` of a time ``datetime`` cannot hold: the proleptic Gregorian date by
+    arithmetic (days from civil, H. Hinnant's algorithm), the year signed and at least five digits;
+    ``"nan"``/``"inf"`` as Python writes them (no time reaches the core as one)."""
+    if not math.isfinite(t):
+        return repr(t)
+    # the fraction's microseconds rounded, then milliseconds truncated, as ``fromtimestamp`` and
+    # ``isoformat`` do
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)
+    ms = int(whole) * 1000 + us // 1000
+    days, ms = divmod(ms, 86_400_000)
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    sec, milli = divmod(ms, 1000)
+    sign = "+" if year >= 0 else "-"
+    return (
+        f"{sign}{abs(year):05d}-{month:02d}-{day:02d}T{sec // 3600:02d}:{sec // 60 % 60:02d}:"
+        f"{sec % 60:02d}.{milli:03d}Z"
+    )
+
+
+def time_words(t: float) -> str:
+    """A time in seconds for an error message: whole seconds, or six figures once it is too long
+    to read (``1e+30``, not thirty-one digits of a float's binary expansion)."""
+    return f"{t:.0f}" if abs(t) < 1e15 else f"{t:.6g}"
 
 
 def parse_duration(value: object) -> float:

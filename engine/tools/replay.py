@@ -22,7 +22,7 @@ import orjson
 from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import InvalidMessage
-from engine.model.messages import dead_letter_record
+from engine.model.messages import MAX_TIME, dead_letter_record
 from engine.model.timeutil import parse_text, parse_time
 
 
@@ -41,12 +41,15 @@ class ReplayStats:
 
 
 def event_time(line: Mapping[str, Any]) -> float | None:
-    """The virtual time of one replay line, or None when it carries none that parses."""
+    """The virtual time of one replay line, or None when it carries none that parses within
+    ``0..MAX_TIME`` (the end of year 9999: a time past it is no clock the core can run on or
+    write; the core refuses such an event in words, as one without a time)."""
     if line.get("time") is None:  # the common line: a payload whose ``event_time`` parses
         payload = line.get("payload")
         if isinstance(payload, dict) and isinstance(value := payload.get("event_time"), str):
             try:
-                return parse_text(value)  # ``parse_time`` of a string
+                if (t := parse_text(value)) <= MAX_TIME:  # ``parse_time`` of a string
+                    return t
             except ValueError:
                 pass  # the search below tries the other fields (and this one again) in order
     return _search_time(line)
@@ -71,9 +74,11 @@ def _search_time(line: Mapping[str, Any]) -> float | None:
         if value is None:
             continue
         try:
-            return parse_time(value)
+            t = parse_time(value)
         except ValueError:
             continue
+        if t <= MAX_TIME:
+            return t
     return None
 
 

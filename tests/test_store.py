@@ -30,8 +30,12 @@ from engine.adapters.store import (
 )
 from engine.core.incident_records import RecordEvent
 from engine.core.incidents import IncidentRecord
+from engine.core.pipeline import Pipeline
 from engine.model.messages import DeadLetter
 from engine.model.timeutil import format_time
+from engine.model.topology import load_topology
+from engine.rules.schema import load_rulesets
+from engine.tools.offline import from_store
 from tests.harness import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -725,3 +729,32 @@ async def test_explanations_of_resolved_incidents_are_kept_within_bounds(tmp_pat
         ]
         assert store.purge_explanations(103.5) == 2  # older than 100 s: inc-2 and inc-3
         assert store.explanation("inc-4") == {"n": 44}
+
+
+async def test_the_offline_tools_stop_on_a_damaged_entry_only_when_they_read_it(tmp_path: Path) -> None:
+    """``engine report --store`` / ``impact what-if --store --at``: a damaged compressed entry after
+    the time asked for is never read (the state before it comes back); one the replay needs stops
+    the tool with the store and the entry named."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    path = tmp_path / "engine.sqlite"
+    alarm = {"ne_id": "olt-001", "severity": "major", "probable_cause": "linkDown"}
+    async with Store(path) as s:
+        s.append("msg", "soc/alarms/olt-001", orjson.dumps({**alarm, "event_time": T0}), T0)
+        s.append(
+            "msg", "soc/alarms/olt-002", orjson.dumps({**alarm, "ne_id": "olt-002", "event_time": T0}), T0 + 1
+        )
+        s.append("msg", "soc/probes/p", BATCH, T0 + 2)
+        s.commit()
+        s.db.execute("UPDATE journal SET payload = ? WHERE seq = 3", (b"\xff" * 40,))
+        s.db.commit()
+
+    def pipeline() -> Pipeline:
+        return Pipeline(load_topology(examples / "topology.yaml"), load_rulesets(None))
+
+    before = pipeline()
+    assert from_store(before, path, until=T0 + 1) == 2
+    assert before.query.active_alarm_count() == 2
+    with pytest.raises(
+        StoreError, match=r"engine\.sqlite: journal entry 3: its compressed payload does not inflate"
+    ):
+        from_store(pipeline(), path)

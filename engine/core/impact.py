@@ -210,19 +210,8 @@ class LiveHealth(HealthView):
 
     def _evaluate(self, ne: str, depends_on: tuple[tuple[str, ...], ...]) -> Health:
         """An element's effective level from its own and its upstreams' current levels (``_level``
-        over the live levels)."""
-        levels = self._levels
-        level = self._own.get(ne, _OK)
-        for item in depends_on:
-            if len(item) == 1:
-                contribution = levels.get(item[0], _OK)
-            else:
-                members = [levels.get(u, _OK) for u in item]
-                best = min(members)
-                contribution = best if best or max(members) == _OK else _AT_RISK
-            if contribution > level:  # noqa: PLR1730 (``max``, without its call)
-                level = contribution
-        return level
+        over the live levels; once per change, not in ``changed``'s loop)."""
+        return _level(self._own.get(ne, _OK), depends_on, self._levels)
 
     def _stamp(self, changed: list[str]) -> None:
         """A new version for the changed elements and everything above them (their ``ancestors``,

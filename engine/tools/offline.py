@@ -51,9 +51,9 @@ def from_store(pipeline: Pipeline, path: str | Path, *, until: float | None = No
             f"SELECT seq, kind, topic, payload, time, {packed} FROM journal WHERE seq > ? ORDER BY seq",
             (after,),
         ):
-            payload = journal_payload(stored, zipped, path=p, seq=seq)
             if until is not None and t > until:
                 break
+            payload = journal_payload(stored, zipped, path=p, seq=seq)  # (after: only what is read)
             applied += 1
             if kind in ("msg", "msg-held"):
                 pipeline.feed(topic, payload, t, flush=kind == "msg")

@@ -50,17 +50,8 @@ def _folded(causes: tuple[str, ...]) -> frozenset[str]:
 
 def classify(alarm: Alarm, rules: tuple[EffectRule, ...]) -> Effect:
     """The effect of an alarm on its element: the first matching rule wins (probable causes
-    compared in lower case)."""
-    cause = alarm.probable_cause.lower()
-    for rule in rules:
-        if rule.probable_cause is not None and cause not in _folded(rule.probable_cause):
-            continue
-        if rule.event_type is not None and alarm.event_type not in rule.event_type:
-            continue
-        if rule.severity is not None and alarm.severity not in rule.severity:
-            continue
-        return rule.effect
-    return "none"
+    compared in lower case). ``AlarmTable`` compiles its rules once and calls ``_classify``."""
+    return _classify(_compiled(rules), alarm.probable_cause, alarm.event_type, alarm.severity)
 
 
 # A rule of ``classify`` as plain values: (probable causes in lower case, event types, severities,

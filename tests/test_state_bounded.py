@@ -109,7 +109,6 @@ TOPOLOGY_BOUNDED = (
     "forms._forms[correlator]._matched",  # durable's answers by match signature (at most 65,536)
     "forms._forms[correlator]._ordered",  # per set of correlate rules two candidates share
     "health.live._stamps",  # per element: when its cone last changed level
-    "health.live._above",  # per element whose level changed: its ancestors (the topology's)
     "health.live._cache",  # impacts by seed elements (a bounded cache)
     "incidents._assessor._priorities",  # priorities by their inputs (at most 4,096)
     "stats.messages",  # per kind of message: a counter
@@ -314,7 +313,6 @@ NEIGHBOUR_BOUNDED = (
     "forms._forms[correlator]._host.rule_firings",
     "forms._forms[correlator].rule_firings",
     "health.live._stamps",
-    "health.live._above",
     "health.live._cache",
     "incidents._assessor._priorities",
     "stats.messages",

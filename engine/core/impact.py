@@ -121,7 +121,7 @@ class LiveHealth(HealthView):
     touches, with a new version).
     """
 
-    __slots__ = ("_above", "_cache", "_cache_size", "_levels", "_stamps", "version")
+    __slots__ = ("_cache", "_cache_size", "_levels", "_stamps", "version")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
         self._topology = topology
@@ -129,7 +129,6 @@ class LiveHealth(HealthView):
         self._memo = {}
         self._levels: dict[str, Health] = {}  # elements whose effective health is not OK
         self._stamps: dict[str, int] = {}  # element -> version at which its cone last changed level
-        self._above = _Ancestors(topology)  # element -> its ``ancestors`` (the topology's, cached)
         # seed list -> (version made at, its cone in sorted order, the impact); least recently used first
         self._cache: dict[tuple[str, ...], tuple[int, tuple[str, ...], Impact]] = {}
         self._cache_size = cache_size
@@ -218,7 +217,7 @@ class LiveHealth(HealthView):
         cached by the topology): the seeds of every cone that holds one of them."""
         self.version += 1
         above = set(changed)
-        above.update(*map(self._above.__getitem__, changed))  # the lookups and unions in C
+        above.update(*map(self._topology.ancestors, changed))  # (the topology keeps them)
         self._stamps.update(dict.fromkeys(above, self.version))
 
     def impact(self, seeds: Iterable[str]) -> Impact:
@@ -250,19 +249,6 @@ class LiveHealth(HealthView):
         if len(cache) > self._cache_size:
             del cache[next(iter(cache))]
         return impact
-
-
-class _Ancestors(dict[str, frozenset[str]]):
-    """``Topology.ancestors`` of each element asked, kept: read with ``__getitem__`` (a C call when
-    kept) for every element whose level changed."""
-
-    def __init__(self, topology: Topology) -> None:
-        super().__init__()
-        self._topology = topology
-
-    def __missing__(self, ne_id: str) -> frozenset[str]:
-        found = self[ne_id] = self._topology.ancestors(ne_id)
-        return found
 
 
 def with_service_levels(

@@ -169,9 +169,7 @@ class Replayer:
         if t < p.clock:
             self.stats.late += 1
         self.stats.events += 1
-        d = p.feed(topic, payload, t, parsed=parsed)
-        if d.records or d.dead_letters:
-            self._deliver(d)
+        self._deliver(p.feed(topic, payload, t, parsed=parsed))
 
     def _deliver(self, d: Decisions) -> None:
         if not d.records and not d.dead_letters:

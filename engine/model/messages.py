@@ -965,7 +965,7 @@ class Decoder:
                 alarm = self._alarm(topic, obj)
             return alarm
         if kind == "samples":
-            if not isinstance(payload, Mapping):
+            if not _given_as_mapping(payload):
                 fast = self._batch_fast(topic, payload)
                 if fast is not None:
                     return fast

@@ -29,6 +29,7 @@ from engine.model.messages import (
     sample_row,
     topic_matches,
 )
+from engine.model.messages import _native_rows as native_rows
 from engine.model.messages import _plain_alarm as plain_alarm
 from engine.model.messages import _plain_rows as plain_rows
 from engine.model.timeutil import format_time, parse_duration, parse_time
@@ -1471,6 +1472,94 @@ def test_plain_rows_odd_payloads_decode_as_the_full_path_decodes_them(payload: b
     """Repeated keys (the last one counts, for orjson on both paths), escapes, a lone surrogate, junk
     items, a batch that is not a list: the same samples or the same errors as the full path."""
     _batch_decodes_as_before(payload)
+
+
+# The batch's native path (``_native_rows``: msgspec) against the full path (orjson and the models).
+
+
+def test_native_rows_take_the_good_batches_and_give_what_the_full_path_gives() -> None:
+    """The 1,000 good batches of the plain path's test (no escape in any): msgspec takes each, into
+    the rows and columns the full path and the plain path give."""
+    rng = random.Random(7)
+    for _ in range(1000):
+        shared = _names(rng)
+        items = [
+            _good_sample(rng, shared if rng.random() < 0.7 else _names(rng))
+            for _ in range(rng.randint(1, 40))
+        ]
+        payload = js({"samples": items})
+        taken = native_rows(payload, DECODER.max_batch)
+        assert taken is not None, payload
+        rows, metrics, columns, sizes = taken
+        plain = plain_rows(orjson.loads(payload), DECODER.max_batch)
+        assert plain is not None
+        assert rows == plain[0]
+        assert metrics == plain[1]
+        assert columns == plain[2]
+        assert sizes == set(map(len, metrics))
+        assert isinstance(_batch_decodes_as_before(payload), Decoded)
+
+
+_ROW = b'{"probe_id": "p:1", "target": "olt-1", "time": 1.5, "metrics": {"mos": 4.0}'
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"samples": [' + _ROW + b', "x": 1}]}',
+        b'{"samples": [' + _ROW + b', "x": {"y": 1, "z": "a:b"}}]}',
+        b'{"samples": [' + _ROW + b'}], "x": 1}',
+        b'{"samples": [' + _ROW.replace(b'"time": 1.5', b'"time": 2.5, "time": 1.5') + b"}]}",
+        b'{"samples": [' + _ROW.replace(b'{"mos"', b'{"mos": 3.0, "mos"') + b"}]}",
+        b'{"samples": [' + _ROW + b'}], "samples": [' + _ROW + b"}]}",
+        b'{"samples": [' + _ROW.replace(b'"p:1"', b'"p\\u003a1"') + b', "x": 1}]}',
+        b'{"samples": [' + _ROW.replace(b'"p:1"', b'"p\\u00311"') + b"}]}",
+    ],
+    ids=[
+        "extra",
+        "extra-nested",
+        "batch-extra",
+        "repeated",
+        "metric-repeated",
+        "batch-repeated",
+        "escape-extra",
+        "escape",
+    ],
+)
+def test_native_rows_leave_a_skipped_or_repeated_key_and_any_escape_to_orjson(payload: bytes) -> None:
+    """msgspec skips a key its types do not name (checking less of its value than orjson does) and
+    takes the last of a repeated key: such a payload, and any with an escape, is left to orjson's
+    path (the colons counted: a string's colons are not a key's), which decodes it as before."""
+    assert native_rows(payload, DECODER.max_batch) is None
+    _batch_decodes_as_before(payload)
+
+
+def test_native_rows_take_colons_in_the_strings() -> None:
+    """A colon in a probe, target, service or customer is a string's, not a key's: taken."""
+    payload = js(
+        {"samples": [sample(probe_id="a:b:c", service="iptv", customer="c-1"), sample(probe_id=":")]}
+    )
+    assert native_rows(payload, DECODER.max_batch) is not None
+    _batch_decodes_as_before(payload)
+
+
+def test_native_rows_refuse_nothing_else_that_orjson_takes_otherwise() -> None:
+    """2,000 good batches with one byte changed, deleted or repeated: whatever the decoder makes of
+    each (taken by msgspec, by orjson's paths or refused) is what the full path makes of it."""
+    rng = random.Random(11)
+    alphabet = b'{}[]:,"\\ 0123456789.eE-+tfnulx\x00\x7f\xff'
+    for _ in range(2000):
+        items = [_good_sample(rng, ["mos", "loss_pct"]) for _ in range(rng.randint(1, 3))]
+        payload = bytearray(js({"samples": items}))
+        i = rng.randrange(len(payload))
+        change = rng.random()
+        if change < 0.5:
+            payload[i] = rng.choice(alphabet)
+        elif change < 0.75:
+            del payload[i]
+        else:
+            payload[i:i] = payload[i : i + rng.randint(1, 12)]
+        _batch_decodes_as_before(bytes(payload))
 
 
 # A payload given parsed (the replay parses each line whole and passes the payload's mapping along

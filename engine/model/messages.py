@@ -25,6 +25,7 @@ from operator import itemgetter, methodcaller
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NotRequired, Protocol, TypeVar, get_args
 
+import msgspec
 import orjson
 from pydantic import (
     BaseModel,
@@ -329,7 +330,8 @@ def sample_row(sample: KpiSample) -> SampleRow:
     return row  # type: ignore[return-value]  # the model's fields are the row's keys
 
 
-_REQUIRED_ONLY = {len(SampleRow.__annotations__) - len(_OPTIONAL)}
+_REQUIRED_KEYS = ("probe_id", "target", "time", "metrics")
+_REQUIRED_ONLY = {len(_REQUIRED_KEYS)}
 
 
 def required_only(rows: Sequence[Mapping[str, Any]]) -> bool:
@@ -726,6 +728,34 @@ class _MetricBounds:
                     return False, None
         return True, None
 
+    def hold_floats(
+        self, metrics: Sequence[dict[str, float]], sizes: set[int]
+    ) -> tuple[bool, frozenset[str] | None]:
+        """``hold`` for metrics whose values are all floats already (the native path's: msgspec
+        checked each value's type), ``sizes`` their numbers of entries: a column's check is one
+        ``min`` and one ``max``, without ``float.conjugate``."""
+        first = metrics[0]
+        if len(sizes) == 1:
+            try:
+                for name in first:
+                    bounds = self.of(name)
+                    if bounds is None:
+                        return False, None
+                    column: list[Any] = list(map(_GET, metrics, repeat(name)))  # None where one lacks it
+                    if min(column) < bounds[0] or max(column) > bounds[1]:
+                        return False, None
+            except TypeError:  # None among floats: not all the same metrics
+                pass
+            else:
+                return True, frozenset(first)
+        known = self._bounds.get
+        for m in metrics:
+            for name, value in m.items():
+                bounds = known(name) or self.of(name)
+                if bounds is None or not bounds[0] <= value <= bounds[1]:
+                    return False, None
+        return True, None
+
 
 _GET: Callable[..., Any] = dict.get  # columns of any type: checked after
 _RUN = deque  # ``_RUN(map(...), maxlen=0)``: runs a ``map`` for its effect, in C
@@ -827,6 +857,73 @@ def _plain_rows(
         return None
     # rows checked as SampleRow is
     return rows, metrics, SampleColumns(probes, targets, times, distinct, low, high, plain)
+
+
+# The batch's native path: msgspec parses and type-checks the whole batch in C, into the same rows
+# (``SampleRow``: plain dicts in the payload's key order, integers made floats as the model makes
+# them), for a payload it can take as orjson would (``_native_rows``).
+_NativeId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class _NativeRow(TypedDict):
+    probe_id: _NativeId
+    target: _NativeId
+    service: NotRequired[_NativeId | None]
+    customer: NotRequired[_NativeId | None]
+    time: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIME)]
+    metrics: Annotated[dict[str, float], msgspec.Meta(min_length=1, max_length=MAX_METRICS)]
+
+
+class _NativeBatch(TypedDict):
+    samples: list[_NativeRow]
+
+
+_NATIVE = msgspec.json.Decoder(_NativeBatch)
+_PROBE_ID = itemgetter("probe_id")
+_TIME_OF = itemgetter("time")
+
+
+def _native_rows(
+    payload: bytes, max_batch: int
+) -> tuple[list[SampleRow], list[dict[str, float]], SampleColumns, set[int]] | None:
+    """The rows of a batch parsed and checked by msgspec (strings of 1 to 256 characters, ``time``
+    a number within ``0..MAX_TIME``, ``metrics`` a mapping of 1 to ``MAX_METRICS`` numbers, every
+    number made a float), with the batch's metrics, its columns and the metrics' sizes; None when
+    msgspec refuses it, or when it might take it otherwise than orjson (and so the full path): a
+    payload with an escape (a backslash), or one with a key msgspec would skip unread (a key the
+    types do not name, a repeated key: msgspec checks less of a value it skips than orjson, which
+    refuses ``1e999`` anywhere). A key skipped or given twice is seen in the payload's colons: with
+    no escape, every colon is a key's or in a string, so a payload holding exactly one per key of
+    the rows and their metrics, plus those in the rows' strings and the batch's own, has none
+    other. Everything else msgspec refuses as orjson does (``tests/test_messages.py``); names,
+    ranges and references are checked after, as on the other paths."""
+    if b"\\" in payload:
+        return None
+    try:
+        rows: list[Any] = _NATIVE.decode(payload)["samples"]
+    except msgspec.DecodeError:  # (its ValidationError too)
+        return None
+    if not rows or len(rows) > max_batch:
+        return None
+    metrics: list[dict[str, float]] = list(map(_METRICS, rows))
+    sizes = set(map(len, metrics))
+    plain = required_only(rows)
+    probes, targets = list(map(_PROBE_ID, rows)), list(map(_TARGET, rows))
+    if plain and len(sizes) == 1:
+        keys = 1 + len(rows) * (len(_REQUIRED_KEYS) + next(iter(sizes)))
+    else:
+        keys = 1 + sum(map(len, rows)) + sum(map(len, metrics))
+    colons = payload.count(b":")
+    if colons != keys:  # colons in the strings, or a key skipped
+        keys += "".join(probes).count(":") + "".join(targets).count(":")
+        if not plain:
+            for optional in _OPTIONAL:
+                keys += "".join(filter(None, map(_GET, rows, repeat(optional)))).count(":")
+        if colons != keys:
+            return None
+    times: list[float] = list(map(_TIME_OF, rows))
+    columns = SampleColumns(probes, targets, times, set(targets), min(times), max(times), plain)
+    return rows, metrics, columns, sizes
 
 
 @dataclass(frozen=True, slots=True)
@@ -1036,6 +1133,13 @@ class Decoder:
         ``Decoded`` for a good batch (``tests/test_messages.py`` checks)."""
         if _size(payload) > self.max_bytes:
             return None
+        native = _native_rows(payload, self.max_batch) if type(payload) is bytes else None
+        if native is not None:
+            rows, metrics, taken, sizes = native
+            good, names = self._metric_bounds.hold_floats(metrics, sizes)
+            if not good:  # a metric name or value the other paths refuse as well
+                return None
+            return self._referenced(topic, rows, taken.distinct, names, taken)
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -1057,6 +1161,18 @@ class Decoder:
             if not good:
                 return None
             rows, targets = validated, set(map(_TARGET, validated))
+        return self._referenced(topic, rows, targets, names, columns)
+
+    def _referenced(
+        self,
+        topic: str,
+        rows: list[SampleRow],
+        targets: Collection[str],
+        names: frozenset[str] | None,
+        columns: SampleColumns | None,
+    ) -> Decoded | None:
+        """The batch's ``Decoded`` when the topology knows every target, service and customer it
+        names (``targets``: its distinct targets); None otherwise (the full path names each)."""
         known = self._known_elements
         if known is not None and not all(map(known.__contains__, targets)):
             return None

@@ -12,10 +12,13 @@ import pytest
 from pydantic import ValidationError
 
 from engine.errors import InvalidMessage
+from engine.model.messages import _NATIVE_KNOWN as native_known
 from engine.model.messages import (
     EVENT_TYPES,
     MAX_TIME,
     METRIC_NAME_PATTERN,
+    METRIC_RANGES,
+    ROUTED_KEPT,
     SEVERITIES,
     SEVERITY_RANK,
     Alarm,
@@ -29,6 +32,7 @@ from engine.model.messages import (
     sample_row,
     topic_matches,
 )
+from engine.model.messages import _native_rows as native_rows
 from engine.model.messages import _plain_alarm as plain_alarm
 from engine.model.messages import _plain_rows as plain_rows
 from engine.model.timeutil import format_time, parse_duration, parse_time
@@ -1471,6 +1475,176 @@ def test_plain_rows_odd_payloads_decode_as_the_full_path_decodes_them(payload: b
     """Repeated keys (the last one counts, for orjson on both paths), escapes, a lone surrogate, junk
     items, a batch that is not a list: the same samples or the same errors as the full path."""
     _batch_decodes_as_before(payload)
+
+
+# The batch's native path (``_native_rows``: msgspec) against the full path (orjson and the models).
+
+
+def _fresh() -> Decoder:
+    """A decoder like ``DECODER`` that has seen no topic (none remembered as naming other metrics)."""
+    return Decoder(known_elements=ELEMENTS, known_services=SERVICES, known_customers=CUSTOMERS.__contains__)
+
+
+def test_native_rows_take_the_good_batches_and_give_what_the_full_path_gives() -> None:
+    """1,000 good batches as the plain path's test makes them, half of them of known metrics only
+    (no escape in any): msgspec takes each, into
+    the rows and columns the plain path gives, by the decoder of known metrics when it names no
+    other (else it skipped a key: False); a decoder that has seen no topic, and one that reads the
+    topic with the decoder of any names, give what the full path gives."""
+    rng = random.Random(7)
+    known = 0
+    for _ in range(1000):
+        n = rng.randint(1, 40)
+        if rng.random() < 0.5:  # known metrics only, each within its range
+            shared = rng.sample(sorted(METRIC_RANGES), rng.randint(1, len(METRIC_RANGES)))
+            items = [_good_sample(rng, shared if rng.random() < 0.7 else shared[:1]) for _ in range(n)]
+            for item in items:
+                item["metrics"] = {
+                    m: _good_value(rng, METRIC_RANGES[m].low, METRIC_RANGES[m].high) for m in item["metrics"]
+                }
+        else:
+            shared = _names(rng)
+            items = [_good_sample(rng, shared if rng.random() < 0.7 else _names(rng)) for _ in range(n)]
+        payload = js({"samples": items})
+        plain = plain_rows(orjson.loads(payload), DECODER.max_batch)
+        assert plain is not None
+        taken = native_rows(payload, DECODER.max_batch)
+        assert taken, payload
+        by_known = native_rows(payload, DECODER.max_batch, native_known)
+        if all(set(item["metrics"]) <= set(METRIC_RANGES) for item in items):
+            assert by_known == taken
+            known += 1
+        else:
+            assert by_known is False
+        rows, metrics, columns, sizes = taken
+        assert rows == plain[0]
+        assert metrics == plain[1]
+        assert columns == plain[2]
+        assert sizes == set(map(len, metrics))
+        fresh = _fresh()
+        assert fresh.decode(S, payload) == _full(payload)
+        assert fresh.decode(S, payload) == _full(payload)  # (again: the topic remembered or not)
+        assert isinstance(_batch_decodes_as_before(payload), Decoded)
+    assert known > 400
+
+
+@pytest.mark.parametrize(
+    ("metrics", "names"),
+    [
+        ([{"mos": 4.0, "loss_pct": 1.0}, {"loss_pct": 2, "mos": 3.0}], frozenset({"mos", "loss_pct"})),
+        ([{"mos": 4.0, "loss_pct": 1.0}, {"mos": 4.0, "jitter_ms": 1.0}], None),
+        ([{"mos": 4.0}, {"mos": 4.0, "jitter_ms": 1.0}], None),
+        ([{"mos": 4.0}, {}], "refused"),
+        ([{"mos": 4.0}, {"mos": 5.5}], "refused"),
+        ([{"mos": 4.0}, {"available": -0.5}], "refused"),
+        ([{"mos": 4.0}, {"mos": True}], "refused"),
+    ],
+    ids=["same", "same-count-other-names", "other-count", "empty", "mos-range", "available-range", "bool"],
+)
+def test_known_metrics_decode_as_the_full_path_with_their_names(
+    metrics: list[dict[str, Any]], names: frozenset[str] | str | None
+) -> None:
+    """Batches of known metrics, by the decoder of known metrics: the same samples or errors as the
+    full path; the names given only when every sample carries the same ones; an empty mapping, a
+    value out of its metric's range or not a number left to the full path, which names it."""
+    payload = js({"samples": [sample(metrics=m) for m in metrics]})
+    expected = _full(payload)
+    decoder = _fresh()
+    got = decoder.decode(S, payload)
+    assert got == expected
+    if names == "refused":  # the second sample named as bad, the first kept
+        assert decoder._batch_fast(S, payload) is None
+        assert len(got.rows) == 1
+        assert got.rejected
+    else:
+        assert got.metric_names == names
+        assert decoder._other_metrics == set()
+
+
+def test_a_topic_naming_other_metrics_is_read_by_the_decoder_of_any_names() -> None:
+    """A batch naming a metric that is not a known one makes its topic read by the decoder of any
+    names from then (the decoder of known metrics would skip it), within a bound; the same samples
+    either way."""
+    decoder = _fresh()
+    plain = js({"samples": [sample(metrics={"mos": 4.0})]})
+    other = js({"samples": [sample(metrics={"mos": 4.0, "x.y": 3.0})]})
+    assert decoder.decode(S, plain) == _full(plain)
+    assert decoder._other_metrics == set()
+    assert decoder.decode(S, other) == _full(other)
+    assert decoder._other_metrics == {S}
+    assert decoder.decode(S, plain) == _full(plain)
+    for i in range(ROUTED_KEPT + 1):
+        decoder.decode(f"{S}/{i}", other)
+    assert len(decoder._other_metrics) <= ROUTED_KEPT
+
+
+_ROW = b'{"probe_id": "p:1", "target": "olt-1", "time": 1.5, "metrics": {"mos": 4.0}'
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"samples": [' + _ROW + b', "x": 1}]}',
+        b'{"samples": [' + _ROW + b', "x": {"y": 1, "z": "a:b"}}]}',
+        b'{"samples": [' + _ROW + b'}], "x": 1}',
+        b'{"samples": [' + _ROW.replace(b'"time": 1.5', b'"time": 2.5, "time": 1.5') + b"}]}",
+        b'{"samples": [' + _ROW.replace(b'{"mos"', b'{"mos": 3.0, "mos"') + b"}]}",
+        b'{"samples": [' + _ROW + b'}], "samples": [' + _ROW + b"}]}",
+        b'{"samples": [' + _ROW.replace(b'"p:1"', b'"p\\u003a1"') + b', "x": 1}]}',
+        b'{"samples": [' + _ROW.replace(b'"p:1"', b'"p\\u00311"') + b"}]}",
+    ],
+    ids=[
+        "extra",
+        "extra-nested",
+        "batch-extra",
+        "repeated",
+        "metric-repeated",
+        "batch-repeated",
+        "escape-extra",
+        "escape",
+    ],
+)
+def test_native_rows_leave_a_skipped_or_repeated_key_and_any_escape_to_orjson(payload: bytes) -> None:
+    """msgspec skips a key its types do not name (checking less of its value than orjson does) and
+    takes the last of a repeated key: such a payload, and any with an escape, is left to orjson's
+    path (the colons counted: a string's colons are not a key's), which decodes it as before."""
+    expected = None if b"\\" in payload else False
+    assert native_rows(payload, DECODER.max_batch) is expected
+    assert native_rows(payload, DECODER.max_batch, native_known) is expected
+    _batch_decodes_as_before(payload)
+
+
+def test_native_rows_take_colons_in_the_strings() -> None:
+    """A colon in a probe, target, service or customer is a string's, not a key's: taken."""
+    payload = js(
+        {"samples": [sample(probe_id="a:b:c", service="iptv", customer="c-1"), sample(probe_id=":")]}
+    )
+    assert native_rows(payload, DECODER.max_batch) is not None
+    _batch_decodes_as_before(payload)
+
+
+def test_native_rows_refuse_nothing_else_that_orjson_takes_otherwise() -> None:
+    """2,000 good batches with one byte changed, deleted or repeated: whatever the decoder makes of
+    each (taken by msgspec, by orjson's paths or refused) is what the full path makes of it."""
+    rng = random.Random(11)
+    alphabet = b'{}[]:,"\\ 0123456789.eE-+tfnulx\x00\x7f\xff'
+    for _ in range(2000):
+        items = [_good_sample(rng, ["mos", "loss_pct"]) for _ in range(rng.randint(1, 3))]
+        payload = bytearray(js({"samples": items}))
+        i = rng.randrange(len(payload))
+        change = rng.random()
+        if change < 0.5:
+            payload[i] = rng.choice(alphabet)
+        elif change < 0.75:
+            del payload[i]
+        else:
+            payload[i:i] = payload[i : i + rng.randint(1, 12)]
+        expected = _batch_decodes_as_before(bytes(payload))
+        try:  # by the decoder of known metrics (a decoder that has seen no topic)
+            got: Decoded | list[tuple[str, str]] = _fresh().decode(S, bytes(payload))
+        except InvalidMessage as exc:
+            got = exc.errors
+        assert got == expected
 
 
 # A payload given parsed (the replay parses each line whole and passes the payload's mapping along

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter, methodcaller
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NotRequired, Protocol, TypeVar, get_args
+from typing import Annotated, Any, Literal, NotRequired, Protocol, TypeVar, cast, get_args
 
+import msgspec
 import orjson
 from pydantic import (
     BaseModel,
@@ -329,7 +330,8 @@ def sample_row(sample: KpiSample) -> SampleRow:
     return row  # type: ignore[return-value]  # the model's fields are the row's keys
 
 
-_REQUIRED_ONLY = {len(SampleRow.__annotations__) - len(_OPTIONAL)}
+_REQUIRED_KEYS = ("probe_id", "target", "time", "metrics")
+_REQUIRED_ONLY = {len(_REQUIRED_KEYS)}
 
 
 def required_only(rows: Sequence[Mapping[str, Any]]) -> bool:
@@ -726,6 +728,34 @@ class _MetricBounds:
                     return False, None
         return True, None
 
+    def hold_floats(
+        self, metrics: Sequence[dict[str, float]], sizes: set[int]
+    ) -> tuple[bool, frozenset[str] | None]:
+        """``hold`` for metrics whose values are all floats already (the native path's: msgspec
+        checked each value's type), ``sizes`` their numbers of entries: a column's check is one
+        ``min`` and one ``max``, without ``float.conjugate``."""
+        first = metrics[0]
+        if len(sizes) == 1:
+            try:
+                for name in first:
+                    bounds = self.of(name)
+                    if bounds is None:
+                        return False, None
+                    column: list[Any] = list(map(_GET, metrics, repeat(name)))  # None where one lacks it
+                    if min(column) < bounds[0] or max(column) > bounds[1]:
+                        return False, None
+            except TypeError:  # None among floats: not all the same metrics
+                pass
+            else:
+                return True, frozenset(first)
+        known = self._bounds.get
+        for m in metrics:
+            for name, value in m.items():
+                bounds = known(name) or self.of(name)
+                if bounds is None or not bounds[0] <= value <= bounds[1]:
+                    return False, None
+        return True, None
+
 
 _GET: Callable[..., Any] = dict.get  # columns of any type: checked after
 _RUN = deque  # ``_RUN(map(...), maxlen=0)``: runs a ``map`` for its effect, in C
@@ -829,6 +859,107 @@ def _plain_rows(
     return rows, metrics, SampleColumns(probes, targets, times, distinct, low, high, plain)
 
 
+# The batch's native path: msgspec parses and type-checks the whole batch in C, into the same rows
+# (``SampleRow``: plain dicts in the payload's key order, integers made floats as the model makes
+# them), for a payload it can take as orjson would (``_native_rows``). Two decoders: one whose
+# metrics are the known ones (``METRIC_RANGES``), each checked against its range by msgspec, and
+# one for any names (checked after, ``_MetricBounds.hold_floats``).
+_NativeId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_NativeTime = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIME)]
+_KnownMetrics: Any = cast(Any, TypedDict)(
+    "_KnownMetrics",
+    {name: Annotated[float, msgspec.Meta(ge=low, le=high)] for name, (low, high) in _KNOWN_BOUNDS.items()},
+    total=False,
+)
+
+
+class _NativeRow(TypedDict):
+    probe_id: _NativeId
+    target: _NativeId
+    service: NotRequired[_NativeId | None]
+    customer: NotRequired[_NativeId | None]
+    time: _NativeTime
+    metrics: Annotated[dict[str, float], msgspec.Meta(min_length=1, max_length=MAX_METRICS)]
+
+
+class _NativeBatch(TypedDict):
+    samples: list[_NativeRow]
+
+
+class _KnownRow(TypedDict):
+    probe_id: _NativeId
+    target: _NativeId
+    service: NotRequired[_NativeId | None]
+    customer: NotRequired[_NativeId | None]
+    time: _NativeTime
+    metrics: _KnownMetrics
+
+
+class _KnownBatch(TypedDict):
+    samples: list[_KnownRow]
+
+
+_NATIVE: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_NativeBatch)
+_NATIVE_KNOWN: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_KnownBatch)
+_PROBE_ID = itemgetter("probe_id")
+_TIME_OF = itemgetter("time")
+_NativeTaken = tuple[list[SampleRow], list[dict[str, float]], SampleColumns, set[int]]
+
+
+def _native_rows(
+    payload: bytes, max_batch: int, decoder: msgspec.json.Decoder[Any] = _NATIVE
+) -> _NativeTaken | Literal[False] | None:
+    """The rows of a batch parsed and checked by msgspec (strings of 1 to 256 characters, ``time``
+    a number within ``0..MAX_TIME``, ``metrics`` a mapping of numbers, every number made a float;
+    with ``_NATIVE_KNOWN``, of known metrics each within its range), with the batch's metrics, its
+    columns and the metrics' sizes. None when msgspec refuses it or it has an escape (a backslash);
+    False when msgspec skipped a key unread or took the last of a repeated one (a key the types do
+    not name: another metric than the known ones, an extra key; msgspec checks less of a value it
+    skips than orjson, which refuses ``1e999`` anywhere). A key skipped or given twice is seen in
+    the payload's colons: with no escape, every colon is a key's or in a string, so a payload
+    holding exactly one per key of the rows and their metrics, plus those in the rows' strings and
+    the batch's own, has none other. Everything else msgspec refuses as orjson does
+    (``tests/test_messages.py``); metric names and references are checked after."""
+    if b"\\" in payload:
+        return None
+    try:
+        rows: list[Any] = decoder.decode(payload)["samples"]
+    except msgspec.DecodeError:  # (its ValidationError too)
+        return None
+    if not rows or len(rows) > max_batch:
+        return None
+    metrics: list[dict[str, float]] = list(map(_METRICS, rows))
+    sizes = set(map(len, metrics))
+    plain = required_only(rows)
+    probes, targets = list(map(_PROBE_ID, rows)), list(map(_TARGET, rows))
+    if plain and len(sizes) == 1:
+        keys = 1 + len(rows) * (len(_REQUIRED_KEYS) + next(iter(sizes)))
+    else:
+        keys = 1 + sum(map(len, rows)) + sum(map(len, metrics))
+    colons = payload.count(b":")
+    if colons != keys:  # colons in the strings, or a key skipped
+        keys += "".join(probes).count(":") + "".join(targets).count(":")
+        if not plain:
+            for optional in _OPTIONAL:
+                keys += "".join(filter(None, map(_GET, rows, repeat(optional)))).count(":")
+        if colons != keys:
+            return False
+    times: list[float] = list(map(_TIME_OF, rows))
+    columns = SampleColumns(probes, targets, times, set(targets), min(times), max(times), plain)
+    return rows, metrics, columns, sizes
+
+
+def _known_names(metrics: list[dict[str, float]], sizes: set[int]) -> tuple[bool, frozenset[str] | None]:
+    """``_MetricBounds.hold`` for metrics ``_NATIVE_KNOWN`` took (known names, values in range):
+    whether none is empty, and the names when every sample carries the same ones (all of one size,
+    and that many names in all)."""
+    if 0 in sizes:
+        return False, None
+    if len(sizes) == 1 and len(names := set().union(*metrics)) == len(metrics[0]):
+        return True, frozenset(names)
+    return True, None
+
+
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """A validated message: an alarm, or the rows of the samples kept (``SampleRow``, in order).
@@ -897,6 +1028,7 @@ class Decoder:
         "_known_elements",
         "_known_services",
         "_metric_bounds",
+        "_other_metrics",
         "_routed",
         "_sample_filters",
         "max_batch",
@@ -925,6 +1057,7 @@ class Decoder:
         self._sample_filters = tuple(_check_filter(f) for f in routes.samples)
         self._routed: dict[str, str | None] = {}  # topic -> "alarm", "samples" or None (bounded)
         self._metric_bounds = _MetricBounds()
+        self._other_metrics: set[str] = set()  # topics whose batches named metrics not known (bounded)
         self._known_elements = known_elements
         self._known_services = known_services
         self._known_customers = known_customers
@@ -1036,6 +1169,9 @@ class Decoder:
         ``Decoded`` for a good batch (``tests/test_messages.py`` checks)."""
         if _size(payload) > self.max_bytes:
             return None
+        native = self._native(topic, payload) if type(payload) is bytes else None
+        if native is not None:
+            return native[0]
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -1057,6 +1193,18 @@ class Decoder:
             if not good:
                 return None
             rows, targets = validated, set(map(_TARGET, validated))
+        return self._referenced(topic, rows, targets, names, columns)
+
+    def _referenced(
+        self,
+        topic: str,
+        rows: list[SampleRow],
+        targets: Collection[str],
+        names: frozenset[str] | None,
+        columns: SampleColumns | None,
+    ) -> Decoded | None:
+        """The batch's ``Decoded`` when the topology knows every target, service and customer it
+        names (``targets``: its distinct targets); None otherwise (the full path names each)."""
         known = self._known_elements
         if known is not None and not all(map(known.__contains__, targets)):
             return None
@@ -1071,6 +1219,33 @@ class Decoder:
             ):
                 return None
         return Decoded(topic, "samples", None, tuple(rows), (), names, columns)
+
+    def _native(self, topic: str, payload: bytes) -> tuple[Decoded | None] | None:
+        """The batch by msgspec (``_native_rows``), in a 1-tuple (its ``Decoded``, or None when a
+        metric or a reference is refused, as on the other paths); None when msgspec did not take
+        it (orjson's paths decide). A topic whose batch named another metric than the known ones
+        is remembered (within a bound), its batches read by the decoder of any names from then."""
+        other = self._other_metrics
+        if topic in other:
+            native = _native_rows(payload, self.max_batch, _NATIVE)
+        else:
+            native = _native_rows(payload, self.max_batch, _NATIVE_KNOWN)
+            if native is False:  # a key skipped: another metric (or an extra key)
+                native = _native_rows(payload, self.max_batch, _NATIVE)
+                if native:
+                    if len(other) >= ROUTED_KEPT:
+                        other.clear()
+                    other.add(topic)
+            elif native:
+                rows, metrics, taken, sizes = native
+                good, names = _known_names(metrics, sizes)
+                return (self._referenced(topic, rows, taken.distinct, names, taken) if good else None,)
+        if not native:
+            return None
+        rows, metrics, taken, sizes = native
+        good, names = self._metric_bounds.hold_floats(metrics, sizes)
+        # (a metric name or value the other paths refuse as well)
+        return (self._referenced(topic, rows, taken.distinct, names, taken) if good else None,)
 
     def _validated_rows(self, payload: bytes | str) -> list[SampleRow] | None:
         """The rows of a batch by one pydantic-core call from its bytes; None when it is not wholly

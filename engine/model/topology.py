@@ -23,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import add, lt, mul
+from operator import add, attrgetter, lt, mul
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, NamedTuple, NoReturn, cast
@@ -1033,11 +1033,8 @@ class Topology:
         self._neighbours: dict[tuple[str, int], tuple[str, ...]] = {}
         self._neighbours_size = 0
         self._position: dict[str, int] | None = None
-        els = self.elements.values()
-        self._dependents = _multimap((u, e.id) for e in els for item in e.depends_on for u in item)
+        self._dependents, self._sites, self._regions = _graph_indices(loaded.elements)
         self._dependents_view = MappingProxyType(self._dependents)
-        self._sites = _multimap((e.site, e.id) for e in els if e.site is not None)
-        self._regions = _multimap((e.region, e.id) for e in els if e.region is not None)
         platform = _multimap((ne, st.name) for st in self.service_types.values() for ne in st.platform)
         self._platform = {ne: frozenset(names) for ne, names in platform.items()}
         self._platform_view = MappingProxyType(self._platform)
@@ -1264,6 +1261,50 @@ class Topology:
                     through.setdefault(x, set()).update(carried)
             self._through = {ne: frozenset(s) for ne, s in through.items()}
         return self._through.get(ne_id, frozenset())
+
+
+_depends_on, _site, _region = attrgetter("depends_on"), attrgetter("site"), attrgetter("region")
+_Index = dict[str, tuple[str, ...]]
+
+
+def _graph_indices(elements: Mapping[str, Element]) -> tuple[_Index, _Index, _Index]:
+    """Each element's dependents, each site's and each region's elements: sorted distinct ids, keys in
+    the order of their first mention in the file (as ``_multimap`` gives them). The elements are walked
+    in sorted id order, so that each list comes out sorted, with no sort (or set) per key."""
+    dependents: dict[str, list[str]] = {}
+    sites: dict[str, list[str]] = {}
+    regions: dict[str, list[str]] = {}
+    for ne in sorted(elements):
+        e = elements[ne]
+        for item in e.depends_on:
+            for u in item:
+                found = dependents.get(u)
+                if found is None:
+                    dependents[u] = [ne]
+                elif found[-1] is not ne:  # (an upstream in two items of one element: once)
+                    found.append(ne)
+        if (site := e.site) is not None:
+            found = sites.get(site)
+            if found is None:
+                sites[site] = [ne]
+            else:
+                found.append(ne)
+        if (region := e.region) is not None:
+            found = regions.get(region)
+            if found is None:
+                regions[region] = [ne]
+            else:
+                found.append(ne)
+    els = elements.values()
+    first = (
+        dict.fromkeys(chain.from_iterable(chain.from_iterable(map(_depends_on, els)))),
+        dict.fromkeys(map(_site, els)),
+        dict.fromkeys(map(_region, els)),
+    )
+    return tuple(  # type: ignore[return-value]
+        {key: tuple(made[key]) for key in order if key is not None}
+        for order, made in zip(first, (dependents, sites, regions), strict=True)
+    )
 
 
 def _multimap(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:

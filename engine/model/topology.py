@@ -151,10 +151,10 @@ _consume = _SINK.extend  # runs an iterator (of slot setters) to its end, keepin
 _ByAccess = tuple[
     list[int], list[int], list[int], list[int], list[Any], bool, list[tuple[str, str]], list[tuple[int, int]]
 ]
-# The same from the one-pass path: each group's packed value and number of ids, the ids (fresh), the names
-# given, and the groups per element when in canonical order.
+# The same from the one-pass path: each id's packed value, the ids (fresh), the names given, and the groups
+# per element when in canonical order.
 _ByAccessFast = tuple[
-    list[int], list[int], list[str], list[tuple[str, str]], dict[str, tuple["CustomerGroup", ...]] | None
+    list[int], list[str], list[tuple[str, str]], dict[str, tuple["CustomerGroup", ...]] | None
 ]
 
 
@@ -176,6 +176,9 @@ def _joined_ids(customers: list[Any], names: list[tuple[str, str]]) -> str | Non
 # --- validation models (shape and types; references are checked afterwards) -----------------------
 
 
+_ONLY_STR = frozenset({str})
+
+
 def _dep_item(value: object) -> tuple[str, ...]:
     """A ``depends_on`` item: an element id, or a list of them (a redundancy group)."""
     if type(value) is str and value:  # the usual item, and a group of distinct ids: no generator
@@ -183,7 +186,7 @@ def _dep_item(value: object) -> tuple[str, ...]:
     if (
         type(value) is list
         and value
-        and set(map(type, value)) == {str}
+        and set(map(type, value)) == _ONLY_STR
         and "" not in value
         and len(set(value)) == len(value)
     ):
@@ -699,8 +702,9 @@ class _Loader:
             self.fail(_BY_ACCESS, f"expected a list, got {type_name(items)}")
         canonical = not self.packed  # customers given in another section too are counted
         fast = self._by_access_columns(items)
+        per_id: Iterable[int]
         if fast is not None:
-            values, counts, ids, names, direct = fast
+            per_id, ids, names, direct = fast
             fresh = True
         else:
             access_of, tiers, rows, counts, ids, fresh, names, entries = self._by_access_checked(items)
@@ -711,7 +715,8 @@ class _Loader:
             direct = None
             if canonical and self._ascending(access_of, tiers, rows):
                 direct = self._direct_groups(access_of, tiers, rows, counts, entries)
-        if not self._insert(ids, chain.from_iterable(map(repeat, values, counts)), fresh=fresh):
+            per_id = chain.from_iterable(map(repeat, values, counts))
+        if not self._insert(ids, per_id, fresh=fresh):
             self.misplaced_by_access(items)
         for cid, name in names:
             self.names["".join((cid, ""))] = "".join((name, ""))
@@ -722,8 +727,9 @@ class _Loader:
         element) and ``groups`` (lists of three: a known tier, known services separated by spaces, ids
         separated by spaces or a list of ids and ``[id, name]`` pairs without spaces); ``None``
         otherwise, with nothing kept but the service rows met (the checked path meets them in the same
-        order). Per group: its packed value and number of ids; the ids split here (fresh strings), whether
-        unique and not empty checked as they are inserted; and, while the groups come in canonical order
+        order). Each id's packed value (a list per group, ``[value] * n``: no ``repeat`` parsing its
+        arguments); the ids split here (fresh strings), whether unique and not empty checked as they
+        are inserted; and, while the groups come in canonical order
         (and no other section gave customers), their ``CustomerGroup`` s per element, else ``None``."""
         index, tier_index, access_ids, tier_names = (
             self.index,
@@ -733,11 +739,10 @@ class _Loader:
         )
         n_el, n_tier = len(access_ids), len(tier_names)
         known: dict[str, tuple[int, tuple[str, ...], frozenset[str]]] = {}  # services → row, sort key, set
-        values: list[int] = []
-        counts: list[int] = []
+        values: list[int] = []  # each id's packed value
         texts: list[str] = []  # each group's ids, separated by spaces
         names: list[tuple[str, str]] = []
-        add_value, add_count, add_text = values.append, counts.append, texts.append
+        add_values, add_text = values.extend, texts.append
         canonical = not self.packed
         direct: dict[str, tuple[CustomerGroup, ...]] = {}
         twin, group_type = _GroupTwin, CustomerGroup
@@ -769,8 +774,7 @@ class _Loader:
                             return None
                     n = customers.count(" ") + 1
                     add_text(customers)
-                    add_value((row * n_tier + t) * n_el + a)
-                    add_count(n)
+                    add_values([(row * n_tier + t) * n_el + a] * n)
                     if canonical:  # (element, tier, sorted services) strictly increasing; the element and
                         at = at_a + t  # tier compared as one number, the services only when those are equal
                         if at > last_at or (at == last_at and key > last_key):
@@ -789,7 +793,7 @@ class _Loader:
         except (KeyError, TypeError, ValueError):
             return None
         ids = " ".join(texts).split(" ") if texts else []
-        return values, counts, ids, names, direct if canonical else None
+        return values, ids, names, direct if canonical else None
 
     def services_of(self, services: object) -> tuple[int, tuple[str, ...], frozenset[str]] | None:
         """A group's services (usual: known, each once, separated by spaces): its row, sort key and set."""

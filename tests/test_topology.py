@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -531,6 +532,53 @@ def test_lookups_by_site_region_and_platform(topo: Topology) -> None:
     assert topo.elements_in_region("south") == ()
     assert topo.platform_services("sbc-1") == {"voip"}
     assert topo.platform_services("olt-7") == frozenset()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_dependents_sites_and_regions_agree_with_a_plain_walk_key_order_included(seed: int) -> None:
+    """The graph's indices (made in one walk of the ids in sorted order) are, key by key and in the order
+    of keys, those of a plain walk of the file: per key the sorted distinct ids, keys as first met; an
+    upstream named in two items of one element is one dependent; elements made through a twin class
+    are plain frozen ``Element`` s."""
+    rng = random.Random(seed)
+    ids = [f"{rng.choice('abz')}-{i}" for i in rng.sample(range(1000), 60)]
+    elements: list[dict[str, Any]] = []
+    for k, ne in enumerate(ids):
+        e: dict[str, Any] = {"id": ne, "type": "x"}
+        if rng.random() < 0.8:
+            e["site"] = rng.choice(["s-2", "s-1", "s-10", "S"])
+        if rng.random() < 0.6:
+            e["region"] = rng.choice(["north", "east", "b"])
+        earlier = ids[:k]
+        if earlier:
+            picks = rng.sample(earlier, min(len(earlier), rng.randint(0, 3)))
+            deps: list[Any] = list(picks)
+            if len(picks) >= 2 and rng.random() < 0.5:
+                deps = [picks[0], [picks[0], picks[1]], *picks[2:]]  # picks[0] twice, in two items
+            e["depends_on"] = deps
+        elements.append(e)
+    rng.shuffle(elements)  # upstreams listed later too
+    topo = topology_from_dict({"elements": elements})
+
+    def plain(pairs: list[tuple[str, str]]) -> list[tuple[str, tuple[str, ...]]]:
+        out: dict[str, set[str]] = {}
+        for key, value in pairs:
+            out.setdefault(key, set()).add(value)
+        return [(key, tuple(sorted(values))) for key, values in out.items()]
+
+    els = [topo.element(e["id"]) for e in elements]
+    deps_pairs = [(u, e.id) for e in els for item in e.depends_on for u in item]
+    assert list(topo.dependents_index().items()) == plain(deps_pairs)
+    sites = plain([(e.site, e.id) for e in els if e.site is not None])
+    assert [(s, topo.elements_at_site(s)) for s, _ in sites] == sites
+    regions = plain([(e.region, e.id) for e in els if e.region is not None])
+    assert [(r, topo.elements_in_region(r)) for r, _ in regions] == regions
+    assert all(type(e) is Element and e == Element(**{f: getattr(e, f) for f in _FIELDS}) for e in els)
+    with pytest.raises(AttributeError):
+        els[0].site = "x"  # type: ignore[misc]
+
+
+_FIELDS = ("id", "type", "site", "region", "depends_on", "name", "labels")
 
 
 def test_unknown_ids_raise_key_error_and_membership_is_by_element_id(topo: Topology) -> None:

@@ -22,11 +22,11 @@ import gc
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, count, repeat
-from operator import add, is_, lt, mul
+from itertools import chain, repeat
+from operator import add, attrgetter, lt, mul
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, NamedTuple, NoReturn
+from typing import Annotated, Any, NamedTuple, NoReturn, cast
 
 import orjson
 import yaml
@@ -109,10 +109,30 @@ _set_access, _set_tier, _set_services, _set_count = (
 )
 
 
-_ELEMENT_SLOTS = tuple(
-    Element.__dict__[name].__set__
-    for name in ("id", "type", "site", "region", "depends_on", "name", "labels")
-)
+class _ElementTwin:
+    """``Element`` 's slots, not frozen: made as ``_GroupTwin`` (below) makes a ``CustomerGroup``."""
+
+    __slots__ = ("depends_on", "id", "labels", "name", "region", "site", "type")
+    id: str
+    type: str
+    site: str | None
+    region: str | None
+    depends_on: tuple[tuple[str, ...], ...]
+    name: str | None
+    labels: Mapping[str, str]
+
+
+class _GroupTwin:
+    """``CustomerGroup`` 's slots, not frozen: a group is filled by plain attribute stores (CPython's
+    specialised slot store, no call), then becomes a ``CustomerGroup`` by ``__class__`` assignment (the
+    same layout: allowed). The same object as the frozen ``__init__`` makes; callgrind, 100,000 groups:
+    2,670 instructions each against 3,620 by four slot setters (``_make_group``)."""
+
+    __slots__ = ("access", "count", "services", "tier")  # (CPython sorts them: the dataclass's too)
+    access: str
+    tier: str
+    services: frozenset[str]
+    count: int
 
 
 def _make_group(access: str, tier: str, services: frozenset[str], count: int) -> CustomerGroup:
@@ -124,14 +144,17 @@ def _make_group(access: str, tier: str, services: frozenset[str], count: int) ->
     return g
 
 
-_LIST_ONLY = {list}
-_STR_OR_LIST = {str, list}
 _SINK: deque[object] = deque(maxlen=0)
 _consume = _SINK.extend  # runs an iterator (of slot setters) to its end, keeping nothing
 # ``customers_by_access`` as columns, one item per group: element, tier and row numbers, number of ids,
 # then the ids (fresh strings or not), the names given and each entry's element and number of groups.
 _ByAccess = tuple[
     list[int], list[int], list[int], list[int], list[Any], bool, list[tuple[str, str]], list[tuple[int, int]]
+]
+# The same from the one-pass path: each id's packed value, the ids (fresh), the names given, and the groups
+# per element when in canonical order.
+_ByAccessFast = tuple[
+    list[int], list[str], list[tuple[str, str]], dict[str, tuple["CustomerGroup", ...]] | None
 ]
 
 
@@ -153,6 +176,9 @@ def _joined_ids(customers: list[Any], names: list[tuple[str, str]]) -> str | Non
 # --- validation models (shape and types; references are checked afterwards) -----------------------
 
 
+_ONLY_STR = frozenset({str})
+
+
 def _dep_item(value: object) -> tuple[str, ...]:
     """A ``depends_on`` item: an element id, or a list of them (a redundancy group)."""
     if type(value) is str and value:  # the usual item, and a group of distinct ids: no generator
@@ -160,7 +186,7 @@ def _dep_item(value: object) -> tuple[str, ...]:
     if (
         type(value) is list
         and value
-        and set(map(type, value)) == {str}
+        and set(map(type, value)) == _ONLY_STR
         and "" not in value
         and len(set(value)) == len(value)
     ):
@@ -394,7 +420,7 @@ class _Loader:
                 self.fail(f"elements[{i}] ({em[0]}).id", f"duplicate element id {em[0]!r} ({first})")
             self.index[em[0]] = i
         self.upstreams_first = True  # every element's upstreams come before it in the file
-        self.elements = {em[0]: self.element(i, em) for i, em in enumerate(elements)}
+        self.elements = self.made_elements(elements)
         self.services: dict[str, ServiceType] = {}
         for name, st in doc.service_types.items():
             for j, ne in enumerate(st.platform):
@@ -427,25 +453,30 @@ class _Loader:
         loc, reason = first_problem(exc, model)
         raise TopologyError(self.source, _where(self.data, prefix + loc), reason) from None
 
-    def element(self, i: int, em: _PlainElement) -> Element:
-        ne_id, ne_type, site, region, deps, name, labels = em
-        index = self.index
-        if deps and not (
-            all(index.get(u, i) < i for item in deps for u in item)
-            and len(set(map(frozenset, deps))) == len(deps)
-        ):
-            self.check_depends_on(i, ne_id, deps)  # an unknown or repeated upstream is an error
-            self.upstreams_first = False  # and one listed later, a walk of the graph in ``topo_order``
-        e: Element = _new_object(Element)  # as ``Element(...)``, without the frozen ``__init__``'s cost
-        set_id, set_type, set_site, set_region, set_deps, set_name, set_labels = _ELEMENT_SLOTS
-        set_id(e, ne_id)
-        set_type(e, ne_type)
-        set_site(e, site)
-        set_region(e, region)
-        set_deps(e, deps)
-        set_name(e, name)
-        set_labels(e, MappingProxyType(dict(labels)) if labels else _NO_LABELS)
-        return e
+    def made_elements(self, elements: list[_PlainElement]) -> dict[str, Element]:
+        """The ``Element`` s, each made as ``_ElementTwin`` says (as ``Element(...)``, without the frozen
+        ``__init__``'s cost), its upstreams checked: when each is listed before it, nothing else to do."""
+        made: dict[str, Any] = {}
+        twin, element_type, no_labels = _ElementTwin, Element, _NO_LABELS
+        flat, get = chain.from_iterable, self.index.get
+        for i, (ne_id, ne_type, site, region, deps, name, labels) in enumerate(elements):
+            if deps and (
+                max(map(get, flat(deps), repeat(i))) >= i  # an upstream unknown or listed later
+                or (len(deps) > 1 and len(set(map(frozenset, deps))) < len(deps))  # an item twice
+            ):
+                self.check_depends_on(i, ne_id, deps)  # an unknown or repeated upstream is an error
+                self.upstreams_first = False  # and one listed later, a walk of the graph in ``topo_order``
+            e = twin()
+            e.id = ne_id
+            e.type = ne_type
+            e.site = site
+            e.region = region
+            e.depends_on = deps
+            e.name = name
+            e.labels = MappingProxyType(dict(labels)) if labels else no_labels
+            e.__class__ = element_type  # type: ignore[assignment]
+            made[ne_id] = e
+        return made
 
     def check_depends_on(self, i: int, ne_id: str, deps: tuple[tuple[str, ...], ...]) -> None:
         """Name the first unknown upstream or repeated item of an element's ``depends_on``."""
@@ -663,81 +694,116 @@ class _Loader:
     def customers_by_access(self, items: object) -> None:
         """The compact form by access element (``customers_by_access``): one entry per access element,
         its groups as ``[tier, services, ids]``, services and ids as space-separated strings (or lists).
-        Usual entries are taken column by column in C (``_by_access_columns``); anything unusual is
-        checked entry by entry (``_by_access_checked``), which names the first problem."""
+        Usual entries are taken in one pass (``_by_access_columns``); anything unusual is checked entry
+        by entry (``_by_access_checked``), which names the first problem."""
         if items is None:
             return
         if type(items) is not list:
             self.fail(_BY_ACCESS, f"expected a list, got {type_name(items)}")
-        cols = self._by_access_columns(items)
-        if cols is None:
-            cols = self._by_access_checked(items)
-        access_of, tiers, rows, counts, ids, fresh, names, entries = cols
-        n_el, n_tier = len(self.access_ids), len(self.tier_names)
-        values = list(
-            map(add, map(mul, map(add, map(mul, rows, repeat(n_tier)), tiers), repeat(n_el)), access_of)
-        )
         canonical = not self.packed  # customers given in another section too are counted
-        if not self._insert(ids, chain.from_iterable(map(repeat, values, counts)), fresh=fresh):
+        fast = self._by_access_columns(items)
+        per_id: Iterable[int]
+        if fast is not None:
+            per_id, ids, names, direct = fast
+            fresh = True
+        else:
+            access_of, tiers, rows, counts, ids, fresh, names, entries = self._by_access_checked(items)
+            n_el, n_tier = len(self.access_ids), len(self.tier_names)
+            values = list(
+                map(add, map(mul, map(add, map(mul, rows, repeat(n_tier)), tiers), repeat(n_el)), access_of)
+            )
+            direct = None
+            if canonical and self._ascending(access_of, tiers, rows):
+                direct = self._direct_groups(access_of, tiers, rows, counts, entries)
+            per_id = chain.from_iterable(map(repeat, values, counts))
+        if not self._insert(ids, per_id, fresh=fresh):
             self.misplaced_by_access(items)
         for cid, name in names:
             self.names["".join((cid, ""))] = "".join((name, ""))
-        if canonical and self._ascending(access_of, tiers, rows):
-            self.direct = self._direct_groups(access_of, tiers, rows, counts, entries)
-        else:
-            self.direct = None
+        self.direct = direct
 
-    def _by_access_columns(self, items: list[Any]) -> _ByAccess | None:
-        """The entries as columns, one item per group, when every entry is usual and valid: a mapping of
-        ``access`` (a known element) and ``groups`` (lists of three: a known tier, known services
-        separated by spaces, ids separated by spaces or a list of ids and ``[id, name]`` pairs without
-        spaces); ``None`` otherwise. The ids are split here (fresh strings); whether they are unique and
-        not empty is checked as they are inserted."""
-        index, list_only = self.index, _LIST_ONLY
-        access_of: list[int] = []
-        tiers: list[Any] = []
-        services: list[Any] = []
-        customers: list[Any] = []
-        entries: list[tuple[int, int]] = []  # each entry's element and number of groups
+    def _by_access_columns(self, items: list[Any]) -> _ByAccessFast | None:
+        """The entries in one pass, when every entry is usual and valid: a mapping of ``access`` (a known
+        element) and ``groups`` (lists of three: a known tier, known services separated by spaces, ids
+        separated by spaces or a list of ids and ``[id, name]`` pairs without spaces); ``None``
+        otherwise, with nothing kept but the service rows met (the checked path meets them in the same
+        order). Each id's packed value (a list per group, ``[value] * n``: no ``repeat`` parsing its
+        arguments); the ids split here (fresh strings), whether unique and not empty checked as they
+        are inserted; and, while the groups come in canonical order
+        (and no other section gave customers), their ``CustomerGroup`` s per element, else ``None``."""
+        index, tier_index, access_ids, tier_names = (
+            self.index,
+            self.tier_index,
+            self.access_ids,
+            self.tier_names,
+        )
+        n_el, n_tier = len(access_ids), len(tier_names)
+        known: dict[str, tuple[int, tuple[str, ...], frozenset[str]]] = {}  # services → row, sort key, set
+        values: list[int] = []  # each id's packed value
+        texts: list[str] = []  # each group's ids, separated by spaces
+        names: list[tuple[str, str]] = []
+        add_values, add_text = values.extend, texts.append
+        canonical = not self.packed
+        direct: dict[str, tuple[CustomerGroup, ...]] = {}
+        twin, group_type = _GroupTwin, CustomerGroup
+        last_at, last_key = -1, cast(tuple[str, ...], ())
+        here: list[Any]
         try:
             for e in items:
                 if type(e) is not dict or len(e) != 2:
                     return None
                 a, gs = index[e["access"]], e["groups"]
-                if type(gs) is not list or set(map(type, gs)) != list_only:
+                if type(gs) is not list or not gs:
                     return None
-                t, s, c = zip(*gs, strict=True)  # groups of other lengths: ValueError
-                access_of += repeat(a, len(gs))
-                tiers += t
-                services += s
-                customers += c
-                entries.append((a, len(gs)))
-            tier_numbers = list(map(self.tier_index.__getitem__, tiers))
-            distinct = dict.fromkeys(services)
+                ne, here, at_a = access_ids[a], [], a * n_tier
+                for g in gs:
+                    if type(g) is not list:
+                        return None
+                    tier, services, customers = g  # groups of other lengths: ValueError
+                    t = tier_index[tier]
+                    kind = known.get(services)
+                    if kind is None:
+                        kind = self.services_of(services)
+                        if kind is None:
+                            return None
+                        known[services] = kind
+                    row, key, service_set = kind
+                    if type(customers) is not str:
+                        customers = _joined_ids(customers, names) if type(customers) is list else None
+                        if customers is None:
+                            return None
+                    n = customers.count(" ") + 1
+                    add_text(customers)
+                    add_values([(row * n_tier + t) * n_el + a] * n)
+                    if canonical:  # (element, tier, sorted services) strictly increasing; the element and
+                        at = at_a + t  # tier compared as one number, the services only when those are equal
+                        if at > last_at or (at == last_at and key > last_key):
+                            group = twin()  # a ``CustomerGroup`` (see ``_GroupTwin``)
+                            group.access = ne
+                            group.tier = tier_names[t]
+                            group.services = service_set
+                            group.count = n
+                            group.__class__ = group_type  # type: ignore[assignment]
+                            here.append(group)
+                            last_at, last_key = at, key
+                        else:
+                            canonical = False
+                if canonical:  # an element's entries are consecutive (canonical order)
+                    direct[ne] = direct[ne] + tuple(here) if ne in direct else tuple(here)
         except (KeyError, TypeError, ValueError):
             return None
-        row_of: dict[str, int] = {}
-        for key in distinct:
-            parts = key.split(" ") if type(key) is str else None
-            if parts is None or not self.usual_services(parts):
-                return None
-        for key in distinct:  # registered only once all are known good (the same rows as checked)
-            row_of[key] = self.service_row_of(key, key.split(" "))
-        rows = list(map(row_of.__getitem__, services))
-        types = list(map(type, customers))
-        kinds = set(types)
-        names: list[tuple[str, str]] = []
-        if not kinds <= _STR_OR_LIST:
+        ids = " ".join(texts).split(" ") if texts else []
+        return values, ids, names, direct if canonical else None
+
+    def services_of(self, services: object) -> tuple[int, tuple[str, ...], frozenset[str]] | None:
+        """A group's services (usual: known, each once, separated by spaces): its row, sort key and set."""
+        if type(services) is not str:
             return None
-        if list in kinds:  # (the groups with names)
-            for k in compress(count(), map(is_, types, repeat(list))):
-                joined = _joined_ids(customers[k], names)
-                if joined is None:
-                    return None
-                customers[k] = joined
-        counts = list(map(add, map(str.count, customers, repeat(" ")), repeat(1)))
-        ids = " ".join(customers).split(" ") if customers else []
-        return access_of, tier_numbers, rows, counts, ids, True, names, entries
+        parts = services.split(" ")
+        if not self.usual_services(parts):
+            return None
+        row = self.service_row_of(services, parts)
+        return row, self.row_keys[row], self.row_sets[row]
 
     def usual_services(self, parts: list[str]) -> bool:
         known = self.services
@@ -971,11 +1037,8 @@ class Topology:
         self._neighbours: dict[tuple[str, int], tuple[str, ...]] = {}
         self._neighbours_size = 0
         self._position: dict[str, int] | None = None
-        els = self.elements.values()
-        self._dependents = _multimap((u, e.id) for e in els for item in e.depends_on for u in item)
+        self._dependents, self._sites, self._regions = _graph_indices(loaded.elements)
         self._dependents_view = MappingProxyType(self._dependents)
-        self._sites = _multimap((e.site, e.id) for e in els if e.site is not None)
-        self._regions = _multimap((e.region, e.id) for e in els if e.region is not None)
         platform = _multimap((ne, st.name) for st in self.service_types.values() for ne in st.platform)
         self._platform = {ne: frozenset(names) for ne, names in platform.items()}
         self._platform_view = MappingProxyType(self._platform)
@@ -1202,6 +1265,50 @@ class Topology:
                     through.setdefault(x, set()).update(carried)
             self._through = {ne: frozenset(s) for ne, s in through.items()}
         return self._through.get(ne_id, frozenset())
+
+
+_depends_on, _site, _region = attrgetter("depends_on"), attrgetter("site"), attrgetter("region")
+_Index = dict[str, tuple[str, ...]]
+
+
+def _graph_indices(elements: Mapping[str, Element]) -> tuple[_Index, _Index, _Index]:
+    """Each element's dependents, each site's and each region's elements: sorted distinct ids, keys in
+    the order of their first mention in the file (as ``_multimap`` gives them). The elements are walked
+    in sorted id order, so that each list comes out sorted, with no sort (or set) per key."""
+    dependents: dict[str, list[str]] = {}
+    sites: dict[str, list[str]] = {}
+    regions: dict[str, list[str]] = {}
+    for ne in sorted(elements):
+        e = elements[ne]
+        for item in e.depends_on:
+            for u in item:
+                found = dependents.get(u)
+                if found is None:
+                    dependents[u] = [ne]
+                elif found[-1] is not ne:  # (an upstream in two items of one element: once)
+                    found.append(ne)
+        if (site := e.site) is not None:
+            found = sites.get(site)
+            if found is None:
+                sites[site] = [ne]
+            else:
+                found.append(ne)
+        if (region := e.region) is not None:
+            found = regions.get(region)
+            if found is None:
+                regions[region] = [ne]
+            else:
+                found.append(ne)
+    els = elements.values()
+    first = (
+        dict.fromkeys(chain.from_iterable(chain.from_iterable(map(_depends_on, els)))),
+        dict.fromkeys(map(_site, els)),
+        dict.fromkeys(map(_region, els)),
+    )
+    return tuple(  # type: ignore[return-value]
+        {key: tuple(made[key]) for key in order if key is not None}
+        for order, made in zip(first, (dependents, sites, regions), strict=True)
+    )
 
 
 def _multimap(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:

@@ -1,0 +1,54 @@
+"""The replay's output side: fast paths that must give exactly what the general ones give.
+
+``format_time`` writes a whole second from a table and the day's prefix; everything else (fractions,
+times before 1970 or past 9999, not finite) through ``datetime`` as before."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.model import timeutil
+from engine.model.timeutil import format_time
+
+
+def _by_datetime(t: float) -> str:
+    """``format_time`` as it was written before its table (``datetime``, then ``_expanded``)."""
+    try:
+        return datetime.fromtimestamp(t, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    except (OverflowError, ValueError, OSError):
+        return timeutil._expanded(t)
+
+
+def _times(rng: random.Random) -> list[float]:
+    edges = [0.0, -0.0, 1.0, 59.0, 60.0, 3599.0, 3600.0, 86399.0, 86400.0, 951782400.0, 951868799.0]
+    edges += [1709164800.0, 4107456000.0, 253402214400.0, 253402300799.0, 253402300800.0, 253402300801.0]
+    edges += [0.5, 0.0004999, 0.0005, 0.9995, 0.9999996, 1e15, -1.0, -86400.5, math.inf, -math.inf]
+    # whole seconds over the whole range, and on leap days (29 February of 1972 … 9996, and 2000)
+    out = edges + [float(rng.randrange(0, 253402300800)) for _ in range(20000)]
+    for year in [*range(1972, 2100, 4), 2000, 2400, 9996]:
+        day = datetime(year, 2, 29, tzinfo=UTC).timestamp()
+        out += [day + rng.randrange(86400) for _ in range(5)] + [day - 1.0, day + 86399.0, day + 86400.0]
+    # times near the replays' (2021) with and without a fraction
+    out += [1609459200.0 + rng.randrange(10**7) + rng.choice([0.0, 0.0, 0.001, 0.25, 0.9996]) for _ in range(5000)]
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_format_time_by_table_is_the_datetime_text(seed: int) -> None:
+    """The table path (whole seconds from 1970 to 9999) against ``datetime``, over many times; the
+    cache bypassed (``__wrapped__``) and used."""
+    rng = random.Random(seed)
+    for t in _times(rng):
+        want = _by_datetime(t)
+        assert format_time.__wrapped__(t) == want, t
+        assert format_time(t) == want, t
+
+
+def test_format_time_keeps_its_day_prefixes_bounded() -> None:
+    for day in range(timeutil._DAYS_KEPT + 10):
+        assert format_time.__wrapped__(day * 86400.0) == _by_datetime(day * 86400.0)
+        assert len(timeutil._DAYS) <= timeutil._DAYS_KEPT

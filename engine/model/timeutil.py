@@ -75,12 +75,36 @@ def format_time(t: float) -> str:
     Input times end with year 9999, but a virtual clock (a replay) may run past it by a timer's
     delay after such an event: those times are written in ISO 8601's expanded form (``+10000-…``),
     not an error (``_expanded``)."""
+    if 0.0 <= t < _WHOLE_END and (s := int(t)) == t:  # whole seconds (most times): by table
+        day, minute = divmod(s, 86_400)
+        prefix = _DAYS.get(day)
+        if prefix is None:
+            prefix = _day_prefix(day)
+        minute, sec = divmod(minute, 60)
+        return prefix + _MINUTES[minute] + _SECONDS[sec]
     # the same text as ``strftime("%Y-%m-%dT%H:%M:%S.")`` and the milliseconds truncated
     # (``isoformat`` truncates to its ``timespec`` too), in one C call instead of two and a format
     try:
         return datetime.fromtimestamp(t, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
     except (OverflowError, ValueError, OSError):
         return _expanded(t)
+
+
+# ``format_time`` of a whole second from 1970 to 9999: the day's ``YYYY-MM-DDT`` (as ``isoformat``
+# writes it, kept per day), then ``HH:MM:`` and ``SS.000Z`` from tables: the same text as the
+# ``datetime`` path (a whole second has no fraction to round), tested against it
+_WHOLE_END = 253_402_300_800.0  # 10000-01-01T00:00:00Z
+_MINUTES = tuple(f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440))
+_SECONDS = tuple(f"{s:02d}.000Z" for s in range(60))
+_DAYS: dict[int, str] = {}  # days since 1970-01-01 -> "YYYY-MM-DDT" (bounded: cleared when full)
+_DAYS_KEPT = 4096
+
+
+def _day_prefix(day: int) -> str:
+    if len(_DAYS) >= _DAYS_KEPT:
+        _DAYS.clear()
+    prefix = _DAYS[day] = datetime.fromtimestamp(day * 86_400, UTC).isoformat()[:11]
+    return prefix
 
 
 def _expanded(t: float) -> str:

@@ -87,16 +87,19 @@ class Replayer:
         self,
         pipeline: Pipeline,
         *,
-        emit: Callable[[dict[str, Any]], None],
+        emit: Callable[[dict[str, Any]], None] | None = None,
         dead_letter: Callable[[dict[str, Any]], None] | None = None,
         on_record: Callable[[IncidentRecord], None] | None = None,
+        emit_line: Callable[[bytes], object] | None = None,
     ) -> None:
-        """``emit`` gets each incident record's JSON form (``IncidentRecord.to_wire``),
-        ``on_record`` (if given) the typed record first."""
+        """``emit`` (if given) gets each incident record's JSON form (``IncidentRecord.to_wire``),
+        ``emit_line`` (if given) its JSON line (``IncidentRecord.to_json``: ``dumps`` of that form,
+        what ``engine replay`` writes), ``on_record`` (if given) the typed record first."""
         self.pipeline = pipeline
         self._on_record = on_record
         self.tolerance = pipeline.settings.reorder_tolerance
         self._emit = emit
+        self._emit_line = emit_line
         self._dead = dead_letter
         # (time, sequence, topic, payload, the payload as parsed when it is a mapping)
         self._heap: list[tuple[float, int, str, bytes, dict[str, Any] | None]] = []
@@ -178,7 +181,10 @@ class Replayer:
             self.stats.records += 1
             if self._on_record is not None:
                 self._on_record(rec)
-            self._emit(rec.to_wire())  # the edge: the record's JSON form, as replay output
+            if self._emit is not None:
+                self._emit(rec.to_wire())  # the edge: the record's JSON form, as replay output
+            if self._emit_line is not None:
+                self._emit_line(rec.to_json())  # its line, as ``dumps`` writes that form
         for dl in d.dead_letters:
             self.stats.dead_letters += 1
             if self._dead is not None:

@@ -71,6 +71,8 @@ def _schema(narrow: bool) -> dict[str, Any]:
         stamp = {"enum": ["2026-01-01T00:00:00Z", "2026-06-30T12:34:56.789+02:00"]}
         for name in ("alarmRaisedTime", "alarmChangedTime", "alarmReportingTime"):
             props[name] = stamp
+        # a comment's time too: the engine refuses a time before the epoch, which `date-time` allows
+        schema["definitions"]["Comment"]["properties"]["time"] = stamp
         props.pop("alarmClearedTime")  # a clear is the clear of a raised alarm: tested over HTTP
         props["probableCause"] = {"type": "string", "minLength": 1, "maxLength": 256}
         props["specificProblem"] = {"type": "string", "maxLength": 256}

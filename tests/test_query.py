@@ -120,4 +120,10 @@ def test_the_query_answers_what_the_core_holds(pipeline: Pipeline) -> None:
     assert q.element("agg-3") == element_view(pipeline, "agg-3") is not None
     assert q.own_health() == dict(pipeline.health.own) != {}
     assert q.alarm("nope") is None
+    # every alarm held (active and cleared within retention), the table's own records in its order
+    held = q.alarm_states()
+    assert [a.key for a in held] == [d["key"] for d in pipeline.alarms.dump()["alarms"]] != []
+    assert all(a is pipeline.alarms.get(a.key) for a in held)
+    assert any(not a.active for a in held)
+    assert any(a.active for a in held)
     assert q.validate("soc/alarms/x", alarm("agg-3", "x", 1.0)["payload"]).alarm is not None

@@ -181,6 +181,11 @@ class AlarmTable:
     def active(self) -> Iterator[ActiveAlarm]:
         return (a for a in self._alarms.values() if a.active)
 
+    def held(self) -> list[ActiveAlarm]:
+        """Every alarm the table holds (active ones and cleared ones within their retention), in
+        the order ``dump`` lists them: the table's own records, not copies."""
+        return list(self._alarms.values())
+
     def __len__(self) -> int:
         return len(self._alarms)
 

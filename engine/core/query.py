@@ -319,8 +319,7 @@ class CoreQuery:
 
     def alarm_states(self) -> list[ActiveAlarm]:
         """Every alarm the table holds: active ones and cleared ones within their retention."""
-        table = self._p.alarms
-        return [a for d in table.dump()["alarms"] if (a := table.get(d["key"])) is not None]
+        return self._p.alarms.held()  # (not ``dump``: a dict of every field per alarm, per call)
 
     def incident_state(self, incident_id: str) -> Incident | None:
         """The incident book's live incident of that id (the core forgets resolved ones)."""

@@ -15,6 +15,7 @@ from engine.errors import InvalidMessage
 from engine.model.messages import _NATIVE_KNOWN as native_known
 from engine.model.messages import (
     EVENT_TYPES,
+    MAX_METRICS,
     MAX_TIME,
     METRIC_NAME_PATTERN,
     METRIC_RANGES,
@@ -1717,3 +1718,11 @@ def test_a_payload_given_parsed_decodes_as_its_bytes_do(decoder: Decoder) -> Non
         assert _read(decoder, topic, payload, orjson.loads(payload)) == expected, payload[:200]
         sizes += isinstance(expected, list) and expected[0][1].startswith("payload is")
     assert (sizes > 0) == (decoder.max_bytes == 4000)  # the limit was met, where it is small
+
+
+def test_the_known_metrics_fit_in_one_sample() -> None:
+    """The known-metrics decoder (``_NATIVE_KNOWN``) sets no limit on a sample's number of metrics:
+    it takes only known names, each once, so it relies on there being no more of them than a sample
+    may carry (``MAX_METRICS``, which the other paths check); past that, a sample the other paths
+    refuse would be taken (found by the review of 2026-12-07)."""
+    assert len(METRIC_RANGES) <= MAX_METRICS

@@ -89,7 +89,7 @@ def replay_pipeline(
     pipeline.until = until
     source = lines if until is None else _up_to(lines, until)
     try:
-        pipeline.replay_stats = Replayer(pipeline, emit=lambda _rec: None).run(source)
+        pipeline.replay_stats = Replayer(pipeline).run(source)
     except BaseException:
         pipeline.close()
         raise

@@ -689,7 +689,9 @@ class _MetricBounds:
             found = self._bounds[name] = _UNKNOWN_BOUNDS
         return found
 
-    def hold(self, metrics: Sequence[dict[str, float]]) -> tuple[bool, frozenset[str] | None]:
+    def hold(
+        self, metrics: Sequence[dict[str, float]], sizes: set[int] | None = None
+    ) -> tuple[bool, frozenset[str] | None]:
         """Whether every sample's metrics are a mapping whose names match the pattern and whose
         values are floats within their metric's range; and the names, when every sample carries the
         same ones. When every sample carries as many metrics as the first and each of the first's (a
@@ -697,21 +699,31 @@ class _MetricBounds:
         by ``dict.get`` and checked by one ``min`` through ``float.conjugate`` (which refuses
         anything but a float) and one ``max``; a column holding integers among floats has them made
         floats in place, as the model (``FiniteFloat``, strict) makes them (``_floats``: the caller
-        passes mappings of its own). Otherwise value by value, an integer left to the model."""
+        passes mappings of its own). Otherwise value by value, an integer left to the model.
+
+        ``sizes``, the metrics' numbers of entries, given by the native path (``_native_rows``),
+        whose metrics are dicts of floats already (msgspec checked each value's type): a column's
+        check is then one ``min`` and one ``max``, without ``float.conjugate``."""
         first = metrics[0]
-        if type(first) is dict and len(set(map(len, metrics))) == 1:
+        native = sizes is not None
+        if sizes is None and type(first) is dict:
+            sizes = set(map(len, metrics))
+        if sizes is not None and len(sizes) == 1:
             try:
                 for name in first:
                     bounds = self.of(name)
                     if bounds is None:
                         return False, None
                     column: list[Any] = list(map(_GET, metrics, repeat(name)))  # None where one lacks it
-                    try:
-                        low = min(map(float.conjugate, column))
-                    except TypeError:  # not all floats: integers among them (made floats), or worse
-                        column = _floats(column)
-                        _RUN(map(dict.__setitem__, metrics, repeat(name), column), maxlen=0)
+                    if native:
                         low = min(column)
+                    else:
+                        try:
+                            low = min(map(float.conjugate, column))
+                        except TypeError:  # not all floats: integers among them (made floats), or worse
+                            column = _floats(column)
+                            _RUN(map(dict.__setitem__, metrics, repeat(name), column), maxlen=0)
+                            low = min(column)
                     if low < bounds[0] or max(column) > bounds[1]:
                         return False, None
             except TypeError:  # not all the same metrics, or a value that is not a float
@@ -725,34 +737,6 @@ class _MetricBounds:
             for name, value in m.items():
                 bounds = known(name) or self.of(name)
                 if bounds is None or type(value) is not float or not bounds[0] <= value <= bounds[1]:
-                    return False, None
-        return True, None
-
-    def hold_floats(
-        self, metrics: Sequence[dict[str, float]], sizes: set[int]
-    ) -> tuple[bool, frozenset[str] | None]:
-        """``hold`` for metrics whose values are all floats already (the native path's: msgspec
-        checked each value's type), ``sizes`` their numbers of entries: a column's check is one
-        ``min`` and one ``max``, without ``float.conjugate``."""
-        first = metrics[0]
-        if len(sizes) == 1:
-            try:
-                for name in first:
-                    bounds = self.of(name)
-                    if bounds is None:
-                        return False, None
-                    column: list[Any] = list(map(_GET, metrics, repeat(name)))  # None where one lacks it
-                    if min(column) < bounds[0] or max(column) > bounds[1]:
-                        return False, None
-            except TypeError:  # None among floats: not all the same metrics
-                pass
-            else:
-                return True, frozenset(first)
-        known = self._bounds.get
-        for m in metrics:
-            for name, value in m.items():
-                bounds = known(name) or self.of(name)
-                if bounds is None or not bounds[0] <= value <= bounds[1]:
                     return False, None
         return True, None
 
@@ -863,7 +847,7 @@ def _plain_rows(
 # (``SampleRow``: plain dicts in the payload's key order, integers made floats as the model makes
 # them), for a payload it can take as orjson would (``_native_rows``). Two decoders: one whose
 # metrics are the known ones (``METRIC_RANGES``), each checked against its range by msgspec, and
-# one for any names (checked after, ``_MetricBounds.hold_floats``).
+# one for any names (checked after, ``_MetricBounds.hold`` told the metrics' sizes).
 _NativeId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 _NativeTime = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIME)]
 _KnownMetrics: Any = cast(Any, TypedDict)(
@@ -1243,7 +1227,7 @@ class Decoder:
         if not native:
             return None
         rows, metrics, taken, sizes = native
-        good, names = self._metric_bounds.hold_floats(metrics, sizes)
+        good, names = self._metric_bounds.hold(metrics, sizes)
         # (a metric name or value the other paths refuse as well)
         return (self._referenced(topic, rows, taken.distinct, names, taken) if good else None,)
 

@@ -429,6 +429,33 @@ def test_the_match_host_reads_facts_exactly_as_the_correlator(replay: Replay) ->
     assert sbc["decision"]["engine_parts_agree"]
 
 
+def test_the_matcher_asks_durable_once_per_match_signature(replay: Replay) -> None:
+    """A post-mortem asks which rule parts each alarm in a rule's scope matches; the answer depends
+    only on the properties some condition reads, so alarms that agree on them share one durable
+    round trip, and every answer equals the one a fresh host gives for that alarm's own fact."""
+    # the same cause, effect and event type, severities whose answers differ: a signature missing
+    # the severity would answer one with the other's
+    odd = [alarm(ne, "cpuHigh", 2, sev) for ne, sev in (("sbc-1", "critical"), ("olt-001", "minor"))]
+    p = replay([*fiber_cut_raises(), *odd], until=60)
+    matcher = explain_match.Matcher(p)
+    fresh = explain_match.Matcher(p)
+    try:
+        alarms = p.query.alarm_states()
+        assert len(alarms) >= 10
+        answers = {a.key: matcher.fired(a) for a in alarms}
+        assert 0 < matcher.asked < len(alarms)  # the ONTs' linkDown alarms agree on every property read
+        for a in alarms:
+            fact = {**p.correlator.base_fact(a, a.first_seen), "sid": "explain", "id": a.occurrence_id}
+            assert answers[a.key] == fresh._host.match(fresh._names, {**fact, "role": "x"}), a.key
+        matcher._fired.clear()  # a new explanation: answered from the signatures, durable not asked
+        asked = matcher.asked
+        assert {a.key: matcher.fired(a) for a in alarms} == answers
+        assert matcher.asked == asked
+    finally:
+        matcher.close()
+        fresh.close()
+
+
 # --- not found ----------------------------------------------------------------------------------
 
 

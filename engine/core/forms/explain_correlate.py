@@ -48,11 +48,10 @@ def explain_correlate(cr: CompiledRule, seen: Seen, topology: Topology, scopes: 
     return Verdict(decided, "; ".join(said))
 
 
-def _candidates(cr: CompiledRule, seen: Seen, scopes: Scopes, *, a_is: str) -> list[ActiveAlarm]:
-    """Other alarms in the rule's scope with the alarm (as root or symptom) matching the other side,
-    nearest in time first."""
+def _in_scope(cr: CompiledRule, seen: Seen, scopes: Scopes, *, a_is: str) -> list[ActiveAlarm]:
+    """Other alarms in the rule's scope with the alarm (as root or symptom), nearest in time first,
+    at most ``MAX_CANDIDATES``: the candidates for the other side, before asking which match it."""
     a, evidence = seen.alarm, seen.evidence
-    q, other = cr.qualified, ("symptom" if a_is == "root" else "root")
     mine = scopes(cr.relation, a.ne_id, "root" if a_is == "root" else "sym")
     theirs = "sym" if a_is == "root" else "root"
     out: list[ActiveAlarm] = []
@@ -60,19 +59,32 @@ def _candidates(cr: CompiledRule, seen: Seen, scopes: Scopes, *, a_is: str) -> l
         if mine & scopes(cr.relation, ne, theirs):
             out.extend(x for x in alarms if x.key != a.key)
     out.sort(key=lambda x: (abs(x.first_seen - a.first_seen), x.key))
-    return [x for x in out[:MAX_CANDIDATES] if f"{q}#{other}" in evidence.fired(x)]
+    return out[:MAX_CANDIDATES]
+
+
+def _matching(cr: CompiledRule, seen: Seen, side: str) -> Callable[[ActiveAlarm], bool]:
+    """Whether an alarm matches ``side`` of the rule. Each answer asserts a fact in the matcher's
+    durable host, the dear part of an explanation: the callers ask it only of the candidates whose
+    answer they use (those within the window, and the nearest one), not of every alarm in scope."""
+    action, fired = f"{cr.qualified}#{side}", seen.evidence.fired
+    return lambda x: action in fired(x)
 
 
 def _no_root(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes) -> str:
     """Why a symptom-side match was not explained through this rule (``sup``: by another one)."""
     a, sup, book = seen.alarm, seen.sup, seen.evidence
-    roots = _candidates(cr, seen, scopes, a_is="symptom")
+    in_scope = _in_scope(cr, seen, scopes, a_is="symptom")
+    is_root = _matching(cr, seen, "root")
     where = scope_phrase(cr.relation, a, topology, a_is="symptom")
-    if not roots:
-        return f"no root within its window: no alarm {where} matches the root side"
-    inside = [r for r in roots if r.first_seen - cr.lead <= a.first_seen <= r.first_seen + cr.window]
+    inside = [
+        r
+        for r in in_scope
+        if r.first_seen - cr.lead <= a.first_seen <= r.first_seen + cr.window and is_root(r)
+    ]
     if not inside:
-        r = roots[0]
+        r = next((r for r in in_scope if is_root(r)), None)  # the nearest in time
+        if r is None:
+            return f"no root within its window: no alarm {where} matches the root side"
         return (
             f"no root within its window: {r.key} matches the root side {where} but {a.key} was raised "
             f"{a.first_seen - r.first_seen:+.1f} s from it (the window is -{cr.lead:g} s … "
@@ -109,9 +121,13 @@ def _no_root(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes) -
 
 def _no_symptom(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes) -> str:
     a, book = seen.alarm, seen.evidence
-    syms = _candidates(cr, seen, scopes, a_is="root")
+    is_symptom = _matching(cr, seen, "symptom")
     where = scope_phrase(cr.relation, a, topology, a_is="root")
-    inside = [s for s in syms if a.first_seen - cr.lead <= s.first_seen <= a.first_seen + cr.window]
+    inside = [
+        s
+        for s in _in_scope(cr, seen, scopes, a_is="root")
+        if a.first_seen - cr.lead <= s.first_seen <= a.first_seen + cr.window and is_symptom(s)
+    ]
     if not inside:
         return (
             f"no alarm {where} matches the symptom side within its window (-{cr.lead:g} s … "

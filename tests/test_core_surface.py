@@ -322,7 +322,7 @@ def test_the_walk_finds_each_shape() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", ["_views", "_synthetic_rule", "_own", "_by_element"])
+@pytest.mark.parametrize("name", ["_views", "_synthetic_rule", "_own", "_by_signature"])
 def test_core_privates_are_collected(name: str) -> None:
     """Module-level names, functions and ``self._x`` attributes of core modules are all private names."""
     assert name in core_private_names()

@@ -20,6 +20,7 @@ import pytest
 from bench.scenarios import T0, alarm, clear, example_topology, fiber_cut, site_power_failure
 from engine.core import explain_match
 from engine.core.explain import NotFound, PostMortems, explain, explain_alarm, explain_incident, render
+from engine.core.forms import explain_correlate
 from engine.core.incidents import incident_id
 from engine.core.pipeline import Pipeline
 from engine.core.settings import CoreSettings
@@ -454,6 +455,49 @@ def test_the_matcher_asks_durable_once_per_match_signature(replay: Replay) -> No
     finally:
         matcher.close()
         fresh.close()
+
+
+@pytest.mark.parametrize(
+    "relation",
+    ["downstream_of", "upstream_of", "same_element", "same_site", "same_region", "same_service_path"]
+    + [f"neighbour:{hops}" for hops in (2, 3)],  # (one link away is always above or below)
+)
+def test_the_elements_near_one_hold_every_element_sharing_a_scope_with_it(
+    replay: Replay, relation: str
+) -> None:
+    """ "Why not" looks for the other side of a correlate rule only among the elements the topology
+    puts near the alarm's (``_near``) when they are fewer than the elements holding alarms: they
+    must include every element the join could pair it with, in either role."""
+    p = replay(fiber_cut_raises(), until=60)
+    topology, scopes = p.query.topology, p.correlator.scopes
+    ids = sorted(topology.elements)
+    assert len(ids) > 50
+    paired = 0
+    for x in ids:
+        near = explain_correlate._near(relation, x, topology)
+        assert near is not None or relation == "same_service_path"
+        for mine, theirs in (("root", "sym"), ("sym", "root")):
+            own = scopes(relation, x, mine)
+            for y in ids:
+                if own & scopes(relation, y, theirs):
+                    paired += 1
+                    assert near is None or y in near, (x, mine, y)
+    assert paired > len(ids)  # the premise: the relation pairs elements in this topology
+
+
+def test_the_alarms_by_element_are_every_alarm_held(replay: Replay) -> None:
+    """The explanations find an element's alarms through element health's index of them: the same
+    alarms as the table holds, cleared ones within their retention included, none once forgotten."""
+    raises = fiber_cut_raises()
+    clears = [_clear_of(line, 30.0) for line in raises[:5]]
+    for at in (20, 60, 10_000):  # raised; five cleared and retained; the cleared ones forgotten
+        p = replay([*raises, *clears], until=at)
+        q = p.query
+        held = {(a.ne_id, a.key) for a in q.alarm_states()}
+        indexed = {(ne, a.key) for ne in q.elements_with_alarms() for a in q.alarm_states_on(ne)}
+        assert held == indexed
+        assert all(a.ne_id == ne for ne in q.elements_with_alarms() for a in q.alarm_states_on(ne))
+        assert len(held) == len(raises) - (5 if at == 10_000 else 0)
 
 
 # --- not found ----------------------------------------------------------------------------------

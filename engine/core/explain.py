@@ -32,7 +32,7 @@ raise; the window checks here use its first raise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -171,7 +171,6 @@ class _Context:
         self.matcher = matcher
         self.topology = query.topology
         self.rules = query.rules()
-        self._by_element: dict[str, list[ActiveAlarm]] | None = None
         self._reasons: dict[str, dict[str, str]] = {}
 
     @classmethod
@@ -183,13 +182,11 @@ class _Context:
         yield cls(query, query.matcher())
 
     # -- lookups -------------------------------------------------------------------------------
-    def by_element(self) -> dict[str, list[ActiveAlarm]]:
-        """Every alarm the table holds (active, and cleared ones still retained), by element."""
-        if self._by_element is None:
-            self._by_element = {}
-            for a in self.q.alarm_states():
-                self._by_element.setdefault(a.ne_id, []).append(a)
-        return self._by_element
+    def elements_with_alarms(self) -> Collection[str]:
+        return self.q.elements_with_alarms()
+
+    def alarms_on(self, ne_id: str) -> list[ActiveAlarm]:
+        return self.q.alarm_states_on(ne_id)
 
     def suppression(self, key: str) -> Suppression | None:
         return self.q.suppression(key)

@@ -17,7 +17,7 @@ run on its event loop, between two items of its core task), never while one is a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -320,6 +320,16 @@ class CoreQuery:
     def alarm_states(self) -> list[ActiveAlarm]:
         """Every alarm the table holds: active ones and cleared ones within their retention."""
         return self._p.alarms.held()  # (not ``dump``: a dict of every field per alarm, per call)
+
+    def alarm_states_on(self, ne_id: str) -> list[ActiveAlarm]:
+        """The alarms the table holds on one element (element health's index of them, kept from
+        their raise until the table forgets them), in no particular order."""
+        get = self._p.alarms.get
+        return [a for key in self._p.health.by_element.get(ne_id, ()) if (a := get(key)) is not None]
+
+    def elements_with_alarms(self) -> Collection[str]:
+        """The elements some alarm held (``alarm_states_on``) may be on: a live view, not a copy."""
+        return self._p.health.by_element.keys()
 
     def incident_state(self, incident_id: str) -> Incident | None:
         """The incident book's live incident of that id (the core forgets resolved ones)."""

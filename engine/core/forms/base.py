@@ -31,7 +31,7 @@ when it feeds, ticks, snapshots or summarises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -170,8 +170,12 @@ class Evidence(Protocol):
         """The top root above ``key`` (``key`` itself when nothing explains it)."""
         ...
 
-    def by_element(self) -> Mapping[str, Sequence[ActiveAlarm]]:
-        """Every alarm the table holds (active, and cleared ones still retained), by element."""
+    def elements_with_alarms(self) -> Collection[str]:
+        """The elements the table may hold alarms on (active, or cleared and still retained)."""
+        ...
+
+    def alarms_on(self, ne_id: str) -> Sequence[ActiveAlarm]:
+        """The alarms the table holds on one element, in no particular order."""
         ...
 
     def fired(self, alarm: ActiveAlarm) -> frozenset[str]:

@@ -8,7 +8,7 @@ other side are found the way durable would join them (``Correlator.scopes``), ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from engine.core.alarms import ActiveAlarm
 from engine.core.forms.base import MAX_LISTED, Seen, Verdict, few
@@ -48,18 +48,46 @@ def explain_correlate(cr: CompiledRule, seen: Seen, topology: Topology, scopes: 
     return Verdict(decided, "; ".join(said))
 
 
-def _in_scope(cr: CompiledRule, seen: Seen, scopes: Scopes, *, a_is: str) -> list[ActiveAlarm]:
+def _in_scope(
+    cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes, *, a_is: str
+) -> list[ActiveAlarm]:
     """Other alarms in the rule's scope with the alarm (as root or symptom), nearest in time first,
-    at most ``MAX_CANDIDATES``: the candidates for the other side, before asking which match it."""
+    at most ``MAX_CANDIDATES``: the candidates for the other side, before asking which match it.
+
+    Each element holding alarms is tested with the join's own scopes; only the elements the
+    topology puts near enough to share one are looked at when they are fewer than the elements
+    holding alarms (``_near``), so that an explanation in a large storm costs what the rule's
+    reach holds, not every alarm held."""
     a, evidence = seen.alarm, seen.evidence
     mine = scopes(cr.relation, a.ne_id, "root" if a_is == "root" else "sym")
     theirs = "sym" if a_is == "root" else "root"
+    held = evidence.elements_with_alarms()
+    near = _near(cr.relation, a.ne_id, topology)
+    elements = list(held) if near is None or len(near) >= len(held) else [ne for ne in near if ne in held]
     out: list[ActiveAlarm] = []
-    for ne, alarms in evidence.by_element().items():  # one scope test per element, not per alarm
+    for ne in elements:  # one scope test per element, not per alarm
         if mine & scopes(cr.relation, ne, theirs):
-            out.extend(x for x in alarms if x.key != a.key)
+            out.extend(x for x in evidence.alarms_on(ne) if x.key != a.key)
     out.sort(key=lambda x: (abs(x.first_seen - a.first_seen), x.key))
     return out[:MAX_CANDIDATES]
+
+
+def _near(relation: str, ne_id: str, topology: Topology) -> Collection[str] | None:
+    """Every element that may share a correlation scope with ``ne_id`` in ``relation`` (a superset:
+    ``_in_scope`` still tests each), or None where the topology keeps no index for it."""
+    if relation == "same_element":
+        return (ne_id,)
+    if relation in ("downstream_of", "upstream_of"):  # along its paths, either way
+        return topology.ancestors(ne_id) | topology.descendants(ne_id) | {ne_id}
+    el = topology.element(ne_id)
+    if relation == "same_site":
+        return topology.elements_at_site(el.site) if el.site else ()
+    if relation == "same_region":
+        return topology.elements_in_region(el.region) if el.region else ()
+    hops = neighbour_hops(relation)
+    if hops is not None:  # a neighbour's neighbours include it: the relation is symmetric
+        return topology.neighbours(ne_id, hops)
+    return None  # same_service_path: every element holding alarms is tested
 
 
 def _matching(cr: CompiledRule, seen: Seen, side: str) -> Callable[[ActiveAlarm], bool]:
@@ -73,7 +101,7 @@ def _matching(cr: CompiledRule, seen: Seen, side: str) -> Callable[[ActiveAlarm]
 def _no_root(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes) -> str:
     """Why a symptom-side match was not explained through this rule (``sup``: by another one)."""
     a, sup, book = seen.alarm, seen.sup, seen.evidence
-    in_scope = _in_scope(cr, seen, scopes, a_is="symptom")
+    in_scope = _in_scope(cr, seen, topology, scopes, a_is="symptom")
     is_root = _matching(cr, seen, "root")
     where = scope_phrase(cr.relation, a, topology, a_is="symptom")
     inside = [
@@ -125,7 +153,7 @@ def _no_symptom(cr: CompiledRule, seen: Seen, topology: Topology, scopes: Scopes
     where = scope_phrase(cr.relation, a, topology, a_is="root")
     inside = [
         s
-        for s in _in_scope(cr, seen, scopes, a_is="root")
+        for s in _in_scope(cr, seen, topology, scopes, a_is="root")
         if a.first_seen - cr.lead <= s.first_seen <= a.first_seen + cr.window and is_symptom(s)
     ]
     if not inside:

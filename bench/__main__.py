@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import cluster, daemon, dashboard, digests, mining, neighbour, peers, replay, topology
+from bench import cluster, daemon, dashboard, digests, mining, neighbour, peers, postmortems, replay, topology
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "topology": (topology.main, "topology load and impact on a synthetic national network"),
@@ -20,6 +20,10 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
     "peers": (
         peers.main,
         "the engine beside SEC on the PCIC 24V log xN: README's conversion, unknown network, storm",
+    ),
+    "postmortems": (
+        postmortems.main,
+        "the replay of `peers` with each incident explained as it resolves (the daemon's post-mortems)",
     ),
     "mining": (
         mining.main,
@@ -50,7 +54,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], int], str]] = {
 
 def usage() -> str:
     lines = ["usage: python -m bench [NAME [ARGS...]]", "", "benchmarks (all of them, in turn, by default):"]
-    lines += [f"  {name:<10} {about}" for name, (_, about) in BENCHMARKS.items()]
+    lines += [f"  {name:<12} {about}" for name, (_, about) in BENCHMARKS.items()]
     return "\n".join(lines)
 
 

@@ -476,6 +476,8 @@ def test_the_elements_near_one_hold_every_element_sharing_a_scope_with_it(
     for x in ids:
         near = explain_correlate._near(relation, x, topology)
         assert near is not None or relation == "same_service_path"
+        if relation in ("downstream_of", "upstream_of"):  # no union built when it would not be fewer
+            assert explain_correlate._near(relation, x, topology, fewer_than=len(near or ())) is None
         for mine, theirs in (("root", "sym"), ("sym", "root")):
             own = scopes(relation, x, mine)
             for y in ids:

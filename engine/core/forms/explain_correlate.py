@@ -8,6 +8,7 @@ other side are found the way durable would join them (``Correlator.scopes``), ne
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection
 
 from engine.core.alarms import ActiveAlarm
@@ -62,7 +63,7 @@ def _in_scope(
     mine = scopes(cr.relation, a.ne_id, "root" if a_is == "root" else "sym")
     theirs = "sym" if a_is == "root" else "root"
     held = evidence.elements_with_alarms()
-    near = _near(cr.relation, a.ne_id, topology)
+    near = _near(cr.relation, a.ne_id, topology, fewer_than=len(held))
     elements = list(held) if near is None or len(near) >= len(held) else [ne for ne in near if ne in held]
     out: list[ActiveAlarm] = []
     for ne in elements:  # one scope test per element, not per alarm
@@ -72,13 +73,17 @@ def _in_scope(
     return out[:MAX_CANDIDATES]
 
 
-def _near(relation: str, ne_id: str, topology: Topology) -> Collection[str] | None:
+def _near(
+    relation: str, ne_id: str, topology: Topology, *, fewer_than: float = math.inf
+) -> Collection[str] | None:
     """Every element that may share a correlation scope with ``ne_id`` in ``relation`` (a superset:
-    ``_in_scope`` still tests each), or None where the topology keeps no index for it."""
+    ``_in_scope`` still tests each), or None where the topology keeps no index for it (or, along the
+    paths, where they hold ``fewer_than`` elements or more: no union of large sets is built then)."""
     if relation == "same_element":
         return (ne_id,)
     if relation in ("downstream_of", "upstream_of"):  # along its paths, either way
-        return topology.ancestors(ne_id) | topology.descendants(ne_id) | {ne_id}
+        up, down = topology.ancestors(ne_id), topology.descendants(ne_id)
+        return up | down | {ne_id} if len(up) + len(down) + 1 < fewer_than else None
     el = topology.element(ne_id)
     if relation == "same_site":
         return topology.elements_at_site(el.site) if el.site else ()

@@ -28,6 +28,7 @@ from engine.adapters.store import (
     journal_packed,
     journal_payload,
 )
+from engine.cli import main as cli_main
 from engine.core.incident_records import RecordEvent
 from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Pipeline
@@ -35,6 +36,7 @@ from engine.model.messages import DeadLetter
 from engine.model.timeutil import format_time
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
+from engine.tools.mining import Journal, journal_lines
 from engine.tools.offline import from_store
 from tests.harness import run
 
@@ -355,6 +357,41 @@ async def test_a_store_written_by_a_newer_engine_is_refused(tmp_path: Path) -> N
         async with Store(path):
             pass
     assert err.value.path == path
+
+
+async def test_the_tools_reading_a_store_refuse_one_a_newer_engine_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The read-only tools (``engine report``/``impact what-if``/``rules explain --store``, ``rules
+    mine --store``) check the schema version before reading, as the daemon does: a newer schema may
+    keep the same tables with another meaning. The error names the file and both versions."""
+    path = tmp_path / "engine.sqlite"
+    async with Store(path) as s:
+        s.append("msg", "soc/alarms/olt-001", orjson.dumps({"ne_id": "olt-001"}), T0)
+        s.commit()
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    pipeline = Pipeline(load_topology(examples / "topology.yaml"), load_rulesets(None))
+    assert from_store(pipeline, path) == 1  # the premise: this store is read
+    assert [orjson.loads(x)["topic"] for x in journal_lines(Journal(path))] == ["soc/alarms/olt-001"]
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    newer = (
+        rf"engine\.sqlite: schema version {SCHEMA_VERSION + 1} was written by a newer engine; this one "
+        rf"reads up to {SCHEMA_VERSION}\. Upgrade the engine to read it\."
+    )
+    with pytest.raises(StoreError, match=newer):
+        from_store(Pipeline(load_topology(examples / "topology.yaml"), load_rulesets(None)), path)
+    with pytest.raises(StoreError, match=newer):
+        list(journal_lines(Journal(path)))
+    argv = ["rules", "mine", "--store", str(path), "--topology", str(examples / "topology.yaml")]
+    assert cli_main([*argv, "--out", str(tmp_path / "mined.yaml")]) == 2
+    assert f"schema version {SCHEMA_VERSION + 1} was written by a newer engine" in capsys.readouterr().err
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 'two' WHERE key = 'schema_version'")
+    with pytest.raises(
+        StoreError, match=r"its schema version is not a number \('two'\): not an engine store"
+    ):
+        list(journal_lines(Journal(path)))
 
 
 async def test_the_file_is_created_with_wal_and_the_current_schema_version(tmp_path: Path) -> None:

@@ -328,16 +328,7 @@ class Store:
                 self._db = None
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-        if has_meta:
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            found = int(row[0]) if row else 0
-            if found > SCHEMA_VERSION:
-                raise StoreError(
-                    self.path,
-                    f"schema version {found} was written by a newer engine; this one reads up to "
-                    f"{SCHEMA_VERSION}. Upgrade the engine or point store.path at another file.",
-                )
+        check_schema(db, self.path, hint="Upgrade the engine or point store.path at another file.")
         # A new file (or one without a version) gets the whole schema, in one transaction
         # (executescript runs the BEGIN … COMMIT it is given). Every statement is IF NOT EXISTS, so
         # running it on a current file is a no-op. From version 1: the journal gains ``packed``
@@ -1058,6 +1049,28 @@ def journal_payload(payload: bytes, packed: int, *, path: Path, seq: int) -> byt
         raise StoreError(
             path, f"journal entry {seq}: its compressed payload does not inflate ({exc})"
         ) from exc
+
+
+def check_schema(db: sqlite3.Connection, path: Path, *, hint: str = "Upgrade the engine to read it.") -> None:
+    """Refuse a store a newer engine wrote (``StoreError`` naming the file and both versions): the
+    daemon as it opens its store, and the tools that read one (``--store``) before they read it,
+    since a newer schema may keep the same tables with another meaning."""
+    has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if not has_meta:
+        return  # a new file (the daemon creates the schema), or one the tools find no table in
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        found = int(row[0]) if row else 0
+    except (TypeError, ValueError):
+        raise StoreError(
+            path, f"its schema version is not a number ({row[0]!r}): not an engine store"
+        ) from None
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            path,
+            f"schema version {found} was written by a newer engine; this one reads up to "
+            f"{SCHEMA_VERSION}. {hint}",
+        )
 
 
 def journal_packed(db: sqlite3.Connection) -> str:

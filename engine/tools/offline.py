@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from engine.adapters.store import journal_packed, journal_payload
+from engine.adapters.store import check_schema, journal_packed, journal_payload
 from engine.core.pipeline import Decisions, Pipeline
 from engine.core.settings import CoreSettings
 from engine.errors import ConfigError
@@ -33,6 +33,7 @@ def from_store(pipeline: Pipeline, path: str | Path, *, until: float | None = No
     except sqlite3.Error as exc:
         raise ConfigError(str(p), "", f"cannot open the store: {exc}") from None
     try:
+        check_schema(db, p)
         row = db.execute("SELECT state, upto_seq, time FROM snapshot WHERE id = 1").fetchone()
         after = 0
         if row is not None and until is not None and float(row[2]) > until:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import yaml
 
-from engine.adapters.store import journal_packed, journal_payload
+from engine.adapters.store import check_schema, journal_packed, journal_payload
 from engine.errors import ConfigError, InvalidMessage
 from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes
 from engine.model.timeutil import format_time, parse_duration, parse_time
@@ -163,6 +163,7 @@ def journal_lines(journal: Journal, *, chunk: int = 1000) -> Iterator[bytes]:
     except sqlite3.Error as exc:
         raise ConfigError(str(p), "", f"cannot open the store: {exc}") from None
     try:
+        check_schema(db, p)
         row = db.execute("SELECT upto_seq FROM snapshot WHERE id = 1").fetchone()
         journal.snapshot_seq = None if row is None else int(row[0])
         seq = 0

@@ -2,7 +2,7 @@
 
 A frozen dataclass refuses every write by its ``__setattr__``, so its generated ``__init__`` sets each
 field through ``object.__setattr__``: about 1,280 instructions a field on CPython 3.11, where a plain
-store into a slot costs a few dozen. The replay makes about a hundred thousand such objects per
+store into a slot costs a few dozen. The replay makes about about ninety thousand such objects per
 30,000 events (``Explanation``, ``_Candidate``, ``AlarmChange``, ...), so that call was several
 per cent of everything it did.
 
@@ -25,13 +25,14 @@ else is the dataclass's own: ``==``, ``hash``, ``repr``, ordering, ``__match_arg
 Copies and pickles go through ``__getnewargs_ex__`` (the init fields by name): a class with a
 ``__new__`` that takes arguments cannot be made from nothing, as ``copy`` and ``pickle`` otherwise do.
 
-Measured (callgrind, a five-field class, 100,000 objects, one argument by keyword): the dataclass's
-``__init__`` 10,160 instructions an object, ``@twin_built`` 4,960, an unfrozen slots dataclass 3,770.
-The twin costs about 1,200 more than an unfrozen class (``__new__`` looked up on the class, the twin
-made, the ``__class__`` assignment), so a class of one field gains nothing; from two fields on it does.
-An ``__init__`` that moves ``self`` to the twin and back (``object.__setattr__(self, "__class__",
-twin)`` first, since the frozen ``__setattr__`` refuses it) cost 5,620; one that sets each slot
-through its descriptor's ``__set__``, 6,730.
+Measured (callgrind, 100,000 objects each): a five-field class called with one argument by keyword,
+the dataclass's ``__init__`` 10,160 instructions an object, ``@twin_built`` 4,960, an unfrozen slots
+dataclass 3,770; by position, one field 3,320 → 3,030, two 4,640 → 3,140, three 5,960 → 3,310. The
+twin's own cost (``__new__`` looked up on the class, the twin made, the ``__class__`` assignment) is
+about that of one ``object.__setattr__``. Tried: an ``__init__`` that moves ``self`` to the twin and
+back (``object.__setattr__(self, "__class__", twin)`` first, since the frozen ``__setattr__`` refuses
+it), 5,620; one that sets each slot through its descriptor's ``__set__``, 6,730; a ``__new__`` that is
+the twin class itself, its ``__init__`` taking the class first, 5,085.
 
 A decorated class cannot be subclassed (its ``__new__`` makes its own twin); ``InitVar`` fields are
 not supported (the signature check refuses the class). ``tests/test_twins.py`` checks every decorated
@@ -41,7 +42,6 @@ class against the dataclass's own ``__init__`` (kept in ``PLAIN_INIT``).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -87,7 +87,9 @@ def twin_built(cls: C) -> C:
 def _generated_new(cls: type, twin: type, plain_init: Callable[..., None]) -> Callable[..., Any]:
     """``__new__(cls, <the dataclass __init__'s parameters>)``: a twin filled, made a ``cls``."""
     ns: dict[str, Any] = {"_twin": twin}
-    plain = inspect.signature(plain_init)
+    plain = _parameters(plain_init)
+    defaults = dict(zip(reversed(plain[0][: plain[1]]), reversed(plain[2] or ()), strict=False))
+    defaults.update(plain[3] or {})
     positional: list[str] = []
     keyword: list[str] = []
     body: list[str] = []
@@ -96,11 +98,10 @@ def _generated_new(cls: type, twin: type, plain_init: Callable[..., None]) -> Ca
         if name.startswith("__"):
             raise TypeError(f"{cls.__qualname__}.{name}: a field name the generated code could shadow")
         if f.init:
-            param = plain.parameters[name]  # (a KeyError: the signature check below names the class)
             value = name
-            if param.default is not inspect.Parameter.empty:
+            if name in defaults:
                 # the dataclass's own default object: ``default``, or its "call the factory" marker
-                ns[f"_default_{name}"] = param.default
+                ns[f"_default_{name}"] = defaults[name]
                 text = f"{name}=_default_{name}"
                 if f.default_factory is not dataclasses.MISSING:
                     ns[f"_factory_{name}"] = f.default_factory
@@ -135,10 +136,18 @@ def _generated_new(cls: type, twin: type, plain_init: Callable[..., None]) -> Ca
     new.__module__ = cls.__module__
     new.__annotations__ = {k: v for k, v in plain_init.__annotations__.items() if k != "return"}
     new.__doc__ = f"``{cls.__qualname__}(...)`` made through its twin (``engine.model.twins``)."
-    made = list(inspect.signature(new).parameters.values())[1:]
-    if made != list(plain.parameters.values())[1:]:
+    if _parameters(new) != plain:  # (an ``InitVar``, or anything else this module does not model)
         raise TypeError(f"{cls.__qualname__}: the generated constructor's signature is not the dataclass's")
     return new
+
+
+def _parameters(fn: Any) -> tuple[tuple[str, ...], int, tuple[Any, ...] | None, dict[str, Any] | None]:
+    """A function's parameters after the first (names, how many positional), its defaults (the same
+    objects) and keyword-only defaults: what ``inspect.signature`` compares, at a fifth of its cost
+    when the class is made."""
+    code = fn.__code__
+    names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
+    return names, code.co_argcount - 1, fn.__defaults__, fn.__kwdefaults__
 
 
 def _init_fields_by_name(self: Any) -> tuple[tuple[()], dict[str, Any]]:

@@ -127,6 +127,7 @@ class Raised:
     arrival: bool
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Cleared:
     """An alarm cleared (applied to the alarm table; its incident has been told)."""
@@ -134,6 +135,7 @@ class Cleared:
     alarm: ActiveAlarm
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Released:
     """An alarm whose incident went away (resolved or discarded): what the forms hold of it goes."""

@@ -86,9 +86,10 @@ def test_resolved_is_final() -> None:
     assert TABLE["resolved"] == {}
 
 
-def _lifecycle_assignments(path: Path) -> list[int]:
+def _lifecycle_assignments(path: Path) -> list[tuple[int, str]]:
+    """(line, target) of each assignment to a lifecycle field's attribute in ``path``."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    lines = []
+    found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             targets: list[ast.expr] = list(node.targets)
@@ -99,18 +100,34 @@ def _lifecycle_assignments(path: Path) -> list[int]:
         for target in targets:
             for sub in ast.walk(target):
                 if isinstance(sub, ast.Attribute) and sub.attr in LIFECYCLE_FIELDS:
-                    lines.append(sub.lineno)
-    return lines
+                    found.append((sub.lineno, ast.unparse(sub)))
+    return found
+
+
+COPIES = {
+    # A record is made as the twin of ``IncidentRecord`` (``RecordBuilder.record``, see ``_Draft``): its
+    # fields are stored one by one, ``opened_at`` among them, copied from the incident. A record under
+    # construction, not an incident changing phase: no second state machine.
+    ("engine/core/incident_records.py", "rec.opened_at"),
+}
+"""Assignments to a field of the same name that are not an incident's lifecycle, each said why."""
 
 
 def test_only_the_lifecycle_module_assigns_a_phase() -> None:
     """h11's rule 1: an assignment to ``<something>.phase`` (or ``.opened_at``, ``.clear_since``,
     ``.reraised``) anywhere in the engine outside engine/core/lifecycle.py is a second state
-    machine, and fails here."""
+    machine, and fails here; but for the copies into a record being made listed in ``COPIES``."""
     offenders = []
+    copies = set()
     for path in sorted((ROOT / "engine").rglob("*.py")):
         if path == ROOT / "engine" / "core" / "lifecycle.py":
             continue
-        offenders += [f"{path.relative_to(ROOT)}:{line}" for line in _lifecycle_assignments(path)]
+        where = str(path.relative_to(ROOT))
+        for line, target in _lifecycle_assignments(path):
+            if (where, target) in COPIES:
+                copies.add((where, target))
+            else:
+                offenders.append(f"{where}:{line} ({target})")
     assert offenders == []
+    assert copies == COPIES  # each exception still needed
     assert _lifecycle_assignments(ROOT / "engine" / "core" / "lifecycle.py")  # the walk does find them

@@ -38,6 +38,7 @@ from typing import Any, Literal
 from engine.core.notices import AlarmNotice
 from engine.core.settings import AlarmSettings, Effect, EffectRule
 from engine.model.messages import SEVERITY_RANK, Alarm
+from engine.model.twins import twin_built
 
 ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped", "forgotten"]
 
@@ -135,6 +136,7 @@ class ActiveAlarm:
         return SEVERITY_RANK[self.severity]
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class AlarmChange:
     kind: ChangeKind

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
 from engine.model.topology import Topology
+from engine.model.twins import twin_built
 
 
 class Health(IntEnum):
@@ -279,6 +280,7 @@ class ImpactCounts:
         return {"customers": self.customers, "services": dict(self.services), "by_tier": dict(self.by_tier)}
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Impact:
     """What an incident does: affected elements in its cone and the customers behind them.

@@ -24,6 +24,7 @@ from engine.core.impact import Impact
 from engine.core.priority import explain
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
+from engine.model.twins import twin_built, twin_of
 from engine.rules.schema import neighbour_hops
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Acknowledgement:
         return {"by": self.by, "at": format_time(self.at), "note": self.note}
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class RootCause:
     alarm_id: str
@@ -75,6 +77,7 @@ class RootCause:
         return out
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class SuppressedAlarm:
     """A symptom of the incident, and the words for why it is one."""
@@ -193,21 +196,13 @@ class IncidentRecord:
         return rec
 
 
-class _Draft:
-    """An ``IncidentRecord`` being made by ``RecordBuilder.record``: the same slots, not frozen.
-    Filled with plain attribute stores, then made an ``IncidentRecord`` by assigning its
-    ``__class__`` (Python allows it between classes of the same layout): the frozen dataclass's
-    ``__init__`` sets each of its twenty fields through ``object.__setattr__``, which cost about
-    30,000 instructions a record, ten times this (``tests/test_output_fast_paths.py`` compares the
-    two)."""
-
-    __slots__ = IncidentRecord.__slots__
-
-
-# the draft's ``opened_at`` written through its slot: a copy into the record, not the incident's
-# lifecycle, which ``tests/test_lifecycle.py`` keeps to ``engine/core/lifecycle.py`` by refusing any
-# ``x.opened_at = ...`` elsewhere
-_set_opened_at: Callable[[Any, float | None], None] = vars(_Draft)["opened_at"].__set__
+# An ``IncidentRecord`` being made by ``RecordBuilder.record``: its twin (``engine.model.twins``), the
+# same slots, not frozen. Filled with plain attribute stores, then made an ``IncidentRecord`` by
+# assigning its ``__class__``: the frozen dataclass's ``__init__`` sets each of its twenty fields through
+# ``object.__setattr__``, which cost about 30,000 instructions a record, ten times this; and the fields
+# are stored in ``record``'s own code, without a call (``tests/test_output_fast_paths.py`` compares each
+# record with the dataclass made of its fields: a field left out fails there).
+_Draft = twin_of(IncidentRecord)
 
 
 def _empty_impact() -> dict[str, Any]:
@@ -318,7 +313,7 @@ class RecordBuilder:
         rec.alarms = alarms
         rec.suppressed = walked.suppressed
         rec.flapping = walked.flapping
-        _set_opened_at(rec, inc.opened_at)  # (see there)
+        rec.opened_at = inc.opened_at  # a copy into the record (``tests/test_lifecycle.py``)
         rec.acknowledged = inc.acknowledged
         rec.priority_breakdown = dict(p.breakdown) if p else {}
         rec.sla = assessment.sla

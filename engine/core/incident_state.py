@@ -23,8 +23,10 @@ from engine.core.lifecycle import Phase
 from engine.core.priority import Priority
 from engine.core.settings import IncidentSettings
 from engine.model.timeutil import parse_time
+from engine.model.twins import twin_built
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """What the last assessment said of an incident (``engine.core.assessment``), replaced whole."""
@@ -36,6 +38,7 @@ class Assessment:
     sla: SlaFacts | None = None  # SLA facts of its impact at that assessment
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Emitted:
     """Its latest record: the version, when, and what it said (to skip no-change updates)."""

@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.model.twins import twin_built
+
 if TYPE_CHECKING:
     from engine.core.incidents import Incident
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Suppression:
     root: str  # the alarm key that explains it directly

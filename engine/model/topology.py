@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from engine.errors import TopologyError
+from engine.model.twins import twin_of
 from engine.model.wording import first_problem, type_name, unknown_field
 
 DEFAULT_TIERS = MappingProxyType({"platinum": 8.0, "gold": 4.0, "silver": 2.0, "bronze": 1.0})
@@ -109,30 +110,14 @@ _set_access, _set_tier, _set_services, _set_count = (
 )
 
 
-class _ElementTwin:
-    """``Element`` 's slots, not frozen: made as ``_GroupTwin`` (below) makes a ``CustomerGroup``."""
-
-    __slots__ = ("depends_on", "id", "labels", "name", "region", "site", "type")
-    id: str
-    type: str
-    site: str | None
-    region: str | None
-    depends_on: tuple[tuple[str, ...], ...]
-    name: str | None
-    labels: Mapping[str, str]
-
-
-class _GroupTwin:
-    """``CustomerGroup`` 's slots, not frozen: a group is filled by plain attribute stores (CPython's
-    specialised slot store, no call), then becomes a ``CustomerGroup`` by ``__class__`` assignment (the
-    same layout: allowed). The same object as the frozen ``__init__`` makes; callgrind, 100,000 groups:
-    2,670 instructions each against 3,620 by four slot setters (``_make_group``)."""
-
-    __slots__ = ("access", "count", "services", "tier")  # (CPython sorts them: the dataclass's too)
-    access: str
-    tier: str
-    services: frozenset[str]
-    count: int
+# ``Element`` s and ``CustomerGroup`` s are made by the hundred thousand at load, each through its twin
+# (``engine.model.twins``): the same slots, not frozen, filled by plain attribute stores (CPython's
+# specialised slot store, no call), then made the frozen class by ``__class__`` assignment. The same
+# objects as the constructors make (``tests/test_topology.py`` compares them); callgrind, 100,000
+# groups: 2,670 instructions each against 3,620 by four slot setters (``_make_group``) and 6,410 by the
+# frozen ``__init__``. Every field must be stored: one left out is an ``AttributeError`` when read.
+_ElementTwin = twin_of(Element)
+_GroupTwin = twin_of(CustomerGroup)
 
 
 def _make_group(access: str, tier: str, services: frozenset[str], count: int) -> CustomerGroup:
@@ -474,7 +459,7 @@ class _Loader:
             e.depends_on = deps
             e.name = name
             e.labels = MappingProxyType(dict(labels)) if labels else no_labels
-            e.__class__ = element_type  # type: ignore[assignment]
+            e.__class__ = element_type
             made[ne_id] = e
         return made
 
@@ -783,7 +768,7 @@ class _Loader:
                             group.tier = tier_names[t]
                             group.services = service_set
                             group.count = n
-                            group.__class__ = group_type  # type: ignore[assignment]
+                            group.__class__ = group_type
                             here.append(group)
                             last_at, last_key = at, key
                         else:

@@ -39,6 +39,7 @@ from engine.core.alarms import ActiveAlarm
 from engine.core.forms.synthetic import Synthetic
 from engine.model.messages import KpiSample
 from engine.model.topology import Topology
+from engine.model.twins import twin_built
 from engine.rules.compiler import CompiledRule, Program
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ MAX_LISTED = 5  # alarm keys named in one sentence before "… and N more"
 
 
 # -- what the forms decide --------------------------------------------------------------------------
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Explanation:
     """``symptom`` (an alarm key) is explained by ``root`` (an alarm key) through ``rule``."""
@@ -74,6 +76,7 @@ class GroupStart:
     interval: float | None
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one form decided on one ``observe`` or ``tick``, in the order the pipeline applies it."""
@@ -109,6 +112,7 @@ NOTHING = Outcome()
 
 
 # -- what the forms observe -------------------------------------------------------------------------
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Raised:
     """An alarm occurrence to correlate as of ``t`` (its first raise, or the moment it re-surfaced).
@@ -123,6 +127,7 @@ class Raised:
     arrival: bool
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Cleared:
     """An alarm cleared (applied to the alarm table; its incident has been told)."""
@@ -130,6 +135,7 @@ class Cleared:
     alarm: ActiveAlarm
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class Released:
     """An alarm whose incident went away (resolved or discarded): what the forms hold of it goes."""

@@ -48,6 +48,7 @@ from engine.core.forms.base import (
 from engine.core.forms.explain_correlate import explain_correlate
 from engine.core.forms.neighbourhood import Neighbourhood
 from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by
+from engine.model.twins import twin_built
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost, by_rule
 from engine.rules.schema import neighbour_hops
@@ -75,6 +76,7 @@ class _Matched:
     symptoms: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``symptom`` it matches
 
 
+@twin_built
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     """An alarm occurrence in one scope, in one role, with the rules it may pair by."""

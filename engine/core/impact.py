@@ -108,6 +108,36 @@ class HealthView:
         return max([self.health(access), *(self.health(x) for x in platform)])
 
 
+class _Upstream(dict[str, str | None]):
+    """Per element its one upstream when its ``depends_on`` is one required element, else None
+    (made on first ask: the topology is static)."""
+
+    __slots__ = ("_topology",)
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__()
+        self._topology = topology
+
+    def __missing__(self, ne_id: str) -> str | None:
+        deps = self._topology.elements[ne_id].depends_on
+        found = self[ne_id] = deps[0][0] if len(deps) == 1 and len(deps[0]) == 1 else None
+        return found
+
+
+class _Ancestors(dict[str, frozenset[str]]):
+    """``Topology.ancestors`` per element, read as a plain dict (from C once known)."""
+
+    __slots__ = ("_topology",)
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__()
+        self._topology = topology
+
+    def __missing__(self, ne_id: str) -> frozenset[str]:
+        found = self[ne_id] = self._topology.ancestors(ne_id)
+        return found
+
+
 class LiveHealth(HealthView):
     """The effective health of the whole network, kept up to date as own states change: call
     ``changed(ne)`` after ``own[ne]`` changed (``own`` is read by reference, never copied; its values
@@ -121,7 +151,7 @@ class LiveHealth(HealthView):
     touches, with a new version).
     """
 
-    __slots__ = ("_cache", "_cache_size", "_levels", "_stamps", "version")
+    __slots__ = ("_above", "_cache", "_cache_size", "_levels", "_stamps", "_tree", "_up", "version")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
         self._topology = topology
@@ -132,6 +162,13 @@ class LiveHealth(HealthView):
         # seed list -> (version made at, its cone in sorted order, the impact); least recently used first
         self._cache: dict[tuple[str, ...], tuple[int, tuple[str, ...], Impact]] = {}
         self._cache_size = cache_size
+        # element -> its one upstream, None unless its ``depends_on`` is one required element (most
+        # of a tree-shaped access network): its level is then max(own, that upstream's)
+        self._up = _Upstream(topology)
+        # element -> whether everything below it has one upstream (``_tree_below``): a change there
+        # walks down in any order, without the heap that orders a walk through redundancy groups
+        self._tree: dict[str, bool] = {}
+        self._above = _Ancestors(topology)
         self.version = 0
         self.reset()
 
@@ -165,7 +202,13 @@ class LiveHealth(HealthView):
             return 1
         # the element itself first: often its level does not move (something above it is as bad or
         # worse) and nothing below it can move then; or nothing depends on it
-        level = self._evaluate(ne_id, elements[ne_id].depends_on)
+        up = self._up
+        level = own.get(ne_id, _OK)
+        if (u := up[ne_id]) is not None:  # one upstream: ``_level`` without its loop
+            if (contribution := levels.get(u, _OK)) > level:
+                level = contribution
+        else:
+            level = self._evaluate(ne_id, elements[ne_id].depends_on)
         if level == levels.get(ne_id, _OK):
             return 0
         if level != _OK:
@@ -173,14 +216,34 @@ class LiveHealth(HealthView):
         else:
             del levels[ne_id]
         changed = [ne_id]
-        below = topology.dependents_index().get(ne_id)
-        if below:
+        dependents = topology.dependents_index()
+        below = dependents.get(ne_id)
+        if below and self._tree_below(ne_id):
+            # every element below has one upstream: an element is reached once, from its upstream
+            # just evaluated, so any order walks it after that upstream (a stack, no heap)
+            stack = list(below)
+            pop, push = stack.pop, stack.extend
+            while stack:
+                ne = pop()
+                level = own.get(ne, _OK)
+                # (``up[ne]`` is an element here: ``_tree_below`` checked it)
+                if (contribution := levels.get(up[ne], _OK)) > level:  # type: ignore[arg-type]
+                    level = contribution
+                if level == levels.get(ne, _OK):
+                    continue
+                if level != _OK:
+                    levels[ne] = level
+                else:
+                    del levels[ne]
+                changed.append(ne)
+                if (more := dependents.get(ne)) is not None:
+                    push(more)
+        elif below:
             position = topology.position()
             heap = [(position[d], d) for d in below]
             heapify(heap)
             queued = {ne_id, *below}
             at_risk = _AT_RISK
-            dependents = topology.dependents_index()
             while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
                 ne = heappop(heap)[1]
                 level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
@@ -207,17 +270,39 @@ class LiveHealth(HealthView):
         self._stamp(changed)
         return len(changed)
 
+    def _tree_below(self, ne_id: str) -> bool:
+        """Whether every element below ``ne_id`` has one upstream (``_up``): remembered per element
+        (the topology is static). Walks what is below it once, stopping at the first that has not."""
+        hit = self._tree.get(ne_id)
+        if hit is None:
+            up, dependents = self._up, self._topology.dependents_index()
+            hit = True
+            stack = [ne_id]
+            while stack and hit:
+                for d in dependents.get(stack.pop(), ()):
+                    if up[d] is None:
+                        hit = False
+                        break
+                    stack.append(d)  # (one upstream: reached once)
+            self._tree[ne_id] = hit
+        return hit
+
     def _evaluate(self, ne: str, depends_on: tuple[tuple[str, ...], ...]) -> Health:
         """An element's effective level from its own and its upstreams' current levels (``_level``
         over the live levels; once per change, not in ``changed``'s loop)."""
         return _level(self._own.get(ne, _OK), depends_on, self._levels)
 
     def _stamp(self, changed: list[str]) -> None:
-        """A new version for the changed elements and everything above them (their ``ancestors``,
-        cached by the topology): the seeds of every cone that holds one of them."""
+        """A new version for the changed elements and everything above them (their ``ancestors``):
+        the seeds of every cone that holds one of them. An element whose one upstream changed too
+        adds nothing of its own: its ancestors are that upstream and the upstream's ancestors."""
         self.version += 1
-        above = set(changed)
-        above.update(*map(self._topology.ancestors, changed))  # (the topology keeps them)
+        mine = set(changed)
+        above = mine.copy()
+        up, ancestors = self._up, self._above
+        for ne in changed:
+            if up[ne] not in mine:
+                above.update(ancestors[ne])
         self._stamps.update(dict.fromkeys(above, self.version))
 
     def impact(self, seeds: Iterable[str]) -> Impact:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from heapq import heapify, heappop, heappush
+from heapq import heappop, heappush
 from operator import itemgetter
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
@@ -151,7 +151,7 @@ class LiveHealth(HealthView):
     touches, with a new version).
     """
 
-    __slots__ = ("_above", "_cache", "_cache_size", "_levels", "_stamps", "_tree", "_up", "version")
+    __slots__ = ("_above", "_cache", "_cache_size", "_levels", "_stamps", "_up", "version")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
         self._topology = topology
@@ -165,9 +165,6 @@ class LiveHealth(HealthView):
         # element -> its one upstream, None unless its ``depends_on`` is one required element (most
         # of a tree-shaped access network): its level is then max(own, that upstream's)
         self._up = _Upstream(topology)
-        # element -> whether everything below it has one upstream (``_tree_below``): a change there
-        # walks down in any order, without the heap that orders a walk through redundancy groups
-        self._tree: dict[str, bool] = {}
         self._above = _Ancestors(topology)
         self.version = 0
         self.reset()
@@ -217,75 +214,58 @@ class LiveHealth(HealthView):
             del levels[ne_id]
         changed = [ne_id]
         dependents = topology.dependents_index()
-        below = dependents.get(ne_id)
-        if below and self._tree_below(ne_id):
-            # every element below has one upstream: an element is reached once, from its upstream
-            # just evaluated, so any order walks it after that upstream (a stack, no heap)
-            stack = list(below)
-            pop, push = stack.pop, stack.extend
-            while stack:
-                ne = pop()
-                level = own.get(ne, _OK)
-                # (``up[ne]`` is an element here: ``_tree_below`` checked it)
-                if (contribution := levels.get(up[ne], _OK)) > level:  # type: ignore[arg-type]
-                    level = contribution
-                if level == levels.get(ne, _OK):
-                    continue
-                if level != _OK:
-                    levels[ne] = level
-                else:
-                    del levels[ne]
-                changed.append(ne)
-                if (more := dependents.get(ne)) is not None:
-                    push(more)
-        elif below:
-            position = topology.position()
-            heap = [(position[d], d) for d in below]
-            heapify(heap)
-            queued = {ne_id, *below}
+        todo = dependents.get(ne_id)
+        if todo:
+            # Below it, each element is evaluated once, after every upstream of it that changes. One
+            # with one upstream (``_up``) is reached once, from that upstream just evaluated: it
+            # waits on a stack, in any order. One with more waits on a heap in topological order,
+            # taken only when the stack is empty: whatever could still change one of its upstreams
+            # is then on the heap, above it in that order, and taken first.
+            stack: list[str] = []
+            heap: list[tuple[int, str]] = []
+            queued: set[str] = set()
+            position: Mapping[str, int] | None = None
             at_risk = _AT_RISK
-            while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
-                ne = heappop(heap)[1]
-                level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
-                for item in elements[ne].depends_on:
-                    if len(item) == 1:
-                        contribution = levels.get(item[0], _OK)
-                    else:
-                        members = [levels.get(u, _OK) for u in item]
-                        best = min(members)
-                        contribution = best if best or max(members) == _OK else at_risk
-                    if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
-                        level = contribution
-                if level == levels.get(ne, _OK):
-                    continue
-                if level != _OK:
-                    levels[ne] = level
-                else:
-                    del levels[ne]
-                changed.append(ne)
-                for d in dependents.get(ne, ()):
-                    if d not in queued:
+            while True:
+                for d in todo:
+                    if up[d] is not None:
+                        stack.append(d)
+                    elif d not in queued:
+                        if position is None:
+                            position = topology.position()
                         queued.add(d)
                         heappush(heap, (position[d], d))
+                if stack:
+                    ne = stack.pop()
+                    level = own.get(ne, _OK)
+                    # (``up[ne]`` is an element: only those are stacked)
+                    if (contribution := levels.get(up[ne], _OK)) > level:  # type: ignore[arg-type]
+                        level = contribution
+                elif heap:
+                    ne = heappop(heap)[1]
+                    level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
+                    for item in elements[ne].depends_on:
+                        if len(item) == 1:
+                            contribution = levels.get(item[0], _OK)
+                        else:
+                            members = [levels.get(u, _OK) for u in item]
+                            best = min(members)
+                            contribution = best if best or max(members) == _OK else at_risk
+                        if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
+                            level = contribution
+                else:
+                    break
+                if level == levels.get(ne, _OK):
+                    todo = ()
+                    continue
+                if level != _OK:
+                    levels[ne] = level
+                else:
+                    del levels[ne]
+                changed.append(ne)
+                todo = dependents.get(ne, ())
         self._stamp(changed)
         return len(changed)
-
-    def _tree_below(self, ne_id: str) -> bool:
-        """Whether every element below ``ne_id`` has one upstream (``_up``): remembered per element
-        (the topology is static). Walks what is below it once, stopping at the first that has not."""
-        hit = self._tree.get(ne_id)
-        if hit is None:
-            up, dependents = self._up, self._topology.dependents_index()
-            hit = True
-            stack = [ne_id]
-            while stack and hit:
-                for d in dependents.get(stack.pop(), ()):
-                    if up[d] is None:
-                        hit = False
-                        break
-                    stack.append(d)  # (one upstream: reached once)
-            self._tree[ne_id] = hit
-        return hit
 
     def _evaluate(self, ne: str, depends_on: tuple[tuple[str, ...], ...]) -> Health:
         """An element's effective level from its own and its upstreams' current levels (``_level``

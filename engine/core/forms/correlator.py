@@ -122,15 +122,19 @@ class _Matched:
     symptoms: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``symptom`` it matches
 
 
-@dataclass(frozen=True, slots=True)
 class _Candidate:
-    """An alarm occurrence in one scope, in one role, with the rules it may pair by."""
+    """An alarm occurrence in one scope, in one role, with the rules it may pair by. Never changed
+    once made (a plain slotted class: two are made per alarm, and a frozen dataclass sets each
+    field through ``object.__setattr__``)."""
 
-    key: str
-    aid: str  # occurrence id
-    t: float
-    rules: frozenset[str]
-    condition: bool = False  # ``Correlator.is_condition(key)``: no lead limit as a symptom
+    __slots__ = ("aid", "condition", "key", "rules", "t")
+
+    def __init__(self, key: str, aid: str, t: float, rules: frozenset[str], condition: bool = False) -> None:
+        self.key = key
+        self.aid = aid  # occurrence id
+        self.t = t
+        self.rules = rules
+        self.condition = condition  # ``Correlator.is_condition(key)``: no lead limit as a symptom
 
 
 class _Scope:
@@ -343,32 +347,93 @@ class Correlator(BaseForm):
                 near = self._near[relation]
                 role = "root" if is_root else "sym"
                 if join:
-                    self._meet(mine, is_root, near.others(role, sid), shared, out)
+                    for other in near.others(role, sid):
+                        common = shared.get(other.rules)
+                        if common is None:
+                            common = shared[other.rules] = self._common(rules & other.rules)
+                        if common:
+                            if is_root:
+                                self._pair(mine, other, common, out)
+                            else:
+                                self._pair(other, mine, common, out)
                 near.add(role, sid, key, mine)
                 continue
             if join and there:
-                self._meet(mine, is_root, there.values(), shared, out)
+                if is_root:
+                    self._as_root(mine, there, shared, out)
+                else:
+                    self._as_symptom(mine, there, shared, out)
             home[key] = mine
 
-    def _meet(
+    def _as_root(
         self,
-        mine: _Candidate,
-        is_root: bool,
-        others: Iterable[_Candidate],
+        r: _Candidate,
+        symptoms: dict[str, _Candidate],
         shared: dict[frozenset[str], _Shared],
         out: list[Explanation],
     ) -> None:
-        """Pair ``mine`` with each of ``others`` (the other role) by the rules they share."""
-        pair = self._pair
-        for other in others:
-            common = shared.get(other.rules)
+        """``_pair`` of a root with each symptom of a scope, inlined (the join's inner loop)."""
+        rule_firings = self.rule_firings
+        explained = self.explained
+        fired = outside = 0
+        aid, rt, rkey = r.aid, r.t, r.key
+        for s in symptoms.values():
+            common = shared.get(s.rules)
             if common is None:
-                common = shared[other.rules] = self._common(mine.rules & other.rules)
-            if common:
-                if is_root:
-                    pair(mine, other, common, out)
-                else:
-                    pair(other, mine, common, out)
+                common = shared[s.rules] = self._common(r.rules & s.rules)
+            if not common:
+                continue
+            fired += len(common)
+            for name, _ in common:
+                rule_firings[name] += 1
+            if s.aid == aid:
+                continue  # an alarm is never its own symptom
+            st = s.t
+            for _, rule in common:
+                lead = math.inf if s.condition else rule.lead
+                if not rt - lead <= st <= rt + rule.window:
+                    outside += 1
+                elif not explained(s.key):  # else the book would keep its first explanation
+                    out.append(Explanation(rkey, s.key, rule, rt, st))
+        self.firings += fired
+        self.outside_window += outside
+
+    def _as_symptom(
+        self,
+        s: _Candidate,
+        roots: dict[str, _Candidate],
+        shared: dict[frozenset[str], _Shared],
+        out: list[Explanation],
+    ) -> None:
+        """``_pair`` of a symptom with each root of a scope, inlined (the join's inner loop); whether
+        the symptom is explained already is asked once, when a pair first needs it."""
+        rule_firings = self.rule_firings
+        fired = outside = 0
+        aid, st, skey, condition = s.aid, s.t, s.key, s.condition
+        explained: bool | None = None
+        for r in roots.values():
+            common = shared.get(r.rules)
+            if common is None:
+                common = shared[r.rules] = self._common(s.rules & r.rules)
+            if not common:
+                continue
+            fired += len(common)
+            for name, _ in common:
+                rule_firings[name] += 1
+            if r.aid == aid:
+                continue  # an alarm is never its own symptom
+            rt = r.t
+            for _, rule in common:
+                lead = math.inf if condition else rule.lead
+                if not rt - lead <= st <= rt + rule.window:
+                    outside += 1
+                    continue
+                if explained is None:
+                    explained = self.explained(skey)
+                if not explained:  # else the book would keep its first explanation
+                    out.append(Explanation(r.key, skey, rule, rt, st))
+        self.firings += fired
+        self.outside_window += outside
 
     def _common(self, rules: frozenset[str]) -> _Shared:
         """Rules in rule order, with their compiled rules (empty for none), one tuple per set."""

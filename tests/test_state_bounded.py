@@ -114,6 +114,7 @@ TOPOLOGY_BOUNDED = (
     "health.live._stamps",  # per element: when its cone last changed level
     "health.live._up",  # per element: its one upstream, if so
     "health.live._above",  # per element: its ancestors
+    "health.live._below",  # per element: its dependents, by shape
     "health.live._cache",  # impacts by seed elements (a bounded cache)
     "incidents._assessor._priorities",  # priorities by their inputs (at most 4,096)
     "stats.messages",  # per kind of message: a counter
@@ -323,6 +324,7 @@ NEIGHBOUR_BOUNDED = (
     "health.live._stamps",
     "health.live._up",
     "health.live._above",
+    "health.live._below",
     "health.live._cache",
     "incidents._assessor._priorities",
     "stats.messages",

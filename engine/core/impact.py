@@ -124,6 +124,25 @@ class _Upstream(dict[str, str | None]):
         return found
 
 
+class _Below(dict[str, tuple[tuple[str, ...], tuple[str, ...]]]):
+    """Per element its dependents in two: those whose one upstream it is (``_Upstream``), and the
+    others (made on first ask: the topology is static)."""
+
+    __slots__ = ("_topology", "_up")
+
+    def __init__(self, topology: Topology, up: _Upstream) -> None:
+        super().__init__()
+        self._topology = topology
+        self._up = up
+
+    def __missing__(self, ne_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        dependents = self._topology.dependents(ne_id)
+        up = self._up
+        singles = tuple(d for d in dependents if up[d] is not None)
+        found = self[ne_id] = (singles, tuple(d for d in dependents if up[d] is None))
+        return found
+
+
 class _Ancestors(dict[str, frozenset[str]]):
     """``Topology.ancestors`` per element, read as a plain dict (from C once known)."""
 
@@ -151,7 +170,7 @@ class LiveHealth(HealthView):
     touches, with a new version).
     """
 
-    __slots__ = ("_above", "_cache", "_cache_size", "_levels", "_stamps", "_up", "version")
+    __slots__ = ("_above", "_below", "_cache", "_cache_size", "_levels", "_stamps", "_up", "version")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
         self._topology = topology
@@ -165,6 +184,7 @@ class LiveHealth(HealthView):
         # element -> its one upstream, None unless its ``depends_on`` is one required element (most
         # of a tree-shaped access network): its level is then max(own, that upstream's)
         self._up = _Upstream(topology)
+        self._below = _Below(topology, self._up)  # per element its dependents, by shape
         self._above = _Ancestors(topology)
         self.version = 0
         self.reset()
@@ -213,58 +233,74 @@ class LiveHealth(HealthView):
         else:
             del levels[ne_id]
         changed = [ne_id]
-        dependents = topology.dependents_index()
-        todo = dependents.get(ne_id)
-        if todo:
+        tops = [ne_id]  # the changed elements whose one upstream did not change (``_stamp``)
+        singles, multis = self._below[ne_id]
+        if singles or multis:
             # Below it, each element is evaluated once, after every upstream of it that changes. One
-            # with one upstream (``_up``) is reached once, from that upstream just evaluated: it
-            # waits on a stack, in any order. One with more waits on a heap in topological order,
-            # taken only when the stack is empty: whatever could still change one of its upstreams
-            # is then on the heap, above it in that order, and taken first.
-            stack: list[str] = []
+            # with one upstream (``_Below``: most of a tree-shaped access network) is reached once,
+            # from that upstream just evaluated, whose new level comes with it: it waits on a stack,
+            # in any order. One with more waits on a heap in topological order, taken only when the
+            # stack is empty: whatever could still change one of its upstreams is then on the heap,
+            # above it in that order, and taken first.
+            below = self._below
+            stack: list[tuple[Health, tuple[str, ...]]] = [(level, singles)] if singles else []
             heap: list[tuple[int, str]] = []
             queued: set[str] = set()
             position: Mapping[str, int] | None = None
             at_risk = _AT_RISK
             while True:
-                for d in todo:
-                    if up[d] is not None:
-                        stack.append(d)
-                    elif d not in queued:
-                        if position is None:
-                            position = topology.position()
-                        queued.add(d)
-                        heappush(heap, (position[d], d))
+                if multis:
+                    if position is None:
+                        position = topology.position()
+                    for d in multis:
+                        if d not in queued:
+                            queued.add(d)
+                            heappush(heap, (position[d], d))
+                    multis = ()
                 if stack:
-                    ne = stack.pop()
-                    level = own.get(ne, _OK)
-                    # (``up[ne]`` is an element: only those are stacked)
-                    if (contribution := levels.get(up[ne], _OK)) > level:  # type: ignore[arg-type]
-                        level = contribution
-                elif heap:
-                    ne = heappop(heap)[1]
-                    level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
-                    for item in elements[ne].depends_on:
-                        if len(item) == 1:
-                            contribution = levels.get(item[0], _OK)
+                    upstream, elements_below = stack.pop()
+                    for ne in elements_below:
+                        level = own.get(ne, _OK)
+                        if upstream > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
+                            level = upstream
+                        if level == levels.get(ne, _OK):
+                            continue
+                        if level != _OK:
+                            levels[ne] = level
                         else:
-                            members = [levels.get(u, _OK) for u in item]
-                            best = min(members)
-                            contribution = best if best or max(members) == _OK else at_risk
-                        if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
-                            level = contribution
-                else:
+                            del levels[ne]
+                        changed.append(ne)
+                        singles, more = below[ne]
+                        if singles:
+                            stack.append((level, singles))
+                        if more:
+                            multis = (*multis, *more)
+                    continue
+                if not heap:
                     break
+                ne = heappop(heap)[1]
+                level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
+                for item in elements[ne].depends_on:
+                    if len(item) == 1:
+                        contribution = levels.get(item[0], _OK)
+                    else:
+                        members = [levels.get(u, _OK) for u in item]
+                        best = min(members)
+                        contribution = best if best or max(members) == _OK else at_risk
+                    if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
+                        level = contribution
                 if level == levels.get(ne, _OK):
-                    todo = ()
                     continue
                 if level != _OK:
                     levels[ne] = level
                 else:
                     del levels[ne]
                 changed.append(ne)
-                todo = dependents.get(ne, ())
-        self._stamp(changed)
+                tops.append(ne)
+                singles, multis = below[ne]
+                if singles:
+                    stack.append((level, singles))
+        self._stamp(changed, tops)
         return len(changed)
 
     def _evaluate(self, ne: str, depends_on: tuple[tuple[str, ...], ...]) -> Health:
@@ -272,17 +308,16 @@ class LiveHealth(HealthView):
         over the live levels; once per change, not in ``changed``'s loop)."""
         return _level(self._own.get(ne, _OK), depends_on, self._levels)
 
-    def _stamp(self, changed: list[str]) -> None:
+    def _stamp(self, changed: list[str], tops: list[str]) -> None:
         """A new version for the changed elements and everything above them (their ``ancestors``):
-        the seeds of every cone that holds one of them. An element whose one upstream changed too
-        adds nothing of its own: its ancestors are that upstream and the upstream's ancestors."""
+        the seeds of every cone that holds one of them. Only the ``tops`` (the changed elements
+        whose one upstream did not change too) add ancestors of their own: another's are its one
+        upstream, changed, and that upstream's ancestors."""
         self.version += 1
-        mine = set(changed)
-        above = mine.copy()
-        up, ancestors = self._up, self._above
-        for ne in changed:
-            if up[ne] not in mine:
-                above.update(ancestors[ne])
+        above = set(changed)
+        ancestors = self._above
+        for ne in tops:
+            above.update(ancestors[ne])
         self._stamps.update(dict.fromkeys(above, self.version))
 
     def impact(self, seeds: Iterable[str]) -> Impact:

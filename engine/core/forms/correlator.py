@@ -120,6 +120,9 @@ class _Matched:
     others: frozenset[str]  # non-correlate parts (``ruleset/rule#part``): ``classify``'s answer
     roots: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``root`` it matches
     symptoms: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``symptom`` it matches
+    # (relation, its ``roots``, its ``symptoms``; None for none) for each relation with either, in
+    # the program's order of relations: what the join walks
+    relations: tuple[tuple[str, frozenset[str] | None, frozenset[str] | None], ...] = ()
 
 
 class _Candidate:
@@ -283,7 +286,8 @@ class Correlator(BaseForm):
         (none with ``join=False``: a snapshot's candidates re-entered, their pairs applied before)."""
         key = alarm.key
         occ = alarm.occurrence_id
-        self.forget(key)  # one live occurrence per identity: a re-raise replaces the old one
+        if key in self._facts or key in self._due:
+            self.forget(key)  # one live occurrence per identity: a re-raise replaces the old one
         # the match ``classify`` just made of this alarm, on its way to this join (taken once)
         last, self._classified = self._classified, None
         matched = last[1] if last is not None and last[0] is alarm else self._match(alarm)
@@ -296,12 +300,12 @@ class Correlator(BaseForm):
         summary = synthetic and self._is_storm(key)
         condition = synthetic and self.is_condition(key)
         as_root = as_symptom = None  # this occurrence's candidate in each role, made once
-        for relation in self._program.max_window:
-            roots = matched.roots.get(relation)
-            symptoms = None if summary else matched.symptoms.get(relation)
+        scope_lists, ne_id = self._scope_lists, alarm.ne_id
+        for relation, roots, matched_symptoms in matched.relations:
+            symptoms = None if summary else matched_symptoms
             if not roots and not symptoms:
                 continue  # an alarm no rule of this relation can pair enters none of its scopes
-            as_roots, as_symptoms = self._scope_list(relation, alarm.ne_id)
+            as_roots, as_symptoms = scope_lists.get((relation, ne_id)) or self._scope_list(relation, ne_id)
             # the root's scopes, then the symptom's (the book sorts what they pair: order is free)
             if roots and as_roots:
                 if as_root is None or as_root.rules is not roots:
@@ -322,8 +326,11 @@ class Correlator(BaseForm):
             self._t[key] = t
             if alarm.active and condition:
                 self._due[key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
-            else:
-                self._expire(key, occ, (now if now > t else t) + self._lifetime + self._grace)
+            else:  # ``_expire``, inlined
+                due = (now if now > t else t) + self._lifetime + self._grace
+                self._seq += 1
+                self._due[key] = (due, occ)
+                heapq.heappush(self._expiry, (due, self._seq, key, occ))
         return out
 
     def _enter(  # noqa: PLR0917 (the join's inner step, called per relation and role)
@@ -503,11 +510,14 @@ class Correlator(BaseForm):
                 roots.setdefault(rule.relation, set()).add(qualified)
             else:
                 symptoms.setdefault(rule.relation, set()).add(qualified)
-        hit = _Matched(
-            frozenset(others),
-            {k: frozenset(v) for k, v in roots.items()},
-            {k: frozenset(v) for k, v in symptoms.items()},
+        by_root = {k: frozenset(v) for k, v in roots.items()}
+        by_symptom = {k: frozenset(v) for k, v in symptoms.items()}
+        relations = tuple(
+            (relation, by_root.get(relation), by_symptom.get(relation))
+            for relation in self._program.max_window
+            if relation in by_root or relation in by_symptom
         )
+        hit = _Matched(frozenset(others), by_root, by_symptom, relations)
         if len(self._matched) >= MATCH_CACHE_SIZE:
             del self._matched[next(iter(self._matched))]
         self._matched[signature] = hit

@@ -391,16 +391,21 @@ class Correlator(BaseForm):
             if not common:
                 continue
             fired += len(common)
-            for name, _ in common:
-                rule_firings[name] += 1
-            if s.aid == aid:
-                continue  # an alarm is never its own symptom
+            if s.aid == aid:  # an alarm is never its own symptom (the pair is counted)
+                for name, _ in common:
+                    rule_firings[name] += 1
+                continue
             st = s.t
-            for _, rule in common:
+            known = None  # whether the symptom is explained already: asked once, when needed
+            for name, rule in common:
+                rule_firings[name] += 1
                 lead = math.inf if s.condition else rule.lead
                 if not rt - lead <= st <= rt + rule.window:
                     outside += 1
-                elif not explained(s.key):  # else the book would keep its first explanation
+                    continue
+                if known is None:
+                    known = explained(s.key)
+                if not known:  # else the book would keep its first explanation
                     out.append(Explanation(rkey, s.key, rule, rt, st))
         self.firings += fired
         self.outside_window += outside
@@ -425,12 +430,13 @@ class Correlator(BaseForm):
             if not common:
                 continue
             fired += len(common)
-            for name, _ in common:
-                rule_firings[name] += 1
-            if r.aid == aid:
-                continue  # an alarm is never its own symptom
+            if r.aid == aid:  # an alarm is never its own symptom (the pair is counted)
+                for name, _ in common:
+                    rule_firings[name] += 1
+                continue
             rt = r.t
-            for _, rule in common:
+            for name, rule in common:
+                rule_firings[name] += 1
                 lead = math.inf if condition else rule.lead
                 if not rt - lead <= st <= rt + rule.window:
                     outside += 1

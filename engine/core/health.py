@@ -33,7 +33,11 @@ class ElementHealth:
         self.live = LiveHealth(topology, self.own)  # effective health from ``own``, kept up to date
 
     def index(self, alarm: ActiveAlarm) -> None:
-        self.by_element.setdefault(alarm.ne_id, set()).add(alarm.key)
+        keys = self.by_element.get(alarm.ne_id)
+        if keys is None:  # (not ``setdefault``: a set made per raise for nothing)
+            self.by_element[alarm.ne_id] = {alarm.key}
+        else:
+            keys.add(alarm.key)
 
     def update(self, ne_id: str) -> tuple[bool, bool, bool]:
         """Recompute an element's own health from its alarms: (an element's effective level or a

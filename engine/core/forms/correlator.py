@@ -56,6 +56,7 @@ from engine.rules.schema import neighbour_hops
 __all__ = ["MATCH_CACHE_SIZE", "Correlator", "Explanation"]
 
 MATCH_CACHE_SIZE = 65_536  # distinct match signatures remembered (oldest forgotten first)
+_NO_PARTS: frozenset[str] = frozenset()
 
 
 ScopeKey = tuple[str, str]  # (relation, sid): a scope of the index
@@ -569,7 +570,7 @@ class Correlator(BaseForm):
         Remembered per alarm identity (``parts``) until re-classified.
         """
         if not self._classify:
-            return frozenset()
+            return _NO_PARTS
         matched = self._match(alarm)
         self._classified = (alarm, matched)  # the raise's join that follows reads the same state
         parts = matched.others
@@ -579,7 +580,7 @@ class Correlator(BaseForm):
         return parts
 
     def parts(self, key: str) -> frozenset[str]:
-        return self._parts.get(key, frozenset())
+        return self._parts.get(key, _NO_PARTS)
 
     def drop_parts(self, key: str) -> None:
         self._parts.pop(key, None)

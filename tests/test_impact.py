@@ -437,3 +437,56 @@ def test_a_live_impact_is_computed_again_only_when_its_cone_changes(net: Topolog
     own["core-1"] = DEGRADED
     live.reset()
     assert live.impact(["agg-1"]).elements == {"agg-1": DEGRADED, "olt-7": DEGRADED}
+
+
+def _tree_network(rng: random.Random, n_elements: int, shared: float) -> Topology:
+    """A tree (each element below one earlier element), with a share ``shared`` of elements that
+    depend on two elements or on a redundancy group instead."""
+    elements: list[dict[str, Any]] = [{"id": "n0", "type": "t", "depends_on": []}]
+    for i in range(1, n_elements):
+        up = [f"n{m}" for m in rng.sample(range(i), min(i, 2))]
+        if len(up) == 2 and rng.random() < shared:
+            deps: list[Any] = [up] if rng.random() < 0.5 else up
+        else:
+            deps = [up[0]]
+        elements.append({"id": f"n{i}", "type": "t", "depends_on": deps})
+    return topology_from_dict({"service_types": {}, "elements": elements, "customers": []})
+
+
+@pytest.mark.parametrize("shared", [0.0, 0.05, 0.3, 0.8])
+def test_live_health_walks_down_trees_and_stamps_every_cone_a_change_touched(shared: float) -> None:
+    """A change walks down to elements of one upstream in any order and to the others in topological
+    order (``LiveHealth.changed``): every level is a fresh view's, and exactly the elements whose
+    level changed and everything above them get the new version (an element whose one upstream
+    changed too adds no ancestors of its own: ``_stamp``)."""
+    rng = random.Random(int(shared * 100) + 7)
+    walks = 0
+    for _ in range(4):
+        topo = _tree_network(rng, 80, shared)
+        own: dict[str, Health] = {}
+        live = LiveHealth(topo, own)
+        names = sorted(topo.elements)
+        for _ in range(80):
+            ne = rng.choice(names[: len(names) // 3] if rng.random() < 0.6 else names)
+            level = rng.choice([OK, AT_RISK, DEGRADED, DOWN])
+            if level == OK:
+                own.pop(ne, None)
+            else:
+                own[ne] = level
+            before = {x: live.health(x) for x in names}
+            version = live.version
+            live.changed(ne)
+            fresh = HealthView(topo, own)
+            after = {x: live.health(x) for x in names}
+            assert after == {x: fresh.health(x) for x in names}
+            moved = {x for x in names if before[x] != after[x]}
+            if not moved:
+                assert live.version == version
+                continue
+            expected = set(moved)
+            for x in moved:
+                expected |= topo.ancestors(x)
+            stamped = {x for x in names if live._stamps.get(x) == live.version}
+            assert stamped == expected
+            walks += len(moved) > 2
+    assert walks > 20  # changes walked down

@@ -108,7 +108,13 @@ TOPOLOGY_BOUNDED = (
     "forms._forms[correlator].rule_firings",  # per rule and part: a counter
     "forms._forms[correlator]._matched",  # durable's answers by match signature (at most 65,536)
     "forms._forms[correlator]._ordered",  # per set of correlate rules two candidates share
+    "forms._forms[correlator]._shared",  # per two sets of correlate rules: what they share
+    "forms._forms[correlator]._by_key",  # durable's answers by the alarm fields deciding them (65,536)
+    "forms._forms[correlator]._index",  # per relation and scope met: its candidates' dicts (kept)
     "health.live._stamps",  # per element: when its cone last changed level
+    "health.live._up",  # per element: its one upstream, if so
+    "health.live._above",  # per element: its ancestors
+    "health.live._below",  # per element: its dependents, by shape
     "health.live._cache",  # impacts by seed elements (a bounded cache)
     "incidents._assessor._priorities",  # priorities by their inputs (at most 4,096)
     "stats.messages",  # per kind of message: a counter
@@ -309,10 +315,16 @@ NEIGHBOUR_BOUNDED = (
     "forms._forms[correlator]._host._sid",
     "forms._forms[correlator]._scope_lists",
     "forms._forms[correlator]._ordered",
+    "forms._forms[correlator]._shared",
+    "forms._forms[correlator]._by_key",
+    "forms._forms[correlator]._index",
     "forms._forms[correlator]._matched",
     "forms._forms[correlator]._host.rule_firings",
     "forms._forms[correlator].rule_firings",
     "health.live._stamps",
+    "health.live._up",
+    "health.live._above",
+    "health.live._below",
     "health.live._cache",
     "incidents._assessor._priorities",
     "stats.messages",

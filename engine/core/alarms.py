@@ -266,10 +266,10 @@ class AlarmTable:
     def _raise(self, key: str, alarm: Alarm, now: float, effect: Effect | None = None) -> list[AlarmChange]:
         # (the alarm's fields read once each: a pydantic model's attributes are slow to read)
         severity = alarm.severity
-        effect = effect or _classify(self._effects, alarm.probable_cause, alarm.event_type, severity)
         t = alarm.event_time
         rec = self._alarms.get(key)
         if rec is None:
+            effect = effect or _classify(self._effects, alarm.probable_cause, alarm.event_type, severity)
             rec = self._new(key, alarm, effect)
             self._alarms[key] = rec
             self.counters.raised += 1
@@ -289,7 +289,10 @@ class AlarmTable:
             if severity != rec.severity:
                 previous = rec.effect
                 rec.severity = severity
-                rec.effect = effect
+                # (classified only here: a repeat of the same severity, the usual raise, needs no effect)
+                rec.effect = effect or _classify(
+                    self._effects, alarm.probable_cause, alarm.event_type, severity
+                )
                 rec.text = alarm.text or rec.text
                 self.counters.severity_changes += 1
                 return [AlarmChange("severity", rec, previous)]
@@ -302,7 +305,7 @@ class AlarmTable:
             return []
         rec.occurrence += 1
         rec.severity = severity
-        rec.effect = effect
+        rec.effect = effect or _classify(self._effects, alarm.probable_cause, alarm.event_type, severity)
         rec.text = alarm.text
         rec.threshold_info = _threshold(alarm)
         rec.first_seen = rec.last_seen = t

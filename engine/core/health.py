@@ -33,7 +33,11 @@ class ElementHealth:
         self.live = LiveHealth(topology, self.own)  # effective health from ``own``, kept up to date
 
     def index(self, alarm: ActiveAlarm) -> None:
-        self.by_element.setdefault(alarm.ne_id, set()).add(alarm.key)
+        keys = self.by_element.get(alarm.ne_id)
+        if keys is None:  # (not ``setdefault``: a set made per raise for nothing)
+            self.by_element[alarm.ne_id] = {alarm.key}
+        else:
+            keys.add(alarm.key)
 
     def update(self, ne_id: str) -> tuple[bool, bool, bool]:
         """Recompute an element's own health from its alarms: (an element's effective level or a
@@ -41,21 +45,25 @@ class ElementHealth:
         no effective level move (an element below one as unhealthy or worse): no impact changes then."""
         worst = _OK
         per_service: dict[str, Health] = {}
-        keys = self.by_element.get(ne_id, set())
-        get = self._alarm
-        for key in list(keys):
-            a = get(key)
-            if a is None:
-                keys.discard(key)
-                continue
-            if a.active and (level := EFFECT_HEALTH.get(a.effect)) is not None:
-                # ``service_scope``, asked only of a key the engine's rules raised
-                service = service_scope(key) if key.startswith("rule:") else None
-                if service is None:
-                    if level > worst:  # noqa: PLR1730 (``max``, without its call)
-                        worst = level
-                else:
-                    per_service[service] = max(per_service.get(service, _OK), level)
+        keys = self.by_element.get(ne_id)
+        if keys:
+            get = self._alarm
+            gone = None  # keys of alarms the table no longer holds: dropped after the loop
+            for key in keys:
+                a = get(key)
+                if a is None:
+                    gone = [key] if gone is None else [*gone, key]
+                    continue
+                if a.active and (level := EFFECT_HEALTH.get(a.effect)) is not None:
+                    # ``service_scope``, asked only of a key the engine's rules raised
+                    service = service_scope(key) if key.startswith("rule:") else None
+                    if service is None:
+                        if level > worst:  # noqa: PLR1730 (``max``, without its call)
+                            worst = level
+                    else:
+                        per_service[service] = max(per_service.get(service, _OK), level)
+            if gone is not None:
+                keys.difference_update(gone)
         before = self.own.get(ne_id, _OK)
         if worst == _OK:
             self.own.pop(ne_id, None)

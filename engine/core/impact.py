@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from heapq import heapify, heappop, heappush
+from heapq import heappop, heappush
 from operator import itemgetter
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
@@ -109,6 +109,55 @@ class HealthView:
         return max([self.health(access), *(self.health(x) for x in platform)])
 
 
+class _Upstream(dict[str, str | None]):
+    """Per element its one upstream when its ``depends_on`` is one required element, else None
+    (made on first ask: the topology is static)."""
+
+    __slots__ = ("_topology",)
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__()
+        self._topology = topology
+
+    def __missing__(self, ne_id: str) -> str | None:
+        deps = self._topology.elements[ne_id].depends_on
+        found = self[ne_id] = deps[0][0] if len(deps) == 1 and len(deps[0]) == 1 else None
+        return found
+
+
+class _Below(dict[str, tuple[tuple[str, ...], tuple[str, ...]]]):
+    """Per element its dependents in two: those whose one upstream it is (``_Upstream``), and the
+    others (made on first ask: the topology is static)."""
+
+    __slots__ = ("_topology", "_up")
+
+    def __init__(self, topology: Topology, up: _Upstream) -> None:
+        super().__init__()
+        self._topology = topology
+        self._up = up
+
+    def __missing__(self, ne_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        dependents = self._topology.dependents(ne_id)
+        up = self._up
+        singles = tuple(d for d in dependents if up[d] is not None)
+        found = self[ne_id] = (singles, tuple(d for d in dependents if up[d] is None))
+        return found
+
+
+class _Ancestors(dict[str, frozenset[str]]):
+    """``Topology.ancestors`` per element, read as a plain dict (from C once known)."""
+
+    __slots__ = ("_topology",)
+
+    def __init__(self, topology: Topology) -> None:
+        super().__init__()
+        self._topology = topology
+
+    def __missing__(self, ne_id: str) -> frozenset[str]:
+        found = self[ne_id] = self._topology.ancestors(ne_id)
+        return found
+
+
 class LiveHealth(HealthView):
     """The effective health of the whole network, kept up to date as own states change: call
     ``changed(ne)`` after ``own[ne]`` changed (``own`` is read by reference, never copied; its values
@@ -122,7 +171,7 @@ class LiveHealth(HealthView):
     touches, with a new version).
     """
 
-    __slots__ = ("_cache", "_cache_size", "_levels", "_stamps", "version")
+    __slots__ = ("_above", "_below", "_cache", "_cache_size", "_levels", "_stamps", "_up", "version")
 
     def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
         self._topology = topology
@@ -133,6 +182,11 @@ class LiveHealth(HealthView):
         # seed list -> (version made at, its cone in sorted order, the impact); least recently used first
         self._cache: dict[tuple[str, ...], tuple[int, tuple[str, ...], Impact]] = {}
         self._cache_size = cache_size
+        # element -> its one upstream, None unless its ``depends_on`` is one required element (most
+        # of a tree-shaped access network): its level is then max(own, that upstream's)
+        self._up = _Upstream(topology)
+        self._below = _Below(topology, self._up)  # per element its dependents, by shape
+        self._above = _Ancestors(topology)
         self.version = 0
         self.reset()
 
@@ -166,7 +220,13 @@ class LiveHealth(HealthView):
             return 1
         # the element itself first: often its level does not move (something above it is as bad or
         # worse) and nothing below it can move then; or nothing depends on it
-        level = self._evaluate(ne_id, elements[ne_id].depends_on)
+        up = self._up
+        level = own.get(ne_id, _OK)
+        if (u := up[ne_id]) is not None:  # one upstream: ``_level`` without its loop
+            if (contribution := levels.get(u, _OK)) > level:
+                level = contribution
+        else:
+            level = self._evaluate(ne_id, elements[ne_id].depends_on)
         if level == levels.get(ne_id, _OK):
             return 0
         if level != _OK:
@@ -174,15 +234,51 @@ class LiveHealth(HealthView):
         else:
             del levels[ne_id]
         changed = [ne_id]
-        below = topology.dependents_index().get(ne_id)
-        if below:
-            position = topology.position()
-            heap = [(position[d], d) for d in below]
-            heapify(heap)
-            queued = {ne_id, *below}
+        tops = [ne_id]  # the changed elements whose one upstream did not change (``_stamp``)
+        singles, multis = self._below[ne_id]
+        if singles or multis:
+            # Below it, each element is evaluated once, after every upstream of it that changes. One
+            # with one upstream (``_Below``: most of a tree-shaped access network) is reached once,
+            # from that upstream just evaluated, whose new level comes with it: it waits on a stack,
+            # in any order. One with more waits on a heap in topological order, taken only when the
+            # stack is empty: whatever could still change one of its upstreams is then on the heap,
+            # above it in that order, and taken first.
+            below = self._below
+            stack: list[tuple[Health, tuple[str, ...]]] = [(level, singles)] if singles else []
+            heap: list[tuple[int, str]] = []
+            queued: set[str] = set()
+            position: Mapping[str, int] | None = None
             at_risk = _AT_RISK
-            dependents = topology.dependents_index()
-            while heap:  # upstreams first: each element is evaluated once, after all its changed upstreams
+            while True:
+                if multis:
+                    if position is None:
+                        position = topology.position()
+                    for d in multis:
+                        if d not in queued:
+                            queued.add(d)
+                            heappush(heap, (position[d], d))
+                    multis = ()
+                if stack:
+                    upstream, elements_below = stack.pop()
+                    for ne in elements_below:
+                        level = own.get(ne, _OK)
+                        if upstream > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
+                            level = upstream
+                        if level == levels.get(ne, _OK):
+                            continue
+                        if level != _OK:
+                            levels[ne] = level
+                        else:
+                            del levels[ne]
+                        changed.append(ne)
+                        singles, more = below[ne]
+                        if singles:
+                            stack.append((level, singles))
+                        if more:
+                            multis = (*multis, *more)
+                    continue
+                if not heap:
+                    break
                 ne = heappop(heap)[1]
                 level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
                 for item in elements[ne].depends_on:
@@ -201,11 +297,11 @@ class LiveHealth(HealthView):
                 else:
                     del levels[ne]
                 changed.append(ne)
-                for d in dependents.get(ne, ()):
-                    if d not in queued:
-                        queued.add(d)
-                        heappush(heap, (position[d], d))
-        self._stamp(changed)
+                tops.append(ne)
+                singles, multis = below[ne]
+                if singles:
+                    stack.append((level, singles))
+        self._stamp(changed, tops)
         return len(changed)
 
     def _evaluate(self, ne: str, depends_on: tuple[tuple[str, ...], ...]) -> Health:
@@ -213,12 +309,16 @@ class LiveHealth(HealthView):
         over the live levels; once per change, not in ``changed``'s loop)."""
         return _level(self._own.get(ne, _OK), depends_on, self._levels)
 
-    def _stamp(self, changed: list[str]) -> None:
-        """A new version for the changed elements and everything above them (their ``ancestors``,
-        cached by the topology): the seeds of every cone that holds one of them."""
+    def _stamp(self, changed: list[str], tops: list[str]) -> None:
+        """A new version for the changed elements and everything above them (their ``ancestors``):
+        the seeds of every cone that holds one of them. Only the ``tops`` (the changed elements
+        whose one upstream did not change too) add ancestors of their own: another's are its one
+        upstream, changed, and that upstream's ancestors."""
         self.version += 1
         above = set(changed)
-        above.update(*map(self._topology.ancestors, changed))  # (the topology keeps them)
+        ancestors = self._above
+        for ne in tops:
+            above.update(ancestors[ne])
         self._stamps.update(dict.fromkeys(above, self.version))
 
     def impact(self, seeds: Iterable[str]) -> Impact:

@@ -29,6 +29,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from engine.core.alarms import ActiveAlarm
@@ -48,7 +49,6 @@ from engine.core.forms.base import (
 from engine.core.forms.explain_correlate import explain_correlate
 from engine.core.forms.neighbourhood import Neighbourhood
 from engine.core.forms.synthetic import QUALITY_SOURCES, raised_by
-from engine.model.twins import twin_built
 from engine.rules.compiler import CLASSIFY, CompiledRule, Program, compiled_regexes, service_property
 from engine.rules.host import RuleHost, by_rule
 from engine.rules.schema import neighbour_hops
@@ -56,15 +56,62 @@ from engine.rules.schema import neighbour_hops
 __all__ = ["MATCH_CACHE_SIZE", "Correlator", "Explanation"]
 
 MATCH_CACHE_SIZE = 65_536  # distinct match signatures remembered (oldest forgotten first)
+_NO_PARTS: frozenset[str] = frozenset()
 
 
 ScopeKey = tuple[str, str]  # (relation, sid): a scope of the index
-# a candidate entered: (relation, sid, role, its scope's index key; None for a neighbour relation)
-_Entered = tuple[str, str, str, ScopeKey | None]
+# One scope an alarm enters in one role: (its dict of that role's candidates, the other role's, its
+# sid). A neighbour relation's entries have no dicts (None, None, the element): its
+# ``Neighbourhood`` joins them.
+_Entry = tuple[dict[str, "_Candidate"] | None, dict[str, "_Candidate"] | None, str]
+# What one alarm entered for one relation and role: (relation, as root, the entries)
+_Entered = tuple[str, bool, tuple[_Entry, ...]]
+# The rules two candidates share, in rule order, with their compiled rules (empty: none)
+_Shared = tuple[tuple[str, "CompiledRule"], ...]
 
 
 def _nothing_explained(_key: str) -> bool:
     return False
+
+
+# The alarm fields that decide each fact property of ``Correlator.base_fact`` (the element's
+# properties are decided by its id: the topology does not change). ``t`` is the first raise's time.
+_DECIDED_BY: dict[str, tuple[str, ...]] = {
+    "aid": ("key", "occurrence"),
+    "key": ("key",),
+    "t": ("first_seen",),
+    "ne": ("ne_id",),
+    "severity": ("severity",),
+    "sev": ("severity",),
+    "cause": ("probable_cause",),
+    "etype": ("event_type",),
+    "sp": ("specific_problem",),
+    "effect": ("effect",),
+    "etype_ne": ("ne_id",),
+    "site": ("ne_id",),
+    "region": ("ne_id",),
+    "text": ("text",),
+}
+
+
+def _match_key(program: Program) -> Callable[[ActiveAlarm], Any] | None:
+    """A function of an alarm giving a key that determines every fact property the program's
+    conditions read (``Program.reads``): the fields deciding them and the element, read by one
+    ``attrgetter``. Two alarms with the same key have the same match signature (a
+    finer key than the signature, never a coarser one). None when a read property is not known
+    here (the signature is then made from the whole fact)."""
+    fields = {"ne_id"}  # always: the fact's element is looked up (an unknown one fails as before)
+    for read in program.reads:
+        if read.startswith("svc:"):
+            continue  # (the element decides it)
+        prop = read
+        if read.startswith("rx") and read[2:].isdigit() and int(read[2:]) < len(program.regexes):
+            prop = program.regexes[int(read[2:])][0]  # the property the regex reads decides it
+        decided = _DECIDED_BY.get(prop)
+        if decided is None:
+            return None
+        fields.update(decided)
+    return attrgetter(*sorted(fields))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +121,30 @@ class _Matched:
     others: frozenset[str]  # non-correlate parts (``ruleset/rule#part``): ``classify``'s answer
     roots: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``root`` it matches
     symptoms: Mapping[str, frozenset[str]]  # relation -> correlate rules whose ``symptom`` it matches
+    # (relation, its ``roots``, its ``symptoms``; None for none) for each relation with either, in
+    # the program's order of relations: what the join walks
+    relations: tuple[tuple[str, frozenset[str] | None, frozenset[str] | None], ...] = ()
 
 
-@twin_built
-@dataclass(frozen=True, slots=True)
 class _Candidate:
-    """An alarm occurrence in one scope, in one role, with the rules it may pair by."""
+    """An alarm occurrence in one scope, in one role, with the rules it may pair by. Never changed
+    once made (a plain slotted class: two are made per alarm, and a frozen dataclass sets each
+    field through ``object.__setattr__``)."""
 
-    key: str
-    aid: str  # occurrence id
-    t: float
-    rules: frozenset[str]
-    condition: bool = False  # ``Correlator.is_condition(key)``: no lead limit as a symptom
+    __slots__ = ("aid", "condition", "key", "rules", "t")
+
+    def __init__(self, key: str, aid: str, t: float, rules: frozenset[str], condition: bool = False) -> None:
+        self.key = key
+        self.aid = aid  # occurrence id
+        self.t = t
+        self.rules = rules
+        self.condition = condition  # ``Correlator.is_condition(key)``: no lead limit as a symptom
 
 
 class _Scope:
-    """The candidates of one (relation, sid), by role, in arrival order."""
+    """The candidates of one (relation, sid), by role, in arrival order. Kept once made (one per
+    relation and scope the topology has: elements, sites, regions, services), so the join's scope
+    lists hold its two dicts themselves."""
 
     __slots__ = ("roots", "symptoms")
 
@@ -116,14 +171,17 @@ class Correlator(BaseForm):
         self._relations: dict[str, list[str]] = {}  # relation -> its correlate rules, in order
         for rule in program.by_form("correlate"):
             self._relations.setdefault(rule.relation, []).append(rule.qualified)
-        self._index: dict[tuple[str, str], _Scope] = {}  # (relation, sid) -> candidates
+        self._index: dict[tuple[str, str], _Scope] = {}  # (relation, sid) -> candidates (kept)
         # a neighbour relation's candidates, joined through the elements between them (not scopes)
         self._near: dict[str, Neighbourhood[_Candidate]] = {}
         for relation in program.max_window:
             hops = neighbour_hops(relation)
             if hops is not None:
                 self._near[relation] = Neighbourhood(self._topology, hops)
-        self._facts: dict[str, list[_Entered]] = {}  # alarm key -> (relation, sid, role, index key)
+        self._facts: dict[
+            str, list[_Entered]
+        ] = {}  # alarm key -> the scopes it entered, by relation and role
+        self._entered: dict[str, int] = {}  # alarm key -> how many scopes it entered (``fact_count``)
         self._t: dict[str, float] = {}  # alarm key -> the time its candidates were entered as of
         self._expiry: list[tuple[float, int, str, str]] = []  # (due, seq, alarm key, occurrence id)
         self._due: dict[str, tuple[float, str]] = {}
@@ -140,8 +198,8 @@ class Correlator(BaseForm):
         self._classify = any(r.form != "correlate" for r in program.rules.values())
         self._parts: dict[str, frozenset[str]] = {}  # alarm key -> rule parts its current state matches
         self._sids: dict[tuple[str, str, str], frozenset[str]] = {}  # explain's scope lookups
-        # the join's scopes per (relation, element): see ``_scope_list``
-        self._scope_lists: dict[tuple[str, str], tuple[tuple[str, bool, ScopeKey | None, _Entered], ...]] = {}
+        # the join's scopes per (relation, element), as root and as symptom: see ``_scope_list``
+        self._scope_lists: dict[tuple[str, str], tuple[tuple[_Entry, ...], tuple[_Entry, ...]]] = {}
         # Whether an alarm is already a symptom (the pipeline sets the incident book's answer). An
         # alarm keeps its first explanation, so the book ignores every later pair that would explain
         # it again: the join counts such a pair (``firings``) but makes no ``Explanation`` of it
@@ -150,7 +208,16 @@ class Correlator(BaseForm):
         self._classified: tuple[ActiveAlarm, _Matched] | None = None  # see ``classify``
         # the rules two candidates share, in rule order with their compiled rules (``_pair``): one
         # entry per set of rules that pair (the rules bound it)
-        self._ordered: dict[frozenset[str], tuple[tuple[str, CompiledRule], ...]] = {}
+        self._ordered: dict[frozenset[str], _Shared] = {}
+        # a candidate's rules -> the other candidate's rules -> what they share (``_ordered``'s, or
+        # empty): one look-up per pair tried, no set made (a candidate's rules are ``_Matched``'s
+        # sets, so few distinct ones)
+        self._shared: dict[frozenset[str], dict[frozenset[str], _Shared]] = {}
+        # The match signature's values, read from the alarm in one call: the alarm fields that
+        # decide every fact property some condition reads (``_match_key``), None when a property
+        # is read that no field decides alone. Alarms that agree on them share one answer.
+        self._key_of = _match_key(program)
+        self._by_key: dict[Any, _Matched] = {}  # that key -> the answer (bounded like ``_matched``)
 
     # -- the form --------------------------------------------------------------------------------
     def observe(self, fact: Fact, now: float) -> Outcome:
@@ -200,11 +267,12 @@ class Correlator(BaseForm):
 
     def fact_count(self) -> int:
         """Candidates in scopes now."""
-        return sum(len(v) for v in self._facts.values())
+        return sum(self._entered.values())
 
     def scope_count(self) -> int:
         """Scopes holding at least one candidate now (for a neighbour relation: elements, per role)."""
-        return len(self._index) + sum(near.elements() for near in self._near.values())
+        held = sum(1 for scope in self._index.values() if scope.roots or scope.symptoms)
+        return held + sum(near.elements() for near in self._near.values())
 
     def firings_by_rule(self) -> Counter[str]:
         """Firings per qualified rule: its pairs joined plus the matches of its condition parts in
@@ -219,11 +287,13 @@ class Correlator(BaseForm):
         (none with ``join=False``: a snapshot's candidates re-entered, their pairs applied before)."""
         key = alarm.key
         occ = alarm.occurrence_id
-        self.forget(key)  # one live occurrence per identity: a re-raise replaces the old one
+        if key in self._facts or key in self._due:
+            self.forget(key)  # one live occurrence per identity: a re-raise replaces the old one
         # the match ``classify`` just made of this alarm, on its way to this join (taken once)
         last, self._classified = self._classified, None
         matched = last[1] if last is not None and last[0] is alarm else self._match(alarm)
         entered: list[_Entered] = []
+        count = 0
         out: list[Explanation] = []
         # a storm summarises its members: it explains, it is never explained. Both are alarms a
         # rule or an engine part raised (``rule:...``): an alarm from the network is neither
@@ -231,92 +301,202 @@ class Correlator(BaseForm):
         summary = synthetic and self._is_storm(key)
         condition = synthetic and self.is_condition(key)
         as_root = as_symptom = None  # this occurrence's candidate in each role, made once
-        index = self._index
-        pair = self._pair
-        for relation in self._program.max_window:
-            roots = matched.roots.get(relation)
-            symptoms = None if summary else matched.symptoms.get(relation)
+        scope_lists, ne_id = self._scope_lists, alarm.ne_id
+        for relation, roots, matched_symptoms in matched.relations:
+            symptoms = None if summary else matched_symptoms
             if not roots and not symptoms:
                 continue  # an alarm no rule of this relation can pair enters none of its scopes
-            near = self._near.get(relation)
-            # one loop over the scopes (a neighbour relation: its element, in each role), each a
-            # (sid, is root, the index key, what ``forget`` reads) made once per element
-            for sid, is_root, skey, fact in self._scope_list(relation, alarm.ne_id):
-                if is_root:
-                    if not roots:
-                        continue
-                    if as_root is None or as_root.rules is not roots:
-                        as_root = _Candidate(key, occ, t, roots, condition)
-                    mine = as_root
-                else:
-                    if not symptoms:
-                        continue
-                    if as_symptom is None or as_symptom.rules is not symptoms:
-                        as_symptom = _Candidate(key, occ, t, symptoms, condition)
-                    mine = as_symptom
-                # the other role's candidates it meets: on the neighbours of its element (a
-                # neighbour relation), or in the scope; then it enters (it never meets itself)
-                others: Iterable[_Candidate] = ()
-                home: dict[str, _Candidate] | None = None
-                if skey is None:
-                    assert near is not None  # a neighbour relation's entries have no index key
-                    if join:
-                        others = near.others(fact[2], sid)
-                else:
-                    scope = index.get(skey)
-                    if scope is None:
-                        scope = index[skey] = _Scope()
-                    home, there = (scope.roots, scope.symptoms) if is_root else (scope.symptoms, scope.roots)
-                    if join:
-                        others = there.values()
-                rules = mine.rules
-                for other in others:
-                    if common := rules & other.rules:
-                        if is_root:
-                            pair(mine, other, common, out)
-                        else:
-                            pair(other, mine, common, out)
-                if home is None:
-                    assert near is not None
-                    near.add(fact[2], sid, key, mine)
-                else:
-                    home[key] = mine
-                entered.append(fact)
+            as_roots, as_symptoms = scope_lists.get((relation, ne_id)) or self._scope_list(relation, ne_id)
+            # the root's scopes, then the symptom's (the book sorts what they pair: order is free)
+            if roots and as_roots:
+                if as_root is None or as_root.rules is not roots:
+                    as_root = _Candidate(key, occ, t, roots, condition)
+                self._enter(relation, True, as_root, as_roots, join, out)
+                entered.append((relation, True, as_roots))
+                count += len(as_roots)
+            if symptoms and as_symptoms:
+                if as_symptom is None or as_symptom.rules is not symptoms:
+                    as_symptom = _Candidate(key, occ, t, symptoms, condition)
+                self._enter(relation, False, as_symptom, as_symptoms, join, out)
+                entered.append((relation, False, as_symptoms))
+                count += len(as_symptoms)
         if entered:
-            self.asserts += len(entered)
+            self.asserts += count
             self._facts[key] = entered
+            self._entered[key] = count
             self._t[key] = t
             if alarm.active and condition:
                 self._due[key] = (math.inf, occ)  # lives while the condition holds: see `cleared`
-            else:
-                self._expire(key, occ, max(now, t) + self._lifetime + self._grace)
+            else:  # ``_expire``, inlined
+                due = (now if now > t else t) + self._lifetime + self._grace
+                self._seq += 1
+                self._due[key] = (due, occ)
+                heapq.heappush(self._expiry, (due, self._seq, key, occ))
         return out
 
-    def _pair(self, r: _Candidate, s: _Candidate, common: frozenset[str], out: list[Explanation]) -> None:
-        """Join a root and a symptom candidate of one scope by every rule both match (``common``,
-        not empty)."""
-        ordered = self._ordered.get(common)
-        if ordered is None:  # the rules of that set in rule order, with their compiled rules
-            rules = self._program.rules
-            ordered = self._ordered[common] = tuple(
-                (name, rules[name]) for name in sorted(common, key=lambda q: rules[q].order)
+    def _enter(  # noqa: PLR0917 (the join's inner step, called per relation and role)
+        self,
+        relation: str,
+        is_root: bool,
+        mine: _Candidate,
+        entries: tuple[_Entry, ...],
+        join: bool,
+        out: list[Explanation],
+    ) -> None:
+        """One candidate into its scopes of one relation in one role, paired first with the other
+        role's candidates it meets there (on the neighbours of its element, for a neighbour
+        relation): every rule the two share, in rule order. It never meets itself."""
+        key, rules = mine.key, mine.rules
+        shared = self._shared.get(rules)
+        if shared is None:
+            shared = self._shared[rules] = {}
+        for home, there, sid in entries:
+            if home is None:  # a neighbour relation: its ``Neighbourhood`` holds the candidates
+                near = self._near[relation]
+                role = "root" if is_root else "sym"
+                if join:
+                    for other in near.others(role, sid):
+                        common = shared.get(other.rules)
+                        if common is None:
+                            common = shared[other.rules] = self._common(rules & other.rules)
+                        if common:
+                            if is_root:
+                                self._pair(mine, other, common, out)
+                            else:
+                                self._pair(other, mine, common, out)
+                near.add(role, sid, key, mine)
+                continue
+            if join and there:
+                if is_root:
+                    self._as_root(mine, there, shared, out)
+                else:
+                    self._as_symptom(mine, there, shared, out)
+            home[key] = mine
+
+    def _as_root(
+        self,
+        r: _Candidate,
+        symptoms: dict[str, _Candidate],
+        shared: dict[frozenset[str], _Shared],
+        out: list[Explanation],
+    ) -> None:
+        """``_pair`` of a root with each symptom of a scope, inlined (the join's inner loop)."""
+        rule_firings = self.rule_firings
+        explained = self.explained
+        fired = outside = 0
+        aid, rt, rkey = r.aid, r.t, r.key
+        for s in symptoms.values():
+            common = shared.get(s.rules)
+            if common is None:
+                common = shared[s.rules] = self._common(r.rules & s.rules)
+            if not common:
+                continue
+            fired += len(common)
+            if s.aid == aid:  # an alarm is never its own symptom (the pair is counted)
+                for name, _ in common:
+                    rule_firings[name] += 1
+                continue
+            st = s.t
+            known = None  # whether the symptom is explained already: asked once, when needed
+            for name, rule in common:
+                rule_firings[name] += 1
+                lead = math.inf if s.condition else rule.lead
+                if not rt - lead <= st <= rt + rule.window:
+                    outside += 1
+                    continue
+                if known is None:
+                    known = explained(s.key)
+                if not known:  # else the book would keep its first explanation
+                    out.append(Explanation(rkey, s.key, rule, rt, st))
+        self.firings += fired
+        self.outside_window += outside
+
+    def _as_symptom(
+        self,
+        s: _Candidate,
+        roots: dict[str, _Candidate],
+        shared: dict[frozenset[str], _Shared],
+        out: list[Explanation],
+    ) -> None:
+        """``_pair`` of a symptom with each root of a scope, inlined (the join's inner loop); whether
+        the symptom is explained already is asked once, when a pair first needs it."""
+        rule_firings = self.rule_firings
+        fired = outside = 0
+        aid, st, skey, condition = s.aid, s.t, s.key, s.condition
+        explained: bool | None = None
+        for r in roots.values():
+            common = shared.get(r.rules)
+            if common is None:
+                common = shared[r.rules] = self._common(s.rules & r.rules)
+            if not common:
+                continue
+            fired += len(common)
+            if r.aid == aid:  # an alarm is never its own symptom (the pair is counted)
+                for name, _ in common:
+                    rule_firings[name] += 1
+                continue
+            rt = r.t
+            for name, rule in common:
+                rule_firings[name] += 1
+                lead = math.inf if condition else rule.lead
+                if not rt - lead <= st <= rt + rule.window:
+                    outside += 1
+                    continue
+                if explained is None:
+                    explained = self.explained(skey)
+                if not explained:  # else the book would keep its first explanation
+                    out.append(Explanation(r.key, skey, rule, rt, st))
+        self.firings += fired
+        self.outside_window += outside
+
+    def _common(self, rules: frozenset[str]) -> _Shared:
+        """Rules in rule order, with their compiled rules (empty for none), one tuple per set."""
+        if not rules:
+            return ()
+        ordered = self._ordered.get(rules)
+        if ordered is None:
+            compiled = self._program.rules
+            ordered = self._ordered[rules] = tuple(
+                (name, compiled[name]) for name in sorted(rules, key=lambda q: compiled[q].order)
             )
-        for name, rule in ordered:
-            self.firings += 1
-            self.rule_firings[name] += 1
-            if r.aid == s.aid:
-                continue  # an alarm is never its own symptom
+        return ordered
+
+    def _pair(self, r: _Candidate, s: _Candidate, common: _Shared, out: list[Explanation]) -> None:
+        """Join a root and a symptom candidate of one scope by every rule both match (``common``,
+        not empty, in rule order)."""
+        self.firings += len(common)
+        rule_firings = self.rule_firings
+        for name, _rule in common:
+            rule_firings[name] += 1
+        if r.aid == s.aid:
+            return  # an alarm is never its own symptom
+        rt, st = r.t, s.t
+        for _, rule in common:
             lead = math.inf if s.condition else rule.lead
-            if not r.t - lead <= s.t <= r.t + rule.window:
+            if not rt - lead <= st <= rt + rule.window:
                 self.outside_window += 1
                 continue
             if self.explained(s.key):
                 continue  # explained already: the book would keep its first explanation
-            out.append(Explanation(r.key, s.key, rule, r.t, s.t))
+            out.append(Explanation(r.key, s.key, rule, rt, st))
 
     def _match(self, alarm: ActiveAlarm) -> _Matched:
         """The rule parts the alarm's current state matches, decided by durable once per signature
         (the values of the fact properties some condition reads)."""
+        key_of = self._key_of
+        if key_of is not None:
+            k = key_of(alarm)
+            hit = self._by_key.get(k)
+            if hit is None:
+                hit = self._by_signature(alarm)
+                if len(self._by_key) >= MATCH_CACHE_SIZE:
+                    del self._by_key[next(iter(self._by_key))]
+                self._by_key[k] = hit
+            return hit
+        return self._by_signature(alarm)
+
+    def _by_signature(self, alarm: ActiveAlarm) -> _Matched:
+        """``_match`` by the signature of the alarm's fact, asking durable once per signature."""
         fact = self.base_fact(alarm, alarm.first_seen)
         signature = tuple([str(fact.get(p, "")) for p in self._program.reads])  # (a list: no generator)
         hit = self._matched.get(signature)
@@ -337,11 +517,14 @@ class Correlator(BaseForm):
                 roots.setdefault(rule.relation, set()).add(qualified)
             else:
                 symptoms.setdefault(rule.relation, set()).add(qualified)
-        hit = _Matched(
-            frozenset(others),
-            {k: frozenset(v) for k, v in roots.items()},
-            {k: frozenset(v) for k, v in symptoms.items()},
+        by_root = {k: frozenset(v) for k, v in roots.items()}
+        by_symptom = {k: frozenset(v) for k, v in symptoms.items()}
+        relations = tuple(
+            (relation, by_root.get(relation), by_symptom.get(relation))
+            for relation in self._program.max_window
+            if relation in by_root or relation in by_symptom
         )
+        hit = _Matched(frozenset(others), by_root, by_symptom, relations)
         if len(self._matched) >= MATCH_CACHE_SIZE:
             del self._matched[next(iter(self._matched))]
         self._matched[signature] = hit
@@ -387,7 +570,7 @@ class Correlator(BaseForm):
         Remembered per alarm identity (``parts``) until re-classified.
         """
         if not self._classify:
-            return frozenset()
+            return _NO_PARTS
         matched = self._match(alarm)
         self._classified = (alarm, matched)  # the raise's join that follows reads the same state
         parts = matched.others
@@ -397,7 +580,7 @@ class Correlator(BaseForm):
         return parts
 
     def parts(self, key: str) -> frozenset[str]:
-        return self._parts.get(key, frozenset())
+        return self._parts.get(key, _NO_PARTS)
 
     def drop_parts(self, key: str) -> None:
         self._parts.pop(key, None)
@@ -455,36 +638,38 @@ class Correlator(BaseForm):
         entered = self._facts.pop(key, None)
         if entered is None:
             return
-        self.retracts += len(entered)
-        index = self._index
-        for relation, sid, role, skey in entered:
-            if skey is None:
-                self._near[relation].remove(role, sid, key)
-                continue
-            scope = index[skey]
-            own = scope.roots if role == "root" else scope.symptoms
-            del own[key]
-            if not own and not (scope.symptoms if role == "root" else scope.roots):
-                del index[skey]
+        self.retracts += self._entered.pop(key)
+        for relation, is_root, entries in entered:
+            for home, _, sid in entries:
+                if home is None:
+                    self._near[relation].remove("root" if is_root else "sym", sid, key)
+                else:
+                    del home[key]
 
     # -- internals -----------------------------------------------------------------------------
-    def _scope_list(
-        self, relation: str, ne_id: str
-    ) -> tuple[tuple[str, bool, ScopeKey | None, _Entered], ...]:
-        """The scopes the join enters for one relation and element, remembered (the topology does
-        not change): ``_scopes`` with, for each, whether it is the root's, its index key and the
-        entry ``forget`` reads back. A neighbour relation's are its element in each role (its
-        ``Neighbourhood`` joins them, no index key)."""
+    def _scope_list(self, relation: str, ne_id: str) -> tuple[tuple[_Entry, ...], tuple[_Entry, ...]]:
+        """The scopes the join enters for one relation and element, as root and as symptom,
+        remembered (the topology does not change): ``_scopes``, each with its dict of that role's
+        candidates and the other role's (the scope is made here, and kept). A neighbour relation's
+        are its element in each role, without dicts (its ``Neighbourhood`` joins them)."""
         k = (relation, ne_id)
         hit = self._scope_lists.get(k)
         if hit is None:
-            near = relation in self._near
-            pairs = ((ne_id, "root"), (ne_id, "sym")) if near else self._scopes(relation, ne_id)
-            scopes = []
-            for sid, role in pairs:
-                skey = None if near else (relation, sid)
-                scopes.append((sid, role == "root", skey, (relation, sid, role, skey)))
-            hit = self._scope_lists[k] = tuple(scopes)
+            as_roots: list[_Entry] = []
+            as_symptoms: list[_Entry] = []
+            if relation in self._near:
+                as_roots.append((None, None, ne_id))
+                as_symptoms.append((None, None, ne_id))
+            else:
+                for sid, role in self._scopes(relation, ne_id):
+                    scope = self._index.get((relation, sid))
+                    if scope is None:
+                        scope = self._index[relation, sid] = _Scope()
+                    if role == "root":
+                        as_roots.append((scope.roots, scope.symptoms, sid))
+                    else:
+                        as_symptoms.append((scope.symptoms, scope.roots, sid))
+            hit = self._scope_lists[k] = (tuple(as_roots), tuple(as_symptoms))
         return hit
 
     def _scopes(self, relation: str, ne_id: str) -> Iterable[tuple[str, str]]:

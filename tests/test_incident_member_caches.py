@@ -1,12 +1,15 @@
 """What an incident derives from its members' alarms is kept on it, and never shows stale.
 
 A record's suppressed entries, flapping members and suppressed-count line (``Incident.walked``,
-brought up to date for the members whose alarms changed), its root cause (``cause``, while what it
-shows of the root's alarm is the same), the first explanation line (``said_root``, while the root's
-alarm object, severity and effect are the same), and a re-assessment's active members (``active``, while the
-member count and the count of member alarm changes are the same) are kept on the incident. These
-tests replay the scenarios, and an incident merging into a later root's, with the kept values and
-with every one of them made afresh at each use: the records must be the same, byte for byte.
+brought up to date for the members that joined and those whose alarms changed), its root cause
+(``cause``, while what it shows of the root's alarm is the same), the first explanation line
+(``said_root``, while the root's alarm object, severity and effect are the same), the explanation
+lines (``said_lines``), a re-assessment's active members (``active``, while the member count and
+the count of member alarm changes are the same) and its assessment (``assessed``, while its impact,
+state and severity are the same) are kept on the incident. These tests replay the scenarios, and
+an incident merging into a later root's, with the kept values and with every one of them made
+afresh at each use: the records must be the same, byte for byte (and the lines ``to_json`` writes
+from its parts' kept JSON the same bytes again).
 """
 
 from __future__ import annotations
@@ -31,24 +34,33 @@ START = 1_767_225_600.0
 
 def _afresh(mp: pytest.MonkeyPatch) -> None:
     """Every kept value dropped before each use: what the book would show without them."""
-    record, active_members = RecordBuilder.record, Assessor.active_members
+    record, active_members, refresh = RecordBuilder.record, Assessor.active_members, Assessor.refresh
 
     def fresh_record(self: RecordBuilder, inc: Any, *args: Any, **kwargs: Any) -> Any:
-        inc.walked = inc.cause = inc.said_root = None
+        inc.walked = inc.cause = inc.said_root = inc.said_lines = None
         return record(self, inc, *args, **kwargs)
 
     def fresh_active(self: Assessor, inc: Any, *args: Any, **kwargs: Any) -> Any:
         inc.active = None
         return active_members(self, inc, *args, **kwargs)
 
+    def fresh_refresh(self: Assessor, inc: Any, *args: Any, **kwargs: Any) -> Any:
+        inc.assessed = inc.derived = None
+        return refresh(self, inc, *args, **kwargs)
+
     mp.setattr(RecordBuilder, "record", fresh_record)
+    mp.setattr(Assessor, "refresh", fresh_refresh)
     mp.setattr(Assessor, "active_members", fresh_active)
 
 
 def _replay(lines: list[dict[str, Any]]) -> list[bytes]:
     pipeline = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
     records: list[bytes] = []
-    Replayer(pipeline, emit=lambda r: records.append(dumps(r))).run([orjson.dumps(x) for x in lines])
+    lines_written: list[bytes] = []  # ``to_json``: its parts' JSON kept by identity
+    Replayer(pipeline, emit=lambda r: records.append(dumps(r)), emit_line=lines_written.append).run(
+        [orjson.dumps(x) for x in lines]
+    )
+    assert lines_written == records
     return records
 
 

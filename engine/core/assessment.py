@@ -139,6 +139,21 @@ class Assessor:
             fallback = "outage"
         state = impact.state or fallback
         severity = SEVERITY_ORDER[top_rank] if top_rank is not None else last.severity
+        plain = self._sla.facts is None and not self._overrides
+        kept = inc.assessed
+        if (
+            plain
+            and kept is not None
+            and kept[0] is last
+            and kept[1] is impact
+            and kept[2] == state
+            and kept[3] == severity
+        ):
+            # The last assessment was made of the same impact, state and severity with nothing else
+            # moving its priority (no SLA facts, no overrides): the priority below is a function of
+            # these (``assess``), so the same assessment would be made again. It stays, the same
+            # object (the signature's and the records' kept values are compared by identity).
+            return active
         max_crit = (
             max(
                 (
@@ -176,7 +191,8 @@ class Assessor:
             priority = add_points(priority, "sla", sla.points, sla.to_wire(), self._priority)
         if self._overrides:
             priority, severity = self._overrides.apply(priority, severity, impact, self._parts(inc.root))
-        inc.assessment = Assessment(impact, state, severity, priority, sla)
+        inc.assessment = assessment = Assessment(impact, state, severity, priority, sla)
+        inc.assessed = (assessment, impact, state, severity) if plain else None
         return active
 
     def _watched(self, root: str, impact: Impact | None) -> bool:

@@ -114,6 +114,9 @@ class Incident:
     derived: tuple[tuple[Any, ...], list[str], frozenset[str] | None, int | None] | None = field(
         default=None, init=False, compare=False, repr=False
     )
+    # its assessment when the assessor made it of its impact, state and severity alone (no SLA
+    # facts, no overrides), with those three (``Assessor.refresh``: the same again keeps it)
+    assessed: tuple[Any, Any, str, str] | None = field(default=None, init=False, compare=False, repr=False)
     # the reprs its signature text is written from (``IncidentBook._signature``), each with what
     # it was made of: its impact's record (the impact object), its sorted members (their count),
     # its active members' view (that tuple)
@@ -123,6 +126,11 @@ class Incident:
     # its records' first explanation line (``RecordBuilder._explanation``), with the root's alarm
     # object, severity and effect it was written of
     said_root: tuple[Any, str, str, str] | None = field(default=None, init=False, compare=False, repr=False)
+    # its records' explanation lines (``RecordBuilder.record``), with what they were made of: the
+    # root's alarm object, what they show of it and of the incident, its impact and priority
+    said_lines: tuple[Any, tuple[Any, ...], Any, Any, tuple[str, ...]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
     # its signature's view of its active members (``IncidentBook._signature``), with that tuple
     said_active: tuple[tuple[Any, ...], tuple[Any, ...]] | None = field(
         default=None, init=False, compare=False, repr=False

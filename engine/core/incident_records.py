@@ -160,11 +160,11 @@ class IncidentRecord:
         """The record's JSON line: ``orjson.dumps(self.to_wire(), option=OPT_APPEND_NEWLINE)``, byte
         for byte (``tests/test_output_fast_paths.py``), without making its parts again: the parts an
         incident's records share from one record to the next while they do not change (the same
-        objects: its suppressed entries, impact, root cause, members and explanation lines) are put
+        objects: its suppressed entries, impact, root cause and members) are put
         in as JSON made once (``_fragment``), and the tuples as they are (orjson writes a tuple as
         the list ``to_wire`` gives). What ``engine replay`` writes."""
         impact, breakdown, sla = self.impact, self.priority_breakdown, self.sla
-        ack, alarms, suppressed, lines = self.acknowledged, self.alarms, self.suppressed, self.explanation
+        ack, alarms, suppressed = self.acknowledged, self.alarms, self.suppressed
         rec: dict[str, Any] = {
             "incident_id": self.incident_id,
             "event": self.event,
@@ -187,7 +187,8 @@ class IncidentRecord:
             # (a copy in ``to_wire``: here only written; orjson writes a dict, not any mapping)
             "priority_breakdown": breakdown if type(breakdown) is dict else dict(breakdown),
             "sla": sla.to_wire() if sla is not None else None,
-            "explanation": _fragment(lines, orjson.dumps) if type(lines) is tuple else lines,
+            # (written as it is: the lines change with most records, so a kept copy seldom pays)
+            "explanation": self.explanation,
         }
         if self.event == "resolved":
             rec["resolved_at"] = rec["time"]

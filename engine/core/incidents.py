@@ -49,6 +49,7 @@ from engine.core.incident_state import (
     Emitted,
     GroupTimers,
     Incident,
+    Signature,
     describe,
     dump_incident,
     incident_id,
@@ -410,7 +411,7 @@ class IncidentBook:
             if self._update_due(inc, now) and not self._muted(inc, now):
                 active = self._assessor.refresh(inc, now)
                 signature = self._signature(inc, active)
-                if signature != inc.signature:
+                if not signature.same(inc.signature):
                     lifecycle.fire(inc, Event.UPDATE_DUE, now)
                     records.append(self._emit(inc, "updated", now, signature=signature))
                 inc.dirty = False
@@ -523,12 +524,13 @@ class IncidentBook:
         self._records.forget(inc.members)
         return self._graph.dissolve(inc)
 
-    def _signature(self, inc: Incident, members: tuple[ActiveAlarm, ...] | None = None) -> str:
+    def _signature(self, inc: Incident, members: tuple[ActiveAlarm, ...] | None = None) -> Signature:
         """What an `updated` record would say that matters; ``members``: its active members, when
         the caller has them (``Assessor.refresh`` returns them).
 
-        The text is remembered with what it was made of (``Incident.said``): a re-assessment that
-        changed nothing (most of them) gets the same text back without writing it again."""
+        Kept with what it was made of (``Incident.said``): a re-assessment that changed nothing
+        (many of them) gets the same object back, which ``Signature.same`` knows at once; its text
+        is written only when a snapshot or a loaded text asks for it."""
         assessment = inc.assessment  # (its parts read from it once, not through the properties)
         p = assessment.priority
         if members is None:
@@ -558,41 +560,9 @@ class IncidentBook:
         said = inc.said
         if said is not None and said[0] is impact and said[1] == parts:
             return said[2]
-        # the text is made of the parts alone (and of what the impact and the member count stand
-        # for), so that nothing it shows can change while the cache above still matches. It is the
-        # ``repr`` of the tuple of them, written as ``repr`` writes a tuple (its items' reprs joined
-        # by ", " in parentheses) from the reprs of its three long items, each kept on the incident
-        # with what it was made of: the impact (the same object), the sorted members (their count)
-        # and the active members' view (the same tuple)
-        phase, state, priority, score, count, active, reraised, acknowledged, sla = parts
-        kept_impact = inc.said_impact
-        if kept_impact is None or kept_impact[0] is not impact:
-            kept_impact = inc.said_impact = (impact, repr(impact.to_record() if impact else None))
-        kept_members = inc.said_members
-        if kept_members is None or kept_members[0] != count:
-            kept_members = inc.said_members = (count, repr(inc.sorted_members()))
-        kept_view = inc.said_view
-        if kept_view is None or kept_view[0] is not active:
-            kept_view = inc.said_view = (active, repr(active))
-        text = "({})".format(
-            ", ".join(
-                (
-                    repr(phase),
-                    repr(state),
-                    repr(priority),
-                    repr(score),
-                    kept_impact[1],
-                    kept_members[1],
-                    kept_view[1],
-                    repr(reraised),
-                    repr(acknowledged.to_wire() if acknowledged else None),  # as snapshots before kept it
-                    # an SLA breach is news even when the score is already at its ceiling
-                    repr(sla),
-                )
-            )
-        )
-        inc.said = (impact, parts, text)
-        return text
+        signature = Signature(impact, parts, inc.sorted_members())
+        inc.said = (impact, parts, signature)
+        return signature
 
     def _emit(
         self,
@@ -602,7 +572,7 @@ class IncidentBook:
         *,
         resolution: Resolution | None = None,
         merged_into: str | None = None,
-        signature: str | None = None,
+        signature: Signature | None = None,
     ) -> IncidentRecord:
         """``signature``: the incident's ``_signature`` now, when the caller just computed it."""
         if signature is None:

@@ -94,6 +94,10 @@ class IncidentBook:
         self._alarm = alarm
         self._graph = MergeGraph()
         self._incident_of = self._graph.incident_of
+        # ``incident_of(key)``: the incident ``key`` is a member of, None if none (the graph's own
+        # dictionary lookup: the flow asks it of every forgotten alarm)
+        self.incident_of: Callable[[str], Incident | None] = self._graph.incident_of
+        self._rooted_at = self._graph.rooted_at
         self._maintenance = MaintenanceStage(calendar, alarm)
         self._assessor = Assessor(
             topology=topology,
@@ -134,9 +138,6 @@ class IncidentBook:
     def incidents(self) -> Iterable[Incident]:
         return self._graph.incidents()
 
-    def incident_of(self, key: str) -> Incident | None:
-        return self._graph.incident_of(key)
-
     def suppression(self, key: str) -> Suppression | None:
         return self._graph.suppression(key)
 
@@ -165,7 +166,7 @@ class IncidentBook:
         """``next_due`` computed: the top of the heap, its stale entries dropped on the way."""
         while self._timers:
             due, _, top = self._timers[0]
-            inc = self._graph.rooted_at(top)
+            inc = self._rooted_at(top)
             # ``_due``, its common case (nothing quarantined) without the call
             if (
                 inc is not None
@@ -227,7 +228,7 @@ class IncidentBook:
     def start_group(self, key: str, wait: float | None, interval: float | None, now: float) -> None:
         """``key`` anchors a group: its incident (created if its effect is none) is a group incident."""
         self._changing()
-        inc = self._graph.incident_of(key)
+        inc = self._incident_of(key)
         if inc is None:
             alarm = self._alarm(key)
             if alarm is None or not alarm.active or self._graph.suppression(key) is not None:
@@ -241,7 +242,7 @@ class IncidentBook:
     def hold(self, key: str, until: float) -> None:
         """Keep the pending incident rooted at ``key`` from opening before ``until`` (a pair's window)."""
         self._changing()
-        inc = self._graph.rooted_at(key)
+        inc = self._rooted_at(key)
         if inc is not None and inc.phase == "pending":
             inc.hold_until = max(until, inc.hold_until or until)
             self._schedule(inc)
@@ -250,7 +251,7 @@ class IncidentBook:
         """Drop the pending incident rooted at ``key`` without a record (a transient). Returns its
         other members, which the caller correlates again. An incident already notified stays."""
         self._changing()
-        inc = self._graph.rooted_at(key)
+        inc = self._rooted_at(key)
         if inc is None or not lifecycle.allows(inc.phase, Event.DISCARDED):
             return []
         self.discarded += 1
@@ -260,7 +261,7 @@ class IncidentBook:
     def changed(self, alarm: ActiveAlarm) -> None:
         """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
         self._next_known = False  # ``_changing``, inlined
-        inc = self._graph.incident_of(alarm.key)
+        inc = self._incident_of(alarm.key)
         if inc is not None:
             self._touch(inc)
         elif alarm.active and alarm.effect != "none" and self._graph.suppression(alarm.key) is None:
@@ -269,7 +270,7 @@ class IncidentBook:
     def cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
         self._next_known = False  # ``_changing``, inlined
-        inc = self._graph.incident_of(alarm.key)
+        inc = self._incident_of(alarm.key)
         if inc is None:
             return
         inc.dirty = True
@@ -290,7 +291,7 @@ class IncidentBook:
         """
         self._next_known = False  # ``_changing``, inlined
         for top in self._assessor.watching(ne_id):
-            inc = self._graph.rooted_at(top)
+            inc = self._rooted_at(top)
             if inc is not None and inc.phase == "open":
                 self._touch(inc)
 
@@ -360,7 +361,7 @@ class IncidentBook:
         while (due := self.next_due()) is not None and due <= now:
             _, _, top = heapq.heappop(self._timers)
             self._next_known = False  # ``_changing``, inlined
-            inc = self._graph.rooted_at(top)
+            inc = self._rooted_at(top)
             assert inc is not None  # next_due just checked it
             inc.scheduled = None
             if self._quarantined:
@@ -408,7 +409,13 @@ class IncidentBook:
                     inc.escalation = inc.milestone.reason
                 inc.milestone = None
                 inc.dirty = True
-            if self._update_due(inc, now) and not self._muted(inc, now):
+            # an update due (open, changed, its update slot come) and not muted by maintenance
+            if (
+                inc.phase == "open"
+                and inc.dirty
+                and ((at := inc.emitted.at) is None or now >= at + update_interval(inc, self._settings))
+                and not self._muted(inc, now)
+            ):
                 active = self._assessor.refresh(inc, now)
                 signature = self._signature(inc, active)
                 if not signature.same(inc.signature):
@@ -458,11 +465,6 @@ class IncidentBook:
         self._schedule(inc)
         return record
 
-    def _update_due(self, inc: Incident, now: float) -> bool:
-        if inc.phase != "open" or not inc.dirty:
-            return False
-        return inc.last_emit is None or now >= inc.last_emit + update_interval(inc, self._settings)
-
     def _touch(self, inc: Incident) -> None:
         """Mark an incident changed; it is re-assessed at its next update slot."""
         inc.dirty = True
@@ -485,7 +487,7 @@ class IncidentBook:
         if not self._graph.can_link(ex.root, ex.symptom):
             return []  # an alarm keeps its first explanation, and no cycle: stable incidents
         top = self._graph.top(ex.root)
-        root_inc = self._graph.rooted_at(top)
+        root_inc = self._rooted_at(top)
         if root_inc is not None and root_inc.phase == "resolved":
             return []
         if self._alarm(ex.root) is None:

@@ -1,16 +1,20 @@
 """What an incident derives from its members' alarms is kept on it, and never shows stale.
 
 A record's suppressed entries, flapping members and suppressed-count line (``Incident.walked``,
-brought up to date for the members whose alarms changed), its root cause (``cause``, while what it
-shows of the root's alarm is the same), the first explanation line (``said_root``, while the root's
-alarm object, severity and effect are the same), and a re-assessment's active members (``active``, while the
-member count and the count of member alarm changes are the same) are kept on the incident. These
-tests replay the scenarios, and an incident merging into a later root's, with the kept values and
-with every one of them made afresh at each use: the records must be the same, byte for byte.
+brought up to date for the members that joined and those whose alarms changed), its root cause
+(``cause``, while what it shows of the root's alarm is the same), the first explanation line
+(``said_root``, while the root's alarm object, severity and effect are the same), the explanation
+lines (``said_lines``), a re-assessment's active members (``active``, while the member count and
+the count of member alarm changes are the same) and its assessment (``assessed``, while its impact,
+state and severity are the same) are kept on the incident. These tests replay the scenarios, and
+an incident merging into a later root's, with the kept values and with every one of them made
+afresh at each use: the records must be the same, byte for byte (and the lines ``to_json`` writes
+from its parts' kept JSON the same bytes again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -18,7 +22,9 @@ import pytest
 
 from bench.scenarios import example_topology
 from engine.core.assessment import Assessor
-from engine.core.incident_records import RecordBuilder
+from engine.core.impact import Health, Impact
+from engine.core.incident_records import Acknowledgement, RecordBuilder
+from engine.core.incident_state import Signature
 from engine.core.incidents import IncidentBook
 from engine.core.pipeline import Pipeline
 from engine.model.topology import topology_from_dict
@@ -31,24 +37,33 @@ START = 1_767_225_600.0
 
 def _afresh(mp: pytest.MonkeyPatch) -> None:
     """Every kept value dropped before each use: what the book would show without them."""
-    record, active_members = RecordBuilder.record, Assessor.active_members
+    record, active_members, refresh = RecordBuilder.record, Assessor.active_members, Assessor.refresh
 
     def fresh_record(self: RecordBuilder, inc: Any, *args: Any, **kwargs: Any) -> Any:
-        inc.walked = inc.cause = inc.said_root = None
+        inc.walked = inc.cause = inc.said_root = inc.said_lines = None
         return record(self, inc, *args, **kwargs)
 
     def fresh_active(self: Assessor, inc: Any, *args: Any, **kwargs: Any) -> Any:
         inc.active = None
         return active_members(self, inc, *args, **kwargs)
 
+    def fresh_refresh(self: Assessor, inc: Any, *args: Any, **kwargs: Any) -> Any:
+        inc.assessed = inc.derived = None
+        return refresh(self, inc, *args, **kwargs)
+
     mp.setattr(RecordBuilder, "record", fresh_record)
+    mp.setattr(Assessor, "refresh", fresh_refresh)
     mp.setattr(Assessor, "active_members", fresh_active)
 
 
 def _replay(lines: list[dict[str, Any]]) -> list[bytes]:
     pipeline = Pipeline(topology_from_dict(example_topology()), load_rulesets(None))
     records: list[bytes] = []
-    Replayer(pipeline, emit=lambda r: records.append(dumps(r))).run([orjson.dumps(x) for x in lines])
+    lines_written: list[bytes] = []  # ``to_json``: its parts' JSON kept by identity
+    Replayer(pipeline, emit=lambda r: records.append(dumps(r)), emit_line=lines_written.append).run(
+        [orjson.dumps(x) for x in lines]
+    )
+    assert lines_written == records
     return records
 
 
@@ -106,17 +121,19 @@ def test_kept_values_give_the_records_made_afresh() -> None:
 
 
 def test_signature_text_is_the_repr_it_always_was(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The signature text, written from kept reprs of its long parts, is the ``repr`` of the whole
-    tuple that snapshots have always stored (a loaded signature compares equal to a new one)."""
+    """The signature's text, written only when asked, is the ``repr`` of the whole tuple that
+    snapshots have always stored (a loaded signature compares equal to a new one); and two
+    signatures are the ``same`` exactly when their texts are equal (compared with the incident's
+    last one, and with its text as a snapshot would load it)."""
     signature = IncidentBook._signature
-    checked = 0
+    checked = compared = 0
 
-    def plain(book: IncidentBook, inc: Any, members: Any = None) -> str:
-        nonlocal checked
-        text = signature(book, inc, members)
+    def plain(book: IncidentBook, inc: Any, members: Any = None) -> Signature:
+        nonlocal checked, compared
+        sig = signature(book, inc, members)
         active = members if members is not None else book._assessor.active_members(inc)
         p, impact, ack, sla = inc.priority, inc.impact, inc.acknowledged, inc.sla
-        assert text == repr(
+        assert sig.text() == repr(
             (
                 inc.phase,
                 inc.state,
@@ -130,10 +147,58 @@ def test_signature_text_is_the_repr_it_always_was(monkeypatch: pytest.MonkeyPatc
                 (sla.customers_down, sla.customers_breached) if sla else None,
             )
         )
+        last = inc.signature
+        if isinstance(last, Signature):
+            assert sig.same(last) is (sig.text() == last.text())
+            assert sig.same(last.text()) is (sig.text() == last.text())
+            compared += 1
         checked += 1
-        return text
+        return sig
 
     monkeypatch.setattr(IncidentBook, "_signature", plain)
     for lines in _cases().values():
         _replay(lines)
     assert checked > 10
+    assert compared > 5
+
+
+def test_signatures_are_the_same_exactly_when_their_texts_are() -> None:
+    """``Signature.same`` part by part against the texts, on the parts whose equality is not their
+    text's: a score of 0.0 and -0.0, equal impacts that are other objects, acknowledgements."""
+    impact = Impact(
+        elements={"olt-1": Health.DOWN},
+        state="outage",
+        services={"internet": 2},
+        customers=2,
+        by_tier={"gold": 2},
+        by_state={},
+    )
+    twin = dataclasses.replace(impact)
+    other = dataclasses.replace(impact, customers=3)
+    ack = Acknowledgement("ops", 1_767_225_600.25, None)
+    view = (("a", "critical", False),)
+
+    def sig(
+        score: float, im: Impact | None, acked: Acknowledgement | None, flapping: bool = False
+    ) -> Signature:
+        parts = ("open", "outage", 2, score, 2, (("a", "critical", flapping),), 0, acked, None)
+        return Signature(im, parts, ("a", "b"))
+
+    cases = [
+        sig(1.0, impact, None),
+        sig(1.0, twin, None),
+        sig(1.0, other, None),
+        sig(0.0, impact, None),
+        sig(-0.0, impact, None),
+        sig(1.0, None, None),
+        sig(1.0, impact, ack),
+        sig(1.0, impact, dataclasses.replace(ack)),
+        sig(1.0, impact, dataclasses.replace(ack, at=1_767_225_600.2504)),  # the same text (ms)
+        sig(1.0, impact, None, flapping=True),
+    ]
+    assert view == cases[0].parts[5]
+    for a in cases:
+        for b in cases:
+            assert a.same(b) is (a.text() == b.text()), (a.text(), b.text())
+            assert a.same(b.text()) is (a.text() == b.text())
+        assert not a.same(None)

@@ -67,20 +67,23 @@ class Assessor:
         (which alarm is active changes only through a counted change): the same tuple comes back."""
         members = inc.sorted_members()
         kept = inc.active
-        if (
-            still_active is None
-            and kept is not None
-            and kept[0] == len(members)
-            and kept[1] == inc.alarm_changes
-        ):
-            return kept[2]
-        get = self._alarm
-        out = []
-        for key in members:
-            alarm = get(key)
-            if alarm is not None and (alarm.active or alarm is still_active):
-                out.append(alarm)
-        found = tuple(out)
+        if kept is not None and kept[0] == len(members):
+            if still_active is None:
+                if kept[1] == inc.alarm_changes:
+                    return kept[2]
+            elif kept[1] == inc.alarm_changes - 1:
+                # The root clearing now (``IncidentBook.cleared``): the one change counted since the
+                # kept tuple was made is its clear (a clear is counted before the book hears of it),
+                # so it was active then, the same object, and every other member is as it was: the
+                # kept tuple is the members active now and ``still_active``.
+                return kept[2]
+        # the lookups in C (``map`` over the table's ``get``), the test in one comprehension
+        if still_active is None:
+            found = tuple([a for a in map(self._alarm, members) if a is not None and a.active])
+        else:
+            found = tuple(
+                [a for a in map(self._alarm, members) if a is not None and (a.active or a is still_active)]
+            )
         if still_active is None:
             inc.active = (len(members), inc.alarm_changes, found)
         return found
@@ -139,6 +142,21 @@ class Assessor:
             fallback = "outage"
         state = impact.state or fallback
         severity = SEVERITY_ORDER[top_rank] if top_rank is not None else last.severity
+        plain = self._sla.facts is None and not self._overrides
+        kept = inc.assessed
+        if (
+            plain
+            and kept is not None
+            and kept[0] is last
+            and kept[1] is impact
+            and kept[2] == state
+            and kept[3] == severity
+        ):
+            # The last assessment was made of the same impact, state and severity with nothing else
+            # moving its priority (no SLA facts, no overrides): the priority below is a function of
+            # these (``assess``), so the same assessment would be made again. It stays, the same
+            # object (the signature's and the records' kept values are compared by identity).
+            return active
         max_crit = (
             max(
                 (
@@ -176,7 +194,8 @@ class Assessor:
             priority = add_points(priority, "sla", sla.points, sla.to_wire(), self._priority)
         if self._overrides:
             priority, severity = self._overrides.apply(priority, severity, impact, self._parts(inc.root))
-        inc.assessment = Assessment(impact, state, severity, priority, sla)
+        inc.assessment = assessment = Assessment(impact, state, severity, priority, sla)
+        inc.assessed = (assessment, impact, state, severity) if plain else None
         return active
 
     def _watched(self, root: str, impact: Impact | None) -> bool:

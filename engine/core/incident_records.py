@@ -158,13 +158,44 @@ class IncidentRecord:
 
     def to_json(self) -> bytes:
         """The record's JSON line: ``orjson.dumps(self.to_wire(), option=OPT_APPEND_NEWLINE)``, byte
-        for byte (``tests/test_output_fast_paths.py``), without the copies of the symptoms' entries:
-        each entry's JSON is made once (entries are reused from one record of an incident to the
-        next) and put in as it is. What ``engine replay`` writes."""
-        entries = b",".join([s._json or s.json() for s in self.suppressed])
-        return orjson.dumps(
-            self._wire_with(orjson.Fragment(b"[" + entries + b"]")), option=orjson.OPT_APPEND_NEWLINE
-        )
+        for byte (``tests/test_output_fast_paths.py``), without making its parts again: the parts an
+        incident's records share from one record to the next while they do not change (the same
+        objects: its suppressed entries, impact, root cause and members) are put
+        in as JSON made once (``_fragment``), and the tuples as they are (orjson writes a tuple as
+        the list ``to_wire`` gives). What ``engine replay`` writes."""
+        impact, breakdown, sla = self.impact, self.priority_breakdown, self.sla
+        ack, alarms, suppressed = self.acknowledged, self.alarms, self.suppressed
+        rec: dict[str, Any] = {
+            "incident_id": self.incident_id,
+            "event": self.event,
+            "version": self.version,
+            "time": format_time(self.time),
+            "priority": self.priority,
+            "score": self.score,
+            "state": self.state,
+            "severity": self.severity,
+            "root_cause": _fragment(self.root_cause, _root_cause_json),
+            "impact": _fragment(impact, _impact_json) if impact is not None else _EMPTY_IMPACT,
+            # (a record made elsewhere may hold lists: those are written as they are now)
+            "alarms": _fragment(alarms, orjson.dumps) if type(alarms) is tuple else alarms,
+            "suppressed": _fragment(suppressed, _suppressed_json)
+            if type(suppressed) is tuple
+            else orjson.Fragment(_suppressed_json(suppressed)),
+            "flapping": self.flapping,
+            "opened_at": format_time(self.opened_at) if self.opened_at is not None else None,
+            "acknowledged": ack.to_wire() if ack is not None else None,
+            # (a copy in ``to_wire``: here only written; orjson writes a dict, not any mapping)
+            "priority_breakdown": breakdown if type(breakdown) is dict else dict(breakdown),
+            "sla": sla.to_wire() if sla is not None else None,
+            # (written as it is: the lines change with most records, so a kept copy seldom pays)
+            "explanation": self.explanation,
+        }
+        if self.event == "resolved":
+            rec["resolved_at"] = rec["time"]
+            rec["resolution"] = self.resolution or "cleared"
+            if self.merged_into is not None:
+                rec["merged_into"] = self.merged_into
+        return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
 
     def _wire_with(self, suppressed: Any) -> dict[str, Any]:
         """``to_wire``, its ``suppressed`` as given."""
@@ -209,6 +240,40 @@ def _empty_impact() -> dict[str, Any]:
     return {"elements": 0, "services": {}, "customers": {"total": 0, "by_tier": {}}, "by_state": {}}
 
 
+_EMPTY_IMPACT = orjson.Fragment(orjson.dumps(_empty_impact()))
+
+# A record part's JSON (``IncidentRecord.to_json``), by the part's identity: the part itself (kept,
+# so that its ``id`` is not reused while the entry lasts) and its JSON. The parts are frozen or
+# tuples, and the record builder hands the same objects to every record of an incident while they
+# do not change (on 24V most records repeat most parts of the one before). Bounded: cleared when full.
+_FRAGMENTS: dict[int, tuple[object, orjson.Fragment]] = {}
+_FRAGMENTS_KEPT = 4096
+
+
+def _fragment(part: Any, write: Callable[[Any], bytes]) -> orjson.Fragment:
+    """``part``'s JSON as ``write`` makes it, made once per part object (see ``_FRAGMENTS``)."""
+    hit = _FRAGMENTS.get(id(part))
+    if hit is not None and hit[0] is part:
+        return hit[1]
+    if len(_FRAGMENTS) >= _FRAGMENTS_KEPT:
+        _FRAGMENTS.clear()
+    made = orjson.Fragment(write(part))
+    _FRAGMENTS[id(part)] = (part, made)
+    return made
+
+
+def _root_cause_json(cause: RootCause) -> bytes:
+    return orjson.dumps(cause.to_wire())
+
+
+def _impact_json(impact: Impact) -> bytes:
+    return orjson.dumps(impact.to_record())
+
+
+def _suppressed_json(entries: Iterable[SuppressedAlarm]) -> bytes:
+    return b"[" + b",".join([s._json or s.json() for s in entries]) + b"]"
+
+
 _ENTRIES_KEPT = 100_000  # suppressed entries the record builder reuses (cleared past that)
 
 _WHERE = {
@@ -222,22 +287,24 @@ _WHERE = {
 
 
 class Walk:
-    """What a record shows of an incident's members, kept on the incident (``Incident.walked``)
-    while its member count is the same (members only join while an incident lasts) and brought up
-    to date for the members whose alarms changed since (``Incident.changed_members``): each member's
-    alarm object as it was walked, the suppressed entries in member order (and where each member's
-    is), the flapping members and the explanation's line counting the suppressed by rule (their
-    suppressions are fixed while they are members)."""
+    """What a record shows of an incident's members, kept on the incident (``Incident.walked``):
+    each member's alarm object as it was walked, the suppressed entries (by member, in member
+    order), the suppressed members counted by rule and the explanation's line saying so, the
+    flapping members. Brought up to date for the members that joined since (members only join while
+    an incident lasts: ``RecordBuilder._grow``) and for those whose alarms changed
+    (``Incident.changed_members``, ``RecordBuilder._rewalk``); a member's suppression is fixed while
+    it is a member."""
 
-    __slots__ = ("alarms", "at", "count", "entries", "flapping", "line", "suppressed")
+    __slots__ = ("alarms", "by_rule", "count", "entries", "flapping", "flapping_keys", "line", "suppressed")
 
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.alarms: dict[str, ActiveAlarm | None] = {}  # member -> its alarm object, in member order
-        self.entries: list[SuppressedAlarm] = []
-        self.at: dict[str, int] = {}  # suppressed member -> its entry's index
-        self.suppressed: tuple[SuppressedAlarm, ...] = ()
-        self.flapping: tuple[str, ...] = ()
+    def __init__(self) -> None:
+        self.count = 0  # the members walked
+        self.alarms: dict[str, ActiveAlarm | None] = {}  # member -> its alarm object
+        self.entries: dict[str, SuppressedAlarm] = {}  # suppressed member -> its entry, in member order
+        self.by_rule: dict[str, int] = {}  # rule -> the suppressed members it explains
+        self.flapping_keys: set[str] = set()
+        self.suppressed: tuple[SuppressedAlarm, ...] = ()  # the entries, in member order
+        self.flapping: tuple[str, ...] = ()  # the flapping members, in member order
         self.line = ""
 
 
@@ -279,8 +346,13 @@ class RecordBuilder:
         alarms = inc.sorted_members()
         walked = inc.walked
         changed = inc.changed_members
-        if walked is None or walked.count != len(alarms) or (changed and not self._rewalk(walked, changed)):
+        if walked is None or walked.count > len(alarms):
             walked = inc.walked = self._walk(alarms)
+        else:
+            if walked.count != len(alarms):  # members joined: theirs added (see ``_grow``)
+                self._grow(walked, sorted(inc.members.difference(walked.alarms)))
+            if changed and not self._rewalk(walked, changed):
+                walked = inc.walked = self._walk(alarms)
         changed.clear()
         # the root cause, made again only when what it shows of the root's alarm changed
         cause = inc.cause
@@ -317,7 +389,22 @@ class RecordBuilder:
         rec.acknowledged = inc.acknowledged
         rec.priority_breakdown = dict(p.breakdown) if p else {}
         rec.sla = assessment.sla
-        rec.explanation = tuple(self._explanation(inc, root, walked.line))
+        # the explanation lines, written again only when what they say changed: kept on the incident
+        # (``Incident.said_lines``) with what they are made of (the root's alarm object and what
+        # they show of it, the incident's parts they read, its impact and priority objects)
+        line = walked.line
+        im = assessment.impact
+        if root is None:
+            shown_root: tuple[Any, ...] = ()
+        else:
+            flapping = root.flapping
+            shown_root = (root.severity, root.effect, flapping, root.count if flapping else 0, root.text)
+        # (the objects compared by identity: equal impacts may order their counts otherwise)
+        said = inc.said_lines
+        made_of = (shown_root, inc.group is not None, inc.maintenance, line, inc.reraised, assessment.state)
+        if said is None or said[0] is not root or said[2] is not im or said[3] is not p or said[1] != made_of:
+            said = inc.said_lines = (root, made_of, im, p, tuple(self._explanation(inc, root, line)))
+        rec.explanation = said[4]
         rec.resolution = (resolution or "cleared") if event == "resolved" else None
         rec.merged_into = merged_into if event == "resolved" else None
         rec.__class__ = IncidentRecord
@@ -325,13 +412,22 @@ class RecordBuilder:
 
     def _walk(self, alarms: tuple[str, ...]) -> Walk:
         """What a record shows of an incident's members (``alarms``, sorted): see ``Walk``."""
-        walk = Walk(len(alarms))
+        walk = Walk()
+        self._grow(walk, alarms)
+        return walk
+
+    def _grow(self, walk: Walk, joined: list[str] | tuple[str, ...]) -> None:
+        """Add to ``walk`` the members that ``joined`` (sorted) since it was made (or all of them):
+        only theirs is looked up, and the walk's entries are put in member order again (the keys
+        of the entries, in member order already but for the joined, sorted in C)."""
         get, suppression, entries = self._alarm, self._suppression, self._entries
-        flapping: list[str] = []
-        for key in alarms:
-            a = walk.alarms[key] = get(key)
+        alarms, by_key, by_rule = walk.alarms, walk.entries, walk.by_rule
+        flapping = suppressed = False
+        for key in joined:
+            a = alarms[key] = get(key)
             if a is not None and a.flapping:
-                flapping.append(key)
+                walk.flapping_keys.add(key)
+                flapping = True
             sup = suppression(key)
             if sup is not None:
                 # ``_entry``, its reuse inlined: the common case of a record of a large incident
@@ -347,40 +443,45 @@ class RecordBuilder:
                     entry = hit[5]
                 else:
                     entry = self._entry(key, a, sup)
-                walk.at[key] = len(walk.entries)
-                walk.entries.append(entry)
-        walk.suppressed = tuple(walk.entries)
-        walk.flapping = tuple(flapping)
-        if walk.entries:
-            by_rule: dict[str, int] = {}
-            for e in walk.entries:
-                by_rule[e.rule] = by_rule.get(e.rule, 0) + 1
+                by_key[key] = entry
+                by_rule[entry.rule] = by_rule.get(entry.rule, 0) + 1
+                suppressed = True
+        walk.count = len(alarms)
+        if suppressed:
+            if walk.suppressed:  # (the first walk adds them in member order)
+                walk.entries = by_key = dict(sorted(by_key.items()))
+            walk.suppressed = tuple(by_key.values())
             parts = ", ".join(f"{n} by {rule}" for rule, n in sorted(by_rule.items()))
-            walk.line = f"{len(walk.entries)} alarm(s) suppressed as symptoms: {parts}"
-        return walk
+            walk.line = f"{len(by_key)} alarm(s) suppressed as symptoms: {parts}"
+        if flapping:
+            walk.flapping = tuple(sorted(walk.flapping_keys))
 
     def _rewalk(self, walk: Walk, changed: Iterable[str]) -> bool:
         """Bring ``walk`` up to date for the members whose alarms changed since it was made; False
         when one of them is another alarm object now (forgotten, or raised anew after that): the
         entries that name it as their root may read it, so the caller walks every member again."""
         get, suppression = self._alarm, self._suppression
+        alarms, by_key, flapping_keys = walk.alarms, walk.entries, walk.flapping_keys
         flapping = entries = False
         for key in changed:
             a = get(key)
-            if a is not walk.alarms.get(key, walk):
+            if a is not alarms.get(key, walk):
                 return False
-            if (a is not None and a.flapping) is not (key in walk.flapping):
-                flapping = True  # made again below, in member order
-            at = walk.at.get(key)
-            if at is not None:
+            if (a is not None and a.flapping) is not (key in flapping_keys):
+                if key in flapping_keys:
+                    flapping_keys.discard(key)
+                else:
+                    flapping_keys.add(key)
+                flapping = True
+            if key in by_key:
                 sup = suppression(key)
                 assert sup is not None  # a member's suppression stays while it is a member
-                walk.entries[at] = self._entry(key, a, sup)
+                by_key[key] = self._entry(key, a, sup)  # (in its place: the order stays)
                 entries = True
         if entries:
-            walk.suppressed = tuple(walk.entries)
+            walk.suppressed = tuple(by_key.values())
         if flapping:
-            walk.flapping = tuple(k for k, a in walk.alarms.items() if a is not None and a.flapping)
+            walk.flapping = tuple(sorted(flapping_keys))
         return True
 
     def _root_cause(self, inc: Incident, root: ActiveAlarm | None) -> RootCause:

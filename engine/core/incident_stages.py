@@ -50,6 +50,8 @@ class MaintenanceStage:
 
     def mute(self, root: str, now: float) -> Covered | None:
         """Whether an open incident's update is muted: a window ending now mutes nothing."""
+        if not self._calendar:  # (``covering``'s first test: asked before every update)
+            return None
         covered = self.covering(root, now)
         return covered if covered is not None and covered.until > now else None
 

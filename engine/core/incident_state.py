@@ -38,6 +38,88 @@ class Assessment:
     sla: SlaFacts | None = None  # SLA facts of its impact at that assessment
 
 
+class Signature:
+    """What an `updated` record of an incident would say that matters (``IncidentBook._signature``):
+    a record is emitted only when it differs from the last one's.
+
+    Snapshots store it as text, the ``repr`` of the tuple of its parts with the impact's record and
+    the sorted members in place of the impact and the member count; that text is written only when
+    asked (``text``: a snapshot, or a comparison with a loaded text). Two signatures of one incident
+    are compared part by part (``same``) with exactly the text's equality: each part's text is its
+    ``repr`` (equal ints, strings, booleans and tuples of them have equal reprs, and back), the
+    members only grow while an incident lasts (the same count is the same members), and the score,
+    the impact and the acknowledgement, whose equality is not their text's, are compared by their
+    text unless they are the same object."""
+
+    __slots__ = ("_impact_text", "_text", "impact", "members", "parts")
+
+    def __init__(self, impact: Impact | None, parts: tuple[Any, ...], members: tuple[str, ...]) -> None:
+        self.impact = impact
+        # (phase, state, priority, score, member count, active members' view, reraised,
+        # acknowledgement, SLA counts): as ``IncidentBook._signature`` gives them
+        self.parts = parts
+        self.members = members  # sorted, at that count
+        self._impact_text: str | None = None
+        self._text: str | None = None
+
+    def impact_text(self) -> str:
+        made = self._impact_text
+        if made is None:
+            im = self.impact
+            made = self._impact_text = repr(im.to_record() if im is not None else None)
+        return made
+
+    def text(self) -> str:
+        """The text snapshots store (as it has always been written)."""
+        made = self._text
+        if made is None:
+            phase, state, priority, score, _, view, reraised, ack, sla = self.parts
+            # the ``repr`` of the tuple of them, written as ``repr`` writes a tuple
+            made = self._text = "({})".format(
+                ", ".join(
+                    (
+                        repr(phase),
+                        repr(state),
+                        repr(priority),
+                        repr(score),
+                        self.impact_text(),
+                        repr(self.members),
+                        repr(view),
+                        repr(reraised),
+                        _ack_text(ack),  # as snapshots before kept it
+                        repr(sla),
+                    )
+                )
+            )
+        return made
+
+    def same(self, other: Signature | str | None) -> bool:
+        """Whether ``other`` (this incident's last signature, or its text as loaded) has the same text."""
+        if other is self:
+            return True
+        if other is None:
+            return False
+        if isinstance(other, str):
+            return self.text() == other
+        a, b = self.parts, other.parts
+        return (
+            a[0] == b[0]  # phase
+            and a[1] == b[1]  # state
+            and a[2] == b[2]  # priority (an int)
+            and a[4] == b[4]  # member count
+            and a[6] == b[6]  # reraised
+            and a[8] == b[8]  # SLA counts (ints)
+            and a[5] == b[5]  # the active members' (key, severity, flapping)
+            and (a[3] is b[3] or repr(a[3]) == repr(b[3]))  # the score: 0.0 == -0.0, nan != nan
+            and (a[7] is b[7] or _ack_text(a[7]) == _ack_text(b[7]))
+            and (self.impact is other.impact or self.impact_text() == other.impact_text())
+        )
+
+
+def _ack_text(ack: Acknowledgement | None) -> str:
+    return repr(ack.to_wire() if ack else None)
+
+
 @twin_built
 @dataclass(frozen=True, slots=True)
 class Emitted:
@@ -45,7 +127,7 @@ class Emitted:
 
     version: int = 0
     at: float | None = None
-    signature: str | None = None
+    signature: Signature | str | None = None  # the text when loaded from a snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +168,7 @@ class Incident:
     muted: Covered | None = None  # open, root under maintenance: no `updated` before its end
     # the book's latest signature text and what it was made of (its impact, the other parts): a
     # cache, not state (no snapshot keeps it; it is rebuilt on the first signature after a load)
-    said: tuple[Any, tuple[Any, ...], str] | None = field(default=None, compare=False, repr=False)
+    said: tuple[Any, tuple[Any, ...], Signature] | None = field(default=None, compare=False, repr=False)
     # its records' explanation words for its impact and priority, with the two objects they were
     # written of (``RecordBuilder``): a cache too, rebuilt when either object is replaced
     words: tuple[Any, str, Any, str] | None = field(default=None, compare=False, repr=False)
@@ -114,15 +196,17 @@ class Incident:
     derived: tuple[tuple[Any, ...], list[str], frozenset[str] | None, int | None] | None = field(
         default=None, init=False, compare=False, repr=False
     )
-    # the reprs its signature text is written from (``IncidentBook._signature``), each with what
-    # it was made of: its impact's record (the impact object), its sorted members (their count),
-    # its active members' view (that tuple)
-    said_impact: tuple[Any, str] | None = field(default=None, init=False, compare=False, repr=False)
-    said_members: tuple[int, str] | None = field(default=None, init=False, compare=False, repr=False)
-    said_view: tuple[tuple[Any, ...], str] | None = field(default=None, init=False, compare=False, repr=False)
+    # its assessment when the assessor made it of its impact, state and severity alone (no SLA
+    # facts, no overrides), with those three (``Assessor.refresh``: the same again keeps it)
+    assessed: tuple[Any, Any, str, str] | None = field(default=None, init=False, compare=False, repr=False)
     # its records' first explanation line (``RecordBuilder._explanation``), with the root's alarm
     # object, severity and effect it was written of
     said_root: tuple[Any, str, str, str] | None = field(default=None, init=False, compare=False, repr=False)
+    # its records' explanation lines (``RecordBuilder.record``), with what they were made of: the
+    # root's alarm object, what they show of it and of the incident, its impact and priority
+    said_lines: tuple[Any, tuple[Any, ...], Any, Any, tuple[str, ...]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
     # its signature's view of its active members (``IncidentBook._signature``), with that tuple
     said_active: tuple[tuple[Any, ...], tuple[Any, ...]] | None = field(
         default=None, init=False, compare=False, repr=False
@@ -147,7 +231,7 @@ class Incident:
         return self.emitted.at
 
     @property
-    def signature(self) -> str | None:
+    def signature(self) -> Signature | str | None:
         return self.emitted.signature
 
     @property
@@ -264,7 +348,7 @@ def dump_incident(inc: Incident) -> dict[str, Any]:
         "priority": {"priority": p.priority, "score": p.score, "breakdown": p.breakdown} if p else None,
         "state": inc.state,
         "severity": inc.severity,
-        "signature": inc.signature,
+        "signature": sig.text() if isinstance(sig := inc.signature, Signature) else sig,
         "acknowledged": asdict(inc.acknowledged) if inc.acknowledged is not None else None,
         "grouping_rules": sorted(inc.grouping_rules),
         "scheduled": inc.scheduled,

@@ -49,6 +49,7 @@ from engine.core.incident_state import (
     Emitted,
     GroupTimers,
     Incident,
+    Signature,
     describe,
     dump_incident,
     incident_id,
@@ -93,6 +94,10 @@ class IncidentBook:
         self._alarm = alarm
         self._graph = MergeGraph()
         self._incident_of = self._graph.incident_of
+        # ``incident_of(key)``: the incident ``key`` is a member of, None if none (the graph's own
+        # dictionary lookup: the flow asks it of every forgotten alarm)
+        self.incident_of: Callable[[str], Incident | None] = self._graph.incident_of
+        self._rooted_at = self._graph.rooted_at
         self._maintenance = MaintenanceStage(calendar, alarm)
         self._assessor = Assessor(
             topology=topology,
@@ -133,9 +138,6 @@ class IncidentBook:
     def incidents(self) -> Iterable[Incident]:
         return self._graph.incidents()
 
-    def incident_of(self, key: str) -> Incident | None:
-        return self._graph.incident_of(key)
-
     def suppression(self, key: str) -> Suppression | None:
         return self._graph.suppression(key)
 
@@ -164,7 +166,7 @@ class IncidentBook:
         """``next_due`` computed: the top of the heap, its stale entries dropped on the way."""
         while self._timers:
             due, _, top = self._timers[0]
-            inc = self._graph.rooted_at(top)
+            inc = self._rooted_at(top)
             # ``_due``, its common case (nothing quarantined) without the call
             if (
                 inc is not None
@@ -226,7 +228,7 @@ class IncidentBook:
     def start_group(self, key: str, wait: float | None, interval: float | None, now: float) -> None:
         """``key`` anchors a group: its incident (created if its effect is none) is a group incident."""
         self._changing()
-        inc = self._graph.incident_of(key)
+        inc = self._incident_of(key)
         if inc is None:
             alarm = self._alarm(key)
             if alarm is None or not alarm.active or self._graph.suppression(key) is not None:
@@ -240,7 +242,7 @@ class IncidentBook:
     def hold(self, key: str, until: float) -> None:
         """Keep the pending incident rooted at ``key`` from opening before ``until`` (a pair's window)."""
         self._changing()
-        inc = self._graph.rooted_at(key)
+        inc = self._rooted_at(key)
         if inc is not None and inc.phase == "pending":
             inc.hold_until = max(until, inc.hold_until or until)
             self._schedule(inc)
@@ -249,7 +251,7 @@ class IncidentBook:
         """Drop the pending incident rooted at ``key`` without a record (a transient). Returns its
         other members, which the caller correlates again. An incident already notified stays."""
         self._changing()
-        inc = self._graph.rooted_at(key)
+        inc = self._rooted_at(key)
         if inc is None or not lifecycle.allows(inc.phase, Event.DISCARDED):
             return []
         self.discarded += 1
@@ -259,7 +261,7 @@ class IncidentBook:
     def changed(self, alarm: ActiveAlarm) -> None:
         """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
         self._next_known = False  # ``_changing``, inlined
-        inc = self._graph.incident_of(alarm.key)
+        inc = self._incident_of(alarm.key)
         if inc is not None:
             self._touch(inc)
         elif alarm.active and alarm.effect != "none" and self._graph.suppression(alarm.key) is None:
@@ -268,7 +270,7 @@ class IncidentBook:
     def cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
         self._next_known = False  # ``_changing``, inlined
-        inc = self._graph.incident_of(alarm.key)
+        inc = self._incident_of(alarm.key)
         if inc is None:
             return
         inc.dirty = True
@@ -289,7 +291,7 @@ class IncidentBook:
         """
         self._next_known = False  # ``_changing``, inlined
         for top in self._assessor.watching(ne_id):
-            inc = self._graph.rooted_at(top)
+            inc = self._rooted_at(top)
             if inc is not None and inc.phase == "open":
                 self._touch(inc)
 
@@ -359,7 +361,7 @@ class IncidentBook:
         while (due := self.next_due()) is not None and due <= now:
             _, _, top = heapq.heappop(self._timers)
             self._next_known = False  # ``_changing``, inlined
-            inc = self._graph.rooted_at(top)
+            inc = self._rooted_at(top)
             assert inc is not None  # next_due just checked it
             inc.scheduled = None
             if self._quarantined:
@@ -407,10 +409,16 @@ class IncidentBook:
                     inc.escalation = inc.milestone.reason
                 inc.milestone = None
                 inc.dirty = True
-            if self._update_due(inc, now) and not self._muted(inc, now):
+            # an update due (open, changed, its update slot come) and not muted by maintenance
+            if (
+                inc.phase == "open"
+                and inc.dirty
+                and ((at := inc.emitted.at) is None or now >= at + update_interval(inc, self._settings))
+                and not self._muted(inc, now)
+            ):
                 active = self._assessor.refresh(inc, now)
                 signature = self._signature(inc, active)
-                if signature != inc.signature:
+                if not signature.same(inc.signature):
                     lifecycle.fire(inc, Event.UPDATE_DUE, now)
                     records.append(self._emit(inc, "updated", now, signature=signature))
                 inc.dirty = False
@@ -457,11 +465,6 @@ class IncidentBook:
         self._schedule(inc)
         return record
 
-    def _update_due(self, inc: Incident, now: float) -> bool:
-        if inc.phase != "open" or not inc.dirty:
-            return False
-        return inc.last_emit is None or now >= inc.last_emit + update_interval(inc, self._settings)
-
     def _touch(self, inc: Incident) -> None:
         """Mark an incident changed; it is re-assessed at its next update slot."""
         inc.dirty = True
@@ -484,7 +487,7 @@ class IncidentBook:
         if not self._graph.can_link(ex.root, ex.symptom):
             return []  # an alarm keeps its first explanation, and no cycle: stable incidents
         top = self._graph.top(ex.root)
-        root_inc = self._graph.rooted_at(top)
+        root_inc = self._rooted_at(top)
         if root_inc is not None and root_inc.phase == "resolved":
             return []
         if self._alarm(ex.root) is None:
@@ -523,12 +526,13 @@ class IncidentBook:
         self._records.forget(inc.members)
         return self._graph.dissolve(inc)
 
-    def _signature(self, inc: Incident, members: tuple[ActiveAlarm, ...] | None = None) -> str:
+    def _signature(self, inc: Incident, members: tuple[ActiveAlarm, ...] | None = None) -> Signature:
         """What an `updated` record would say that matters; ``members``: its active members, when
         the caller has them (``Assessor.refresh`` returns them).
 
-        The text is remembered with what it was made of (``Incident.said``): a re-assessment that
-        changed nothing (most of them) gets the same text back without writing it again."""
+        Kept with what it was made of (``Incident.said``): a re-assessment that changed nothing
+        (many of them) gets the same object back, which ``Signature.same`` knows at once; its text
+        is written only when a snapshot or a loaded text asks for it."""
         assessment = inc.assessment  # (its parts read from it once, not through the properties)
         p = assessment.priority
         if members is None:
@@ -558,41 +562,9 @@ class IncidentBook:
         said = inc.said
         if said is not None and said[0] is impact and said[1] == parts:
             return said[2]
-        # the text is made of the parts alone (and of what the impact and the member count stand
-        # for), so that nothing it shows can change while the cache above still matches. It is the
-        # ``repr`` of the tuple of them, written as ``repr`` writes a tuple (its items' reprs joined
-        # by ", " in parentheses) from the reprs of its three long items, each kept on the incident
-        # with what it was made of: the impact (the same object), the sorted members (their count)
-        # and the active members' view (the same tuple)
-        phase, state, priority, score, count, active, reraised, acknowledged, sla = parts
-        kept_impact = inc.said_impact
-        if kept_impact is None or kept_impact[0] is not impact:
-            kept_impact = inc.said_impact = (impact, repr(impact.to_record() if impact else None))
-        kept_members = inc.said_members
-        if kept_members is None or kept_members[0] != count:
-            kept_members = inc.said_members = (count, repr(inc.sorted_members()))
-        kept_view = inc.said_view
-        if kept_view is None or kept_view[0] is not active:
-            kept_view = inc.said_view = (active, repr(active))
-        text = "({})".format(
-            ", ".join(
-                (
-                    repr(phase),
-                    repr(state),
-                    repr(priority),
-                    repr(score),
-                    kept_impact[1],
-                    kept_members[1],
-                    kept_view[1],
-                    repr(reraised),
-                    repr(acknowledged.to_wire() if acknowledged else None),  # as snapshots before kept it
-                    # an SLA breach is news even when the score is already at its ceiling
-                    repr(sla),
-                )
-            )
-        )
-        inc.said = (impact, parts, text)
-        return text
+        signature = Signature(impact, parts, inc.sorted_members())
+        inc.said = (impact, parts, signature)
+        return signature
 
     def _emit(
         self,
@@ -602,7 +574,7 @@ class IncidentBook:
         *,
         resolution: Resolution | None = None,
         merged_into: str | None = None,
-        signature: str | None = None,
+        signature: Signature | None = None,
     ) -> IncidentRecord:
         """``signature``: the incident's ``_signature`` now, when the caller just computed it."""
         if signature is None:

@@ -41,13 +41,13 @@ class MergeGraph:
         # ``incident_of(key)``: the incident ``key`` is a member of, None if none (the same: its
         # dictionary is never replaced, ``restore`` refills it)
         self.incident_of: Callable[[str], Incident | None] = self._incident_of.get
+        # ``rooted_at(top)``: the incident rooted at the top root ``top``, None if none (the same:
+        # asked at every step of the book's timers)
+        self.rooted_at: Callable[[str], Incident | None] = self._by_top.get
 
     # -- queries -------------------------------------------------------------------------------
     def incidents(self) -> Iterable[Incident]:
         return self._by_top.values()
-
-    def rooted_at(self, top: str) -> Incident | None:
-        return self._by_top.get(top)
 
     def find(self, incident_id: str) -> Incident | None:
         return next((i for i in self._by_top.values() if i.id == incident_id), None)

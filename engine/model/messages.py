@@ -90,6 +90,7 @@ METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 MAX_METRICS = 64
 DEAD_LETTER_EXCERPT = 1024
 ROUTED_KEPT = 4096  # topics whose route a decoder remembers (all forgotten when full)
+_UNROUTED = "?"  # a topic not in a decoder's routes yet (a route is "alarm", "samples" or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,17 +343,25 @@ def required_only(rows: Sequence[Mapping[str, Any]]) -> bool:
 
 _M = TypeVar("_M", bound=BaseModel)
 _new = object.__new__
-_set = object.__setattr__
+# The setters of ``BaseModel``'s own slots (its ``__dict__`` and three members), taken from their
+# descriptors: what ``object.__setattr__(model, name, value)`` ends in, without the name's lookup
+# through the type and the argument tuple of a wrapper call (about 1,200 instructions a field
+# through ``object.__setattr__``, 600 this way). ``BaseModel.__setattr__`` is not used: it refuses
+# a frozen model's fields and would validate.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
     """A model of ``cls`` holding ``values`` (every field, already valid) with ``fields_set``, not
     validated again: what ``model_construct`` does, in a quarter of its time."""
     model: _M = _new(cls)
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", fields_set)
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
+    _set_dict(model, values)
+    _set_fields_set(model, fields_set)
+    _set_extra(model, None)
+    _set_private(model, None)
     return model
 
 
@@ -372,6 +381,11 @@ def kpi_sample(row: SampleRow) -> KpiSample:
 
 
 _ALARM_FIELDS = frozenset(Alarm.model_fields)
+# An alarm's ``__dict__`` with every field at its default, in the model's field order (what
+# ``model_validate`` writes); the three without a default are replaced in every copy.
+_ALARM_DEFAULTS: dict[str, Any] = {
+    name: None if field.is_required() else field.default for name, field in Alarm.model_fields.items()
+}
 
 
 def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
@@ -428,26 +442,26 @@ def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
         or get("threshold_info") is not None
     ):
         return None
-    # ``_built(Alarm, values, set(obj))``, written out (one call fewer per alarm)
+    # ``_built(Alarm, values, set(obj))``, written out (one call fewer per alarm); the values a copy
+    # of the defaults with the fields that vary stored in it (a copy of a dict of the same keys
+    # costs less than building one of nine entries)
+    values = _ALARM_DEFAULTS.copy()
+    values["ne_id"] = ne_id
+    values["severity"] = low
+    values["probable_cause"] = cause
+    values["event_type"] = event_type
+    if specific is not None:
+        values["specific_problem"] = specific
+    if alarm_id is not None:
+        values["alarm_id"] = alarm_id
+    if text is not None:
+        values["text"] = text
+    values["event_time"] = t
     alarm: Alarm = _new(Alarm)
-    _set(
-        alarm,
-        "__dict__",
-        {
-            "ne_id": ne_id,
-            "severity": low,
-            "probable_cause": cause,
-            "event_type": event_type,
-            "specific_problem": specific,
-            "alarm_id": alarm_id,
-            "text": text,
-            "event_time": t,
-            "threshold_info": None,
-        },
-    )
-    _set(alarm, "__pydantic_fields_set__", set(obj))
-    _set(alarm, "__pydantic_extra__", None)
-    _set(alarm, "__pydantic_private__", None)
+    _set_dict(alarm, values)
+    _set_fields_set(alarm, {*obj})
+    _set_extra(alarm, None)
+    _set_private(alarm, None)
     return alarm
 
 
@@ -1064,19 +1078,25 @@ class Decoder:
         payload is not parsed again; its size is still checked, and it is still what a dead letter
         shows."""
         routed = self._routed
-        if topic in routed:
-            kind = routed[topic]
-        else:
+        kind = routed.get(topic, _UNROUTED)  # (one lookup: ``in`` then ``[]`` is two)
+        if kind is _UNROUTED:
             kind = self._route(topic)
             if len(routed) >= ROUTED_KEPT:
                 routed.clear()
             routed[topic] = kind
         if kind == "alarm":
-            obj = self._load(topic, payload, parsed)
-            # a native alarm in its common shape, checked in plain code; anything else (and any
-            # error) through the model, which words it. A mapping given as such (not parsed by
-            # orjson) may hold strings that are not UTF-8 (lone surrogates): the model checks those
-            alarm = None if _given_as_mapping(payload) else _plain_alarm(obj)
+            if parsed is not None and type(payload) is bytes:  # the replay's: ``_load``, inline
+                if len(payload) > self.max_bytes:
+                    raise self._too_big(topic, len(payload))
+                obj: Mapping[str, Any] = parsed
+                alarm = _plain_alarm(parsed)
+            else:
+                obj = self._load(topic, payload, parsed)
+                # a native alarm in its common shape, checked in plain code; anything else (and any
+                # error) through the model, which words it. A mapping given as such (not parsed by
+                # orjson) may hold strings that are not UTF-8 (lone surrogates): the model checks
+                # those
+                alarm = None if _given_as_mapping(payload) else _plain_alarm(obj)
             known = self._known_elements
             if alarm is None or (known is not None and alarm.ne_id not in known):
                 alarm = self._alarm(topic, obj)
@@ -1106,7 +1126,7 @@ class Decoder:
             return payload if isinstance(payload, dict) else dict(payload)
         size = _size(payload)
         if size > self.max_bytes:
-            raise InvalidMessage(topic, [("", f"payload is {size} bytes, limit is {self.max_bytes}")])
+            raise self._too_big(topic, size)
         if parsed is not None:
             return parsed  # what ``orjson.loads(payload)`` makes: a mapping (the caller's word)
         try:
@@ -1116,6 +1136,9 @@ class Decoder:
         if not isinstance(obj, dict):
             raise InvalidMessage(topic, [("", f"expected a mapping, got {type_name(obj)}")])
         return obj
+
+    def _too_big(self, topic: str, size: int) -> InvalidMessage:
+        return InvalidMessage(topic, [("", f"payload is {size} bytes, limit is {self.max_bytes}")])
 
     # -- alarms
 

@@ -25,6 +25,8 @@ from engine.errors import InvalidMessage
 from engine.model.messages import MAX_TIME, dead_letter_record
 from engine.model.timeutil import parse_text, parse_time
 
+_heappush, _heappop = heapq.heappush, heapq.heappop  # (per event: no module attribute read)
+
 
 @dataclass
 class ReplayStats:
@@ -110,13 +112,15 @@ class Replayer:
 
     def run(self, lines: Iterable[bytes | str]) -> ReplayStats:
         started = time.perf_counter()
+        stats, heap, tolerance = self.stats, self._heap, self.tolerance  # (read once, not per line)
+        push, release = self._push, self._release
         for n, raw in enumerate(lines, start=1):
-            self.stats.lines += 1
+            stats.lines += 1
             if not raw or raw.isspace():  # (``not raw.strip()`` without a copy of each line)
                 continue
-            self._push(n, raw)
-            while self._heap and self._heap[0][0] <= self._watermark - self.tolerance:
-                self._release()
+            push(n, raw)
+            while heap and heap[0][0] <= self._watermark - tolerance:
+                release()
         for topic, early, parsed in self._untimed:  # nothing in the file had a time
             self._seq += 1
             heapq.heappush(self._heap, (0.0, self._seq, topic, early, parsed))
@@ -152,27 +156,32 @@ class Replayer:
         else:  # (``max`` and ``min`` as comparisons: per line)
             if t > self._watermark:  # noqa: PLR1730
                 self._watermark = t
-            if stats.first_time is None or t < stats.first_time:
+            first = stats.first_time
+            if first is None or t < first:
                 stats.first_time = t
-            if stats.last_time is None or t > stats.last_time:
+            last = stats.last_time
+            if last is None or t > last:
                 stats.last_time = t
         if self._untimed:
             for early_topic, early, parsed_early in self._untimed:
                 self._seq += 1
-                heapq.heappush(self._heap, (t, self._seq, early_topic, early, parsed_early))
+                _heappush(self._heap, (t, self._seq, early_topic, early, parsed_early))
             self._untimed.clear()
-        self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, topic, payload, parsed))
+        self._seq = seq = self._seq + 1
+        _heappush(self._heap, (t, seq, topic, payload, parsed))
 
     def _release(self) -> None:
-        t, _, topic, payload, parsed = heapq.heappop(self._heap)
+        t, _, topic, payload, parsed = _heappop(self._heap)
         p = self.pipeline
         if (due := p.next_due()) is not None and due <= t:  # most events find no timer due first
-            self._deliver(p.advance_to(t))
+            self._deliver(p.advance_to(t, due=due))  # (``due`` not asked again)
+        stats = self.stats
         if t < p.clock:
-            self.stats.late += 1
-        self.stats.events += 1
-        self._deliver(p.feed(topic, payload, t, parsed=parsed))
+            stats.late += 1
+        stats.events += 1
+        d = p.feed(topic, payload, t, parsed=parsed)
+        if d.records or d.dead_letters:  # (``_deliver``'s own test, without its call: most events)
+            self._deliver(d)
 
     def _deliver(self, d: Decisions) -> None:
         if not d.records and not d.dead_letters:

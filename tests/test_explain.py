@@ -500,6 +500,13 @@ def test_the_alarms_by_element_are_every_alarm_held(replay: Replay) -> None:
         assert held == indexed
         assert all(a.ne_id == ne for ne in q.elements_with_alarms() for a in q.alarm_states_on(ne))
         assert len(held) == len(raises) - (5 if at == 10_000 else 0)
+    # a key the index still holds under another element (an alarm id raised again elsewhere after a
+    # tick that failed half-way): not an alarm on that element
+    own = q.alarm_states()[-1].ne_id
+    stray = next(a for a in q.alarm_states() if a.ne_id != own)
+    p.health.by_element[own].add(stray.key)
+    assert stray.key not in {a.key for a in q.alarm_states_on(own)}
+    assert q.alarm_states_on(own)  # the premise: it holds alarms of its own
 
 
 # --- not found ----------------------------------------------------------------------------------

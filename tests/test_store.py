@@ -362,8 +362,8 @@ async def test_a_store_written_by_a_newer_engine_is_refused(tmp_path: Path) -> N
 async def test_the_tools_reading_a_store_refuse_one_a_newer_engine_wrote(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The read-only tools (``engine report``/``impact what-if``/``rules explain --store``, ``rules
-    mine --store``) check the schema version before reading, as the daemon does: a newer schema may
+    """The read-only tools (``engine report --store``, ``impact what-if --store``, ``rules mine
+    --store``) check the schema version before reading, as the daemon does: a newer schema may
     keep the same tables with another meaning. The error names the file and both versions."""
     path = tmp_path / "engine.sqlite"
     async with Store(path) as s:

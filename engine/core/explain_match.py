@@ -21,12 +21,14 @@ import weakref
 from typing import TYPE_CHECKING
 
 from engine.core.alarms import ActiveAlarm
-from engine.core.forms.correlator import MATCH_CACHE_SIZE
 from engine.rules.compiler import match_definitions
 from engine.rules.host import RuleHost
 
 if TYPE_CHECKING:
     from engine.core.pipeline import Pipeline
+
+
+ANSWERS_KEPT = 4096  # match answers kept by signature (about 2 KB each; oldest forgotten first)
 
 
 class Matcher:
@@ -47,7 +49,7 @@ class Matcher:
         self._names = list(definitions)
         self._reads = pipeline.correlator.program.reads
         self._fired: dict[str, frozenset[str]] = {}  # alarm key -> answer, for one explanation
-        self._by_signature: dict[tuple[str, ...], frozenset[str]] = {}  # bounded: MATCH_CACHE_SIZE
+        self._by_signature: dict[tuple[str, ...], frozenset[str]] = {}  # bounded: ANSWERS_KEPT
         self.asked = 0  # facts asserted in durable (the rest answered from ``_by_signature``)
 
     def fired(self, alarm: ActiveAlarm) -> frozenset[str]:
@@ -63,7 +65,7 @@ class Matcher:
             fact = {**base, "sid": "explain", "id": alarm.occurrence_id, "role": "x"}
             result = self._host.match(self._names, fact)
             self.asked += 1
-            if len(self._by_signature) >= MATCH_CACHE_SIZE:
+            if len(self._by_signature) >= ANSWERS_KEPT:
                 del self._by_signature[next(iter(self._by_signature))]
             self._by_signature[signature] = result
         self._fired[alarm.key] = result

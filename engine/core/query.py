@@ -323,9 +323,11 @@ class CoreQuery:
 
     def alarm_states_on(self, ne_id: str) -> list[ActiveAlarm]:
         """The alarms the table holds on one element (element health's index of them, kept from
-        their raise until the table forgets them), in no particular order."""
+        their raise until the table forgets them), in no particular order. A key the index still
+        holds for an alarm since forgotten (or raised again on another element) is left out."""
         get = self._p.alarms.get
-        return [a for key in self._p.health.by_element.get(ne_id, ()) if (a := get(key)) is not None]
+        keys = self._p.health.by_element.get(ne_id, ())
+        return [a for key in keys if (a := get(key)) is not None and a.ne_id == ne_id]
 
     def elements_with_alarms(self) -> Collection[str]:
         """The elements some alarm held (``alarm_states_on``) may be on: a live view, not a copy."""

@@ -247,7 +247,7 @@ _EMPTY_IMPACT = orjson.Fragment(orjson.dumps(_empty_impact()))
 # tuples, and the record builder hands the same objects to every record of an incident while they
 # do not change (on 24V most records repeat most parts of the one before). Bounded: cleared when full.
 _FRAGMENTS: dict[int, tuple[object, orjson.Fragment]] = {}
-_FRAGMENTS_KEPT = 4096
+_FRAGMENTS_KEPT = 256  # (4,096 held 60 MB more on 24V's replays: parts of long-gone records)
 
 
 def _fragment(part: Any, write: Callable[[Any], bytes]) -> orjson.Fragment:

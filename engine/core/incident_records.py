@@ -151,9 +151,18 @@ class IncidentRecord:
 
     def to_wire(self) -> dict[str, Any]:
         """The record as JSON-ready data, byte for byte what receivers have always been sent."""
-        # ``SuppressedAlarm.to_wire`` inlined for the common entry (21 per record on 24V)
+        impact, ack, sla = self.impact, self.acknowledged, self.sla
         return self._wire_with(
-            [s._wire.copy() if s.threshold_info is None else s.to_wire() for s in self.suppressed]
+            root_cause=self.root_cause.to_wire(),
+            impact=impact.to_record() if impact is not None else _empty_impact(),
+            alarms=list(self.alarms),
+            # ``SuppressedAlarm.to_wire`` inlined for the common entry (21 per record on 24V)
+            suppressed=[s._wire.copy() if s.threshold_info is None else s.to_wire() for s in self.suppressed],
+            flapping=list(self.flapping),
+            acknowledged=ack.to_wire() if ack is not None else None,
+            priority_breakdown=dict(self.priority_breakdown),
+            sla=sla.to_wire() if sla is not None else None,
+            explanation=list(self.explanation),
         )
 
     def to_json(self) -> bytes:
@@ -165,62 +174,62 @@ class IncidentRecord:
         the list ``to_wire`` gives). What ``engine replay`` writes."""
         impact, breakdown, sla = self.impact, self.priority_breakdown, self.sla
         ack, alarms, suppressed = self.acknowledged, self.alarms, self.suppressed
-        rec: dict[str, Any] = {
-            "incident_id": self.incident_id,
-            "event": self.event,
-            "version": self.version,
-            "time": format_time(self.time),
-            "priority": self.priority,
-            "score": self.score,
-            "state": self.state,
-            "severity": self.severity,
-            "root_cause": _fragment(self.root_cause, _root_cause_json),
-            "impact": _fragment(impact, _impact_json) if impact is not None else _EMPTY_IMPACT,
+        rec = self._wire_with(
+            root_cause=_fragment(self.root_cause, _root_cause_json),
+            impact=_fragment(impact, _impact_json) if impact is not None else _EMPTY_IMPACT,
             # (a record made elsewhere may hold lists: those are written as they are now)
-            "alarms": _fragment(alarms, orjson.dumps) if type(alarms) is tuple else alarms,
-            "suppressed": _fragment(suppressed, _suppressed_json)
+            alarms=_fragment(alarms, orjson.dumps) if type(alarms) is tuple else alarms,
+            suppressed=_fragment(suppressed, _suppressed_json)
             if type(suppressed) is tuple
             else orjson.Fragment(_suppressed_json(suppressed)),
-            "flapping": self.flapping,
-            "opened_at": format_time(self.opened_at) if self.opened_at is not None else None,
-            "acknowledged": ack.to_wire() if ack is not None else None,
+            flapping=self.flapping,
+            acknowledged=ack.to_wire() if ack is not None else None,
             # (a copy in ``to_wire``: here only written; orjson writes a dict, not any mapping)
-            "priority_breakdown": breakdown if type(breakdown) is dict else dict(breakdown),
-            "sla": sla.to_wire() if sla is not None else None,
+            priority_breakdown=breakdown if type(breakdown) is dict else dict(breakdown),
+            sla=sla.to_wire() if sla is not None else None,
             # (written as it is: the lines change with most records, so a kept copy seldom pays)
-            "explanation": self.explanation,
-        }
-        if self.event == "resolved":
-            rec["resolved_at"] = rec["time"]
-            rec["resolution"] = self.resolution or "cleared"
-            if self.merged_into is not None:
-                rec["merged_into"] = self.merged_into
+            explanation=self.explanation,
+        )
         return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
 
-    def _wire_with(self, suppressed: Any) -> dict[str, Any]:
-        """``to_wire``, its ``suppressed`` as given."""
+    def _wire_with(
+        self,
+        *,
+        root_cause: Any,
+        impact: Any,
+        alarms: Any,
+        suppressed: Any,
+        flapping: Any,
+        acknowledged: Any,
+        priority_breakdown: Any,
+        sla: Any,
+        explanation: Any,
+    ) -> dict[str, Any]:
+        """The record's dictionary, in its keys' order, with the parts as each form gives them
+        (``to_wire``: JSON-ready data; ``to_json``: the same, or JSON already made)."""
+        time = format_time(self.time)
         rec: dict[str, Any] = {
             "incident_id": self.incident_id,
             "event": self.event,
             "version": self.version,
-            "time": format_time(self.time),
+            "time": time,
             "priority": self.priority,
             "score": self.score,
             "state": self.state,
             "severity": self.severity,
-            "root_cause": self.root_cause.to_wire(),
-            "impact": self.impact.to_record() if self.impact is not None else _empty_impact(),
-            "alarms": list(self.alarms),
+            "root_cause": root_cause,
+            "impact": impact,
+            "alarms": alarms,
             "suppressed": suppressed,
-            "flapping": list(self.flapping),
+            "flapping": flapping,
             "opened_at": format_time(self.opened_at) if self.opened_at is not None else None,
-            "acknowledged": self.acknowledged.to_wire() if self.acknowledged is not None else None,
-            "priority_breakdown": dict(self.priority_breakdown),
-            "sla": self.sla.to_wire() if self.sla is not None else None,
-            "explanation": list(self.explanation),
+            "acknowledged": acknowledged,
+            "priority_breakdown": priority_breakdown,
+            "sla": sla,
+            "explanation": explanation,
         }
         if self.event == "resolved":
-            rec["resolved_at"] = format_time(self.time)
+            rec["resolved_at"] = time
             rec["resolution"] = self.resolution or "cleared"
             if self.merged_into is not None:
                 rec["merged_into"] = self.merged_into

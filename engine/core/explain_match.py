@@ -21,6 +21,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from engine.core.alarms import ActiveAlarm
+from engine.core.forms.correlator import match_signature
 from engine.rules.compiler import match_definitions
 from engine.rules.host import RuleHost
 
@@ -59,7 +60,7 @@ class Matcher:
             return cached
         # The correlator's own fact builder: identical properties, rx<n> included.
         base = self._correlator.base_fact(alarm, alarm.first_seen)
-        signature = tuple([str(base.get(p, "")) for p in self._reads])
+        signature = match_signature(base, self._reads)
         result = self._by_signature.get(signature)
         if result is None:
             fact = {**base, "sid": "explain", "id": alarm.occurrence_id, "role": "x"}

@@ -94,6 +94,13 @@ _DECIDED_BY: dict[str, tuple[str, ...]] = {
 }
 
 
+def match_signature(fact: Mapping[str, Any], reads: Iterable[str]) -> tuple[str, ...]:
+    """A fact's match signature: the values of the properties some condition reads (``reads``, the
+    program's), on which alone durable's answer for the fact depends. The correlator's cache and the
+    explanations' matcher (``engine.core.explain_match``) are keyed by it."""
+    return tuple([str(fact.get(p, "")) for p in reads])  # (a list: no generator)
+
+
 def _match_key(program: Program) -> Callable[[ActiveAlarm], Any] | None:
     """A function of an alarm giving a key that determines every fact property the program's
     conditions read (``Program.reads``): the fields deciding them and the element, read by one
@@ -498,7 +505,7 @@ class Correlator(BaseForm):
     def _by_signature(self, alarm: ActiveAlarm) -> _Matched:
         """``_match`` by the signature of the alarm's fact, asking durable once per signature."""
         fact = self.base_fact(alarm, alarm.first_seen)
-        signature = tuple([str(fact.get(p, "")) for p in self._program.reads])  # (a list: no generator)
+        signature = match_signature(fact, self._program.reads)
         hit = self._matched.get(signature)
         if hit is not None:
             return hit

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -93,8 +94,9 @@ class SuppressedAlarm:
     # its wire form but ``threshold_info``, built once: the record builder reuses a symptom's entry
     # in every record of its incident (21 symptoms per record on 24V), and ``to_wire`` copies it
     _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
-    # ``to_wire`` as JSON, made the first time a record's line (``IncidentRecord.to_json``) needs it
-    _json: bytes | None = field(init=False, repr=False, compare=False)
+    # ``to_wire`` as JSON, made with the entry: a record's line (``IncidentRecord.to_json``) joins
+    # its entries' JSON in C (``_suppressed_json``), most of them made for an earlier record
+    _json: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         wire = {
@@ -107,7 +109,9 @@ class SuppressedAlarm:
             "reason": self.reason,
         }
         object.__setattr__(self, "_wire", wire)
-        object.__setattr__(self, "_json", None)
+        info = self.threshold_info
+        # ``orjson.dumps(self.to_wire())``: the wire form but ``threshold_info``, then it if any
+        object.__setattr__(self, "_json", orjson.dumps(wire if info is None else {**wire, "threshold_info": dict(info)}))
 
     def to_wire(self) -> dict[str, Any]:
         out = self._wire.copy()  # a copy: a receiver may change what it is given
@@ -116,12 +120,8 @@ class SuppressedAlarm:
         return out
 
     def json(self) -> bytes:
-        """``orjson.dumps(self.to_wire())``, made once (the entry is frozen)."""
-        made = self._json
-        if made is None:
-            made = orjson.dumps(self.to_wire())
-            object.__setattr__(self, "_json", made)
-        return made
+        """``orjson.dumps(self.to_wire())``, made once with the entry (it is frozen)."""
+        return self._json
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,8 +279,11 @@ def _impact_json(impact: Impact) -> bytes:
     return orjson.dumps(impact.to_record())
 
 
+_ENTRY_JSON = attrgetter("_json")  # ``SuppressedAlarm.json``, read in C
+
+
 def _suppressed_json(entries: Iterable[SuppressedAlarm]) -> bytes:
-    return b"[" + b",".join([s._json or s.json() for s in entries]) + b"]"
+    return b"[" + b",".join(map(_ENTRY_JSON, entries)) + b"]"
 
 
 _ENTRIES_KEPT = 100_000  # suppressed entries the record builder reuses (cleared past that)

@@ -10,8 +10,6 @@ again only when an element of its cone changed level; otherwise the same ``Impac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from itertools import compress
-from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from engine.core.alarms import ActiveAlarm
@@ -31,10 +29,6 @@ EFFECT_HEALTH = {"outage": Health.DOWN, "degraded": Health.DEGRADED}
 SEVERITY_ORDER = ("indeterminate", "warning", "minor", "major", "critical")
 PRIORITIES_KEPT = 4096  # distinct priority inputs remembered (all forgotten when full)
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}  # ``SEVERITY_ORDER.index``
-# what re-assessments read of each alarm, read in C (``map``) over an incident's members
-_ACTIVE = attrgetter("active")
-_NE_ID = attrgetter("ne_id")
-_SEVERITY = attrgetter("severity")
 
 
 class Assessor:
@@ -84,11 +78,9 @@ class Assessor:
                 # so it was active then, the same object, and every other member is as it was: the
                 # kept tuple is the members active now and ``still_active``.
                 return kept[2]
-        # the lookups and the tests in C: the members' alarms (``map`` over the table's ``get``),
-        # those there (``filter``: an alarm is always true), those active (``compress``)
+        # the lookups in C (``map`` over the table's ``get``), the test in one comprehension
         if still_active is None:
-            alarms = list(filter(None, map(self._alarm, members)))
-            found = tuple(compress(alarms, map(_ACTIVE, alarms)))
+            found = tuple([a for a in map(self._alarm, members) if a is not None and a.active])
         else:
             found = tuple(
                 [a for a in map(self._alarm, members) if a is not None and (a.active or a is still_active)]
@@ -124,24 +116,28 @@ class Assessor:
         # (``active_members`` gives the same tuple back while they did not)
         derived = inc.derived
         if derived is None or derived[0] is not active:
-            effective = [a for a in active if a.effect in EFFECT_HEALTH]
-            seeds = sorted(set(map(_NE_ID, effective)))
+            seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
             # An incident whose every alarm with an effect concerns one service (the engine's
             # per-service KQI alarms) affects that service's subscriptions only: asked alarm by
             # alarm until one concerns its element (the first, for an alarm from the network).
             only = None
-            if effective:
+            if seeds:
                 scopes = set()
-                for a in effective:
-                    scope = service_scope(a.key)
-                    if scope is None:
-                        break
-                    scopes.add(scope)
+                for a in active:
+                    if a.effect in EFFECT_HEALTH:
+                        scope = service_scope(a.key)
+                        if scope is None:
+                            break
+                        scopes.add(scope)
                 else:
                     only = frozenset(scopes)
-            # the worst severity's rank, over the few distinct severities
-            ranks = [_RANK[s] for s in set(map(_SEVERITY, active)) if s in _RANK]
-            derived = inc.derived = (active, seeds, only, max(ranks) if ranks else None)
+            # the worst severity's rank (``SEVERITY_ORDER.index`` of each, by a dict; -1: none known)
+            top = -1
+            for a in active:
+                rank = _RANK.get(a.severity, -1)
+                if rank > top:
+                    top = rank
+            derived = inc.derived = (active, seeds, only, top if top >= 0 else None)
         _, seeds, only, top_rank = derived
         last = inc.assessment
         if not seeds and last.impact is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -22,7 +21,7 @@ from engine.core.alarms import ActiveAlarm
 from engine.core.experience.sla import SlaFacts
 from engine.core.forms.synthetic import raised_by
 from engine.core.impact import Impact
-from engine.core.priority import explain
+from engine.core.priority import Priority, explain
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.model.twins import twin_built, twin_of
@@ -279,11 +278,26 @@ def _impact_json(impact: Impact) -> bytes:
     return orjson.dumps(impact.to_record())
 
 
-_ENTRY_JSON = attrgetter("_json")  # ``SuppressedAlarm.json``, read in C
-
-
 def _suppressed_json(entries: Iterable[SuppressedAlarm]) -> bytes:
-    return b"[" + b",".join(map(_ENTRY_JSON, entries)) + b"]"
+    return b"[" + b",".join([s._json for s in entries]) + b"]"
+
+
+# ``explain(p)`` by the priority's identity, with the priority itself (kept, so that its ``id`` is
+# not reused while the entry lasts): the assessor hands every incident assessed alike the same
+# ``Priority`` object (``Assessor._priorities``), so its words are written once for all of them
+_PRIORITY_WORDS: dict[int, tuple[Priority, str]] = {}
+_PRIORITY_WORDS_KEPT = 256
+
+
+def _priority_words(p: Priority) -> str:
+    hit = _PRIORITY_WORDS.get(id(p))
+    if hit is not None and hit[0] is p:
+        return hit[1]
+    if len(_PRIORITY_WORDS) >= _PRIORITY_WORDS_KEPT:
+        _PRIORITY_WORDS.clear()
+    words = explain(p)
+    _PRIORITY_WORDS[id(p)] = (p, words)
+    return words
 
 
 _ENTRIES_KEPT = 100_000  # suppressed entries the record builder reuses (cleared past that)
@@ -626,8 +640,10 @@ class RecordBuilder:
         assessment = inc.assessment
         im, p = assessment.impact, assessment.priority
         if words is None or words[0] is not im or words[2] is not p:
-            impact_words = priority_words = ""
-            if im is not None:
+            # each written again only when its own object changed (most often one of the two)
+            if words is not None and words[0] is im:
+                impact_words = words[1]
+            elif im is not None:
                 tiers = ", ".join(f"{t} {n}" for t, n in im.by_tier.items())
                 services = ", ".join(f"{s} {n}" for s, n in im.services.items())
                 impact_words = (
@@ -635,8 +651,12 @@ class RecordBuilder:
                     + (f" ({tiers})" if tiers else "")
                     + (f"; services {services}" if services else "")
                 )
-            if p is not None:
-                priority_words = explain(p)
+            else:
+                impact_words = ""
+            if words is not None and words[2] is p:
+                priority_words = words[3]
+            else:
+                priority_words = _priority_words(p) if p is not None else ""
             words = inc.words = (im, impact_words, p, priority_words)
         if im is not None:
             lines.append(f"{words[1]}; state {assessment.state}")

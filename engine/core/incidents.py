@@ -26,7 +26,6 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from operator import attrgetter
 from typing import Any
 
 from engine.core import lifecycle
@@ -68,11 +67,6 @@ __all__ = ["EFFECT_HEALTH", "SEVERITY_ORDER", "Incident", "IncidentBook", "Incid
 __all__ += ["Suppression", "incident_id"]
 
 PART = "incidents"  # the part's name in the quarantine
-
-# ``Explanation.sort_key`` read in C (the same tuple: ``tests/test_incidents_due_cache.py``)
-EXPLANATION_ORDER = attrgetter("rule.order", "root_time", "root", "symptom_time", "symptom")
-# what a signature shows of each active member, read in C
-_ACTIVE_VIEW = attrgetter("key", "severity", "flapping")
 
 
 class IncidentBook:
@@ -248,7 +242,7 @@ class IncidentBook:
         """Apply pairs the rules decided (root explains symptom), in rule order."""
         self._next_known = False  # ``_changing``, inlined
         records: list[IncidentRecord] = []
-        for ex in sorted(explanations, key=EXPLANATION_ORDER):
+        for ex in sorted(explanations, key=Explanation.sort_key):
             records.extend(self._explain(ex, now))
         return records
 
@@ -567,7 +561,7 @@ class IncidentBook:
         if kept is not None and kept[0] is members:
             active = kept[1]  # the same active members (``active_members`` kept them): the same view
         else:
-            active = tuple(map(_ACTIVE_VIEW, members))
+            active = tuple([(a.key, a.severity, a.flapping) for a in members])
             inc.said_active = (members, active)
         impact = assessment.impact
         facts = assessment.sla

@@ -66,7 +66,10 @@ class Assessor:
         """Its members' alarms that are active (and ``still_active``), in member order. Kept on the
         incident (``Incident.active``) while neither its member count nor ``alarm_changes`` moved
         (which alarm is active changes only through a counted change): the same tuple comes back."""
-        members = inc.sorted_members()
+        ordered = inc.ordered  # ``inc.sorted_members()``: its kept answer without the call
+        members = ordered[1] if ordered is not None and ordered[0] == len(inc.members) else None
+        if members is None:
+            members = inc.sorted_members()
         kept = inc.active
         if kept is not None and kept[0] == len(members):
             if still_active is None:
@@ -135,7 +138,7 @@ class Assessor:
             top = -1
             for a in active:
                 rank = _RANK.get(a.severity, -1)
-                if rank > top:
+                if rank > top:  # noqa: PLR1730 (``max``, without its call: per active member)
                     top = rank
             derived = inc.derived = (active, seeds, only, top if top >= 0 else None)
         _, seeds, only, top_rank = derived
@@ -148,9 +151,16 @@ class Assessor:
             impact = self._live.impact(seeds)
         else:
             impact = compute_impact(self._topology, own, seeds, only_services=only)
-        if not self._watched(inc.root, last.impact):
+        # ``_watched``, inlined: whether the watch still lists the root for the last impact's first
+        # element (an unchanged impact needs no rewatch unless its entries were dropped meanwhile)
+        watched = last.impact
+        if watched is not None:
+            first = next(iter(watched.elements), None)
+            if first is not None and inc.root not in self._watch.get(first, ()):
+                watched = None
+        if watched is None:
             self.rewatch(inc, impact)  # its entries went (or it had none): all of them again
-        elif impact is not last.impact:
+        elif impact is not watched:
             self.rewatch(inc, impact, whole=False)
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
@@ -214,19 +224,12 @@ class Assessor:
         inc.assessed = (assessment, impact, state, severity) if plain else None
         return active
 
-    def _watched(self, root: str, impact: Impact | None) -> bool:
-        """Whether the watch still lists ``root`` for the impact's first element (an unchanged
-        impact needs no rewatch unless its entries were dropped meanwhile)."""
-        if impact is None:
-            return False
-        first = next(iter(impact.elements), None)
-        return first is None or root in self._watch.get(first, ())
-
     def rewatch(self, inc: Incident, impact: Impact | None, *, whole: bool = True) -> None:
         """Watch the elements of ``impact`` for ``inc`` instead of those of its current impact.
         ``whole=False``: its current impact's entries are known to be there, so only the elements
         that differ are touched (the same watch in the end)."""
-        old = inc.impact.elements if inc.impact is not None else {}
+        current = inc.assessment.impact
+        old = current.elements if current is not None else {}
         new = impact.elements if impact is not None else {}
         watch, root = self._watch, inc.root
         for x in old.keys() - new.keys() if old else ():

@@ -110,7 +110,8 @@ class SuppressedAlarm:
         object.__setattr__(self, "_wire", wire)
         info = self.threshold_info
         # ``orjson.dumps(self.to_wire())``: the wire form but ``threshold_info``, then it if any
-        object.__setattr__(self, "_json", orjson.dumps(wire if info is None else {**wire, "threshold_info": dict(info)}))
+        made = orjson.dumps(wire if info is None else {**wire, "threshold_info": dict(info)})
+        object.__setattr__(self, "_json", made)
 
     def to_wire(self) -> dict[str, Any]:
         out = self._wire.copy()  # a copy: a receiver may change what it is given
@@ -369,7 +370,10 @@ class RecordBuilder:
         root = self._alarm(inc.root)
         assessment = inc.assessment  # (its parts read from it once, not through the properties)
         p = assessment.priority
-        alarms = inc.sorted_members()
+        ordered = inc.ordered  # ``inc.sorted_members()``: its kept answer without the call
+        alarms = ordered[1] if ordered is not None and ordered[0] == len(inc.members) else None
+        if alarms is None:
+            alarms = inc.sorted_members()
         walked = inc.walked
         changed = inc.changed_members
         if walked is None or walked.count > len(alarms):
@@ -578,11 +582,12 @@ class RecordBuilder:
         elif template is None:
             where = sup.detail or sup.relation
         else:
+            el = self._topology.element(a.ne_id) if a is not None else None  # (looked up once)
             where = template.format(
                 a=a.ne_id if a else "?",
                 r=root.ne_id if root else "?",
-                site=self._place(a, "site"),
-                region=self._place(a, "region"),
+                site=(el.site or "?") if el is not None else "?",
+                region=(el.region or "?") if el is not None else "?",
             )
         return SuppressedAlarm(
             alarm_id=key,
@@ -594,12 +599,6 @@ class RecordBuilder:
             reason=f"explained by {sup.root} (rule {sup.rule}: {where}, {sup.delay:+.1f} s from the root)",
             threshold_info=dict(a.threshold_info) if a is not None and a.threshold_info is not None else None,
         )
-
-    def _place(self, a: ActiveAlarm | None, what: Literal["site", "region"]) -> str:
-        if a is None:
-            return "?"
-        el = self._topology.element(a.ne_id)
-        return (el.site if what == "site" else el.region) or "?"
 
     def _explanation(self, inc: Incident, root: ActiveAlarm | None, suppressed: str) -> list[str]:
         """The record's explanation lines (``suppressed``: the line counting the suppressed by rule,

@@ -55,7 +55,6 @@ from engine.core.incident_state import (
     incident_id,
     load_incident,
     phase_due,
-    update_interval,
 )
 from engine.core.lifecycle import Event, Phase
 from engine.core.merge_graph import MergeGraph, Suppression
@@ -99,6 +98,7 @@ class IncidentBook:
         self.incident_of: Callable[[str], Incident | None] = self._graph.incident_of
         self._rooted_at = self._graph.rooted_at
         self._maintenance = MaintenanceStage(calendar, alarm)
+        self._calendar = calendar  # (the same object, changed in place: empty, nothing is muted)
         self._assessor = Assessor(
             topology=topology,
             priority=priority,
@@ -229,7 +229,7 @@ class IncidentBook:
         if inc is not None:  # re-raise of a member or root
             if inc is self._next_inc:
                 self._next_known = False  # (``_changing``, only for the incident of the answer)
-            if (inc.root == alarm.key or inc.kind == "group") and inc.clear_since is not None:
+            if (inc.root == alarm.key or inc.group is not None) and inc.clear_since is not None:
                 lifecycle.fire(inc, Event.ROOT_RERAISED, now)
             self._touch(inc)
         if explanations:  # (most raises come with none)
@@ -242,8 +242,12 @@ class IncidentBook:
         """Apply pairs the rules decided (root explains symptom), in rule order."""
         self._next_known = False  # ``_changing``, inlined
         records: list[IncidentRecord] = []
+        explained = self.explained
         for ex in sorted(explanations, key=Explanation.sort_key):
-            records.extend(self._explain(ex, now))
+            # a symptom keeps its first explanation (``_explain``'s first test, without its calls:
+            # on a storm's outages each pair comes twice, once per rule they share)
+            if not explained(ex.symptom):
+                records.extend(self._explain(ex, now))
         return records
 
     def start_group(self, key: str, wait: float | None, interval: float | None, now: float) -> None:
@@ -295,7 +299,8 @@ class IncidentBook:
         if inc is self._next_inc:
             self._next_known = False  # (``_changing``, only for the incident of the answer)
         inc.dirty = True
-        if inc.kind == "group":  # a group ends with its last active member, a root incident with its root
+        # (``kind`` "group") a group ends with its last active member, a root incident with its root
+        if inc.group is not None:
             ends = not any(a.key != alarm.key for a in self._assessor.active_members(inc))
         else:
             ends = inc.root == alarm.key
@@ -313,7 +318,8 @@ class IncidentBook:
         for top in self._assessor.watching(ne_id):
             inc = self._rooted_at(top)
             if inc is not None and inc.phase == "open":
-                self._touch(inc)
+                inc.dirty = True  # ``_touch``, inlined (a health change may reach many incidents)
+                self._schedule(inc)
 
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> IncidentRecord | None:
         """An operator took the incident: an `updated` record says so at once. None if not open.
@@ -430,18 +436,26 @@ class IncidentBook:
                 inc.milestone = None
                 inc.dirty = True
             # an update due (open, changed, its update slot come) and not muted by maintenance
-            if (
-                inc.phase == "open"
-                and inc.dirty
-                and ((at := inc.emitted.at) is None or now >= at + update_interval(inc, self._settings))
-                and not self._muted(inc, now)
-            ):
-                active = self._assessor.refresh(inc, now)
-                signature = self._signature(inc, active)
-                if not signature.same(inc.signature):
-                    lifecycle.fire(inc, Event.UPDATE_DUE, now)
-                    records.append(self._emit(inc, "updated", now, signature=signature))
-                inc.dirty = False
+            if inc.phase != "open" or not inc.dirty:
+                return True
+            at = inc.emitted.at
+            if at is not None:
+                # ``update_interval``, inlined (asked at every update)
+                group = inc.group
+                interval = group.interval if group is not None else None
+                if not now >= at + (interval if interval is not None else self._settings.update_interval):
+                    return True
+            if self._calendar:
+                if self._muted(inc, now):
+                    return True
+            else:
+                inc.muted = None  # ``_muted`` with an empty calendar: nothing covers its root
+            active = self._assessor.refresh(inc, now)
+            signature = self._signature(inc, active)
+            if not signature.same(inc.emitted.signature):
+                lifecycle.fire(inc, Event.UPDATE_DUE, now)
+                records.append(self._emit(inc, "updated", now, signature=signature))
+            inc.dirty = False
         return True
 
     def _held(self, inc: Incident, now: float) -> bool:
@@ -599,9 +613,9 @@ class IncidentBook:
         """``signature``: the incident's ``_signature`` now, when the caller just computed it."""
         if signature is None:
             signature = self._signature(inc)
-        inc.emitted = Emitted(inc.version + 1, now, signature)
+        inc.emitted = Emitted(inc.emitted.version + 1, now, signature)
         inc.dirty = False
-        return self.record(inc, event, now, resolution=resolution, merged_into=merged_into)
+        return self._records.record(inc, event, now, resolution=resolution, merged_into=merged_into)
 
     def record(
         self,

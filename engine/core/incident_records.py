@@ -93,9 +93,8 @@ class SuppressedAlarm:
     # its wire form but ``threshold_info``, built once: the record builder reuses a symptom's entry
     # in every record of its incident (21 symptoms per record on 24V), and ``to_wire`` copies it
     _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
-    # ``to_wire`` as JSON, made with the entry: a record's line (``IncidentRecord.to_json``) joins
-    # its entries' JSON in C (``_suppressed_json``), most of them made for an earlier record
-    _json: bytes = field(init=False, repr=False, compare=False)
+    # ``to_wire`` as JSON, made the first time a record's line (``IncidentRecord.to_json``) needs it
+    _json: bytes | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         wire = {
@@ -108,10 +107,7 @@ class SuppressedAlarm:
             "reason": self.reason,
         }
         object.__setattr__(self, "_wire", wire)
-        info = self.threshold_info
-        # ``orjson.dumps(self.to_wire())``: the wire form but ``threshold_info``, then it if any
-        made = orjson.dumps(wire if info is None else {**wire, "threshold_info": dict(info)})
-        object.__setattr__(self, "_json", made)
+        object.__setattr__(self, "_json", None)
 
     def to_wire(self) -> dict[str, Any]:
         out = self._wire.copy()  # a copy: a receiver may change what it is given
@@ -120,8 +116,12 @@ class SuppressedAlarm:
         return out
 
     def json(self) -> bytes:
-        """``orjson.dumps(self.to_wire())``, made once with the entry (it is frozen)."""
-        return self._json
+        """``orjson.dumps(self.to_wire())``, made once (the entry is frozen)."""
+        made = self._json
+        if made is None:
+            made = orjson.dumps(self.to_wire())
+            object.__setattr__(self, "_json", made)
+        return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +280,7 @@ def _impact_json(impact: Impact) -> bytes:
 
 
 def _suppressed_json(entries: Iterable[SuppressedAlarm]) -> bytes:
-    return b"[" + b",".join([s._json for s in entries]) + b"]"
+    return b"[" + b",".join([s._json or s.json() for s in entries]) + b"]"
 
 
 # ``explain(p)`` by the priority's identity, with the priority itself (kept, so that its ``id`` is

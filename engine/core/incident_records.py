@@ -119,7 +119,8 @@ class SuppressedAlarm:
         """``orjson.dumps(self.to_wire())``, made once (the entry is frozen)."""
         made = self._json
         if made is None:
-            made = orjson.dumps(self.to_wire())
+            # (written, not kept: the wire form itself where there is no threshold info to add)
+            made = orjson.dumps(self._wire if self.threshold_info is None else self.to_wire())
             object.__setattr__(self, "_json", made)
         return made
 

@@ -518,9 +518,14 @@ class IncidentBook:
         return inc
 
     def _explain(self, ex: Explanation, now: float) -> list[IncidentRecord]:
-        if not self._graph.can_link(ex.root, ex.symptom):
-            return []  # an alarm keeps its first explanation, and no cycle: stable incidents
-        top = self._graph.top(ex.root)
+        # ``MergeGraph.can_link``, inlined with the root's top walked once (it is needed below): an
+        # alarm keeps its first explanation, explains nothing of itself, and closes no cycle
+        root, symptom = ex.root, ex.symptom
+        if root == symptom or self.explained(symptom):
+            return []
+        top = self._graph.top(root)
+        if top == symptom:
+            return []  # (stable incidents)
         root_inc = self._rooted_at(top)
         if root_inc is not None and root_inc.phase == "resolved":
             return []

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 EFFECT_HEALTH = {"outage": Health.DOWN, "degraded": Health.DEGRADED}
 SEVERITY_ORDER = ("indeterminate", "warning", "minor", "major", "critical")
 PRIORITIES_KEPT = 4096  # distinct priority inputs remembered (all forgotten when full)
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}  # ``SEVERITY_ORDER.index``
 
 
 class Assessor:
@@ -65,7 +66,10 @@ class Assessor:
         """Its members' alarms that are active (and ``still_active``), in member order. Kept on the
         incident (``Incident.active``) while neither its member count nor ``alarm_changes`` moved
         (which alarm is active changes only through a counted change): the same tuple comes back."""
-        members = inc.sorted_members()
+        ordered = inc.ordered  # ``inc.sorted_members()``: its kept answer without the call
+        members = ordered[1] if ordered is not None and ordered[0] == len(inc.members) else None
+        if members is None:
+            members = inc.sorted_members()
         kept = inc.active
         if kept is not None and kept[0] == len(members):
             if still_active is None:
@@ -117,11 +121,26 @@ class Assessor:
         if derived is None or derived[0] is not active:
             seeds = sorted({a.ne_id for a in active if a.effect in EFFECT_HEALTH})
             # An incident whose every alarm with an effect concerns one service (the engine's
-            # per-service KQI alarms) affects that service's subscriptions only.
-            scoped = {service_scope(a.key) for a in active if a.effect in EFFECT_HEALTH}
-            only = frozenset(x for x in scoped if x) if scoped and None not in scoped else None
-            ranks = [SEVERITY_ORDER.index(a.severity) for a in active if a.severity in SEVERITY_ORDER]
-            derived = inc.derived = (active, seeds, only, max(ranks) if ranks else None)
+            # per-service KQI alarms) affects that service's subscriptions only: asked alarm by
+            # alarm until one concerns its element (the first, for an alarm from the network).
+            only = None
+            if seeds:
+                scopes = set()
+                for a in active:
+                    if a.effect in EFFECT_HEALTH:
+                        scope = service_scope(a.key)
+                        if scope is None:
+                            break
+                        scopes.add(scope)
+                else:
+                    only = frozenset(scopes)
+            # the worst severity's rank (``SEVERITY_ORDER.index`` of each, by a dict; -1: none known)
+            top = -1
+            for a in active:
+                rank = _RANK.get(a.severity, -1)
+                if rank > top:  # noqa: PLR1730 (``max``, without its call: per active member)
+                    top = rank
+            derived = inc.derived = (active, seeds, only, top if top >= 0 else None)
         _, seeds, only, top_rank = derived
         last = inc.assessment
         if not seeds and last.impact is not None:
@@ -132,9 +151,16 @@ class Assessor:
             impact = self._live.impact(seeds)
         else:
             impact = compute_impact(self._topology, own, seeds, only_services=only)
-        if not self._watched(inc.root, last.impact):
+        # ``_watched``, inlined: whether the watch still lists the root for the last impact's first
+        # element (an unchanged impact needs no rewatch unless its entries were dropped meanwhile)
+        watched = last.impact
+        if watched is not None:
+            first = next(iter(watched.elements), None)
+            if first is not None and inc.root not in self._watch.get(first, ()):
+                watched = None
+        if watched is None:
             self.rewatch(inc, impact)  # its entries went (or it had none): all of them again
-        elif impact is not last.impact:
+        elif impact is not watched:
             self.rewatch(inc, impact, whole=False)
         root = self._alarm(inc.root)
         fallback = "degraded" if root is not None and root.effect == "degraded" else "at_risk"
@@ -198,19 +224,12 @@ class Assessor:
         inc.assessed = (assessment, impact, state, severity) if plain else None
         return active
 
-    def _watched(self, root: str, impact: Impact | None) -> bool:
-        """Whether the watch still lists ``root`` for the impact's first element (an unchanged
-        impact needs no rewatch unless its entries were dropped meanwhile)."""
-        if impact is None:
-            return False
-        first = next(iter(impact.elements), None)
-        return first is None or root in self._watch.get(first, ())
-
     def rewatch(self, inc: Incident, impact: Impact | None, *, whole: bool = True) -> None:
         """Watch the elements of ``impact`` for ``inc`` instead of those of its current impact.
         ``whole=False``: its current impact's entries are known to be there, so only the elements
         that differ are touched (the same watch in the end)."""
-        old = inc.impact.elements if inc.impact is not None else {}
+        current = inc.assessment.impact
+        old = current.elements if current is not None else {}
         new = impact.elements if impact is not None else {}
         watch, root = self._watch, inc.root
         for x in old.keys() - new.keys() if old else ():

@@ -21,7 +21,7 @@ from engine.core.alarms import ActiveAlarm
 from engine.core.experience.sla import SlaFacts
 from engine.core.forms.synthetic import raised_by
 from engine.core.impact import Impact
-from engine.core.priority import explain
+from engine.core.priority import Priority, explain
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.model.twins import twin_built, twin_of
@@ -119,7 +119,8 @@ class SuppressedAlarm:
         """``orjson.dumps(self.to_wire())``, made once (the entry is frozen)."""
         made = self._json
         if made is None:
-            made = orjson.dumps(self.to_wire())
+            # (written, not kept: the wire form itself where there is no threshold info to add)
+            made = orjson.dumps(self._wire if self.threshold_info is None else self.to_wire())
             object.__setattr__(self, "_json", made)
         return made
 
@@ -283,6 +284,24 @@ def _suppressed_json(entries: Iterable[SuppressedAlarm]) -> bytes:
     return b"[" + b",".join([s._json or s.json() for s in entries]) + b"]"
 
 
+# ``explain(p)`` by the priority's identity, with the priority itself (kept, so that its ``id`` is
+# not reused while the entry lasts): the assessor hands every incident assessed alike the same
+# ``Priority`` object (``Assessor._priorities``), so its words are written once for all of them
+_PRIORITY_WORDS: dict[int, tuple[Priority, str]] = {}
+_PRIORITY_WORDS_KEPT = 256
+
+
+def _priority_words(p: Priority) -> str:
+    hit = _PRIORITY_WORDS.get(id(p))
+    if hit is not None and hit[0] is p:
+        return hit[1]
+    if len(_PRIORITY_WORDS) >= _PRIORITY_WORDS_KEPT:
+        _PRIORITY_WORDS.clear()
+    words = explain(p)
+    _PRIORITY_WORDS[id(p)] = (p, words)
+    return words
+
+
 _ENTRIES_KEPT = 100_000  # suppressed entries the record builder reuses (cleared past that)
 
 _WHERE = {
@@ -352,7 +371,10 @@ class RecordBuilder:
         root = self._alarm(inc.root)
         assessment = inc.assessment  # (its parts read from it once, not through the properties)
         p = assessment.priority
-        alarms = inc.sorted_members()
+        ordered = inc.ordered  # ``inc.sorted_members()``: its kept answer without the call
+        alarms = ordered[1] if ordered is not None and ordered[0] == len(inc.members) else None
+        if alarms is None:
+            alarms = inc.sorted_members()
         walked = inc.walked
         changed = inc.changed_members
         if walked is None or walked.count > len(alarms):
@@ -561,11 +583,12 @@ class RecordBuilder:
         elif template is None:
             where = sup.detail or sup.relation
         else:
+            el = self._topology.element(a.ne_id) if a is not None else None  # (looked up once)
             where = template.format(
                 a=a.ne_id if a else "?",
                 r=root.ne_id if root else "?",
-                site=self._place(a, "site"),
-                region=self._place(a, "region"),
+                site=(el.site or "?") if el is not None else "?",
+                region=(el.region or "?") if el is not None else "?",
             )
         return SuppressedAlarm(
             alarm_id=key,
@@ -577,12 +600,6 @@ class RecordBuilder:
             reason=f"explained by {sup.root} (rule {sup.rule}: {where}, {sup.delay:+.1f} s from the root)",
             threshold_info=dict(a.threshold_info) if a is not None and a.threshold_info is not None else None,
         )
-
-    def _place(self, a: ActiveAlarm | None, what: Literal["site", "region"]) -> str:
-        if a is None:
-            return "?"
-        el = self._topology.element(a.ne_id)
-        return (el.site if what == "site" else el.region) or "?"
 
     def _explanation(self, inc: Incident, root: ActiveAlarm | None, suppressed: str) -> list[str]:
         """The record's explanation lines (``suppressed``: the line counting the suppressed by rule,
@@ -623,8 +640,10 @@ class RecordBuilder:
         assessment = inc.assessment
         im, p = assessment.impact, assessment.priority
         if words is None or words[0] is not im or words[2] is not p:
-            impact_words = priority_words = ""
-            if im is not None:
+            # each written again only when its own object changed (most often one of the two)
+            if words is not None and words[0] is im:
+                impact_words = words[1]
+            elif im is not None:
                 tiers = ", ".join(f"{t} {n}" for t, n in im.by_tier.items())
                 services = ", ".join(f"{s} {n}" for s, n in im.services.items())
                 impact_words = (
@@ -632,8 +651,12 @@ class RecordBuilder:
                     + (f" ({tiers})" if tiers else "")
                     + (f"; services {services}" if services else "")
                 )
-            if p is not None:
-                priority_words = explain(p)
+            else:
+                impact_words = ""
+            if words is not None and words[2] is p:
+                priority_words = words[3]
+            else:
+                priority_words = _priority_words(p) if p is not None else ""
             words = inc.words = (im, impact_words, p, priority_words)
         if im is not None:
             lines.append(f"{words[1]}; state {assessment.state}")

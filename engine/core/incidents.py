@@ -55,7 +55,6 @@ from engine.core.incident_state import (
     incident_id,
     load_incident,
     phase_due,
-    update_interval,
 )
 from engine.core.lifecycle import Event, Phase
 from engine.core.merge_graph import MergeGraph, Suppression
@@ -99,6 +98,7 @@ class IncidentBook:
         self.incident_of: Callable[[str], Incident | None] = self._graph.incident_of
         self._rooted_at = self._graph.rooted_at
         self._maintenance = MaintenanceStage(calendar, alarm)
+        self._calendar = calendar  # (the same object, changed in place: empty, nothing is muted)
         self._assessor = Assessor(
             topology=topology,
             priority=priority,
@@ -117,12 +117,17 @@ class IncidentBook:
         self._timers: list[tuple[float, int, str]] = []  # (due, seq, top root key), lazily invalidated
         self._seq = 0
         # ``next_due``'s answer while nothing quarantined and nothing changed since it was computed
-        # (asked about 2.4 times per message, most of them with nothing changed in between): every
-        # method that may change an incident or the heap forgets it first (``_changing``); a cache,
-        # never snapshotted. ``tests/test_incidents_due_cache.py`` checks it against the recomputed
-        # answer at every call over the examples and scenarios.
+        # (asked about 3.6 times per message, most of them with nothing changed in between), and the
+        # incident of the heap entry that gives it (``_next_inc``): every heap entry is due at that
+        # time or later, and that entry is valid. So a change to any other incident leaves the answer
+        # as it is, but for a new entry due earlier, which ``_schedule`` takes as the answer. The
+        # methods called per alarm forget it only when they change that incident (``_schedule``
+        # does, and they look before changing it); the others forget it first (``_changing``). A
+        # cache, never snapshotted. ``tests/test_incidents_due_cache.py`` checks it against the
+        # recomputed answer at every call over the examples and scenarios.
         self._next: float | None = None
         self._next_known = False
+        self._next_inc: Incident | None = None
         self.opened = 0
         self.resolved = 0
         self.merged = 0
@@ -145,7 +150,9 @@ class IncidentBook:
         if self._next_known and not self._quarantined:
             return self._next
         due = self._next_due()
-        if not self._quarantined:  # a quarantined incident's due time moves with its retry: not kept
+        if self._quarantined:  # a quarantined incident's due time moves with its retry: not kept
+            self._next_known = False
+        else:
             self._next, self._next_known = due, True
         return due
 
@@ -163,7 +170,8 @@ class IncidentBook:
         self._next_known = False
 
     def _next_due(self) -> float | None:
-        """``next_due`` computed: the top of the heap, its stale entries dropped on the way."""
+        """``next_due`` computed: the top of the heap, its stale entries dropped on the way (its
+        incident kept as ``_next_inc``)."""
         while self._timers:
             due, _, top = self._timers[0]
             inc = self._rooted_at(top)
@@ -172,8 +180,10 @@ class IncidentBook:
                 inc is not None
                 and (self._due(inc) if self._quarantined else phase_due(inc, self._settings)) == due
             ):
+                self._next_inc = inc
                 return due
             heapq.heappop(self._timers)  # stale entry: the incident moved on or is gone
+        self._next_inc = None
         return None
 
     def _due(self, inc: Incident) -> float | None:
@@ -183,12 +193,22 @@ class IncidentBook:
         return self._quarantine.due(PART, due, inc.id) if self._quarantined else due
 
     def _schedule(self, inc: Incident) -> None:
-        self._next_known = False  # ``_changing``, inlined (called for most changes)
-        due = self._due(inc) if self._quarantined else phase_due(inc, self._settings)
+        """Put ``inc``'s timer at its due time (a new heap entry when that moved). ``next_due``'s
+        answer stays unless ``inc`` is the incident that gives it (then it is forgotten) or the new
+        entry is due earlier (then that is the answer), as its invariant says (``__init__``)."""
+        if self._quarantined:
+            self._next_known = False  # (not kept while anything is quarantined)
+            due = self._due(inc)
+        else:
+            if inc is self._next_inc:
+                self._next_known = False
+            due = phase_due(inc, self._settings)
         if due is not None and inc.scheduled != due:
             inc.scheduled = due
             self._seq += 1
             heapq.heappush(self._timers, (due, self._seq, inc.root))
+            if self._next_known and ((answer := self._next) is None or due < answer):
+                self._next, self._next_inc = due, inc
 
     # -- alarm changes -------------------------------------------------------------------------
     def alarm_changed(self, key: str) -> None:
@@ -204,11 +224,12 @@ class IncidentBook:
 
     def raised(self, alarm: ActiveAlarm, explanations: list[Explanation], now: float) -> list[IncidentRecord]:
         """A new occurrence, with the pairs the rules matched for it (either side)."""
-        self._next_known = False  # ``_changing``, inlined
         records: list[IncidentRecord] = []
         inc = self._incident_of(alarm.key)
         if inc is not None:  # re-raise of a member or root
-            if (inc.root == alarm.key or inc.kind == "group") and inc.clear_since is not None:
+            if inc is self._next_inc:
+                self._next_known = False  # (``_changing``, only for the incident of the answer)
+            if (inc.root == alarm.key or inc.group is not None) and inc.clear_since is not None:
                 lifecycle.fire(inc, Event.ROOT_RERAISED, now)
             self._touch(inc)
         if explanations:  # (most raises come with none)
@@ -221,8 +242,12 @@ class IncidentBook:
         """Apply pairs the rules decided (root explains symptom), in rule order."""
         self._next_known = False  # ``_changing``, inlined
         records: list[IncidentRecord] = []
+        explained = self.explained
         for ex in sorted(explanations, key=Explanation.sort_key):
-            records.extend(self._explain(ex, now))
+            # a symptom keeps its first explanation (``_explain``'s first test, without its calls:
+            # on a storm's outages each pair comes twice, once per rule they share)
+            if not explained(ex.symptom):
+                records.extend(self._explain(ex, now))
         return records
 
     def start_group(self, key: str, wait: float | None, interval: float | None, now: float) -> None:
@@ -260,7 +285,6 @@ class IncidentBook:
 
     def changed(self, alarm: ActiveAlarm) -> None:
         """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
-        self._next_known = False  # ``_changing``, inlined
         inc = self._incident_of(alarm.key)
         if inc is not None:
             self._touch(inc)
@@ -269,12 +293,14 @@ class IncidentBook:
 
     def cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
-        self._next_known = False  # ``_changing``, inlined
         inc = self._incident_of(alarm.key)
         if inc is None:
             return
+        if inc is self._next_inc:
+            self._next_known = False  # (``_changing``, only for the incident of the answer)
         inc.dirty = True
-        if inc.kind == "group":  # a group ends with its last active member, a root incident with its root
+        # (``kind`` "group") a group ends with its last active member, a root incident with its root
+        if inc.group is not None:
             ends = not any(a.key != alarm.key for a in self._assessor.active_members(inc))
         else:
             ends = inc.root == alarm.key
@@ -289,11 +315,11 @@ class IncidentBook:
         This is how two incidents meet: agg-1 down alone leaves olt-7 at risk; when agg-2 goes down
         in another incident, olt-7 is down and agg-1's incident must say so too.
         """
-        self._next_known = False  # ``_changing``, inlined
         for top in self._assessor.watching(ne_id):
             inc = self._rooted_at(top)
             if inc is not None and inc.phase == "open":
-                self._touch(inc)
+                inc.dirty = True  # ``_touch``, inlined (a health change may reach many incidents)
+                self._schedule(inc)
 
     def acknowledge(self, incident_id: str, by: str, note: str | None, now: float) -> IncidentRecord | None:
         """An operator took the incident: an `updated` record says so at once. None if not open.
@@ -410,18 +436,26 @@ class IncidentBook:
                 inc.milestone = None
                 inc.dirty = True
             # an update due (open, changed, its update slot come) and not muted by maintenance
-            if (
-                inc.phase == "open"
-                and inc.dirty
-                and ((at := inc.emitted.at) is None or now >= at + update_interval(inc, self._settings))
-                and not self._muted(inc, now)
-            ):
-                active = self._assessor.refresh(inc, now)
-                signature = self._signature(inc, active)
-                if not signature.same(inc.signature):
-                    lifecycle.fire(inc, Event.UPDATE_DUE, now)
-                    records.append(self._emit(inc, "updated", now, signature=signature))
-                inc.dirty = False
+            if inc.phase != "open" or not inc.dirty:
+                return True
+            at = inc.emitted.at
+            if at is not None:
+                # ``update_interval``, inlined (asked at every update)
+                group = inc.group
+                interval = group.interval if group is not None else None
+                if not now >= at + (interval if interval is not None else self._settings.update_interval):
+                    return True
+            if self._calendar:
+                if self._muted(inc, now):
+                    return True
+            else:
+                inc.muted = None  # ``_muted`` with an empty calendar: nothing covers its root
+            active = self._assessor.refresh(inc, now)
+            signature = self._signature(inc, active)
+            if not signature.same(inc.emitted.signature):
+                lifecycle.fire(inc, Event.UPDATE_DUE, now)
+                records.append(self._emit(inc, "updated", now, signature=signature))
+            inc.dirty = False
         return True
 
     def _held(self, inc: Incident, now: float) -> bool:
@@ -484,9 +518,14 @@ class IncidentBook:
         return inc
 
     def _explain(self, ex: Explanation, now: float) -> list[IncidentRecord]:
-        if not self._graph.can_link(ex.root, ex.symptom):
-            return []  # an alarm keeps its first explanation, and no cycle: stable incidents
-        top = self._graph.top(ex.root)
+        # ``MergeGraph.can_link``, inlined with the root's top walked once (it is needed below): an
+        # alarm keeps its first explanation, explains nothing of itself, and closes no cycle
+        root, symptom = ex.root, ex.symptom
+        if root == symptom or self.explained(symptom):
+            return []
+        top = self._graph.top(root)
+        if top == symptom:
+            return []  # (stable incidents)
         root_inc = self._rooted_at(top)
         if root_inc is not None and root_inc.phase == "resolved":
             return []
@@ -541,7 +580,7 @@ class IncidentBook:
         if kept is not None and kept[0] is members:
             active = kept[1]  # the same active members (``active_members`` kept them): the same view
         else:
-            active = tuple((a.key, a.severity, a.flapping) for a in members)
+            active = tuple([(a.key, a.severity, a.flapping) for a in members])
             inc.said_active = (members, active)
         impact = assessment.impact
         facts = assessment.sla
@@ -579,9 +618,9 @@ class IncidentBook:
         """``signature``: the incident's ``_signature`` now, when the caller just computed it."""
         if signature is None:
             signature = self._signature(inc)
-        inc.emitted = Emitted(inc.version + 1, now, signature)
+        inc.emitted = Emitted(inc.emitted.version + 1, now, signature)
         inc.dirty = False
-        return self.record(inc, event, now, resolution=resolution, merged_into=merged_into)
+        return self._records.record(inc, event, now, resolution=resolution, merged_into=merged_into)
 
     def record(
         self,

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from engine.core.notices import AlarmNotice
 from engine.core.settings import AlarmSettings, Effect, EffectRule
-from engine.model.messages import SEVERITY_RANK, Alarm
+from engine.model.messages import SEVERITY_RANK, Alarm, PlainAlarm
 from engine.model.twins import twin_built
 
 ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped", "forgotten"]
@@ -87,7 +87,7 @@ def _classify(rules: tuple[_Compiled, ...], cause: str, event_type: str, severit
     return "none"
 
 
-def alarm_key(alarm: Alarm) -> str:
+def alarm_key(alarm: Alarm | PlainAlarm) -> str:
     """A short, stable, human-readable id for an alarm identity."""
     if alarm.alarm_id is not None:
         return alarm.alarm_id
@@ -97,7 +97,7 @@ def alarm_key(alarm: Alarm) -> str:
     return ":".join(parts)
 
 
-def _threshold(alarm: Alarm) -> dict[str, Any] | None:
+def _threshold(alarm: Alarm | PlainAlarm) -> dict[str, Any] | None:
     info = alarm.threshold_info
     return info.model_dump(exclude_none=True) if info is not None else None
 
@@ -228,11 +228,14 @@ class AlarmTable:
         return dropped
 
     # -- input ---------------------------------------------------------------------------------
-    def apply(self, alarm: Alarm, now: float, *, effect: Effect | None = None) -> list[AlarmChange]:
-        """Apply a raise or clear. ``effect`` overrides the effect table (alarms the rules raise)."""
+    def apply(
+        self, alarm: Alarm | PlainAlarm, now: float, *, effect: Effect | None = None
+    ) -> list[AlarmChange]:
+        """Apply a raise or clear (the alarm's model, or its fields as the decoder checked them).
+        ``effect`` overrides the effect table (alarms the rules raise)."""
         key = alarm_key(alarm)
         if alarm.severity == "cleared":  # (``is_clear``, without a property read through pydantic)
-            return self._clear(key, alarm, now)
+            return self._clear(key, alarm.event_time, now)
         self.counters.raise_messages += 1
         return self._raise(key, alarm, now, effect)
 
@@ -263,7 +266,9 @@ class AlarmTable:
         return out
 
     # -- internals -----------------------------------------------------------------------------
-    def _raise(self, key: str, alarm: Alarm, now: float, effect: Effect | None = None) -> list[AlarmChange]:
+    def _raise(
+        self, key: str, alarm: Alarm | PlainAlarm, now: float, effect: Effect | None = None
+    ) -> list[AlarmChange]:
         # (the alarm's fields read once each: a pydantic model's attributes are slow to read)
         severity = alarm.severity
         t = alarm.event_time
@@ -276,7 +281,7 @@ class AlarmTable:
             changes = [AlarmChange("raised", rec)]
             orphan = self._orphan_clears.pop(key, None)
             if orphan is not None and t <= orphan[0]:
-                changes.extend(self._clear(key, alarm.model_copy(update={"event_time": orphan[0]}), now))
+                changes.extend(self._clear(key, orphan[0], now))  # (the clear's own event time)
             return changes
         if rec.flapping:
             return self._absorb(rec, t, now, raised=True)
@@ -317,8 +322,8 @@ class AlarmTable:
             return [AlarmChange("raised", rec), *self._start_flapping(rec, now)]
         return [AlarmChange("raised", rec)]
 
-    def _clear(self, key: str, alarm: Alarm, now: float) -> list[AlarmChange]:
-        t = alarm.event_time  # (read once: a pydantic model's attributes are slow to read)
+    def _clear(self, key: str, t: float, now: float) -> list[AlarmChange]:
+        """A clear of ``key`` with event time ``t`` (all a clear reads of its alarm)."""
         rec = self._alarms.get(key)
         if rec is None or (not rec.active and not rec.flapping):
             if rec is None or (rec.cleared_time is not None and t > rec.cleared_time):
@@ -349,7 +354,7 @@ class AlarmTable:
         self.counters.cleared += 1
         self._schedule(now + self._retain, "forget", rec.key)
 
-    def _new(self, key: str, alarm: Alarm, effect: Effect) -> ActiveAlarm:
+    def _new(self, key: str, alarm: Alarm | PlainAlarm, effect: Effect) -> ActiveAlarm:
         return ActiveAlarm(
             key=key,
             ne_id=alarm.ne_id,

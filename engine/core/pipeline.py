@@ -41,7 +41,15 @@ from engine.core.snapshot import SNAPSHOT_FORMAT, restore, snapshot
 from engine.core.state_sizes import state_sizes
 from engine.core.views import summary
 from engine.errors import EngineError, InvalidMessage
-from engine.model.messages import Alarm, Decoded, Decoder, Routes, dead_letter_record, kpi_sample
+from engine.model.messages import (
+    Alarm,
+    Decoded,
+    Decoder,
+    PlainAlarm,
+    Routes,
+    dead_letter_record,
+    kpi_sample,
+)
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.rules.compiler import Program, compile_rulesets
@@ -197,7 +205,7 @@ class Pipeline:
 
     def _apply(
         self,
-        decoded: Alarm | Decoded,
+        decoded: Alarm | PlainAlarm | Decoded,
         topic: str,
         payload: bytes | str | Mapping[str, Any],
         now: float,

@@ -314,12 +314,14 @@ class LiveHealth(HealthView):
         the seeds of every cone that holds one of them. Only the ``tops`` (the changed elements
         whose one upstream did not change too) add ancestors of their own: another's are its one
         upstream, changed, and that upstream's ancestors."""
-        self.version += 1
-        above = set(changed)
+        version = self.version = self.version + 1
+        stamps = self._stamps
+        for ne in changed:  # (stored one by one: no set of them, no dictionary made to merge)
+            stamps[ne] = version
         ancestors = self._above
         for ne in tops:
-            above.update(ancestors[ne])
-        self._stamps.update(dict.fromkeys(above, self.version))
+            for above in ancestors[ne]:
+                stamps[above] = version
 
     def impact(self, seeds: Iterable[str]) -> Impact:
         """``compute_impact(topology, own, seeds)`` from the live levels; the same object again while

@@ -65,13 +65,17 @@ class ElementHealth:
             if gone is not None:
                 keys.difference_update(gone)
         before = self.own.get(ne_id, _OK)
-        if worst == _OK:
-            self.own.pop(ne_id, None)
-        else:
-            self.own[ne_id] = worst
         moved = own = worst != before
         if own:
-            moved = self.live.changed(ne_id) > 0
+            live = self.live
+            live.changing(ne_id)  # (another element's change carried below it first, if pending)
+            if worst == _OK:
+                del self.own[ne_id]
+            else:
+                self.own[ne_id] = worst
+            # its level now; those below it when next read (``LiveHealth.change``): a raise and its
+            # clear in a row (the usual pair) move nothing below it
+            moved = live.change(ne_id) > 0
         if not per_service and not self.by_service:  # no alarm about one service anywhere
             return moved, own, own
         services_before = {s: m[ne_id] for s, m in self.by_service.items() if ne_id in m}

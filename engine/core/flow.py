@@ -68,8 +68,11 @@ class Flow:
     def alarm(self, alarm: Alarm | PlainAlarm, now: float) -> list[IncidentRecord]:
         """A validated alarm (its model, or its fields as the decoder checked them) into the alarm
         table, and each change it makes through the parts."""
+        changes = self._alarms.apply(alarm, now)
+        if len(changes) == 1:  # the usual message: its one change's records as they are
+            return self._on_change(changes[0], now)
         records: list[IncidentRecord] = []
-        for change in self._alarms.apply(alarm, now):
+        for change in changes:
             records.extend(self._on_change(change, now))
         return records
 

@@ -168,6 +168,10 @@ class AlarmTable:
         self._flap_transitions = settings.flapping.transitions
         self._quiet_period = settings.flapping.quiet_period
         self._alarms: dict[str, ActiveAlarm] = {}
+        # key -> the (raised, cleared) changes of the alarm the table holds under it, made at its
+        # first raise or clear and given again for every later one (frozen, of the same record:
+        # equal to new ones); dropped with the alarm
+        self._changes: dict[str, tuple[AlarmChange, AlarmChange]] = {}
         # ``get(key)``: the alarm of that identity, or None. The dictionary's own ``get`` (it is
         # never replaced, ``load`` refills it): the core's parts call it millions of times a replay.
         self.get: Callable[[str], ActiveAlarm | None] = self._alarms.get
@@ -214,6 +218,7 @@ class AlarmTable:
         """Restore a dump; alarms whose element ``keep`` refuses are dropped. Returns how many."""
         dropped = 0
         self._alarms.clear()
+        self._changes.clear()
         for d in state["alarms"]:
             if not keep(d["ne_id"]):
                 dropped += 1
@@ -259,6 +264,7 @@ class AlarmTable:
                     and now - rec.cleared_at >= self._retain
                 ):
                     del self._alarms[key]
+                    self._changes.pop(key, None)
                     out.append(AlarmChange("forgotten", rec))
                 orphan = self._orphan_clears.get(key)
                 if orphan is not None and now - orphan[1] >= self._retain:
@@ -278,7 +284,7 @@ class AlarmTable:
             rec = self._new(key, alarm, effect)
             self._alarms[key] = rec
             self.counters.raised += 1
-            changes = [AlarmChange("raised", rec)]
+            changes = [self._changes_of(rec)[0]]
             orphan = self._orphan_clears.pop(key, None)
             if orphan is not None and t <= orphan[0]:
                 changes.extend(self._clear(key, orphan[0], now))  # (the clear's own event time)
@@ -319,8 +325,8 @@ class AlarmTable:
         rec.cleared_time = rec.cleared_at = None
         self.counters.raised += 1
         if self._transition(rec, now):
-            return [AlarmChange("raised", rec), *self._start_flapping(rec, now)]
-        return [AlarmChange("raised", rec)]
+            return [self._changes_of(rec)[0], *self._start_flapping(rec, now)]
+        return [self._changes_of(rec)[0]]
 
     def _clear(self, key: str, t: float, now: float) -> list[AlarmChange]:
         """A clear of ``key`` with event time ``t`` (all a clear reads of its alarm)."""
@@ -345,7 +351,14 @@ class AlarmTable:
             rec.cleared_time = t
             return self._start_flapping(rec, now)
         self._mark_cleared(rec, t, now)
-        return [AlarmChange("cleared", rec)]
+        return [self._changes_of(rec)[1]]
+
+    def _changes_of(self, rec: ActiveAlarm) -> tuple[AlarmChange, AlarmChange]:
+        """The ``raised`` and ``cleared`` changes of ``rec`` (made once while the table holds it)."""
+        pair = self._changes.get(rec.key)
+        if pair is None or pair[0].alarm is not rec:
+            pair = self._changes[rec.key] = (AlarmChange("raised", rec), AlarmChange("cleared", rec))
+        return pair
 
     def _mark_cleared(self, rec: ActiveAlarm, event_time: float, now: float) -> None:
         rec.active = rec.raw_active = False
@@ -403,7 +416,7 @@ class AlarmTable:
         out = [AlarmChange("unflapped", rec)]
         if not rec.raw_active:
             self._mark_cleared(rec, rec.cleared_time if rec.cleared_time is not None else now, now)
-            out.append(AlarmChange("cleared", rec))
+            out.append(self._changes_of(rec)[1])
         return out
 
     def _schedule(self, due: float, kind: str, key: str) -> None:

@@ -433,6 +433,15 @@ def test_a_live_impact_is_computed_again_only_when_its_cone_changes(net: Topolog
     own["agg-2"] = DOWN
     assert live.changed("agg-2") == 2
     assert live.impact(["agg-1"]) is second
+    # the same with ``change`` (what the core calls): agg-2's level changes twice, nothing below it
+    # moves (carried only when read), and the same object comes back
+    live.changing("agg-2")
+    del own["agg-2"]
+    assert live.change("agg-2") == 1
+    live.changing("agg-2")
+    own["agg-2"] = DOWN
+    assert live.change("agg-2") == 1
+    assert live.impact(["agg-1"]) is second
     own.clear()
     own["core-1"] = DEGRADED
     live.reset()
@@ -490,3 +499,48 @@ def test_live_health_walks_down_trees_and_stamps_every_cone_a_change_touched(sha
             assert stamped == expected
             walks += len(moved) > 2
     assert walks > 20  # changes walked down
+
+
+@pytest.mark.parametrize("shared", [0.0, 0.3])
+def test_live_health_carrying_a_change_when_read_decides_what_carrying_it_at_once_decides(
+    shared: float,
+) -> None:
+    """``change`` carries an element's level below it only when the levels are next read or another
+    element changes (and not at all when the element changes back first). Random changes, often the
+    same element raised and cleared in a row, read now and then: the levels are a fresh view's, the
+    impacts ``compute_impact``'s, and an impact comes back as the same object exactly when it does
+    from a ``LiveHealth`` told by ``changed``, which carries each change at once."""
+    rng = random.Random(int(shared * 10) + 31)
+    toggles = 0
+    for _ in range(4):
+        topo = _tree_network(rng, 60, shared)
+        own_lazy: dict[str, Health] = {}
+        own_eager: dict[str, Health] = {}
+        lazy, eager = LiveHealth(topo, own_lazy), LiveHealth(topo, own_eager)
+        names = sorted(topo.elements)
+        last: dict[tuple[str, ...], tuple[Impact, Impact]] = {}
+        ne = names[0]
+        for _ in range(400):
+            if rng.random() < 0.5:  # the same element again: often back to where it was
+                toggles += 1
+            else:
+                ne = rng.choice(names[: len(names) // 3] if rng.random() < 0.6 else names)
+            level = rng.choice([OK, OK, AT_RISK, DEGRADED, DOWN])
+            lazy.changing(ne)
+            for own in (own_lazy, own_eager):
+                if level == OK:
+                    own.pop(ne, None)
+                else:
+                    own[ne] = level
+            assert lazy.change(ne) == min(eager.changed(ne), 1)
+            if rng.random() < 0.25:
+                fresh = HealthView(topo, own_lazy)
+                assert {x: lazy.health(x) for x in names} == {x: fresh.health(x) for x in names}
+            if rng.random() < 0.4:
+                seeds = tuple(sorted(rng.sample(names[:20], rng.randint(1, 2))))
+                a, b = lazy.impact(seeds), eager.impact(seeds)
+                assert a == b == compute_impact(topo, own_lazy, seeds)
+                if seeds in last:
+                    assert (a is last[seeds][0]) == (b is last[seeds][1])
+                last[seeds] = (a, b)
+    assert toggles > 500

@@ -26,6 +26,7 @@ from engine.model.messages import (
     Decoded,
     Decoder,
     KpiSample,
+    PlainAlarm,
     Routes,
     ThresholdInfo,
     dead_letter_record,
@@ -36,6 +37,7 @@ from engine.model.messages import (
 from engine.model.messages import _native_rows as native_rows
 from engine.model.messages import _plain_alarm as plain_alarm
 from engine.model.messages import _plain_rows as plain_rows
+from engine.model.messages import plain_alarm as plain_fields
 from engine.model.timeutil import format_time, parse_duration, parse_time
 
 T0 = parse_time("2024-05-01T10:00:00Z")
@@ -1117,6 +1119,35 @@ def test_plain_alarm_gives_what_pydantic_gives_on_many_good_variants() -> None:
         decoded = PLAIN_DECODER.decode(A, payload).alarm
         assert decoded is not None
         _same(decoded, fast)
+
+
+_ALARM_NAMES = tuple(Alarm.model_fields)
+
+
+def test_plain_fields_are_the_models_fields_and_read_gives_them() -> None:
+    """What the core's alarm path reads of a native alarm in the common shape (``PlainAlarm``, no
+    model built): every field the model's, of the same type; ``Decoder.read`` gives it (and
+    ``decode`` its model); ``with_time`` is ``model_copy`` of the event time."""
+    rng = random.Random(12)
+    for _ in range(2000):
+        payload = _good_alarm(rng)
+        parsed = orjson.loads(payload)
+        fields = plain_fields(parsed)
+        assert isinstance(fields, PlainAlarm), payload
+        full = Alarm.model_validate_json(payload)
+        for name in _ALARM_NAMES:
+            assert getattr(fields, name) == getattr(full, name), name
+            assert type(getattr(fields, name)) is type(getattr(full, name)), name
+        _same(fields.model(), full)
+        read = PLAIN_DECODER.read(A, payload, parsed)
+        assert isinstance(read, PlainAlarm)
+        _same(read.model(), full)
+        read = PLAIN_DECODER.read(A, payload)  # parsed by the decoder (the daemon's way)
+        assert isinstance(read, PlainAlarm)
+        _same(read.model(), full)
+        moved = fields.with_time(full.event_time + 1.5)
+        _same(moved.model(), full.model_copy(update={"event_time": full.event_time + 1.5}))
+        assert fields.event_time == full.event_time  # not changed by the copy
 
 
 _WRONG: list[Any] = [None, 0, 1, 2.5, True, [], {}, "", "x" * 257]

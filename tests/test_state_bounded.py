@@ -124,6 +124,11 @@ TOPOLOGY_BOUNDED = (
 )
 
 
+# Per-element caches of the live levels, filled when a change is carried below an element: a day's
+# last change may be carried on the next day (``assert_released``).
+CARRIED_LATE = frozenset({"health.live._above", "health.live._below", "health.live._stamps"})
+
+
 # SLA periods of 12 hours: each day's downtime (and its breaches) has left the period by the next
 # day, so every day decides exactly alike, and a breach history kept for ever would show.
 SETTINGS = core_settings_from_data(
@@ -275,8 +280,12 @@ def assert_released(days: Days, bounded: tuple[str, ...]) -> None:
             if size != fresh[path] and path not in bounded
         }
         assert grown == {}, f"after day {n + 1}: still held (fresh, now): {grown}"
-    assert after[1] == after[0], "a bounded cache grew on a day like the first"
-    assert after[2] == after[0], "a bounded cache grew on a day like the first"
+    # The live levels carry an element's change below it when they are next read
+    # (``LiveHealth.change``): a day's last change may be carried on the next day, filling an entry
+    # of a per-element cache of the topology's one day later. From the second day on, nothing grows.
+    late = {path for path, size in after[1].items() if size != after[0][path]}
+    assert late <= CARRIED_LATE, "a bounded cache grew on a day like the first"
+    assert after[2] == after[1], "a bounded cache grew on a day like the second"
 
 
 def test_state_sizes_counts_what_is_alive() -> None:

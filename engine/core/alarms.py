@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from engine.core.notices import AlarmNotice
 from engine.core.settings import AlarmSettings, Effect, EffectRule
-from engine.model.messages import SEVERITY_RANK, Alarm
+from engine.model.messages import SEVERITY_RANK, Alarm, PlainAlarm
 from engine.model.twins import twin_built
 
 ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped", "forgotten"]
@@ -87,7 +87,7 @@ def _classify(rules: tuple[_Compiled, ...], cause: str, event_type: str, severit
     return "none"
 
 
-def alarm_key(alarm: Alarm) -> str:
+def alarm_key(alarm: Alarm | PlainAlarm) -> str:
     """A short, stable, human-readable id for an alarm identity."""
     if alarm.alarm_id is not None:
         return alarm.alarm_id
@@ -97,7 +97,7 @@ def alarm_key(alarm: Alarm) -> str:
     return ":".join(parts)
 
 
-def _threshold(alarm: Alarm) -> dict[str, Any] | None:
+def _threshold(alarm: Alarm | PlainAlarm) -> dict[str, Any] | None:
     info = alarm.threshold_info
     return info.model_dump(exclude_none=True) if info is not None else None
 
@@ -168,6 +168,10 @@ class AlarmTable:
         self._flap_transitions = settings.flapping.transitions
         self._quiet_period = settings.flapping.quiet_period
         self._alarms: dict[str, ActiveAlarm] = {}
+        # key -> the (raised, cleared) changes of the alarm the table holds under it, made at its
+        # first raise or clear and given again for every later one (frozen, of the same record:
+        # equal to new ones); dropped with the alarm
+        self._changes: dict[str, tuple[AlarmChange, AlarmChange]] = {}
         # ``get(key)``: the alarm of that identity, or None. The dictionary's own ``get`` (it is
         # never replaced, ``load`` refills it): the core's parts call it millions of times a replay.
         self.get: Callable[[str], ActiveAlarm | None] = self._alarms.get
@@ -214,6 +218,7 @@ class AlarmTable:
         """Restore a dump; alarms whose element ``keep`` refuses are dropped. Returns how many."""
         dropped = 0
         self._alarms.clear()
+        self._changes.clear()
         for d in state["alarms"]:
             if not keep(d["ne_id"]):
                 dropped += 1
@@ -228,11 +233,14 @@ class AlarmTable:
         return dropped
 
     # -- input ---------------------------------------------------------------------------------
-    def apply(self, alarm: Alarm, now: float, *, effect: Effect | None = None) -> list[AlarmChange]:
-        """Apply a raise or clear. ``effect`` overrides the effect table (alarms the rules raise)."""
+    def apply(
+        self, alarm: Alarm | PlainAlarm, now: float, *, effect: Effect | None = None
+    ) -> list[AlarmChange]:
+        """Apply a raise or clear (the alarm's model, or its fields as the decoder checked them).
+        ``effect`` overrides the effect table (alarms the rules raise)."""
         key = alarm_key(alarm)
         if alarm.severity == "cleared":  # (``is_clear``, without a property read through pydantic)
-            return self._clear(key, alarm, now)
+            return self._clear(key, alarm.event_time, now)
         self.counters.raise_messages += 1
         return self._raise(key, alarm, now, effect)
 
@@ -256,6 +264,7 @@ class AlarmTable:
                     and now - rec.cleared_at >= self._retain
                 ):
                     del self._alarms[key]
+                    self._changes.pop(key, None)
                     out.append(AlarmChange("forgotten", rec))
                 orphan = self._orphan_clears.get(key)
                 if orphan is not None and now - orphan[1] >= self._retain:
@@ -263,7 +272,9 @@ class AlarmTable:
         return out
 
     # -- internals -----------------------------------------------------------------------------
-    def _raise(self, key: str, alarm: Alarm, now: float, effect: Effect | None = None) -> list[AlarmChange]:
+    def _raise(
+        self, key: str, alarm: Alarm | PlainAlarm, now: float, effect: Effect | None = None
+    ) -> list[AlarmChange]:
         # (the alarm's fields read once each: a pydantic model's attributes are slow to read)
         severity = alarm.severity
         t = alarm.event_time
@@ -273,10 +284,10 @@ class AlarmTable:
             rec = self._new(key, alarm, effect)
             self._alarms[key] = rec
             self.counters.raised += 1
-            changes = [AlarmChange("raised", rec)]
+            changes = [self._changes_of(rec)[0]]
             orphan = self._orphan_clears.pop(key, None)
             if orphan is not None and t <= orphan[0]:
-                changes.extend(self._clear(key, alarm.model_copy(update={"event_time": orphan[0]}), now))
+                changes.extend(self._clear(key, orphan[0], now))  # (the clear's own event time)
             return changes
         if rec.flapping:
             return self._absorb(rec, t, now, raised=True)
@@ -314,11 +325,11 @@ class AlarmTable:
         rec.cleared_time = rec.cleared_at = None
         self.counters.raised += 1
         if self._transition(rec, now):
-            return [AlarmChange("raised", rec), *self._start_flapping(rec, now)]
-        return [AlarmChange("raised", rec)]
+            return [self._changes_of(rec)[0], *self._start_flapping(rec, now)]
+        return [self._changes_of(rec)[0]]
 
-    def _clear(self, key: str, alarm: Alarm, now: float) -> list[AlarmChange]:
-        t = alarm.event_time  # (read once: a pydantic model's attributes are slow to read)
+    def _clear(self, key: str, t: float, now: float) -> list[AlarmChange]:
+        """A clear of ``key`` with event time ``t`` (all a clear reads of its alarm)."""
         rec = self._alarms.get(key)
         if rec is None or (not rec.active and not rec.flapping):
             if rec is None or (rec.cleared_time is not None and t > rec.cleared_time):
@@ -340,7 +351,14 @@ class AlarmTable:
             rec.cleared_time = t
             return self._start_flapping(rec, now)
         self._mark_cleared(rec, t, now)
-        return [AlarmChange("cleared", rec)]
+        return [self._changes_of(rec)[1]]
+
+    def _changes_of(self, rec: ActiveAlarm) -> tuple[AlarmChange, AlarmChange]:
+        """The ``raised`` and ``cleared`` changes of ``rec`` (made once while the table holds it)."""
+        pair = self._changes.get(rec.key)
+        if pair is None or pair[0].alarm is not rec:
+            pair = self._changes[rec.key] = (AlarmChange("raised", rec), AlarmChange("cleared", rec))
+        return pair
 
     def _mark_cleared(self, rec: ActiveAlarm, event_time: float, now: float) -> None:
         rec.active = rec.raw_active = False
@@ -349,7 +367,7 @@ class AlarmTable:
         self.counters.cleared += 1
         self._schedule(now + self._retain, "forget", rec.key)
 
-    def _new(self, key: str, alarm: Alarm, effect: Effect) -> ActiveAlarm:
+    def _new(self, key: str, alarm: Alarm | PlainAlarm, effect: Effect) -> ActiveAlarm:
         return ActiveAlarm(
             key=key,
             ne_id=alarm.ne_id,
@@ -398,7 +416,7 @@ class AlarmTable:
         out = [AlarmChange("unflapped", rec)]
         if not rec.raw_active:
             self._mark_cleared(rec, rec.cleared_time if rec.cleared_time is not None else now, now)
-            out.append(AlarmChange("cleared", rec))
+            out.append(self._changes_of(rec)[1])
         return out
 
     def _schedule(self, due: float, kind: str, key: str) -> None:

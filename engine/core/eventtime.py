@@ -10,12 +10,13 @@ it among its alarm's raises and clears).
 from __future__ import annotations
 
 from operator import itemgetter
+from typing import overload
 
 from engine.core.decisions import Decisions, Stats
 from engine.core.notices import ClockNotice, LateNotice
 from engine.core.settings import CoreSettings
 from engine.errors import InvalidMessage
-from engine.model.messages import Alarm, Decoded, SampleRow
+from engine.model.messages import Alarm, Decoded, PlainAlarm, SampleRow
 
 _TIME = itemgetter("time")
 
@@ -30,15 +31,29 @@ class EventTimes:
         self._max_behind = settings.clock.max_behind
         self._tolerance = settings.reorder_tolerance
 
-    def alarm(self, topic: str, alarm: Alarm, received: float, out: Decisions) -> Alarm:
-        """The alarm with its event time within bounds (clamped: a copy, and a notice);
-        ``InvalidMessage`` when it is refused."""
+    @overload
+    def alarm(self, topic: str, alarm: Alarm, received: float, out: Decisions) -> Alarm: ...
+
+    @overload
+    def alarm(
+        self, topic: str, alarm: Alarm | PlainAlarm, received: float, out: Decisions
+    ) -> Alarm | PlainAlarm: ...
+
+    def alarm(
+        self, topic: str, alarm: Alarm | PlainAlarm, received: float, out: Decisions
+    ) -> Alarm | PlainAlarm:
+        """The alarm (its model or its plain fields) with its event time within bounds (clamped: a
+        copy, and a notice); ``InvalidMessage`` when it is refused."""
         t = alarm.event_time
         behind = self._max_behind
         if t <= received + self._max_ahead and (behind is None or t >= received - behind):
             return alarm  # within bounds (``_check`` would say None)
         clamped = self._check(topic, "event_time", t, received, out)
-        return alarm if clamped is None else alarm.model_copy(update={"event_time": clamped})
+        if clamped is None:
+            return alarm
+        if isinstance(alarm, PlainAlarm):
+            return alarm.with_time(clamped)
+        return alarm.model_copy(update={"event_time": clamped})
 
     def on_time(self, decoded: Decoded, received: float, out: Decisions) -> Decoded:
         """The message with its event times within bounds (clamped ones replaced, a notice each);

@@ -34,7 +34,7 @@ from engine.core.forms.synthetic import Synthetic
 from engine.core.health import ElementHealth
 from engine.core.incidents import IncidentBook, IncidentRecord
 from engine.core.quality import ServiceQuality
-from engine.model.messages import Alarm, Payload, payload_excerpt
+from engine.model.messages import Alarm, Payload, PlainAlarm, payload_excerpt
 
 __all__ = ["Flow"]
 
@@ -65,10 +65,14 @@ class Flow:
         self.last_input: tuple[str, Payload] | None = None  # (topic, payload): named when a part fails
 
     # -- alarms --------------------------------------------------------------------------------
-    def alarm(self, alarm: Alarm, now: float) -> list[IncidentRecord]:
-        """A validated alarm into the alarm table, and each change it makes through the parts."""
+    def alarm(self, alarm: Alarm | PlainAlarm, now: float) -> list[IncidentRecord]:
+        """A validated alarm (its model, or its fields as the decoder checked them) into the alarm
+        table, and each change it makes through the parts."""
+        changes = self._alarms.apply(alarm, now)
+        if len(changes) == 1:  # the usual message: its one change's records as they are
+            return self._on_change(changes[0], now)
         records: list[IncidentRecord] = []
-        for change in self._alarms.apply(alarm, now):
+        for change in changes:
             records.extend(self._on_change(change, now))
         return records
 

@@ -44,7 +44,7 @@ class ElementHealth:
         service level moved, its own level changed, anything changed). Its own level may change and
         no effective level move (an element below one as unhealthy or worse): no impact changes then."""
         worst = _OK
-        per_service: dict[str, Health] = {}
+        per_service: dict[str, Health] | None = None  # (made for an alarm about one service only)
         keys = self.by_element.get(ne_id)
         if keys:
             get = self._alarm
@@ -60,20 +60,28 @@ class ElementHealth:
                     if service is None:
                         if level > worst:  # noqa: PLR1730 (``max``, without its call)
                             worst = level
+                    elif per_service is None:
+                        per_service = {service: level}
                     else:
                         per_service[service] = max(per_service.get(service, _OK), level)
             if gone is not None:
                 keys.difference_update(gone)
         before = self.own.get(ne_id, _OK)
-        if worst == _OK:
-            self.own.pop(ne_id, None)
-        else:
-            self.own[ne_id] = worst
         moved = own = worst != before
         if own:
-            moved = self.live.changed(ne_id) > 0
-        if not per_service and not self.by_service:  # no alarm about one service anywhere
-            return moved, own, own
+            live = self.live
+            live.changing(ne_id)  # (another element's change carried below it first, if pending)
+            if worst == _OK:
+                del self.own[ne_id]
+            else:
+                self.own[ne_id] = worst
+            # its level now; those below it when next read (``LiveHealth.change``): a raise and its
+            # clear in a row (the usual pair) move nothing below it
+            moved = live.change(ne_id) > 0
+        if per_service is None:
+            if not self.by_service:  # no alarm about one service anywhere
+                return moved, own, own
+            per_service = {}
         services_before = {s: m[ne_id] for s, m in self.by_service.items() if ne_id in m}
         for service in set(services_before) | set(per_service):
             levels = self.by_service.setdefault(service, {})

@@ -171,7 +171,17 @@ class LiveHealth(HealthView):
     touches, with a new version).
     """
 
-    __slots__ = ("_above", "_below", "_cache", "_cache_size", "_levels", "_stamps", "_up", "version")
+    __slots__ = (
+        "_above",
+        "_below",
+        "_cache",
+        "_cache_size",
+        "_levels",
+        "_pending",
+        "_stamps",
+        "_up",
+        "version",
+    )
 
     def __init__(self, topology: Topology, own: Mapping[str, Health], *, cache_size: int = 4096) -> None:
         self._topology = topology
@@ -187,10 +197,15 @@ class LiveHealth(HealthView):
         self._up = _Upstream(topology)
         self._below = _Below(topology, self._up)  # per element its dependents, by shape
         self._above = _Ancestors(topology)
+        # (element, its level before): the one element whose new level has not been carried below it
+        # yet (``changed``); carried before anything reads the levels or another element changes
+        self._pending: tuple[str, Health] | None = None
         self.version = 0
         self.reset()
 
     def health(self, ne_id: str) -> Health:
+        if self._pending is not None:
+            self._settle()
         return self._levels.get(ne_id, _OK)
 
     def reset(self) -> None:
@@ -203,12 +218,39 @@ class LiveHealth(HealthView):
             if (h := view.health(ne)) != _OK:
                 levels[ne] = h
         self._levels = levels
+        self._pending = None  # (every level computed afresh)
         self._stamps.clear()
         self._cache.clear()
         self.version += 1
 
     def changed(self, ne_id: str) -> int:
         """``own[ne_id]`` changed: update the levels below it. Returns how many elements changed level."""
+        if self._pending is not None:
+            self._settle()
+        moved = self.change(ne_id)
+        return self._settle() if self._pending is not None else moved
+
+    def changing(self, ne_id: str) -> None:
+        """``own[ne_id]`` is about to change (``change``): a pending change of another element is
+        carried below it first, while ``own`` is as that change found it."""
+        if (pending := self._pending) is not None and pending[0] != ne_id:
+            self._settle()
+
+    def change(self, ne_id: str) -> int:
+        """``own[ne_id]`` changed (``changing(ne_id)`` was called before it did): update its level.
+        Returns 1 when its level changed, 0 when it did not (nothing below it can move then).
+
+        The levels below it follow before anything reads the levels (``health``, ``impact``) or
+        another element changes (``changing``, ``changed``): an element whose level changes and
+        changes back in between (an alarm raised and cleared at once, the usual pair of a replay)
+        moves nothing below it and stamps nothing, where ``changed`` walks down twice, moving every
+        level below it and back. Nothing can tell the two apart: the levels are the same, and an
+        impact whose cone the two walks stamped would be found made of the same levels and given
+        back as it was (``tests/test_impact.py`` compares the two)."""
+        pending = self._pending
+        if pending is not None and pending[0] != ne_id:  # (``changing`` not called: carried now)
+            self._settle()
+            pending = None
         own, levels, topology = self._own, self._levels, self._topology
         elements = topology.elements
         if ne_id not in elements:  # in no cone: just its own state
@@ -227,12 +269,30 @@ class LiveHealth(HealthView):
                 level = contribution
         else:
             level = self._evaluate(ne_id, elements[ne_id].depends_on)
-        if level == levels.get(ne_id, _OK):
+        current = levels.get(ne_id, _OK)
+        if level == current:
             return 0
         if level != _OK:
             levels[ne_id] = level
         else:
             del levels[ne_id]
+        if pending is None:
+            self._pending = (ne_id, current)
+        elif level == pending[1]:  # back to its level before the pending change: nothing to carry
+            self._pending = None
+        return 1
+
+    def _settle(self) -> int:
+        """Carry the pending element's level below it (``change``): every element below it is
+        evaluated once, after every upstream of it that changes; the changed ones and everything
+        above them are stamped with a new version. Returns how many changed level, itself included."""
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        ne_id = pending[0]
+        own, levels, topology = self._own, self._levels, self._topology
+        elements = topology.elements
+        level = levels.get(ne_id, _OK)
         changed = [ne_id]
         tops = [ne_id]  # the changed elements whose one upstream did not change (``_stamp``)
         singles, multis = self._below[ne_id]
@@ -314,16 +374,20 @@ class LiveHealth(HealthView):
         the seeds of every cone that holds one of them. Only the ``tops`` (the changed elements
         whose one upstream did not change too) add ancestors of their own: another's are its one
         upstream, changed, and that upstream's ancestors."""
-        self.version += 1
-        above = set(changed)
+        version = self.version = self.version + 1
+        stamps = self._stamps
+        for ne in changed:  # (stored one by one: no set of them, no dictionary made to merge)
+            stamps[ne] = version
         ancestors = self._above
         for ne in tops:
-            above.update(ancestors[ne])
-        self._stamps.update(dict.fromkeys(above, self.version))
+            for above in ancestors[ne]:
+                stamps[above] = version
 
     def impact(self, seeds: Iterable[str]) -> Impact:
         """``compute_impact(topology, own, seeds)`` from the live levels; the same object again while
         no element of the seeds' cone changed level."""
+        if self._pending is not None:  # (``changed``: the levels below it first)
+            self._settle()
         key = tuple(seeds)
         cache = self._cache
         entry = cache.pop(key, None)

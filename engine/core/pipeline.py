@@ -41,7 +41,15 @@ from engine.core.snapshot import SNAPSHOT_FORMAT, restore, snapshot
 from engine.core.state_sizes import state_sizes
 from engine.core.views import summary
 from engine.errors import EngineError, InvalidMessage
-from engine.model.messages import Alarm, Decoded, Decoder, Routes, dead_letter_record, kpi_sample
+from engine.model.messages import (
+    Alarm,
+    Decoded,
+    Decoder,
+    PlainAlarm,
+    Routes,
+    dead_letter_record,
+    kpi_sample,
+)
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.rules.compiler import Program, compile_rulesets
@@ -132,6 +140,9 @@ class Pipeline:
             quarantine=self.quarantine,
         )
         self.clock = 0.0  # the latest `now` seen; time never goes backwards inside the core
+        # ``quarantine.failures`` when ``_done`` last took the new faults: a step after which it is
+        # the same (and no alarm notice waits) has nothing for ``_done`` to collect
+        self._failures_taken = 0
         self._query = CoreQuery(self)
 
     @property
@@ -167,7 +178,10 @@ class Pipeline:
         ``orjson.loads(payload)`` makes of the payload, when the caller holds it already (the
         replay: ``Decoder.read``)."""
         received = now
-        now = self._advance(now)
+        if now > self.clock:  # ``_advance``, without its call (per message)
+            self.clock = now
+        else:
+            now = self.clock
         out = Decisions()
         try:
             decoded = self.decoder.read(topic, payload, parsed)
@@ -193,11 +207,13 @@ class Pipeline:
             out.dead_letters.append(dead_letter_record(topic, payload, failure, now=now))
         if flush:
             out.records.extend(self.flow.flush(now))
-        return self._done(out, now)
+        if self.alarms.notices or self.quarantine.failures != self._failures_taken:
+            return self._done(out, now)
+        return out  # nothing to collect (``_done`` would find nothing): the usual message
 
     def _apply(
         self,
-        decoded: Alarm | Decoded,
+        decoded: Alarm | PlainAlarm | Decoded,
         topic: str,
         payload: bytes | str | Mapping[str, Any],
         now: float,
@@ -236,6 +252,7 @@ class Pipeline:
                 self.stats.notices[notice.kind] += 1
                 out.notices.append(notice)
             self.alarms.notices.clear()
+        self._failures_taken = self.quarantine.failures
         for fault in self.quarantine.take():
             out.faults.append(fault)
             out.dead_letters.append(fault_dead_letter(fault, now))
@@ -251,7 +268,9 @@ class Pipeline:
         now = self._advance(now)
         out.records.extend(self.flow.alarms_tick(now))
         out.records.extend(self.flow.flush(now))
-        return self._done(out, now)
+        if self.alarms.notices or self.quarantine.failures != self._failures_taken:
+            return self._done(out, now)
+        return out
 
     def next_due(self) -> float | None:
         if self.quarantine.held:

@@ -194,7 +194,11 @@ class ServiceQuality:
 
     def next_due(self) -> float | None:
         """The next KQI evaluation or, while a customer group is down, the next SLA breach it is
-        heading for (``SlaTracker.next_breach``), whichever comes first."""
+        heading for (``SlaTracker.next_breach``), whichever comes first. Without customer groups
+        the SLA tracker is never ticked (``tick``): its breaches are no due time then, and it is not
+        asked (twice per message)."""
+        if not self._groups:
+            return self._next
         breach = self.sla.next_breach()
         if breach is not None:  # (``Quarantine.due`` of None is None)
             breach = self._quarantine.due(SLA_PART, breach)

@@ -60,6 +60,7 @@ __all__ = [
     "EventType",
     "KpiSample",
     "MetricRange",
+    "PlainAlarm",
     "Routes",
     "SampleRow",
     "Severity",
@@ -388,15 +389,89 @@ _ALARM_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
-    """The ``Alarm`` that ``Alarm.model_validate`` makes of a native alarm in its common shape (the
-    same fields, values and fields set), checked in plain code: text fields strings within the
-    model's lengths, the severity folded by the model's own ``_severity``, a known event type, the
-    event time a float within ``0..MAX_TIME`` or an integer or string that the model's own
-    ``_time`` reads (RFC 3339: what the replay and most feeds send), no threshold information, no
-    key the model does not name. None for anything else (threshold information, an extra key, any
-    wrong type or value), which pydantic validates (and words, if bad) as before.
-    ``tests/test_messages.py`` compares both over many good and bad variants."""
+class PlainAlarm:
+    """A native alarm message that ``plain_alarm`` checked in plain code: the fields ``Alarm`` would
+    hold (``threshold_info`` always None), without the pydantic model. What ``Decoder.read`` gives
+    the core for such a message: the core's alarm path reads these fields only, and builds no model
+    of them (about 10,000 instructions a message, and an attribute read on a pydantic model costs
+    five times one on a plain slot). ``model()`` is the ``Alarm`` that ``Alarm.model_validate`` makes
+    of the payload (the same fields, values and fields set)."""
+
+    __slots__ = (
+        "alarm_id",
+        "event_time",
+        "event_type",
+        "ne_id",
+        "probable_cause",
+        "severity",
+        "source",
+        "specific_problem",
+        "text",
+        "threshold_info",
+    )
+
+    ne_id: str
+    severity: str  # one of ``SEVERITIES``, folded (the model's ``Severity``)
+    probable_cause: str
+    event_type: str  # one of ``EVENT_TYPES`` (the model's ``EventType``)
+    specific_problem: str | None
+    alarm_id: str | None
+    text: str | None
+    event_time: float
+    threshold_info: ThresholdInfo | None  # always None (a payload with it is the model's)
+    source: Mapping[str, Any]  # the payload: its keys are the model's fields set
+
+    def model(self) -> Alarm:
+        """The ``Alarm`` of the payload, as ``Alarm.model_validate`` makes it, not validated again
+        (``_built``, its values a copy of the model's defaults in field order, as the model writes
+        them)."""
+        values = _ALARM_DEFAULTS.copy()
+        values["ne_id"] = self.ne_id
+        values["severity"] = self.severity
+        values["probable_cause"] = self.probable_cause
+        values["event_type"] = self.event_type
+        if self.specific_problem is not None:
+            values["specific_problem"] = self.specific_problem
+        if self.alarm_id is not None:
+            values["alarm_id"] = self.alarm_id
+        if self.text is not None:
+            values["text"] = self.text
+        values["event_time"] = self.event_time
+        alarm: Alarm = _new(Alarm)
+        _set_dict(alarm, values)
+        _set_fields_set(alarm, {*self.source})
+        _set_extra(alarm, None)
+        _set_private(alarm, None)
+        return alarm
+
+    def with_time(self, event_time: float) -> PlainAlarm:
+        """The same alarm at another event time (``model_copy(update={"event_time": ...})``)."""
+        copy: PlainAlarm = _new(PlainAlarm)
+        copy.ne_id = self.ne_id
+        copy.severity = self.severity
+        copy.probable_cause = self.probable_cause
+        copy.event_type = self.event_type
+        copy.specific_problem = self.specific_problem
+        copy.alarm_id = self.alarm_id
+        copy.text = self.text
+        copy.event_time = event_time
+        copy.threshold_info = None
+        copy.source = self.source
+        return copy
+
+    def __repr__(self) -> str:
+        return f"PlainAlarm({self.model()!r})"
+
+
+def plain_alarm(obj: Mapping[str, Any]) -> PlainAlarm | None:
+    """A native alarm in its common shape, checked in plain code as ``Alarm.model_validate`` would
+    check it: text fields strings within the model's lengths, the severity folded by the model's own
+    ``_severity``, a known event type, the event time a float within ``0..MAX_TIME`` or an integer
+    or string that the model's own ``_time`` reads (RFC 3339: what the replay and most feeds send),
+    no threshold information, no key the model does not name. None for anything else (threshold
+    information, an extra key, any wrong type or value), which pydantic validates (and words, if
+    bad) as before. ``tests/test_messages.py`` compares its ``model()`` with the model's over many
+    good and bad variants."""
     if not _ALARM_FIELDS.issuperset(obj):
         return None
     get = obj.get
@@ -442,27 +517,26 @@ def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
         or get("threshold_info") is not None
     ):
         return None
-    # ``_built(Alarm, values, set(obj))``, written out (one call fewer per alarm); the values a copy
-    # of the defaults with the fields that vary stored in it (a copy of a dict of the same keys
-    # costs less than building one of nine entries)
-    values = _ALARM_DEFAULTS.copy()
-    values["ne_id"] = ne_id
-    values["severity"] = low
-    values["probable_cause"] = cause
-    values["event_type"] = event_type
-    if specific is not None:
-        values["specific_problem"] = specific
-    if alarm_id is not None:
-        values["alarm_id"] = alarm_id
-    if text is not None:
-        values["text"] = text
-    values["event_time"] = t
-    alarm: Alarm = _new(Alarm)
-    _set_dict(alarm, values)
-    _set_fields_set(alarm, {*obj})
-    _set_extra(alarm, None)
-    _set_private(alarm, None)
+    # plain stores into the slots of an instance made without ``__init__`` (no call frame)
+    alarm: PlainAlarm = _new(PlainAlarm)
+    alarm.ne_id = ne_id
+    alarm.severity = low
+    alarm.probable_cause = cause
+    alarm.event_type = event_type
+    alarm.specific_problem = specific
+    alarm.alarm_id = alarm_id
+    alarm.text = text
+    alarm.event_time = t
+    alarm.threshold_info = None
+    alarm.source = obj
     return alarm
+
+
+def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
+    """The ``Alarm`` that ``Alarm.model_validate`` makes of a native alarm in its common shape
+    (``plain_alarm``'s checks), None for anything else."""
+    plain = plain_alarm(obj)
+    return None if plain is None else plain.model()
 
 
 # --------------------------------------------------------------------------------------- routing
@@ -1066,11 +1140,16 @@ class Decoder:
         message = self.read(topic, payload, parsed)
         if isinstance(message, Decoded):
             return message
+        if isinstance(message, PlainAlarm):
+            message = message.model()
         return Decoded(topic, "alarm", message, (), ())
 
-    def read(self, topic: str, payload: Payload, parsed: dict[str, Any] | None = None) -> Alarm | Decoded:
-        """``decode``, an alarm given as its model alone (what ``Pipeline.feed`` reads: no frozen
-        ``Decoded`` made around each alarm message).
+    def read(
+        self, topic: str, payload: Payload, parsed: dict[str, Any] | None = None
+    ) -> Alarm | PlainAlarm | Decoded:
+        """``decode``, an alarm given alone (what ``Pipeline.feed`` reads: no frozen ``Decoded``
+        made around each alarm message): as its fields (``PlainAlarm``, no model built) when
+        ``plain_alarm`` checked it, else as its model.
 
         ``parsed``: the payload as ``orjson.loads(payload)`` makes it, when the caller already holds
         that mapping (the replay parses each line whole and serialises its payload with
@@ -1089,14 +1168,14 @@ class Decoder:
                 if len(payload) > self.max_bytes:
                     raise self._too_big(topic, len(payload))
                 obj: Mapping[str, Any] = parsed
-                alarm = _plain_alarm(parsed)
+                alarm: Alarm | PlainAlarm | None = plain_alarm(parsed)
             else:
                 obj = self._load(topic, payload, parsed)
                 # a native alarm in its common shape, checked in plain code; anything else (and any
                 # error) through the model, which words it. A mapping given as such (not parsed by
                 # orjson) may hold strings that are not UTF-8 (lone surrogates): the model checks
                 # those
-                alarm = None if _given_as_mapping(payload) else _plain_alarm(obj)
+                alarm = None if _given_as_mapping(payload) else plain_alarm(obj)
             known = self._known_elements
             if alarm is None or (known is not None and alarm.ne_id not in known):
                 alarm = self._alarm(topic, obj)

@@ -146,7 +146,16 @@ class Replayer:
         body = line["payload"]
         payload = orjson.dumps(body)
         parsed = body if type(body) is dict else None
-        t = event_time(line)
+        # ``event_time``'s common case on the payload already in hand; any other line through it
+        t = None
+        if parsed is not None and line.get("time") is None and type(value := parsed.get("event_time")) is str:
+            try:
+                if (t := parse_text(value)) > MAX_TIME:
+                    t = None
+            except ValueError:
+                pass
+        if t is None:
+            t = event_time(line)
         stats = self.stats
         if t is None:  # the core will reject it with the precise reason, at the current time
             if stats.first_time is None:

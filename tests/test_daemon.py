@@ -344,6 +344,7 @@ async def test_http_ingest_without_mqtt_and_bearer_token(
             assert 'soc_messages_total{kind="alarm",outcome="accepted",source="http"} 1.0' in text
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 async def test_a_core_failure_on_one_message_is_contained_and_the_core_goes_on(
     tmp_path: Path, topic_prefix: str
 ) -> None:

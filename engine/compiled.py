@@ -12,7 +12,7 @@ that has an extension beside it from its ``.py`` instead: an edited module never
 compiled code, and the whole core runs one way or the other, never a mix.
 
 The decisions are the same either way (``bench digests --check`` on both; ``tests/test_compiled.py``).
-``CORE`` says which runs and why, e.g. ``compiled with mypyc (51 modules)`` or ``pure Python (compiled
+``CORE`` says which runs and why, e.g. ``compiled with mypyc (48 modules)`` or ``pure Python (compiled
 build stale: engine/core/kpi.py changed; `make compiled` rebuilds it)``: ``engine --version`` prints
 it and the daemon's start line logs it.
 """

@@ -7,14 +7,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run replay test quick lint typecheck pytest bench clean
+.PHONY: run replay test quick lint typecheck pytest bench compiled clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python 3.11 or 3.12 on PATH (python3.12, python3.11 or python3)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# the core compiled with mypyc (about 2 min of CPU); without a C compiler the pure-Python core runs
+	$(BIN)/python tools/build_compiled.py --or-pure
 	touch $(STAMP)
+
+## The core compiled with mypyc again: after an edit of a compiled module the source runs until then
+## (`engine --version` says which core runs, and why).
+compiled: $(STAMP)
+	$(BIN)/python tools/build_compiled.py
 
 ## The main job on embedded defaults: embedded broker, the daemon, a simulated network, a receiver.
 run: $(STAMP)
@@ -47,4 +54,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build engine/compiled-build.json
+	find engine -name '*.so' -delete

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import orjson
 
-from engine import __version__
+from engine import __version__, compiled
 from engine.errors import ConfigError, EngineError
 from engine.service.cliargs import (
     Parser,
@@ -690,9 +690,21 @@ def _cmd_dataset_pcic(args: argparse.Namespace) -> int:
     return pcic.main(argv)
 
 
+class _Version(argparse.Action):
+    """``engine --version``: the version, then which core runs (compiled or the source, and why), as
+    written (argparse's own version action would rewrap the second line)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"engine {__version__}\ncore: {compiled.CORE}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="engine", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"engine {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and which core runs, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("replay", help="replay a JSON-lines event file on virtual time")

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from bench.scenarios import alarm, clear
-from engine import __version__
+from engine import __version__, compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_EVENTS = "examples/fiber-cut.jsonl"
@@ -490,10 +490,10 @@ def test_rules_check_with_a_topology_refuses_names_it_lacks(
 
 
 def test_version() -> None:
-    """``engine --version`` prints the package version and exits 0."""
+    """``engine --version`` prints the package version and which core runs (engine.compiled), exits 0."""
     r = engine("--version")
     assert r.status == 0
-    assert r.stdout.decode() == f"engine {__version__}\n"
+    assert r.stdout.decode() == f"engine {__version__}\ncore: {compiled.CORE}\n"
 
 
 @pytest.mark.parametrize(

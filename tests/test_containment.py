@@ -147,6 +147,7 @@ FAULTS: list[tuple[str, type, str, Callable[[Any], Any], str]] = [
 ]
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 @pytest.mark.parametrize("fault", FAULTS, ids=[f[0] for f in FAULTS])
 def test_a_fault_in_one_timed_part_is_quarantined_and_the_fiber_cut_runs_on_time(
     monkeypatch: pytest.MonkeyPatch,
@@ -178,6 +179,7 @@ def test_a_fault_in_one_timed_part_is_quarantined_and_the_fiber_cut_runs_on_time
     assert r.pipeline.summary()["part_failures"] == failures
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_a_quarantined_kqi_window_names_its_content_and_heals_when_the_poison_leaves() -> None:
     """The dead letter of a KQI window names the window's content (the poison value); once the
     scope evaluates again, the quarantine is lifted by itself."""
@@ -201,6 +203,7 @@ def test_a_quarantined_kqi_window_names_its_content_and_heals_when_the_poison_le
     assert r.pipeline.quarantine.faults() == []  # healed
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_a_message_whose_application_raises_is_a_dead_letter_and_the_core_goes_on(
     monkeypatch: pytest.MonkeyPatch, clean: list[tuple[str, str, int, int | None]]
 ) -> None:
@@ -243,6 +246,7 @@ def test_engine_replay_of_two_poison_samples_exits_cleanly_and_reports_the_dead_
     assert len(dead.read_bytes().splitlines()) == 2
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_an_incident_quarantined_at_its_opening_opens_after_a_reload(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reload (snapshot into a fresh pipeline, then every quarantined part tried again) must not
     leave a quarantined incident without a timer: its heap entry waited for the retry time, which

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 
 from bench.scenarios import example_topology
 from engine.core.pipeline import Pipeline
@@ -48,6 +49,7 @@ def _run(name: str, *, book_known: bool) -> tuple[list[bytes], dict[str, Any], i
     return records, counters, made
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_pairs_of_explained_alarms_are_counted_not_made() -> None:
     fewer = 0
     for name in sorted(SCENARIOS):

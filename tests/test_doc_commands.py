@@ -35,7 +35,7 @@ NOT_TESTED = re.compile(r"^<!--\s*not-tested:(?P<reason>.*?)-->\s*$")
 # tests' screenshots: with `make test`'s two workers they change under the copy) are left out.
 COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis",
-    "*.egg-info", "var", "out", "artifacts",
+    "*.egg-info", "var", "out", "artifacts", "build",
 )  # fmt: skip
 
 

@@ -73,12 +73,14 @@ def _run(customers: bool, mp: pytest.MonkeyPatch) -> tuple[bool, bool, list[str]
     return own_changed, p.health.live.version != version, told
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_an_own_change_that_moves_no_level_is_not_news_to_the_book(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without customers: olt-1's own level changes, no effective level moves, and the book (whose
     agg-1 incident's impact holds olt-1) is not told."""
     assert _run(False, monkeypatch) == (True, False, [])
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_where_customers_are_tracked_every_health_change_is_news(monkeypatch: pytest.MonkeyPatch) -> None:
     """With customers the book is told of the same change, as before (its incidents' SLA facts
     read the time)."""

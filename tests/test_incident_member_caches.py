@@ -111,6 +111,7 @@ def test_merged_record_lists_its_former_root_as_a_symptom() -> None:
     assert "2 alarm(s) suppressed as symptoms" in " ".join(merged[0]["explanation"])
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_kept_values_give_the_records_made_afresh() -> None:
     """Each scenario, and the merge, give the same records with and without the kept values."""
     with pytest.MonkeyPatch.context() as mp:
@@ -120,6 +121,7 @@ def test_kept_values_give_the_records_made_afresh() -> None:
         assert _replay(lines) == fresh[name], name
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_signature_text_is_the_repr_it_always_was(monkeypatch: pytest.MonkeyPatch) -> None:
     """The signature's text, written only when asked, is the ``repr`` of the whole tuple that
     snapshots have always stored (a loaded signature compares equal to a new one); and two

@@ -19,6 +19,7 @@ from engine.core.incidents import IncidentBook
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_next_due_kept_answer_is_the_recomputed_one(monkeypatch: pytest.MonkeyPatch) -> None:
     kept = IncidentBook.next_due
     calls = {"all": 0, "kept": 0, "wrong": 0}

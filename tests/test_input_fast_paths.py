@@ -125,6 +125,7 @@ def _replay(due_given: bool) -> tuple[list[bytes], dict[str, object], int]:
     return lines, summary, advanced
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_advance_to_with_the_due_time_given_decides_the_same() -> None:
     lines, summary, advanced = _replay(due_given=True)
     assert (lines, summary, advanced) == _replay(due_given=False)

@@ -131,6 +131,7 @@ def test_any_batches_leave_what_their_samples_one_by_one_leave(seed: int) -> Non
     assert restored.dump() == whole.dump()
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_a_steady_batch_is_taken_without_a_step_per_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     """Once every target holds exactly the metrics a batch's rows all carry, an in-order batch is
     taken in one update (no ``_take`` per sample), and its rows are what the store keeps."""

@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "engine"
 
 LAYERS = ("errors", "model", "rules", "core", "adapters", "service", "tools", "cli")
-"""Bottom to top. ``engine/__init__`` and ``__main__`` are outside the order (version; entry point)."""
+"""Bottom to top. ``engine/__init__``, ``__main__`` and ``compiled`` are outside the order (version; entry
+point; which core runs)."""
 
 SERVICE_INFRASTRUCTURE = {"engine.service.config", "engine.service.metrics", "engine.service.logs"}
 """What an adapter may take from the service: settings models, the metrics registry, logging."""
@@ -130,7 +131,7 @@ def test_the_layers_are_packages() -> None:
     for layer in LAYERS[1:-1]:
         assert (ROOT / layer / "__init__.py").is_file(), layer
     flat = sorted(p.name for p in ROOT.glob("*.py"))
-    assert flat == ["__init__.py", "__main__.py", "cli.py", "errors.py"]
+    assert flat == ["__init__.py", "__main__.py", "cli.py", "compiled.py", "errors.py"]
 
 
 @pytest.mark.parametrize(

@@ -141,6 +141,7 @@ def _reference(topology: dict[str, Any], hops: int, storm: list[tuple[str, str, 
 FACTORS = [neighbourhood.BUILD_FACTOR, 0, 10**9]
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 @pytest.mark.parametrize("factor", FACTORS)
 @pytest.mark.parametrize("hops", [2, 3])
 @pytest.mark.parametrize("seed", range(6))
@@ -170,6 +171,7 @@ def _star(leaves: int) -> dict[str, Any]:
     return {"elements": elements}
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 @pytest.mark.parametrize("factor", FACTORS)
 def test_a_hub_storm_pairs_every_leaf_with_the_root_through_the_hub(
     factor: int, monkeypatch: pytest.MonkeyPatch
@@ -183,6 +185,7 @@ def test_a_hub_storm_pairs_every_leaf_with_the_root_through_the_hub(
         assert pairs == {("l0:a", f"l{i}:b") for i in range(1, 300)}, hops
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 @pytest.mark.parametrize("factor", FACTORS)
 def test_a_storm_of_roots_and_symptoms_on_every_leaf(factor: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A star under ``hops: 3``, every leaf's alarm both a root and a symptom, then roots on the
@@ -215,6 +218,7 @@ LEAF_STORMS = {
 }
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 @pytest.mark.parametrize("storm", sorted(LEAF_STORMS))
 def test_a_leaf_storm_builds_no_look_out(storm: str) -> None:
     """Under ``hops: 3`` an alarm on a leaf meets the other side through its own ball and its
@@ -238,6 +242,7 @@ def test_a_leaf_storm_builds_no_look_out(storm: str) -> None:
     assert not [k for k in near._known if k[0] == 2]  # no look-out of 2 links built
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 @pytest.mark.parametrize("hops", [2, 3])
 def test_the_same_pairs_when_no_ball_is_remembered(hops: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the budget of remembered balls, an element's ball is kept only while it holds candidates:
@@ -252,6 +257,7 @@ def test_the_same_pairs_when_no_ball_is_remembered(hops: int, monkeypatch: pytes
     assert (pairs, counts) == (want, want_counts)
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_alarms_on_a_hub_build_its_look_out_once_going_through_costs_as_much(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

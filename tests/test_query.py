@@ -56,6 +56,7 @@ def test_each_feed_says_what_became_of_its_message(pipeline: Pipeline) -> None:
     assert dict(pipeline.query.stats().messages) == {"alarm": 1, "samples": 1, "invalid": 1}
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_a_message_whose_application_raises_is_accepted_and_failed(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -75,6 +75,7 @@ def _replay(lines: list[bytes], *, parsed: bool) -> list[bytes]:
     return out
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_replay_decides_as_from_the_payload_bytes_alone(seed: int) -> None:
     """Lines in forms orjson does not write, oversized, bad, untimed and late: the records, dead

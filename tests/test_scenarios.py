@@ -437,6 +437,7 @@ def test_a_voice_kqi_alarm_affects_the_voice_customers_of_its_element_only() -> 
     assert opened["root_cause"]["severity"] == "minor"
 
 
+@pytest.mark.source_only  # replaces a core method: on the compiled core, run on the source
 def test_a_timer_that_does_not_advance_is_an_error_naming_the_part_not_a_hang() -> None:
     """A part whose due time never moves (a bug) makes `advance_to` raise after STUCK_TICKS ticks
     at that time, naming the part, instead of spinning forever (replay, rule tests, drain)."""

@@ -43,6 +43,12 @@ def _decorated() -> list[type]:
 
 
 DECORATED = _decorated()
+# A class whose ``__post_init__`` reads its fields takes ``_V`` placeholders, not the declared types:
+# compiled by mypyc (``engine.compiled``), that method checks them; these cases run on the source.
+CASES = [
+    pytest.param(cls, marks=pytest.mark.source_only) if "__post_init__" in cls.__dict__ else cls
+    for cls in DECORATED
+]
 
 
 def test_the_decorated_classes_are_found() -> None:
@@ -85,7 +91,7 @@ def _slots(obj: Any) -> list[Any]:
     return [getattr(obj, name, _UNSET) for name in type(obj).__slots__]
 
 
-@pytest.mark.parametrize("cls", DECORATED, ids=lambda c: c.__qualname__)
+@pytest.mark.parametrize("cls", CASES, ids=lambda c: c.__qualname__)
 @pytest.mark.parametrize("all_of_them", [True, False], ids=["every-argument", "defaults"])
 def test_a_twin_built_object_is_the_dataclass_s(cls: type, all_of_them: bool) -> None:
     args, kwargs = _arguments(cls, all_of_them=all_of_them)
@@ -104,7 +110,7 @@ def test_a_twin_built_object_is_the_dataclass_s(cls: type, all_of_them: bool) ->
     assert _slots(made) == _slots(plain)
 
 
-@pytest.mark.parametrize("cls", DECORATED, ids=lambda c: c.__qualname__)
+@pytest.mark.parametrize("cls", CASES, ids=lambda c: c.__qualname__)
 def test_a_twin_built_class_keeps_its_constructor_replace_and_copies(cls: type) -> None:
     plain_parameters = list(inspect.signature(PLAIN_INIT[cls]).parameters.values())[1:]
     assert list(inspect.signature(cls).parameters.values()) == plain_parameters

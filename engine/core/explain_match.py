@@ -2,7 +2,7 @@
 rules, to say which rule parts (and which of their conditions) an alarm satisfies.
 
 A durable host cannot be freed (the C engine keeps ~200 KB of each, measured), so each pipeline
-has one for its whole life: ``matcher_for`` keeps it in a weak map, gone with its pipeline, and
+has one for its whole life: ``matcher_for`` keeps it on the pipeline, gone with it, and
 ``PostMortems`` keeps its own. Read-only: asserting and retracting one single-alias fact in the
 matcher's own host changes no decision of the core.
 
@@ -17,7 +17,6 @@ its explanations as on its decisions.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 from engine.core.alarms import ActiveAlarm
@@ -36,8 +35,8 @@ class Matcher:
     """A private durable host holding ``match_definitions`` of the pipeline's program."""
 
     def __init__(self, pipeline: Pipeline) -> None:
-        # The correlator, not the pipeline: a matcher kept for a pipeline (``_MATCHERS``) must not
-        # keep that pipeline alive.
+        # The correlator, not the pipeline: a matcher kept on a pipeline (``matcher_for``) must not
+        # keep that pipeline alive (no cycle).
         self._correlator = pipeline.correlator
         self._host = RuleHost()
         try:
@@ -76,18 +75,14 @@ class Matcher:
         self._host.close()
 
 
-_MATCHERS: weakref.WeakKeyDictionary[Pipeline, Matcher] = weakref.WeakKeyDictionary()
-"""The matcher of each live pipeline, for explanations asked of it (``_Context.open``): a cache,
-gone with its pipeline; it changes no decision."""
-
-
 def matcher_for(pipeline: Pipeline) -> Matcher:
-    """The pipeline's matcher (made on first use, remade if its correlator changed), with its cache
-    of fired actions emptied: alarms change between two explanations."""
-    matcher = _MATCHERS.get(pipeline)
-    if matcher is None or matcher._correlator is not pipeline.correlator:
+    """The pipeline's matcher (made on first use, remade if its correlator changed; kept on the
+    pipeline, gone with it: a cache that changes no decision), with its cache of fired actions
+    emptied: alarms change between two explanations."""
+    matcher = pipeline.explain_matcher
+    if not isinstance(matcher, Matcher) or matcher._correlator is not pipeline.correlator:
         if matcher is not None:
             matcher.close()
-        matcher = _MATCHERS[pipeline] = Matcher(pipeline)
+        matcher = pipeline.explain_matcher = Matcher(pipeline)
     matcher._fired.clear()
     return matcher

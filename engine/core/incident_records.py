@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from engine.core.alarms import ActiveAlarm
 from engine.core.experience.sla import SlaFacts
@@ -125,6 +126,8 @@ class SuppressedAlarm:
         return made
 
 
+# compiled by mypyc (``engine.compiled``) a plain class too: ``_Draft`` below becomes one by ``__class__``
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class IncidentRecord:
     """One incident transition (``event``), or its ``current`` state for a query."""

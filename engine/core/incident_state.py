@@ -212,6 +212,14 @@ class Incident:
         default=None, init=False, compare=False, repr=False
     )
 
+    def __post_init__(self) -> None:
+        # The caches above with a plain default, set on the object: ``dataclasses`` leaves such an
+        # ``init=False`` field to the class attribute, which a class compiled by mypyc does not have
+        # (``engine.compiled``: its instances would have them unset).
+        self.ordered = self.walked = self.cause = self.active = self.derived = None
+        self.assessed = self.said_root = self.said_lines = self.said_active = None
+        self.alarm_changes = 0
+
     def sorted_members(self) -> tuple[str, ...]:
         """Its members in sorted order (re-assessments, signatures and records walk them so), sorted
         again only when their count changed: members only join an incident while it lasts (the

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from mypy_extensions import mypyc_attr
+
 Phase = Literal["pending", "open", "clearing", "resolved"]
 PHASES: tuple[Phase, ...] = ("pending", "open", "clearing", "resolved")
 Emits = Literal["opened", "updated", "resolved"]
@@ -100,6 +102,7 @@ TABLE: dict[Phase, dict[Event, Transition]] = {
 }
 
 
+@mypyc_attr(native_class=False)  # mypyc: a native class cannot derive from RuntimeError
 class LifecycleError(RuntimeError):
     """A transition the table refuses: the caller's bug, carrying the phase and the event."""
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from engine.core.alarms import AlarmTable
 from engine.core.containment import Quarantine
 from engine.core.decisions import Decisions, MessageOutcome, Stats, fault_dead_letter
@@ -69,6 +71,8 @@ STUCK_TICKS = 10_000  # ticks at one due time before `advance_to` calls a timer 
 F = TypeVar("F")
 
 
+# ``engine.tools.offline.ReplayedPipeline`` and tests derive from it (engine.compiled)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Pipeline:
     def __init__(
         self,
@@ -144,6 +148,9 @@ class Pipeline:
         # the same (and no alarm notice waits) has nothing for ``_done`` to collect
         self._failures_taken = 0
         self._query = CoreQuery(self)
+        # the explanations' matcher (``explain_match.matcher_for``), made on first use: kept here, as
+        # a class compiled by mypyc cannot be a weak dictionary's key (``engine.compiled``)
+        self.explain_matcher: Any = None
 
     @property
     def query(self) -> CoreQuery:

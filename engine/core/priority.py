@@ -46,7 +46,9 @@ class Priority:
 def assess(inp: PriorityInput, settings: PrioritySettings) -> Priority:
     w = settings.weights
     s = settings.state_factor[inp.state]
-    weighted = sum(inp.tier_weights.get(tier, 1.0) * n for tier, n in inp.customers_by_tier.items())
+    # ``Any``, not ``float``: over no customers ``sum`` is the int 0, written "0" in the breakdown; typed
+    # float, the core compiled by mypyc (``engine.compiled``) would hold a C double and write "0.0"
+    weighted: Any = sum(inp.tier_weights.get(tier, 1.0) * n for tier, n in inp.customers_by_tier.items())
     c = min(1.0, math.log10(1.0 + weighted) / math.log10(1.0 + settings.reference_impact))
     k = max(0, min(5, inp.max_criticality)) / 5.0
     v = settings.severity_factor.get(inp.severity, 0.0)

@@ -54,7 +54,8 @@ def _walked(value: object) -> bool:
 def _attributes(obj: object) -> Mapping[str, Any]:
     found: dict[str, Any] = dict(getattr(obj, "__dict__", {}))
     for cls in type(obj).__mro__:
-        for slot in getattr(cls, "__slots__", ()):
+        # a class compiled by mypyc (``engine.compiled``) lists its attributes in ``__mypyc_attrs__``
+        for slot in (*getattr(cls, "__slots__", ()), *getattr(cls, "__mypyc_attrs__", ())):
             if slot not in found and hasattr(obj, slot):
                 found[slot] = getattr(obj, slot)
     return found

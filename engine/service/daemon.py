@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 import structlog
 
-from engine import __version__
+from engine import __version__, compiled
 from engine.adapters.api_alertmanager import AlertmanagerApi
 from engine.adapters.api_tmf642 import Tmf642Api
 from engine.adapters.api_tmf656 import Tmf656Api
@@ -202,6 +202,7 @@ class Daemon(CoreView):
             log.info(
                 "engine started",
                 version=__version__,
+                core=compiled.CORE,  # compiled with mypyc, or the source and why (engine.compiled)
                 http_port=self.http.port if self.http is not None else None,
                 mqtt=self.settings.mqtt.url if self.settings.mqtt.enabled else None,
                 **self.recovered,

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mypy_extensions import mypyc_attr
 
 from engine.core.alarms import ActiveAlarm
 from engine.core.forms.synthetic import Synthetic
@@ -221,7 +223,6 @@ def few(keys: Sequence[str]) -> str:
 
 
 # -- the interface ----------------------------------------------------------------------------------
-@runtime_checkable
 class Form(Protocol):
     @property
     def name(self) -> str:
@@ -252,6 +253,7 @@ class Form(Protocol):
     def counters(self) -> dict[str, int]: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # plug-in forms derive from it (engine.compiled)
 class BaseForm:
     """Defaults for a form: no timers, no state, nothing counted, nothing to say."""
 

@@ -44,7 +44,7 @@ def aggregate(kind: str, values: Sequence[float]) -> float:
 
 class Breaches(BaseForm):
     name = "breaches"
-    rule_form = "kpi_threshold"
+    rule_form: str | None = "kpi_threshold"
 
     def __init__(self, ctx: FormContext) -> None:
         self._rules = ctx.rules_of("kpi_threshold")

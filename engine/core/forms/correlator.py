@@ -163,7 +163,7 @@ class _Scope:
 class Correlator(BaseForm):
     name = "correlator"
     reads_samples = False  # alarms only
-    rule_form = "correlate"
+    rule_form: str | None = "correlate"
 
     def __init__(self, ctx: FormContext) -> None:
         program = self._program = ctx.program

@@ -40,7 +40,7 @@ __all__ = ["GroupStart", "Groups"]
 class Groups(BaseForm):
     name = "groups"
     reads_samples = False  # alarms only
-    rule_form = "group"
+    rule_form: str | None = "group"
 
     def __init__(self, ctx: FormContext) -> None:
         self._rules = ctx.rules_of("group")

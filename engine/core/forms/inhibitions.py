@@ -39,7 +39,7 @@ _Slot = tuple[str, tuple[str, ...]]
 class Inhibitions(BaseForm):
     name = "inhibitions"
     reads_samples = False  # alarms only
-    rule_form = "inhibit"
+    rule_form: str | None = "inhibit"
 
     def __init__(self, ctx: FormContext) -> None:
         self._rules = ctx.rules_of("inhibit")

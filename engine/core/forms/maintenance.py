@@ -30,7 +30,7 @@ class Calendar(BaseForm):
     (``covering``) whether a root is under maintenance; its state is the silences."""
 
     name = "maintenance"
-    rule_form = "maintenance"
+    rule_form: str | None = "maintenance"
 
     def __init__(self, ctx: FormContext) -> None:
         self._rules = ctx.rules_of("maintenance")

@@ -29,7 +29,7 @@ class Overrides(BaseForm):
     it assesses an incident, with its root's classification."""
 
     name = "overrides"
-    rule_form = "priority"
+    rule_form: str | None = "priority"
 
     def __init__(self, ctx: FormContext) -> None:
         self._rules = ctx.rules_of("priority")

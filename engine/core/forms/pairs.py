@@ -76,7 +76,7 @@ def _second_words(spec: Pair) -> str:
 class Pairs(BaseForm):
     name = "pairs"
     reads_samples = False  # alarms only
-    rule_form = "pair"
+    rule_form: str | None = "pair"
 
     def __init__(self, ctx: FormContext) -> None:
         self._rules = {r.qualified: r for r in ctx.rules_of("pair")}

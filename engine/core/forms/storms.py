@@ -49,7 +49,7 @@ class _Storm:
 class Storms(BaseForm):
     name = "storms"
     reads_samples = False  # alarms only
-    rule_form = "threshold"
+    rule_form: str | None = "threshold"
 
     def __init__(self, ctx: FormContext) -> None:
         self._rules = ctx.rules_of("threshold")

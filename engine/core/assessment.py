@@ -66,10 +66,7 @@ class Assessor:
         """Its members' alarms that are active (and ``still_active``), in member order. Kept on the
         incident (``Incident.active``) while neither its member count nor ``alarm_changes`` moved
         (which alarm is active changes only through a counted change): the same tuple comes back."""
-        ordered = inc.ordered  # ``inc.sorted_members()``: its kept answer without the call
-        members = ordered[1] if ordered is not None and ordered[0] == len(inc.members) else None
-        if members is None:
-            members = inc.sorted_members()
+        members = inc.sorted_members()
         kept = inc.active
         if kept is not None and kept[0] == len(members):
             if still_active is None:

@@ -39,7 +39,6 @@ _STATES: tuple[tuple[Health, ImpactState], ...] = (
     (Health.AT_RISK, "at_risk"),
 )
 _OK = Health.OK
-_AT_RISK = Health.AT_RISK  # (read from the class, an enum member costs a descriptor call)
 
 
 def state_of(health: Health) -> ImpactState | None:
@@ -308,7 +307,6 @@ class LiveHealth(HealthView):
             heap: list[tuple[int, str]] = []
             queued: set[str] = set()
             position: Mapping[str, int] | None = None
-            at_risk = _AT_RISK
             while True:
                 if multis:
                     if position is None:
@@ -340,16 +338,7 @@ class LiveHealth(HealthView):
                 if not heap:
                     break
                 ne = heappop(heap)[1]
-                level = own.get(ne, _OK)  # _level, inlined: this loop is the cost of a large change
-                for item in elements[ne].depends_on:
-                    if len(item) == 1:
-                        contribution = levels.get(item[0], _OK)
-                    else:
-                        members = [levels.get(u, _OK) for u in item]
-                        best = min(members)
-                        contribution = best if best or max(members) == _OK else at_risk
-                    if contribution > level:  # noqa: PLR1730 (``max``, without its call: the hot loop)
-                        level = contribution
+                level = self._evaluate(ne, elements[ne].depends_on)  # (more than one upstream)
                 if level == levels.get(ne, _OK):
                     continue
                 if level != _OK:

@@ -374,10 +374,7 @@ class RecordBuilder:
         root = self._alarm(inc.root)
         assessment = inc.assessment  # (its parts read from it once, not through the properties)
         p = assessment.priority
-        ordered = inc.ordered  # ``inc.sorted_members()``: its kept answer without the call
-        alarms = ordered[1] if ordered is not None and ordered[0] == len(inc.members) else None
-        if alarms is None:
-            alarms = inc.sorted_members()
+        alarms = inc.sorted_members()
         walked = inc.walked
         changed = inc.changed_members
         if walked is None or walked.count > len(alarms):

@@ -144,9 +144,6 @@ class Pipeline:
             quarantine=self.quarantine,
         )
         self.clock = 0.0  # the latest `now` seen; time never goes backwards inside the core
-        # ``quarantine.failures`` when ``_done`` last took the new faults: a step after which it is
-        # the same (and no alarm notice waits) has nothing for ``_done`` to collect
-        self._failures_taken = 0
         self._query = CoreQuery(self)
         # the explanations' matcher (``explain_match.matcher_for``), made on first use: kept here, as
         # a class compiled by mypyc cannot be a weak dictionary's key (``engine.compiled``)
@@ -185,10 +182,7 @@ class Pipeline:
         ``orjson.loads(payload)`` makes of the payload, when the caller holds it already (the
         replay: ``Decoder.read``)."""
         received = now
-        if now > self.clock:  # ``_advance``, without its call (per message)
-            self.clock = now
-        else:
-            now = self.clock
+        now = self._advance(now)
         out = Decisions()
         try:
             decoded = self.decoder.read(topic, payload, parsed)
@@ -214,9 +208,7 @@ class Pipeline:
             out.dead_letters.append(dead_letter_record(topic, payload, failure, now=now))
         if flush:
             out.records.extend(self.flow.flush(now))
-        if self.alarms.notices or self.quarantine.failures != self._failures_taken:
-            return self._done(out, now)
-        return out  # nothing to collect (``_done`` would find nothing): the usual message
+        return self._done(out, now)
 
     def _apply(
         self,
@@ -259,7 +251,6 @@ class Pipeline:
                 self.stats.notices[notice.kind] += 1
                 out.notices.append(notice)
             self.alarms.notices.clear()
-        self._failures_taken = self.quarantine.failures
         for fault in self.quarantine.take():
             out.faults.append(fault)
             out.dead_letters.append(fault_dead_letter(fault, now))
@@ -275,9 +266,7 @@ class Pipeline:
         now = self._advance(now)
         out.records.extend(self.flow.alarms_tick(now))
         out.records.extend(self.flow.flush(now))
-        if self.alarms.notices or self.quarantine.failures != self._failures_taken:
-            return self._done(out, now)
-        return out
+        return self._done(out, now)
 
     def next_due(self) -> float | None:
         if self.quarantine.held:

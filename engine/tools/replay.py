@@ -48,13 +48,21 @@ def event_time(line: Mapping[str, Any]) -> float | None:
     write; the core refuses such an event in words, as one without a time)."""
     if line.get("time") is None:  # the common line: a payload whose ``event_time`` parses
         payload = line.get("payload")
-        if isinstance(payload, dict) and isinstance(value := payload.get("event_time"), str):
-            try:
-                if (t := parse_text(value)) <= MAX_TIME:  # ``parse_time`` of a string
-                    return t
-            except ValueError:
-                pass  # the search below tries the other fields (and this one again) in order
+        if isinstance(payload, dict) and (t := _payload_time(payload)) is not None:
+            return t
     return _search_time(line)
+
+
+def _payload_time(payload: Mapping[str, Any]) -> float | None:
+    """``event_time``'s common case: the payload's ``event_time`` as a string that parses within
+    ``0..MAX_TIME``; None otherwise (``_search_time`` then tries every field in order)."""
+    if isinstance(value := payload.get("event_time"), str):
+        try:
+            if (t := parse_text(value)) <= MAX_TIME:  # ``parse_time`` of a string
+                return t
+        except ValueError:
+            pass
+    return None
 
 
 def _search_time(line: Mapping[str, Any]) -> float | None:
@@ -146,16 +154,10 @@ class Replayer:
         body = line["payload"]
         payload = orjson.dumps(body)
         parsed = body if type(body) is dict else None
-        # ``event_time``'s common case on the payload already in hand; any other line through it
-        t = None
-        if parsed is not None and line.get("time") is None and type(value := parsed.get("event_time")) is str:
-            try:
-                if (t := parse_text(value)) > MAX_TIME:
-                    t = None
-            except ValueError:
-                pass
+        # ``event_time``, on the payload already in hand
+        t = _payload_time(parsed) if parsed is not None and line.get("time") is None else None
         if t is None:
-            t = event_time(line)
+            t = _search_time(line)
         stats = self.stats
         if t is None:  # the core will reject it with the precise reason, at the current time
             if stats.first_time is None:

@@ -128,6 +128,59 @@ def test_restore_into_a_changed_topology_drops_state_on_removed_elements() -> No
     assert [i.root for i in q.incidents.incidents()] == ["olt-001:linkDown"]
 
 
+def test_a_group_whose_first_member_was_forgotten_survives_a_restore() -> None:
+    """A group incident is keyed by its first member. When that alarm clears and the table forgets
+    it (``retain``) while the others are still active, the group stays open; a restore (every
+    daemon restart) kept only incidents whose root alarm it still held, so the group vanished
+    without a ``resolved`` record. Restored at any point, the records are those of one run."""
+    topo = topology_from_dict(example_topology())
+    rules = [
+        *load_rulesets(None),
+        ruleset_from_data(
+            {
+                "name": "t",
+                "rules": [
+                    {
+                        "name": "by-site",
+                        "group": {
+                            "match": {"event_type": "environmentalAlarm"},
+                            "by": ["site"],
+                            "window": "10m",
+                            "wait": "1m",
+                        },
+                    }
+                ],
+            },
+            "<test>",
+        ),
+    ]
+    core = core_settings_from_data({"alarms": {"retain": "2m"}})
+    env = "environmentalAlarm"
+    lines = [
+        alarm("olt-011", "highTemperature", 0, event_type=env),
+        alarm("olt-016", "fanFailure", 20, event_type=env),  # same site: one group
+        clear("olt-011", "highTemperature", 100),  # forgotten at 220: the group's key has no alarm
+        alarm("olt-030", "linkDown", 600, "minor"),  # (lines to cut at, later on)
+        alarm("olt-031", "linkDown", 900, "minor"),
+        clear("olt-016", "fanFailure", 1800),
+        clear("olt-030", "linkDown", 1900),
+        clear("olt-031", "linkDown", 1900),
+    ]
+    whole: list[bytes] = []
+    p = Pipeline(topo, rules, core)
+    _drive(p, lines, whole)
+    _finish(p, whole)
+    resolved = [r for r in map(orjson.loads, whole) if r["event"] == "resolved"]
+    assert "olt-011:highTemperature" in [r["root_cause"]["alarm_id"] for r in resolved]
+    for cut in range(3, len(lines)):
+        assert _split_run(topo, lines, cut, core, rules) == whole, f"cut at line {cut}"
+    p = Pipeline(topo, rules, core)
+    _drive(p, lines[:4], [])
+    assert p.alarms.get("olt-011:highTemperature") is None  # forgotten before the snapshot
+    q = Pipeline(topo, rules, core)
+    assert q.restore(p.snapshot()) == {"alarms_dropped": 0, "incidents_dropped": 0}
+
+
 def test_acknowledge_emits_an_updated_record_and_survives_a_restore() -> None:
     """POST /ack's core side: an `updated` with who and when; unknown or closed incidents give None."""
     topo = topology_from_dict(example_topology())

@@ -23,7 +23,7 @@ cleared, so the ``resolved`` record says what was resolved.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -350,8 +350,11 @@ class IncidentBook:
             "counters": [self.opened, self.resolved, self.merged, self.discarded, self.held_back],
         }
 
-    def load(self, state: Mapping[str, Any]) -> int:
-        """Restore a dump. Incidents whose root alarm is gone (element removed) are dropped.
+    def load(self, state: Mapping[str, Any], gone: Collection[str] = ()) -> int:
+        """Restore a dump. Incidents whose root alarm is in ``gone`` (the alarms the table dropped
+        because their element left the topology) are dropped. An incident whose root alarm the
+        table had already forgotten stays, as it stayed in the core that dumped it: a group whose
+        first member cleared over ``retain`` ago while the others are still active, say.
 
         Snapshot format 2 (before typed records) kept an acknowledgement's ``at`` as RFC 3339
         text and had no ``sla_milestone``/``escalation``/``muted_by``: both load."""
@@ -359,7 +362,7 @@ class IncidentBook:
         dropped = 0
         loaded: list[Incident] = []
         for d in state["incidents"]:
-            if self._alarm(d["root"]) is None:
+            if d["root"] in gone:
                 dropped += 1
                 continue
             inc, impact = load_incident(d)

@@ -55,9 +55,10 @@ def restore(p: Pipeline, blob: bytes) -> dict[str, int]:
     if state["format"] < SNAPSHOT_FORMAT:
         state = _before_forms(state)
     p.clock = state["clock"]
+    gone = {d["key"] for d in state["alarms"]["alarms"] if d["ne_id"] not in p.topology}
     dropped_alarms = p.alarms.load(state["alarms"], keep=lambda ne: ne in p.topology)
     p.health.load(state)
-    dropped_incidents = p.incidents.load(state["incidents"])
+    dropped_incidents = p.incidents.load(state["incidents"], gone)
     p.forms.load(state["forms"])
     p.kpis.load(state["kpis"])
     p.quality.load(state["quality"])

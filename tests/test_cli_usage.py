@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import ConfigError
+from engine.service.config import load_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = "examples/fiber-cut.jsonl"
 TOPOLOGY = "examples/topology.yaml"
@@ -781,3 +784,12 @@ def test_qoe_models_are_subcommands_with_their_own_help(model: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"usage: engine qoe {model} ")
     assert ("--delay-ms" if model == "voip" else "--bitrate-kbps") in proc.stdout
+
+
+def test_engine_pure_python_is_not_taken_for_a_setting() -> None:
+    """``ENGINE_PURE_PYTHON=1`` (the core's source instead of its compiled build, README) shares the
+    settings' prefix: the daemon refused to start with it as an unknown setting."""
+    settings = load_settings(None, environ={"ENGINE_PURE_PYTHON": "1", "ENGINE_HTTP__PORT": "9001"})
+    assert settings.http.port == 9001
+    with pytest.raises(ConfigError, match="ENGINE_PURE_PYTHONS \\(environment\\): unknown field"):
+        load_settings(None, environ={"ENGINE_PURE_PYTHONS": "1"})

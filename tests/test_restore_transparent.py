@@ -94,7 +94,7 @@ def _run(seed: int, ops: int, topology: Topology, rules: list[Ruleset], *, resto
         elif op < 0.985:
             if restore:
                 q = Pipeline(topology, rules, SETTINGS)
-                assert q.restore(p.snapshot()) == {"alarms_dropped": 0, "incidents_dropped": 0}
+                assert q.restore(p.snapshot()) == {"alarms_dropped": 0, "incidents_root_removed": 0}
                 p.close()
                 p = q
         else:

@@ -113,19 +113,57 @@ def test_restore_on_a_real_alarm_log_continues_byte_identically() -> None:
 
 
 def test_restore_into_a_changed_topology_drops_state_on_removed_elements() -> None:
-    """A reload whose topology lost an element keeps everything else and says what it dropped."""
+    """A reload whose topology lost an element keeps everything else and says what it dropped:
+    the element's alarms go, and its incident, taken as its root cleared at the reload, resolves
+    after the hold-down with a record (before, it vanished: its receivers never heard the end)."""
     data = example_topology()
     topo = topology_from_dict(data)
     p = Pipeline(topo, load_rulesets(None))
     for line in (alarm("olt-050", "linkDown", 0, "critical"), alarm("olt-001", "linkDown", 1, "critical")):
         p.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 1)
-    p.tick(T0 + 100)
+    opened = {r.incident_id: r.root_cause.alarm_id for r in p.tick(T0 + 100).records if r.event == "opened"}
+    assert sorted(opened.values()) == ["olt-001:linkDown", "olt-050:linkDown"]
     smaller = {**data, "elements": [e for e in data["elements"] if e["id"] != "olt-050"]}
     smaller["customers"] = [c for c in data["customers"] if c["access"] != "olt-050"]
     q = Pipeline(topology_from_dict(smaller), load_rulesets(None))
-    assert q.restore(p.snapshot()) == {"alarms_dropped": 1, "incidents_dropped": 1}
+    assert q.restore(p.snapshot()) == {"alarms_dropped": 1, "incidents_root_removed": 1}
     assert [a.key for a in q.alarms.active()] == ["olt-001:linkDown"]
-    assert [i.root for i in q.incidents.incidents()] == ["olt-001:linkDown"]
+    phases = {i.root: i.phase for i in q.incidents.incidents()}
+    assert phases == {"olt-001:linkDown": "open", "olt-050:linkDown": "clearing"}
+    hold_down = CoreSettings().incidents.hold_down
+    records = q.tick(T0 + 100 + hold_down).records
+    assert [(r.event, r.root_cause.alarm_id) for r in records] == [("resolved", "olt-050:linkDown")]
+    assert [i.root for i in q.incidents.incidents() if i.phase != "resolved"] == ["olt-001:linkDown"]
+
+
+def test_the_symptoms_of_a_removed_root_surface_as_incidents_of_their_own() -> None:
+    """An aggregation switch leaves the topology (its OLTs re-homed to the core) while its outage
+    holds three OLT symptoms: the outage resolves after the hold-down and the three OLTs' alarms,
+    still active on elements that still exist, become incidents (before, they stayed in no
+    incident, for good)."""
+    data = example_topology()
+    olts = [e["id"] for e in data["elements"] if e["depends_on"] == ["agg-3"]][:3]
+    assert len(olts) == 3
+    p = Pipeline(topology_from_dict(data), load_rulesets(None))
+    lines = [alarm("agg-3", "lossOfSignal", 0, "critical")] + [alarm(o, "linkDown", 1) for o in olts]
+    for line in lines:
+        p.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 1)
+    records = p.tick(T0 + 200).records
+    assert [(r.event, r.root_cause.alarm_id, len(r.alarms)) for r in records] == [
+        ("opened", "agg-3:lossOfSignal", 4)
+    ]
+    rehomed = [
+        {**e, "depends_on": ["core-1" if d == "agg-3" else d for d in e["depends_on"]]}
+        for e in data["elements"]
+        if e["id"] != "agg-3"
+    ]
+    smaller = {**data, "elements": rehomed}
+    q = Pipeline(topology_from_dict(smaller), load_rulesets(None))
+    assert q.restore(p.snapshot()) == {"alarms_dropped": 1, "incidents_root_removed": 1}
+    events = []
+    while (due := q.next_due()) is not None and due <= T0 + 1000:
+        events += [(r.event, r.root_cause.alarm_id) for r in q.tick(due).records if r.event != "updated"]
+    assert events == [("resolved", "agg-3:lossOfSignal")] + [("opened", f"{o}:linkDown") for o in olts]
 
 
 def test_a_group_whose_first_member_was_forgotten_survives_a_restore() -> None:
@@ -178,7 +216,7 @@ def test_a_group_whose_first_member_was_forgotten_survives_a_restore() -> None:
     _drive(p, lines[:4], [])
     assert p.alarms.get("olt-011:highTemperature") is None  # forgotten before the snapshot
     q = Pipeline(topo, rules, core)
-    assert q.restore(p.snapshot()) == {"alarms_dropped": 0, "incidents_dropped": 0}
+    assert q.restore(p.snapshot()) == {"alarms_dropped": 0, "incidents_root_removed": 0}
 
 
 def test_acknowledge_emits_an_updated_record_and_survives_a_restore() -> None:
@@ -372,7 +410,7 @@ def test_a_format_2_snapshot_still_restores_and_continues_byte_identically() -> 
     assert "correlator" in orjson.loads(blob)
     rest: list[bytes] = []
     q = Pipeline(topo, rulesets, CoreSettings())
-    assert q.restore(blob) == {"alarms_dropped": 0, "incidents_dropped": 0}
+    assert q.restore(blob) == {"alarms_dropped": 0, "incidents_root_removed": 0}
     _drive(q, lines[cut:], rest)
     _finish(q, rest)
     q.close()

@@ -350,21 +350,22 @@ class IncidentBook:
             "counters": [self.opened, self.resolved, self.merged, self.discarded, self.held_back],
         }
 
-    def load(self, state: Mapping[str, Any], gone: Collection[str] = ()) -> int:
-        """Restore a dump. Incidents whose root alarm is in ``gone`` (the alarms the table dropped
-        because their element left the topology) are dropped. An incident whose root alarm the
-        table had already forgotten stays, as it stayed in the core that dumped it: a group whose
-        first member cleared over ``retain`` ago while the others are still active, say.
+    def load(self, state: Mapping[str, Any], gone: Collection[str] = (), now: float = 0.0) -> int:
+        """Restore a dump. Every incident is kept, even one whose root alarm the table forgot
+        before the dump (as the core that dumped it kept it: a group whose first member cleared
+        over ``retain`` ago while the others are still active, say).
+
+        ``gone``: the alarms the restore dropped because their element left the topology (a reload
+        with a smaller topology). An open or pending incident rooted at one of them is taken as
+        its root cleared at ``now``: it resolves after the hold-down with a ``resolved`` record, and
+        its still-active symptoms re-surface then (correlated again), as when a root clears. A
+        group lives on its other members. Returns how many incidents lost their root that way.
 
         Snapshot format 2 (before typed records) kept an acknowledgement's ``at`` as RFC 3339
         text and had no ``sla_milestone``/``escalation``/``muted_by``: both load."""
         self._changing()
-        dropped = 0
         loaded: list[Incident] = []
         for d in state["incidents"]:
-            if d["root"] in gone:
-                dropped += 1
-                continue
             inc, impact = load_incident(d)
             loaded.append(inc)
             self._assessor.rewatch(inc, impact)
@@ -375,7 +376,14 @@ class IncidentBook:
         heapq.heapify(self._timers)
         self._seq = state["seq"]
         self.opened, self.resolved, self.merged, self.discarded, self.held_back = state["counters"]
-        return dropped
+        removed = 0
+        for inc in loaded:
+            gone_root = inc.root in gone and inc.group is None and inc.clear_since is None
+            if gone_root and lifecycle.allows(inc.phase, Event.ROOT_CLEARED):
+                removed += 1
+                lifecycle.fire(inc, Event.ROOT_CLEARED, now)
+                self._touch(inc)
+        return removed
 
     # -- time ----------------------------------------------------------------------------------
     def tick(self, now: float) -> tuple[list[IncidentRecord], list[str]]:

@@ -45,8 +45,9 @@ def snapshot(p: Pipeline) -> bytes:
 
 def restore(p: Pipeline, blob: bytes) -> dict[str, int]:
     """Load a snapshot into a fresh pipeline. Re-asserts the correlation facts into durable-rules
-    without applying what they match again. With a changed topology, state on elements that no
-    longer exist is dropped; the counts are returned."""
+    without applying what they match again. With a changed topology, the alarms of elements that
+    no longer exist are dropped, and the incidents rooted at them resolve after the hold-down (as
+    if their root cleared now); the counts are returned."""
     state = orjson.loads(blob)
     if state.get("format") not in SNAPSHOT_READS:
         raise EngineError(
@@ -58,14 +59,14 @@ def restore(p: Pipeline, blob: bytes) -> dict[str, int]:
     gone = {d["key"] for d in state["alarms"]["alarms"] if d["ne_id"] not in p.topology}
     dropped_alarms = p.alarms.load(state["alarms"], keep=lambda ne: ne in p.topology)
     p.health.load(state)
-    dropped_incidents = p.incidents.load(state["incidents"], gone)
+    root_removed = p.incidents.load(state["incidents"], gone, p.clock)
     p.forms.load(state["forms"])
     p.kpis.load(state["kpis"])
     p.quality.load(state["quality"])
     p.quarantine.load(state.get("quarantine", ()))
     p.times.watermark = state.get("event_watermark", 0.0)
     p.stats.load(state["stats"])
-    return {"alarms_dropped": dropped_alarms, "incidents_dropped": dropped_incidents}
+    return {"alarms_dropped": dropped_alarms, "incidents_root_removed": root_removed}
 
 
 def _before_forms(state: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from engine.compiled import ENV as PURE_PYTHON_ENV
 from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.errors import ConfigError
 from engine.model.timeutil import Duration
@@ -351,10 +352,12 @@ def env_names() -> list[str]:
 def _refuse_unknown_variables(source: str, env: Mapping[str, str]) -> None:
     """An ``ENGINE_…`` variable naming no section is a mistake (pydantic-settings would ignore it):
     ``ENGINE_HTTP_PORT=9000`` (one underscore) must not leave the port at its default in silence.
-    The error names the variable and the valid names, as an unknown key of a file does."""
+    The error names the variable and the valid names, as an unknown key of a file does.
+    ``ENGINE_PURE_PYTHON`` is no setting: it picks the core's source over its compiled build
+    (``engine.compiled``), read at import."""
     sections = set(EngineSettings.model_fields)
     for key in sorted(env):
-        if not key.upper().startswith(ENV_PREFIX):
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() == PURE_PYTHON_ENV:
             continue
         section = key[len(ENV_PREFIX) :].split("__", 1)[0].lower()
         if section not in sections:

@@ -247,8 +247,9 @@ class Assessor:
         old = current.elements if current is not None else {}
         new = impact.elements if impact is not None else {}
         watch, root = self._watch, inc.root
-        # the elements it leaves, by one pass over the old ones (no set made of either side: most
-        # calls find the same elements at other levels, and leave and add none)
+        if not whole and len(old) == len(new) and old.keys() == new.keys():
+            return  # the same elements at other levels (most calls): one comparison in C says so
+        # the elements it leaves, by one pass over the old ones (no set made of either side)
         kept = len(old)
         for x in old:
             if x not in new:

@@ -108,14 +108,16 @@ class Assessor:
         # they are found (no set of the hits, no tuple of their sets)
         roots = watch.get(ne_id)
         tops = set() if roots is None else set(roots)
+        # (most hits are watched by roots already found: an element's roots are usually those of
+        # its neighbours, one incident's)
         if len(watch) < len(below):
             for x, roots in watch.items():
-                if x in below:
+                if x in below and not roots <= tops:
                     tops.update(roots)
         else:
             for x in below:
                 roots = watch.get(x)
-                if roots is not None:
+                if roots is not None and not roots <= tops:
                     tops.update(roots)
         # sorted: the descendants are a set of strings, whose order changes with the process's hash
         # seed, and the incidents are touched (and so scheduled) in this order
@@ -247,9 +249,8 @@ class Assessor:
         old = current.elements if current is not None else {}
         new = impact.elements if impact is not None else {}
         watch, root = self._watch, inc.root
-        if not whole and len(old) == len(new) and old.keys() == new.keys():
-            return  # the same elements at other levels (most calls): one comparison in C says so
-        # the elements it leaves, by one pass over the old ones (no set made of either side)
+        # the elements it leaves, by one pass over the old ones (no set made of either side: most
+        # calls find the same elements at other levels, and leave and add none)
         kept = len(old)
         for x in old:
             if x not in new:

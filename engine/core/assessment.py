@@ -108,16 +108,14 @@ class Assessor:
         # they are found (no set of the hits, no tuple of their sets)
         roots = watch.get(ne_id)
         tops = set() if roots is None else set(roots)
-        # (most hits are watched by roots already found: an element's roots are usually those of
-        # its neighbours, one incident's)
         if len(watch) < len(below):
             for x, roots in watch.items():
-                if x in below and not roots <= tops:
+                if x in below:
                     tops.update(roots)
         else:
             for x in below:
                 roots = watch.get(x)
-                if roots is not None and not roots <= tops:
+                if roots is not None:
                     tops.update(roots)
         # sorted: the descendants are a set of strings, whose order changes with the process's hash
         # seed, and the incidents are touched (and so scheduled) in this order

@@ -55,6 +55,11 @@ class Assessor:
         self._overrides = overrides
         self._parts = parts
         self._watch: dict[str, set[str]] = {}  # element -> top roots whose impact includes it
+        self._watch_version = 0  # moved by every change of the watch
+        # ``watching``'s last answer: (element, the watch's version then, the top roots). An element's
+        # health often changes twice in a row (an alarm raised, then cleared) with the watch as it
+        # was: the same answer, not looked up again. A cache, never snapshotted.
+        self._watching: tuple[str, int, list[str]] | None = None
         self._tier_weights = {t.name: t.weight for t in topology.tiers.values()}
         # (state, customers by tier, criticality, severity) -> the priority ``assess`` gives them: a
         # pure function of those, asked again at most re-assessments (bounded, see PRIORITIES_KEPT)
@@ -94,16 +99,29 @@ class Assessor:
         watch = self._watch
         if not watch:
             return ()
+        last = self._watching
+        if last is not None and last[0] == ne_id and last[1] == self._watch_version:
+            return last[2]
         below = self._topology.descendants(ne_id)
-        # the watched elements below ``ne_id``, found from the smaller side (the watch is usually far
-        # smaller than the descendants of an element high in the tree; both loops run in C)
-        hits = below.intersection(watch) if len(watch) < len(below) else watch.keys() & below
-        tops = set(watch.get(ne_id, ()))
-        if hits:  # their roots' sets joined in one call (often most descendants are watched)
-            tops.update(*map(watch.__getitem__, hits))
+        # the watched elements below ``ne_id``, looked up from the smaller side (the watch is usually
+        # far smaller than the descendants of an element high in the tree), their roots joined as
+        # they are found (no set of the hits, no tuple of their sets)
+        roots = watch.get(ne_id)
+        tops = set() if roots is None else set(roots)
+        if len(watch) < len(below):
+            for x, roots in watch.items():
+                if x in below:
+                    tops.update(roots)
+        else:
+            for x in below:
+                roots = watch.get(x)
+                if roots is not None:
+                    tops.update(roots)
         # sorted: the descendants are a set of strings, whose order changes with the process's hash
         # seed, and the incidents are touched (and so scheduled) in this order
-        return sorted(tops)
+        found = sorted(tops)
+        self._watching = (ne_id, self._watch_version, found)
+        return found
 
     def refresh(
         self, inc: Incident, now: float, still_active: ActiveAlarm | None = None
@@ -229,15 +247,26 @@ class Assessor:
         old = current.elements if current is not None else {}
         new = impact.elements if impact is not None else {}
         watch, root = self._watch, inc.root
-        for x in old.keys() - new.keys() if old else ():
-            roots = watch.get(x)
-            if roots is not None:
-                roots.discard(root)
-                if not roots:
-                    del watch[x]
-        for x in new if whole or not old else new.keys() - old.keys():
-            roots = watch.get(x)
-            if roots is None:
-                watch[x] = {root}
-            else:
-                roots.add(root)
+        # the elements it leaves, by one pass over the old ones (no set made of either side: most
+        # calls find the same elements at other levels, and leave and add none)
+        kept = len(old)
+        for x in old:
+            if x not in new:
+                kept -= 1
+                roots = watch.get(x)
+                if roots is not None:
+                    roots.discard(root)
+                    if not roots:
+                        del watch[x]
+        if kept != len(old):
+            self._watch_version += 1
+        if not whole and kept == len(new):
+            return  # every new element was an old one: the entries are there
+        self._watch_version += 1
+        for x in new:
+            if whole or x not in old:
+                roots = watch.get(x)
+                if roots is None:
+                    watch[x] = {root}
+                else:
+                    roots.add(root)

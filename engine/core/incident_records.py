@@ -183,9 +183,12 @@ class IncidentRecord:
             impact=_fragment(impact, _impact_json) if impact is not None else _EMPTY_IMPACT,
             # (a record made elsewhere may hold lists: those are written as they are now)
             alarms=_fragment(alarms, orjson.dumps) if type(alarms) is tuple else alarms,
-            suppressed=_fragment(suppressed, _suppressed_json)
-            if type(suppressed) is tuple
-            else orjson.Fragment(_suppressed_json(suppressed)),
+            # (a list of one fragment, the entries joined: orjson writes the brackets around them)
+            suppressed=[
+                _fragment(suppressed, _suppressed_json)
+                if type(suppressed) is tuple
+                else orjson.Fragment(_suppressed_json(suppressed))
+            ],
             flapping=self.flapping,
             acknowledged=ack.to_wire() if ack is not None else None,
             # (a copy in ``to_wire``: here only written; orjson writes a dict, not any mapping)
@@ -284,7 +287,9 @@ def _impact_json(impact: Impact) -> bytes:
 
 
 def _suppressed_json(entries: Iterable[SuppressedAlarm]) -> bytes:
-    return b"[" + b",".join([s._json or s.json() for s in entries]) + b"]"
+    """The entries' JSON, comma-separated, without the list's brackets: ``to_json`` puts it in a
+    list, whose brackets orjson writes (no copy of the joined entries to add them; empty for none)."""
+    return b",".join([s._json or s.json() for s in entries])
 
 
 # ``explain(p)`` by the priority's identity, with the priority itself (kept, so that its ``id`` is

@@ -198,7 +198,10 @@ class Correlator(BaseForm):
         self.asserts = 0  # candidates entered into scopes
         self.retracts = 0  # candidates removed
         self.firings = 0  # pairs joined (an alarm paired with itself included) and parts classified
-        self.rule_firings: Counter[str] = Counter()  # "ruleset/rule" (joins), "ruleset/rule#part"
+        # "ruleset/rule" (joins), "ruleset/rule#part" -> firings: a plain dict, not a ``Counter``
+        # (whose ``__delitem__`` makes every item assignment a Python-level ``__setitem__`` call:
+        # about 1,000 instructions per count, several counts per pair joined)
+        self.rule_firings: dict[str, int] = {}
         self._seq = 0
         self._match_seq = 0
         self._regexes = compiled_regexes(program)
@@ -401,12 +404,12 @@ class Correlator(BaseForm):
             fired += len(common)
             if s.aid == aid:  # an alarm is never its own symptom (the pair is counted)
                 for name, _ in common:
-                    rule_firings[name] += 1
+                    rule_firings[name] = rule_firings.get(name, 0) + 1
                 continue
             st = s.t
             known = None  # whether the symptom is explained already: asked once, when needed
             for name, rule in common:
-                rule_firings[name] += 1
+                rule_firings[name] = rule_firings.get(name, 0) + 1
                 lead = math.inf if s.condition else rule.lead
                 if not rt - lead <= st <= rt + rule.window:
                     outside += 1
@@ -440,11 +443,11 @@ class Correlator(BaseForm):
             fired += len(common)
             if r.aid == aid:  # an alarm is never its own symptom (the pair is counted)
                 for name, _ in common:
-                    rule_firings[name] += 1
+                    rule_firings[name] = rule_firings.get(name, 0) + 1
                 continue
             rt = r.t
             for name, rule in common:
-                rule_firings[name] += 1
+                rule_firings[name] = rule_firings.get(name, 0) + 1
                 lead = math.inf if condition else rule.lead
                 if not rt - lead <= st <= rt + rule.window:
                     outside += 1
@@ -474,7 +477,7 @@ class Correlator(BaseForm):
         self.firings += len(common)
         rule_firings = self.rule_firings
         for name, _rule in common:
-            rule_firings[name] += 1
+            rule_firings[name] = rule_firings.get(name, 0) + 1
         if r.aid == s.aid:
             return  # an alarm is never its own symptom
         rt, st = r.t, s.t
@@ -582,7 +585,9 @@ class Correlator(BaseForm):
         self._classified = (alarm, matched)  # the raise's join that follows reads the same state
         parts = matched.others
         self.firings += len(parts)
-        self.rule_firings.update(parts)
+        rule_firings = self.rule_firings
+        for part in parts:  # (``Counter.update``'s count, in the set's order)
+            rule_firings[part] = rule_firings.get(part, 0) + 1
         self._parts[alarm.key] = parts
         return parts
 
@@ -636,7 +641,7 @@ class Correlator(BaseForm):
         # per-rule firings carry over for the rules (and parts) still loaded; a removed rule's go
         known = {r["run"] for d in self._program.definitions.values() for r in d.values()}
         known |= {q for q, r in self._program.rules.items() if r.form == "correlate"}
-        self.rule_firings = Counter({a: n for a, n in host.get("rule_firings", {}).items() if a in known})
+        self.rule_firings = {a: n for a, n in host.get("rule_firings", {}).items() if a in known}
 
     def forget(self, key: str) -> None:
         """Remove every candidate of an alarm identity."""

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.errors import InvalidMessage
-from engine.model.messages import _NATIVE_KNOWN as native_known
+from engine.model.message_models import _NATIVE_KNOWN as native_known
 from engine.model.messages import (
     EVENT_TYPES,
     MAX_METRICS,

@@ -289,10 +289,9 @@ def plain_alarm(obj: dict[str, Any]) -> PlainAlarm | None:
     bad) as before. ``tests/test_messages.py`` compares its ``model()`` with the model's over many
     good and bad variants. ``obj``: the payload as orjson parsed it.
 
-    Its keys are compared as a view (``keys() <=``), not by ``issuperset``, which makes a set of
-    them first; its values are read by ``dict.get``, which the compiled core calls in C."""
-    if not obj.keys() <= _ALARM_FIELDS:
-        return None
+    No key the model does not name: counted, when every key is one of the four required fields or
+    an optional one given a value (the usual payload: no set of its keys made, as ``issuperset``
+    makes one); else its keys compared with the fields as a view."""
     ne_id = obj.get("ne_id")
     cause = obj.get("probable_cause")
     severity = obj.get("severity")
@@ -322,17 +321,28 @@ def plain_alarm(obj: dict[str, Any]) -> PlainAlarm | None:
     low = severity.lower()
     if low not in _SEVERITY_SET:
         return None
-    event_type = obj.get("event_type", "communicationsAlarm")
+    event_type = obj.get("event_type")
     specific = obj.get("specific_problem")
     alarm_id = obj.get("alarm_id")
     text = obj.get("text")
+    # the four required keys are there (checked above) and the optional ones given a value: when
+    # that is every key, none is another; else a key given null, or threshold information, or one
+    # the model does not name
+    given = (event_type is not None) + (specific is not None) + (alarm_id is not None) + (text is not None)
+    if len(obj) != 4 + given and (
+        not obj.keys() <= _ALARM_FIELDS
+        or obj.get("threshold_info") is not None
+        or (event_type is None and "event_type" in obj)
+    ):
+        return None
+    if event_type is None:
+        event_type = "communicationsAlarm"
     if (
         type(event_type) is not str
         or event_type not in _EVENT_TYPE_SET
         or (specific is not None and (type(specific) is not str or len(specific) > 256))
         or (alarm_id is not None and (type(alarm_id) is not str or not 0 < len(alarm_id) <= 256))
         or (text is not None and (type(text) is not str or len(text) > 4096))
-        or obj.get("threshold_info") is not None
     ):
         return None
     return PlainAlarm(ne_id, low, cause, event_type, specific, alarm_id, text, t, obj)

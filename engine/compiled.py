@@ -12,7 +12,7 @@ that has an extension beside it from its ``.py`` instead: an edited module never
 compiled code, and the whole core runs one way or the other, never a mix.
 
 The decisions are the same either way (``bench digests --check`` on both; ``tests/test_compiled.py``).
-``CORE`` says which runs and why, e.g. ``compiled with mypyc (48 modules)`` or ``pure Python (compiled
+``CORE`` says which runs and why, e.g. ``compiled with mypyc (50 modules)`` or ``pure Python (compiled
 build stale: engine/core/kpi.py changed; `make compiled` rebuilds it)``: ``engine --version`` prints
 it and the daemon's start line logs it.
 """
@@ -42,7 +42,7 @@ NOT_COMPILED = (
     "engine/core/kqi/catalog.py",
     "engine/core/experience/index.py",
     "engine/core/experience/sla.py",
-    "engine/core/experience/tracker.py",
+    "engine/core/experience/tracker_dump.py",  # (kept apart from ``tracker``, which is compiled)
     # check the types of their arguments at run time (a ValueError naming the parameter), which the
     # compiled functions refuse first with a TypeError (tests/test_video_qoe.py)
     "engine/core/qoe/emodel.py",
@@ -51,7 +51,9 @@ NOT_COMPILED = (
     # which a native class does not have; the cluster's routing, not the replay's path
     "engine/core/partitions.py",
 )
-EXTRA = ("engine/model/timeutil.py", "engine/tools/replay.py")
+# outside ``engine/core``: the decoder (its pydantic and msgspec declarations apart, interpreted, in
+# ``engine/model/message_models.py``), times, the replay
+EXTRA = ("engine/model/messages.py", "engine/model/timeutil.py", "engine/tools/replay.py")
 REBUILD = "`make compiled` rebuilds it"
 
 

@@ -57,10 +57,11 @@ def test_a_whole_current_build_runs_compiled(tmp_path: Path) -> None:
     assert compiled.compiled_sources(tmp_path) == [
         "engine/core/a.py",
         "engine/core/sub/b.py",
+        "engine/model/messages.py",
         "engine/model/timeutil.py",
         "engine/tools/replay.py",
     ]
-    assert compiled.decide(tmp_path, {}) == (True, "compiled with mypyc (4 modules)")
+    assert compiled.decide(tmp_path, {}) == (True, "compiled with mypyc (5 modules)")
     assert compiled.decide(tmp_path, {compiled.ENV: "0"})[0] is True
 
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from engine.errors import InvalidMessage
-from engine.model.messages import _NATIVE_KNOWN as native_known
+from engine.model.message_models import _NATIVE_KNOWN as native_known
 from engine.model.messages import (
     EVENT_TYPES,
     MAX_METRICS,
@@ -1217,6 +1217,29 @@ def test_plain_alarm_leaves_every_other_shape_to_pydantic(name: str, value: Any,
     expected = _decodes_as_before(payload)
     if not isinstance(expected, Alarm):
         assert expected  # each bad alarm says why
+
+
+@pytest.mark.parametrize("null", [None, "text", "specific_problem", "alarm_id", "threshold_info"])
+@pytest.mark.parametrize("extra", [None, "extra", "alarmType"])
+def test_plain_alarm_counts_its_keys_and_compares_them_when_one_is_null(
+    null: str | None, extra: str | None
+) -> None:
+    """``plain_alarm`` counts the keys (the required four and the optional ones given a value) and
+    compares them with the model's fields only when the count differs: a key given null is taken,
+    an extra key is refused with or without one (the full path decides, as before)."""
+    fields = native(event_time=T0, event_type="equipmentAlarm", text="t")
+    if null is not None:
+        fields[null] = None
+    if extra is not None:
+        fields[extra] = 1
+    payload = js(fields)
+    fast = plain_alarm(orjson.loads(payload))
+    if extra is None:
+        assert fast is not None
+        _same(fast, Alarm.model_validate_json(payload))
+    else:
+        assert fast is None
+    _decodes_as_before(payload)
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,10 @@
 Run by ``make`` after ``pip install -e`` (``--or-pure``: a failed compile leaves the pure-Python
 core and says so, set-up goes on) and by ``make compiled`` (a failure is an error). ``--clean``
 removes the build. The modules are those ``engine.compiled.compiled_sources`` names (every module of
-``engine/core`` but the packages' ``__init__`` and the five that declare pydantic models, plus
-``engine/model/timeutil.py`` and ``engine/tools/replay.py``); one shared library
+``engine/core`` but the packages' ``__init__``, the five that declare pydantic models and the three
+whose callers rely on interpreted behaviour, plus ``engine/model/messages.py`` (the decoder; its
+pydantic and msgspec declarations are in ``engine/model/message_models.py``, interpreted),
+``engine/model/timeutil.py`` and ``engine/tools/replay.py``: 50); one shared library
 (``engine/core__mypyc.*.so``) with a small extension module beside each source.
 
 The manifest (``engine/compiled-build.json``, git-ignored) lists each compiled module with the

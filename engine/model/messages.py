@@ -23,33 +23,47 @@ from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter, methodcaller
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NotRequired, Protocol, TypeVar, cast, get_args
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 import orjson
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    GetPydanticSchema,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    with_config,
-)
-from pydantic.types import FiniteFloat
-from pydantic_core import core_schema
-from typing_extensions import TypedDict, TypeIs  # pydantic's dependency; before 3.12 and 3.13
+from pydantic import BaseModel, ValidationError
+from typing_extensions import TypeIs  # pydantic's dependency; before 3.13
 
 from engine.errors import InvalidMessage
-from engine.model.timeutil import format_time, parse_text, parse_time, time_words
+from engine.model.message_models import (
+    _EVENT_TYPE_SET,
+    _KNOWN_BOUNDS,
+    _NATIVE,
+    _NATIVE_KNOWN,
+    _ROWS,
+    _SAMPLE_LIST,
+    _SEVERITY_SET,
+    EVENT_TYPES,
+    MAX_METRICS,
+    MAX_TIME,
+    METRIC_NAME_PATTERN,
+    METRIC_RANGES,
+    SEVERITIES,
+    UNKNOWN_METRIC_RANGE,
+    Alarm,
+    EventType,
+    KpiSample,
+    MetricRange,
+    SampleRow,
+    Severity,
+    ThresholdInfo,
+    _time,
+)
+from engine.model.timeutil import format_time, parse_text, parse_time
 from engine.model.wording import dotted, reason, type_name
 
 __all__ = [
     "DEFAULT_ROUTES",
     "EVENT_TYPES",
+    "MAX_METRICS",
     "MAX_TIME",
+    "METRIC_NAME_PATTERN",
     "METRIC_RANGES",
     "SEVERITIES",
     "SEVERITY_RANK",
@@ -64,6 +78,7 @@ __all__ = [
     "Routes",
     "SampleRow",
     "Severity",
+    "ThresholdInfo",
     "dead_letter_record",
     "kpi_sample",
     "payload_excerpt",
@@ -72,75 +87,13 @@ __all__ = [
     "topic_matches",
 ]
 
-Severity = Literal["critical", "major", "minor", "warning", "indeterminate", "cleared"]
-EventType = Literal[
-    "communicationsAlarm",
-    "qualityOfServiceAlarm",
-    "processingErrorAlarm",
-    "equipmentAlarm",
-    "environmentalAlarm",
-]
-SEVERITIES: tuple[str, ...] = get_args(Severity)
-EVENT_TYPES: tuple[str, ...] = get_args(EventType)
-
 SEVERITY_RANK: Mapping[str, int] = MappingProxyType(
     {"cleared": 0, "indeterminate": 1, "warning": 2, "minor": 3, "major": 4, "critical": 5}
 )
 
-METRIC_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
-MAX_METRICS = 64
 DEAD_LETTER_EXCERPT = 1024
 ROUTED_KEPT = 4096  # topics whose route a decoder remembers (all forgotten when full)
 _UNROUTED = "?"  # a topic not in a decoder's routes yet (a route is "alarm", "samples" or None)
-
-
-@dataclass(frozen=True, slots=True)
-class MetricRange:
-    """The physically possible values of one KPI metric, bounds included."""
-
-    low: float
-    high: float
-    unit: str = ""
-
-    def __contains__(self, value: float) -> bool:
-        return self.low <= value <= self.high
-
-    def __str__(self) -> str:
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{self.low:g} to {self.high:g}{unit}"
-
-
-_HOUR_MS = 3_600_000.0
-_DAY_S = 86_400.0
-# What a probe can physically report for the metrics the engine knows (KQIs, E-model, P.1203,
-# the shipped kpi_threshold rules). A value outside is a broken probe or a unit mistake, refused
-# before it reaches a window where it could distort every aggregate after it.
-METRIC_RANGES: Mapping[str, MetricRange] = MappingProxyType(
-    {
-        "latency_ms": MetricRange(0.0, _HOUR_MS, "ms"),
-        "delay_ms": MetricRange(0.0, _HOUR_MS, "ms"),
-        "jitter_ms": MetricRange(0.0, _HOUR_MS, "ms"),
-        "loss_pct": MetricRange(0.0, 100.0, "%"),
-        "mos": MetricRange(1.0, 5.0),
-        "available": MetricRange(0.0, 1.0),
-        "throughput_mbps": MetricRange(0.0, 1e7, "Mbit/s"),
-        "bitrate_kbps": MetricRange(0.0, 1e10, "kbit/s"),
-        "response_time_s": MetricRange(0.0, _DAY_S, "s"),
-        "height": MetricRange(0.0, 100_000.0, "pixels"),
-        "width": MetricRange(0.0, 100_000.0, "pixels"),
-        "framerate": MetricRange(0.0, 10_000.0, "frames/s"),
-        "stalls": MetricRange(0.0, 1e9),
-        "stall_seconds": MetricRange(0.0, 366 * _DAY_S, "s"),
-        "initial_delay_s": MetricRange(0.0, _DAY_S, "s"),
-        "duration_s": MetricRange(0.0, 366 * _DAY_S, "s"),
-        "calls_attempted": MetricRange(0.0, 1e12, "calls"),
-        "calls_setup_ok": MetricRange(0.0, 1e12, "calls"),
-        "calls_answered": MetricRange(0.0, 1e12, "calls"),
-        "calls_dropped": MetricRange(0.0, 1e12, "calls"),
-    }
-)
-# Any other metric (a kpi_threshold rule may read anything): finite and within this magnitude.
-UNKNOWN_METRIC_RANGE = MetricRange(-1e12, 1e12)
 
 
 def metric_range(name: str) -> MetricRange:
@@ -157,165 +110,6 @@ def out_of_range(metrics: Mapping[str, float], prefix: str = "") -> list[tuple[s
         if value not in allowed:
             errors.append((f"{dot}metrics.{name}", f"{value:g} is outside the allowed range {allowed}"))
     return errors
-
-
-_SEVERITY_SET = frozenset(SEVERITIES)
-_EVENT_TYPE_SET = frozenset(EVENT_TYPES)
-_SEVERITY_CHOICES = ", ".join(SEVERITIES)
-_EVENT_TYPE_CHOICES = ", ".join(EVENT_TYPES)
-
-
-def _severity(value: object) -> object:
-    """Fold the case of a severity string; anything that is not a string is left for the type check."""
-    if isinstance(value, str):
-        low = value.lower()
-        if low in _SEVERITY_SET:
-            return low
-        raise ValueError(f"{value!r} is not one of {_SEVERITY_CHOICES}")
-    return value
-
-
-def _event_type(value: object) -> object:
-    if isinstance(value, str) and value not in _EVENT_TYPE_SET:
-        raise ValueError(f"{value!r} is not one of {_EVENT_TYPE_CHOICES}")
-    return value
-
-
-# 9999-12-31T23:59:59Z: later times cannot be formatted (timeutil.format_time) or stored as datetimes.
-MAX_TIME = 253402300799.0
-
-
-def _time(value: object) -> float:
-    """A time field: epoch seconds or RFC 3339 (``parse_time``), no later than ``MAX_TIME``. One
-    validator per field (a float in range, the usual case, is returned at once)."""
-    if type(value) is float and 0.0 <= value <= MAX_TIME:
-        return value
-    if value is None:
-        raise ValueError("expected RFC 3339 time or epoch seconds, got null")
-    return _representable(parse_time(value))
-
-
-def _representable(t: float) -> float:
-    if t > MAX_TIME:
-        raise ValueError(f"time {time_words(t)} is after year 9999 (epoch milliseconds sent as seconds?)")
-    return t
-
-
-_Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-_Opt = Annotated[str, StringConstraints(max_length=256)]
-_Text = Annotated[str, StringConstraints(max_length=4096)]
-_Time = Annotated[float, BeforeValidator(_time)]
-_MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
-_Metrics = Annotated[dict[_MetricName, FiniteFloat], Field(min_length=1, max_length=MAX_METRICS)]
-
-_MODEL_CONFIG = ConfigDict(frozen=True, strict=True, extra="ignore")
-
-
-class ThresholdInfo(BaseModel):
-    """X.733 threshold information of a quality-of-service alarm (TMF642's
-    ``crossedThresholdInformation``): which indicator crossed which level, in which direction, with
-    what value, and the level that clears it (hysteresis)."""
-
-    model_config = _MODEL_CONFIG
-
-    indicator: _Id  # X.733 triggeredThreshold; TMF642 indicatorName
-    direction: Literal["up", "down"]  # up: alarm above `threshold`; down: below it
-    observed_value: FiniteFloat
-    threshold: FiniteFloat | None = None  # the level crossed (TMF642 names it by reference only)
-    clear: FiniteFloat | None = None  # the level that clears it (X.733 thresholdLevel's other bound)
-    granularity: _Opt | None = None  # how the indicator is evaluated: "mean over 300s", "15m"…
-
-
-class Alarm(BaseModel):
-    """One alarm notification (raise or clear) from a network element.
-
-    ``event_time`` is epoch seconds (UTC). Identity: ``alarm_id`` when the sender gives one, otherwise
-    (``ne_id``, ``probable_cause``, ``specific_problem``), as in X.733.
-    """
-
-    model_config = _MODEL_CONFIG
-
-    ne_id: _Id
-    severity: Annotated[Severity, BeforeValidator(_severity)]
-    probable_cause: _Id
-    event_type: Annotated[EventType, BeforeValidator(_event_type)] = "communicationsAlarm"
-    specific_problem: _Opt | None = None
-    alarm_id: _Id | None = None
-    text: _Text | None = None
-    event_time: _Time
-    threshold_info: ThresholdInfo | None = None
-
-    @property
-    def identity(self) -> str:
-        """``"id:<alarm_id>"``, or the JSON array ``[ne_id, probable_cause, specific_problem or ""]``.
-
-        The two forms cannot collide (one starts with ``id:``, the other with ``[``), and JSON
-        encoding keeps a ``|`` or quote inside a field from merging two different triples.
-        """
-        if self.alarm_id is not None:
-            return "id:" + self.alarm_id
-        return orjson.dumps([self.ne_id, self.probable_cause, self.specific_problem or ""]).decode()
-
-    @property
-    def is_clear(self) -> bool:
-        return self.severity == "cleared"
-
-
-class KpiSample(BaseModel):
-    """One measurement from a probe about ``target`` (an element id) at ``time`` (epoch seconds)."""
-
-    model_config = _MODEL_CONFIG
-
-    probe_id: _Id
-    target: _Id
-    service: _Id | None = None
-    customer: _Id | None = None
-    time: _Time
-    metrics: _Metrics
-
-
-# The batch fast path's spelling of the same fields (``Decoder._batch_fast``): a time that is a
-# number in range is taken by pydantic-core alone (``_time`` only for a string), metric names are
-# checked after, once per distinct name (``_MetricBounds``). Everything it accepts, ``KpiSample``
-# accepts as the same.
-_RowTime = Annotated[
-    float,
-    GetPydanticSchema(
-        lambda _type, _handler: core_schema.union_schema(
-            [
-                core_schema.float_schema(ge=0.0, le=MAX_TIME, allow_inf_nan=False),
-                core_schema.no_info_after_validator_function(_time, core_schema.str_schema()),
-            ],
-            mode="left_to_right",
-        )
-    ),
-]
-_RowMetrics = Annotated[dict[str, FiniteFloat], Field(min_length=1, max_length=MAX_METRICS)]
-
-
-# The batch fast path takes no key its types do not name: such a batch goes to the full path,
-# which ignores an extra key as ``KpiSample`` does. (pydantic-core alone would parse and drop an
-# extra key's value, even one orjson refuses, such as ``1e999``; the fast path now has orjson parse
-# the payload first, which refuses it.)
-_FAST_CONFIG = ConfigDict(frozen=True, strict=True, extra="forbid")
-
-
-@with_config(_FAST_CONFIG)
-class SampleRow(TypedDict):
-    """A KPI sample as a plain dict: what the core's KPI store and KQI windows read. A validated
-    batch becomes rows without a ``KpiSample`` per item (``Decoded.rows``); a row has the keys of
-    ``KpiSample``'s fields, ``service`` and ``customer`` only when the message set them, and is never
-    changed once made. ``kpi_sample`` makes the model of a row, ``sample_row`` the row of a model.
-    As the batch fast path validates it (``_RowBatch``), a row takes no other key. Read it by key:
-    its keys are in the model's field order, or in the payload's when the batch's plain path made
-    it (``_plain_rows``)."""
-
-    probe_id: _Id
-    target: _Id
-    service: NotRequired[_Id | None]
-    customer: NotRequired[_Id | None]
-    time: _RowTime
-    metrics: _RowMetrics
 
 
 _OPTIONAL = ("service", "customer")
@@ -421,6 +215,29 @@ class PlainAlarm:
     threshold_info: ThresholdInfo | None  # always None (a payload with it is the model's)
     source: Mapping[str, Any]  # the payload: its keys are the model's fields set
 
+    def __init__(  # noqa: PLR0917 (the fields in the model's order; one per alarm message)
+        self,
+        ne_id: str,
+        severity: str,
+        probable_cause: str,
+        event_type: str,
+        specific_problem: str | None,
+        alarm_id: str | None,
+        text: str | None,
+        event_time: float,
+        source: Mapping[str, Any],
+    ) -> None:
+        self.ne_id = ne_id
+        self.severity = severity
+        self.probable_cause = probable_cause
+        self.event_type = event_type
+        self.specific_problem = specific_problem
+        self.alarm_id = alarm_id
+        self.text = text
+        self.event_time = event_time
+        self.threshold_info = None
+        self.source = source
+
     def model(self) -> Alarm:
         """The ``Alarm`` of the payload, as ``Alarm.model_validate`` makes it, not validated again
         (``_built``, its values a copy of the model's defaults in field order, as the model writes
@@ -446,24 +263,23 @@ class PlainAlarm:
 
     def with_time(self, event_time: float) -> PlainAlarm:
         """The same alarm at another event time (``model_copy(update={"event_time": ...})``)."""
-        copy: PlainAlarm = _new(PlainAlarm)
-        copy.ne_id = self.ne_id
-        copy.severity = self.severity
-        copy.probable_cause = self.probable_cause
-        copy.event_type = self.event_type
-        copy.specific_problem = self.specific_problem
-        copy.alarm_id = self.alarm_id
-        copy.text = self.text
-        copy.event_time = event_time
-        copy.threshold_info = None
-        copy.source = self.source
-        return copy
+        return PlainAlarm(
+            self.ne_id,
+            self.severity,
+            self.probable_cause,
+            self.event_type,
+            self.specific_problem,
+            self.alarm_id,
+            self.text,
+            event_time,
+            self.source,
+        )
 
     def __repr__(self) -> str:
         return f"PlainAlarm({self.model()!r})"
 
 
-def plain_alarm(obj: Mapping[str, Any]) -> PlainAlarm | None:
+def plain_alarm(obj: dict[str, Any]) -> PlainAlarm | None:
     """A native alarm in its common shape, checked in plain code as ``Alarm.model_validate`` would
     check it: text fields strings within the model's lengths, the severity folded by the model's own
     ``_severity``, a known event type, the event time a float within ``0..MAX_TIME`` or an integer
@@ -471,14 +287,15 @@ def plain_alarm(obj: Mapping[str, Any]) -> PlainAlarm | None:
     no threshold information, no key the model does not name. None for anything else (threshold
     information, an extra key, any wrong type or value), which pydantic validates (and words, if
     bad) as before. ``tests/test_messages.py`` compares its ``model()`` with the model's over many
-    good and bad variants."""
-    if not _ALARM_FIELDS.issuperset(obj):
-        return None
-    get = obj.get
-    ne_id = get("ne_id")
-    cause = get("probable_cause")
-    severity = get("severity")
-    t = get("event_time")
+    good and bad variants. ``obj``: the payload as orjson parsed it.
+
+    No key the model does not name: counted, when every key is one of the four required fields or
+    an optional one given a value (the usual payload: no set of its keys made, as ``issuperset``
+    makes one); else its keys compared with the fields as a view."""
+    ne_id = obj.get("ne_id")
+    cause = obj.get("probable_cause")
+    severity = obj.get("severity")
+    t = obj.get("event_time")
     if (
         type(ne_id) is not str
         or not 0 < len(ne_id) <= 256
@@ -504,35 +321,34 @@ def plain_alarm(obj: Mapping[str, Any]) -> PlainAlarm | None:
     low = severity.lower()
     if low not in _SEVERITY_SET:
         return None
-    event_type = get("event_type", "communicationsAlarm")
-    specific = get("specific_problem")
-    alarm_id = get("alarm_id")
-    text = get("text")
+    event_type = obj.get("event_type")
+    specific = obj.get("specific_problem")
+    alarm_id = obj.get("alarm_id")
+    text = obj.get("text")
+    # the four required keys are there (checked above) and the optional ones given a value: when
+    # that is every key, none is another; else a key given null, or threshold information, or one
+    # the model does not name
+    given = (event_type is not None) + (specific is not None) + (alarm_id is not None) + (text is not None)
+    if len(obj) != 4 + given and (
+        not obj.keys() <= _ALARM_FIELDS
+        or obj.get("threshold_info") is not None
+        or (event_type is None and "event_type" in obj)
+    ):
+        return None
+    if event_type is None:
+        event_type = "communicationsAlarm"
     if (
         type(event_type) is not str
         or event_type not in _EVENT_TYPE_SET
         or (specific is not None and (type(specific) is not str or len(specific) > 256))
         or (alarm_id is not None and (type(alarm_id) is not str or not 0 < len(alarm_id) <= 256))
         or (text is not None and (type(text) is not str or len(text) > 4096))
-        or get("threshold_info") is not None
     ):
         return None
-    # plain stores into the slots of an instance made without ``__init__`` (no call frame)
-    alarm: PlainAlarm = _new(PlainAlarm)
-    alarm.ne_id = ne_id
-    alarm.severity = low
-    alarm.probable_cause = cause
-    alarm.event_type = event_type
-    alarm.specific_problem = specific
-    alarm.alarm_id = alarm_id
-    alarm.text = text
-    alarm.event_time = t
-    alarm.threshold_info = None
-    alarm.source = obj
-    return alarm
+    return PlainAlarm(ne_id, low, cause, event_type, specific, alarm_id, text, t, obj)
 
 
-def _plain_alarm(obj: Mapping[str, Any]) -> Alarm | None:
+def _plain_alarm(obj: dict[str, Any]) -> Alarm | None:
     """The ``Alarm`` that ``Alarm.model_validate`` makes of a native alarm in its common shape
     (``plain_alarm``'s checks), None for anything else."""
     plain = plain_alarm(obj)
@@ -737,24 +553,9 @@ def _from_tmf642(obj: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]
 
 # --------------------------------------------------------------------------------------- decoding
 
-_SAMPLE_LIST: TypeAdapter[list[KpiSample]] = TypeAdapter(list[KpiSample])
-
-
-@with_config(_FAST_CONFIG)
-class _RowBatch(TypedDict):
-    """``{"samples": [...]}``: the batch fast path's envelope (``Decoder._batch_fast``)."""
-
-    samples: list[SampleRow]
-
-
-# One pydantic-core call for a whole batch, straight from the JSON bytes, into plain rows (no
-# ``KpiSample`` per item: about 40 % less than validating into the models).
-_ROWS: TypeAdapter[_RowBatch] = TypeAdapter(_RowBatch)
-
-# (low, high) of each known metric's values; any other name that matches the pattern gets
-# UNKNOWN_METRIC_RANGE's. ``fullmatch``: the pattern's ``$`` would also match before a final newline
-# in Python, not in pydantic-core.
-_KNOWN_BOUNDS: Mapping[str, tuple[float, float]] = {n: (r.low, r.high) for n, r in METRIC_RANGES.items()}
+# (low, high) of each known metric's values (``_KNOWN_BOUNDS``); any other name that matches the
+# pattern gets UNKNOWN_METRIC_RANGE's. ``fullmatch``: the pattern's ``$`` would also match before a
+# final newline in Python, not in pydantic-core.
 _UNKNOWN_BOUNDS = (UNKNOWN_METRIC_RANGE.low, UNKNOWN_METRIC_RANGE.high)
 _METRIC_NAME = re.compile(METRIC_NAME_PATTERN.removeprefix("^").removesuffix("$"))
 NAMES_KEPT = 4096  # metric names a decoder remembers as good (the unknown ones forgotten when full)
@@ -778,7 +579,7 @@ class _MetricBounds:
         return found
 
     def hold(
-        self, metrics: Sequence[dict[str, float]], sizes: set[int] | None = None
+        self, metrics: Sequence[Any], sizes: set[int] | None = None
     ) -> tuple[bool, frozenset[str] | None]:
         """Whether every sample's metrics are a mapping whose names match the pattern and whose
         values are floats within their metric's range; and the names, when every sample carries the
@@ -791,7 +592,9 @@ class _MetricBounds:
 
         ``sizes``, the metrics' numbers of entries, given by the native path (``_native_rows``),
         whose metrics are dicts of floats already (msgspec checked each value's type): a column's
-        check is then one ``min`` and one ``max``, without ``float.conjugate``."""
+        check is then one ``min`` and one ``max``, without ``float.conjugate``. ``metrics`` is typed
+        ``Any`` as it is (a sample's as the payload held it): compiled, a ``dict[str, float]`` would
+        take an integer or a boolean for a float."""
         first = metrics[0]
         native = sizes is not None
         if sizes is None and type(first) is dict:
@@ -931,48 +734,6 @@ def _plain_rows(
     return rows, metrics, SampleColumns(probes, targets, times, distinct, low, high, plain)
 
 
-# The batch's native path: msgspec parses and type-checks the whole batch in C, into the same rows
-# (``SampleRow``: plain dicts in the payload's key order, integers made floats as the model makes
-# them), for a payload it can take as orjson would (``_native_rows``). Two decoders: one whose
-# metrics are the known ones (``METRIC_RANGES``), each checked against its range by msgspec, and
-# one for any names (checked after, ``_MetricBounds.hold`` told the metrics' sizes).
-_NativeId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-_NativeTime = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TIME)]
-_KnownMetrics: Any = cast(Any, TypedDict)(
-    "_KnownMetrics",
-    {name: Annotated[float, msgspec.Meta(ge=low, le=high)] for name, (low, high) in _KNOWN_BOUNDS.items()},
-    total=False,
-)
-
-
-class _NativeRow(TypedDict):
-    probe_id: _NativeId
-    target: _NativeId
-    service: NotRequired[_NativeId | None]
-    customer: NotRequired[_NativeId | None]
-    time: _NativeTime
-    metrics: Annotated[dict[str, float], msgspec.Meta(min_length=1, max_length=MAX_METRICS)]
-
-
-class _NativeBatch(TypedDict):
-    samples: list[_NativeRow]
-
-
-class _KnownRow(TypedDict):
-    probe_id: _NativeId
-    target: _NativeId
-    service: NotRequired[_NativeId | None]
-    customer: NotRequired[_NativeId | None]
-    time: _NativeTime
-    metrics: _KnownMetrics
-
-
-class _KnownBatch(TypedDict):
-    samples: list[_KnownRow]
-
-
-_NATIVE: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_NativeBatch)
-_NATIVE_KNOWN: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_KnownBatch)
 _PROBE_ID = itemgetter("probe_id")
 _TIME_OF = itemgetter("time")
 _NativeTaken = tuple[list[SampleRow], list[dict[str, float]], SampleColumns, set[int]]
@@ -1167,7 +928,7 @@ class Decoder:
             if parsed is not None and type(payload) is bytes:  # the replay's: ``_load``, inline
                 if len(payload) > self.max_bytes:
                     raise self._too_big(topic, len(payload))
-                obj: Mapping[str, Any] = parsed
+                obj: dict[str, Any] = parsed
                 alarm: Alarm | PlainAlarm | None = plain_alarm(parsed)
             else:
                 obj = self._load(topic, payload, parsed)
@@ -1200,7 +961,7 @@ class Decoder:
 
     # -- parsing
 
-    def _load(self, topic: str, payload: Payload, parsed: dict[str, Any] | None = None) -> Mapping[str, Any]:
+    def _load(self, topic: str, payload: Payload, parsed: dict[str, Any] | None = None) -> dict[str, Any]:
         if _given_as_mapping(payload):
             return payload if isinstance(payload, dict) else dict(payload)
         size = _size(payload)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ValidationError
 
-from engine.core.experience.sla import Breach, BreachKind, SlaSettings, SlaState, SlaTier
+from engine.core.experience.sla import Breach, SlaSettings, SlaState, SlaTier
+from engine.core.experience.tracker_dump import _Dump
 from engine.model.wording import dotted, first_problem
 
 __all__ = ["SlaTracker"]
@@ -391,48 +392,6 @@ class SlaTracker:
         self._next_known = False
         self._mos = {key: _Mos(m.at, m.mos, m.below) for key, m in doc.mos.items()}
         self._breaches = [Breach(b.subject, b.tier, b.kind, b.at, dict(b.detail)) for b in doc.breaches]
-
-
-class _DumpModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-class _DumpSubject(_DumpModel):
-    tier: str
-    first_seen: float
-    last: float
-    down_since: float | None
-    intervals: list[list[float]]
-    availability_breached: bool
-    time_to_restore_breached: bool
-
-    @field_validator("intervals")
-    @classmethod
-    def _pairs(cls, v: list[list[float]]) -> list[list[float]]:
-        if any(len(pair) != 2 or pair[0] > pair[1] for pair in v):
-            raise ValueError("each interval must be [start, end] with start ≤ end")
-        return v
-
-
-class _DumpMos(_DumpModel):
-    at: float
-    mos: float
-    below: bool
-
-
-class _DumpBreach(_DumpModel):
-    subject: str
-    tier: str
-    kind: BreachKind
-    at: float
-    detail: dict[str, float]
-
-
-class _Dump(_DumpModel):
-    version: Literal[2]
-    subjects: dict[str, _DumpSubject]
-    mos: dict[str, _DumpMos]
-    breaches: list[_DumpBreach]
 
 
 def _from_version_1(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,6 @@ class Acknowledgement:
         return {"by": self.by, "at": format_time(self.at), "note": self.note}
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class RootCause:
     alarm_id: str
@@ -60,6 +59,32 @@ class RootCause:
     active: bool
     rule: str | None  # the first grouping rule, by name
     threshold_info: Mapping[str, Any] | None = None
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        alarm_id: str,
+        ne_id: str | None,
+        probable_cause: str | None,
+        severity: str | None,
+        element_type: str | None,
+        site: str | None,
+        region: str | None,
+        active: bool,
+        rule: str | None,
+        threshold_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.alarm_id = alarm_id  # type: ignore[misc]
+        self.ne_id = ne_id  # type: ignore[misc]
+        self.probable_cause = probable_cause  # type: ignore[misc]
+        self.severity = severity  # type: ignore[misc]
+        self.element_type = element_type  # type: ignore[misc]
+        self.site = site  # type: ignore[misc]
+        self.region = region  # type: ignore[misc]
+        self.active = active  # type: ignore[misc]
+        self.rule = rule  # type: ignore[misc]
+        self.threshold_info = threshold_info  # type: ignore[misc]
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -78,7 +103,9 @@ class RootCause:
         return out
 
 
-@twin_built
+twin_built(RootCause)
+
+
 @dataclass(frozen=True, slots=True)
 class SuppressedAlarm:
     """A symptom of the incident, and the words for why it is one."""
@@ -96,6 +123,29 @@ class SuppressedAlarm:
     _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
     # ``to_wire`` as JSON, made the first time a record's line (``IncidentRecord.to_json``) needs it
     _json: bytes | None = field(init=False, repr=False, compare=False)
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        alarm_id: str,
+        ne_id: str | None,
+        probable_cause: str | None,
+        state: Literal["active", "cleared"],
+        root: str,
+        rule: str,
+        reason: str,
+        threshold_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.alarm_id = alarm_id  # type: ignore[misc]
+        self.ne_id = ne_id  # type: ignore[misc]
+        self.probable_cause = probable_cause  # type: ignore[misc]
+        self.state = state  # type: ignore[misc]
+        self.root = root  # type: ignore[misc]
+        self.rule = rule  # type: ignore[misc]
+        self.reason = reason  # type: ignore[misc]
+        self.threshold_info = threshold_info  # type: ignore[misc]
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         wire = {
@@ -124,6 +174,9 @@ class SuppressedAlarm:
             made = orjson.dumps(self._wire if self.threshold_info is None else self.to_wire())
             object.__setattr__(self, "_json", made)
         return made
+
+
+twin_built(SuppressedAlarm)
 
 
 # compiled by mypyc (``engine.compiled``) a plain class too: ``_Draft`` below becomes one by ``__class__``

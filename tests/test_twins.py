@@ -21,9 +21,10 @@ import importlib
 import inspect
 import pickle
 import re
+import typing
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -199,8 +200,16 @@ def _typed(cls: type, name: str, annotation: str) -> Any:
         return _alarm()
     if first == "CompiledRule":
         return CompiledRule("rs/r", "rs", None, "", 60.0, 0.0, 1)  # type: ignore[arg-type]
-    if first == "ChangeKind" or first.startswith("Literal["):
-        return "raised" if first == "ChangeKind" else re.findall(r"[\"'](\w+)[\"']", first)[0]
+    if first.startswith("Literal["):
+        return re.findall(r"[\"'](\w+)[\"']", first)[0]
+    named = getattr(importlib.import_module(cls.__module__), first, None)
+    if typing.get_origin(named) is Literal:  # an alias (``ChangeKind``, ``RecordEvent``)
+        return typing.get_args(named)[0]
+    if named in DECORATED:  # another such class (``IncidentRecord.root_cause``)
+        declared = _declared(named)
+        return named(
+            **{f.name: _typed(named, f.name, declared[f.name]) for f in dataclasses.fields(named) if f.init}
+        )
     scalars: dict[str, Any] = {"str": f"{cls.__name__}.{name}", "float": 1.5, "int": 3, "bool": True}
     if first in scalars:
         return scalars[first]

@@ -105,10 +105,10 @@ def _lifecycle_assignments(path: Path) -> list[tuple[int, str]]:
 
 
 COPIES = {
-    # A record is made as the twin of ``IncidentRecord`` (``RecordBuilder.record``, see ``_Draft``): its
-    # fields are stored one by one, ``opened_at`` among them, copied from the incident. A record under
-    # construction, not an incident changing phase: no second state machine.
-    ("engine/core/incident_records.py", "rec.opened_at"),
+    # ``IncidentRecord``'s written-out ``__init__`` (``engine.model.twins``): it stores each field,
+    # ``opened_at`` among them, which ``RecordBuilder.record`` copies from the incident. A record
+    # under construction, not an incident changing phase: no second state machine.
+    ("engine/core/incident_records.py", "self.opened_at"),
 }
 """Assignments to a field of the same name that are not an incident's lifecycle, each said why."""
 

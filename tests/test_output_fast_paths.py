@@ -79,9 +79,10 @@ def _records() -> list[IncidentRecord]:
     return out
 
 
-def test_a_record_made_as_a_draft_is_the_frozen_dataclass_of_its_fields() -> None:
-    """``RecordBuilder.record`` fills a ``_Draft`` and makes it an ``IncidentRecord``: the same
-    class, every field set, equal to (and written as) the dataclass made of its fields, frozen."""
+def test_a_record_made_by_the_builder_is_the_frozen_dataclass_of_its_fields() -> None:
+    """``RecordBuilder.record`` makes an ``IncidentRecord`` (through its twin on the source, native
+    on the compiled core): every field set, equal to (and written as) the dataclass made of its
+    fields, frozen."""
     for rec in _records():
         assert type(rec) is IncidentRecord
         made = IncidentRecord(**{f.name: getattr(rec, f.name) for f in dataclasses.fields(IncidentRecord)})

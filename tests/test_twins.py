@@ -1,61 +1,98 @@
-"""``@twin_built`` (engine/model/twins.py): a frozen dataclass made through an unfrozen twin is the
-object the dataclass's own ``__init__`` makes, for every class that carries the decorator.
+"""``twin_built`` (engine/model/twins.py): a frozen dataclass made through an unfrozen twin is the
+object the dataclass's own ``__init__`` makes, for every class the engine gives to ``twin_built``.
 
-Every module of the engine that writes ``@twin_built`` is imported and each decorated class checked
-against the ``__init__`` it replaced (``PLAIN_INIT``): every slot set alike, with every argument given
-and with only the required ones (defaults and factories), ``==``, ``hash``, ``repr``, the signature,
-``replace``, copies and pickles, and writes refused with ``FrozenInstanceError``. The constructor is
-generated from the dataclass's fields, so a field added later is stored too; the test would see one
-left unset as a slot the dataclass sets and the twin does not."""
+Those classes write the dataclass's ``__init__`` out (mypyc compiles it; ``dataclasses`` would
+generate one in the interpreter) and call ``twin_built(Name)`` below the class. Every module of the
+engine that does is imported and each such class checked against the ``__init__`` ``dataclasses``
+would write for its fields: on the source, the object made through the twin and the written-out
+``__init__`` run on a plain object of the same slots, every slot set alike, with every argument given
+and with only the required ones, ``==``, ``hash``, ``repr``, the signature, ``replace``, copies and
+pickles, and writes refused with ``FrozenInstanceError``; on either core (compiled, the classes are
+native and their ``__init__`` compiled), the same with arguments of the declared types. The twin's
+constructor is generated from the dataclass's fields, so a field added later is stored too; the
+written-out ``__init__`` is compared with the fields, so one it forgets is seen."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import importlib
 import inspect
 import pickle
 import re
+import typing
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
+from engine import compiled
+from engine.core.alarms import ActiveAlarm
+from engine.core.decisions import Decisions
 from engine.model.twins import PLAIN_INIT, twin_built, twin_of
+from engine.rules.compiler import CompiledRule
 
 ROOT = Path(__file__).resolve().parents[1]
 _UNSET = object()
 
 
-def _decorated() -> list[type]:
-    """Every class of the engine written with ``@twin_built``, found by reading the sources."""
+def _twin_built() -> list[type]:
+    """Every class of the engine given to ``twin_built``, found by reading the sources (a line
+    ``twin_built(Name)`` below a frozen dataclass ``Name``)."""
     found: list[type] = []
     for path in sorted((ROOT / "engine").rglob("*.py")):
         text = path.read_text(encoding="utf-8")
-        names = re.findall(r"^@twin_built\n(?:@.*\n)*class (\w+)", text, flags=re.MULTILINE)
+        names = re.findall(r"^twin_built\((\w+)\)$", text, flags=re.MULTILINE)
         if not names:
             continue
-        assert text.count("\n@twin_built\n") == len(names), path  # each above a class's decorators
+        assert "\n@twin_built\n" not in text, path  # the decorator would make the class non-native
+        for name in names:
+            assert re.search(rf"^@dataclass\(frozen=True, slots=True\)\nclass {name}:", text, re.MULTILINE)
         module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
         found += [getattr(module, name) for name in names]
     return found
 
 
-DECORATED = _decorated()
-# A class whose ``__post_init__`` reads its fields takes ``_V`` placeholders, not the declared types:
-# compiled by mypyc (``engine.compiled``), that method checks them; these cases run on the source.
-CASES = [
-    pytest.param(cls, marks=pytest.mark.source_only) if "__post_init__" in cls.__dict__ else cls
-    for cls in DECORATED
-]
+DECORATED = _twin_built()
+# ``_V`` placeholders stand in for every declared type: compiled by mypyc (``engine.compiled``), the
+# classes' ``__init__`` checks them, so these cases run on the source; ``test_..._declared_types``
+# runs on either core
+CASES = [pytest.param(cls, marks=pytest.mark.source_only) for cls in DECORATED]
 
 
 def test_the_decorated_classes_are_found() -> None:
-    """The sources' decorated classes are the ones the decorator saw (imported with the engine)."""
+    """The sources' classes are the ones ``twin_built`` saw (imported with the engine), native on the
+    compiled core and made through their twin on the source."""
     assert len(DECORATED) >= 10
     assert set(DECORATED) <= set(PLAIN_INIT)
     assert all(cls.__module__.startswith("engine.") for cls in DECORATED)
+    for cls in DECORATED:
+        assert ("__mypyc_attrs__" in vars(cls)) is compiled.COMPILED
+        assert ("__init__" in vars(cls)) is compiled.COMPILED  # on the source, the twin's ``__new__``
+
+
+def _reference(cls: type, *, frozen: bool = True) -> type[Any]:
+    """A frozen dataclass of ``cls``'s fields with the ``__init__`` ``dataclasses`` writes (and the
+    same qualified name, so its ``repr`` reads the same): what the written-out ``__init__`` must do."""
+    ns: dict[str, Any] = {"__annotations__": {}, "__module__": cls.__module__}
+    for f in dataclasses.fields(cls):
+        ns["__annotations__"][f.name] = f.type
+        ns[f.name] = field(
+            default=f.default,
+            default_factory=f.default_factory,
+            init=f.init,
+            repr=f.repr,
+            hash=f.hash,
+            compare=f.compare,
+            kw_only=f.kw_only,
+        )
+    if "__post_init__" in vars(cls) and not compiled.COMPILED:
+        ns["__post_init__"] = vars(cls)["__post_init__"]
+    reference: type[Any] = dataclass(frozen=frozen)(type(cls.__name__, (), ns))
+    reference.__qualname__ = cls.__qualname__
+    return reference
 
 
 @dataclass(frozen=True)
@@ -69,7 +106,7 @@ class _V:
 def _arguments(cls: type, *, all_of_them: bool) -> tuple[list[Any], dict[str, Any]]:
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    for p in list(inspect.signature(PLAIN_INIT[cls]).parameters.values())[1:]:
+    for p in list(inspect.signature(_reference(cls).__init__).parameters.values())[1:]:
         if p.default is not inspect.Parameter.empty and not all_of_them:
             continue
         value = _V(f"{cls.__name__}.{p.name}")
@@ -81,10 +118,22 @@ def _arguments(cls: type, *, all_of_them: bool) -> tuple[list[Any], dict[str, An
 
 
 def _plain(cls: type, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """What the dataclass's own ``__init__`` makes of these arguments."""
+    """What the dataclass's own ``__init__`` makes of these arguments (on the source)."""
     obj: Any = object.__new__(cls)
-    PLAIN_INIT[cls](obj, *args, **kwargs)
+    _reference(cls).__init__(obj, *args, **kwargs)
     return obj
+
+
+def _written(cls: type, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """The slots the class's written-out ``__init__`` sets (on the source: run on a plain object of
+    the same slots, since on the class itself its stores meet the frozen ``__setattr__``)."""
+    slots: tuple[str, ...] = vars(cls)["__slots__"]
+    ns: dict[str, Any] = {"__slots__": slots}
+    if "__post_init__" in vars(cls):
+        ns["__post_init__"] = vars(cls)["__post_init__"]
+    obj = type(f"{cls.__name__}Written", (), ns)()
+    PLAIN_INIT[cls](obj, *args, **kwargs)
+    return [getattr(obj, name, _UNSET) for name in slots]
 
 
 def _slots(obj: Any) -> list[Any]:
@@ -98,6 +147,7 @@ def test_a_twin_built_object_is_the_dataclass_s(cls: type, all_of_them: bool) ->
     made, plain = cls(*args, **kwargs), _plain(cls, args, kwargs)
     assert type(made) is cls
     assert _slots(made) == _slots(plain)  # every slot, ``init=False`` ones included
+    assert _written(cls, args, kwargs) == _slots(plain)  # what the compiled core runs
     assert made == plain
     assert repr(made) == repr(plain)
     if cls.__hash__ is not None:
@@ -112,8 +162,9 @@ def test_a_twin_built_object_is_the_dataclass_s(cls: type, all_of_them: bool) ->
 
 @pytest.mark.parametrize("cls", CASES, ids=lambda c: c.__qualname__)
 def test_a_twin_built_class_keeps_its_constructor_replace_and_copies(cls: type) -> None:
-    plain_parameters = list(inspect.signature(PLAIN_INIT[cls]).parameters.values())[1:]
+    plain_parameters = list(inspect.signature(_reference(cls).__init__).parameters.values())[1:]
     assert list(inspect.signature(cls).parameters.values()) == plain_parameters
+    assert list(inspect.signature(PLAIN_INIT[cls]).parameters.values())[1:] == plain_parameters
     assert vars(cls)["__match_args__"] == tuple(
         p.name for p in plain_parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY
     )
@@ -131,6 +182,108 @@ def test_a_twin_built_class_keeps_its_constructor_replace_and_copies(cls: type) 
         assert _slots(again) == _slots(made)
     with pytest.raises(TypeError):
         cls(*args, _V("one too many"), **kwargs)
+
+
+def _alarm() -> ActiveAlarm:
+    return ActiveAlarm(
+        "ne-1|LOS", "ne-1", "LOS", "communicationsAlarm", None, "major", "outage", None, 10.5, 11.5
+    )
+
+
+def _typed(cls: type, name: str, annotation: str) -> Any:
+    """A value of the field's declared type (its first choice; ``None`` where it may be ``None``)."""
+    choices = [a.strip() for a in annotation.split(" | ")]
+    if "None" in choices:
+        return None
+    first = choices[0]
+    if first == "ActiveAlarm":
+        return _alarm()
+    if first == "CompiledRule":
+        return CompiledRule("rs/r", "rs", None, "", 60.0, 0.0, 1)  # type: ignore[arg-type]
+    if first.startswith("Literal["):
+        return re.findall(r"[\"'](\w+)[\"']", first)[0]
+    named = getattr(importlib.import_module(cls.__module__), first, None)
+    if typing.get_origin(named) is Literal:  # an alias (``ChangeKind``, ``RecordEvent``)
+        return typing.get_args(named)[0]
+    if named in DECORATED:  # another such class (``IncidentRecord.root_cause``)
+        declared = _declared(named)
+        return named(
+            **{f.name: _typed(named, f.name, declared[f.name]) for f in dataclasses.fields(named) if f.init}
+        )
+    scalars: dict[str, Any] = {"str": f"{cls.__name__}.{name}", "float": 1.5, "int": 3, "bool": True}
+    if first in scalars:
+        return scalars[first]
+    for prefix, value in (("frozenset[", frozenset({"a/r#0"})), ("tuple[", ()), ("Mapping[", {"k": 1})):
+        if first.startswith(prefix):
+            return value
+    raise AssertionError(f"{cls.__qualname__}.{name}: no value of type {annotation} written here")
+
+
+def _declared(cls: type) -> dict[str, str]:
+    """The fields' annotations as written (compiled, the class's own are evaluated, and lose a
+    ``Literal`` or a union)."""
+    tree = ast.parse((ROOT / (cls.__module__.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+    (node,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__]
+    return {
+        n.target.id: ast.unparse(n.annotation)
+        for n in node.body
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+    }
+
+
+def _hash(obj: Any) -> int | str:
+    try:
+        return hash(obj)
+    except TypeError as e:  # a field that cannot be hashed (an ``ActiveAlarm``): the same error
+        return str(e)
+
+
+def _fields(obj: Any) -> list[Any]:
+    return [getattr(obj, f.name, _UNSET) for f in dataclasses.fields(obj)]
+
+
+@pytest.mark.parametrize("cls", DECORATED, ids=lambda c: c.__qualname__)
+def test_a_twin_built_class_with_arguments_of_the_declared_types(cls: type) -> None:
+    """On the core that runs: the class's own constructor (compiled, or through the twin) against
+    ``dataclasses``'s, writes refused, ``replace``, copies and pickles."""
+    declared = _declared(cls)
+    kwargs = {f.name: _typed(cls, f.name, declared[f.name]) for f in dataclasses.fields(cls) if f.init}
+    made: Any = cls(**kwargs)
+    reference = _reference(cls)(**kwargs)
+    assert type(made) is cls
+    assert _fields(made)[: len(kwargs)] == _fields(reference)[: len(kwargs)]
+    assert all(value is not _UNSET for value in _fields(made))  # ``init=False`` ones too
+    assert repr(made) == repr(reference)
+    assert made == cls(**kwargs)
+    assert _hash(made) == _hash(reference)
+    for f in dataclasses.fields(cls):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, f.name, None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(made, f.name)
+    assert _fields(made)[: len(kwargs)] == _fields(reference)[: len(kwargs)]
+    for again in (copy.copy(made), copy.deepcopy(made), pickle.loads(pickle.dumps(made))):
+        assert type(again) is cls
+        assert again == made
+    first = dataclasses.fields(cls)[0].name
+    assert dataclasses.replace(cls(**kwargs), **{first: kwargs[first]}) == made
+
+
+def test_decisions_written_out_init_is_the_dataclass_s() -> None:
+    """``Decisions`` (not frozen) writes its ``__init__`` out too, so that mypyc compiles it: ``None``
+    for a list not given, where ``dataclasses`` has its factory marker."""
+    reference = _reference(Decisions, frozen=False)
+    names = [f.name for f in dataclasses.fields(Decisions)]
+    assert list(inspect.signature(Decisions).parameters) == names
+    assert list(inspect.signature(reference).parameters) == names
+    assert _fields(Decisions()) == _fields(reference()) == [[], [], [], [], None]
+    assert Decisions().records is not Decisions().records
+    given: list[Any] = [[1], [2], [3], [4]]
+    made = Decisions(given[0], given[1], given[2], given[3], message=None)
+    assert _fields(made) == _fields(reference(*given, message=None))
+    assert all(a is b for a, b in zip(_fields(made)[:4], given, strict=True))
+    assert repr(made) == repr(reference(*given))
+    assert made == Decisions(*copy.deepcopy(given))
 
 
 # -- the mechanism on a class with every kind of field --------------------------------------------

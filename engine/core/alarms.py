@@ -136,12 +136,21 @@ class ActiveAlarm:
         return SEVERITY_RANK[self.severity]
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class AlarmChange:
     kind: ChangeKind
     alarm: ActiveAlarm
     previous_effect: Effect | None = None
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(self, kind: ChangeKind, alarm: ActiveAlarm, previous_effect: Effect | None = None) -> None:
+        self.kind = kind  # type: ignore[misc]
+        self.alarm = alarm  # type: ignore[misc]
+        self.previous_effect = previous_effect  # type: ignore[misc]
+
+
+twin_built(AlarmChange)
 
 
 @dataclass

@@ -47,6 +47,22 @@ class Decisions:
     notices: list[Notice] = field(default_factory=list)
     message: MessageOutcome | None = None
 
+    # the dataclass's ``__init__`` written out, so that mypyc compiles it (``dataclasses`` generates
+    # one in the interpreter): one is made per ``feed`` and per ``tick``
+    def __init__(
+        self,
+        records: list[IncidentRecord] | None = None,
+        dead_letters: list[DeadLetter] | None = None,
+        faults: list[Fault] | None = None,
+        notices: list[Notice] | None = None,
+        message: MessageOutcome | None = None,
+    ) -> None:
+        self.records = [] if records is None else records
+        self.dead_letters = [] if dead_letters is None else dead_letters
+        self.faults = [] if faults is None else faults
+        self.notices = [] if notices is None else notices
+        self.message = message
+
     def extend(self, other: Decisions) -> None:
         self.records.extend(other.records)
         self.dead_letters.extend(other.dead_letters)

@@ -441,7 +441,6 @@ class ImpactCounts:
         return {"customers": self.customers, "services": dict(self.services), "by_tier": dict(self.by_tier)}
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class Impact:
     """What an incident does: affected elements in its cone and the customers behind them.
@@ -458,6 +457,24 @@ class Impact:
     by_tier: Mapping[str, int]
     by_state: Mapping[str, ImpactCounts]
 
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        elements: Mapping[str, Health],
+        state: ImpactState | None,
+        services: Mapping[str, int],
+        customers: int,
+        by_tier: Mapping[str, int],
+        by_state: Mapping[str, ImpactCounts],
+    ) -> None:
+        self.elements = elements  # type: ignore[misc]
+        self.state = state  # type: ignore[misc]
+        self.services = services  # type: ignore[misc]
+        self.customers = customers  # type: ignore[misc]
+        self.by_tier = by_tier  # type: ignore[misc]
+        self.by_state = by_state  # type: ignore[misc]
+
     def to_record(self) -> dict[str, Any]:
         """JSON-ready, with a deterministic key order."""
         return {
@@ -466,6 +483,9 @@ class Impact:
             "customers": {"total": self.customers, "by_tier": dict(self.by_tier)},
             "by_state": {name: counts.to_record() for name, counts in self.by_state.items()},
         }
+
+
+twin_built(Impact)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from mypy_extensions import mypyc_attr
 
 from engine.core.alarms import ActiveAlarm
 from engine.core.experience.sla import SlaFacts
@@ -25,7 +24,7 @@ from engine.core.impact import Impact
 from engine.core.priority import Priority, explain
 from engine.model.timeutil import format_time
 from engine.model.topology import Topology
-from engine.model.twins import twin_built, twin_of
+from engine.model.twins import twin_built
 from engine.rules.schema import neighbour_hops
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ class Acknowledgement:
         return {"by": self.by, "at": format_time(self.at), "note": self.note}
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class RootCause:
     alarm_id: str
@@ -60,6 +58,32 @@ class RootCause:
     active: bool
     rule: str | None  # the first grouping rule, by name
     threshold_info: Mapping[str, Any] | None = None
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        alarm_id: str,
+        ne_id: str | None,
+        probable_cause: str | None,
+        severity: str | None,
+        element_type: str | None,
+        site: str | None,
+        region: str | None,
+        active: bool,
+        rule: str | None,
+        threshold_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.alarm_id = alarm_id  # type: ignore[misc]
+        self.ne_id = ne_id  # type: ignore[misc]
+        self.probable_cause = probable_cause  # type: ignore[misc]
+        self.severity = severity  # type: ignore[misc]
+        self.element_type = element_type  # type: ignore[misc]
+        self.site = site  # type: ignore[misc]
+        self.region = region  # type: ignore[misc]
+        self.active = active  # type: ignore[misc]
+        self.rule = rule  # type: ignore[misc]
+        self.threshold_info = threshold_info  # type: ignore[misc]
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -78,7 +102,9 @@ class RootCause:
         return out
 
 
-@twin_built
+twin_built(RootCause)
+
+
 @dataclass(frozen=True, slots=True)
 class SuppressedAlarm:
     """A symptom of the incident, and the words for why it is one."""
@@ -96,6 +122,29 @@ class SuppressedAlarm:
     _wire: dict[str, Any] = field(init=False, repr=False, compare=False)
     # ``to_wire`` as JSON, made the first time a record's line (``IncidentRecord.to_json``) needs it
     _json: bytes | None = field(init=False, repr=False, compare=False)
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        alarm_id: str,
+        ne_id: str | None,
+        probable_cause: str | None,
+        state: Literal["active", "cleared"],
+        root: str,
+        rule: str,
+        reason: str,
+        threshold_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.alarm_id = alarm_id  # type: ignore[misc]
+        self.ne_id = ne_id  # type: ignore[misc]
+        self.probable_cause = probable_cause  # type: ignore[misc]
+        self.state = state  # type: ignore[misc]
+        self.root = root  # type: ignore[misc]
+        self.rule = rule  # type: ignore[misc]
+        self.reason = reason  # type: ignore[misc]
+        self.threshold_info = threshold_info  # type: ignore[misc]
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         wire = {
@@ -126,8 +175,9 @@ class SuppressedAlarm:
         return made
 
 
-# compiled by mypyc (``engine.compiled``) a plain class too: ``_Draft`` below becomes one by ``__class__``
-@mypyc_attr(native_class=False)
+twin_built(SuppressedAlarm)
+
+
 @dataclass(frozen=True, slots=True)
 class IncidentRecord:
     """One incident transition (``event``), or its ``current`` state for a query."""
@@ -152,6 +202,52 @@ class IncidentRecord:
     explanation: tuple[str, ...]
     resolution: Resolution | None = None  # a resolved record's: cleared, or merged (into merged_into)
     merged_into: str | None = None
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        incident_id: str,
+        event: RecordEvent,
+        version: int,
+        time: float,
+        priority: int,
+        score: float,
+        state: str,
+        severity: str,
+        root_cause: RootCause,
+        impact: Impact | None,
+        alarms: tuple[str, ...],
+        suppressed: tuple[SuppressedAlarm, ...],
+        flapping: tuple[str, ...],
+        opened_at: float | None,
+        acknowledged: Acknowledgement | None,
+        priority_breakdown: Mapping[str, Any],
+        sla: SlaFacts | None,
+        explanation: tuple[str, ...],
+        resolution: Resolution | None = None,
+        merged_into: str | None = None,
+    ) -> None:
+        self.incident_id = incident_id  # type: ignore[misc]
+        self.event = event  # type: ignore[misc]
+        self.version = version  # type: ignore[misc]
+        self.time = time  # type: ignore[misc]
+        self.priority = priority  # type: ignore[misc]
+        self.score = score  # type: ignore[misc]
+        self.state = state  # type: ignore[misc]
+        self.severity = severity  # type: ignore[misc]
+        self.root_cause = root_cause  # type: ignore[misc]
+        self.impact = impact  # type: ignore[misc]
+        self.alarms = alarms  # type: ignore[misc]
+        self.suppressed = suppressed  # type: ignore[misc]
+        self.flapping = flapping  # type: ignore[misc]
+        self.opened_at = opened_at  # type: ignore[misc]  # a copy of the incident's (test_lifecycle)
+        self.acknowledged = acknowledged  # type: ignore[misc]
+        self.priority_breakdown = priority_breakdown  # type: ignore[misc]
+        self.sla = sla  # type: ignore[misc]
+        self.explanation = explanation  # type: ignore[misc]
+        self.resolution = resolution  # type: ignore[misc]
+        self.merged_into = merged_into  # type: ignore[misc]
 
     def to_wire(self) -> dict[str, Any]:
         """The record as JSON-ready data, byte for byte what receivers have always been sent."""
@@ -243,13 +339,7 @@ class IncidentRecord:
         return rec
 
 
-# An ``IncidentRecord`` being made by ``RecordBuilder.record``: its twin (``engine.model.twins``), the
-# same slots, not frozen. Filled with plain attribute stores, then made an ``IncidentRecord`` by
-# assigning its ``__class__``: the frozen dataclass's ``__init__`` sets each of its twenty fields through
-# ``object.__setattr__``, which cost about 30,000 instructions a record, ten times this; and the fields
-# are stored in ``record``'s own code, without a call (``tests/test_output_fast_paths.py`` compares each
-# record with the dataclass made of its fields: a field left out fails there).
-_Draft = twin_of(IncidentRecord)
+twin_built(IncidentRecord)
 
 
 def _empty_impact() -> dict[str, Any]:
@@ -406,25 +496,6 @@ class RecordBuilder:
             or cause[3] != rules
         ):
             cause = inc.cause = (root, shown, info, rules, self._root_cause(inc, root))
-        # ``IncidentRecord(...)`` with these fields, made as a ``_Draft`` (see there)
-        rec: Any = _Draft()
-        rec.incident_id = inc.id
-        rec.event = event
-        rec.version = inc.emitted.version
-        rec.time = now
-        rec.priority = p.priority if p else 5
-        rec.score = p.score if p else 0.0
-        rec.state = assessment.state
-        rec.severity = assessment.severity
-        rec.root_cause = cause[4]
-        rec.impact = assessment.impact
-        rec.alarms = alarms
-        rec.suppressed = walked.suppressed
-        rec.flapping = walked.flapping
-        rec.opened_at = inc.opened_at  # a copy into the record (``tests/test_lifecycle.py``)
-        rec.acknowledged = inc.acknowledged
-        rec.priority_breakdown = dict(p.breakdown) if p else {}
-        rec.sla = assessment.sla
         # the explanation lines, written again only when what they say changed: kept on the incident
         # (``Incident.said_lines``) with what they are made of (the root's alarm object and what
         # they show of it, the incident's parts they read, its impact and priority objects)
@@ -440,11 +511,28 @@ class RecordBuilder:
         made_of = (shown_root, inc.group is not None, inc.maintenance, line, inc.reraised, assessment.state)
         if said is None or said[0] is not root or said[2] is not im or said[3] is not p or said[1] != made_of:
             said = inc.said_lines = (root, made_of, im, p, tuple(self._explanation(inc, root, line)))
-        rec.explanation = said[4]
-        rec.resolution = (resolution or "cleared") if event == "resolved" else None
-        rec.merged_into = merged_into if event == "resolved" else None
-        rec.__class__ = IncidentRecord
-        return rec  # type: ignore[no-any-return]
+        return IncidentRecord(
+            incident_id=inc.id,
+            event=event,
+            version=inc.emitted.version,
+            time=now,
+            priority=p.priority if p else 5,
+            score=p.score if p else 0.0,
+            state=assessment.state,
+            severity=assessment.severity,
+            root_cause=cause[4],
+            impact=assessment.impact,
+            alarms=alarms,
+            suppressed=walked.suppressed,
+            flapping=walked.flapping,
+            opened_at=inc.opened_at,
+            acknowledged=inc.acknowledged,
+            priority_breakdown=dict(p.breakdown) if p else {},
+            sla=assessment.sla,
+            explanation=said[4],
+            resolution=(resolution or "cleared") if event == "resolved" else None,
+            merged_into=merged_into if event == "resolved" else None,
+        )
 
     def _walk(self, alarms: tuple[str, ...]) -> Walk:
         """What a record shows of an incident's members (``alarms``, sorted): see ``Walk``."""

@@ -26,7 +26,6 @@ from engine.model.timeutil import parse_time
 from engine.model.twins import twin_built
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """What the last assessment said of an incident (``engine.core.assessment``), replaced whole."""
@@ -36,6 +35,25 @@ class Assessment:
     severity: str = "indeterminate"
     priority: Priority | None = None
     sla: SlaFacts | None = None  # SLA facts of its impact at that assessment
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(
+        self,
+        impact: Impact | None = None,
+        state: str = "at_risk",
+        severity: str = "indeterminate",
+        priority: Priority | None = None,
+        sla: SlaFacts | None = None,
+    ) -> None:
+        self.impact = impact  # type: ignore[misc]
+        self.state = state  # type: ignore[misc]
+        self.severity = severity  # type: ignore[misc]
+        self.priority = priority  # type: ignore[misc]
+        self.sla = sla  # type: ignore[misc]
+
+
+twin_built(Assessment)
 
 
 class Signature:
@@ -120,7 +138,6 @@ def _ack_text(ack: Acknowledgement | None) -> str:
     return repr(ack.to_wire() if ack else None)
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class Emitted:
     """Its latest record: the version, when, and what it said (to skip no-change updates)."""
@@ -128,6 +145,18 @@ class Emitted:
     version: int = 0
     at: float | None = None
     signature: Signature | str | None = None  # the text when loaded from a snapshot
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(
+        self, version: int = 0, at: float | None = None, signature: Signature | str | None = None
+    ) -> None:
+        self.version = version  # type: ignore[misc]
+        self.at = at  # type: ignore[misc]
+        self.signature = signature  # type: ignore[misc]
+
+
+twin_built(Emitted)
 
 
 @dataclass(frozen=True, slots=True)

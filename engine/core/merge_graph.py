@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from engine.core.incidents import Incident
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class Suppression:
     root: str  # the alarm key that explains it directly
@@ -28,6 +27,18 @@ class Suppression:
     relation: str  # a correlate relation, or the form: group, inhibit, threshold, pair
     delay: float  # symptom time - root time, seconds
     detail: str = ""  # the form's words for why (key values, window)
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(self, root: str, rule: str, relation: str, delay: float, detail: str = "") -> None:
+        self.root = root  # type: ignore[misc]
+        self.rule = rule  # type: ignore[misc]
+        self.relation = relation  # type: ignore[misc]
+        self.delay = delay  # type: ignore[misc]
+        self.detail = detail  # type: ignore[misc]
+
+
+twin_built(Suppression)
 
 
 class MergeGraph:

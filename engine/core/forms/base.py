@@ -52,7 +52,6 @@ MAX_LISTED = 5  # alarm keys named in one sentence before "… and N more"
 
 
 # -- what the forms decide --------------------------------------------------------------------------
-@twin_built
 @dataclass(frozen=True, slots=True)
 class Explanation:
     """``symptom`` (an alarm key) is explained by ``root`` (an alarm key) through ``rule``."""
@@ -64,8 +63,29 @@ class Explanation:
     symptom_time: float
     detail: str = ""  # what related them, in words (key values, window), for the suppression reason
 
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        root: str,
+        symptom: str,
+        rule: CompiledRule,
+        root_time: float,
+        symptom_time: float,
+        detail: str = "",
+    ) -> None:
+        self.root = root  # type: ignore[misc]
+        self.symptom = symptom  # type: ignore[misc]
+        self.rule = rule  # type: ignore[misc]
+        self.root_time = root_time  # type: ignore[misc]
+        self.symptom_time = symptom_time  # type: ignore[misc]
+        self.detail = detail  # type: ignore[misc]
+
     def sort_key(self) -> tuple[int, float, str, float, str]:
         return (self.rule.order, self.root_time, self.root, self.symptom_time, self.symptom)
+
+
+twin_built(Explanation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +98,6 @@ class GroupStart:
     interval: float | None
 
 
-@twin_built
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one form decided on one ``observe`` or ``tick``, in the order the pipeline applies it."""
@@ -89,6 +108,24 @@ class Outcome:
     alarms: tuple[Synthetic, ...] = ()  # alarms the form's rules raised or cleared
     members: tuple[Explanation, ...] = ()  # explained by one of ``alarms``: applied after them
     discards: tuple[tuple[str, str], ...] = ()  # (alarm key, rule): its pending incident is dropped
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(  # noqa: PLR0917 (the dataclass's parameters, positional as there)
+        self,
+        explanations: tuple[Explanation, ...] = (),
+        starts: tuple[GroupStart, ...] = (),
+        holds: tuple[tuple[str, float], ...] = (),
+        alarms: tuple[Synthetic, ...] = (),
+        members: tuple[Explanation, ...] = (),
+        discards: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.explanations = explanations  # type: ignore[misc]
+        self.starts = starts  # type: ignore[misc]
+        self.holds = holds  # type: ignore[misc]
+        self.alarms = alarms  # type: ignore[misc]
+        self.members = members  # type: ignore[misc]
+        self.discards = discards  # type: ignore[misc]
 
     def __bool__(self) -> bool:
         return bool(
@@ -110,11 +147,13 @@ class Outcome:
         )
 
 
+twin_built(Outcome)
+
+
 NOTHING = Outcome()
 
 
 # -- what the forms observe -------------------------------------------------------------------------
-@twin_built
 @dataclass(frozen=True, slots=True)
 class Raised:
     """An alarm occurrence to correlate as of ``t`` (its first raise, or the moment it re-surfaced).
@@ -128,21 +167,46 @@ class Raised:
     t: float
     arrival: bool
 
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(self, alarm: ActiveAlarm, parts: frozenset[str], t: float, arrival: bool) -> None:
+        self.alarm = alarm  # type: ignore[misc]
+        self.parts = parts  # type: ignore[misc]
+        self.t = t  # type: ignore[misc]
+        self.arrival = arrival  # type: ignore[misc]
 
-@twin_built
+
+twin_built(Raised)
+
+
 @dataclass(frozen=True, slots=True)
 class Cleared:
     """An alarm cleared (applied to the alarm table; its incident has been told)."""
 
     alarm: ActiveAlarm
 
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(self, alarm: ActiveAlarm) -> None:
+        self.alarm = alarm  # type: ignore[misc]
 
-@twin_built
+
+twin_built(Cleared)
+
+
 @dataclass(frozen=True, slots=True)
 class Released:
     """An alarm whose incident went away (resolved or discarded): what the forms hold of it goes."""
 
     key: str
+
+    # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
+    # frozen field is assigned
+    def __init__(self, key: str) -> None:
+        self.key = key  # type: ignore[misc]
+
+
+twin_built(Released)
 
 
 Fact = Raised | Cleared | Released | KpiSample

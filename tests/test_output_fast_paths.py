@@ -128,3 +128,15 @@ def test_the_replays_lines_are_dumps_of_what_emit_is_given() -> None:
     )
     assert lines
     assert lines == given
+
+
+def test_an_empty_tuple_is_written_as_each_part_writes_it() -> None:
+    """The parts' JSON is kept by the part's identity, and ``()`` is one object that two parts can
+    hold: ``alarms`` (written ``[]``) and ``suppressed`` (its entries joined, written without the
+    brackets that ``to_json`` adds around them: empty). A record with ``suppressed=()`` followed by
+    one with ``alarms=()`` wrote ``"alarms":,`` (not JSON) before the cache minded the writer."""
+    rec = _records()[0]
+    first = dataclasses.replace(rec, alarms=("x",), suppressed=())
+    second = dataclasses.replace(rec, alarms=(), suppressed=())
+    for r in (first, second, first):
+        assert r.to_json() == dumps(r.to_wire())

@@ -112,6 +112,12 @@ def test_restore_on_a_real_alarm_log_continues_byte_identically() -> None:
     assert q.snapshot() == blob
 
 
+_BY_SITE: dict[str, Any] = {
+    "name": "by-site",
+    "group": {"match": {"event_type": "environmentalAlarm"}, "by": ["site"], "window": "10m", "wait": "1m"},
+}
+
+
 def test_restore_into_a_changed_topology_drops_state_on_removed_elements() -> None:
     """A reload whose topology lost an element keeps everything else and says what it dropped:
     the element's alarms go, and its incident, taken as its root cleared at the reload, resolves
@@ -166,6 +172,54 @@ def test_the_symptoms_of_a_removed_root_surface_as_incidents_of_their_own() -> N
     assert events == [("resolved", "agg-3:lossOfSignal")] + [("opened", f"{o}:linkDown") for o in olts]
 
 
+def test_a_group_whose_members_all_left_the_topology_resolves() -> None:
+    """A group lives on its other members; when none is left (every member's element removed, the
+    others cleared), it is taken as its last member cleared at the reload and resolves."""
+    data = example_topology()
+    rules = [*load_rulesets(None), ruleset_from_data({"name": "t", "rules": [_BY_SITE]}, "<test>")]
+    p = Pipeline(topology_from_dict(data), rules)
+    env = "environmentalAlarm"
+    for line in (
+        alarm("olt-011", "highTemperature", 0, event_type=env),
+        alarm("olt-016", "fanFailure", 20, event_type=env),
+    ):
+        p.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 20)
+    p.tick(T0 + 200)
+    gone = ("olt-011", "olt-016")
+    smaller = {**data, "elements": [e for e in data["elements"] if e["id"] not in gone]}
+    smaller["customers"] = [c for c in data["customers"] if c["access"] not in gone]
+    q = Pipeline(topology_from_dict(smaller), rules)
+    assert q.restore(p.snapshot()) == {"alarms_dropped": 2, "incidents_root_removed": 1}
+    events = []
+    while (due := q.next_due()) is not None and due <= T0 + 2000:
+        events += [(r.event, r.root_cause.alarm_id) for r in q.tick(due).records]
+    assert events == [("resolved", "olt-011:highTemperature")]
+    assert [i.phase for i in q.incidents.incidents()] == []
+
+
+def test_a_quarantined_incident_whose_root_left_the_topology_resolves_at_its_retry() -> None:
+    """The incident's timer is set once the quarantine is loaded: it waits for the retry, then
+    resolves (it was set before, then taken for stale once the quarantine said later: no timer)."""
+    data = example_topology()
+    p = Pipeline(topology_from_dict(data), load_rulesets(None))
+    line = alarm("olt-050", "linkDown", 0, "critical")
+    p.feed(line["topic"], orjson.dumps(line["payload"]), T0 + 1)
+    p.tick(T0 + 100)
+    (inc,) = p.incidents.incidents()
+    p.quarantine.failed("incidents", inc.id, ValueError("boom"), T0 + 100, "a test")
+    state = orjson.loads(p.snapshot())
+    for part in state["quarantine"]:
+        part["retry_at"] = T0 + 5000
+    smaller = {**data, "elements": [e for e in data["elements"] if e["id"] != "olt-050"]}
+    smaller["customers"] = [c for c in data["customers"] if c["access"] != "olt-050"]
+    q = Pipeline(topology_from_dict(smaller), load_rulesets(None))
+    assert q.restore(orjson.dumps(state)) == {"alarms_dropped": 1, "incidents_root_removed": 1}
+    events = []
+    while (due := q.next_due()) is not None and due <= T0 + 10000:
+        events += [(due - T0, r.event) for r in q.tick(due).records]
+    assert events == [(5000.0, "resolved")]
+
+
 def test_a_group_whose_first_member_was_forgotten_survives_a_restore() -> None:
     """A group incident is keyed by its first member. When that alarm clears and the table forgets
     it (``retain``) while the others are still active, the group stays open; a restore (every
@@ -177,17 +231,7 @@ def test_a_group_whose_first_member_was_forgotten_survives_a_restore() -> None:
         ruleset_from_data(
             {
                 "name": "t",
-                "rules": [
-                    {
-                        "name": "by-site",
-                        "group": {
-                            "match": {"event_type": "environmentalAlarm"},
-                            "by": ["site"],
-                            "window": "10m",
-                            "wait": "1m",
-                        },
-                    }
-                ],
+                "rules": [_BY_SITE],
             },
             "<test>",
         ),

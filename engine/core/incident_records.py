@@ -349,22 +349,23 @@ def _empty_impact() -> dict[str, Any]:
 _EMPTY_IMPACT = orjson.Fragment(orjson.dumps(_empty_impact()))
 
 # A record part's JSON (``IncidentRecord.to_json``), by the part's identity: the part itself (kept,
-# so that its ``id`` is not reused while the entry lasts) and its JSON. The parts are frozen or
-# tuples, and the record builder hands the same objects to every record of an incident while they
-# do not change (on 24V most records repeat most parts of the one before). Bounded: cleared when full.
-_FRAGMENTS: dict[int, tuple[object, orjson.Fragment]] = {}
+# so that its ``id`` is not reused while the entry lasts), the writer (``()`` has two) and its JSON.
+# The parts are frozen or tuples, and the record builder hands the same objects to every record of
+# an incident while they do not change (on 24V most records repeat most parts of the one before).
+# Bounded: cleared when full.
+_FRAGMENTS: dict[int, tuple[object, Callable[[Any], bytes], orjson.Fragment]] = {}
 _FRAGMENTS_KEPT = 256  # (4,096 held 60 MB more on 24V's replays: parts of long-gone records)
 
 
 def _fragment(part: Any, write: Callable[[Any], bytes]) -> orjson.Fragment:
     """``part``'s JSON as ``write`` makes it, made once per part object (see ``_FRAGMENTS``)."""
     hit = _FRAGMENTS.get(id(part))
-    if hit is not None and hit[0] is part:
-        return hit[1]
+    if hit is not None and hit[0] is part and hit[1] is write:  # (one object, two writers: ``()``)
+        return hit[2]
     if len(_FRAGMENTS) >= _FRAGMENTS_KEPT:
         _FRAGMENTS.clear()
     made = orjson.Fragment(write(part))
-    _FRAGMENTS[id(part)] = (part, made)
+    _FRAGMENTS[id(part)] = (part, write, made)
     return made
 
 

@@ -23,7 +23,7 @@ cleared, so the ``resolved`` record says what was resolved.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -350,16 +350,11 @@ class IncidentBook:
             "counters": [self.opened, self.resolved, self.merged, self.discarded, self.held_back],
         }
 
-    def load(self, state: Mapping[str, Any], gone: Collection[str] = (), now: float = 0.0) -> int:
+    def load(self, state: Mapping[str, Any]) -> None:
         """Restore a dump. Every incident is kept, even one whose root alarm the table forgot
         before the dump (as the core that dumped it kept it: a group whose first member cleared
-        over ``retain`` ago while the others are still active, say).
-
-        ``gone``: the alarms the restore dropped because their element left the topology (a reload
-        with a smaller topology). An open or pending incident rooted at one of them is taken as
-        its root cleared at ``now``: it resolves after the hold-down with a ``resolved`` record, and
-        its still-active symptoms re-surface then (correlated again), as when a root clears. A
-        group lives on its other members. Returns how many incidents lost their root that way.
+        over ``retain`` ago while the others are still active, say); ``roots_removed`` then ends
+        those whose elements left the topology.
 
         Snapshot format 2 (before typed records) kept an acknowledgement's ``at`` as RFC 3339
         text and had no ``sla_milestone``/``escalation``/``muted_by``: both load."""
@@ -376,10 +371,25 @@ class IncidentBook:
         heapq.heapify(self._timers)
         self._seq = state["seq"]
         self.opened, self.resolved, self.merged, self.discarded, self.held_back = state["counters"]
+
+    def roots_removed(self, gone: frozenset[str], now: float) -> int:
+        """After a restore into a topology without some elements: ``gone`` are the alarms the
+        restore dropped for that reason. An incident rooted at one of them (a group: whose members
+        are all gone or cleared) is taken as its root cleared at ``now``: it resolves after the
+        hold-down with a ``resolved`` record, and its still-active symptoms re-surface then
+        (correlated again), as when a root clears; a pending one opens as clearing first, as
+        one whose root cleared before its settle. Call it once every part is loaded (its timers
+        read the quarantine). Returns how many incidents it ended that way."""
+        self._changing()
         removed = 0
-        for inc in loaded:
-            gone_root = inc.root in gone and inc.group is None and inc.clear_since is None
-            if gone_root and lifecycle.allows(inc.phase, Event.ROOT_CLEARED):
+        for inc in list(self._graph.incidents()):
+            if inc.clear_since is not None or not lifecycle.allows(inc.phase, Event.ROOT_CLEARED):
+                continue
+            if inc.group is None:
+                ends = inc.root in gone
+            else:
+                ends = not gone.isdisjoint(inc.members) and not self._assessor.active_members(inc)
+            if ends:
                 removed += 1
                 lifecycle.fire(inc, Event.ROOT_CLEARED, now)
                 self._touch(inc)

@@ -56,14 +56,15 @@ def restore(p: Pipeline, blob: bytes) -> dict[str, int]:
     if state["format"] < SNAPSHOT_FORMAT:
         state = _before_forms(state)
     p.clock = state["clock"]
-    gone = {d["key"] for d in state["alarms"]["alarms"] if d["ne_id"] not in p.topology}
+    gone = frozenset(d["key"] for d in state["alarms"]["alarms"] if d["ne_id"] not in p.topology)
     dropped_alarms = p.alarms.load(state["alarms"], keep=lambda ne: ne in p.topology)
     p.health.load(state)
-    root_removed = p.incidents.load(state["incidents"], gone, p.clock)
+    p.incidents.load(state["incidents"])
     p.forms.load(state["forms"])
     p.kpis.load(state["kpis"])
     p.quality.load(state["quality"])
     p.quarantine.load(state.get("quarantine", ()))
+    root_removed = p.incidents.roots_removed(gone, p.clock) if gone else 0
     p.times.watermark = state.get("event_watermark", 0.0)
     p.stats.load(state["stats"])
     return {"alarms_dropped": dropped_alarms, "incidents_root_removed": root_removed}

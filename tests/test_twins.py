@@ -140,6 +140,15 @@ def _slots(obj: Any) -> list[Any]:
     return [getattr(obj, name, _UNSET) for name in type(obj).__slots__]
 
 
+def _assert_frozen(made: Any) -> None:
+    """Every field refuses to be set or deleted."""
+    for f in dataclasses.fields(made):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(made, f.name, None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(made, f.name)
+
+
 @pytest.mark.parametrize("cls", CASES, ids=lambda c: c.__qualname__)
 @pytest.mark.parametrize("all_of_them", [True, False], ids=["every-argument", "defaults"])
 def test_a_twin_built_object_is_the_dataclass_s(cls: type, all_of_them: bool) -> None:
@@ -152,11 +161,7 @@ def test_a_twin_built_object_is_the_dataclass_s(cls: type, all_of_them: bool) ->
     assert repr(made) == repr(plain)
     if cls.__hash__ is not None:
         assert hash(made) == hash(plain)
-    for f in dataclasses.fields(cls):
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            setattr(made, f.name, None)
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            delattr(made, f.name)
+    _assert_frozen(made)
     assert _slots(made) == _slots(plain)
 
 
@@ -256,11 +261,7 @@ def test_a_twin_built_class_with_arguments_of_the_declared_types(cls: type) -> N
     assert repr(made) == repr(reference)
     assert made == cls(**kwargs)
     assert _hash(made) == _hash(reference)
-    for f in dataclasses.fields(cls):
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            setattr(made, f.name, None)
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            delattr(made, f.name)
+    _assert_frozen(made)
     assert _fields(made)[: len(kwargs)] == _fields(reference)[: len(kwargs)]
     for again in (copy.copy(made), copy.deepcopy(made), pickle.loads(pickle.dumps(made))):
         assert type(again) is cls

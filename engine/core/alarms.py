@@ -223,14 +223,14 @@ class AlarmTable:
             "counters": asdict(self.counters),
         }
 
-    def load(self, state: Mapping[str, Any], keep: Callable[[str], bool]) -> int:
-        """Restore a dump; alarms whose element ``keep`` refuses are dropped. Returns how many."""
-        dropped = 0
+    def load(self, state: Mapping[str, Any], keep: Callable[[str], bool]) -> frozenset[str]:
+        """Restore a dump; alarms whose element ``keep`` refuses are dropped. Returns their keys."""
+        dropped: set[str] = set()
         self._alarms.clear()
         self._changes.clear()
         for d in state["alarms"]:
             if not keep(d["ne_id"]):
-                dropped += 1
+                dropped.add(d["key"])
                 continue
             rec = ActiveAlarm(**{**d, "transitions": deque(d["transitions"])})
             self._alarms[rec.key] = rec
@@ -239,7 +239,7 @@ class AlarmTable:
         heapq.heapify(self._timers)
         self._seq = state["seq"]
         self.counters = AlarmCounters(**state["counters"])
-        return dropped
+        return frozenset(dropped)
 
     # -- input ---------------------------------------------------------------------------------
     def apply(

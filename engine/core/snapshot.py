@@ -56,8 +56,7 @@ def restore(p: Pipeline, blob: bytes) -> dict[str, int]:
     if state["format"] < SNAPSHOT_FORMAT:
         state = _before_forms(state)
     p.clock = state["clock"]
-    gone = frozenset(d["key"] for d in state["alarms"]["alarms"] if d["ne_id"] not in p.topology)
-    dropped_alarms = p.alarms.load(state["alarms"], keep=lambda ne: ne in p.topology)
+    gone = p.alarms.load(state["alarms"], keep=lambda ne: ne in p.topology)
     p.health.load(state)
     p.incidents.load(state["incidents"])
     p.forms.load(state["forms"])
@@ -67,7 +66,7 @@ def restore(p: Pipeline, blob: bytes) -> dict[str, int]:
     root_removed = p.incidents.roots_removed(gone, p.clock) if gone else 0
     p.times.watermark = state.get("event_watermark", 0.0)
     p.stats.load(state["stats"])
-    return {"alarms_dropped": dropped_alarms, "incidents_root_removed": root_removed}
+    return {"alarms_dropped": len(gone), "incidents_root_removed": root_removed}
 
 
 def _before_forms(state: dict[str, Any]) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def _init_fields_by_name(self: Any) -> tuple[tuple[()], dict[str, Any]]:
 def _remade_by_name(self: Any) -> tuple[Callable[..., Any], tuple[type, dict[str, Any]]]:
     """For ``copy`` and ``pickle`` of a native class (which has neither a ``__dict__`` nor slots for
     the default reduction): made again by calling the class with its init fields, by name."""
-    return _remake, (type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init})
+    return _remake, (type(self), _init_fields_by_name(self)[1])
 
 
 def _remake(cls: type[Any], fields: dict[str, Any]) -> Any:

@@ -6,22 +6,29 @@
    each message on receipt) and the daemon (journal, correlation, outbox, one commit per batch and
    only then the acknowledgements: timed from subscribed until every message is acknowledged).
    Done for single alarms and for batches of 100 KPI samples.
-2. Latency: alarms on distinct elements at half the daemon's measured alarm rate, each opening an
-   incident (``--settle``, default 0); the time from publish to the webhook receiver is recorded:
-   p50 and p99, against the goal of settle + 50 ms.
+2. End to end: the latency feed (below) queued for the daemon's persistent session, timed until
+   the webhook receiver holds every incident: the maximum rate of that workload, where every other
+   message opens an incident and costs a webhook delivery (the alarm feed of 1. holds its incidents
+   back with a settle time of 30 s and has no receiver).
+3. Latency: alarms on distinct elements at half that end-to-end rate (``--latency-rate`` to choose),
+   each opening an incident (``--settle``, default 0), each cleared 100 raises later; the time from
+   publish to the webhook receiver is recorded: p50, p99 and the p99 of each second, against the
+   goal of settle + 50 ms. The publisher (a paced raw-socket MQTT client) and the receiver run in
+   processes of their own (bench/daemon_load.py); the daemon runs here with ``engine run``'s heap
+   policy (engine/service/heap.py).
 
 Issue 11's goals are printed beside the figures: daemon / bare >= 0.5 for alarms, >= 300,000 KPI
 samples/s, p99 <= settle + 50 ms.
 
 Usage: ``python -m bench daemon [--alarms N] [--batches N] [--runs N] [--latency-seconds S] [--settle S]
-[--latency-rate R]``.
+[--latency-rate R] [--delivery-messages N] [--receiver-concurrency N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import gc
 import logging
 import statistics
 import sys
@@ -34,13 +41,14 @@ import aiomqtt
 import orjson
 import yaml
 
+from bench import daemon_load
+from bench.daemon_load import CLEAR_AFTER
 from bench.scenarios import example_topology
 from engine.adapters.mqtt import Inbound
-from engine.model.timeutil import format_time
 from engine.service.config import LoggingSettings, load_settings, parse_broker_url
 from engine.service.daemon import Daemon
+from engine.service.heap import FullCollections
 from engine.service.logs import configure_logging
-from engine.tools.receiver import WebhookReceiver
 from tests.mosquitto import Mosquitto, find_binary
 
 
@@ -140,7 +148,14 @@ def _topology(standalone: int) -> dict[str, Any]:
 
 
 def _config(
-    folder: Path, url: str, client_id: str, receiver: str | None, *, settle: str = "30s", standalone: int = 0
+    folder: Path,
+    url: str,
+    client_id: str,
+    receiver: str | None,
+    *,
+    settle: str = "30s",
+    standalone: int = 0,
+    concurrency: int = 4,
 ) -> Path:
     topo = folder / f"{client_id}-topology.yaml"
     topo.write_text(yaml.safe_dump(_topology(standalone), sort_keys=False))
@@ -157,7 +172,7 @@ def _config(
         },
         "store": {"path": str(folder / f"{client_id}.sqlite")},
         "http": {"enabled": False},
-        "receivers": [{"name": "rx", "url": receiver}] if receiver else [],
+        "receivers": [{"name": "rx", "url": receiver, "concurrency": concurrency}] if receiver else [],
         "logging": {"level": "warning", "format": "json"},
     }
     path = folder / f"{client_id}.yaml"
@@ -224,59 +239,145 @@ class _Stamped(asyncio.Event):
         super().set()
 
 
-async def latency(url: str, rate: float, seconds: float, folder: Path, settle: float) -> list[float]:
+async def latency(
+    url: str, rate: float, seconds: float, folder: Path, settle: float, *, concurrency: int = 4
+) -> dict[str, Any]:
     """Publish → webhook delivery latencies (s) of `opened` records at `rate` messages/s.
 
     Every other message raises an alarm on an element of its own (standalone: no dependencies, own
     site and region), so each opens its own incident; the others clear the alarm raised
     ``CLEAR_AFTER`` raises before (so the active alarms, the rules' facts and the open incidents stay
-    bounded however long the run). The latency of an alarm is until the first record naming it."""
-    arrivals: dict[str, float] = {}
-
-    def arrived(rec: dict[str, Any]) -> None:
-        now = time.time()
-        arrivals.setdefault(rec["root_cause"]["alarm_id"], now)
-        for symptom in rec.get("suppressed") or ():
-            arrivals.setdefault(symptom["alarm_id"], now)
-
-    async with WebhookReceiver(on_record=arrived) as rx:
-        n = int(rate * seconds)
-        raises = (n + 1) // 2
-        path = _config(folder, url, "bench-latency", rx.url, settle=f"{settle}s", standalone=raises)
+    bounded however long the run). The latency of an alarm is until the first record naming it.
+    The publisher and the receiver run in processes of their own (bench/daemon_load.py): only the
+    daemon is in this one. Returns the sorted latencies, the rate the publisher reached and counts."""
+    n = int(rate * seconds)
+    raises = (n + 1) // 2
+    rx_proc, rx = daemon_load.start(daemon_load.receive)
+    try:
+        rx_url = await asyncio.to_thread(_recv, rx, 30.0)
+        path = _config(
+            folder,
+            url,
+            "bench-latency",
+            rx_url,
+            settle=f"{settle}s",
+            standalone=raises,
+            concurrency=concurrency,
+        )
         cfg = load_settings(path, environ={})
         els = [f"lat-{i:05d}" for i in range(raises)]
-        sent: dict[str, float] = {}
-        async with Daemon(cfg) as d:
+        daemon = Daemon(cfg)
+        daemon.heap = heap = FullCollections(HEAP_INTERVAL)
+        heap.start()  # as `engine run` does once started
+        async with daemon as d:
             await _until(lambda: d.ready)
             address = parse_broker_url(url)
-            async with aiomqtt.Client(
-                hostname=address.host, port=address.port, identifier="bench-lat-pub"
-            ) as c:
-                start = time.perf_counter()
-                for i in range(n):
-                    target = start + i / rate
-                    await asyncio.sleep(max(0.0, target - time.perf_counter()))
-                    raise_no, clearing = i // 2 - (CLEAR_AFTER if i % 2 else 0), bool(i % 2)
-                    if raise_no < 0:
-                        continue
-                    ne, cause = els[raise_no % len(els)], f"benchCause{raise_no}"
-                    now = time.time()
-                    if not clearing:
-                        sent[f"{ne}:{cause}"] = now
-                    payload = {
-                        "ne_id": ne,
-                        "severity": "cleared" if clearing else "major",
-                        "probable_cause": cause,
-                        "event_time": format_time(now),
-                    }
-                    await c.publish(f"bench/alarms/{ne}", orjson.dumps(payload), qos=1)
-                with contextlib.suppress(TimeoutError):  # the missing ones are reported
-                    await _until(lambda: len(arrivals) >= len(sent), timeout=60)
-    if len(arrivals) < len(sent):
-        print(
-            f"  ({len(sent) - len(arrivals)} of {len(sent)} incidents not delivered within 60 s)", flush=True
+            spec = {"host": address.host, "port": address.port, "rate": rate, "count": n, "elements": els}
+            pub_proc, pub = daemon_load.start(daemon_load.publish, spec)
+            result = await asyncio.to_thread(_recv, pub, seconds + 120.0)
+            await asyncio.to_thread(pub_proc.join, 10)
+            if "error" in result:
+                raise RuntimeError(f"the latency publisher failed: {result['error']}")
+            sent: dict[str, float] = result["sent"]
+            deadline = time.monotonic() + 60  # the missing ones are reported
+            while time.monotonic() < deadline:
+                rx.send("count")
+                if await asyncio.to_thread(_recv, rx, 10.0) >= len(sent):
+                    break
+                await asyncio.sleep(0.05)
+        rx.send("dump")
+        arrivals: dict[str, float] = await asyncio.to_thread(_recv, rx, 30.0)
+    finally:
+        _restore_heap()
+        _stop(rx_proc)
+    start = min(sent.values(), default=0.0)
+    by_second: dict[int, list[float]] = {}
+    for k, t in sent.items():
+        if k in arrivals:
+            by_second.setdefault(int(t - start), []).append(arrivals[k] - t)
+    return {
+        "latencies": sorted(arrivals[k] - sent[k] for k in sent if k in arrivals),
+        "by_second": {s: sorted(v) for s, v in sorted(by_second.items())},
+        "rate": result["slots"] / result["seconds"] if result["seconds"] else 0.0,
+        "published": result["published"],
+        "acked": result["acked"],
+        "opened": len(sent),
+        "missing": len(sent) - sum(1 for k in sent if k in arrivals),
+    }
+
+
+async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int = 4) -> dict[str, float]:
+    """Messages/s of the latency run's feed the daemon carries end to end: ``messages`` queued for
+    its persistent session (each raise on an element of its own, opening its own incident), then
+    timed from its subscription until the receiver (a process of its own) holds the ``opened``
+    record of every alarm raised. The capacity of the workload the latency run times, so that
+    "half the maximum rate" is half of what that same workload can sustain."""
+    raises = (messages + 1) // 2
+    rx_proc, rx = daemon_load.start(daemon_load.receive)
+    try:
+        rx_url = await asyncio.to_thread(_recv, rx, 30.0)
+        path = _config(
+            folder, url, "bench-delivery", rx_url, settle="0s", standalone=raises, concurrency=concurrency
         )
-    return sorted(arrivals[k] - sent[k] for k in sent if k in arrivals)
+        cfg = load_settings(path, environ={})
+        async with Daemon(cfg) as d:  # the persistent session, then offline while the feed queues
+            await _until(lambda: d.ready)
+        address = parse_broker_url(url)
+        els = [f"lat-{i:05d}" for i in range(raises)]
+        spec = {"host": address.host, "port": address.port, "rate": 1e9, "count": messages, "elements": els}
+        pub_proc, pub = daemon_load.start(daemon_load.publish, spec)
+        result = await asyncio.to_thread(_recv, pub, 300.0)
+        await asyncio.to_thread(pub_proc.join, 10)
+        if "error" in result:
+            raise RuntimeError(f"the delivery-rate publisher failed: {result['error']}")
+        opened = len(result["sent"])
+        daemon = Daemon(cfg)
+        assert daemon.source is not None
+        daemon.source.subscribed = subscribed = _Stamped()
+        daemon.heap = heap = FullCollections(HEAP_INTERVAL)
+        heap.start()  # as `engine run` does once started
+        async with daemon:
+            delivered = 0
+            deadline = time.monotonic() + 600
+            while delivered < opened and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                rx.send("count")
+                delivered = await asyncio.to_thread(_recv, rx, 10.0)
+            elapsed = time.perf_counter() - subscribed.at
+            cpu = time.process_time() - subscribed.cpu
+        if delivered < opened:
+            raise RuntimeError(f"only {delivered} of {opened} incidents delivered within 600 s")
+        rx.send("dump")
+        await asyncio.to_thread(_recv, rx, 30.0)
+    finally:
+        _restore_heap()
+        _stop(rx_proc)
+    return {"rate": result["slots"] / elapsed, "incidents": opened / elapsed, "cpu": cpu / elapsed}
+
+
+HEAP_INTERVAL = 3600.0  # `engine run`'s default gc_full_interval
+
+
+def _restore_heap() -> None:
+    """Python's collector as it was before a daemon run (``FullCollections.start`` froze the heap
+    and moved generation 2's threshold)."""
+    gc.unfreeze()
+    gc.set_threshold(*_THRESHOLDS)
+
+
+_THRESHOLDS = gc.get_threshold()
+
+
+def _stop(proc: Any) -> None:
+    proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+
+
+def _recv(conn: Any, timeout: float) -> Any:
+    if not conn.poll(timeout):
+        raise TimeoutError(f"no answer from a load process within {timeout:g} s")
+    return conn.recv()
 
 
 async def _until(pred: Any, timeout: float = 30.0, step: float = 0.005) -> None:
@@ -285,9 +386,6 @@ async def _until(pred: Any, timeout: float = 30.0, step: float = 0.005) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark condition not reached")
         await asyncio.sleep(step)
-
-
-CLEAR_AFTER = 100  # the latency run clears each alarm this many raises later
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -355,28 +453,67 @@ async def _main(args: argparse.Namespace) -> int:
                         flush=True,
                     )
             if args.latency_seconds > 0:
-                rate = args.latency_rate or eng_a / 2
-                print(f"latency run: {rate:,.0f} messages/s for {args.latency_seconds:g} s", flush=True)
-                lat = await latency(broker.url, rate, args.latency_seconds, folder, args.settle)
-                p99 = _pct(lat, 0.99)
-                goal = args.settle + 0.050
-                _show(
-                    [
-                        (
-                            "latency at half the alarm rate",
-                            f"{rate:,.0f} msg/s (raises and clears), {len(lat)} incidents",
-                        ),
-                        ("  publish → webhook p50", f"{_pct(lat, 0.5) * 1000:.1f} ms"),
-                        (
-                            "  publish → webhook p99",
-                            f"{p99 * 1000:.1f} ms (goal <= settle + 50 ms = {goal * 1000:.0f} ms:"
-                            f" {_met(p99 <= goal)})",
-                        ),
-                    ]
-                )
+                await _latency_runs(args, broker.url, folder, eng_a)
         finally:
             broker.stop()
     return 0
+
+
+async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake: float) -> None:
+    """The end-to-end rate of the latency feed, then the latency run at half of it (or at
+    ``--latency-rate``)."""
+    conc = args.receiver_concurrency
+    e2e = await delivery_rate(url, args.delivery_messages, folder, conc)
+    rate = args.latency_rate or e2e["rate"] / 2
+    _show(
+        [
+            (
+                "end to end (latency feed)",
+                f"{args.delivery_messages:,} messages queued, each raise its own incident, webhook"
+                f" receiver concurrency {conc}",
+            ),
+            (
+                "  daemon, to the last webhook",
+                f"{e2e['rate']:,.0f} msg/s ({e2e['incidents']:,.0f} incidents/s; daemon CPU"
+                f" {e2e['cpu']:.2f} of a core)",
+            ),
+            (
+                "  half the alarm intake rate",
+                f"{intake / 2:,.0f} msg/s: {intake / 4:,.0f} incidents/s,"
+                f" {intake / 4 / e2e['incidents']:.1f}x what this path carries (not a load it can sustain)",
+            ),
+        ]
+    )
+    print(f"latency run: {rate:,.0f} messages/s for {args.latency_seconds:g} s", flush=True)
+    run = await latency(url, rate, args.latency_seconds, folder, args.settle, concurrency=conc)
+    lat = run["latencies"]
+    p99 = _pct(lat, 0.99)
+    goal = args.settle + 0.050
+    worst = max(run["by_second"].items(), key=lambda kv: _pct(kv[1], 0.99))
+    rows = [
+        (
+            "latency at half the end-to-end rate" if not args.latency_rate else "latency at --latency-rate",
+            f"{rate:,.0f} msg/s asked, {run['rate']:,.0f} reached (raises and clears;"
+            " publisher and receiver in processes of their own)",
+        ),
+        ("  incidents timed", f"{len(lat):,} of {run['opened']:,} opened"),
+        ("  publish → webhook p50", f"{_pct(lat, 0.5) * 1000:.1f} ms"),
+        (
+            "  publish → webhook p99",
+            f"{p99 * 1000:.1f} ms (goal <= settle + 50 ms = {goal * 1000:.0f} ms:"
+            f" {_met(p99 <= goal and run['rate'] >= 0.95 * rate)})",
+        ),
+        (
+            "  p99 of each second",
+            ", ".join(f"{_pct(v, 0.99) * 1000:.0f}" for v in run["by_second"].values())
+            + f" ms (worst: second {worst[0]})",
+        ),
+    ]
+    if run["missing"]:
+        rows.append(("  not delivered within 60 s", f"{run['missing']:,}"))
+    if run["acked"] < run["published"]:
+        rows.append(("  PUBACKs missing", f"{run['published'] - run['acked']:,}"))
+    _show(rows)
 
 
 def _show(rows: list[tuple[str, str]]) -> None:
@@ -396,14 +533,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="0: no latency run")
     parser.add_argument("--settle", type=float, default=0.0, help="incidents' settle time, seconds")
     parser.add_argument(
+        "--delivery-messages",
+        type=int,
+        default=20000,
+        help="messages of the end-to-end run (its rate halved is the latency run's)",
+    )
+    parser.add_argument(
+        "--receiver-concurrency",
+        type=int,
+        default=4,
+        help="the webhook receiver's concurrency (the engine's default: 4)",
+    )
+    parser.add_argument(
         "--latency-rate",
         type=float,
         default=0.0,
-        help="messages/s of the latency run (0: half the alarm rate)",
+        help="messages/s of the latency run (0: half the end-to-end rate)",
     )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.alarms < 1 or args.batches < 1:
         parser.error("--runs, --alarms and --batches must be at least 1")
+    if args.delivery_messages < 2 * CLEAR_AFTER:
+        parser.error(f"--delivery-messages must be at least {2 * CLEAR_AFTER}")
+    if not 1 <= args.receiver_concurrency <= 64:
+        parser.error("--receiver-concurrency must be within 1..64")
     if args.latency_seconds < 0 or args.settle < 0 or args.latency_rate < 0:
         parser.error("--latency-seconds, --settle and --latency-rate must be >= 0")
     if find_binary() is None:

@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("elements / customers", f"{len(topology.elements):,} / {topology.customer_count():,}"))
     rows.append(("customer groups", f"{len(topology.all_groups()):,}"))
     full, _ = _median_seconds(gc.collect, args.repeat)
-    gc.freeze()  # as `engine run` does once started (engine.service.daemon.freeze_heap)
+    gc.freeze()  # as `engine run` does once started (engine.service.heap.freeze_heap)
     frozen, _ = _median_seconds(gc.collect, args.repeat)
     gc.unfreeze()  # the measurements below count the full collections that land in them
     rows.append(

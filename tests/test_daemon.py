@@ -18,7 +18,8 @@ from bench.scenarios import T0, alarm, clear, fiber_cut
 from engine import compiled
 from engine.adapters.store import Store
 from engine.model.timeutil import format_time, parse_time
-from engine.service.daemon import Daemon, freeze_heap
+from engine.service.daemon import Daemon
+from engine.service.heap import freeze_heap
 from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import (
     DaemonProcess,

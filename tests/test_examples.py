@@ -42,7 +42,16 @@ def test_shipped_engine_config_is_the_defaults_plus_the_example_paths() -> None:
     and store path are set, relative to the file."""
     s = load_settings(ROOT / "config" / "engine.yaml", environ={})
     d = EngineSettings()
-    for key in ("core", "rulesets", "mqtt", "http", "receivers", "logging", "shutdown_timeout"):
+    for key in (
+        "core",
+        "rulesets",
+        "mqtt",
+        "http",
+        "receivers",
+        "logging",
+        "shutdown_timeout",
+        "gc_full_interval",
+    ):
         assert getattr(s, key) == getattr(d, key), key
     assert s.store.model_copy(update={"path": d.store.path}) == d.store
     assert s.topology is not None

@@ -117,6 +117,15 @@ def test_the_query_answers_what_the_core_holds(pipeline: Pipeline) -> None:
     assert [i.id for i in q.incidents()] == [i.id for i in pipeline.incidents.incidents()]
     assert q.summary() == pipeline.summary()
     assert q.faults() == []
+    # the gauges' counts: what the open incidents' summaries say, counted by (state, priority)
+    pipeline.tick(T0 + 40)  # past the settle time: opened
+    summaries = [s for s in q.incidents(open_only=True) if s.priority is not None]
+    by_key: dict[tuple[str, int], int] = {}
+    for s in summaries:
+        assert s.priority is not None
+        by_key[s.state, s.priority] = by_key.get((s.state, s.priority), 0) + 1
+    assert q.open_incident_counts() == by_key
+    assert by_key == {("outage", 1): 1}  # the fiber cut, clearing
     assert q.quarantined() == {}
     assert q.element("agg-3") == element_view(pipeline, "agg-3") is not None
     assert q.own_health() == dict(pipeline.health.own) != {}

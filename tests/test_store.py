@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -797,3 +798,35 @@ async def test_the_offline_tools_stop_on_a_damaged_entry_only_when_they_read_it(
         StoreError, match=r"engine\.sqlite: journal entry 3: its compressed payload does not inflate"
     ):
         from_store(pipeline(), path)
+
+
+async def test_a_thread_of_its_own_checkpoints_the_wal_so_commits_do_not(tmp_path: Path) -> None:
+    """The checkpointer thread copies the WAL back while the writer goes on: 10 MB journaled in
+    rounds of 1 MB leave a WAL of a few MB at most (none of SQLite's own checkpoints: the fallback
+    is at 32 MB), and every entry reads back."""
+    path = tmp_path / "engine.sqlite"
+    payload = bytes(range(256)) * 3  # 768 bytes: below PACK_FROM, journaled as it is
+    async with Store(path, commit_interval=3600) as s:
+        for round_no in range(10):
+            before = s.checkpoints
+            for i in range(1365):  # about 1 MB
+                s.append("msg", f"t/{round_no}/{i}", payload, T0)
+                if i % 100 == 99:
+                    s.commit()
+            s.commit()
+            deadline = time.monotonic() + 10
+            while s.checkpoints <= before + 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert s.checkpoints > before + 1, "the checkpointer thread ran no checkpoint"
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size < 4_000_000
+        assert sum(1 for _ in s.journal_after(0)) == 13650
+    assert not wal.exists()  # the last connection's close checkpoints and removes it
+
+
+async def test_without_the_thread_sqlite_checkpoints_in_the_commits(tmp_path: Path) -> None:
+    async with Store(tmp_path / "engine.sqlite", commit_interval=3600, checkpoint_thread=False) as s:
+        s.append("msg", "t", b"x", T0)
+        s.commit()
+        assert s.checkpoints == 0
+        assert s.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000

@@ -210,6 +210,18 @@ class CoreQuery:
         book = self._p.incidents
         return [_summary(inc) for inc in book.incidents() if not open_only or inc.phase in OPEN_PHASES]
 
+    def open_incident_counts(self) -> dict[tuple[str, int], int]:
+        """How many open and clearing incidents have each (state, priority); those without a
+        priority yet are not counted. What ``incidents(open_only=True)`` would give, without
+        making a summary of each (the daemon's gauges ask every second, storms included)."""
+        counts: dict[tuple[str, int], int] = {}
+        for inc in self._p.incidents.incidents():
+            p = inc.priority
+            if p is not None and inc.phase in OPEN_PHASES:
+                key = (inc.state, p.priority)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def incident_of(self, key: str) -> IncidentSummary | None:
         """The incident the alarm ``key`` belongs to now, if any."""
         inc = self._p.incidents.incident_of(key)

@@ -64,6 +64,7 @@ from engine.model.topology import load_topology
 from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets
 from engine.service.config import EngineSettings
+from engine.service.heap import FullCollections, freeze_heap
 from engine.service.logs import RateLimited, bound, log_transition
 from engine.service.metrics import Metrics
 
@@ -163,6 +164,7 @@ class Daemon(CoreView):
         self._entries_since_snapshot = 0
         self._metrics_at = 0.0
         self._purged_at = 0.0
+        self.heap: FullCollections | None = None  # `engine run` sets it: full collections are ours
         self._firings_seen = 0
         self._rule_firings_seen: dict[str, int] = {}  # qualified rule -> firings already counted
         self._reconnects_seen = 0
@@ -346,6 +348,8 @@ class Daemon(CoreView):
                 self.store.purge_dead_letters(now)
                 self.store.purge_explanations(now)
                 self._purged_at = now
+            if self.heap is not None and self.heap.due(idle=not taken and self._idle()):
+                self._full_collection()
             if taken:
                 await asyncio.sleep(0)  # a full batch: more may be waiting; let the rest run first
                 continue
@@ -353,10 +357,19 @@ class Daemon(CoreView):
             if self._catching_up:
                 wait = 0.02
             self._wake.clear()
-            if self.intake.empty() and not self._mqtt_waiting():
+            if self._idle():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._wake.wait()
+
+    def _idle(self) -> bool:
+        return self.intake.empty() and not self._mqtt_waiting()
+
+    def _full_collection(self) -> None:
+        """A full garbage collection, between batches (engine/service/heap.py)."""
+        assert self.heap is not None
+        found, took = self.heap.collect()
+        log.info("full garbage collection", unreachable=found, seconds=round(took, 4))
 
     def _mqtt_waiting(self) -> bool:
         return self.source is not None and self.source.waiting > 0
@@ -469,12 +482,7 @@ class Daemon(CoreView):
         m = self.metrics
         q = self.pipeline.query
         m.alarms_active(q.active_alarm_count())
-        counts: dict[tuple[str, int], int] = {}
-        for inc in q.incidents(open_only=True):
-            if inc.priority is not None:
-                key = (inc.state, inc.priority)
-                counts[key] = counts.get(key, 0) + 1
-        m.incidents_gauge(counts)
+        m.incidents_gauge(q.open_incident_counts())
         m.outbox_depths(self.store.outbox_depth())  # a receiver with nothing pending reads 0
         kept, unpublished = self.store.dead_letter_counts()
         m.dead_letters_kept(kept, unpublished)
@@ -942,22 +950,13 @@ def _concrete(topic_filter: str, word: str) -> str:
     return "/".join(word if level in ("+", "#") else level for level in topic_filter.split("/"))
 
 
-def freeze_heap() -> None:
-    """Hide every object alive now from the garbage collector (``gc.freeze``), after one collection.
-
-    The topology is static and holds most of the process's containers: at 1,000,000 customers one
-    full collection walks about 600,000 of them, 200-310 ms of CPU in the core task, and frees none
-    (docs/performance.md, "Topology load"). Frozen objects are still freed by reference counting;
-    only reference cycles among them would stay, hence a reload unfreezes and freezes again."""
-    gc.collect()
-    gc.freeze()
-
-
 async def run(settings: EngineSettings) -> int:
     """`engine run`: until SIGTERM/SIGINT (graceful; a second signal forces exit) or SIGHUP (reload)."""
     loop = asyncio.get_running_loop()
     async with Daemon(settings) as daemon:
-        freeze_heap()  # started: topology, rules and recovered state loaded (see freeze_heap)
+        # started: topology, rules and recovered state loaded, frozen; full collections ours
+        daemon.heap = heap = FullCollections(settings.gc_full_interval)
+        heap.start()
         first_signal: float | None = None
 
         def on_stop() -> None:
@@ -982,6 +981,7 @@ async def run(settings: EngineSettings) -> int:
         try:
             await daemon.wait()
         finally:
+            heap.stop()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
     return 0

@@ -114,7 +114,7 @@ async def _publish(host: str, port: int, rate: float, count: int, elements: list
     acks = asyncio.create_task(count_acks())
     sent: dict[str, float] = {}
     published = 0
-    start = time.perf_counter()
+    start, wall_start = time.perf_counter(), time.time()
     i = 0
     while i < count:
         due = min(count, int((time.perf_counter() - start) * rate) + 1)
@@ -122,12 +122,15 @@ async def _publish(host: str, port: int, rate: float, count: int, elements: list
         now = time.time()
         while i < due:
             msg = feed_message(i, elements, now)
+            # timed from when it was due, not when it left: a publisher that fell behind (the
+            # machine busy) must not hide the wait from the latency (coordinated omission)
+            scheduled = wall_start + i / rate
             i += 1
             if msg is None:
                 continue
             key, topic, payload = msg
             if key is not None:
-                sent[key] = now
+                sent[key] = scheduled
             published += 1
             chunk.append(_publish_packet(topic, payload, published % 65535 + 1))
         if chunk:
@@ -137,8 +140,10 @@ async def _publish(host: str, port: int, rate: float, count: int, elements: list
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
     elapsed = time.perf_counter() - start
     deadline = time.monotonic() + 30
-    while acked < published and time.monotonic() < deadline:
+    while acked < published and time.monotonic() < deadline and not acks.done():
         await asyncio.sleep(0.01)
+    if acks.done() and not acks.cancelled() and (error := acks.exception()) is not None:
+        raise error
     acks.cancel()
     writer.write(b"\xe0\x00")  # DISCONNECT
     writer.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -830,3 +831,23 @@ async def test_without_the_thread_sqlite_checkpoints_in_the_commits(tmp_path: Pa
         s.commit()
         assert s.checkpoints == 0
         assert s.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+
+
+async def test_a_store_in_memory_has_no_checkpointer_thread() -> None:
+    async with Store(Path(":memory:"), commit_interval=3600) as s:
+        assert s._checkpointer is None
+        assert not any(t.name.startswith("store:checkpoint:") for t in threading.enumerate())
+
+
+async def test_when_the_checkpointer_thread_dies_the_commits_checkpoint_as_before(tmp_path: Path) -> None:
+    async with Store(tmp_path / "engine.sqlite", commit_interval=3600) as s:
+        checkpointer = s._checkpointer
+        assert checkpointer is not None
+        assert s.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 8000
+        checkpointer.join()  # as if it had stopped on an error: ``alive`` is False
+        assert not checkpointer.alive
+        s.append("msg", "t", b"x", T0)
+        s.commit()
+        assert s._checkpointer is None
+        assert s.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert sum(1 for _ in s.journal_after(0)) == 1

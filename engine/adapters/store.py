@@ -117,6 +117,7 @@ class WireRecord:
 
 CHECKPOINT_EVERY = 0.25  # seconds between the checkpointer thread's passive checkpoints
 FALLBACK_CHECKPOINT_PAGES = 8000  # the writer's own checkpoint (SQLite's default: 1,000), 32 MB of WAL
+WAL_SIZE_LIMIT = 64 << 20  # the WAL file is truncated to this once checkpointed (it never shrinks else)
 
 SCHEMA_VERSION = 2  # 2: the journal's ``packed`` column (a version-1 file gains it when opened)
 
@@ -306,8 +307,9 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            wal = db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"  # not for :memory:
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._migrate(db)
             row = db.execute(
                 "SELECT max(coalesce((SELECT max(seq) FROM journal), 0),"
@@ -321,10 +323,15 @@ class Store:
             raise
         self._seq = int(row[0])
         self._db = db
-        if self.checkpoint_thread:
-            db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
-            self._checkpointer = _Checkpointer(self.path, CHECKPOINT_EVERY)
-            self._checkpointer.start()
+        if self.checkpoint_thread and wal:
+            try:  # opened here: a store the thread cannot open keeps SQLite's own checkpoints
+                other = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                log.warning("no checkpointer thread; SQLite checkpoints in the commits", error=str(exc))
+            else:
+                db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_CHECKPOINT_PAGES}")
+                self._checkpointer = _Checkpointer(other, self.path.name, CHECKPOINT_EVERY)
+                self._checkpointer.start()
         self._task = asyncio.create_task(self._committer(), name="store:commit")
         return self
 
@@ -339,15 +346,20 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._checkpointer is not None:
-            await asyncio.to_thread(self._checkpointer.stop)
-            self._checkpointer = None
-        if self._db is not None:
-            try:
-                self.commit()
-            finally:
-                self._db.close()
-                self._db = None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop_soon()  # no await here: the commit below must run whatever happens
+        try:
+            if self._db is not None:
+                try:
+                    self.commit()
+                finally:
+                    self._db.close()
+                    self._db = None
+        finally:
+            if checkpointer is not None:
+                checkpointer.join()  # at most one checkpoint's time (the last connection's close
+                # checkpoints and removes the WAL, whichever of the two it is)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         check_schema(db, self.path, hint="Upgrade the engine or point store.path at another file.")
@@ -396,6 +408,9 @@ class Store:
         """Commit every buffered write in one transaction, then run the ``on_durable`` callbacks in
         append order, then set ``changed`` if outbox rows were enqueued."""
         db = self.db
+        if self._checkpointer is not None and not self._checkpointer.alive:
+            self._checkpointer = None  # it stopped on an error: SQLite's own checkpoints, as small as before
+            db.execute("PRAGMA wal_autocheckpoint=1000")
         self._write_journal()
         if db.in_transaction:
             db.execute("COMMIT")
@@ -1113,41 +1128,46 @@ def _loads(text: str | bytes) -> dict[str, Any]:
 
 
 class _Checkpointer:
-    """A thread that checkpoints the store's WAL with a connection of its own (module docstring)."""
+    """A thread that checkpoints the store's WAL with a connection of its own (module docstring).
+    The connection is opened by the store and used only by this thread from then on."""
 
-    def __init__(self, path: Path, every: float) -> None:
-        self._path = path
+    def __init__(self, db: sqlite3.Connection, name: str, every: float) -> None:
+        self._db = db
         self._every = every
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"store:checkpoint:{path.name}", daemon=True)
-        self.checkpoints = 0
+        self._thread = threading.Thread(target=self._run, name=f"store:checkpoint:{name}", daemon=True)
+        self.checkpoints = 0  # complete ones: every frame of the WAL copied back
+        self.partial = 0  # busy, or frames left (a writer appended meanwhile): the next one goes on
         self.failures = 0
+        self.alive = True
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop_soon(self) -> None:
+        self._stop.set()
+
+    def join(self) -> None:
         self._stop.set()
         self._thread.join()
 
     def _run(self) -> None:
-        try:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
-        except sqlite3.Error:
-            log.exception(
-                "checkpointer cannot open the store; SQLite's own checkpoints go on", path=str(self._path)
-            )
-            return
+        db = self._db
         try:
             while not self._stop.wait(self._every):
                 try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.checkpoints += 1
-                except sqlite3.Error:
+                    busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
                     self.failures += 1
                     if self.failures == 1 or self.failures % 1000 == 0:
-                        log.warning(
-                            "checkpoint failed; retried", path=str(self._path), failures=self.failures
-                        )
+                        log.warning("checkpoint failed; retried", error=str(exc), n=self.failures)
+                    continue
+                if busy == 0 and frames == copied:
+                    self.checkpoints += 1
+                else:
+                    self.partial += 1
+        except BaseException:
+            log.exception("the checkpointer thread stopped; SQLite checkpoints in the commits again")
         finally:
+            self.alive = False
             db.close()

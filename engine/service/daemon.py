@@ -956,7 +956,6 @@ async def run(settings: EngineSettings) -> int:
     async with Daemon(settings) as daemon:
         # started: topology, rules and recovered state loaded, frozen; full collections ours
         daemon.heap = heap = FullCollections(settings.gc_full_interval)
-        heap.start()
         first_signal: float | None = None
 
         def on_stop() -> None:
@@ -979,6 +978,7 @@ async def run(settings: EngineSettings) -> int:
             loop.add_signal_handler(sig, on_stop)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         try:
+            heap.start()
             await daemon.wait()
         finally:
             heap.stop()

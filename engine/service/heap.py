@@ -17,14 +17,19 @@ meanwhile waits.
   reach, so that CPython never starts a full collection by itself. Generations 0 and 1 run as
   before: the cycles that die young (nearly all: 727 objects in cycles over 20,000 messages, the
   rest freed by reference counting) are still collected at once.
-* ``due(now, idle=...)``: a full collection is due once ``interval`` has passed and the daemon is
-  idle (its intake empty), or once twice the interval has passed whatever the load. The daemon's
-  core task asks between batches, and runs it itself (one writer: the pause falls between
-  batches, never inside one).
+* ``due(idle=...)``: a full collection is due once ``interval`` has passed and the daemon is idle
+  (its intake empty at that moment), or once twice the interval has passed whatever the load. The
+  daemon's core task asks between batches, and runs it itself (one writer: the pause falls between
+  batches, never inside one). Under a steady feed the intake is empty between most batches, so
+  this does not avoid the pause: it makes it one per ``interval`` (about 0.7 µs per object the
+  core holds, unfrozen: 68–393 ms with 100,000–530,000 of them) instead of one every half second
+  or so while the state grows.
 * ``stop()``: Python's thresholds as they were.
 
 What it costs: cycles that outlive generation 1 wait for the next full collection (at most twice
-``interval``); their memory with them. ``gc_full_interval: 0`` keeps Python's own schedule.
+``interval``); their memory with them (75 objects in cycles after 290 incidents opened and
+resolved). ``gc_full_interval: 0`` keeps Python's own schedule. ``engine run`` only: the cluster's
+runner (engine/service/cluster.py) neither freezes the heap nor sets this.
 """
 
 from __future__ import annotations

@@ -135,10 +135,10 @@ class Notifier:
         has_incident = has or self._store.has_incident
         out: list[str] = []
         for r in self._receivers:
-            wanted = event in r.events and priority in r.priorities
-            follows = (event in r.events or event == "resolved") and has_incident(r.name, iid)
-            if wanted or follows:
+            if event in r.events and priority in r.priorities:  # wanted
                 out.append(r.name)
+            elif (event in r.events or event == "resolved") and has_incident(r.name, iid):  # follows
+                out.append(r.name)  # (asked only when not wanted: a look-up in the store each)
         return out
 
     def breaker_state(self) -> dict[str, str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from bench.scenarios import alarm
 from engine.service.daemon import Daemon
-from engine.service.heap import NEVER, FullCollections
+from engine.service.heap import NEVER, FullCollections, collect_periodically
 from tests.daemon_harness import settings, until, write_config
 
 
@@ -114,3 +117,26 @@ async def test_the_daemon_runs_the_full_collection_between_batches_when_idle(
             await until(lambda: daemon.pipeline.query.active_alarm_count() == 1, timeout=10, what="applied")
         finally:
             heap.stop()
+
+
+@pytest.mark.usefixtures("collector")
+async def test_collect_periodically_collects_once_the_interval_has_passed() -> None:
+    """The cluster member's task: looks every ``step`` and collects once due, idle or not."""
+    clock = _Clock()
+    heap = FullCollections(60.0, clock=clock)
+    heap.start()
+    task = asyncio.create_task(collect_periodically(heap, step=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        assert heap.collections == 0
+        clock.t += 60.0
+        deadline = time.monotonic() + 5
+        while heap.collections == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert heap.collections == 1
+        await asyncio.sleep(0.05)
+        assert heap.collections == 1  # the next one an interval later
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -78,6 +78,7 @@ from engine.service.cluster_outbox import ClusterOutbox
 from engine.service.cluster_partition import FETCH_BATCH, PartitionWorker
 from engine.service.cluster_view import ClusterView
 from engine.service.config import EngineSettings
+from engine.service.heap import FullCollections, collect_periodically
 
 log = structlog.get_logger("engine.service.cluster")
 
@@ -541,6 +542,12 @@ async def run(settings: EngineSettings) -> int:
                 await stack.enter_async_context(ClusterHttp(node, settings.http))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, node.stop)
+            # started: frozen, and Python's full collections ours, as `engine run`'s (heap.py)
+            heap = FullCollections(settings.gc_full_interval)
+            stack.callback(heap.stop)
+            heap.start()
+            collector = asyncio.create_task(collect_periodically(heap), name="heap:collector")
+            stack.callback(collector.cancel)
             await node.wait()
     except (EngineError, OSError) as exc:
         log.error("cluster member cannot run", error=str(exc))

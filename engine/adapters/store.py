@@ -117,6 +117,7 @@ class WireRecord:
 
 CHECKPOINT_EVERY = 0.25  # seconds between the checkpointer thread's passive checkpoints
 FALLBACK_CHECKPOINT_PAGES = 8000  # the writer's own checkpoint (SQLite's default: 1,000), 32 MB of WAL
+JOIN_TIMEOUT = 10.0  # the store's exit waits this long at most for a checkpoint under way
 WAL_SIZE_LIMIT = 64 << 20  # the WAL file is truncated to this once checkpointed (it never shrinks else)
 
 SCHEMA_VERSION = 2  # 2: the journal's ``packed`` column (a version-1 file gains it when opened)
@@ -348,18 +349,17 @@ class Store:
             self._task = None
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
-            checkpointer.stop_soon()  # no await here: the commit below must run whatever happens
-        try:
-            if self._db is not None:
-                try:
-                    self.commit()
-                finally:
-                    self._db.close()
-                    self._db = None
-        finally:
-            if checkpointer is not None:
-                checkpointer.join()  # at most one checkpoint's time (the last connection's close
-                # checkpoints and removes the WAL, whichever of the two it is)
+            # Joined here, not awaited: nothing may stand between this exit and the commit below.
+            # At most one checkpoint's time. Before the close: two connections closing at once can
+            # each see the other and neither remove the WAL (the last one's close checkpoints it
+            # and removes it).
+            checkpointer.join(JOIN_TIMEOUT)
+        if self._db is not None:
+            try:
+                self.commit()
+            finally:
+                self._db.close()
+                self._db = None
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         check_schema(db, self.path, hint="Upgrade the engine or point store.path at another file.")
@@ -1144,12 +1144,9 @@ class _Checkpointer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop_soon(self) -> None:
+    def join(self, timeout: float | None = None) -> None:
         self._stop.set()
-
-    def join(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         db = self._db

@@ -254,8 +254,8 @@ class EngineSettings(BaseSettings):
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     shutdown_timeout: Duration = 10.0  # drain and flush at most this long on SIGTERM
-    # `engine run` takes Python's full garbage collections over: at most this often, when idle
-    # (engine/service/heap.py); 0: Python's own schedule
+    # `engine run` (and a cluster member) takes Python's full garbage collections over: at most
+    # this often, when idle (engine/service/heap.py); 0: Python's own schedule
     gc_full_interval: Duration = 3600.0
 
     model_config = SettingsConfigDict(

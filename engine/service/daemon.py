@@ -349,7 +349,7 @@ class Daemon(CoreView):
                 self.store.purge_explanations(now)
                 self._purged_at = now
             if self.heap is not None and self.heap.due(idle=not taken and self._idle()):
-                self._full_collection()
+                self.heap.collect()  # between batches (engine/service/heap.py)
             if taken:
                 await asyncio.sleep(0)  # a full batch: more may be waiting; let the rest run first
                 continue
@@ -364,12 +364,6 @@ class Daemon(CoreView):
 
     def _idle(self) -> bool:
         return self.intake.empty() and not self._mqtt_waiting()
-
-    def _full_collection(self) -> None:
-        """A full garbage collection, between batches (engine/service/heap.py)."""
-        assert self.heap is not None
-        found, took = self.heap.collect()
-        log.info("full garbage collection", unreachable=found, seconds=round(took, 4))
 
     def _mqtt_waiting(self) -> bool:
         return self.source is not None and self.source.waiting > 0

@@ -156,6 +156,7 @@ def _config(
     settle: str = "30s",
     standalone: int = 0,
     concurrency: int = 4,
+    root: str = "bench",
 ) -> Path:
     topo = folder / f"{client_id}-topology.yaml"
     topo.write_text(yaml.safe_dump(_topology(standalone), sort_keys=False))
@@ -165,7 +166,7 @@ def _config(
         "mqtt": {
             "url": url,
             "client_id": client_id,
-            "alarm_topics": ["bench/alarms/#"],
+            "alarm_topics": [f"{root}/alarms/#"],
             "probe_topics": ["bench/probes/#"],
             "incident_topic": "bench-out/incidents",
             "dead_letter_topic": "bench-out/dead",
@@ -252,6 +253,7 @@ async def latency(
     daemon is in this one. Returns the sorted latencies, the rate the publisher reached and counts."""
     n = int(rate * seconds)
     raises = (n + 1) // 2
+    heap = FullCollections(HEAP_INTERVAL)
     rx_proc, rx = daemon_load.start(daemon_load.receive)
     try:
         rx_url = await asyncio.to_thread(_recv, rx, 30.0)
@@ -263,34 +265,21 @@ async def latency(
             settle=f"{settle}s",
             standalone=raises,
             concurrency=concurrency,
+            root=LATENCY_ROOT,
         )
         cfg = load_settings(path, environ={})
         els = [f"lat-{i:05d}" for i in range(raises)]
-        daemon = Daemon(cfg)
-        async with daemon as d:
-            await _until(lambda: d.ready)
-            daemon.heap = heap = FullCollections(HEAP_INTERVAL)
+        async with Daemon(cfg) as daemon:
+            await _until(lambda: daemon.ready)
+            daemon.heap = heap
             heap.start()  # as `engine run` does once started
-            address = parse_broker_url(url)
-            spec = {"host": address.host, "port": address.port, "rate": rate, "count": n, "elements": els}
-            pub_proc, pub = daemon_load.start(daemon_load.publish, spec)
-            try:
-                result = await asyncio.to_thread(_recv, pub, seconds + 120.0)
-            finally:
-                await asyncio.to_thread(_stop, pub_proc)
-            if "error" in result:
-                raise RuntimeError(f"the latency publisher failed: {result['error']}")
+            result = await _publish_feed(url, rate, n, els, LATENCY_ROOT, timeout=seconds + 120.0)
             sent: dict[str, float] = result["sent"]
-            deadline = time.monotonic() + 60  # the missing ones are reported
-            while time.monotonic() < deadline:
-                rx.send("count")
-                if await asyncio.to_thread(_recv, rx, 10.0) >= len(sent):
-                    break
-                await asyncio.sleep(0.05)
+            await _delivered(rx, len(sent), timeout=60.0)  # the missing ones are reported
         rx.send("dump")
         arrivals: dict[str, float] = await asyncio.to_thread(_recv, rx, 30.0)
     finally:
-        _restore_heap()
+        _restore_heap(heap)
         _stop(rx_proc)
     start = min(sent.values(), default=0.0)
     by_second: dict[int, list[float]] = {}
@@ -315,38 +304,33 @@ async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int 
     record of every alarm raised. The capacity of the workload the latency run times, so that
     "half the maximum rate" is half of what that same workload can sustain."""
     raises = (messages + 1) // 2
+    heap = FullCollections(HEAP_INTERVAL)
     rx_proc, rx = daemon_load.start(daemon_load.receive)
     try:
         rx_url = await asyncio.to_thread(_recv, rx, 30.0)
         path = _config(
-            folder, url, "bench-delivery", rx_url, settle="0s", standalone=raises, concurrency=concurrency
+            folder,
+            url,
+            "bench-delivery",
+            rx_url,
+            settle="0s",
+            standalone=raises,
+            concurrency=concurrency,
+            root=DELIVERY_ROOT,
         )
         cfg = load_settings(path, environ={})
         async with Daemon(cfg) as d:  # the persistent session, then offline while the feed queues
             await _until(lambda: d.ready)
-        address = parse_broker_url(url)
         els = [f"lat-{i:05d}" for i in range(raises)]
-        spec = {"host": address.host, "port": address.port, "rate": 1e9, "count": messages, "elements": els}
-        pub_proc, pub = daemon_load.start(daemon_load.publish, spec)
-        try:
-            result = await asyncio.to_thread(_recv, pub, 300.0)
-        finally:
-            await asyncio.to_thread(_stop, pub_proc)
-        if "error" in result:
-            raise RuntimeError(f"the delivery-rate publisher failed: {result['error']}")
+        result = await _publish_feed(url, 1e9, messages, els, DELIVERY_ROOT, timeout=300.0)
         opened = len(result["sent"])
         daemon = Daemon(cfg)
         assert daemon.source is not None
         daemon.source.subscribed = subscribed = _Stamped()
-        daemon.heap = heap = FullCollections(HEAP_INTERVAL)
+        daemon.heap = heap
         heap.start()  # as `engine run` does, but before it connects: the feed arrives at once
         async with daemon:
-            delivered = 0
-            deadline = time.monotonic() + 600
-            while delivered < opened and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-                rx.send("count")
-                delivered = await asyncio.to_thread(_recv, rx, 10.0)
+            delivered = await _delivered(rx, opened, timeout=600.0)
             elapsed = time.perf_counter() - subscribed.at
             cpu = time.process_time() - subscribed.cpu
         if delivered < opened:
@@ -354,22 +338,60 @@ async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int 
         rx.send("dump")
         await asyncio.to_thread(_recv, rx, 30.0)
     finally:
-        _restore_heap()
+        _restore_heap(heap)
         _stop(rx_proc)
     return {"rate": result["slots"] / elapsed, "incidents": opened / elapsed, "cpu": cpu / elapsed}
 
 
 HEAP_INTERVAL = 3600.0  # `engine run`'s default gc_full_interval
+# Each run's feed under a topic root of its own: the persistent sessions the earlier runs leave on
+# the broker (the subscribers' ``bench/#``, the delivery run's daemon) would otherwise queue every
+# message of the latency run as well, a dozen copies each: Mosquitto's work, and spikes of
+# 100-500 ms in the latency run's first seconds, not the daemon's.
+DELIVERY_ROOT = "bench-e2e"
+LATENCY_ROOT = "bench-lat"
 
 
-def _restore_heap() -> None:
-    """Python's collector as it was before a daemon run (``FullCollections.start`` froze the heap
-    and moved generation 2's threshold)."""
+def _restore_heap(heap: FullCollections) -> None:
+    """Python's collector as it was before a daemon run (``heap.start``, if it ran, froze the heap
+    and moved generation 2's threshold; ``stop`` puts the threshold back)."""
+    heap.stop()
     gc.unfreeze()
-    gc.set_threshold(*_THRESHOLDS)
 
 
-_THRESHOLDS = gc.get_threshold()
+async def _publish_feed(
+    url: str, rate: float, count: int, elements: list[str], root: str, *, timeout: float
+) -> dict[str, Any]:
+    """``count`` messages of the latency feed at ``rate`` under ``root`` from the publisher process;
+    its result."""
+    address = parse_broker_url(url)
+    spec = {
+        "host": address.host,
+        "port": address.port,
+        "rate": rate,
+        "count": count,
+        "elements": elements,
+        "root": root,
+    }
+    pub_proc, pub = daemon_load.start(daemon_load.publish, spec)
+    try:
+        result: dict[str, Any] = await asyncio.to_thread(_recv, pub, timeout)
+    finally:
+        await asyncio.to_thread(_stop, pub_proc)
+    if "error" in result:
+        raise RuntimeError(f"the publisher of {root}/alarms failed: {result['error']}")
+    return result
+
+
+async def _delivered(rx: Any, target: int, *, timeout: float) -> int:
+    """Alarms the receiver process has had records for, asked until ``target`` or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rx.send("count")
+        count: int = await asyncio.to_thread(_recv, rx, 10.0)
+        if count >= target or time.monotonic() >= deadline:
+            return count
+        await asyncio.sleep(0.01)
 
 
 def _stop(proc: Any) -> None:

@@ -71,7 +71,9 @@ def _publish_packet(topic: str, payload: bytes, mid: int) -> bytes:
     return _packet(0x32, len(t).to_bytes(2, "big") + t + mid.to_bytes(2, "big") + payload)
 
 
-def feed_message(i: int, elements: list[str], now: float) -> tuple[str | None, str, bytes] | None:
+def feed_message(
+    i: int, elements: list[str], now: float, root: str = "bench"
+) -> tuple[str | None, str, bytes] | None:
     """Message ``i`` of the latency feed: even ``i`` raise alarm ``i // 2`` on an element of its
     own, odd ``i`` clear the alarm raised ``CLEAR_AFTER`` raises before (None before there is one).
     Returns (the alarm's key when it is a raise, topic, payload)."""
@@ -85,10 +87,12 @@ def feed_message(i: int, elements: list[str], now: float) -> tuple[str | None, s
         "probable_cause": cause,
         "event_time": format_time(now),
     }
-    return (None if clearing else f"{ne}:{cause}"), f"bench/alarms/{ne}", orjson.dumps(payload)
+    return (None if clearing else f"{ne}:{cause}"), f"{root}/alarms/{ne}", orjson.dumps(payload)
 
 
-async def _publish(host: str, port: int, rate: float, count: int, elements: list[str]) -> dict[str, Any]:
+async def _publish(
+    host: str, port: int, rate: float, count: int, elements: list[str], *, root: str = "bench"
+) -> dict[str, Any]:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(_connect_packet(f"bench-lat-pub-{time.monotonic_ns()}"))
     await writer.drain()
@@ -121,7 +125,7 @@ async def _publish(host: str, port: int, rate: float, count: int, elements: list
         chunk = []
         now = time.time()
         while i < due:
-            msg = feed_message(i, elements, now)
+            msg = feed_message(i, elements, now, root)
             # timed from when it was due, not when it left: a publisher that fell behind (the
             # machine busy) must not hide the wait from the latency (coordinated omission)
             scheduled = wall_start + i / rate
@@ -152,10 +156,13 @@ async def _publish(host: str, port: int, rate: float, count: int, elements: list
 
 def publish(spec: dict[str, Any], conn: Connection) -> None:
     """Process body: publish ``spec["count"]`` messages of the feed at ``spec["rate"]`` to the broker
-    at ``spec["host"]``/``spec["port"]``; send the result on ``conn``."""
+    at ``spec["host"]``/``spec["port"]``, on topics under ``spec["root"]``; send the result on
+    ``conn``."""
     gc.disable()  # the instrument must not pause: a full collection of ``sent`` would bunch the feed
     try:
-        result = _publish(spec["host"], spec["port"], spec["rate"], spec["count"], spec["elements"])
+        result = _publish(
+            spec["host"], spec["port"], spec["rate"], spec["count"], spec["elements"], root=spec["root"]
+        )
         conn.send(asyncio.run(result))
     except Exception as exc:  # reported to the parent, which prints it
         conn.send({"error": f"{type(exc).__name__}: {exc}"})

@@ -7,10 +7,15 @@
    only then the acknowledgements: timed from subscribed until every message is acknowledged).
    Done for single alarms and for batches of 100 KPI samples.
 2. End to end: the latency feed (below) queued for the daemon's persistent session, timed until
-   the webhook receiver holds every incident: the maximum rate of that workload, where every other
+   the webhook receiver holds every incident: the drain rate of that workload, where every other
    message opens an incident and costs a webhook delivery (the alarm feed of 1. holds its incidents
-   back with a settle time of 30 s and has no receiver).
-3. Latency: alarms on distinct elements at half that end-to-end rate (``--latency-rate`` to choose),
+   back with a settle time of 30 s and has no receiver). A drain commits 500 messages at a time,
+   which a steady feed never does: it is an upper bound, not a rate the daemon sustains.
+3. The highest steady rate: a bisection below the drain rate (``--search-steps`` runs of
+   ``--step-seconds`` each, the feed of 4. at a paced rate); a rate is kept up with when the
+   publisher stays on pace, everything is delivered and acknowledged, and the median latency of the
+   run's last two seconds is at most twice that of its first two (a backlog that grows fails it).
+4. Latency: alarms on distinct elements at half that steady rate (``--latency-rate`` to choose),
    each opening an incident (``--settle``, default 0), each cleared 100 raises later; the time from
    publish to the webhook receiver is recorded: p50, p99 and the p99 of each second, against the
    goal of settle + 50 ms. The publisher (a paced raw-socket MQTT client) and the receiver run in
@@ -21,7 +26,8 @@ Issue 11's goals are printed beside the figures: daemon / bare >= 0.5 for alarms
 samples/s, p99 <= settle + 50 ms.
 
 Usage: ``python -m bench daemon [--alarms N] [--batches N] [--runs N] [--latency-seconds S] [--settle S]
-[--latency-rate R] [--delivery-messages N] [--receiver-concurrency N]``.
+[--latency-rate R] [--delivery-messages N] [--receiver-concurrency N] [--search-steps N]
+[--step-seconds S]``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import logging
 import statistics
 import sys
@@ -253,6 +260,8 @@ async def latency(
     daemon is in this one. Returns the sorted latencies, the rate the publisher reached and counts."""
     n = int(rate * seconds)
     raises = (n + 1) // 2
+    run_no = next(_LATENCY_RUNS)  # each run a daemon, a store and a topic root of its own
+    root = f"{LATENCY_ROOT}{run_no}"
     heap = FullCollections(HEAP_INTERVAL)
     rx_proc, rx = daemon_load.start(daemon_load.receive)
     try:
@@ -260,12 +269,12 @@ async def latency(
         path = _config(
             folder,
             url,
-            "bench-latency",
+            f"bench-latency{run_no}",
             rx_url,
             settle=f"{settle}s",
             standalone=raises,
             concurrency=concurrency,
-            root=LATENCY_ROOT,
+            root=root,
         )
         cfg = load_settings(path, environ={})
         els = [f"lat-{i:05d}" for i in range(raises)]
@@ -273,7 +282,7 @@ async def latency(
             await _until(lambda: daemon.ready)
             daemon.heap = heap
             heap.start()  # as `engine run` does once started
-            result = await _publish_feed(url, rate, n, els, LATENCY_ROOT, timeout=seconds + 120.0)
+            result = await _publish_feed(url, rate, n, els, root, timeout=seconds + 120.0)
             sent: dict[str, float] = result["sent"]
             await _delivered(rx, len(sent), timeout=60.0)  # the missing ones are reported
         rx.send("dump")
@@ -301,8 +310,8 @@ async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int 
     """Messages/s of the latency run's feed the daemon carries end to end: ``messages`` queued for
     its persistent session (each raise on an element of its own, opening its own incident), then
     timed from its subscription until the receiver (a process of its own) holds the ``opened``
-    record of every alarm raised. The capacity of the workload the latency run times, so that
-    "half the maximum rate" is half of what that same workload can sustain."""
+    record of every alarm raised. The ceiling of the steady-rate search (``steady_rate``): a
+    drain commits 500 at a time, so it overstates what a paced feed of the same workload keeps."""
     raises = (messages + 1) // 2
     heap = FullCollections(HEAP_INTERVAL)
     rx_proc, rx = daemon_load.start(daemon_load.receive)
@@ -350,6 +359,10 @@ HEAP_INTERVAL = 3600.0  # `engine run`'s default gc_full_interval
 # 100-500 ms in the latency run's first seconds, not the daemon's.
 DELIVERY_ROOT = "bench-e2e"
 LATENCY_ROOT = "bench-lat"
+# The search's steps and the latency run each start a daemon of their own (its own client id, store
+# and root): one that recovered the last run's store would find its alarms still raised, and the last
+# run's persistent session would queue every message of the next.
+_LATENCY_RUNS = itertools.count()
 
 
 def _restore_heap(heap: FullCollections) -> None:
@@ -486,11 +499,10 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake: float) -> None:
-    """The end-to-end rate of the latency feed, then the latency run at half of it (or at
-    ``--latency-rate``)."""
+    """The end-to-end drain rate of the latency feed, the highest steady rate (a step search below
+    it), then the latency run at half of that (or at ``--latency-rate``)."""
     conc = args.receiver_concurrency
     e2e = await delivery_rate(url, args.delivery_messages, folder, conc)
-    rate = args.latency_rate or e2e["rate"] / 2
     _show(
         [
             (
@@ -499,9 +511,9 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
                 f" receiver concurrency {conc}",
             ),
             (
-                "  daemon, to the last webhook",
+                "  drained, to the last webhook",
                 f"{e2e['rate']:,.0f} msg/s ({e2e['incidents']:,.0f} incidents/s; daemon CPU"
-                f" {e2e['cpu']:.2f} of a core)",
+                f" {e2e['cpu']:.2f} of a core): a burst, committed 500 at a time (an upper bound)",
             ),
             (
                 "  half the alarm intake rate",
@@ -510,6 +522,25 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
             ),
         ]
     )
+    rate = args.latency_rate
+    if not rate:
+        steady, trials = await steady_rate(
+            url, folder, e2e["rate"], args.search_steps, args.step_seconds, concurrency=conc
+        )
+        _show(
+            [
+                (
+                    "  highest steady rate",
+                    f"{steady:,.0f} msg/s ({steady / 2:,.0f} incidents/s, each opened and resolved by"
+                    f" webhook): {args.search_steps} steps of {args.step_seconds:g} s below the drain rate",
+                ),
+                ("  steps (p50 first → last s)", ", ".join(_trial(t) for t in trials)),
+            ]
+        )
+        if not steady:
+            _show([("latency run", "no steady rate found: NOT met")])
+            return
+        rate = steady / 2
     print(f"latency run: {rate:,.0f} messages/s for {args.latency_seconds:g} s", flush=True)
     run = await latency(url, rate, args.latency_seconds, folder, args.settle, concurrency=conc)
     lat = run["latencies"]
@@ -522,7 +553,7 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
     whole = not run["missing"] and run["acked"] == run["published"]
     rows = [
         (
-            "latency at half the end-to-end rate" if not args.latency_rate else "latency at --latency-rate",
+            "latency at half the steady rate" if not args.latency_rate else "latency at --latency-rate",
             f"{rate:,.0f} msg/s asked, {run['rate']:,.0f} reached (raises and clears;"
             " publisher and receiver in processes of their own)",
         ),
@@ -544,6 +575,62 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
     if run["acked"] < run["published"]:
         rows.append(("  PUBACKs missing", f"{run['published'] - run['acked']:,}"))
     _show(rows)
+
+
+async def steady_rate(
+    url: str, folder: Path, ceiling: float, steps: int, seconds: float, *, concurrency: int = 4
+) -> tuple[float, list[dict[str, Any]]]:
+    """The highest rate of the latency feed the daemon keeps up with, by bisection below
+    ``ceiling`` (the drain rate): ``steps`` latency runs of ``seconds`` each; a rate is kept up with
+    when ``kept_up`` says so. Returns that rate (0 when none was) and each step's figures."""
+    low, high = 0.0, ceiling
+    trials: list[dict[str, Any]] = []
+    for _ in range(steps):
+        rate = (low + high) / 2
+        run = await latency(url, rate, seconds, folder, 0.0, concurrency=concurrency)
+        ok, why = kept_up(run, rate)
+        firsts = [_pct(v, 0.5) for v in run["by_second"].values()]
+        trials.append(
+            {
+                "rate": rate,
+                "ok": ok,
+                "why": why,
+                "first": firsts[0] if firsts else 0.0,
+                "last": firsts[-1] if firsts else 0.0,
+            }
+        )
+        if ok:
+            low = rate
+        else:
+            high = rate
+    return low, trials
+
+
+GROWTH_FLOOR = 0.010  # s: a median below this does not count as a backlog growing
+
+
+def kept_up(run: dict[str, Any], rate: float) -> tuple[bool, str]:
+    """Whether a latency run shows the daemon keeping up with ``rate``: the publisher on pace
+    (95 %), every PUBACK back, every incident delivered, and no backlog growing: the median latency
+    of the run's last two seconds at most twice that of its first two (or of 10 ms)."""
+    if run["rate"] < 0.95 * rate:
+        return False, f"publisher reached {run['rate']:,.0f}"
+    if run["missing"] or run["acked"] < run["published"]:
+        return False, "not everything delivered and acknowledged"
+    seconds = list(run["by_second"].values())
+    if len(seconds) < 4:
+        return False, "too short to tell (at least 4 s)"
+    first = sorted(seconds[0] + seconds[1])
+    last = sorted(seconds[-2] + seconds[-1])
+    bound = 2 * max(_pct(first, 0.5), GROWTH_FLOOR)
+    if _pct(last, 0.5) > bound:
+        return False, f"backlog growing (median {_pct(last, 0.5) * 1000:.0f} ms > {bound * 1000:.0f})"
+    return True, ""
+
+
+def _trial(t: dict[str, Any]) -> str:
+    mark = "kept up" if t["ok"] else f"fell behind: {t['why']}"
+    return f"{t['rate']:,.0f} {mark} ({t['first'] * 1000:.0f} → {t['last'] * 1000:.0f} ms)"
 
 
 def _show(rows: list[tuple[str, str]]) -> None:
@@ -578,7 +665,13 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-rate",
         type=float,
         default=0.0,
-        help="messages/s of the latency run (0: half the end-to-end rate)",
+        help="messages/s of the latency run (0: half the highest steady rate, searched)",
+    )
+    parser.add_argument(
+        "--search-steps", type=int, default=5, help="bisection steps of the steady-rate search"
+    )
+    parser.add_argument(
+        "--step-seconds", type=float, default=8.0, help="seconds of each step of the search (at least 4)"
     )
     args = parser.parse_args(argv)
     if args.runs < 1 or args.alarms < 1 or args.batches < 1:
@@ -587,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--delivery-messages must be at least {2 * CLEAR_AFTER}")
     if not 1 <= args.receiver_concurrency <= 64:
         parser.error("--receiver-concurrency must be within 1..64")
+    if not 1 <= args.search_steps <= 12:
+        parser.error("--search-steps must be within 1..12")
+    if args.step_seconds < 4:
+        parser.error("--step-seconds must be at least 4")
     if args.latency_seconds < 0 or args.settle < 0 or args.latency_rate < 0:
         parser.error("--latency-seconds, --settle and --latency-rate must be >= 0")
     if find_binary() is None:

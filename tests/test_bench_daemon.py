@@ -58,3 +58,44 @@ async def test_the_end_to_end_rate_counts_until_the_last_incident_is_delivered(
     e2e = await bench_daemon.delivery_rate(mosquitto.url, 600, tmp_path)
     assert e2e["rate"] > 0.0
     assert e2e["incidents"] * 2 <= e2e["rate"] + 1e-9
+
+
+def _run(
+    rate: float, medians_ms: list[float], *, reached: float | None = None, missing: int = 0
+) -> dict[str, object]:
+    """A latency run's result as ``latency`` returns it, 100 incidents a second at the given medians."""
+    return {
+        "rate": rate if reached is None else reached,
+        "missing": missing,
+        "published": 1000,
+        "acked": 1000,
+        "by_second": {i: [m / 1000] * 100 for i, m in enumerate(medians_ms)},
+    }
+
+
+def test_kept_up_is_a_steady_latency_with_everything_delivered() -> None:
+    assert bench_daemon.kept_up(_run(1000, [5, 4, 6, 5, 4, 5, 6, 5]), 1000) == (True, "")
+    # below the 10 ms floor a median may double without counting as a backlog
+    assert bench_daemon.kept_up(_run(1000, [2, 2, 3, 3, 3, 3, 15, 18]), 1000)[0]
+
+
+def test_a_growing_backlog_a_slow_publisher_or_a_loss_is_falling_behind() -> None:
+    ok, why = bench_daemon.kept_up(_run(1000, [5, 6, 20, 60, 120, 200, 280, 350]), 1000)
+    assert not ok
+    assert "backlog growing (median 350 ms > 20)" in why
+    ok, why = bench_daemon.kept_up(_run(1000, [5] * 8, reached=900), 1000)
+    assert not ok
+    assert "publisher reached 900" in why
+    ok, why = bench_daemon.kept_up(_run(1000, [5] * 8, missing=3), 1000)
+    assert not ok
+    assert "not everything delivered" in why
+    assert not bench_daemon.kept_up(_run(1000, [5, 5, 5]), 1000)[0]  # too short to tell
+
+
+async def test_the_steady_rate_search_bisects_below_the_ceiling(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # Two steps of 4 s: 300 msg/s (half the ceiling) is kept up with on any machine, then 450.
+    rate, trials = await bench_daemon.steady_rate(mosquitto.url, tmp_path, 600.0, 2, 4.0)
+    assert trials[0]["rate"] == 300.0
+    assert trials[0]["ok"], trials[0]
+    assert trials[1]["rate"] == 450.0
+    assert rate == (450.0 if trials[1]["ok"] else 300.0)

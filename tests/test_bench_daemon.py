@@ -99,3 +99,10 @@ async def test_the_steady_rate_search_bisects_below_the_ceiling(mosquitto: Mosqu
     assert trials[0]["ok"], trials[0]
     assert trials[1]["rate"] == 450.0
     assert rate == (450.0 if trials[1]["ok"] else 300.0)
+
+
+def test_a_start_up_transient_neither_fails_a_run_nor_loosens_the_bound() -> None:
+    assert bench_daemon.kept_up(_run(1000, [180, 60, 5, 4, 5, 6, 5, 4]), 1000)[0]
+    ok, why = bench_daemon.kept_up(_run(1000, [180, 60, 5, 40, 80, 120, 160, 200]), 1000)
+    assert not ok
+    assert "> 20)" in why

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yaml
 
 from bench.scenarios import T0, alarm, clear, fiber_cut
 from engine import compiled
@@ -86,6 +87,39 @@ async def test_a_fiber_cut_over_mqtt_becomes_one_incident_delivered_everywhere(
             await until(lambda: len(on_topic) >= 2, timeout=10, what="records on the MQTT topic")
         assert [r["event"] for r in on_topic][:1] == ["opened"]
         assert {r["incident_id"] for r in on_topic} == {opened["incident_id"]}
+
+
+async def test_with_no_incident_topic_records_go_only_to_the_webhooks(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """``mqtt.incident_topic: null``: no incident record is published on MQTT (no ``mqtt`` receiver,
+    no outbox rows for it), the webhook gets them as ever, and dead letters are still published."""
+    async with WebhookReceiver() as rx:
+        cfg = write_config(
+            tmp_path,
+            broker_url=mosquitto.url,
+            prefix=topic_prefix,
+            receivers=[{"name": "noc", "url": rx.url}],
+        )
+        data = yaml.safe_load(cfg.read_text())
+        data["mqtt"]["incident_topic"] = None
+        cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+        async with (
+            collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead,
+            collecting(mosquitto.url, f"{topic_prefix}/incidents/#") as records,
+            Daemon(settings(cfg)) as daemon,
+        ):
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            good = with_prefix([alarm("olt-001", "linkDown", 0, "critical")], topic_prefix)
+            await publish(mosquitto.url, [(f"{topic_prefix}/alarms/olt-001", b"{not json"), *good])
+            await asyncio.wait_for(rx.wait_until(lambda r: bool(_by_event(r.records, "opened"))), 20)
+            await until(lambda: bool(dead), timeout=10, what="the dead letter")
+            assert daemon.receiver_names() == ["noc"]
+            assert [r["name"] for r in daemon.operations()["receivers"]] == ["noc"]
+            assert "mqtt" not in daemon.store.outbox_stats()
+            assert daemon.publisher is not None
+            assert daemon.publisher.stats["published"] == 1  # the dead letter, nothing else
+        assert records == []
 
 
 async def _dead_letters_of(

@@ -11,7 +11,7 @@ import pytest
 
 from engine.core.settings import DEFAULT_EFFECTS, CoreSettings, core_settings_from_data
 from engine.errors import ConfigError
-from engine.service.config import load_core_settings
+from engine.service.config import load_core_settings, load_settings
 
 # --- bad configurations: (YAML text, location when loaded from a file, reason fragment) -----------
 # The location is "line N: dotted.path"; core_settings_from_data without a locator gives the path alone.
@@ -301,3 +301,20 @@ def test_effect_rules_accept_a_single_value_for_a_list() -> None:
     assert (first.probable_cause, first.severity, first.effect) == (("linkDown",), ("critical",), "outage")
     assert (second.event_type, second.effect) == (("qualityOfServiceAlarm",), "degraded")
     assert (last.probable_cause, last.event_type, last.severity, last.effect) == (None, None, None, "none")
+
+
+@pytest.mark.parametrize("topic", ["soc/incidents/#", "soc/+/incidents", ""])
+def test_an_incident_topic_no_one_can_publish_on_is_refused_with_the_way_to_turn_it_off(
+    tmp_path: Path, topic: str
+) -> None:
+    """``mqtt.incident_topic`` is published on: a wildcard (the broker would drop the connection) or
+    an empty topic is refused at load, naming the line and saying that null turns it off."""
+    path = tmp_path / "engine.yaml"
+    path.write_text(f"mqtt:\n  incident_topic: '{topic}'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.location == "line 2: mqtt.incident_topic"
+    assert "no + or # wildcards" in info.value.reason
+    assert "null publishes no incident records" in info.value.reason
+    path.write_text("mqtt:\n  incident_topic: null\n", encoding="utf-8")
+    assert load_settings(path, environ={}).mqtt.incident_topic is None

@@ -95,7 +95,8 @@ class MqttSettings(_Section):
     password: str | None = None
     tls: TlsSettings | None = None
     dead_letter_topic: str = "soc/deadletter"
-    incident_topic: str = "soc/incidents"  # records go to <incident_topic>/<incident_id>, QoS 1
+    # records go to <incident_topic>/<incident_id>, QoS 1 (the "mqtt" receiver); null: not published
+    incident_topic: str | None = "soc/incidents"
     reconnect: Backoff = Field(default_factory=Backoff)
     queue_size: int = Field(10000, ge=1)  # messages received but not yet journaled
     max_payload: int = Field(65536, ge=256)
@@ -109,6 +110,16 @@ class MqttSettings(_Section):
     @classmethod
     def _url(cls, v: str) -> str:
         parse_broker_url(v)
+        return v
+
+    @field_validator("incident_topic")
+    @classmethod
+    def _incident_topic(cls, v: str | None) -> str | None:
+        if v is not None and (not v or "+" in v or "#" in v or "\x00" in v):
+            raise ValueError(
+                f"{v!r} is not a topic to publish on (not empty, no + or # wildcards);"
+                " null publishes no incident records on MQTT"
+            )
         return v
 
     @property

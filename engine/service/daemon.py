@@ -104,7 +104,9 @@ class Daemon(CoreView):
             raise ConfigError("<config>", "topology", "the daemon needs a topology file (topology: PATH)")
         self.settings = settings
         self._clock = clock
-        receivers = [r.name for r in settings.receivers] + ([MQTT_RECEIVER] if settings.mqtt.enabled else [])
+        # the "mqtt" receiver: incident records published on <incident_topic>/<id> (null: none)
+        self._publish_records = settings.mqtt.enabled and settings.mqtt.incident_topic is not None
+        receivers = [r.name for r in settings.receivers] + ([MQTT_RECEIVER] if self._publish_records else [])
         self.metrics = Metrics(version=__version__, receivers=receivers)
         self.pipeline = self._build_pipeline()
         self.store = Store(
@@ -593,7 +595,7 @@ class Daemon(CoreView):
     def _record(self, decisions: Decisions, now: float, *, replay: bool, source: str = "core") -> None:
         for rec in decisions.records:
             receivers = self.notifier.receivers_for(rec)
-            if self.publisher is not None:
+            if self._publish_records:
                 receivers.append(MQTT_RECEIVER)
             self.store.record(rec, receivers, now)
             if not replay:
@@ -729,7 +731,7 @@ class Daemon(CoreView):
         assert self.publisher is not None
         topic = self.settings.mqtt.incident_topic
         while not self._stopping.is_set():
-            rows = self.store.due(MQTT_RECEIVER, self._clock(), limit=200)
+            rows = self.store.due(MQTT_RECEIVER, self._clock(), limit=200) if topic is not None else []
             dead = self.store.unpublished_dead_letters(limit=200)
             if not rows and not dead:
                 self.store.changed.clear()
@@ -847,7 +849,7 @@ class Daemon(CoreView):
             }
             for r in self.settings.receivers
         ]
-        if self.publisher is not None:
+        if self._publish_records:
             receivers.append(
                 {
                     "name": MQTT_RECEIVER,
@@ -908,7 +910,7 @@ class Daemon(CoreView):
         return result
 
     def receiver_names(self) -> list[str]:
-        return [r.name for r in self.settings.receivers] + ([MQTT_RECEIVER] if self.publisher else [])
+        return [r.name for r in self.settings.receivers] + ([MQTT_RECEIVER] if self._publish_records else [])
 
     def alarm_topic(self) -> str:
         return _concrete(self.settings.mqtt.alarm_topics[0], "http")

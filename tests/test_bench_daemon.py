@@ -90,15 +90,21 @@ def test_a_growing_backlog_a_slow_publisher_or_a_loss_is_falling_behind() -> Non
     assert not ok
     assert "not everything delivered" in why
     assert not bench_daemon.kept_up(_run(1000, [5, 5, 5]), 1000)[0]  # too short to tell
+    unacked = {**_run(1000, [5] * 8), "acked": 999}  # a PUBACK missing
+    assert bench_daemon.kept_up(unacked, 1000) == (False, "not everything delivered and acknowledged")
 
 
 async def test_the_steady_rate_search_bisects_below_the_ceiling(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    # Two steps of 4 s: 300 msg/s (half the ceiling) is kept up with on any machine, then 450.
-    rate, trials = await bench_daemon.steady_rate(mosquitto.url, tmp_path, 600.0, 2, 4.0)
-    assert trials[0]["rate"] == 300.0
+    # Two steps of 4 s: 100 msg/s (half the ceiling: a seventh of a core) is kept up with even on a
+    # loaded machine, then 150 or 50 as the first went.
+    rate, trials = await bench_daemon.steady_rate(mosquitto.url, tmp_path, 200.0, 2, 4.0)
+    assert trials[0]["rate"] == 100.0
     assert trials[0]["ok"], trials[0]
-    assert trials[1]["rate"] == 450.0
-    assert rate == (450.0 if trials[1]["ok"] else 300.0)
+    assert trials[1]["rate"] == 150.0
+    assert rate == (150.0 if trials[1]["ok"] else 100.0)
+    # each step's figures: the lowest second's median, never above the last two seconds' (a pooled
+    # median lies between the two seconds' own)
+    assert all(0.0 < t["best"] <= t["last"] for t in trials)
 
 
 def test_a_start_up_transient_neither_fails_a_run_nor_loosens_the_bound() -> None:

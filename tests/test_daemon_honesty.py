@@ -158,3 +158,30 @@ async def test_outbox_gauge_returns_to_zero_and_a_second_acknowledgement_changes
             await asyncio.sleep(0.3)
             assert [r["event"] for r in rx.records] == ["opened", "updated"]
             assert rx.render_line(rx.records[1]).endswith("acknowledged by noc-alice (on it)")
+
+
+async def test_records_left_for_a_receiver_no_longer_configured_are_named_not_gauged(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    """A receiver removed from the config (a webhook, or the MQTT incident topic set to null) leaves
+    its pending records in the store: the restart says so, with their count per receiver, and the
+    outbox gauge shows only the receivers configured (it would otherwise read N for ever)."""
+    down = {"name": "noc", "url": f"http://127.0.0.1:{free_port()}/incidents"}
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix, receivers=[down])
+    async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+        assert daemon.http is not None
+        body = orjson.dumps(alarm("olt-001", "linkDown", 0, "critical")["payload"])
+        async with http.post(f"http://127.0.0.1:{daemon.http.port}/events", data=body) as resp:
+            assert resp.status == 202
+        await until(lambda: daemon.store.outbox_depth().get("noc", 0) >= 1, timeout=10, what="a pending row")
+    cfg = write_config(tmp_path, broker_url=None, prefix=topic_prefix)  # noc removed
+    with capture_logs() as logs:
+        async with Daemon(settings(cfg)) as daemon, aiohttp.ClientSession() as http:
+            assert daemon.http is not None
+            base = f"http://127.0.0.1:{daemon.http.port}"
+            daemon._refresh_metrics()
+            assert await _metric(http, base, 'soc_outbox_depth{receiver="noc"}') is None
+            assert daemon.store.outbox_depth()["noc"] >= 1  # kept, not sent, not dropped
+    (warning,) = [e for e in logs if e["event"] == "records waiting for receivers no longer configured"]
+    assert warning["log_level"] == "warning"
+    assert warning["receivers"]["noc"] >= 1

@@ -318,3 +318,6 @@ def test_an_incident_topic_no_one_can_publish_on_is_refused_with_the_way_to_turn
     assert "null publishes no incident records" in info.value.reason
     path.write_text("mqtt:\n  incident_topic: null\n", encoding="utf-8")
     assert load_settings(path, environ={}).mqtt.incident_topic is None
+    # and from the environment: "null" is YAML's null there too, not a topic named "null"
+    env = {"ENGINE_MQTT__INCIDENT_TOPIC": "null"}
+    assert load_settings(None, environ=env).mqtt.incident_topic is None

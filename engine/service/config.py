@@ -272,6 +272,7 @@ class EngineSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
+        env_parse_none_str="null",  # ENGINE_MQTT__INCIDENT_TOPIC=null is YAML's null, not a topic "null"
         extra="forbid",
         frozen=True,
         allow_inf_nan=False,

@@ -107,6 +107,7 @@ class Daemon(CoreView):
         # the "mqtt" receiver: incident records published on <incident_topic>/<id> (null: none)
         self._publish_records = settings.mqtt.enabled and settings.mqtt.incident_topic is not None
         receivers = [r.name for r in settings.receivers] + ([MQTT_RECEIVER] if self._publish_records else [])
+        self._receivers = frozenset(receivers)
         self.metrics = Metrics(version=__version__, receivers=receivers)
         self.pipeline = self._build_pipeline()
         self.store = Store(
@@ -189,6 +190,7 @@ class Daemon(CoreView):
         try:
             await self._stack.enter_async_context(self.store)
             self._recover()
+            self._orphaned_rows()
             self._last_snapshot = self._clock()  # the snapshot interval counts from start
             self._started_at = self._clock()
             self._catch_up_deadline = self._started_at + self.settings.mqtt.catch_up_timeout
@@ -253,6 +255,18 @@ class Daemon(CoreView):
         self.pipeline.close()
         self._stopped.set()
         log.info("engine stopped", graceful=graceful)
+
+    def _orphaned_rows(self) -> None:
+        """Say so when the store holds records waiting for a receiver no longer configured (a
+        webhook removed, ``mqtt.incident_topic`` set to null): they wait, unsent and not counted in
+        the outbox gauge, until that receiver is configured again (then they go, oldest first)."""
+        waiting = {r: n for r, n in self.store.outbox_depth().items() if r not in self._receivers}
+        if waiting:
+            log.warning(
+                "records waiting for receivers no longer configured",
+                receivers=waiting,
+                hint="configure the receiver again to send them, or leave them: they are kept, not sent",
+            )
 
     def _core_alive(self) -> bool:
         return any(t.get_name() == "core" and not t.done() for t in self._tasks)
@@ -479,7 +493,8 @@ class Daemon(CoreView):
         q = self.pipeline.query
         m.alarms_active(q.active_alarm_count())
         m.incidents_gauge(q.open_incident_counts())
-        m.outbox_depths(self.store.outbox_depth())  # a receiver with nothing pending reads 0
+        depths = self.store.outbox_depth()  # a receiver with nothing pending reads 0
+        m.outbox_depths({r: n for r, n in depths.items() if r in self._receivers})
         kept, unpublished = self.store.dead_letter_counts()
         m.dead_letters_kept(kept, unpublished)
         dropped = self.store.dead_letters_dropped

@@ -599,14 +599,22 @@ async def steady_rate(
 ) -> tuple[float, list[dict[str, Any]]]:
     """The highest rate of the latency feed the daemon keeps up with, by bisection below
     ``ceiling`` (the drain rate): ``steps`` latency runs of ``seconds`` each (with the latency
-    run's ``settle``); a rate is kept up with when ``kept_up`` says so. Returns that rate (0 when
-    none was) and each step's figures: one run per step, so an estimate that a disturbance of the
-    machine can put a step lower."""
+    run's ``settle``); a rate is kept up with when ``kept_up`` says so, and a step whose run fails
+    (a load process that errs or does not answer) is not. Returns that rate (0 when none was) and
+    each step's figures: one run per step, so an estimate that a disturbance of the machine can put
+    a step lower."""
     low, high = 0.0, ceiling
     trials: list[dict[str, Any]] = []
     for _ in range(steps):
         rate = (low + high) / 2
-        run = await latency(url, rate, seconds, folder, settle, concurrency=concurrency)
+        try:
+            run = await latency(url, rate, seconds, folder, settle, concurrency=concurrency)
+        except (RuntimeError, TimeoutError) as exc:  # a load process failed or did not answer
+            trials.append(
+                {"rate": rate, "ok": False, "why": f"the step failed: {exc}", "best": 0.0, "last": 0.0}
+            )
+            high = rate
+            continue
         ok, why = kept_up(run, rate)
         best, last = _medians(run)
         trials.append({"rate": rate, "ok": ok, "why": why, "best": best, "last": last})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiomqtt
 import orjson
+import pytest
 
 from bench import daemon as bench_daemon
 from bench import daemon_load
@@ -112,3 +113,26 @@ def test_a_start_up_transient_neither_fails_a_run_nor_loosens_the_bound() -> Non
     ok, why = bench_daemon.kept_up(_run(1000, [180, 60, 5, 40, 80, 120, 160, 200]), 1000)
     assert not ok
     assert "> 20)" in why
+
+
+async def test_a_step_whose_run_fails_counts_as_falling_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load process that errs or does not answer fails its step (named), and the search goes on
+    below it; nothing else of the search changes (the runs here are made up: only the bisection's
+    bookkeeping is under test)."""
+    calls: list[float] = []
+
+    async def latency(url: str, rate: float, *args: object, **kwargs: object) -> dict[str, object]:
+        calls.append(rate)
+        if len(calls) == 1:
+            raise TimeoutError("no answer from a load process within 30 s")
+        return _run(rate, [5] * 8)
+
+    monkeypatch.setattr(bench_daemon, "latency", latency)
+    rate, trials = await bench_daemon.steady_rate("mqtt://127.0.0.1:1", tmp_path, 1000.0, 2, 8.0)
+    assert calls == [500.0, 250.0]
+    assert not trials[0]["ok"]
+    assert trials[0]["why"] == "the step failed: no answer from a load process within 30 s"
+    assert trials[1]["ok"]
+    assert rate == 250.0

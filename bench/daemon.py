@@ -52,7 +52,7 @@ from bench import daemon_load
 from bench.daemon_load import CLEAR_AFTER
 from bench.scenarios import example_topology
 from engine.adapters.mqtt import Inbound
-from engine.service.config import LoggingSettings, load_settings, parse_broker_url
+from engine.service.config import EngineSettings, LoggingSettings, load_settings, parse_broker_url
 from engine.service.daemon import Daemon
 from engine.service.heap import FullCollections
 from engine.service.logs import configure_logging
@@ -144,12 +144,18 @@ async def bare_subscriber_rate(
         return n / (time.perf_counter() - started), n / (time.process_time() - cpu)
 
 
+def _standalone(n: int) -> list[str]:
+    """The ids of the first ``n`` standalone elements (``_topology`` adds them; the latency feed
+    raises its alarms on them)."""
+    return [f"lat-{i:05d}" for i in range(n)]
+
+
 def _topology(standalone: int) -> dict[str, Any]:
     """The example topology plus ``standalone`` elements (own site, own region, no dependencies)."""
     topo = example_topology()
     topo["elements"] = list(topo["elements"]) + [
-        {"id": f"lat-{i:05d}", "type": "olt", "site": f"lat-{i}", "region": f"lat-{i}", "depends_on": []}
-        for i in range(standalone)
+        {"id": ne, "type": "olt", "site": f"lat-{i}", "region": f"lat-{i}", "depends_on": []}
+        for i, ne in enumerate(_standalone(standalone))
     ]
     return topo
 
@@ -265,19 +271,16 @@ async def latency(
     heap = FullCollections(HEAP_INTERVAL)
     rx_proc, rx = daemon_load.start(daemon_load.receive)
     try:
-        rx_url = await asyncio.to_thread(_recv, rx, 30.0)
-        path = _config(
+        cfg, els = await _feed_settings(
             folder,
             url,
             f"bench-latency{run_no}",
-            rx_url,
-            settle=f"{settle}s",
-            standalone=raises,
+            rx,
+            settle=settle,
+            raises=raises,
             concurrency=concurrency,
             root=root,
         )
-        cfg = load_settings(path, environ={})
-        els = [f"lat-{i:05d}" for i in range(raises)]
         async with Daemon(cfg) as daemon:
             await _until(lambda: daemon.ready)
             daemon.heap = heap
@@ -306,6 +309,34 @@ async def latency(
     }
 
 
+async def _feed_settings(
+    folder: Path,
+    url: str,
+    client_id: str,
+    rx: Any,
+    *,
+    settle: float,
+    raises: int,
+    concurrency: int,
+    root: str,
+) -> tuple[EngineSettings, list[str]]:
+    """The daemon's settings for the latency feed (``raises`` standalone elements, alarms under
+    ``root``, the receiver process ``rx`` as its webhook, once it gave its URL) and the ids of
+    the elements the feed raises its alarms on."""
+    rx_url = await asyncio.to_thread(_recv, rx, 30.0)
+    path = _config(
+        folder,
+        url,
+        client_id,
+        rx_url,
+        settle=f"{settle}s",
+        standalone=raises,
+        concurrency=concurrency,
+        root=root,
+    )
+    return load_settings(path, environ={}), _standalone(raises)
+
+
 async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int = 4) -> dict[str, float]:
     """Messages/s of the latency run's feed the daemon carries end to end: ``messages`` queued for
     its persistent session (each raise on an element of its own, opening its own incident), then
@@ -316,21 +347,18 @@ async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int 
     heap = FullCollections(HEAP_INTERVAL)
     rx_proc, rx = daemon_load.start(daemon_load.receive)
     try:
-        rx_url = await asyncio.to_thread(_recv, rx, 30.0)
-        path = _config(
+        cfg, els = await _feed_settings(
             folder,
             url,
             "bench-delivery",
-            rx_url,
-            settle="0s",
-            standalone=raises,
+            rx,
+            settle=0.0,
+            raises=raises,
             concurrency=concurrency,
             root=DELIVERY_ROOT,
         )
-        cfg = load_settings(path, environ={})
         async with Daemon(cfg) as d:  # the persistent session, then offline while the feed queues
             await _until(lambda: d.ready)
-        els = [f"lat-{i:05d}" for i in range(raises)]
         result = await _publish_feed(url, 1e9, messages, els, DELIVERY_ROOT, timeout=300.0)
         opened = len(result["sent"])
         daemon = Daemon(cfg)
@@ -542,7 +570,7 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
                     " one run each (an estimate)",
                 ),
                 (
-                    "  steps (median: best s → last 2 s)",
+                    "  steps (median best s → last 2 s)",
                     ", ".join(_trial(t) for t in trials),
                 ),
             ]

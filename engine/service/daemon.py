@@ -107,7 +107,7 @@ class Daemon(CoreView):
         # the "mqtt" receiver: incident records published on <incident_topic>/<id> (null: none)
         self._publish_records = settings.mqtt.enabled and settings.mqtt.incident_topic is not None
         receivers = [r.name for r in settings.receivers] + ([MQTT_RECEIVER] if self._publish_records else [])
-        self._receivers = frozenset(receivers)
+        self._receivers = tuple(receivers)  # those configured, in order (``receiver_names``)
         self.metrics = Metrics(version=__version__, receivers=receivers)
         self.pipeline = self._build_pipeline()
         self.store = Store(
@@ -925,7 +925,7 @@ class Daemon(CoreView):
         return result
 
     def receiver_names(self) -> list[str]:
-        return [r.name for r in self.settings.receivers] + ([MQTT_RECEIVER] if self._publish_records else [])
+        return list(self._receivers)
 
     def alarm_topic(self) -> str:
         return _concrete(self.settings.mqtt.alarm_topics[0], "http")

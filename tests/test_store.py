@@ -500,6 +500,29 @@ async def test_changed_is_set_by_a_commit_that_enqueued_rows_only(store: Store) 
     assert store.changed.is_set()
 
 
+async def test_dead_lettered_is_set_by_a_commit_that_kept_a_dead_letter_to_publish_only(store: Store) -> None:
+    """`dead_lettered` wakes the MQTT publisher when it publishes no records: after a commit that kept
+    a dead letter to publish, not after one with outbox rows only, nor one whose dead letter is not
+    to be published (MQTT off); such a commit sets `changed` as well (the publisher with records)."""
+    store.record(rec(), ["pager"], T0)
+    store.commit()
+    assert store.changed.is_set()
+    assert not store.dead_lettered.is_set()
+    store.dead_letter(_dead("soc/alarms/olt-1", "field required", T0), "mqtt", T0, publish=False)
+    store.commit()
+    assert not store.dead_lettered.is_set()
+    store.changed.clear()
+    store.dead_letter(_dead("soc/alarms/olt-1", "field required", T0), "mqtt", T0, publish=True)
+    assert not store.dead_lettered.is_set()  # not before the commit
+    store.commit()
+    assert store.dead_lettered.is_set()
+    assert store.changed.is_set()
+    store.dead_lettered.clear()
+    store.append("msg", "t", b"x", T0)
+    store.commit()
+    assert not store.dead_lettered.is_set()
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [

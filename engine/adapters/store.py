@@ -290,7 +290,10 @@ class Store:
         self._clock = clock
         self.checkpoint_thread = checkpoint_thread  # False: SQLite's checkpoints, in the commits
         self._checkpointer: _Checkpointer | None = None
-        self.changed = asyncio.Event()  # set after a commit that enqueued outbox rows
+        self.changed = asyncio.Event()  # set after a commit that enqueued outbox rows (or dead letters)
+        # set after a commit that kept dead letters to publish: what the MQTT publisher waits for
+        # when it publishes no records (``changed`` also follows every webhook's outbox rows)
+        self.dead_lettered = asyncio.Event()
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._seq = 0  # the last journal seq handed out (buffered ones included)
@@ -301,6 +304,7 @@ class Store:
         self._callbacks: list[Callable[[], None]] = []
         self._dirty = False  # something written to the connection since the last commit
         self._enqueued = False  # outbox rows inserted since the last commit
+        self._dead_lettered = False  # dead letters to publish kept since the last commit
         self.commits = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -406,7 +410,8 @@ class Store:
 
     def commit(self) -> None:
         """Commit every buffered write in one transaction, then run the ``on_durable`` callbacks in
-        append order, then set ``changed`` if outbox rows were enqueued."""
+        append order, then set ``changed`` if outbox rows (or dead letters to publish) were enqueued,
+        and ``dead_lettered`` if dead letters to publish were kept."""
         db = self.db
         if self._checkpointer is not None and not self._checkpointer.alive:
             self._checkpointer = None  # it stopped on an error: SQLite's own checkpoints, as small as before
@@ -425,6 +430,9 @@ class Store:
         if self._enqueued:
             self._enqueued = False
             self.changed.set()
+        if self._dead_lettered:
+            self._dead_lettered = False
+            self.dead_lettered.set()
 
     # -- journal -------------------------------------------------------------------------------
     def append(
@@ -784,7 +792,8 @@ class Store:
             ),
         )
         if publish:
-            self._enqueued = True  # wakes the publisher (``changed``) after the commit
+            # wakes the publisher after the commit: ``changed`` (with records on MQTT), ``dead_lettered``
+            self._enqueued = self._dead_lettered = True
         if self._dead_letter_count is None:
             self._dead_letter_count = int(db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
         else:

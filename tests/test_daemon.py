@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiomqtt
 import orjson
 import pytest
 import yaml
@@ -25,6 +26,7 @@ from engine.tools.receiver import WebhookReceiver
 from tests.daemon_harness import (
     DaemonProcess,
     collecting,
+    host_port,
     publish,
     running_daemon,
     settings,
@@ -95,15 +97,14 @@ async def test_with_no_incident_topic_records_go_only_to_the_webhooks(
     """``mqtt.incident_topic: null``: no incident record is published on MQTT (no ``mqtt`` receiver,
     no outbox rows for it), the webhook gets them as ever, and dead letters are still published."""
     async with WebhookReceiver() as rx:
-        cfg = write_config(
-            tmp_path,
-            broker_url=mosquitto.url,
-            prefix=topic_prefix,
-            receivers=[{"name": "noc", "url": rx.url}],
+        cfg = _records_off(
+            write_config(
+                tmp_path,
+                broker_url=mosquitto.url,
+                prefix=topic_prefix,
+                receivers=[{"name": "noc", "url": rx.url}],
+            )
         )
-        data = yaml.safe_load(cfg.read_text())
-        data["mqtt"]["incident_topic"] = None
-        cfg.write_text(yaml.safe_dump(data, sort_keys=False))
         async with (
             collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead,
             collecting(mosquitto.url, f"{topic_prefix}/incidents/#") as records,
@@ -120,6 +121,108 @@ async def test_with_no_incident_topic_records_go_only_to_the_webhooks(
             assert daemon.publisher is not None
             assert daemon.publisher.stats["published"] == 1  # the dead letter, nothing else
         assert records == []
+
+
+def _records_off(cfg: Path) -> Path:
+    """The config file ``cfg`` with ``mqtt.incident_topic: null``."""
+    data = yaml.safe_load(cfg.read_text())
+    data["mqtt"]["incident_topic"] = None
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    return cfg
+
+
+def _counting_dead_letter_looks(daemon: Daemon) -> list[int]:
+    """Count the MQTT outbox's looks for dead letters to publish (``unpublished_dead_letters``): the
+    returned list holds one entry per look."""
+    looks: list[int] = []
+    look = daemon.store.unpublished_dead_letters
+
+    def counted(limit: int = 200) -> list[tuple[int, bytes]]:
+        looks.append(limit)
+        return look(limit)
+
+    daemon.store.unpublished_dead_letters = counted  # type: ignore[method-assign]
+    return looks
+
+
+async def test_with_no_incident_topic_only_a_dead_letter_wakes_the_mqtt_outbox(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """Records off: the commits of the webhook's records leave the MQTT outbox asleep (one look for
+    dead letters at start, none after each commit), and the commit that keeps a dead letter wakes
+    it. Its look-again interval is set to an hour, so only that wake can have published the dead
+    letter within the test's seconds."""
+    async with WebhookReceiver() as rx:
+        cfg = _records_off(
+            write_config(
+                tmp_path,
+                broker_url=mosquitto.url,
+                prefix=topic_prefix,
+                receivers=[{"name": "noc", "url": rx.url}],
+            )
+        )
+        daemon = Daemon(settings(cfg))
+        daemon._outbox_poll = 3600.0
+        looks = _counting_dead_letter_looks(daemon)
+        async with collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead, daemon:
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            for i, (ne, cause) in enumerate(
+                [("olt-001", "linkDown"), ("olt-020", "powerProblem"), ("cell-c1", "lossOfSignal")]
+            ):
+                before = len(rx.records)
+                await publish(mosquitto.url, with_prefix([alarm(ne, cause, i, "critical")], topic_prefix))
+                await asyncio.wait_for(rx.wait_records(before + 1), 20)  # each in a commit of its own
+            assert len(_by_event(rx.records, "opened")) >= 2  # commits with outbox rows: each set `changed`
+            assert len(looks) == 1, looks  # the look at start only
+            await publish(mosquitto.url, [(f"{topic_prefix}/alarms/olt-001", b"{not json")])
+            await until(
+                lambda: bool(dead), timeout=10, what="the dead letter, published on its commit's wake"
+            )
+            await until(
+                lambda: daemon.store.dead_letter_counts() == (1, 0), timeout=10, what="marked published"
+            )
+            assert 2 <= len(looks) <= 3, looks  # woken once: the look that found it (and one after)
+
+
+async def test_with_no_incident_topic_a_dead_letter_kept_while_the_broker_is_down_is_published_on_reconnect(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """Records off, the broker down: a rejected HTTP event is kept, and published on the dead-letter
+    topic once the broker is back (the outbox's look-again interval set to an hour: the retries after
+    the failed publish carry it, no later commit needed). A persistent session subscribed before the
+    stop receives it, whenever it left."""
+    cfg = _records_off(write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix))
+    host, port = host_port(mosquitto.url)
+    watch: dict[str, Any] = {
+        "hostname": host,
+        "port": port,
+        "identifier": f"watch-{time.monotonic_ns()}",
+        "clean_session": False,
+    }
+    async with aiomqtt.Client(**watch) as client:
+        await client.subscribe(f"{topic_prefix}/deadletter", qos=1)
+    daemon = Daemon(settings(cfg))
+    daemon._outbox_poll = 3600.0
+    async with daemon, aiohttp.ClientSession() as http:
+        await until(lambda: daemon.ready, timeout=10, what="readiness")
+        assert daemon.http is not None
+        assert daemon.publisher is not None
+        mosquitto.stop()
+        bad = orjson.dumps({"ne_id": "olt-001", "severity": "major", "n": 1})  # no probable_cause
+        url = f"http://127.0.0.1:{daemon.http.port}/events"
+        async with http.post(url, data=bad, headers={"Content-Type": "application/x-ndjson"}) as resp:
+            assert resp.status == 202
+        await until(
+            lambda: daemon.store.dead_letter_counts() == (1, 1), timeout=10, what="the dead letter kept"
+        )
+        await asyncio.sleep(1.0)  # its wake came and its publish is waiting for the broker
+        assert daemon.store.dead_letter_counts() == (1, 1)
+        mosquitto.start()
+        await until(lambda: daemon.store.dead_letter_counts() == (1, 0), timeout=30, what="published")
+        assert daemon.publisher.stats["published"] == 1
+    async with aiomqtt.Client(**watch) as client:
+        got = await asyncio.wait_for(anext(aiter(client.messages)), 10)
+    assert orjson.loads(bytes(got.payload))["payload"] == bad.decode()
 
 
 async def _dead_letters_of(

@@ -85,6 +85,7 @@ NOTICE_EVENTS = {
 LOG_BURST, LOG_INTERVAL = 5, 60.0  # notice and fault log lines of one kind per minute
 NO_PROGRESS = 3  # ticks in a row at one due time before the core task spaces its ticks out
 TICK_BACKOFF = 1.0  # seconds between ticks while the timers make no progress (intake goes on)
+OUTBOX_POLL = 1.0  # s: the MQTT outbox looks again at least this often when not woken (retries due)
 
 
 @dataclass
@@ -174,6 +175,7 @@ class Daemon(CoreView):
         # Notices and faults: at most LOG_BURST lines of a kind per LOG_INTERVAL, the rest counted.
         self._log_limits: dict[str, RateLimited] = {}
         self._log_burst, self._log_interval = LOG_BURST, LOG_INTERVAL
+        self._outbox_poll = OUTBOX_POLL
         self._tick_after = 0.0  # while the timers make no progress: no tick before this time
         self.recovered: dict[str, int] = {}
         self._acked: IncidentRecord | None = None  # an acknowledgement that changed nothing
@@ -743,15 +745,22 @@ class Daemon(CoreView):
 
     # -- MQTT incident topic -------------------------------------------------------------------
     async def _mqtt_outbox(self) -> None:
+        """Publish the ``mqtt`` receiver's outbox rows and the kept dead letters, woken by the commits
+        that enqueued some (``store.changed``). With records off (``incident_topic: null``) only dead
+        letters are published, so it waits for the commits that kept one (``store.dead_lettered``),
+        not for every commit of a webhook's rows. Either way it looks again every ``OUTBOX_POLL``
+        without being woken, and a failed publish is tried again after a pause (the broker away: the
+        publisher reconnects meanwhile), so nothing kept waits for a later commit."""
         assert self.publisher is not None
         topic = self.settings.mqtt.incident_topic
+        wake = self.store.changed if topic is not None else self.store.dead_lettered
         while not self._stopping.is_set():
             rows = self.store.due(MQTT_RECEIVER, self._clock(), limit=200) if topic is not None else []
             dead = self.store.unpublished_dead_letters(limit=200)
             if not rows and not dead:
-                self.store.changed.clear()
+                wake.clear()  # no await since the query: a commit after it sets it again
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.store.changed.wait(), timeout=1.0)
+                    await asyncio.wait_for(wake.wait(), timeout=self._outbox_poll)
                 continue
             if dead and not await self._publish_dead_letters(dead):
                 continue

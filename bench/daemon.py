@@ -20,14 +20,21 @@
    publish to the webhook receiver is recorded: p50, p99 and the p99 of each second, against the
    goal of settle + 50 ms. The publisher (a paced raw-socket MQTT client) and the receiver run in
    processes of their own (bench/daemon_load.py); the daemon runs here with ``engine run``'s heap
-   policy (engine/service/heap.py).
+   policy (engine/service/heap.py). The daemon's CPU over the run is printed beside the latencies
+   (this process's: the publisher and the receiver are not in it), as a fraction of a core and per
+   message.
+
+Every daemon publishes each incident record on MQTT (``bench-out/incidents/<id>``) as well as to the
+webhook receiver, as shipped; ``--no-mqtt-records`` runs them all with ``mqtt.incident_topic: null``
+(records to the webhook receiver only; dead letters are still published), to compare the two. The
+bench never waits on the MQTT records: the runs time the webhook receiver either way.
 
 Issue 11's goals are printed beside the figures: daemon / bare >= 0.5 for alarms, >= 300,000 KPI
 samples/s, p99 <= settle + 50 ms.
 
 Usage: ``python -m bench daemon [--alarms N] [--batches N] [--runs N] [--latency-seconds S] [--settle S]
 [--latency-rate R] [--delivery-messages N] [--receiver-concurrency N] [--search-steps N]
-[--step-seconds S]``.
+[--step-seconds S] [--no-mqtt-records]``.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ from engine.service.daemon import Daemon
 from engine.service.heap import FullCollections
 from engine.service.logs import configure_logging
 from tests.mosquitto import Mosquitto, find_binary
+
+INCIDENT_TOPIC = "bench-out/incidents"  # the daemons' records on MQTT (unless --no-mqtt-records)
 
 
 def _elements() -> list[str]:
@@ -170,7 +179,10 @@ def _config(
     standalone: int = 0,
     concurrency: int = 4,
     root: str = "bench",
+    records: bool = True,
 ) -> Path:
+    """The daemon's config file for one run; ``records``: incident records published on MQTT as well
+    as to the receiver (False: ``incident_topic: null``)."""
     topo = folder / f"{client_id}-topology.yaml"
     topo.write_text(yaml.safe_dump(_topology(standalone), sort_keys=False))
     cfg = {
@@ -181,7 +193,7 @@ def _config(
             "client_id": client_id,
             "alarm_topics": [f"{root}/alarms/#"],
             "probe_topics": ["bench/probes/#"],
-            "incident_topic": "bench-out/incidents",
+            "incident_topic": INCIDENT_TOPIC if records else None,
             "dead_letter_topic": "bench-out/dead",
         },
         "store": {"path": str(folder / f"{client_id}.sqlite")},
@@ -195,7 +207,13 @@ def _config(
 
 
 async def daemon_rate(
-    url: str, feed: list[tuple[str, bytes]], folder: Path, client_id: str, overruns: list[dict[str, int]]
+    url: str,
+    feed: list[tuple[str, bytes]],
+    folder: Path,
+    client_id: str,
+    overruns: list[dict[str, int]],
+    *,
+    records: bool = True,
 ) -> tuple[float, float]:
     """Messages/s the daemon drains (journaled, applied, committed, acknowledged), per second of
     wall time and per second of this process's CPU time. A run where the client's inbox overflowed
@@ -203,7 +221,7 @@ async def daemon_rate(
     not refused: the dropped messages were unacknowledged and came again after a recycle, which is
     part of the cost measured; its source statistics go to ``overruns``. A message not acknowledged
     is an error."""
-    cfg = load_settings(_config(folder, url, client_id, None), environ={})
+    cfg = load_settings(_config(folder, url, client_id, None, records=records), environ={})
     async with Daemon(cfg) as d:  # create the persistent session
         await _until(lambda: d.ready)
     await _publish(url, feed)
@@ -254,7 +272,14 @@ class _Stamped(asyncio.Event):
 
 
 async def latency(
-    url: str, rate: float, seconds: float, folder: Path, settle: float, *, concurrency: int = 4
+    url: str,
+    rate: float,
+    seconds: float,
+    folder: Path,
+    settle: float,
+    *,
+    concurrency: int = 4,
+    records: bool = True,
 ) -> dict[str, Any]:
     """Publish → webhook delivery latencies (s) of `opened` records at `rate` messages/s.
 
@@ -263,7 +288,11 @@ async def latency(
     ``CLEAR_AFTER`` raises before (so the active alarms, the rules' facts and the open incidents stay
     bounded however long the run). The latency of an alarm is until the first record naming it.
     The publisher and the receiver run in processes of their own (bench/daemon_load.py): only the
-    daemon is in this one. Returns the sorted latencies, the rate the publisher reached and counts."""
+    daemon is in this one, whose CPU from the feed's start to its last delivery is returned too
+    (``cpu`` seconds; ``cpu_share``: over the seconds the feed lasted, a fraction of a core;
+    ``cpu_per_message``). ``records``: the daemon publishes its records on MQTT as well (False:
+    ``incident_topic: null``). Returns the sorted latencies, the rate the publisher reached and
+    counts."""
     n = int(rate * seconds)
     raises = (n + 1) // 2
     run_no = next(_LATENCY_RUNS)  # each run a daemon, a store and a topic root of its own
@@ -280,14 +309,17 @@ async def latency(
             raises=raises,
             concurrency=concurrency,
             root=root,
+            records=records,
         )
         async with Daemon(cfg) as daemon:
             await _until(lambda: daemon.ready)
             daemon.heap = heap
             heap.start()  # as `engine run` does once started
+            cpu = time.process_time()  # this process's: the daemon (and this coroutine's polls)
             result = await _publish_feed(url, rate, n, els, root, timeout=seconds + 120.0)
             sent: dict[str, float] = result["sent"]
             await _delivered(rx, len(sent), timeout=60.0)  # the missing ones are reported
+            cpu = time.process_time() - cpu
         rx.send("dump")
         arrivals: dict[str, float] = await asyncio.to_thread(_recv, rx, 30.0)
     finally:
@@ -306,6 +338,9 @@ async def latency(
         "acked": result["acked"],
         "opened": len(sent),
         "missing": len(sent) - sum(1 for k in sent if k in arrivals),
+        "cpu": cpu,
+        "cpu_share": cpu / result["seconds"] if result["seconds"] else 0.0,
+        "cpu_per_message": cpu / result["published"] if result["published"] else 0.0,
     }
 
 
@@ -319,10 +354,11 @@ async def _feed_settings(
     raises: int,
     concurrency: int,
     root: str,
+    records: bool = True,
 ) -> tuple[EngineSettings, list[str]]:
     """The daemon's settings for the latency feed (``raises`` standalone elements, alarms under
-    ``root``, the receiver process ``rx`` as its webhook, once it gave its URL) and the ids of
-    the elements the feed raises its alarms on."""
+    ``root``, the receiver process ``rx`` as its webhook, once it gave its URL; ``records``: on MQTT
+    as well) and the ids of the elements the feed raises its alarms on."""
     rx_url = await asyncio.to_thread(_recv, rx, 30.0)
     path = _config(
         folder,
@@ -333,11 +369,14 @@ async def _feed_settings(
         standalone=raises,
         concurrency=concurrency,
         root=root,
+        records=records,
     )
     return load_settings(path, environ={}), _standalone(raises)
 
 
-async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int = 4) -> dict[str, float]:
+async def delivery_rate(
+    url: str, messages: int, folder: Path, concurrency: int = 4, *, records: bool = True
+) -> dict[str, float]:
     """Messages/s of the latency run's feed the daemon carries end to end: ``messages`` queued for
     its persistent session (each raise on an element of its own, opening its own incident), then
     timed from its subscription until the receiver (a process of its own) holds the ``opened``
@@ -356,6 +395,7 @@ async def delivery_rate(url: str, messages: int, folder: Path, concurrency: int 
             raises=raises,
             concurrency=concurrency,
             root=DELIVERY_ROOT,
+            records=records,
         )
         async with Daemon(cfg) as d:  # the persistent session, then offline while the feed queues
             await _until(lambda: d.ready)
@@ -476,7 +516,9 @@ async def _main(args: argparse.Namespace) -> int:
                     wall, cpu = await bare_subscriber_rate(broker.url, feed, f"bare-{kind}{i}")
                     rates[f"bare-{kind}"].append(wall)
                     per_cpu[f"bare-{kind}"].append(cpu)
-                    wall, cpu = await daemon_rate(broker.url, feed, folder, f"eng-{kind}{i}", overruns[kind])
+                    wall, cpu = await daemon_rate(
+                        broker.url, feed, folder, f"eng-{kind}{i}", overruns[kind], records=args.mqtt_records
+                    )
                     rates[f"eng-{kind}"].append(wall)
                     per_cpu[f"eng-{kind}"].append(cpu)
             bare_a, eng_a, bare_s, eng_s = (statistics.median(rates[k]) for k in rates)
@@ -530,9 +572,16 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
     """The end-to-end drain rate of the latency feed, the highest steady rate (a step search below
     it), then the latency run at half of that (or at ``--latency-rate``)."""
     conc = args.receiver_concurrency
-    e2e = await delivery_rate(url, args.delivery_messages, folder, conc)
+    records = args.mqtt_records
+    e2e = await delivery_rate(url, args.delivery_messages, folder, conc, records=records)
     _show(
         [
+            (
+                "incident records",
+                f"on MQTT ({INCIDENT_TOPIC}/<id>) and to the webhook receiver"
+                if records
+                else "to the webhook receiver only (--no-mqtt-records: mqtt.incident_topic null)",
+            ),
             (
                 "end to end (latency feed)",
                 f"{args.delivery_messages:,} messages queued, each raise its own incident, webhook"
@@ -560,6 +609,7 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
             args.step_seconds,
             settle=args.settle,
             concurrency=conc,
+            records=records,
         )
         _show(
             [
@@ -580,7 +630,9 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
             return
         rate = steady / 2
     print(f"latency run: {rate:,.0f} messages/s for {args.latency_seconds:g} s", flush=True)
-    run = await latency(url, rate, args.latency_seconds, folder, args.settle, concurrency=conc)
+    run = await latency(
+        url, rate, args.latency_seconds, folder, args.settle, concurrency=conc, records=records
+    )
     lat = run["latencies"]
     if not lat:
         _show([("latency run", "no incident delivered: NOT met")])
@@ -607,6 +659,11 @@ async def _latency_runs(args: argparse.Namespace, url: str, folder: Path, intake
             ", ".join(f"{_pct(v, 0.99) * 1000:.0f}" for v in run["by_second"].values())
             + f" ms (worst: second {worst[0]})",
         ),
+        (
+            "  daemon CPU",
+            f"{run['cpu_share']:.2f} of a core ({run['cpu_per_message'] * 1000:.2f} ms per message;"
+            " this process from the feed's start to its last delivery, over the feed's seconds)",
+        ),
     ]
     if run["missing"]:
         rows.append(("  not delivered within 60 s", f"{run['missing']:,}"))
@@ -624,19 +681,20 @@ async def steady_rate(
     *,
     settle: float = 0.0,
     concurrency: int = 4,
+    records: bool = True,
 ) -> tuple[float, list[dict[str, Any]]]:
     """The highest rate of the latency feed the daemon keeps up with, by bisection below
     ``ceiling`` (the drain rate): ``steps`` latency runs of ``seconds`` each (with the latency
-    run's ``settle``); a rate is kept up with when ``kept_up`` says so, and a step whose run fails
-    (a load process that errs or does not answer) is not. Returns that rate (0 when none was) and
-    each step's figures: one run per step, so an estimate that a disturbance of the machine can put
-    a step lower."""
+    run's ``settle``, and its ``records`` on MQTT or not); a rate is kept up with when ``kept_up``
+    says so, and a step whose run fails (a load process that errs or does not answer) is not.
+    Returns that rate (0 when none was) and each step's figures: one run per step, so an estimate
+    that a disturbance of the machine can put a step lower."""
     low, high = 0.0, ceiling
     trials: list[dict[str, Any]] = []
     for _ in range(steps):
         rate = (low + high) / 2
         try:
-            run = await latency(url, rate, seconds, folder, settle, concurrency=concurrency)
+            run = await latency(url, rate, seconds, folder, settle, concurrency=concurrency, records=records)
         except (RuntimeError, TimeoutError) as exc:  # a load process failed or did not answer
             trials.append(
                 {"rate": rate, "ok": False, "why": f"the step failed: {exc}", "best": 0.0, "last": 0.0}
@@ -698,7 +756,8 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m bench daemon``."""
     parser = argparse.ArgumentParser(prog="python -m bench daemon", description=__doc__.splitlines()[0])
     parser.add_argument("--alarms", type=int, default=20000)
     parser.add_argument("--batches", type=int, default=2000)
@@ -729,19 +788,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--step-seconds", type=float, default=8.0, help="seconds of each step of the search (at least 4)"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--no-mqtt-records",
+        dest="mqtt_records",
+        action="store_false",
+        help="run the daemons with mqtt.incident_topic null: records to the webhook receiver only",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = build_parser()
+    args = cli.parse_args(argv)
     if args.runs < 1 or args.alarms < 1 or args.batches < 1:
-        parser.error("--runs, --alarms and --batches must be at least 1")
+        cli.error("--runs, --alarms and --batches must be at least 1")
     if args.delivery_messages < 2 * CLEAR_AFTER:
-        parser.error(f"--delivery-messages must be at least {2 * CLEAR_AFTER}")
+        cli.error(f"--delivery-messages must be at least {2 * CLEAR_AFTER}")
     if not 1 <= args.receiver_concurrency <= 64:
-        parser.error("--receiver-concurrency must be within 1..64")
+        cli.error("--receiver-concurrency must be within 1..64")
     if not 1 <= args.search_steps <= 12:
-        parser.error("--search-steps must be within 1..12")
+        cli.error("--search-steps must be within 1..12")
     if args.step_seconds < 4:
-        parser.error("--step-seconds must be at least 4")
+        cli.error("--step-seconds must be at least 4")
     if args.latency_seconds < 0 or args.settle < 0 or args.latency_rate < 0:
-        parser.error("--latency-seconds, --settle and --latency-rate must be >= 0")
+        cli.error("--latency-seconds, --settle and --latency-rate must be >= 0")
     if find_binary() is None:
         print("error: mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
         return 2

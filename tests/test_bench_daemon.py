@@ -4,7 +4,10 @@ real daemon and a real webhook receiver (each end in a process of its own)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import orjson
@@ -12,7 +15,7 @@ import pytest
 
 from bench import daemon as bench_daemon
 from bench import daemon_load
-from engine.service.config import parse_broker_url
+from engine.service.config import load_settings, parse_broker_url
 from tests.mosquitto import Mosquitto
 
 
@@ -43,14 +46,67 @@ async def test_the_raw_publisher_sends_the_feed_at_qos_1_and_counts_each_puback(
     assert set(result["sent"]) == {f"{m['ne_id']}:{m['probable_cause']}" for m in raises}
 
 
+@contextlib.asynccontextmanager
+async def _records_on_mqtt(url: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every incident record published on the bench daemons' MQTT topic while inside, in a list
+    (collected for a moment after the body, for those still on their way from the broker)."""
+    address = parse_broker_url(url)
+    got: list[dict[str, Any]] = []
+    async with aiomqtt.Client(hostname=address.host, port=address.port, identifier="bench-watch") as sub:
+        await sub.subscribe(f"{bench_daemon.INCIDENT_TOPIC}/#", qos=1)
+
+        async def take() -> None:
+            async for msg in sub.messages:
+                got.append(orjson.loads(bytes(msg.payload)))
+
+        task = asyncio.create_task(take())
+        try:
+            yield got
+            await asyncio.sleep(0.5)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def test_the_latency_run_times_every_incident_it_opens(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    run = await bench_daemon.latency(mosquitto.url, 400.0, 1.0, tmp_path, 0.0)
+    """400 msg/s for 1 s: 200 incidents opened, each timed at the webhook receiver; the daemon's CPU
+    is measured; its records are published on MQTT too (the default)."""
+    async with _records_on_mqtt(mosquitto.url) as on_mqtt:
+        run = await bench_daemon.latency(mosquitto.url, 400.0, 1.0, tmp_path, 0.0)
     assert run["opened"] == 200
     assert run["missing"] == 0
     assert len(run["latencies"]) == 200
     assert all(0.0 < x < 30.0 for x in run["latencies"])
     assert run["rate"] > 300.0
     assert sum(len(v) for v in run["by_second"].values()) == 200
+    assert 0.0 < run["cpu_share"] < 4.0  # a fraction of a core (a few threads at most)
+    assert run["cpu_per_message"] == pytest.approx(run["cpu"] / run["published"])
+    assert {r["event"] for r in on_mqtt} >= {"opened"}
+
+
+async def test_without_mqtt_records_the_latency_run_sends_records_to_the_webhook_only(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """``records=False`` (``--no-mqtt-records``): the daemon publishes no record on MQTT, and the
+    webhook receiver still gets every incident, timed as ever."""
+    async with _records_on_mqtt(mosquitto.url) as on_mqtt:
+        run = await bench_daemon.latency(mosquitto.url, 400.0, 1.0, tmp_path, 0.0, records=False)
+    assert run["opened"] == 200
+    assert run["missing"] == 0
+    assert len(run["latencies"]) == 200
+    assert run["cpu"] > 0.0
+    assert on_mqtt == []
+
+
+def test_no_mqtt_records_is_an_option_off_by_default(tmp_path: Path) -> None:
+    """``--no-mqtt-records`` turns the records on MQTT off for every daemon the bench starts (their
+    config's ``incident_topic`` is null); without it they are published, as shipped."""
+    assert bench_daemon.build_parser().parse_args([]).mqtt_records is True
+    assert bench_daemon.build_parser().parse_args(["--no-mqtt-records"]).mqtt_records is False
+    for records, topic in ((True, bench_daemon.INCIDENT_TOPIC), (False, None)):
+        path = bench_daemon._config(tmp_path, "mqtt://127.0.0.1:1883", f"c-{records}", None, records=records)
+        assert load_settings(path, environ={}).mqtt.incident_topic == topic
 
 
 async def test_the_end_to_end_rate_counts_until_the_last_incident_is_delivered(

@@ -72,7 +72,10 @@ class Decisions:
 
 @dataclass
 class Stats:
-    messages: Counter[str] = field(default_factory=Counter)  # by outcome: alarm, samples, invalid
+    # by outcome: alarm, samples, invalid. A plain dict, counted with ``get``: a ``Counter`` defines
+    # ``__delitem__``, so CPython stores each count through a Python-level slot (about 1,000
+    # instructions per message, callgrind; about 100 with a dict)
+    messages: dict[str, int] = field(default_factory=dict)
     invalid_reasons: Counter[str] = field(default_factory=Counter)  # by first field in error
     samples: int = 0
     samples_rejected: int = 0
@@ -90,7 +93,7 @@ class Stats:
         }
 
     def load(self, st: dict[str, Any]) -> None:
-        self.messages = Counter(st["messages"])
+        self.messages = dict(st["messages"])
         self.invalid_reasons = Counter(st["invalid_reasons"])
         self.samples, self.samples_rejected = st["samples"], st["samples_rejected"]
         self.notices = Counter(st.get("notices", {}))

@@ -191,7 +191,8 @@ class Pipeline:
             else:  # an alarm: its model alone
                 decoded = self.times.alarm(topic, decoded, received, out)
         except InvalidMessage as err:
-            self.stats.messages["invalid"] += 1
+            messages = self.stats.messages
+            messages["invalid"] = messages.get("invalid", 0) + 1
             self.stats.invalid_reasons[err.errors[0][0] or "message"] += 1
             out.dead_letters.append(dead_letter_record(topic, payload, err, now=now))
             out.message = MessageOutcome("invalid")
@@ -219,12 +220,14 @@ class Pipeline:
         out: Decisions,
     ) -> None:
         if not isinstance(decoded, Decoded):  # an alarm
-            self.stats.messages["alarm"] += 1
+            messages = self.stats.messages
+            messages["alarm"] = messages.get("alarm", 0) + 1
             out.message = _ALARM  # frozen: one object for every alarm message
             self.times.late(topic, decoded.event_time, "alarm", decoded.ne_id, out)
             out.records.extend(self.flow.alarm(decoded, now))
             return
-        self.stats.messages["samples"] += 1
+        messages = self.stats.messages
+        messages["samples"] = messages.get("samples", 0) + 1
         out.message = MessageOutcome("samples")
         rows = decoded.rows
         if rows:

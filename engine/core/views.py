@@ -128,10 +128,10 @@ def summary(p: Pipeline) -> dict[str, Any]:
     opened = p.incidents.opened
     return {
         "messages": sum(stats.messages.values()),
-        "alarm_messages": stats.messages["alarm"],
-        "sample_messages": stats.messages["samples"],
+        "alarm_messages": stats.messages.get("alarm", 0),
+        "sample_messages": stats.messages.get("samples", 0),
         "samples": stats.samples,
-        "invalid": stats.messages["invalid"],
+        "invalid": stats.messages.get("invalid", 0),
         "samples_rejected": stats.samples_rejected,
         "alarms_raised": c.raised,
         "alarms_repeated": c.repeated,

@@ -224,7 +224,7 @@ async def test_post_alerts_refuses_what_breaks_the_spec_with_a_json_string(
     assert status == 400
     assert isinstance(got, str)
     assert error in got
-    assert d.pipeline.stats.messages["alarm"] == 0
+    assert d.pipeline.stats.messages.get("alarm", 0) == 0
 
 
 async def test_post_alerts_takes_the_valid_alerts_and_names_the_refused_ones(
@@ -246,7 +246,7 @@ async def test_post_alerts_takes_the_valid_alerts_and_names_the_refused_ones(
         "[0]: at least one label pair required; [1]: start time must be before end time; "
         "[3]: invalid label set: invalid name 'bad-name'"
     )
-    await until(lambda: d.pipeline.stats.messages["alarm"] == 1, timeout=10, what="the valid alert")
+    await until(lambda: d.pipeline.stats.messages.get("alarm", 0) == 1, timeout=10, what="the valid alert")
 
 
 async def test_read_side_shows_inhibition_groups_by_incident_and_filters(daemon: tuple[Daemon, str]) -> None:
@@ -382,7 +382,7 @@ async def test_amtool_adds_queries_silences_and_expires(daemon: tuple[Daemon, st
     rc, _, err = await _run(*am, "alert", "add", "alertname=LinkDown", "ne_id=olt-004", "severity=critical",
                             "--annotation=summary=olt-004 link down")  # fmt: skip
     assert rc == 0, err
-    await until(lambda: d.pipeline.stats.messages["alarm"] == 1, timeout=10, what="the alert")
+    await until(lambda: d.pipeline.stats.messages.get("alarm", 0) == 1, timeout=10, what="the alert")
     rc, out, err = await _run(*am, "-o", "json", "alert", "query", "alertname=LinkDown")
     assert rc == 0, err
     (alert,) = json.loads(out)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import orjson
 
@@ -26,6 +26,12 @@ from engine.model.timeutil import format_time
 from engine.model.topology import Topology
 from engine.model.twins import twin_built
 from engine.rules.schema import neighbour_hops
+
+# ``orjson``'s functions, read once: the compiled core reads a module's attribute through
+# ``getattr`` each time (about 270 instructions), several times per record
+_dumps: Final = orjson.dumps
+_Fragment: Final = orjson.Fragment
+_APPEND_NEWLINE: Final = orjson.OPT_APPEND_NEWLINE
 
 if TYPE_CHECKING:
     from engine.core.incidents import Incident, Suppression
@@ -170,7 +176,7 @@ class SuppressedAlarm:
         made = self._json
         if made is None:
             # (written, not kept: the wire form itself where there is no threshold info to add)
-            made = orjson.dumps(self._wire if self.threshold_info is None else self.to_wire())
+            made = _dumps(self._wire if self.threshold_info is None else self.to_wire())
             object.__setattr__(self, "_json", made)
         return made
 
@@ -278,12 +284,12 @@ class IncidentRecord:
             root_cause=_fragment(self.root_cause, _root_cause_json),
             impact=_fragment(impact, _impact_json) if impact is not None else _EMPTY_IMPACT,
             # (a record made elsewhere may hold lists: those are written as they are now)
-            alarms=_fragment(alarms, orjson.dumps) if type(alarms) is tuple else alarms,
+            alarms=_fragment(alarms, _dumps) if type(alarms) is tuple else alarms,
             # (a list of one fragment, the entries joined: orjson writes the brackets around them)
             suppressed=[
                 _fragment(suppressed, _suppressed_json)
                 if type(suppressed) is tuple
-                else orjson.Fragment(_suppressed_json(suppressed))
+                else _Fragment(_suppressed_json(suppressed))
             ],
             flapping=self.flapping,
             acknowledged=ack.to_wire() if ack is not None else None,
@@ -293,7 +299,7 @@ class IncidentRecord:
             # (written as it is: the lines change with most records, so a kept copy seldom pays)
             explanation=self.explanation,
         )
-        return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+        return _dumps(rec, option=_APPEND_NEWLINE)
 
     def _wire_with(
         self,
@@ -364,17 +370,17 @@ def _fragment(part: Any, write: Callable[[Any], bytes]) -> orjson.Fragment:
         return hit[2]
     if len(_FRAGMENTS) >= _FRAGMENTS_KEPT:
         _FRAGMENTS.clear()
-    made = orjson.Fragment(write(part))
+    made = _Fragment(write(part))
     _FRAGMENTS[id(part)] = (part, write, made)
     return made
 
 
 def _root_cause_json(cause: RootCause) -> bytes:
-    return orjson.dumps(cause.to_wire())
+    return _dumps(cause.to_wire())
 
 
 def _impact_json(impact: Impact) -> bytes:
-    return orjson.dumps(impact.to_record())
+    return _dumps(impact.to_record())
 
 
 def _suppressed_json(entries: Iterable[SuppressedAlarm]) -> bytes:

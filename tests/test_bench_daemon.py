@@ -16,6 +16,7 @@ import pytest
 from bench import daemon as bench_daemon
 from bench import daemon_load
 from engine.service.config import load_settings, parse_broker_url
+from tests.daemon_harness import collecting
 from tests.mosquitto import Mosquitto
 
 
@@ -50,23 +51,9 @@ async def test_the_raw_publisher_sends_the_feed_at_qos_1_and_counts_each_puback(
 async def _records_on_mqtt(url: str) -> AsyncIterator[list[dict[str, Any]]]:
     """Every incident record published on the bench daemons' MQTT topic while inside, in a list
     (collected for a moment after the body, for those still on their way from the broker)."""
-    address = parse_broker_url(url)
-    got: list[dict[str, Any]] = []
-    async with aiomqtt.Client(hostname=address.host, port=address.port, identifier="bench-watch") as sub:
-        await sub.subscribe(f"{bench_daemon.INCIDENT_TOPIC}/#", qos=1)
-
-        async def take() -> None:
-            async for msg in sub.messages:
-                got.append(orjson.loads(bytes(msg.payload)))
-
-        task = asyncio.create_task(take())
-        try:
-            yield got
-            await asyncio.sleep(0.5)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with collecting(url, f"{bench_daemon.INCIDENT_TOPIC}/#") as got:
+        yield got
+        await asyncio.sleep(0.5)
 
 
 async def test_the_latency_run_times_every_incident_it_opens(mosquitto: Mosquitto, tmp_path: Path) -> None:

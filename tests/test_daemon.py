@@ -97,14 +97,8 @@ async def test_with_no_incident_topic_records_go_only_to_the_webhooks(
     """``mqtt.incident_topic: null``: no incident record is published on MQTT (no ``mqtt`` receiver,
     no outbox rows for it), the webhook gets them as ever, and dead letters are still published."""
     async with WebhookReceiver() as rx:
-        cfg = _records_off(
-            write_config(
-                tmp_path,
-                broker_url=mosquitto.url,
-                prefix=topic_prefix,
-                receivers=[{"name": "noc", "url": rx.url}],
-            )
-        )
+        noc = [{"name": "noc", "url": rx.url}]
+        cfg = _records_off(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix, receivers=noc)
         async with (
             collecting(mosquitto.url, f"{topic_prefix}/deadletter") as dead,
             collecting(mosquitto.url, f"{topic_prefix}/incidents/#") as records,
@@ -123,8 +117,9 @@ async def test_with_no_incident_topic_records_go_only_to_the_webhooks(
         assert records == []
 
 
-def _records_off(cfg: Path) -> Path:
-    """The config file ``cfg`` with ``mqtt.incident_topic: null``."""
+def _records_off(tmp_path: Path, **options: Any) -> Path:
+    """``write_config(tmp_path, **options)`` with ``mqtt.incident_topic: null``."""
+    cfg = write_config(tmp_path, **options)
     data = yaml.safe_load(cfg.read_text())
     data["mqtt"]["incident_topic"] = None
     cfg.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -153,14 +148,8 @@ async def test_with_no_incident_topic_only_a_dead_letter_wakes_the_mqtt_outbox(
     it. Its look-again interval is set to an hour, so only that wake can have published the dead
     letter within the test's seconds."""
     async with WebhookReceiver() as rx:
-        cfg = _records_off(
-            write_config(
-                tmp_path,
-                broker_url=mosquitto.url,
-                prefix=topic_prefix,
-                receivers=[{"name": "noc", "url": rx.url}],
-            )
-        )
+        noc = [{"name": "noc", "url": rx.url}]
+        cfg = _records_off(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix, receivers=noc)
         daemon = Daemon(settings(cfg))
         daemon._outbox_poll = 3600.0
         looks = _counting_dead_letter_looks(daemon)
@@ -191,7 +180,7 @@ async def test_with_no_incident_topic_a_dead_letter_kept_while_the_broker_is_dow
     topic once the broker is back (the outbox's look-again interval set to an hour: the retries after
     the failed publish carry it, no later commit needed). A persistent session subscribed before the
     stop receives it, whenever it left."""
-    cfg = _records_off(write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix))
+    cfg = _records_off(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix)
     host, port = host_port(mosquitto.url)
     watch: dict[str, Any] = {
         "hostname": host,

@@ -70,6 +70,7 @@ def test_replay_of_the_example_prints_records_and_a_json_summary(example_replay:
     assert [(rec["event"], rec["root_cause"]["ne_id"]) for rec in records] == [
         ("opened", "agg-3"),
         ("updated", "agg-3"),  # at 21 min: the platinum customers' SLA breached (1,296 s budget)
+        ("updated", "agg-3"),  # 5 s on: the other 19 platinum groups, breached 0.1 s after the first
         ("resolved", "agg-3"),
         ("opened", "pwr-c"),
         ("updated", "pwr-c"),  # 30 min before the gold customers' breach: SLA urgency makes it P1
@@ -85,7 +86,8 @@ def test_replay_of_the_example_prints_records_and_a_json_summary(example_replay:
     assert summary["compression"] == 27.0  # 54 alarms raised / 2 incidents
     assert isinstance(summary["events_per_second"], int)
     assert summary["events_per_second"] > 0
-    assert (summary["events"], summary["bad_lines"], summary["records"]) == (108, 0, 6)
+    assert (summary["events"], summary["bad_lines"], summary["records"]) == (108, 0, 7)
+    assert [rec["sla"]["customers_breached"] for rec in records[:4]] == [0, 1, 20, 20]
 
 
 def test_replay_output_is_byte_identical_across_runs(example_replay: Result) -> None:
@@ -113,7 +115,7 @@ def test_out_writes_the_records_to_a_file_instead_of_stdout(tmp_path: Path, exam
     assert r.status == 0, r.stderr
     assert r.stdout == b""
     assert out.read_bytes() == example_replay.stdout
-    assert r.summary()["records"] == 6
+    assert r.summary()["records"] == 7
 
 
 def test_invalid_lines_become_dead_letters_with_field_and_reason(tmp_path: Path) -> None:

@@ -256,6 +256,28 @@ def test_sla_urgency_raises_an_incident_that_will_breach_a_platinum_sla() -> Non
     assert "SLA urgency 12.97 pts" in " ".join(urgent["explanation"])
 
 
+def test_customers_breached_follows_every_breach_of_an_outage_not_only_the_first() -> None:
+    """olt-002 down from 0 s to 3,000 s, under the default ruleset. Its platinum group (1 customer,
+    1,296 s budget) breaches at 1,296 s, its gold group (1 customer, 2,592 s) at 2,592 s. Each breach
+    is a re-assessment (the breach milestone, then the next group's breach): an ``updated`` record
+    with ``customers_breached`` 1, then 2, and the resolution keeps 2 (before them, at 396 s, the
+    urgency milestone of 900 s to breach). (It stayed 1: after the first
+    breach no milestone was left, and nothing else re-assessed the incident until its root cleared,
+    when the SLA facts are frozen.)"""
+    r = run(
+        [alarm("olt-002", "lossOfSignal", 0, "critical"), clear("olt-002", "lossOfSignal", 3000)],
+        core=settings(),
+    )
+    got = [(rec["event"], rec["time"], rec["sla"]["customers_breached"]) for rec in r.records]
+    assert got == [
+        ("opened", format_time(T0 + 30), 0),
+        ("updated", format_time(T0 + 396), 0),  # 900 s to breach: full urgency (a milestone)
+        ("updated", format_time(T0 + 1296), 1),
+        ("updated", format_time(T0 + 2592), 2),
+        ("resolved", format_time(T0 + 3300), 2),
+    ]
+
+
 def test_customer_report_has_experience_and_sla_state() -> None:
     """olt-002 down from 0 s, never cleared; the state as of 600 s (``engine report --at``). By hand:
     c-00050 (platinum, internet only, on olt-002) is down, its one service capped at 0 → index 0.0,

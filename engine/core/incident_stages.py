@@ -14,6 +14,7 @@ the incident, so explanations read why instead of re-deriving it:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,14 @@ class SlaStage:
         if left is None:
             return None
         below = [m for m in self._milestones if m < left]
-        return Milestone(now + (left - below[0]), below[0]) if below else None
+        if below:
+            return Milestone(now + (left - below[0]), below[0])
+        if sla is not None and sla.next_breach is not None and 0.0 in self._milestones:
+            # Breached, and more customers breach later (another group's outage began later, or
+            # its tier allows longer): looked at again then, so ``customers_breached`` follows.
+            # Later than ``now`` even where the float sum cannot hold so small a step.
+            return Milestone(max(now + sla.next_breach, math.nextafter(now, math.inf)), 0.0)
+        return None
 
 
 def sla_milestones(urgency: UrgencySettings) -> tuple[float, ...]:

@@ -433,6 +433,7 @@ class ServiceQuality:
                 for g in self._by_service.get(s, ()):
                     groups[group_id(g)] = g
         soonest: tuple[float, str] | None = None
+        upcoming: float | None = None  # the soonest breach still to come
         customers = breached = 0
         for gid, g in sorted(groups.items()):
             if g.tier not in self.settings.sla.tiers:
@@ -443,6 +444,8 @@ class ServiceQuality:
             customers += g.count
             if left <= 0:
                 breached += g.count
+            elif upcoming is None or left < upcoming:
+                upcoming = left
             if soonest is None or left < soonest[0]:
                 soonest = (left, g.tier)
         if not customers:
@@ -455,6 +458,7 @@ class ServiceQuality:
             tier_breaching_first=soonest[1] if soonest else None,
             urgency=round(urgency, 3),
             points=round(urgency * self.settings.sla_points, 2),
+            next_breach=upcoming if breached else None,
         )
 
     # -- views ---------------------------------------------------------------------------------

@@ -204,6 +204,10 @@ class SlaFacts:
     tier_breaching_first: str | None
     urgency: float
     points: float
+    # Seconds until the soonest group not yet breached breaches, once some have (the soonest breach
+    # is then 0): when the incident is looked at again so that ``customers_breached`` follows the
+    # later breaches. Not part of the record (``to_wire``).
+    next_breach: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {

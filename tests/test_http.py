@@ -504,6 +504,28 @@ async def test_a_list_of_events_is_split_in_order(http: aiohttp.ClientSession, c
     assert kinds(core) == ["alarm", "samples", "alarm", "samples"]
 
 
+async def test_a_list_item_nested_deeper_than_orjson_writes_is_queued_and_deeper_still_is_400(
+    http: aiohttp.ClientSession, core: FakeCore
+) -> None:
+    """orjson reads 1,024 levels but writes 254: an item nested 300 deep is queued (its bytes written
+    by the standard library, compact as orjson's); one nested 1,000 deep is a 400 that names the
+    item, and nothing is queued (both were a 500: ``TypeError: Recursion limit reached``)."""
+    deep = b'{"ne_id":"olt-001","x":' + b"[" * 300 + b"]" * 300 + b"}"
+    async with http.post("/events", data=b"[" + js(ALARM) + b"," + deep + b"]") as r:
+        assert r.status == 202
+        assert await r.json() == {"queued": 2, "alarms": 2, "samples": 0}
+    assert [p for _, p, _ in core.ingested] == [js(ALARM), deep]
+    deeper = b'{"x":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    async with http.post("/events", data=b"[" + js(ALARM) + b"," + deeper + b"]") as r:
+        assert r.status == 400
+        body = await r.json()
+    assert (
+        body["detail"]
+        == "item 1: payload nested too deeply to be written back as JSON (about 990 levels at most)"
+    )
+    assert len(core.ingested) == 2
+
+
 async def test_json_lines_are_one_event_per_line(http: aiohttp.ClientSession, core: FakeCore) -> None:
     """With Content-Type application/x-ndjson each non-blank line is a message, passed on as sent."""
     lines = [js(ALARM), b"", js(SAMPLE) + b"\r", b"   ", js(TMF642)]

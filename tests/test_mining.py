@@ -497,6 +497,24 @@ def test_a_message_is_one_alarm_as_in_replay_and_an_array_is_a_counted_error() -
     ]
 
 
+def test_a_payload_nested_deeper_than_orjson_writes_is_mined_and_deeper_still_is_counted_invalid() -> None:
+    """As the replay: a payload nested 300 levels deep (more than orjson writes back) is one alarm
+    like any other; one nested 1,000 deep is counted invalid with the reason (both stopped
+    `engine rules mine` with a traceback: ``TypeError: Recursion limit reached``)."""
+    raw = orjson.loads(alarm(T0, "agg", "linkFail"))
+
+    def nested(depth: int) -> bytes:
+        return orjson.dumps({"topic": raw["topic"], "payload": {**raw["payload"], "x": 0}}).replace(
+            b'"x":0', b'"x":' + b"[" * depth + b"]" * depth
+        )
+
+    _, stats = mine_lines([nested(300), nested(1000)], topology())
+    assert (stats.raises, stats.invalid) == (1, 1)
+    assert stats.invalid_examples == [
+        "line 2: payload nested too deeply to be written back as JSON (about 990 levels at most)"
+    ]
+
+
 def _late_root_history(seed: int, bursts: int) -> list[bytes]:
     """linkFail on agg raised 2-12 s *after* svcLoss on two elements below it, every time; all
     cleared a minute later."""

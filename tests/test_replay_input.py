@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from engine.core.pipeline import Pipeline
+from engine.model.messages import payload_bytes
 from engine.model.timeutil import _expanded, format_time
 from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
@@ -133,3 +134,56 @@ def test_format_time_past_year_9999_continues_the_calendar() -> None:
     assert format_time(253402300800.0) == "+10000-01-01T00:00:00.000Z"
     assert format_time(253402300800.0 + 59 * 86400 + 1.5) == "+10000-02-29T00:00:01.500Z"  # a leap year
     assert format_time(1e15) == "+31690708-07-05T01:46:40.000Z"
+
+
+def _nested(depth: int) -> bytes:
+    """An alarm line whose payload carries a list nested ``depth`` levels deep (a field of its own)."""
+    head = (
+        b'{"topic":"soc/alarms/olt-001","payload":{"ne_id":"olt-001","severity":"major",'
+        b'"probable_cause":"linkDown","event_time":"2026-01-01T00:00:00Z","x":'
+    )
+    return head + b"[" * depth + b"]" * depth + b"}}"
+
+
+def test_a_payload_nested_deeper_than_orjson_writes_is_applied_and_deeper_still_is_a_bad_line() -> None:
+    """orjson reads 1,024 levels of nesting but writes 254: a payload nested 300 deep (which the
+    daemon, given the bytes, takes) is applied as any other, its bytes written by the standard
+    library; one nested 1,000 deep, more than even that writes, is a bad line that says so, and the
+    replay goes on to the next line (both stopped the replay with a traceback: ``TypeError:
+    Recursion limit reached``)."""
+    fine = orjson.dumps(
+        {
+            "topic": "soc/alarms/olt-002",
+            "payload": {
+                "ne_id": "olt-002",
+                "severity": "major",
+                "probable_cause": "linkDown",
+                "event_time": "2026-01-01T00:00:01Z",
+            },
+        }
+    )
+    pipeline = Pipeline(load_topology(EXAMPLES / "topology.yaml"), load_rulesets(None))
+    records: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    stats = Replayer(pipeline, emit=records.append, dead_letter=dead.append).run(
+        [_nested(300), _nested(1000), fine]
+    )
+    assert (stats.events, stats.bad_lines) == (2, 1)
+    assert stats.bad_line_examples == [
+        "line 2: payload nested too deeply to be written back as JSON (about 990 levels at most)"
+    ]
+    assert {r["root_cause"]["ne_id"] for r in records} == {"olt-001", "olt-002"}
+    assert [d["errors"][0]["reason"] for d in dead] == [
+        "payload nested too deeply to be written back as JSON (about 990 levels at most)"
+    ]
+
+
+def test_payload_bytes_writes_what_orjson_cannot_as_orjson_would() -> None:
+    """``payload_bytes`` gives orjson's bytes where orjson writes them, and beyond its 254 levels
+    the standard library's with the same separators and UTF-8 as they are (no ``\\u`` escapes)."""
+    shallow = {"a": [1, 2.5, "é", None, True], "b": {"c": "x"}}
+    assert payload_bytes(shallow) == orjson.dumps(shallow)
+    deep = orjson.loads(b'{"t":"\xc3\xa9","x":' + b"[" * 300 + b"]" * 300 + b"}")
+    assert payload_bytes(deep) == b'{"t":"\xc3\xa9","x":' + b"[" * 300 + b"]" * 300 + b"}"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        payload_bytes(orjson.loads(b"[" * 1000 + b"]" * 1000))

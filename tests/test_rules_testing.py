@@ -298,6 +298,20 @@ def test_raw_topic_step_and_dead_letters(tmp_path: Path) -> None:
     assert status == 0, out
 
 
+def test_a_step_nested_deeper_than_orjson_writes_is_fed_as_any_other(tmp_path: Path) -> None:
+    """A raw step whose payload nests 300 levels deep (more than orjson writes back; YAML itself
+    refuses a few dozen more) is fed as any other, and refused here for its element, in words: it
+    stopped `engine rules test` with a traceback (``TypeError: Recursion limit reached``)."""
+    text = INLINE_TOPOLOGY + (
+        "tests:\n  - name: deep\n    timeline:\n"
+        "      - {at: 0s, topic: soc/alarms/x, payload: {ne_id: olt-999, severity: critical,"
+        " probable_cause: linkDown, event_time: '2026-01-01T00:00:00Z', x: DEEP}}\n"
+        "    expect: {incidents: 0, dead_letters: 1}\n"
+    ).replace("DEEP", "[" * 300 + "]" * 300)
+    status, out = _run(_write(tmp_path, text))
+    assert status == 0, out
+
+
 STEP = "      - {at: 0s, alarm: {ne_id: agg-x, severity: critical, probable_cause: lossOfSignal}}\n"
 
 

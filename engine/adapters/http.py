@@ -41,6 +41,7 @@ from engine.core import reports
 from engine.core.explain import NotFound
 from engine.core.whatif import what_if
 from engine.errors import ConfigError, EngineError
+from engine.model.messages import payload_bytes
 from engine.model.timeutil import parse_time
 from engine.model.wording import json_type_name
 from engine.service.config import HttpSettings
@@ -325,7 +326,13 @@ def split_events(body: bytes, content_type: str) -> list[tuple[bytes, bool]]:
             raise ApiError(400, exc.error, f"{exc.detail}{hint}") from None
         raise
     if isinstance(obj, list):
-        return [(orjson.dumps(item), is_samples(item)) for item in obj]
+        out = []
+        for number, item in enumerate(obj):
+            try:
+                out.append((payload_bytes(item), is_samples(item)))
+            except ValueError as exc:
+                raise ApiError(400, "invalid JSON", f"item {number}: {exc}") from None
+        return out
     return [(body, is_samples(obj))]
 
 

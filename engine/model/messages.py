@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 from collections import deque
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
@@ -113,6 +114,23 @@ def out_of_range(metrics: Mapping[str, float], prefix: str = "") -> list[tuple[s
 
 
 _OPTIONAL = ("service", "customer")
+
+
+def payload_bytes(body: object) -> bytes:
+    """A parsed payload written back as the JSON the core reads (no spaces, UTF-8). orjson reads
+    1,024 levels of nesting but writes at most 254, so a payload nested deeper (the daemon, which
+    is given the bytes, takes it) is written by the standard library instead: the same JSON, with
+    the same separators. ``ValueError`` when even that cannot (a thousand levels or so), in words."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (RecursionError, TypeError, ValueError):
+        raise ValueError(
+            "payload nested too deeply to be written back as JSON (about 990 levels at most)"
+        ) from None
 
 
 def sample_row(sample: KpiSample) -> SampleRow:

@@ -22,7 +22,7 @@ import orjson
 from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import InvalidMessage
-from engine.model.messages import MAX_TIME, dead_letter_record
+from engine.model.messages import MAX_TIME, dead_letter_record, payload_bytes
 from engine.model.timeutil import parse_text, parse_time
 
 _heappush, _heappop = heapq.heappush, heapq.heappop  # (per event: no module attribute read)
@@ -158,7 +158,14 @@ class Replayer:
         # to them and dead letters show them. It is given the parsed payload too, so it does not parse
         # it again: orjson parses its own output back to an equal mapping, types included.
         body = line["payload"]
-        payload = _dumps(body)
+        try:
+            payload = _dumps(body)
+        except TypeError:  # nested deeper than orjson writes (``payload_bytes``: not per line)
+            try:
+                payload = payload_bytes(body)
+            except ValueError as exc:
+                self._bad(n, raw, str(exc))
+                return
         parsed = body if type(body) is dict else None
         # ``event_time``, on the payload already in hand
         t = _payload_time(parsed) if parsed is not None and line.get("time") is None else None

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-import orjson
 import yaml
 
 from engine.core.pipeline import Pipeline
 from engine.errors import ConfigError, EngineError
-from engine.model.messages import DeadLetter
+from engine.model.messages import DeadLetter, payload_bytes
 from engine.model.timeutil import parse_time
 from engine.service.cliargs import Parser, input_path
 from engine.service.terminal import printable
@@ -70,7 +69,9 @@ def run_case(tf: TestFile, case: TestCase) -> Outcome:
         for step in case.steps:
             t = START + step.at
             out.records.extend(r.to_wire() for r in pipeline.advance_to(t).records)
-            payload = step.payload if isinstance(step.payload, str) else orjson.dumps(step.payload)
+            # (``payload_bytes``: a step may nest deeper than orjson writes; YAML stops well short
+            # of where the standard library would fail too)
+            payload = step.payload if isinstance(step.payload, str) else payload_bytes(step.payload)
             d = pipeline.feed(step.topic, payload, t)
             out.records.extend(r.to_wire() for r in d.records)
             out.dead_letters += len(d.dead_letters)

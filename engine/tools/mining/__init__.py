@@ -22,7 +22,7 @@ import yaml
 
 from engine.adapters.store import check_schema, journal_packed, journal_payload
 from engine.errors import ConfigError, InvalidMessage
-from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes
+from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes, payload_bytes
 from engine.model.timeutil import format_time, parse_duration, parse_time
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import ruleset_from_data
@@ -91,8 +91,8 @@ def mine_lines(
             topic, payload = line.get("topic"), line.get("payload")
             if not isinstance(topic, str):
                 raise InvalidMessage("", [("topic", "a string is required")])
-            decoded = decoder.decode(topic, orjson.dumps(payload))
-        except (orjson.JSONDecodeError, InvalidMessage) as exc:
+            decoded = decoder.decode(topic, payload_bytes(payload))
+        except (orjson.JSONDecodeError, InvalidMessage, ValueError) as exc:
             stats.invalid += 1
             if len(stats.invalid_examples) < 5:
                 stats.invalid_examples.append(f"line {n}: {exc}")

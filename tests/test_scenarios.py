@@ -168,6 +168,17 @@ def test_late_root_merges_an_already_open_symptom_incident() -> None:
     root_open = next(rec for rec in r.records if rec["root_cause"]["alarm_id"] == "agg-3:lossOfSignal")
     assert merged[0]["merged_into"] == root_open["incident_id"]
     assert [s["alarm_id"] for s in root_open["suppressed"]] == ["olt-001:linkDown"]
+    # its words say why it resolved: its root explained now, by what, and the incident it went into
+    # (they said "no rule explains it" of the root the record lists as suppressed, and no more)
+    words = merged[0]["explanation"]
+    assert words[0] == (
+        "root cause: linkDown (critical, effect outage) on olt-001 (olt, site site-d1, south); "
+        "explained by agg-3:lossOfSignal (rule default/topology-root-cause)"
+    )
+    assert words[-1] == (
+        f"merged into {root_open['incident_id']} (root agg-3:lossOfSignal): the incident resolves into it"
+    )
+    assert all("no rule explains it" not in w for w in words)
 
 
 def test_alarm_outside_the_window_is_not_a_symptom() -> None:

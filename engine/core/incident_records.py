@@ -407,6 +407,8 @@ def _priority_words(p: Priority) -> str:
     return words
 
 
+ROOT_UNEXPLAINED: Final = "; no rule explains it"  # the end of an explanation's first line
+
 _ENTRIES_KEPT = 100_000  # suppressed entries the record builder reuses (cleared past that)
 
 _WHERE = {
@@ -518,6 +520,9 @@ class RecordBuilder:
         made_of = (shown_root, inc.group is not None, inc.maintenance, line, inc.reraised, assessment.state)
         if said is None or said[0] is not root or said[2] is not im or said[3] is not p or said[1] != made_of:
             said = inc.said_lines = (root, made_of, im, p, tuple(self._explanation(inc, root, line)))
+        explanation = said[4]
+        if merged_into is not None and event == "resolved":
+            explanation = self._merged(inc, explanation, merged_into)
         return IncidentRecord(
             incident_id=inc.id,
             event=event,
@@ -536,10 +541,25 @@ class RecordBuilder:
             acknowledged=inc.acknowledged,
             priority_breakdown=dict(p.breakdown) if p else {},
             sla=assessment.sla,
-            explanation=said[4],
+            explanation=explanation,
             resolution=(resolution or "cleared") if event == "resolved" else None,
             merged_into=merged_into if event == "resolved" else None,
         )
+
+    def _merged(self, inc: Incident, lines: tuple[str, ...], merged_into: str) -> tuple[str, ...]:
+        """The explanation of the record that resolves ``inc`` as merged: its root is explained now
+        (its first line says by what, where it said no rule explains it), and a last line names the
+        incident it moved into and that incident's root."""
+        why = self._suppression(inc.root)
+        if why is None:  # (a merge is a suppression of the root: kept until the record is made)
+            return (*lines, f"merged into {merged_into}")
+        first = ROOT_UNEXPLAINED
+        if lines and lines[0].endswith(first):
+            lines = (lines[0][: -len(first)] + f"; explained by {why.root} (rule {why.rule})", *lines[1:])
+        top = why.root
+        while (up := self._suppression(top)) is not None:  # the absorbing incident's own root
+            top = up.root
+        return (*lines, f"merged into {merged_into} (root {top}): the incident resolves into it")
 
     def _walk(self, alarms: tuple[str, ...]) -> Walk:
         """What a record shows of an incident's members (``alarms``, sorted): see ``Walk``."""
@@ -717,7 +737,7 @@ class RecordBuilder:
                 )
                 line = (
                     f"root cause: {root.probable_cause} ({severity}, effect {effect}) on {root.ne_id} "
-                    f"({where}); no rule explains it"
+                    f"({where}){ROOT_UNEXPLAINED}"
                 )
                 said = inc.said_root = (root, severity, effect, line)
             lines.append(said[3])

@@ -13,7 +13,7 @@ from engine.core.forms.correlator import Correlator
 from engine.core.pipeline import Pipeline
 from engine.core.reports import services as services_report
 from engine.errors import EngineError
-from engine.model.timeutil import parse_time
+from engine.model.timeutil import format_time, parse_time
 from engine.model.topology import topology_from_dict
 from engine.rules.schema import load_rulesets
 from engine.tools.replay import Replayer
@@ -486,3 +486,38 @@ def test_a_voice_kqi_alarm_degrades_voice_only_in_the_customer_element_and_servi
     assert "degraded" not in report["internet"]["customers_by_state"]
     assert report["voip"]["customers_by_state"]["degraded"] == sum("voip" in c["services"] for c in behind)
     p.close()
+
+
+def test_the_root_cause_carries_the_faults_own_raise_and_clear_times() -> None:
+    """``root_cause.raised_at``/``cleared_at`` are the network's event times of the root's raise and
+    clear, where ``opened_at``/``resolved_at`` are the incident's timers (settle 30 s, hold-down
+    5 min): agg-3 raised at 1 s and cleared at 600 s opens at 31 s and resolves at 900 s. A root that
+    flaps (a raise every 30 s, each cleared 15 s later) keeps its first raise as the fault's start
+    (its alarm begins a new occurrence at each raise until it is flagged flapping), and shows a clear
+    only while the element says it is clear."""
+    r = run([alarm("agg-3", "lossOfSignal", 1, "critical"), clear("agg-3", "lossOfSignal", 600)])
+    got = [
+        (
+            rec["event"],
+            rec["opened_at"],
+            rec.get("resolved_at"),
+            rec["root_cause"]["raised_at"],
+            rec["root_cause"]["cleared_at"],
+        )
+        for rec in r.records
+    ]
+    assert got == [
+        ("opened", format_time(T0 + 31), None, format_time(T0 + 1), None),
+        ("resolved", format_time(T0 + 31), format_time(T0 + 900), format_time(T0 + 1), format_time(T0 + 600)),
+    ]
+    flaps: list[dict[str, Any]] = []
+    for k in range(8):
+        flaps += [alarm("olt-010", "linkDown", 30 * k, "major"), clear("olt-010", "linkDown", 30 * k + 15)]
+    r = run(flaps)
+    shown = [
+        (rec["time"], rec["root_cause"]["raised_at"], rec["root_cause"]["cleared_at"]) for rec in r.records
+    ]
+    assert shown[0] == (format_time(T0 + 30), format_time(T0), format_time(T0 + 15))  # opened: clear now
+    assert shown[1] == (format_time(T0 + 35), format_time(T0), None)  # raised again at 30 s
+    assert {raised for _, raised, _ in shown} == {format_time(T0)}
+    assert shown[-1][2] == format_time(T0 + 225)  # resolved: the element's last clear

@@ -64,6 +64,8 @@ class RootCause:
     active: bool
     rule: str | None  # the first grouping rule, by name
     threshold_info: Mapping[str, Any] | None = None
+    raised_at: float | None = None  # event time of the root's raise (this occurrence's first)
+    cleared_at: float | None = None  # event time of its clear, while the element says it is clear
 
     # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
     # frozen field is assigned
@@ -79,6 +81,8 @@ class RootCause:
         active: bool,
         rule: str | None,
         threshold_info: Mapping[str, Any] | None = None,
+        raised_at: float | None = None,
+        cleared_at: float | None = None,
     ) -> None:
         self.alarm_id = alarm_id  # type: ignore[misc]
         self.ne_id = ne_id  # type: ignore[misc]
@@ -90,8 +94,11 @@ class RootCause:
         self.active = active  # type: ignore[misc]
         self.rule = rule  # type: ignore[misc]
         self.threshold_info = threshold_info  # type: ignore[misc]
+        self.raised_at = raised_at  # type: ignore[misc]
+        self.cleared_at = cleared_at  # type: ignore[misc]
 
     def to_wire(self) -> dict[str, Any]:
+        raised, cleared = self.raised_at, self.cleared_at
         out: dict[str, Any] = {
             "ne_id": self.ne_id,
             "alarm_id": self.alarm_id,
@@ -101,6 +108,8 @@ class RootCause:
             "site": self.site,
             "region": self.region,
             "active": self.active,
+            "raised_at": format_time(raised) if raised is not None else None,
+            "cleared_at": format_time(cleared) if cleared is not None else None,
             "rule": self.rule,
         }
         if self.threshold_info is not None:
@@ -496,7 +505,8 @@ class RecordBuilder:
             shown: tuple[Any, ...] = (None, False)
             info = None
         else:
-            shown, info = (root.severity, root.active), root.threshold_info
+            shown = (root.severity, root.active, root.first_seen, root.raw_active, root.cleared_time)
+            info = root.threshold_info
         if (
             cause is None
             or cause[0] is not root
@@ -653,6 +663,9 @@ class RecordBuilder:
             active=bool(root and root.active),
             rule=min(inc.grouping_rules) if inc.grouping_rules else None,
             threshold_info=(dict(root.threshold_info) if root and root.threshold_info is not None else None),
+            raised_at=(inc.fault_start if inc.fault_start is not None else root.first_seen) if root else None,
+            # the element's own clear, even while a flapping root is held active for correlation
+            cleared_at=root.cleared_time if root and not root.raw_active else None,
         )
 
     def forget(self, keys: Iterable[str]) -> None:

@@ -178,6 +178,10 @@ class Incident:
     id: str
     root: str  # alarm key of the top root
     created: float
+    # event time of the root's first raise (the records' ``root_cause.raised_at``: a flapping root's
+    # later raises begin new occurrences of its alarm, not a new fault); None: restored from a
+    # snapshot that did not keep it (the root alarm's own first raise is shown then)
+    fault_start: float | None = None
     phase: Phase = "pending"  # changed by engine.core.lifecycle.fire only
     members: set[str] = field(default_factory=set)  # alarm keys, root included
     opened_at: float | None = None  # lifecycle only
@@ -373,6 +377,7 @@ def dump_incident(inc: Incident) -> dict[str, Any]:
         "id": inc.id,
         "root": inc.root,
         "created": inc.created,
+        "fault_start": inc.fault_start,
         "phase": inc.phase,
         "members": sorted(inc.members),
         "version": inc.version,
@@ -411,6 +416,7 @@ def load_incident(d: Mapping[str, Any]) -> tuple[Incident, Impact | None]:
         id=d["id"],
         root=d["root"],
         created=d["created"],
+        fault_start=d.get("fault_start"),
         phase=d["phase"],
         members=set(d["members"]),  # verbatim: a member may outlive its alarm's retention
         opened_at=d.get("opened_at"),

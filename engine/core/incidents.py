@@ -532,7 +532,11 @@ class IncidentBook:
         # A cleared root that still explains late symptoms: its hold-down runs from its creation.
         cleared = alarm is None or not alarm.active
         inc = Incident(
-            id=incident_id(key, first_seen), root=key, created=now, clear_since=now if cleared else None
+            id=incident_id(key, first_seen),
+            root=key,
+            created=now,
+            fault_start=first_seen,
+            clear_since=now if cleared else None,
         )
         self._graph.add(inc)
         self._schedule(inc)

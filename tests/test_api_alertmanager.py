@@ -303,6 +303,62 @@ async def test_silence_errors_are_spec_answers(daemon: tuple[Daemon, str]) -> No
     assert got in ("start time must be before end time", "end time can't be in the past")
 
 
+async def test_a_catastrophic_filter_answers_and_healthz_stays_responsive(daemon: tuple[Daemon, str]) -> None:
+    """The reviewer's freeze: ``alertname=~"(a+)+$"`` against an alert named thirty-two ``a`` and a
+    ``!`` kept Python's backtracking ``re`` (and so the event loop, ``/healthz`` included) busy for
+    hours. RE2 answers at once, anchored as in Alertmanager: only the alert named ``a…a`` matches;
+    ``/healthz``, asked at the same time, answers too."""
+    d, base = daemon
+    alerts = [
+        {"labels": {"alertname": "a" * 32 + "!", "instance": "agg-1", "severity": "critical"}},
+        {"labels": {"alertname": "a" * 32, "instance": "agg-2", "severity": "critical"}},
+    ]
+    assert (await _req("POST", f"{base}/api/v2/alerts", alerts))[0] == 200
+    await until(lambda: d.pipeline.stats.messages.get("alarm", 0) == 2, timeout=10, what="both alerts")
+    filtered, health = await asyncio.gather(
+        _req("GET", f"{base}/api/v2/alerts?filter=alertname%3D~%22(a%2B)%2B%24%22"),
+        _req("GET", f"{base}/healthz"),
+    )
+    status, got = filtered
+    assert status == 200
+    assert [a["labels"]["alertname"] for a in got] == ["a" * 32]
+    assert health[0] == 200
+    status, got = await _req("GET", f"{base}/api/v2/alerts?filter=alertname%21~%22(a%2B)%2B%24%22")
+    assert [a["labels"]["alertname"] for a in got] == ["a" * 32 + "!"]
+
+
+async def test_a_regex_re2_cannot_run_is_a_400_naming_the_matcher(daemon: tuple[Daemon, str]) -> None:
+    """A backreference or lookaround in a filter, a silence's matcher or ``receiver`` is refused
+    with a 400 naming the matcher and the feature (Alertmanager's Go ``regexp`` refuses them too):
+    never run by a backtracking engine."""
+    _, base = daemon
+    status, got = await _req("GET", f"{base}/api/v2/alerts?filter=alertname%3D~%22(a)%5C1%22")
+    assert (status, got) == (
+        400,
+        'filter: matcher alertname=~"(a)\\\\1": the regular expression uses a feature a linear-time '
+        "regex engine cannot run: a backreference (\\1)",
+    )
+    silence = {
+        "matchers": [{"name": "ne_id", "value": "(?!agg-3)agg-.*", "isRegex": True}],
+        "startsAt": "2026-01-01T00:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+        "createdBy": "noc",
+        "comment": "x",
+    }
+    status, got = await _req("POST", f"{base}/api/v2/silences", silence)
+    assert (status, got) == (
+        400,
+        'matchers[0]: matcher ne_id=~"(?!agg-3)agg-.*": the regular expression uses a feature a '
+        "linear-time regex engine cannot run: a negative lookahead (?!…)",
+    )
+    status, got = await _req("GET", f"{base}/api/v2/alerts?receiver=(%3F%3C%3Dx)noc")
+    assert (status, got) == (
+        400,
+        "receiver: regular expression '(?<=x)noc' uses a feature a linear-time regex engine cannot "
+        "run: a lookbehind (?<=…)",
+    )
+
+
 # ------------------------------------------------------------------------------ real clients
 
 

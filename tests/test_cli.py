@@ -391,6 +391,53 @@ def test_rules_check_of_a_broken_ruleset_exits_1_with_the_error_on_stderr(
     assert r.stderr.splitlines() == [e.replace("{tmp}", str(tmp_path)) for e in expected]
 
 
+REGEX_RULESET = """\
+name: rx
+rules:
+  - name: storm-of-a
+    group: {by: ne_id, match: {probable_cause: {regex: '(a+)+$'}}}
+  - name: repeated-word
+    group: {by: ne_id, match: {text: {regex: '(\\w+) \\1'}}}
+  - name: not-after-lab
+    group: {by: ne_id, match: {ne_id: {regex: '(?<!lab-)olt'}}}
+"""
+
+
+def test_rules_check_refuses_a_regex_a_linear_time_engine_cannot_run(tmp_path: Path) -> None:
+    """A backreference and a lookbehind are refused by ``rules check`` (exit 1), each at its file,
+    line, rule and field with the feature named; ``(a+)+$``, which RE2 runs in linear time, is not
+    an error."""
+    write_files(tmp_path, {"rx.yaml": REGEX_RULESET})
+    r = engine("rules", "check", tmp_path / "rx.yaml")
+    assert r.status == 1
+    assert r.stderr.splitlines() == [
+        f"error: {tmp_path}/rx.yaml: line 6: rule 'repeated-word', rules[1].group.match: text: regex "
+        "'(\\\\w+) \\\\1' uses a feature a linear-time regex engine cannot run: a backreference (\\1)",
+        f"error: {tmp_path}/rx.yaml: line 8: rule 'not-after-lab', rules[2].group.match: ne_id: regex "
+        "'(?<!lab-)olt' uses a feature a linear-time regex engine cannot run: a negative lookbehind (?<!…)",
+    ]
+
+
+def test_replay_of_a_catastrophic_looking_ruleset_regex_finishes(tmp_path: Path) -> None:
+    """The reviewer's hang: ``probable_cause: {regex: '(a+)+$'}`` replayed on an alarm whose cause is
+    255 ``a`` and a ``!`` ran for hours with Python's ``re``; RE2 searches it in linear time and the
+    replay ends (exit 0): the rule fires once, for the alarm whose cause is 256 ``a``, not that one."""
+    ruleset = REGEX_RULESET.split("  - name: repeated-word", maxsplit=1)[0]
+    alarm = {"severity": "critical", "event_type": "communicationsAlarm"}
+    events = [
+        {"topic": f"soc/alarms/{ne}",
+         "payload": {**alarm, "ne_id": ne, "probable_cause": cause, "event_time": f"2026-01-01T00:00:0{n}Z"}}
+        for n, (ne, cause) in enumerate([("olt-001", "a" * 255 + "!"), ("olt-002", "a" * 256)], 1)
+    ]  # fmt: skip
+    lines = "".join(orjson.dumps(e).decode() + "\n" for e in events)
+    write_files(tmp_path, {"rx.yaml": ruleset, "events.jsonl": lines})
+    rulesets = tmp_path / "rx.yaml"
+    r = engine("replay", tmp_path / "events.jsonl", "--topology", EXAMPLE_TOPOLOGY, "--rulesets", rulesets)
+    assert r.status == 0, r.stderr
+    assert '"alarms_raised": 2,' in r.stderr
+    assert '"rule_firings": 1,' in r.stderr
+
+
 REFERENCE_TOPOLOGY = """\
 service_types:
   voip: {criticality: 5, platform: [sbc-1]}

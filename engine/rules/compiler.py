@@ -54,7 +54,9 @@ durable never sees time. KPI thresholds and maintenance windows match elements, 
 evaluated by the forms from the topology.
 
 Regex conditions and ``service_type`` become boolean fact properties (``rx<n>``, ``svc:<name>``)
-that the fact builder fills in; durable compares them as plain strings.
+that the fact builder fills in; durable compares them as plain strings. durable never sees a regex
+(its own ``$mt`` operator is not used): the fact builder searches each one with RE2, in time linear
+in the field (``engine.model.linear_regex``).
 
 Conditions are always an explicit ``$and`` of single-key conditions (durable silently reads only the
 first key of a multi-key object). Severity thresholds compare the numeric ``sev`` field.
@@ -64,12 +66,12 @@ The action of every rule is the part's qualified name (``ruleset/rule#part``).
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import RulesetError
+from engine.model.linear_regex import LinearRegex, linear_regex
 from engine.model.topology import Topology
 from engine.rules.host import MAX_FIRINGS_PER_FACT
 from engine.rules.schema import (
@@ -283,8 +285,9 @@ def compile_rulesets(rulesets: Sequence[Ruleset]) -> Program:
     )
 
 
-def compiled_regexes(program: Program) -> list[tuple[str, re.Pattern[str]]]:
-    return [(prop, re.compile(pattern)) for prop, pattern in program.regexes]
+def compiled_regexes(program: Program) -> list[tuple[str, LinearRegex]]:
+    """The program's regexes (``rx<n>``) compiled by RE2: searched in time linear in the field."""
+    return [(prop, linear_regex(pattern)) for prop, pattern in program.regexes]
 
 
 def _and(conditions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

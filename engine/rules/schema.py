@@ -49,6 +49,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.errors import RulesetError
+from engine.model.linear_regex import RegexRefused, linear_regex
 from engine.model.messages import METRIC_NAME_PATTERN
 from engine.model.schedule import Schedule, format_duration
 from engine.model.timeutil import Duration
@@ -142,9 +143,9 @@ def _condition(field: str, raw: Any) -> Condition:
             if not isinstance(arg, str):
                 raise ValueError(f"'regex' takes a string, got {type_name(arg)}")
             try:
-                re.compile(arg)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {arg!r}: {exc}") from None
+                linear_regex(arg)  # RE2: what it cannot run in linear time is refused here, not run
+            except RegexRefused as exc:
+                raise ValueError(exc.describe()) from None
             return Condition(regex=arg)
         raise ValueError(f"unknown operator {op!r} (known: {', '.join(_OPERATORS)})")
     if field == "text":
@@ -786,7 +787,7 @@ def element_in_scope(
             return False
         if cond.none_of and value in {str(v) for v in cond.none_of}:
             return False
-        if cond.regex is not None and not re.search(cond.regex, value):
+        if cond.regex is not None and not linear_regex(cond.regex).search(value):
             return False
     return True
 

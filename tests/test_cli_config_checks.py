@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
-from tests.test_cli import EXAMPLE_EVENTS, EXAMPLE_TOPOLOGY, Result, engine
+from bench.scenarios import alarm
+from tests.test_cli import EXAMPLE_EVENTS, EXAMPLE_TOPOLOGY, Result, engine, write_lines
 
 
 def _refused(r: Result, expected: str) -> None:
@@ -223,3 +225,36 @@ def test_a_missing_topology_is_refused_naming_the_config_and_the_key(tmp_path: P
     config.write_text("topology: topo.yaml\n", encoding="utf-8")
     r = engine("run", "--config", config)
     _refused(r, f"error: {config}: line 1: topology: {tmp_path / 'topo.yaml'}: no such file")
+
+
+# --- 6. replay: a line's own time -------------------------------------------------------------------
+
+
+def test_a_line_whose_own_time_does_not_parse_is_a_bad_line_naming_time(tmp_path: Path) -> None:
+    """README: a line's optional ``time`` overrides the payload's. One that is there but invalid
+    is a bad line (counted, dead-lettered with the field and the reason), not replaced in silence
+    by the payload's time; the replay goes on."""
+    good = alarm("olt-001", "linkDown", 0.0, "critical")
+    lines = [
+        orjson.dumps(good),
+        orjson.dumps({**alarm("olt-002", "linkDown", 1.0, "critical"), "time": "garbage"}),
+        orjson.dumps({**alarm("olt-003", "linkDown", 2.0, "critical"), "time": -5}),
+        orjson.dumps({**alarm("olt-004", "linkDown", 3.0, "critical"), "time": 1e300}),
+    ]
+    events = write_lines(tmp_path / "events.jsonl", lines)
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    r = engine("replay", events, "--topology", EXAMPLE_TOPOLOGY, "--out", out, "--dead-letters", dead)
+    assert r.status == 0, r.stderr
+    summary = r.summary()
+    assert summary["bad_lines"] == 3
+    assert summary["bad_line_examples"] == [
+        "line 2: time: not an RFC 3339 time: 'garbage'",
+        "line 3: time: epoch seconds must not be negative",
+        "line 4: time: time 1e+300 is after year 9999 (epoch milliseconds sent as seconds?)",
+    ]
+    letters = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [(d["topic"], d["errors"][0]["field"]) for d in letters] == [
+        (f"<replay line {n}>", "time") for n in (2, 3, 4)
+    ]
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert {rec["root_cause"]["ne_id"] for rec in records} == {"olt-001"}  # the good line goes on

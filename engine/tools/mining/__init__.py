@@ -35,7 +35,7 @@ from engine.tools.mining.rules import (
     select,
 )
 from engine.tools.mining.stats import CoOccurrence, relations_of
-from engine.tools.replay import event_time
+from engine.tools.replay import event_time, line_time
 
 __all__ = ["Journal", "MineStats", "journal_lines", "mine_file", "mine_lines"]
 
@@ -91,6 +91,11 @@ def mine_lines(
             topic, payload = line.get("topic"), line.get("payload")
             if not isinstance(topic, str):
                 raise InvalidMessage("", [("topic", "a string is required")])
+            if line.get("time") is not None:  # the line's own time, as the replay refuses it
+                try:
+                    line_time(line["time"])
+                except ValueError as exc:
+                    raise InvalidMessage("", [("time", str(exc))]) from None
             decoded = decoder.decode(topic, orjson.dumps(payload))
         except (orjson.JSONDecodeError, InvalidMessage) as exc:
             stats.invalid += 1

@@ -227,6 +227,59 @@ def test_a_missing_topology_is_refused_naming_the_config_and_the_key(tmp_path: P
     _refused(r, f"error: {config}: line 1: topology: {tmp_path / 'topo.yaml'}: no such file")
 
 
+# --- 5. rules mine ----------------------------------------------------------------------------------
+
+
+def _mine(events: Path | str, out: Path | str, *extra: str) -> Result:
+    return engine("rules", "mine", events, "--topology", EXAMPLE_TOPOLOGY, "--out", out, *extra)
+
+
+def test_mining_an_empty_events_file_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    events, out = tmp_path / "events.jsonl", tmp_path / "m.yaml"
+    events.write_bytes(b"")
+    r = _mine(events, out)
+    assert r.status == 2
+    assert r.stderr.strip().endswith(
+        f"error: {events}: no alarm raised in the events (not one line): nothing written to {out}"
+    ), r.stderr
+    assert "a ruleset needs at least one rule" not in r.stderr
+    assert not out.exists()
+
+
+def test_mining_garbage_names_the_invalid_lines(tmp_path: Path) -> None:
+    events, out = write_lines(tmp_path / "events.jsonl", [b"garbage", b'{"a": 1}']), tmp_path / "m.yaml"
+    r = _mine(events, out)
+    assert r.status == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {events}: no alarm raised in the events (2 lines: 2 invalid, 0 clears,")
+    assert "line 1: " in last
+    assert not out.exists()
+
+
+def test_mining_with_thresholds_nothing_passes_names_them(tmp_path: Path) -> None:
+    out = tmp_path / "m.yaml"
+    r = _mine(EXAMPLE_EVENTS, out, "--min-support", "100")
+    assert r.status == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: {EXAMPLE_EVENTS}: no rule passed the thresholds (54 raises; --min-support 100,"
+        " --min-confidence 0.005, --min-lift 1.5, --min-z 3): nothing written to"
+        f" {out}; lower them, or mine a longer history"
+    )
+    assert not out.exists()
+
+
+def test_mining_refuses_an_output_folder_that_does_not_exist(tmp_path: Path) -> None:
+    """As ``engine dataset pcic --out`` and ``engine replay --out`` do: no folder made in silence."""
+    out = tmp_path / "missing" / "x" / "m.yaml"
+    r = _mine(EXAMPLE_EVENTS, out)
+    _refused(
+        r,
+        f"engine rules mine: error: argument --out: no such directory: {out.parent}"
+        " (see `engine rules mine --help`)",
+    )
+    assert not (tmp_path / "missing").exists()
+
+
 # --- 6. replay: a line's own time -------------------------------------------------------------------
 
 
@@ -258,3 +311,12 @@ def test_a_line_whose_own_time_does_not_parse_is_a_bad_line_naming_time(tmp_path
     ]
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert {rec["root_cause"]["ne_id"] for rec in records} == {"olt-001"}  # the good line goes on
+
+
+def test_mining_refuses_a_line_whose_own_time_does_not_parse(tmp_path: Path) -> None:
+    """``rules mine`` reads the replay format: the same line is invalid there, not timed by its payload."""
+    lines = [orjson.dumps({**alarm("olt-002", "linkDown", 1.0, "critical"), "time": "garbage"})]
+    events, out = write_lines(tmp_path / "events.jsonl", lines), tmp_path / "m.yaml"
+    r = _mine(events, out)
+    assert r.status == 2
+    assert "line 1: invalid message on '': time: not an RFC 3339 time: 'garbage'" in r.stderr, r.stderr

@@ -128,6 +128,23 @@ def mine_lines(
     return select(co.close(), th), stats
 
 
+def _nothing_mined(stats: MineStats, th: Thresholds, out: Path) -> str:
+    """Why no rule was mined, in terms of the input and the thresholds."""
+    if stats.raises == 0:
+        counts = (
+            f"{stats.lines} lines: {stats.invalid} invalid, {stats.clears} clears, {stats.other} not alarms"
+            if stats.lines
+            else "not one line"
+        )
+        first = f"; {stats.invalid_examples[0]}" if stats.invalid_examples else ""
+        return f"no alarm raised in the events ({counts}{first}): nothing written to {out}"
+    return (
+        f"no rule passed the thresholds ({stats.raises} raises; --min-support {th.min_support},"
+        f" --min-confidence {th.min_confidence:g}, --min-lift {th.min_lift:g}, --min-z {th.min_z:g}):"
+        f" nothing written to {out}; lower them, or mine a longer history"
+    )
+
+
 def _lines(path: Path) -> Iterator[bytes]:
     try:
         fh = path.open("rb")
@@ -264,6 +281,9 @@ def mine_file(
         routes=routes,
     )
     what = f"--store {events.path.name}" if isinstance(events, Journal) else events.name
+    if not mined.rules:  # the input or the thresholds, not the ruleset: say which, write nothing
+        read = str(events.path if isinstance(events, Journal) else events)
+        raise ConfigError(read, "", _nothing_mined(stats, thresholds, out))
     params: dict[str, Any] = {"lead": thresholds.lead}
     params["orient"] = orient
     params["explain_away"] = explain_away

@@ -839,10 +839,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the daemon's config: its store, alarm topics and topology (when --topology is not given)",
     )
     p.add_argument("--topology", type=Path, metavar="FILE", help="required unless --config names one")
-    p.add_argument("--out", required=True, type=Path, metavar="RULES.yaml", help="the mined ruleset")
+    p.add_argument("--out", required=True, type=output_file, metavar="RULES.yaml", help="the mined ruleset")
     p.add_argument(
         "--effects-out",
-        type=Path,
+        type=output_file,
         metavar="CONFIG.yaml",
         help="also write the core config section alarms.effects: learned down roots → outage",
     )

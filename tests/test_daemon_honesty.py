@@ -185,3 +185,32 @@ async def test_records_left_for_a_receiver_no_longer_configured_are_named_not_ga
     (warning,) = [e for e in logs if e["event"] == "records waiting for receivers no longer configured"]
     assert warning["log_level"] == "warning"
     assert warning["receivers"]["noc"] >= 1
+
+
+async def test_a_publish_refused_for_a_reason_other_than_the_broker_is_logged_once_not_per_retry(
+    tmp_path: Path, mosquitto: Mosquitto, topic_prefix: str
+) -> None:
+    """A dead letter the MQTT client refuses to publish (a wildcard topic: the config refuses one
+    now, so these settings are made past it, ``model_copy`` validating nothing, to stand for any
+    refusal that is not the broker being away) is retried, and the retries were silent: one error
+    names the reason, once, however many retries follow."""
+    cfg = write_config(tmp_path, broker_url=mosquitto.url, prefix=topic_prefix)
+    s = settings(cfg)
+    s = s.model_copy(update={"mqtt": s.mqtt.model_copy(update={"dead_letter_topic": f"{topic_prefix}/#"})})
+    with capture_logs() as logs:
+        async with Daemon(s) as daemon, aiohttp.ClientSession() as http:
+            assert daemon.http is not None
+            assert daemon.publisher is not None
+            publisher = daemon.publisher
+            await until(lambda: daemon.ready, timeout=10, what="readiness")
+            url = f"http://127.0.0.1:{daemon.http.port}/events"
+            async with http.post(url, data=orjson.dumps(_bad(0))) as resp:
+                assert resp.status == 202
+            await until(
+                lambda: publisher.stats["publish_failures"] >= 3, timeout=20, what="three refused publishes"
+            )
+    failing = [e for e in logs if str(e["event"]).startswith("mqtt publish keeps failing")]
+    assert len(failing) == 1, failing
+    assert failing[0]["log_level"] == "error"
+    assert (failing[0]["what"], failing[0]["topic"]) == ("dead letter", f"{topic_prefix}/#")
+    assert "wildcard" in failing[0]["error"]

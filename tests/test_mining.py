@@ -161,6 +161,7 @@ def test_the_command_writes_the_ruleset_and_effects_and_reports(tmp_path: Path) 
     topo = tmp_path / "topology.yaml"
     topo.write_text(yaml.safe_dump(TOPOLOGY))
     out, effects = tmp_path / "rules" / "mined.yaml", tmp_path / "effects.yaml"
+    out.parent.mkdir()  # (a folder that does not exist is refused, as every --out's: test_cli_config_checks)
     r = engine("rules", "mine", events, "--topology", topo, "--out", out, "--effects-out", effects)
     assert r.status == 0, r.stderr
     report = orjson.loads(r.stderr)

@@ -105,11 +105,16 @@ _PUBACK: Final = struct.Struct("!BBH")  # a PUBACK: 0x40, remaining length 2, pa
 
 
 class PublishError(EngineError):
-    """A publish was not acknowledged: not connected in time, the connection dropped, or refused."""
+    """A publish was not acknowledged: not connected in time, the connection dropped, or refused.
 
-    def __init__(self, topic: str, reason: str) -> None:
+    ``broker_down``: the broker was away or did not answer in time (a retry after a reconnect may
+    succeed); False when the publish itself was refused (a topic the client or the broker will not
+    take), which retrying does not mend."""
+
+    def __init__(self, topic: str, reason: str, *, broker_down: bool = True) -> None:
         self.topic = topic
         self.reason = reason
+        self.broker_down = broker_down
         super().__init__(f"publish to {topic!r} failed: {reason}")
 
 
@@ -1144,7 +1149,10 @@ class MqttPublisher(_Connection):
             raise PublishError(topic, f"not {what} within {timeout:g}s") from None
         except aiomqtt.MqttError as exc:
             self.stats["publish_failures"] += 1
-            raise PublishError(topic, str(exc)) from None
+            raise PublishError(topic, str(exc), broker_down=not self.connected.is_set()) from None
+        except ValueError as exc:  # the client refuses the topic itself (a wildcard, too long)
+            self.stats["publish_failures"] += 1
+            raise PublishError(topic, f"refused by the MQTT client: {exc}", broker_down=False) from None
         except PublishError:
             self.stats["publish_failures"] += 1
             raise

@@ -22,7 +22,7 @@ from pydantic import (
 from engine.core.experience import ExperienceSettings, SlaSettings
 from engine.core.kqi import KqiCatalog
 from engine.errors import ConfigError
-from engine.model.timeutil import Duration
+from engine.model.timeutil import Duration1d, Duration7d, Duration30d, Duration366d
 from engine.model.wording import dotted, first_problem, type_name
 from engine.model.yamlsource import Locator
 
@@ -86,8 +86,8 @@ class FlappingSettings(_Strict):
     transitions: int = Field(
         6, ge=2, description="raise/clear transitions within `window` that make an alarm flap"
     )
-    window: Duration = 600.0
-    quiet: Duration | None = None  # no transition for this long ends flapping; default: window
+    window: Duration1d = 600.0
+    quiet: Duration1d | None = None  # no transition for this long ends flapping; default: window
 
     @property
     def quiet_period(self) -> float:
@@ -97,7 +97,7 @@ class FlappingSettings(_Strict):
 class AlarmSettings(_Strict):
     effects: tuple[EffectRule, ...] = DEFAULT_EFFECTS
     flapping: FlappingSettings = Field(default_factory=FlappingSettings)
-    retain: Duration = 3600.0  # how long a cleared alarm (and an unmatched clear) is remembered
+    retain: Duration30d = 3600.0  # how long a cleared alarm (and an unmatched clear) is remembered
 
     @model_validator(mode="after")
     def _catch_all(self) -> AlarmSettings:
@@ -107,9 +107,9 @@ class AlarmSettings(_Strict):
 
 
 class IncidentSettings(_Strict):
-    settle: Duration = 30.0  # a new incident waits this long for its symptoms before it is notified
-    hold_down: Duration = 300.0  # roots must stay clear this long before the incident resolves
-    update_interval: Duration = 5.0  # at most one `updated` per incident per interval
+    settle: Duration1d = 30.0  # a new incident waits this long for its symptoms before it is notified
+    hold_down: Duration7d = 300.0  # roots must stay clear this long before the incident resolves
+    update_interval: Duration1d = 5.0  # at most one `updated` per incident per interval
 
 
 class PrioritySettings(_Strict):
@@ -173,7 +173,7 @@ class QualitySettings(_Strict):
     """KQIs, inference, customer experience and SLAs (``engine.core.quality``)."""
 
     kqis: KqiCatalog = Field(default_factory=KqiCatalog.defaults)  # config: {services: {type: [kqi…]}}
-    evaluate_every: Duration = 60.0
+    evaluate_every: Duration1d = 60.0
     element_alarms: Literal["auto", "on", "off"] = "auto"  # auto: off when rulesets have kpi_threshold rules
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     experience: ExperienceSettings = Field(default_factory=ExperienceSettings)
@@ -196,9 +196,9 @@ class ClockSettings(_Strict):
     limit), the event is applied at the receive time (``clamp``) or refused as a dead letter
     (``reject``)."""
 
-    max_ahead: Duration = 300.0
+    max_ahead: Duration366d = 300.0
     ahead: Literal["clamp", "reject"] = "clamp"
-    max_behind: Duration | None = None
+    max_behind: Duration366d | None = None
     behind: Literal["clamp", "reject"] = "clamp"
 
 
@@ -207,7 +207,7 @@ class CoreSettings(_Strict):
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     priority: PrioritySettings = Field(default_factory=PrioritySettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
-    reorder_tolerance: Duration = 5.0  # replay: events up to this much out of order are re-sorted
+    reorder_tolerance: Duration1d = 5.0  # replay: events up to this much out of order are re-sorted
     clock: ClockSettings = Field(default_factory=ClockSettings)
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "EVENT_TYPES",
     "MAX_METRICS",
     "MAX_TIME",
+    "MAX_TOPIC_BYTES",
     "METRIC_NAME_PATTERN",
     "METRIC_RANGES",
     "SEVERITIES",
@@ -80,6 +81,7 @@ __all__ = [
     "SampleRow",
     "Severity",
     "ThresholdInfo",
+    "check_topic_filter",
     "dead_letter_record",
     "kpi_sample",
     "payload_excerpt",
@@ -387,10 +389,19 @@ class Routes:
 DEFAULT_ROUTES = Routes()
 
 
-def _check_filter(topic_filter: str) -> list[str]:
+MAX_TOPIC_BYTES = 65535  # an MQTT topic name or filter: a UTF-8 string of at most 65,535 bytes
+
+
+def check_topic_filter(topic_filter: str) -> list[str]:
+    """The levels of a valid MQTT topic filter; ``ValueError`` saying what is wrong otherwise (the
+    config's ``mqtt.alarm_topics`` and ``mqtt.probe_topics`` are refused at load with it)."""
     levels = topic_filter.split("/")
     if not topic_filter:
         raise ValueError("empty MQTT topic filter")
+    if "\x00" in topic_filter:
+        raise ValueError(f"an MQTT topic filter must not hold the NUL character: {topic_filter!r}")
+    if len(topic_filter.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        raise ValueError(f"an MQTT topic filter is at most {MAX_TOPIC_BYTES} bytes of UTF-8")
     for i, level in enumerate(levels):
         if level == "#":
             if i != len(levels) - 1:
@@ -420,7 +431,7 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     Wildcards in the first level do not match topics starting with ``$`` (``$SYS/...``). A malformed
     filter (``a/#/b``, ``a+``) raises ``ValueError`` rather than silently never matching.
     """
-    return _match_levels(_check_filter(topic_filter), topic.split("/"))
+    return _match_levels(check_topic_filter(topic_filter), topic.split("/"))
 
 
 # ---------------------------------------------------------------------------------------- errors
@@ -904,8 +915,8 @@ class Decoder:
         self.routes = routes
         self.max_bytes = max_bytes
         self.max_batch = max_batch
-        self._alarm_filters = tuple(_check_filter(f) for f in routes.alarms)
-        self._sample_filters = tuple(_check_filter(f) for f in routes.samples)
+        self._alarm_filters = tuple(check_topic_filter(f) for f in routes.alarms)
+        self._sample_filters = tuple(check_topic_filter(f) for f in routes.samples)
         self._routed: dict[str, str | None] = {}  # topic -> "alarm", "samples" or None (bounded)
         self._metric_bounds = _MetricBounds()
         self._other_metrics: set[str] = set()  # topics whose batches named metrics not known (bounded)

@@ -6,7 +6,7 @@ import math
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import BeforeValidator
 
@@ -171,3 +171,44 @@ def parse_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A pydantic field type: seconds, given as a number or as ``30s``, ``5m``, ``1h``, ``250ms``."""
+
+MINUTE: Final = 60.0
+HOUR: Final = 3600.0
+DAY: Final = 86400.0
+
+
+def duration_words(seconds: float) -> str:
+    """``86400`` → ``1d``, ``5400`` → ``90m``, ``90`` → ``90s``; past a day's worth of digits, six
+    figures of seconds (``1e+300s``, not three hundred digits)."""
+    if seconds >= 1e15:
+        return f"{time_words(seconds)}s"
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def at_most(bound: float) -> BeforeValidator:
+    """A duration field's upper bound, as pydantic metadata: ``Annotated[float, at_most(DAY)]``
+    parses as ``Duration`` does, then refuses more than ``bound`` seconds, naming the bound and
+    the value as given (``must be at most 7d, got '1e300s'``). A timer set centuries ahead is
+    never a setting someone means: it would silently never fire."""
+
+    def check(value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds > bound:
+            given = value.strip() if isinstance(value, str) else duration_words(seconds)
+            raise ValueError(f"must be at most {duration_words(bound)}, got {given}")
+        return seconds
+
+    return BeforeValidator(check)
+
+
+# Duration field types with their upper bound (README, "Configuration": the bounds of the keys)
+Duration1m = Annotated[float, at_most(MINUTE)]
+Duration1h = Annotated[float, at_most(HOUR)]
+Duration1d = Annotated[float, at_most(DAY)]
+Duration7d = Annotated[float, at_most(7 * DAY)]
+Duration30d = Annotated[float, at_most(30 * DAY)]
+Duration366d = Annotated[float, at_most(366 * DAY)]
+"""``Duration`` at most a minute, an hour, a day, a week, 30 days, a leap year (as rule windows)."""

@@ -13,16 +13,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from engine.compiled import ENV as PURE_PYTHON_ENV
 from engine.core.settings import CoreSettings, core_settings_from_data
 from engine.errors import ConfigError
-from engine.model.timeutil import Duration
+from engine.model.messages import MAX_TOPIC_BYTES, check_topic_filter
+from engine.model.timeutil import Duration1d, Duration1h, Duration1m, Duration7d, Duration366d
 from engine.model.wording import dotted as dotted_path
 from engine.model.wording import first_problem, type_name, unknown_field
 from engine.model.yamlsource import Locator, load_file
@@ -31,6 +40,7 @@ ENV_PREFIX = "ENGINE_"
 Event = Literal["opened", "updated", "resolved"]
 FORMATS = ("generic", "tmf656", "tmf656-event", "pagerduty", "alertmanager")
 EVENTS: tuple[Event, ...] = ("opened", "updated", "resolved")
+MQTT_RECEIVER = "mqtt"  # the outbox's name for records published on mqtt.incident_topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +73,52 @@ def parse_broker_url(url: str) -> BrokerAddress:
     )
 
 
+def _topic_filter(value: str) -> str:
+    check_topic_filter(value)  # ValueError: what is wrong ("'#' must be the last level of …")
+    return value
+
+
+TopicFilter = Annotated[str, AfterValidator(_topic_filter)]
+"""An MQTT topic filter to subscribe to (``soc/alarms/#``), refused at load when the broker would
+refuse it: so the error names the key, the list index and the line."""
+
+
+def _publish_topic(value: str | None, what: str) -> str | None:
+    """A topic the engine publishes on (None: a key that may be null): no wildcard, not empty, no
+    NUL, not one of the broker's own ``$`` topics, at most 65,535 bytes. A broker refuses anything
+    else, and the publisher would retry it for ever; ``what``: what the key is for."""
+    if value is not None and (
+        not value
+        or "+" in value
+        or "#" in value
+        or "\x00" in value
+        or value.startswith("$")
+        or len(value.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES
+    ):
+        raise ValueError(
+            f"{value!r} is not a topic to publish on (not empty, no + or # wildcards, no NUL, not"
+            f" starting with $, at most {MAX_TOPIC_BYTES} bytes); {what}"
+        )
+    return value
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or directory")
+    return path
+
+
+ExistingPath = Annotated[Path, AfterValidator(_existing)]
+"""A ruleset file or folder: one that is missing is refused at load, naming the key and the line."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Backoff(_Section):
-    initial: Duration = 1.0
-    max: Duration = 60.0
+    initial: Duration1h = 1.0
+    max: Duration1h = 60.0
     factor: float = Field(2.0, ge=1.0)
     jitter: float = Field(0.2, ge=0.0, le=1.0)  # ± this fraction of each delay
 
@@ -85,10 +134,10 @@ class MqttSettings(_Section):
     enabled: bool = True  # false: HTTP ingest only (POST /events, /api/v2/alerts)
     url: str = "mqtt://127.0.0.1:1883"  # mqtt:// or mqtts://; user:password@ allowed
     client_id: str = "soc-engine"
-    alarm_topics: tuple[str, ...] = ("soc/alarms/#",)
-    probe_topics: tuple[str, ...] = ("soc/probes/#",)
+    alarm_topics: tuple[TopicFilter, ...] = ("soc/alarms/#",)
+    probe_topics: tuple[TopicFilter, ...] = ("soc/probes/#",)
     protocol: Literal["3.1.1", "5"] = "5"
-    session_expiry: Duration = 86400.0  # v5: the broker keeps our session and queue this long
+    session_expiry: Duration366d = 86400.0  # v5: the broker keeps our session and queue this long
     receive_maximum: int = Field(1000, ge=1, le=65535)  # v5: unacknowledged messages in flight
     keepalive: int = Field(30, ge=5)
     username: str | None = None
@@ -104,7 +153,7 @@ class MqttSettings(_Section):
     # behind the broker's backlog; timers that fell due while the daemon was down fire only once
     # everything before it is applied (or after catch_up_timeout). null: no marker, no waiting.
     sync_topic: str | None = "soc-engine/sync"
-    catch_up_timeout: Duration = 30.0
+    catch_up_timeout: Duration1h = 30.0
 
     @field_validator("url")
     @classmethod
@@ -112,15 +161,40 @@ class MqttSettings(_Section):
         parse_broker_url(v)
         return v
 
+    @field_validator("alarm_topics", "probe_topics")
+    @classmethod
+    def _some_filter(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:  # the HTTP API routes what it is sent as if from the first filter
+            raise ValueError("needs at least one MQTT topic filter (soc/alarms/#, soc/probes/#)")
+        return v
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str) -> str:
+        if not v or "+" in v or "#" in v or "\x00" in v:
+            raise ValueError(
+                f"{v!r} is not a client id the engine can use (not empty, no + or # wildcards, no NUL):"
+                " the start-up marker is published on <sync_topic>/<client_id>"
+            )
+        return v
+
     @field_validator("incident_topic")
     @classmethod
     def _incident_topic(cls, v: str | None) -> str | None:
-        if v is not None and (not v or "+" in v or "#" in v or "\x00" in v):
-            raise ValueError(
-                f"{v!r} is not a topic to publish on (not empty, no + or # wildcards);"
-                " null publishes no incident records on MQTT"
-            )
+        return _publish_topic(v, "null publishes no incident records on MQTT")
+
+    @field_validator("dead_letter_topic")
+    @classmethod
+    def _dead_letter_topic(cls, v: str) -> str:
+        _publish_topic(v, "dead letters are published on it")
         return v
+
+    @field_validator("sync_topic")
+    @classmethod
+    def _sync_topic(cls, v: str | None) -> str | None:
+        return _publish_topic(
+            v, "the start-up marker is published on <sync_topic>/<client_id>; null sends none"
+        )
 
     @property
     def host(self) -> str:
@@ -142,16 +216,16 @@ class MqttSettings(_Section):
 
 class StoreSettings(_Section):
     path: Path = Path("var/engine.sqlite")
-    commit_interval: Duration = 0.02  # journal batches commit at least this often
+    commit_interval: Duration1m = 0.02  # journal batches commit at least this often
     batch_size: int = Field(500, ge=1)  # items the core task applies at most per commit (and MQTT ack)
-    batch_delay: Duration = 0.005  # … and the longest a batch's first item waits for more before it
-    snapshot_interval: Duration = 60.0  # core state snapshot (and journal truncation) period
+    batch_delay: Duration1m = 0.005  # … and the longest a batch's first item waits for more before it
+    snapshot_interval: Duration1d = 60.0  # core state snapshot (and journal truncation) period
     snapshot_every: int = Field(50000, ge=100)  # … or after this many journal entries
-    keep_journal: Duration = 0.0  # journal entries a snapshot covers stay this long (rules mine --store)
-    keep_delivered: Duration = 7 * 86400.0  # delivered outbox rows are purged after this
-    keep_dead_letters: Duration = 7 * 86400.0  # dead letters are purged after this…
+    keep_journal: Duration366d = 0.0  # journal entries a snapshot covers stay this long (rules mine --store)
+    keep_delivered: Duration366d = 7 * 86400.0  # delivered outbox rows are purged after this
+    keep_dead_letters: Duration366d = 7 * 86400.0  # dead letters are purged after this…
     max_dead_letters: int = Field(100000, ge=100)  # … and the oldest beyond this many
-    keep_explanations: Duration = 7 * 86400.0  # explanations of resolved incidents, this long…
+    keep_explanations: Duration366d = 7 * 86400.0  # explanations of resolved incidents, this long…
     max_explanations: int = Field(2000, ge=10)  # … and at most this many (newest kept)
 
     @field_validator("path")
@@ -173,7 +247,7 @@ class HttpSettings(_Section):
 
 class Breaker(_Section):
     failures: int = Field(5, ge=1)  # consecutive failures that open the circuit
-    cooldown: Duration = 30.0  # open this long, then one trial request
+    cooldown: Duration1h = 30.0  # open this long, then one trial request
 
 
 class ReceiverSettings(_Section):
@@ -181,15 +255,25 @@ class ReceiverSettings(_Section):
     url: str
     format: Literal["generic", "tmf656", "tmf656-event", "pagerduty", "alertmanager"] = "generic"
     headers: Mapping[str, str] = Field(default_factory=dict)
-    timeout: Duration = 10.0
+    timeout: Duration1h = 10.0
     priorities: tuple[int, ...] = (1, 2, 3, 4, 5)  # which priorities it gets (resolved always follows)
     events: tuple[Event, ...] = EVENTS
     secret: str | None = None  # HMAC-SHA256 signing key; unsigned when absent
     routing_key: str | None = None  # PagerDuty integration key
     retry: Backoff = Field(default_factory=lambda: Backoff(initial=1.0, max=300.0))
-    dead_after: Duration = 86400.0  # undelivered this long → dead letter (never for `resolved`)
+    dead_after: Duration366d = 86400.0  # undelivered this long → dead letter (never for `resolved`)
     breaker: Breaker = Field(default_factory=Breaker)
     concurrency: int = Field(4, ge=1, le=64)  # incidents delivered in parallel (each in order)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v == MQTT_RECEIVER:
+            raise ValueError(
+                "receiver name 'mqtt' is reserved for the MQTT incident topic (mqtt.incident_topic);"
+                " give this receiver another name"
+            )
+        return v
 
     @field_validator("url")
     @classmethod
@@ -225,9 +309,9 @@ class ClusterSettings(_Section):
     name: str | None = None  # this engine's member name (default: host-pid); KV key characters only
     partitions: int = Field(4, ge=1, le=1024)  # domain partitions (plus the one `global` partition)
     replicas: int = Field(3, ge=1, le=5)  # JetStream replicas of every stream and bucket
-    lease_ttl: Duration = 6.0  # a partition whose owner stops renewing is free after this
-    snapshot_interval: Duration = 30.0  # each owned partition's state is saved at least this often
-    retention: Duration = 86400.0  # partition streams keep messages this long (> snapshot_interval)
+    lease_ttl: Duration1h = 6.0  # a partition whose owner stops renewing is free after this
+    snapshot_interval: Duration1d = 30.0  # each owned partition's state is saved at least this often
+    retention: Duration366d = 86400.0  # partition streams keep messages this long (> snapshot_interval)
     global_share: float = Field(0.05, gt=0.0, le=1.0)  # elements above this share of customers: global
     global_elements: tuple[str, ...] = ()  # elements always in the global partition
 
@@ -257,17 +341,17 @@ class ClusterSettings(_Section):
 class EngineSettings(BaseSettings):
     core: CoreSettings = Field(default_factory=CoreSettings)
     topology: Path | None = None  # required by `engine run`
-    rulesets: tuple[Path, ...] = ()  # files or folders; empty: the built-in default ruleset
+    rulesets: tuple[ExistingPath, ...] = ()  # files or folders; empty: the built-in default ruleset
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     receivers: tuple[ReceiverSettings, ...] = ()
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    shutdown_timeout: Duration = 10.0  # drain and flush at most this long on SIGTERM
+    shutdown_timeout: Duration1h = 10.0  # drain and flush at most this long on SIGTERM
     # `engine run` (and a cluster member) takes Python's full garbage collections over: at most
     # this often, when idle (engine/service/heap.py); 0: Python's own schedule
-    gc_full_interval: Duration = 3600.0
+    gc_full_interval: Duration7d = 3600.0
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -290,15 +374,25 @@ class EngineSettings(BaseSettings):
         # The environment overrides the file (passed as init values); no .env or secrets dir.
         return (env_settings, init_settings)
 
-    @model_validator(mode="after")
-    def _unique_receivers(self) -> EngineSettings:
-        names = [r.name for r in self.receivers]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"receiver names must be unique: {', '.join(sorted(dup))}")
-        if "mqtt" in names:
-            raise ValueError("receiver name 'mqtt' is reserved for the MQTT incident topic")
-        return self
+    @field_validator("receivers")
+    @classmethod
+    def _unique_receivers(cls, v: tuple[ReceiverSettings, ...]) -> tuple[ReceiverSettings, ...]:
+        first: dict[str, int] = {}
+        for i, receiver in enumerate(v):
+            if receiver.name in first:
+                raise ValueError(
+                    f"receiver names must be unique: {receiver.name!r} is the name of"
+                    f" receivers[{first[receiver.name]}] and receivers[{i}]"
+                )
+            first[receiver.name] = i
+        return v
+
+    @field_validator("topology")
+    @classmethod
+    def _topology_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v}: {'is a directory, expected a file' if v.is_dir() else 'no such file'}")
+        return v
 
 
 def load_settings(

@@ -51,7 +51,7 @@ from engine.adapters.api_alertmanager import AlertmanagerApi
 from engine.adapters.api_tmf642 import Tmf642Api
 from engine.adapters.api_tmf656 import Tmf656Api
 from engine.adapters.http import CoreView, HttpApi, Overloaded
-from engine.adapters.mqtt import MqttPublisher, MqttSource
+from engine.adapters.mqtt import MqttPublisher, MqttSource, PublishError
 from engine.adapters.notifier import Notifier
 from engine.adapters.store import Store
 from engine.core.explain import PostMortems
@@ -63,14 +63,13 @@ from engine.model.messages import DeadLetter, Routes, dead_letter_record
 from engine.model.topology import load_topology
 from engine.rules.references import unknown_references
 from engine.rules.schema import load_rulesets
-from engine.service.config import EngineSettings
+from engine.service.config import MQTT_RECEIVER, EngineSettings
 from engine.service.heap import FullCollections, freeze_heap
 from engine.service.logs import RateLimited, bound, log_transition
 from engine.service.metrics import Metrics
 
 log = structlog.get_logger("engine.service.daemon")
 
-MQTT_RECEIVER = "mqtt"
 RECENT_DEAD_LETTERS = 100  # the newest kept dead letters on the dashboard's Operations page
 BATCH = 500  # timer ticks applied in a row before the core task yields to intake
 DRAIN = 16  # MQTT messages taken from the inbox at a time (the batch's time bound is checked between)
@@ -176,6 +175,7 @@ class Daemon(CoreView):
         self._log_limits: dict[str, RateLimited] = {}
         self._log_burst, self._log_interval = LOG_BURST, LOG_INTERVAL
         self._outbox_poll = OUTBOX_POLL
+        self._publish_errors_logged: set[str] = set()  # reasons of MQTT outbox failures logged once
         self._tick_after = 0.0  # while the timers make no progress: no tick before this time
         self.recovered: dict[str, int] = {}
         self._acked: IncidentRecord | None = None  # an acknowledgement that changed nothing
@@ -773,6 +773,7 @@ class Daemon(CoreView):
                 except Exception as exc:
                     self.store.retry(row.id, self._clock() + 1.0, str(exc))
                     self._delivery_result(MQTT_RECEIVER, "retry", time.perf_counter() - started)
+                    self._publish_failed("incident record", exc)
                     await asyncio.sleep(0.5)
                     break
                 self.store.delivered(row.id, self._clock())
@@ -786,11 +787,37 @@ class Daemon(CoreView):
         for dead_id, record in dead:
             try:
                 await self.publisher.publish(topic, record, qos=1)
-            except Exception:
+            except Exception as exc:
+                self._publish_failed("dead letter", exc)
                 await asyncio.sleep(0.5)
                 return False
             self.store.dead_letter_published(dead_id)
         return True
+
+    def _publish_failed(self, what: str, exc: Exception) -> None:
+        """A publish of the MQTT outbox failed; it is tried again after a pause. The broker away is
+        the usual reason, and the publisher's reconnects say so. Any other (a topic the client or
+        the broker refuses) would repeat on every retry in silence: an error, logged once per
+        distinct reason (not per retry), with what is waiting and the metric that counts it."""
+        if isinstance(exc, PublishError) and exc.broker_down:
+            return
+        # (a PublishError's reason, not its text: that names the topic, one per incident record)
+        reason = exc.reason if isinstance(exc, PublishError) else str(exc) or type(exc).__name__
+        if reason in self._publish_errors_logged:
+            return
+        if len(self._publish_errors_logged) >= 100:  # (bounded: a reason naming each incident id)
+            self._publish_errors_logged.clear()
+        self._publish_errors_logged.add(reason)
+        log.error(
+            "mqtt publish keeps failing, retrying; nothing of this kind is published until it is fixed",
+            what=what,
+            error=reason,
+            error_type=type(exc).__name__,
+            topic=exc.topic if isinstance(exc, PublishError) else None,
+            waiting="soc_dead_letters_unpublished"
+            if what == "dead letter"
+            else 'soc_outbox_depth{receiver="mqtt"}',
+        )
 
     def _delivery_result(self, receiver: str, result: str, seconds: float) -> None:
         self.metrics.delivery(receiver, result, seconds)

@@ -1,7 +1,8 @@
 """Replay: drive the core from a JSON-lines file on virtual time.
 
 Each input line is ``{"topic": "...", "payload": {...}}`` (optionally ``"time"``: RFC 3339 or epoch
-seconds, which overrides the time read from the payload). The clock is the events' own time: an
+seconds, which overrides the time read from the payload; a line whose ``time`` does not parse is a
+bad line, counted and dead-lettered with the reason). The clock is the events' own time: an
 alarm's ``event_time`` (TMF642: ``alarmClearedTime``/``alarmRaisedTime``), a sample's ``time``.
 Events up to ``reorder_tolerance`` seconds out of order are re-sorted before they reach the core;
 later ones are still applied, at the current clock, and counted as late. Timers fire at their due
@@ -23,7 +24,7 @@ from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import InvalidMessage
 from engine.model.messages import MAX_TIME, dead_letter_record, payload_bytes
-from engine.model.timeutil import parse_text, parse_time
+from engine.model.timeutil import parse_text, parse_time, time_words
 
 _heappush, _heappop = heapq.heappush, heapq.heappop  # (per event: no module attribute read)
 # (``orjson.loads`` and ``orjson.dumps`` read once: the compiled core reads a module's attribute
@@ -49,12 +50,28 @@ class ReplayStats:
 def event_time(line: Mapping[str, Any]) -> float | None:
     """The virtual time of one replay line, or None when it carries none that parses within
     ``0..MAX_TIME`` (the end of year 9999: a time past it is no clock the core can run on or
-    write; the core refuses such an event in words, as one without a time)."""
-    if line.get("time") is None:  # the common line: a payload whose ``event_time`` parses
-        payload = line.get("payload")
-        if isinstance(payload, dict) and (t := _payload_time(payload)) is not None:
-            return t
+    write; the core refuses such an event in words, as one without a time). A line's own ``time``,
+    when present, is its time: one that does not parse gives None (the replay refuses that line as
+    a bad one, ``line_time`` saying why), not the payload's time."""
+    value = line.get("time")
+    if value is not None:
+        try:
+            return line_time(value)
+        except ValueError:
+            return None
+    payload = line.get("payload")
+    if isinstance(payload, dict) and (t := _payload_time(payload)) is not None:
+        return t  # the common line: a payload whose ``event_time`` parses
     return _search_time(line)
+
+
+def line_time(value: object) -> float:
+    """A line's own ``time`` (RFC 3339 or epoch seconds, within ``0..MAX_TIME``, as a message's
+    time fields); ``ValueError`` saying what is wrong with it."""
+    t = parse_time(value)
+    if t > MAX_TIME:
+        raise ValueError(f"time {time_words(t)} is after year 9999 (epoch milliseconds sent as seconds?)")
+    return t
 
 
 def _payload_time(payload: dict[str, Any]) -> float | None:
@@ -72,8 +89,9 @@ def _payload_time(payload: dict[str, Any]) -> float | None:
 
 
 def _search_time(line: Mapping[str, Any]) -> float | None:
-    """``event_time``: the first of the line's time fields that parses."""
-    candidates: list[Any] = [line.get("time")]
+    """``event_time`` of a line without its own ``time``: the first of the payload's time fields
+    that parses."""
+    candidates: list[Any] = []
     payload = line.get("payload")
     if isinstance(payload, Mapping):
         candidates += [
@@ -168,9 +186,16 @@ class Replayer:
                 return
         parsed = body if type(body) is dict else None
         # ``event_time``, on the payload already in hand
-        t = _payload_time(parsed) if parsed is not None and line.get("time") is None else None
-        if t is None:
-            t = _search_time(line)
+        if (own := line.get("time")) is None:
+            t = _payload_time(parsed) if parsed is not None else None
+            if t is None:
+                t = _search_time(line)
+        else:  # the line's own time, which overrides the payload's: refused when it does not parse
+            try:
+                t = line_time(own)
+            except ValueError as exc:
+                self._bad(n, raw, str(exc), field="time")
+                return
         stats = self.stats
         if t is None:  # the core will reject it with the precise reason, at the current time
             if stats.first_time is None:
@@ -223,12 +248,15 @@ class Replayer:
             if self._dead is not None:
                 self._dead(dl.to_wire())  # the edge: the dead letter's JSON form
 
-    def _bad(self, n: int, raw: bytes | str, reason: str) -> None:
+    def _bad(self, n: int, raw: bytes | str, reason: str, field: str = "") -> None:
+        """Line ``n`` is refused (``field``: the part of the line at fault, as a message's field)."""
         self.stats.bad_lines += 1
         if len(self.stats.bad_line_examples) < 5:
-            self.stats.bad_line_examples.append(f"line {n}: {reason}")
+            self.stats.bad_line_examples.append(
+                f"line {n}: {field}: {reason}" if field else f"line {n}: {reason}"
+            )
         if self._dead is not None:
-            err = InvalidMessage(f"<replay line {n}>", [("", reason)])
+            err = InvalidMessage(f"<replay line {n}>", [(field, reason)])
             self.stats.dead_letters += 1
             self._dead(dead_letter_record(err.topic, raw.rstrip(), err, now=self.pipeline.clock).to_wire())
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.model.timeutil import Duration, format_time
+from engine.model.timeutil import Duration366d, format_time
 
 __all__ = [
     "Breach",
@@ -36,7 +36,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-_Positive = Annotated[Duration, Field(gt=0)]
+_Positive = Annotated[Duration366d, Field(gt=0)]  # at most a year, as rule windows
 
 
 class SlaTier(_Strict):
@@ -69,7 +69,7 @@ def _default_tiers() -> dict[str, SlaTier]:
 class UrgencySettings(_Strict):
     """``breach_urgency``: 1 at or below ``urgent`` seconds to breach, linear down to 0 at ``horizon``."""
 
-    urgent: Duration = 15 * 60.0
+    urgent: Duration366d = 15 * 60.0
     horizon: _Positive = 1 * _HOUR
 
     @model_validator(mode="after")

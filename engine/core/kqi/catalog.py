@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.model.timeutil import Duration
+from engine.model.timeutil import Duration1d
 
 __all__ = [
     "AGGREGATES",
@@ -52,7 +52,7 @@ class KqiDef(_Strict):
     metric: str = Field(min_length=1)
     aggregate: Aggregate = "mean"
     denominator: str | None = Field(default=None, min_length=1)
-    window: Duration = 300.0
+    window: Duration1d = 300.0
     objective: Objective
     target: float
     limit: float | None = None

@@ -35,7 +35,7 @@ from engine.tools.mining.rules import (
     select,
 )
 from engine.tools.mining.stats import CoOccurrence, relations_of
-from engine.tools.replay import event_time
+from engine.tools.replay import event_time, line_time
 
 __all__ = ["Journal", "MineStats", "journal_lines", "mine_file", "mine_lines"]
 
@@ -91,6 +91,11 @@ def mine_lines(
             topic, payload = line.get("topic"), line.get("payload")
             if not isinstance(topic, str):
                 raise InvalidMessage("", [("topic", "a string is required")])
+            if line.get("time") is not None:  # the line's own time, as the replay refuses it
+                try:
+                    line_time(line["time"])
+                except ValueError as exc:
+                    raise InvalidMessage("", [("time", str(exc))]) from None
             decoded = decoder.decode(topic, payload_bytes(payload))
         except (orjson.JSONDecodeError, InvalidMessage, ValueError) as exc:
             stats.invalid += 1
@@ -121,6 +126,23 @@ def mine_lines(
         ready = heapq.heappop(pending)
         co.add(ready[0], ready[2], ready[3])
     return select(co.close(), th), stats
+
+
+def _nothing_mined(stats: MineStats, th: Thresholds, out: Path) -> str:
+    """Why no rule was mined, in terms of the input and the thresholds."""
+    if stats.raises == 0:
+        counts = (
+            f"{stats.lines} lines: {stats.invalid} invalid, {stats.clears} clears, {stats.other} not alarms"
+            if stats.lines
+            else "not one line"
+        )
+        first = f"; {stats.invalid_examples[0]}" if stats.invalid_examples else ""
+        return f"no alarm raised in the events ({counts}{first}): nothing written to {out}"
+    return (
+        f"no rule passed the thresholds ({stats.raises} raises; --min-support {th.min_support},"
+        f" --min-confidence {th.min_confidence:g}, --min-lift {th.min_lift:g}, --min-z {th.min_z:g}):"
+        f" nothing written to {out}; lower them, or mine a longer history"
+    )
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -259,6 +281,9 @@ def mine_file(
         routes=routes,
     )
     what = f"--store {events.path.name}" if isinstance(events, Journal) else events.name
+    if not mined.rules:  # the input or the thresholds, not the ruleset: say which, write nothing
+        read = str(events.path if isinstance(events, Journal) else events)
+        raise ConfigError(read, "", _nothing_mined(stats, thresholds, out))
     params: dict[str, Any] = {"lead": thresholds.lead}
     params["orient"] = orient
     params["explain_away"] = explain_away

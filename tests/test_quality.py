@@ -278,6 +278,27 @@ def test_customers_breached_follows_every_breach_of_an_outage_not_only_the_first
     ]
 
 
+@pytest.mark.parametrize("start", [0.0, 0.03, 0.07])
+def test_a_breach_at_a_fraction_of_a_second_is_re_assessed_at_the_breach(start: float) -> None:
+    """olt-002 down from ``start`` s, re-assessed at 100 s by a second alarm (its time to breach
+    then a fraction of a tenth), cleared at 3,000 s: the platinum breach at ``start`` + 1,296 s and
+    the gold one at ``start`` + 2,592 s are each an update. (The milestones ran from the time to
+    breach rounded to 0.1 s: at 0.03 s one fell due 0.03 s early, found the time left rounded to 0
+    and no milestone below it, and neither breach was ever re-assessed.)"""
+    r = run(
+        [
+            alarm("olt-002", "lossOfSignal", start, "critical"),
+            alarm("olt-002", "linkDown", 100.0, "major"),
+            clear("olt-002", "lossOfSignal", 3000),
+            clear("olt-002", "linkDown", 3000),
+        ],
+        core=settings(),
+    )
+    breached = [(rec["time"], rec["sla"]["customers_breached"]) for rec in r.events("updated")]
+    assert breached[-2:] == [(format_time(T0 + start + 1296), 1), (format_time(T0 + start + 2592), 2)]
+    assert r.events("resolved")[0]["sla"]["customers_breached"] == 2
+
+
 def test_customer_report_has_experience_and_sla_state() -> None:
     """olt-002 down from 0 s, never cleared; the state as of 600 s (``engine report --at``). By hand:
     c-00050 (platinum, internet only, on olt-002) is down, its one service capped at 0 → index 0.0,

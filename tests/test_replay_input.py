@@ -187,3 +187,8 @@ def test_payload_bytes_writes_what_orjson_cannot_as_orjson_would() -> None:
     assert payload_bytes(deep) == b'{"t":"\xc3\xa9","x":' + b"[" * 300 + b"]" * 300 + b"}"
     with pytest.raises(ValueError, match="nested too deeply"):
         payload_bytes(orjson.loads(b"[" * 1000 + b"]" * 1000))
+    # what is no JSON value (a rule test's YAML can hold one) is refused as orjson refuses it
+    with pytest.raises(ValueError, match=r"^payload is not JSON: Dict key must be str$"):
+        payload_bytes({1: "x"})
+    with pytest.raises(ValueError, match=r"^payload is not JSON: Type is not JSON serializable: set$"):
+        payload_bytes({"a": {1, 2}})

@@ -64,7 +64,7 @@ class RootCause:
     active: bool
     rule: str | None  # the first grouping rule, by name
     threshold_info: Mapping[str, Any] | None = None
-    raised_at: float | None = None  # event time of the root's raise (this occurrence's first)
+    raised_at: float | None = None  # event time of the root's first raise while the incident lasts
     cleared_at: float | None = None  # event time of its clear, while the element says it is clear
 
     # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
@@ -483,7 +483,10 @@ class RecordBuilder:
         *,
         resolution: Resolution | None = None,
         merged_into: str | None = None,
+        merged_root: str | None = None,
     ) -> IncidentRecord:
+        """``merged_into`` and ``merged_root``: the incident a ``resolved`` record's incident was
+        merged into, and that incident's root."""
         root = self._alarm(inc.root)
         assessment = inc.assessment  # (its parts read from it once, not through the properties)
         p = assessment.priority
@@ -532,7 +535,7 @@ class RecordBuilder:
             said = inc.said_lines = (root, made_of, im, p, tuple(self._explanation(inc, root, line)))
         explanation = said[4]
         if merged_into is not None and event == "resolved":
-            explanation = self._merged(inc, explanation, merged_into)
+            explanation = self._merged(inc, explanation, merged_into, merged_root)
         return IncidentRecord(
             incident_id=inc.id,
             event=event,
@@ -556,20 +559,18 @@ class RecordBuilder:
             merged_into=merged_into if event == "resolved" else None,
         )
 
-    def _merged(self, inc: Incident, lines: tuple[str, ...], merged_into: str) -> tuple[str, ...]:
-        """The explanation of the record that resolves ``inc`` as merged: its root is explained now
-        (its first line says by what, where it said no rule explains it), and a last line names the
+    def _merged(
+        self, inc: Incident, lines: tuple[str, ...], merged_into: str, merged_root: str | None
+    ) -> tuple[str, ...]:
+        """The explanation of the record that resolves ``inc`` as merged: its first line says what
+        explains its root now (where it said no rule explains it), and a last line names the
         incident it moved into and that incident's root."""
-        why = self._suppression(inc.root)
-        if why is None:  # (a merge is a suppression of the root: kept until the record is made)
-            return (*lines, f"merged into {merged_into}")
-        first = ROOT_UNEXPLAINED
-        if lines and lines[0].endswith(first):
-            lines = (lines[0][: -len(first)] + f"; explained by {why.root} (rule {why.rule})", *lines[1:])
-        top = why.root
-        while (up := self._suppression(top)) is not None:  # the absorbing incident's own root
-            top = up.root
-        return (*lines, f"merged into {merged_into} (root {top}): the incident resolves into it")
+        why = self._suppression(inc.root)  # (a merge is the root's suppression: there while it lasts)
+        if why is not None and lines and lines[0].endswith(ROOT_UNEXPLAINED):
+            cut = len(ROOT_UNEXPLAINED)
+            lines = (lines[0][:-cut] + f"; explained by {why.root} (rule {why.rule})", *lines[1:])
+        into = f"merged into {merged_into}" + (f" (root {merged_root})" if merged_root is not None else "")
+        return (*lines, f"{into}: the incident resolves into it")
 
     def _walk(self, alarms: tuple[str, ...]) -> Walk:
         """What a record shows of an incident's members (``alarms``, sorted): see ``Walk``."""

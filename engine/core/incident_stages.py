@@ -87,16 +87,17 @@ class SlaStage:
     def milestone(self, sla: SlaFacts | None, now: float) -> Milestone | None:
         """When the soonest breach's time left reaches the next milestone below it, if the outage
         lasts: then the urgency (and the score) has moved a step, or the breach has happened."""
-        left = sla.seconds_to_breach if sla else None
+        if sla is None:
+            return None
+        left = sla.soonest if sla.soonest is not None else sla.seconds_to_breach  # (unrounded)
         if left is None:
             return None
         below = [m for m in self._milestones if m < left]
-        if below:
-            return Milestone(now + (left - below[0]), below[0])
-        if sla is not None and sla.next_breach is not None and 0.0 in self._milestones:
+        if below:  # (later than ``now`` even where the float sum cannot hold so small a step)
+            return Milestone(max(now + (left - below[0]), math.nextafter(now, math.inf)), below[0])
+        if sla.next_breach is not None and 0.0 in self._milestones:
             # Breached, and more customers breach later (another group's outage began later, or
             # its tier allows longer): looked at again then, so ``customers_breached`` follows.
-            # Later than ``now`` even where the float sum cannot hold so small a step.
             return Milestone(max(now + sla.next_breach, math.nextafter(now, math.inf)), 0.0)
         return None
 
@@ -104,7 +105,7 @@ class SlaStage:
 def sla_milestones(urgency: UrgencySettings) -> tuple[float, ...]:
     """Seconds to breach at which an open incident's SLA urgency is re-assessed while its outage
     lasts: a third and two thirds of the way from ``horizon`` to ``urgent``, ``urgent`` (full
-    urgency) and 0 (the breach). Four steps at most per incident, so the score follows the clock
-    without an ``updated`` record every minute."""
+    urgency) and 0 (the breach): four steps of urgency, so the score follows the clock without an
+    ``updated`` record every minute (then one per later breach of another customer group)."""
     step = (urgency.horizon - urgency.urgent) / 3
     return (urgency.urgent + 2 * step, urgency.urgent + step, urgency.urgent, 0.0)

@@ -580,7 +580,16 @@ class IncidentBook:
         self._assessor.rewatch(old, None)  # notified or not, its impact is watched no more
         if notified:
             self.merged += 1
-            records.append(self._emit(old, "resolved", now, resolution="merged", merged_into=root_inc.id))
+            records.append(
+                self._emit(
+                    old,
+                    "resolved",
+                    now,
+                    resolution="merged",
+                    merged_into=root_inc.id,
+                    merged_root=root_inc.root,
+                )
+            )
             if self.on_resolved is not None:  # its members and their suppressions are still whole
                 self.on_resolved(old, records[-1])
         return records
@@ -638,14 +647,18 @@ class IncidentBook:
         *,
         resolution: Resolution | None = None,
         merged_into: str | None = None,
+        merged_root: str | None = None,
         signature: Signature | None = None,
     ) -> IncidentRecord:
-        """``signature``: the incident's ``_signature`` now, when the caller just computed it."""
+        """``signature``: the incident's ``_signature`` now, when the caller just computed it;
+        ``merged_root``: with ``merged_into``, that incident's root."""
         if signature is None:
             signature = self._signature(inc)
         inc.emitted = Emitted(inc.emitted.version + 1, now, signature)
         inc.dirty = False
-        return self._records.record(inc, event, now, resolution=resolution, merged_into=merged_into)
+        return self._records.record(
+            inc, event, now, resolution=resolution, merged_into=merged_into, merged_root=merged_root
+        )
 
     def record(
         self,

@@ -459,6 +459,7 @@ class ServiceQuality:
             urgency=round(urgency, 3),
             points=round(urgency * self.settings.sla_points, 2),
             next_breach=upcoming if breached else None,
+            soonest=soonest[0] if soonest else None,
         )
 
     # -- views ---------------------------------------------------------------------------------

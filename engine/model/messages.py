@@ -122,14 +122,17 @@ def payload_bytes(body: object) -> bytes:
     """A parsed payload written back as the JSON the core reads (no spaces, UTF-8). orjson reads
     1,024 levels of nesting but writes at most 254, so a payload nested deeper (the daemon, which
     is given the bytes, takes it) is written by the standard library instead: the same JSON, with
-    the same separators. ``ValueError`` when even that cannot (a thousand levels or so), in words."""
+    the same separators. ``ValueError`` in words when even that cannot (a thousand levels or so),
+    or when ``body`` is no JSON value at all (a rule test's YAML may hold a set or a number as a
+    key: refused as orjson refuses it, not written otherwise)."""
     try:
         return orjson.dumps(body)
-    except TypeError:
-        pass
+    except TypeError as exc:
+        if str(exc) != "Recursion limit reached":
+            raise ValueError(f"payload is not JSON: {exc}") from None
     try:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-    except (RecursionError, TypeError, ValueError):
+    except RecursionError:
         raise ValueError(
             "payload nested too deeply to be written back as JSON (about 990 levels at most)"
         ) from None

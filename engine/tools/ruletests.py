@@ -69,8 +69,8 @@ def run_case(tf: TestFile, case: TestCase) -> Outcome:
         for step in case.steps:
             t = START + step.at
             out.records.extend(r.to_wire() for r in pipeline.advance_to(t).records)
-            # (``payload_bytes``: a step may nest deeper than orjson writes; YAML stops well short
-            # of where the standard library would fail too)
+            # (``payload_bytes``: a step may nest deeper than orjson writes; the test file's loader
+            # stops well short of where the standard library fails too, and gives strings as keys)
             payload = step.payload if isinstance(step.payload, str) else payload_bytes(step.payload)
             d = pipeline.feed(step.topic, payload, t)
             out.records.extend(r.to_wire() for r in d.records)

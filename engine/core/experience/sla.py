@@ -208,6 +208,10 @@ class SlaFacts:
     # is then 0): when the incident is looked at again so that ``customers_breached`` follows the
     # later breaches. Not part of the record (``to_wire``).
     next_breach: float | None = None
+    # ``seconds_to_breach`` before its rounding to 0.1 s, for the milestones' times (a milestone
+    # scheduled from the rounded figure fell due up to 0.05 s before the breach, found the time left
+    # rounded to 0 and none below it, and the breach was never re-assessed). Not part of the record.
+    soonest: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -348,7 +348,12 @@ def _cmd_rules_mine(args: argparse.Namespace) -> int:
     if args.config is not None:  # the daemon's config: its topology, store and alarm topics
         from engine.service.config import load_settings
 
-        es = load_settings(args.config)
+        # (``--topology`` overrides the file's, and mining reads no ruleset: neither key of the
+        # file is checked for a file that exists then)
+        overrides: dict[str, object] = {"rulesets": []}
+        if topology is not None:
+            overrides["topology"] = str(topology)
+        es = load_settings(args.config, overrides=overrides)
         routes = Routes(alarms=es.mqtt.alarm_topics, samples=es.mqtt.probe_topics)
         topology = topology or es.topology
         keep_journal = es.store.keep_journal

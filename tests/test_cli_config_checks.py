@@ -280,6 +280,20 @@ def test_mining_refuses_an_output_folder_that_does_not_exist(tmp_path: Path) -> 
     assert not (tmp_path / "missing").exists()
 
 
+def test_mining_with_a_config_checks_only_the_keys_it_reads(tmp_path: Path) -> None:
+    """``--topology`` overrides the daemon config's, and mining reads no ruleset: a config that
+    names a topology or a ruleset that is not there (the daemon's, from another machine) does not
+    stop ``engine rules mine --config``; without ``--topology`` its missing topology does."""
+    config = tmp_path / "engine.yaml"
+    config.write_text("topology: /nonexistent/topo.yaml\nrulesets: [/nonexistent/rs]\n")
+    out = tmp_path / "m.yaml"
+    r = _mine(EXAMPLE_EVENTS, out, "--config", str(config))
+    assert r.status == 0, r.stderr
+    assert out.exists()
+    r = engine("rules", "mine", EXAMPLE_EVENTS, "--config", config, "--out", tmp_path / "n.yaml")
+    _refused(r, f"error: {config}: line 1: topology: /nonexistent/topo.yaml: no such file")
+
+
 # --- 6. replay: a line's own time -------------------------------------------------------------------
 
 

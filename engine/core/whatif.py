@@ -18,8 +18,7 @@ from typing import Any
 from engine.core.experience import SlaSettings
 from engine.core.impact import Health, compute_impact
 from engine.errors import ConfigError
-from engine.model.schedule import format_duration
-from engine.model.timeutil import format_time
+from engine.model.timeutil import format_duration, format_time
 from engine.model.topology import Topology
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "SampleRow",
     "Severity",
     "ThresholdInfo",
+    "message_time",
 ]
 
 Severity = Literal["critical", "major", "minor", "warning", "indeterminate", "cleared"]
@@ -143,9 +144,10 @@ def _event_type(value: object) -> object:
 MAX_TIME: Final = 253402300799.0
 
 
-def _time(value: object) -> float:
-    """A time field: epoch seconds or RFC 3339 (``parse_time``), no later than ``MAX_TIME``. One
-    validator per field (a float in range, the usual case, is returned at once)."""
+def message_time(value: object) -> float:
+    """A time field: epoch seconds or RFC 3339 (``parse_time``), no later than ``MAX_TIME``; a
+    ``ValueError`` that says what is wrong otherwise. One validator per field (a float in range, the
+    usual case, is returned at once); also a replay line's own ``time`` and a schedule's instants."""
     if type(value) is float and 0.0 <= value <= MAX_TIME:
         return value
     if value is None:
@@ -162,7 +164,7 @@ def _representable(t: float) -> float:
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 _Opt = Annotated[str, StringConstraints(max_length=256)]
 _Text = Annotated[str, StringConstraints(max_length=4096)]
-_Time = Annotated[float, BeforeValidator(_time)]
+_Time = Annotated[float, BeforeValidator(message_time)]
 _MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
 _Metrics = Annotated[dict[_MetricName, FiniteFloat], Field(min_length=1, max_length=MAX_METRICS)]
 
@@ -233,7 +235,7 @@ class KpiSample(BaseModel):
 
 
 # The batch fast path's spelling of the same fields (``Decoder._batch_fast``): a time that is a
-# number in range is taken by pydantic-core alone (``_time`` only for a string), metric names are
+# number in range is taken by pydantic-core alone (``message_time`` only for a string), metric names are
 # checked after, once per distinct name (``_MetricBounds``). Everything it accepts, ``KpiSample``
 # accepts as the same.
 _RowTime = Annotated[
@@ -242,7 +244,7 @@ _RowTime = Annotated[
         lambda _type, _handler: core_schema.union_schema(
             [
                 core_schema.float_schema(ge=0.0, le=MAX_TIME, allow_inf_nan=False),
-                core_schema.no_info_after_validator_function(_time, core_schema.str_schema()),
+                core_schema.no_info_after_validator_function(message_time, core_schema.str_schema()),
             ],
             mode="left_to_right",
         )

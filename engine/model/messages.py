@@ -54,7 +54,7 @@ from engine.model.message_models import (
     SampleRow,
     Severity,
     ThresholdInfo,
-    _time,
+    message_time,
 )
 from engine.model.timeutil import format_time, parse_text, parse_time
 from engine.model.wording import dotted, reason, type_name
@@ -84,6 +84,7 @@ __all__ = [
     "check_topic_filter",
     "dead_letter_record",
     "kpi_sample",
+    "message_time",
     "payload_excerpt",
     "required_only",
     "sample_row",
@@ -306,7 +307,7 @@ def plain_alarm(obj: dict[str, Any]) -> PlainAlarm | None:
     """A native alarm in its common shape, checked in plain code as ``Alarm.model_validate`` would
     check it: text fields strings within the model's lengths, the severity folded by the model's own
     ``_severity``, a known event type, the event time a float within ``0..MAX_TIME`` or an integer
-    or string that the model's own ``_time`` reads (RFC 3339: what the replay and most feeds send),
+    or string that the model's own ``message_time`` reads (RFC 3339: what the replay and most feeds send),
     no threshold information, no key the model does not name. None for anything else (threshold
     information, an extra key, any wrong type or value), which pydantic validates (and words, if
     bad) as before. ``tests/test_messages.py`` compares its ``model()`` with the model's over many
@@ -328,7 +329,7 @@ def plain_alarm(obj: dict[str, Any]) -> PlainAlarm | None:
     ):
         return None
     if type(t) is not float or not 0.0 <= t <= MAX_TIME:
-        # what the model's validator does with it (``_time``; ``parse_time`` of a string is
+        # what the model's validator does with it (``message_time``; ``parse_time`` of a string is
         # ``parse_text``, then ``_representable``), errors left to the model
         try:
             if type(t) is str:
@@ -336,7 +337,7 @@ def plain_alarm(obj: dict[str, Any]) -> PlainAlarm | None:
                 if t > MAX_TIME:
                     return None
             elif type(t) is int:
-                t = _time(t)
+                t = message_time(t)
             else:
                 return None
         except ValueError:
@@ -715,7 +716,7 @@ def _plain_rows(
     plain code, column by column, as ``KpiSample`` checks each item: ``probe_id`` and ``target``
     strings of 1 to 256 characters, ``service`` and ``customer`` (when given) null or such strings,
     ``time`` a float within ``0..MAX_TIME`` (an integer made a float in place, as the model's
-    ``_time`` makes it), ``metrics`` a mapping of 1 to ``MAX_METRICS`` entries (their names and
+    ``message_time`` makes it), ``metrics`` a mapping of 1 to ``MAX_METRICS`` entries (their names and
     values are ``_MetricBounds.hold``'s), no key the model does not name; with the batch's metrics
     and its columns. None for anything else (an RFC 3339 time, an extra key, any wrong type or
     value), which pydantic reads as before. The rows keep the payload's key order (a row is read by
@@ -741,7 +742,7 @@ def _plain_rows(
             return None
         try:
             low = min(map(float.conjugate, times))
-        except TypeError:  # integers among them: epoch seconds the model's ``_time`` makes floats
+        except TypeError:  # integers among them: epoch seconds the model's ``message_time`` makes floats
             times = _floats(times)
             _RUN(map(dict.__setitem__, rows, repeat("time"), times), maxlen=0)
             low = min(times)

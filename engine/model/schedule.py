@@ -68,7 +68,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from engine.model.timeutil import Duration, format_time, parse_time, time_words
+from engine.model.message_models import message_time
+from engine.model.timeutil import Duration, format_duration, format_time
 from engine.model.wording import type_name
 
 HORIZON_DAYS = 400
@@ -78,7 +79,6 @@ MAX_DURATION = 7 * 86400.0
 """The longest recurring window: a week."""
 
 _DAY = 86400.0
-_MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z, the last time format_time can show
 
 # ---------------------------------------------------------------------------------------------- names
 
@@ -95,14 +95,6 @@ _WEEKDAY_NAMES = {
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _CRON_MONTHS = {m: i + 1 for i, m in enumerate(_MONTHS)}
 _CRON_DAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}  # 0 = Sunday
-
-
-def format_duration(seconds: float) -> str:
-    """``7200`` → ``2h``, ``5400`` → ``90m``, ``86400`` → ``1d``, ``90`` → ``90s``."""
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def _check_duration(seconds: float) -> float:
@@ -465,10 +457,7 @@ class Schedule(BaseModel):
             return None
         if isinstance(v, date):  # the YAML loader resolves unquoted timestamps to datetime/date
             v = v.isoformat()
-        t = parse_time(v)
-        if t > _MAX_TIME:
-            raise ValueError(f"time {time_words(t)} is after year 9999 (epoch milliseconds sent as seconds?)")
-        return t
+        return message_time(v)
 
     @field_validator("cron")
     @classmethod

@@ -177,9 +177,9 @@ HOUR: Final = 3600.0
 DAY: Final = 86400.0
 
 
-def duration_words(seconds: float) -> str:
-    """``86400`` → ``1d``, ``5400`` → ``90m``, ``90`` → ``90s``; past a day's worth of digits, six
-    figures of seconds (``1e+300s``, not three hundred digits)."""
+def format_duration(seconds: float) -> str:
+    """``7200`` → ``2h``, ``5400`` → ``90m``, ``86400`` → ``1d``, ``90`` → ``90s``; past a day's
+    worth of digits, six figures of seconds (``1e+300s``, not three hundred digits)."""
     if seconds >= 1e15:
         return f"{time_words(seconds)}s"
     for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
@@ -191,14 +191,14 @@ def duration_words(seconds: float) -> str:
 def at_most(bound: float) -> BeforeValidator:
     """A duration field's upper bound, as pydantic metadata: ``Annotated[float, at_most(DAY)]``
     parses as ``Duration`` does, then refuses more than ``bound`` seconds, naming the bound and
-    the value as given (``must be at most 7d, got '1e300s'``). A timer set centuries ahead is
+    the value as given (``must be at most 7d, got 1e300s``). A timer set centuries ahead is
     never a setting someone means: it would silently never fire."""
 
     def check(value: object) -> float:
         seconds = parse_duration(value)
         if seconds > bound:
-            given = value.strip() if isinstance(value, str) else duration_words(seconds)
-            raise ValueError(f"must be at most {duration_words(bound)}, got {given}")
+            given = value.strip() if isinstance(value, str) else format_duration(seconds)
+            raise ValueError(f"must be at most {format_duration(bound)}, got {given}")
         return seconds
 
     return BeforeValidator(check)

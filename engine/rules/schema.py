@@ -51,8 +51,8 @@ from pydantic_core import PydanticCustomError
 from engine.errors import RulesetError
 from engine.model.linear_regex import RegexRefused, linear_regex
 from engine.model.messages import METRIC_NAME_PATTERN
-from engine.model.schedule import Schedule, format_duration
-from engine.model.timeutil import Duration
+from engine.model.schedule import Schedule
+from engine.model.timeutil import Duration, format_duration
 from engine.model.topology import MAX_HOPS
 from engine.model.wording import EXPECTED, dotted, reason, type_name, unknown_field
 from engine.model.yamlsource import Locator, load_document, load_file

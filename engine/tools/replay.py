@@ -23,8 +23,8 @@ import orjson
 from engine.core.incidents import IncidentRecord
 from engine.core.pipeline import Decisions, Pipeline
 from engine.errors import InvalidMessage
-from engine.model.messages import MAX_TIME, dead_letter_record, payload_bytes
-from engine.model.timeutil import parse_text, parse_time, time_words
+from engine.model.messages import MAX_TIME, dead_letter_record, message_time, payload_bytes
+from engine.model.timeutil import parse_text, parse_time
 
 _heappush, _heappop = heapq.heappush, heapq.heappop  # (per event: no module attribute read)
 # (``orjson.loads`` and ``orjson.dumps`` read once: the compiled core reads a module's attribute
@@ -52,26 +52,17 @@ def event_time(line: Mapping[str, Any]) -> float | None:
     ``0..MAX_TIME`` (the end of year 9999: a time past it is no clock the core can run on or
     write; the core refuses such an event in words, as one without a time). A line's own ``time``,
     when present, is its time: one that does not parse gives None (the replay refuses that line as
-    a bad one, ``line_time`` saying why), not the payload's time."""
+    a bad one, ``message_time`` saying why), not the payload's time."""
     value = line.get("time")
     if value is not None:
         try:
-            return line_time(value)
+            return message_time(value)
         except ValueError:
             return None
     payload = line.get("payload")
     if isinstance(payload, dict) and (t := _payload_time(payload)) is not None:
         return t  # the common line: a payload whose ``event_time`` parses
     return _search_time(line)
-
-
-def line_time(value: object) -> float:
-    """A line's own ``time`` (RFC 3339 or epoch seconds, within ``0..MAX_TIME``, as a message's
-    time fields); ``ValueError`` saying what is wrong with it."""
-    t = parse_time(value)
-    if t > MAX_TIME:
-        raise ValueError(f"time {time_words(t)} is after year 9999 (epoch milliseconds sent as seconds?)")
-    return t
 
 
 def _payload_time(payload: dict[str, Any]) -> float | None:
@@ -192,7 +183,7 @@ class Replayer:
                 t = _search_time(line)
         else:  # the line's own time, which overrides the payload's: refused when it does not parse
             try:
-                t = line_time(own)
+                t = message_time(own)
             except ValueError as exc:
                 self._bad(n, raw, str(exc), field="time")
                 return

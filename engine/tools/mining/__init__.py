@@ -22,7 +22,7 @@ import yaml
 
 from engine.adapters.store import check_schema, journal_packed, journal_payload
 from engine.errors import ConfigError, InvalidMessage
-from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes, payload_bytes
+from engine.model.messages import DEFAULT_ROUTES, Decoder, Routes, message_time, payload_bytes
 from engine.model.timeutil import format_time, parse_duration, parse_time
 from engine.model.topology import Topology, load_topology
 from engine.rules.schema import ruleset_from_data
@@ -35,7 +35,7 @@ from engine.tools.mining.rules import (
     select,
 )
 from engine.tools.mining.stats import CoOccurrence, relations_of
-from engine.tools.replay import event_time, line_time
+from engine.tools.replay import event_time
 
 __all__ = ["Journal", "MineStats", "journal_lines", "mine_file", "mine_lines"]
 
@@ -93,7 +93,7 @@ def mine_lines(
                 raise InvalidMessage("", [("topic", "a string is required")])
             if line.get("time") is not None:  # the line's own time, as the replay refuses it
                 try:
-                    line_time(line["time"])
+                    message_time(line["time"])
                 except ValueError as exc:
                     raise InvalidMessage("", [("time", str(exc))]) from None
             decoded = decoder.decode(topic, payload_bytes(payload))

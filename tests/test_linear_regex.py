@@ -13,7 +13,7 @@ import pytest
 
 from engine.core.forms.silences import Matcher, MatcherError, parse_matcher
 from engine.errors import RulesetError
-from engine.model.linear_regex import LinearRegex, RegexRefused, linear_regex
+from engine.model.linear_regex import _ANSWER_TEXT, _ANSWERS, LinearRegex, RegexRefused, linear_regex
 from engine.rules.schema import Condition, element_in_scope, parse_ruleset
 
 SIXTY_KIB = "a" * (60 * 1024) + "!"
@@ -55,6 +55,23 @@ def test_ordinary_patterns_mean_what_they_meant_with_python_re(pattern: str, tex
     for text in texts:
         assert linear_regex(pattern).search(text) == (re.search(pattern, text) is not None), text
         assert linear_regex(pattern).fullmatch(text) == (re.fullmatch(pattern, text) is not None), text
+
+
+def test_answers_kept_by_text_are_the_engines_own_and_bounded() -> None:
+    """A pattern keeps its answers by text (values such as an element's id repeat): asked again,
+    after its table has been emptied for being full, and for a text too long to keep, it answers as
+    RE2 and ``re`` do; the table never holds more than its bound, nor a long text."""
+    rx = LinearRegex("^olt-[0-9]*7$")
+    texts = [f"olt-{i}" for i in range(3 * _ANSWERS)] + ["olt-7" + "0" * _ANSWER_TEXT + "7"]
+    for _ in range(2):  # the second pass: answers kept, and the ones asked again after a refill
+        for text in texts:
+            expected = re.search("^olt-[0-9]*7$", text) is not None
+            assert rx.search(text) is expected, text
+            assert rx.fullmatch(text) is (re.fullmatch("^olt-[0-9]*7$", text) is not None), text
+            assert len(rx._searched) <= _ANSWERS
+            assert len(rx._full) <= _ANSWERS
+    assert all(len(text) <= _ANSWER_TEXT for text in rx._searched)
+    assert texts[-2] in rx._searched  # kept at all: the table is no pass-through
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,9 @@ def _reference(cls: type, *, frozen: bool = True) -> type[Any]:
         )
     if "__post_init__" in vars(cls) and not compiled.COMPILED:
         ns["__post_init__"] = vars(cls)["__post_init__"]
-    reference: type[Any] = dataclass(frozen=frozen)(type(cls.__name__, (), ns))
+    # (``slots=True`` as the classes are: a slotted dataclass's ``__init__`` also sets an ``init=False``
+    # field that has a default, which a class attribute would otherwise stand in for)
+    reference: type[Any] = dataclass(frozen=frozen, slots=True)(type(cls.__name__, (), ns))
     reference.__qualname__ = cls.__qualname__
     return reference
 

@@ -14,21 +14,15 @@ counted per ``CustomerGroup``, never one by one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from heapq import heappop, heappush
 from operator import itemgetter
-from typing import Any, Final, Literal
+from typing import Any, Literal
 from weakref import WeakKeyDictionary
-
-import orjson
 
 from engine.model.topology import Topology
 from engine.model.twins import twin_built
-
-# ``orjson``'s functions, read once (the compiled core reads a module's attribute on each use)
-_dumps: Final = orjson.dumps
-_Fragment: Final = orjson.Fragment
 
 
 class Health(IntEnum):
@@ -462,10 +456,6 @@ class Impact:
     customers: int
     by_tier: Mapping[str, int]
     by_state: Mapping[str, ImpactCounts]
-    # ``to_record`` as JSON (an ``orjson.Fragment``), made the first time a record's line needs it
-    # (``IncidentRecord.to_json``): an incident's records share one impact object while it does not
-    # change, and the object is frozen
-    _json: Any = field(default=None, init=False, repr=False, compare=False)
 
     # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
     # frozen field is assigned
@@ -484,15 +474,6 @@ class Impact:
         self.customers = customers  # type: ignore[misc]
         self.by_tier = by_tier  # type: ignore[misc]
         self.by_state = by_state  # type: ignore[misc]
-        self._json = None  # type: ignore[misc]
-
-    def json_fragment(self) -> Any:
-        """``orjson.Fragment(orjson.dumps(self.to_record()))``, made once (the impact is frozen)."""
-        made = self._json
-        if made is None:
-            made = _Fragment(_dumps(self.to_record()))
-            object.__setattr__(self, "_json", made)
-        return made
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready, with a deterministic key order."""

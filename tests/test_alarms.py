@@ -73,11 +73,36 @@ def test_clear_for_unknown_alarm_is_harmless_and_counted() -> None:
 
 
 def test_reordered_raise_after_its_clear_does_not_stay_active() -> None:
-    """Delivered out of order (clear first), the raise is applied and immediately cleared."""
+    """Delivered out of order (clear first), the raise is applied, then cleared: the table gives
+    the raise and announces the clear it owes (``late_clear``), which the applier asks for once
+    the raise has gone through the parts (its element down, its incident made), so the outage the
+    clear ends is seen."""
     t = table()
     t.apply(mk("cleared", t=10), T0 + 10)
-    assert kinds(t.apply(mk(t=0), T0 + 11)) == ["raised", "cleared"]
+    changes = t.apply(mk(t=0), T0 + 11)
+    assert kinds(changes) == ["raised", "late_clear"]
+    assert changes[1].alarm.active  # not cleared before the raise is applied
+    assert kinds(t.late_clear(changes[1].alarm.key, T0 + 11)) == ["cleared"]
     assert len(list(t.active())) == 0
+    assert t.late_clear(changes[1].alarm.key, T0 + 11) == []  # owed once
+
+
+def test_reordered_raise_of_a_later_occurrence_after_its_clear_does_not_stay_active() -> None:
+    """Raise 0, clear 10, then the clear of 40 before the raise of 20: that raise (a second
+    occurrence) is cleared by the clear that came first (it stayed active for ever). A clear older
+    than the raise that follows it cleared something earlier and is dropped."""
+    t = table()
+    t.apply(mk(t=0), T0)
+    t.apply(mk("cleared", t=10), T0 + 10)
+    t.apply(mk("cleared", t=40), T0 + 40)
+    changes = t.apply(mk(t=20), T0 + 41)
+    assert kinds(changes) == ["raised", "late_clear"]
+    assert kinds(t.late_clear(changes[1].alarm.key, T0 + 41)) == ["cleared"]
+    rec = changes[0].alarm
+    assert (rec.active, rec.occurrence, rec.cleared_time) == (False, 2, T0 + 40)
+    t.apply(mk("cleared", t=50), T0 + 50)  # an orphan again, older than the next raise
+    assert kinds(t.apply(mk(t=60), T0 + 60)) == ["raised"]
+    assert rec.active
 
 
 def test_stale_raise_older_than_the_last_clear_is_ignored() -> None:

@@ -40,7 +40,12 @@ from engine.core.settings import AlarmSettings, Effect, EffectRule
 from engine.model.messages import SEVERITY_RANK, Alarm, PlainAlarm
 from engine.model.twins import twin_built
 
-ChangeKind = Literal["raised", "repeated", "severity", "cleared", "flapping", "unflapped", "forgotten"]
+# ``late_clear``: the raise just applied is older than a clear that arrived before it (an orphan
+# clear): whoever applies the changes applies ``AlarmTable.late_clear`` after the raise's own, so the
+# raise is seen raised (its health, its correlation, its incident) before it is cleared
+ChangeKind = Literal[
+    "raised", "repeated", "severity", "cleared", "flapping", "unflapped", "forgotten", "late_clear"
+]
 
 
 @lru_cache(maxsize=256)
@@ -126,6 +131,10 @@ class ActiveAlarm:
     transitions: deque[float] = field(default_factory=deque)
     last_transition: float = 0.0
     threshold_info: dict[str, Any] | None = None  # X.733 threshold info of the latest raise (JSON-ready)
+    # incidents rooted at this occurrence that have opened so far (``AlarmTable.count_incident``): an
+    # occurrence whose incident was merged away and came back on its own (its absorber resolved
+    # first) roots a second one, which needs an id of its own
+    incidents: int = 0
 
     @property
     def occurrence_id(self) -> str:
@@ -294,9 +303,8 @@ class AlarmTable:
             self._alarms[key] = rec
             self.counters.raised += 1
             changes = [self._changes_of(rec)[0]]
-            orphan = self._orphan_clears.pop(key, None)
-            if orphan is not None and t <= orphan[0]:
-                changes.extend(self._clear(key, orphan[0], now))  # (the clear's own event time)
+            if self._orphan_clears and self._owes_clear(key, t):
+                changes.append(AlarmChange("late_clear", rec))
             return changes
         if rec.flapping:
             return self._absorb(rec, t, now, raised=True)
@@ -330,12 +338,43 @@ class AlarmTable:
         rec.threshold_info = _threshold(alarm)
         rec.first_seen = rec.last_seen = t
         rec.count = 1
+        rec.incidents = 0
         rec.active = rec.raw_active = True
         rec.cleared_time = rec.cleared_at = None
         self.counters.raised += 1
+        changes = [self._changes_of(rec)[0]]
         if self._transition(rec, now):
-            return [self._changes_of(rec)[0], *self._start_flapping(rec, now)]
-        return [self._changes_of(rec)[0]]
+            changes.extend(self._start_flapping(rec, now))
+        if self._orphan_clears and self._owes_clear(key, t):
+            changes.append(AlarmChange("late_clear", rec))
+        return changes
+
+    def _owes_clear(self, key: str, t: float) -> bool:
+        """Whether a clear of ``key`` that arrived before this raise (event time ``t``) clears it: one
+        no older than the raise (kept for ``late_clear``); an older one cleared an earlier raise
+        and is dropped."""
+        orphan = self._orphan_clears.get(key)
+        if orphan is None:
+            return False
+        if t <= orphan[0]:
+            return True
+        del self._orphan_clears[key]
+        return False
+
+    def count_incident(self, key: str) -> None:
+        """An incident rooted at ``key``'s occurrence opened (``ActiveAlarm.incidents``: the incident
+        book gives every later one an id of its own)."""
+        rec = self._alarms.get(key)
+        if rec is not None:
+            rec.incidents += 1
+
+    def late_clear(self, key: str, now: float) -> list[AlarmChange]:
+        """Apply the clear a ``late_clear`` change announced (its own event time), once the raise's
+        changes have been applied: a clear delivered before its raise clears that raise."""
+        orphan = self._orphan_clears.pop(key, None)
+        if orphan is None:
+            return []
+        return self._clear(key, orphan[0], now)
 
     def _clear(self, key: str, t: float, now: float) -> list[AlarmChange]:
         """A clear of ``key`` with event time ``t`` (all a clear reads of its alarm)."""

@@ -159,7 +159,12 @@ class Assessor:
         _, seeds, only, top_rank = derived
         last = inc.assessment
         if not seeds and last.impact is not None:
-            return active  # nothing active carries an effect any more: keep the last assessment
+            # Nothing active carries an effect any more. While the root is cleared (the hold-down)
+            # the last assessment stays, as it was when the root cleared; a root still raised whose
+            # effect went (critical → warning) is assessed again: nothing is down or degraded now
+            root_alarm = self._alarm(inc.root)
+            if root_alarm is None or not root_alarm.active:
+                return active
         # their own levels count then: element health leaves them out
         own = with_service_levels(self._own, self._service_health, only) if only is not None else self._own
         if only is None and self._live is not None:

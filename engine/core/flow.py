@@ -118,6 +118,11 @@ class Flow:
             self._incidents.changed(alarm)
         elif change.kind == "forgotten":
             self._forget(alarm)
+        elif change.kind == "late_clear":  # a clear delivered before this raise: now, after it
+            records: list[IncidentRecord] = []
+            for later in self._alarms.late_clear(alarm.key, now):
+                records.extend(self._on_change(later, now))
+            return records
         return []
 
     def _forget(self, alarm: ActiveAlarm) -> None:

@@ -321,9 +321,13 @@ class Incident:
         return self.muted.rule or None if self.muted is not None else None
 
 
-def incident_id(root_key: str, first_seen: float) -> str:
-    """Stable across replays and restarts: derived from the root identity and its first event time."""
-    digest = hashlib.blake2b(f"{root_key}|{first_seen:.3f}".encode(), digest_size=8).hexdigest()
+def incident_id(root_key: str, first_seen: float, again: int = 0) -> str:
+    """Stable across replays and restarts: derived from the root identity and its first event time,
+    and for the ``again``-th later incident rooted at the same occurrence (one merged into another
+    that came back on its own when that one resolved), that count too: a new incident, a new id,
+    never a second version 1 of an id receivers have seen resolved."""
+    text = f"{root_key}|{first_seen:.3f}" if not again else f"{root_key}|{first_seen:.3f}|{again}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
     return f"inc-{digest}"
 
 

@@ -85,12 +85,16 @@ class IncidentBook:
         sla_milestones: Sequence[float] = (),
         quarantine: Quarantine | None = None,
         live_health: LiveHealth | None = None,
+        count_incident: Callable[[str], None] | None = None,
     ) -> None:
         # An incident whose step raises is quarantined alone (``engine.core.containment``); the others go on.
         self._quarantine = quarantine if quarantine is not None else Quarantine()
         self._quarantined = self._quarantine.held  # its truth: anything quarantined (no method call)
         self._settings = settings
         self._alarm = alarm
+        # ``count_incident(key)``: an incident rooted at ``key``'s occurrence opened
+        # (``AlarmTable.count_incident``; none: every incident is taken for its occurrence's first)
+        self._count_incident = count_incident
         self._graph = MergeGraph()
         self._incident_of = self._graph.incident_of
         # ``incident_of(key)``: the incident ``key`` is a member of, None if none (the graph's own
@@ -289,7 +293,9 @@ class IncidentBook:
         if inc is not None:
             self._touch(inc)
         elif alarm.active and alarm.effect != "none" and self._graph.suppression(alarm.key) is None:
-            self._new_incident(alarm.key, alarm.last_seen)
+            # (an alarm that became a fault by a change of severity: the fault starts with the raise
+            # that changed it, not with the occurrence's first, effect-less one)
+            self._new_incident(alarm.key, alarm.last_seen, fault_start=alarm.last_seen)
 
     def cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
@@ -516,6 +522,8 @@ class IncidentBook:
         else:
             lifecycle.fire(inc, Event.SETTLED_CLEARED, now)
         self.opened += 1
+        if self._count_incident is not None:
+            self._count_incident(inc.root)
         record = self._emit(inc, "opened", now)
         self._schedule(inc)
         return record
@@ -526,16 +534,19 @@ class IncidentBook:
         self._schedule(inc)
 
     # -- internals -----------------------------------------------------------------------------
-    def _new_incident(self, key: str, now: float) -> Incident:
+    def _new_incident(self, key: str, now: float, *, fault_start: float | None = None) -> Incident:
         alarm = self._alarm(key)
         first_seen = alarm.first_seen if alarm is not None else now
+        # the incidents of this occurrence that opened before (one merged away, then resolved with
+        # its absorber): a new incident, a new id (a pending one that never opened was never seen)
+        again = alarm.incidents if alarm is not None else 0
         # A cleared root that still explains late symptoms: its hold-down runs from its creation.
         cleared = alarm is None or not alarm.active
         inc = Incident(
-            id=incident_id(key, first_seen),
+            id=incident_id(key, first_seen, again),
             root=key,
             created=now,
-            fault_start=first_seen,
+            fault_start=first_seen if fault_start is None else fault_start,
             clear_since=now if cleared else None,
         )
         self._graph.add(inc)

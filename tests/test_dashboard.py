@@ -25,6 +25,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from bench.scenarios import alarm, clear
 from engine.adapters.dashboard import Dashboard, trends, views
 from engine.adapters.dashboard import app as app_module
 from engine.adapters.dashboard import index as index_module
@@ -42,6 +43,7 @@ from engine.rules.schema import load_rulesets
 from engine.service.config import HttpSettings, load_core_settings
 from engine.service.metrics import Metrics
 from engine.tools.replay import Replayer
+from tests.harness import run
 
 ROOT = Path(__file__).resolve().parents[1]
 DASH = ROOT / "engine" / "adapters" / "dashboard"
@@ -728,6 +730,27 @@ async def test_incident_list_and_detail_render_with_strict_headers() -> None:
             assert "Content-Security-Policy" not in r.headers
 
 
+async def test_a_resolved_incidents_page_is_frozen_at_its_resolution() -> None:
+    """A resolved incident stops counting: "open for" is from its opening to its resolution (no
+    live counter), the SLA breach line says how many customers were breached (no countdown to a
+    deadline the frozen facts no longer give), and the page says when and how it resolved."""
+    core = RecordCore(fiber_cut_records())
+    (cut,) = [r for r in core.records.values() if r["root_cause"]["ne_id"] == "agg-3"]
+    assert cut["event"] == "resolved"
+    open_for = parse_time(cut["time"]) - parse_time(cut["opened_at"])
+    async with serve(core) as http, http.get(f"/ui/incidents/{cut['incident_id']}") as r:
+        detail = await r.text()
+    opened = re.search(r"<dt>Opened</dt><dd>(.*?)</dd>", detail, re.S)
+    assert opened is not None
+    assert "data-since" not in opened.group(1)
+    assert f"open for {duration(open_for)}" in opened.group(1)
+    assert re.search(r"<dt>Resolved</dt><dd>.*?· cleared</dd>", detail, re.S)
+    breached = cut["sla"]["customers_breached"]
+    assert breached > 0
+    assert f"{breached} customer(s) breached" in detail
+    assert "data-deadline" not in detail
+
+
 async def test_filters_pages_and_bad_filters_over_http() -> None:
     core = RecordCore(
         [synthetic(n, priority=1 + n % 3, region="north" if n % 2 else "south") for n in range(130)]
@@ -920,8 +943,46 @@ def test_timeline_says_what_changed_each_version() -> None:
         "51 alarms (50 suppressed)",
     ]
     assert steps[2].changes == ["acknowledged by ann: on it"]
-    assert steps[3].changes == ["every alarm cleared (after the hold-down)"]
+    assert steps[3].changes == ["resolved (its root cleared, after the hold-down)"]  # (an old summary)
     assert steps[1].time == 1767225660
+
+
+def test_timeline_says_why_versions_came_from_the_records_own_facts() -> None:
+    """A symptom that flaps under a fiber cut makes versions: the timeline says the symptoms'
+    count and the flapping (it said "SLA milestone" for them, guessing from the time to breach);
+    a resolved version says how it resolved: merged (into which incident), or its root cleared with
+    the symptoms still active that re-surface (it said "every alarm cleared" of both)."""
+    lines = [alarm("agg-3", "lossOfSignal", 0, "critical")]
+    lines += [alarm(f"olt-{i:03d}", "linkDown", 1, "major") for i in range(1, 4)]
+    for k in range(8):  # olt-003 bounces: cleared and raised again every 10 s
+        lines += [clear("olt-003", "linkDown", 40 + 20 * k)]
+        lines += [alarm("olt-003", "linkDown", 50 + 20 * k, "major")]
+    lines += [clear("agg-3", "lossOfSignal", 600), clear("olt-001", "linkDown", 600)]
+    r = run(lines)
+    (cut,) = {rec["incident_id"] for rec in r.records if rec["root_cause"]["ne_id"] == "agg-3"}
+    history = [version_summary(rec) for rec in r.records if rec["incident_id"] == cut]
+    said = [change for step in views.timeline(history) for change in step.changes]
+    assert "2 of 3 symptom(s) active" in said
+    assert "1 alarm flapping" in said
+    assert not any(change.startswith("SLA") for change in said)
+    assert said[-1] == (
+        "its root cleared; resolved after the hold-down;"
+        " 2 symptoms still active, each re-surfacing on its own"
+    )
+    merged = run(
+        [
+            alarm("olt-002", "linkDown", 0, "critical"),
+            alarm("agg-3", "lossOfSignal", 30, "critical"),
+            clear("agg-3", "lossOfSignal", 200),
+            clear("olt-002", "linkDown", 300),
+        ]
+    )
+    first = merged.records[0]
+    assert first["root_cause"]["ne_id"] == "olt-002"
+    mine = [version_summary(rec) for rec in merged.records if rec["incident_id"] == first["incident_id"]]
+    into = mine[-1]["merged_into"]
+    assert into is not None
+    assert views.timeline(mine)[-1].changes[-1] == f"merged into {into}: a later root explains its root"
 
 
 def test_timeline_of_an_incident_stored_before_its_versions_were_summarised() -> None:
@@ -946,7 +1007,7 @@ def test_timeline_of_an_incident_stored_before_its_versions_were_summarised() ->
     assert steps[0].time == parse_time(latest["opened_at"])
     assert steps[1].changes[0] == "versions 2–3 not recorded (stored before per-version history was kept)"
     assert steps[1].changes[1].startswith("P1 outage, score ")
-    assert steps[1].changes[-1] == "every alarm cleared (after the hold-down)"
+    assert steps[1].changes[-1] == "its root cleared; resolved after the hold-down"
     none = known_history([], latest)
     assert [(h["version"], h["event"], h["recorded"]) for h in none] == [
         (1, "opened", False),

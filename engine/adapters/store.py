@@ -1049,6 +1049,14 @@ def version_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "acknowledged": {"by": ack.get("by"), "note": ack.get("note")} if ack else None,
         "breached": sla.get("customers_breached") if sla else None,
         "seconds_to_breach": sla.get("seconds_to_breach") if sla else None,
+        # what a timeline needs to say why a version came (absent from summaries kept before)
+        "root_active": (record.get("root_cause") or {}).get("active"),
+        "symptoms_active": sum(
+            1 for s in record.get("suppressed") or () if isinstance(s, Mapping) and s.get("state") == "active"
+        ),
+        "flapping": len(record.get("flapping") or ()),
+        "resolution": record.get("resolution"),
+        "merged_into": record.get("merged_into"),
     }
 
 

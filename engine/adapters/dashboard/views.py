@@ -338,6 +338,25 @@ def _facts_known(h: Mapping[str, Any]) -> bool:
     return h.get("priority") is not None
 
 
+def _known_both(h: Mapping[str, Any], before: Mapping[str, Any], key: str) -> bool:
+    return h.get(key) is not None and before.get(key) is not None
+
+
+def _resolved_words(h: Mapping[str, Any]) -> str:
+    """Why a resolved version came: merged into another incident, or its root cleared (and the
+    hold-down elapsed), with the symptoms still active, which re-surface on their own."""
+    if h.get("resolution") == "merged":
+        into = h.get("merged_into")
+        return f"merged into {into}: a later root explains its root" if into else "merged into another one"
+    if h.get("resolution") is None and h.get("symptoms_active") is None:  # a summary kept before
+        return "resolved (its root cleared, after the hold-down)"
+    words = "its root cleared; resolved after the hold-down"
+    active = h.get("symptoms_active") or 0
+    if active:
+        words += f"; {_plural(active, 'symptom')} still active, each re-surfacing on its own"
+    return words
+
+
 def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
     """Each version of an incident (``Store.incident_history`` summaries, completed by
     ``known_history``) with what changed since the one before it, in words: opened → updated … →
@@ -366,7 +385,7 @@ def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
             if before is not None and ack:
                 changes.append(f"acknowledged by {ack.get('by')}")
             if before is not None and h.get("event") == "resolved":
-                changes.append("every alarm cleared (after the hold-down)")
+                changes.append(_resolved_words(h))
         else:
             if h.get("priority") != before.get("priority"):
                 changes.append(f"priority P{before.get('priority')} → P{h.get('priority')}")
@@ -392,13 +411,31 @@ def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
                 changes.append(
                     f"acknowledged by {ack.get('by')}" + (f": {ack['note']}" if ack.get("note") else "")
                 )
+            # (summaries kept before these were recorded have none of them: nothing said)
+            if (
+                h.get("event") != "resolved"
+                and _known_both(h, before, "root_active")
+                and h["root_active"] != before["root_active"]
+            ):
+                changes.append("root alarm raised again" if h["root_active"] else "root alarm cleared")
+            active = h.get("symptoms_active")
+            if _known_both(h, before, "symptoms_active") and active != before["symptoms_active"]:
+                changes.append(f"{h['symptoms_active']} of {h.get('suppressed') or 0} symptom(s) active")
+            if _known_both(h, before, "flapping") and h["flapping"] != before["flapping"]:
+                changes.append(
+                    f"{_plural(h['flapping'], 'alarm')} flapping" if h["flapping"] else "no alarm flapping"
+                )
             if h.get("breached") != before.get("breached") and h.get("breached"):
                 changes.append(f"SLA: {_plural(h.get('breached'), 'customer')} in breach")
-            elif h.get("seconds_to_breach") != before.get("seconds_to_breach") and not changes:
+            elif (
+                h.get("seconds_to_breach") != before.get("seconds_to_breach")
+                and not changes
+                and h.get("event") != "resolved"
+            ):
                 left = h.get("seconds_to_breach")
-                changes.append("SLA milestone" + (f": {round(left / 60)} min to breach" if left else ""))
+                changes.append("SLA re-assessed" + (f": {round(left / 60)} min to breach" if left else ""))
             if h.get("event") == "resolved":
-                changes.append("every alarm cleared (after the hold-down)")
+                changes.append(_resolved_words(h))
             if not changes:
                 changes.append("re-assessed, nothing shown here changed")
         if h.get("recorded") is False and _facts_known(h):

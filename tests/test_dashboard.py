@@ -25,7 +25,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from bench.scenarios import alarm, clear
+from bench.scenarios import T0, alarm, clear
 from engine.adapters.dashboard import Dashboard, trends, views
 from engine.adapters.dashboard import app as app_module
 from engine.adapters.dashboard import index as index_module
@@ -42,7 +42,7 @@ from engine.model.topology import load_topology
 from engine.rules.schema import load_rulesets
 from engine.service.config import HttpSettings, load_core_settings
 from engine.service.metrics import Metrics
-from engine.tools.replay import Replayer
+from engine.tools.replay import Replayer, event_time
 from tests.harness import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -749,6 +749,51 @@ async def test_a_resolved_incidents_page_is_frozen_at_its_resolution() -> None:
     assert breached > 0
     assert f"{breached} customer(s) breached" in detail
     assert "data-deadline" not in detail
+
+
+async def test_an_incident_whose_root_cleared_shows_clearing_until_it_resolves() -> None:
+    """The root cleared and the hold-down runs: no record says so (the last one shows the root
+    raised), so the list and the page ask the core: a clearing tag, when it resolves unless raised
+    again, when the root cleared, and no SLA countdown (no downtime is counted any more). It read
+    as a live outage counting down to a breach for the whole hold-down."""
+    topology = load_topology(ROOT / "examples" / "topology.yaml")
+    pipeline = Pipeline(topology, load_rulesets(None), load_core_settings(None))
+    core = PipelineCore(pipeline)
+    t0 = T0
+    for line in [
+        alarm("agg-3", "lossOfSignal", 0, "critical"),
+        alarm("olt-001", "linkDown", 2, "major"),
+        clear("agg-3", "lossOfSignal", 100),
+    ]:
+        t = event_time(line)
+        assert t is not None
+        for rec in pipeline.advance_to(t).records:  # the timers due before it (the opening at 30 s)
+            core.put(rec.to_wire())
+        for rec in pipeline.feed(line["topic"], orjson.dumps(line["payload"]), t).records:
+            core.put(rec.to_wire())
+    for rec in pipeline.advance_to(t0 + 120).records:
+        core.put(rec.to_wire())
+    (cut,) = [r for r in core.records.values() if r["root_cause"]["ne_id"] == "agg-3"]
+    assert cut["event"] != "resolved"
+    assert cut["root_cause"]["active"]  # what the last record says
+    hold_down = pipeline.settings.incidents.hold_down
+    async with serve(core) as http:
+        async with http.get(f"/ui/incidents/{cut['incident_id']}") as r:
+            detail = await r.text()
+        async with http.get("/ui/") as r:
+            listing = await r.text()
+    assert '<span class="clearing">Clearing</span>' in detail
+    assert "The root alarm cleared at" in detail
+    resolves = format_time(t0 + 100 + hold_down).replace(".000Z", "Z")
+    assert f'the incident resolves at <time datetime="{resolves}"' in detail
+    assert "— (root cleared)" in detail
+    assert ">clearing</span>" in listing
+    for rec in pipeline.advance_to(t0 + 100 + hold_down + 1).records:
+        core.put(rec.to_wire())
+    async with serve(core) as http, http.get(f"/ui/incidents/{cut['incident_id']}") as r:
+        detail = await r.text()
+    assert "Clearing" not in detail
+    assert '<span class="resolved">Resolved</span>' in detail
 
 
 async def test_filters_pages_and_bad_filters_over_http() -> None:

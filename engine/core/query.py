@@ -96,6 +96,7 @@ class IncidentSummary:
     impact: Impact | None
     priority: int | None
     score: float | None
+    clear_since: float | None = None  # when its root cleared (``clearing``: resolves a hold-down later)
 
     @property
     def open(self) -> bool:
@@ -142,6 +143,7 @@ def _summary(inc: Incident) -> IncidentSummary:
         impact=inc.impact,
         priority=p.priority if p is not None else None,
         score=p.score if p is not None else None,
+        clear_since=inc.clear_since,
     )
 
 
@@ -221,6 +223,17 @@ class CoreQuery:
                 key = (inc.state, p.priority)
                 counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def clearing(self) -> dict[str, float]:
+        """The incidents whose root has cleared and that wait out the hold-down (phase
+        ``clearing``): id -> when they resolve unless the root is raised again. Their published
+        records, made before the clear, still show the root raised (no record marks the clear)."""
+        hold_down = self._p.settings.incidents.hold_down
+        return {
+            inc.id: inc.clear_since + hold_down
+            for inc in self._p.incidents.incidents()
+            if inc.phase == "clearing" and inc.clear_since is not None
+        }
 
     def incident_of(self, key: str) -> IncidentSummary | None:
         """The incident the alarm ``key`` belongs to now, if any."""

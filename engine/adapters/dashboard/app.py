@@ -437,7 +437,9 @@ class Dashboard:
         for chosen, menu in ((filters.region, regions), (filters.service, services)):
             if chosen is not None and chosen not in menu:
                 menu.append(chosen)
+        query = self._core.query
         return {
+            "clearing": query.clearing() if query is not None else {},
             "filters": filters,
             "page": views.select(rows, filters),
             "counts": views.priority_counts(rows, filters),
@@ -467,7 +469,19 @@ class Dashboard:
             if isinstance(core, HistorySource)
             else None
         )
+        # the root cleared and the hold-down runs: the published records (made before) say nothing
+        # of it, the core does
+        query = core.query
+        resolves_at = None
+        root_cleared = None
+        if query is not None and record.get("event") != "resolved":
+            resolves_at = query.clearing().get(incident_id)
+            root = query.alarm(str((record.get("root_cause") or {}).get("alarm_id") or ""))
+            if resolves_at is not None and root is not None:
+                root_cleared = root.cleared_time
         return {
+            "resolves_at": resolves_at,
+            "root_cleared": root_cleared,
             "steps": steps,
             "rec": record,
             "row": views.row_of(record),

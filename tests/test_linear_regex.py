@@ -58,20 +58,22 @@ def test_ordinary_patterns_mean_what_they_meant_with_python_re(pattern: str, tex
 
 
 def test_answers_kept_by_text_are_the_engines_own_and_bounded() -> None:
-    """A pattern keeps its answers by text (values such as an element's id repeat): asked again,
-    after its table has been emptied for being full, and for a text too long to keep, it answers as
-    RE2 and ``re`` do; the table never holds more than its bound, nor a long text."""
+    """A ruleset's condition keeps its answers by text (values such as an element's id repeat):
+    asked again, after its table has been emptied for being full, and for a text too long to keep,
+    it answers as RE2 and ``re`` do; the table never holds more than its bound, nor a long text; the
+    API's matchers (``search``, ``fullmatch``) keep nothing."""
     rx = LinearRegex("^olt-[0-9]*7$")
     texts = [f"olt-{i}" for i in range(3 * _ANSWERS)] + ["olt-7" + "0" * _ANSWER_TEXT + "7"]
     for _ in range(2):  # the second pass: answers kept, and the ones asked again after a refill
         for text in texts:
-            expected = re.search("^olt-[0-9]*7$", text) is not None
-            assert rx.search(text) is expected, text
-            assert rx.fullmatch(text) is (re.fullmatch("^olt-[0-9]*7$", text) is not None), text
+            assert rx.search_kept(text) is (re.search("^olt-[0-9]*7$", text) is not None), text
             assert len(rx._searched) <= _ANSWERS
-            assert len(rx._full) <= _ANSWERS
     assert all(len(text) <= _ANSWER_TEXT for text in rx._searched)
     assert texts[-2] in rx._searched  # kept at all: the table is no pass-through
+    other = LinearRegex("^olt-")
+    assert other.search("olt-1")
+    assert other.fullmatch("olt-1x") is False
+    assert other._searched == {}
 
 
 @pytest.mark.parametrize(

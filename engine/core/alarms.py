@@ -131,10 +131,6 @@ class ActiveAlarm:
     transitions: deque[float] = field(default_factory=deque)
     last_transition: float = 0.0
     threshold_info: dict[str, Any] | None = None  # X.733 threshold info of the latest raise (JSON-ready)
-    # incidents rooted at this occurrence that have opened so far (``AlarmTable.count_incident``): an
-    # occurrence whose incident was merged away and came back on its own (its absorber resolved
-    # first) roots a second one, which needs an id of its own
-    incidents: int = 0
 
     @property
     def occurrence_id(self) -> str:
@@ -338,7 +334,6 @@ class AlarmTable:
         rec.threshold_info = _threshold(alarm)
         rec.first_seen = rec.last_seen = t
         rec.count = 1
-        rec.incidents = 0
         rec.active = rec.raw_active = True
         rec.cleared_time = rec.cleared_at = None
         self.counters.raised += 1
@@ -360,13 +355,6 @@ class AlarmTable:
             return True
         del self._orphan_clears[key]
         return False
-
-    def count_incident(self, key: str) -> None:
-        """An incident rooted at ``key``'s occurrence opened (``ActiveAlarm.incidents``: the incident
-        book gives every later one an id of its own)."""
-        rec = self._alarms.get(key)
-        if rec is not None:
-            rec.incidents += 1
 
     def late_clear(self, key: str, now: float) -> list[AlarmChange]:
         """Apply the clear a ``late_clear`` change announced (its own event time), once the raise's

@@ -71,9 +71,21 @@ class Flow:
         changes = self._alarms.apply(alarm, now)
         if len(changes) == 1:  # the usual message: its one change's records as they are
             return self._on_change(changes[0], now)
+        return self._on_changes(changes, now)
+
+    def _on_changes(self, changes: list[AlarmChange], now: float) -> list[IncidentRecord]:
+        """Several changes of one message, in order. A ``late_clear`` (always the last) is applied
+        even when a change before it fails inside the core (the message is then contained as a
+        poison): the clear the table holds for it would otherwise wait for ever, its alarm active."""
         records: list[IncidentRecord] = []
-        for change in changes:
-            records.extend(self._on_change(change, now))
+        try:
+            for change in changes:
+                if change.kind != "late_clear":
+                    records.extend(self._on_change(change, now))
+        finally:
+            for change in changes:
+                if change.kind == "late_clear":
+                    records.extend(self._on_change(change, now))
         return records
 
     def sample(self, fact: Fact, now: float) -> list[IncidentRecord]:
@@ -92,10 +104,7 @@ class Flow:
 
     def _apply_synthetic(self, syn: Synthetic, now: float) -> list[IncidentRecord]:
         """An alarm a rule raised or cleared (storm, escalation, KPI breach) goes the normal way."""
-        records: list[IncidentRecord] = []
-        for change in self._alarms.apply(syn.alarm, now, effect=syn.effect):
-            records.extend(self._on_change(change, now))
-        return records
+        return self._on_changes(self._alarms.apply(syn.alarm, now, effect=syn.effect), now)
 
     def _on_change(self, change: AlarmChange, now: float) -> list[IncidentRecord]:
         alarm = change.alarm
@@ -112,7 +121,7 @@ class Flow:
             # Facts carry severity and effect: re-assert them; new pairs may form (minor → critical).
             if change.previous_effect != alarm.effect:
                 self._update_health(alarm.ne_id, now)
-            self._incidents.changed(alarm)
+            self._incidents.changed(alarm, became_fault=change.previous_effect == "none")
             return self._correlate(alarm, now)
         if change.kind in ("flapping", "unflapped"):
             self._incidents.changed(alarm)
@@ -192,16 +201,20 @@ class Flow:
         return records
 
     def _resurface(self, released: list[str], now: float) -> list[IncidentRecord]:
-        """Alarms whose incident went away: facts go; those still active are correlated again, as of now."""
+        """Alarms whose incident went away: facts go; those still active are correlated again, as of
+        now (an incident one of them roots is named after the one that went: ``IncidentBook``)."""
         records: list[IncidentRecord] = []
-        for key in released:
-            records.extend(self._observe(Released(key), now))
-        for key in released:
-            alarm = self._alarms.get(key)
-            if alarm is None:
-                self._correlator.drop_parts(key)  # forgotten while its incident lasted
-            elif alarm.active:
-                records.extend(self._correlate(alarm, now, t=now))
+        try:
+            for key in released:
+                records.extend(self._observe(Released(key), now))
+            for key in released:
+                alarm = self._alarms.get(key)
+                if alarm is None:
+                    self._correlator.drop_parts(key)  # forgotten while its incident lasted
+                elif alarm.active:
+                    records.extend(self._correlate(alarm, now, t=now))
+        finally:  # (even when a part fails: nothing of a release outlives the step)
+            self._incidents.resurfaced(released)
         return records
 
     # -- time ----------------------------------------------------------------------------------

@@ -66,9 +66,10 @@ class RootCause:
     threshold_info: Mapping[str, Any] | None = None
     raised_at: float | None = None  # event time of the root's first raise while the incident lasts
     cleared_at: float | None = None  # event time of its clear, while the element says it is clear
-    # ``to_wire`` as JSON (an ``orjson.Fragment``), made the first time a record's line needs it:
-    # the record builder hands an incident's records the same root cause while it does not change
-    _json: Any = field(default=None, init=False, repr=False, compare=False)
+    # ``to_wire`` as JSON, made the first time a record's line needs it: the record builder hands an
+    # incident's records the same root cause while it does not change (bytes, not the
+    # ``orjson.Fragment``: copies and pickles of a root cause carry it)
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     # the dataclass's ``__init__`` written out, compiled by mypyc (``twin_built``): the one place a
     # frozen field is assigned
@@ -102,12 +103,13 @@ class RootCause:
         self._json = None  # type: ignore[misc]
 
     def json_fragment(self) -> Any:
-        """``orjson.Fragment(orjson.dumps(self.to_wire()))``, made once (the root cause is frozen)."""
+        """``orjson.Fragment(orjson.dumps(self.to_wire()))``, its JSON made once (the root cause is
+        frozen)."""
         made = self._json
         if made is None:
-            made = _Fragment(_dumps(self.to_wire()))
+            made = _dumps(self.to_wire())
             object.__setattr__(self, "_json", made)
-        return made
+        return _Fragment(made)
 
     def to_wire(self) -> dict[str, Any]:
         raised, cleared = self.raised_at, self.cleared_at

@@ -321,12 +321,12 @@ class Incident:
         return self.muted.rule or None if self.muted is not None else None
 
 
-def incident_id(root_key: str, first_seen: float, again: int = 0) -> str:
+def incident_id(root_key: str, first_seen: float, after: str | None = None) -> str:
     """Stable across replays and restarts: derived from the root identity and its first event time,
-    and for the ``again``-th later incident rooted at the same occurrence (one merged into another
-    that came back on its own when that one resolved), that count too: a new incident, a new id,
-    never a second version 1 of an id receivers have seen resolved."""
-    text = f"{root_key}|{first_seen:.3f}" if not again else f"{root_key}|{first_seen:.3f}|{again}"
+    and for an incident rooted at an alarm that the end of another incident released (its own
+    incident merged into that one, or a symptom of it), that incident's id too (``after``): a new
+    incident, a new id, never a second version 1 of an id receivers have seen resolved."""
+    text = f"{root_key}|{first_seen:.3f}" if after is None else f"{root_key}|{first_seen:.3f}|{after}"
     digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
     return f"inc-{digest}"
 

@@ -85,16 +85,16 @@ class IncidentBook:
         sla_milestones: Sequence[float] = (),
         quarantine: Quarantine | None = None,
         live_health: LiveHealth | None = None,
-        count_incident: Callable[[str], None] | None = None,
     ) -> None:
         # An incident whose step raises is quarantined alone (``engine.core.containment``); the others go on.
         self._quarantine = quarantine if quarantine is not None else Quarantine()
         self._quarantined = self._quarantine.held  # its truth: anything quarantined (no method call)
         self._settings = settings
         self._alarm = alarm
-        # ``count_incident(key)``: an incident rooted at ``key``'s occurrence opened
-        # (``AlarmTable.count_incident``; none: every incident is taken for its occurrence's first)
-        self._count_incident = count_incident
+        # alarm key -> the incident whose end released it, from its release until the flow has
+        # correlated it again (``resurfaced``), within one step: an incident it roots then is named
+        # after that one too (``_new_incident``)
+        self._released_from: dict[str, str] = {}
         self._graph = MergeGraph()
         self._incident_of = self._graph.incident_of
         # ``incident_of(key)``: the incident ``key`` is a member of, None if none (the graph's own
@@ -285,17 +285,18 @@ class IncidentBook:
             return []
         self.discarded += 1
         lifecycle.fire(inc, Event.DISCARDED, now)
-        return [m for m in self._dissolve(inc) if m != key]
+        return self._release(inc, [m for m in self._dissolve(inc) if m != key])
 
-    def changed(self, alarm: ActiveAlarm) -> None:
-        """Severity, effect or flapping changed: the incident is recomputed at the next flush."""
+    def changed(self, alarm: ActiveAlarm, *, became_fault: bool = False) -> None:
+        """Severity, effect or flapping changed: the incident is recomputed at the next flush.
+        ``became_fault``: the alarm had no effect before this change (a warning raised again as
+        critical): an incident made of it starts its fault with the raise that changed it."""
         inc = self._incident_of(alarm.key)
         if inc is not None:
             self._touch(inc)
         elif alarm.active and alarm.effect != "none" and self._graph.suppression(alarm.key) is None:
-            # (an alarm that became a fault by a change of severity: the fault starts with the raise
-            # that changed it, not with the occurrence's first, effect-less one)
-            self._new_incident(alarm.key, alarm.last_seen, fault_start=alarm.last_seen)
+            start = alarm.last_seen if became_fault else None
+            self._new_incident(alarm.key, alarm.last_seen, fault_start=start)
 
     def cleared(self, alarm: ActiveAlarm, now: float) -> None:
         """Call before the element's own health forgets the alarm, so the assessment can be frozen."""
@@ -444,7 +445,7 @@ class IncidentBook:
             if inc.maintenance is not None and inc.clear_since is not None:
                 self.discarded += 1  # raised and cleared inside the maintenance window
                 lifecycle.fire(inc, Event.DISCARDED, now)
-                released.extend(m for m in self._dissolve(inc) if m != inc.root)
+                released.extend(self._release(inc, [m for m in self._dissolve(inc) if m != inc.root]))
                 return False
             records.append(self._open(inc, now))
         elif inc.phase == "clearing":
@@ -452,7 +453,7 @@ class IncidentBook:
             if self.on_resolved is not None:
                 self.on_resolved(inc, records[-1])
             lifecycle.fire(inc, Event.HOLD_DOWN_ELAPSED, now)
-            released.extend(self._dissolve(inc))
+            released.extend(self._release(inc, self._dissolve(inc)))
             self.resolved += 1
             return False
         else:
@@ -522,8 +523,6 @@ class IncidentBook:
         else:
             lifecycle.fire(inc, Event.SETTLED_CLEARED, now)
         self.opened += 1
-        if self._count_incident is not None:
-            self._count_incident(inc.root)
         record = self._emit(inc, "opened", now)
         self._schedule(inc)
         return record
@@ -537,13 +536,15 @@ class IncidentBook:
     def _new_incident(self, key: str, now: float, *, fault_start: float | None = None) -> Incident:
         alarm = self._alarm(key)
         first_seen = alarm.first_seen if alarm is not None else now
-        # the incidents of this occurrence that opened before (one merged away, then resolved with
-        # its absorber): a new incident, a new id (a pending one that never opened was never seen)
-        again = alarm.incidents if alarm is not None else 0
+        # an alarm released by the end of the incident it was in (its own merged into that one, or
+        # a symptom of it) roots a new incident: an id made with that incident's too, never the id
+        # of one merged away earlier (the same in every core that held the same incident: the
+        # cluster's partitions agree)
+        after = self._released_from.pop(key, None)
         # A cleared root that still explains late symptoms: its hold-down runs from its creation.
         cleared = alarm is None or not alarm.active
         inc = Incident(
-            id=incident_id(key, first_seen, again),
+            id=incident_id(key, first_seen, after),
             root=key,
             created=now,
             fault_start=first_seen if fault_start is None else fault_start,
@@ -604,6 +605,17 @@ class IncidentBook:
             if self.on_resolved is not None:  # its members and their suppressions are still whole
                 self.on_resolved(old, records[-1])
         return records
+
+    def _release(self, inc: Incident, keys: list[str]) -> list[str]:
+        """``keys`` leave ``inc`` (which ended) to be correlated again (``_released_from``)."""
+        for key in keys:
+            self._released_from[key] = inc.id
+        return keys
+
+    def resurfaced(self, keys: Iterable[str]) -> None:
+        """The flow has correlated the released ``keys`` again: their release is over."""
+        for key in keys:
+            self._released_from.pop(key, None)
 
     def _dissolve(self, inc: Incident) -> list[str]:
         self._assessor.rewatch(inc, None)

@@ -130,7 +130,6 @@ class Pipeline:
             sla_milestones=sla_milestones(self.settings.quality.sla.urgency),
             quarantine=self.quarantine,
             live_health=self.health.live,
-            count_incident=self.alarms.count_incident,
         )
         # the join makes no pair for an alarm the book already explains (it would be ignored)
         self.correlator.explained = self.incidents.explained

@@ -32,12 +32,14 @@ __all__ = ["MAX_MEM", "LinearRegex", "RegexRefused", "linear_regex"]
 
 MAX_MEM: Final = 8 << 20  # RE2's default bound on a compiled pattern's memory (program and DFA cache)
 _CACHED: Final = 256  # patterns kept compiled by ``linear_regex`` (Python's ``re`` keeps 512)
-# Answers kept per pattern, by text: a ruleset's condition reads fields whose values repeat (an
-# element's id, its site, a probable cause), and RE2's wrapper costs about 3.4 µs a match against
-# 0.1 µs for a look-up. Only short texts are kept, and the table is emptied when full, so it holds at
-# most ``_ANSWERS`` entries of at most ``_ANSWER_TEXT`` characters per pattern and direction.
-_ANSWERS: Final = 4096
-_ANSWER_TEXT: Final = 256
+# Answers kept by text for a ruleset's conditions (``LinearRegex.search_kept``): they read fields
+# whose values repeat (an element's id, its site, a probable cause), and RE2's wrapper costs about
+# 1-3.4 µs a match against 0.07 µs for a look-up. Only short texts are kept, and the table is emptied
+# when full: at most ``_ANSWERS`` texts of at most ``_ANSWER_TEXT`` characters per pattern (about
+# 0.3 MB), and only the loaded rulesets' patterns keep any. Matchers from the API (filters,
+# silences, receivers), which any client can vary, are not kept.
+_ANSWERS: Final = 1024
+_ANSWER_TEXT: Final = 128
 
 # What RE2 says → what the user wrote, for a pattern Python's ``re`` accepts and RE2 refuses.
 _OPERATORS: Final = {
@@ -88,7 +90,7 @@ class LinearRegex:
 
     Raises ``RegexRefused`` when built from a pattern RE2 does not run."""
 
-    __slots__ = ("_full", "_re2", "_searched", "pattern")
+    __slots__ = ("_re2", "_searched", "pattern")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
@@ -96,38 +98,31 @@ class LinearRegex:
             self._re2: Any = re2.compile(_bytes(pattern), _options())
         except re2.error as exc:
             raise _refusal(pattern, exc) from None
-        self._searched: dict[str, bool] = {}  # answers by text (``_ANSWERS``)
-        self._full: dict[str, bool] = {}
+        self._searched: dict[str, bool] = {}  # ``search_kept``'s answers by text (``_ANSWERS``)
 
     def search(self, text: str) -> bool:
         """Whether the pattern matches somewhere in ``text`` (``re.search``)."""
+        return self._re2.search(_bytes(text)) is not None
+
+    def search_kept(self, text: str) -> bool:
+        """``search``, its answer kept by text (a ruleset's condition: values repeat; bounded)."""
         answers = self._searched
         answer = answers.get(text)
         if answer is None:
             answer = self._re2.search(_bytes(text)) is not None
-            _keep(answers, text, answer)
+            if len(text) <= _ANSWER_TEXT:
+                if len(answers) >= _ANSWERS:
+                    answers.clear()
+                answers[text] = answer
         return answer
 
     def fullmatch(self, text: str) -> bool:
         """Whether the pattern matches the whole of ``text`` (``re.fullmatch``; Alertmanager's
         ``^(?:…)$``: RE2's ``$`` is the end of the text, as Go's)."""
-        answers = self._full
-        answer = answers.get(text)
-        if answer is None:
-            answer = self._re2.fullmatch(_bytes(text)) is not None
-            _keep(answers, text, answer)
-        return answer
+        return self._re2.fullmatch(_bytes(text)) is not None
 
     def __repr__(self) -> str:
         return f"LinearRegex({self.pattern!r})"
-
-
-def _keep(answers: dict[str, bool], text: str, answer: bool) -> None:
-    """Keep a short text's answer; a full table is emptied first (bounded, no bookkeeping per hit)."""
-    if len(text) <= _ANSWER_TEXT:
-        if len(answers) >= _ANSWERS:
-            answers.clear()
-        answers[text] = answer
 
 
 @functools.lru_cache(maxsize=_CACHED)

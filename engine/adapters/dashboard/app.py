@@ -200,6 +200,7 @@ class Dashboard:
         self._wake = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._streams = 0  # open event streams
+        self._clearing_seen: set[str] = set()  # incidents the core said were clearing at the last poll
         self._has_streams = asyncio.Event()
         self._closing = False
         self._last_refresh = 0.0
@@ -294,6 +295,14 @@ class Dashboard:
                 self._last_refresh = time.monotonic()
                 if await self.index.poll():
                     self._announce()
+                # a root's clear (and the end of its hold-down) sends no record: the core says it
+                query = self._core.query
+                if query is not None:
+                    clearing = set(query.clearing())
+                    moved = sorted(clearing ^ self._clearing_seen)
+                    self._clearing_seen = clearing
+                    if moved and self.index.touch(moved):
+                        self._announce()
             except Exception:
                 log.exception("dashboard refresh failed")
             await asyncio.sleep(self._poll)

@@ -209,6 +209,11 @@ class IncidentIndex:
                 self.rows[iid] = row
         return changed
 
+    def touch(self, incident_ids: list[str]) -> bool:
+        """Incidents that changed without a record (their root cleared: ``clearing``): a new
+        revision naming them, so the live pages fetch them again."""
+        return self._changed(incident_ids)
+
     def _changed(self, changed: list[str]) -> bool:
         if not changed:
             return False

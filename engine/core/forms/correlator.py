@@ -740,5 +740,5 @@ class Correlator(BaseForm):
         for s in self._program.services & self._topology.services_through(alarm.ne_id):
             fact[service_property(s)] = "1"
         for n, (prop, rx) in enumerate(self._regexes):
-            fact[f"rx{n}"] = "1" if rx.search(str(fact.get(prop, ""))) else "0"
+            fact[f"rx{n}"] = "1" if rx.search_kept(str(fact.get(prop, ""))) else "0"
         return fact

@@ -97,7 +97,7 @@ async def test_a_degradation_nobody_alarmed_is_inferred_delivered_and_reported_i
             (opened,) = [rec for rec in rx.records if rec["event"] == "opened"]
             root = opened["root_cause"]
             assert (root["alarm_id"], root["ne_id"], opened["state"]) == (
-                "rule:inference:olt-7",
+                "rule:inference:olt-7:internet",
                 "olt-7",
                 "degraded",
             )

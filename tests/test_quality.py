@@ -117,7 +117,7 @@ def test_a_degradation_nobody_alarmed_is_located_on_the_element_its_paths_share(
     r = run(_paths(0, DEGRADED, HEALTHY), core=settings(quality={"element_alarms": "off"}))
     (opened,) = r.events("opened")
     root = opened["root_cause"]
-    assert root["alarm_id"] == "rule:inference:olt-7"
+    assert root["alarm_id"] == "rule:inference:olt-7:internet"
     assert root["probable_cause"] == "degradedServiceInferred"
     assert opened["state"] == "degraded"
     text = " ".join(opened["explanation"])
@@ -161,7 +161,7 @@ def test_paths_whose_samples_stopped_no_longer_count(stale: list[tuple[str, str]
     lines = _stale_then_degraded(stale)
     r = run(lines, core=core)
     (opened,) = r.events("opened")
-    assert (opened["root_cause"]["alarm_id"], at(opened)) == ("rule:inference:olt-7", 510.0)
+    assert (opened["root_cause"]["alarm_id"], at(opened)) == ("rule:inference:olt-7:internet", 510.0)
     assert (
         "no alarm explains 4 degraded service path(s); 4 of them cross olt-7, and 0 healthy one(s) do "
         "(confidence 1.00)"
@@ -221,7 +221,7 @@ def test_degraded_paths_an_alarm_explains_are_no_evidence_either_way(
         rec for rec in r.events("opened") if rec["root_cause"]["alarm_id"].startswith("rule:inference")
     ]
     (opened,) = inferred
-    assert (opened["root_cause"]["alarm_id"], at(opened)) == ("rule:inference:agg-3", 91.0)
+    assert (opened["root_cause"]["alarm_id"], at(opened)) == ("rule:inference:agg-3:internet", 91.0)
     assert (
         "no alarm explains 6 degraded service path(s); 6 of them cross agg-3, and 0 healthy one(s) do "
         "(confidence 1.00)"

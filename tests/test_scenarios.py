@@ -367,8 +367,12 @@ def test_an_inferred_degradation_is_one_incident_with_the_kqi_breaches_as_its_ev
     lines.sort(key=lambda line: (line["payload"]["time"], line["payload"]["probe_id"]))
     r = run(lines)
     (opened,) = r.events("opened")
-    assert opened["root_cause"]["alarm_id"] == "rule:inference:olt-010"
+    assert opened["root_cause"]["alarm_id"] == "rule:inference:olt-010:voip"
     assert opened["state"] == "degraded"
+    # only the voice paths were degraded: the inferred degradation is voip's there, not the
+    # element's every subscription (it claimed the internet customers behind olt-010 too)
+    assert opened["impact"]["services"] == {"voip": len(voip["olt-010"])}
+    assert opened["impact"]["customers"]["total"] == len(voip["olt-010"])
     assert [s["alarm_id"] for s in opened["suppressed"]] == ["rule:quality:olt-010:voip"]
     assert "service-quality/inferred-location" in opened["suppressed"][0]["reason"]
     (resolved,) = r.events("resolved")

@@ -493,7 +493,7 @@ def test_restore_with_service_quality_state_continues_byte_identically() -> None
     assert p.quality.evaluations >= 3
     p.close()
     assert any(b"rule:quality:sbc-1:voip" in r for r in whole)
-    assert any(b"rule:inference:olt-7" in r for r in whole)
+    assert any(b"rule:inference:olt-7:internet" in r for r in whole)
     assert any(b'"tier_breaching_first":"platinum"' in r for r in whole)
     for cut in range(0, len(lines) + 1, 4):
         assert _split_run(topo, lines, cut, core, rulesets) == whole, f"cut at {cut}"

@@ -120,6 +120,8 @@ class ServiceQuality:
         }
         self._accesses = {g.access for g in self._groups}
         self.last_inference: Inference | None = None
+        # the service types of the degraded paths the last inference located (one alarm each)
+        self.last_inferred_services: tuple[str, ...] = ()
         self.inferred = 0
         self.evaluations = 0
 
@@ -244,8 +246,9 @@ class ServiceQuality:
         self._mos_floors(paths, now)
         inference = self._infer(paths, set(alarmed))
         if inference is not None and inference.element is not None:
-            syn = self._inferred_alarm(inference, now)
-            wanted[syn.alarm.alarm_id or ""] = syn
+            for service in self.last_inferred_services:
+                syn = self._inferred_alarm(inference, service, now)
+                wanted[syn.alarm.alarm_id or ""] = syn
         for aid, syn in sorted(wanted.items()):
             held = self._raised.get(aid)
             if held is None or held.severity != syn.alarm.severity:
@@ -299,11 +302,14 @@ class ServiceQuality:
             emit, rule=QUALITY, scope=f"{ne}:{service}", ne_id=ne, t=now, text=text, threshold_info=info
         )
 
-    def _inferred_alarm(self, inf: Inference, now: float) -> Synthetic:
+    def _inferred_alarm(self, inf: Inference, service: str, now: float) -> Synthetic:
+        """The degradation located at ``inf.element``, for one service type whose degraded paths
+        cross it: its impact is that service's subscriptions there, not the element's every one."""
         assert inf.element is not None
         text = (
             f"no alarm explains {inf.degraded_paths} degraded service path(s); {inf.covered} of them cross "
-            f"{inf.element}, and {inf.healthy_through} healthy one(s) do (confidence {inf.confidence:.2f})"
+            f"{inf.element}, and {inf.healthy_through} healthy one(s) do (confidence {inf.confidence:.2f});"
+            f" {service} degraded there"
         )
         emit = Emit(
             probable_cause=INFERRED,
@@ -312,7 +318,9 @@ class ServiceQuality:
             specific_problem="inferred",
             effect="degraded",
         )
-        return raise_alarm(emit, rule=INFERENCE, scope=inf.element, ne_id=inf.element, t=now, text=text)
+        return raise_alarm(
+            emit, rule=INFERENCE, scope=f"{inf.element}:{service}", ne_id=inf.element, t=now, text=text
+        )
 
     def _mos_floors(self, paths: Mapping[str, list[KqiState]], now: float) -> None:
         """A customer's voice MOS (its voice path's KQI) below its tier's floor is an SLA breach; the
@@ -355,6 +363,7 @@ class ServiceQuality:
     def _infer(self, states: Mapping[str, list[KqiState]], alarmed: set[str]) -> Inference | None:
         inf_settings = self.settings.inference
         self.last_inference = None  # the evidence of this evaluation only
+        self.last_inferred_services = ()
         if not inf_settings.enabled or not self._paths:
             return None
         paths: dict[str, frozenset[str]] = {}
@@ -383,6 +392,10 @@ class ServiceQuality:
         if inf.element is None or inf.confidence < inf_settings.min_confidence:
             return None
         self.inferred += 1
+        element = inf.element
+        self.last_inferred_services = tuple(
+            sorted({self._paths[p][1] for p in unexplained if element in paths[p]})
+        )
         return inf
 
     # -- SLAs ----------------------------------------------------------------------------------

@@ -41,13 +41,20 @@ def raised_by(key: str) -> str | None:
 
 def service_scope(key: str) -> str | None:
     """The service type a synthetic alarm is about, for the engine's per-service KQI alarms
-    (``rule:quality:<element>:<service>``); None for every other alarm (it concerns the element)."""
+    (``rule:quality:<element>:<service>``) and inferred degradations
+    (``rule:inference:<element>:<service>``); None for every other alarm (it concerns the element,
+    as an inferred degradation raised before they were per service, ``rule:inference:<element>``)."""
     if not key.startswith("rule:"):  # an alarm from the network (asked for each alarm at each
         return None  # health update and re-assessment): ``raised_by`` would say None
-    if raised_by(key) != QUALITY:
-        return None
-    _, _, rest = key.partition(f"rule:{QUALITY}:")
-    return rest.rpartition(":")[2] or None
+    source = raised_by(key)
+    if source == QUALITY:
+        _, _, rest = key.partition(f"rule:{QUALITY}:")
+        return rest.rpartition(":")[2] or None
+    if source == INFERENCE:
+        _, _, rest = key.partition(f"rule:{INFERENCE}:")
+        _, sep, service = rest.rpartition(":")
+        return service if sep and service else None
+    return None
 
 
 def raise_alarm(

@@ -102,14 +102,14 @@ class RootCause:
         self.cleared_at = cleared_at  # type: ignore[misc]
         self._json = None  # type: ignore[misc]
 
-    def json_fragment(self) -> Any:
-        """``orjson.Fragment(orjson.dumps(self.to_wire()))``, its JSON made once (the root cause is
-        frozen)."""
+    def json(self) -> bytes:
+        """``orjson.dumps(self.to_wire())``, made once (the root cause is frozen), as
+        ``SuppressedAlarm.json``."""
         made = self._json
         if made is None:
             made = _dumps(self.to_wire())
             object.__setattr__(self, "_json", made)
-        return _Fragment(made)
+        return made
 
     def to_wire(self) -> dict[str, Any]:
         raised, cleared = self.raised_at, self.cleared_at
@@ -304,7 +304,7 @@ class IncidentRecord:
         impact, breakdown, sla = self.impact, self.priority_breakdown, self.sla
         ack, alarms, suppressed = self.acknowledged, self.alarms, self.suppressed
         rec = self._wire_with(
-            root_cause=self.root_cause.json_fragment(),
+            root_cause=_Fragment(self.root_cause.json()),
             impact=_fragment(impact, _impact_json) if impact is not None else _EMPTY_IMPACT,
             # (a record made elsewhere may hold lists: those are written as they are now)
             alarms=_fragment(alarms, _dumps) if type(alarms) is tuple else alarms,
@@ -382,7 +382,7 @@ _EMPTY_IMPACT = orjson.Fragment(orjson.dumps(_empty_impact()))
 # The parts are frozen or tuples (impact, members, suppressed entries), and the record builder hands
 # the same objects to every record of an incident while they do not change (on 24V most records
 # repeat most parts of the one before). Bounded: cleared when full. (The root cause keeps its own
-# JSON, ``RootCause.json_fragment``, for as long as its incident holds it. The impact's JSON kept
+# JSON, ``RootCause.json``, for as long as its incident holds it. The impact's JSON kept
 # on the impact the same way made 65 % fewer of them on 24V ×8, but the impacts live on in the
 # health's cache, 4,096 of them replaced one by one, and their JSON pinned memory: resident memory
 # after 1M events 108 → 128 MiB, over goal 2's 1.5× of that after 100k. Not kept.)

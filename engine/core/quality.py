@@ -120,8 +120,6 @@ class ServiceQuality:
         }
         self._accesses = {g.access for g in self._groups}
         self.last_inference: Inference | None = None
-        # the service types of the degraded paths the last inference located (one alarm each)
-        self.last_inferred_services: tuple[str, ...] = ()
         self.inferred = 0
         self.evaluations = 0
 
@@ -244,9 +242,10 @@ class ServiceQuality:
                     wanted[syn.alarm.alarm_id or ""] = syn
         paths = self.path_states(now)
         self._mos_floors(paths, now)
-        inference = self._infer(paths, set(alarmed))
-        if inference is not None and inference.element is not None:
-            for service in self.last_inferred_services:
+        located = self._infer(paths, set(alarmed))
+        if located is not None:
+            inference, services = located
+            for service in services:
                 syn = self._inferred_alarm(inference, service, now)
                 wanted[syn.alarm.alarm_id or ""] = syn
         for aid, syn in sorted(wanted.items()):
@@ -360,10 +359,13 @@ class ServiceQuality:
         the last evaluation: a path whose samples have all expired is dropped then)."""
         return dict(self._paths)
 
-    def _infer(self, states: Mapping[str, list[KqiState]], alarmed: set[str]) -> Inference | None:
+    def _infer(
+        self, states: Mapping[str, list[KqiState]], alarmed: set[str]
+    ) -> tuple[Inference, tuple[str, ...]] | None:
+        """The located degradation and the service types of its degraded paths that cross the
+        element (one alarm each), or None."""
         inf_settings = self.settings.inference
         self.last_inference = None  # the evidence of this evaluation only
-        self.last_inferred_services = ()
         if not inf_settings.enabled or not self._paths:
             return None
         paths: dict[str, frozenset[str]] = {}
@@ -393,10 +395,7 @@ class ServiceQuality:
             return None
         self.inferred += 1
         element = inf.element
-        self.last_inferred_services = tuple(
-            sorted({self._paths[p][1] for p in unexplained if element in paths[p]})
-        )
-        return inf
+        return inf, tuple(sorted({self._paths[p][1] for p in unexplained if element in paths[p]}))
 
     # -- SLAs ----------------------------------------------------------------------------------
     @property

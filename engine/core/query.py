@@ -96,7 +96,6 @@ class IncidentSummary:
     impact: Impact | None
     priority: int | None
     score: float | None
-    clear_since: float | None = None  # when its root cleared (``clearing``: resolves a hold-down later)
 
     @property
     def open(self) -> bool:
@@ -143,7 +142,6 @@ def _summary(inc: Incident) -> IncidentSummary:
         impact=inc.impact,
         priority=p.priority if p is not None else None,
         score=p.score if p is not None else None,
-        clear_since=inc.clear_since,
     )
 
 

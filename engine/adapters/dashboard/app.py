@@ -485,9 +485,9 @@ class Dashboard:
         root_cleared = None
         if query is not None and record.get("event") != "resolved":
             resolves_at = query.clearing().get(incident_id)
-            root = query.alarm(str((record.get("root_cause") or {}).get("alarm_id") or ""))
-            if resolves_at is not None and root is not None:
-                root_cleared = root.cleared_time
+            if resolves_at is not None:
+                root = query.alarm(str((record.get("root_cause") or {}).get("alarm_id") or ""))
+                root_cleared = root.cleared_time if root is not None else None
         return {
             "resolves_at": resolves_at,
             "root_cleared": root_cleared,

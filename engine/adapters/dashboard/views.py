@@ -420,7 +420,7 @@ def timeline(history: Iterable[Mapping[str, Any]]) -> list[Step]:
                 changes.append("root alarm raised again" if h["root_active"] else "root alarm cleared")
             active = h.get("symptoms_active")
             if _known_both(h, before, "symptoms_active") and active != before["symptoms_active"]:
-                changes.append(f"{h['symptoms_active']} of {h.get('suppressed') or 0} symptom(s) active")
+                changes.append(f"{active} of {h.get('suppressed') or 0} symptom(s) active")
             if _known_both(h, before, "flapping") and h["flapping"] != before["flapping"]:
                 changes.append(
                     f"{_plural(h['flapping'], 'alarm')} flapping" if h["flapping"] else "no alarm flapping"

@@ -130,6 +130,14 @@ class NatsCluster:
             while True:
                 try:
                     await js.account_info()
+                    if self.size > 1:
+                        # a meta leader answers before every peer can hold a replica: a stream of
+                        # ``size`` replicas was refused now and then ("no suitable peers for
+                        # placement"), so ready means such a stream can be made
+                        await js.add_stream(
+                            name="TEST_READY", subjects=["test.ready"], num_replicas=self.size
+                        )
+                        await js.delete_stream("TEST_READY")
                     return
                 except (APIError, TimeoutError, nats.errors.Error) as exc:
                     if time.monotonic() > deadline:
